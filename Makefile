@@ -1,0 +1,79 @@
+# vultus — a plain GNU Makefile. `make` builds build/vultus; `make test` sets up the machine
+# (Debian packages, model pack), builds and runs every test; `make check` runs the tests
+# built with AddressSanitizer and UBSan. See README.md.
+
+CC ?= cc
+CXX ?= c++
+BUILD ?= build
+PKGS := jansson sqlite3 libturbojpeg spng libwebp libmicrohttpd
+# Warnings are errors in CI (CI=true) and with WERROR=1.
+WERROR ?= $(if $(CI),1,0)
+
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+OPT ?= -O2
+CFLAGS_BASE := -std=c17 -D_GNU_SOURCE $(OPT) -g -Wall -Wextra -Wshadow -Wstrict-prototypes \
+	-Wno-unused-parameter -fno-strict-aliasing -pthread -Isrc $(PKG_CFLAGS)
+ifeq ($(WERROR),1)
+CFLAGS_BASE += -Werror
+endif
+CFLAGS += $(CFLAGS_BASE) $(EXTRA_CFLAGS)
+LDLIBS += $(PKG_LIBS) -lXNNPACK -lpthreadpool -lcpuinfo -lm -pthread
+
+LIB_SRC := $(shell find src -name '*.c' ! -path src/main.c | sort)
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+TEST_SRC := $(shell find tests -name 'test_*.c' 2>/dev/null | sort)
+TEST_BIN := $(TEST_SRC:%.c=$(BUILD)/%)
+FUZZ_SRC := $(shell find tests/fuzz -name 'fuzz_*.c' 2>/dev/null | sort)
+
+.PHONY: all test check bench bench-nn run fuzz clean setup models format
+all: $(BUILD)/vultus
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/libvultus.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/vultus: $(BUILD)/obj/src/main.o $(BUILD)/libvultus.a
+	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS)
+
+# Each tests/<module>/test_*.c is its own program (cmocka), linked with the library.
+$(BUILD)/tests/%: tests/%.c $(BUILD)/libvultus.a $(wildcard tests/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests -o $@ $< $(BUILD)/libvultus.a $(LDFLAGS) $(LDLIBS) -lcmocka
+
+tests: $(TEST_BIN)
+
+setup:
+	@tools/bootstrap
+	@tools/fetch-models
+
+test: setup
+	@$(MAKE) --no-print-directory all tests
+	@tools/run-tests $(BUILD) $(TEST_BIN)
+
+# AddressSanitizer + UBSan build of the library and tests, in its own build folder.
+check: setup
+	@$(MAKE) --no-print-directory BUILD=build/asan OPT=-O1 \
+		EXTRA_CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" \
+		LDFLAGS="-fsanitize=address,undefined" all tests
+	@ASAN_OPTIONS=detect_leaks=1 VULTUS_SANITIZED=1 tools/run-tests build/asan \
+		$(TEST_SRC:%.c=build/asan/%)
+
+run: setup all
+	$(BUILD)/vultus serve --models models --data data
+
+models:
+	@tools/fetch-models
+
+format:
+	clang-format -i $(shell find src tests bench -name '*.[ch]')
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(LIB_OBJ:.o=.d) $(BUILD)/obj/src/main.d

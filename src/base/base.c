@@ -1,0 +1,142 @@
+#include "base.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+int base_log_level = BASE_LOG_INFO;
+
+static _Thread_local char error_message[512];
+
+const char *base_strerror(int code)
+{
+    switch (code) {
+    case BASE_OK: return "ok";
+    case BASE_ERR_NOMEM: return "out of memory";
+    case BASE_ERR_IO: return "input/output error";
+    case BASE_ERR_FORMAT: return "malformed input";
+    case BASE_ERR_UNSUPPORTED: return "unsupported";
+    case BASE_ERR_LIMIT: return "limit exceeded";
+    case BASE_ERR_INVALID: return "invalid argument";
+    case BASE_ERR_NOT_FOUND: return "not found";
+    case BASE_ERR_BACKEND: return "backend failure";
+    case BASE_ERR_EXISTS: return "already exists";
+    default: return "unknown error";
+    }
+}
+
+int base_error_set(int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(error_message, sizeof error_message, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+const char *base_error_message(void) { return error_message; }
+
+void base_error_clear(void) { error_message[0] = '\0'; }
+
+void base_log_write(int level, const char *file, int line, const char *fmt, ...)
+{
+    static const char *names[] = {"debug", "info", "warn", "error"};
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    const char *base = strrchr(file, '/');
+    /* One fprintf per line keeps lines from different threads whole. */
+    fprintf(stderr, "vultus %s %s:%d: %s\n", names[level < 0 ? 0 : level > 3 ? 3 : level],
+            base ? base + 1 : file, line, msg);
+}
+
+_Noreturn void base_assert_fail(const char *cond, const char *file, int line)
+{
+    fprintf(stderr, "vultus: assertion failed: %s (%s:%d)\n", cond, file, line);
+    abort();
+}
+
+uint64_t base_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+int base_file_read(const char *path, size_t max_bytes, char **data, size_t *len)
+{
+    *data = NULL;
+    *len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return base_error_set(BASE_ERR_IO, "%s: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        fclose(f);
+        return base_error_set(BASE_ERR_IO, "%s: not a regular file", path);
+    }
+    if ((uint64_t)st.st_size > max_bytes) {
+        fclose(f);
+        return base_error_set(BASE_ERR_LIMIT, "%s: %lld bytes, more than the limit of %zu", path,
+                              (long long)st.st_size, max_bytes);
+    }
+    size_t n = (size_t)st.st_size;
+    char *buf = malloc(n + 1);
+    if (!buf) {
+        fclose(f);
+        return base_error_set(BASE_ERR_NOMEM, "%s: cannot allocate %zu bytes", path, n + 1);
+    }
+    size_t got = fread(buf, 1, n, f);
+    int err = ferror(f);
+    fclose(f);
+    if (got != n || err) {
+        free(buf);
+        return base_error_set(BASE_ERR_IO, "%s: short read (%zu of %zu bytes)", path, got, n);
+    }
+    buf[n] = '\0';
+    *data = buf;
+    *len = n;
+    return 0;
+}
+
+void *base_aligned_alloc(size_t alignment, size_t size)
+{
+    void *p = NULL;
+    if (size == 0) size = alignment;
+    if (posix_memalign(&p, alignment, size) != 0) return NULL;
+    return p;
+}
+
+void base_aligned_free(void *p) { free(p); }
+
+float base_f16_to_f32(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+    uint32_t exp = (h >> 10) & 0x1f;
+    uint32_t mant = h & 0x3ff;
+    uint32_t bits;
+    if (exp == 0) {
+        if (mant == 0) {
+            bits = sign;
+        } else { /* subnormal half: normalise */
+            exp = 127 - 15 + 1;
+            while (!(mant & 0x400)) {
+                mant <<= 1;
+                exp--;
+            }
+            mant &= 0x3ff;
+            bits = sign | (exp << 23) | (mant << 13);
+        }
+    } else if (exp == 0x1f) {
+        bits = sign | 0x7f800000u | (mant << 13);
+    } else {
+        bits = sign | ((exp + 127 - 15) << 23) | (mant << 13);
+    }
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
