@@ -225,6 +225,11 @@ int nn_graph_add_const(nn_graph *g, const char *name, nn_dtype dtype, const nn_s
  * base_error_set() naming the node and the shapes. */
 int nn_graph_add_node(nn_graph *g, const nn_node *proto);
 
+/* For NN_OP_RESHAPE and NN_OP_SLICE, whose output shape is not implied by their params: adds
+ * the node with output shape `shape` (dim[0] NN_BATCH), checking that the element counts agree.
+ * Other ops are passed on to nn_graph_add_node(). */
+int nn_graph_add_node_shaped(nn_graph *g, const nn_node *proto, const nn_shape *shape);
+
 /* Marks tensor `t` as a graph output. */
 int nn_graph_mark_output(nn_graph *g, int t);
 
