@@ -415,6 +415,27 @@ static int import_matmul(importer *im, tf_node *n, int fused)
     return add(im, n, &p);
 }
 
+/* Constant folding: a node whose inputs are all constants is computed now, with the reference
+ * backend, and becomes a constant itself. */
+static int fold_constant(importer *im, tf_node *n, const nn_node *proto)
+{
+    nn_shape s;
+    int rc = nn_infer_shape(im->g, proto, &s);
+    if (rc) return rc;
+    int64_t count = nn_shape_numel(&s, 1);
+    float *data = base_aligned_alloc(64, (size_t)count * sizeof *data + 64);
+    if (!data) return base_error_set(BASE_ERR_NOMEM, "node %s: folding", n->name);
+    nn_view in[NN_MAX_NODE_INPUTS], out = {s, data};
+    for (int i = 0; i < proto->n_inputs; i++) {
+        in[i].shape = im->g->tensors[proto->inputs[i]].shape;
+        in[i].data = im->g->tensors[proto->inputs[i]].data;
+    }
+    rc = nn_ref_run(im->g, proto, in, &out);
+    if (!rc) rc = nn_graph_add_const(im->g, n->name, NN_DTYPE_F32, &s, data);
+    base_aligned_free(data);
+    return set_tensor(n, rc);
+}
+
 static int import_binary(importer *im, tf_node *n, nn_binary_kind kind)
 {
     int a = input_tensor(im, n, 0);
@@ -423,9 +444,8 @@ static int import_binary(importer *im, tf_node *n, nn_binary_kind kind)
     if (b < 0) return b;
     nn_node p = {.op = NN_OP_BINARY, .n_inputs = 2, .inputs = {a, b}};
     p.p.binary.kind = kind;
-    /* Every computed tensor carries the batch; arithmetic on two constants would not. */
-    if (nn_tensor_is_const(im->g, a) && nn_tensor_is_const(im->g, b))
-        return base_error_set(BASE_ERR_UNSUPPORTED, "node %s: %s of two constants", n->name, n->op);
+    p.name = (char *)n->name;
+    if (nn_tensor_is_const(im->g, a) && nn_tensor_is_const(im->g, b)) return fold_constant(im, n, &p);
     return add(im, n, &p);
 }
 
@@ -435,6 +455,8 @@ static int import_unary(importer *im, tf_node *n, nn_unary_kind kind, float lo, 
     if (x < 0) return x;
     nn_node p = {.op = NN_OP_UNARY, .n_inputs = 1, .inputs = {x}};
     p.p.unary = (nn_unary_params){kind, lo, hi, alpha};
+    p.name = (char *)n->name;
+    if (nn_tensor_is_const(im->g, x)) return fold_constant(im, n, &p);
     return add(im, n, &p);
 }
 
