@@ -19,7 +19,7 @@ ifeq ($(WERROR),1)
 CFLAGS_BASE += -Werror
 endif
 CFLAGS += $(CFLAGS_BASE) $(EXTRA_CFLAGS)
-LDLIBS += $(PKG_LIBS) -lXNNPACK -lpthreadpool -lcpuinfo -lm -pthread
+LDLIBS += $(PKG_LIBS) -lXNNPACK -lpthreadpool -lm -pthread
 
 LIB_SRC := $(shell find src -name '*.c' ! -path src/main.c | sort)
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)

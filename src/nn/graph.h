@@ -156,7 +156,7 @@ typedef struct nn_slice_params {
     /* Resolved TensorFlow strided slice over the input's dims (masks already applied):
      * output dim i takes begin[i], begin[i]+stride[i], ... for size[i] elements. The output
      * tensor's shape may drop (shrink) or add size-1 dims; elements are in the same order.
-     * Axis 0 (batch) is never sliced: begin[0] = 0, stride[0] = 1, size[0] = N. */
+     * Axis 0 (batch) is never sliced: begin[0] = 0, stride[0] = 1, size[0] = NN_BATCH. */
     int rank;
     int64_t begin[NN_MAX_DIMS], stride[NN_MAX_DIMS], size[NN_MAX_DIMS];
 } nn_slice_params;

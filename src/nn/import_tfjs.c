@@ -718,7 +718,6 @@ static int import_strided_slice(importer *im, tf_node *n)
     p.p.slice.rank = xs->rank;
     for (int i = 0; i < xs->rank; i++)
         p.p.slice.begin[i] = sp.begin[i], p.p.slice.stride[i] = sp.stride[i], p.p.slice.size[i] = sp.size[i];
-    p.p.slice.size[0] = 1; /* per batch item; the batch itself is never sliced */
     nn_shape s = {sp.out_rank, {0}};
     for (int i = 0; i < sp.out_rank; i++) s.dim[i] = sp.out_dims[i];
     if (s.rank < 1 || s.dim[0] != NN_BATCH)

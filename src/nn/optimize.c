@@ -23,13 +23,21 @@
 
 typedef struct opt {
     nn_graph *g;
-    int *readers; /* per tensor: number of node inputs reading it, +1 per graph output use */
+    int *readers; /* per tensor: number of node inputs reading it, +1000 per graph output use */
+    int cap_readers;
     char *dead;   /* per node */
 } opt;
 
-static void count_readers(opt *o)
+/* Rewrites add constants, so the table grows with the graph. */
+static int count_readers(opt *o)
 {
     nn_graph *g = o->g;
+    if (g->n_tensors > o->cap_readers) {
+        int *r = realloc(o->readers, (size_t)g->n_tensors * 2 * sizeof *r);
+        if (!r) return base_error_set(BASE_ERR_NOMEM, "optimise");
+        o->readers = r;
+        o->cap_readers = g->n_tensors * 2;
+    }
     memset(o->readers, 0, (size_t)g->n_tensors * sizeof *o->readers);
     for (int i = 0; i < g->n_nodes; i++) {
         if (o->dead[i]) continue;
@@ -37,6 +45,7 @@ static void count_readers(opt *o)
             if (g->nodes[i].inputs[k] >= 0) o->readers[g->nodes[i].inputs[k]]++;
     }
     for (int k = 0; k < g->n_outputs; k++) o->readers[g->outputs[k]] += 1000;
+    return 0;
 }
 
 /* The single live node reading tensor t, or -1. */
@@ -336,25 +345,22 @@ static void compact(opt *o)
 
 int nn_graph_optimize(nn_graph *g)
 {
-    opt o = {g, NULL, NULL};
+    opt o = {g, NULL, 0, NULL};
     int rc = 0;
     for (int round = 0; round < 16; round++) {
-        free(o.readers);
         free(o.dead);
-        o.readers = calloc((size_t)g->n_tensors + 1, sizeof *o.readers);
         o.dead = calloc((size_t)g->n_nodes + 1, 1);
-        if (!o.readers || !o.dead) {
+        if (!o.dead || count_readers(&o)) {
             rc = base_error_set(BASE_ERR_NOMEM, "optimise");
             break;
         }
         int changed = 0;
-        count_readers(&o);
         for (int i = 0; i < g->n_nodes && !rc; i++) {
             if (o.dead[i]) continue;
             int before = changed;
             rc = fold_abs_prelu(&o, i, &changed);
             if (!rc && changed == before) rc = drop_identity(&o, i, &changed);
-            if (changed != before) count_readers(&o);
+            if (changed != before) rc = count_readers(&o);
         }
         for (int i = 0; i < g->n_nodes && !rc; i++) {
             if (o.dead[i]) continue;
@@ -363,9 +369,9 @@ int nn_graph_optimize(nn_graph *g)
             do {
                 before = changed;
                 rc = fold_affine(&o, i, &changed);
-                if (!rc) count_readers(&o);
+                if (!rc) rc = count_readers(&o);
                 if (!rc) rc = fold_activation(&o, i, &changed);
-                if (!rc) count_readers(&o);
+                if (!rc) rc = count_readers(&o);
             } while (!rc && changed != before);
         }
         compact(&o);
