@@ -1,0 +1,42 @@
+/*
+ * cli — the commands of the `vultus` program. src/main.c dispatches `vultus COMMAND ...` to
+ * one entry point per command.
+ *
+ * Every entry point receives the arguments from the command name on (argv[0] is "nn",
+ * "bench", ...) and returns the process exit status: 0 on success, 1 when the work failed,
+ * 2 on a usage error (the usage text then goes to stderr). Results go to stdout, diagnostics
+ * to stderr. Entry points are called once, from the main thread.
+ */
+#ifndef VULTUS_CLI_H
+#define VULTUS_CLI_H
+
+#include <stdint.h>
+
+enum { CLI_EXIT_OK = 0, CLI_EXIT_FAILURE = 1, CLI_EXIT_USAGE = 2 };
+
+/* vultus nn info [--json] MODEL.json... */
+int cli_nn_main(int argc, char **argv);
+/* vultus bench nn [options] [MODEL...] | vultus bench peak */
+int cli_bench_main(int argc, char **argv);
+
+/*
+ * Parses a comma-separated list of integers in [min, max] ("1,8") into out (capacity cap).
+ * Returns the count, or -1 when the text is malformed, out of range or too long.
+ */
+int cli_parse_int_list(const char *text, int min, int max, int *out, int cap);
+
+/*
+ * Fills data[0..n) with the pseudo-random uniform [0,1) sequence the peer benchmarks use
+ * (../shared/anchors/ort-time.mjs and bench/nn/tfjs-time.mjs), continuing from *state
+ * (start with CLI_BENCH_SEED), so every engine times the same input.
+ */
+#define CLI_BENCH_SEED 937u
+void cli_bench_fill(float *data, int64_t n, uint32_t *state);
+
+/*
+ * FP32 peak of one core: runs an FMA loop on the widest vector unit this CPU has (AVX-512,
+ * else AVX2+FMA, else scalar) and returns GFLOP/s; *isa names the kernel used.
+ */
+double cli_peak_gflops(const char **isa);
+
+#endif
