@@ -70,6 +70,13 @@ run: setup all
 models:
 	@tools/fetch-models
 
+# The engine against TF.js-WASM and ONNX Runtime in the same run (JSON lines + a table in
+# $(BUILD)/bench-nn.{jsonl,txt}); BENCH_NN_ARGS="--quick" or model names for a shorter run.
+bench-nn: setup all
+	@BUILD=$(BUILD) bench/nn/run $(BENCH_NN_ARGS)
+
+bench: bench-nn
+
 format:
 	clang-format -i $(shell find src tests bench -name '*.[ch]')
 
