@@ -378,6 +378,7 @@ static int import_conv(importer *im, tf_node *n, int depthwise, int fused)
     int bias = -1, slope = -1;
     if (fused && (rc = fused_activation(im, n, 2, &p, &c->act, &bias, &slope))) return rc;
     p.inputs[0] = x, p.inputs[1] = w, p.inputs[2] = bias, p.inputs[3] = slope;
+    p.n_inputs = slope >= 0 ? 4 : 3;
     return add(im, n, &p);
 }
 
@@ -412,6 +413,7 @@ static int import_matmul(importer *im, tf_node *n, int fused)
     int bias = -1, slope = -1, rc;
     if (fused && (rc = fused_activation(im, n, 2, &p, &p.p.fc.act, &bias, &slope))) return rc;
     p.inputs[0] = x, p.inputs[1] = w, p.inputs[2] = bias, p.inputs[3] = slope;
+    p.n_inputs = slope >= 0 ? 4 : 3;
     return add(im, n, &p);
 }
 

@@ -64,7 +64,7 @@ typedef struct nn_model_stats {
     int64_t macs;        /* multiply-adds per batch element */
     int n_nodes;         /* after optimisation */
     int n_nodes_imported;
-    int op_counts[32];   /* by internal op kind, names from nn_model_op_name() */
+    int op_counts[48];   /* by internal op kind, names from nn_model_op_name() */
     int n_op_kinds;
     int n_xnnpack_nodes; /* nodes the AUTO backend runs with XNNPACK */
 } nn_model_stats;

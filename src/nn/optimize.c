@@ -236,11 +236,19 @@ static int fold_abs_prelu(opt *o, int i, int *changed)
         int pr = g->tensors[tr].producer, pm = g->tensors[tm].producer;
         if (pr < 0 || pm < 0 || o->dead[pr] || o->dead[pm]) continue;
         nn_node *relu = &g->nodes[pr], *mul = &g->nodes[pm];
-        if (relu->op != NN_OP_UNARY || relu->p.unary.kind != NN_UNARY_CLAMP || relu->p.unary.lo != 0.0f ||
-            !isinf(relu->p.unary.hi))
-            continue;
         if (mul->op != NN_OP_BINARY || mul->p.binary.kind != NN_BINARY_MUL || mul->p.binary.act.kind) continue;
-        int x = relu->inputs[0];
+        int x;
+        /* The TF.js converter sometimes fuses the Relu into the convolution that feeds the whole
+         * pattern: then x >= 0, x - |x| == 0, and the pattern is x itself. */
+        const nn_act *xact = node_act(relu);
+        int nonneg = xact && xact->kind == NN_ACT_CLAMP && xact->lo >= 0.0f;
+        if (relu->op == NN_OP_UNARY && relu->p.unary.kind == NN_UNARY_CLAMP && relu->p.unary.lo == 0.0f &&
+            isinf(relu->p.unary.hi))
+            x = relu->inputs[0];
+        else if (nonneg)
+            x = tr;
+        else
+            continue;
         int64_t C = g->tensors[x].shape.dim[g->tensors[x].shape.rank - 1];
         int ts = -1;
         const float *k = NULL;
@@ -260,6 +268,17 @@ static int fold_abs_prelu(opt *o, int i, int *changed)
         if (pabs < 0) continue;
         nn_node *ab = &g->nodes[pabs];
         if (ab->op != NN_OP_UNARY || ab->p.unary.kind != NN_UNARY_ABS || ab->inputs[0] != x) continue;
+        if (x == tr) {
+            /* Identity: readers of the sum read x; the pattern dies. */
+            if (o->readers[tm] != 1 || o->readers[ts] != 1 || o->readers[ab->output] != 1) continue;
+            add->op = NN_OP_UNARY;
+            add->p.unary = (nn_unary_params){NN_UNARY_IDENTITY, 0, 0, 0};
+            add->inputs[0] = x;
+            add->n_inputs = 1;
+            o->dead[pm] = o->dead[psub] = o->dead[pabs] = 1;
+            (*changed)++;
+            return 0;
+        }
         if (o->readers[tr] != 1 || o->readers[tm] != 1 || o->readers[ts] != 1 || o->readers[ab->output] != 1)
             continue;
         if (!nn_shape_equal(&g->tensors[add->output].shape, &g->tensors[x].shape)) continue;
