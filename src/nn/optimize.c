@@ -301,6 +301,30 @@ static int fold_abs_prelu(opt *o, int i, int *changed)
     return 0;
 }
 
+/* Zero padding of H and W in front of a convolution becomes the convolution's own padding
+ * (Keras ZeroPadding2D + VALID conv, as in the facemesh detector). */
+static int fold_pad(opt *o, int i, int *changed)
+{
+    nn_graph *g = o->g;
+    nn_node *n = &g->nodes[i];
+    if (n->op != NN_OP_PAD || n->p.pad.value != 0.0f) return 0;
+    const nn_shape *xs = &g->tensors[n->inputs[0]].shape;
+    if (xs->rank != 4 || n->p.pad.before[3] || n->p.pad.after[3] || nn_tensor_is_const(g, n->inputs[0])) return 0;
+    int r = sole_reader(o, n->output);
+    if (r < 0 || g->nodes[r].op != NN_OP_CONV2D || g->nodes[r].inputs[0] != n->output) return 0;
+    nn_conv_params *c = &g->nodes[r].p.conv;
+    if (n->p.pad.before[1] > 1024 || n->p.pad.after[1] > 1024 || n->p.pad.before[2] > 1024 || n->p.pad.after[2] > 1024)
+        return 0;
+    c->pad_top += (int)n->p.pad.before[1];
+    c->pad_bottom += (int)n->p.pad.after[1];
+    c->pad_left += (int)n->p.pad.before[2];
+    c->pad_right += (int)n->p.pad.after[2];
+    g->nodes[r].inputs[0] = n->inputs[0];
+    o->dead[i] = 1;
+    (*changed)++;
+    return 0;
+}
+
 /* Identities and same-shape reshapes: readers use the input directly. */
 static int drop_identity(opt *o, int i, int *changed)
 {
@@ -379,6 +403,7 @@ int nn_graph_optimize(nn_graph *g)
             int before = changed;
             rc = fold_abs_prelu(&o, i, &changed);
             if (!rc && changed == before) rc = drop_identity(&o, i, &changed);
+            if (!rc && changed == before) rc = fold_pad(&o, i, &changed);
             if (changed != before) rc = count_readers(&o);
         }
         for (int i = 0; i < g->n_nodes && !rc; i++) {
