@@ -19,32 +19,44 @@
 
 /* The face models of the default pack, in the order bench/nn/run reports them. */
 static const char *const default_models[] = {
-    "mobilefacenet", "faceres", "blazeface-back", "blazeface-front", "facemesh-detection-full",
-    "facemesh", "mobileface", "gear", "age", "gender", "emotion", "antispoof", "liveness",
+    "mobilefacenet",
+    "faceres",
+    "blazeface-back",
+    "blazeface-front",
+    "facemesh-detection-full",
+    "facemesh",
+    "mobileface",
+    "gear",
+    "age",
+    "gender",
+    "emotion",
+    "antispoof",
+    "liveness",
 };
 #define N_DEFAULT_MODELS (int)(sizeof default_models / sizeof default_models[0])
 
 static void bench_usage(FILE *out)
 {
-    fprintf(out,
-            "usage: vultus bench nn [options] [MODEL...]\n"
-            "       vultus bench peak\n"
-            "\n"
-            "bench nn: times each model and prints one JSON line per batch size and thread\n"
-            "count: {\"bench\":\"nn\",\"model\":...,\"engine\":\"vultus\",\"ms\":...}, where ms is\n"
-            "the median time of one call for the whole batch.\n"
-            "  --models DIR     where NAME.json models are (default models/human)\n"
-            "  --batch LIST     batch sizes, e.g. 1,8 (default 1)\n"
-            "  --threads LIST   intra-op thread counts, e.g. 1,2 (default 1)\n"
-            "  --runs N         timed runs (default 20)\n"
-            "  --warmup N       untimed runs first (default 5)\n"
-            "  --reference      use the plain-C reference backend only\n"
-            "MODEL is a name (DIR/NAME.json) or a path ending in .json; default: the %d face\n"
-            "models of the pack.\n"
-            "\n"
-            "bench peak: the FP32 peak of one core with an FMA loop, as\n"
-            "{\"bench\":\"nn-peak\",\"gflops\":...}.\n",
-            N_DEFAULT_MODELS);
+    fprintf(
+        out,
+        "usage: vultus bench nn [options] [MODEL...]\n"
+        "       vultus bench peak\n"
+        "\n"
+        "bench nn: times each model and prints one JSON line per batch size and thread\n"
+        "count: {\"bench\":\"nn\",\"model\":...,\"engine\":\"vultus\",\"ms\":...}, where ms is\n"
+        "the median time of one call for the whole batch.\n"
+        "  --models DIR     where NAME.json models are (default models/human)\n"
+        "  --batch LIST     batch sizes, e.g. 1,8 (default 1)\n"
+        "  --threads LIST   intra-op thread counts, e.g. 1,2 (default 1)\n"
+        "  --runs N         timed runs (default 20)\n"
+        "  --warmup N       untimed runs first (default 5)\n"
+        "  --reference      use the plain-C reference backend only\n"
+        "MODEL is a name (DIR/NAME.json) or a path ending in .json; default: the %d face\n"
+        "models of the pack.\n"
+        "\n"
+        "bench peak: the FP32 peak of one core with an FMA loop, as\n"
+        "{\"bench\":\"nn-peak\",\"gflops\":...}.\n",
+        N_DEFAULT_MODELS);
 }
 
 int cli_parse_int_list(const char *text, int min, int max, int *out, int cap)
@@ -127,8 +139,8 @@ typedef struct bench_config {
 } bench_config;
 
 /* Times one model at one batch size and thread count; prints the JSON line. */
-static int bench_one(const char *name, const nn_model *model, int64_t macs, int batch,
-                     int threads, const bench_config *cfg, double *times)
+static int bench_one(const char *name, const nn_model *model, int64_t macs, int batch, int threads,
+                     const bench_config *cfg, double *times)
 {
     nn_context_options copts = {.max_batch = batch, .threads = threads, .backend = cfg->backend};
     nn_context *ctx = NULL;
@@ -183,13 +195,18 @@ static int bench_one(const char *name, const nn_model *model, int64_t macs, int 
 static int bench_nn(int argc, char **argv)
 {
     static const struct option options[] = {
-        {"models", required_argument, NULL, 'm'}, {"batch", required_argument, NULL, 'b'},
+        {"models", required_argument, NULL, 'm'},  {"batch", required_argument, NULL, 'b'},
         {"threads", required_argument, NULL, 't'}, {"runs", required_argument, NULL, 'r'},
         {"warmup", required_argument, NULL, 'w'},  {"reference", no_argument, NULL, 'R'},
         {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
     };
-    bench_config cfg = {.batches = {1}, .n_batches = 1, .threads = {1}, .n_threads = 1,
-                        .runs = 20, .warmup = 5, .backend = NN_BACKEND_AUTO};
+    bench_config cfg = {.batches = {1},
+                        .n_batches = 1,
+                        .threads = {1},
+                        .n_threads = 1,
+                        .runs = 20,
+                        .warmup = 5,
+                        .backend = NN_BACKEND_AUTO};
     const char *dir = "models/human";
     int c, one;
     optind = 0; /* GNU: restart getopt for this argv */
@@ -260,7 +277,10 @@ static int bench_nn(int argc, char **argv)
 
 bad_list:
     fprintf(stderr, "vultus bench nn: bad value '%s' for --%s\n", optarg,
-            c == 'b' ? "batch" : c == 't' ? "threads" : c == 'r' ? "runs" : "warmup");
+            c == 'b'   ? "batch"
+            : c == 't' ? "threads"
+            : c == 'r' ? "runs"
+                       : "warmup");
     return CLI_EXIT_USAGE;
 }
 

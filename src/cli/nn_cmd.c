@@ -36,7 +36,8 @@ static void format_shape(const nn_io_info *io, char *buf, size_t cap)
 static json_t *io_json(const nn_io_info *io)
 {
     json_t *shape = json_array();
-    for (int d = 0; d < io->rank; d++) json_array_append_new(shape, json_integer(io->dim[d]));
+    for (int d = 0; d < io->rank; d++)
+        json_array_append_new(shape, json_integer(io->dim[d]));
     return json_pack("{s:s, s:o}", "name", io->name ? io->name : "", "shape", shape);
 }
 
@@ -66,12 +67,11 @@ static int print_json(const char *path, const nn_model *model, double load_ms)
         if (st.op_counts[k] > 0)
             json_object_set_new(ops, nn_model_op_name(k), json_integer(st.op_counts[k]));
 
-    json_t *root = json_pack("{s:s, s:s, s:o, s:o, s:o, s:I, s:I, s:f, s:i, s:i, s:i, s:f}",
-                             "model", name, "path", path, "inputs", inputs, "outputs", outputs,
-                             "ops", ops, "params", (json_int_t)st.params, "macs",
-                             (json_int_t)st.macs, "gmacs", (double)st.macs / 1e9,
-                             "nodes_imported", st.n_nodes_imported, "nodes", st.n_nodes,
-                             "nodes_xnnpack", st.n_xnnpack_nodes, "load_ms", load_ms);
+    json_t *root = json_pack(
+        "{s:s, s:s, s:o, s:o, s:o, s:I, s:I, s:f, s:i, s:i, s:i, s:f}", "model", name, "path", path,
+        "inputs", inputs, "outputs", outputs, "ops", ops, "params", (json_int_t)st.params, "macs",
+        (json_int_t)st.macs, "gmacs", (double)st.macs / 1e9, "nodes_imported", st.n_nodes_imported,
+        "nodes", st.n_nodes, "nodes_xnnpack", st.n_xnnpack_nodes, "load_ms", load_ms);
     if (!root) {
         fprintf(stderr, "vultus nn info: %s: cannot build the JSON summary\n", path);
         return CLI_EXIT_FAILURE;

@@ -43,9 +43,9 @@ __attribute__((target("avx512f,fma"))) static float fma_loop_avx512(int64_t iter
     /* Combine everything so no accumulator's work can be dropped. */
     __m512 s = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(x0, x1), _mm512_add_ps(x2, x3)),
                              _mm512_add_ps(_mm512_add_ps(x4, x5), _mm512_add_ps(x6, x7)));
-    s = _mm512_add_ps(s, _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(x8, x9), _mm512_add_ps(x10, x11)),
-                                       _mm512_add_ps(_mm512_add_ps(x12, x13),
-                                                     _mm512_add_ps(x14, x15))));
+    s = _mm512_add_ps(
+        s, _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(x8, x9), _mm512_add_ps(x10, x11)),
+                         _mm512_add_ps(_mm512_add_ps(x12, x13), _mm512_add_ps(x14, x15))));
     return _mm512_reduce_add_ps(s);
 }
 
@@ -85,7 +85,8 @@ static float fma_loop_scalar(int64_t iterations)
 {
     float x[8] = {0.0f, 0.1f, 0.2f, 0.3f, 0.4f, 0.5f, 0.6f, 0.7f};
     for (int64_t i = 0; i < iterations; i++)
-        for (int k = 0; k < 8; k++) x[k] = x[k] * 0.999999f + 1e-6f;
+        for (int k = 0; k < 8; k++)
+            x[k] = x[k] * 0.999999f + 1e-6f;
     return x[0] + x[1] + x[2] + x[3] + x[4] + x[5] + x[6] + x[7];
 }
 
