@@ -1,0 +1,874 @@
+/*
+ * The XNNPACK backend against the reference backend, op by op.
+ *
+ * Each case builds a one-node graph with random (seeded) inputs and weights, runs the node with
+ * nn_ref_run() and with nn_xnn_create/setup/run, and compares: max |xnn - ref| must stay within
+ * 1e-4 * (1 + max |ref|). One XNNPACK operator is set up and run for batches 1, 5 and 2 in
+ * turn (new buffers each time, batch 5 on a two-thread pool), as a context does when the batch
+ * changes. Shapes cover the edges: odd sizes, strides 1 and 2, SAME and VALID padding,
+ * kernels 1x1/3x3/5x5, dilation 2, depth multipliers 1 and 2, channel counts 1 to 64.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+
+#include "base/base.h"
+#include "nn/graph.h"
+
+#include <math.h>
+#include <pthreadpool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* --- random numbers and buffers ------------------------------------------------------------ */
+
+static uint64_t rng_state;
+
+static void rng_seed(uint64_t seed)
+{
+    rng_state = seed * 0x9E3779B97F4A7C15ull + 1;
+}
+
+/* Uniform in [0, 1). */
+static float rng_unit(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (float)(rng_state >> 40) / (float)(1ull << 24);
+}
+
+static float rng_range(float lo, float hi)
+{
+    return lo + (hi - lo) * rng_unit();
+}
+
+/* Value domains for the computed inputs of a case. */
+enum domain {
+    DOMAIN_ANY,      /* [-2, 2] */
+    DOMAIN_POSITIVE, /* [0.1, 2] (sqrt) */
+    DOMAIN_NONZERO,  /* +-[0.5, 2] (divisors) */
+};
+
+static float rng_value(enum domain d)
+{
+    switch (d) {
+    case DOMAIN_POSITIVE: return rng_range(0.1f, 2.0f);
+    case DOMAIN_NONZERO: return (rng_unit() < 0.5f ? -1.0f : 1.0f) * rng_range(0.5f, 2.0f);
+    default: return rng_range(-2.0f, 2.0f);
+    }
+}
+
+/* A buffer with NN_XNN_EXTRA_BYTES of slack, as the engine's arena provides. */
+static float *buffer_new(size_t n)
+{
+    float *p = base_aligned_alloc(64, n * sizeof(float) + NN_XNN_EXTRA_BYTES);
+    assert_non_null(p);
+    return p;
+}
+
+/* --- graph building ------------------------------------------------------------------------ */
+
+static nn_shape shape_of(int rank, const int64_t *dims)
+{
+    nn_shape s = {.rank = rank};
+    for (int i = 0; i < rank; i++)
+        s.dim[i] = dims[i];
+    return s;
+}
+
+#define SHAPE(...)                                                                                 \
+    shape_of((int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (int64_t[]){__VA_ARGS__})
+#define N NN_BATCH
+
+static int add_input(nn_graph *g, nn_shape s)
+{
+    char name[32];
+    snprintf(name, sizeof name, "in%d", g->n_tensors);
+    int t = nn_graph_add_input(g, name, &s);
+    assert_true(t >= 0);
+    return t;
+}
+
+/* A constant of random values in [lo, hi]. */
+static int add_const(nn_graph *g, nn_shape s, float lo, float hi)
+{
+    char name[32];
+    snprintf(name, sizeof name, "const%d", g->n_tensors);
+    size_t n = (size_t)nn_shape_numel(&s, 1);
+    float *v = malloc((n ? n : 1) * sizeof *v);
+    assert_non_null(v);
+    for (size_t i = 0; i < n; i++)
+        v[i] = rng_range(lo, hi);
+    int t = nn_graph_add_const(g, name, NN_DTYPE_F32, &s, v);
+    free(v);
+    assert_true(t >= 0);
+    return t;
+}
+
+static nn_node node_proto(nn_op op, int n_inputs, const int *inputs)
+{
+    nn_node n;
+    memset(&n, 0, sizeof n);
+    n.op = op;
+    n.name = "op_under_test";
+    n.n_inputs = n_inputs;
+    for (int i = 0; i < NN_MAX_NODE_INPUTS; i++)
+        n.inputs[i] = i < n_inputs ? inputs[i] : -1;
+    return n;
+}
+
+/* --- the comparison ------------------------------------------------------------------------ */
+
+static pthreadpool_t thread_pool;
+static int cases_run;
+static double worst_ratio; /* max over cases of err / (1e-4 * (1 + max|ref|)) */
+
+static nn_shape with_batch(const nn_shape *s, int64_t batch)
+{
+    nn_shape r = *s;
+    if (r.rank > 0 && r.dim[0] == NN_BATCH) r.dim[0] = batch;
+    return r;
+}
+
+/* Runs node `ni` of g on both backends for several batch sizes and compares. */
+static void compare_node(const nn_graph *g, int ni, enum domain dom, const char *label)
+{
+    const nn_node *node = &g->nodes[ni];
+    assert_int_equal(nn_xnn_init(), 0);
+    if (!nn_xnn_supports(g, node)) fail_msg("%s: not supported by XNNPACK", label);
+    nn_xnn_op *op = NULL;
+    int rc = nn_xnn_create(g, node, &op);
+    if (rc) fail_msg("%s: create: %s", label, base_error_message());
+
+    static const int64_t batches[] = {1, 5, 2};
+    for (size_t b = 0; b < sizeof batches / sizeof batches[0]; b++) {
+        int64_t batch = batches[b];
+        pthreadpool_t pool = batch == 5 ? thread_pool : NULL;
+        nn_view in[NN_MAX_NODE_INPUTS];
+        float *owned[NN_MAX_NODE_INPUTS] = {0};
+        memset(in, 0, sizeof in);
+        for (int i = 0; i < node->n_inputs; i++) {
+            int t = node->inputs[i];
+            if (t < 0) continue;
+            const nn_tensor *tensor = &g->tensors[t];
+            in[i].shape = with_batch(&tensor->shape, batch);
+            if (tensor->data) {
+                in[i].data = tensor->data;
+                continue;
+            }
+            size_t n = (size_t)nn_shape_numel(&in[i].shape, 1);
+            owned[i] = buffer_new(n);
+            for (size_t k = 0; k < n; k++)
+                owned[i][k] = rng_value(dom);
+            in[i].data = owned[i];
+        }
+        nn_shape os = with_batch(&g->tensors[node->output].shape, batch);
+        size_t on = (size_t)nn_shape_numel(&os, 1);
+        nn_view ref = {os, buffer_new(on)};
+        nn_view got = {os, buffer_new(on)};
+        for (size_t k = 0; k < on; k++)
+            got.data[k] = NAN; /* every element must be written */
+
+        rc = nn_ref_run(g, node, in, &ref);
+        if (rc) fail_msg("%s: reference: %s", label, base_error_message());
+        rc = nn_xnn_setup(op, g, node, in, &got, pool);
+        if (rc) fail_msg("%s batch %d: setup: %s", label, (int)batch, base_error_message());
+        rc = nn_xnn_run(op, pool);
+        if (rc) fail_msg("%s batch %d: run: %s", label, (int)batch, base_error_message());
+
+        double max_ref = 0, max_err = 0;
+        size_t worst = 0;
+        for (size_t k = 0; k < on; k++) {
+            double r = ref.data[k], x = got.data[k];
+            if (fabs(r) > max_ref) max_ref = fabs(r);
+            double e = isnan(r) && isnan(x) ? 0 : fabs(x - r);
+            if (isnan(e)) e = INFINITY;
+            if (e > max_err) {
+                max_err = e;
+                worst = k;
+            }
+        }
+        double tol = 1e-4 * (1 + max_ref);
+        if (max_err / tol > worst_ratio) worst_ratio = max_err / tol;
+        if (!(max_err <= tol))
+            fail_msg("%s batch %d: element %zu: xnnpack %.9g, reference %.9g (max error %.3g, "
+                     "tolerance %.3g)",
+                     label, (int)batch, worst, (double)got.data[worst], (double)ref.data[worst],
+                     max_err, tol);
+        base_aligned_free(ref.data);
+        base_aligned_free(got.data);
+        for (int i = 0; i < NN_MAX_NODE_INPUTS; i++)
+            base_aligned_free(owned[i]);
+    }
+    nn_xnn_destroy(op);
+    cases_run++;
+}
+
+/* Adds proto (with an explicit output shape for reshape and slice) and compares. Returns 0, or
+ * -1 when the graph rejects the node (a window that does not fit: the caller skips it). */
+static int check(nn_graph *g, const nn_node *proto, const nn_shape *out_shape, enum domain dom,
+                 const char *label)
+{
+    int t = out_shape ? nn_graph_add_node_shaped(g, proto, out_shape) : nn_graph_add_node(g, proto);
+    if (t < 0) return -1;
+    compare_node(g, g->tensors[t].producer, dom, label);
+    return 0;
+}
+
+/* A node the backend must refuse (the engine then runs it with the reference backend). */
+static void check_refused(nn_graph *g, const nn_node *proto, const nn_shape *out_shape,
+                          const char *label)
+{
+    int t = out_shape ? nn_graph_add_node_shaped(g, proto, out_shape) : nn_graph_add_node(g, proto);
+    if (t < 0) fail_msg("%s: graph rejects the node: %s", label, base_error_message());
+    if (nn_xnn_supports(g, &g->nodes[g->tensors[t].producer]))
+        fail_msg("%s: XNNPACK claims support", label);
+}
+
+static uint64_t report_start_ns;
+
+static void report(const char *what)
+{
+    print_message("%s: %d cases, worst error %.3f of tolerance, %.1f s\n", what, cases_run,
+                  worst_ratio, (double)(base_now_ns() - report_start_ns) * 1e-9);
+    cases_run = 0;
+    worst_ratio = 0;
+    report_start_ns = base_now_ns();
+}
+
+/* TensorFlow's SAME padding along one axis. */
+static void same_pads(int in, int k, int stride, int dil, int *before, int *after)
+{
+    int out = (in + stride - 1) / stride;
+    int total = (out - 1) * stride + (k - 1) * dil + 1 - in;
+    if (total < 0) total = 0;
+    *before = total / 2;
+    *after = total - *before;
+}
+
+static nn_act act_cycle(int i, int *prelu)
+{
+    nn_act a = {.kind = NN_ACT_NONE};
+    *prelu = 0;
+    switch (i % 5) {
+    case 1: a = (nn_act){.kind = NN_ACT_CLAMP, .lo = 0, .hi = INFINITY}; break;
+    case 2: a = (nn_act){.kind = NN_ACT_CLAMP, .lo = 0, .hi = 6}; break;
+    case 3: a = (nn_act){.kind = NN_ACT_LEAKY, .alpha = 0.2f}; break;
+    case 4:
+        a = (nn_act){.kind = NN_ACT_PRELU};
+        *prelu = 1;
+        break;
+    }
+    return a;
+}
+
+/* --- convolutions -------------------------------------------------------------------------- */
+
+static void conv_case(int h, int w, int cin, int cout_or_m, int k, int stride, int dil, int same,
+                      int depthwise, int variant)
+{
+    char label[160];
+    nn_graph *g = nn_graph_new();
+    assert_non_null(g);
+    rng_seed((uint64_t)variant * 7919 + (uint64_t)(h * 31 + w) * 131 + (uint64_t)cin * 17);
+    int64_t cout = depthwise ? (int64_t)cin * cout_or_m : cout_or_m;
+    int x = add_input(g, SHAPE(N, h, w, cin));
+    int wt = add_const(g, SHAPE(k, k, cin, cout_or_m), -1, 1);
+    int with_bias = variant % 3 != 0;
+    int prelu;
+    nn_act act = act_cycle(variant, &prelu);
+    int inputs[4] = {x, wt, with_bias ? add_const(g, SHAPE(cout), -1, 1) : -1, -1};
+    if (prelu)
+        inputs[3] = add_const(g, variant % 2 ? SHAPE(cout) : SHAPE(1, 1, 1, cout), -0.5f, 0.5f);
+    nn_node n = node_proto(NN_OP_CONV2D, prelu ? 4 : (with_bias ? 3 : 2), inputs);
+    nn_conv_params *p = &n.p.conv;
+    *p = (nn_conv_params){.kernel_h = k,
+                          .kernel_w = k,
+                          .stride_h = stride,
+                          .stride_w = stride,
+                          .dilation_h = dil,
+                          .dilation_w = dil,
+                          .depthwise = depthwise,
+                          .act = act};
+    if (same) {
+        same_pads(h, k, stride, dil, &p->pad_top, &p->pad_bottom);
+        same_pads(w, k, stride, dil, &p->pad_left, &p->pad_right);
+    }
+    snprintf(label, sizeof label, "%s %dx%dx%d k%d s%d d%d %s %s%d bias %d act %d",
+             depthwise ? "dwconv" : "conv", h, w, cin, k, stride, dil, same ? "SAME" : "VALID",
+             depthwise ? "M" : "cout", cout_or_m, with_bias, (int)act.kind);
+    check(g, &n, NULL, DOMAIN_ANY, label);
+    nn_graph_free(g);
+}
+
+static const int sizes[][2] = {{7, 9}, {13, 13}, {1, 1}, {4, 6}};
+
+static void test_conv2d(void **state)
+{
+    (void)state;
+    static const int chans[][2] = {{1, 8}, {3, 17}, {8, 1}, {17, 64}, {64, 3}, {3, 3}, {64, 64}};
+    static const int ks[] = {1, 3, 5};
+    int variant = 0;
+    for (size_t s = 0; s < 4; s++)
+        for (size_t c = 0; c < 7; c++)
+            for (size_t ki = 0; ki < 3; ki++)
+                for (int stride = 1; stride <= 2; stride++)
+                    for (int same = 0; same <= 1; same++)
+                        for (int dil = 1; dil <= 2; dil++) {
+                            if (ks[ki] == 1 && dil == 2) continue;
+                            conv_case(sizes[s][0], sizes[s][1], chans[c][0], chans[c][1], ks[ki],
+                                      stride, dil, same, 0, variant++);
+                        }
+    report("conv2d");
+}
+
+static void test_depthwise_conv2d(void **state)
+{
+    (void)state;
+    static const int chans[] = {1, 3, 8, 17, 64};
+    static const int ks[] = {1, 3, 5};
+    int variant = 0;
+    for (size_t s = 0; s < 4; s++)
+        for (size_t c = 0; c < 5; c++)
+            for (int m = 1; m <= 2; m++)
+                for (size_t ki = 0; ki < 3; ki++)
+                    for (int stride = 1; stride <= 2; stride++)
+                        for (int same = 0; same <= 1; same++)
+                            for (int dil = 1; dil <= 2; dil++) {
+                                if (ks[ki] == 1 && dil == 2) continue;
+                                conv_case(sizes[s][0], sizes[s][1], chans[c], m, ks[ki], stride,
+                                          dil, same, 1, variant++);
+                            }
+    report("depthwise_conv2d");
+}
+
+static void test_conv2d_asymmetric(void **state)
+{
+    (void)state;
+    /* Non-square kernels, strides and explicit pads as an importer may produce them. */
+    nn_graph *g = nn_graph_new();
+    rng_seed(42);
+    int x = add_input(g, SHAPE(N, 11, 8, 5));
+    int inputs[3] = {x, add_const(g, SHAPE(3, 1, 5, 7), -1, 1), add_const(g, SHAPE(7), -1, 1)};
+    nn_node n = node_proto(NN_OP_CONV2D, 3, inputs);
+    n.p.conv = (nn_conv_params){.kernel_h = 3,
+                                .kernel_w = 1,
+                                .stride_h = 2,
+                                .stride_w = 1,
+                                .dilation_h = 1,
+                                .dilation_w = 3,
+                                .pad_top = 0,
+                                .pad_bottom = 2,
+                                .pad_left = 1,
+                                .pad_right = 0};
+    check(g, &n, NULL, DOMAIN_ANY, "conv 3x1 s2,1 pads 0,2,1,0");
+    int dw[2] = {x, add_const(g, SHAPE(1, 5, 5, 2), -1, 1)};
+    n = node_proto(NN_OP_CONV2D, 2, dw);
+    n.p.conv = (nn_conv_params){.kernel_h = 1,
+                                .kernel_w = 5,
+                                .stride_h = 1,
+                                .stride_w = 2,
+                                .dilation_h = 2,
+                                .dilation_w = 1,
+                                .pad_left = 2,
+                                .pad_right = 2,
+                                .depthwise = 1};
+    check(g, &n, NULL, DOMAIN_ANY, "dwconv 1x5 s1,2 M2");
+    nn_graph_free(g);
+    report("conv2d asymmetric");
+}
+
+/* --- fully connected ----------------------------------------------------------------------- */
+
+static void test_fully_connected(void **state)
+{
+    (void)state;
+    static const int ks[] = {1, 3, 17, 64, 200};
+    static const int ms[] = {1, 8, 17, 64};
+    int variant = 0;
+    for (size_t a = 0; a < 5; a++)
+        for (size_t b = 0; b < 4; b++) {
+            nn_graph *g = nn_graph_new();
+            rng_seed((uint64_t)variant + 1000);
+            int x = add_input(g, SHAPE(N, ks[a]));
+            int with_bias = variant % 3 != 1;
+            int prelu;
+            nn_act act = act_cycle(variant, &prelu);
+            int inputs[4] = {x, add_const(g, SHAPE(ks[a], ms[b]), -1, 1),
+                             with_bias ? add_const(g, SHAPE(ms[b]), -1, 1) : -1, -1};
+            if (prelu) inputs[3] = add_const(g, SHAPE(ms[b]), -0.5f, 0.5f);
+            nn_node n = node_proto(NN_OP_FULLY_CONNECTED, prelu ? 4 : (with_bias ? 3 : 2), inputs);
+            n.p.fc.act = act;
+            char label[96];
+            snprintf(label, sizeof label, "fc %dx%d bias %d act %d", ks[a], ms[b], with_bias,
+                     (int)act.kind);
+            check(g, &n, NULL, DOMAIN_ANY, label);
+            nn_graph_free(g);
+            variant++;
+        }
+    report("fully_connected");
+}
+
+/* --- element-wise -------------------------------------------------------------------------- */
+
+/* Binary operand shapes: a is batched; b is batched or a constant. */
+struct binary_shapes {
+    nn_shape a, b;
+    int b_const;
+};
+
+static void test_binary(void **state)
+{
+    (void)state;
+    const struct binary_shapes shapes[] = {
+        {SHAPE(N, 7, 9, 3), SHAPE(N, 7, 9, 3), 0},
+        {SHAPE(N, 7, 9, 3), SHAPE(3), 1},
+        {SHAPE(N, 13, 13, 17), SHAPE(N, 1, 1, 17), 0},
+        {SHAPE(N, 1, 9, 1), SHAPE(N, 7, 1, 3), 0},
+        {SHAPE(N, 5), SHAPE(1), 1},
+        {SHAPE(N, 17), SHAPE(1, 17), 1},
+        {SHAPE(N, 7, 9, 64), SHAPE(7, 9, 64), 1},
+        {SHAPE(N, 2, 3, 1, 5, 2), SHAPE(1, 1, 3, 4, 1, 2), 1},
+        {SHAPE(N, 1, 1, 8), SHAPE(N, 13, 13, 8), 0},
+    };
+    const nn_act acts[] = {{.kind = NN_ACT_NONE},
+                           {.kind = NN_ACT_CLAMP, .lo = -0.5f, .hi = 0.75f},
+                           {.kind = NN_ACT_CLAMP, .lo = 0, .hi = INFINITY},
+                           {.kind = NN_ACT_LEAKY, .alpha = 0.1f}};
+    int variant = 0;
+    for (int kind = NN_BINARY_ADD; kind <= NN_BINARY_SQUARED_DIFFERENCE; kind++)
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+            for (size_t a = 0; a < 4; a++) {
+                if ((s + a) % 2 && s != 0) continue;
+                nn_graph *g = nn_graph_new();
+                rng_seed((uint64_t)variant++ + 2000);
+                int inputs[2] = {add_input(g, shapes[s].a),
+                                 shapes[s].b_const ? add_const(g, shapes[s].b, 0.5f, 2.0f)
+                                                   : add_input(g, shapes[s].b)};
+                nn_node n = node_proto(NN_OP_BINARY, 2, inputs);
+                n.p.binary = (nn_binary_params){.kind = (nn_binary_kind)kind, .act = acts[a]};
+                char label[96];
+                snprintf(label, sizeof label, "binary kind %d shapes %zu act %zu", kind, s, a);
+                check(g, &n, NULL, kind == NN_BINARY_DIV ? DOMAIN_NONZERO : DOMAIN_ANY, label);
+                nn_graph_free(g);
+            }
+    report("binary");
+}
+
+static void test_unary(void **state)
+{
+    (void)state;
+    const nn_unary_kind kinds[] = {NN_UNARY_IDENTITY, NN_UNARY_ABS,   NN_UNARY_NEG,
+                                   NN_UNARY_SQUARE,   NN_UNARY_SQRT,  NN_UNARY_SIGMOID,
+                                   NN_UNARY_CLAMP,    NN_UNARY_LEAKY, NN_UNARY_ELU};
+    const nn_shape shapes[] = {SHAPE(N, 13, 13, 17), SHAPE(N, 5), SHAPE(N, 7, 9, 3), SHAPE(N, 1)};
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++)
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+            nn_graph *g = nn_graph_new();
+            rng_seed(k * 10 + s + 3000);
+            int x = add_input(g, shapes[s]);
+            nn_node n = node_proto(NN_OP_UNARY, 1, &x);
+            n.p.unary = (nn_unary_params){.kind = kinds[k], .lo = -1, .hi = 6, .alpha = 0.3f};
+            if (s == 2) n.p.unary.lo = 0;
+            char label[64];
+            snprintf(label, sizeof label, "unary kind %d shape %zu", (int)kinds[k], s);
+            check(g, &n, NULL, kinds[k] == NN_UNARY_SQRT ? DOMAIN_POSITIVE : DOMAIN_ANY, label);
+            nn_graph_free(g);
+        }
+    /* Wider range for the transcendental ones. */
+    const nn_unary_kind wide[] = {NN_UNARY_SIGMOID, NN_UNARY_ELU};
+    for (size_t k = 0; k < 2; k++) {
+        nn_graph *g = nn_graph_new();
+        rng_seed(k + 3100);
+        int x = add_input(g, SHAPE(N, 1000));
+        int m = add_const(g, SHAPE(1000), -10, 10);
+        int mi[2] = {x, m};
+        nn_node mul = node_proto(NN_OP_BINARY, 2, mi);
+        mul.p.binary.kind = NN_BINARY_MUL;
+        int y = nn_graph_add_node(g, &mul);
+        assert_true(y >= 0);
+        nn_node n = node_proto(NN_OP_UNARY, 1, &y);
+        n.p.unary.kind = wide[k];
+        check(g, &n, NULL, DOMAIN_ANY, "unary wide range");
+        nn_graph_free(g);
+    }
+    report("unary");
+}
+
+static void test_prelu(void **state)
+{
+    (void)state;
+    const nn_shape xs[] = {SHAPE(N, 7, 9, 17), SHAPE(N, 7, 9, 17), SHAPE(N, 13, 13, 64),
+                           SHAPE(N, 5), SHAPE(N, 7, 9, 3)};
+    const nn_shape ss[] = {SHAPE(17), SHAPE(1, 1, 17), SHAPE(64), SHAPE(5), SHAPE(1)};
+    for (size_t i = 0; i < sizeof xs / sizeof xs[0]; i++) {
+        nn_graph *g = nn_graph_new();
+        rng_seed(i + 4000);
+        int inputs[2] = {add_input(g, xs[i]), add_const(g, ss[i], -0.5f, 0.5f)};
+        nn_node n = node_proto(NN_OP_PRELU, 2, inputs);
+        char label[32];
+        snprintf(label, sizeof label, "prelu %zu", i);
+        check(g, &n, NULL, DOMAIN_ANY, label);
+        nn_graph_free(g);
+    }
+    report("prelu");
+}
+
+static void test_softmax(void **state)
+{
+    (void)state;
+    const nn_shape shapes[] = {SHAPE(N, 17), SHAPE(N, 7, 9, 3), SHAPE(N, 1000), SHAPE(N, 1),
+                               SHAPE(N, 2)};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        nn_graph *g = nn_graph_new();
+        rng_seed(s + 5000);
+        int x = add_input(g, shapes[s]);
+        nn_node n = node_proto(NN_OP_SOFTMAX, 1, &x);
+        check(g, &n, NULL, DOMAIN_ANY, "softmax");
+        nn_graph_free(g);
+    }
+    report("softmax");
+}
+
+/* --- pooling and reductions ---------------------------------------------------------------- */
+
+static void test_pool(void **state)
+{
+    (void)state;
+    static const int ks[][2] = {{2, 2}, {3, 3}, {5, 5}, {1, 3}, {3, 2}};
+    static const int chans[] = {1, 3, 17, 64};
+    int variant = 0;
+    for (int kind = NN_POOL_MAX; kind <= NN_POOL_AVG; kind++)
+        for (size_t s = 0; s < 4; s++)
+            for (size_t k = 0; k < 5; k++)
+                for (int stride = 1; stride <= 3; stride++)
+                    for (int same = 0; same <= 1; same++) {
+                        int c = chans[variant % 4];
+                        int h = sizes[s][0], w = sizes[s][1];
+                        nn_graph *g = nn_graph_new();
+                        rng_seed((uint64_t)variant++ + 6000);
+                        int x = add_input(g, SHAPE(N, h, w, c));
+                        nn_node n = node_proto(NN_OP_POOL, 1, &x);
+                        nn_pool_params *p = &n.p.pool;
+                        *p = (nn_pool_params){.kind = (nn_pool_kind)kind,
+                                              .kernel_h = ks[k][0],
+                                              .kernel_w = ks[k][1],
+                                              .stride_h = stride,
+                                              .stride_w = stride};
+                        if (same) {
+                            same_pads(h, ks[k][0], stride, 1, &p->pad_top, &p->pad_bottom);
+                            same_pads(w, ks[k][1], stride, 1, &p->pad_left, &p->pad_right);
+                        }
+                        char label[96];
+                        snprintf(label, sizeof label, "%s %dx%dx%d k%dx%d s%d %s",
+                                 kind == NN_POOL_MAX ? "max_pool" : "avg_pool", h, w, c, ks[k][0],
+                                 ks[k][1], stride, same ? "SAME" : "VALID");
+                        check(g, &n, NULL, DOMAIN_ANY, label);
+                        nn_graph_free(g);
+                    }
+    report("pool");
+}
+
+static void test_reduce_mean(void **state)
+{
+    (void)state;
+    const struct {
+        nn_shape x;
+        uint32_t axes;
+    } cases[] = {
+        {SHAPE(N, 7, 9, 17), 0x6},   {SHAPE(N, 13, 13, 64), 0x6}, {SHAPE(N, 1, 1, 3), 0x6},
+        {SHAPE(N, 9, 5), 0x2},       {SHAPE(N, 3, 4, 5, 6), 0xe}, {SHAPE(N, 3, 4, 5, 6), 0x4},
+        {SHAPE(N, 3, 4, 5, 6), 0x8}, {SHAPE(N, 7, 9, 17), 0x8},   {SHAPE(N, 3, 4, 5, 6), 0x1e},
+        {SHAPE(N, 1000), 0x2},       {SHAPE(N, 7, 9, 17), 0xc},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        for (int keep = 0; keep <= 1; keep++) {
+            nn_graph *g = nn_graph_new();
+            rng_seed(i + 7000);
+            int x = add_input(g, cases[i].x);
+            nn_node n = node_proto(NN_OP_REDUCE, 1, &x);
+            n.p.reduce = (nn_reduce_params){
+                .kind = NN_REDUCE_MEAN, .axes = cases[i].axes, .keep_dims = keep};
+            check(g, &n, NULL, DOMAIN_ANY, "mean");
+            nn_graph_free(g);
+        }
+    report("reduce mean");
+}
+
+/* --- data movement ------------------------------------------------------------------------- */
+
+static void test_pad(void **state)
+{
+    (void)state;
+    const struct {
+        nn_shape x;
+        int64_t before[NN_MAX_DIMS], after[NN_MAX_DIMS];
+        float value;
+    } cases[] = {
+        {SHAPE(N, 7, 9, 3), {0, 1, 2, 0}, {0, 2, 1, 0}, 0},
+        {SHAPE(N, 13, 13, 17), {0, 0, 0, 3}, {0, 0, 0, 4}, -1.5f},
+        {SHAPE(N, 5), {0, 2}, {0, 0}, 7},
+        {SHAPE(N, 1, 1, 1), {0, 3, 3, 3}, {0, 3, 3, 3}, 0.25f},
+        {SHAPE(N, 2, 3, 4, 5, 6), {0, 1, 0, 1, 0, 1}, {0, 0, 1, 0, 1, 0}, -INFINITY},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        nn_graph *g = nn_graph_new();
+        rng_seed(i + 8000);
+        int x = add_input(g, cases[i].x);
+        nn_node n = node_proto(NN_OP_PAD, 1, &x);
+        memcpy(n.p.pad.before, cases[i].before, sizeof n.p.pad.before);
+        memcpy(n.p.pad.after, cases[i].after, sizeof n.p.pad.after);
+        n.p.pad.value = cases[i].value;
+        char label[32];
+        snprintf(label, sizeof label, "pad %zu", i);
+        check(g, &n, NULL, DOMAIN_ANY, label);
+        nn_graph_free(g);
+    }
+    report("pad");
+}
+
+static void test_resize_bilinear(void **state)
+{
+    (void)state;
+    static const int io[][4] = {{7, 9, 13, 13}, {13, 13, 7, 9}, {4, 4, 8, 8}, {1, 1, 3, 5},
+                                {5, 3, 1, 1},   {6, 6, 6, 6},   {3, 8, 17, 2}};
+    static const int chans[] = {3, 17, 1, 64};
+    int variant = 0;
+    for (size_t i = 0; i < sizeof io / sizeof io[0]; i++)
+        for (int mode = 0; mode < 3; mode++) {
+            nn_graph *g = nn_graph_new();
+            rng_seed((uint64_t)variant + 9000);
+            int c = chans[variant++ % 4];
+            int x = add_input(g, SHAPE(N, io[i][0], io[i][1], c));
+            nn_node n = node_proto(NN_OP_RESIZE_BILINEAR, 1, &x);
+            n.p.resize = (nn_resize_params){.out_h = io[i][2],
+                                            .out_w = io[i][3],
+                                            .align_corners = mode == 1,
+                                            .half_pixel_centers = mode == 0};
+            char label[96];
+            snprintf(label, sizeof label, "resize %dx%d -> %dx%d c%d %s", io[i][0], io[i][1],
+                     io[i][2], io[i][3], c,
+                     mode == 0   ? "half_pixel"
+                     : mode == 1 ? "align_corners"
+                                 : "legacy");
+            check(g, &n, NULL, DOMAIN_ANY, label);
+            nn_graph_free(g);
+        }
+    report("resize_bilinear");
+}
+
+static void test_depth_to_space(void **state)
+{
+    (void)state;
+    static const int cases[][4] = {
+        {7, 9, 12, 2}, {13, 13, 4, 2}, {3, 5, 18, 3}, {4, 4, 68, 2}, {1, 1, 64, 4}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        nn_graph *g = nn_graph_new();
+        rng_seed(i + 10000);
+        int x = add_input(g, SHAPE(N, cases[i][0], cases[i][1], cases[i][2]));
+        nn_node n = node_proto(NN_OP_DEPTH_TO_SPACE, 1, &x);
+        n.p.d2s.block = cases[i][3];
+        check(g, &n, NULL, DOMAIN_ANY, "depth_to_space");
+        nn_graph_free(g);
+    }
+    report("depth_to_space");
+}
+
+static void test_concat(void **state)
+{
+    (void)state;
+    const struct {
+        int axis, n;
+        nn_shape s[4];
+    } cases[] = {
+        {3, 2, {SHAPE(N, 7, 9, 3), SHAPE(N, 7, 9, 17)}},
+        {3,
+         4,
+         {SHAPE(N, 13, 13, 1), SHAPE(N, 13, 13, 64), SHAPE(N, 13, 13, 8), SHAPE(N, 13, 13, 3)}},
+        {1, 3, {SHAPE(N, 1, 9, 3), SHAPE(N, 6, 9, 3), SHAPE(N, 2, 9, 3)}},
+        {2, 2, {SHAPE(N, 7, 4, 5), SHAPE(N, 7, 5, 5)}},
+        {1, 2, {SHAPE(N, 17), SHAPE(N, 1)}},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        nn_graph *g = nn_graph_new();
+        rng_seed(i + 11000);
+        int inputs[4];
+        for (int k = 0; k < cases[i].n; k++)
+            inputs[k] = add_input(g, cases[i].s[k]);
+        nn_node n = node_proto(NN_OP_CONCAT, cases[i].n, inputs);
+        n.p.concat.axis = cases[i].axis;
+        check(g, &n, NULL, DOMAIN_ANY, "concat");
+        nn_graph_free(g);
+    }
+    report("concat");
+}
+
+static nn_slice_params slice_params(int rank, const int64_t *begin, const int64_t *size)
+{
+    nn_slice_params p = {.rank = rank};
+    for (int i = 0; i < rank; i++) {
+        p.begin[i] = begin[i];
+        p.size[i] = size[i];
+        p.stride[i] = 1;
+    }
+    return p;
+}
+
+static void test_slice_reshape(void **state)
+{
+    (void)state;
+    const struct {
+        nn_shape x, y;
+        int64_t begin[NN_MAX_DIMS], size[NN_MAX_DIMS];
+    } cases[] = {
+        {SHAPE(N, 7, 9, 17), SHAPE(N, 7, 9, 5), {0, 0, 0, 3}, {-1, 7, 9, 5}},
+        {SHAPE(N, 7, 9, 17), SHAPE(N, 2, 9, 17), {0, 4, 0, 0}, {-1, 2, 9, 17}},
+        {SHAPE(N, 7, 9, 17), SHAPE(N, 7, 17), {0, 0, 8, 0}, {-1, 7, 1, 17}},
+        {SHAPE(N, 7, 9, 17), SHAPE(N, 7, 9, 17), {0, 0, 0, 0}, {-1, 7, 9, 17}},
+        {SHAPE(N, 13, 13, 64), SHAPE(N, 13, 13, 1), {0, 0, 0, 63}, {-1, 13, 13, 1}},
+        {SHAPE(N, 10), SHAPE(N, 4), {0, 6}, {-1, 4}},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        nn_graph *g = nn_graph_new();
+        rng_seed(i + 12000);
+        int x = add_input(g, cases[i].x);
+        nn_node n = node_proto(NN_OP_SLICE, 1, &x);
+        n.p.slice = slice_params(cases[i].x.rank, cases[i].begin, cases[i].size);
+        char label[32];
+        snprintf(label, sizeof label, "slice %zu", i);
+        if (check(g, &n, &cases[i].y, DOMAIN_ANY, label))
+            fail_msg("%s: graph rejects the node: %s", label, base_error_message());
+        nn_graph_free(g);
+    }
+    nn_graph *g = nn_graph_new();
+    int x = add_input(g, SHAPE(N, 7, 9, 3));
+    nn_node n = node_proto(NN_OP_RESHAPE, 1, &x);
+    nn_shape y = SHAPE(N, 189);
+    if (check(g, &n, &y, DOMAIN_ANY, "reshape")) fail_msg("reshape: %s", base_error_message());
+    nn_graph_free(g);
+    report("slice and reshape");
+}
+
+/* --- what the backend must refuse ---------------------------------------------------------- */
+
+static void test_refused(void **state)
+{
+    (void)state;
+    nn_graph *g = nn_graph_new();
+    int x = add_input(g, SHAPE(N, 8, 8, 4));
+    const nn_unary_kind kinds[] = {NN_UNARY_TANH, NN_UNARY_EXP, NN_UNARY_LOG, NN_UNARY_RSQRT};
+    for (size_t k = 0; k < 4; k++) {
+        nn_node n = node_proto(NN_OP_UNARY, 1, &x);
+        n.p.unary.kind = kinds[k];
+        check_refused(g, &n, NULL, "unary without an XNNPACK operator");
+    }
+    nn_node n = node_proto(NN_OP_POOL, 1, &x);
+    n.p.pool = (nn_pool_params){
+        .kind = NN_POOL_MAX, .kernel_h = 1, .kernel_w = 1, .stride_h = 2, .stride_w = 2};
+    check_refused(g, &n, NULL, "1x1 pooling");
+    n.p.pool = (nn_pool_params){.kind = NN_POOL_AVG,
+                                .kernel_h = 2,
+                                .kernel_w = 2,
+                                .stride_h = 1,
+                                .stride_w = 1,
+                                .pad_top = 2,
+                                .pad_bottom = 2};
+    check_refused(g, &n, NULL, "pooling window wholly in the padding");
+    n = node_proto(NN_OP_REDUCE, 1, &x);
+    n.p.reduce = (nn_reduce_params){.kind = NN_REDUCE_SUM, .axes = 0x6};
+    check_refused(g, &n, NULL, "reduce sum");
+    n.p.reduce = (nn_reduce_params){.kind = NN_REDUCE_MEAN, .axes = 0xa};
+    check_refused(g, &n, NULL, "mean over a broken run of axes");
+    n = node_proto(NN_OP_RESIZE_BILINEAR, 1, &x);
+    n.p.resize =
+        (nn_resize_params){.out_h = 4, .out_w = 4, .align_corners = 1, .half_pixel_centers = 1};
+    check_refused(g, &n, NULL, "resize with align_corners and half_pixel_centers");
+    n = node_proto(NN_OP_SLICE, 1, &x);
+    n.p.slice = (nn_slice_params){
+        .rank = 4, .begin = {0, 0, 0, 0}, .stride = {1, 2, 1, 1}, .size = {-1, 4, 8, 4}};
+    nn_shape y = SHAPE(N, 4, 8, 4);
+    check_refused(g, &n, &y, "strided slice");
+    n.p.slice = (nn_slice_params){
+        .rank = 4, .begin = {0, 1, 1, 0}, .stride = {1, 1, 1, 1}, .size = {-1, 4, 4, 4}};
+    y = SHAPE(N, 4, 4, 4);
+    check_refused(g, &n, &y, "slice of two axes");
+    int s[2] = {x, add_input(g, SHAPE(N, 8, 8, 4))};
+    n = node_proto(NN_OP_PRELU, 2, s);
+    check_refused(g, &n, NULL, "prelu with a computed slope");
+    nn_graph_free(g);
+}
+
+/* A view that does not match the node's shapes is an error, not an out-of-bounds access. */
+static void test_setup_checks_views(void **state)
+{
+    (void)state;
+    nn_graph *g = nn_graph_new();
+    rng_seed(1);
+    int x = add_input(g, SHAPE(N, 8, 8, 4));
+    int inputs[2] = {x, add_const(g, SHAPE(3, 3, 4, 8), -1, 1)};
+    nn_node proto = node_proto(NN_OP_CONV2D, 2, inputs);
+    proto.p.conv = (nn_conv_params){.kernel_h = 3,
+                                    .kernel_w = 3,
+                                    .stride_h = 1,
+                                    .stride_w = 1,
+                                    .dilation_h = 1,
+                                    .dilation_w = 1};
+    int t = nn_graph_add_node(g, &proto);
+    assert_true(t >= 0);
+    const nn_node *n = &g->nodes[g->tensors[t].producer];
+    nn_xnn_op *op;
+    assert_int_equal(nn_xnn_create(g, n, &op), 0);
+    float *buf = buffer_new(2 * 8 * 8 * 8);
+    nn_view in[2] = {{SHAPE(1, 8, 8, 4), buf},
+                     {g->tensors[inputs[1]].shape, g->tensors[inputs[1]].data}};
+    nn_view out = {SHAPE(1, 8, 8, 8), buf};
+    assert_int_equal(nn_xnn_setup(op, g, n, in, &out, NULL), BASE_ERR_INVALID);
+    assert_non_null(strstr(base_error_message(), "op_under_test"));
+    nn_xnn_destroy(op);
+    nn_xnn_destroy(NULL);
+    base_aligned_free(buf);
+    nn_graph_free(g);
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    report_start_ns = base_now_ns();
+    thread_pool = pthreadpool_create(2);
+    return thread_pool ? 0 : -1;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    pthreadpool_destroy(thread_pool);
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_conv2d),
+        cmocka_unit_test(test_depthwise_conv2d),
+        cmocka_unit_test(test_conv2d_asymmetric),
+        cmocka_unit_test(test_fully_connected),
+        cmocka_unit_test(test_binary),
+        cmocka_unit_test(test_unary),
+        cmocka_unit_test(test_prelu),
+        cmocka_unit_test(test_softmax),
+        cmocka_unit_test(test_pool),
+        cmocka_unit_test(test_reduce_mean),
+        cmocka_unit_test(test_pad),
+        cmocka_unit_test(test_resize_bilinear),
+        cmocka_unit_test(test_depth_to_space),
+        cmocka_unit_test(test_concat),
+        cmocka_unit_test(test_slice_reshape),
+        cmocka_unit_test(test_refused),
+        cmocka_unit_test(test_setup_checks_views),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
