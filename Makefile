@@ -67,6 +67,24 @@ check: setup
 run: setup all
 	$(BUILD)/vultus serve --models models --data data
 
+# libFuzzer targets (clang): one per parser of untrusted bytes, tests/fuzz/fuzz_NAME.c with its
+# seeds in tests/fuzz/corpus/NAME/. `make fuzz` runs each for FUZZ_SECONDS (CI runs it briefly).
+FUZZ_SECONDS ?= 30
+FUZZ_CFLAGS := -std=c17 -D_GNU_SOURCE -O1 -g -fsanitize=fuzzer,address,undefined \
+	-fno-sanitize-recover=undefined -Isrc $(PKG_CFLAGS)
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(shell find src -name '*.h')
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRC) $(LDLIBS)
+
+fuzz: setup $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
+	@for f in $(FUZZ_SRC:tests/fuzz/%.c=%); do \
+		name=$${f#fuzz_}; mkdir -p $(BUILD)/fuzz/corpus-$$name; \
+		echo "fuzz: $$f for $(FUZZ_SECONDS) s"; \
+		$(BUILD)/fuzz/$$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -rss_limit_mb=2048 \
+			-print_final_stats=1 $(BUILD)/fuzz/corpus-$$name tests/fuzz/corpus/$$name \
+			2>&1 | grep -E 'stat::number_of_executed_units|ERROR|SUMMARY|crash-' || exit 1; \
+	done
+
 models:
 	@tools/fetch-models
 

@@ -19,6 +19,7 @@
 
 #define I32_BATCH INT32_MIN /* the batch symbol inside integer shape values */
 #define MAX_TF_NODES 100000
+#define MAX_GRAPH_DEPTH 20000 /* visit() recurses once per level */
 
 /* What a TF node evaluates to during import. */
 typedef enum { VAL_NONE, VAL_TENSOR, VAL_WEIGHT, VAL_I32 } val_kind;
@@ -914,7 +915,7 @@ static int visit(importer *im, int k, int *order, int *n_order, int depth)
     if (n->state == 2) return 0;
     if (n->state == 1)
         return base_error_set(BASE_ERR_FORMAT, "graph has a cycle through node %s", n->name);
-    if (depth > MAX_TF_NODES) return base_error_set(BASE_ERR_LIMIT, "graph too deep at node %s", n->name);
+    if (depth > MAX_GRAPH_DEPTH) return base_error_set(BASE_ERR_LIMIT, "graph deeper than %d at node %s", MAX_GRAPH_DEPTH, n->name);
     n->state = 1;
     for (int i = 0; i < n->n_inputs; i++) {
         int rc = visit(im, n->inputs[i], order, n_order, depth + 1);
@@ -1027,14 +1028,20 @@ int nn_import_tfjs(json_t *root, const nn_weights *weights, nn_graph **out)
     im.g = nn_graph_new();
     if (!im.g) return base_error_set(BASE_ERR_NOMEM, "model");
     if ((rc = parse_nodes(&im, nodes))) goto done;
-    int outs[8], n_outs;
-    if ((rc = find_outputs(&im, root, outs, &n_outs))) goto done;
     order = malloc((size_t)im.n * sizeof *order);
     if (!order) {
         rc = base_error_set(BASE_ERR_NOMEM, "model");
         goto done;
     }
+    /* A cycle anywhere makes the file invalid, even off the path to the outputs (and a cycle
+     * through every sink would otherwise read as "no outputs"). */
     int n_order = 0;
+    for (int i = 0; i < im.n; i++)
+        if ((rc = visit(&im, i, order, &n_order, 0))) goto done;
+    for (int i = 0; i < im.n; i++) im.nodes[i].state = 0;
+    n_order = 0;
+    int outs[8], n_outs;
+    if ((rc = find_outputs(&im, root, outs, &n_outs))) goto done;
     for (int i = 0; i < n_outs; i++)
         if ((rc = visit(&im, outs[i], order, &n_order, 0))) goto done;
     /* Inputs are added in graph order so they are numbered as the model file lists them. */

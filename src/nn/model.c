@@ -18,6 +18,7 @@
 #include <pthreadpool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define NN_DEFAULT_MAX_FILE_BYTES ((size_t)256 << 20)
 #define ARENA_ALIGN 64
@@ -344,10 +345,14 @@ int nn_context_create(const nn_model *m, const nn_context_options *opts, nn_cont
         rc = base_error_set(BASE_ERR_LIMIT, "context: max_batch %d is more than 4096", c->max_batch);
         goto fail;
     }
-    if (opts && opts->threads > 1) {
-        c->pool = pthreadpool_create((size_t)opts->threads);
+    /* pthreadpool's workers spin while waiting: more threads than cores only slows a run. */
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    int threads = opts ? opts->threads : 1;
+    if (cores > 0 && threads > cores) threads = (int)cores;
+    if (threads > 1) {
+        c->pool = pthreadpool_create((size_t)threads);
         if (!c->pool) {
-            rc = base_error_set(BASE_ERR_BACKEND, "context: cannot start %d threads", opts->threads);
+            rc = base_error_set(BASE_ERR_BACKEND, "context: cannot start %d threads", threads);
             goto fail;
         }
     }

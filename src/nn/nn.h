@@ -73,7 +73,7 @@ const char *nn_model_op_name(int kind);
 
 typedef struct nn_context_options {
     int max_batch;      /* largest batch this context will run; 0: 1 */
-    int threads;        /* intra-op threads; 0 or 1: run on the calling thread */
+    int threads;        /* intra-op threads, at most the cores online; 0 or 1: the calling thread */
     nn_backend backend;
 } nn_context_options;
 
