@@ -1,0 +1,153 @@
+/*
+ * face — the face pipeline: detect faces in an image, find landmarks, align, embed, and
+ * estimate attributes (age, gender, emotion, head pose, quality, liveness).
+ *
+ * Objects and threads:
+ *   - face_models holds every loaded model (immutable after face_models_load); share it.
+ *   - face_context is one worker's state (engine contexts with planned scratch memory);
+ *     use it from one thread at a time. Create one per worker thread.
+ *   - face_result is filled by face_analyze() and owned by the caller (face_result_free).
+ *
+ * Coordinates are in pixels of the image passed in (x right, y down), floats.
+ * Errors: negative BASE_ERR_* codes; base_error_message() names the problem.
+ */
+#ifndef VULTUS_FACE_H
+#define VULTUS_FACE_H
+
+#include "img/img.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define FACE_MAX_EMBEDDING 1024
+#define FACE_EMOTIONS 7
+
+typedef struct face_models face_models;
+typedef struct face_context face_context;
+
+/* Which embedder; a gallery pins one. face_embedder_id() names it ("mobilefacenet-v1"...). */
+typedef enum face_embedder {
+    FACE_EMBEDDER_DEFAULT = 0, /* chosen by measurement on LFW; see README */
+    FACE_EMBEDDER_MOBILEFACENET,
+    FACE_EMBEDDER_FACERES,
+    FACE_EMBEDDER_FACEAPI_RESNET,
+    FACE_EMBEDDER_MOBILEFACE,
+} face_embedder;
+
+typedef enum face_detector {
+    FACE_DETECTOR_DEFAULT = 0, /* chosen by measurement on WIDER; see README */
+    FACE_DETECTOR_BLAZEFACE,   /* blazeface-back, 256x256, one pass */
+    FACE_DETECTOR_BLAZEFACE_TILED, /* blazeface-back over tiles/scales for small faces */
+    FACE_DETECTOR_SSD_MOBILENET,   /* face-api SSD-MobileNetV1, built with the nn builder */
+} face_detector;
+
+/* Stages of face_analyze(); OR them. Detection always runs. */
+enum face_stage {
+    FACE_STAGE_DETECT = 0,
+    FACE_STAGE_LANDMARKS = 1 << 0, /* implied by EMBED and ATTRIBUTES */
+    FACE_STAGE_EMBED = 1 << 1,
+    FACE_STAGE_ATTRIBUTES = 1 << 2, /* age, gender, emotion, pose, quality */
+    FACE_STAGE_LIVENESS = 1 << 3,
+    FACE_STAGE_ALL = 0xf,
+};
+
+typedef struct face_options {
+    unsigned stages;        /* enum face_stage bits */
+    face_detector detector;
+    face_embedder embedder;
+    float min_score;        /* detection score threshold; 0: the detector's default */
+    int min_face_size;      /* pixels (shorter box side); 0: 20 */
+    int max_faces;          /* 0: 100; the largest faces are kept */
+} face_options;
+
+typedef struct face_point {
+    float x, y;
+} face_point;
+
+typedef struct face_attributes {
+    float age;                      /* years */
+    float gender_male;              /* probability 0..1 that the face is male */
+    float emotion[FACE_EMOTIONS];   /* probabilities: angry, disgust, fear, happy, sad, surprise, neutral */
+    float yaw, pitch, roll;         /* degrees; 0 is frontal, upright */
+    float quality;                  /* 0..1, see README: size, sharpness, pose, detector score */
+    float sharpness;                /* variance of the Laplacian of the aligned face (raw) */
+} face_attributes;
+
+typedef struct face_liveness {
+    float score;        /* 0..1; higher = more likely a live face (see README for what it misses) */
+    float antispoof;    /* the antispoof model's real-face probability */
+    float liveness;     /* the liveness model's live probability */
+} face_liveness;
+
+typedef struct face_timing {
+    double decode_ms, detect_ms, landmarks_ms, align_ms, embed_ms, attributes_ms, liveness_ms;
+} face_timing;
+
+typedef struct face_info {
+    float x, y, w, h;          /* box */
+    float score;               /* detector confidence 0..1 */
+    face_point keypoints[6];   /* detector keypoints: right eye, left eye, nose, mouth, right ear, left ear (subject's) */
+    face_point landmarks5[5];  /* alignment points: left eye, right eye, nose, left mouth corner, right mouth corner (as seen in the image) */
+    int has_landmarks;
+    float embedding[FACE_MAX_EMBEDDING]; /* L2-normalised */
+    int embedding_dim;         /* 0 when not computed */
+    const char *embedding_model; /* static string: face_embedder_id() of the model that made it */
+    face_attributes attributes;
+    int has_attributes;
+    face_liveness liveness;
+    int has_liveness;
+    img_image aligned;         /* aligned crop used for the embedding (112x112 or the model's size); owned */
+} face_info;
+
+typedef struct face_result {
+    int width, height;         /* of the analysed image */
+    int n_faces;
+    face_info *faces;          /* sorted by box area, largest first; owned */
+    face_timing timing;
+} face_result;
+
+typedef struct face_models_options {
+    const char *models_dir; /* folder with human/ and faceapi/ from tools/fetch-models; NULL: "models" */
+    unsigned load;          /* which stages to load models for (enum face_stage bits); 0: all */
+    face_embedder embedder; /* which embedder(s) to load; DEFAULT: the default one only */
+    int all_embedders;      /* load every embedder (for evaluation) */
+} face_models_options;
+
+int face_models_load(const face_models_options *opts, face_models **out);
+void face_models_destroy(face_models *m);
+
+/* max_batch: the most faces embedded in one engine run (crops of one image or of several). */
+int face_context_create(const face_models *m, int max_batch, face_context **out);
+void face_context_destroy(face_context *ctx);
+
+/* Runs the pipeline on an upright RGB image. */
+int face_analyze(face_context *ctx, const img_image *image, const face_options *opts, face_result *out);
+void face_result_free(face_result *r);
+
+/* Decodes (at the scale the detector needs, EXIF applied) then analyses; fills timing.decode_ms. */
+int face_analyze_bytes(face_context *ctx, const uint8_t *data, size_t len, const face_options *opts,
+                       face_result *out);
+
+const char *face_embedder_id(face_embedder e);
+int face_embedding_dim(face_embedder e);
+/* Cosine similarity of two L2-normalised embeddings. */
+float face_similarity(const float *a, const float *b, int dim);
+/* The default decision threshold on similarity for an embedder (calibrated on LFW, see README). */
+float face_default_threshold(face_embedder e);
+
+/* --- pure helpers, exported for tests ---------------------------------------------------- */
+
+/* Least-squares similarity transform (Umeyama, no reflection) mapping src[i] to dst[i];
+ * m is 2x3 row-major: dst = m * (src, 1). Returns 0 or an error when degenerate. */
+int face_similarity_transform(const face_point *src, const face_point *dst, int n, float m[6]);
+
+typedef struct face_box {
+    float x, y, w, h, score;
+    face_point keypoints[6];
+} face_box;
+/* Weighted non-maximum suppression as MediaPipe does it (boxes with IoU > iou_threshold are
+ * blended, weighted by score). In place; returns the number kept, sorted by score. */
+int face_weighted_nms(face_box *boxes, int n, float iou_threshold);
+float face_iou(const face_box *a, const face_box *b);
+
+#endif
