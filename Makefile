@@ -27,7 +27,7 @@ TEST_SRC := $(shell find tests -name 'test_*.c' 2>/dev/null | sort)
 TEST_BIN := $(TEST_SRC:%.c=$(BUILD)/%)
 FUZZ_SRC := $(shell find tests/fuzz -name 'fuzz_*.c' 2>/dev/null | sort)
 
-.PHONY: all test check bench bench-nn run fuzz clean setup models format
+.PHONY: all test check tsan bench bench-nn run fuzz clean setup models format
 all: $(BUILD)/vultus
 
 $(BUILD)/obj/%.o: %.c
@@ -63,6 +63,18 @@ check: setup
 		LDFLAGS="-fsanitize=address,undefined" all tests
 	@ASAN_OPTIONS=detect_leaks=1 VULTUS_SANITIZED=1 tools/run-tests build/asan \
 		$(TEST_SRC:%.c=build/asan/%)
+	@$(MAKE) --no-print-directory tsan
+
+# ThreadSanitizer build of the tests of concurrent code (clang; the library is rebuilt with TSan).
+TSAN_TESTS := tests/nn/test_shared_model.c
+tsan: setup
+	@mkdir -p $(BUILD)/tsan
+	@for t in $(TSAN_TESTS); do \
+		bin=$(BUILD)/tsan/$$(basename $$t .c); \
+		clang -std=c17 -D_GNU_SOURCE -O1 -g -fsanitize=thread -Isrc -Itests $(PKG_CFLAGS) -o $$bin $$t \
+			$(LIB_SRC) $(LDLIBS) -lcmocka || exit 1; \
+	done
+	@TSAN_OPTIONS=halt_on_error=1 tools/run-tests $(BUILD)/tsan $(foreach t,$(TSAN_TESTS),$(BUILD)/tsan/$(basename $(notdir $(t))))
 
 run: setup all
 	$(BUILD)/vultus serve --models models --data data
