@@ -245,6 +245,8 @@ struct nn_context {
     nn_xnn_op **xops;   /* per node: the XNNPACK operator, or NULL for the reference backend */
     int setup_batch;    /* batch the XNNPACK operators are set up for; 0 for none */
     int last_batch;
+    uint64_t *profile_ns; /* per node, accumulated over runs while profiling; NULL when off */
+    int profile_runs;
 };
 
 typedef struct free_block {
@@ -323,6 +325,7 @@ void nn_context_destroy(nn_context *c)
         for (int i = 0; i < c->m->g->n_inputs; i++) base_aligned_free(c->inputs[i]);
     if (c->pool) pthreadpool_destroy(c->pool);
     free(c->xops);
+    free(c->profile_ns);
     free(c->inputs);
     free(c->data);
     base_aligned_free(c->arena);
@@ -467,6 +470,7 @@ int nn_context_run(nn_context *c, int batch)
     for (int i = 0; i < g->n_nodes; i++) {
         const nn_node *n = &g->nodes[i];
         if (n->op == NN_OP_RESHAPE && c->data[n->output] == c->data[n->inputs[0]]) continue;
+        uint64_t t0 = c->profile_ns ? base_now_ns() : 0;
         if (c->xops[i]) {
             rc = nn_xnn_run(c->xops[i], c->pool);
         } else {
@@ -475,7 +479,9 @@ int nn_context_run(nn_context *c, int batch)
             rc = nn_ref_run(g, n, in, &out);
         }
         if (rc) return rc;
+        if (c->profile_ns) c->profile_ns[i] += base_now_ns() - t0;
     }
+    if (c->profile_ns) c->profile_runs++;
     c->last_batch = batch;
     return 0;
 }
@@ -490,4 +496,36 @@ const float *nn_context_output(const nn_context *c, int index, nn_io_info *info)
         if (info->rank > 0 && info->dim[0] == NN_BATCH) info->dim[0] = c->last_batch ? c->last_batch : 1;
     }
     return c->data[t];
+}
+
+int nn_context_set_profiling(nn_context *c, int enable)
+{
+    free(c->profile_ns);
+    c->profile_ns = NULL;
+    c->profile_runs = 0;
+    if (!enable) return 0;
+    c->profile_ns = calloc((size_t)(c->m->g->n_nodes ? c->m->g->n_nodes : 1), sizeof *c->profile_ns);
+    return c->profile_ns ? 0 : base_error_set(BASE_ERR_NOMEM, "profile");
+}
+
+void nn_context_print_profile(const nn_context *c, FILE *f)
+{
+    const nn_graph *g = c->m->g;
+    if (!c->profile_ns || c->profile_runs == 0) return;
+    uint64_t total = 0;
+    for (int i = 0; i < g->n_nodes; i++) total += c->profile_ns[i];
+    fprintf(f, "%-4s %-18s %-7s %-20s %9s %6s %8s  %s\n", "node", "op", "backend", "output", "ms/run", "share",
+            "GFLOP/s", "name");
+    for (int i = 0; i < g->n_nodes; i++) {
+        const nn_node *n = &g->nodes[i];
+        double ms = (double)c->profile_ns[i] / 1e6 / c->profile_runs;
+        char shape[64];
+        nn_shape s = g->tensors[n->output].shape;
+        if (s.dim[0] == NN_BATCH) s.dim[0] = c->last_batch;
+        double gflops = ms > 0 ? 2.0 * (double)nn_node_macs(g, n) * c->last_batch / (ms * 1e6) : 0;
+        fprintf(f, "%-4d %-18s %-7s %-20s %9.4f %5.1f%% %8.1f  %s\n", i, nn_node_kind_name(n),
+                c->xops[i] ? "xnnpack" : "ref", nn_shape_str(&s, shape, sizeof shape), ms,
+                total ? 100.0 * (double)c->profile_ns[i] / (double)total : 0.0, gflops, n->name);
+    }
+    fprintf(f, "total %.3f ms per run over %d runs\n", (double)total / 1e6 / c->profile_runs, c->profile_runs);
 }

@@ -17,6 +17,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 typedef struct nn_model nn_model;
 typedef struct nn_context nn_context;
@@ -88,6 +89,11 @@ int nn_context_run(nn_context *ctx, int batch);
 /* Output `index` of the last run: its data and, if info is not NULL, its shape (dim[0] is the
  * batch of that run). Valid until the next run. */
 const float *nn_context_output(const nn_context *ctx, int index, nn_io_info *info);
+
+/* Per-node timing for finding slow ops: while enabled, every run adds each node's time.
+ * Enabling resets the counts. The printout lists node, op, backend, shape, ms per run, share. */
+int nn_context_set_profiling(nn_context *ctx, int enable);
+void nn_context_print_profile(const nn_context *ctx, FILE *f);
 
 /* --- weights manifests and the builder (for models shipped without a graph) ------------- */
 
