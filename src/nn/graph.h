@@ -269,6 +269,11 @@ int nn_graph_optimize(nn_graph *g);
  * no allocation, no threads: the oracle for every other backend. */
 int nn_ref_run(const nn_graph *g, const nn_node *node, const nn_view *in, nn_view *out);
 
+/* --- own kernels for ops XNNPACK lacks (fast.c) ----------------------------------------- */
+
+int nn_fast_supports(const nn_graph *g, const nn_node *node);
+int nn_fast_run(const nn_graph *g, const nn_node *node, const nn_view *in, nn_view *out);
+
 /* --- XNNPACK backend (xnn.c) -------------------------------------------------------------- */
 
 typedef struct nn_xnn_op nn_xnn_op;

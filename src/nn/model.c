@@ -48,6 +48,7 @@ void nn_model_destroy(nn_model *m)
     free(m->last_use);
     free(m->buffer_of);
     free(m->on_xnnpack);
+    free(m->on_fast);
     free(m);
 }
 
@@ -64,7 +65,8 @@ static int model_finish(nn_graph *g, int n_imported, nn_model **out)
     m->last_use = malloc((size_t)g->n_tensors * sizeof *m->last_use);
     m->buffer_of = malloc((size_t)g->n_tensors * sizeof *m->buffer_of);
     m->on_xnnpack = calloc((size_t)(g->n_nodes ? g->n_nodes : 1), 1);
-    if (!m->last_use || !m->buffer_of || !m->on_xnnpack) {
+    m->on_fast = calloc((size_t)(g->n_nodes ? g->n_nodes : 1), 1);
+    if (!m->last_use || !m->buffer_of || !m->on_xnnpack || !m->on_fast) {
         rc = base_error_set(BASE_ERR_NOMEM, "model");
         goto fail;
     }
@@ -87,6 +89,7 @@ static int model_finish(nn_graph *g, int n_imported, nn_model **out)
         if (n->op == NN_OP_RESHAPE && !nn_tensor_is_const(g, n->inputs[0]))
             m->buffer_of[n->output] = m->buffer_of[n->inputs[0]];
         m->on_xnnpack[i] = n->op != NN_OP_RESHAPE && nn_xnn_supports(g, n);
+        m->on_fast[i] = !m->on_xnnpack[i] && nn_fast_supports(g, n);
     }
     /* A buffer lives until the last reader of any tensor that views it. */
     for (int i = 0; i < g->n_nodes; i++) {
@@ -476,7 +479,8 @@ int nn_context_run(nn_context *c, int batch)
         } else {
             for (int k = 0; k < n->n_inputs; k++) make_view(c, n->inputs[k], batch, &in[k]);
             make_view(c, n->output, batch, &out);
-            rc = nn_ref_run(g, n, in, &out);
+            if (c->m->on_fast[i] && c->backend != NN_BACKEND_REFERENCE) rc = nn_fast_run(g, n, in, &out);
+            else rc = nn_ref_run(g, n, in, &out);
         }
         if (rc) return rc;
         if (c->profile_ns) c->profile_ns[i] += base_now_ns() - t0;
@@ -524,7 +528,7 @@ void nn_context_print_profile(const nn_context *c, FILE *f)
         if (s.dim[0] == NN_BATCH) s.dim[0] = c->last_batch;
         double gflops = ms > 0 ? 2.0 * (double)nn_node_macs(g, n) * c->last_batch / (ms * 1e6) : 0;
         fprintf(f, "%-4d %-18s %-7s %-20s %9.4f %5.1f%% %8.1f  %s\n", i, nn_node_kind_name(n),
-                c->xops[i] ? "xnnpack" : "ref", nn_shape_str(&s, shape, sizeof shape), ms,
+                c->xops[i] ? "xnnpack" : c->m->on_fast[i] && c->backend != NN_BACKEND_REFERENCE ? "fast" : "ref", nn_shape_str(&s, shape, sizeof shape), ms,
                 total ? 100.0 * (double)c->profile_ns[i] / (double)total : 0.0, gflops, n->name);
     }
     fprintf(f, "total %.3f ms per run over %d runs\n", (double)total / 1e6 / c->profile_runs, c->profile_runs);

@@ -11,6 +11,7 @@ struct nn_model {
     int *last_use;     /* per tensor buffer: index of the last node reading it (n_nodes: output) */
     int *buffer_of;    /* per tensor: the tensor whose buffer it uses (itself unless a view) */
     char *on_xnnpack;  /* per node: the AUTO backend runs it with XNNPACK */
+    char *on_fast;     /* per node: else with an own kernel of fast.c (else the reference) */
     nn_io_info inputs[8], outputs[8];
 };
 
