@@ -325,6 +325,121 @@ static int fold_pad(opt *o, int i, int *changed)
     return 0;
 }
 
+/* max(clamp(x)) == clamp(max(x)): a Relu after a max pool moves before it, where it fuses into
+ * the op that feeds the pool (Keras' Conv -> MaxPool -> Activation). */
+static int hoist_clamp_over_pool(opt *o, int i, int *changed)
+{
+    nn_graph *g = o->g;
+    nn_node *pool = &g->nodes[i];
+    if (pool->op != NN_OP_POOL || pool->p.pool.kind != NN_POOL_MAX) return 0;
+    int src = g->tensors[pool->inputs[0]].producer;
+    if (src < 0 || o->dead[src] || o->readers[pool->inputs[0]] != 1) return 0;
+    nn_act *act = node_act(&g->nodes[src]);
+    if (!act || act->kind != NN_ACT_NONE) return 0;
+    int r = sole_reader(o, pool->output);
+    if (r < 0) return 0;
+    nn_node *c = &g->nodes[r];
+    if (c->op != NN_OP_UNARY || c->p.unary.kind != NN_UNARY_CLAMP) return 0;
+    *act = (nn_act){NN_ACT_CLAMP, c->p.unary.lo, c->p.unary.hi, 0};
+    absorb(o, i, r);
+    (*changed)++;
+    return 0;
+}
+
+/*
+ * A per-channel affine map (BatchNorm after an activation: x * a + b) in front of a
+ * convolution without padding folds into that convolution's weights and bias:
+ *   W' = W * a (per input channel),  bias' = bias + sum over the window of W * b.
+ * A max pool in between commutes with the map when every a > 0; an average pool always does.
+ * Zero padding would be mapped too (0 -> b), so only unpadded convolutions qualify.
+ */
+static int fold_affine_forward(opt *o, int i, int *changed)
+{
+    nn_graph *g = o->g;
+    nn_node *n = &g->nodes[i];
+    if (n->op != NN_OP_BINARY || n->p.binary.act.kind != NN_ACT_NONE) return 0;
+    if (n->p.binary.kind != NN_BINARY_MUL && n->p.binary.kind != NN_BINARY_ADD) return 0;
+    int x = n->inputs[0];
+    if (nn_tensor_is_const(g, x)) x = n->inputs[1];
+    int kc = x == n->inputs[0] ? n->inputs[1] : n->inputs[0];
+    const nn_shape *xs = &g->tensors[x].shape;
+    if (xs->rank != 4 || !nn_shape_equal(xs, &g->tensors[n->output].shape)) return 0;
+    int64_t C = xs->dim[3];
+    const float *k = per_channel_const(g, kc, C);
+    if (!k) return 0;
+    int mul_node = n->p.binary.kind == NN_BINARY_MUL ? i : -1, add_node = -1;
+    const float *a = mul_node >= 0 ? k : NULL, *b = mul_node >= 0 ? NULL : k;
+    int last = i;
+    int r = sole_reader(o, n->output);
+    if (r < 0) return 0;
+    if (mul_node >= 0 && g->nodes[r].op == NN_OP_BINARY && g->nodes[r].p.binary.kind == NN_BINARY_ADD &&
+        g->nodes[r].p.binary.act.kind == NN_ACT_NONE) {
+        nn_node *an = &g->nodes[r];
+        int other = an->inputs[0] == n->output ? an->inputs[1] : an->inputs[0];
+        const float *bb = per_channel_const(g, other, C);
+        if (bb && nn_shape_equal(&g->tensors[an->output].shape, xs)) {
+            b = bb;
+            add_node = r;
+            last = r;
+            r = sole_reader(o, an->output);
+            if (r < 0) return 0;
+        }
+    }
+    if (mul_node < 0) add_node = i;
+    int pool = -1;
+    if (g->nodes[r].op == NN_OP_POOL) {
+        if (g->nodes[r].p.pool.kind == NN_POOL_MAX && a)
+            for (int64_t c = 0; c < C; c++)
+                if (!(a[c] > 0)) return 0;
+        pool = r;
+        r = sole_reader(o, g->nodes[pool].output);
+        if (r < 0) return 0;
+    }
+    nn_node *conv = &g->nodes[r];
+    int feed = pool >= 0 ? g->nodes[pool].output : g->nodes[last].output;
+    if (conv->op != NN_OP_CONV2D || conv->inputs[0] != feed) return 0;
+    const nn_conv_params *p = &conv->p.conv;
+    if (p->pad_top || p->pad_bottom || p->pad_left || p->pad_right) return 0;
+    const nn_tensor *wt = &g->tensors[conv->inputs[1]];
+    int64_t KH = wt->shape.dim[0], KW = wt->shape.dim[1], CI = wt->shape.dim[2], M = wt->shape.dim[3];
+    if (CI != C) return 0;
+    int64_t cout = p->depthwise ? C * M : M, count = KH * KW * CI * M;
+    float *w = base_aligned_alloc(64, (size_t)count * sizeof *w);
+    float *bias = malloc((size_t)cout * sizeof *bias);
+    if (!w || !bias) {
+        base_aligned_free(w);
+        free(bias);
+        return base_error_set(BASE_ERR_NOMEM, "optimise");
+    }
+    const float *src = wt->data;
+    if (conv->inputs[2] >= 0) memcpy(bias, g->tensors[conv->inputs[2]].data, (size_t)cout * sizeof *bias);
+    else memset(bias, 0, (size_t)cout * sizeof *bias);
+    for (int64_t j = 0; j < count; j++) {
+        int64_t ci = (j / M) % CI, m = j % M;
+        int64_t co = p->depthwise ? ci * M + m : m;
+        w[j] = src[j] * (a ? a[ci] : 1.0f);
+        if (b) bias[co] += src[j] * b[ci];
+    }
+    char name[600];
+    snprintf(name, sizeof name, "%s/input_affine", conv->name);
+    nn_shape ws = wt->shape;
+    int wi = nn_graph_add_const(g, name, NN_DTYPE_F32, &ws, w);
+    base_aligned_free(w);
+    int bi = wi < 0 ? wi : new_const(g, g->nodes[r].name, "bias_input_affine", bias, cout);
+    free(bias);
+    if (bi < 0) return bi;
+    conv = &g->nodes[r];
+    conv->inputs[1] = wi;
+    conv->inputs[2] = bi;
+    if (conv->n_inputs < 3) conv->n_inputs = 3;
+    if (pool >= 0) g->nodes[pool].inputs[0] = x;
+    else conv->inputs[0] = x;
+    if (mul_node >= 0) o->dead[mul_node] = 1;
+    if (add_node >= 0) o->dead[add_node] = 1;
+    (*changed)++;
+    return 0;
+}
+
 /* Identities and same-shape reshapes: readers use the input directly. */
 static int drop_identity(opt *o, int i, int *changed)
 {
@@ -404,6 +519,8 @@ int nn_graph_optimize(nn_graph *g)
             rc = fold_abs_prelu(&o, i, &changed);
             if (!rc && changed == before) rc = drop_identity(&o, i, &changed);
             if (!rc && changed == before) rc = fold_pad(&o, i, &changed);
+            if (!rc && changed == before) rc = hoist_clamp_over_pool(&o, i, &changed);
+            if (!rc && changed == before) rc = fold_affine_forward(&o, i, &changed);
             if (changed != before) rc = count_readers(&o);
         }
         for (int i = 0; i < g->n_nodes && !rc; i++) {
