@@ -61,7 +61,7 @@ CLONES static void rsqrt_f32(const float *x, float *y, size_t n)
 
 int nn_fast_supports(const nn_graph *g, const nn_node *node)
 {
-    (void)g;
+    if (nn_dwconv_supports(g, node)) return 1;
     if (node->op != NN_OP_UNARY) return 0;
     switch (node->p.unary.kind) {
     case NN_UNARY_TANH:
@@ -73,7 +73,7 @@ int nn_fast_supports(const nn_graph *g, const nn_node *node)
 
 int nn_fast_run(const nn_graph *g, const nn_node *node, const nn_view *in, nn_view *out)
 {
-    (void)g;
+    if (node->op == NN_OP_CONV2D) return nn_dwconv_run(g, node, in, out);
     size_t n = (size_t)nn_shape_numel(&out->shape, 1);
     if ((size_t)nn_shape_numel(&in[0].shape, 1) != n)
         return base_error_set(BASE_ERR_INVALID, "node %s: element counts differ", node->name);

@@ -273,6 +273,9 @@ int nn_ref_run(const nn_graph *g, const nn_node *node, const nn_view *in, nn_vie
 
 int nn_fast_supports(const nn_graph *g, const nn_node *node);
 int nn_fast_run(const nn_graph *g, const nn_node *node, const nn_view *in, nn_view *out);
+/* Depthwise convolution, multiplier 1, AVX-512 (dwconv.c); preferred over XNNPACK's. */
+int nn_dwconv_supports(const nn_graph *g, const nn_node *node);
+int nn_dwconv_run(const nn_graph *g, const nn_node *node, const nn_view *in, nn_view *out);
 
 /* --- XNNPACK backend (xnn.c) -------------------------------------------------------------- */
 

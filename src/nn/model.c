@@ -88,8 +88,9 @@ static int model_finish(nn_graph *g, int n_imported, nn_model **out)
         /* A reshape of a computed tensor is a view of its buffer. */
         if (n->op == NN_OP_RESHAPE && !nn_tensor_is_const(g, n->inputs[0]))
             m->buffer_of[n->output] = m->buffer_of[n->inputs[0]];
-        m->on_xnnpack[i] = n->op != NN_OP_RESHAPE && nn_xnn_supports(g, n);
-        m->on_fast[i] = !m->on_xnnpack[i] && nn_fast_supports(g, n);
+        /* Own kernels exist only where they beat XNNPACK (or XNNPACK lacks the op). */
+        m->on_fast[i] = n->op != NN_OP_RESHAPE && nn_fast_supports(g, n);
+        m->on_xnnpack[i] = !m->on_fast[i] && n->op != NN_OP_RESHAPE && nn_xnn_supports(g, n);
     }
     /* A buffer lives until the last reader of any tensor that views it. */
     for (int i = 0; i < g->n_nodes; i++) {

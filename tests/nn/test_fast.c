@@ -11,22 +11,22 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#define N 20011 /* odd, so vector tails are exercised */
+#define COUNT 20011 /* odd, so vector tails are exercised */
 
 static void compare(nn_unary_kind kind, float lo, float hi, double abs_tol, double rel_tol)
 {
-    static float x[N], got[N], want[N];
-    for (int i = 0; i < N; i++) x[i] = lo + (hi - lo) * (float)i / (N - 1);
+    static float x[COUNT], got[COUNT], want[COUNT];
+    for (int i = 0; i < COUNT; i++) x[i] = lo + (hi - lo) * (float)i / (COUNT - 1);
     x[7] = 0.0f;
     x[8] = -0.0f;
     nn_node node = {.op = NN_OP_UNARY, .name = "t", .n_inputs = 1};
     node.p.unary.kind = kind;
-    nn_view in = {{1, {N}}, x}, a = {{1, {N}}, got}, b = {{1, {N}}, want};
+    nn_view in = {{1, {COUNT}}, x}, a = {{1, {COUNT}}, got}, b = {{1, {COUNT}}, want};
     assert_true(nn_fast_supports(NULL, &node));
     assert_int_equal(nn_fast_run(NULL, &node, &in, &a), 0);
     assert_int_equal(nn_ref_run(NULL, &node, &in, &b), 0);
     double worst = 0;
-    for (int i = 0; i < N; i++) {
+    for (int i = 0; i < COUNT; i++) {
         double err = fabs((double)got[i] - want[i]);
         double allowed = abs_tol + rel_tol * fabs(want[i]);
         if (err / allowed > worst) worst = err / allowed;
@@ -34,6 +34,8 @@ static void compare(nn_unary_kind kind, float lo, float hi, double abs_tol, doub
     }
     printf("  kind %d over [%g, %g]: worst error %.2f of the allowance\n", kind, lo, hi, worst);
 }
+
+static int have_avx512(void) { return __builtin_cpu_supports("avx512f"); }
 
 static void test_tanh(void **state)
 {
@@ -54,8 +56,62 @@ static void test_rsqrt(void **state)
     compare(NN_UNARY_RSQRT, 1e-6f, 1e6f, 0, 2e-7);
 }
 
+/* The own depthwise kernel vs the reference over edge shapes: odd sizes, 3x3/5x5/1x1/7x7
+ * (specialised and generic paths), stride 1 and 2, SAME/VALID/asymmetric padding, dilation,
+ * channel counts around the 16-lane block, batch 1 and 3, every fused activation. */
+static void test_depthwise(void **state)
+{
+    (void)state;
+    if (!have_avx512()) skip();
+    static float x[3 * 19 * 17 * 40], w[7 * 7 * 40], bias[40], slope[40], got[3 * 19 * 17 * 40], want[3 * 19 * 17 * 40];
+    unsigned seed = 12345;
+    for (size_t i = 0; i < sizeof x / sizeof x[0]; i++) x[i] = (float)((seed = seed * 1103515245u + 12345u) >> 9) / 4194304.0f - 1.0f;
+    for (size_t i = 0; i < sizeof w / sizeof w[0]; i++) w[i] = (float)((seed = seed * 1103515245u + 12345u) >> 9) / 4194304.0f - 1.0f;
+    for (int i = 0; i < 40; i++) bias[i] = 0.01f * (float)i - 0.2f, slope[i] = 0.05f * (float)i;
+    const int ks[] = {1, 3, 5, 7}, cs[] = {1, 8, 16, 17, 24, 33, 40}, hs[][2] = {{19, 17}, {7, 9}, {4, 5}};
+    int cases = 0;
+    for (int ki = 0; ki < 4; ki++)
+        for (int ci = 0; ci < 7; ci++)
+            for (int hi = 0; hi < 3; hi++)
+                for (int stride = 1; stride <= 2; stride++)
+                    for (int variant = 0; variant < 4; variant++) {
+                        int K = ks[ki], C = cs[ci], H = hs[hi][0], W = hs[hi][1], N = variant == 3 ? 3 : 1;
+                        int dil = variant == 2 && K <= 3 ? 2 : 1;
+                        nn_conv_params p = {.kernel_h = K, .kernel_w = K, .stride_h = stride, .stride_w = stride,
+                                            .dilation_h = dil, .dilation_w = dil, .depthwise = 1};
+                        int eff = (K - 1) * dil + 1;
+                        if (variant != 1) { /* SAME (asymmetric when the total is odd) */
+                            int oh = (H + stride - 1) / stride, ow = (W + stride - 1) / stride;
+                            int th = (oh - 1) * stride + eff - H, tw = (ow - 1) * stride + eff - W;
+                            th = th < 0 ? 0 : th, tw = tw < 0 ? 0 : tw;
+                            p.pad_top = th / 2, p.pad_bottom = th - th / 2, p.pad_left = tw / 2, p.pad_right = tw - tw / 2;
+                        } else if (eff > H || eff > W) {
+                            continue;
+                        }
+                        p.act = variant == 0 ? (nn_act){NN_ACT_CLAMP, 0.0f, 6.0f, 0}
+                                : variant == 2 ? (nn_act){NN_ACT_PRELU, 0, 0, 0}
+                                               : (nn_act){NN_ACT_NONE, 0, 0, 0};
+                        int OH = (H + p.pad_top + p.pad_bottom - eff) / stride + 1;
+                        int OW = (W + p.pad_left + p.pad_right - eff) / stride + 1;
+                        nn_node node = {.op = NN_OP_CONV2D, .name = "dw", .n_inputs = 4, .inputs = {0, 1, 2, 3}};
+                        node.p.conv = p;
+                        nn_view in[4] = {{{4, {N, H, W, C}}, x},
+                                         {{4, {K, K, C, 1}}, w},
+                                         {{1, {C}}, variant == 1 ? NULL : bias},
+                                         {{1, {C}}, slope}};
+                        nn_view a = {{4, {N, OH, OW, C}}, got}, b = {{4, {N, OH, OW, C}}, want};
+                        assert_int_equal(nn_dwconv_run(NULL, &node, in, &a), 0);
+                        assert_int_equal(nn_ref_run(NULL, &node, in, &b), 0);
+                        for (int i = 0; i < N * OH * OW * C; i++)
+                            if (fabsf(got[i] - want[i]) > 1e-5f * (1 + fabsf(want[i])))
+                                fail_msg("K%d C%d %dx%d s%d v%d: [%d] %g vs %g", K, C, H, W, stride, variant, i, got[i], want[i]);
+                        cases++;
+                    }
+    printf("  %d depthwise cases match the reference\n", cases);
+}
+
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_tanh), cmocka_unit_test(test_exp), cmocka_unit_test(test_rsqrt)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_depthwise), cmocka_unit_test(test_tanh), cmocka_unit_test(test_exp), cmocka_unit_test(test_rsqrt)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
