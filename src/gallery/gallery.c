@@ -1,0 +1,1084 @@
+/*
+ * The gallery: collections in the store, one in-memory index per collection, and the glue
+ * that keeps the two in step (see gallery.h for the model and internal.h for the locking).
+ *
+ * Every write goes: check the input; take write_mutex; replay changes other processes made
+ * (so this process's view is current); write to the store (one transaction, durable on
+ * return); apply the change to memory. When the store numbered our change applied_seq + 1
+ * it is applied directly from what we already hold; otherwise another process wrote in
+ * between and the change log is replayed from the store, which includes ours.
+ */
+#include <jansson.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "base/base.h"
+#include "gallery/internal.h"
+
+/* Faces per gal_faces_add call: one transaction should stay a bounded amount of work. */
+#define BATCH_MAX 100000
+#define CHANGES_PER_READ 256
+
+int64_t gal_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int gal_error_context(int code, const char *fmt, ...)
+{
+    char saved[512], context[256];
+    snprintf(saved, sizeof saved, "%s", base_error_message());
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(context, sizeof context, fmt, ap);
+    va_end(ap);
+    return base_error_set(code, "%s: %s", context, saved);
+}
+
+const char *gal_dtype_name(enum gal_dtype dtype)
+{
+    switch (dtype) {
+    case GAL_DTYPE_F32: return "f32";
+    case GAL_DTYPE_F16: return "f16";
+    case GAL_DTYPE_INT8: return "int8";
+    }
+    return NULL;
+}
+
+int gal_dtype_parse(const char *text, enum gal_dtype *dtype)
+{
+    static const enum gal_dtype all[] = {GAL_DTYPE_F32, GAL_DTYPE_F16, GAL_DTYPE_INT8};
+    for (size_t i = 0; text && i < sizeof all / sizeof all[0]; i++) {
+        if (strcmp(text, gal_dtype_name(all[i])) == 0) {
+            *dtype = all[i];
+            return 0;
+        }
+    }
+    return base_error_set(BASE_ERR_INVALID, "storage type \"%s\" is not f32, f16 or int8",
+                          text ? text : "(null)");
+}
+
+/* ---- checks of input ------------------------------------------------------------------ */
+
+int gal_check_collection_name(const char *name)
+{
+    if (!name) return base_error_set(BASE_ERR_INVALID, "collection name is missing");
+    size_t n = strnlen(name, GAL_NAME_MAX + 1);
+    if (n == 0 || n > GAL_NAME_MAX)
+        return base_error_set(BASE_ERR_INVALID, "collection name must have 1 to %d characters",
+                              GAL_NAME_MAX);
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                 c == '_' || c == '-' || c == '.';
+        if (!ok)
+            return base_error_set(BASE_ERR_INVALID,
+                                  "collection name \"%s\": character %zu is not one of "
+                                  "A-Z a-z 0-9 _ - .",
+                                  name, i + 1);
+    }
+    return 0;
+}
+
+/* 1..max bytes; control characters never (they break logs and terminals), spaces if asked. */
+static int check_text(const char *what, const char *text, size_t max, int allow_space)
+{
+    if (!text) return base_error_set(BASE_ERR_INVALID, "%s is missing", what);
+    size_t n = strnlen(text, max + 1);
+    if (n == 0 || n > max)
+        return base_error_set(BASE_ERR_INVALID, "%s must have 1 to %zu bytes", what, max);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)text[i];
+        if (c < 0x20 || c == 0x7f || (c == ' ' && !allow_space))
+            return base_error_set(BASE_ERR_INVALID, "%s has a %s at byte %zu", what,
+                                  c == ' ' ? "space" : "control character", i + 1);
+    }
+    return 0;
+}
+
+int gal_check_subject_id(const char *subject_id)
+{
+    return check_text("subject id", subject_id, GAL_ID_MAX, 1);
+}
+
+int gal_check_metadata(const char *metadata)
+{
+    if (!metadata) return 0;
+    size_t n = strnlen(metadata, GAL_METADATA_MAX + 1);
+    if (n > GAL_METADATA_MAX)
+        return base_error_set(BASE_ERR_LIMIT, "subject metadata is longer than %d bytes",
+                              GAL_METADATA_MAX);
+    json_error_t error;
+    json_t *value = json_loadb(metadata, n, JSON_DECODE_ANY, &error);
+    if (!value)
+        return base_error_set(BASE_ERR_INVALID, "subject metadata is not JSON: %s at line %d",
+                              error.text, error.line);
+    json_decref(value);
+    return 0;
+}
+
+int gal_check_collection_info(const struct gal_collection_info *info)
+{
+    if (!info) return base_error_set(BASE_ERR_INVALID, "collection settings are missing");
+    int rc = gal_check_collection_name(info->name);
+    if (rc) return rc;
+    if ((rc = check_text("embedding model id", info->model_id, GAL_MODEL_MAX, 0))) return rc;
+    if (info->dim == 0 || info->dim > GAL_DIM_MAX)
+        return base_error_set(BASE_ERR_INVALID, "collection \"%s\": dimension %u is not in 1..%d",
+                              info->name, info->dim, GAL_DIM_MAX);
+    if (!gal_dtype_name(info->dtype))
+        return base_error_set(BASE_ERR_INVALID, "collection \"%s\": storage type %d is unknown",
+                              info->name, (int)info->dtype);
+    if (!(info->threshold >= -1.0f && info->threshold <= 1.0f))
+        return base_error_set(BASE_ERR_INVALID,
+                              "collection \"%s\": threshold %g is not a similarity in [-1, 1]",
+                              info->name, (double)info->threshold);
+    return 0;
+}
+
+/* Checks an embedding's model and dimension against a collection; writes it normalised. */
+static int check_embedding(const struct gal_collection_info *info, const char *what,
+                           size_t position, const char *model_id, uint32_t dim,
+                           const float *embedding, float *normalised)
+{
+    if (!model_id || strcmp(model_id, info->model_id) != 0)
+        return base_error_set(BASE_ERR_INVALID,
+                              "%s %zu: embedding from model \"%s\", but collection \"%s\" is "
+                              "pinned to model \"%s\"",
+                              what, position, model_id ? model_id : "(none)", info->name,
+                              info->model_id);
+    if (dim != info->dim)
+        return base_error_set(BASE_ERR_INVALID,
+                              "%s %zu: embedding of dimension %u, but collection \"%s\" holds "
+                              "dimension %u (model \"%s\")",
+                              what, position, dim, info->name, info->dim, info->model_id);
+    if (!embedding) return base_error_set(BASE_ERR_INVALID, "%s %zu: no embedding", what, position);
+    double sum = 0.0;
+    for (uint32_t i = 0; i < dim; i++) {
+        if (!isfinite(embedding[i]))
+            return base_error_set(BASE_ERR_INVALID, "%s %zu: embedding[%u] is %f", what, position,
+                                  i, (double)embedding[i]);
+        sum += (double)embedding[i] * embedding[i];
+    }
+    double norm = sqrt(sum);
+    if (!(norm > 1e-20) || !isfinite(norm))
+        return base_error_set(BASE_ERR_INVALID, "%s %zu: embedding has norm %g, cannot normalise",
+                              what, position, norm);
+    for (uint32_t i = 0; i < dim; i++) normalised[i] = (float)(embedding[i] / norm);
+    return 0;
+}
+
+int gal_check_face(const struct gal_collection_info *info, const struct gal_face_input *face,
+                   size_t position, float *normalised)
+{
+    if (!face) return base_error_set(BASE_ERR_INVALID, "face %zu is missing", position);
+    int rc = gal_check_subject_id(face->subject_id);
+    if (rc) return rc;
+    rc = check_embedding(info, "face", position, face->model_id, face->dim, face->embedding,
+                         normalised);
+    if (rc) return rc;
+    for (int b = 0; b < 4; b++)
+        if (!isfinite(face->box[b]))
+            return base_error_set(BASE_ERR_INVALID, "face %zu: box[%d] is %f", position, b,
+                                  (double)face->box[b]);
+    if (!isfinite(face->quality))
+        return base_error_set(BASE_ERR_INVALID, "face %zu: quality is %f", position,
+                              (double)face->quality);
+    if (face->image_hash && *face->image_hash &&
+        (rc = check_text("image hash", face->image_hash, GAL_HASH_MAX, 0)))
+        return rc;
+    if (face->thumbnail_len > GAL_THUMBNAIL_MAX)
+        return base_error_set(BASE_ERR_LIMIT, "face %zu: thumbnail of %zu bytes, more than %d",
+                              position, face->thumbnail_len, GAL_THUMBNAIL_MAX);
+    if (face->thumbnail_len) {
+        const uint8_t *t = face->thumbnail;
+        if (!t || face->thumbnail_len < 4 || t[0] != 0xff || t[1] != 0xd8 || t[2] != 0xff)
+            return base_error_set(BASE_ERR_INVALID, "face %zu: thumbnail is not a JPEG file",
+                                  position);
+    }
+    return 0;
+}
+
+/* ---- collections in memory ------------------------------------------------------------ */
+
+struct collection *gal_find_collection(struct gal *g, const char *name)
+{
+    for (struct collection *c = g->collections; c; c = c->next)
+        if (strcmp(c->info.name, name) == 0) return c;
+    return NULL;
+}
+
+static struct collection *find_by_id(struct gal *g, int64_t id)
+{
+    for (struct collection *c = g->collections; c; c = c->next)
+        if (c->id == id) return c;
+    return NULL;
+}
+
+static void collection_free(struct collection *c)
+{
+    if (!c) return;
+    gal_index_destroy(c->index);
+    free(c);
+}
+
+static int collection_new(struct gal *g, const struct gal_store_collection *stored,
+                          struct collection **out)
+{
+    *out = NULL;
+    struct collection *c = calloc(1, sizeof *c);
+    if (!c) return base_error_set(BASE_ERR_NOMEM, "cannot allocate a collection");
+    c->id = stored->id;
+    c->info = stored->info;
+    c->info.subject_count = c->info.face_count = 0;
+    int rc = gal_index_create(c->info.dim, c->info.dtype, g->kernels, &c->index);
+    if (rc) {
+        free(c);
+        return rc;
+    }
+    *out = c;
+    return 0;
+}
+
+/* Puts `fresh` in the list in place of the collection with its id, if any. write_mutex held. */
+static void install(struct gal *g, struct collection *fresh)
+{
+    pthread_rwlock_wrlock(&g->collections_lock);
+    struct collection *old = NULL;
+    for (struct collection **p = &g->collections; *p; p = &(*p)->next) {
+        if ((*p)->id == fresh->id) {
+            old = *p;
+            *p = old->next;
+            break;
+        }
+    }
+    fresh->next = g->collections;
+    g->collections = fresh;
+    pthread_rwlock_unlock(&g->collections_lock);
+    collection_free(old); /* no search can hold it: they hold collections_lock shared */
+}
+
+static void uninstall(struct gal *g, int64_t id)
+{
+    pthread_rwlock_wrlock(&g->collections_lock);
+    struct collection *old = NULL;
+    for (struct collection **p = &g->collections; *p; p = &(*p)->next) {
+        if ((*p)->id == id) {
+            old = *p;
+            *p = old->next;
+            break;
+        }
+    }
+    pthread_rwlock_unlock(&g->collections_lock);
+    collection_free(old);
+}
+
+/* Building collections from the store. */
+struct load_ctx {
+    struct gal *g;
+    struct collection *loaded; /* a list, newest first */
+    uint64_t faces;
+};
+
+static int load_collection_cb(void *ctx, const struct gal_store_collection *stored,
+                              uint64_t face_count)
+{
+    struct load_ctx *l = ctx;
+    struct collection *c;
+    int rc = collection_new(l->g, stored, &c);
+    if (rc) return rc;
+    c->next = l->loaded;
+    l->loaded = c;
+    if (face_count > GAL_FACES_MAX)
+        return base_error_set(BASE_ERR_LIMIT, "collection \"%s\" has %llu faces, more than %u",
+                              stored->info.name, (unsigned long long)face_count, GAL_FACES_MAX);
+    return face_count ? gal_index_reserve(c->index, (size_t)face_count) : 0;
+}
+
+static int load_face_cb(void *ctx, int64_t face_id, int64_t subject_rowid, const float *embedding)
+{
+    struct load_ctx *l = ctx;
+    l->faces++;
+    return gal_index_add(l->loaded->index, face_id, subject_rowid, embedding);
+}
+
+static void free_list(struct collection *c)
+{
+    while (c) {
+        struct collection *next = c->next;
+        collection_free(c);
+        c = next;
+    }
+}
+
+/* Loads one collection (not installed). BASE_ERR_NOT_FOUND when it no longer exists. */
+static int load_one(struct gal *g, int64_t id, struct collection **out)
+{
+    struct load_ctx l = {g, NULL, 0};
+    struct gal_store_loader loader = {&l, load_collection_cb, load_face_cb};
+    uint64_t seq;
+    *out = NULL;
+    int rc = g->store->ops->load(g->store, id, &loader, &seq);
+    if (rc) {
+        free_list(l.loaded);
+        return rc;
+    }
+    *out = l.loaded;
+    return 0;
+}
+
+/* ---- the change log ------------------------------------------------------------------- */
+
+static int apply_change(struct gal *g, const struct gal_change *ch)
+{
+    struct collection *c = find_by_id(g, ch->collection_id);
+    struct collection *fresh = NULL;
+    int rc = 0;
+    switch (ch->kind) {
+    case GAL_CHANGE_COLLECTION_CREATE:
+    case GAL_CHANGE_COLLECTION_UPDATE: {
+        if (c && ch->kind == GAL_CHANGE_COLLECTION_CREATE) return 0;
+        struct gal_store_collection now;
+        rc = g->store->ops->collection_get(g->store, NULL, ch->collection_id, &now);
+        if (rc == BASE_ERR_NOT_FOUND) return 0; /* deleted since: its deletion follows */
+        if (rc) return rc;
+        if (c && c->info.dtype == now.info.dtype) {
+            pthread_rwlock_wrlock(&g->collections_lock);
+            c->info.threshold = now.info.threshold;
+            pthread_rwlock_unlock(&g->collections_lock);
+            return 0;
+        }
+        rc = load_one(g, ch->collection_id, &fresh);
+        if (rc == BASE_ERR_NOT_FOUND) return 0;
+        if (rc) return rc;
+        install(g, fresh);
+        return 0;
+    }
+    case GAL_CHANGE_COLLECTION_DELETE: uninstall(g, ch->collection_id); return 0;
+    case GAL_CHANGE_SUBJECT_ADD:
+    case GAL_CHANGE_SUBJECT_UPDATE: return 0;
+    case GAL_CHANGE_SUBJECT_DELETE:
+        if (c) gal_index_remove_subject(c->index, ch->subject_rowid);
+        return 0;
+    case GAL_CHANGE_FACE_ADD: {
+        if (!c || gal_index_contains(c->index, ch->face_id)) return 0;
+        float *embedding = malloc(c->info.dim * sizeof *embedding);
+        if (!embedding) return base_error_set(BASE_ERR_NOMEM, "cannot apply a change");
+        struct gal_store_face_ref ref;
+        rc = g->store->ops->faces_lookup(g->store, c->id, &ch->face_id, 1, c->info.dim, embedding,
+                                         &ref);
+        if (!rc && ref.found) rc = gal_index_add(c->index, ch->face_id, ref.subject_rowid, embedding);
+        free(embedding);
+        return rc;
+    }
+    case GAL_CHANGE_FACE_DELETE:
+        if (c) gal_index_remove(c->index, ch->face_id); /* absent already: fine */
+        return 0;
+    }
+    LOG_WARN("gallery change %llu has unknown kind %d: ignored", (unsigned long long)ch->seq,
+             (int)ch->kind);
+    return 0;
+}
+
+int gal_catch_up(struct gal *g)
+{
+    struct gal_change changes[CHANGES_PER_READ];
+    for (;;) {
+        size_t n = 0;
+        int rc = g->store->ops->changes(g->store, g->applied_seq, CHANGES_PER_READ, changes, &n);
+        if (rc) return rc;
+        for (size_t i = 0; i < n; i++) {
+            if ((rc = apply_change(g, &changes[i]))) return rc; /* retried on the next call */
+            g->applied_seq = changes[i].seq;
+        }
+        if (n < CHANGES_PER_READ) return 0;
+    }
+}
+
+/*
+ * After a local write numbered [first_seq, first_seq + count): returns 1 when the caller
+ * should apply it directly (nothing else came in between), 0 when it was applied by
+ * replaying the log, or a negative error.
+ */
+static int direct_or_replay(struct gal *g, uint64_t first_seq, size_t count)
+{
+    if (first_seq == g->applied_seq + 1) {
+        g->applied_seq = first_seq + count - 1;
+        return 1;
+    }
+    return gal_catch_up(g);
+}
+
+/* ---- open / close --------------------------------------------------------------------- */
+
+int gal_open(const char *path, const struct gal_options *options, struct gal **out)
+{
+    *out = NULL;
+    uint64_t start = base_now_ns();
+    struct gal *g = calloc(1, sizeof *g);
+    if (!g) return base_error_set(BASE_ERR_NOMEM, "cannot allocate a gallery");
+    const char *kernels = options ? options->kernels : NULL;
+    g->kernels = gal_kernels_find(kernels);
+    if (!g->kernels) {
+        free(g);
+        return base_error_set(BASE_ERR_UNSUPPORTED,
+                              "kernels \"%s\" are unknown or this CPU cannot run them", kernels);
+    }
+    pthread_mutex_init(&g->write_mutex, NULL);
+    pthread_rwlockattr_t attr;
+    pthread_rwlockattr_init(&attr);
+    pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&g->collections_lock, &attr);
+    pthread_rwlockattr_destroy(&attr);
+
+    int rc = gal_store_sqlite_open(path, options, &g->store);
+    if (rc) goto fail;
+    struct load_ctx l = {g, NULL, 0};
+    struct gal_store_loader loader = {&l, load_collection_cb, load_face_cb};
+    rc = g->store->ops->load(g->store, 0, &loader, &g->applied_seq);
+    g->collections = l.loaded;
+    if (rc) goto fail;
+    size_t n = 0;
+    for (struct collection *c = g->collections; c; c = c->next) n++;
+    LOG_INFO("gallery %s: %zu collections, %llu faces loaded in %.0f ms (kernels %s, change %llu)",
+             path, n, (unsigned long long)l.faces, (double)(base_now_ns() - start) / 1e6,
+             g->kernels->name, (unsigned long long)g->applied_seq);
+    *out = g;
+    return 0;
+fail:
+    gal_close(g);
+    return rc;
+}
+
+void gal_close(struct gal *g)
+{
+    if (!g) return;
+    free_list(g->collections);
+    if (g->store) g->store->ops->close(g->store);
+    pthread_mutex_destroy(&g->write_mutex);
+    pthread_rwlock_destroy(&g->collections_lock);
+    free(g);
+}
+
+int gal_refresh(struct gal *g)
+{
+    pthread_mutex_lock(&g->write_mutex);
+    int rc = gal_catch_up(g);
+    pthread_mutex_unlock(&g->write_mutex);
+    return rc;
+}
+
+uint64_t gal_sequence(struct gal *g)
+{
+    pthread_mutex_lock(&g->write_mutex);
+    uint64_t seq = g->applied_seq;
+    pthread_mutex_unlock(&g->write_mutex);
+    return seq;
+}
+
+int gal_check(struct gal *g)
+{
+    return g->store->ops->check(g->store);
+}
+
+/* ---- collections ---------------------------------------------------------------------- */
+
+/* Takes write_mutex, catches up and finds the collection; on error write_mutex is released. */
+static int begin_write(struct gal *g, const char *name, struct collection **c)
+{
+    int rc = name ? gal_check_collection_name(name) : 0;
+    if (rc) return rc;
+    pthread_mutex_lock(&g->write_mutex);
+    if ((rc = gal_catch_up(g))) goto fail;
+    if (name && !(*c = gal_find_collection(g, name))) {
+        rc = base_error_set(BASE_ERR_NOT_FOUND, "collection \"%s\" does not exist", name);
+        goto fail;
+    }
+    return 0;
+fail:
+    pthread_mutex_unlock(&g->write_mutex);
+    return rc;
+}
+
+int gal_collection_create(struct gal *g, const struct gal_collection_info *info)
+{
+    int rc = gal_check_collection_info(info);
+    if (rc) return rc;
+    if ((rc = begin_write(g, NULL, NULL))) return rc;
+    struct gal_store_collection stored = {0, *info};
+    uint64_t seq = 0;
+    struct collection *c = NULL;
+    if (gal_find_collection(g, info->name)) {
+        rc = base_error_set(BASE_ERR_EXISTS, "collection \"%s\" already exists", info->name);
+        goto done;
+    }
+    if ((rc = g->store->ops->collection_create(g->store, info, &stored.id, &seq))) goto done;
+    rc = direct_or_replay(g, seq, 1);
+    if (rc == 1) {
+        rc = collection_new(g, &stored, &c);
+        if (!rc)
+            install(g, c);
+        else
+            g->applied_seq = seq - 1; /* durable: the next write or refresh retries */
+    }
+done:
+    pthread_mutex_unlock(&g->write_mutex);
+    return rc;
+}
+
+int gal_collection_delete(struct gal *g, const char *name)
+{
+    struct collection *c;
+    int rc = begin_write(g, name, &c);
+    if (rc) return rc;
+    uint64_t seq = 0;
+    int64_t id = c->id;
+    if ((rc = g->store->ops->collection_delete(g->store, id, &seq))) goto done;
+    rc = direct_or_replay(g, seq, 1);
+    if (rc == 1) {
+        uninstall(g, id);
+        rc = 0;
+    }
+done:
+    pthread_mutex_unlock(&g->write_mutex);
+    return rc;
+}
+
+int gal_collection_set_threshold(struct gal *g, const char *name, float threshold)
+{
+    if (!(threshold >= -1.0f && threshold <= 1.0f))
+        return base_error_set(BASE_ERR_INVALID, "threshold %g is not a similarity in [-1, 1]",
+                              (double)threshold);
+    struct collection *c;
+    int rc = begin_write(g, name, &c);
+    if (rc) return rc;
+    uint64_t seq = 0;
+    if ((rc = g->store->ops->collection_update(g->store, c->id, threshold, c->info.dtype, &seq)))
+        goto done;
+    rc = direct_or_replay(g, seq, 1);
+    if (rc == 1) {
+        pthread_rwlock_wrlock(&g->collections_lock);
+        c->info.threshold = threshold;
+        pthread_rwlock_unlock(&g->collections_lock);
+        rc = 0;
+    }
+done:
+    pthread_mutex_unlock(&g->write_mutex);
+    return rc;
+}
+
+int gal_collection_set_dtype(struct gal *g, const char *name, enum gal_dtype dtype)
+{
+    if (!gal_dtype_name(dtype))
+        return base_error_set(BASE_ERR_INVALID, "storage type %d is unknown", (int)dtype);
+    struct collection *c;
+    int rc = begin_write(g, name, &c);
+    if (rc) return rc;
+    uint64_t seq = 0;
+    if (c->info.dtype == dtype) goto done;
+    if ((rc = g->store->ops->collection_update(g->store, c->id, c->info.threshold, dtype, &seq)))
+        goto done;
+    rc = direct_or_replay(g, seq, 1);
+    if (rc == 1) {
+        /* The new index is built from the store while searches keep using the old one. */
+        struct collection *fresh = NULL;
+        rc = load_one(g, c->id, &fresh);
+        if (!rc)
+            install(g, fresh);
+        else
+            g->applied_seq = seq - 1; /* durable: the next write or refresh retries */
+    }
+done:
+    pthread_mutex_unlock(&g->write_mutex);
+    return rc;
+}
+
+int gal_collection_get(struct gal *g, const char *name, struct gal_collection_info *info)
+{
+    int rc = gal_check_collection_name(name);
+    if (rc) return rc;
+    struct gal_store_collection stored;
+    if ((rc = g->store->ops->collection_get(g->store, name, 0, &stored))) return rc;
+    *info = stored.info;
+    return 0;
+}
+
+int gal_collection_list(struct gal *g, struct gal_collection_info **list, size_t *count)
+{
+    *list = NULL;
+    *count = 0;
+    struct gal_store_collection *stored = NULL;
+    size_t n = 0;
+    int rc = g->store->ops->collection_list(g->store, &stored, &n);
+    if (rc) return rc;
+    struct gal_collection_info *infos = malloc((n ? n : 1) * sizeof *infos);
+    if (!infos) {
+        free(stored);
+        return base_error_set(BASE_ERR_NOMEM, "cannot list collections");
+    }
+    for (size_t i = 0; i < n; i++) infos[i] = stored[i].info;
+    free(stored);
+    *list = infos;
+    *count = n;
+    return 0;
+}
+
+/* The store id of a collection for a read, or BASE_ERR_NOT_FOUND. */
+static int collection_id_for_read(struct gal *g, const char *name, int64_t *id)
+{
+    int rc = gal_check_collection_name(name);
+    if (rc) return rc;
+    pthread_rwlock_rdlock(&g->collections_lock);
+    struct collection *c = gal_find_collection(g, name);
+    *id = c ? c->id : 0;
+    pthread_rwlock_unlock(&g->collections_lock);
+    return c ? 0 : base_error_set(BASE_ERR_NOT_FOUND, "collection \"%s\" does not exist", name);
+}
+
+/* ---- subjects ------------------------------------------------------------------------- */
+
+int gal_subject_add(struct gal *g, const char *collection, const char *subject_id,
+                    const char *metadata_json)
+{
+    int rc = gal_check_subject_id(subject_id);
+    if (!rc) rc = gal_check_metadata(metadata_json);
+    if (rc) return rc;
+    struct collection *c;
+    if ((rc = begin_write(g, collection, &c))) return rc;
+    uint64_t seq = 0;
+    rc = g->store->ops->subject_add(g->store, c->id, subject_id,
+                                    metadata_json ? metadata_json : "{}", 0, &seq);
+    if (rc == BASE_ERR_EXISTS)
+        rc = base_error_set(rc, "subject \"%s\" already exists in collection \"%s\"", subject_id,
+                            collection);
+    if (!rc && (rc = direct_or_replay(g, seq, 1)) == 1) rc = 0; /* nothing in memory */
+    pthread_mutex_unlock(&g->write_mutex);
+    return rc;
+}
+
+int gal_subject_set_metadata(struct gal *g, const char *collection, const char *subject_id,
+                             const char *metadata_json)
+{
+    int rc = gal_check_subject_id(subject_id);
+    if (!rc) rc = gal_check_metadata(metadata_json);
+    if (rc) return rc;
+    struct collection *c;
+    if ((rc = begin_write(g, collection, &c))) return rc;
+    uint64_t seq = 0;
+    rc = g->store->ops->subject_set_metadata(g->store, c->id, subject_id,
+                                             metadata_json ? metadata_json : "{}", &seq);
+    if (!rc && (rc = direct_or_replay(g, seq, 1)) == 1) rc = 0; /* nothing in memory */
+    pthread_mutex_unlock(&g->write_mutex);
+    return rc;
+}
+
+int gal_subject_delete(struct gal *g, const char *collection, const char *subject_id)
+{
+    int rc = gal_check_subject_id(subject_id);
+    if (rc) return rc;
+    struct collection *c;
+    if ((rc = begin_write(g, collection, &c))) return rc;
+    uint64_t seq = 0;
+    int64_t rowid = 0;
+    rc = g->store->ops->subject_delete(g->store, c->id, subject_id, &rowid, &seq);
+    if (!rc) rc = direct_or_replay(g, seq, 1);
+    if (rc == 1) {
+        gal_index_remove_subject(c->index, rowid);
+        rc = 0;
+    }
+    pthread_mutex_unlock(&g->write_mutex);
+    return rc;
+}
+
+int gal_subject_get(struct gal *g, const char *collection, const char *subject_id,
+                    struct gal_subject_info *info)
+{
+    memset(info, 0, sizeof *info);
+    int64_t id;
+    int rc = gal_check_subject_id(subject_id);
+    if (!rc) rc = collection_id_for_read(g, collection, &id);
+    if (rc) return rc;
+    return g->store->ops->subject_get(g->store, id, subject_id, info);
+}
+
+void gal_subject_info_deinit(struct gal_subject_info *info)
+{
+    if (!info) return;
+    free(info->metadata);
+    info->metadata = NULL;
+}
+
+int gal_subject_list(struct gal *g, const char *collection, const char *after, size_t limit,
+                     struct gal_subject_info **list, size_t *count)
+{
+    *list = NULL;
+    *count = 0;
+    if (limit == 0 || limit > 10000)
+        return base_error_set(BASE_ERR_INVALID, "subject list limit %zu is not in 1..10000", limit);
+    int64_t id;
+    int rc = collection_id_for_read(g, collection, &id);
+    if (rc) return rc;
+    return g->store->ops->subject_list(g->store, id, after, limit, list, count);
+}
+
+void gal_subject_list_free(struct gal_subject_info *list, size_t count)
+{
+    if (!list) return;
+    for (size_t i = 0; i < count; i++) gal_subject_info_deinit(&list[i]);
+    free(list);
+}
+
+/* ---- faces ---------------------------------------------------------------------------- */
+
+int gal_faces_add(struct gal *g, const char *collection, const struct gal_face_input *faces,
+                  size_t count, int64_t *face_ids)
+{
+    if (count == 0 || count > BATCH_MAX)
+        return base_error_set(BASE_ERR_INVALID, "%zu faces in one call: must be 1..%d", count,
+                              BATCH_MAX);
+    if (!faces || !face_ids) return base_error_set(BASE_ERR_INVALID, "faces or face_ids missing");
+    struct collection *c;
+    int rc = begin_write(g, collection, &c);
+    if (rc) return rc;
+    uint32_t dim = c->info.dim;
+    float *normalised = malloc(count * dim * sizeof *normalised);
+    struct gal_face_input *inputs = malloc(count * sizeof *inputs);
+    int64_t *subject_rowids = malloc(count * sizeof *subject_rowids);
+    if (!normalised || !inputs || !subject_rowids) {
+        rc = base_error_set(BASE_ERR_NOMEM, "cannot allocate %zu faces", count);
+        goto done;
+    }
+    for (size_t i = 0; i < count; i++) {
+        if ((rc = gal_check_face(&c->info, &faces[i], i, normalised + i * dim))) goto done;
+        inputs[i] = faces[i];
+        inputs[i].embedding = normalised + i * dim;
+    }
+    uint64_t first_seq = 0;
+    rc = g->store->ops->faces_add(g->store, c->id, inputs, NULL, count, face_ids, subject_rowids,
+                                  &first_seq);
+    if (rc == BASE_ERR_NOT_FOUND)
+        rc = gal_error_context(rc, "collection \"%s\"", collection);
+    if (!rc) rc = direct_or_replay(g, first_seq, count);
+    if (rc == 1) {
+        rc = 0;
+        for (size_t i = 0; i < count && !rc; i++)
+            rc = gal_index_add(c->index, face_ids[i], subject_rowids[i], normalised + i * dim);
+        if (rc) {
+            /* Durable but not in memory (out of memory): the next write or refresh replays. */
+            LOG_ERROR("faces enrolled in \"%s\" but not yet searchable: %s", collection,
+                      base_error_message());
+            g->applied_seq = first_seq - 1;
+        }
+    }
+done:
+    pthread_mutex_unlock(&g->write_mutex);
+    free(normalised);
+    free(inputs);
+    free(subject_rowids);
+    return rc;
+}
+
+int gal_face_add(struct gal *g, const char *collection, const struct gal_face_input *face,
+                 int64_t *face_id)
+{
+    return gal_faces_add(g, collection, face, 1, face_id);
+}
+
+int gal_face_delete(struct gal *g, const char *collection, int64_t face_id)
+{
+    struct collection *c;
+    int rc = begin_write(g, collection, &c);
+    if (rc) return rc;
+    uint64_t seq = 0;
+    rc = g->store->ops->face_delete(g->store, c->id, face_id, &seq);
+    if (rc == BASE_ERR_NOT_FOUND)
+        rc = base_error_set(rc, "face %lld does not exist in collection \"%s\"",
+                            (long long)face_id, collection);
+    if (!rc) rc = direct_or_replay(g, seq, 1);
+    if (rc == 1) {
+        gal_index_remove(c->index, face_id);
+        rc = 0;
+    }
+    pthread_mutex_unlock(&g->write_mutex);
+    return rc;
+}
+
+int gal_face_get(struct gal *g, const char *collection, int64_t face_id,
+                 struct gal_face_record *record)
+{
+    memset(record, 0, sizeof *record);
+    int64_t id;
+    int rc = collection_id_for_read(g, collection, &id);
+    if (rc) return rc;
+    return g->store->ops->face_get(g->store, id, face_id, record);
+}
+
+void gal_face_record_deinit(struct gal_face_record *record)
+{
+    if (!record) return;
+    free(record->embedding);
+    free(record->thumbnail);
+    record->embedding = NULL;
+    record->thumbnail = NULL;
+}
+
+int gal_face_list(struct gal *g, const char *collection, const char *subject_id,
+                  int64_t **face_ids, size_t *count)
+{
+    *face_ids = NULL;
+    *count = 0;
+    int64_t id;
+    int rc = gal_check_subject_id(subject_id);
+    if (!rc) rc = collection_id_for_read(g, collection, &id);
+    if (rc) return rc;
+    return g->store->ops->face_list(g->store, id, subject_id, face_ids, count);
+}
+
+int gal_index_stats(struct gal *g, const char *collection, struct gal_index_stats *stats)
+{
+    int rc = gal_check_collection_name(collection);
+    if (rc) return rc;
+    pthread_rwlock_rdlock(&g->collections_lock);
+    struct collection *c = gal_find_collection(g, collection);
+    if (c)
+        gal_index_get_stats(c->index, stats);
+    else
+        rc = base_error_set(BASE_ERR_NOT_FOUND, "collection \"%s\" does not exist", collection);
+    pthread_rwlock_unlock(&g->collections_lock);
+    return rc;
+}
+
+/* ---- search --------------------------------------------------------------------------- */
+
+/* A candidate after the store lookup: its final score and where its subject id is. */
+struct scored {
+    float score;
+    int64_t face_id;
+    int64_t subject_rowid;
+    size_t ref; /* index into the lookup results */
+};
+
+static int scored_better(const struct scored *a, const struct scored *b)
+{
+    return a->score > b->score || (a->score == b->score && a->face_id < b->face_id);
+}
+
+static int compare_scored(const void *pa, const void *pb)
+{
+    const struct scored *a = pa, *b = pb;
+    return scored_better(a, b) ? -1 : scored_better(b, a) ? 1 : 0;
+}
+
+static int compare_by_subject(const void *pa, const void *pb)
+{
+    const struct scored *a = pa, *b = pb;
+    if (a->subject_rowid != b->subject_rowid) return a->subject_rowid < b->subject_rowid ? -1 : 1;
+    return compare_scored(pa, pb);
+}
+
+static int compare_i64(const void *pa, const void *pb)
+{
+    int64_t a = *(const int64_t *)pa, b = *(const int64_t *)pb;
+    return a < b ? -1 : a > b;
+}
+
+static size_t find_id(const int64_t *ids, size_t n, int64_t id)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (ids[mid] < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static float exact_similarity(const float *q, const float *x, uint32_t dim)
+{
+    double s = 0.0;
+    for (uint32_t i = 0; i < dim; i++) s += (double)q[i] * x[i];
+    return (float)(s > 1.0 ? 1.0 : s < -1.0 ? -1.0 : s);
+}
+
+static void fill_hit(struct gal_hit *hit, const struct scored *s,
+                     const struct gal_store_face_ref *refs, float threshold)
+{
+    hit->face_id = s->face_id;
+    memcpy(hit->subject_id, refs[s->ref].subject_id, sizeof hit->subject_id);
+    hit->similarity = s->score;
+    hit->decision = s->score >= threshold ? GAL_MATCH : GAL_NO_MATCH;
+}
+
+/*
+ * Search: the index scan gives each query's best faces and best subjects by the index's
+ * score. With f16 or int8 storage it returns 2k + 16 of each instead of k, and those are
+ * re-scored with the exact f32 vectors from the store, so the results - and the decisions
+ * at the threshold - are exact similarities whatever the storage type; the margin absorbs
+ * the quantisation noise (~5e-4 on a similarity with int8, a few ranks at most). A subject's
+ * similarity is the best exact similarity among its re-scored faces, which include its best
+ * face by the index score.
+ */
+int gal_search(struct gal *g, const char *collection, const struct gal_search_request *req,
+               struct gal_results **results)
+{
+    *results = NULL;
+    if (!req || !req->embeddings)
+        return base_error_set(BASE_ERR_INVALID, "search request has no embeddings");
+    if (req->query_count == 0 || req->query_count > GAL_QUERIES_MAX)
+        return base_error_set(BASE_ERR_INVALID, "%zu queries in one search: must be 1..%d",
+                              req->query_count, GAL_QUERIES_MAX);
+    if (req->k == 0 || req->k > GAL_K_MAX)
+        return base_error_set(BASE_ERR_INVALID, "k = %zu: must be 1..%d", req->k, GAL_K_MAX);
+    if (req->dim == 0 || req->dim > GAL_DIM_MAX)
+        return base_error_set(BASE_ERR_INVALID, "query dimension %u is not in 1..%d", req->dim,
+                              GAL_DIM_MAX);
+    int rc = gal_check_collection_name(collection);
+    if (rc) return rc;
+
+    const size_t nq = req->query_count, k = req->k, dim = req->dim;
+    float *queries = malloc(nq * dim * sizeof *queries);
+    struct gal_candidate *fc = NULL, *sc = NULL;
+    size_t *fn = NULL, *sn = NULL, *starts = NULL;
+    int64_t *ids = NULL;
+    struct gal_store_face_ref *refs = NULL;
+    float *embeddings = NULL;
+    struct scored *scored = NULL;
+    float *unique_scores = NULL;
+    struct gal_results *out = NULL;
+    if (!queries) return base_error_set(BASE_ERR_NOMEM, "cannot allocate %zu queries", nq);
+
+    pthread_rwlock_rdlock(&g->collections_lock);
+    struct collection *c = gal_find_collection(g, collection);
+    if (!c) {
+        pthread_rwlock_unlock(&g->collections_lock);
+        rc = base_error_set(BASE_ERR_NOT_FOUND, "collection \"%s\" does not exist", collection);
+        goto done;
+    }
+    const struct gal_collection_info info = c->info;
+    const int64_t collection_id = c->id;
+    for (size_t q = 0; q < nq && !rc; q++)
+        rc = check_embedding(&info, "query", q, req->model_id, req->dim, req->embeddings + q * dim,
+                             queries + q * dim);
+    const int rescore = info.dtype != GAL_DTYPE_F32;
+    const size_t kc = rescore ? 2 * k + 16 : k;
+    if (!rc) {
+        fc = malloc(nq * kc * sizeof *fc);
+        sc = malloc(nq * kc * sizeof *sc);
+        fn = malloc(nq * sizeof *fn);
+        sn = malloc(nq * sizeof *sn);
+        if (!fc || !sc || !fn || !sn)
+            rc = base_error_set(BASE_ERR_NOMEM, "cannot allocate search results");
+    }
+    if (!rc) rc = gal_index_search(c->index, queries, nq, kc, kc, fc, fn, sc, sn);
+    pthread_rwlock_unlock(&g->collections_lock);
+    if (rc) goto done;
+
+    /* Each query's distinct candidate faces, sorted, for one store lookup of them all. */
+    starts = malloc((nq + 1) * sizeof *starts);
+    ids = malloc(nq * 2 * kc * sizeof *ids);
+    if (!starts || !ids) {
+        rc = base_error_set(BASE_ERR_NOMEM, "cannot allocate search results");
+        goto done;
+    }
+    size_t total = 0;
+    for (size_t q = 0; q < nq; q++) {
+        starts[q] = total;
+        int64_t *mine = ids + total;
+        size_t m = 0;
+        for (size_t i = 0; i < fn[q]; i++) mine[m++] = fc[q * kc + i].face_id;
+        for (size_t i = 0; i < sn[q]; i++) mine[m++] = sc[q * kc + i].face_id;
+        qsort(mine, m, sizeof *mine, compare_i64);
+        size_t u = 0;
+        for (size_t i = 0; i < m; i++)
+            if (u == 0 || mine[i] != mine[u - 1]) mine[u++] = mine[i];
+        total += u;
+    }
+    starts[nq] = total;
+    refs = malloc((total ? total : 1) * sizeof *refs);
+    if (rescore) embeddings = malloc((total ? total : 1) * dim * sizeof *embeddings);
+    scored = malloc((2 * kc + 1) * sizeof *scored);
+    unique_scores = malloc((2 * kc + 1) * sizeof *unique_scores);
+    if (!refs || (rescore && !embeddings) || !scored || !unique_scores) {
+        rc = base_error_set(BASE_ERR_NOMEM, "cannot allocate search results");
+        goto done;
+    }
+    if (total && (rc = g->store->ops->faces_lookup(g->store, collection_id, ids, total,
+                                                   (uint32_t)dim, embeddings, refs)))
+        goto done;
+
+    size_t bytes = sizeof *out + nq * sizeof *out->queries + 2 * nq * k * sizeof(struct gal_hit);
+    out = calloc(1, bytes);
+    if (!out) {
+        rc = base_error_set(BASE_ERR_NOMEM, "cannot allocate search results");
+        goto done;
+    }
+    out->query_count = nq;
+    out->threshold = info.threshold;
+    out->queries = (struct gal_query_result *)(out + 1);
+    struct gal_hit *hits = (struct gal_hit *)(out->queries + nq);
+    for (size_t q = 0; q < nq; q++) {
+        struct gal_query_result *r = &out->queries[q];
+        r->faces = hits + 2 * q * k;
+        r->subjects = r->faces + k;
+        const int64_t *mine = ids + starts[q];
+        size_t m = starts[q + 1] - starts[q], n = 0;
+        if (!rescore) {
+            /* f32: the index scores are the exact similarities; key them by candidate. */
+            const struct gal_candidate *lists[2] = {fc + q * kc, sc + q * kc};
+            size_t lens[2] = {fn[q], sn[q]};
+            for (int l = 0; l < 2; l++)
+                for (size_t i = 0; i < lens[l]; i++)
+                    unique_scores[find_id(mine, m, lists[l][i].face_id)] = lists[l][i].score;
+        }
+        for (size_t j = 0; j < m; j++) {
+            size_t ref = starts[q] + j;
+            if (!refs[ref].found) continue; /* deleted since the scan */
+            float score = rescore ? exact_similarity(queries + q * dim, embeddings + ref * dim,
+                                                     info.dim)
+                                  : unique_scores[j];
+            struct scored s = {score, mine[j], refs[ref].subject_rowid, ref};
+            scored[n++] = s;
+        }
+        qsort(scored, n, sizeof *scored, compare_scored);
+        for (size_t i = 0; i < n && r->face_count < k; i++)
+            fill_hit(&r->faces[r->face_count++], &scored[i], refs, info.threshold);
+        /* Subjects: the best face of each, then the best subjects. */
+        qsort(scored, n, sizeof *scored, compare_by_subject);
+        size_t u = 0;
+        for (size_t i = 0; i < n; i++)
+            if (u == 0 || scored[i].subject_rowid != scored[u - 1].subject_rowid)
+                scored[u++] = scored[i];
+        qsort(scored, u, sizeof *scored, compare_scored);
+        for (size_t i = 0; i < u && r->subject_count < k; i++)
+            fill_hit(&r->subjects[r->subject_count++], &scored[i], refs, info.threshold);
+    }
+    *results = out;
+    out = NULL;
+done:
+    free(queries);
+    free(fc);
+    free(sc);
+    free(fn);
+    free(sn);
+    free(starts);
+    free(ids);
+    free(refs);
+    free(embeddings);
+    free(scored);
+    free(unique_scores);
+    free(out);
+    return rc;
+}
+
+void gal_results_destroy(struct gal_results *results)
+{
+    free(results);
+}

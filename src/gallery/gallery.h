@@ -1,0 +1,269 @@
+/*
+ * gallery — collections of enrolled faces: a durable store (the source of truth) and an
+ * in-memory vector index per collection for exact 1:N search. See docs/gallery.md.
+ *
+ * The gallery knows nothing of images or models: it takes embeddings as float vectors,
+ * each tagged with the id of the model that produced it and its dimension. A collection is
+ * pinned to one model and dimension and refuses anything else.
+ *
+ * Model:
+ *   collection  a name, the embedding model id and dimension it is pinned to, a decision
+ *               threshold (cosine similarity), and the storage type of its index.
+ *   subject     a string id unique within its collection, with JSON metadata.
+ *   face        an id assigned by the gallery (positive, increasing, never reused), its
+ *               subject, the embedding (stored exactly, as L2-normalised f32), the hash of
+ *               the source image, the face box in it, a small JPEG thumbnail, a quality.
+ *
+ * Every change (collection created/updated/deleted, subject added/deleted, face
+ * added/deleted) gets a sequence number from a monotonically increasing change log in the
+ * store. The index is rebuilt from the store at open and then kept current: by this
+ * process's own writes directly, and by gal_refresh() for changes made by other processes.
+ *
+ * Search is exact: the index scans every vector. With f16 or int8 storage it scans the
+ * compact vectors and then re-scores the best candidates with the exact stored f32 vectors,
+ * so every similarity returned is the exact cosine similarity whatever the storage type.
+ *
+ * Errors: functions return 0 or a negative BASE_ERR_* code and describe the error with
+ * base_error_set() (see base.h): BASE_ERR_INVALID for bad arguments (wrong model or
+ * dimension, NaN/Inf, malformed ids), BASE_ERR_NOT_FOUND for unknown collections, subjects
+ * and faces, BASE_ERR_EXISTS for duplicate ids, BASE_ERR_FORMAT / BASE_ERR_UNSUPPORTED for
+ * bad or future-version export files, BASE_ERR_LIMIT for sizes beyond the limits below or a
+ * full database, BASE_ERR_IO / BASE_ERR_BACKEND for the store.
+ *
+ * Thread-safety: one struct gal may be used by any number of threads at once. Searches run
+ * concurrently with each other and with writes; writes are serialised (the store has one
+ * writer); a write blocks searches of its own collection only for the moment it takes to
+ * update the in-memory index. Create/delete of a collection waits for that collection's
+ * searches in progress.
+ */
+#ifndef VULTUS_GALLERY_H
+#define VULTUS_GALLERY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Limits on everything that comes from input. */
+#define GAL_NAME_MAX 64            /* collection names: 1..64 of [A-Za-z0-9_.-] */
+#define GAL_ID_MAX 128             /* subject ids: 1..128 bytes, no control characters */
+#define GAL_MODEL_MAX 128          /* embedding model ids: 1..128 bytes, printable */
+#define GAL_HASH_MAX 128           /* source image hash text, e.g. "sha256:<hex>" */
+#define GAL_DIM_MAX 4096           /* embedding dimension */
+#define GAL_METADATA_MAX 65536     /* subject metadata (JSON text), bytes */
+#define GAL_THUMBNAIL_MAX 262144   /* JPEG thumbnail, bytes */
+#define GAL_K_MAX 1000             /* results per query */
+#define GAL_QUERIES_MAX 256        /* queries per search call */
+#define GAL_FACES_MAX (1u << 30)   /* faces per collection */
+
+/* How the index stores vectors. Search results are exact cosine similarities either way. */
+enum gal_dtype {
+    GAL_DTYPE_F32 = 0,  /* 4 bytes per dimension */
+    GAL_DTYPE_F16 = 1,  /* 2 bytes per dimension (IEEE half) */
+    GAL_DTYPE_INT8 = 2, /* 1 byte per dimension + one float scale per vector */
+};
+
+/* "f32", "f16", "int8"; NULL for an unknown value. */
+const char *gal_dtype_name(enum gal_dtype dtype);
+/* Parses "f32", "f16" or "int8"; BASE_ERR_INVALID otherwise. */
+int gal_dtype_parse(const char *text, enum gal_dtype *dtype);
+
+/*
+ * When an acknowledged write is durable (SQLite store; the store is always in WAL mode):
+ *   GAL_DURABLE_POWER    (default) synchronous=FULL: the WAL is fsync'ed at every commit, so
+ *                        an acknowledged write survives a process crash and a power loss.
+ *   GAL_DURABLE_PROCESS  synchronous=NORMAL: a commit is written to the WAL (the OS has it)
+ *                        but fsync'ed only at checkpoints: an acknowledged write survives a
+ *                        process crash (SIGKILL) but the last ones may be lost on power loss.
+ */
+enum gal_durability { GAL_DURABLE_POWER = 0, GAL_DURABLE_PROCESS = 1 };
+
+struct gal_options {
+    int read_only;                  /* open the store read-only: writes fail */
+    enum gal_durability durability; /* see above */
+    uint64_t max_store_bytes;       /* refuse writes that grow the store beyond this; 0 = none */
+    const char *kernels;            /* "scalar", "avx2", "avx512" or NULL for the best here */
+};
+
+struct gal;
+
+/*
+ * Opens (creating if needed) the gallery stored in the SQLite file at `path`, migrating its
+ * schema to the current version, and builds every collection's index from it. `options`
+ * may be NULL for the defaults. The result is closed with gal_close().
+ */
+int gal_open(const char *path, const struct gal_options *options, struct gal **out);
+/* Closes the gallery. Accepts NULL. No other call on `g` may be in progress. */
+void gal_close(struct gal *g);
+
+/*
+ * Applies to the in-memory indexes the changes other processes made to the store since the
+ * last one this process applied. Cheap when there are none.
+ */
+int gal_refresh(struct gal *g);
+/* The sequence number of the last change applied to the in-memory indexes. */
+uint64_t gal_sequence(struct gal *g);
+
+/* Runs the store's consistency check (PRAGMA integrity_check); 0 when the store is sound. */
+int gal_check(struct gal *g);
+
+/* ---- collections ---------------------------------------------------------------------- */
+
+struct gal_collection_info {
+    char name[GAL_NAME_MAX + 1];
+    char model_id[GAL_MODEL_MAX + 1];
+    uint32_t dim;
+    enum gal_dtype dtype;
+    float threshold;      /* similarity >= threshold is a match */
+    int64_t created_ms;   /* Unix time, milliseconds */
+    uint64_t subject_count;
+    uint64_t face_count;
+};
+
+/* Creates an empty collection. Reads name, model_id, dim, dtype, threshold from `info`. */
+int gal_collection_create(struct gal *g, const struct gal_collection_info *info);
+/* Deletes a collection with its subjects and faces. */
+int gal_collection_delete(struct gal *g, const char *name);
+/* Fills `info`, counts included. */
+int gal_collection_get(struct gal *g, const char *name, struct gal_collection_info *info);
+/* All collections by name, in a new array the caller frees with free(). */
+int gal_collection_list(struct gal *g, struct gal_collection_info **list, size_t *count);
+/* Changes the decision threshold (in [-1, 1]). */
+int gal_collection_set_threshold(struct gal *g, const char *name, float threshold);
+/* Changes the index storage type; the collection's index is rebuilt from the store. */
+int gal_collection_set_dtype(struct gal *g, const char *name, enum gal_dtype dtype);
+
+/* ---- subjects ------------------------------------------------------------------------- */
+
+/* Adds a subject; `metadata_json` is a JSON value (object, usually) or NULL for "{}". */
+int gal_subject_add(struct gal *g, const char *collection, const char *subject_id,
+                    const char *metadata_json);
+/* Replaces a subject's metadata. */
+int gal_subject_set_metadata(struct gal *g, const char *collection, const char *subject_id,
+                             const char *metadata_json);
+/* Deletes a subject and all its faces. */
+int gal_subject_delete(struct gal *g, const char *collection, const char *subject_id);
+
+struct gal_subject_info {
+    char id[GAL_ID_MAX + 1];
+    char *metadata; /* JSON text, malloc'd: release with gal_subject_info_deinit() */
+    int64_t created_ms;
+    uint64_t face_count;
+};
+int gal_subject_get(struct gal *g, const char *collection, const char *subject_id,
+                    struct gal_subject_info *info);
+void gal_subject_info_deinit(struct gal_subject_info *info);
+/*
+ * Up to `limit` subjects whose id sorts after `after` (NULL or "" for the first page), in
+ * id order, in a new array: release with gal_subject_list_free().
+ */
+int gal_subject_list(struct gal *g, const char *collection, const char *after, size_t limit,
+                     struct gal_subject_info **list, size_t *count);
+void gal_subject_list_free(struct gal_subject_info *list, size_t count);
+
+/* ---- faces ---------------------------------------------------------------------------- */
+
+struct gal_face_input {
+    const char *subject_id;     /* an existing subject of the collection */
+    const char *model_id;       /* must equal the collection's model */
+    uint32_t dim;               /* must equal the collection's dimension */
+    const float *embedding;     /* `dim` finite floats, not all zero; normalised on the way */
+    const char *image_hash;     /* hash of the source image, or NULL */
+    float box[4];               /* x, y, width, height of the face in the source image */
+    float quality;              /* quality score of the face (finite) */
+    const uint8_t *thumbnail;   /* JPEG bytes (starting FF D8 FF) or NULL */
+    size_t thumbnail_len;
+};
+
+/* Enrols one face; its new id goes to *face_id. Returns once the face is durable. */
+int gal_face_add(struct gal *g, const char *collection, const struct gal_face_input *face,
+                 int64_t *face_id);
+/* Enrols `count` faces in one transaction: all or none. face_ids[i] gets each new id. */
+int gal_faces_add(struct gal *g, const char *collection, const struct gal_face_input *faces,
+                  size_t count, int64_t *face_ids);
+int gal_face_delete(struct gal *g, const char *collection, int64_t face_id);
+
+struct gal_face_record {
+    int64_t face_id;
+    char subject_id[GAL_ID_MAX + 1];
+    char image_hash[GAL_HASH_MAX + 1];
+    float box[4];
+    float quality;
+    int64_t created_ms;
+    uint32_t dim;
+    float *embedding;   /* malloc'd, `dim` floats, L2-normalised */
+    uint8_t *thumbnail; /* malloc'd or NULL */
+    size_t thumbnail_len;
+};
+/* Reads one face; release with gal_face_record_deinit(). */
+int gal_face_get(struct gal *g, const char *collection, int64_t face_id,
+                 struct gal_face_record *record);
+void gal_face_record_deinit(struct gal_face_record *record);
+/* The ids of a subject's faces, ascending, in a new array the caller frees with free(). */
+int gal_face_list(struct gal *g, const char *collection, const char *subject_id,
+                  int64_t **face_ids, size_t *count);
+
+/* ---- search --------------------------------------------------------------------------- */
+
+enum gal_decision { GAL_NO_MATCH = 0, GAL_MATCH = 1 };
+
+struct gal_hit {
+    int64_t face_id;                 /* for a subject hit: its best face */
+    char subject_id[GAL_ID_MAX + 1];
+    float similarity;                /* exact cosine similarity, in [-1, 1] */
+    enum gal_decision decision;      /* GAL_MATCH when similarity >= the threshold */
+};
+
+struct gal_query_result {
+    size_t face_count;          /* <= k */
+    struct gal_hit *faces;      /* best faces first */
+    size_t subject_count;       /* <= k */
+    struct gal_hit *subjects;   /* best subjects first; a subject scores its best face */
+};
+
+struct gal_results {
+    size_t query_count;
+    float threshold;                 /* the collection's threshold used for the decisions */
+    struct gal_query_result *queries;
+};
+
+struct gal_search_request {
+    const char *model_id;    /* must equal the collection's model */
+    uint32_t dim;            /* must equal the collection's dimension */
+    const float *embeddings; /* query_count x dim, row-major */
+    size_t query_count;      /* 1..GAL_QUERIES_MAX */
+    size_t k;                /* 1..GAL_K_MAX: faces and subjects returned per query */
+};
+
+/*
+ * Searches a collection with one or more query embeddings (scanned together in one pass
+ * over memory). The results go to a new object released with gal_results_destroy().
+ */
+int gal_search(struct gal *g, const char *collection, const struct gal_search_request *request,
+               struct gal_results **results);
+void gal_results_destroy(struct gal_results *results);
+
+/* ---- index statistics ----------------------------------------------------------------- */
+
+struct gal_index_stats {
+    uint64_t faces;      /* live faces */
+    uint64_t rows;       /* rows in use, including deleted ones awaiting compaction */
+    uint64_t bytes;      /* memory held by the index (vectors, scales, ids) */
+    const char *kernels; /* "scalar", "avx2" or "avx512" */
+};
+int gal_index_stats(struct gal *g, const char *collection, struct gal_index_stats *stats);
+
+/* ---- export / import ------------------------------------------------------------------ */
+
+/*
+ * Writes a collection (settings, subjects, faces with embeddings and thumbnails) to `path`
+ * in the versioned gallery export format (docs/gallery.md). The file appears complete or
+ * not at all (written beside, fsync'ed, then renamed).
+ */
+int gal_export(struct gal *g, const char *collection, const char *path);
+/*
+ * Creates a collection from an export file, named `as_name` or, when NULL, as in the file.
+ * The whole file is verified (magic, version, limits, checksum) before anything is written,
+ * and written in one transaction: a failed import leaves nothing behind. Faces get new ids.
+ */
+int gal_import(struct gal *g, const char *path, const char *as_name);
+
+#endif

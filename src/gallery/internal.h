@@ -1,0 +1,69 @@
+/*
+ * What the files of src/gallery share beyond the public header (private to the module).
+ */
+#ifndef VULTUS_GALLERY_INTERNAL_H
+#define VULTUS_GALLERY_INTERNAL_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "gallery/gallery.h"
+#include "gallery/index.h"
+#include "gallery/kernels.h"
+#include "gallery/store.h"
+
+struct collection {
+    int64_t id;                      /* the store's id */
+    struct gal_collection_info info; /* counts not maintained here */
+    struct gal_index *index;
+    struct collection *next;
+};
+
+struct gal {
+    struct gal_store *store;
+    const struct gal_kernels *kernels;
+
+    /*
+     * Locking.
+     * `write_mutex` serialises every write: the store commit and the in-memory update that
+     * follows it, so the indexes see changes in the store's order and `applied_seq` (the
+     * last change applied in memory) moves forward one change at a time. Writers also
+     * replay, under it, the changes other processes made (gal_refresh).
+     * `collections_lock` (reader-writer, writer-preferring) protects the list of
+     * collections and each one's settings and index pointer. Searches hold it shared while
+     * they use an index; only a writer changing the list or a collection's settings holds
+     * it exclusive (create, delete, threshold or storage change), and only for the pointer
+     * swap, never during I/O. Adding or deleting faces does not take it exclusive: each
+     * index has its own lock (index.c). Lock order: write_mutex, collections_lock, index.
+     */
+    pthread_mutex_t write_mutex;
+    pthread_rwlock_t collections_lock;
+    struct collection *collections;
+    uint64_t applied_seq; /* under write_mutex */
+};
+
+/* The collection named `name`; caller holds collections_lock or write_mutex. */
+struct collection *gal_find_collection(struct gal *g, const char *name);
+
+/* Replays the store's change log after applied_seq; write_mutex held. */
+int gal_catch_up(struct gal *g);
+
+/* Checks of input, each with a clear error message. */
+int gal_check_collection_name(const char *name);
+int gal_check_subject_id(const char *subject_id);
+int gal_check_metadata(const char *metadata);
+/* Checks one face input against a collection and writes its normalised embedding. */
+int gal_check_face(const struct gal_collection_info *info, const struct gal_face_input *face,
+                   size_t position, float *normalised);
+int gal_check_collection_info(const struct gal_collection_info *info);
+
+/*
+ * Adds context in front of the error message already recorded on this thread and returns
+ * `code`: "<formatted context>: <previous message>".
+ */
+int gal_error_context(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* CRC-32 (IEEE 802.3, as zlib's crc32): crc = gal_crc32(crc, data, n), starting from 0. */
+uint32_t gal_crc32(uint32_t crc, const void *data, size_t n);
+
+#endif

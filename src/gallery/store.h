@@ -1,0 +1,152 @@
+/*
+ * The gallery store interface (private to src/gallery): the durable source of truth behind
+ * a table of operations, so a PostgreSQL backend can sit beside the SQLite one without the
+ * index or the callers changing.
+ *
+ * Contract of every backend:
+ *   - Every operation is thread-safe. Writes may be serialised inside the backend; reads
+ *     (lookups, lists, export scans) should run in parallel with each other and with writes.
+ *   - Every write commits durably before it returns 0 (or is part of an explicit transaction
+ *     opened with begin(), then it commits with commit()), and appends one row per change to
+ *     the change log with a sequence number that increases monotonically and is never reused.
+ *   - Face ids, subject rowids and collection ids are positive, increasing and never reused.
+ *   - Embeddings are stored exactly as given (dim little-endian f32, already L2-normalised).
+ *   - Errors are negative BASE_ERR_* codes described with base_error_set().
+ */
+#ifndef VULTUS_GALLERY_STORE_H
+#define VULTUS_GALLERY_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gallery/gallery.h"
+
+enum gal_change_kind {
+    GAL_CHANGE_COLLECTION_CREATE = 1,
+    GAL_CHANGE_COLLECTION_UPDATE = 2, /* threshold or storage type */
+    GAL_CHANGE_COLLECTION_DELETE = 3,
+    GAL_CHANGE_SUBJECT_ADD = 4,
+    GAL_CHANGE_SUBJECT_UPDATE = 5, /* metadata */
+    GAL_CHANGE_SUBJECT_DELETE = 6,
+    GAL_CHANGE_FACE_ADD = 7,
+    GAL_CHANGE_FACE_DELETE = 8,
+};
+
+struct gal_change {
+    uint64_t seq;
+    enum gal_change_kind kind;
+    int64_t collection_id;
+    int64_t subject_rowid; /* 0 when not about a subject or face */
+    int64_t face_id;       /* 0 when not about a face */
+};
+
+/* A collection with its store id. */
+struct gal_store_collection {
+    int64_t id;
+    struct gal_collection_info info;
+};
+
+/* Receives a consistent snapshot of collections and their faces (index building). */
+struct gal_store_loader {
+    void *ctx;
+    /* Before a collection's faces; face_count lets the index reserve its rows. */
+    int (*collection)(void *ctx, const struct gal_store_collection *collection,
+                      uint64_t face_count);
+    /* Faces in increasing id order; `embedding` is valid during the call only. */
+    int (*face)(void *ctx, int64_t face_id, int64_t subject_rowid, const float *embedding);
+};
+
+/* Receives a collection for export, from one consistent snapshot. */
+struct gal_store_exporter {
+    void *ctx;
+    int (*begin)(void *ctx, const struct gal_collection_info *info, uint64_t subject_count,
+                 uint64_t face_count);
+    /* Subjects in id order, then faces in face-id order (record fields valid during call). */
+    int (*subject)(void *ctx, const struct gal_subject_info *subject);
+    int (*face)(void *ctx, const struct gal_face_record *face);
+};
+
+/* The result of looking up one face for a search result. */
+struct gal_store_face_ref {
+    int found;
+    int64_t subject_rowid;
+    char subject_id[GAL_ID_MAX + 1];
+};
+
+struct gal_store;
+
+struct gal_store_ops {
+    const char *name;
+    void (*close)(struct gal_store *store);
+    int (*check)(struct gal_store *store);
+
+    /* An explicit transaction around several writes (import). Writes made by other threads
+     * wait until it ends. */
+    int (*begin)(struct gal_store *store);
+    int (*commit)(struct gal_store *store);
+    void (*rollback)(struct gal_store *store);
+
+    /* Loads every collection (only_collection 0) or one, and the last change's sequence
+     * number at that snapshot. */
+    int (*load)(struct gal_store *store, int64_t only_collection,
+                const struct gal_store_loader *loader, uint64_t *seq);
+
+    int (*collection_create)(struct gal_store *store, const struct gal_collection_info *info,
+                             int64_t *id, uint64_t *seq);
+    int (*collection_update)(struct gal_store *store, int64_t id, float threshold,
+                             enum gal_dtype dtype, uint64_t *seq);
+    int (*collection_delete)(struct gal_store *store, int64_t id, uint64_t *seq);
+    /* By name or by id (name NULL); counts included. BASE_ERR_NOT_FOUND when absent. */
+    int (*collection_get)(struct gal_store *store, const char *name, int64_t id,
+                          struct gal_store_collection *out);
+    int (*collection_list)(struct gal_store *store, struct gal_store_collection **list,
+                           size_t *count);
+
+    int (*subject_add)(struct gal_store *store, int64_t collection_id, const char *subject_id,
+                       const char *metadata, int64_t created_ms, uint64_t *seq);
+    int (*subject_set_metadata)(struct gal_store *store, int64_t collection_id,
+                                const char *subject_id, const char *metadata, uint64_t *seq);
+    int (*subject_delete)(struct gal_store *store, int64_t collection_id,
+                          const char *subject_id, int64_t *subject_rowid, uint64_t *seq);
+    int (*subject_get)(struct gal_store *store, int64_t collection_id, const char *subject_id,
+                       struct gal_subject_info *info);
+    int (*subject_list)(struct gal_store *store, int64_t collection_id, const char *after,
+                        size_t limit, struct gal_subject_info **list, size_t *count);
+
+    /* Adds faces (embeddings normalised) in one transaction; the i-th gets face_ids[i],
+     * subject_rowids[i] and change sequence number first_seq + i. created_ms 0 means now. */
+    int (*faces_add)(struct gal_store *store, int64_t collection_id,
+                     const struct gal_face_input *faces, const int64_t *created_ms, size_t count,
+                     int64_t *face_ids, int64_t *subject_rowids, uint64_t *first_seq);
+    int (*face_delete)(struct gal_store *store, int64_t collection_id, int64_t face_id,
+                       uint64_t *seq);
+    int (*face_get)(struct gal_store *store, int64_t collection_id, int64_t face_id,
+                    struct gal_face_record *record);
+    int (*face_list)(struct gal_store *store, int64_t collection_id, const char *subject_id,
+                     int64_t **face_ids, size_t *count);
+    /* For search results: the subject of each face and, when `embeddings` is not NULL, its
+     * embedding (dim floats at embeddings + i * dim). Missing faces get found = 0. */
+    int (*faces_lookup)(struct gal_store *store, int64_t collection_id, const int64_t *face_ids,
+                        size_t count, uint32_t dim, float *embeddings,
+                        struct gal_store_face_ref *refs);
+
+    /* Up to `limit` changes with seq > after, in order. */
+    int (*changes)(struct gal_store *store, uint64_t after, size_t limit,
+                   struct gal_change *changes, size_t *count);
+
+    int (*export_scan)(struct gal_store *store, int64_t collection_id,
+                       const struct gal_store_exporter *exporter);
+};
+
+struct gal_store {
+    const struct gal_store_ops *ops;
+};
+
+/* Opens (creating and migrating) a SQLite store. `options` may be NULL. */
+int gal_store_sqlite_open(const char *path, const struct gal_options *options,
+                          struct gal_store **out);
+
+/* Milliseconds since the Unix epoch. */
+int64_t gal_now_ms(void);
+
+#endif

@@ -1,0 +1,926 @@
+/*
+ * The gallery with its real SQLite store: round trips of collections, subjects and faces;
+ * every kind of bad input with its error and nothing half-written; reopening rebuilds the
+ * index; the change log lets a second handle follow; export and import, including damaged,
+ * truncated and future-version files; read-only and full stores; future schema versions.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <sqlite3.h>
+#include <sys/stat.h>
+
+#include "base/base.h"
+#include "helpers.h"
+
+#define MODEL "test-embedder@1"
+#define DIM 64
+
+struct fixture {
+    char *dir;
+    char db[512];
+    struct gal *g;
+};
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof *f);
+    f->dir = make_tmpdir();
+    path_in(f->db, sizeof f->db, f->dir, "gallery.db");
+    base_log_level = BASE_LOG_WARN;
+    if (gal_open(f->db, NULL, &f->g) != 0) {
+        fprintf(stderr, "gal_open: %s\n", base_error_message());
+        return -1;
+    }
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    gal_close(f->g);
+    remove_tree(f->dir);
+    free(f);
+    return 0;
+}
+
+static void reopen(struct fixture *f, const struct gal_options *options)
+{
+    gal_close(f->g);
+    f->g = NULL;
+    EXPECT_OK(gal_open(f->db, options, &f->g));
+}
+
+static void create(struct gal *g, const char *name, enum gal_dtype dtype, float threshold)
+{
+    struct gal_collection_info info = collection_info(name, MODEL, DIM, dtype, threshold);
+    EXPECT_OK(gal_collection_create(g, &info));
+}
+
+/* A small fake JPEG: the markers the gallery checks, then bytes derived from `seed`. */
+static size_t fake_jpeg(uint8_t *buf, size_t n, unsigned seed)
+{
+    buf[0] = 0xff;
+    buf[1] = 0xd8;
+    buf[2] = 0xff;
+    buf[3] = 0xe0;
+    for (size_t i = 4; i < n; i++) buf[i] = (uint8_t)(seed * 31 + i * 7);
+    return n;
+}
+
+static uint64_t face_count(struct gal *g, const char *collection)
+{
+    struct gal_collection_info info;
+    EXPECT_OK(gal_collection_get(g, collection, &info));
+    return info.face_count;
+}
+
+/* Top-1 face of one query. */
+static int64_t top1(struct gal *g, const char *collection, const float *q, float *similarity)
+{
+    struct gal_search_request req = {MODEL, DIM, q, 1, 5};
+    struct gal_results *res = NULL;
+    EXPECT_OK(gal_search(g, collection, &req, &res));
+    int64_t id = res->queries[0].face_count ? res->queries[0].faces[0].face_id : 0;
+    if (similarity) *similarity = res->queries[0].face_count ? res->queries[0].faces[0].similarity : 0;
+    gal_results_destroy(res);
+    return id;
+}
+
+static void test_collections(void **state)
+{
+    struct fixture *f = *state;
+    struct gal *g = f->g;
+    create(g, "people", GAL_DTYPE_INT8, 0.4f);
+    create(g, "staff.v2", GAL_DTYPE_F16, 0.5f);
+
+    struct gal_collection_info info = collection_info("people", MODEL, DIM, GAL_DTYPE_F32, 0.4f);
+    EXPECT_RC(gal_collection_create(g, &info), BASE_ERR_EXISTS);
+    const char *bad_names[] = {"", "has space", "slash/", "ü", "x\n", "semi;colon"};
+    for (size_t i = 0; i < sizeof bad_names / sizeof bad_names[0]; i++) {
+        info = collection_info(bad_names[i], MODEL, DIM, GAL_DTYPE_F32, 0.4f);
+        EXPECT_RC(gal_collection_create(g, &info), BASE_ERR_INVALID);
+    }
+    memset(info.name, 'n', sizeof info.name); /* 65 bytes, no terminating NUL */
+    EXPECT_RC(gal_collection_create(g, &info), BASE_ERR_INVALID);
+    info = collection_info("x", MODEL, 0, GAL_DTYPE_F32, 0.4f);
+    EXPECT_RC(gal_collection_create(g, &info), BASE_ERR_INVALID);
+    info = collection_info("x", MODEL, GAL_DIM_MAX + 1, GAL_DTYPE_F32, 0.4f);
+    EXPECT_RC(gal_collection_create(g, &info), BASE_ERR_INVALID);
+    info = collection_info("x", MODEL, DIM, (enum gal_dtype)7, 0.4f);
+    EXPECT_RC(gal_collection_create(g, &info), BASE_ERR_INVALID);
+    info = collection_info("x", MODEL, DIM, GAL_DTYPE_F32, 1.5f);
+    EXPECT_RC(gal_collection_create(g, &info), BASE_ERR_INVALID);
+    info = collection_info("x", MODEL, DIM, GAL_DTYPE_F32, NAN);
+    EXPECT_RC(gal_collection_create(g, &info), BASE_ERR_INVALID);
+    info = collection_info("x", "", DIM, GAL_DTYPE_F32, 0.4f);
+    EXPECT_RC(gal_collection_create(g, &info), BASE_ERR_INVALID);
+
+    EXPECT_OK(gal_collection_get(g, "people", &info));
+    assert_string_equal(info.model_id, MODEL);
+    assert_int_equal(info.dim, DIM);
+    assert_int_equal(info.dtype, GAL_DTYPE_INT8);
+    assert_true(info.threshold == 0.4f);
+    assert_true(info.created_ms > 1600000000000ll);
+    assert_int_equal(info.face_count, 0);
+
+    struct gal_collection_info *list = NULL;
+    size_t n = 0;
+    EXPECT_OK(gal_collection_list(g, &list, &n));
+    assert_int_equal(n, 2);
+    assert_string_equal(list[0].name, "people");
+    assert_string_equal(list[1].name, "staff.v2");
+    free(list);
+
+    EXPECT_OK(gal_collection_set_threshold(g, "people", 0.55f));
+    EXPECT_RC(gal_collection_set_threshold(g, "people", -3.0f), BASE_ERR_INVALID);
+    EXPECT_OK(gal_collection_set_dtype(g, "people", GAL_DTYPE_F16));
+    EXPECT_OK(gal_collection_get(g, "people", &info));
+    assert_true(info.threshold == 0.55f);
+    assert_int_equal(info.dtype, GAL_DTYPE_F16);
+
+    EXPECT_OK(gal_collection_delete(g, "staff.v2"));
+    EXPECT_RC(gal_collection_delete(g, "staff.v2"), BASE_ERR_NOT_FOUND);
+    EXPECT_RC(gal_collection_get(g, "staff.v2", &info), BASE_ERR_NOT_FOUND);
+    EXPECT_RC(gal_collection_set_threshold(g, "nope", 0.1f), BASE_ERR_NOT_FOUND);
+
+    /* Settings survive a reopen. */
+    reopen(f, NULL);
+    EXPECT_OK(gal_collection_get(f->g, "people", &info));
+    assert_true(info.threshold == 0.55f);
+    assert_int_equal(info.dtype, GAL_DTYPE_F16);
+    EXPECT_RC(gal_collection_get(f->g, "staff.v2", &info), BASE_ERR_NOT_FOUND);
+}
+
+static void test_subjects(void **state)
+{
+    struct fixture *f = *state;
+    struct gal *g = f->g;
+    create(g, "c", GAL_DTYPE_F32, 0.4f);
+    EXPECT_OK(gal_subject_add(g, "c", "alice", "{\"name\": \"Alice\", \"tags\": [1, 2]}"));
+    EXPECT_OK(gal_subject_add(g, "c", "bob smith", NULL));
+    EXPECT_RC(gal_subject_add(g, "c", "alice", NULL), BASE_ERR_EXISTS);
+    EXPECT_RC(gal_subject_add(g, "nope", "alice", NULL), BASE_ERR_NOT_FOUND);
+    EXPECT_RC(gal_subject_add(g, "c", "", NULL), BASE_ERR_INVALID);
+    EXPECT_RC(gal_subject_add(g, "c", "tab\there", NULL), BASE_ERR_INVALID);
+    EXPECT_RC(gal_subject_add(g, "c", "carol", "{not json"), BASE_ERR_INVALID);
+    char *big = malloc(GAL_METADATA_MAX + 10);
+    memset(big, ' ', GAL_METADATA_MAX + 9);
+    big[0] = '1';
+    big[GAL_METADATA_MAX + 9] = '\0';
+    EXPECT_RC(gal_subject_add(g, "c", "carol", big), BASE_ERR_LIMIT);
+    free(big);
+    char long_id[GAL_ID_MAX + 2];
+    memset(long_id, 'x', sizeof long_id - 1);
+    long_id[sizeof long_id - 1] = '\0';
+    EXPECT_RC(gal_subject_add(g, "c", long_id, NULL), BASE_ERR_INVALID);
+
+    struct gal_subject_info s;
+    EXPECT_OK(gal_subject_get(g, "c", "alice", &s));
+    assert_string_equal(s.id, "alice");
+    assert_string_equal(s.metadata, "{\"name\": \"Alice\", \"tags\": [1, 2]}");
+    assert_int_equal(s.face_count, 0);
+    gal_subject_info_deinit(&s);
+    EXPECT_OK(gal_subject_get(g, "c", "bob smith", &s));
+    assert_string_equal(s.metadata, "{}");
+    gal_subject_info_deinit(&s);
+    EXPECT_RC(gal_subject_get(g, "c", "carol", &s), BASE_ERR_NOT_FOUND);
+    EXPECT_OK(gal_subject_set_metadata(g, "c", "alice", "[\"updated\"]"));
+    EXPECT_RC(gal_subject_set_metadata(g, "c", "carol", "{}"), BASE_ERR_NOT_FOUND);
+    EXPECT_OK(gal_subject_get(g, "c", "alice", &s));
+    assert_string_equal(s.metadata, "[\"updated\"]");
+    gal_subject_info_deinit(&s);
+
+    /* Paging through 25 subjects 10 at a time. */
+    for (int i = 0; i < 23; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "s%02d", i);
+        EXPECT_OK(gal_subject_add(g, "c", id, NULL));
+    }
+    char after[GAL_ID_MAX + 1] = "";
+    size_t seen = 0;
+    for (;;) {
+        struct gal_subject_info *list;
+        size_t n;
+        EXPECT_OK(gal_subject_list(g, "c", after, 10, &list, &n));
+        for (size_t i = 0; i < n; i++) {
+            assert_true(strcmp(list[i].id, after) > 0);
+            snprintf(after, sizeof after, "%s", list[i].id);
+        }
+        seen += n;
+        gal_subject_list_free(list, n);
+        if (n < 10) break;
+    }
+    assert_int_equal(seen, 25);
+    EXPECT_OK(gal_subject_delete(g, "c", "bob smith"));
+    EXPECT_RC(gal_subject_delete(g, "c", "bob smith"), BASE_ERR_NOT_FOUND);
+    struct gal_collection_info info;
+    EXPECT_OK(gal_collection_get(g, "c", &info));
+    assert_int_equal(info.subject_count, 24);
+}
+
+static void test_face_round_trip(void **state)
+{
+    struct fixture *f = *state;
+    struct gal *g = f->g;
+    struct rng r = {1};
+    create(g, "c", GAL_DTYPE_INT8, 0.5f);
+    EXPECT_OK(gal_subject_add(g, "c", "alice", NULL));
+    float e[DIM], scaled[DIM];
+    random_unit(&r, e, DIM);
+    for (int i = 0; i < DIM; i++) scaled[i] = e[i] * 3.0f; /* the gallery normalises */
+    uint8_t jpeg[3000];
+    struct gal_face_input in = face_input("alice", MODEL, DIM, scaled);
+    in.image_hash = "sha256:0123abcd";
+    in.box[0] = 10.5f;
+    in.box[1] = 20.25f;
+    in.box[2] = 100.0f;
+    in.box[3] = 120.0f;
+    in.quality = 0.875f;
+    in.thumbnail = jpeg;
+    in.thumbnail_len = fake_jpeg(jpeg, sizeof jpeg, 7);
+    int64_t id = 0, id2 = 0;
+    EXPECT_OK(gal_face_add(g, "c", &in, &id));
+    assert_true(id > 0);
+    in.thumbnail = NULL;
+    in.thumbnail_len = 0;
+    in.image_hash = NULL;
+    EXPECT_OK(gal_face_add(g, "c", &in, &id2));
+    assert_true(id2 > id);
+
+    for (int pass = 0; pass < 2; pass++) {
+        struct gal_face_record rec;
+        EXPECT_OK(gal_face_get(f->g, "c", id, &rec));
+        assert_int_equal(rec.face_id, id);
+        assert_string_equal(rec.subject_id, "alice");
+        assert_string_equal(rec.image_hash, "sha256:0123abcd");
+        assert_true(rec.box[0] == 10.5f && rec.box[1] == 20.25f && rec.box[2] == 100.0f &&
+                    rec.box[3] == 120.0f);
+        assert_true(rec.quality == 0.875f);
+        assert_true(rec.created_ms > 1600000000000ll);
+        assert_int_equal(rec.dim, DIM);
+        for (int i = 0; i < DIM; i++) assert_true(fabsf(rec.embedding[i] - e[i]) < 1e-6f);
+        assert_int_equal(rec.thumbnail_len, sizeof jpeg);
+        assert_memory_equal(rec.thumbnail, jpeg, sizeof jpeg);
+        gal_face_record_deinit(&rec);
+        EXPECT_OK(gal_face_get(f->g, "c", id2, &rec));
+        assert_null(rec.thumbnail);
+        assert_string_equal(rec.image_hash, "");
+        gal_face_record_deinit(&rec);
+
+        int64_t *ids;
+        size_t n;
+        EXPECT_OK(gal_face_list(f->g, "c", "alice", &ids, &n));
+        assert_int_equal(n, 2);
+        assert_true(ids[0] == id && ids[1] == id2);
+        free(ids);
+        float sim;
+        int64_t best = top1(f->g, "c", e, &sim);
+        assert_true(best == id || best == id2);
+        assert_true(fabsf(sim - 1.0f) < 1e-5f);
+        reopen(f, NULL); /* and once more after a reopen */
+    }
+    EXPECT_OK(gal_face_delete(f->g, "c", id));
+    EXPECT_RC(gal_face_delete(f->g, "c", id), BASE_ERR_NOT_FOUND);
+    struct gal_face_record rec;
+    EXPECT_RC(gal_face_get(f->g, "c", id, &rec), BASE_ERR_NOT_FOUND);
+    assert_int_equal(top1(f->g, "c", e, NULL), id2);
+    EXPECT_OK(gal_face_delete(f->g, "c", id2));
+    assert_int_equal(top1(f->g, "c", e, NULL), 0);
+    assert_int_equal(face_count(f->g, "c"), 0);
+}
+
+static void test_bad_faces(void **state)
+{
+    struct fixture *f = *state;
+    struct gal *g = f->g;
+    struct rng r = {2};
+    create(g, "c", GAL_DTYPE_F32, 0.5f);
+    EXPECT_OK(gal_subject_add(g, "c", "alice", NULL));
+    float e[DIM + 1], bad[DIM];
+    random_unit(&r, e, DIM + 1);
+    int64_t id;
+    struct gal_face_input in = face_input("alice", MODEL, DIM, e);
+    EXPECT_OK(gal_face_add(g, "c", &in, &id));
+
+    in = face_input("alice", MODEL, DIM + 1, e);
+    EXPECT_RC(gal_face_add(g, "c", &in, &id), BASE_ERR_INVALID);
+    assert_non_null(strstr(base_error_message(), "dimension 65"));
+    in = face_input("alice", "other-model", DIM, e);
+    EXPECT_RC(gal_face_add(g, "c", &in, &id), BASE_ERR_INVALID);
+    assert_non_null(strstr(base_error_message(), "other-model"));
+    in = face_input("alice", NULL, DIM, e);
+    EXPECT_RC(gal_face_add(g, "c", &in, &id), BASE_ERR_INVALID);
+    const float poison[] = {NAN, INFINITY, -INFINITY};
+    for (int p = 0; p < 3; p++) {
+        memcpy(bad, e, sizeof bad);
+        bad[DIM / 2] = poison[p];
+        in = face_input("alice", MODEL, DIM, bad);
+        EXPECT_RC(gal_face_add(g, "c", &in, &id), BASE_ERR_INVALID);
+    }
+    memset(bad, 0, sizeof bad);
+    in = face_input("alice", MODEL, DIM, bad);
+    EXPECT_RC(gal_face_add(g, "c", &in, &id), BASE_ERR_INVALID);
+    in = face_input("alice", MODEL, DIM, NULL);
+    EXPECT_RC(gal_face_add(g, "c", &in, &id), BASE_ERR_INVALID);
+    in = face_input("nobody", MODEL, DIM, e);
+    EXPECT_RC(gal_face_add(g, "c", &in, &id), BASE_ERR_NOT_FOUND);
+    assert_non_null(strstr(base_error_message(), "nobody"));
+    in = face_input("alice", MODEL, DIM, e);
+    EXPECT_RC(gal_face_add(g, "nope", &in, &id), BASE_ERR_NOT_FOUND);
+    in.box[1] = NAN;
+    EXPECT_RC(gal_face_add(g, "c", &in, &id), BASE_ERR_INVALID);
+    in = face_input("alice", MODEL, DIM, e);
+    in.quality = INFINITY;
+    EXPECT_RC(gal_face_add(g, "c", &in, &id), BASE_ERR_INVALID);
+    in = face_input("alice", MODEL, DIM, e);
+    uint8_t png[] = {0x89, 'P', 'N', 'G', 0, 0};
+    in.thumbnail = png;
+    in.thumbnail_len = sizeof png;
+    EXPECT_RC(gal_face_add(g, "c", &in, &id), BASE_ERR_INVALID);
+    uint8_t *huge = calloc(1, GAL_THUMBNAIL_MAX + 1);
+    fake_jpeg(huge, GAL_THUMBNAIL_MAX + 1, 1);
+    in.thumbnail = huge;
+    in.thumbnail_len = GAL_THUMBNAIL_MAX + 1;
+    EXPECT_RC(gal_face_add(g, "c", &in, &id), BASE_ERR_LIMIT);
+    free(huge);
+    EXPECT_RC(gal_face_delete(g, "c", 987654), BASE_ERR_NOT_FOUND);
+
+    /* A batch with one bad face writes nothing, whether the input check or the store fails. */
+    struct gal_face_input batch[3] = {face_input("alice", MODEL, DIM, e),
+                                      face_input("alice", MODEL, DIM, e),
+                                      face_input("alice", MODEL, DIM, bad)};
+    int64_t ids[3];
+    EXPECT_RC(gal_faces_add(g, "c", batch, 3, ids), BASE_ERR_INVALID);
+    batch[2] = face_input("ghost", MODEL, DIM, e);
+    EXPECT_RC(gal_faces_add(g, "c", batch, 3, ids), BASE_ERR_NOT_FOUND);
+    assert_int_equal(face_count(g, "c"), 1);
+    struct gal_index_stats st;
+    EXPECT_OK(gal_index_stats(g, "c", &st));
+    assert_int_equal(st.faces, 1);
+
+    /* Searches check their input the same way. */
+    struct gal_search_request req = {MODEL, DIM, e, 1, 5};
+    struct gal_results *res = NULL;
+    req.dim = DIM + 1;
+    EXPECT_RC(gal_search(g, "c", &req, &res), BASE_ERR_INVALID);
+    req.dim = DIM;
+    req.model_id = "other";
+    EXPECT_RC(gal_search(g, "c", &req, &res), BASE_ERR_INVALID);
+    req.model_id = MODEL;
+    req.embeddings = bad;
+    EXPECT_RC(gal_search(g, "c", &req, &res), BASE_ERR_INVALID);
+    bad[0] = NAN;
+    EXPECT_RC(gal_search(g, "c", &req, &res), BASE_ERR_INVALID);
+    req.embeddings = e;
+    req.k = 0;
+    EXPECT_RC(gal_search(g, "c", &req, &res), BASE_ERR_INVALID);
+    req.k = GAL_K_MAX + 1;
+    EXPECT_RC(gal_search(g, "c", &req, &res), BASE_ERR_INVALID);
+    req.k = 5;
+    req.query_count = 0;
+    EXPECT_RC(gal_search(g, "c", &req, &res), BASE_ERR_INVALID);
+    req.query_count = 1;
+    EXPECT_RC(gal_search(g, "nope", &req, &res), BASE_ERR_NOT_FOUND);
+    assert_null(res);
+}
+
+static void test_search_decisions(void **state)
+{
+    struct fixture *f = *state;
+    struct gal *g = f->g;
+    struct rng r = {3};
+    for (int dt = 0; dt < 3; dt++) {
+        char name[16];
+        snprintf(name, sizeof name, "c%d", dt);
+        create(g, name, (enum gal_dtype)dt, 0.6f);
+        /* Subject "a" has three faces near the query at similarity ~0.9, 0.7, 0.3;
+         * "b" one at ~0.65; "c" one at ~0.2; plus 200 random others. */
+        float q[DIM], x[DIM];
+        random_unit(&r, q, DIM);
+        const char *subjects[] = {"a", "a", "a", "b", "c"};
+        const float sims[] = {0.9f, 0.7f, 0.3f, 0.65f, 0.2f};
+        EXPECT_OK(gal_subject_add(g, name, "a", NULL));
+        EXPECT_OK(gal_subject_add(g, name, "b", NULL));
+        EXPECT_OK(gal_subject_add(g, name, "c", NULL));
+        EXPECT_OK(gal_subject_add(g, name, "crowd", NULL));
+        int64_t ids[5];
+        for (int i = 0; i < 5; i++) {
+            /* x = s q + sqrt(1 - s^2) u with u a unit vector orthogonal to q. */
+            float u[DIM];
+            random_unit(&r, u, DIM);
+            double d = 0, n = 0;
+            for (int j = 0; j < DIM; j++) d += u[j] * q[j];
+            for (int j = 0; j < DIM; j++) u[j] -= (float)(d * q[j]);
+            for (int j = 0; j < DIM; j++) n += u[j] * u[j];
+            for (int j = 0; j < DIM; j++)
+                x[j] = sims[i] * q[j] + sqrtf(1 - sims[i] * sims[i]) * (float)(u[j] / sqrt(n));
+            struct gal_face_input in = face_input(subjects[i], MODEL, DIM, x);
+            EXPECT_OK(gal_face_add(g, name, &in, &ids[i]));
+        }
+        for (int i = 0; i < 200; i++) {
+            random_unit(&r, x, DIM);
+            for (int j = 0; j < DIM; j++) x[j] -= 0.5f * q[j]; /* keep the crowd below 0.2 */
+            struct gal_face_input in = face_input("crowd", MODEL, DIM, x);
+            int64_t id;
+            EXPECT_OK(gal_face_add(g, name, &in, &id));
+        }
+        float queries[2 * DIM];
+        memcpy(queries, q, sizeof q);
+        random_unit(&r, queries + DIM, DIM);
+        struct gal_search_request req = {MODEL, DIM, queries, 2, 3};
+        struct gal_results *res = NULL;
+        EXPECT_OK(gal_search(g, name, &req, &res));
+        assert_int_equal(res->query_count, 2);
+        assert_true(res->threshold == 0.6f);
+        const struct gal_query_result *r0 = &res->queries[0];
+        assert_int_equal(r0->face_count, 3);
+        assert_int_equal(r0->faces[0].face_id, ids[0]);
+        assert_int_equal(r0->faces[1].face_id, ids[1]);
+        assert_int_equal(r0->faces[2].face_id, ids[3]);
+        assert_true(fabsf(r0->faces[0].similarity - 0.9f) < 1e-5f);
+        assert_true(fabsf(r0->faces[1].similarity - 0.7f) < 1e-5f);
+        assert_true(fabsf(r0->faces[2].similarity - 0.65f) < 1e-5f);
+        assert_int_equal(r0->faces[0].decision, GAL_MATCH);
+        assert_int_equal(r0->faces[1].decision, GAL_MATCH);
+        assert_int_equal(r0->faces[2].decision, GAL_MATCH);
+        assert_string_equal(r0->faces[0].subject_id, "a");
+        /* Subjects: a (its best face, 0.9), b (0.65), c (0.2) - not a again. */
+        assert_int_equal(r0->subject_count, 3);
+        assert_string_equal(r0->subjects[0].subject_id, "a");
+        assert_int_equal(r0->subjects[0].face_id, ids[0]);
+        assert_string_equal(r0->subjects[1].subject_id, "b");
+        assert_string_equal(r0->subjects[2].subject_id, "c");
+        assert_true(fabsf(r0->subjects[2].similarity - 0.2f) < 1e-5f);
+        assert_int_equal(r0->subjects[2].decision, GAL_NO_MATCH);
+        /* The second query is unrelated: three results, most likely no match. */
+        assert_int_equal(res->queries[1].face_count, 3);
+        for (size_t i = 1; i < 3; i++)
+            assert_true(res->queries[1].faces[i].similarity <=
+                        res->queries[1].faces[i - 1].similarity);
+        gal_results_destroy(res);
+
+        /* A higher threshold changes decisions, not similarities. */
+        EXPECT_OK(gal_collection_set_threshold(g, name, 0.8f));
+        req.query_count = 1;
+        EXPECT_OK(gal_search(g, name, &req, &res));
+        assert_int_equal(res->queries[0].faces[0].decision, GAL_MATCH);
+        assert_int_equal(res->queries[0].faces[1].decision, GAL_NO_MATCH);
+        gal_results_destroy(res);
+
+        /* Deleting subject a removes its three faces from the results. */
+        EXPECT_OK(gal_subject_delete(g, name, "a"));
+        EXPECT_OK(gal_search(g, name, &req, &res));
+        assert_int_equal(res->queries[0].faces[0].face_id, ids[3]);
+        assert_string_equal(res->queries[0].subjects[0].subject_id, "b");
+        gal_results_destroy(res);
+    }
+}
+
+/* Everything in a collection, as text, for comparing two collections. */
+static char *describe(struct gal *g, const char *collection)
+{
+    size_t cap = 1 << 20, len = 0;
+    char *out = malloc(cap);
+    struct gal_collection_info info;
+    EXPECT_OK(gal_collection_get(g, collection, &info));
+    len += (size_t)snprintf(out + len, cap - len, "%s %u %d %g %llu %llu\n", info.model_id,
+                            info.dim, (int)info.dtype, (double)info.threshold,
+                            (unsigned long long)info.subject_count,
+                            (unsigned long long)info.face_count);
+    struct gal_subject_info *subjects;
+    size_t ns;
+    EXPECT_OK(gal_subject_list(g, collection, NULL, 10000, &subjects, &ns));
+    for (size_t i = 0; i < ns; i++) {
+        len += (size_t)snprintf(out + len, cap - len, "S %s %s %lld\n", subjects[i].id,
+                                subjects[i].metadata, (long long)subjects[i].created_ms);
+        int64_t *ids;
+        size_t nf;
+        EXPECT_OK(gal_face_list(g, collection, subjects[i].id, &ids, &nf));
+        for (size_t j = 0; j < nf; j++) {
+            struct gal_face_record rec;
+            EXPECT_OK(gal_face_get(g, collection, ids[j], &rec));
+            uint32_t crc = 0;
+            for (size_t b = 0; b < rec.thumbnail_len; b++) crc = crc * 31 + rec.thumbnail[b];
+            double esum = 0;
+            for (uint32_t d = 0; d < rec.dim; d++) esum += rec.embedding[d] * (d + 1);
+            len += (size_t)snprintf(out + len, cap - len,
+                                    "  F %s %s %g %g %g %g %g %lld %zu %u %.9g\n", rec.subject_id,
+                                    rec.image_hash, (double)rec.box[0], (double)rec.box[1],
+                                    (double)rec.box[2], (double)rec.box[3], (double)rec.quality,
+                                    (long long)rec.created_ms, rec.thumbnail_len, crc, esum);
+            gal_face_record_deinit(&rec);
+        }
+        free(ids);
+    }
+    gal_subject_list_free(subjects, ns);
+    return out;
+}
+
+/* Builds a collection of a few subjects and faces with thumbnails; returns one embedding. */
+static void populate(struct gal *g, const char *name, enum gal_dtype dtype, struct rng *r,
+                     float *some_embedding)
+{
+    create(g, name, dtype, 0.45f);
+    uint8_t jpeg[700];
+    for (int s = 0; s < 6; s++) {
+        char id[32], meta[64];
+        snprintf(id, sizeof id, "person %d", s);
+        snprintf(meta, sizeof meta, "{\"n\": %d, \"name\": \"P\\u00e9rez %d\"}", s, s);
+        EXPECT_OK(gal_subject_add(g, name, id, meta));
+        for (int k = 0; k < 3; k++) {
+            float e[DIM];
+            random_unit(r, e, DIM);
+            if (s == 2 && k == 1) memcpy(some_embedding, e, sizeof e);
+            struct gal_face_input in = face_input(id, MODEL, DIM, e);
+            char hash[32];
+            snprintf(hash, sizeof hash, "sha256:%02d%02d", s, k);
+            in.image_hash = hash;
+            in.box[0] = (float)s;
+            in.box[1] = (float)k;
+            in.quality = 0.5f + 0.1f * k;
+            if (k != 2) {
+                in.thumbnail = jpeg;
+                in.thumbnail_len = fake_jpeg(jpeg, 300 + 100 * (size_t)k, (unsigned)(s * 3 + k));
+            }
+            int64_t id_out;
+            EXPECT_OK(gal_face_add(g, name, &in, &id_out));
+        }
+    }
+}
+
+static int collection_exists(struct gal *g, const char *name)
+{
+    struct gal_collection_info info;
+    return gal_collection_get(g, name, &info) == 0;
+}
+
+static void test_export_import(void **state)
+{
+    struct fixture *f = *state;
+    struct gal *g = f->g;
+    struct rng r = {4};
+    float e[DIM];
+    populate(g, "src", GAL_DTYPE_INT8, &r, e);
+    EXPECT_OK(gal_subject_add(g, "src", "no faces", "null"));
+    char path[600], bad[600];
+    path_in(path, sizeof path, f->dir, "src.vgal");
+    path_in(bad, sizeof bad, f->dir, "bad.vgal");
+    EXPECT_OK(gal_export(g, "src", path));
+    EXPECT_RC(gal_export(g, "nope", path), BASE_ERR_NOT_FOUND);
+
+    /* Import under another name: identical content, face ids aside; searchable at once. */
+    EXPECT_OK(gal_import(g, path, "copy"));
+    char *a = describe(g, "src"), *b = describe(g, "copy");
+    assert_string_equal(a, b);
+    int64_t id = top1(g, "copy", e, NULL);
+    struct gal_face_record rec;
+    EXPECT_OK(gal_face_get(g, "copy", id, &rec));
+    assert_string_equal(rec.subject_id, "person 2");
+    assert_string_equal(rec.image_hash, "sha256:0201");
+    gal_face_record_deinit(&rec);
+    EXPECT_RC(gal_import(g, path, "copy"), BASE_ERR_EXISTS);
+    EXPECT_RC(gal_import(g, path, NULL), BASE_ERR_EXISTS); /* "src" exists */
+    EXPECT_RC(gal_import(g, path, "bad name!"), BASE_ERR_INVALID);
+
+    /* Reopen: the imported collection is loaded from the store like any other. */
+    reopen(f, NULL);
+    g = f->g;
+    char *c = describe(g, "copy");
+    assert_string_equal(a, c);
+    free(c);
+    uint64_t seq = gal_sequence(g);
+
+    /* Damaged files: nothing is created, nothing is written. */
+    char *data;
+    size_t len;
+    EXPECT_OK(base_file_read(path, 1 << 24, &data, &len));
+    for (size_t cut = 0; cut < len; cut += (cut < 200 ? 1 : 37)) {
+        FILE *out = fopen(bad, "wb");
+        fwrite(data, 1, cut, out);
+        fclose(out);
+        int rc = gal_import(g, bad, "cut");
+        if (rc != BASE_ERR_FORMAT)
+            fail_msg("import of the first %zu of %zu bytes: %d (%s)", cut, len, rc,
+                     base_error_message());
+    }
+    assert_false(collection_exists(g, "cut"));
+    /* A future version. */
+    memcpy(data + 8, &(uint32_t){2}, 4);
+    FILE *out = fopen(bad, "wb");
+    fwrite(data, 1, len, out);
+    fclose(out);
+    EXPECT_RC(gal_import(g, bad, "future"), BASE_ERR_UNSUPPORTED);
+    assert_non_null(strstr(base_error_message(), "version 2"));
+    memcpy(data + 8, &(uint32_t){1}, 4);
+    /* Flipped bytes in the records: the checksum (or a field check) catches each. */
+    for (size_t pos = 16; pos < len; pos += len / 23) {
+        data[pos] ^= 0x40;
+        out = fopen(bad, "wb");
+        fwrite(data, 1, len, out);
+        fclose(out);
+        int rc = gal_import(g, bad, "flipped");
+        if (rc == 0) fail_msg("import with byte %zu flipped succeeded", pos);
+        data[pos] ^= 0x40;
+    }
+    /* Bad magic; bytes after the end. */
+    data[0] = 'X';
+    out = fopen(bad, "wb");
+    fwrite(data, 1, len, out);
+    fclose(out);
+    EXPECT_RC(gal_import(g, bad, "magic"), BASE_ERR_FORMAT);
+    data[0] = 'V';
+    out = fopen(bad, "wb");
+    fwrite(data, 1, len, out);
+    fputc(0, out);
+    fclose(out);
+    EXPECT_RC(gal_import(g, bad, "trailing"), BASE_ERR_FORMAT);
+    EXPECT_RC(gal_import(g, "/nonexistent/x.vgal", "x"), BASE_ERR_IO);
+    free(data);
+    assert_int_equal(gal_sequence(g), seq); /* no change of any kind was logged */
+    struct gal_collection_info *list;
+    size_t n;
+    EXPECT_OK(gal_collection_list(g, &list, &n));
+    assert_int_equal(n, 2);
+    free(list);
+    EXPECT_OK(gal_check(g));
+
+    /* Export over an existing file replaces it whole; no temporary file is left behind. */
+    EXPECT_OK(gal_export(g, "copy", path));
+    EXPECT_OK(gal_import(g, path, "copy2"));
+    char *d = describe(g, "copy2");
+    assert_string_equal(a, d);
+    free(d);
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "ls %s | grep -c tmp > /dev/null", f->dir);
+    assert_int_not_equal(system(cmd), 0);
+    free(a);
+    free(b);
+}
+
+static void test_reopen_rebuilds_index(void **state)
+{
+    struct fixture *f = *state;
+    struct rng r = {5};
+    enum { N = 3000, Q = 20 };
+    float *x = malloc(sizeof(float) * N * DIM);
+    struct gal_face_input *in = malloc(sizeof *in * N);
+    int64_t *ids = malloc(sizeof *ids * N);
+    for (int dt = 0; dt < 3; dt++) {
+        char name[16];
+        snprintf(name, sizeof name, "d%d", dt);
+        create(f->g, name, (enum gal_dtype)dt, 0.5f);
+        for (int s = 0; s < 50; s++) {
+            char id[16];
+            snprintf(id, sizeof id, "s%d", s);
+            EXPECT_OK(gal_subject_add(f->g, name, id, NULL));
+        }
+        static char subject_ids[50][16];
+        for (int i = 0; i < N; i++) {
+            random_unit(&r, x + (size_t)i * DIM, DIM);
+            snprintf(subject_ids[i % 50], 16, "s%d", i % 50);
+            in[i] = face_input(subject_ids[i % 50], MODEL, DIM, x + (size_t)i * DIM);
+        }
+        EXPECT_OK(gal_faces_add(f->g, name, in, N, ids));
+        for (int i = 0; i < N; i += 3) EXPECT_OK(gal_face_delete(f->g, name, ids[i]));
+    }
+    float q[Q * DIM];
+    for (int i = 0; i < Q; i++) random_unit(&r, q + i * DIM, DIM);
+    struct gal_search_request req = {MODEL, DIM, q, Q, 10};
+    struct gal_results *before[3], *after;
+    struct gal_index_stats st_before[3], st;
+    for (int dt = 0; dt < 3; dt++) {
+        char name[16];
+        snprintf(name, sizeof name, "d%d", dt);
+        EXPECT_OK(gal_search(f->g, name, &req, &before[dt]));
+        EXPECT_OK(gal_index_stats(f->g, name, &st_before[dt]));
+        assert_int_equal(st_before[dt].faces, N - (N + 2) / 3);
+    }
+    reopen(f, NULL);
+    for (int dt = 0; dt < 3; dt++) {
+        char name[16];
+        snprintf(name, sizeof name, "d%d", dt);
+        EXPECT_OK(gal_index_stats(f->g, name, &st));
+        assert_int_equal(st.faces, st_before[dt].faces);
+        assert_int_equal(st.rows, st.faces); /* rebuilt compact */
+        EXPECT_OK(gal_search(f->g, name, &req, &after));
+        for (int i = 0; i < Q; i++) {
+            assert_int_equal(after->queries[i].face_count, 10);
+            for (int j = 0; j < 10; j++) {
+                assert_int_equal(after->queries[i].faces[j].face_id,
+                                 before[dt]->queries[i].faces[j].face_id);
+                assert_true(after->queries[i].faces[j].similarity ==
+                            before[dt]->queries[i].faces[j].similarity);
+                assert_string_equal(after->queries[i].subjects[j].subject_id,
+                                    before[dt]->queries[i].subjects[j].subject_id);
+            }
+        }
+        gal_results_destroy(after);
+        gal_results_destroy(before[dt]);
+    }
+    free(x);
+    free(in);
+    free(ids);
+}
+
+static void test_change_log_follow(void **state)
+{
+    struct fixture *f = *state;
+    struct rng r = {6};
+    struct gal *other;
+    uint64_t seq0 = gal_sequence(f->g);
+    EXPECT_OK(gal_open(f->db, NULL, &other));
+    create(f->g, "shared", GAL_DTYPE_INT8, 0.5f);
+    EXPECT_OK(gal_subject_add(f->g, "shared", "a", NULL));
+    float e[DIM];
+    random_unit(&r, e, DIM);
+    struct gal_face_input in = face_input("a", MODEL, DIM, e);
+    int64_t id;
+    EXPECT_OK(gal_face_add(f->g, "shared", &in, &id));
+    assert_int_equal(gal_sequence(f->g), seq0 + 3);
+
+    /* The other handle sees nothing in memory until it refreshes. */
+    struct gal_index_stats st;
+    EXPECT_RC(gal_index_stats(other, "shared", &st), BASE_ERR_NOT_FOUND);
+    EXPECT_OK(gal_refresh(other));
+    assert_int_equal(gal_sequence(other), seq0 + 3);
+    assert_int_equal(top1(other, "shared", e, NULL), id);
+
+    /* Changes interleave: each handle's writes replay the other's first. */
+    float e2[DIM];
+    random_unit(&r, e2, DIM);
+    in = face_input("a", MODEL, DIM, e2);
+    int64_t id2;
+    EXPECT_OK(gal_face_add(other, "shared", &in, &id2));
+    EXPECT_OK(gal_face_delete(f->g, "shared", id)); /* f->g replays id2's addition first */
+    assert_int_equal(top1(f->g, "shared", e2, NULL), id2);
+    assert_int_not_equal(top1(f->g, "shared", e, NULL), id);
+    EXPECT_OK(gal_refresh(other));
+    assert_int_not_equal(top1(other, "shared", e, NULL), id);
+    EXPECT_OK(gal_collection_set_dtype(f->g, "shared", GAL_DTYPE_F16));
+    EXPECT_OK(gal_refresh(other));
+    struct gal_collection_info info;
+    EXPECT_OK(gal_collection_get(other, "shared", &info));
+    assert_int_equal(info.dtype, GAL_DTYPE_F16);
+    EXPECT_OK(gal_collection_delete(other, "shared"));
+    EXPECT_OK(gal_refresh(f->g));
+    EXPECT_RC(gal_index_stats(f->g, "shared", &st), BASE_ERR_NOT_FOUND);
+    assert_int_equal(gal_sequence(f->g), gal_sequence(other));
+    gal_close(other);
+}
+
+static void test_read_only(void **state)
+{
+    struct fixture *f = *state;
+    struct rng r = {7};
+    float e[DIM];
+    populate(f->g, "c", GAL_DTYPE_F32, &r, e);
+    char *before = describe(f->g, "c");
+    struct gal_options ro = {.read_only = 1};
+    reopen(f, &ro);
+    struct gal *g = f->g;
+    char *after = describe(g, "c");
+    assert_string_equal(before, after);
+    assert_int_not_equal(top1(g, "c", e, NULL), 0);
+    struct gal_collection_info info = collection_info("new", MODEL, DIM, GAL_DTYPE_F32, 0.5f);
+    EXPECT_RC(gal_collection_create(g, &info), BASE_ERR_IO);
+    assert_non_null(strstr(base_error_message(), "read-only"));
+    EXPECT_RC(gal_subject_add(g, "c", "z", NULL), BASE_ERR_IO);
+    struct gal_face_input in = face_input("person 1", MODEL, DIM, e);
+    int64_t id;
+    EXPECT_RC(gal_face_add(g, "c", &in, &id), BASE_ERR_IO);
+    EXPECT_RC(gal_collection_delete(g, "c"), BASE_ERR_IO);
+    free(after);
+
+    /* A file the process may not write: only testable when not root. */
+    reopen(f, NULL);
+    if (geteuid() != 0) {
+        gal_close(f->g);
+        f->g = NULL;
+        chmod(f->db, 0444);
+        EXPECT_OK(gal_open(f->db, NULL, &f->g));
+        EXPECT_RC(gal_subject_add(f->g, "c", "z", NULL), BASE_ERR_IO);
+        gal_close(f->g);
+        f->g = NULL;
+        chmod(f->db, 0644);
+        EXPECT_OK(gal_open(f->db, NULL, &f->g));
+    } else {
+        printf("# running as root: a read-only file cannot be tested, the read-only option was\n");
+    }
+    char *again = describe(f->g, "c");
+    assert_string_equal(before, again);
+    free(before);
+    free(again);
+}
+
+static void test_full_store(void **state)
+{
+    struct fixture *f = *state;
+    struct rng r = {8};
+    struct gal_options opts = {.max_store_bytes = 2u << 20};
+    reopen(f, &opts);
+    create(f->g, "c", GAL_DTYPE_INT8, 0.5f);
+    EXPECT_OK(gal_subject_add(f->g, "c", "a", NULL));
+    enum { BATCH = 50 };
+    static float x[BATCH * DIM];
+    static uint8_t jpeg[8000];
+    fake_jpeg(jpeg, sizeof jpeg, 1);
+    struct gal_face_input in[BATCH];
+    int64_t ids[BATCH];
+    int rc = 0, batches = 0;
+    while (batches < 1000) {
+        for (int i = 0; i < BATCH; i++) {
+            random_unit(&r, x + i * DIM, DIM);
+            in[i] = face_input("a", MODEL, DIM, x + i * DIM);
+            in[i].thumbnail = jpeg;
+            in[i].thumbnail_len = sizeof jpeg;
+        }
+        if ((rc = gal_faces_add(f->g, "c", in, BATCH, ids)) != 0) break;
+        batches++;
+    }
+    assert_int_equal(rc, BASE_ERR_LIMIT);
+    assert_non_null(strstr(base_error_message(), "full"));
+    assert_true(batches > 0);
+    /* The failed batch left nothing: counts are whole batches, in the store and the index. */
+    assert_int_equal(face_count(f->g, "c"), (uint64_t)batches * BATCH);
+    struct gal_index_stats st;
+    EXPECT_OK(gal_index_stats(f->g, "c", &st));
+    assert_int_equal(st.faces, (uint64_t)batches * BATCH);
+    EXPECT_OK(gal_check(f->g));
+    /* Deleting makes room again (SQLite reuses free pages). */
+    int64_t *all;
+    size_t n;
+    EXPECT_OK(gal_face_list(f->g, "c", "a", &all, &n));
+    for (size_t i = 0; i < BATCH * 2 && i < n; i++) EXPECT_OK(gal_face_delete(f->g, "c", all[i]));
+    free(all);
+    EXPECT_OK(gal_faces_add(f->g, "c", in, BATCH, ids));
+    reopen(f, NULL);
+    assert_int_equal(face_count(f->g, "c"), (uint64_t)(batches - 1) * BATCH);
+}
+
+static void test_schema_versions(void **state)
+{
+    struct fixture *f = *state;
+    gal_close(f->g);
+    f->g = NULL;
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
+    int64_t version = 0;
+    sqlite3_stmt *st;
+    sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    version = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    assert_int_equal(version, 1);
+    assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    struct gal *g = NULL;
+    EXPECT_RC(gal_open(f->db, NULL, &g), BASE_ERR_UNSUPPORTED);
+    assert_non_null(strstr(base_error_message(), "99"));
+    assert_null(g);
+
+    /* Another application's SQLite file is refused, and not a database at all too. */
+    char other[600];
+    path_in(other, sizeof other, f->dir, "other.db");
+    assert_int_equal(sqlite3_open(other, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "PRAGMA application_id = 42; CREATE TABLE t (x)", NULL,
+                                  NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    EXPECT_RC(gal_open(other, NULL, &g), BASE_ERR_FORMAT);
+    path_in(other, sizeof other, f->dir, "junk.db");
+    FILE *out = fopen(other, "wb");
+    for (int i = 0; i < 5000; i++) fputc(i * 7, out);
+    fclose(out);
+    EXPECT_RC(gal_open(other, NULL, &g), BASE_ERR_FORMAT);
+    EXPECT_RC(gal_open("/nonexistent-dir/x.db", NULL, &g), BASE_ERR_IO);
+    struct gal_options bad_kernels = {.kernels = "sse9"};
+    EXPECT_RC(gal_open(f->db, &bad_kernels, &g), BASE_ERR_UNSUPPORTED);
+
+    /* Back to version 1 so the teardown's close works on a sane gallery. */
+    assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
+    sqlite3_exec(db, "PRAGMA user_version = 1", NULL, NULL, NULL);
+    sqlite3_close(db);
+    EXPECT_OK(gal_open(f->db, NULL, &f->g));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_collections, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_subjects, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_face_round_trip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_faces, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_search_decisions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_export_import, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reopen_rebuilds_index, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_change_log_follow, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_only, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_full_store, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_schema_versions, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
