@@ -1,0 +1,362 @@
+/*
+ * Decoders: JPEG (TurboJPEG API of libjpeg-turbo, with DCT scaling), PNG (libspng), WebP
+ * (libwebp), then EXIF orientation. Each decoder reads the header, checks the stored size
+ * against the limits, and only then allocates the pixels.
+ */
+#include "base/base.h"
+#include "img/img.h"
+#include "img/img_private.h"
+
+#include <spng.h>
+#include <turbojpeg.h>
+#include <webp/decode.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Zero or negative sizes are malformed input; sizes over a limit are refused. */
+static int check_size(img_format f, int64_t w, int64_t h, const img_limits *lim)
+{
+    const char *name = img_format_name(f);
+    if (w <= 0 || h <= 0)
+        return base_error_set(BASE_ERR_FORMAT, "%s: empty image (%lldx%lld)", name, (long long)w,
+                              (long long)h);
+    if (w > lim->max_dimension || h > lim->max_dimension)
+        return base_error_set(BASE_ERR_LIMIT, "%s: %lldx%lld exceeds the %d pixel side limit", name,
+                              (long long)w, (long long)h, lim->max_dimension);
+    if (w * h > lim->max_pixels)
+        return base_error_set(
+            BASE_ERR_LIMIT, "%s: %lldx%lld = %lld pixels exceeds the limit of %lld", name,
+            (long long)w, (long long)h, (long long)(w * h), (long long)lim->max_pixels);
+    return 0;
+}
+
+/* ---- JPEG ---- */
+
+/*
+ * Whether a libjpeg warning means the image data stopped early: JWRN_JPEG_EOF ("Premature end
+ * of JPEG file": the bytes ran out) or JWRN_HIT_MARKER ("Corrupt JPEG data: premature end of
+ * data segment": a marker, e.g. EOI, came before the scan was complete). TurboJPEG gives only
+ * the text; these messages have been stable in libjpeg for decades.
+ */
+static int jpeg_is_truncation(const char *msg)
+{
+    return msg && strcasestr(msg, "premature end") != NULL;
+}
+
+/* The largest reduction 1/8, 1/4, 1/2 that keeps the shorter side >= min_side and that this
+ * libjpeg-turbo offers; 1 when none does. */
+static int jpeg_scale_denom(int w, int h, int min_side)
+{
+    if (min_side <= 0) return 1;
+    int n = 0;
+    const tjscalingfactor *sf = tjGetScalingFactors(&n);
+    for (int denom = 8; denom >= 2; denom /= 2) {
+        int offered = 0;
+        for (int i = 0; sf && i < n; i++)
+            offered |= sf[i].num == 1 && sf[i].denom == denom;
+        if (!offered) continue;
+        tjscalingfactor f = {1, denom};
+        int sw = TJSCALED(w, f), sh = TJSCALED(h, f);
+        if ((sw < sh ? sw : sh) >= min_side) return denom;
+    }
+    return 1;
+}
+
+/* Adobe CMYK (as Photoshop writes it, inverted: 255 = no ink) to RGB, in place-compatible
+ * order (4 bytes in, 3 out, same buffer start). */
+static void cmyk_to_rgb(const uint8_t *cmyk, uint8_t *rgb, size_t pixels)
+{
+    for (size_t i = 0; i < pixels; i++) {
+        unsigned c = cmyk[4 * i], m = cmyk[4 * i + 1], y = cmyk[4 * i + 2], k = cmyk[4 * i + 3];
+        rgb[3 * i] = (uint8_t)((c * k + 127) / 255);
+        rgb[3 * i + 1] = (uint8_t)((m * k + 127) / 255);
+        rgb[3 * i + 2] = (uint8_t)((y * k + 127) / 255);
+    }
+}
+
+static int decode_jpeg(const uint8_t *data, size_t len, const img_limits *lim, int min_side,
+                       img_image *out, img_decode_info *info)
+{
+    int rc, w = 0, h = 0, subsamp = 0, colorspace = 0;
+    uint8_t *cmyk = NULL;
+    tjhandle tj = tjInitDecompress();
+    if (!tj) return base_error_set(BASE_ERR_NOMEM, "jpeg: %s", tjGetErrorStr2(NULL));
+    if (tjDecompressHeader3(tj, data, (unsigned long)len, &w, &h, &subsamp, &colorspace) != 0) {
+        rc = base_error_set(BASE_ERR_FORMAT, "jpeg: bad header: %s", tjGetErrorStr2(tj));
+        goto fail;
+    }
+    rc = check_size(IMG_FORMAT_JPEG, w, h, lim);
+    if (rc) goto fail;
+    info->orig_width = w;
+    info->orig_height = h;
+    const int denom = jpeg_scale_denom(w, h, min_side);
+    const tjscalingfactor f = {1, denom};
+    const int sw = TJSCALED(w, f), sh = TJSCALED(h, f);
+    info->scale_denom = denom;
+
+    /* libjpeg converts every colour space to RGB except CMYK and YCCK, which come out as
+     * (inverted) CMYK for us to convert. */
+    const int is_cmyk = colorspace == TJCS_CMYK || colorspace == TJCS_YCCK;
+    rc = img_alloc(out, sw, sh, 3);
+    if (rc) goto fail;
+    uint8_t *dst = out->data;
+    if (is_cmyk) {
+        cmyk = malloc((size_t)sw * sh * 4);
+        if (!cmyk) {
+            rc = base_error_set(BASE_ERR_NOMEM, "jpeg: %dx%d CMYK buffer", sw, sh);
+            goto fail;
+        }
+        dst = cmyk;
+    }
+    const int pf = is_cmyk ? TJPF_CMYK : TJPF_RGB;
+    /* First pass stops at the first warning, so truncated data fails as soon as it runs out
+     * (instead of decoding megapixels of grey). A warning that is not truncation is decoded
+     * again without stopping, to tolerate the recoverable damage real files carry. */
+    int flags = TJFLAG_LIMITSCANS | TJFLAG_STOPONWARNING;
+    if (tjDecompress2(tj, data, (unsigned long)len, dst, sw, 0, sh, pf, flags) != 0) {
+        const char *msg = tjGetErrorStr2(tj);
+        if (tjGetErrorCode(tj) == TJERR_FATAL) {
+            rc = base_error_set(BASE_ERR_FORMAT, "jpeg: corrupt data: %s", msg);
+            goto fail;
+        }
+        if (jpeg_is_truncation(msg)) {
+            rc = base_error_set(BASE_ERR_FORMAT, "jpeg: truncated data (%zu bytes): %s", len, msg);
+            goto fail;
+        }
+        flags &= ~TJFLAG_STOPONWARNING;
+        if (tjDecompress2(tj, data, (unsigned long)len, dst, sw, 0, sh, pf, flags) != 0) {
+            msg = tjGetErrorStr2(tj);
+            if (tjGetErrorCode(tj) == TJERR_FATAL || jpeg_is_truncation(msg)) {
+                rc = base_error_set(BASE_ERR_FORMAT, "jpeg: corrupt data: %s", msg);
+                goto fail;
+            }
+            LOG_DEBUG("jpeg: %dx%d decoded with a warning: %s", w, h, msg);
+        }
+    }
+    if (is_cmyk) cmyk_to_rgb(cmyk, out->data, (size_t)sw * sh);
+    free(cmyk);
+    tjDestroy(tj);
+    return 0;
+fail:
+    free(cmyk);
+    img_free(out);
+    tjDestroy(tj);
+    return rc;
+}
+
+/* ---- PNG ---- */
+
+static int png_error(int err, const char *what)
+{
+    switch (err) {
+    case SPNG_EUSER_WIDTH:
+    case SPNG_EUSER_HEIGHT:
+    case SPNG_ECHUNK_LIMITS:
+        return base_error_set(BASE_ERR_LIMIT, "png: %s: %s", what, spng_strerror(err));
+    case SPNG_EMEM: return base_error_set(BASE_ERR_NOMEM, "png: %s: %s", what, spng_strerror(err));
+    case SPNG_IO_EOF:
+        return base_error_set(BASE_ERR_FORMAT, "png: %s: truncated data: %s", what,
+                              spng_strerror(err));
+    default: return base_error_set(BASE_ERR_FORMAT, "png: %s: %s", what, spng_strerror(err));
+    }
+}
+
+static int decode_png(const uint8_t *data, size_t len, const img_limits *lim, int no_exif,
+                      img_image *out, img_decode_info *info)
+{
+    int rc, err;
+    spng_ctx *ctx = spng_ctx_new(0);
+    if (!ctx) return base_error_set(BASE_ERR_NOMEM, "png: spng_ctx_new");
+    /* No chunk can be larger than the file; ancillary chunks (text, ICC, EXIF...) that spng
+     * keeps in memory are capped well below it. */
+    size_t cache = len < ((size_t)4 << 20) ? len : (size_t)4 << 20;
+    if ((err = spng_set_image_limits(ctx, (uint32_t)lim->max_dimension,
+                                     (uint32_t)lim->max_dimension)) ||
+        (err = spng_set_chunk_limits(ctx, len, cache)) ||
+        (err = spng_set_png_buffer(ctx, data, len))) {
+        rc = png_error(err, "setup");
+        goto fail;
+    }
+    /* A zero side is a malformed header to spng, which may first report it against the
+     * image limits; read IHDR's size ourselves to say what is wrong. */
+    if (len >= 24 && memcmp(data + 12, "IHDR", 4) == 0) {
+        uint32_t w = (uint32_t)data[16] << 24 | (uint32_t)data[17] << 16 | data[18] << 8 | data[19];
+        uint32_t h = (uint32_t)data[20] << 24 | (uint32_t)data[21] << 16 | data[22] << 8 | data[23];
+        if (w == 0 || h == 0) {
+            rc = check_size(IMG_FORMAT_PNG, w, h, lim);
+            goto fail;
+        }
+    }
+    struct spng_ihdr ihdr;
+    if ((err = spng_get_ihdr(ctx, &ihdr))) {
+        if (err == SPNG_EUSER_WIDTH || err == SPNG_EUSER_HEIGHT) {
+            rc = base_error_set(BASE_ERR_LIMIT, "png: header: %s (the side limit is %d)",
+                                spng_strerror(err), lim->max_dimension);
+            goto fail;
+        }
+        rc = png_error(err, "header");
+        goto fail;
+    }
+    rc = check_size(IMG_FORMAT_PNG, ihdr.width, ihdr.height, lim);
+    if (rc) goto fail;
+    info->orig_width = (int)ihdr.width;
+    info->orig_height = (int)ihdr.height;
+    size_t size = 0;
+    if ((err = spng_decoded_image_size(ctx, SPNG_FMT_RGB8, &size))) {
+        rc = png_error(err, "size");
+        goto fail;
+    }
+    rc = img_alloc(out, (int)ihdr.width, (int)ihdr.height, 3);
+    if (rc) goto fail;
+    if (size != (size_t)out->width * out->height * 3) {
+        rc = base_error_set(BASE_ERR_FORMAT, "png: decoded size %zu for %ux%u", size, ihdr.width,
+                            ihdr.height);
+        goto fail;
+    }
+    if ((err = spng_decode_image(ctx, out->data, size, SPNG_FMT_RGB8, 0))) {
+        rc = png_error(err, "data");
+        goto fail;
+    }
+    if (!no_exif) {
+        struct spng_exif exif;
+        if (spng_get_exif(ctx, &exif) == 0)
+            info->orientation = img_exif_orientation_tiff((const uint8_t *)exif.data, exif.length);
+    }
+    spng_ctx_free(ctx);
+    return 0;
+fail:
+    img_free(out);
+    spng_ctx_free(ctx);
+    return rc;
+}
+
+/* ---- WebP ---- */
+
+static const char *webp_status(VP8StatusCode s)
+{
+    switch (s) {
+    case VP8_STATUS_OK: return "ok";
+    case VP8_STATUS_OUT_OF_MEMORY: return "out of memory";
+    case VP8_STATUS_INVALID_PARAM: return "invalid parameter";
+    case VP8_STATUS_BITSTREAM_ERROR: return "bitstream error";
+    case VP8_STATUS_UNSUPPORTED_FEATURE: return "unsupported feature";
+    case VP8_STATUS_SUSPENDED: return "suspended";
+    case VP8_STATUS_USER_ABORT: return "aborted";
+    case VP8_STATUS_NOT_ENOUGH_DATA: return "truncated data";
+    }
+    return "unknown status";
+}
+
+static int decode_webp(const uint8_t *data, size_t len, const img_limits *lim, img_image *out,
+                       img_decode_info *info)
+{
+    WebPBitstreamFeatures feat;
+    VP8StatusCode st = WebPGetFeatures(data, len, &feat);
+    if (st != VP8_STATUS_OK)
+        return base_error_set(BASE_ERR_FORMAT, "webp: bad header: %s", webp_status(st));
+    if (feat.has_animation)
+        return base_error_set(BASE_ERR_UNSUPPORTED, "webp: animated images are not supported");
+    int rc = check_size(IMG_FORMAT_WEBP, feat.width, feat.height, lim);
+    if (rc) return rc;
+    info->orig_width = feat.width;
+    info->orig_height = feat.height;
+    rc = img_alloc(out, feat.width, feat.height, 3);
+    if (rc) return rc;
+    /* WebPDecode into our buffer (what WebPDecodeRGBInto does) to learn why it failed. */
+    WebPDecoderConfig config;
+    if (!WebPInitDecoderConfig(&config)) {
+        img_free(out);
+        return base_error_set(BASE_ERR_BACKEND, "webp: library version mismatch");
+    }
+    config.output.colorspace = MODE_RGB;
+    config.output.is_external_memory = 1;
+    config.output.u.RGBA.rgba = out->data;
+    config.output.u.RGBA.stride = out->width * 3;
+    config.output.u.RGBA.size = (size_t)out->width * out->height * 3;
+    st = WebPDecode(data, len, &config);
+    WebPFreeDecBuffer(&config.output); /* frees nothing of ours: the memory is external */
+    if (st != VP8_STATUS_OK) {
+        img_free(out);
+        return base_error_set(BASE_ERR_FORMAT, "webp: %dx%d: %s", feat.width, feat.height,
+                              webp_status(st));
+    }
+    return 0;
+}
+
+/* Whether `data` is too short to identify but starts like a JPEG, PNG or WebP signature. */
+static int is_signature_prefix(const uint8_t *data, size_t len)
+{
+    static const uint8_t jpeg[3] = {0xFF, 0xD8, 0xFF}, png[8] = "\x89PNG\r\n\x1a\n";
+    if (len < sizeof jpeg && memcmp(data, jpeg, len) == 0) return 1;
+    if (len < sizeof png && memcmp(data, png, len) == 0) return 1;
+    if (len < 12 && memcmp(data, "RIFF", len < 4 ? len : 4) == 0)
+        return len <= 8 || memcmp(data + 8, "WEBP", len - 8) == 0;
+    return 0;
+}
+
+int img_decode(const uint8_t *data, size_t len, const img_decode_options *opts, img_image *out,
+               img_decode_info *info)
+{
+    if (!out) return base_error_set(BASE_ERR_INVALID, "img_decode: no output image");
+    *out = (img_image){0};
+    img_decode_info local;
+    if (!info) info = &local;
+    *info = (img_decode_info){.format = IMG_FORMAT_UNKNOWN, .orientation = 1, .scale_denom = 1};
+    const img_decode_options defaults = {0};
+    if (!opts) opts = &defaults;
+    const img_limits lim = img_limits_resolve(&opts->limits);
+
+    if (!data || len == 0) return base_error_set(BASE_ERR_FORMAT, "image: no data (0 bytes)");
+    if (len > lim.max_bytes)
+        return base_error_set(BASE_ERR_LIMIT, "image: %zu bytes exceeds the limit of %zu", len,
+                              lim.max_bytes);
+    const img_format f = img_detect_format(data, len);
+    info->format = f;
+    int rc;
+    switch (f) {
+    case IMG_FORMAT_JPEG:
+        rc = decode_jpeg(data, len, &lim, opts->min_side, out, info);
+        if (!rc && !opts->no_exif) info->orientation = img_exif_orientation_jpeg(data, len);
+        break;
+    case IMG_FORMAT_PNG: rc = decode_png(data, len, &lim, opts->no_exif, out, info); break;
+    case IMG_FORMAT_WEBP:
+        rc = decode_webp(data, len, &lim, out, info);
+        if (!rc && !opts->no_exif) info->orientation = img_exif_orientation_webp(data, len);
+        break;
+    default: {
+        if (is_signature_prefix(data, len))
+            return base_error_set(BASE_ERR_FORMAT, "image: truncated data (%zu bytes)", len);
+        char hex[3 * 8 + 1] = "";
+        for (size_t i = 0, n = 0; i < len && i < 8; i++)
+            n += (size_t)snprintf(hex + n, sizeof hex - n, "%s%02x", i ? " " : "", data[i]);
+        return base_error_set(BASE_ERR_UNSUPPORTED,
+                              "image: unknown format (not JPEG, PNG or WebP; starts %s)", hex);
+    }
+    }
+    if (rc) return rc;
+    if (info->orientation != 1) {
+        img_image upright;
+        rc = img_apply_orientation(out, info->orientation, &upright);
+        img_free(out);
+        if (rc) return rc;
+        *out = upright;
+    }
+    return 0;
+}
+
+int img_load_file(const char *path, const img_decode_options *opts, img_image *out,
+                  img_decode_info *info)
+{
+    if (!out) return base_error_set(BASE_ERR_INVALID, "img_load_file: no output image");
+    *out = (img_image){0};
+    const img_limits lim = img_limits_resolve(opts ? &opts->limits : NULL);
+    char *data = NULL;
+    size_t len = 0;
+    int rc = base_file_read(path, lim.max_bytes, &data, &len);
+    if (rc) return rc;
+    rc = img_decode((const uint8_t *)data, len, opts, out, info);
+    free(data);
+    return rc;
+}

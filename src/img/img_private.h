@@ -1,0 +1,27 @@
+/*
+ * img — private helpers shared by the module's sources and its tests (not a public API).
+ */
+#ifndef VULTUS_IMG_PRIVATE_H
+#define VULTUS_IMG_PRIVATE_H
+
+#include "img/img.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * EXIF orientation readers. Every input is untrusted: each reader is bounds-checked, never
+ * reads outside [data, data + len), and returns the orientation 1..8, or 1 when there is no
+ * EXIF, no orientation tag, or anything about it is malformed or out of range.
+ */
+/* A TIFF structure ("II*\0" or "MM\0*", optionally preceded by "Exif\0\0"): IFD0 tag 0x0112. */
+int img_exif_orientation_tiff(const uint8_t *data, size_t len);
+/* A JPEG file: the first APP1 "Exif" segment before the first scan. */
+int img_exif_orientation_jpeg(const uint8_t *data, size_t len);
+/* A WebP file: the "EXIF" chunk of an extended (VP8X) RIFF container. */
+int img_exif_orientation_webp(const uint8_t *data, size_t len);
+
+/* The limits with zero fields replaced by the defaults documented in img.h. */
+img_limits img_limits_resolve(const img_limits *limits);
+
+#endif

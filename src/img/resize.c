@@ -1,0 +1,203 @@
+/*
+ * Resampling: separable resize (area averaging or bilinear per axis) and affine warp with
+ * bilinear sampling. Plain C over float accumulators; results are rounded to nearest.
+ */
+#include "base/base.h"
+#include "img/img.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/*
+ * The taps of one axis: output index i reads source indices start[i] .. start[i]+count[i]-1
+ * with weights w[i * max_taps + k], which sum to 1.
+ */
+typedef struct axis_taps {
+    int *start, *count;
+    float *w;
+    int max_taps;
+} axis_taps;
+
+static void axis_taps_free(axis_taps *t)
+{
+    free(t->start);
+    free(t->count);
+    free(t->w);
+}
+
+/*
+ * Area averaging: output i covers the source interval [i*s, (i+1)*s) with s = src/dst, and
+ * each source pixel j weighs by its overlap with it. Bilinear: output centre i + 0.5 maps to
+ * source centre (i + 0.5) * s, i.e. index x = (i + 0.5) * s - 0.5, clamped to the edges.
+ */
+static int axis_taps_init(axis_taps *t, int src, int dst)
+{
+    *t = (axis_taps){0};
+    const double s = (double)src / dst;
+    const int area = src >= 2 * dst;
+    t->max_taps = area ? (int)ceil(s) + 1 : 2;
+    t->start = malloc(sizeof(int) * (size_t)dst);
+    t->count = malloc(sizeof(int) * (size_t)dst);
+    t->w = malloc(sizeof(float) * (size_t)dst * (size_t)t->max_taps);
+    if (!t->start || !t->count || !t->w) {
+        axis_taps_free(t);
+        return base_error_set(BASE_ERR_NOMEM, "img_resize: taps for %d -> %d", src, dst);
+    }
+    for (int i = 0; i < dst; i++) {
+        float *w = t->w + (size_t)i * t->max_taps;
+        if (area) {
+            double lo = i * s, hi = (i + 1) * s;
+            int j0 = (int)floor(lo), j1 = (int)ceil(hi);
+            if (j1 > src) j1 = src;
+            if (j1 - j0 > t->max_taps) j1 = j0 + t->max_taps; /* cannot happen; a guard */
+            double sum = 0;
+            for (int j = j0; j < j1; j++) {
+                double a = j > lo ? j : lo, b = j + 1 < hi ? j + 1 : hi;
+                w[j - j0] = (float)(b - a);
+                sum += b - a;
+            }
+            for (int j = j0; j < j1; j++)
+                w[j - j0] = (float)(w[j - j0] / sum);
+            t->start[i] = j0;
+            t->count[i] = j1 - j0;
+        } else {
+            double x = (i + 0.5) * s - 0.5;
+            if (x < 0) x = 0;
+            if (x > src - 1) x = src - 1;
+            int j0 = (int)x;
+            float f = (float)(x - j0);
+            t->start[i] = j0;
+            if (j0 + 1 < src && f > 0) {
+                t->count[i] = 2;
+                w[0] = 1.0f - f;
+                w[1] = f;
+            } else {
+                t->count[i] = 1;
+                w[0] = 1.0f;
+            }
+        }
+    }
+    return 0;
+}
+
+static inline uint8_t round_u8(float v)
+{
+    if (!(v > 0.0f)) return 0; /* also NaN */
+    if (v >= 255.0f) return 255;
+    return (uint8_t)(v + 0.5f);
+}
+
+int img_resize(const img_image *src, int dst_w, int dst_h, img_image *out)
+{
+    if (!src || !src->data || !out) return base_error_set(BASE_ERR_INVALID, "img_resize: no image");
+    if (dst_w <= 0 || dst_h <= 0)
+        return base_error_set(BASE_ERR_INVALID, "img_resize: target size %dx%d", dst_w, dst_h);
+    *out = (img_image){0};
+    const int c = src->channels, sw = src->width, sh = src->height;
+    axis_taps tx, ty;
+    float *tmp = NULL, *acc = NULL;
+    int rc = axis_taps_init(&tx, sw, dst_w);
+    if (rc) return rc;
+    rc = axis_taps_init(&ty, sh, dst_h);
+    if (rc) {
+        axis_taps_free(&tx);
+        return rc;
+    }
+    /* tmp: [sh, dst_w, c] f32, the horizontal pass over every source row. */
+    size_t row = (size_t)dst_w * c;
+    tmp = malloc(sizeof(float) * row * (size_t)sh);
+    acc = malloc(sizeof(float) * row);
+    if (!tmp || !acc) {
+        rc = base_error_set(BASE_ERR_NOMEM, "img_resize: %dx%d -> %dx%d", sw, sh, dst_w, dst_h);
+        goto fail;
+    }
+    rc = img_alloc(out, dst_w, dst_h, c);
+    if (rc) goto fail;
+
+    for (int y = 0; y < sh; y++) {
+        const uint8_t *s = src->data + (size_t)y * sw * c;
+        float *t = tmp + (size_t)y * row;
+        for (int x = 0; x < dst_w; x++) {
+            const float *w = tx.w + (size_t)x * tx.max_taps;
+            const uint8_t *p = s + (size_t)tx.start[x] * c;
+            const int n = tx.count[x];
+            for (int ch = 0; ch < c; ch++) {
+                float v = 0;
+                for (int k = 0; k < n; k++)
+                    v += w[k] * p[k * c + ch];
+                t[x * c + ch] = v;
+            }
+        }
+    }
+    for (int y = 0; y < dst_h; y++) {
+        const float *w = ty.w + (size_t)y * ty.max_taps;
+        const float *t = tmp + (size_t)ty.start[y] * row;
+        for (size_t i = 0; i < row; i++)
+            acc[i] = w[0] * t[i];
+        for (int k = 1; k < ty.count[y]; k++) {
+            const float *tk = t + (size_t)k * row;
+            for (size_t i = 0; i < row; i++)
+                acc[i] += w[k] * tk[i];
+        }
+        uint8_t *d = out->data + (size_t)y * row;
+        for (size_t i = 0; i < row; i++)
+            d[i] = round_u8(acc[i]);
+    }
+    rc = 0;
+fail:
+    if (rc) img_free(out);
+    free(tmp);
+    free(acc);
+    axis_taps_free(&tx);
+    axis_taps_free(&ty);
+    return rc;
+}
+
+int img_warp_affine(const img_image *src, const float m[6], int out_w, int out_h, uint8_t border,
+                    img_image *out)
+{
+    if (!src || !src->data || !out || !m)
+        return base_error_set(BASE_ERR_INVALID, "img_warp_affine: no image or matrix");
+    int rc = img_alloc(out, out_w, out_h, src->channels);
+    if (rc) return rc;
+    const int c = src->channels, W = src->width, H = src->height;
+    const float bv = border;
+    uint8_t *d = out->data;
+    for (int v = 0; v < out_h; v++) {
+        const float cv = v + 0.5f;
+        for (int u = 0; u < out_w; u++, d += c) {
+            const float cu = u + 0.5f;
+            const float sx = m[0] * cu + m[1] * cv + m[2] - 0.5f;
+            const float sy = m[3] * cu + m[4] * cv + m[5] - 0.5f;
+            /* Written so that NaN falls in the border case too. */
+            if (!(sx > -1.0f && sx < (float)W && sy > -1.0f && sy < (float)H)) {
+                memset(d, border, (size_t)c);
+                continue;
+            }
+            const int x0 = (int)floorf(sx), y0 = (int)floorf(sy);
+            const float fx = sx - x0, fy = sy - y0;
+            const int in_x0 = x0 >= 0, in_x1 = x0 + 1 < W, in_y0 = y0 >= 0, in_y1 = y0 + 1 < H;
+            if (in_x0 && in_x1 && in_y0 && in_y1) {
+                const uint8_t *p = src->data + ((size_t)y0 * W + x0) * c;
+                for (int ch = 0; ch < c; ch++) {
+                    float top = p[ch] + fx * (p[c + ch] - p[ch]);
+                    float bot = p[W * c + ch] + fx * (p[W * c + c + ch] - p[W * c + ch]);
+                    d[ch] = round_u8(top + fy * (bot - top));
+                }
+                continue;
+            }
+            /* Near an edge: taps outside the source read the border value. */
+            for (int ch = 0; ch < c; ch++) {
+                float p00 = in_y0 && in_x0 ? src->data[((size_t)y0 * W + x0) * c + ch] : bv;
+                float p01 = in_y0 && in_x1 ? src->data[((size_t)y0 * W + x0 + 1) * c + ch] : bv;
+                float p10 = in_y1 && in_x0 ? src->data[((size_t)(y0 + 1) * W + x0) * c + ch] : bv;
+                float p11 =
+                    in_y1 && in_x1 ? src->data[((size_t)(y0 + 1) * W + x0 + 1) * c + ch] : bv;
+                float top = p00 + fx * (p01 - p00), bot = p10 + fx * (p11 - p10);
+                d[ch] = round_u8(top + fy * (bot - top));
+            }
+        }
+    }
+    return 0;
+}
