@@ -740,7 +740,7 @@ static size_t make_webp_extended(const uint8_t *simple, size_t simple_len, uint8
     n += 18;
     memcpy(out + n, simple + 12, simple_len - 12);
     n += simple_len - 12;
-    memcpy(out + n, extra, extra_len);
+    if (extra_len) memcpy(out + n, extra, extra_len);
     n += extra_len;
     memcpy(out, "RIFF", 4);
     put_le32(out + 4, (uint32_t)(n - 8));
