@@ -247,9 +247,7 @@ static int bench_nn(int argc, char **argv)
         size_t len = strlen(arg);
         if (len > 5 && strcmp(arg + len - 5, ".json") == 0) {
             snprintf(path, sizeof path, "%s", arg);
-            const char *slash = strrchr(arg, '/');
-            snprintf(name, sizeof name, "%.*s", (int)(len - 5 - (slash ? slash + 1 - arg : 0)),
-                     slash ? slash + 1 : arg);
+            cli_model_name(arg, name, sizeof name);
         } else {
             snprintf(path, sizeof path, "%s/%s.json", dir, arg);
             snprintf(name, sizeof name, "%s", arg);

@@ -10,6 +10,7 @@
 #ifndef VULTUS_CLI_H
 #define VULTUS_CLI_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 enum { CLI_EXIT_OK = 0, CLI_EXIT_FAILURE = 1, CLI_EXIT_USAGE = 2 };
@@ -18,6 +19,9 @@ enum { CLI_EXIT_OK = 0, CLI_EXIT_FAILURE = 1, CLI_EXIT_USAGE = 2 };
 int cli_nn_main(int argc, char **argv);
 /* vultus bench nn [options] [MODEL...] | vultus bench peak */
 int cli_bench_main(int argc, char **argv);
+
+/* A model's name from its path: the file name without directory and ".json". */
+void cli_model_name(const char *path, char *buf, size_t cap);
 
 /*
  * Parses a comma-separated list of integers in [min, max] ("1,8") into out (capacity cap).

@@ -41,8 +41,7 @@ static json_t *io_json(const nn_io_info *io)
     return json_pack("{s:s, s:o}", "name", io->name ? io->name : "", "shape", shape);
 }
 
-/* The model's name: the file name without directory and ".json". */
-static void model_name(const char *path, char *buf, size_t cap)
+void cli_model_name(const char *path, char *buf, size_t cap)
 {
     const char *slash = strrchr(path, '/');
     snprintf(buf, cap, "%s", slash ? slash + 1 : path);
@@ -55,7 +54,7 @@ static int print_json(const char *path, const nn_model *model, double load_ms)
     nn_model_stats st;
     nn_model_get_stats(model, &st);
     char name[256];
-    model_name(path, name, sizeof name);
+    cli_model_name(path, name, sizeof name);
 
     json_t *inputs = json_array(), *outputs = json_array(), *ops = json_object();
     nn_io_info io;
