@@ -75,3 +75,8 @@ if (peak) {
 } else {
   console.log('% peak: no nn-peak line in the results.');
 }
+const load = rows.find((r) => r.bench === 'nn-load');
+if (load) {
+  console.log(`load: ${load.models} models in ${load.ms.toFixed(1)} ms; RSS ${load.rss_mb.toFixed(1)} MB after ` +
+    `loading, ${load.rss_with_contexts_mb.toFixed(1)} MB with one context per model.`);
+}

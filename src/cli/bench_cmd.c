@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define MAX_LIST 16
 
@@ -41,6 +42,7 @@ static void bench_usage(FILE *out)
         out,
         "usage: vultus bench nn [options] [MODEL...]\n"
         "       vultus bench peak\n"
+        "       vultus bench load [--models DIR]\n"
         "\n"
         "bench nn: times each model and prints one JSON line per batch size and thread\n"
         "count: {\"bench\":\"nn\",\"model\":...,\"engine\":\"vultus\",\"ms\":...}, where ms is\n"
@@ -299,6 +301,48 @@ static int bench_peak(int argc, char **argv)
     return CLI_EXIT_OK;
 }
 
+/* Resident set size of this process in MiB, from /proc/self/statm. */
+static double rss_mib(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    long pages = 0, resident = 0;
+    if (!f) return -1;
+    if (fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = -1;
+    fclose(f);
+    return resident < 0 ? -1 : (double)resident * (double)sysconf(_SC_PAGESIZE) / (1024.0 * 1024.0);
+}
+
+/* vultus bench load: start-up cost of the model pack, cold process: wall time to load every
+ * default model and the RSS afterwards (and once one context per model exists). */
+static int bench_load(int argc, char **argv)
+{
+    const char *dir = argc > 2 && strcmp(argv[1], "--models") == 0 ? argv[2] : "models/human";
+    nn_model *models[N_DEFAULT_MODELS] = {0};
+    double rss0 = rss_mib();
+    uint64_t t0 = base_now_ns();
+    int rc = 0;
+    for (int i = 0; i < N_DEFAULT_MODELS && !rc; i++) {
+        char path[1024];
+        snprintf(path, sizeof path, "%s/%s.json", dir, default_models[i]);
+        rc = nn_model_load_tfjs(path, NULL, &models[i]);
+        if (rc) fprintf(stderr, "vultus bench load: %s\n", base_error_message());
+    }
+    double ms = (double)(base_now_ns() - t0) / 1e6;
+    double rss_loaded = rss_mib();
+    nn_context *ctx[N_DEFAULT_MODELS] = {0};
+    for (int i = 0; i < N_DEFAULT_MODELS && !rc; i++) rc = nn_context_create(models[i], NULL, &ctx[i]);
+    double rss_contexts = rss_mib();
+    if (!rc)
+        print_json_line(json_pack("{s:s, s:i, s:f, s:f, s:f, s:f}", "bench", "nn-load", "models", N_DEFAULT_MODELS,
+                                  "ms", ms, "rss_start_mb", rss0, "rss_mb", rss_loaded,
+                                  "rss_with_contexts_mb", rss_contexts));
+    for (int i = 0; i < N_DEFAULT_MODELS; i++) {
+        nn_context_destroy(ctx[i]);
+        nn_model_destroy(models[i]);
+    }
+    return rc ? CLI_EXIT_FAILURE : CLI_EXIT_OK;
+}
+
 int cli_bench_main(int argc, char **argv)
 {
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
@@ -307,6 +351,7 @@ int cli_bench_main(int argc, char **argv)
     }
     if (strcmp(argv[1], "nn") == 0) return bench_nn(argc - 1, argv + 1);
     if (strcmp(argv[1], "peak") == 0) return bench_peak(argc - 1, argv + 1);
+    if (strcmp(argv[1], "load") == 0) return bench_load(argc - 1, argv + 1);
     fprintf(stderr, "vultus bench: unknown benchmark '%s'\n", argv[1]);
     bench_usage(stderr);
     return CLI_EXIT_USAGE;
