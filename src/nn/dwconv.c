@@ -15,6 +15,7 @@
 #include "nn/graph.h"
 
 #include <immintrin.h>
+#include <pthreadpool.h>
 #include <stdint.h>
 #include <math.h>
 #include <string.h>
@@ -153,31 +154,49 @@ __attribute__((target("avx512f"))) static void dw_block(const float *x, const fl
     }
 }
 
-int nn_dwconv_run(const nn_graph *g, const nn_node *n, const nn_view *in, nn_view *out)
+typedef struct dw_job {
+    const nn_node *n;
+    const nn_view *in;
+    nn_view *out;
+    const float *bias, *slope;
+    int64_t row_chunks; /* per batch element */
+} dw_job;
+
+/* One task: a few output rows of one batch element, for every channel block. A few rows at a
+ * time keep the input rows they read in L2 across the channel blocks, so the tensor streams
+ * from memory once (the op is bandwidth-bound at these sizes). */
+#define DW_ROWS 4
+static void dw_task(void *arg, size_t task)
+{
+    const dw_job *j = arg;
+    const nn_conv_params *p = &j->n->p.conv;
+    const nn_shape *xs = &j->in[0].shape, *os = &j->out->shape;
+    int64_t H = xs->dim[1], W = xs->dim[2], C = xs->dim[3], OH = os->dim[1], OW = os->dim[2];
+    int64_t b = (int64_t)task / j->row_chunks, oy = ((int64_t)task % j->row_chunks) * DW_ROWS;
+    int64_t oy_end = oy + DW_ROWS < OH ? oy + DW_ROWS : OH;
+    const float *x = j->in[0].data + b * H * W * C;
+    float *y = j->out->data + b * OH * OW * C;
+    for (int64_t c0 = 0; c0 < C; c0 += 16) {
+        int64_t left = C - c0;
+        __mmask16 mask = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
+        dw_block(x, j->in[1].data, j->bias, j->slope, y, p, H, W, C, OH, OW, c0, mask, oy, oy_end);
+    }
+}
+
+int nn_dwconv_run(const nn_graph *g, const nn_node *n, const nn_view *in, nn_view *out, struct pthreadpool *pool)
 {
     (void)g;
     const nn_conv_params *p = &n->p.conv;
     const nn_shape *xs = &in[0].shape, *os = &out->shape;
-    int64_t N = xs->dim[0], H = xs->dim[1], W = xs->dim[2], C = xs->dim[3];
-    int64_t OH = os->dim[1], OW = os->dim[2];
-    if (os->dim[3] != C || in[1].shape.dim[2] != C)
+    if (os->dim[3] != xs->dim[3] || in[1].shape.dim[2] != xs->dim[3])
         return base_error_set(BASE_ERR_INVALID, "node %s: depthwise channels differ", n->name);
-    const float *bias = n->n_inputs > 2 && in[2].data ? in[2].data : NULL;
-    const float *slope = p->act.kind == NN_ACT_PRELU ? in[3].data : NULL;
-    for (int64_t b = 0; b < N; b++) {
-        const float *x = in[0].data + b * H * W * C;
-        float *y = out->data + b * OH * OW * C;
-        /* A few output rows at a time for every channel block: the input rows they read stay
-         * in L2 across the blocks, so the tensor streams from memory once (the op is
-         * bandwidth-bound at these sizes). */
-        for (int64_t oy = 0; oy < OH; oy += 4) {
-            int64_t oy_end = oy + 4 < OH ? oy + 4 : OH;
-            for (int64_t c0 = 0; c0 < C; c0 += 16) {
-                int64_t left = C - c0;
-                __mmask16 mask = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
-                dw_block(x, in[1].data, bias, slope, y, p, H, W, C, OH, OW, c0, mask, oy, oy_end);
-            }
-        }
+    dw_job j = {n, in, out, n->n_inputs > 2 && in[2].data ? in[2].data : NULL,
+                p->act.kind == NN_ACT_PRELU ? in[3].data : NULL, (os->dim[1] + DW_ROWS - 1) / DW_ROWS};
+    size_t tasks = (size_t)(xs->dim[0] * j.row_chunks);
+    if (pool) {
+        pthreadpool_parallelize_1d(pool, dw_task, &j, tasks, 0);
+    } else {
+        for (size_t t = 0; t < tasks; t++) dw_task(&j, t);
     }
     return 0;
 }

@@ -71,9 +71,10 @@ int nn_fast_supports(const nn_graph *g, const nn_node *node)
     }
 }
 
-int nn_fast_run(const nn_graph *g, const nn_node *node, const nn_view *in, nn_view *out)
+int nn_fast_run(const nn_graph *g, const nn_node *node, const nn_view *in, nn_view *out,
+                struct pthreadpool *pool)
 {
-    if (node->op == NN_OP_CONV2D) return nn_dwconv_run(g, node, in, out);
+    if (node->op == NN_OP_CONV2D) return nn_dwconv_run(g, node, in, out, pool);
     size_t n = (size_t)nn_shape_numel(&out->shape, 1);
     if ((size_t)nn_shape_numel(&in[0].shape, 1) != n)
         return base_error_set(BASE_ERR_INVALID, "node %s: element counts differ", node->name);

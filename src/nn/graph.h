@@ -269,18 +269,22 @@ int nn_graph_optimize(nn_graph *g);
  * no allocation, no threads: the oracle for every other backend. */
 int nn_ref_run(const nn_graph *g, const nn_node *node, const nn_view *in, nn_view *out);
 
+struct pthreadpool;
+
 /* --- own kernels for ops XNNPACK lacks (fast.c) ----------------------------------------- */
 
 int nn_fast_supports(const nn_graph *g, const nn_node *node);
-int nn_fast_run(const nn_graph *g, const nn_node *node, const nn_view *in, nn_view *out);
+/* pool: intra-op threads (NULL: the calling thread). */
+int nn_fast_run(const nn_graph *g, const nn_node *node, const nn_view *in, nn_view *out,
+                struct pthreadpool *pool);
 /* Depthwise convolution, multiplier 1, AVX-512 (dwconv.c); preferred over XNNPACK's. */
 int nn_dwconv_supports(const nn_graph *g, const nn_node *node);
-int nn_dwconv_run(const nn_graph *g, const nn_node *node, const nn_view *in, nn_view *out);
+int nn_dwconv_run(const nn_graph *g, const nn_node *node, const nn_view *in, nn_view *out,
+                  struct pthreadpool *pool);
 
 /* --- XNNPACK backend (xnn.c) -------------------------------------------------------------- */
 
 typedef struct nn_xnn_op nn_xnn_op;
-struct pthreadpool;
 
 /* Initialises XNNPACK once per process (thread-safe). */
 int nn_xnn_init(void);

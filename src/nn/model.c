@@ -480,7 +480,7 @@ int nn_context_run(nn_context *c, int batch)
         } else {
             for (int k = 0; k < n->n_inputs; k++) make_view(c, n->inputs[k], batch, &in[k]);
             make_view(c, n->output, batch, &out);
-            if (c->m->on_fast[i] && c->backend != NN_BACKEND_REFERENCE) rc = nn_fast_run(g, n, in, &out);
+            if (c->m->on_fast[i] && c->backend != NN_BACKEND_REFERENCE) rc = nn_fast_run(g, n, in, &out, c->pool);
             else rc = nn_ref_run(g, n, in, &out);
         }
         if (rc) return rc;

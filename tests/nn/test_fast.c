@@ -7,6 +7,8 @@
 
 #include "nn/graph.h"
 
+#include <pthreadpool.h>
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,7 +25,7 @@ static void compare(nn_unary_kind kind, float lo, float hi, double abs_tol, doub
     node.p.unary.kind = kind;
     nn_view in = {{1, {COUNT}}, x}, a = {{1, {COUNT}}, got}, b = {{1, {COUNT}}, want};
     assert_true(nn_fast_supports(NULL, &node));
-    assert_int_equal(nn_fast_run(NULL, &node, &in, &a), 0);
+    assert_int_equal(nn_fast_run(NULL, &node, &in, &a, NULL), 0);
     assert_int_equal(nn_ref_run(NULL, &node, &in, &b), 0);
     double worst = 0;
     for (int i = 0; i < COUNT; i++) {
@@ -63,6 +65,7 @@ static void test_depthwise(void **state)
 {
     (void)state;
     if (!have_avx512()) skip();
+    pthreadpool_t pool = pthreadpool_create(2);
     static float x[3 * 19 * 17 * 40], w[7 * 7 * 40], bias[40], slope[40], got[3 * 19 * 17 * 40], want[3 * 19 * 17 * 40];
     unsigned seed = 12345;
     for (size_t i = 0; i < sizeof x / sizeof x[0]; i++) x[i] = (float)((seed = seed * 1103515245u + 12345u) >> 9) / 4194304.0f - 1.0f;
@@ -100,13 +103,14 @@ static void test_depthwise(void **state)
                                          {{1, {C}}, variant == 1 ? NULL : bias},
                                          {{1, {C}}, slope}};
                         nn_view a = {{4, {N, OH, OW, C}}, got}, b = {{4, {N, OH, OW, C}}, want};
-                        assert_int_equal(nn_dwconv_run(NULL, &node, in, &a), 0);
+                        assert_int_equal(nn_dwconv_run(NULL, &node, in, &a, variant == 3 ? pool : NULL), 0);
                         assert_int_equal(nn_ref_run(NULL, &node, in, &b), 0);
                         for (int i = 0; i < N * OH * OW * C; i++)
                             if (fabsf(got[i] - want[i]) > 1e-5f * (1 + fabsf(want[i])))
                                 fail_msg("K%d C%d %dx%d s%d v%d: [%d] %g vs %g", K, C, H, W, stride, variant, i, got[i], want[i]);
                         cases++;
                     }
+    pthreadpool_destroy(pool);
     printf("  %d depthwise cases match the reference\n", cases);
 }
 
