@@ -96,10 +96,11 @@ int img_exif_orientation_webp(const uint8_t *data, size_t len)
     if (!data || len < 12 + 8 || memcmp(data, "RIFF", 4) != 0 || memcmp(data + 8, "WEBP", 4) != 0)
         return 1;
     if (memcmp(data + 12, "VP8X", 4) != 0) return 1;
+    /* The RIFF size bounds the chunks; one past the file is clamped to it. */
     size_t riff_end = (size_t)read_u32(data + 4, 1);
     riff_end = riff_end > len - 8 ? len : riff_end + 8;
     size_t i = 12;
-    while (riff_end - i >= 8) {
+    while (i <= riff_end && riff_end - i >= 8) {
         size_t size = read_u32(data + i + 4, 1);
         const uint8_t *payload = data + i + 8;
         size_t room = riff_end - i - 8;

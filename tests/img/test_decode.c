@@ -996,6 +996,10 @@ static void test_exif_parser_malformed(void **state)
     memcpy(w + 30, "EXIF\xff\xff\xff\x7f", 8);
     assert_int_equal(img_exif_orientation_webp(w, 64), 1);
     assert_int_equal(img_exif_orientation_webp(w, 20), 1);
+    /* A RIFF size smaller than the header itself (found by fuzz_webp: it read past the end). */
+    static const uint8_t riff0[46] = "RIFF\0\0\0\0WEBPVP8X\x0a\0\0RIFF\0\x08\0\0\0\0\0\0\0\0&\x01";
+    assert_int_equal(img_exif_orientation_webp(riff0, sizeof riff0), 1);
+    expect_error(riff0, sizeof riff0, NULL, BASE_ERR_FORMAT);
 }
 
 /* ---- real photos ---- */
