@@ -114,3 +114,22 @@ clean:
 	rm -rf $(BUILD)
 
 -include $(LIB_OBJ:.o=.d) $(BUILD)/obj/src/main.d
+
+# The gallery against FAISS (Debian libfaiss-dev) on the same random vectors in the same
+# run: JSON lines, then a table (also appended to $(BUILD)/bench-gallery/results.jsonl).
+# Galleries and ground truth are built once into $(BUILD)/bench-gallery and reused.
+# BENCH_GALLERY_ARGS="--sizes 20000,100000 --dims 192" for a shorter run. Links only the
+# gallery and base objects, so the rest of the library may be mid-edit.
+GALLERY_BENCH_OBJ := $(filter $(BUILD)/obj/src/gallery/% $(BUILD)/obj/src/base/%,$(LIB_OBJ))
+.PHONY: bench-gallery
+bench-gallery: $(BUILD)/bench/gallery/bench_gallery $(BUILD)/bench/gallery/faiss_peer
+	$(BUILD)/bench/gallery/bench_gallery --data $(BUILD)/bench-gallery \
+		--peer $(BUILD)/bench/gallery/faiss_peer $(BENCH_GALLERY_ARGS)
+
+$(BUILD)/bench/gallery/bench_gallery: bench/gallery/bench_gallery.c $(GALLERY_BENCH_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) -lsqlite3 -ljansson -lm -pthread
+
+$(BUILD)/bench/gallery/faiss_peer: bench/gallery/faiss_peer.cpp
+	@mkdir -p $(dir $@)
+	$(CXX) -std=c++17 -O2 -g -Wall -Wextra -o $@ $< -lfaiss -llapack -lblas -lgomp -lsqlite3 -pthread

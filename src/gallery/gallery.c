@@ -662,6 +662,42 @@ int gal_subject_add(struct gal *g, const char *collection, const char *subject_i
     return rc;
 }
 
+int gal_subjects_add(struct gal *g, const char *collection, const char *const *subject_ids,
+                     const char *const *metadata_json, size_t count)
+{
+    if (count == 0 || count > BATCH_MAX || !subject_ids)
+        return base_error_set(BASE_ERR_INVALID, "%zu subjects in one call: must be 1..%d", count,
+                              BATCH_MAX);
+    for (size_t i = 0; i < count; i++) {
+        int rc = gal_check_subject_id(subject_ids[i]);
+        if (!rc && metadata_json) rc = gal_check_metadata(metadata_json[i]);
+        if (rc) return gal_error_context(rc, "subject %zu", i);
+    }
+    struct collection *c;
+    int rc = begin_write(g, collection, &c);
+    if (rc) return rc;
+    struct gal_store *s = g->store;
+    uint64_t first_seq = 0, seq = 0;
+    if ((rc = s->ops->begin(s))) goto done;
+    for (size_t i = 0; i < count && !rc; i++) {
+        const char *meta = metadata_json && metadata_json[i] ? metadata_json[i] : "{}";
+        rc = s->ops->subject_add(s, c->id, subject_ids[i], meta, 0, &seq);
+        if (rc == BASE_ERR_EXISTS)
+            rc = base_error_set(rc, "subject \"%s\" already exists in collection \"%s\"",
+                                subject_ids[i], collection);
+        if (i == 0) first_seq = seq;
+    }
+    if (rc) {
+        s->ops->rollback(s);
+        goto done;
+    }
+    if ((rc = s->ops->commit(s))) goto done;
+    if ((rc = direct_or_replay(g, first_seq, count)) == 1) rc = 0; /* nothing in memory */
+done:
+    pthread_mutex_unlock(&g->write_mutex);
+    return rc;
+}
+
 int gal_subject_set_metadata(struct gal *g, const char *collection, const char *subject_id,
                              const char *metadata_json)
 {

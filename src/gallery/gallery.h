@@ -136,6 +136,12 @@ int gal_collection_set_dtype(struct gal *g, const char *name, enum gal_dtype dty
 /* Adds a subject; `metadata_json` is a JSON value (object, usually) or NULL for "{}". */
 int gal_subject_add(struct gal *g, const char *collection, const char *subject_id,
                     const char *metadata_json);
+/*
+ * Adds `count` subjects in one transaction: all or none (a duplicate id fails the batch).
+ * metadata_json may be NULL (all "{}") or hold NULL entries.
+ */
+int gal_subjects_add(struct gal *g, const char *collection, const char *const *subject_ids,
+                     const char *const *metadata_json, size_t count);
 /* Replaces a subject's metadata. */
 int gal_subject_set_metadata(struct gal *g, const char *collection, const char *subject_id,
                              const char *metadata_json);

@@ -127,12 +127,12 @@ static void encode_row(const struct gal_index *index, const float *vector, uint8
         break;
     case GAL_DTYPE_F16: {
         uint16_t *h = (uint16_t *)row;
-        for (uint32_t i = 0; i < index->dim; i++) h[i] = gal_f32_to_f16(vector[i]);
+        index->kernels->to_f16(vector, index->dim, h);
         memset(h + index->dim, 0, (index->padded_dim - index->dim) * sizeof *h);
         break;
     }
     case GAL_DTYPE_INT8:
-        *scale = gal_quantize_i8(vector, index->dim, (int8_t *)row);
+        *scale = index->kernels->quantize_i8(vector, index->dim, (int8_t *)row);
         memset(row + index->dim, 0, index->padded_dim - index->dim);
         break;
     }
@@ -499,7 +499,7 @@ int gal_index_search(struct gal_index *index, const float *queries, size_t query
     for (size_t q = 0; q < query_count; q++) {
         const float *src = queries + q * dim;
         if (index->dtype == GAL_DTYPE_INT8)
-            q_scales[q] = gal_quantize_i8(src, dim, (int8_t *)prepared + q * pd);
+            q_scales[q] = index->kernels->quantize_i8(src, dim, (int8_t *)prepared + q * pd);
         else
             memcpy((float *)prepared + q * pd, src, dim * sizeof(float));
         gates[q] = -INFINITY;
@@ -509,6 +509,7 @@ int gal_index_search(struct gal_index *index, const float *queries, size_t query
 
     float scores[BLOCK_ROWS_MAX];
     int32_t dots[BLOCK_ROWS_MAX];
+    uint32_t selected[BLOCK_ROWS_MAX];
     const struct gal_kernels *k = index->kernels;
 
     pthread_rwlock_rdlock(&index->lock);
@@ -519,27 +520,30 @@ int gal_index_search(struct gal_index *index, const float *queries, size_t query
         /* Every query against this block while it is in cache: one pass over memory. */
         for (size_t q = 0; q < query_count; q++) {
             int first = q == 0;
+            float gate = gates[q];
+            size_t m = 0;
             switch (index->dtype) {
             case GAL_DTYPE_F32:
                 k->dot_f32((const float *)prepared + q * pd, (const float *)block, pd, pd, nb,
                            scores, first);
+                m = k->select(NULL, NULL, 0.0f, scores, nb, gate, selected);
                 break;
             case GAL_DTYPE_F16:
                 k->dot_f16((const float *)prepared + q * pd, (const uint16_t *)block, pd, pd, nb,
                            scores, first);
+                m = k->select(NULL, NULL, 0.0f, scores, nb, gate, selected);
                 break;
-            case GAL_DTYPE_INT8: {
+            case GAL_DTYPE_INT8:
                 k->dot_i8((const int8_t *)prepared + q * pd, (const int8_t *)block, pd, pd, nb,
                           dots, first);
-                const float qs = q_scales[q], *rs = a->scales + start;
-                for (size_t i = 0; i < nb; i++) scores[i] = (float)dots[i] * (qs * rs[i]);
+                m = k->select(dots, a->scales + start, q_scales[q], scores, nb, gate, selected);
                 break;
             }
-            }
-            float gate = gates[q];
+            /* Few rows pass the gate once the heaps are full: ~k log(n / k) per query. */
             struct gal_candidate *fh = faces + q * k_faces, *sh = subjects + q * k_subjects;
-            for (size_t i = 0; i < nb; i++) {
-                if (!(scores[i] > gate)) continue;
+            for (size_t s = 0; s < m; s++) {
+                size_t i = selected[s];
+                if (!(scores[i] > gate)) continue; /* the gate rose meanwhile */
                 size_t row = start + i;
                 if (a->subjects[row] == 0) continue; /* tombstone */
                 struct gal_candidate c = {scores[i], a->face_ids[row], a->subjects[row]};

@@ -117,8 +117,32 @@ static void dot_i8_scalar(const int8_t *q, const int8_t *x, size_t dim, size_t s
     }
 }
 
-const struct gal_kernels gal_kernels_scalar = {"scalar", dot_f32_scalar, dot_f16_scalar,
-                                               dot_i8_scalar};
+/* Rows [from, n) of a selection that already holds m positions; returns the new count. */
+static size_t select_range(const int32_t *dots, const float *scales, float q_scale,
+                           float *scores, size_t from, size_t n, float gate, uint32_t *selected,
+                           size_t m)
+{
+    for (size_t i = from; i < n; i++) {
+        if (dots) scores[i] = (float)dots[i] * (q_scale * scales[i]);
+        if (scores[i] > gate) selected[m++] = (uint32_t)i;
+    }
+    return m;
+}
+
+static size_t select_scalar(const int32_t *dots, const float *scales, float q_scale,
+                            float *scores, size_t n, float gate, uint32_t *selected)
+{
+    return select_range(dots, scales, q_scale, scores, 0, n, gate, selected, 0);
+}
+
+static void to_f16_scalar(const float *x, size_t n, uint16_t *out)
+{
+    for (size_t i = 0; i < n; i++) out[i] = gal_f32_to_f16(x[i]);
+}
+
+const struct gal_kernels gal_kernels_scalar = {"scalar",      dot_f32_scalar, dot_f16_scalar,
+                                               dot_i8_scalar, select_scalar,  gal_quantize_i8,
+                                               to_f16_scalar};
 
 /* ---- AVX2 (+FMA, F16C) ------------------------------------------------------------------ */
 
@@ -315,7 +339,74 @@ AVX2 static void dot_i8_avx2(const int8_t *q, const int8_t *x, size_t dim, size_
     }
 }
 
-const struct gal_kernels gal_kernels_avx2 = {"avx2", dot_f32_avx2, dot_f16_avx2, dot_i8_avx2};
+AVX2 static size_t select_avx2(const int32_t *dots, const float *scales, float q_scale,
+                               float *scores, size_t n, float gate, uint32_t *selected)
+{
+    size_t m = 0, i = 0;
+    const __m256 g = _mm256_set1_ps(gate), qs = _mm256_set1_ps(q_scale);
+    for (; i + 8 <= n; i += 8) {
+        __m256 s;
+        if (dots) {
+            __m256 d = _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)(dots + i)));
+            s = _mm256_mul_ps(d, _mm256_mul_ps(qs, _mm256_loadu_ps(scales + i)));
+            _mm256_storeu_ps(scores + i, s);
+        } else {
+            s = _mm256_loadu_ps(scores + i);
+        }
+        unsigned mask = (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(s, g, _CMP_GT_OQ));
+        while (mask) {
+            selected[m++] = (uint32_t)(i + (unsigned)__builtin_ctz(mask));
+            mask &= mask - 1;
+        }
+    }
+    return select_range(dots, scales, q_scale, scores, i, n, gate, selected, m);
+}
+
+/* Symmetric quantisation as gal_quantize_i8: the same max, the same multiply, the same
+ * round-to-nearest-even conversion (cvtps2dq under the default MXCSR, like lrintf). */
+AVX2 static float quantize_i8_avx2(const float *x, size_t n, int8_t *codes)
+{
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 mx = _mm256_setzero_ps();
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) mx = _mm256_max_ps(mx, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + i)));
+    float lanes[8], max_abs = 0.0f;
+    _mm256_storeu_ps(lanes, mx);
+    for (int l = 0; l < 8; l++) max_abs = lanes[l] > max_abs ? lanes[l] : max_abs;
+    for (size_t j = i; j < n; j++) max_abs = fabsf(x[j]) > max_abs ? fabsf(x[j]) : max_abs;
+    if (max_abs == 0.0f) {
+        memset(codes, 0, n);
+        return 0.0f;
+    }
+    const float inv = 127.0f / max_abs;
+    const __m256 vinv = _mm256_set1_ps(inv);
+    const __m256i lo = _mm256_set1_epi32(-127), hi = _mm256_set1_epi32(127);
+    for (i = 0; i + 8 <= n; i += 8) {
+        __m256i c = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + i), vinv));
+        c = _mm256_min_epi32(_mm256_max_epi32(c, lo), hi);
+        int32_t tmp[8];
+        _mm256_storeu_si256((__m256i *)tmp, c);
+        for (int l = 0; l < 8; l++) codes[i + l] = (int8_t)tmp[l];
+    }
+    for (; i < n; i++) {
+        long c = lrintf(x[i] * inv);
+        codes[i] = (int8_t)(c > 127 ? 127 : c < -127 ? -127 : c);
+    }
+    return max_abs / 127.0f;
+}
+
+AVX2 static void to_f16_avx2(const float *x, size_t n, uint16_t *out)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(out + i),
+                         _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+    for (; i < n; i++) out[i] = gal_f32_to_f16(x[i]);
+}
+
+const struct gal_kernels gal_kernels_avx2 = {"avx2",      dot_f32_avx2,     dot_f16_avx2,
+                                             dot_i8_avx2, select_avx2,      quantize_i8_avx2,
+                                             to_f16_avx2};
 
 /* ---- AVX-512 (F, BW, VL, DQ) ------------------------------------------------------------ */
 
@@ -468,8 +559,68 @@ AVX512 static void dot_i8_avx512(const int8_t *q, const int8_t *x, size_t dim, s
     }
 }
 
-const struct gal_kernels gal_kernels_avx512 = {"avx512", dot_f32_avx512, dot_f16_avx512,
-                                               dot_i8_avx512};
+AVX512 static size_t select_avx512(const int32_t *dots, const float *scales, float q_scale,
+                                   float *scores, size_t n, float gate, uint32_t *selected)
+{
+    size_t m = 0, i = 0;
+    const __m512 g = _mm512_set1_ps(gate), qs = _mm512_set1_ps(q_scale);
+    const __m512i iota = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+    for (; i + 16 <= n; i += 16) {
+        __m512 s;
+        if (dots) {
+            __m512 d = _mm512_cvtepi32_ps(_mm512_loadu_si512(dots + i));
+            s = _mm512_mul_ps(d, _mm512_mul_ps(qs, _mm512_loadu_ps(scales + i)));
+            _mm512_storeu_ps(scores + i, s);
+        } else {
+            s = _mm512_loadu_ps(scores + i);
+        }
+        __mmask16 mask = _mm512_cmp_ps_mask(s, g, _CMP_GT_OQ);
+        if (mask) {
+            _mm512_mask_compressstoreu_epi32(selected + m, mask,
+                                             _mm512_add_epi32(iota, _mm512_set1_epi32((int)i)));
+            m += (size_t)__builtin_popcount(mask);
+        }
+    }
+    return select_range(dots, scales, q_scale, scores, i, n, gate, selected, m);
+}
+
+AVX512 static float quantize_i8_avx512(const float *x, size_t n, int8_t *codes)
+{
+    __m512 mx = _mm512_setzero_ps();
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) mx = _mm512_max_ps(mx, _mm512_abs_ps(_mm512_loadu_ps(x + i)));
+    if (i < n) {
+        __mmask16 tail = (__mmask16)((1u << (n - i)) - 1);
+        mx = _mm512_max_ps(mx, _mm512_abs_ps(_mm512_maskz_loadu_ps(tail, x + i)));
+    }
+    float max_abs = _mm512_reduce_max_ps(mx);
+    if (max_abs == 0.0f) {
+        memset(codes, 0, n);
+        return 0.0f;
+    }
+    const __m512 vinv = _mm512_set1_ps(127.0f / max_abs);
+    const __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127);
+    for (i = 0; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+        __m512i c = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), vinv));
+        c = _mm512_min_epi32(_mm512_max_epi32(c, lo), hi);
+        _mm512_mask_cvtepi32_storeu_epi8(codes + i, m, c);
+    }
+    return max_abs / 127.0f;
+}
+
+AVX512 static void to_f16_avx512(const float *x, size_t n, uint16_t *out)
+{
+    for (size_t i = 0; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+        __m256i h = _mm512_cvtps_ph(_mm512_maskz_loadu_ps(m, x + i), _MM_FROUND_TO_NEAREST_INT);
+        _mm256_mask_storeu_epi16(out + i, m, h);
+    }
+}
+
+const struct gal_kernels gal_kernels_avx512 = {
+    "avx512",      dot_f32_avx512,     dot_f16_avx512, dot_i8_avx512,
+    select_avx512, quantize_i8_avx512, to_f16_avx512};
 
 /* ---- AVX-512 VNNI: int8 with vpdpbusd ---------------------------------------------------- */
 
@@ -524,8 +675,9 @@ AVX512VNNI static void dot_i8_avx512vnni(const int8_t *q, const int8_t *x, size_
     if (i < n) dot_i8_avx512(q, x + i * stride, dim, stride, n - i, out + i, 0);
 }
 
-const struct gal_kernels gal_kernels_avx512vnni = {"avx512vnni", dot_f32_avx512, dot_f16_avx512,
-                                                   dot_i8_avx512vnni};
+const struct gal_kernels gal_kernels_avx512vnni = {
+    "avx512vnni",  dot_f32_avx512,     dot_f16_avx512, dot_i8_avx512vnni,
+    select_avx512, quantize_i8_avx512, to_f16_avx512};
 
 /* ---- dispatch --------------------------------------------------------------------------- */
 

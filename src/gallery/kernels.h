@@ -28,11 +28,26 @@ typedef void (*gal_dot_f16_fn)(const float *q, const uint16_t *x, size_t dim, si
 typedef void (*gal_dot_i8_fn)(const int8_t *q, const int8_t *x, size_t dim, size_t stride,
                               size_t n, int32_t *out, int prefetch);
 
+/*
+ * Scores and selection after a dot kernel: when `dots` is not NULL, first
+ * scores[i] = (float)dots[i] * (q_scale * scales[i]) (int8 rows: both scales applied, the
+ * same float operations in every variant, so the scores are bit-identical); then the
+ * positions i with scores[i] > gate go to `selected` in increasing order. Returns how many.
+ */
+typedef size_t (*gal_select_fn)(const int32_t *dots, const float *scales, float q_scale,
+                                float *scores, size_t n, float gate, uint32_t *selected);
+/* Row encoders, bit-identical to gal_quantize_i8 and gal_f32_to_f16 for finite input. */
+typedef float (*gal_quantize_fn)(const float *x, size_t n, int8_t *codes);
+typedef void (*gal_to_f16_fn)(const float *x, size_t n, uint16_t *out);
+
 struct gal_kernels {
     const char *name; /* "scalar", "avx2", "avx512", "avx512vnni" */
     gal_dot_f32_fn dot_f32;
     gal_dot_f16_fn dot_f16;
     gal_dot_i8_fn dot_i8;
+    gal_select_fn select;
+    gal_quantize_fn quantize_i8;
+    gal_to_f16_fn to_f16;
 };
 
 /* The best kernels this CPU runs (chosen once, thread-safe). */

@@ -197,6 +197,57 @@ static void test_quantize(void **state)
     for (int i = 0; i < 192; i++) assert_int_equal(codes[i], 0);
 }
 
+/* The encoders and the score selection: bit-identical in every variant. */
+static void test_encoders_and_select(void **state)
+{
+    (void)state;
+    const struct gal_kernels *all[] = {&gal_kernels_avx2, &gal_kernels_avx512,
+                                       &gal_kernels_avx512vnni};
+    float x[DIM_MAX];
+    int8_t want8[DIM_MAX], got8[DIM_MAX];
+    uint16_t want16[DIM_MAX], got16[DIM_MAX];
+    for (size_t kv = 0; kv < sizeof all / sizeof all[0]; kv++) {
+        if (!gal_kernels_find(all[kv]->name)) continue;
+        for (size_t d = 0; d < sizeof dims / sizeof dims[0]; d++) {
+            size_t dim = dims[d];
+            for (int t = 0; t < 20; t++) {
+                float range = t % 4 == 0 ? 1e-6f : t % 4 == 1 ? 70000.0f : 1.0f;
+                for (size_t i = 0; i < dim; i++) x[i] = uniform() * range;
+                if (t == 19) memset(x, 0, dim * sizeof *x);
+                float ws = gal_quantize_i8(x, dim, want8);
+                float gs = all[kv]->quantize_i8(x, dim, got8);
+                if (ws != gs || memcmp(want8, got8, dim) != 0)
+                    fail_msg("%s quantize_i8 dim %zu trial %d differs", all[kv]->name, dim, t);
+                gal_kernels_scalar.to_f16(x, dim, want16);
+                all[kv]->to_f16(x, dim, got16);
+                if (memcmp(want16, got16, dim * sizeof *got16) != 0)
+                    fail_msg("%s to_f16 dim %zu trial %d differs", all[kv]->name, dim, t);
+            }
+        }
+        for (size_t n = 0; n <= 100; n++) {
+            int32_t dots[100];
+            float scales[100], ws[100], gs[100];
+            uint32_t wsel[100], gsel[100];
+            for (size_t i = 0; i < n; i++) {
+                dots[i] = (int32_t)(next_u64() % 200001) - 100000;
+                scales[i] = (uniform() + 1.0f) * 1e-3f;
+            }
+            float gate = n % 3 == 0 ? -INFINITY : uniform() * 50.0f;
+            size_t wm = gal_kernels_scalar.select(dots, scales, 0.0123f, ws, n, gate, wsel);
+            size_t gm = all[kv]->select(dots, scales, 0.0123f, gs, n, gate, gsel);
+            assert_int_equal(wm, gm);
+            assert_memory_equal(ws, gs, n * sizeof *ws);
+            assert_memory_equal(wsel, gsel, wm * sizeof *wsel);
+            /* Scores given (f32 and f16 rows): selection only. */
+            wm = gal_kernels_scalar.select(NULL, NULL, 0.0f, ws, n, gate / 100, wsel);
+            gm = all[kv]->select(NULL, NULL, 0.0f, ws, n, gate / 100, gsel);
+            assert_int_equal(wm, gm);
+            assert_memory_equal(wsel, gsel, wm * sizeof *wsel);
+            for (size_t i = 0; i < wm; i++) assert_true(ws[wsel[i]] > gate / 100);
+        }
+    }
+}
+
 static void test_dispatch(void **state)
 {
     (void)state;
@@ -216,6 +267,7 @@ int main(void)
         cmocka_unit_test(test_i8_exact),
         cmocka_unit_test(test_f16_conversion),
         cmocka_unit_test(test_quantize),
+        cmocka_unit_test(test_encoders_and_select),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -217,6 +217,24 @@ static void test_subjects(void **state)
     assert_int_equal(seen, 25);
     EXPECT_OK(gal_subject_delete(g, "c", "bob smith"));
     EXPECT_RC(gal_subject_delete(g, "c", "bob smith"), BASE_ERR_NOT_FOUND);
+
+    /* A batch of subjects is all or nothing: a duplicate (in the store or in the batch) or a
+     * bad metadata text fails the whole batch. */
+    const char *batch[] = {"b1", "b2", "alice"}, *dup_in_batch[] = {"b1", "b2", "b1"};
+    const char *metas[] = {"{}", "[1]", "{oops"};
+    EXPECT_RC(gal_subjects_add(g, "c", batch, NULL, 3), BASE_ERR_EXISTS);
+    EXPECT_RC(gal_subjects_add(g, "c", dup_in_batch, NULL, 3), BASE_ERR_EXISTS);
+    const char *fresh[] = {"b1", "b2", "b3"};
+    EXPECT_RC(gal_subjects_add(g, "c", fresh, metas, 3), BASE_ERR_INVALID);
+    EXPECT_RC(gal_subject_get(g, "c", "b1", &s), BASE_ERR_NOT_FOUND);
+    metas[2] = NULL;
+    EXPECT_OK(gal_subjects_add(g, "c", fresh, metas, 3));
+    EXPECT_OK(gal_subject_get(g, "c", "b2", &s));
+    assert_string_equal(s.metadata, "[1]");
+    gal_subject_info_deinit(&s);
+    EXPECT_OK(gal_subject_delete(g, "c", "b1"));
+    EXPECT_OK(gal_subject_delete(g, "c", "b2"));
+    EXPECT_OK(gal_subject_delete(g, "c", "b3"));
     struct gal_collection_info info;
     EXPECT_OK(gal_collection_get(g, "c", &info));
     assert_int_equal(info.subject_count, 24);
