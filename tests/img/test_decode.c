@@ -356,6 +356,15 @@ static void test_jpeg_truncated(void **state)
     /* The message says what happened for a cut inside the scan. */
     assert_int_equal(decode(jpg, len / 2 + 100, &out, NULL), BASE_ERR_FORMAT);
     assert_non_null(strstr(base_error_message(), "truncated"));
+    /* Recoverable damage that libjpeg only warns about decodes (the documented policy):
+     * stray bytes before the EOI marker. */
+    uint8_t *stray = malloc(len + 3);
+    memcpy(stray, jpg, len - 2);
+    memcpy(stray + len - 2, "\x00\x11\x22\xFF\xD9", 5);
+    assert_int_equal(decode(stray, len + 3, &out, NULL), 0);
+    assert_true(mean_abs_diff(&src, &out, NULL) < 1.5);
+    img_free(&out);
+    free(stray);
     /* Bytes after EOI are harmless. */
     uint8_t *more = malloc(len + 100);
     memcpy(more, jpg, len);
