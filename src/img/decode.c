@@ -64,8 +64,7 @@ static int jpeg_scale_denom(int w, int h, int min_side)
     return 1;
 }
 
-/* Adobe CMYK (as Photoshop writes it, inverted: 255 = no ink) to RGB, in place-compatible
- * order (4 bytes in, 3 out, same buffer start). */
+/* Adobe CMYK (as Photoshop writes it, inverted: 255 = no ink) to RGB: R = C' * K' / 255. */
 static void cmyk_to_rgb(const uint8_t *cmyk, uint8_t *rgb, size_t pixels)
 {
     for (size_t i = 0; i < pixels; i++) {
