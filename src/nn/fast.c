@@ -15,11 +15,25 @@
 #include <stdint.h>
 #include <string.h>
 
-/* -O2's cheap vectoriser cost model refuses these loops; ask for the full one. */
-#define CLONES __attribute__((target_clones("avx512f", "avx2", "default"), optimize("O3")))
+/* -O2's cheap vectoriser cost model refuses these loops; ask for the full one. Each loop is
+ * compiled three times (AVX-512, AVX2+FMA, baseline) and picked per call from the CPU's
+ * features; not target_clones, whose ifunc resolvers run before sanitizers start. */
+#define VARIANTS(name, body)                                                                       \
+    __attribute__((target("avx512f"), optimize("O3"))) static void name##_avx512(                  \
+        const float *x, float *y, size_t n) body                                                   \
+    __attribute__((target("avx2,fma"), optimize("O3"))) static void name##_avx2(                   \
+        const float *x, float *y, size_t n) body                                                   \
+    __attribute__((optimize("O3"))) static void name##_base(const float *x, float *y, size_t n)    \
+        body                                                                                       \
+    static void name(const float *x, float *y, size_t n)                                           \
+    {                                                                                              \
+        if (__builtin_cpu_supports("avx512f")) name##_avx512(x, y, n);                             \
+        else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) name##_avx2(x, y, n); \
+        else name##_base(x, y, n);                                                                 \
+    }
 
 /* e^y for y in [-87, 88]: y = n ln2 + r, e^y = 2^n e^r. */
-static inline float exp_approx(float y)
+__attribute__((always_inline)) static inline float exp_approx(float y)
 {
     y = y < -87.0f ? -87.0f : y > 88.0f ? 88.0f : y;
     /* Round to nearest by adding and subtracting 1.5 * 2^23 (vectorises, unlike roundf). */
@@ -39,25 +53,22 @@ static inline float exp_approx(float y)
     return p * scale;
 }
 
-CLONES static void tanh_f32(const float *x, float *y, size_t n)
-{
+VARIANTS(tanh_f32, {
     for (size_t i = 0; i < n; i++) {
         float a = fabsf(x[i]);
         float t = exp_approx(-2.0f * a);
         float r = (1.0f - t) / (1.0f + t);
         y[i] = copysignf(r, x[i]);
     }
-}
+})
 
-CLONES static void exp_f32(const float *x, float *y, size_t n)
-{
+VARIANTS(exp_f32, {
     for (size_t i = 0; i < n; i++) y[i] = exp_approx(x[i]);
-}
+})
 
-CLONES static void rsqrt_f32(const float *x, float *y, size_t n)
-{
+VARIANTS(rsqrt_f32, {
     for (size_t i = 0; i < n; i++) y[i] = 1.0f / sqrtf(x[i]);
-}
+})
 
 int nn_fast_supports(const nn_graph *g, const nn_node *node)
 {
