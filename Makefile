@@ -66,7 +66,7 @@ check: setup
 	@$(MAKE) --no-print-directory tsan
 
 # ThreadSanitizer build of the tests of concurrent code (clang; the library is rebuilt with TSan).
-TSAN_TESTS := tests/nn/test_shared_model.c
+TSAN_TESTS := tests/nn/test_shared_model.c tests/gallery/test_concurrency.c
 tsan: setup
 	@mkdir -p $(BUILD)/tsan
 	@for t in $(TSAN_TESTS); do \
