@@ -81,9 +81,11 @@ static void random_unit(struct rng *r, float *x, size_t dim)
         x[i] = (float)(m * cos(2.0 * M_PI * v));
         if (i + 1 < dim) x[i + 1] = (float)(m * sin(2.0 * M_PI * v));
     }
-    for (size_t i = 0; i < dim; i++) s += (double)x[i] * x[i];
+    for (size_t i = 0; i < dim; i++)
+        s += (double)x[i] * x[i];
     s = 1.0 / sqrt(s);
-    for (size_t i = 0; i < dim; i++) x[i] = (float)(x[i] * s);
+    for (size_t i = 0; i < dim; i++)
+        x[i] = (float)(x[i] * s);
 }
 
 static float *make_vectors(uint64_t seed, size_t n, size_t dim)
@@ -94,7 +96,8 @@ static float *make_vectors(uint64_t seed, size_t n, size_t dim)
         exit(1);
     }
     struct rng r = {seed};
-    for (size_t i = 0; i < n; i++) random_unit(&r, x + i * dim, dim);
+    for (size_t i = 0; i < n; i++)
+        random_unit(&r, x + i * dim, dim);
     return x;
 }
 
@@ -185,7 +188,7 @@ static double fill(struct gal *g, const char *collection, const float *x, size_t
                    size_t batch, int64_t *first_id)
 {
     size_t subjects = n / 4 ? n / 4 : 1;
-    char (*ids)[24] = malloc(subjects * sizeof *ids);
+    char(*ids)[24] = malloc(subjects * sizeof *ids);
     const char **id_ptrs = malloc(subjects * sizeof *id_ptrs);
     for (size_t s = 0; s < subjects; s++) {
         snprintf(ids[s], sizeof ids[s], "s%08zu", s);
@@ -295,7 +298,8 @@ static void *gt_worker(void *arg)
                     s2 += (double)q[d + 2] * x[d + 2];
                     s3 += (double)q[d + 3] * x[d + 3];
                 }
-                for (; d < j->dim; d++) s0 += (double)q[d] * x[d];
+                for (; d < j->dim; d++)
+                    s0 += (double)q[d] * x[d];
                 double s = (s0 + s1) + (s2 + s3);
                 if (s <= b[K - 1]) continue; /* ties keep the lower position, as the index */
                 int t = K - 1;
@@ -349,11 +353,12 @@ static void queries_for(size_t n, size_t dim, char *path, size_t path_size, floa
     struct gt_job jobs[2];
     pthread_t threads[2];
     for (int t = 0; t < 2; t++) {
-        jobs[t] = (struct gt_job){x, *queries, n, dim, *nq * (size_t)t / 2, *nq * (size_t)(t + 1) / 2,
-                                  *gt};
+        jobs[t] = (struct gt_job){
+            x, *queries, n, dim, *nq * (size_t)t / 2, *nq * (size_t)(t + 1) / 2, *gt};
         pthread_create(&threads[t], NULL, gt_worker, &jobs[t]);
     }
-    for (int t = 0; t < 2; t++) pthread_join(threads[t], NULL);
+    for (int t = 0; t < 2; t++)
+        pthread_join(threads[t], NULL);
     free(x);
     f = fopen(path, "wb");
     uint32_t h[3] = {(uint32_t)*nq, (uint32_t)dim, K};
@@ -428,16 +433,17 @@ static void measure(const struct built *b, size_t n, size_t dim, enum gal_dtype 
     double p50_16 = percentile(t16, ns16, 0.5), p99_16 = percentile(t16, ns16, 0.99);
     char json[1024];
     for (int qn = 1; qn <= 16; qn += 15) {
-        snprintf(json, sizeof json,
-                 "{\"bench\":\"gallery\",\"engine\":\"vultus\",\"n\":%zu,\"dim\":%zu,\"dtype\":\"%s\","
-                 "\"queries\":%d,\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"recall1\":%.4f,\"recall10\":%.4f,"
-                 "\"bytes_per_face\":%.1f,\"load_s\":%.3f,\"samples\":%zu,\"recall_queries\":%zu,"
-                 "\"kernels\":\"%s\",\"k\":%d}",
-                 n, dim, dt, qn, qn == 1 ? p50_1 : p50_16, qn == 1 ? p99_1 : p99_16, recall1,
-                 recall10, bytes, load_s, qn == 1 ? ns1 : ns16, nq / 16 * 16, st.kernels, K);
+        snprintf(
+            json, sizeof json,
+            "{\"bench\":\"gallery\",\"engine\":\"vultus\",\"n\":%zu,\"dim\":%zu,\"dtype\":\"%s\","
+            "\"queries\":%d,\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"recall1\":%.4f,\"recall10\":%.4f,"
+            "\"bytes_per_face\":%.1f,\"load_s\":%.3f,\"samples\":%zu,\"recall_queries\":%zu,"
+            "\"kernels\":\"%s\",\"k\":%d}",
+            n, dim, dt, qn, qn == 1 ? p50_1 : p50_16, qn == 1 ? p99_1 : p99_16, recall1, recall10,
+            bytes, load_s, qn == 1 ? ns1 : ns16, nq / 16 * 16, st.kernels, K);
         emit(json);
-        keep("vultus", dt, n, (unsigned)dim, qn, qn == 1 ? p50_1 : p50_16,
-             qn == 1 ? p99_1 : p99_16, recall1, recall10, bytes, load_s);
+        keep("vultus", dt, n, (unsigned)dim, qn, qn == 1 ? p50_1 : p50_16, qn == 1 ? p99_1 : p99_16,
+             recall1, recall10, bytes, load_s);
     }
     free(t1);
     free(t16);
@@ -609,8 +615,9 @@ int main(int argc, char **argv)
         else if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc)
             seconds = atof(argv[++i]);
         else {
-            fprintf(stderr, "usage: %s [--data DIR] [--peer PATH] [--sizes N,...] [--dims D,...] "
-                            "[--seconds S]\n",
+            fprintf(stderr,
+                    "usage: %s [--data DIR] [--peer PATH] [--sizes N,...] [--dims D,...] "
+                    "[--seconds S]\n",
                     argv[0]);
             return 2;
         }
@@ -632,7 +639,8 @@ int main(int argc, char **argv)
             char qpath[600];
             queries_for(n, dim, qpath, sizeof qpath, &queries, &gt, &nq);
             const enum gal_dtype dtypes[] = {GAL_DTYPE_F32, GAL_DTYPE_F16, GAL_DTYPE_INT8};
-            for (int t = 0; t < 3; t++) measure(&b, n, dim, dtypes[t], queries, gt, nq);
+            for (int t = 0; t < 3; t++)
+                measure(&b, n, dim, dtypes[t], queries, gt, nq);
             run_peer(&b, n, dim, qpath);
             free(queries);
             free(gt);

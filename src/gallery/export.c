@@ -47,7 +47,8 @@ static void crc_init(void)
 {
     for (uint32_t i = 0; i < 256; i++) {
         uint32_t c = i;
-        for (int k = 0; k < 8; k++) c = c & 1 ? 0xedb88320u ^ (c >> 1) : c >> 1;
+        for (int k = 0; k < 8; k++)
+            c = c & 1 ? 0xedb88320u ^ (c >> 1) : c >> 1;
         crc_table[i] = c;
     }
 }
@@ -57,7 +58,8 @@ uint32_t gal_crc32(uint32_t crc, const void *data, size_t n)
     pthread_once(&crc_once, crc_init);
     const uint8_t *p = data;
     crc = ~crc;
-    for (size_t i = 0; i < n; i++) crc = crc_table[(crc ^ p[i]) & 0xff] ^ (crc >> 8);
+    for (size_t i = 0; i < n; i++)
+        crc = crc_table[(crc ^ p[i]) & 0xff] ^ (crc >> 8);
     return ~crc;
 }
 
@@ -68,7 +70,7 @@ struct writer {
     uint32_t crc;
     int failed;
     const char *path;
-    uint64_t subjects, faces;         /* written */
+    uint64_t subjects, faces;           /* written */
     uint64_t subjects_want, faces_want; /* announced in the header */
     uint32_t dim;
 };
@@ -149,7 +151,8 @@ static int export_face(void *ctx, const struct gal_face_record *f)
     put_str(w, f->subject_id);
     put_u64(w, (uint64_t)f->created_ms);
     put_str(w, f->image_hash);
-    for (int b = 0; b < 4; b++) put_f32(w, f->box[b]);
+    for (int b = 0; b < 4; b++)
+        put_f32(w, f->box[b]);
     put_f32(w, f->quality);
     put(w, f->embedding, (size_t)w->dim * sizeof(float)); /* bytes: may be unaligned */
     put_bytes(w, f->thumbnail, f->thumbnail_len);
@@ -185,7 +188,8 @@ int gal_export(struct gal *g, const char *collection, const char *path)
     struct collection *c = gal_find_collection(g, collection);
     int64_t id = c ? c->id : 0;
     pthread_rwlock_unlock(&g->collections_lock);
-    if (!c) return base_error_set(BASE_ERR_NOT_FOUND, "collection \"%s\" does not exist", collection);
+    if (!c)
+        return base_error_set(BASE_ERR_NOT_FOUND, "collection \"%s\" does not exist", collection);
 
     size_t n = strlen(path) + 16;
     char *tmp = malloc(n);
@@ -206,11 +210,11 @@ int gal_export(struct gal *g, const char *collection, const char *path)
     struct gal_store_exporter exporter = {&w, export_begin, export_subject, export_face};
     if ((rc = g->store->ops->export_scan(g->store, id, &exporter))) goto fail;
     if (w.subjects != w.subjects_want || w.faces != w.faces_want) {
-        rc = base_error_set(BASE_ERR_BACKEND, "export of \"%s\": %llu subjects and %llu faces "
+        rc = base_error_set(BASE_ERR_BACKEND,
+                            "export of \"%s\": %llu subjects and %llu faces "
                             "read, %llu and %llu counted",
-                            collection, (unsigned long long)w.subjects,
-                            (unsigned long long)w.faces, (unsigned long long)w.subjects_want,
-                            (unsigned long long)w.faces_want);
+                            collection, (unsigned long long)w.subjects, (unsigned long long)w.faces,
+                            (unsigned long long)w.subjects_want, (unsigned long long)w.faces_want);
         goto fail;
     }
     put_u8(&w, 'E');
@@ -354,7 +358,8 @@ static int read_face(struct reader *r, struct import *im, uint64_t index)
     if (!rc) rc = get_u64(r, &created);
     if (!rc) rc = get_str(r, slot->image_hash, GAL_HASH_MAX, "image hash");
     memset(in, 0, sizeof *in);
-    for (int b = 0; b < 4 && !rc; b++) rc = get(r, &in->box[b], 4);
+    for (int b = 0; b < 4 && !rc; b++)
+        rc = get(r, &in->box[b], 4);
     if (!rc) rc = get(r, &in->quality, 4);
     if (!rc) rc = get(r, slot->embedding, im->info.dim * sizeof(float));
     uint32_t len = 0;
@@ -432,8 +437,7 @@ static int parse(const char *path, struct import *im)
     }
     if (subjects > GAL_FACES_MAX || faces > GAL_FACES_MAX) {
         rc = base_error_set(BASE_ERR_FORMAT, "%s: %llu subjects / %llu faces, more than %u", path,
-                            (unsigned long long)subjects, (unsigned long long)faces,
-                            GAL_FACES_MAX);
+                            (unsigned long long)subjects, (unsigned long long)faces, GAL_FACES_MAX);
         goto done;
     }
     for (size_t i = 0; i < IMPORT_BATCH; i++) {
@@ -477,7 +481,8 @@ static int parse(const char *path, struct import *im)
     uint32_t computed = r.crc, stored;
     if ((rc = get_u32(&r, &stored))) goto done;
     if (stored != computed) {
-        rc = base_error_set(BASE_ERR_FORMAT, "%s: checksum mismatch (file says %08x, content is "
+        rc = base_error_set(BASE_ERR_FORMAT,
+                            "%s: checksum mismatch (file says %08x, content is "
                             "%08x): the file is damaged",
                             path, stored, computed);
         goto done;

@@ -170,7 +170,8 @@ static int check_embedding(const struct gal_collection_info *info, const char *w
     if (!(norm > 1e-20) || !isfinite(norm))
         return base_error_set(BASE_ERR_INVALID, "%s %zu: embedding has norm %g, cannot normalise",
                               what, position, norm);
-    for (uint32_t i = 0; i < dim; i++) normalised[i] = (float)(embedding[i] / norm);
+    for (uint32_t i = 0; i < dim; i++)
+        normalised[i] = (float)(embedding[i] / norm);
     return 0;
 }
 
@@ -373,7 +374,8 @@ static int apply_change(struct gal *g, const struct gal_change *ch)
         struct gal_store_face_ref ref;
         rc = g->store->ops->faces_lookup(g->store, c->id, &ch->face_id, 1, c->info.dim, embedding,
                                          &ref);
-        if (!rc && ref.found) rc = gal_index_add(c->index, ch->face_id, ref.subject_rowid, embedding);
+        if (!rc && ref.found)
+            rc = gal_index_add(c->index, ch->face_id, ref.subject_rowid, embedding);
         free(embedding);
         return rc;
     }
@@ -445,7 +447,8 @@ int gal_open(const char *path, const struct gal_options *options, struct gal **o
     g->collections = l.loaded;
     if (rc) goto fail;
     size_t n = 0;
-    for (struct collection *c = g->collections; c; c = c->next) n++;
+    for (struct collection *c = g->collections; c; c = c->next)
+        n++;
     LOG_INFO("gallery %s: %zu collections, %llu faces loaded in %.0f ms (kernels %s, change %llu)",
              path, n, (unsigned long long)l.faces, (double)(base_now_ns() - start) / 1e6,
              g->kernels->name, (unsigned long long)g->applied_seq);
@@ -622,7 +625,8 @@ int gal_collection_list(struct gal *g, struct gal_collection_info **list, size_t
         free(stored);
         return base_error_set(BASE_ERR_NOMEM, "cannot list collections");
     }
-    for (size_t i = 0; i < n; i++) infos[i] = stored[i].info;
+    for (size_t i = 0; i < n; i++)
+        infos[i] = stored[i].info;
     free(stored);
     *list = infos;
     *count = n;
@@ -766,7 +770,8 @@ int gal_subject_list(struct gal *g, const char *collection, const char *after, s
 void gal_subject_list_free(struct gal_subject_info *list, size_t count)
 {
     if (!list) return;
-    for (size_t i = 0; i < count; i++) gal_subject_info_deinit(&list[i]);
+    for (size_t i = 0; i < count; i++)
+        gal_subject_info_deinit(&list[i]);
     free(list);
 }
 
@@ -798,8 +803,7 @@ int gal_faces_add(struct gal *g, const char *collection, const struct gal_face_i
     uint64_t first_seq = 0;
     rc = g->store->ops->faces_add(g->store, c->id, inputs, NULL, count, face_ids, subject_rowids,
                                   &first_seq);
-    if (rc == BASE_ERR_NOT_FOUND)
-        rc = gal_error_context(rc, "collection \"%s\"", collection);
+    if (rc == BASE_ERR_NOT_FOUND) rc = gal_error_context(rc, "collection \"%s\"", collection);
     if (!rc) rc = direct_or_replay(g, first_seq, count);
     if (rc == 1) {
         rc = 0;
@@ -834,8 +838,8 @@ int gal_face_delete(struct gal *g, const char *collection, int64_t face_id)
     uint64_t seq = 0;
     rc = g->store->ops->face_delete(g->store, c->id, face_id, &seq);
     if (rc == BASE_ERR_NOT_FOUND)
-        rc = base_error_set(rc, "face %lld does not exist in collection \"%s\"",
-                            (long long)face_id, collection);
+        rc = base_error_set(rc, "face %lld does not exist in collection \"%s\"", (long long)face_id,
+                            collection);
     if (!rc) rc = direct_or_replay(g, seq, 1);
     if (rc == 1) {
         gal_index_remove(c->index, face_id);
@@ -864,8 +868,8 @@ void gal_face_record_deinit(struct gal_face_record *record)
     record->thumbnail = NULL;
 }
 
-int gal_face_list(struct gal *g, const char *collection, const char *subject_id,
-                  int64_t **face_ids, size_t *count)
+int gal_face_list(struct gal *g, const char *collection, const char *subject_id, int64_t **face_ids,
+                  size_t *count)
 {
     *face_ids = NULL;
     *count = 0;
@@ -940,7 +944,8 @@ static size_t find_id(const int64_t *ids, size_t n, int64_t id)
 static float exact_similarity(const float *q, const float *x, uint32_t dim)
 {
     double s = 0.0;
-    for (uint32_t i = 0; i < dim; i++) s += (double)q[i] * x[i];
+    for (uint32_t i = 0; i < dim; i++)
+        s += (double)q[i] * x[i];
     return (float)(s > 1.0 ? 1.0 : s < -1.0 ? -1.0 : s);
 }
 
@@ -1029,8 +1034,10 @@ int gal_search(struct gal *g, const char *collection, const struct gal_search_re
         starts[q] = total;
         int64_t *mine = ids + total;
         size_t m = 0;
-        for (size_t i = 0; i < fn[q]; i++) mine[m++] = fc[q * kc + i].face_id;
-        for (size_t i = 0; i < sn[q]; i++) mine[m++] = sc[q * kc + i].face_id;
+        for (size_t i = 0; i < fn[q]; i++)
+            mine[m++] = fc[q * kc + i].face_id;
+        for (size_t i = 0; i < sn[q]; i++)
+            mine[m++] = sc[q * kc + i].face_id;
         qsort(mine, m, sizeof *mine, compare_i64);
         size_t u = 0;
         for (size_t i = 0; i < m; i++)
@@ -1077,9 +1084,9 @@ int gal_search(struct gal *g, const char *collection, const struct gal_search_re
         for (size_t j = 0; j < m; j++) {
             size_t ref = starts[q] + j;
             if (!refs[ref].found) continue; /* deleted since the scan */
-            float score = rescore ? exact_similarity(queries + q * dim, embeddings + ref * dim,
-                                                     info.dim)
-                                  : unique_scores[j];
+            float score =
+                rescore ? exact_similarity(queries + q * dim, embeddings + ref * dim, info.dim)
+                        : unique_scores[j];
             struct scored s = {score, mine[j], refs[ref].subject_rowid, ref};
             scored[n++] = s;
         }

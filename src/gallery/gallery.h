@@ -43,16 +43,16 @@
 #include <stdint.h>
 
 /* Limits on everything that comes from input. */
-#define GAL_NAME_MAX 64            /* collection names: 1..64 of [A-Za-z0-9_.-] */
-#define GAL_ID_MAX 128             /* subject ids: 1..128 bytes, no control characters */
-#define GAL_MODEL_MAX 128          /* embedding model ids: 1..128 bytes, printable */
-#define GAL_HASH_MAX 128           /* source image hash text, e.g. "sha256:<hex>" */
-#define GAL_DIM_MAX 4096           /* embedding dimension */
-#define GAL_METADATA_MAX 65536     /* subject metadata (JSON text), bytes */
-#define GAL_THUMBNAIL_MAX 262144   /* JPEG thumbnail, bytes */
-#define GAL_K_MAX 1000             /* results per query */
-#define GAL_QUERIES_MAX 256        /* queries per search call */
-#define GAL_FACES_MAX (1u << 30)   /* faces per collection */
+#define GAL_NAME_MAX 64          /* collection names: 1..64 of [A-Za-z0-9_.-] */
+#define GAL_ID_MAX 128           /* subject ids: 1..128 bytes, no control characters */
+#define GAL_MODEL_MAX 128        /* embedding model ids: 1..128 bytes, printable */
+#define GAL_HASH_MAX 128         /* source image hash text, e.g. "sha256:<hex>" */
+#define GAL_DIM_MAX 4096         /* embedding dimension */
+#define GAL_METADATA_MAX 65536   /* subject metadata (JSON text), bytes */
+#define GAL_THUMBNAIL_MAX 262144 /* JPEG thumbnail, bytes */
+#define GAL_K_MAX 1000           /* results per query */
+#define GAL_QUERIES_MAX 256      /* queries per search call */
+#define GAL_FACES_MAX (1u << 30) /* faces per collection */
 
 /* How the index stores vectors. Search results are exact cosine similarities either way. */
 enum gal_dtype {
@@ -112,8 +112,8 @@ struct gal_collection_info {
     char model_id[GAL_MODEL_MAX + 1];
     uint32_t dim;
     enum gal_dtype dtype;
-    float threshold;      /* similarity >= threshold is a match */
-    int64_t created_ms;   /* Unix time, milliseconds */
+    float threshold;    /* similarity >= threshold is a match */
+    int64_t created_ms; /* Unix time, milliseconds */
     uint64_t subject_count;
     uint64_t face_count;
 };
@@ -168,14 +168,14 @@ void gal_subject_list_free(struct gal_subject_info *list, size_t count);
 /* ---- faces ---------------------------------------------------------------------------- */
 
 struct gal_face_input {
-    const char *subject_id;     /* an existing subject of the collection */
-    const char *model_id;       /* must equal the collection's model */
-    uint32_t dim;               /* must equal the collection's dimension */
-    const float *embedding;     /* `dim` finite floats, not all zero; normalised on the way */
-    const char *image_hash;     /* hash of the source image, or NULL */
-    float box[4];               /* x, y, width, height of the face in the source image */
-    float quality;              /* quality score of the face (finite) */
-    const uint8_t *thumbnail;   /* JPEG bytes (starting FF D8 FF) or NULL */
+    const char *subject_id;   /* an existing subject of the collection */
+    const char *model_id;     /* must equal the collection's model */
+    uint32_t dim;             /* must equal the collection's dimension */
+    const float *embedding;   /* `dim` finite floats, not all zero; normalised on the way */
+    const char *image_hash;   /* hash of the source image, or NULL */
+    float box[4];             /* x, y, width, height of the face in the source image */
+    float quality;            /* quality score of the face (finite) */
+    const uint8_t *thumbnail; /* JPEG bytes (starting FF D8 FF) or NULL */
     size_t thumbnail_len;
 };
 
@@ -204,30 +204,30 @@ int gal_face_get(struct gal *g, const char *collection, int64_t face_id,
                  struct gal_face_record *record);
 void gal_face_record_deinit(struct gal_face_record *record);
 /* The ids of a subject's faces, ascending, in a new array the caller frees with free(). */
-int gal_face_list(struct gal *g, const char *collection, const char *subject_id,
-                  int64_t **face_ids, size_t *count);
+int gal_face_list(struct gal *g, const char *collection, const char *subject_id, int64_t **face_ids,
+                  size_t *count);
 
 /* ---- search --------------------------------------------------------------------------- */
 
 enum gal_decision { GAL_NO_MATCH = 0, GAL_MATCH = 1 };
 
 struct gal_hit {
-    int64_t face_id;                 /* for a subject hit: its best face */
+    int64_t face_id; /* for a subject hit: its best face */
     char subject_id[GAL_ID_MAX + 1];
-    float similarity;                /* exact cosine similarity, in [-1, 1] */
-    enum gal_decision decision;      /* GAL_MATCH when similarity >= the threshold */
+    float similarity;           /* exact cosine similarity, in [-1, 1] */
+    enum gal_decision decision; /* GAL_MATCH when similarity >= the threshold */
 };
 
 struct gal_query_result {
-    size_t face_count;          /* <= k */
-    struct gal_hit *faces;      /* best faces first */
-    size_t subject_count;       /* <= k */
-    struct gal_hit *subjects;   /* best subjects first; a subject scores its best face */
+    size_t face_count;        /* <= k */
+    struct gal_hit *faces;    /* best faces first */
+    size_t subject_count;     /* <= k */
+    struct gal_hit *subjects; /* best subjects first; a subject scores its best face */
 };
 
 struct gal_results {
     size_t query_count;
-    float threshold;                 /* the collection's threshold used for the decisions */
+    float threshold; /* the collection's threshold used for the decisions */
     struct gal_query_result *queries;
 };
 

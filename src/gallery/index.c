@@ -123,7 +123,8 @@ static void encode_row(const struct gal_index *index, const float *vector, uint8
     switch (index->dtype) {
     case GAL_DTYPE_F32:
         memcpy(row, vector, index->dim * sizeof(float));
-        memset(row + index->dim * sizeof(float), 0, (index->padded_dim - index->dim) * sizeof(float));
+        memset(row + index->dim * sizeof(float), 0,
+               (index->padded_dim - index->dim) * sizeof(float));
         break;
     case GAL_DTYPE_F16: {
         uint16_t *h = (uint16_t *)row;
@@ -198,8 +199,7 @@ static int ensure_room(struct gal_index *index)
 {
     if (index->count < index->a.capacity) return 0;
     if (index->count >= GAL_FACES_MAX)
-        return base_error_set(BASE_ERR_LIMIT, "collection index is full (%u faces)",
-                              GAL_FACES_MAX);
+        return base_error_set(BASE_ERR_LIMIT, "collection index is full (%u faces)", GAL_FACES_MAX);
     size_t capacity = index->a.capacity < 64 ? 64 : index->a.capacity + index->a.capacity / 2;
     if (capacity > GAL_FACES_MAX) capacity = GAL_FACES_MAX;
     return rebuild(index, capacity, 0);
@@ -282,7 +282,8 @@ int gal_index_add(struct gal_index *index, int64_t face_id, int64_t subject_rowi
                   const float *vector)
 {
     if (face_id <= 0 || subject_rowid <= 0)
-        return base_error_set(BASE_ERR_INVALID, "face id %lld / subject rowid %lld must be positive",
+        return base_error_set(BASE_ERR_INVALID,
+                              "face id %lld / subject rowid %lld must be positive",
                               (long long)face_id, (long long)subject_rowid);
     int rc = 0;
     uint8_t *tmp = NULL;
@@ -342,8 +343,8 @@ int gal_index_contains(struct gal_index *index, int64_t face_id)
 {
     pthread_rwlock_rdlock(&index->lock);
     size_t pos = lower_bound(index, face_id);
-    int found = pos < index->count && index->a.face_ids[pos] == face_id &&
-                index->a.subjects[pos] != 0;
+    int found =
+        pos < index->count && index->a.face_ids[pos] == face_id && index->a.subjects[pos] != 0;
     pthread_rwlock_unlock(&index->lock);
     return found;
 }
@@ -353,10 +354,9 @@ int gal_index_remove(struct gal_index *index, int64_t face_id)
     int rc = 0;
     pthread_mutex_lock(&index->write_mutex);
     size_t pos = lower_bound(index, face_id);
-    if (pos >= index->count || index->a.face_ids[pos] != face_id ||
-        index->a.subjects[pos] == 0) {
-        rc = base_error_set(BASE_ERR_NOT_FOUND, "face %lld is not in the index",
-                            (long long)face_id);
+    if (pos >= index->count || index->a.face_ids[pos] != face_id || index->a.subjects[pos] == 0) {
+        rc =
+            base_error_set(BASE_ERR_NOT_FOUND, "face %lld is not in the index", (long long)face_id);
     } else {
         pthread_rwlock_wrlock(&index->lock);
         index->a.subjects[pos] = 0;
@@ -473,8 +473,7 @@ static int compare_better_first(const void *pa, const void *pb)
 
 int gal_index_search(struct gal_index *index, const float *queries, size_t query_count,
                      size_t k_faces, size_t k_subjects, struct gal_candidate *faces,
-                     size_t *face_counts, struct gal_candidate *subjects,
-                     size_t *subject_counts)
+                     size_t *face_counts, struct gal_candidate *subjects, size_t *subject_counts)
 {
     if (query_count == 0 || k_faces == 0 || k_subjects == 0)
         return base_error_set(BASE_ERR_INVALID, "index search with %zu queries, k %zu/%zu",
@@ -560,8 +559,7 @@ int gal_index_search(struct gal_index *index, const float *queries, size_t query
 
     for (size_t q = 0; q < query_count; q++) {
         qsort(faces + q * k_faces, face_counts[q], sizeof *faces, compare_better_first);
-        qsort(subjects + q * k_subjects, subject_counts[q], sizeof *subjects,
-              compare_better_first);
+        qsort(subjects + q * k_subjects, subject_counts[q], sizeof *subjects, compare_better_first);
     }
     base_aligned_free(prepared);
     free(q_scales);

@@ -56,8 +56,7 @@ size_t gal_index_remove_subject(struct gal_index *index, int64_t subject_rowid);
  */
 int gal_index_search(struct gal_index *index, const float *queries, size_t query_count,
                      size_t k_faces, size_t k_subjects, struct gal_candidate *faces,
-                     size_t *face_counts, struct gal_candidate *subjects,
-                     size_t *subject_counts);
+                     size_t *face_counts, struct gal_candidate *subjects, size_t *subject_counts);
 
 void gal_index_get_stats(struct gal_index *index, struct gal_index_stats *stats);
 enum gal_dtype gal_index_dtype(const struct gal_index *index);

@@ -76,7 +76,8 @@ float gal_quantize_i8(const float *x, size_t dim, int8_t *codes)
 static inline void prefetch_rows(const void *rows, size_t row_bytes)
 {
     uintptr_t p = (uintptr_t)rows + 16 * row_bytes;
-    for (size_t o = 0; o < 8 * row_bytes; o += 64) __builtin_prefetch((const void *)(p + o), 0, 3);
+    for (size_t o = 0; o < 8 * row_bytes; o += 64)
+        __builtin_prefetch((const void *)(p + o), 0, 3);
 }
 
 /* ---- scalar: the oracle ----------------------------------------------------------------- */
@@ -88,19 +89,21 @@ static void dot_f32_scalar(const float *q, const float *x, size_t dim, size_t st
     for (size_t i = 0; i < n; i++) {
         const float *v = x + i * stride;
         float s = 0.0f;
-        for (size_t j = 0; j < dim; j++) s += q[j] * v[j];
+        for (size_t j = 0; j < dim; j++)
+            s += q[j] * v[j];
         out[i] = s;
     }
 }
 
-static void dot_f16_scalar(const float *q, const uint16_t *x, size_t dim, size_t stride,
-                           size_t n, float *out, int prefetch)
+static void dot_f16_scalar(const float *q, const uint16_t *x, size_t dim, size_t stride, size_t n,
+                           float *out, int prefetch)
 {
     (void)prefetch;
     for (size_t i = 0; i < n; i++) {
         const uint16_t *v = x + i * stride;
         float s = 0.0f;
-        for (size_t j = 0; j < dim; j++) s += q[j] * base_f16_to_f32(v[j]);
+        for (size_t j = 0; j < dim; j++)
+            s += q[j] * base_f16_to_f32(v[j]);
         out[i] = s;
     }
 }
@@ -112,15 +115,15 @@ static void dot_i8_scalar(const int8_t *q, const int8_t *x, size_t dim, size_t s
     for (size_t i = 0; i < n; i++) {
         const int8_t *v = x + i * stride;
         int32_t s = 0;
-        for (size_t j = 0; j < dim; j++) s += (int32_t)q[j] * (int32_t)v[j];
+        for (size_t j = 0; j < dim; j++)
+            s += (int32_t)q[j] * (int32_t)v[j];
         out[i] = s;
     }
 }
 
 /* Rows [from, n) of a selection that already holds m positions; returns the new count. */
-static size_t select_range(const int32_t *dots, const float *scales, float q_scale,
-                           float *scores, size_t from, size_t n, float gate, uint32_t *selected,
-                           size_t m)
+static size_t select_range(const int32_t *dots, const float *scales, float q_scale, float *scores,
+                           size_t from, size_t n, float gate, uint32_t *selected, size_t m)
 {
     for (size_t i = from; i < n; i++) {
         if (dots) scores[i] = (float)dots[i] * (q_scale * scales[i]);
@@ -129,15 +132,16 @@ static size_t select_range(const int32_t *dots, const float *scales, float q_sca
     return m;
 }
 
-static size_t select_scalar(const int32_t *dots, const float *scales, float q_scale,
-                            float *scores, size_t n, float gate, uint32_t *selected)
+static size_t select_scalar(const int32_t *dots, const float *scales, float q_scale, float *scores,
+                            size_t n, float gate, uint32_t *selected)
 {
     return select_range(dots, scales, q_scale, scores, 0, n, gate, selected, 0);
 }
 
 static void to_f16_scalar(const float *x, size_t n, uint16_t *out)
 {
-    for (size_t i = 0; i < n; i++) out[i] = gal_f32_to_f16(x[i]);
+    for (size_t i = 0; i < n; i++)
+        out[i] = gal_f32_to_f16(x[i]);
 }
 
 const struct gal_kernels gal_kernels_scalar = {"scalar",      dot_f32_scalar, dot_f16_scalar,
@@ -163,8 +167,8 @@ AVX2 static inline __m256 reduce8_ps(__m256 a0, __m256 a1, __m256 a2, __m256 a3,
     return _mm256_add_ps(lo, hi);
 }
 
-AVX2 static inline __m256i reduce8_epi32(__m256i a0, __m256i a1, __m256i a2, __m256i a3,
-                                         __m256i a4, __m256i a5, __m256i a6, __m256i a7)
+AVX2 static inline __m256i reduce8_epi32(__m256i a0, __m256i a1, __m256i a2, __m256i a3, __m256i a4,
+                                         __m256i a5, __m256i a6, __m256i a7)
 {
     __m256i t0 = _mm256_hadd_epi32(a0, a1);
     __m256i t1 = _mm256_hadd_epi32(a2, a3);
@@ -201,8 +205,8 @@ AVX2 static inline __m256i lane_mask8(size_t r)
     return _mm256_loadu_si256((const __m256i *)(ones_then_zeros + 8 - r));
 }
 
-AVX2 static void dot_f32_avx2(const float *q, const float *x, size_t dim, size_t stride,
-                              size_t n, float *out, int prefetch)
+AVX2 static void dot_f32_avx2(const float *q, const float *x, size_t dim, size_t stride, size_t n,
+                              float *out, int prefetch)
 {
     size_t main = dim & ~(size_t)7, rest = dim - main;
     __m256i tail = lane_mask8(rest);
@@ -211,17 +215,18 @@ AVX2 static void dot_f32_avx2(const float *q, const float *x, size_t dim, size_t
         const float *v = x + i * stride;
         if (prefetch) prefetch_rows(v, stride * sizeof *v);
         __m256 a[8];
-        #pragma GCC unroll 8
-        for (int r = 0; r < 8; r++) a[r] = _mm256_setzero_ps();
+#pragma GCC unroll 8
+        for (int r = 0; r < 8; r++)
+            a[r] = _mm256_setzero_ps();
         for (size_t j = 0; j < main; j += 8) {
             __m256 qv = _mm256_loadu_ps(q + j);
-            #pragma GCC unroll 8
+#pragma GCC unroll 8
             for (int r = 0; r < 8; r++)
                 a[r] = _mm256_fmadd_ps(_mm256_loadu_ps(v + r * stride + j), qv, a[r]);
         }
         if (rest) {
             __m256 qv = _mm256_maskload_ps(q + main, tail);
-            #pragma GCC unroll 8
+#pragma GCC unroll 8
             for (int r = 0; r < 8; r++)
                 a[r] = _mm256_fmadd_ps(_mm256_maskload_ps(v + r * stride + main, tail), qv, a[r]);
         }
@@ -258,17 +263,18 @@ AVX2 static void dot_f16_avx2(const float *q, const uint16_t *x, size_t dim, siz
         const uint16_t *v = x + i * stride;
         if (prefetch) prefetch_rows(v, stride * sizeof *v);
         __m256 a[8];
-        #pragma GCC unroll 8
-        for (int r = 0; r < 8; r++) a[r] = _mm256_setzero_ps();
+#pragma GCC unroll 8
+        for (int r = 0; r < 8; r++)
+            a[r] = _mm256_setzero_ps();
         for (size_t j = 0; j < main; j += 8) {
             __m256 qv = _mm256_loadu_ps(q + j);
-            #pragma GCC unroll 8
+#pragma GCC unroll 8
             for (int r = 0; r < 8; r++)
                 a[r] = _mm256_fmadd_ps(load_f16x8(v + r * stride + j, 8), qv, a[r]);
         }
         if (rest) {
             __m256 qv = _mm256_maskload_ps(q + main, tail);
-            #pragma GCC unroll 8
+#pragma GCC unroll 8
             for (int r = 0; r < 8; r++)
                 a[r] = _mm256_fmadd_ps(load_f16x8(v + r * stride + main, rest), qv, a[r]);
         }
@@ -280,8 +286,7 @@ AVX2 static void dot_f16_avx2(const float *q, const uint16_t *x, size_t dim, siz
         for (size_t j = 0; j < main; j += 8)
             a = _mm256_fmadd_ps(load_f16x8(v + j, 8), _mm256_loadu_ps(q + j), a);
         if (rest)
-            a = _mm256_fmadd_ps(load_f16x8(v + main, rest), _mm256_maskload_ps(q + main, tail),
-                                a);
+            a = _mm256_fmadd_ps(load_f16x8(v + main, rest), _mm256_maskload_ps(q + main, tail), a);
         out[i] = hsum_ps_avx2(a);
     }
 }
@@ -299,8 +304,8 @@ AVX2 static inline __m256i load_i8x16(const int8_t *p, size_t count)
  * int8 x int8 -> int32: sign-extend to int16 and multiply-add pairs (vpmaddwd). Codes are
  * within [-127, 127], so a pair sum is at most 2 * 127 * 127 and never saturates.
  */
-AVX2 static void dot_i8_avx2(const int8_t *q, const int8_t *x, size_t dim, size_t stride,
-                             size_t n, int32_t *out, int prefetch)
+AVX2 static void dot_i8_avx2(const int8_t *q, const int8_t *x, size_t dim, size_t stride, size_t n,
+                             int32_t *out, int prefetch)
 {
     size_t main = dim & ~(size_t)15, rest = dim - main;
     size_t i = 0;
@@ -308,18 +313,19 @@ AVX2 static void dot_i8_avx2(const int8_t *q, const int8_t *x, size_t dim, size_
         const int8_t *v = x + i * stride;
         if (prefetch) prefetch_rows(v, stride * sizeof *v);
         __m256i a[8];
-        #pragma GCC unroll 8
-        for (int r = 0; r < 8; r++) a[r] = _mm256_setzero_si256();
+#pragma GCC unroll 8
+        for (int r = 0; r < 8; r++)
+            a[r] = _mm256_setzero_si256();
         for (size_t j = 0; j < main; j += 16) {
             __m256i qv = load_i8x16(q + j, 16);
-            #pragma GCC unroll 8
+#pragma GCC unroll 8
             for (int r = 0; r < 8; r++)
-                a[r] = _mm256_add_epi32(
-                    a[r], _mm256_madd_epi16(load_i8x16(v + r * stride + j, 16), qv));
+                a[r] = _mm256_add_epi32(a[r],
+                                        _mm256_madd_epi16(load_i8x16(v + r * stride + j, 16), qv));
         }
         if (rest) {
             __m256i qv = load_i8x16(q + main, rest);
-            #pragma GCC unroll 8
+#pragma GCC unroll 8
             for (int r = 0; r < 8; r++)
                 a[r] = _mm256_add_epi32(
                     a[r], _mm256_madd_epi16(load_i8x16(v + r * stride + main, rest), qv));
@@ -331,7 +337,8 @@ AVX2 static void dot_i8_avx2(const int8_t *q, const int8_t *x, size_t dim, size_
         const int8_t *v = x + i * stride;
         __m256i a = _mm256_setzero_si256();
         for (size_t j = 0; j < main; j += 16)
-            a = _mm256_add_epi32(a, _mm256_madd_epi16(load_i8x16(v + j, 16), load_i8x16(q + j, 16)));
+            a = _mm256_add_epi32(a,
+                                 _mm256_madd_epi16(load_i8x16(v + j, 16), load_i8x16(q + j, 16)));
         if (rest)
             a = _mm256_add_epi32(
                 a, _mm256_madd_epi16(load_i8x16(v + main, rest), load_i8x16(q + main, rest)));
@@ -369,11 +376,14 @@ AVX2 static float quantize_i8_avx2(const float *x, size_t n, int8_t *codes)
     const __m256 sign = _mm256_set1_ps(-0.0f);
     __m256 mx = _mm256_setzero_ps();
     size_t i = 0;
-    for (; i + 8 <= n; i += 8) mx = _mm256_max_ps(mx, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + i)));
+    for (; i + 8 <= n; i += 8)
+        mx = _mm256_max_ps(mx, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + i)));
     float lanes[8], max_abs = 0.0f;
     _mm256_storeu_ps(lanes, mx);
-    for (int l = 0; l < 8; l++) max_abs = lanes[l] > max_abs ? lanes[l] : max_abs;
-    for (size_t j = i; j < n; j++) max_abs = fabsf(x[j]) > max_abs ? fabsf(x[j]) : max_abs;
+    for (int l = 0; l < 8; l++)
+        max_abs = lanes[l] > max_abs ? lanes[l] : max_abs;
+    for (size_t j = i; j < n; j++)
+        max_abs = fabsf(x[j]) > max_abs ? fabsf(x[j]) : max_abs;
     if (max_abs == 0.0f) {
         memset(codes, 0, n);
         return 0.0f;
@@ -386,7 +396,8 @@ AVX2 static float quantize_i8_avx2(const float *x, size_t n, int8_t *codes)
         c = _mm256_min_epi32(_mm256_max_epi32(c, lo), hi);
         int32_t tmp[8];
         _mm256_storeu_si256((__m256i *)tmp, c);
-        for (int l = 0; l < 8; l++) codes[i + l] = (int8_t)tmp[l];
+        for (int l = 0; l < 8; l++)
+            codes[i + l] = (int8_t)tmp[l];
     }
     for (; i < n; i++) {
         long c = lrintf(x[i] * inv);
@@ -401,12 +412,12 @@ AVX2 static void to_f16_avx2(const float *x, size_t n, uint16_t *out)
     for (; i + 8 <= n; i += 8)
         _mm_storeu_si128((__m128i *)(out + i),
                          _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
-    for (; i < n; i++) out[i] = gal_f32_to_f16(x[i]);
+    for (; i < n; i++)
+        out[i] = gal_f32_to_f16(x[i]);
 }
 
-const struct gal_kernels gal_kernels_avx2 = {"avx2",      dot_f32_avx2,     dot_f16_avx2,
-                                             dot_i8_avx2, select_avx2,      quantize_i8_avx2,
-                                             to_f16_avx2};
+const struct gal_kernels gal_kernels_avx2 = {
+    "avx2", dot_f32_avx2, dot_f16_avx2, dot_i8_avx2, select_avx2, quantize_i8_avx2, to_f16_avx2};
 
 /* ---- AVX-512 (F, BW, VL, DQ) ------------------------------------------------------------ */
 
@@ -432,25 +443,25 @@ AVX512 static void dot_f32_avx512(const float *q, const float *x, size_t dim, si
         const float *v = x + i * stride;
         if (prefetch) prefetch_rows(v, stride * sizeof *v);
         __m512 a[8];
-        #pragma GCC unroll 8
-        for (int r = 0; r < 8; r++) a[r] = _mm512_setzero_ps();
+#pragma GCC unroll 8
+        for (int r = 0; r < 8; r++)
+            a[r] = _mm512_setzero_ps();
         for (size_t j = 0; j < main; j += 16) {
             __m512 qv = _mm512_loadu_ps(q + j);
-            #pragma GCC unroll 8
+#pragma GCC unroll 8
             for (int r = 0; r < 8; r++)
                 a[r] = _mm512_fmadd_ps(_mm512_loadu_ps(v + r * stride + j), qv, a[r]);
         }
         if (rest) {
             __m512 qv = _mm512_maskz_loadu_ps(tail, q + main);
-            #pragma GCC unroll 8
+#pragma GCC unroll 8
             for (int r = 0; r < 8; r++)
-                a[r] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, v + r * stride + main), qv,
-                                       a[r]);
+                a[r] =
+                    _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, v + r * stride + main), qv, a[r]);
         }
-        _mm256_storeu_ps(out + i,
-                         reduce8_ps(fold512_ps(a[0]), fold512_ps(a[1]), fold512_ps(a[2]),
-                                    fold512_ps(a[3]), fold512_ps(a[4]), fold512_ps(a[5]),
-                                    fold512_ps(a[6]), fold512_ps(a[7])));
+        _mm256_storeu_ps(out + i, reduce8_ps(fold512_ps(a[0]), fold512_ps(a[1]), fold512_ps(a[2]),
+                                             fold512_ps(a[3]), fold512_ps(a[4]), fold512_ps(a[5]),
+                                             fold512_ps(a[6]), fold512_ps(a[7])));
     }
     for (; i < n; i++) {
         const float *v = x + i * stride;
@@ -479,24 +490,24 @@ AVX512 static void dot_f16_avx512(const float *q, const uint16_t *x, size_t dim,
         const uint16_t *v = x + i * stride;
         if (prefetch) prefetch_rows(v, stride * sizeof *v);
         __m512 a[8];
-        #pragma GCC unroll 8
-        for (int r = 0; r < 8; r++) a[r] = _mm512_setzero_ps();
+#pragma GCC unroll 8
+        for (int r = 0; r < 8; r++)
+            a[r] = _mm512_setzero_ps();
         for (size_t j = 0; j < main; j += 16) {
             __m512 qv = _mm512_loadu_ps(q + j);
-            #pragma GCC unroll 8
+#pragma GCC unroll 8
             for (int r = 0; r < 8; r++)
                 a[r] = _mm512_fmadd_ps(load_f16x16(v + r * stride + j, all), qv, a[r]);
         }
         if (rest) {
             __m512 qv = _mm512_maskz_loadu_ps(tail, q + main);
-            #pragma GCC unroll 8
+#pragma GCC unroll 8
             for (int r = 0; r < 8; r++)
                 a[r] = _mm512_fmadd_ps(load_f16x16(v + r * stride + main, tail), qv, a[r]);
         }
-        _mm256_storeu_ps(out + i,
-                         reduce8_ps(fold512_ps(a[0]), fold512_ps(a[1]), fold512_ps(a[2]),
-                                    fold512_ps(a[3]), fold512_ps(a[4]), fold512_ps(a[5]),
-                                    fold512_ps(a[6]), fold512_ps(a[7])));
+        _mm256_storeu_ps(out + i, reduce8_ps(fold512_ps(a[0]), fold512_ps(a[1]), fold512_ps(a[2]),
+                                             fold512_ps(a[3]), fold512_ps(a[4]), fold512_ps(a[5]),
+                                             fold512_ps(a[6]), fold512_ps(a[7])));
     }
     for (; i < n; i++) {
         const uint16_t *v = x + i * stride;
@@ -525,33 +536,35 @@ AVX512 static void dot_i8_avx512(const int8_t *q, const int8_t *x, size_t dim, s
         const int8_t *v = x + i * stride;
         if (prefetch) prefetch_rows(v, stride * sizeof *v);
         __m512i a[8];
-        #pragma GCC unroll 8
-        for (int r = 0; r < 8; r++) a[r] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+        for (int r = 0; r < 8; r++)
+            a[r] = _mm512_setzero_si512();
         for (size_t j = 0; j < main; j += 32) {
             __m512i qv = load_i8x32(q + j, all);
-            #pragma GCC unroll 8
+#pragma GCC unroll 8
             for (int r = 0; r < 8; r++)
                 a[r] = _mm512_add_epi32(a[r],
                                         _mm512_madd_epi16(load_i8x32(v + r * stride + j, all), qv));
         }
         if (rest) {
             __m512i qv = load_i8x32(q + main, tail);
-            #pragma GCC unroll 8
+#pragma GCC unroll 8
             for (int r = 0; r < 8; r++)
                 a[r] = _mm512_add_epi32(
                     a[r], _mm512_madd_epi16(load_i8x32(v + r * stride + main, tail), qv));
         }
-        _mm256_storeu_si256(
-            (__m256i *)(out + i),
-            reduce8_epi32(fold512_epi32(a[0]), fold512_epi32(a[1]), fold512_epi32(a[2]),
-                          fold512_epi32(a[3]), fold512_epi32(a[4]), fold512_epi32(a[5]),
-                          fold512_epi32(a[6]), fold512_epi32(a[7])));
+        _mm256_storeu_si256((__m256i *)(out + i),
+                            reduce8_epi32(fold512_epi32(a[0]), fold512_epi32(a[1]),
+                                          fold512_epi32(a[2]), fold512_epi32(a[3]),
+                                          fold512_epi32(a[4]), fold512_epi32(a[5]),
+                                          fold512_epi32(a[6]), fold512_epi32(a[7])));
     }
     for (; i < n; i++) {
         const int8_t *v = x + i * stride;
         __m512i a = _mm512_setzero_si512();
         for (size_t j = 0; j < main; j += 32)
-            a = _mm512_add_epi32(a, _mm512_madd_epi16(load_i8x32(v + j, all), load_i8x32(q + j, all)));
+            a = _mm512_add_epi32(a,
+                                 _mm512_madd_epi16(load_i8x32(v + j, all), load_i8x32(q + j, all)));
         if (rest)
             a = _mm512_add_epi32(
                 a, _mm512_madd_epi16(load_i8x32(v + main, tail), load_i8x32(q + main, tail)));
@@ -588,7 +601,8 @@ AVX512 static float quantize_i8_avx512(const float *x, size_t n, int8_t *codes)
 {
     __m512 mx = _mm512_setzero_ps();
     size_t i = 0;
-    for (; i + 16 <= n; i += 16) mx = _mm512_max_ps(mx, _mm512_abs_ps(_mm512_loadu_ps(x + i)));
+    for (; i + 16 <= n; i += 16)
+        mx = _mm512_max_ps(mx, _mm512_abs_ps(_mm512_loadu_ps(x + i)));
     if (i < n) {
         __mmask16 tail = (__mmask16)((1u << (n - i)) - 1);
         mx = _mm512_max_ps(mx, _mm512_abs_ps(_mm512_maskz_loadu_ps(tail, x + i)));
@@ -618,9 +632,9 @@ AVX512 static void to_f16_avx512(const float *x, size_t n, uint16_t *out)
     }
 }
 
-const struct gal_kernels gal_kernels_avx512 = {
-    "avx512",      dot_f32_avx512,     dot_f16_avx512, dot_i8_avx512,
-    select_avx512, quantize_i8_avx512, to_f16_avx512};
+const struct gal_kernels gal_kernels_avx512 = {"avx512",      dot_f32_avx512, dot_f16_avx512,
+                                               dot_i8_avx512, select_avx512,  quantize_i8_avx512,
+                                               to_f16_avx512};
 
 /* ---- AVX-512 VNNI: int8 with vpdpbusd ---------------------------------------------------- */
 
@@ -640,7 +654,8 @@ AVX512VNNI static void dot_i8_avx512vnni(const int8_t *q, const int8_t *x, size_
     __mmask64 tail = rest ? (__mmask64)((1ull << rest) - 1) : 0;
     __m512i flip = _mm512_set1_epi8((char)0x80);
     int32_t q_sum = 0;
-    for (size_t j = 0; j < dim; j++) q_sum += q[j];
+    for (size_t j = 0; j < dim; j++)
+        q_sum += q[j];
     __m256i correction = _mm256_set1_epi32(128 * q_sum);
     size_t i = 0;
     for (; i + 8 <= n; i += 8) {
@@ -648,7 +663,8 @@ AVX512VNNI static void dot_i8_avx512vnni(const int8_t *q, const int8_t *x, size_
         if (prefetch) prefetch_rows(v, stride);
         __m512i a[8];
 #pragma GCC unroll 8
-        for (int r = 0; r < 8; r++) a[r] = _mm512_setzero_si512();
+        for (int r = 0; r < 8; r++)
+            a[r] = _mm512_setzero_si512();
         for (size_t j = 0; j < main; j += 64) {
             __m512i qv = _mm512_loadu_si512(q + j);
 #pragma GCC unroll 8
@@ -666,10 +682,9 @@ AVX512VNNI static void dot_i8_avx512vnni(const int8_t *q, const int8_t *x, size_
                     _mm512_xor_si512(_mm512_maskz_loadu_epi8(tail, v + r * stride + main), flip),
                     qv);
         }
-        __m256i sums =
-            reduce8_epi32(fold512_epi32(a[0]), fold512_epi32(a[1]), fold512_epi32(a[2]),
-                          fold512_epi32(a[3]), fold512_epi32(a[4]), fold512_epi32(a[5]),
-                          fold512_epi32(a[6]), fold512_epi32(a[7]));
+        __m256i sums = reduce8_epi32(fold512_epi32(a[0]), fold512_epi32(a[1]), fold512_epi32(a[2]),
+                                     fold512_epi32(a[3]), fold512_epi32(a[4]), fold512_epi32(a[5]),
+                                     fold512_epi32(a[6]), fold512_epi32(a[7]));
         _mm256_storeu_si256((__m256i *)(out + i), _mm256_sub_epi32(sums, correction));
     }
     if (i < n) dot_i8_avx512(q, x + i * stride, dim, stride, n - i, out + i, 0);
@@ -694,9 +709,8 @@ static int cpu_runs(const struct gal_kernels *k)
     if (k == &gal_kernels_scalar) return 1;
     int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c();
     if (k == &gal_kernels_avx2) return avx2;
-    int avx512 = avx2 && __builtin_cpu_supports("avx512f") &&
-                 __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
-                 __builtin_cpu_supports("avx512dq");
+    int avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                 __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
     if (k == &gal_kernels_avx512) return avx512;
     if (k == &gal_kernels_avx512vnni) return avx512 && __builtin_cpu_supports("avx512vnni");
     return 0;

@@ -21,12 +21,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef void (*gal_dot_f32_fn)(const float *q, const float *x, size_t dim, size_t stride,
-                               size_t n, float *out, int prefetch);
+typedef void (*gal_dot_f32_fn)(const float *q, const float *x, size_t dim, size_t stride, size_t n,
+                               float *out, int prefetch);
 typedef void (*gal_dot_f16_fn)(const float *q, const uint16_t *x, size_t dim, size_t stride,
                                size_t n, float *out, int prefetch);
-typedef void (*gal_dot_i8_fn)(const int8_t *q, const int8_t *x, size_t dim, size_t stride,
-                              size_t n, int32_t *out, int prefetch);
+typedef void (*gal_dot_i8_fn)(const int8_t *q, const int8_t *x, size_t dim, size_t stride, size_t n,
+                              int32_t *out, int prefetch);
 
 /*
  * Scores and selection after a dot kernel: when `dots` is not NULL, first

@@ -106,8 +106,8 @@ struct gal_store_ops {
                        const char *metadata, int64_t created_ms, uint64_t *seq);
     int (*subject_set_metadata)(struct gal_store *store, int64_t collection_id,
                                 const char *subject_id, const char *metadata, uint64_t *seq);
-    int (*subject_delete)(struct gal_store *store, int64_t collection_id,
-                          const char *subject_id, int64_t *subject_rowid, uint64_t *seq);
+    int (*subject_delete)(struct gal_store *store, int64_t collection_id, const char *subject_id,
+                          int64_t *subject_rowid, uint64_t *seq);
     int (*subject_get)(struct gal_store *store, int64_t collection_id, const char *subject_id,
                        struct gal_subject_info *info);
     int (*subject_list)(struct gal_store *store, int64_t collection_id, const char *after,

@@ -308,7 +308,8 @@ static char *dup_text(sqlite3_stmt *st, int col)
 
 static void conn_close(struct conn *c)
 {
-    for (int i = 0; i < S_COUNT; i++) sqlite3_finalize(c->stmt[i]);
+    for (int i = 0; i < S_COUNT; i++)
+        sqlite3_finalize(c->stmt[i]);
     memset(c->stmt, 0, sizeof c->stmt);
     if (c->db) sqlite3_close(c->db);
     c->db = NULL;
@@ -403,8 +404,7 @@ static int writer_end(struct sqlite_store *s, int rc)
 
 /* Appends a change; its sequence number goes to *seq. Writer held. */
 static int change_add(struct sqlite_store *s, enum gal_change_kind kind, int64_t collection_id,
-                      int64_t subject_rowid, const char *subject_id, int64_t face_id,
-                      uint64_t *seq)
+                      int64_t subject_rowid, const char *subject_id, int64_t face_id, uint64_t *seq)
 {
     struct conn *w = &s->writer;
     sqlite3_stmt *st = stmt(w, S_CHANGE_ADD);
@@ -451,15 +451,17 @@ static int migrate(struct sqlite_store *s)
     if (!rc) rc = pragma_int(w, "PRAGMA application_id", &app);
     if (rc) return rc;
     if (app != 0 && app != APPLICATION_ID)
-        return base_error_set(BASE_ERR_FORMAT, "%s is a SQLite file of another application (id %lld)",
-                              s->path, (long long)app);
+        return base_error_set(BASE_ERR_FORMAT,
+                              "%s is a SQLite file of another application (id %lld)", s->path,
+                              (long long)app);
     if (version > SCHEMA_VERSION)
         return base_error_set(BASE_ERR_UNSUPPORTED,
                               "%s: gallery schema version %lld is newer than this build's (%d)",
                               s->path, (long long)version, SCHEMA_VERSION);
     if (version == SCHEMA_VERSION) return 0;
     if (s->options.read_only)
-        return base_error_set(BASE_ERR_IO, "%s: schema version %lld needs a migration to %d, "
+        return base_error_set(BASE_ERR_IO,
+                              "%s: schema version %lld needs a migration to %d, "
                               "but the store is open read-only",
                               s->path, (long long)version, SCHEMA_VERSION);
     if ((rc = exec_const(w, "BEGIN IMMEDIATE"))) return rc;
@@ -504,8 +506,7 @@ int gal_store_sqlite_open(const char *path, const struct gal_options *options,
                           struct gal_store **out)
 {
     *out = NULL;
-    if (!path || !*path)
-        return base_error_set(BASE_ERR_INVALID, "gallery store path is empty");
+    if (!path || !*path) return base_error_set(BASE_ERR_INVALID, "gallery store path is empty");
     struct sqlite_store *s = calloc(1, sizeof *s);
     if (!s) return base_error_set(BASE_ERR_NOMEM, "cannot allocate a store");
     s->base.ops = &sqlite_ops;
@@ -523,8 +524,8 @@ int gal_store_sqlite_open(const char *path, const struct gal_options *options,
         return base_error_set(BASE_ERR_NOMEM, "cannot allocate a store");
     }
 
-    int flags = s->options.read_only ? SQLITE_OPEN_READONLY
-                                     : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+    int flags =
+        s->options.read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
     int rc = conn_open(&s->writer, path, flags);
     if (rc) goto fail;
     struct conn *w = &s->writer;
@@ -555,7 +556,8 @@ int gal_store_sqlite_open(const char *path, const struct gal_options *options,
         rc = pragma_int(w, "PRAGMA page_size", &page_size);
         if (!rc) {
             char sql[80];
-            uint64_t pages = s->options.max_store_bytes / (uint64_t)(page_size > 0 ? page_size : 4096);
+            uint64_t pages =
+                s->options.max_store_bytes / (uint64_t)(page_size > 0 ? page_size : 4096);
             snprintf(sql, sizeof sql, "PRAGMA max_page_count = %llu",
                      (unsigned long long)(pages ? pages : 1));
             rc = exec_const(w, sql);
@@ -885,8 +887,8 @@ end:
     return writer_end(s, rc);
 }
 
-static int sq_subject_delete(struct gal_store *store, int64_t collection_id,
-                             const char *subject_id, int64_t *subject_rowid, uint64_t *seq)
+static int sq_subject_delete(struct gal_store *store, int64_t collection_id, const char *subject_id,
+                             int64_t *subject_rowid, uint64_t *seq)
 {
     struct sqlite_store *s = (struct sqlite_store *)store;
     int rc = writer_begin(s, 1);
@@ -900,8 +902,8 @@ static int sq_subject_delete(struct gal_store *store, int64_t collection_id,
     }
     sqlite3_bind_int64(st, 1, *subject_rowid);
     if ((rc = run(w, st, "delete a subject"))) goto end; /* faces and thumbnails cascade */
-    rc = change_add(s, GAL_CHANGE_SUBJECT_DELETE, collection_id, *subject_rowid, subject_id, 0,
-                    seq);
+    rc =
+        change_add(s, GAL_CHANGE_SUBJECT_DELETE, collection_id, *subject_rowid, subject_id, 0, seq);
 end:
     return writer_end(s, rc);
 }
@@ -992,9 +994,8 @@ done:
 /* ---- faces ---------------------------------------------------------------------------- */
 
 static int sq_faces_add(struct gal_store *store, int64_t collection_id,
-                        const struct gal_face_input *faces, const int64_t *created_ms,
-                        size_t count, int64_t *face_ids, int64_t *subject_rowids,
-                        uint64_t *first_seq)
+                        const struct gal_face_input *faces, const int64_t *created_ms, size_t count,
+                        int64_t *face_ids, int64_t *subject_rowids, uint64_t *first_seq)
 {
     struct sqlite_store *s = (struct sqlite_store *)store;
     int rc = writer_begin(s, 1);
@@ -1017,7 +1018,8 @@ static int sq_faces_add(struct gal_store *store, int64_t collection_id,
         sqlite3_bind_int64(st, 2, subject_rowid);
         sqlite3_bind_blob(st, 3, f->embedding, (int)(f->dim * sizeof(float)), SQLITE_STATIC);
         sqlite3_bind_text(st, 4, f->image_hash ? f->image_hash : "", -1, SQLITE_STATIC);
-        for (int b = 0; b < 4; b++) sqlite3_bind_double(st, 5 + b, f->box[b]);
+        for (int b = 0; b < 4; b++)
+            sqlite3_bind_double(st, 5 + b, f->box[b]);
         sqlite3_bind_double(st, 9, f->quality);
         sqlite3_bind_int64(st, 10, created_ms && created_ms[i] ? created_ms[i] : now);
         if ((rc = run(w, st, "add a face"))) break;
@@ -1093,7 +1095,8 @@ static int read_face(sqlite3_stmt *st, uint32_t dim, struct gal_face_record *r, 
     r->face_id = sqlite3_column_int64(st, 0);
     copy_text(r->subject_id, sizeof r->subject_id, st, 1);
     copy_text(r->image_hash, sizeof r->image_hash, st, 2);
-    for (int b = 0; b < 4; b++) r->box[b] = (float)sqlite3_column_double(st, 3 + b);
+    for (int b = 0; b < 4; b++)
+        r->box[b] = (float)sqlite3_column_double(st, 3 + b);
     r->quality = (float)sqlite3_column_double(st, 7);
     r->created_ms = sqlite3_column_int64(st, 8);
     r->dim = dim;

@@ -47,7 +47,8 @@ static inline void random_unit(struct rng *r, float *x, size_t dim)
         s += (double)x[i] * x[i];
     }
     s = 1.0 / sqrt(s);
-    for (size_t i = 0; i < dim; i++) x[i] = (float)(x[i] * s);
+    for (size_t i = 0; i < dim; i++)
+        x[i] = (float)(x[i] * s);
 }
 
 /* A new directory under /tmp; remove it with remove_tree(). */
@@ -84,8 +85,8 @@ static inline const char *path_in(char *buf, size_t size, const char *dir, const
 }
 
 /* A face input with no thumbnail; callers set the rest. */
-static inline struct gal_face_input face_input(const char *subject, const char *model,
-                                               uint32_t dim, const float *embedding)
+static inline struct gal_face_input face_input(const char *subject, const char *model, uint32_t dim,
+                                               const float *embedding)
 {
     struct gal_face_input f;
     memset(&f, 0, sizeof f);

@@ -7,9 +7,10 @@
  *   - at the end the index and the store agree and the store passes its integrity check.
  * Build it with -fsanitize=thread to check for data races (see docs/gallery.md).
  */
+#include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
-#include <setjmp.h>
+
 #include <cmocka.h>
 
 #include <pthread.h>
@@ -79,7 +80,8 @@ static void *searcher(void *arg)
     float q[16 * DIM];
     while (!atomic_load(&stop)) {
         size_t nq = 1 + rng_u64(&r) % 16, k = 1 + rng_u64(&r) % 20;
-        for (size_t i = 0; i < nq; i++) random_unit(&r, q + i * DIM, DIM);
+        for (size_t i = 0; i < nq; i++)
+            random_unit(&r, q + i * DIM, DIM);
         struct gal_search_request req = {MODEL, DIM, q, nq, k};
         struct gal_results *res;
         int rc = gal_search(g, "c", &req, &res);
@@ -244,10 +246,12 @@ static void test_concurrent_search_and_enrol(void **state)
 
     pthread_t threads[7];
     void *(*fns[7])(void *) = {searcher, searcher, searcher, enroller, deleter, tuner, follow};
-    for (int i = 0; i < 7; i++) pthread_create(&threads[i], NULL, fns[i], (void *)(uintptr_t)(i + 1));
+    for (int i = 0; i < 7; i++)
+        pthread_create(&threads[i], NULL, fns[i], (void *)(uintptr_t)(i + 1));
     usleep((useconds_t)(run_seconds * 1e6));
     atomic_store(&stop, 1);
-    for (int i = 0; i < 7; i++) pthread_join(threads[i], NULL);
+    for (int i = 0; i < 7; i++)
+        pthread_join(threads[i], NULL);
     printf("# %.1f s: %ld searches, %ld enrolments, %ld deletions, %ld setting rounds\n",
            run_seconds, atomic_load(&searches), atomic_load(&enrolments), atomic_load(&deletions),
            atomic_load(&settings));

@@ -7,9 +7,10 @@
  * first by a search with that embedding, and that PRAGMA integrity_check is ok. 100 kills
  * in a row (VULTUS_CRASH_KILLS overrides), in about 15 s.
  */
+#include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
-#include <setjmp.h>
+
 #include <cmocka.h>
 
 #include <errno.h>
@@ -107,7 +108,8 @@ static void verify(struct gal *g, const struct ack *acks, size_t from, size_t n)
         if (rc != 0)
             fail_msg("acknowledged face %lld (ack %zu) is missing: %s", (long long)acks[i].face_id,
                      i, base_error_message());
-        for (int d = 0; d < DIM; d++) assert_true(fabsf(rec.embedding[d] - e[d]) < 1e-6f);
+        for (int d = 0; d < DIM; d++)
+            assert_true(fabsf(rec.embedding[d] - e[d]) < 1e-6f);
         gal_face_record_deinit(&rec);
         struct gal_search_request req = {MODEL, DIM, e, 1, 1};
         struct gal_results *res;

@@ -9,9 +9,10 @@
  * Queries are independent random unit vectors: the hardest case for ranking, since their
  * best matches are separated by small gaps (~0.01), unlike a real probe and its mate.
  */
+#include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
-#include <setjmp.h>
+
 #include <cmocka.h>
 
 #include "base/base.h"
@@ -40,11 +41,13 @@ static size_t reference(const float *x, const int64_t *ids, const int64_t *subje
     for (size_t i = 0; i < n; i++) {
         if (live && !live[i]) continue;
         double s = 0;
-        for (size_t j = 0; j < dim; j++) s += (double)q[j] * x[i * dim + j];
+        for (size_t j = 0; j < dim; j++)
+            s += (double)q[j] * x[i * dim + j];
         struct ref_hit h = {s, ids[i], subjects[i]};
         if (by_subject) {
             size_t t = 0;
-            while (t < m && out[t].subject != h.subject) t++;
+            while (t < m && out[t].subject != h.subject)
+                t++;
             if (t < m) {
                 if (!ref_better(&h, &out[t])) continue;
                 memmove(out + t, out + t + 1, (m - t - 1) * sizeof *out); /* re-insert below */
@@ -52,7 +55,8 @@ static size_t reference(const float *x, const int64_t *ids, const int64_t *subje
             }
         }
         size_t p = m < k ? m : k;
-        while (p > 0 && ref_better(&h, &out[p - 1])) p--;
+        while (p > 0 && ref_better(&h, &out[p - 1]))
+            p--;
         if (p >= k) continue;
         size_t end = m < k ? m : k - 1;
         memmove(out + p + 1, out + p, (end - p) * sizeof *out);
@@ -107,8 +111,10 @@ static void search_all(struct gal_index *index, const float *q, size_t nq, size_
         EXPECT_OK(gal_index_search(index, q + s * dim, m, kc, kc, faces + s * kc, fn,
                                    subjects + s * kc, sn));
         for (size_t i = 0; i < m; i++) {
-            for (size_t j = fn[i]; j < kc; j++) faces[(s + i) * kc + j].face_id = -1;
-            for (size_t j = sn[i]; j < kc; j++) subjects[(s + i) * kc + j].face_id = -1;
+            for (size_t j = fn[i]; j < kc; j++)
+                faces[(s + i) * kc + j].face_id = -1;
+            for (size_t j = sn[i]; j < kc; j++)
+                subjects[(s + i) * kc + j].face_id = -1;
         }
     }
 }
@@ -125,7 +131,8 @@ static void test_f32_identical(void **state)
         size_t dim = dims[di];
         struct dataset d = make_dataset(&r, N, dim, 700);
         float *q = malloc(sizeof(float) * Q * dim);
-        for (size_t i = 0; i < Q; i++) random_unit(&r, q + i * dim, dim);
+        for (size_t i = 0; i < Q; i++)
+            random_unit(&r, q + i * dim, dim);
         struct ref_hit ref_f[K], ref_s[K];
         struct gal_candidate faces[Q * K], subjects[Q * K];
         for (size_t kv = 0; kv < sizeof all / sizeof all[0]; kv++) {
@@ -133,8 +140,10 @@ static void test_f32_identical(void **state)
             struct gal_index *index = build(&d, GAL_DTYPE_F32, all[kv]);
             search_all(index, q, Q, dim, K, faces, subjects);
             for (size_t i = 0; i < Q; i++) {
-                size_t nf = reference(d.x, d.ids, d.subjects, NULL, N, dim, q + i * dim, K, 0, ref_f);
-                size_t ns = reference(d.x, d.ids, d.subjects, NULL, N, dim, q + i * dim, K, 1, ref_s);
+                size_t nf =
+                    reference(d.x, d.ids, d.subjects, NULL, N, dim, q + i * dim, K, 0, ref_f);
+                size_t ns =
+                    reference(d.x, d.ids, d.subjects, NULL, N, dim, q + i * dim, K, 1, ref_s);
                 assert_int_equal(nf, K);
                 assert_int_equal(ns, K);
                 for (size_t j = 0; j < K; j++) {
@@ -174,8 +183,10 @@ static struct recall measure(const struct dataset *d, struct gal_index *index, c
         const struct gal_candidate *got = faces + i * kc;
         rc.at1 += got[0].face_id == ref[0].face_id;
         for (size_t a = 0; a < K; a++) {
-            for (size_t b = 0; b < K; b++) rc.at10 += got[b].face_id == ref[a].face_id;
-            for (size_t b = 0; b < kc; b++) rc.contained += got[b].face_id == ref[a].face_id;
+            for (size_t b = 0; b < K; b++)
+                rc.at10 += got[b].face_id == ref[a].face_id;
+            for (size_t b = 0; b < kc; b++)
+                rc.contained += got[b].face_id == ref[a].face_id;
         }
     }
     rc.at1 /= nq;
@@ -193,7 +204,8 @@ static void test_f16_and_int8_recall(void **state)
     enum { N = 20000, Q = 400, DIM = 128 };
     struct dataset d = make_dataset(&r, N, DIM, 5000);
     float *q = malloc(sizeof(float) * Q * DIM);
-    for (size_t i = 0; i < Q; i++) random_unit(&r, q + i * DIM, DIM);
+    for (size_t i = 0; i < Q; i++)
+        random_unit(&r, q + i * DIM, DIM);
 
     struct gal_index *index = build(&d, GAL_DTYPE_F16, NULL);
     struct recall f16 = measure(&d, index, q, Q, K);
@@ -229,14 +241,14 @@ static void test_gallery_recall(void **state)
     EXPECT_OK(gal_open(path_in(db, sizeof db, dir, "g.db"), &opts, &g));
     struct dataset d = make_dataset(&r, N, DIM, 1);
     float *q = malloc(sizeof(float) * Q * DIM);
-    for (size_t i = 0; i < Q; i++) random_unit(&r, q + i * DIM, DIM);
+    for (size_t i = 0; i < Q; i++)
+        random_unit(&r, q + i * DIM, DIM);
     struct gal_face_input *in = malloc(sizeof *in * N);
     int64_t *ids = malloc(sizeof *ids * N);
     for (int dt = 0; dt < 3; dt++) {
         char name[16];
         snprintf(name, sizeof name, "%s", gal_dtype_name((enum gal_dtype)dt));
-        struct gal_collection_info info =
-            collection_info(name, "m", DIM, (enum gal_dtype)dt, 0.3f);
+        struct gal_collection_info info = collection_info(name, "m", DIM, (enum gal_dtype)dt, 0.3f);
         EXPECT_OK(gal_collection_create(g, &info));
         /* One subject per face, so subject results can be checked against faces too. */
         static char subject_ids[N][12];
@@ -246,7 +258,8 @@ static void test_gallery_recall(void **state)
             in[i] = face_input(subject_ids[i], "m", DIM, d.x + i * DIM);
         }
         EXPECT_OK(gal_faces_add(g, name, in, N, ids));
-        for (size_t i = 0; i < N; i++) d.ids[i] = ids[i];
+        for (size_t i = 0; i < N; i++)
+            d.ids[i] = ids[i];
 
         double at1 = 0, at10 = 0, max_error = 0;
         for (size_t s = 0; s < Q; s += 16) {
@@ -301,7 +314,8 @@ static void test_deletes_and_order(void **state)
         EXPECT_OK(gal_index_create(DIM, (enum gal_dtype)dt, NULL, &index));
         /* Add in a shuffled order: most appends, many inserts in the middle. */
         size_t *order = malloc(sizeof *order * N);
-        for (size_t i = 0; i < N; i++) order[i] = i;
+        for (size_t i = 0; i < N; i++)
+            order[i] = i;
         for (size_t i = N - 1; i > 0; i--) {
             size_t j = rng_u64(&r) % (i + 1), t = order[i];
             order[i] = order[j];
@@ -337,14 +351,16 @@ static void test_deletes_and_order(void **state)
             }
         assert_int_equal(removed, expect);
         size_t n_live = 0;
-        for (size_t i = 0; i < N; i++) n_live += live[i];
+        for (size_t i = 0; i < N; i++)
+            n_live += live[i];
         struct gal_index_stats st;
         gal_index_get_stats(index, &st);
         assert_int_equal(st.faces, n_live);
         assert_true(st.rows < N); /* compaction ran */
 
         float q[Q * DIM];
-        for (size_t i = 0; i < Q; i++) random_unit(&r, q + i * DIM, DIM);
+        for (size_t i = 0; i < Q; i++)
+            random_unit(&r, q + i * DIM, DIM);
         size_t kc = dt == GAL_DTYPE_F32 ? K : 2 * K + 16;
         struct gal_candidate faces[Q * (2 * K + 16)], subjects[Q * (2 * K + 16)];
         search_all(index, q, Q, DIM, kc, faces, subjects);
@@ -353,7 +369,8 @@ static void test_deletes_and_order(void **state)
             reference(d.x, d.ids, d.subjects, live, N, DIM, q + i * DIM, K, 0, ref);
             for (size_t a = 0; a < K; a++) {
                 int found = 0;
-                for (size_t b = 0; b < kc; b++) found |= faces[i * kc + b].face_id == ref[a].face_id;
+                for (size_t b = 0; b < kc; b++)
+                    found |= faces[i * kc + b].face_id == ref[a].face_id;
                 if (dt == GAL_DTYPE_F32) found = faces[i * kc + a].face_id == ref[a].face_id;
                 if (!found)
                     fail_msg("dtype %d query %zu: reference rank %zu (face %lld) missing", dt, i, a,
@@ -403,10 +420,8 @@ static void test_empty_and_small(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_empty_and_small),
-        cmocka_unit_test(test_f32_identical),
-        cmocka_unit_test(test_f16_and_int8_recall),
-        cmocka_unit_test(test_deletes_and_order),
+        cmocka_unit_test(test_empty_and_small),     cmocka_unit_test(test_f32_identical),
+        cmocka_unit_test(test_f16_and_int8_recall), cmocka_unit_test(test_deletes_and_order),
         cmocka_unit_test(test_gallery_recall),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

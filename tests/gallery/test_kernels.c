@@ -3,9 +3,10 @@
  * row counts (the 8-row main loop and the single-row tail), plus the f16 and int8
  * conversions. Kernels the CPU cannot run are skipped (and say so).
  */
+#include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
-#include <setjmp.h>
+
 #include <cmocka.h>
 
 #include <math.h>
@@ -43,7 +44,8 @@ static const struct gal_kernels *simd[] = {&gal_kernels_avx2, &gal_kernels_avx51
 static double abs_dot(const float *q, const float *x, size_t dim)
 {
     double s = 0;
-    for (size_t i = 0; i < dim; i++) s += fabs((double)q[i] * x[i]);
+    for (size_t i = 0; i < dim; i++)
+        s += fabs((double)q[i] * x[i]);
     return s;
 }
 
@@ -66,7 +68,8 @@ static void test_f32_and_f16(void **state)
         }
         for (size_t d = 0; d < sizeof dims / sizeof dims[0]; d++) {
             size_t dim = dims[d], stride = dim + 3;
-            for (size_t i = 0; i < dim; i++) q[i] = uniform();
+            for (size_t i = 0; i < dim; i++)
+                q[i] = uniform();
             for (size_t i = 0; i < ROWS_MAX * stride; i++) {
                 x[i] = uniform();
                 h[i] = gal_f32_to_f16(x[i]);
@@ -116,11 +119,13 @@ static void test_i8_exact(void **state)
             for (int pattern = 0; pattern < 3; pattern++) {
                 /* Random codes, then the extremes (+-127 everywhere) that stress overflow. */
                 for (size_t i = 0; i < dim; i++)
-                    q[i] = pattern == 0 ? (int8_t)((int)(next_u64() % 255) - 127)
-                                        : pattern == 1 ? 127 : -127;
+                    q[i] = pattern == 0   ? (int8_t)((int)(next_u64() % 255) - 127)
+                           : pattern == 1 ? 127
+                                          : -127;
                 for (size_t i = 0; i < ROWS_MAX * stride; i++)
-                    x[i] = pattern == 0 ? (int8_t)((int)(next_u64() % 255) - 127)
-                                        : pattern == 1 ? -127 : -127;
+                    x[i] = pattern == 0   ? (int8_t)((int)(next_u64() % 255) - 127)
+                           : pattern == 1 ? -127
+                                          : -127;
                 for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++) {
                     size_t n = rows[r];
                     int32_t want[ROWS_MAX], got[ROWS_MAX];
@@ -152,9 +157,9 @@ static void test_f16_conversion(void **state)
     }
     /* Rounding to nearest even, overflow and underflow. */
     assert_int_equal(gal_f32_to_f16(1.0f), 0x3c00);
-    assert_int_equal(gal_f32_to_f16(1.0f + 1.0f / 2048), 0x3c00);          /* tie: to even */
-    assert_int_equal(gal_f32_to_f16(1.0f + 3.0f / 2048), 0x3c02);          /* tie: to even */
-    assert_int_equal(gal_f32_to_f16(1.0f + 1.0f / 2048 + 1e-6f), 0x3c01);  /* above the tie */
+    assert_int_equal(gal_f32_to_f16(1.0f + 1.0f / 2048), 0x3c00);         /* tie: to even */
+    assert_int_equal(gal_f32_to_f16(1.0f + 3.0f / 2048), 0x3c02);         /* tie: to even */
+    assert_int_equal(gal_f32_to_f16(1.0f + 1.0f / 2048 + 1e-6f), 0x3c01); /* above the tie */
     assert_int_equal(gal_f32_to_f16(65504.0f), 0x7bff);
     assert_int_equal(gal_f32_to_f16(70000.0f), 0x7c00);
     assert_int_equal(gal_f32_to_f16(-70000.0f), 0xfc00);
@@ -194,7 +199,8 @@ static void test_quantize(void **state)
     }
     memset(x, 0, sizeof x);
     assert_true(gal_quantize_i8(x, 192, codes) == 0.0f);
-    for (int i = 0; i < 192; i++) assert_int_equal(codes[i], 0);
+    for (int i = 0; i < 192; i++)
+        assert_int_equal(codes[i], 0);
 }
 
 /* The encoders and the score selection: bit-identical in every variant. */
@@ -212,7 +218,8 @@ static void test_encoders_and_select(void **state)
             size_t dim = dims[d];
             for (int t = 0; t < 20; t++) {
                 float range = t % 4 == 0 ? 1e-6f : t % 4 == 1 ? 70000.0f : 1.0f;
-                for (size_t i = 0; i < dim; i++) x[i] = uniform() * range;
+                for (size_t i = 0; i < dim; i++)
+                    x[i] = uniform() * range;
                 if (t == 19) memset(x, 0, dim * sizeof *x);
                 float ws = gal_quantize_i8(x, dim, want8);
                 float gs = all[kv]->quantize_i8(x, dim, got8);
@@ -243,7 +250,8 @@ static void test_encoders_and_select(void **state)
             gm = all[kv]->select(NULL, NULL, 0.0f, ws, n, gate / 100, gsel);
             assert_int_equal(wm, gm);
             assert_memory_equal(wsel, gsel, wm * sizeof *wsel);
-            for (size_t i = 0; i < wm; i++) assert_true(ws[wsel[i]] > gate / 100);
+            for (size_t i = 0; i < wm; i++)
+                assert_true(ws[wsel[i]] > gate / 100);
         }
     }
 }
@@ -262,12 +270,9 @@ static void test_dispatch(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_dispatch),
-        cmocka_unit_test(test_f32_and_f16),
-        cmocka_unit_test(test_i8_exact),
-        cmocka_unit_test(test_f16_conversion),
-        cmocka_unit_test(test_quantize),
-        cmocka_unit_test(test_encoders_and_select),
+        cmocka_unit_test(test_dispatch), cmocka_unit_test(test_f32_and_f16),
+        cmocka_unit_test(test_i8_exact), cmocka_unit_test(test_f16_conversion),
+        cmocka_unit_test(test_quantize), cmocka_unit_test(test_encoders_and_select),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

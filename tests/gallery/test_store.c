@@ -4,9 +4,10 @@
  * index; the change log lets a second handle follow; export and import, including damaged,
  * truncated and future-version files; read-only and full stores; future schema versions.
  */
+#include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
-#include <setjmp.h>
+
 #include <cmocka.h>
 
 #include <sqlite3.h>
@@ -67,7 +68,8 @@ static size_t fake_jpeg(uint8_t *buf, size_t n, unsigned seed)
     buf[1] = 0xd8;
     buf[2] = 0xff;
     buf[3] = 0xe0;
-    for (size_t i = 4; i < n; i++) buf[i] = (uint8_t)(seed * 31 + i * 7);
+    for (size_t i = 4; i < n; i++)
+        buf[i] = (uint8_t)(seed * 31 + i * 7);
     return n;
 }
 
@@ -85,7 +87,8 @@ static int64_t top1(struct gal *g, const char *collection, const float *q, float
     struct gal_results *res = NULL;
     EXPECT_OK(gal_search(g, collection, &req, &res));
     int64_t id = res->queries[0].face_count ? res->queries[0].faces[0].face_id : 0;
-    if (similarity) *similarity = res->queries[0].face_count ? res->queries[0].faces[0].similarity : 0;
+    if (similarity)
+        *similarity = res->queries[0].face_count ? res->queries[0].faces[0].similarity : 0;
     gal_results_destroy(res);
     return id;
 }
@@ -249,7 +252,8 @@ static void test_face_round_trip(void **state)
     EXPECT_OK(gal_subject_add(g, "c", "alice", NULL));
     float e[DIM], scaled[DIM];
     random_unit(&r, e, DIM);
-    for (int i = 0; i < DIM; i++) scaled[i] = e[i] * 3.0f; /* the gallery normalises */
+    for (int i = 0; i < DIM; i++)
+        scaled[i] = e[i] * 3.0f; /* the gallery normalises */
     uint8_t jpeg[3000];
     struct gal_face_input in = face_input("alice", MODEL, DIM, scaled);
     in.image_hash = "sha256:0123abcd";
@@ -280,7 +284,8 @@ static void test_face_round_trip(void **state)
         assert_true(rec.quality == 0.875f);
         assert_true(rec.created_ms > 1600000000000ll);
         assert_int_equal(rec.dim, DIM);
-        for (int i = 0; i < DIM; i++) assert_true(fabsf(rec.embedding[i] - e[i]) < 1e-6f);
+        for (int i = 0; i < DIM; i++)
+            assert_true(fabsf(rec.embedding[i] - e[i]) < 1e-6f);
         assert_int_equal(rec.thumbnail_len, sizeof jpeg);
         assert_memory_equal(rec.thumbnail, jpeg, sizeof jpeg);
         gal_face_record_deinit(&rec);
@@ -431,9 +436,12 @@ static void test_search_decisions(void **state)
             float u[DIM];
             random_unit(&r, u, DIM);
             double d = 0, n = 0;
-            for (int j = 0; j < DIM; j++) d += u[j] * q[j];
-            for (int j = 0; j < DIM; j++) u[j] -= (float)(d * q[j]);
-            for (int j = 0; j < DIM; j++) n += u[j] * u[j];
+            for (int j = 0; j < DIM; j++)
+                d += u[j] * q[j];
+            for (int j = 0; j < DIM; j++)
+                u[j] -= (float)(d * q[j]);
+            for (int j = 0; j < DIM; j++)
+                n += u[j] * u[j];
             for (int j = 0; j < DIM; j++)
                 x[j] = sims[i] * q[j] + sqrtf(1 - sims[i] * sims[i]) * (float)(u[j] / sqrt(n));
             struct gal_face_input in = face_input(subjects[i], MODEL, DIM, x);
@@ -441,7 +449,8 @@ static void test_search_decisions(void **state)
         }
         for (int i = 0; i < 200; i++) {
             random_unit(&r, x, DIM);
-            for (int j = 0; j < DIM; j++) x[j] -= 0.5f * q[j]; /* keep the crowd below 0.2 */
+            for (int j = 0; j < DIM; j++)
+                x[j] -= 0.5f * q[j]; /* keep the crowd below 0.2 */
             struct gal_face_input in = face_input("crowd", MODEL, DIM, x);
             int64_t id;
             EXPECT_OK(gal_face_add(g, name, &in, &id));
@@ -522,9 +531,11 @@ static char *describe(struct gal *g, const char *collection)
             struct gal_face_record rec;
             EXPECT_OK(gal_face_get(g, collection, ids[j], &rec));
             uint32_t crc = 0;
-            for (size_t b = 0; b < rec.thumbnail_len; b++) crc = crc * 31 + rec.thumbnail[b];
+            for (size_t b = 0; b < rec.thumbnail_len; b++)
+                crc = crc * 31 + rec.thumbnail[b];
             double esum = 0;
-            for (uint32_t d = 0; d < rec.dim; d++) esum += rec.embedding[d] * (d + 1);
+            for (uint32_t d = 0; d < rec.dim; d++)
+                esum += rec.embedding[d] * (d + 1);
             len += (size_t)snprintf(out + len, cap - len,
                                     "  F %s %s %g %g %g %g %g %lld %zu %u %.9g\n", rec.subject_id,
                                     rec.image_hash, (double)rec.box[0], (double)rec.box[1],
@@ -703,10 +714,12 @@ static void test_reopen_rebuilds_index(void **state)
             in[i] = face_input(subject_ids[i % 50], MODEL, DIM, x + (size_t)i * DIM);
         }
         EXPECT_OK(gal_faces_add(f->g, name, in, N, ids));
-        for (int i = 0; i < N; i += 3) EXPECT_OK(gal_face_delete(f->g, name, ids[i]));
+        for (int i = 0; i < N; i += 3)
+            EXPECT_OK(gal_face_delete(f->g, name, ids[i]));
     }
     float q[Q * DIM];
-    for (int i = 0; i < Q; i++) random_unit(&r, q + i * DIM, DIM);
+    for (int i = 0; i < Q; i++)
+        random_unit(&r, q + i * DIM, DIM);
     struct gal_search_request req = {MODEL, DIM, q, Q, 10};
     struct gal_results *before[3], *after;
     struct gal_index_stats st_before[3], st;
@@ -872,7 +885,8 @@ static void test_full_store(void **state)
     int64_t *all;
     size_t n;
     EXPECT_OK(gal_face_list(f->g, "c", "a", &all, &n));
-    for (size_t i = 0; i < BATCH * 2 && i < n; i++) EXPECT_OK(gal_face_delete(f->g, "c", all[i]));
+    for (size_t i = 0; i < BATCH * 2 && i < n; i++)
+        EXPECT_OK(gal_face_delete(f->g, "c", all[i]));
     free(all);
     EXPECT_OK(gal_faces_add(f->g, "c", in, BATCH, ids));
     reopen(f, NULL);
@@ -904,14 +918,15 @@ static void test_schema_versions(void **state)
     char other[600];
     path_in(other, sizeof other, f->dir, "other.db");
     assert_int_equal(sqlite3_open(other, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(db, "PRAGMA application_id = 42; CREATE TABLE t (x)", NULL,
-                                  NULL, NULL),
-                     SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(db, "PRAGMA application_id = 42; CREATE TABLE t (x)", NULL, NULL, NULL),
+        SQLITE_OK);
     sqlite3_close(db);
     EXPECT_RC(gal_open(other, NULL, &g), BASE_ERR_FORMAT);
     path_in(other, sizeof other, f->dir, "junk.db");
     FILE *out = fopen(other, "wb");
-    for (int i = 0; i < 5000; i++) fputc(i * 7, out);
+    for (int i = 0; i < 5000; i++)
+        fputc(i * 7, out);
     fclose(out);
     EXPECT_RC(gal_open(other, NULL, &g), BASE_ERR_FORMAT);
     EXPECT_RC(gal_open("/nonexistent-dir/x.db", NULL, &g), BASE_ERR_IO);
