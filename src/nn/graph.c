@@ -149,8 +149,7 @@ static const nn_shape *in_shape(const nn_graph *g, const nn_node *n, int i)
     return &g->tensors[n->inputs[i]].shape;
 }
 
-/* Output size of a windowed op along one axis; -1 when the window does not fit. */
-static int64_t window_out(int64_t in, int k, int stride, int dil, int pad0, int pad1)
+int64_t nn_window_out(int64_t in, int k, int stride, int dil, int pad0, int pad1)
 {
     int64_t eff = (int64_t)(k - 1) * dil + 1;
     int64_t span = in + pad0 + pad1 - eff;
@@ -158,7 +157,7 @@ static int64_t window_out(int64_t in, int k, int stride, int dil, int pad0, int 
     return span / stride + 1;
 }
 
-static int broadcast_shape(const nn_shape *a, const nn_shape *b, nn_shape *out)
+int nn_shape_broadcast(const nn_shape *a, const nn_shape *b, nn_shape *out)
 {
     int r = a->rank > b->rank ? a->rank : b->rank;
     out->rank = r;
@@ -213,8 +212,8 @@ int nn_infer_shape(const nn_graph *g, const nn_node *n, nn_shape *out)
             return base_error_set(BASE_ERR_FORMAT, "node %s: filter %s does not fit input %s", n->name,
                                   nn_shape_str(w, b2, sizeof b2), nn_shape_str(x, b1, sizeof b1));
         int64_t cout = p->depthwise ? w->dim[2] * w->dim[3] : w->dim[3];
-        int64_t oh = window_out(x->dim[1], p->kernel_h, p->stride_h, p->dilation_h, p->pad_top, p->pad_bottom);
-        int64_t ow = window_out(x->dim[2], p->kernel_w, p->stride_w, p->dilation_w, p->pad_left, p->pad_right);
+        int64_t oh = nn_window_out(x->dim[1], p->kernel_h, p->stride_h, p->dilation_h, p->pad_top, p->pad_bottom);
+        int64_t ow = nn_window_out(x->dim[2], p->kernel_w, p->stride_w, p->dilation_w, p->pad_left, p->pad_right);
         if (oh < 1 || ow < 1 || p->pad_top < 0 || p->pad_bottom < 0 || p->pad_left < 0 || p->pad_right < 0)
             return base_error_set(BASE_ERR_FORMAT, "node %s: %dx%d window does not fit input %s", n->name,
                                   p->kernel_h, p->kernel_w, nn_shape_str(x, b1, sizeof b1));
@@ -246,7 +245,7 @@ int nn_infer_shape(const nn_graph *g, const nn_node *n, nn_shape *out)
         if (n->n_inputs != 2)
             return base_error_set(BASE_ERR_FORMAT, "node %s: needs 2 inputs, has %d", n->name, n->n_inputs);
         const nn_shape *y = in_shape(g, n, 1);
-        if (broadcast_shape(x, y, out) != 0)
+        if (nn_shape_broadcast(x, y, out) != 0)
             return base_error_set(BASE_ERR_FORMAT, "node %s: shapes %s and %s do not broadcast",
                                   n->name, nn_shape_str(x, b1, sizeof b1), nn_shape_str(y, b2, sizeof b2));
         /* The batch symbol broadcasts only against itself or 1. */
@@ -257,8 +256,8 @@ int nn_infer_shape(const nn_graph *g, const nn_node *n, nn_shape *out)
     case NN_OP_POOL: {
         const nn_pool_params *p = &n->p.pool;
         if (x->rank != 4) return base_error_set(BASE_ERR_FORMAT, "node %s: pooling needs rank 4", n->name);
-        int64_t oh = window_out(x->dim[1], p->kernel_h, p->stride_h, 1, p->pad_top, p->pad_bottom);
-        int64_t ow = window_out(x->dim[2], p->kernel_w, p->stride_w, 1, p->pad_left, p->pad_right);
+        int64_t oh = nn_window_out(x->dim[1], p->kernel_h, p->stride_h, 1, p->pad_top, p->pad_bottom);
+        int64_t ow = nn_window_out(x->dim[2], p->kernel_w, p->stride_w, 1, p->pad_left, p->pad_right);
         if (oh < 1 || ow < 1)
             return base_error_set(BASE_ERR_FORMAT, "node %s: %dx%d pool does not fit %s", n->name,
                                   p->kernel_h, p->kernel_w, nn_shape_str(x, b1, sizeof b1));

@@ -237,6 +237,11 @@ int nn_graph_mark_output(nn_graph *g, int t);
  * that change params). Returns 0 or a negative code. */
 int nn_infer_shape(const nn_graph *g, const nn_node *node, nn_shape *out);
 
+/* numpy broadcasting of a and b into out; -1 when they do not broadcast. */
+int nn_shape_broadcast(const nn_shape *a, const nn_shape *b, nn_shape *out);
+/* Output size of a windowed op (conv, pool) along one axis; -1 when the window does not fit. */
+int64_t nn_window_out(int64_t in, int kernel, int stride, int dilation, int pad_before, int pad_after);
+
 /* Number of elements of `s` with NN_BATCH taken as `batch`. */
 int64_t nn_shape_numel(const nn_shape *s, int64_t batch);
 /* Same dims? */

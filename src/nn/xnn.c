@@ -701,27 +701,6 @@ static int check_out(const nn_node *n, const nn_view *out, const nn_shape *want)
                           nn_shape_str(want, b2, sizeof b2));
 }
 
-/* numpy broadcasting of a and b; 0 when they do not broadcast. */
-static int broadcast_shape(const nn_shape *a, const nn_shape *b, nn_shape *out)
-{
-    int r = a->rank > b->rank ? a->rank : b->rank;
-    out->rank = r;
-    for (int i = 0; i < r; i++) {
-        int ia = i - (r - a->rank), ib = i - (r - b->rank);
-        int64_t da = ia >= 0 ? a->dim[ia] : 1, db = ib >= 0 ? b->dim[ib] : 1;
-        if (da != db && da != 1 && db != 1) return 0;
-        out->dim[i] = da == 1 ? db : da;
-    }
-    return 1;
-}
-
-/* Output size of a windowed op along one axis, as XNNPACK computes it. */
-static int64_t window_out(int64_t in, int k, int stride, int dil, int pad0, int pad1)
-{
-    int64_t eff = (int64_t)(k - 1) * dil + 1;
-    int64_t span = in + pad0 + pad1 - eff;
-    return span < 0 ? 0 : span / stride + 1;
-}
 
 static enum xnn_status setup_post(nn_xnn_op *op, float *y, size_t numel, pthreadpool_t pool,
                                   const char **what)
@@ -834,9 +813,9 @@ int nn_xnn_setup(nn_xnn_op *op, const nn_graph *g, const nn_node *n, const nn_vi
         int64_t cout = p->depthwise ? w->dim[2] * w->dim[3] : w->dim[3];
         nn_shape want = {4,
                          {xs->dim[0],
-                          window_out(xs->dim[1], p->kernel_h, p->stride_h, p->dilation_h,
+                          nn_window_out(xs->dim[1], p->kernel_h, p->stride_h, p->dilation_h,
                                      p->pad_top, p->pad_bottom),
-                          window_out(xs->dim[2], p->kernel_w, p->stride_w, p->dilation_w,
+                          nn_window_out(xs->dim[2], p->kernel_w, p->stride_w, p->dilation_w,
                                      p->pad_left, p->pad_right),
                           cout}};
         if (xs->rank != 4 || xs->dim[3] != w->dim[2])
@@ -859,7 +838,7 @@ int nn_xnn_setup(nn_xnn_op *op, const nn_graph *g, const nn_node *n, const nn_vi
     }
     case NN_OP_BINARY: {
         nn_shape want;
-        if (!broadcast_shape(&in[0].shape, &in[1].shape, &want))
+        if (nn_shape_broadcast(&in[0].shape, &in[1].shape, &want) != 0)
             return base_error_set(BASE_ERR_INVALID, "node %s: inputs do not broadcast", n->name);
         if ((rc = check_out(n, out, &want))) return rc;
         st =
@@ -881,8 +860,8 @@ int nn_xnn_setup(nn_xnn_op *op, const nn_graph *g, const nn_node *n, const nn_vi
         nn_shape want = {
             4,
             {xs->dim[0],
-             window_out(xs->dim[1], p->kernel_h, p->stride_h, 1, p->pad_top, p->pad_bottom),
-             window_out(xs->dim[2], p->kernel_w, p->stride_w, 1, p->pad_left, p->pad_right),
+             nn_window_out(xs->dim[1], p->kernel_h, p->stride_h, 1, p->pad_top, p->pad_bottom),
+             nn_window_out(xs->dim[2], p->kernel_w, p->stride_w, 1, p->pad_left, p->pad_right),
              xs->dim[3]}};
         if ((rc = check_out(n, out, &want))) return rc;
         if (p->kind == NN_POOL_MAX) {
