@@ -27,7 +27,7 @@ TEST_SRC := $(shell find tests -name 'test_*.c' 2>/dev/null | sort)
 TEST_BIN := $(TEST_SRC:%.c=$(BUILD)/%)
 FUZZ_SRC := $(shell find tests/fuzz -name 'fuzz_*.c' 2>/dev/null | sort)
 
-.PHONY: all test check tsan bench bench-nn run fuzz clean setup models format
+.PHONY: all test check tsan bench bench-setup bench-nn run fuzz clean setup models format
 all: $(BUILD)/vultus
 
 $(BUILD)/obj/%.o: %.c
@@ -102,7 +102,11 @@ models:
 
 # The engine against TF.js-WASM and ONNX Runtime in the same run (JSON lines + a table in
 # $(BUILD)/bench-nn.{jsonl,txt}); BENCH_NN_ARGS="--quick" or model names for a shorter run.
-bench-nn: setup all
+bench-setup:
+	@tools/bootstrap --bench
+	@tools/fetch-models
+
+bench-nn: bench-setup all
 	@BUILD=$(BUILD) bench/nn/run $(BENCH_NN_ARGS)
 
 bench: bench-nn
@@ -122,7 +126,8 @@ clean:
 # gallery and base objects, so the rest of the library may be mid-edit.
 GALLERY_BENCH_OBJ := $(filter $(BUILD)/obj/src/gallery/% $(BUILD)/obj/src/base/%,$(LIB_OBJ))
 .PHONY: bench-gallery
-bench-gallery: $(BUILD)/bench/gallery/bench_gallery $(BUILD)/bench/gallery/faiss_peer
+bench-gallery: bench-setup
+	@$(MAKE) --no-print-directory $(BUILD)/bench/gallery/bench_gallery $(BUILD)/bench/gallery/faiss_peer
 	$(BUILD)/bench/gallery/bench_gallery --data $(BUILD)/bench-gallery \
 		--peer $(BUILD)/bench/gallery/faiss_peer $(BENCH_GALLERY_ARGS)
 
