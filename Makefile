@@ -2,6 +2,7 @@
 # (Debian packages, model pack), builds and runs every test; `make check` runs the tests
 # built with AddressSanitizer and UBSan. See README.md.
 
+SHELL := /bin/bash
 CC ?= cc
 CXX ?= c++
 BUILD ?= build
@@ -27,7 +28,7 @@ TEST_SRC := $(shell find tests -name 'test_*.c' 2>/dev/null | sort)
 TEST_BIN := $(TEST_SRC:%.c=$(BUILD)/%)
 FUZZ_SRC := $(shell find tests/fuzz -name 'fuzz_*.c' 2>/dev/null | sort)
 
-.PHONY: all test check tsan bench bench-setup bench-nn run fuzz clean setup models format
+.PHONY: all test check tsan bench bench-setup bench-nn run fuzz clean setup models format tests
 all: $(BUILD)/vultus
 
 $(BUILD)/obj/%.o: %.c
@@ -65,37 +66,44 @@ check: setup
 		$(TEST_SRC:%.c=build/asan/%)
 	@$(MAKE) --no-print-directory tsan
 
-# ThreadSanitizer build of the tests of concurrent code (clang; the library is rebuilt with TSan).
+# ThreadSanitizer build of the tests of concurrent code: the library and those tests are rebuilt
+# with clang -fsanitize=thread into $(BUILD)/tsan (part of make check).
 TSAN_TESTS := tests/nn/test_shared_model.c tests/gallery/test_concurrency.c
 tsan: setup
-	@mkdir -p $(BUILD)/tsan
-	@for t in $(TSAN_TESTS); do \
-		bin=$(BUILD)/tsan/$$(basename $$t .c); \
-		clang -std=c17 -D_GNU_SOURCE -O1 -g -fsanitize=thread -Isrc -Itests $(PKG_CFLAGS) -o $$bin $$t \
-			$(LIB_SRC) $(LDLIBS) -lcmocka || exit 1; \
-	done
-	@TSAN_OPTIONS=halt_on_error=1 tools/run-tests $(BUILD)/tsan $(foreach t,$(TSAN_TESTS),$(BUILD)/tsan/$(basename $(notdir $(t))))
+	@$(MAKE) --no-print-directory BUILD=$(BUILD)/tsan CC=clang OPT=-O1 EXTRA_CFLAGS=-fsanitize=thread \
+		LDFLAGS=-fsanitize=thread $(TSAN_TESTS:%.c=$(BUILD)/tsan/%)
+	@TSAN_OPTIONS=halt_on_error=1 tools/run-tests $(BUILD)/tsan $(TSAN_TESTS:%.c=$(BUILD)/tsan/%)
 
 run: setup all
 	$(BUILD)/vultus serve --models models --data data
 
 # libFuzzer targets (clang): one per parser of untrusted bytes, tests/fuzz/fuzz_NAME.c with its
-# seeds in tests/fuzz/corpus/NAME/. `make fuzz` runs each for FUZZ_SECONDS (CI runs it briefly).
+# seeds in tests/fuzz/corpus/NAME/. `make fuzz` runs each for FUZZ_SECONDS (CI runs it briefly)
+# and fails if any run crashes. The library is built once with the fuzzer's instrumentation
+# into $(BUILD)/fuzz and linked as an archive, so each target pulls in only what it uses.
 FUZZ_SECONDS ?= 30
-FUZZ_CFLAGS := -std=c17 -D_GNU_SOURCE -O1 -g -fsanitize=fuzzer,address,undefined \
-	-fno-sanitize-recover=undefined -Isrc $(PKG_CFLAGS)
-$(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(shell find src -name '*.h')
+FUZZ_SANITIZE := -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
+$(BUILD)/fuzz/bin/%: tests/fuzz/%.c $(BUILD)/fuzz/libvultus.a
 	@mkdir -p $(dir $@)
-	clang $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRC) $(LDLIBS)
+	clang -std=c17 -D_GNU_SOURCE -O1 -g -fsanitize=fuzzer,address,undefined -Isrc $(PKG_CFLAGS) \
+		-o $@ $< $(BUILD)/fuzz/libvultus.a $(LDLIBS)
 
-fuzz: setup $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
-	@for f in $(FUZZ_SRC:tests/fuzz/%.c=%); do \
+$(BUILD)/fuzz/libvultus.a: FORCE
+	@$(MAKE) --no-print-directory BUILD=$(BUILD)/fuzz CC=clang OPT=-O1 \
+		EXTRA_CFLAGS="$(FUZZ_SANITIZE)" $(BUILD)/fuzz/libvultus.a
+
+fuzz: setup $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/bin/%)
+	@set -o pipefail; for f in $(FUZZ_SRC:tests/fuzz/%.c=%); do \
 		name=$${f#fuzz_}; mkdir -p $(BUILD)/fuzz/corpus-$$name; \
 		echo "fuzz: $$f for $(FUZZ_SECONDS) s"; \
-		$(BUILD)/fuzz/$$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -rss_limit_mb=2048 \
-			-print_final_stats=1 $(BUILD)/fuzz/corpus-$$name tests/fuzz/corpus/$$name \
-			2>&1 | grep -E 'stat::number_of_executed_units|ERROR|SUMMARY|crash-' || exit 1; \
+		$(BUILD)/fuzz/bin/$$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -rss_limit_mb=2048 \
+			-print_final_stats=1 -artifact_prefix=$(BUILD)/fuzz/ $(BUILD)/fuzz/corpus-$$name \
+			tests/fuzz/corpus/$$name 2>&1 | { grep -E 'stat::number_of_executed_units|ERROR|SUMMARY|crash-' || true; } \
+			|| { echo "fuzz: $$f FAILED (artifacts in $(BUILD)/fuzz/)"; exit 1; }; \
 	done
+
+.PHONY: FORCE
+FORCE:
 
 models:
 	@tools/fetch-models
