@@ -127,6 +127,9 @@ clean:
 
 -include $(LIB_OBJ:.o=.d) $(BUILD)/obj/src/main.d
 
+# The OpenAPI document is embedded into openapi.o by the assembler (.incbin).
+$(BUILD)/obj/src/http/openapi.o: src/http/openapi.json
+
 # The gallery against FAISS (Debian libfaiss-dev) on the same random vectors in the same
 # run: JSON lines, then a table (also appended to $(BUILD)/bench-gallery/results.jsonl).
 # Galleries and ground truth are built once into $(BUILD)/bench-gallery and reused.

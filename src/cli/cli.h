@@ -20,6 +20,11 @@ int cli_nn_main(int argc, char **argv);
 /* vultus bench nn [options] [MODEL...] | vultus bench peak */
 int cli_bench_main(int argc, char **argv);
 
+/* vultus serve [--OPTION VALUE]... (src/cli/serve_cmd.c) */
+int cli_serve_main(int argc, char **argv);
+/* vultus keys create|list|revoke (src/cli/keys_cmd.c) */
+int cli_keys_main(int argc, char **argv);
+
 /* A model's name from its path: the file name without directory and ".json". */
 void cli_model_name(const char *path, char *buf, size_t cap);
 

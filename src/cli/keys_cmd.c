@@ -1,0 +1,123 @@
+/*
+ * `vultus keys create|list|revoke`: API keys of the service, stored hashed in DATA/vultus.db
+ * (see src/http/keys.c). A key is printed once, at creation; only its SHA-256 is kept.
+ */
+#include "base/base.h"
+#include "cli/cli.h"
+#include "http/http.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static void usage(FILE *out)
+{
+    fprintf(
+        out,
+        "usage: vultus keys create --scope read|write|admin [--collection C] [--name LABEL]\n"
+        "                          [--data DIR]\n"
+        "       vultus keys list [--data DIR]\n"
+        "       vultus keys revoke ID [--data DIR]\n"
+        "\n"
+        "API keys for `vultus serve`, kept hashed in DATA/vultus.db (default DATA: the\n"
+        "VULTUS_DATA environment variable, else \"data\"). `create` prints the new key once on\n"
+        "stdout. Scopes: read (GET, detect, analyze, embed, verify, search), write (also\n"
+        "subjects, faces, enrolment), admin (also collections). --collection limits a key to\n"
+        "one collection. While any key exists, every /v1 request needs\n"
+        "`Authorization: Bearer KEY`; a running server notices new keys within a second.\n");
+}
+
+int cli_keys_main(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
+    }
+    const char *verb = argv[1];
+    const char *data = getenv("VULTUS_DATA");
+    if (!data || !*data) data = "data";
+    const char *scope_text = NULL, *collection = NULL, *name = NULL, *id = NULL;
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        const char **slot = strcmp(a, "--scope") == 0        ? &scope_text
+                            : strcmp(a, "--collection") == 0 ? &collection
+                            : strcmp(a, "--name") == 0       ? &name
+                            : strcmp(a, "--data") == 0       ? &data
+                                                             : NULL;
+        if (slot) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "vultus keys: %s needs a value\n", a);
+                return CLI_EXIT_USAGE;
+            }
+            *slot = argv[++i];
+        } else if (strcmp(verb, "revoke") == 0 && !id && a[0] != '-') {
+            id = a;
+        } else {
+            fprintf(stderr, "vultus keys: unexpected argument '%s'\n\n", a);
+            usage(stderr);
+            return CLI_EXIT_USAGE;
+        }
+    }
+
+    if (strcmp(verb, "create") == 0) {
+        enum http_scope scope;
+        if (!scope_text) {
+            fprintf(stderr, "vultus keys create: --scope read|write|admin is required\n");
+            return CLI_EXIT_USAGE;
+        }
+        if (http_scope_parse(scope_text, &scope) != 0) {
+            fprintf(stderr, "vultus keys create: %s\n", base_error_message());
+            return CLI_EXIT_USAGE;
+        }
+        char key[HTTP_KEY_MAX];
+        http_key_info info;
+        if (http_keys_create(data, scope, collection, name, key, &info) != 0) {
+            fprintf(stderr, "vultus keys create: %s\n", base_error_message());
+            return CLI_EXIT_FAILURE;
+        }
+        printf("%s\n", key);
+        fprintf(stderr,
+                "vultus keys: created key %s (scope %s%s%s) in %s/vultus.db; it is shown only "
+                "this once\n",
+                info.id, http_scope_name(info.scope), info.collection[0] ? ", collection " : "",
+                info.collection, data);
+        memset(key, 0, sizeof key);
+        return CLI_EXIT_OK;
+    }
+    if (strcmp(verb, "list") == 0) {
+        http_key_info *keys = NULL;
+        size_t n = 0;
+        if (http_keys_list(data, &keys, &n) != 0) {
+            fprintf(stderr, "vultus keys list: %s\n", base_error_message());
+            return CLI_EXIT_FAILURE;
+        }
+        printf("%-14s %-6s %-20s %-20s %s\n", "id", "scope", "collection", "created (UTC)", "name");
+        for (size_t i = 0; i < n; i++) {
+            time_t t = (time_t)(keys[i].created_ms / 1000);
+            struct tm tm;
+            char when[32];
+            gmtime_r(&t, &tm);
+            strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm);
+            printf("%-14s %-6s %-20s %-20s %s\n", keys[i].id, http_scope_name(keys[i].scope),
+                   keys[i].collection[0] ? keys[i].collection : "*", when, keys[i].name);
+        }
+        free(keys);
+        return CLI_EXIT_OK;
+    }
+    if (strcmp(verb, "revoke") == 0) {
+        if (!id) {
+            fprintf(stderr, "vultus keys revoke: which key? (an id from `vultus keys list`)\n");
+            return CLI_EXIT_USAGE;
+        }
+        if (http_keys_revoke(data, id) != 0) {
+            fprintf(stderr, "vultus keys revoke: %s\n", base_error_message());
+            return CLI_EXIT_FAILURE;
+        }
+        fprintf(stderr, "vultus keys: revoked %s\n", id);
+        return CLI_EXIT_OK;
+    }
+    fprintf(stderr, "vultus keys: unknown command '%s'\n\n", verb);
+    usage(stderr);
+    return CLI_EXIT_USAGE;
+}

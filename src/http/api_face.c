@@ -1,0 +1,334 @@
+/*
+ * The face routes: POST /v1/detect, /v1/analyze, /v1/embed, /v1/verify, and the pipeline
+ * helper the gallery routes share (enrol and search decode and embed the same way).
+ */
+#include "http/internal.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const emotion_names[FACE_EMOTIONS] = {"angry", "disgust",  "fear",   "happy",
+                                                         "sad",   "surprise", "neutral"};
+
+/* Floats as JSON with 6 decimals at most: coordinates and scores need no more, and the
+ * responses stay short. Non-finite values (never expected) become null. */
+static json_t *num(double v)
+{
+    if (!isfinite(v)) return json_null();
+    return json_real(round(v * 1e6) / 1e6);
+}
+
+static json_t *point(face_point p)
+{
+    return json_pack("[o,o]", num(p.x), num(p.y));
+}
+
+json_t *http_box_json(const face_info *f)
+{
+    return json_pack("{s:o,s:o,s:o,s:o}", "x", num(f->x), "y", num(f->y), "width", num(f->w),
+                     "height", num(f->h));
+}
+
+json_t *http_face_json(const face_info *f, int with_embedding)
+{
+    json_t *o = json_object();
+    if (!o) return NULL;
+    json_object_set_new(o, "box", http_box_json(f));
+    json_object_set_new(o, "score", num(f->score));
+    static const char *kp[6] = {"right_eye", "left_eye", "nose", "mouth", "right_ear", "left_ear"};
+    json_t *k = json_object();
+    for (int i = 0; i < 6; i++)
+        json_object_set_new(k, kp[i], point(f->keypoints[i]));
+    json_object_set_new(o, "keypoints", k);
+    if (f->has_landmarks) {
+        static const char *lm[5] = {"left_eye", "right_eye", "nose", "mouth_left", "mouth_right"};
+        json_t *l = json_object();
+        for (int i = 0; i < 5; i++)
+            json_object_set_new(l, lm[i], point(f->landmarks5[i]));
+        json_object_set_new(o, "landmarks", l);
+    }
+    if (f->has_attributes) {
+        const face_attributes *a = &f->attributes;
+        json_t *em = json_object();
+        int best = 0;
+        for (int i = 0; i < FACE_EMOTIONS; i++) {
+            json_object_set_new(em, emotion_names[i], num(a->emotion[i]));
+            if (a->emotion[i] > a->emotion[best]) best = i;
+        }
+        int male = a->gender_male >= 0.5f;
+        json_object_set_new(o, "attributes",
+                            json_pack("{s:o,s:s,s:o,s:o,s:s,s:{s:o,s:o,s:o},s:o,s:o}", "age",
+                                      num(a->age), "gender", male ? "male" : "female",
+                                      "gender_confidence",
+                                      num(male ? a->gender_male : 1 - a->gender_male), "emotion",
+                                      em, "dominant_emotion", emotion_names[best], "pose", "yaw",
+                                      num(a->yaw), "pitch", num(a->pitch), "roll", num(a->roll),
+                                      "quality", num(a->quality), "sharpness", num(a->sharpness)));
+    }
+    if (f->has_liveness)
+        json_object_set_new(o, "liveness",
+                            json_pack("{s:o,s:o,s:o}", "score", num(f->liveness.score), "antispoof",
+                                      num(f->liveness.antispoof), "liveness",
+                                      num(f->liveness.liveness)));
+    if (with_embedding && f->embedding_dim > 0) {
+        json_t *e = json_array();
+        for (int i = 0; i < f->embedding_dim; i++)
+            json_array_append_new(e, json_real(round((double)f->embedding[i] * 1e7) / 1e7));
+        json_object_set_new(o, "embedding", e);
+        json_object_set_new(o, "embedding_model",
+                            json_string(f->embedding_model ? f->embedding_model : ""));
+    }
+    return o;
+}
+
+static void add_timing(http_request *r, const face_timing *t)
+{
+    r->timing.decode_ms += t->decode_ms;
+    r->timing.detect_ms += t->detect_ms;
+    r->timing.landmarks_ms += t->landmarks_ms;
+    r->timing.align_ms += t->align_ms;
+    r->timing.embed_ms += t->embed_ms;
+    r->timing.attributes_ms += t->attributes_ms;
+    r->timing.liveness_ms += t->liveness_ms;
+    r->has_timing = 1;
+}
+
+int http_run_face(http_request *r, http_worker *w, const uint8_t *data, size_t len, unsigned stages,
+                  face_result *out)
+{
+    memset(out, 0, sizeof *out);
+    const http_config *c = &r->srv->cfg;
+    img_decode_options dopts = {
+        .limits = {.max_bytes = (size_t)c->max_body_bytes, .max_pixels = c->max_pixels}};
+    img_image image = {0};
+    uint64_t t0 = base_now_ns();
+    int rc = img_decode(data, len, &dopts, &image, NULL);
+    double decode_ms = (double)(base_now_ns() - t0) / 1e6;
+    if (rc) {
+        switch (rc) {
+        case BASE_ERR_UNSUPPORTED:
+            http_respond_error(r, 415, "unsupported_image",
+                               "not a JPEG, PNG or WebP image we can decode: %s",
+                               base_error_message());
+            break;
+        case BASE_ERR_LIMIT:
+            http_respond_error(r, 413, "image_too_large", "%s", base_error_message());
+            break;
+        case BASE_ERR_FORMAT:
+            http_respond_error(r, 400, "invalid_image", "%s", base_error_message());
+            break;
+        default: http_respond_base_error(r, rc, "image"); break;
+        }
+        return rc;
+    }
+    face_options fo = {.stages = stages, .max_faces = c->max_faces};
+    rc = face_analyze(w->face, &image, &fo, out);
+    img_free(&image);
+    if (rc) {
+        http_respond_base_error(r, rc, "face");
+        return rc;
+    }
+    out->timing.decode_ms = decode_ms;
+    add_timing(r, &out->timing);
+    if ((stages & FACE_STAGE_EMBED) && out->n_faces > 0)
+        http_histogram_observe_count(&r->srv->metrics.batch, (unsigned)out->n_faces);
+    return 0;
+}
+
+int http_face_from_input(http_request *r, http_worker *w, http_input *in, const char *name,
+                         unsigned stages, face_result *out)
+{
+    const uint8_t *data;
+    size_t len;
+    int rc = http_input_image(r, in, name, &data, &len);
+    if (rc <= 0) return rc;
+    rc = http_run_face(r, w, data, len, stages, out);
+    return rc ? rc : 1;
+}
+
+/* The body of detect, analyze and embed: one image, every face. */
+static void faces_route(http_request *r, http_worker *w, unsigned stages, int with_embedding)
+{
+    http_input in;
+    if (http_input_parse(r, 1, &in)) return;
+    int embedding = with_embedding;
+    if (!with_embedding && (stages & FACE_STAGE_ATTRIBUTES)) {
+        if (http_input_bool(r, &in, "embedding", 0, &embedding)) goto out;
+        if (embedding) stages |= FACE_STAGE_EMBED;
+    }
+    face_result res;
+    int rc = http_face_from_input(r, w, &in, "image", stages, &res);
+    if (rc < 0) goto out;
+    if (rc == 0) {
+        http_respond_error(r, 400, "missing_image",
+                           "send an image: a multipart part named "
+                           "image, a raw image/* body, or {\"image\": "
+                           "base64} in JSON");
+        goto out;
+    }
+    json_t *faces = json_array();
+    for (int i = 0; i < res.n_faces; i++)
+        json_array_append_new(faces, http_face_json(&res.faces[i], embedding));
+    r->faces = res.n_faces;
+    const face_timing *t = &res.timing;
+    json_t *timing =
+        json_pack("{s:o,s:o}", "decode", num(t->decode_ms), "detect", num(t->detect_ms));
+    if (t->landmarks_ms > 0) json_object_set_new(timing, "landmarks", num(t->landmarks_ms));
+    if (t->embed_ms > 0) json_object_set_new(timing, "embed", num(t->embed_ms));
+    if (t->attributes_ms > 0) json_object_set_new(timing, "attributes", num(t->attributes_ms));
+    if (t->liveness_ms > 0) json_object_set_new(timing, "liveness", num(t->liveness_ms));
+    http_respond_json(r, 200,
+                      json_pack("{s:i,s:i,s:o,s:o}", "width", res.width, "height", res.height,
+                                "faces", faces, "timing_ms", timing));
+    face_result_free(&res);
+out:
+    http_input_free(&in);
+}
+
+void http_api_detect(http_request *r, http_worker *w)
+{
+    faces_route(r, w, FACE_STAGE_DETECT, 0);
+}
+
+void http_api_analyze(http_request *r, http_worker *w)
+{
+    faces_route(r, w, FACE_STAGE_LANDMARKS | FACE_STAGE_ATTRIBUTES | FACE_STAGE_LIVENESS, 0);
+}
+
+void http_api_embed(http_request *r, http_worker *w)
+{
+    faces_route(r, w, FACE_STAGE_EMBED, 1);
+}
+
+/* The best similarity between `e` and a subject's enrolled faces. */
+static int subject_similarity(http_request *r, const char *collection, const char *subject,
+                              const face_info *f, float *best, int64_t *best_face, float *threshold)
+{
+    http_server *s = r->srv;
+    struct gal_collection_info ci;
+    int rc = gal_collection_get(s->gal, collection, &ci);
+    if (rc) {
+        http_respond_base_error(r, rc, "collection");
+        return rc;
+    }
+    if (strcmp(ci.model_id, f->embedding_model ? f->embedding_model : "") != 0 ||
+        (int)ci.dim != f->embedding_dim) {
+        http_respond_error(r, 409, "model_mismatch",
+                           "collection %s holds %s embeddings (%u-d); this server makes %s",
+                           collection, ci.model_id, ci.dim,
+                           f->embedding_model ? f->embedding_model : "none");
+        return BASE_ERR_INVALID;
+    }
+    int64_t *ids = NULL;
+    size_t n = 0;
+    if ((rc = gal_face_list(s->gal, collection, subject, &ids, &n))) {
+        http_respond_base_error(r, rc, "subject");
+        return rc;
+    }
+    if (n == 0) {
+        free(ids);
+        http_respond_error(r, 422, "no_enrolled_face", "subject %s has no enrolled face", subject);
+        return BASE_ERR_INVALID;
+    }
+    *best = -2;
+    for (size_t i = 0; i < n; i++) {
+        struct gal_face_record rec;
+        if ((rc = gal_face_get(s->gal, collection, ids[i], &rec))) {
+            if (rc == BASE_ERR_NOT_FOUND) continue; /* deleted meanwhile */
+            free(ids);
+            http_respond_base_error(r, rc, "face");
+            return rc;
+        }
+        float sim = face_similarity(f->embedding, rec.embedding, f->embedding_dim);
+        if (sim > *best) {
+            *best = sim;
+            *best_face = rec.face_id;
+        }
+        gal_face_record_deinit(&rec);
+    }
+    free(ids);
+    if (*best < -1) {
+        http_respond_error(r, 422, "no_enrolled_face", "subject %s has no enrolled face", subject);
+        return BASE_ERR_INVALID;
+    }
+    *threshold = ci.threshold;
+    return 0;
+}
+
+void http_api_verify(http_request *r, http_worker *w)
+{
+    http_input in;
+    if (http_input_parse(r, 1, &in)) return;
+    face_result a = {0}, b = {0};
+    char collection[GAL_NAME_MAX + 2] = "", subject[GAL_ID_MAX + 2] = "";
+    int rc = http_input_param(r, &in, "collection", collection, sizeof collection);
+    if (rc >= 0) rc = http_input_param(r, &in, "subject", subject, sizeof subject);
+    if (rc < 0) goto out;
+    int by_subject = collection[0] || subject[0];
+    if (by_subject && (!collection[0] || !subject[0])) {
+        http_respond_error(r, 422, "invalid_parameter",
+                           "verify against a subject needs both collection and subject");
+        goto out;
+    }
+    if (by_subject && r->key.collection[0] && strcmp(r->key.collection, collection) != 0) {
+        http_respond_error(r, 403, "forbidden", "this key is limited to collection %s",
+                           r->key.collection);
+        goto out;
+    }
+    const char *first = http_input_has_image(&in, "image_a") ? "image_a" : "image";
+    rc = http_face_from_input(r, w, &in, first, FACE_STAGE_EMBED, &a);
+    if (rc < 0) goto out;
+    if (rc == 0) {
+        http_respond_error(r, 400, "missing_image",
+                           by_subject ? "send the image to verify (image)"
+                                      : "send two images: image_a and image_b");
+        goto out;
+    }
+    if (a.n_faces == 0) {
+        http_respond_error(r, 422, "no_face", "no face found in %s", first);
+        goto out;
+    }
+    r->faces = a.n_faces;
+    const face_info *fa = &a.faces[0];
+    float sim = 0, threshold = r->srv->default_threshold;
+    json_t *other = NULL;
+    if (by_subject) {
+        int64_t face_id = 0;
+        uint64_t t0 = base_now_ns();
+        if (subject_similarity(r, collection, subject, fa, &sim, &face_id, &threshold)) goto out;
+        http_histogram_observe_seconds(&r->srv->metrics.stage[HTTP_STAGE_GALLERY],
+                                       (double)(base_now_ns() - t0) * 1e-9);
+        other = json_pack("{s:s,s:s,s:I}", "collection", collection, "subject", subject, "face_id",
+                          (json_int_t)face_id);
+    } else {
+        rc = http_face_from_input(r, w, &in, "image_b", FACE_STAGE_EMBED, &b);
+        if (rc < 0) goto out;
+        if (rc == 0) {
+            http_respond_error(r, 400, "missing_image",
+                               "send two images: image_a and image_b "
+                               "(or image with collection and subject)");
+            goto out;
+        }
+        if (b.n_faces == 0) {
+            http_respond_error(r, 422, "no_face", "no face found in image_b");
+            goto out;
+        }
+        sim = face_similarity(fa->embedding, b.faces[0].embedding, fa->embedding_dim);
+        other = json_pack("{s:o,s:o,s:i}", "box", http_box_json(&b.faces[0]), "score",
+                          num(b.faces[0].score), "faces_in_image", b.n_faces);
+    }
+    int match = sim >= threshold;
+    http_respond_json(r, 200,
+                      json_pack("{s:o,s:o,s:b,s:s,s:s,s:{s:o,s:o,s:i},s:o}", "similarity", num(sim),
+                                "threshold", num(threshold), "match", match, "decision",
+                                match ? "match" : "no_match", "model",
+                                fa->embedding_model ? fa->embedding_model : "", "face_a", "box",
+                                http_box_json(fa), "score", num(fa->score), "faces_in_image",
+                                a.n_faces, by_subject ? "subject" : "face_b", other));
+out:
+    face_result_free(&a);
+    face_result_free(&b);
+    http_input_free(&in);
+}

@@ -1,0 +1,761 @@
+/*
+ * The gallery routes: collections, subjects and faces (CRUD, paginated lists), enrolment
+ * (an image in, its largest face's embedding stored, safe to retry with Idempotency-Key) and
+ * 1:N search. Collections are pinned to the embedder this server runs.
+ */
+#include "http/internal.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PAGE_DEFAULT 100
+#define PAGE_MAX 1000
+
+static json_t *num(double v)
+{
+    if (!isfinite(v)) return json_null();
+    return json_real(round(v * 1e6) / 1e6);
+}
+
+static void gallery_time(http_request *r, uint64_t t0)
+{
+    http_histogram_observe_seconds(&r->srv->metrics.stage[HTTP_STAGE_GALLERY],
+                                   (double)(base_now_ns() - t0) * 1e-9);
+}
+
+static json_t *collection_json(const struct gal_collection_info *c)
+{
+    return json_pack("{s:s,s:s,s:i,s:s,s:o,s:I,s:I,s:I}", "name", c->name, "model", c->model_id,
+                     "dim", (int)c->dim, "dtype", gal_dtype_name(c->dtype), "threshold",
+                     num(c->threshold), "created_ms", (json_int_t)c->created_ms, "subjects",
+                     (json_int_t)c->subject_count, "faces", (json_int_t)c->face_count);
+}
+
+static json_t *subject_json(const struct gal_subject_info *s)
+{
+    json_t *meta = s->metadata ? json_loads(s->metadata, JSON_DECODE_ANY, NULL) : NULL;
+    return json_pack("{s:s,s:o,s:I,s:I}", "id", s->id, "metadata", meta ? meta : json_object(),
+                     "created_ms", (json_int_t)s->created_ms, "faces", (json_int_t)s->face_count);
+}
+
+static json_t *face_record_json(const char *collection, const struct gal_face_record *f,
+                                int with_embedding)
+{
+    json_t *o =
+        json_pack("{s:I,s:s,s:s,s:{s:o,s:o,s:o,s:o},s:o,s:I,s:b}", "face_id",
+                  (json_int_t)f->face_id, "collection", collection, "subject", f->subject_id, "box",
+                  "x", num(f->box[0]), "y", num(f->box[1]), "width", num(f->box[2]), "height",
+                  num(f->box[3]), "quality", num(f->quality), "created_ms",
+                  (json_int_t)f->created_ms, "has_thumbnail", f->thumbnail != NULL);
+    if (o && f->image_hash[0]) json_object_set_new(o, "image_hash", json_string(f->image_hash));
+    if (o && with_embedding) {
+        json_t *e = json_array();
+        for (uint32_t i = 0; i < f->dim; i++)
+            json_array_append_new(e, json_real(round((double)f->embedding[i] * 1e7) / 1e7));
+        json_object_set_new(o, "embedding", e);
+    }
+    return o;
+}
+
+/* A pagination cursor: the id after which the next page starts. */
+static int page_params(http_request *r, http_input *in, long *limit, char *after, size_t cap)
+{
+    if (http_input_int(r, in, "limit", PAGE_DEFAULT, 1, PAGE_MAX, limit)) return -1;
+    int rc = http_input_param(r, in, "after", after, cap);
+    if (rc < 0) return rc;
+    if (rc == 0) after[0] = '\0';
+    return 0;
+}
+
+/* Parses a body that may be empty or JSON (routes without images). */
+static int json_input(http_request *r, http_input *in)
+{
+    return http_input_parse(r, 0, in);
+}
+
+/* ---- collections ------------------------------------------------------------------------ */
+
+void http_api_collections_list(http_request *r, http_worker *w)
+{
+    (void)w;
+    http_input in;
+    if (json_input(r, &in)) return;
+    long limit;
+    char after[GAL_NAME_MAX + 2];
+    if (page_params(r, &in, &limit, after, sizeof after)) goto out;
+    struct gal_collection_info *list = NULL;
+    size_t count = 0;
+    uint64_t t0 = base_now_ns();
+    int rc = gal_collection_list(r->srv->gal, &list, &count);
+    gallery_time(r, t0);
+    if (rc) {
+        http_respond_base_error(r, rc, "collection");
+        goto out;
+    }
+    json_t *items = json_array();
+    const char *last = NULL, *next = NULL;
+    for (size_t i = 0; i < count; i++) {
+        if (after[0] && strcmp(list[i].name, after) <= 0) continue;
+        if (r->key.collection[0] && strcmp(list[i].name, r->key.collection) != 0) continue;
+        if ((long)json_array_size(items) == limit) {
+            next = last;
+            break;
+        }
+        json_array_append_new(items, collection_json(&list[i]));
+        last = list[i].name;
+    }
+    http_respond_json(r, 200,
+                      json_pack("{s:o,s:o}", "collections", items, "next_after",
+                                next ? json_string(next) : json_null()));
+    free(list);
+out:
+    http_input_free(&in);
+}
+
+void http_api_collection_create(http_request *r, http_worker *w)
+{
+    (void)w;
+    http_server *s = r->srv;
+    http_input in;
+    if (json_input(r, &in)) return;
+    struct gal_collection_info info;
+    memset(&info, 0, sizeof info);
+    char dtype[16];
+    double threshold;
+    int rc = http_input_param(r, &in, "name", info.name, sizeof info.name);
+    if (rc == 0) http_respond_error(r, 422, "invalid_parameter", "name is required");
+    if (rc <= 0) goto out;
+    if (http_input_float(r, &in, "threshold", s->default_threshold, -1, 1, &threshold)) goto out;
+    rc = http_input_param(r, &in, "dtype", dtype, sizeof dtype);
+    if (rc < 0) goto out;
+    if (rc == 0) snprintf(dtype, sizeof dtype, "f32");
+    if (gal_dtype_parse(dtype, &info.dtype)) {
+        http_respond_error(r, 422, "invalid_parameter", "dtype must be f32, f16 or int8");
+        goto out;
+    }
+    snprintf(info.model_id, sizeof info.model_id, "%s", s->embedder_id);
+    info.dim = (uint32_t)s->embedding_dim;
+    info.threshold = (float)threshold;
+    uint64_t t0 = base_now_ns();
+    rc = gal_collection_create(s->gal, &info);
+    if (!rc) rc = gal_collection_get(s->gal, info.name, &info);
+    gallery_time(r, t0);
+    if (rc == BASE_ERR_EXISTS) {
+        http_respond_error(r, 409, "collection_exists", "collection %s already exists", info.name);
+        goto out;
+    }
+    if (rc) {
+        http_respond_base_error(r, rc, "collection");
+        goto out;
+    }
+    snprintf(r->location, sizeof r->location, "/v1/collections/%s", info.name);
+    http_respond_json(r, 201, collection_json(&info));
+out:
+    http_input_free(&in);
+}
+
+void http_api_collection_get(http_request *r, http_worker *w)
+{
+    (void)w;
+    struct gal_collection_info info;
+    uint64_t t0 = base_now_ns();
+    int rc = gal_collection_get(r->srv->gal, r->caps[0], &info);
+    gallery_time(r, t0);
+    if (rc) {
+        http_respond_base_error(r, rc, "collection");
+        return;
+    }
+    http_respond_json(r, 200, collection_json(&info));
+}
+
+void http_api_collection_update(http_request *r, http_worker *w)
+{
+    (void)w;
+    http_server *s = r->srv;
+    const char *name = r->caps[0];
+    http_input in;
+    if (json_input(r, &in)) return;
+    struct gal_collection_info info;
+    int rc = gal_collection_get(s->gal, name, &info);
+    if (rc) {
+        http_respond_base_error(r, rc, "collection");
+        goto out;
+    }
+    double threshold;
+    if (http_input_float(r, &in, "threshold", NAN, -1, 1, &threshold)) goto out;
+    char dtype_text[16];
+    enum gal_dtype dtype = info.dtype;
+    rc = http_input_param(r, &in, "dtype", dtype_text, sizeof dtype_text);
+    if (rc < 0) goto out;
+    if (rc == 1 && gal_dtype_parse(dtype_text, &dtype)) {
+        http_respond_error(r, 422, "invalid_parameter", "dtype must be f32, f16 or int8");
+        goto out;
+    }
+    uint64_t t0 = base_now_ns();
+    rc = 0;
+    if (!isnan(threshold)) rc = gal_collection_set_threshold(s->gal, name, (float)threshold);
+    if (!rc && dtype != info.dtype) rc = gal_collection_set_dtype(s->gal, name, dtype);
+    if (!rc) rc = gal_collection_get(s->gal, name, &info);
+    gallery_time(r, t0);
+    if (rc) {
+        http_respond_base_error(r, rc, "collection");
+        goto out;
+    }
+    http_respond_json(r, 200, collection_json(&info));
+out:
+    http_input_free(&in);
+}
+
+void http_api_collection_delete(http_request *r, http_worker *w)
+{
+    (void)w;
+    uint64_t t0 = base_now_ns();
+    int rc = gal_collection_delete(r->srv->gal, r->caps[0]);
+    gallery_time(r, t0);
+    if (rc) {
+        http_respond_base_error(r, rc, "collection");
+        return;
+    }
+    http_respond_text(r, 204, NULL, NULL, 0);
+}
+
+/* ---- subjects --------------------------------------------------------------------------- */
+
+void http_api_subjects_list(http_request *r, http_worker *w)
+{
+    (void)w;
+    http_input in;
+    if (json_input(r, &in)) return;
+    long limit;
+    char after[GAL_ID_MAX + 2];
+    if (page_params(r, &in, &limit, after, sizeof after)) goto out;
+    struct gal_subject_info *list = NULL;
+    size_t count = 0;
+    uint64_t t0 = base_now_ns();
+    int rc = gal_subject_list(r->srv->gal, r->caps[0], after, (size_t)limit + 1, &list, &count);
+    gallery_time(r, t0);
+    if (rc) {
+        http_respond_base_error(r, rc, "collection");
+        goto out;
+    }
+    json_t *items = json_array();
+    size_t shown = count > (size_t)limit ? (size_t)limit : count;
+    for (size_t i = 0; i < shown; i++)
+        json_array_append_new(items, subject_json(&list[i]));
+    json_t *next = count > (size_t)limit ? json_string(list[shown - 1].id) : json_null();
+    http_respond_json(r, 200, json_pack("{s:o,s:o}", "subjects", items, "next_after", next));
+    gal_subject_list_free(list, count);
+out:
+    http_input_free(&in);
+}
+
+/* Metadata as JSON text for the gallery: a JSON value, NULL when absent. */
+static int metadata_text(http_request *r, http_input *in, char **text)
+{
+    *text = NULL;
+    int rc = 0;
+    json_t *meta = http_input_json_value(r, in, "metadata", &rc);
+    if (rc) return rc;
+    if (!meta) return 0;
+    *text = json_dumps(meta, JSON_COMPACT | JSON_ENCODE_ANY);
+    json_decref(meta);
+    if (!*text) {
+        http_respond_error(r, 422, "invalid_parameter", "metadata cannot be encoded");
+        return BASE_ERR_INVALID;
+    }
+    if (strlen(*text) > GAL_METADATA_MAX) {
+        free(*text);
+        *text = NULL;
+        http_respond_error(r, 413, "too_large", "metadata is over %d bytes", GAL_METADATA_MAX);
+        return BASE_ERR_LIMIT;
+    }
+    return 0;
+}
+
+static void respond_subject(http_request *r, int status, const char *collection, const char *id)
+{
+    struct gal_subject_info info;
+    int rc = gal_subject_get(r->srv->gal, collection, id, &info);
+    if (rc) {
+        http_respond_base_error(r, rc, "subject");
+        return;
+    }
+    http_respond_json(r, status, subject_json(&info));
+    gal_subject_info_deinit(&info);
+}
+
+void http_api_subject_create(http_request *r, http_worker *w)
+{
+    (void)w;
+    http_input in;
+    if (json_input(r, &in)) return;
+    char id[GAL_ID_MAX + 2];
+    char *meta = NULL;
+    int rc = http_input_param(r, &in, "id", id, sizeof id);
+    if (rc == 0) http_respond_error(r, 422, "invalid_parameter", "id is required");
+    if (rc <= 0) goto out;
+    if (metadata_text(r, &in, &meta)) goto out;
+    uint64_t t0 = base_now_ns();
+    rc = gal_subject_add(r->srv->gal, r->caps[0], id, meta);
+    gallery_time(r, t0);
+    if (rc == BASE_ERR_EXISTS) {
+        http_respond_error(r, 409, "subject_exists", "subject %s already exists in %s", id,
+                           r->caps[0]);
+        goto out;
+    }
+    if (rc) {
+        http_respond_base_error(
+            r, rc, strstr(base_error_message(), "collection") ? "collection" : "subject");
+        goto out;
+    }
+    /* The id is any text: percent-encode it for the Location header. */
+    char enc[3 * GAL_ID_MAX + 1];
+    size_t n = 0;
+    for (const unsigned char *p = (const unsigned char *)id; *p; p++) {
+        if ((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+            *p == '-' || *p == '_' || *p == '.' || *p == '~')
+            enc[n++] = (char)*p;
+        else
+            n += (size_t)snprintf(enc + n, 4, "%%%02X", *p);
+    }
+    enc[n] = '\0';
+    snprintf(r->location, sizeof r->location, "/v1/collections/%s/subjects/%s", r->caps[0], enc);
+    respond_subject(r, 201, r->caps[0], id);
+out:
+    free(meta);
+    http_input_free(&in);
+}
+
+void http_api_subject_get(http_request *r, http_worker *w)
+{
+    (void)w;
+    uint64_t t0 = base_now_ns();
+    respond_subject(r, 200, r->caps[0], r->caps[1]);
+    gallery_time(r, t0);
+}
+
+void http_api_subject_update(http_request *r, http_worker *w)
+{
+    (void)w;
+    http_input in;
+    if (json_input(r, &in)) return;
+    char *meta = NULL;
+    if (metadata_text(r, &in, &meta)) goto out;
+    if (!meta) {
+        http_respond_error(r, 422, "invalid_parameter", "metadata is required");
+        goto out;
+    }
+    uint64_t t0 = base_now_ns();
+    int rc = gal_subject_set_metadata(r->srv->gal, r->caps[0], r->caps[1], meta);
+    gallery_time(r, t0);
+    if (rc) {
+        http_respond_base_error(r, rc, "subject");
+        goto out;
+    }
+    respond_subject(r, 200, r->caps[0], r->caps[1]);
+out:
+    free(meta);
+    http_input_free(&in);
+}
+
+void http_api_subject_delete(http_request *r, http_worker *w)
+{
+    (void)w;
+    uint64_t t0 = base_now_ns();
+    int rc = gal_subject_delete(r->srv->gal, r->caps[0], r->caps[1]);
+    gallery_time(r, t0);
+    if (rc) {
+        http_respond_base_error(r, rc, "subject");
+        return;
+    }
+    http_respond_text(r, 204, NULL, NULL, 0);
+}
+
+/* ---- faces ------------------------------------------------------------------------------ */
+
+static int parse_face_id(http_request *r, const char *text, int64_t *id)
+{
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(text, &end, 10);
+    if (errno || end == text || *end || v <= 0) {
+        http_respond_error(r, 404, "face_not_found", "no face %s", text);
+        return BASE_ERR_NOT_FOUND;
+    }
+    *id = v;
+    return 0;
+}
+
+void http_api_faces_list(http_request *r, http_worker *w)
+{
+    (void)w;
+    http_server *s = r->srv;
+    http_input in;
+    if (json_input(r, &in)) return;
+    long limit;
+    char after[32], subject[GAL_ID_MAX + 2];
+    if (page_params(r, &in, &limit, after, sizeof after)) goto out;
+    int rc = http_input_param(r, &in, "subject", subject, sizeof subject);
+    if (rc == 0)
+        http_respond_error(r, 422, "invalid_parameter",
+                           "subject is required: GET .../faces?subject=ID");
+    if (rc <= 0) goto out;
+    int64_t after_id = 0;
+    if (after[0]) {
+        char *end = NULL;
+        after_id = strtoll(after, &end, 10);
+        if (*end || after_id < 0) {
+            http_respond_error(r, 422, "invalid_parameter", "after must be a face id");
+            goto out;
+        }
+    }
+    int64_t *ids = NULL;
+    size_t count = 0;
+    uint64_t t0 = base_now_ns();
+    rc = gal_face_list(s->gal, r->caps[0], subject, &ids, &count);
+    if (rc) {
+        gallery_time(r, t0);
+        http_respond_base_error(
+            r, rc, strstr(base_error_message(), "collection") ? "collection" : "subject");
+        goto out;
+    }
+    json_t *items = json_array();
+    json_t *next = json_null();
+    int64_t last = 0;
+    for (size_t i = 0; i < count; i++) {
+        if (ids[i] <= after_id) continue;
+        if ((long)json_array_size(items) == limit) {
+            json_decref(next);
+            next = json_sprintf("%" PRId64, last);
+            break;
+        }
+        struct gal_face_record rec;
+        rc = gal_face_get(s->gal, r->caps[0], ids[i], &rec);
+        if (rc == BASE_ERR_NOT_FOUND) continue; /* deleted meanwhile */
+        if (rc) break;
+        json_array_append_new(items, face_record_json(r->caps[0], &rec, 0));
+        gal_face_record_deinit(&rec);
+        last = ids[i];
+    }
+    gallery_time(r, t0);
+    free(ids);
+    if (rc && rc != BASE_ERR_NOT_FOUND) {
+        json_decref(items);
+        json_decref(next);
+        http_respond_base_error(r, rc, "face");
+        goto out;
+    }
+    http_respond_json(r, 200, json_pack("{s:o,s:o}", "faces", items, "next_after", next));
+out:
+    http_input_free(&in);
+}
+
+void http_api_face_get(http_request *r, http_worker *w)
+{
+    (void)w;
+    int64_t id;
+    if (parse_face_id(r, r->caps[1], &id)) return;
+    int with_embedding = 0;
+    if (http_input_bool(r, NULL, "embedding", 0, &with_embedding)) return;
+    struct gal_face_record rec;
+    uint64_t t0 = base_now_ns();
+    int rc = gal_face_get(r->srv->gal, r->caps[0], id, &rec);
+    gallery_time(r, t0);
+    if (rc) {
+        http_respond_base_error(r, rc, "face");
+        return;
+    }
+    http_respond_json(r, 200, face_record_json(r->caps[0], &rec, with_embedding));
+    gal_face_record_deinit(&rec);
+}
+
+void http_api_face_thumbnail(http_request *r, http_worker *w)
+{
+    (void)w;
+    int64_t id;
+    if (parse_face_id(r, r->caps[1], &id)) return;
+    struct gal_face_record rec;
+    int rc = gal_face_get(r->srv->gal, r->caps[0], id, &rec);
+    if (rc) {
+        http_respond_base_error(r, rc, "face");
+        return;
+    }
+    if (!rec.thumbnail) {
+        http_respond_error(r, 404, "thumbnail_not_found", "face %lld has no thumbnail",
+                           (long long)id);
+    } else {
+        http_respond_text(r, 200, "image/jpeg", (char *)rec.thumbnail, rec.thumbnail_len);
+        rec.thumbnail = NULL; /* the response owns it now */
+    }
+    gal_face_record_deinit(&rec);
+}
+
+void http_api_face_delete(http_request *r, http_worker *w)
+{
+    (void)w;
+    int64_t id;
+    if (parse_face_id(r, r->caps[1], &id)) return;
+    uint64_t t0 = base_now_ns();
+    int rc = gal_face_delete(r->srv->gal, r->caps[0], id);
+    gallery_time(r, t0);
+    if (rc) {
+        http_respond_base_error(r, rc, "face");
+        return;
+    }
+    http_respond_text(r, 204, NULL, NULL, 0);
+}
+
+/* The collection's info, checked against the embedder this server runs. */
+static int collection_for_embedding(http_request *r, const char *name,
+                                    struct gal_collection_info *info)
+{
+    int rc = gal_collection_get(r->srv->gal, name, info);
+    if (rc) {
+        http_respond_base_error(r, rc, "collection");
+        return rc;
+    }
+    if (strcmp(info->model_id, r->srv->embedder_id) != 0 ||
+        (int)info->dim != r->srv->embedding_dim) {
+        http_respond_error(r, 409, "model_mismatch",
+                           "collection %s holds %s embeddings (%u-d); this server makes %s (%d-d)",
+                           name, info->model_id, info->dim, r->srv->embedder_id,
+                           r->srv->embedding_dim);
+        return BASE_ERR_INVALID;
+    }
+    return 0;
+}
+
+/* Enrols the largest face of the image; the response is set either way. */
+static void enrol(http_request *r, http_worker *w, http_input *in)
+{
+    http_server *s = r->srv;
+    const char *collection = r->caps[0];
+    char subject[GAL_ID_MAX + 2];
+    char *meta = NULL;
+    face_result res = {0};
+    uint8_t *thumb = NULL;
+    size_t thumb_len = 0;
+    int rc = http_input_param(r, in, "subject", subject, sizeof subject);
+    if (rc == 0) http_respond_error(r, 422, "invalid_parameter", "subject is required");
+    if (rc <= 0) goto out;
+    int create_subject;
+    if (http_input_bool(r, in, "create_subject", 1, &create_subject)) goto out;
+    if (metadata_text(r, in, &meta)) goto out;
+    struct gal_collection_info info;
+    if (collection_for_embedding(r, collection, &info)) goto out;
+
+    const uint8_t *data;
+    size_t len;
+    rc = http_input_image(r, in, "image", &data, &len);
+    if (rc < 0) goto out;
+    if (rc == 0) {
+        http_respond_error(r, 400, "missing_image", "send the face image (image)");
+        goto out;
+    }
+    if (http_run_face(r, w, data, len, FACE_STAGE_EMBED, &res)) goto out;
+    r->faces = res.n_faces;
+    if (res.n_faces == 0) {
+        http_respond_error(r, 422, "no_face", "no face found in the image");
+        goto out;
+    }
+    const face_info *f = &res.faces[0];
+    if (f->aligned.data && img_encode_jpeg(&f->aligned, 85, &thumb, &thumb_len) != 0) {
+        thumb = NULL; /* a face without a thumbnail is still a face */
+        thumb_len = 0;
+    }
+    if (thumb_len > GAL_THUMBNAIL_MAX) {
+        free(thumb);
+        thumb = NULL;
+        thumb_len = 0;
+    }
+    uint8_t digest[32];
+    http_sha256_digest(data, len, digest);
+    char hash[8 + 65];
+    memcpy(hash, "sha256:", 7);
+    http_hex(digest, 32, hash + 7);
+
+    uint64_t t0 = base_now_ns();
+    int created = 0;
+    if (create_subject) {
+        rc = gal_subject_add(s->gal, collection, subject, meta);
+        if (rc == 0)
+            created = 1;
+        else if (rc != BASE_ERR_EXISTS) {
+            gallery_time(r, t0);
+            http_respond_base_error(r, rc, "subject");
+            goto out;
+        }
+    }
+    struct gal_face_input fi = {
+        .subject_id = subject,
+        .model_id = f->embedding_model ? f->embedding_model : s->embedder_id,
+        .dim = (uint32_t)f->embedding_dim,
+        .embedding = f->embedding,
+        .image_hash = hash,
+        .box = {f->x, f->y, f->w, f->h},
+        .quality = f->has_attributes ? f->attributes.quality : f->score,
+        .thumbnail = thumb,
+        .thumbnail_len = thumb_len,
+    };
+    int64_t face_id = 0;
+    rc = gal_face_add(s->gal, collection, &fi, &face_id);
+    gallery_time(r, t0);
+    if (rc) {
+        http_respond_base_error(r, rc,
+                                strstr(base_error_message(), "subject") ? "subject" : "collection");
+        goto out;
+    }
+    snprintf(r->location, sizeof r->location, "/v1/collections/%s/faces/%lld", collection,
+             (long long)face_id);
+    http_respond_json(r, 201,
+                      json_pack("{s:I,s:s,s:s,s:b,s:o,s:o,s:o,s:i,s:s}", "face_id",
+                                (json_int_t)face_id, "collection", collection, "subject", subject,
+                                "subject_created", created, "box", http_box_json(f), "score",
+                                num(f->score), "quality", num(fi.quality), "faces_in_image",
+                                res.n_faces, "image_hash", hash));
+out:
+    free(thumb);
+    free(meta);
+    face_result_free(&res);
+}
+
+void http_api_face_enrol(http_request *r, http_worker *w)
+{
+    http_server *s = r->srv;
+    http_input in;
+    if (http_input_parse(r, 1, &in)) return;
+    if (!r->idempotency_key[0]) {
+        enrol(r, w, &in);
+        http_input_free(&in);
+        return;
+    }
+    size_t klen = strlen(r->idempotency_key);
+    if (klen > 200) {
+        http_respond_error(r, 400, "bad_request", "Idempotency-Key must be 1..200 characters");
+        http_input_free(&in);
+        return;
+    }
+    /* The record is per (API key, collection, Idempotency-Key); its fingerprint covers the
+     * method, the path and the body, so the same key with another request is refused. */
+    char scope[HTTP_KEY_ID_LEN + HTTP_CAPTURE_MAX + 256 + 8];
+    snprintf(scope, sizeof scope, "%s\n%s\n%s", r->authenticated ? r->key.id : "-", r->caps[0],
+             r->idempotency_key);
+    http_sha256 h;
+    http_sha256_init(&h);
+    http_sha256_update(&h, r->method, strlen(r->method) + 1);
+    http_sha256_update(&h, r->uri, r->path_len);
+    http_sha256_update(&h, "\n", 1);
+    http_sha256_update(&h, r->body ? (const void *)r->body : "", r->body_len);
+    uint8_t fp[32];
+    http_sha256_final(&h, fp);
+    enum http_idem_state state;
+    int status = 0;
+    char *body = NULL;
+    int rc = http_idem_begin(s->keys, scope, fp, &state, &status, &body);
+    if (rc) {
+        http_respond_base_error(r, rc, "idempotency");
+    } else if (state == HTTP_IDEM_REPLAY) {
+        r->replayed = 1;
+        http_respond_text(r, status, "application/json", body, strlen(body));
+        body = NULL;
+    } else if (state == HTTP_IDEM_BUSY) {
+        http_respond_error(r, 409, "idempotency_in_progress",
+                           "a request with this Idempotency-Key is still running");
+        r->retry_after_s = 1;
+    } else if (state == HTTP_IDEM_MISMATCH) {
+        http_respond_error(r, 422, "idempotency_key_reused",
+                           "this Idempotency-Key was used for a different request");
+    } else {
+        enrol(r, w, &in);
+        /* Successes and client errors are final and replayed; a 5xx is not: the claim is
+         * released so a retry runs again. */
+        if (r->status < 500 && r->resp &&
+            http_idem_finish(s->keys, scope, r->status, r->resp) == 0) {
+            /* recorded */
+        } else {
+            http_idem_release(s->keys, scope);
+        }
+    }
+    free(body);
+    http_input_free(&in);
+}
+
+/* ---- search ----------------------------------------------------------------------------- */
+
+void http_api_search(http_request *r, http_worker *w)
+{
+    http_server *s = r->srv;
+    const char *collection = r->caps[0];
+    http_input in;
+    if (http_input_parse(r, 1, &in)) return;
+    face_result res = {0};
+    struct gal_results *results = NULL;
+    float *queries = NULL;
+    long k;
+    if (http_input_int(r, &in, "k", 5, 1, 100, &k)) goto out;
+    struct gal_collection_info info;
+    if (collection_for_embedding(r, collection, &info)) goto out;
+    int rc = http_face_from_input(r, w, &in, "image", FACE_STAGE_EMBED, &res);
+    if (rc < 0) goto out;
+    if (rc == 0) {
+        http_respond_error(r, 400, "missing_image", "send the image to search with (image)");
+        goto out;
+    }
+    r->faces = res.n_faces;
+    if (res.n_faces == 0) {
+        http_respond_error(r, 422, "no_face", "no face found in the image");
+        goto out;
+    }
+    int n = res.n_faces > GAL_QUERIES_MAX ? GAL_QUERIES_MAX : res.n_faces;
+    int dim = res.faces[0].embedding_dim;
+    queries = malloc((size_t)n * (size_t)dim * sizeof *queries);
+    if (!queries) {
+        http_respond_error(r, 503, "overloaded", "out of memory");
+        goto out;
+    }
+    for (int i = 0; i < n; i++)
+        memcpy(queries + (size_t)i * (size_t)dim, res.faces[i].embedding,
+               (size_t)dim * sizeof *queries);
+    struct gal_search_request req = {
+        .model_id = res.faces[0].embedding_model ? res.faces[0].embedding_model : s->embedder_id,
+        .dim = (uint32_t)dim,
+        .embeddings = queries,
+        .query_count = (size_t)n,
+        .k = (size_t)k,
+    };
+    uint64_t t0 = base_now_ns();
+    rc = gal_search(s->gal, collection, &req, &results);
+    gallery_time(r, t0);
+    if (rc) {
+        http_respond_base_error(r, rc, "collection");
+        goto out;
+    }
+    json_t *faces = json_array();
+    for (size_t i = 0; i < results->query_count; i++) {
+        const struct gal_query_result *q = &results->queries[i];
+        json_t *matches = json_array();
+        for (size_t j = 0; j < q->subject_count; j++) {
+            const struct gal_hit *h = &q->subjects[j];
+            json_array_append_new(
+                matches, json_pack("{s:s,s:o,s:b,s:s,s:I}", "subject", h->subject_id, "similarity",
+                                   num(h->similarity), "match", h->decision == GAL_MATCH,
+                                   "decision", h->decision == GAL_MATCH ? "match" : "no_match",
+                                   "face_id", (json_int_t)h->face_id));
+        }
+        json_array_append_new(faces,
+                              json_pack("{s:o,s:o,s:o}", "box", http_box_json(&res.faces[i]),
+                                        "score", num(res.faces[i].score), "matches", matches));
+    }
+    http_respond_json(r, 200,
+                      json_pack("{s:s,s:o,s:o}", "collection", collection, "threshold",
+                                num(results->threshold), "faces", faces));
+out:
+    gal_results_destroy(results);
+    free(queries);
+    face_result_free(&res);
+    http_input_free(&in);
+}

@@ -1,0 +1,151 @@
+/*
+ * The configuration table of `vultus serve`: every option once, with its flag, environment
+ * variable, default and meaning. Flags and VULTUS_* variables both go through
+ * http_config_set(), so they accept the same text.
+ */
+#include "http/internal.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const http_option http_options[] = {
+    {"listen", "VULTUS_LISTEN", ":7860",
+     "address to listen on, [HOST]:PORT (port 0: any free one)"},
+    {"models", "VULTUS_MODELS", "models", "model pack folder (tools/fetch-models)"},
+    {"data", "VULTUS_DATA", "data", "data folder; the store is DATA/vultus.db"},
+    {"workers", "VULTUS_WORKERS", "0", "inference worker threads; 0: one per core"},
+    {"queue", "VULTUS_QUEUE", "64", "requests that may wait for a worker; more get 503"},
+    {"deadline-ms", "VULTUS_DEADLINE_MS", "5000",
+     "how long a request may wait to start (header X-Request-Deadline-Ms overrides)"},
+    {"max-deadline-ms", "VULTUS_MAX_DEADLINE_MS", "60000",
+     "the longest deadline a client may ask for"},
+    {"max-body-bytes", "VULTUS_MAX_BODY_BYTES", "16777216", "largest request body (413 above)"},
+    {"max-pixels", "VULTUS_MAX_PIXELS", "40000000", "largest decoded image, width x height"},
+    {"max-faces", "VULTUS_MAX_FACES", "50", "faces analysed per image (the largest are kept)"},
+    {"batch-max", "VULTUS_BATCH_MAX", "8", "faces per embedding run"},
+    {"batch-wait-ms", "VULTUS_BATCH_WAIT_MS", "2", "how long an embedding batch waits to fill"},
+    {"drain-timeout-ms", "VULTUS_DRAIN_TIMEOUT_MS", "25000",
+     "after SIGTERM, the longest wait for requests in flight"},
+    {"grace-ms", "VULTUS_GRACE_MS", "2000",
+     "after SIGTERM, keep accepting connections this long while /readyz says 503"},
+    {"read-timeout-ms", "VULTUS_READ_TIMEOUT_MS", "30000",
+     "a request's headers and body must arrive within this (slow clients are closed)"},
+    {"max-connections", "VULTUS_MAX_CONNECTIONS", "1000", "open connections, at most"},
+    {"rate-limit", "VULTUS_RATE_LIMIT", "0", "requests per second per API key; 0: unlimited"},
+    {"rate-burst", "VULTUS_RATE_BURST", "0", "rate-limit bucket size; 0: twice the rate"},
+};
+const int http_option_count = (int)(sizeof http_options / sizeof http_options[0]);
+
+void http_config_defaults(http_config *c)
+{
+    memset(c, 0, sizeof *c);
+    for (int i = 0; i < http_option_count; i++) {
+        int rc = http_config_set(c, http_options[i].name, http_options[i].default_text);
+        BASE_ASSERT(rc == 0);
+    }
+}
+
+static int parse_long(const char *name, const char *text, long long min, long long max,
+                      long long *out)
+{
+    errno = 0;
+    char *end = NULL;
+    long long v = strtoll(text, &end, 10);
+    if (errno || end == text || *end != '\0' || v < min || v > max)
+        return base_error_set(BASE_ERR_INVALID, "--%s %s: expected an integer in [%lld, %lld]",
+                              name, text, min, max);
+    *out = v;
+    return 0;
+}
+
+static int parse_text(const char *name, const char *text, char *out, size_t cap)
+{
+    size_t n = strlen(text);
+    if (n == 0 || n >= cap)
+        return base_error_set(BASE_ERR_INVALID, "--%s: expected 1..%zu characters", name, cap - 1);
+    memcpy(out, text, n + 1);
+    return 0;
+}
+
+/* [HOST]:PORT with PORT in 0..65535. */
+static int parse_listen(const char *text, char *out, size_t cap)
+{
+    const char *colon = strrchr(text, ':');
+    long long port;
+    if (!colon || parse_long("listen", colon + 1, 0, 65535, &port) != 0)
+        return base_error_set(BASE_ERR_INVALID, "--listen %s: expected [HOST]:PORT", text);
+    return parse_text("listen", text, out, cap);
+}
+
+int http_config_set(http_config *c, const char *name, const char *value)
+{
+    long long v = 0;
+    int rc = 0;
+#define INT_OPTION(flag, field, min, max)                                                          \
+    if (strcmp(name, flag) == 0) {                                                                 \
+        if ((rc = parse_long(name, value, min, max, &v))) return rc;                               \
+        c->field = v;                                                                              \
+        return 0;                                                                                  \
+    }
+    if (strcmp(name, "listen") == 0) return parse_listen(value, c->listen, sizeof c->listen);
+    if (strcmp(name, "models") == 0)
+        return parse_text(name, value, c->models_dir, sizeof c->models_dir);
+    if (strcmp(name, "data") == 0) return parse_text(name, value, c->data_dir, sizeof c->data_dir);
+    INT_OPTION("workers", workers, 0, 256)
+    INT_OPTION("queue", queue, 0, 100000)
+    INT_OPTION("deadline-ms", deadline_ms, 1, 3600000)
+    INT_OPTION("max-deadline-ms", max_deadline_ms, 1, 3600000)
+    INT_OPTION("max-body-bytes", max_body_bytes, 1024, (long long)1 << 32)
+    INT_OPTION("max-pixels", max_pixels, 1, (long long)1 << 32)
+    INT_OPTION("max-faces", max_faces, 1, GAL_QUERIES_MAX)
+    INT_OPTION("batch-max", batch_max, 1, 256)
+    INT_OPTION("batch-wait-ms", batch_wait_ms, 0, 1000)
+    INT_OPTION("drain-timeout-ms", drain_timeout_ms, 0, 3600000)
+    INT_OPTION("grace-ms", grace_ms, 0, 3600000)
+    INT_OPTION("read-timeout-ms", read_timeout_ms, 100, 3600000)
+    INT_OPTION("max-connections", max_connections, 1, 1000000)
+    INT_OPTION("rate-burst", rate_burst, 0, 1000000)
+#undef INT_OPTION
+    if (strcmp(name, "rate-limit") == 0) {
+        char *end = NULL;
+        errno = 0;
+        double d = strtod(value, &end);
+        if (errno || end == value || *end != '\0' || !isfinite(d) || d < 0 || d > 1e6)
+            return base_error_set(BASE_ERR_INVALID,
+                                  "--rate-limit %s: expected requests per second in [0, 1e6]",
+                                  value);
+        c->rate_limit = d;
+        return 0;
+    }
+    return base_error_set(BASE_ERR_INVALID, "unknown option --%s", name);
+}
+
+int http_config_from_env(http_config *c)
+{
+    for (int i = 0; i < http_option_count; i++) {
+        const char *v = getenv(http_options[i].env);
+        if (!v || !*v) continue;
+        int rc = http_config_set(c, http_options[i].name, v);
+        if (rc) {
+            char why[512];
+            snprintf(why, sizeof why, "%s", base_error_message());
+            return base_error_set(rc, "%s=%s: %s", http_options[i].env, v, why);
+        }
+    }
+    return 0;
+}
+
+void http_config_print_table(FILE *out)
+{
+    fprintf(out, "  %-20s %-24s %-10s %s\n", "flag", "environment", "default", "meaning");
+    for (int i = 0; i < http_option_count; i++) {
+        char flag[64];
+        snprintf(flag, sizeof flag, "--%s", http_options[i].name);
+        fprintf(out, "  %-20s %-24s %-10s %s\n", flag, http_options[i].env,
+                http_options[i].default_text, http_options[i].meaning);
+    }
+}

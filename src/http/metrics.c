@@ -1,0 +1,230 @@
+/*
+ * Metrics: lock-free counters and histograms that any thread updates, rendered on demand in
+ * the Prometheus text exposition format (version 0.0.4) by GET /metrics.
+ */
+#include "http/internal.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const double seconds_bounds[HTTP_HIST_BUCKETS] = {
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+static const double count_bounds[HTTP_HIST_BUCKETS] = {1,  2,  3,  4,  6,  8,   12,
+                                                       16, 24, 32, 48, 64, 128, 256};
+
+void http_text_printf(http_text *t, const char *fmt, ...)
+{
+    if (t->failed) return;
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        size_t room = t->cap - t->len;
+        int n = vsnprintf(t->p ? t->p + t->len : NULL, room, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            t->failed = 1;
+            return;
+        }
+        if ((size_t)n < room) {
+            t->len += (size_t)n;
+            return;
+        }
+        size_t cap = t->cap ? t->cap * 2 : 4096;
+        while (cap - t->len <= (size_t)n)
+            cap *= 2;
+        char *p = realloc(t->p, cap);
+        if (!p) {
+            t->failed = 1;
+            return;
+        }
+        t->p = p;
+        t->cap = cap;
+    }
+}
+
+void http_text_free(http_text *t)
+{
+    free(t->p);
+    memset(t, 0, sizeof *t);
+}
+
+static void observe(http_histogram *h, const double *bounds, double value, uint64_t sum)
+{
+    int i = 0;
+    while (i < HTTP_HIST_BUCKETS && value > bounds[i])
+        i++;
+    atomic_fetch_add_explicit(&h->bucket[i], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&h->sum, sum, memory_order_relaxed);
+    atomic_fetch_add_explicit(&h->count, 1, memory_order_relaxed);
+}
+
+void http_histogram_observe_seconds(http_histogram *h, double seconds)
+{
+    if (!(seconds >= 0)) seconds = 0;
+    observe(h, seconds_bounds, seconds, (uint64_t)(seconds * 1e9));
+}
+
+void http_histogram_observe_count(http_histogram *h, unsigned value)
+{
+    observe(h, count_bounds, value, value);
+}
+
+void http_histogram_format(http_text *t, const char *name, const char *labels,
+                           const http_histogram *h, int seconds)
+{
+    const double *bounds = seconds ? seconds_bounds : count_bounds;
+    const char *sep = labels[0] ? "," : "";
+    uint64_t cumulative = 0;
+    for (int i = 0; i < HTTP_HIST_BUCKETS; i++) {
+        cumulative += atomic_load_explicit(&h->bucket[i], memory_order_relaxed);
+        http_text_printf(t, "%s_bucket{%s%sle=\"%g\"} %llu\n", name, labels, sep, bounds[i],
+                         (unsigned long long)cumulative);
+    }
+    cumulative += atomic_load_explicit(&h->bucket[HTTP_HIST_BUCKETS], memory_order_relaxed);
+    /* The count is read after the buckets; reading it separately could show a count below
+     * the +Inf bucket mid-update, so +Inf and count print the same sum of buckets. */
+    http_text_printf(t, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, labels, sep,
+                     (unsigned long long)cumulative);
+    uint64_t sum = atomic_load_explicit(&h->sum, memory_order_relaxed);
+    const char *open = labels[0] ? "{" : "", *close = labels[0] ? "}" : "";
+    if (seconds)
+        http_text_printf(t, "%s_sum%s%s%s %.9f\n", name, open, labels, close, (double)sum * 1e-9);
+    else
+        http_text_printf(t, "%s_sum%s%s%s %llu\n", name, open, labels, close,
+                         (unsigned long long)sum);
+    http_text_printf(t, "%s_count%s%s%s %llu\n", name, open, labels, close,
+                     (unsigned long long)cumulative);
+}
+
+/* Label values here are route patterns, method names and collection names ([A-Za-z0-9_.-],
+ * see gallery.h): none can hold a quote, backslash or newline, so they need no escaping. */
+static void route_labels(char *out, size_t cap, int route)
+{
+    if (route < http_route_count)
+        snprintf(out, cap, "method=\"%s\",route=\"%s\"", http_routes[route].method,
+                 http_routes[route].pattern);
+    else
+        snprintf(out, cap, "method=\"\",route=\"unmatched\"");
+}
+
+static uint64_t resident_bytes(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f) return 0;
+    unsigned long long size = 0, resident = 0;
+    int n = fscanf(f, "%llu %llu", &size, &resident);
+    fclose(f);
+    return n == 2 ? resident * (uint64_t)sysconf(_SC_PAGESIZE) : 0;
+}
+
+void http_metrics_render(http_server *s, http_text *t)
+{
+    http_metrics *m = &s->metrics;
+    char labels[512];
+
+    http_text_printf(t, "# HELP vultus_http_requests_total HTTP requests answered, by route "
+                        "and status.\n# TYPE vultus_http_requests_total counter\n");
+    for (int r = 0; r <= http_route_count; r++) {
+        route_labels(labels, sizeof labels, r);
+        for (int st = HTTP_STATUS_MIN; st <= HTTP_STATUS_MAX; st++) {
+            uint64_t v =
+                atomic_load_explicit(&m->requests[r][st - HTTP_STATUS_MIN], memory_order_relaxed);
+            if (v)
+                http_text_printf(t, "vultus_http_requests_total{%s,status=\"%d\"} %llu\n", labels,
+                                 st, (unsigned long long)v);
+        }
+    }
+
+    http_text_printf(t, "# HELP vultus_http_request_duration_seconds Time from the request's "
+                        "headers to its response, by route.\n"
+                        "# TYPE vultus_http_request_duration_seconds histogram\n");
+    for (int r = 0; r <= http_route_count; r++) {
+        if (atomic_load_explicit(&m->latency[r].count, memory_order_relaxed) == 0) continue;
+        route_labels(labels, sizeof labels, r);
+        http_histogram_format(t, "vultus_http_request_duration_seconds", labels, &m->latency[r], 1);
+    }
+
+    static const char *stage_names[HTTP_STAGE_COUNT] = {"queue",      "decode",   "detect",
+                                                        "landmarks",  "align",    "embed",
+                                                        "attributes", "liveness", "gallery"};
+    http_text_printf(t, "# HELP vultus_stage_duration_seconds Time per request in each stage: "
+                        "waiting in the queue, then the face pipeline and the gallery.\n"
+                        "# TYPE vultus_stage_duration_seconds histogram\n");
+    for (int i = 0; i < HTTP_STAGE_COUNT; i++) {
+        snprintf(labels, sizeof labels, "stage=\"%s\"", stage_names[i]);
+        http_histogram_format(t, "vultus_stage_duration_seconds", labels, &m->stage[i], 1);
+    }
+
+    http_text_printf(t, "# HELP vultus_batch_faces Faces per embedding run.\n"
+                        "# TYPE vultus_batch_faces histogram\n");
+    http_histogram_format(t, "vultus_batch_faces", "", &m->batch, 0);
+
+    static const char *reject_names[HTTP_REJECT_COUNT] = {"queue_full", "deadline", "rate_limited",
+                                                          "not_ready"};
+    http_text_printf(t, "# HELP vultus_rejected_requests_total Requests refused before any "
+                        "work, by reason.\n# TYPE vultus_rejected_requests_total counter\n");
+    for (int i = 0; i < HTTP_REJECT_COUNT; i++)
+        http_text_printf(
+            t, "vultus_rejected_requests_total{reason=\"%s\"} %llu\n", reject_names[i],
+            (unsigned long long)atomic_load_explicit(&m->rejected[i], memory_order_relaxed));
+    http_text_printf(
+        t,
+        "# HELP vultus_slow_connections_closed_total Connections closed for not "
+        "sending a whole request within the read timeout.\n"
+        "# TYPE vultus_slow_connections_closed_total counter\n"
+        "vultus_slow_connections_closed_total %llu\n",
+        (unsigned long long)atomic_load_explicit(&m->slow_closed, memory_order_relaxed));
+
+    pthread_mutex_lock(&s->qlock);
+    int qlen = s->qlen, running = s->running;
+    pthread_mutex_unlock(&s->qlock);
+    http_text_printf(
+        t,
+        "# HELP vultus_queue_depth Requests waiting for a worker.\n"
+        "# TYPE vultus_queue_depth gauge\nvultus_queue_depth %d\n"
+        "# HELP vultus_queue_capacity Requests that may wait for a worker.\n"
+        "# TYPE vultus_queue_capacity gauge\nvultus_queue_capacity %d\n"
+        "# HELP vultus_workers_busy Workers running a request.\n"
+        "# TYPE vultus_workers_busy gauge\nvultus_workers_busy %d\n"
+        "# HELP vultus_workers Worker threads.\n"
+        "# TYPE vultus_workers gauge\nvultus_workers %d\n"
+        "# HELP vultus_http_in_flight_requests Requests received and not yet "
+        "answered.\n# TYPE vultus_http_in_flight_requests gauge\n"
+        "vultus_http_in_flight_requests %lld\n"
+        "# HELP vultus_ready 1 when the service is ready for traffic.\n"
+        "# TYPE vultus_ready gauge\nvultus_ready %d\n"
+        "# HELP vultus_draining 1 after SIGTERM.\n"
+        "# TYPE vultus_draining gauge\nvultus_draining %d\n",
+        qlen, s->cfg.queue, running, s->n_workers, (long long)atomic_load(&s->in_flight),
+        atomic_load(&s->ready) && !atomic_load(&s->draining), atomic_load(&s->draining));
+
+    struct gal_collection_info *list = NULL;
+    size_t count = 0;
+    if (s->gal && gal_collection_list(s->gal, &list, &count) == 0) {
+        http_text_printf(t,
+                         "# HELP vultus_gallery_collections Collections in the gallery.\n"
+                         "# TYPE vultus_gallery_collections gauge\n"
+                         "vultus_gallery_collections %zu\n",
+                         count);
+        http_text_printf(t, "# HELP vultus_gallery_subjects Subjects per collection.\n"
+                            "# TYPE vultus_gallery_subjects gauge\n");
+        for (size_t i = 0; i < count; i++)
+            http_text_printf(t, "vultus_gallery_subjects{collection=\"%s\"} %llu\n", list[i].name,
+                             (unsigned long long)list[i].subject_count);
+        http_text_printf(t, "# HELP vultus_gallery_faces Faces per collection.\n"
+                            "# TYPE vultus_gallery_faces gauge\n");
+        for (size_t i = 0; i < count; i++)
+            http_text_printf(t, "vultus_gallery_faces{collection=\"%s\"} %llu\n", list[i].name,
+                             (unsigned long long)list[i].face_count);
+        free(list);
+    }
+
+    http_text_printf(t,
+                     "# HELP vultus_process_resident_memory_bytes Resident set size.\n"
+                     "# TYPE vultus_process_resident_memory_bytes gauge\n"
+                     "vultus_process_resident_memory_bytes %llu\n",
+                     (unsigned long long)resident_bytes());
+}

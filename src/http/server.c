@@ -1,0 +1,950 @@
+/*
+ * The server: libmicrohttpd's event loop (one thread, epoll) in front of a bounded queue of
+ * workers.
+ *
+ * A request's life:
+ *   1. on_uri (event loop): the request line arrived; a http_request is allocated and the
+ *      clock starts.
+ *   2. on_access, first call (headers complete): route, request id, auth, rate limit,
+ *      readiness, declared body size. Anything refused here is answered at once, before the
+ *      body is read.
+ *   3. on_access, body chunks: appended up to max-body-bytes.
+ *   4. on_access, body complete: cheap routes are answered inline; /v1 routes go through
+ *      admission: refused with 503 + Retry-After when the queue is full or the request could
+ *      not start before its deadline; otherwise the connection is suspended and the request
+ *      queued.
+ *   5. a worker runs the handler, which writes the response into the request, then resumes
+ *      the connection; on_access is called again and queues the response.
+ *   6. on_completed: metrics, one JSON log line, free.
+ *
+ * Ownership: the event loop owns a request except between enqueue and resume, when exactly
+ * one worker does. The queue (qlock) is the hand-off, MHD_resume_connection the hand-back.
+ */
+#include "http/internal.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <math.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- logging: one JSON object per line on stderr ---------------------------------------- */
+
+static void log_json(json_t *obj)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    char when[96];
+    snprintf(when, sizeof when, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
+    json_object_set_new(obj, "ts", json_string(when));
+    char *text = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
+    if (text) {
+        /* One fputs per line: stdio locks the stream, so lines from threads stay whole. */
+        size_t n = strlen(text);
+        text[n] = '\n';
+        fwrite(text, 1, n + 1, stderr);
+        free(text);
+    }
+    json_decref(obj);
+}
+
+/* An event of the server's life: {"level":..., "msg":..., extra fields}. Steals extra. */
+static void log_event(int level, const char *msg, json_t *extra)
+{
+    static const char *names[] = {"debug", "info", "warn", "error"};
+    if (level < base_log_level) {
+        json_decref(extra);
+        return;
+    }
+    json_t *obj = json_object();
+    if (!obj) {
+        json_decref(extra);
+        return;
+    }
+    json_object_set_new(obj, "level", json_string(names[level < 0 ? 0 : level > 3 ? 3 : level]));
+    json_object_set_new(obj, "msg", json_string(msg));
+    if (extra) {
+        json_object_update(obj, extra);
+        json_decref(extra);
+    }
+    log_json(obj);
+}
+
+static void mhd_logger(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    if (BASE_LOG_DEBUG < base_log_level) return;
+    char text[512];
+    vsnprintf(text, sizeof text, fmt, ap);
+    size_t n = strlen(text);
+    while (n && (text[n - 1] == '\n' || text[n - 1] == '\r'))
+        text[--n] = '\0';
+    log_event(BASE_LOG_DEBUG, "libmicrohttpd", json_pack("{s:s}", "detail", text));
+}
+
+/* ---- responses -------------------------------------------------------------------------- */
+
+static void set_response(http_request *r, int status, const char *type, char *body, size_t len)
+{
+    free(r->resp);
+    r->status = status;
+    r->resp_type = type;
+    r->resp = body;
+    r->resp_len = len;
+}
+
+void http_respond_text(http_request *r, int status, const char *type, char *text, size_t len)
+{
+    set_response(r, status, type, text, len);
+}
+
+void http_respond_json(http_request *r, int status, json_t *body)
+{
+    char *text =
+        body ? json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10))
+             : NULL;
+    json_decref(body);
+    if (!text) {
+        static const char oom[] =
+            "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";
+        text = strdup(oom);
+        status = 500;
+        snprintf(r->error, sizeof r->error, "internal");
+    }
+    set_response(r, status, "application/json", text, text ? strlen(text) : 0);
+}
+
+void http_respond_error(http_request *r, int status, const char *code, const char *fmt, ...)
+{
+    char message[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(message, sizeof message, fmt, ap);
+    va_end(ap);
+    snprintf(r->error, sizeof r->error, "%s", code);
+    http_respond_json(r, status,
+                      json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", message));
+}
+
+void http_respond_base_error(http_request *r, int rc, const char *what)
+{
+    char message[600];
+    snprintf(message, sizeof message, "%s", base_error_message());
+    if (!message[0]) snprintf(message, sizeof message, "%s", base_strerror(rc));
+    switch (rc) {
+    case BASE_ERR_NOT_FOUND: {
+        char code[48];
+        snprintf(code, sizeof code, "%s_not_found", what ? what : "resource");
+        http_respond_error(r, 404, code, "%s", message);
+        break;
+    }
+    case BASE_ERR_EXISTS: http_respond_error(r, 409, "conflict", "%s", message); break;
+    case BASE_ERR_INVALID: http_respond_error(r, 422, "invalid_parameter", "%s", message); break;
+    case BASE_ERR_LIMIT: http_respond_error(r, 413, "too_large", "%s", message); break;
+    case BASE_ERR_FORMAT: http_respond_error(r, 400, "bad_request", "%s", message); break;
+    case BASE_ERR_UNSUPPORTED: http_respond_error(r, 422, "unsupported", "%s", message); break;
+    case BASE_ERR_NOMEM:
+        http_respond_error(r, 503, "overloaded", "out of memory: %s", message);
+        r->retry_after_s = 1;
+        break;
+    default:
+        log_event(BASE_LOG_ERROR, "internal error",
+                  json_pack("{s:s,s:s,s:s}", "request_id", r->id, "error", base_strerror(rc),
+                            "detail", message));
+        http_respond_error(r, 500, "internal", "%s: %s", base_strerror(rc), message);
+        break;
+    }
+}
+
+static enum MHD_Result send_response(http_request *r)
+{
+    http_server *s = r->srv;
+    if (!r->status) http_respond_error(r, 500, "internal", "no response was produced");
+    struct MHD_Response *resp;
+    if (r->resp) {
+        resp = MHD_create_response_from_buffer(r->resp_len, r->resp, MHD_RESPMEM_MUST_FREE);
+        if (resp) r->resp = NULL; /* MHD frees it now */
+    } else {
+        resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    }
+    if (!resp) return MHD_NO;
+    if (r->resp_type) MHD_add_response_header(resp, "Content-Type", r->resp_type);
+    MHD_add_response_header(resp, "X-Request-Id", r->id);
+    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    if (r->retry_after_s > 0) {
+        char v[24];
+        snprintf(v, sizeof v, "%d", r->retry_after_s);
+        MHD_add_response_header(resp, "Retry-After", v);
+    }
+    if (r->status == 401) MHD_add_response_header(resp, "WWW-Authenticate", "Bearer");
+    if (r->location[0]) MHD_add_response_header(resp, "Location", r->location);
+    if (r->replayed) MHD_add_response_header(resp, "Idempotency-Replayed", "true");
+    /* While draining, every response closes its connection, so clients reconnect to another
+     * replica instead of reusing one that is going away. */
+    if (atomic_load(&s->draining)) MHD_add_response_header(resp, "Connection", "close");
+    enum MHD_Result ok = MHD_queue_response(r->conn, (unsigned)r->status, resp);
+    MHD_destroy_response(resp);
+    return ok;
+}
+
+/* ---- connections: the slow-client reaper's view ----------------------------------------- */
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    http_server *s = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        http_conn *hc = calloc(1, sizeof *hc);
+        if (!hc) return;
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        hc->fd = ci ? ci->connect_fd : -1;
+        atomic_store(&hc->window_ns, base_now_ns());
+        pthread_mutex_lock(&s->conn_lock);
+        hc->next = s->conns;
+        if (s->conns) s->conns->prev = hc;
+        s->conns = hc;
+        pthread_mutex_unlock(&s->conn_lock);
+        *socket_context = hc;
+    } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+        /* MHD calls this before it closes the socket, so the reaper (which shuts sockets
+         * down under conn_lock) never touches a descriptor that was closed and reused. */
+        http_conn *hc = *socket_context;
+        if (!hc) return;
+        pthread_mutex_lock(&s->conn_lock);
+        if (hc->prev)
+            hc->prev->next = hc->next;
+        else
+            s->conns = hc->next;
+        if (hc->next) hc->next->prev = hc->prev;
+        pthread_mutex_unlock(&s->conn_lock);
+        free(hc);
+        *socket_context = NULL;
+    }
+}
+
+/* Closes connections that have not delivered a whole request within read_timeout_ms of
+ * starting to wait for one (slowloris), and idle keep-alive connections as old. */
+static void reap_slow_connections(http_server *s)
+{
+    uint64_t now = base_now_ns();
+    uint64_t limit = (uint64_t)s->cfg.read_timeout_ms * 1000000u;
+    pthread_mutex_lock(&s->conn_lock);
+    for (http_conn *hc = s->conns; hc; hc = hc->next) {
+        if (hc->closed_by_reaper || hc->fd < 0 || atomic_load(&hc->busy)) continue;
+        if (now - atomic_load(&hc->window_ns) <= limit) continue;
+        shutdown(hc->fd, SHUT_RDWR);
+        hc->closed_by_reaper = 1;
+        atomic_fetch_add(&s->metrics.slow_closed, 1);
+    }
+    pthread_mutex_unlock(&s->conn_lock);
+}
+
+/* ---- the queue and the workers ---------------------------------------------------------- */
+
+static void finish_on_worker(http_request *r)
+{
+    atomic_store(&r->state, HTTP_REQ_DONE);
+    /* After this call the event loop owns r again: do not touch it. */
+    MHD_resume_connection(r->conn);
+}
+
+static void *worker_main(void *arg)
+{
+    http_worker *w = arg;
+    http_server *s = w->srv;
+    for (;;) {
+        pthread_mutex_lock(&s->qlock);
+        while (!s->qhead && !s->stop)
+            pthread_cond_wait(&s->qcond, &s->qlock);
+        http_request *r = s->qhead;
+        if (!r) {
+            pthread_mutex_unlock(&s->qlock);
+            break;
+        }
+        s->qhead = r->next;
+        if (!s->qhead) s->qtail = NULL;
+        s->qlen--;
+        s->backlog_ms -= r->cost_ms;
+        if (s->backlog_ms < 0 || !s->qhead) s->backlog_ms = 0;
+        s->running++;
+        pthread_mutex_unlock(&s->qlock);
+
+        uint64_t t0 = base_now_ns();
+        r->t_started_ns = t0;
+        http_histogram_observe_seconds(&s->metrics.stage[HTTP_STAGE_QUEUE],
+                                       (double)(t0 - r->t_enqueued_ns) * 1e-9);
+        const http_route *route = &http_routes[r->route];
+        if (t0 > r->deadline_ns) {
+            /* The estimate was wrong: it waited past its deadline. Refuse rather than run
+             * work whose client has given up. */
+            atomic_fetch_add(&s->metrics.rejected[HTTP_REJECT_DEADLINE], 1);
+            http_respond_error(r, 503, "overloaded",
+                               "the request could not start within its deadline");
+            r->retry_after_s = 1;
+        } else {
+            base_error_clear();
+            route->handler(r, w);
+        }
+        double ms = (double)(base_now_ns() - t0) / 1e6;
+
+        pthread_mutex_lock(&s->qlock);
+        s->running--;
+        double *ewma = &s->cost_ewma_ms[route->image ? 1 : 0];
+        *ewma = 0.8 * *ewma + 0.2 * ms;
+        pthread_mutex_unlock(&s->qlock);
+        finish_on_worker(r);
+    }
+    return NULL;
+}
+
+/*
+ * Admission control, on the event loop. Estimates when r could start: the queued requests'
+ * estimated service times, spread over the workers, plus half a request when every worker is
+ * busy. Refuses with 503 when the queue is full or the estimate passes r's deadline;
+ * otherwise suspends the connection and queues r. Returns 1 when queued.
+ */
+static int admit(http_server *s, http_request *r)
+{
+    const http_route *route = &http_routes[r->route];
+    uint64_t now = base_now_ns();
+    pthread_mutex_lock(&s->qlock);
+    double cost = s->cost_ewma_ms[route->image ? 1 : 0];
+    double wait_ms = s->backlog_ms / s->n_workers;
+    if (s->running >= s->n_workers) wait_ms += 0.5 * s->cost_ewma_ms[1];
+    int retry = (int)ceil((wait_ms + cost) / 1000.0);
+    if (retry < 1) retry = 1;
+    if (s->qlen >= s->cfg.queue && s->running + s->qlen >= s->n_workers) {
+        pthread_mutex_unlock(&s->qlock);
+        atomic_fetch_add(&s->metrics.rejected[HTTP_REJECT_QUEUE_FULL], 1);
+        http_respond_error(r, 503, "overloaded", "the server is at capacity (queue full)");
+        r->retry_after_s = retry;
+        return 0;
+    }
+    if (now + (uint64_t)(wait_ms * 1e6) > r->deadline_ns) {
+        pthread_mutex_unlock(&s->qlock);
+        atomic_fetch_add(&s->metrics.rejected[HTTP_REJECT_DEADLINE], 1);
+        http_respond_error(r, 503, "overloaded",
+                           "the request could not start within its deadline (about %.0f ms "
+                           "of work is queued per worker)",
+                           wait_ms);
+        r->retry_after_s = retry;
+        return 0;
+    }
+    /* Suspend before the request becomes visible to a worker, so its resume always finds a
+     * suspended connection. Lock order: qlock, then MHD's own locks; workers resume without
+     * holding qlock. */
+    MHD_suspend_connection(r->conn);
+    r->cost_ms = cost;
+    r->t_enqueued_ns = now;
+    atomic_store(&r->state, HTTP_REQ_QUEUED);
+    r->next = NULL;
+    if (s->qtail)
+        s->qtail->next = r;
+    else
+        s->qhead = r;
+    s->qtail = r;
+    s->qlen++;
+    s->backlog_ms += cost;
+    pthread_cond_signal(&s->qcond);
+    pthread_mutex_unlock(&s->qlock);
+    return 1;
+}
+
+/* ---- the access handler ----------------------------------------------------------------- */
+
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    http_server *s = cls;
+    (void)conn;
+    http_request *r = calloc(1, sizeof *r);
+    if (!r) return NULL;
+    r->uri = strdup(uri ? uri : "");
+    if (!r->uri) {
+        free(r);
+        return NULL;
+    }
+    r->srv = s;
+    r->route = -1;
+    r->faces = -1;
+    r->t_start_ns = base_now_ns();
+    atomic_fetch_add(&s->in_flight, 1);
+    return r;
+}
+
+static int valid_request_id(const char *v)
+{
+    size_t n = strlen(v);
+    if (n == 0 || n > 64) return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = v[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              c == '-' || c == '_' || c == '.' || c == ':'))
+            return 0;
+    }
+    return 1;
+}
+
+static void copy_header(struct MHD_Connection *conn, const char *name, char *out, size_t cap)
+{
+    const char *v = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, name);
+    snprintf(out, cap, "%s", v ? v : "");
+}
+
+/* The checks done when the headers are complete. Returns 0 to go on reading the body, or 1
+ * when r already has its (error) response. */
+static int on_headers(http_server *s, http_request *r, struct MHD_Connection *conn,
+                      const char *method)
+{
+    r->conn = conn;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    r->hc = ci ? ci->socket_context : NULL;
+    snprintf(r->method, sizeof r->method, "%s", method);
+
+    const char *rid = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
+    if (rid && valid_request_id(rid)) {
+        snprintf(r->id, sizeof r->id, "%s", rid);
+    } else {
+        snprintf(r->id, sizeof r->id, "%s-%llx", s->id_prefix,
+                 (unsigned long long)atomic_fetch_add(&s->id_counter, 1));
+    }
+    ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (ci && ci->client_addr) {
+        const struct sockaddr *sa = ci->client_addr;
+        if (sa->sa_family == AF_INET)
+            inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, r->remote,
+                      sizeof r->remote);
+        else if (sa->sa_family == AF_INET6)
+            inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, r->remote,
+                      sizeof r->remote);
+    }
+    copy_header(conn, "Content-Type", r->content_type, sizeof r->content_type);
+    copy_header(conn, "Idempotency-Key", r->idempotency_key, sizeof r->idempotency_key);
+
+    /* Route. The path is matched raw (percent-encoded) so an encoded '/' stays inside its
+     * segment; captures are decoded by the matcher. */
+    char *q = strchr(r->uri, '?');
+    r->path_len = q ? (size_t)(q - r->uri) : strlen(r->uri);
+    r->query = q ? q + 1 : "";
+    const char *match_method = strcmp(method, "HEAD") == 0 ? "GET" : method;
+    r->route = http_route_match(match_method, r->uri, r->path_len, r->caps, &r->n_caps);
+    if (r->route == -1) {
+        int n = (int)(r->path_len > 200 ? 200 : r->path_len);
+        http_respond_error(r, 404, "not_found", "no route %.*s", n, r->uri);
+        return 1;
+    }
+    if (r->route == -2) {
+        http_respond_error(r, 405, "method_not_allowed", "%s is not allowed on this path", method);
+        return 1;
+    }
+    if (r->route < 0) {
+        http_respond_error(r, 400, "bad_request", "a malformed path segment");
+        return 1;
+    }
+    const http_route *route = &http_routes[r->route];
+
+    /* Declared body size: refuse before reading a byte of it. */
+    const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+    if (cl) {
+        char *end = NULL;
+        errno = 0;
+        unsigned long long n = strtoull(cl, &end, 10);
+        if (!errno && end != cl && (uint64_t)n > (uint64_t)s->cfg.max_body_bytes) {
+            http_respond_error(r, 413, "body_too_large",
+                               "the body is %llu bytes; the limit is %lld", n,
+                               (long long)s->cfg.max_body_bytes);
+            return 1;
+        }
+    }
+
+    if (route->scope) {
+        /* Authentication, then authorisation, then the key's rate limit. */
+        if (atomic_load(&s->auth_required)) {
+            const char *auth = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
+            if (!auth || strncasecmp(auth, "Bearer ", 7) != 0 || !auth[7]) {
+                http_respond_error(r, 401, "unauthorized",
+                                   "this server needs an API key: Authorization: Bearer KEY");
+                return 1;
+            }
+            const char *token = auth + 7;
+            while (*token == ' ')
+                token++;
+            double retry = 0;
+            double burst = s->cfg.rate_burst ? s->cfg.rate_burst : 2 * s->cfg.rate_limit;
+            if (burst < 1) burst = 1;
+            if (http_keystore_check(s->keys, token, s->cfg.rate_limit, burst, &r->key, &retry) !=
+                0) {
+                http_respond_error(r, 401, "unauthorized", "unknown API key");
+                return 1;
+            }
+            r->authenticated = 1;
+            if (r->key.scope < route->scope) {
+                http_respond_error(r, 403, "forbidden",
+                                   "this route needs a key with scope %s; "
+                                   "this key has %s",
+                                   http_scope_name(route->scope), http_scope_name(r->key.scope));
+                return 1;
+            }
+            if (r->key.collection[0] && r->n_caps > 0 &&
+                strncmp(route->pattern, "/v1/collections/", 16) == 0 &&
+                strcmp(r->caps[0], r->key.collection) != 0) {
+                http_respond_error(r, 403, "forbidden", "this key is limited to collection %s",
+                                   r->key.collection);
+                return 1;
+            }
+            if (r->key.collection[0] && strcmp(route->pattern, "/v1/collections") == 0 &&
+                strcmp(route->method, "POST") == 0) {
+                http_respond_error(r, 403, "forbidden", "this key is limited to collection %s",
+                                   r->key.collection);
+                return 1;
+            }
+            if (retry > 0) {
+                atomic_fetch_add(&s->metrics.rejected[HTTP_REJECT_RATE_LIMITED], 1);
+                http_respond_error(r, 429, "rate_limited", "this key is over its rate limit");
+                r->retry_after_s = (int)ceil(retry);
+                return 1;
+            }
+        }
+        if (!atomic_load(&s->ready)) {
+            atomic_fetch_add(&s->metrics.rejected[HTTP_REJECT_NOT_READY], 1);
+            http_respond_error(r, 503, "not_ready", "the service is starting (loading models)");
+            r->retry_after_s = 1;
+            return 1;
+        }
+    }
+
+    /* The deadline: how long the request may wait before it starts. */
+    int deadline_ms = s->cfg.deadline_ms;
+    const char *dl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Deadline-Ms");
+    if (dl) {
+        char *end = NULL;
+        errno = 0;
+        long v = strtol(dl, &end, 10);
+        if (errno || end == dl || *end || v < 1 || v > s->cfg.max_deadline_ms) {
+            http_respond_error(r, 400, "bad_request",
+                               "X-Request-Deadline-Ms must be an integer in [1, %d]",
+                               s->cfg.max_deadline_ms);
+            return 1;
+        }
+        deadline_ms = (int)v;
+    }
+    r->deadline_ns = r->t_start_ns + (uint64_t)deadline_ms * 1000000u;
+    return 0;
+}
+
+static int append_body(http_server *s, http_request *r, const char *data, size_t len)
+{
+    if (r->body_overflow) return 0;
+    if ((uint64_t)r->body_len + len > (uint64_t)s->cfg.max_body_bytes) {
+        r->body_overflow = 1;
+        free(r->body);
+        r->body = NULL;
+        r->body_len = r->body_cap = 0;
+        return 0;
+    }
+    if (r->body_len + len + 1 > r->body_cap) {
+        size_t cap = r->body_cap ? r->body_cap : 16384;
+        while (cap < r->body_len + len + 1)
+            cap *= 2;
+        if (cap > (size_t)s->cfg.max_body_bytes + 1) cap = (size_t)s->cfg.max_body_bytes + 1;
+        uint8_t *p = realloc(r->body, cap);
+        if (!p) return -1;
+        r->body = p;
+        r->body_cap = cap;
+    }
+    memcpy(r->body + r->body_len, data, len);
+    r->body_len += len;
+    r->body[r->body_len] = '\0'; /* JSON parsers may read it as text */
+    return 0;
+}
+
+static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
+                                 const char *method, const char *version, const char *upload_data,
+                                 size_t *upload_data_size, void **con_cls)
+{
+    http_server *s = cls;
+    http_request *r = *con_cls;
+    (void)url;
+    (void)version;
+    if (!r) return MHD_NO; /* on_uri could not allocate: close */
+
+    if (atomic_load(&r->state) == HTTP_REQ_DONE) return send_response(r);
+
+    if (!r->conn) {
+        if (on_headers(s, r, conn, method)) {
+            if (r->hc) atomic_store(&r->hc->busy, 1);
+            atomic_store(&r->state, HTTP_REQ_DONE);
+            return send_response(r);
+        }
+        return MHD_YES;
+    }
+
+    if (*upload_data_size) {
+        if (append_body(s, r, upload_data, *upload_data_size) != 0) return MHD_NO;
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+
+    /* The whole request is here. */
+    if (r->hc) atomic_store(&r->hc->busy, 1);
+    if (r->body_overflow) {
+        http_respond_error(r, 413, "body_too_large", "the body is larger than %lld bytes",
+                           (long long)s->cfg.max_body_bytes);
+        atomic_store(&r->state, HTTP_REQ_DONE);
+        return send_response(r);
+    }
+    const http_route *route = &http_routes[r->route];
+    if (!route->queued) {
+        route->handler(r, NULL);
+        atomic_store(&r->state, HTTP_REQ_DONE);
+        return send_response(r);
+    }
+    if (admit(s, r)) return MHD_YES;
+    atomic_store(&r->state, HTTP_REQ_DONE);
+    return send_response(r);
+}
+
+static void log_request(http_server *s, http_request *r, enum MHD_RequestTerminationCode toe,
+                        double ms)
+{
+    if (BASE_LOG_INFO < base_log_level) return;
+    json_t *o = json_object();
+    if (!o) return;
+    char path[256];
+    size_t n = r->path_len ? r->path_len : strlen(r->uri);
+    snprintf(path, sizeof path, "%.*s", (int)(n < 255 ? n : 255), r->uri);
+    json_object_set_new(o, "level", json_string("info"));
+    json_object_set_new(o, "msg", json_string("request"));
+    json_object_set_new(o, "id", json_string(r->id[0] ? r->id : "-"));
+    json_object_set_new(o, "method", json_string(r->method[0] ? r->method : "-"));
+    json_object_set_new(o, "path", json_stringn(path, strlen(path)));
+    if (r->route >= 0) json_object_set_new(o, "route", json_string(http_routes[r->route].pattern));
+    json_object_set_new(o, "status", json_integer(r->status));
+    json_object_set_new(o, "ms", json_real(ms));
+    if (r->t_started_ns)
+        json_object_set_new(o, "queue_ms",
+                            json_real((double)(r->t_started_ns - r->t_enqueued_ns) / 1e6));
+    json_object_set_new(o, "bytes_in", json_integer((json_int_t)r->body_len));
+    json_object_set_new(o, "remote", json_string(r->remote));
+    if (r->authenticated) json_object_set_new(o, "key", json_string(r->key.id));
+    if (r->faces >= 0) json_object_set_new(o, "faces", json_integer(r->faces));
+    if (r->error[0]) json_object_set_new(o, "error", json_string(r->error));
+    if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
+        json_object_set_new(o, "aborted", json_integer((json_int_t)toe));
+    (void)s;
+    log_json(o);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    http_server *s = cls;
+    http_request *r = *con_cls;
+    *con_cls = NULL;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    http_conn *hc = ci ? ci->socket_context : NULL;
+    if (hc) {
+        atomic_store(&hc->window_ns, base_now_ns());
+        atomic_store(&hc->busy, 0);
+    }
+    if (!r) return;
+    double seconds = (double)(base_now_ns() - r->t_start_ns) * 1e-9;
+    int route = r->route >= 0 ? r->route : http_route_count;
+    if (r->status >= HTTP_STATUS_MIN && r->status <= HTTP_STATUS_MAX) {
+        atomic_fetch_add_explicit(&s->metrics.requests[route][r->status - HTTP_STATUS_MIN], 1,
+                                  memory_order_relaxed);
+        http_histogram_observe_seconds(&s->metrics.latency[route], seconds);
+    }
+    if (r->has_timing) {
+        const face_timing *t = &r->timing;
+        double ms[] = {t->decode_ms, t->detect_ms,     t->landmarks_ms, t->align_ms,
+                       t->embed_ms,  t->attributes_ms, t->liveness_ms};
+        for (int i = 0; i < 7; i++)
+            if (ms[i] > 0)
+                http_histogram_observe_seconds(&s->metrics.stage[HTTP_STAGE_DECODE + i],
+                                               ms[i] * 1e-3);
+    }
+    log_request(s, r, toe, seconds * 1e3);
+    free(r->uri);
+    free(r->body);
+    free(r->resp);
+    free(r);
+    atomic_fetch_sub(&s->in_flight, 1);
+}
+
+/* ---- start-up: models in the background ------------------------------------------------- */
+
+static void *load_models(void *arg)
+{
+    http_server *s = arg;
+    uint64_t t0 = base_now_ns();
+    face_models_options o = {.models_dir = s->cfg.models_dir};
+    int rc = face_models_load(&o, &s->models);
+    for (int i = 0; !rc && i < s->n_workers; i++)
+        rc = face_context_create(s->models, s->cfg.batch_max, &s->workers[i].face);
+    if (rc) {
+        log_event(BASE_LOG_ERROR, "cannot load the models",
+                  json_pack("{s:s,s:s,s:s}", "models", s->cfg.models_dir, "error",
+                            base_strerror(rc), "detail", base_error_message()));
+        atomic_store(&s->load_failed, 1);
+        return NULL;
+    }
+    atomic_store(&s->ready, 1);
+    log_event(BASE_LOG_INFO, "ready",
+              json_pack("{s:f,s:i,s:s}", "load_ms", (double)(base_now_ns() - t0) / 1e6, "workers",
+                        s->n_workers, "embedder", s->embedder_id));
+    return NULL;
+}
+
+/* ---- create / run / destroy ------------------------------------------------------------- */
+
+static int parse_listen(const char *listen, struct sockaddr_storage *addr, socklen_t *len)
+{
+    const char *colon = strrchr(listen, ':');
+    char host[256];
+    size_t hl = (size_t)(colon - listen);
+    if (hl >= sizeof host) return base_error_set(BASE_ERR_INVALID, "--listen %s", listen);
+    memcpy(host, listen, hl);
+    host[hl] = '\0';
+    char *h = host;
+    if (h[0] == '[' && hl >= 2 && h[hl - 1] == ']') {
+        h[hl - 1] = '\0';
+        h++;
+    }
+    struct addrinfo hints = {
+        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
+    if (!h[0]) hints.ai_family = AF_INET;
+    struct addrinfo *res = NULL;
+    int rc = getaddrinfo(h[0] ? h : NULL, colon + 1, &hints, &res);
+    if (rc != 0 || !res)
+        return base_error_set(BASE_ERR_INVALID, "--listen %s: %s", listen, gai_strerror(rc));
+    memcpy(addr, res->ai_addr, res->ai_addrlen);
+    *len = res->ai_addrlen;
+    freeaddrinfo(res);
+    return 0;
+}
+
+int http_server_create(const http_config *config, http_server **out)
+{
+    *out = NULL;
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    http_server *s = calloc(1, sizeof *s);
+    if (!s) return base_error_set(BASE_ERR_NOMEM, "server");
+    s->cfg = *config;
+    s->listen_fd = -1;
+    pthread_mutex_init(&s->qlock, NULL);
+    pthread_cond_init(&s->qcond, NULL);
+    pthread_mutex_init(&s->conn_lock, NULL);
+    s->cost_ewma_ms[0] = 2;
+    s->cost_ewma_ms[1] = 100;
+    s->embedder_id = face_embedder_id(FACE_EMBEDDER_DEFAULT);
+    s->embedding_dim = face_embedding_dim(FACE_EMBEDDER_DEFAULT);
+    s->default_threshold = face_default_threshold(FACE_EMBEDDER_DEFAULT);
+    uint8_t rnd[4];
+    if (getrandom(rnd, sizeof rnd, GRND_NONBLOCK) != (ssize_t)sizeof rnd)
+        memcpy(rnd, &(uint32_t){(uint32_t)base_now_ns()}, 4);
+    http_hex(rnd, 4, s->id_prefix);
+
+    int rc;
+    if (mkdir(s->cfg.data_dir, 0755) != 0 && errno != EEXIST) {
+        rc = base_error_set(BASE_ERR_IO, "data folder %s: %s", s->cfg.data_dir, strerror(errno));
+        goto fail;
+    }
+    if ((rc = http_store_path(s->cfg.data_dir, s->db_path, sizeof s->db_path))) goto fail;
+    if ((rc = gal_open(s->db_path, NULL, &s->gal))) goto fail;
+    if ((rc = http_keystore_open(s->db_path, &s->keys))) goto fail;
+    atomic_store(&s->auth_required, http_keystore_count(s->keys) > 0);
+    atomic_store(&s->store_ok, 1);
+
+    s->n_workers = s->cfg.workers;
+    if (s->n_workers <= 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        s->n_workers = n > 0 ? (int)n : 1;
+    }
+    s->workers = calloc((size_t)s->n_workers, sizeof *s->workers);
+    if (!s->workers) {
+        rc = base_error_set(BASE_ERR_NOMEM, "workers");
+        goto fail;
+    }
+    for (int i = 0; i < s->n_workers; i++) {
+        s->workers[i].srv = s;
+        s->workers[i].index = i;
+        if (pthread_create(&s->workers[i].thread, NULL, worker_main, &s->workers[i]) != 0) {
+            rc = base_error_set(BASE_ERR_BACKEND, "cannot start worker %d", i);
+            goto fail;
+        }
+        s->workers[i].thread_started = 1;
+    }
+
+    struct sockaddr_storage addr;
+    socklen_t addr_len = 0;
+    if ((rc = parse_listen(s->cfg.listen, &addr, &addr_len))) goto fail;
+    unsigned flags =
+        MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    if (addr.ss_family == AF_INET6) flags |= MHD_USE_IPv6;
+    unsigned timeout_s = (unsigned)((s->cfg.read_timeout_ms + 999) / 1000) + 30;
+    s->daemon = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_access, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+        MHD_OPTION_URI_LOG_CALLBACK, on_uri, s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)s->cfg.max_connections, MHD_OPTION_CONNECTION_TIMEOUT, timeout_s,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024, MHD_OPTION_LISTEN_BACKLOG_SIZE,
+        (unsigned)1024, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL, MHD_OPTION_END);
+    if (!s->daemon) {
+        rc = base_error_set(BASE_ERR_IO, "cannot listen on %s (address in use?)", s->cfg.listen);
+        goto fail;
+    }
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    s->port = di ? di->port : 0;
+
+    if (pthread_create(&s->loader, NULL, load_models, s) != 0) {
+        rc = base_error_set(BASE_ERR_BACKEND, "cannot start the model loader");
+        goto fail;
+    }
+    s->loader_started = 1;
+
+    log_event(BASE_LOG_INFO, "listening",
+              json_pack("{s:s,s:i,s:i,s:i,s:s,s:s}", "listen", s->cfg.listen, "port", s->port,
+                        "workers", s->n_workers, "queue", s->cfg.queue, "data", s->cfg.data_dir,
+                        "models", s->cfg.models_dir));
+    if (!atomic_load(&s->auth_required))
+        log_event(BASE_LOG_WARN,
+                  "no API keys exist: the API is open to anyone who can reach it "
+                  "(create one with: vultus keys create --scope admin)",
+                  NULL);
+    *out = s;
+    return 0;
+fail:
+    http_server_destroy(s);
+    return rc;
+}
+
+int http_server_port(const http_server *s)
+{
+    return s->port;
+}
+
+static uint64_t ms_to_ns(int ms)
+{
+    return (uint64_t)ms * 1000000u;
+}
+
+int http_server_run(http_server *s)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    uint64_t drain_start = 0, last_refresh = 0;
+    int quiesced = 0;
+    for (;;) {
+        struct timespec tick = {0, 50 * 1000000};
+        int sig = sigtimedwait(&set, NULL, &tick);
+        uint64_t now = base_now_ns();
+        if (sig == SIGTERM || sig == SIGINT) {
+            if (drain_start) {
+                log_event(BASE_LOG_WARN, "second signal: stopping without draining", NULL);
+                return BASE_ERR_LIMIT;
+            }
+            drain_start = now;
+            atomic_store(&s->draining, 1);
+            log_event(BASE_LOG_INFO, "draining",
+                      json_pack("{s:s,s:i,s:i,s:I}", "signal",
+                                sig == SIGTERM ? "SIGTERM" : "SIGINT", "grace_ms", s->cfg.grace_ms,
+                                "drain_timeout_ms", s->cfg.drain_timeout_ms, "in_flight",
+                                (json_int_t)atomic_load(&s->in_flight)));
+        }
+        if (atomic_load(&s->load_failed)) return BASE_ERR_IO;
+        reap_slow_connections(s);
+        if (now - last_refresh > 1000000000u) {
+            last_refresh = now;
+            int ok = http_keystore_refresh(s->keys) == 0;
+            atomic_store(&s->store_ok, ok);
+            if (ok) {
+                int required = http_keystore_count(s->keys) > 0;
+                if (required != atomic_exchange(&s->auth_required, required))
+                    log_event(BASE_LOG_INFO,
+                              required ? "API keys exist: auth is on"
+                                       : "no API keys left: the API is open",
+                              NULL);
+            } else {
+                LOG_WARN("api keys: %s", base_error_message());
+            }
+        }
+        if (!drain_start) continue;
+        if (!quiesced && now - drain_start >= ms_to_ns(s->cfg.grace_ms)) {
+            /* Stop accepting: take the listening socket out of the loop, then shut it down
+             * so connection attempts are refused at once rather than left in the backlog. */
+            MHD_socket fd = MHD_quiesce_daemon(s->daemon);
+            if (fd != MHD_INVALID_SOCKET) {
+                s->listen_fd = fd;
+                shutdown(fd, SHUT_RDWR);
+            }
+            quiesced = 1;
+            log_event(BASE_LOG_INFO, "stopped accepting connections",
+                      json_pack("{s:I}", "in_flight", (json_int_t)atomic_load(&s->in_flight)));
+        }
+        pthread_mutex_lock(&s->qlock);
+        int busy = s->qlen + s->running;
+        pthread_mutex_unlock(&s->qlock);
+        if (quiesced && busy == 0 && atomic_load(&s->in_flight) == 0) {
+            log_event(BASE_LOG_INFO, "drained",
+                      json_pack("{s:f}", "ms", (double)(now - drain_start) / 1e6));
+            return 0;
+        }
+        if (now - drain_start >= ms_to_ns(s->cfg.drain_timeout_ms)) {
+            log_event(BASE_LOG_WARN, "drain timeout: requests still in flight are cut off",
+                      json_pack("{s:I}", "in_flight", (json_int_t)atomic_load(&s->in_flight)));
+            s->abandoned = 1; /* workers may still run: destroy must not free what they use */
+            return BASE_ERR_LIMIT;
+        }
+    }
+}
+
+void http_server_destroy(http_server *s)
+{
+    if (!s) return;
+    if (s->abandoned) return; /* a cut-off drain: the process is exiting; leave it all */
+    if (s->loader_started) pthread_join(s->loader, NULL);
+    if (s->daemon) MHD_stop_daemon(s->daemon);
+    if (s->listen_fd >= 0) close(s->listen_fd);
+    pthread_mutex_lock(&s->qlock);
+    s->stop = 1;
+    pthread_cond_broadcast(&s->qcond);
+    pthread_mutex_unlock(&s->qlock);
+    for (int i = 0; s->workers && i < s->n_workers; i++) {
+        if (s->workers[i].thread_started) pthread_join(s->workers[i].thread, NULL);
+        face_context_destroy(s->workers[i].face);
+    }
+    free(s->workers);
+    face_models_destroy(s->models);
+    http_keystore_close(s->keys);
+    gal_close(s->gal);
+    pthread_mutex_destroy(&s->qlock);
+    pthread_cond_destroy(&s->qcond);
+    pthread_mutex_destroy(&s->conn_lock);
+    free(s);
+}
