@@ -32,13 +32,17 @@ typedef struct key_entry {
     http_bucket bucket;
 } key_entry;
 
+/* Two locks, so that checking a key on the event loop never waits for SQLite: db_lock guards
+ * the connection (held by workers through whole idempotency transactions, which may wait for
+ * the gallery's writer), keys_lock only the in-memory table. Order: db_lock, then keys_lock. */
 struct http_keystore {
-    pthread_mutex_t lock; /* guards everything below */
+    pthread_mutex_t db_lock; /* guards db, data_version, last_purge_ms */
     sqlite3 *db;
-    key_entry *keys;
-    size_t n_keys;
     int64_t data_version;
     int64_t last_purge_ms;
+    pthread_mutex_t keys_lock; /* guards keys, n_keys and their buckets */
+    key_entry *keys;
+    size_t n_keys;
 };
 
 static const char schema[] =
@@ -134,8 +138,6 @@ static int load_keys(http_keystore *ks)
         snprintf(e->info.name, sizeof e->info.name, "%s", name ? name : "");
         e->info.created_ms = sqlite3_column_int64(st, 5);
         memcpy(e->hash, hash, 32);
-        for (size_t i = 0; i < ks->n_keys; i++)
-            if (strcmp(ks->keys[i].info.id, e->info.id) == 0) e->bucket = ks->keys[i].bucket;
         n++;
     }
     if (!err && rc != SQLITE_DONE) err = db_error(ks->db, "read keys");
@@ -144,9 +146,15 @@ static int load_keys(http_keystore *ks)
         free(keys);
         return err;
     }
+    pthread_mutex_lock(&ks->keys_lock);
+    for (size_t k = 0; k < n; k++)
+        for (size_t i = 0; i < ks->n_keys; i++)
+            if (strcmp(ks->keys[i].info.id, keys[k].info.id) == 0)
+                keys[k].bucket = ks->keys[i].bucket;
     free(ks->keys);
     ks->keys = keys;
     ks->n_keys = n;
+    pthread_mutex_unlock(&ks->keys_lock);
     return 0;
 }
 
@@ -166,7 +174,8 @@ int http_keystore_open(const char *db_path, http_keystore **out)
     *out = NULL;
     http_keystore *ks = calloc(1, sizeof *ks);
     if (!ks) return base_error_set(BASE_ERR_NOMEM, "keystore");
-    pthread_mutex_init(&ks->lock, NULL);
+    pthread_mutex_init(&ks->db_lock, NULL);
+    pthread_mutex_init(&ks->keys_lock, NULL);
     int rc = sqlite3_open_v2(
         db_path, &ks->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
@@ -197,40 +206,41 @@ void http_keystore_close(http_keystore *ks)
     if (!ks) return;
     sqlite3_close(ks->db);
     free(ks->keys);
-    pthread_mutex_destroy(&ks->lock);
+    pthread_mutex_destroy(&ks->db_lock);
+    pthread_mutex_destroy(&ks->keys_lock);
     free(ks);
 }
 
 int http_keystore_refresh(http_keystore *ks)
 {
-    pthread_mutex_lock(&ks->lock);
+    pthread_mutex_lock(&ks->db_lock);
     int64_t v = 0;
     int rc = data_version(ks, &v);
     if (!rc && v != ks->data_version) {
         rc = load_keys(ks);
         if (!rc) ks->data_version = v;
     }
-    pthread_mutex_unlock(&ks->lock);
+    pthread_mutex_unlock(&ks->db_lock);
     return rc;
 }
 
 size_t http_keystore_count(http_keystore *ks)
 {
-    pthread_mutex_lock(&ks->lock);
+    pthread_mutex_lock(&ks->keys_lock);
     size_t n = ks->n_keys;
-    pthread_mutex_unlock(&ks->lock);
+    pthread_mutex_unlock(&ks->keys_lock);
     return n;
 }
 
 int http_keystore_ping(http_keystore *ks)
 {
-    pthread_mutex_lock(&ks->lock);
+    pthread_mutex_lock(&ks->db_lock);
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(ks->db, "SELECT count(*) FROM api_keys", -1, &st, NULL);
     if (rc == SQLITE_OK) rc = sqlite3_step(st);
     int err = rc == SQLITE_ROW ? 0 : db_error(ks->db, "ping");
     sqlite3_finalize(st);
-    pthread_mutex_unlock(&ks->lock);
+    pthread_mutex_unlock(&ks->db_lock);
     return err;
 }
 
@@ -240,7 +250,7 @@ int http_keystore_check(http_keystore *ks, const char *token, double rate, doubl
     uint8_t hash[32];
     http_sha256_digest(token, strlen(token), hash);
     *retry_after_s = 0;
-    pthread_mutex_lock(&ks->lock);
+    pthread_mutex_lock(&ks->keys_lock);
     int rc = BASE_ERR_NOT_FOUND;
     for (size_t i = 0; i < ks->n_keys; i++) {
         key_entry *e = &ks->keys[i];
@@ -250,7 +260,7 @@ int http_keystore_check(http_keystore *ks, const char *token, double rate, doubl
         rc = 0;
         break;
     }
-    pthread_mutex_unlock(&ks->lock);
+    pthread_mutex_unlock(&ks->keys_lock);
     return rc;
 }
 
@@ -276,7 +286,7 @@ int http_idem_begin(http_keystore *ks, const char *scope, const uint8_t fingerpr
     *status = 0;
     *body = NULL;
     int64_t now = unix_ms();
-    pthread_mutex_lock(&ks->lock);
+    pthread_mutex_lock(&ks->db_lock);
     sqlite3 *db = ks->db;
     sqlite3_stmt *st = NULL;
     int err = 0;
@@ -349,13 +359,13 @@ rollback:
     free(*body);
     *body = NULL;
 out:
-    pthread_mutex_unlock(&ks->lock);
+    pthread_mutex_unlock(&ks->db_lock);
     return err;
 }
 
 int http_idem_finish(http_keystore *ks, const char *scope, int status, const char *body)
 {
-    pthread_mutex_lock(&ks->lock);
+    pthread_mutex_lock(&ks->db_lock);
     sqlite3_stmt *st = NULL;
     int err = 0;
     if (sqlite3_prepare_v2(ks->db,
@@ -369,17 +379,17 @@ int http_idem_finish(http_keystore *ks, const char *scope, int status, const cha
         if (sqlite3_step(st) != SQLITE_DONE) err = db_error(ks->db, "finish idempotency");
     }
     sqlite3_finalize(st);
-    pthread_mutex_unlock(&ks->lock);
+    pthread_mutex_unlock(&ks->db_lock);
     return err;
 }
 
 void http_idem_release(http_keystore *ks, const char *scope)
 {
-    pthread_mutex_lock(&ks->lock);
+    pthread_mutex_lock(&ks->db_lock);
     if (exec_bound(ks->db, "DELETE FROM idempotency_keys WHERE scope = ? AND status = 0", scope,
                    0) != 0)
         LOG_WARN("idempotency: %s", base_error_message());
-    pthread_mutex_unlock(&ks->lock);
+    pthread_mutex_unlock(&ks->db_lock);
 }
 
 /* ---- the `vultus keys` side ------------------------------------------------------------- */
