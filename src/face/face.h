@@ -106,11 +106,20 @@ typedef struct face_result {
     face_timing timing;
 } face_result;
 
+/* Which model estimates age and gender; DEFAULT is chosen by measurement on UTKFace (README). */
+typedef enum face_age_model {
+    FACE_AGE_MODEL_DEFAULT = 0,
+    FACE_AGE_MODEL_FACERES, /* faceres' age (100 bins) and gender heads */
+    FACE_AGE_MODEL_GEAR,    /* GEAR: age (7 bins), gender, race */
+    FACE_AGE_MODEL_SSRNET,  /* the separate SSR-Net age and gender models */
+} face_age_model;
+
 typedef struct face_models_options {
     const char *models_dir; /* folder with human/ and faceapi/ from tools/fetch-models; NULL: "models" */
     unsigned load;          /* which stages to load models for (enum face_stage bits); 0: all */
     face_embedder embedder; /* which embedder(s) to load; DEFAULT: the default one only */
     int all_embedders;      /* load every embedder (for evaluation) */
+    face_age_model age_model; /* which age/gender model to load and use; DEFAULT: see README */
 } face_models_options;
 
 int face_models_load(const face_models_options *opts, face_models **out);

@@ -1,0 +1,326 @@
+/*
+ * Face detection with BlazeFace (MediaPipe's back-camera model, 256x256): anchors, box and
+ * keypoint decoding, sigmoid scores and weighted NMS as MediaPipe does it; once over the whole
+ * image letterboxed into 256x256, or over overlapping 256x256 tiles of a pyramid of scales
+ * for photos with many small faces.
+ */
+#include "face/face_internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* MediaPipe's face detection graph: IoU above which detections are merged. */
+#define NMS_IOU 0.3f
+/* Default score threshold, chosen on the fixtures and WIDER (README). */
+#define DEFAULT_MIN_SCORE 0.6f
+/* Input padding outside the image (in the model's [-1, 1] range). */
+#define PAD_VALUE 0.0f
+
+/*
+ * SSD anchors of the 256x256 model: a 16x16 grid (stride 16) with 2 anchors per cell, then an
+ * 8x8 grid (stride 32) with 6 per cell: 512 + 384 = 896. All anchors have unit size (MediaPipe's
+ * fixed_anchor_size), so only the centres matter; in input pixels.
+ */
+void face_blazeface_anchors(float anchors[896][2])
+{
+    static const int strides[2] = {16, 32}, per_cell[2] = {2, 6};
+    int k = 0;
+    for (int level = 0; level < 2; level++) {
+        int grid = FACE_BLAZEFACE_SIZE / strides[level];
+        for (int y = 0; y < grid; y++)
+            for (int x = 0; x < grid; x++)
+                for (int a = 0; a < per_cell[level]; a++) {
+                    anchors[k][0] = ((float)x + 0.5f) * (float)strides[level];
+                    anchors[k][1] = ((float)y + 0.5f) * (float)strides[level];
+                    k++;
+                }
+    }
+}
+
+/* The model's four outputs, found by shape: scores and regressors for each anchor level. */
+typedef struct blazeface_outputs {
+    const float *score[2]; /* [B, 512 | 384, 1] logits */
+    const float *reg[2];   /* [B, 512 | 384, 16]: dx, dy, w, h, then 6 keypoints (dx, dy) */
+} blazeface_outputs;
+
+static int find_outputs(const nn_context *nc, const nn_model *m, blazeface_outputs *o)
+{
+    memset(o, 0, sizeof *o);
+    int n = nn_model_output_count(m);
+    for (int i = 0; i < n; i++) {
+        nn_io_info info;
+        const float *data = nn_context_output(nc, i, &info);
+        if (info.rank != 3) continue;
+        int level = info.dim[1] == 512 ? 0 : info.dim[1] == 384 ? 1 : -1;
+        if (level < 0) continue;
+        if (info.dim[2] == 1) o->score[level] = data;
+        if (info.dim[2] == 16) o->reg[level] = data;
+    }
+    if (!o->score[0] || !o->score[1] || !o->reg[0] || !o->reg[1])
+        return base_error_set(BASE_ERR_FORMAT, "blazeface: unexpected output shapes");
+    return 0;
+}
+
+/* A growing array of boxes. */
+typedef struct box_list {
+    face_box *v;
+    int n, cap;
+} box_list;
+
+static int box_push(box_list *l, const face_box *b)
+{
+    if (l->n == l->cap) {
+        int cap = l->cap ? 2 * l->cap : 64;
+        if (cap > 1 << 20) return base_error_set(BASE_ERR_LIMIT, "too many detections");
+        face_box *v = realloc(l->v, (size_t)cap * sizeof *v);
+        if (!v) return base_error_set(BASE_ERR_NOMEM, "detections");
+        l->v = v, l->cap = cap;
+    }
+    l->v[l->n++] = *b;
+    return 0;
+}
+
+/*
+ * A tile: the 256x256 window at (tx, ty) of a scaled copy of the image (`level`, whose pixel
+ * (u, v) is image pixel (u * sx, v * sy)). `edges` marks the tile sides that are inside the
+ * image (1 left, 2 top, 4 right, 8 bottom): detections touching them are cut faces that a
+ * neighbouring tile sees whole, so they are dropped; `max_size` drops faces too big for the
+ * level (a coarser level finds them).
+ */
+typedef struct tile {
+    int tx, ty;
+    unsigned edges;
+    float max_size;
+} tile;
+
+static void fill_tile(const img_image *level, const tile *t, float *dst)
+{
+    const int S = FACE_BLAZEFACE_SIZE;
+    for (int v = 0; v < S; v++) {
+        int y = t->ty + v;
+        float *row = dst + (size_t)v * S * 3;
+        if (y < 0 || y >= level->height) {
+            for (int i = 0; i < S * 3; i++) row[i] = PAD_VALUE;
+            continue;
+        }
+        const uint8_t *src = level->data + (size_t)y * level->width * 3;
+        for (int u = 0; u < S; u++) {
+            int x = t->tx + u;
+            if (x < 0 || x >= level->width) {
+                row[3 * u] = row[3 * u + 1] = row[3 * u + 2] = PAD_VALUE;
+            } else {
+                /* [0, 255] -> [-1, 1] as MediaPipe feeds it */
+                row[3 * u] = (float)src[3 * x] * (2.0f / 255.0f) - 1.0f;
+                row[3 * u + 1] = (float)src[3 * x + 1] * (2.0f / 255.0f) - 1.0f;
+                row[3 * u + 2] = (float)src[3 * x + 2] * (2.0f / 255.0f) - 1.0f;
+            }
+        }
+    }
+}
+
+/* Decodes batch element b of the last run for tile t into image coordinates. */
+static int decode_tile(const face_models *m, const blazeface_outputs *o, int b, const tile *t,
+                       float sx, float sy, float min_score, box_list *out)
+{
+    const int S = FACE_BLAZEFACE_SIZE;
+    float min_logit = logf(min_score / (1.0f - min_score));
+    int base = 0;
+    for (int level = 0; level < 2; level++) {
+        int count = level == 0 ? 512 : 384;
+        const float *score = o->score[level] + (size_t)b * count;
+        const float *reg = o->reg[level] + (size_t)b * count * 16;
+        for (int i = 0; i < count; i++) {
+            float logit = score[i];
+            if (!(logit >= min_logit)) continue;
+            const float *r = reg + (size_t)i * 16;
+            const float *a = m->anchors[base + i];
+            float cx = a[0] + r[0], cy = a[1] + r[1], w = r[2], h = r[3];
+            if (!(w > 0 && h > 0)) continue;
+            float x0 = cx - 0.5f * w, y0 = cy - 0.5f * h, x1 = cx + 0.5f * w, y1 = cy + 0.5f * h;
+            /* cut by a tile side inside the image, or too big for this level */
+            const float margin = 2.0f;
+            if (((t->edges & 1) && x0 < margin) || ((t->edges & 2) && y0 < margin) ||
+                ((t->edges & 4) && x1 > S - margin) || ((t->edges & 8) && y1 > S - margin))
+                continue;
+            if (t->max_size > 0 && fmaxf(w, h) > t->max_size) continue;
+            if (logit > 80) logit = 80;
+            face_box box;
+            box.score = 1.0f / (1.0f + expf(-logit));
+            box.x = (x0 + (float)t->tx) * sx;
+            box.y = (y0 + (float)t->ty) * sy;
+            box.w = w * sx;
+            box.h = h * sy;
+            for (int k = 0; k < 6; k++) {
+                box.keypoints[k].x = (a[0] + r[4 + 2 * k] + (float)t->tx) * sx;
+                box.keypoints[k].y = (a[1] + r[5 + 2 * k] + (float)t->ty) * sy;
+            }
+            int rc = box_push(out, &box);
+            if (rc) return rc;
+        }
+        base += count;
+    }
+    return 0;
+}
+
+/* Runs the tiles of one level in batches and collects their detections. */
+static int run_tiles(face_context *ctx, const img_image *level, float sx, float sy,
+                     const tile *tiles, int n_tiles, float min_score, box_list *out)
+{
+    nn_context *nc = ctx->ctx[FM_BLAZEFACE];
+    const nn_model *m = ctx->models->model[FM_BLAZEFACE];
+    const size_t per = (size_t)FACE_BLAZEFACE_SIZE * FACE_BLAZEFACE_SIZE * 3;
+    float *in = nn_context_input(nc, 0);
+    for (int first = 0; first < n_tiles; first += 4) {
+        int batch = n_tiles - first < 4 ? n_tiles - first : 4;
+        for (int b = 0; b < batch; b++) fill_tile(level, &tiles[first + b], in + per * (size_t)b);
+        int rc = nn_context_run(nc, batch);
+        if (rc) return rc;
+        blazeface_outputs o;
+        rc = find_outputs(nc, m, &o);
+        if (rc) return rc;
+        for (int b = 0; b < batch; b++) {
+            rc = decode_tile(ctx->models, &o, b, &tiles[first + b], sx, sy, min_score, out);
+            if (rc) return rc;
+        }
+    }
+    return 0;
+}
+
+/* Resizes the image so its longer side is `side` pixels (never enlarging past 2x). */
+static int make_level(const img_image *image, float scale, img_image *level, float *sx, float *sy)
+{
+    int w = (int)lroundf((float)image->width * scale), h = (int)lroundf((float)image->height * scale);
+    if (w < 1) w = 1;
+    if (h < 1) h = 1;
+    int rc = img_resize(image, w, h, level);
+    if (rc) return rc;
+    *sx = (float)image->width / (float)w;
+    *sy = (float)image->height / (float)h;
+    return 0;
+}
+
+/* The whole image letterboxed (centred, aspect kept) into one 256x256 input. */
+static int detect_single(face_context *ctx, const img_image *image, float min_score, box_list *out)
+{
+    const int S = FACE_BLAZEFACE_SIZE;
+    float scale = (float)S / (float)(image->width > image->height ? image->width : image->height);
+    img_image level = {0};
+    float sx, sy;
+    int rc = make_level(image, scale, &level, &sx, &sy);
+    if (rc) return rc;
+    tile t = {.tx = -(S - level.width) / 2, .ty = -(S - level.height) / 2};
+    rc = run_tiles(ctx, &level, sx, sy, &t, 1, min_score, out);
+    img_free(&level);
+    return rc;
+}
+
+/* Tiles of one pyramid level: side 256, overlapping by TILE_OVERLAP, covering the image. */
+#define TILE_OVERLAP 96
+#define MAX_TILES 4096
+
+static int level_tiles(int w, int h, float max_size, tile **tiles, int *n)
+{
+    const int S = FACE_BLAZEFACE_SIZE, stride = S - TILE_OVERLAP;
+    int nx = w <= S ? 1 : (w - S + stride - 1) / stride + 1;
+    int ny = h <= S ? 1 : (h - S + stride - 1) / stride + 1;
+    if ((long)nx * ny > MAX_TILES) return base_error_set(BASE_ERR_LIMIT, "tiled detector: %d x %d tiles", nx, ny);
+    tile *t = malloc((size_t)nx * ny * sizeof *t);
+    if (!t) return base_error_set(BASE_ERR_NOMEM, "tiles");
+    int k = 0;
+    for (int j = 0; j < ny; j++) {
+        for (int i = 0; i < nx; i++) {
+            tile *c = &t[k++];
+            /* spread the tiles evenly so the last one ends at the image edge */
+            c->tx = nx == 1 ? -(S - w) / 2 : (int)lroundf((float)i * (float)(w - S) / (float)(nx - 1));
+            c->ty = ny == 1 ? -(S - h) / 2 : (int)lroundf((float)j * (float)(h - S) / (float)(ny - 1));
+            c->edges = (i > 0 ? 1u : 0u) | (j > 0 ? 2u : 0u) | (i < nx - 1 ? 4u : 0u) |
+                       (j < ny - 1 ? 8u : 0u);
+            c->max_size = max_size;
+        }
+    }
+    *tiles = t;
+    *n = k;
+    return 0;
+}
+
+/*
+ * The pyramid: the coarsest level is the letterboxed image (finds the big faces); the finest
+ * level is the scale where a face of min_face_size pixels is TILED_MIN_FACE input pixels
+ * (BlazeFace finds faces down to about that size), at most TILED_MAX_SCALE; the levels in
+ * between are a factor of 2 apart. Levels other than the coarsest keep only faces smaller
+ * than the tile overlap (bigger ones are found whole one level up).
+ */
+#define TILED_MIN_FACE 16.0f
+#define TILED_MAX_SCALE 1.0f
+#define TILED_STEP 2.0f
+
+static int detect_tiled(face_context *ctx, const img_image *image, float min_score,
+                        int min_face_size, box_list *out)
+{
+    const int S = FACE_BLAZEFACE_SIZE;
+    int rc = detect_single(ctx, image, min_score, out);
+    if (rc) return rc;
+    float coarse = (float)S / (float)(image->width > image->height ? image->width : image->height);
+    float finest = TILED_MIN_FACE / (float)(min_face_size > 0 ? min_face_size : 20);
+    if (finest > TILED_MAX_SCALE) finest = TILED_MAX_SCALE;
+    for (float s = finest; s > coarse * 1.5f; s /= TILED_STEP) {
+        img_image level = {0};
+        float sx, sy;
+        rc = make_level(image, s, &level, &sx, &sy);
+        if (rc) return rc;
+        tile *tiles = NULL;
+        int n_tiles = 0;
+        rc = level_tiles(level.width, level.height, (float)TILE_OVERLAP, &tiles, &n_tiles);
+        if (!rc) rc = run_tiles(ctx, &level, sx, sy, tiles, n_tiles, min_score, out);
+        free(tiles);
+        img_free(&level);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+static int by_area_desc(const void *pa, const void *pb)
+{
+    const face_box *a = pa, *b = pb;
+    float aa = a->w * a->h, ab = b->w * b->h;
+    return (aa < ab) - (aa > ab);
+}
+
+int face_detect(face_context *ctx, const img_image *image, const face_options *opts,
+                face_box **boxes, int *n)
+{
+    *boxes = NULL;
+    *n = 0;
+    if (!ctx->ctx[FM_BLAZEFACE]) return base_error_set(BASE_ERR_INVALID, "detector not loaded");
+    if (image->channels != 3 || image->width < 1 || image->height < 1)
+        return base_error_set(BASE_ERR_INVALID, "detect: need an RGB image, got %dx%dx%d",
+                              image->width, image->height, image->channels);
+    float min_score = opts->min_score > 0 ? opts->min_score : DEFAULT_MIN_SCORE;
+    if (min_score >= 1) min_score = 0.999f;
+    int min_size = opts->min_face_size > 0 ? opts->min_face_size : 20;
+    int max_faces = opts->max_faces > 0 ? opts->max_faces : 100;
+
+    box_list l = {0};
+    int rc = opts->detector == FACE_DETECTOR_BLAZEFACE_TILED
+                 ? detect_tiled(ctx, image, min_score, min_size, &l)
+                 : detect_single(ctx, image, min_score, &l);
+    if (opts->detector == FACE_DETECTOR_SSD_MOBILENET)
+        rc = rc ? rc : base_error_set(BASE_ERR_UNSUPPORTED, "the SSD-MobileNet detector is not built yet");
+    if (rc) {
+        free(l.v);
+        return rc;
+    }
+    int kept = face_weighted_nms(l.v, l.n, NMS_IOU);
+    int k = 0;
+    for (int i = 0; i < kept; i++) {
+        face_box b = l.v[i];
+        if (fminf(b.w, b.h) < (float)min_size) continue;
+        l.v[k++] = b;
+    }
+    qsort(l.v, (size_t)k, sizeof *l.v, by_area_desc);
+    if (k > max_faces) k = max_faces;
+    *boxes = l.v;
+    *n = k;
+    return 0;
+}
