@@ -19,6 +19,7 @@ typedef struct command {
 static const command commands[] = {
     {"nn", cli_nn_main, "inspect a model: vultus nn info MODEL.json"},
     {"bench", cli_bench_main, "benchmarks: vultus bench nn [MODEL...], vultus bench peak"},
+    {"analyze", cli_analyze_main, "faces in images as JSON: vultus analyze [--draw OUT] IMAGE..."},
 };
 #define N_COMMANDS (int)(sizeof commands / sizeof commands[0])
 

@@ -19,6 +19,8 @@ enum { CLI_EXIT_OK = 0, CLI_EXIT_FAILURE = 1, CLI_EXIT_USAGE = 2 };
 int cli_nn_main(int argc, char **argv);
 /* vultus bench nn [options] [MODEL...] | vultus bench peak */
 int cli_bench_main(int argc, char **argv);
+/* vultus analyze [options] IMAGE...: faces and attributes as JSON lines */
+int cli_analyze_main(int argc, char **argv);
 
 /* vultus serve [--OPTION VALUE]... (src/cli/serve_cmd.c) */
 int cli_serve_main(int argc, char **argv);
