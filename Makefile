@@ -149,3 +149,11 @@ $(BUILD)/bench/gallery/bench_gallery: bench/gallery/bench_gallery.c $(GALLERY_BE
 $(BUILD)/bench/gallery/faiss_peer: bench/gallery/faiss_peer.cpp
 	@mkdir -p $(dir $@)
 	$(CXX) -std=c++17 -O2 -g -Wall -Wextra -o $@ $< -lfaiss -llapack -lblas -lgomp -lsqlite3 -pthread
+
+# The face pipeline against Human (@vladmandic/human, TF.js WASM backend, node) on the same
+# photos in the same run: per image and stage on 1 and 2 workers, then the ratios (JSON lines
+# in $(BUILD)/bench-pipeline.jsonl, a table in $(BUILD)/bench-pipeline.txt).
+# BENCH_PIPELINE_ARGS="--runs 5" for a shorter run, or image paths to time those instead.
+.PHONY: bench-pipeline
+bench-pipeline: setup all
+	@BUILD=$(BUILD) bench/pipeline/run $(BENCH_PIPELINE_ARGS)

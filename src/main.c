@@ -20,6 +20,7 @@ static const command commands[] = {
     {"nn", cli_nn_main, "inspect a model: vultus nn info MODEL.json"},
     {"bench", cli_bench_main, "benchmarks: vultus bench nn [MODEL...], vultus bench peak"},
     {"analyze", cli_analyze_main, "faces in images as JSON: vultus analyze [--draw OUT] IMAGE..."},
+    {"eval", cli_eval_main, "accuracy on data sets: vultus eval pairs|lfw|wider|age ..."},
 };
 #define N_COMMANDS (int)(sizeof commands / sizeof commands[0])
 

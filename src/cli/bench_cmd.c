@@ -43,6 +43,7 @@ static void bench_usage(FILE *out)
         "usage: vultus bench nn [options] [MODEL...]\n"
         "       vultus bench peak\n"
         "       vultus bench load [--models DIR]\n"
+        "       vultus bench pipeline [options] IMAGE...  (see vultus bench pipeline --help)\n"
         "\n"
         "bench nn: times each model and prints one JSON line per batch size and thread\n"
         "count: {\"bench\":\"nn\",\"model\":...,\"engine\":\"vultus\",\"ms\":...}, where ms is\n"
@@ -352,6 +353,7 @@ int cli_bench_main(int argc, char **argv)
     if (strcmp(argv[1], "nn") == 0) return bench_nn(argc - 1, argv + 1);
     if (strcmp(argv[1], "peak") == 0) return bench_peak(argc - 1, argv + 1);
     if (strcmp(argv[1], "load") == 0) return bench_load(argc - 1, argv + 1);
+    if (strcmp(argv[1], "pipeline") == 0) return cli_bench_pipeline_main(argc - 1, argv + 1);
     fprintf(stderr, "vultus bench: unknown benchmark '%s'\n", argv[1]);
     bench_usage(stderr);
     return CLI_EXIT_USAGE;

@@ -21,6 +21,10 @@ int cli_nn_main(int argc, char **argv);
 int cli_bench_main(int argc, char **argv);
 /* vultus analyze [options] IMAGE...: faces and attributes as JSON lines */
 int cli_analyze_main(int argc, char **argv);
+/* vultus eval pairs|lfw|wider|age [options]: the accuracy harness (src/cli/eval_cmd.c) */
+int cli_eval_main(int argc, char **argv);
+/* vultus bench pipeline [options] IMAGE...: argv[0] is "pipeline" (src/cli/bench_pipeline.c) */
+int cli_bench_pipeline_main(int argc, char **argv);
 
 /* vultus serve [--OPTION VALUE]... (src/cli/serve_cmd.c) */
 int cli_serve_main(int argc, char **argv);
