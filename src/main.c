@@ -21,6 +21,9 @@ static const command commands[] = {
     {"bench", cli_bench_main, "benchmarks: vultus bench nn [MODEL...], vultus bench peak"},
     {"analyze", cli_analyze_main, "faces in images as JSON: vultus analyze [--draw OUT] IMAGE..."},
     {"eval", cli_eval_main, "accuracy on data sets: vultus eval pairs|lfw|wider|age ..."},
+    {"gallery", cli_gallery_main, "collections: vultus gallery create|list|show|delete|export|import"},
+    {"enroll", cli_enroll_main, "enrol faces: vultus enroll --collection C --subject S IMAGE..."},
+    {"search", cli_search_main, "1:N search: vultus search --collection C [--top K] IMAGE..."},
 };
 #define N_COMMANDS (int)(sizeof commands / sizeof commands[0])
 

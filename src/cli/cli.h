@@ -31,6 +31,14 @@ int cli_serve_main(int argc, char **argv);
 /* vultus keys create|list|revoke (src/cli/keys_cmd.c) */
 int cli_keys_main(int argc, char **argv);
 
+/* vultus gallery create|list|show|delete|export|import|delete-face|delete-subject
+ * (src/cli/gallery_cmd.c) */
+int cli_gallery_main(int argc, char **argv);
+/* vultus enroll --collection C (--subject S IMAGE... | --dir DIR) */
+int cli_enroll_main(int argc, char **argv);
+/* vultus search --collection C [--top K] IMAGE... */
+int cli_search_main(int argc, char **argv);
+
 /* A model's name from its path: the file name without directory and ".json". */
 void cli_model_name(const char *path, char *buf, size_t cap);
 

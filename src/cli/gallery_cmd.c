@@ -1,0 +1,928 @@
+/*
+ * `vultus gallery ...`, `vultus enroll ...`, `vultus search ...` — the gallery from the
+ * command line. The store is DATA/vultus.db (DATA from --data, else $VULTUS_DATA, else
+ * "data"), the same file `vultus serve` opens, so the CLI and the service share one store.
+ *
+ *   gallery create NAME [--embedder E] [--dtype int8|f16|f32] [--threshold X]
+ *   gallery list | show NAME | delete NAME | export NAME FILE | import FILE [--as NAME]
+ *   gallery delete-face COLLECTION ID | delete-subject COLLECTION SUBJECT
+ *   enroll --collection C (--subject S IMAGE... | --dir DIR)
+ *   search --collection C [--top K] IMAGE...
+ *
+ * Results are JSON lines on stdout; progress and diagnostics go to stderr.
+ */
+#include "base/base.h"
+#include "cli/cli.h"
+#include "face/face.h"
+#include "gallery/gallery.h"
+#include "img/img.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* SHA-256 of the source image, as the service computes it (src/http/sha256.c). */
+void http_sha256_digest(const void *data, size_t len, uint8_t digest[32]);
+void http_hex(const uint8_t *bytes, size_t len, char *out);
+
+#define MAX_IMAGE_BYTES (64u << 20)
+
+/*
+ * Default decision thresholds at FAR 1e-3, calibrated on ../shared/data/lfw-dev
+ * (pairsDevTrain + pairsDevTest) for the default embedder; see docs/gallery.md. Other
+ * embedders use face_default_threshold().
+ */
+#define DEFAULT_EMBEDDER_THRESHOLD_FAR_1E3 0.0f /* set below by calibration */
+
+static float default_threshold(face_embedder e)
+{
+    if (strcmp(face_embedder_id(e), face_embedder_id(FACE_EMBEDDER_DEFAULT)) == 0 &&
+        DEFAULT_EMBEDDER_THRESHOLD_FAR_1E3 > 0.0f)
+        return DEFAULT_EMBEDDER_THRESHOLD_FAR_1E3;
+    return face_default_threshold(e);
+}
+
+/* ---- shared helpers ------------------------------------------------------------------- */
+
+static const char *data_dir_default(void)
+{
+    const char *env = getenv("VULTUS_DATA");
+    return env && *env ? env : "data";
+}
+
+static int fail(const char *cmd, int rc)
+{
+    const char *msg = base_error_message();
+    fprintf(stderr, "vultus %s: %s%s%s\n", cmd, base_strerror(rc), *msg ? ": " : "", msg);
+    return CLI_EXIT_FAILURE;
+}
+
+/* Opens DATA/vultus.db; `create` makes the data folder when missing, else it must exist. */
+static int open_gallery(const char *cmd, const char *data_dir, int create, struct gal **g)
+{
+    char path[4096];
+    int n = snprintf(path, sizeof path, "%s/vultus.db", data_dir);
+    if (n < 0 || (size_t)n >= sizeof path) {
+        fprintf(stderr, "vultus %s: data folder path too long\n", cmd);
+        return -1;
+    }
+    struct stat st;
+    if (!create && stat(path, &st) != 0) {
+        fprintf(stderr, "vultus %s: no gallery at %s (create a collection first, or pass --data)\n",
+                cmd, path);
+        return -1;
+    }
+    if (create && mkdir(data_dir, 0755) != 0 && errno != EEXIST) {
+        fprintf(stderr, "vultus %s: data folder %s: %s\n", cmd, data_dir, strerror(errno));
+        return -1;
+    }
+    base_error_clear();
+    int rc = gal_open(path, NULL, g);
+    if (rc) {
+        fail(cmd, rc);
+        return -1;
+    }
+    return 0;
+}
+
+static json_t *num(double v)
+{
+    if (!isfinite(v)) return json_null();
+    return json_real(round(v * 10000.0) / 10000.0);
+}
+
+static void print_line(json_t *root)
+{
+    char *s = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(8));
+    if (s) {
+        fputs(s, stdout);
+        fputc('\n', stdout);
+        free(s);
+    }
+    fflush(stdout);
+    json_decref(root);
+}
+
+static int parse_embedder(const char *text, face_embedder *out)
+{
+    static const struct {
+        const char *name;
+        face_embedder e;
+    } names[] = {
+        {"default", FACE_EMBEDDER_DEFAULT},       {"faceapi", FACE_EMBEDDER_FACEAPI_RESNET},
+        {"faceres", FACE_EMBEDDER_FACERES},       {"mobileface", FACE_EMBEDDER_MOBILEFACE},
+        {"mobilefacenet", FACE_EMBEDDER_MOBILEFACENET},
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        if (strcmp(text, names[i].name) == 0 || strcmp(text, face_embedder_id(names[i].e)) == 0) {
+            *out = names[i].e;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* The embedder whose id a collection is pinned to. */
+static int embedder_for_model(const char *model_id, face_embedder *out)
+{
+    static const face_embedder all[] = {FACE_EMBEDDER_FACEAPI_RESNET, FACE_EMBEDDER_MOBILEFACENET,
+                                        FACE_EMBEDDER_FACERES, FACE_EMBEDDER_MOBILEFACE};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
+        if (strcmp(model_id, face_embedder_id(all[i])) == 0) {
+            *out = all[i];
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static json_t *collection_json(const struct gal_collection_info *c)
+{
+    return json_pack("{s:s,s:s,s:i,s:s,s:o,s:I,s:I,s:I}", "name", c->name, "model", c->model_id,
+                     "dim", (int)c->dim, "dtype", gal_dtype_name(c->dtype), "threshold",
+                     num(c->threshold), "subjects", (json_int_t)c->subject_count, "faces",
+                     (json_int_t)c->face_count, "created_ms", (json_int_t)c->created_ms);
+}
+
+static json_t *box_json(float x, float y, float w, float h)
+{
+    json_t *a = json_array();
+    json_array_append_new(a, json_real(round(x * 100.0) / 100.0));
+    json_array_append_new(a, json_real(round(y * 100.0) / 100.0));
+    json_array_append_new(a, json_real(round(w * 100.0) / 100.0));
+    json_array_append_new(a, json_real(round(h * 100.0) / 100.0));
+    return a;
+}
+
+/* Loads the models and one context for the collection's embedder. */
+static int load_pipeline(const char *cmd, const char *models_dir, const struct gal_collection_info *c,
+                         unsigned stages, face_options *opts, face_models **models, face_context **ctx)
+{
+    face_embedder e;
+    if (embedder_for_model(c->model_id, &e) != 0) {
+        fprintf(stderr, "vultus %s: collection %s is pinned to model %s, which this build does not have\n",
+                cmd, c->name, c->model_id);
+        return -1;
+    }
+    if ((uint32_t)face_embedding_dim(e) != c->dim) {
+        fprintf(stderr, "vultus %s: collection %s has dimension %u, model %s gives %d\n", cmd, c->name,
+                (unsigned)c->dim, c->model_id, face_embedding_dim(e));
+        return -1;
+    }
+    face_models_options mopts = {.models_dir = models_dir, .load = stages, .embedder = e};
+    *opts = (face_options){.stages = stages, .embedder = e};
+    base_error_clear();
+    int rc = face_models_load(&mopts, models);
+    if (!rc) rc = face_context_create(*models, 8, ctx);
+    if (rc) {
+        fail(cmd, rc);
+        face_models_destroy(*models);
+        *models = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- gallery subcommands -------------------------------------------------------------- */
+
+static void gallery_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: vultus gallery COMMAND [--data DIR] ...\n"
+            "\n"
+            "  create NAME [--embedder E] [--dtype int8|f16|f32] [--threshold X]\n"
+            "                  a collection pinned to embedder E (default, faceapi, faceres,\n"
+            "                  mobileface, mobilefacenet); dtype default int8; threshold\n"
+            "                  default: the embedder's calibrated one (docs/gallery.md)\n"
+            "  list            the collections, one JSON line each\n"
+            "  show NAME       a collection, its index and its subjects\n"
+            "  delete NAME     a collection with its subjects and faces\n"
+            "  export NAME FILE    write a collection to FILE (docs/gallery.md format)\n"
+            "  import FILE [--as NAME]  create a collection from an export file\n"
+            "  delete-face COLLECTION FACE_ID\n"
+            "  delete-subject COLLECTION SUBJECT\n"
+            "\n"
+            "--data DIR: the data folder, store DIR/vultus.db, shared with `vultus serve`\n"
+            "(default $VULTUS_DATA or data).\n");
+}
+
+int cli_gallery_main(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        gallery_usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
+    }
+    const char *sub = argv[1];
+    static const struct option long_opts[] = {
+        {"data", required_argument, NULL, 'D'},     {"embedder", required_argument, NULL, 'E'},
+        {"dtype", required_argument, NULL, 't'},    {"threshold", required_argument, NULL, 'T'},
+        {"as", required_argument, NULL, 'a'},       {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *data_dir = data_dir_default(), *as_name = NULL;
+    face_embedder embedder = FACE_EMBEDDER_DEFAULT;
+    enum gal_dtype dtype = GAL_DTYPE_INT8;
+    float threshold = NAN;
+    int argc2 = argc - 1;
+    char **argv2 = argv + 1;
+    optind = 1;
+    int c;
+    while ((c = getopt_long(argc2, argv2, "h", long_opts, NULL)) != -1) {
+        char *end = NULL;
+        switch (c) {
+        case 'D': data_dir = optarg; break;
+        case 'E':
+            if (parse_embedder(optarg, &embedder) != 0) {
+                fprintf(stderr, "vultus gallery: --embedder %s: unknown embedder\n", optarg);
+                return CLI_EXIT_USAGE;
+            }
+            break;
+        case 't':
+            if (gal_dtype_parse(optarg, &dtype) != 0) {
+                fprintf(stderr, "vultus gallery: --dtype %s: expected int8, f16 or f32\n", optarg);
+                return CLI_EXIT_USAGE;
+            }
+            break;
+        case 'T':
+            threshold = strtof(optarg, &end);
+            if (*end || !(threshold >= -1.0f && threshold <= 1.0f)) {
+                fprintf(stderr, "vultus gallery: --threshold %s: expected a number in [-1, 1]\n", optarg);
+                return CLI_EXIT_USAGE;
+            }
+            break;
+        case 'a': as_name = optarg; break;
+        case 'h': gallery_usage(stdout); return CLI_EXIT_OK;
+        default: gallery_usage(stderr); return CLI_EXIT_USAGE;
+        }
+    }
+    int npos = argc2 - optind;
+    char **pos = argv2 + optind;
+    struct {
+        const char *name;
+        int args;
+    } subs[] = {{"create", 1}, {"list", 0},   {"show", 1},        {"delete", 1},
+                {"export", 2}, {"import", 1}, {"delete-face", 2}, {"delete-subject", 2}};
+    size_t si;
+    for (si = 0; si < sizeof subs / sizeof subs[0]; si++)
+        if (strcmp(sub, subs[si].name) == 0) break;
+    if (si == sizeof subs / sizeof subs[0]) {
+        fprintf(stderr, "vultus gallery: unknown command '%s'\n\n", sub);
+        gallery_usage(stderr);
+        return CLI_EXIT_USAGE;
+    }
+    if (npos != subs[si].args) {
+        fprintf(stderr, "vultus gallery %s: expected %d argument(s), got %d\n\n", sub, subs[si].args, npos);
+        gallery_usage(stderr);
+        return CLI_EXIT_USAGE;
+    }
+    int64_t face_id = 0;
+    if (strcmp(sub, "delete-face") == 0) {
+        char *end = NULL;
+        long long v = strtoll(pos[1], &end, 10);
+        if (*end || v <= 0) {
+            fprintf(stderr, "vultus gallery delete-face: %s: expected a face id\n", pos[1]);
+            return CLI_EXIT_USAGE;
+        }
+        face_id = v;
+    }
+    int create = strcmp(sub, "create") == 0 || strcmp(sub, "import") == 0;
+    struct gal *g = NULL;
+    if (open_gallery("gallery", data_dir, create, &g) != 0) return CLI_EXIT_FAILURE;
+
+    int rc = 0, status = CLI_EXIT_OK;
+    base_error_clear();
+    if (strcmp(sub, "create") == 0) {
+        struct gal_collection_info info = {0};
+        snprintf(info.name, sizeof info.name, "%s", pos[0]);
+        if (strlen(pos[0]) > GAL_NAME_MAX) {
+            rc = base_error_set(BASE_ERR_INVALID, "collection name longer than %d", GAL_NAME_MAX);
+        } else {
+            snprintf(info.model_id, sizeof info.model_id, "%s", face_embedder_id(embedder));
+            info.dim = (uint32_t)face_embedding_dim(embedder);
+            info.dtype = dtype;
+            info.threshold = isnan(threshold) ? default_threshold(embedder) : threshold;
+            rc = gal_collection_create(g, &info);
+            if (!rc) rc = gal_collection_get(g, pos[0], &info);
+            if (!rc) print_line(collection_json(&info));
+        }
+    } else if (strcmp(sub, "list") == 0) {
+        struct gal_collection_info *list = NULL;
+        size_t n = 0;
+        rc = gal_collection_list(g, &list, &n);
+        for (size_t i = 0; !rc && i < n; i++) print_line(collection_json(&list[i]));
+        free(list);
+    } else if (strcmp(sub, "show") == 0) {
+        struct gal_collection_info info;
+        struct gal_index_stats st;
+        rc = gal_collection_get(g, pos[0], &info);
+        if (!rc) rc = gal_index_stats(g, pos[0], &st);
+        if (!rc) {
+            json_t *o = collection_json(&info);
+            json_object_set_new(o, "index", json_pack("{s:I,s:I,s:I,s:s}", "faces", (json_int_t)st.faces,
+                                                      "rows", (json_int_t)st.rows, "bytes",
+                                                      (json_int_t)st.bytes, "kernels", st.kernels));
+            json_t *subjects = json_array();
+            char after[GAL_ID_MAX + 1] = "";
+            for (;;) {
+                struct gal_subject_info *page = NULL;
+                size_t n = 0;
+                rc = gal_subject_list(g, pos[0], after, 1000, &page, &n);
+                if (rc) break;
+                for (size_t i = 0; i < n; i++) {
+                    int64_t *ids = NULL;
+                    size_t nf = 0;
+                    json_t *s = json_pack("{s:s,s:I}", "subject", page[i].id, "faces",
+                                          (json_int_t)page[i].face_count);
+                    if (gal_face_list(g, pos[0], page[i].id, &ids, &nf) == 0) {
+                        json_t *a = json_array();
+                        for (size_t k = 0; k < nf; k++) json_array_append_new(a, json_integer(ids[k]));
+                        json_object_set_new(s, "face_ids", a);
+                        free(ids);
+                    }
+                    json_error_t jerr;
+                    json_t *meta = page[i].metadata ? json_loads(page[i].metadata, 0, &jerr) : NULL;
+                    if (meta) json_object_set_new(s, "metadata", meta);
+                    json_array_append_new(subjects, s);
+                }
+                if (n) snprintf(after, sizeof after, "%s", page[n - 1].id);
+                gal_subject_list_free(page, n);
+                if (n < 1000) break;
+            }
+            json_object_set_new(o, "subject_list", subjects);
+            if (!rc) print_line(o);
+            else json_decref(o);
+        }
+    } else if (strcmp(sub, "delete") == 0) {
+        rc = gal_collection_delete(g, pos[0]);
+        if (!rc) print_line(json_pack("{s:s}", "deleted", pos[0]));
+    } else if (strcmp(sub, "export") == 0) {
+        rc = gal_export(g, pos[0], pos[1]);
+        if (!rc) print_line(json_pack("{s:s,s:s}", "exported", pos[0], "file", pos[1]));
+    } else if (strcmp(sub, "import") == 0) {
+        rc = gal_import(g, pos[0], as_name);
+        if (!rc) {
+            struct gal_collection_info *list = NULL;
+            size_t n = 0;
+            /* Report the imported collection: by --as, else the newest one. */
+            if (gal_collection_list(g, &list, &n) == 0) {
+                const struct gal_collection_info *best = NULL;
+                for (size_t i = 0; i < n; i++) {
+                    if (as_name ? strcmp(list[i].name, as_name) == 0
+                                : (!best || list[i].created_ms > best->created_ms))
+                        best = &list[i];
+                }
+                if (best) {
+                    json_t *o = collection_json(best);
+                    json_object_set_new(o, "imported", json_string(pos[0]));
+                    print_line(o);
+                }
+                free(list);
+            }
+        }
+    } else if (strcmp(sub, "delete-face") == 0) {
+        rc = gal_face_delete(g, pos[0], face_id);
+        if (!rc) print_line(json_pack("{s:s,s:I}", "collection", pos[0], "deleted_face", (json_int_t)face_id));
+    } else if (strcmp(sub, "delete-subject") == 0) {
+        rc = gal_subject_delete(g, pos[0], pos[1]);
+        if (!rc) print_line(json_pack("{s:s,s:s}", "collection", pos[0], "deleted_subject", pos[1]));
+    }
+    if (rc) {
+        char cmd[64];
+        snprintf(cmd, sizeof cmd, "gallery %s", sub);
+        status = fail(cmd, rc);
+    }
+    gal_close(g);
+    return status;
+}
+
+/* ---- enroll --------------------------------------------------------------------------- */
+
+static void enroll_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: vultus enroll --collection C --subject S [options] IMAGE...\n"
+            "       vultus enroll --collection C --dir DIR [options]\n"
+            "\n"
+            "Enrols the largest face of each image (with --dir: one subject per sub-folder,\n"
+            "named after it). Subjects are created when missing. Prints a JSON line per image\n"
+            "and a summary line; progress on stderr.\n"
+            "\n"
+            "options:\n"
+            "  --min-quality Q  skip faces whose quality (0..1) is below Q (default 0.1)\n"
+            "  --data DIR       data folder (default $VULTUS_DATA or data)\n"
+            "  --models DIR     model folder (default models)\n");
+}
+
+typedef struct enrol_item {
+    char *subject;
+    char *path;
+} enrol_item;
+
+typedef struct enrol_list {
+    enrol_item *items;
+    size_t n, cap;
+} enrol_list;
+
+static int list_push(enrol_list *l, const char *subject, const char *path)
+{
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 64;
+        enrol_item *p = realloc(l->items, cap * sizeof *p);
+        if (!p) return -1;
+        l->items = p;
+        l->cap = cap;
+    }
+    l->items[l->n].subject = strdup(subject);
+    l->items[l->n].path = strdup(path);
+    if (!l->items[l->n].subject || !l->items[l->n].path) {
+        free(l->items[l->n].subject);
+        free(l->items[l->n].path);
+        return -1;
+    }
+    l->n++;
+    return 0;
+}
+
+static void list_free(enrol_list *l)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        free(l->items[i].subject);
+        free(l->items[i].path);
+    }
+    free(l->items);
+}
+
+static int is_image_name(const char *name)
+{
+    static const char *ext[] = {".jpg", ".jpeg", ".png", ".webp"};
+    size_t n = strlen(name);
+    for (size_t i = 0; i < sizeof ext / sizeof ext[0]; i++) {
+        size_t m = strlen(ext[i]);
+        if (n > m && strcasecmp(name + n - m, ext[i]) == 0) return 1;
+    }
+    return 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Sorted names of a folder's entries that are folders (dirs=1) or image files (dirs=0). */
+static int scan_dir(const char *dir, int dirs, char ***names, size_t *count)
+{
+    *names = NULL;
+    *count = 0;
+    DIR *d = opendir(dir);
+    if (!d) return base_error_set(BASE_ERR_IO, "%s: %s", dir, strerror(errno));
+    size_t cap = 0;
+    struct dirent *e;
+    int rc = 0;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        struct stat st;
+        if (stat(path, &st) != 0) continue;
+        if (dirs ? !S_ISDIR(st.st_mode) : !(S_ISREG(st.st_mode) && is_image_name(e->d_name))) continue;
+        if (*count == cap) {
+            cap = cap ? cap * 2 : 32;
+            char **p = realloc(*names, cap * sizeof *p);
+            if (!p) {
+                rc = BASE_ERR_NOMEM;
+                break;
+            }
+            *names = p;
+        }
+        if (!((*names)[*count] = strdup(e->d_name))) {
+            rc = BASE_ERR_NOMEM;
+            break;
+        }
+        (*count)++;
+    }
+    closedir(d);
+    if (*count) qsort(*names, *count, sizeof **names, cmp_str);
+    return rc;
+}
+
+static void free_names(char **names, size_t n)
+{
+    for (size_t i = 0; i < n; i++) free(names[i]);
+    free(names);
+}
+
+static void progress(size_t done, size_t total, uint64_t t0, const char *label)
+{
+    double secs = (double)(base_now_ns() - t0) / 1e9;
+    double rate = secs > 0 ? (double)done / secs : 0;
+    double eta = rate > 0 ? (double)(total - done) / rate : 0;
+    int width = 30, fill = total ? (int)((double)width * (double)done / (double)total) : width;
+    char bar[64];
+    for (int i = 0; i < width; i++) bar[i] = i < fill ? '#' : '.';
+    bar[width] = 0;
+    fprintf(stderr, "\r[%s] %zu/%zu %.1f img/s ETA %d:%02d %-30.30s", bar, done, total, rate,
+            (int)eta / 60, (int)eta % 60, label);
+    if (done == total) fputc('\n', stderr);
+    fflush(stderr);
+}
+
+int cli_enroll_main(int argc, char **argv)
+{
+    static const struct option long_opts[] = {
+        {"collection", required_argument, NULL, 'c'}, {"subject", required_argument, NULL, 's'},
+        {"dir", required_argument, NULL, 'd'},        {"data", required_argument, NULL, 'D'},
+        {"models", required_argument, NULL, 'm'},     {"min-quality", required_argument, NULL, 'q'},
+        {"help", no_argument, NULL, 'h'},             {NULL, 0, NULL, 0},
+    };
+    const char *collection = NULL, *subject = NULL, *dir = NULL, *models_dir = NULL;
+    const char *data_dir = data_dir_default();
+    float min_quality = 0.1f;
+    optind = 1;
+    int c;
+    while ((c = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
+        char *end = NULL;
+        switch (c) {
+        case 'c': collection = optarg; break;
+        case 's': subject = optarg; break;
+        case 'd': dir = optarg; break;
+        case 'D': data_dir = optarg; break;
+        case 'm': models_dir = optarg; break;
+        case 'q':
+            min_quality = strtof(optarg, &end);
+            if (*end || !(min_quality >= 0 && min_quality <= 1)) {
+                fprintf(stderr, "vultus enroll: --min-quality %s: expected a number in [0, 1]\n", optarg);
+                return CLI_EXIT_USAGE;
+            }
+            break;
+        case 'h': enroll_usage(stdout); return CLI_EXIT_OK;
+        default: enroll_usage(stderr); return CLI_EXIT_USAGE;
+        }
+    }
+    if (!collection || (!subject == !dir) || (subject && optind >= argc) || (dir && optind < argc)) {
+        fprintf(stderr, "vultus enroll: give --collection and either --subject with images or --dir\n\n");
+        enroll_usage(stderr);
+        return CLI_EXIT_USAGE;
+    }
+
+    enrol_list items = {0};
+    int rc = 0;
+    if (subject) {
+        for (int i = optind; i < argc && !rc; i++) rc = list_push(&items, subject, argv[i]);
+    } else {
+        char **subs = NULL;
+        size_t ns = 0;
+        rc = scan_dir(dir, 1, &subs, &ns);
+        for (size_t i = 0; i < ns && !rc; i++) {
+            char sdir[4096];
+            snprintf(sdir, sizeof sdir, "%s/%s", dir, subs[i]);
+            char **files = NULL;
+            size_t nf = 0;
+            rc = scan_dir(sdir, 0, &files, &nf);
+            for (size_t k = 0; k < nf && !rc; k++) {
+                char path[8192];
+                snprintf(path, sizeof path, "%s/%s", sdir, files[k]);
+                rc = list_push(&items, subs[i], path) ? BASE_ERR_NOMEM : 0;
+            }
+            free_names(files, nf);
+        }
+        free_names(subs, ns);
+        if (!rc && items.n == 0) rc = base_error_set(BASE_ERR_NOT_FOUND, "no images in sub-folders of %s", dir);
+    }
+    if (rc) {
+        list_free(&items);
+        return fail("enroll", rc < 0 ? rc : BASE_ERR_NOMEM);
+    }
+
+    struct gal *g = NULL;
+    if (open_gallery("enroll", data_dir, 0, &g) != 0) {
+        list_free(&items);
+        return CLI_EXIT_FAILURE;
+    }
+    struct gal_collection_info info;
+    base_error_clear();
+    if ((rc = gal_collection_get(g, collection, &info))) {
+        gal_close(g);
+        list_free(&items);
+        return fail("enroll", rc);
+    }
+    face_models *models = NULL;
+    face_context *ctx = NULL;
+    face_options opts;
+    if (load_pipeline("enroll", models_dir, &info, FACE_STAGE_EMBED | FACE_STAGE_ATTRIBUTES, &opts,
+                      &models, &ctx) != 0) {
+        gal_close(g);
+        list_free(&items);
+        return CLI_EXIT_FAILURE;
+    }
+
+    int tty = isatty(STDERR_FILENO);
+    size_t enrolled = 0, no_face = 0, low_quality = 0, failed = 0;
+    json_t *failures = json_array();
+    uint64_t t0 = base_now_ns();
+    for (size_t i = 0; i < items.n; i++) {
+        const enrol_item *it = &items.items[i];
+        char *data = NULL;
+        size_t len = 0;
+        face_result res = {0};
+        int have_res = 0;
+        uint8_t *thumb = NULL;
+        size_t thumb_len = 0;
+        const char *status = NULL;
+        char reason[512] = "";
+        int64_t face_id = 0;
+        float quality = 0;
+        base_error_clear();
+        rc = base_file_read(it->path, MAX_IMAGE_BYTES, &data, &len);
+        if (rc) {
+            snprintf(reason, sizeof reason, "cannot read: %s: %s", base_strerror(rc), base_error_message());
+            status = "failed";
+            goto done;
+        }
+        rc = face_analyze_bytes(ctx, (const uint8_t *)data, len, &opts, &res);
+        if (rc) {
+            snprintf(reason, sizeof reason, "cannot analyse: %s: %s", base_strerror(rc), base_error_message());
+            status = "failed";
+            goto done;
+        }
+        have_res = 1;
+        if (res.n_faces == 0) {
+            status = "no_face";
+            snprintf(reason, sizeof reason, "no face found");
+            goto done;
+        }
+        const face_info *f = &res.faces[0];
+        quality = f->has_attributes ? f->attributes.quality : f->score;
+        if (quality < min_quality) {
+            status = "low_quality";
+            snprintf(reason, sizeof reason, "quality %.3f below %.3f", quality, min_quality);
+            goto done;
+        }
+        if (f->embedding_dim <= 0) {
+            status = "failed";
+            snprintf(reason, sizeof reason, "no embedding computed");
+            goto done;
+        }
+        if (f->aligned.data && img_encode_jpeg(&f->aligned, 85, &thumb, &thumb_len) != 0) {
+            thumb = NULL;
+            thumb_len = 0;
+        }
+        if (thumb_len > GAL_THUMBNAIL_MAX) {
+            free(thumb);
+            thumb = NULL;
+            thumb_len = 0;
+        }
+        uint8_t digest[32];
+        char hash[8 + 65];
+        http_sha256_digest(data, len, digest);
+        memcpy(hash, "sha256:", 7);
+        http_hex(digest, 32, hash + 7);
+        base_error_clear();
+        rc = gal_subject_add(g, collection, it->subject, NULL);
+        if (rc && rc != BASE_ERR_EXISTS) {
+            status = "failed";
+            snprintf(reason, sizeof reason, "subject %s: %s: %s", it->subject, base_strerror(rc),
+                     base_error_message());
+            goto done;
+        }
+        struct gal_face_input fi = {
+            .subject_id = it->subject,
+            .model_id = f->embedding_model ? f->embedding_model : info.model_id,
+            .dim = (uint32_t)f->embedding_dim,
+            .embedding = f->embedding,
+            .image_hash = hash,
+            .box = {f->x, f->y, f->w, f->h},
+            .quality = quality,
+            .thumbnail = thumb,
+            .thumbnail_len = thumb_len,
+        };
+        base_error_clear();
+        rc = gal_face_add(g, collection, &fi, &face_id);
+        if (rc) {
+            status = "failed";
+            snprintf(reason, sizeof reason, "%s: %s", base_strerror(rc), base_error_message());
+            goto done;
+        }
+        status = "enrolled";
+    done:;
+        json_t *o = json_pack("{s:s,s:s,s:s}", "image", it->path, "subject", it->subject, "status", status);
+        if (face_id) json_object_set_new(o, "face_id", json_integer(face_id));
+        if (have_res && res.n_faces > 0) {
+            json_object_set_new(o, "box", box_json(res.faces[0].x, res.faces[0].y, res.faces[0].w, res.faces[0].h));
+            json_object_set_new(o, "quality", num(quality));
+            json_object_set_new(o, "faces_in_image", json_integer(res.n_faces));
+        }
+        if (*reason) json_object_set_new(o, "reason", json_string(reason));
+        print_line(o);
+        if (strcmp(status, "enrolled") == 0) {
+            enrolled++;
+        } else {
+            if (strcmp(status, "no_face") == 0) no_face++;
+            else if (strcmp(status, "low_quality") == 0) low_quality++;
+            else failed++;
+            json_array_append_new(failures, json_pack("{s:s,s:s,s:s}", "image", it->path, "status", status,
+                                                      "reason", reason));
+        }
+        if (tty) {
+            progress(i + 1, items.n, t0, it->path);
+        } else {
+            fprintf(stderr, "vultus enroll: %zu/%zu %s %s: %s%s%s%s\n", i + 1, items.n, it->subject,
+                    it->path, status, *reason ? " (" : "", reason, *reason ? ")" : "");
+        }
+        if (have_res) face_result_free(&res);
+        free(thumb);
+        free(data);
+    }
+    double secs = (double)(base_now_ns() - t0) / 1e9;
+    fprintf(stderr, "vultus enroll: %zu enrolled, %zu skipped (no face %zu, low quality %zu), %zu failed, in %.1f s\n",
+            enrolled, no_face + low_quality, no_face, low_quality, failed, secs);
+    for (size_t i = 0; i < json_array_size(failures); i++) {
+        json_t *f = json_array_get(failures, i);
+        fprintf(stderr, "  %s: %s: %s\n", json_string_value(json_object_get(f, "image")),
+                json_string_value(json_object_get(f, "status")),
+                json_string_value(json_object_get(f, "reason")));
+    }
+    json_t *summary = json_pack("{s:s,s:I,s:I,s:I,s:I,s:o,s:o}", "collection", collection, "enrolled",
+                                (json_int_t)enrolled, "skipped_no_face", (json_int_t)no_face,
+                                "skipped_low_quality", (json_int_t)low_quality, "failed", (json_int_t)failed,
+                                "seconds", num(secs), "not_enrolled", failures);
+    json_t *wrap = json_pack("{s:o}", "summary", summary);
+    print_line(wrap);
+    face_context_destroy(ctx);
+    face_models_destroy(models);
+    gal_close(g);
+    list_free(&items);
+    return failed ? CLI_EXIT_FAILURE : CLI_EXIT_OK;
+}
+
+/* ---- search --------------------------------------------------------------------------- */
+
+static void search_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: vultus search --collection C [options] IMAGE...\n"
+            "\n"
+            "Searches the collection with every face of each image; prints one JSON line per\n"
+            "image: per face the top-K subjects with similarity and decision (match when the\n"
+            "similarity is at least the collection's threshold). An image without a face gives\n"
+            "\"result\":\"no face\".\n"
+            "\n"
+            "options:\n"
+            "  --top K          subjects per face (default 5)\n"
+            "  --data DIR       data folder (default $VULTUS_DATA or data)\n"
+            "  --models DIR     model folder (default models)\n");
+}
+
+int cli_search_main(int argc, char **argv)
+{
+    static const struct option long_opts[] = {
+        {"collection", required_argument, NULL, 'c'}, {"top", required_argument, NULL, 'k'},
+        {"data", required_argument, NULL, 'D'},       {"models", required_argument, NULL, 'm'},
+        {"help", no_argument, NULL, 'h'},             {NULL, 0, NULL, 0},
+    };
+    const char *collection = NULL, *models_dir = NULL, *data_dir = data_dir_default();
+    long k = 5;
+    optind = 1;
+    int c;
+    while ((c = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
+        char *end = NULL;
+        switch (c) {
+        case 'c': collection = optarg; break;
+        case 'k':
+            k = strtol(optarg, &end, 10);
+            if (*end || k < 1 || k > GAL_K_MAX) {
+                fprintf(stderr, "vultus search: --top %s: expected 1..%d\n", optarg, GAL_K_MAX);
+                return CLI_EXIT_USAGE;
+            }
+            break;
+        case 'D': data_dir = optarg; break;
+        case 'm': models_dir = optarg; break;
+        case 'h': search_usage(stdout); return CLI_EXIT_OK;
+        default: search_usage(stderr); return CLI_EXIT_USAGE;
+        }
+    }
+    if (!collection || optind >= argc) {
+        search_usage(stderr);
+        return CLI_EXIT_USAGE;
+    }
+    struct gal *g = NULL;
+    if (open_gallery("search", data_dir, 0, &g) != 0) return CLI_EXIT_FAILURE;
+    struct gal_collection_info info;
+    base_error_clear();
+    int rc = gal_collection_get(g, collection, &info);
+    if (rc) {
+        gal_close(g);
+        return fail("search", rc);
+    }
+    face_models *models = NULL;
+    face_context *ctx = NULL;
+    face_options opts;
+    if (load_pipeline("search", models_dir, &info, FACE_STAGE_EMBED, &opts, &models, &ctx) != 0) {
+        gal_close(g);
+        return CLI_EXIT_FAILURE;
+    }
+    int failures = 0;
+    float *q = NULL;
+    for (int i = optind; i < argc; i++) {
+        const char *path = argv[i];
+        char *data = NULL;
+        size_t len = 0;
+        face_result res = {0};
+        json_t *o = json_pack("{s:s}", "image", path);
+        base_error_clear();
+        rc = base_file_read(path, MAX_IMAGE_BYTES, &data, &len);
+        if (!rc) rc = face_analyze_bytes(ctx, (const uint8_t *)data, len, &opts, &res);
+        free(data);
+        if (rc) {
+            char msg[512];
+            snprintf(msg, sizeof msg, "%s: %s", base_strerror(rc), base_error_message());
+            json_object_set_new(o, "error", json_string(msg));
+            print_line(o);
+            failures++;
+            continue;
+        }
+        int nq = 0;
+        for (int f = 0; f < res.n_faces && nq < GAL_QUERIES_MAX; f++)
+            if (res.faces[f].embedding_dim == (int)info.dim) nq++;
+        if (nq == 0) {
+            json_object_set_new(o, "result", json_string("no face"));
+            json_object_set_new(o, "faces", json_array());
+            print_line(o);
+            face_result_free(&res);
+            continue;
+        }
+        float *nqv = realloc(q, (size_t)nq * info.dim * sizeof *q);
+        if (!nqv) {
+            json_decref(o);
+            face_result_free(&res);
+            failures++;
+            break;
+        }
+        q = nqv;
+        int faces_idx[GAL_QUERIES_MAX];
+        int j = 0;
+        for (int f = 0; f < res.n_faces && j < nq; f++) {
+            if (res.faces[f].embedding_dim != (int)info.dim) continue;
+            memcpy(q + (size_t)j * info.dim, res.faces[f].embedding, info.dim * sizeof *q);
+            faces_idx[j++] = f;
+        }
+        struct gal_search_request req = {
+            .model_id = res.faces[faces_idx[0]].embedding_model ? res.faces[faces_idx[0]].embedding_model
+                                                                : info.model_id,
+            .dim = info.dim,
+            .embeddings = q,
+            .query_count = (size_t)nq,
+            .k = (size_t)k,
+        };
+        struct gal_results *results = NULL;
+        base_error_clear();
+        rc = gal_search(g, collection, &req, &results);
+        if (rc) {
+            char msg[512];
+            snprintf(msg, sizeof msg, "search: %s: %s", base_strerror(rc), base_error_message());
+            json_object_set_new(o, "error", json_string(msg));
+            print_line(o);
+            face_result_free(&res);
+            failures++;
+            continue;
+        }
+        int any_match = 0;
+        json_t *faces = json_array();
+        for (int qi = 0; qi < nq; qi++) {
+            const face_info *f = &res.faces[faces_idx[qi]];
+            const struct gal_query_result *qr = &results->queries[qi];
+            json_t *fo = json_object();
+            json_object_set_new(fo, "box", box_json(f->x, f->y, f->w, f->h));
+            json_object_set_new(fo, "score", num(f->score));
+            json_t *subs = json_array();
+            for (size_t s = 0; s < qr->subject_count; s++) {
+                const struct gal_hit *h = &qr->subjects[s];
+                if (h->decision == GAL_MATCH) any_match = 1;
+                json_array_append_new(subs, json_pack("{s:s,s:o,s:s,s:I}", "subject", h->subject_id,
+                                                      "similarity", num(h->similarity), "decision",
+                                                      h->decision == GAL_MATCH ? "match" : "no_match",
+                                                      "face_id", (json_int_t)h->face_id));
+            }
+            json_object_set_new(fo, "subjects", subs);
+            json_array_append_new(faces, fo);
+        }
+        json_object_set_new(o, "result", json_string(any_match ? "match" : "no match"));
+        json_object_set_new(o, "threshold", num(results->threshold));
+        json_object_set_new(o, "faces", faces);
+        print_line(o);
+        gal_results_destroy(results);
+        face_result_free(&res);
+    }
+    free(q);
+    face_context_destroy(ctx);
+    face_models_destroy(models);
+    gal_close(g);
+    return failures ? CLI_EXIT_FAILURE : CLI_EXIT_OK;
+}
