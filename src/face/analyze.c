@@ -21,52 +21,40 @@ void face_result_free(face_result *r)
     r->n_faces = 0;
 }
 
-int face_analyze(face_context *ctx, const img_image *image, const face_options *opts_in,
-                 face_result *out)
+/* Fills the output from the detections and runs the stages after detection on `image`, in
+ * whose pixel coordinates the boxes are. */
+static int analyze_boxes(face_context *ctx, const img_image *image, face_box *boxes, int n,
+                         unsigned stages, const face_options *opts, face_result *out)
 {
-    memset(out, 0, sizeof *out);
-    face_options opts = {0};
-    if (opts_in) opts = *opts_in;
-    if (!image || !image->data || image->channels != 3)
-        return base_error_set(BASE_ERR_INVALID, "analyze: need an RGB image");
-    out->width = image->width;
-    out->height = image->height;
-    unsigned stages = opts.stages;
-    if (stages & (FACE_STAGE_EMBED | FACE_STAGE_ATTRIBUTES | FACE_STAGE_LIVENESS))
-        stages |= FACE_STAGE_LANDMARKS;
-
-    uint64_t t = base_now_ns();
-    face_box *boxes = NULL;
-    int n = 0;
-    int rc = face_detect(ctx, image, &opts, &boxes, &n);
-    out->timing.detect_ms = face_ms_since(t);
-    if (rc) return rc;
+    int rc = 0;
     face_mesh *meshes = NULL;
     if (n > 0) {
         out->faces = calloc((size_t)n, sizeof *out->faces);
-        if (!out->faces) {
-            free(boxes);
-            return base_error_set(BASE_ERR_NOMEM, "analyze: %d faces", n);
-        }
+        if (!out->faces) return base_error_set(BASE_ERR_NOMEM, "analyze: %d faces", n);
     }
     out->n_faces = n;
     for (int i = 0; i < n; i++) {
         face_info *f = &out->faces[i];
         const face_box *b = &boxes[i];
-        f->x = b->x, f->y = b->y, f->w = b->w, f->h = b->h;
+        /* BlazeFace's square box runs from the eyebrows to the chin; the box reported is
+         * the usual forehead-to-chin face box (WIDER FACE's convention): measured on the
+         * WIDER subset, the matched annotation is 0.9x as wide, 1.2x as tall and centred
+         * 0.06 box heights higher (median over 1,268 matches). */
+        f->w = b->w * 0.9f;
+        f->h = b->h * 1.2f;
+        f->x = b->x + 0.5f * (b->w - f->w);
+        f->y = b->y + 0.5f * b->h - 0.06f * b->h - 0.5f * f->h;
         f->score = b->score;
         memcpy(f->keypoints, b->keypoints, sizeof f->keypoints);
     }
-    if (n == 0) goto done;
+    if (n == 0) return 0;
 
+    uint64_t t;
     if (stages & FACE_STAGE_LANDMARKS) {
         t = base_now_ns();
         if (ctx->ctx[FM_FACEMESH]) {
             meshes = malloc((size_t)n * sizeof *meshes);
-            if (!meshes) {
-                rc = base_error_set(BASE_ERR_NOMEM, "analyze: meshes");
-                goto done;
-            }
+            if (!meshes) return base_error_set(BASE_ERR_NOMEM, "analyze: meshes");
             rc = face_landmarks(ctx, image, boxes, n, meshes);
             if (rc) goto done;
         }
@@ -82,7 +70,7 @@ int face_analyze(face_context *ctx, const img_image *image, const face_options *
     }
     if (stages & FACE_STAGE_EMBED) {
         t = base_now_ns();
-        rc = face_embed(ctx, image, opts.embedder, out->faces, n);
+        rc = face_embed(ctx, image, opts->embedder, out->faces, n);
         out->timing.embed_ms = face_ms_since(t);
         if (rc) goto done;
     }
@@ -107,22 +95,140 @@ int face_analyze(face_context *ctx, const img_image *image, const face_options *
     }
 done:
     free(meshes);
+    return rc;
+}
+
+static unsigned effective_stages(const face_options *opts)
+{
+    unsigned stages = opts->stages;
+    if (stages & (FACE_STAGE_EMBED | FACE_STAGE_ATTRIBUTES | FACE_STAGE_LIVENESS))
+        stages |= FACE_STAGE_LANDMARKS;
+    return stages;
+}
+
+int face_analyze(face_context *ctx, const img_image *image, const face_options *opts_in,
+                 face_result *out)
+{
+    memset(out, 0, sizeof *out);
+    face_options opts = {0};
+    if (opts_in) opts = *opts_in;
+    if (!ctx || !image || !image->data || image->channels != 3)
+        return base_error_set(BASE_ERR_INVALID, "analyze: need a context and an RGB image");
+    out->width = image->width;
+    out->height = image->height;
+    uint64_t t = base_now_ns();
+    face_box *boxes = NULL;
+    int n = 0;
+    int rc = face_detect(ctx, image, &opts, &boxes, &n);
+    out->timing.detect_ms = face_ms_since(t);
+    if (!rc) rc = analyze_boxes(ctx, image, boxes, n, effective_stages(&opts), &opts, out);
     free(boxes);
     if (rc) face_result_free(out);
     return rc;
 }
 
-int face_analyze_bytes(face_context *ctx, const uint8_t *data, size_t len, const face_options *opts,
+/* Scales a box and its keypoints by (sx, sy). */
+static void scale_box(face_box *b, float sx, float sy)
+{
+    b->x *= sx, b->w *= sx, b->y *= sy, b->h *= sy;
+    for (int k = 0; k < 6; k++) b->keypoints[k].x *= sx, b->keypoints[k].y *= sy;
+}
+
+static void scale_point(face_point *p, float sx, float sy)
+{
+    p->x *= sx, p->y *= sy;
+}
+
+/*
+ * Decoding. Huffman decoding of the whole file is a fixed cost (3 ms of the 9 ms of a 1080p
+ * JPEG at quality 90, measured), so the image is decoded once when possible, at the largest
+ * DCT reduction (1/2, 1/4, 1/8) that keeps what the stages need:
+ *   - detection only: the shorter side >= DETECT_MIN_SIDE (the detector sees 256 pixels);
+ *   - face crops: the shorter side >= CROP_MIN_SIDE, which keeps the faces of an ordinary
+ *     photo above the crops' resolution (1080p: 960x540 in 8 ms instead of 9 ms, and a
+ *     4x smaller image to resize for the detector); when a face kept is smaller than
+ *     CROP_MIN_EYE pixels between the eyes at that scale (the ArcFace crop has 35), the
+ *     image is decoded again at the scale that gives it CROP_MIN_EYE, or in full.
+ * Other formats are decoded in full.
+ */
+#define DETECT_MIN_SIDE 128
+#define CROP_MIN_SIDE 540
+#define CROP_MIN_EYE 40.0f
+
+int face_analyze_bytes(face_context *ctx, const uint8_t *data, size_t len, const face_options *opts_in,
                        face_result *out)
 {
     memset(out, 0, sizeof *out);
+    face_options opts = {0};
+    if (opts_in) opts = *opts_in;
+    if (!ctx) return base_error_set(BASE_ERR_INVALID, "analyze: no context");
+    const unsigned stages = effective_stages(&opts);
+    const int jpeg = img_detect_format(data, len) == IMG_FORMAT_JPEG;
+
     uint64_t t = base_now_ns();
-    img_image image = {0};
-    int rc = img_decode(data, len, NULL, &image, NULL);
-    double decode_ms = face_ms_since(t);
+    img_image small = {0}, crop = {0};
+    img_decode_info info = {0};
+    int first_side = stages & ~(unsigned)FACE_STAGE_DETECT ? CROP_MIN_SIDE : DETECT_MIN_SIDE;
+    img_decode_options dopts = {.min_side = jpeg ? first_side : 0};
+    int rc = img_decode(data, len, &dopts, &small, &info);
+    out->timing.decode_ms = face_ms_since(t);
     if (rc) return rc;
-    rc = face_analyze(ctx, &image, opts, out);
-    out->timing.decode_ms = decode_ms;
-    img_free(&image);
+    /* the full-size upright image's dimensions */
+    int swap = info.orientation >= 5 && info.orientation <= 8;
+    int full_w = swap ? info.orig_height : info.orig_width;
+    int full_h = swap ? info.orig_width : info.orig_height;
+    if (full_w <= 0 || full_h <= 0) full_w = small.width, full_h = small.height;
+    out->width = full_w;
+    out->height = full_h;
+
+    t = base_now_ns();
+    face_box *boxes = NULL;
+    int n = 0;
+    rc = face_detect(ctx, &small, &opts, &boxes, &n);
+    out->timing.detect_ms = face_ms_since(t);
+    if (rc) goto done;
+    /* boxes to full-size coordinates */
+    const float fx = (float)full_w / (float)small.width, fy = (float)full_h / (float)small.height;
+    for (int i = 0; i < n; i++) scale_box(&boxes[i], fx, fy);
+
+    const img_image *work = &small;
+    int denom = info.scale_denom > 0 ? info.scale_denom : 1;
+    if (n > 0 && (stages & ~(unsigned)FACE_STAGE_DETECT) && denom > 1) {
+        float min_eye = 1e30f;
+        for (int i = 0; i < n; i++) {
+            float ex = boxes[i].keypoints[1].x - boxes[i].keypoints[0].x;
+            float ey = boxes[i].keypoints[1].y - boxes[i].keypoints[0].y;
+            float e = sqrtf(ex * ex + ey * ey);
+            if (e < min_eye) min_eye = e;
+        }
+        /* min_eye is in full-size pixels; keep the current scale when it is enough */
+        int want = denom;
+        while (want > 1 && min_eye / (float)want < CROP_MIN_EYE) want /= 2;
+        if (want < denom) {
+            t = base_now_ns();
+            int short_side = full_w < full_h ? full_w : full_h;
+            img_decode_options d2 = {.min_side = want == 1 ? 0 : (short_side + want - 1) / want};
+            rc = img_decode(data, len, &d2, &crop, NULL);
+            out->timing.decode_ms += face_ms_since(t);
+            if (rc) goto done;
+            work = &crop;
+        }
+    }
+    /* boxes to the working image's coordinates, the stages, and everything back */
+    const float wx = (float)work->width / (float)full_w, wy = (float)work->height / (float)full_h;
+    for (int i = 0; i < n; i++) scale_box(&boxes[i], wx, wy);
+    rc = analyze_boxes(ctx, work, boxes, n, stages, &opts, out);
+    if (rc) goto done;
+    for (int i = 0; i < out->n_faces; i++) {
+        face_info *f = &out->faces[i];
+        f->x /= wx, f->w /= wx, f->y /= wy, f->h /= wy;
+        for (int k = 0; k < 6; k++) scale_point(&f->keypoints[k], 1 / wx, 1 / wy);
+        for (int k = 0; k < 5; k++) scale_point(&f->landmarks5[k], 1 / wx, 1 / wy);
+    }
+done:
+    free(boxes);
+    img_free(&small);
+    img_free(&crop);
+    if (rc) face_result_free(out);
     return rc;
 }

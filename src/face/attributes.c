@@ -6,6 +6,7 @@
 #include "face/face_internal.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Called per face with the model's outputs for that face (out[i] points at its row). */
@@ -13,7 +14,14 @@ typedef void (*decode_fn)(face_info *f, const float *const *out, const int *len)
 
 #define MAX_OUTPUTS 4
 
-/* Crops every face for model `id`, runs it in batches and hands each face's outputs to fn. */
+/*
+ * Crops every face for model `id`, runs it in batches and hands each face's outputs to fn.
+ * With ATTRIBUTE_FLIP each face also runs mirrored and the two outputs are averaged (age,
+ * gender and emotion are symmetric; measured on UTKFace it lowers the age error).
+ */
+#define ATTRIBUTE_FLIP 1
+#define MAX_OUTPUT_LEN 128
+
 static int run_model(face_context *ctx, face_model_id id, const img_image *image, face_info *faces,
                      int n, decode_fn fn)
 {
@@ -24,29 +32,43 @@ static int run_model(face_context *ctx, face_model_id id, const img_image *image
     const size_t per = (size_t)spec->size * spec->size * (spec->grey ? 1 : 3);
     int n_out = nn_model_output_count(model);
     if (n_out > MAX_OUTPUTS) n_out = MAX_OUTPUTS;
+    const int copies = ATTRIBUTE_FLIP ? 2 : 1;
     float *in = nn_context_input(nc, 0);
+    float avg[MAX_OUTPUTS][MAX_OUTPUT_LEN];
     for (int first = 0; first < n; first += ctx->max_batch) {
         int batch = n - first < ctx->max_batch ? n - first : ctx->max_batch;
-        for (int b = 0; b < batch; b++) {
-            int rc = face_crop_to_input(image, faces[first + b].landmarks5, spec,
-                                        in + per * (size_t)b, NULL);
-            if (rc) return rc;
+        /* the mirrored crops run after the others (see face_embed); outputs are kept per face */
+        float(*acc)[MAX_OUTPUTS][MAX_OUTPUT_LEN] = calloc((size_t)batch, sizeof *acc);
+        if (!acc) return base_error_set(BASE_ERR_NOMEM, "attributes");
+        int lens[MAX_OUTPUTS] = {0};
+        int rc = 0;
+        for (int c = 0; c < copies && !rc; c++) {
+            for (int b = 0; b < batch && !rc; b++)
+                rc = face_crop_to_input_flip(image, faces[first + b].landmarks5, spec, c,
+                                             in + per * (size_t)b, NULL);
+            if (!rc) rc = nn_context_run(nc, batch);
+            for (int o = 0; o < n_out && !rc; o++) {
+                nn_io_info info;
+                const float *out = nn_context_output(nc, o, &info);
+                lens[o] = 1;
+                for (int d = 1; d < info.rank; d++) lens[o] *= (int)info.dim[d];
+                if (lens[o] > MAX_OUTPUT_LEN) continue; /* faceres' embedding: not an attribute */
+                for (int b = 0; b < batch; b++)
+                    for (int k = 0; k < lens[o]; k++)
+                        acc[b][o][k] += out[(size_t)b * lens[o] + k] / (float)copies;
+            }
         }
-        int rc = nn_context_run(nc, batch);
-        if (rc) return rc;
-        const float *outs[MAX_OUTPUTS];
-        int lens[MAX_OUTPUTS];
-        for (int o = 0; o < n_out; o++) {
-            nn_io_info info;
-            outs[o] = nn_context_output(nc, o, &info);
-            lens[o] = 1;
-            for (int d = 1; d < info.rank; d++) lens[o] *= (int)info.dim[d];
-        }
-        for (int b = 0; b < batch; b++) {
-            const float *rows[MAX_OUTPUTS];
-            for (int o = 0; o < n_out; o++) rows[o] = outs[o] + (size_t)b * lens[o];
+        for (int b = 0; b < batch && !rc; b++) {
+            const float *rows[MAX_OUTPUTS] = {0};
+            for (int o = 0; o < n_out; o++) {
+                if (lens[o] > MAX_OUTPUT_LEN) continue;
+                memcpy(avg[o], acc[b][o], (size_t)lens[o] * sizeof(float));
+                rows[o] = avg[o];
+            }
             fn(&faces[first + b], rows, lens);
         }
+        free(acc);
+        if (rc) return rc;
     }
     return 0;
 }
@@ -84,6 +106,14 @@ static void decode_gear(face_info *f, const float *const *out, const int *len)
         for (int i = 0; i < 7; i++) e += (double)a[i] * centre[i], s += a[i];
         f->attributes.age = s > 0 ? (float)(e / s) : 0;
     }
+}
+
+/* face-api: age in years (1), gender softmax [male, female] (2). */
+static void decode_faceapi(face_info *f, const float *const *out, const int *len)
+{
+    const float *a = row_of_len(out, len, 1), *g = row_of_len(out, len, 2);
+    if (a) f->attributes.age = a[0];
+    if (g) f->attributes.gender_male = g[0];
 }
 
 /* SSR-Net age: one value, years. */
@@ -132,6 +162,9 @@ int face_attributes_run(face_context *ctx, const img_image *image, face_info *fa
     switch (ctx->models->age_model) {
     case FACE_AGE_MODEL_FACERES: rc = run_model(ctx, FM_FACERES, image, faces, n, decode_faceres); break;
     case FACE_AGE_MODEL_GEAR: rc = run_model(ctx, FM_GEAR, image, faces, n, decode_gear); break;
+    case FACE_AGE_MODEL_FACEAPI:
+        rc = run_model(ctx, FM_FACEAPI_AGEGENDER, image, faces, n, decode_faceapi);
+        break;
     default:
         rc = run_model(ctx, FM_AGE, image, faces, n, decode_ssr_age);
         if (!rc) rc = run_model(ctx, FM_GENDER, image, faces, n, decode_ssr_gender);

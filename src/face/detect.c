@@ -12,8 +12,10 @@
 
 /* MediaPipe's face detection graph: IoU above which detections are merged. */
 #define NMS_IOU 0.3f
-/* Default score threshold, chosen on the fixtures and WIDER (README). */
-#define DEFAULT_MIN_SCORE 0.6f
+/* Default score threshold: MediaPipe's 0.5. On the WIDER subset (easy faces, single pass)
+ * 0.5 keeps 0.65 recall at 0.71 precision, 0.6 0.59 at 0.83 and 0.4 0.69 at 0.57; on the
+ * group fixtures every face scoring 0.4-0.6 is a real (turned or half-hidden) face. */
+#define DEFAULT_MIN_SCORE 0.5f
 /* Input padding outside the image (in the model's [-1, 1] range). */
 #define PAD_VALUE 0.0f
 

@@ -112,6 +112,7 @@ typedef enum face_age_model {
     FACE_AGE_MODEL_FACERES, /* faceres' age (100 bins) and gender heads */
     FACE_AGE_MODEL_GEAR,    /* GEAR: age (7 bins), gender, race */
     FACE_AGE_MODEL_SSRNET,  /* the separate SSR-Net age and gender models */
+    FACE_AGE_MODEL_FACEAPI, /* face-api's age/gender network (TinyXception), built in C */
 } face_age_model;
 
 typedef struct face_models_options {

@@ -24,6 +24,7 @@ typedef enum face_model_id {
     FM_ANTISPOOF,     /* human/antispoof: 128x128 RGB in [0,1], real-face probability */
     FM_LIVENESS,      /* human/liveness: 32x32 RGB in [0,1], [live, not live] */
     FM_FACEAPI_RESNET, /* faceapi/face_recognition_model: dlib's ResNet, 150x150, 128-d */
+    FM_FACEAPI_AGEGENDER, /* faceapi/age_gender_model: TinyXception, 112x112, age + gender */
     FM_COUNT
 } face_model_id;
 
@@ -124,6 +125,8 @@ int face_liveness_run(face_context *ctx, const img_image *image, face_info *face
 /* Builds face-api's 128-d ResNet (dlib's face recognition network) from its weights manifest
  * with the nn builder. */
 int face_faceapi_resnet_load(const char *manifest_path, nn_model **out);
+/* Builds face-api's age and gender network (TinyXception + two heads). */
+int face_faceapi_agegender_load(const char *manifest_path, nn_model **out);
 
 /* Variance of the Laplacian of a grey version of img (sharpness). */
 float face_sharpness(const img_image *img);

@@ -21,6 +21,7 @@ static const char *const model_files[FM_COUNT] = {
     [FM_ANTISPOOF] = "human/antispoof.json",
     [FM_LIVENESS] = "human/liveness.json",
     [FM_FACEAPI_RESNET] = "faceapi/face_recognition_model-weights_manifest.json",
+    [FM_FACEAPI_AGEGENDER] = "faceapi/age_gender_model-weights_manifest.json",
 };
 
 /*
@@ -33,9 +34,11 @@ static const char *const model_files[FM_COUNT] = {
 static const face_crop_spec crop_specs[FM_COUNT] = {
     [FM_MOBILEFACENET] = {112, 1.0f, 0.0f, 1.0f / 128.0f, OFF3(-127.5f / 128.0f), 0},
     [FM_MOBILEFACE] = {112, 1.0f, 0.0f, 1.0f, OFF3(0.0f), 0},
-    [FM_FACERES] = {224, 0.75f, 0.0f, 1.0f, OFF3(0.0f), 0},
+    [FM_FACERES] = {224, 0.8f, 0.0f, 1.0f, OFF3(0.0f), 0},
     [FM_FACEAPI_RESNET] = {150, 1.25f, -0.15f, 1.0f / 256.0f,
                            {-122.782f / 256.0f, -117.001f / 256.0f, -104.298f / 256.0f}, 0},
+    [FM_FACEAPI_AGEGENDER] = {112, 1.05f, -0.03f, 1.0f / 256.0f,
+                              {-122.782f / 256.0f, -117.001f / 256.0f, -104.298f / 256.0f}, 0},
     [FM_GEAR] = {198, 0.75f, 0.0f, 1.0f / 255.0f, OFF3(0.0f), 0},
     [FM_AGE] = {64, 0.75f, 0.0f, 1.0f, OFF3(0.0f), 0},
     [FM_GENDER] = {64, 0.75f, 0.0f, 2.0f / 255.0f, OFF3(-1.0f), 1},
@@ -63,7 +66,7 @@ void face_crop_spec_override(face_model_id id, const face_crop_spec *spec)
 
 /* The default embedder and age model, by measurement (README). */
 #define DEFAULT_EMBEDDER FACE_EMBEDDER_FACEAPI_RESNET
-#define DEFAULT_AGE_MODEL FACE_AGE_MODEL_FACERES
+#define DEFAULT_AGE_MODEL FACE_AGE_MODEL_FACEAPI
 
 face_model_id face_embedder_model(face_embedder e)
 {
@@ -117,8 +120,9 @@ static int load_one(const char *dir, face_model_id id, nn_model **out)
     int len = snprintf(path, sizeof path, "%s/%s", dir, model_files[id]);
     if (len < 0 || (size_t)len >= sizeof path)
         return base_error_set(BASE_ERR_LIMIT, "models folder path too long: %s", dir);
-    int rc = id == FM_FACEAPI_RESNET ? face_faceapi_resnet_load(path, out)
-                                     : nn_model_load_tfjs(path, NULL, out);
+    int rc = id == FM_FACEAPI_RESNET      ? face_faceapi_resnet_load(path, out)
+             : id == FM_FACEAPI_AGEGENDER ? face_faceapi_agegender_load(path, out)
+                                          : nn_model_load_tfjs(path, NULL, out);
     if (rc) LOG_ERROR("face: cannot load %s: %s", path, base_error_message());
     return rc;
 }
@@ -155,6 +159,7 @@ int face_models_load(const face_models_options *opts, face_models **out)
         switch (m->age_model) {
         case FACE_AGE_MODEL_FACERES: want[FM_FACERES] = 1; break;
         case FACE_AGE_MODEL_GEAR: want[FM_GEAR] = 1; break;
+        case FACE_AGE_MODEL_FACEAPI: want[FM_FACEAPI_AGEGENDER] = 1; break;
         default: want[FM_AGE] = want[FM_GENDER] = 1; break;
         }
     }
