@@ -87,6 +87,17 @@ static const struct {
     {"ssd", FACE_DETECTOR_SSD_MOBILENET},
 };
 
+/* Age and gender models for --age-model; `all` runs each in turn. */
+static const struct {
+    const char *name;
+    face_age_model m;
+} age_models[] = {
+    {"faceres", FACE_AGE_MODEL_FACERES},
+    {"gear", FACE_AGE_MODEL_GEAR},
+    {"ssrnet", FACE_AGE_MODEL_SSRNET},
+};
+#define N_AGE_MODELS (int)(sizeof age_models / sizeof age_models[0])
+
 /* The detectors `--detector all` runs, in this order. */
 static const struct {
     const char *name;
@@ -112,6 +123,9 @@ typedef struct eval_config {
     int all_embedders;
     int all_detectors;
     const char *detector_name;
+    face_age_model age_model;
+    int all_age_models;
+    const char *age_model_name;
     long max_fp; /* wider: -1 = one per image */
 } eval_config;
 
@@ -149,6 +163,7 @@ static void eval_usage(FILE *out)
         "options:\n"
         "  --models DIR         model folder (default models)\n"
         "  --embedder NAME      default, mobilefacenet, faceres, faceapi, mobileface, or all\n"
+        "  --age-model NAME     age: default, faceres, gear, ssrnet, or all (a line each)\n"
         "  --detector NAME      default, blazeface, blazeface-tiled, ssd-mobilenet, or all\n"
         "                       (wider: one summary line and plot FILE-NAME.png each)\n"
         "  --min-score X        detection score threshold (default: the detector's)\n"
@@ -330,7 +345,8 @@ static int load_models(const eval_config *c, unsigned stages, face_models **mode
                               .load = stages,
                               .embedder =
                                   c->n_embedders == 1 ? c->embedders[0] : FACE_EMBEDDER_DEFAULT,
-                              .all_embedders = c->all_embedders || c->n_embedders > 1};
+                              .all_embedders = c->all_embedders || c->n_embedders > 1,
+                              .age_model = c->age_model};
     base_error_clear();
     uint64_t t0 = base_now_ns();
     int rc = face_models_load(&mo, models);
@@ -1306,6 +1322,9 @@ static int eval_age_cmd(const eval_config *c)
            skipped);
     printf("  labels:        age_gender_race_*.jpg, gender 0 male 1 female; predicted female "
            "when P(male) < 0.5\n");
+    printf("  age model:     %s\n", c->all_age_models   ? "all"
+                                    : c->age_model_name ? c->age_model_name
+                                                        : "default");
     print_face_options(c);
     printf("  face choice:   the face closest to the image centre\n");
     fflush(stdout);
@@ -1331,29 +1350,53 @@ static int eval_age_cmd(const eval_config *c)
             goto done;
         }
     }
-    if (load_models(c, FACE_STAGE_ATTRIBUTES, &models) != 0) goto done;
-    uint64_t t0 = base_now_ns();
-    int rc = pool_run(models, n, c->threads, age_image, &job, "age");
-    double seconds = elapsed_s(t0);
-    if (rc != 0) {
-        fprintf(stderr, "vultus eval: stopped: %s\n", base_strerror(rc));
-        goto done;
+    /* One run per age model (each with --age-model all), one summary line each. */
+    int first = c->all_age_models ? 0 : -1, last = c->all_age_models ? N_AGE_MODELS - 1 : -1;
+    for (int a = first; a <= last; a++) {
+        eval_config ca = *c;
+        if (a >= 0) {
+            ca.age_model = age_models[a].m;
+            ca.age_model_name = age_models[a].name;
+        }
+        job.cfg = &ca;
+        memset(job.failed, 0, n);
+        for (size_t i = 0; i < n; i++)
+            job.samples[i].found = 0;
+        atomic_store(&job.errors_shown, 0);
+        face_models_destroy(models);
+        models = NULL;
+        fprintf(stderr, "eval age: age model %s\n",
+                ca.age_model_name ? ca.age_model_name : "default");
+        if (load_models(&ca, FACE_STAGE_ATTRIBUTES, &models) != 0) {
+            if (a >= 0) continue; /* the others may still load */
+            goto done;
+        }
+        uint64_t t0 = base_now_ns();
+        int rc = pool_run(models, n, c->threads, age_image, &job, "age");
+        double seconds = elapsed_s(t0);
+        if (rc != 0) {
+            fprintf(stderr, "vultus eval: stopped: %s\n", base_strerror(rc));
+            goto done;
+        }
+        eval_age_result r;
+        eval_age_gender(job.samples, n, &r);
+        size_t failed = 0;
+        for (size_t i = 0; i < n; i++)
+            failed += job.failed[i];
+        json_t *j = json_object();
+        json_object_set_new(j, "eval", json_string("age"));
+        json_object_set_new(j, "age_mae", json_number(r.age_mae));
+        json_object_set_new(j, "gender_accuracy", json_number(r.gender_accuracy));
+        json_object_set_new(j, "gender_accuracy_found", json_number(r.gender_accuracy_found));
+        json_object_set_new(j, "no_face", json_integer((json_int_t)(r.n - r.found)));
+        json_object_set_new(j, "age_model",
+                            json_string(ca.age_model_name ? ca.age_model_name : "default"));
+        json_object_set_new(j, "images", json_integer((json_int_t)n));
+        json_object_set_new(j, "failed_images", json_integer((json_int_t)failed));
+        json_object_set_new(j, "detector", json_string(detector_label(c)));
+        json_object_set_new(j, "seconds", json_number(seconds));
+        print_json_line(j);
     }
-    eval_age_result r;
-    eval_age_gender(job.samples, n, &r);
-    size_t failed = 0;
-    for (size_t i = 0; i < n; i++)
-        failed += job.failed[i];
-    json_t *j = json_object();
-    json_object_set_new(j, "eval", json_string("age"));
-    json_object_set_new(j, "age_mae", json_number(r.age_mae));
-    json_object_set_new(j, "gender_accuracy", json_number(r.gender_accuracy));
-    json_object_set_new(j, "no_face", json_integer((json_int_t)(r.n - r.found)));
-    json_object_set_new(j, "images", json_integer((json_int_t)n));
-    json_object_set_new(j, "failed_images", json_integer((json_int_t)failed));
-    json_object_set_new(j, "detector", json_string(detector_label(c)));
-    json_object_set_new(j, "seconds", json_number(seconds));
-    print_json_line(j);
     status = CLI_EXIT_OK;
 done:
     for (size_t i = 0; i < n; i++) {
@@ -1390,6 +1433,27 @@ static int parse_embedder(const char *name, eval_config *c)
         if (id && strcmp(name, id) == 0) {
             c->embedders[0] = all_embedders[i];
             c->n_embedders = 1;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static int parse_age_model(const char *name, eval_config *c)
+{
+    if (strcmp(name, "all") == 0) {
+        c->all_age_models = 1;
+        return 0;
+    }
+    if (strcmp(name, "default") == 0) {
+        c->age_model = FACE_AGE_MODEL_DEFAULT;
+        c->age_model_name = NULL;
+        return 0;
+    }
+    for (int i = 0; i < N_AGE_MODELS; i++) {
+        if (strcmp(name, age_models[i].name) == 0) {
+            c->age_model = age_models[i].m;
+            c->age_model_name = age_models[i].name;
             return 0;
         }
     }
@@ -1450,6 +1514,7 @@ int cli_eval_main(int argc, char **argv)
         {"threads", required_argument, NULL, 't'},
         {"limit", required_argument, NULL, 'n'},
         {"plot", required_argument, NULL, 'P'},
+        {"age-model", required_argument, NULL, 'a'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -1480,6 +1545,9 @@ int cli_eval_main(int argc, char **argv)
             break;
         case 'd':
             if (parse_detector(optarg, &c) != 0) goto bad_value;
+            break;
+        case 'a':
+            if (parse_age_model(optarg, &c) != 0) goto bad_value;
             break;
         case 's':
             c.face.min_score = strtof(optarg, &end);
@@ -1512,6 +1580,10 @@ int cli_eval_main(int argc, char **argv)
     }
     if (optind < argc) {
         fprintf(stderr, "vultus eval %s: unexpected argument '%s'\n", sub, argv[optind]);
+        return CLI_EXIT_USAGE;
+    }
+    if (c.all_age_models && strcmp(sub, "age") != 0) {
+        fprintf(stderr, "vultus eval %s: --age-model all is for eval age\n", sub);
         return CLI_EXIT_USAGE;
     }
     if (c.all_detectors && strcmp(sub, "wider") != 0) {

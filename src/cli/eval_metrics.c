@@ -493,6 +493,7 @@ void eval_age_gender(const eval_age_sample *samples, size_t n, eval_age_result *
     }
     out->age_mae = out->found > 0 ? abs_sum / (double)out->found : NAN;
     out->gender_accuracy = n > 0 ? (double)correct / (double)n : 0.0;
+    out->gender_accuracy_found = out->found > 0 ? (double)correct / (double)out->found : NAN;
 }
 
 /* --- parsers ----------------------------------------------------------------------------- */

@@ -181,8 +181,9 @@ typedef struct eval_age_sample {
 
 typedef struct eval_age_result {
     size_t n, found;
-    double age_mae;         /* over the samples with a face; NaN when none */
-    double gender_accuracy; /* correct / n: a sample without a face counts as an error */
+    double age_mae;               /* over the samples with a face; NaN when none */
+    double gender_accuracy;       /* correct / n: a sample without a face counts as an error */
+    double gender_accuracy_found; /* correct / found: NaN when none */
 } eval_age_result;
 
 void eval_age_gender(const eval_age_sample *samples, size_t n, eval_age_result *out);

@@ -358,6 +358,7 @@ static void test_age_gender(void **state)
     assert_int_equal(r.found, 3);
     assert_close(r.age_mae, 8.0 / 3.0, EPS);
     assert_close(r.gender_accuracy, 0.5, EPS);
+    assert_close(r.gender_accuracy_found, 2.0 / 3.0, EPS);
     eval_age_gender(s + 3, 1, &r);
     assert_true(isnan(r.age_mae));
     assert_close(r.gender_accuracy, 0.0, EPS);
