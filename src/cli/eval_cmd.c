@@ -95,6 +95,7 @@ static const struct {
     {"faceres", FACE_AGE_MODEL_FACERES},
     {"gear", FACE_AGE_MODEL_GEAR},
     {"ssrnet", FACE_AGE_MODEL_SSRNET},
+    {"faceapi", FACE_AGE_MODEL_FACEAPI},
 };
 #define N_AGE_MODELS (int)(sizeof age_models / sizeof age_models[0])
 
@@ -163,7 +164,8 @@ static void eval_usage(FILE *out)
         "options:\n"
         "  --models DIR         model folder (default models)\n"
         "  --embedder NAME      default, mobilefacenet, faceres, faceapi, mobileface, or all\n"
-        "  --age-model NAME     age: default, faceres, gear, ssrnet, or all (a line each)\n"
+        "  --age-model NAME     age: default, faceres, gear, ssrnet, faceapi, or all (a line\n"
+        "                       each)\n"
         "  --detector NAME      default, blazeface, blazeface-tiled, ssd-mobilenet, or all\n"
         "                       (wider: one summary line and plot FILE-NAME.png each)\n"
         "  --min-score X        detection score threshold (default: the detector's)\n"
