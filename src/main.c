@@ -24,6 +24,8 @@ static const command commands[] = {
     {"gallery", cli_gallery_main, "collections: vultus gallery create|list|show|delete|export|import"},
     {"enroll", cli_enroll_main, "enrol faces: vultus enroll --collection C --subject S IMAGE..."},
     {"search", cli_search_main, "1:N search: vultus search --collection C [--top K] IMAGE..."},
+    {"serve", cli_serve_main, "the HTTP API: vultus serve [--listen :7860] [--data DIR] ..."},
+    {"keys", cli_keys_main, "API keys: vultus keys create --scope read|write|admin"},
 };
 #define N_COMMANDS (int)(sizeof commands / sizeof commands[0])
 

@@ -69,6 +69,7 @@ int cli_serve_main(int argc, char **argv)
         return CLI_EXIT_FAILURE;
     }
     int rc = http_server_run(server);
+    if (rc && rc != BASE_ERR_LIMIT) fprintf(stderr, "vultus serve: %s\n", base_error_message());
     http_server_destroy(server);
     if (rc == BASE_ERR_LIMIT) return CLI_EXIT_OK; /* a cut-off drain still ends the process */
     return rc ? CLI_EXIT_FAILURE : CLI_EXIT_OK;

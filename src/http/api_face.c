@@ -98,7 +98,14 @@ static void add_timing(http_request *r, const face_timing *t)
 int http_run_face(http_request *r, http_worker *w, const uint8_t *data, size_t len, unsigned stages,
                   face_result *out)
 {
+    return http_run_face_keep(r, w, data, len, stages, out, NULL);
+}
+
+int http_run_face_keep(http_request *r, http_worker *w, const uint8_t *data, size_t len,
+                       unsigned stages, face_result *out, img_image *keep)
+{
     memset(out, 0, sizeof *out);
+    if (keep) memset(keep, 0, sizeof *keep);
     const http_config *c = &r->srv->cfg;
     img_decode_options dopts = {
         .limits = {.max_bytes = (size_t)c->max_body_bytes, .max_pixels = c->max_pixels}};
@@ -125,7 +132,10 @@ int http_run_face(http_request *r, http_worker *w, const uint8_t *data, size_t l
     }
     face_options fo = {.stages = stages, .max_faces = c->max_faces};
     rc = face_analyze(w->face, &image, &fo, out);
-    img_free(&image);
+    if (keep && !rc)
+        *keep = image;
+    else
+        img_free(&image);
     if (rc) {
         http_respond_base_error(r, rc, "face");
         return rc;

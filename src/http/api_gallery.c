@@ -529,6 +529,26 @@ static int collection_for_embedding(http_request *r, const char *name,
     return 0;
 }
 
+/* A small JPEG of the face: the pipeline's aligned crop when it kept one, otherwise a square
+ * around the box (half a box of margin), 112 x 112 either way. */
+static int make_thumbnail(const img_image *image, const face_info *f, uint8_t **jpeg, size_t *len)
+{
+    *jpeg = NULL;
+    *len = 0;
+    if (f->aligned.data) return img_encode_jpeg(&f->aligned, 85, jpeg, len);
+    float side = 1.5f * (f->w > f->h ? f->w : f->h);
+    if (!(side >= 1)) return BASE_ERR_INVALID;
+    float cx = f->x + f->w / 2, cy = f->y + f->h / 2;
+    img_image crop = {0}, small = {0};
+    int rc =
+        img_crop(image, (int)(cx - side / 2), (int)(cy - side / 2), (int)side, (int)side, &crop);
+    if (!rc) rc = img_resize(&crop, 112, 112, &small);
+    if (!rc) rc = img_encode_jpeg(&small, 85, jpeg, len);
+    img_free(&crop);
+    img_free(&small);
+    return rc;
+}
+
 /* Enrols the largest face of the image; the response is set either way. */
 static void enrol(http_request *r, http_worker *w, http_input *in)
 {
@@ -539,6 +559,7 @@ static void enrol(http_request *r, http_worker *w, http_input *in)
     face_result res = {0};
     uint8_t *thumb = NULL;
     size_t thumb_len = 0;
+    img_image image = {0};
     int rc = http_input_param(r, in, "subject", subject, sizeof subject);
     if (rc == 0) http_respond_error(r, 422, "invalid_parameter", "subject is required");
     if (rc <= 0) goto out;
@@ -556,14 +577,14 @@ static void enrol(http_request *r, http_worker *w, http_input *in)
         http_respond_error(r, 400, "missing_image", "send the face image (image)");
         goto out;
     }
-    if (http_run_face(r, w, data, len, FACE_STAGE_EMBED, &res)) goto out;
+    if (http_run_face_keep(r, w, data, len, FACE_STAGE_EMBED, &res, &image)) goto out;
     r->faces = res.n_faces;
     if (res.n_faces == 0) {
         http_respond_error(r, 422, "no_face", "no face found in the image");
         goto out;
     }
     const face_info *f = &res.faces[0];
-    if (f->aligned.data && img_encode_jpeg(&f->aligned, 85, &thumb, &thumb_len) != 0) {
+    if (make_thumbnail(&image, f, &thumb, &thumb_len) != 0) {
         thumb = NULL; /* a face without a thumbnail is still a face */
         thumb_len = 0;
     }
@@ -618,6 +639,7 @@ static void enrol(http_request *r, http_worker *w, http_input *in)
                                 num(f->score), "quality", num(fi.quality), "faces_in_image",
                                 res.n_faces, "image_hash", hash));
 out:
+    img_free(&image);
     free(thumb);
     free(meta);
     face_result_free(&res);

@@ -418,6 +418,9 @@ json_t *http_input_json_value(http_request *r, http_input *in, const char *name,
  * error response is set (400/413/415 for images, 500 otherwise) and a negative code returned. */
 int http_run_face(http_request *r, http_worker *w, const uint8_t *data, size_t len, unsigned stages,
                   face_result *out);
+/* The same, handing the decoded image to the caller in *image (img_free it). */
+int http_run_face_keep(http_request *r, http_worker *w, const uint8_t *data, size_t len,
+                       unsigned stages, face_result *out, img_image *image);
 /* One face as JSON: box, score, keypoints, and whatever the result has of landmarks,
  * attributes, liveness; the embedding when with_embedding. */
 json_t *http_face_json(const face_info *f, int with_embedding);

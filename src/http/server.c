@@ -877,7 +877,9 @@ int http_server_run(http_server *s)
                                 "drain_timeout_ms", s->cfg.drain_timeout_ms, "in_flight",
                                 (json_int_t)atomic_load(&s->in_flight)));
         }
-        if (atomic_load(&s->load_failed)) return BASE_ERR_IO;
+        if (atomic_load(&s->load_failed))
+            return base_error_set(BASE_ERR_IO, "cannot load the models from %s (see the log)",
+                                  s->cfg.models_dir);
         reap_slow_connections(s);
         if (now - last_refresh > 1000000000u) {
             last_refresh = now;

@@ -1,0 +1,516 @@
+/*
+ * Shared by the HTTP tests: start the real `vultus serve` (the binary of the same build as the
+ * test) on a free loopback port with a temporary data folder, and a small HTTP/1.1 client over
+ * raw sockets, so tests control every byte (malformed requests, slow clients). Header-only
+ * (static functions) so each test stays one program. All traffic goes to 127.0.0.1.
+ */
+#ifndef VULTUS_TESTS_HTTP_CLIENT_H
+#define VULTUS_TESTS_HTTP_CLIENT_H
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <jansson.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static inline double tc_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static inline void tc_sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+/* ---- files ------------------------------------------------------------------------------ */
+
+static inline int tc_read_file(const char *path, char **data, size_t *len)
+{
+    *data = NULL;
+    *len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return -1;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)n + 1);
+    if (!buf || fread(buf, 1, (size_t)n, f) != (size_t)n) {
+        free(buf);
+        fclose(f);
+        return -1;
+    }
+    fclose(f);
+    buf[n] = '\0';
+    *data = buf;
+    *len = (size_t)n;
+    return 0;
+}
+
+static inline int tc_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+static int tc_rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static inline void tc_rm_rf(const char *dir)
+{
+    nftw(dir, tc_rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* The `vultus` binary of this test's build: BUILD/tests/http/test_x -> BUILD/vultus. */
+static inline int tc_vultus_path(char *out, size_t cap)
+{
+    char self[PATH_MAX - 16];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0) return -1;
+    self[n] = '\0';
+    for (int i = 0; i < 3; i++) {
+        char *slash = strrchr(self, '/');
+        if (!slash) return -1;
+        *slash = '\0';
+    }
+    snprintf(out, cap, "%s/vultus", self);
+    return access(out, X_OK);
+}
+
+/* ---- the server ------------------------------------------------------------------------- */
+
+typedef struct tc_server {
+    pid_t pid;
+    int port;
+    char dir[256]; /* data folder (temporary) */
+    char log[300]; /* its stderr */
+    int own_dir;
+} tc_server;
+
+/* Runs `vultus ARGS...` to completion (for `keys create`); stdout into out. Returns the exit
+ * status or -1. */
+static inline int tc_run_vultus(char *out, size_t cap, const char *const *args)
+{
+    char bin[PATH_MAX];
+    if (tc_vultus_path(bin, sizeof bin) != 0) return -1;
+    int fds[2];
+    if (pipe(fds) != 0) return -1;
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fds[1], 1);
+        close(fds[0]);
+        close(fds[1]);
+        const char *argv[32] = {bin};
+        int n = 1;
+        for (; args[n - 1] && n < 31; n++)
+            argv[n] = args[n - 1];
+        argv[n] = NULL;
+        execv(bin, (char *const *)argv);
+        _exit(127);
+    }
+    close(fds[1]);
+    size_t got = 0;
+    ssize_t k;
+    while (got + 1 < cap && (k = read(fds[0], out + got, cap - 1 - got)) > 0)
+        got += (size_t)k;
+    out[got] = '\0';
+    close(fds[0]);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* A new temporary data folder in dir[256]. */
+static inline int tc_temp_dir(char *dir)
+{
+    snprintf(dir, 256, "/tmp/vultus-http-test-XXXXXX");
+    return mkdtemp(dir) ? 0 : -1;
+}
+
+/*
+ * Starts `vultus serve --listen 127.0.0.1:0 --data DIR --models models EXTRA...` (DIR: data_dir
+ * or a new temporary folder) with stderr in DIR/server.log, and waits until it is ready (the
+ * "ready" log line) or wait_ready is 0 and it listens. Returns 0 or -1.
+ */
+static inline int tc_server_start(tc_server *s, const char *data_dir, const char *const *extra,
+                                  int wait_ready)
+{
+    memset(s, 0, sizeof *s);
+    if (data_dir) {
+        snprintf(s->dir, sizeof s->dir, "%s", data_dir);
+    } else {
+        if (tc_temp_dir(s->dir) != 0) return -1;
+        s->own_dir = 1;
+    }
+    snprintf(s->log, sizeof s->log, "%s/server.log", s->dir);
+    char bin[PATH_MAX];
+    if (tc_vultus_path(bin, sizeof bin) != 0) {
+        fprintf(stderr, "no vultus binary beside the test\n");
+        return -1;
+    }
+    s->pid = fork();
+    if (s->pid == 0) {
+        /* The server must not outlive a test that crashes or is killed. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        int fd = open(s->log, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0644);
+        if (fd >= 0) dup2(fd, 2);
+        int null = open("/dev/null", O_RDWR);
+        if (null >= 0) {
+            dup2(null, 0);
+            dup2(null, 1);
+        }
+        const char *argv[64] = {bin,      "serve", "--listen", "127.0.0.1:0",
+                                "--data", s->dir,  "--models", "models"};
+        int n = 8;
+        for (int i = 0; extra && extra[i] && n < 63; i++)
+            argv[n++] = extra[i];
+        argv[n] = NULL;
+        execv(bin, (char *const *)argv);
+        _exit(127);
+    }
+    if (s->pid < 0) return -1;
+    /* Under sanitizers start-up is slower; allow a minute. */
+    double deadline = tc_now_ms() + 60000;
+    while (tc_now_ms() < deadline) {
+        int status;
+        if (waitpid(s->pid, &status, WNOHANG) == s->pid) {
+            fprintf(stderr, "vultus serve exited early (status %d); log:\n", status);
+            char *log;
+            size_t len;
+            if (tc_read_file(s->log, &log, &len) == 0) {
+                fprintf(stderr, "%s\n", log);
+                free(log);
+            }
+            s->pid = 0;
+            return -1;
+        }
+        char *log;
+        size_t len;
+        if (tc_read_file(s->log, &log, &len) == 0) {
+            const char *p = strstr(log, "\"msg\":\"listening\"");
+            const char *port = p ? strstr(p, "\"port\":") : NULL;
+            if (port) s->port = atoi(port + 7);
+            int ready = strstr(log, "\"msg\":\"ready\"") != NULL;
+            free(log);
+            if (s->port > 0 && (ready || !wait_ready)) return 0;
+        }
+        tc_sleep_ms(20);
+    }
+    fprintf(stderr, "vultus serve did not become ready in time\n");
+    kill(s->pid, SIGKILL);
+    waitpid(s->pid, NULL, 0);
+    s->pid = 0;
+    return -1;
+}
+
+/* Waits for the server to exit (up to timeout_ms); returns its exit status, or -1 (then it
+ * is killed). */
+static inline int tc_server_wait(tc_server *s, int timeout_ms)
+{
+    if (s->pid <= 0) return -1;
+    double deadline = tc_now_ms() + timeout_ms;
+    int status = 0;
+    while (tc_now_ms() < deadline) {
+        pid_t p = waitpid(s->pid, &status, WNOHANG);
+        if (p == s->pid) {
+            s->pid = 0;
+            if (WIFEXITED(status)) return WEXITSTATUS(status);
+            fprintf(stderr, "vultus serve ended by signal %d\n",
+                    WIFSIGNALED(status) ? WTERMSIG(status) : -1);
+            return -1;
+        }
+        tc_sleep_ms(10);
+    }
+    kill(s->pid, SIGKILL);
+    waitpid(s->pid, NULL, 0);
+    s->pid = 0;
+    return -1;
+}
+
+/* SIGTERM, wait, remove the data folder when it was ours. Returns the exit status. */
+static inline int tc_server_stop(tc_server *s)
+{
+    int rc = -1;
+    if (s->pid > 0) {
+        kill(s->pid, SIGTERM);
+        rc = tc_server_wait(s, 60000);
+        if (rc != 0) {
+            char *log;
+            size_t len;
+            if (tc_read_file(s->log, &log, &len) == 0) {
+                fprintf(stderr, "server log (exit %d):\n%s\n", rc,
+                        len > 20000 ? log + len - 20000 : log);
+                free(log);
+            }
+        }
+    }
+    if (s->own_dir && s->dir[0]) tc_rm_rf(s->dir);
+    s->dir[0] = '\0';
+    return rc;
+}
+
+/* ---- the client ------------------------------------------------------------------------- */
+
+typedef struct tc_response {
+    int status; /* 0: no response (connection closed or timed out) */
+    int closed; /* the server closed the connection without a whole response */
+    char head[16384];
+    char *body;
+    size_t body_len;
+    double ms; /* from the first byte sent to the last byte received */
+} tc_response;
+
+static inline void tc_response_free(tc_response *r)
+{
+    free(r->body);
+    r->body = NULL;
+}
+
+static inline int tc_connect(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        close(fd);
+        return -1;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return fd;
+}
+
+static inline int tc_send_all(int fd, const void *data, size_t len)
+{
+    const char *p = data;
+    while (len) {
+        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return -1;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* A header's value from the response head (case-insensitive name), copied into out. */
+static inline const char *tc_header(const tc_response *r, const char *name, char *out, size_t cap)
+{
+    size_t n = strlen(name);
+    const char *p = strstr(r->head, "\r\n");
+    while (p && p[2]) {
+        p += 2;
+        if (strncasecmp(p, name, n) == 0 && p[n] == ':') {
+            const char *v = p + n + 1;
+            while (*v == ' ')
+                v++;
+            const char *e = strstr(v, "\r\n");
+            size_t len = e ? (size_t)(e - v) : strlen(v);
+            if (len >= cap) len = cap - 1;
+            memcpy(out, v, len);
+            out[len] = '\0';
+            return out;
+        }
+        p = strstr(p, "\r\n");
+    }
+    return NULL;
+}
+
+/* Reads one response (head, then Content-Length bytes unless no_body: the answer to HEAD)
+ * within timeout_ms. */
+static inline int tc_read_response_ex(int fd, tc_response *r, int timeout_ms, int no_body)
+{
+    size_t cap = 65536, len = 0;
+    char *buf = malloc(cap);
+    double deadline = tc_now_ms() + timeout_ms;
+    size_t head_len = 0, want = (size_t)-1;
+    for (;;) {
+        if (head_len && len >= head_len + want) break;
+        int left = (int)(deadline - tc_now_ms());
+        if (left <= 0) break;
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (poll(&pfd, 1, left) <= 0) break;
+        if (len + 65536 > cap) {
+            cap *= 2;
+            buf = realloc(buf, cap);
+        }
+        ssize_t n = recv(fd, buf + len, cap - len - 1, 0);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            r->closed = 1;
+            break;
+        }
+        len += (size_t)n;
+        buf[len] = '\0';
+        if (!head_len) {
+            char *end = strstr(buf, "\r\n\r\n");
+            if (end) {
+                head_len = (size_t)(end - buf) + 4;
+                size_t hl = head_len < sizeof r->head ? head_len : sizeof r->head - 1;
+                memcpy(r->head, buf, hl);
+                r->head[hl] = '\0';
+                char v[32];
+                want =
+                    tc_header(r, "Content-Length", v, sizeof v) && !no_body ? (size_t)atoll(v) : 0;
+                int code = 0;
+                if (sscanf(buf, "HTTP/1.%*d %d", &code) == 1) r->status = code;
+            }
+        }
+    }
+    if (head_len && len >= head_len + want) {
+        r->body = malloc(want + 1);
+        memcpy(r->body, buf + head_len, want);
+        r->body[want] = '\0';
+        r->body_len = want;
+    } else if (head_len) {
+        r->status = 0; /* a head without its whole body */
+    }
+    free(buf);
+    return r->status ? 0 : -1;
+}
+
+static inline int tc_read_response(int fd, tc_response *r, int timeout_ms)
+{
+    return tc_read_response_ex(fd, r, timeout_ms, 0);
+}
+
+/*
+ * Sends one request (adds Host, Content-Length and Connection: close; `headers` is "" or
+ * lines ending in CRLF) and reads the response. Returns 0 when a response came.
+ */
+static inline int tc_request(int port, const char *method, const char *path, const char *headers,
+                             const void *body, size_t body_len, tc_response *r)
+{
+    memset(r, 0, sizeof *r);
+    int fd = tc_connect(port);
+    if (fd < 0) return -1;
+    char head[8192];
+    int n = snprintf(head, sizeof head,
+                     "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n%sContent-Length: "
+                     "%zu\r\n\r\n",
+                     method, path, headers ? headers : "", body_len);
+    double t0 = tc_now_ms();
+    int rc = tc_send_all(fd, head, (size_t)n);
+    if (!rc && body_len) rc = tc_send_all(fd, body, body_len);
+    if (!rc) rc = tc_read_response_ex(fd, r, 60000, strcmp(method, "HEAD") == 0);
+    r->ms = tc_now_ms() - t0;
+    close(fd);
+    return rc;
+}
+
+static inline int tc_get(int port, const char *path, const char *headers, tc_response *r)
+{
+    return tc_request(port, "GET", path, headers, NULL, 0, r);
+}
+
+/* POST of a JSON text. */
+static inline int tc_post_json(int port, const char *path, const char *headers, const char *json,
+                               tc_response *r)
+{
+    char h[2048];
+    snprintf(h, sizeof h, "%sContent-Type: application/json\r\n", headers ? headers : "");
+    return tc_request(port, "POST", path, h, json, strlen(json), r);
+}
+
+/* A multipart/form-data body: fields as name/value pairs, files as name/bytes. */
+typedef struct tc_form {
+    char *data;
+    size_t len, cap;
+} tc_form;
+
+#define TC_BOUNDARY "vultus-test-boundary-7MA4YWxkTrZu0gW"
+
+static inline void tc_form_append(tc_form *f, const void *p, size_t n)
+{
+    if (f->len + n > f->cap) {
+        f->cap = (f->len + n) * 2 + 1024;
+        f->data = realloc(f->data, f->cap);
+    }
+    memcpy(f->data + f->len, p, n);
+    f->len += n;
+}
+
+static inline void tc_form_field(tc_form *f, const char *name, const char *value)
+{
+    char h[512];
+    int n =
+        snprintf(h, sizeof h,
+                 "--" TC_BOUNDARY "\r\nContent-Disposition: form-data; name=\"%s\"\r\n\r\n", name);
+    tc_form_append(f, h, (size_t)n);
+    tc_form_append(f, value, strlen(value));
+    tc_form_append(f, "\r\n", 2);
+}
+
+static inline void tc_form_file(tc_form *f, const char *name, const void *data, size_t len)
+{
+    char h[512];
+    int n = snprintf(h, sizeof h,
+                     "--" TC_BOUNDARY "\r\nContent-Disposition: form-data; name=\"%s\"; "
+                     "filename=\"%s.jpg\"\r\nContent-Type: application/octet-stream\r\n\r\n",
+                     name, name);
+    tc_form_append(f, h, (size_t)n);
+    tc_form_append(f, data, len);
+    tc_form_append(f, "\r\n", 2);
+}
+
+static inline void tc_form_end(tc_form *f)
+{
+    tc_form_append(f, "--" TC_BOUNDARY "--\r\n", strlen("--" TC_BOUNDARY "--\r\n"));
+}
+
+static inline int tc_post_form(int port, const char *path, const char *headers, tc_form *f,
+                               tc_response *r)
+{
+    char h[2048];
+    snprintf(h, sizeof h, "%sContent-Type: multipart/form-data; boundary=" TC_BOUNDARY "\r\n",
+             headers ? headers : "");
+    return tc_request(port, "POST", path, h, f->data, f->len, r);
+}
+
+static inline json_t *tc_json(const tc_response *r)
+{
+    if (!r->body) return NULL;
+    return json_loadb(r->body, r->body_len, 0, NULL);
+}
+
+/* The error code of a JSON error response, or "" when the body is not the error shape. */
+static inline const char *tc_error_code(const tc_response *r, char *out, size_t cap)
+{
+    out[0] = '\0';
+    json_t *j = tc_json(r);
+    const char *code = json_string_value(json_object_get(json_object_get(j, "error"), "code"));
+    const char *msg = json_string_value(json_object_get(json_object_get(j, "error"), "message"));
+    if (code && msg) snprintf(out, cap, "%s", code);
+    json_decref(j);
+    return out;
+}
+
+#endif
