@@ -101,46 +101,75 @@ int http_run_face(http_request *r, http_worker *w, const uint8_t *data, size_t l
     return http_run_face_keep(r, w, data, len, stages, out, NULL);
 }
 
+static void respond_decode_error(http_request *r, int rc)
+{
+    switch (rc) {
+    case BASE_ERR_UNSUPPORTED:
+        http_respond_error(r, 415, "unsupported_image",
+                           "not a JPEG, PNG or WebP image we can decode: %s", base_error_message());
+        break;
+    case BASE_ERR_LIMIT:
+        http_respond_error(r, 413, "image_too_large", "%s", base_error_message());
+        break;
+    case BASE_ERR_FORMAT:
+        http_respond_error(r, 400, "invalid_image", "%s", base_error_message());
+        break;
+    default: http_respond_base_error(r, rc, "image"); break;
+    }
+}
+
+/*
+ * Without `keep`, the pipeline's own decode (face_analyze_bytes: one JPEG decode at the reduced
+ * DCT scale the detector needs, a second at the scale the crops need): the fast path. It decodes
+ * within the decoder's default limits (40 MP, 20000 px a side), so a lower --max-pixels is
+ * checked on the result's size. With `keep` (enrolment, which wants the image for a thumbnail)
+ * the image is decoded here at full size within --max-pixels and analysed with face_analyze.
+ */
 int http_run_face_keep(http_request *r, http_worker *w, const uint8_t *data, size_t len,
                        unsigned stages, face_result *out, img_image *keep)
 {
     memset(out, 0, sizeof *out);
     if (keep) memset(keep, 0, sizeof *keep);
     const http_config *c = &r->srv->cfg;
-    img_decode_options dopts = {
-        .limits = {.max_bytes = (size_t)c->max_body_bytes, .max_pixels = c->max_pixels}};
-    img_image image = {0};
-    uint64_t t0 = base_now_ns();
-    int rc = img_decode(data, len, &dopts, &image, NULL);
-    double decode_ms = (double)(base_now_ns() - t0) / 1e6;
-    if (rc) {
-        switch (rc) {
-        case BASE_ERR_UNSUPPORTED:
-            http_respond_error(r, 415, "unsupported_image",
-                               "not a JPEG, PNG or WebP image we can decode: %s",
-                               base_error_message());
-            break;
-        case BASE_ERR_LIMIT:
-            http_respond_error(r, 413, "image_too_large", "%s", base_error_message());
-            break;
-        case BASE_ERR_FORMAT:
-            http_respond_error(r, 400, "invalid_image", "%s", base_error_message());
-            break;
-        default: http_respond_base_error(r, rc, "image"); break;
-        }
-        return rc;
-    }
     face_options fo = {.stages = stages, .max_faces = c->max_faces};
-    rc = face_analyze(w->face, &image, &fo, out);
-    if (keep && !rc)
-        *keep = image;
-    else
-        img_free(&image);
-    if (rc) {
-        http_respond_base_error(r, rc, "face");
-        return rc;
+    int rc;
+    if (!keep) {
+        rc = face_analyze_bytes(w->face, data, len, &fo, out);
+        if (rc) {
+            /* face_analyze_bytes sets the size once the image decoded: without it, the
+             * bytes were at fault, otherwise the pipeline. */
+            if (out->width == 0)
+                respond_decode_error(r, rc);
+            else
+                http_respond_base_error(r, rc, "face");
+            face_result_free(out);
+            return rc;
+        }
+        if ((int64_t)out->width * out->height > c->max_pixels) {
+            http_respond_error(r, 413, "image_too_large",
+                               "the image is %d x %d pixels, more than the limit of %lld",
+                               out->width, out->height, (long long)c->max_pixels);
+            face_result_free(out);
+            return BASE_ERR_LIMIT;
+        }
+    } else {
+        img_decode_options dopts = {
+            .limits = {.max_bytes = (size_t)c->max_body_bytes, .max_pixels = c->max_pixels}};
+        uint64_t t0 = base_now_ns();
+        rc = img_decode(data, len, &dopts, keep, NULL);
+        double decode_ms = (double)(base_now_ns() - t0) / 1e6;
+        if (rc) {
+            respond_decode_error(r, rc);
+            return rc;
+        }
+        rc = face_analyze(w->face, keep, &fo, out);
+        if (rc) {
+            img_free(keep);
+            http_respond_base_error(r, rc, "face");
+            return rc;
+        }
+        out->timing.decode_ms = decode_ms;
     }
-    out->timing.decode_ms = decode_ms;
     add_timing(r, &out->timing);
     if ((stages & FACE_STAGE_EMBED) && out->n_faces > 0)
         http_histogram_observe_count(&r->srv->metrics.batch, (unsigned)out->n_faces);

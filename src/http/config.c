@@ -24,7 +24,8 @@ const http_option http_options[] = {
     {"max-deadline-ms", "VULTUS_MAX_DEADLINE_MS", "60000",
      "the longest deadline a client may ask for"},
     {"max-body-bytes", "VULTUS_MAX_BODY_BYTES", "16777216", "largest request body (413 above)"},
-    {"max-pixels", "VULTUS_MAX_PIXELS", "40000000", "largest decoded image, width x height"},
+    {"max-pixels", "VULTUS_MAX_PIXELS", "40000000",
+     "largest image, width x height (at most 40000000, the decoder's own limit)"},
     {"max-faces", "VULTUS_MAX_FACES", "50", "faces analysed per image (the largest are kept)"},
     {"batch-max", "VULTUS_BATCH_MAX", "8", "faces per embedding run"},
     {"batch-wait-ms", "VULTUS_BATCH_WAIT_MS", "2", "how long an embedding batch waits to fill"},
@@ -100,7 +101,7 @@ int http_config_set(http_config *c, const char *name, const char *value)
     INT_OPTION("deadline-ms", deadline_ms, 1, 3600000)
     INT_OPTION("max-deadline-ms", max_deadline_ms, 1, 3600000)
     INT_OPTION("max-body-bytes", max_body_bytes, 1024, (long long)1 << 32)
-    INT_OPTION("max-pixels", max_pixels, 1, (long long)1 << 32)
+    INT_OPTION("max-pixels", max_pixels, 1, IMG_DEFAULT_MAX_PIXELS)
     INT_OPTION("max-faces", max_faces, 1, GAL_QUERIES_MAX)
     INT_OPTION("batch-max", batch_max, 1, 256)
     INT_OPTION("batch-wait-ms", batch_wait_ms, 0, 1000)

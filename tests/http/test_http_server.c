@@ -1371,7 +1371,8 @@ static void test_api_keys(void **state)
     free(db);
 
     tc_server s;
-    static const char *const args[] = {"--rate-limit", "5", "--rate-burst", "4", NULL};
+    static const char *const args[] = {"--rate-limit", "5", "--rate-burst", "4", "--max-pixels",
+                                       "1000000",      NULL};
     assert_int_equal(tc_server_start(&s, dir, args, 1), 0);
     int port = s.port;
     char h_admin[200], h_read[200], h_limited[200];
@@ -1428,6 +1429,16 @@ static void test_api_keys(void **state)
     assert_int_equal(json_array_size(json_object_get(j, "collections")), 1);
     json_decref(j);
     tc_response_free(&r);
+
+    /* --max-pixels 1000000: a 1920 x 1280 photo is refused. */
+    size_t len;
+    char *jpeg = load(SAMPLE, &len);
+    char hdr[300];
+    snprintf(hdr, sizeof hdr, "%sContent-Type: image/jpeg\r\n", h_admin);
+    assert_int_equal(tc_request(port, "POST", "/v1/detect", hdr, jpeg, len, &r), 0);
+    expect_error(&r, 413, "image_too_large");
+    tc_response_free(&r);
+    free(jpeg);
 
     /* The rate limit: 4 at once pass, then 429 with Retry-After. */
     int limited_seen = 0;
