@@ -18,12 +18,17 @@
 /* -O2's cheap vectoriser cost model refuses these loops; ask for the full one. Each loop is
  * compiled three times (AVX-512, AVX2+FMA, baseline) and picked per call from the CPU's
  * features; not target_clones, whose ifunc resolvers run before sanitizers start. */
+#if defined(__clang__)
+#define OPT_O3 /* clang's -O2 vectoriser takes these loops as they are */
+#else
+#define OPT_O3 optimize("O3")
+#endif
 #define VARIANTS(name, body)                                                                       \
-    __attribute__((target("avx512f"), optimize("O3"))) static void name##_avx512(                  \
+    __attribute__((target("avx512f"), OPT_O3)) static void name##_avx512(                  \
         const float *x, float *y, size_t n) body                                                   \
-    __attribute__((target("avx2,fma"), optimize("O3"))) static void name##_avx2(                   \
+    __attribute__((target("avx2,fma"), OPT_O3)) static void name##_avx2(                   \
         const float *x, float *y, size_t n) body                                                   \
-    __attribute__((optimize("O3"))) static void name##_base(const float *x, float *y, size_t n)    \
+    __attribute__((OPT_O3)) static void name##_base(const float *x, float *y, size_t n)    \
         body                                                                                       \
     static void name(const float *x, float *y, size_t n)                                           \
     {                                                                                              \
