@@ -362,7 +362,7 @@ int face_detect(face_context *ctx, const img_image *image, const face_options *o
         if (inside_better(l.v, k, &b)) continue;
         l.v[k++] = b;
     }
-    qsort(l.v, (size_t)k, sizeof *l.v, by_area_desc);
+    if (k > 1) qsort(l.v, (size_t)k, sizeof *l.v, by_area_desc); /* l.v is NULL when nothing was found */
     if (k > max_faces) k = max_faces;
     *boxes = l.v;
     *n = k;
