@@ -27,18 +27,20 @@ typedef struct face_context face_context;
 
 /* Which embedder; a gallery pins one. face_embedder_id() names it ("mobilefacenet-v1"...). */
 typedef enum face_embedder {
-    FACE_EMBEDDER_DEFAULT = 0, /* chosen by measurement on LFW; see README */
+    FACE_EMBEDDER_DEFAULT = 0, /* FACEAPI_RESNET: the best on LFW (99.0% DevTest); see README */
     FACE_EMBEDDER_MOBILEFACENET,
     FACE_EMBEDDER_FACERES,
-    FACE_EMBEDDER_FACEAPI_RESNET,
+    FACE_EMBEDDER_FACEAPI_RESNET, /* face-api's port of dlib's ResNet, 128-d, built in C */
     FACE_EMBEDDER_MOBILEFACE,
 } face_embedder;
 
 typedef enum face_detector {
-    FACE_DETECTOR_DEFAULT = 0, /* chosen by measurement on WIDER; see README */
-    FACE_DETECTOR_BLAZEFACE,   /* blazeface-back, 256x256, one pass */
-    FACE_DETECTOR_BLAZEFACE_TILED, /* blazeface-back over tiles/scales for small faces */
-    FACE_DETECTOR_SSD_MOBILENET,   /* face-api SSD-MobileNetV1, built with the nn builder */
+    FACE_DETECTOR_DEFAULT = 0, /* BLAZEFACE: one pass fits the latency budget; TILED is the
+                                  better one on WIDER (AP easy 0.78 vs 0.68), see README */
+    FACE_DETECTOR_BLAZEFACE,   /* blazeface-back, 256x256, one pass (two for images <= 400 px) */
+    FACE_DETECTOR_BLAZEFACE_TILED, /* blazeface-back over 256x256 tiles of a pyramid of scales, for
+                                      photos with many small faces; 0.1-1 s per photo */
+    FACE_DETECTOR_SSD_MOBILENET,   /* face-api SSD-MobileNetV1: not built yet (BASE_ERR_UNSUPPORTED) */
 } face_detector;
 
 /* Stages of face_analyze(); OR them. Detection always runs. */
@@ -55,7 +57,7 @@ typedef struct face_options {
     unsigned stages;        /* enum face_stage bits */
     face_detector detector;
     face_embedder embedder;
-    float min_score;        /* detection score threshold; 0: the detector's default */
+    float min_score;        /* detection score threshold; 0: the detector's default (0.5) */
     int min_face_size;      /* pixels (shorter box side); 0: 20 */
     int max_faces;          /* 0: 100; the largest faces are kept */
 } face_options;
@@ -69,12 +71,14 @@ typedef struct face_attributes {
     float gender_male;              /* probability 0..1 that the face is male */
     float emotion[FACE_EMOTIONS];   /* probabilities: angry, disgust, fear, happy, sad, surprise, neutral */
     float yaw, pitch, roll;         /* degrees; 0 is frontal, upright */
-    float quality;                  /* 0..1, see README: size, sharpness, pose, detector score */
-    float sharpness;                /* variance of the Laplacian of the aligned face (raw) */
+    float quality;                  /* 0..1: size * sharpness * pose * detector score, each 0..1
+                                       (formula in attributes.c and the README) */
+    float sharpness;                /* variance of the Laplacian of the 112x112 aligned face (raw) */
 } face_attributes;
 
 typedef struct face_liveness {
-    float score;        /* 0..1; higher = more likely a live face (see README for what it misses) */
+    float score;        /* 0..1, sqrt(antispoof * liveness); higher = more likely live. Weak:
+                           see README for what it catches and misses */
     float antispoof;    /* the antispoof model's real-face probability */
     float liveness;     /* the liveness model's live probability */
 } face_liveness;
@@ -84,7 +88,7 @@ typedef struct face_timing {
 } face_timing;
 
 typedef struct face_info {
-    float x, y, w, h;          /* box */
+    float x, y, w, h;          /* box, forehead to chin (WIDER FACE's convention) */
     float score;               /* detector confidence 0..1 */
     face_point keypoints[6];   /* detector keypoints: right eye, left eye, nose, mouth, right ear, left ear (subject's) */
     face_point landmarks5[5];  /* alignment points: left eye, right eye, nose, left mouth corner, right mouth corner (as seen in the image) */
@@ -96,7 +100,8 @@ typedef struct face_info {
     int has_attributes;
     face_liveness liveness;
     int has_liveness;
-    img_image aligned;         /* aligned crop used for the embedding (112x112 or the model's size); owned */
+    img_image aligned;         /* the 112x112 ArcFace-aligned crop (embedding or attributes stage),
+                                  for thumbnails and sharpness; owned */
 } face_info;
 
 typedef struct face_result {
@@ -126,15 +131,18 @@ typedef struct face_models_options {
 int face_models_load(const face_models_options *opts, face_models **out);
 void face_models_destroy(face_models *m);
 
-/* max_batch: the most faces embedded in one engine run (crops of one image or of several). */
+/* max_batch: the most faces per engine run (crops of one image); more faces run in several
+ * batches. It also sizes each model's scratch memory; 8 is a good default. */
 int face_context_create(const face_models *m, int max_batch, face_context **out);
 void face_context_destroy(face_context *ctx);
 
-/* Runs the pipeline on an upright RGB image. */
+/* Runs the pipeline on an upright RGB image; coordinates are in its pixels. */
 int face_analyze(face_context *ctx, const img_image *image, const face_options *opts, face_result *out);
 void face_result_free(face_result *r);
 
-/* Decodes (at the scale the detector needs, EXIF applied) then analyses; fills timing.decode_ms. */
+/* Decodes (EXIF applied) then analyses; fills timing.decode_ms. A JPEG is decoded once at a
+ * reduced DCT scale when that keeps what the stages need (see analyze.c), so coordinates,
+ * width and height are always those of the full-size upright image. */
 int face_analyze_bytes(face_context *ctx, const uint8_t *data, size_t len, const face_options *opts,
                        face_result *out);
 
