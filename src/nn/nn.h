@@ -76,6 +76,10 @@ typedef struct nn_context_options {
     int max_batch;      /* largest batch this context will run; 0: 1 */
     int threads;        /* intra-op threads, at most the cores online; 0 or 1: the calling thread */
     nn_backend backend;
+    /* By default a batch runs image by image through a batch-1 plan: each image's activations
+     * stay in cache from layer to layer, which measured faster per image than whole batches on
+     * every model of the pack (make bench-nn). Set to run a batch as one. */
+    int whole_batch;
 } nn_context_options;
 
 int nn_context_create(const nn_model *model, const nn_context_options *opts, nn_context **out);

@@ -89,14 +89,24 @@ static void run_model(const char *model, nn_backend backend)
         if (rc) fail_msg("run %s: %s", model, base_error_message());
         compare_outputs(model, input, ctx, m, 0, bname);
     }
-    assert_int_equal(golden_input("random", NULL, h, w, c, x), 0);
-    assert_int_equal(golden_input("face", "tests/nn/golden/face256.rgb", h, w, c, x + per), 0);
-    assert_int_equal(golden_input("random", NULL, h, w, c, x + 2 * per), 0);
-    rc = nn_context_run(ctx, 3);
-    if (rc) fail_msg("run %s batch 3: %s", model, base_error_message());
-    compare_outputs(model, "random", ctx, m, 0, bname);
-    compare_outputs(model, "face", ctx, m, 1, bname);
-    compare_outputs(model, "random", ctx, m, 2, bname);
+    /* Batch 3 both ways: image by image (the default) and as one whole batch. */
+    for (int whole = 0; whole < 2; whole++) {
+        if (whole) {
+            nn_context_destroy(ctx);
+            co.whole_batch = 1;
+            rc = nn_context_create(m, &co, &ctx);
+            if (rc) fail_msg("context for %s: %s", model, base_error_message());
+            x = nn_context_input(ctx, 0);
+        }
+        assert_int_equal(golden_input("random", NULL, h, w, c, x), 0);
+        assert_int_equal(golden_input("face", "tests/nn/golden/face256.rgb", h, w, c, x + per), 0);
+        assert_int_equal(golden_input("random", NULL, h, w, c, x + 2 * per), 0);
+        rc = nn_context_run(ctx, 3);
+        if (rc) fail_msg("run %s batch 3: %s", model, base_error_message());
+        compare_outputs(model, "random", ctx, m, 0, bname);
+        compare_outputs(model, "face", ctx, m, 1, bname);
+        compare_outputs(model, "random", ctx, m, 2, bname);
+    }
     nn_context_destroy(ctx);
     nn_model_destroy(m);
 }
