@@ -13,9 +13,26 @@
  * Stages: the per-stage figures come from face_result.timing. Two sums are derived per call:
  * "total", the wall time of face_analyze_bytes; and "analysis", total minus decode and
  * liveness: detection, landmarks, alignment, embedding and attributes, which are the stages
- * Human runs in its matching configuration (detector, mesh, description, emotion). Decoding
- * is kept out of "analysis" because Human in node is handed pixels decoded by a JavaScript
- * decoder (jpeg-js), which is not what a browser would do; it is reported apart.
+ * Human runs in its matching configuration. Decoding is kept out of "analysis" because Human
+ * in node is handed pixels decoded by a JavaScript decoder (jpeg-js), which is not what a
+ * browser would do; it is reported apart.
+ *
+ * What is matched with Human (bench/pipeline/human-time.mjs), and what is not:
+ *   - detection: the same BlazeFace (back camera) model file; Human runs it once at 256x256
+ *     with rotation off; vultus runs its default detector, which may add passes (tiles or a
+ *     padded pass for small images): more work on our side, counted.
+ *   - landmarks: the same FaceMesh model (468 points) in both; Human's iris and attention
+ *     models are off.
+ *   - embedding and age/gender: Human's "description" is faceres, one model giving a 1024-d
+ *     descriptor, age and gender. vultus's default configuration runs its default embedder
+ *     and its default age/gender model (chosen by the LFW and UTKFace numbers, different
+ *     models); `--embedder faceres --age-model faceres --label faceres` runs the same model as
+ *     Human (bench/pipeline/run times both configurations). vultus averages embeddings over
+ *     the face and its mirror image where the face module does so: more work, counted.
+ *   - emotion: the same model in both.
+ *   - vultus also computes head pose and a quality score (cheap, counted); its liveness and
+ *     antispoof models run in the "liveness" stage, which "analysis" leaves out (Human's are
+ *     off).
  */
 #include "base/base.h"
 #include "cli/cli.h"
@@ -58,6 +75,8 @@ typedef struct bench_options {
     const char *models_dir;
     int width, height; /* --size: prepare the image at this size first; 0: as is */
     const char *save_dir;
+    face_age_model age_model;
+    const char *label; /* "config" of every line: names a model configuration */
 } bench_options;
 
 static void usage(FILE *out)
@@ -81,6 +100,8 @@ static void usage(FILE *out)
             "  --models DIR      model folder (default models)\n"
             "  --detector NAME   default, blazeface, blazeface-tiled, ssd-mobilenet\n"
             "  --embedder NAME   default, mobilefacenet, faceres, faceapi, mobileface\n"
+            "  --age-model NAME  default, faceres, gear, ssrnet, faceapi\n"
+            "  --label NAME      the \"config\" field of every line (default \"default\")\n"
             "  --size WxH        first scale each image to cover WxH, crop it (centre; top of\n"
             "                    a portrait) and re-encode it as JPEG (quality %d): 1920x1080\n"
             "  --save DIR        with --size: write the prepared JPEGs there (for the peer)\n",
@@ -181,19 +202,19 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-static void print_line(const char *image, int width, int height, int threads, int stage, double ms,
-                       double images_per_s, int faces, int runs)
+static void print_line(const bench_options *o, const char *image, int width, int height,
+                       int threads, int stage, double ms, double images_per_s, int faces)
 {
-    json_t *j = json_pack("{s:s, s:s, s:s, s:i, s:s, s:f}", "bench", "pipeline", "engine", "vultus",
-                          "image", image, "threads", threads, "stage", stage_names[stage], "ms",
-                          isfinite(ms) ? ms : 0.0);
+    json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:i, s:s, s:f}", "bench", "pipeline", "engine",
+                          "vultus", "config", o->label, "image", image, "threads", threads, "stage",
+                          stage_names[stage], "ms", isfinite(ms) ? ms : 0.0);
     if (!j) return;
     if (stage == STAGE_ANALYSIS || stage == STAGE_TOTAL) {
         json_object_set_new(j, "images_per_s", json_real(images_per_s));
         json_object_set_new(j, "faces", json_integer(faces));
         json_object_set_new(j, "width", json_integer(width));
         json_object_set_new(j, "height", json_integer(height));
-        json_object_set_new(j, "runs", json_integer(runs));
+        json_object_set_new(j, "runs", json_integer(o->runs));
     }
     char *text = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
     if (text) printf("%s\n", text);
@@ -267,8 +288,7 @@ static int bench_image(const face_models *models, const bench_options *o, const 
     for (int s = 0; s < N_STAGES; s++) {
         for (size_t k = 0; k < total; k++)
             column[k] = samples[k * N_STAGES + s];
-        print_line(name, width, height, n, s, median(column, total), images_per_s, w[0].faces,
-                   o->runs);
+        print_line(o, name, width, height, n, s, median(column, total), images_per_s, w[0].faces);
     }
 done:
     for (int i = 0; i < created; i++)
@@ -374,6 +394,8 @@ int cli_bench_pipeline_main(int argc, char **argv)
         {"embedder", required_argument, NULL, 'e'},
         {"size", required_argument, NULL, 'z'},
         {"save", required_argument, NULL, 'S'},
+        {"age-model", required_argument, NULL, 'a'},
+        {"label", required_argument, NULL, 'L'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -387,7 +409,12 @@ int cli_bench_pipeline_main(int argc, char **argv)
     static const int embedder_values[] = {FACE_EMBEDDER_DEFAULT, FACE_EMBEDDER_MOBILEFACENET,
                                           FACE_EMBEDDER_FACERES, FACE_EMBEDDER_FACEAPI_RESNET,
                                           FACE_EMBEDDER_MOBILEFACE};
-    bench_options o = {.runs = 20,
+    static const char *const age_names[] = {"default", "faceres", "gear", "ssrnet", "faceapi"};
+    static const int age_values[] = {FACE_AGE_MODEL_DEFAULT, FACE_AGE_MODEL_FACERES,
+                                     FACE_AGE_MODEL_GEAR, FACE_AGE_MODEL_SSRNET,
+                                     FACE_AGE_MODEL_FACEAPI};
+    bench_options o = {.label = "default",
+                       .runs = 20,
                        .warmup = 3,
                        .threads = {1, 2},
                        .n_threads = 2,
@@ -425,6 +452,11 @@ int cli_bench_pipeline_main(int argc, char **argv)
                 goto bad_value;
             break;
         case 'S': o.save_dir = optarg; break;
+        case 'L': o.label = optarg; break;
+        case 'a':
+            if (parse_choice(optarg, age_names, age_values, 5, &v) != 0) goto bad_value;
+            o.age_model = (face_age_model)v;
+            break;
         case 'h': usage(stdout); return CLI_EXIT_OK;
         default: usage(stderr); return CLI_EXIT_USAGE;
         }
@@ -436,7 +468,8 @@ int cli_bench_pipeline_main(int argc, char **argv)
 
     face_models_options mo = {.models_dir = o.models_dir,
                               .load = o.face.stages ? o.face.stages : FACE_STAGE_DETECT,
-                              .embedder = o.face.embedder};
+                              .embedder = o.face.embedder,
+                              .age_model = o.age_model};
     face_models *models = NULL;
     base_error_clear();
     int rc = face_models_load(&mo, &models);
@@ -446,9 +479,10 @@ int cli_bench_pipeline_main(int argc, char **argv)
         return CLI_EXIT_FAILURE;
     }
     fprintf(stderr,
-            "bench pipeline: stages 0x%x, embedder %s, %d warm-up + %d timed runs per "
-            "worker\n",
-            o.face.stages, face_embedder_id(o.face.embedder), o.warmup, o.runs);
+            "bench pipeline: config %s: stages 0x%x, embedder %s, age model %d, %d warm-up + %d "
+            "timed runs per worker\n",
+            o.label, o.face.stages, face_embedder_id(o.face.embedder), (int)o.age_model, o.warmup,
+            o.runs);
 
     int status = CLI_EXIT_OK;
     for (int i = optind; i < argc; i++) {
