@@ -899,42 +899,6 @@ done:
 
 /* --- detection: wider -------------------------------------------------------------------- */
 
-/*
- * The stored size of a JPEG (its SOF segment) or PNG (IHDR), without decoding: WIDER's boxes
- * are in stored pixels, and face_analyze_bytes may analyse a DCT-reduced image, so its boxes
- * are scaled back when its result is smaller. Returns 0 when the size was found.
- */
-static int stored_size(const uint8_t *d, size_t len, int *width, int *height)
-{
-    if (len >= 24 && memcmp(d, "\x89PNG", 4) == 0) {
-        *width = (int)((uint32_t)d[16] << 24 | (uint32_t)d[17] << 16 | d[18] << 8 | d[19]);
-        *height = (int)((uint32_t)d[20] << 24 | (uint32_t)d[21] << 16 | d[22] << 8 | d[23]);
-        return *width > 0 && *height > 0 ? 0 : -1;
-    }
-    if (len < 4 || d[0] != 0xFF || d[1] != 0xD8) return -1;
-    size_t i = 2;
-    while (i + 4 <= len) {
-        if (d[i] != 0xFF) return -1;
-        uint8_t marker = d[i + 1];
-        if (marker == 0xFF) { /* fill byte */
-            i++;
-            continue;
-        }
-        size_t seg = (size_t)d[i + 2] << 8 | d[i + 3];
-        int sof =
-            marker >= 0xC0 && marker <= 0xCF && marker != 0xC4 && marker != 0xC8 && marker != 0xCC;
-        if (sof) {
-            if (i + 9 > len || seg < 7) return -1;
-            *height = d[i + 5] << 8 | d[i + 6];
-            *width = d[i + 7] << 8 | d[i + 8];
-            return *width > 0 && *height > 0 ? 0 : -1;
-        }
-        if (marker == 0xD9 || marker == 0xDA) return -1; /* end of image or scan: no SOF */
-        i += 2 + seg;
-    }
-    return -1;
-}
-
 typedef struct wider_job {
     const eval_config *cfg;
     const eval_gt_set *gt;
@@ -963,8 +927,6 @@ static int wider_image(face_context *ctx, size_t index, void *user)
         free(path);
         return 0;
     }
-    int width = 0, height = 0;
-    int have_size = stored_size((const uint8_t *)data, len, &width, &height) == 0;
     face_options o = c->face;
     o.stages = FACE_STAGE_DETECT;
     face_result r;
@@ -984,11 +946,8 @@ static int wider_image(face_context *ctx, size_t index, void *user)
     }
     free(path);
     job->detect_ms[index] = r.timing.detect_ms;
-    double sx = 1.0, sy = 1.0;
-    if (have_size && r.width > 0 && r.height > 0 && (r.width != width || r.height != height)) {
-        sx = (double)width / r.width;
-        sy = (double)height / r.height;
-    }
+    /* Boxes are in pixels of the full-size upright image (face.h), as WIDER's are: its images
+     * carry no EXIF orientation (none of the 300 of wider-dev), so upright is as stored. */
     if (r.n_faces > 0) {
         eval_detection *d = malloc((size_t)r.n_faces * sizeof *d);
         if (!d) {
@@ -997,8 +956,7 @@ static int wider_image(face_context *ctx, size_t index, void *user)
         }
         for (int i = 0; i < r.n_faces; i++) {
             const face_info *f = &r.faces[i];
-            d[i] = (eval_detection){(float)(f->x * sx), (float)(f->y * sy), (float)(f->w * sx),
-                                    (float)(f->h * sy), f->score};
+            d[i] = (eval_detection){f->x, f->y, f->w, f->h, f->score};
         }
         job->detections[index] = d;
         job->n_detections[index] = r.n_faces;
