@@ -12,8 +12,9 @@
  *
  * Work is shared by worker threads (default 2), each with its own face_context, taking the
  * next image from an atomic index; face_models is loaded once and shared. Each distinct image
- * is analysed once: verification caches its embeddings in memory (LFW's 1,000 test pairs
- * use 1,549 distinct images). The arithmetic is in eval_metrics.c; --plot draws with plot.c.
+ * is analysed once per embedder and its embedding cached in memory, then the pairs are scored
+ * from the cache (LFW's 1,000 development test pairs use 1,549 distinct images). The
+ * arithmetic is in eval_metrics.c; --plot draws with plot.c.
  *
  * Decisions worth knowing when reading the figures (also in `vultus eval --help`):
  *   - An image where no face is found (or that cannot be read) has no embedding; every pair
