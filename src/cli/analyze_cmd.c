@@ -74,24 +74,6 @@ static int parse_stages(const char *text, unsigned *out)
     return rc;
 }
 
-static int parse_embedder(const char *text, face_embedder *out)
-{
-    static const struct {
-        const char *name;
-        face_embedder e;
-    } names[] = {
-        {"default", FACE_EMBEDDER_DEFAULT},       {"faceapi", FACE_EMBEDDER_FACEAPI_RESNET},
-        {"faceres", FACE_EMBEDDER_FACERES},       {"mobileface", FACE_EMBEDDER_MOBILEFACE},
-        {"mobilefacenet", FACE_EMBEDDER_MOBILEFACENET},
-    };
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        if (strcmp(text, names[i].name) == 0 || strcmp(text, face_embedder_id(names[i].e)) == 0) {
-            *out = names[i].e;
-            return 0;
-        }
-    }
-    return -1;
-}
 
 /* Rounds to 2 decimals so coordinates print compactly. */
 static json_t *num(double v)
@@ -282,7 +264,7 @@ int cli_analyze_main(int argc, char **argv)
             break;
         case 'e': with_embedding = 1; break;
         case 'E':
-            if (parse_embedder(optarg, &opts.embedder) != 0) {
+            if (face_embedder_parse(optarg, &opts.embedder) != 0) {
                 fprintf(stderr, "vultus analyze: --embedder %s: unknown embedder\n", optarg);
                 return CLI_EXIT_USAGE;
             }

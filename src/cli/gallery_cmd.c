@@ -114,24 +114,6 @@ static void print_line(json_t *root)
     json_decref(root);
 }
 
-static int parse_embedder(const char *text, face_embedder *out)
-{
-    static const struct {
-        const char *name;
-        face_embedder e;
-    } names[] = {
-        {"default", FACE_EMBEDDER_DEFAULT},       {"faceapi", FACE_EMBEDDER_FACEAPI_RESNET},
-        {"faceres", FACE_EMBEDDER_FACERES},       {"mobileface", FACE_EMBEDDER_MOBILEFACE},
-        {"mobilefacenet", FACE_EMBEDDER_MOBILEFACENET},
-    };
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        if (strcmp(text, names[i].name) == 0 || strcmp(text, face_embedder_id(names[i].e)) == 0) {
-            *out = names[i].e;
-            return 0;
-        }
-    }
-    return -1;
-}
 
 /* The embedder whose id a collection is pinned to. */
 static int embedder_for_model(const char *model_id, face_embedder *out)
@@ -246,7 +228,7 @@ int cli_gallery_main(int argc, char **argv)
         switch (c) {
         case 'D': data_dir = optarg; break;
         case 'E':
-            if (parse_embedder(optarg, &embedder) != 0) {
+            if (face_embedder_parse(optarg, &embedder) != 0) {
                 fprintf(stderr, "vultus gallery: --embedder %s: unknown embedder\n", optarg);
                 return CLI_EXIT_USAGE;
             }

@@ -147,6 +147,9 @@ int face_analyze_bytes(face_context *ctx, const uint8_t *data, size_t len, const
                        face_result *out);
 
 const char *face_embedder_id(face_embedder e);
+/* Parses a command-line or API name: "default", "faceapi", "faceres", "mobileface",
+ * "mobilefacenet", or an id from face_embedder_id(). Returns 0, or -1 when unknown. */
+int face_embedder_parse(const char *text, face_embedder *out);
 int face_embedding_dim(face_embedder e);
 /* Cosine similarity of two L2-normalised embeddings. */
 float face_similarity(const float *a, const float *b, int dim);

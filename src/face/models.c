@@ -82,6 +82,25 @@ face_model_id face_embedder_model(face_embedder e)
     }
 }
 
+int face_embedder_parse(const char *text, face_embedder *out)
+{
+    static const struct {
+        const char *name;
+        face_embedder e;
+    } names[] = {
+        {"default", FACE_EMBEDDER_DEFAULT},       {"faceapi", FACE_EMBEDDER_FACEAPI_RESNET},
+        {"faceres", FACE_EMBEDDER_FACERES},       {"mobileface", FACE_EMBEDDER_MOBILEFACE},
+        {"mobilefacenet", FACE_EMBEDDER_MOBILEFACENET},
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        if (strcmp(text, names[i].name) == 0 || strcmp(text, face_embedder_id(names[i].e)) == 0) {
+            *out = names[i].e;
+            return 0;
+        }
+    }
+    return -1;
+}
+
 const char *face_embedder_id(face_embedder e)
 {
     switch (e == FACE_EMBEDDER_DEFAULT ? DEFAULT_EMBEDDER : e) {
