@@ -1154,6 +1154,37 @@ done:
     return rc;
 }
 
+/* Steps `st` to the end, collecting column 0 of every row into a new array (*ids, *n);
+ * finishes the statement. On error *ids is NULL. */
+static int collect_ids(sqlite3 *db, sqlite3_stmt *st, const char *what, int64_t **ids, size_t *n)
+{
+    size_t count = 0, cap = 0;
+    int64_t *v = NULL;
+    int rc = 0, src;
+    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        if (count == cap) {
+            cap = cap ? cap * 2 : 16;
+            int64_t *grown = realloc(v, cap * sizeof *v);
+            if (!grown) {
+                rc = base_error_set(BASE_ERR_NOMEM, "cannot %s", what);
+                break;
+            }
+            v = grown;
+        }
+        v[count++] = sqlite3_column_int64(st, 0);
+    }
+    if (!rc && src != SQLITE_DONE) rc = sql_error(db, src, what);
+    finish(st);
+    if (rc) {
+        free(v);
+        v = NULL;
+        count = 0;
+    }
+    *ids = v;
+    *n = count;
+    return rc;
+}
+
 static int sq_face_list(struct gal_store *store, int64_t collection_id, const char *subject_id,
                         int64_t **face_ids, size_t *count)
 {
@@ -1171,29 +1202,7 @@ static int sq_face_list(struct gal_store *store, int64_t collection_id, const ch
         goto done;
     }
     sqlite3_bind_int64(st, 1, rowid);
-    size_t n = 0, cap = 0;
-    int64_t *ids = NULL;
-    int src;
-    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
-        if (n == cap) {
-            cap = cap ? cap * 2 : 16;
-            int64_t *grown = realloc(ids, cap * sizeof *ids);
-            if (!grown) {
-                rc = base_error_set(BASE_ERR_NOMEM, "cannot list faces");
-                break;
-            }
-            ids = grown;
-        }
-        ids[n++] = sqlite3_column_int64(st, 0);
-    }
-    if (!rc && src != SQLITE_DONE) rc = sql_error(c->db, src, "list faces");
-    finish(st);
-    if (rc) {
-        free(ids);
-    } else {
-        *face_ids = ids;
-        *count = n;
-    }
+    rc = collect_ids(c->db, st, "list faces", face_ids, count);
 done:
     reader_put(s, c);
     return rc;
@@ -1248,7 +1257,7 @@ static int sq_load(struct gal_store *store, int64_t only_collection,
     if (rc) return rc;
     int64_t last = 0;
     int64_t *ids = NULL;
-    size_t n = 0, cap = 0;
+    size_t n = 0;
     float *embedding = NULL;
     if ((rc = run_int(w, stmt(w, S_LAST_SEQ), "read the change log", &last))) goto end;
     *seq = (uint64_t)last;
@@ -1265,22 +1274,7 @@ static int sq_load(struct gal_store *store, int64_t only_collection,
             rc = BASE_ERR_BACKEND;
             goto end;
         }
-        int src;
-        while ((src = sqlite3_step(st)) == SQLITE_ROW) {
-            if (n == cap) {
-                cap = cap ? cap * 2 : 8;
-                int64_t *grown = realloc(ids, cap * sizeof *ids);
-                if (!grown) {
-                    rc = base_error_set(BASE_ERR_NOMEM, "cannot load collections");
-                    break;
-                }
-                ids = grown;
-            }
-            ids[n++] = sqlite3_column_int64(st, 0);
-        }
-        if (!rc && src != SQLITE_DONE) rc = sql_error(w->db, src, "list collections");
-        finish(st);
-        if (rc) goto end;
+        if ((rc = collect_ids(w->db, st, "list collections", &ids, &n))) goto end;
     }
     for (size_t i = 0; i < n && !rc; i++) {
         struct gal_store_collection coll;
