@@ -157,3 +157,19 @@ $(BUILD)/bench/gallery/faiss_peer: bench/gallery/faiss_peer.cpp
 .PHONY: bench-pipeline
 bench-pipeline: setup all
 	@BUILD=$(BUILD) bench/pipeline/run $(BENCH_PIPELINE_ARGS)
+
+# The service under load (issue 5): `vultus serve` on loopback and a load generator of our own
+# (bench/load/loadgen.c: epoll, keep-alive, closed and open loop) in a second process; the
+# in-process pipeline rate in the same run for the ratio. JSON lines, then a table
+# ($(BUILD)/bench-load.{jsonl,txt}). BENCH_LOAD_ARGS="--quick" for a short run.
+.PHONY: bench-load
+bench-load: setup all $(BUILD)/bench/load/loadgen $(BUILD)/bench/load/collage
+	@BUILD=$(BUILD) bench/load/run $(BENCH_LOAD_ARGS)
+
+$(BUILD)/bench/load/loadgen: bench/load/loadgen.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< -lm
+
+$(BUILD)/bench/load/collage: bench/load/collage.c $(BUILD)/libvultus.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libvultus.a $(LDFLAGS) $(LDLIBS)
