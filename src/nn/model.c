@@ -15,6 +15,7 @@
 #include "nn/import.h"
 #include "nn/weights.h"
 
+#include <limits.h>
 #include <pthreadpool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -237,6 +238,29 @@ const nn_graph *nn_model_graph(const nn_model *m) { return m->g; }
 
 /* --- contexts ------------------------------------------------------------------------------ */
 
+/*
+ * Schedules. A context runs each node in one of two spaces:
+ *   - batch space: the node runs once over the whole batch (batch-sized buffers);
+ *   - image space: the node runs once per image through a batch-1 plan.
+ * Consecutive nodes of one space form a segment; an image-space segment runs all its nodes for
+ * image 0, then for image 1, and so on, so each image's activations stay in cache from layer to
+ * layer. A tensor that crosses between spaces (or between two image-space segments) has a
+ * buffer in each space: before each image of a segment its inputs from outside are copied in
+ * (slice b of the batch buffer), after it its results needed outside are copied out.
+ *
+ * The automatic schedule gives early layers (large activations, small weights) to image space
+ * and late layers (small maps, large weights, e.g. 3x3x256x256 on 4x4) to batch space, where
+ * one pass over the weights serves every image; see choose_schedule().
+ */
+enum { SPACE_BATCH = 0, SPACE_IMAGE = 1 };
+
+typedef struct segment {
+    int first, end;        /* nodes [first, end) */
+    int per_image;
+    int copy_first, n_in;  /* copy_roots[copy_first ..]: n_in roots copied in, then */
+    int n_out;             /* n_out roots copied out */
+} segment;
+
 struct nn_context {
     const nn_model *m;
     int max_batch;
@@ -244,17 +268,16 @@ struct nn_context {
     pthreadpool_t pool;
     uint8_t *arena;
     size_t arena_size;
-    float **data;       /* per tensor: its buffer (arena, constant data or input buffer) */
+    float **data[2];    /* per space, per tensor: its buffer (arena, constant data or input) */
     float **inputs;     /* per graph input, max_batch elements */
     nn_xnn_op **xops;   /* per node: the XNNPACK operator, or NULL for the reference backend */
-    int setup_batch;    /* batch the XNNPACK operators are set up for; 0 for none */
+    char *per_image;    /* per node: runs in image space */
+    segment *segs;
+    int n_segs;
+    int *copy_roots;    /* per segment: roots copied in, then roots copied out */
+    int setup_batch;    /* batch the batch-space XNNPACK operators are set up for; 0 for none */
+    int image_setup;    /* the image-space XNNPACK operators are set up */
     int last_batch;
-    /* Image-by-image schedule (the default): a batch runs as `batch` runs of one image through
-     * a batch-1 plan; inputs are copied into staging buffers and outputs gathered. */
-    int per_image;
-    int plan_batch;     /* the batch the arena is planned for: 1 per image, else max_batch */
-    float **staging;    /* per graph input: one image */
-    float **gathered;   /* per graph output: max_batch results */
     uint64_t *profile_ns; /* per node, accumulated over runs while profiling; NULL when off */
     int profile_runs;
 };
@@ -326,6 +349,100 @@ static size_t tensor_bytes(const nn_graph *g, int t, int batch)
     return (b + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
 }
 
+/* A reshape that only renames its input's buffer: nothing runs. */
+static int is_view_node(const nn_model *m, int i)
+{
+    const nn_node *n = &m->g->nodes[i];
+    return n->op == NN_OP_RESHAPE && m->buffer_of[n->output] != n->output;
+}
+
+/* A tensor computed at run time or fed by the caller (not a constant). */
+static int is_runtime(const nn_graph *g, int t)
+{
+    return t >= 0 && g->tensors[t].data == NULL;
+}
+
+static int has_batch_dim(const nn_graph *g, int t)
+{
+    const nn_shape *s = &g->tensors[t].shape;
+    return s->rank > 0 && s->dim[0] == NN_BATCH;
+}
+
+static size_t l2_bytes(void)
+{
+    long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    if (l2 < (256 << 10) || l2 > (64 << 20)) l2 = 1 << 20;
+    return (size_t)l2;
+}
+
+/*
+ * The automatic schedule: per node, an estimate in bytes of memory traffic of what batch space
+ * saves over image space,
+ *     gain = W - (A * max_batch > L2 ? A : 0),
+ * where W is the node's constant (weight) bytes, streamed again for every image in image space
+ * but once per batch in batch space, and A its activation bytes per image (inputs and output),
+ * which in batch space no longer stay in L2 from one layer to the next once the batch's
+ * activations outgrow it. Switching spaces costs a copy of the tensors live across the
+ * boundary. A dynamic program over the nodes in order minimises the sum; inputs arrive and
+ * outputs leave in batch space. Measured on the face models (bench nn --profile in both
+ * schedules, docs/engine.md): depthwise and 1x1 layers on large maps are faster image by image,
+ * 3x3 and 1x1 layers with large weights on maps of 7x7 or less and fully connected layers
+ * faster as one batch.
+ */
+static int choose_schedule(const nn_model *m, int max_batch, char *per_image)
+{
+    const nn_graph *g = m->g;
+    int n = g->n_nodes;
+    memset(per_image, 0, (size_t)(n ? n : 1));
+    if (max_batch <= 1 || n == 0) return 0;
+    double *gain = calloc((size_t)n, sizeof *gain), *cross = calloc((size_t)n + 1, sizeof *cross);
+    double(*dp)[2] = calloc((size_t)n, sizeof *dp);
+    char(*from)[2] = calloc((size_t)n, sizeof *from);
+    if (!gain || !cross || !dp || !from) {
+        free(gain), free(cross), free(dp), free(from);
+        return base_error_set(BASE_ERR_NOMEM, "schedule");
+    }
+    double l2 = (double)l2_bytes();
+    for (int i = 0; i < n; i++) {
+        const nn_node *nd = &g->nodes[i];
+        if (is_view_node(m, i)) continue;
+        double w = 0, a = 4.0 * (double)nn_shape_numel(&g->tensors[nd->output].shape, 1);
+        for (int k = 0; k < nd->n_inputs; k++) {
+            int t = nd->inputs[k];
+            if (t < 0) continue;
+            double bytes = 4.0 * (double)nn_shape_numel(&g->tensors[t].shape, 1);
+            if (nn_tensor_is_const(g, t)) w += bytes;
+            else a += bytes;
+        }
+        gain[i] = w - (a * max_batch > l2 ? a : 0);
+    }
+    /* Bytes per image live across the boundary before node i (inputs produced "at -1"). */
+    for (int t = 0; t < g->n_tensors; t++) {
+        if (!is_runtime(g, t) || m->buffer_of[t] != t) continue;
+        int last = m->last_use[t];
+        if (last < 0) continue;
+        double bytes = 4.0 * (double)nn_shape_numel(&g->tensors[t].shape, 1);
+        for (int i = g->tensors[t].producer + 1; i <= last && i <= n; i++) cross[i] += bytes;
+    }
+    /* dp[i][s]: least cost of nodes 0..i with node i in space s (image space pays -gain). */
+    for (int i = 0; i < n; i++) {
+        for (int s = 0; s < 2; s++) {
+            double own = s == SPACE_IMAGE ? gain[i] : 0;
+            double stay = i ? dp[i - 1][s] : (s == SPACE_IMAGE ? cross[0] : 0);
+            double sw = i ? dp[i - 1][!s] + cross[i] : stay + 1; /* no switch before node 0 */
+            dp[i][s] = own + (stay <= sw ? stay : sw);
+            from[i][s] = (char)(stay <= sw ? s : !s);
+        }
+    }
+    int s = dp[n - 1][SPACE_BATCH] <= dp[n - 1][SPACE_IMAGE] + cross[n] ? SPACE_BATCH : SPACE_IMAGE;
+    for (int i = n - 1; i >= 0; i--) {
+        per_image[i] = (char)(s == SPACE_IMAGE);
+        s = from[i][s];
+    }
+    free(gain), free(cross), free(dp), free(from);
+    return 0;
+}
+
 void nn_context_destroy(nn_context *c)
 {
     if (!c) return;
@@ -333,22 +450,201 @@ void nn_context_destroy(nn_context *c)
         for (int i = 0; i < c->m->g->n_nodes; i++) nn_xnn_destroy(c->xops[i]);
     if (c->inputs)
         for (int i = 0; i < c->m->g->n_inputs; i++) base_aligned_free(c->inputs[i]);
-    if (c->staging)
-        for (int i = 0; i < c->m->g->n_inputs; i++) base_aligned_free(c->staging[i]);
-    if (c->gathered)
-        for (int i = 0; i < c->m->g->n_outputs; i++) base_aligned_free(c->gathered[i]);
-    free(c->staging);
-    free(c->gathered);
     if (c->pool) pthreadpool_destroy(c->pool);
     free(c->xops);
     free(c->profile_ns);
     free(c->inputs);
-    free(c->data);
+    free(c->data[0]);
+    free(c->data[1]);
+    free(c->per_image);
+    free(c->segs);
+    free(c->copy_roots);
     base_aligned_free(c->arena);
     free(c);
 }
 
-int nn_context_create(const nn_model *m, const nn_context_options *opts, nn_context **out)
+/* A buffer's life in node positions: allocated before node `first` runs, free after `last`. */
+typedef struct interval {
+    int first, last;
+    int root, space;
+} interval;
+
+/*
+ * Plans the arena for the schedule in c->per_image: segments, copies, and one interval per
+ * buffer (a root tensor may have one in each space), then a sweep over node positions that
+ * allocates at `first` and frees after `last` (greedy best fit, as ggml-alloc does).
+ */
+static int plan_context(nn_context *c)
+{
+    const nn_model *m = c->m;
+    const nn_graph *g = m->g;
+    int n = g->n_nodes, nt = g->n_tensors;
+    int rc = 0;
+    int *seg_of = malloc((size_t)(n ? n : 1) * sizeof *seg_of);
+    /* per root: [0] first/last in batch space, [1] in image space; INT_MAX/-1 when unused */
+    int(*first)[2] = malloc((size_t)nt * sizeof *first), (*last)[2] = malloc((size_t)nt * sizeof *last);
+    size_t(*offset)[2] = calloc((size_t)nt, sizeof *offset);
+    interval *iv = malloc((size_t)nt * 2 * sizeof *iv);
+    planner p = {0};
+    c->segs = calloc((size_t)(n ? n : 1), sizeof *c->segs);
+    if (!seg_of || !first || !last || !offset || !iv || !c->segs) {
+        rc = base_error_set(BASE_ERR_NOMEM, "context plan");
+        goto done;
+    }
+    /* Segments: maximal runs of one space. */
+    c->n_segs = 0;
+    for (int i = 0; i < n; i++) {
+        if (i == 0 || c->per_image[i] != c->per_image[i - 1]) {
+            c->segs[c->n_segs] = (segment){.first = i, .end = i, .per_image = c->per_image[i]};
+            c->n_segs++;
+        }
+        c->segs[c->n_segs - 1].end = i + 1;
+        seg_of[i] = c->n_segs - 1;
+    }
+    for (int t = 0; t < nt; t++) {
+        first[t][0] = first[t][1] = INT_MAX;
+        last[t][0] = last[t][1] = -1;
+    }
+#define USE(t, s, a, b)                                                                            \
+    do {                                                                                           \
+        if ((a) < first[t][s]) first[t][s] = (a);                                                  \
+        if ((b) > last[t][s]) last[t][s] = (b);                                                    \
+    } while (0)
+    /* Producers. An image-space result needed outside its segment is copied out after each
+     * image, so its batch buffer is in use from the segment's start. */
+    for (int i = 0; i < n; i++) {
+        int t = g->nodes[i].output;
+        if (is_view_node(m, i)) continue;
+        USE(t, (int)c->per_image[i], i, i);
+    }
+    for (int k = 0; k < g->n_inputs; k++) USE(g->inputs[k], SPACE_BATCH, -1, -1);
+    /* Readers. */
+    for (int i = 0; i < n; i++) {
+        const nn_node *nd = &g->nodes[i];
+        if (is_view_node(m, i)) continue;
+        int s = c->per_image[i];
+        for (int k = 0; k < nd->n_inputs; k++) {
+            if (!is_runtime(g, nd->inputs[k])) continue;
+            int r = m->buffer_of[nd->inputs[k]];
+            int prod = g->tensors[r].producer;
+            if (s == SPACE_BATCH) {
+                USE(r, SPACE_BATCH, i, i);
+                if (prod >= 0 && c->per_image[prod]) USE(r, SPACE_BATCH, c->segs[seg_of[prod]].first, i);
+                continue;
+            }
+            const segment *sg = &c->segs[seg_of[i]];
+            if (prod >= sg->first) {
+                USE(r, SPACE_IMAGE, i, i); /* made in this segment */
+                continue;
+            }
+            /* From outside the segment: copied in from the batch buffer before each image. */
+            USE(r, SPACE_IMAGE, sg->first, i);
+            USE(r, SPACE_BATCH, sg->first, sg->end - 1);
+            if (prod >= 0 && c->per_image[prod]) {
+                const segment *ps = &c->segs[seg_of[prod]];
+                USE(r, SPACE_BATCH, ps->first, ps->end - 1);
+            }
+        }
+    }
+    for (int k = 0; k < g->n_outputs; k++) {
+        int r = m->buffer_of[g->outputs[k]];
+        if (!is_runtime(g, r)) continue;
+        int prod = g->tensors[r].producer;
+        USE(r, SPACE_BATCH, prod >= 0 && c->per_image[prod] ? c->segs[seg_of[prod]].first : prod, n);
+    }
+    /* Copies: an image-space root whose batch buffer is used is copied out at the end of each
+     * image of its segment (so its image buffer lives until then). */
+    c->copy_roots = malloc((size_t)(nt * 2 + 1) * sizeof *c->copy_roots);
+    if (!c->copy_roots) {
+        rc = base_error_set(BASE_ERR_NOMEM, "context plan");
+        goto done;
+    }
+    int nc = 0;
+    for (int sgi = 0; sgi < c->n_segs; sgi++) {
+        segment *sg = &c->segs[sgi];
+        sg->copy_first = nc;
+        if (!sg->per_image) continue;
+        for (int r = 0; r < nt; r++) {
+            if (!is_runtime(g, r) || m->buffer_of[r] != r || last[r][SPACE_IMAGE] < sg->first) continue;
+            int prod = g->tensors[r].producer;
+            if (prod >= sg->first) continue;
+            /* read in this segment? (its image buffer is in use here and it comes from outside) */
+            int read = 0;
+            for (int i = sg->first; i < sg->end && !read; i++) {
+                const nn_node *nd = &g->nodes[i];
+                if (is_view_node(m, i)) continue;
+                for (int k = 0; k < nd->n_inputs; k++)
+                    if (is_runtime(g, nd->inputs[k]) && m->buffer_of[nd->inputs[k]] == r) read = 1;
+            }
+            if (read) c->copy_roots[nc++] = r;
+        }
+        sg->n_in = nc - sg->copy_first;
+        for (int r = 0; r < nt; r++) {
+            int prod = g->tensors[r].producer;
+            if (prod < sg->first || prod >= sg->end || m->buffer_of[r] != r || is_view_node(m, prod)) continue;
+            if (last[r][SPACE_BATCH] < 0) continue;
+            c->copy_roots[nc++] = r;
+            if (last[r][SPACE_IMAGE] < sg->end - 1) last[r][SPACE_IMAGE] = sg->end - 1;
+        }
+        sg->n_out = nc - sg->copy_first - sg->n_in;
+    }
+#undef USE
+    /* Intervals, then the sweep. Graph inputs' batch buffers are the caller-visible inputs. */
+    int ni = 0;
+    for (int t = 0; t < nt; t++) {
+        if (!is_runtime(g, t) || m->buffer_of[t] != t) continue;
+        for (int s = 0; s < 2; s++) {
+            if (last[t][s] < 0 && first[t][s] == INT_MAX) continue;
+            if (s == SPACE_BATCH && g->tensors[t].producer < 0) continue;
+            int f = first[t][s] < 0 ? 0 : first[t][s];
+            int l = last[t][s] < f ? f : last[t][s];
+            iv[ni++] = (interval){f, l, t, s};
+        }
+    }
+    for (int pos = 0; pos < n && !rc; pos++) {
+        for (int k = 0; k < ni; k++)
+            if (iv[k].first == pos)
+                offset[iv[k].root][iv[k].space] =
+                    plan_alloc(&p, tensor_bytes(g, iv[k].root, iv[k].space == SPACE_IMAGE ? 1 : c->max_batch));
+        for (int k = 0; k < ni && !rc; k++)
+            if (iv[k].last == pos)
+                rc = plan_free(&p, offset[iv[k].root][iv[k].space],
+                               tensor_bytes(g, iv[k].root, iv[k].space == SPACE_IMAGE ? 1 : c->max_batch));
+    }
+    if (rc) goto done;
+    c->arena_size = p.end;
+    c->arena = base_aligned_alloc(ARENA_ALIGN, p.end ? p.end : ARENA_ALIGN);
+    if (!c->arena) {
+        rc = base_error_set(BASE_ERR_NOMEM, "context: arena of %zu bytes", p.end);
+        goto done;
+    }
+    memset(c->arena, 0, p.end);
+    /* Pointers: constants are the same in both spaces; a view uses its root's buffers. */
+    for (int t = 0; t < nt; t++) {
+        const nn_tensor *ten = &g->tensors[t];
+        if (ten->data) {
+            c->data[0][t] = c->data[1][t] = ten->data;
+            continue;
+        }
+        int r = m->buffer_of[t];
+        for (int k = 0; k < ni; k++)
+            if (iv[k].root == r) c->data[iv[k].space][t] = (float *)(c->arena + offset[r][iv[k].space]);
+        if (g->tensors[r].producer < 0)
+            for (int k = 0; k < g->n_inputs; k++)
+                if (g->inputs[k] == r) c->data[SPACE_BATCH][t] = c->inputs[k];
+    }
+done:
+    free(p.blocks);
+    free(seg_of);
+    free(first);
+    free(last);
+    free(offset);
+    free(iv);
+    return rc;
+}
+
+static int context_create(const nn_model *m, const nn_context_options *opts, const char *modes,
+                          nn_context **out)
 {
     *out = NULL;
     const nn_graph *g = m->g;
@@ -357,11 +653,7 @@ int nn_context_create(const nn_model *m, const nn_context_options *opts, nn_cont
     c->m = m;
     c->max_batch = opts && opts->max_batch > 0 ? opts->max_batch : 1;
     c->backend = opts ? opts->backend : NN_BACKEND_AUTO;
-    c->per_image = !(opts && opts->whole_batch) && c->max_batch > 1;
-    c->plan_batch = c->per_image ? 1 : c->max_batch;
     int rc = 0;
-    size_t *offset = NULL;
-    planner p = {0};
     if (c->max_batch > 4096) {
         rc = base_error_set(BASE_ERR_LIMIT, "context: max_batch %d is more than 4096", c->max_batch);
         goto fail;
@@ -377,11 +669,13 @@ int nn_context_create(const nn_model *m, const nn_context_options *opts, nn_cont
             goto fail;
         }
     }
-    c->data = calloc((size_t)g->n_tensors, sizeof *c->data);
+    size_t nn1 = (size_t)(g->n_nodes ? g->n_nodes : 1);
+    c->data[0] = calloc((size_t)g->n_tensors, sizeof *c->data[0]);
+    c->data[1] = calloc((size_t)g->n_tensors, sizeof *c->data[1]);
     c->inputs = calloc((size_t)g->n_inputs, sizeof *c->inputs);
-    c->xops = calloc((size_t)(g->n_nodes ? g->n_nodes : 1), sizeof *c->xops);
-    offset = calloc((size_t)g->n_tensors, sizeof *offset);
-    if (!c->data || !c->inputs || !c->xops || !offset) {
+    c->xops = calloc(nn1, sizeof *c->xops);
+    c->per_image = calloc(nn1, 1);
+    if (!c->data[0] || !c->data[1] || !c->inputs || !c->xops || !c->per_image) {
         rc = base_error_set(BASE_ERR_NOMEM, "context");
         goto fail;
     }
@@ -393,83 +687,45 @@ int nn_context_create(const nn_model *m, const nn_context_options *opts, nn_cont
             goto fail;
         }
         memset(c->inputs[i], 0, tensor_bytes(g, t, c->max_batch));
-        c->data[t] = c->inputs[i];
     }
-    if (c->per_image) {
-        c->staging = calloc((size_t)g->n_inputs, sizeof *c->staging);
-        c->gathered = calloc((size_t)g->n_outputs, sizeof *c->gathered);
-        if (!c->staging || !c->gathered) {
-            rc = base_error_set(BASE_ERR_NOMEM, "context");
-            goto fail;
-        }
-        for (int i = 0; i < g->n_inputs; i++) {
-            int t = g->inputs[i];
-            c->staging[i] = base_aligned_alloc(ARENA_ALIGN, tensor_bytes(g, t, 1));
-            if (!c->staging[i]) {
-                rc = base_error_set(BASE_ERR_NOMEM, "context: staging for %s", g->tensors[t].name);
-                goto fail;
-            }
-            memset(c->staging[i], 0, tensor_bytes(g, t, 1));
-            c->data[t] = c->staging[i];
-        }
-        for (int i = 0; i < g->n_outputs; i++) {
-            c->gathered[i] = base_aligned_alloc(ARENA_ALIGN, tensor_bytes(g, g->outputs[i], c->max_batch));
-            if (!c->gathered[i]) {
-                rc = base_error_set(BASE_ERR_NOMEM, "context: outputs");
-                goto fail;
-            }
-        }
-    }
-    /* Plan: walk the nodes in order; allocate each output buffer, free dead ones. */
-    for (int i = 0; i < g->n_nodes; i++) {
-        const nn_node *n = &g->nodes[i];
-        int t = n->output;
-        if (m->buffer_of[t] == t) offset[t] = plan_alloc(&p, tensor_bytes(g, t, c->plan_batch));
-        for (int k = 0; k < n->n_inputs; k++) {
-            int in = n->inputs[k];
-            if (in < 0 || g->tensors[in].producer < 0) continue;
-            int buf = m->buffer_of[in];
-            if (m->last_use[buf] == i && g->tensors[buf].producer >= 0) {
-                /* Free once even if the node reads the same buffer twice. */
-                int seen = 0;
-                for (int j = 0; j < k; j++)
-                    if (n->inputs[j] >= 0 && m->buffer_of[n->inputs[j]] == buf) seen = 1;
-                if (!seen && (rc = plan_free(&p, offset[buf], tensor_bytes(g, buf, c->plan_batch)))) goto fail;
-            }
-        }
-        /* An output nobody reads is dead at once (unless it is a graph output). */
-        if (m->buffer_of[t] == t && m->last_use[t] < 0 &&
-            (rc = plan_free(&p, offset[t], tensor_bytes(g, t, c->plan_batch))))
-            goto fail;
-    }
-    c->arena_size = p.end;
-    c->arena = base_aligned_alloc(ARENA_ALIGN, p.end ? p.end : ARENA_ALIGN);
-    if (!c->arena) {
-        rc = base_error_set(BASE_ERR_NOMEM, "context: arena of %zu bytes", p.end);
+    nn_schedule sched = opts ? opts->schedule : NN_SCHEDULE_AUTO;
+    if (opts && opts->whole_batch) sched = NN_SCHEDULE_WHOLE_BATCH;
+    if (modes) {
+        for (int i = 0; i < g->n_nodes; i++) c->per_image[i] = modes[i] != 0;
+    } else if (c->max_batch > 1 && sched == NN_SCHEDULE_PER_IMAGE) {
+        memset(c->per_image, 1, nn1);
+    } else if (sched == NN_SCHEDULE_AUTO && (rc = choose_schedule(m, c->max_batch, c->per_image))) {
         goto fail;
     }
-    memset(c->arena, 0, p.end);
-    for (int t = 0; t < g->n_tensors; t++) {
-        const nn_tensor *ten = &g->tensors[t];
-        if (ten->data) c->data[t] = ten->data;
-        else if (ten->producer >= 0) {
-            int buf = m->buffer_of[t];
-            c->data[t] = g->tensors[buf].producer >= 0 ? (float *)(c->arena + offset[buf]) : c->data[buf];
-        }
-    }
+    /* Nodes without a batch dimension (constant-shaped results) run once, in batch space. */
+    for (int i = 0; i < g->n_nodes; i++)
+        if (!has_batch_dim(g, g->nodes[i].output)) c->per_image[i] = 0;
+    if ((rc = plan_context(c))) goto fail;
     for (int i = 0; i < g->n_nodes; i++) {
         if (c->backend == NN_BACKEND_REFERENCE || !m->on_xnnpack[i]) continue;
         if ((rc = nn_xnn_create(g, &g->nodes[i], &c->xops[i]))) goto fail;
     }
-    free(offset);
-    free(p.blocks);
     *out = c;
     return 0;
 fail:
-    free(offset);
-    free(p.blocks);
     nn_context_destroy(c);
     return rc;
+}
+
+int nn_context_create(const nn_model *m, const nn_context_options *opts, nn_context **out)
+{
+    return context_create(m, opts, NULL, out);
+}
+
+int nn_context_create_scheduled(const nn_model *m, const nn_context_options *opts, const char *per_image,
+                                nn_context **out)
+{
+    return context_create(m, opts, per_image, out);
+}
+
+int nn_context_node_per_image(const nn_context *c, int node)
+{
+    return node >= 0 && node < c->m->g->n_nodes ? c->per_image[node] : -1;
 }
 
 float *nn_context_input(nn_context *c, int index)
@@ -480,7 +736,7 @@ float *nn_context_input(nn_context *c, int index)
 
 size_t nn_context_arena_bytes(const nn_context *c) { return c->arena_size; }
 
-static void make_view(const nn_context *c, int t, int batch, nn_view *v)
+static void make_view(const nn_context *c, int t, int batch, int space, nn_view *v)
 {
     const nn_graph *g = c->m->g;
     if (t < 0) {
@@ -488,71 +744,89 @@ static void make_view(const nn_context *c, int t, int batch, nn_view *v)
         return;
     }
     v->shape = g->tensors[t].shape;
-    if (v->shape.rank > 0 && v->shape.dim[0] == NN_BATCH) v->shape.dim[0] = batch;
-    v->data = c->data[t];
+    if (v->shape.rank > 0 && v->shape.dim[0] == NN_BATCH) v->shape.dim[0] = space == SPACE_IMAGE ? 1 : batch;
+    v->data = c->data[space][t];
 }
 
-/* One pass over the graph at `batch` (the plan's batch, or less in whole-batch mode). */
-static int run_graph(nn_context *c, int batch)
+/* Sets up the XNNPACK operators of one space (image space: batch 1, once). */
+static int setup_ops(nn_context *c, int space, int batch)
 {
     const nn_graph *g = c->m->g;
     nn_view in[NN_MAX_NODE_INPUTS], out;
-    int rc;
-    if (c->setup_batch != batch) {
-        c->setup_batch = 0;
-        for (int i = 0; i < g->n_nodes; i++) {
-            if (!c->xops[i]) continue;
-            const nn_node *n = &g->nodes[i];
-            for (int k = 0; k < n->n_inputs; k++) make_view(c, n->inputs[k], batch, &in[k]);
-            make_view(c, n->output, batch, &out);
-            if ((rc = nn_xnn_setup(c->xops[i], g, n, in, &out, c->pool))) return rc;
-        }
-        c->setup_batch = batch;
-    }
     for (int i = 0; i < g->n_nodes; i++) {
+        if (!c->xops[i] || c->per_image[i] != space) continue;
         const nn_node *n = &g->nodes[i];
-        if (n->op == NN_OP_RESHAPE && c->data[n->output] == c->data[n->inputs[0]]) continue;
+        for (int k = 0; k < n->n_inputs; k++) make_view(c, n->inputs[k], batch, space, &in[k]);
+        make_view(c, n->output, batch, space, &out);
+        int rc = nn_xnn_setup(c->xops[i], g, n, in, &out, c->pool);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+/* Nodes [first, end) in one space; `batch` is the run's batch (image space: 1). */
+static int run_nodes(nn_context *c, int first, int end, int batch, int space)
+{
+    const nn_graph *g = c->m->g;
+    nn_view in[NN_MAX_NODE_INPUTS], out;
+    for (int i = first; i < end; i++) {
+        const nn_node *n = &g->nodes[i];
+        if (is_view_node(c->m, i)) continue;
         uint64_t t0 = c->profile_ns ? base_now_ns() : 0;
+        int rc;
         if (c->xops[i]) {
             rc = nn_xnn_run(c->xops[i], c->pool);
         } else {
-            for (int k = 0; k < n->n_inputs; k++) make_view(c, n->inputs[k], batch, &in[k]);
-            make_view(c, n->output, batch, &out);
+            for (int k = 0; k < n->n_inputs; k++) make_view(c, n->inputs[k], batch, space, &in[k]);
+            make_view(c, n->output, batch, space, &out);
             if (c->m->on_fast[i] && c->backend != NN_BACKEND_REFERENCE) rc = nn_fast_run(g, n, in, &out, c->pool);
             else rc = nn_ref_run(g, n, in, &out);
         }
         if (rc) return rc;
         if (c->profile_ns) c->profile_ns[i] += base_now_ns() - t0;
     }
-    if (c->profile_ns) c->profile_runs++;
     return 0;
+}
+
+/* Copies image b of root r between its buffers (to_image: batch -> image). A tensor without a
+ * batch dimension is the same for every image. */
+static void copy_image(const nn_context *c, int r, int b, int to_image)
+{
+    const nn_graph *g = c->m->g;
+    size_t per = (size_t)nn_shape_numel(&g->tensors[r].shape, 1);
+    float *batch_buf = c->data[SPACE_BATCH][r] + (has_batch_dim(g, r) ? (size_t)b * per : 0);
+    if (to_image) memcpy(c->data[SPACE_IMAGE][r], batch_buf, per * sizeof(float));
+    else memcpy(batch_buf, c->data[SPACE_IMAGE][r], per * sizeof(float));
 }
 
 int nn_context_run(nn_context *c, int batch)
 {
-    const nn_graph *g = c->m->g;
     if (batch < 1 || batch > c->max_batch)
         return base_error_set(BASE_ERR_INVALID, "run: batch %d outside 1..%d", batch, c->max_batch);
-    if (!c->per_image) {
-        int rc = run_graph(c, batch);
-        if (!rc) c->last_batch = batch;
-        return rc;
+    int rc;
+    if (!c->image_setup) {
+        if ((rc = setup_ops(c, SPACE_IMAGE, 1))) return rc;
+        c->image_setup = 1;
     }
-    /* Image by image: each image's activations stay in cache from layer to layer, which
-     * measured faster per image than whole batches on every model of the pack. */
-    for (int b = 0; b < batch; b++) {
-        for (int i = 0; i < g->n_inputs; i++) {
-            size_t n = (size_t)nn_shape_numel(&g->tensors[g->inputs[i]].shape, 1);
-            memcpy(c->staging[i], c->inputs[i] + (size_t)b * n, n * sizeof(float));
+    if (c->setup_batch != batch) {
+        c->setup_batch = 0;
+        if ((rc = setup_ops(c, SPACE_BATCH, batch))) return rc;
+        c->setup_batch = batch;
+    }
+    for (int s = 0; s < c->n_segs; s++) {
+        const segment *sg = &c->segs[s];
+        if (!sg->per_image) {
+            if ((rc = run_nodes(c, sg->first, sg->end, batch, SPACE_BATCH))) return rc;
+            continue;
         }
-        int rc = run_graph(c, 1);
-        if (rc) return rc;
-        for (int i = 0; i < g->n_outputs; i++) {
-            int t = g->outputs[i];
-            size_t n = (size_t)nn_shape_numel(&g->tensors[t].shape, 1);
-            memcpy(c->gathered[i] + (size_t)b * n, c->data[t], n * sizeof(float));
+        const int *in = c->copy_roots + sg->copy_first, *out = in + sg->n_in;
+        for (int b = 0; b < batch; b++) {
+            for (int k = 0; k < sg->n_in; k++) copy_image(c, in[k], b, 1);
+            if ((rc = run_nodes(c, sg->first, sg->end, 1, SPACE_IMAGE))) return rc;
+            for (int k = 0; k < sg->n_out; k++) copy_image(c, out[k], b, 0);
         }
     }
+    if (c->profile_ns) c->profile_runs++;
     c->last_batch = batch;
     return 0;
 }
@@ -566,7 +840,7 @@ const float *nn_context_output(const nn_context *c, int index, nn_io_info *info)
         *info = c->m->outputs[index];
         if (info->rank > 0 && info->dim[0] == NN_BATCH) info->dim[0] = c->last_batch ? c->last_batch : 1;
     }
-    return c->per_image ? c->gathered[index] : c->data[t];
+    return c->data[SPACE_BATCH][t];
 }
 
 int nn_context_set_profiling(nn_context *c, int enable)
@@ -585,8 +859,8 @@ void nn_context_print_profile(const nn_context *c, FILE *f)
     if (!c->profile_ns || c->profile_runs == 0) return;
     uint64_t total = 0;
     for (int i = 0; i < g->n_nodes; i++) total += c->profile_ns[i];
-    fprintf(f, "%-4s %-18s %-7s %-20s %9s %6s %8s  %s\n", "node", "op", "backend", "output", "ms/run", "share",
-            "GFLOP/s", "name");
+    fprintf(f, "%-4s %-18s %-7s %-5s %-20s %9s %6s %8s  %s\n", "node", "op", "backend", "space", "output",
+            "ms/run", "share", "GFLOP/s", "name");
     for (int i = 0; i < g->n_nodes; i++) {
         const nn_node *n = &g->nodes[i];
         double ms = (double)c->profile_ns[i] / 1e6 / c->profile_runs;
@@ -594,8 +868,11 @@ void nn_context_print_profile(const nn_context *c, FILE *f)
         nn_shape s = g->tensors[n->output].shape;
         if (s.dim[0] == NN_BATCH) s.dim[0] = c->last_batch;
         double gflops = ms > 0 ? 2.0 * (double)nn_node_macs(g, n) * c->last_batch / (ms * 1e6) : 0;
-        fprintf(f, "%-4d %-18s %-7s %-20s %9.4f %5.1f%% %8.1f  %s\n", i, nn_node_kind_name(n),
-                c->xops[i] ? "xnnpack" : c->m->on_fast[i] && c->backend != NN_BACKEND_REFERENCE ? "fast" : "ref", nn_shape_str(&s, shape, sizeof shape), ms,
+        const char *backend = c->xops[i]                                                  ? "xnnpack"
+                              : c->m->on_fast[i] && c->backend != NN_BACKEND_REFERENCE ? "fast"
+                                                                                        : "ref";
+        fprintf(f, "%-4d %-18s %-7s %-5s %-20s %9.4f %5.1f%% %8.1f  %s\n", i, nn_node_kind_name(n), backend,
+                c->per_image[i] ? "image" : "batch", nn_shape_str(&s, shape, sizeof shape), ms,
                 total ? 100.0 * (double)c->profile_ns[i] / (double)total : 0.0, gflops, n->name);
     }
     fprintf(f, "total %.3f ms per run over %d runs\n", (double)total / 1e6 / c->profile_runs, c->profile_runs);

@@ -20,5 +20,11 @@ int nn_model_from_graph(nn_graph *g, const nn_load_options *opts, nn_model **out
 const nn_graph *nn_model_graph(const nn_model *m);
 /* Bytes of the context's activation arena (for tests and nn info). */
 size_t nn_context_arena_bytes(const nn_context *c);
+/* A context whose nodes run in the spaces given (per node: nonzero = image by image), for
+ * tests of the schedules; nn_context_create() chooses them itself. */
+int nn_context_create_scheduled(const nn_model *m, const nn_context_options *opts, const char *per_image,
+                                nn_context **out);
+/* Whether node `node` runs image by image in this context (-1: no such node). */
+int nn_context_node_per_image(const nn_context *c, int node);
 
 #endif

@@ -72,14 +72,23 @@ typedef struct nn_model_stats {
 void nn_model_get_stats(const nn_model *model, nn_model_stats *stats);
 const char *nn_model_op_name(int kind);
 
+/* How a context runs a batch of more than one image. */
+typedef enum nn_schedule {
+    /* Per layer, chosen when the context is planned: early layers (large activations, small
+     * weights) image by image through a batch-1 plan, so each image's activations stay in cache
+     * from layer to layer; late layers (small maps, large weights) as one batch, so one pass
+     * over their weights serves every image. */
+    NN_SCHEDULE_AUTO = 0,
+    NN_SCHEDULE_PER_IMAGE,  /* every layer image by image */
+    NN_SCHEDULE_WHOLE_BATCH /* every layer as one batch */
+} nn_schedule;
+
 typedef struct nn_context_options {
     int max_batch;      /* largest batch this context will run; 0: 1 */
     int threads;        /* intra-op threads, at most the cores online; 0 or 1: the calling thread */
     nn_backend backend;
-    /* By default a batch runs image by image through a batch-1 plan: each image's activations
-     * stay in cache from layer to layer, which measured faster per image than whole batches on
-     * every model of the pack (make bench-nn). Set to run a batch as one. */
-    int whole_batch;
+    int whole_batch;    /* same as schedule = NN_SCHEDULE_WHOLE_BATCH (kept for callers) */
+    nn_schedule schedule;
 } nn_context_options;
 
 int nn_context_create(const nn_model *model, const nn_context_options *opts, nn_context **out);
