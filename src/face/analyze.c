@@ -1,6 +1,9 @@
 /*
- * face_analyze: the stages in order (detect, landmarks, embed, attributes, liveness), each
- * over all faces of the image at once, with the time of each stage.
+ * face_analyze: the stages in order (decode, detect, landmarks, align, then the per-face
+ * models), each over all faces of the image at once, with the time of each stage. It is
+ * prepare (this file: everything that needs the image) followed by finish (batch.c: the
+ * per-face models, which need only the crops prepare made), so the service can batch the
+ * second half across requests.
  */
 #include "face/face_internal.h"
 
@@ -12,6 +15,15 @@
  * keypoints are used instead. */
 #define MESH_MIN_CONFIDENCE 0.5f
 
+static void pending_free(struct face_pending *p)
+{
+    if (!p) return;
+    for (int i = 0; i < p->n; i++)
+        for (int k = 0; k < FM_COUNT; k++) img_free(&p->faces[i].crop[k]);
+    free(p->faces);
+    free(p);
+}
+
 void face_result_free(face_result *r)
 {
     if (!r) return;
@@ -19,11 +31,79 @@ void face_result_free(face_result *r)
     free(r->faces);
     r->faces = NULL;
     r->n_faces = 0;
+    pending_free(r->pending);
+    r->pending = NULL;
 }
 
-/* Fills the output from the detections and runs the stages after detection on `image`, in
+int face_result_pending(const face_result *r)
+{
+    if (!r || !r->pending) return 0;
+    int n = 0;
+    for (int i = 0; i < r->pending->n; i++) n += !r->pending->faces[i].done;
+    return n;
+}
+
+/*
+ * The alignment crops of every face for the per-face models `stages` needs, made once per
+ * model (the mirrored copy is read from the same crop) and kept for face_analyze_finish().
+ * face_info.aligned keeps the 112x112 crop for thumbnails and sharpness: the embedder's own when
+ * it is 112x112, otherwise the ArcFace crop when attributes are asked for.
+ */
+static int make_crops(face_context *ctx, const img_image *image, unsigned stages,
+                      face_embedder embedder, face_result *out)
+{
+    const int n = out->n_faces;
+    struct face_pending *p = calloc(1, sizeof *p);
+    if (!p) return base_error_set(BASE_ERR_NOMEM, "analyze: crops");
+    p->faces = calloc((size_t)n, sizeof *p->faces);
+    if (!p->faces) {
+        free(p);
+        return base_error_set(BASE_ERR_NOMEM, "analyze: crops of %d faces", n);
+    }
+    p->stages = stages;
+    p->embedder = embedder == FACE_EMBEDDER_DEFAULT ? ctx->models->embedder : embedder;
+    p->n = n;
+    out->pending = p;
+    if (stages & FACE_STAGE_EMBED) {
+        face_model_id id = face_embedder_model(p->embedder);
+        if (id == FM_COUNT)
+            return base_error_set(BASE_ERR_UNSUPPORTED, "embedder %s is not available",
+                                  face_embedder_id(p->embedder));
+        if (!ctx->ctx[id])
+            return base_error_set(BASE_ERR_INVALID, "embedder %s not loaded",
+                                  face_embedder_id(p->embedder));
+    }
+    for (int i = 0; i < n; i++) {
+        face_info *f = &out->faces[i];
+        face_pending_face *pf = &p->faces[i];
+        float ex = f->landmarks5[1].x - f->landmarks5[0].x;
+        float ey = f->landmarks5[1].y - f->landmarks5[0].y;
+        pf->eye_distance = sqrtf(ex * ex + ey * ey);
+        for (int id = 0; id < FM_COUNT; id++) {
+            if (!face_model_roles(ctx->models, (face_model_id)id, p)) continue;
+            const face_crop_spec *spec = face_crop_spec_for((face_model_id)id);
+            if (!spec || !ctx->ctx[id])
+                return base_error_set(BASE_ERR_INVALID, "face model %d not loaded", id);
+            int rc = face_crop_make(image, f->landmarks5, spec, &pf->crop[id]);
+            if (rc) return rc;
+            if (id == (int)face_embedder_model(p->embedder) && (stages & FACE_STAGE_EMBED) &&
+                spec->size == 112 && !f->aligned.data) {
+                rc = img_alloc(&f->aligned, 112, 112, 3);
+                if (rc) return rc;
+                memcpy(f->aligned.data, pf->crop[id].data, (size_t)112 * 112 * 3);
+            }
+        }
+        if ((stages & FACE_STAGE_ATTRIBUTES) && !f->aligned.data) {
+            int rc = face_crop_make(image, f->landmarks5, &face_arcface_crop, &f->aligned);
+            if (rc) return rc;
+        }
+    }
+    return 0;
+}
+
+/* Fills the output from the detections and runs landmarks, pose and the crops on `image`, in
  * whose pixel coordinates the boxes are. */
-static int analyze_boxes(face_context *ctx, const img_image *image, face_box *boxes, int n,
+static int prepare_boxes(face_context *ctx, const img_image *image, face_box *boxes, int n,
                          unsigned stages, const face_options *opts, face_result *out)
 {
     int rc = 0;
@@ -68,14 +148,7 @@ static int analyze_boxes(face_context *ctx, const img_image *image, face_box *bo
         }
         out->timing.landmarks_ms = face_ms_since(t);
     }
-    if (stages & FACE_STAGE_EMBED) {
-        t = base_now_ns();
-        rc = face_embed(ctx, image, opts->embedder, out->faces, n);
-        out->timing.embed_ms = face_ms_since(t);
-        if (rc) goto done;
-    }
     if (stages & FACE_STAGE_ATTRIBUTES) {
-        t = base_now_ns();
         for (int i = 0; i < n; i++) {
             face_attributes *a = &out->faces[i].attributes;
             if (meshes && meshes[i].confidence >= MESH_MIN_CONFIDENCE)
@@ -83,15 +156,11 @@ static int analyze_boxes(face_context *ctx, const img_image *image, face_box *bo
             else
                 face_points5_pose(out->faces[i].landmarks5, &a->yaw, &a->pitch, &a->roll);
         }
-        rc = face_attributes_run(ctx, image, out->faces, n);
-        out->timing.attributes_ms = face_ms_since(t);
-        if (rc) goto done;
     }
-    if (stages & FACE_STAGE_LIVENESS) {
+    if (stages & (FACE_STAGE_EMBED | FACE_STAGE_ATTRIBUTES | FACE_STAGE_LIVENESS)) {
         t = base_now_ns();
-        rc = face_liveness_run(ctx, image, out->faces, n);
-        out->timing.liveness_ms = face_ms_since(t);
-        if (rc) goto done;
+        rc = make_crops(ctx, image, stages, opts->embedder, out);
+        out->timing.align_ms = face_ms_since(t);
     }
 done:
     free(meshes);
@@ -106,8 +175,8 @@ static unsigned effective_stages(const face_options *opts)
     return stages;
 }
 
-int face_analyze(face_context *ctx, const img_image *image, const face_options *opts_in,
-                 face_result *out)
+int face_analyze_prepare(face_context *ctx, const img_image *image, const face_options *opts_in,
+                         face_result *out)
 {
     memset(out, 0, sizeof *out);
     face_options opts = {0};
@@ -121,8 +190,34 @@ int face_analyze(face_context *ctx, const img_image *image, const face_options *
     int n = 0;
     int rc = face_detect(ctx, image, &opts, &boxes, &n);
     out->timing.detect_ms = face_ms_since(t);
-    if (!rc) rc = analyze_boxes(ctx, image, boxes, n, effective_stages(&opts), &opts, out);
+    if (!rc) rc = prepare_boxes(ctx, image, boxes, n, effective_stages(&opts), &opts, out);
     free(boxes);
+    if (rc) face_result_free(out);
+    return rc;
+}
+
+/* The second half on the whole result, its timing added to the result's. */
+static int finish_all(face_context *ctx, face_result *out)
+{
+    if (!out->pending) return 0;
+    face_batch_slice slice = {.result = out, .first = 0, .count = out->n_faces};
+    int rc = face_analyze_finish(ctx, &slice, 1);
+    out->timing.embed_ms += slice.timing.embed_ms;
+    out->timing.attributes_ms += slice.timing.attributes_ms;
+    out->timing.liveness_ms += slice.timing.liveness_ms;
+    if (!rc) {
+        /* complete: nothing left to keep */
+        pending_free(out->pending);
+        out->pending = NULL;
+    }
+    return rc;
+}
+
+int face_analyze(face_context *ctx, const img_image *image, const face_options *opts,
+                 face_result *out)
+{
+    int rc = face_analyze_prepare(ctx, image, opts, out);
+    if (!rc) rc = finish_all(ctx, out);
     if (rc) face_result_free(out);
     return rc;
 }
@@ -157,8 +252,8 @@ static void scale_point(face_point *p, float sx, float sy)
 #define CROP_MIN_SIDE 540
 #define CROP_MIN_EYE 40.0f
 
-int face_analyze_bytes(face_context *ctx, const uint8_t *data, size_t len, const face_options *opts_in,
-                       face_result *out)
+int face_analyze_prepare_bytes(face_context *ctx, const uint8_t *data, size_t len,
+                               const face_options *opts_in, face_result *out)
 {
     memset(out, 0, sizeof *out);
     face_options opts = {0};
@@ -172,7 +267,7 @@ int face_analyze_bytes(face_context *ctx, const uint8_t *data, size_t len, const
     img_decode_info info = {0};
     int first_side = stages & ~(unsigned)FACE_STAGE_DETECT ? CROP_MIN_SIDE : DETECT_MIN_SIDE;
     if (opts.detector == FACE_DETECTOR_BLAZEFACE_TILED) first_side = 0;
-    img_decode_options dopts = {.min_side = jpeg ? first_side : 0};
+    img_decode_options dopts = {.limits = opts.limits, .min_side = jpeg ? first_side : 0};
     int rc = img_decode(data, len, &dopts, &small, &info);
     out->timing.decode_ms = face_ms_since(t);
     if (rc) return rc;
@@ -210,7 +305,8 @@ int face_analyze_bytes(face_context *ctx, const uint8_t *data, size_t len, const
         if (want < denom) {
             t = base_now_ns();
             int short_side = full_w < full_h ? full_w : full_h;
-            img_decode_options d2 = {.min_side = want == 1 ? 0 : (short_side + want - 1) / want};
+            img_decode_options d2 = {.limits = opts.limits,
+                                     .min_side = want == 1 ? 0 : (short_side + want - 1) / want};
             rc = img_decode(data, len, &d2, &crop, NULL);
             out->timing.decode_ms += face_ms_since(t);
             if (rc) goto done;
@@ -220,7 +316,7 @@ int face_analyze_bytes(face_context *ctx, const uint8_t *data, size_t len, const
     /* boxes to the working image's coordinates, the stages, and everything back */
     const float wx = (float)work->width / (float)full_w, wy = (float)work->height / (float)full_h;
     for (int i = 0; i < n; i++) scale_box(&boxes[i], wx, wy);
-    rc = analyze_boxes(ctx, work, boxes, n, stages, &opts, out);
+    rc = prepare_boxes(ctx, work, boxes, n, stages, &opts, out);
     if (rc) goto done;
     for (int i = 0; i < out->n_faces; i++) {
         face_info *f = &out->faces[i];
@@ -232,6 +328,15 @@ done:
     free(boxes);
     img_free(&small);
     img_free(&crop);
+    if (rc) face_result_free(out);
+    return rc;
+}
+
+int face_analyze_bytes(face_context *ctx, const uint8_t *data, size_t len, const face_options *opts,
+                       face_result *out)
+{
+    int rc = face_analyze_prepare_bytes(ctx, data, len, opts, out);
+    if (!rc) rc = finish_all(ctx, out);
     if (rc) face_result_free(out);
     return rc;
 }

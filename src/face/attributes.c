@@ -1,7 +1,9 @@
 /*
- * Attributes: age and gender (faceres, GEAR or the SSR-Net pair), emotion, a quality score, and
- * liveness (the antispoof and liveness models). Each model sees all faces of the image in
- * batches of up to max_batch crops.
+ * Attributes: how the outputs of age and gender (faceres, GEAR, the SSR-Net pair or face-api's
+ * network), emotion and liveness (the antispoof and liveness models) become face_info fields,
+ * and the quality score. The models themselves run in face_analyze_finish() (batch.c), every
+ * face as itself and mirrored with the two outputs averaged (age, gender and emotion are
+ * symmetric; measured on UTKFace it lowers the age error).
  */
 #include "face/face_internal.h"
 
@@ -9,69 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Called per face with the model's outputs for that face (out[i] points at its row). */
-typedef void (*decode_fn)(face_info *f, const float *const *out, const int *len);
-
 #define MAX_OUTPUTS 4
-
-/*
- * Crops every face for model `id`, runs it in batches and hands each face's outputs to fn.
- * With ATTRIBUTE_FLIP each face also runs mirrored and the two outputs are averaged (age,
- * gender and emotion are symmetric; measured on UTKFace it lowers the age error).
- */
-#define ATTRIBUTE_FLIP 1
-#define MAX_OUTPUT_LEN 128
-
-static int run_model(face_context *ctx, face_model_id id, const img_image *image, face_info *faces,
-                     int n, decode_fn fn)
-{
-    nn_context *nc = ctx->ctx[id];
-    const nn_model *model = ctx->models->model[id];
-    if (!nc) return base_error_set(BASE_ERR_INVALID, "attribute model %d not loaded", (int)id);
-    const face_crop_spec *spec = face_crop_spec_for(id);
-    const size_t per = (size_t)spec->size * spec->size * (spec->grey ? 1 : 3);
-    int n_out = nn_model_output_count(model);
-    if (n_out > MAX_OUTPUTS) n_out = MAX_OUTPUTS;
-    const int copies = ATTRIBUTE_FLIP ? 2 : 1;
-    float *in = nn_context_input(nc, 0);
-    float avg[MAX_OUTPUTS][MAX_OUTPUT_LEN];
-    for (int first = 0; first < n; first += ctx->max_batch) {
-        int batch = n - first < ctx->max_batch ? n - first : ctx->max_batch;
-        /* the mirrored crops run after the others (see face_embed); outputs are kept per face */
-        float(*acc)[MAX_OUTPUTS][MAX_OUTPUT_LEN] = calloc((size_t)batch, sizeof *acc);
-        if (!acc) return base_error_set(BASE_ERR_NOMEM, "attributes");
-        int lens[MAX_OUTPUTS] = {0};
-        int rc = 0;
-        for (int c = 0; c < copies && !rc; c++) {
-            for (int b = 0; b < batch && !rc; b++)
-                rc = face_crop_to_input_flip(image, faces[first + b].landmarks5, spec, c,
-                                             in + per * (size_t)b, NULL);
-            if (!rc) rc = nn_context_run(nc, batch);
-            for (int o = 0; o < n_out && !rc; o++) {
-                nn_io_info info;
-                const float *out = nn_context_output(nc, o, &info);
-                lens[o] = 1;
-                for (int d = 1; d < info.rank; d++) lens[o] *= (int)info.dim[d];
-                if (lens[o] > MAX_OUTPUT_LEN) continue; /* faceres' embedding: not an attribute */
-                for (int b = 0; b < batch; b++)
-                    for (int k = 0; k < lens[o]; k++)
-                        acc[b][o][k] += out[(size_t)b * lens[o] + k] / (float)copies;
-            }
-        }
-        for (int b = 0; b < batch && !rc; b++) {
-            const float *rows[MAX_OUTPUTS] = {0};
-            for (int o = 0; o < n_out; o++) {
-                if (lens[o] > MAX_OUTPUT_LEN) continue;
-                memcpy(avg[o], acc[b][o], (size_t)lens[o] * sizeof(float));
-                rows[o] = avg[o];
-            }
-            fn(&faces[first + b], rows, lens);
-        }
-        free(acc);
-        if (rc) return rc;
-    }
-    return 0;
-}
 
 /* Output rows are matched by length (the models' output names are generic "Identity_N"). */
 static const float *row_of_len(const float *const *out, const int *len, int want)
@@ -145,45 +85,14 @@ static void decode_emotion(face_info *f, const float *const *out, const int *len
  *   detector  = the detection score
  * A frontal, sharp, large face scores ~0.7-0.9; below ~0.3 embeddings become unreliable.
  */
-static float quality(const face_info *f)
+static float quality(const face_info *f, float eye_distance)
 {
     const face_attributes *a = &f->attributes;
-    float ex = f->landmarks5[1].x - f->landmarks5[0].x, ey = f->landmarks5[1].y - f->landmarks5[0].y;
-    float size = fminf(1.0f, sqrtf(ex * ex + ey * ey) / 40.0f);
+    float size = fminf(1.0f, eye_distance / 40.0f);
     float sharp = a->sharpness / (a->sharpness + 100.0f);
     const float rad = 3.14159265f / 180.0f;
     float pose = cosf(fminf(90.0f, fabsf(a->yaw)) * rad) * cosf(fminf(90.0f, fabsf(a->pitch)) * rad);
     return size * sharp * pose * f->score;
-}
-
-int face_attributes_run(face_context *ctx, const img_image *image, face_info *faces, int n)
-{
-    int rc = 0;
-    switch (ctx->models->age_model) {
-    case FACE_AGE_MODEL_FACERES: rc = run_model(ctx, FM_FACERES, image, faces, n, decode_faceres); break;
-    case FACE_AGE_MODEL_GEAR: rc = run_model(ctx, FM_GEAR, image, faces, n, decode_gear); break;
-    case FACE_AGE_MODEL_FACEAPI:
-        rc = run_model(ctx, FM_FACEAPI_AGEGENDER, image, faces, n, decode_faceapi);
-        break;
-    default:
-        rc = run_model(ctx, FM_AGE, image, faces, n, decode_ssr_age);
-        if (!rc) rc = run_model(ctx, FM_GENDER, image, faces, n, decode_ssr_gender);
-        break;
-    }
-    if (!rc) rc = run_model(ctx, FM_EMOTION, image, faces, n, decode_emotion);
-    if (rc) return rc;
-    static const face_crop_spec arcface = {112, 1.0f, 0.0f, 1.0f, {0, 0, 0}, 0};
-    for (int i = 0; i < n; i++) {
-        face_info *f = &faces[i];
-        if (!f->aligned.data) {
-            rc = face_crop_to_input(image, f->landmarks5, &arcface, NULL, &f->aligned);
-            if (rc) return rc;
-        }
-        f->attributes.sharpness = face_sharpness(&f->aligned);
-        f->attributes.quality = quality(f);
-        f->has_attributes = 1;
-    }
-    return 0;
 }
 
 static void decode_antispoof(face_info *f, const float *const *out, const int *len)
@@ -196,15 +105,49 @@ static void decode_liveness(face_info *f, const float *const *out, const int *le
     f->liveness.liveness = out[0][0];
 }
 
-int face_liveness_run(face_context *ctx, const img_image *image, face_info *faces, int n)
+face_decode_fn face_model_decoder(face_model_id id)
 {
-    int rc = run_model(ctx, FM_ANTISPOOF, image, faces, n, decode_antispoof);
-    if (!rc) rc = run_model(ctx, FM_LIVENESS, image, faces, n, decode_liveness);
-    if (rc) return rc;
-    for (int i = 0; i < n; i++) {
-        face_liveness *l = &faces[i].liveness;
-        l->score = sqrtf(fmaxf(0.0f, l->antispoof) * fmaxf(0.0f, l->liveness));
-        faces[i].has_liveness = 1;
+    switch (id) {
+    case FM_FACERES: return decode_faceres;
+    case FM_GEAR: return decode_gear;
+    case FM_FACEAPI_AGEGENDER: return decode_faceapi;
+    case FM_AGE: return decode_ssr_age;
+    case FM_GENDER: return decode_ssr_gender;
+    case FM_EMOTION: return decode_emotion;
+    case FM_ANTISPOOF: return decode_antispoof;
+    case FM_LIVENESS: return decode_liveness;
+    default: return NULL;
     }
-    return 0;
+}
+
+unsigned face_model_stage(const face_models *m, face_model_id id)
+{
+    switch (id) {
+    case FM_ANTISPOOF:
+    case FM_LIVENESS: return FACE_STAGE_LIVENESS;
+    case FM_EMOTION: return FACE_STAGE_ATTRIBUTES;
+    case FM_FACERES: return m->age_model == FACE_AGE_MODEL_FACERES ? FACE_STAGE_ATTRIBUTES : 0;
+    case FM_GEAR: return m->age_model == FACE_AGE_MODEL_GEAR ? FACE_STAGE_ATTRIBUTES : 0;
+    case FM_FACEAPI_AGEGENDER:
+        return m->age_model == FACE_AGE_MODEL_FACEAPI ? FACE_STAGE_ATTRIBUTES : 0;
+    case FM_AGE:
+    case FM_GENDER: return m->age_model == FACE_AGE_MODEL_SSRNET ? FACE_STAGE_ATTRIBUTES : 0;
+    default: return 0;
+    }
+}
+
+const face_crop_spec face_arcface_crop = {112, 1.0f, 0.0f, 1.0f, {0, 0, 0}, 0};
+
+void face_attributes_finish(face_info *f, const face_pending_face *p, unsigned stages)
+{
+    if (stages & FACE_STAGE_ATTRIBUTES) {
+        f->attributes.sharpness = f->aligned.data ? face_sharpness(&f->aligned) : 0;
+        f->attributes.quality = quality(f, p->eye_distance);
+        f->has_attributes = 1;
+    }
+    if (stages & FACE_STAGE_LIVENESS) {
+        face_liveness *l = &f->liveness;
+        l->score = sqrtf(fmaxf(0.0f, l->antispoof) * fmaxf(0.0f, l->liveness));
+        f->has_liveness = 1;
+    }
 }

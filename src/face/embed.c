@@ -1,24 +1,13 @@
 /*
- * Identity embeddings: the aligned crops of all faces go through the embedder in batches of
- * up to max_batch per engine run; vectors are L2-normalised and tagged with the model's id.
+ * Identity embeddings: which output of each embedder holds the vector, and the decision
+ * thresholds. The embedders run in face_analyze_finish() (batch.c) with the other per-face
+ * models: each face as itself and mirrored, the two unit vectors summed and normalised.
  */
 #include "face/face_internal.h"
 
-#include <math.h>
 #include <string.h>
 
-/* Whether to add the mirrored face's embedding (see face_embed). */
-#define EMBED_FLIP 1
-
-/* 1 / |v| (0 for a zero vector). */
-static float unit_scale(const float *v, int dim)
-{
-    double norm = 0;
-    for (int k = 0; k < dim; k++) norm += (double)v[k] * v[k];
-    return norm > 0 ? (float)(1.0 / sqrt(norm)) : 0.0f;
-}
-
-static const char *embedding_output(face_model_id id)
+const char *face_embedding_output(face_model_id id)
 {
     switch (id) {
     case FM_FACERES: return "global_pooling/Mean";
@@ -29,56 +18,46 @@ static const char *embedding_output(face_model_id id)
     }
 }
 
-int face_embed(face_context *ctx, const img_image *image, face_embedder e, face_info *faces, int n)
+/*
+ * Thresholds at a false-accept rate, calibrated for faceapi-resnet-v1 on every
+ * different-person pair of the 4,992 lfw-dev images (docs/gallery.md, "Default thresholds"):
+ * 0.930 at FAR 1e-3 (TAR 0.944), 0.944 at 1e-4 (TAR 0.824). The other embedders are not
+ * calibrated at a FAR: they get the accuracy-maximising threshold.
+ */
+static const struct {
+    face_embedder embedder;
+    double far;
+    float threshold;
+} calibrated[] = {
+    {FACE_EMBEDDER_FACEAPI_RESNET, 1e-3, 0.930f},
+    {FACE_EMBEDDER_FACEAPI_RESNET, 1e-4, 0.944f},
+};
+
+float face_threshold_at_far(face_embedder e, double far)
 {
-    if (e == FACE_EMBEDDER_DEFAULT) e = ctx->models->embedder;
-    face_model_id id = face_embedder_model(e);
-    if (id == FM_COUNT) return base_error_set(BASE_ERR_UNSUPPORTED, "embedder %s is not available", face_embedder_id(e));
-    nn_context *nc = ctx->ctx[id];
-    if (!nc) return base_error_set(BASE_ERR_INVALID, "embedder %s not loaded", face_embedder_id(e));
-    const nn_model *model = ctx->models->model[id];
-    int out_index = nn_model_output_index(model, embedding_output(id));
-    if (out_index < 0) return base_error_set(BASE_ERR_FORMAT, "%s: no output %s", face_embedder_id(e), embedding_output(id));
-    const face_crop_spec *spec = face_crop_spec_for(id);
-    const int dim = face_embedding_dim(e);
-    const size_t per = (size_t)spec->size * spec->size * 3;
-    float *in = nn_context_input(nc, 0);
-    /* Test-time augmentation: each face is embedded as itself and mirrored and the two unit
-     * vectors are summed (+0.1-0.3% on LFW). The mirrored crops go in a second run rather
-     * than the same batch: measured, a batch of 2 costs more than 2 batches of 1 on the
-     * ResNet (activations no longer fit in cache). */
-    const int copies = EMBED_FLIP ? 2 : 1;
-    for (int first = 0; first < n; first += ctx->max_batch) {
-        int batch = n - first < ctx->max_batch ? n - first : ctx->max_batch;
-        for (int b = 0; b < batch; b++)
-            for (int k = 0; k < dim; k++) faces[first + b].embedding[k] = 0;
-        for (int c = 0; c < copies; c++) {
-            for (int b = 0; b < batch; b++) {
-                face_info *f = &faces[first + b];
-                /* keep the 112x112 ArcFace crop for thumbnails and sharpness */
-                img_image *keep = c || f->aligned.data || spec->size != 112 ? NULL : &f->aligned;
-                int rc = face_crop_to_input_flip(image, f->landmarks5, spec, c, in + per * (size_t)b, keep);
-                if (rc) return rc;
-            }
-            int rc = nn_context_run(nc, batch);
-            if (rc) return rc;
-            nn_io_info info;
-            const float *out = nn_context_output(nc, out_index, &info);
-            if (info.rank < 2 || info.dim[info.rank - 1] != dim)
-                return base_error_set(BASE_ERR_FORMAT, "%s: embedding is not %d-d", face_embedder_id(e), dim);
-            for (int b = 0; b < batch; b++) {
-                const float *u = out + (size_t)b * dim;
-                float inv = unit_scale(u, dim);
-                for (int k = 0; k < dim; k++) faces[first + b].embedding[k] += u[k] * inv;
-            }
-        }
-        for (int b = 0; b < batch; b++) {
-            face_info *f = &faces[first + b];
-            float inv = unit_scale(f->embedding, dim);
-            for (int k = 0; k < dim; k++) f->embedding[k] *= inv;
-            f->embedding_dim = dim;
-            f->embedding_model = face_embedder_id(e);
+    const char *id = face_embedder_id(e);
+    float best = 0;
+    double best_far = 0;
+    int found = 0;
+    /* the least strict calibrated threshold whose rate is at most `far` */
+    for (size_t i = 0; i < sizeof calibrated / sizeof calibrated[0]; i++) {
+        if (strcmp(face_embedder_id(calibrated[i].embedder), id) != 0) continue;
+        if (calibrated[i].far > far * (1 + 1e-9)) continue;
+        if (!found || calibrated[i].far > best_far) {
+            best = calibrated[i].threshold;
+            best_far = calibrated[i].far;
+            found = 1;
         }
     }
-    return 0;
+    if (found) return best;
+    /* stricter than any calibrated rate: the strictest one there is */
+    for (size_t i = 0; i < sizeof calibrated / sizeof calibrated[0]; i++) {
+        if (strcmp(face_embedder_id(calibrated[i].embedder), id) != 0) continue;
+        if (!found || calibrated[i].far < best_far) {
+            best = calibrated[i].threshold;
+            best_far = calibrated[i].far;
+            found = 1;
+        }
+    }
+    return found ? best : face_default_threshold(e);
 }

@@ -60,6 +60,9 @@ typedef struct face_options {
     float min_score;        /* detection score threshold; 0: the detector's default (0.5) */
     int min_face_size;      /* pixels (shorter box side); 0: 20 */
     int max_faces;          /* 0: 100; the largest faces are kept */
+    img_limits limits;      /* face_analyze_bytes: checked against the stored image size (and
+                               the byte count) before anything is decoded; a zero field: the
+                               decoder's default (img.h) */
 } face_options;
 
 typedef struct face_point {
@@ -104,11 +107,15 @@ typedef struct face_info {
                                   for thumbnails and sharpness; owned */
 } face_info;
 
+struct face_pending;
+
 typedef struct face_result {
     int width, height;         /* of the analysed image */
     int n_faces;
     face_info *faces;          /* sorted by box area, largest first; owned */
     face_timing timing;
+    struct face_pending *pending; /* private: the per-face model work still to run after
+                                     face_analyze_prepare*(); NULL when complete */
 } face_result;
 
 /* Which model estimates age and gender; DEFAULT is chosen by measurement on UTKFace (README). */
@@ -146,6 +153,42 @@ void face_result_free(face_result *r);
 int face_analyze_bytes(face_context *ctx, const uint8_t *data, size_t len, const face_options *opts,
                        face_result *out);
 
+/*
+ * The pipeline in two halves, so that the per-face models (embedder, age/gender, emotion,
+ * antispoof, liveness) can run over the faces of several images in one engine run:
+ *
+ *   face_analyze_prepare() / face_analyze_prepare_bytes(): the per-image part: decode, detect,
+ *     landmarks, pose, and the aligned crops of every face for each per-face model its stages
+ *     need (timing.align_ms). The result has boxes, keypoints and landmarks; the embeddings,
+ *     attributes and liveness come from face_analyze_finish(). face_result_pending() counts
+ *     the faces still waiting for it.
+ *   face_analyze_finish(): the per-face models over any faces of any prepared results (slices),
+ *     in engine runs of up to the context's max_batch crops per model. A face gets the same
+ *     outputs whatever it is batched with (tests/face/test_batch.c).
+ *
+ * face_analyze() and face_analyze_bytes() are prepare followed by finish on the same result.
+ * Threads: different slices of one result (disjoint faces) may be finished at the same time on
+ * different contexts; each slice's timing is written to the slice, not to the result, for
+ * that reason. face_result_free() releases what prepare kept (the crops).
+ */
+int face_analyze_prepare(face_context *ctx, const img_image *image, const face_options *opts,
+                         face_result *out);
+int face_analyze_prepare_bytes(face_context *ctx, const uint8_t *data, size_t len,
+                               const face_options *opts, face_result *out);
+/* Faces of a prepared result that still need face_analyze_finish() (0 when complete). */
+int face_result_pending(const face_result *r);
+
+typedef struct face_batch_slice {
+    face_result *result; /* prepared */
+    int first, count;    /* its faces [first, first + count) */
+    face_timing timing;  /* out: the slice's share (by face count) of embed, attributes and
+                            liveness time of the runs it took part in */
+} face_batch_slice;
+
+/* Runs the per-face models for every face of the slices (each face once: a face finished
+ * before is skipped). Returns 0 or the first error; on error the faces are left incomplete. */
+int face_analyze_finish(face_context *ctx, face_batch_slice *slices, int n);
+
 const char *face_embedder_id(face_embedder e);
 /* Parses a command-line or API name: "default", "faceapi", "faceres", "mobileface",
  * "mobilefacenet", or an id from face_embedder_id(). Returns 0, or -1 when unknown. */
@@ -153,8 +196,18 @@ int face_embedder_parse(const char *text, face_embedder *out);
 int face_embedding_dim(face_embedder e);
 /* Cosine similarity of two L2-normalised embeddings. */
 float face_similarity(const float *a, const float *b, int dim);
-/* The default decision threshold on similarity for an embedder (calibrated on LFW, see README). */
+/* The accuracy-maximising threshold on similarity for an embedder (LFW pairsDevTrain, see
+ * README): for evaluation. Decisions use face_threshold_at_far(). */
 float face_default_threshold(face_embedder e);
+/*
+ * The decision threshold for a false-accept rate `far`: where the embedder is calibrated at
+ * that rate (faceapi-resnet-v1 at 1e-3 and 1e-4, on every different-person pair of lfw-dev,
+ * docs/gallery.md), the calibrated similarity; a rate between two calibrated ones gets the
+ * stricter; elsewhere face_default_threshold(). FACE_DECISION_FAR is what `vultus gallery`,
+ * `vultus verify` and the service use unless told otherwise, so they give the same decision.
+ */
+#define FACE_DECISION_FAR 1e-3
+float face_threshold_at_far(face_embedder e, double far);
 
 /* --- pure helpers, exported for tests ---------------------------------------------------- */
 

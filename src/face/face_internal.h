@@ -115,12 +115,50 @@ int face_crop_to_input(const img_image *image, const face_point pts[5], const fa
 int face_crop_to_input_flip(const img_image *image, const face_point pts[5],
                             const face_crop_spec *spec, int flip, float *dst, img_image *keep);
 
-/* --- embeddings and attributes (embed.c, attributes.c) ------------------------------------- */
+/* The 8-bit RGB crop `spec` for landmarks pts (spec->size square). */
+int face_crop_make(const img_image *image, const face_point pts[5], const face_crop_spec *spec,
+                   img_image *crop);
+/* A crop from face_crop_make as the model's floats (spec->scale, offset, grey), mirrored left
+ * to right when flip is set: exactly the floats face_crop_to_input_flip() writes, up to the
+ * rounding of the mirrored warp's coordinates. */
+void face_crop_fill(const img_image *crop, const face_crop_spec *spec, int flip, float *dst);
 
-int face_embed(face_context *ctx, const img_image *image, face_embedder e, face_info *faces,
-               int n);
-int face_attributes_run(face_context *ctx, const img_image *image, face_info *faces, int n);
-int face_liveness_run(face_context *ctx, const img_image *image, face_info *faces, int n);
+/* --- the per-face models after prepare (batch.c, embed.c, attributes.c) -------------------- */
+
+/* What face_analyze_prepare*() leaves for face_analyze_finish(), per face: the 8-bit crop of
+ * each per-face model that runs on it (crop[id].data is NULL for the others). */
+typedef struct face_pending_face {
+    img_image crop[FM_COUNT];
+    float eye_distance; /* between the alignment eyes, in the analysed image's pixels */
+    int done;
+} face_pending_face;
+
+struct face_pending {
+    unsigned stages; /* effective enum face_stage bits */
+    face_embedder embedder; /* resolved */
+    int n;           /* faces (== the result's n_faces) */
+    face_pending_face *faces;
+};
+
+/* The stage whose outputs model id gives with m's age model, besides any embedding:
+ * FACE_STAGE_ATTRIBUTES, FACE_STAGE_LIVENESS or 0. */
+unsigned face_model_stage(const face_models *m, face_model_id id);
+
+/* Called per face with the model's outputs for that face, averaged over the copies (the
+ * mirrored crop); rows of embedding models are each scaled to unit length first. */
+typedef void (*face_decode_fn)(face_info *f, const float *const *out, const int *len);
+/* Which stages model id serves for the faces of pending p: FACE_STAGE_EMBED and/or its
+ * attribute or liveness stage; prepare makes a crop for model id exactly when this is not 0
+ * (batch.c). */
+unsigned face_model_roles(const face_models *m, face_model_id id, const struct face_pending *p);
+/* The decoder of a per-face model's outputs; NULL when id is not one. */
+face_decode_fn face_model_decoder(face_model_id id);
+/* Embedders: the output that holds the embedding (embed.c). */
+const char *face_embedding_output(face_model_id id);
+/* After the models: sharpness, quality, liveness score, flags (attributes.c). */
+void face_attributes_finish(face_info *f, const face_pending_face *p, unsigned stages);
+/* The crop kept in face_info.aligned when the embedder's is not 112x112 (attributes.c). */
+extern const face_crop_spec face_arcface_crop;
 
 /* Builds face-api's 128-d ResNet (dlib's face recognition network) from its weights manifest
  * with the nn builder. */
