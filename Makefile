@@ -129,6 +129,8 @@ clean:
 
 # The OpenAPI document is embedded into openapi.o by the assembler (.incbin).
 $(BUILD)/obj/src/http/openapi.o: src/http/openapi.json
+# The web page's files are embedded into static.o the same way.
+$(BUILD)/obj/src/http/static.o: $(wildcard web/*)
 
 # The gallery against FAISS (Debian libfaiss-dev) on the same random vectors in the same
 # run: JSON lines, then a table (also appended to $(BUILD)/bench-gallery/results.jsonl).

@@ -434,5 +434,9 @@ int http_face_from_input(http_request *r, http_worker *w, http_input *in, const 
 void http_metrics_render(http_server *s, http_text *out);
 /* The OpenAPI document, embedded at build time (openapi.c). */
 const char *http_openapi_json(size_t *len);
+/* The web page's files (web/), embedded at build time (static.c): the file served at route
+ * pattern `path` ("/", "/app.js", ...) with its Content-Type, or NULL. */
+const char *http_web_file(const char *path, size_t *len, const char **type);
+void http_api_static(http_request *r, http_worker *w);
 
 #endif

@@ -17,6 +17,11 @@ const http_route http_routes[] = {
     {"GET", "/readyz", 0, 0, 0, http_api_readyz},
     {"GET", "/metrics", 0, 0, 0, http_api_metrics},
     {"GET", "/openapi.json", 0, 0, 0, http_api_openapi},
+    /* the web page (web/, embedded): open, answered on the event loop */
+    {"GET", "/", 0, 0, 0, http_api_static},
+    {"GET", "/app.css", 0, 0, 0, http_api_static},
+    {"GET", "/app.js", 0, 0, 0, http_api_static},
+    {"GET", "/favicon.svg", 0, 0, 0, http_api_static},
     /* the face pipeline */
     {"POST", "/v1/detect", R, 1, 1, http_api_detect},
     {"POST", "/v1/analyze", R, 1, 1, http_api_analyze},

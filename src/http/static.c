@@ -1,0 +1,82 @@
+/*
+ * The web page (web/): its files are embedded into the binary by the assembler's .incbin at
+ * build time, like the OpenAPI document, so `vultus serve` needs no files beside it and the
+ * page is always the one this binary was built with. The Makefile makes static.o depend on
+ * every file in web/. Paths are relative to the repository root, where the compiler runs.
+ *
+ * Each file has its own route in routes.c (open, answered on the event loop); the handler
+ * finds the file by the route's pattern. Responses carry the server's usual headers
+ * (Cache-Control: no-store): the files are small and served from memory.
+ */
+#include "http/internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Embeds `file` between the symbols vultus_web_<sym>_start and _end, NUL-terminated. */
+#define WEB_EMBED(sym, file)                                                                       \
+    __asm__(".pushsection .rodata\n"                                                               \
+            ".balign 16\n"                                                                         \
+            ".globl vultus_web_" #sym "_start\n"                                                   \
+            ".hidden vultus_web_" #sym "_start\n"                                                  \
+            "vultus_web_" #sym "_start:\n"                                                         \
+            ".incbin \"" file "\"\n"                                                               \
+            ".globl vultus_web_" #sym "_end\n"                                                     \
+            ".hidden vultus_web_" #sym "_end\n"                                                    \
+            "vultus_web_" #sym "_end:\n"                                                           \
+            ".byte 0\n"                                                                            \
+            ".popsection\n");                                                                      \
+    extern const char vultus_web_##sym##_start[];                                                  \
+    extern const char vultus_web_##sym##_end[];
+
+WEB_EMBED(index_html, "web/index.html")
+WEB_EMBED(app_css, "web/app.css")
+WEB_EMBED(app_js, "web/app.js")
+WEB_EMBED(favicon_svg, "web/favicon.svg")
+
+typedef struct web_file {
+    const char *path; /* the route pattern that serves it */
+    const char *type;
+    const char *start, *end;
+} web_file;
+
+static const web_file web_files[] = {
+    {"/", "text/html; charset=utf-8", vultus_web_index_html_start, vultus_web_index_html_end},
+    {"/app.css", "text/css; charset=utf-8", vultus_web_app_css_start, vultus_web_app_css_end},
+    {"/app.js", "text/javascript; charset=utf-8", vultus_web_app_js_start, vultus_web_app_js_end},
+    {"/favicon.svg", "image/svg+xml", vultus_web_favicon_svg_start, vultus_web_favicon_svg_end},
+};
+
+const char *http_web_file(const char *path, size_t *len, const char **type)
+{
+    for (size_t i = 0; i < sizeof web_files / sizeof web_files[0]; i++) {
+        if (strcmp(web_files[i].path, path) != 0) continue;
+        *len = (size_t)(web_files[i].end - web_files[i].start);
+        *type = web_files[i].type;
+        return web_files[i].start;
+    }
+    return NULL;
+}
+
+void http_api_static(http_request *r, http_worker *w)
+{
+    (void)w;
+    size_t len = 0;
+    const char *type = NULL;
+    const char *data = http_web_file(http_routes[r->route].pattern, &len, &type);
+    if (!data) {
+        /* A route in the table without a file here: a bug in routes.c, reported, not fatal. */
+        http_respond_error(r, 500, "internal", "no embedded file for %s",
+                           http_routes[r->route].pattern);
+        return;
+    }
+    /* The response owns its body (the server frees it), so the file is copied. */
+    char *copy = malloc(len + 1);
+    if (!copy) {
+        http_respond_error(r, 503, "overloaded", "out of memory");
+        r->retry_after_s = 1;
+        return;
+    }
+    memcpy(copy, data, len + 1);
+    http_respond_text(r, 200, type, copy, len);
+}

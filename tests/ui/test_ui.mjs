@@ -1,0 +1,420 @@
+// Browser tests of the web page (run by tests/ui/run). The real vultus binary serves on a
+// free loopback port with a temporary data folder; Debian's chromium, driven by
+// playwright-core, does what a person would: analyse a group photo, see an error, enrol,
+// search, verify, browse and delete, watch the status, use an API key, and the page on a
+// phone-sized screen and with the keyboard. Every step asserts what the API answered against
+// what the page shows, and leaves a screenshot in --shots.
+//
+//   node tests/ui/test_ui.mjs --binary build/vultus --shots build/ui-screenshots
+import { spawn, execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { chromium } from 'playwright-core';
+
+const args = Object.fromEntries(process.argv.slice(2).reduce((a, v, i, all) => (i % 2 ? a : [...a, [v.replace(/^--/, ''), all[i + 1]]]), []));
+const BINARY = args.binary || 'build/vultus';
+const SHOTS = args.shots || 'build/ui-screenshots';
+const FIXTURES = '../shared/data/fixtures';
+const HAVE_FIXTURES = existsSync(join(FIXTURES, 'identities'));
+const CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+
+mkdirSync(SHOTS, { recursive: true });
+for (const f of readdirSync(SHOTS)) if (f.endsWith('.png')) rmSync(join(SHOTS, f));
+
+/* ---- the server ---- */
+
+const dataDir = mkdtempSync(join(tmpdir(), 'vultus-ui-'));
+const serverLog = [];
+let server;
+
+function startServer() {
+  return new Promise((resolve, reject) => {
+    server = spawn(BINARY, ['serve', '--listen', '127.0.0.1:0', '--data', dataDir, '--models', 'models', '--workers', '2'],
+      { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, VULTUS_LOG_LEVEL: 'info' } });
+    server.on('error', reject);
+    server.on('exit', (code) => reject(new Error(`vultus serve exited (${code}) before listening`)));
+    createInterface({ input: server.stderr }).on('line', (line) => {
+      serverLog.push(line);
+      if (serverLog.length > 400) serverLog.shift();
+      if (line.includes('"msg":"listening"')) resolve(JSON.parse(line).port);
+    });
+  });
+}
+
+async function waitReady(base) {
+  const until = Date.now() + 60000;
+  while (Date.now() < until) {
+    try {
+      if ((await fetch(`${base}/readyz`)).ok) return;
+    } catch { /* not yet */ }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error('the service did not become ready within 60 s');
+}
+
+/* ---- a tiny step runner ---- */
+
+let passed = 0, failed = 0, skipped = 0;
+let page, browser, base;
+
+function assert(cond, what) {
+  if (!cond) throw new Error(`assertion failed: ${what}`);
+}
+
+async function shot(name, p = page) {
+  await p.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: false });
+}
+
+async function step(name, fn) {
+  const t0 = Date.now();
+  try {
+    const r = await fn();
+    if (r === 'skip') {
+      skipped++;
+      console.log(`SKIP  ${name}`);
+    } else {
+      passed++;
+      console.log(`PASS  ${name}  (${((Date.now() - t0) / 1000).toFixed(2)} s)`);
+    }
+  } catch (e) {
+    failed++;
+    console.log(`FAIL  ${name}: ${e.message.split('\n').slice(0, 6).join('\n      ')}`);
+    if (page) await shot(`FAILED-${name.replace(/\W+/g, '-')}`).catch(() => {});
+    throw e;
+  }
+}
+
+function fixture(...parts) {
+  return join(FIXTURES, ...parts);
+}
+
+// Sets the file input of a picker and returns the API's JSON answer for the request it made.
+async function pick(pickerId, files, urlPart) {
+  const input = page.locator(`[data-picker="${pickerId}"] .drop input[type=file]`);
+  const waiting = page.waitForResponse((r) => r.url().includes(urlPart) && r.request().method() === 'POST');
+  await input.setInputFiles(files);
+  const res = await waiting;
+  return { status: res.status(), body: await res.json() };
+}
+
+async function tab(name) {
+  await page.click(`#tab-${name}`);
+  await page.locator(`#${name}`).waitFor({ state: 'visible' });
+}
+
+/* ---- the steps ---- */
+
+const group = HAVE_FIXTURES ? fixture('group-t1.jpg') : 'models/samples/sample5.jpg';
+// Four photos of one person and a fifth to search with; without the fixtures, the model
+// pack's sample photos: four subjects of one photo each, searched with one of them.
+const people = HAVE_FIXTURES
+  ? ['amy', 'howard'].map((n) => ({ name: n, enrol: [1, 2, 3, 4].map((k) => fixture('identities', n, `${n}${k}.png`)) }))
+  : [1, 2, 3, 4].map((k) => ({ name: `sample${k}`, enrol: [`models/samples/sample${k}.jpg`] }));
+const probe = HAVE_FIXTURES ? { name: 'amy', file: fixture('identities', 'amy', 'amy5.png') }
+  : { name: 'sample2', file: 'models/samples/sample2.jpg' };
+const verifyPair = HAVE_FIXTURES ? [fixture('id-obama-1.jpg'), fixture('id-obama-2.jpg')]
+  : ['models/samples/sample1.jpg', 'models/samples/sample1.jpg'];
+
+async function main() {
+  const port = await startServer();
+  base = `http://127.0.0.1:${port}`;
+  await waitReady(base);
+  console.log(`ui: vultus on ${base}, data ${dataDir}, ${HAVE_FIXTURES ? 'fixtures from ../shared/data' : 'no ../shared/data: model pack samples'}`);
+
+  await step('static files are served from the binary', async () => {
+    const want = { '/': 'text/html', '/app.js': 'text/javascript', '/app.css': 'text/css', '/favicon.svg': 'image/svg+xml' };
+    let total = 0;
+    for (const [path, type] of Object.entries(want)) {
+      const r = await fetch(base + path);
+      assert(r.status === 200, `${path} answers 200 (got ${r.status})`);
+      assert((r.headers.get('content-type') || '').startsWith(type), `${path} is ${type} (got ${r.headers.get('content-type')})`);
+      total += (await r.arrayBuffer()).byteLength;
+    }
+    assert(total < 200 * 1024, `the page is under 200 KB (it is ${total} bytes)`);
+    const head = await fetch(`${base}/`, { method: 'HEAD' });
+    assert(head.status === 200, 'HEAD / answers 200');
+    const missing = await fetch(`${base}/nothing-here.js`);
+    assert(missing.status === 404, 'an unknown file is 404');
+    console.log(`      page size ${total} bytes`);
+  });
+
+  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_FLAGS });
+  const context = await browser.newContext({ viewport: { width: 1360, height: 900 }, deviceScaleFactor: 1 });
+  page = await context.newPage();
+  page.setDefaultTimeout(20000);
+  // Nothing may leave for another origin, and the page must not throw.
+  const foreign = [], pageErrors = [];
+  page.on('request', (r) => { if (!r.url().startsWith(base) && !/^(blob|data):/.test(r.url())) foreign.push(r.url()); });
+  page.on('pageerror', (e) => pageErrors.push(String(e)));
+  page.on('console', (m) => { if (m.type() === 'error' && !/Failed to load resource/.test(m.text())) pageErrors.push(m.text()); });
+
+  await step('the page loads and is ready', async () => {
+    await page.goto(base + '/');
+    await page.waitForSelector('html[data-ready="true"]');
+    await page.locator('#ready.ok').waitFor();
+    assert(await page.locator('#analyse').isVisible(), 'Analyse is the first tab');
+  });
+
+  let analysed;
+  await step('analyse: a group photo gets one box per detected face', async () => {
+    analysed = await pick('analyse', group, '/v1/analyze');
+    assert(analysed.status === 200, `analyze answered 200 (got ${analysed.status})`);
+    const n = analysed.body.faces.length;
+    assert(n > 1, `the group photo has more than one face (the API found ${n})`);
+    const boxes = page.locator('[data-picker="analyse"] .overlay .face');
+    await page.waitForFunction((k) => document.querySelectorAll('[data-picker="analyse"] .overlay .face').length === k, n);
+    assert(await boxes.count() === n, `boxes drawn (${await boxes.count()}) == faces returned (${n})`);
+    // Labels show what the API said about each face, in the page's left-to-right order.
+    const sorted = [...analysed.body.faces].sort((a, b) => a.box.x - b.box.x);
+    const label0 = await boxes.nth(0).locator('.tag').innerText();
+    assert(label0.includes(String(Math.round(sorted[0].attributes.age))) && label0.includes(sorted[0].attributes.gender),
+      `the first label "${label0}" shows the age and gender the API returned`);
+    // The stage-timing bar lists the stages the service timed.
+    const timing = await page.locator('#analyse-timing').innerText();
+    for (const stage of Object.keys(analysed.body.timing_ms)) assert(timing.includes(stage), `timing bar shows ${stage}`);
+    assert(await page.locator('#analyse-details .face-item').count() === n, 'the side list has every face');
+    await shot('01-analyse-group');
+  });
+
+  await step('analyse: hovering a face shows its details', async () => {
+    const boxes = page.locator('[data-picker="analyse"] .overlay .face');
+    await boxes.nth(1).hover();
+    const details = await page.locator('#analyse-details').innerText();
+    assert(/about \d+/.test(details) && /emotion/i.test(details) && /liveness/i.test(details), `details of face 2 are shown: ${details.slice(0, 80)}`);
+    await shot('02-analyse-details');
+  });
+
+  await step('keyboard: tab list arrows and a focused face', async () => {
+    await page.mouse.move(5, 5);
+    await page.locator('#tab-analyse').focus();
+    await page.keyboard.press('ArrowRight');
+    assert(await page.locator('#tab-enrol').getAttribute('aria-selected') === 'true', 'ArrowRight selects Enrol');
+    await page.keyboard.press('ArrowLeft');
+    assert(await page.locator('#tab-analyse').getAttribute('aria-selected') === 'true', 'ArrowLeft selects Analyse');
+    const face = page.locator('[data-picker="analyse"] .overlay .face').first();
+    await face.focus();
+    await page.keyboard.press('Enter');
+    await page.mouse.move(5, 5);
+    const details = await page.locator('#analyse-details').innerText();
+    assert(details.includes('face #1 of'), 'Enter on a focused face pins its details');
+    await shot('03-keyboard-focus');
+  });
+
+  await step('an API error (a file that is not an image) is shown in plain words', async () => {
+    const r = await pick('analyse', { name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('these are notes, not a photo\n') }, '/v1/analyze');
+    assert(r.status === 415 && r.body.error.code === 'unsupported_image', `the API refused it (${r.status} ${r.body.error && r.body.error.code})`);
+    const msg = page.locator('.notice[role=alert]').filter({ hasText: 'not a picture the service can read' });
+    await msg.first().waitFor({ state: 'visible' });
+    const inline = page.locator('[data-picker="analyse"] .inline-error');
+    await inline.waitFor({ state: 'visible' });
+    assert((await inline.innerText()).includes('JPEG, PNG or WebP'), 'the message under the picker says what to do');
+    await shot('04-error-not-an-image');
+    for (const b of await page.locator('.notice button').all()) await b.click();
+  });
+
+  await step('enrol: several photos of a person, with a progress bar', async () => {
+    await tab('enrol');
+    const form = page.locator('#batch-form');
+    for (const person of people) {
+      await form.locator('input[name=collection]').fill('people');
+      await form.locator('input[name=subject]').fill(person.name);
+      await page.locator('#batch-files').setInputFiles(person.enrol);
+      await form.locator('#batch-submit').click();
+      const n = person.enrol.length;
+      await page.locator('#batch-summary').filter({ hasText: `Enrolled ${n} of ${n}` }).waitFor();
+      assert(await page.locator('#batch-progress').evaluate((p) => p.value === p.max), 'the progress bar is full');
+      assert(await page.locator('#batch-log li.ok').count() === n, `${n} photos enrolled`);
+    }
+    await shot('05-enrol-batch');
+    const subjects = await (await fetch(`${base}/v1/collections/people/subjects`)).json();
+    assert(subjects.subjects.length === people.length, `the collection has ${people.length} subjects`);
+  });
+
+  await step('enrol: click a face of a group photo and name it', async () => {
+    const det = await pick('enrol', group, '/v1/detect');
+    const n = det.body.faces.length;
+    await page.waitForFunction((k) => document.querySelectorAll('[data-picker="enrol"] .overlay .face').length === k, n);
+    assert(await page.locator('#enrol-submit').isDisabled(), 'nothing is selected yet in a group photo');
+    await page.locator('[data-picker="enrol"] .overlay .face').nth(1).click();
+    assert(await page.locator('[data-picker="enrol"] .overlay .face.selected').count() === 1, 'one face is selected');
+    const form = page.locator('#enrol-form');
+    await form.locator('input[name=collection]').fill('people');
+    await form.locator('input[name=subject]').fill('guest');
+    const waiting = page.waitForResponse((r) => r.url().endsWith('/v1/collections/people/faces') && r.request().method() === 'POST');
+    await page.locator('#enrol-submit').click();
+    const res = await waiting;
+    assert(res.status() === 201, `enrolled (${res.status()})`);
+    const body = await res.json();
+    // The page sent a crop around the chosen face: the enrolled face is that one.
+    assert(body.faces_in_image <= 2, `the upload was cut around the chosen face (${body.faces_in_image} faces in it)`);
+    await page.locator('#enrol-result').filter({ hasText: 'Enrolled as guest' }).waitFor();
+    await page.waitForFunction(() => document.querySelector('#enrol-result img')?.naturalWidth > 0);
+    await shot('06-enrol-click-a-face');
+  });
+
+  await step('search: a fifth photo finds the enrolled name', async () => {
+    await tab('search');
+    await page.locator('#search-collection').selectOption('people');
+    const r = await pick('search', probe.file, '/v1/collections/people/search');
+    assert(r.status === 200, `search answered 200 (got ${r.status})`);
+    const best = r.body.faces.map((f) => f.matches[0]).filter((m) => m && m.decision === 'match');
+    assert(best.some((m) => m.subject === probe.name), `the API matched ${probe.name}`);
+    const tags = page.locator('[data-picker="search"] .overlay .face .tag');
+    await tags.first().waitFor();
+    const shown = await tags.allInnerTexts();
+    assert(shown.some((t) => t.startsWith(probe.name)), `a face is labelled ${probe.name} (labels: ${shown.join(' | ')})`);
+    const results = page.locator('#search-results');
+    await results.locator('.who', { hasText: probe.name }).first().waitFor();
+    await page.waitForFunction(() => [...document.querySelectorAll('#search-results .thumb')].some((i) => i.naturalWidth > 0));
+    await shot('07-search');
+  });
+
+  await step('search: a face nobody enrolled says unknown', async () => {
+    const file = HAVE_FIXTURES ? fixture('identities', 'penny', 'penny5.png') : null;
+    if (!file) return 'skip';
+    const r = await pick('search', file, '/v1/collections/people/search');
+    assert(r.status === 200, 'search answered 200');
+    const decided = r.body.faces[0].matches[0]?.decision;
+    if (decided === 'match') throw new Error(`penny matched ${r.body.faces[0].matches[0].subject}: the threshold is too loose for this test`);
+    await page.locator('[data-picker="search"] .overlay .face .tag', { hasText: 'unknown' }).first().waitFor();
+    await page.locator('#search-results', { hasText: 'is similar enough' }).waitFor();
+    await shot('08-search-unknown');
+  });
+
+  await step('verify: two photos, similarity and decision', async () => {
+    await tab('verify');
+    await page.locator('[data-picker="verify-a"] .drop input[type=file]').setInputFiles(verifyPair[0]);
+    const waiting = page.waitForResponse((r) => r.url().endsWith('/v1/verify'));
+    await page.locator('[data-picker="verify-b"] .drop input[type=file]').setInputFiles(verifyPair[1]);
+    const res = await waiting;
+    const body = await res.json();
+    assert(res.status() === 200, `verify answered 200 (got ${res.status()})`);
+    assert(body.decision === 'match', `the two photos are the same person (similarity ${body.similarity})`);
+    const verdict = page.locator('#verify-result .decision');
+    await verdict.waitFor();
+    assert(await verdict.innerText() === 'Same person', 'the page says Same person');
+    assert((await page.locator('#verify-result .score').innerText()) === body.similarity.toFixed(3), 'the similarity shown is the API\'s');
+    await shot('09-verify');
+  });
+
+  await step('browse: subjects with thumbnails; delete a face and a subject, with confirmation', async () => {
+    await tab('browse');
+    await page.locator('#collections button', { hasText: 'people' }).click();
+    const cards = page.locator('#subject-grid .subject');
+    await page.waitForFunction((k) => document.querySelectorAll('#subject-grid .subject').length === k, people.length + 1);
+    await page.waitForFunction(() => [...document.querySelectorAll('#subject-grid .thumb')].filter((i) => i.naturalWidth > 0).length >= 3);
+    await shot('10-browse');
+    // Delete one face of the first person: cancel first (nothing happens), then confirm.
+    const first = cards.filter({ hasText: people[0].name }).first();
+    const before = await first.locator('.tile').count();
+    await first.locator('.tile .x').first().click();
+    await page.locator('#confirm-dialog[open]').waitFor();
+    await shot('11-browse-confirm');
+    await page.locator('#confirm-dialog button[value=cancel]').click();
+    assert(await first.locator('.tile').count() === before, 'cancel keeps the face');
+    await first.locator('.tile .x').first().click();
+    const del = page.waitForResponse((r) => r.request().method() === 'DELETE');
+    await page.locator('#confirm-ok').click();
+    assert((await del).status() === 204 || (await del).status() === 200, 'the face was deleted');
+    await page.waitForFunction(([name, k]) => [...document.querySelectorAll('#subject-grid .subject')].find((c) => c.textContent.includes(name))?.querySelectorAll('.tile').length === k, [people[0].name, before - 1]);
+    // Delete the subject "guest".
+    await cards.filter({ hasText: 'guest' }).locator('button', { hasText: 'Delete' }).click();
+    await page.locator('#confirm-ok').click();
+    await page.waitForFunction(() => ![...document.querySelectorAll('#subject-grid .subject .name')].some((n) => n.textContent === 'guest'));
+    const subjects = await (await fetch(`${base}/v1/collections/people/subjects`)).json();
+    assert(!subjects.subjects.some((s) => s.id === 'guest'), 'the service no longer has guest');
+  });
+
+  await step('status: live figures from /metrics', async () => {
+    await tab('status');
+    await page.locator('#figures .figure').first().waitFor();
+    // The second refresh has a rate (a delta of the counters) and the window's percentiles.
+    await page.waitForFunction(() => /^\d/.test(document.querySelector('#figures .figure .value')?.textContent || ''), null, { timeout: 10000 });
+    const text = await page.locator('#figures').innerText();
+    for (const label of ['Requests / s', 'p50 latency', 'p99 latency', 'Queue', 'In flight']) assert(text.toLowerCase().includes(label.toLowerCase()), `status shows ${label}`);
+    const p99 = await page.locator('#figures .figure', { hasText: 'p99' }).locator('.value').innerText();
+    assert(/\d/.test(p99), `p99 latency is a number (${p99})`);
+    assert(await page.locator('#stages .meter').count() >= 3, 'time per stage is shown');
+    await shot('12-status');
+  });
+
+  await step('API key: asked for when the service needs one, kept in the browser', async () => {
+    const key = execFileSync(BINARY, ['keys', 'create', '--scope', 'admin', '--data', dataDir, '--name', 'ui-test'], { encoding: 'utf8' }).trim().split('\n').pop().trim();
+    assert(/^\S{16,}$/.test(key), `a key was made (${key.length} characters)`);
+    // The server notices new keys within a second; then the page gets 401 and asks.
+    const until = Date.now() + 5000;
+    while ((await fetch(`${base}/v1/collections`)).status !== 401) {
+      assert(Date.now() < until, 'the server requires the key within 5 s');
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    await tab('browse');
+    await page.locator('#key-dialog[open]').waitFor();
+    await page.locator('.notice', { hasText: 'needs an API key' }).first().waitFor();
+    await page.locator('#key-input').fill(key);
+    await shot('13-api-key');
+    await page.locator('#key-dialog button[value=save]').click();
+    await page.locator('#collections button', { hasText: 'people' }).waitFor();
+    assert(await page.evaluate(() => localStorage.getItem('vultus.apiKey')) === key, 'the key is kept in localStorage');
+    assert((await page.locator('#key-button').innerText()).includes('✓'), 'the key button shows a key is set');
+    // Thumbnails need the key too.
+    await page.locator('#collections button', { hasText: 'people' }).click();
+    await page.waitForFunction(() => [...document.querySelectorAll('#subject-grid .thumb')].some((i) => i.naturalWidth > 0));
+    for (const b of await page.locator('.notice button').all()) await b.click();
+  });
+
+  await step('phone-sized screen (390x844): usable, nothing wider than the screen', async () => {
+    const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true });
+    const p = await phone.newPage();
+    p.on('pageerror', (e) => pageErrors.push(String(e)));
+    await p.goto(base + '/');
+    await p.evaluate((k) => localStorage.setItem('vultus.apiKey', k), await page.evaluate(() => localStorage.getItem('vultus.apiKey')));
+    await p.reload();
+    await p.waitForSelector('html[data-ready="true"]');
+    const waiting = p.waitForResponse((r) => r.url().includes('/v1/analyze'));
+    await p.locator('[data-picker="analyse"] .drop input[type=file]').setInputFiles(group);
+    const body = await (await waiting).json();
+    await p.waitForFunction((k) => document.querySelectorAll('[data-picker="analyse"] .overlay .face').length === k, body.faces.length);
+    const width = await p.evaluate(() => document.documentElement.scrollWidth);
+    assert(width <= 390, `the page fits the screen (${width} px wide)`);
+    await p.locator('[data-picker="analyse"] .overlay .face').first().tap();
+    await p.locator('#analyse-details', { hasText: 'face #1 of' }).waitFor();
+    await shot('14-phone-analyse', p);
+    await p.locator('#analyse-details').scrollIntoViewIfNeeded();
+    await shot('15-phone-details', p);
+    await p.locator('#tab-search').tap();
+    await shot('16-phone-search', p);
+    await phone.close();
+  });
+
+  await step('nothing left the page for another origin; no script errors', async () => {
+    assert(foreign.length === 0, `requests to other origins: ${foreign.join(', ')}`);
+    assert(pageErrors.length === 0, `page errors: ${pageErrors.join(' | ')}`);
+  });
+}
+
+let code = 0;
+try {
+  await main();
+} catch (e) {
+  code = 1;
+  if (!failed) {
+    failed++;
+    console.log(`FAIL  setup: ${e.message}`);
+  }
+  console.log('--- last lines of the server log ---');
+  console.log(serverLog.slice(-30).join('\n'));
+} finally {
+  await browser?.close().catch(() => {});
+  if (server && server.exitCode === null) {
+    server.removeAllListeners('exit');
+    server.kill('SIGTERM');
+    await new Promise((r) => { const t = setTimeout(() => { server.kill('SIGKILL'); r(); }, 5000); server.on('exit', () => { clearTimeout(t); r(); }); });
+  }
+  rmSync(dataDir, { recursive: true, force: true });
+}
+console.log(`ui: screenshots in ${SHOTS}/`);
+console.log(`ui: ${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}`);
+process.exit(code || (failed ? 1 : 0));

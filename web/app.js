@@ -1,0 +1,1339 @@
+// vultus web page: plain modern JavaScript, no dependencies, no build step. It talks only to
+// the service that served it (relative URLs; the page's Content-Security-Policy enforces it).
+// The DOM is built with h() and textContent, never from HTML strings, so names that come back
+// from the API cannot inject markup.
+
+const KEY_STORAGE = 'vultus.apiKey';
+const COLLECTION_STORAGE = 'vultus.collection';
+const PALETTE = ['#4cc9b0', '#7aa2ff', '#f0a35e', '#e377c2', '#ffd166', '#8bd450', '#ff7b72', '#b197fc',
+  '#5fd3f3', '#f7a1c4'];
+const STAGE_COLORS = {
+  queue: '#6b7787', decode: '#7aa2ff', detect: '#4cc9b0', landmarks: '#8bd450', align: '#ffd166',
+  embed: '#f0a35e', attributes: '#e377c2', liveness: '#b197fc', gallery: '#ff7b72',
+};
+const STAGE_ORDER = ['queue', 'decode', 'detect', 'landmarks', 'align', 'embed', 'attributes', 'liveness',
+  'gallery'];
+const EMOTIONS = ['neutral', 'happy', 'sad', 'surprise', 'angry', 'fear', 'disgust'];
+
+const $ = (sel, root = document) => root.querySelector(sel);
+
+// Creates an element: props are attributes, except class, text, style (an object of CSS
+// properties, set through the CSSOM so the CSP needs no 'unsafe-inline') and on* listeners.
+function h(tag, props, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(props || {})) {
+    if (v == null || v === false) continue;
+    if (k === 'class') el.className = v;
+    else if (k === 'text') el.textContent = v;
+    else if (k === 'style') for (const [p, val] of Object.entries(v)) el.style.setProperty(p, val);
+    else if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
+    else el.setAttribute(k, v === true ? '' : v);
+  }
+  for (const c of children.flat()) {
+    if (c != null && c !== false) el.append(c instanceof Node ? c : String(c));
+  }
+  return el;
+}
+
+function svg(tag, attrs) {
+  const el = document.createElementNS('http://www.w3.org/2000/svg', tag);
+  for (const [k, v] of Object.entries(attrs || {})) el.setAttribute(k, v);
+  return el;
+}
+
+const fmt = {
+  ms: (v) => (v >= 100 ? Math.round(v).toString() : v >= 10 ? v.toFixed(1) : v.toFixed(2)),
+  pct: (v) => `${Math.round(v * 100)}%`,
+  num: (v, d = 3) => (Number.isFinite(v) ? v.toFixed(d) : '–'),
+};
+
+/* ---- the API ------------------------------------------------------------------------------ */
+
+class ApiError extends Error {
+  constructor(status, code, message, retryAfter) {
+    super(message);
+    this.status = status;
+    this.code = code;
+    this.retryAfter = retryAfter;
+  }
+}
+
+function apiKey() {
+  try {
+    return localStorage.getItem(KEY_STORAGE) || '';
+  } catch {
+    return '';
+  }
+}
+
+// Calls the API; resolves to the parsed JSON (or the Response when raw), rejects with an
+// ApiError whose code is the API's stable error code ('network' when nothing answered).
+async function api(method, path, { json, form, raw } = {}) {
+  const headers = {};
+  const key = apiKey();
+  if (key) headers.Authorization = `Bearer ${key}`;
+  let body;
+  if (json !== undefined) {
+    headers['Content-Type'] = 'application/json';
+    body = JSON.stringify(json);
+  } else if (form) {
+    body = form;
+  }
+  let res;
+  try {
+    res = await fetch(path, { method, headers, body, cache: 'no-store' });
+  } catch (e) {
+    throw new ApiError(0, 'network', String(e.message || e));
+  }
+  if (raw && res.ok) return res;
+  const text = await res.text();
+  let data = null;
+  try {
+    data = text ? JSON.parse(text) : null;
+  } catch {
+    data = null;
+  }
+  if (!res.ok) {
+    const err = data && data.error;
+    const code = (err && err.code) || `http_${res.status}`;
+    const message = (err && err.message) || text.slice(0, 300) || res.statusText;
+    const ra = res.headers.get('Retry-After');
+    if (res.status === 401) askForKeyOnce();
+    throw new ApiError(res.status, code, message, ra ? Number(ra) : 0);
+  }
+  return data;
+}
+
+const enc = encodeURIComponent;
+
+// Thumbnails need the API key, so an <img src> cannot fetch them: they come through fetch()
+// as blobs, kept as object URLs for the page's life.
+const thumbCache = new Map();
+function thumbnail(collection, faceId) {
+  const path = `/v1/collections/${enc(collection)}/faces/${faceId}/thumbnail`;
+  if (!thumbCache.has(path)) {
+    const p = api('GET', path, { raw: true })
+      .then((res) => res.blob())
+      .then((b) => URL.createObjectURL(b));
+    p.catch(() => thumbCache.delete(path));
+    thumbCache.set(path, p);
+  }
+  return thumbCache.get(path);
+}
+
+function thumbImg(collection, faceId, alt) {
+  const img = h('img', { class: 'thumb', alt, loading: 'lazy' });
+  thumbnail(collection, faceId).then((url) => { img.src = url; }, () => { img.alt = `${alt} (unavailable)`; });
+  return img;
+}
+
+/* ---- errors, in plain words ------------------------------------------------------------- */
+
+const PLAIN = {
+  network: 'The service could not be reached. Check that it is still running.',
+  unauthorized: 'This service needs an API key. Enter one with “API key” at the top right.',
+  forbidden: 'Your API key is not allowed to do this.',
+  unsupported_image: 'That file is not a picture the service can read. Use a JPEG, PNG or WebP photo.',
+  invalid_image: 'That picture is damaged or incomplete, so the service cannot read it.',
+  missing_image: 'No picture was sent.',
+  no_face: 'No face was found in that picture.',
+  image_too_large: 'That picture has more pixels than the service accepts.',
+  body_too_large: 'That file is larger than the service accepts.',
+  too_large: 'That is more than the service allows.',
+  overloaded: 'The service is busy right now.',
+  rate_limited: 'Too many requests with this API key.',
+  not_ready: 'The service is still starting (loading its models).',
+  collection_not_found: 'There is no collection with that name.',
+  subject_not_found: 'There is no such subject in this collection.',
+  face_not_found: 'That face is no longer in the collection.',
+  not_found: 'The service has nothing at that address.',
+  collection_exists: 'A collection with that name already exists.',
+  subject_exists: 'A subject with that name already exists.',
+  conflict: 'That already exists.',
+  model_mismatch: 'This collection was made with another face model than the one the service uses now.',
+  invalid_parameter: 'One of the values is not valid.',
+  bad_request: 'The service could not understand the request.',
+  invalid_json: 'The service could not understand the request.',
+  invalid_multipart: 'The upload arrived incomplete; please try again.',
+  unsupported_media_type: 'The service does not accept this kind of upload.',
+  idempotency_in_progress: 'The same upload is still being processed.',
+  internal: 'The service hit an internal error.',
+};
+
+function plainWords(err) {
+  if (!(err instanceof ApiError)) return { title: 'Something went wrong in the page.', detail: String(err) };
+  let title = PLAIN[err.code] || `The service answered with an error (${err.status}).`;
+  if (err.retryAfter > 0) title += ` Try again in ${err.retryAfter} s.`;
+  return { title, detail: err.code === 'network' ? '' : `${err.message} (${err.code})` };
+}
+
+// A notice in the corner; errors stay until dismissed, information goes after a while.
+function notify(err, { info = false, context = '' } = {}) {
+  const { title, detail } = info ? { title: err, detail: '' } : plainWords(err);
+  const box = $('#notices');
+  const close = h('button', { type: 'button', 'aria-label': 'Dismiss', text: '×' });
+  const n = h('div', { class: info ? 'notice info' : 'notice', role: info ? 'status' : 'alert' },
+    h('strong', { text: context ? `${context}: ${title}` : title }),
+    detail ? h('div', { class: 'detail', text: detail }) : null, close);
+  close.addEventListener('click', () => n.remove());
+  box.append(n);
+  while (box.children.length > 4) box.firstElementChild.remove();
+  if (info) setTimeout(() => n.remove(), 6000);
+  return n;
+}
+
+function inlineError(el, err) {
+  const { title, detail } = plainWords(err);
+  el.replaceChildren(h('span', { text: title }), detail ? h('span', { class: 'detail', text: detail }) : null);
+  el.hidden = false;
+}
+
+/* ---- the API key ------------------------------------------------------------------------ */
+
+let askedForKey = false;
+function askForKeyOnce() {
+  if (askedForKey) return;
+  askedForKey = true;
+  openKeyDialog();
+}
+
+function openKeyDialog() {
+  const d = $('#key-dialog');
+  if (d.open) return;
+  $('#key-input').value = apiKey();
+  d.showModal();
+}
+
+function updateKeyButton() {
+  $('#key-button').textContent = apiKey() ? 'API key ✓' : 'API key';
+}
+
+function setupKeyDialog() {
+  const d = $('#key-dialog');
+  $('#key-button').addEventListener('click', openKeyDialog);
+  d.addEventListener('close', () => {
+    const v = $('#key-input').value.trim();
+    try {
+      if (d.returnValue === 'save' && v) localStorage.setItem(KEY_STORAGE, v);
+      if (d.returnValue === 'forget') localStorage.removeItem(KEY_STORAGE);
+    } catch {
+      notify('This browser does not let the page keep the key (storage is blocked).', { info: true });
+    }
+    $('#key-input').value = '';
+    updateKeyButton();
+    if (d.returnValue === 'save' || d.returnValue === 'forget') {
+      askedForKey = false;
+      refreshCollections();
+    }
+  });
+  updateKeyButton();
+}
+
+/* ---- confirmation ----------------------------------------------------------------------- */
+
+function confirmAction(title, text, okLabel = 'Delete') {
+  const d = $('#confirm-dialog');
+  $('#confirm-title').textContent = title;
+  $('#confirm-text').textContent = text;
+  $('#confirm-ok').textContent = okLabel;
+  d.returnValue = '';
+  d.showModal();
+  return new Promise((resolve) => d.addEventListener('close', () => resolve(d.returnValue === 'ok'), { once: true }));
+}
+
+/* ---- tabs ------------------------------------------------------------------------------- */
+
+const TABS = ['analyse', 'enrol', 'search', 'verify', 'browse', 'status'];
+let activeTab = '';
+const tabListeners = [];
+
+function showTab(name, focus = false) {
+  if (!TABS.includes(name)) name = 'analyse';
+  activeTab = name;
+  for (const t of TABS) {
+    const btn = $(`#tab-${t}`);
+    btn.setAttribute('aria-selected', String(t === name));
+    btn.tabIndex = t === name ? 0 : -1;
+    $(`#${t}`).hidden = t !== name;
+  }
+  if (focus) $(`#tab-${name}`).focus();
+  if (location.hash !== `#${name}`) history.replaceState(null, '', `#${name}`);
+  for (const f of tabListeners) f(name);
+}
+
+function setupTabs() {
+  const list = $('.tabs');
+  list.addEventListener('click', (e) => {
+    const b = e.target.closest('[data-tab]');
+    if (b) showTab(b.dataset.tab);
+  });
+  list.addEventListener('keydown', (e) => {
+    const i = TABS.indexOf(activeTab);
+    const next = { ArrowRight: i + 1, ArrowLeft: i - 1, Home: 0, End: TABS.length - 1 }[e.key];
+    if (next === undefined) return;
+    e.preventDefault();
+    showTab(TABS[(next + TABS.length) % TABS.length], true);
+  });
+  addEventListener('hashchange', () => showTab(location.hash.slice(1)));
+  document.querySelector('.brand').addEventListener('click', (e) => {
+    e.preventDefault();
+    showTab('analyse', true);
+  });
+  showTab(location.hash.slice(1));
+}
+
+/* ---- the picture picker: drop, choose, paste, camera ---------------------------------- */
+
+const pickers = {};
+
+const DROP_ICON = () => {
+  const s = svg('svg', { viewBox: '0 0 24 24', 'aria-hidden': 'true' });
+  s.append(svg('path', {
+    d: 'M4 16.5V18a2 2 0 0 0 2 2h12a2 2 0 0 0 2-2v-1.5M12 4v11m0-11L7.5 8.5M12 4l4.5 4.5',
+    fill: 'none', stroke: 'currentColor', 'stroke-width': '1.7', 'stroke-linecap': 'round', 'stroke-linejoin': 'round',
+  }));
+  return s;
+};
+
+function isImageFile(f) {
+  return /^image\//.test(f.type) || /\.(jpe?g|png|webp)$/i.test(f.name || '');
+}
+
+// A picker owns a drop zone that turns into the image with its face overlay once a picture
+// is chosen. onImage(blob, name) runs for every new picture.
+function makePicker(root, { title = 'Drop a photo here', onImage }) {
+  const id = root.dataset.picker;
+  const fileInput = () => {
+    const input = h('input', { type: 'file', accept: 'image/*', class: 'visually-hidden', 'data-role': 'file' });
+    input.addEventListener('change', () => {
+      if (input.files[0]) picker.set(input.files[0], input.files[0].name);
+      input.value = '';
+    });
+    return input;
+  };
+  const cameraButton = () => h('button', { type: 'button', class: 'btn ghost', onclick: () => openCamera(picker) }, 'Camera');
+  const drop = h('div', { class: 'drop' },
+    h('div', {}, DROP_ICON(), h('div', { class: 'big', text: title }),
+      h('div', { class: 'muted', text: 'or paste one with Ctrl+V' })),
+    h('div', { class: 'picker-actions' },
+      h('label', { class: 'btn primary' }, 'Choose a photo', fileInput()), cameraButton()));
+  const img = h('img', { alt: '' });
+  const overlay = h('div', { class: 'overlay' });
+  const frame = h('div', { class: 'frame' }, img, overlay);
+  const stage = h('div', { class: 'stage', hidden: true }, frame);
+  const name = h('span', { class: 'name' });
+  const bar = h('div', { class: 'picker-bar', hidden: true }, name,
+    h('div', { class: 'row' }, h('label', { class: 'btn small' }, 'Another photo', fileInput()),
+      h('button', { type: 'button', class: 'btn small ghost', onclick: () => openCamera(picker) }, 'Camera')));
+  const error = h('div', { class: 'inline-error', role: 'alert', hidden: true });
+  root.replaceChildren(drop, stage, bar, error);
+
+  let depth = 0;
+  root.addEventListener('dragenter', (e) => { e.preventDefault(); depth++; root.classList.add('dragging'); });
+  root.addEventListener('dragover', (e) => { e.preventDefault(); e.dataTransfer.dropEffect = 'copy'; });
+  root.addEventListener('dragleave', () => { if (--depth <= 0) { depth = 0; root.classList.remove('dragging'); } });
+  root.addEventListener('drop', (e) => {
+    e.preventDefault();
+    depth = 0;
+    root.classList.remove('dragging');
+    const f = [...(e.dataTransfer.files || [])][0];
+    if (f) picker.set(f, f.name);
+  });
+
+  let url = '';
+  const picker = {
+    id, root, img, overlay, frame, stage, blob: null, name: '',
+    async set(blob, fileName) {
+      if (url) URL.revokeObjectURL(url);
+      url = URL.createObjectURL(blob);
+      picker.blob = blob;
+      picker.name = fileName || 'image';
+      picker.clearError();
+      overlay.replaceChildren();
+      img.src = url;
+      img.alt = `the chosen photo, ${picker.name}`;
+      let shown = true;
+      try {
+        await img.decode();
+      } catch {
+        shown = false; // not a picture the browser can show: the service will say why
+      }
+      drop.hidden = shown;
+      stage.hidden = !shown;
+      bar.hidden = !shown;
+      name.textContent = picker.name;
+      return onImage(blob, picker.name);
+    },
+    clear() {
+      if (url) URL.revokeObjectURL(url);
+      url = '';
+      picker.blob = null;
+      overlay.replaceChildren();
+      img.removeAttribute('src');
+      drop.hidden = false;
+      stage.hidden = true;
+      bar.hidden = true;
+      picker.clearError();
+    },
+    busy(on) { stage.classList.toggle('busy', on); root.setAttribute('aria-busy', String(on)); },
+    error(err) { inlineError(error, err); },
+    clearError() { error.hidden = true; error.replaceChildren(); },
+  };
+  pickers[id] = picker;
+  return picker;
+}
+
+// Pasting an image sends it to the picker of the tab in view.
+function setupPaste() {
+  document.addEventListener('paste', (e) => {
+    const item = [...(e.clipboardData?.items || [])].find((i) => i.kind === 'file' && i.type.startsWith('image/'));
+    if (!item) return;
+    const file = item.getAsFile();
+    if (!file) return;
+    e.preventDefault();
+    let target = { analyse: 'analyse', enrol: 'enrol', search: 'search' }[activeTab];
+    if (activeTab === 'verify') {
+      const inB = pickers['verify-b'].root.contains(document.activeElement);
+      target = inB || (pickers['verify-a'].blob && !pickers['verify-b'].blob) ? 'verify-b' : 'verify-a';
+    }
+    if (!target) {
+      showTab('analyse');
+      target = 'analyse';
+    }
+    pickers[target].set(file, file.name && file.name !== 'image.png' ? file.name : 'pasted image');
+  });
+}
+
+/* ---- camera ----------------------------------------------------------------------------- */
+
+async function openCamera(picker) {
+  if (!navigator.mediaDevices?.getUserMedia) {
+    notify('The camera needs this page on https or localhost, in a browser that allows camera access.', { info: true });
+    return;
+  }
+  let stream;
+  try {
+    stream = await navigator.mediaDevices.getUserMedia({ video: { width: { ideal: 1280 } }, audio: false });
+  } catch (e) {
+    notify(`The camera could not be opened (${e.name}). Check that the browser may use it.`, { info: true });
+    return;
+  }
+  const d = $('#camera-dialog');
+  const video = $('#camera-video');
+  video.srcObject = stream;
+  d.returnValue = '';
+  d.showModal();
+  d.addEventListener('close', () => {
+    if (d.returnValue === 'snap' && video.videoWidth) {
+      const c = h('canvas', { width: video.videoWidth, height: video.videoHeight });
+      c.getContext('2d').drawImage(video, 0, 0);
+      c.toBlob((b) => b && picker.set(b, 'camera snapshot.jpg'), 'image/jpeg', 0.92);
+    }
+    for (const t of stream.getTracks()) t.stop();
+    video.srcObject = null;
+  }, { once: true });
+}
+
+/* ---- faces on a picture ----------------------------------------------------------------- */
+
+const sortFaces = (faces) => [...faces].sort((a, b) => a.box.x - b.box.x);
+
+function boxStyle(box, W, H) {
+  const x0 = Math.max(0, box.x), y0 = Math.max(0, box.y);
+  const x1 = Math.min(W, box.x + box.width), y1 = Math.min(H, box.y + box.height);
+  return {
+    left: `${(x0 / W) * 100}%`, top: `${(y0 / H) * 100}%`,
+    width: `${((x1 - x0) / W) * 100}%`, height: `${((y1 - y0) / H) * 100}%`,
+  };
+}
+
+// Draws one button per face over the picture. Each face gets a colour, a tag (text lines)
+// and its keypoints; events: onEnter/onLeave (hover and focus) and onPick (click, Enter).
+function drawFaces(picker, W, H, faces, { tag, color, label, onEnter, onLeave, onPick } = {}) {
+  picker.overlay.replaceChildren();
+  const els = faces.map((f, i) => {
+    const c = color ? color(f, i) : PALETTE[i % PALETTE.length];
+    const lines = tag ? tag(f, i) : [`#${i + 1}`];
+    const t = h('span', { class: 'tag' }, lines[0], lines[1] ? h('small', { text: lines[1] }) : null);
+    const el = h('button', {
+      type: 'button', class: f.box.y / H < 0.09 ? 'face low' : 'face',
+      'aria-label': label ? label(f, i) : `face ${i + 1}`,
+      style: { ...boxStyle(f.box, W, H), '--c': c },
+    }, t);
+    if (onEnter) {
+      el.addEventListener('mouseenter', () => onEnter(i));
+      el.addEventListener('focus', () => onEnter(i));
+    }
+    if (onLeave) {
+      el.addEventListener('mouseleave', () => onLeave(i));
+      el.addEventListener('blur', () => onLeave(i));
+    }
+    if (onPick) el.addEventListener('click', () => onPick(i));
+    picker.overlay.append(el);
+    for (const p of Object.values(f.keypoints || {})) {
+      picker.overlay.append(h('span', { class: 'pt', style: { left: `${(p[0] / W) * 100}%`, top: `${(p[1] / H) * 100}%`, '--c': c } }));
+    }
+    return el;
+  });
+  return els;
+}
+
+// A canvas with the face cut out of the picture (a little margin around the box).
+function faceCanvas(img, W, box, size = 112) {
+  const c = h('canvas', { width: size, height: size, 'aria-hidden': 'true' });
+  const s = img.naturalWidth / W || 1;
+  const side = Math.max(box.width, box.height) * 1.25;
+  const cx = box.x + box.width / 2, cy = box.y + box.height / 2;
+  try {
+    c.getContext('2d').drawImage(img, (cx - side / 2) * s, (cy - side / 2) * s, side * s, side * s, 0, 0, size, size);
+  } catch {
+    // the picture is not decodable by the browser: an empty square
+  }
+  return c;
+}
+
+function meter(label, value, shown, c) {
+  return h('div', { class: 'meter' }, h('span', { text: label }),
+    h('div', { class: 'track' }, h('div', { class: 'fill', style: { width: `${Math.max(0, Math.min(1, value)) * 100}%`, ...(c ? { '--c': c } : {}) } })),
+    h('span', { class: 'v', text: shown }));
+}
+
+function renderTiming(el, timing, rttMs) {
+  const stages = STAGE_ORDER.filter((s) => timing && timing[s] > 0).map((s) => [s, timing[s]]);
+  for (const [s, v] of Object.entries(timing || {})) if (!STAGE_ORDER.includes(s) && v > 0) stages.push([s, v]);
+  const total = stages.reduce((a, [, v]) => a + v, 0);
+  const bar = h('div', { class: 'bar', role: 'img', 'aria-label': `stage timings: ${stages.map(([s, v]) => `${s} ${fmt.ms(v)} ms`).join(', ')}` },
+    stages.map(([s, v]) => h('span', { title: `${s}: ${fmt.ms(v)} ms`, style: { 'flex-grow': String(v), background: STAGE_COLORS[s] || '#999' } })));
+  const legend = h('div', { class: 'legend' },
+    stages.map(([s, v]) => h('span', {}, h('i', { style: { background: STAGE_COLORS[s] || '#999' } }), `${s} `, h('b', { text: `${fmt.ms(v)} ms` }))),
+    h('span', { class: 'total' }, `service ${fmt.ms(total)} ms`),
+    rttMs ? h('span', { text: `round trip ${fmt.ms(rttMs)} ms` }) : null);
+  el.replaceChildren(bar, legend);
+  el.hidden = false;
+}
+
+/* ---- Analyse ---------------------------------------------------------------------------- */
+
+const analyse = { data: null, faces: [], els: [], pinned: -1, blob: null, name: '' };
+
+function faceSummary(f) {
+  const a = f.attributes;
+  if (!a) return ['face', ''];
+  const first = `${a.gender}, ${Math.round(a.age)} · ${a.dominant_emotion}`;
+  const parts = [];
+  if (f.liveness) parts.push(`live ${fmt.pct(f.liveness.score)}`);
+  parts.push(`quality ${fmt.pct(a.quality)}`);
+  return [first, parts.join(' · ')];
+}
+
+function analyseDetails(i) {
+  const box = $('#analyse-details');
+  const { faces, data } = analyse;
+  analyse.els.forEach((el, k) => el.classList.toggle('active', k === i));
+  if (i < 0) {
+    box.replaceChildren(h('h2', { text: faces.length === 1 ? '1 face' : `${faces.length} faces` }),
+      faces.length ? h('p', { class: 'muted', text: 'Hover, tap or tab to a face for its details.' })
+        : h('p', { class: 'muted', text: 'No face was found in this picture.' }),
+      h('ul', { class: 'face-list' }, faces.map((f, k) => {
+        const [a, b] = faceSummary(f);
+        return h('li', {}, h('button', {
+          type: 'button', class: 'face-item', style: { '--c': PALETTE[k % PALETTE.length] },
+          onclick: () => pinFace(k), onmouseenter: () => analyse.els[k]?.classList.add('active'),
+          onmouseleave: () => analyse.els[k]?.classList.remove('active'),
+        }, faceCanvas(analyse.imgEl, data.width, f.box, 112), h('div', {}, h('div', {}, h('b', { text: `#${k + 1} ` }), a), h('div', { class: 'sub', text: b }))));
+      })));
+    return;
+  }
+  const f = faces[i];
+  const a = f.attributes || {};
+  const c = PALETTE[i % PALETTE.length];
+  const head = h('div', { class: 'detail-head', style: { '--c': c } }, faceCanvas(analyse.imgEl, data.width, f.box, 168),
+    h('div', {}, h('div', { class: 'big', text: a.gender ? `${a.gender[0].toUpperCase()}${a.gender.slice(1)}, about ${Math.round(a.age)}` : `Face ${i + 1}` }),
+      h('div', { class: 'muted', text: `face #${i + 1} of ${faces.length}` }),
+      a.dominant_emotion ? h('span', { class: 'badge', text: a.dominant_emotion }) : null));
+  const facts = h('dl', { class: 'facts' });
+  const fact = (k, v) => facts.append(h('dt', { text: k }), h('dd', { text: v }));
+  fact('Detection score', fmt.num(f.score, 2));
+  if (a.gender) fact('Gender', `${a.gender} (${fmt.pct(a.gender_confidence)} sure)`);
+  if (a.quality !== undefined) fact('Quality', `${fmt.num(a.quality, 2)} (sharpness ${Math.round(a.sharpness)})`);
+  if (a.pose) fact('Head pose', `yaw ${Math.round(a.pose.yaw)}°, pitch ${Math.round(a.pose.pitch)}°, roll ${Math.round(a.pose.roll)}°`);
+  fact('Box', `${Math.round(f.box.x)}, ${Math.round(f.box.y)} · ${Math.round(f.box.width)}×${Math.round(f.box.height)} px`);
+  const parts = [h('button', { type: 'button', class: 'btn ghost small back', onclick: () => pinFace(-1) }, '← All faces'), head, facts];
+  if (f.liveness) {
+    parts.push(h('div', { class: 'section-title', text: 'Liveness (a weak signal)' }),
+      meter('score', f.liveness.score, fmt.num(f.liveness.score, 2)),
+      meter('antispoof', f.liveness.antispoof, fmt.num(f.liveness.antispoof, 2)),
+      meter('live', f.liveness.liveness, fmt.num(f.liveness.liveness, 2)));
+  }
+  if (a.emotion) {
+    parts.push(h('div', { class: 'section-title', text: 'Emotion' }),
+      EMOTIONS.filter((e) => e in a.emotion).map((e) => meter(e, a.emotion[e], fmt.pct(a.emotion[e]), e === a.dominant_emotion ? c : '#56657a')));
+  }
+  parts.push(h('div', { class: 'row', style: { 'margin-top': '14px' } },
+    h('button', { type: 'button', class: 'btn primary', onclick: () => enrolFromAnalyse(i) }, 'Enrol this face…')));
+  box.replaceChildren(...parts.flat());
+}
+
+function pinFace(i) {
+  analyse.pinned = i;
+  analyseDetails(i);
+}
+
+async function runAnalyse(blob, name) {
+  const p = pickers.analyse;
+  const timing = $('#analyse-timing');
+  p.busy(true);
+  const form = new FormData();
+  form.append('image', blob, name);
+  const t0 = performance.now();
+  try {
+    const data = await api('POST', '/v1/analyze', { form });
+    const rtt = performance.now() - t0;
+    Object.assign(analyse, { data, faces: sortFaces(data.faces), pinned: -1, blob, name, imgEl: p.img });
+    analyse.els = drawFaces(p, data.width, data.height, analyse.faces, {
+      tag: (f, i) => { const [a, b] = faceSummary(f); return [`#${i + 1} ${a}`, b]; },
+      label: (f, i) => `face ${i + 1}: ${faceSummary(f).join(', ')}`,
+      onEnter: (i) => analyseDetails(i),
+      onLeave: () => analyseDetails(analyse.pinned),
+      onPick: (i) => pinFace(analyse.pinned === i ? -1 : i),
+    });
+    renderTiming(timing, data.timing_ms, rtt);
+    analyseDetails(-1);
+  } catch (e) {
+    p.overlay.replaceChildren();
+    timing.hidden = true;
+    analyse.faces = [];
+    $('#analyse-details').replaceChildren(h('h2', { text: 'Faces' }), h('p', { class: 'muted', text: 'Nothing to show: see the message under the picture.' }));
+    p.error(e);
+    notify(e, { context: 'Analyse' });
+  } finally {
+    p.busy(false);
+  }
+}
+
+function setupAnalyse() {
+  makePicker($('[data-picker="analyse"]'), { onImage: runAnalyse });
+  const stage = () => pickers.analyse.root;
+  $('#analyse-labels').addEventListener('change', (e) => stage().classList.toggle('hide-labels', !e.target.checked));
+  $('#analyse-points').addEventListener('change', (e) => stage().classList.toggle('hide-points', !e.target.checked));
+}
+
+/* ---- collections (shared by Enrol, Search, Browse) -------------------------------------- */
+
+let collections = [];
+const collectionListeners = [];
+
+async function refreshCollections() {
+  try {
+    const data = await api('GET', '/v1/collections?limit=1000');
+    collections = data.collections || [];
+  } catch (e) {
+    collections = [];
+    if (e.code !== 'unauthorized') notify(e, { context: 'Collections' });
+  }
+  $('#collections-list').replaceChildren(...collections.map((c) => h('option', { value: c.name })));
+  for (const f of collectionListeners) f(collections);
+  return collections;
+}
+
+async function ensureCollection(name) {
+  if (collections.some((c) => c.name === name)) return;
+  try {
+    await api('POST', '/v1/collections', { json: { name } });
+    notify(`Created the collection “${name}”.`, { info: true });
+  } catch (e) {
+    if (e.code !== 'collection_exists' && e.code !== 'conflict') throw e;
+  }
+  await refreshCollections();
+}
+
+let subjectsFor = '';
+async function loadSubjectsList(collection) {
+  if (!collection || collection === subjectsFor || !collections.some((c) => c.name === collection)) return;
+  subjectsFor = collection;
+  try {
+    const data = await api('GET', `/v1/collections/${enc(collection)}/subjects?limit=1000`);
+    $('#subjects-list').replaceChildren(...data.subjects.map((s) => h('option', { value: s.id })));
+  } catch {
+    subjectsFor = '';
+  }
+}
+
+function rememberCollection(name) {
+  try { localStorage.setItem(COLLECTION_STORAGE, name); } catch { /* private mode */ }
+}
+function lastCollection() {
+  try { return localStorage.getItem(COLLECTION_STORAGE) || ''; } catch { return ''; }
+}
+
+/* ---- Enrol ------------------------------------------------------------------------------ */
+
+const enrol = { data: null, faces: [], selected: -1, els: [], pending: null };
+
+function selectEnrolFace(i) {
+  enrol.selected = i;
+  enrol.els.forEach((el, k) => {
+    el.classList.toggle('selected', k === i);
+    el.classList.toggle('dim', i >= 0 && k !== i);
+    el.setAttribute('aria-pressed', String(k === i));
+  });
+  $('#enrol-submit').disabled = i < 0;
+  $('#enrol-hint').textContent = i < 0
+    ? (enrol.faces.length ? 'Click (or tab to and press Enter on) the face to enrol.' : 'No face to enrol in this picture.')
+    : `Face #${i + 1} is selected. Name the person and enrol.`;
+}
+
+async function runEnrolDetect(blob, name) {
+  const p = pickers.enrol;
+  p.busy(true);
+  $('#enrol-result').replaceChildren();
+  selectEnrolFace(-1);
+  enrol.faces = [];
+  const form = new FormData();
+  form.append('image', blob, name);
+  try {
+    const data = await api('POST', '/v1/detect', { form });
+    enrol.data = data;
+    enrol.faces = sortFaces(data.faces);
+    enrol.els = drawFaces(p, data.width, data.height, enrol.faces, {
+      tag: (f, i) => [`#${i + 1}`],
+      label: (f, i) => `select face ${i + 1} to enrol`,
+      onPick: (i) => selectEnrolFace(i),
+    });
+    let pick = enrol.faces.length === 1 ? 0 : -1;
+    if (enrol.pending) {
+      // Coming from Analyse: the face with the largest overlap with the one chosen there.
+      const want = enrol.pending;
+      let best = 0;
+      enrol.faces.forEach((f, k) => { const o = iou(f.box, want); if (o > best) { best = o; pick = k; } });
+      enrol.pending = null;
+    }
+    selectEnrolFace(pick);
+  } catch (e) {
+    p.overlay.replaceChildren();
+    p.error(e);
+    $('#enrol-hint').textContent = '';
+    notify(e, { context: 'Enrol' });
+  } finally {
+    p.busy(false);
+  }
+}
+
+function iou(a, b) {
+  const x0 = Math.max(a.x, b.x), y0 = Math.max(a.y, b.y);
+  const x1 = Math.min(a.x + a.width, b.x + b.width), y1 = Math.min(a.y + a.height, b.y + b.height);
+  const inter = Math.max(0, x1 - x0) * Math.max(0, y1 - y0);
+  return inter / (a.width * a.height + b.width * b.height - inter || 1);
+}
+
+// The service enrols the largest face of an image, so a picture with several faces is cut
+// around the chosen one (with a margin the detector needs) before it is sent.
+function faceUpload(p, W, H, box) {
+  if (enrol.faces.length <= 1) return Promise.resolve(p.blob);
+  const s = p.img.naturalWidth / W || 1;
+  const m = Math.max(box.width, box.height) * 0.6;
+  const x0 = Math.max(0, box.x - m), y0 = Math.max(0, box.y - m);
+  const x1 = Math.min(W, box.x + box.width + m), y1 = Math.min(H, box.y + box.height + m);
+  const c = h('canvas', { width: Math.round((x1 - x0) * s), height: Math.round((y1 - y0) * s) });
+  c.getContext('2d').drawImage(p.img, x0 * s, y0 * s, (x1 - x0) * s, (y1 - y0) * s, 0, 0, c.width, c.height);
+  return new Promise((resolve) => c.toBlob(resolve, 'image/jpeg', 0.95));
+}
+
+async function enrolOne(collection, subject, blob, name) {
+  const form = new FormData();
+  form.append('subject', subject);
+  form.append('image', blob, name);
+  return api('POST', `/v1/collections/${enc(collection)}/faces`, { form });
+}
+
+async function submitEnrol(e) {
+  e.preventDefault();
+  const form = e.target;
+  const p = pickers.enrol;
+  if (enrol.selected < 0 || !p.blob) return;
+  const collection = form.collection.value.trim();
+  const subject = form.subject.value.trim();
+  const btn = $('#enrol-submit');
+  btn.disabled = true;
+  const out = $('#enrol-result');
+  out.replaceChildren();
+  try {
+    await ensureCollection(collection);
+    rememberCollection(collection);
+    const blob = await faceUpload(p, enrol.data.width, enrol.data.height, enrol.faces[enrol.selected].box);
+    const r = await enrolOne(collection, subject, blob, p.name);
+    out.replaceChildren(thumbImg(collection, r.face_id, `${r.subject}'s enrolled face`),
+      h('div', {}, h('b', { text: `Enrolled as ${r.subject}` }),
+        h('div', { class: 'muted', text: `in ${r.collection}, face #${r.face_id}${r.subject_created ? ' (a new subject)' : ''}` })));
+    subjectsFor = '';
+    refreshCollections();
+    loadSubjectsList(collection);
+  } catch (err) {
+    notify(err, { context: 'Enrol' });
+    inlineErrorIn(out, err);
+  } finally {
+    btn.disabled = enrol.selected < 0;
+  }
+}
+
+function inlineErrorIn(out, err) {
+  const d = h('div', { class: 'inline-error', role: 'alert' });
+  inlineError(d, err);
+  out.replaceChildren(d);
+}
+
+function enrolFromAnalyse(i) {
+  enrol.pending = analyse.faces[i].box;
+  showTab('enrol');
+  pickers.enrol.set(analyse.blob, analyse.name);
+  $('#enrol-form').subject.focus();
+}
+
+let batchFiles = [];
+
+function chooseBatch(files) {
+  const all = [...files];
+  batchFiles = all.filter(isImageFile).sort((a, b) => (a.webkitRelativePath || a.name).localeCompare(b.webkitRelativePath || b.name));
+  const skipped = all.length - batchFiles.length;
+  $('#batch-chosen').textContent = batchFiles.length
+    ? `${batchFiles.length} photo${batchFiles.length === 1 ? '' : 's'} chosen${skipped ? ` (${skipped} other file${skipped === 1 ? '' : 's'} left out)` : ''}.`
+    : 'No photos among the chosen files.';
+  $('#batch-submit').disabled = !batchFiles.length;
+  $('#batch-log').replaceChildren();
+  $('#batch-summary').textContent = '';
+  $('#batch-progress').hidden = true;
+}
+
+async function submitBatch(e) {
+  e.preventDefault();
+  const form = e.target;
+  const collection = form.collection.value.trim();
+  const subject = form.subject.value.trim();
+  const files = batchFiles;
+  if (!files.length) return;
+  const btn = $('#batch-submit');
+  const bar = $('#batch-progress');
+  const log = $('#batch-log');
+  const summary = $('#batch-summary');
+  btn.disabled = true;
+  log.replaceChildren();
+  bar.max = files.length;
+  bar.value = 0;
+  bar.hidden = false;
+  summary.textContent = `Enrolling ${files.length} photos…`;
+  let ok = 0, done = 0;
+  try {
+    await ensureCollection(collection);
+    rememberCollection(collection);
+    // Two uploads at a time: the service works on several requests in parallel.
+    let next = 0;
+    const worker = async () => {
+      while (next < files.length) {
+        const f = files[next++];
+        const li = h('li', {}, h('span', { class: 'file', text: f.webkitRelativePath || f.name }));
+        log.append(li);
+        try {
+          const r = await enrolOne(collection, subject, f, f.name);
+          li.className = 'ok';
+          li.append(h('span', { class: 'muted', text: `face #${r.face_id}` }));
+          ok++;
+        } catch (err) {
+          li.className = 'err';
+          li.append(h('span', { class: 'why', text: plainWords(err).title }));
+          if (err.code === 'unauthorized' || err.code === 'network') { next = files.length; notify(err, { context: 'Enrol' }); }
+        }
+        bar.value = ++done;
+        summary.textContent = `${done} of ${files.length} done…`;
+      }
+    };
+    await Promise.all([worker(), worker()]);
+    summary.textContent = `Enrolled ${ok} of ${files.length} photo${files.length === 1 ? '' : 's'} for ${subject} in ${collection}.`;
+    subjectsFor = '';
+    refreshCollections();
+  } catch (err) {
+    summary.textContent = '';
+    notify(err, { context: 'Enrol' });
+    inlineErrorIn(summary, err);
+  } finally {
+    btn.disabled = !batchFiles.length;
+  }
+}
+
+function setupEnrol() {
+  makePicker($('[data-picker="enrol"]'), { onImage: runEnrolDetect });
+  $('#enrol-form').addEventListener('submit', submitEnrol);
+  $('#batch-form').addEventListener('submit', submitBatch);
+  $('#batch-files').addEventListener('change', (e) => chooseBatch(e.target.files));
+  $('#batch-folder').addEventListener('change', (e) => chooseBatch(e.target.files));
+  for (const f of ['#enrol-form', '#batch-form']) {
+    const input = $(f).collection;
+    input.value = lastCollection();
+    input.addEventListener('change', () => loadSubjectsList(input.value.trim()));
+    input.addEventListener('focus', () => loadSubjectsList(input.value.trim()));
+    $(f).subject.addEventListener('focus', () => loadSubjectsList(input.value.trim()));
+  }
+}
+
+/* ---- Search ----------------------------------------------------------------------------- */
+
+function simbar(similarity, threshold, match) {
+  // Similarities of faces are mostly above 0.5; the bar shows [0.5, 1], where decisions happen.
+  const scale = (v) => `${Math.max(0, Math.min(1, (v - 0.5) / 0.5)) * 100}%`;
+  return h('div', { class: 'simbar', title: `similarity ${fmt.num(similarity)} (threshold ${fmt.num(threshold)})` },
+    h('div', { class: match ? 'fill ok' : 'fill', style: { width: scale(similarity) } }),
+    h('div', { class: 'th', style: { left: scale(threshold) } }));
+}
+
+async function runSearch(blob, name) {
+  const p = pickers.search;
+  const out = $('#search-results');
+  const collection = $('#search-collection').value;
+  if (!collection) {
+    p.error(new ApiError(0, 'no_collection', 'choose a collection first'));
+    out.replaceChildren(h('h2', { text: 'Matches' }), h('p', { class: 'unknown', text: 'There is no collection to search yet: enrol someone first (Enrol tab).' }));
+    return;
+  }
+  rememberCollection(collection);
+  p.busy(true);
+  const form = new FormData();
+  form.append('image', blob, name);
+  try {
+    const k = $('#search-k').value;
+    const data = await api('POST', `/v1/collections/${enc(collection)}/search?k=${k}`, { form });
+    const faces = sortFaces(data.faces);
+    const best = (f) => f.matches && f.matches[0];
+    const known = (f) => best(f) && best(f).decision === 'match';
+    const color = (f, i) => (known(f) ? PALETTE[i % PALETTE.length] : '#e0a030');
+    const W = p.img.naturalWidth || 1, H = p.img.naturalHeight || 1;
+    drawFaces(p, W, H, faces, {
+      color,
+      tag: (f) => (known(f) ? [best(f).subject, `${fmt.num(best(f).similarity, 2)}`] : ['unknown']),
+      label: (f, i) => `face ${i + 1}: ${known(f) ? best(f).subject : 'unknown'}`,
+      onPick: (i) => $(`#match-${i}`)?.scrollIntoView({ block: 'nearest', behavior: 'smooth' }),
+    });
+    const cards = faces.map((f, i) => {
+      const b = best(f);
+      const who = known(f) ? b.subject : 'Unknown';
+      const card = h('article', { class: 'match-card', id: `match-${i}`, style: { '--c': color(f, i) } },
+        h('header', {}, faceCanvas(p.img, W, f.box, 56),
+          h('div', {}, h('div', { class: known(f) ? 'who' : 'who unknown', text: `#${i + 1} ${who}` }),
+            known(f) ? h('span', { class: 'badge ok', text: `match · ${fmt.num(b.similarity)}` })
+              : h('span', { class: 'muted', text: b ? `Nobody in “${collection}” is similar enough: the closest is ${b.subject} at ${fmt.num(b.similarity)}, below the threshold ${fmt.num(data.threshold)}.`
+                : `“${collection}” has nobody enrolled yet.` }))));
+      for (const m of f.matches || []) {
+        card.append(h('div', { class: 'match' },
+          m.face_id ? thumbImg(collection, m.face_id, m.subject) : h('span'),
+          h('div', {}, h('div', { class: 'name', text: m.subject }), simbar(m.similarity, data.threshold, m.decision === 'match')),
+          h('span', { class: m.decision === 'match' ? 'badge ok' : 'badge', text: `${fmt.num(m.similarity)} ${m.decision === 'match' ? 'match' : 'no match'}` })));
+      }
+      return card;
+    });
+    out.replaceChildren(h('h2', { text: `${faces.length} face${faces.length === 1 ? '' : 's'} in “${collection}”` }),
+      h('p', { class: 'muted', text: `Threshold ${fmt.num(data.threshold)}: a similarity at or above it is a match.` }), ...cards);
+  } catch (e) {
+    p.overlay.replaceChildren();
+    p.error(e);
+    out.replaceChildren(h('h2', { text: 'Matches' }), h('p', { class: 'muted', text: 'Nothing to show: see the message under the picture.' }));
+    notify(e, { context: 'Search' });
+  } finally {
+    p.busy(false);
+  }
+}
+
+function setupSearch() {
+  makePicker($('[data-picker="search"]'), { onImage: runSearch });
+  const sel = $('#search-collection');
+  collectionListeners.push((list) => {
+    const keep = sel.value || lastCollection();
+    sel.replaceChildren(...(list.length ? list.map((c) => h('option', { value: c.name, text: `${c.name} (${c.subjects} subjects)` }))
+      : [h('option', { value: '', text: 'no collections yet' })]));
+    if (list.some((c) => c.name === keep)) sel.value = keep;
+  });
+  const rerun = () => { const p = pickers.search; if (p.blob) runSearch(p.blob, p.name); };
+  sel.addEventListener('change', rerun);
+  $('#search-k').addEventListener('change', rerun);
+}
+
+/* ---- Verify ----------------------------------------------------------------------------- */
+
+async function runVerify() {
+  const a = pickers['verify-a'], b = pickers['verify-b'];
+  const out = $('#verify-result');
+  if (!a.blob || !b.blob) {
+    out.replaceChildren(h('p', { class: 'muted', text: a.blob || b.blob ? 'Now the other photo.' : 'Two photos, one face each (the largest is used).' }));
+    return;
+  }
+  a.busy(true);
+  b.busy(true);
+  out.replaceChildren(h('p', { class: 'muted', text: 'Comparing…' }));
+  const form = new FormData();
+  form.append('image_a', a.blob, a.name);
+  form.append('image_b', b.blob, b.name);
+  try {
+    const r = await api('POST', '/v1/verify', { form });
+    const same = r.decision === 'match';
+    for (const [p, f] of [[a, r.face_a], [b, r.face_b]]) {
+      drawFaces(p, p.img.naturalWidth || 1, p.img.naturalHeight || 1, [f], {
+        color: () => (same ? '#3fb950' : '#f2615a'), tag: () => [f.faces_in_image > 1 ? `largest of ${f.faces_in_image}` : 'compared'],
+        label: () => 'the compared face',
+      });
+    }
+    out.replaceChildren(h('div', { class: 'muted', text: 'similarity' }), h('div', { class: 'score', text: fmt.num(r.similarity) }),
+      simbar(r.similarity, r.threshold, same),
+      h('div', { class: same ? 'decision ok' : 'decision bad', text: same ? 'Same person' : 'Different people' }),
+      h('div', { class: 'muted', text: `threshold ${fmt.num(r.threshold)} · ${r.model}` }));
+  } catch (e) {
+    for (const p of [a, b]) p.overlay.replaceChildren();
+    const d = h('div', { class: 'inline-error', role: 'alert' });
+    inlineError(d, e);
+    out.replaceChildren(d);
+    notify(e, { context: 'Verify' });
+  } finally {
+    a.busy(false);
+    b.busy(false);
+  }
+}
+
+function setupVerify() {
+  makePicker($('[data-picker="verify-a"]'), { title: 'First photo', onImage: runVerify });
+  makePicker($('[data-picker="verify-b"]'), { title: 'Second photo', onImage: runVerify });
+}
+
+/* ---- Browse ----------------------------------------------------------------------------- */
+
+const browse = { collection: '', after: null };
+
+function renderCollections(list) {
+  const ul = $('#collections');
+  if (!list.length) {
+    ul.replaceChildren(h('li', { class: 'muted', text: 'No collections yet. Create one below, or enrol a face.' }));
+    return;
+  }
+  ul.replaceChildren(...list.map((c) => h('li', {}, h('button', {
+    type: 'button', 'aria-current': String(c.name === browse.collection), onclick: () => openCollection(c.name),
+  }, h('b', { text: c.name }), h('span', { class: 'sub', text: `${c.subjects} subject${c.subjects === 1 ? '' : 's'} · ${c.faces} face${c.faces === 1 ? '' : 's'} · threshold ${fmt.num(c.threshold)} · ${c.dtype}` })))));
+}
+
+async function openCollection(name) {
+  browse.collection = name;
+  browse.after = null;
+  renderCollections(collections);
+  $('#subjects-title').textContent = `Subjects in “${name}”`;
+  $('#collection-delete').hidden = false;
+  $('#subjects').replaceChildren(h('div', { class: 'subjects', id: 'subject-grid' }));
+  await loadSubjects();
+}
+
+async function loadSubjects() {
+  const name = browse.collection;
+  const grid = $('#subject-grid');
+  const more = $('#subjects-more');
+  more.hidden = true;
+  try {
+    const q = browse.after ? `&after=${enc(browse.after)}` : '';
+    const data = await api('GET', `/v1/collections/${enc(name)}/subjects?limit=100${q}`);
+    if (browse.collection !== name) return;
+    if (!data.subjects.length && !browse.after) {
+      $('#subjects').replaceChildren(h('p', { class: 'muted', text: 'Nobody is enrolled in this collection yet.' }));
+      return;
+    }
+    const cards = data.subjects.map((s) => subjectCard(name, s));
+    grid.append(...cards.map((c) => c.el));
+    browse.after = data.next_after;
+    more.hidden = !data.next_after;
+    // Their faces, four subjects at a time.
+    let i = 0;
+    const worker = async () => { while (i < cards.length) await cards[i++].load(); };
+    await Promise.all([worker(), worker(), worker(), worker()]);
+  } catch (e) {
+    notify(e, { context: 'Browse' });
+  }
+}
+
+function subjectCard(collection, s) {
+  const thumbs = h('div', { class: 'thumbs' });
+  const count = h('span', { class: 'muted', text: `${s.faces} face${s.faces === 1 ? '' : 's'}` });
+  const el = h('article', { class: 'subject' },
+    h('header', {}, h('div', {}, h('div', { class: 'name', text: s.id }), count),
+      h('button', { type: 'button', class: 'btn danger small', 'aria-label': `delete subject ${s.id}`, onclick: () => deleteSubject(collection, s.id, el) }, 'Delete')),
+    thumbs);
+  const load = async () => {
+    try {
+      const data = await api('GET', `/v1/collections/${enc(collection)}/faces?subject=${enc(s.id)}&limit=100`);
+      thumbs.replaceChildren(...data.faces.map((f) => {
+        const tile = h('div', { class: 'tile' }, thumbImg(collection, f.face_id, `${s.id}, face #${f.face_id}`),
+          h('button', { type: 'button', class: 'x', 'aria-label': `delete face #${f.face_id} of ${s.id}`, title: 'Delete this face', text: '×', onclick: () => deleteFace(collection, f.face_id, s.id, tile, count) }));
+        return tile;
+      }));
+    } catch (e) {
+      thumbs.replaceChildren(h('span', { class: 'muted', text: plainWords(e).title }));
+    }
+  };
+  return { el, load };
+}
+
+async function deleteFace(collection, id, subject, tile, count) {
+  if (!await confirmAction('Delete this face?', `Face #${id} of ${subject} will be removed from “${collection}”. This cannot be undone.`)) return;
+  try {
+    await api('DELETE', `/v1/collections/${enc(collection)}/faces/${id}`);
+    tile.remove();
+    const n = Number(count.textContent.split(' ')[0]) - 1;
+    count.textContent = `${n} face${n === 1 ? '' : 's'}`;
+    refreshCollections();
+  } catch (e) {
+    notify(e, { context: 'Delete' });
+  }
+}
+
+async function deleteSubject(collection, id, card) {
+  if (!await confirmAction(`Delete ${id}?`, `${id} and all of their faces will be removed from “${collection}”. This cannot be undone.`)) return;
+  try {
+    await api('DELETE', `/v1/collections/${enc(collection)}/subjects/${enc(id)}`);
+    card.remove();
+    subjectsFor = '';
+    refreshCollections();
+  } catch (e) {
+    notify(e, { context: 'Delete' });
+  }
+}
+
+async function deleteCollection() {
+  const name = browse.collection;
+  if (!name) return;
+  if (!await confirmAction(`Delete the collection “${name}”?`, 'Every subject and face in it will be removed. This cannot be undone.', 'Delete collection')) return;
+  try {
+    await api('DELETE', `/v1/collections/${enc(name)}`);
+    browse.collection = '';
+    $('#collection-delete').hidden = true;
+    $('#subjects-title').textContent = 'Subjects';
+    $('#subjects').replaceChildren(h('p', { class: 'muted', text: 'Choose a collection.' }));
+    $('#subjects-more').hidden = true;
+    await refreshCollections();
+  } catch (e) {
+    notify(e, { context: 'Delete' });
+  }
+}
+
+async function createCollection(e) {
+  e.preventDefault();
+  const form = e.target;
+  const body = { name: form.name.value.trim() };
+  if (form.threshold.value !== '') body.threshold = Number(form.threshold.value);
+  try {
+    await api('POST', '/v1/collections', { json: body });
+    form.reset();
+    await refreshCollections();
+    openCollection(body.name);
+  } catch (err) {
+    notify(err, { context: 'New collection' });
+  }
+}
+
+function setupBrowse() {
+  collectionListeners.push((list) => {
+    renderCollections(list);
+    if (browse.collection && !list.some((c) => c.name === browse.collection)) browse.collection = '';
+  });
+  $('#browse-refresh').addEventListener('click', async () => {
+    await refreshCollections();
+    if (browse.collection) openCollection(browse.collection);
+  });
+  $('#collection-delete').addEventListener('click', deleteCollection);
+  $('#collection-form').addEventListener('submit', createCollection);
+  $('#subjects-more').addEventListener('click', loadSubjects);
+  tabListeners.push((t) => {
+    if (t !== 'browse') return;
+    refreshCollections().then(() => { if (browse.collection) openCollection(browse.collection); });
+  });
+}
+
+/* ---- Status: live figures from /metrics ------------------------------------------------- */
+
+// Prometheus text format: `name{label="value",...} number` lines; comments skipped.
+function parseMetrics(text) {
+  const out = [];
+  for (const line of text.split('\n')) {
+    if (!line || line[0] === '#') continue;
+    const m = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})?\s+(\S+)/.exec(line);
+    if (!m) continue;
+    const labels = {};
+    if (m[2]) for (const l of m[2].matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) labels[l[1]] = l[2].replace(/\\(.)/g, (_, c) => (c === 'n' ? '\n' : c));
+    const v = m[3] === '+Inf' ? Infinity : m[3] === '-Inf' ? -Infinity : Number(m[3]);
+    out.push({ name: m[1], labels, value: v });
+  }
+  return out;
+}
+
+// The figures the page shows, from one scrape. Requests and latency count the API (/v1)
+// only, so the page's own polling does not show up as load.
+function snapshot(samples) {
+  const s = { t: performance.now(), requests: 0, buckets: new Map(), stageSum: {}, stageCount: {}, g: {}, faces: 0, rejected: 0 };
+  for (const { name, labels, value } of samples) {
+    const api = (labels.route || '').startsWith('/v1');
+    if (name === 'vultus_http_requests_total' && api) s.requests += value;
+    else if (name === 'vultus_http_request_duration_seconds_bucket' && api) {
+      const le = labels.le === '+Inf' ? Infinity : Number(labels.le);
+      s.buckets.set(le, (s.buckets.get(le) || 0) + value);
+    } else if (name === 'vultus_stage_duration_seconds_sum') s.stageSum[labels.stage] = value;
+    else if (name === 'vultus_stage_duration_seconds_count') s.stageCount[labels.stage] = value;
+    else if (name === 'vultus_gallery_faces') s.faces += value;
+    else if (name === 'vultus_rejected_requests_total') s.rejected += value;
+    else if (!Object.keys(labels).length) s.g[name] = value;
+  }
+  return s;
+}
+
+// histogram_quantile over cumulative buckets: linear within the bucket the rank falls in.
+function quantile(q, buckets) {
+  const bs = [...buckets.entries()].sort((a, b) => a[0] - b[0]);
+  const total = bs.length ? bs[bs.length - 1][1] : 0;
+  if (!total) return NaN;
+  const rank = q * total;
+  let prevLe = 0, prevCount = 0;
+  for (const [le, count] of bs) {
+    if (count >= rank) {
+      if (le === Infinity) return prevLe;
+      return prevLe + ((le - prevLe) * (rank - prevCount)) / Math.max(count - prevCount, 1e-9);
+    }
+    prevLe = le;
+    prevCount = count;
+  }
+  return prevLe;
+}
+
+const status = { prev: null, history: [], timer: 0, busy: false };
+
+function figure(label, value, unit, title) {
+  return h('div', { class: 'figure', title }, h('div', { class: 'label', text: label }),
+    h('div', { class: 'value' }, value, unit ? h('small', { text: unit }) : null));
+}
+
+function drawChart(el, values, unitFmt) {
+  el.replaceChildren();
+  const pts = values.filter((v) => Number.isFinite(v.v));
+  const max = Math.max(1e-9, ...pts.map((p) => p.v));
+  const W = 300, H = 80, span = 300 * 1000;
+  const now = performance.now();
+  const x = (t) => W - ((now - t) / span) * W;
+  const y = (v) => H - 4 - (v / max) * (H - 16);
+  if (pts.length > 1) {
+    const d = pts.map((p, i) => `${i ? 'L' : 'M'}${x(p.t).toFixed(1)},${y(p.v).toFixed(1)}`).join('');
+    el.append(svg('path', { class: 'area', d: `${d}L${x(pts[pts.length - 1].t).toFixed(1)},${H}L${x(pts[0].t).toFixed(1)},${H}Z` }));
+    el.append(svg('path', { class: 'line', d }));
+  }
+  const t = svg('text', { x: '4', y: '11' });
+  t.textContent = pts.length ? `max ${unitFmt(max)}` : 'no data yet';
+  el.append(t);
+}
+
+async function refreshStatus() {
+  if (status.busy) return;
+  status.busy = true;
+  try {
+    const res = await api('GET', '/metrics', { raw: true });
+    const cur = snapshot(parseMetrics(await res.text()));
+    const prev = status.prev;
+    const dt = prev ? (cur.t - prev.t) / 1000 : 0;
+    let rps = NaN, p50, p99, window = false;
+    if (prev && dt > 0) {
+      rps = Math.max(0, (cur.requests - prev.requests) / dt);
+      const delta = new Map([...cur.buckets].map(([le, c]) => [le, c - (prev.buckets.get(le) || 0)]));
+      p50 = quantile(0.5, delta);
+      p99 = quantile(0.99, delta);
+      window = Number.isFinite(p50);
+    }
+    if (!window) {
+      p50 = quantile(0.5, cur.buckets);
+      p99 = quantile(0.99, cur.buckets);
+    }
+    status.prev = cur;
+    if (Number.isFinite(rps)) {
+      status.history.push({ t: cur.t, rps, p99: window ? p99 * 1000 : NaN });
+      while (status.history.length && cur.t - status.history[0].t > 300000) status.history.shift();
+    }
+    const g = cur.g;
+    const lat = (v) => (Number.isFinite(v) ? fmt.ms(v * 1000) : '–');
+    const since = window ? 'over the last few seconds' : 'since the service started';
+    // The page's own /metrics request is in flight while it is being answered.
+    const inFlight = Math.max(0, (g.vultus_http_in_flight_requests || 0) - 1);
+    $('#figures').replaceChildren(
+      figure('Requests / s', Number.isFinite(rps) ? rps.toFixed(rps < 10 ? 2 : 0) : '…', '', 'API requests (/v1) per second since the last refresh'),
+      figure('p50 latency', lat(p50), 'ms', `median API request time, ${since}`),
+      figure('p99 latency', lat(p99), 'ms', `99th percentile of API request time, ${since}`),
+      figure('Queue', String(g.vultus_queue_depth ?? '–'), `/ ${g.vultus_queue_capacity ?? '–'}`, 'requests waiting for a worker'),
+      figure('In flight', String(inFlight), '', 'requests received and not yet answered (not counting this page)'),
+      figure('Workers busy', String(g.vultus_workers_busy ?? '–'), `/ ${g.vultus_workers ?? '–'}`, 'inference workers running a request'),
+      figure('Refused', String(cur.rejected), '', 'requests refused (overload, deadline, rate limit, not ready) since start'),
+      figure('Faces enrolled', String(cur.faces), '', 'faces in all collections'),
+      figure('Memory', g.vultus_process_resident_memory_bytes ? (g.vultus_process_resident_memory_bytes / 1048576).toFixed(0) : '–', 'MiB', 'resident memory of the service'),
+      figure('Ready', g.vultus_ready ? (g.vultus_draining ? 'draining' : 'yes') : 'no', '', 'whether the service takes traffic'));
+    drawChart($('#chart-rps'), status.history.map((p) => ({ t: p.t, v: p.rps })), (v) => `${v.toFixed(1)}/s`);
+    drawChart($('#chart-p99'), status.history.map((p) => ({ t: p.t, v: p.p99 })), (v) => `${fmt.ms(v)} ms`);
+    const rows = [];
+    for (const st of STAGE_ORDER) {
+      let n = cur.stageCount[st] || 0, sum = cur.stageSum[st] || 0;
+      if (prev && (n - (prev.stageCount[st] || 0)) > 0) {
+        sum -= prev.stageSum[st] || 0;
+        n -= prev.stageCount[st] || 0;
+      }
+      if (n > 0) rows.push([st, (sum / n) * 1000]);
+    }
+    const maxMs = Math.max(1, ...rows.map((r) => r[1]));
+    $('#stages').replaceChildren(...(rows.length ? rows.map(([st, ms]) => meter(st, ms / maxMs, `${fmt.ms(ms)} ms`, STAGE_COLORS[st]))
+      : [h('p', { class: 'muted', text: 'No image has been processed yet.' })]));
+    $('#status-updated').textContent = `updated ${new Date().toLocaleTimeString()} · every 3 s`;
+  } catch (e) {
+    $('#status-updated').textContent = `not updated: ${plainWords(e).title}`;
+  } finally {
+    status.busy = false;
+  }
+}
+
+function setupStatus() {
+  tabListeners.push((t) => {
+    clearInterval(status.timer);
+    if (t !== 'status') return;
+    refreshStatus();
+    status.timer = setInterval(() => { if (!document.hidden) refreshStatus(); }, 3000);
+  });
+}
+
+/* ---- readiness in the top bar ----------------------------------------------------------- */
+
+async function refreshReady() {
+  const pill = $('#ready');
+  try {
+    const res = await fetch('/readyz', { cache: 'no-store' });
+    const data = await res.json().catch(() => ({}));
+    if (res.ok) {
+      pill.className = 'pill ok';
+      pill.textContent = 'ready';
+    } else {
+      pill.className = 'pill warn';
+      pill.textContent = (data.error && data.error.message) || 'not ready';
+    }
+  } catch {
+    pill.className = 'pill bad';
+    pill.textContent = 'unreachable';
+  }
+}
+
+/* ---- start ------------------------------------------------------------------------------ */
+
+function start() {
+  setupKeyDialog();
+  setupAnalyse();
+  setupEnrol();
+  setupSearch();
+  setupVerify();
+  setupBrowse();
+  setupStatus();
+  setupPaste();
+  setupTabs();
+  refreshReady();
+  setInterval(() => { if (!document.hidden) refreshReady(); }, 10000);
+  refreshCollections();
+  document.documentElement.dataset.ready = 'true';
+}
+
+start();
