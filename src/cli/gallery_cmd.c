@@ -36,21 +36,16 @@ void http_hex(const uint8_t *bytes, size_t len, char *out);
 #define MAX_IMAGE_BYTES (64u << 20)
 
 /*
- * The decision threshold a new collection gets: for faceapi-resnet-v1 (the default embedder)
- * the similarity at a false-accept rate of 1e-3, calibrated on ../shared/data/lfw-dev (the
- * images of pairsDevTrain + pairsDevTest, every pair of different people); FAR 1e-4 is 0.944.
- * See docs/gallery.md, "Default thresholds". Other embedders are not calibrated at a FAR yet
- * and get face_default_threshold() (the accuracy-maximising threshold on LFW).
+ * The decision threshold a new collection gets: face_threshold_at_far() at FACE_DECISION_FAR
+ * (1e-3), the same threshold the service gives a new collection and uses for /v1/verify, so
+ * the command line and the API decide alike. For faceapi-resnet-v1 (the default embedder)
+ * that is 0.930, calibrated on ../shared/data/lfw-dev (every different-person pair of its
+ * images); --far 1e-4 gives 0.944. See docs/gallery.md, "Default thresholds". Embedders not
+ * calibrated at a FAR get face_default_threshold() (the accuracy-maximising one on LFW).
  */
-#define FACEAPI_RESNET_THRESHOLD_FAR_1E3 0.930f
-#define FACEAPI_RESNET_THRESHOLD_FAR_1E4 0.944f
-
-/* far4: the stricter FAR 1e-4 threshold where it is calibrated. */
 static float default_threshold(face_embedder e, int far4)
 {
-    if (strcmp(face_embedder_id(e), face_embedder_id(FACE_EMBEDDER_FACEAPI_RESNET)) == 0)
-        return far4 ? FACEAPI_RESNET_THRESHOLD_FAR_1E4 : FACEAPI_RESNET_THRESHOLD_FAR_1E3;
-    return face_default_threshold(e);
+    return face_threshold_at_far(e, far4 ? 1e-4 : FACE_DECISION_FAR);
 }
 
 /* ---- shared helpers ------------------------------------------------------------------- */

@@ -118,61 +118,181 @@ static void respond_decode_error(http_request *r, int rc)
     }
 }
 
+/* The pipeline's options for a request: --max-faces, and --max-body-bytes and --max-pixels
+ * checked by the decoder against the image's stored size before anything is decoded. */
+static face_options face_options_for(const http_config *c, unsigned stages)
+{
+    return (face_options){.stages = stages,
+                          .max_faces = c->max_faces,
+                          .limits = {.max_bytes = (size_t)c->max_body_bytes,
+                                     .max_pixels = c->max_pixels}};
+}
+
 /*
- * Without `keep`, the pipeline's own decode (face_analyze_bytes: one JPEG decode at the reduced
- * DCT scale the detector needs, a second at the scale the crops need): the fast path. It decodes
- * within the decoder's default limits (40 MP, 20000 px a side), so a lower --max-pixels is
- * checked on the result's size. With `keep` (enrolment, which wants the image for a thumbnail)
- * the image is decoded here at full size within --max-pixels and analysed with face_analyze.
+ * Prepares one image into `job`. Without keep, the pipeline's own decode (face_analyze_bytes'
+ * first half: one JPEG decode at the reduced DCT scale the detector needs, a second at the
+ * scale the crops need): the fast path. With keep (enrolment, which wants the image for a
+ * thumbnail) the image is decoded here at full size and kept.
+ */
+static void prepare_job(http_request *r, http_worker *w, http_face_job *job)
+{
+    face_options fo = face_options_for(&r->srv->cfg, job->stages);
+    int rc;
+    if (!job->keep) {
+        rc = face_analyze_prepare_bytes(w->face, job->data, job->len, &fo, &job->result);
+        /* the size is set once the image decoded: without it the bytes were at fault */
+        job->decoded = job->result.width != 0;
+    } else {
+        img_decode_options dopts = {.limits = fo.limits};
+        uint64_t t0 = base_now_ns();
+        rc = img_decode(job->data, job->len, &dopts, &job->image, NULL);
+        double decode_ms = (double)(base_now_ns() - t0) / 1e6;
+        job->decoded = rc == 0;
+        if (!rc) rc = face_analyze_prepare(w->face, &job->image, &fo, &job->result);
+        job->result.timing.decode_ms = decode_ms;
+    }
+    if (rc) {
+        job->rc = rc;
+        snprintf(job->message, sizeof job->message, "%s", base_error_message());
+    }
+}
+
+/* Clears a response the prepare step's parsing set: the handler parses again and answers. */
+static void clear_response(http_request *r)
+{
+    free(r->resp);
+    r->resp = NULL;
+    r->status = 0;
+    r->resp_type = NULL;
+    r->retry_after_s = 0;
+    r->error[0] = '\0';
+}
+
+/*
+ * What each image route's handler will ask http_run_face_keep for: which images, with which
+ * stages, kept or not. A guess that misses (a parameter the handler reads differently) costs
+ * only speed: the handler then runs the pipeline itself.
+ */
+int http_face_prefetch(http_request *r, http_worker *w)
+{
+    const http_route *route = &http_routes[r->route];
+    if (!route->image || !w->face) return 0;
+    http_input *in = calloc(1, sizeof *in);
+    if (!in) return 0;
+    if (http_input_parse(r, 1, in)) {
+        free(in);
+        clear_response(r);
+        return 0;
+    }
+    r->prefetch = in;
+    const char *names[HTTP_FACE_JOBS] = {"image", NULL};
+    unsigned stages = FACE_STAGE_EMBED;
+    int keep = 0;
+    if (route->handler == http_api_detect) {
+        stages = FACE_STAGE_DETECT;
+    } else if (route->handler == http_api_analyze) {
+        stages = FACE_STAGE_LANDMARKS | FACE_STAGE_ATTRIBUTES | FACE_STAGE_LIVENESS;
+        int embedding = 0;
+        if (http_input_bool(r, in, "embedding", 0, &embedding) == 0 && embedding)
+            stages |= FACE_STAGE_EMBED;
+    } else if (route->handler == http_api_verify) {
+        names[0] = http_input_has_image(in, "image_a") ? "image_a" : "image";
+        names[1] = "image_b";
+    } else if (route->handler == http_api_face_enrol) {
+        keep = 1;
+    } else if (route->handler != http_api_embed && route->handler != http_api_search) {
+        return 0;
+    }
+    int crops = 0;
+    for (int i = 0; i < HTTP_FACE_JOBS && names[i]; i++) {
+        const uint8_t *data;
+        size_t len;
+        if (http_input_image(r, in, names[i], &data, &len) <= 0) continue;
+        http_face_job *job = &r->jobs[r->n_jobs++];
+        *job = (http_face_job){.data = data, .len = len, .stages = stages, .keep = keep};
+        prepare_job(r, w, job);
+        crops += face_result_pending(&job->result);
+    }
+    clear_response(r);
+    return crops;
+}
+
+void http_face_prefetch_free(http_request *r)
+{
+    for (int i = 0; i < r->n_jobs; i++) {
+        face_result_free(&r->jobs[i].result);
+        img_free(&r->jobs[i].image);
+    }
+    r->n_jobs = 0;
+    if (r->prefetch) {
+        http_input_free(r->prefetch);
+        free(r->prefetch);
+        r->prefetch = NULL;
+    }
+}
+
+/* The prepared job for these bytes and stages, not yet taken; NULL when none. */
+static http_face_job *find_job(http_request *r, const uint8_t *data, size_t len, unsigned stages,
+                               int keep)
+{
+    for (int i = 0; i < r->n_jobs; i++) {
+        http_face_job *job = &r->jobs[i];
+        if (job->taken || job->stages != stages || job->keep != keep || job->len != len)
+            continue;
+        if (job->data == data || memcmp(job->data, data, len) == 0) return job;
+    }
+    return NULL;
+}
+
+/*
+ * The image's prepared job when the prepare step made one (its faces finished in batches),
+ * otherwise the whole pipeline here on w's context. With `keep` the image is decoded at full
+ * size and handed to the caller (enrolment's thumbnail).
  */
 int http_run_face_keep(http_request *r, http_worker *w, const uint8_t *data, size_t len,
                        unsigned stages, face_result *out, img_image *keep)
 {
     memset(out, 0, sizeof *out);
     if (keep) memset(keep, 0, sizeof *keep);
-    const http_config *c = &r->srv->cfg;
-    face_options fo = {.stages = stages, .max_faces = c->max_faces};
-    int rc;
-    if (!keep) {
-        rc = face_analyze_bytes(w->face, data, len, &fo, out);
-        if (rc) {
-            /* face_analyze_bytes sets the size once the image decoded: without it, the
-             * bytes were at fault, otherwise the pipeline. */
-            if (out->width == 0)
-                respond_decode_error(r, rc);
-            else
-                http_respond_base_error(r, rc, "face");
-            face_result_free(out);
-            return rc;
-        }
-        if ((int64_t)out->width * out->height > c->max_pixels) {
-            http_respond_error(r, 413, "image_too_large",
-                               "the image is %d x %d pixels, more than the limit of %lld",
-                               out->width, out->height, (long long)c->max_pixels);
-            face_result_free(out);
-            return BASE_ERR_LIMIT;
-        }
+    http_face_job local = {.data = data, .len = len, .stages = stages, .keep = keep != NULL};
+    http_face_job *job = find_job(r, data, len, stages, keep != NULL);
+    if (job) {
+        job->taken = 1;
     } else {
-        img_decode_options dopts = {
-            .limits = {.max_bytes = (size_t)c->max_body_bytes, .max_pixels = c->max_pixels}};
-        uint64_t t0 = base_now_ns();
-        rc = img_decode(data, len, &dopts, keep, NULL);
-        double decode_ms = (double)(base_now_ns() - t0) / 1e6;
-        if (rc) {
-            respond_decode_error(r, rc);
-            return rc;
+        /* not prepared ahead: the whole pipeline, here */
+        job = &local;
+        prepare_job(r, w, job);
+        if (!job->rc && job->result.pending) {
+            if (job->result.n_faces > 0)
+                http_histogram_observe_count(&r->srv->metrics.batch,
+                                             (unsigned)job->result.n_faces);
+            face_batch_slice slice = {.result = &job->result, .count = job->result.n_faces};
+            job->rc = face_analyze_finish(w->face, &slice, 1);
+            if (job->rc) snprintf(job->message, sizeof job->message, "%s", base_error_message());
+            job->result.timing.embed_ms += slice.timing.embed_ms;
+            job->result.timing.attributes_ms += slice.timing.attributes_ms;
+            job->result.timing.liveness_ms += slice.timing.liveness_ms;
         }
-        rc = face_analyze(w->face, keep, &fo, out);
-        if (rc) {
-            img_free(keep);
-            http_respond_base_error(r, rc, "face");
-            return rc;
-        }
-        out->timing.decode_ms = decode_ms;
     }
+    if (job->rc) {
+        base_error_set(job->rc, "%s", job->message);
+        if (!job->decoded)
+            respond_decode_error(r, job->rc);
+        else
+            http_respond_base_error(r, job->rc, "face");
+        face_result_free(&job->result);
+        img_free(&job->image);
+        return job->rc;
+    }
+    *out = job->result;
+    memset(&job->result, 0, sizeof job->result);
+    if (keep) {
+        *keep = job->image;
+    } else {
+        img_free(&job->image);
+    }
+    memset(&job->image, 0, sizeof job->image);
     add_timing(r, &out->timing);
-    if ((stages & FACE_STAGE_EMBED) && out->n_faces > 0)
-        http_histogram_observe_count(&r->srv->metrics.batch, (unsigned)out->n_faces);
     return 0;
 }
 

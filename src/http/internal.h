@@ -127,6 +127,7 @@ enum http_stage {
     HTTP_STAGE_ATTRIBUTES,
     HTTP_STAGE_LIVENESS,
     HTTP_STAGE_GALLERY,
+    HTTP_STAGE_BATCH_WAIT, /* a request's faces waiting in the batch pool */
     HTTP_STAGE_COUNT
 };
 
@@ -145,7 +146,7 @@ typedef struct http_metrics {
     _Atomic uint64_t requests[HTTP_MAX_ROUTES + 1][HTTP_STATUS_MAX - HTTP_STATUS_MIN + 1];
     http_histogram latency[HTTP_MAX_ROUTES + 1]; /* seconds, per route; last: unmatched */
     http_histogram stage[HTTP_STAGE_COUNT];      /* seconds, per pipeline stage */
-    http_histogram batch;                        /* faces per embedding run */
+    http_histogram batch; /* faces per batch of the per-face models (across requests) */
     _Atomic uint64_t rejected[HTTP_REJECT_COUNT];
     _Atomic uint64_t slow_closed; /* connections closed for not sending a request in time */
 } http_metrics;
@@ -235,6 +236,29 @@ int http_route_match(const char *method, const char *path, size_t path_len,
 
 enum http_request_state { HTTP_REQ_RECEIVING, HTTP_REQ_QUEUED, HTTP_REQ_DONE };
 
+/* Images per request prepared before its handler runs (verify has two). */
+#define HTTP_FACE_JOBS 2
+
+/*
+ * One image of a request, prepared (decode, detect, landmarks, crops) by the worker that took
+ * the request from the queue, its faces then finished in batches with other requests' faces
+ * (server.c), and handed to the handler when it asks for the same bytes and stages
+ * (http_run_face_keep). A failure is kept and reported when the handler asks, so a request's
+ * errors come in the handler's order.
+ */
+typedef struct http_face_job {
+    const uint8_t *data; /* the image bytes: into the request's body or its prefetch input */
+    size_t len;
+    unsigned stages;
+    int keep;          /* decoded here at full size and kept for the handler (enrolment) */
+    int rc;            /* 0, or the failure of prepare or finish */
+    int decoded;       /* the image decoded: a failure is the pipeline's, not the image's */
+    char message[256]; /* base_error_message() of the failure */
+    face_result result;
+    img_image image; /* keep: the decoded image */
+    int taken;       /* handed to the handler */
+} http_face_job;
+
 /* A connection as the slow-client reaper sees it (server.c). Guarded by the server's
  * conn_lock, except the atomics. */
 typedef struct http_conn {
@@ -286,6 +310,18 @@ struct http_request {
 
     _Atomic int state;
     http_request *next; /* in the queue */
+
+    /* Cross-request batching (server.c). Written by the preparing worker before the request
+     * is parked; from then on the counters and job timings are guarded by the server's qlock
+     * until the request is on the done list. */
+    struct http_input *prefetch; /* the body as parsed for the prepare step (owned) */
+    http_face_job jobs[HTTP_FACE_JOBS];
+    int n_jobs;
+    int crops_total, crops_taken, crops_done; /* faces waiting for the per-face models */
+    int job_cursor, face_cursor;              /* the next face to hand to a batch */
+    uint64_t t_parked_ns;
+    double work_ms;            /* worker time spent on it, for the cost estimate */
+    http_request *pool_next;   /* in the batch pool or the done list */
 };
 
 struct http_worker {
@@ -294,6 +330,8 @@ struct http_worker {
     pthread_t thread;
     int thread_started;
     face_context *face;
+    struct http_batch_slot *slots; /* batch_max entries: the batch being run (server.c) */
+    face_batch_slice *slices;      /* batch_max entries: the same, for face_analyze_finish */
 };
 
 struct http_server {
@@ -321,6 +359,7 @@ struct http_server {
 
     int n_workers;
     http_worker *workers;
+    _Atomic int busy_workers; /* workers preparing, batching or completing a request now */
     /* The queue. qlock guards everything below it up to running. */
     pthread_mutex_t qlock;
     pthread_cond_t qcond;
@@ -330,6 +369,12 @@ struct http_server {
     double backlog_ms;      /* sum of the queued requests' cost_ms */
     double cost_ewma_ms[2]; /* measured service time: [0] light routes, [1] image routes */
     int stop;               /* workers exit when the queue is empty */
+    /* The batch pool: prepared requests whose faces wait for the per-face models, oldest
+     * first, and the requests whose faces are all done (their handlers run next). */
+    http_request *pool_head, *pool_tail;
+    int pool_crops; /* faces in the pool not yet handed to a batch */
+    int pool_requests; /* requests with faces in the pool or in a batch (running counts them) */
+    http_request *done_head, *done_tail;
     int abandoned;          /* the drain timed out with requests running (main thread only) */
 
     pthread_mutex_t conn_lock; /* guards conns */
@@ -413,9 +458,20 @@ int http_input_bool(http_request *r, http_input *in, const char *name, int def, 
  * JSON text. Returns a new reference or NULL when absent; < 0 in *rc when malformed. */
 json_t *http_input_json_value(http_request *r, http_input *in, const char *name, int *rc);
 
-/* The face pipeline for handlers (api_face.c): decodes `data` within the configured limits
- * and runs face_analyze with `stages` on w's context; adds the timing to r. On failure the
- * error response is set (400/413/415 for images, 500 otherwise) and a negative code returned. */
+/*
+ * The prepare step of a request before its handler (api_face.c): parses the body and prepares
+ * the images the route's handler will ask for (with the stages it will ask for) on w's
+ * context into r->jobs. Sets no response: whatever fails is left to the handler. Returns the
+ * faces that wait for the per-face models (r->crops_total).
+ */
+int http_face_prefetch(http_request *r, http_worker *w);
+/* Releases what the prepare step kept (jobs the handler did not take, the parsed body). */
+void http_face_prefetch_free(http_request *r);
+
+/* The face pipeline for handlers (api_face.c): the image's prepared job when there is one
+ * (same bytes and stages), otherwise decodes `data` within the configured limits and runs
+ * face_analyze with `stages` on w's context; adds the timing to r. On failure the error
+ * response is set (400/413/415 for images, 500 otherwise) and a negative code returned. */
 int http_run_face(http_request *r, http_worker *w, const uint8_t *data, size_t len, unsigned stages,
                   face_result *out);
 /* The same, handing the decoded image to the caller in *image (img_free it). */

@@ -149,16 +149,19 @@ void http_metrics_render(http_server *s, http_text *t)
 
     static const char *stage_names[HTTP_STAGE_COUNT] = {"queue",      "decode",   "detect",
                                                         "landmarks",  "align",    "embed",
-                                                        "attributes", "liveness", "gallery"};
+                                                        "attributes", "liveness", "gallery",
+                                                        "batch_wait"};
     http_text_printf(t, "# HELP vultus_stage_duration_seconds Time per request in each stage: "
-                        "waiting in the queue, then the face pipeline and the gallery.\n"
+                        "waiting in the queue, then the face pipeline and the gallery; "
+                        "batch_wait: its faces waiting in the batch pool.\n"
                         "# TYPE vultus_stage_duration_seconds histogram\n");
     for (int i = 0; i < HTTP_STAGE_COUNT; i++) {
         snprintf(labels, sizeof labels, "stage=\"%s\"", stage_names[i]);
         http_histogram_format(t, "vultus_stage_duration_seconds", labels, &m->stage[i], 1);
     }
 
-    http_text_printf(t, "# HELP vultus_batch_faces Faces per embedding run.\n"
+    http_text_printf(t, "# HELP vultus_batch_faces Faces per batch of the per-face models "
+                        "(embedder, attributes, liveness), gathered across requests.\n"
                         "# TYPE vultus_batch_faces histogram\n");
     http_histogram_format(t, "vultus_batch_faces", "", &m->batch, 0);
 
@@ -179,15 +182,24 @@ void http_metrics_render(http_server *s, http_text *t)
         (unsigned long long)atomic_load_explicit(&m->slow_closed, memory_order_relaxed));
 
     pthread_mutex_lock(&s->qlock);
-    int qlen = s->qlen, running = s->running;
+    int qlen = s->qlen, pool_crops = s->pool_crops, pool_requests = s->pool_requests;
     pthread_mutex_unlock(&s->qlock);
+    int busy = atomic_load(&s->busy_workers);
+    http_text_printf(t,
+                     "# HELP vultus_batch_pending_faces Faces waiting in the batch pool.\n"
+                     "# TYPE vultus_batch_pending_faces gauge\nvultus_batch_pending_faces %d\n"
+                     "# HELP vultus_batch_pending_requests Requests whose faces are in the "
+                     "batch pool or in a batch.\n"
+                     "# TYPE vultus_batch_pending_requests gauge\n"
+                     "vultus_batch_pending_requests %d\n",
+                     pool_crops, pool_requests);
     http_text_printf(
         t,
         "# HELP vultus_queue_depth Requests waiting for a worker.\n"
         "# TYPE vultus_queue_depth gauge\nvultus_queue_depth %d\n"
         "# HELP vultus_queue_capacity Requests that may wait for a worker.\n"
         "# TYPE vultus_queue_capacity gauge\nvultus_queue_capacity %d\n"
-        "# HELP vultus_workers_busy Workers running a request.\n"
+        "# HELP vultus_workers_busy Workers preparing, batching or completing requests.\n"
         "# TYPE vultus_workers_busy gauge\nvultus_workers_busy %d\n"
         "# HELP vultus_workers Worker threads.\n"
         "# TYPE vultus_workers gauge\nvultus_workers %d\n"
@@ -198,7 +210,7 @@ void http_metrics_render(http_server *s, http_text *t)
         "# TYPE vultus_ready gauge\nvultus_ready %d\n"
         "# HELP vultus_draining 1 after SIGTERM.\n"
         "# TYPE vultus_draining gauge\nvultus_draining %d\n",
-        qlen, s->cfg.queue, running, s->n_workers, (long long)atomic_load(&s->in_flight),
+        qlen, s->cfg.queue, busy, s->n_workers, (long long)atomic_load(&s->in_flight),
         atomic_load(&s->ready) && !atomic_load(&s->draining), atomic_load(&s->draining));
 
     struct gal_collection_info *list = NULL;

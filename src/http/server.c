@@ -262,53 +262,228 @@ static void finish_on_worker(http_request *r)
     MHD_resume_connection(r->conn);
 }
 
+/*
+ * Cross-request batching: a stage scheduler run by the workers themselves, with no thread of
+ * its own (like Triton's dynamic batcher, but a batch is formed by whichever worker is free).
+ * A request's work has three steps:
+ *   1. prepare (the worker that takes it from the queue): parse, decode, detect, landmarks,
+ *      crops (http_face_prefetch). Its faces then wait in the batch pool, and the worker goes
+ *      back for more work instead of waiting for them;
+ *   2. batches: a free worker takes up to batch_max faces from the pool, oldest first (a
+ *      request's faces stay together and in order; a request is split only where a batch is
+ *      full) and runs the per-face models over them in one engine run per model;
+ *   3. when its last face is done the request goes on the done list; a free worker runs its
+ *      handler (which finds its images prepared), and resumes the connection.
+ * A free worker picks, in this order: a done request (finishing frees memory and answers the
+ * client); a batch, when the pool holds batch_max faces, or its oldest has waited
+ * batch_wait_ms, or no request is queued (nothing else would fill it: never wait idle); the
+ * next queued request; otherwise it sleeps. So no core idles while there is work, batches
+ * grow only while there are requests to prepare meanwhile, and --batch-max 1 runs every
+ * face in its own engine run (batching off). Requests without images skip the pool.
+ */
+typedef struct http_batch_slot {
+    http_request *r;
+    http_face_job *job;
+    face_batch_slice slice;
+} http_batch_slot;
+
+enum worker_action { WORK_NONE, WORK_PREPARE, WORK_BATCH, WORK_COMPLETE };
+
+/* Takes up to batch_max faces from the pool into w->slots (qlock held); returns the slots. */
+static int take_batch(http_server *s, http_worker *w, uint64_t now)
+{
+    int want = s->cfg.batch_max, n = 0;
+    while (want > 0 && s->pool_head) {
+        http_request *r = s->pool_head;
+        http_face_job *job = &r->jobs[r->job_cursor];
+        int avail = job->result.n_faces - r->face_cursor;
+        if (!job->result.pending || avail <= 0) {
+            /* nothing of this image waits: the next one */
+            r->job_cursor++;
+            r->face_cursor = 0;
+            BASE_ASSERT(r->job_cursor < r->n_jobs);
+            continue;
+        }
+        int take = avail < want ? avail : want;
+        w->slots[n++] = (http_batch_slot){
+            .r = r, .job = job, .slice = {.result = &job->result, .first = r->face_cursor, .count = take}};
+        r->face_cursor += take;
+        r->crops_taken += take;
+        s->pool_crops -= take;
+        want -= take;
+        if (r->crops_taken == r->crops_total) {
+            http_histogram_observe_seconds(&s->metrics.stage[HTTP_STAGE_BATCH_WAIT],
+                                           (double)(now - r->t_parked_ns) * 1e-9);
+            s->pool_head = r->pool_next;
+            if (!s->pool_head) s->pool_tail = NULL;
+            r->pool_next = NULL;
+        }
+    }
+    return n;
+}
+
+/* Whether a free worker should run a batch now rather than prepare a queued request. */
+static int batch_due(const http_server *s, uint64_t now)
+{
+    if (s->pool_crops <= 0) return 0;
+    if (s->pool_crops >= s->cfg.batch_max || !s->qhead) return 1;
+    return now - s->pool_head->t_parked_ns >= (uint64_t)s->cfg.batch_wait_ms * 1000000u;
+}
+
+static void push_done(http_server *s, http_request *r)
+{
+    r->pool_next = NULL;
+    if (s->done_tail)
+        s->done_tail->pool_next = r;
+    else
+        s->done_head = r;
+    s->done_tail = r;
+}
+
+/* Runs r's handler (its images are prepared and finished, or it has none), then hands the
+ * request back to the event loop. */
+static void complete(http_server *s, http_worker *w, http_request *r)
+{
+    uint64_t t0 = base_now_ns();
+    if (!r->status) {
+        base_error_clear();
+        http_routes[r->route].handler(r, w);
+    }
+    http_face_prefetch_free(r);
+    double ms = r->work_ms + (double)(base_now_ns() - t0) / 1e6;
+    pthread_mutex_lock(&s->qlock);
+    s->running--;
+    double *ewma = &s->cost_ewma_ms[http_routes[r->route].image ? 1 : 0];
+    *ewma = 0.8 * *ewma + 0.2 * ms;
+    pthread_mutex_unlock(&s->qlock);
+    finish_on_worker(r);
+}
+
+/* Step 1 for a request taken from the queue: the deadline check, then prepare. A request
+ * with faces to finish is parked in the pool; any other completes here. */
+static void prepare(http_server *s, http_worker *w, http_request *r)
+{
+    uint64_t t0 = base_now_ns();
+    r->t_started_ns = t0;
+    http_histogram_observe_seconds(&s->metrics.stage[HTTP_STAGE_QUEUE],
+                                   (double)(t0 - r->t_enqueued_ns) * 1e-9);
+    if (t0 > r->deadline_ns) {
+        /* The estimate was wrong: it waited past its deadline. Refuse rather than run work
+         * whose client has given up. */
+        atomic_fetch_add(&s->metrics.rejected[HTTP_REJECT_DEADLINE], 1);
+        http_respond_error(r, 503, "overloaded", "the request could not start within its deadline");
+        r->retry_after_s = 1;
+        complete(s, w, r);
+        return;
+    }
+    base_error_clear();
+    int crops = http_face_prefetch(r, w);
+    uint64_t t1 = base_now_ns();
+    r->work_ms += (double)(t1 - t0) / 1e6;
+    if (crops <= 0) {
+        complete(s, w, r);
+        return;
+    }
+    pthread_mutex_lock(&s->qlock);
+    r->crops_total = crops;
+    r->t_parked_ns = t1;
+    r->pool_next = NULL;
+    if (s->pool_tail)
+        s->pool_tail->pool_next = r;
+    else
+        s->pool_head = r;
+    s->pool_tail = r;
+    s->pool_crops += crops;
+    s->pool_requests++;
+    /* an idle worker may take the batch (or this worker will, next) */
+    pthread_cond_signal(&s->qcond);
+    pthread_mutex_unlock(&s->qlock);
+}
+
+/* Step 2: the per-face models over the slots, then the bookkeeping of their requests. */
+static void run_batch(http_server *s, http_worker *w, int n)
+{
+    face_batch_slice *slices = w->slices;
+    int faces = 0;
+    for (int i = 0; i < n; i++) {
+        slices[i] = w->slots[i].slice;
+        faces += slices[i].count;
+    }
+    uint64_t t0 = base_now_ns();
+    base_error_clear();
+    int rc = face_analyze_finish(w->face, slices, n);
+    double ms = (double)(base_now_ns() - t0) / 1e6;
+    char message[256] = "";
+    if (rc) snprintf(message, sizeof message, "%s", base_error_message());
+    http_histogram_observe_count(&s->metrics.batch, (unsigned)faces);
+    pthread_mutex_lock(&s->qlock);
+    for (int i = 0; i < n; i++) {
+        http_batch_slot *slot = &w->slots[i];
+        http_request *r = slot->r;
+        face_timing *t = &slot->job->result.timing;
+        t->embed_ms += slices[i].timing.embed_ms;
+        t->attributes_ms += slices[i].timing.attributes_ms;
+        t->liveness_ms += slices[i].timing.liveness_ms;
+        r->work_ms += ms * slices[i].count / faces;
+        if (rc && !slot->job->rc) {
+            slot->job->rc = rc;
+            slot->job->decoded = 1;
+            snprintf(slot->job->message, sizeof slot->job->message, "%s", message);
+        }
+        r->crops_done += slices[i].count;
+        if (r->crops_done == r->crops_total) {
+            s->pool_requests--;
+            push_done(s, r);
+        }
+    }
+    if (s->done_head) pthread_cond_signal(&s->qcond);
+    pthread_mutex_unlock(&s->qlock);
+}
+
 static void *worker_main(void *arg)
 {
     http_worker *w = arg;
     http_server *s = w->srv;
     for (;;) {
+        enum worker_action action = WORK_NONE;
+        http_request *r = NULL;
+        int n_slots = 0;
         pthread_mutex_lock(&s->qlock);
-        while (!s->qhead && !s->stop)
+        for (;;) {
+            uint64_t now = base_now_ns();
+            if (s->done_head) {
+                r = s->done_head;
+                s->done_head = r->pool_next;
+                if (!s->done_head) s->done_tail = NULL;
+                action = WORK_COMPLETE;
+            } else if (batch_due(s, now)) {
+                n_slots = take_batch(s, w, now);
+                action = WORK_BATCH;
+            } else if (s->qhead) {
+                r = s->qhead;
+                s->qhead = r->next;
+                if (!s->qhead) s->qtail = NULL;
+                s->qlen--;
+                s->backlog_ms -= r->cost_ms;
+                if (s->backlog_ms < 0 || !s->qhead) s->backlog_ms = 0;
+                s->running++;
+                action = WORK_PREPARE;
+            } else if (s->stop && s->pool_crops == 0) {
+                break;
+            }
+            if (action != WORK_NONE) break;
             pthread_cond_wait(&s->qcond, &s->qlock);
-        http_request *r = s->qhead;
-        if (!r) {
-            pthread_mutex_unlock(&s->qlock);
-            break;
         }
-        s->qhead = r->next;
-        if (!s->qhead) s->qtail = NULL;
-        s->qlen--;
-        s->backlog_ms -= r->cost_ms;
-        if (s->backlog_ms < 0 || !s->qhead) s->backlog_ms = 0;
-        s->running++;
         pthread_mutex_unlock(&s->qlock);
-
-        uint64_t t0 = base_now_ns();
-        r->t_started_ns = t0;
-        http_histogram_observe_seconds(&s->metrics.stage[HTTP_STAGE_QUEUE],
-                                       (double)(t0 - r->t_enqueued_ns) * 1e-9);
-        const http_route *route = &http_routes[r->route];
-        if (t0 > r->deadline_ns) {
-            /* The estimate was wrong: it waited past its deadline. Refuse rather than run
-             * work whose client has given up. */
-            atomic_fetch_add(&s->metrics.rejected[HTTP_REJECT_DEADLINE], 1);
-            http_respond_error(r, 503, "overloaded",
-                               "the request could not start within its deadline");
-            r->retry_after_s = 1;
-        } else {
-            base_error_clear();
-            route->handler(r, w);
+        if (action == WORK_NONE) return NULL;
+        atomic_fetch_add(&s->busy_workers, 1);
+        switch (action) {
+        case WORK_COMPLETE: complete(s, w, r); break;
+        case WORK_BATCH: run_batch(s, w, n_slots); break;
+        default: prepare(s, w, r); break;
         }
-        double ms = (double)(base_now_ns() - t0) / 1e6;
-
-        pthread_mutex_lock(&s->qlock);
-        s->running--;
-        double *ewma = &s->cost_ewma_ms[route->image ? 1 : 0];
-        *ewma = 0.8 * *ewma + 0.2 * ms;
-        pthread_mutex_unlock(&s->qlock);
-        finish_on_worker(r);
+        atomic_fetch_sub(&s->busy_workers, 1);
     }
-    return NULL;
 }
 
 /*
@@ -761,7 +936,7 @@ int http_server_create(const http_config *config, http_server **out)
     s->cost_ewma_ms[1] = 100;
     s->embedder_id = face_embedder_id(FACE_EMBEDDER_DEFAULT);
     s->embedding_dim = face_embedding_dim(FACE_EMBEDDER_DEFAULT);
-    s->default_threshold = face_default_threshold(FACE_EMBEDDER_DEFAULT);
+    s->default_threshold = face_threshold_at_far(FACE_EMBEDDER_DEFAULT, FACE_DECISION_FAR);
     uint8_t rnd[4];
     if (getrandom(rnd, sizeof rnd, GRND_NONBLOCK) != (ssize_t)sizeof rnd)
         memcpy(rnd, &(uint32_t){(uint32_t)base_now_ns()}, 4);
@@ -791,6 +966,12 @@ int http_server_create(const http_config *config, http_server **out)
     for (int i = 0; i < s->n_workers; i++) {
         s->workers[i].srv = s;
         s->workers[i].index = i;
+        s->workers[i].slots = calloc((size_t)s->cfg.batch_max, sizeof *s->workers[i].slots);
+        s->workers[i].slices = calloc((size_t)s->cfg.batch_max, sizeof *s->workers[i].slices);
+        if (!s->workers[i].slots || !s->workers[i].slices) {
+            rc = base_error_set(BASE_ERR_NOMEM, "workers");
+            goto fail;
+        }
         if (pthread_create(&s->workers[i].thread, NULL, worker_main, &s->workers[i]) != 0) {
             rc = base_error_set(BASE_ERR_BACKEND, "cannot start worker %d", i);
             goto fail;
@@ -940,6 +1121,8 @@ void http_server_destroy(http_server *s)
     for (int i = 0; s->workers && i < s->n_workers; i++) {
         if (s->workers[i].thread_started) pthread_join(s->workers[i].thread, NULL);
         face_context_destroy(s->workers[i].face);
+        free(s->workers[i].slots);
+        free(s->workers[i].slices);
     }
     free(s->workers);
     face_models_destroy(s->models);
