@@ -66,5 +66,10 @@ if (soak) {
     '<= 5%', growth <= 0.05);
 }
 console.log('');
+const machine = one('load-machine');
+if (machine) {
+  console.log(`run ${machine.start} to ${machine.end} on ${machine.cores} cores shared by the server, the load ` +
+    `generator and anything else running; load average ${machine.loadavg_start} at the start, ${machine.loadavg_end} at the end`);
+}
 console.log(`issue 5, "Done when" (this machine: ${os.cpus().length} cores):`);
 for (const c of checks) console.log(`  ${c.ok ? 'met ' : 'MISS'}  ${c.what}: ${c.value} (target ${c.target})`);
