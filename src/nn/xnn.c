@@ -19,6 +19,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <xnnpack.h>
 
 #if NN_MAX_DIMS > XNN_MAX_TENSOR_DIMS
@@ -28,7 +29,9 @@
 #error "NN_XNN_EXTRA_BYTES must cover XNN_EXTRA_BYTES"
 #endif
 
-#define NN_XNN_MAX_OPS NN_MAX_NODE_INPUTS
+/* Room for one operator per weight slice (see slice_width) plus the fused activation. */
+#define NN_XNN_MAX_SLICES 32
+#define NN_XNN_MAX_OPS (NN_XNN_MAX_SLICES + NN_MAX_NODE_INPUTS)
 
 /* What runs after the main operator, in place on the output. */
 typedef enum xnn_post {
@@ -45,6 +48,10 @@ struct nn_xnn_op {
     xnn_operator_t ops[NN_XNN_MAX_OPS];
     xnn_post post;
     size_t post_channels;
+    /* A convolution or fully connected op split by output channels: n_slices operators, slice
+     * j writing channels [j * slice, ...) of every output pixel. */
+    int n_slices;
+    size_t slice;
     /* Copies of constant data inputs with NN_XNN_EXTRA_BYTES of slack (graph constants have
      * none, and XNNPACK reads past the end of its inputs). */
     float *const_in[NN_MAX_NODE_INPUTS];
@@ -318,6 +325,25 @@ static void act_range(const nn_act *act, float *lo, float *hi)
     }
 }
 
+/*
+ * Output channels per slice of a GEMM whose packed weights (k inputs per output channel) are
+ * larger than half of L2. XNNPACK's GEMM walks all output channels for every block of 7 rows,
+ * streaming the whole weight matrix from L3 once per block when it does not fit in L2: a 3x3
+ * 256->256 convolution (2.4 MB) on a 4x4 map of 8 images reads 45 MB. Split into slices of at
+ * most half of L2, each slice's weights are read from L3 once and then stay in L2 for every
+ * row block. Returns `channels` (no split) when the weights are small enough.
+ */
+static size_t slice_width(size_t k, size_t channels)
+{
+    long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    size_t budget = (l2 >= (256 << 10) && l2 <= (64 << 20) ? (size_t)l2 : (size_t)1 << 20) / 2;
+    if (k * channels * sizeof(float) <= budget) return channels;
+    size_t w = budget / (k * sizeof(float)) / 16 * 16; /* whole 16-channel strips of the kernel */
+    if (w < 16) w = 16;
+    while ((channels + w - 1) / w > NN_XNN_MAX_SLICES) w += 16;
+    return w < channels ? w : channels;
+}
+
 /* conv: x [N,H,W,Cin], filter [KH,KW,Cin,Cout] or depthwise [KH,KW,C,M] -> [N,OH,OW,Cout] */
 static int create_conv(nn_xnn_op *op, const nn_graph *g, const nn_node *n)
 {
@@ -349,15 +375,27 @@ static int create_conv(nn_xnn_op *op, const nn_graph *g, const nn_node *n)
             for (size_t i = 0; i < cin; i++)
                 for (size_t o = 0; o < cout; o++)
                     ohwi[(o * taps + t) * cin + i] = filter[(t * cin + i) * cout + o];
-        st = xnn_create_convolution2d_nhwc_f32(
-            (uint32_t)p->pad_top, (uint32_t)p->pad_right, (uint32_t)p->pad_bottom,
-            (uint32_t)p->pad_left, (uint32_t)kh, (uint32_t)kw, (uint32_t)p->stride_h,
-            (uint32_t)p->stride_w, (uint32_t)p->dilation_h, (uint32_t)p->dilation_w, 1, cin, cout,
-            cin, cout, ohwi, bias, lo, hi, 0, &op->ops[0]);
+        /* Output channels in slices whose weights fit in L2 (one slice: the whole layer). */
+        op->slice = slice_width(taps * cin, cout);
+        st = xnn_status_success;
+        for (size_t o = 0; o < cout && st == xnn_status_success; o += op->slice) {
+            size_t nc = cout - o < op->slice ? cout - o : op->slice;
+            st = xnn_create_convolution2d_nhwc_f32(
+                (uint32_t)p->pad_top, (uint32_t)p->pad_right, (uint32_t)p->pad_bottom,
+                (uint32_t)p->pad_left, (uint32_t)kh, (uint32_t)kw, (uint32_t)p->stride_h,
+                (uint32_t)p->stride_w, (uint32_t)p->dilation_h, (uint32_t)p->dilation_w, 1, cin, nc,
+                cin, cout, ohwi + o * taps * cin, bias ? bias + o : NULL, lo, hi, 0, &op->ops[op->n_ops]);
+            if (st == xnn_status_success) op->n_ops++;
+        }
         free(ohwi);
+        if (st != xnn_status_success) return xnn_fail("create_convolution2d_nhwc_f32", n->name, st);
+        op->n_slices = op->n_ops;
+        return create_post(op, g, n, &p->act, cout);
     }
     if (st != xnn_status_success) return xnn_fail("create_convolution2d_nhwc_f32", n->name, st);
     op->n_ops = 1;
+    op->n_slices = 1;
+    op->slice = cout;
     return create_post(op, g, n, &p->act, cout);
 }
 
@@ -369,12 +407,28 @@ static int create_fc(nn_xnn_op *op, const nn_graph *g, const nn_node *n)
     const float *bias = has_input(n, 2) ? g->tensors[n->inputs[2]].data : NULL;
     float lo, hi;
     act_range(&n->p.fc.act, &lo, &hi);
-    /* XNN_FLAG_TRANSPOSE_WEIGHTS: the kernel is [input channels, output channels], TF's layout. */
-    enum xnn_status st =
-        xnn_create_fully_connected_nc_f32(k, m, k, m, g->tensors[n->inputs[1]].data, bias, lo, hi,
-                                          XNN_FLAG_TRANSPOSE_WEIGHTS, &op->ops[0]);
+    const float *kernel = g->tensors[n->inputs[1]].data;
+    /* Output channels in slices whose weights fit in L2 (see slice_width); a slice of TF's
+     * [K, M] kernel is copied out ([K, slice]; XNNPACK packs its own copy). */
+    op->slice = slice_width(k, m);
+    float *part = op->slice < m ? malloc(k * op->slice * sizeof *part) : NULL;
+    if (op->slice < m && !part) return base_error_set(BASE_ERR_NOMEM, "node %s: out of memory", n->name);
+    enum xnn_status st = xnn_status_success;
+    for (size_t o = 0; o < m && st == xnn_status_success; o += op->slice) {
+        size_t nc = m - o < op->slice ? m - o : op->slice;
+        const float *kern = kernel;
+        if (part) {
+            for (size_t i = 0; i < k; i++) memcpy(part + i * nc, kernel + i * m + o, nc * sizeof *part);
+            kern = part;
+        }
+        /* XNN_FLAG_TRANSPOSE_WEIGHTS: the kernel is [input channels, output channels], TF's layout. */
+        st = xnn_create_fully_connected_nc_f32(k, nc, k, m, kern, bias ? bias + o : NULL, lo, hi,
+                                               XNN_FLAG_TRANSPOSE_WEIGHTS, &op->ops[op->n_ops]);
+        if (st == xnn_status_success) op->n_ops++;
+    }
+    free(part);
     if (st != xnn_status_success) return xnn_fail("create_fully_connected_nc_f32", n->name, st);
-    op->n_ops = 1;
+    op->n_slices = op->n_ops;
     return create_post(op, g, n, &n->p.fc.act, m);
 }
 
@@ -822,8 +876,9 @@ int nn_xnn_setup(nn_xnn_op *op, const nn_graph *g, const nn_node *n, const nn_vi
             return base_error_set(BASE_ERR_INVALID, "node %s: bad input view", n->name);
         if ((rc = check_out(n, out, &want))) return rc;
         what = "setup_convolution2d_nhwc_f32";
-        st = xnn_setup_convolution2d_nhwc_f32(op->ops[0], batch, (size_t)xs->dim[1],
-                                              (size_t)xs->dim[2], xin[0], y, pool);
+        for (int j = 0; j < op->n_slices && st == xnn_status_success; j++)
+            st = xnn_setup_convolution2d_nhwc_f32(op->ops[j], batch, (size_t)xs->dim[1], (size_t)xs->dim[2],
+                                                  xin[0], y + (size_t)j * op->slice, pool);
         if (st == xnn_status_success) st = setup_post(op, y, numel, pool, &what);
         break;
     }
@@ -832,7 +887,8 @@ int nn_xnn_setup(nn_xnn_op *op, const nn_graph *g, const nn_node *n, const nn_vi
         nn_shape want = {2, {xs->dim[0], w->dim[1]}};
         if ((rc = check_out(n, out, &want))) return rc;
         what = "setup_fully_connected_nc_f32";
-        st = xnn_setup_fully_connected_nc_f32(op->ops[0], batch, xin[0], y, pool);
+        for (int j = 0; j < op->n_slices && st == xnn_status_success; j++)
+            st = xnn_setup_fully_connected_nc_f32(op->ops[j], batch, xin[0], y + (size_t)j * op->slice, pool);
         if (st == xnn_status_success) st = setup_post(op, y, numel, pool, &what);
         break;
     }

@@ -382,6 +382,36 @@ static void test_conv2d_asymmetric(void **state)
     report("conv2d asymmetric");
 }
 
+/* Weights beyond half of L2 run as several XNNPACK operators, each writing a slice of the
+ * output channels (xnn.c, slice_width): uneven last slices, bias and activations per slice,
+ * PReLU after all of them. */
+static void test_conv2d_sliced(void **state)
+{
+    (void)state;
+    conv_case(5, 5, 200, 300, 3, 1, 1, 1, 0, 1);  /* 2.2 MB: 5 slices, the last of 44 */
+    conv_case(9, 7, 200, 300, 3, 2, 1, 0, 0, 4);  /* VALID, stride 2, PReLU */
+    conv_case(4, 4, 256, 256, 3, 1, 1, 1, 0, 2);  /* faceapi-resnet's 4x4 layers, Relu6 */
+    conv_case(3, 5, 700, 333, 1, 1, 1, 0, 0, 3);  /* 1x1, 0.9 MB: 2 slices, leaky */
+    static const int ks[] = {3000, 1024};
+    static const int ms[] = {257, 1000};
+    for (int v = 0; v < 2; v++) {
+        nn_graph *g = nn_graph_new();
+        rng_seed((uint64_t)v + 77);
+        int x = add_input(g, SHAPE(N, ks[v]));
+        int prelu;
+        nn_act act = act_cycle(v ? 4 : 1, &prelu);
+        int inputs[4] = {x, add_const(g, SHAPE(ks[v], ms[v]), -1, 1), add_const(g, SHAPE(ms[v]), -1, 1), -1};
+        if (prelu) inputs[3] = add_const(g, SHAPE(ms[v]), -0.5f, 0.5f);
+        nn_node n = node_proto(NN_OP_FULLY_CONNECTED, prelu ? 4 : 3, inputs);
+        n.p.fc.act = act;
+        char label[96];
+        snprintf(label, sizeof label, "fc %dx%d sliced act %d", ks[v], ms[v], (int)act.kind);
+        check(g, &n, NULL, DOMAIN_ANY, label);
+        nn_graph_free(g);
+    }
+    report("conv2d and fc with sliced weights");
+}
+
 /* --- fully connected ----------------------------------------------------------------------- */
 
 static void test_fully_connected(void **state)
@@ -855,6 +885,7 @@ int main(void)
         cmocka_unit_test(test_conv2d),
         cmocka_unit_test(test_depthwise_conv2d),
         cmocka_unit_test(test_conv2d_asymmetric),
+        cmocka_unit_test(test_conv2d_sliced),
         cmocka_unit_test(test_fully_connected),
         cmocka_unit_test(test_binary),
         cmocka_unit_test(test_unary),
