@@ -41,6 +41,7 @@
 #include "face/face.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <math.h>
@@ -129,6 +130,7 @@ typedef struct eval_config {
     int all_age_models;
     const char *age_model_name;
     long max_fp; /* wider: -1 = one per image */
+    const char *detections_path; /* wider: write every detection there */
 } eval_config;
 
 static void eval_usage(FILE *out)
@@ -176,7 +178,9 @@ static void eval_usage(FILE *out)
         "                       (default: one per image)\n"
         "  --threads N          worker threads, each with its own context (default 2)\n"
         "  --limit N            only the first N images (age, wider) or pairs (lfw, pairs)\n"
-        "  --plot FILE.png      draw the ROC (verification) or precision-recall curves\n");
+        "  --plot FILE.png      draw the ROC (verification) or precision-recall curves\n"
+        "  --detections FILE    wider: write every detection as `path x y w h score` lines\n"
+        "                       (full-size pixels; with --detector all, FILE-NAME each)\n");
 }
 
 /* --- small helpers ----------------------------------------------------------------------- */
@@ -349,7 +353,9 @@ static int load_models(const eval_config *c, unsigned stages, face_models **mode
                               .embedder =
                                   c->n_embedders == 1 ? c->embedders[0] : FACE_EMBEDDER_DEFAULT,
                               .all_embedders = c->all_embedders || c->n_embedders > 1,
-                              .age_model = c->age_model};
+                              .age_model = c->age_model,
+                              .detector = c->all_detectors ? FACE_DETECTOR_SSD_MOBILENET
+                                                           : c->face.detector};
     base_error_clear();
     uint64_t t0 = base_now_ns();
     int rc = face_models_load(&mo, models);
@@ -966,6 +972,28 @@ static int wider_image(face_context *ctx, size_t index, void *user)
     return 0;
 }
 
+/* Every detection of a run as `path x y w h score` lines, for analyses outside vultus. */
+static int write_detections(const char *path, const eval_gt_set *gt, const wider_job *job)
+{
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        fprintf(stderr, "vultus eval: cannot write %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    for (size_t i = 0; i < gt->n; i++)
+        for (int k = 0; k < job->n_detections[i]; k++) {
+            const eval_detection *d = &job->detections[i][k];
+            fprintf(f, "%s %.2f %.2f %.2f %.2f %.5f\n", gt->images[i].path, d->x, d->y, d->w,
+                    d->h, d->score);
+        }
+    if (fclose(f) != 0) {
+        fprintf(stderr, "vultus eval: cannot write %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    fprintf(stderr, "eval: detections written to %s\n", path);
+    return 0;
+}
+
 /* FILE.png -> FILE-NAME.png when several runs each draw a plot. */
 static void plot_path_for(const char *plot, const char *name, char *out, size_t cap)
 {
@@ -1158,6 +1186,11 @@ static int eval_wider_cmd(const eval_config *c, const char *gt_path)
             char path[4096];
             plot_path_for(c->plot, n_detectors > 1 ? names[d] : NULL, path, sizeof path);
             plot_pr(path, names[d], res, n);
+        }
+        if (c->detections_path) {
+            char path[4096];
+            plot_path_for(c->detections_path, n_detectors > 1 ? names[d] : NULL, path, sizeof path);
+            if (write_detections(path, &gt, &job) != 0) goto done;
         }
     }
     status = CLI_EXIT_OK;
@@ -1476,6 +1509,7 @@ int cli_eval_main(int argc, char **argv)
         {"limit", required_argument, NULL, 'n'},
         {"plot", required_argument, NULL, 'P'},
         {"age-model", required_argument, NULL, 'a'},
+        {"detections", required_argument, NULL, 'D'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -1501,6 +1535,7 @@ int cli_eval_main(int argc, char **argv)
         case 'T': train = optarg; break;
         case 'g': gt = optarg; break;
         case 'P': c.plot = optarg; break;
+        case 'D': c.detections_path = optarg; break;
         case 'e':
             if (parse_embedder(optarg, &c) != 0) goto bad_value;
             break;

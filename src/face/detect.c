@@ -303,6 +303,77 @@ static int detect_tiled(face_context *ctx, const img_image *image, float min_sco
 }
 
 /*
+ * face-api's SSD-MobileNetV1 on the whole image, as face-api feeds it: padded at the right or
+ * bottom to a square (black), resized to 512x512, pixels to [-1, 1]. Its boxes follow WIDER
+ * FACE's annotation (it was trained on it); they are turned into BlazeFace's convention (the
+ * inverse of what analyze.c does to BlazeFace boxes), so every detector's boxes come out of
+ * face_analyze the same way. It has no keypoints: they are placed where BlazeFace puts them
+ * on an upright frontal face (SSD_KEYPOINTS), which the landmark stage refines.
+ */
+static const float SSD_KEYPOINTS[6][2] = {{0.31f, 0.33f}, {0.69f, 0.33f}, {0.50f, 0.55f},
+                                          {0.50f, 0.76f}, {0.08f, 0.40f}, {0.92f, 0.40f}};
+
+static int detect_ssd(face_context *ctx, const img_image *image, float min_score, box_list *out)
+{
+    const int S = FACE_SSD_SIZE;
+    nn_context *nc = ctx->ctx[FM_SSD_MOBILENET];
+    const nn_model *m = ctx->models->model[FM_SSD_MOBILENET];
+    const float (*anchors)[4] = (const float (*)[4])ctx->models->ssd_anchors;
+    if (!nc || !anchors)
+        return base_error_set(BASE_ERR_INVALID, "the SSD-MobileNet detector is not loaded");
+    int side = image->width > image->height ? image->width : image->height;
+    img_image level = {0};
+    float sx, sy;
+    int rc = make_level(image, (float)S / (float)side, &level, &sx, &sy);
+    if (rc) return rc;
+    float *in = nn_context_input(nc, 0);
+    for (int v = 0; v < S; v++) {
+        float *row = in + (size_t)v * S * 3;
+        for (int u = 0; u < S; u++) {
+            float *px = row + 3 * u;
+            if (v >= level.height || u >= level.width) {
+                px[0] = px[1] = px[2] = -1.0f; /* black */
+                continue;
+            }
+            const uint8_t *src = level.data + ((size_t)v * level.width + u) * 3;
+            for (int c = 0; c < 3; c++) px[c] = (float)src[c] / 127.5f - 1.0f;
+        }
+    }
+    img_free(&level);
+    rc = nn_context_run(nc, 1);
+    if (rc) return rc;
+    int i_boxes = nn_model_output_index(m, "boxes"), i_classes = nn_model_output_index(m, "classes");
+    if (i_boxes < 0 || i_classes < 0) return base_error_set(BASE_ERR_FORMAT, "ssd: outputs missing");
+    const float *enc = nn_context_output(nc, i_boxes, NULL);
+    const float *cls = nn_context_output(nc, i_classes, NULL);
+    float min_logit = logf(min_score / (1.0f - min_score));
+    for (int i = 0; i < FACE_SSD_ANCHORS; i++) {
+        float logit = cls[3 * i + 1];
+        if (!(logit >= min_logit)) continue;
+        float r[4];
+        face_ssd_decode_box(anchors[i], enc + 4 * i, r);
+        /* to input pixels, clipped to the square as face-api does, then to image pixels */
+        float y0 = fmaxf(r[0], 0.0f) * (float)S * sy, x0 = fmaxf(r[1], 0.0f) * (float)S * sx;
+        float y1 = fminf(r[2], 1.0f) * (float)S * sy, x1 = fminf(r[3], 1.0f) * (float)S * sx;
+        if (!(x1 > x0 && y1 > y0)) continue;
+        float w = x1 - x0, h = y1 - y0;
+        face_box b;
+        b.score = 1.0f / (1.0f + expf(-fminf(logit, 80.0f)));
+        b.w = w / 0.9f;
+        b.h = h / 1.2f;
+        b.x = x0 + 0.5f * w - 0.5f * b.w;
+        b.y = y0 + 0.5f * h + 0.06f * b.h - 0.5f * b.h;
+        for (int k = 0; k < 6; k++) {
+            b.keypoints[k].x = b.x + SSD_KEYPOINTS[k][0] * b.w;
+            b.keypoints[k].y = b.y + SSD_KEYPOINTS[k][1] * b.h;
+        }
+        rc = box_push(out, &b);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+/*
  * Whether most of b (more than INSIDE_FRACTION of its area) lies inside one of the better-
  * scored boxes kept so far. On photos filled by one face, BlazeFace also reports half faces
  * (an eye and the nose) that overlap the whole face by less than the NMS threshold; two real
@@ -335,7 +406,8 @@ int face_detect(face_context *ctx, const img_image *image, const face_options *o
 {
     *boxes = NULL;
     *n = 0;
-    if (!ctx->ctx[FM_BLAZEFACE]) return base_error_set(BASE_ERR_INVALID, "detector not loaded");
+    if (!ctx->ctx[FM_BLAZEFACE] && opts->detector != FACE_DETECTOR_SSD_MOBILENET)
+        return base_error_set(BASE_ERR_INVALID, "detector not loaded");
     if (image->channels != 3 || image->width < 1 || image->height < 1)
         return base_error_set(BASE_ERR_INVALID, "detect: need an RGB image, got %dx%dx%d",
                               image->width, image->height, image->channels);
@@ -345,11 +417,9 @@ int face_detect(face_context *ctx, const img_image *image, const face_options *o
     int max_faces = opts->max_faces > 0 ? opts->max_faces : 100;
 
     box_list l = {0};
-    int rc = opts->detector == FACE_DETECTOR_BLAZEFACE_TILED
-                 ? detect_tiled(ctx, image, min_score, min_size, &l)
-                 : detect_single(ctx, image, min_score, &l);
-    if (opts->detector == FACE_DETECTOR_SSD_MOBILENET)
-        rc = rc ? rc : base_error_set(BASE_ERR_UNSUPPORTED, "the SSD-MobileNet detector is not built yet");
+    int rc = opts->detector == FACE_DETECTOR_BLAZEFACE_TILED ? detect_tiled(ctx, image, min_score, min_size, &l)
+             : opts->detector == FACE_DETECTOR_SSD_MOBILENET ? detect_ssd(ctx, image, min_score, &l)
+                                                             : detect_single(ctx, image, min_score, &l);
     if (rc) {
         free(l.v);
         return rc;

@@ -40,7 +40,8 @@ typedef enum face_detector {
     FACE_DETECTOR_BLAZEFACE,   /* blazeface-back, 256x256, one pass (two for images <= 400 px) */
     FACE_DETECTOR_BLAZEFACE_TILED, /* blazeface-back over 256x256 tiles of a pyramid of scales, for
                                       photos with many small faces; 0.1-1 s per photo */
-    FACE_DETECTOR_SSD_MOBILENET,   /* face-api SSD-MobileNetV1: not built yet (BASE_ERR_UNSUPPORTED) */
+    FACE_DETECTOR_SSD_MOBILENET,   /* face-api SSD-MobileNetV1 (512x512, built in C); needs
+                                      face_models_options.detector; see README */
 } face_detector;
 
 /* Stages of face_analyze(); OR them. Detection always runs. */
@@ -133,6 +134,8 @@ typedef struct face_models_options {
     face_embedder embedder; /* which embedder(s) to load; DEFAULT: the default one only */
     int all_embedders;      /* load every embedder (for evaluation) */
     face_age_model age_model; /* which age/gender model to load and use; DEFAULT: see README */
+    face_detector detector; /* SSD_MOBILENET: also load face-api's SSD (BlazeFace is always
+                               loaded); other values load BlazeFace only */
 } face_models_options;
 
 int face_models_load(const face_models_options *opts, face_models **out);

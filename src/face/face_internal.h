@@ -25,6 +25,7 @@ typedef enum face_model_id {
     FM_LIVENESS,      /* human/liveness: 32x32 RGB in [0,1], [live, not live] */
     FM_FACEAPI_RESNET, /* faceapi/face_recognition_model: dlib's ResNet, 150x150, 128-d */
     FM_FACEAPI_AGEGENDER, /* faceapi/age_gender_model: TinyXception, 112x112, age + gender */
+    FM_SSD_MOBILENET, /* faceapi/ssd_mobilenetv1_model: 512x512 face detector, built in C */
     FM_COUNT
 } face_model_id;
 
@@ -47,6 +48,7 @@ struct face_models {
     face_embedder embedder;    /* the default embedder, resolved (never DEFAULT) */
     face_age_model age_model;  /* resolved */
     float anchors[896][2];     /* BlazeFace anchor centres in input pixels */
+    float (*ssd_anchors)[4];   /* FM_SSD_MOBILENET's anchors (malloc'd); NULL when not loaded */
 };
 
 struct face_context {
@@ -68,6 +70,15 @@ void face_crop_spec_override(face_model_id id, const face_crop_spec *spec);
 #define FACE_BLAZEFACE_ANCHORS 896
 
 void face_blazeface_anchors(float anchors[896][2]);
+
+/* face-api's SSD-MobileNetV1 (ssd.c): 512x512 RGB in [-1, 1]; outputs "boxes" [B,5118,4]
+ * (box encodings) and "classes" [B,5118,3] (logits; 1 is the face). The anchors (ymin, xmin,
+ * ymax, xmax in [0, 1]) come with the weights; *anchors is malloc'd. */
+#define FACE_SSD_SIZE 512
+#define FACE_SSD_ANCHORS 5118
+int face_ssd_load(const char *manifest_path, nn_model **out, float (**anchors)[4]);
+/* One box (ymin, xmin, ymax, xmax) from its anchor and encoding, as TF's box coder does. */
+void face_ssd_decode_box(const float anchor[4], const float enc[4], float box[4]);
 
 /*
  * Detects faces with BlazeFace on the whole image (letterboxed into 256x256) or over tiles at

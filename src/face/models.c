@@ -22,6 +22,7 @@ static const char *const model_files[FM_COUNT] = {
     [FM_LIVENESS] = "human/liveness.json",
     [FM_FACEAPI_RESNET] = "faceapi/face_recognition_model-weights_manifest.json",
     [FM_FACEAPI_AGEGENDER] = "faceapi/age_gender_model-weights_manifest.json",
+    [FM_SSD_MOBILENET] = "faceapi/ssd_mobilenetv1_model-weights_manifest.json",
 };
 
 /*
@@ -137,7 +138,7 @@ float face_default_threshold(face_embedder e)
     }
 }
 
-static int load_one(const char *dir, face_model_id id, nn_model **out)
+static int load_one(const char *dir, face_model_id id, nn_model **out, face_models *m)
 {
     char path[4096];
     int len = snprintf(path, sizeof path, "%s/%s", dir, model_files[id]);
@@ -145,6 +146,7 @@ static int load_one(const char *dir, face_model_id id, nn_model **out)
         return base_error_set(BASE_ERR_LIMIT, "models folder path too long: %s", dir);
     int rc = id == FM_FACEAPI_RESNET      ? face_faceapi_resnet_load(path, out)
              : id == FM_FACEAPI_AGEGENDER ? face_faceapi_agegender_load(path, out)
+             : id == FM_SSD_MOBILENET     ? face_ssd_load(path, out, &m->ssd_anchors)
                                           : nn_model_load_tfjs(path, NULL, out);
     if (rc) LOG_ERROR("face: cannot load %s: %s", path, base_error_message());
     return rc;
@@ -168,6 +170,7 @@ int face_models_load(const face_models_options *opts, face_models **out)
 
     char want[FM_COUNT] = {0};
     want[FM_BLAZEFACE] = 1;
+    if (o.detector == FACE_DETECTOR_SSD_MOBILENET) want[FM_SSD_MOBILENET] = 1;
     if (load & FACE_STAGE_LANDMARKS) want[FM_FACEMESH] = 1;
     if (load & FACE_STAGE_EMBED) {
         if (o.all_embedders) {
@@ -190,7 +193,7 @@ int face_models_load(const face_models_options *opts, face_models **out)
 
     for (int i = 0; i < FM_COUNT; i++) {
         if (!want[i]) continue;
-        int rc = load_one(dir, (face_model_id)i, &m->model[i]);
+        int rc = load_one(dir, (face_model_id)i, &m->model[i], m);
         if (rc) {
             face_models_destroy(m);
             return rc;
@@ -204,6 +207,7 @@ void face_models_destroy(face_models *m)
 {
     if (!m) return;
     for (int i = 0; i < FM_COUNT; i++) nn_model_destroy(m->model[i]);
+    free(m->ssd_anchors);
     free(m);
 }
 
@@ -222,7 +226,8 @@ int face_context_create(const face_models *m, int max_batch, face_context **out)
     c->max_batch = max_batch;
     for (int i = 0; i < FM_COUNT; i++) {
         if (!m->model[i]) continue;
-        nn_context_options co = {.max_batch = i == FM_BLAZEFACE ? DETECT_BATCH : max_batch,
+        int detector = i == FM_BLAZEFACE || i == FM_SSD_MOBILENET;
+        nn_context_options co = {.max_batch = detector ? DETECT_BATCH : max_batch,
                                  .threads = 1};
         int rc = nn_context_create(m->model[i], &co, &c->ctx[i]);
         if (rc) {
