@@ -28,7 +28,7 @@ TEST_SRC := $(shell find tests -name 'test_*.c' 2>/dev/null | sort)
 TEST_BIN := $(TEST_SRC:%.c=$(BUILD)/%)
 FUZZ_SRC := $(shell find tests/fuzz -name 'fuzz_*.c' 2>/dev/null | sort)
 
-.PHONY: all test check tsan bench bench-setup bench-nn run fuzz clean setup models format tests
+.PHONY: all test test-ui check tsan bench bench-setup bench-nn run fuzz clean setup models format tests
 all: $(BUILD)/vultus
 
 $(BUILD)/obj/%.o: %.c
@@ -56,6 +56,14 @@ setup:
 test: setup
 	@$(MAKE) --no-print-directory all tests
 	@tools/run-tests $(BUILD) $(TEST_BIN)
+	@tests/ui/run $(BUILD)
+
+# The web page's browser tests alone: headless Debian chromium driven by playwright-core
+# (tests/ui/node_modules, npm ci on first use) against $(BUILD)/vultus on loopback;
+# screenshots of every step in $(BUILD)/ui-screenshots/.
+test-ui: setup
+	@$(MAKE) --no-print-directory all
+	@tests/ui/run $(BUILD)
 
 # AddressSanitizer + UBSan build of the library and tests, in its own build folder.
 check: setup

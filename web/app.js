@@ -176,15 +176,17 @@ function notify(err, { info = false, context = '' } = {}) {
     h('strong', { text: context ? `${context}: ${title}` : title }),
     detail ? h('div', { class: 'detail', text: detail }) : null, close);
   close.addEventListener('click', () => n.remove());
+  // The same message again replaces the old one instead of stacking up.
+  for (const old of box.children) if (old.firstChild.textContent === n.firstChild.textContent) old.remove();
   box.append(n);
   while (box.children.length > 4) box.firstElementChild.remove();
-  if (info) setTimeout(() => n.remove(), 6000);
+  if (info) setTimeout(() => n.remove(), 4000);
   return n;
 }
 
-function inlineError(el, err) {
+function inlineError(el, err, what = '') {
   const { title, detail } = plainWords(err);
-  el.replaceChildren(h('span', { text: title }), detail ? h('span', { class: 'detail', text: detail }) : null);
+  el.replaceChildren(h('span', { text: what ? `${what}: ${title}` : title }), detail ? h('span', { class: 'detail', text: detail }) : null);
   el.hidden = false;
 }
 
@@ -340,6 +342,16 @@ function makePicker(root, { title = 'Drop a photo here', onImage }) {
     if (f) picker.set(f, f.name);
   });
 
+  // A small picture (a 150 px face crop) is shown larger, up to 3x, keeping its shape.
+  const fitSmall = () => {
+    img.style.removeProperty('width');
+    const nw = img.naturalWidth, nh = img.naturalHeight;
+    if (!nw || !nh) return;
+    const s = Math.min(3, 320 / nh, (stage.clientWidth || 320) / nw);
+    if (s > 1) img.style.setProperty('width', `${Math.round(nw * s)}px`);
+  };
+  new ResizeObserver(() => { if (picker.faceCount !== undefined) compactLabels(picker, picker.faceCount); }).observe(stage);
+
   let url = '';
   const picker = {
     id, root, img, overlay, frame, stage, blob: null, name: '',
@@ -361,6 +373,7 @@ function makePicker(root, { title = 'Drop a photo here', onImage }) {
       drop.hidden = shown;
       stage.hidden = !shown;
       bar.hidden = !shown;
+      fitSmall();
       name.textContent = picker.name;
       return onImage(blob, picker.name);
     },
@@ -376,7 +389,7 @@ function makePicker(root, { title = 'Drop a photo here', onImage }) {
       picker.clearError();
     },
     busy(on) { stage.classList.toggle('busy', on); root.setAttribute('aria-busy', String(on)); },
-    error(err) { inlineError(error, err); },
+    error(err) { inlineError(error, err, picker.name); },
     clearError() { error.hidden = true; error.replaceChildren(); },
   };
   pickers[id] = picker;
@@ -453,8 +466,9 @@ function drawFaces(picker, W, H, faces, { tag, color, label, onEnter, onLeave, o
   picker.overlay.replaceChildren();
   const els = faces.map((f, i) => {
     const c = color ? color(f, i) : PALETTE[i % PALETTE.length];
-    const lines = tag ? tag(f, i) : [`#${i + 1}`];
-    const t = h('span', { class: 'tag' }, lines[0], lines[1] ? h('small', { text: lines[1] }) : null);
+    const t0 = tag ? tag(f, i) : {};
+    const t = h('span', { class: 'tag' }, t0.num ?? `#${i + 1}`, t0.text ? h('span', { class: 'rest', text: ` ${t0.text}` }) : null,
+      t0.sub ? h('small', { text: t0.sub }) : null);
     const el = h('button', {
       type: 'button', class: f.box.y / H < 0.09 ? 'face low' : 'face',
       'aria-label': label ? label(f, i) : `face ${i + 1}`,
@@ -475,7 +489,15 @@ function drawFaces(picker, W, H, faces, { tag, color, label, onEnter, onLeave, o
     }
     return el;
   });
+  compactLabels(picker, faces.length);
   return els;
+}
+
+// Labels shrink to the face's number when the picture is small on screen or crowded.
+function compactLabels(picker, n) {
+  picker.faceCount = n;
+  const w = picker.frame.clientWidth || picker.root.clientWidth;
+  picker.stage.classList.toggle('compact', w < 560 || w / Math.max(n, 1) < 110);
 }
 
 // A canvas with the face cut out of the picture (a little margin around the box).
@@ -591,7 +613,7 @@ async function runAnalyse(blob, name) {
     const rtt = performance.now() - t0;
     Object.assign(analyse, { data, faces: sortFaces(data.faces), pinned: -1, blob, name, imgEl: p.img });
     analyse.els = drawFaces(p, data.width, data.height, analyse.faces, {
-      tag: (f, i) => { const [a, b] = faceSummary(f); return [`#${i + 1} ${a}`, b]; },
+      tag: (f, i) => { const [a, b] = faceSummary(f); return { num: `#${i + 1}`, text: a, sub: b }; },
       label: (f, i) => `face ${i + 1}: ${faceSummary(f).join(', ')}`,
       onEnter: (i) => analyseDetails(i),
       onLeave: () => analyseDetails(analyse.pinned),
@@ -621,15 +643,18 @@ function setupAnalyse() {
 /* ---- collections (shared by Enrol, Search, Browse) -------------------------------------- */
 
 let collections = [];
+let collectionsError = null;
 const collectionListeners = [];
 
 async function refreshCollections() {
   try {
     const data = await api('GET', '/v1/collections?limit=1000');
     collections = data.collections || [];
+    collectionsError = null;
   } catch (e) {
     collections = [];
-    if (e.code !== 'unauthorized') notify(e, { context: 'Collections' });
+    collectionsError = e;
+    notify(e, { context: 'Collections' });
   }
   $('#collections-list').replaceChildren(...collections.map((c) => h('option', { value: c.name })));
   for (const f of collectionListeners) f(collections);
@@ -696,7 +721,6 @@ async function runEnrolDetect(blob, name) {
     enrol.data = data;
     enrol.faces = sortFaces(data.faces);
     enrol.els = drawFaces(p, data.width, data.height, enrol.faces, {
-      tag: (f, i) => [`#${i + 1}`],
       label: (f, i) => `select face ${i + 1} to enrol`,
       onPick: (i) => selectEnrolFace(i),
     });
@@ -907,7 +931,7 @@ async function runSearch(blob, name) {
     const W = p.img.naturalWidth || 1, H = p.img.naturalHeight || 1;
     drawFaces(p, W, H, faces, {
       color,
-      tag: (f) => (known(f) ? [best(f).subject, `${fmt.num(best(f).similarity, 2)}`] : ['unknown']),
+      tag: (f, i) => (known(f) ? { num: best(f).subject, sub: fmt.num(best(f).similarity, 2) } : { num: 'unknown' }),
       label: (f, i) => `face ${i + 1}: ${known(f) ? best(f).subject : 'unknown'}`,
       onPick: (i) => $(`#match-${i}`)?.scrollIntoView({ block: 'nearest', behavior: 'smooth' }),
     });
@@ -974,7 +998,7 @@ async function runVerify() {
     const same = r.decision === 'match';
     for (const [p, f] of [[a, r.face_a], [b, r.face_b]]) {
       drawFaces(p, p.img.naturalWidth || 1, p.img.naturalHeight || 1, [f], {
-        color: () => (same ? '#3fb950' : '#f2615a'), tag: () => [f.faces_in_image > 1 ? `largest of ${f.faces_in_image}` : 'compared'],
+        color: () => (same ? '#3fb950' : '#f2615a'), tag: () => ({ num: f.faces_in_image > 1 ? `largest of ${f.faces_in_image}` : 'compared' }),
         label: () => 'the compared face',
       });
     }
@@ -1006,7 +1030,7 @@ const browse = { collection: '', after: null };
 function renderCollections(list) {
   const ul = $('#collections');
   if (!list.length) {
-    ul.replaceChildren(h('li', { class: 'muted', text: 'No collections yet. Create one below, or enrol a face.' }));
+    ul.replaceChildren(h('li', { class: 'muted', text: collectionsError ? `Not available: ${plainWords(collectionsError).title}` : 'No collections yet. Create one below, or enrol a face.' }));
     return;
   }
   ul.replaceChildren(...list.map((c) => h('li', {}, h('button', {
@@ -1210,10 +1234,12 @@ function figure(label, value, unit, title) {
 
 function drawChart(el, values, unitFmt) {
   el.replaceChildren();
+  el.append(svg('line', { x1: '0', y1: '79', x2: '300', y2: '79', stroke: '#28323f', 'vector-effect': 'non-scaling-stroke' }));
   const pts = values.filter((v) => Number.isFinite(v.v));
   const max = Math.max(1e-9, ...pts.map((p) => p.v));
-  const W = 300, H = 80, span = 300 * 1000;
   const now = performance.now();
+  // The window grows from 30 s to 5 minutes as the history does, so the line fills the chart.
+  const W = 300, H = 80, span = Math.min(300000, Math.max(30000, pts.length ? now - pts[0].t : 0));
   const x = (t) => W - ((now - t) / span) * W;
   const y = (v) => H - 4 - (v / max) * (H - 16);
   if (pts.length > 1) {
@@ -1221,9 +1247,7 @@ function drawChart(el, values, unitFmt) {
     el.append(svg('path', { class: 'area', d: `${d}L${x(pts[pts.length - 1].t).toFixed(1)},${H}L${x(pts[0].t).toFixed(1)},${H}Z` }));
     el.append(svg('path', { class: 'line', d }));
   }
-  const t = svg('text', { x: '4', y: '11' });
-  t.textContent = pts.length ? `max ${unitFmt(max)}` : 'no data yet';
-  el.append(t);
+  el.closest('figure').querySelector('.max').textContent = pts.length ? `max ${unitFmt(max)}` : 'no data yet';
 }
 
 async function refreshStatus() {
@@ -1270,15 +1294,17 @@ async function refreshStatus() {
     drawChart($('#chart-rps'), status.history.map((p) => ({ t: p.t, v: p.rps })), (v) => `${v.toFixed(1)}/s`);
     drawChart($('#chart-p99'), status.history.map((p) => ({ t: p.t, v: p.p99 })), (v) => `${fmt.ms(v)} ms`);
     const rows = [];
+    const stagesWindow = prev && STAGE_ORDER.some((st) => (cur.stageCount[st] || 0) > (prev.stageCount[st] || 0));
     for (const st of STAGE_ORDER) {
       let n = cur.stageCount[st] || 0, sum = cur.stageSum[st] || 0;
-      if (prev && (n - (prev.stageCount[st] || 0)) > 0) {
+      if (stagesWindow) {
         sum -= prev.stageSum[st] || 0;
         n -= prev.stageCount[st] || 0;
       }
       if (n > 0) rows.push([st, (sum / n) * 1000]);
     }
     const maxMs = Math.max(1, ...rows.map((r) => r[1]));
+    $('#stages-caption').textContent = stagesWindow ? '(mean over the last few seconds, ms)' : '(mean since the service started, ms)';
     $('#stages').replaceChildren(...(rows.length ? rows.map(([st, ms]) => meter(st, ms / maxMs, `${fmt.ms(ms)} ms`, STAGE_COLORS[st]))
       : [h('p', { class: 'muted', text: 'No image has been processed yet.' })]));
     $('#status-updated').textContent = `updated ${new Date().toLocaleTimeString()} · every 3 s`;

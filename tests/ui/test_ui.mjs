@@ -7,7 +7,7 @@
 //
 //   node tests/ui/test_ui.mjs --binary build/vultus --shots build/ui-screenshots
 import { spawn, execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -19,7 +19,9 @@ const SHOTS = args.shots || 'build/ui-screenshots';
 const FIXTURES = '../shared/data/fixtures';
 const HAVE_FIXTURES = existsSync(join(FIXTURES, 'identities'));
 const CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  // Containers often have a 64 MB /dev/shm, too small for chromium's shared memory.
+  '--disable-dev-shm-usage'];
 
 mkdirSync(SHOTS, { recursive: true });
 for (const f of readdirSync(SHOTS)) if (f.endsWith('.png')) rmSync(join(SHOTS, f));
@@ -65,6 +67,7 @@ function assert(cond, what) {
 }
 
 async function shot(name, p = page) {
+  await p.waitForTimeout(250); // notices slide in
   await p.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: false });
 }
 
@@ -169,7 +172,7 @@ async function main() {
     assert(await boxes.count() === n, `boxes drawn (${await boxes.count()}) == faces returned (${n})`);
     // Labels show what the API said about each face, in the page's left-to-right order.
     const sorted = [...analysed.body.faces].sort((a, b) => a.box.x - b.box.x);
-    const label0 = await boxes.nth(0).locator('.tag').innerText();
+    const label0 = await boxes.nth(0).locator('.tag').textContent();
     assert(label0.includes(String(Math.round(sorted[0].attributes.age))) && label0.includes(sorted[0].attributes.gender),
       `the first label "${label0}" shows the age and gender the API returned`);
     // The stage-timing bar lists the stages the service timed.
@@ -328,21 +331,41 @@ async function main() {
     assert(!subjects.subjects.some((s) => s.id === 'guest'), 'the service no longer has guest');
   });
 
-  await step('status: live figures from /metrics', async () => {
+  await step('status: live figures from /metrics, under load', async () => {
     await tab('status');
     await page.locator('#figures .figure').first().waitFor();
-    // The second refresh has a rate (a delta of the counters) and the window's percentiles.
-    await page.waitForFunction(() => /^\d/.test(document.querySelector('#figures .figure .value')?.textContent || ''), null, { timeout: 10000 });
-    const text = await page.locator('#figures').innerText();
+    // Detect requests from here while the page refreshes: the rate is a delta of the
+    // counters, the percentiles come from the latency histogram's buckets in that window.
+    const photo = new Blob([readFileSync(group)], { type: 'image/jpeg' });
+    let stop = false, sent = 0;
+    const load = (async () => {
+      while (!stop) {
+        const form = new FormData();
+        form.append('image', photo, 'group.jpg');
+        await fetch(`${base}/v1/detect`, { method: 'POST', body: form }).then((r) => r.arrayBuffer());
+        sent++;
+      }
+    })();
+    try {
+      await page.waitForFunction(() => {
+        const v = document.querySelector('#figures .figure .value')?.textContent || '';
+        return Number.parseFloat(v) > 0 && document.querySelectorAll('#chart-rps path.line').length === 1;
+      }, null, { timeout: 15000 });
+    } finally {
+      stop = true;
+      await load;
+    }
+    assert(sent > 0, 'the load ran');
+    const text = await page.locator('#figures').textContent();
     for (const label of ['Requests / s', 'p50 latency', 'p99 latency', 'Queue', 'In flight']) assert(text.toLowerCase().includes(label.toLowerCase()), `status shows ${label}`);
-    const p99 = await page.locator('#figures .figure', { hasText: 'p99' }).locator('.value').innerText();
+    const p99 = await page.locator('#figures .figure', { hasText: 'p99' }).locator('.value').textContent();
     assert(/\d/.test(p99), `p99 latency is a number (${p99})`);
     assert(await page.locator('#stages .meter').count() >= 3, 'time per stage is shown');
     await shot('12-status');
   });
 
   await step('API key: asked for when the service needs one, kept in the browser', async () => {
-    const key = execFileSync(BINARY, ['keys', 'create', '--scope', 'admin', '--data', dataDir, '--name', 'ui-test'], { encoding: 'utf8' }).trim().split('\n').pop().trim();
+    const key = execFileSync(BINARY, ['keys', 'create', '--scope', 'admin', '--data', dataDir, '--name', 'ui-test'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim().split('\n').pop().trim();
     assert(/^\S{16,}$/.test(key), `a key was made (${key.length} characters)`);
     // The server notices new keys within a second; then the page gets 401 and asks.
     const until = Date.now() + 5000;
