@@ -109,6 +109,11 @@ static int compare_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+static void samples_sort(samples *s)
+{
+    if (s->n > 1) qsort(s->v, s->n, sizeof *s->v, compare_double);
+}
+
 /* Nearest-rank percentile (p in 0..100) of sorted values; NAN when there are none. */
 static double percentile(const samples *s, double p)
 {
@@ -312,16 +317,26 @@ typedef struct stats {
     char first_error[200];
 } stats;
 
+#define BACKLOG_MAX 65536
+
 typedef struct loop {
     const options *o;
     int ep;
     conn *conns;
-    int n_conns;                /* slots in use (some may be FREE) */
+    int n_conns; /* slots in use (some may be FREE) */
     char *request;
     size_t request_len;
-    double t_window_start, t_window_end;
+    double t0, t_window_start, t_window_end;
     stats st;
     int open_count; /* connections that exist */
+    /* Open loop: requests made due so far; those due but waiting for a connection (a ring of
+     * their due times, oldest at backlog_head); those dropped because the ring was full. */
+    long long due_index;
+    size_t backlog, backlog_head;
+    double backlog_due[BACKLOG_MAX];
+    long long client_dropped;
+    /* --pid: VmRSS when the window opened, at its end, and the most seen. */
+    double rss_start, rss_end, rss_max, next_rss;
 } loop;
 
 static void note_error(loop *l, int status, const char *what)
@@ -630,174 +645,140 @@ static conn *take_connection(loop *l)
     return NULL;
 }
 
-static int cmd_run(const options *o)
+/* Samples the server's VmRSS every 100 ms. Returns -1 when the process has ended. */
+static int sample_rss(loop *l, double t)
 {
-    if (!o->body_file) die("run: --body FILE is needed");
-    if (o->port <= 0) die("run: --port is needed");
-    if (o->connections < 1 || o->connections > MAX_CONNECTIONS)
-        die("--connections: 1..%d", MAX_CONNECTIONS);
-    loop L = {.o = o};
-    loop *l = &L;
-    build_request(l);
-    l->ep = epoll_create1(EPOLL_CLOEXEC);
-    if (l->ep < 0) die("epoll_create1: %s", strerror(errno));
-    l->conns = calloc((size_t)o->connections, sizeof *l->conns);
-    if (!l->conns) die("out of memory");
-    for (int i = 0; i < o->connections; i++)
-        l->conns[i].fd = -1;
+    if (l->o->pid <= 0 || t < l->next_rss) return 0;
+    l->next_rss = t + 100;
+    double mb = rss_mb(l->o->pid);
+    if (!isfinite(mb)) return process_alive(l->o->pid) ? 0 : -1;
+    if (!isfinite(l->rss_max) || mb > l->rss_max) l->rss_max = mb;
+    if (!isfinite(l->rss_start) && t >= l->t_window_start) l->rss_start = mb;
+    return 0;
+}
 
-    int open_loop = o->rate > 0;
-    double t0 = now_ms();
-    l->t_window_start = t0 + o->warmup_s * 1e3;
-    l->t_window_end = l->t_window_start + o->duration_s * 1e3;
-    double rss_start = NAN, rss_end = NAN, rss_max = NAN, next_rss = t0;
-    long long due_index = 0;  /* open loop: requests made due so far */
-    long long backlog = 0;    /* open loop: due but waiting for a connection */
-    double backlog_due[4096]; /* their due times (oldest first), as far as they fit */
-    size_t backlog_head = 0;
-
-    if (!open_loop) {
-        l->n_conns = o->connections;
-        for (int i = 0; i < o->connections; i++)
-            if (conn_open(l, &l->conns[i]) != 0) die("cannot open connection %d", i);
-    } else {
-        /* Some connections ready before the first request is due, so that connecting is not
-         * what the first second measures. */
-        int pre = o->connections < 16 ? o->connections : 16;
-        l->n_conns = pre;
-        for (int i = 0; i < pre; i++)
-            if (conn_open(l, &l->conns[i]) != 0) die("cannot open connection %d", i);
-    }
-
-    struct epoll_event events[256];
+/* Open loop: makes due every request whose time has come and sends what it can. */
+static void open_loop_dispatch(loop *l, double t)
+{
     for (;;) {
-        double t = now_ms();
-        if (t >= l->t_window_end) break;
-        if (o->pid > 0 && t >= next_rss) {
-            double mb = rss_mb(o->pid);
-            if (isfinite(mb)) {
-                if (!isfinite(rss_max) || mb > rss_max) rss_max = mb;
-                if (!isfinite(rss_start) && t >= l->t_window_start) rss_start = mb;
-            } else if (!process_alive(o->pid)) {
-                note_error(l, 0, "the server process ended");
-                break;
-            }
-            next_rss = t + 100;
+        double due = l->t0 + (double)l->due_index * 1e3 / l->o->rate;
+        if (due > t) break;
+        l->due_index++;
+        if (l->backlog == BACKLOG_MAX) { /* the client cannot keep up: say so, do not grow */
+            l->client_dropped++;
+            continue;
         }
-        /* Open loop: make due every request whose time has come. */
-        if (open_loop) {
-            for (;;) {
-                double due = t0 + (double)due_index * 1e3 / o->rate;
-                if (due > t) break;
-                due_index++;
-                size_t slot = (backlog_head + (size_t)backlog) % 4096;
-                if (backlog < 4096) backlog_due[slot] = due;
-                backlog++;
-            }
-            while (backlog > 0) {
-                conn *c = take_connection(l);
-                if (!c) break;
-                double due = backlog_due[backlog_head % 4096];
-                backlog_head++;
-                backlog--;
-                if (c->state == CONN_IDLE) conn_send(l, c, due);
-                else { /* connecting: the request goes out when connect() is done */
-                    c->has_request = 1;
-                    c->t_due = due;
-                    c->t_sent = 0;
-                    c->sent = 0;
-                }
-            }
+        l->backlog_due[(l->backlog_head + l->backlog) % BACKLOG_MAX] = due;
+        l->backlog++;
+    }
+    while (l->backlog > 0) {
+        conn *c = take_connection(l);
+        if (!c) break;
+        double due = l->backlog_due[l->backlog_head];
+        l->backlog_head = (l->backlog_head + 1) % BACKLOG_MAX;
+        l->backlog--;
+        if (c->state == CONN_IDLE) {
+            conn_send(l, c, due);
+        } else { /* connecting: the request goes out when connect() is done */
+            c->has_request = 1;
+            c->t_due = due;
+            c->t_sent = 0;
+            c->sent = 0;
+        }
+    }
+}
+
+/* Closed loop: every connection the server closed is opened again, and every one that has
+ * waited out a Retry-After sends again. */
+static void closed_loop_refill(loop *l, double t)
+{
+    for (int i = 0; i < l->n_conns; i++) {
+        conn *c = &l->conns[i];
+        if (t < c->resume_at) continue;
+        if (c->state == CONN_FREE) conn_open(l, c);
+        else if (c->state == CONN_IDLE) conn_send(l, c, 0);
+    }
+}
+
+static void expire_timeouts(loop *l, double t)
+{
+    for (int i = 0; i < l->n_conns; i++) {
+        conn *c = &l->conns[i];
+        if (c->state == CONN_BUSY && c->t_sent > 0 && t - c->t_sent > l->o->timeout_ms) {
+            record(l, c, 0, 1);
+            conn_close(l, c);
+        }
+    }
+}
+
+/* A connect() finished (or failed). */
+static void on_connected(loop *l, conn *c, uint32_t ev, double t)
+{
+    int open_loop = l->o->rate > 0;
+    int err = 0;
+    socklen_t len = sizeof err;
+    getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+    if (err || (ev & (EPOLLERR | EPOLLHUP))) {
+        if (c->has_request) {
+            c->t_sent = now_ms();
+            record(l, c, 0, 0);
         } else {
-            /* Closed loop: every connection the server closed is opened again, and every
-             * one that waited out a Retry-After sends again. */
-            for (int i = 0; i < l->n_conns; i++) {
-                conn *c = &l->conns[i];
-                if (t < c->resume_at) continue;
-                if (c->state == CONN_FREE) conn_open(l, c);
-                else if (c->state == CONN_IDLE) conn_send(l, c, 0);
+            note_error(l, 0, "connect failed");
+            if (t >= l->t_window_start && t <= l->t_window_end) {
+                l->st.requests++;
+                l->st.errors++;
+                l->st.conn_errors++;
             }
         }
-        /* Timeouts. */
-        for (int i = 0; i < l->n_conns; i++) {
-            conn *c = &l->conns[i];
-            if (c->state == CONN_BUSY && c->t_sent > 0 && t - c->t_sent > o->timeout_ms) {
-                record(l, c, 0, 1);
+        conn_close(l, c);
+        if (!open_loop) usleep(1000); /* do not spin on a refusing server */
+        return;
+    }
+    if (!(ev & EPOLLOUT)) return;
+    if (c->has_request) {
+        conn_send(l, c, c->t_due);
+    } else if (open_loop) {
+        c->state = CONN_IDLE;
+        conn_want_write(l, c, 0);
+    } else {
+        conn_send(l, c, 0);
+    }
+}
+
+static void on_event(loop *l, conn *c, uint32_t ev, double t)
+{
+    if (c->state == CONN_CONNECTING) {
+        on_connected(l, c, ev, t);
+        return;
+    }
+    if ((ev & EPOLLOUT) && c->state == CONN_BUSY && c->sent < l->request_len) {
+        if (conn_write(l, c) != 0) {
+            /* The server may have answered early and closed: read what came. */
+            if (conn_read(l, c) == 0) {
+                record(l, c, 0, 0);
                 conn_close(l, c);
             }
-        }
-        int wait_ms = 10;
-        if (open_loop) {
-            double next_due = t0 + (double)due_index * 1e3 / o->rate - t;
-            if (next_due < wait_ms) wait_ms = next_due < 0 ? 0 : (int)next_due;
-        }
-        int n = epoll_wait(l->ep, events, 256, wait_ms);
-        if (n < 0 && errno != EINTR) die("epoll_wait: %s", strerror(errno));
-        for (int k = 0; k < n; k++) {
-            conn *c = events[k].data.ptr;
-            if (c->fd < 0) continue;
-            uint32_t ev = events[k].events;
-            if (c->state == CONN_CONNECTING) {
-                int err = 0;
-                socklen_t len = sizeof err;
-                getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
-                if (err || (ev & (EPOLLERR | EPOLLHUP))) {
-                    if (c->has_request) {
-                        c->t_sent = now_ms();
-                        record(l, c, 0, 0);
-                    } else {
-                        note_error(l, 0, "connect failed");
-                        if (t >= l->t_window_start && t <= l->t_window_end) {
-                            l->st.requests++;
-                            l->st.errors++;
-                            l->st.conn_errors++;
-                        }
-                    }
-                    conn_close(l, c);
-                    /* Do not spin on a refusing server. */
-                    if (!open_loop) usleep(1000);
-                    continue;
-                }
-                if (!(ev & EPOLLOUT)) continue;
-                if (c->has_request) conn_send(l, c, c->t_due);
-                else if (open_loop) {
-                    c->state = CONN_IDLE;
-                    conn_want_write(l, c, 0);
-                } else conn_send(l, c, 0);
-                continue;
-            }
-            if ((ev & EPOLLOUT) && c->state == CONN_BUSY && c->sent < l->request_len) {
-                if (conn_write(l, c) != 0) {
-                    /* The server may have answered early and closed: read what came. */
-                    if (conn_read(l, c) == 0) {
-                        record(l, c, 0, 0);
-                        conn_close(l, c);
-                    }
-                    continue;
-                }
-            }
-            if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP)) {
-                if (c->state == CONN_IDLE) {
-                    /* An idle keep-alive connection that the server closed (or told
-                     * something unasked, such as a 408 before closing): not reused. */
-                    conn_close(l, c);
-                    continue;
-                }
-                int r = conn_read(l, c);
-                if (r == 1 && !open_loop && now_ms() >= c->resume_at) conn_send(l, c, 0);
-            }
+            return;
         }
     }
-    if (o->pid > 0) {
-        rss_end = rss_mb(o->pid);
-        if (isfinite(rss_end) && (!isfinite(rss_max) || rss_end > rss_max)) rss_max = rss_end;
+    if (!(ev & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP))) return;
+    if (c->state == CONN_IDLE) {
+        /* An idle keep-alive connection that the server closed (or told something unasked,
+         * such as a 408 before closing): not reused. */
+        conn_close(l, c);
+        return;
     }
+    if (conn_read(l, c) == 1 && l->o->rate <= 0 && now_ms() >= c->resume_at) conn_send(l, c, 0);
+}
 
+static void print_results(loop *l)
+{
+    const options *o = l->o;
     stats *s = &l->st;
-    qsort(s->ok.v, s->ok.n, sizeof(double), compare_double);
-    qsort(s->rejected.v, s->rejected.n, sizeof(double), compare_double);
-    qsort(s->late.v, s->late.n, sizeof(double), compare_double);
-    double window_s = o->duration_s;
+    int open_loop = o->rate > 0;
+    samples_sort(&s->ok);
+    samples_sort(&s->rejected);
+    samples_sort(&s->late);
     json_line j = {.len = 0};
     json_raw(&j, "{");
     for (int i = 0; i < o->n_tags; i++)
@@ -806,10 +787,10 @@ static int cmd_run(const options *o)
     json_raw(&j, "\"mode\":\"%s\"", open_loop ? "open" : "closed");
     json_int(&j, "connections", o->connections);
     if (open_loop) json_num(&j, "offered_rps", o->rate);
-    json_num(&j, "duration_s", window_s);
+    json_num(&j, "duration_s", o->duration_s);
     json_int(&j, "requests", s->requests);
     json_int(&j, "ok", (long long)s->ok.n);
-    json_num(&j, "rps", (double)s->ok.n / window_s);
+    json_num(&j, "rps", (double)s->ok.n / o->duration_s);
     json_num(&j, "p50_ms", percentile(&s->ok, 50));
     json_num(&j, "p90_ms", percentile(&s->ok, 90));
     json_num(&j, "p99_ms", percentile(&s->ok, 99));
@@ -824,12 +805,13 @@ static int cmd_run(const options *o)
     json_int(&j, "http_5xx_not_503", s->http_5xx);
     if (open_loop) {
         json_num(&j, "late_p99_ms", percentile(&s->late, 99));
-        json_int(&j, "client_backlog_end", backlog);
+        json_int(&j, "client_backlog_end", (long long)l->backlog);
+        json_int(&j, "client_dropped", l->client_dropped);
     }
     if (o->pid > 0) {
-        json_num(&j, "rss_start_mb", rss_start);
-        json_num(&j, "rss_end_mb", rss_end);
-        json_num(&j, "rss_max_mb", rss_max);
+        json_num(&j, "rss_start_mb", l->rss_start);
+        json_num(&j, "rss_end_mb", l->rss_end);
+        json_num(&j, "rss_max_mb", l->rss_max);
     }
     if (s->first_error[0]) {
         json_sep(&j);
@@ -839,6 +821,66 @@ static int cmd_run(const options *o)
     json_raw(&j, "}");
     printf("%.*s\n", (int)j.len, j.buf);
     fflush(stdout);
+}
+
+static int cmd_run(const options *o)
+{
+    if (!o->body_file) die("run: --body FILE is needed");
+    if (o->port <= 0) die("run: --port is needed");
+    if (o->connections < 1 || o->connections > MAX_CONNECTIONS)
+        die("--connections: 1..%d", MAX_CONNECTIONS);
+    loop *l = calloc(1, sizeof *l); /* the backlog ring makes it large for the stack */
+    if (!l) die("out of memory");
+    l->o = o;
+    l->rss_start = l->rss_end = l->rss_max = NAN;
+    build_request(l);
+    l->ep = epoll_create1(EPOLL_CLOEXEC);
+    if (l->ep < 0) die("epoll_create1: %s", strerror(errno));
+    l->conns = calloc((size_t)o->connections, sizeof *l->conns);
+    if (!l->conns) die("out of memory");
+    for (int i = 0; i < o->connections; i++)
+        l->conns[i].fd = -1;
+
+    int open_loop = o->rate > 0;
+    l->t0 = now_ms();
+    l->next_rss = l->t0;
+    l->t_window_start = l->t0 + o->warmup_s * 1e3;
+    l->t_window_end = l->t_window_start + o->duration_s * 1e3;
+    /* Open loop: some connections ready before the first request is due, so that connecting
+     * is not what the first second measures. */
+    l->n_conns = open_loop ? (o->connections < 16 ? o->connections : 16) : o->connections;
+    for (int i = 0; i < l->n_conns; i++)
+        if (conn_open(l, &l->conns[i]) != 0) die("cannot open connection %d", i);
+
+    struct epoll_event events[256];
+    for (;;) {
+        double t = now_ms();
+        if (t >= l->t_window_end) break;
+        if (sample_rss(l, t) != 0) {
+            note_error(l, 0, "the server process ended");
+            break;
+        }
+        if (open_loop) open_loop_dispatch(l, t);
+        else closed_loop_refill(l, t);
+        expire_timeouts(l, t);
+        int wait_ms = 10;
+        if (open_loop) {
+            double next_due = l->t0 + (double)l->due_index * 1e3 / o->rate - t;
+            if (next_due < wait_ms) wait_ms = next_due < 0 ? 0 : (int)next_due;
+        }
+        int n = epoll_wait(l->ep, events, 256, wait_ms);
+        if (n < 0 && errno != EINTR) die("epoll_wait: %s", strerror(errno));
+        for (int k = 0; k < n; k++) {
+            conn *c = events[k].data.ptr;
+            if (c->fd >= 0) on_event(l, c, events[k].events, t);
+        }
+    }
+    if (o->pid > 0) {
+        l->rss_end = rss_mb(o->pid);
+        if (isfinite(l->rss_end) && (!isfinite(l->rss_max) || l->rss_end > l->rss_max))
+            l->rss_max = l->rss_end;
+    }
+    print_results(l);
 
     for (int i = 0; i < l->n_conns; i++) {
         if (l->conns[i].fd >= 0) conn_close(l, &l->conns[i]);
@@ -846,10 +888,11 @@ static int cmd_run(const options *o)
     }
     free(l->conns);
     free(l->request);
-    free(s->ok.v);
-    free(s->rejected.v);
-    free(s->late.v);
+    free(l->st.ok.v);
+    free(l->st.rejected.v);
+    free(l->st.late.v);
     close(l->ep);
+    free(l);
     return 0;
 }
 
