@@ -686,6 +686,7 @@ async function loadSubjectsList(collection) {
 
 function rememberCollection(name) {
   try { localStorage.setItem(COLLECTION_STORAGE, name); } catch { /* private mode */ }
+  for (const f of ['#enrol-form', '#batch-form']) if (!$(f).collection.value) $(f).collection.value = name;
 }
 function lastCollection() {
   try { return localStorage.getItem(COLLECTION_STORAGE) || ''; } catch { return ''; }

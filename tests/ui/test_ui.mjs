@@ -16,12 +16,15 @@ import { chromium } from 'playwright-core';
 const args = Object.fromEntries(process.argv.slice(2).reduce((a, v, i, all) => (i % 2 ? a : [...a, [v.replace(/^--/, ''), all[i + 1]]]), []));
 const BINARY = args.binary || 'build/vultus';
 const SHOTS = args.shots || 'build/ui-screenshots';
-const FIXTURES = '../shared/data/fixtures';
+// UI_FIXTURES=/nonexistent runs the fallback on the model pack's samples.
+const FIXTURES = process.env.UI_FIXTURES || '../shared/data/fixtures';
 const HAVE_FIXTURES = existsSync(join(FIXTURES, 'identities'));
 const CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run',
   '--disable-background-networking', '--disable-component-update', '--disable-sync',
   // Containers often have a 64 MB /dev/shm, too small for chromium's shared memory.
-  '--disable-dev-shm-usage'];
+  '--disable-dev-shm-usage',
+  // A synthetic camera (a test pattern) for the webcam snapshot, allowed without a prompt.
+  '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream'];
 
 mkdirSync(SHOTS, { recursive: true });
 for (const f of readdirSync(SHOTS)) if (f.endsWith('.png')) rmSync(join(SHOTS, f));
@@ -206,6 +209,22 @@ async function main() {
     await shot('03-keyboard-focus');
   });
 
+  await step('analyse: a webcam snapshot (chromium\'s synthetic camera)', async () => {
+    await page.locator('[data-picker="analyse"] .picker-bar button', { hasText: 'Camera' }).click();
+    await page.locator('#camera-dialog[open]').waitFor();
+    await page.waitForFunction(() => document.querySelector('#camera-video').videoWidth > 0);
+    await shot('04-camera');
+    const waiting = page.waitForResponse((r) => r.url().includes('/v1/analyze'));
+    await page.locator('#camera-snap').click();
+    const res = await waiting;
+    assert(res.status() === 200, `the snapshot was analysed (${res.status()})`);
+    const n = (await res.json()).faces.length;
+    await page.waitForFunction((k) => document.querySelectorAll('[data-picker="analyse"] .overlay .face').length === k
+      && document.querySelector('[data-picker="analyse"] .name').textContent.includes('camera'), n);
+    assert(!await page.locator('#camera-dialog[open]').count(), 'the dialog closed');
+    assert(await page.evaluate(() => !document.querySelector('#camera-video').srcObject), 'the camera was released');
+  });
+
   await step('an API error (a file that is not an image) is shown in plain words', async () => {
     const r = await pick('analyse', { name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('these are notes, not a photo\n') }, '/v1/analyze');
     assert(r.status === 415 && r.body.error.code === 'unsupported_image', `the API refused it (${r.status} ${r.body.error && r.body.error.code})`);
@@ -214,7 +233,7 @@ async function main() {
     const inline = page.locator('[data-picker="analyse"] .inline-error');
     await inline.waitFor({ state: 'visible' });
     assert((await inline.innerText()).includes('JPEG, PNG or WebP'), 'the message under the picker says what to do');
-    await shot('04-error-not-an-image');
+    await shot('05-error-not-an-image');
     for (const b of await page.locator('.notice button').all()) await b.click();
   });
 
@@ -231,7 +250,7 @@ async function main() {
       assert(await page.locator('#batch-progress').evaluate((p) => p.value === p.max), 'the progress bar is full');
       assert(await page.locator('#batch-log li.ok').count() === n, `${n} photos enrolled`);
     }
-    await shot('05-enrol-batch');
+    await shot('06-enrol-batch');
     const subjects = await (await fetch(`${base}/v1/collections/people/subjects`)).json();
     assert(subjects.subjects.length === people.length, `the collection has ${people.length} subjects`);
   });
@@ -255,7 +274,7 @@ async function main() {
     assert(body.faces_in_image <= 2, `the upload was cut around the chosen face (${body.faces_in_image} faces in it)`);
     await page.locator('#enrol-result').filter({ hasText: 'Enrolled as guest' }).waitFor();
     await page.waitForFunction(() => document.querySelector('#enrol-result img')?.naturalWidth > 0);
-    await shot('06-enrol-click-a-face');
+    await shot('07-enrol-click-a-face');
   });
 
   await step('search: a fifth photo finds the enrolled name', async () => {
@@ -272,7 +291,7 @@ async function main() {
     const results = page.locator('#search-results');
     await results.locator('.who', { hasText: probe.name }).first().waitFor();
     await page.waitForFunction(() => [...document.querySelectorAll('#search-results .thumb')].some((i) => i.naturalWidth > 0));
-    await shot('07-search');
+    await shot('08-search');
   });
 
   await step('search: a face nobody enrolled says unknown', async () => {
@@ -284,7 +303,7 @@ async function main() {
     if (decided === 'match') throw new Error(`penny matched ${r.body.faces[0].matches[0].subject}: the threshold is too loose for this test`);
     await page.locator('[data-picker="search"] .overlay .face .tag', { hasText: 'unknown' }).first().waitFor();
     await page.locator('#search-results', { hasText: 'is similar enough' }).waitFor();
-    await shot('08-search-unknown');
+    await shot('09-search-unknown');
   });
 
   await step('verify: two photos, similarity and decision', async () => {
@@ -300,7 +319,7 @@ async function main() {
     await verdict.waitFor();
     assert(await verdict.innerText() === 'Same person', 'the page says Same person');
     assert((await page.locator('#verify-result .score').innerText()) === body.similarity.toFixed(3), 'the similarity shown is the API\'s');
-    await shot('09-verify');
+    await shot('10-verify');
   });
 
   await step('browse: subjects with thumbnails; delete a face and a subject, with confirmation', async () => {
@@ -309,13 +328,13 @@ async function main() {
     const cards = page.locator('#subject-grid .subject');
     await page.waitForFunction((k) => document.querySelectorAll('#subject-grid .subject').length === k, people.length + 1);
     await page.waitForFunction(() => [...document.querySelectorAll('#subject-grid .thumb')].filter((i) => i.naturalWidth > 0).length >= 3);
-    await shot('10-browse');
+    await shot('11-browse');
     // Delete one face of the first person: cancel first (nothing happens), then confirm.
     const first = cards.filter({ hasText: people[0].name }).first();
     const before = await first.locator('.tile').count();
     await first.locator('.tile .x').first().click();
     await page.locator('#confirm-dialog[open]').waitFor();
-    await shot('11-browse-confirm');
+    await shot('12-browse-confirm');
     await page.locator('#confirm-dialog button[value=cancel]').click();
     assert(await first.locator('.tile').count() === before, 'cancel keeps the face');
     await first.locator('.tile .x').first().click();
@@ -361,7 +380,7 @@ async function main() {
     const p99 = await page.locator('#figures .figure', { hasText: 'p99' }).locator('.value').textContent();
     assert(/\d/.test(p99), `p99 latency is a number (${p99})`);
     assert(await page.locator('#stages .meter').count() >= 3, 'time per stage is shown');
-    await shot('12-status');
+    await shot('13-status');
   });
 
   await step('API key: asked for when the service needs one, kept in the browser', async () => {
@@ -377,7 +396,7 @@ async function main() {
     await page.locator('#key-dialog[open]').waitFor();
     await page.locator('.notice', { hasText: 'needs an API key' }).first().waitFor();
     await page.locator('#key-input').fill(key);
-    await shot('13-api-key');
+    await shot('14-api-key');
     await page.locator('#key-dialog button[value=save]').click();
     await page.locator('#collections button', { hasText: 'people' }).waitFor();
     assert(await page.evaluate(() => localStorage.getItem('vultus.apiKey')) === key, 'the key is kept in localStorage');
@@ -404,11 +423,11 @@ async function main() {
     assert(width <= 390, `the page fits the screen (${width} px wide)`);
     await p.locator('[data-picker="analyse"] .overlay .face').first().tap();
     await p.locator('#analyse-details', { hasText: 'face #1 of' }).waitFor();
-    await shot('14-phone-analyse', p);
+    await shot('15-phone-analyse', p);
     await p.locator('#analyse-details').scrollIntoViewIfNeeded();
-    await shot('15-phone-details', p);
+    await shot('16-phone-details', p);
     await p.locator('#tab-search').tap();
-    await shot('16-phone-search', p);
+    await shot('17-phone-search', p);
     await phone.close();
   });
 
