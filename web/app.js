@@ -552,6 +552,10 @@ function analyseDetails(i) {
   const box = $('#analyse-details');
   const { faces, data } = analyse;
   analyse.els.forEach((el, k) => el.classList.toggle('active', k === i));
+  // Moving between a face and the panel must not rebuild what is already shown (a click on
+  // the panel's button would land on a replaced element).
+  if (i === analyse.shown) return;
+  analyse.shown = i;
   if (i < 0) {
     box.replaceChildren(h('h2', { text: faces.length === 1 ? '1 face' : `${faces.length} faces` }),
       faces.length ? h('p', { class: 'muted', text: 'Hover, tap or tab to a face for its details.' })
@@ -611,7 +615,7 @@ async function runAnalyse(blob, name) {
   try {
     const data = await api('POST', '/v1/analyze', { form });
     const rtt = performance.now() - t0;
-    Object.assign(analyse, { data, faces: sortFaces(data.faces), pinned: -1, blob, name, imgEl: p.img });
+    Object.assign(analyse, { data, faces: sortFaces(data.faces), pinned: -1, shown: null, blob, name, imgEl: p.img });
     analyse.els = drawFaces(p, data.width, data.height, analyse.faces, {
       tag: (f, i) => { const [a, b] = faceSummary(f); return { num: `#${i + 1}`, text: a, sub: b }; },
       label: (f, i) => `face ${i + 1}: ${faceSummary(f).join(', ')}`,
@@ -1320,7 +1324,8 @@ function setupStatus() {
   tabListeners.push((t) => {
     clearInterval(status.timer);
     if (t !== 'status') return;
-    refreshStatus();
+    // A first rate needs two scrapes: the second comes a second after the first.
+    refreshStatus().then(() => setTimeout(() => { if (activeTab === 'status') refreshStatus(); }, 1000));
     status.timer = setInterval(() => { if (!document.hidden) refreshStatus(); }, 3000);
   });
 }

@@ -9,7 +9,7 @@
 import { spawn, execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { chromium } from 'playwright-core';
 
@@ -106,6 +106,25 @@ async function pick(pickerId, files, urlPart) {
   return { status: res.status(), body: await res.json() };
 }
 
+// Drops a file on an element, as a person dragging it from the desktop would.
+async function dropFile(selector, file) {
+  await page.evaluate(([sel, b64, name]) => {
+    const dt = new DataTransfer();
+    dt.items.add(new File([Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))], name, { type: 'image/jpeg' }));
+    const el = document.querySelector(sel);
+    for (const type of ['dragenter', 'dragover', 'drop']) el.dispatchEvent(new DragEvent(type, { dataTransfer: dt, bubbles: true, cancelable: true }));
+  }, [selector, readFileSync(file).toString('base64'), basename(file)]);
+}
+
+// Pastes a file into the page, as Ctrl+V with an image on the clipboard does.
+async function pasteFile(file) {
+  await page.evaluate(([b64, name]) => {
+    const dt = new DataTransfer();
+    dt.items.add(new File([Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))], name, { type: 'image/jpeg' }));
+    document.dispatchEvent(new ClipboardEvent('paste', { clipboardData: dt, bubbles: true, cancelable: true }));
+  }, [readFileSync(file).toString('base64'), basename(file)]);
+}
+
 async function tab(name) {
   await page.click(`#tab-${name}`);
   await page.locator(`#${name}`).waitFor({ state: 'visible' });
@@ -191,6 +210,19 @@ async function main() {
     const details = await page.locator('#analyse-details').innerText();
     assert(/about \d+/.test(details) && /emotion/i.test(details) && /liveness/i.test(details), `details of face 2 are shown: ${details.slice(0, 80)}`);
     await shot('02-analyse-details');
+  });
+
+  await step('analyse: "Enrol this face" opens Enrol with that face selected', async () => {
+    await page.locator('[data-picker="analyse"] .overlay .face').nth(2).click();
+    const waiting = page.waitForResponse((r) => r.url().includes('/v1/detect'));
+    await page.locator('#analyse-details button', { hasText: 'Enrol this face' }).click();
+    await waiting;
+    await page.locator('#enrol').waitFor({ state: 'visible' });
+    await page.waitForFunction(() => document.querySelectorAll('[data-picker="enrol"] .overlay .face.selected').length === 1);
+    const selected = await page.locator('[data-picker="enrol"] .overlay .face').evaluateAll((els) => els.findIndex((e) => e.classList.contains('selected')));
+    assert(selected === 2, `face #3 is selected in Enrol (got #${selected + 1})`);
+    assert(await page.evaluate(() => document.activeElement.name) === 'subject', 'the subject field has the focus');
+    await tab('analyse');
   });
 
   await step('keyboard: tab list arrows and a focused face', async () => {
@@ -306,11 +338,13 @@ async function main() {
     await shot('09-search-unknown');
   });
 
-  await step('verify: two photos, similarity and decision', async () => {
+  await step('verify: two photos (one dropped, one pasted), similarity and decision', async () => {
     await tab('verify');
-    await page.locator('[data-picker="verify-a"] .drop input[type=file]').setInputFiles(verifyPair[0]);
+    await dropFile('[data-picker="verify-a"]', verifyPair[0]);
+    await page.locator('[data-picker="verify-a"] .stage').waitFor({ state: 'visible' });
     const waiting = page.waitForResponse((r) => r.url().endsWith('/v1/verify'));
-    await page.locator('[data-picker="verify-b"] .drop input[type=file]').setInputFiles(verifyPair[1]);
+    // With the first photo in place, a pasted image goes to the second.
+    await pasteFile(verifyPair[1]);
     const res = await waiting;
     const body = await res.json();
     assert(res.status() === 200, `verify answered 200 (got ${res.status()})`);
@@ -319,6 +353,7 @@ async function main() {
     await verdict.waitFor();
     assert(await verdict.innerText() === 'Same person', 'the page says Same person');
     assert((await page.locator('#verify-result .score').innerText()) === body.similarity.toFixed(3), 'the similarity shown is the API\'s');
+    assert((await page.locator('[data-picker="verify-b"] .name').innerText()) === basename(verifyPair[1]), 'the pasted photo is the second one');
     await shot('10-verify');
   });
 
@@ -428,6 +463,9 @@ async function main() {
     await shot('16-phone-details', p);
     await p.locator('#tab-search').tap();
     await shot('17-phone-search', p);
+    await p.locator('#tab-status').tap();
+    await p.locator('#figures .figure').first().waitFor();
+    await shot('18-phone-status', p);
     await phone.close();
   });
 
