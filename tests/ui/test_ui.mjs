@@ -327,12 +327,12 @@ async function main() {
   });
 
   await step('search: a face nobody enrolled says unknown', async () => {
-    const file = HAVE_FIXTURES ? fixture('identities', 'penny', 'penny5.png') : null;
+    const file = HAVE_FIXTURES ? fixture('identities', 'leonard', 'leonard5.png') : null;
     if (!file) return 'skip';
     const r = await pick('search', file, '/v1/collections/people/search');
     assert(r.status === 200, 'search answered 200');
     const decided = r.body.faces[0].matches[0]?.decision;
-    if (decided === 'match') throw new Error(`penny matched ${r.body.faces[0].matches[0].subject}: the threshold is too loose for this test`);
+    if (decided === 'match') throw new Error(`leonard matched ${r.body.faces[0].matches[0].subject}: the threshold is too loose for this test`);
     await page.locator('[data-picker="search"] .overlay .face .tag', { hasText: 'unknown' }).first().waitFor();
     await page.locator('#search-results', { hasText: 'is similar enough' }).waitFor();
     await shot('09-search-unknown');
