@@ -591,6 +591,10 @@ function analyseDetails(i) {
       meter('antispoof', f.liveness.antispoof, fmt.num(f.liveness.antispoof, 2)),
       meter('live', f.liveness.liveness, fmt.num(f.liveness.liveness, 2)));
   }
+  if (Array.isArray(f.embedding)) {
+    parts.push(h('div', { class: 'section-title', text: `Embedding (${f.embedding.length} numbers, ${f.embedding_model || 'model'})` }),
+      embeddingStrip(f.embedding));
+  }
   if (a.emotion) {
     parts.push(h('div', { class: 'section-title', text: 'Emotion' }),
       EMOTIONS.filter((e) => e in a.emotion).map((e) => meter(e, a.emotion[e], fmt.pct(a.emotion[e]), e === a.dominant_emotion ? c : '#56657a')));
@@ -598,6 +602,22 @@ function analyseDetails(i) {
   parts.push(h('div', { class: 'row', style: { 'margin-top': '14px' } },
     h('button', { type: 'button', class: 'btn primary', onclick: () => enrolFromAnalyse(i) }, 'Enrol this face…')));
   box.replaceChildren(...parts.flat());
+}
+
+// The identity embedding as a strip: one column per number, teal above zero, blue below,
+// brighter the larger it is. Two faces of one person have similar strips.
+function embeddingStrip(v) {
+  const c = h('canvas', { class: 'embedding', width: v.length, height: 1, role: 'img', 'aria-label': `an embedding of ${v.length} numbers` });
+  const ctx = c.getContext('2d');
+  const img = ctx.createImageData(v.length, 1);
+  const max = Math.max(1e-9, ...v.map(Math.abs));
+  v.forEach((x, k) => {
+    const t = Math.min(1, Math.abs(x) / max);
+    const [r, g, b] = x >= 0 ? [76, 201, 176] : [122, 162, 255];
+    img.data.set([r * t + 20 * (1 - t), g * t + 26 * (1 - t), b * t + 34 * (1 - t), 255], k * 4);
+  });
+  ctx.putImageData(img, 0, 0);
+  return c;
 }
 
 function pinFace(i) {
@@ -613,7 +633,8 @@ async function runAnalyse(blob, name) {
   form.append('image', blob, name);
   const t0 = performance.now();
   try {
-    const data = await api('POST', '/v1/analyze', { form });
+    const withEmbedding = $('#analyse-embedding').checked;
+    const data = await api('POST', `/v1/analyze${withEmbedding ? '?embedding=true' : ''}`, { form });
     const rtt = performance.now() - t0;
     Object.assign(analyse, { data, faces: sortFaces(data.faces), pinned: -1, shown: null, blob, name, imgEl: p.img });
     analyse.els = drawFaces(p, data.width, data.height, analyse.faces, {
@@ -642,6 +663,7 @@ function setupAnalyse() {
   const stage = () => pickers.analyse.root;
   $('#analyse-labels').addEventListener('change', (e) => stage().classList.toggle('hide-labels', !e.target.checked));
   $('#analyse-points').addEventListener('change', (e) => stage().classList.toggle('hide-points', !e.target.checked));
+  $('#analyse-embedding').addEventListener('change', () => { if (analyse.blob) runAnalyse(analyse.blob, analyse.name); });
 }
 
 /* ---- collections (shared by Enrol, Search, Browse) -------------------------------------- */

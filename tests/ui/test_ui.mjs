@@ -200,6 +200,7 @@ async function main() {
     // The stage-timing bar lists the stages the service timed.
     const timing = await page.locator('#analyse-timing').innerText();
     for (const stage of Object.keys(analysed.body.timing_ms)) assert(timing.includes(stage), `timing bar shows ${stage}`);
+    for (const stage of ['decode', 'detect', 'embed', 'attributes']) assert(timing.includes(stage), `the issue's stages are timed: ${stage}`);
     assert(await page.locator('#analyse-details .face-item').count() === n, 'the side list has every face');
     await shot('01-analyse-group');
   });
@@ -209,6 +210,7 @@ async function main() {
     await boxes.nth(1).hover();
     const details = await page.locator('#analyse-details').innerText();
     assert(/about \d+/.test(details) && /emotion/i.test(details) && /liveness/i.test(details), `details of face 2 are shown: ${details.slice(0, 80)}`);
+    assert(/embedding \(128 numbers/i.test(details), 'the face\'s embedding is shown');
     await shot('02-analyse-details');
   });
 
