@@ -77,7 +77,7 @@ VARIANTS(rsqrt_f32, {
 
 int nn_fast_supports(const nn_graph *g, const nn_node *node)
 {
-    if (nn_dwconv_supports(g, node)) return 1;
+    if (nn_dwconv_supports(g, node) || nn_gemm_supports(g, node)) return 1;
     if (node->op != NN_OP_UNARY) return 0;
     switch (node->p.unary.kind) {
     case NN_UNARY_TANH:
@@ -90,7 +90,8 @@ int nn_fast_supports(const nn_graph *g, const nn_node *node)
 int nn_fast_run(const nn_graph *g, const nn_node *node, const nn_view *in, nn_view *out,
                 struct pthreadpool *pool)
 {
-    if (node->op == NN_OP_CONV2D) return nn_dwconv_run(g, node, in, out, pool);
+    if (node->op == NN_OP_CONV2D && node->p.conv.depthwise) return nn_dwconv_run(g, node, in, out, pool);
+    if (node->op == NN_OP_CONV2D || node->op == NN_OP_FULLY_CONNECTED) return nn_gemm_run(g, node, in, out, pool);
     size_t n = (size_t)nn_shape_numel(&out->shape, 1);
     if ((size_t)nn_shape_numel(&in[0].shape, 1) != n)
         return base_error_set(BASE_ERR_INVALID, "node %s: element counts differ", node->name);

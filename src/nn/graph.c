@@ -23,7 +23,10 @@ void nn_graph_free(nn_graph *g)
         free(g->tensors[i].name);
         base_aligned_free(g->tensors[i].data);
     }
-    for (int i = 0; i < g->n_nodes; i++) free(g->nodes[i].name);
+    for (int i = 0; i < g->n_nodes; i++) {
+        free(g->nodes[i].name);
+        base_aligned_free(g->nodes[i].packed);
+    }
     free(g->tensors);
     free(g->nodes);
     free(g);
@@ -360,6 +363,7 @@ static int append_node(nn_graph *g, const nn_node *proto, const nn_shape *shape)
     if (t < 0) return t;
     nn_node *n = &g->nodes[g->n_nodes];
     *n = *proto;
+    n->packed = NULL; /* packed at load, per node; never copied from a prototype */
     n->name = dup_name(proto->name);
     if (!n->name) return base_error_set(BASE_ERR_NOMEM, "graph: out of memory");
     for (int i = n->n_inputs; i < NN_MAX_NODE_INPUTS; i++) n->inputs[i] = -1;

@@ -177,6 +177,7 @@ typedef struct nn_node {
     int n_inputs;
     int inputs[NN_MAX_NODE_INPUTS]; /* tensor indices; -1 for an absent optional input */
     int output;                     /* tensor index */
+    float *packed; /* owned: weights packed for an own kernel at load (gemm.c), or NULL */
     union {
         nn_conv_params conv;
         nn_fc_params fc;
@@ -286,6 +287,14 @@ int nn_fast_run(const nn_graph *g, const nn_node *node, const nn_view *in, nn_vi
 int nn_dwconv_supports(const nn_graph *g, const nn_node *node);
 int nn_dwconv_run(const nn_graph *g, const nn_node *node, const nn_view *in, nn_view *out,
                   struct pthreadpool *pool);
+
+/* Convolutions (not depthwise) and fully connected ops as one GEMM with an own AVX-512 kernel
+ * (gemm.c); preferred over XNNPACK's. nn_gemm_pack() packs the weights into node->packed
+ * (once, at load); nn_gemm_run() needs them. */
+int nn_gemm_supports(const nn_graph *g, const nn_node *node);
+int nn_gemm_pack(nn_graph *g, nn_node *node);
+int nn_gemm_run(const nn_graph *g, const nn_node *node, const nn_view *in, nn_view *out,
+                struct pthreadpool *pool);
 
 /* --- XNNPACK backend (xnn.c) -------------------------------------------------------------- */
 

@@ -91,6 +91,7 @@ static int model_finish(nn_graph *g, int n_imported, nn_model **out)
             m->buffer_of[n->output] = m->buffer_of[n->inputs[0]];
         /* Own kernels exist only where they beat XNNPACK (or XNNPACK lacks the op). */
         m->on_fast[i] = n->op != NN_OP_RESHAPE && nn_fast_supports(g, n);
+        if (m->on_fast[i] && nn_gemm_supports(g, n) && (rc = nn_gemm_pack(g, &g->nodes[i]))) goto fail;
         m->on_xnnpack[i] = !m->on_fast[i] && n->op != NN_OP_RESHAPE && nn_xnn_supports(g, n);
     }
     /* A buffer lives until the last reader of any tensor that views it. */

@@ -124,6 +124,8 @@ static nn_node node_proto(nn_op op, int n_inputs, const int *inputs)
 /* --- the comparison ------------------------------------------------------------------------ */
 
 static pthreadpool_t thread_pool;
+/* Compare the own GEMM kernel (gemm.c) instead of XNNPACK with the reference. */
+static int use_gemm;
 static int cases_run;
 static double worst_ratio; /* max over cases of err / (1e-4 * (1 + max|ref|)) */
 
@@ -139,10 +141,17 @@ static void compare_node(const nn_graph *g, int ni, enum domain dom, const char 
 {
     const nn_node *node = &g->nodes[ni];
     assert_int_equal(nn_xnn_init(), 0);
-    if (!nn_xnn_supports(g, node)) fail_msg("%s: not supported by XNNPACK", label);
     nn_xnn_op *op = NULL;
-    int rc = nn_xnn_create(g, node, &op);
-    if (rc) fail_msg("%s: create: %s", label, base_error_message());
+    int rc;
+    if (use_gemm) {
+        /* Packing writes node->packed: the graph is this test's own. */
+        rc = nn_gemm_pack((nn_graph *)g, (nn_node *)node);
+        if (rc) fail_msg("%s: pack: %s", label, base_error_message());
+    } else {
+        if (!nn_xnn_supports(g, node)) fail_msg("%s: not supported by XNNPACK", label);
+        rc = nn_xnn_create(g, node, &op);
+        if (rc) fail_msg("%s: create: %s", label, base_error_message());
+    }
 
     static const int64_t batches[] = {1, 5, 2};
     for (size_t b = 0; b < sizeof batches / sizeof batches[0]; b++) {
@@ -175,10 +184,15 @@ static void compare_node(const nn_graph *g, int ni, enum domain dom, const char 
 
         rc = nn_ref_run(g, node, in, &ref);
         if (rc) fail_msg("%s: reference: %s", label, base_error_message());
-        rc = nn_xnn_setup(op, g, node, in, &got, pool);
-        if (rc) fail_msg("%s batch %d: setup: %s", label, (int)batch, base_error_message());
-        rc = nn_xnn_run(op, pool);
-        if (rc) fail_msg("%s batch %d: run: %s", label, (int)batch, base_error_message());
+        if (use_gemm) {
+            rc = nn_gemm_run(g, node, in, &got, pool);
+            if (rc) fail_msg("%s batch %d: gemm: %s", label, (int)batch, base_error_message());
+        } else {
+            rc = nn_xnn_setup(op, g, node, in, &got, pool);
+            if (rc) fail_msg("%s batch %d: setup: %s", label, (int)batch, base_error_message());
+            rc = nn_xnn_run(op, pool);
+            if (rc) fail_msg("%s batch %d: run: %s", label, (int)batch, base_error_message());
+        }
 
         double max_ref = 0, max_err = 0;
         size_t worst = 0;
@@ -410,6 +424,53 @@ static void test_conv2d_sliced(void **state)
         nn_graph_free(g);
     }
     report("conv2d and fc with sliced weights");
+}
+
+/* The own GEMM kernel (gemm.c) over edge shapes: row counts that leave every remainder of the
+ * 14-row tile (batches 1, 5, 2 of odd maps), output channels that leave partial 16- and
+ * 32-column panels, 1x1 direct rows and gathered rows with padding, stride and dilation, every
+ * fused activation, with and without bias, one and two threads. */
+static void test_gemm(void **state)
+{
+    (void)state;
+    if (!__builtin_cpu_supports("avx512f")) skip();
+    use_gemm = 1;
+    static const int chans[][2] = {{3, 1}, {17, 33}, {64, 32}, {32, 100}, {40, 17}, {8, 64}};
+    static const int ks[] = {1, 3, 5};
+    int variant = 0;
+    for (size_t s = 0; s < 4; s++)
+        for (size_t c = 0; c < 6; c++)
+            for (size_t ki = 0; ki < 3; ki++)
+                for (int stride = 1; stride <= 2; stride++)
+                    for (int same = 0; same <= 1; same++)
+                        for (int dil = 1; dil <= 2; dil++) {
+                            if (ks[ki] == 1 && dil == 2) continue;
+                            conv_case(sizes[s][0], sizes[s][1], chans[c][0], chans[c][1], ks[ki], stride, dil,
+                                      same, 0, variant++);
+                        }
+    conv_case(14, 15, 256, 96, 1, 1, 1, 0, 0, 1); /* 210 rows: 15 full tiles */
+    conv_case(5, 5, 200, 300, 3, 1, 1, 1, 0, 4);  /* K 1800: weights in several panel groups */
+    static const int fks[] = {1, 17, 200, 1024};
+    static const int fms[] = {1, 31, 64, 257};
+    for (size_t a = 0; a < 4; a++)
+        for (size_t b = 0; b < 4; b++, variant++) {
+            nn_graph *g = nn_graph_new();
+            rng_seed((uint64_t)variant + 5000);
+            int x = add_input(g, SHAPE(N, fks[a]));
+            int prelu, with_bias = variant % 3 != 1;
+            nn_act act = act_cycle(variant, &prelu);
+            int inputs[4] = {x, add_const(g, SHAPE(fks[a], fms[b]), -1, 1),
+                             with_bias ? add_const(g, SHAPE(fms[b]), -1, 1) : -1, -1};
+            if (prelu) inputs[3] = add_const(g, variant % 2 ? SHAPE(fms[b]) : SHAPE(1), -0.5f, 0.5f);
+            nn_node n = node_proto(NN_OP_FULLY_CONNECTED, prelu ? 4 : (with_bias ? 3 : 2), inputs);
+            n.p.fc.act = act;
+            char label[96];
+            snprintf(label, sizeof label, "gemm fc %dx%d bias %d act %d", fks[a], fms[b], with_bias, (int)act.kind);
+            check(g, &n, NULL, DOMAIN_ANY, label);
+            nn_graph_free(g);
+        }
+    use_gemm = 0;
+    report("own gemm kernel (conv2d, fully_connected)");
 }
 
 /* --- fully connected ----------------------------------------------------------------------- */
@@ -886,6 +947,7 @@ int main(void)
         cmocka_unit_test(test_depthwise_conv2d),
         cmocka_unit_test(test_conv2d_asymmetric),
         cmocka_unit_test(test_conv2d_sliced),
+        cmocka_unit_test(test_gemm),
         cmocka_unit_test(test_fully_connected),
         cmocka_unit_test(test_binary),
         cmocka_unit_test(test_unary),
