@@ -85,6 +85,8 @@ static const struct {
     {"default", FACE_DETECTOR_DEFAULT},
     {"blazeface", FACE_DETECTOR_BLAZEFACE},
     {"blazeface-tiled", FACE_DETECTOR_BLAZEFACE_TILED},
+    {"blazeface-adaptive", FACE_DETECTOR_BLAZEFACE_ADAPTIVE},
+    {"adaptive", FACE_DETECTOR_BLAZEFACE_ADAPTIVE},
     {"ssd-mobilenet", FACE_DETECTOR_SSD_MOBILENET},
     {"ssd", FACE_DETECTOR_SSD_MOBILENET},
 };
@@ -108,6 +110,7 @@ static const struct {
 } every_detector[] = {
     {"blazeface", FACE_DETECTOR_BLAZEFACE},
     {"blazeface-tiled", FACE_DETECTOR_BLAZEFACE_TILED},
+    {"blazeface-adaptive", FACE_DETECTOR_BLAZEFACE_ADAPTIVE},
     {"ssd-mobilenet", FACE_DETECTOR_SSD_MOBILENET},
 };
 #define N_DETECTORS (int)(sizeof every_detector / sizeof every_detector[0])
@@ -169,7 +172,8 @@ static void eval_usage(FILE *out)
         "  --embedder NAME      default, mobilefacenet, faceres, faceapi, mobileface, or all\n"
         "  --age-model NAME     age: default, faceres, gear, ssrnet, faceapi, or all (a line\n"
         "                       each)\n"
-        "  --detector NAME      default, blazeface, blazeface-tiled, ssd-mobilenet, or all\n"
+        "  --detector NAME      default, blazeface, blazeface-tiled, blazeface-adaptive,\n"
+        "                       ssd-mobilenet, or all\n"
         "                       (wider: one summary line and plot FILE-NAME.png each)\n"
         "  --min-score X        detection score threshold (default: the detector's)\n"
         "  --min-face-size N    pixels (default: the library's, 20)\n"
@@ -906,6 +910,17 @@ done:
 
 /* --- detection: wider -------------------------------------------------------------------- */
 
+/*
+ * AP is a measure over a detector's whole ranked list (the official evaluation sweeps 1000
+ * score thresholds over every detection submitted), so eval wider asks every detector for its
+ * detections down to WIDER_SCORE_FLOOR unless --min-score says otherwise: the same floor for
+ * every detector, fixed before any measurement, as detection benchmarks commonly use (0.01 to
+ * 0.05). A detector's default threshold (face.h: 0.5) is its operating point: recall and false
+ * positives there are reported too, from the same list (*_at_op).
+ */
+#define WIDER_SCORE_FLOOR 0.05f
+#define WIDER_OPERATING_SCORE 0.5f
+
 typedef struct wider_job {
     const eval_config *cfg;
     const eval_gt_set *gt;
@@ -1159,6 +1174,36 @@ static int eval_wider_cmd(const eval_config *c, const char *gt_path)
                 goto done;
             }
         }
+        /* the operating point: the same detections at the default threshold */
+        float op = c->face.min_score > WIDER_OPERATING_SCORE ? c->face.min_score : WIDER_OPERATING_SCORE;
+        eval_wider_result at_op[3];
+        memset(at_op, 0, sizeof at_op);
+        eval_detection *op_dets = malloc((detections ? detections : 1) * sizeof *op_dets);
+        eval_det_image *op_images = malloc(n * sizeof *op_images);
+        int op_rc = op_dets && op_images ? 0 : base_error_set(BASE_ERR_NOMEM, "out of memory");
+        for (size_t i = 0, k = 0; i < n && !op_rc; i++) {
+            op_images[i] = images[i];
+            op_images[i].detections = op_dets + k;
+            op_images[i].n_detections = 0;
+            for (int m = 0; m < job.n_detections[i]; m++)
+                if (job.detections[i][m].score >= op) {
+                    op_dets[k++] = job.detections[i][m];
+                    op_images[i].n_detections++;
+                }
+        }
+        for (int s = 0; s < 3 && !op_rc; s++) {
+            eval_wider_options o = {
+                .setting = s, .iou_threshold = 0.5, .thresh_num = 1000, .max_fp = max_fp};
+            op_rc = eval_wider(op_images, n, &o, &at_op[s]);
+        }
+        free(op_dets);
+        free(op_images);
+        if (op_rc != 0) {
+            fprintf(stderr, "vultus eval: %s\n", base_error_message());
+            for (int s = 0; s < 3; s++)
+                eval_wider_result_free(&at_op[s]);
+            goto done;
+        }
         json_t *j = json_object();
         json_object_set_new(j, "eval", json_string("wider"));
         json_object_set_new(j, "detector", json_string(names[d]));
@@ -1173,6 +1218,13 @@ static int eval_wider_cmd(const eval_config *c, const char *gt_path)
         json_object_set_new(j, "recall_medium_at_fp", json_number(res[1].recall_at_fp));
         json_object_set_new(j, "recall_hard_at_fp", json_number(res[2].recall_at_fp));
         json_object_set_new(j, "fp_per_image", json_number((double)res[2].false_positives / n));
+        json_object_set_new(j, "score_floor", json_number(c->face.min_score));
+        json_object_set_new(j, "op_threshold", json_number(op));
+        json_object_set_new(j, "recall_easy_at_op", json_number(at_op[0].recall));
+        json_object_set_new(j, "recall_medium_at_op", json_number(at_op[1].recall));
+        json_object_set_new(j, "recall_hard_at_op", json_number(at_op[2].recall));
+        json_object_set_new(j, "fp_per_image_at_op", json_number((double)at_op[2].false_positives / n));
+        for (int s = 0; s < 3; s++) eval_wider_result_free(&at_op[s]);
         json_object_set_new(j, "detections_per_image", json_number((double)detections / n));
         json_object_set_new(j, "ms_per_image", json_number(ms_sum / n));
         json_object_set_new(j, "detect_ms_per_image", json_number(detect_sum / n));
@@ -1606,6 +1658,7 @@ int cli_eval_main(int argc, char **argv)
             return CLI_EXIT_USAGE;
         }
         if (c.face.max_faces == 0) c.face.max_faces = 1000; /* crowds: keep every face */
+        if (c.face.min_score == 0) c.face.min_score = WIDER_SCORE_FLOOR;
         return eval_wider_cmd(&c, gt);
     }
     if (!c.images_dir) {

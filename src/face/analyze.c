@@ -266,7 +266,7 @@ int face_analyze_prepare_bytes(face_context *ctx, const uint8_t *data, size_t le
     img_image small = {0}, crop = {0};
     img_decode_info info = {0};
     int first_side = stages & ~(unsigned)FACE_STAGE_DETECT ? CROP_MIN_SIDE : DETECT_MIN_SIDE;
-    if (opts.detector == FACE_DETECTOR_BLAZEFACE_TILED) first_side = 0;
+    first_side = face_detect_decode_side(opts.detector, first_side);
     img_decode_options dopts = {.limits = opts.limits, .min_side = jpeg ? first_side : 0};
     int rc = img_decode(data, len, &dopts, &small, &info);
     out->timing.decode_ms = face_ms_since(t);

@@ -35,13 +35,16 @@ typedef enum face_embedder {
 } face_embedder;
 
 typedef enum face_detector {
-    FACE_DETECTOR_DEFAULT = 0, /* BLAZEFACE: one pass fits the latency budget; TILED is the
-                                  better one on WIDER (AP easy 0.78 vs 0.68), see README */
+    FACE_DETECTOR_DEFAULT = 0, /* BLAZEFACE_ADAPTIVE: TILED's WIDER accuracy, one pass's cost on
+                                  portraits; see README */
     FACE_DETECTOR_BLAZEFACE,   /* blazeface-back, 256x256, one pass (two for images <= 400 px) */
     FACE_DETECTOR_BLAZEFACE_TILED, /* blazeface-back over 256x256 tiles of a pyramid of scales, for
                                       photos with many small faces; 0.1-1 s per photo */
     FACE_DETECTOR_SSD_MOBILENET,   /* face-api SSD-MobileNetV1 (512x512, built in C); needs
                                       face_models_options.detector; see README */
+    FACE_DETECTOR_BLAZEFACE_ADAPTIVE, /* one pass, then TILED's finer levels unless a face spans
+                                         0.4 of the shorter side (a portrait); JPEGs decoded to
+                                         >= 540 px on the shorter side (detect.c) */
 } face_detector;
 
 /* Stages of face_analyze(); OR them. Detection always runs. */

@@ -70,6 +70,11 @@ void face_crop_spec_override(face_model_id id, const face_crop_spec *spec);
 #define FACE_BLAZEFACE_ANCHORS 896
 
 void face_blazeface_anchors(float anchors[896][2]);
+/* DEFAULT -> the detector it stands for; others unchanged. */
+face_detector face_detector_resolve(face_detector d);
+/* The shorter side a JPEG may be decoded down to for detector d when the later stages want
+ * `side` (0: full size); see detect.c. */
+int face_detect_decode_side(face_detector d, int side);
 
 /* face-api's SSD-MobileNetV1 (ssd.c): 512x512 RGB in [-1, 1]; outputs "boxes" [B,5118,4]
  * (box encodings) and "classes" [B,5118,3] (logits; 1 is the face). The anchors (ymin, xmin,
