@@ -76,15 +76,18 @@ static int make_crops(face_context *ctx, const img_image *image, unsigned stages
     for (int i = 0; i < n; i++) {
         face_info *f = &out->faces[i];
         face_pending_face *pf = &p->faces[i];
-        float ex = f->landmarks5[1].x - f->landmarks5[0].x;
-        float ey = f->landmarks5[1].y - f->landmarks5[0].y;
+        /* a copy: gcc's -Wstringop-overread (at -O1 with the sanitizers) loses the size of the
+         * array inside the calloc'd face_info and warns on passing it as face_point[5] */
+        face_point pts[5];
+        memcpy(pts, f->landmarks5, sizeof pts);
+        float ex = pts[1].x - pts[0].x, ey = pts[1].y - pts[0].y;
         pf->eye_distance = sqrtf(ex * ex + ey * ey);
         for (int id = 0; id < FM_COUNT; id++) {
             if (!face_model_roles(ctx->models, (face_model_id)id, p)) continue;
             const face_crop_spec *spec = face_crop_spec_for((face_model_id)id);
             if (!spec || !ctx->ctx[id])
                 return base_error_set(BASE_ERR_INVALID, "face model %d not loaded", id);
-            int rc = face_crop_make(image, f->landmarks5, spec, &pf->crop[id]);
+            int rc = face_crop_make(image, pts, spec, &pf->crop[id]);
             if (rc) return rc;
             if (id == (int)face_embedder_model(p->embedder) && (stages & FACE_STAGE_EMBED) &&
                 spec->size == 112 && !f->aligned.data) {
@@ -94,7 +97,7 @@ static int make_crops(face_context *ctx, const img_image *image, unsigned stages
             }
         }
         if ((stages & FACE_STAGE_ATTRIBUTES) && !f->aligned.data) {
-            int rc = face_crop_make(image, f->landmarks5, &face_arcface_crop, &f->aligned);
+            int rc = face_crop_make(image, pts, &face_arcface_crop, &f->aligned);
             if (rc) return rc;
         }
     }

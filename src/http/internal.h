@@ -374,6 +374,7 @@ struct http_server {
     http_request *pool_head, *pool_tail;
     int pool_crops; /* faces in the pool not yet handed to a batch */
     int pool_requests; /* requests with faces in the pool or in a batch (running counts them) */
+    double prepare_ewma_ms; /* measured time of a request's prepare step (image routes) */
     http_request *done_head, *done_tail;
     int abandoned;          /* the drain timed out with requests running (main thread only) */
 

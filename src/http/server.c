@@ -275,9 +275,10 @@ static void finish_on_worker(http_request *r)
  *   3. when its last face is done the request goes on the done list; a free worker runs its
  *      handler (which finds its images prepared), and resumes the connection.
  * A free worker picks, in this order: a done request (finishing frees memory and answers the
- * client); a batch, when the pool holds batch_max faces, or its oldest has waited
- * batch_wait_ms, or no request is queued (nothing else would fill it: never wait idle); the
- * next queued request; otherwise it sleeps. So no core idles while there is work, batches
+ * client); a batch, when the pool holds batch_max faces, or its oldest would wait past
+ * batch_wait_ms if the worker prepared another request first, or no request is queued
+ * (nothing else would fill it: never wait idle); the next queued request; otherwise it
+ * sleeps. So no core idles while there is work, batches
  * grow only while there are requests to prepare meanwhile, and --batch-max 1 runs every
  * face in its own engine run (batching off). Requests without images skip the pool.
  */
@@ -322,12 +323,20 @@ static int take_batch(http_server *s, http_worker *w, uint64_t now)
     return n;
 }
 
-/* Whether a free worker should run a batch now rather than prepare a queued request. */
+/*
+ * Whether a free worker should run a batch now rather than prepare a queued request: when the
+ * pool holds a full batch, when nothing is queued, or when preparing one more request first
+ * (about prepare_ms) would keep the oldest face waiting past batch_wait_ms. The last rule
+ * makes --batch-wait-ms the bound on a face's wait it promises: a prepare takes tens of ms,
+ * so with the default 2 ms a batch holds what other workers parked meanwhile, and a larger
+ * value lets a worker prepare more requests to fill it.
+ */
 static int batch_due(const http_server *s, uint64_t now)
 {
     if (s->pool_crops <= 0) return 0;
     if (s->pool_crops >= s->cfg.batch_max || !s->qhead) return 1;
-    return now - s->pool_head->t_parked_ns >= (uint64_t)s->cfg.batch_wait_ms * 1000000u;
+    double waited_ms = (double)(now - s->pool_head->t_parked_ns) / 1e6;
+    return waited_ms + s->prepare_ewma_ms >= (double)s->cfg.batch_wait_ms;
 }
 
 static void push_done(http_server *s, http_request *r)
@@ -385,6 +394,7 @@ static void prepare(http_server *s, http_worker *w, http_request *r)
         return;
     }
     pthread_mutex_lock(&s->qlock);
+    s->prepare_ewma_ms = 0.8 * s->prepare_ewma_ms + 0.2 * (double)(t1 - t0) / 1e6;
     r->crops_total = crops;
     r->t_parked_ns = t1;
     r->pool_next = NULL;
@@ -934,6 +944,7 @@ int http_server_create(const http_config *config, http_server **out)
     pthread_mutex_init(&s->conn_lock, NULL);
     s->cost_ewma_ms[0] = 2;
     s->cost_ewma_ms[1] = 100;
+    s->prepare_ewma_ms = 20;
     s->embedder_id = face_embedder_id(FACE_EMBEDDER_DEFAULT);
     s->embedding_dim = face_embedding_dim(FACE_EMBEDDER_DEFAULT);
     s->default_threshold = face_threshold_at_far(FACE_EMBEDDER_DEFAULT, FACE_DECISION_FAR);
