@@ -88,17 +88,21 @@ int nn_gemm_supports(const nn_graph *g, const nn_node *n)
      * regardless), and gathered rows of fewer than 32 inputs per tap (a copy per few floats;
      * XNNPACK's indirection copies nothing). */
     size_t padded = (nc + NR - 1) / NR * NR;
-    if (nc < NR || 4 * (padded - nc) > padded) return 0;
+    if (nc < 24 || 4 * (padded - nc) > padded) return 0;
     if (!direct_rows(n) && w->dim[2] < 32) return 0;
     if (n->n_inputs > 2 && n->inputs[2] >= 0 && nn_shape_numel(&g->tensors[n->inputs[2]].shape, 1) != (int64_t)nc)
         return 0;
     const nn_act *act = node_act(n);
+    int residual = n->op == NN_OP_CONV2D && n->p.conv.residual;
+    if (residual && (n->n_inputs != 5 || n->inputs[4] < 0 || nn_tensor_is_const(g, n->inputs[4]) ||
+                     g->tensors[n->inputs[4]].dtype != NN_DTYPE_F32))
+        return 0;
     if (act->kind == NN_ACT_PRELU) {
-        if (n->n_inputs != 4 || !nn_tensor_is_const(g, n->inputs[3])) return 0;
+        if (n->n_inputs < 4 || !nn_tensor_is_const(g, n->inputs[3])) return 0;
         const nn_shape *s = &g->tensors[n->inputs[3]].shape;
         int64_t cnt = nn_shape_numel(s, 1);
         if (cnt != 1 && !(cnt == (int64_t)nc && s->rank >= 1 && s->dim[s->rank - 1] == cnt)) return 0;
-    } else if (n->n_inputs > 3) {
+    } else if (n->n_inputs > 3 && !(residual && n->inputs[3] < 0)) {
         return 0;
     }
     return 1;
@@ -131,6 +135,7 @@ typedef struct gemm_job {
     float *y;           /* output [M, N] */
     const float *bias;  /* N values or NULL */
     const float *slope; /* PReLU: 1 or N values */
+    const float *res;   /* residual [M, N] added before the activation, or NULL */
     int slope_scalar;
     size_t m, k, nc, panels, group; /* group: panels per group */
     int64_t h, w, cin, oh, ow;      /* convolution geometry (gathered rows) */
@@ -140,7 +145,8 @@ typedef struct gemm_job {
 __attribute__((target("avx512f"), always_inline)) static inline void tile(int mr, size_t k, const float *a,
                                                                           size_t lda, const float *b,
                                                                           float *c, size_t ldc,
-                                                                          const gemm_job *j, size_t n0)
+                                                                          const float *r, const gemm_job *j,
+                                                                          size_t n0)
 {
     size_t rem = j->nc - n0;
     __mmask16 m0 = rem >= 16 ? 0xffff : (__mmask16)((1u << rem) - 1);
@@ -165,6 +171,14 @@ __attribute__((target("avx512f"), always_inline)) static inline void tile(int mr
                 __m512 av = _mm512_set1_ps(a[(size_t)i * lda + q]);
                 c0[i] = _mm512_fmadd_ps(av, b0, c0[i]);
                 c1[i] = _mm512_fmadd_ps(av, b1, c1[i]);
+            }
+    }
+    if (r) {
+#pragma GCC unroll 14
+        for (int i = 0; i < MR; i++)
+            if (i < mr) {
+                c0[i] = _mm512_add_ps(c0[i], _mm512_maskz_loadu_ps(m0, r + (size_t)i * ldc));
+                c1[i] = _mm512_add_ps(c1[i], _mm512_maskz_loadu_ps(m1, r + (size_t)i * ldc + 16));
             }
     }
     const nn_act *act = node_act(j->n);
@@ -208,7 +222,8 @@ __attribute__((target("avx512f"))) static void block_full(const gemm_job *j, siz
 {
     size_t p1 = (grp + 1) * j->group < j->panels ? (grp + 1) * j->group : j->panels;
     for (size_t p = grp * j->group; p < p1; p++)
-        tile(MR, j->k, a, lda, j->n->packed + p * j->k * NR, j->y + m0 * j->nc + p * NR, j->nc, j, p * NR);
+        tile(MR, j->k, a, lda, j->n->packed + p * j->k * NR, j->y + m0 * j->nc + p * NR, j->nc,
+             j->res ? j->res + m0 * j->nc + p * NR : NULL, j, p * NR);
 }
 
 __attribute__((target("avx512f"))) static void block_part(const gemm_job *j, int mr, size_t grp, size_t m0,
@@ -218,9 +233,10 @@ __attribute__((target("avx512f"))) static void block_part(const gemm_job *j, int
     for (size_t p = grp * j->group; p < p1; p++) {
         const float *b = j->n->packed + p * j->k * NR;
         float *c = j->y + m0 * j->nc + p * NR;
+        const float *res = j->res ? j->res + m0 * j->nc + p * NR : NULL;
         switch (mr) {
 #define TILE(r)                                                                                    \
-    case r: tile(r, j->k, a, lda, b, c, j->nc, j, p * NR); break;
+    case r: tile(r, j->k, a, lda, b, c, j->nc, res, j, p * NR); break;
             TILE(1) TILE(2) TILE(3) TILE(4) TILE(5) TILE(6) TILE(7)
             TILE(8) TILE(9) TILE(10) TILE(11) TILE(12) TILE(13)
 #undef TILE
@@ -291,6 +307,11 @@ int nn_gemm_run(const nn_graph *g, const nn_node *n, const nn_view *in, nn_view 
         j.m = (size_t)(ys->dim[0] * ys->dim[1] * ys->dim[2]);
     }
     if (n->n_inputs > 2 && n->inputs[2] >= 0) j.bias = in[2].data;
+    if (n->op == NN_OP_CONV2D && n->p.conv.residual) {
+        if (n->n_inputs != 5 || !in[4].data || !nn_shape_equal(&in[4].shape, ys))
+            return base_error_set(BASE_ERR_INVALID, "node %s: bad residual view", n->name);
+        j.res = in[4].data;
+    }
     if (node_act(n)->kind == NN_ACT_PRELU) {
         j.slope = in[3].data;
         j.slope_scalar = nn_shape_numel(&in[3].shape, 1) == 1;

@@ -226,6 +226,11 @@ int nn_infer_shape(const nn_graph *g, const nn_node *n, nn_shape *out)
         int rc = check_act_slope(g, n, &p->act, cout);
         if (rc) return rc;
         *out = (nn_shape){4, {x->dim[0], oh, ow, cout}};
+        if (p->residual && (p->depthwise || n->n_inputs != 5 || n->inputs[4] < 0 ||
+                            !nn_shape_equal(in_shape(g, n, 4), out)))
+            return base_error_set(BASE_ERR_FORMAT, "node %s: residual input must have the output's shape", n->name);
+        if (!p->residual && n->n_inputs > 4)
+            return base_error_set(BASE_ERR_FORMAT, "node %s: %d inputs", n->name, n->n_inputs);
         break;
     }
     case NN_OP_FULLY_CONNECTED: {

@@ -45,7 +45,7 @@ typedef struct nn_tensor {
 } nn_tensor;
 
 typedef enum nn_op {
-    NN_OP_CONV2D,          /* x, filter, [bias], [prelu slope]            -> [N,OH,OW,Cout] */
+    NN_OP_CONV2D,          /* x, filter, [bias], [prelu slope], [residual] -> [N,OH,OW,Cout] */
     NN_OP_FULLY_CONNECTED, /* x [N,K], w [K,M], [bias [M]], [prelu slope] -> [N,M] */
     NN_OP_BINARY,          /* a, b (numpy broadcasting)                    -> broadcast shape */
     NN_OP_UNARY,           /* x                                            -> same shape */
@@ -83,6 +83,9 @@ typedef struct nn_conv_params {
     int pad_top, pad_bottom, pad_left, pad_right; /* explicit, resolved from SAME/VALID */
     int depthwise;  /* filter is [KH,KW,C,M] */
     nn_act act;
+    /* Input 4 (same shape as the output) is added before the activation: act(conv + bias + r).
+     * Set by the optimiser for a convolution followed by an Add (never depthwise). */
+    int residual;
 } nn_conv_params;
 
 typedef struct nn_fc_params {

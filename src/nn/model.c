@@ -280,6 +280,8 @@ struct nn_context {
     int image_setup;    /* the image-space XNNPACK operators are set up */
     int last_batch;
     uint64_t *profile_ns; /* per node, accumulated over runs while profiling; NULL when off */
+    uint64_t *profile_run_ns; /* per node, this run (image-space nodes run once per image) */
+    uint64_t *profile_min_ns; /* per node, the fastest run (robust on a shared machine) */
     int profile_runs;
 };
 
@@ -454,6 +456,8 @@ void nn_context_destroy(nn_context *c)
     if (c->pool) pthreadpool_destroy(c->pool);
     free(c->xops);
     free(c->profile_ns);
+    free(c->profile_run_ns);
+    free(c->profile_min_ns);
     free(c->inputs);
     free(c->data[0]);
     free(c->data[1]);
@@ -784,7 +788,7 @@ static int run_nodes(nn_context *c, int first, int end, int batch, int space)
             else rc = nn_ref_run(g, n, in, &out);
         }
         if (rc) return rc;
-        if (c->profile_ns) c->profile_ns[i] += base_now_ns() - t0;
+        if (c->profile_ns) c->profile_run_ns[i] += base_now_ns() - t0;
     }
     return 0;
 }
@@ -827,7 +831,15 @@ int nn_context_run(nn_context *c, int batch)
             for (int k = 0; k < sg->n_out; k++) copy_image(c, out[k], b, 0);
         }
     }
-    if (c->profile_ns) c->profile_runs++;
+    if (c->profile_ns) {
+        for (int i = 0; i < c->m->g->n_nodes; i++) {
+            c->profile_ns[i] += c->profile_run_ns[i];
+            if (!c->profile_runs || c->profile_run_ns[i] < c->profile_min_ns[i])
+                c->profile_min_ns[i] = c->profile_run_ns[i];
+            c->profile_run_ns[i] = 0;
+        }
+        c->profile_runs++;
+    }
     c->last_batch = batch;
     return 0;
 }
@@ -847,11 +859,18 @@ const float *nn_context_output(const nn_context *c, int index, nn_io_info *info)
 int nn_context_set_profiling(nn_context *c, int enable)
 {
     free(c->profile_ns);
-    c->profile_ns = NULL;
+    free(c->profile_run_ns);
+    free(c->profile_min_ns);
+    c->profile_ns = c->profile_run_ns = c->profile_min_ns = NULL;
     c->profile_runs = 0;
     if (!enable) return 0;
-    c->profile_ns = calloc((size_t)(c->m->g->n_nodes ? c->m->g->n_nodes : 1), sizeof *c->profile_ns);
-    return c->profile_ns ? 0 : base_error_set(BASE_ERR_NOMEM, "profile");
+    size_t n = (size_t)(c->m->g->n_nodes ? c->m->g->n_nodes : 1);
+    c->profile_ns = calloc(n, sizeof *c->profile_ns);
+    c->profile_run_ns = calloc(n, sizeof *c->profile_run_ns);
+    c->profile_min_ns = calloc(n, sizeof *c->profile_min_ns);
+    if (c->profile_ns && c->profile_run_ns && c->profile_min_ns) return 0;
+    nn_context_set_profiling(c, 0);
+    return base_error_set(BASE_ERR_NOMEM, "profile");
 }
 
 void nn_context_print_profile(const nn_context *c, FILE *f)
@@ -860,8 +879,8 @@ void nn_context_print_profile(const nn_context *c, FILE *f)
     if (!c->profile_ns || c->profile_runs == 0) return;
     uint64_t total = 0;
     for (int i = 0; i < g->n_nodes; i++) total += c->profile_ns[i];
-    fprintf(f, "%-4s %-18s %-7s %-5s %-20s %9s %6s %8s  %s\n", "node", "op", "backend", "space", "output",
-            "ms/run", "share", "GFLOP/s", "name");
+    fprintf(f, "%-4s %-18s %-7s %-5s %-20s %9s %6s %8s %9s  %s\n", "node", "op", "backend", "space", "output",
+            "ms/run", "share", "GFLOP/s", "min ms", "name");
     for (int i = 0; i < g->n_nodes; i++) {
         const nn_node *n = &g->nodes[i];
         double ms = (double)c->profile_ns[i] / 1e6 / c->profile_runs;
@@ -872,9 +891,10 @@ void nn_context_print_profile(const nn_context *c, FILE *f)
         const char *backend = c->xops[i]                                                  ? "xnnpack"
                               : c->m->on_fast[i] && c->backend != NN_BACKEND_REFERENCE ? "fast"
                                                                                         : "ref";
-        fprintf(f, "%-4d %-18s %-7s %-5s %-20s %9.4f %5.1f%% %8.1f  %s\n", i, nn_node_kind_name(n), backend,
+        fprintf(f, "%-4d %-18s %-7s %-5s %-20s %9.4f %5.1f%% %8.1f %9.4f  %s\n", i, nn_node_kind_name(n), backend,
                 c->per_image[i] ? "image" : "batch", nn_shape_str(&s, shape, sizeof shape), ms,
-                total ? 100.0 * (double)c->profile_ns[i] / (double)total : 0.0, gflops, n->name);
+                total ? 100.0 * (double)c->profile_ns[i] / (double)total : 0.0, gflops,
+                (double)c->profile_min_ns[i] / 1e6, n->name);
     }
     fprintf(f, "total %.3f ms per run over %d runs\n", (double)total / 1e6 / c->profile_runs, c->profile_runs);
 }

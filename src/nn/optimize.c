@@ -116,6 +116,7 @@ static int fold_affine(opt *o, int i, int *changed)
     nn_graph *g = o->g;
     nn_node *n = &g->nodes[i];
     if ((n->op != NN_OP_CONV2D && n->op != NN_OP_FULLY_CONNECTED) || node_act(n)->kind != NN_ACT_NONE) return 0;
+    if (n->op == NN_OP_CONV2D && n->p.conv.residual) return 0; /* the residual is not scaled */
     int r = sole_reader(o, n->output);
     if (r < 0) return 0;
     nn_node *c = &g->nodes[r];
@@ -501,6 +502,45 @@ static void compact(opt *o)
     memset(o->dead, 0, (size_t)g->n_nodes);
 }
 
+/*
+ * A convolution (no activation of its own) whose sole reader adds a tensor of the same shape
+ * computed before it: the own GEMM kernel adds that tensor in its epilogue, then the Add's
+ * activation, act(conv + bias + r), saving a pass over both tensors (a residual block's Add).
+ * Only where the GEMM kernel takes the fused node; the other backends would not.
+ */
+static int fold_residual(opt *o, int i, int *changed)
+{
+    nn_graph *g = o->g;
+    nn_node *n = &g->nodes[i];
+    if (n->op != NN_OP_CONV2D || n->p.conv.depthwise || n->p.conv.residual || n->p.conv.act.kind != NN_ACT_NONE ||
+        n->n_inputs > 3)
+        return 0;
+    int r = sole_reader(o, n->output);
+    if (r < 0) return 0;
+    const nn_node *c = &g->nodes[r];
+    if (c->op != NN_OP_BINARY || c->p.binary.kind != NN_BINARY_ADD || c->n_inputs != 2) return 0;
+    if (c->p.binary.act.kind != NN_ACT_NONE && c->p.binary.act.kind != NN_ACT_CLAMP) return 0;
+    int other = c->inputs[0] == n->output ? c->inputs[1] : c->inputs[0];
+    if (other < 0 || other == n->output || nn_tensor_is_const(g, other)) return 0;
+    int prod = g->tensors[other].producer;
+    if (prod >= i) return 0; /* not yet computed when the convolution runs */
+    const nn_shape *y = &g->tensors[n->output].shape;
+    if (!nn_shape_equal(&g->tensors[other].shape, y) || !nn_shape_equal(&g->tensors[c->output].shape, y)) return 0;
+    nn_node cand = *n;
+    cand.p.conv.residual = 1;
+    cand.p.conv.act = c->p.binary.act;
+    if (cand.n_inputs < 3) cand.inputs[2] = -1;
+    cand.inputs[3] = -1;
+    cand.inputs[4] = other;
+    cand.n_inputs = 5;
+    if (!nn_gemm_supports(g, &cand)) return 0;
+    cand.packed = NULL;
+    *n = cand;
+    absorb(o, i, r);
+    (*changed)++;
+    return 0;
+}
+
 int nn_graph_optimize(nn_graph *g)
 {
     opt o = {g, NULL, 0, NULL};
@@ -538,6 +578,18 @@ int nn_graph_optimize(nn_graph *g)
         compact(&o);
         if (rc || !changed) break;
     }
+    /* Last, once the folds above have settled every activation into its Add. */
+    free(o.dead);
+    o.dead = calloc((size_t)g->n_nodes + 1, 1);
+    if (!rc && (!o.dead || count_readers(&o))) rc = base_error_set(BASE_ERR_NOMEM, "optimise");
+    int fused = 0;
+    for (int i = 0; i < g->n_nodes && !rc; i++) {
+        if (o.dead[i]) continue;
+        int before = fused;
+        rc = fold_residual(&o, i, &fused);
+        if (!rc && fused != before) rc = count_readers(&o);
+    }
+    if (!rc && fused) compact(&o);
     free(o.readers);
     free(o.dead);
     return rc;

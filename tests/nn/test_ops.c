@@ -448,6 +448,29 @@ static void test_gemm(void **state)
                             conv_case(sizes[s][0], sizes[s][1], chans[c][0], chans[c][1], ks[ki], stride, dil,
                                       same, 0, variant++);
                         }
+    /* A residual input added before the activation (the optimiser's conv + Add). */
+    for (int v = 0; v < 10; v++) {
+        static const int shapes[][5] = {{9, 7, 24, 24, 1}, {13, 13, 32, 48, 3}, {5, 6, 64, 100, 1}, {1, 1, 40, 64, 3}};
+        const int *sh = shapes[v % 4];
+        nn_graph *g = nn_graph_new();
+        rng_seed((uint64_t)v + 9000);
+        int x = add_input(g, SHAPE(N, sh[0], sh[1], sh[2]));
+        int res = add_input(g, SHAPE(N, sh[0], sh[1], sh[3]));
+        int prelu;
+        nn_act act = act_cycle(v, &prelu);
+        int inputs[5] = {x, add_const(g, SHAPE(sh[4], sh[4], sh[2], sh[3]), -1, 1),
+                         v % 3 ? add_const(g, SHAPE(sh[3]), -1, 1) : -1, -1, res};
+        if (prelu) inputs[3] = add_const(g, SHAPE(sh[3]), -0.5f, 0.5f);
+        nn_node n = node_proto(NN_OP_CONV2D, 5, inputs);
+        n.p.conv = (nn_conv_params){.kernel_h = sh[4], .kernel_w = sh[4], .stride_h = 1, .stride_w = 1,
+                                    .dilation_h = 1, .dilation_w = 1, .act = act, .residual = 1};
+        if (sh[4] == 3) n.p.conv.pad_top = n.p.conv.pad_bottom = n.p.conv.pad_left = n.p.conv.pad_right = 1;
+        char label[96];
+        snprintf(label, sizeof label, "gemm conv %dx%dx%d->%d k%d + residual, act %d", sh[0], sh[1], sh[2], sh[3],
+                 sh[4], (int)act.kind);
+        if (check(g, &n, NULL, DOMAIN_ANY, label)) fail_msg("%s: graph rejects the node: %s", label, base_error_message());
+        nn_graph_free(g);
+    }
     conv_case(14, 15, 256, 96, 1, 1, 1, 0, 0, 1); /* 210 rows: 15 full tiles */
     conv_case(5, 5, 200, 300, 3, 1, 1, 1, 0, 4);  /* K 1800: weights in several panel groups */
     static const int fks[] = {1, 17, 200, 1024};

@@ -62,6 +62,12 @@ int nn_ref_conv2d(const nn_node *node, const nn_view *in, nn_view *out)
     }
     nn_ref_act act;
     if ((rc = nn_ref_act_resolve(node, &p->act, in, 3, 1, CO, &act)) < 0) return rc;
+    const float *rd = NULL;
+    if (p->residual) {
+        if (node->n_inputs != 5 || !in[4].data || !nn_shape_equal(&in[4].shape, &out->shape))
+            return conv_fail(node, "residual input must have the output's shape", in, out);
+        rd = in[4].data;
+    }
 
     const float *xd = x->data, *wd = w->data;
     const float *bd = b ? b->data : NULL;
@@ -99,6 +105,11 @@ int nn_ref_conv2d(const nn_node *node, const nn_view *in, nn_view *out)
                 if (bd)
                     for (int64_t m = 0; m < CO; m++)
                         o[m] += bd[m];
+                if (rd) {
+                    const float *r = rd + ((n * OH + oy) * OW + ox) * CO;
+                    for (int64_t m = 0; m < CO; m++)
+                        o[m] += r[m];
+                }
                 nn_ref_act_row(&act, o, CO);
             }
         }
