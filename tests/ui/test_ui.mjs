@@ -468,6 +468,12 @@ async function main() {
     await p.locator('#tab-status').tap();
     await p.locator('#figures .figure').first().waitFor();
     await shot('18-phone-status', p);
+    await p.locator('#tab-enrol').tap();
+    await shot('19-phone-enrol', p);
+    await p.locator('#tab-browse').tap();
+    await p.locator('#collections button', { hasText: 'people' }).tap();
+    await p.waitForFunction(() => [...document.querySelectorAll('#subject-grid .thumb')].some((i) => i.naturalWidth > 0));
+    await shot('20-phone-browse', p);
     await phone.close();
   });
 
