@@ -278,9 +278,13 @@ static void finish_on_worker(http_request *r)
  * client); a batch, when the pool holds batch_max faces, or its oldest would wait past
  * batch_wait_ms if the worker prepared another request first, or no request is queued
  * (nothing else would fill it: never wait idle); the next queued request; otherwise it
- * sleeps. So no core idles while there is work, batches
- * grow only while there are requests to prepare meanwhile, and --batch-max 1 runs every
- * face in its own engine run (batching off). Requests without images skip the pool.
+ * sleeps. So no core idles while there is work, a batch grows only while its faces' wait
+ * stays within batch_wait_ms, and --batch-max 1 runs every face in its own engine run
+ * (batching off). Requests without images skip the pool.
+ *
+ * Why the workers and not a batcher thread: on a machine with as many workers as cores, a
+ * dedicated thread would either idle a core or compete with the workers; here the only wait
+ * is a worker with nothing at all to do.
  */
 typedef struct http_batch_slot {
     http_request *r;
