@@ -139,12 +139,23 @@ typedef struct gemm_job {
     int slope_scalar;
     size_t m, k, nc, panels, group; /* group: panels per group */
     int64_t h, w, cin, oh, ow;      /* convolution geometry (gathered rows) */
+    size_t blocks_per_row;          /* convolution: row blocks per output row */
 } gemm_job;
 
-/* One tile: rows [0, mr) of A (row stride lda) times panel `b` into C columns [n0, n0+32). */
-__attribute__((target("avx512f"), always_inline)) static inline void tile(int mr, size_t k, const float *a,
-                                                                          size_t lda, const float *b,
-                                                                          float *c, size_t ldc,
+/* Where a tile's rows come from: `n` taps, tap t's row i at a[t] + i * rs with its K indices
+ * [t * kt, (t + 1) * kt) of the panel (boff[t] = that offset times 32). One tap covers a
+ * contiguous or gathered row block (kt = K); a convolution's interior block has one entry per
+ * tap whose input row lies inside the image (kt = Cin, rows stride * Cin apart). */
+typedef struct tap_list {
+    int n;
+    size_t kt, rs;
+    const float *a[MAX_TAPS];
+    size_t boff[MAX_TAPS];
+} tap_list;
+
+/* One tile: rows [0, mr) times panel `b` into C columns [n0, n0+32). */
+__attribute__((target("avx512f"), always_inline)) static inline void tile(int mr, const tap_list *tl,
+                                                                          const float *b, float *c, size_t ldc,
                                                                           const float *r, const gemm_job *j,
                                                                           size_t n0)
 {
@@ -163,15 +174,19 @@ __attribute__((target("avx512f"), always_inline)) static inline void tile(int mr
             c0[i] = bias0;
             c1[i] = bias1;
         }
-    for (size_t q = 0; q < k; q++) {
-        __m512 b0 = _mm512_load_ps(b + q * NR), b1 = _mm512_load_ps(b + q * NR + 16);
+    const size_t rs = tl->rs, kt = tl->kt;
+    for (int t = 0; t < tl->n; t++) {
+        const float *a = tl->a[t], *bt = b + tl->boff[t];
+        for (size_t q = 0; q < kt; q++) {
+            __m512 b0 = _mm512_load_ps(bt + q * NR), b1 = _mm512_load_ps(bt + q * NR + 16);
 #pragma GCC unroll 14
-        for (int i = 0; i < MR; i++)
-            if (i < mr) {
-                __m512 av = _mm512_set1_ps(a[(size_t)i * lda + q]);
-                c0[i] = _mm512_fmadd_ps(av, b0, c0[i]);
-                c1[i] = _mm512_fmadd_ps(av, b1, c1[i]);
-            }
+            for (int i = 0; i < MR; i++)
+                if (i < mr) {
+                    __m512 av = _mm512_set1_ps(a[(size_t)i * rs + q]);
+                    c0[i] = _mm512_fmadd_ps(av, b0, c0[i]);
+                    c1[i] = _mm512_fmadd_ps(av, b1, c1[i]);
+                }
+        }
     }
     if (r) {
 #pragma GCC unroll 14
@@ -216,18 +231,9 @@ __attribute__((target("avx512f"), always_inline)) static inline void tile(int mr
         }
 }
 
-/* Every panel of group `grp` for the row block at `m0` (A rows from a, stride lda). */
-__attribute__((target("avx512f"))) static void block_full(const gemm_job *j, size_t grp, size_t m0,
-                                                            const float *a, size_t lda)
-{
-    size_t p1 = (grp + 1) * j->group < j->panels ? (grp + 1) * j->group : j->panels;
-    for (size_t p = grp * j->group; p < p1; p++)
-        tile(MR, j->k, a, lda, j->n->packed + p * j->k * NR, j->y + m0 * j->nc + p * NR, j->nc,
-             j->res ? j->res + m0 * j->nc + p * NR : NULL, j, p * NR);
-}
-
-__attribute__((target("avx512f"))) static void block_part(const gemm_job *j, int mr, size_t grp, size_t m0,
-                                                            const float *a, size_t lda)
+/* Every panel of group `grp` for the row block of mr rows whose output starts at row m0. */
+__attribute__((target("avx512f"))) static void block(const gemm_job *j, int mr, size_t grp, size_t m0,
+                                                       const tap_list *tl)
 {
     size_t p1 = (grp + 1) * j->group < j->panels ? (grp + 1) * j->group : j->panels;
     for (size_t p = grp * j->group; p < p1; p++) {
@@ -236,47 +242,71 @@ __attribute__((target("avx512f"))) static void block_part(const gemm_job *j, int
         const float *res = j->res ? j->res + m0 * j->nc + p * NR : NULL;
         switch (mr) {
 #define TILE(r)                                                                                    \
-    case r: tile(r, j->k, a, lda, b, c, j->nc, res, j, p * NR); break;
+    case r: tile(r, tl, b, c, j->nc, res, j, p * NR); break;
             TILE(1) TILE(2) TILE(3) TILE(4) TILE(5) TILE(6) TILE(7)
-            TILE(8) TILE(9) TILE(10) TILE(11) TILE(12) TILE(13)
+            TILE(8) TILE(9) TILE(10) TILE(11) TILE(12) TILE(13) TILE(14)
 #undef TILE
         default: break;
         }
     }
 }
 
-/* One task: panel group `grp`, row block `blk`. */
+/* One task: panel group `grp`, row block `blk`. A convolution's blocks lie within one output
+ * row (blocks_per_row of them), so an interior block reads each tap's inputs in place. */
 static void task(void *arg, size_t grp, size_t blk)
 {
     const gemm_job *j = arg;
-    size_t m0 = blk * MR;
-    int mr = j->m - m0 < MR ? (int)(j->m - m0) : MR;
-    const float *a;
-    size_t lda = j->k;
-    _Alignas(64) float rows[MR * MAX_GATHER_K];
+    tap_list tl;
     if (direct_rows(j->n)) {
-        a = j->x + m0 * j->k;
-    } else {
-        /* Gather the block's rows: tap by tap, Cin inputs each, zeros outside the image. */
-        const nn_conv_params *p = &j->n->p.conv;
-        size_t cin = (size_t)j->cin;
-        for (int i = 0; i < mr; i++) {
-            int64_t q = (int64_t)(m0 + (size_t)i), per = j->oh * j->ow;
-            int64_t b = q / per, r = q % per, oy = r / j->ow, ox = r % j->ow;
-            float *dst = rows + (size_t)i * lda;
-            for (int ky = 0; ky < p->kernel_h; ky++) {
-                int64_t iy = oy * p->stride_h - p->pad_top + (int64_t)ky * p->dilation_h;
-                for (int kx = 0; kx < p->kernel_w; kx++, dst += cin) {
-                    int64_t ix = ox * p->stride_w - p->pad_left + (int64_t)kx * p->dilation_w;
-                    if (iy < 0 || iy >= j->h || ix < 0 || ix >= j->w) memset(dst, 0, cin * sizeof *dst);
-                    else memcpy(dst, j->x + (size_t)(((b * j->h + iy) * j->w + ix)) * cin, cin * sizeof *dst);
-                }
+        size_t m0 = blk * MR;
+        int mr = j->m - m0 < MR ? (int)(j->m - m0) : MR;
+        tl = (tap_list){.n = 1, .kt = j->k, .rs = j->k, .a = {j->x + m0 * j->k}, .boff = {0}};
+        block(j, mr, grp, m0, &tl);
+        return;
+    }
+    const nn_conv_params *p = &j->n->p.conv;
+    size_t cin = (size_t)j->cin;
+    int64_t row = (int64_t)(blk / j->blocks_per_row), ox0 = (int64_t)(blk % j->blocks_per_row) * MR;
+    int64_t b = row / j->oh, oy = row % j->oh;
+    int mr = j->ow - ox0 < MR ? (int)(j->ow - ox0) : MR;
+    size_t m0 = (size_t)(row * j->ow + ox0);
+    int64_t ix_first = ox0 * p->stride_w - p->pad_left;
+    int64_t ix_last = (ox0 + mr - 1) * p->stride_w - p->pad_left + (int64_t)(p->kernel_w - 1) * p->dilation_w;
+    if (ix_first >= 0 && ix_last < j->w) {
+        /* Interior: every tap's 14 inputs lie in the image row, stride * Cin apart; taps whose
+         * row is outside the image add zeros and are left out. */
+        tl.n = 0;
+        tl.kt = cin;
+        tl.rs = (size_t)p->stride_w * cin;
+        for (int ky = 0; ky < p->kernel_h; ky++) {
+            int64_t iy = oy * p->stride_h - p->pad_top + (int64_t)ky * p->dilation_h;
+            if (iy < 0 || iy >= j->h) continue;
+            for (int kx = 0; kx < p->kernel_w; kx++) {
+                int64_t ix = ix_first + (int64_t)kx * p->dilation_w;
+                tl.a[tl.n] = j->x + (size_t)((b * j->h + iy) * j->w + ix) * cin;
+                tl.boff[tl.n] = (size_t)(ky * p->kernel_w + kx) * cin * NR;
+                tl.n++;
             }
         }
-        a = rows;
+        block(j, mr, grp, m0, &tl);
+        return;
     }
-    if (mr == MR) block_full(j, grp, m0, a, lda);
-    else block_part(j, mr, grp, m0, a, lda);
+    /* At the image's left or right edge: gather the rows, zeros outside the image. */
+    _Alignas(64) float rows[MR * MAX_GATHER_K];
+    for (int i = 0; i < mr; i++) {
+        int64_t ox = ox0 + i;
+        float *dst = rows + (size_t)i * j->k;
+        for (int ky = 0; ky < p->kernel_h; ky++) {
+            int64_t iy = oy * p->stride_h - p->pad_top + (int64_t)ky * p->dilation_h;
+            for (int kx = 0; kx < p->kernel_w; kx++, dst += cin) {
+                int64_t ix = ox * p->stride_w - p->pad_left + (int64_t)kx * p->dilation_w;
+                if (iy < 0 || iy >= j->h || ix < 0 || ix >= j->w) memset(dst, 0, cin * sizeof *dst);
+                else memcpy(dst, j->x + (size_t)(((b * j->h + iy) * j->w + ix)) * cin, cin * sizeof *dst);
+            }
+        }
+    }
+    tl = (tap_list){.n = 1, .kt = j->k, .rs = j->k, .a = {rows}, .boff = {0}};
+    block(j, mr, grp, m0, &tl);
 }
 
 int nn_gemm_run(const nn_graph *g, const nn_node *n, const nn_view *in, nn_view *out, struct pthreadpool *pool)
@@ -324,6 +354,10 @@ int nn_gemm_run(const nn_graph *g, const nn_node *n, const nn_view *in, nn_view 
     if (j.group < 1) j.group = 1;
     if (j.group > j.panels) j.group = j.panels;
     size_t groups = (j.panels + j.group - 1) / j.group, blocks = (j.m + MR - 1) / MR;
+    if (!direct_rows(n)) {
+        j.blocks_per_row = (size_t)(j.ow + MR - 1) / MR;
+        blocks = (size_t)(xs->dim[0] * j.oh) * j.blocks_per_row;
+    }
     if (pool && pthreadpool_get_threads_count(pool) > 1) {
         pthreadpool_parallelize_2d(pool, task, &j, groups, blocks, 0);
     } else {

@@ -89,11 +89,13 @@ static void run_model(const char *model, nn_backend backend)
         if (rc) fail_msg("run %s: %s", model, base_error_message());
         compare_outputs(model, input, ctx, m, 0, bname);
     }
-    /* Batch 3 both ways: image by image (the default) and as one whole batch. */
-    for (int whole = 0; whole < 2; whole++) {
-        if (whole) {
+    /* Batch 3 with each schedule: the automatic one (the default), image by image, and as one
+     * whole batch. */
+    static const nn_schedule schedules[] = {NN_SCHEDULE_AUTO, NN_SCHEDULE_PER_IMAGE, NN_SCHEDULE_WHOLE_BATCH};
+    for (int si = 0; si < 3; si++) {
+        if (si) {
             nn_context_destroy(ctx);
-            co.whole_batch = 1;
+            co.schedule = schedules[si];
             rc = nn_context_create(m, &co, &ctx);
             if (rc) fail_msg("context for %s: %s", model, base_error_message());
             x = nn_context_input(ctx, 0);

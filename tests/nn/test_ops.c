@@ -472,6 +472,13 @@ static void test_gemm(void **state)
         nn_graph_free(g);
     }
     conv_case(14, 15, 256, 96, 1, 1, 1, 0, 0, 1); /* 210 rows: 15 full tiles */
+    /* Wide maps: blocks inside a row read taps in place, blocks at either edge gather. */
+    conv_case(5, 45, 32, 64, 3, 1, 1, 1, 0, 0);
+    conv_case(4, 61, 40, 32, 3, 2, 1, 1, 0, 1);
+    conv_case(6, 50, 32, 48, 3, 1, 2, 1, 0, 2);
+    conv_case(3, 47, 33, 96, 5, 1, 1, 1, 0, 3);
+    conv_case(5, 44, 8, 24, 3, 1, 1, 0, 0, 4);
+    conv_case(7, 33, 16, 40, 3, 2, 1, 0, 0, 5);
     conv_case(5, 5, 200, 300, 3, 1, 1, 1, 0, 4);  /* K 1800: weights in several panel groups */
     static const int fks[] = {1, 17, 200, 1024};
     static const int fms[] = {1, 31, 64, 257};
