@@ -139,7 +139,8 @@ typedef struct gemm_job {
     int slope_scalar;
     size_t m, k, nc, panels, group; /* group: panels per group */
     int64_t h, w, cin, oh, ow;      /* convolution geometry (gathered rows) */
-    size_t blocks_per_row;          /* convolution: row blocks per output row */
+    size_t blocks_per_row;          /* convolution: row blocks per output row; 0: blocks of any
+                                       14 output pixels, gathered (maps narrower than a tile) */
 } gemm_job;
 
 /* Where a tile's rows come from: `n` taps, tap t's row i at a[t] + i * rs with its K indices
@@ -266,6 +267,29 @@ static void task(void *arg, size_t grp, size_t blk)
     }
     const nn_conv_params *p = &j->n->p.conv;
     size_t cin = (size_t)j->cin;
+    _Alignas(64) float rows[MR * MAX_GATHER_K];
+    if (!j->blocks_per_row) {
+        /* A map narrower than a tile: blocks run across output rows (and images), so a tile's
+         * weights meet 14 rows; gathered. */
+        size_t m0 = blk * MR;
+        int mr = j->m - m0 < MR ? (int)(j->m - m0) : MR;
+        for (int i = 0; i < mr; i++) {
+            int64_t q = (int64_t)(m0 + (size_t)i), per = j->oh * j->ow;
+            int64_t b = q / per, r = q % per, oy = r / j->ow, ox = r % j->ow;
+            float *dst = rows + (size_t)i * j->k;
+            for (int ky = 0; ky < p->kernel_h; ky++) {
+                int64_t iy = oy * p->stride_h - p->pad_top + (int64_t)ky * p->dilation_h;
+                for (int kx = 0; kx < p->kernel_w; kx++, dst += cin) {
+                    int64_t ix = ox * p->stride_w - p->pad_left + (int64_t)kx * p->dilation_w;
+                    if (iy < 0 || iy >= j->h || ix < 0 || ix >= j->w) memset(dst, 0, cin * sizeof *dst);
+                    else memcpy(dst, j->x + (size_t)(((b * j->h + iy) * j->w + ix)) * cin, cin * sizeof *dst);
+                }
+            }
+        }
+        tl = (tap_list){.n = 1, .kt = j->k, .rs = j->k, .a = {rows}, .boff = {0}};
+        block(j, mr, grp, m0, &tl);
+        return;
+    }
     int64_t row = (int64_t)(blk / j->blocks_per_row), ox0 = (int64_t)(blk % j->blocks_per_row) * MR;
     int64_t b = row / j->oh, oy = row % j->oh;
     int mr = j->ow - ox0 < MR ? (int)(j->ow - ox0) : MR;
@@ -292,7 +316,6 @@ static void task(void *arg, size_t grp, size_t blk)
         return;
     }
     /* At the image's left or right edge: gather the rows, zeros outside the image. */
-    _Alignas(64) float rows[MR * MAX_GATHER_K];
     for (int i = 0; i < mr; i++) {
         int64_t ox = ox0 + i;
         float *dst = rows + (size_t)i * j->k;
@@ -354,7 +377,7 @@ int nn_gemm_run(const nn_graph *g, const nn_node *n, const nn_view *in, nn_view 
     if (j.group < 1) j.group = 1;
     if (j.group > j.panels) j.group = j.panels;
     size_t groups = (j.panels + j.group - 1) / j.group, blocks = (j.m + MR - 1) / MR;
-    if (!direct_rows(n)) {
+    if (!direct_rows(n) && j.ow >= MR) {
         j.blocks_per_row = (size_t)(j.ow + MR - 1) / MR;
         blocks = (size_t)(xs->dim[0] * j.oh) * j.blocks_per_row;
     }
