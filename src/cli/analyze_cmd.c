@@ -35,7 +35,8 @@ static void usage(FILE *out)
             "  --stages LIST    detect,landmarks,embed,attributes,liveness or all (default all)\n"
             "  --embedding      include each face's embedding vector\n"
             "  --embedder NAME  faceapi (default), faceres, mobileface, mobilefacenet\n"
-            "  --detector NAME  blazeface (default) or tiled (many small faces)\n"
+            "  --detector NAME  adaptive (default: one pass, then the tiled pyramid unless a\n"
+            "                   face fills the photo), blazeface (one pass) or tiled\n"
             "  --min-score X    detection score threshold (default: the detector's)\n"
             "  --min-face N     smallest face side in pixels (default 20)\n"
             "  --max-faces N    keep the N largest faces (default 100)\n"
@@ -274,8 +275,12 @@ int cli_analyze_main(int argc, char **argv)
                 opts.detector = FACE_DETECTOR_BLAZEFACE;
             } else if (strcmp(optarg, "tiled") == 0 || strcmp(optarg, "blazeface-tiled") == 0) {
                 opts.detector = FACE_DETECTOR_BLAZEFACE_TILED;
+            } else if (strcmp(optarg, "adaptive") == 0 || strcmp(optarg, "default") == 0) {
+                opts.detector = FACE_DETECTOR_BLAZEFACE_ADAPTIVE;
             } else {
-                fprintf(stderr, "vultus analyze: --detector %s: expected blazeface or tiled\n", optarg);
+                fprintf(stderr,
+                        "vultus analyze: --detector %s: expected adaptive, blazeface or tiled\n",
+                        optarg);
                 return CLI_EXIT_USAGE;
             }
             break;

@@ -1175,7 +1175,7 @@ static int eval_wider_cmd(const eval_config *c, const char *gt_path)
             }
         }
         /* the operating point: the same detections at the default threshold */
-        float op = c->face.min_score > WIDER_OPERATING_SCORE ? c->face.min_score : WIDER_OPERATING_SCORE;
+        float op = fmaxf(c->face.min_score, WIDER_OPERATING_SCORE);
         eval_wider_result at_op[3];
         memset(at_op, 0, sizeof at_op);
         eval_detection *op_dets = malloc((detections ? detections : 1) * sizeof *op_dets);
@@ -1223,7 +1223,8 @@ static int eval_wider_cmd(const eval_config *c, const char *gt_path)
         json_object_set_new(j, "recall_easy_at_op", json_number(at_op[0].recall));
         json_object_set_new(j, "recall_medium_at_op", json_number(at_op[1].recall));
         json_object_set_new(j, "recall_hard_at_op", json_number(at_op[2].recall));
-        json_object_set_new(j, "fp_per_image_at_op", json_number((double)at_op[2].false_positives / n));
+        json_object_set_new(j, "fp_per_image_at_op",
+                            json_number((double)at_op[2].false_positives / n));
         for (int s = 0; s < 3; s++) eval_wider_result_free(&at_op[s]);
         json_object_set_new(j, "detections_per_image", json_number((double)detections / n));
         json_object_set_new(j, "ms_per_image", json_number(ms_sum / n));

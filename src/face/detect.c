@@ -132,7 +132,8 @@ static void fill_tile(const img_image *level, const tile *t, float *dst)
         int y = t->ty + v;
         float *row = dst + (size_t)v * S * 3;
         if (y < 0 || y >= level->height) {
-            for (int i = 0; i < S * 3; i++) row[i] = PAD_VALUE;
+            for (int i = 0; i < S * 3; i++)
+                row[i] = PAD_VALUE;
             continue;
         }
         const uint8_t *src = level->data + (size_t)y * level->width * 3;
@@ -205,7 +206,8 @@ static int run_tiles(face_context *ctx, const img_image *level, float sx, float 
     float *in = nn_context_input(nc, 0);
     for (int first = 0; first < n_tiles; first += 4) {
         int batch = n_tiles - first < 4 ? n_tiles - first : 4;
-        for (int b = 0; b < batch; b++) fill_tile(level, &tiles[first + b], in + per * (size_t)b);
+        for (int b = 0; b < batch; b++)
+            fill_tile(level, &tiles[first + b], in + per * (size_t)b);
         int rc = nn_context_run(nc, batch);
         if (rc) return rc;
         blazeface_outputs o;
@@ -222,7 +224,8 @@ static int run_tiles(face_context *ctx, const img_image *level, float sx, float 
 /* Resizes the image so its longer side is `side` pixels (never enlarging past 2x). */
 static int make_level(const img_image *image, float scale, img_image *level, float *sx, float *sy)
 {
-    int w = (int)lroundf((float)image->width * scale), h = (int)lroundf((float)image->height * scale);
+    int w = (int)lroundf((float)image->width * scale),
+        h = (int)lroundf((float)image->height * scale);
     if (w < 1) w = 1;
     if (h < 1) h = 1;
     int rc = img_resize(image, w, h, level);
@@ -268,7 +271,8 @@ static int level_tiles(int w, int h, float max_size, float min_score, tile **til
     const int S = FACE_BLAZEFACE_SIZE, stride = S - TILE_OVERLAP;
     int nx = w <= S ? 1 : (w - S + stride - 1) / stride + 1;
     int ny = h <= S ? 1 : (h - S + stride - 1) / stride + 1;
-    if ((long)nx * ny > MAX_TILES) return base_error_set(BASE_ERR_LIMIT, "tiled detector: %d x %d tiles", nx, ny);
+    if ((long)nx * ny > MAX_TILES)
+        return base_error_set(BASE_ERR_LIMIT, "tiled detector: %d x %d tiles", nx, ny);
     tile *t = malloc((size_t)nx * ny * sizeof *t);
     if (!t) return base_error_set(BASE_ERR_NOMEM, "tiles");
     int k = 0;
@@ -276,8 +280,10 @@ static int level_tiles(int w, int h, float max_size, float min_score, tile **til
         for (int i = 0; i < nx; i++) {
             tile *c = &t[k++];
             /* spread the tiles evenly so the last one ends at the image edge */
-            c->tx = nx == 1 ? -(S - w) / 2 : (int)lroundf((float)i * (float)(w - S) / (float)(nx - 1));
-            c->ty = ny == 1 ? -(S - h) / 2 : (int)lroundf((float)j * (float)(h - S) / (float)(ny - 1));
+            c->tx =
+                nx == 1 ? -(S - w) / 2 : (int)lroundf((float)i * (float)(w - S) / (float)(nx - 1));
+            c->ty =
+                ny == 1 ? -(S - h) / 2 : (int)lroundf((float)j * (float)(h - S) / (float)(ny - 1));
             c->edges = (i > 0 ? 1u : 0u) | (j > 0 ? 2u : 0u) | (i < nx - 1 ? 4u : 0u) |
                        (j < ny - 1 ? 8u : 0u);
             c->max_size = max_size;
@@ -330,7 +336,8 @@ static int detect_levels(face_context *ctx, const img_image *image, float min_sc
         if (rc) return rc;
         tile *tiles = NULL;
         int n_tiles = 0;
-        rc = level_tiles(level.width, level.height, (float)TILE_OVERLAP, tile_score, &tiles, &n_tiles);
+        rc = level_tiles(level.width, level.height, (float)TILE_OVERLAP, tile_score, &tiles,
+                         &n_tiles);
         if (!rc) rc = run_tiles(ctx, &level, sx, sy, tiles, n_tiles, min_score, out);
         free(tiles);
         img_free(&level);
@@ -364,7 +371,8 @@ static int is_portrait(const img_image *image, const box_list *found)
     int short_side = image->width < image->height ? image->width : image->height;
     for (int i = 0; i < found->n; i++) {
         const face_box *b = &found->v[i];
-        if (b->score >= PORTRAIT_MIN_SCORE && fminf(b->w, b->h) >= PORTRAIT_FRACTION * (float)short_side)
+        if (b->score >= PORTRAIT_MIN_SCORE &&
+            fminf(b->w, b->h) >= PORTRAIT_FRACTION * (float)short_side)
             return 1;
     }
     return 0;
@@ -405,7 +413,7 @@ static int detect_ssd(face_context *ctx, const img_image *image, float min_score
     const int S = FACE_SSD_SIZE;
     nn_context *nc = ctx->ctx[FM_SSD_MOBILENET];
     const nn_model *m = ctx->models->model[FM_SSD_MOBILENET];
-    const float (*anchors)[4] = (const float (*)[4])ctx->models->ssd_anchors;
+    const float(*anchors)[4] = (const float(*)[4])ctx->models->ssd_anchors;
     if (!nc || !anchors)
         return base_error_set(BASE_ERR_INVALID, "the SSD-MobileNet detector is not loaded");
     int side = image->width > image->height ? image->width : image->height;
@@ -423,14 +431,17 @@ static int detect_ssd(face_context *ctx, const img_image *image, float min_score
                 continue;
             }
             const uint8_t *src = level.data + ((size_t)v * level.width + u) * 3;
-            for (int c = 0; c < 3; c++) px[c] = (float)src[c] / 127.5f - 1.0f;
+            for (int c = 0; c < 3; c++)
+                px[c] = (float)src[c] / 127.5f - 1.0f;
         }
     }
     img_free(&level);
     rc = nn_context_run(nc, 1);
     if (rc) return rc;
-    int i_boxes = nn_model_output_index(m, "boxes"), i_classes = nn_model_output_index(m, "classes");
-    if (i_boxes < 0 || i_classes < 0) return base_error_set(BASE_ERR_FORMAT, "ssd: outputs missing");
+    int i_boxes = nn_model_output_index(m, "boxes"),
+        i_classes = nn_model_output_index(m, "classes");
+    if (i_boxes < 0 || i_classes < 0)
+        return base_error_set(BASE_ERR_FORMAT, "ssd: outputs missing");
     const float *enc = nn_context_output(nc, i_boxes, NULL);
     const float *cls = nn_context_output(nc, i_classes, NULL);
     float min_logit = logf(min_score / (1.0f - min_score));
@@ -506,7 +517,9 @@ int face_detect(face_context *ctx, const img_image *image, const face_options *o
     box_list l = {0};
     int rc;
     switch (face_detector_resolve(opts->detector)) {
-    case FACE_DETECTOR_BLAZEFACE_TILED: rc = detect_tiled(ctx, image, min_score, min_size, &l); break;
+    case FACE_DETECTOR_BLAZEFACE_TILED:
+        rc = detect_tiled(ctx, image, min_score, min_size, &l);
+        break;
     case FACE_DETECTOR_SSD_MOBILENET: rc = detect_ssd(ctx, image, min_score, &l); break;
     case FACE_DETECTOR_BLAZEFACE_ADAPTIVE:
         rc = detect_adaptive(ctx, image, min_score, min_size, &l);
@@ -525,7 +538,8 @@ int face_detect(face_context *ctx, const img_image *image, const face_options *o
         if (inside_better(l.v, k, &b)) continue;
         l.v[k++] = b;
     }
-    if (k > 1) qsort(l.v, (size_t)k, sizeof *l.v, by_area_desc); /* l.v is NULL when nothing was found */
+    if (k > 1)
+        qsort(l.v, (size_t)k, sizeof *l.v, by_area_desc); /* l.v is NULL when nothing was found */
     if (k > max_faces) k = max_faces;
     *boxes = l.v;
     *n = k;

@@ -80,7 +80,8 @@ static int depthwise(net *n, int index, int x, int stride)
     for (int64_t c = 0; c < channels; c++) {
         float a = bn[0][c] / sqrtf(bn[3][c] + BN_EPSILON);
         bias[c] = bn[1][c] - bn[2][c] * a;
-        for (int64_t t = 0; t < taps; t++) f[t * channels + c] = filter[t * channels + c] * a;
+        for (int64_t t = 0; t < taps; t++)
+            f[t * channels + c] = filter[t * channels + c] * a;
     }
     snprintf(name, sizeof name, "%s/folded_filter", prefix);
     int tf = nn_builder_constant(n->b, name, 4, dims_f, f);
@@ -88,19 +89,22 @@ static int depthwise(net *n, int index, int x, int stride)
     int tb = nn_builder_constant(n->b, name, 1, dims, bias);
     free(f);
     free(bias);
-    return nn_builder_depthwise_conv2d(n->b, x, tf, tb, stride, NN_PADDING_SAME, NN_ACTIVATION_RELU6);
+    return nn_builder_depthwise_conv2d(n->b, x, tf, tb, stride, NN_PADDING_SAME,
+                                       NN_ACTIVATION_RELU6);
 }
 
 /* One box predictor on a hw x hw feature map with `anchors` per cell: encodings [hw*hw*a, 4]
  * and class logits [hw*hw*a, 3]. */
 static void box_predictor(net *n, int index, int x, int hw, int anchors, int *boxes, int *classes)
 {
-    int e = nn_builder_conv2d(n->b, x, weight(n, "Prediction/BoxPredictor_%d/BoxEncodingPredictor", index, "weights"),
-                              weight(n, "Prediction/BoxPredictor_%d/BoxEncodingPredictor", index, "biases"),
-                              1, NN_PADDING_SAME, NN_ACTIVATION_NONE);
-    int c = nn_builder_conv2d(n->b, x, weight(n, "Prediction/BoxPredictor_%d/ClassPredictor", index, "weights"),
-                              weight(n, "Prediction/BoxPredictor_%d/ClassPredictor", index, "biases"),
-                              1, NN_PADDING_SAME, NN_ACTIVATION_NONE);
+    int e = nn_builder_conv2d(
+        n->b, x, weight(n, "Prediction/BoxPredictor_%d/BoxEncodingPredictor", index, "weights"),
+        weight(n, "Prediction/BoxPredictor_%d/BoxEncodingPredictor", index, "biases"), 1,
+        NN_PADDING_SAME, NN_ACTIVATION_NONE);
+    int c = nn_builder_conv2d(
+        n->b, x, weight(n, "Prediction/BoxPredictor_%d/ClassPredictor", index, "weights"),
+        weight(n, "Prediction/BoxPredictor_%d/ClassPredictor", index, "biases"), 1, NN_PADDING_SAME,
+        NN_ACTIVATION_NONE);
     int64_t de[2] = {(int64_t)hw * hw * anchors, 4}, dc[2] = {(int64_t)hw * hw * anchors, 3};
     *boxes = nn_builder_reshape(n->b, e, 2, de);
     *classes = nn_builder_reshape(n->b, c, 2, dc);
@@ -121,7 +125,7 @@ int face_ssd_load(const char *manifest_path, nn_model **out, float (**anchors)[4
         return base_error_set(BASE_ERR_FORMAT, "ssd: %s: Output/extra_dim is not [1,%d,4]",
                               manifest_path, FACE_SSD_ANCHORS);
     }
-    float (*anc)[4] = malloc(FACE_SSD_ANCHORS * sizeof *anc);
+    float(*anc)[4] = malloc(FACE_SSD_ANCHORS * sizeof *anc);
     if (!anc) {
         nn_weights_destroy(w);
         return base_error_set(BASE_ERR_NOMEM, "ssd anchors");
@@ -142,8 +146,8 @@ int face_ssd_load(const char *manifest_path, nn_model **out, float (**anchors)[4
         int stride = i == 2 || i == 4 || i == 6 || i == 12 ? 2 : 1;
         x = depthwise(&n, i, x, stride);
         x = pointwise(&n, mb, i, x, 1);
-        if (i == 11) conv11 = x; /* 32x32x512 */
-    }                            /* x: 16x16x1024 */
+        if (i == 11) conv11 = x;            /* 32x32x512 */
+    }                                       /* x: 16x16x1024 */
     int p0 = pointwise(&n, pred, 0, x, 1);  /* 16x16x256 */
     int p1 = pointwise(&n, pred, 1, p0, 2); /* 8x8x512 */
     int p2 = pointwise(&n, pred, 2, p1, 1); /* 8x8x128 */
@@ -154,7 +158,8 @@ int face_ssd_load(const char *manifest_path, nn_model **out, float (**anchors)[4
     int p7 = pointwise(&n, pred, 7, p6, 2); /* 1x1x128 */
     const int feats[6] = {conv11, x, p1, p3, p5, p7}, hw[6] = {32, 16, 8, 4, 2, 1};
     int boxes[6], classes[6];
-    for (int i = 0; i < 6; i++) box_predictor(&n, i, feats[i], hw[i], i == 0 ? 3 : 6, &boxes[i], &classes[i]);
+    for (int i = 0; i < 6; i++)
+        box_predictor(&n, i, feats[i], hw[i], i == 0 ? 3 : 6, &boxes[i], &classes[i]);
     int all_boxes = nn_builder_concat(n.b, boxes, 6, 1);     /* [5118, 4] */
     int all_classes = nn_builder_concat(n.b, classes, 6, 1); /* [5118, 3] */
     rc = nn_builder_output(n.b, all_boxes, "boxes");

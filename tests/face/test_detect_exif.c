@@ -34,8 +34,7 @@ static face_context *ctx;
 static int setup(void **state)
 {
     (void)state;
-    if (access("models/human/blazeface-back.json", R_OK) != 0 || access(PHOTO, R_OK) != 0)
-        return 0;
+    if (access("models/human/blazeface-back.json", R_OK) != 0 || access(PHOTO, R_OK) != 0) return 0;
     face_models_options o = {0};
     if (face_models_load(&o, &models) != 0) {
         fprintf(stderr, "face_models_load: %s\n", base_error_message());
@@ -68,10 +67,10 @@ static void jpeg_with_orientation(const img_image *img, int orientation, uint8_t
     assert_int_equal(img_encode_jpeg(img, 95, &jpeg, &n), 0);
     assert_true(n > 2 && jpeg[0] == 0xff && jpeg[1] == 0xd8);
     static const uint8_t tiff[] = {
-        'I', 'I', 42, 0, 8, 0, 0, 0,            /* little-endian TIFF, IFD0 at 8 */
-        1, 0,                                   /* one entry */
-        0x12, 0x01, 3, 0, 1, 0, 0, 0, 0, 0, 0, 0, /* 0x0112 SHORT x1, value patched below */
-        0, 0, 0, 0,                             /* no next IFD */
+        'I',  'I',  42, 0, 8, 0, 0, 0,             /* little-endian TIFF, IFD0 at 8 */
+        1,    0,                                   /* one entry */
+        0x12, 0x01, 3,  0, 1, 0, 0, 0, 0, 0, 0, 0, /* 0x0112 SHORT x1, value patched below */
+        0,    0,    0,  0,                         /* no next IFD */
     };
     const size_t seg = 2 + 6 + sizeof tiff; /* length field counts itself */
     uint8_t *o = malloc(n + 2 + seg);
@@ -154,14 +153,17 @@ static void test_exif_rotated_faces_upright(void **state)
                    "embedding similarity %.3f\n",
                    i, best_iou, best, eyes, mouth, sim);
             if (best_iou < 0.8f) fail_msg("orientation %d: face %d: IoU %.3f", o, i, best_iou);
-            if (!(eyes < mouth - 0.2f * f->h)) fail_msg("orientation %d: face %d upside down or on its side", o, i);
+            if (!(eyes < mouth - 0.2f * f->h))
+                fail_msg("orientation %d: face %d upside down or on its side", o, i);
             /* the alignment points where the upright photo has them */
             for (int k = 0; k < 5; k++) {
                 const face_point *q = &ref.faces[best].landmarks5[k];
                 float d = hypotf(p[k].x - q->x, p[k].y - q->y);
-                if (d > 0.05f * f->w) fail_msg("orientation %d: face %d point %d %.1f px away", o, i, k, d);
+                if (d > 0.05f * f->w)
+                    fail_msg("orientation %d: face %d point %d %.1f px away", o, i, k, d);
             }
-            if (sim < 0.95f) fail_msg("orientation %d: face %d: embedding similarity %.3f", o, i, sim);
+            if (sim < 0.95f)
+                fail_msg("orientation %d: face %d: embedding similarity %.3f", o, i, sim);
         }
         face_result_free(&r);
         free(jpeg);
@@ -207,8 +209,8 @@ static void test_adaptive_detector(void **state)
     assert_int_equal(analyze_file(CROWD, FACE_DETECTOR_BLAZEFACE, 10, &single), 0);
     assert_int_equal(analyze_file(CROWD, FACE_DETECTOR_DEFAULT, 10, &adaptive), 0);
     assert_int_equal(analyze_file(CROWD, FACE_DETECTOR_BLAZEFACE_TILED, 10, &tiled), 0);
-    printf("crowd: single pass %d faces, adaptive %d, tiled %d\n", single.n_faces,
-           adaptive.n_faces, tiled.n_faces);
+    printf("crowd: single pass %d faces, adaptive %d, tiled %d\n", single.n_faces, adaptive.n_faces,
+           tiled.n_faces);
     assert_true(adaptive.n_faces >= 2 * single.n_faces && adaptive.n_faces >= 40);
     assert_true(abs(adaptive.n_faces - tiled.n_faces) <= tiled.n_faces / 10);
     face_result_free(&single);

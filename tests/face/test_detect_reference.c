@@ -45,7 +45,8 @@ static int reference_anchors(double anchors[][2])
     int n = 0, layer = 0;
     while (layer < 4) {
         int last = layer, per_cell = 0;
-        while (last < 4 && strides[last] == strides[layer]) per_cell += 2, last++;
+        while (last < 4 && strides[last] == strides[layer])
+            per_cell += 2, last++;
         int grid = (int)ceil((double)S / strides[layer]);
         for (int y = 0; y < grid; y++)
             for (int x = 0; x < grid; x++)
@@ -85,7 +86,8 @@ static int reference_detect(const img_image *image, ref_box *out)
 {
     /* letterbox: the image scaled so its longer side is 256, centred */
     int side = image->width > image->height ? image->width : image->height;
-    int w = (int)lround(image->width * (double)S / side), h = (int)lround(image->height * (double)S / side);
+    int w = (int)lround(image->width * (double)S / side),
+        h = (int)lround(image->height * (double)S / side);
     img_image scaled = {0};
     assert_int_equal(img_resize(image, w, h, &scaled), 0);
     int ox = (S - w) / 2, oy = (S - h) / 2;
@@ -111,8 +113,10 @@ static int reference_detect(const img_image *image, ref_box *out)
         nn_io_info info;
         const float *d = nn_context_output(c, i, &info);
         int level = info.dim[1] == 512 ? 0 : 1;
-        if (info.dim[2] == 1) score[level] = d;
-        else reg[level] = d;
+        if (info.dim[2] == 1)
+            score[level] = d;
+        else
+            reg[level] = d;
     }
     assert_non_null(score[0]);
     assert_non_null(score[1]);
@@ -159,10 +163,13 @@ static int reference_detect(const img_image *image, ref_box *out)
             wsum += wt;
             sum.x0 += wt * raw[j].x0, sum.y0 += wt * raw[j].y0;
             sum.x1 += wt * raw[j].x1, sum.y1 += wt * raw[j].y1;
-            for (int q = 0; q < 6; q++) sum.kp[q][0] += wt * raw[j].kp[q][0], sum.kp[q][1] += wt * raw[j].kp[q][1];
+            for (int q = 0; q < 6; q++)
+                sum.kp[q][0] += wt * raw[j].kp[q][0], sum.kp[q][1] += wt * raw[j].kp[q][1];
         }
-        ref_box b = {sum.x0 / wsum, sum.y0 / wsum, sum.x1 / wsum, sum.y1 / wsum, raw[i].score, {{0}}};
-        for (int q = 0; q < 6; q++) b.kp[q][0] = sum.kp[q][0] / wsum, b.kp[q][1] = sum.kp[q][1] / wsum;
+        ref_box b = {sum.x0 / wsum, sum.y0 / wsum, sum.x1 / wsum,
+                     sum.y1 / wsum, raw[i].score,  {{0}}};
+        for (int q = 0; q < 6; q++)
+            b.kp[q][0] = sum.kp[q][0] / wsum, b.kp[q][1] = sum.kp[q][1] / wsum;
         merged[k++] = b;
     }
     /* at least 20 px, and not mostly (> 60% of its area) inside a better face kept before */
@@ -221,7 +228,8 @@ static void test_detection_matches_reference(void **state)
                          i, f->x, f->y, f->w, f->h, x, y, 0.9 * bw, 1.2 * bh);
             assert_true(fabs(f->score - b->score) < 1e-4);
             for (int q = 0; q < 6; q++)
-                if (fabs(f->keypoints[q].x - b->kp[q][0]) > tol || fabs(f->keypoints[q].y - b->kp[q][1]) > tol)
+                if (fabs(f->keypoints[q].x - b->kp[q][0]) > tol ||
+                    fabs(f->keypoints[q].y - b->kp[q][1]) > tol)
                     fail_msg("%s face %d keypoint %d: %.2f %.2f, reference %.2f %.2f", path, i, q,
                              f->keypoints[q].x, f->keypoints[q].y, b->kp[q][0], b->kp[q][1]);
         }

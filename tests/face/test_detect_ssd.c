@@ -59,7 +59,7 @@ static void test_ssd_golden(void **state)
     (void)state;
     NEED_MODELS();
     nn_model *m = NULL;
-    float (*anchors)[4] = NULL;
+    float(*anchors)[4] = NULL;
     assert_int_equal(face_ssd_load(MANIFEST, &m, &anchors), 0);
     golden_file gf;
     assert_int_equal(golden_read(GOLDEN, &gf), 0);
@@ -75,10 +75,11 @@ static void test_ssd_golden(void **state)
         assert_int_equal(nn_context_create(m, &co, &c), 0);
         float *x = nn_context_input(c, 0);
         const size_t n = (size_t)FACE_SSD_SIZE * FACE_SSD_SIZE * 3;
-        assert_int_equal(golden_input("face", "tests/nn/golden/face256.rgb", FACE_SSD_SIZE,
-                                      FACE_SSD_SIZE, 3, x),
-                         0);
-        for (size_t i = 0; i < n; i++) x[i] = x[i] * 2.0f - 1.0f; /* as the script: [-1, 1] */
+        assert_int_equal(
+            golden_input("face", "tests/nn/golden/face256.rgb", FACE_SSD_SIZE, FACE_SSD_SIZE, 3, x),
+            0);
+        for (size_t i = 0; i < n; i++)
+            x[i] = x[i] * 2.0f - 1.0f; /* as the script: [-1, 1] */
         assert_int_equal(nn_context_run(c, 1), 0);
         const float *boxes = nn_context_output(c, nn_model_output_index(m, "boxes"), NULL);
         const float *classes = nn_context_output(c, nn_model_output_index(m, "classes"), NULL);
@@ -138,7 +139,8 @@ static void test_ssd_samples(void **state)
         assert_int_equal(face_analyze_bytes(ctx, (const uint8_t *)data, len, &o, &blaze), 0);
         printf("%s: ssd %d faces, blazeface %d\n", path, ssd.n_faces, blaze.n_faces);
         if (ssd.n_faces < expected[s][0] || ssd.n_faces > expected[s][1])
-            fail_msg("%s: %d faces, expected %d..%d", path, ssd.n_faces, expected[s][0], expected[s][1]);
+            fail_msg("%s: %d faces, expected %d..%d", path, ssd.n_faces, expected[s][0],
+                     expected[s][1]);
         /* each SSD face overlaps a BlazeFace face well: the same faces, boxes in one convention */
         for (int i = 0; i < ssd.n_faces; i++) {
             const face_info *a = &ssd.faces[i];
@@ -150,7 +152,8 @@ static void test_ssd_samples(void **state)
                 float v = face_iou(&ba, &bb);
                 if (v > best) best = v;
             }
-            if (best < 0.5f) fail_msg("%s: SSD face %d overlaps BlazeFace's by IoU %.2f", path, i, best);
+            if (best < 0.5f)
+                fail_msg("%s: SSD face %d overlaps BlazeFace's by IoU %.2f", path, i, best);
             assert_true(a->score >= 0.5f && a->score <= 1.0f);
         }
         face_result_free(&ssd);
