@@ -479,6 +479,8 @@ static void test_gemm(void **state)
     conv_case(3, 47, 33, 96, 5, 1, 1, 1, 0, 3);
     conv_case(5, 44, 8, 24, 3, 1, 1, 0, 0, 4);
     conv_case(7, 33, 16, 40, 3, 2, 1, 0, 0, 5);
+    conv_case(4, 60, 3, 32, 3, 2, 1, 1, 0, 6); /* stems from RGB */
+    conv_case(5, 50, 3, 64, 5, 1, 1, 1, 0, 7);
     conv_case(5, 5, 200, 300, 3, 1, 1, 1, 0, 4);  /* K 1800: weights in several panel groups */
     static const int fks[] = {1, 17, 200, 1024};
     static const int fms[] = {1, 31, 64, 257};
