@@ -1,8 +1,10 @@
 /*
  * Face detection with BlazeFace (MediaPipe's back-camera model, 256x256): anchors, box and
  * keypoint decoding, sigmoid scores and weighted NMS as MediaPipe does it; once over the whole
- * image letterboxed into 256x256, or over overlapping 256x256 tiles of a pyramid of scales
- * for photos with many small faces.
+ * image letterboxed into 256x256 (single), then over overlapping 256x256 tiles of a pyramid
+ * of scales for photos with many small faces (tiled), or the pyramid only when the single
+ * pass did not find a portrait (adaptive, the default). And face-api's SSD-MobileNetV1 once
+ * over the whole image (ssd.c builds the network).
  */
 #include "face/face_internal.h"
 
@@ -34,6 +36,9 @@ int face_detect_decode_side(face_detector d, int side)
     case FACE_DETECTOR_BLAZEFACE_TILED: return 0;
     case FACE_DETECTOR_BLAZEFACE_ADAPTIVE:
         return side == 0 || side >= ADAPTIVE_MIN_SIDE ? side : ADAPTIVE_MIN_SIDE;
+    /* the SSD's 512-px input, not enlarged */
+    case FACE_DETECTOR_SSD_MOBILENET:
+        return side == 0 || side >= FACE_SSD_SIZE ? side : FACE_SSD_SIZE;
     default: return side;
     }
 }
