@@ -42,9 +42,9 @@ typedef enum face_detector {
                                       photos with many small faces; 0.1-1 s per photo */
     FACE_DETECTOR_SSD_MOBILENET,   /* face-api SSD-MobileNetV1 (512x512, built in C); needs
                                       face_models_options.detector; see README */
-    FACE_DETECTOR_BLAZEFACE_ADAPTIVE, /* one pass, then TILED's finer levels unless a face spans
-                                         0.4 of the shorter side (a portrait); JPEGs decoded to
-                                         >= 540 px on the shorter side (detect.c) */
+    FACE_DETECTOR_BLAZEFACE_ADAPTIVE, /* one pass, then TILED's finer levels unless it found one
+                                         face spanning 0.2 of the shorter side (a portrait);
+                                         JPEGs decoded to >= 540 px on the shorter side */
 } face_detector;
 
 /* Stages of face_analyze(); OR them. Detection always runs. */
