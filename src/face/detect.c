@@ -367,6 +367,8 @@ static int detect_levels(face_context *ctx, const img_image *image, float min_sc
     float coarse = (float)S / (float)(image->width > image->height ? image->width : image->height);
     float finest = TILED_MIN_FACE / (float)(min_face_size > 0 ? min_face_size : 20);
     if (finest > TILED_MAX_SCALE) finest = TILED_MAX_SCALE;
+    /* no face of the minimum size fits (a 1x4000 strip): nothing to search */
+    if ((image->width < image->height ? image->width : image->height) < min_face_size) return 0;
     for (float s = finest; s > coarse * 1.5f; s /= TILED_STEP) {
         img_image level = {0};
         float sx, sy;
