@@ -30,8 +30,9 @@
 
 #define MR 14
 #define NR 32
-/* Largest K gathered into a row block on the stack: MR * 4608 floats = 258 KB. */
-#define MAX_GATHER_K 4608
+/* Largest K gathered into a row block on the stack: MR * 2304 floats = 129 KB (3x3x256; the
+ * service runs inferences on threads with the default stack). */
+#define MAX_GATHER_K 2304
 #define MAX_TAPS 64
 
 /* Whether the node's output pixels each read one contiguous row of K inputs. */
