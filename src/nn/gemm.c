@@ -362,6 +362,9 @@ int nn_gemm_run(const nn_graph *g, const nn_node *n, const nn_view *in, nn_view 
                                         p->pad_right) ||
             xs->dim[3] * p->kernel_h * p->kernel_w != (int64_t)j.k)
             return base_error_set(BASE_ERR_INVALID, "node %s: bad views", n->name);
+        if (!direct_rows(n) && j.k > MAX_GATHER_K)
+            return base_error_set(BASE_ERR_UNSUPPORTED, "node %s: %zu inputs per pixel is more than the GEMM gathers",
+                                  n->name, j.k);
         j.h = xs->dim[1];
         j.w = xs->dim[2];
         j.cin = xs->dim[3];
