@@ -37,7 +37,7 @@ const c16 = runs.find((r) => !r.overload && r.concurrency === 16 && r.image === 
 if (c16 && pipeline) {
   check(`server rps at concurrency 16 / pipeline rps on 2 threads (${pipeline.image})`,
     `${num(c16.rps)} / ${num(pipeline.rps)} = ${num(c16.rps / pipeline.rps, 2)}, ${c16.errors} errors` +
-      (pipeline.rps_before != null ? ` (pipeline ${num(pipeline.rps_before)} before the load runs, ${num(pipeline.rps_after)} after)` : ''),
+      (pipeline.rps_before != null ? ` (pipeline ${num(pipeline.rps_before)} just before the concurrency-16 run, ${num(pipeline.rps_after)} just after)` : ''),
     '>= 0.80, 0 errors', c16.rps / pipeline.rps >= 0.8 && c16.errors === 0);
 }
 const groupOn = runs.find((r) => r.image.startsWith('group') && r.batching === true && !r.overload);
