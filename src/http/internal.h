@@ -301,6 +301,8 @@ struct http_request {
     size_t resp_len;
     const char *resp_type;
     int retry_after_s; /* > 0: a Retry-After header */
+    const char *cache_control; /* NULL: "no-store" (API answers must not be cached) */
+    char etag[24];             /* "" or a quoted entity tag (the web page's files) */
     char error[48];    /* the error code, for the log */
     char location[HTTP_PATH_MAX];
     face_timing timing;

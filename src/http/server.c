@@ -183,7 +183,8 @@ static enum MHD_Result send_response(http_request *r)
     if (!resp) return MHD_NO;
     if (r->resp_type) MHD_add_response_header(resp, "Content-Type", r->resp_type);
     MHD_add_response_header(resp, "X-Request-Id", r->id);
-    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    MHD_add_response_header(resp, "Cache-Control", r->cache_control ? r->cache_control : "no-store");
+    if (r->etag[0]) MHD_add_response_header(resp, "ETag", r->etag);
     if (r->retry_after_s > 0) {
         char v[24];
         snprintf(v, sizeof v, "%d", r->retry_after_s);

@@ -5,11 +5,14 @@
  * every file in web/. Paths are relative to the repository root, where the compiler runs.
  *
  * Each file has its own route in routes.c (open, answered on the event loop); the handler
- * finds the file by the route's pattern. Responses carry the server's usual headers
- * (Cache-Control: no-store): the files are small and served from memory.
+ * finds the file by the route's pattern. Each response carries an ETag (a hash of the file's
+ * bytes, so a new binary with a changed page gets new tags) and "Cache-Control: no-cache":
+ * browsers keep the files but revalidate them, and an unchanged file costs a 304 without a body.
  */
 #include "http/internal.h"
 
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -68,6 +71,17 @@ void http_api_static(http_request *r, http_worker *w)
         /* A route in the table without a file here: a bug in routes.c, reported, not fatal. */
         http_respond_error(r, 500, "internal", "no embedded file for %s",
                            http_routes[r->route].pattern);
+        return;
+    }
+    /* FNV-1a over the bytes: a cheap content tag; the files are ~100 KB, hashed per request
+     * rather than cached so nothing here is shared between threads. */
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < len; i++) h = (h ^ (uint8_t)data[i]) * 0x100000001b3ull;
+    snprintf(r->etag, sizeof r->etag, "\"%016llx\"", (unsigned long long)h);
+    r->cache_control = "no-cache";
+    const char *match = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "If-None-Match");
+    if (match && (strstr(match, r->etag) || strcmp(match, "*") == 0)) {
+        r->status = 304; /* no body: the browser's copy is current */
         return;
     }
     /* The response owns its body (the server frees it), so the file is copied. */

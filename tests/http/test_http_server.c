@@ -151,6 +151,33 @@ static void test_ops_routes(void **state)
     assert_int_equal(r.body_len, len);
     assert_memory_equal(r.body, doc, len);
     tc_response_free(&r);
+
+    /* The web page: the embedded file, with an entity tag; a browser revalidating with that
+     * tag gets 304 and no body, while API answers are never cached. */
+    const char *type = NULL;
+    const char *page = http_web_file("/", &len, &type);
+    assert_non_null(page);
+    assert_int_equal(tc_get(shared.port, "/", NULL, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.body_len, len);
+    assert_memory_equal(r.body, page, len);
+    char etag[64], cache[64], cond[128];
+    assert_non_null(tc_header(&r, "ETag", etag, sizeof etag));
+    assert_true(etag[0] == '"');
+    assert_string_equal(tc_header(&r, "Cache-Control", cache, sizeof cache), "no-cache");
+    tc_response_free(&r);
+    snprintf(cond, sizeof cond, "If-None-Match: %s\r\n", etag);
+    assert_int_equal(tc_get(shared.port, "/", cond, &r), 0);
+    assert_int_equal(r.status, 304);
+    assert_int_equal(r.body_len, 0);
+    tc_response_free(&r);
+    assert_int_equal(tc_get(shared.port, "/", "If-None-Match: \"0000\"\r\n", &r), 0);
+    assert_int_equal(r.status, 200);
+    tc_response_free(&r);
+    assert_int_equal(tc_get(shared.port, "/healthz", NULL, &r), 0);
+    assert_string_equal(tc_header(&r, "Cache-Control", cache, sizeof cache), "no-store");
+    assert_null(tc_header(&r, "ETag", etag, sizeof etag));
+    tc_response_free(&r);
 }
 
 /* Every /v1 route of the table answers (not 404/405) at the path the table names. */
