@@ -24,4 +24,24 @@ int img_exif_orientation_webp(const uint8_t *data, size_t len);
 /* The limits with zero fields replaced by the defaults documented in img.h. */
 img_limits img_limits_resolve(const img_limits *limits);
 
+/*
+ * The instruction sets of img's SIMD kernels (the affine warp), for tests and benchmarks that
+ * compare each variant with the scalar one in the same run. AUTO: the best this CPU has.
+ */
+typedef enum img_isa {
+    IMG_ISA_AUTO = 0,
+    IMG_ISA_SCALAR,
+    IMG_ISA_AVX2,
+    IMG_ISA_AVX512, /* AVX512F + AVX512BW */
+} img_isa;
+
+/* 1 when this CPU (and this build) can run `isa`. */
+int img_isa_supported(img_isa isa);
+const char *img_isa_name(img_isa isa);
+
+/* img_warp_affine() with a chosen variant; BASE_ERR_UNSUPPORTED when the CPU lacks it. Every
+ * variant's output is bit-identical to the scalar one's. */
+int img_warp_affine_isa(const img_image *src, const float m[6], int out_w, int out_h,
+                        uint8_t border, img_image *out, img_isa isa);
+
 #endif

@@ -1,6 +1,6 @@
 /*
- * Resampling: separable resize (area averaging or bilinear per axis) and affine warp with
- * bilinear sampling. Plain C over float accumulators; results are rounded to nearest.
+ * Resampling: separable resize (area averaging or bilinear per axis). Plain C over float
+ * accumulators; results are rounded to nearest. The affine warp is in warp.c.
  */
 #include "base/base.h"
 #include "img/img.h"
@@ -163,52 +163,4 @@ fail:
     axis_taps_free(&tx);
     axis_taps_free(&ty);
     return rc;
-}
-
-int img_warp_affine(const img_image *src, const float m[6], int out_w, int out_h, uint8_t border,
-                    img_image *out)
-{
-    if (!src || !src->data || !out || !m)
-        return base_error_set(BASE_ERR_INVALID, "img_warp_affine: no image or matrix");
-    int rc = img_alloc(out, out_w, out_h, src->channels);
-    if (rc) return rc;
-    const int c = src->channels, W = src->width, H = src->height;
-    const float bv = border;
-    uint8_t *d = out->data;
-    for (int v = 0; v < out_h; v++) {
-        const float cv = v + 0.5f;
-        for (int u = 0; u < out_w; u++, d += c) {
-            const float cu = u + 0.5f;
-            const float sx = m[0] * cu + m[1] * cv + m[2] - 0.5f;
-            const float sy = m[3] * cu + m[4] * cv + m[5] - 0.5f;
-            /* Written so that NaN falls in the border case too. */
-            if (!(sx > -1.0f && sx < (float)W && sy > -1.0f && sy < (float)H)) {
-                memset(d, border, (size_t)c);
-                continue;
-            }
-            const int x0 = (int)floorf(sx), y0 = (int)floorf(sy);
-            const float fx = sx - x0, fy = sy - y0;
-            const int in_x0 = x0 >= 0, in_x1 = x0 + 1 < W, in_y0 = y0 >= 0, in_y1 = y0 + 1 < H;
-            if (in_x0 && in_x1 && in_y0 && in_y1) {
-                const uint8_t *p = src->data + ((size_t)y0 * W + x0) * c;
-                for (int ch = 0; ch < c; ch++) {
-                    float top = p[ch] + fx * (p[c + ch] - p[ch]);
-                    float bot = p[W * c + ch] + fx * (p[W * c + c + ch] - p[W * c + ch]);
-                    d[ch] = round_u8(top + fy * (bot - top));
-                }
-                continue;
-            }
-            /* Near an edge: taps outside the source read the border value. */
-            for (int ch = 0; ch < c; ch++) {
-                float p00 = in_y0 && in_x0 ? src->data[((size_t)y0 * W + x0) * c + ch] : bv;
-                float p01 = in_y0 && in_x1 ? src->data[((size_t)y0 * W + x0 + 1) * c + ch] : bv;
-                float p10 = in_y1 && in_x0 ? src->data[((size_t)(y0 + 1) * W + x0) * c + ch] : bv;
-                float p11 =
-                    in_y1 && in_x1 ? src->data[((size_t)(y0 + 1) * W + x0 + 1) * c + ch] : bv;
-                float top = p00 + fx * (p01 - p00), bot = p10 + fx * (p11 - p10);
-                d[ch] = round_u8(top + fy * (bot - top));
-            }
-        }
-    }
-    return 0;
 }
