@@ -35,6 +35,36 @@
 #define MAX_GATHER_K 2304
 #define MAX_TAPS 64
 
+/* Output channels per packed panel: 32 (the 14x32 tile), or 16 (one zmm) or 8 (one ymm) for
+ * layers with few output channels, whose 32-wide panels would be mostly padding. On this CPU
+ * (AMD Zen 4) a 512-bit FMA takes both 256-bit pipes, so an 8-wide ymm tile issues as many
+ * useful FLOPs per cycle as a full zmm one. */
+static size_t panel_width(size_t nc)
+{
+    return nc <= 8 ? 8 : nc <= 16 ? 16 : NR;
+}
+
+/* 8-wide panels fill a zmm with two K steps: lanes 2c and 2c+1 hold output channel c's
+ * weights for K indices q and q+1, met by a 64-bit broadcast of the inputs q, q+1; the two
+ * lanes are summed in the epilogue. Pairs never straddle a segment (a kernel row, KW * Cin,
+ * which the taps read in place; the whole K of a fully connected op), so an odd segment ends
+ * with a half-empty pair. seg: K indices per segment; the packed panel holds
+ * K / seg segments of (seg + 1) / 2 pairs of 16 floats. */
+static size_t pair_segment(const nn_graph *g, const nn_node *n)
+{
+    if (n->op == NN_OP_FULLY_CONNECTED) return (size_t)g->tensors[n->inputs[1]].shape.dim[0];
+    const nn_shape *w = &g->tensors[n->inputs[1]].shape;
+    return (size_t)(w->dim[1] * w->dim[2]);
+}
+
+/* Floats of one packed panel. */
+static size_t panel_floats(const nn_graph *g, const nn_node *n, size_t k, size_t nr)
+{
+    if (nr != 8) return k * nr;
+    size_t seg = pair_segment(g, n);
+    return k / seg * ((seg + 1) / 2) * 16;
+}
+
 /* Whether the node's output pixels each read one contiguous row of K inputs. */
 static int direct_rows(const nn_node *n)
 {
@@ -64,7 +94,8 @@ static const nn_act *node_act(const nn_node *n)
 
 int nn_gemm_supports(const nn_graph *g, const nn_node *n)
 {
-    if (!__builtin_cpu_supports("avx512f")) return 0;
+    /* AVX-512VL: the 8-wide tiles' masks (every AVX-512 CPU since Skylake-SP has it). */
+    if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512vl")) return 0;
     if (n->op != NN_OP_CONV2D && n->op != NN_OP_FULLY_CONNECTED) return 0;
     if (n->n_inputs < 2 || n->inputs[0] < 0 || !nn_tensor_is_const(g, n->inputs[1])) return 0;
     if (n->n_inputs > 2 && n->inputs[2] >= 0 && !nn_tensor_is_const(g, n->inputs[2])) return 0;
@@ -88,12 +119,13 @@ int nn_gemm_supports(const nn_graph *g, const nn_node *n)
      * channels or more than a quarter of the last panel unused (the tile computes 32 columns
      * regardless), and gathered rows of fewer than 32 inputs per tap (a copy per few floats;
      * XNNPACK's indirection copies nothing). */
-    size_t padded = (nc + NR - 1) / NR * NR;
-    if (nc < 24 || 4 * (padded - nc) > padded) return 0;
+    size_t nr = panel_width(nc);
+    size_t padded = (nc + nr - 1) / nr * nr;
+    if (nc < 6 || 4 * (padded - nc) > padded) return 0;
     /* Fewer inputs per tap: only on maps wide enough that most blocks read in place, and with
      * whole panels (a stem convolution from RGB: 23% faster than XNNPACK at 126x126x64; with
      * 24 channels, as in blazeface's stem, it was not). */
-    if (!direct_rows(n) && w->dim[2] < 32 &&
+    if (nr == NR && !direct_rows(n) && w->dim[2] < 32 &&
         (g->tensors[n->output].shape.dim[2] < 3 * MR || nc % NR != 0))
         return 0;
     if (n->n_inputs > 2 && n->inputs[2] >= 0 && nn_shape_numel(&g->tensors[n->inputs[2]].shape, 1) != (int64_t)nc)
@@ -118,15 +150,26 @@ int nn_gemm_pack(nn_graph *g, nn_node *n)
 {
     size_t k, nc;
     gemm_dims(g, n, &k, &nc);
-    size_t panels = (nc + NR - 1) / NR;
-    float *b = base_aligned_alloc(64, panels * k * NR * sizeof *b);
+    size_t nr = panel_width(nc), panels = (nc + nr - 1) / nr, pf = panel_floats(g, n, k, nr);
+    float *b = base_aligned_alloc(64, panels * pf * sizeof *b);
     if (!b) return base_error_set(BASE_ERR_NOMEM, "node %s: cannot pack weights", n->name);
-    memset(b, 0, panels * k * NR * sizeof *b);
+    memset(b, 0, panels * pf * sizeof *b);
     /* TF's filter [KH,KW,Cin,Cout] and a fully connected [K,N] are both row-major K x N. */
     const float *w = g->tensors[n->inputs[1]].data;
+    if (nr == 8) {
+        size_t seg = pair_segment(g, n), segp = (seg + 1) / 2;
+        for (size_t i = 0; i < k; i++) {
+            size_t sg = i / seg, q = i % seg;
+            float *dst = b + (sg * segp + q / 2) * 16 + q % 2;
+            for (size_t c = 0; c < nc; c++) dst[2 * c] = w[i * nc + c];
+        }
+        base_aligned_free(n->packed);
+        n->packed = b;
+        return 0;
+    }
     for (size_t p = 0; p < panels; p++) {
-        size_t cols = nc - p * NR < NR ? nc - p * NR : NR;
-        for (size_t i = 0; i < k; i++) memcpy(b + (p * k + i) * NR, w + i * nc + p * NR, cols * sizeof *b);
+        size_t cols = nc - p * nr < nr ? nc - p * nr : nr;
+        for (size_t i = 0; i < k; i++) memcpy(b + (p * k + i) * nr, w + i * nc + p * nr, cols * sizeof *b);
     }
     base_aligned_free(n->packed);
     n->packed = b;
@@ -143,7 +186,8 @@ typedef struct gemm_job {
     const float *slope; /* PReLU: 1 or N values */
     const float *res;   /* residual [M, N] added before the activation, or NULL */
     int slope_scalar;
-    size_t m, k, nc, panels, group; /* group: panels per group */
+    size_t m, k, nc, nr, panels, group; /* nr: panel width; group: panels per group */
+    size_t panel_floats, seg;           /* seg: K per segment of an 8-wide panel */
     int64_t h, w, cin, oh, ow;      /* convolution geometry (gathered rows) */
     size_t blocks_per_row;          /* convolution: row blocks per output row; 0: blocks of any
                                        14 output pixels, gathered (maps narrower than a tile) */
@@ -151,7 +195,7 @@ typedef struct gemm_job {
 } gemm_job;
 
 /* Where a tile's rows come from: `n` taps, tap t's row i at a[t] + i * rs with its K indices
- * [t * kt, (t + 1) * kt) of the panel (boff[t] = that offset times 32). One tap covers a
+ * [t * kt, (t + 1) * kt) of the panel (boff[t] = that offset times the panel width). One tap covers a
  * contiguous or gathered row block (kt = K); a convolution's interior block has one entry per
  * tap whose input row lies inside the image (kt = Cin, rows stride * Cin apart). */
 typedef struct tap_list {
@@ -239,23 +283,159 @@ __attribute__((target("avx512f"), always_inline)) static inline void tile(int mr
         }
 }
 
+/* One tile of a 16-wide panel: rows [0, mr) into C columns [n0, n0+16), one zmm accumulator per
+ * row. Loads per FMA: one broadcast (an FMA memory operand) plus 1/mr of a weight vector. */
+__attribute__((target("avx512f"), always_inline)) static inline void tile16(int mr, const tap_list *tl,
+                                                                            const float *b, float *c, size_t ldc,
+                                                                            const float *r, const gemm_job *j,
+                                                                            size_t n0)
+{
+    size_t rem = j->nc - n0;
+    __mmask16 m0 = rem >= 16 ? 0xffff : (__mmask16)((1u << rem) - 1);
+    __m512 c0[MR];
+    __m512 bias0 = j->bias ? _mm512_maskz_loadu_ps(m0, j->bias + n0) : _mm512_setzero_ps();
+#pragma GCC unroll 14
+    for (int i = 0; i < MR; i++)
+        if (i < mr) c0[i] = bias0;
+    const size_t rs = tl->rs, kt = tl->kt;
+    for (int t = 0; t < tl->n; t++) {
+        const float *a = tl->a[t], *bt = b + tl->boff[t];
+        for (size_t q = 0; q < kt; q++) {
+            __m512 b0 = _mm512_load_ps(bt + q * 16);
+#pragma GCC unroll 14
+            for (int i = 0; i < MR; i++)
+                if (i < mr) c0[i] = _mm512_fmadd_ps(_mm512_set1_ps(a[(size_t)i * rs + q]), b0, c0[i]);
+        }
+    }
+    if (r) {
+#pragma GCC unroll 14
+        for (int i = 0; i < MR; i++)
+            if (i < mr) c0[i] = _mm512_add_ps(c0[i], _mm512_maskz_loadu_ps(m0, r + (size_t)i * ldc));
+    }
+    const nn_act *act = node_act(j->n);
+    if (act->kind == NN_ACT_CLAMP) {
+        __m512 lo = _mm512_set1_ps(act->lo), hi = _mm512_set1_ps(act->hi);
+#pragma GCC unroll 14
+        for (int i = 0; i < MR; i++)
+            if (i < mr) c0[i] = _mm512_min_ps(_mm512_max_ps(c0[i], lo), hi);
+    } else if (act->kind == NN_ACT_LEAKY || act->kind == NN_ACT_PRELU) {
+        __m512 s0 = act->kind == NN_ACT_LEAKY ? _mm512_set1_ps(act->alpha)
+                    : j->slope_scalar         ? _mm512_set1_ps(j->slope[0])
+                                              : _mm512_maskz_loadu_ps(m0, j->slope + n0);
+        __m512 zero = _mm512_setzero_ps();
+#pragma GCC unroll 14
+        for (int i = 0; i < MR; i++)
+            if (i < mr) c0[i] = _mm512_mask_mul_ps(c0[i], _mm512_cmp_ps_mask(c0[i], zero, _CMP_LT_OQ), c0[i], s0);
+    }
+#pragma GCC unroll 14
+    for (int i = 0; i < MR; i++)
+        if (i < mr) _mm512_mask_storeu_ps(c + (size_t)i * ldc, m0, c0[i]);
+}
+
+/* One tile of an 8-wide panel (see pair_segment): one zmm accumulator per row, two K steps
+ * per FMA; the epilogue sums lane pairs into 8 channels and works in ymm (AVX-512VL masks). */
+__attribute__((target("avx512f,avx512vl,fma"), always_inline)) static inline void
+tile8(int mr, const tap_list *tl, const float *b, float *c, size_t ldc, const float *r, const gemm_job *j, size_t n0)
+{
+    size_t rem = j->nc - n0;
+    __mmask8 m0 = rem >= 8 ? 0xff : (__mmask8)((1u << rem) - 1);
+    __m512 acc[MR];
+#pragma GCC unroll 14
+    for (int i = 0; i < MR; i++)
+        if (i < mr) acc[i] = _mm512_setzero_ps();
+    const size_t rs = tl->rs, kt = tl->kt, pairs = kt / 2;
+    for (int t = 0; t < tl->n; t++) {
+        const float *a = tl->a[t], *bt = b + tl->boff[t];
+        for (size_t q = 0; q < pairs; q++) {
+            __m512 b0 = _mm512_load_ps(bt + q * 16);
+#pragma GCC unroll 14
+            for (int i = 0; i < MR; i++)
+                if (i < mr) {
+                    double d;
+                    memcpy(&d, a + (size_t)i * rs + 2 * q, sizeof d);
+                    acc[i] = _mm512_fmadd_ps(_mm512_castpd_ps(_mm512_set1_pd(d)), b0, acc[i]);
+                }
+        }
+        if (kt % 2) {
+            /* The half-empty last pair: only the even lanes (its odd weights are padding, and
+             * the input after the segment is not this pixel's). */
+            __m512 b0 = _mm512_load_ps(bt + pairs * 16);
+#pragma GCC unroll 14
+            for (int i = 0; i < MR; i++)
+                if (i < mr)
+                    acc[i] = _mm512_mask3_fmadd_ps(_mm512_set1_ps(a[(size_t)i * rs + kt - 1]), b0, acc[i], 0x5555);
+        }
+    }
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 0, 2, 4, 6, 8, 10, 12, 14);
+    __m256 c0[MR];
+    __m256 bias0 = j->bias ? _mm256_maskz_loadu_ps(m0, j->bias + n0) : _mm256_setzero_ps();
+#pragma GCC unroll 14
+    for (int i = 0; i < MR; i++)
+        if (i < mr) {
+            __m512 sum = _mm512_add_ps(acc[i], _mm512_permute_ps(acc[i], 0xb1));
+            c0[i] = _mm256_add_ps(_mm512_castps512_ps256(_mm512_permutexvar_ps(even, sum)), bias0);
+        }
+    if (r) {
+#pragma GCC unroll 14
+        for (int i = 0; i < MR; i++)
+            if (i < mr) c0[i] = _mm256_add_ps(c0[i], _mm256_maskz_loadu_ps(m0, r + (size_t)i * ldc));
+    }
+    const nn_act *act = node_act(j->n);
+    if (act->kind == NN_ACT_CLAMP) {
+        __m256 lo = _mm256_set1_ps(act->lo), hi = _mm256_set1_ps(act->hi);
+#pragma GCC unroll 14
+        for (int i = 0; i < MR; i++)
+            if (i < mr) c0[i] = _mm256_min_ps(_mm256_max_ps(c0[i], lo), hi);
+    } else if (act->kind == NN_ACT_LEAKY || act->kind == NN_ACT_PRELU) {
+        __m256 s0 = act->kind == NN_ACT_LEAKY ? _mm256_set1_ps(act->alpha)
+                    : j->slope_scalar         ? _mm256_set1_ps(j->slope[0])
+                                              : _mm256_maskz_loadu_ps(m0, j->slope + n0);
+        __m256 zero = _mm256_setzero_ps();
+#pragma GCC unroll 14
+        for (int i = 0; i < MR; i++)
+            if (i < mr) c0[i] = _mm256_mask_mul_ps(c0[i], _mm256_cmp_ps_mask(c0[i], zero, _CMP_LT_OQ), c0[i], s0);
+    }
+#pragma GCC unroll 14
+    for (int i = 0; i < MR; i++)
+        if (i < mr) _mm256_mask_storeu_ps(c + (size_t)i * ldc, m0, c0[i]);
+}
+
 /* Every panel of group `grp` for the row block of mr rows whose output starts at row m0. */
-__attribute__((target("avx512f"))) static void block(const gemm_job *j, int mr, size_t grp, size_t m0,
+__attribute__((target("avx512f,avx512vl,fma"))) static void block(const gemm_job *j, int mr, size_t grp, size_t m0,
                                                        const tap_list *tl)
 {
     size_t p1 = (grp + 1) * j->group < j->panels ? (grp + 1) * j->group : j->panels;
+    const size_t nr = j->nr;
     for (size_t p = grp * j->group; p < p1; p++) {
-        const float *b = j->n->packed + p * j->k * NR;
-        float *c = j->y + m0 * j->nc + p * NR;
-        const float *res = j->res ? j->res + m0 * j->nc + p * NR : NULL;
+        const float *b = j->n->packed + p * j->panel_floats;
+        float *c = j->y + m0 * j->nc + p * nr;
+        const float *res = j->res ? j->res + m0 * j->nc + p * nr : NULL;
         switch (mr) {
 #define TILE(r)                                                                                    \
-    case r: tile(r, tl, b, c, j->nc, res, j, p * NR); break;
+    case r:                                                                                        \
+        if (nr == 8) tile8(r, tl, b, c, j->nc, res, j, p * nr);                                    \
+        else if (nr == 16) tile16(r, tl, b, c, j->nc, res, j, p * nr);                             \
+        else tile(r, tl, b, c, j->nc, res, j, p * nr);                                             \
+        break;
             TILE(1) TILE(2) TILE(3) TILE(4) TILE(5) TILE(6) TILE(7)
             TILE(8) TILE(9) TILE(10) TILE(11) TILE(12) TILE(13) TILE(14)
 #undef TILE
         default: break;
         }
+    }
+}
+
+/* The taps of gathered rows (K floats per output pixel from `rows`): one, or one per kernel
+ * row for 8-wide panels (their pairs stop at each kernel row's end). */
+static void gathered_taps(const gemm_job *j, const float *rows, tap_list *tl)
+{
+    *tl = (tap_list){.n = 1, .kt = j->k, .rs = j->k, .a = {rows}, .boff = {0}};
+    if (j->nr != 8) return;
+    tl->n = (int)(j->k / j->seg);
+    tl->kt = j->seg;
+    for (int t = 0; t < tl->n; t++) {
+        tl->a[t] = rows + (size_t)t * j->seg;
+        tl->boff[t] = (size_t)t * ((j->seg + 1) / 2) * 16;
     }
 }
 
@@ -293,7 +473,7 @@ static void task(void *arg, size_t grp, size_t blk)
                 }
             }
         }
-        tl = (tap_list){.n = 1, .kt = j->k, .rs = j->k, .a = {rows}, .boff = {0}};
+        gathered_taps(j, rows, &tl);
         block(j, mr, grp, m0, &tl);
         return;
     }
@@ -303,29 +483,55 @@ static void task(void *arg, size_t grp, size_t blk)
     size_t m0 = (size_t)(row * j->ow + ox0);
     int64_t ix_first = ox0 * p->stride_w - p->pad_left;
     int64_t ix_last = (ox0 + mr - 1) * p->stride_w - p->pad_left + (int64_t)(p->kernel_w - 1) * p->dilation_w;
-    if (ix_first >= 0 && ix_last < j->w) {
-        /* Interior: every tap's 14 inputs lie in the image row, stride * Cin apart; taps whose
-         * row is outside the image add zeros and are left out. Without dilation a kernel row's
-         * taps read KW * Cin consecutive inputs against consecutive K: one tap. */
+    /* At the image's left or right edge, the span of inputs each kernel row reads
+     * ([ix_first, ix_last], zeros outside the image) is copied into `rows` first, so the taps
+     * read it in place like an interior block's: a copy of (block + kernel) pixels per kernel
+     * row instead of every tap of every pixel (K floats per pixel; for few channels the copy
+     * cost as much as the FMAs). Spans too long for the buffer fall back to that gather. */
+    int inside = ix_first >= 0 && ix_last < j->w;
+    size_t span = (size_t)(ix_last - ix_first + 1) * cin;
+    if ((inside || span * (size_t)p->kernel_h <= (size_t)MR * MAX_GATHER_K) && (j->nr != 8 || p->dilation_w == 1)) {
+        /* Every tap's inputs lie stride * Cin apart; taps whose row is outside the image add
+         * zeros and are left out. Without dilation a kernel row's taps read KW * Cin
+         * consecutive inputs against consecutive K: one tap. */
         int merge = p->dilation_w == 1;
         int kw = merge ? 1 : p->kernel_w;
         tl.n = 0;
         tl.kt = merge ? (size_t)p->kernel_w * cin : cin;
         tl.rs = (size_t)p->stride_w * cin;
+        float *buf = rows;
         for (int ky = 0; ky < p->kernel_h; ky++) {
             int64_t iy = oy * p->stride_h - p->pad_top + (int64_t)ky * p->dilation_h;
             if (iy < 0 || iy >= j->h) continue;
+            const float *line = j->x + (size_t)((b * j->h + iy) * j->w) * cin;
+            const float *base;
+            if (inside) {
+                base = line + (size_t)ix_first * cin;
+            } else {
+                /* lo pixels left of the image, n_in inside it, the rest right of it. */
+                int64_t total = ix_last - ix_first + 1;
+                int64_t lo = ix_first < 0 ? (-ix_first < total ? -ix_first : total) : 0;
+                int64_t n_in = (ix_last < j->w ? ix_last + 1 : j->w) - (ix_first + lo);
+                if (n_in < 0) n_in = 0;
+                memset(buf, 0, (size_t)lo * cin * sizeof *buf);
+                if (n_in > 0)
+                    memcpy(buf + (size_t)lo * cin, line + (size_t)(ix_first + lo) * cin,
+                           (size_t)n_in * cin * sizeof *buf);
+                memset(buf + (size_t)(lo + n_in) * cin, 0, (span - (size_t)(lo + n_in) * cin) * sizeof *buf);
+                base = buf;
+                buf += span;
+            }
             for (int kx = 0; kx < kw; kx++) {
-                int64_t ix = ix_first + (int64_t)kx * p->dilation_w;
-                tl.a[tl.n] = j->x + (size_t)((b * j->h + iy) * j->w + ix) * cin;
-                tl.boff[tl.n] = (size_t)(ky * p->kernel_w + kx) * cin * NR;
+                tl.a[tl.n] = base + (size_t)((int64_t)kx * p->dilation_w) * cin;
+                tl.boff[tl.n] = j->nr == 8 ? (size_t)ky * ((j->seg + 1) / 2) * 16
+                                           : (size_t)(ky * p->kernel_w + kx) * cin * j->nr;
                 tl.n++;
             }
         }
         block(j, mr, grp, m0, &tl);
         return;
     }
-    /* At the image's left or right edge: gather the rows, zeros outside the image. */
+    /* An edge block whose spans do not fit: gather the rows, zeros outside the image. */
     for (int i = 0; i < mr; i++) {
         int64_t ox = ox0 + i;
         float *dst = rows + (size_t)i * j->k;
@@ -338,7 +544,7 @@ static void task(void *arg, size_t grp, size_t blk)
             }
         }
     }
-    tl = (tap_list){.n = 1, .kt = j->k, .rs = j->k, .a = {rows}, .boff = {0}};
+    gathered_taps(j, rows, &tl);
     block(j, mr, grp, m0, &tl);
 }
 
@@ -383,10 +589,13 @@ int nn_gemm_run(const nn_graph *g, const nn_node *n, const nn_view *in, nn_view 
         j.slope_scalar = nn_shape_numel(&in[3].shape, 1) == 1;
     }
     if (j.m == 0) return 0;
-    j.panels = (j.nc + NR - 1) / NR;
+    j.nr = panel_width(j.nc);
+    j.panels = (j.nc + j.nr - 1) / j.nr;
     long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
     size_t budget = (l2 >= (256 << 10) && l2 <= (64 << 20) ? (size_t)l2 : (size_t)1 << 20) / 2;
-    j.group = budget / (j.k * NR * sizeof(float));
+    j.panel_floats = panel_floats(g, n, j.k, j.nr);
+    j.seg = pair_segment(g, n);
+    j.group = budget / (j.panel_floats * sizeof(float));
     if (j.group < 1) j.group = 1;
     if (j.group > j.panels) j.group = j.panels;
     size_t groups = (j.panels + j.group - 1) / j.group, blocks = (j.m + MR - 1) / MR;

@@ -433,13 +433,16 @@ static void test_conv2d_sliced(void **state)
 static void test_gemm(void **state)
 {
     (void)state;
-    if (!__builtin_cpu_supports("avx512f")) skip();
+    if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512vl")) skip();
     use_gemm = 1;
-    static const int chans[][2] = {{3, 1}, {17, 33}, {64, 32}, {32, 100}, {40, 17}, {8, 64}};
+    /* Output channels up to 8 and up to 16 take the 8- and 16-wide panels (odd kernel rows:
+     * the 8-wide panels' half-empty last pair). */
+    static const int chans[][2] = {{3, 1}, {17, 33}, {64, 32}, {32, 100}, {40, 17}, {8, 64},
+                                   {1, 8}, {8, 8}, {5, 6}, {16, 16}, {3, 12}};
     static const int ks[] = {1, 3, 5};
     int variant = 0;
     for (size_t s = 0; s < 4; s++)
-        for (size_t c = 0; c < 6; c++)
+        for (size_t c = 0; c < sizeof chans / sizeof chans[0]; c++)
             for (size_t ki = 0; ki < 3; ki++)
                 for (int stride = 1; stride <= 2; stride++)
                     for (int same = 0; same <= 1; same++)
@@ -449,9 +452,10 @@ static void test_gemm(void **state)
                                       same, 0, variant++);
                         }
     /* A residual input added before the activation (the optimiser's conv + Add). */
-    for (int v = 0; v < 10; v++) {
-        static const int shapes[][5] = {{9, 7, 24, 24, 1}, {13, 13, 32, 48, 3}, {5, 6, 64, 100, 1}, {1, 1, 40, 64, 3}};
-        const int *sh = shapes[v % 4];
+    for (int v = 0; v < 12; v++) {
+        static const int shapes[][5] = {{9, 7, 24, 24, 1}, {13, 13, 32, 48, 3}, {5, 6, 64, 100, 1},
+                                        {1, 1, 40, 64, 3},  {15, 17, 8, 8, 3},   {16, 20, 16, 16, 3}};
+        const int *sh = shapes[v % 6];
         nn_graph *g = nn_graph_new();
         rng_seed((uint64_t)v + 9000);
         int x = add_input(g, SHAPE(N, sh[0], sh[1], sh[2]));
@@ -482,10 +486,17 @@ static void test_gemm(void **state)
     conv_case(4, 60, 3, 32, 3, 2, 1, 1, 0, 6); /* stems from RGB */
     conv_case(5, 50, 3, 64, 5, 1, 1, 1, 0, 7);
     conv_case(5, 5, 200, 300, 3, 1, 1, 1, 0, 4);  /* K 1800: weights in several panel groups */
+    /* Few output channels on wide maps (8- and 16-wide panels, in-place and edge rows). */
+    conv_case(5, 62, 8, 8, 3, 1, 1, 0, 0, 0);
+    conv_case(4, 64, 1, 8, 3, 1, 1, 1, 0, 1);
+    conv_case(4, 33, 16, 16, 3, 1, 1, 1, 0, 2);
+    conv_case(3, 45, 3, 16, 3, 2, 1, 1, 0, 3);
+    conv_case(3, 40, 7, 5, 5, 1, 2, 1, 0, 4);
+    conv_case(6, 31, 10, 12, 3, 1, 1, 1, 0, 5);
     static const int fks[] = {1, 17, 200, 1024};
-    static const int fms[] = {1, 31, 64, 257};
+    static const int fms[] = {1, 31, 64, 257, 8, 13};
     for (size_t a = 0; a < 4; a++)
-        for (size_t b = 0; b < 4; b++, variant++) {
+        for (size_t b = 0; b < 6; b++, variant++) {
             nn_graph *g = nn_graph_new();
             rng_seed((uint64_t)variant + 5000);
             int x = add_input(g, SHAPE(N, fks[a]));
