@@ -125,6 +125,9 @@ int nn_gemm_supports(const nn_graph *g, const nn_node *n)
     /* Fewer inputs per tap: only on maps wide enough that most blocks read in place, and with
      * whole panels (a stem convolution from RGB: 23% faster than XNNPACK at 126x126x64; with
      * 24 channels, as in blazeface's stem, it was not). */
+    /* Narrow panels: XNNPACK stays faster on 1x1 layers with fewer than 32 inputs (a tile's
+     * epilogue outweighs its few FMAs) and on maps narrower than a tile (gathered rows). */
+    if (nr < NR && (direct_rows(n) ? k < 32 : g->tensors[n->output].shape.dim[2] < MR)) return 0;
     if (nr == NR && !direct_rows(n) && w->dim[2] < 32 &&
         (g->tensors[n->output].shape.dim[2] < 3 * MR || nc % NR != 0))
         return 0;

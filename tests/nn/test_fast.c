@@ -114,8 +114,61 @@ static void test_depthwise(void **state)
     printf("  %d depthwise cases match the reference\n", cases);
 }
 
+/* The own 2x2 stride-2 pooling (max and average) vs the reference: odd and even sizes (an odd
+ * last row or column is dropped, VALID), channel counts around the 16-lane block, batch 1 and 5,
+ * one and two threads; pools with other windows, strides or padding are left to XNNPACK. */
+static void test_pool2x2(void **state)
+{
+    (void)state;
+    if (!have_avx512()) skip();
+    pthreadpool_t pool = pthreadpool_create(2);
+    static const int sizes[][2] = {{2, 2}, {5, 7}, {8, 8}, {3, 2}, {31, 30}};
+    static const int chans[] = {1, 8, 16, 17, 40};
+    static float x[5 * 31 * 30 * 40], got[5 * 15 * 15 * 40], want[5 * 15 * 15 * 40];
+    int cases = 0;
+    for (int kind = 0; kind < 2; kind++)
+        for (size_t s = 0; s < 5; s++)
+            for (size_t ci = 0; ci < 5; ci++)
+                for (int N = 1; N <= 5; N += 4) {
+                    int H = sizes[s][0], W = sizes[s][1], C = chans[ci], OH = H / 2, OW = W / 2;
+                    for (int i = 0; i < N * H * W * C; i++) x[i] = (float)((i * 7919 + s * 31 + ci) % 2001) / 100 - 10;
+                    nn_node node = {.op = NN_OP_POOL, .name = "p", .n_inputs = 1};
+                    node.p.pool = (nn_pool_params){.kind = kind ? NN_POOL_AVG : NN_POOL_MAX,
+                                                   .kernel_h = 2, .kernel_w = 2, .stride_h = 2, .stride_w = 2};
+                    assert_true(nn_fast_supports(NULL, &node));
+                    nn_view in = {{4, {N, H, W, C}}, x};
+                    nn_view a = {{4, {N, OH, OW, C}}, got}, b = {{4, {N, OH, OW, C}}, want};
+                    for (int i = 0; i < N * OH * OW * C; i++) got[i] = NAN;
+                    assert_int_equal(nn_fast_run(NULL, &node, &in, &a, N == 5 ? pool : NULL), 0);
+                    assert_int_equal(nn_ref_run(NULL, &node, &in, &b), 0);
+                    for (int i = 0; i < N * OH * OW * C; i++)
+                        if (!(fabsf(got[i] - want[i]) <= 1e-6f * (1 + fabsf(want[i]))))
+                            fail_msg("%s %dx%dx%dx%d: [%d] %g vs %g", kind ? "avg" : "max", N, H, W, C, i, got[i],
+                                     want[i]);
+                    cases++;
+                }
+    /* Not this kernel's: a 3x3 window, stride 1, padding. */
+    nn_node other = {.op = NN_OP_POOL, .name = "q", .n_inputs = 1};
+    other.p.pool = (nn_pool_params){.kind = NN_POOL_MAX, .kernel_h = 3, .kernel_w = 3, .stride_h = 2, .stride_w = 2};
+    assert_false(nn_fast_supports(NULL, &other));
+    other.p.pool = (nn_pool_params){.kind = NN_POOL_MAX, .kernel_h = 2, .kernel_w = 2, .stride_h = 1, .stride_w = 1};
+    assert_false(nn_fast_supports(NULL, &other));
+    other.p.pool = (nn_pool_params){.kind = NN_POOL_AVG, .kernel_h = 2, .kernel_w = 2, .stride_h = 2, .stride_w = 2,
+                                    .pad_bottom = 1};
+    assert_false(nn_fast_supports(NULL, &other));
+    /* Views that do not match a 2x2 stride-2 window are an error, not a stray write. */
+    nn_node node = {.op = NN_OP_POOL, .name = "p", .n_inputs = 1};
+    node.p.pool = (nn_pool_params){.kind = NN_POOL_MAX, .kernel_h = 2, .kernel_w = 2, .stride_h = 2, .stride_w = 2};
+    nn_view in = {{4, {1, 8, 8, 4}}, x}, bad = {{4, {1, 5, 4, 4}}, got};
+    assert_int_not_equal(nn_fast_run(NULL, &node, &in, &bad, NULL), 0);
+    nn_view strip = {{4, {1, 1, 3, 4}}, x}, empty = {{4, {1, 0, 1, 4}}, got};
+    assert_int_not_equal(nn_fast_run(NULL, &node, &strip, &empty, NULL), 0); /* the window does not fit */
+    pthreadpool_destroy(pool);
+    printf("  %d pooling cases match the reference\n", cases);
+}
+
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_depthwise), cmocka_unit_test(test_tanh), cmocka_unit_test(test_exp), cmocka_unit_test(test_rsqrt)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_depthwise), cmocka_unit_test(test_pool2x2), cmocka_unit_test(test_tanh), cmocka_unit_test(test_exp), cmocka_unit_test(test_rsqrt)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
