@@ -95,8 +95,10 @@ int main(int argc, char **argv)
     int runs = 30;
     const char *path = NULL;
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--runs") == 0 && i + 1 < argc) runs = atoi(argv[++i]);
-        else if (strcmp(argv[i], "--image") == 0 && i + 1 < argc) path = argv[++i];
+        if (strcmp(argv[i], "--runs") == 0 && i + 1 < argc)
+            runs = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--image") == 0 && i + 1 < argc)
+            path = argv[++i];
         else {
             fprintf(stderr, "usage: bench_img [--runs N] [--image PATH]\n");
             return 2;
@@ -135,11 +137,12 @@ int main(int argc, char **argv)
         printf("{\"bench\":\"img\",\"op\":\"warp\",\"size\":%d,\"variant\":\"reference\","
                "\"ns_per_pixel\":%.3f}\n",
                size, ref);
-        const img_isa isas[] = {IMG_ISA_SCALAR, IMG_ISA_AVX2, IMG_ISA_AVX512, IMG_ISA_AUTO};
+        const img_isa isas[] = {IMG_ISA_SCALAR, IMG_ISA_AVX2, IMG_ISA_AVX512, IMG_ISA_AVX512VBMI,
+                                IMG_ISA_AUTO};
         for (size_t k = 0; k < sizeof isas / sizeof isas[0]; k++) {
             if (!img_isa_supported(isas[k])) continue;
             double t = isas[k] == IMG_ISA_SCALAR ? scalar
-                                                  : time_warp(&src, m, size, isas[k], runs, scratch);
+                                                 : time_warp(&src, m, size, isas[k], runs, scratch);
             printf("{\"bench\":\"img\",\"op\":\"warp\",\"size\":%d,\"variant\":\"%s\","
                    "\"ns_per_pixel\":%.3f,\"speedup_vs_scalar\":%.2f,"
                    "\"speedup_vs_reference\":%.2f}\n",

@@ -32,7 +32,8 @@ typedef enum img_isa {
     IMG_ISA_AUTO = 0,
     IMG_ISA_SCALAR,
     IMG_ISA_AVX2,
-    IMG_ISA_AVX512, /* AVX512F + AVX512BW */
+    IMG_ISA_AVX512,     /* AVX512F + AVX512BW */
+    IMG_ISA_AVX512VBMI, /* and AVX512VBMI: fewer gathered elements */
 } img_isa;
 
 /* 1 when this CPU (and this build) can run `isa`. */

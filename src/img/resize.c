@@ -91,24 +91,30 @@ static int axis_taps_init(axis_taps *t, int src, int dst)
 #else
 #define OPT_O3 optimize("O3")
 #endif
-#define AXPY_BODY                                                                                  \
-    {                                                                                              \
-        size_t i = 0;                                                                              \
-        for (; i + 8 <= n; i += 8)                                                                 \
-            for (int j = 0; j < 8; j++)                                                            \
-                y[i + j] += a * (float)x[i + j];                                                   \
-        for (; i < n; i++)                                                                         \
-            y[i] += a * (float)x[i];                                                               \
-    }
+#define AXPY_LOOP                                                                                  \
+    size_t i = 0;                                                                                  \
+    for (; i + 8 <= n; i += 8)                                                                     \
+        for (int j = 0; j < 8; j++)                                                                \
+            y[i + j] += a * (float)x[i + j];                                                       \
+    for (; i < n; i++)                                                                             \
+        y[i] += a * (float)x[i];
 typedef void axpy_u8_fn(float *restrict y, const uint8_t *restrict x, float a, size_t n);
 #if defined(__x86_64__) || defined(__i386__)
 __attribute__((target("avx512f"), OPT_O3)) static void
-axpy_u8_avx512(float *restrict y, const uint8_t *restrict x, float a, size_t n) AXPY_BODY
+axpy_u8_avx512(float *restrict y, const uint8_t *restrict x, float a, size_t n)
+{
+    AXPY_LOOP
+}
 __attribute__((target("avx2"), OPT_O3)) static void
-axpy_u8_avx2(float *restrict y, const uint8_t *restrict x, float a, size_t n) AXPY_BODY
+axpy_u8_avx2(float *restrict y, const uint8_t *restrict x, float a, size_t n)
+{
+    AXPY_LOOP
+}
 #endif
 static void axpy_u8_base(float *restrict y, const uint8_t *restrict x, float a, size_t n)
-    AXPY_BODY
+{
+    AXPY_LOOP
+}
 
 static axpy_u8_fn *axpy_u8_pick(void)
 {

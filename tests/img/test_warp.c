@@ -77,7 +77,10 @@ static uint32_t rnd(void)
     rng_state ^= rng_state << 5;
     return rng_state;
 }
-static float frand(float lo, float hi) { return lo + (hi - lo) * (float)(rnd() >> 8) / 16777216.0f; }
+static float frand(float lo, float hi)
+{
+    return lo + (hi - lo) * (float)(rnd() >> 8) / 16777216.0f;
+}
 
 /*
  * A source image whose last byte is the last byte before a PROT_NONE page: any read past the
@@ -104,13 +107,18 @@ static img_image guarded_image(int w, int h, int c, guarded *g)
     return img;
 }
 
-static void guarded_free(guarded *g) { munmap(g->map, g->map_len); }
+static void guarded_free(guarded *g)
+{
+    munmap(g->map, g->map_len);
+}
 
 /* A random source -> output matrix of one of several kinds, mapping output pixel centres. */
 static void random_matrix(int sw, int sh, int ow, int oh, float m[6])
 {
     const int kind = (int)(rnd() % 7);
-    float scale = kind == 0 ? frand(0.05f, 0.9f) : kind == 1 ? frand(1.1f, 8.0f) : frand(0.3f, 3.0f);
+    float scale = kind == 0   ? frand(0.05f, 0.9f)
+                  : kind == 1 ? frand(1.1f, 8.0f)
+                              : frand(0.3f, 3.0f);
     float angle = kind <= 1 ? 0.0f : frand(-3.2f, 3.2f);
     float a = scale * cosf(angle), b = scale * sinf(angle);
     /* output centre -> a point near (sometimes well outside) the source */
@@ -153,7 +161,8 @@ static long check_case(const img_image *s, const float m[6], int ow, int oh, uin
     ref_warp(s, m, ow, oh, border, want);
     img_image first = {0};
     long inexact = 0;
-    const img_isa isas[] = {IMG_ISA_SCALAR, IMG_ISA_AVX2, IMG_ISA_AVX512, IMG_ISA_AUTO};
+    const img_isa isas[] = {IMG_ISA_SCALAR, IMG_ISA_AVX2, IMG_ISA_AVX512, IMG_ISA_AVX512VBMI,
+                            IMG_ISA_AUTO};
     for (size_t i = 0; i < sizeof isas / sizeof isas[0]; i++) {
         if (!img_isa_supported(isas[i])) continue;
         img_image got;
@@ -173,8 +182,8 @@ static long check_case(const img_image *s, const float m[6], int ow, int oh, uin
         }
         if (first.data) {
             if (memcmp(first.data, got.data, n) != 0)
-                fail_msg("%s differs from scalar: %dx%d -> %dx%d", img_isa_name(isas[i]),
-                         s->width, s->height, ow, oh);
+                fail_msg("%s differs from scalar: %dx%d -> %dx%d", img_isa_name(isas[i]), s->width,
+                         s->height, ow, oh);
             img_free(&got);
         } else {
             first = got;
@@ -219,9 +228,9 @@ static void test_warp_degenerate(void **state)
     img_image s = guarded_image(37, 23, 3, &g);
     const float big = 3e9f, inf = INFINITY, nan = NAN;
     const float mats[][6] = {
-        {1, 0, big, 0, 1, 0},  {1, 0, 0, 0, 1, -big}, {big, 0, 0, 0, big, 0},
-        {1, 0, inf, 0, 1, 0},  {1, 0, 0, 0, 1, nan},  {nan, 0, 0, 0, 1, 0},
-        {0, 0, 0, 0, 0, 0},    {0, 0, 36.5f, 0, 0, 22.5f}, /* every pixel from the last one */
+        {1, 0, big, 0, 1, 0},   {1, 0, 0, 0, 1, -big},      {big, 0, 0, 0, big, 0},
+        {1, 0, inf, 0, 1, 0},   {1, 0, 0, 0, 1, nan},       {nan, 0, 0, 0, 1, 0},
+        {0, 0, 0, 0, 0, 0},     {0, 0, 36.5f, 0, 0, 22.5f}, /* every pixel from the last one */
         {-1, 0, 37, 0, -1, 23}, /* rotation by 180 degrees, exactly onto the pixels */
     };
     for (size_t i = 0; i < sizeof mats / sizeof mats[0]; i++) {
