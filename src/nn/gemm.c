@@ -129,7 +129,7 @@ int nn_gemm_supports(const nn_graph *g, const nn_node *n)
      * epilogue outweighs its few FMAs) and on maps narrower than a tile (gathered rows). */
     if (nr < NR && (direct_rows(n) ? k < 32 : g->tensors[n->output].shape.dim[2] < MR)) return 0;
     if (nr == NR && !direct_rows(n) && w->dim[2] < 32 &&
-        (g->tensors[n->output].shape.dim[2] < 3 * MR || nc % NR != 0))
+        g->tensors[n->output].shape.dim[2] < 3 * MR)
         return 0;
     if (n->n_inputs > 2 && n->inputs[2] >= 0 && nn_shape_numel(&g->tensors[n->inputs[2]].shape, 1) != (int64_t)nc)
         return 0;
