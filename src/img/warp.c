@@ -88,6 +88,38 @@ static void warp_row_scalar(const img_image *src, const float m[6], int v, int u
 
 #ifdef IMG_HAVE_X86
 /*
+ * Prefetches the source pixels that output row v will read. A crop walks the source along a
+ * slanted line per output row, which the hardware prefetchers do not follow, and a crop's
+ * region of the photo is usually not in cache yet: without this, the SIMD rows spent most of
+ * their time waiting on their gathers. Points every `step` output pixels (at most 48 source
+ * bytes apart), both source rows of the bilinear taps; the coordinates need not be exact.
+ */
+static inline void prefetch_row(const img_image *src, const float m[6], int v, int out_w, int step)
+{
+    const int W = src->width, H = src->height;
+    const float cv = v + 0.5f;
+    const size_t row = (size_t)W * 3;
+    for (int u = 0; u < out_w + step; u += step) {
+        const float cu = u + 0.5f;
+        const float sx = m[0] * cu + m[1] * cv + m[2], sy = m[3] * cu + m[4] * cv + m[5];
+        if (!(sx >= 0.0f && sx < (float)W && sy >= 0.0f && sy < (float)H)) continue;
+        const int x = (int)sx, y = (int)sy;
+        const uint8_t *p = src->data + (size_t)y * row + (size_t)x * 3;
+        __builtin_prefetch(p);
+        if (y + 1 < H) __builtin_prefetch(p + row);
+    }
+}
+
+/* The output-pixel step of prefetch_row for matrix m. */
+static int prefetch_step(const float m[6])
+{
+    const float a = fmaxf(fabsf(m[0]), fabsf(m[3]));
+    if (!(a > 1.0f)) return 16;
+    const float s = 16.0f / a;
+    return s < 1.0f ? 1 : (int)s;
+}
+
+/*
  * RGB, 8 output pixels per step. Each lane gathers four 32-bit words: the top-left tap's RGB
  * plus one byte, the top-right tap's RGB plus one byte, and the same one row down; the byte
  * past the bottom-right tap is why the last source pixel may not be a bottom-right tap here
@@ -406,8 +438,20 @@ int img_warp_affine_isa(const img_image *src, const float m[6], int out_w, int o
               : img_isa_supported(IMG_ISA_AVX2)     ? IMG_ISA_AVX2
                                                     : IMG_ISA_SCALAR;
     const size_t row = (size_t)out_w * out->channels;
+#ifdef IMG_HAVE_X86
+    /* Rows are prefetched this many rows ahead (about half a microsecond at 112 pixels). */
+    enum { PREFETCH_ROWS = 2 };
+    const int step = prefetch_step(m);
+    if (isa != IMG_ISA_SCALAR)
+        for (int v = 0; v < PREFETCH_ROWS && v < out_h; v++)
+            prefetch_row(src, m, v, out_w, step);
+#endif
     for (int v = 0; v < out_h; v++) {
         uint8_t *d = out->data + (size_t)v * row;
+#ifdef IMG_HAVE_X86
+        if (isa != IMG_ISA_SCALAR && v + PREFETCH_ROWS < out_h)
+            prefetch_row(src, m, v + PREFETCH_ROWS, out_w, step);
+#endif
         switch (isa) {
 #ifdef IMG_HAVE_X86
         case IMG_ISA_AVX512VBMI: warp_row_avx512vbmi(src, m, v, out_w, border, d); break;
