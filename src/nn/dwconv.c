@@ -50,6 +50,38 @@ int nn_dwconv_supports(const nn_graph *g, const nn_node *n)
         const int64_t sx = (int64_t)p->stride_w * C, dx = (int64_t)p->dilation_w * C;              \
         const int64_t iy0 = oy * p->stride_h - p->pad_top;                                          \
         int64_t ox = ox0;                                                                          \
+        if (C == 8 && p->stride_w == 1) {                                                          \
+            /* 8 channels: a vector holds two neighbouring pixels (their inputs are 16             \
+             * consecutive floats for every tap), with the weights in both halves. */              \
+            __m512 w2[K * K];                                                                      \
+            for (int t = 0; t < K * K; t++) w2[t] = _mm512_shuffle_f32x4(w[t], w[t], 0x44);        \
+            const __m512 b2 = _mm512_shuffle_f32x4(b, b, 0x44);                                    \
+            for (; ox + 8 <= ox1; ox += 8) {                                                       \
+                __m512 a0 = b2, a1 = b2, a2 = b2, a3 = b2;                                         \
+                for (int ky = 0; ky < K; ky++) {                                                   \
+                    const float *r = x + ((iy0 + (int64_t)ky * p->dilation_h) * W + ox - p->pad_left) * 8; \
+                    for (int kx = 0; kx < K; kx++) {                                               \
+                        const float *q = r + kx * dx;                                              \
+                        __m512 wk = w2[ky * K + kx];                                               \
+                        a0 = _mm512_fmadd_ps(_mm512_loadu_ps(q), wk, a0);                          \
+                        a1 = _mm512_fmadd_ps(_mm512_loadu_ps(q + 16), wk, a1);                     \
+                        a2 = _mm512_fmadd_ps(_mm512_loadu_ps(q + 32), wk, a2);                     \
+                        a3 = _mm512_fmadd_ps(_mm512_loadu_ps(q + 48), wk, a3);                     \
+                    }                                                                              \
+                }                                                                                  \
+                if (clamp) {                                                                       \
+                    a0 = _mm512_min_ps(_mm512_max_ps(a0, lo), hi);                                 \
+                    a1 = _mm512_min_ps(_mm512_max_ps(a1, lo), hi);                                 \
+                    a2 = _mm512_min_ps(_mm512_max_ps(a2, lo), hi);                                 \
+                    a3 = _mm512_min_ps(_mm512_max_ps(a3, lo), hi);                                 \
+                }                                                                                  \
+                float *o = y + (oy * OW + ox) * 8;                                                 \
+                _mm512_storeu_ps(o, a0);                                                           \
+                _mm512_storeu_ps(o + 16, a1);                                                      \
+                _mm512_storeu_ps(o + 32, a2);                                                      \
+                _mm512_storeu_ps(o + 48, a3);                                                      \
+            }                                                                                      \
+        }                                                                                          \
         for (; ox + 4 <= ox1; ox += 4) {                                                           \
             __m512 a0 = b, a1 = b, a2 = b, a3 = b;                                                 \
             for (int ky = 0; ky < K; ky++) {                                                       \

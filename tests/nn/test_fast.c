@@ -60,7 +60,8 @@ static void test_rsqrt(void **state)
 
 /* The own depthwise kernel vs the reference over edge shapes: odd sizes, 3x3/5x5/1x1/7x7
  * (specialised and generic paths), stride 1 and 2, SAME/VALID/asymmetric padding, dilation,
- * channel counts around the 16-lane block, batch 1 and 3, every fused activation. */
+ * channel counts around the 16-lane block (8: two pixels per vector), batch 1 and 3, every fused
+ * activation. */
 static void test_depthwise(void **state)
 {
     (void)state;
