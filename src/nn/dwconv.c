@@ -50,38 +50,6 @@ int nn_dwconv_supports(const nn_graph *g, const nn_node *n)
         const int64_t sx = (int64_t)p->stride_w * C, dx = (int64_t)p->dilation_w * C;              \
         const int64_t iy0 = oy * p->stride_h - p->pad_top;                                          \
         int64_t ox = ox0;                                                                          \
-        if (C == 8 && p->stride_w == 1) {                                                          \
-            /* 8 channels: a vector holds two neighbouring pixels (their inputs are 16             \
-             * consecutive floats for every tap), with the weights in both halves. */              \
-            __m512 w2[K * K];                                                                      \
-            for (int t = 0; t < K * K; t++) w2[t] = _mm512_shuffle_f32x4(w[t], w[t], 0x44);        \
-            const __m512 b2 = _mm512_shuffle_f32x4(b, b, 0x44);                                    \
-            for (; ox + 8 <= ox1; ox += 8) {                                                       \
-                __m512 a0 = b2, a1 = b2, a2 = b2, a3 = b2;                                         \
-                for (int ky = 0; ky < K; ky++) {                                                   \
-                    const float *r = x + ((iy0 + (int64_t)ky * p->dilation_h) * W + ox - p->pad_left) * 8; \
-                    for (int kx = 0; kx < K; kx++) {                                               \
-                        const float *q = r + kx * dx;                                              \
-                        __m512 wk = w2[ky * K + kx];                                               \
-                        a0 = _mm512_fmadd_ps(_mm512_loadu_ps(q), wk, a0);                          \
-                        a1 = _mm512_fmadd_ps(_mm512_loadu_ps(q + 16), wk, a1);                     \
-                        a2 = _mm512_fmadd_ps(_mm512_loadu_ps(q + 32), wk, a2);                     \
-                        a3 = _mm512_fmadd_ps(_mm512_loadu_ps(q + 48), wk, a3);                     \
-                    }                                                                              \
-                }                                                                                  \
-                if (clamp) {                                                                       \
-                    a0 = _mm512_min_ps(_mm512_max_ps(a0, lo), hi);                                 \
-                    a1 = _mm512_min_ps(_mm512_max_ps(a1, lo), hi);                                 \
-                    a2 = _mm512_min_ps(_mm512_max_ps(a2, lo), hi);                                 \
-                    a3 = _mm512_min_ps(_mm512_max_ps(a3, lo), hi);                                 \
-                }                                                                                  \
-                float *o = y + (oy * OW + ox) * 8;                                                 \
-                _mm512_storeu_ps(o, a0);                                                           \
-                _mm512_storeu_ps(o + 16, a1);                                                      \
-                _mm512_storeu_ps(o + 32, a2);                                                      \
-                _mm512_storeu_ps(o + 48, a3);                                                      \
-            }                                                                                      \
-        }                                                                                          \
         for (; ox + 4 <= ox1; ox += 4) {                                                           \
             __m512 a0 = b, a1 = b, a2 = b, a3 = b;                                                 \
             for (int ky = 0; ky < K; ky++) {                                                       \
@@ -127,7 +95,7 @@ __attribute__((target("avx512f"))) static void dw_block(const float *x, const fl
                                                          const float *slope, float *y, const nn_conv_params *p,
                                                          int64_t H, int64_t W, int64_t C, int64_t OH, int64_t OW,
                                                          int64_t c0, __mmask16 mask, int64_t oy_begin,
-                                                         int64_t oy_end)
+                                                         int64_t oy_end, int64_t flat_end)
 {
     const int KH = p->kernel_h, KW = p->kernel_w;
     __m512 wv[DW_MAX_TAPS];
@@ -150,6 +118,10 @@ __attribute__((target("avx512f"))) static void dw_block(const float *x, const fl
         while (ky1 > ky0 && iy0 + (int64_t)(ky1 - 1) * p->dilation_h >= H) ky1--;
         int row_inside = ky0 == 0 && ky1 == KH;
         for (int64_t ox = 0; ox < OW; ox++) {
+            if (row_inside && ox == ox_lo && flat_end > ox_lo) {
+                ox = flat_end - 1; /* done by dw_flat */
+                continue;
+            }
             if (special && row_inside && ox == ox_lo && ox_hi > ox_lo) {
                 if (KH == 3) dw_interior_3(x + c0, wv, b, y + c0, W, C, OW, oy, ox_lo, ox_hi, p, mask, clamp, lo, hi);
                 else dw_interior_5(x + c0, wv, b, y + c0, W, C, OW, oy, ox_lo, ox_hi, p, mask, clamp, lo, hi);
@@ -186,6 +158,109 @@ __attribute__((target("avx512f"))) static void dw_block(const float *x, const fl
     }
 }
 
+/*
+ * Channel counts that leave the 16-lane blocks partly empty (8, 24, 12, 4, ...) with stride 1:
+ * an output row's interior is one flat array of floats, and for every tap its inputs are the
+ * flat array shifted by whole pixels, so full vectors run across pixel boundaries. A vector at
+ * flat offset 16v meets the channels from (16v mod C) on, so the weights come in P phases,
+ * P = lcm(C, 16) / 16 (24 channels: 3 phases per 2 pixels); each phase's K*K weight vectors
+ * stay in registers for a pass over the row. blazeface's 24-channel layers: 24 lanes of work
+ * per 24 computed, not per 32.
+ */
+#define DW_FLAT_MAX_PHASES 3
+#define DW_FLAT_MAX_C 24
+#define DW_FLAT_MAX_TAPS 25
+
+static int64_t gcd64(int64_t a, int64_t b)
+{
+    while (b) {
+        int64_t t = a % b;
+        a = b;
+        b = t;
+    }
+    return a;
+}
+
+/* Phases for C channels, or 0 where the flat path does not apply. */
+static int flat_phases(const nn_conv_params *p, int64_t C)
+{
+    if (C % 16 == 0 || C > DW_FLAT_MAX_C || p->stride_w != 1 || p->act.kind == NN_ACT_PRELU ||
+        p->kernel_h * p->kernel_w > DW_FLAT_MAX_TAPS)
+        return 0;
+    int64_t phases = C / gcd64(C, 16);
+    return phases <= DW_FLAT_MAX_PHASES ? (int)phases : 0;
+}
+
+/* Rows [oy_begin, oy_end) of one image, interior pixels from ox_lo in whole units of
+ * lcm(C, 16) / C pixels; returns where it stopped (the same for every row). */
+__attribute__((target("avx512f"))) static int64_t dw_flat(const float *x, const float *w, const float *bias,
+                                                          float *y, const nn_conv_params *p, int64_t H, int64_t W,
+                                                          int64_t C, int64_t OW, int phases, int64_t oy_begin,
+                                                          int64_t oy_end)
+{
+    const int KH = p->kernel_h, KW = p->kernel_w, taps = KH * KW;
+    int64_t ox_lo = p->pad_left, ox_hi = W + p->pad_left - (int64_t)(KW - 1) * p->dilation_w;
+    if (ox_hi > OW) ox_hi = OW;
+    int64_t unit = 16 * phases / C; /* pixels per unit */
+    int64_t units = ox_hi > ox_lo ? (ox_hi - ox_lo) / unit : 0;
+    if (units == 0) return ox_lo;
+    /* Each tap's weights repeated so any phase's 16 lanes are one unaligned load. */
+    float wrap[DW_FLAT_MAX_TAPS + 1][DW_FLAT_MAX_C + 16];
+    for (int t = 0; t <= taps; t++)
+        for (int64_t i = 0; i < C + 16; i++) wrap[t][i] = t < taps ? w[(int64_t)t * C + i % C] : bias ? bias[i % C] : 0;
+    const int clamp = p->act.kind == NN_ACT_CLAMP;
+    const __m512 lo = _mm512_set1_ps(clamp ? p->act.lo : 0), hi = _mm512_set1_ps(clamp ? p->act.hi : 0);
+    const int64_t dx = (int64_t)p->dilation_w * C, vstep = 16 * phases; /* floats per unit */
+    for (int ph = 0; ph < phases; ph++) {
+        int64_t off = (16 * ph) % C;
+        __m512 wv[DW_FLAT_MAX_TAPS];
+        for (int t = 0; t < taps; t++) wv[t] = _mm512_loadu_ps(&wrap[t][off]);
+        const __m512 b = _mm512_loadu_ps(&wrap[taps][off]);
+        for (int64_t oy = oy_begin; oy < oy_end; oy++) {
+            int64_t iy0 = oy * p->stride_h - p->pad_top;
+            if (iy0 < 0 || iy0 + (int64_t)(KH - 1) * p->dilation_h >= H) continue; /* not an inside row */
+            const float *xr = x + (iy0 * W + ox_lo - p->pad_left) * C + 16 * ph;
+            float *yr = y + (oy * OW + ox_lo) * C + 16 * ph;
+            int64_t u = 0;
+            for (; u + 4 <= units; u += 4) {
+                __m512 a0 = b, a1 = b, a2 = b, a3 = b;
+                for (int ky = 0; ky < KH; ky++) {
+                    const float *r = xr + (int64_t)ky * p->dilation_h * W * C + u * vstep;
+                    for (int kx = 0; kx < KW; kx++) {
+                        const float *q = r + kx * dx;
+                        __m512 wk = wv[ky * KW + kx];
+                        a0 = _mm512_fmadd_ps(_mm512_loadu_ps(q), wk, a0);
+                        a1 = _mm512_fmadd_ps(_mm512_loadu_ps(q + vstep), wk, a1);
+                        a2 = _mm512_fmadd_ps(_mm512_loadu_ps(q + 2 * vstep), wk, a2);
+                        a3 = _mm512_fmadd_ps(_mm512_loadu_ps(q + 3 * vstep), wk, a3);
+                    }
+                }
+                if (clamp) {
+                    a0 = _mm512_min_ps(_mm512_max_ps(a0, lo), hi);
+                    a1 = _mm512_min_ps(_mm512_max_ps(a1, lo), hi);
+                    a2 = _mm512_min_ps(_mm512_max_ps(a2, lo), hi);
+                    a3 = _mm512_min_ps(_mm512_max_ps(a3, lo), hi);
+                }
+                float *o = yr + u * vstep;
+                _mm512_storeu_ps(o, a0);
+                _mm512_storeu_ps(o + vstep, a1);
+                _mm512_storeu_ps(o + 2 * vstep, a2);
+                _mm512_storeu_ps(o + 3 * vstep, a3);
+            }
+            for (; u < units; u++) {
+                __m512 a0 = b;
+                for (int ky = 0; ky < KH; ky++) {
+                    const float *r = xr + (int64_t)ky * p->dilation_h * W * C + u * vstep;
+                    for (int kx = 0; kx < KW; kx++) a0 = _mm512_fmadd_ps(_mm512_loadu_ps(r + kx * dx), wv[ky * KW + kx], a0);
+                }
+                if (clamp) a0 = _mm512_min_ps(_mm512_max_ps(a0, lo), hi);
+                _mm512_storeu_ps(yr + u * vstep, a0);
+            }
+        }
+    }
+    return ox_lo + units * unit;
+}
+
 typedef struct dw_job {
     const nn_node *n;
     const nn_view *in;
@@ -208,10 +283,13 @@ static void dw_task(void *arg, size_t task)
     int64_t oy_end = oy + DW_ROWS < OH ? oy + DW_ROWS : OH;
     const float *x = j->in[0].data + b * H * W * C;
     float *y = j->out->data + b * OH * OW * C;
+    /* Interior pixels of inside rows by dw_flat where it applies, the rest per channel block. */
+    int phases = flat_phases(p, C);
+    int64_t flat_end = phases ? dw_flat(x, j->in[1].data, j->bias, y, p, H, W, C, OW, phases, oy, oy_end) : 0;
     for (int64_t c0 = 0; c0 < C; c0 += 16) {
         int64_t left = C - c0;
         __mmask16 mask = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
-        dw_block(x, j->in[1].data, j->bias, j->slope, y, p, H, W, C, OH, OW, c0, mask, oy, oy_end);
+        dw_block(x, j->in[1].data, j->bias, j->slope, y, p, H, W, C, OH, OW, c0, mask, oy, oy_end, flat_end);
     }
 }
 
