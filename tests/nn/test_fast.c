@@ -116,49 +116,59 @@ static void test_depthwise(void **state)
     printf("  %d depthwise cases match the reference\n", cases);
 }
 
-/* The own 2x2 stride-2 pooling (max and average) vs the reference: odd and even sizes (an odd
- * last row or column is dropped, VALID), channel counts around the 16-lane block, batch 1 and 5,
- * one and two threads; pools with other windows, strides or padding are left to XNNPACK. */
-static void test_pool2x2(void **state)
+/* The own pooling (max and average, windows up to 3x3) vs the reference: 2x2 and 3x3 windows,
+ * stride 1 and 2, VALID and SAME (asymmetric) padding, odd and even sizes, channel counts
+ * around the 16-lane block, batch 1 and 5, one and two threads; larger windows are XNNPACK's. */
+static void test_pool(void **state)
 {
     (void)state;
     if (!have_avx512()) skip();
     pthreadpool_t pool = pthreadpool_create(2);
     static const int sizes[][2] = {{2, 2}, {5, 7}, {8, 8}, {3, 2}, {31, 30}};
     static const int chans[] = {1, 8, 16, 17, 40};
-    static float x[5 * 31 * 30 * 40], got[5 * 15 * 15 * 40], want[5 * 15 * 15 * 40];
+    /* kernel, stride, pad top, bottom, left, right */
+    static const int wins[][6] = {{2, 2, 0, 0, 0, 0}, {3, 2, 0, 1, 0, 1}, {3, 2, 1, 1, 1, 1},
+                                  {3, 1, 1, 1, 1, 1}, {2, 1, 0, 1, 0, 1}, {1, 1, 0, 0, 0, 0}, {3, 2, 0, 0, 0, 0}};
+    static float x[5 * 31 * 30 * 40], got[5 * 31 * 30 * 40], want[5 * 31 * 30 * 40];
     int cases = 0;
     for (int kind = 0; kind < 2; kind++)
-        for (size_t s = 0; s < 5; s++)
-            for (size_t ci = 0; ci < 5; ci++)
-                for (int N = 1; N <= 5; N += 4) {
-                    int H = sizes[s][0], W = sizes[s][1], C = chans[ci], OH = H / 2, OW = W / 2;
-                    for (int i = 0; i < N * H * W * C; i++) x[i] = (float)((i * 7919 + s * 31 + ci) % 2001) / 100 - 10;
-                    nn_node node = {.op = NN_OP_POOL, .name = "p", .n_inputs = 1};
-                    node.p.pool = (nn_pool_params){.kind = kind ? NN_POOL_AVG : NN_POOL_MAX,
-                                                   .kernel_h = 2, .kernel_w = 2, .stride_h = 2, .stride_w = 2};
-                    assert_true(nn_fast_supports(NULL, &node));
-                    nn_view in = {{4, {N, H, W, C}}, x};
-                    nn_view a = {{4, {N, OH, OW, C}}, got}, b = {{4, {N, OH, OW, C}}, want};
-                    for (int i = 0; i < N * OH * OW * C; i++) got[i] = NAN;
-                    assert_int_equal(nn_fast_run(NULL, &node, &in, &a, N == 5 ? pool : NULL), 0);
-                    assert_int_equal(nn_ref_run(NULL, &node, &in, &b), 0);
-                    for (int i = 0; i < N * OH * OW * C; i++)
-                        if (!(fabsf(got[i] - want[i]) <= 1e-6f * (1 + fabsf(want[i]))))
-                            fail_msg("%s %dx%dx%dx%d: [%d] %g vs %g", kind ? "avg" : "max", N, H, W, C, i, got[i],
-                                     want[i]);
-                    cases++;
-                }
-    /* Not this kernel's: a 3x3 window, stride 1, padding. */
+        for (size_t wi = 0; wi < sizeof wins / sizeof wins[0]; wi++)
+            for (size_t s = 0; s < 5; s++)
+                for (size_t ci = 0; ci < 5; ci++)
+                    for (int N = 1; N <= 5; N += 4) {
+                        const int *wn = wins[wi];
+                        int H = sizes[s][0], W = sizes[s][1], C = chans[ci];
+                        int ph = H + wn[2] + wn[3], pw = W + wn[4] + wn[5];
+                        if (ph < wn[0] || pw < wn[0]) continue;
+                        int OH = (ph - wn[0]) / wn[1] + 1, OW = (pw - wn[0]) / wn[1] + 1;
+                        for (int i = 0; i < N * H * W * C; i++)
+                            x[i] = (float)((i * 7919 + (int)s * 31 + (int)ci) % 2001) / 100 - 10;
+                        nn_node node = {.op = NN_OP_POOL, .name = "p", .n_inputs = 1};
+                        node.p.pool = (nn_pool_params){.kind = kind ? NN_POOL_AVG : NN_POOL_MAX,
+                                                       .kernel_h = wn[0], .kernel_w = wn[0],
+                                                       .stride_h = wn[1], .stride_w = wn[1],
+                                                       .pad_top = wn[2], .pad_bottom = wn[3],
+                                                       .pad_left = wn[4], .pad_right = wn[5]};
+                        assert_true(nn_fast_supports(NULL, &node));
+                        nn_view in = {{4, {N, H, W, C}}, x};
+                        nn_view a = {{4, {N, OH, OW, C}}, got}, b = {{4, {N, OH, OW, C}}, want};
+                        for (int i = 0; i < N * OH * OW * C; i++) got[i] = NAN;
+                        assert_int_equal(nn_fast_run(NULL, &node, &in, &a, N == 5 ? pool : NULL), 0);
+                        assert_int_equal(nn_ref_run(NULL, &node, &in, &b), 0);
+                        for (int i = 0; i < N * OH * OW * C; i++)
+                            if (!(fabsf(got[i] - want[i]) <= 1e-6f * (1 + fabsf(want[i]))))
+                                fail_msg("%s k%d s%d %dx%dx%dx%d: [%d] %g vs %g", kind ? "avg" : "max", wn[0], wn[1],
+                                         N, H, W, C, i, got[i], want[i]);
+                        cases++;
+                    }
+    /* Not this kernel's: a 4x4 window, padding as wide as the window. */
     nn_node other = {.op = NN_OP_POOL, .name = "q", .n_inputs = 1};
-    other.p.pool = (nn_pool_params){.kind = NN_POOL_MAX, .kernel_h = 3, .kernel_w = 3, .stride_h = 2, .stride_w = 2};
-    assert_false(nn_fast_supports(NULL, &other));
-    other.p.pool = (nn_pool_params){.kind = NN_POOL_MAX, .kernel_h = 2, .kernel_w = 2, .stride_h = 1, .stride_w = 1};
+    other.p.pool = (nn_pool_params){.kind = NN_POOL_MAX, .kernel_h = 4, .kernel_w = 4, .stride_h = 2, .stride_w = 2};
     assert_false(nn_fast_supports(NULL, &other));
     other.p.pool = (nn_pool_params){.kind = NN_POOL_AVG, .kernel_h = 2, .kernel_w = 2, .stride_h = 2, .stride_w = 2,
-                                    .pad_bottom = 1};
+                                    .pad_bottom = 2};
     assert_false(nn_fast_supports(NULL, &other));
-    /* Views that do not match a 2x2 stride-2 window are an error, not a stray write. */
+    /* Views that do not match the window are an error, not a stray write. */
     nn_node node = {.op = NN_OP_POOL, .name = "p", .n_inputs = 1};
     node.p.pool = (nn_pool_params){.kind = NN_POOL_MAX, .kernel_h = 2, .kernel_w = 2, .stride_h = 2, .stride_w = 2};
     nn_view in = {{4, {1, 8, 8, 4}}, x}, bad = {{4, {1, 5, 4, 4}}, got};
@@ -171,6 +181,6 @@ static void test_pool2x2(void **state)
 
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_depthwise), cmocka_unit_test(test_pool2x2), cmocka_unit_test(test_tanh), cmocka_unit_test(test_exp), cmocka_unit_test(test_rsqrt)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_depthwise), cmocka_unit_test(test_pool), cmocka_unit_test(test_tanh), cmocka_unit_test(test_exp), cmocka_unit_test(test_rsqrt)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
