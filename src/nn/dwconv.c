@@ -193,12 +193,11 @@ static int flat_phases(const nn_conv_params *p, int64_t C)
 
 /* Rows [oy_begin, oy_end) of one image, interior pixels from ox_lo in whole units of
  * lcm(C, 16) / C pixels; returns where it stopped (the same for every row). */
-__attribute__((target("avx512f"))) static int64_t dw_flat(const float *x, const float *w, const float *bias,
-                                                          float *y, const nn_conv_params *p, int64_t H, int64_t W,
-                                                          int64_t C, int64_t OW, int phases, int64_t oy_begin,
-                                                          int64_t oy_end)
+__attribute__((target("avx512f"), always_inline)) static inline int64_t
+dw_flat_k(const float *x, const float *w, const float *bias, float *y, const nn_conv_params *p, int64_t H, int64_t W,
+          int64_t C, int64_t OW, int phases, int64_t oy_begin, int64_t oy_end, const int KH, const int KW)
 {
-    const int KH = p->kernel_h, KW = p->kernel_w, taps = KH * KW;
+    const int taps = KH * KW;
     int64_t ox_lo = p->pad_left, ox_hi = W + p->pad_left - (int64_t)(KW - 1) * p->dilation_w;
     if (ox_hi > OW) ox_hi = OW;
     int64_t unit = 16 * phases / C; /* pixels per unit */
@@ -206,8 +205,10 @@ __attribute__((target("avx512f"))) static int64_t dw_flat(const float *x, const 
     if (units == 0) return ox_lo;
     /* Each tap's weights repeated so any phase's 16 lanes are one unaligned load. */
     float wrap[DW_FLAT_MAX_TAPS + 1][DW_FLAT_MAX_C + 16];
-    for (int t = 0; t <= taps; t++)
-        for (int64_t i = 0; i < C + 16; i++) wrap[t][i] = t < taps ? w[(int64_t)t * C + i % C] : bias ? bias[i % C] : 0;
+    for (int t = 0; t <= taps; t++) {
+        const float *src = t < taps ? w + (int64_t)t * C : bias;
+        for (int64_t i = 0, ci = 0; i < C + 16; i++, ci = ci + 1 == C ? 0 : ci + 1) wrap[t][i] = src ? src[ci] : 0;
+    }
     const int clamp = p->act.kind == NN_ACT_CLAMP;
     const __m512 lo = _mm512_set1_ps(clamp ? p->act.lo : 0), hi = _mm512_set1_ps(clamp ? p->act.hi : 0);
     const int64_t dx = (int64_t)p->dilation_w * C, vstep = 16 * phases; /* floats per unit */
@@ -259,6 +260,14 @@ __attribute__((target("avx512f"))) static int64_t dw_flat(const float *x, const 
         }
     }
     return ox_lo + units * unit;
+}
+
+__attribute__((target("avx512f"))) static int64_t dw_flat(const float *x, const float *w, const float *bias,
+                                                          float *y, const nn_conv_params *p, int64_t H, int64_t W,
+                                                          int64_t C, int64_t OW, int phases, int64_t oy_begin,
+                                                          int64_t oy_end)
+{
+    return dw_flat_k(x, w, bias, y, p, H, W, C, OW, phases, oy_begin, oy_end, p->kernel_h, p->kernel_w);
 }
 
 typedef struct dw_job {
