@@ -185,6 +185,16 @@ int http_face_prefetch(http_request *r, http_worker *w)
         return 0;
     }
     r->prefetch = in;
+    int (*precheck)(http_request *, http_input *) =
+        route->handler == http_api_face_enrol ? http_enrol_precheck
+        : route->handler == http_api_search   ? http_search_precheck
+        : route->handler == http_api_verify   ? http_verify_precheck
+                                              : NULL;
+    if (precheck && precheck(r, in)) {
+        /* the handler answers without the image: nothing to prepare */
+        clear_response(r);
+        return 0;
+    }
     const char *names[HTTP_FACE_JOBS] = {"image", NULL};
     unsigned stages = FACE_STAGE_EMBED;
     int keep = 0;
@@ -220,6 +230,7 @@ int http_face_prefetch(http_request *r, http_worker *w)
 void http_face_prefetch_free(http_request *r)
 {
     for (int i = 0; i < r->n_jobs; i++) {
+        if (!r->jobs[i].taken && r->jobs[i].decoded) add_timing(r, &r->jobs[i].result.timing);
         face_result_free(&r->jobs[i].result);
         img_free(&r->jobs[i].image);
     }
@@ -416,26 +427,67 @@ static int subject_similarity(http_request *r, const char *collection, const cha
     return 0;
 }
 
+/*
+ * Verify's checks before the image, shared with its precheck: the parameters, and for a
+ * verification against a subject, that the collection and the subject exist and the subject
+ * has a face (checked again with the embedding by subject_similarity). Nonzero with the
+ * response set when one fails.
+ */
+static int verify_params(http_request *r, http_input *in, char *collection, size_t collection_cap,
+                         char *subject, size_t subject_cap, int *by_subject)
+{
+    int rc = http_input_param(r, in, "collection", collection, collection_cap);
+    if (rc >= 0) rc = http_input_param(r, in, "subject", subject, subject_cap);
+    if (rc < 0) return rc;
+    *by_subject = collection[0] || subject[0];
+    if (!*by_subject) return 0;
+    if (!collection[0] || !subject[0]) {
+        http_respond_error(r, 422, "invalid_parameter",
+                           "verify against a subject needs both collection and subject");
+        return BASE_ERR_INVALID;
+    }
+    if (r->key.collection[0] && strcmp(r->key.collection, collection) != 0) {
+        http_respond_error(r, 403, "forbidden", "this key is limited to collection %s",
+                           r->key.collection);
+        return BASE_ERR_INVALID;
+    }
+    http_server *s = r->srv;
+    struct gal_collection_info ci;
+    if ((rc = gal_collection_get(s->gal, collection, &ci))) {
+        http_respond_base_error(r, rc, "collection");
+        return rc;
+    }
+    int64_t *ids = NULL;
+    size_t n = 0;
+    if ((rc = gal_face_list(s->gal, collection, subject, &ids, &n))) {
+        http_respond_base_error(r, rc, "subject");
+        return rc;
+    }
+    free(ids);
+    if (n == 0) {
+        http_respond_error(r, 422, "no_enrolled_face", "subject %s has no enrolled face", subject);
+        return BASE_ERR_INVALID;
+    }
+    return 0;
+}
+
+int http_verify_precheck(http_request *r, http_input *in)
+{
+    char collection[GAL_NAME_MAX + 2] = "", subject[GAL_ID_MAX + 2] = "";
+    int by_subject;
+    return verify_params(r, in, collection, sizeof collection, subject, sizeof subject,
+                         &by_subject) != 0;
+}
+
 void http_api_verify(http_request *r, http_worker *w)
 {
     http_input in;
     if (http_input_parse(r, 1, &in)) return;
     face_result a = {0}, b = {0};
     char collection[GAL_NAME_MAX + 2] = "", subject[GAL_ID_MAX + 2] = "";
-    int rc = http_input_param(r, &in, "collection", collection, sizeof collection);
-    if (rc >= 0) rc = http_input_param(r, &in, "subject", subject, sizeof subject);
-    if (rc < 0) goto out;
-    int by_subject = collection[0] || subject[0];
-    if (by_subject && (!collection[0] || !subject[0])) {
-        http_respond_error(r, 422, "invalid_parameter",
-                           "verify against a subject needs both collection and subject");
+    int by_subject = 0, rc;
+    if (verify_params(r, &in, collection, sizeof collection, subject, sizeof subject, &by_subject))
         goto out;
-    }
-    if (by_subject && r->key.collection[0] && strcmp(r->key.collection, collection) != 0) {
-        http_respond_error(r, 403, "forbidden", "this key is limited to collection %s",
-                           r->key.collection);
-        goto out;
-    }
     const char *first = http_input_has_image(&in, "image_a") ? "image_a" : "image";
     rc = http_face_from_input(r, w, &in, first, FACE_STAGE_EMBED, &a);
     if (rc < 0) goto out;

@@ -549,6 +549,20 @@ static int make_thumbnail(const img_image *image, const face_info *f, uint8_t **
     return rc;
 }
 
+/* Enrolment's checks before the image, shared with its precheck: nonzero with the response
+ * set when one fails. *meta is the caller's to free either way. */
+static int enrol_params(http_request *r, http_input *in, char *subject, size_t subject_cap,
+                        int *create_subject, char **meta)
+{
+    int rc = http_input_param(r, in, "subject", subject, subject_cap);
+    if (rc == 0) http_respond_error(r, 422, "invalid_parameter", "subject is required");
+    if (rc <= 0) return -1;
+    if (http_input_bool(r, in, "create_subject", 1, create_subject)) return -1;
+    if (metadata_text(r, in, meta)) return -1;
+    struct gal_collection_info info;
+    return collection_for_embedding(r, r->caps[0], &info);
+}
+
 /* Enrols the largest face of the image; the response is set either way. */
 static void enrol(http_request *r, http_worker *w, http_input *in)
 {
@@ -560,14 +574,8 @@ static void enrol(http_request *r, http_worker *w, http_input *in)
     uint8_t *thumb = NULL;
     size_t thumb_len = 0;
     img_image image = {0};
-    int rc = http_input_param(r, in, "subject", subject, sizeof subject);
-    if (rc == 0) http_respond_error(r, 422, "invalid_parameter", "subject is required");
-    if (rc <= 0) goto out;
-    int create_subject;
-    if (http_input_bool(r, in, "create_subject", 1, &create_subject)) goto out;
-    if (metadata_text(r, in, &meta)) goto out;
-    struct gal_collection_info info;
-    if (collection_for_embedding(r, collection, &info)) goto out;
+    int create_subject, rc;
+    if (enrol_params(r, in, subject, sizeof subject, &create_subject, &meta)) goto out;
 
     const uint8_t *data;
     size_t len;
@@ -645,6 +653,53 @@ out:
     face_result_free(&res);
 }
 
+#define IDEM_SCOPE_MAX (HTTP_KEY_ID_LEN + HTTP_CAPTURE_MAX + 256 + 8)
+
+/* The idempotency record of r: per (API key, collection, Idempotency-Key); its fingerprint
+ * covers the method, the path and the body, so the same key with another request is
+ * refused. */
+static void idem_scope(const http_request *r, char scope[IDEM_SCOPE_MAX], uint8_t fp[32])
+{
+    snprintf(scope, IDEM_SCOPE_MAX, "%s\n%s\n%s", r->authenticated ? r->key.id : "-",
+             r->caps[0], r->idempotency_key);
+    http_sha256 h;
+    http_sha256_init(&h);
+    http_sha256_update(&h, r->method, strlen(r->method) + 1);
+    http_sha256_update(&h, r->uri, r->path_len);
+    http_sha256_update(&h, "\n", 1);
+    http_sha256_update(&h, r->body ? (const void *)r->body : "", r->body_len);
+    http_sha256_final(&h, fp);
+}
+
+/*
+ * Before the pipeline: a replayed, busy or reused Idempotency-Key, or a failing parameter or
+ * collection check, is answered by the handler without the image. A new key is claimed here
+ * and stays claimed while the image is prepared (the handler finishes or releases it), so a
+ * concurrent retry is told 409 at once instead of preparing the image too.
+ */
+int http_enrol_precheck(http_request *r, http_input *in)
+{
+    if (r->idempotency_key[0]) {
+        if (strlen(r->idempotency_key) > 200) return 1;
+        char scope[IDEM_SCOPE_MAX];
+        uint8_t fp[32];
+        idem_scope(r, scope, fp);
+        enum http_idem_state state;
+        int status = 0;
+        char *body = NULL;
+        int rc = http_idem_begin(r->srv->keys, scope, fp, &state, &status, &body);
+        free(body);
+        if (rc || state != HTTP_IDEM_NEW) return 1;
+        r->idem_claimed = 1;
+    }
+    char subject[GAL_ID_MAX + 2];
+    char *meta = NULL;
+    int create_subject;
+    int rc = enrol_params(r, in, subject, sizeof subject, &create_subject, &meta);
+    free(meta);
+    return rc != 0;
+}
+
 void http_api_face_enrol(http_request *r, http_worker *w)
 {
     http_server *s = r->srv;
@@ -661,23 +716,17 @@ void http_api_face_enrol(http_request *r, http_worker *w)
         http_input_free(&in);
         return;
     }
-    /* The record is per (API key, collection, Idempotency-Key); its fingerprint covers the
-     * method, the path and the body, so the same key with another request is refused. */
-    char scope[HTTP_KEY_ID_LEN + HTTP_CAPTURE_MAX + 256 + 8];
-    snprintf(scope, sizeof scope, "%s\n%s\n%s", r->authenticated ? r->key.id : "-", r->caps[0],
-             r->idempotency_key);
-    http_sha256 h;
-    http_sha256_init(&h);
-    http_sha256_update(&h, r->method, strlen(r->method) + 1);
-    http_sha256_update(&h, r->uri, r->path_len);
-    http_sha256_update(&h, "\n", 1);
-    http_sha256_update(&h, r->body ? (const void *)r->body : "", r->body_len);
+    char scope[IDEM_SCOPE_MAX];
     uint8_t fp[32];
-    http_sha256_final(&h, fp);
-    enum http_idem_state state;
+    idem_scope(r, scope, fp);
+    enum http_idem_state state = HTTP_IDEM_NEW;
     int status = 0;
     char *body = NULL;
-    int rc = http_idem_begin(s->keys, scope, fp, &state, &status, &body);
+    int rc = 0;
+    if (r->idem_claimed)
+        r->idem_claimed = 0; /* the prepare step claimed it for this request */
+    else
+        rc = http_idem_begin(s->keys, scope, fp, &state, &status, &body);
     if (rc) {
         http_respond_base_error(r, rc, "idempotency");
     } else if (state == HTTP_IDEM_REPLAY) {
@@ -708,6 +757,20 @@ void http_api_face_enrol(http_request *r, http_worker *w)
 
 /* ---- search ----------------------------------------------------------------------------- */
 
+/* Search's checks before the image, shared with its precheck. */
+static int search_params(http_request *r, http_input *in, long *k)
+{
+    if (http_input_int(r, in, "k", 5, 1, 100, k)) return -1;
+    struct gal_collection_info info;
+    return collection_for_embedding(r, r->caps[0], &info);
+}
+
+int http_search_precheck(http_request *r, http_input *in)
+{
+    long k;
+    return search_params(r, in, &k) != 0;
+}
+
 void http_api_search(http_request *r, http_worker *w)
 {
     http_server *s = r->srv;
@@ -718,9 +781,7 @@ void http_api_search(http_request *r, http_worker *w)
     struct gal_results *results = NULL;
     float *queries = NULL;
     long k;
-    if (http_input_int(r, &in, "k", 5, 1, 100, &k)) goto out;
-    struct gal_collection_info info;
-    if (collection_for_embedding(r, collection, &info)) goto out;
+    if (search_params(r, &in, &k)) goto out;
     int rc = http_face_from_input(r, w, &in, "image", FACE_STAGE_EMBED, &res);
     if (rc < 0) goto out;
     if (rc == 0) {

@@ -309,6 +309,7 @@ struct http_request {
     int has_timing;
     int faces;    /* faces in the response, for the log; -1 when not applicable */
     int replayed; /* an idempotent replay: header Idempotency-Replayed: true */
+    int idem_claimed; /* the prepare step claimed r's Idempotency-Key (enrolment) */
 
     _Atomic int state;
     http_request *next; /* in the queue */
@@ -468,7 +469,20 @@ json_t *http_input_json_value(http_request *r, http_input *in, const char *name,
  * faces that wait for the per-face models (r->crops_total).
  */
 int http_face_prefetch(http_request *r, http_worker *w);
-/* Releases what the prepare step kept (jobs the handler did not take, the parsed body). */
+/*
+ * Cheap checks of an image route, run by the prepare step before the pipeline: 1 when the
+ * handler will answer without the pipeline (a missing collection or subject, a bad
+ * parameter, an Idempotency-Key replay, ...), so the image is not prepared and the handler
+ * answers at once; 0 otherwise. They are the handler's own checks in the handler's order, so
+ * the answer is the handler's either way. A response they set is cleared by the caller.
+ * The enrolment check claims the request's Idempotency-Key (r->idem_claimed) for the handler.
+ */
+int http_enrol_precheck(http_request *r, http_input *in);
+int http_search_precheck(http_request *r, http_input *in);
+int http_verify_precheck(http_request *r, http_input *in);
+/* Releases what the prepare step kept (jobs the handler did not take, the parsed body). The
+ * stage timings of images prepared and not taken still go to the request's metrics: the work
+ * was done. */
 void http_face_prefetch_free(http_request *r);
 
 /* The face pipeline for handlers (api_face.c): the image's prepared job when there is one

@@ -1527,6 +1527,145 @@ static void test_open_without_keys(void **state)
     free(log);
 }
 
+/* How often the pipeline's detect stage ran, from /metrics. */
+static double detect_runs(int port)
+{
+    static const char series[] = "vultus_stage_duration_seconds_count{stage=\"detect\"} ";
+    tc_response r;
+    assert_int_equal(tc_get(port, "/metrics", NULL, &r), 0);
+    assert_int_equal(r.status, 200);
+    const char *p = strstr(r.body, series);
+    double v = p ? atof(p + strlen(series)) : 0;
+    tc_response_free(&r);
+    return v;
+}
+
+/* Posts form `f` to `path` and asserts the error; the form is freed. */
+static void post_expect_error(int port, const char *path, const char *headers, tc_form *f,
+                              int status, const char *code)
+{
+    tc_response r;
+    tc_form_end(f);
+    assert_int_equal(tc_post_form(port, path, headers, f, &r), 0);
+    expect_error(&r, status, code);
+    tc_response_free(&r);
+    free(f->data);
+}
+
+/*
+ * Requests that the handler refuses on cheap checks (a missing collection or subject, a
+ * missing parameter, an Idempotency-Key replay) get the handler's answer without the face
+ * pipeline running for their image: the detect stage's count in /metrics does not move, and a
+ * request that does need the pipeline moves it by exactly one afterwards. (A prepared image
+ * the handler did not take counts in the stage metrics too, so this fails when the prepare
+ * step runs the pipeline before the checks.)
+ */
+static void test_precheck_skips_pipeline(void **state)
+{
+    (void)state;
+    NEED_SERVER(&shared);
+    int port = shared.port;
+    tc_response r;
+    assert_int_equal(tc_post_json(port, "/v1/collections", NULL, "{\"name\":\"pre\"}", &r), 0);
+    assert_int_equal(r.status, 201);
+    tc_response_free(&r);
+    double before = detect_runs(port);
+    long long id = enrol(port, "pre", "amy", SAMPLE, "Idempotency-Key: pre-1\r\n");
+    double c0 = detect_runs(port);
+    for (int i = 0; i < 100 && c0 == before; i++) {
+        usleep(10000); /* the stage metrics are written when the response has gone out */
+        c0 = detect_runs(port);
+    }
+    assert_true(c0 == before + 1); /* an enrolment runs the pipeline once */
+
+    size_t len;
+    char *img = load(SAMPLE, &len);
+    /* the replay: the first answer, pipeline not run */
+    tc_form f = {0};
+    tc_form_field(&f, "subject", "amy");
+    tc_form_file(&f, "image", img, len);
+    tc_form_end(&f);
+    assert_int_equal(
+        tc_post_form(port, "/v1/collections/pre/faces", "Idempotency-Key: pre-1\r\n", &f, &r), 0);
+    json_t *j = expect_json(&r, 201);
+    assert_int_equal(json_integer_value(json_object_get(j, "face_id")), id);
+    char v[64];
+    assert_string_equal(tc_header(&r, "Idempotency-Replayed", v, sizeof v), "true");
+    json_decref(j);
+    tc_response_free(&r);
+    free(f.data);
+    /* the same key with another request */
+    tc_form g = {0};
+    tc_form_field(&g, "subject", "penny");
+    tc_form_file(&g, "image", img, len);
+    post_expect_error(port, "/v1/collections/pre/faces", "Idempotency-Key: pre-1\r\n", &g, 422,
+                      "idempotency_key_reused");
+    /* enrolment into a collection that does not exist, with and without a key */
+    tc_form e1 = {0};
+    tc_form_field(&e1, "subject", "amy");
+    tc_form_file(&e1, "image", img, len);
+    post_expect_error(port, "/v1/collections/nope/faces", NULL, &e1, 404, "collection_not_found");
+    tc_form e2 = {0};
+    tc_form_field(&e2, "subject", "amy");
+    tc_form_file(&e2, "image", img, len);
+    post_expect_error(port, "/v1/collections/nope/faces", "Idempotency-Key: pre-2\r\n", &e2, 404,
+                      "collection_not_found");
+    /* enrolment without a subject */
+    tc_form e3 = {0};
+    tc_form_file(&e3, "image", img, len);
+    post_expect_error(port, "/v1/collections/pre/faces", NULL, &e3, 422, "invalid_parameter");
+    /* search on a missing collection, and with a bad k */
+    assert_int_equal(tc_request(port, "POST", "/v1/collections/nope/search",
+                                "Content-Type: image/jpeg\r\n", img, len, &r),
+                     0);
+    expect_error(&r, 404, "collection_not_found");
+    tc_response_free(&r);
+    assert_int_equal(tc_request(port, "POST", "/v1/collections/pre/search?k=0",
+                                "Content-Type: image/jpeg\r\n", img, len, &r),
+                     0);
+    expect_error(&r, 422, "invalid_parameter");
+    tc_response_free(&r);
+    /* verify against an unknown subject, an unknown collection, a subject without a face */
+    tc_form v1 = {0};
+    tc_form_field(&v1, "collection", "pre");
+    tc_form_field(&v1, "subject", "nobody");
+    tc_form_file(&v1, "image", img, len);
+    post_expect_error(port, "/v1/verify", NULL, &v1, 404, "subject_not_found");
+    tc_form v2 = {0};
+    tc_form_field(&v2, "collection", "nope");
+    tc_form_field(&v2, "subject", "amy");
+    tc_form_file(&v2, "image", img, len);
+    post_expect_error(port, "/v1/verify", NULL, &v2, 404, "collection_not_found");
+    assert_int_equal(tc_post_json(port, "/v1/collections/pre/subjects", NULL, "{\"id\":\"empty\"}",
+                                  &r),
+                     0);
+    assert_int_equal(r.status, 201);
+    tc_response_free(&r);
+    tc_form v3 = {0};
+    tc_form_field(&v3, "collection", "pre");
+    tc_form_field(&v3, "subject", "empty");
+    tc_form_file(&v3, "image", img, len);
+    post_expect_error(port, "/v1/verify", NULL, &v3, 422, "no_enrolled_face");
+    tc_form v4 = {0};
+    tc_form_field(&v4, "collection", "pre");
+    tc_form_file(&v4, "image", img, len);
+    post_expect_error(port, "/v1/verify", NULL, &v4, 422, "invalid_parameter");
+
+    /* none of them ran the pipeline; a detect does, once */
+    assert_int_equal(tc_request(port, "POST", "/v1/detect", "Content-Type: image/jpeg\r\n", img,
+                                len, &r),
+                     0);
+    assert_int_equal(r.status, 200);
+    tc_response_free(&r);
+    double c1 = detect_runs(port);
+    for (int i = 0; i < 100 && c1 == c0; i++) {
+        usleep(10000);
+        c1 = detect_runs(port);
+    }
+    if (c1 != c0 + 1) fail_msg("the detect stage ran %.0f times for 1 needed", c1 - c0);
+    free(img);
+}
+
 int main(void)
 {
     const struct CMUnitTest shared_tests[] = {
@@ -1536,6 +1675,7 @@ int main(void)
         cmocka_unit_test(test_no_face),
         cmocka_unit_test(test_collections_and_subjects),
         cmocka_unit_test(test_faces_and_search),
+        cmocka_unit_test(test_precheck_skips_pipeline),
         cmocka_unit_test(test_request_errors),
         cmocka_unit_test(test_bad_request_corpus),
         cmocka_unit_test(test_slow_client),
