@@ -25,8 +25,10 @@ face_detector face_detector_resolve(face_detector d)
  * side the later stages want (`side`; 0: full size). The tiled detector looks at the image at
  * full resolution; the adaptive one at up to ADAPTIVE_MIN_SIDE pixels on the shorter side,
  * which keeps photos of up to 1080 lines whole (WIDER's are 1024 px) and bounds the pyramid's
- * cost on larger ones: there min_face_size counts pixels of the reduced image (20 px of a
- * 4000x3000 photo decoded at 1/4 are 80 px of the original).
+ * cost on larger ones: there the default minimum face size counts pixels of the reduced image
+ * (20 px of a 4000x3000 photo decoded at 1/4 are 80 px of the original). A min_face_size the
+ * caller sets counts full-size pixels on every path: face_analyze_prepare_bytes scales it to
+ * the reduced image and filters the boxes again at full size.
  */
 #define ADAPTIVE_MIN_SIDE 540
 

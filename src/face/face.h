@@ -62,7 +62,9 @@ typedef struct face_options {
     face_detector detector;
     face_embedder embedder;
     float min_score;        /* detection score threshold; 0: the detector's default (0.5) */
-    int min_face_size;      /* pixels (shorter box side); 0: 20 */
+    int min_face_size;      /* pixels of the full-size upright image (shorter side of the
+                               detector's box); 0: 20 pixels of the image the detector sees
+                               (face_analyze_bytes may decode a JPEG reduced for it) */
     int max_faces;          /* 0: 100; the largest faces are kept */
     img_limits limits;      /* face_analyze_bytes: checked against the stored image size (and
                                the byte count) before anything is decoded; a zero field: the

@@ -360,6 +360,75 @@ static void test_batch_and_scale_invariance(void **state)
     face_context_destroy(one);
 }
 
+/* Faces of r whose detector box has its shorter side >= min_side: min_face_size is compared
+ * with BlazeFace's square box, which face_info reports 0.9x as wide (analyze.c). */
+static int faces_at_least(const face_result *r, float min_side)
+{
+    int n = 0;
+    for (int i = 0; i < r->n_faces; i++)
+        n += r->faces[i].w >= 0.9f * min_side - 0.01f;
+    return n;
+}
+
+/*
+ * min_face_size counts pixels of the full-size image on both paths: face_analyze_bytes, whose
+ * detector sees group-selfie-many (600x604; detector boxes of about 77, 105, 115 and 148 px)
+ * decoded at 1/2 for detection only, and face_analyze on the image decoded in full. The
+ * one-pass detector sees the same 256x256 input either way, so the boxes agree. A threshold
+ * between two faces' sizes keeps exactly the faces at least that big, on both paths. (Before
+ * min_face_size was scaled, the reduced path searched for faces twice as large.)
+ */
+static void test_min_face_size_full_pixels(void **state)
+{
+    (void)state;
+    NEED_FIXTURES();
+    const char *path = FIXTURES "/group-selfie-many.jpg";
+    char *data;
+    size_t len;
+    assert_int_equal(base_file_read(path, 64u << 20, &data, &len), 0);
+    img_image im;
+    assert_int_equal(img_decode((const uint8_t *)data, len, NULL, &im, NULL), 0);
+    face_options o = {.stages = FACE_STAGE_DETECT, .detector = FACE_DETECTOR_BLAZEFACE};
+    face_result all_bytes, all_full;
+    assert_int_equal(face_analyze_bytes(ctx, (const uint8_t *)data, len, &o, &all_bytes), 0);
+    assert_int_equal(face_analyze(ctx, &im, &o, &all_full), 0);
+    assert_int_equal(all_bytes.n_faces, 4);
+    assert_int_equal(all_full.n_faces, 4);
+    static const struct {
+        int min_face, expect;
+    } cases[] = {{90, 3}, {130, 1}};
+    for (int k = 0; k < 2; k++) {
+        int m = cases[k].min_face;
+        o.min_face_size = m;
+        face_result big_bytes, big_full;
+        assert_int_equal(face_analyze_bytes(ctx, (const uint8_t *)data, len, &o, &big_bytes), 0);
+        assert_int_equal(face_analyze(ctx, &im, &o, &big_full), 0);
+        printf("  min_face_size %d: %d from bytes, %d from the image (of %d / %d at least that "
+               "big unfiltered)\n",
+               m, big_bytes.n_faces, big_full.n_faces, faces_at_least(&all_bytes, (float)m),
+               faces_at_least(&all_full, (float)m));
+        assert_int_equal(faces_at_least(&all_bytes, (float)m), cases[k].expect);
+        assert_int_equal(faces_at_least(&all_full, (float)m), cases[k].expect);
+        assert_int_equal(big_bytes.n_faces, cases[k].expect);
+        assert_int_equal(big_full.n_faces, cases[k].expect);
+        /* the same faces: the largest of the unfiltered runs (both sorted by size) */
+        for (int i = 0; i < cases[k].expect; i++) {
+            const face_info *x = &big_bytes.faces[i], *y = &all_bytes.faces[i];
+            assert_float_equal(x->x + x->w / 2, y->x + y->w / 2, 0.05f * y->w);
+            assert_float_equal(x->w, y->w, 0.05f * y->w);
+            x = &big_full.faces[i], y = &all_full.faces[i];
+            assert_float_equal(x->x + x->w / 2, y->x + y->w / 2, 0.05f * y->w);
+            assert_float_equal(x->w, y->w, 0.05f * y->w);
+        }
+        face_result_free(&big_bytes);
+        face_result_free(&big_full);
+    }
+    face_result_free(&all_bytes);
+    face_result_free(&all_full);
+    img_free(&im);
+    free(data);
+}
+
 static void test_attributes(void **state)
 {
     (void)state;
@@ -409,6 +478,7 @@ int main(void)
         cmocka_unit_test(test_alignment_reference),
         cmocka_unit_test(test_batch_and_scale_invariance),
         cmocka_unit_test(test_attributes),
+        cmocka_unit_test(test_min_face_size_full_pixels),
         cmocka_unit_test(test_bad_input),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
