@@ -10,10 +10,13 @@
  * Layout: C[M, N] = A[M, K] * B[K, N] + bias, then the fused activation, where M is the output
  * pixels of the whole batch (NHWC rows), N the output channels and K = KH * KW * Cin in TF's
  * filter order. B is packed once at load (nn_gemm_pack) into panels of 32 output channels,
- * [panel][K][32], zero-padded; the model owns it (node->packed). A is the input itself when
- * every output pixel reads one contiguous row (1x1, stride 1, no padding; fully connected);
- * otherwise each block of 14 output pixels gathers its K-long rows (im2col of one block, on the
- * stack, zeros for padding) before it meets every panel.
+ * [panel][K][32], zero-padded (16 or 8 for layers with few channels: panel_width,
+ * pair_segment); the model owns it (node->packed). A is the input itself when every output
+ * pixel reads one contiguous row (1x1, stride 1, no padding; fully connected); a convolution's
+ * block of output pixels within one row reads each kernel row's inputs in place (at the
+ * image's edges from a zero-padded copy of that span); otherwise (maps narrower than a tile,
+ * spans too long for the stack, dilated rows of 8-wide panels) each block gathers its K-long
+ * rows (im2col of one block, on the stack, zeros for padding) before it meets every panel.
  *
  * Loop order: panels in groups whose weights fit in half of L2, then blocks of 14 rows, then
  * the panels of the group: a group's weights are read from memory once and then from L2 for
@@ -115,22 +118,22 @@ int nn_gemm_supports(const nn_graph *g, const nn_node *n)
     }
     gemm_dims(g, n, &k, &nc);
     if (k < 1 || nc < 1 || (!direct_rows(n) && k > MAX_GATHER_K)) return 0;
-    /* Where XNNPACK measured faster (bench nn --profile, both ways): fewer than 32 output
-     * channels or more than a quarter of the last panel unused (the tile computes 32 columns
-     * regardless), and gathered rows of fewer than 32 inputs per tap (a copy per few floats;
-     * XNNPACK's indirection copies nothing). */
+    /* Where XNNPACK measured faster (bench nn --profile, both ways): more than a quarter of
+     * the last panel unused (the tile computes the whole panel regardless), and the cases
+     * below. */
     size_t nr = panel_width(nc);
     size_t padded = (nc + nr - 1) / nr * nr;
     /* 8-wide panels also take 1-5 channels when K is long (gender's 3x3x128 -> 2 head: XNNPACK
      * ran it at 18 GFLOP/s). */
     if ((nc < 6 || 4 * (padded - nc) > padded) && !(nr == 8 && k >= 256)) return 0;
-    /* Fewer inputs per tap: only on maps wide enough that most blocks read in place, and with
-     * whole panels (a stem convolution from RGB: 23% faster than XNNPACK at 126x126x64; with
-     * 24 channels, as in blazeface's stem, it was not). */
     /* Narrow panels: XNNPACK stays faster on 1x1 layers with fewer than 32 inputs (a tile's
      * epilogue outweighs its few FMAs) and on maps narrower than a tile (gathered rows) unless
      * K is long enough to pay for the gathering (emotion's 3x3x256 -> 7 head: 2x faster). */
     if (nr < NR && (direct_rows(n) ? k < 32 : g->tensors[n->output].shape.dim[2] < MR && k < 256)) return 0;
+    /* 32-wide panels with fewer than 32 inputs per tap: only on maps wide enough that most
+     * blocks read in place (a stem convolution from RGB: 23% faster than XNNPACK at
+     * 126x126x64; blazeface's 5x5 s2 3->24 stem 0.49 -> 0.35 ms once edge blocks copied
+     * spans instead of gathering every tap). */
     if (nr == NR && !direct_rows(n) && w->dim[2] < 32 &&
         g->tensors[n->output].shape.dim[2] < 3 * MR)
         return 0;
