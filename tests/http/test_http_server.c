@@ -1296,8 +1296,12 @@ static void test_sigterm_drain(void **state)
     (void)state;
     if (!have_models()) skip();
     tc_server s;
-    static const char *const args[] = {"--workers",          "2",     "--grace-ms", "400",
-                                       "--drain-timeout-ms", "30000", NULL};
+    /* A deadline longer than the test: admission must not refuse (503) a request it cannot
+     * start within the default 5 s, which sanitizer builds (a second per photo) can hit;
+     * this test is about the drain. */
+    static const char *const args[] = {"--workers",          "2",     "--grace-ms",    "400",
+                                       "--drain-timeout-ms", "30000", "--deadline-ms", "60000",
+                                       NULL};
     assert_int_equal(tc_server_start(&s, NULL, args, 1), 0);
     size_t len;
     char *jpeg = load(SAMPLE, &len);
