@@ -150,18 +150,6 @@ static json_t *face_json(const face_info *f, int with_embedding)
     return o;
 }
 
-static void print_line(json_t *root)
-{
-    char *s = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(8));
-    if (s) {
-        fputs(s, stdout);
-        fputc('\n', stdout);
-        free(s);
-    }
-    fflush(stdout);
-    json_decref(root);
-}
-
 static void print_error(const char *path, const char *what, int rc)
 {
     json_t *o = json_object();
@@ -170,7 +158,7 @@ static void print_error(const char *path, const char *what, int rc)
     const char *detail = base_error_message();
     snprintf(msg, sizeof msg, "%s: %s%s%s", what, base_strerror(rc), *detail ? ": " : "", detail);
     json_object_set_new(o, "error", json_string(msg));
-    print_line(o);
+    cli_print_json_line(o, 8);
 }
 
 /* OUT for one image; OUT-N.ext with several. */
@@ -365,7 +353,7 @@ int cli_analyze_main(int argc, char **argv)
         json_object_set_new(t, "total", num(tm->decode_ms + tm->detect_ms + tm->landmarks_ms + tm->align_ms +
                                             tm->embed_ms + tm->attributes_ms + tm->liveness_ms));
         json_object_set_new(o, "timing_ms", t);
-        print_line(o);
+        cli_print_json_line(o, 8);
         if (draw_out) {
             char out[4096];
             draw_path(draw_out, i - optind, n_images, out, sizeof out);

@@ -119,15 +119,6 @@ static int compare_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-static void print_json_line(json_t *root)
-{
-    char *text = root ? json_dumps(root, JSON_COMPACT | JSON_REAL_PRECISION(6)) : NULL;
-    if (text) printf("%s\n", text);
-    fflush(stdout);
-    free(text);
-    json_decref(root);
-}
-
 /* Elements per batch element of input `index` (product of the dims after the batch). */
 static int64_t input_elements(const nn_model *model, int index)
 {
@@ -211,7 +202,7 @@ static int bench_one(const char *name, const nn_model *model, int64_t macs, int 
     if (line && cfg->schedule != NN_SCHEDULE_AUTO)
         json_object_set_new(line, "schedule",
                             json_string(cfg->schedule == NN_SCHEDULE_PER_IMAGE ? "image" : "batch"));
-    print_json_line(line);
+    cli_print_json_line(line, 6);
     return 0;
 }
 
@@ -335,8 +326,9 @@ static int bench_peak(int argc, char **argv)
     }
     const char *isa = "";
     double gflops = cli_peak_gflops(&isa);
-    print_json_line(json_pack("{s:s, s:f, s:s, s:i}", "bench", "nn-peak", "gflops", gflops, "isa",
-                              isa, "threads", 1));
+    cli_print_json_line(json_pack("{s:s, s:f, s:s, s:i}", "bench", "nn-peak", "gflops", gflops,
+                                  "isa", isa, "threads", 1),
+                        6);
     return CLI_EXIT_OK;
 }
 
@@ -372,9 +364,10 @@ static int bench_load(int argc, char **argv)
     for (int i = 0; i < N_DEFAULT_MODELS && !rc; i++) rc = nn_context_create(models[i], NULL, &ctx[i]);
     double rss_contexts = rss_mib();
     if (!rc)
-        print_json_line(json_pack("{s:s, s:i, s:f, s:f, s:f, s:f}", "bench", "nn-load", "models", N_DEFAULT_MODELS,
-                                  "ms", ms, "rss_start_mb", rss0, "rss_mb", rss_loaded,
-                                  "rss_with_contexts_mb", rss_contexts));
+        cli_print_json_line(json_pack("{s:s, s:i, s:f, s:f, s:f, s:f}", "bench", "nn-load",
+                                      "models", N_DEFAULT_MODELS, "ms", ms, "rss_start_mb", rss0,
+                                      "rss_mb", rss_loaded, "rss_with_contexts_mb", rss_contexts),
+                            6);
     for (int i = 0; i < N_DEFAULT_MODELS; i++) {
         nn_context_destroy(ctx[i]);
         nn_model_destroy(models[i]);

@@ -216,11 +216,7 @@ static void print_line(const bench_options *o, const char *image, int width, int
         json_object_set_new(j, "height", json_integer(height));
         json_object_set_new(j, "runs", json_integer(o->runs));
     }
-    char *text = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
-    if (text) printf("%s\n", text);
-    fflush(stdout);
-    free(text);
-    json_decref(j);
+    cli_print_json_line(j, 6);
 }
 
 /* Times one image with `n` workers; prints its lines. */

@@ -10,6 +10,7 @@
 #ifndef VULTUS_CLI_H
 #define VULTUS_CLI_H
 
+#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -38,6 +39,12 @@ int cli_gallery_main(int argc, char **argv);
 int cli_enroll_main(int argc, char **argv);
 /* vultus search --collection C [--top K] IMAGE... */
 int cli_search_main(int argc, char **argv);
+
+/*
+ * Prints `root` as one compact JSON line on stdout (reals with `precision` significant digits),
+ * flushes, and releases root. Returns 0, or -1 when root is NULL or cannot be written.
+ */
+int cli_print_json_line(json_t *root, int precision);
 
 /* A model's name from its path: the file name without directory and ".json". */
 void cli_model_name(const char *path, char *buf, size_t cap);

@@ -211,16 +211,6 @@ static json_t *json_number(double v)
     return isfinite(v) ? json_real(v) : json_null();
 }
 
-static void print_json_line(json_t *root)
-{
-    char *text =
-        root ? json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6)) : NULL;
-    if (text) printf("%s\n", text);
-    fflush(stdout);
-    free(text);
-    json_decref(root);
-}
-
 /*
  * Describes a failure on one image on stderr; only the first few of a run are shown (a model
  * that fails on every image would otherwise print thousands of lines). `shown` counts them
@@ -789,7 +779,7 @@ static int run_verification(const eval_config *c, const eval_pair_list *test,
         json_object_set_new(j, "unreadable_images", json_integer((json_int_t)unreadable));
         json_object_set_new(j, "failed_images", json_integer((json_int_t)failed));
         json_object_set_new(j, "seconds", json_number(seconds));
-        print_json_line(j);
+        cli_print_json_line(j, 6);
     }
     if (c->plot) {
         char title[160];
@@ -1236,7 +1226,7 @@ static int eval_wider_cmd(const eval_config *c, const char *gt_path)
         json_object_set_new(j, "failed_images", json_integer((json_int_t)failed));
         json_object_set_new(j, "threads", json_integer(c->threads));
         json_object_set_new(j, "seconds", json_number(seconds));
-        print_json_line(j);
+        cli_print_json_line(j, 6);
         if (c->plot) {
             char path[4096];
             plot_path_for(c->plot, n_detectors > 1 ? names[d] : NULL, path, sizeof path);
@@ -1444,7 +1434,7 @@ static int eval_age_cmd(const eval_config *c)
         json_object_set_new(j, "failed_images", json_integer((json_int_t)failed));
         json_object_set_new(j, "detector", json_string(detector_label(c)));
         json_object_set_new(j, "seconds", json_number(seconds));
-        print_json_line(j);
+        cli_print_json_line(j, 6);
     }
     status = CLI_EXIT_OK;
 done:

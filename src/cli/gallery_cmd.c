@@ -97,18 +97,6 @@ static json_t *num(double v)
     return json_real(round(v * 10000.0) / 10000.0);
 }
 
-static void print_line(json_t *root)
-{
-    char *s = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(8));
-    if (s) {
-        fputs(s, stdout);
-        fputc('\n', stdout);
-        free(s);
-    }
-    fflush(stdout);
-    json_decref(root);
-}
-
 
 /* The embedder whose id a collection is pinned to. */
 static int embedder_for_model(const char *model_id, face_embedder *out)
@@ -304,13 +292,13 @@ int cli_gallery_main(int argc, char **argv)
             info.threshold = isnan(threshold) ? default_threshold(embedder, far4) : threshold;
             rc = gal_collection_create(g, &info);
             if (!rc) rc = gal_collection_get(g, pos[0], &info);
-            if (!rc) print_line(collection_json(&info));
+            if (!rc) cli_print_json_line(collection_json(&info), 8);
         }
     } else if (strcmp(sub, "list") == 0) {
         struct gal_collection_info *list = NULL;
         size_t n = 0;
         rc = gal_collection_list(g, &list, &n);
-        for (size_t i = 0; !rc && i < n; i++) print_line(collection_json(&list[i]));
+        for (size_t i = 0; !rc && i < n; i++) cli_print_json_line(collection_json(&list[i]), 8);
         free(list);
     } else if (strcmp(sub, "show") == 0) {
         struct gal_collection_info info;
@@ -350,15 +338,15 @@ int cli_gallery_main(int argc, char **argv)
                 if (n < 1000) break;
             }
             json_object_set_new(o, "subject_list", subjects);
-            if (!rc) print_line(o);
+            if (!rc) cli_print_json_line(o, 8);
             else json_decref(o);
         }
     } else if (strcmp(sub, "delete") == 0) {
         rc = gal_collection_delete(g, pos[0]);
-        if (!rc) print_line(json_pack("{s:s}", "deleted", pos[0]));
+        if (!rc) cli_print_json_line(json_pack("{s:s}", "deleted", pos[0]), 8);
     } else if (strcmp(sub, "export") == 0) {
         rc = gal_export(g, pos[0], pos[1]);
-        if (!rc) print_line(json_pack("{s:s,s:s}", "exported", pos[0], "file", pos[1]));
+        if (!rc) cli_print_json_line(json_pack("{s:s,s:s}", "exported", pos[0], "file", pos[1]), 8);
     } else if (strcmp(sub, "import") == 0) {
         rc = gal_import(g, pos[0], as_name);
         if (!rc) {
@@ -375,17 +363,22 @@ int cli_gallery_main(int argc, char **argv)
                 if (best) {
                     json_t *o = collection_json(best);
                     json_object_set_new(o, "imported", json_string(pos[0]));
-                    print_line(o);
+                    cli_print_json_line(o, 8);
                 }
                 free(list);
             }
         }
     } else if (strcmp(sub, "delete-face") == 0) {
         rc = gal_face_delete(g, pos[0], face_id);
-        if (!rc) print_line(json_pack("{s:s,s:I}", "collection", pos[0], "deleted_face", (json_int_t)face_id));
+        if (!rc)
+            cli_print_json_line(json_pack("{s:s,s:I}", "collection", pos[0], "deleted_face",
+                                          (json_int_t)face_id),
+                                8);
     } else if (strcmp(sub, "delete-subject") == 0) {
         rc = gal_subject_delete(g, pos[0], pos[1]);
-        if (!rc) print_line(json_pack("{s:s,s:s}", "collection", pos[0], "deleted_subject", pos[1]));
+        if (!rc)
+            cli_print_json_line(
+                json_pack("{s:s,s:s}", "collection", pos[0], "deleted_subject", pos[1]), 8);
     }
     if (rc) {
         char cmd[64];
@@ -713,7 +706,7 @@ int cli_enroll_main(int argc, char **argv)
             json_object_set_new(o, "faces_in_image", json_integer(res.n_faces));
         }
         if (*reason) json_object_set_new(o, "reason", json_string(reason));
-        print_line(o);
+        cli_print_json_line(o, 8);
         if (strcmp(status, "enrolled") == 0) {
             enrolled++;
         } else {
@@ -747,7 +740,7 @@ int cli_enroll_main(int argc, char **argv)
                                 "skipped_low_quality", (json_int_t)low_quality, "failed", (json_int_t)failed,
                                 "seconds", num(secs), "not_enrolled", failures);
     json_t *wrap = json_pack("{s:o}", "summary", summary);
-    print_line(wrap);
+    cli_print_json_line(wrap, 8);
     face_context_destroy(ctx);
     face_models_destroy(models);
     gal_close(g);
@@ -837,7 +830,7 @@ int cli_search_main(int argc, char **argv)
             char msg[512];
             snprintf(msg, sizeof msg, "%s: %s", base_strerror(rc), base_error_message());
             json_object_set_new(o, "error", json_string(msg));
-            print_line(o);
+            cli_print_json_line(o, 8);
             failures++;
             continue;
         }
@@ -847,7 +840,7 @@ int cli_search_main(int argc, char **argv)
         if (nq == 0) {
             json_object_set_new(o, "result", json_string("no face"));
             json_object_set_new(o, "faces", json_array());
-            print_line(o);
+            cli_print_json_line(o, 8);
             face_result_free(&res);
             continue;
         }
@@ -881,7 +874,7 @@ int cli_search_main(int argc, char **argv)
             char msg[512];
             snprintf(msg, sizeof msg, "search: %s: %s", base_strerror(rc), base_error_message());
             json_object_set_new(o, "error", json_string(msg));
-            print_line(o);
+            cli_print_json_line(o, 8);
             face_result_free(&res);
             failures++;
             continue;
@@ -909,7 +902,7 @@ int cli_search_main(int argc, char **argv)
         json_object_set_new(o, "result", json_string(any_match ? "match" : "no match"));
         json_object_set_new(o, "threshold", num(results->threshold));
         json_object_set_new(o, "faces", faces);
-        print_line(o);
+        cli_print_json_line(o, 8);
         gal_results_destroy(results);
         face_result_free(&res);
     }

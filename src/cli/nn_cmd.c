@@ -41,6 +41,18 @@ static json_t *io_json(const nn_io_info *io)
     return json_pack("{s:s, s:o}", "name", io->name ? io->name : "", "shape", shape);
 }
 
+int cli_print_json_line(json_t *root, int precision)
+{
+    char *text = root ? json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER |
+                                             JSON_REAL_PRECISION(precision))
+                      : NULL;
+    if (text) printf("%s\n", text);
+    fflush(stdout);
+    free(text);
+    json_decref(root);
+    return text ? 0 : -1;
+}
+
 void cli_model_name(const char *path, char *buf, size_t cap)
 {
     const char *slash = strrchr(path, '/');
@@ -75,12 +87,7 @@ static int print_json(const char *path, const nn_model *model, double load_ms)
         fprintf(stderr, "vultus nn info: %s: cannot build the JSON summary\n", path);
         return CLI_EXIT_FAILURE;
     }
-    char *text = json_dumps(root, JSON_COMPACT | JSON_REAL_PRECISION(6));
-    json_decref(root);
-    if (!text) return CLI_EXIT_FAILURE;
-    printf("%s\n", text);
-    free(text);
-    return CLI_EXIT_OK;
+    return cli_print_json_line(root, 6) == 0 ? CLI_EXIT_OK : CLI_EXIT_FAILURE;
 }
 
 static int print_text(const char *path, const nn_model *model, double load_ms)
