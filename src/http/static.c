@@ -11,6 +11,7 @@
  */
 #include "http/internal.h"
 
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,34 +51,53 @@ static const web_file web_files[] = {
     {"/favicon.svg", "image/svg+xml", vultus_web_favicon_svg_start, vultus_web_favicon_svg_end},
 };
 
+#define N_WEB_FILES (sizeof web_files / sizeof web_files[0])
+
+/* Each file's entity tag: FNV-1a over its bytes, so a binary with a changed page gets new tags.
+ * The files never change while the process runs, so the tags are computed once. */
+static char web_etags[N_WEB_FILES][24];
+static pthread_once_t web_etags_once = PTHREAD_ONCE_INIT;
+
+static void web_etags_compute(void)
+{
+    for (size_t i = 0; i < N_WEB_FILES; i++) {
+        uint64_t h = 0xcbf29ce484222325ull;
+        for (const char *c = web_files[i].start; c < web_files[i].end; c++)
+            h = (h ^ (uint8_t)*c) * 0x100000001b3ull;
+        snprintf(web_etags[i], sizeof web_etags[i], "\"%016llx\"", (unsigned long long)h);
+    }
+}
+
+static int web_file_find(const char *path)
+{
+    for (size_t i = 0; i < N_WEB_FILES; i++)
+        if (strcmp(web_files[i].path, path) == 0) return (int)i;
+    return -1;
+}
+
 const char *http_web_file(const char *path, size_t *len, const char **type)
 {
-    for (size_t i = 0; i < sizeof web_files / sizeof web_files[0]; i++) {
-        if (strcmp(web_files[i].path, path) != 0) continue;
-        *len = (size_t)(web_files[i].end - web_files[i].start);
-        *type = web_files[i].type;
-        return web_files[i].start;
-    }
-    return NULL;
+    int i = web_file_find(path);
+    if (i < 0) return NULL;
+    *len = (size_t)(web_files[i].end - web_files[i].start);
+    *type = web_files[i].type;
+    return web_files[i].start;
 }
 
 void http_api_static(http_request *r, http_worker *w)
 {
     (void)w;
-    size_t len = 0;
-    const char *type = NULL;
-    const char *data = http_web_file(http_routes[r->route].pattern, &len, &type);
-    if (!data) {
+    int i = web_file_find(http_routes[r->route].pattern);
+    if (i < 0) {
         /* A route in the table without a file here: a bug in routes.c, reported, not fatal. */
         http_respond_error(r, 500, "internal", "no embedded file for %s",
                            http_routes[r->route].pattern);
         return;
     }
-    /* FNV-1a over the bytes: a cheap content tag; the files are ~100 KB, hashed per request
-     * rather than cached so nothing here is shared between threads. */
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < len; i++) h = (h ^ (uint8_t)data[i]) * 0x100000001b3ull;
-    snprintf(r->etag, sizeof r->etag, "\"%016llx\"", (unsigned long long)h);
+    const char *data = web_files[i].start;
+    size_t len = (size_t)(web_files[i].end - data);
+    pthread_once(&web_etags_once, web_etags_compute);
+    memcpy(r->etag, web_etags[i], sizeof r->etag);
     r->cache_control = "no-cache";
     const char *match = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "If-None-Match");
     if (match && (strstr(match, r->etag) || strcmp(match, "*") == 0)) {
@@ -92,5 +112,5 @@ void http_api_static(http_request *r, http_worker *w)
         return;
     }
     memcpy(copy, data, len + 1);
-    http_respond_text(r, 200, type, copy, len);
+    http_respond_text(r, 200, web_files[i].type, copy, len);
 }
