@@ -31,6 +31,9 @@ const http_option http_options[] = {
      "faces per batch of the per-face models, across requests; 1: batching off"},
     {"batch-wait-ms", "VULTUS_BATCH_WAIT_MS", "2",
      "how long a batch may wait to fill while other requests are being prepared"},
+    {"worker-nice", "VULTUS_WORKER_NICE", "10",
+     "added to the inference threads' niceness (0-19) so the event loop, which accepts, "
+     "refuses and answers probes, runs at once even when every core computes; 0: off"},
     {"drain-timeout-ms", "VULTUS_DRAIN_TIMEOUT_MS", "25000",
      "after SIGTERM, the longest wait for requests in flight"},
     {"grace-ms", "VULTUS_GRACE_MS", "2000",
@@ -107,6 +110,7 @@ int http_config_set(http_config *c, const char *name, const char *value)
     INT_OPTION("max-faces", max_faces, 1, GAL_QUERIES_MAX)
     INT_OPTION("batch-max", batch_max, 1, 256)
     INT_OPTION("batch-wait-ms", batch_wait_ms, 0, 60000)
+    INT_OPTION("worker-nice", worker_nice, 0, 19)
     INT_OPTION("drain-timeout-ms", drain_timeout_ms, 0, 3600000)
     INT_OPTION("grace-ms", grace_ms, 0, 3600000)
     INT_OPTION("read-timeout-ms", read_timeout_ms, 100, 3600000)

@@ -37,6 +37,7 @@ typedef struct http_config {
     int max_faces;                /* faces analysed per image (the largest are kept) */
     int batch_max;                /* faces per embedding run */
     int batch_wait_ms;            /* how long a batch waits for more faces */
+    int worker_nice;              /* niceness added to the inference threads */
     int drain_timeout_ms;         /* SIGTERM: the longest the drain may take */
     int grace_ms;                 /* SIGTERM: keep accepting this long while /readyz says 503 */
     int read_timeout_ms;          /* a request's headers and body must arrive within this */
