@@ -61,7 +61,8 @@ static void test_rsqrt(void **state)
 /* The own depthwise kernel vs the reference over edge shapes: odd sizes, 3x3/5x5/1x1/7x7
  * (specialised and generic paths), stride 1 and 2, SAME/VALID/asymmetric padding, dilation,
  * channel counts around the 16-lane block (1, 4, 8, 12, 24: the flat path whose vectors cross
- * pixels; a 40-wide map for C=1's 16-pixel units), batch 1 and 3, every fused activation. */
+ * pixels; a 40-wide map for C=1's 16-pixel units; rows of 8, 11, 28 interior pixels for the
+ * 8-pixel groups and their shifted last group), batch 1 and 3, every fused activation. */
 static void test_depthwise(void **state)
 {
     (void)state;
@@ -73,11 +74,11 @@ static void test_depthwise(void **state)
     for (size_t i = 0; i < sizeof w / sizeof w[0]; i++) w[i] = (float)((seed = seed * 1103515245u + 12345u) >> 9) / 4194304.0f - 1.0f;
     for (int i = 0; i < 40; i++) bias[i] = 0.01f * (float)i - 0.2f, slope[i] = 0.05f * (float)i;
     const int ks[] = {1, 3, 5, 7}, cs[] = {1, 4, 8, 12, 16, 17, 24, 33, 40},
-              hs[][2] = {{19, 17}, {7, 9}, {4, 5}, {5, 40}};
+              hs[][2] = {{19, 17}, {7, 9}, {4, 5}, {5, 40}, {6, 10}, {3, 13}, {8, 30}};
     int cases = 0;
     for (int ki = 0; ki < 4; ki++)
         for (int ci = 0; ci < 9; ci++)
-            for (int hi = 0; hi < 4; hi++)
+            for (int hi = 0; hi < 7; hi++)
                 for (int stride = 1; stride <= 2; stride++)
                     for (int variant = 0; variant < 4; variant++) {
                         int K = ks[ki], C = cs[ci], H = hs[hi][0], W = hs[hi][1], N = variant == 3 ? 3 : 1;
