@@ -439,7 +439,8 @@ int gal_open(const char *path, const struct gal_options *options, struct gal **o
     pthread_rwlock_init(&g->collections_lock, &attr);
     pthread_rwlockattr_destroy(&attr);
 
-    int rc = gal_store_sqlite_open(path, options, &g->store);
+    int rc = gal_location_is_url(path) ? gal_store_postgres_open(path, options, &g->store)
+                                       : gal_store_sqlite_open(path, options, &g->store);
     if (rc) goto fail;
     struct load_ctx l = {g, NULL, 0};
     struct gal_store_loader loader = {&l, load_collection_cb, load_face_cb};
@@ -449,8 +450,10 @@ int gal_open(const char *path, const struct gal_options *options, struct gal **o
     size_t n = 0;
     for (struct collection *c = g->collections; c; c = c->next)
         n++;
+    char shown[512];
+    gal_location_redact(path, shown, sizeof shown); /* a URL may hold a password */
     LOG_INFO("gallery %s: %zu collections, %llu faces loaded in %.0f ms (kernels %s, change %llu)",
-             path, n, (unsigned long long)l.faces, (double)(base_now_ns() - start) / 1e6,
+             shown, n, (unsigned long long)l.faces, (double)(base_now_ns() - start) / 1e6,
              g->kernels->name, (unsigned long long)g->applied_seq);
     *out = g;
     return 0;
@@ -483,6 +486,23 @@ uint64_t gal_sequence(struct gal *g)
     uint64_t seq = g->applied_seq;
     pthread_mutex_unlock(&g->write_mutex);
     return seq;
+}
+
+/*
+ * Read-your-writes across processes: with a store that other processes write to at the same
+ * time (PostgreSQL, several service replicas), a read first asks the store for its last
+ * change (one cheap query) and replays what this process has not applied yet, so a client
+ * that enrolled a face through one replica finds it through any other on its next request.
+ * Nothing to do for a store without last_seq (SQLite: one process serves it).
+ */
+static int sync_for_read(struct gal *g)
+{
+    if (!g->store->ops->last_seq) return 0;
+    uint64_t last = 0;
+    int rc = g->store->ops->last_seq(g->store, &last);
+    if (rc) return rc;
+    if (last <= gal_sequence(g)) return 0;
+    return gal_refresh(g);
 }
 
 int gal_check(struct gal *g)
@@ -637,6 +657,7 @@ int gal_collection_list(struct gal *g, struct gal_collection_info **list, size_t
 static int collection_id_for_read(struct gal *g, const char *name, int64_t *id)
 {
     int rc = gal_check_collection_name(name);
+    if (!rc) rc = sync_for_read(g);
     if (rc) return rc;
     pthread_rwlock_rdlock(&g->collections_lock);
     struct collection *c = gal_find_collection(g, name);
@@ -883,6 +904,7 @@ int gal_face_list(struct gal *g, const char *collection, const char *subject_id,
 int gal_index_stats(struct gal *g, const char *collection, struct gal_index_stats *stats)
 {
     int rc = gal_check_collection_name(collection);
+    if (!rc) rc = sync_for_read(g);
     if (rc) return rc;
     pthread_rwlock_rdlock(&g->collections_lock);
     struct collection *c = gal_find_collection(g, collection);
@@ -982,6 +1004,7 @@ int gal_search(struct gal *g, const char *collection, const struct gal_search_re
         return base_error_set(BASE_ERR_INVALID, "query dimension %u is not in 1..%d", req->dim,
                               GAL_DIM_MAX);
     int rc = gal_check_collection_name(collection);
+    if (!rc) rc = sync_for_read(g);
     if (rc) return rc;
 
     const size_t nq = req->query_count, k = req->k, dim = req->dim;

@@ -87,10 +87,19 @@ struct gal;
 
 /*
  * Opens (creating if needed) the gallery stored in the SQLite file at `path`, migrating its
- * schema to the current version, and builds every collection's index from it. `options`
- * may be NULL for the defaults. The result is closed with gal_close().
+ * schema to the current version, and builds every collection's index from it. `path` may
+ * instead be a PostgreSQL URL (postgres://user:password@host:port/dbname?params, see
+ * gal_location_is_url): the store is then that database, which several processes (service
+ * replicas) may share; each one's reads replay the others' changes first. `options` may be
+ * NULL for the defaults. The result is closed with gal_close().
  */
 int gal_open(const char *path, const struct gal_options *options, struct gal **out);
+
+/* 1 when `location` is a PostgreSQL URL (starts with postgres:// or postgresql://). */
+int gal_location_is_url(const char *location);
+/* `location` for logs and messages: a URL's password is replaced by *** and its query
+ * string (which may carry credentials) by "?..."; a file path is copied as is. */
+void gal_location_redact(const char *location, char *out, size_t cap);
 /* Closes the gallery. Accepts NULL. No other call on `g` may be in progress. */
 void gal_close(struct gal *g);
 

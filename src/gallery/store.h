@@ -136,6 +136,11 @@ struct gal_store_ops {
 
     int (*export_scan)(struct gal_store *store, int64_t collection_id,
                        const struct gal_store_exporter *exporter);
+
+    /* The last committed change's sequence number, read cheaply, so that a process sharing
+     * the store with others can tell before a read whether it must replay changes first
+     * (read-your-writes across replicas). NULL in a backend where that is not needed. */
+    int (*last_seq)(struct gal_store *store, uint64_t *seq);
 };
 
 struct gal_store {
@@ -145,6 +150,11 @@ struct gal_store {
 /* Opens (creating and migrating) a SQLite store. `options` may be NULL. */
 int gal_store_sqlite_open(const char *path, const struct gal_options *options,
                           struct gal_store **out);
+
+/* Opens (creating and migrating) a PostgreSQL store from a postgres:// or postgresql://
+ * URL (libpq's syntax). `options` may be NULL; max_store_bytes is refused (SQLite only). */
+int gal_store_postgres_open(const char *url, const struct gal_options *options,
+                            struct gal_store **out);
 
 /* Milliseconds since the Unix epoch. */
 int64_t gal_now_ms(void);

@@ -1,0 +1,460 @@
+/*
+ * The gallery with its PostgreSQL store, on a real throw-away server (tools/pg-temp: its own
+ * cluster in a temporary folder, on a Unix socket there; stopped and removed at the end, and
+ * by a watchdog if this program dies). Skips when no PostgreSQL server binaries are installed.
+ *
+ *   - the contract tests of test_store.c, included and run on a new database each: round
+ *     trips, bad input, search decisions, export/import, reopening, following the change log,
+ *     read-only (the SQLite-only ones - file size limit, SQLite schema versions - are left out);
+ *   - embeddings, boxes and qualities read back bit-identical to the SQLite store's;
+ *   - schema: a newer version is refused, another application's tables are refused, several
+ *     openers at once create the schema once;
+ *   - URLs: a malformed one, an unreachable server, a missing database: clear errors that never
+ *     show the password;
+ *   - read-your-writes: a second handle (another replica) finds a face at once, no refresh;
+ *   - writers on several handles at once: the change log numbers commits in commit order, so a
+ *     follower that replays it incrementally ends with exactly the faces a fresh load sees;
+ *   - a connection killed by the server is reconnected once, and the write goes through.
+ */
+#define TEST_STORE_NO_MAIN 1
+#define TEST_STORE_POSTGRES 1
+#include "test_store.c"
+
+#include <libpq-fe.h>
+#include <pthread.h>
+
+static char pg_dir[128];  /* the cluster's folder (its socket is there) */
+static char pg_url[300];  /* the maintenance database */
+static int pg_databases;  /* databases created so far */
+
+static void postgres_url(char *url, size_t size, const char *dbname)
+{
+    snprintf(url, size, "postgresql://postgres@/%s?host=%s", dbname, pg_dir);
+}
+
+static void admin_exec(const char *url, const char *sql)
+{
+    PGconn *c = PQconnectdb(url);
+    if (PQstatus(c) != CONNECTION_OK) fail_msg("connect %s: %s", url, PQerrorMessage(c));
+    PGresult *r = PQexec(c, sql);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
+        fail_msg("%s: %s", sql, PQerrorMessage(c));
+    PQclear(r);
+    PQfinish(c);
+}
+
+static void new_postgres_database(char *url, size_t size)
+{
+    char name[32], sql[64];
+    snprintf(name, sizeof name, "t%d", ++pg_databases);
+    snprintf(sql, sizeof sql, "CREATE DATABASE %s", name);
+    admin_exec(pg_url, sql);
+    postgres_url(url, size, name);
+}
+
+/* Starts the server; leaves pg_url empty (tests skip) when PostgreSQL is not installed. */
+static int start_postgres(void **state)
+{
+    (void)state;
+    snprintf(pg_dir, sizeof pg_dir, "/tmp/vultus-pg-XXXXXX");
+    if (!mkdtemp(pg_dir)) return -1;
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "tools/pg-temp start %s %d", pg_dir, (int)getpid());
+    FILE *p = popen(cmd, "r");
+    if (!p) return -1;
+    char line[300] = "";
+    if (!fgets(line, sizeof line, p)) line[0] = '\0';
+    int status = pclose(p);
+    int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    if (code == 77) {
+        rmdir(pg_dir);
+        pg_dir[0] = '\0';
+        return 0; /* every test skips */
+    }
+    if (code != 0) {
+        fprintf(stderr, "tools/pg-temp start failed (exit %d)\n", code);
+        return -1;
+    }
+    line[strcspn(line, "\n")] = '\0';
+    snprintf(pg_url, sizeof pg_url, "%s", line);
+    return 0;
+}
+
+static int stop_postgres(void **state)
+{
+    (void)state;
+    if (!pg_dir[0]) return 0;
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "tools/pg-temp stop %s", pg_dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+/* ---- tests of PostgreSQL's own --------------------------------------------------------- */
+
+/* The same faces through both stores read back identically: exact f32, box, quality. */
+static void test_pg_same_as_sqlite(void **state)
+{
+    struct fixture *f = *state;
+    char file[600];
+    path_in(file, sizeof file, f->dir, "twin.db");
+    struct gal *twin;
+    EXPECT_OK(gal_open(file, NULL, &twin));
+    struct gal *both[2] = {f->g, twin};
+    struct rng r = {11};
+    enum { N = 40 };
+    static float x[N * DIM];
+    struct gal_face_input in[N];
+    int64_t ids[2][N];
+    static uint8_t jpeg[3000];
+    fake_jpeg(jpeg, sizeof jpeg, 3);
+    for (int i = 0; i < N; i++) {
+        random_unit(&r, x + i * DIM, DIM);
+        for (int d = 0; d < DIM; d++) /* tiny and huge components: not only "nice" floats */
+            x[i * DIM + d] *= (d % 7 == 0) ? 1e-30f : (d % 11 == 0) ? 3e3f : 1.0f;
+        in[i] = face_input(i % 2 ? "b" : "a", MODEL, DIM, x + i * DIM);
+        in[i].box[0] = 0.1f * (float)i + 1e-7f;
+        in[i].quality = 1.0f / (float)(i + 3);
+        in[i].image_hash = "sha256:00ff";
+        if (i % 3 == 0) {
+            in[i].thumbnail = jpeg;
+            in[i].thumbnail_len = sizeof jpeg - (size_t)i;
+        }
+    }
+    for (int k = 0; k < 2; k++) {
+        create(both[k], "c", GAL_DTYPE_F32, 0.5f);
+        EXPECT_OK(gal_subject_add(both[k], "c", "a", "{\"n\":\"\\u00e9\"}"));
+        EXPECT_OK(gal_subject_add(both[k], "c", "b", NULL));
+        EXPECT_OK(gal_faces_add(both[k], "c", in, N, ids[k]));
+    }
+    for (int i = 0; i < N; i++) {
+        struct gal_face_record a, b;
+        EXPECT_OK(gal_face_get(f->g, "c", ids[0][i], &a));
+        EXPECT_OK(gal_face_get(twin, "c", ids[1][i], &b));
+        assert_memory_equal(a.embedding, b.embedding, DIM * sizeof(float));
+        assert_memory_equal(a.box, b.box, sizeof a.box);
+        assert_true(a.quality == b.quality);
+        assert_string_equal(a.subject_id, b.subject_id);
+        assert_string_equal(a.image_hash, b.image_hash);
+        assert_int_equal(a.thumbnail_len, b.thumbnail_len);
+        if (a.thumbnail_len) assert_memory_equal(a.thumbnail, b.thumbnail, a.thumbnail_len);
+        gal_face_record_deinit(&a);
+        gal_face_record_deinit(&b);
+    }
+    struct gal_subject_info sa, sb;
+    EXPECT_OK(gal_subject_get(f->g, "c", "a", &sa));
+    EXPECT_OK(gal_subject_get(twin, "c", "a", &sb));
+    assert_string_equal(sa.metadata, sb.metadata);
+    assert_int_equal(sa.face_count, N / 2);
+    gal_subject_info_deinit(&sa);
+    gal_subject_info_deinit(&sb);
+    /* Same searches, same similarities to the bit. */
+    struct gal_search_request req = {MODEL, DIM, x, 8, 10};
+    struct gal_results *ra, *rb;
+    EXPECT_OK(gal_search(f->g, "c", &req, &ra));
+    EXPECT_OK(gal_search(twin, "c", &req, &rb));
+    for (int q = 0; q < 8; q++) {
+        assert_int_equal(ra->queries[q].face_count, rb->queries[q].face_count);
+        for (size_t j = 0; j < ra->queries[q].face_count; j++) {
+            assert_true(ra->queries[q].faces[j].similarity == rb->queries[q].faces[j].similarity);
+            assert_string_equal(ra->queries[q].faces[j].subject_id,
+                                rb->queries[q].faces[j].subject_id);
+        }
+    }
+    gal_results_destroy(ra);
+    gal_results_destroy(rb);
+    gal_close(twin);
+}
+
+static void test_pg_schema(void **state)
+{
+    struct fixture *f = *state;
+    gal_close(f->g);
+    f->g = NULL;
+    struct gal *g = NULL;
+    admin_exec(f->db, "UPDATE vultus_schema SET version = 99");
+    EXPECT_RC(gal_open(f->db, NULL, &g), BASE_ERR_UNSUPPORTED);
+    assert_non_null(strstr(base_error_message(), "99"));
+    assert_null(g);
+    admin_exec(f->db, "UPDATE vultus_schema SET version = 1");
+    EXPECT_OK(gal_open(f->db, NULL, &f->g));
+
+    /* Another application's database (tables of our names, no vultus_schema) is refused and
+     * left alone. */
+    char other[300];
+    new_postgres_database(other, sizeof other);
+    admin_exec(other, "CREATE TABLE faces (x integer)");
+    EXPECT_RC(gal_open(other, NULL, &g), BASE_ERR_FORMAT);
+    assert_non_null(strstr(base_error_message(), "another application"));
+
+    /* A size limit is SQLite's only: refused, not ignored. */
+    struct gal_options limited = {.max_store_bytes = 1 << 20};
+    EXPECT_RC(gal_open(f->db, &limited, &g), BASE_ERR_UNSUPPORTED);
+}
+
+struct opener {
+    const char *url;
+    int rc;
+};
+
+static void *open_one(void *arg)
+{
+    struct opener *o = arg;
+    struct gal *g = NULL;
+    o->rc = gal_open(o->url, NULL, &g);
+    if (!o->rc) {
+        struct gal_collection_info info = collection_info("x", MODEL, DIM, GAL_DTYPE_F32, 0.5f);
+        int rc = gal_collection_create(g, &info);
+        if (rc != 0 && rc != BASE_ERR_EXISTS) o->rc = rc;
+    }
+    gal_close(g);
+    return NULL;
+}
+
+/* Replicas starting at once on an empty database: one creates the schema, all open. */
+static void test_pg_concurrent_open(void **state)
+{
+    (void)state;
+    char url[300];
+    new_postgres_database(url, sizeof url);
+    enum { T = 6 };
+    pthread_t threads[T];
+    struct opener o[T];
+    for (int i = 0; i < T; i++) {
+        o[i] = (struct opener){url, -100};
+        pthread_create(&threads[i], NULL, open_one, &o[i]);
+    }
+    for (int i = 0; i < T; i++) /* all joined before any assertion leaves this frame */
+        pthread_join(threads[i], NULL);
+    for (int i = 0; i < T; i++)
+        if (o[i].rc) fail_msg("opener %d: %d", i, o[i].rc);
+    struct gal *g;
+    EXPECT_OK(gal_open(url, NULL, &g));
+    struct gal_collection_info *list;
+    size_t n;
+    EXPECT_OK(gal_collection_list(g, &list, &n));
+    assert_int_equal(n, 1);
+    free(list);
+    gal_close(g);
+}
+
+static void test_pg_bad_urls(void **state)
+{
+    (void)state;
+    struct gal *g = NULL;
+    char url[400];
+    /* No server at that socket folder. */
+    EXPECT_RC(gal_open("postgresql://vultus:s3cret-pw@/x?host=/nonexistent-vultus", NULL, &g),
+              BASE_ERR_IO);
+    assert_null(strstr(base_error_message(), "s3cret-pw"));
+    assert_non_null(strstr(base_error_message(), "postgresql://vultus:***@"));
+    /* A database that does not exist. */
+    snprintf(url, sizeof url, "postgresql://postgres:s3cret-pw@/no_such_db?host=%s", pg_dir);
+    EXPECT_RC(gal_open(url, NULL, &g), BASE_ERR_IO);
+    assert_null(strstr(base_error_message(), "s3cret-pw"));
+    assert_non_null(strstr(base_error_message(), "no_such_db"));
+    /* Not parseable. */
+    EXPECT_RC(gal_open("postgresql://x:s3cret-pw@/db?nonsense_option=1", NULL, &g),
+              BASE_ERR_INVALID);
+    assert_null(strstr(base_error_message(), "s3cret-pw"));
+    assert_null(g);
+
+    char shown[200];
+    gal_location_redact("postgres://u:p%40ss@db.example:5432/v?sslmode=require&password=x", shown,
+                        sizeof shown);
+    assert_string_equal(shown, "postgres://u:***@db.example:5432/v?...");
+    gal_location_redact("postgresql://db.example/v", shown, sizeof shown);
+    assert_string_equal(shown, "postgresql://db.example/v");
+    gal_location_redact("data/vultus.db", shown, sizeof shown);
+    assert_string_equal(shown, "data/vultus.db");
+    assert_true(gal_location_is_url("postgres://h/d"));
+    assert_false(gal_location_is_url("postgres:/h/d"));
+}
+
+/* Another replica finds an acknowledged enrolment on its very next search. */
+static void test_pg_read_your_writes(void **state)
+{
+    struct fixture *f = *state;
+    struct gal *b;
+    EXPECT_OK(gal_open(f->db, NULL, &b));
+    struct rng r = {12};
+    create(f->g, "c", GAL_DTYPE_INT8, 0.5f);
+    EXPECT_OK(gal_subject_add(f->g, "c", "a", NULL));
+    /* b never wrote nor refreshed: its reads catch up by themselves. */
+    struct gal_subject_info info;
+    EXPECT_OK(gal_subject_get(b, "c", "a", &info));
+    gal_subject_info_deinit(&info);
+    for (int i = 0; i < 20; i++) {
+        float e[DIM];
+        random_unit(&r, e, DIM);
+        struct gal_face_input in = face_input("a", MODEL, DIM, e);
+        int64_t id;
+        EXPECT_OK(gal_face_add(f->g, "c", &in, &id));
+        float sim = 0;
+        assert_int_equal(top1(b, "c", e, &sim), id);
+        assert_true(sim > 0.999f);
+        EXPECT_OK(gal_face_delete(b, "c", id));
+        assert_int_not_equal(top1(f->g, "c", e, NULL), id);
+    }
+    assert_int_equal(gal_sequence(b), gal_sequence(f->g));
+    gal_close(b);
+}
+
+struct writer_arg {
+    const char *url;
+    int id;
+    int faces;
+    int rc;
+};
+
+static void *writer_main(void *p)
+{
+    struct writer_arg *w = p;
+    struct gal *g = NULL;
+    struct rng r = {(uint64_t)(100 + w->id)};
+    char subject[16];
+    snprintf(subject, sizeof subject, "w%d", w->id);
+    if ((w->rc = gal_open(w->url, NULL, &g))) return NULL;
+    if ((w->rc = gal_subject_add(g, "c", subject, NULL))) goto done;
+    for (int i = 0; i < w->faces && !w->rc; i++) {
+        float e[2][DIM];
+        struct gal_face_input in[2];
+        int64_t ids[2];
+        int n = 1 + i % 2;
+        for (int k = 0; k < n; k++) {
+            random_unit(&r, e[k], DIM);
+            in[k] = face_input(subject, MODEL, DIM, e[k]);
+        }
+        w->rc = gal_faces_add(g, "c", in, (size_t)n, ids);
+        if (!w->rc && i % 5 == 4) w->rc = gal_face_delete(g, "c", ids[0]);
+    }
+done:
+    gal_close(g);
+    return NULL;
+}
+
+/*
+ * Several handles (each its own connections, like replicas) write at once while a follower
+ * replays the log incrementally; at the end the follower, every writer's view and a fresh
+ * load agree face for face: no change was skipped or applied out of order.
+ */
+static void test_pg_concurrent_writers(void **state)
+{
+    struct fixture *f = *state;
+    create(f->g, "c", GAL_DTYPE_F32, 0.5f);
+    enum { W = 4, FACES = 40 };
+    pthread_t threads[W];
+    struct writer_arg args[W];
+    for (int i = 0; i < W; i++) {
+        args[i] = (struct writer_arg){f->db, i, FACES, -100};
+        pthread_create(&threads[i], NULL, writer_main, &args[i]);
+    }
+    /* f->g follows while they write (assertions only once all are joined: a failure must
+     * not leave threads writing into this frame). */
+    struct gal_index_stats st;
+    int follow_rc = 0;
+    for (int i = 0; i < 200 && !follow_rc; i++) {
+        follow_rc = gal_refresh(f->g);
+        usleep(1000);
+    }
+    for (int i = 0; i < W; i++)
+        pthread_join(threads[i], NULL);
+    EXPECT_OK(follow_rc);
+    for (int i = 0; i < W; i++)
+        if (args[i].rc) fail_msg("writer %d: %d", i, args[i].rc);
+    EXPECT_OK(gal_refresh(f->g));
+    EXPECT_OK(gal_index_stats(f->g, "c", &st));
+    /* Each writer: FACES batches of 1 or 2 faces (60 faces), one deletion per 5 batches. */
+    uint64_t expected = (uint64_t)W * ((FACES / 2) * 3 - FACES / 5);
+    assert_int_equal(st.faces, expected);
+    assert_int_equal(face_count(f->g, "c"), expected);
+    struct gal *fresh;
+    EXPECT_OK(gal_open(f->db, NULL, &fresh));
+    struct gal_index_stats fst;
+    EXPECT_OK(gal_index_stats(fresh, "c", &fst));
+    assert_int_equal(fst.faces, expected);
+    assert_int_equal(gal_sequence(fresh), gal_sequence(f->g));
+    for (int w = 0; w < W; w++) {
+        char subject[16];
+        snprintf(subject, sizeof subject, "w%d", w);
+        int64_t *ids;
+        size_t n;
+        EXPECT_OK(gal_face_list(fresh, "c", subject, &ids, &n));
+        assert_int_equal(n, expected / W);
+        for (size_t i = 0; i < n; i++) {
+            struct gal_face_record rec;
+            EXPECT_OK(gal_face_get(fresh, "c", ids[i], &rec));
+            /* Found by both: the follower's index holds the same face. */
+            assert_int_equal(top1(f->g, "c", rec.embedding, NULL), ids[i]);
+            gal_face_record_deinit(&rec);
+        }
+        free(ids);
+    }
+    gal_close(fresh);
+}
+
+/* The server ends every connection of the database (a restart, a failover): the next write and
+ * search reconnect once and go through. */
+static void test_pg_reconnect(void **state)
+{
+    struct fixture *f = *state;
+    struct rng r = {13};
+    create(f->g, "c", GAL_DTYPE_F32, 0.5f);
+    EXPECT_OK(gal_subject_add(f->g, "c", "a", NULL));
+    float e[DIM];
+    random_unit(&r, e, DIM);
+    struct gal_face_input in = face_input("a", MODEL, DIM, e);
+    int64_t id;
+    EXPECT_OK(gal_face_add(f->g, "c", &in, &id));
+    assert_int_equal(top1(f->g, "c", e, NULL), id);
+    const char *dbname = strrchr(f->db, '/') + 1;
+    char sql[200];
+    snprintf(sql, sizeof sql,
+             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '%.*s'",
+             (int)strcspn(dbname, "?"), dbname);
+    admin_exec(pg_url, sql);
+    usleep(100000);
+    random_unit(&r, e, DIM);
+    in = face_input("a", MODEL, DIM, e);
+    EXPECT_OK(gal_face_add(f->g, "c", &in, &id));
+    assert_int_equal(top1(f->g, "c", e, NULL), id);
+    EXPECT_OK(gal_check(f->g));
+}
+
+static void test_pg_unavailable(void **state)
+{
+    (void)state;
+    print_message("no PostgreSQL server binaries (Debian package postgresql): skipped\n");
+    skip();
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_collections, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_subjects, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_face_round_trip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_faces, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_search_decisions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_export_import, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reopen_rebuilds_index, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_change_log_follow, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_only, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pg_same_as_sqlite, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pg_schema, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pg_concurrent_open, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pg_bad_urls, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pg_read_your_writes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pg_concurrent_writers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pg_reconnect, setup, teardown),
+    };
+    /* test_full_store and test_schema_versions are SQLite's own (a page-count limit, PRAGMA
+     * user_version, foreign files); test_pg_schema is their counterpart here. */
+    (void)test_full_store;
+    (void)test_schema_versions;
+    if (start_postgres(NULL) != 0) return 1;
+    if (!pg_url[0]) {
+        const struct CMUnitTest skipped[] = {cmocka_unit_test(test_pg_unavailable)};
+        return cmocka_run_group_tests(skipped, NULL, NULL);
+    }
+    return cmocka_run_group_tests(tests, NULL, stop_postgres);
+}
