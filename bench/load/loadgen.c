@@ -31,7 +31,8 @@
  * latency percentiles; `rejected` (503) with their own percentiles; `errors` = every other
  * status + connection failures + timeouts (--timeout-ms, default 30 s), each also counted
  * apart. With --pid, the process's VmRSS (/proc/PID/status) is sampled every 100 ms:
- * rss_start_mb when the window opens, rss_end_mb when it closes, rss_max_mb over the run.
+ * rss_start_mb when the window opens, rss_end_mb when it closes, rss_max_mb over the run;
+ * and its CPU time (/proc/PID/stat) over the window: server_cpu_s and cpu_ms_per_answer.
  * --tag KEY=VALUE puts fields first in the JSON line (numbers, true, false, null as they are,
  * anything else as a string), so a driver script can label each run.
  */
@@ -276,6 +277,27 @@ static double rss_mb(pid_t pid)
     return mb;
 }
 
+/* CPU seconds (user + system, every thread) pid has used, or NAN when it cannot be read. */
+static double cpu_s(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return NAN;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* Fields 14 and 15 (utime, stime, clock ticks) count from the one after the command
+     * name's closing parenthesis, which is field 2 and may hold spaces. */
+    const char *p = strrchr(buf, ')');
+    if (!p) return NAN;
+    unsigned long long utime = 0, stime = 0;
+    if (sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime,
+               &stime) != 2)
+        return NAN;
+    return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
+}
+
 /* ---- the load loop ----------------------------------------------------------------------- */
 
 typedef struct options {
@@ -337,6 +359,8 @@ typedef struct loop {
     long long client_dropped;
     /* --pid: VmRSS when the window opened, at its end, and the most seen. */
     double rss_start, rss_end, rss_max, next_rss;
+    /* --pid: its CPU seconds when the window opened and when it closed. */
+    double cpu_start, cpu_end;
 } loop;
 
 static void note_error(loop *l, int status, const char *what)
@@ -653,7 +677,10 @@ static int sample_rss(loop *l, double t)
     double mb = rss_mb(l->o->pid);
     if (!isfinite(mb)) return process_alive(l->o->pid) ? 0 : -1;
     if (!isfinite(l->rss_max) || mb > l->rss_max) l->rss_max = mb;
-    if (!isfinite(l->rss_start) && t >= l->t_window_start) l->rss_start = mb;
+    if (!isfinite(l->rss_start) && t >= l->t_window_start) {
+        l->rss_start = mb;
+        l->cpu_start = cpu_s(l->o->pid);
+    }
     return 0;
 }
 
@@ -812,6 +839,12 @@ static void print_results(loop *l)
         json_num(&j, "rss_start_mb", l->rss_start);
         json_num(&j, "rss_end_mb", l->rss_end);
         json_num(&j, "rss_max_mb", l->rss_max);
+        /* The server's CPU time per answer in the window: what a request costs, whatever
+         * else the machine's cores were doing meanwhile (rps moves with that). */
+        double answered = (double)(s->ok.n + s->rejected.n);
+        json_num(&j, "server_cpu_s", l->cpu_end - l->cpu_start);
+        json_num(&j, "cpu_ms_per_answer",
+                 answered > 0 ? (l->cpu_end - l->cpu_start) * 1e3 / answered : NAN);
     }
     if (s->first_error[0]) {
         json_sep(&j);
@@ -833,6 +866,7 @@ static int cmd_run(const options *o)
     if (!l) die("out of memory");
     l->o = o;
     l->rss_start = l->rss_end = l->rss_max = NAN;
+    l->cpu_start = l->cpu_end = NAN;
     build_request(l);
     l->ep = epoll_create1(EPOLL_CLOEXEC);
     if (l->ep < 0) die("epoll_create1: %s", strerror(errno));
@@ -876,6 +910,7 @@ static int cmd_run(const options *o)
         }
     }
     if (o->pid > 0) {
+        l->cpu_end = cpu_s(o->pid);
         l->rss_end = rss_mb(o->pid);
         if (isfinite(l->rss_end) && (!isfinite(l->rss_max) || l->rss_end > l->rss_max))
             l->rss_max = l->rss_end;
