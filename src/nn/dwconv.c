@@ -185,6 +185,7 @@ dw_group(const float *const *rows, const __mmask16 *rmask, int64_t ix0, int64_t 
     for (int ky = 0; ky < K; ky++) {
         const float *r = rows[ky];
         const __mmask16 rm = rmask[ky];
+        const float *q = r + ix0 * C;
 #pragma GCC unroll 20
         for (int jc = 0; jc < (G - 1) * S + K; jc++) {
             int64_t ix = ix0 + jc;
@@ -193,7 +194,10 @@ dw_group(const float *const *rows, const __mmask16 *rmask, int64_t ix0, int64_t 
                 int in = ix >= 0 && ix < W;
                 v = _mm512_maskz_loadu_ps(in ? rm : 0, r + (in ? ix : 0) * C);
             } else {
-                v = _mm512_maskz_loadu_ps(rm, r + ix * C);
+                /* q is opaque to the optimiser, as in flat_group. */
+                __asm__("" : "+r"(q));
+                v = _mm512_maskz_loadu_ps(rm, q);
+                q += C;
             }
 #pragma GCC unroll 8
             for (int i = 0; i < G; i++) {
@@ -221,51 +225,55 @@ dw_group(const float *const *rows, const __mmask16 *rmask, int64_t ix0, int64_t 
         else dw_group(rows, rmask, ix0_, W, C, w, b, y + ox * C, mask, e, K, S, G, 1);             \
     } while (0)
 
-/* One output row (y: its first pixel at channel block c0) in groups of G pixels; the last
- * group shifted left to end at the row's end (those outputs are written twice, with the same
- * values), or smaller groups on rows narrower than G. */
+/* Output pixels [oa, ob) of one row (y: its first pixel at channel block c0) in groups of G;
+ * the last group shifted left to end at ob (those outputs are written twice, with the same
+ * values), or smaller groups on ranges narrower than G. */
 #define DW_SLIDE(K, S, G)                                                                          \
     __attribute__((target("avx512f"))) static void dw_slide_##K##_##S(                             \
         const float *const *rows, const __mmask16 *rmask, const __m512 *wv, __m512 b, float *y,    \
-        int64_t W, int64_t C, int64_t OW, int64_t pad, __mmask16 mask, const dw_epi *e)            \
+        int64_t W, int64_t C, int64_t oa, int64_t ob, int64_t pad, __mmask16 mask, const dw_epi *e) \
     {                                                                                              \
         __m512 w[K * K];                                                                           \
         for (int t = 0; t < K * K; t++) w[t] = wv[t];                                              \
-        int64_t ox = 0;                                                                            \
-        if (OW >= (G)) {                                                                           \
-            for (; ox + (G) <= OW; ox += (G)) DW_GROUP(K, S, G);                                   \
-            if (ox < OW) {                                                                         \
-                ox = OW - (G);                                                                     \
+        int64_t ox = oa;                                                                           \
+        if (ob - oa >= (G)) {                                                                      \
+            for (; ox + (G) <= ob; ox += (G)) DW_GROUP(K, S, G);                                   \
+            if (ox < ob) {                                                                         \
+                ox = ob - (G);                                                                     \
                 DW_GROUP(K, S, G);                                                                 \
             }                                                                                      \
             return;                                                                                \
         }                                                                                          \
-        if ((G) > 4 && OW >= 4) {                                                                  \
-            for (; ox + 4 <= OW; ox += 4) DW_GROUP(K, S, 4);                                       \
-            if (ox < OW) {                                                                         \
-                ox = OW - 4;                                                                       \
+        if ((G) > 4 && ob - oa >= 4) {                                                             \
+            for (; ox + 4 <= ob; ox += 4) DW_GROUP(K, S, 4);                                       \
+            if (ox < ob) {                                                                         \
+                ox = ob - 4;                                                                       \
                 DW_GROUP(K, S, 4);                                                                 \
             }                                                                                      \
             return;                                                                                \
         }                                                                                          \
-        for (; ox < OW; ox++) DW_GROUP(K, S, 1);                                                   \
+        for (; ox < ob; ox++) DW_GROUP(K, S, 1);                                                   \
     }
 DW_SLIDE(3, 1, 8)
 DW_SLIDE(3, 2, 8)
 DW_SLIDE(5, 1, 4)
 DW_SLIDE(5, 2, 4)
 
-static int slide_applies(const nn_conv_params *p, int64_t C)
+/* Whether dw_slide takes the layer: everything but its channel count, which only matters where
+ * the flat path does not take the interior (fewer than 16 channels leave lanes empty). */
+static int slide_applies(const nn_conv_params *p)
 {
-    return (p->kernel_h == 3 || p->kernel_h == 5) && p->kernel_w == p->kernel_h && (p->stride_w == 1 || p->stride_w == 2) &&
-           p->dilation_h == 1 && p->dilation_w == 1 && p->act.kind != NN_ACT_LEAKY && C >= 16;
+    return (p->kernel_h == 3 || p->kernel_h == 5) && p->kernel_w == p->kernel_h &&
+           (p->stride_w == 1 || p->stride_w == 2) && p->dilation_h == 1 && p->dilation_w == 1 &&
+           p->act.kind != NN_ACT_LEAKY;
 }
 
-/* Rows [oy_begin, oy_end) of one image, every channel block. */
+/* Rows [oy_begin, oy_end) of one image, every channel block; on rows whose every kernel row is
+ * inside the image, the pixels [flat_lo, flat_end) were done by dw_flat and are left out. */
 __attribute__((target("avx512f"))) static void dw_slide(const float *x, const float *w, const float *bias,
                                                         const float *slope, float *y, const nn_conv_params *p,
                                                         int64_t H, int64_t W, int64_t C, int64_t OW, int64_t oy_begin,
-                                                        int64_t oy_end)
+                                                        int64_t oy_end, int64_t flat_lo, int64_t flat_end)
 {
     const int K = p->kernel_h;
     for (int64_t c0 = 0; c0 < C; c0 += 16) {
@@ -288,12 +296,22 @@ __attribute__((target("avx512f"))) static void dw_slide(const float *x, const fl
                 rmask[ky] = in ? mask : 0;
             }
             float *yr = y + oy * OW * C + c0;
-            if (K == 3) {
-                if (p->stride_w == 1) dw_slide_3_1(rows, rmask, wv, b, yr, W, C, OW, p->pad_left, mask, &e);
-                else dw_slide_3_2(rows, rmask, wv, b, yr, W, C, OW, p->pad_left, mask, &e);
-            } else {
-                if (p->stride_w == 1) dw_slide_5_1(rows, rmask, wv, b, yr, W, C, OW, p->pad_left, mask, &e);
-                else dw_slide_5_2(rows, rmask, wv, b, yr, W, C, OW, p->pad_left, mask, &e);
+            int64_t iy0 = oy * p->stride_h - p->pad_top;
+            int64_t ranges[2][2] = {{0, OW}, {OW, OW}};
+            if (flat_end > flat_lo && iy0 >= 0 && iy0 + K - 1 < H) {
+                ranges[0][1] = flat_lo;
+                ranges[1][0] = flat_end;
+            }
+            for (int ri = 0; ri < 2; ri++) {
+                int64_t oa = ranges[ri][0], ob = ranges[ri][1];
+                if (oa >= ob) continue;
+                if (K == 3) {
+                    if (p->stride_w == 1) dw_slide_3_1(rows, rmask, wv, b, yr, W, C, oa, ob, p->pad_left, mask, &e);
+                    else dw_slide_3_2(rows, rmask, wv, b, yr, W, C, oa, ob, p->pad_left, mask, &e);
+                } else {
+                    if (p->stride_w == 1) dw_slide_5_1(rows, rmask, wv, b, yr, W, C, oa, ob, p->pad_left, mask, &e);
+                    else dw_slide_5_2(rows, rmask, wv, b, yr, W, C, oa, ob, p->pad_left, mask, &e);
+                }
             }
         }
     }
@@ -311,6 +329,10 @@ __attribute__((target("avx512f"))) static void dw_slide(const float *x, const fl
 #define DW_FLAT_MAX_PHASES 3
 #define DW_FLAT_MAX_C 24
 #define DW_FLAT_MAX_TAPS 25
+
+typedef struct dw_wrap {
+    float v[DW_FLAT_MAX_TAPS + 1][DW_FLAT_MAX_C + 16];
+} dw_wrap;
 
 static int64_t gcd64(int64_t a, int64_t b)
 {
@@ -332,11 +354,86 @@ static int flat_phases(const nn_conv_params *p, int64_t C)
     return phases <= DW_FLAT_MAX_PHASES ? (int)phases : 0;
 }
 
+/* G units of the flat path for a K x K kernel (dilation 1) with U pixels per unit, known at
+ * compile time: unit i's tap kx reads the flat row shifted by U * i + kx pixels, so with
+ * U < K units share input vectors (24 or 8 channels, U = 2: tap 2 of unit i is tap 0 of unit
+ * i + 1) and each distinct shift is loaded once per kernel row. G = 8 units for 3x3, 4 for 5x5,
+ * as in dw_group; the weights of the phase stay in registers. */
+__attribute__((target("avx512f"), always_inline)) static inline void
+flat_group(const float *xr, int64_t rstep, int64_t C, const __m512 *w, __m512 b, float *o, int64_t vstep, int clamp,
+           __m512 lo, __m512 hi, const int K, const int U, const int G)
+{
+    __m512 a[8];
+#pragma GCC unroll 8
+    for (int i = 0; i < G; i++) a[i] = b;
+#pragma GCC unroll 5
+    for (int ky = 0; ky < K; ky++) {
+        const float *r = xr + ky * rstep;
+#pragma GCC unroll 40
+        for (int sh = 0; sh < U * (G - 1) + K; sh++, r += C) {
+            /* r is opaque to the optimiser: otherwise it hoists every r + sh * C out of the
+             * caller's loop and spills them (a load from the stack per input load). */
+            __asm__("" : "+r"(r));
+            int used = 0;
+#pragma GCC unroll 8
+            for (int i = 0; i < G; i++) used |= sh - U * i >= 0 && sh - U * i < K;
+            if (!used) continue;
+            __m512 v = _mm512_loadu_ps(r);
+#pragma GCC unroll 8
+            for (int i = 0; i < G; i++) {
+                int kx = sh - U * i;
+                if (kx >= 0 && kx < K) a[i] = _mm512_fmadd_ps(v, w[ky * K + kx], a[i]);
+            }
+        }
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < G; i++) {
+        if (clamp) a[i] = _mm512_min_ps(_mm512_max_ps(a[i], lo), hi);
+        _mm512_storeu_ps(o + i * vstep, a[i]);
+    }
+}
+
+/* `units` units of one row and phase in groups of G, the last group shifted left to end at
+ * the last unit (as in DW_SLIDE). */
+#define DW_FLAT_ROW(K, U, G)                                                                       \
+    __attribute__((target("avx512f"))) static void dw_flat_row_##K##_##U(                          \
+        const float *xr, int64_t rstep, int64_t C, const __m512 *wv, __m512 b, float *yr,          \
+        int64_t vstep, int64_t units, int clamp, __m512 lo, __m512 hi)                             \
+    {                                                                                              \
+        __m512 w[K * K];                                                                           \
+        for (int t = 0; t < K * K; t++) w[t] = wv[t];                                              \
+        int64_t u = 0;                                                                             \
+        if (units >= (G)) {                                                                        \
+            for (; u + (G) <= units; u += (G))                                                     \
+                flat_group(xr + u * vstep, rstep, C, w, b, yr + u * vstep, vstep, clamp, lo, hi, K, U, G); \
+            if (u < units) {                                                                       \
+                u = units - (G);                                                                   \
+                flat_group(xr + u * vstep, rstep, C, w, b, yr + u * vstep, vstep, clamp, lo, hi, K, U, G); \
+            }                                                                                      \
+            return;                                                                                \
+        }                                                                                          \
+        if ((G) > 4 && units >= 4) {                                                               \
+            for (; u + 4 <= units; u += 4)                                                         \
+                flat_group(xr + u * vstep, rstep, C, w, b, yr + u * vstep, vstep, clamp, lo, hi, K, U, 4); \
+            if (u < units) {                                                                       \
+                u = units - 4;                                                                     \
+                flat_group(xr + u * vstep, rstep, C, w, b, yr + u * vstep, vstep, clamp, lo, hi, K, U, 4); \
+            }                                                                                      \
+            return;                                                                                \
+        }                                                                                          \
+        for (; u < units; u++)                                                                     \
+            flat_group(xr + u * vstep, rstep, C, w, b, yr + u * vstep, vstep, clamp, lo, hi, K, U, 1); \
+    }
+DW_FLAT_ROW(3, 2, 8)
+DW_FLAT_ROW(3, 4, 8)
+DW_FLAT_ROW(5, 2, 4)
+DW_FLAT_ROW(5, 4, 4)
+
 /* Rows [oy_begin, oy_end) of one image, interior pixels from ox_lo in whole units of
  * lcm(C, 16) / C pixels; returns where it stopped (the same for every row). */
 __attribute__((target("avx512f"), always_inline)) static inline int64_t
-dw_flat_k(const float *x, const float *w, const float *bias, float *y, const nn_conv_params *p, int64_t H, int64_t W,
-          int64_t C, int64_t OW, int phases, int64_t oy_begin, int64_t oy_end, const int KH, const int KW)
+dw_flat_k(const float *x, const dw_wrap *wrap, float *y, const nn_conv_params *p, int64_t H, int64_t W, int64_t C,
+          int64_t OW, int phases, int64_t oy_begin, int64_t oy_end, const int KH, const int KW)
 {
     const int taps = KH * KW;
     int64_t ox_lo = p->pad_left, ox_hi = W + p->pad_left - (int64_t)(KW - 1) * p->dilation_w;
@@ -344,25 +441,28 @@ dw_flat_k(const float *x, const float *w, const float *bias, float *y, const nn_
     int64_t unit = 16 * phases / C; /* pixels per unit */
     int64_t units = ox_hi > ox_lo ? (ox_hi - ox_lo) / unit : 0;
     if (units == 0) return ox_lo;
-    /* Each tap's weights repeated so any phase's 16 lanes are one unaligned load. */
-    float wrap[DW_FLAT_MAX_TAPS + 1][DW_FLAT_MAX_C + 16];
-    for (int t = 0; t <= taps; t++) {
-        const float *src = t < taps ? w + (int64_t)t * C : bias;
-        for (int64_t i = 0, ci = 0; i < C + 16; i++, ci = ci + 1 == C ? 0 : ci + 1) wrap[t][i] = src ? src[ci] : 0;
-    }
     const int clamp = p->act.kind == NN_ACT_CLAMP;
     const __m512 lo = _mm512_set1_ps(clamp ? p->act.lo : 0), hi = _mm512_set1_ps(clamp ? p->act.hi : 0);
     const int64_t dx = (int64_t)p->dilation_w * C, vstep = 16 * phases; /* floats per unit */
     for (int ph = 0; ph < phases; ph++) {
         int64_t off = (16 * ph) % C;
         __m512 wv[DW_FLAT_MAX_TAPS];
-        for (int t = 0; t < taps; t++) wv[t] = _mm512_loadu_ps(&wrap[t][off]);
-        const __m512 b = _mm512_loadu_ps(&wrap[taps][off]);
+        for (int t = 0; t < taps; t++) wv[t] = _mm512_loadu_ps(&wrap->v[t][off]);
+        const __m512 b = _mm512_loadu_ps(&wrap->v[taps][off]);
         for (int64_t oy = oy_begin; oy < oy_end; oy++) {
             int64_t iy0 = oy * p->stride_h - p->pad_top;
             if (iy0 < 0 || iy0 + (int64_t)(KH - 1) * p->dilation_h >= H) continue; /* not an inside row */
             const float *xr = x + (iy0 * W + ox_lo - p->pad_left) * C + 16 * ph;
             float *yr = y + (oy * OW + ox_lo) * C + 16 * ph;
+            if (KH == KW && (KH == 3 || KH == 5) && p->dilation_h == 1 && p->dilation_w == 1 &&
+                (unit == 2 || unit == 4)) {
+                int64_t rstep = W * C;
+                if (KH == 3 && unit == 2) dw_flat_row_3_2(xr, rstep, C, wv, b, yr, vstep, units, clamp, lo, hi);
+                else if (KH == 3) dw_flat_row_3_4(xr, rstep, C, wv, b, yr, vstep, units, clamp, lo, hi);
+                else if (unit == 2) dw_flat_row_5_2(xr, rstep, C, wv, b, yr, vstep, units, clamp, lo, hi);
+                else dw_flat_row_5_4(xr, rstep, C, wv, b, yr, vstep, units, clamp, lo, hi);
+                continue;
+            }
             int64_t u = 0;
             for (; u + 4 <= units; u += 4) {
                 __m512 a0 = b, a1 = b, a2 = b, a3 = b;
@@ -403,12 +503,21 @@ dw_flat_k(const float *x, const float *w, const float *bias, float *y, const nn_
     return ox_lo + units * unit;
 }
 
-__attribute__((target("avx512f"))) static int64_t dw_flat(const float *x, const float *w, const float *bias,
-                                                          float *y, const nn_conv_params *p, int64_t H, int64_t W,
-                                                          int64_t C, int64_t OW, int phases, int64_t oy_begin,
-                                                          int64_t oy_end)
+__attribute__((target("avx512f"))) static int64_t dw_flat(const float *x, const dw_wrap *wrap, float *y,
+                                                          const nn_conv_params *p, int64_t H, int64_t W, int64_t C,
+                                                          int64_t OW, int phases, int64_t oy_begin, int64_t oy_end)
 {
-    return dw_flat_k(x, w, bias, y, p, H, W, C, OW, phases, oy_begin, oy_end, p->kernel_h, p->kernel_w);
+    return dw_flat_k(x, wrap, y, p, H, W, C, OW, phases, oy_begin, oy_end, p->kernel_h, p->kernel_w);
+}
+
+/* Each tap's weights (and the bias, last) repeated so any phase's 16 lanes are one unaligned
+ * load; built once per run (per task it had been 15% of the flat path's time). */
+static void dw_wrap_build(dw_wrap *wrap, const float *w, const float *bias, int taps, int64_t C)
+{
+    for (int t = 0; t <= taps; t++) {
+        const float *src = t < taps ? w + (int64_t)t * C : bias;
+        for (int64_t i = 0, ci = 0; i < C + 16; i++, ci = ci + 1 == C ? 0 : ci + 1) wrap->v[t][i] = src ? src[ci] : 0;
+    }
 }
 
 typedef struct dw_job {
@@ -417,6 +526,8 @@ typedef struct dw_job {
     nn_view *out;
     const float *bias, *slope;
     int64_t row_chunks; /* per batch element */
+    int phases;         /* of the flat path, or 0 */
+    const dw_wrap *wrap; /* the flat path's weights */
 } dw_job;
 
 /* One task: a few output rows of one batch element, for every channel block. A few rows at a
@@ -434,12 +545,12 @@ static void dw_task(void *arg, size_t task)
     const float *x = j->in[0].data + b * H * W * C;
     float *y = j->out->data + b * OH * OW * C;
     /* Interior pixels of inside rows by dw_flat where it applies, the rest per channel block. */
-    int phases = flat_phases(p, C);
-    if (!phases && slide_applies(p, C)) {
-        dw_slide(x, j->in[1].data, j->bias, j->slope, y, p, H, W, C, OW, oy, oy_end);
+    int phases = j->phases;
+    int64_t flat_end = phases ? dw_flat(x, j->wrap, y, p, H, W, C, OW, phases, oy, oy_end) : 0;
+    if (slide_applies(p) && (phases || C >= 16)) {
+        dw_slide(x, j->in[1].data, j->bias, j->slope, y, p, H, W, C, OW, oy, oy_end, p->pad_left, flat_end);
         return;
     }
-    int64_t flat_end = phases ? dw_flat(x, j->in[1].data, j->bias, y, p, H, W, C, OW, phases, oy, oy_end) : 0;
     for (int64_t c0 = 0; c0 < C; c0 += 16) {
         int64_t left = C - c0;
         __mmask16 mask = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
@@ -454,8 +565,18 @@ int nn_dwconv_run(const nn_graph *g, const nn_node *n, const nn_view *in, nn_vie
     const nn_shape *xs = &in[0].shape, *os = &out->shape;
     if (os->dim[3] != xs->dim[3] || in[1].shape.dim[2] != xs->dim[3])
         return base_error_set(BASE_ERR_INVALID, "node %s: depthwise channels differ", n->name);
-    dw_job j = {n, in, out, n->n_inputs > 2 && in[2].data ? in[2].data : NULL,
-                p->act.kind == NN_ACT_PRELU ? in[3].data : NULL, (os->dim[1] + DW_ROWS - 1) / DW_ROWS};
+    dw_job j = {.n = n,
+                .in = in,
+                .out = out,
+                .bias = n->n_inputs > 2 && in[2].data ? in[2].data : NULL,
+                .slope = p->act.kind == NN_ACT_PRELU ? in[3].data : NULL,
+                .row_chunks = (os->dim[1] + DW_ROWS - 1) / DW_ROWS};
+    dw_wrap wrap;
+    j.phases = flat_phases(p, xs->dim[3]);
+    if (j.phases) {
+        dw_wrap_build(&wrap, in[1].data, j.bias, p->kernel_h * p->kernel_w, xs->dim[3]);
+        j.wrap = &wrap;
+    }
     size_t tasks = (size_t)(xs->dim[0] * j.row_chunks);
     if (pool) {
         pthreadpool_parallelize_1d(pool, dw_task, &j, tasks, 0);
