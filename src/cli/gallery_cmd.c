@@ -1,7 +1,8 @@
 /*
  * `vultus gallery ...`, `vultus enroll ...`, `vultus search ...` — the gallery from the
  * command line. The store is DATA/vultus.db (DATA from --data, else $VULTUS_DATA, else
- * "data"), the same file `vultus serve` opens, so the CLI and the service share one store.
+ * "data"), the same file `vultus serve` opens, so the CLI and the service share one store;
+ * or the PostgreSQL database of --store URL (else $VULTUS_STORE), as `vultus serve --store`.
  *
  *   gallery create NAME [--embedder E] [--dtype int8|f16|f32] [--threshold X]
  *   gallery list | show NAME | delete NAME | export NAME FILE | import FILE [--as NAME]
@@ -50,8 +51,12 @@ static float default_threshold(face_embedder e, int far4)
 
 /* ---- shared helpers ------------------------------------------------------------------- */
 
+/* The data folder, or a PostgreSQL URL ($VULTUS_STORE wins: it names the shared store);
+ * --data DIR and --store URL both set it, the last one given wins. */
 static const char *data_dir_default(void)
 {
+    const char *store = getenv("VULTUS_STORE");
+    if (store && *store) return store;
     const char *env = getenv("VULTUS_DATA");
     return env && *env ? env : "data";
 }
@@ -63,9 +68,16 @@ static int fail(const char *cmd, int rc)
     return CLI_EXIT_FAILURE;
 }
 
-/* Opens DATA/vultus.db; `create` makes the data folder when missing, else it must exist. */
+/* Opens DATA/vultus.db; `create` makes the data folder when missing, else it must exist. A
+ * PostgreSQL URL in place of DATA opens that database. */
 static int open_gallery(const char *cmd, const char *data_dir, int create, struct gal **g)
 {
+    if (gal_location_is_url(data_dir)) {
+        base_error_clear();
+        int rc = gal_open(data_dir, NULL, g);
+        if (rc) fail(cmd, rc);
+        return rc ? -1 : 0;
+    }
     char path[4096];
     int n = snprintf(path, sizeof path, "%s/vultus.db", data_dir);
     if (n < 0 || (size_t)n >= sizeof path) {
@@ -180,7 +192,9 @@ static void gallery_usage(FILE *out)
             "  delete-subject COLLECTION SUBJECT\n"
             "\n"
             "--data DIR: the data folder, store DIR/vultus.db, shared with `vultus serve`\n"
-            "(default $VULTUS_DATA or data).\n");
+            "(default $VULTUS_DATA or data). --store URL: a PostgreSQL store instead\n"
+            "(postgres://USER:PASSWORD@HOST:5432/DB; default $VULTUS_STORE), as `vultus serve\n"
+            "--store`.\n");
 }
 
 int cli_gallery_main(int argc, char **argv)
@@ -191,7 +205,7 @@ int cli_gallery_main(int argc, char **argv)
     }
     const char *sub = argv[1];
     static const struct option long_opts[] = {
-        {"data", required_argument, NULL, 'D'},     {"embedder", required_argument, NULL, 'E'},
+        {"data", required_argument, NULL, 'D'}, {"store", required_argument, NULL, 'D'},     {"embedder", required_argument, NULL, 'E'},
         {"dtype", required_argument, NULL, 't'},    {"threshold", required_argument, NULL, 'T'},
         {"as", required_argument, NULL, 'a'},       {"far", required_argument, NULL, 'F'},
         {"help", no_argument, NULL, 'h'},
@@ -404,6 +418,7 @@ static void enroll_usage(FILE *out)
             "options:\n"
             "  --min-quality Q  skip faces whose quality (0..1) is below Q (default 0.1)\n"
             "  --data DIR       data folder (default $VULTUS_DATA or data)\n"
+            "  --store URL      a PostgreSQL store instead (default $VULTUS_STORE)\n"
             "  --models DIR     model folder (default models)\n");
 }
 
@@ -524,7 +539,7 @@ int cli_enroll_main(int argc, char **argv)
 {
     static const struct option long_opts[] = {
         {"collection", required_argument, NULL, 'c'}, {"subject", required_argument, NULL, 's'},
-        {"dir", required_argument, NULL, 'd'},        {"data", required_argument, NULL, 'D'},
+        {"dir", required_argument, NULL, 'd'},        {"data", required_argument, NULL, 'D'}, {"store", required_argument, NULL, 'D'},
         {"models", required_argument, NULL, 'm'},     {"min-quality", required_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},             {NULL, 0, NULL, 0},
     };
@@ -763,6 +778,7 @@ static void search_usage(FILE *out)
             "options:\n"
             "  --top K          subjects per face (default 5)\n"
             "  --data DIR       data folder (default $VULTUS_DATA or data)\n"
+            "  --store URL      a PostgreSQL store instead (default $VULTUS_STORE)\n"
             "  --models DIR     model folder (default models)\n");
 }
 
@@ -770,7 +786,7 @@ int cli_search_main(int argc, char **argv)
 {
     static const struct option long_opts[] = {
         {"collection", required_argument, NULL, 'c'}, {"top", required_argument, NULL, 'k'},
-        {"data", required_argument, NULL, 'D'},       {"models", required_argument, NULL, 'm'},
+        {"data", required_argument, NULL, 'D'}, {"store", required_argument, NULL, 'D'},       {"models", required_argument, NULL, 'm'},
         {"help", no_argument, NULL, 'h'},             {NULL, 0, NULL, 0},
     };
     const char *collection = NULL, *models_dir = NULL, *data_dir = data_dir_default();

@@ -4,6 +4,7 @@
  */
 #include "base/base.h"
 #include "cli/cli.h"
+#include "gallery/gallery.h"
 #include "http/http.h"
 
 #include <stdio.h>
@@ -16,16 +17,19 @@ static void usage(FILE *out)
     fprintf(
         out,
         "usage: vultus keys create --scope read|write|admin [--collection C] [--name LABEL]\n"
-        "                          [--data DIR]\n"
-        "       vultus keys list [--data DIR]\n"
-        "       vultus keys revoke ID [--data DIR]\n"
+        "                          [--data DIR | --store URL]\n"
+        "       vultus keys list [--data DIR | --store URL]\n"
+        "       vultus keys revoke ID [--data DIR | --store URL]\n"
         "\n"
         "API keys for `vultus serve`, kept hashed in DATA/vultus.db (default DATA: the\n"
         "VULTUS_DATA environment variable, else \"data\"). `create` prints the new key once on\n"
         "stdout. Scopes: read (GET, detect, analyze, embed, verify, search), write (also\n"
         "subjects, faces, enrolment), admin (also collections). --collection limits a key to\n"
         "one collection. While any key exists, every /v1 request needs\n"
-        "`Authorization: Bearer KEY`; a running server notices new keys within a second.\n");
+        "`Authorization: Bearer KEY`; a running server notices new keys within a second.\n"
+        "--store URL (default: the VULTUS_STORE environment variable): the keys of replicas\n"
+        "sharing a PostgreSQL store (postgres://USER:PASSWORD@HOST:5432/DB), as for\n"
+        "`vultus serve --store`.\n");
 }
 
 int cli_keys_main(int argc, char **argv)
@@ -37,6 +41,7 @@ int cli_keys_main(int argc, char **argv)
     const char *verb = argv[1];
     const char *data = getenv("VULTUS_DATA");
     if (!data || !*data) data = "data";
+    const char *store = getenv("VULTUS_STORE");
     const char *scope_text = NULL, *collection = NULL, *name = NULL, *id = NULL;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
@@ -44,6 +49,7 @@ int cli_keys_main(int argc, char **argv)
                             : strcmp(a, "--collection") == 0 ? &collection
                             : strcmp(a, "--name") == 0       ? &name
                             : strcmp(a, "--data") == 0       ? &data
+                            : strcmp(a, "--store") == 0      ? &store
                                                              : NULL;
         if (slot) {
             if (i + 1 >= argc) {
@@ -58,6 +64,15 @@ int cli_keys_main(int argc, char **argv)
             usage(stderr);
             return CLI_EXIT_USAGE;
         }
+    }
+
+    /* A PostgreSQL URL takes the place of the data folder (http_store_path). */
+    if (store && *store) {
+        if (!gal_location_is_url(store)) {
+            fprintf(stderr, "vultus keys: --store: expected a postgres:// or postgresql:// URL\n");
+            return CLI_EXIT_USAGE;
+        }
+        data = store;
     }
 
     if (strcmp(verb, "create") == 0) {
@@ -77,11 +92,15 @@ int cli_keys_main(int argc, char **argv)
             return CLI_EXIT_FAILURE;
         }
         printf("%s\n", key);
+        char where[512];
+        if (gal_location_is_url(data))
+            gal_location_redact(data, where, sizeof where); /* never the password */
+        else
+            snprintf(where, sizeof where, "%s/vultus.db", data);
         fprintf(stderr,
-                "vultus keys: created key %s (scope %s%s%s) in %s/vultus.db; it is shown only "
-                "this once\n",
+                "vultus keys: created key %s (scope %s%s%s) in %s; it is shown only this once\n",
                 info.id, http_scope_name(info.scope), info.collection[0] ? ", collection " : "",
-                info.collection, data);
+                info.collection, where);
         memset(key, 0, sizeof key);
         return CLI_EXIT_OK;
     }

@@ -417,6 +417,14 @@ static char *col_dup(const PGresult *r, int row, int col)
 
 /* ---- connections and statements -------------------------------------------------------- */
 
+/* Server notices ("relation already exists, skipping", ...) go to the debug log, not to
+ * stderr as libpq's default does. */
+static void notice(void *arg, const char *message)
+{
+    (void)arg;
+    LOG_DEBUG("gallery store: %s", message);
+}
+
 static int conn_open(struct pg_store *s, struct conn *c)
 {
     memset(c->prepared, 0, sizeof c->prepared);
@@ -430,6 +438,7 @@ static int conn_open(struct pg_store *s, struct conn *c)
     if (!c->pg) return base_error_set(BASE_ERR_NOMEM, "cannot allocate a store connection");
     if (PQstatus(c->pg) != CONNECTION_OK)
         return pg_error(s, c->pg, NULL, "cannot connect");
+    PQsetNoticeProcessor(c->pg, notice, NULL);
     const char *setup = s->options.read_only ? "SET default_transaction_read_only = on"
                         : s->options.durability == GAL_DURABLE_PROCESS
                             ? "SET synchronous_commit = off"

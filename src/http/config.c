@@ -17,6 +17,9 @@ const http_option http_options[] = {
      "address to listen on, [HOST]:PORT (port 0: any free one)"},
     {"models", "VULTUS_MODELS", "models", "model pack folder (tools/fetch-models)"},
     {"data", "VULTUS_DATA", "data", "data folder; the store is DATA/vultus.db"},
+    {"store", "VULTUS_STORE", "",
+     "PostgreSQL URL (postgres://USER:PASSWORD@HOST:5432/DB) of a store that replicas share, "
+     "instead of DATA/vultus.db; pass it in the environment (a flag shows in ps)"},
     {"workers", "VULTUS_WORKERS", "0", "inference worker threads; 0: one per core"},
     {"queue", "VULTUS_QUEUE", "64", "requests that may wait for a worker; more get 503"},
     {"deadline-ms", "VULTUS_DEADLINE_MS", "5000",
@@ -101,6 +104,18 @@ int http_config_set(http_config *c, const char *name, const char *value)
     if (strcmp(name, "models") == 0)
         return parse_text(name, value, c->models_dir, sizeof c->models_dir);
     if (strcmp(name, "data") == 0) return parse_text(name, value, c->data_dir, sizeof c->data_dir);
+    if (strcmp(name, "store") == 0) {
+        /* Never echo the value: it may hold a password. */
+        if (*value && !gal_location_is_url(value))
+            return base_error_set(BASE_ERR_INVALID,
+                                  "--store: expected a postgres:// or postgresql:// URL (or "
+                                  "nothing for the SQLite file DATA/vultus.db)");
+        if (strlen(value) >= sizeof c->store)
+            return base_error_set(BASE_ERR_INVALID, "--store: longer than %zu characters",
+                                  sizeof c->store - 1);
+        snprintf(c->store, sizeof c->store, "%s", value);
+        return 0;
+    }
     INT_OPTION("workers", workers, 0, 256)
     INT_OPTION("queue", queue, 0, 100000)
     INT_OPTION("deadline-ms", deadline_ms, 1, 3600000)
@@ -140,7 +155,8 @@ int http_config_from_env(http_config *c)
         if (rc) {
             char why[512];
             snprintf(why, sizeof why, "%s", base_error_message());
-            return base_error_set(rc, "%s=%s: %s", http_options[i].env, v, why);
+            int secret = strcmp(http_options[i].name, "store") == 0; /* may hold a password */
+            return base_error_set(rc, "%s=%s: %s", http_options[i].env, secret ? "..." : v, why);
         }
     }
     return 0;

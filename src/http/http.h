@@ -28,6 +28,7 @@ typedef struct http_config {
     char listen[256]; /* "[HOST]:PORT"; ":7860" is every interface, port 0 any free one */
     char models_dir[HTTP_PATH_MAX];
     char data_dir[HTTP_PATH_MAX]; /* the store is DATA/vultus.db */
+    char store[HTTP_PATH_MAX];    /* "" or a PostgreSQL URL: the store replicas share */
     int workers;                  /* inference threads; 0: one per online core */
     int queue;                    /* requests waiting for a worker, at most */
     int deadline_ms;              /* default time a request may wait to start */

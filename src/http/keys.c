@@ -11,10 +11,18 @@
  * The server keeps the key table in memory (checked on every /v1 request without touching
  * SQLite) and reloads it when PRAGMA data_version says another connection wrote the file, so
  * `vultus keys create` takes effect on a running server within a second.
+ *
+ * With a PostgreSQL store (db_path is a postgres:// URL) the same two tables live in that
+ * database, shared by every replica, on one libpq connection of our own (reconnected once
+ * when it breaks). PostgreSQL has no data_version: the key table (a few rows) is simply
+ * reloaded at every refresh, once a second. An idempotency key is claimed with INSERT ... ON
+ * CONFLICT DO NOTHING, then the existing row read FOR UPDATE, so two replicas receiving the
+ * same key at once cannot both run the request.
  */
 #include "http/internal.h"
 
 #include <errno.h>
+#include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,8 +44,10 @@ typedef struct key_entry {
  * the connection (held by workers through whole idempotency transactions, which may wait for
  * the gallery's writer), keys_lock only the in-memory table. Order: db_lock, then keys_lock. */
 struct http_keystore {
-    pthread_mutex_t db_lock; /* guards db, data_version, last_purge_ms */
-    sqlite3 *db;
+    pthread_mutex_t db_lock; /* guards db, pg, data_version, last_purge_ms */
+    sqlite3 *db;             /* NULL with a PostgreSQL store */
+    PGconn *pg;              /* NULL with a SQLite store */
+    char shown[256];         /* the store for messages (a URL without its password) */
     int64_t data_version;
     int64_t last_purge_ms;
     pthread_mutex_t keys_lock; /* guards keys, n_keys and their buckets */
@@ -66,6 +76,96 @@ static int db_error(sqlite3 *db, const char *what)
     return base_error_set(BASE_ERR_BACKEND, "api keys store: %s: %s", what, sqlite3_errmsg(db));
 }
 
+/* ---- PostgreSQL helpers ----------------------------------------------------------------- */
+
+static const char pg_schema[] =
+    "BEGIN; SELECT pg_advisory_xact_lock(6216993364005584899);" /* "VGAL" 3: key tables */
+    "CREATE TABLE IF NOT EXISTS api_keys("
+    " id TEXT PRIMARY KEY, hash BYTEA NOT NULL UNIQUE, scope TEXT NOT NULL,"
+    " collection TEXT NOT NULL DEFAULT '', name TEXT NOT NULL DEFAULT '',"
+    " created_ms BIGINT NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS idempotency_keys("
+    " scope TEXT PRIMARY KEY, fingerprint BYTEA NOT NULL, status INTEGER NOT NULL DEFAULT 0,"
+    " body TEXT, created_ms BIGINT NOT NULL);"
+    "COMMIT";
+
+/* Server notices ("relation already exists, skipping") go to the debug log, not stderr. */
+static void pg_notice(void *arg, const char *message)
+{
+    (void)arg;
+    LOG_DEBUG("api keys store: %s", message);
+}
+
+static int pg_error(http_keystore *ks, const PGresult *r, const char *what)
+{
+    char msg[300];
+    snprintf(msg, sizeof msg, "%s", r ? PQresultErrorMessage(r) : PQerrorMessage(ks->pg));
+    msg[strcspn(msg, "\n")] = '\0';
+    int io = !r || PQstatus(ks->pg) == CONNECTION_BAD;
+    return base_error_set(io ? BASE_ERR_IO : BASE_ERR_BACKEND, "api keys store %s: %s: %s",
+                          ks->shown, what, msg);
+}
+
+/* Runs `sql` with text parameters (NULL entries are SQL NULL), text results, into *out (the
+ * caller PQclear()s it; NULL: dropped). A connection found broken outside a transaction is
+ * reset and the statement retried once. */
+static int pg_run(http_keystore *ks, const char *sql, int n, const char *const *values,
+                  const char *what, PGresult **out)
+{
+    if (out) *out = NULL;
+    for (int attempt = 0;; attempt++) {
+        int idle = PQtransactionStatus(ks->pg) == PQTRANS_IDLE;
+        PGresult *r = PQexecParams(ks->pg, sql, n, NULL, values, NULL, NULL, 0);
+        ExecStatusType st = PQresultStatus(r);
+        if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
+            if (out)
+                *out = r;
+            else
+                PQclear(r);
+            return 0;
+        }
+        if (attempt == 0 && idle && PQstatus(ks->pg) == CONNECTION_BAD) {
+            PQclear(r);
+            PQreset(ks->pg);
+            if (PQstatus(ks->pg) == CONNECTION_OK) continue;
+            return pg_error(ks, NULL, what);
+        }
+        int rc = pg_error(ks, r, what);
+        PQclear(r);
+        return rc;
+    }
+}
+
+static int pg_ok(http_keystore *ks, const char *sql, int n, const char *const *values,
+                 const char *what)
+{
+    return pg_run(ks, sql, n, values, what, NULL);
+}
+
+static void pg_rollback(http_keystore *ks)
+{
+    if (PQstatus(ks->pg) == CONNECTION_OK && PQtransactionStatus(ks->pg) != PQTRANS_IDLE)
+        PQclear(PQexec(ks->pg, "ROLLBACK"));
+}
+
+/* 32 bytes from 64 hex digits; -1 when malformed. */
+static int from_hex32(const char *hex, uint8_t out[32])
+{
+    if (!hex || strlen(hex) != 64) return -1;
+    for (int i = 0; i < 32; i++) {
+        unsigned v;
+        if (sscanf(hex + 2 * i, "%2x", &v) != 1) return -1;
+        out[i] = (uint8_t)v;
+    }
+    return 0;
+}
+
+static void to_hex(const uint8_t *data, size_t n, char *out)
+{
+    for (size_t i = 0; i < n; i++)
+        sprintf(out + 2 * i, "%02x", data[i]);
+}
+
 int http_scope_parse(const char *text, enum http_scope *scope)
 {
     if (strcmp(text, "read") == 0)
@@ -91,15 +191,78 @@ const char *http_scope_name(enum http_scope scope)
 
 int http_store_path(const char *data_dir, char *out, size_t cap)
 {
-    int n = snprintf(out, cap, "%s/vultus.db", data_dir);
+    int n = gal_location_is_url(data_dir) ? snprintf(out, cap, "%s", data_dir)
+                                          : snprintf(out, cap, "%s/vultus.db", data_dir);
     if (n < 0 || (size_t)n >= cap)
         return base_error_set(BASE_ERR_LIMIT, "data folder path too long: %s", data_dir);
+    return 0;
+}
+
+/* Fills `e` from one row's values; 0, or -1 when the row is malformed (skipped). */
+static int key_from_row(key_entry *e, const char *id, const uint8_t *hash, const char *scope,
+                        const char *collection, const char *name, int64_t created_ms)
+{
+    memset(e, 0, sizeof *e);
+    enum http_scope sc;
+    if (!id || !hash || !scope || http_scope_parse(scope, &sc) != 0) {
+        LOG_WARN("api keys: skipping a malformed row (id %s)", id ? id : "?");
+        return -1;
+    }
+    snprintf(e->info.id, sizeof e->info.id, "%s", id);
+    e->info.scope = sc;
+    snprintf(e->info.collection, sizeof e->info.collection, "%s", collection ? collection : "");
+    snprintf(e->info.name, sizeof e->info.name, "%s", name ? name : "");
+    e->info.created_ms = created_ms;
+    memcpy(e->hash, hash, 32);
+    return 0;
+}
+
+/* Installs a freshly read table, keeping the buckets of keys still there; takes `keys`. */
+static void install_keys(http_keystore *ks, key_entry *keys, size_t n)
+{
+    pthread_mutex_lock(&ks->keys_lock);
+    for (size_t k = 0; k < n; k++)
+        for (size_t i = 0; i < ks->n_keys; i++)
+            if (strcmp(ks->keys[i].info.id, keys[k].info.id) == 0)
+                keys[k].bucket = ks->keys[i].bucket;
+    free(ks->keys);
+    ks->keys = keys;
+    ks->n_keys = n;
+    pthread_mutex_unlock(&ks->keys_lock);
+}
+
+static int pg_load_keys(http_keystore *ks)
+{
+    PGresult *r;
+    int rc = pg_run(ks,
+                    "SELECT id, encode(hash, 'hex'), scope, collection, name, created_ms"
+                    " FROM api_keys ORDER BY created_ms, id",
+                    0, NULL, "read keys", &r);
+    if (rc) return rc;
+    int rows = PQntuples(r);
+    key_entry *keys = calloc((size_t)(rows ? rows : 1), sizeof *keys);
+    if (!keys) {
+        PQclear(r);
+        return base_error_set(BASE_ERR_NOMEM, "api keys: %d entries", rows);
+    }
+    size_t n = 0;
+    for (int i = 0; i < rows; i++) {
+        uint8_t hash[32];
+        int ok = from_hex32(PQgetvalue(r, i, 1), hash) == 0;
+        if (key_from_row(&keys[n], PQgetvalue(r, i, 0), ok ? hash : NULL, PQgetvalue(r, i, 2),
+                         PQgetvalue(r, i, 3), PQgetvalue(r, i, 4),
+                         strtoll(PQgetvalue(r, i, 5), NULL, 10)) == 0)
+            n++;
+    }
+    PQclear(r);
+    install_keys(ks, keys, n);
     return 0;
 }
 
 /* Replaces the in-memory table with the store's, keeping the buckets of keys still there. */
 static int load_keys(http_keystore *ks)
 {
+    if (ks->pg) return pg_load_keys(ks);
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(ks->db,
                            "SELECT id, hash, scope, collection, name, created_ms FROM api_keys"
@@ -119,26 +282,14 @@ static int load_keys(http_keystore *ks)
             }
             keys = grown;
         }
-        key_entry *e = &keys[n];
-        memset(e, 0, sizeof *e);
-        const char *id = (const char *)sqlite3_column_text(st, 0);
         const void *hash = sqlite3_column_blob(st, 1);
-        const char *scope = (const char *)sqlite3_column_text(st, 2);
-        const char *collection = (const char *)sqlite3_column_text(st, 3);
-        const char *name = (const char *)sqlite3_column_text(st, 4);
-        enum http_scope sc;
-        if (!id || !hash || sqlite3_column_bytes(st, 1) != 32 || !scope ||
-            http_scope_parse(scope, &sc) != 0) {
-            LOG_WARN("api keys: skipping a malformed row (id %s)", id ? id : "?");
-            continue;
-        }
-        snprintf(e->info.id, sizeof e->info.id, "%s", id);
-        e->info.scope = sc;
-        snprintf(e->info.collection, sizeof e->info.collection, "%s", collection ? collection : "");
-        snprintf(e->info.name, sizeof e->info.name, "%s", name ? name : "");
-        e->info.created_ms = sqlite3_column_int64(st, 5);
-        memcpy(e->hash, hash, 32);
-        n++;
+        if (sqlite3_column_bytes(st, 1) != 32) hash = NULL;
+        if (key_from_row(&keys[n], (const char *)sqlite3_column_text(st, 0), hash,
+                         (const char *)sqlite3_column_text(st, 2),
+                         (const char *)sqlite3_column_text(st, 3),
+                         (const char *)sqlite3_column_text(st, 4),
+                         sqlite3_column_int64(st, 5)) == 0)
+            n++;
     }
     if (!err && rc != SQLITE_DONE) err = db_error(ks->db, "read keys");
     sqlite3_finalize(st);
@@ -146,15 +297,7 @@ static int load_keys(http_keystore *ks)
         free(keys);
         return err;
     }
-    pthread_mutex_lock(&ks->keys_lock);
-    for (size_t k = 0; k < n; k++)
-        for (size_t i = 0; i < ks->n_keys; i++)
-            if (strcmp(ks->keys[i].info.id, keys[k].info.id) == 0)
-                keys[k].bucket = ks->keys[i].bucket;
-    free(ks->keys);
-    ks->keys = keys;
-    ks->n_keys = n;
-    pthread_mutex_unlock(&ks->keys_lock);
+    install_keys(ks, keys, n);
     return 0;
 }
 
@@ -176,7 +319,31 @@ int http_keystore_open(const char *db_path, http_keystore **out)
     if (!ks) return base_error_set(BASE_ERR_NOMEM, "keystore");
     pthread_mutex_init(&ks->db_lock, NULL);
     pthread_mutex_init(&ks->keys_lock, NULL);
-    int rc = sqlite3_open_v2(
+    gal_location_redact(db_path, ks->shown, sizeof ks->shown);
+    int rc;
+    if (gal_location_is_url(db_path)) {
+        const char *keys[] = {"application_name", "connect_timeout", "dbname", NULL};
+        const char *values[] = {"vultus", "10", db_path, NULL};
+        ks->pg = PQconnectdbParams(keys, values, 1);
+        if (!ks->pg || PQstatus(ks->pg) != CONNECTION_OK) {
+            rc = ks->pg ? pg_error(ks, NULL, "connect")
+                        : base_error_set(BASE_ERR_NOMEM, "api keys store: no connection");
+            http_keystore_close(ks);
+            return rc;
+        }
+        PQsetNoticeProcessor(ks->pg, pg_notice, NULL);
+        PGresult *r = PQexec(ks->pg, pg_schema);
+        rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : pg_error(ks, r, "creating the key tables");
+        PQclear(r);
+        if (!rc) rc = load_keys(ks);
+        if (rc) {
+            http_keystore_close(ks);
+            return rc;
+        }
+        *out = ks;
+        return 0;
+    }
+    rc = sqlite3_open_v2(
         db_path, &ks->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
         rc = base_error_set(BASE_ERR_IO, "%s: %s", db_path,
@@ -205,6 +372,7 @@ void http_keystore_close(http_keystore *ks)
 {
     if (!ks) return;
     sqlite3_close(ks->db);
+    if (ks->pg) PQfinish(ks->pg);
     free(ks->keys);
     pthread_mutex_destroy(&ks->db_lock);
     pthread_mutex_destroy(&ks->keys_lock);
@@ -214,6 +382,11 @@ void http_keystore_close(http_keystore *ks)
 int http_keystore_refresh(http_keystore *ks)
 {
     pthread_mutex_lock(&ks->db_lock);
+    if (ks->pg) { /* no data_version: a few rows, read again */
+        int rc = load_keys(ks);
+        pthread_mutex_unlock(&ks->db_lock);
+        return rc;
+    }
     int64_t v = 0;
     int rc = data_version(ks, &v);
     if (!rc && v != ks->data_version) {
@@ -235,6 +408,11 @@ size_t http_keystore_count(http_keystore *ks)
 int http_keystore_ping(http_keystore *ks)
 {
     pthread_mutex_lock(&ks->db_lock);
+    if (ks->pg) {
+        int err = pg_ok(ks, "SELECT count(*) FROM api_keys", 0, NULL, "ping");
+        pthread_mutex_unlock(&ks->db_lock);
+        return err;
+    }
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(ks->db, "SELECT count(*) FROM api_keys", -1, &st, NULL);
     if (rc == SQLITE_OK) rc = sqlite3_step(st);
@@ -279,6 +457,67 @@ static int exec_bound(sqlite3 *db, const char *sql, const char *text, int64_t nu
     return rc == SQLITE_DONE ? 0 : db_error(db, sql);
 }
 
+static int pg_idem_begin(http_keystore *ks, const char *scope, const uint8_t fingerprint[32],
+                         int64_t now, enum http_idem_state *state, int *status, char **body)
+{
+    char fp[65], now_text[24], old_text[24];
+    to_hex(fingerprint, 32, fp);
+    snprintf(now_text, sizeof now_text, "%lld", (long long)now);
+    snprintf(old_text, sizeof old_text, "%lld", (long long)(now - IDEM_KEEP_MS));
+    int err = pg_ok(ks, "BEGIN", 0, NULL, "begin");
+    if (err) return err;
+    if (now - ks->last_purge_ms > 60000) {
+        const char *v[] = {old_text};
+        if ((err = pg_ok(ks, "DELETE FROM idempotency_keys WHERE created_ms < $1::bigint", 1, v,
+                         "purge idempotency keys")))
+            goto rollback;
+        ks->last_purge_ms = now;
+    }
+    const char *claim[] = {scope, fp, now_text};
+    PGresult *r;
+    if ((err = pg_run(ks,
+                      "INSERT INTO idempotency_keys(scope, fingerprint, status, created_ms)"
+                      " VALUES ($1, decode($2, 'hex'), 0, $3::bigint)"
+                      " ON CONFLICT (scope) DO NOTHING",
+                      3, claim, "claim idempotency key", &r)))
+        goto rollback;
+    int inserted = strcmp(PQcmdTuples(r), "1") == 0;
+    PQclear(r);
+    if (!inserted) {
+        const char *v[] = {scope};
+        if ((err = pg_run(ks,
+                          "SELECT encode(fingerprint, 'hex'), status, body, created_ms"
+                          " FROM idempotency_keys WHERE scope = $1 FOR UPDATE",
+                          1, v, "select idempotency", &r)))
+            goto rollback;
+        if (PQntuples(r) == 0) {
+            *state = HTTP_IDEM_BUSY; /* released or purged between: the client retries */
+        } else if (strcmp(PQgetvalue(r, 0, 0), fp) != 0) {
+            *state = HTTP_IDEM_MISMATCH;
+        } else if (atoi(PQgetvalue(r, 0, 1)) != 0) {
+            *status = atoi(PQgetvalue(r, 0, 1));
+            *body = strdup(PQgetvalue(r, 0, 2));
+            if (!*body) err = base_error_set(BASE_ERR_NOMEM, "idempotent response");
+            *state = HTTP_IDEM_REPLAY;
+        } else if (now - strtoll(PQgetvalue(r, 0, 3), NULL, 10) < IDEM_ABANDONED_MS) {
+            *state = HTTP_IDEM_BUSY;
+        } else {
+            err = pg_ok(ks, "UPDATE idempotency_keys SET created_ms = $3::bigint WHERE scope = $1",
+                        3, claim, "take over idempotency key");
+        }
+        PQclear(r);
+        if (err) goto rollback;
+    }
+    if ((err = pg_ok(ks, "COMMIT", 0, NULL, "commit"))) goto rollback;
+    return 0;
+rollback:
+    pg_rollback(ks);
+    free(*body);
+    *body = NULL;
+    *state = HTTP_IDEM_NEW;
+    return err;
+}
+
 int http_idem_begin(http_keystore *ks, const char *scope, const uint8_t fingerprint[32],
                     enum http_idem_state *state, int *status, char **body)
 {
@@ -287,6 +526,11 @@ int http_idem_begin(http_keystore *ks, const char *scope, const uint8_t fingerpr
     *body = NULL;
     int64_t now = unix_ms();
     pthread_mutex_lock(&ks->db_lock);
+    if (ks->pg) {
+        int rc = pg_idem_begin(ks, scope, fingerprint, now, state, status, body);
+        pthread_mutex_unlock(&ks->db_lock);
+        return rc;
+    }
     sqlite3 *db = ks->db;
     sqlite3_stmt *st = NULL;
     int err = 0;
@@ -366,6 +610,17 @@ out:
 int http_idem_finish(http_keystore *ks, const char *scope, int status, const char *body)
 {
     pthread_mutex_lock(&ks->db_lock);
+    if (ks->pg) {
+        char status_text[16];
+        snprintf(status_text, sizeof status_text, "%d", status);
+        const char *v[] = {scope, status_text, body};
+        int err = pg_ok(ks,
+                        "UPDATE idempotency_keys SET status = $2::integer, body = $3"
+                        " WHERE scope = $1",
+                        3, v, "finish idempotency");
+        pthread_mutex_unlock(&ks->db_lock);
+        return err;
+    }
     sqlite3_stmt *st = NULL;
     int err = 0;
     if (sqlite3_prepare_v2(ks->db,
@@ -386,7 +641,12 @@ int http_idem_finish(http_keystore *ks, const char *scope, int status, const cha
 void http_idem_release(http_keystore *ks, const char *scope)
 {
     pthread_mutex_lock(&ks->db_lock);
-    if (exec_bound(ks->db, "DELETE FROM idempotency_keys WHERE scope = ? AND status = 0", scope,
+    if (ks->pg) {
+        const char *v[] = {scope};
+        if (pg_ok(ks, "DELETE FROM idempotency_keys WHERE scope = $1 AND status = 0", 1, v,
+                  "release idempotency") != 0)
+            LOG_WARN("idempotency: %s", base_error_message());
+    } else if (exec_bound(ks->db, "DELETE FROM idempotency_keys WHERE scope = ? AND status = 0", scope,
                    0) != 0)
         LOG_WARN("idempotency: %s", base_error_message());
     pthread_mutex_unlock(&ks->db_lock);
@@ -401,7 +661,7 @@ static int open_for_cli(const char *data_dir, http_keystore **ks)
     char path[HTTP_PATH_MAX + 16];
     int rc = http_store_path(data_dir, path, sizeof path);
     if (rc) return rc;
-    if (mkdir(data_dir, 0755) != 0 && errno != EEXIST)
+    if (!gal_location_is_url(data_dir) && mkdir(data_dir, 0755) != 0 && errno != EEXIST)
         return base_error_set(BASE_ERR_IO, "%s: %s", data_dir, strerror(errno));
     struct gal *g = NULL;
     if ((rc = gal_open(path, NULL, &g))) return rc;
@@ -439,6 +699,20 @@ int http_keys_create(const char *data_dir, enum http_scope scope, const char *co
     http_keystore *ks = NULL;
     int rc = open_for_cli(data_dir, &ks);
     if (rc) goto fail;
+    if (ks->pg) {
+        char hash_hex[65], created[24];
+        to_hex(hash, 32, hash_hex);
+        snprintf(created, sizeof created, "%lld", (long long)info->created_ms);
+        const char *v[] = {info->id,   hash_hex, http_scope_name(scope), info->collection,
+                           info->name, created};
+        rc = pg_ok(ks,
+                   "INSERT INTO api_keys(id, hash, scope, collection, name, created_ms)"
+                   " VALUES ($1, decode($2, 'hex'), $3, $4, $5, $6::bigint)",
+                   6, v, "insert key");
+        if (rc) goto fail;
+        http_keystore_close(ks);
+        return 0;
+    }
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(ks->db,
                            "INSERT INTO api_keys(id, hash, scope, collection, name, created_ms)"
@@ -491,8 +765,15 @@ int http_keys_revoke(const char *data_dir, const char *id)
     int rc = open_for_cli(data_dir, &ks);
     if (rc) return rc;
     sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(ks->db, "DELETE FROM api_keys WHERE id = ?", -1, &st, NULL) !=
-        SQLITE_OK) {
+    if (ks->pg) {
+        const char *v[] = {id};
+        PGresult *r;
+        rc = pg_run(ks, "DELETE FROM api_keys WHERE id = $1", 1, v, "delete key", &r);
+        if (!rc && strcmp(PQcmdTuples(r), "0") == 0)
+            rc = base_error_set(BASE_ERR_NOT_FOUND, "no API key with id %s", id);
+        PQclear(r);
+    } else if (sqlite3_prepare_v2(ks->db, "DELETE FROM api_keys WHERE id = ?", -1, &st, NULL) !=
+               SQLITE_OK) {
         rc = db_error(ks->db, "delete key");
     } else {
         sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
