@@ -37,6 +37,9 @@
  * service runs inferences on threads with the default stack). */
 #define MAX_GATHER_K 2304
 #define MAX_TAPS 64
+/* Floats of a fused pooling's two output rows (2 * OW * N), on the stack beside the gathered
+ * rows: 64 KB (antispoof's 126-wide 64-channel stem: 16128). */
+#define POOL_SCRATCH 16384
 
 /* Output channels per packed panel: 32 (the 14x32 tile), or 16 (one zmm) or 8 (one ymm) for
  * layers with few output channels, whose 32-wide panels would be mostly padding. On this CPU
@@ -74,7 +77,7 @@ static int direct_rows(const nn_node *n)
     if (n->op == NN_OP_FULLY_CONNECTED) return 1;
     const nn_conv_params *p = &n->p.conv;
     return p->kernel_h == 1 && p->kernel_w == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_top == 0 &&
-           p->pad_bottom == 0 && p->pad_left == 0 && p->pad_right == 0;
+           p->pad_bottom == 0 && p->pad_left == 0 && p->pad_right == 0 && !p->pool;
 }
 
 /* K and N of the node's GEMM. */
@@ -129,14 +132,21 @@ int nn_gemm_supports(const nn_graph *g, const nn_node *n)
     /* Narrow panels: XNNPACK stays faster on 1x1 layers with fewer than 32 inputs (a tile's
      * epilogue outweighs its few FMAs) and on maps narrower than a tile (gathered rows) unless
      * K is long enough to pay for the gathering (emotion's 3x3x256 -> 7 head: 2x faster). */
-    if (nr < NR && (direct_rows(n) ? k < 32 : g->tensors[n->output].shape.dim[2] < MR && k < 256)) return 0;
+    const nn_conv_params *cp = n->op == NN_OP_CONV2D ? &n->p.conv : NULL;
+    /* The convolution's own output width (before a fused pooling). */
+    int64_t ow = n->op == NN_OP_CONV2D ? nn_window_out(x->dim[2], cp->kernel_w, cp->stride_w, cp->dilation_w,
+                                                       cp->pad_left, cp->pad_right)
+                                       : 1;
+    if (cp && cp->pool) {
+        /* Two output rows of the group's channels are pooled from the stack (POOL_SCRATCH). */
+        if (cp->pool != 2 || cp->residual || ow < 2 || (size_t)(2 * ow) * nc > POOL_SCRATCH) return 0;
+    }
+    if (nr < NR && (direct_rows(n) ? k < 32 : ow < MR && k < 256)) return 0;
     /* 32-wide panels with fewer than 32 inputs per tap: only on maps wide enough that most
      * blocks read in place (a stem convolution from RGB: 23% faster than XNNPACK at
      * 126x126x64; blazeface's 5x5 s2 3->24 stem 0.49 -> 0.35 ms once edge blocks copied
      * spans instead of gathering every tap). */
-    if (nr == NR && !direct_rows(n) && w->dim[2] < 32 &&
-        g->tensors[n->output].shape.dim[2] < 3 * MR)
-        return 0;
+    if (nr == NR && !direct_rows(n) && w->dim[2] < 32 && ow < 3 * MR) return 0;
     if (n->n_inputs > 2 && n->inputs[2] >= 0 && nn_shape_numel(&g->tensors[n->inputs[2]].shape, 1) != (int64_t)nc)
         return 0;
     const nn_act *act = node_act(n);
@@ -416,7 +426,7 @@ tile8(int mr, const tap_list *tl, const float *b, float *c, size_t ldc, const fl
  * them from L3 or memory: where the rows are few (faceres's 7x7x1024 1x1 layer: 4 MB of
  * weights, 4 row blocks) that first read had been a third of the layer's time. */
 __attribute__((target("avx512f,avx512vl,fma"))) static void block(const gemm_job *j, int mr, size_t grp, size_t blk,
-                                                       size_t m0, const tap_list *tl)
+                                                       size_t m0, const tap_list *tl, float *yb)
 {
     size_t p1 = (grp + 1) * j->group < j->panels ? (grp + 1) * j->group : j->panels;
     const size_t nr = j->nr;
@@ -425,7 +435,7 @@ __attribute__((target("avx512f,avx512vl,fma"))) static void block(const gemm_job
         const float *pf = nr == NR && blk < 2 && p + j->group < j->panels
                               ? j->n->packed + (p + j->group) * j->panel_floats + 16 * blk
                               : NULL;
-        float *c = j->y + m0 * j->nc + p * nr;
+        float *c = yb + m0 * j->nc + p * nr;
         const float *res = j->res ? j->res + m0 * j->nc + p * nr : NULL;
         switch (mr) {
 #define TILE(r)                                                                                    \
@@ -456,6 +466,10 @@ static void gathered_taps(const gemm_job *j, const float *rows, tap_list *tl)
     }
 }
 
+static void row_block(const gemm_job *j, size_t grp, size_t blk, int64_t b, int64_t oy, int64_t ox0, float *yb,
+                      size_t m0, float *rows);
+static void pooled_task(const gemm_job *j, size_t grp, size_t blk, float *rows);
+
 /* One task: panel group `grp`, row block `blk`. A convolution's blocks lie within one output
  * row (blocks_per_row of them), so an interior block reads each tap's inputs in place. */
 static void task(void *arg, size_t grp, size_t blk)
@@ -466,12 +480,16 @@ static void task(void *arg, size_t grp, size_t blk)
         size_t m0 = blk * MR;
         int mr = j->m - m0 < MR ? (int)(j->m - m0) : MR;
         tl = (tap_list){.n = 1, .kt = j->k, .rs = j->k, .a = {j->x + m0 * j->k}, .boff = {0}};
-        block(j, mr, grp, blk, m0, &tl);
+        block(j, mr, grp, blk, m0, &tl, j->y);
         return;
     }
     const nn_conv_params *p = &j->n->p.conv;
     size_t cin = (size_t)j->cin;
     _Alignas(64) float rows[MR * MAX_GATHER_K];
+    if (j->n->p.conv.pool) {
+        pooled_task(j, grp, blk, rows);
+        return;
+    }
     if (!j->blocks_per_row) {
         /* A map narrower than a tile: blocks run across output rows (and images), so a tile's
          * weights meet 14 rows; gathered. */
@@ -491,13 +509,24 @@ static void task(void *arg, size_t grp, size_t blk)
             }
         }
         gathered_taps(j, rows, &tl);
-        block(j, mr, grp, blk, m0, &tl);
+        block(j, mr, grp, blk, m0, &tl, j->y);
         return;
     }
     int64_t row = (int64_t)(blk / j->blocks_per_row), ox0 = (int64_t)((blk % j->blocks_per_row) * j->block_width);
     int64_t b = row / j->oh, oy = row % j->oh;
+    row_block(j, grp, blk, b, oy, ox0, j->y, (size_t)(row * j->ow + ox0), rows);
+}
+
+/* The row block of output row oy of image b from column ox0 (block_width columns or to the
+ * row's end) for panel group grp, into yb from row m0 (rows: MR * MAX_GATHER_K floats of
+ * scratch). blk: the task's block index (the next group's prefetch). */
+static void row_block(const gemm_job *j, size_t grp, size_t blk, int64_t b, int64_t oy, int64_t ox0, float *yb,
+                      size_t m0, float *rows)
+{
+    const nn_conv_params *p = &j->n->p.conv;
+    size_t cin = (size_t)j->cin;
+    tap_list tl;
     int mr = j->ow - ox0 < (int64_t)j->block_width ? (int)(j->ow - ox0) : (int)j->block_width;
-    size_t m0 = (size_t)(row * j->ow + ox0);
     int64_t ix_first = ox0 * p->stride_w - p->pad_left;
     int64_t ix_last = (ox0 + mr - 1) * p->stride_w - p->pad_left + (int64_t)(p->kernel_w - 1) * p->dilation_w;
     /* At the image's left or right edge, the span of inputs each kernel row reads
@@ -545,7 +574,7 @@ static void task(void *arg, size_t grp, size_t blk)
                 tl.n++;
             }
         }
-        block(j, mr, grp, blk, m0, &tl);
+        block(j, mr, grp, blk, m0, &tl, yb);
         return;
     }
     /* An edge block whose spans do not fit: gather the rows, zeros outside the image. */
@@ -562,7 +591,48 @@ static void task(void *arg, size_t grp, size_t blk)
         }
     }
     gathered_taps(j, rows, &tl);
-    block(j, mr, grp, blk, m0, &tl);
+    block(j, mr, grp, blk, m0, &tl, yb);
+}
+
+
+/* One task of a convolution with a fused 2x2 pooling: pooled row `blk` (of the whole batch)
+ * for panel group grp. Its two output rows go to the stack, then the pooled row to the output,
+ * pooled as the reference pools (NaNs skipped by the maximum; the average sums in window
+ * order). */
+__attribute__((target("avx512f"))) static void pooled_task(const gemm_job *j, size_t grp, size_t blk, float *rows)
+{
+    _Alignas(64) float two[POOL_SCRATCH];
+    int64_t ph = j->oh / 2, pw = j->ow / 2, b = (int64_t)blk / ph, py = (int64_t)blk % ph;
+    for (int r = 0; r < 2; r++)
+        for (int64_t ox0 = 0; ox0 < j->ow; ox0 += (int64_t)j->block_width)
+            row_block(j, grp, blk, b, 2 * py + r, ox0, two, (size_t)(r * j->ow + ox0), rows);
+    size_t c0 = grp * j->group * j->nr, c1 = (grp + 1) * j->group * j->nr;
+    if (c1 > j->nc) c1 = j->nc;
+    const size_t nc = j->nc, up = (size_t)j->ow * nc;
+    float *y = j->y + (size_t)((b * ph + py) * pw) * nc;
+    int avg = j->n->p.conv.pool_kind == NN_POOL_AVG;
+    const __m512 quarter = _mm512_set1_ps(0.25f);
+    for (int64_t px = 0; px < pw; px++) {
+        const float *t = two + (size_t)(2 * px) * nc;
+        for (size_t c = c0; c < c1; c += 16) {
+            __mmask16 m = c1 - c >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (c1 - c)) - 1);
+            __m512 a = _mm512_maskz_loadu_ps(m, t + c), bb = _mm512_maskz_loadu_ps(m, t + nc + c);
+            __m512 cc = _mm512_maskz_loadu_ps(m, t + up + c), d = _mm512_maskz_loadu_ps(m, t + up + nc + c);
+            __m512 v;
+            if (avg) {
+                /* (a + b + c + d) / 4 in that order; a quarter is exact. */
+                v = _mm512_mul_ps(_mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a, bb), cc), d), quarter);
+            } else {
+                /* max(x, o) as x > o ? x : o, from -inf: a NaN never wins. */
+                v = _mm512_set1_ps(-__builtin_inff());
+                v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(a, v, _CMP_GT_OQ), a);
+                v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(bb, v, _CMP_GT_OQ), bb);
+                v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(cc, v, _CMP_GT_OQ), cc);
+                v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(d, v, _CMP_GT_OQ), d);
+            }
+            _mm512_mask_storeu_ps(y + (size_t)px * nc + c, m, v);
+        }
+    }
 }
 
 int nn_gemm_run(const nn_graph *g, const nn_node *n, const nn_view *in, nn_view *out, struct pthreadpool *pool)
@@ -578,12 +648,13 @@ int nn_gemm_run(const nn_graph *g, const nn_node *n, const nn_view *in, nn_view 
         j.m = (size_t)xs->dim[0];
     } else {
         const nn_conv_params *p = &n->p.conv;
+        /* The convolution's output; a fused pooling's output is half of it (rounded down). */
+        int64_t oh = nn_window_out(xs->dim[1], p->kernel_h, p->stride_h, p->dilation_h, p->pad_top, p->pad_bottom);
+        int64_t ow = nn_window_out(xs->dim[2], p->kernel_w, p->stride_w, p->dilation_w, p->pad_left, p->pad_right);
+        int sc = p->pool ? 2 : 1;
         if (xs->rank != 4 || ys->rank != 4 || ys->dim[0] != xs->dim[0] || ys->dim[3] != (int64_t)j.nc ||
-            ys->dim[1] != nn_window_out(xs->dim[1], p->kernel_h, p->stride_h, p->dilation_h, p->pad_top,
-                                        p->pad_bottom) ||
-            ys->dim[2] != nn_window_out(xs->dim[2], p->kernel_w, p->stride_w, p->dilation_w, p->pad_left,
-                                        p->pad_right) ||
-            xs->dim[3] * p->kernel_h * p->kernel_w != (int64_t)j.k)
+            ys->dim[1] != oh / sc || ys->dim[2] != ow / sc || xs->dim[3] * p->kernel_h * p->kernel_w != (int64_t)j.k ||
+            (p->pool && (p->pool != 2 || p->residual || ow < 2 || oh < 2 || (size_t)(2 * ow) * j.nc > POOL_SCRATCH)))
             return base_error_set(BASE_ERR_INVALID, "node %s: bad views", n->name);
         if (!direct_rows(n) && j.k > MAX_GATHER_K)
             return base_error_set(BASE_ERR_UNSUPPORTED, "node %s: %zu inputs per pixel is more than the GEMM gathers",
@@ -591,9 +662,9 @@ int nn_gemm_run(const nn_graph *g, const nn_node *n, const nn_view *in, nn_view 
         j.h = xs->dim[1];
         j.w = xs->dim[2];
         j.cin = xs->dim[3];
-        j.oh = ys->dim[1];
-        j.ow = ys->dim[2];
-        j.m = (size_t)(ys->dim[0] * ys->dim[1] * ys->dim[2]);
+        j.oh = oh;
+        j.ow = ow;
+        j.m = (size_t)(ys->dim[0] * oh * ow);
     }
     if (n->n_inputs > 2 && n->inputs[2] >= 0) j.bias = in[2].data;
     if (n->op == NN_OP_CONV2D && n->p.conv.residual) {
@@ -623,6 +694,12 @@ int nn_gemm_run(const nn_graph *g, const nn_node *n, const nn_view *in, nn_view 
         j.block_width = ((size_t)j.ow + n_blocks - 1) / n_blocks;
         j.blocks_per_row = ((size_t)j.ow + j.block_width - 1) / j.block_width;
         blocks = (size_t)(xs->dim[0] * j.oh) * j.blocks_per_row;
+    }
+    if (n->op == NN_OP_CONV2D && n->p.conv.pool) {
+        /* A task per pooled row; its two output rows in blocks as above, or whole on maps
+         * narrower than a tile. */
+        if (j.ow < MR) j.block_width = (size_t)j.ow;
+        blocks = (size_t)(xs->dim[0] * (j.oh / 2));
     }
     if (pool && pthreadpool_get_threads_count(pool) > 1) {
         pthreadpool_parallelize_2d(pool, task, &j, groups, blocks, 0);

@@ -225,6 +225,11 @@ int nn_infer_shape(const nn_graph *g, const nn_node *n, nn_shape *out)
                                   nn_shape_str(in_shape(g, n, 2), b1, sizeof b1), cout);
         int rc = check_act_slope(g, n, &p->act, cout);
         if (rc) return rc;
+        if (p->pool && (p->pool != 2 || p->depthwise || p->residual || oh < 2 || ow < 2 ||
+                        (p->pool_kind != NN_POOL_MAX && p->pool_kind != NN_POOL_AVG)))
+            return base_error_set(BASE_ERR_FORMAT, "node %s: fused pooling %d of a %" PRId64 "x%" PRId64 " map",
+                                  n->name, p->pool, oh, ow);
+        if (p->pool) oh /= 2, ow /= 2;
         *out = (nn_shape){4, {x->dim[0], oh, ow, cout}};
         if (p->residual && (p->depthwise || n->n_inputs != 5 || n->inputs[4] < 0 ||
                             !nn_shape_equal(in_shape(g, n, 4), out)))
@@ -449,7 +454,8 @@ int64_t nn_node_macs(const nn_graph *g, const nn_node *n)
     if (n->op == NN_OP_CONV2D) {
         const nn_shape *w = &g->tensors[n->inputs[1]].shape;
         int64_t per_out = n->p.conv.depthwise ? w->dim[0] * w->dim[1] : w->dim[0] * w->dim[1] * w->dim[2];
-        return o->dim[1] * o->dim[2] * o->dim[3] * per_out;
+        int64_t pooled = n->p.conv.pool ? (int64_t)n->p.conv.pool * n->p.conv.pool : 1; /* outputs per pooled one */
+        return o->dim[1] * o->dim[2] * o->dim[3] * per_out * pooled;
     }
     if (n->op == NN_OP_FULLY_CONNECTED) {
         const nn_shape *w = &g->tensors[n->inputs[1]].shape;

@@ -76,6 +76,8 @@ typedef struct nn_act {
     float alpha;  /* NN_ACT_LEAKY */
 } nn_act;
 
+typedef enum nn_pool_kind { NN_POOL_MAX, NN_POOL_AVG } nn_pool_kind;
+
 typedef struct nn_conv_params {
     int kernel_h, kernel_w;
     int stride_h, stride_w;
@@ -86,6 +88,13 @@ typedef struct nn_conv_params {
     /* Input 4 (same shape as the output) is added before the activation: act(conv + bias + r).
      * Set by the optimiser for a convolution followed by an Add (never depthwise). */
     int residual;
+    /* pool == 2: a 2x2 stride-2 unpadded pooling (pool_kind) of the activated output, fused by
+     * the optimiser where the own GEMM kernel takes it (the pooled map never goes through
+     * memory at full size). The node's output is then the pooled tensor
+     * [N, OH / 2, OW / 2, Cout] (rounded down, as a VALID pool); never with residual or
+     * depthwise. 0: no pooling. */
+    int pool;
+    nn_pool_kind pool_kind;
 } nn_conv_params;
 
 typedef struct nn_fc_params {
@@ -127,8 +136,6 @@ typedef struct nn_unary_params {
     nn_unary_kind kind;
     float lo, hi, alpha;
 } nn_unary_params;
-
-typedef enum nn_pool_kind { NN_POOL_MAX, NN_POOL_AVG } nn_pool_kind;
 
 typedef struct nn_pool_params {
     nn_pool_kind kind;

@@ -541,6 +541,38 @@ static int fold_residual(opt *o, int i, int *changed)
     return 0;
 }
 
+/*
+ * A convolution whose sole reader is a 2x2 stride-2 unpadded pooling: the own GEMM kernel
+ * computes two output rows at a time and writes only the pooled map (antispoof's 126x126x64
+ * stem and its max pool, SSR-Net's conv + average pools): the full-size map had gone through
+ * memory twice, as the convolution's output and the pool's input. Last, after every activation
+ * has settled into the convolution; only where the GEMM kernel takes the fused node.
+ */
+static int fold_pool(opt *o, int i, int *changed)
+{
+    nn_graph *g = o->g;
+    nn_node *n = &g->nodes[i];
+    if (n->op != NN_OP_CONV2D || n->p.conv.depthwise || n->p.conv.residual || n->p.conv.pool) return 0;
+    int r = sole_reader(o, n->output);
+    if (r < 0) return 0;
+    const nn_node *c = &g->nodes[r];
+    if (c->op != NN_OP_POOL || c->n_inputs != 1) return 0;
+    const nn_pool_params *pp = &c->p.pool;
+    if (pp->kernel_h != 2 || pp->kernel_w != 2 || pp->stride_h != 2 || pp->stride_w != 2 || pp->pad_top ||
+        pp->pad_bottom || pp->pad_left || pp->pad_right)
+        return 0;
+    nn_node cand = *n;
+    cand.p.conv.pool = 2;
+    cand.p.conv.pool_kind = pp->kind;
+    cand.output = c->output; /* the pooled shape, for the GEMM kernel's checks */
+    if (!nn_gemm_supports(g, &cand)) return 0;
+    n->p.conv.pool = 2;
+    n->p.conv.pool_kind = pp->kind;
+    absorb(o, i, r);
+    (*changed)++;
+    return 0;
+}
+
 int nn_graph_optimize(nn_graph *g)
 {
     opt o = {g, NULL, 0, NULL};
@@ -587,6 +619,12 @@ int nn_graph_optimize(nn_graph *g)
         if (o.dead[i]) continue;
         int before = fused;
         rc = fold_residual(&o, i, &fused);
+        if (!rc && fused != before) rc = count_readers(&o);
+    }
+    for (int i = 0; i < g->n_nodes && !rc; i++) {
+        if (o.dead[i]) continue;
+        int before = fused;
+        rc = fold_pool(&o, i, &fused);
         if (!rc && fused != before) rc = count_readers(&o);
     }
     if (!rc && fused) compact(&o);

@@ -426,6 +426,87 @@ static void test_conv2d_sliced(void **state)
     report("conv2d and fc with sliced weights");
 }
 
+/* A convolution with a fused 2x2 stride-2 pooling (the optimiser's conv + pool): the GEMM
+ * kernel against the reference's fused path (compare_node, batches 1, 5 with threads, 2), and
+ * the reference's fused path against its own unfused convolution then pooling, which must
+ * agree exactly (the same sums in the same order). */
+static void pooled_case(int h, int w, int cin, int cout, int k, int stride, int dil, int same, nn_pool_kind kind,
+                        int variant)
+{
+    char label[160];
+    nn_graph *g = nn_graph_new();
+    assert_non_null(g);
+    rng_seed((uint64_t)variant * 4111 + (uint64_t)(h * 37 + w) * 53 + (uint64_t)cin);
+    int x = add_input(g, SHAPE(N, h, w, cin));
+    int with_bias = variant % 3 != 2;
+    int prelu;
+    nn_act act = act_cycle(variant, &prelu);
+    int inputs[4] = {x, add_const(g, SHAPE(k, k, cin, cout), -1, 1), with_bias ? add_const(g, SHAPE(cout), -1, 1) : -1,
+                     -1};
+    if (prelu) inputs[3] = add_const(g, variant % 2 ? SHAPE(cout) : SHAPE(1, 1, 1, cout), -0.5f, 0.5f);
+    nn_node n = node_proto(NN_OP_CONV2D, prelu ? 4 : (with_bias ? 3 : 2), inputs);
+    n.p.conv = (nn_conv_params){.kernel_h = k, .kernel_w = k, .stride_h = stride, .stride_w = stride,
+                                .dilation_h = dil, .dilation_w = dil, .act = act};
+    if (same) {
+        same_pads(h, k, stride, dil, &n.p.conv.pad_top, &n.p.conv.pad_bottom);
+        same_pads(w, k, stride, dil, &n.p.conv.pad_left, &n.p.conv.pad_right);
+    }
+    /* The unfused pair first: convolution, then a 2x2 stride-2 VALID pool. */
+    int conv_t = nn_graph_add_node(g, &n);
+    if (conv_t < 0) fail_msg("pooled case: graph rejects the convolution: %s", base_error_message());
+    nn_node pn = node_proto(NN_OP_POOL, 1, (int[]){conv_t});
+    pn.p.pool = (nn_pool_params){.kind = kind, .kernel_h = 2, .kernel_w = 2, .stride_h = 2, .stride_w = 2};
+    int pool_t = nn_graph_add_node(g, &pn);
+    assert_true(pool_t >= 0);
+    nn_node fused = n;
+    fused.p.conv.pool = 2;
+    fused.p.conv.pool_kind = kind;
+    snprintf(label, sizeof label, "gemm conv %dx%dx%d->%d k%d s%d d%d %s + %s pool, bias %d act %d", h, w, cin, cout,
+             k, stride, dil, same ? "SAME" : "VALID", kind == NN_POOL_MAX ? "max" : "avg", with_bias, (int)act.kind);
+    int fused_t = nn_graph_add_node(g, &fused);
+    if (fused_t < 0) fail_msg("%s: graph rejects the node: %s", label, base_error_message());
+    if (!nn_shape_equal(&g->tensors[fused_t].shape, &g->tensors[pool_t].shape))
+        fail_msg("%s: fused shape differs from conv + pool", label);
+    const nn_node *fn = &g->nodes[g->tensors[fused_t].producer];
+    if (!nn_gemm_supports(g, fn)) fail_msg("%s: the GEMM kernel refuses it", label);
+
+    /* Reference: fused == conv then pool, exactly, at batch 2. */
+    int64_t batch = 2;
+    nn_view in[NN_MAX_NODE_INPUTS];
+    memset(in, 0, sizeof in);
+    float *xd = NULL;
+    for (int i = 0; i < fn->n_inputs; i++) {
+        int t = fn->inputs[i];
+        if (t < 0) continue;
+        in[i].shape = with_batch(&g->tensors[t].shape, batch);
+        if (g->tensors[t].data) {
+            in[i].data = g->tensors[t].data;
+            continue;
+        }
+        size_t cnt = (size_t)nn_shape_numel(&in[i].shape, 1);
+        xd = buffer_new(cnt);
+        for (size_t q = 0; q < cnt; q++) xd[q] = rng_value(DOMAIN_ANY);
+        in[i].data = xd;
+    }
+    nn_shape cs = with_batch(&g->tensors[conv_t].shape, batch), ps = with_batch(&g->tensors[pool_t].shape, batch);
+    size_t cn = (size_t)nn_shape_numel(&cs, 1), pnum = (size_t)nn_shape_numel(&ps, 1);
+    nn_view full = {cs, buffer_new(cn)}, pooled = {ps, buffer_new(pnum)}, direct = {ps, buffer_new(pnum)};
+    assert_int_equal(nn_ref_run(g, &g->nodes[g->tensors[conv_t].producer], in, &full), 0);
+    assert_int_equal(nn_ref_run(g, &g->nodes[g->tensors[pool_t].producer], (nn_view[]){full}, &pooled), 0);
+    assert_int_equal(nn_ref_run(g, fn, in, &direct), 0);
+    for (size_t q = 0; q < pnum; q++)
+        if (memcmp(&pooled.data[q], &direct.data[q], sizeof(float)) != 0)
+            fail_msg("%s: reference fused %.9g, conv + pool %.9g at %zu", label, (double)direct.data[q],
+                     (double)pooled.data[q], q);
+    base_aligned_free(full.data);
+    base_aligned_free(pooled.data);
+    base_aligned_free(direct.data);
+    base_aligned_free(xd);
+
+    compare_node(g, g->tensors[fused_t].producer, DOMAIN_ANY, label);
+    nn_graph_free(g);
+}
+
 /* The own GEMM kernel (gemm.c) over edge shapes: row counts that leave every remainder of the
  * 14-row tile (batches 1, 5, 2 of odd maps), output channels that leave partial 16- and
  * 32-column panels, 1x1 direct rows and gathered rows with padding, stride and dilation, every
@@ -493,6 +574,18 @@ static void test_gemm(void **state)
     conv_case(3, 45, 3, 16, 3, 2, 1, 1, 0, 3);
     conv_case(3, 40, 7, 5, 5, 1, 2, 1, 0, 4);
     conv_case(6, 31, 10, 12, 3, 1, 1, 1, 0, 5);
+    /* A fused 2x2 pooling: odd and even maps, narrower and wider than a tile, stems from RGB,
+     * 8-, 16- and 32-wide panels, several panel groups, stride 2, dilation, both kinds. */
+    static const struct {
+        int h, w, cin, cout, k, stride, dil, same;
+    } pc[] = {{9, 45, 3, 32, 3, 1, 1, 1},  {12, 90, 3, 64, 3, 2, 1, 1},  {7, 9, 32, 48, 3, 1, 1, 1},
+              {13, 13, 64, 64, 1, 1, 1, 0}, {9, 31, 16, 16, 3, 1, 1, 1},  {10, 30, 8, 8, 3, 1, 1, 0},
+              {6, 27, 200, 300, 3, 1, 1, 1}, {5, 50, 32, 64, 5, 1, 2, 1}, {11, 17, 40, 100, 3, 2, 1, 0},
+              {2, 2, 32, 32, 1, 1, 1, 0},   {4, 5, 256, 7, 3, 1, 1, 1},   {15, 47, 16, 24, 3, 1, 1, 1}};
+    for (size_t c = 0; c < sizeof pc / sizeof pc[0]; c++)
+        for (int kind = 0; kind < 2; kind++, variant++)
+            pooled_case(pc[c].h, pc[c].w, pc[c].cin, pc[c].cout, pc[c].k, pc[c].stride, pc[c].dil, pc[c].same,
+                        kind ? NN_POOL_AVG : NN_POOL_MAX, variant);
     static const int fks[] = {1, 17, 200, 1024};
     static const int fms[] = {1, 31, 64, 257, 8, 13};
     for (size_t a = 0; a < 4; a++)

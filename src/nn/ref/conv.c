@@ -9,6 +9,7 @@
  */
 #include "nn/ref/ref.h"
 
+#include <math.h>
 #include <string.h>
 
 static int conv_fail(const nn_node *node, const char *why, const nn_view *in, const nn_view *out)
@@ -24,8 +25,69 @@ static int conv_fail(const nn_node *node, const char *why, const nn_view *in, co
         p->pad_top, p->pad_bottom, p->pad_left, p->pad_right);
 }
 
+/* A convolution with a fused 2x2 stride-2 pooling (p->pool, never depthwise): each pooled
+ * pixel's four convolution outputs are computed in turn, in chunks of channels on the stack,
+ * each exactly as the unfused loop below computes it (sums over (ky, kx, ci) in order, then
+ * the bias, then the activation), and pooled as nn_ref_pool does: the maximum (NaNs skipped)
+ * or the sum in window order divided by 4. */
+static void conv_pooled(const nn_conv_params *p, const nn_ref_act *act, const float *xd, const float *wd,
+                        const float *bd, int64_t N, int64_t H, int64_t W, int64_t C, int64_t CO, int64_t PH,
+                        int64_t PW, float *out)
+{
+    enum { CHUNK = 256 };
+    float v[CHUNK];
+    const int64_t KH = p->kernel_h, KW = p->kernel_w;
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t py = 0; py < PH; py++)
+            for (int64_t px = 0; px < PW; px++) {
+                float *restrict o = out + ((n * PH + py) * PW + px) * CO;
+                for (int64_t m0 = 0; m0 < CO; m0 += CHUNK) {
+                    const int64_t cnt = CO - m0 < CHUNK ? CO - m0 : CHUNK;
+                    for (int e = 0; e < 4; e++) {
+                        const int64_t oy = 2 * py + e / 2, ox = 2 * px + e % 2;
+                        memset(v, 0, (size_t)cnt * sizeof *v);
+                        for (int64_t ky = 0; ky < KH; ky++) {
+                            const int64_t iy = oy * p->stride_h - p->pad_top + ky * p->dilation_h;
+                            if (iy < 0 || iy >= H) continue;
+                            for (int64_t kx = 0; kx < KW; kx++) {
+                                const int64_t ix = ox * p->stride_w - p->pad_left + kx * p->dilation_w;
+                                if (ix < 0 || ix >= W) continue;
+                                const float *xr = xd + ((n * H + iy) * W + ix) * C;
+                                const float *wk = wd + (ky * KW + kx) * C * CO + m0;
+                                for (int64_t c = 0; c < C; c++) {
+                                    const float xv = xr[c];
+                                    const float *restrict wr = wk + c * CO;
+                                    for (int64_t m = 0; m < cnt; m++)
+                                        v[m] += xv * wr[m];
+                                }
+                            }
+                        }
+                        if (bd)
+                            for (int64_t m = 0; m < cnt; m++)
+                                v[m] += bd[m0 + m];
+                        nn_ref_act a = *act;
+                        if (a.slope && a.slope_n > 1) a.slope += m0;
+                        nn_ref_act_row(&a, v, cnt);
+                        float *restrict oc = o + m0;
+                        if (p->pool_kind == NN_POOL_MAX) {
+                            for (int64_t m = 0; m < cnt; m++)
+                                oc[m] = e == 0 ? (v[m] > -INFINITY ? v[m] : -INFINITY)
+                                               : (v[m] > oc[m] ? v[m] : oc[m]);
+                        } else {
+                            for (int64_t m = 0; m < cnt; m++)
+                                oc[m] = (e == 0 ? 0.0f : oc[m]) + v[m];
+                        }
+                    }
+                    if (p->pool_kind == NN_POOL_AVG)
+                        for (int64_t m = 0; m < cnt; m++)
+                            o[m0 + m] /= 4.0f;
+                }
+            }
+}
+
 /* x: [N,H,W,Cin] f32, w: [KH,KW,Cin,Cout] or depthwise [KH,KW,C,M] (Cout = C*M, channel
- * c*M+m), b: [Cout] optional, slope (input 3, PRELU): [Cout] -> y: [N,OH,OW,Cout] */
+ * c*M+m), b: [Cout] optional, slope (input 3, PRELU): [Cout] -> y: [N,OH,OW,Cout], or the
+ * pooled [N,OH/2,OW/2,Cout] with p->pool */
 int nn_ref_conv2d(const nn_node *node, const nn_view *in, nn_view *out)
 {
     const nn_conv_params *p = &node->p.conv;
@@ -53,7 +115,10 @@ int nn_ref_conv2d(const nn_node *node, const nn_view *in, nn_view *out)
     const int64_t ph = H + p->pad_top + p->pad_bottom, pw = W + p->pad_left + p->pad_right;
     if (ph < ekh || pw < ekw) return conv_fail(node, "kernel larger than padded input", in, out);
     const int64_t OH = (ph - ekh) / p->stride_h + 1, OW = (pw - ekw) / p->stride_w + 1;
-    if (out->shape.dim[0] != N || out->shape.dim[1] != OH || out->shape.dim[2] != OW ||
+    if (p->pool && (p->pool != 2 || p->depthwise || p->residual || OH < 2 || OW < 2))
+        return conv_fail(node, "bad fused pooling", in, out);
+    const int64_t YH = p->pool ? OH / 2 : OH, YW = p->pool ? OW / 2 : OW;
+    if (out->shape.dim[0] != N || out->shape.dim[1] != YH || out->shape.dim[2] != YW ||
         out->shape.dim[3] != CO)
         return conv_fail(node, "output shape differs from the computed one", in, out);
     if (b) {
@@ -71,6 +136,10 @@ int nn_ref_conv2d(const nn_node *node, const nn_view *in, nn_view *out)
 
     const float *xd = x->data, *wd = w->data;
     const float *bd = b ? b->data : NULL;
+    if (p->pool) {
+        conv_pooled(p, &act, xd, wd, bd, N, H, W, C, CO, YH, YW, out->data);
+        return 0;
+    }
     for (int64_t n = 0; n < N; n++) {
         for (int64_t oy = 0; oy < OH; oy++) {
             for (int64_t ox = 0; ox < OW; ox++) {
