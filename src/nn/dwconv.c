@@ -221,8 +221,8 @@ dw_group(const float *const *rows, const __mmask16 *rmask, int64_t ix0, int64_t 
     do {                                                                                           \
         int64_t ix0_ = ox * (S) - pad;                                                             \
         if (ix0_ >= 0 && ix0_ + ((G) - 1) * (S) + (K) <= W)                                        \
-            dw_group(rows, rmask, ix0_, W, C, w, b, y + ox * C, mask, e, K, S, G, 0);              \
-        else dw_group(rows, rmask, ix0_, W, C, w, b, y + ox * C, mask, e, K, S, G, 1);             \
+            dw_group(rows, rmask, ix0_, W, C, w, b, yr + ox * C, mask, e, K, S, G, 0);             \
+        else dw_group(rows, rmask, ix0_, W, C, w, b, yr + ox * C, mask, e, K, S, G, 1);            \
     } while (0)
 
 /* Output pixels [oa, ob) of one row (y: its first pixel at channel block c0) in groups of G;
@@ -230,29 +230,50 @@ dw_group(const float *const *rows, const __mmask16 *rmask, int64_t ix0, int64_t 
  * values), or smaller groups on ranges narrower than G. */
 #define DW_SLIDE(K, S, G)                                                                          \
     __attribute__((target("avx512f"))) static void dw_slide_##K##_##S(                             \
-        const float *const *rows, const __mmask16 *rmask, const __m512 *wv, __m512 b, float *y,    \
-        int64_t W, int64_t C, int64_t oa, int64_t ob, int64_t pad, __mmask16 mask, const dw_epi *e) \
+        const float *x, const __m512 *wv, __m512 b, float *y, const nn_conv_params *p, int64_t H,  \
+        int64_t W, int64_t C, int64_t OW, int64_t oy_begin, int64_t oy_end, int64_t flat_lo,       \
+        int64_t flat_end, __mmask16 mask, const dw_epi *e)                                         \
     {                                                                                              \
         __m512 w[K * K];                                                                           \
         for (int t = 0; t < K * K; t++) w[t] = wv[t];                                              \
-        int64_t ox = oa;                                                                           \
-        if (ob - oa >= (G)) {                                                                      \
-            for (; ox + (G) <= ob; ox += (G)) DW_GROUP(K, S, G);                                   \
-            if (ox < ob) {                                                                         \
-                ox = ob - (G);                                                                     \
-                DW_GROUP(K, S, G);                                                                 \
+        const int64_t pad = p->pad_left;                                                           \
+        for (int64_t oy = oy_begin; oy < oy_end; oy++) {                                           \
+            const float *rows[K];                                                                  \
+            __mmask16 rmask[K];                                                                    \
+            int64_t iy0 = oy * p->stride_h - p->pad_top;                                           \
+            for (int ky = 0; ky < K; ky++) {                                                       \
+                int in = iy0 + ky >= 0 && iy0 + ky < H;                                            \
+                rows[ky] = x + (in ? iy0 + ky : 0) * W * C;                                        \
+                rmask[ky] = in ? mask : 0;                                                         \
             }                                                                                      \
-            return;                                                                                \
-        }                                                                                          \
-        if ((G) > 4 && ob - oa >= 4) {                                                             \
-            for (; ox + 4 <= ob; ox += 4) DW_GROUP(K, S, 4);                                       \
-            if (ox < ob) {                                                                         \
-                ox = ob - 4;                                                                       \
-                DW_GROUP(K, S, 4);                                                                 \
+            float *yr = y + oy * OW * C;                                                           \
+            int64_t ranges[2][2] = {{0, OW}, {OW, OW}};                                            \
+            if (flat_end > flat_lo && iy0 >= 0 && iy0 + (K) - 1 < H) {                             \
+                ranges[0][1] = flat_lo;                                                            \
+                ranges[1][0] = flat_end;                                                           \
             }                                                                                      \
-            return;                                                                                \
+            for (int ri = 0; ri < 2; ri++) {                                                       \
+                const int64_t oa = ranges[ri][0], ob = ranges[ri][1];                              \
+                int64_t ox = oa;                                                                   \
+                if (ob - oa >= (G)) {                                                              \
+                    for (; ox + (G) <= ob; ox += (G)) DW_GROUP(K, S, G);                           \
+                    if (ox < ob) {                                                                 \
+                        ox = ob - (G);                                                             \
+                        DW_GROUP(K, S, G);                                                         \
+                    }                                                                              \
+                    continue;                                                                      \
+                }                                                                                  \
+                if ((G) > 4 && ob - oa >= 4) {                                                     \
+                    for (; ox + 4 <= ob; ox += 4) DW_GROUP(K, S, 4);                               \
+                    if (ox < ob) {                                                                 \
+                        ox = ob - 4;                                                               \
+                        DW_GROUP(K, S, 4);                                                         \
+                    }                                                                              \
+                    continue;                                                                      \
+                }                                                                                  \
+                for (; ox < ob; ox++) DW_GROUP(K, S, 1);                                           \
+            }                                                                                      \
         }                                                                                          \
-        for (; ox < ob; ox++) DW_GROUP(K, S, 1);                                                   \
     }
 DW_SLIDE(3, 1, 8)
 DW_SLIDE(3, 2, 8)
@@ -286,33 +307,16 @@ __attribute__((target("avx512f"))) static void dw_slide(const float *x, const fl
         e.lo = _mm512_set1_ps(e.act == 1 ? p->act.lo : 0);
         e.hi = _mm512_set1_ps(e.act == 1 ? p->act.hi : 0);
         e.slope = e.act == 2 ? _mm512_maskz_loadu_ps(mask, slope + c0) : _mm512_setzero_ps();
-        for (int64_t oy = oy_begin; oy < oy_end; oy++) {
-            const float *rows[5];
-            __mmask16 rmask[5];
-            for (int ky = 0; ky < K; ky++) {
-                int64_t iy = oy * p->stride_h - p->pad_top + ky;
-                int in = iy >= 0 && iy < H;
-                rows[ky] = x + (in ? iy : 0) * W * C + c0;
-                rmask[ky] = in ? mask : 0;
-            }
-            float *yr = y + oy * OW * C + c0;
-            int64_t iy0 = oy * p->stride_h - p->pad_top;
-            int64_t ranges[2][2] = {{0, OW}, {OW, OW}};
-            if (flat_end > flat_lo && iy0 >= 0 && iy0 + K - 1 < H) {
-                ranges[0][1] = flat_lo;
-                ranges[1][0] = flat_end;
-            }
-            for (int ri = 0; ri < 2; ri++) {
-                int64_t oa = ranges[ri][0], ob = ranges[ri][1];
-                if (oa >= ob) continue;
-                if (K == 3) {
-                    if (p->stride_w == 1) dw_slide_3_1(rows, rmask, wv, b, yr, W, C, oa, ob, p->pad_left, mask, &e);
-                    else dw_slide_3_2(rows, rmask, wv, b, yr, W, C, oa, ob, p->pad_left, mask, &e);
-                } else {
-                    if (p->stride_w == 1) dw_slide_5_1(rows, rmask, wv, b, yr, W, C, oa, ob, p->pad_left, mask, &e);
-                    else dw_slide_5_2(rows, rmask, wv, b, yr, W, C, oa, ob, p->pad_left, mask, &e);
-                }
-            }
+        if (K == 3) {
+            if (p->stride_w == 1)
+                dw_slide_3_1(x + c0, wv, b, y + c0, p, H, W, C, OW, oy_begin, oy_end, flat_lo, flat_end, mask, &e);
+            else
+                dw_slide_3_2(x + c0, wv, b, y + c0, p, H, W, C, OW, oy_begin, oy_end, flat_lo, flat_end, mask, &e);
+        } else {
+            if (p->stride_w == 1)
+                dw_slide_5_1(x + c0, wv, b, y + c0, p, H, W, C, OW, oy_begin, oy_end, flat_lo, flat_end, mask, &e);
+            else
+                dw_slide_5_2(x + c0, wv, b, y + c0, p, H, W, C, OW, oy_begin, oy_end, flat_lo, flat_end, mask, &e);
         }
     }
 }
