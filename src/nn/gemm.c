@@ -28,6 +28,7 @@
 #include "nn/graph.h"
 
 #include <immintrin.h>
+#include <math.h>
 #include <pthreadpool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -274,12 +275,23 @@ __attribute__((target("avx512f"), always_inline)) static inline void tile(int mr
     __m512 zero = _mm512_setzero_ps();
     if (act->kind == NN_ACT_CLAMP) {
         __m512 lo = _mm512_set1_ps(act->lo), hi = _mm512_set1_ps(act->hi);
+        /* Relu's upper bound is infinite: the max alone (28 fewer FP operations per tile; the
+         * epilogue is a third of a tile's time when K is 24). */
+        if (act->hi >= HUGE_VALF) {
 #pragma GCC unroll 14
-        for (int i = 0; i < MR; i++)
-            if (i < mr) {
-                c0[i] = _mm512_min_ps(_mm512_max_ps(c0[i], lo), hi);
-                c1[i] = _mm512_min_ps(_mm512_max_ps(c1[i], lo), hi);
-            }
+            for (int i = 0; i < MR; i++)
+                if (i < mr) {
+                    c0[i] = _mm512_max_ps(c0[i], lo);
+                    c1[i] = _mm512_max_ps(c1[i], lo);
+                }
+        } else {
+#pragma GCC unroll 14
+            for (int i = 0; i < MR; i++)
+                if (i < mr) {
+                    c0[i] = _mm512_min_ps(_mm512_max_ps(c0[i], lo), hi);
+                    c1[i] = _mm512_min_ps(_mm512_max_ps(c1[i], lo), hi);
+                }
+        }
     } else if (act->kind == NN_ACT_LEAKY || act->kind == NN_ACT_PRELU) {
         __m512 s0, s1;
         if (act->kind == NN_ACT_LEAKY) {
@@ -337,9 +349,10 @@ __attribute__((target("avx512f"), always_inline)) static inline void tile16(int 
     const nn_act *act = node_act(j->n);
     if (act->kind == NN_ACT_CLAMP) {
         __m512 lo = _mm512_set1_ps(act->lo), hi = _mm512_set1_ps(act->hi);
+        int relu = act->hi >= HUGE_VALF;
 #pragma GCC unroll 14
         for (int i = 0; i < MR; i++)
-            if (i < mr) c0[i] = _mm512_min_ps(_mm512_max_ps(c0[i], lo), hi);
+            if (i < mr) c0[i] = relu ? _mm512_max_ps(c0[i], lo) : _mm512_min_ps(_mm512_max_ps(c0[i], lo), hi);
     } else if (act->kind == NN_ACT_LEAKY || act->kind == NN_ACT_PRELU) {
         __m512 s0 = act->kind == NN_ACT_LEAKY ? _mm512_set1_ps(act->alpha)
                     : j->slope_scalar         ? _mm512_set1_ps(j->slope[0])
