@@ -140,3 +140,20 @@ float base_f16_to_f32(uint16_t h)
     memcpy(&f, &bits, sizeof f);
     return f;
 }
+
+size_t base_utf8_seq(const unsigned char *p, size_t avail)
+{
+    if (avail == 0) return 0;
+    unsigned c = p[0];
+    size_t n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+    if (n == 0 || n > avail) return 0;
+    if (n == 1) return 1;
+    uint32_t cp = c & (0x7Fu >> n);
+    for (size_t k = 1; k < n; k++) {
+        if ((p[k] & 0xC0) != 0x80) return 0;
+        cp = cp << 6 | (p[k] & 0x3Fu);
+    }
+    static const uint32_t min[5] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < min[n] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
+    return n;
+}

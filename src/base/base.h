@@ -89,4 +89,9 @@ static inline int base_add_size(size_t a, size_t b, size_t *out)
 /* IEEE half to float, exact. */
 float base_f16_to_f32(uint16_t h);
 
+/* The length of the well-formed UTF-8 sequence at p (1-4, at most avail bytes), or 0 when
+ * none starts there (a stray continuation byte, a truncated sequence, an overlong form, a
+ * surrogate, a value past U+10FFFF). Text that ends up in JSON must be UTF-8. */
+size_t base_utf8_seq(const unsigned char *p, size_t avail);
+
 #endif

@@ -86,18 +86,23 @@ int gal_check_collection_name(const char *name)
     return 0;
 }
 
-/* 1..max bytes; control characters never (they break logs and terminals), spaces if asked. */
+/* 1..max bytes of UTF-8 (ids are returned in JSON, which is UTF-8); control characters never
+ * (they break logs and terminals), spaces if asked. */
 static int check_text(const char *what, const char *text, size_t max, int allow_space)
 {
     if (!text) return base_error_set(BASE_ERR_INVALID, "%s is missing", what);
     size_t n = strnlen(text, max + 1);
     if (n == 0 || n > max)
         return base_error_set(BASE_ERR_INVALID, "%s must have 1 to %zu bytes", what, max);
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n;) {
         unsigned char c = (unsigned char)text[i];
         if (c < 0x20 || c == 0x7f || (c == ' ' && !allow_space))
             return base_error_set(BASE_ERR_INVALID, "%s has a %s at byte %zu", what,
                                   c == ' ' ? "space" : "control character", i + 1);
+        size_t len = base_utf8_seq((const unsigned char *)text + i, n - i);
+        if (len == 0)
+            return base_error_set(BASE_ERR_INVALID, "%s is not UTF-8 at byte %zu", what, i + 1);
+        i += len;
     }
     return 0;
 }

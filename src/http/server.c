@@ -130,6 +130,20 @@ void http_respond_json(http_request *r, int status, json_t *body)
     set_response(r, status, "application/json", text, text ? strlen(text) : 0);
 }
 
+/* Replaces every byte of s that does not belong to a well-formed UTF-8 sequence with '?', in
+ * place. Error messages quote what the client sent (a path, a Content-Type, a parameter), and
+ * JSON strings must be UTF-8: jansson refuses anything else, which turned a 4xx into a 500. */
+static void utf8_sanitize(char *s)
+{
+    size_t len = strlen(s);
+    unsigned char *p = (unsigned char *)s, *end = p + len;
+    while (p < end) {
+        size_t n = base_utf8_seq(p, (size_t)(end - p));
+        if (n == 0) *p++ = '?';
+        else p += n;
+    }
+}
+
 void http_respond_error(http_request *r, int status, const char *code, const char *fmt, ...)
 {
     char message[1024];
@@ -137,6 +151,7 @@ void http_respond_error(http_request *r, int status, const char *code, const cha
     va_start(ap, fmt);
     vsnprintf(message, sizeof message, fmt, ap);
     va_end(ap);
+    utf8_sanitize(message);
     snprintf(r->error, sizeof r->error, "%s", code);
     http_respond_json(r, status,
                       json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", message));

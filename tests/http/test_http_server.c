@@ -668,6 +668,16 @@ static void test_faces_and_search(void **state)
                      0);
     expect_error(&r, 422, "idempotency_key_reused");
     tc_response_free(&r);
+    /* A subject id that is not UTF-8 (ids come back in JSON) is refused, and stores nothing. */
+    tc_form u = {0};
+    tc_form_field(&u, "subject", "\xff\xfe-amy");
+    tc_form_file(&u, "image", img, len);
+    tc_form_end(&u);
+    assert_int_equal(tc_post_form(port, "/v1/collections/people/faces", NULL, &u, &r), 0);
+    expect_error(&r, 422, "invalid_parameter");
+    assert_non_null(strstr(r.body, "not UTF-8"));
+    tc_response_free(&r);
+    free(u.data);
     free(g.data);
 
     /* The subject was created by enrolment and has its faces (2 enrolled + 1 with the
@@ -978,6 +988,21 @@ static void test_bad_request_corpus(void **state)
                                 &r),
                      0);
     expect_error(&r, 415, "unsupported_media_type");
+    tc_response_free(&r);
+
+    /* Bytes that are not UTF-8 where the error message quotes the client (a Content-Type, a
+     * path, a query parameter): still the 4xx the request deserves, as valid JSON, never a
+     * 500 because the message could not become a JSON string. */
+    assert_int_equal(tc_request(port, "POST", "/v1/detect", "Content-Type: te\xe9xt/plain\r\n",
+                                "hi", 2, &r),
+                     0);
+    expect_error(&r, 415, "unsupported_media_type");
+    tc_response_free(&r);
+    assert_int_equal(tc_get(port, "/v1/nowhere/%FF\xfe", NULL, &r), 0);
+    expect_error(&r, 404, "not_found");
+    tc_response_free(&r);
+    assert_int_equal(tc_get(port, "/v1/collections?limit=%FF%FE", NULL, &r), 0);
+    expect_error(&r, 422, "invalid_parameter");
     tc_response_free(&r);
 
     /* Truncated multipart, multipart without a boundary. */
