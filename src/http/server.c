@@ -876,6 +876,7 @@ static void log_request(http_server *s, http_request *r, enum MHD_RequestTermina
     char path[256];
     size_t n = r->path_len ? r->path_len : strlen(r->uri);
     snprintf(path, sizeof path, "%.*s", (int)(n < 255 ? n : 255), r->uri);
+    utf8_sanitize(path); /* raw bytes of the request line: JSON needs UTF-8 */
     json_object_set_new(o, "level", json_string("info"));
     json_object_set_new(o, "msg", json_string("request"));
     json_object_set_new(o, "id", json_string(r->id[0] ? r->id : "-"));
