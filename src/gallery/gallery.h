@@ -67,7 +67,10 @@ const char *gal_dtype_name(enum gal_dtype dtype);
 int gal_dtype_parse(const char *text, enum gal_dtype *dtype);
 
 /*
- * When an acknowledged write is durable (SQLite store; the store is always in WAL mode):
+ * When an acknowledged write is durable. With a PostgreSQL store the database server's own
+ * synchronous_commit decides for GAL_DURABLE_POWER, and GAL_DURABLE_PROCESS turns it off for
+ * this process's writes (a crash of the server may lose the last ones, never corrupt).
+ * With the SQLite store (always in WAL mode):
  *   GAL_DURABLE_POWER    (default) synchronous=FULL: the WAL is fsync'ed at every commit, so
  *                        an acknowledged write survives a process crash and a power loss.
  *   GAL_DURABLE_PROCESS  synchronous=NORMAL: a commit is written to the WAL (the OS has it)
@@ -79,7 +82,8 @@ enum gal_durability { GAL_DURABLE_POWER = 0, GAL_DURABLE_PROCESS = 1 };
 struct gal_options {
     int read_only;                  /* open the store read-only: writes fail */
     enum gal_durability durability; /* see above */
-    uint64_t max_store_bytes;       /* refuse writes that grow the store beyond this; 0 = none */
+    uint64_t max_store_bytes;       /* refuse writes that grow the store beyond this; 0 = none
+                                       (SQLite only: refused with a PostgreSQL URL) */
     const char *kernels;            /* "scalar", "avx2", "avx512" or NULL for the best here */
 };
 
