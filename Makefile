@@ -77,7 +77,7 @@ check: setup
 # ThreadSanitizer build of the tests of concurrent code: the library and those tests are rebuilt
 # with clang -fsanitize=thread into $(BUILD)/tsan (part of make check).
 TSAN_TESTS := tests/nn/test_shared_model.c tests/gallery/test_concurrency.c tests/http/test_http_inproc.c \
-	tests/http/test_http_batching.c
+	tests/http/test_http_batching.c tests/gallery/test_store_postgres.c
 tsan: setup
 	@$(MAKE) --no-print-directory BUILD=$(BUILD)/tsan CC=clang OPT=-O1 EXTRA_CFLAGS=-fsanitize=thread \
 		LDFLAGS=-fsanitize=thread $(TSAN_TESTS:%.c=$(BUILD)/tsan/%)
