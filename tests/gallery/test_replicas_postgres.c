@@ -7,6 +7,7 @@
  *   - a face deleted on B is no longer found by a search on A;
  *   - enrolments sent to both replicas at once lose nothing: every one is in the store, and
  *     each replica's index finds every one of them;
+ *   - a retry with the same Idempotency-Key on the other replica replays the first answer;
  *   - an API key created in the shared store (`vultus keys create --store`) is required by
  *     both replicas.
  *
@@ -291,6 +292,51 @@ static void test_enrol_search_delete_across(void **state)
     }
 }
 
+/* Posts sample `i` for `subject` to `port` with an Idempotency-Key; the response in *r. */
+static void enrol_keyed(int port, const char *subject, int i, const char *key, tc_response *r)
+{
+    size_t len;
+    char *img = sample(i, &len);
+    tc_form f = {0};
+    tc_form_field(&f, "subject", subject);
+    tc_form_file(&f, "image", img, len);
+    tc_form_end(&f);
+    char headers[128];
+    snprintf(headers, sizeof headers, "Idempotency-Key: %s\r\n", key);
+    assert_int_equal(tc_post_form(port, "/v1/collections/people/faces", headers, &f, r), 0);
+    free(f.data);
+    free(img);
+}
+
+/* Idempotency records are shared: a retry that lands on the other replica replays the first
+ * answer instead of enrolling twice, and the key cannot be reused for another request. */
+static void test_idempotency_across(void **state)
+{
+    (void)state;
+    NEED_REPLICAS();
+    int a = replica[0].port, b = replica[1].port;
+    long long before = collection_faces(a);
+    tc_response r;
+    enrol_keyed(a, "idem", 2, "retry-across-1", &r);
+    json_t *j = expect_json(&r, 201);
+    long long id = json_integer_value(json_object_get(j, "face_id"));
+    json_decref(j);
+    tc_response_free(&r);
+    enrol_keyed(b, "idem", 2, "retry-across-1", &r);
+    j = expect_json(&r, 201);
+    assert_int_equal(json_integer_value(json_object_get(j, "face_id")), id);
+    json_decref(j);
+    char v[16];
+    assert_non_null(tc_header(&r, "Idempotency-Replayed", v, sizeof v));
+    assert_string_equal(v, "true");
+    tc_response_free(&r);
+    enrol_keyed(b, "other", 3, "retry-across-1", &r);
+    assert_int_equal(r.status, 422);
+    assert_non_null(strstr(r.body, "idempotency_key_reused"));
+    tc_response_free(&r);
+    assert_int_equal(collection_faces(b), before + 1);
+}
+
 /* A key created in the shared store: both replicas require it within a second or so. */
 static void test_keys_shared(void **state)
 {
@@ -332,6 +378,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_store_is_shared),
         cmocka_unit_test(test_enrol_search_delete_across),
+        cmocka_unit_test(test_idempotency_across),
         cmocka_unit_test(test_keys_shared),
     };
     return cmocka_run_group_tests(tests, start, stop);
