@@ -706,7 +706,10 @@ int nn_gemm_run(const nn_graph *g, const nn_node *n, const nn_view *in, nn_view 
     if (j.group < 1) j.group = 1;
     if (j.group > j.panels) j.group = j.panels;
     size_t groups = (j.panels + j.group - 1) / j.group, blocks = (j.m + MR - 1) / MR;
-    if (!direct_rows(n) && j.ow >= MR) {
+    /* 8-wide panels on maps narrower than a tile (K >= 256: emotion's 3x3x256 -> 7 head on
+     * 8x8) also take whole output rows as blocks, reading taps in place or from a copied span,
+     * instead of gathering K inputs per pixel across rows (a third of the copying). */
+    if (!direct_rows(n) && (j.ow >= MR || (j.nr == 8 && (n->p.conv.dilation_w == 1)))) {
         /* Even blocks: a 16-wide row as 8 + 8, not 14 + 2 (a 2-row tile runs at a fraction of
          * the speed: its weights meet 2 rows). */
         size_t n_blocks = (size_t)(j.ow + MR - 1) / MR;

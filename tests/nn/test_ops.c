@@ -574,6 +574,13 @@ static void test_gemm(void **state)
     conv_case(3, 45, 3, 16, 3, 2, 1, 1, 0, 3);
     conv_case(3, 40, 7, 5, 5, 1, 2, 1, 0, 4);
     conv_case(6, 31, 10, 12, 3, 1, 1, 1, 0, 5);
+    /* 8-wide panels with long K on maps narrower than a tile: whole rows as blocks (taps in
+     * place or from copied spans), gathered when dilated. */
+    conv_case(8, 8, 256, 7, 3, 1, 1, 1, 0, 1);
+    conv_case(5, 9, 128, 2, 3, 1, 1, 0, 0, 2);
+    conv_case(6, 7, 96, 5, 3, 2, 1, 1, 0, 3);
+    conv_case(7, 6, 64, 8, 5, 1, 1, 1, 0, 4);
+    conv_case(9, 9, 128, 3, 3, 1, 2, 1, 0, 0);
     /* A fused 2x2 pooling: odd and even maps, narrower and wider than a tile, stems from RGB,
      * 8-, 16- and 32-wide panels, several panel groups, stride 2, dilation, both kinds. */
     static const struct {
