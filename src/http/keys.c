@@ -322,8 +322,10 @@ int http_keystore_open(const char *db_path, http_keystore **out)
     gal_location_redact(db_path, ks->shown, sizeof ks->shown);
     int rc;
     if (gal_location_is_url(db_path)) {
+        /* A short connect timeout: the server refreshes keys from its main loop, which must
+         * not stall long (signals, slow clients) while the database is unreachable. */
         const char *keys[] = {"application_name", "connect_timeout", "dbname", NULL};
-        const char *values[] = {"vultus", "10", db_path, NULL};
+        const char *values[] = {"vultus", "2", db_path, NULL};
         ks->pg = PQconnectdbParams(keys, values, 1);
         if (!ks->pg || PQstatus(ks->pg) != CONNECTION_OK) {
             rc = ks->pg ? pg_error(ks, NULL, "connect")
