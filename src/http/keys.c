@@ -194,7 +194,9 @@ int http_store_path(const char *data_dir, char *out, size_t cap)
     int n = gal_location_is_url(data_dir) ? snprintf(out, cap, "%s", data_dir)
                                           : snprintf(out, cap, "%s/vultus.db", data_dir);
     if (n < 0 || (size_t)n >= cap)
-        return base_error_set(BASE_ERR_LIMIT, "data folder path too long: %s", data_dir);
+        return gal_location_is_url(data_dir) /* a URL may hold a password: never echoed */
+                   ? base_error_set(BASE_ERR_LIMIT, "the store URL is longer than %zu bytes", cap - 1)
+                   : base_error_set(BASE_ERR_LIMIT, "data folder path too long: %s", data_dir);
     return 0;
 }
 

@@ -1019,11 +1019,14 @@ int http_server_create(const http_config *config, http_server **out)
     http_hex(rnd, 4, s->id_prefix);
 
     int rc;
-    if (mkdir(s->cfg.data_dir, 0755) != 0 && errno != EEXIST) {
+    /* The store: the PostgreSQL database replicas share (--store URL), else DATA/vultus.db. */
+    const char *store = s->cfg.store[0] ? s->cfg.store : NULL;
+    if (!store && mkdir(s->cfg.data_dir, 0755) != 0 && errno != EEXIST) {
         rc = base_error_set(BASE_ERR_IO, "data folder %s: %s", s->cfg.data_dir, strerror(errno));
         goto fail;
     }
-    if ((rc = http_store_path(s->cfg.data_dir, s->db_path, sizeof s->db_path))) goto fail;
+    if ((rc = http_store_path(store ? store : s->cfg.data_dir, s->db_path, sizeof s->db_path)))
+        goto fail;
     if ((rc = gal_open(s->db_path, NULL, &s->gal))) goto fail;
     if ((rc = http_keystore_open(s->db_path, &s->keys))) goto fail;
     atomic_store(&s->auth_required, http_keystore_count(s->keys) > 0);
@@ -1152,6 +1155,11 @@ int http_server_run(http_server *s)
             } else {
                 LOG_WARN("api keys: %s", base_error_message());
             }
+            /* Changes other processes made (replicas on a shared PostgreSQL store, or the CLI
+             * on the same SQLite file): replayed now, so an idle replica's first request after
+             * a busy hour elsewhere does not pay for the whole backlog. Reads catch up before
+             * they run anyway; this only keeps the backlog short. */
+            if (gal_refresh(s->gal) != 0) LOG_WARN("gallery refresh: %s", base_error_message());
         }
         if (!drain_start) continue;
         if (!quiesced && now - drain_start >= ms_to_ns(s->cfg.grace_ms)) {
