@@ -141,8 +141,8 @@ int nn_gemm_supports(const nn_graph *g, const nn_node *n)
                                                        cp->pad_left, cp->pad_right)
                                        : 1;
     if (cp && cp->pool) {
-        /* Two output rows of the group's channels are pooled from the stack (POOL_SCRATCH). */
-        if (cp->pool != 2 || cp->residual || ow < 2 || (size_t)(2 * ow) * nc > POOL_SCRATCH) return 0;
+        /* Spans of two output rows are pooled from the stack (POOL_SCRATCH: 2 columns at least). */
+        if (cp->pool != 2 || cp->residual || ow < 2 || 4 * nc > POOL_SCRATCH) return 0;
     }
     if (nr < NR && (direct_rows(n) ? k < 32 : ow < MR && k < 256)) return 0;
     /* 32-wide panels with fewer than 32 inputs per tap: only on maps wide enough that most
@@ -481,8 +481,8 @@ static void gathered_taps(const gemm_job *j, const float *rows, tap_list *tl)
     }
 }
 
-static void row_block(const gemm_job *j, size_t grp, size_t blk, int64_t b, int64_t oy, int64_t ox0, float *yb,
-                      size_t m0, float *rows);
+static void row_block(const gemm_job *j, size_t grp, size_t blk, int64_t b, int64_t oy, int64_t ox0, int mr,
+                      float *yb, size_t m0, float *rows);
 static void pooled_task(const gemm_job *j, size_t grp, size_t blk, float *rows);
 
 /* One task: panel group `grp`, row block `blk`. A convolution's blocks lie within one output
@@ -529,19 +529,19 @@ static void task(void *arg, size_t grp, size_t blk)
     }
     int64_t row = (int64_t)(blk / j->blocks_per_row), ox0 = (int64_t)((blk % j->blocks_per_row) * j->block_width);
     int64_t b = row / j->oh, oy = row % j->oh;
-    row_block(j, grp, blk, b, oy, ox0, j->y, (size_t)(row * j->ow + ox0), rows);
+    int mr = j->ow - ox0 < (int64_t)j->block_width ? (int)(j->ow - ox0) : (int)j->block_width;
+    row_block(j, grp, blk, b, oy, ox0, mr, j->y, (size_t)(row * j->ow + ox0), rows);
 }
 
-/* The row block of output row oy of image b from column ox0 (block_width columns or to the
- * row's end) for panel group grp, into yb from row m0 (rows: MR * MAX_GATHER_K floats of
- * scratch). blk: the task's block index (the next group's prefetch). */
-static void row_block(const gemm_job *j, size_t grp, size_t blk, int64_t b, int64_t oy, int64_t ox0, float *yb,
-                      size_t m0, float *rows)
+/* The row block of output row oy of image b, mr (<= MR) columns from ox0, for panel group grp,
+ * into yb from row m0 (rows: MR * MAX_GATHER_K floats of scratch). blk: the task's block index
+ * (the next group's prefetch). */
+static void row_block(const gemm_job *j, size_t grp, size_t blk, int64_t b, int64_t oy, int64_t ox0, int mr,
+                      float *yb, size_t m0, float *rows)
 {
     const nn_conv_params *p = &j->n->p.conv;
     size_t cin = (size_t)j->cin;
     tap_list tl;
-    int mr = j->ow - ox0 < (int64_t)j->block_width ? (int)(j->ow - ox0) : (int)j->block_width;
     int64_t ix_first = ox0 * p->stride_w - p->pad_left;
     int64_t ix_last = (ox0 + mr - 1) * p->stride_w - p->pad_left + (int64_t)(p->kernel_w - 1) * p->dilation_w;
     /* At the image's left or right edge, the span of inputs each kernel row reads
@@ -610,25 +610,14 @@ static void row_block(const gemm_job *j, size_t grp, size_t blk, int64_t b, int6
 }
 
 
-/* One task of a convolution with a fused 2x2 pooling: pooled row `blk` (of the whole batch)
- * for panel group grp. Its two output rows go to the stack, then the pooled row to the output,
- * pooled as the reference pools (NaNs skipped by the maximum; the average sums in window
- * order). */
-__attribute__((target("avx512f"))) static void pooled_task(const gemm_job *j, size_t grp, size_t blk, float *rows)
+/* Pooled columns [p0, p1) of a span of two output rows (row 1 `up` floats after row 0; the
+ * span starts at output column s0), channels [c0, c1), into y. */
+__attribute__((target("avx512f"))) static void pool_span(const float *two, float *y, int64_t p0, int64_t p1, size_t nc,
+                                                         size_t up, size_t c0, size_t c1, int avg, __m512 quarter,
+                                                         int64_t s0)
 {
-    _Alignas(64) float two[POOL_SCRATCH];
-    int64_t ph = j->oh / 2, pw = j->ow / 2, b = (int64_t)blk / ph, py = (int64_t)blk % ph;
-    for (int r = 0; r < 2; r++)
-        for (int64_t ox0 = 0; ox0 < j->ow; ox0 += (int64_t)j->block_width)
-            row_block(j, grp, blk, b, 2 * py + r, ox0, two, (size_t)(r * j->ow + ox0), rows);
-    size_t c0 = grp * j->group * j->nr, c1 = (grp + 1) * j->group * j->nr;
-    if (c1 > j->nc) c1 = j->nc;
-    const size_t nc = j->nc, up = (size_t)j->ow * nc;
-    float *y = j->y + (size_t)((b * ph + py) * pw) * nc;
-    int avg = j->n->p.conv.pool_kind == NN_POOL_AVG;
-    const __m512 quarter = _mm512_set1_ps(0.25f);
-    for (int64_t px = 0; px < pw; px++) {
-        const float *t = two + (size_t)(2 * px) * nc;
+    for (int64_t px = p0; px < p1; px++) {
+        const float *t = two + (size_t)(2 * px - s0) * nc;
         for (size_t c = c0; c < c1; c += 16) {
             __mmask16 m = c1 - c >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (c1 - c)) - 1);
             __m512 a = _mm512_maskz_loadu_ps(m, t + c), bb = _mm512_maskz_loadu_ps(m, t + nc + c);
@@ -647,6 +636,36 @@ __attribute__((target("avx512f"))) static void pooled_task(const gemm_job *j, si
             }
             _mm512_mask_storeu_ps(y + (size_t)px * nc + c, m, v);
         }
+    }
+}
+
+/* One task of a convolution with a fused 2x2 pooling: pooled row `blk` (of the whole batch)
+ * for panel group grp. Its two output rows go to the stack in spans of columns (as many as
+ * POOL_SCRATCH holds, a whole number of row blocks where it can: gear's 194-wide 64-channel
+ * rows take two), each span pooled into the output as the reference pools (NaNs skipped by
+ * the maximum; the average sums in window order). The odd last column is not computed. */
+__attribute__((target("avx512f"))) static void pooled_task(const gemm_job *j, size_t grp, size_t blk, float *rows)
+{
+    _Alignas(64) float two[POOL_SCRATCH];
+    int64_t ph = j->oh / 2, pw = j->ow / 2, b = (int64_t)blk / ph, py = (int64_t)blk % ph;
+    const int64_t bw = (int64_t)j->block_width, used = 2 * pw;
+    int64_t span = (int64_t)(POOL_SCRATCH / (2 * j->nc)); /* columns per span */
+    if (span >= bw) span = span / bw * bw;
+    span &= ~(int64_t)1;
+    size_t c0 = grp * j->group * j->nr, c1 = (grp + 1) * j->group * j->nr;
+    if (c1 > j->nc) c1 = j->nc;
+    const size_t nc = j->nc, up = (size_t)span * nc;
+    float *y = j->y + (size_t)((b * ph + py) * pw) * nc;
+    int avg = j->n->p.conv.pool_kind == NN_POOL_AVG;
+    const __m512 quarter = _mm512_set1_ps(0.25f);
+    for (int64_t s0 = 0; s0 < used; s0 += span) {
+        int64_t s1 = s0 + span < used ? s0 + span : used;
+        for (int r = 0; r < 2; r++)
+            for (int64_t ox0 = s0; ox0 < s1; ox0 += bw) {
+                int mr = s1 - ox0 < bw ? (int)(s1 - ox0) : (int)bw;
+                row_block(j, grp, blk, b, 2 * py + r, ox0, mr, two, (size_t)(r * span + ox0 - s0), rows);
+            }
+        pool_span(two, y, s0 / 2, s1 / 2, nc, up, c0, c1, avg, quarter, s0);
     }
 }
 
@@ -669,7 +688,7 @@ int nn_gemm_run(const nn_graph *g, const nn_node *n, const nn_view *in, nn_view 
         int sc = p->pool ? 2 : 1;
         if (xs->rank != 4 || ys->rank != 4 || ys->dim[0] != xs->dim[0] || ys->dim[3] != (int64_t)j.nc ||
             ys->dim[1] != oh / sc || ys->dim[2] != ow / sc || xs->dim[3] * p->kernel_h * p->kernel_w != (int64_t)j.k ||
-            (p->pool && (p->pool != 2 || p->residual || ow < 2 || oh < 2 || (size_t)(2 * ow) * j.nc > POOL_SCRATCH)))
+            (p->pool && (p->pool != 2 || p->residual || ow < 2 || oh < 2 || 4 * j.nc > POOL_SCRATCH)))
             return base_error_set(BASE_ERR_INVALID, "node %s: bad views", n->name);
         if (!direct_rows(n) && j.k > MAX_GATHER_K)
             return base_error_set(BASE_ERR_UNSUPPORTED, "node %s: %zu inputs per pixel is more than the GEMM gathers",

@@ -582,13 +582,16 @@ static void test_gemm(void **state)
     conv_case(7, 6, 64, 8, 5, 1, 1, 1, 0, 4);
     conv_case(9, 9, 128, 3, 3, 1, 2, 1, 0, 0);
     /* A fused 2x2 pooling: odd and even maps, narrower and wider than a tile, stems from RGB,
-     * 8-, 16- and 32-wide panels, several panel groups, stride 2, dilation, both kinds. */
+     * 8-, 16- and 32-wide panels, several panel groups, stride 2, dilation, rows pooled in
+     * spans, both kinds. */
     static const struct {
         int h, w, cin, cout, k, stride, dil, same;
     } pc[] = {{9, 45, 3, 32, 3, 1, 1, 1},  {12, 90, 3, 64, 3, 2, 1, 1},  {7, 9, 32, 48, 3, 1, 1, 1},
               {13, 13, 64, 64, 1, 1, 1, 0}, {9, 31, 16, 16, 3, 1, 1, 1},  {10, 30, 8, 8, 3, 1, 1, 0},
               {6, 27, 200, 300, 3, 1, 1, 1}, {5, 50, 32, 64, 5, 1, 2, 1}, {11, 17, 40, 100, 3, 2, 1, 0},
-              {2, 2, 32, 32, 1, 1, 1, 0},   {4, 5, 256, 7, 3, 1, 1, 1},   {15, 47, 16, 24, 3, 1, 1, 1}};
+              {2, 2, 32, 32, 1, 1, 1, 0},   {4, 5, 256, 7, 3, 1, 1, 1},   {15, 47, 16, 24, 3, 1, 1, 1},
+              /* rows longer than the stack's span: 56 + 14 columns; 38 + 22 (odd 13-wide blocks) */
+              {4, 70, 16, 128, 3, 1, 1, 1}, {3, 61, 8, 160, 3, 1, 1, 1}};
     for (size_t c = 0; c < sizeof pc / sizeof pc[0]; c++)
         for (int kind = 0; kind < 2; kind++, variant++)
             pooled_case(pc[c].h, pc[c].w, pc[c].cin, pc[c].cout, pc[c].k, pc[c].stride, pc[c].dil, pc[c].same,
