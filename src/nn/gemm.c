@@ -162,8 +162,15 @@ int nn_gemm_supports(const nn_graph *g, const nn_node *n)
         const nn_shape *s = &g->tensors[n->inputs[3]].shape;
         int64_t cnt = nn_shape_numel(s, 1);
         if (cnt != 1 && !(cnt == (int64_t)nc && s->rank >= 1 && s->dim[s->rank - 1] == cnt)) return 0;
-    } else if (n->n_inputs > 3 && !(residual && n->inputs[3] < 0)) {
+    } else if (n->n_inputs > 3 && !(residual && n->inputs[3] < 0) && !(cp && cp->post_affine && n->inputs[3] < 0)) {
         return 0;
+    }
+    if (cp && cp->post_affine) {
+        if (residual || n->n_inputs != 7 || n->inputs[4] >= 0) return 0;
+        for (int i = 5; i < 7; i++)
+            if (n->inputs[i] < 0 || !nn_tensor_is_const(g, n->inputs[i]) ||
+                nn_shape_numel(&g->tensors[n->inputs[i]].shape, 1) != (int64_t)nc)
+                return 0;
     }
     return 1;
 }
@@ -207,6 +214,7 @@ typedef struct gemm_job {
     const float *bias;  /* N values or NULL */
     const float *slope; /* PReLU: 1 or N values */
     const float *res;   /* residual [M, N] added before the activation, or NULL */
+    const float *post_s, *post_t; /* N values each: act(...) * post_s + post_t, or NULL */
     int slope_scalar;
     size_t m, k, nc, nr, panels, group; /* nr: panel width; group: panels per group */
     size_t panel_floats, seg;           /* seg: K per segment of an 8-wide panel */
@@ -309,6 +317,17 @@ __attribute__((target("avx512f"), always_inline)) static inline void tile(int mr
                 c1[i] = _mm512_mask_mul_ps(c1[i], _mm512_cmp_ps_mask(c1[i], zero, _CMP_LT_OQ), c1[i], s1);
             }
     }
+    if (j->post_s) {
+        /* Mul then Add (not an FMA), as the two TensorFlow ops round. */
+        __m512 s0 = _mm512_maskz_loadu_ps(m0, j->post_s + n0), s1 = _mm512_maskz_loadu_ps(m1, j->post_s + n0 + 16);
+        __m512 t0 = _mm512_maskz_loadu_ps(m0, j->post_t + n0), t1 = _mm512_maskz_loadu_ps(m1, j->post_t + n0 + 16);
+#pragma GCC unroll 14
+        for (int i = 0; i < MR; i++)
+            if (i < mr) {
+                c0[i] = _mm512_add_ps(_mm512_mul_ps(c0[i], s0), t0);
+                c1[i] = _mm512_add_ps(_mm512_mul_ps(c1[i], s1), t1);
+            }
+    }
 #pragma GCC unroll 14
     for (int i = 0; i < MR; i++)
         if (i < mr) {
@@ -361,6 +380,12 @@ __attribute__((target("avx512f"), always_inline)) static inline void tile16(int 
 #pragma GCC unroll 14
         for (int i = 0; i < MR; i++)
             if (i < mr) c0[i] = _mm512_mask_mul_ps(c0[i], _mm512_cmp_ps_mask(c0[i], zero, _CMP_LT_OQ), c0[i], s0);
+    }
+    if (j->post_s) {
+        __m512 s0 = _mm512_maskz_loadu_ps(m0, j->post_s + n0), t0 = _mm512_maskz_loadu_ps(m0, j->post_t + n0);
+#pragma GCC unroll 14
+        for (int i = 0; i < MR; i++)
+            if (i < mr) c0[i] = _mm512_add_ps(_mm512_mul_ps(c0[i], s0), t0);
     }
 #pragma GCC unroll 14
     for (int i = 0; i < MR; i++)
@@ -429,6 +454,12 @@ tile8(int mr, const tap_list *tl, const float *b, float *c, size_t ldc, const fl
 #pragma GCC unroll 14
         for (int i = 0; i < MR; i++)
             if (i < mr) c0[i] = _mm256_mask_mul_ps(c0[i], _mm256_cmp_ps_mask(c0[i], zero, _CMP_LT_OQ), c0[i], s0);
+    }
+    if (j->post_s) {
+        __m256 s0 = _mm256_maskz_loadu_ps(m0, j->post_s + n0), t0 = _mm256_maskz_loadu_ps(m0, j->post_t + n0);
+#pragma GCC unroll 14
+        for (int i = 0; i < MR; i++)
+            if (i < mr) c0[i] = _mm256_add_ps(_mm256_mul_ps(c0[i], s0), t0);
     }
 #pragma GCC unroll 14
     for (int i = 0; i < MR; i++)
@@ -705,6 +736,13 @@ int nn_gemm_run(const nn_graph *g, const nn_node *n, const nn_view *in, nn_view 
         if (n->n_inputs != 5 || !in[4].data || !nn_shape_equal(&in[4].shape, ys))
             return base_error_set(BASE_ERR_INVALID, "node %s: bad residual view", n->name);
         j.res = in[4].data;
+    }
+    if (n->op == NN_OP_CONV2D && n->p.conv.post_affine) {
+        if (n->n_inputs != 7 || !in[5].data || !in[6].data || nn_shape_numel(&in[5].shape, 1) != (int64_t)j.nc ||
+            nn_shape_numel(&in[6].shape, 1) != (int64_t)j.nc)
+            return base_error_set(BASE_ERR_INVALID, "node %s: bad scale and shift views", n->name);
+        j.post_s = in[5].data;
+        j.post_t = in[6].data;
     }
     if (node_act(n)->kind == NN_ACT_PRELU) {
         j.slope = in[3].data;

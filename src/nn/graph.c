@@ -234,7 +234,13 @@ int nn_infer_shape(const nn_graph *g, const nn_node *n, nn_shape *out)
         if (p->residual && (p->depthwise || n->n_inputs != 5 || n->inputs[4] < 0 ||
                             !nn_shape_equal(in_shape(g, n, 4), out)))
             return base_error_set(BASE_ERR_FORMAT, "node %s: residual input must have the output's shape", n->name);
-        if (!p->residual && n->n_inputs > 4)
+        if (p->post_affine &&
+            (p->residual || p->depthwise || n->n_inputs != 7 || !nn_tensor_is_const(g, n->inputs[5]) ||
+             !nn_tensor_is_const(g, n->inputs[6]) || nn_shape_numel(in_shape(g, n, 5), 1) != cout ||
+             nn_shape_numel(in_shape(g, n, 6), 1) != cout))
+            return base_error_set(BASE_ERR_FORMAT, "node %s: scale and shift must be %" PRId64 " constants", n->name,
+                                  cout);
+        if (!p->residual && !p->post_affine && n->n_inputs > 4)
             return base_error_set(BASE_ERR_FORMAT, "node %s: %d inputs", n->name, n->n_inputs);
         break;
     }

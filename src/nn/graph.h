@@ -45,7 +45,7 @@ typedef struct nn_tensor {
 } nn_tensor;
 
 typedef enum nn_op {
-    NN_OP_CONV2D,          /* x, filter, [bias], [prelu slope], [residual] -> [N,OH,OW,Cout] */
+    NN_OP_CONV2D,          /* x, filter, [bias], [prelu slope], [residual], [scale, shift] -> [N,OH,OW,Cout] */
     NN_OP_FULLY_CONNECTED, /* x [N,K], w [K,M], [bias [M]], [prelu slope] -> [N,M] */
     NN_OP_BINARY,          /* a, b (numpy broadcasting)                    -> broadcast shape */
     NN_OP_UNARY,           /* x                                            -> same shape */
@@ -95,6 +95,11 @@ typedef struct nn_conv_params {
      * depthwise. 0: no pooling. */
     int pool;
     nn_pool_kind pool_kind;
+    /* Inputs 5 and 6 (constants of Cout values) scale and shift the activated output,
+     * act(...) * scale + shift (a batch norm after the Relu, liveness's conv -> Relu -> Mul ->
+     * Add), before a fused pooling; fused by the optimiser where the own GEMM kernel takes it.
+     * Never with residual or depthwise. */
+    int post_affine;
 } nn_conv_params;
 
 typedef struct nn_fc_params {

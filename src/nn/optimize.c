@@ -542,6 +542,51 @@ static int fold_residual(opt *o, int i, int *changed)
 }
 
 /*
+ * A convolution whose sole reader multiplies it by one constant per channel, and whose sole
+ * reader adds one per channel: a batch norm after the activation (liveness: conv -> Relu ->
+ * Mul -> Add), which cannot fold into the weights. The GEMM kernel scales and shifts in its
+ * epilogue (post_affine) instead of two passes over the tensor. Only where it takes the node.
+ */
+static int fold_post_affine(opt *o, int i, int *changed)
+{
+    nn_graph *g = o->g;
+    nn_node *n = &g->nodes[i];
+    if (n->op != NN_OP_CONV2D || n->p.conv.depthwise || n->p.conv.residual || n->p.conv.pool ||
+        n->p.conv.post_affine || n->n_inputs > 4)
+        return 0;
+    int64_t C = out_channels(g, n);
+    const nn_shape *y = &g->tensors[n->output].shape;
+    int r1 = sole_reader(o, n->output);
+    if (r1 < 0) return 0;
+    const nn_node *m = &g->nodes[r1];
+    if (m->op != NN_OP_BINARY || m->p.binary.kind != NN_BINARY_MUL || m->p.binary.act.kind != NN_ACT_NONE ||
+        m->n_inputs != 2)
+        return 0;
+    int ks = m->inputs[0] == n->output ? m->inputs[1] : m->inputs[0];
+    if (ks == n->output || !per_channel_const(g, ks, C) || !nn_shape_equal(&g->tensors[m->output].shape, y)) return 0;
+    int r2 = sole_reader(o, m->output);
+    if (r2 < 0) return 0;
+    const nn_node *a = &g->nodes[r2];
+    if (a->op != NN_OP_BINARY || a->p.binary.kind != NN_BINARY_ADD || a->p.binary.act.kind != NN_ACT_NONE ||
+        a->n_inputs != 2)
+        return 0;
+    int kt = a->inputs[0] == m->output ? a->inputs[1] : a->inputs[0];
+    if (kt == m->output || !per_channel_const(g, kt, C) || !nn_shape_equal(&g->tensors[a->output].shape, y)) return 0;
+    nn_node cand = *n;
+    for (int k = cand.n_inputs; k < 5; k++) cand.inputs[k] = -1;
+    cand.inputs[5] = ks;
+    cand.inputs[6] = kt;
+    cand.n_inputs = 7;
+    cand.p.conv.post_affine = 1;
+    if (!nn_gemm_supports(g, &cand)) return 0;
+    *n = cand;
+    absorb(o, i, r1);
+    absorb(o, i, r2);
+    (*changed)++;
+    return 0;
+}
+
+/*
  * A convolution whose sole reader is a 2x2 stride-2 unpadded pooling: the own GEMM kernel
  * computes two output rows at a time and writes only the pooled map (antispoof's 126x126x64
  * stem and its max pool, SSR-Net's conv + average pools): the full-size map had gone through
@@ -619,6 +664,12 @@ int nn_graph_optimize(nn_graph *g)
         if (o.dead[i]) continue;
         int before = fused;
         rc = fold_residual(&o, i, &fused);
+        if (!rc && fused != before) rc = count_readers(&o);
+    }
+    for (int i = 0; i < g->n_nodes && !rc; i++) {
+        if (o.dead[i]) continue;
+        int before = fused;
+        rc = fold_post_affine(&o, i, &fused);
         if (!rc && fused != before) rc = count_readers(&o);
     }
     for (int i = 0; i < g->n_nodes && !rc; i++) {

@@ -182,7 +182,7 @@ int nn_xnn_supports(const nn_graph *g, const nn_node *n)
     switch (n->op) {
     case NN_OP_CONV2D: {
         const nn_conv_params *p = &n->p.conv;
-        if (x->rank != 4 || !is_const(g, n, 1) || p->residual || p->pool) return 0;
+        if (x->rank != 4 || !is_const(g, n, 1) || p->residual || p->pool || p->post_affine) return 0;
         if (has_input(n, 2) && !is_const(g, n, 2)) return 0;
         if (p->kernel_h < 1 || p->kernel_w < 1 || p->stride_h < 1 || p->stride_w < 1 ||
             p->dilation_h < 1 || p->dilation_w < 1)

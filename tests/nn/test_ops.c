@@ -507,6 +507,142 @@ static void pooled_case(int h, int w, int cin, int cout, int k, int stride, int 
     nn_graph_free(g);
 }
 
+/* A convolution whose activated output is scaled and shifted per channel (post_affine: the
+ * optimiser's conv -> Mul -> Add), with or without a fused 2x2 pooling (pool < 0: none). The
+ * reference's fused node must equal its conv, Mul, Add (and pool) bit for bit; the GEMM kernel
+ * is compared with it (compare_node); and the optimiser, given the unfused chain as a graph,
+ * must leave one convolution carrying both. */
+static void affine_case(int h, int w, int cin, int cout, int k, int stride, int same, int pool, int variant)
+{
+    char label[160];
+    nn_graph *g = nn_graph_new();
+    assert_non_null(g);
+    rng_seed((uint64_t)variant * 613 + (uint64_t)(h * 41 + w) * 7 + (uint64_t)cout);
+    int x = add_input(g, SHAPE(N, h, w, cin));
+    int prelu;
+    nn_act act = act_cycle(variant, &prelu);
+    int inputs[4] = {x, add_const(g, SHAPE(k, k, cin, cout), -1, 1), add_const(g, SHAPE(cout), -1, 1), -1};
+    if (prelu) inputs[3] = add_const(g, SHAPE(cout), -0.5f, 0.5f);
+    nn_node n = node_proto(NN_OP_CONV2D, prelu ? 4 : 3, inputs);
+    n.p.conv = (nn_conv_params){.kernel_h = k, .kernel_w = k, .stride_h = stride, .stride_w = stride,
+                                .dilation_h = 1, .dilation_w = 1, .act = act};
+    if (same) {
+        same_pads(h, k, stride, 1, &n.p.conv.pad_top, &n.p.conv.pad_bottom);
+        same_pads(w, k, stride, 1, &n.p.conv.pad_left, &n.p.conv.pad_right);
+    }
+    int conv_t = nn_graph_add_node(g, &n);
+    if (conv_t < 0) fail_msg("affine case: graph rejects the convolution: %s", base_error_message());
+    int scale = add_const(g, variant % 2 ? SHAPE(cout) : SHAPE(1, 1, 1, cout), -2, 2);
+    int shift = add_const(g, SHAPE(cout), -1, 1);
+    nn_node mn = node_proto(NN_OP_BINARY, 2, variant % 3 ? (int[]){conv_t, scale} : (int[]){scale, conv_t});
+    mn.p.binary.kind = NN_BINARY_MUL;
+    int mul_t = nn_graph_add_node(g, &mn);
+    nn_node an = node_proto(NN_OP_BINARY, 2, (int[]){mul_t, shift});
+    an.p.binary.kind = NN_BINARY_ADD;
+    int add_t = nn_graph_add_node(g, &an);
+    assert_true(mul_t >= 0 && add_t >= 0);
+    int last = add_t;
+    nn_pool_kind kind = pool == 1 ? NN_POOL_AVG : NN_POOL_MAX;
+    if (pool >= 0) {
+        nn_node pn = node_proto(NN_OP_POOL, 1, (int[]){add_t});
+        pn.p.pool = (nn_pool_params){.kind = kind, .kernel_h = 2, .kernel_w = 2, .stride_h = 2, .stride_w = 2};
+        last = nn_graph_add_node(g, &pn);
+        assert_true(last >= 0);
+    }
+    nn_node fused = n;
+    fused.inputs[3] = prelu ? inputs[3] : -1;
+    fused.inputs[4] = -1;
+    fused.inputs[5] = scale;
+    fused.inputs[6] = shift;
+    fused.n_inputs = 7;
+    fused.p.conv.post_affine = 1;
+    fused.p.conv.pool = pool >= 0 ? 2 : 0;
+    fused.p.conv.pool_kind = kind;
+    snprintf(label, sizeof label, "gemm conv %dx%dx%d->%d k%d s%d %s + scale, shift%s, act %d", h, w, cin, cout, k,
+             stride, same ? "SAME" : "VALID", pool < 0 ? "" : pool ? " + avg pool" : " + max pool", (int)act.kind);
+    int fused_t = nn_graph_add_node(g, &fused);
+    if (fused_t < 0) fail_msg("%s: graph rejects the node: %s", label, base_error_message());
+    const nn_node *fn = &g->nodes[g->tensors[fused_t].producer];
+    if (!nn_gemm_supports(g, fn)) fail_msg("%s: the GEMM kernel refuses it", label);
+
+    /* Reference: the fused node == the chain, exactly, at batch 2. */
+    int64_t batch = 2;
+    nn_view in[NN_MAX_NODE_INPUTS];
+    memset(in, 0, sizeof in);
+    float *xd = NULL;
+    for (int i = 0; i < fn->n_inputs; i++) {
+        int t = fn->inputs[i];
+        if (t < 0) continue;
+        in[i].shape = with_batch(&g->tensors[t].shape, batch);
+        if (g->tensors[t].data) {
+            in[i].data = g->tensors[t].data;
+            continue;
+        }
+        size_t cnt = (size_t)nn_shape_numel(&in[i].shape, 1);
+        xd = buffer_new(cnt);
+        for (size_t q = 0; q < cnt; q++) xd[q] = rng_value(DOMAIN_ANY);
+        in[i].data = xd;
+    }
+    int chain[4] = {conv_t, mul_t, add_t, last};
+    nn_view v[4];
+    for (int c = 0; c < 4; c++) {
+        nn_shape sh = with_batch(&g->tensors[chain[c]].shape, batch);
+        v[c] = (nn_view){sh, buffer_new((size_t)nn_shape_numel(&sh, 1))};
+    }
+    assert_int_equal(nn_ref_run(g, &g->nodes[g->tensors[conv_t].producer], in, &v[0]), 0);
+    nn_view sc = {g->tensors[scale].shape, g->tensors[scale].data}, sf = {g->tensors[shift].shape, g->tensors[shift].data};
+    assert_int_equal(nn_ref_run(g, &g->nodes[g->tensors[mul_t].producer],
+                                variant % 3 ? (nn_view[]){v[0], sc} : (nn_view[]){sc, v[0]}, &v[1]), 0);
+    assert_int_equal(nn_ref_run(g, &g->nodes[g->tensors[add_t].producer], (nn_view[]){v[1], sf}, &v[2]), 0);
+    nn_view *want = &v[2];
+    if (pool >= 0) {
+        assert_int_equal(nn_ref_run(g, &g->nodes[g->tensors[last].producer], (nn_view[]){v[2]}, &v[3]), 0);
+        want = &v[3];
+    }
+    nn_view got = {want->shape, buffer_new((size_t)nn_shape_numel(&want->shape, 1))};
+    assert_int_equal(nn_ref_run(g, fn, in, &got), 0);
+    for (int64_t q = 0; q < nn_shape_numel(&want->shape, 1); q++)
+        if (memcmp(&got.data[q], &want->data[q], sizeof(float)) != 0)
+            fail_msg("%s: reference fused %.9g, chain %.9g at %lld", label, (double)got.data[q],
+                     (double)want->data[q], (long long)q);
+    for (int c = 0; c < 4; c++) base_aligned_free(v[c].data);
+    base_aligned_free(got.data);
+    base_aligned_free(xd);
+    compare_node(g, g->tensors[fused_t].producer, DOMAIN_ANY, label);
+    nn_graph_free(g);
+
+    /* The optimiser fuses the same chain into one convolution. */
+    g = nn_graph_new();
+    rng_seed((uint64_t)variant * 613 + (uint64_t)(h * 41 + w) * 7 + (uint64_t)cout);
+    x = add_input(g, SHAPE(N, h, w, cin));
+    int in2[4] = {x, add_const(g, SHAPE(k, k, cin, cout), -1, 1), add_const(g, SHAPE(cout), -1, 1), -1};
+    if (prelu) in2[3] = add_const(g, SHAPE(cout), -0.5f, 0.5f);
+    memcpy(n.inputs, in2, sizeof in2);
+    conv_t = nn_graph_add_node(g, &n);
+    scale = add_const(g, SHAPE(cout), -2, 2);
+    shift = add_const(g, SHAPE(cout), -1, 1);
+    mn = node_proto(NN_OP_BINARY, 2, (int[]){conv_t, scale});
+    mn.p.binary.kind = NN_BINARY_MUL;
+    mul_t = nn_graph_add_node(g, &mn);
+    an = node_proto(NN_OP_BINARY, 2, (int[]){mul_t, shift});
+    an.p.binary.kind = NN_BINARY_ADD;
+    last = nn_graph_add_node(g, &an);
+    if (pool >= 0) {
+        nn_node pn = node_proto(NN_OP_POOL, 1, (int[]){last});
+        pn.p.pool = (nn_pool_params){.kind = kind, .kernel_h = 2, .kernel_w = 2, .stride_h = 2, .stride_w = 2};
+        last = nn_graph_add_node(g, &pn);
+    }
+    assert_true(conv_t >= 0 && mul_t >= 0 && last >= 0);
+    assert_int_equal(nn_graph_mark_output(g, last), 0);
+    assert_int_equal(nn_graph_optimize(g), 0);
+    /* Without an activation the scale and shift fold into the weights and bias instead. */
+    if (g->n_nodes != 1 || g->nodes[0].op != NN_OP_CONV2D ||
+        g->nodes[0].p.conv.post_affine != (act.kind != NN_ACT_NONE) || g->nodes[0].p.conv.pool != (pool >= 0 ? 2 : 0))
+        fail_msg("%s: the optimiser left %d nodes (post_affine %d, pool %d)", label, g->n_nodes,
+                 g->nodes[0].p.conv.post_affine, g->nodes[0].p.conv.pool);
+    nn_graph_free(g);
+}
+
 /* The own GEMM kernel (gemm.c) over edge shapes: row counts that leave every remainder of the
  * 14-row tile (batches 1, 5, 2 of odd maps), output channels that leave partial 16- and
  * 32-column panels, 1x1 direct rows and gathered rows with padding, stride and dilation, every
@@ -596,6 +732,16 @@ static void test_gemm(void **state)
         for (int kind = 0; kind < 2; kind++, variant++)
             pooled_case(pc[c].h, pc[c].w, pc[c].cin, pc[c].cout, pc[c].k, pc[c].stride, pc[c].dil, pc[c].same,
                         kind ? NN_POOL_AVG : NN_POOL_MAX, variant);
+    /* A per-channel scale and shift after the activation, alone and before a pooling. */
+    static const struct {
+        int h, w, cin, cout, k, stride, same, pool;
+    } ac[] = {{9, 33, 16, 16, 3, 1, 1, -1}, {8, 34, 16, 16, 3, 1, 1, 0}, {5, 17, 32, 64, 3, 1, 1, 1},
+              {6, 16, 32, 48, 1, 1, 0, -1}, {7, 9, 64, 8, 3, 1, 1, 0},   {4, 90, 3, 32, 3, 2, 1, -1},
+              {10, 46, 8, 24, 3, 1, 0, 1},  {3, 13, 40, 100, 3, 1, 1, -1}};
+    for (size_t c = 0; c < sizeof ac / sizeof ac[0]; c++)
+        for (int v = 0; v < 5; v++, variant++)
+            affine_case(ac[c].h, ac[c].w, ac[c].cin, ac[c].cout, ac[c].k, ac[c].stride, ac[c].same, ac[c].pool,
+                        variant);
     static const int fks[] = {1, 17, 200, 1024};
     static const int fms[] = {1, 31, 64, 257, 8, 13};
     for (size_t a = 0; a < 4; a++)

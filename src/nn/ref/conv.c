@@ -31,8 +31,8 @@ static int conv_fail(const nn_node *node, const char *why, const nn_view *in, co
  * the bias, then the activation), and pooled as nn_ref_pool does: the maximum (NaNs skipped)
  * or the sum in window order divided by 4. */
 static void conv_pooled(const nn_conv_params *p, const nn_ref_act *act, const float *xd, const float *wd,
-                        const float *bd, int64_t N, int64_t H, int64_t W, int64_t C, int64_t CO, int64_t PH,
-                        int64_t PW, float *out)
+                        const float *bd, const float *ps, const float *pt, int64_t N, int64_t H, int64_t W, int64_t C,
+                        int64_t CO, int64_t PH, int64_t PW, float *out)
 {
     enum { CHUNK = 256 };
     float v[CHUNK];
@@ -68,6 +68,11 @@ static void conv_pooled(const nn_conv_params *p, const nn_ref_act *act, const fl
                         nn_ref_act a = *act;
                         if (a.slope && a.slope_n > 1) a.slope += m0;
                         nn_ref_act_row(&a, v, cnt);
+                        if (ps)
+                            for (int64_t m = 0; m < cnt; m++) {
+                                const float sv = v[m] * ps[m0 + m]; /* not contracted into an FMA */
+                                v[m] = sv + pt[m0 + m];
+                            }
                         float *restrict oc = o + m0;
                         if (p->pool_kind == NN_POOL_MAX) {
                             for (int64_t m = 0; m < cnt; m++)
@@ -136,8 +141,17 @@ int nn_ref_conv2d(const nn_node *node, const nn_view *in, nn_view *out)
 
     const float *xd = x->data, *wd = w->data;
     const float *bd = b ? b->data : NULL;
+    /* A post-activation scale and shift: Mul then Add, two roundings, as TensorFlow runs them. */
+    const float *ps = NULL, *pt = NULL;
+    if (p->post_affine) {
+        if (node->n_inputs != 7 || !in[5].data || !in[6].data || nn_ref_numel(&in[5].shape) != CO ||
+            nn_ref_numel(&in[6].shape) != CO)
+            return conv_fail(node, "scale and shift must have one value per output channel", in, out);
+        ps = in[5].data;
+        pt = in[6].data;
+    }
     if (p->pool) {
-        conv_pooled(p, &act, xd, wd, bd, N, H, W, C, CO, YH, YW, out->data);
+        conv_pooled(p, &act, xd, wd, bd, ps, pt, N, H, W, C, CO, YH, YW, out->data);
         return 0;
     }
     for (int64_t n = 0; n < N; n++) {
@@ -180,6 +194,11 @@ int nn_ref_conv2d(const nn_node *node, const nn_view *in, nn_view *out)
                         o[m] += r[m];
                 }
                 nn_ref_act_row(&act, o, CO);
+                if (ps)
+                    for (int64_t m = 0; m < CO; m++) {
+                        const float sv = o[m] * ps[m]; /* not contracted into an FMA */
+                        o[m] = sv + pt[m];
+                    }
             }
         }
     }
