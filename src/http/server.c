@@ -535,48 +535,39 @@ static void *worker_main(void *arg)
 /*
  * Admission control, on the event loop. Estimates when r could start: the queued requests'
  * estimated service times, spread over the workers, plus half a request when every worker is
- * busy. Refuses with 503 when the queue is full or the estimate passes r's deadline (then
- * returns 1, the response set); otherwise returns 0 and leaves *cost (r's own estimate) for
- * the caller. Called with qlock held.
+ * busy. Refuses with 503 when the queue is full or the estimate passes r's deadline;
+ * otherwise suspends the connection and queues r. Returns 1 when queued.
+ *
+ * It runs once the body is here, not when the headers arrive: a 503 sent before the client
+ * has sent its body is followed by a close with unread data, which the kernel turns into a
+ * reset, and a client can lose the 503 to it (a load run at concurrency 256 with that check
+ * had one connection error among 3,816 refusals, where runs without it had none).
  */
-static int admission_refused(http_server *s, http_request *r, uint64_t now, double *cost)
+static int admit(http_server *s, http_request *r)
 {
     const http_route *route = &http_routes[r->route];
-    *cost = s->cost_ewma_ms[route->image ? 1 : 0];
+    uint64_t now = base_now_ns();
+    pthread_mutex_lock(&s->qlock);
+    double cost = s->cost_ewma_ms[route->image ? 1 : 0];
     double wait_ms = s->backlog_ms / s->n_workers;
     if (s->running >= s->n_workers) wait_ms += 0.5 * s->cost_ewma_ms[1];
-    int retry = (int)ceil((wait_ms + *cost) / 1000.0);
+    int retry = (int)ceil((wait_ms + cost) / 1000.0);
     if (retry < 1) retry = 1;
     if (s->qlen >= s->cfg.queue && s->running + s->qlen >= s->n_workers) {
+        pthread_mutex_unlock(&s->qlock);
         atomic_fetch_add(&s->metrics.rejected[HTTP_REJECT_QUEUE_FULL], 1);
         http_respond_error(r, 503, "overloaded", "the server is at capacity (queue full)");
         r->retry_after_s = retry;
-        return 1;
+        return 0;
     }
     if (now + (uint64_t)(wait_ms * 1e6) > r->deadline_ns) {
+        pthread_mutex_unlock(&s->qlock);
         atomic_fetch_add(&s->metrics.rejected[HTTP_REJECT_DEADLINE], 1);
         http_respond_error(r, 503, "overloaded",
                            "the request could not start within its deadline (about %.0f ms "
                            "of work is queued per worker)",
                            wait_ms);
         r->retry_after_s = retry;
-        return 1;
-    }
-    return 0;
-}
-
-/* Admission once the body is here: refuses as above, or suspends the connection and queues
- * r. Returns 1 when queued. (Not when the headers arrive: a 503 sent before the client has
- * finished sending its body is followed by a close with unread data, which the kernel turns
- * into a reset, and a client can lose the 503 to it: a load run at concurrency 256 with that
- * check had one connection error among 3,816 refusals, where runs without it had none.) */
-static int admit(http_server *s, http_request *r)
-{
-    uint64_t now = base_now_ns();
-    double cost;
-    pthread_mutex_lock(&s->qlock);
-    if (admission_refused(s, r, now, &cost)) {
-        pthread_mutex_unlock(&s->qlock);
         return 0;
     }
     /* Suspend before the request becomes visible to a worker, so its resume always finds a
