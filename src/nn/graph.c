@@ -26,6 +26,7 @@ void nn_graph_free(nn_graph *g)
     for (int i = 0; i < g->n_nodes; i++) {
         free(g->nodes[i].name);
         base_aligned_free(g->nodes[i].packed);
+        base_aligned_free(g->nodes[i].wino);
     }
     free(g->tensors);
     free(g->nodes);
@@ -380,6 +381,7 @@ static int append_node(nn_graph *g, const nn_node *proto, const nn_shape *shape)
     nn_node *n = &g->nodes[g->n_nodes];
     *n = *proto;
     n->packed = NULL; /* packed at load, per node; never copied from a prototype */
+    n->wino = NULL;
     n->name = dup_name(proto->name);
     if (!n->name) return base_error_set(BASE_ERR_NOMEM, "graph: out of memory");
     for (int i = n->n_inputs; i < NN_MAX_NODE_INPUTS; i++) n->inputs[i] = -1;

@@ -193,6 +193,8 @@ typedef struct nn_node {
     int inputs[NN_MAX_NODE_INPUTS]; /* tensor indices; -1 for an absent optional input */
     int output;                     /* tensor index */
     float *packed; /* owned: weights packed for an own kernel at load (gemm.c), or NULL */
+    float *wino;   /* owned: Winograd-transformed weights (winograd.c), or NULL; when set, the
+                      node runs by nn_wino_run() */
     union {
         nn_conv_params conv;
         nn_fc_params fc;
@@ -310,6 +312,19 @@ int nn_gemm_supports(const nn_graph *g, const nn_node *node);
 int nn_gemm_pack(nn_graph *g, nn_node *node);
 int nn_gemm_run(const nn_graph *g, const nn_node *node, const nn_view *in, nn_view *out,
                 struct pthreadpool *pool);
+
+/* 3x3 stride-1 convolutions by Winograd F(2x2, 3x3) (winograd.c). nn_wino_supports(): the
+ * kernel can run the node (any padding, every fused epilogue of the GEMM path);
+ * nn_wino_preferred(): it also measured faster than the GEMM there (the rule applied at load).
+ * nn_wino_pack() transforms the weights into node->wino (once, at load). nn_wino_run() needs
+ * nn_wino_scratch_floats() floats of 64-byte aligned scratch per intra-op thread (fewer
+ * threads work when the scratch holds fewer slices). */
+int nn_wino_supports(const nn_graph *g, const nn_node *node);
+int nn_wino_preferred(const nn_graph *g, const nn_node *node);
+int nn_wino_pack(nn_graph *g, nn_node *node);
+size_t nn_wino_scratch_floats(const nn_graph *g, const nn_node *node);
+int nn_wino_run(const nn_graph *g, const nn_node *node, const nn_view *in, nn_view *out,
+                struct pthreadpool *pool, float *scratch, size_t scratch_floats);
 
 /* --- XNNPACK backend (xnn.c) -------------------------------------------------------------- */
 

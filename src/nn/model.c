@@ -91,7 +91,13 @@ static int model_finish(nn_graph *g, int n_imported, nn_model **out)
             m->buffer_of[n->output] = m->buffer_of[n->inputs[0]];
         /* Own kernels exist only where they beat XNNPACK (or XNNPACK lacks the op). */
         m->on_fast[i] = n->op != NN_OP_RESHAPE && nn_fast_supports(g, n);
-        if (m->on_fast[i] && nn_gemm_supports(g, n) && (rc = nn_gemm_pack(g, &g->nodes[i]))) goto fail;
+        /* A 3x3 stride-1 convolution the GEMM would run goes to Winograd where it measured
+         * faster (winograd.c); its weights are then transformed instead of packed. */
+        if (m->on_fast[i] && nn_gemm_supports(g, n) && nn_wino_preferred(g, n)) {
+            if ((rc = nn_wino_pack(g, &g->nodes[i]))) goto fail;
+        } else if (m->on_fast[i] && nn_gemm_supports(g, n) && (rc = nn_gemm_pack(g, &g->nodes[i]))) {
+            goto fail;
+        }
         m->on_xnnpack[i] = !m->on_fast[i] && n->op != NN_OP_RESHAPE && nn_xnn_supports(g, n);
     }
     /* A buffer lives until the last reader of any tensor that views it. */
@@ -279,6 +285,8 @@ struct nn_context {
     int setup_batch;    /* batch the batch-space XNNPACK operators are set up for; 0 for none */
     int image_setup;    /* the image-space XNNPACK operators are set up */
     int last_batch;
+    float *scratch;       /* Winograd nodes' per-thread scratch (winograd.c), or NULL */
+    size_t scratch_floats;
     uint64_t *profile_ns; /* per node, accumulated over runs while profiling; NULL when off */
     uint64_t *profile_run_ns; /* per node, this run (image-space nodes run once per image) */
     uint64_t *profile_min_ns; /* per node, the fastest run (robust on a shared machine) */
@@ -465,6 +473,7 @@ void nn_context_destroy(nn_context *c)
     free(c->segs);
     free(c->copy_roots);
     base_aligned_free(c->arena);
+    base_aligned_free(c->scratch);
     free(c);
 }
 
@@ -706,6 +715,17 @@ static int context_create(const nn_model *m, const nn_context_options *opts, con
     for (int i = 0; i < g->n_nodes; i++)
         if (!has_batch_dim(g, g->nodes[i].output)) c->per_image[i] = 0;
     if ((rc = plan_context(c))) goto fail;
+    /* Winograd nodes share one scratch buffer: a slice per intra-op thread, sized for the
+     * largest of them (it does not depend on the batch). */
+    for (int i = 0; i < g->n_nodes; i++) {
+        if (!g->nodes[i].wino) continue;
+        size_t need = nn_wino_scratch_floats(g, &g->nodes[i]) * (size_t)(threads > 1 ? threads : 1);
+        if (need > c->scratch_floats) c->scratch_floats = need;
+    }
+    if (c->scratch_floats && !(c->scratch = base_aligned_alloc(ARENA_ALIGN, c->scratch_floats * sizeof(float)))) {
+        rc = base_error_set(BASE_ERR_NOMEM, "context: scratch of %zu floats", c->scratch_floats);
+        goto fail;
+    }
     for (int i = 0; i < g->n_nodes; i++) {
         if (c->backend == NN_BACKEND_REFERENCE || !m->on_xnnpack[i]) continue;
         if ((rc = nn_xnn_create(g, &g->nodes[i], &c->xops[i]))) goto fail;
@@ -784,7 +804,9 @@ static int run_nodes(nn_context *c, int first, int end, int batch, int space)
         } else {
             for (int k = 0; k < n->n_inputs; k++) make_view(c, n->inputs[k], batch, space, &in[k]);
             make_view(c, n->output, batch, space, &out);
-            if (c->m->on_fast[i] && c->backend != NN_BACKEND_REFERENCE) rc = nn_fast_run(g, n, in, &out, c->pool);
+            if (n->wino && c->backend != NN_BACKEND_REFERENCE)
+                rc = nn_wino_run(g, n, in, &out, c->pool, c->scratch, c->scratch_floats);
+            else if (c->m->on_fast[i] && c->backend != NN_BACKEND_REFERENCE) rc = nn_fast_run(g, n, in, &out, c->pool);
             else rc = nn_ref_run(g, n, in, &out);
         }
         if (rc) return rc;
@@ -889,6 +911,7 @@ void nn_context_print_profile(const nn_context *c, FILE *f)
         if (s.dim[0] == NN_BATCH) s.dim[0] = c->last_batch;
         double gflops = ms > 0 ? 2.0 * (double)nn_node_macs(g, n) * c->last_batch / (ms * 1e6) : 0;
         const char *backend = c->xops[i]                                                  ? "xnnpack"
+                              : n->wino && c->backend != NN_BACKEND_REFERENCE            ? "wino"
                               : c->m->on_fast[i] && c->backend != NN_BACKEND_REFERENCE ? "fast"
                                                                                         : "ref";
         fprintf(f, "%-4d %-18s %-7s %-5s %-20s %9.4f %5.1f%% %8.1f %9.4f  %s\n", i, nn_node_kind_name(n), backend,
