@@ -325,6 +325,8 @@ int nn_wino_pack(nn_graph *g, nn_node *node);
 size_t nn_wino_scratch_floats(const nn_graph *g, const nn_node *node);
 int nn_wino_run(const nn_graph *g, const nn_node *node, const nn_view *in, nn_view *out,
                 struct pthreadpool *pool, float *scratch, size_t scratch_floats);
+/* Tests only: run the portable C code even where the CPU has AVX-512 (nonzero), or not. */
+void nn_wino_force_portable(int on);
 
 /* --- XNNPACK backend (xnn.c) -------------------------------------------------------------- */
 

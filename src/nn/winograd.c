@@ -499,13 +499,22 @@ static void block_scalar(const wino_job *j, size_t blk, float *v, float *m)
 
 /* --- driver ---------------------------------------------------------------------------------- */
 
+/* The CPU-feature dispatch: AVX-512 where the CPU has it, unless a test asks for the portable
+ * code (set before any run; see nn_wino_force_portable). */
+static atomic_int force_portable;
+
+void nn_wino_force_portable(int on)
+{
+    atomic_store(&force_portable, on != 0);
+}
+
 /* Worker `wk`: its slice of the scratch, blocks from the shared counter. */
 static void worker(void *arg, size_t wk)
 {
     wino_job *j = arg;
     float *v = j->scratch + wk * j->per_worker;
     float *m = v + NPOS * j->tb * j->ldv;
-    const int avx512 = __builtin_cpu_supports("avx512f");
+    const int avx512 = __builtin_cpu_supports("avx512f") && !atomic_load_explicit(&force_portable, memory_order_relaxed);
     for (;;) {
         size_t blk = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
         if (blk >= j->blocks) break;
