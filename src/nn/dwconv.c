@@ -164,121 +164,276 @@ __attribute__((target("avx512f"))) static void dw_block(const float *x, const fl
  * sliding over the input columns they read, so each input vector is loaded once per kernel
  * row and meets every weight it pairs with in the group (3x3, stride 1, G = 8: 30 loads per
  * 72 FMAs, against 72 when every tap loads its own; the kernel is load-bound otherwise, and
- * its 72 addresses had spilled). Rows and columns outside the image are zero-masked loads
- * from a valid address, so edge pixels take the same path (they had cost a third of the time
- * through the per-pixel loop). G = 8 for 3x3 (9 weights and 8 accumulators in registers),
- * 4 for 5x5 (25 weights).
+ * its 72 addresses had spilled). Rows outside the image are zero-masked loads from a valid
+ * address, so edge rows take the same path (they had cost a third of the time through the
+ * per-pixel loop). G = 8 for 3x3 (9 weights and 8 accumulators in registers), 4 for 5x5 (25
+ * weights).
+ *
+ * 3x3 kernels compute R = 2 output rows per pass (16 accumulators): the input rows the two
+ * share are loaded once (stride 1: 4 rows per 2 output rows instead of 6), which matters most
+ * where the channels are many: a channel block's pixels lie C * 4 bytes apart (2 KB at 512
+ * channels), all in a few L1 sets, so the input rows a pass read were evicted before the next
+ * output row read them again. Groups of G = 7 where a row is a multiple of 7 but not of 8 (14
+ * and 28 pixels: faceres's 14x14 and 28x28 maps) compute no pixel twice.
+ *
+ * Columns outside the image are known per group before it runs (LO on the left, HI on the
+ * right) and are compile-time constants of the group's variant, which leaves their loads and
+ * FMAs out; checking each column at run time (a compare, a select and an address per load)
+ * had made groups at the edges (all of them on a 14-pixel row) about half as fast.
  */
 typedef struct dw_epi {
     int act; /* 0 none, 1 clamp, 2 PReLU */
     __m512 lo, hi, slope;
 } dw_epi;
 
+/* One group: G output pixels of R rows (row r at o + r * orow), from the (R - 1) * S + K input
+ * rows `rows` (rmask: the channel mask, or 0 for a row outside the image), the first column
+ * ix0 (columns [ix0, ix0 + LO) and the last HI of the (G - 1) * S + K lie outside the image). */
 __attribute__((target("avx512f"), always_inline)) static inline void
-dw_group(const float *const *rows, const __mmask16 *rmask, int64_t ix0, int64_t W, int64_t C, const __m512 *w,
-         __m512 b, float *o, __mmask16 mask, const dw_epi *e, const int K, const int S, const int G, const int checked)
+dw_tile(const float *const *rows, const __mmask16 *rmask, int64_t ix0, int64_t C, const __m512 *w, __m512 b,
+        float *o, int64_t orow, __mmask16 mask, const dw_epi *e, const int K, const int S, const int G, const int R,
+        const int LO, const int HI)
 {
-    __m512 a[8];
+    __m512 a[2][8];
+#pragma GCC unroll 2
+    for (int r = 0; r < R; r++)
 #pragma GCC unroll 8
-    for (int i = 0; i < G; i++) a[i] = b;
-#pragma GCC unroll 5
-    for (int ky = 0; ky < K; ky++) {
-        const float *r = rows[ky];
-        const __mmask16 rm = rmask[ky];
-        const float *q = r + ix0 * C;
+        for (int i = 0; i < G; i++) a[r][i] = b;
+    const int ncols = (G - 1) * S + K;
+#pragma GCC unroll 6
+    for (int ir = 0; ir < (R - 1) * S + K; ir++) {
+        const __mmask16 rm = rmask[ir];
+        const float *q = rows[ir] + (ix0 + LO) * C;
 #pragma GCC unroll 20
-        for (int jc = 0; jc < (G - 1) * S + K; jc++) {
-            int64_t ix = ix0 + jc;
-            __m512 v;
-            if (checked) {
-                int in = ix >= 0 && ix < W;
-                v = _mm512_maskz_loadu_ps(in ? rm : 0, r + (in ? ix : 0) * C);
-            } else {
-                /* q is opaque to the optimiser, as in flat_group. */
-                __asm__("" : "+r"(q));
-                v = _mm512_maskz_loadu_ps(rm, q);
-                q += C;
-            }
+        for (int jc = LO; jc < ncols - HI; jc++) {
+            /* q is opaque to the optimiser, as in flat_group. */
+            __asm__("" : "+r"(q));
+            __m512 v = _mm512_maskz_loadu_ps(rm, q);
+            q += C;
+#pragma GCC unroll 2
+            for (int r = 0; r < R; r++) {
+                int ky = ir - r * S;
+                if (ky < 0 || ky >= K) continue;
 #pragma GCC unroll 8
-            for (int i = 0; i < G; i++) {
-                int kx = jc - i * S;
-                if (kx >= 0 && kx < K) a[i] = _mm512_fmadd_ps(v, w[ky * K + kx], a[i]);
+                for (int i = 0; i < G; i++) {
+                    int kx = jc - i * S;
+                    if (kx >= 0 && kx < K) a[r][i] = _mm512_fmadd_ps(v, w[ky * K + kx], a[r][i]);
+                }
             }
         }
     }
+#pragma GCC unroll 2
+    for (int r = 0; r < R; r++)
 #pragma GCC unroll 8
+        for (int i = 0; i < G; i++) {
+            __m512 v = a[r][i];
+            if (e->act == 1) v = _mm512_min_ps(_mm512_max_ps(v, e->lo), e->hi);
+            else if (e->act == 2)
+                v = _mm512_mask_mul_ps(v, _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ), v, e->slope);
+            _mm512_mask_storeu_ps(o + r * orow + i * C, mask, v);
+        }
+}
+
+/* A group whose columns outside the image are more than its variants cover (a padding wider
+ * than the kernel's reach, from a folded Pad op): each column checked, row by row. */
+__attribute__((target("avx512f"))) static void dw_tile_checked(const float *const *rows, const __mmask16 *rmask,
+                                                               int64_t ix0, int64_t W, int64_t C, const __m512 *w,
+                                                               __m512 b, float *o, __mmask16 mask, const dw_epi *e,
+                                                               int K, int S, int G)
+{
     for (int i = 0; i < G; i++) {
-        if (e->act == 1) a[i] = _mm512_min_ps(_mm512_max_ps(a[i], e->lo), e->hi);
+        __m512 a = b;
+        for (int ky = 0; ky < K; ky++)
+            for (int kx = 0; kx < K; kx++) {
+                int64_t ix = ix0 + (int64_t)i * S + kx;
+                if (ix < 0 || ix >= W) continue;
+                a = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(rmask[ky], rows[ky] + ix * C), w[ky * K + kx], a);
+            }
+        if (e->act == 1) a = _mm512_min_ps(_mm512_max_ps(a, e->lo), e->hi);
         else if (e->act == 2)
-            a[i] = _mm512_mask_mul_ps(a[i], _mm512_cmp_ps_mask(a[i], _mm512_setzero_ps(), _CMP_LT_OQ), a[i], e->slope);
-        _mm512_mask_storeu_ps(o + i * C, mask, a[i]);
+            a = _mm512_mask_mul_ps(a, _mm512_cmp_ps_mask(a, _mm512_setzero_ps(), _CMP_LT_OQ), a, e->slope);
+        _mm512_mask_storeu_ps(o + i * C, mask, a);
     }
 }
 
-/* Output pixels [ox, ox + G) of a row: the unchecked variant where every column it reads lies
- * in the image. */
-#define DW_GROUP(K, S, G)                                                                          \
-    do {                                                                                           \
-        int64_t ix0_ = ox * (S) - pad;                                                             \
-        if (ix0_ >= 0 && ix0_ + ((G) - 1) * (S) + (K) <= W)                                        \
-            dw_group(rows, rmask, ix0_, W, C, w, b, yr + ox * C, mask, e, K, S, G, 0);             \
-        else dw_group(rows, rmask, ix0_, W, C, w, b, yr + ox * C, mask, e, K, S, G, 1);            \
-    } while (0)
+/* A group's variant by the columns it leaves out (LO, HI up to 1 for 3x3 and 2 for 5x5: the
+ * paddings of SAME), one function per kernel, stride, G and R; the weights are reloaded from
+ * wv per group (9 or 25 loads per 72-144 FMAs). */
+#define DW_TILE_CASE(K, S, G, R, L, H)                                                             \
+    case (L) * 4 + (H):                                                                            \
+        dw_tile(rows, rmask, ix0, C, w, b, o, orow, mask, e, K, S, G, R, L, H);                    \
+        return;
+#define DW_TILE_FN(K, S, G, R, CASES)                                                              \
+    __attribute__((target("avx512f"))) static void dw_tile_##K##_##S##_##G##_##R(                  \
+        const float *const *rows, const __mmask16 *rmask, int64_t ix0, int64_t W, int64_t C,       \
+        const __m512 *wv, __m512 b, float *o, int64_t orow, __mmask16 mask, const dw_epi *e)       \
+    {                                                                                              \
+        __m512 w[K * K];                                                                           \
+        for (int t = 0; t < K * K; t++) w[t] = wv[t];                                              \
+        int64_t lo = ix0 < 0 ? -ix0 : 0, hi = ix0 + ((G) - 1) * (S) + (K) - W;                     \
+        if (hi < 0) hi = 0;                                                                        \
+        if (lo < 4 && hi < 4) {                                                                    \
+            switch (lo * 4 + hi) { CASES(K, S, G, R) default: break; }                            \
+        }                                                                                          \
+        for (int r = 0; r < (R); r++)                                                              \
+            dw_tile_checked(rows + r * (S), rmask + r * (S), ix0, W, C, w, b, o + r * orow, mask, e, K, S, G); \
+    }
+#define DW_CASES_3(K, S, G, R)                                                                     \
+    DW_TILE_CASE(K, S, G, R, 0, 0)                                                                 \
+    DW_TILE_CASE(K, S, G, R, 1, 0) DW_TILE_CASE(K, S, G, R, 0, 1) DW_TILE_CASE(K, S, G, R, 1, 1)
+#define DW_CASES_5(K, S, G, R)                                                                     \
+    DW_CASES_3(K, S, G, R)                                                                         \
+    DW_TILE_CASE(K, S, G, R, 2, 0) DW_TILE_CASE(K, S, G, R, 0, 2) DW_TILE_CASE(K, S, G, R, 2, 2)   \
+    DW_TILE_CASE(K, S, G, R, 2, 1) DW_TILE_CASE(K, S, G, R, 1, 2)
+DW_TILE_FN(3, 1, 8, 2, DW_CASES_3)
+DW_TILE_FN(3, 1, 7, 2, DW_CASES_3)
+DW_TILE_FN(3, 1, 4, 2, DW_CASES_3)
+DW_TILE_FN(3, 1, 1, 2, DW_CASES_3)
+DW_TILE_FN(3, 1, 8, 1, DW_CASES_3)
+DW_TILE_FN(3, 1, 7, 1, DW_CASES_3)
+DW_TILE_FN(3, 1, 4, 1, DW_CASES_3)
+DW_TILE_FN(3, 1, 1, 1, DW_CASES_3)
+DW_TILE_FN(3, 2, 8, 2, DW_CASES_3)
+DW_TILE_FN(3, 2, 7, 2, DW_CASES_3)
+DW_TILE_FN(3, 2, 4, 2, DW_CASES_3)
+DW_TILE_FN(3, 2, 1, 2, DW_CASES_3)
+DW_TILE_FN(3, 2, 8, 1, DW_CASES_3)
+DW_TILE_FN(3, 2, 7, 1, DW_CASES_3)
+DW_TILE_FN(3, 2, 4, 1, DW_CASES_3)
+DW_TILE_FN(3, 2, 1, 1, DW_CASES_3)
+DW_TILE_FN(5, 1, 4, 1, DW_CASES_5)
+DW_TILE_FN(5, 1, 1, 1, DW_CASES_5)
+DW_TILE_FN(5, 2, 4, 1, DW_CASES_5)
+DW_TILE_FN(5, 2, 1, 1, DW_CASES_5)
 
-/* Output pixels [oa, ob) of one row (y: its first pixel at channel block c0) in groups of G;
- * the last group shifted left to end at ob (those outputs are written twice, with the same
- * values), or smaller groups on ranges narrower than G. */
-#define DW_SLIDE(K, S, G)                                                                          \
-    __attribute__((target("avx512f"))) static void dw_slide_##K##_##S(                             \
+typedef void dw_tile_fn(const float *const *rows, const __mmask16 *rmask, int64_t ix0, int64_t W, int64_t C,
+                        const __m512 *wv, __m512 b, float *o, int64_t orow, __mmask16 mask, const dw_epi *e);
+
+/* The variants of one kernel and stride: [G index][R - 1], G index 0: the wide group (8 or 7
+ * for 3x3, 4 for 5x5), 1: 4 pixels, 2: one. */
+typedef struct dw_tiles {
+    dw_tile_fn *fn[3][2];
+    int g[3];
+} dw_tiles;
+
+/* Single output pixels [oa, ob) of one row, each column checked at run time: the few pixels at
+ * either end of a row whose interior the flat path takes, inlined in the row loop with the
+ * weights in registers (a call per pixel, or per range, had made blazeface's 24-channel layers
+ * 6-15% slower). */
+__attribute__((target("avx512f"), always_inline)) static inline void
+dw_singles(const float *const *rows, const __mmask16 *rmask, int64_t pad, int64_t W, int64_t C, const __m512 *w,
+           __m512 b, float *yr, __mmask16 mask, const dw_epi *e, int64_t oa, int64_t ob, const int K, const int S)
+{
+    for (int64_t ox = oa; ox < ob; ox++) {
+        const int64_t ix0 = ox * S - pad;
+        __m512 a = b;
+#pragma GCC unroll 5
+        for (int ky = 0; ky < K; ky++) {
+            const __mmask16 rm = rmask[ky];
+#pragma GCC unroll 5
+            for (int kx = 0; kx < K; kx++) {
+                const int64_t ix = ix0 + kx;
+                const int in = ix >= 0 && ix < W;
+                a = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(in ? rm : 0, rows[ky] + (in ? ix : 0) * C), w[ky * K + kx],
+                                    a);
+            }
+        }
+        if (e->act == 1) a = _mm512_min_ps(_mm512_max_ps(a, e->lo), e->hi);
+        else if (e->act == 2)
+            a = _mm512_mask_mul_ps(a, _mm512_cmp_ps_mask(a, _mm512_setzero_ps(), _CMP_LT_OQ), a, e->slope);
+        _mm512_mask_storeu_ps(yr + ox * C, mask, a);
+    }
+}
+
+/* Output pixels [oa, ob) of R rows (row 0 at yr) in groups: of the wide G, the last group
+ * shifted left to end at ob (those outputs are written twice, with the same values), or of 4
+ * or one on ranges narrower than G. */
+__attribute__((target("avx512f"))) static void dw_range(const dw_tiles *t, int R, const float *const *rows,
+                                                        const __mmask16 *rmask, int64_t pad, int S, int64_t W,
+                                                        int64_t C, const __m512 *w, __m512 b, float *yr, int64_t orow,
+                                                        __mmask16 mask, const dw_epi *e, int64_t oa, int64_t ob)
+{
+    for (int gi = 0; gi < 3; gi++) {
+        const int64_t G = t->g[gi];
+        dw_tile_fn *fn = t->fn[gi][R - 1];
+        if (ob - oa < G) continue;
+        int64_t ox = oa;
+        for (; ox + G <= ob; ox += G) fn(rows, rmask, ox * S - pad, W, C, w, b, yr + ox * C, orow, mask, e);
+        if (ox < ob) {
+            ox = ob - G;
+            fn(rows, rmask, ox * S - pad, W, C, w, b, yr + ox * C, orow, mask, e);
+        }
+        return;
+    }
+}
+
+/* Rows [oy_begin, oy_end) of one image for one channel block (x, y at that block), two at a
+ * time for 3x3 kernels; on rows whose every kernel row is inside the image, the pixels
+ * [flat_lo, flat_end) were done by dw_flat and are left out (those rows one at a time). */
+__attribute__((target("avx512f"), always_inline)) static inline void
+dw_slide_rows(const float *x, const __m512 *wv, __m512 b, float *y, const nn_conv_params *p, int64_t H, int64_t W,
+              int64_t C, int64_t OW, int64_t oy_begin, int64_t oy_end, int64_t flat_lo, int64_t flat_end,
+              __mmask16 mask, const dw_epi *e, const int K, const int S)
+{
+    __m512 w[25];
+    for (int t = 0; t < K * K; t++) w[t] = wv[t];
+    static const dw_tiles t31 = {{{dw_tile_3_1_8_1, dw_tile_3_1_8_2}, {dw_tile_3_1_4_1, dw_tile_3_1_4_2},
+                                  {dw_tile_3_1_1_1, dw_tile_3_1_1_2}}, {8, 4, 1}},
+                          t31_7 = {{{dw_tile_3_1_7_1, dw_tile_3_1_7_2}, {dw_tile_3_1_4_1, dw_tile_3_1_4_2},
+                                    {dw_tile_3_1_1_1, dw_tile_3_1_1_2}}, {7, 4, 1}},
+                          t32 = {{{dw_tile_3_2_8_1, dw_tile_3_2_8_2}, {dw_tile_3_2_4_1, dw_tile_3_2_4_2},
+                                  {dw_tile_3_2_1_1, dw_tile_3_2_1_2}}, {8, 4, 1}},
+                          t32_7 = {{{dw_tile_3_2_7_1, dw_tile_3_2_7_2}, {dw_tile_3_2_4_1, dw_tile_3_2_4_2},
+                                    {dw_tile_3_2_1_1, dw_tile_3_2_1_2}}, {7, 4, 1}},
+                          t51 = {{{dw_tile_5_1_4_1, NULL}, {dw_tile_5_1_4_1, NULL}, {dw_tile_5_1_1_1, NULL}}, {4, 4, 1}},
+                          t52 = {{{dw_tile_5_2_4_1, NULL}, {dw_tile_5_2_4_1, NULL}, {dw_tile_5_2_1_1, NULL}}, {4, 4, 1}};
+    const int seven = OW % 8 != 0 && OW % 7 == 0;
+    const dw_tiles *t = K == 5 ? (S == 1 ? &t51 : &t52)
+                        : S == 1 ? (seven ? &t31_7 : &t31)
+                                 : (seven ? &t32_7 : &t32);
+    const int64_t pad = p->pad_left;
+    for (int64_t oy = oy_begin; oy < oy_end;) {
+        const int64_t iy0 = oy * p->stride_h - p->pad_top;
+        const int flat_row = flat_end > flat_lo && iy0 >= 0 && iy0 + K - 1 < H;
+        const int R = K == 3 && oy + 1 < oy_end && flat_end <= flat_lo ? 2 : 1;
+        const float *rows[6];
+        __mmask16 rmask[6];
+        for (int ir = 0; ir < (R - 1) * S + K; ir++) {
+            int64_t iy = iy0 + ir;
+            int in = iy >= 0 && iy < H;
+            rows[ir] = x + (in ? iy : 0) * W * C;
+            rmask[ir] = in ? mask : 0;
+        }
+        float *yr = y + oy * OW * C;
+        if (flat_row) {
+            const int64_t ranges[2][2] = {{0, flat_lo}, {flat_end, OW}};
+            for (int ri = 0; ri < 2; ri++) {
+                const int64_t oa = ranges[ri][0], ob = ranges[ri][1];
+                if (ob - oa >= 4) dw_range(t, 1, rows, rmask, pad, S, W, C, w, b, yr, 0, mask, e, oa, ob);
+                else dw_singles(rows, rmask, pad, W, C, w, b, yr, mask, e, oa, ob, K, S);
+            }
+        } else {
+            dw_range(t, R, rows, rmask, pad, S, W, C, w, b, yr, OW * C, mask, e, 0, OW);
+        }
+        oy += R;
+    }
+}
+
+#define DW_SLIDE_ROWS(K, S)                                                                        \
+    __attribute__((target("avx512f"))) static void dw_slide_rows_##K##_##S(                        \
         const float *x, const __m512 *wv, __m512 b, float *y, const nn_conv_params *p, int64_t H,  \
         int64_t W, int64_t C, int64_t OW, int64_t oy_begin, int64_t oy_end, int64_t flat_lo,       \
         int64_t flat_end, __mmask16 mask, const dw_epi *e)                                         \
     {                                                                                              \
-        __m512 w[K * K];                                                                           \
-        for (int t = 0; t < K * K; t++) w[t] = wv[t];                                              \
-        const int64_t pad = p->pad_left;                                                           \
-        for (int64_t oy = oy_begin; oy < oy_end; oy++) {                                           \
-            const float *rows[K];                                                                  \
-            __mmask16 rmask[K];                                                                    \
-            int64_t iy0 = oy * p->stride_h - p->pad_top;                                           \
-            for (int ky = 0; ky < K; ky++) {                                                       \
-                int in = iy0 + ky >= 0 && iy0 + ky < H;                                            \
-                rows[ky] = x + (in ? iy0 + ky : 0) * W * C;                                        \
-                rmask[ky] = in ? mask : 0;                                                         \
-            }                                                                                      \
-            float *yr = y + oy * OW * C;                                                           \
-            int64_t ranges[2][2] = {{0, OW}, {OW, OW}};                                            \
-            if (flat_end > flat_lo && iy0 >= 0 && iy0 + (K) - 1 < H) {                             \
-                ranges[0][1] = flat_lo;                                                            \
-                ranges[1][0] = flat_end;                                                           \
-            }                                                                                      \
-            for (int ri = 0; ri < 2; ri++) {                                                       \
-                const int64_t oa = ranges[ri][0], ob = ranges[ri][1];                              \
-                int64_t ox = oa;                                                                   \
-                if (ob - oa >= (G)) {                                                              \
-                    for (; ox + (G) <= ob; ox += (G)) DW_GROUP(K, S, G);                           \
-                    if (ox < ob) {                                                                 \
-                        ox = ob - (G);                                                             \
-                        DW_GROUP(K, S, G);                                                         \
-                    }                                                                              \
-                    continue;                                                                      \
-                }                                                                                  \
-                if ((G) > 4 && ob - oa >= 4) {                                                     \
-                    for (; ox + 4 <= ob; ox += 4) DW_GROUP(K, S, 4);                               \
-                    if (ox < ob) {                                                                 \
-                        ox = ob - 4;                                                               \
-                        DW_GROUP(K, S, 4);                                                         \
-                    }                                                                              \
-                    continue;                                                                      \
-                }                                                                                  \
-                for (; ox < ob; ox++) DW_GROUP(K, S, 1);                                           \
-            }                                                                                      \
-        }                                                                                          \
+        dw_slide_rows(x, wv, b, y, p, H, W, C, OW, oy_begin, oy_end, flat_lo, flat_end, mask, e, K, S); \
     }
-DW_SLIDE(3, 1, 8)
-DW_SLIDE(3, 2, 8)
-DW_SLIDE(5, 1, 4)
-DW_SLIDE(5, 2, 4)
+DW_SLIDE_ROWS(3, 1)
+DW_SLIDE_ROWS(3, 2)
+DW_SLIDE_ROWS(5, 1)
+DW_SLIDE_ROWS(5, 2)
+typedef void dw_slide_rows_fn(const float *x, const __m512 *wv, __m512 b, float *y, const nn_conv_params *p,
+                              int64_t H, int64_t W, int64_t C, int64_t OW, int64_t oy_begin, int64_t oy_end,
+                              int64_t flat_lo, int64_t flat_end, __mmask16 mask, const dw_epi *e);
 
 /* Whether dw_slide takes the layer: everything but its channel count, which only matters where
  * the flat path does not take the interior (fewer than 16 channels leave lanes empty). */
@@ -307,17 +462,9 @@ __attribute__((target("avx512f"))) static void dw_slide(const float *x, const fl
         e.lo = _mm512_set1_ps(e.act == 1 ? p->act.lo : 0);
         e.hi = _mm512_set1_ps(e.act == 1 ? p->act.hi : 0);
         e.slope = e.act == 2 ? _mm512_maskz_loadu_ps(mask, slope + c0) : _mm512_setzero_ps();
-        if (K == 3) {
-            if (p->stride_w == 1)
-                dw_slide_3_1(x + c0, wv, b, y + c0, p, H, W, C, OW, oy_begin, oy_end, flat_lo, flat_end, mask, &e);
-            else
-                dw_slide_3_2(x + c0, wv, b, y + c0, p, H, W, C, OW, oy_begin, oy_end, flat_lo, flat_end, mask, &e);
-        } else {
-            if (p->stride_w == 1)
-                dw_slide_5_1(x + c0, wv, b, y + c0, p, H, W, C, OW, oy_begin, oy_end, flat_lo, flat_end, mask, &e);
-            else
-                dw_slide_5_2(x + c0, wv, b, y + c0, p, H, W, C, OW, oy_begin, oy_end, flat_lo, flat_end, mask, &e);
-        }
+        dw_slide_rows_fn *fn = K == 3 ? (p->stride_w == 1 ? dw_slide_rows_3_1 : dw_slide_rows_3_2)
+                                      : (p->stride_w == 1 ? dw_slide_rows_5_1 : dw_slide_rows_5_2);
+        fn(x + c0, wv, b, y + c0, p, H, W, C, OW, oy_begin, oy_end, flat_lo, flat_end, mask, &e);
     }
 }
 

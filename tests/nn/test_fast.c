@@ -59,10 +59,12 @@ static void test_rsqrt(void **state)
 }
 
 /* The own depthwise kernel vs the reference over edge shapes: odd sizes, 3x3/5x5/1x1/7x7
- * (specialised and generic paths), stride 1 and 2, SAME/VALID/asymmetric padding, dilation,
+ * (specialised and generic paths), stride 1 and 2, SAME/VALID/asymmetric padding and padding
+ * wider than SAME's, dilation,
  * channel counts around the 16-lane block (1, 4, 8, 12, 24: the flat path whose vectors cross
  * pixels; a 40-wide map for C=1's 16-pixel units; rows of 8, 11, 28 interior pixels for the
- * 8-pixel groups and their shifted last group), batch 1 and 3, every fused activation. */
+ * 8-pixel groups and their shifted last group; rows of 14, 7, 21 and 28 for the 7-pixel groups;
+ * odd and even row counts for the two-row passes), batch 1 and 3, every fused activation. */
 static void test_depthwise(void **state)
 {
     (void)state;
@@ -74,19 +76,25 @@ static void test_depthwise(void **state)
     for (size_t i = 0; i < sizeof w / sizeof w[0]; i++) w[i] = (float)((seed = seed * 1103515245u + 12345u) >> 9) / 4194304.0f - 1.0f;
     for (int i = 0; i < 40; i++) bias[i] = 0.01f * (float)i - 0.2f, slope[i] = 0.05f * (float)i;
     const int ks[] = {1, 3, 5, 7}, cs[] = {1, 4, 8, 12, 16, 17, 24, 33, 40},
-              hs[][2] = {{19, 17}, {7, 9}, {4, 5}, {5, 40}, {6, 10}, {3, 13}, {8, 30}};
+              hs[][2] = {{19, 17}, {7, 9}, {4, 5}, {5, 40}, {6, 10}, {3, 13}, {8, 30},
+                         /* rows of 14 and 7 (stride 1 and 2: groups of 7), 21 and 28 */
+                         {14, 14}, {7, 7}, {5, 21}, {9, 28}};
     int cases = 0;
     for (int ki = 0; ki < 4; ki++)
         for (int ci = 0; ci < 9; ci++)
-            for (int hi = 0; hi < 7; hi++)
+            for (int hi = 0; hi < 11; hi++)
                 for (int stride = 1; stride <= 2; stride++)
-                    for (int variant = 0; variant < 4; variant++) {
+                    for (int variant = 0; variant < 5; variant++) {
                         int K = ks[ki], C = cs[ci], H = hs[hi][0], W = hs[hi][1], N = variant == 3 ? 3 : 1;
                         int dil = variant == 2 && K <= 3 ? 2 : 1;
                         nn_conv_params p = {.kernel_h = K, .kernel_w = K, .stride_h = stride, .stride_w = stride,
                                             .dilation_h = dil, .dilation_w = dil, .depthwise = 1};
                         int eff = (K - 1) * dil + 1;
-                        if (variant != 1) { /* SAME (asymmetric when the total is odd) */
+                        if (variant == 4) {
+                            /* Explicit padding wider than SAME's (a folded Pad op): more columns
+                             * outside the image than the sliding groups' variants leave out. */
+                            p.pad_top = K / 2 + 1, p.pad_bottom = K / 2, p.pad_left = K / 2 + 1, p.pad_right = K / 2 + 2;
+                        } else if (variant != 1) { /* SAME (asymmetric when the total is odd) */
                             int oh = (H + stride - 1) / stride, ow = (W + stride - 1) / stride;
                             int th = (oh - 1) * stride + eff - H, tw = (ow - 1) * stride + eff - W;
                             th = th < 0 ? 0 : th, tw = tw < 0 ? 0 : tw;
@@ -94,7 +102,7 @@ static void test_depthwise(void **state)
                         } else if (eff > H || eff > W) {
                             continue;
                         }
-                        p.act = variant == 0 ? (nn_act){NN_ACT_CLAMP, 0.0f, 6.0f, 0}
+                        p.act = variant == 0 || variant == 4 ? (nn_act){NN_ACT_CLAMP, 0.0f, 6.0f, 0}
                                 : variant == 2 ? (nn_act){NN_ACT_PRELU, 0, 0, 0}
                                                : (nn_act){NN_ACT_NONE, 0, 0, 0};
                         int OH = (H + p.pad_top + p.pad_bottom - eff) / stride + 1;
