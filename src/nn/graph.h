@@ -313,15 +313,16 @@ int nn_gemm_pack(nn_graph *g, nn_node *node);
 int nn_gemm_run(const nn_graph *g, const nn_node *node, const nn_view *in, nn_view *out,
                 struct pthreadpool *pool);
 
-/* 3x3 stride-1 convolutions by Winograd F(2x2, 3x3) (winograd.c). nn_wino_supports(): the
- * kernel can run the node (any padding, every fused epilogue of the GEMM path);
- * nn_wino_preferred(): it also measured faster than the GEMM there (the rule applied at load).
- * nn_wino_pack() transforms the weights into node->wino (once, at load). nn_wino_run() needs
- * nn_wino_scratch_floats() floats of 64-byte aligned scratch per intra-op thread (fewer
- * threads work when the scratch holds fewer slices). */
+/* 3x3 stride-1 convolutions by Winograd F(2x2, 3x3) or F(4x4, 3x3) (winograd.c).
+ * nn_wino_supports(): the kernel can run the node (any padding, every fused epilogue of the
+ * GEMM path); nn_wino_preferred(): it also measured faster than the GEMM there (the rule
+ * applied at load). nn_wino_pack() transforms the weights into node->wino (once, at load) for
+ * output tiles of `tile` x `tile` (2 or 4; 0: the size the rule chooses). nn_wino_run() needs
+ * nn_wino_scratch_floats() (after the pack) floats of 64-byte aligned scratch per intra-op
+ * thread (fewer threads work when the scratch holds fewer slices). */
 int nn_wino_supports(const nn_graph *g, const nn_node *node);
 int nn_wino_preferred(const nn_graph *g, const nn_node *node);
-int nn_wino_pack(nn_graph *g, nn_node *node);
+int nn_wino_pack(nn_graph *g, nn_node *node, int tile);
 size_t nn_wino_scratch_floats(const nn_graph *g, const nn_node *node);
 int nn_wino_run(const nn_graph *g, const nn_node *node, const nn_view *in, nn_view *out,
                 struct pthreadpool *pool, float *scratch, size_t scratch_floats);

@@ -94,7 +94,7 @@ static int model_finish(nn_graph *g, int n_imported, nn_model **out)
         /* A 3x3 stride-1 convolution the GEMM would run goes to Winograd where it measured
          * faster (winograd.c); its weights are then transformed instead of packed. */
         if (m->on_fast[i] && nn_gemm_supports(g, n) && nn_wino_preferred(g, n)) {
-            if ((rc = nn_wino_pack(g, &g->nodes[i]))) goto fail;
+            if ((rc = nn_wino_pack(g, &g->nodes[i], 0))) goto fail;
         } else if (m->on_fast[i] && nn_gemm_supports(g, n) && (rc = nn_gemm_pack(g, &g->nodes[i]))) {
             goto fail;
         }

@@ -3,7 +3,8 @@
  *
  * Each case builds a one-node 3x3 stride-1 convolution with seeded random inputs in [-2, 2]
  * and weights in [-1, 1], runs it with nn_ref_run() and with nn_wino_run() at batch 1 (one
- * thread), batch 5 (two threads) and batch 2 (the portable C code), and compares. Shapes
+ * thread), batch 5 (two threads) and batch 2 (the portable C code), with output tiles of 2x2
+ * and of 4x4, and compares. Shapes
  * cover the edges: maps of 1x1 to 31x31 with odd sizes (a last tile half outside the output),
  * VALID, SAME and asymmetric explicit padding (tiles reading only zeros), channel counts that
  * are not multiples of 16 (3, 7, 24, 33; a partial 16- or 32-wide panel, a partial input
@@ -15,9 +16,12 @@
  * tests' bound. F(2x2, 3x3) only adds and subtracts in its input and output transforms (B
  * and A hold 0 and +-1) and its weight transform is exact but for one rounding (G holds
  * halves; it runs in double), so its error is a few units of rounding of the partial sums
- * (each output sums 9 of the 16 products; each product's input sums up to 4 inputs), larger
- * than the direct sum's by a small factor and far inside the bound; the worst ratio is
- * printed so a drift shows.
+ * (each output sums 9 of the 16 products; each product's input sums up to 4 inputs): about
+ * 0.02 of the bound here. F(4x4, 3x3)'s transforms multiply by up to 8 (outputs) and 5
+ * (inputs) and its products are larger than the terms they stand for, so its error is about
+ * ten times larger (about 0.23 of the bound), still well inside it; a wrong coefficient or
+ * a misplaced tile is off by O(1) (a test of this file with one sign flipped fails by 4
+ * orders of magnitude). The worst ratio per tile size is printed so a drift shows.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -88,6 +92,8 @@ static nn_shape shape1(int64_t a)
 static pthreadpool_t thread_pool;
 static int cases_run;
 static double worst_ratio;
+static double worst_by_tile[5]; /* per output tile size (2, 4) */
+static int current_tile;
 
 /* The case's epilogue. */
 enum epilogue { EPI_PLAIN, EPI_RESIDUAL, EPI_AFFINE, EPI_POOL_MAX, EPI_POOL_AVG, EPI_AFFINE_POOL, EPI_COUNT };
@@ -154,6 +160,7 @@ static void compare(nn_graph *g, int ni, int64_t batch, pthreadpool_t pool, int 
     }
     double tol = 1e-4 * (1 + max_ref);
     if (max_err / tol > worst_ratio) worst_ratio = max_err / tol;
+    if (max_err / tol > worst_by_tile[current_tile]) worst_by_tile[current_tile] = max_err / tol;
     if (!(max_err <= tol))
         fail_msg("%s batch %d%s: element %zu: winograd %.9g, reference %.9g (max error %.3g, tolerance %.3g)", label,
                  (int)batch, portable ? " portable" : "", worst, (double)got.data[worst], (double)ref.data[worst],
@@ -166,7 +173,7 @@ static void compare(nn_graph *g, int ni, int64_t batch, pthreadpool_t pool, int 
 
 /* One convolution: h x w x cin -> cout, pads (t, b, l, r), the epilogue and activation of
  * `variant`. Returns 0, or -1 when the window does not fit (no output). */
-static int wino_case(int h, int w, int cin, int cout, const int pad[4], int variant)
+static int wino_case(int h, int w, int cin, int cout, const int pad[4], int variant, int tile)
 {
     enum epilogue epi = (enum epilogue)(variant % EPI_COUNT);
     int prelu;
@@ -212,14 +219,15 @@ static int wino_case(int h, int w, int cin, int cout, const int pad[4], int vari
                                 .pool = pooled ? 2 : 0,
                                 .pool_kind = epi == EPI_POOL_AVG ? NN_POOL_AVG : NN_POOL_MAX};
     char label[200];
-    snprintf(label, sizeof label, "%dx%dx%d -> %d pad t%d b%d l%d r%d epilogue %d act %d%s bias %d", h, w, cin, cout,
-             pad[0], pad[1], pad[2], pad[3], (int)epi, (int)act.kind, prelu == 2 ? " (slope [1,1,1,C])" : "",
+    snprintf(label, sizeof label, "F(%dx%d) %dx%dx%d -> %d pad t%d b%d l%d r%d epilogue %d act %d%s bias %d", tile,
+             tile, h, w, cin, cout, pad[0], pad[1], pad[2], pad[3], (int)epi, (int)act.kind, prelu == 2 ? " (slope [1,1,1,C])" : "",
              inputs[2] >= 0);
     int t = nn_graph_add_node(g, &n);
     if (t < 0) fail_msg("%s: graph rejects the node: %s", label, base_error_message());
     int ni = g->tensors[t].producer;
     if (!nn_wino_supports(g, &g->nodes[ni])) fail_msg("%s: Winograd refuses it", label);
-    if (nn_wino_pack(g, &g->nodes[ni])) fail_msg("%s: pack: %s", label, base_error_message());
+    if (nn_wino_pack(g, &g->nodes[ni], tile)) fail_msg("%s: pack: %s", label, base_error_message());
+    current_tile = tile;
     compare(g, ni, 1, NULL, 0, label);
     compare(g, ni, 5, thread_pool, 0, label);
     compare(g, ni, 2, NULL, 1, label);
@@ -243,11 +251,14 @@ static void test_edge_shapes(void **state)
             for (size_t c = 0; c < sizeof chans / sizeof chans[0]; c++) {
                 /* The 31x31 map with the widest channels only once per padding: the reference is slow. */
                 if (sizes[s][0] == 31 && chans[c][0] == 40 && p > 1) continue;
-                if (wino_case(sizes[s][0], sizes[s][1], chans[c][0], chans[c][1], pads[p], variant++)) skipped++;
+                for (int tile = 2; tile <= 4; tile += 2)
+                    if (wino_case(sizes[s][0], sizes[s][1], chans[c][0], chans[c][1], pads[p], variant++, tile))
+                        skipped++;
             }
-    print_message("winograd: %d cases (%d without output skipped), 3 runs each, worst error %.3f of tolerance, "
-                  "%.1f s\n",
-                  cases_run, skipped, worst_ratio, (double)(base_now_ns() - t0) * 1e-9);
+    print_message("winograd: %d cases (%d without output skipped), 3 runs each, worst error %.3f of tolerance "
+                  "(F(2x2) %.3f, F(4x4) %.3f), %.1f s\n",
+                  cases_run, skipped, worst_ratio, worst_by_tile[2], worst_by_tile[4],
+                  (double)(base_now_ns() - t0) * 1e-9);
     assert_true(cases_run > 150);
 }
 
@@ -257,8 +268,11 @@ static void test_epilogues(void **state)
     (void)state;
     static const int pad[4] = {1, 1, 1, 1};
     int before = cases_run;
-    for (int v = 0; v < EPI_COUNT * 6; v++) wino_case(17, 30, 20, 70, pad, v);
-    assert_int_equal(cases_run - before, EPI_COUNT * 6);
+    for (int v = 0; v < EPI_COUNT * 6; v++) {
+        wino_case(17, 30, 20, 70, pad, v, 2);
+        wino_case(17, 30, 20, 70, pad, v, 4);
+    }
+    assert_int_equal(cases_run - before, 2 * EPI_COUNT * 6);
 }
 
 /* Bad calls get an error, never a crash: weights not transformed, a scratch too small or
@@ -285,10 +299,13 @@ static void test_bad_calls(void **state)
     memset(xd, 0, 81 * 8 * sizeof *xd);
     nn_view in[2] = {{shape4(1, 9, 9, 8), xd}, {g->tensors[w].shape, g->tensors[w].data}};
     nn_view out = {shape4(1, 7, 7, 16), yd};
+    float *scratch = buffer_new(64);
+    assert_int_not_equal(nn_wino_run(g, node, in, &out, NULL, scratch, 64), 0); /* not packed */
+    base_aligned_free(scratch);
+    assert_int_not_equal(nn_wino_pack(g, node, 3), 0);
+    assert_int_equal(nn_wino_pack(g, node, 2), 0);
     size_t sf = nn_wino_scratch_floats(g, node);
-    float *scratch = buffer_new(sf);
-    assert_int_not_equal(nn_wino_run(g, node, in, &out, NULL, scratch, sf), 0); /* not packed */
-    assert_int_equal(nn_wino_pack(g, node), 0);
+    scratch = buffer_new(sf);
     assert_int_equal(nn_wino_run(g, node, in, &out, NULL, scratch, sf), 0);
     assert_int_not_equal(nn_wino_run(g, node, in, &out, NULL, scratch, sf - 1), 0);
     assert_int_not_equal(nn_wino_run(g, node, in, &out, NULL, NULL, 0), 0);
