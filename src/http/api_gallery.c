@@ -564,6 +564,29 @@ static int enrol_params(http_request *r, http_input *in, char *subject, size_t s
 }
 
 /* Enrols the largest face of the image; the response is set either way. */
+/* The first face of `subject` stored from an image with this hash, in *face_id (0: none). */
+static int face_from_same_image(http_server *s, const char *collection, const char *subject,
+                                const char *hash, int64_t *face_id)
+{
+    *face_id = 0;
+    int64_t *ids = NULL;
+    size_t n = 0;
+    int rc = gal_face_list(s->gal, collection, subject, &ids, &n);
+    if (rc == BASE_ERR_NOT_FOUND) return 0; /* no such subject (yet) */
+    for (size_t i = 0; rc == 0 && i < n && *face_id == 0; i++) {
+        struct gal_face_record rec = {0};
+        rc = gal_face_get(s->gal, collection, ids[i], &rec);
+        if (rc == BASE_ERR_NOT_FOUND) {
+            rc = 0; /* deleted meanwhile */
+            continue;
+        }
+        if (rc == 0 && strcmp(rec.image_hash, hash) == 0) *face_id = ids[i];
+        gal_face_record_deinit(&rec);
+    }
+    free(ids);
+    return rc;
+}
+
 static void enrol(http_request *r, http_worker *w, http_input *in)
 {
     http_server *s = r->srv;
@@ -631,7 +654,11 @@ static void enrol(http_request *r, http_worker *w, http_input *in)
         .thumbnail_len = thumb_len,
     };
     int64_t face_id = 0;
-    rc = gal_face_add(s->gal, collection, &fi, &face_id);
+    /* A retry that took over the claim of a process that died: that process may have stored
+     * this very face and died before recording its answer. The subject already having a face
+     * from these exact bytes means it did; answer with that face instead of a second copy. */
+    rc = r->idem_taken_over ? face_from_same_image(s, collection, subject, hash, &face_id) : 0;
+    if (rc == 0 && face_id == 0) rc = gal_face_add(s->gal, collection, &fi, &face_id);
     gallery_time(r, t0);
     if (rc) {
         http_respond_base_error(r, rc,
@@ -687,7 +714,8 @@ int http_enrol_precheck(http_request *r, http_input *in)
         enum http_idem_state state;
         int status = 0;
         char *body = NULL;
-        int rc = http_idem_begin(r->srv->keys, scope, fp, &state, &status, &body);
+        int rc = http_idem_begin(r->srv->keys, scope, fp, &state, &status, &body,
+                                 &r->idem_taken_over);
         free(body);
         if (rc || state != HTTP_IDEM_NEW) return 1;
         r->idem_claimed = 1;
@@ -726,7 +754,7 @@ void http_api_face_enrol(http_request *r, http_worker *w)
     if (r->idem_claimed)
         r->idem_claimed = 0; /* the prepare step claimed it for this request */
     else
-        rc = http_idem_begin(s->keys, scope, fp, &state, &status, &body);
+        rc = http_idem_begin(s->keys, scope, fp, &state, &status, &body, &r->idem_taken_over);
     if (rc) {
         http_respond_base_error(r, rc, "idempotency");
     } else if (state == HTTP_IDEM_REPLAY) {

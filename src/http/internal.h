@@ -175,7 +175,8 @@ typedef struct http_keystore http_keystore;
  * connection of its own. Thread-safe: one mutex guards the connection and the key table. */
 int http_keystore_open(const char *db_path, http_keystore **out);
 void http_keystore_close(http_keystore *ks);
-/* Reloads the key table when another connection changed the file (PRAGMA data_version). */
+/* Reloads the key table when another connection changed the file (PRAGMA data_version), and
+ * touches this process's running idempotency claims. Called once a second. */
 int http_keystore_refresh(http_keystore *ks);
 /* How many keys exist (as of the last refresh). */
 size_t http_keystore_count(http_keystore *ks);
@@ -196,10 +197,13 @@ enum http_idem_state { HTTP_IDEM_NEW, HTTP_IDEM_REPLAY, HTTP_IDEM_BUSY, HTTP_IDE
  * the request then http_idem_finish (or http_idem_release on failure). HTTP_IDEM_REPLAY: it
  * ran before; *status and *body (malloc'd) are its response. HTTP_IDEM_BUSY: another request
  * with this key is running. HTTP_IDEM_MISMATCH: the key was used for a different request.
- * Records are kept 24 hours; a claim left unfinished for 60 s may be taken over.
+ * Records are kept 24 hours. A running claim is touched once a second by its process
+ * (http_keystore_refresh); one left untouched for 5 s was abandoned by a process that died,
+ * and is taken over: HTTP_IDEM_NEW with *taken_over = 1 (the dead process may have stored
+ * its result without recording its response; the caller checks).
  */
 int http_idem_begin(http_keystore *ks, const char *scope, const uint8_t fingerprint[32],
-                    enum http_idem_state *state, int *status, char **body);
+                    enum http_idem_state *state, int *status, char **body, int *taken_over);
 int http_idem_finish(http_keystore *ks, const char *scope, int status, const char *body);
 void http_idem_release(http_keystore *ks, const char *scope);
 
@@ -310,6 +314,7 @@ struct http_request {
     int faces;    /* faces in the response, for the log; -1 when not applicable */
     int replayed; /* an idempotent replay: header Idempotency-Replayed: true */
     int idem_claimed; /* the prepare step claimed r's Idempotency-Key (enrolment) */
+    int idem_taken_over; /* ... from a process that died while running it */
 
     _Atomic int state;
     http_request *next; /* in the queue */

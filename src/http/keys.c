@@ -32,7 +32,13 @@
 
 #define BUSY_TIMEOUT_MS 5000
 #define IDEM_KEEP_MS (24 * 3600 * 1000LL)
-#define IDEM_ABANDONED_MS (60 * 1000LL)
+/* A claim's owner touches it once a second (http_keystore_refresh) while its request runs, so
+ * a claim untouched for this long belongs to a process that died (a replica killed mid-request):
+ * a retry on any replica takes it over instead of waiting. */
+#define IDEM_ABANDONED_MS (5 * 1000LL)
+/* Claim times on PostgreSQL come from the database's clock, the one clock every replica
+ * shares: a replica whose clock runs ahead must not see a live claim as abandoned. */
+#define PG_NOW_MS "(extract(epoch from clock_timestamp()) * 1000)::bigint"
 
 typedef struct key_entry {
     http_key_info info;
@@ -50,6 +56,8 @@ struct http_keystore {
     char shown[256];         /* the store for messages (a URL without its password) */
     int64_t data_version;
     int64_t last_purge_ms;
+    char **claims; /* scopes this process has claimed and not finished or released yet */
+    size_t n_claims, cap_claims;
     pthread_mutex_t keys_lock; /* guards keys, n_keys and their buckets */
     key_entry *keys;
     size_t n_keys;
@@ -74,6 +82,22 @@ static int64_t unix_ms(void)
 static int db_error(sqlite3 *db, const char *what)
 {
     return base_error_set(BASE_ERR_BACKEND, "api keys store: %s: %s", what, sqlite3_errmsg(db));
+}
+
+/* Sets a running claim's time to now (SQLite). */
+static int exec_touch(sqlite3 *db, const char *scope, int64_t now)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db,
+                           "UPDATE idempotency_keys SET created_ms = ?2 WHERE scope = ?1"
+                           " AND status = 0",
+                           -1, &st, NULL) != SQLITE_OK)
+        return db_error(db, "touch idempotency claim");
+    sqlite3_bind_text(st, 1, scope, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 2, now);
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : db_error(db, "touch idempotency claim");
 }
 
 /* ---- PostgreSQL helpers ----------------------------------------------------------------- */
@@ -378,21 +402,45 @@ void http_keystore_close(http_keystore *ks)
     sqlite3_close(ks->db);
     if (ks->pg) PQfinish(ks->pg);
     free(ks->keys);
+    for (size_t i = 0; i < ks->n_claims; i++)
+        free(ks->claims[i]);
+    free(ks->claims);
     pthread_mutex_destroy(&ks->db_lock);
     pthread_mutex_destroy(&ks->keys_lock);
     free(ks);
 }
 
+/* Marks this process's running claims as alive (see IDEM_ABANDONED_MS). db_lock held. */
+static int touch_claims(http_keystore *ks)
+{
+    int64_t now = unix_ms();
+    for (size_t i = 0; i < ks->n_claims; i++) {
+        const char *v[] = {ks->claims[i]};
+        int err = ks->pg ? pg_ok(ks,
+                                 "UPDATE idempotency_keys SET created_ms = " PG_NOW_MS
+                                 " WHERE scope = $1 AND status = 0",
+                                 1, v, "touch idempotency claim")
+                         : exec_touch(ks->db, ks->claims[i], now);
+        if (err) return err;
+    }
+    return 0;
+}
+
 int http_keystore_refresh(http_keystore *ks)
 {
     pthread_mutex_lock(&ks->db_lock);
+    int rc = touch_claims(ks);
+    if (rc) {
+        pthread_mutex_unlock(&ks->db_lock);
+        return rc;
+    }
     if (ks->pg) { /* no data_version: a few rows, read again */
-        int rc = load_keys(ks);
+        rc = load_keys(ks);
         pthread_mutex_unlock(&ks->db_lock);
         return rc;
     }
     int64_t v = 0;
-    int rc = data_version(ks, &v);
+    rc = data_version(ks, &v);
     if (!rc && v != ks->data_version) {
         rc = load_keys(ks);
         if (!rc) ks->data_version = v;
@@ -461,12 +509,37 @@ static int exec_bound(sqlite3 *db, const char *sql, const char *text, int64_t nu
     return rc == SQLITE_DONE ? 0 : db_error(db, sql);
 }
 
-static int pg_idem_begin(http_keystore *ks, const char *scope, const uint8_t fingerprint[32],
-                         int64_t now, enum http_idem_state *state, int *status, char **body)
+/* The scopes this process claimed: touched by http_keystore_refresh while they run. db_lock
+ * held. Failing to remember one (no memory) only makes its claim look abandoned sooner. */
+static void claims_add(http_keystore *ks, const char *scope)
 {
-    char fp[65], now_text[24], old_text[24];
+    if (ks->n_claims == ks->cap_claims) {
+        size_t cap = ks->cap_claims ? 2 * ks->cap_claims : 16;
+        char **grown = realloc(ks->claims, cap * sizeof *grown);
+        if (!grown) return;
+        ks->claims = grown;
+        ks->cap_claims = cap;
+    }
+    char *copy = strdup(scope);
+    if (copy) ks->claims[ks->n_claims++] = copy;
+}
+
+static void claims_remove(http_keystore *ks, const char *scope)
+{
+    for (size_t i = 0; i < ks->n_claims; i++) {
+        if (strcmp(ks->claims[i], scope) != 0) continue;
+        free(ks->claims[i]);
+        ks->claims[i] = ks->claims[--ks->n_claims];
+        return;
+    }
+}
+
+static int pg_idem_begin(http_keystore *ks, const char *scope, const uint8_t fingerprint[32],
+                         int64_t now, enum http_idem_state *state, int *status, char **body,
+                         int *taken_over)
+{
+    char fp[65], old_text[24];
     to_hex(fingerprint, 32, fp);
-    snprintf(now_text, sizeof now_text, "%lld", (long long)now);
     snprintf(old_text, sizeof old_text, "%lld", (long long)(now - IDEM_KEEP_MS));
     int err = pg_ok(ks, "BEGIN", 0, NULL, "begin");
     if (err) return err;
@@ -477,20 +550,21 @@ static int pg_idem_begin(http_keystore *ks, const char *scope, const uint8_t fin
             goto rollback;
         ks->last_purge_ms = now;
     }
-    const char *claim[] = {scope, fp, now_text};
+    const char *claim[] = {scope, fp};
     PGresult *r;
     if ((err = pg_run(ks,
                       "INSERT INTO idempotency_keys(scope, fingerprint, status, created_ms)"
-                      " VALUES ($1, decode($2, 'hex'), 0, $3::bigint)"
+                      " VALUES ($1, decode($2, 'hex'), 0, " PG_NOW_MS ")"
                       " ON CONFLICT (scope) DO NOTHING",
-                      3, claim, "claim idempotency key", &r)))
+                      2, claim, "claim idempotency key", &r)))
         goto rollback;
     int inserted = strcmp(PQcmdTuples(r), "1") == 0;
     PQclear(r);
     if (!inserted) {
         const char *v[] = {scope};
         if ((err = pg_run(ks,
-                          "SELECT encode(fingerprint, 'hex'), status, body, created_ms"
+                          "SELECT encode(fingerprint, 'hex'), status, body,"
+                          " " PG_NOW_MS " - created_ms"
                           " FROM idempotency_keys WHERE scope = $1 FOR UPDATE",
                           1, v, "select idempotency", &r)))
             goto rollback;
@@ -503,11 +577,12 @@ static int pg_idem_begin(http_keystore *ks, const char *scope, const uint8_t fin
             *body = strdup(PQgetvalue(r, 0, 2));
             if (!*body) err = base_error_set(BASE_ERR_NOMEM, "idempotent response");
             *state = HTTP_IDEM_REPLAY;
-        } else if (now - strtoll(PQgetvalue(r, 0, 3), NULL, 10) < IDEM_ABANDONED_MS) {
+        } else if (strtoll(PQgetvalue(r, 0, 3), NULL, 10) < IDEM_ABANDONED_MS) {
             *state = HTTP_IDEM_BUSY;
         } else {
-            err = pg_ok(ks, "UPDATE idempotency_keys SET created_ms = $3::bigint WHERE scope = $1",
-                        3, claim, "take over idempotency key");
+            err = pg_ok(ks, "UPDATE idempotency_keys SET created_ms = " PG_NOW_MS " WHERE scope = $1",
+                        1, claim, "take over idempotency key");
+            *taken_over = 1;
         }
         PQclear(r);
         if (err) goto rollback;
@@ -523,15 +598,17 @@ rollback:
 }
 
 int http_idem_begin(http_keystore *ks, const char *scope, const uint8_t fingerprint[32],
-                    enum http_idem_state *state, int *status, char **body)
+                    enum http_idem_state *state, int *status, char **body, int *taken_over)
 {
     *state = HTTP_IDEM_NEW;
     *status = 0;
     *body = NULL;
+    *taken_over = 0;
     int64_t now = unix_ms();
     pthread_mutex_lock(&ks->db_lock);
     if (ks->pg) {
-        int rc = pg_idem_begin(ks, scope, fingerprint, now, state, status, body);
+        int rc = pg_idem_begin(ks, scope, fingerprint, now, state, status, body, taken_over);
+        if (!rc && *state == HTTP_IDEM_NEW) claims_add(ks, scope);
         pthread_mutex_unlock(&ks->db_lock);
         return rc;
     }
@@ -574,6 +651,7 @@ int http_idem_begin(http_keystore *ks, const char *scope, const uint8_t fingerpr
             *state = HTTP_IDEM_BUSY;
         } else {
             sql = "UPDATE idempotency_keys SET created_ms = ?2 WHERE scope = ?1";
+            *taken_over = 1;
         }
     } else if (rc == SQLITE_DONE) {
         sql = "INSERT INTO idempotency_keys(scope, fingerprint, status, created_ms)"
@@ -601,11 +679,13 @@ int http_idem_begin(http_keystore *ks, const char *scope, const uint8_t fingerpr
         err = db_error(db, "commit");
         goto rollback;
     }
+    if (*state == HTTP_IDEM_NEW) claims_add(ks, scope);
     goto out;
 rollback:
     sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
     free(*body);
     *body = NULL;
+    *taken_over = 0;
 out:
     pthread_mutex_unlock(&ks->db_lock);
     return err;
@@ -614,6 +694,7 @@ out:
 int http_idem_finish(http_keystore *ks, const char *scope, int status, const char *body)
 {
     pthread_mutex_lock(&ks->db_lock);
+    claims_remove(ks, scope);
     if (ks->pg) {
         char status_text[16];
         snprintf(status_text, sizeof status_text, "%d", status);
@@ -645,6 +726,7 @@ int http_idem_finish(http_keystore *ks, const char *scope, int status, const cha
 void http_idem_release(http_keystore *ks, const char *scope)
 {
     pthread_mutex_lock(&ks->db_lock);
+    claims_remove(ks, scope);
     if (ks->pg) {
         const char *v[] = {scope};
         if (pg_ok(ks, "DELETE FROM idempotency_keys WHERE scope = $1 AND status = 0", 1, v,

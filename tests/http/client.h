@@ -175,6 +175,9 @@ static inline int tc_server_start(tc_server *s, const char *data_dir, const char
         fprintf(stderr, "no vultus binary beside the test\n");
         return -1;
     }
+    /* A restart in the same folder: the last run's log (its port, its "ready") must not be
+     * read before the child has truncated it. */
+    unlink(s->log);
     s->pid = fork();
     if (s->pid == 0) {
         /* The server must not outlive a test that crashes or is killed. */

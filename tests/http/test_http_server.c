@@ -27,6 +27,8 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <signal.h>
+#include <sqlite3.h>
 
 #define FIXTURES "../shared/data/fixtures"
 #define SAMPLE "models/samples/sample1.jpg"
@@ -1695,6 +1697,106 @@ static void test_precheck_skips_pipeline(void **state)
     free(img);
 }
 
+/* Rows of `sql` in the data folder's store (read while the server runs: WAL). */
+static int store_rows(const char *dir, const char *sql)
+{
+    char path[300];
+    snprintf(path, sizeof path, "%s/vultus.db", dir);
+    sqlite3 *db = NULL;
+    int n = -1;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
+        sqlite3_busy_timeout(db, 1000);
+        sqlite3_stmt *st = NULL;
+        if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK)
+            for (n = 0; sqlite3_step(st) == SQLITE_ROW;)
+                n++;
+        sqlite3_finalize(st);
+    }
+    sqlite3_close(db);
+    return n;
+}
+
+/*
+ * The embedded store survives a crash mid-enrolment: the server is killed (SIGKILL) while a
+ * keyed enrolment runs (its Idempotency-Key claimed, the face pipeline under way), restarted
+ * on the same data folder, and the client retries. The acknowledged face is there; the retry
+ * is told 409 while the dead process's claim could still be alive, takes it over once it has
+ * gone 5 s untouched, and stores the face once.
+ */
+static void test_killed_mid_enrolment(void **state)
+{
+    (void)state;
+    if (!have_models()) skip();
+    char dir[256];
+    assert_int_equal(tc_temp_dir(dir), 0);
+    tc_server s;
+    static const char *const args[] = {"--workers", "1", NULL};
+    assert_int_equal(tc_server_start(&s, dir, args, 1), 0);
+    tc_response r;
+    assert_int_equal(tc_post_json(s.port, "/v1/collections", NULL, "{\"name\":\"c\"}", &r), 0);
+    assert_int_equal(r.status, 201);
+    tc_response_free(&r);
+    long long first = enrol(s.port, "c", "first", SAMPLE, "Idempotency-Key: crash-0\r\n");
+
+    size_t len;
+    char *img = load("models/samples/sample2.jpg", &len);
+    tc_form f = {0};
+    tc_form_field(&f, "subject", "second");
+    tc_form_file(&f, "image", img, len);
+    tc_form_end(&f);
+    const char *key = "Idempotency-Key: crash-1\r\n";
+    int fd = tc_connect(s.port);
+    assert_true(fd >= 0);
+    char head[512];
+    int n = snprintf(head, sizeof head,
+                     "POST /v1/collections/c/faces HTTP/1.1\r\nHost: x\r\n%s"
+                     "Content-Type: multipart/form-data; boundary=" TC_BOUNDARY "\r\n"
+                     "Content-Length: %zu\r\n\r\n",
+                     key, f.len);
+    assert_true(write(fd, head, (size_t)n) == n);
+    assert_true(write(fd, f.data, f.len) == (ssize_t)f.len);
+    /* Claimed when the body is in, before the pipeline runs: kill it then. */
+    double t0 = tc_now_ms();
+    while (store_rows(dir, "SELECT 1 FROM idempotency_keys WHERE status = 0") < 1 &&
+           tc_now_ms() - t0 < 30000)
+        tc_sleep_ms(1);
+    kill(s.pid, SIGKILL);
+    waitpid(s.pid, NULL, 0);
+    s.pid = 0;
+    close(fd);
+
+    assert_int_equal(tc_server_start(&s, dir, args, 1), 0);
+    int busy = 0;
+    t0 = tc_now_ms();
+    for (;;) {
+        assert_int_equal(tc_post_form(s.port, "/v1/collections/c/faces", key, &f, &r), 0);
+        if (r.status != 409) break;
+        busy++;
+        tc_response_free(&r);
+        assert_true(tc_now_ms() - t0 < 20000);
+        tc_sleep_ms(250);
+    }
+    print_message("retry after the crash answered after %.1f s (%d answers 409 before)\n",
+                  (tc_now_ms() - t0) / 1000, busy);
+    json_t *j = expect_json(&r, 201);
+    json_decref(j);
+    tc_response_free(&r);
+    assert_int_equal(tc_get(s.port, "/v1/collections/c/subjects/second", NULL, &r), 0);
+    j = expect_json(&r, 200);
+    assert_int_equal(json_integer_value(json_object_get(j, "faces")), 1);
+    json_decref(j);
+    tc_response_free(&r);
+    char path[96];
+    snprintf(path, sizeof path, "/v1/collections/c/faces/%lld", first);
+    assert_int_equal(tc_get(s.port, path, NULL, &r), 0);
+    assert_int_equal(r.status, 200);
+    tc_response_free(&r);
+    free(f.data);
+    free(img);
+    assert_int_equal(tc_server_stop(&s), 0);
+    tc_rm_rf(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest shared_tests[] = {
@@ -1712,6 +1814,7 @@ int main(void)
         cmocka_unit_test(test_metrics_promtool),
     };
     const struct CMUnitTest own_server_tests[] = {
+        cmocka_unit_test(test_killed_mid_enrolment),
         cmocka_unit_test(test_overload),
         cmocka_unit_test(test_sigterm_drain),
         cmocka_unit_test(test_api_keys),
