@@ -252,6 +252,8 @@ typedef struct wino_job {
     int64_t th, tw;                 /* tiles per image: rows, columns */
     int64_t yh, yw;                 /* the output tensor's rows and columns */
     size_t tiles, tb, ldv, nr, panels, blocks;
+    /* Scratch layout: V[tile][e][ldv] and M[tile][e][nr], as strides in floats. */
+    size_t v_pos, v_tile, m_pos, m_tile;
     float *scratch;
     size_t per_worker;
     atomic_size_t next;
@@ -262,7 +264,7 @@ typedef struct wino_job {
 /* M[e] rows [0, mr) = V[e] rows [0, mr) times U[e] (cin x nv*16) into m (row stride nr). */
 __attribute__((target("avx512f"), always_inline)) static inline void kern(int mr, int nv, const float *a,
                                                                           size_t lda, const float *b, size_t k,
-                                                                          float *m, size_t nr)
+                                                                          float *m, size_t nr, size_t ldm)
 {
     __m512 c0[MR], c1[MR];
 #pragma GCC unroll 14
@@ -285,19 +287,19 @@ __attribute__((target("avx512f"), always_inline)) static inline void kern(int mr
 #pragma GCC unroll 14
     for (int i = 0; i < MR; i++)
         if (i < mr) {
-            _mm512_store_ps(m + (size_t)i * nr, c0[i]);
-            if (nv == 2) _mm512_store_ps(m + (size_t)i * nr + 16, c1[i]);
+            _mm512_store_ps(m + (size_t)i * ldm, c0[i]);
+            if (nv == 2) _mm512_store_ps(m + (size_t)i * ldm + 16, c1[i]);
         }
 }
 
 __attribute__((target("avx512f"))) static void gemm_rows(int mr, const float *a, size_t lda, const float *b,
-                                                         size_t k, float *m, size_t nr)
+                                                         size_t k, float *m, size_t nr, size_t ldm)
 {
     switch (mr) {
 #define KERN(r)                                                                                    \
     case r:                                                                                        \
-        if (nr == NR) kern(r, 2, a, lda, b, k, m, nr);                                             \
-        else kern(r, 1, a, lda, b, k, m, nr);                                                      \
+        if (nr == NR) kern(r, 2, a, lda, b, k, m, nr, ldm);                                        \
+        else kern(r, 1, a, lda, b, k, m, nr, ldm);                                                 \
         break;
         KERN(1) KERN(2) KERN(3) KERN(4) KERN(5) KERN(6) KERN(7)
         KERN(8) KERN(9) KERN(10) KERN(11) KERN(12) KERN(13) KERN(14)
@@ -331,15 +333,15 @@ static void tile_inputs(const wino_job *j, size_t t, const float *px[MAX_POS])
         }
 }
 
-/* V = B^T d B for tiles [t0, t0 + nt) into v ([npos][tb][ldv]), F(2x2, 3x3):
+/* V = B^T d B for tiles [t0, t0 + nt) into v (V[tile][e][ldv]), F(2x2, 3x3):
  * B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]. */
 __attribute__((target("avx512f"))) static void input_transform2(const wino_job *j, size_t t0, size_t nt, float *v)
 {
-    const size_t cin = (size_t)j->cin, plane = j->tb * j->ldv;
+    const size_t cin = (size_t)j->cin, plane = j->v_pos;
     for (size_t i = 0; i < nt; i++) {
         const float *px[MAX_POS];
         tile_inputs(j, t0 + i, px);
-        float *vt = v + i * j->ldv;
+        float *vt = v + i * j->v_tile;
         for (size_t c = 0; c < cin; c += 16) {
             __mmask16 mk = cin - c >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (cin - c)) - 1);
             __m512 d[16], t[16];
@@ -376,11 +378,11 @@ __attribute__((target("avx512f"), always_inline)) static inline void bt4(const _
 /* V = B^T d B for F(4x4, 3x3): columns first into a 6x6 block on the stack, then rows. */
 __attribute__((target("avx512f"))) static void input_transform4(const wino_job *j, size_t t0, size_t nt, float *v)
 {
-    const size_t cin = (size_t)j->cin, plane = j->tb * j->ldv;
+    const size_t cin = (size_t)j->cin, plane = j->v_pos;
     for (size_t i = 0; i < nt; i++) {
         const float *px[MAX_POS];
         tile_inputs(j, t0 + i, px);
-        float *vt = v + i * j->ldv;
+        float *vt = v + i * j->v_tile;
         for (size_t c = 0; c < cin; c += 16) {
             __mmask16 mk = cin - c >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (cin - c)) - 1);
             __m512 t[6][6]; /* t[r][col] */
@@ -466,20 +468,20 @@ __attribute__((target("avx512f"), always_inline)) static inline void store_tile(
     }
 }
 
-/* Y = A^T m A for tiles [t0, t0 + nt) and panel p, from m ([npos][tb][nr]), with the
+/* Y = A^T m A for tiles [t0, t0 + nt) and panel p, from m (M[tile][e][nr]), with the
  * epilogue. F(2x2): A^T = [1 1 1 0; 0 1 -1 -1]; F(4x4): A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0;
  * 0 1 1 4 4 0; 0 1 -1 8 -8 1]. */
 __attribute__((target("avx512f"))) static void output_transform(const wino_job *j, size_t t0, size_t nt, size_t p,
                                                                  const float *m)
 {
-    const size_t plane = j->tb * j->nr, nc = (size_t)j->cout;
+    const size_t plane = j->m_pos, nc = (size_t)j->cout;
     const size_t c_end = (p + 1) * j->nr < nc ? (p + 1) * j->nr : nc;
     const int np = j->np;
     const __m512 two = _mm512_set1_ps(2), four = _mm512_set1_ps(4), eight = _mm512_set1_ps(8);
     for (size_t i = 0; i < nt; i++) {
         int64_t b, ty, tx;
         tile_pos(j, t0 + i, &b, &ty, &tx);
-        const float *mt = m + i * j->nr;
+        const float *mt = m + i * j->m_tile;
         for (size_t c = p * j->nr; c < c_end; c += 16) {
             __mmask16 mk = c_end - c >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (c_end - c)) - 1);
             const size_t lc = c - p * j->nr;
@@ -537,11 +539,11 @@ __attribute__((target("avx512f"))) static void block_avx512(const wino_job *j, s
         const float *up = j->u + p * (size_t)j->npos * cin * j->nr;
         for (int e = 0; e < j->npos; e++) {
             const float *ue = up + (size_t)e * cin * j->nr;
-            const float *ve = v + (size_t)e * j->tb * j->ldv;
-            float *me = m + (size_t)e * j->tb * j->nr;
+            const float *ve = v + (size_t)e * j->v_pos;
+            float *me = m + (size_t)e * j->m_pos;
             for (size_t i0 = 0; i0 < nt; i0 += MR) {
                 int mr = nt - i0 < MR ? (int)(nt - i0) : MR;
-                gemm_rows(mr, ve + i0 * j->ldv, j->ldv, ue, cin, me + i0 * j->nr, j->nr);
+                gemm_rows(mr, ve + i0 * j->v_tile, j->v_tile, ue, cin, me + i0 * j->m_tile, j->nr, j->m_tile);
             }
         }
         output_transform(j, t0, nt, p, m);
@@ -573,7 +575,7 @@ static void block_scalar(const wino_job *j, size_t blk, float *v, float *m)
 {
     const size_t t0 = blk * j->tb, nt = j->tiles - t0 < j->tb ? j->tiles - t0 : j->tb;
     const size_t cin = (size_t)j->cin, nc = (size_t)j->cout;
-    const size_t vplane = j->tb * j->ldv, mplane = j->tb * j->nr;
+    const size_t vplane = j->v_pos, mplane = j->m_pos;
     const int n = j->np, mo = j->m;
     const float *bt = j->m == 2 ? &BT2[0][0] : &BT4[0][0], *at = j->m == 2 ? &AT2[0][0] : &AT4[0][0];
     for (size_t i = 0; i < nt; i++) {
@@ -592,7 +594,7 @@ static void block_scalar(const wino_job *j, size_t blk, float *v, float *m)
                 for (int col = 0; col < n; col++) {
                     float acc = 0;
                     for (int k = 0; k < n; k++) acc += t[r * n + k] * bt[col * n + k];
-                    v[(size_t)(r * n + col) * vplane + i * j->ldv + c] = acc;
+                    v[(size_t)(r * n + col) * vplane + i * j->v_tile + c] = acc;
                 }
         }
     }
@@ -602,8 +604,8 @@ static void block_scalar(const wino_job *j, size_t blk, float *v, float *m)
         for (int e = 0; e < j->npos; e++) {
             const float *ue = j->u + (p * (size_t)j->npos + (size_t)e) * cin * j->nr;
             for (size_t i = 0; i < nt; i++) {
-                const float *a = v + (size_t)e * vplane + i * j->ldv;
-                float *mrow = m + (size_t)e * mplane + i * j->nr;
+                const float *a = v + (size_t)e * vplane + i * j->v_tile;
+                float *mrow = m + (size_t)e * mplane + i * j->m_tile;
                 for (size_t c = 0; c < j->nr; c++) mrow[c] = 0.0f;
                 for (size_t q = 0; q < cin; q++)
                     for (size_t c = 0; c < j->nr; c++) mrow[c] += a[q] * ue[q * j->nr + c];
@@ -613,7 +615,7 @@ static void block_scalar(const wino_job *j, size_t blk, float *v, float *m)
             int64_t b, ty, tx;
             tile_pos(j, t0 + i, &b, &ty, &tx);
             for (size_t c = p * j->nr; c < c_end; c++) {
-                const float *mt = m + i * j->nr + (c - p * j->nr);
+                const float *mt = m + i * j->m_tile + (c - p * j->nr);
                 float s[4 * 6], y[16];
                 for (int r = 0; r < mo; r++) /* s = A^T m */
                     for (int col = 0; col < n; col++) {
@@ -750,6 +752,14 @@ int nn_wino_run(const nn_graph *g, const nn_node *n, const nn_view *in, nn_view 
         if (share < j.tb) j.tb = share;
     }
     j.blocks = (j.tiles + j.tb - 1) / j.tb;
+    /* Tile-major scratch: a tile's transformed inputs and its products lie together, so each
+     * transform reads or writes one contiguous (m+2)^2 x 16-float span per tile instead of
+     * (m+2)^2 lines a block apart (gear's layers 5-10% faster at batch 1 than position-major;
+     * the GEMM reads rows npos x ldv apart either way). */
+    j.v_pos = j.ldv;
+    j.v_tile = (size_t)j.npos * j.ldv;
+    j.m_pos = j.nr;
+    j.m_tile = (size_t)j.npos * j.nr;
     if (workers > j.blocks) workers = j.blocks;
     j.scratch = scratch;
     atomic_init(&j.next, 0);
