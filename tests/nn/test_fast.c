@@ -62,7 +62,8 @@ static void test_rsqrt(void **state)
  * (specialised and generic paths), stride 1 and 2, SAME/VALID/asymmetric padding and padding
  * wider than SAME's, dilation,
  * channel counts around the 16-lane block (1, 4, 8, 12, 24: the flat path whose vectors cross
- * pixels; a 40-wide map for C=1's 16-pixel units; rows of 8, 11, 28 interior pixels for the
+ * pixels; 136: every channel block inside each sliding group, the last one 8 lanes; a 40-wide
+ * map for C=1's 16-pixel units; rows of 8, 11, 28 interior pixels for the
  * 8-pixel groups and their shifted last group; rows of 14, 7, 21 and 28 for the 7-pixel groups;
  * odd and even row counts for the two-row passes), batch 1 and 3, every fused activation. */
 static void test_depthwise(void **state)
@@ -70,18 +71,19 @@ static void test_depthwise(void **state)
     (void)state;
     if (!have_avx512()) skip();
     pthreadpool_t pool = pthreadpool_create(2);
-    static float x[3 * 19 * 17 * 40], w[7 * 7 * 40], bias[40], slope[40], got[3 * 19 * 17 * 40], want[3 * 19 * 17 * 40];
+    static float x[3 * 19 * 17 * 136], w[7 * 7 * 136], bias[136], slope[136], got[3 * 19 * 17 * 136],
+        want[3 * 19 * 17 * 136];
     unsigned seed = 12345;
     for (size_t i = 0; i < sizeof x / sizeof x[0]; i++) x[i] = (float)((seed = seed * 1103515245u + 12345u) >> 9) / 4194304.0f - 1.0f;
     for (size_t i = 0; i < sizeof w / sizeof w[0]; i++) w[i] = (float)((seed = seed * 1103515245u + 12345u) >> 9) / 4194304.0f - 1.0f;
-    for (int i = 0; i < 40; i++) bias[i] = 0.01f * (float)i - 0.2f, slope[i] = 0.05f * (float)i;
-    const int ks[] = {1, 3, 5, 7}, cs[] = {1, 4, 8, 12, 16, 17, 24, 33, 40},
+    for (int i = 0; i < 136; i++) bias[i] = 0.01f * (float)(i % 40) - 0.2f, slope[i] = 0.05f * (float)(i % 40);
+    const int ks[] = {1, 3, 5, 7}, cs[] = {1, 4, 8, 12, 16, 17, 24, 33, 40, 136},
               hs[][2] = {{19, 17}, {7, 9}, {4, 5}, {5, 40}, {6, 10}, {3, 13}, {8, 30},
                          /* rows of 14 and 7 (stride 1 and 2: groups of 7), 21 and 28 */
                          {14, 14}, {7, 7}, {5, 21}, {9, 28}};
     int cases = 0;
     for (int ki = 0; ki < 4; ki++)
-        for (int ci = 0; ci < 9; ci++)
+        for (int ci = 0; ci < 10; ci++)
             for (int hi = 0; hi < 11; hi++)
                 for (int stride = 1; stride <= 2; stride++)
                     for (int variant = 0; variant < 5; variant++) {
