@@ -190,10 +190,15 @@ typedef struct dw_epi {
  * rows `rows` (rmask: the channel mask, or 0 for a row outside the image), the first column
  * ix0 (columns [ix0, ix0 + LO) and the last HI of the (G - 1) * S + K lie outside the image). */
 __attribute__((target("avx512f"), always_inline)) static inline void
-dw_tile(const float *const *rows, const __mmask16 *rmask, int64_t ix0, int64_t C, const __m512 *w, __m512 b,
-        float *o, int64_t orow, __mmask16 mask, const dw_epi *e, const int K, const int S, const int G, const int R,
-        const int LO, const int HI)
+dw_tile(const float *const *rows, const __mmask16 *rmask, int64_t c0, int64_t ix0, int64_t C, const __m512 *wv,
+        const float *wt, __m512 b, float *o, int64_t orow, __mmask16 mask, const dw_epi *e, __m512 slope, const int K,
+        const int S, const int G, const int R, const int LO, const int HI)
 {
+    /* The weights from registers (wv) or straight from the filter (wt at channel c0): copied
+     * through the stack per group and block they had cost a fifth of a 14x14x512 layer. */
+    __m512 w[K * K];
+#pragma GCC unroll 25
+    for (int t = 0; t < K * K; t++) w[t] = wv ? wv[t] : _mm512_maskz_loadu_ps(mask, wt + t * C);
     __m512 a[2][8];
 #pragma GCC unroll 2
     for (int r = 0; r < R; r++)
@@ -202,8 +207,8 @@ dw_tile(const float *const *rows, const __mmask16 *rmask, int64_t ix0, int64_t C
     const int ncols = (G - 1) * S + K;
 #pragma GCC unroll 6
     for (int ir = 0; ir < (R - 1) * S + K; ir++) {
-        const __mmask16 rm = rmask[ir];
-        const float *q = rows[ir] + (ix0 + LO) * C;
+        const __mmask16 rm = rmask[ir] & mask;
+        const float *q = rows[ir] + c0 + (ix0 + LO) * C;
 #pragma GCC unroll 20
         for (int jc = LO; jc < ncols - HI; jc++) {
             /* q is opaque to the optimiser, as in flat_group. */
@@ -229,8 +234,8 @@ dw_tile(const float *const *rows, const __mmask16 *rmask, int64_t ix0, int64_t C
             __m512 v = a[r][i];
             if (e->act == 1) v = _mm512_min_ps(_mm512_max_ps(v, e->lo), e->hi);
             else if (e->act == 2)
-                v = _mm512_mask_mul_ps(v, _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ), v, e->slope);
-            _mm512_mask_storeu_ps(o + r * orow + i * C, mask, v);
+                v = _mm512_mask_mul_ps(v, _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ), v, slope);
+            _mm512_mask_storeu_ps(o + c0 + r * orow + i * C, mask, v);
         }
 }
 
@@ -256,6 +261,28 @@ __attribute__((target("avx512f"))) static void dw_tile_checked(const float *cons
     }
 }
 
+/* dw_tile_checked for channel block c0 of every block's mode. */
+__attribute__((target("avx512f"))) static void dw_tile_checked_blocks(const float *const *rows, const __mmask16 *rmask,
+                                                                      int64_t c0, int64_t ix0, int64_t W, int64_t C,
+                                                                      const float *wt, __m512 b, float *o, int64_t orow,
+                                                                      __mmask16 mask, const dw_epi *e, __m512 slope,
+                                                                      int K, int S, int G, int R)
+{
+    __m512 w[25];
+    for (int t = 0; t < K * K; t++) w[t] = _mm512_maskz_loadu_ps(mask, wt + t * C);
+    dw_epi ec = *e;
+    ec.slope = slope;
+    for (int r = 0; r < R; r++) {
+        const float *rc[5];
+        __mmask16 rm[5];
+        for (int ky = 0; ky < K; ky++) {
+            rc[ky] = rows[r * S + ky] + c0;
+            rm[ky] = rmask[r * S + ky] & mask;
+        }
+        dw_tile_checked(rc, rm, ix0, W, C, w, b, o + c0 + r * orow, mask, &ec, K, S, G);
+    }
+}
+
 /* The channels a group covers: one block whose weights are already in registers (wv: the
  * flat path's edges, channel block by channel block), or every block of the layer in turn
  * (wv NULL), their weights loaded from the filter per group. */
@@ -277,11 +304,10 @@ typedef struct dw_blocks {
  * (9 or 25 loads per 72-144 FMAs). */
 #define DW_TILE_CASE(K, S, G, R, L, H)                                                             \
     case (L) * 4 + (H):                                                                            \
-        dw_tile(rc, rm, ix0, C, w, b, o + c0, orow, mask, &ec, K, S, G, R, L, H);                  \
+        dw_tile(rows, rmask, c0, ix0, C, wv, wt, b, o, orow, mask, e, slope, K, S, G, R, L, H);    \
         break;
-/* Every channel block of the layer (cb->w), or the one block of cb->wv; one function per mode
- * keeps the one-block groups as short as they were (a per-group block loop and copies of the
- * row pointers had cost 112x112x32 a fifth). */
+/* The one block of cb->wv, and every channel block of the layer (cb->w): two functions, as
+ * one they had made the one-block groups 5-7% slower. */
 #define DW_TILE_FN(K, S, G, R, CASES)                                                              \
     __attribute__((target("avx512f"))) static void dw_tile_##K##_##S##_##G##_##R(                  \
         const float *const *rows, const __mmask16 *rmask, int64_t ix0, int64_t W, int64_t C,       \
@@ -290,40 +316,34 @@ typedef struct dw_blocks {
         int64_t lo = ix0 < 0 ? -ix0 : 0, hi = ix0 + ((G) - 1) * (S) + (K) - W;                     \
         if (hi < 0) hi = 0;                                                                        \
         const int var = lo < 4 && hi < 4 ? (int)(lo * 4 + hi) : -1;                                \
-        if (cb->wv) {                                                                              \
-            const float *const *rc = rows;                                                         \
-            const __mmask16 *rm = rmask, mask = cb->mask;                                          \
-            const int64_t c0 = 0;                                                                  \
-            const dw_epi ec = *e;                                                                  \
-            __m512 w[K * K], b = cb->b;                                                            \
-            for (int t = 0; t < K * K; t++) w[t] = cb->wv[t];                                      \
-            switch (var) {                                                                         \
-                CASES(K, S, G, R)                                                                  \
-            default:                                                                               \
-                for (int r = 0; r < (R); r++)                                                      \
-                    dw_tile_checked(rc + r * (S), rm + r * (S), ix0, W, C, w, b, o + r * orow, mask, &ec, K, S, G); \
-            }                                                                                      \
-            return;                                                                                \
+        const __m512 *wv = cb->wv, b = cb->b, slope = e->slope;                                    \
+        const float *wt = NULL;                                                                    \
+        const __mmask16 mask = cb->mask;                                                           \
+        const int64_t c0 = 0;                                                                      \
+        switch (var) {                                                                             \
+            CASES(K, S, G, R)                                                                      \
+        default:                                                                                   \
+            for (int r = 0; r < (R); r++)                                                          \
+                dw_tile_checked(rows + r * (S), rmask + r * (S), ix0, W, C, wv, b, o + r * orow, mask, e, K, S, G); \
         }                                                                                          \
+    }                                                                                              \
+    __attribute__((target("avx512f"))) static void dw_tilea_##K##_##S##_##G##_##R(                 \
+        const float *const *rows, const __mmask16 *rmask, int64_t ix0, int64_t W, int64_t C,       \
+        const dw_blocks *cb, float *o, int64_t orow, const dw_epi *e)                              \
+    {                                                                                              \
+        int64_t lo = ix0 < 0 ? -ix0 : 0, hi = ix0 + ((G) - 1) * (S) + (K) - W;                     \
+        if (hi < 0) hi = 0;                                                                        \
+        const int var = lo < 4 && hi < 4 ? (int)(lo * 4 + hi) : -1;                                \
+        const __m512 *wv = NULL;                                                                   \
         for (int64_t c0 = 0; c0 < C; c0 += 16) {                                                   \
-            __m512 w[K * K], b;                                                                    \
             const __mmask16 mask = C - c0 >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (C - c0)) - 1); \
-            dw_epi ec = *e;                                                                        \
-            for (int t = 0; t < K * K; t++) w[t] = _mm512_maskz_loadu_ps(mask, cb->w + t * C + c0); \
-            b = cb->bias ? _mm512_maskz_loadu_ps(mask, cb->bias + c0) : _mm512_setzero_ps();       \
-            if (ec.act == 2) ec.slope = _mm512_maskz_loadu_ps(mask, cb->slope + c0);               \
-            const float *rc[(R - 1) * (S) + (K)];                                                  \
-            __mmask16 rm[(R - 1) * (S) + (K)];                                                     \
-            for (int ir = 0; ir < (R - 1) * (S) + (K); ir++) {                                     \
-                rc[ir] = rows[ir] + c0;                                                            \
-                rm[ir] = rmask[ir] & mask;                                                         \
-            }                                                                                      \
+            const float *wt = cb->w + c0;                                                          \
+            const __m512 b = cb->bias ? _mm512_maskz_loadu_ps(mask, cb->bias + c0) : _mm512_setzero_ps(); \
+            const __m512 slope = e->act == 2 ? _mm512_maskz_loadu_ps(mask, cb->slope + c0) : _mm512_setzero_ps(); \
             switch (var) {                                                                         \
                 CASES(K, S, G, R)                                                                  \
             default:                                                                               \
-                for (int r = 0; r < (R); r++)                                                      \
-                    dw_tile_checked(rc + r * (S), rm + r * (S), ix0, W, C, w, b, o + c0 + r * orow, mask, &ec, \
-                                    K, S, G);                                                      \
+                dw_tile_checked_blocks(rows, rmask, c0, ix0, W, C, wt, b, o, orow, mask, e, slope, K, S, G, R); \
             }                                                                                      \
         }                                                                                          \
     }
@@ -361,7 +381,7 @@ typedef void dw_tile_fn(const float *const *rows, const __mmask16 *rmask, int64_
 /* The variants of one kernel and stride: [G index][R - 1], G index 0: the wide group (8 or 7
  * for 3x3, 4 for 5x5), 1: 4 pixels, 2: one. */
 typedef struct dw_tiles {
-    dw_tile_fn *fn[3][2];
+    dw_tile_fn *fn[3][2], *fa[3][2]; /* one block, every block */
     int g[3];
 } dw_tiles;
 
@@ -404,7 +424,7 @@ __attribute__((target("avx512f"))) static void dw_range(const dw_tiles *t, int R
 {
     for (int gi = 0; gi < 3; gi++) {
         const int64_t G = t->g[gi];
-        dw_tile_fn *fn = t->fn[gi][R - 1];
+        dw_tile_fn *fn = cb->wv ? t->fn[gi][R - 1] : t->fa[gi][R - 1];
         if (ob - oa < G) continue;
         int64_t ox = oa;
         for (; ox + G <= ob; ox += G) fn(rows, rmask, ox * S - pad, W, C, cb, yr + ox * C, orow, e);
@@ -425,16 +445,22 @@ dw_slide_rows(const float *x, const dw_blocks *cb, float *y, const nn_conv_param
               int64_t OW, int64_t oy_begin, int64_t oy_end, int64_t flat_lo, int64_t flat_end, const dw_epi *e,
               const int K, const int S)
 {
-    static const dw_tiles t31 = {{{dw_tile_3_1_8_1, dw_tile_3_1_8_2}, {dw_tile_3_1_4_1, dw_tile_3_1_4_2},
-                                  {dw_tile_3_1_1_1, dw_tile_3_1_1_2}}, {8, 4, 1}},
-                          t31_7 = {{{dw_tile_3_1_7_1, dw_tile_3_1_7_2}, {dw_tile_3_1_4_1, dw_tile_3_1_4_2},
-                                    {dw_tile_3_1_1_1, dw_tile_3_1_1_2}}, {7, 4, 1}},
-                          t32 = {{{dw_tile_3_2_8_1, dw_tile_3_2_8_2}, {dw_tile_3_2_4_1, dw_tile_3_2_4_2},
-                                  {dw_tile_3_2_1_1, dw_tile_3_2_1_2}}, {8, 4, 1}},
-                          t32_7 = {{{dw_tile_3_2_7_1, dw_tile_3_2_7_2}, {dw_tile_3_2_4_1, dw_tile_3_2_4_2},
-                                    {dw_tile_3_2_1_1, dw_tile_3_2_1_2}}, {7, 4, 1}},
-                          t51 = {{{dw_tile_5_1_4_1, NULL}, {dw_tile_5_1_4_1, NULL}, {dw_tile_5_1_1_1, NULL}}, {4, 4, 1}},
-                          t52 = {{{dw_tile_5_2_4_1, NULL}, {dw_tile_5_2_4_1, NULL}, {dw_tile_5_2_1_1, NULL}}, {4, 4, 1}};
+#define DW_TILES(K, S, G)                                                                          \
+    {{{dw_tile_##K##_##S##_##G##_1, dw_tile_##K##_##S##_##G##_2},                                  \
+      {dw_tile_##K##_##S##_4_1, dw_tile_##K##_##S##_4_2},                                          \
+      {dw_tile_##K##_##S##_1_1, dw_tile_##K##_##S##_1_2}},                                         \
+     {{dw_tilea_##K##_##S##_##G##_1, dw_tilea_##K##_##S##_##G##_2},                                \
+      {dw_tilea_##K##_##S##_4_1, dw_tilea_##K##_##S##_4_2},                                        \
+      {dw_tilea_##K##_##S##_1_1, dw_tilea_##K##_##S##_1_2}},                                       \
+     {G, 4, 1}}
+#define DW_TILES5(S)                                                                               \
+    {{{dw_tile_5_##S##_4_1, NULL}, {dw_tile_5_##S##_4_1, NULL}, {dw_tile_5_##S##_1_1, NULL}},      \
+     {{dw_tilea_5_##S##_4_1, NULL}, {dw_tilea_5_##S##_4_1, NULL}, {dw_tilea_5_##S##_1_1, NULL}},   \
+     {4, 4, 1}}
+    static const dw_tiles t31 = DW_TILES(3, 1, 8), t31_7 = DW_TILES(3, 1, 7), t32 = DW_TILES(3, 2, 8),
+                          t32_7 = DW_TILES(3, 2, 7), t51 = DW_TILES5(1), t52 = DW_TILES5(2);
+#undef DW_TILES
+#undef DW_TILES5
     const int seven = OW % 8 != 0 && OW % 7 == 0;
     const dw_tiles *t = K == 5 ? (S == 1 ? &t51 : &t52)
                         : S == 1 ? (seven ? &t31_7 : &t31)
