@@ -430,7 +430,7 @@ static void test_abandoned_claim(void **state)
         busy++;
         assert_non_null(strstr(r.body, "idempotency_in_progress"));
         tc_response_free(&r);
-        if (tc_now_ms() - t0 > 20000) fail_msg("the abandoned claim was not taken over in 20 s");
+        if (tc_now_ms() - t0 > 40000) fail_msg("the abandoned claim was not taken over in 40 s");
         tc_sleep_ms(250);
     }
     double waited = tc_now_ms() - t0;
@@ -493,7 +493,7 @@ static void *killed_writer_main(void *arg)
             if (rc == 0) tc_response_free(&r);
             w->interrupted = i;
             double t0 = tc_now_ms();
-            while (tc_now_ms() - t0 < 30000) {
+            while (tc_now_ms() - t0 < 55000) {
                 if (tc_post_form(w->other, "/v1/collections/people/faces", headers, &f, &r) != 0)
                     break;
                 w->retry_status = r.status;
@@ -555,7 +555,8 @@ static void test_replica_killed(void **state)
                   acked, w.interrupted, w.retry_ms / 1000, w.retry_busy);
     assert_int_equal(w.interrupted, acked);
     assert_int_equal(w.retry_status, 201);
-    assert_true(w.retry_ms < 15000); /* taken over, not left for a minute */
+    /* Taken over, not left for a minute (under sanitizers each answer 409 takes longer). */
+    assert_true(w.retry_ms < (getenv("VULTUS_SANITIZED") ? 40000 : 15000));
     int b = replica[1].port;
     for (int i = 0; i < acked; i++) {
         char path[96];
