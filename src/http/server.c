@@ -177,6 +177,16 @@ void http_respond_base_error(http_request *r, int rc, const char *what)
         http_respond_error(r, 503, "overloaded", "out of memory: %s", message);
         r->retry_after_s = 1;
         break;
+    case BASE_ERR_IO:
+        /* The store (the SQLite file, the PostgreSQL server) cannot be read or written: an
+         * outage, not this request's fault; this replica shortly, or another, may answer. The
+         * detail names paths and hosts: it goes to the log, not to the client. */
+        log_event(BASE_LOG_ERROR, "store unavailable",
+                  json_pack("{s:s,s:s}", "request_id", r->id, "detail", message));
+        http_respond_error(r, 503, "store_unavailable",
+                           "the gallery store cannot be reached; retry shortly");
+        r->retry_after_s = 1;
+        break;
     default:
         log_event(BASE_LOG_ERROR, "internal error",
                   json_pack("{s:s,s:s,s:s}", "request_id", r->id, "error", base_strerror(rc),

@@ -13,7 +13,10 @@
  *   - an Idempotency-Key claim left by a replica that died is taken over by a retry on the
  *     other within seconds, and the face the dead replica stored is not stored twice;
  *   - a replica killed (SIGKILL) in the middle of enrolments loses none it acknowledged, and
- *     the client's retry on the other replica completes the interrupted one exactly once.
+ *     the client's retry on the other replica completes the interrupted one exactly once;
+ *   - with the database gone, gallery calls get 503 store_unavailable with Retry-After (not a
+ *     500, and without the database's address), /readyz turns 503, and the replicas still
+ *     answer what needs no database and drain and exit 0 on SIGTERM.
  *
  * Skips when the model pack or the PostgreSQL server binaries are absent.
  */
@@ -573,6 +576,63 @@ static void test_replica_killed(void **state)
     }
 }
 
+static void test_database_gone(void **state)
+{
+    (void)state;
+    NEED_REPLICAS();
+    /* The key revoked by the test before: open again once each replica has refreshed. */
+    for (int k = 0; k < 2; k++) {
+        int status = 0;
+        for (int tries = 0; tries < 100 && status != 200; tries++) {
+            tc_response r;
+            assert_int_equal(tc_get(replica[k].port, "/v1/collections", NULL, &r), 0);
+            status = r.status;
+            tc_response_free(&r);
+            if (status != 200) tc_sleep_ms(50);
+        }
+        assert_int_equal(status, 200);
+    }
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "tools/pg-temp stop %s", pg_dir);
+    assert_int_equal(system(cmd), 0);
+    pg_dir[0] = '\0';
+    for (int k = 0; k < 2; k++) {
+        int port = replica[k].port;
+        size_t len;
+        char *img = sample(1, &len);
+        tc_response r;
+        assert_int_equal(tc_request(port, "POST", "/v1/collections/people/search",
+                                    "Content-Type: image/jpeg\r\n", img, len, &r),
+                         0);
+        json_t *j = expect_json(&r, 503);
+        json_t *err = json_object_get(j, "error");
+        assert_string_equal(json_string_value(json_object_get(err, "code")), "store_unavailable");
+        assert_null(strstr(json_string_value(json_object_get(err, "message")), "vultus-pg-"));
+        char v[16];
+        assert_non_null(tc_header(&r, "Retry-After", v, sizeof v));
+        json_decref(j);
+        tc_response_free(&r);
+        assert_int_equal(tc_get(port, "/v1/collections", NULL, &r), 0);
+        assert_int_equal(r.status, 503);
+        tc_response_free(&r);
+        /* No database needed: still served. */
+        assert_int_equal(tc_request(port, "POST", "/v1/detect", "Content-Type: image/jpeg\r\n",
+                                    img, len, &r),
+                         0);
+        assert_int_equal(r.status, 200);
+        tc_response_free(&r);
+        free(img);
+        int status = 0;
+        for (int tries = 0; tries < 100 && status != 503; tries++) { /* checked once a second */
+            assert_int_equal(tc_get(port, "/readyz", NULL, &r), 0);
+            status = r.status;
+            tc_response_free(&r);
+            if (status != 503) tc_sleep_ms(50);
+        }
+        assert_int_equal(status, 503);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -581,7 +641,8 @@ int main(void)
         cmocka_unit_test(test_idempotency_across),
         cmocka_unit_test(test_abandoned_claim),
         cmocka_unit_test(test_replica_killed),
-        cmocka_unit_test(test_keys_shared), /* last: replicas may need a second to drop the key */
+        cmocka_unit_test(test_keys_shared), /* replicas may need a second to drop the key */
+        cmocka_unit_test(test_database_gone), /* last: stops the database */
     };
     return cmocka_run_group_tests(tests, start, stop);
 }
