@@ -24,6 +24,7 @@ const char *base_strerror(int code)
     case BASE_ERR_NOT_FOUND: return "not found";
     case BASE_ERR_BACKEND: return "backend failure";
     case BASE_ERR_EXISTS: return "already exists";
+    case BASE_ERR_FULL: return "no space left";
     default: return "unknown error";
     }
 }

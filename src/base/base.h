@@ -25,6 +25,7 @@ enum base_error {
     BASE_ERR_NOT_FOUND = -7,   /* a named thing does not exist */
     BASE_ERR_BACKEND = -8,     /* a library we call (XNNPACK, SQLite, ...) failed */
     BASE_ERR_EXISTS = -9,      /* the thing already exists */
+    BASE_ERR_FULL = -10,       /* a store has no room left (its disk, or its configured size) */
 };
 
 /* A static English description of a BASE_ERR_* code. Thread-safe. */

@@ -300,7 +300,7 @@ static int pg_error(struct pg_store *s, PGconn *pg, const PGresult *res, const c
     if (strncmp(state, "23", 2) == 0 || strncmp(state, "22", 2) == 0)
         return base_error_set(BASE_ERR_INVALID, "%s: %s", what, text);
     if (strcmp(state, "53100") == 0 || strcmp(state, "54000") == 0)
-        return base_error_set(BASE_ERR_LIMIT, "%s: the gallery store is full (%s)", what, text);
+        return base_error_set(BASE_ERR_FULL, "%s: the gallery store is full (%s)", what, text);
     if (strcmp(state, "53200") == 0) return base_error_set(BASE_ERR_NOMEM, "%s: %s", what, text);
     if (strcmp(state, "25006") == 0)
         return base_error_set(BASE_ERR_IO, "%s: the gallery store is read-only (%s)", what, text);

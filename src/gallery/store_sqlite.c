@@ -229,7 +229,7 @@ static int sql_error(sqlite3 *db, int rc, const char *what)
     const char *msg = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
     switch (rc & 0xff) {
     case SQLITE_FULL:
-        return base_error_set(BASE_ERR_LIMIT, "%s: the gallery store is full (%s)", what, msg);
+        return base_error_set(BASE_ERR_FULL, "%s: the gallery store is full (%s)", what, msg);
     case SQLITE_READONLY:
         return base_error_set(BASE_ERR_IO, "%s: the gallery store is read-only (%s)", what, msg);
     case SQLITE_CONSTRAINT:

@@ -177,6 +177,13 @@ void http_respond_base_error(http_request *r, int rc, const char *what)
         http_respond_error(r, 503, "overloaded", "out of memory: %s", message);
         r->retry_after_s = 1;
         break;
+    case BASE_ERR_FULL:
+        /* Not the request's size (413) nor a passing outage: the operator must make room. */
+        log_event(BASE_LOG_ERROR, "store full",
+                  json_pack("{s:s,s:s}", "request_id", r->id, "detail", message));
+        http_respond_error(r, 507, "store_full",
+                           "the gallery store is full: nothing was stored; ask the operator");
+        break;
     case BASE_ERR_IO:
         /* The store (the SQLite file, the PostgreSQL server) cannot be read or written: an
          * outage, not this request's fault; this replica shortly, or another, may answer. The

@@ -895,7 +895,7 @@ static void test_full_store(void **state)
         if ((rc = gal_faces_add(f->g, "c", in, BATCH, ids)) != 0) break;
         batches++;
     }
-    assert_int_equal(rc, BASE_ERR_LIMIT);
+    assert_int_equal(rc, BASE_ERR_FULL);
     assert_non_null(strstr(base_error_message(), "full"));
     assert_true(batches > 0);
     /* The failed batch left nothing: counts are whole batches, in the store and the index. */
