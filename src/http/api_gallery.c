@@ -857,9 +857,15 @@ void http_api_search(http_request *r, http_worker *w)
                                    "decision", h->decision == GAL_MATCH ? "match" : "no_match",
                                    "face_id", (json_int_t)h->face_id));
         }
-        json_array_append_new(faces,
-                              json_pack("{s:o,s:o,s:o}", "box", http_box_json(&res.faces[i]),
-                                        "score", num(res.faces[i].score), "matches", matches));
+        /* Who this face is, for clients that want the answer and not the ranking: the best
+         * subject when it is a match (subjects come best first), else unknown. */
+        const struct gal_hit *best = q->subject_count ? &q->subjects[0] : NULL;
+        int known = best && best->decision == GAL_MATCH;
+        json_array_append_new(
+            faces, json_pack("{s:o,s:o,s:s,s:o,s:o}", "box", http_box_json(&res.faces[i]), "score",
+                             num(res.faces[i].score), "decision", known ? "match" : "unknown",
+                             "identity", known ? json_string(best->subject_id) : json_null(),
+                             "matches", matches));
     }
     http_respond_json(r, 200,
                       json_pack("{s:s,s:o,s:o}", "collection", collection, "threshold",

@@ -748,6 +748,42 @@ static void test_faces_and_search(void **state)
      * is the very photo enrolled for amy. */
     assert_string_equal(json_string_value(json_object_get(json_array_get(matches, 0), "subject")),
                         "amy");
+    /* Each face's own answer: the best subject when it is a match, else unknown. */
+    for (size_t i = 0; i < json_array_size(faces); i++) {
+        json_t *face = json_array_get(faces, i);
+        json_t *best = json_array_get(json_object_get(face, "matches"), 0);
+        const char *decision = json_string_value(json_object_get(face, "decision"));
+        json_t *identity = json_object_get(face, "identity");
+        assert_non_null(decision);
+        assert_non_null(identity);
+        if (best && json_is_true(json_object_get(best, "match"))) {
+            assert_string_equal(decision, "match");
+            assert_string_equal(json_string_value(identity),
+                                json_string_value(json_object_get(best, "subject")));
+        } else {
+            assert_string_equal(decision, "unknown");
+            assert_true(json_is_null(identity));
+        }
+    }
+    json_decref(j);
+    tc_response_free(&r);
+    /* Nobody enrolled: every face unknown. */
+    assert_int_equal(tc_post_json(port, "/v1/collections", NULL, "{\"name\":\"empty\"}", &r), 0);
+    assert_int_equal(r.status, 201);
+    tc_response_free(&r);
+    assert_int_equal(tc_request(port, "POST", "/v1/collections/empty/search",
+                                fixtures ? "Content-Type: image/png\r\n" : "Content-Type: image/jpeg\r\n",
+                                q, len, &r),
+                     0);
+    j = expect_json(&r, 200);
+    faces = json_object_get(j, "faces");
+    assert_true(json_array_size(faces) >= 1);
+    for (size_t i = 0; i < json_array_size(faces); i++) {
+        json_t *face = json_array_get(faces, i);
+        assert_string_equal(json_string_value(json_object_get(face, "decision")), "unknown");
+        assert_true(json_is_null(json_object_get(face, "identity")));
+        assert_int_equal(json_array_size(json_object_get(face, "matches")), 0);
+    }
     json_decref(j);
     tc_response_free(&r);
     assert_int_equal(tc_request(port, "POST", "/v1/collections/people/search?k=0",
