@@ -176,21 +176,9 @@ static int start(void **state)
     (void)state;
     if (!have_models()) return 0;
     if (getenv("VULTUS_SANITIZED")) samples = 3;
-    snprintf(pg_dir, sizeof pg_dir, "/tmp/vultus-pg-XXXXXX");
-    if (!mkdtemp(pg_dir)) return -1;
-    char cmd[300], line[300] = "";
-    snprintf(cmd, sizeof cmd, "tools/pg-temp start %s %d", pg_dir, (int)getpid());
-    FILE *p = popen(cmd, "r");
-    if (!p) return -1;
-    if (!fgets(line, sizeof line, p)) line[0] = '\0';
-    int status = pclose(p);
-    if (WIFEXITED(status) && WEXITSTATUS(status) == 77) {
-        rmdir(pg_dir);
-        pg_dir[0] = '\0';
-        return 0;
-    }
-    if (status != 0) return -1;
-    snprintf(url, sizeof url, "postgresql://postgres@/postgres?host=%s", pg_dir);
+    int rc = tc_pg_start(pg_dir, sizeof pg_dir, url, sizeof url);
+    if (rc == 77) return 0; /* url empty: every test skips */
+    if (rc) return -1;
     /* Both replicas start at once: the schema is created once, under its lock. */
     /* A long deadline: under sanitizers an enrolment takes seconds and concurrent ones would
      * be refused (503) by admission control, which is not what is tested here. */
@@ -211,11 +199,7 @@ static int stop(void **state)
     int rc = 0;
     for (int i = 0; i < 2; i++)
         if (replica[i].pid > 0 && tc_server_stop(&replica[i]) != 0) rc = -1;
-    if (pg_dir[0]) {
-        char cmd[300];
-        snprintf(cmd, sizeof cmd, "tools/pg-temp stop %s", pg_dir);
-        if (system(cmd) != 0) rc = -1;
-    }
+    if (tc_pg_stop(pg_dir) != 0) rc = -1;
     return rc;
 }
 
@@ -592,10 +576,7 @@ static void test_database_gone(void **state)
         }
         assert_int_equal(status, 200);
     }
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "tools/pg-temp stop %s", pg_dir);
-    assert_int_equal(system(cmd), 0);
-    pg_dir[0] = '\0';
+    assert_int_equal(tc_pg_stop(pg_dir), 0);
     for (int k = 0; k < 2; k++) {
         int port = replica[k].port;
         size_t len;

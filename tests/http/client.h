@@ -279,6 +279,50 @@ static inline int tc_server_stop(tc_server *s)
     return rc;
 }
 
+/* ---- a throw-away PostgreSQL server (tools/pg-temp) -------------------------------------- */
+
+/* Starts one in a new folder `dir` under /tmp, stopped and removed when this process exits
+ * however it exits; its URL into `url`. 0; 77 when the PostgreSQL server binaries are absent
+ * (dir and url are left empty: the caller skips); -1 on failure. */
+static inline int tc_pg_start(char *dir, size_t dir_cap, char *url, size_t url_cap)
+{
+    url[0] = '\0';
+    snprintf(dir, dir_cap, "/tmp/vultus-pg-XXXXXX");
+    if (!mkdtemp(dir)) {
+        dir[0] = '\0';
+        return -1;
+    }
+    char cmd[400], line[400] = "";
+    snprintf(cmd, sizeof cmd, "tools/pg-temp start %s %d", dir, (int)getpid());
+    FILE *p = popen(cmd, "r");
+    if (!p) return -1;
+    if (!fgets(line, sizeof line, p)) line[0] = '\0';
+    int status = pclose(p);
+    int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    if (code == 77) {
+        rmdir(dir);
+        dir[0] = '\0';
+        return 77;
+    }
+    if (code != 0) {
+        fprintf(stderr, "tools/pg-temp start failed (exit %d)\n", code);
+        return -1;
+    }
+    line[strcspn(line, "\n")] = '\0';
+    snprintf(url, url_cap, "%s", line);
+    return 0;
+}
+
+/* Stops the server of tc_pg_start and removes its folder; nothing when dir is empty. */
+static inline int tc_pg_stop(char *dir)
+{
+    if (!dir[0]) return 0;
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "tools/pg-temp stop %s", dir);
+    dir[0] = '\0';
+    return system(cmd) == 0 ? 0 : -1;
+}
+
 /* ---- the client ------------------------------------------------------------------------- */
 
 typedef struct tc_response {

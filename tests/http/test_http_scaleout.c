@@ -146,21 +146,9 @@ static int start(void **state)
 {
     (void)state;
     if (!have_models() || access(NGINX, X_OK) != 0) return 0;
-    snprintf(pg_dir, sizeof pg_dir, "/tmp/vultus-pg-XXXXXX");
-    if (!mkdtemp(pg_dir)) return -1;
-    char cmd[300], line[300] = "";
-    snprintf(cmd, sizeof cmd, "tools/pg-temp start %s %d", pg_dir, (int)getpid());
-    FILE *p = popen(cmd, "r");
-    if (!p) return -1;
-    if (!fgets(line, sizeof line, p)) line[0] = '\0';
-    int status = pclose(p);
-    if (WIFEXITED(status) && WEXITSTATUS(status) == 77) {
-        rmdir(pg_dir);
-        pg_dir[0] = '\0';
-        return 0;
-    }
-    if (status != 0) return -1;
-    snprintf(url, sizeof url, "postgresql://postgres@/postgres?host=%s", pg_dir);
+    int rc = tc_pg_start(pg_dir, sizeof pg_dir, url, sizeof url);
+    if (rc == 77) return 0; /* url empty: the test skips */
+    if (rc) return -1;
     for (int i = 0; i < 3; i++)
         if (tc_server_start(&replica[i], NULL, serve_args, 1) != 0) return -1;
     if (tc_temp_dir(work) != 0) return -1;
@@ -180,11 +168,7 @@ static int stop(void **state)
     for (int i = 0; i < REPLICAS; i++)
         if (replica[i].pid > 0 && tc_server_stop(&replica[i]) != 0) rc = -1;
     if (work[0]) tc_rm_rf(work);
-    if (pg_dir[0]) {
-        char cmd[300];
-        snprintf(cmd, sizeof cmd, "tools/pg-temp stop %s", pg_dir);
-        if (system(cmd) != 0) rc = -1;
-    }
+    if (tc_pg_stop(pg_dir) != 0) rc = -1;
     return rc;
 }
 
