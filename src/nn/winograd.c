@@ -63,13 +63,13 @@ static size_t row_floats(int64_t cin)
     return ((size_t)cin + 15) / 16 * 16;
 }
 
-/* Tiles per block. Where the transformed weights (16 x Cin x Cout) stay in half of a 1 MB L2,
- * one register tile's worth: its V, and one panel's M (16 x 14 x 32 floats, 28 KB), stay near
- * L1 between the transforms and the GEMMs (faceapi-resnet's 17x17 64 -> 64 layers: 0.066 ->
- * 0.053 ms against blocks of 84 tiles; neutral on gear and emotion). Otherwise as many tiles
- * as keep the block's V (16 x tb x ldv) and one panel's M (16 x tb x nr) within half of L2,
- * so each pass over the weights serves more tiles; a whole number of register tiles, at most
- * 168. */
+/* Tiles per block (npos = (m+2)^2 positions per tile). Where the transformed weights (npos x
+ * Cin x Cout) stay in half of a 1 MB L2, one register tile's worth: its V and one panel's M
+ * (npos x 14 x 32 floats) stay near L1 between the transforms and the GEMMs (F(2x2) on
+ * faceapi-resnet's 17x17 64 -> 64 layers: 0.066 -> 0.053 ms against blocks of 84 tiles;
+ * neutral on gear and emotion). Otherwise as many tiles as keep the block's V (npos x tb x
+ * ldv) and one panel's M (npos x tb x nr) within half of L2, so each pass over the weights
+ * serves more tiles; a whole number of register tiles, at most 168. */
 static size_t block_tiles(int npos, int64_t cin, int64_t cout)
 {
     if ((size_t)(npos * cin * cout) * sizeof(float) <= ((size_t)512 << 10)) return MR;
