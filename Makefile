@@ -28,7 +28,7 @@ TEST_SRC := $(shell find tests -name 'test_*.c' 2>/dev/null | sort)
 TEST_BIN := $(TEST_SRC:%.c=$(BUILD)/%)
 FUZZ_SRC := $(shell find tests/fuzz -name 'fuzz_*.c' 2>/dev/null | sort)
 
-.PHONY: all test test-ui check tsan bench bench-setup bench-nn run fuzz clean setup models format tests
+.PHONY: all test test-ui check tsan bench bench-setup bench-nn run fuzz clean setup setup-run models format tests
 all: $(BUILD)/vultus
 
 $(BUILD)/obj/%.o: %.c
@@ -51,6 +51,11 @@ tests: $(TEST_BIN)
 
 setup:
 	@tools/bootstrap
+	@tools/fetch-models
+
+# What `make run` needs: the build's and the service's packages, not the tests'.
+setup-run:
+	@tools/bootstrap --run
 	@tools/fetch-models
 
 test: setup
@@ -83,7 +88,7 @@ tsan: setup
 		LDFLAGS=-fsanitize=thread $(TSAN_TESTS:%.c=$(BUILD)/tsan/%)
 	@TSAN_OPTIONS=halt_on_error=1 tools/run-tests $(BUILD)/tsan $(TSAN_TESTS:%.c=$(BUILD)/tsan/%)
 
-run: setup all
+run: setup-run all
 	$(BUILD)/vultus serve --models models --data data
 
 # libFuzzer targets (clang): one per parser of untrusted bytes, tests/fuzz/fuzz_NAME.c with its
