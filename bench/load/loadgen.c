@@ -153,9 +153,12 @@ static void json_string(json_line *j, const char *s)
     json_raw(j, "\"");
     for (; *s; s++) {
         unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') json_raw(j, "\\%c", c);
-        else if (c < 0x20) json_raw(j, "\\u%04x", c);
-        else json_raw(j, "%c", c);
+        if (c == '"' || c == '\\')
+            json_raw(j, "\\%c", c);
+        else if (c < 0x20)
+            json_raw(j, "\\u%04x", c);
+        else
+            json_raw(j, "%c", c);
     }
     json_raw(j, "\"");
 }
@@ -170,9 +173,12 @@ static void json_int(json_line *j, const char *key, long long v)
 static void json_num(json_line *j, const char *key, double v)
 {
     json_sep(j);
-    if (!isfinite(v)) json_raw(j, "\"%s\":null", key);
-    else if (v == floor(v) && fabs(v) < 1e15) json_raw(j, "\"%s\":%.0f", key, v);
-    else json_raw(j, "\"%s\":%.3f", key, v);
+    if (!isfinite(v))
+        json_raw(j, "\"%s\":null", key);
+    else if (v == floor(v) && fabs(v) < 1e15)
+        json_raw(j, "\"%s\":%.0f", key, v);
+    else
+        json_raw(j, "\"%s\":%.3f", key, v);
 }
 
 /* A --tag value is a JSON literal when it reads as one (a number, true, false, null). */
@@ -194,8 +200,10 @@ static void json_tag(json_line *j, const char *tag)
     json_sep(j);
     json_string(j, key);
     json_raw(j, ":");
-    if (is_json_literal(eq + 1)) json_raw(j, "%s", eq + 1);
-    else json_string(j, eq + 1);
+    if (is_json_literal(eq + 1))
+        json_raw(j, "%s", eq + 1);
+    else
+        json_string(j, eq + 1);
 }
 
 /* ---- sockets ----------------------------------------------------------------------------- */
@@ -292,8 +300,8 @@ static double cpu_s(pid_t pid)
     const char *p = strrchr(buf, ')');
     if (!p) return NAN;
     unsigned long long utime = 0, stime = 0;
-    if (sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime,
-               &stime) != 2)
+    if (sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) !=
+        2)
         return NAN;
     return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
 }
@@ -312,7 +320,7 @@ typedef struct options {
     double duration_s, warmup_s;
     int timeout_ms;
     pid_t pid;
-    int runs;              /* ready */
+    int runs;               /* ready */
     int ignore_retry_after; /* closed loop: send again at once after a 503 */
 } options;
 
@@ -321,15 +329,15 @@ enum conn_state { CONN_FREE, CONN_CONNECTING, CONN_IDLE, CONN_BUSY };
 typedef struct conn {
     int fd;
     enum conn_state state;
-    size_t sent;        /* bytes of the request written */
-    char *in;           /* the answer so far */
+    size_t sent; /* bytes of the request written */
+    char *in;    /* the answer so far */
     size_t in_len, in_cap;
-    double t_due;       /* open loop: when the request was due */
-    double t_sent;      /* first byte written; 0 before */
-    int has_request;    /* a request is assigned (maybe not yet written) */
-    int write_blocked;  /* EPOLLOUT is armed */
-    int retry_after_s;  /* of the last answer; 0: none */
-    double resume_at;   /* closed loop: no request before this (after a 503's Retry-After) */
+    double t_due;      /* open loop: when the request was due */
+    double t_sent;     /* first byte written; 0 before */
+    int has_request;   /* a request is assigned (maybe not yet written) */
+    int write_blocked; /* EPOLLOUT is armed */
+    int retry_after_s; /* of the last answer; 0: none */
+    double resume_at;  /* closed loop: no request before this (after a 503's Retry-After) */
 } conn;
 
 typedef struct stats {
@@ -431,19 +439,24 @@ static void record(loop *l, conn *c, int status, int timed_out)
         samples_add(&s->rejected, ms);
     } else {
         s->errors++;
-        if (timed_out) s->timeouts++;
-        else if (status == 0) s->conn_errors++;
+        if (timed_out)
+            s->timeouts++;
+        else if (status == 0)
+            s->conn_errors++;
         else {
             s->status_other++;
-            if (status >= 500) s->http_5xx++;
-            else if (status >= 400) s->http_4xx++;
+            if (status >= 500)
+                s->http_5xx++;
+            else if (status >= 400)
+                s->http_4xx++;
         }
         char what[160];
         if (status) {
             const char *body = c->in ? strstr(c->in, "\r\n\r\n") : NULL;
             snprintf(what, sizeof what, "HTTP %d %.120s", status, body ? body + 4 : "");
         } else {
-            snprintf(what, sizeof what, "%s", timed_out ? "timeout" : "connection failed or closed");
+            snprintf(what, sizeof what, "%s",
+                     timed_out ? "timeout" : "connection failed or closed");
         }
         note_error(l, status, what);
     }
@@ -516,8 +529,10 @@ static int parse_response(conn *c, int *status, int *close_after)
     for (char *line = memchr(c->in, '\n', head_len); line && line < head_end;
          line = memchr(line + 1, '\n', (size_t)(head_end - line))) {
         char *h = line + 1;
-        if (strncasecmp(h, "Content-Length:", 15) == 0) content_length = atoll(h + 15);
-        else if (strncasecmp(h, "Retry-After:", 12) == 0) c->retry_after_s = atoi(h + 12);
+        if (strncasecmp(h, "Content-Length:", 15) == 0)
+            content_length = atoll(h + 15);
+        else if (strncasecmp(h, "Retry-After:", 12) == 0)
+            c->retry_after_s = atoi(h + 12);
         else if (strncasecmp(h, "Transfer-Encoding:", 18) == 0) {
             const char *end = memchr(h, '\r', (size_t)(head_end - h) + 1);
             chunked = end && memmem(h, (size_t)(end - h), "chunked", 7) != NULL;
@@ -722,8 +737,10 @@ static void closed_loop_refill(loop *l, double t)
     for (int i = 0; i < l->n_conns; i++) {
         conn *c = &l->conns[i];
         if (t < c->resume_at) continue;
-        if (c->state == CONN_FREE) conn_open(l, c);
-        else if (c->state == CONN_IDLE) conn_send(l, c, 0);
+        if (c->state == CONN_FREE)
+            conn_open(l, c);
+        else if (c->state == CONN_IDLE)
+            conn_send(l, c, 0);
     }
 }
 
@@ -894,8 +911,10 @@ static int cmd_run(const options *o)
             note_error(l, 0, "the server process ended");
             break;
         }
-        if (open_loop) open_loop_dispatch(l, t);
-        else closed_loop_refill(l, t);
+        if (open_loop)
+            open_loop_dispatch(l, t);
+        else
+            closed_loop_refill(l, t);
         expire_timeouts(l, t);
         int wait_ms = 10;
         if (open_loop) {
@@ -979,8 +998,8 @@ static int cmd_ready(const options *o, char **command)
         kill(pid, SIGTERM);
         int status = 0;
         waitpid(pid, &status, 0);
-        if (ms < 0) die("ready: %s did not answer /readyz 200 within %d ms", command[0],
-                        o->timeout_ms);
+        if (ms < 0)
+            die("ready: %s did not answer /readyz 200 within %d ms", command[0], o->timeout_ms);
         samples_add(&s, ms);
         /* The port must be free again before the next start. */
         double until = now_ms() + 5000;
@@ -1065,30 +1084,41 @@ int main(int argc, char **argv)
         }
         if (i + 1 >= argc) die("%s needs a value", a);
         const char *v = argv[++i];
-        if (!strcmp(a, "--port")) o.port = (int)parse_number(a, v, 1, 65535);
-        else if (!strcmp(a, "--path")) o.path = v;
-        else if (!strcmp(a, "--body")) o.body_file = v;
-        else if (!strcmp(a, "--type")) o.content_type = v;
+        if (!strcmp(a, "--port"))
+            o.port = (int)parse_number(a, v, 1, 65535);
+        else if (!strcmp(a, "--path"))
+            o.path = v;
+        else if (!strcmp(a, "--body"))
+            o.body_file = v;
+        else if (!strcmp(a, "--type"))
+            o.content_type = v;
         else if (!strcmp(a, "--connections"))
             o.connections = (int)parse_number(a, v, 1, MAX_CONNECTIONS);
-        else if (!strcmp(a, "--rate")) o.rate = parse_number(a, v, 0.001, 1e6);
-        else if (!strcmp(a, "--duration")) o.duration_s = parse_number(a, v, 0.1, 86400);
-        else if (!strcmp(a, "--warmup")) o.warmup_s = parse_number(a, v, 0, 86400);
-        else if (!strcmp(a, "--timeout-ms")) o.timeout_ms = (int)parse_number(a, v, 1, 3600000);
-        else if (!strcmp(a, "--pid")) o.pid = (pid_t)parse_number(a, v, 1, 1 << 30);
-        else if (!strcmp(a, "--runs")) o.runs = (int)parse_number(a, v, 1, 256);
+        else if (!strcmp(a, "--rate"))
+            o.rate = parse_number(a, v, 0.001, 1e6);
+        else if (!strcmp(a, "--duration"))
+            o.duration_s = parse_number(a, v, 0.1, 86400);
+        else if (!strcmp(a, "--warmup"))
+            o.warmup_s = parse_number(a, v, 0, 86400);
+        else if (!strcmp(a, "--timeout-ms"))
+            o.timeout_ms = (int)parse_number(a, v, 1, 3600000);
+        else if (!strcmp(a, "--pid"))
+            o.pid = (pid_t)parse_number(a, v, 1, 1 << 30);
+        else if (!strcmp(a, "--runs"))
+            o.runs = (int)parse_number(a, v, 1, 256);
         else if (!strcmp(a, "--retry-after")) {
             if (strcmp(v, "honour") && strcmp(v, "ignore")) die("--retry-after honour|ignore");
             o.ignore_retry_after = !strcmp(v, "ignore");
-        }
-        else if (!strcmp(a, "--header")) {
+        } else if (!strcmp(a, "--header")) {
             if (o.n_headers == MAX_HEADERS) die("at most %d --header", MAX_HEADERS);
-            if (strpbrk(v, "\r\n") || !strchr(v, ':')) die("--header %s: expected 'Name: value'", v);
+            if (strpbrk(v, "\r\n") || !strchr(v, ':'))
+                die("--header %s: expected 'Name: value'", v);
             o.headers[o.n_headers++] = v;
         } else if (!strcmp(a, "--tag")) {
             if (o.n_tags == MAX_TAGS) die("at most %d --tag", MAX_TAGS);
             o.tags[o.n_tags++] = v;
-        } else die("unknown option %s (loadgen --help)", a);
+        } else
+            die("unknown option %s (loadgen --help)", a);
     }
     if (o.connections == 0) o.connections = o.rate > 0 ? 1000 : 1;
     if (!strcmp(cmd, "run")) return cmd_run(&o);

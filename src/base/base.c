@@ -38,9 +38,15 @@ int base_error_set(int code, const char *fmt, ...)
     return code;
 }
 
-const char *base_error_message(void) { return error_message; }
+const char *base_error_message(void)
+{
+    return error_message;
+}
 
-void base_error_clear(void) { error_message[0] = '\0'; }
+void base_error_clear(void)
+{
+    error_message[0] = '\0';
+}
 
 void base_log_write(int level, const char *file, int line, const char *fmt, ...)
 {
@@ -52,7 +58,10 @@ void base_log_write(int level, const char *file, int line, const char *fmt, ...)
     va_end(ap);
     const char *base = strrchr(file, '/');
     /* One fprintf per line keeps lines from different threads whole. */
-    fprintf(stderr, "vultus %s %s:%d: %s\n", names[level < 0 ? 0 : level > 3 ? 3 : level],
+    fprintf(stderr, "vultus %s %s:%d: %s\n",
+            names[level < 0   ? 0
+                  : level > 3 ? 3
+                              : level],
             base ? base + 1 : file, line, msg);
 }
 
@@ -112,7 +121,10 @@ void *base_aligned_alloc(size_t alignment, size_t size)
     return p;
 }
 
-void base_aligned_free(void *p) { free(p); }
+void base_aligned_free(void *p)
+{
+    free(p);
+}
 
 float base_f16_to_f32(uint16_t h)
 {

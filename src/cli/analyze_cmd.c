@@ -51,9 +51,12 @@ static int parse_stages(const char *text, unsigned *out)
         const char *name;
         unsigned bits;
     } names[] = {
-        {"detect", FACE_STAGE_DETECT},         {"landmarks", FACE_STAGE_LANDMARKS},
-        {"embed", FACE_STAGE_EMBED},           {"embedding", FACE_STAGE_EMBED},
-        {"attributes", FACE_STAGE_ATTRIBUTES}, {"liveness", FACE_STAGE_LIVENESS},
+        {"detect", FACE_STAGE_DETECT},
+        {"landmarks", FACE_STAGE_LANDMARKS},
+        {"embed", FACE_STAGE_EMBED},
+        {"embedding", FACE_STAGE_EMBED},
+        {"attributes", FACE_STAGE_ATTRIBUTES},
+        {"liveness", FACE_STAGE_LIVENESS},
         {"all", FACE_STAGE_ALL},
     };
     unsigned bits = 0;
@@ -74,7 +77,6 @@ static int parse_stages(const char *text, unsigned *out)
     *out = bits;
     return rc;
 }
-
 
 /* Rounds to 2 decimals so coordinates print compactly. */
 static json_t *num(double v)
@@ -102,11 +104,13 @@ static json_t *face_json(const face_info *f, int with_embedding)
     json_object_set_new(o, "box", box);
     json_object_set_new(o, "score", num(f->score));
     json_t *kp = json_array();
-    for (int i = 0; i < 6; i++) json_array_append_new(kp, point(f->keypoints[i]));
+    for (int i = 0; i < 6; i++)
+        json_array_append_new(kp, point(f->keypoints[i]));
     json_object_set_new(o, "keypoints", kp);
     if (f->has_landmarks) {
         json_t *lm = json_array();
-        for (int i = 0; i < 5; i++) json_array_append_new(lm, point(f->landmarks5[i]));
+        for (int i = 0; i < 5; i++)
+            json_array_append_new(lm, point(f->landmarks5[i]));
         json_object_set_new(o, "landmarks", lm);
     }
     if (f->has_attributes) {
@@ -114,7 +118,8 @@ static json_t *face_json(const face_info *f, int with_embedding)
         json_object_set_new(o, "age", num(a->age));
         int male = a->gender_male >= 0.5f;
         json_object_set_new(o, "gender", json_string(male ? "male" : "female"));
-        json_object_set_new(o, "gender_confidence", num(male ? a->gender_male : 1 - a->gender_male));
+        json_object_set_new(o, "gender_confidence",
+                            num(male ? a->gender_male : 1 - a->gender_male));
         json_t *em = json_object();
         int best = 0;
         for (int i = 0; i < FACE_EMOTIONS; i++) {
@@ -191,11 +196,14 @@ static int draw(const uint8_t *data, size_t len, const face_result *r, const cha
     int thick = side / 500 + 1, dot = side / 400 + 2, text = side / 600 + 1;
     for (int i = 0; i < r->n_faces; i++) {
         const face_info *f = &r->faces[i];
-        img_draw_rect(&im, (int)f->x, (int)f->y, (int)(f->x + f->w), (int)(f->y + f->h), thick, green);
-        for (int k = 0; k < 6; k++) img_draw_dot(&im, (int)f->keypoints[k].x, (int)f->keypoints[k].y, dot, red);
+        img_draw_rect(&im, (int)f->x, (int)f->y, (int)(f->x + f->w), (int)(f->y + f->h), thick,
+                      green);
+        for (int k = 0; k < 6; k++)
+            img_draw_dot(&im, (int)f->keypoints[k].x, (int)f->keypoints[k].y, dot, red);
         if (f->has_landmarks)
             for (int k = 0; k < 5; k++)
-                img_draw_dot(&im, (int)f->landmarks5[k].x, (int)f->landmarks5[k].y, dot / 2 + 1, blue);
+                img_draw_dot(&im, (int)f->landmarks5[k].x, (int)f->landmarks5[k].y, dot / 2 + 1,
+                             blue);
         char label[96];
         if (f->has_attributes) {
             int best = 0;
@@ -207,12 +215,13 @@ static int draw(const uint8_t *data, size_t len, const face_result *r, const cha
             snprintf(label, sizeof label, "%.2f", f->score);
         }
         int ty = (int)f->y - 8 * text - thick;
-        img_draw_text(&im, (int)f->x, ty < 0 ? (int)(f->y + f->h) + thick + 1 : ty, label, text, green);
+        img_draw_text(&im, (int)f->x, ty < 0 ? (int)(f->y + f->h) + thick + 1 : ty, label, text,
+                      green);
     }
     uint8_t *buf = NULL;
     size_t n = 0;
     rc = has_suffix(path, ".jpg") || has_suffix(path, ".jpeg") ? img_encode_jpeg(&im, 90, &buf, &n)
-                                                                : img_encode_png(&im, &buf, &n);
+                                                               : img_encode_png(&im, &buf, &n);
     img_free(&im);
     if (rc) return rc;
     FILE *fp = fopen(path, "wb");
@@ -229,11 +238,16 @@ static int draw(const uint8_t *data, size_t len, const face_result *r, const cha
 int cli_analyze_main(int argc, char **argv)
 {
     static const struct option long_opts[] = {
-        {"stages", required_argument, NULL, 's'},   {"embedding", no_argument, NULL, 'e'},
-        {"embedder", required_argument, NULL, 'E'}, {"detector", required_argument, NULL, 'd'},
-        {"min-score", required_argument, NULL, 'S'}, {"min-face", required_argument, NULL, 'f'},
-        {"max-faces", required_argument, NULL, 'n'}, {"draw", required_argument, NULL, 'o'},
-        {"models", required_argument, NULL, 'm'},   {"help", no_argument, NULL, 'h'},
+        {"stages", required_argument, NULL, 's'},
+        {"embedding", no_argument, NULL, 'e'},
+        {"embedder", required_argument, NULL, 'E'},
+        {"detector", required_argument, NULL, 'd'},
+        {"min-score", required_argument, NULL, 'S'},
+        {"min-face", required_argument, NULL, 'f'},
+        {"max-faces", required_argument, NULL, 'n'},
+        {"draw", required_argument, NULL, 'o'},
+        {"models", required_argument, NULL, 'm'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     face_options opts = {.stages = FACE_STAGE_ALL};
@@ -275,7 +289,8 @@ int cli_analyze_main(int argc, char **argv)
         case 'S':
             opts.min_score = strtof(optarg, &end);
             if (*end || !(opts.min_score > 0 && opts.min_score < 1)) {
-                fprintf(stderr, "vultus analyze: --min-score %s: expected a number in (0, 1)\n", optarg);
+                fprintf(stderr, "vultus analyze: --min-score %s: expected a number in (0, 1)\n",
+                        optarg);
                 return CLI_EXIT_USAGE;
             }
             break;
@@ -287,8 +302,10 @@ int cli_analyze_main(int argc, char **argv)
                         c == 'f' ? "--min-face" : "--max-faces", optarg);
                 return CLI_EXIT_USAGE;
             }
-            if (c == 'f') opts.min_face_size = (int)v;
-            else opts.max_faces = (int)v;
+            if (c == 'f')
+                opts.min_face_size = (int)v;
+            else
+                opts.max_faces = (int)v;
             break;
         }
         case 'o': draw_out = optarg; break;
@@ -339,7 +356,8 @@ int cli_analyze_main(int argc, char **argv)
         json_object_set_new(o, "width", json_integer(r.width));
         json_object_set_new(o, "height", json_integer(r.height));
         json_t *faces = json_array();
-        for (int k = 0; k < r.n_faces; k++) json_array_append_new(faces, face_json(&r.faces[k], with_embedding));
+        for (int k = 0; k < r.n_faces; k++)
+            json_array_append_new(faces, face_json(&r.faces[k], with_embedding));
         json_object_set_new(o, "faces", faces);
         json_t *t = json_object();
         const face_timing *tm = &r.timing;
@@ -350,8 +368,9 @@ int cli_analyze_main(int argc, char **argv)
         json_object_set_new(t, "embed", num(tm->embed_ms));
         json_object_set_new(t, "attributes", num(tm->attributes_ms));
         json_object_set_new(t, "liveness", num(tm->liveness_ms));
-        json_object_set_new(t, "total", num(tm->decode_ms + tm->detect_ms + tm->landmarks_ms + tm->align_ms +
-                                            tm->embed_ms + tm->attributes_ms + tm->liveness_ms));
+        json_object_set_new(t, "total",
+                            num(tm->decode_ms + tm->detect_ms + tm->landmarks_ms + tm->align_ms +
+                                tm->embed_ms + tm->attributes_ms + tm->liveness_ms));
         json_object_set_new(o, "timing_ms", t);
         cli_print_json_line(o, 8);
         if (draw_out) {

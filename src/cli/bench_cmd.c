@@ -182,7 +182,8 @@ static int bench_one(const char *name, const nn_model *model, int64_t macs, int 
         /* Profile the timed runs only, apart from the timing (profiling adds clock reads). */
         if (cfg->profile && r == cfg->warmup + cfg->runs - 1) {
             nn_context_set_profiling(ctx, 1);
-            for (int p = 0; p < cfg->runs && !rc; p++) rc = nn_context_run(ctx, batch);
+            for (int p = 0; p < cfg->runs && !rc; p++)
+                rc = nn_context_run(ctx, batch);
             fprintf(stderr, "profile: %s batch %d threads %d\n", name, batch, threads);
             nn_context_print_profile(ctx, stderr);
         }
@@ -200,8 +201,9 @@ static int bench_one(const char *name, const nn_model *model, int64_t macs, int 
     if (line && cfg->backend == NN_BACKEND_REFERENCE)
         json_object_set_new(line, "backend", json_string("reference"));
     if (line && cfg->schedule != NN_SCHEDULE_AUTO)
-        json_object_set_new(line, "schedule",
-                            json_string(cfg->schedule == NN_SCHEDULE_PER_IMAGE ? "image" : "batch"));
+        json_object_set_new(
+            line, "schedule",
+            json_string(cfg->schedule == NN_SCHEDULE_PER_IMAGE ? "image" : "batch"));
     cli_print_json_line(line, 6);
     return 0;
 }
@@ -209,11 +211,11 @@ static int bench_one(const char *name, const nn_model *model, int64_t macs, int 
 static int bench_nn(int argc, char **argv)
 {
     static const struct option options[] = {
-        {"models", required_argument, NULL, 'm'},  {"batch", required_argument, NULL, 'b'},
-        {"threads", required_argument, NULL, 't'}, {"runs", required_argument, NULL, 'r'},
-        {"warmup", required_argument, NULL, 'w'},  {"reference", no_argument, NULL, 'R'},
+        {"models", required_argument, NULL, 'm'},   {"batch", required_argument, NULL, 'b'},
+        {"threads", required_argument, NULL, 't'},  {"runs", required_argument, NULL, 'r'},
+        {"warmup", required_argument, NULL, 'w'},   {"reference", no_argument, NULL, 'R'},
         {"schedule", required_argument, NULL, 'S'}, {"profile", no_argument, NULL, 'P'},
-        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
     };
     bench_config cfg = {.batches = {1},
                         .n_batches = 1,
@@ -245,10 +247,14 @@ static int bench_nn(int argc, char **argv)
             break;
         case 'R': cfg.backend = NN_BACKEND_REFERENCE; break;
         case 'S':
-            if (strcmp(optarg, "auto") == 0) cfg.schedule = NN_SCHEDULE_AUTO;
-            else if (strcmp(optarg, "image") == 0) cfg.schedule = NN_SCHEDULE_PER_IMAGE;
-            else if (strcmp(optarg, "batch") == 0) cfg.schedule = NN_SCHEDULE_WHOLE_BATCH;
-            else goto bad_list;
+            if (strcmp(optarg, "auto") == 0)
+                cfg.schedule = NN_SCHEDULE_AUTO;
+            else if (strcmp(optarg, "image") == 0)
+                cfg.schedule = NN_SCHEDULE_PER_IMAGE;
+            else if (strcmp(optarg, "batch") == 0)
+                cfg.schedule = NN_SCHEDULE_WHOLE_BATCH;
+            else
+                goto bad_list;
             break;
         case 'P': cfg.profile = 1; break;
         case 'h': bench_usage(stdout); return CLI_EXIT_OK;
@@ -279,10 +285,12 @@ static int bench_nn(int argc, char **argv)
         base_error_clear();
         int rc;
         if (strcmp(arg, "faceapi-resnet") == 0) {
-            snprintf(path, sizeof path, "%s/../faceapi/face_recognition_model-weights_manifest.json", dir);
+            snprintf(path, sizeof path,
+                     "%s/../faceapi/face_recognition_model-weights_manifest.json", dir);
             rc = face_faceapi_resnet_load(path, &model);
         } else if (strcmp(arg, "faceapi-agegender") == 0) {
-            snprintf(path, sizeof path, "%s/../faceapi/age_gender_model-weights_manifest.json", dir);
+            snprintf(path, sizeof path, "%s/../faceapi/age_gender_model-weights_manifest.json",
+                     dir);
             rc = face_faceapi_agegender_load(path, &model);
         } else {
             rc = nn_model_load_tfjs(path, NULL, &model);
@@ -361,7 +369,8 @@ static int bench_load(int argc, char **argv)
     double ms = (double)(base_now_ns() - t0) / 1e6;
     double rss_loaded = rss_mib();
     nn_context *ctx[N_DEFAULT_MODELS] = {0};
-    for (int i = 0; i < N_DEFAULT_MODELS && !rc; i++) rc = nn_context_create(models[i], NULL, &ctx[i]);
+    for (int i = 0; i < N_DEFAULT_MODELS && !rc; i++)
+        rc = nn_context_create(models[i], NULL, &ctx[i]);
     double rss_contexts = rss_mib();
     if (!rc)
         cli_print_json_line(json_pack("{s:s, s:i, s:f, s:f, s:f, s:f}", "bench", "nn-load",

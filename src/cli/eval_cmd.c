@@ -132,7 +132,7 @@ typedef struct eval_config {
     face_age_model age_model;
     int all_age_models;
     const char *age_model_name;
-    long max_fp; /* wider: -1 = one per image */
+    long max_fp;                 /* wider: -1 = one per image */
     const char *detections_path; /* wider: write every detection there */
 } eval_config;
 
@@ -344,14 +344,13 @@ static int pool_run(const face_models *models, size_t n, int threads, pool_fn fn
 
 static int load_models(const eval_config *c, unsigned stages, face_models **models)
 {
-    face_models_options mo = {.models_dir = c->models_dir,
-                              .load = stages,
-                              .embedder =
-                                  c->n_embedders == 1 ? c->embedders[0] : FACE_EMBEDDER_DEFAULT,
-                              .all_embedders = c->all_embedders || c->n_embedders > 1,
-                              .age_model = c->age_model,
-                              .detector = c->all_detectors ? FACE_DETECTOR_SSD_MOBILENET
-                                                           : c->face.detector};
+    face_models_options mo = {
+        .models_dir = c->models_dir,
+        .load = stages,
+        .embedder = c->n_embedders == 1 ? c->embedders[0] : FACE_EMBEDDER_DEFAULT,
+        .all_embedders = c->all_embedders || c->n_embedders > 1,
+        .age_model = c->age_model,
+        .detector = c->all_detectors ? FACE_DETECTOR_SSD_MOBILENET : c->face.detector};
     base_error_clear();
     uint64_t t0 = base_now_ns();
     int rc = face_models_load(&mo, models);
@@ -990,8 +989,8 @@ static int write_detections(const char *path, const eval_gt_set *gt, const wider
     for (size_t i = 0; i < gt->n; i++)
         for (int k = 0; k < job->n_detections[i]; k++) {
             const eval_detection *d = &job->detections[i][k];
-            fprintf(f, "%s %.2f %.2f %.2f %.2f %.5f\n", gt->images[i].path, d->x, d->y, d->w,
-                    d->h, d->score);
+            fprintf(f, "%s %.2f %.2f %.2f %.2f %.5f\n", gt->images[i].path, d->x, d->y, d->w, d->h,
+                    d->score);
         }
     if (fclose(f) != 0) {
         fprintf(stderr, "vultus eval: cannot write %s: %s\n", path, strerror(errno));
@@ -1217,7 +1216,8 @@ static int eval_wider_cmd(const eval_config *c, const char *gt_path)
         json_object_set_new(j, "recall_hard_at_op", json_number(at_op[2].recall));
         json_object_set_new(j, "fp_per_image_at_op",
                             json_number((double)at_op[2].false_positives / n));
-        for (int s = 0; s < 3; s++) eval_wider_result_free(&at_op[s]);
+        for (int s = 0; s < 3; s++)
+            eval_wider_result_free(&at_op[s]);
         json_object_set_new(j, "detections_per_image", json_number((double)detections / n));
         json_object_set_new(j, "ms_per_image", json_number(ms_sum / n));
         json_object_set_new(j, "detect_ms_per_image", json_number(detect_sum / n));

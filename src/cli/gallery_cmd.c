@@ -109,7 +109,6 @@ static json_t *num(double v)
     return json_real(round(v * 10000.0) / 10000.0);
 }
 
-
 /* The embedder whose id a collection is pinned to. */
 static int embedder_for_model(const char *model_id, face_embedder *out)
 {
@@ -143,18 +142,20 @@ static json_t *box_json(float x, float y, float w, float h)
 }
 
 /* Loads the models and one context for the collection's embedder. */
-static int load_pipeline(const char *cmd, const char *models_dir, const struct gal_collection_info *c,
-                         unsigned stages, face_options *opts, face_models **models, face_context **ctx)
+static int load_pipeline(const char *cmd, const char *models_dir,
+                         const struct gal_collection_info *c, unsigned stages, face_options *opts,
+                         face_models **models, face_context **ctx)
 {
     face_embedder e;
     if (embedder_for_model(c->model_id, &e) != 0) {
-        fprintf(stderr, "vultus %s: collection %s is pinned to model %s, which this build does not have\n",
+        fprintf(stderr,
+                "vultus %s: collection %s is pinned to model %s, which this build does not have\n",
                 cmd, c->name, c->model_id);
         return -1;
     }
     if ((uint32_t)face_embedding_dim(e) != c->dim) {
-        fprintf(stderr, "vultus %s: collection %s has dimension %u, model %s gives %d\n", cmd, c->name,
-                (unsigned)c->dim, c->model_id, face_embedding_dim(e));
+        fprintf(stderr, "vultus %s: collection %s has dimension %u, model %s gives %d\n", cmd,
+                c->name, (unsigned)c->dim, c->model_id, face_embedding_dim(e));
         return -1;
     }
     face_models_options mopts = {.models_dir = models_dir, .load = stages, .embedder = e};
@@ -175,26 +176,27 @@ static int load_pipeline(const char *cmd, const char *models_dir, const struct g
 
 static void gallery_usage(FILE *out)
 {
-    fprintf(out,
-            "usage: vultus gallery COMMAND [--data DIR] ...\n"
-            "\n"
-            "  create NAME [--embedder E] [--dtype int8|f16|f32] [--threshold X | --far 1e-3|1e-4]\n"
-            "                  a collection pinned to embedder E (default, faceapi, faceres,\n"
-            "                  mobileface, mobilefacenet); dtype default int8; threshold\n"
-            "                  default: the embedder's at FAR 1e-3 on LFW (faceapi: 0.930;\n"
-            "                  --far 1e-4: 0.944), see docs/gallery.md\n"
-            "  list            the collections, one JSON line each\n"
-            "  show NAME       a collection, its index and its subjects\n"
-            "  delete NAME     a collection with its subjects and faces\n"
-            "  export NAME FILE    write a collection to FILE (docs/gallery.md format)\n"
-            "  import FILE [--as NAME]  create a collection from an export file\n"
-            "  delete-face COLLECTION FACE_ID\n"
-            "  delete-subject COLLECTION SUBJECT\n"
-            "\n"
-            "--data DIR: the data folder, store DIR/vultus.db, shared with `vultus serve`\n"
-            "(default $VULTUS_DATA or data). --store URL: a PostgreSQL store instead\n"
-            "(postgres://USER:PASSWORD@HOST:5432/DB; default $VULTUS_STORE), as `vultus serve\n"
-            "--store`.\n");
+    fprintf(
+        out,
+        "usage: vultus gallery COMMAND [--data DIR] ...\n"
+        "\n"
+        "  create NAME [--embedder E] [--dtype int8|f16|f32] [--threshold X | --far 1e-3|1e-4]\n"
+        "                  a collection pinned to embedder E (default, faceapi, faceres,\n"
+        "                  mobileface, mobilefacenet); dtype default int8; threshold\n"
+        "                  default: the embedder's at FAR 1e-3 on LFW (faceapi: 0.930;\n"
+        "                  --far 1e-4: 0.944), see docs/gallery.md\n"
+        "  list            the collections, one JSON line each\n"
+        "  show NAME       a collection, its index and its subjects\n"
+        "  delete NAME     a collection with its subjects and faces\n"
+        "  export NAME FILE    write a collection to FILE (docs/gallery.md format)\n"
+        "  import FILE [--as NAME]  create a collection from an export file\n"
+        "  delete-face COLLECTION FACE_ID\n"
+        "  delete-subject COLLECTION SUBJECT\n"
+        "\n"
+        "--data DIR: the data folder, store DIR/vultus.db, shared with `vultus serve`\n"
+        "(default $VULTUS_DATA or data). --store URL: a PostgreSQL store instead\n"
+        "(postgres://USER:PASSWORD@HOST:5432/DB; default $VULTUS_STORE), as `vultus serve\n"
+        "--store`.\n");
 }
 
 int cli_gallery_main(int argc, char **argv)
@@ -205,9 +207,13 @@ int cli_gallery_main(int argc, char **argv)
     }
     const char *sub = argv[1];
     static const struct option long_opts[] = {
-        {"data", required_argument, NULL, 'D'}, {"store", required_argument, NULL, 'D'},     {"embedder", required_argument, NULL, 'E'},
-        {"dtype", required_argument, NULL, 't'},    {"threshold", required_argument, NULL, 'T'},
-        {"as", required_argument, NULL, 'a'},       {"far", required_argument, NULL, 'F'},
+        {"data", required_argument, NULL, 'D'},
+        {"store", required_argument, NULL, 'D'},
+        {"embedder", required_argument, NULL, 'E'},
+        {"dtype", required_argument, NULL, 't'},
+        {"threshold", required_argument, NULL, 'T'},
+        {"as", required_argument, NULL, 'a'},
+        {"far", required_argument, NULL, 'F'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -239,7 +245,8 @@ int cli_gallery_main(int argc, char **argv)
         case 'T':
             threshold = strtof(optarg, &end);
             if (*end || !(threshold >= -1.0f && threshold <= 1.0f)) {
-                fprintf(stderr, "vultus gallery: --threshold %s: expected a number in [-1, 1]\n", optarg);
+                fprintf(stderr, "vultus gallery: --threshold %s: expected a number in [-1, 1]\n",
+                        optarg);
                 return CLI_EXIT_USAGE;
             }
             break;
@@ -274,7 +281,8 @@ int cli_gallery_main(int argc, char **argv)
         return CLI_EXIT_USAGE;
     }
     if (npos != subs[si].args) {
-        fprintf(stderr, "vultus gallery %s: expected %d argument(s), got %d\n\n", sub, subs[si].args, npos);
+        fprintf(stderr, "vultus gallery %s: expected %d argument(s), got %d\n\n", sub,
+                subs[si].args, npos);
         gallery_usage(stderr);
         return CLI_EXIT_USAGE;
     }
@@ -312,7 +320,8 @@ int cli_gallery_main(int argc, char **argv)
         struct gal_collection_info *list = NULL;
         size_t n = 0;
         rc = gal_collection_list(g, &list, &n);
-        for (size_t i = 0; !rc && i < n; i++) cli_print_json_line(collection_json(&list[i]), 8);
+        for (size_t i = 0; !rc && i < n; i++)
+            cli_print_json_line(collection_json(&list[i]), 8);
         free(list);
     } else if (strcmp(sub, "show") == 0) {
         struct gal_collection_info info;
@@ -321,9 +330,10 @@ int cli_gallery_main(int argc, char **argv)
         if (!rc) rc = gal_index_stats(g, pos[0], &st);
         if (!rc) {
             json_t *o = collection_json(&info);
-            json_object_set_new(o, "index", json_pack("{s:I,s:I,s:I,s:s}", "faces", (json_int_t)st.faces,
-                                                      "rows", (json_int_t)st.rows, "bytes",
-                                                      (json_int_t)st.bytes, "kernels", st.kernels));
+            json_object_set_new(o, "index",
+                                json_pack("{s:I,s:I,s:I,s:s}", "faces", (json_int_t)st.faces,
+                                          "rows", (json_int_t)st.rows, "bytes",
+                                          (json_int_t)st.bytes, "kernels", st.kernels));
             json_t *subjects = json_array();
             char after[GAL_ID_MAX + 1] = "";
             for (;;) {
@@ -338,7 +348,8 @@ int cli_gallery_main(int argc, char **argv)
                                           (json_int_t)page[i].face_count);
                     if (gal_face_list(g, pos[0], page[i].id, &ids, &nf) == 0) {
                         json_t *a = json_array();
-                        for (size_t k = 0; k < nf; k++) json_array_append_new(a, json_integer(ids[k]));
+                        for (size_t k = 0; k < nf; k++)
+                            json_array_append_new(a, json_integer(ids[k]));
                         json_object_set_new(s, "face_ids", a);
                         free(ids);
                     }
@@ -352,8 +363,10 @@ int cli_gallery_main(int argc, char **argv)
                 if (n < 1000) break;
             }
             json_object_set_new(o, "subject_list", subjects);
-            if (!rc) cli_print_json_line(o, 8);
-            else json_decref(o);
+            if (!rc)
+                cli_print_json_line(o, 8);
+            else
+                json_decref(o);
         }
     } else if (strcmp(sub, "delete") == 0) {
         rc = gal_collection_delete(g, pos[0]);
@@ -385,9 +398,9 @@ int cli_gallery_main(int argc, char **argv)
     } else if (strcmp(sub, "delete-face") == 0) {
         rc = gal_face_delete(g, pos[0], face_id);
         if (!rc)
-            cli_print_json_line(json_pack("{s:s,s:I}", "collection", pos[0], "deleted_face",
-                                          (json_int_t)face_id),
-                                8);
+            cli_print_json_line(
+                json_pack("{s:s,s:I}", "collection", pos[0], "deleted_face", (json_int_t)face_id),
+                8);
     } else if (strcmp(sub, "delete-subject") == 0) {
         rc = gal_subject_delete(g, pos[0], pos[1]);
         if (!rc)
@@ -493,7 +506,8 @@ static int scan_dir(const char *dir, int dirs, char ***names, size_t *count)
         snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
         struct stat st;
         if (stat(path, &st) != 0) continue;
-        if (dirs ? !S_ISDIR(st.st_mode) : !(S_ISREG(st.st_mode) && is_image_name(e->d_name))) continue;
+        if (dirs ? !S_ISDIR(st.st_mode) : !(S_ISREG(st.st_mode) && is_image_name(e->d_name)))
+            continue;
         if (*count == cap) {
             cap = cap ? cap * 2 : 32;
             char **p = realloc(*names, cap * sizeof *p);
@@ -516,7 +530,8 @@ static int scan_dir(const char *dir, int dirs, char ***names, size_t *count)
 
 static void free_names(char **names, size_t n)
 {
-    for (size_t i = 0; i < n; i++) free(names[i]);
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
     free(names);
 }
 
@@ -527,7 +542,8 @@ static void progress(size_t done, size_t total, uint64_t t0, const char *label)
     double eta = rate > 0 ? (double)(total - done) / rate : 0;
     int width = 30, fill = total ? (int)((double)width * (double)done / (double)total) : width;
     char bar[64];
-    for (int i = 0; i < width; i++) bar[i] = i < fill ? '#' : '.';
+    for (int i = 0; i < width; i++)
+        bar[i] = i < fill ? '#' : '.';
     bar[width] = 0;
     fprintf(stderr, "\r[%s] %zu/%zu %.1f img/s ETA %d:%02d %-30.30s", bar, done, total, rate,
             (int)eta / 60, (int)eta % 60, label);
@@ -538,10 +554,15 @@ static void progress(size_t done, size_t total, uint64_t t0, const char *label)
 int cli_enroll_main(int argc, char **argv)
 {
     static const struct option long_opts[] = {
-        {"collection", required_argument, NULL, 'c'}, {"subject", required_argument, NULL, 's'},
-        {"dir", required_argument, NULL, 'd'},        {"data", required_argument, NULL, 'D'}, {"store", required_argument, NULL, 'D'},
-        {"models", required_argument, NULL, 'm'},     {"min-quality", required_argument, NULL, 'q'},
-        {"help", no_argument, NULL, 'h'},             {NULL, 0, NULL, 0},
+        {"collection", required_argument, NULL, 'c'},
+        {"subject", required_argument, NULL, 's'},
+        {"dir", required_argument, NULL, 'd'},
+        {"data", required_argument, NULL, 'D'},
+        {"store", required_argument, NULL, 'D'},
+        {"models", required_argument, NULL, 'm'},
+        {"min-quality", required_argument, NULL, 'q'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     const char *collection = NULL, *subject = NULL, *dir = NULL, *models_dir = NULL;
     const char *data_dir = data_dir_default();
@@ -559,7 +580,8 @@ int cli_enroll_main(int argc, char **argv)
         case 'q':
             min_quality = strtof(optarg, &end);
             if (*end || !(min_quality >= 0 && min_quality <= 1)) {
-                fprintf(stderr, "vultus enroll: --min-quality %s: expected a number in [0, 1]\n", optarg);
+                fprintf(stderr, "vultus enroll: --min-quality %s: expected a number in [0, 1]\n",
+                        optarg);
                 return CLI_EXIT_USAGE;
             }
             break;
@@ -567,8 +589,10 @@ int cli_enroll_main(int argc, char **argv)
         default: enroll_usage(stderr); return CLI_EXIT_USAGE;
         }
     }
-    if (!collection || (!subject == !dir) || (subject && optind >= argc) || (dir && optind < argc)) {
-        fprintf(stderr, "vultus enroll: give --collection and either --subject with images or --dir\n\n");
+    if (!collection || (!subject == !dir) || (subject && optind >= argc) ||
+        (dir && optind < argc)) {
+        fprintf(stderr,
+                "vultus enroll: give --collection and either --subject with images or --dir\n\n");
         enroll_usage(stderr);
         return CLI_EXIT_USAGE;
     }
@@ -576,7 +600,8 @@ int cli_enroll_main(int argc, char **argv)
     enrol_list items = {0};
     int rc = 0;
     if (subject) {
-        for (int i = optind; i < argc && !rc; i++) rc = list_push(&items, subject, argv[i]);
+        for (int i = optind; i < argc && !rc; i++)
+            rc = list_push(&items, subject, argv[i]);
     } else {
         char **subs = NULL;
         size_t ns = 0;
@@ -595,7 +620,8 @@ int cli_enroll_main(int argc, char **argv)
             free_names(files, nf);
         }
         free_names(subs, ns);
-        if (!rc && items.n == 0) rc = base_error_set(BASE_ERR_NOT_FOUND, "no images in sub-folders of %s", dir);
+        if (!rc && items.n == 0)
+            rc = base_error_set(BASE_ERR_NOT_FOUND, "no images in sub-folders of %s", dir);
     }
     if (rc) {
         list_free(&items);
@@ -643,13 +669,15 @@ int cli_enroll_main(int argc, char **argv)
         base_error_clear();
         rc = base_file_read(it->path, MAX_IMAGE_BYTES, &data, &len);
         if (rc) {
-            snprintf(reason, sizeof reason, "cannot read: %s: %s", base_strerror(rc), base_error_message());
+            snprintf(reason, sizeof reason, "cannot read: %s: %s", base_strerror(rc),
+                     base_error_message());
             status = "failed";
             goto done;
         }
         rc = face_analyze_bytes(ctx, (const uint8_t *)data, len, &opts, &res);
         if (rc) {
-            snprintf(reason, sizeof reason, "cannot analyse: %s: %s", base_strerror(rc), base_error_message());
+            snprintf(reason, sizeof reason, "cannot analyse: %s: %s", base_strerror(rc),
+                     base_error_message());
             status = "failed";
             goto done;
         }
@@ -713,10 +741,12 @@ int cli_enroll_main(int argc, char **argv)
         }
         status = "enrolled";
     done:;
-        json_t *o = json_pack("{s:s,s:s,s:s}", "image", it->path, "subject", it->subject, "status", status);
+        json_t *o =
+            json_pack("{s:s,s:s,s:s}", "image", it->path, "subject", it->subject, "status", status);
         if (face_id) json_object_set_new(o, "face_id", json_integer(face_id));
         if (have_res && res.n_faces > 0) {
-            json_object_set_new(o, "box", box_json(res.faces[0].x, res.faces[0].y, res.faces[0].w, res.faces[0].h));
+            json_object_set_new(
+                o, "box", box_json(res.faces[0].x, res.faces[0].y, res.faces[0].w, res.faces[0].h));
             json_object_set_new(o, "quality", num(quality));
             json_object_set_new(o, "faces_in_image", json_integer(res.n_faces));
         }
@@ -725,11 +755,14 @@ int cli_enroll_main(int argc, char **argv)
         if (strcmp(status, "enrolled") == 0) {
             enrolled++;
         } else {
-            if (strcmp(status, "no_face") == 0) no_face++;
-            else if (strcmp(status, "low_quality") == 0) low_quality++;
-            else failed++;
-            json_array_append_new(failures, json_pack("{s:s,s:s,s:s}", "image", it->path, "status", status,
-                                                      "reason", reason));
+            if (strcmp(status, "no_face") == 0)
+                no_face++;
+            else if (strcmp(status, "low_quality") == 0)
+                low_quality++;
+            else
+                failed++;
+            json_array_append_new(failures, json_pack("{s:s,s:s,s:s}", "image", it->path, "status",
+                                                      status, "reason", reason));
         }
         if (tty) {
             progress(i + 1, items.n, t0, it->path);
@@ -742,7 +775,9 @@ int cli_enroll_main(int argc, char **argv)
         free(data);
     }
     double secs = (double)(base_now_ns() - t0) / 1e9;
-    fprintf(stderr, "vultus enroll: %zu enrolled, %zu skipped (no face %zu, low quality %zu), %zu failed, in %.1f s\n",
+    fprintf(stderr,
+            "vultus enroll: %zu enrolled, %zu skipped (no face %zu, low quality %zu), %zu failed, "
+            "in %.1f s\n",
             enrolled, no_face + low_quality, no_face, low_quality, failed, secs);
     for (size_t i = 0; i < json_array_size(failures); i++) {
         json_t *f = json_array_get(failures, i);
@@ -750,10 +785,10 @@ int cli_enroll_main(int argc, char **argv)
                 json_string_value(json_object_get(f, "status")),
                 json_string_value(json_object_get(f, "reason")));
     }
-    json_t *summary = json_pack("{s:s,s:I,s:I,s:I,s:I,s:o,s:o}", "collection", collection, "enrolled",
-                                (json_int_t)enrolled, "skipped_no_face", (json_int_t)no_face,
-                                "skipped_low_quality", (json_int_t)low_quality, "failed", (json_int_t)failed,
-                                "seconds", num(secs), "not_enrolled", failures);
+    json_t *summary = json_pack(
+        "{s:s,s:I,s:I,s:I,s:I,s:o,s:o}", "collection", collection, "enrolled", (json_int_t)enrolled,
+        "skipped_no_face", (json_int_t)no_face, "skipped_low_quality", (json_int_t)low_quality,
+        "failed", (json_int_t)failed, "seconds", num(secs), "not_enrolled", failures);
     json_t *wrap = json_pack("{s:o}", "summary", summary);
     cli_print_json_line(wrap, 8);
     face_context_destroy(ctx);
@@ -785,9 +820,13 @@ static void search_usage(FILE *out)
 int cli_search_main(int argc, char **argv)
 {
     static const struct option long_opts[] = {
-        {"collection", required_argument, NULL, 'c'}, {"top", required_argument, NULL, 'k'},
-        {"data", required_argument, NULL, 'D'}, {"store", required_argument, NULL, 'D'},       {"models", required_argument, NULL, 'm'},
-        {"help", no_argument, NULL, 'h'},             {NULL, 0, NULL, 0},
+        {"collection", required_argument, NULL, 'c'},
+        {"top", required_argument, NULL, 'k'},
+        {"data", required_argument, NULL, 'D'},
+        {"store", required_argument, NULL, 'D'},
+        {"models", required_argument, NULL, 'm'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     const char *collection = NULL, *models_dir = NULL, *data_dir = data_dir_default();
     long k = 5;
@@ -876,8 +915,9 @@ int cli_search_main(int argc, char **argv)
             faces_idx[j++] = f;
         }
         struct gal_search_request req = {
-            .model_id = res.faces[faces_idx[0]].embedding_model ? res.faces[faces_idx[0]].embedding_model
-                                                                : info.model_id,
+            .model_id = res.faces[faces_idx[0]].embedding_model
+                            ? res.faces[faces_idx[0]].embedding_model
+                            : info.model_id,
             .dim = info.dim,
             .embeddings = q,
             .query_count = (size_t)nq,
@@ -907,10 +947,11 @@ int cli_search_main(int argc, char **argv)
             for (size_t s = 0; s < qr->subject_count; s++) {
                 const struct gal_hit *h = &qr->subjects[s];
                 if (h->decision == GAL_MATCH) any_match = 1;
-                json_array_append_new(subs, json_pack("{s:s,s:o,s:s,s:I}", "subject", h->subject_id,
-                                                      "similarity", num(h->similarity), "decision",
-                                                      h->decision == GAL_MATCH ? "match" : "no_match",
-                                                      "face_id", (json_int_t)h->face_id));
+                json_array_append_new(subs,
+                                      json_pack("{s:s,s:o,s:s,s:I}", "subject", h->subject_id,
+                                                "similarity", num(h->similarity), "decision",
+                                                h->decision == GAL_MATCH ? "match" : "no_match",
+                                                "face_id", (json_int_t)h->face_id));
             }
             json_object_set_new(fo, "subjects", subs);
             json_array_append_new(faces, fo);

@@ -43,9 +43,9 @@ static json_t *io_json(const nn_io_info *io)
 
 int cli_print_json_line(json_t *root, int precision)
 {
-    char *text = root ? json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER |
-                                             JSON_REAL_PRECISION(precision))
-                      : NULL;
+    char *text =
+        root ? json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(precision))
+             : NULL;
     if (text) printf("%s\n", text);
     fflush(stdout);
     free(text);

@@ -43,12 +43,14 @@ FILL_O3 static void fill_rgb(const uint8_t *restrict src, size_t n, float s, con
     const float pat[12] = {o[0], o[1], o[2], o[0], o[1], o[2], o[0], o[1], o[2], o[0], o[1], o[2]};
     size_t i = 0;
     for (; i + 12 <= n; i += 12)
-        for (int k = 0; k < 12; k++) dst[i + k] = (float)src[i + k] * s + pat[k];
-    for (; i < n; i++) dst[i] = (float)src[i] * s + o[i % 3];
+        for (int k = 0; k < 12; k++)
+            dst[i + k] = (float)src[i + k] * s + pat[k];
+    for (; i < n; i++)
+        dst[i] = (float)src[i] * s + o[i % 3];
 }
 
-FILL_O3 static void fill_rgb_flip(const uint8_t *restrict row, int size, float s,
-                                  const float o[3], float *restrict out)
+FILL_O3 static void fill_rgb_flip(const uint8_t *restrict row, int size, float s, const float o[3],
+                                  float *restrict out)
 {
     const float o0 = o[0], o1 = o[1], o2 = o[2];
     const float pat[12] = {o0, o1, o2, o0, o1, o2, o0, o1, o2, o0, o1, o2};
@@ -57,10 +59,13 @@ FILL_O3 static void fill_rgb_flip(const uint8_t *restrict row, int size, float s
     for (; u + 4 <= size; u += 4) {
         const uint8_t *p = row + 3 * (size - 4 - u);
         float t[12], r[12];
-        for (int k = 0; k < 12; k++) t[k] = (float)p[k];
+        for (int k = 0; k < 12; k++)
+            t[k] = (float)p[k];
         for (int j = 0; j < 4; j++)
-            for (int c = 0; c < 3; c++) r[3 * j + c] = t[3 * (3 - j) + c];
-        for (int k = 0; k < 12; k++) out[3 * u + k] = r[k] * s + pat[k];
+            for (int c = 0; c < 3; c++)
+                r[3 * j + c] = t[3 * (3 - j) + c];
+        for (int k = 0; k < 12; k++)
+            out[3 * u + k] = r[k] * s + pat[k];
     }
     for (; u < size; u++) {
         const uint8_t *p = row + 3 * (size - 1 - u);
@@ -78,10 +83,13 @@ FILL_O3 static void fill_grey(const uint8_t *restrict src, size_t n, float s, fl
     size_t i = 0;
     for (; i + 4 <= n; i += 4) {
         float t[12];
-        for (int k = 0; k < 12; k++) t[k] = (float)src[3 * i + k];
-        for (int j = 0; j < 4; j++) dst[i + j] = LUMA(t + 3 * j) * s + o;
+        for (int k = 0; k < 12; k++)
+            t[k] = (float)src[3 * i + k];
+        for (int j = 0; j < 4; j++)
+            dst[i + j] = LUMA(t + 3 * j) * s + o;
     }
-    for (; i < n; i++) dst[i] = LUMA(src + 3 * i) * s + o;
+    for (; i < n; i++)
+        dst[i] = LUMA(src + 3 * i) * s + o;
 }
 
 FILL_O3 static void fill_grey_flip(const uint8_t *restrict row, int size, float s, float o,
@@ -91,10 +99,13 @@ FILL_O3 static void fill_grey_flip(const uint8_t *restrict row, int size, float 
     int u = 0;
     for (; u + 4 <= size; u += 4) {
         float t[12];
-        for (int k = 0; k < 12; k++) t[k] = (float)row[3 * u + k];
-        for (int j = 0; j < 4; j++) out[size - 1 - u - j] = LUMA(t + 3 * j) * s + o;
+        for (int k = 0; k < 12; k++)
+            t[k] = (float)row[3 * u + k];
+        for (int j = 0; j < 4; j++)
+            out[size - 1 - u - j] = LUMA(t + 3 * j) * s + o;
     }
-    for (; u < size; u++) out[size - 1 - u] = LUMA(row + 3 * u) * s + o;
+    for (; u < size; u++)
+        out[size - 1 - u] = LUMA(row + 3 * u) * s + o;
 }
 
 void face_crop_fill(const img_image *crop, const face_crop_spec *spec, int flip, float *dst)

@@ -19,7 +19,8 @@ static void pending_free(struct face_pending *p)
 {
     if (!p) return;
     for (int i = 0; i < p->n; i++)
-        for (int k = 0; k < FM_COUNT; k++) img_free(&p->faces[i].crop[k]);
+        for (int k = 0; k < FM_COUNT; k++)
+            img_free(&p->faces[i].crop[k]);
     free(p->faces);
     free(p);
 }
@@ -27,7 +28,8 @@ static void pending_free(struct face_pending *p)
 void face_result_free(face_result *r)
 {
     if (!r) return;
-    for (int i = 0; i < r->n_faces; i++) img_free(&r->faces[i].aligned);
+    for (int i = 0; i < r->n_faces; i++)
+        img_free(&r->faces[i].aligned);
     free(r->faces);
     r->faces = NULL;
     r->n_faces = 0;
@@ -39,7 +41,8 @@ int face_result_pending(const face_result *r)
 {
     if (!r || !r->pending) return 0;
     int n = 0;
-    for (int i = 0; i < r->pending->n; i++) n += !r->pending->faces[i].done;
+    for (int i = 0; i < r->pending->n; i++)
+        n += !r->pending->faces[i].done;
     return n;
 }
 
@@ -229,7 +232,8 @@ int face_analyze(face_context *ctx, const img_image *image, const face_options *
 static void scale_box(face_box *b, float sx, float sy)
 {
     b->x *= sx, b->w *= sx, b->y *= sy, b->h *= sy;
-    for (int k = 0; k < 6; k++) b->keypoints[k].x *= sx, b->keypoints[k].y *= sy;
+    for (int k = 0; k < 6; k++)
+        b->keypoints[k].x *= sx, b->keypoints[k].y *= sy;
 }
 
 static void scale_point(face_point *p, float sx, float sy)
@@ -322,7 +326,8 @@ int face_analyze_prepare_bytes(face_context *ctx, const uint8_t *data, size_t le
         }
         /* min_eye is in full-size pixels; keep the current scale when it is enough */
         int want = denom;
-        while (want > 1 && min_eye / (float)want < CROP_MIN_EYE) want /= 2;
+        while (want > 1 && min_eye / (float)want < CROP_MIN_EYE)
+            want /= 2;
         if (want < denom) {
             t = base_now_ns();
             int short_side = full_w < full_h ? full_w : full_h;
@@ -336,14 +341,17 @@ int face_analyze_prepare_bytes(face_context *ctx, const uint8_t *data, size_t le
     }
     /* boxes to the working image's coordinates, the stages, and everything back */
     const float wx = (float)work->width / (float)full_w, wy = (float)work->height / (float)full_h;
-    for (int i = 0; i < n; i++) scale_box(&boxes[i], wx, wy);
+    for (int i = 0; i < n; i++)
+        scale_box(&boxes[i], wx, wy);
     rc = prepare_boxes(ctx, work, boxes, n, stages, &opts, out);
     if (rc) goto done;
     for (int i = 0; i < out->n_faces; i++) {
         face_info *f = &out->faces[i];
         f->x /= wx, f->w /= wx, f->y /= wy, f->h /= wy;
-        for (int k = 0; k < 6; k++) scale_point(&f->keypoints[k], 1 / wx, 1 / wy);
-        for (int k = 0; k < 5; k++) scale_point(&f->landmarks5[k], 1 / wx, 1 / wy);
+        for (int k = 0; k < 6; k++)
+            scale_point(&f->keypoints[k], 1 / wx, 1 / wy);
+        for (int k = 0; k < 5; k++)
+            scale_point(&f->landmarks5[k], 1 / wx, 1 / wy);
     }
 done:
     free(boxes);

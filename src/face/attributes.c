@@ -29,7 +29,8 @@ static void decode_faceres(face_info *f, const float *const *out, const int *len
     if (g) f->attributes.gender_male = g[0];
     if (a) {
         double e = 0, s = 0;
-        for (int i = 0; i < 100; i++) e += (double)a[i] * i, s += a[i];
+        for (int i = 0; i < 100; i++)
+            e += (double)a[i] * i, s += a[i];
         f->attributes.age = s > 0 ? (float)(e / s) : 0;
     }
 }
@@ -43,7 +44,8 @@ static void decode_gear(face_info *f, const float *const *out, const int *len)
     if (g) f->attributes.gender_male = g[0] / (g[0] + g[1] + 1e-9f);
     if (a) {
         double e = 0, s = 0;
-        for (int i = 0; i < 7; i++) e += (double)a[i] * centre[i], s += a[i];
+        for (int i = 0; i < 7; i++)
+            e += (double)a[i] * centre[i], s += a[i];
         f->attributes.age = s > 0 ? (float)(e / s) : 0;
     }
 }
@@ -91,7 +93,8 @@ static float quality(const face_info *f, float eye_distance)
     float size = fminf(1.0f, eye_distance / 40.0f);
     float sharp = a->sharpness / (a->sharpness + 100.0f);
     const float rad = 3.14159265f / 180.0f;
-    float pose = cosf(fminf(90.0f, fabsf(a->yaw)) * rad) * cosf(fminf(90.0f, fabsf(a->pitch)) * rad);
+    float pose =
+        cosf(fminf(90.0f, fabsf(a->yaw)) * rad) * cosf(fminf(90.0f, fabsf(a->pitch)) * rad);
     return size * sharp * pose * f->score;
 }
 

@@ -35,7 +35,8 @@ typedef struct finish_item {
 static float unit_scale(const float *v, int dim)
 {
     double norm = 0;
-    for (int k = 0; k < dim; k++) norm += (double)v[k] * v[k];
+    for (int k = 0; k < dim; k++)
+        norm += (double)v[k] * v[k];
     return norm > 0 ? (float)(1.0 / sqrt(norm)) : 0.0f;
 }
 
@@ -50,8 +51,7 @@ unsigned face_model_roles(const face_models *m, face_model_id id, const struct f
 }
 
 /* Runs model id over the faces sel[0..n), max_batch at a time, and decodes their outputs. */
-static int run_model(face_context *ctx, face_model_id id, const finish_item *sel, int n,
-                     float *acc)
+static int run_model(face_context *ctx, face_model_id id, const finish_item *sel, int n, float *acc)
 {
     nn_context *nc = ctx->ctx[id];
     const nn_model *model = ctx->models->model[id];
@@ -72,7 +72,8 @@ static int run_model(face_context *ctx, face_model_id id, const finish_item *sel
         const int batch = n - first < ctx->max_batch ? n - first : ctx->max_batch;
         const uint64_t t0 = base_now_ns();
         int lens[MAX_OUTPUTS] = {0};
-        for (int b = 0; b < batch; b++) memset(acc + slot * (size_t)b, 0, slot * sizeof *acc);
+        for (int b = 0; b < batch; b++)
+            memset(acc + slot * (size_t)b, 0, slot * sizeof *acc);
         for (int c = 0; c < COPIES; c++) {
             for (int b = 0; b < batch; b++) {
                 const finish_item *it = &sel[first + b];
@@ -85,7 +86,8 @@ static int run_model(face_context *ctx, face_model_id id, const finish_item *sel
                 nn_io_info info;
                 const float *out = nn_context_output(nc, o, &info);
                 int len = 1;
-                for (int d = 1; d < info.rank; d++) len *= (int)info.dim[d];
+                for (int d = 1; d < info.rank; d++)
+                    len *= (int)info.dim[d];
                 lens[o] = len;
                 if (o == embed_out) {
                     if (len > FACE_MAX_EMBEDDING)
@@ -98,7 +100,8 @@ static int run_model(face_context *ctx, face_model_id id, const finish_item *sel
                     float *a = acc + slot * (size_t)b + (size_t)o * FACE_MAX_EMBEDDING;
                     /* embedding rows are averaged as unit vectors */
                     float scale = (o == embed_out ? unit_scale(row, len) : 1.0f) / (float)COPIES;
-                    for (int k = 0; k < len; k++) a[k] += row[k] * scale;
+                    for (int k = 0; k < len; k++)
+                        a[k] += row[k] * scale;
                 }
             }
         }
@@ -116,7 +119,8 @@ static int run_model(face_context *ctx, face_model_id id, const finish_item *sel
                                           face_embedder_id(res->pending->embedder), dim);
                 const float *e = a + (size_t)embed_out * FACE_MAX_EMBEDDING;
                 float inv = unit_scale(e, dim);
-                for (int k = 0; k < dim; k++) f->embedding[k] = e[k] * inv;
+                for (int k = 0; k < dim; k++)
+                    f->embedding[k] = e[k] * inv;
                 f->embedding_dim = dim;
                 f->embedding_model = face_embedder_id(res->pending->embedder);
             }
@@ -183,7 +187,8 @@ int face_analyze_finish(face_context *ctx, face_batch_slice *slices, int n)
         face_pending_face *pf = &res->pending->faces[todo[i].index];
         uint64_t t0 = base_now_ns();
         face_attributes_finish(&res->faces[todo[i].index], pf, res->pending->stages);
-        for (int k = 0; k < FM_COUNT; k++) img_free(&pf->crop[k]);
+        for (int k = 0; k < FM_COUNT; k++)
+            img_free(&pf->crop[k]);
         pf->done = 1;
         todo[i].slice->timing.attributes_ms +=
             res->pending->stages & FACE_STAGE_ATTRIBUTES ? face_ms_since(t0) : 0;

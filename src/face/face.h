@@ -58,17 +58,17 @@ enum face_stage {
 };
 
 typedef struct face_options {
-    unsigned stages;        /* enum face_stage bits */
+    unsigned stages; /* enum face_stage bits */
     face_detector detector;
     face_embedder embedder;
-    float min_score;        /* detection score threshold; 0: the detector's default (0.5) */
-    int min_face_size;      /* pixels of the full-size upright image (shorter side of the
-                               detector's box); 0: 20 pixels of the image the detector sees
-                               (face_analyze_bytes may decode a JPEG reduced for it) */
-    int max_faces;          /* 0: 100; the largest faces are kept */
-    img_limits limits;      /* face_analyze_bytes: checked against the stored image size (and
-                               the byte count) before anything is decoded; a zero field: the
-                               decoder's default (img.h) */
+    float min_score;   /* detection score threshold; 0: the detector's default (0.5) */
+    int min_face_size; /* pixels of the full-size upright image (shorter side of the
+                          detector's box); 0: 20 pixels of the image the detector sees
+                          (face_analyze_bytes may decode a JPEG reduced for it) */
+    int max_faces;     /* 0: 100; the largest faces are kept */
+    img_limits limits; /* face_analyze_bytes: checked against the stored image size (and
+                          the byte count) before anything is decoded; a zero field: the
+                          decoder's default (img.h) */
 } face_options;
 
 typedef struct face_point {
@@ -76,20 +76,21 @@ typedef struct face_point {
 } face_point;
 
 typedef struct face_attributes {
-    float age;                      /* years */
-    float gender_male;              /* probability 0..1 that the face is male */
-    float emotion[FACE_EMOTIONS];   /* probabilities: angry, disgust, fear, happy, sad, surprise, neutral */
-    float yaw, pitch, roll;         /* degrees; 0 is frontal, upright */
-    float quality;                  /* 0..1: size * sharpness * pose * detector score, each 0..1
-                                       (formula in attributes.c and the README) */
-    float sharpness;                /* variance of the Laplacian of the 112x112 aligned face (raw) */
+    float age;                    /* years */
+    float gender_male;            /* probability 0..1 that the face is male */
+    float emotion[FACE_EMOTIONS]; /* probabilities: angry, disgust, fear, happy, sad, surprise,
+                                     neutral */
+    float yaw, pitch, roll;       /* degrees; 0 is frontal, upright */
+    float quality;                /* 0..1: size * sharpness * pose * detector score, each 0..1
+                                     (formula in attributes.c and the README) */
+    float sharpness;              /* variance of the Laplacian of the 112x112 aligned face (raw) */
 } face_attributes;
 
 typedef struct face_liveness {
-    float score;        /* 0..1, sqrt(antispoof * liveness); higher = more likely live. Weak:
-                           see README for what it catches and misses */
-    float antispoof;    /* the antispoof model's real-face probability */
-    float liveness;     /* the liveness model's live probability */
+    float score;     /* 0..1, sqrt(antispoof * liveness); higher = more likely live. Weak:
+                        see README for what it catches and misses */
+    float antispoof; /* the antispoof model's real-face probability */
+    float liveness;  /* the liveness model's live probability */
 } face_liveness;
 
 typedef struct face_timing {
@@ -97,28 +98,30 @@ typedef struct face_timing {
 } face_timing;
 
 typedef struct face_info {
-    float x, y, w, h;          /* box, forehead to chin (WIDER FACE's convention) */
-    float score;               /* detector confidence 0..1 */
-    face_point keypoints[6];   /* detector keypoints: right eye, left eye, nose, mouth, right ear, left ear (subject's) */
-    face_point landmarks5[5];  /* alignment points: left eye, right eye, nose, left mouth corner, right mouth corner (as seen in the image) */
+    float x, y, w, h;         /* box, forehead to chin (WIDER FACE's convention) */
+    float score;              /* detector confidence 0..1 */
+    face_point keypoints[6];  /* detector keypoints: right eye, left eye, nose, mouth, right ear,
+                                 left ear (subject's) */
+    face_point landmarks5[5]; /* alignment points: left eye, right eye, nose, left mouth corner,
+                                 right mouth corner (as seen in the image) */
     int has_landmarks;
     float embedding[FACE_MAX_EMBEDDING]; /* L2-normalised */
-    int embedding_dim;         /* 0 when not computed */
+    int embedding_dim;                   /* 0 when not computed */
     const char *embedding_model; /* static string: face_embedder_id() of the model that made it */
     face_attributes attributes;
     int has_attributes;
     face_liveness liveness;
     int has_liveness;
-    img_image aligned;         /* the 112x112 ArcFace-aligned crop (embedding or attributes stage),
-                                  for thumbnails and sharpness; owned */
+    img_image aligned; /* the 112x112 ArcFace-aligned crop (embedding or attributes stage),
+                          for thumbnails and sharpness; owned */
 } face_info;
 
 struct face_pending;
 
 typedef struct face_result {
-    int width, height;         /* of the analysed image */
+    int width, height; /* of the analysed image */
     int n_faces;
-    face_info *faces;          /* sorted by box area, largest first; owned */
+    face_info *faces; /* sorted by box area, largest first; owned */
     face_timing timing;
     struct face_pending *pending; /* private: the per-face model work still to run after
                                      face_analyze_prepare*(); NULL when complete */
@@ -134,13 +137,14 @@ typedef enum face_age_model {
 } face_age_model;
 
 typedef struct face_models_options {
-    const char *models_dir; /* folder with human/ and faceapi/ from tools/fetch-models; NULL: "models" */
-    unsigned load;          /* which stages to load models for (enum face_stage bits); 0: all */
-    face_embedder embedder; /* which embedder(s) to load; DEFAULT: the default one only */
-    int all_embedders;      /* load every embedder (for evaluation) */
+    const char
+        *models_dir; /* folder with human/ and faceapi/ from tools/fetch-models; NULL: "models" */
+    unsigned load;   /* which stages to load models for (enum face_stage bits); 0: all */
+    face_embedder embedder;   /* which embedder(s) to load; DEFAULT: the default one only */
+    int all_embedders;        /* load every embedder (for evaluation) */
     face_age_model age_model; /* which age/gender model to load and use; DEFAULT: see README */
-    face_detector detector; /* SSD_MOBILENET: also load face-api's SSD (BlazeFace is always
-                               loaded); other values load BlazeFace only */
+    face_detector detector;   /* SSD_MOBILENET: also load face-api's SSD (BlazeFace is always
+                                 loaded); other values load BlazeFace only */
 } face_models_options;
 
 int face_models_load(const face_models_options *opts, face_models **out);
@@ -152,7 +156,8 @@ int face_context_create(const face_models *m, int max_batch, face_context **out)
 void face_context_destroy(face_context *ctx);
 
 /* Runs the pipeline on an upright RGB image; coordinates are in its pixels. */
-int face_analyze(face_context *ctx, const img_image *image, const face_options *opts, face_result *out);
+int face_analyze(face_context *ctx, const img_image *image, const face_options *opts,
+                 face_result *out);
 void face_result_free(face_result *r);
 
 /* Decodes (EXIF applied) then analyses; fills timing.decode_ms. A JPEG is decoded once at a

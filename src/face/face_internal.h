@@ -12,23 +12,22 @@
 
 /* Every model the pipeline may use; a face_models holds the ones a deployment asked for. */
 typedef enum face_model_id {
-    FM_BLAZEFACE,     /* human/blazeface-back: 256x256 RGB in [-1,1] */
-    FM_FACEMESH,      /* human/facemesh: 192x192 RGB in [0,1], 468 landmarks */
-    FM_MOBILEFACENET, /* human/mobilefacenet: 112x112 ArcFace-aligned, (p-127.5)/128, 192-d */
-    FM_FACERES,       /* human/faceres: 224x224, 1024-d + gender + age (100 bins) */
-    FM_MOBILEFACE,    /* human/mobileface: 112x112, 256-d */
-    FM_GEAR,          /* human/gear: 198x198 RGB, age (7 bins), gender (2), race (5) */
-    FM_AGE,           /* human/age (SSR-Net): 64x64 RGB in [0,255], age in years */
-    FM_GENDER,        /* human/gender (SSR-Net): 64x64 grey in [-1,1], [female, male] */
-    FM_EMOTION,       /* human/emotion: 64x64 grey in [-1,1], 7 classes */
-    FM_ANTISPOOF,     /* human/antispoof: 128x128 RGB in [0,1], real-face probability */
-    FM_LIVENESS,      /* human/liveness: 32x32 RGB in [0,1], [live, not live] */
-    FM_FACEAPI_RESNET, /* faceapi/face_recognition_model: dlib's ResNet, 150x150, 128-d */
+    FM_BLAZEFACE,         /* human/blazeface-back: 256x256 RGB in [-1,1] */
+    FM_FACEMESH,          /* human/facemesh: 192x192 RGB in [0,1], 468 landmarks */
+    FM_MOBILEFACENET,     /* human/mobilefacenet: 112x112 ArcFace-aligned, (p-127.5)/128, 192-d */
+    FM_FACERES,           /* human/faceres: 224x224, 1024-d + gender + age (100 bins) */
+    FM_MOBILEFACE,        /* human/mobileface: 112x112, 256-d */
+    FM_GEAR,              /* human/gear: 198x198 RGB, age (7 bins), gender (2), race (5) */
+    FM_AGE,               /* human/age (SSR-Net): 64x64 RGB in [0,255], age in years */
+    FM_GENDER,            /* human/gender (SSR-Net): 64x64 grey in [-1,1], [female, male] */
+    FM_EMOTION,           /* human/emotion: 64x64 grey in [-1,1], 7 classes */
+    FM_ANTISPOOF,         /* human/antispoof: 128x128 RGB in [0,1], real-face probability */
+    FM_LIVENESS,          /* human/liveness: 32x32 RGB in [0,1], [live, not live] */
+    FM_FACEAPI_RESNET,    /* faceapi/face_recognition_model: dlib's ResNet, 150x150, 128-d */
     FM_FACEAPI_AGEGENDER, /* faceapi/age_gender_model: TinyXception, 112x112, age + gender */
-    FM_SSD_MOBILENET, /* faceapi/ssd_mobilenetv1_model: 512x512 face detector, built in C */
+    FM_SSD_MOBILENET,     /* faceapi/ssd_mobilenetv1_model: 512x512 face detector, built in C */
     FM_COUNT
 } face_model_id;
-
 
 /*
  * How a model wants its face crop: the 5-point ArcFace template (defined at 112x112) mapped
@@ -150,9 +149,9 @@ typedef struct face_pending_face {
 } face_pending_face;
 
 struct face_pending {
-    unsigned stages; /* effective enum face_stage bits */
+    unsigned stages;        /* effective enum face_stage bits */
     face_embedder embedder; /* resolved */
-    int n;           /* faces (== the result's n_faces) */
+    int n;                  /* faces (== the result's n_faces) */
     face_pending_face *faces;
 };
 

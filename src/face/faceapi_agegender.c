@@ -37,8 +37,8 @@ static int separable(net *n, const char *prefix, int x)
 {
     int y = nn_builder_depthwise_conv2d(n->b, x, weight(n, prefix, "depthwise_filter"), -1, 1,
                                         NN_PADDING_SAME, NN_ACTIVATION_NONE);
-    return nn_builder_conv2d(n->b, y, weight(n, prefix, "pointwise_filter"), weight(n, prefix, "bias"),
-                             1, NN_PADDING_SAME, NN_ACTIVATION_NONE);
+    return nn_builder_conv2d(n->b, y, weight(n, prefix, "pointwise_filter"),
+                             weight(n, prefix, "bias"), 1, NN_PADDING_SAME, NN_ACTIVATION_NONE);
 }
 
 static int reduction_block(net *n, const char *prefix, int x, int activate_input)
@@ -80,21 +80,22 @@ int face_faceapi_agegender_load(const char *manifest_path, nn_model **out)
     int x = nn_builder_input(n.b, "input", 112, 112, 3);
     x = nn_builder_conv2d(n.b, x, weight(&n, "entry_flow/conv_in", "filters"),
                           weight(&n, "entry_flow/conv_in", "bias"), 2, NN_PADDING_SAME,
-                          NN_ACTIVATION_RELU);                              /* 56x56x32 */
-    x = reduction_block(&n, "entry_flow/reduction_block_0", x, 0);         /* 28x28x64 */
-    x = reduction_block(&n, "entry_flow/reduction_block_1", x, 1);         /* 14x14x128 */
+                          NN_ACTIVATION_RELU);                     /* 56x56x32 */
+    x = reduction_block(&n, "entry_flow/reduction_block_0", x, 0); /* 28x28x64 */
+    x = reduction_block(&n, "entry_flow/reduction_block_1", x, 1); /* 14x14x128 */
     x = main_block(&n, "middle_flow/main_block_0", x);
     x = main_block(&n, "middle_flow/main_block_1", x);
-    x = reduction_block(&n, "exit_flow/reduction_block", x, 1);            /* 7x7x256 */
-    x = relu(&n, separable(&n, "exit_flow/separable_conv", x));           /* 7x7x512 */
-    x = nn_builder_avg_pool(n.b, x, 7, 2, NN_PADDING_VALID);                /* 1x1x512 */
+    x = reduction_block(&n, "exit_flow/reduction_block", x, 1); /* 7x7x256 */
+    x = relu(&n, separable(&n, "exit_flow/separable_conv", x)); /* 7x7x512 */
+    x = nn_builder_avg_pool(n.b, x, 7, 2, NN_PADDING_VALID);    /* 1x1x512 */
     int64_t flat[1] = {512};
     x = nn_builder_reshape(n.b, x, 1, flat);
-    int age = nn_builder_fully_connected(n.b, x, nn_builder_weight(n.b, w, "fc/age/weights"),
-                                         nn_builder_weight(n.b, w, "fc/age/bias"), NN_ACTIVATION_NONE);
-    int gender = nn_builder_fully_connected(n.b, x, nn_builder_weight(n.b, w, "fc/gender/weights"),
-                                            nn_builder_weight(n.b, w, "fc/gender/bias"),
-                                            NN_ACTIVATION_NONE);
+    int age =
+        nn_builder_fully_connected(n.b, x, nn_builder_weight(n.b, w, "fc/age/weights"),
+                                   nn_builder_weight(n.b, w, "fc/age/bias"), NN_ACTIVATION_NONE);
+    int gender =
+        nn_builder_fully_connected(n.b, x, nn_builder_weight(n.b, w, "fc/gender/weights"),
+                                   nn_builder_weight(n.b, w, "fc/gender/bias"), NN_ACTIVATION_NONE);
     gender = nn_builder_softmax(n.b, gender);
     nn_builder_output(n.b, age, "age");
     rc = nn_builder_output(n.b, gender, "gender");

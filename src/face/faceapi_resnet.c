@@ -39,8 +39,8 @@ static int weight(net *n, const char *prefix, const char *suffix)
 /* conv + bias, scale layer, optional relu. */
 static int conv_layer(net *n, const char *prefix, int x, int stride, nn_padding pad, int relu)
 {
-    int y = nn_builder_conv2d(n->b, x, weight(n, prefix, "conv/filters"), weight(n, prefix, "conv/bias"),
-                              stride, pad, NN_ACTIVATION_NONE);
+    int y = nn_builder_conv2d(n->b, x, weight(n, prefix, "conv/filters"),
+                              weight(n, prefix, "conv/bias"), stride, pad, NN_ACTIVATION_NONE);
     y = nn_builder_mul(n->b, y, weight(n, prefix, "scale/weights"));
     y = nn_builder_add(n->b, y, weight(n, prefix, "scale/biases"));
     return relu ? nn_builder_activation(n->b, y, NN_ACTIVATION_RELU) : y;
@@ -62,7 +62,8 @@ static int pad_mask(net *n, int hw, int valid)
     float *m = calloc((size_t)hw * hw, sizeof *m);
     if (!m) return base_error_set(BASE_ERR_NOMEM, "mask");
     for (int y = 0; y < valid; y++)
-        for (int x = 0; x < valid; x++) m[y * hw + x] = 1;
+        for (int x = 0; x < valid; x++)
+            m[y * hw + x] = 1;
     char name[32];
     snprintf(name, sizeof name, "pad_mask_%d", n->counter++);
     int64_t dims[3] = {hw, hw, 1};
@@ -92,7 +93,8 @@ static int residual_down(net *n, const char *name, int x, int in_hw, int in_c, i
         /* zero-pad the channels: a 1x1 convolution with an identity block */
         float *eye = calloc((size_t)in_c * out_c, sizeof *eye);
         if (!eye) return base_error_set(BASE_ERR_NOMEM, "identity");
-        for (int c = 0; c < in_c; c++) eye[c * out_c + c] = 1;
+        for (int c = 0; c < in_c; c++)
+            eye[c * out_c + c] = 1;
         char cname[64];
         snprintf(cname, sizeof cname, "%s/shortcut", name);
         int64_t dims[4] = {1, 1, in_c, out_c};
@@ -114,9 +116,9 @@ int face_faceapi_resnet_load(const char *manifest_path, nn_model **out)
         nn_weights_destroy(w);
         return base_error_set(BASE_ERR_NOMEM, "builder");
     }
-    int x = nn_builder_input(n.b, "input", 150, 150, 3);   /* 150x150x3 */
+    int x = nn_builder_input(n.b, "input", 150, 150, 3);          /* 150x150x3 */
     x = conv_layer(&n, "conv32_down", x, 2, NN_PADDING_VALID, 1); /* 72x72x32 */
-    x = nn_builder_max_pool(n.b, x, 3, 2, NN_PADDING_VALID);    /* 35x35x32 */
+    x = nn_builder_max_pool(n.b, x, 3, 2, NN_PADDING_VALID);      /* 35x35x32 */
     x = residual(&n, "conv32_1", x);
     x = residual(&n, "conv32_2", x);
     x = residual(&n, "conv32_3", x);

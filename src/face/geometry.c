@@ -63,7 +63,8 @@ int face_crop_matrix(const face_point pts[5], const face_crop_spec *spec, float 
     float k = spec->zoom * (float)spec->size / 112.0f;
     for (int i = 0; i < 5; i++) {
         dst[i].x = (face_arcface_template[i].x - 56.0f) * k + 0.5f * (float)spec->size;
-        dst[i].y = (face_arcface_template[i].y - 56.0f) * k + (0.5f + spec->shift_y) * (float)spec->size;
+        dst[i].y =
+            (face_arcface_template[i].y - 56.0f) * k + (0.5f + spec->shift_y) * (float)spec->size;
     }
     float fwd[6];
     int rc = face_similarity_transform(pts, dst, 5, fwd);
@@ -134,6 +135,7 @@ int face_weighted_nms(face_box *boxes, int n, float iou_threshold)
 float face_similarity(const float *a, const float *b, int dim)
 {
     double s = 0;
-    for (int i = 0; i < dim; i++) s += (double)a[i] * b[i];
+    for (int i = 0; i < dim; i++)
+        s += (double)a[i] * b[i];
     return (float)s;
 }

@@ -55,10 +55,11 @@ int face_landmarks(face_context *ctx, const img_image *image, const face_box *bo
     if (!nc) return base_error_set(BASE_ERR_INVALID, "landmark model not loaded");
     int i_coords = nn_model_output_index(model, "Identity_2");
     int i_flag = nn_model_output_index(model, "Identity_1");
-    if (i_coords < 0 || i_flag < 0) return base_error_set(BASE_ERR_FORMAT, "facemesh: outputs missing");
+    if (i_coords < 0 || i_flag < 0)
+        return base_error_set(BASE_ERR_FORMAT, "facemesh: outputs missing");
     const size_t per = (size_t)FACE_MESH_SIZE * FACE_MESH_SIZE * 3;
     float *in = nn_context_input(nc, 0);
-    float (*mats)[6] = malloc((size_t)ctx->max_batch * sizeof *mats);
+    float(*mats)[6] = malloc((size_t)ctx->max_batch * sizeof *mats);
     if (!mats) return base_error_set(BASE_ERR_NOMEM, "landmarks");
     int rc = 0;
     for (int first = 0; first < n && !rc; first += ctx->max_batch) {
@@ -97,7 +98,8 @@ int face_landmarks(face_context *ctx, const img_image *image, const face_box *bo
 static face_point mean_of(const face_mesh *mesh, const int *idx, int n)
 {
     float x = 0, y = 0;
-    for (int i = 0; i < n; i++) x += mesh->points[idx[i]][0], y += mesh->points[idx[i]][1];
+    for (int i = 0; i < n; i++)
+        x += mesh->points[idx[i]][0], y += mesh->points[idx[i]][1];
     return (face_point){x / (float)n, y / (float)n};
 }
 
@@ -157,7 +159,8 @@ void face_mesh_pose(const face_mesh *mesh, float *yaw, float *pitch, float *roll
     }
     normalize3(x);
     float d = x[0] * y[0] + x[1] * y[1] + x[2] * y[2];
-    for (int i = 0; i < 3; i++) y[i] -= d * x[i];
+    for (int i = 0; i < 3; i++)
+        y[i] -= d * x[i];
     normalize3(y);
     z[0] = x[1] * y[2] - x[2] * y[1];
     z[1] = x[2] * y[0] - x[0] * y[2];

@@ -31,7 +31,10 @@ static const char *const model_files[FM_COUNT] = {
  * looser crops, so their zoom (< 1) was chosen by measurement (LFW for the embedders, UTKFace
  * for age and gender); see the report in the README.
  */
-#define OFF3(v) {(v), (v), (v)}
+#define OFF3(v)                                                                                    \
+    {                                                                                              \
+        (v), (v), (v)                                                                              \
+    }
 static const face_crop_spec crop_specs[FM_COUNT] = {
     /* (p - 127.5) / 128, what MobileFaceNet_TF was trained with, gives this graph a constant
      * embedding (LFW 50%); raw pixels are the least bad (61-64%): the converted model is
@@ -39,10 +42,18 @@ static const face_crop_spec crop_specs[FM_COUNT] = {
     [FM_MOBILEFACENET] = {112, 1.25f, 0.0f, 1.0f, OFF3(0.0f), 0},
     [FM_MOBILEFACE] = {112, 1.0f, 0.0f, 1.0f, OFF3(0.0f), 0},
     [FM_FACERES] = {224, 0.8f, 0.0f, 1.0f, OFF3(0.0f), 0},
-    [FM_FACEAPI_RESNET] = {150, 1.25f, -0.15f, 1.0f / 256.0f,
-                           {-122.782f / 256.0f, -117.001f / 256.0f, -104.298f / 256.0f}, 0},
-    [FM_FACEAPI_AGEGENDER] = {112, 1.05f, -0.03f, 1.0f / 256.0f,
-                              {-122.782f / 256.0f, -117.001f / 256.0f, -104.298f / 256.0f}, 0},
+    [FM_FACEAPI_RESNET] = {150,
+                           1.25f,
+                           -0.15f,
+                           1.0f / 256.0f,
+                           {-122.782f / 256.0f, -117.001f / 256.0f, -104.298f / 256.0f},
+                           0},
+    [FM_FACEAPI_AGEGENDER] = {112,
+                              1.05f,
+                              -0.03f,
+                              1.0f / 256.0f,
+                              {-122.782f / 256.0f, -117.001f / 256.0f, -104.298f / 256.0f},
+                              0},
     [FM_GEAR] = {198, 0.75f, 0.0f, 1.0f / 255.0f, OFF3(0.0f), 0},
     [FM_AGE] = {64, 0.75f, 0.0f, 1.0f, OFF3(0.0f), 0},
     [FM_GENDER] = {64, 0.75f, 0.0f, 2.0f / 255.0f, OFF3(-1.0f), 1},
@@ -89,8 +100,10 @@ int face_embedder_parse(const char *text, face_embedder *out)
         const char *name;
         face_embedder e;
     } names[] = {
-        {"default", FACE_EMBEDDER_DEFAULT},       {"faceapi", FACE_EMBEDDER_FACEAPI_RESNET},
-        {"faceres", FACE_EMBEDDER_FACERES},       {"mobileface", FACE_EMBEDDER_MOBILEFACE},
+        {"default", FACE_EMBEDDER_DEFAULT},
+        {"faceapi", FACE_EMBEDDER_FACEAPI_RESNET},
+        {"faceres", FACE_EMBEDDER_FACERES},
+        {"mobileface", FACE_EMBEDDER_MOBILEFACE},
         {"mobilefacenet", FACE_EMBEDDER_MOBILEFACENET},
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
@@ -206,7 +219,8 @@ int face_models_load(const face_models_options *opts, face_models **out)
 void face_models_destroy(face_models *m)
 {
     if (!m) return;
-    for (int i = 0; i < FM_COUNT; i++) nn_model_destroy(m->model[i]);
+    for (int i = 0; i < FM_COUNT; i++)
+        nn_model_destroy(m->model[i]);
     free(m->ssd_anchors);
     free(m);
 }
@@ -219,7 +233,8 @@ int face_context_create(const face_models *m, int max_batch, face_context **out)
     *out = NULL;
     if (!m) return base_error_set(BASE_ERR_INVALID, "face context: no models");
     if (max_batch <= 0) max_batch = 8;
-    if (max_batch > 256) return base_error_set(BASE_ERR_LIMIT, "face context: max_batch %d > 256", max_batch);
+    if (max_batch > 256)
+        return base_error_set(BASE_ERR_LIMIT, "face context: max_batch %d > 256", max_batch);
     face_context *c = calloc(1, sizeof *c);
     if (!c) return base_error_set(BASE_ERR_NOMEM, "face context");
     c->models = m;
@@ -227,8 +242,7 @@ int face_context_create(const face_models *m, int max_batch, face_context **out)
     for (int i = 0; i < FM_COUNT; i++) {
         if (!m->model[i]) continue;
         int detector = i == FM_BLAZEFACE || i == FM_SSD_MOBILENET;
-        nn_context_options co = {.max_batch = detector ? DETECT_BATCH : max_batch,
-                                 .threads = 1};
+        nn_context_options co = {.max_batch = detector ? DETECT_BATCH : max_batch, .threads = 1};
         int rc = nn_context_create(m->model[i], &co, &c->ctx[i]);
         if (rc) {
             face_context_destroy(c);
@@ -242,6 +256,7 @@ int face_context_create(const face_models *m, int max_batch, face_context **out)
 void face_context_destroy(face_context *c)
 {
     if (!c) return;
-    for (int i = 0; i < FM_COUNT; i++) nn_context_destroy(c->ctx[i]);
+    for (int i = 0; i < FM_COUNT; i++)
+        nn_context_destroy(c->ctx[i]);
     free(c);
 }

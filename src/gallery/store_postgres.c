@@ -55,8 +55,8 @@
 #endif
 
 #define POOL_MAX 8
-#define FETCH_FACES 8192   /* rows per FETCH when loading embeddings */
-#define FETCH_EXPORT 256   /* faces per FETCH when exporting (with thumbnails) */
+#define FETCH_FACES 8192 /* rows per FETCH when loading embeddings */
+#define FETCH_EXPORT 256 /* faces per FETCH when exporting (with thumbnails) */
 #define FETCH_SUBJECTS 4096
 #define MAX_PARAMS 16
 /* Advisory lock keys: "VGAL" then what is locked. */
@@ -207,7 +207,8 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_FACE_REFS_EMBEDDING] = "SELECT f.id, f.subject_rowid, s.subject_id, f.embedding "
                               "FROM faces f JOIN subjects s ON s.id = f.subject_rowid "
                               "WHERE f.collection_id = $1::bigint AND f.id = ANY ($2::bigint[])",
-    [S_FACE_GET] = "SELECT " FACE_COLUMNS "WHERE f.id = $1::bigint AND f.collection_id = $2::bigint",
+    [S_FACE_GET] =
+        "SELECT " FACE_COLUMNS "WHERE f.id = $1::bigint AND f.collection_id = $2::bigint",
     [S_FACE_LIST] = "SELECT id FROM faces WHERE subject_rowid = $1::bigint ORDER BY id",
     /* These three are read through a cursor (scan_cursor), not prepared. */
     [S_FACES_LOAD] = "SELECT id, subject_rowid, embedding FROM faces "
@@ -276,8 +277,9 @@ void gal_location_redact(const char *location, char *out, size_t cap)
                  colon ? ":***" : "", (int)((query ? query : at + strlen(at)) - at), at,
                  query ? "?..." : "");
     } else {
-        snprintf(out, cap, "%.*s%s", (int)((query ? query : location + strlen(location)) - location),
-                 location, query ? "?..." : "");
+        snprintf(out, cap, "%.*s%s",
+                 (int)((query ? query : location + strlen(location)) - location), location,
+                 query ? "?..." : "");
     }
 }
 
@@ -307,8 +309,8 @@ static int pg_error(struct pg_store *s, PGconn *pg, const PGresult *res, const c
     if (strncmp(state, "08", 2) == 0 || strncmp(state, "28", 2) == 0 ||
         strncmp(state, "57", 2) == 0 || strncmp(state, "53", 2) == 0 ||
         strcmp(state, "42501") == 0 || strncmp(state, "3D", 2) == 0)
-        return base_error_set(BASE_ERR_IO, "gallery store %s: %s: %s (SQLSTATE %s)", s->shown,
-                              what, text, state);
+        return base_error_set(BASE_ERR_IO, "gallery store %s: %s: %s (SQLSTATE %s)", s->shown, what,
+                              text, state);
     return base_error_set(BASE_ERR_BACKEND, "%s: %s (SQLSTATE %s)", what, text, state);
 }
 
@@ -442,8 +444,7 @@ static int conn_open(struct pg_store *s, struct conn *c)
     else
         c->pg = PQconnectdbParams(keys, values, 1);
     if (!c->pg) return base_error_set(BASE_ERR_NOMEM, "cannot allocate a store connection");
-    if (PQstatus(c->pg) != CONNECTION_OK)
-        return pg_error(s, c->pg, NULL, "cannot connect");
+    if (PQstatus(c->pg) != CONNECTION_OK) return pg_error(s, c->pg, NULL, "cannot connect");
     PQsetNoticeProcessor(c->pg, notice, NULL);
     const char *setup = s->options.read_only ? "SET default_transaction_read_only = on"
                         : s->options.durability == GAL_DURABLE_PROCESS
@@ -698,13 +699,13 @@ static int migrate(struct pg_store *s)
     char sql[96];
     snprintf(sql, sizeof sql, "SELECT pg_advisory_xact_lock(%lld)", LOCK_SCHEMA);
     if ((rc = exec_const(s, w, sql))) goto fail;
-    if ((rc = const_int(s, w, "SELECT COUNT(*) FROM pg_tables WHERE tablename = 'vultus_schema' "
-                              "AND schemaname = current_schema()",
+    if ((rc = const_int(s, w,
+                        "SELECT COUNT(*) FROM pg_tables WHERE tablename = 'vultus_schema' "
+                        "AND schemaname = current_schema()",
                         &has_version)))
         goto fail;
     if (has_version) {
-        if ((rc = const_int(s, w, "SELECT COALESCE(MAX(version), 0) FROM vultus_schema",
-                            &version)))
+        if ((rc = const_int(s, w, "SELECT COALESCE(MAX(version), 0) FROM vultus_schema", &version)))
             goto fail;
     } else {
         if ((rc = const_int(s, w,
@@ -744,7 +745,8 @@ static int migrate(struct pg_store *s)
             LOG_INFO("gallery store %s: schema migrated to version %lld", s->shown,
                      (long long)(v + 1));
         }
-        snprintf(sql, sizeof sql, "DELETE FROM vultus_schema; INSERT INTO vultus_schema VALUES (%d)",
+        snprintf(sql, sizeof sql,
+                 "DELETE FROM vultus_schema; INSERT INTO vultus_schema VALUES (%d)",
                  SCHEMA_VERSION);
         if ((rc = exec_const(s, w, sql))) goto fail;
     }
@@ -1414,8 +1416,7 @@ static int pg_faces_lookup(struct gal_store *store, int64_t collection_id, const
     p_i64(&p, collection_id);
     p_text(&p, array);
     PGresult *r;
-    rc = exec_stmt(s, c, embeddings ? S_FACE_REFS_EMBEDDING : S_FACE_REFS, &p, &r,
-                   "look up faces");
+    rc = exec_stmt(s, c, embeddings ? S_FACE_REFS_EMBEDDING : S_FACE_REFS, &p, &r, "look up faces");
     free(array);
     if (!rc) {
         int rows = PQntuples(r);
@@ -1462,14 +1463,12 @@ static int pg_faces_lookup(struct gal_store *store, int64_t collection_id, const
  * scan and sort of the whole collection each, before ANALYZE has seen the table: measured
  * 1.2 s instead of 0.3-0.35 s to load 100k faces.)
  */
-static int scan_cursor(struct pg_store *s, struct conn *c, enum stmt_id id,
-                       const struct params *p, int fetch,
-                       int (*row)(void *ctx, const PGresult *r, int i), void *ctx,
+static int scan_cursor(struct pg_store *s, struct conn *c, enum stmt_id id, const struct params *p,
+                       int fetch, int (*row)(void *ctx, const PGresult *r, int i), void *ctx,
                        const char *what)
 {
     char declare[1024];
-    snprintf(declare, sizeof declare, "DECLARE vultus_scan NO SCROLL CURSOR FOR %s",
-             stmt_sql[id]);
+    snprintf(declare, sizeof declare, "DECLARE vultus_scan NO SCROLL CURSOR FOR %s", stmt_sql[id]);
     PGresult *r = PQexecParams(c->pg, declare, p->n, NULL, p->values, p->lengths, p->formats, 1);
     int rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : pg_error(s, c->pg, r, what);
     PQclear(r);

@@ -122,10 +122,10 @@ static void respond_decode_error(http_request *r, int rc)
  * checked by the decoder against the image's stored size before anything is decoded. */
 static face_options face_options_for(const http_config *c, unsigned stages)
 {
-    return (face_options){.stages = stages,
-                          .max_faces = c->max_faces,
-                          .limits = {.max_bytes = (size_t)c->max_body_bytes,
-                                     .max_pixels = c->max_pixels}};
+    return (face_options){
+        .stages = stages,
+        .max_faces = c->max_faces,
+        .limits = {.max_bytes = (size_t)c->max_body_bytes, .max_pixels = c->max_pixels}};
 }
 
 /*
@@ -248,8 +248,7 @@ static http_face_job *find_job(http_request *r, const uint8_t *data, size_t len,
 {
     for (int i = 0; i < r->n_jobs; i++) {
         http_face_job *job = &r->jobs[i];
-        if (job->taken || job->stages != stages || job->keep != keep || job->len != len)
-            continue;
+        if (job->taken || job->stages != stages || job->keep != keep || job->len != len) continue;
         if (job->data == data || memcmp(job->data, data, len) == 0) return job;
     }
     return NULL;
@@ -275,8 +274,7 @@ int http_run_face_keep(http_request *r, http_worker *w, const uint8_t *data, siz
         prepare_job(r, w, job);
         if (!job->rc && job->result.pending) {
             if (job->result.n_faces > 0)
-                http_histogram_observe_count(&r->srv->metrics.batch,
-                                             (unsigned)job->result.n_faces);
+                http_histogram_observe_count(&r->srv->metrics.batch, (unsigned)job->result.n_faces);
             face_batch_slice slice = {.result = &job->result, .count = job->result.n_faces};
             job->rc = face_analyze_finish(w->face, &slice, 1);
             if (job->rc) snprintf(job->message, sizeof job->message, "%s", base_error_message());

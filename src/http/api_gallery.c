@@ -687,8 +687,8 @@ out:
  * refused. */
 static void idem_scope(const http_request *r, char scope[IDEM_SCOPE_MAX], uint8_t fp[32])
 {
-    snprintf(scope, IDEM_SCOPE_MAX, "%s\n%s\n%s", r->authenticated ? r->key.id : "-",
-             r->caps[0], r->idempotency_key);
+    snprintf(scope, IDEM_SCOPE_MAX, "%s\n%s\n%s", r->authenticated ? r->key.id : "-", r->caps[0],
+             r->idempotency_key);
     http_sha256 h;
     http_sha256_init(&h);
     http_sha256_update(&h, r->method, strlen(r->method) + 1);
@@ -714,8 +714,8 @@ int http_enrol_precheck(http_request *r, http_input *in)
         enum http_idem_state state;
         int status = 0;
         char *body = NULL;
-        int rc = http_idem_begin(r->srv->keys, scope, fp, &state, &status, &body,
-                                 &r->idem_taken_over);
+        int rc =
+            http_idem_begin(r->srv->keys, scope, fp, &state, &status, &body, &r->idem_taken_over);
         free(body);
         if (rc || state != HTTP_IDEM_NEW) return 1;
         r->idem_claimed = 1;
@@ -862,10 +862,10 @@ void http_api_search(http_request *r, http_worker *w)
         const struct gal_hit *best = q->subject_count ? &q->subjects[0] : NULL;
         int known = best && best->decision == GAL_MATCH;
         json_array_append_new(
-            faces, json_pack("{s:o,s:o,s:s,s:o,s:o}", "box", http_box_json(&res.faces[i]), "score",
-                             num(res.faces[i].score), "decision", known ? "match" : "unknown",
-                             "identity", known ? json_string(best->subject_id) : json_null(),
-                             "matches", matches));
+            faces,
+            json_pack("{s:o,s:o,s:s,s:o,s:o}", "box", http_box_json(&res.faces[i]), "score",
+                      num(res.faces[i].score), "decision", known ? "match" : "unknown", "identity",
+                      known ? json_string(best->subject_id) : json_null(), "matches", matches));
     }
     http_respond_json(r, 200,
                       json_pack("{s:s,s:o,s:o}", "collection", collection, "threshold",

@@ -304,16 +304,16 @@ struct http_request {
     char *resp;
     size_t resp_len;
     const char *resp_type;
-    int retry_after_s; /* > 0: a Retry-After header */
+    int retry_after_s;         /* > 0: a Retry-After header */
     const char *cache_control; /* NULL: "no-store" (API answers must not be cached) */
     char etag[24];             /* "" or a quoted entity tag (the web page's files) */
-    char error[48];    /* the error code, for the log */
+    char error[48];            /* the error code, for the log */
     char location[HTTP_PATH_MAX];
     face_timing timing;
     int has_timing;
-    int faces;    /* faces in the response, for the log; -1 when not applicable */
-    int replayed; /* an idempotent replay: header Idempotency-Replayed: true */
-    int idem_claimed; /* the prepare step claimed r's Idempotency-Key (enrolment) */
+    int faces;           /* faces in the response, for the log; -1 when not applicable */
+    int replayed;        /* an idempotent replay: header Idempotency-Replayed: true */
+    int idem_claimed;    /* the prepare step claimed r's Idempotency-Key (enrolment) */
     int idem_taken_over; /* ... from a process that died while running it */
 
     _Atomic int state;
@@ -328,8 +328,8 @@ struct http_request {
     int crops_total, crops_taken, crops_done; /* faces waiting for the per-face models */
     int job_cursor, face_cursor;              /* the next face to hand to a batch */
     uint64_t t_parked_ns;
-    double work_ms;            /* worker time spent on it, for the cost estimate */
-    http_request *pool_next;   /* in the batch pool or the done list */
+    double work_ms;          /* worker time spent on it, for the cost estimate */
+    http_request *pool_next; /* in the batch pool or the done list */
 };
 
 struct http_worker {
@@ -380,11 +380,11 @@ struct http_server {
     /* The batch pool: prepared requests whose faces wait for the per-face models, oldest
      * first, and the requests whose faces are all done (their handlers run next). */
     http_request *pool_head, *pool_tail;
-    int pool_crops; /* faces in the pool not yet handed to a batch */
+    int pool_crops;    /* faces in the pool not yet handed to a batch */
     int pool_requests; /* requests with faces in the pool or in a batch (running counts them) */
     double prepare_ewma_ms; /* measured time of a request's prepare step (image routes) */
     http_request *done_head, *done_tail;
-    int abandoned;          /* the drain timed out with requests running (main thread only) */
+    int abandoned; /* the drain timed out with requests running (main thread only) */
 
     pthread_mutex_t conn_lock; /* guards conns */
     http_conn *conns;

@@ -219,7 +219,8 @@ int http_store_path(const char *data_dir, char *out, size_t cap)
                                           : snprintf(out, cap, "%s/vultus.db", data_dir);
     if (n < 0 || (size_t)n >= cap)
         return gal_location_is_url(data_dir) /* a URL may hold a password: never echoed */
-                   ? base_error_set(BASE_ERR_LIMIT, "the store URL is longer than %zu bytes", cap - 1)
+                   ? base_error_set(BASE_ERR_LIMIT, "the store URL is longer than %zu bytes",
+                                    cap - 1)
                    : base_error_set(BASE_ERR_LIMIT, "data folder path too long: %s", data_dir);
     return 0;
 }
@@ -310,11 +311,10 @@ static int load_keys(http_keystore *ks)
         }
         const void *hash = sqlite3_column_blob(st, 1);
         if (sqlite3_column_bytes(st, 1) != 32) hash = NULL;
-        if (key_from_row(&keys[n], (const char *)sqlite3_column_text(st, 0), hash,
-                         (const char *)sqlite3_column_text(st, 2),
-                         (const char *)sqlite3_column_text(st, 3),
-                         (const char *)sqlite3_column_text(st, 4),
-                         sqlite3_column_int64(st, 5)) == 0)
+        if (key_from_row(
+                &keys[n], (const char *)sqlite3_column_text(st, 0), hash,
+                (const char *)sqlite3_column_text(st, 2), (const char *)sqlite3_column_text(st, 3),
+                (const char *)sqlite3_column_text(st, 4), sqlite3_column_int64(st, 5)) == 0)
             n++;
     }
     if (!err && rc != SQLITE_DONE) err = db_error(ks->db, "read keys");
@@ -371,8 +371,8 @@ int http_keystore_open(const char *db_path, http_keystore **out)
         *out = ks;
         return 0;
     }
-    rc = sqlite3_open_v2(
-        db_path, &ks->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    rc = sqlite3_open_v2(db_path, &ks->db,
+                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
         rc = base_error_set(BASE_ERR_IO, "%s: %s", db_path,
                             ks->db ? sqlite3_errmsg(ks->db) : "cannot open");
@@ -580,8 +580,9 @@ static int pg_idem_begin(http_keystore *ks, const char *scope, const uint8_t fin
         } else if (strtoll(PQgetvalue(r, 0, 3), NULL, 10) < IDEM_ABANDONED_MS) {
             *state = HTTP_IDEM_BUSY;
         } else {
-            err = pg_ok(ks, "UPDATE idempotency_keys SET created_ms = " PG_NOW_MS " WHERE scope = $1",
-                        1, claim, "take over idempotency key");
+            err =
+                pg_ok(ks, "UPDATE idempotency_keys SET created_ms = " PG_NOW_MS " WHERE scope = $1",
+                      1, claim, "take over idempotency key");
             *taken_over = 1;
         }
         PQclear(r);
@@ -732,8 +733,8 @@ void http_idem_release(http_keystore *ks, const char *scope)
         if (pg_ok(ks, "DELETE FROM idempotency_keys WHERE scope = $1 AND status = 0", 1, v,
                   "release idempotency") != 0)
             LOG_WARN("idempotency: %s", base_error_message());
-    } else if (exec_bound(ks->db, "DELETE FROM idempotency_keys WHERE scope = ? AND status = 0", scope,
-                   0) != 0)
+    } else if (exec_bound(ks->db, "DELETE FROM idempotency_keys WHERE scope = ? AND status = 0",
+                          scope, 0) != 0)
         LOG_WARN("idempotency: %s", base_error_message());
     pthread_mutex_unlock(&ks->db_lock);
 }
@@ -789,8 +790,8 @@ int http_keys_create(const char *data_dir, enum http_scope scope, const char *co
         char hash_hex[65], created[24];
         to_hex(hash, 32, hash_hex);
         snprintf(created, sizeof created, "%lld", (long long)info->created_ms);
-        const char *v[] = {info->id,   hash_hex, http_scope_name(scope), info->collection,
-                           info->name, created};
+        const char *v[] = {info->id,         hash_hex,   http_scope_name(scope),
+                           info->collection, info->name, created};
         rc = pg_ok(ks,
                    "INSERT INTO api_keys(id, hash, scope, collection, name, created_ms)"
                    " VALUES ($1, decode($2, 'hex'), $3, $4, $5, $6::bigint)",

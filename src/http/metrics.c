@@ -147,10 +147,9 @@ void http_metrics_render(http_server *s, http_text *t)
         http_histogram_format(t, "vultus_http_request_duration_seconds", labels, &m->latency[r], 1);
     }
 
-    static const char *stage_names[HTTP_STAGE_COUNT] = {"queue",      "decode",   "detect",
-                                                        "landmarks",  "align",    "embed",
-                                                        "attributes", "liveness", "gallery",
-                                                        "batch_wait"};
+    static const char *stage_names[HTTP_STAGE_COUNT] = {
+        "queue", "decode",     "detect",   "landmarks", "align",
+        "embed", "attributes", "liveness", "gallery",   "batch_wait"};
     http_text_printf(t, "# HELP vultus_stage_duration_seconds Time per request in each stage: "
                         "waiting in the queue, then the face pipeline and the gallery; "
                         "batch_wait: its faces waiting in the batch pool.\n"

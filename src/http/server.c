@@ -34,9 +34,9 @@
 #include <strings.h>
 #include <sys/random.h>
 #include <sys/resource.h>
-#include <sys/syscall.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -138,8 +138,10 @@ static void utf8_sanitize(char *s)
     unsigned char *p = (unsigned char *)s, *end = p + len;
     while (p < end) {
         size_t n = base_utf8_seq(p, (size_t)(end - p));
-        if (n == 0) *p++ = '?';
-        else p += n;
+        if (n == 0)
+            *p++ = '?';
+        else
+            p += n;
     }
 }
 
@@ -217,7 +219,8 @@ static enum MHD_Result send_response(http_request *r)
     if (!resp) return MHD_NO;
     if (r->resp_type) MHD_add_response_header(resp, "Content-Type", r->resp_type);
     MHD_add_response_header(resp, "X-Request-Id", r->id);
-    MHD_add_response_header(resp, "Cache-Control", r->cache_control ? r->cache_control : "no-store");
+    MHD_add_response_header(resp, "Cache-Control",
+                            r->cache_control ? r->cache_control : "no-store");
     if (r->etag[0]) MHD_add_response_header(resp, "ETag", r->etag);
     if (r->retry_after_s > 0) {
         char v[24];
@@ -346,7 +349,9 @@ static int take_batch(http_server *s, http_worker *w, uint64_t now)
         }
         int take = avail < want ? avail : want;
         w->slots[n++] = (http_batch_slot){
-            .r = r, .job = job, .slice = {.result = &job->result, .first = r->face_cursor, .count = take}};
+            .r = r,
+            .job = job,
+            .slice = {.result = &job->result, .first = r->face_cursor, .count = take}};
         r->face_cursor += take;
         r->crops_taken += take;
         s->pool_crops -= take;
@@ -504,8 +509,7 @@ static void *worker_main(void *arg)
         if (errno) base = 0;
         int nice = base + s->cfg.worker_nice > 19 ? 19 : base + s->cfg.worker_nice;
         if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), nice) != 0)
-            LOG_WARN("worker-nice %d: setpriority failed: %s", s->cfg.worker_nice,
-                     strerror(errno));
+            LOG_WARN("worker-nice %d: setpriority failed: %s", s->cfg.worker_nice, strerror(errno));
     }
     for (;;) {
         enum worker_action action = WORK_NONE;

@@ -78,13 +78,16 @@ int nn_builder_input(nn_builder *b, const char *name, int height, int width, int
     return fail(b, nn_graph_add_input(b->g, name, &s));
 }
 
-int nn_builder_constant(nn_builder *b, const char *name, int rank, const int64_t *dims, const float *data)
+int nn_builder_constant(nn_builder *b, const char *name, int rank, const int64_t *dims,
+                        const float *data)
 {
     if (b->error) return b->error;
     if (rank < 0 || rank > NN_MAX_DIMS)
-        return fail(b, base_error_set(BASE_ERR_INVALID, "builder: constant %s of rank %d", name, rank));
+        return fail(
+            b, base_error_set(BASE_ERR_INVALID, "builder: constant %s of rank %d", name, rank));
     nn_shape s = {rank, {0}};
-    for (int i = 0; i < rank; i++) s.dim[i] = dims[i];
+    for (int i = 0; i < rank; i++)
+        s.dim[i] = dims[i];
     return fail(b, nn_graph_add_const(b->g, name, NN_DTYPE_F32, &s, data));
 }
 
@@ -93,7 +96,8 @@ int nn_builder_weight(nn_builder *b, const nn_weights *w, const char *name)
     if (b->error) return b->error;
     const nn_weight *it = nn_weights_find(w, name);
     if (!it || it->dtype != NN_DTYPE_F32)
-        return fail(b, base_error_set(BASE_ERR_NOT_FOUND, "builder: weight %s is not in the manifest", name));
+        return fail(b, base_error_set(BASE_ERR_NOT_FOUND,
+                                      "builder: weight %s is not in the manifest", name));
     return nn_builder_constant(b, name, it->rank, it->dims, it->data);
 }
 
@@ -116,16 +120,18 @@ static void same_pad(int64_t in, int64_t k, int stride, int *before, int *after)
     *after = (int)(total - total / 2);
 }
 
-static int conv(nn_builder *b, int x, int filter, int bias, int stride, nn_padding pad, nn_activation act,
-                int depthwise)
+static int conv(nn_builder *b, int x, int filter, int bias, int stride, nn_padding pad,
+                nn_activation act, int depthwise)
 {
     int ts[3] = {x, filter, bias};
     int rc = check(b, ts, 3);
     if (rc) return rc;
-    if (x < 0 || filter < 0) return fail(b, base_error_set(BASE_ERR_INVALID, "builder: conv needs x and a filter"));
+    if (x < 0 || filter < 0)
+        return fail(b, base_error_set(BASE_ERR_INVALID, "builder: conv needs x and a filter"));
     const nn_shape *xs = &b->g->tensors[x].shape, *ws = &b->g->tensors[filter].shape;
     if (xs->rank != 4 || ws->rank != 4 || stride < 1)
-        return fail(b, base_error_set(BASE_ERR_INVALID, "builder: conv of rank %d by rank %d", xs->rank, ws->rank));
+        return fail(b, base_error_set(BASE_ERR_INVALID, "builder: conv of rank %d by rank %d",
+                                      xs->rank, ws->rank));
     nn_node p = {.op = NN_OP_CONV2D, .n_inputs = 3, .inputs = {x, filter, bias}};
     nn_conv_params *c = &p.p.conv;
     c->kernel_h = (int)ws->dim[0], c->kernel_w = (int)ws->dim[1];
@@ -142,13 +148,14 @@ static int conv(nn_builder *b, int x, int filter, int bias, int stride, nn_paddi
     return sigmoid ? nn_builder_activation(b, y, act) : y;
 }
 
-int nn_builder_conv2d(nn_builder *b, int x, int filter, int bias, int stride, nn_padding pad, nn_activation act)
+int nn_builder_conv2d(nn_builder *b, int x, int filter, int bias, int stride, nn_padding pad,
+                      nn_activation act)
 {
     return conv(b, x, filter, bias, stride, pad, act, 0);
 }
 
-int nn_builder_depthwise_conv2d(nn_builder *b, int x, int filter, int bias, int stride, nn_padding pad,
-                                nn_activation act)
+int nn_builder_depthwise_conv2d(nn_builder *b, int x, int filter, int bias, int stride,
+                                nn_padding pad, nn_activation act)
 {
     return conv(b, x, filter, bias, stride, pad, act, 1);
 }
@@ -174,11 +181,26 @@ static int binary(nn_builder *b, int x, int y, nn_binary_kind kind, const char *
     return add_node(b, &p, name);
 }
 
-int nn_builder_add(nn_builder *b, int x, int y) { return binary(b, x, y, NN_BINARY_ADD, "add"); }
-int nn_builder_sub(nn_builder *b, int x, int y) { return binary(b, x, y, NN_BINARY_SUB, "sub"); }
-int nn_builder_mul(nn_builder *b, int x, int y) { return binary(b, x, y, NN_BINARY_MUL, "mul"); }
-int nn_builder_div(nn_builder *b, int x, int y) { return binary(b, x, y, NN_BINARY_DIV, "div"); }
-int nn_builder_maximum(nn_builder *b, int x, int y) { return binary(b, x, y, NN_BINARY_MAX, "maximum"); }
+int nn_builder_add(nn_builder *b, int x, int y)
+{
+    return binary(b, x, y, NN_BINARY_ADD, "add");
+}
+int nn_builder_sub(nn_builder *b, int x, int y)
+{
+    return binary(b, x, y, NN_BINARY_SUB, "sub");
+}
+int nn_builder_mul(nn_builder *b, int x, int y)
+{
+    return binary(b, x, y, NN_BINARY_MUL, "mul");
+}
+int nn_builder_div(nn_builder *b, int x, int y)
+{
+    return binary(b, x, y, NN_BINARY_DIV, "div");
+}
+int nn_builder_maximum(nn_builder *b, int x, int y)
+{
+    return binary(b, x, y, NN_BINARY_MAX, "maximum");
+}
 
 int nn_builder_activation(nn_builder *b, int x, nn_activation act)
 {
@@ -187,10 +209,14 @@ int nn_builder_activation(nn_builder *b, int x, nn_activation act)
     nn_node p = {.op = NN_OP_UNARY, .n_inputs = 1, .inputs = {x}};
     switch (act) {
     case NN_ACTIVATION_NONE: p.p.unary.kind = NN_UNARY_IDENTITY; break;
-    case NN_ACTIVATION_RELU: p.p.unary = (nn_unary_params){NN_UNARY_CLAMP, 0.0f, INFINITY, 0}; break;
+    case NN_ACTIVATION_RELU:
+        p.p.unary = (nn_unary_params){NN_UNARY_CLAMP, 0.0f, INFINITY, 0};
+        break;
     case NN_ACTIVATION_RELU6: p.p.unary = (nn_unary_params){NN_UNARY_CLAMP, 0.0f, 6.0f, 0}; break;
     case NN_ACTIVATION_SIGMOID: p.p.unary.kind = NN_UNARY_SIGMOID; break;
-    case NN_ACTIVATION_LEAKY_RELU: p.p.unary = (nn_unary_params){NN_UNARY_LEAKY, 0, 0, b->leaky_alpha}; break;
+    case NN_ACTIVATION_LEAKY_RELU:
+        p.p.unary = (nn_unary_params){NN_UNARY_LEAKY, 0, 0, b->leaky_alpha};
+        break;
     }
     return add_node(b, &p, "activation");
 }
@@ -201,7 +227,8 @@ static int pool(nn_builder *b, int x, int size, int stride, nn_padding pad, nn_p
     if (rc) return rc;
     const nn_shape *xs = &b->g->tensors[x].shape;
     if (xs->rank != 4 || size < 1 || stride < 1)
-        return fail(b, base_error_set(BASE_ERR_INVALID, "builder: pool %d/%d on rank %d", size, stride, xs->rank));
+        return fail(b, base_error_set(BASE_ERR_INVALID, "builder: pool %d/%d on rank %d", size,
+                                      stride, xs->rank));
     nn_node p = {.op = NN_OP_POOL, .n_inputs = 1, .inputs = {x}};
     nn_pool_params *q = &p.p.pool;
     q->kind = kind;
@@ -240,7 +267,8 @@ int nn_builder_reshape(nn_builder *b, int x, int rank, const int64_t *dims)
     if (rank < 0 || rank + 1 > NN_MAX_DIMS)
         return fail(b, base_error_set(BASE_ERR_INVALID, "builder: reshape to rank %d", rank + 1));
     nn_shape s = {rank + 1, {NN_BATCH}};
-    for (int i = 0; i < rank; i++) s.dim[i + 1] = dims[i];
+    for (int i = 0; i < rank; i++)
+        s.dim[i + 1] = dims[i];
     nn_node p = {.op = NN_OP_RESHAPE, .n_inputs = 1, .inputs = {x}};
     char name[64];
     p.name = (char *)auto_name(b, "reshape", name, sizeof name);
@@ -254,7 +282,8 @@ int nn_builder_concat(nn_builder *b, const int *xs, int n, int axis)
     int rc = check(b, xs, n);
     if (rc) return rc;
     nn_node p = {.op = NN_OP_CONCAT, .n_inputs = n};
-    for (int i = 0; i < n; i++) p.inputs[i] = xs[i];
+    for (int i = 0; i < n; i++)
+        p.inputs[i] = xs[i];
     p.p.concat.axis = axis;
     return add_node(b, &p, "concat");
 }
@@ -272,7 +301,8 @@ int nn_builder_output(nn_builder *b, int x, const char *name)
     int rc = check(b, &x, 1);
     if (rc) return rc;
     if (x < 0 || nn_tensor_is_const(b->g, x))
-        return fail(b, base_error_set(BASE_ERR_INVALID, "builder: output %s is not computed", name));
+        return fail(b,
+                    base_error_set(BASE_ERR_INVALID, "builder: output %s is not computed", name));
     char *nm = strdup(name);
     if (!nm) return fail(b, base_error_set(BASE_ERR_NOMEM, "builder"));
     free(b->g->tensors[x].name);

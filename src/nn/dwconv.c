@@ -15,9 +15,9 @@
 #include "nn/graph.h"
 
 #include <immintrin.h>
+#include <math.h>
 #include <pthreadpool.h>
 #include <stdint.h>
-#include <math.h>
 #include <string.h>
 
 #define DW_MAX_TAPS 49 /* up to 7x7 */
@@ -41,20 +41,22 @@ int nn_dwconv_supports(const nn_graph *g, const nn_node *n)
  */
 #define DW_INTERIOR(K)                                                                             \
     __attribute__((target("avx512f"))) static void dw_interior_##K(                                \
-        const float *x, const __m512 *wv, __m512 b, float *y, int64_t W, int64_t C, int64_t OW,     \
+        const float *x, const __m512 *wv, __m512 b, float *y, int64_t W, int64_t C, int64_t OW,    \
         int64_t oy, int64_t ox0, int64_t ox1, const nn_conv_params *p, __mmask16 mask, int clamp,  \
-        __m512 lo, __m512 hi)                                                                       \
+        __m512 lo, __m512 hi)                                                                      \
     {                                                                                              \
         __m512 w[K * K];                                                                           \
-        for (int t = 0; t < K * K; t++) w[t] = wv[t];                                              \
+        for (int t = 0; t < K * K; t++)                                                            \
+            w[t] = wv[t];                                                                          \
         const int64_t sx = (int64_t)p->stride_w * C, dx = (int64_t)p->dilation_w * C;              \
-        const int64_t iy0 = oy * p->stride_h - p->pad_top;                                          \
+        const int64_t iy0 = oy * p->stride_h - p->pad_top;                                         \
         int64_t ox = ox0;                                                                          \
         for (; ox + 4 <= ox1; ox += 4) {                                                           \
             __m512 a0 = b, a1 = b, a2 = b, a3 = b;                                                 \
             for (int ky = 0; ky < K; ky++) {                                                       \
-                const float *r = x + ((iy0 + (int64_t)ky * p->dilation_h) * W +                    \
-                                      ox * p->stride_w - p->pad_left) * C;                         \
+                const float *r = x + ((iy0 + (int64_t)ky * p->dilation_h) * W + ox * p->stride_w - \
+                                      p->pad_left) *                                               \
+                                         C;                                                        \
                 for (int kx = 0; kx < K; kx++) {                                                   \
                     const float *q = r + kx * dx;                                                  \
                     __m512 wk = w[ky * K + kx];                                                    \
@@ -79,10 +81,12 @@ int nn_dwconv_supports(const nn_graph *g, const nn_node *n)
         for (; ox < ox1; ox++) {                                                                   \
             __m512 a0 = b;                                                                         \
             for (int ky = 0; ky < K; ky++) {                                                       \
-                const float *r = x + ((iy0 + (int64_t)ky * p->dilation_h) * W +                    \
-                                      ox * p->stride_w - p->pad_left) * C;                         \
+                const float *r = x + ((iy0 + (int64_t)ky * p->dilation_h) * W + ox * p->stride_w - \
+                                      p->pad_left) *                                               \
+                                         C;                                                        \
                 for (int kx = 0; kx < K; kx++)                                                     \
-                    a0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, r + kx * dx), w[ky * K + kx], a0); \
+                    a0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, r + kx * dx), w[ky * K + kx], \
+                                         a0);                                                      \
             }                                                                                      \
             if (clamp) a0 = _mm512_min_ps(_mm512_max_ps(a0, lo), hi);                              \
             _mm512_mask_storeu_ps(y + (oy * OW + ox) * C, mask, a0);                               \
@@ -91,18 +95,19 @@ int nn_dwconv_supports(const nn_graph *g, const nn_node *n)
 DW_INTERIOR(3)
 DW_INTERIOR(5)
 
-__attribute__((target("avx512f"))) static void dw_block(const float *x, const float *w, const float *bias,
-                                                         const float *slope, float *y, const nn_conv_params *p,
-                                                         int64_t H, int64_t W, int64_t C, int64_t OH, int64_t OW,
-                                                         int64_t c0, __mmask16 mask, int64_t oy_begin,
-                                                         int64_t oy_end, int64_t flat_end)
+__attribute__((target("avx512f"))) static void
+dw_block(const float *x, const float *w, const float *bias, const float *slope, float *y,
+         const nn_conv_params *p, int64_t H, int64_t W, int64_t C, int64_t OH, int64_t OW,
+         int64_t c0, __mmask16 mask, int64_t oy_begin, int64_t oy_end, int64_t flat_end)
 {
     const int KH = p->kernel_h, KW = p->kernel_w;
     __m512 wv[DW_MAX_TAPS];
-    for (int t = 0; t < KH * KW; t++) wv[t] = _mm512_maskz_loadu_ps(mask, w + (int64_t)t * C + c0);
+    for (int t = 0; t < KH * KW; t++)
+        wv[t] = _mm512_maskz_loadu_ps(mask, w + (int64_t)t * C + c0);
     const __m512 b = bias ? _mm512_maskz_loadu_ps(mask, bias + c0) : _mm512_setzero_ps();
     const int clamp = p->act.kind == NN_ACT_CLAMP, prelu = p->act.kind == NN_ACT_PRELU;
-    const __m512 lo = _mm512_set1_ps(clamp ? p->act.lo : 0), hi = _mm512_set1_ps(clamp ? p->act.hi : 0);
+    const __m512 lo = _mm512_set1_ps(clamp ? p->act.lo : 0),
+                 hi = _mm512_set1_ps(clamp ? p->act.hi : 0);
     const __m512 sv = prelu ? _mm512_maskz_loadu_ps(mask, slope + c0) : _mm512_setzero_ps();
     /* Output columns whose taps are all inside the image: [ox_lo, ox_hi). */
     int64_t ox_lo = (p->pad_left + p->stride_w - 1) / p->stride_w;
@@ -114,8 +119,10 @@ __attribute__((target("avx512f"))) static void dw_block(const float *x, const fl
     for (int64_t oy = oy_begin; oy < oy_end; oy++) {
         int64_t iy0 = oy * p->stride_h - p->pad_top;
         int ky0 = 0, ky1 = KH;
-        while (ky0 < KH && iy0 + (int64_t)ky0 * p->dilation_h < 0) ky0++;
-        while (ky1 > ky0 && iy0 + (int64_t)(ky1 - 1) * p->dilation_h >= H) ky1--;
+        while (ky0 < KH && iy0 + (int64_t)ky0 * p->dilation_h < 0)
+            ky0++;
+        while (ky1 > ky0 && iy0 + (int64_t)(ky1 - 1) * p->dilation_h >= H)
+            ky1--;
         int row_inside = ky0 == 0 && ky1 == KH;
         for (int64_t ox = 0; ox < OW; ox++) {
             if (row_inside && ox == ox_lo && flat_end > ox_lo) {
@@ -123,29 +130,38 @@ __attribute__((target("avx512f"))) static void dw_block(const float *x, const fl
                 continue;
             }
             if (special && row_inside && ox == ox_lo && ox_hi > ox_lo) {
-                if (KH == 3) dw_interior_3(x + c0, wv, b, y + c0, W, C, OW, oy, ox_lo, ox_hi, p, mask, clamp, lo, hi);
-                else dw_interior_5(x + c0, wv, b, y + c0, W, C, OW, oy, ox_lo, ox_hi, p, mask, clamp, lo, hi);
+                if (KH == 3)
+                    dw_interior_3(x + c0, wv, b, y + c0, W, C, OW, oy, ox_lo, ox_hi, p, mask, clamp,
+                                  lo, hi);
+                else
+                    dw_interior_5(x + c0, wv, b, y + c0, W, C, OW, oy, ox_lo, ox_hi, p, mask, clamp,
+                                  lo, hi);
                 ox = ox_hi - 1;
                 continue;
             }
             int64_t ix0 = ox * p->stride_w - p->pad_left;
             int kx0 = 0, kx1 = KW;
-            while (kx0 < KW && ix0 + (int64_t)kx0 * p->dilation_w < 0) kx0++;
-            while (kx1 > kx0 && ix0 + (int64_t)(kx1 - 1) * p->dilation_w >= W) kx1--;
+            while (kx0 < KW && ix0 + (int64_t)kx0 * p->dilation_w < 0)
+                kx0++;
+            while (kx1 > kx0 && ix0 + (int64_t)(kx1 - 1) * p->dilation_w >= W)
+                kx1--;
             __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
             for (int ky = ky0; ky < ky1; ky++) {
                 const float *row = x + ((iy0 + (int64_t)ky * p->dilation_h) * W + ix0) * C + c0;
                 int kx = kx0;
                 /* Two accumulators halve the FMA dependency chain. */
                 for (; kx + 1 < kx1; kx += 2) {
-                    acc0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, row + (int64_t)kx * p->dilation_w * C),
-                                           wv[ky * KW + kx], acc0);
-                    acc1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, row + (int64_t)(kx + 1) * p->dilation_w * C),
-                                           wv[ky * KW + kx + 1], acc1);
+                    acc0 = _mm512_fmadd_ps(
+                        _mm512_maskz_loadu_ps(mask, row + (int64_t)kx * p->dilation_w * C),
+                        wv[ky * KW + kx], acc0);
+                    acc1 = _mm512_fmadd_ps(
+                        _mm512_maskz_loadu_ps(mask, row + (int64_t)(kx + 1) * p->dilation_w * C),
+                        wv[ky * KW + kx + 1], acc1);
                 }
                 if (kx < kx1)
-                    acc0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, row + (int64_t)kx * p->dilation_w * C),
-                                           wv[ky * KW + kx], acc0);
+                    acc0 = _mm512_fmadd_ps(
+                        _mm512_maskz_loadu_ps(mask, row + (int64_t)kx * p->dilation_w * C),
+                        wv[ky * KW + kx], acc0);
             }
             __m512 v = _mm512_add_ps(_mm512_add_ps(acc0, acc1), b);
             if (clamp) v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
@@ -190,20 +206,23 @@ typedef struct dw_epi {
  * rows `rows` (rmask: the channel mask, or 0 for a row outside the image), the first column
  * ix0 (columns [ix0, ix0 + LO) and the last HI of the (G - 1) * S + K lie outside the image). */
 __attribute__((target("avx512f"), always_inline)) static inline void
-dw_tile(const float *const *rows, const __mmask16 *rmask, int64_t c0, int64_t ix0, int64_t C, const __m512 *wv,
-        const float *wt, __m512 b, float *o, int64_t orow, __mmask16 mask, const dw_epi *e, __m512 slope, const int K,
-        const int S, const int G, const int R, const int LO, const int HI, const int ACT_ONCE)
+dw_tile(const float *const *rows, const __mmask16 *rmask, int64_t c0, int64_t ix0, int64_t C,
+        const __m512 *wv, const float *wt, __m512 b, float *o, int64_t orow, __mmask16 mask,
+        const dw_epi *e, __m512 slope, const int K, const int S, const int G, const int R,
+        const int LO, const int HI, const int ACT_ONCE)
 {
     /* The weights from registers (wv) or straight from the filter (wt at channel c0): copied
      * through the stack per group and block they had cost a fifth of a 14x14x512 layer. */
     __m512 w[K * K];
 #pragma GCC unroll 25
-    for (int t = 0; t < K * K; t++) w[t] = wv ? wv[t] : _mm512_maskz_loadu_ps(mask, wt + t * C);
+    for (int t = 0; t < K * K; t++)
+        w[t] = wv ? wv[t] : _mm512_maskz_loadu_ps(mask, wt + t * C);
     __m512 a[2][8];
 #pragma GCC unroll 2
     for (int r = 0; r < R; r++)
 #pragma GCC unroll 8
-        for (int i = 0; i < G; i++) a[r][i] = b;
+        for (int i = 0; i < G; i++)
+            a[r][i] = b;
     const int ncols = (G - 1) * S + K;
 #pragma GCC unroll 6
     for (int ir = 0; ir < (R - 1) * S + K; ir++) {
@@ -237,9 +256,11 @@ dw_tile(const float *const *rows, const __mmask16 *rmask, int64_t c0, int64_t ix
 #pragma GCC unroll 8
             for (int i = 0; i < G; i++) {
                 __m512 v = a[r][i];
-                if (e->act == 1) v = _mm512_min_ps(_mm512_max_ps(v, e->lo), e->hi);
+                if (e->act == 1)
+                    v = _mm512_min_ps(_mm512_max_ps(v, e->lo), e->hi);
                 else if (e->act == 2)
-                    v = _mm512_mask_mul_ps(v, _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ), v, slope);
+                    v = _mm512_mask_mul_ps(
+                        v, _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ), v, slope);
                 _mm512_mask_storeu_ps(o + c0 + r * orow + i * C, mask, v);
             }
     } else if (e->act == 1) {
@@ -255,23 +276,25 @@ dw_tile(const float *const *rows, const __mmask16 *rmask, int64_t c0, int64_t ix
 #pragma GCC unroll 8
             for (int i = 0; i < G; i++) {
                 __m512 v = a[r][i];
-                v = _mm512_mask_mul_ps(v, _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ), v, slope);
+                v = _mm512_mask_mul_ps(v, _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ), v,
+                                       slope);
                 _mm512_mask_storeu_ps(o + c0 + r * orow + i * C, mask, v);
             }
     } else {
 #pragma GCC unroll 2
         for (int r = 0; r < R; r++)
 #pragma GCC unroll 8
-            for (int i = 0; i < G; i++) _mm512_mask_storeu_ps(o + c0 + r * orow + i * C, mask, a[r][i]);
+            for (int i = 0; i < G; i++)
+                _mm512_mask_storeu_ps(o + c0 + r * orow + i * C, mask, a[r][i]);
     }
 }
 
 /* A group whose columns outside the image are more than its variants cover (a padding wider
  * than the kernel's reach, from a folded Pad op): each column checked, row by row. */
-__attribute__((target("avx512f"))) static void dw_tile_checked(const float *const *rows, const __mmask16 *rmask,
-                                                               int64_t ix0, int64_t W, int64_t C, const __m512 *w,
-                                                               __m512 b, float *o, __mmask16 mask, const dw_epi *e,
-                                                               int K, int S, int G)
+__attribute__((target("avx512f"))) static void
+dw_tile_checked(const float *const *rows, const __mmask16 *rmask, int64_t ix0, int64_t W, int64_t C,
+                const __m512 *w, __m512 b, float *o, __mmask16 mask, const dw_epi *e, int K, int S,
+                int G)
 {
     for (int i = 0; i < G; i++) {
         __m512 a = b;
@@ -279,24 +302,27 @@ __attribute__((target("avx512f"))) static void dw_tile_checked(const float *cons
             for (int kx = 0; kx < K; kx++) {
                 int64_t ix = ix0 + (int64_t)i * S + kx;
                 if (ix < 0 || ix >= W) continue;
-                a = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(rmask[ky], rows[ky] + ix * C), w[ky * K + kx], a);
+                a = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(rmask[ky], rows[ky] + ix * C),
+                                    w[ky * K + kx], a);
             }
-        if (e->act == 1) a = _mm512_min_ps(_mm512_max_ps(a, e->lo), e->hi);
+        if (e->act == 1)
+            a = _mm512_min_ps(_mm512_max_ps(a, e->lo), e->hi);
         else if (e->act == 2)
-            a = _mm512_mask_mul_ps(a, _mm512_cmp_ps_mask(a, _mm512_setzero_ps(), _CMP_LT_OQ), a, e->slope);
+            a = _mm512_mask_mul_ps(a, _mm512_cmp_ps_mask(a, _mm512_setzero_ps(), _CMP_LT_OQ), a,
+                                   e->slope);
         _mm512_mask_storeu_ps(o + i * C, mask, a);
     }
 }
 
 /* dw_tile_checked for channel block c0 of every block's mode. */
-__attribute__((target("avx512f"))) static void dw_tile_checked_blocks(const float *const *rows, const __mmask16 *rmask,
-                                                                      int64_t c0, int64_t ix0, int64_t W, int64_t C,
-                                                                      const float *wt, __m512 b, float *o, int64_t orow,
-                                                                      __mmask16 mask, const dw_epi *e, __m512 slope,
-                                                                      int K, int S, int G, int R)
+__attribute__((target("avx512f"))) static void
+dw_tile_checked_blocks(const float *const *rows, const __mmask16 *rmask, int64_t c0, int64_t ix0,
+                       int64_t W, int64_t C, const float *wt, __m512 b, float *o, int64_t orow,
+                       __mmask16 mask, const dw_epi *e, __m512 slope, int K, int S, int G, int R)
 {
     __m512 w[25];
-    for (int t = 0; t < K * K; t++) w[t] = _mm512_maskz_loadu_ps(mask, wt + t * C);
+    for (int t = 0; t < K * K; t++)
+        w[t] = _mm512_maskz_loadu_ps(mask, wt + t * C);
     dw_epi ec = *e;
     ec.slope = slope;
     for (int r = 0; r < R; r++) {
@@ -330,8 +356,9 @@ typedef struct dw_blocks {
  * the tensors 4 KB apart against 64 bytes apart. The weights are reloaded per group and block
  * (9 or 25 loads per 72-144 FMAs). */
 #define DW_TILE_CASE(K, S, G, R, L, H)                                                             \
-    case (L) * 4 + (H):                                                                            \
-        dw_tile(rows, rmask, c0, ix0, C, wv, wt, b, o, orow, mask, e, slope, K, S, G, R, L, H, act_once); \
+    case (L)*4 + (H):                                                                              \
+        dw_tile(rows, rmask, c0, ix0, C, wv, wt, b, o, orow, mask, e, slope, K, S, G, R, L, H,     \
+                act_once);                                                                         \
         break;
 /* The one block of cb->wv, and every channel block of the layer (cb->w): two functions, as
  * one they had made the one-block groups 5-7% slower. */
@@ -340,7 +367,7 @@ typedef struct dw_blocks {
         const float *const *rows, const __mmask16 *rmask, int64_t ix0, int64_t W, int64_t C,       \
         const dw_blocks *cb, float *o, int64_t orow, const dw_epi *e)                              \
     {                                                                                              \
-        int64_t lo = ix0 < 0 ? -ix0 : 0, hi = ix0 + ((G) - 1) * (S) + (K) - W;                     \
+        int64_t lo = ix0 < 0 ? -ix0 : 0, hi = ix0 + ((G)-1) * (S) + (K)-W;                         \
         if (hi < 0) hi = 0;                                                                        \
         const int var = lo < 4 && hi < 4 ? (int)(lo * 4 + hi) : -1;                                \
         const __m512 *wv = cb->wv, b = cb->b, slope = e->slope;                                    \
@@ -352,27 +379,32 @@ typedef struct dw_blocks {
             CASES(K, S, G, R)                                                                      \
         default:                                                                                   \
             for (int r = 0; r < (R); r++)                                                          \
-                dw_tile_checked(rows + r * (S), rmask + r * (S), ix0, W, C, wv, b, o + r * orow, mask, e, K, S, G); \
+                dw_tile_checked(rows + r * (S), rmask + r * (S), ix0, W, C, wv, b, o + r * orow,   \
+                                mask, e, K, S, G);                                                 \
         }                                                                                          \
     }                                                                                              \
     __attribute__((target("avx512f"))) static void dw_tilea_##K##_##S##_##G##_##R(                 \
         const float *const *rows, const __mmask16 *rmask, int64_t ix0, int64_t W, int64_t C,       \
         const dw_blocks *cb, float *o, int64_t orow, const dw_epi *e)                              \
     {                                                                                              \
-        int64_t lo = ix0 < 0 ? -ix0 : 0, hi = ix0 + ((G) - 1) * (S) + (K) - W;                     \
+        int64_t lo = ix0 < 0 ? -ix0 : 0, hi = ix0 + ((G)-1) * (S) + (K)-W;                         \
         if (hi < 0) hi = 0;                                                                        \
         const int var = lo < 4 && hi < 4 ? (int)(lo * 4 + hi) : -1;                                \
         const __m512 *wv = NULL;                                                                   \
         const int act_once = 0;                                                                    \
         for (int64_t c0 = 0; c0 < C; c0 += 16) {                                                   \
-            const __mmask16 mask = C - c0 >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (C - c0)) - 1); \
+            const __mmask16 mask =                                                                 \
+                C - c0 >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (C - c0)) - 1);              \
             const float *wt = cb->w + c0;                                                          \
-            const __m512 b = cb->bias ? _mm512_maskz_loadu_ps(mask, cb->bias + c0) : _mm512_setzero_ps(); \
-            const __m512 slope = e->act == 2 ? _mm512_maskz_loadu_ps(mask, cb->slope + c0) : _mm512_setzero_ps(); \
+            const __m512 b =                                                                       \
+                cb->bias ? _mm512_maskz_loadu_ps(mask, cb->bias + c0) : _mm512_setzero_ps();       \
+            const __m512 slope =                                                                   \
+                e->act == 2 ? _mm512_maskz_loadu_ps(mask, cb->slope + c0) : _mm512_setzero_ps();   \
             switch (var) {                                                                         \
                 CASES(K, S, G, R)                                                                  \
             default:                                                                               \
-                dw_tile_checked_blocks(rows, rmask, c0, ix0, W, C, wt, b, o, orow, mask, e, slope, K, S, G, R); \
+                dw_tile_checked_blocks(rows, rmask, c0, ix0, W, C, wt, b, o, orow, mask, e, slope, \
+                                       K, S, G, R);                                                \
             }                                                                                      \
         }                                                                                          \
     }
@@ -381,8 +413,9 @@ typedef struct dw_blocks {
     DW_TILE_CASE(K, S, G, R, 1, 0) DW_TILE_CASE(K, S, G, R, 0, 1) DW_TILE_CASE(K, S, G, R, 1, 1)
 #define DW_CASES_5(K, S, G, R)                                                                     \
     DW_CASES_3(K, S, G, R)                                                                         \
-    DW_TILE_CASE(K, S, G, R, 2, 0) DW_TILE_CASE(K, S, G, R, 0, 2) DW_TILE_CASE(K, S, G, R, 2, 2)   \
-    DW_TILE_CASE(K, S, G, R, 2, 1) DW_TILE_CASE(K, S, G, R, 1, 2)
+    DW_TILE_CASE(K, S, G, R, 2, 0)                                                                 \
+    DW_TILE_CASE(K, S, G, R, 0, 2) DW_TILE_CASE(K, S, G, R, 2, 2) DW_TILE_CASE(K, S, G, R, 2, 1)   \
+        DW_TILE_CASE(K, S, G, R, 1, 2)
 DW_TILE_FN(3, 1, 8, 2, DW_CASES_3)
 DW_TILE_FN(3, 1, 7, 2, DW_CASES_3)
 DW_TILE_FN(3, 1, 4, 2, DW_CASES_3)
@@ -404,8 +437,8 @@ DW_TILE_FN(5, 1, 1, 1, DW_CASES_5)
 DW_TILE_FN(5, 2, 4, 1, DW_CASES_5)
 DW_TILE_FN(5, 2, 1, 1, DW_CASES_5)
 
-typedef void dw_tile_fn(const float *const *rows, const __mmask16 *rmask, int64_t ix0, int64_t W, int64_t C,
-                        const dw_blocks *cb, float *o, int64_t orow, const dw_epi *e);
+typedef void dw_tile_fn(const float *const *rows, const __mmask16 *rmask, int64_t ix0, int64_t W,
+                        int64_t C, const dw_blocks *cb, float *o, int64_t orow, const dw_epi *e);
 
 /* The variants of one kernel and stride: [G index][R - 1], G index 0: the wide group (8 or 7
  * for 3x3, 4 for 5x5), 1: 4 pixels, 2: one. */
@@ -419,8 +452,9 @@ typedef struct dw_tiles {
  * weights in registers (a call per pixel, or per range, had made blazeface's 24-channel layers
  * 6-15% slower). */
 __attribute__((target("avx512f"), always_inline)) static inline void
-dw_singles(const float *const *rows, const __mmask16 *rmask, int64_t pad, int64_t W, int64_t C, const __m512 *w,
-           __m512 b, float *yr, __mmask16 mask, const dw_epi *e, int64_t oa, int64_t ob, const int K, const int S)
+dw_singles(const float *const *rows, const __mmask16 *rmask, int64_t pad, int64_t W, int64_t C,
+           const __m512 *w, __m512 b, float *yr, __mmask16 mask, const dw_epi *e, int64_t oa,
+           int64_t ob, const int K, const int S)
 {
     for (int64_t ox = oa; ox < ob; ox++) {
         const int64_t ix0 = ox * S - pad;
@@ -432,13 +466,16 @@ dw_singles(const float *const *rows, const __mmask16 *rmask, int64_t pad, int64_
             for (int kx = 0; kx < K; kx++) {
                 const int64_t ix = ix0 + kx;
                 const int in = ix >= 0 && ix < W;
-                a = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(in ? rm : 0, rows[ky] + (in ? ix : 0) * C), w[ky * K + kx],
-                                    a);
+                a = _mm512_fmadd_ps(
+                    _mm512_maskz_loadu_ps(in ? rm : 0, rows[ky] + (in ? ix : 0) * C),
+                    w[ky * K + kx], a);
             }
         }
-        if (e->act == 1) a = _mm512_min_ps(_mm512_max_ps(a, e->lo), e->hi);
+        if (e->act == 1)
+            a = _mm512_min_ps(_mm512_max_ps(a, e->lo), e->hi);
         else if (e->act == 2)
-            a = _mm512_mask_mul_ps(a, _mm512_cmp_ps_mask(a, _mm512_setzero_ps(), _CMP_LT_OQ), a, e->slope);
+            a = _mm512_mask_mul_ps(a, _mm512_cmp_ps_mask(a, _mm512_setzero_ps(), _CMP_LT_OQ), a,
+                                   e->slope);
         _mm512_mask_storeu_ps(yr + ox * C, mask, a);
     }
 }
@@ -446,17 +483,18 @@ dw_singles(const float *const *rows, const __mmask16 *rmask, int64_t pad, int64_
 /* Output pixels [oa, ob) of R rows (row 0 at yr) in groups: of the wide G, the last group
  * shifted left to end at ob (those outputs are written twice, with the same values), or of 4
  * or one on ranges narrower than G. */
-__attribute__((target("avx512f"))) static void dw_range(const dw_tiles *t, int R, const float *const *rows,
-                                                        const __mmask16 *rmask, int64_t pad, int S, int64_t W,
-                                                        int64_t C, const dw_blocks *cb, float *yr, int64_t orow,
-                                                        const dw_epi *e, int64_t oa, int64_t ob)
+__attribute__((target("avx512f"))) static void
+dw_range(const dw_tiles *t, int R, const float *const *rows, const __mmask16 *rmask, int64_t pad,
+         int S, int64_t W, int64_t C, const dw_blocks *cb, float *yr, int64_t orow, const dw_epi *e,
+         int64_t oa, int64_t ob)
 {
     for (int gi = 0; gi < 3; gi++) {
         const int64_t G = t->g[gi];
         dw_tile_fn *fn = cb->wv ? t->fn[gi][R - 1] : t->fa[gi][R - 1];
         if (ob - oa < G) continue;
         int64_t ox = oa;
-        for (; ox + G <= ob; ox += G) fn(rows, rmask, ox * S - pad, W, C, cb, yr + ox * C, orow, e);
+        for (; ox + G <= ob; ox += G)
+            fn(rows, rmask, ox * S - pad, W, C, cb, yr + ox * C, orow, e);
         if (ox < ob) {
             ox = ob - G;
             fn(rows, rmask, ox * S - pad, W, C, cb, yr + ox * C, orow, e);
@@ -470,35 +508,47 @@ __attribute__((target("avx512f"))) static void dw_range(const dw_tiles *t, int R
  * [flat_lo, flat_end) were done by dw_flat and are left out (the flat path's layers: one
  * channel block at a time, one row at a time). */
 __attribute__((target("avx512f"), always_inline)) static inline void
-dw_slide_rows(const float *x, const dw_blocks *cb, float *y, const nn_conv_params *p, int64_t H, int64_t W, int64_t C,
-              int64_t OW, int64_t oy_begin, int64_t oy_end, int64_t flat_lo, int64_t flat_end, const dw_epi *e,
-              const int K, const int S)
+dw_slide_rows(const float *x, const dw_blocks *cb, float *y, const nn_conv_params *p, int64_t H,
+              int64_t W, int64_t C, int64_t OW, int64_t oy_begin, int64_t oy_end, int64_t flat_lo,
+              int64_t flat_end, const dw_epi *e, const int K, const int S)
 {
 #define DW_TILES(K, S, G)                                                                          \
-    {{{dw_tile_##K##_##S##_##G##_1, dw_tile_##K##_##S##_##G##_2},                                  \
-      {dw_tile_##K##_##S##_4_1, dw_tile_##K##_##S##_4_2},                                          \
-      {dw_tile_##K##_##S##_1_1, dw_tile_##K##_##S##_1_2}},                                         \
-     {{dw_tilea_##K##_##S##_##G##_1, dw_tilea_##K##_##S##_##G##_2},                                \
-      {dw_tilea_##K##_##S##_4_1, dw_tilea_##K##_##S##_4_2},                                        \
-      {dw_tilea_##K##_##S##_1_1, dw_tilea_##K##_##S##_1_2}},                                       \
-     {G, 4, 1}}
+    {                                                                                              \
+        {{dw_tile_##K##_##S##_##G##_1, dw_tile_##K##_##S##_##G##_2},                               \
+         {dw_tile_##K##_##S##_4_1, dw_tile_##K##_##S##_4_2},                                       \
+         {dw_tile_##K##_##S##_1_1, dw_tile_##K##_##S##_1_2}},                                      \
+            {{dw_tilea_##K##_##S##_##G##_1, dw_tilea_##K##_##S##_##G##_2},                         \
+             {dw_tilea_##K##_##S##_4_1, dw_tilea_##K##_##S##_4_2},                                 \
+             {dw_tilea_##K##_##S##_1_1, dw_tilea_##K##_##S##_1_2}},                                \
+        {                                                                                          \
+            G, 4, 1                                                                                \
+        }                                                                                          \
+    }
 #define DW_TILES5(S)                                                                               \
-    {{{dw_tile_5_##S##_4_1, NULL}, {dw_tile_5_##S##_4_1, NULL}, {dw_tile_5_##S##_1_1, NULL}},      \
-     {{dw_tilea_5_##S##_4_1, NULL}, {dw_tilea_5_##S##_4_1, NULL}, {dw_tilea_5_##S##_1_1, NULL}},   \
-     {4, 4, 1}}
-    static const dw_tiles t31 = DW_TILES(3, 1, 8), t31_7 = DW_TILES(3, 1, 7), t32 = DW_TILES(3, 2, 8),
-                          t32_7 = DW_TILES(3, 2, 7), t51 = DW_TILES5(1), t52 = DW_TILES5(2);
+    {                                                                                              \
+        {{dw_tile_5_##S##_4_1, NULL}, {dw_tile_5_##S##_4_1, NULL}, {dw_tile_5_##S##_1_1, NULL}},   \
+            {{dw_tilea_5_##S##_4_1, NULL},                                                         \
+             {dw_tilea_5_##S##_4_1, NULL},                                                         \
+             {dw_tilea_5_##S##_1_1, NULL}},                                                        \
+        {                                                                                          \
+            4, 4, 1                                                                                \
+        }                                                                                          \
+    }
+    static const dw_tiles t31 = DW_TILES(3, 1, 8), t31_7 = DW_TILES(3, 1, 7),
+                          t32 = DW_TILES(3, 2, 8), t32_7 = DW_TILES(3, 2, 7), t51 = DW_TILES5(1),
+                          t52 = DW_TILES5(2);
 #undef DW_TILES
 #undef DW_TILES5
     const int seven = OW % 8 != 0 && OW % 7 == 0;
-    const dw_tiles *t = K == 5 ? (S == 1 ? &t51 : &t52)
+    const dw_tiles *t = K == 5   ? (S == 1 ? &t51 : &t52)
                         : S == 1 ? (seven ? &t31_7 : &t31)
                                  : (seven ? &t32_7 : &t32);
     const int64_t pad = p->pad_left;
     const __mmask16 mask = cb->wv ? cb->mask : (__mmask16)0xffff;
     __m512 w[25];
     if (cb->wv)
-        for (int k = 0; k < K * K; k++) w[k] = cb->wv[k];
+        for (int k = 0; k < K * K; k++)
+            w[k] = cb->wv[k];
     for (int64_t oy = oy_begin; oy < oy_end;) {
         const int64_t iy0 = oy * p->stride_h - p->pad_top;
         const int flat_row = flat_end > flat_lo && iy0 >= 0 && iy0 + K - 1 < H;
@@ -516,8 +566,10 @@ dw_slide_rows(const float *x, const dw_blocks *cb, float *y, const nn_conv_param
             const int64_t ranges[2][2] = {{0, flat_lo}, {flat_end, OW}};
             for (int ri = 0; ri < 2; ri++) {
                 const int64_t oa = ranges[ri][0], ob = ranges[ri][1];
-                if (ob - oa >= 4) dw_range(t, 1, rows, rmask, pad, S, W, C, cb, yr, 0, e, oa, ob);
-                else dw_singles(rows, rmask, pad, W, C, w, cb->b, yr, mask, e, oa, ob, K, S);
+                if (ob - oa >= 4)
+                    dw_range(t, 1, rows, rmask, pad, S, W, C, cb, yr, 0, e, oa, ob);
+                else
+                    dw_singles(rows, rmask, pad, W, C, w, cb->b, yr, mask, e, oa, ob, K, S);
             }
         } else {
             dw_range(t, R, rows, rmask, pad, S, W, C, cb, yr, OW * C, e, 0, OW);
@@ -538,9 +590,10 @@ DW_SLIDE_ROWS(3, 1)
 DW_SLIDE_ROWS(3, 2)
 DW_SLIDE_ROWS(5, 1)
 DW_SLIDE_ROWS(5, 2)
-typedef void dw_slide_rows_fn(const float *x, const dw_blocks *cb, float *y, const nn_conv_params *p, int64_t H,
-                              int64_t W, int64_t C, int64_t OW, int64_t oy_begin, int64_t oy_end, int64_t flat_lo,
-                              int64_t flat_end, const dw_epi *e);
+typedef void dw_slide_rows_fn(const float *x, const dw_blocks *cb, float *y,
+                              const nn_conv_params *p, int64_t H, int64_t W, int64_t C, int64_t OW,
+                              int64_t oy_begin, int64_t oy_end, int64_t flat_lo, int64_t flat_end,
+                              const dw_epi *e);
 
 /* Whether dw_slide takes the layer: everything but its channel count, which only matters where
  * the flat path does not take the interior (fewer than 16 channels leave lanes empty). */
@@ -553,10 +606,10 @@ static int slide_applies(const nn_conv_params *p)
 
 /* Rows [oy_begin, oy_end) of one image, every channel block; on rows whose every kernel row is
  * inside the image, the pixels [flat_lo, flat_end) were done by dw_flat and are left out. */
-__attribute__((target("avx512f"))) static void dw_slide(const float *x, const float *w, const float *bias,
-                                                        const float *slope, float *y, const nn_conv_params *p,
-                                                        int64_t H, int64_t W, int64_t C, int64_t OW, int64_t oy_begin,
-                                                        int64_t oy_end, int64_t flat_lo, int64_t flat_end)
+__attribute__((target("avx512f"))) static void
+dw_slide(const float *x, const float *w, const float *bias, const float *slope, float *y,
+         const nn_conv_params *p, int64_t H, int64_t W, int64_t C, int64_t OW, int64_t oy_begin,
+         int64_t oy_end, int64_t flat_lo, int64_t flat_end)
 {
     const int K = p->kernel_h;
     dw_slide_rows_fn *fn = K == 3 ? (p->stride_w == 1 ? dw_slide_rows_3_1 : dw_slide_rows_3_2)
@@ -579,7 +632,8 @@ __attribute__((target("avx512f"))) static void dw_slide(const float *x, const fl
         int64_t left = C - c0;
         __mmask16 mask = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
         __m512 wv[25];
-        for (int t = 0; t < K * K; t++) wv[t] = _mm512_maskz_loadu_ps(mask, w + (int64_t)t * C + c0);
+        for (int t = 0; t < K * K; t++)
+            wv[t] = _mm512_maskz_loadu_ps(mask, w + (int64_t)t * C + c0);
         dw_blocks cb = {.wv = wv, .mask = mask};
         cb.b = bias ? _mm512_maskz_loadu_ps(mask, bias + c0) : _mm512_setzero_ps();
         e.slope = e.act == 2 ? _mm512_maskz_loadu_ps(mask, slope + c0) : _mm512_setzero_ps();
@@ -630,12 +684,13 @@ static int flat_phases(const nn_conv_params *p, int64_t C)
  * i + 1) and each distinct shift is loaded once per kernel row. G = 8 units for 3x3, 4 for 5x5,
  * as in dw_group; the weights of the phase stay in registers. */
 __attribute__((target("avx512f"), always_inline)) static inline void
-flat_group(const float *xr, int64_t rstep, int64_t C, const __m512 *w, __m512 b, float *o, int64_t vstep, int clamp,
-           __m512 lo, __m512 hi, const int K, const int U, const int G)
+flat_group(const float *xr, int64_t rstep, int64_t C, const __m512 *w, __m512 b, float *o,
+           int64_t vstep, int clamp, __m512 lo, __m512 hi, const int K, const int U, const int G)
 {
     __m512 a[8];
 #pragma GCC unroll 8
-    for (int i = 0; i < G; i++) a[i] = b;
+    for (int i = 0; i < G; i++)
+        a[i] = b;
 #pragma GCC unroll 5
     for (int ky = 0; ky < K; ky++) {
         const float *r = xr + ky * rstep;
@@ -646,7 +701,8 @@ flat_group(const float *xr, int64_t rstep, int64_t C, const __m512 *w, __m512 b,
             __asm__("" : "+r"(r));
             int used = 0;
 #pragma GCC unroll 8
-            for (int i = 0; i < G; i++) used |= sh - U * i >= 0 && sh - U * i < K;
+            for (int i = 0; i < G; i++)
+                used |= sh - U * i >= 0 && sh - U * i < K;
             if (!used) continue;
             __m512 v = _mm512_loadu_ps(r);
 #pragma GCC unroll 8
@@ -671,28 +727,34 @@ flat_group(const float *xr, int64_t rstep, int64_t C, const __m512 *w, __m512 b,
         int64_t vstep, int64_t units, int clamp, __m512 lo, __m512 hi)                             \
     {                                                                                              \
         __m512 w[K * K];                                                                           \
-        for (int t = 0; t < K * K; t++) w[t] = wv[t];                                              \
+        for (int t = 0; t < K * K; t++)                                                            \
+            w[t] = wv[t];                                                                          \
         int64_t u = 0;                                                                             \
         if (units >= (G)) {                                                                        \
             for (; u + (G) <= units; u += (G))                                                     \
-                flat_group(xr + u * vstep, rstep, C, w, b, yr + u * vstep, vstep, clamp, lo, hi, K, U, G); \
+                flat_group(xr + u * vstep, rstep, C, w, b, yr + u * vstep, vstep, clamp, lo, hi,   \
+                           K, U, G);                                                               \
             if (u < units) {                                                                       \
                 u = units - (G);                                                                   \
-                flat_group(xr + u * vstep, rstep, C, w, b, yr + u * vstep, vstep, clamp, lo, hi, K, U, G); \
+                flat_group(xr + u * vstep, rstep, C, w, b, yr + u * vstep, vstep, clamp, lo, hi,   \
+                           K, U, G);                                                               \
             }                                                                                      \
             return;                                                                                \
         }                                                                                          \
         if ((G) > 4 && units >= 4) {                                                               \
             for (; u + 4 <= units; u += 4)                                                         \
-                flat_group(xr + u * vstep, rstep, C, w, b, yr + u * vstep, vstep, clamp, lo, hi, K, U, 4); \
+                flat_group(xr + u * vstep, rstep, C, w, b, yr + u * vstep, vstep, clamp, lo, hi,   \
+                           K, U, 4);                                                               \
             if (u < units) {                                                                       \
                 u = units - 4;                                                                     \
-                flat_group(xr + u * vstep, rstep, C, w, b, yr + u * vstep, vstep, clamp, lo, hi, K, U, 4); \
+                flat_group(xr + u * vstep, rstep, C, w, b, yr + u * vstep, vstep, clamp, lo, hi,   \
+                           K, U, 4);                                                               \
             }                                                                                      \
             return;                                                                                \
         }                                                                                          \
         for (; u < units; u++)                                                                     \
-            flat_group(xr + u * vstep, rstep, C, w, b, yr + u * vstep, vstep, clamp, lo, hi, K, U, 1); \
+            flat_group(xr + u * vstep, rstep, C, w, b, yr + u * vstep, vstep, clamp, lo, hi, K, U, \
+                       1);                                                                         \
     }
 DW_FLAT_ROW(3, 2, 8)
 DW_FLAT_ROW(3, 4, 8)
@@ -702,8 +764,9 @@ DW_FLAT_ROW(5, 4, 4)
 /* Rows [oy_begin, oy_end) of one image, interior pixels from ox_lo in whole units of
  * lcm(C, 16) / C pixels; returns where it stopped (the same for every row). */
 __attribute__((target("avx512f"), always_inline)) static inline int64_t
-dw_flat_k(const float *x, const dw_wrap *wrap, float *y, const nn_conv_params *p, int64_t H, int64_t W, int64_t C,
-          int64_t OW, int phases, int64_t oy_begin, int64_t oy_end, const int KH, const int KW)
+dw_flat_k(const float *x, const dw_wrap *wrap, float *y, const nn_conv_params *p, int64_t H,
+          int64_t W, int64_t C, int64_t OW, int phases, int64_t oy_begin, int64_t oy_end,
+          const int KH, const int KW)
 {
     const int taps = KH * KW;
     int64_t ox_lo = p->pad_left, ox_hi = W + p->pad_left - (int64_t)(KW - 1) * p->dilation_w;
@@ -712,25 +775,32 @@ dw_flat_k(const float *x, const dw_wrap *wrap, float *y, const nn_conv_params *p
     int64_t units = ox_hi > ox_lo ? (ox_hi - ox_lo) / unit : 0;
     if (units == 0) return ox_lo;
     const int clamp = p->act.kind == NN_ACT_CLAMP;
-    const __m512 lo = _mm512_set1_ps(clamp ? p->act.lo : 0), hi = _mm512_set1_ps(clamp ? p->act.hi : 0);
+    const __m512 lo = _mm512_set1_ps(clamp ? p->act.lo : 0),
+                 hi = _mm512_set1_ps(clamp ? p->act.hi : 0);
     const int64_t dx = (int64_t)p->dilation_w * C, vstep = 16 * phases; /* floats per unit */
     for (int ph = 0; ph < phases; ph++) {
         int64_t off = (16 * ph) % C;
         __m512 wv[DW_FLAT_MAX_TAPS];
-        for (int t = 0; t < taps; t++) wv[t] = _mm512_loadu_ps(&wrap->v[t][off]);
+        for (int t = 0; t < taps; t++)
+            wv[t] = _mm512_loadu_ps(&wrap->v[t][off]);
         const __m512 b = _mm512_loadu_ps(&wrap->v[taps][off]);
         for (int64_t oy = oy_begin; oy < oy_end; oy++) {
             int64_t iy0 = oy * p->stride_h - p->pad_top;
-            if (iy0 < 0 || iy0 + (int64_t)(KH - 1) * p->dilation_h >= H) continue; /* not an inside row */
+            if (iy0 < 0 || iy0 + (int64_t)(KH - 1) * p->dilation_h >= H)
+                continue; /* not an inside row */
             const float *xr = x + (iy0 * W + ox_lo - p->pad_left) * C + 16 * ph;
             float *yr = y + (oy * OW + ox_lo) * C + 16 * ph;
             if (KH == KW && (KH == 3 || KH == 5) && p->dilation_h == 1 && p->dilation_w == 1 &&
                 (unit == 2 || unit == 4)) {
                 int64_t rstep = W * C;
-                if (KH == 3 && unit == 2) dw_flat_row_3_2(xr, rstep, C, wv, b, yr, vstep, units, clamp, lo, hi);
-                else if (KH == 3) dw_flat_row_3_4(xr, rstep, C, wv, b, yr, vstep, units, clamp, lo, hi);
-                else if (unit == 2) dw_flat_row_5_2(xr, rstep, C, wv, b, yr, vstep, units, clamp, lo, hi);
-                else dw_flat_row_5_4(xr, rstep, C, wv, b, yr, vstep, units, clamp, lo, hi);
+                if (KH == 3 && unit == 2)
+                    dw_flat_row_3_2(xr, rstep, C, wv, b, yr, vstep, units, clamp, lo, hi);
+                else if (KH == 3)
+                    dw_flat_row_3_4(xr, rstep, C, wv, b, yr, vstep, units, clamp, lo, hi);
+                else if (unit == 2)
+                    dw_flat_row_5_2(xr, rstep, C, wv, b, yr, vstep, units, clamp, lo, hi);
+                else
+                    dw_flat_row_5_4(xr, rstep, C, wv, b, yr, vstep, units, clamp, lo, hi);
                 continue;
             }
             int64_t u = 0;
@@ -763,7 +833,8 @@ dw_flat_k(const float *x, const dw_wrap *wrap, float *y, const nn_conv_params *p
                 __m512 a0 = b;
                 for (int ky = 0; ky < KH; ky++) {
                     const float *r = xr + (int64_t)ky * p->dilation_h * W * C + u * vstep;
-                    for (int kx = 0; kx < KW; kx++) a0 = _mm512_fmadd_ps(_mm512_loadu_ps(r + kx * dx), wv[ky * KW + kx], a0);
+                    for (int kx = 0; kx < KW; kx++)
+                        a0 = _mm512_fmadd_ps(_mm512_loadu_ps(r + kx * dx), wv[ky * KW + kx], a0);
                 }
                 if (clamp) a0 = _mm512_min_ps(_mm512_max_ps(a0, lo), hi);
                 _mm512_storeu_ps(yr + u * vstep, a0);
@@ -773,11 +844,12 @@ dw_flat_k(const float *x, const dw_wrap *wrap, float *y, const nn_conv_params *p
     return ox_lo + units * unit;
 }
 
-__attribute__((target("avx512f"))) static int64_t dw_flat(const float *x, const dw_wrap *wrap, float *y,
-                                                          const nn_conv_params *p, int64_t H, int64_t W, int64_t C,
-                                                          int64_t OW, int phases, int64_t oy_begin, int64_t oy_end)
+__attribute__((target("avx512f"))) static int64_t
+dw_flat(const float *x, const dw_wrap *wrap, float *y, const nn_conv_params *p, int64_t H,
+        int64_t W, int64_t C, int64_t OW, int phases, int64_t oy_begin, int64_t oy_end)
 {
-    return dw_flat_k(x, wrap, y, p, H, W, C, OW, phases, oy_begin, oy_end, p->kernel_h, p->kernel_w);
+    return dw_flat_k(x, wrap, y, p, H, W, C, OW, phases, oy_begin, oy_end, p->kernel_h,
+                     p->kernel_w);
 }
 
 /* Each tap's weights (and the bias, last) repeated so any phase's 16 lanes are one unaligned
@@ -786,7 +858,8 @@ static void dw_wrap_build(dw_wrap *wrap, const float *w, const float *bias, int 
 {
     for (int t = 0; t <= taps; t++) {
         const float *src = t < taps ? w + (int64_t)t * C : bias;
-        for (int64_t i = 0, ci = 0; i < C + 16; i++, ci = ci + 1 == C ? 0 : ci + 1) wrap->v[t][i] = src ? src[ci] : 0;
+        for (int64_t i = 0, ci = 0; i < C + 16; i++, ci = ci + 1 == C ? 0 : ci + 1)
+            wrap->v[t][i] = src ? src[ci] : 0;
     }
 }
 
@@ -795,8 +868,8 @@ typedef struct dw_job {
     const nn_view *in;
     nn_view *out;
     const float *bias, *slope;
-    int64_t row_chunks; /* per batch element */
-    int phases;         /* of the flat path, or 0 */
+    int64_t row_chunks;  /* per batch element */
+    int phases;          /* of the flat path, or 0 */
     const dw_wrap *wrap; /* the flat path's weights */
 } dw_job;
 
@@ -818,17 +891,20 @@ static void dw_task(void *arg, size_t task)
     int phases = j->phases;
     int64_t flat_end = phases ? dw_flat(x, j->wrap, y, p, H, W, C, OW, phases, oy, oy_end) : 0;
     if (slide_applies(p) && (phases || C >= 16)) {
-        dw_slide(x, j->in[1].data, j->bias, j->slope, y, p, H, W, C, OW, oy, oy_end, p->pad_left, flat_end);
+        dw_slide(x, j->in[1].data, j->bias, j->slope, y, p, H, W, C, OW, oy, oy_end, p->pad_left,
+                 flat_end);
         return;
     }
     for (int64_t c0 = 0; c0 < C; c0 += 16) {
         int64_t left = C - c0;
         __mmask16 mask = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
-        dw_block(x, j->in[1].data, j->bias, j->slope, y, p, H, W, C, OH, OW, c0, mask, oy, oy_end, flat_end);
+        dw_block(x, j->in[1].data, j->bias, j->slope, y, p, H, W, C, OH, OW, c0, mask, oy, oy_end,
+                 flat_end);
     }
 }
 
-int nn_dwconv_run(const nn_graph *g, const nn_node *n, const nn_view *in, nn_view *out, struct pthreadpool *pool)
+int nn_dwconv_run(const nn_graph *g, const nn_node *n, const nn_view *in, nn_view *out,
+                  struct pthreadpool *pool)
 {
     (void)g;
     const nn_conv_params *p = &n->p.conv;
@@ -851,7 +927,8 @@ int nn_dwconv_run(const nn_graph *g, const nn_node *n, const nn_view *in, nn_vie
     if (pool) {
         pthreadpool_parallelize_1d(pool, dw_task, &j, tasks, 0);
     } else {
-        for (size_t t = 0; t < tasks; t++) dw_task(&j, t);
+        for (size_t t = 0; t < tasks; t++)
+            dw_task(&j, t);
     }
     return 0;
 }

@@ -26,17 +26,20 @@
 #define OPT_O3 optimize("O3")
 #endif
 #define VARIANTS(name, body)                                                                       \
-    __attribute__((target("avx512f"), OPT_O3)) static void name##_avx512(                  \
-        const float *x, float *y, size_t n) body                                                   \
-    __attribute__((target("avx2,fma"), OPT_O3)) static void name##_avx2(                   \
-        const float *x, float *y, size_t n) body                                                   \
-    __attribute__((OPT_O3)) static void name##_base(const float *x, float *y, size_t n)    \
-        body                                                                                       \
-    static void name(const float *x, float *y, size_t n)                                           \
+    __attribute__((target("avx512f"), OPT_O3)) static void name##_avx512(const float *x, float *y, \
+                                                                         size_t n) body            \
+        __attribute__((target("avx2,fma"), OPT_O3)) static void name##_avx2(                       \
+            const float *x, float *y, size_t n) body                                               \
+        __attribute__((OPT_O3)) static void name##_base(const float *x, float *y, size_t n)        \
+            body static void                                                                       \
+            name(const float *x, float *y, size_t n)                                               \
     {                                                                                              \
-        if (__builtin_cpu_supports("avx512f")) name##_avx512(x, y, n);                             \
-        else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) name##_avx2(x, y, n); \
-        else name##_base(x, y, n);                                                                 \
+        if (__builtin_cpu_supports("avx512f"))                                                     \
+            name##_avx512(x, y, n);                                                                \
+        else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))                  \
+            name##_avx2(x, y, n);                                                                  \
+        else                                                                                       \
+            name##_base(x, y, n);                                                                  \
     }
 
 /* e^y for y in [-87, 88]: y = n ln2 + r, e^y = 2^n e^r. */
@@ -45,8 +48,8 @@ __attribute__((always_inline)) static inline float exp_approx(float y)
     y = y < -87.0f ? -87.0f : y > 88.0f ? 88.0f : y;
     /* Round to nearest by adding and subtracting 1.5 * 2^23 (vectorises, unlike roundf). */
     float n = (y * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-    float r = y - n * 0.693145751953125f;          /* ln2, high bits (exact product) */
-    r = r - n * 1.428606765330187045e-06f;          /* ln2, low bits */
+    float r = y - n * 0.693145751953125f;  /* ln2, high bits (exact product) */
+    r = r - n * 1.428606765330187045e-06f; /* ln2, low bits */
     float p = 1.0f / 720;
     p = p * r + 1.0f / 120;
     p = p * r + 1.0f / 24;
@@ -70,11 +73,13 @@ VARIANTS(tanh_f32, {
 })
 
 VARIANTS(exp_f32, {
-    for (size_t i = 0; i < n; i++) y[i] = exp_approx(x[i]);
+    for (size_t i = 0; i < n; i++)
+        y[i] = exp_approx(x[i]);
 })
 
 VARIANTS(rsqrt_f32, {
-    for (size_t i = 0; i < n; i++) y[i] = 1.0f / sqrtf(x[i]);
+    for (size_t i = 0; i < n; i++)
+        y[i] = 1.0f / sqrtf(x[i]);
 })
 
 /* Max and average pooling with windows up to 3x3 (every pool of the small face models: 2x2 and
@@ -109,21 +114,26 @@ __attribute__((target("avx512f"))) static void pool_row(void *arg, size_t row)
         const float *src[POOL_MAX_WINDOW * POOL_MAX_WINDOW];
         int n = 0;
         for (int64_t iy = iy0; iy < iy1; iy++)
-            for (int64_t ix = ix0; ix < ix1; ix++) src[n++] = img + (size_t)(iy * j->w + ix) * c;
+            for (int64_t ix = ix0; ix < ix1; ix++)
+                src[n++] = img + (size_t)(iy * j->w + ix) * c;
         if (p->kind == NN_POOL_AVG) {
             __m512 scale = _mm512_set1_ps(1.0f / (float)n);
             for (size_t k = 0; k < c; k += 16) {
                 __mmask16 m = c - k >= 16 ? 0xffff : (__mmask16)((1u << (c - k)) - 1);
                 __m512 v = _mm512_setzero_ps();
-                for (int t = 0; t < n; t++) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, src[t] + k));
+                for (int t = 0; t < n; t++)
+                    v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, src[t] + k));
                 _mm512_mask_storeu_ps(out + k, m, _mm512_mul_ps(v, scale));
             }
         } else if (n == 9) {
             for (size_t k = 0; k < c; k += 16) {
                 __mmask16 m = c - k >= 16 ? 0xffff : (__mmask16)((1u << (c - k)) - 1);
-                __m512 v0 = _mm512_max_ps(_mm512_maskz_loadu_ps(m, src[0] + k), _mm512_set1_ps(-INFINITY));
-                __m512 v1 = _mm512_max_ps(_mm512_maskz_loadu_ps(m, src[1] + k), _mm512_set1_ps(-INFINITY));
-                __m512 v2 = _mm512_max_ps(_mm512_maskz_loadu_ps(m, src[2] + k), _mm512_set1_ps(-INFINITY));
+                __m512 v0 =
+                    _mm512_max_ps(_mm512_maskz_loadu_ps(m, src[0] + k), _mm512_set1_ps(-INFINITY));
+                __m512 v1 =
+                    _mm512_max_ps(_mm512_maskz_loadu_ps(m, src[1] + k), _mm512_set1_ps(-INFINITY));
+                __m512 v2 =
+                    _mm512_max_ps(_mm512_maskz_loadu_ps(m, src[2] + k), _mm512_set1_ps(-INFINITY));
                 v0 = _mm512_max_ps(_mm512_maskz_loadu_ps(m, src[3] + k), v0);
                 v1 = _mm512_max_ps(_mm512_maskz_loadu_ps(m, src[4] + k), v1);
                 v2 = _mm512_max_ps(_mm512_maskz_loadu_ps(m, src[5] + k), v2);
@@ -137,7 +147,8 @@ __attribute__((target("avx512f"))) static void pool_row(void *arg, size_t row)
             for (size_t k = 0; k < c; k += 16) {
                 __mmask16 m = c - k >= 16 ? 0xffff : (__mmask16)((1u << (c - k)) - 1);
                 __m512 v = _mm512_set1_ps(-INFINITY);
-                for (int t = 0; t < n; t++) v = _mm512_max_ps(_mm512_maskz_loadu_ps(m, src[t] + k), v);
+                for (int t = 0; t < n; t++)
+                    v = _mm512_max_ps(_mm512_maskz_loadu_ps(m, src[t] + k), v);
                 _mm512_mask_storeu_ps(out + k, m, v);
             }
         }
@@ -149,10 +160,10 @@ static int pool_supports(const nn_graph *g, const nn_node *node)
     if (node->op != NN_OP_POOL || !__builtin_cpu_supports("avx512f")) return 0;
     const nn_pool_params *p = &node->p.pool;
     if (p->kind != NN_POOL_MAX && p->kind != NN_POOL_AVG) return 0;
-    if (p->kernel_h < 1 || p->kernel_w < 1 || p->kernel_h > POOL_MAX_WINDOW || p->kernel_w > POOL_MAX_WINDOW ||
-        p->stride_h < 1 || p->stride_w < 1 || p->pad_top < 0 || p->pad_bottom < 0 || p->pad_left < 0 ||
-        p->pad_right < 0 || p->pad_top >= p->kernel_h || p->pad_bottom >= p->kernel_h ||
-        p->pad_left >= p->kernel_w || p->pad_right >= p->kernel_w)
+    if (p->kernel_h < 1 || p->kernel_w < 1 || p->kernel_h > POOL_MAX_WINDOW ||
+        p->kernel_w > POOL_MAX_WINDOW || p->stride_h < 1 || p->stride_w < 1 || p->pad_top < 0 ||
+        p->pad_bottom < 0 || p->pad_left < 0 || p->pad_right < 0 || p->pad_top >= p->kernel_h ||
+        p->pad_bottom >= p->kernel_h || p->pad_left >= p->kernel_w || p->pad_right >= p->kernel_w)
         return 0;
     /* NaN inputs are skipped, as in the reference: vmaxps(e, v) returns v when e is NaN. */
     return !g || (node->inputs[0] >= 0 && g->tensors[node->inputs[0]].dtype == NN_DTYPE_F32 &&
@@ -165,23 +176,34 @@ static int pool_run(const nn_node *node, const nn_view *in, nn_view *out, struct
     const nn_shape *xs = &in[0].shape, *ys = &out->shape;
     int ok = xs->rank == 4 && ys->rank == 4 && ys->dim[0] == xs->dim[0] && ys->dim[3] == xs->dim[3];
     if (ok) {
-        int64_t ph = xs->dim[1] + p->pad_top + p->pad_bottom, pw = xs->dim[2] + p->pad_left + p->pad_right;
-        ok = ph >= p->kernel_h && pw >= p->kernel_w && ys->dim[1] == (ph - p->kernel_h) / p->stride_h + 1 &&
+        int64_t ph = xs->dim[1] + p->pad_top + p->pad_bottom,
+                pw = xs->dim[2] + p->pad_left + p->pad_right;
+        ok = ph >= p->kernel_h && pw >= p->kernel_w &&
+             ys->dim[1] == (ph - p->kernel_h) / p->stride_h + 1 &&
              ys->dim[2] == (pw - p->kernel_w) / p->stride_w + 1;
     }
     if (!ok) return base_error_set(BASE_ERR_INVALID, "node %s: bad views", node->name);
-    pool_job j = {.x = in[0].data, .y = out->data, .p = p, .h = xs->dim[1], .w = xs->dim[2], .c = xs->dim[3],
-                  .oh = ys->dim[1], .ow = ys->dim[2]};
+    pool_job j = {.x = in[0].data,
+                  .y = out->data,
+                  .p = p,
+                  .h = xs->dim[1],
+                  .w = xs->dim[2],
+                  .c = xs->dim[3],
+                  .oh = ys->dim[1],
+                  .ow = ys->dim[2]};
     size_t rows = (size_t)(ys->dim[0] * ys->dim[1]);
-    if (pool && pthreadpool_get_threads_count(pool) > 1) pthreadpool_parallelize_1d(pool, pool_row, &j, rows, 0);
+    if (pool && pthreadpool_get_threads_count(pool) > 1)
+        pthreadpool_parallelize_1d(pool, pool_row, &j, rows, 0);
     else
-        for (size_t r = 0; r < rows; r++) pool_row(&j, r);
+        for (size_t r = 0; r < rows; r++)
+            pool_row(&j, r);
     return 0;
 }
 
 int nn_fast_supports(const nn_graph *g, const nn_node *node)
 {
-    if (nn_dwconv_supports(g, node) || nn_gemm_supports(g, node) || pool_supports(g, node)) return 1;
+    if (nn_dwconv_supports(g, node) || nn_gemm_supports(g, node) || pool_supports(g, node))
+        return 1;
     if (node->op != NN_OP_UNARY) return 0;
     switch (node->p.unary.kind) {
     case NN_UNARY_TANH:
@@ -194,8 +216,10 @@ int nn_fast_supports(const nn_graph *g, const nn_node *node)
 int nn_fast_run(const nn_graph *g, const nn_node *node, const nn_view *in, nn_view *out,
                 struct pthreadpool *pool)
 {
-    if (node->op == NN_OP_CONV2D && node->p.conv.depthwise) return nn_dwconv_run(g, node, in, out, pool);
-    if (node->op == NN_OP_CONV2D || node->op == NN_OP_FULLY_CONNECTED) return nn_gemm_run(g, node, in, out, pool);
+    if (node->op == NN_OP_CONV2D && node->p.conv.depthwise)
+        return nn_dwconv_run(g, node, in, out, pool);
+    if (node->op == NN_OP_CONV2D || node->op == NN_OP_FULLY_CONNECTED)
+        return nn_gemm_run(g, node, in, out, pool);
     if (node->op == NN_OP_POOL) return pool_run(node, in, out, pool);
     size_t n = (size_t)nn_shape_numel(&out->shape, 1);
     if ((size_t)nn_shape_numel(&in[0].shape, 1) != n)

@@ -79,8 +79,9 @@ static int direct_rows(const nn_node *n)
 {
     if (n->op == NN_OP_FULLY_CONNECTED) return 1;
     const nn_conv_params *p = &n->p.conv;
-    return p->kernel_h == 1 && p->kernel_w == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_top == 0 &&
-           p->pad_bottom == 0 && p->pad_left == 0 && p->pad_right == 0 && !p->pool;
+    return p->kernel_h == 1 && p->kernel_w == 1 && p->stride_h == 1 && p->stride_w == 1 &&
+           p->pad_top == 0 && p->pad_bottom == 0 && p->pad_left == 0 && p->pad_right == 0 &&
+           !p->pool;
 }
 
 /* K and N of the node's GEMM. */
@@ -137,8 +138,8 @@ int nn_gemm_supports(const nn_graph *g, const nn_node *n)
      * K is long enough to pay for the gathering (emotion's 3x3x256 -> 7 head: 2x faster). */
     const nn_conv_params *cp = n->op == NN_OP_CONV2D ? &n->p.conv : NULL;
     /* The convolution's own output width (before a fused pooling). */
-    int64_t ow = n->op == NN_OP_CONV2D ? nn_window_out(x->dim[2], cp->kernel_w, cp->stride_w, cp->dilation_w,
-                                                       cp->pad_left, cp->pad_right)
+    int64_t ow = n->op == NN_OP_CONV2D ? nn_window_out(x->dim[2], cp->kernel_w, cp->stride_w,
+                                                       cp->dilation_w, cp->pad_left, cp->pad_right)
                                        : 1;
     if (cp && cp->pool) {
         /* Spans of two output rows are pooled from the stack (POOL_SCRATCH: 2 columns at least). */
@@ -150,7 +151,8 @@ int nn_gemm_supports(const nn_graph *g, const nn_node *n)
      * 126x126x64; blazeface's 5x5 s2 3->24 stem 0.49 -> 0.35 ms once edge blocks copied
      * spans instead of gathering every tap). */
     if (nr == NR && !direct_rows(n) && w->dim[2] < 32 && ow < 3 * MR) return 0;
-    if (n->n_inputs > 2 && n->inputs[2] >= 0 && nn_shape_numel(&g->tensors[n->inputs[2]].shape, 1) != (int64_t)nc)
+    if (n->n_inputs > 2 && n->inputs[2] >= 0 &&
+        nn_shape_numel(&g->tensors[n->inputs[2]].shape, 1) != (int64_t)nc)
         return 0;
     const nn_act *act = node_act(n);
     int residual = n->op == NN_OP_CONV2D && n->p.conv.residual;
@@ -161,8 +163,10 @@ int nn_gemm_supports(const nn_graph *g, const nn_node *n)
         if (n->n_inputs < 4 || !nn_tensor_is_const(g, n->inputs[3])) return 0;
         const nn_shape *s = &g->tensors[n->inputs[3]].shape;
         int64_t cnt = nn_shape_numel(s, 1);
-        if (cnt != 1 && !(cnt == (int64_t)nc && s->rank >= 1 && s->dim[s->rank - 1] == cnt)) return 0;
-    } else if (n->n_inputs > 3 && !(residual && n->inputs[3] < 0) && !(cp && cp->post_affine && n->inputs[3] < 0)) {
+        if (cnt != 1 && !(cnt == (int64_t)nc && s->rank >= 1 && s->dim[s->rank - 1] == cnt))
+            return 0;
+    } else if (n->n_inputs > 3 && !(residual && n->inputs[3] < 0) &&
+               !(cp && cp->post_affine && n->inputs[3] < 0)) {
         return 0;
     }
     if (cp && cp->post_affine) {
@@ -190,7 +194,8 @@ int nn_gemm_pack(nn_graph *g, nn_node *n)
         for (size_t i = 0; i < k; i++) {
             size_t sg = i / seg, q = i % seg;
             float *dst = b + (sg * segp + q / 2) * 16 + q % 2;
-            for (size_t c = 0; c < nc; c++) dst[2 * c] = w[i * nc + c];
+            for (size_t c = 0; c < nc; c++)
+                dst[2 * c] = w[i * nc + c];
         }
         base_aligned_free(n->packed);
         n->packed = b;
@@ -198,7 +203,8 @@ int nn_gemm_pack(nn_graph *g, nn_node *n)
     }
     for (size_t p = 0; p < panels; p++) {
         size_t cols = nc - p * nr < nr ? nc - p * nr : nr;
-        for (size_t i = 0; i < k; i++) memcpy(b + (p * k + i) * nr, w + i * nc + p * nr, cols * sizeof *b);
+        for (size_t i = 0; i < k; i++)
+            memcpy(b + (p * k + i) * nr, w + i * nc + p * nr, cols * sizeof *b);
     }
     base_aligned_free(n->packed);
     n->packed = b;
@@ -209,25 +215,25 @@ int nn_gemm_pack(nn_graph *g, nn_node *n)
 typedef struct gemm_job {
     const nn_graph *g;
     const nn_node *n;
-    const float *x;     /* input [N,H,W,Cin] or [M,K] */
-    float *y;           /* output [M, N] */
-    const float *bias;  /* N values or NULL */
-    const float *slope; /* PReLU: 1 or N values */
-    const float *res;   /* residual [M, N] added before the activation, or NULL */
+    const float *x;               /* input [N,H,W,Cin] or [M,K] */
+    float *y;                     /* output [M, N] */
+    const float *bias;            /* N values or NULL */
+    const float *slope;           /* PReLU: 1 or N values */
+    const float *res;             /* residual [M, N] added before the activation, or NULL */
     const float *post_s, *post_t; /* N values each: act(...) * post_s + post_t, or NULL */
     int slope_scalar;
     size_t m, k, nc, nr, panels, group; /* nr: panel width; group: panels per group */
     size_t panel_floats, seg;           /* seg: K per segment of an 8-wide panel */
-    int64_t h, w, cin, oh, ow;      /* convolution geometry (gathered rows) */
-    size_t blocks_per_row;          /* convolution: row blocks per output row; 0: blocks of any
-                                       14 output pixels, gathered (maps narrower than a tile) */
-    size_t block_width;             /* output pixels per row block: the row split evenly */
+    int64_t h, w, cin, oh, ow;          /* convolution geometry (gathered rows) */
+    size_t blocks_per_row;              /* convolution: row blocks per output row; 0: blocks of any
+                                           14 output pixels, gathered (maps narrower than a tile) */
+    size_t block_width;                 /* output pixels per row block: the row split evenly */
 } gemm_job;
 
 /* Where a tile's rows come from: `n` taps, tap t's row i at a[t] + i * rs with its K indices
- * [t * kt, (t + 1) * kt) of the panel (boff[t] = that offset times the panel width). One tap covers a
- * contiguous or gathered row block (kt = K); a convolution's interior block has one entry per
- * tap whose input row lies inside the image (kt = Cin, rows stride * Cin apart). */
+ * [t * kt, (t + 1) * kt) of the panel (boff[t] = that offset times the panel width). One tap covers
+ * a contiguous or gathered row block (kt = K); a convolution's interior block has one entry per tap
+ * whose input row lies inside the image (kt = Cin, rows stride * Cin apart). */
 typedef struct tap_list {
     int n;
     size_t kt, rs;
@@ -236,10 +242,9 @@ typedef struct tap_list {
 } tap_list;
 
 /* One tile: rows [0, mr) times panel `b` into C columns [n0, n0+32). */
-__attribute__((target("avx512f"), always_inline)) static inline void tile(int mr, const tap_list *tl,
-                                                                          const float *b, float *c, size_t ldc,
-                                                                          const float *r, const gemm_job *j,
-                                                                          size_t n0, const float *pf)
+__attribute__((target("avx512f"), always_inline)) static inline void
+tile(int mr, const tap_list *tl, const float *b, float *c, size_t ldc, const float *r,
+     const gemm_job *j, size_t n0, const float *pf)
 {
     size_t rem = j->nc - n0;
     __mmask16 m0 = rem >= 16 ? 0xffff : (__mmask16)((1u << rem) - 1);
@@ -313,14 +318,18 @@ __attribute__((target("avx512f"), always_inline)) static inline void tile(int mr
 #pragma GCC unroll 14
         for (int i = 0; i < MR; i++)
             if (i < mr) {
-                c0[i] = _mm512_mask_mul_ps(c0[i], _mm512_cmp_ps_mask(c0[i], zero, _CMP_LT_OQ), c0[i], s0);
-                c1[i] = _mm512_mask_mul_ps(c1[i], _mm512_cmp_ps_mask(c1[i], zero, _CMP_LT_OQ), c1[i], s1);
+                c0[i] = _mm512_mask_mul_ps(c0[i], _mm512_cmp_ps_mask(c0[i], zero, _CMP_LT_OQ),
+                                           c0[i], s0);
+                c1[i] = _mm512_mask_mul_ps(c1[i], _mm512_cmp_ps_mask(c1[i], zero, _CMP_LT_OQ),
+                                           c1[i], s1);
             }
     }
     if (j->post_s) {
         /* Mul then Add (not an FMA), as the two TensorFlow ops round. */
-        __m512 s0 = _mm512_maskz_loadu_ps(m0, j->post_s + n0), s1 = _mm512_maskz_loadu_ps(m1, j->post_s + n0 + 16);
-        __m512 t0 = _mm512_maskz_loadu_ps(m0, j->post_t + n0), t1 = _mm512_maskz_loadu_ps(m1, j->post_t + n0 + 16);
+        __m512 s0 = _mm512_maskz_loadu_ps(m0, j->post_s + n0),
+               s1 = _mm512_maskz_loadu_ps(m1, j->post_s + n0 + 16);
+        __m512 t0 = _mm512_maskz_loadu_ps(m0, j->post_t + n0),
+               t1 = _mm512_maskz_loadu_ps(m1, j->post_t + n0 + 16);
 #pragma GCC unroll 14
         for (int i = 0; i < MR; i++)
             if (i < mr) {
@@ -338,10 +347,9 @@ __attribute__((target("avx512f"), always_inline)) static inline void tile(int mr
 
 /* One tile of a 16-wide panel: rows [0, mr) into C columns [n0, n0+16), one zmm accumulator per
  * row. Loads per FMA: one broadcast (an FMA memory operand) plus 1/mr of a weight vector. */
-__attribute__((target("avx512f"), always_inline)) static inline void tile16(int mr, const tap_list *tl,
-                                                                            const float *b, float *c, size_t ldc,
-                                                                            const float *r, const gemm_job *j,
-                                                                            size_t n0)
+__attribute__((target("avx512f"), always_inline)) static inline void
+tile16(int mr, const tap_list *tl, const float *b, float *c, size_t ldc, const float *r,
+       const gemm_job *j, size_t n0)
 {
     size_t rem = j->nc - n0;
     __mmask16 m0 = rem >= 16 ? 0xffff : (__mmask16)((1u << rem) - 1);
@@ -357,13 +365,15 @@ __attribute__((target("avx512f"), always_inline)) static inline void tile16(int 
             __m512 b0 = _mm512_load_ps(bt + q * 16);
 #pragma GCC unroll 14
             for (int i = 0; i < MR; i++)
-                if (i < mr) c0[i] = _mm512_fmadd_ps(_mm512_set1_ps(a[(size_t)i * rs + q]), b0, c0[i]);
+                if (i < mr)
+                    c0[i] = _mm512_fmadd_ps(_mm512_set1_ps(a[(size_t)i * rs + q]), b0, c0[i]);
         }
     }
     if (r) {
 #pragma GCC unroll 14
         for (int i = 0; i < MR; i++)
-            if (i < mr) c0[i] = _mm512_add_ps(c0[i], _mm512_maskz_loadu_ps(m0, r + (size_t)i * ldc));
+            if (i < mr)
+                c0[i] = _mm512_add_ps(c0[i], _mm512_maskz_loadu_ps(m0, r + (size_t)i * ldc));
     }
     const nn_act *act = node_act(j->n);
     if (act->kind == NN_ACT_CLAMP) {
@@ -371,7 +381,9 @@ __attribute__((target("avx512f"), always_inline)) static inline void tile16(int 
         int relu = act->hi >= HUGE_VALF;
 #pragma GCC unroll 14
         for (int i = 0; i < MR; i++)
-            if (i < mr) c0[i] = relu ? _mm512_max_ps(c0[i], lo) : _mm512_min_ps(_mm512_max_ps(c0[i], lo), hi);
+            if (i < mr)
+                c0[i] =
+                    relu ? _mm512_max_ps(c0[i], lo) : _mm512_min_ps(_mm512_max_ps(c0[i], lo), hi);
     } else if (act->kind == NN_ACT_LEAKY || act->kind == NN_ACT_PRELU) {
         __m512 s0 = act->kind == NN_ACT_LEAKY ? _mm512_set1_ps(act->alpha)
                     : j->slope_scalar         ? _mm512_set1_ps(j->slope[0])
@@ -379,10 +391,13 @@ __attribute__((target("avx512f"), always_inline)) static inline void tile16(int 
         __m512 zero = _mm512_setzero_ps();
 #pragma GCC unroll 14
         for (int i = 0; i < MR; i++)
-            if (i < mr) c0[i] = _mm512_mask_mul_ps(c0[i], _mm512_cmp_ps_mask(c0[i], zero, _CMP_LT_OQ), c0[i], s0);
+            if (i < mr)
+                c0[i] = _mm512_mask_mul_ps(c0[i], _mm512_cmp_ps_mask(c0[i], zero, _CMP_LT_OQ),
+                                           c0[i], s0);
     }
     if (j->post_s) {
-        __m512 s0 = _mm512_maskz_loadu_ps(m0, j->post_s + n0), t0 = _mm512_maskz_loadu_ps(m0, j->post_t + n0);
+        __m512 s0 = _mm512_maskz_loadu_ps(m0, j->post_s + n0),
+               t0 = _mm512_maskz_loadu_ps(m0, j->post_t + n0);
 #pragma GCC unroll 14
         for (int i = 0; i < MR; i++)
             if (i < mr) c0[i] = _mm512_add_ps(_mm512_mul_ps(c0[i], s0), t0);
@@ -395,7 +410,8 @@ __attribute__((target("avx512f"), always_inline)) static inline void tile16(int 
 /* One tile of an 8-wide panel (see pair_segment): one zmm accumulator per row, two K steps
  * per FMA; the epilogue sums lane pairs into 8 channels and works in ymm (AVX-512VL masks). */
 __attribute__((target("avx512f,avx512vl,fma"), always_inline)) static inline void
-tile8(int mr, const tap_list *tl, const float *b, float *c, size_t ldc, const float *r, const gemm_job *j, size_t n0)
+tile8(int mr, const tap_list *tl, const float *b, float *c, size_t ldc, const float *r,
+      const gemm_job *j, size_t n0)
 {
     size_t rem = j->nc - n0;
     __mmask8 m0 = rem >= 8 ? 0xff : (__mmask8)((1u << rem) - 1);
@@ -423,7 +439,8 @@ tile8(int mr, const tap_list *tl, const float *b, float *c, size_t ldc, const fl
 #pragma GCC unroll 14
             for (int i = 0; i < MR; i++)
                 if (i < mr)
-                    acc[i] = _mm512_mask3_fmadd_ps(_mm512_set1_ps(a[(size_t)i * rs + kt - 1]), b0, acc[i], 0x5555);
+                    acc[i] = _mm512_mask3_fmadd_ps(_mm512_set1_ps(a[(size_t)i * rs + kt - 1]), b0,
+                                                   acc[i], 0x5555);
         }
     }
     const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 0, 2, 4, 6, 8, 10, 12, 14);
@@ -438,7 +455,8 @@ tile8(int mr, const tap_list *tl, const float *b, float *c, size_t ldc, const fl
     if (r) {
 #pragma GCC unroll 14
         for (int i = 0; i < MR; i++)
-            if (i < mr) c0[i] = _mm256_add_ps(c0[i], _mm256_maskz_loadu_ps(m0, r + (size_t)i * ldc));
+            if (i < mr)
+                c0[i] = _mm256_add_ps(c0[i], _mm256_maskz_loadu_ps(m0, r + (size_t)i * ldc));
     }
     const nn_act *act = node_act(j->n);
     if (act->kind == NN_ACT_CLAMP) {
@@ -453,10 +471,13 @@ tile8(int mr, const tap_list *tl, const float *b, float *c, size_t ldc, const fl
         __m256 zero = _mm256_setzero_ps();
 #pragma GCC unroll 14
         for (int i = 0; i < MR; i++)
-            if (i < mr) c0[i] = _mm256_mask_mul_ps(c0[i], _mm256_cmp_ps_mask(c0[i], zero, _CMP_LT_OQ), c0[i], s0);
+            if (i < mr)
+                c0[i] = _mm256_mask_mul_ps(c0[i], _mm256_cmp_ps_mask(c0[i], zero, _CMP_LT_OQ),
+                                           c0[i], s0);
     }
     if (j->post_s) {
-        __m256 s0 = _mm256_maskz_loadu_ps(m0, j->post_s + n0), t0 = _mm256_maskz_loadu_ps(m0, j->post_t + n0);
+        __m256 s0 = _mm256_maskz_loadu_ps(m0, j->post_s + n0),
+               t0 = _mm256_maskz_loadu_ps(m0, j->post_t + n0);
 #pragma GCC unroll 14
         for (int i = 0; i < MR; i++)
             if (i < mr) c0[i] = _mm256_add_ps(_mm256_mul_ps(c0[i], s0), t0);
@@ -471,8 +492,8 @@ tile8(int mr, const tap_list *tl, const float *b, float *c, size_t ldc, const fl
  * line of each 32-wide row per block: the two halves), so the next group does not wait for
  * them from L3 or memory: where the rows are few (faceres's 7x7x1024 1x1 layer: 4 MB of
  * weights, 4 row blocks) that first read had been a third of the layer's time. */
-__attribute__((target("avx512f,avx512vl,fma"))) static void block(const gemm_job *j, int mr, size_t grp, size_t blk,
-                                                       size_t m0, const tap_list *tl, float *yb)
+__attribute__((target("avx512f,avx512vl,fma"))) static void
+block(const gemm_job *j, int mr, size_t grp, size_t blk, size_t m0, const tap_list *tl, float *yb)
 {
     size_t p1 = (grp + 1) * j->group < j->panels ? (grp + 1) * j->group : j->panels;
     const size_t nr = j->nr;
@@ -486,14 +507,18 @@ __attribute__((target("avx512f,avx512vl,fma"))) static void block(const gemm_job
         switch (mr) {
 #define TILE(r)                                                                                    \
     case r:                                                                                        \
-        if (nr == 8) tile8(r, tl, b, c, j->nc, res, j, p * nr);                                    \
-        else if (nr == 16) tile16(r, tl, b, c, j->nc, res, j, p * nr);                             \
-        else tile(r, tl, b, c, j->nc, res, j, p * nr, pf);                                         \
+        if (nr == 8)                                                                               \
+            tile8(r, tl, b, c, j->nc, res, j, p *nr);                                              \
+        else if (nr == 16)                                                                         \
+            tile16(r, tl, b, c, j->nc, res, j, p *nr);                                             \
+        else                                                                                       \
+            tile(r, tl, b, c, j->nc, res, j, p *nr, pf);                                           \
         break;
-            TILE(1) TILE(2) TILE(3) TILE(4) TILE(5) TILE(6) TILE(7)
-            TILE(8) TILE(9) TILE(10) TILE(11) TILE(12) TILE(13) TILE(14)
+            TILE(1)
+            TILE(2) TILE(3) TILE(4) TILE(5) TILE(6) TILE(7) TILE(8) TILE(9) TILE(10) TILE(11)
+                TILE(12) TILE(13) TILE(14)
 #undef TILE
-        default: break;
+                    default : break;
         }
     }
 }
@@ -515,8 +540,8 @@ static void gathered_taps(const gemm_job *j, const float *rows, tap_list *tl)
     }
 }
 
-static void row_block(const gemm_job *j, size_t grp, size_t blk, int64_t b, int64_t oy, int64_t ox0, int mr,
-                      float *yb, size_t m0, float *rows);
+static void row_block(const gemm_job *j, size_t grp, size_t blk, int64_t b, int64_t oy, int64_t ox0,
+                      int mr, float *yb, size_t m0, float *rows);
 static void pooled_task(const gemm_job *j, size_t grp, size_t blk, float *rows);
 
 /* One task: panel group `grp`, row block `blk`. A convolution's blocks lie within one output
@@ -557,8 +582,11 @@ static void task(void *arg, size_t grp, size_t blk)
                 int64_t iy = oy * p->stride_h - p->pad_top + (int64_t)ky * p->dilation_h;
                 for (int kx = 0; kx < p->kernel_w; kx++, dst += cin) {
                     int64_t ix = ox * p->stride_w - p->pad_left + (int64_t)kx * p->dilation_w;
-                    if (iy < 0 || iy >= j->h || ix < 0 || ix >= j->w) memset(dst, 0, cin * sizeof *dst);
-                    else memcpy(dst, j->x + (size_t)(((b * j->h + iy) * j->w + ix)) * cin, cin * sizeof *dst);
+                    if (iy < 0 || iy >= j->h || ix < 0 || ix >= j->w)
+                        memset(dst, 0, cin * sizeof *dst);
+                    else
+                        memcpy(dst, j->x + (size_t)(((b * j->h + iy) * j->w + ix)) * cin,
+                               cin * sizeof *dst);
                 }
             }
         }
@@ -566,7 +594,8 @@ static void task(void *arg, size_t grp, size_t blk)
         block(j, mr, grp, blk, m0, &tl, j->y);
         return;
     }
-    int64_t row = (int64_t)(blk / j->blocks_per_row), ox0 = (int64_t)((blk % j->blocks_per_row) * j->block_width);
+    int64_t row = (int64_t)(blk / j->blocks_per_row),
+            ox0 = (int64_t)((blk % j->blocks_per_row) * j->block_width);
     int64_t b = row / j->oh, oy = row % j->oh;
     int mr = j->ow - ox0 < (int64_t)j->block_width ? (int)(j->ow - ox0) : (int)j->block_width;
     row_block(j, grp, blk, b, oy, ox0, mr, j->y, (size_t)(row * j->ow + ox0), rows);
@@ -575,14 +604,15 @@ static void task(void *arg, size_t grp, size_t blk)
 /* The row block of output row oy of image b, mr (<= MR) columns from ox0, for panel group grp,
  * into yb from row m0 (rows: MR * MAX_GATHER_K floats of scratch). blk: the task's block index
  * (the next group's prefetch). */
-static void row_block(const gemm_job *j, size_t grp, size_t blk, int64_t b, int64_t oy, int64_t ox0, int mr,
-                      float *yb, size_t m0, float *rows)
+static void row_block(const gemm_job *j, size_t grp, size_t blk, int64_t b, int64_t oy, int64_t ox0,
+                      int mr, float *yb, size_t m0, float *rows)
 {
     const nn_conv_params *p = &j->n->p.conv;
     size_t cin = (size_t)j->cin;
     tap_list tl;
     int64_t ix_first = ox0 * p->stride_w - p->pad_left;
-    int64_t ix_last = (ox0 + mr - 1) * p->stride_w - p->pad_left + (int64_t)(p->kernel_w - 1) * p->dilation_w;
+    int64_t ix_last =
+        (ox0 + mr - 1) * p->stride_w - p->pad_left + (int64_t)(p->kernel_w - 1) * p->dilation_w;
     /* At the image's left or right edge, the span of inputs each kernel row reads
      * ([ix_first, ix_last], zeros outside the image) is copied into `rows` first, so the taps
      * read it in place like an interior block's: a copy of (block + kernel) pixels per kernel
@@ -590,7 +620,8 @@ static void row_block(const gemm_job *j, size_t grp, size_t blk, int64_t b, int6
      * cost as much as the FMAs). Spans too long for the buffer fall back to that gather. */
     int inside = ix_first >= 0 && ix_last < j->w;
     size_t span = (size_t)(ix_last - ix_first + 1) * cin;
-    if ((inside || span * (size_t)p->kernel_h <= (size_t)MR * MAX_GATHER_K) && (j->nr != 8 || p->dilation_w == 1)) {
+    if ((inside || span * (size_t)p->kernel_h <= (size_t)MR * MAX_GATHER_K) &&
+        (j->nr != 8 || p->dilation_w == 1)) {
         /* Every tap's inputs lie stride * Cin apart; taps whose row is outside the image add
          * zeros and are left out. Without dilation a kernel row's taps read KW * Cin
          * consecutive inputs against consecutive K: one tap. */
@@ -617,7 +648,8 @@ static void row_block(const gemm_job *j, size_t grp, size_t blk, int64_t b, int6
                 if (n_in > 0)
                     memcpy(buf + (size_t)lo * cin, line + (size_t)(ix_first + lo) * cin,
                            (size_t)n_in * cin * sizeof *buf);
-                memset(buf + (size_t)(lo + n_in) * cin, 0, (span - (size_t)(lo + n_in) * cin) * sizeof *buf);
+                memset(buf + (size_t)(lo + n_in) * cin, 0,
+                       (span - (size_t)(lo + n_in) * cin) * sizeof *buf);
                 base = buf;
                 buf += span;
             }
@@ -639,8 +671,11 @@ static void row_block(const gemm_job *j, size_t grp, size_t blk, int64_t b, int6
             int64_t iy = oy * p->stride_h - p->pad_top + (int64_t)ky * p->dilation_h;
             for (int kx = 0; kx < p->kernel_w; kx++, dst += cin) {
                 int64_t ix = ox * p->stride_w - p->pad_left + (int64_t)kx * p->dilation_w;
-                if (iy < 0 || iy >= j->h || ix < 0 || ix >= j->w) memset(dst, 0, cin * sizeof *dst);
-                else memcpy(dst, j->x + (size_t)(((b * j->h + iy) * j->w + ix)) * cin, cin * sizeof *dst);
+                if (iy < 0 || iy >= j->h || ix < 0 || ix >= j->w)
+                    memset(dst, 0, cin * sizeof *dst);
+                else
+                    memcpy(dst, j->x + (size_t)(((b * j->h + iy) * j->w + ix)) * cin,
+                           cin * sizeof *dst);
             }
         }
     }
@@ -648,23 +683,25 @@ static void row_block(const gemm_job *j, size_t grp, size_t blk, int64_t b, int6
     block(j, mr, grp, blk, m0, &tl, yb);
 }
 
-
 /* Pooled columns [p0, p1) of a span of two output rows (row 1 `up` floats after row 0; the
  * span starts at output column s0), channels [c0, c1), into y. */
-__attribute__((target("avx512f"))) static void pool_span(const float *two, float *y, int64_t p0, int64_t p1, size_t nc,
-                                                         size_t up, size_t c0, size_t c1, int avg, __m512 quarter,
-                                                         int64_t s0)
+__attribute__((target("avx512f"))) static void pool_span(const float *two, float *y, int64_t p0,
+                                                         int64_t p1, size_t nc, size_t up,
+                                                         size_t c0, size_t c1, int avg,
+                                                         __m512 quarter, int64_t s0)
 {
     for (int64_t px = p0; px < p1; px++) {
         const float *t = two + (size_t)(2 * px - s0) * nc;
         for (size_t c = c0; c < c1; c += 16) {
             __mmask16 m = c1 - c >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (c1 - c)) - 1);
             __m512 a = _mm512_maskz_loadu_ps(m, t + c), bb = _mm512_maskz_loadu_ps(m, t + nc + c);
-            __m512 cc = _mm512_maskz_loadu_ps(m, t + up + c), d = _mm512_maskz_loadu_ps(m, t + up + nc + c);
+            __m512 cc = _mm512_maskz_loadu_ps(m, t + up + c),
+                   d = _mm512_maskz_loadu_ps(m, t + up + nc + c);
             __m512 v;
             if (avg) {
                 /* (a + b + c + d) / 4 in that order; a quarter is exact. */
-                v = _mm512_mul_ps(_mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a, bb), cc), d), quarter);
+                v = _mm512_mul_ps(_mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a, bb), cc), d),
+                                  quarter);
             } else {
                 /* max(x, o) as x > o ? x : o, from -inf: a NaN never wins. */
                 v = _mm512_set1_ps(-__builtin_inff());
@@ -683,7 +720,8 @@ __attribute__((target("avx512f"))) static void pool_span(const float *two, float
  * POOL_SCRATCH holds, a whole number of row blocks where it can: gear's 194-wide 64-channel
  * rows take two), each span pooled into the output as the reference pools (NaNs skipped by
  * the maximum; the average sums in window order). The odd last column is not computed. */
-__attribute__((target("avx512f"))) static void pooled_task(const gemm_job *j, size_t grp, size_t blk, float *rows)
+__attribute__((target("avx512f"))) static void pooled_task(const gemm_job *j, size_t grp,
+                                                           size_t blk, float *rows)
 {
     _Alignas(64) float two[POOL_SCRATCH];
     int64_t ph = j->oh / 2, pw = j->ow / 2, b = (int64_t)blk / ph, py = (int64_t)blk % ph;
@@ -702,35 +740,42 @@ __attribute__((target("avx512f"))) static void pooled_task(const gemm_job *j, si
         for (int r = 0; r < 2; r++)
             for (int64_t ox0 = s0; ox0 < s1; ox0 += bw) {
                 int mr = s1 - ox0 < bw ? (int)(s1 - ox0) : (int)bw;
-                row_block(j, grp, blk, b, 2 * py + r, ox0, mr, two, (size_t)(r * span + ox0 - s0), rows);
+                row_block(j, grp, blk, b, 2 * py + r, ox0, mr, two, (size_t)(r * span + ox0 - s0),
+                          rows);
             }
         pool_span(two, y, s0 / 2, s1 / 2, nc, up, c0, c1, avg, quarter, s0);
     }
 }
 
-int nn_gemm_run(const nn_graph *g, const nn_node *n, const nn_view *in, nn_view *out, struct pthreadpool *pool)
+int nn_gemm_run(const nn_graph *g, const nn_node *n, const nn_view *in, nn_view *out,
+                struct pthreadpool *pool)
 {
     if (!n->packed) return base_error_set(BASE_ERR_INVALID, "node %s: weights not packed", n->name);
     gemm_job j = {.g = g, .n = n, .x = in[0].data, .y = out->data};
     gemm_dims(g, n, &j.k, &j.nc);
     const nn_shape *xs = &in[0].shape, *ys = &out->shape;
     if (n->op == NN_OP_FULLY_CONNECTED) {
-        if (xs->rank != 2 || xs->dim[1] != (int64_t)j.k || ys->rank != 2 || ys->dim[0] != xs->dim[0] ||
-            ys->dim[1] != (int64_t)j.nc)
+        if (xs->rank != 2 || xs->dim[1] != (int64_t)j.k || ys->rank != 2 ||
+            ys->dim[0] != xs->dim[0] || ys->dim[1] != (int64_t)j.nc)
             return base_error_set(BASE_ERR_INVALID, "node %s: bad views", n->name);
         j.m = (size_t)xs->dim[0];
     } else {
         const nn_conv_params *p = &n->p.conv;
         /* The convolution's output; a fused pooling's output is half of it (rounded down). */
-        int64_t oh = nn_window_out(xs->dim[1], p->kernel_h, p->stride_h, p->dilation_h, p->pad_top, p->pad_bottom);
-        int64_t ow = nn_window_out(xs->dim[2], p->kernel_w, p->stride_w, p->dilation_w, p->pad_left, p->pad_right);
+        int64_t oh = nn_window_out(xs->dim[1], p->kernel_h, p->stride_h, p->dilation_h, p->pad_top,
+                                   p->pad_bottom);
+        int64_t ow = nn_window_out(xs->dim[2], p->kernel_w, p->stride_w, p->dilation_w, p->pad_left,
+                                   p->pad_right);
         int sc = p->pool ? 2 : 1;
-        if (xs->rank != 4 || ys->rank != 4 || ys->dim[0] != xs->dim[0] || ys->dim[3] != (int64_t)j.nc ||
-            ys->dim[1] != oh / sc || ys->dim[2] != ow / sc || xs->dim[3] * p->kernel_h * p->kernel_w != (int64_t)j.k ||
-            (p->pool && (p->pool != 2 || p->residual || ow < 2 || oh < 2 || 4 * j.nc > POOL_SCRATCH)))
+        if (xs->rank != 4 || ys->rank != 4 || ys->dim[0] != xs->dim[0] ||
+            ys->dim[3] != (int64_t)j.nc || ys->dim[1] != oh / sc || ys->dim[2] != ow / sc ||
+            xs->dim[3] * p->kernel_h * p->kernel_w != (int64_t)j.k ||
+            (p->pool &&
+             (p->pool != 2 || p->residual || ow < 2 || oh < 2 || 4 * j.nc > POOL_SCRATCH)))
             return base_error_set(BASE_ERR_INVALID, "node %s: bad views", n->name);
         if (!direct_rows(n) && j.k > MAX_GATHER_K)
-            return base_error_set(BASE_ERR_UNSUPPORTED, "node %s: %zu inputs per pixel is more than the GEMM gathers",
+            return base_error_set(BASE_ERR_UNSUPPORTED,
+                                  "node %s: %zu inputs per pixel is more than the GEMM gathers",
                                   n->name, j.k);
         j.h = xs->dim[1];
         j.w = xs->dim[2];
@@ -746,7 +791,8 @@ int nn_gemm_run(const nn_graph *g, const nn_node *n, const nn_view *in, nn_view 
         j.res = in[4].data;
     }
     if (n->op == NN_OP_CONV2D && n->p.conv.post_affine) {
-        if (n->n_inputs != 7 || !in[5].data || !in[6].data || nn_shape_numel(&in[5].shape, 1) != (int64_t)j.nc ||
+        if (n->n_inputs != 7 || !in[5].data || !in[6].data ||
+            nn_shape_numel(&in[5].shape, 1) != (int64_t)j.nc ||
             nn_shape_numel(&in[6].shape, 1) != (int64_t)j.nc)
             return base_error_set(BASE_ERR_INVALID, "node %s: bad scale and shift views", n->name);
         j.post_s = in[5].data;
@@ -792,7 +838,8 @@ int nn_gemm_run(const nn_graph *g, const nn_node *n, const nn_view *in, nn_view 
         pthreadpool_parallelize_2d(pool, task, &j, groups, blocks, 0);
     } else {
         for (size_t gi = 0; gi < groups; gi++)
-            for (size_t b = 0; b < blocks; b++) task(&j, gi, b);
+            for (size_t b = 0; b < blocks; b++)
+                task(&j, gi, b);
     }
     return 0;
 }

@@ -14,7 +14,10 @@
 #define NN_MAX_DIM_SIZE (1 << 24)
 #define NN_MAX_ELEMENTS ((int64_t)1 << 31)
 
-nn_graph *nn_graph_new(void) { return calloc(1, sizeof(nn_graph)); }
+nn_graph *nn_graph_new(void)
+{
+    return calloc(1, sizeof(nn_graph));
+}
 
 void nn_graph_free(nn_graph *g)
 {
@@ -36,7 +39,8 @@ void nn_graph_free(nn_graph *g)
 int64_t nn_shape_numel(const nn_shape *s, int64_t batch)
 {
     int64_t n = 1;
-    for (int i = 0; i < s->rank; i++) n *= s->dim[i] == NN_BATCH ? batch : s->dim[i];
+    for (int i = 0; i < s->rank; i++)
+        n *= s->dim[i] == NN_BATCH ? batch : s->dim[i];
     return n;
 }
 
@@ -83,7 +87,10 @@ static int check_shape(const char *name, const nn_shape *s, int allow_batch)
     return 0;
 }
 
-static char *dup_name(const char *s) { return strdup(s ? s : ""); }
+static char *dup_name(const char *s)
+{
+    return strdup(s ? s : "");
+}
 
 static int new_tensor(nn_graph *g, const char *name, nn_dtype dtype, const nn_shape *shape)
 {
@@ -107,8 +114,8 @@ static int new_tensor(nn_graph *g, const char *name, nn_dtype dtype, const nn_sh
 int nn_graph_add_input(nn_graph *g, const char *name, const nn_shape *shape)
 {
     if (shape->rank < 1 || shape->dim[0] != NN_BATCH)
-        return base_error_set(BASE_ERR_UNSUPPORTED, "input %s: the first dimension must be the batch",
-                              name);
+        return base_error_set(BASE_ERR_UNSUPPORTED,
+                              "input %s: the first dimension must be the batch", name);
     if (g->n_inputs >= (int)(sizeof g->inputs / sizeof g->inputs[0]))
         return base_error_set(BASE_ERR_LIMIT, "input %s: too many graph inputs", name);
     int rc = check_shape(name, shape, 1);
@@ -126,7 +133,9 @@ int nn_graph_add_const(nn_graph *g, const char *name, nn_dtype dtype, const nn_s
     if (rc) return rc;
     size_t bytes = (size_t)nn_shape_numel(shape, 1) * 4;
     void *copy = base_aligned_alloc(64, bytes ? bytes : 4);
-    if (!copy) return base_error_set(BASE_ERR_NOMEM, "constant %s: cannot allocate %zu bytes", name, bytes);
+    if (!copy)
+        return base_error_set(BASE_ERR_NOMEM, "constant %s: cannot allocate %zu bytes", name,
+                              bytes);
     if (bytes) memcpy(copy, data, bytes);
     int t = new_tensor(g, name, dtype, shape);
     if (t < 0) {
@@ -139,9 +148,11 @@ int nn_graph_add_const(nn_graph *g, const char *name, nn_dtype dtype, const nn_s
 
 int nn_graph_mark_output(nn_graph *g, int t)
 {
-    if (t < 0 || t >= g->n_tensors) return base_error_set(BASE_ERR_INVALID, "output: bad tensor %d", t);
+    if (t < 0 || t >= g->n_tensors)
+        return base_error_set(BASE_ERR_INVALID, "output: bad tensor %d", t);
     if (g->n_outputs >= (int)(sizeof g->outputs / sizeof g->outputs[0]))
-        return base_error_set(BASE_ERR_LIMIT, "output %s: too many graph outputs", g->tensors[t].name);
+        return base_error_set(BASE_ERR_LIMIT, "output %s: too many graph outputs",
+                              g->tensors[t].name);
     g->outputs[g->n_outputs++] = t;
     return 0;
 }
@@ -168,10 +179,14 @@ int nn_shape_broadcast(const nn_shape *a, const nn_shape *b, nn_shape *out)
     for (int i = 0; i < r; i++) {
         int ia = i - (r - a->rank), ib = i - (r - b->rank);
         int64_t da = ia >= 0 ? a->dim[ia] : 1, db = ib >= 0 ? b->dim[ib] : 1;
-        if (da == db) out->dim[i] = da;
-        else if (da == 1) out->dim[i] = db;
-        else if (db == 1) out->dim[i] = da;
-        else return -1;
+        if (da == db)
+            out->dim[i] = da;
+        else if (da == 1)
+            out->dim[i] = db;
+        else if (db == 1)
+            out->dim[i] = da;
+        else
+            return -1;
     }
     return 0;
 }
@@ -199,47 +214,58 @@ int nn_infer_shape(const nn_graph *g, const nn_node *n, nn_shape *out)
         int t = n->inputs[i];
         if (t == -1 && i > 0) continue;
         if (t < 0 || t >= g->n_tensors)
-            return base_error_set(BASE_ERR_FORMAT, "node %s: input %d refers to no tensor", n->name, i);
+            return base_error_set(BASE_ERR_FORMAT, "node %s: input %d refers to no tensor", n->name,
+                                  i);
     }
     const nn_shape *x = in_shape(g, n, 0);
     switch (n->op) {
     case NN_OP_CONV2D: {
         const nn_conv_params *p = &n->p.conv;
         if (n->n_inputs < 2 || !nn_tensor_is_const(g, n->inputs[1]))
-            return base_error_set(BASE_ERR_UNSUPPORTED, "node %s: convolution filter must be constant",
-                                  n->name);
+            return base_error_set(BASE_ERR_UNSUPPORTED,
+                                  "node %s: convolution filter must be constant", n->name);
         const nn_shape *w = in_shape(g, n, 1);
         if (x->rank != 4 || w->rank != 4)
-            return base_error_set(BASE_ERR_FORMAT, "node %s: convolution of %s with filter %s", n->name,
-                                  nn_shape_str(x, b1, sizeof b1), nn_shape_str(w, b2, sizeof b2));
+            return base_error_set(BASE_ERR_FORMAT, "node %s: convolution of %s with filter %s",
+                                  n->name, nn_shape_str(x, b1, sizeof b1),
+                                  nn_shape_str(w, b2, sizeof b2));
         if (w->dim[0] != p->kernel_h || w->dim[1] != p->kernel_w || w->dim[2] != x->dim[3])
-            return base_error_set(BASE_ERR_FORMAT, "node %s: filter %s does not fit input %s", n->name,
-                                  nn_shape_str(w, b2, sizeof b2), nn_shape_str(x, b1, sizeof b1));
+            return base_error_set(BASE_ERR_FORMAT, "node %s: filter %s does not fit input %s",
+                                  n->name, nn_shape_str(w, b2, sizeof b2),
+                                  nn_shape_str(x, b1, sizeof b1));
         int64_t cout = p->depthwise ? w->dim[2] * w->dim[3] : w->dim[3];
-        int64_t oh = nn_window_out(x->dim[1], p->kernel_h, p->stride_h, p->dilation_h, p->pad_top, p->pad_bottom);
-        int64_t ow = nn_window_out(x->dim[2], p->kernel_w, p->stride_w, p->dilation_w, p->pad_left, p->pad_right);
-        if (oh < 1 || ow < 1 || p->pad_top < 0 || p->pad_bottom < 0 || p->pad_left < 0 || p->pad_right < 0)
-            return base_error_set(BASE_ERR_FORMAT, "node %s: %dx%d window does not fit input %s", n->name,
-                                  p->kernel_h, p->kernel_w, nn_shape_str(x, b1, sizeof b1));
+        int64_t oh = nn_window_out(x->dim[1], p->kernel_h, p->stride_h, p->dilation_h, p->pad_top,
+                                   p->pad_bottom);
+        int64_t ow = nn_window_out(x->dim[2], p->kernel_w, p->stride_w, p->dilation_w, p->pad_left,
+                                   p->pad_right);
+        if (oh < 1 || ow < 1 || p->pad_top < 0 || p->pad_bottom < 0 || p->pad_left < 0 ||
+            p->pad_right < 0)
+            return base_error_set(BASE_ERR_FORMAT, "node %s: %dx%d window does not fit input %s",
+                                  n->name, p->kernel_h, p->kernel_w,
+                                  nn_shape_str(x, b1, sizeof b1));
         if (n->n_inputs > 2 && n->inputs[2] >= 0 && nn_shape_numel(in_shape(g, n, 2), 1) != cout)
-            return base_error_set(BASE_ERR_FORMAT, "node %s: bias %s for %" PRId64 " channels", n->name,
-                                  nn_shape_str(in_shape(g, n, 2), b1, sizeof b1), cout);
+            return base_error_set(BASE_ERR_FORMAT, "node %s: bias %s for %" PRId64 " channels",
+                                  n->name, nn_shape_str(in_shape(g, n, 2), b1, sizeof b1), cout);
         int rc = check_act_slope(g, n, &p->act, cout);
         if (rc) return rc;
         if (p->pool && (p->pool != 2 || p->depthwise || p->residual || oh < 2 || ow < 2 ||
                         (p->pool_kind != NN_POOL_MAX && p->pool_kind != NN_POOL_AVG)))
-            return base_error_set(BASE_ERR_FORMAT, "node %s: fused pooling %d of a %" PRId64 "x%" PRId64 " map",
+            return base_error_set(BASE_ERR_FORMAT,
+                                  "node %s: fused pooling %d of a %" PRId64 "x%" PRId64 " map",
                                   n->name, p->pool, oh, ow);
         if (p->pool) oh /= 2, ow /= 2;
         *out = (nn_shape){4, {x->dim[0], oh, ow, cout}};
         if (p->residual && (p->depthwise || n->n_inputs != 5 || n->inputs[4] < 0 ||
                             !nn_shape_equal(in_shape(g, n, 4), out)))
-            return base_error_set(BASE_ERR_FORMAT, "node %s: residual input must have the output's shape", n->name);
+            return base_error_set(BASE_ERR_FORMAT,
+                                  "node %s: residual input must have the output's shape", n->name);
         if (p->post_affine &&
-            (p->residual || p->depthwise || n->n_inputs != 7 || !nn_tensor_is_const(g, n->inputs[5]) ||
-             !nn_tensor_is_const(g, n->inputs[6]) || nn_shape_numel(in_shape(g, n, 5), 1) != cout ||
+            (p->residual || p->depthwise || n->n_inputs != 7 ||
+             !nn_tensor_is_const(g, n->inputs[5]) || !nn_tensor_is_const(g, n->inputs[6]) ||
+             nn_shape_numel(in_shape(g, n, 5), 1) != cout ||
              nn_shape_numel(in_shape(g, n, 6), 1) != cout))
-            return base_error_set(BASE_ERR_FORMAT, "node %s: scale and shift must be %" PRId64 " constants", n->name,
+            return base_error_set(BASE_ERR_FORMAT,
+                                  "node %s: scale and shift must be %" PRId64 " constants", n->name,
                                   cout);
         if (!p->residual && !p->post_affine && n->n_inputs > 4)
             return base_error_set(BASE_ERR_FORMAT, "node %s: %d inputs", n->name, n->n_inputs);
@@ -247,14 +273,17 @@ int nn_infer_shape(const nn_graph *g, const nn_node *n, nn_shape *out)
     }
     case NN_OP_FULLY_CONNECTED: {
         if (n->n_inputs < 2 || !nn_tensor_is_const(g, n->inputs[1]))
-            return base_error_set(BASE_ERR_UNSUPPORTED, "node %s: matmul weights must be constant", n->name);
+            return base_error_set(BASE_ERR_UNSUPPORTED, "node %s: matmul weights must be constant",
+                                  n->name);
         const nn_shape *w = in_shape(g, n, 1);
         if (x->rank != 2 || w->rank != 2 || w->dim[0] != x->dim[1])
             return base_error_set(BASE_ERR_FORMAT, "node %s: matmul of %s by %s", n->name,
                                   nn_shape_str(x, b1, sizeof b1), nn_shape_str(w, b2, sizeof b2));
-        if (n->n_inputs > 2 && n->inputs[2] >= 0 && nn_shape_numel(in_shape(g, n, 2), 1) != w->dim[1])
-            return base_error_set(BASE_ERR_FORMAT, "node %s: bias %s for %" PRId64 " outputs", n->name,
-                                  nn_shape_str(in_shape(g, n, 2), b1, sizeof b1), w->dim[1]);
+        if (n->n_inputs > 2 && n->inputs[2] >= 0 &&
+            nn_shape_numel(in_shape(g, n, 2), 1) != w->dim[1])
+            return base_error_set(BASE_ERR_FORMAT, "node %s: bias %s for %" PRId64 " outputs",
+                                  n->name, nn_shape_str(in_shape(g, n, 2), b1, sizeof b1),
+                                  w->dim[1]);
         int rc = check_act_slope(g, n, &n->p.fc.act, w->dim[1]);
         if (rc) return rc;
         *out = (nn_shape){2, {x->dim[0], w->dim[1]}};
@@ -263,11 +292,13 @@ int nn_infer_shape(const nn_graph *g, const nn_node *n, nn_shape *out)
     case NN_OP_BINARY:
     case NN_OP_PRELU: {
         if (n->n_inputs != 2)
-            return base_error_set(BASE_ERR_FORMAT, "node %s: needs 2 inputs, has %d", n->name, n->n_inputs);
+            return base_error_set(BASE_ERR_FORMAT, "node %s: needs 2 inputs, has %d", n->name,
+                                  n->n_inputs);
         const nn_shape *y = in_shape(g, n, 1);
         if (nn_shape_broadcast(x, y, out) != 0)
             return base_error_set(BASE_ERR_FORMAT, "node %s: shapes %s and %s do not broadcast",
-                                  n->name, nn_shape_str(x, b1, sizeof b1), nn_shape_str(y, b2, sizeof b2));
+                                  n->name, nn_shape_str(x, b1, sizeof b1),
+                                  nn_shape_str(y, b2, sizeof b2));
         /* The batch symbol broadcasts only against itself or 1. */
         break;
     }
@@ -275,9 +306,12 @@ int nn_infer_shape(const nn_graph *g, const nn_node *n, nn_shape *out)
     case NN_OP_SOFTMAX: *out = *x; break;
     case NN_OP_POOL: {
         const nn_pool_params *p = &n->p.pool;
-        if (x->rank != 4) return base_error_set(BASE_ERR_FORMAT, "node %s: pooling needs rank 4", n->name);
-        int64_t oh = nn_window_out(x->dim[1], p->kernel_h, p->stride_h, 1, p->pad_top, p->pad_bottom);
-        int64_t ow = nn_window_out(x->dim[2], p->kernel_w, p->stride_w, 1, p->pad_left, p->pad_right);
+        if (x->rank != 4)
+            return base_error_set(BASE_ERR_FORMAT, "node %s: pooling needs rank 4", n->name);
+        int64_t oh =
+            nn_window_out(x->dim[1], p->kernel_h, p->stride_h, 1, p->pad_top, p->pad_bottom);
+        int64_t ow =
+            nn_window_out(x->dim[2], p->kernel_w, p->stride_w, 1, p->pad_left, p->pad_right);
         if (oh < 1 || ow < 1)
             return base_error_set(BASE_ERR_FORMAT, "node %s: %dx%d pool does not fit %s", n->name,
                                   p->kernel_h, p->kernel_w, nn_shape_str(x, b1, sizeof b1));
@@ -287,10 +321,11 @@ int nn_infer_shape(const nn_graph *g, const nn_node *n, nn_shape *out)
     case NN_OP_REDUCE: {
         const nn_reduce_params *p = &n->p.reduce;
         if ((p->axes >> x->rank) != 0 || p->axes == 0)
-            return base_error_set(BASE_ERR_FORMAT, "node %s: reduction axes 0x%x for rank %d", n->name,
-                                  p->axes, x->rank);
+            return base_error_set(BASE_ERR_FORMAT, "node %s: reduction axes 0x%x for rank %d",
+                                  n->name, p->axes, x->rank);
         if ((p->axes & 1) && x->dim[0] == NN_BATCH)
-            return base_error_set(BASE_ERR_UNSUPPORTED, "node %s: reduction over the batch", n->name);
+            return base_error_set(BASE_ERR_UNSUPPORTED, "node %s: reduction over the batch",
+                                  n->name);
         out->rank = 0;
         for (int i = 0; i < x->rank; i++) {
             if (p->axes & (1u << i)) {
@@ -306,20 +341,23 @@ int nn_infer_shape(const nn_graph *g, const nn_node *n, nn_shape *out)
         *out = *x;
         for (int i = 0; i < x->rank; i++) {
             if (p->before[i] < 0 || p->after[i] < 0 || p->before[i] > NN_MAX_DIM_SIZE ||
-                p->after[i] > NN_MAX_DIM_SIZE || (i == 0 && x->dim[0] == NN_BATCH && (p->before[0] || p->after[0])))
-                return base_error_set(BASE_ERR_UNSUPPORTED, "node %s: padding of axis %d", n->name, i);
+                p->after[i] > NN_MAX_DIM_SIZE ||
+                (i == 0 && x->dim[0] == NN_BATCH && (p->before[0] || p->after[0])))
+                return base_error_set(BASE_ERR_UNSUPPORTED, "node %s: padding of axis %d", n->name,
+                                      i);
             if (x->dim[i] != NN_BATCH) out->dim[i] = x->dim[i] + p->before[i] + p->after[i];
         }
         break;
     }
     case NN_OP_RESHAPE:
         /* The output shape is set by the caller in the output tensor; checked in add_node. */
-        return base_error_set(BASE_ERR_INVALID, "node %s: reshape shape comes from its output", n->name);
+        return base_error_set(BASE_ERR_INVALID, "node %s: reshape shape comes from its output",
+                              n->name);
     case NN_OP_CONCAT: {
         int axis = n->p.concat.axis;
         if (axis < 0 || axis >= x->rank || (axis == 0 && x->dim[0] == NN_BATCH))
-            return base_error_set(BASE_ERR_UNSUPPORTED, "node %s: concat axis %d of rank %d", n->name,
-                                  axis, x->rank);
+            return base_error_set(BASE_ERR_UNSUPPORTED, "node %s: concat axis %d of rank %d",
+                                  n->name, axis, x->rank);
         *out = *x;
         for (int i = 1; i < n->n_inputs; i++) {
             const nn_shape *y = in_shape(g, n, i);
@@ -327,15 +365,16 @@ int nn_infer_shape(const nn_graph *g, const nn_node *n, nn_shape *out)
             for (int d = 0; ok && d < x->rank; d++)
                 if (d != axis && y->dim[d] != x->dim[d]) ok = 0;
             if (!ok)
-                return base_error_set(BASE_ERR_FORMAT, "node %s: cannot concatenate %s and %s on axis %d",
-                                      n->name, nn_shape_str(x, b1, sizeof b1),
-                                      nn_shape_str(y, b2, sizeof b2), axis);
+                return base_error_set(
+                    BASE_ERR_FORMAT, "node %s: cannot concatenate %s and %s on axis %d", n->name,
+                    nn_shape_str(x, b1, sizeof b1), nn_shape_str(y, b2, sizeof b2), axis);
             out->dim[axis] += y->dim[axis];
         }
         break;
     }
     case NN_OP_SLICE:
-        return base_error_set(BASE_ERR_INVALID, "node %s: slice shape comes from its output", n->name);
+        return base_error_set(BASE_ERR_INVALID, "node %s: slice shape comes from its output",
+                              n->name);
     case NN_OP_RESIZE_BILINEAR: {
         const nn_resize_params *p = &n->p.resize;
         if (x->rank != 4 || p->out_h < 1 || p->out_w < 1 || p->out_h > NN_MAX_DIM_SIZE ||
@@ -350,10 +389,12 @@ int nn_infer_shape(const nn_graph *g, const nn_node *n, nn_shape *out)
         if (x->rank != 4 || bs < 1 || x->dim[3] % ((int64_t)bs * bs) != 0)
             return base_error_set(BASE_ERR_FORMAT, "node %s: depth_to_space %d of %s", n->name, bs,
                                   nn_shape_str(x, b1, sizeof b1));
-        *out = (nn_shape){4, {x->dim[0], x->dim[1] * bs, x->dim[2] * bs, x->dim[3] / ((int64_t)bs * bs)}};
+        *out = (nn_shape){
+            4, {x->dim[0], x->dim[1] * bs, x->dim[2] * bs, x->dim[3] / ((int64_t)bs * bs)}};
         break;
     }
-    default: return base_error_set(BASE_ERR_UNSUPPORTED, "node %s: unknown op %d", n->name, (int)n->op);
+    default:
+        return base_error_set(BASE_ERR_UNSUPPORTED, "node %s: unknown op %d", n->name, (int)n->op);
     }
     return 0;
 }
@@ -384,7 +425,8 @@ static int append_node(nn_graph *g, const nn_node *proto, const nn_shape *shape)
     n->wino = NULL;
     n->name = dup_name(proto->name);
     if (!n->name) return base_error_set(BASE_ERR_NOMEM, "graph: out of memory");
-    for (int i = n->n_inputs; i < NN_MAX_NODE_INPUTS; i++) n->inputs[i] = -1;
+    for (int i = n->n_inputs; i < NN_MAX_NODE_INPUTS; i++)
+        n->inputs[i] = -1;
     n->output = t;
     g->tensors[t].producer = g->n_nodes;
     g->n_nodes++;
@@ -397,10 +439,11 @@ static int check_inputs_f32(const nn_graph *g, const nn_node *proto)
         int t = proto->inputs[i];
         if (t == -1 && i > 0) continue;
         if (t < 0 || t >= g->n_tensors)
-            return base_error_set(BASE_ERR_FORMAT, "node %s: input %d refers to no tensor", proto->name, i);
+            return base_error_set(BASE_ERR_FORMAT, "node %s: input %d refers to no tensor",
+                                  proto->name, i);
         if (g->tensors[t].dtype != NN_DTYPE_F32)
-            return base_error_set(BASE_ERR_UNSUPPORTED, "node %s: input %s is not float32", proto->name,
-                                  g->tensors[t].name);
+            return base_error_set(BASE_ERR_UNSUPPORTED, "node %s: input %s is not float32",
+                                  proto->name, g->tensors[t].name);
     }
     return 0;
 }
@@ -422,8 +465,7 @@ int nn_graph_add_node_shaped(nn_graph *g, const nn_node *proto, const nn_shape *
     char b1[128], b2[128];
     int rc = check_inputs_f32(g, proto);
     if (rc) return rc;
-    if (proto->op != NN_OP_RESHAPE && proto->op != NN_OP_SLICE)
-        return nn_graph_add_node(g, proto);
+    if (proto->op != NN_OP_RESHAPE && proto->op != NN_OP_SLICE) return nn_graph_add_node(g, proto);
     const nn_shape *x = &g->tensors[proto->inputs[0]].shape;
     rc = check_shape(proto->name, shape, 1);
     if (rc) return rc;
@@ -437,14 +479,16 @@ int nn_graph_add_node_shaped(nn_graph *g, const nn_node *proto, const nn_shape *
         for (int i = 0; i < p->rank; i++) {
             if (x->dim[i] == NN_BATCH) {
                 if (i != 0 || p->begin[0] != 0 || p->stride[0] != 1)
-                    return base_error_set(BASE_ERR_UNSUPPORTED, "node %s: slice of the batch", proto->name);
+                    return base_error_set(BASE_ERR_UNSUPPORTED, "node %s: slice of the batch",
+                                          proto->name);
                 continue;
             }
             int64_t last = p->begin[i] + (p->size[i] - 1) * p->stride[i];
-            if (p->size[i] < 0 || p->stride[i] == 0 || p->begin[i] < 0 || p->begin[i] >= x->dim[i] ||
-                (p->size[i] > 0 && (last < 0 || last >= x->dim[i])))
-                return base_error_set(BASE_ERR_FORMAT, "node %s: slice out of bounds on axis %d of %s",
-                                      proto->name, i, nn_shape_str(x, b1, sizeof b1));
+            if (p->size[i] < 0 || p->stride[i] == 0 || p->begin[i] < 0 ||
+                p->begin[i] >= x->dim[i] || (p->size[i] > 0 && (last < 0 || last >= x->dim[i])))
+                return base_error_set(BASE_ERR_FORMAT,
+                                      "node %s: slice out of bounds on axis %d of %s", proto->name,
+                                      i, nn_shape_str(x, b1, sizeof b1));
             want *= p->size[i];
         }
     } else {
@@ -461,8 +505,10 @@ int64_t nn_node_macs(const nn_graph *g, const nn_node *n)
     const nn_shape *o = &g->tensors[n->output].shape;
     if (n->op == NN_OP_CONV2D) {
         const nn_shape *w = &g->tensors[n->inputs[1]].shape;
-        int64_t per_out = n->p.conv.depthwise ? w->dim[0] * w->dim[1] : w->dim[0] * w->dim[1] * w->dim[2];
-        int64_t pooled = n->p.conv.pool ? (int64_t)n->p.conv.pool * n->p.conv.pool : 1; /* outputs per pooled one */
+        int64_t per_out =
+            n->p.conv.depthwise ? w->dim[0] * w->dim[1] : w->dim[0] * w->dim[1] * w->dim[2];
+        int64_t pooled = n->p.conv.pool ? (int64_t)n->p.conv.pool * n->p.conv.pool
+                                        : 1; /* outputs per pooled one */
         return o->dim[1] * o->dim[2] * o->dim[3] * per_out * pooled;
     }
     if (n->op == NN_OP_FULLY_CONNECTED) {
@@ -478,12 +524,14 @@ const char *nn_node_kind_name(const nn_node *n)
     case NN_OP_CONV2D: return n->p.conv.depthwise ? "depthwise_conv2d" : "conv2d";
     case NN_OP_FULLY_CONNECTED: return "fully_connected";
     case NN_OP_BINARY: {
-        static const char *k[] = {"add", "sub", "mul", "div", "minimum", "maximum", "squared_difference"};
+        static const char *k[] = {
+            "add", "sub", "mul", "div", "minimum", "maximum", "squared_difference"};
         return n->p.binary.kind <= NN_BINARY_SQUARED_DIFFERENCE ? k[n->p.binary.kind] : "binary";
     }
     case NN_OP_UNARY: {
-        static const char *k[] = {"identity", "abs", "neg", "square", "sqrt", "rsqrt", "exp",
-                                  "log", "sigmoid", "tanh", "clamp", "leaky_relu", "elu"};
+        static const char *k[] = {"identity", "abs",        "neg", "square",  "sqrt",
+                                  "rsqrt",    "exp",        "log", "sigmoid", "tanh",
+                                  "clamp",    "leaky_relu", "elu"};
         return n->p.unary.kind <= NN_UNARY_ELU ? k[n->p.unary.kind] : "unary";
     }
     case NN_OP_PRELU: return "prelu";

@@ -37,7 +37,7 @@ typedef struct nn_shape {
 } nn_shape;
 
 typedef struct nn_tensor {
-    char *name;     /* owned; unique in the graph */
+    char *name; /* owned; unique in the graph */
     nn_dtype dtype;
     nn_shape shape; /* dim[0] == NN_BATCH unless constant */
     void *data;     /* constant data (owned, 64-byte aligned) or NULL for computed tensors */
@@ -45,7 +45,8 @@ typedef struct nn_tensor {
 } nn_tensor;
 
 typedef enum nn_op {
-    NN_OP_CONV2D,          /* x, filter, [bias], [prelu slope], [residual], [scale, shift] -> [N,OH,OW,Cout] */
+    NN_OP_CONV2D, /* x, filter, [bias], [prelu slope], [residual], [scale, shift] -> [N,OH,OW,Cout]
+                   */
     NN_OP_FULLY_CONNECTED, /* x [N,K], w [K,M], [bias [M]], [prelu slope] -> [N,M] */
     NN_OP_BINARY,          /* a, b (numpy broadcasting)                    -> broadcast shape */
     NN_OP_UNARY,           /* x                                            -> same shape */
@@ -83,7 +84,7 @@ typedef struct nn_conv_params {
     int stride_h, stride_w;
     int dilation_h, dilation_w;
     int pad_top, pad_bottom, pad_left, pad_right; /* explicit, resolved from SAME/VALID */
-    int depthwise;  /* filter is [KH,KW,C,M] */
+    int depthwise;                                /* filter is [KH,KW,C,M] */
     nn_act act;
     /* Input 4 (same shape as the output) is added before the activation: act(conv + bias + r).
      * Set by the optimiser for a convolution followed by an Add (never depthwise). */
@@ -150,11 +151,16 @@ typedef struct nn_pool_params {
     /* Average pooling divides by the number of in-bounds elements (TensorFlow's rule). */
 } nn_pool_params;
 
-typedef enum nn_reduce_kind { NN_REDUCE_MEAN, NN_REDUCE_SUM, NN_REDUCE_MAX, NN_REDUCE_MIN } nn_reduce_kind;
+typedef enum nn_reduce_kind {
+    NN_REDUCE_MEAN,
+    NN_REDUCE_SUM,
+    NN_REDUCE_MAX,
+    NN_REDUCE_MIN
+} nn_reduce_kind;
 
 typedef struct nn_reduce_params {
     nn_reduce_kind kind;
-    uint32_t axes;  /* bit i set: reduce axis i (never axis 0, the batch) */
+    uint32_t axes; /* bit i set: reduce axis i (never axis 0, the batch) */
     int keep_dims;
 } nn_reduce_params;
 
@@ -258,7 +264,8 @@ int nn_infer_shape(const nn_graph *g, const nn_node *node, nn_shape *out);
 /* numpy broadcasting of a and b into out; -1 when they do not broadcast. */
 int nn_shape_broadcast(const nn_shape *a, const nn_shape *b, nn_shape *out);
 /* Output size of a windowed op (conv, pool) along one axis; -1 when the window does not fit. */
-int64_t nn_window_out(int64_t in, int kernel, int stride, int dilation, int pad_before, int pad_after);
+int64_t nn_window_out(int64_t in, int kernel, int stride, int dilation, int pad_before,
+                      int pad_after);
 
 /* Number of elements of `s` with NN_BATCH taken as `batch`. */
 int64_t nn_shape_numel(const nn_shape *s, int64_t batch);

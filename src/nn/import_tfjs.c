@@ -26,10 +26,10 @@ typedef enum { VAL_NONE, VAL_TENSOR, VAL_WEIGHT, VAL_I32 } val_kind;
 
 typedef struct tf_value {
     val_kind kind;
-    int tensor;                /* VAL_TENSOR, or a VAL_WEIGHT once materialised (else -1) */
-    const nn_weight *weight;   /* VAL_WEIGHT */
-    int rank;                  /* VAL_I32: rank 0 or 1 */
-    int n;                     /* VAL_I32: element count */
+    int tensor;                 /* VAL_TENSOR, or a VAL_WEIGHT once materialised (else -1) */
+    const nn_weight *weight;    /* VAL_WEIGHT */
+    int rank;                   /* VAL_I32: rank 0 or 1 */
+    int n;                      /* VAL_I32: element count */
     int32_t v[NN_MAX_DIMS * 2]; /* VAL_I32 values; I32_BATCH for the batch symbol */
 } tf_value;
 
@@ -58,7 +58,8 @@ typedef struct importer {
 static uint64_t hash_str(const char *s)
 {
     uint64_t h = 1469598103934665603ull;
-    while (*s) h = (h ^ (uint8_t)*s++) * 1099511628211ull;
+    while (*s)
+        h = (h ^ (uint8_t)*s++) * 1099511628211ull;
     return h;
 }
 
@@ -77,19 +78,24 @@ static int map_find(const importer *im, const char *name, size_t len)
 
 static int map_insert(importer *im, int k)
 {
-    for (size_t i = hash_str(im->nodes[k].name) & (im->n_slots - 1);; i = (i + 1) & (im->n_slots - 1)) {
+    for (size_t i = hash_str(im->nodes[k].name) & (im->n_slots - 1);;
+         i = (i + 1) & (im->n_slots - 1)) {
         if (im->slots[i] < 0) {
             im->slots[i] = k;
             return 0;
         }
         if (strcmp(im->nodes[im->slots[i]].name, im->nodes[k].name) == 0)
-            return base_error_set(BASE_ERR_FORMAT, "graph: two nodes are named %s", im->nodes[k].name);
+            return base_error_set(BASE_ERR_FORMAT, "graph: two nodes are named %s",
+                                  im->nodes[k].name);
     }
 }
 
 /* --- attributes ---------------------------------------------------------------------------- */
 
-static json_t *attr(const tf_node *n, const char *key) { return json_object_get(n->attr, key); }
+static json_t *attr(const tf_node *n, const char *key)
+{
+    return json_object_get(n->attr, key);
+}
 
 static long long attr_int(const tf_node *n, const char *key, long long def)
 {
@@ -184,7 +190,10 @@ static int attr_str_list(const tf_node *n, const char *key, char out[][32], int 
 
 /* --- values -------------------------------------------------------------------------------- */
 
-static tf_value *input_val(importer *im, const tf_node *n, int i) { return &im->nodes[n->inputs[i]].val; }
+static tf_value *input_val(importer *im, const tf_node *n, int i)
+{
+    return &im->nodes[n->inputs[i]].val;
+}
 
 /* The graph tensor of input i, materialising constants on first use. */
 static int input_tensor(importer *im, const tf_node *n, int i)
@@ -201,7 +210,8 @@ static int input_tensor(importer *im, const tf_node *n, int i)
             return base_error_set(BASE_ERR_UNSUPPORTED, "node %s: integer constant %s used as data",
                                   n->name, src->name);
         nn_shape s = {w->rank, {0}};
-        for (int d = 0; d < w->rank; d++) s.dim[d] = w->dims[d];
+        for (int d = 0; d < w->rank; d++)
+            s.dim[d] = w->dims[d];
         int t = nn_graph_add_const(im->g, src->name, NN_DTYPE_F32, &s, w->data);
         if (t < 0) return t;
         v->tensor = t;
@@ -210,7 +220,8 @@ static int input_tensor(importer *im, const tf_node *n, int i)
     if (v->kind == VAL_I32)
         return base_error_set(BASE_ERR_UNSUPPORTED, "node %s (%s): integer input %s used as data",
                               n->name, n->op, src->name);
-    return base_error_set(BASE_ERR_FORMAT, "node %s (%s): input %s has no value", n->name, n->op, src->name);
+    return base_error_set(BASE_ERR_FORMAT, "node %s (%s): input %s has no value", n->name, n->op,
+                          src->name);
 }
 
 /* Input i as a small integer vector (from an int32 constant or a shape computation). */
@@ -221,24 +232,29 @@ static int input_ints(importer *im, const tf_node *n, int i, int32_t *out, int c
     tf_node *src = &im->nodes[n->inputs[i]];
     tf_value *v = &src->val;
     if (v->kind == VAL_I32) {
-        if (v->n > cap) return base_error_set(BASE_ERR_UNSUPPORTED, "node %s: %d integers", n->name, v->n);
+        if (v->n > cap)
+            return base_error_set(BASE_ERR_UNSUPPORTED, "node %s: %d integers", n->name, v->n);
         memcpy(out, v->v, (size_t)v->n * sizeof *out);
         *count = v->n;
         return 0;
     }
     if (v->kind == VAL_WEIGHT && v->weight->dtype == NN_DTYPE_I32) {
         if ((int)v->weight->count > cap)
-            return base_error_set(BASE_ERR_UNSUPPORTED, "node %s: constant %s has %zu integers", n->name,
-                                  src->name, v->weight->count);
+            return base_error_set(BASE_ERR_UNSUPPORTED, "node %s: constant %s has %zu integers",
+                                  n->name, src->name, v->weight->count);
         memcpy(out, v->weight->data, v->weight->count * sizeof *out);
         *count = (int)v->weight->count;
         return 0;
     }
-    return base_error_set(BASE_ERR_UNSUPPORTED, "node %s (%s): input %s must be a constant integer tensor",
-                          n->name, n->op, src->name);
+    return base_error_set(BASE_ERR_UNSUPPORTED,
+                          "node %s (%s): input %s must be a constant integer tensor", n->name,
+                          n->op, src->name);
 }
 
-static const nn_shape *tensor_shape(importer *im, int t) { return &im->g->tensors[t].shape; }
+static const nn_shape *tensor_shape(importer *im, int t)
+{
+    return &im->g->tensors[t].shape;
+}
 
 static int set_tensor(tf_node *n, int t)
 {
@@ -297,7 +313,8 @@ static int check_nhwc(const tf_node *n)
     char fmt[16];
     attr_str(n, "data_format", fmt, sizeof fmt);
     if (fmt[0] && strcmp(fmt, "NHWC") != 0)
-        return base_error_set(BASE_ERR_UNSUPPORTED, "node %s: data_format %s (only NHWC)", n->name, fmt);
+        return base_error_set(BASE_ERR_UNSUPPORTED, "node %s: data_format %s (only NHWC)", n->name,
+                              fmt);
     return 0;
 }
 
@@ -318,8 +335,8 @@ static int hw_list(const tf_node *n, const char *key, int def, int *h, int *w)
 }
 
 /* Parses fused_ops after the op itself: BiasAdd and one activation. */
-static int fused_activation(importer *im, const tf_node *n, int first_extra, nn_node *p, nn_act *act,
-                            int *bias_out, int *slope_out)
+static int fused_activation(importer *im, const tf_node *n, int first_extra, nn_node *p,
+                            nn_act *act, int *bias_out, int *slope_out)
 {
     char ops[4][32];
     int k = attr_str_list(n, "fused_ops", ops, 4);
@@ -362,7 +379,8 @@ static int import_conv(importer *im, tf_node *n, int depthwise, int fused)
     if (w < 0) return w;
     const nn_shape *xs = tensor_shape(im, x), *ws = tensor_shape(im, w);
     if (xs->rank != 4 || ws->rank != 4)
-        return base_error_set(BASE_ERR_FORMAT, "node %s: convolution needs rank-4 input and filter", n->name);
+        return base_error_set(BASE_ERR_FORMAT, "node %s: convolution needs rank-4 input and filter",
+                              n->name);
     nn_node p = {.op = NN_OP_CONV2D, .n_inputs = 4};
     nn_conv_params *c = &p.p.conv;
     c->depthwise = depthwise;
@@ -372,8 +390,8 @@ static int import_conv(importer *im, tf_node *n, int depthwise, int fused)
         (rc = hw_list(n, "dilations", 1, &c->dilation_h, &c->dilation_w)))
         return rc;
     int pads[4];
-    rc = resolve_padding(n, xs->dim[1], xs->dim[2], c->kernel_h, c->kernel_w, c->stride_h, c->stride_w,
-                         c->dilation_h, c->dilation_w, pads);
+    rc = resolve_padding(n, xs->dim[1], xs->dim[2], c->kernel_h, c->kernel_w, c->stride_h,
+                         c->stride_w, c->dilation_h, c->dilation_w, pads);
     if (rc) return rc;
     c->pad_top = pads[0], c->pad_bottom = pads[1], c->pad_left = pads[2], c->pad_right = pads[3];
     int bias = -1, slope = -1;
@@ -392,17 +410,20 @@ static int import_matmul(importer *im, tf_node *n, int fused)
     int w = input_tensor(im, n, 1);
     if (w < 0) return w;
     if (!nn_tensor_is_const(im->g, w))
-        return base_error_set(BASE_ERR_UNSUPPORTED, "node %s: MatMul of two computed tensors", n->name);
+        return base_error_set(BASE_ERR_UNSUPPORTED, "node %s: MatMul of two computed tensors",
+                              n->name);
     if (attr_bool(n, "transpose_b", 0)) {
         /* Store [K,M]: transpose the [M,K] constant once at import. */
         const nn_tensor *wt = &im->g->tensors[w];
-        if (wt->shape.rank != 2) return base_error_set(BASE_ERR_FORMAT, "node %s: weights rank", n->name);
+        if (wt->shape.rank != 2)
+            return base_error_set(BASE_ERR_FORMAT, "node %s: weights rank", n->name);
         int64_t m = wt->shape.dim[0], k = wt->shape.dim[1];
         float *tr = malloc((size_t)(m * k) * sizeof *tr);
         if (!tr) return base_error_set(BASE_ERR_NOMEM, "node %s", n->name);
         const float *src = wt->data;
         for (int64_t i = 0; i < m; i++)
-            for (int64_t j = 0; j < k; j++) tr[j * m + i] = src[i * k + j];
+            for (int64_t j = 0; j < k; j++)
+                tr[j * m + i] = src[i * k + j];
         char name[600];
         snprintf(name, sizeof name, "%s/transposed_weights", n->name);
         nn_shape s = {2, {k, m}};
@@ -448,11 +469,13 @@ static int import_binary(importer *im, tf_node *n, nn_binary_kind kind)
     nn_node p = {.op = NN_OP_BINARY, .n_inputs = 2, .inputs = {a, b}};
     p.p.binary.kind = kind;
     p.name = (char *)n->name;
-    if (nn_tensor_is_const(im->g, a) && nn_tensor_is_const(im->g, b)) return fold_constant(im, n, &p);
+    if (nn_tensor_is_const(im->g, a) && nn_tensor_is_const(im->g, b))
+        return fold_constant(im, n, &p);
     return add(im, n, &p);
 }
 
-static int import_unary(importer *im, tf_node *n, nn_unary_kind kind, float lo, float hi, float alpha)
+static int import_unary(importer *im, tf_node *n, nn_unary_kind kind, float lo, float hi,
+                        float alpha)
 {
     int x = input_tensor(im, n, 0);
     if (x < 0) return x;
@@ -470,7 +493,8 @@ static int import_pool(importer *im, tf_node *n, nn_pool_kind kind)
     int x = input_tensor(im, n, 0);
     if (x < 0) return x;
     const nn_shape *xs = tensor_shape(im, x);
-    if (xs->rank != 4) return base_error_set(BASE_ERR_FORMAT, "node %s: pooling needs rank 4", n->name);
+    if (xs->rank != 4)
+        return base_error_set(BASE_ERR_FORMAT, "node %s: pooling needs rank 4", n->name);
     nn_node p = {.op = NN_OP_POOL, .n_inputs = 1, .inputs = {x}};
     nn_pool_params *q = &p.p.pool;
     q->kind = kind;
@@ -478,8 +502,8 @@ static int import_pool(importer *im, tf_node *n, nn_pool_kind kind)
         (rc = hw_list(n, "strides", 1, &q->stride_h, &q->stride_w)))
         return rc;
     int pads[4];
-    rc = resolve_padding(n, xs->dim[1], xs->dim[2], q->kernel_h, q->kernel_w, q->stride_h, q->stride_w,
-                         1, 1, pads);
+    rc = resolve_padding(n, xs->dim[1], xs->dim[2], q->kernel_h, q->kernel_w, q->stride_h,
+                         q->stride_w, 1, 1, pads);
     if (rc) return rc;
     q->pad_top = pads[0], q->pad_bottom = pads[1], q->pad_left = pads[2], q->pad_right = pads[3];
     return add(im, n, &p);
@@ -489,7 +513,8 @@ static int norm_axis(const tf_node *n, int32_t a, int rank, int *out)
 {
     if (a < 0) a += rank;
     if (a < 0 || a >= rank)
-        return base_error_set(BASE_ERR_FORMAT, "node %s: axis out of range for rank %d", n->name, rank);
+        return base_error_set(BASE_ERR_FORMAT, "node %s: axis out of range for rank %d", n->name,
+                              rank);
     *out = a;
     return 0;
 }
@@ -521,13 +546,16 @@ static int import_pad(importer *im, tf_node *n, int has_value)
     int k, rc = input_ints(im, n, 1, pads, NN_MAX_DIMS * 2, &k);
     if (rc) return rc;
     int rank = tensor_shape(im, x)->rank;
-    if (k != rank * 2) return base_error_set(BASE_ERR_FORMAT, "node %s: paddings for rank %d", n->name, rank);
+    if (k != rank * 2)
+        return base_error_set(BASE_ERR_FORMAT, "node %s: paddings for rank %d", n->name, rank);
     nn_node p = {.op = NN_OP_PAD, .n_inputs = 1, .inputs = {x}};
-    for (int i = 0; i < rank; i++) p.p.pad.before[i] = pads[2 * i], p.p.pad.after[i] = pads[2 * i + 1];
+    for (int i = 0; i < rank; i++)
+        p.p.pad.before[i] = pads[2 * i], p.p.pad.after[i] = pads[2 * i + 1];
     if (has_value) {
         tf_value *v = input_val(im, n, 2);
         if (v->kind != VAL_WEIGHT || v->weight->count != 1 || v->weight->dtype != NN_DTYPE_F32)
-            return base_error_set(BASE_ERR_UNSUPPORTED, "node %s: pad value must be a scalar constant", n->name);
+            return base_error_set(BASE_ERR_UNSUPPORTED,
+                                  "node %s: pad value must be a scalar constant", n->name);
         p.p.pad.value = *(const float *)v->weight->data;
     }
     return add(im, n, &p);
@@ -544,16 +572,19 @@ static int reshape_to(importer *im, tf_node *n, int x, const int32_t *dims, int 
         return base_error_set(BASE_ERR_UNSUPPORTED, "node %s: reshape to rank %d", n->name, k);
     /* The batch must stay in front: a batch symbol, -1 or 1 there means "the batch". */
     if (dims[0] != I32_BATCH && dims[0] != -1 && dims[0] != 1)
-        return base_error_set(BASE_ERR_UNSUPPORTED, "node %s: reshape that moves the batch", n->name);
+        return base_error_set(BASE_ERR_UNSUPPORTED, "node %s: reshape that moves the batch",
+                              n->name);
     s.dim[0] = NN_BATCH;
     int64_t known = 1;
     int infer = -1;
     for (int i = 1; i < k; i++) {
         if (dims[i] == -1) {
-            if (infer >= 0) return base_error_set(BASE_ERR_FORMAT, "node %s: two -1 in reshape", n->name);
+            if (infer >= 0)
+                return base_error_set(BASE_ERR_FORMAT, "node %s: two -1 in reshape", n->name);
             infer = i;
         } else if (dims[i] < 0) {
-            return base_error_set(BASE_ERR_UNSUPPORTED, "node %s: reshape dimension %d", n->name, dims[i]);
+            return base_error_set(BASE_ERR_UNSUPPORTED, "node %s: reshape dimension %d", n->name,
+                                  dims[i]);
         } else {
             s.dim[i] = dims[i];
             known *= dims[i];
@@ -612,7 +643,8 @@ static int import_expand_dims(importer *im, tf_node *n)
     if (rc) return rc;
     int a = ax[0] < 0 ? ax[0] + xs->rank + 1 : ax[0];
     if (k != 1 || a < 1 || a > xs->rank || xs->rank >= NN_MAX_DIMS)
-        return base_error_set(BASE_ERR_UNSUPPORTED, "node %s: expand_dims at axis %d", n->name, ax[0]);
+        return base_error_set(BASE_ERR_UNSUPPORTED, "node %s: expand_dims at axis %d", n->name,
+                              ax[0]);
     int32_t dims[NN_MAX_DIMS];
     int r = 0;
     for (int i = 0; i < xs->rank; i++) {
@@ -634,16 +666,19 @@ static int plan_slice(importer *im, tf_node *n, const int64_t *dims, int rank, s
 {
     int32_t b[NN_MAX_DIMS], e[NN_MAX_DIMS], s[NN_MAX_DIMS];
     int kb, ke, ks, rc;
-    if ((rc = input_ints(im, n, 1, b, NN_MAX_DIMS, &kb)) || (rc = input_ints(im, n, 2, e, NN_MAX_DIMS, &ke)) ||
+    if ((rc = input_ints(im, n, 1, b, NN_MAX_DIMS, &kb)) ||
+        (rc = input_ints(im, n, 2, e, NN_MAX_DIMS, &ke)) ||
         (rc = input_ints(im, n, 3, s, NN_MAX_DIMS, &ks)))
         return rc;
     if (kb != ke || kb != ks || kb > rank)
-        return base_error_set(BASE_ERR_FORMAT, "node %s: strided slice specs of %d/%d/%d for rank %d",
-                              n->name, kb, ke, ks, rank);
+        return base_error_set(BASE_ERR_FORMAT,
+                              "node %s: strided slice specs of %d/%d/%d for rank %d", n->name, kb,
+                              ke, ks, rank);
     long long bm = attr_int(n, "begin_mask", 0), em = attr_int(n, "end_mask", 0);
     long long sm = attr_int(n, "shrink_axis_mask", 0);
     if (attr_int(n, "ellipsis_mask", 0) || attr_int(n, "new_axis_mask", 0))
-        return base_error_set(BASE_ERR_UNSUPPORTED, "node %s: strided slice with ellipsis or new axes", n->name);
+        return base_error_set(BASE_ERR_UNSUPPORTED,
+                              "node %s: strided slice with ellipsis or new axes", n->name);
     sp->in_rank = rank;
     sp->out_rank = 0;
     for (int i = 0; i < rank; i++) {
@@ -653,8 +688,10 @@ static int plan_slice(importer *im, tf_node *n, const int64_t *dims, int rank, s
             if (st == 0) return base_error_set(BASE_ERR_FORMAT, "node %s: slice stride 0", n->name);
             if (d == NN_BATCH) {
                 /* The batch axis may only be taken whole. */
-                if (!((bm >> i) & 1 && (em >> i) & 1 && st == 1) && !(b[i] == 0 && e[i] == 0 && (em >> i) & 1))
-                    return base_error_set(BASE_ERR_UNSUPPORTED, "node %s: slice of the batch", n->name);
+                if (!((bm >> i) & 1 && (em >> i) & 1 && st == 1) &&
+                    !(b[i] == 0 && e[i] == 0 && (em >> i) & 1))
+                    return base_error_set(BASE_ERR_UNSUPPORTED, "node %s: slice of the batch",
+                                          n->name);
                 sp->begin[i] = 0, sp->stride[i] = 1, sp->size[i] = NN_BATCH;
                 sp->out_dims[sp->out_rank++] = NN_BATCH;
                 continue;
@@ -662,7 +699,8 @@ static int plan_slice(importer *im, tf_node *n, const int64_t *dims, int rank, s
             if ((sm >> i) & 1) {
                 int64_t at = b[i] < 0 ? b[i] + d : b[i];
                 if (at < 0 || at >= d)
-                    return base_error_set(BASE_ERR_FORMAT, "node %s: slice index %d out of range", n->name, b[i]);
+                    return base_error_set(BASE_ERR_FORMAT, "node %s: slice index %d out of range",
+                                          n->name, b[i]);
                 sp->begin[i] = at, sp->stride[i] = 1, sp->size[i] = 1;
                 continue; /* dropped from the output */
             }
@@ -710,7 +748,8 @@ static int import_strided_slice(importer *im, tf_node *n)
         n->val.n = 0;
         n->val.rank = sp.out_rank;
         int64_t cnt = sp.out_rank ? sp.out_dims[0] : 1;
-        for (int64_t i = 0; i < cnt; i++) n->val.v[n->val.n++] = vals[sp.begin[0] + i * sp.stride[0]];
+        for (int64_t i = 0; i < cnt; i++)
+            n->val.v[n->val.n++] = vals[sp.begin[0] + i * sp.stride[0]];
         return 0;
     }
     int x = input_tensor(im, n, 0);
@@ -720,9 +759,11 @@ static int import_strided_slice(importer *im, tf_node *n)
     nn_node p = {.op = NN_OP_SLICE, .n_inputs = 1, .inputs = {x}};
     p.p.slice.rank = xs->rank;
     for (int i = 0; i < xs->rank; i++)
-        p.p.slice.begin[i] = sp.begin[i], p.p.slice.stride[i] = sp.stride[i], p.p.slice.size[i] = sp.size[i];
+        p.p.slice.begin[i] = sp.begin[i], p.p.slice.stride[i] = sp.stride[i],
+        p.p.slice.size[i] = sp.size[i];
     nn_shape s = {sp.out_rank, {0}};
-    for (int i = 0; i < sp.out_rank; i++) s.dim[i] = sp.out_dims[i];
+    for (int i = 0; i < sp.out_rank; i++)
+        s.dim[i] = sp.out_dims[i];
     if (s.rank < 1 || s.dim[0] != NN_BATCH)
         return base_error_set(BASE_ERR_UNSUPPORTED, "node %s: slice drops the batch", n->name);
     return add_shaped(im, n, &p, &s);
@@ -746,7 +787,8 @@ static int import_concat(importer *im, tf_node *n)
             int cnt;
             if ((rc = input_ints(im, n, i, vals, NN_MAX_DIMS * 2, &cnt))) return rc;
             if (n->val.n + cnt > NN_MAX_DIMS * 2)
-                return base_error_set(BASE_ERR_UNSUPPORTED, "node %s: integer concat too long", n->name);
+                return base_error_set(BASE_ERR_UNSUPPORTED, "node %s: integer concat too long",
+                                      n->name);
             memcpy(n->val.v + n->val.n, vals, (size_t)cnt * sizeof *vals);
             n->val.n += cnt;
         }
@@ -768,14 +810,17 @@ static int import_pack(importer *im, tf_node *n)
 {
     /* Only integer packing (building a shape from scalars) is needed by the models. */
     if (attr_int(n, "axis", 0) != 0)
-        return base_error_set(BASE_ERR_UNSUPPORTED, "node %s: Pack on axis %lld", n->name, attr_int(n, "axis", 0));
+        return base_error_set(BASE_ERR_UNSUPPORTED, "node %s: Pack on axis %lld", n->name,
+                              attr_int(n, "axis", 0));
     n->val.kind = VAL_I32;
     n->val.rank = 1;
     n->val.n = 0;
     for (int i = 0; i < n->n_inputs; i++) {
         int32_t v[2];
         int cnt, rc = input_ints(im, n, i, v, 1, &cnt);
-        if (rc) return base_error_set(BASE_ERR_UNSUPPORTED, "node %s: Pack of non-scalar or non-integer inputs", n->name);
+        if (rc)
+            return base_error_set(BASE_ERR_UNSUPPORTED,
+                                  "node %s: Pack of non-scalar or non-integer inputs", n->name);
         if (cnt != 1 || n->val.n >= NN_MAX_DIMS * 2)
             return base_error_set(BASE_ERR_UNSUPPORTED, "node %s: Pack of non-scalars", n->name);
         n->val.v[n->val.n++] = v[0];
@@ -791,7 +836,8 @@ static int import_shape(importer *im, tf_node *n)
     n->val.kind = VAL_I32;
     n->val.rank = 1;
     n->val.n = xs->rank;
-    for (int i = 0; i < xs->rank; i++) n->val.v[i] = xs->dim[i] == NN_BATCH ? I32_BATCH : (int32_t)xs->dim[i];
+    for (int i = 0; i < xs->rank; i++)
+        n->val.v[i] = xs->dim[i] == NN_BATCH ? I32_BATCH : (int32_t)xs->dim[i];
     return 0;
 }
 
@@ -802,7 +848,8 @@ static int import_resize(importer *im, tf_node *n)
     int32_t size[2];
     int k, rc = input_ints(im, n, 1, size, 2, &k);
     if (rc) return rc;
-    if (k != 2) return base_error_set(BASE_ERR_FORMAT, "node %s: resize size needs 2 values", n->name);
+    if (k != 2)
+        return base_error_set(BASE_ERR_FORMAT, "node %s: resize size needs 2 values", n->name);
     nn_node p = {.op = NN_OP_RESIZE_BILINEAR, .n_inputs = 1, .inputs = {x}};
     p.p.resize.out_h = size[0];
     p.p.resize.out_w = size[1];
@@ -816,7 +863,9 @@ static int import_node(importer *im, tf_node *n)
     const char *op = n->op;
     if (!strcmp(op, "Const")) {
         const nn_weight *w = nn_weights_find(im->weights, n->name);
-        if (!w) return base_error_set(BASE_ERR_FORMAT, "constant %s is missing from the weights manifest", n->name);
+        if (!w)
+            return base_error_set(BASE_ERR_FORMAT,
+                                  "constant %s is missing from the weights manifest", n->name);
         n->val.kind = VAL_WEIGHT;
         n->val.weight = w;
         n->val.tensor = -1;
@@ -825,19 +874,24 @@ static int import_node(importer *im, tf_node *n)
     if (!strcmp(op, "Placeholder")) {
         json_t *arr = json_object_get(json_object_get(attr(n, "shape"), "shape"), "dim");
         if (!json_is_array(arr) || json_array_size(arr) < 1 || json_array_size(arr) > NN_MAX_DIMS)
-            return base_error_set(BASE_ERR_UNSUPPORTED, "input %s: needs a known shape of rank 1..%d", n->name, NN_MAX_DIMS);
+            return base_error_set(BASE_ERR_UNSUPPORTED,
+                                  "input %s: needs a known shape of rank 1..%d", n->name,
+                                  NN_MAX_DIMS);
         nn_shape s = {(int)json_array_size(arr), {0}};
         for (int i = 0; i < s.rank; i++) {
             json_t *sz = json_object_get(json_array_get(arr, (size_t)i), "size");
-            long long v = json_is_string(sz) ? atoll(json_string_value(sz)) : json_integer_value(sz);
+            long long v =
+                json_is_string(sz) ? atoll(json_string_value(sz)) : json_integer_value(sz);
             if (i > 0 && v <= 0)
-                return base_error_set(BASE_ERR_UNSUPPORTED, "input %s: dimension %d is not fixed", n->name, i);
+                return base_error_set(BASE_ERR_UNSUPPORTED, "input %s: dimension %d is not fixed",
+                                      n->name, i);
             s.dim[i] = i == 0 ? NN_BATCH : v;
         }
         return set_tensor(n, nn_graph_add_input(im->g, n->name, &s));
     }
     if (!strcmp(op, "Identity") || !strcmp(op, "StopGradient") || !strcmp(op, "NoOp")) {
-        if (n->n_inputs < 1) return base_error_set(BASE_ERR_FORMAT, "node %s: Identity without input", n->name);
+        if (n->n_inputs < 1)
+            return base_error_set(BASE_ERR_FORMAT, "node %s: Identity without input", n->name);
         n->val = *input_val(im, n, 0);
         return 0;
     }
@@ -847,7 +901,8 @@ static int import_node(importer *im, tf_node *n)
     if (!strcmp(op, "FusedDepthwiseConv2dNative")) return import_conv(im, n, 1, 1);
     if (!strcmp(op, "MatMul")) return import_matmul(im, n, 0);
     if (!strcmp(op, "_FusedMatMul")) return import_matmul(im, n, 1);
-    if (!strcmp(op, "Add") || !strcmp(op, "AddV2") || !strcmp(op, "BiasAdd")) return import_binary(im, n, NN_BINARY_ADD);
+    if (!strcmp(op, "Add") || !strcmp(op, "AddV2") || !strcmp(op, "BiasAdd"))
+        return import_binary(im, n, NN_BINARY_ADD);
     if (!strcmp(op, "Sub")) return import_binary(im, n, NN_BINARY_SUB);
     if (!strcmp(op, "Mul")) return import_binary(im, n, NN_BINARY_MUL);
     if (!strcmp(op, "RealDiv") || !strcmp(op, "Div")) return import_binary(im, n, NN_BINARY_DIV);
@@ -915,7 +970,9 @@ static int visit(importer *im, int k, int *order, int *n_order, int depth)
     if (n->state == 2) return 0;
     if (n->state == 1)
         return base_error_set(BASE_ERR_FORMAT, "graph has a cycle through node %s", n->name);
-    if (depth > MAX_GRAPH_DEPTH) return base_error_set(BASE_ERR_LIMIT, "graph deeper than %d at node %s", MAX_GRAPH_DEPTH, n->name);
+    if (depth > MAX_GRAPH_DEPTH)
+        return base_error_set(BASE_ERR_LIMIT, "graph deeper than %d at node %s", MAX_GRAPH_DEPTH,
+                              n->name);
     n->state = 1;
     for (int i = 0; i < n->n_inputs; i++) {
         int rc = visit(im, n->inputs[i], order, n_order, depth + 1);
@@ -930,13 +987,17 @@ static int parse_nodes(importer *im, json_t *nodes)
 {
     size_t count = json_array_size(nodes);
     if (count == 0) return base_error_set(BASE_ERR_FORMAT, "model has no nodes");
-    if (count > MAX_TF_NODES) return base_error_set(BASE_ERR_LIMIT, "model has %zu nodes (limit %d)", count, MAX_TF_NODES);
+    if (count > MAX_TF_NODES)
+        return base_error_set(BASE_ERR_LIMIT, "model has %zu nodes (limit %d)", count,
+                              MAX_TF_NODES);
     im->nodes = calloc(count, sizeof *im->nodes);
     im->n_slots = 16;
-    while (im->n_slots < count * 2) im->n_slots *= 2;
+    while (im->n_slots < count * 2)
+        im->n_slots *= 2;
     im->slots = malloc(im->n_slots * sizeof *im->slots);
     if (!im->nodes || !im->slots) return base_error_set(BASE_ERR_NOMEM, "model: %zu nodes", count);
-    for (size_t i = 0; i < im->n_slots; i++) im->slots[i] = -1;
+    for (size_t i = 0; i < im->n_slots; i++)
+        im->slots[i] = -1;
     for (size_t i = 0; i < count; i++) {
         json_t *j = json_array_get(nodes, i);
         tf_node *n = &im->nodes[i];
@@ -954,23 +1015,30 @@ static int parse_nodes(importer *im, json_t *nodes)
     for (int i = 0; i < im->n; i++) {
         tf_node *n = &im->nodes[i];
         json_t *ins = json_object_get(n->json, "input");
-        if (ins && !json_is_array(ins)) return base_error_set(BASE_ERR_FORMAT, "node %s: input is not a list", n->name);
+        if (ins && !json_is_array(ins))
+            return base_error_set(BASE_ERR_FORMAT, "node %s: input is not a list", n->name);
         for (size_t k = 0; k < json_array_size(ins); k++) {
             const char *s = json_string_value(json_array_get(ins, k));
-            if (!s) return base_error_set(BASE_ERR_FORMAT, "node %s: input %zu is not a name", n->name, k);
+            if (!s)
+                return base_error_set(BASE_ERR_FORMAT, "node %s: input %zu is not a name", n->name,
+                                      k);
             if (s[0] == '^') continue; /* control dependency */
             size_t len = strlen(s);
             const char *colon = strrchr(s, ':');
             if (colon) {
                 if (strcmp(colon, ":0") != 0)
-                    return base_error_set(BASE_ERR_UNSUPPORTED, "node %s: uses output %s of a multi-output op",
-                                          n->name, s);
+                    return base_error_set(BASE_ERR_UNSUPPORTED,
+                                          "node %s: uses output %s of a multi-output op", n->name,
+                                          s);
                 len = (size_t)(colon - s);
             }
             int src = map_find(im, s, len);
-            if (src < 0) return base_error_set(BASE_ERR_FORMAT, "node %s: input %s does not exist", n->name, s);
+            if (src < 0)
+                return base_error_set(BASE_ERR_FORMAT, "node %s: input %s does not exist", n->name,
+                                      s);
             if (n->n_inputs >= NN_MAX_NODE_INPUTS + 2)
-                return base_error_set(BASE_ERR_UNSUPPORTED, "node %s: more than %d inputs", n->name, NN_MAX_NODE_INPUTS + 1);
+                return base_error_set(BASE_ERR_UNSUPPORTED, "node %s: more than %d inputs", n->name,
+                                      NN_MAX_NODE_INPUTS + 1);
             n->inputs[n->n_inputs++] = src;
         }
     }
@@ -985,14 +1053,16 @@ static int find_outputs(importer *im, json_t *root, int *outs, int *n_outs)
     if (json_is_object(sig) && json_object_size(sig) > 0) {
         const char *key;
         json_t *v;
-        json_object_foreach(sig, key, v) {
+        json_object_foreach(sig, key, v)
+        {
             const char *nm = json_string_value(json_object_get(v, "name"));
             if (!nm) nm = key;
             size_t len = strlen(nm);
             const char *colon = strrchr(nm, ':');
             if (colon) len = (size_t)(colon - nm);
             int k = map_find(im, nm, len);
-            if (k < 0) return base_error_set(BASE_ERR_FORMAT, "signature output %s is not a node", nm);
+            if (k < 0)
+                return base_error_set(BASE_ERR_FORMAT, "signature output %s is not a node", nm);
             if (*n_outs >= 8) return base_error_set(BASE_ERR_LIMIT, "more than 8 outputs");
             outs[(*n_outs)++] = k;
         }
@@ -1001,10 +1071,12 @@ static int find_outputs(importer *im, json_t *root, int *outs, int *n_outs)
     char *used = calloc((size_t)im->n, 1);
     if (!used) return base_error_set(BASE_ERR_NOMEM, "model");
     for (int i = 0; i < im->n; i++)
-        for (int k = 0; k < im->nodes[i].n_inputs; k++) used[im->nodes[i].inputs[k]] = 1;
+        for (int k = 0; k < im->nodes[i].n_inputs; k++)
+            used[im->nodes[i].inputs[k]] = 1;
     for (int i = 0; i < im->n; i++) {
         const char *op = im->nodes[i].op;
-        if (used[i] || !strcmp(op, "Const") || !strcmp(op, "Placeholder") || !strcmp(op, "NoOp")) continue;
+        if (used[i] || !strcmp(op, "Const") || !strcmp(op, "Placeholder") || !strcmp(op, "NoOp"))
+            continue;
         if (*n_outs >= 8) {
             free(used);
             return base_error_set(BASE_ERR_LIMIT, "more than 8 outputs");
@@ -1024,7 +1096,8 @@ int nn_import_tfjs(json_t *root, const nn_weights *weights, nn_graph **out)
     int rc, *order = NULL;
     json_t *topo = json_object_get(root, "modelTopology");
     json_t *nodes = json_object_get(topo, "node");
-    if (!json_is_array(nodes)) return base_error_set(BASE_ERR_FORMAT, "model.json has no modelTopology.node list");
+    if (!json_is_array(nodes))
+        return base_error_set(BASE_ERR_FORMAT, "model.json has no modelTopology.node list");
     im.g = nn_graph_new();
     if (!im.g) return base_error_set(BASE_ERR_NOMEM, "model");
     if ((rc = parse_nodes(&im, nodes))) goto done;
@@ -1038,7 +1111,8 @@ int nn_import_tfjs(json_t *root, const nn_weights *weights, nn_graph **out)
     int n_order = 0;
     for (int i = 0; i < im.n; i++)
         if ((rc = visit(&im, i, order, &n_order, 0))) goto done;
-    for (int i = 0; i < im.n; i++) im.nodes[i].state = 0;
+    for (int i = 0; i < im.n; i++)
+        im.nodes[i].state = 0;
     n_order = 0;
     int outs[8], n_outs;
     if ((rc = find_outputs(&im, root, outs, &n_outs))) goto done;
@@ -1057,15 +1131,16 @@ int nn_import_tfjs(json_t *root, const nn_weights *weights, nn_graph **out)
     for (int i = 0; i < n_outs; i++) {
         tf_node *n = &im.nodes[outs[i]];
         if (n->val.kind != VAL_TENSOR || im.g->tensors[n->val.tensor].data) {
-            rc = base_error_set(BASE_ERR_UNSUPPORTED, "output %s is not computed from the input", n->name);
+            rc = base_error_set(BASE_ERR_UNSUPPORTED, "output %s is not computed from the input",
+                                n->name);
             goto done;
         }
         int t = n->val.tensor;
         /* Name the output tensor after the output node (an Identity may alias another tensor). */
         for (int k = 0; k < im.g->n_outputs; k++) {
             if (im.g->outputs[k] == t) {
-                rc = base_error_set(BASE_ERR_UNSUPPORTED, "outputs %s and %s are the same tensor", n->name,
-                                    im.g->tensors[t].name);
+                rc = base_error_set(BASE_ERR_UNSUPPORTED, "outputs %s and %s are the same tensor",
+                                    n->name, im.g->tensors[t].name);
                 goto done;
             }
         }

@@ -25,15 +25,50 @@
 #define ARENA_ALIGN 64
 
 static const char *const op_names[] = {
-    "conv2d", "depthwise_conv2d", "fully_connected", "add", "sub", "mul", "div", "minimum",
-    "maximum", "squared_difference", "identity", "abs", "neg", "square", "sqrt", "rsqrt", "exp",
-    "log", "sigmoid", "tanh", "clamp", "leaky_relu", "elu", "prelu", "max_pool", "avg_pool",
-    "mean", "sum", "reduce_max", "reduce_min", "pad", "reshape", "concat", "slice",
-    "resize_bilinear", "depth_to_space", "softmax",
+    "conv2d",
+    "depthwise_conv2d",
+    "fully_connected",
+    "add",
+    "sub",
+    "mul",
+    "div",
+    "minimum",
+    "maximum",
+    "squared_difference",
+    "identity",
+    "abs",
+    "neg",
+    "square",
+    "sqrt",
+    "rsqrt",
+    "exp",
+    "log",
+    "sigmoid",
+    "tanh",
+    "clamp",
+    "leaky_relu",
+    "elu",
+    "prelu",
+    "max_pool",
+    "avg_pool",
+    "mean",
+    "sum",
+    "reduce_max",
+    "reduce_min",
+    "pad",
+    "reshape",
+    "concat",
+    "slice",
+    "resize_bilinear",
+    "depth_to_space",
+    "softmax",
 };
 #define N_OP_NAMES ((int)(sizeof op_names / sizeof op_names[0]))
 
-const char *nn_model_op_name(int kind) { return kind >= 0 && kind < N_OP_NAMES ? op_names[kind] : "?"; }
+const char *nn_model_op_name(int kind)
+{
+    return kind >= 0 && kind < N_OP_NAMES ? op_names[kind] : "?";
+}
 
 static int op_name_index(const char *name)
 {
@@ -81,8 +116,8 @@ static int model_finish(nn_graph *g, int n_imported, nn_model **out)
             int t = n->inputs[k];
             if (t < 0) continue;
             if (g->tensors[t].producer >= i) {
-                rc = base_error_set(BASE_ERR_FORMAT, "node %s reads %s before it is computed", n->name,
-                                    g->tensors[t].name);
+                rc = base_error_set(BASE_ERR_FORMAT, "node %s reads %s before it is computed",
+                                    n->name, g->tensors[t].name);
                 goto fail;
             }
         }
@@ -95,7 +130,8 @@ static int model_finish(nn_graph *g, int n_imported, nn_model **out)
          * faster (winograd.c); its weights are then transformed instead of packed. */
         if (m->on_fast[i] && nn_gemm_supports(g, n) && nn_wino_preferred(g, n)) {
             if ((rc = nn_wino_pack(g, &g->nodes[i], 0))) goto fail;
-        } else if (m->on_fast[i] && nn_gemm_supports(g, n) && (rc = nn_gemm_pack(g, &g->nodes[i]))) {
+        } else if (m->on_fast[i] && nn_gemm_supports(g, n) &&
+                   (rc = nn_gemm_pack(g, &g->nodes[i]))) {
             goto fail;
         }
         m->on_xnnpack[i] = !m->on_fast[i] && n->op != NN_OP_RESHAPE && nn_xnn_supports(g, n);
@@ -106,7 +142,8 @@ static int model_finish(nn_graph *g, int n_imported, nn_model **out)
         for (int k = 0; k < n->n_inputs; k++)
             if (n->inputs[k] >= 0) m->last_use[m->buffer_of[n->inputs[k]]] = i;
     }
-    for (int k = 0; k < g->n_outputs; k++) m->last_use[m->buffer_of[g->outputs[k]]] = g->n_nodes;
+    for (int k = 0; k < g->n_outputs; k++)
+        m->last_use[m->buffer_of[g->outputs[k]]] = g->n_nodes;
     for (int k = 0; k < g->n_inputs; k++) {
         m->inputs[k].name = g->tensors[g->inputs[k]].name;
         m->inputs[k].rank = g->tensors[g->inputs[k]].shape.rank;
@@ -136,8 +173,8 @@ int nn_model_from_graph(nn_graph *g, const nn_load_options *opts, nn_model **out
     return rc;
 }
 
-int nn_model_load_tfjs_mem(const char *json, size_t json_len, nn_shard_reader read_shard, void *user,
-                           const nn_load_options *opts, nn_model **out)
+int nn_model_load_tfjs_mem(const char *json, size_t json_len, nn_shard_reader read_shard,
+                           void *user, const nn_load_options *opts, nn_model **out)
 {
     *out = NULL;
     size_t max = opts && opts->max_file_bytes ? opts->max_file_bytes : NN_DEFAULT_MAX_FILE_BYTES;
@@ -145,8 +182,8 @@ int nn_model_load_tfjs_mem(const char *json, size_t json_len, nn_shard_reader re
     /* Deeply nested JSON is refused by jansson's own depth limit (2048). */
     json_t *root = json_loadb(json, json_len, JSON_REJECT_DUPLICATES, &jerr);
     if (!root)
-        return base_error_set(BASE_ERR_FORMAT, "model.json is not valid JSON (line %d: %s)", jerr.line,
-                              jerr.text);
+        return base_error_set(BASE_ERR_FORMAT, "model.json is not valid JSON (line %d: %s)",
+                              jerr.line, jerr.text);
     int rc;
     nn_weights *w = NULL;
     nn_graph *g = NULL;
@@ -192,8 +229,14 @@ int nn_model_load_tfjs(const char *path, const nn_load_options *opts, nn_model *
     return rc;
 }
 
-int nn_model_input_count(const nn_model *m) { return m->g->n_inputs; }
-int nn_model_output_count(const nn_model *m) { return m->g->n_outputs; }
+int nn_model_input_count(const nn_model *m)
+{
+    return m->g->n_inputs;
+}
+int nn_model_output_count(const nn_model *m)
+{
+    return m->g->n_outputs;
+}
 
 int nn_model_input_info(const nn_model *m, int i, nn_io_info *info)
 {
@@ -241,7 +284,10 @@ void nn_model_get_stats(const nn_model *m, nn_model_stats *s)
     free(counted);
 }
 
-const nn_graph *nn_model_graph(const nn_model *m) { return m->g; }
+const nn_graph *nn_model_graph(const nn_model *m)
+{
+    return m->g;
+}
 
 /* --- contexts ------------------------------------------------------------------------------ */
 
@@ -262,10 +308,10 @@ const nn_graph *nn_model_graph(const nn_model *m) { return m->g; }
 enum { SPACE_BATCH = 0, SPACE_IMAGE = 1 };
 
 typedef struct segment {
-    int first, end;        /* nodes [first, end) */
+    int first, end; /* nodes [first, end) */
     int per_image;
-    int copy_first, n_in;  /* copy_roots[copy_first ..]: n_in roots copied in, then */
-    int n_out;             /* n_out roots copied out */
+    int copy_first, n_in; /* copy_roots[copy_first ..]: n_in roots copied in, then */
+    int n_out;            /* n_out roots copied out */
 } segment;
 
 struct nn_context {
@@ -275,19 +321,19 @@ struct nn_context {
     pthreadpool_t pool;
     uint8_t *arena;
     size_t arena_size;
-    float **data[2];    /* per space, per tensor: its buffer (arena, constant data or input) */
-    float **inputs;     /* per graph input, max_batch elements */
-    nn_xnn_op **xops;   /* per node: the XNNPACK operator, or NULL for the reference backend */
-    char *per_image;    /* per node: runs in image space */
+    float **data[2];  /* per space, per tensor: its buffer (arena, constant data or input) */
+    float **inputs;   /* per graph input, max_batch elements */
+    nn_xnn_op **xops; /* per node: the XNNPACK operator, or NULL for the reference backend */
+    char *per_image;  /* per node: runs in image space */
     segment *segs;
     int n_segs;
-    int *copy_roots;    /* per segment: roots copied in, then roots copied out */
-    int setup_batch;    /* batch the batch-space XNNPACK operators are set up for; 0 for none */
-    int image_setup;    /* the image-space XNNPACK operators are set up */
+    int *copy_roots; /* per segment: roots copied in, then roots copied out */
+    int setup_batch; /* batch the batch-space XNNPACK operators are set up for; 0 for none */
+    int image_setup; /* the image-space XNNPACK operators are set up */
     int last_batch;
-    float *scratch;       /* Winograd nodes' per-thread scratch (winograd.c), or NULL */
+    float *scratch; /* Winograd nodes' per-thread scratch (winograd.c), or NULL */
     size_t scratch_floats;
-    uint64_t *profile_ns; /* per node, accumulated over runs while profiling; NULL when off */
+    uint64_t *profile_ns;     /* per node, accumulated over runs while profiling; NULL when off */
     uint64_t *profile_run_ns; /* per node, this run (image-space nodes run once per image) */
     uint64_t *profile_min_ns; /* per node, the fastest run (robust on a shared machine) */
     int profile_runs;
@@ -308,7 +354,8 @@ static size_t plan_alloc(planner *p, size_t size)
 {
     int best = -1;
     for (int i = 0; i < p->n; i++)
-        if (p->blocks[i].size >= size && (best < 0 || p->blocks[i].size < p->blocks[best].size)) best = i;
+        if (p->blocks[i].size >= size && (best < 0 || p->blocks[i].size < p->blocks[best].size))
+            best = i;
     if (best >= 0) {
         size_t off = p->blocks[best].off;
         p->blocks[best].off += size;
@@ -356,7 +403,8 @@ static int plan_free(planner *p, size_t off, size_t size)
 
 static size_t tensor_bytes(const nn_graph *g, int t, int batch)
 {
-    size_t b = (size_t)nn_shape_numel(&g->tensors[t].shape, batch) * sizeof(float) + NN_XNN_EXTRA_BYTES;
+    size_t b =
+        (size_t)nn_shape_numel(&g->tensors[t].shape, batch) * sizeof(float) + NN_XNN_EXTRA_BYTES;
     return (b + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
 }
 
@@ -422,8 +470,10 @@ static int choose_schedule(const nn_model *m, int max_batch, char *per_image)
             int t = nd->inputs[k];
             if (t < 0) continue;
             double bytes = 4.0 * (double)nn_shape_numel(&g->tensors[t].shape, 1);
-            if (nn_tensor_is_const(g, t)) w += bytes;
-            else a += bytes;
+            if (nn_tensor_is_const(g, t))
+                w += bytes;
+            else
+                a += bytes;
         }
         gain[i] = w - (a * max_batch > l2 ? a : 0);
     }
@@ -433,7 +483,8 @@ static int choose_schedule(const nn_model *m, int max_batch, char *per_image)
         int last = m->last_use[t];
         if (last < 0) continue;
         double bytes = 4.0 * (double)nn_shape_numel(&g->tensors[t].shape, 1);
-        for (int i = g->tensors[t].producer + 1; i <= last && i <= n; i++) cross[i] += bytes;
+        for (int i = g->tensors[t].producer + 1; i <= last && i <= n; i++)
+            cross[i] += bytes;
     }
     /* dp[i][s]: least cost of nodes 0..i with node i in space s (image space pays -gain). */
     for (int i = 0; i < n; i++) {
@@ -458,9 +509,11 @@ void nn_context_destroy(nn_context *c)
 {
     if (!c) return;
     if (c->xops)
-        for (int i = 0; i < c->m->g->n_nodes; i++) nn_xnn_destroy(c->xops[i]);
+        for (int i = 0; i < c->m->g->n_nodes; i++)
+            nn_xnn_destroy(c->xops[i]);
     if (c->inputs)
-        for (int i = 0; i < c->m->g->n_inputs; i++) base_aligned_free(c->inputs[i]);
+        for (int i = 0; i < c->m->g->n_inputs; i++)
+            base_aligned_free(c->inputs[i]);
     if (c->pool) pthreadpool_destroy(c->pool);
     free(c->xops);
     free(c->profile_ns);
@@ -496,7 +549,8 @@ static int plan_context(nn_context *c)
     int rc = 0;
     int *seg_of = malloc((size_t)(n ? n : 1) * sizeof *seg_of);
     /* per root: [0] first/last in batch space, [1] in image space; INT_MAX/-1 when unused */
-    int(*first)[2] = malloc((size_t)nt * sizeof *first), (*last)[2] = malloc((size_t)nt * sizeof *last);
+    int(*first)[2] = malloc((size_t)nt * sizeof *first),
+    (*last)[2] = malloc((size_t)nt * sizeof *last);
     size_t(*offset)[2] = calloc((size_t)nt, sizeof *offset);
     interval *iv = malloc((size_t)nt * 2 * sizeof *iv);
     planner p = {0};
@@ -531,7 +585,8 @@ static int plan_context(nn_context *c)
         if (is_view_node(m, i)) continue;
         USE(t, (int)c->per_image[i], i, i);
     }
-    for (int k = 0; k < g->n_inputs; k++) USE(g->inputs[k], SPACE_BATCH, -1, -1);
+    for (int k = 0; k < g->n_inputs; k++)
+        USE(g->inputs[k], SPACE_BATCH, -1, -1);
     /* Readers. */
     for (int i = 0; i < n; i++) {
         const nn_node *nd = &g->nodes[i];
@@ -543,7 +598,8 @@ static int plan_context(nn_context *c)
             int prod = g->tensors[r].producer;
             if (s == SPACE_BATCH) {
                 USE(r, SPACE_BATCH, i, i);
-                if (prod >= 0 && c->per_image[prod]) USE(r, SPACE_BATCH, c->segs[seg_of[prod]].first, i);
+                if (prod >= 0 && c->per_image[prod])
+                    USE(r, SPACE_BATCH, c->segs[seg_of[prod]].first, i);
                 continue;
             }
             const segment *sg = &c->segs[seg_of[i]];
@@ -564,7 +620,8 @@ static int plan_context(nn_context *c)
         int r = m->buffer_of[g->outputs[k]];
         if (!is_runtime(g, r)) continue;
         int prod = g->tensors[r].producer;
-        USE(r, SPACE_BATCH, prod >= 0 && c->per_image[prod] ? c->segs[seg_of[prod]].first : prod, n);
+        USE(r, SPACE_BATCH, prod >= 0 && c->per_image[prod] ? c->segs[seg_of[prod]].first : prod,
+            n);
     }
     /* Copies: an image-space root whose batch buffer is used is copied out at the end of each
      * image of its segment (so its image buffer lives until then). */
@@ -579,7 +636,8 @@ static int plan_context(nn_context *c)
         sg->copy_first = nc;
         if (!sg->per_image) continue;
         for (int r = 0; r < nt; r++) {
-            if (!is_runtime(g, r) || m->buffer_of[r] != r || last[r][SPACE_IMAGE] < sg->first) continue;
+            if (!is_runtime(g, r) || m->buffer_of[r] != r || last[r][SPACE_IMAGE] < sg->first)
+                continue;
             int prod = g->tensors[r].producer;
             if (prod >= sg->first) continue;
             /* read in this segment? (its image buffer is in use here and it comes from outside) */
@@ -595,7 +653,9 @@ static int plan_context(nn_context *c)
         sg->n_in = nc - sg->copy_first;
         for (int r = 0; r < nt; r++) {
             int prod = g->tensors[r].producer;
-            if (prod < sg->first || prod >= sg->end || m->buffer_of[r] != r || is_view_node(m, prod)) continue;
+            if (prod < sg->first || prod >= sg->end || m->buffer_of[r] != r ||
+                is_view_node(m, prod))
+                continue;
             if (last[r][SPACE_BATCH] < 0) continue;
             c->copy_roots[nc++] = r;
             if (last[r][SPACE_IMAGE] < sg->end - 1) last[r][SPACE_IMAGE] = sg->end - 1;
@@ -618,12 +678,13 @@ static int plan_context(nn_context *c)
     for (int pos = 0; pos < n && !rc; pos++) {
         for (int k = 0; k < ni; k++)
             if (iv[k].first == pos)
-                offset[iv[k].root][iv[k].space] =
-                    plan_alloc(&p, tensor_bytes(g, iv[k].root, iv[k].space == SPACE_IMAGE ? 1 : c->max_batch));
+                offset[iv[k].root][iv[k].space] = plan_alloc(
+                    &p, tensor_bytes(g, iv[k].root, iv[k].space == SPACE_IMAGE ? 1 : c->max_batch));
         for (int k = 0; k < ni && !rc; k++)
             if (iv[k].last == pos)
-                rc = plan_free(&p, offset[iv[k].root][iv[k].space],
-                               tensor_bytes(g, iv[k].root, iv[k].space == SPACE_IMAGE ? 1 : c->max_batch));
+                rc = plan_free(
+                    &p, offset[iv[k].root][iv[k].space],
+                    tensor_bytes(g, iv[k].root, iv[k].space == SPACE_IMAGE ? 1 : c->max_batch));
     }
     if (rc) goto done;
     c->arena_size = p.end;
@@ -642,7 +703,8 @@ static int plan_context(nn_context *c)
         }
         int r = m->buffer_of[t];
         for (int k = 0; k < ni; k++)
-            if (iv[k].root == r) c->data[iv[k].space][t] = (float *)(c->arena + offset[r][iv[k].space]);
+            if (iv[k].root == r)
+                c->data[iv[k].space][t] = (float *)(c->arena + offset[r][iv[k].space]);
         if (g->tensors[r].producer < 0)
             for (int k = 0; k < g->n_inputs; k++)
                 if (g->inputs[k] == r) c->data[SPACE_BATCH][t] = c->inputs[k];
@@ -669,7 +731,8 @@ static int context_create(const nn_model *m, const nn_context_options *opts, con
     c->backend = opts ? opts->backend : NN_BACKEND_AUTO;
     int rc = 0;
     if (c->max_batch > 4096) {
-        rc = base_error_set(BASE_ERR_LIMIT, "context: max_batch %d is more than 4096", c->max_batch);
+        rc =
+            base_error_set(BASE_ERR_LIMIT, "context: max_batch %d is more than 4096", c->max_batch);
         goto fail;
     }
     /* pthreadpool's workers spin while waiting: more threads than cores only slows a run. */
@@ -705,7 +768,8 @@ static int context_create(const nn_model *m, const nn_context_options *opts, con
     nn_schedule sched = opts ? opts->schedule : NN_SCHEDULE_AUTO;
     if (opts && opts->whole_batch) sched = NN_SCHEDULE_WHOLE_BATCH;
     if (modes) {
-        for (int i = 0; i < g->n_nodes; i++) c->per_image[i] = modes[i] != 0;
+        for (int i = 0; i < g->n_nodes; i++)
+            c->per_image[i] = modes[i] != 0;
     } else if (c->max_batch > 1 && sched == NN_SCHEDULE_PER_IMAGE) {
         memset(c->per_image, 1, nn1);
     } else if (sched == NN_SCHEDULE_AUTO && (rc = choose_schedule(m, c->max_batch, c->per_image))) {
@@ -722,7 +786,8 @@ static int context_create(const nn_model *m, const nn_context_options *opts, con
         size_t need = nn_wino_scratch_floats(g, &g->nodes[i]) * (size_t)(threads > 1 ? threads : 1);
         if (need > c->scratch_floats) c->scratch_floats = need;
     }
-    if (c->scratch_floats && !(c->scratch = base_aligned_alloc(ARENA_ALIGN, c->scratch_floats * sizeof(float)))) {
+    if (c->scratch_floats &&
+        !(c->scratch = base_aligned_alloc(ARENA_ALIGN, c->scratch_floats * sizeof(float)))) {
         rc = base_error_set(BASE_ERR_NOMEM, "context: scratch of %zu floats", c->scratch_floats);
         goto fail;
     }
@@ -742,8 +807,8 @@ int nn_context_create(const nn_model *m, const nn_context_options *opts, nn_cont
     return context_create(m, opts, NULL, out);
 }
 
-int nn_context_create_scheduled(const nn_model *m, const nn_context_options *opts, const char *per_image,
-                                nn_context **out)
+int nn_context_create_scheduled(const nn_model *m, const nn_context_options *opts,
+                                const char *per_image, nn_context **out)
 {
     return context_create(m, opts, per_image, out);
 }
@@ -759,7 +824,10 @@ float *nn_context_input(nn_context *c, int index)
     return c->inputs[index];
 }
 
-size_t nn_context_arena_bytes(const nn_context *c) { return c->arena_size; }
+size_t nn_context_arena_bytes(const nn_context *c)
+{
+    return c->arena_size;
+}
 
 static void make_view(const nn_context *c, int t, int batch, int space, nn_view *v)
 {
@@ -769,7 +837,8 @@ static void make_view(const nn_context *c, int t, int batch, int space, nn_view 
         return;
     }
     v->shape = g->tensors[t].shape;
-    if (v->shape.rank > 0 && v->shape.dim[0] == NN_BATCH) v->shape.dim[0] = space == SPACE_IMAGE ? 1 : batch;
+    if (v->shape.rank > 0 && v->shape.dim[0] == NN_BATCH)
+        v->shape.dim[0] = space == SPACE_IMAGE ? 1 : batch;
     v->data = c->data[space][t];
 }
 
@@ -781,7 +850,8 @@ static int setup_ops(nn_context *c, int space, int batch)
     for (int i = 0; i < g->n_nodes; i++) {
         if (!c->xops[i] || c->per_image[i] != space) continue;
         const nn_node *n = &g->nodes[i];
-        for (int k = 0; k < n->n_inputs; k++) make_view(c, n->inputs[k], batch, space, &in[k]);
+        for (int k = 0; k < n->n_inputs; k++)
+            make_view(c, n->inputs[k], batch, space, &in[k]);
         make_view(c, n->output, batch, space, &out);
         int rc = nn_xnn_setup(c->xops[i], g, n, in, &out, c->pool);
         if (rc) return rc;
@@ -802,12 +872,15 @@ static int run_nodes(nn_context *c, int first, int end, int batch, int space)
         if (c->xops[i]) {
             rc = nn_xnn_run(c->xops[i], c->pool);
         } else {
-            for (int k = 0; k < n->n_inputs; k++) make_view(c, n->inputs[k], batch, space, &in[k]);
+            for (int k = 0; k < n->n_inputs; k++)
+                make_view(c, n->inputs[k], batch, space, &in[k]);
             make_view(c, n->output, batch, space, &out);
             if (n->wino && c->backend != NN_BACKEND_REFERENCE)
                 rc = nn_wino_run(g, n, in, &out, c->pool, c->scratch, c->scratch_floats);
-            else if (c->m->on_fast[i] && c->backend != NN_BACKEND_REFERENCE) rc = nn_fast_run(g, n, in, &out, c->pool);
-            else rc = nn_ref_run(g, n, in, &out);
+            else if (c->m->on_fast[i] && c->backend != NN_BACKEND_REFERENCE)
+                rc = nn_fast_run(g, n, in, &out, c->pool);
+            else
+                rc = nn_ref_run(g, n, in, &out);
         }
         if (rc) return rc;
         if (c->profile_ns) c->profile_run_ns[i] += base_now_ns() - t0;
@@ -822,8 +895,10 @@ static void copy_image(const nn_context *c, int r, int b, int to_image)
     const nn_graph *g = c->m->g;
     size_t per = (size_t)nn_shape_numel(&g->tensors[r].shape, 1);
     float *batch_buf = c->data[SPACE_BATCH][r] + (has_batch_dim(g, r) ? (size_t)b * per : 0);
-    if (to_image) memcpy(c->data[SPACE_IMAGE][r], batch_buf, per * sizeof(float));
-    else memcpy(batch_buf, c->data[SPACE_IMAGE][r], per * sizeof(float));
+    if (to_image)
+        memcpy(c->data[SPACE_IMAGE][r], batch_buf, per * sizeof(float));
+    else
+        memcpy(batch_buf, c->data[SPACE_IMAGE][r], per * sizeof(float));
 }
 
 int nn_context_run(nn_context *c, int batch)
@@ -848,9 +923,11 @@ int nn_context_run(nn_context *c, int batch)
         }
         const int *in = c->copy_roots + sg->copy_first, *out = in + sg->n_in;
         for (int b = 0; b < batch; b++) {
-            for (int k = 0; k < sg->n_in; k++) copy_image(c, in[k], b, 1);
+            for (int k = 0; k < sg->n_in; k++)
+                copy_image(c, in[k], b, 1);
             if ((rc = run_nodes(c, sg->first, sg->end, 1, SPACE_IMAGE))) return rc;
-            for (int k = 0; k < sg->n_out; k++) copy_image(c, out[k], b, 0);
+            for (int k = 0; k < sg->n_out; k++)
+                copy_image(c, out[k], b, 0);
         }
     }
     if (c->profile_ns) {
@@ -873,7 +950,8 @@ const float *nn_context_output(const nn_context *c, int index, nn_io_info *info)
     int t = g->outputs[index];
     if (info) {
         *info = c->m->outputs[index];
-        if (info->rank > 0 && info->dim[0] == NN_BATCH) info->dim[0] = c->last_batch ? c->last_batch : 1;
+        if (info->rank > 0 && info->dim[0] == NN_BATCH)
+            info->dim[0] = c->last_batch ? c->last_batch : 1;
     }
     return c->data[SPACE_BATCH][t];
 }
@@ -900,9 +978,10 @@ void nn_context_print_profile(const nn_context *c, FILE *f)
     const nn_graph *g = c->m->g;
     if (!c->profile_ns || c->profile_runs == 0) return;
     uint64_t total = 0;
-    for (int i = 0; i < g->n_nodes; i++) total += c->profile_ns[i];
-    fprintf(f, "%-4s %-18s %-7s %-5s %-20s %9s %6s %8s %9s  %s\n", "node", "op", "backend", "space", "output",
-            "ms/run", "share", "GFLOP/s", "min ms", "name");
+    for (int i = 0; i < g->n_nodes; i++)
+        total += c->profile_ns[i];
+    fprintf(f, "%-4s %-18s %-7s %-5s %-20s %9s %6s %8s %9s  %s\n", "node", "op", "backend", "space",
+            "output", "ms/run", "share", "GFLOP/s", "min ms", "name");
     for (int i = 0; i < g->n_nodes; i++) {
         const nn_node *n = &g->nodes[i];
         double ms = (double)c->profile_ns[i] / 1e6 / c->profile_runs;
@@ -910,14 +989,16 @@ void nn_context_print_profile(const nn_context *c, FILE *f)
         nn_shape s = g->tensors[n->output].shape;
         if (s.dim[0] == NN_BATCH) s.dim[0] = c->last_batch;
         double gflops = ms > 0 ? 2.0 * (double)nn_node_macs(g, n) * c->last_batch / (ms * 1e6) : 0;
-        const char *backend = c->xops[i]                                                  ? "xnnpack"
-                              : n->wino && c->backend != NN_BACKEND_REFERENCE            ? "wino"
+        const char *backend = c->xops[i]                                               ? "xnnpack"
+                              : n->wino && c->backend != NN_BACKEND_REFERENCE          ? "wino"
                               : c->m->on_fast[i] && c->backend != NN_BACKEND_REFERENCE ? "fast"
-                                                                                        : "ref";
-        fprintf(f, "%-4d %-18s %-7s %-5s %-20s %9.4f %5.1f%% %8.1f %9.4f  %s\n", i, nn_node_kind_name(n), backend,
-                c->per_image[i] ? "image" : "batch", nn_shape_str(&s, shape, sizeof shape), ms,
+                                                                                       : "ref";
+        fprintf(f, "%-4d %-18s %-7s %-5s %-20s %9.4f %5.1f%% %8.1f %9.4f  %s\n", i,
+                nn_node_kind_name(n), backend, c->per_image[i] ? "image" : "batch",
+                nn_shape_str(&s, shape, sizeof shape), ms,
                 total ? 100.0 * (double)c->profile_ns[i] / (double)total : 0.0, gflops,
                 (double)c->profile_min_ns[i] / 1e6, n->name);
     }
-    fprintf(f, "total %.3f ms per run over %d runs\n", (double)total / 1e6 / c->profile_runs, c->profile_runs);
+    fprintf(f, "total %.3f ms per run over %d runs\n", (double)total / 1e6 / c->profile_runs,
+            c->profile_runs);
 }

@@ -61,11 +61,11 @@ int nn_model_output_index(const nn_model *model, const char *name);
 
 /* Summary for `vultus nn info`. */
 typedef struct nn_model_stats {
-    int64_t params;      /* constant f32 elements */
-    int64_t macs;        /* multiply-adds per batch element */
-    int n_nodes;         /* after optimisation */
+    int64_t params; /* constant f32 elements */
+    int64_t macs;   /* multiply-adds per batch element */
+    int n_nodes;    /* after optimisation */
     int n_nodes_imported;
-    int op_counts[48];   /* by internal op kind, names from nn_model_op_name() */
+    int op_counts[48]; /* by internal op kind, names from nn_model_op_name() */
     int n_op_kinds;
     int n_xnnpack_nodes; /* nodes the AUTO backend runs with XNNPACK */
 } nn_model_stats;
@@ -84,10 +84,10 @@ typedef enum nn_schedule {
 } nn_schedule;
 
 typedef struct nn_context_options {
-    int max_batch;      /* largest batch this context will run; 0: 1 */
-    int threads;        /* intra-op threads, at most the cores online; 0 or 1: the calling thread */
+    int max_batch; /* largest batch this context will run; 0: 1 */
+    int threads;   /* intra-op threads, at most the cores online; 0 or 1: the calling thread */
     nn_backend backend;
-    int whole_batch;    /* same as schedule = NN_SCHEDULE_WHOLE_BATCH (kept for callers) */
+    int whole_batch; /* same as schedule = NN_SCHEDULE_WHOLE_BATCH (kept for callers) */
     nn_schedule schedule;
 } nn_context_options;
 
@@ -112,8 +112,7 @@ void nn_context_print_profile(const nn_context *ctx, FILE *f);
 
 /* Loads a TF.js weights manifest (`*-weights_manifest.json`, or a model.json's
  * "weightsManifest") and its shards, dequantising to f32 as TF.js does. */
-int nn_weights_load_tfjs(const char *manifest_path, const nn_load_options *opts,
-                         nn_weights **out);
+int nn_weights_load_tfjs(const char *manifest_path, const nn_load_options *opts, nn_weights **out);
 void nn_weights_destroy(nn_weights *w);
 /* The weight named `name`: its f32 data (owned by w) and shape; NULL if absent. */
 const float *nn_weights_get(const nn_weights *w, const char *name, int *rank, int64_t *dims);

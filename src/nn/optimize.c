@@ -25,7 +25,7 @@ typedef struct opt {
     nn_graph *g;
     int *readers; /* per tensor: number of node inputs reading it, +1000 per graph output use */
     int cap_readers;
-    char *dead;   /* per node */
+    char *dead; /* per node */
 } opt;
 
 /* Rewrites add constants, so the table grows with the graph. */
@@ -44,7 +44,8 @@ static int count_readers(opt *o)
         for (int k = 0; k < g->nodes[i].n_inputs; k++)
             if (g->nodes[i].inputs[k] >= 0) o->readers[g->nodes[i].inputs[k]]++;
     }
-    for (int k = 0; k < g->n_outputs; k++) o->readers[g->outputs[k]] += 1000;
+    for (int k = 0; k < g->n_outputs; k++)
+        o->readers[g->outputs[k]] += 1000;
     return 0;
 }
 
@@ -77,7 +78,8 @@ static const float *per_channel_const(const nn_graph *g, int t, int64_t channels
 {
     if (!nn_tensor_is_const(g, t) || g->tensors[t].dtype != NN_DTYPE_F32) return NULL;
     const nn_shape *s = &g->tensors[t].shape;
-    if (s->rank < 1 || s->dim[s->rank - 1] != channels || nn_shape_numel(s, 1) != channels) return NULL;
+    if (s->rank < 1 || s->dim[s->rank - 1] != channels || nn_shape_numel(s, 1) != channels)
+        return NULL;
     return g->tensors[t].data;
 }
 
@@ -94,7 +96,8 @@ static int64_t out_channels(const nn_graph *g, const nn_node *n)
 }
 
 /* Adds a new constant [count] with the given data; returns its index. */
-static int new_const(nn_graph *g, const char *base, const char *suffix, const float *data, int64_t count)
+static int new_const(nn_graph *g, const char *base, const char *suffix, const float *data,
+                     int64_t count)
 {
     char name[600];
     snprintf(name, sizeof name, "%s/%s", base, suffix);
@@ -115,7 +118,9 @@ static int fold_affine(opt *o, int i, int *changed)
 {
     nn_graph *g = o->g;
     nn_node *n = &g->nodes[i];
-    if ((n->op != NN_OP_CONV2D && n->op != NN_OP_FULLY_CONNECTED) || node_act(n)->kind != NN_ACT_NONE) return 0;
+    if ((n->op != NN_OP_CONV2D && n->op != NN_OP_FULLY_CONNECTED) ||
+        node_act(n)->kind != NN_ACT_NONE)
+        return 0;
     if (n->op == NN_OP_CONV2D && n->p.conv.residual) return 0; /* the residual is not scaled */
     int r = sole_reader(o, n->output);
     if (r < 0) return 0;
@@ -131,8 +136,10 @@ static int fold_affine(opt *o, int i, int *changed)
 
     float *bias = malloc((size_t)C * sizeof *bias);
     if (!bias) return base_error_set(BASE_ERR_NOMEM, "optimise");
-    if (n->inputs[2] >= 0) memcpy(bias, g->tensors[n->inputs[2]].data, (size_t)C * sizeof *bias);
-    else memset(bias, 0, (size_t)C * sizeof *bias);
+    if (n->inputs[2] >= 0)
+        memcpy(bias, g->tensors[n->inputs[2]].data, (size_t)C * sizeof *bias);
+    else
+        memset(bias, 0, (size_t)C * sizeof *bias);
     int rc = 0;
     if (kind == NN_BINARY_MUL) {
         const nn_tensor *wt = &g->tensors[n->inputs[1]];
@@ -144,22 +151,29 @@ static int fold_affine(opt *o, int i, int *changed)
         }
         /* The output channel is the fastest-varying index of all three filter layouts. */
         const float *src = wt->data;
-        for (int64_t j = 0; j < count; j++) w[j] = src[j] * k[j % C];
-        for (int64_t j = 0; j < C; j++) bias[j] *= k[j];
+        for (int64_t j = 0; j < count; j++)
+            w[j] = src[j] * k[j % C];
+        for (int64_t j = 0; j < C; j++)
+            bias[j] *= k[j];
         char name[600];
         snprintf(name, sizeof name, "%s/scaled", n->name);
         nn_shape ws = wt->shape;
         int wi = nn_graph_add_const(g, name, NN_DTYPE_F32, &ws, w);
         base_aligned_free(w);
-        if (wi < 0) rc = wi;
-        else g->nodes[i].inputs[1] = wi;
+        if (wi < 0)
+            rc = wi;
+        else
+            g->nodes[i].inputs[1] = wi;
     } else {
-        for (int64_t j = 0; j < C; j++) bias[j] += kind == NN_BINARY_ADD ? k[j] : -k[j];
+        for (int64_t j = 0; j < C; j++)
+            bias[j] += kind == NN_BINARY_ADD ? k[j] : -k[j];
     }
     if (!rc) {
         int bi = new_const(g, g->nodes[i].name, "bias", bias, C);
-        if (bi < 0) rc = bi;
-        else g->nodes[i].inputs[2] = bi;
+        if (bi < 0)
+            rc = bi;
+        else
+            g->nodes[i].inputs[2] = bi;
     }
     free(bias);
     if (rc) return rc;
@@ -193,14 +207,17 @@ static int fold_activation(opt *o, int i, int *changed)
         int other = c->inputs[0] == n->output ? c->inputs[1] : c->inputs[0];
         const float *k = scalar_const(g, other);
         if (!k) return 0;
-        if (c->p.binary.kind == NN_BINARY_MIN) cur.hi = fminf(cur.hi, *k);
-        else cur.lo = fmaxf(cur.lo, *k);
+        if (c->p.binary.kind == NN_BINARY_MIN)
+            cur.hi = fminf(cur.hi, *k);
+        else
+            cur.lo = fmaxf(cur.lo, *k);
     } else if (act && act->kind == NN_ACT_NONE && n->op != NN_OP_BINARY && c->op == NN_OP_PRELU &&
-               c->inputs[0] == n->output && per_channel_const(g, c->inputs[1], out_channels(g, n))) {
+               c->inputs[0] == n->output &&
+               per_channel_const(g, c->inputs[1], out_channels(g, n))) {
         is_prelu = 1;
         prelu_slope = c->inputs[1];
-    } else if (act && act->kind == NN_ACT_NONE && c->op == NN_OP_UNARY && c->p.unary.kind == NN_UNARY_LEAKY &&
-               n->op != NN_OP_BINARY) {
+    } else if (act && act->kind == NN_ACT_NONE && c->op == NN_OP_UNARY &&
+               c->p.unary.kind == NN_UNARY_LEAKY && n->op != NN_OP_BINARY) {
         act->kind = NN_ACT_LEAKY;
         act->alpha = c->p.unary.alpha;
         absorb(o, i, r);
@@ -230,21 +247,24 @@ static int fold_abs_prelu(opt *o, int i, int *changed)
 {
     nn_graph *g = o->g;
     nn_node *add = &g->nodes[i];
-    if (add->op != NN_OP_BINARY || add->p.binary.kind != NN_BINARY_ADD || add->p.binary.act.kind != NN_ACT_NONE)
+    if (add->op != NN_OP_BINARY || add->p.binary.kind != NN_BINARY_ADD ||
+        add->p.binary.act.kind != NN_ACT_NONE)
         return 0;
     for (int side = 0; side < 2; side++) {
         int tr = add->inputs[side], tm = add->inputs[1 - side];
         int pr = g->tensors[tr].producer, pm = g->tensors[tm].producer;
         if (pr < 0 || pm < 0 || o->dead[pr] || o->dead[pm]) continue;
         nn_node *relu = &g->nodes[pr], *mul = &g->nodes[pm];
-        if (mul->op != NN_OP_BINARY || mul->p.binary.kind != NN_BINARY_MUL || mul->p.binary.act.kind) continue;
+        if (mul->op != NN_OP_BINARY || mul->p.binary.kind != NN_BINARY_MUL ||
+            mul->p.binary.act.kind)
+            continue;
         int x;
         /* The TF.js converter sometimes fuses the Relu into the convolution that feeds the whole
          * pattern: then x >= 0, x - |x| == 0, and the pattern is x itself. */
         const nn_act *xact = node_act(relu);
         int nonneg = xact && xact->kind == NN_ACT_CLAMP && xact->lo >= 0.0f;
-        if (relu->op == NN_OP_UNARY && relu->p.unary.kind == NN_UNARY_CLAMP && relu->p.unary.lo == 0.0f &&
-            isinf(relu->p.unary.hi))
+        if (relu->op == NN_OP_UNARY && relu->p.unary.kind == NN_UNARY_CLAMP &&
+            relu->p.unary.lo == 0.0f && isinf(relu->p.unary.hi))
             x = relu->inputs[0];
         else if (nonneg)
             x = tr;
@@ -264,11 +284,13 @@ static int fold_abs_prelu(opt *o, int i, int *changed)
         if (!k || g->tensors[ts].producer < 0) continue;
         int psub = g->tensors[ts].producer;
         nn_node *sub = &g->nodes[psub];
-        if (sub->op != NN_OP_BINARY || sub->p.binary.kind != NN_BINARY_SUB || sub->inputs[0] != x) continue;
+        if (sub->op != NN_OP_BINARY || sub->p.binary.kind != NN_BINARY_SUB || sub->inputs[0] != x)
+            continue;
         int pabs = g->tensors[sub->inputs[1]].producer;
         if (pabs < 0) continue;
         nn_node *ab = &g->nodes[pabs];
-        if (ab->op != NN_OP_UNARY || ab->p.unary.kind != NN_UNARY_ABS || ab->inputs[0] != x) continue;
+        if (ab->op != NN_OP_UNARY || ab->p.unary.kind != NN_UNARY_ABS || ab->inputs[0] != x)
+            continue;
         if (x == tr) {
             /* Identity: readers of the sum read x; the pattern dies. */
             if (o->readers[tm] != 1 || o->readers[ts] != 1 || o->readers[ab->output] != 1) continue;
@@ -280,13 +302,17 @@ static int fold_abs_prelu(opt *o, int i, int *changed)
             (*changed)++;
             return 0;
         }
-        if (o->readers[tr] != 1 || o->readers[tm] != 1 || o->readers[ts] != 1 || o->readers[ab->output] != 1)
+        if (o->readers[tr] != 1 || o->readers[tm] != 1 || o->readers[ts] != 1 ||
+            o->readers[ab->output] != 1)
             continue;
         if (!nn_shape_equal(&g->tensors[add->output].shape, &g->tensors[x].shape)) continue;
-        int scalar = nn_shape_numel(&g->tensors[mul->inputs[0] == ts ? mul->inputs[1] : mul->inputs[0]].shape, 1) == 1;
+        int scalar =
+            nn_shape_numel(
+                &g->tensors[mul->inputs[0] == ts ? mul->inputs[1] : mul->inputs[0]].shape, 1) == 1;
         float *slope = malloc((size_t)C * sizeof *slope);
         if (!slope) return base_error_set(BASE_ERR_NOMEM, "optimise");
-        for (int64_t j = 0; j < C; j++) slope[j] = 2.0f * k[scalar ? 0 : j];
+        for (int64_t j = 0; j < C; j++)
+            slope[j] = 2.0f * k[scalar ? 0 : j];
         int si = new_const(g, add->name, "prelu_slope", slope, C);
         free(slope);
         if (si < 0) return si;
@@ -310,11 +336,14 @@ static int fold_pad(opt *o, int i, int *changed)
     nn_node *n = &g->nodes[i];
     if (n->op != NN_OP_PAD || n->p.pad.value != 0.0f) return 0;
     const nn_shape *xs = &g->tensors[n->inputs[0]].shape;
-    if (xs->rank != 4 || n->p.pad.before[3] || n->p.pad.after[3] || nn_tensor_is_const(g, n->inputs[0])) return 0;
+    if (xs->rank != 4 || n->p.pad.before[3] || n->p.pad.after[3] ||
+        nn_tensor_is_const(g, n->inputs[0]))
+        return 0;
     int r = sole_reader(o, n->output);
     if (r < 0 || g->nodes[r].op != NN_OP_CONV2D || g->nodes[r].inputs[0] != n->output) return 0;
     nn_conv_params *c = &g->nodes[r].p.conv;
-    if (n->p.pad.before[1] > 1024 || n->p.pad.after[1] > 1024 || n->p.pad.before[2] > 1024 || n->p.pad.after[2] > 1024)
+    if (n->p.pad.before[1] > 1024 || n->p.pad.after[1] > 1024 || n->p.pad.before[2] > 1024 ||
+        n->p.pad.after[2] > 1024)
         return 0;
     c->pad_top += (int)n->p.pad.before[1];
     c->pad_bottom += (int)n->p.pad.after[1];
@@ -373,7 +402,8 @@ static int fold_affine_forward(opt *o, int i, int *changed)
     int last = i;
     int r = sole_reader(o, n->output);
     if (r < 0) return 0;
-    if (mul_node >= 0 && g->nodes[r].op == NN_OP_BINARY && g->nodes[r].p.binary.kind == NN_BINARY_ADD &&
+    if (mul_node >= 0 && g->nodes[r].op == NN_OP_BINARY &&
+        g->nodes[r].p.binary.kind == NN_BINARY_ADD &&
         g->nodes[r].p.binary.act.kind == NN_ACT_NONE) {
         nn_node *an = &g->nodes[r];
         int other = an->inputs[0] == n->output ? an->inputs[1] : an->inputs[0];
@@ -402,7 +432,8 @@ static int fold_affine_forward(opt *o, int i, int *changed)
     const nn_conv_params *p = &conv->p.conv;
     if (p->pad_top || p->pad_bottom || p->pad_left || p->pad_right) return 0;
     const nn_tensor *wt = &g->tensors[conv->inputs[1]];
-    int64_t KH = wt->shape.dim[0], KW = wt->shape.dim[1], CI = wt->shape.dim[2], M = wt->shape.dim[3];
+    int64_t KH = wt->shape.dim[0], KW = wt->shape.dim[1], CI = wt->shape.dim[2],
+            M = wt->shape.dim[3];
     if (CI != C) return 0;
     int64_t cout = p->depthwise ? C * M : M, count = KH * KW * CI * M;
     float *w = base_aligned_alloc(64, (size_t)count * sizeof *w);
@@ -413,8 +444,10 @@ static int fold_affine_forward(opt *o, int i, int *changed)
         return base_error_set(BASE_ERR_NOMEM, "optimise");
     }
     const float *src = wt->data;
-    if (conv->inputs[2] >= 0) memcpy(bias, g->tensors[conv->inputs[2]].data, (size_t)cout * sizeof *bias);
-    else memset(bias, 0, (size_t)cout * sizeof *bias);
+    if (conv->inputs[2] >= 0)
+        memcpy(bias, g->tensors[conv->inputs[2]].data, (size_t)cout * sizeof *bias);
+    else
+        memset(bias, 0, (size_t)cout * sizeof *bias);
     for (int64_t j = 0; j < count; j++) {
         int64_t ci = (j / M) % CI, m = j % M;
         int64_t co = p->depthwise ? ci * M + m : m;
@@ -433,8 +466,10 @@ static int fold_affine_forward(opt *o, int i, int *changed)
     conv->inputs[1] = wi;
     conv->inputs[2] = bi;
     if (conv->n_inputs < 3) conv->n_inputs = 3;
-    if (pool >= 0) g->nodes[pool].inputs[0] = x;
-    else conv->inputs[0] = x;
+    if (pool >= 0)
+        g->nodes[pool].inputs[0] = x;
+    else
+        conv->inputs[0] = x;
     if (mul_node >= 0) o->dead[mul_node] = 1;
     if (add_node >= 0) o->dead[add_node] = 1;
     (*changed)++;
@@ -448,7 +483,8 @@ static int drop_identity(opt *o, int i, int *changed)
     nn_node *n = &g->nodes[i];
     int x = n->inputs[0];
     int ident = (n->op == NN_OP_UNARY && n->p.unary.kind == NN_UNARY_IDENTITY) ||
-                (n->op == NN_OP_RESHAPE && nn_shape_equal(&g->tensors[x].shape, &g->tensors[n->output].shape));
+                (n->op == NN_OP_RESHAPE &&
+                 nn_shape_equal(&g->tensors[x].shape, &g->tensors[n->output].shape));
     if (!ident || nn_tensor_is_const(g, x)) return 0;
     int t = n->output;
     for (int k = 0; k < g->n_outputs; k++)
@@ -468,7 +504,8 @@ static void compact(opt *o)
     /* Backwards: a node is live if a graph output or a live node reads its output. */
     char *live_t = calloc((size_t)g->n_tensors, 1);
     if (!live_t) return; /* leaving dead nodes marked is safe: they are skipped below */
-    for (int k = 0; k < g->n_outputs; k++) live_t[g->outputs[k]] = 1;
+    for (int k = 0; k < g->n_outputs; k++)
+        live_t[g->outputs[k]] = 1;
     for (int i = g->n_nodes - 1; i >= 0; i--) {
         if (o->dead[i] || !live_t[g->nodes[i].output]) {
             o->dead[i] = 1;
@@ -478,7 +515,8 @@ static void compact(opt *o)
             if (g->nodes[i].inputs[k] >= 0) live_t[g->nodes[i].inputs[k]] = 1;
     }
     /* Tensors of removed nodes become orphans (producer -1, no data, read by nobody). */
-    for (int t = 0; t < g->n_tensors; t++) g->tensors[t].producer = -1;
+    for (int t = 0; t < g->n_tensors; t++)
+        g->tensors[t].producer = -1;
     int w = 0;
     for (int i = 0; i < g->n_nodes; i++) {
         if (o->dead[i]) {
@@ -512,8 +550,8 @@ static int fold_residual(opt *o, int i, int *changed)
 {
     nn_graph *g = o->g;
     nn_node *n = &g->nodes[i];
-    if (n->op != NN_OP_CONV2D || n->p.conv.depthwise || n->p.conv.residual || n->p.conv.act.kind != NN_ACT_NONE ||
-        n->n_inputs > 3)
+    if (n->op != NN_OP_CONV2D || n->p.conv.depthwise || n->p.conv.residual ||
+        n->p.conv.act.kind != NN_ACT_NONE || n->n_inputs > 3)
         return 0;
     int r = sole_reader(o, n->output);
     if (r < 0) return 0;
@@ -525,7 +563,9 @@ static int fold_residual(opt *o, int i, int *changed)
     int prod = g->tensors[other].producer;
     if (prod >= i) return 0; /* not yet computed when the convolution runs */
     const nn_shape *y = &g->tensors[n->output].shape;
-    if (!nn_shape_equal(&g->tensors[other].shape, y) || !nn_shape_equal(&g->tensors[c->output].shape, y)) return 0;
+    if (!nn_shape_equal(&g->tensors[other].shape, y) ||
+        !nn_shape_equal(&g->tensors[c->output].shape, y))
+        return 0;
     nn_node cand = *n;
     cand.p.conv.residual = 1;
     cand.p.conv.act = c->p.binary.act;
@@ -559,21 +599,26 @@ static int fold_post_affine(opt *o, int i, int *changed)
     int r1 = sole_reader(o, n->output);
     if (r1 < 0) return 0;
     const nn_node *m = &g->nodes[r1];
-    if (m->op != NN_OP_BINARY || m->p.binary.kind != NN_BINARY_MUL || m->p.binary.act.kind != NN_ACT_NONE ||
-        m->n_inputs != 2)
+    if (m->op != NN_OP_BINARY || m->p.binary.kind != NN_BINARY_MUL ||
+        m->p.binary.act.kind != NN_ACT_NONE || m->n_inputs != 2)
         return 0;
     int ks = m->inputs[0] == n->output ? m->inputs[1] : m->inputs[0];
-    if (ks == n->output || !per_channel_const(g, ks, C) || !nn_shape_equal(&g->tensors[m->output].shape, y)) return 0;
+    if (ks == n->output || !per_channel_const(g, ks, C) ||
+        !nn_shape_equal(&g->tensors[m->output].shape, y))
+        return 0;
     int r2 = sole_reader(o, m->output);
     if (r2 < 0) return 0;
     const nn_node *a = &g->nodes[r2];
-    if (a->op != NN_OP_BINARY || a->p.binary.kind != NN_BINARY_ADD || a->p.binary.act.kind != NN_ACT_NONE ||
-        a->n_inputs != 2)
+    if (a->op != NN_OP_BINARY || a->p.binary.kind != NN_BINARY_ADD ||
+        a->p.binary.act.kind != NN_ACT_NONE || a->n_inputs != 2)
         return 0;
     int kt = a->inputs[0] == m->output ? a->inputs[1] : a->inputs[0];
-    if (kt == m->output || !per_channel_const(g, kt, C) || !nn_shape_equal(&g->tensors[a->output].shape, y)) return 0;
+    if (kt == m->output || !per_channel_const(g, kt, C) ||
+        !nn_shape_equal(&g->tensors[a->output].shape, y))
+        return 0;
     nn_node cand = *n;
-    for (int k = cand.n_inputs; k < 5; k++) cand.inputs[k] = -1;
+    for (int k = cand.n_inputs; k < 5; k++)
+        cand.inputs[k] = -1;
     cand.inputs[5] = ks;
     cand.inputs[6] = kt;
     cand.n_inputs = 7;
@@ -597,14 +642,15 @@ static int fold_pool(opt *o, int i, int *changed)
 {
     nn_graph *g = o->g;
     nn_node *n = &g->nodes[i];
-    if (n->op != NN_OP_CONV2D || n->p.conv.depthwise || n->p.conv.residual || n->p.conv.pool) return 0;
+    if (n->op != NN_OP_CONV2D || n->p.conv.depthwise || n->p.conv.residual || n->p.conv.pool)
+        return 0;
     int r = sole_reader(o, n->output);
     if (r < 0) return 0;
     const nn_node *c = &g->nodes[r];
     if (c->op != NN_OP_POOL || c->n_inputs != 1) return 0;
     const nn_pool_params *pp = &c->p.pool;
-    if (pp->kernel_h != 2 || pp->kernel_w != 2 || pp->stride_h != 2 || pp->stride_w != 2 || pp->pad_top ||
-        pp->pad_bottom || pp->pad_left || pp->pad_right)
+    if (pp->kernel_h != 2 || pp->kernel_w != 2 || pp->stride_h != 2 || pp->stride_w != 2 ||
+        pp->pad_top || pp->pad_bottom || pp->pad_left || pp->pad_right)
         return 0;
     nn_node cand = *n;
     cand.p.conv.pool = 2;

@@ -39,7 +39,8 @@ const float *nn_weights_get(const nn_weights *w, const char *name, int *rank, in
     if (!it || it->dtype != NN_DTYPE_F32) return NULL;
     if (rank) *rank = it->rank;
     if (dims)
-        for (int i = 0; i < it->rank; i++) dims[i] = it->dims[i];
+        for (int i = 0; i < it->rank; i++)
+            dims[i] = it->dims[i];
     return it->data;
 }
 
@@ -66,14 +67,16 @@ static int decode_weight(const char *name, json_t *spec, const uint8_t *bytes, s
     if (!json_is_array(shape) || !dtype)
         return base_error_set(BASE_ERR_FORMAT, "weight %s: missing shape or dtype", name);
     if (json_array_size(shape) > NN_MAX_DIMS)
-        return base_error_set(BASE_ERR_UNSUPPORTED, "weight %s: rank %zu", name, json_array_size(shape));
+        return base_error_set(BASE_ERR_UNSUPPORTED, "weight %s: rank %zu", name,
+                              json_array_size(shape));
     memset(out, 0, sizeof *out);
     out->rank = (int)json_array_size(shape);
     size_t count = 1;
     for (int i = 0; i < out->rank; i++) {
         json_t *d = json_array_get(shape, (size_t)i);
         if (!json_is_integer(d) || json_integer_value(d) < 0 || json_integer_value(d) > (1 << 26))
-            return base_error_set(BASE_ERR_FORMAT, "weight %s: dimension %d is not a sane size", name, i);
+            return base_error_set(BASE_ERR_FORMAT, "weight %s: dimension %d is not a sane size",
+                                  name, i);
         out->dims[i] = json_integer_value(d);
         if (base_mul_size(count, (size_t)out->dims[i], &count) || count > ((size_t)1 << 28))
             return base_error_set(BASE_ERR_LIMIT, "weight %s: too many elements", name);
@@ -83,10 +86,12 @@ static int decode_weight(const char *name, json_t *spec, const uint8_t *bytes, s
         return base_error_set(BASE_ERR_UNSUPPORTED, "weight %s: dtype %s", name, dtype);
     json_t *q = json_object_get(spec, "quantization");
     const char *qtype = q ? json_string_value(json_object_get(q, "dtype")) : NULL;
-    if (q && !qtype) return base_error_set(BASE_ERR_FORMAT, "weight %s: quantization without dtype", name);
+    if (q && !qtype)
+        return base_error_set(BASE_ERR_FORMAT, "weight %s: quantization without dtype", name);
     int esize = dtype_size(qtype ? qtype : dtype);
     if (qtype && strcmp(qtype, "uint8") && strcmp(qtype, "uint16") && strcmp(qtype, "float16"))
-        return base_error_set(BASE_ERR_UNSUPPORTED, "weight %s: quantization dtype %s", name, qtype);
+        return base_error_set(BASE_ERR_UNSUPPORTED, "weight %s: quantization dtype %s", name,
+                              qtype);
     size_t nbytes = count * (size_t)esize;
     if (nbytes > avail)
         return base_error_set(BASE_ERR_FORMAT,
@@ -114,13 +119,17 @@ static int decode_weight(const char *name, json_t *spec, const uint8_t *bytes, s
         } else if (!strcmp(qtype, "float16")) {
             uint16_t h = (uint16_t)(b[0] | b[1] << 8);
             float v = base_f16_to_f32(h);
-            if (is_f32) f[i] = v;
-            else iv[i] = (int32_t)v;
+            if (is_f32)
+                f[i] = v;
+            else
+                iv[i] = (int32_t)v;
         } else {
             double qv = !strcmp(qtype, "uint8") ? b[0] : (double)(b[0] | b[1] << 8);
             double v = qv * scale + minv;
-            if (is_f32) f[i] = (float)v;
-            else iv[i] = (int32_t)round(v);
+            if (is_f32)
+                f[i] = (float)v;
+            else
+                iv[i] = (int32_t)round(v);
         }
     }
     out->name = strdup(name);
@@ -144,10 +153,12 @@ int nn_weights_from_manifest(json_t *manifest, nn_shard_reader read_shard, void 
     uint8_t *buf = NULL;
     size_t gi;
     json_t *group;
-    json_array_foreach(manifest, gi, group) {
+    json_array_foreach(manifest, gi, group)
+    {
         json_t *paths = json_object_get(group, "paths"), *specs = json_object_get(group, "weights");
         if (!json_is_array(paths) || !json_is_array(specs)) {
-            rc = base_error_set(BASE_ERR_FORMAT, "weights manifest group %zu lacks paths or weights", gi);
+            rc = base_error_set(BASE_ERR_FORMAT,
+                                "weights manifest group %zu lacks paths or weights", gi);
             goto fail;
         }
         /* Concatenate the group's shards: weights may straddle shard boundaries. */
@@ -156,10 +167,12 @@ int nn_weights_from_manifest(json_t *manifest, nn_shard_reader read_shard, void 
         buf = NULL;
         size_t pi;
         json_t *pj;
-        json_array_foreach(paths, pi, pj) {
+        json_array_foreach(paths, pi, pj)
+        {
             const char *p = json_string_value(pj);
             if (!p || !safe_shard_path(p)) {
-                rc = base_error_set(BASE_ERR_FORMAT, "weights shard path %zu of group %zu is not a plain file name",
+                rc = base_error_set(BASE_ERR_FORMAT,
+                                    "weights shard path %zu of group %zu is not a plain file name",
                                     pi, gi);
                 goto fail;
             }
@@ -170,7 +183,8 @@ int nn_weights_from_manifest(json_t *manifest, nn_shard_reader read_shard, void 
             size_t nt;
             if (base_add_size(total, len, &nt) || nt > max_bytes) {
                 free(data);
-                rc = base_error_set(BASE_ERR_LIMIT, "weights group %zu: shards exceed %zu bytes", gi, max_bytes);
+                rc = base_error_set(BASE_ERR_LIMIT, "weights group %zu: shards exceed %zu bytes",
+                                    gi, max_bytes);
                 goto fail;
             }
             uint8_t *nb = realloc(buf, nt + 1);
@@ -186,14 +200,17 @@ int nn_weights_from_manifest(json_t *manifest, nn_shard_reader read_shard, void 
         }
         size_t off = 0, si;
         json_t *spec;
-        json_array_foreach(specs, si, spec) {
+        json_array_foreach(specs, si, spec)
+        {
             const char *name = json_string_value(json_object_get(spec, "name"));
             if (!name) {
-                rc = base_error_set(BASE_ERR_FORMAT, "weights group %zu: entry %zu has no name", gi, si);
+                rc = base_error_set(BASE_ERR_FORMAT, "weights group %zu: entry %zu has no name", gi,
+                                    si);
                 goto fail;
             }
             if (w->n >= NN_MAX_WEIGHTS) {
-                rc = base_error_set(BASE_ERR_LIMIT, "weights: more than %d entries", NN_MAX_WEIGHTS);
+                rc =
+                    base_error_set(BASE_ERR_LIMIT, "weights: more than %d entries", NN_MAX_WEIGHTS);
                 goto fail;
             }
             nn_weight *items = realloc(w->items, (size_t)(w->n + 1) * sizeof *items);
@@ -203,15 +220,17 @@ int nn_weights_from_manifest(json_t *manifest, nn_shard_reader read_shard, void 
             }
             w->items = items;
             size_t used = 0;
-            rc = decode_weight(name, spec, buf ? buf + off : NULL, total - off, &used, &w->items[w->n]);
+            rc = decode_weight(name, spec, buf ? buf + off : NULL, total - off, &used,
+                               &w->items[w->n]);
             if (rc) goto fail;
             w->n++;
             off += used;
         }
         if (off != total) {
-            rc = base_error_set(BASE_ERR_FORMAT,
-                                "weights group %zu: the manifest describes %zu bytes but the shards hold %zu",
-                                gi, off, total);
+            rc = base_error_set(
+                BASE_ERR_FORMAT,
+                "weights group %zu: the manifest describes %zu bytes but the shards hold %zu", gi,
+                off, total);
             goto fail;
         }
     }

@@ -28,6 +28,7 @@ const nn_weight *nn_weights_find(const nn_weights *w, const char *name);
 
 /* A shard reader that looks beside a file: user is from nn_dir_reader_new(path), free()d. */
 void *nn_dir_reader_new(const char *file_path);
-int nn_read_shard_from_dir(void *user, const char *path, size_t max_bytes, char **data, size_t *len);
+int nn_read_shard_from_dir(void *user, const char *path, size_t max_bytes, char **data,
+                           size_t *len);
 
 #endif

@@ -42,8 +42,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#define MR 14 /* tiles per register tile */
-#define NR 32 /* output channels per panel (16 for layers with at most 16) */
+#define MR 14      /* tiles per register tile */
+#define NR 32      /* output channels per panel (16 for layers with at most 16) */
 #define MAX_POS 36 /* transformed positions of a 6x6 input tile, F(4x4, 3x3) */
 /* The transformed weights start after a header of 16 floats: [0] the output tile size. */
 #define HEADER 16
@@ -89,22 +89,24 @@ int nn_wino_supports(const nn_graph *g, const nn_node *n)
 {
     if (n->op != NN_OP_CONV2D || n->n_inputs < 2 || n->inputs[0] < 0) return 0;
     const nn_conv_params *p = &n->p.conv;
-    if (p->depthwise || p->kernel_h != 3 || p->kernel_w != 3 || p->stride_h != 1 || p->stride_w != 1 ||
-        p->dilation_h != 1 || p->dilation_w != 1)
+    if (p->depthwise || p->kernel_h != 3 || p->kernel_w != 3 || p->stride_h != 1 ||
+        p->stride_w != 1 || p->dilation_h != 1 || p->dilation_w != 1)
         return 0;
     if (p->pad_top < 0 || p->pad_bottom < 0 || p->pad_left < 0 || p->pad_right < 0) return 0;
     if (!nn_tensor_is_const(g, n->inputs[1])) return 0;
     for (int i = 0; i < n->n_inputs; i++)
         if (n->inputs[i] >= 0 && g->tensors[n->inputs[i]].dtype != NN_DTYPE_F32) return 0;
     const nn_shape *x = &g->tensors[n->inputs[0]].shape, *w = &g->tensors[n->inputs[1]].shape;
-    if (x->rank != 4 || w->rank != 4 || w->dim[0] != 3 || w->dim[1] != 3 || x->dim[3] != w->dim[2]) return 0;
+    if (x->rank != 4 || w->rank != 4 || w->dim[0] != 3 || w->dim[1] != 3 || x->dim[3] != w->dim[2])
+        return 0;
     int64_t cin = w->dim[2], cout = w->dim[3];
     if (cin < 1 || cin > MAX_CIN || cout < 1) return 0;
     int64_t oh = nn_window_out(x->dim[1], 3, 1, 1, p->pad_top, p->pad_bottom);
     int64_t ow = nn_window_out(x->dim[2], 3, 1, 1, p->pad_left, p->pad_right);
     if (oh < 1 || ow < 1) return 0;
     if (n->n_inputs > 2 && n->inputs[2] >= 0 &&
-        (!nn_tensor_is_const(g, n->inputs[2]) || nn_shape_numel(&g->tensors[n->inputs[2]].shape, 1) != cout))
+        (!nn_tensor_is_const(g, n->inputs[2]) ||
+         nn_shape_numel(&g->tensors[n->inputs[2]].shape, 1) != cout))
         return 0;
     const nn_act *act = conv_act(n);
     if (act->kind == NN_ACT_PRELU) {
@@ -179,13 +181,18 @@ int nn_wino_preferred(const nn_graph *g, const nn_node *n)
 /* The transform matrices (Lavin and Gray): F(2x2, 3x3) interpolates at 0, 1, -1 and
  * infinity, F(4x4, 3x3) at 0, 1, -1, 2, -2 and infinity. */
 static const double G2[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
-static const double G4[6][3] = {{1.0 / 4, 0, 0},           {-1.0 / 6, -1.0 / 6, -1.0 / 6}, {-1.0 / 6, 1.0 / 6, -1.0 / 6},
-                                {1.0 / 24, 1.0 / 12, 1.0 / 6}, {1.0 / 24, -1.0 / 12, 1.0 / 6}, {0, 0, 1}};
+static const double G4[6][3] = {{1.0 / 4, 0, 0},
+                                {-1.0 / 6, -1.0 / 6, -1.0 / 6},
+                                {-1.0 / 6, 1.0 / 6, -1.0 / 6},
+                                {1.0 / 24, 1.0 / 12, 1.0 / 6},
+                                {1.0 / 24, -1.0 / 12, 1.0 / 6},
+                                {0, 0, 1}};
 static const float BT2[4][4] = {{1, 0, -1, 0}, {0, 1, 1, 0}, {0, -1, 1, 0}, {0, 1, 0, -1}};
-static const float BT4[6][6] = {{4, 0, -5, 0, 1, 0}, {0, -4, -4, 1, 1, 0}, {0, 4, -4, -1, 1, 0},
+static const float BT4[6][6] = {{4, 0, -5, 0, 1, 0},  {0, -4, -4, 1, 1, 0}, {0, 4, -4, -1, 1, 0},
                                 {0, -2, -1, 2, 1, 0}, {0, 2, -1, -2, 1, 0}, {0, 4, 0, -5, 0, 1}};
 static const float AT2[2][4] = {{1, 1, 1, 0}, {0, 1, -1, -1}};
-static const float AT4[4][6] = {{1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -2, 0}, {0, 1, 1, 4, 4, 0}, {0, 1, -1, 8, -8, 1}};
+static const float AT4[4][6] = {
+    {1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -2, 0}, {0, 1, 1, 4, 4, 0}, {0, 1, -1, 8, -8, 1}};
 
 /* The transformed weights (after HEADER floats): per panel of nr output channels, per
  * position e of the n x n tile (n = m + 2), [Cin][nr] (zeros past Cout). U = G g G^T in
@@ -195,7 +202,8 @@ int nn_wino_pack(nn_graph *g, nn_node *n, int tile)
     const nn_shape *ws = &g->tensors[n->inputs[1]].shape;
     const int64_t cin = ws->dim[2], cout = ws->dim[3];
     const int m = tile ? tile : choose_tile(g, n), np = m + 2, npos = np * np;
-    if (m != 2 && m != 4) return base_error_set(BASE_ERR_INVALID, "node %s: Winograd tile %d", n->name, m);
+    if (m != 2 && m != 4)
+        return base_error_set(BASE_ERR_INVALID, "node %s: Winograd tile %d", n->name, m);
     const size_t nr = panel_width(cout), panels = ((size_t)cout + nr - 1) / nr;
     size_t count = HEADER + panels * (size_t)npos * (size_t)cin * nr;
     float *u = base_aligned_alloc(64, count * sizeof *u);
@@ -208,7 +216,8 @@ int nn_wino_pack(nn_graph *g, nn_node *n, int tile)
         for (int64_t c = 0; c < cout; c++) {
             double gk[3][3], gg[6][3];
             for (int ky = 0; ky < 3; ky++)
-                for (int kx = 0; kx < 3; kx++) gk[ky][kx] = w[((ky * 3 + kx) * cin + k) * cout + c];
+                for (int kx = 0; kx < 3; kx++)
+                    gk[ky][kx] = w[((ky * 3 + kx) * cin + k) * cout + c];
             for (int i = 0; i < np; i++)
                 for (int kx = 0; kx < 3; kx++)
                     gg[i][kx] = G[i][0] * gk[0][kx] + G[i][1] * gk[1][kx] + G[i][2] * gk[2][kx];
@@ -216,8 +225,9 @@ int nn_wino_pack(nn_graph *g, nn_node *n, int tile)
             for (int i = 0; i < np; i++)
                 for (int j = 0; j < np; j++) {
                     double v = gg[i][0] * G[j][0] + gg[i][1] * G[j][1] + gg[i][2] * G[j][2];
-                    u[HEADER + ((p * (size_t)npos + (size_t)(i * np + j)) * (size_t)cin + (size_t)k) * nr + col] =
-                        (float)v;
+                    u[HEADER +
+                      ((p * (size_t)npos + (size_t)(i * np + j)) * (size_t)cin + (size_t)k) * nr +
+                      col] = (float)v;
                 }
         }
     base_aligned_free(n->wino);
@@ -242,15 +252,15 @@ size_t nn_wino_scratch_floats(const nn_graph *g, const nn_node *n)
 /* What every worker of one run needs. */
 typedef struct wino_job {
     const nn_node *n;
-    const float *x;                 /* [N,H,W,Cin] */
-    float *y;                       /* [N,OH,OW,Cout], or pooled [N,OH/2,OW/2,Cout] */
-    const float *u;                 /* transformed weights */
+    const float *x; /* [N,H,W,Cin] */
+    float *y;       /* [N,OH,OW,Cout], or pooled [N,OH/2,OW/2,Cout] */
+    const float *u; /* transformed weights */
     const float *bias, *slope, *res, *post_s, *post_t;
     int slope_scalar;
     int64_t h, w, cin, cout, oh, ow; /* oh, ow: the convolution's output */
-    int m, np, npos;                /* output tile m x m, input tile np x np, np^2 positions */
-    int64_t th, tw;                 /* tiles per image: rows, columns */
-    int64_t yh, yw;                 /* the output tensor's rows and columns */
+    int m, np, npos;                 /* output tile m x m, input tile np x np, np^2 positions */
+    int64_t th, tw;                  /* tiles per image: rows, columns */
+    int64_t yh, yw;                  /* the output tensor's rows and columns */
     size_t tiles, tb, ldv, nr, panels, blocks;
     /* Scratch layout: V[tile][e][ldv] and M[tile][e][nr], as strides in floats. */
     size_t v_pos, v_tile, m_pos, m_tile;
@@ -262,9 +272,9 @@ typedef struct wino_job {
 /* --- AVX-512 ----------------------------------------------------------------------------- */
 
 /* M[e] rows [0, mr) = V[e] rows [0, mr) times U[e] (cin x nv*16) into m (row stride nr). */
-__attribute__((target("avx512f"), always_inline)) static inline void kern(int mr, int nv, const float *a,
-                                                                          size_t lda, const float *b, size_t k,
-                                                                          float *m, size_t nr, size_t ldm)
+__attribute__((target("avx512f"), always_inline)) static inline void
+kern(int mr, int nv, const float *a, size_t lda, const float *b, size_t k, float *m, size_t nr,
+     size_t ldm)
 {
     __m512 c0[MR], c1[MR];
 #pragma GCC unroll 14
@@ -292,19 +302,23 @@ __attribute__((target("avx512f"), always_inline)) static inline void kern(int mr
         }
 }
 
-__attribute__((target("avx512f"))) static void gemm_rows(int mr, const float *a, size_t lda, const float *b,
-                                                         size_t k, float *m, size_t nr, size_t ldm)
+__attribute__((target("avx512f"))) static void gemm_rows(int mr, const float *a, size_t lda,
+                                                         const float *b, size_t k, float *m,
+                                                         size_t nr, size_t ldm)
 {
     switch (mr) {
 #define KERN(r)                                                                                    \
     case r:                                                                                        \
-        if (nr == NR) kern(r, 2, a, lda, b, k, m, nr, ldm);                                        \
-        else kern(r, 1, a, lda, b, k, m, nr, ldm);                                                 \
+        if (nr == NR)                                                                              \
+            kern(r, 2, a, lda, b, k, m, nr, ldm);                                                  \
+        else                                                                                       \
+            kern(r, 1, a, lda, b, k, m, nr, ldm);                                                  \
         break;
-        KERN(1) KERN(2) KERN(3) KERN(4) KERN(5) KERN(6) KERN(7)
-        KERN(8) KERN(9) KERN(10) KERN(11) KERN(12) KERN(13) KERN(14)
+        KERN(1)
+        KERN(2) KERN(3) KERN(4) KERN(5) KERN(6) KERN(7) KERN(8) KERN(9) KERN(10) KERN(11) KERN(12)
+            KERN(13) KERN(14)
 #undef KERN
-    default: break;
+                default : break;
     }
 }
 
@@ -328,14 +342,15 @@ static void tile_inputs(const wino_job *j, size_t t, const float *px[MAX_POS])
         for (int c = 0; c < j->np; c++) {
             int64_t iy = iy0 + r, ix = ix0 + c;
             px[r * j->np + c] = iy < 0 || iy >= j->h || ix < 0 || ix >= j->w
-                                ? NULL
-                                : j->x + (size_t)((b * j->h + iy) * j->w + ix) * (size_t)j->cin;
+                                    ? NULL
+                                    : j->x + (size_t)((b * j->h + iy) * j->w + ix) * (size_t)j->cin;
         }
 }
 
 /* V = B^T d B for tiles [t0, t0 + nt) into v (V[tile][e][ldv]), F(2x2, 3x3):
  * B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]. */
-__attribute__((target("avx512f"))) static void input_transform2(const wino_job *j, size_t t0, size_t nt, float *v)
+__attribute__((target("avx512f"))) static void input_transform2(const wino_job *j, size_t t0,
+                                                                size_t nt, float *v)
 {
     const size_t cin = (size_t)j->cin, plane = j->v_pos;
     for (size_t i = 0; i < nt; i++) {
@@ -345,7 +360,8 @@ __attribute__((target("avx512f"))) static void input_transform2(const wino_job *
         for (size_t c = 0; c < cin; c += 16) {
             __mmask16 mk = cin - c >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (cin - c)) - 1);
             __m512 d[16], t[16];
-            for (int q = 0; q < 16; q++) d[q] = px[q] ? _mm512_maskz_loadu_ps(mk, px[q] + c) : _mm512_setzero_ps();
+            for (int q = 0; q < 16; q++)
+                d[q] = px[q] ? _mm512_maskz_loadu_ps(mk, px[q] + c) : _mm512_setzero_ps();
             for (int col = 0; col < 4; col++) {
                 t[0 + col] = _mm512_sub_ps(d[0 + col], d[8 + col]);
                 t[4 + col] = _mm512_add_ps(d[4 + col], d[8 + col]);
@@ -364,7 +380,8 @@ __attribute__((target("avx512f"))) static void input_transform2(const wino_job *
 }
 
 /* One 6-point input transform of F(4x4, 3x3) (a row of B^T applied to d0..d5). */
-__attribute__((target("avx512f"), always_inline)) static inline void bt4(const __m512 d[6], __m512 t[6])
+__attribute__((target("avx512f"), always_inline)) static inline void bt4(const __m512 d[6],
+                                                                         __m512 t[6])
 {
     const __m512 four = _mm512_set1_ps(4), five = _mm512_set1_ps(5), two = _mm512_set1_ps(2);
     t[0] = _mm512_fmadd_ps(four, d[0], _mm512_fnmadd_ps(five, d[2], d[4]));
@@ -376,7 +393,8 @@ __attribute__((target("avx512f"), always_inline)) static inline void bt4(const _
 }
 
 /* V = B^T d B for F(4x4, 3x3): columns first into a 6x6 block on the stack, then rows. */
-__attribute__((target("avx512f"))) static void input_transform4(const wino_job *j, size_t t0, size_t nt, float *v)
+__attribute__((target("avx512f"))) static void input_transform4(const wino_job *j, size_t t0,
+                                                                size_t nt, float *v)
 {
     const size_t cin = (size_t)j->cin, plane = j->v_pos;
     for (size_t i = 0; i < nt; i++) {
@@ -393,21 +411,22 @@ __attribute__((target("avx512f"))) static void input_transform4(const wino_job *
                     d[r] = q ? _mm512_maskz_loadu_ps(mk, q + c) : _mm512_setzero_ps();
                 }
                 bt4(d, o);
-                for (int r = 0; r < 6; r++) t[r][col] = o[r];
+                for (int r = 0; r < 6; r++)
+                    t[r][col] = o[r];
             }
             for (int r = 0; r < 6; r++) {
                 __m512 o[6];
                 bt4(t[r], o);
-                for (int k = 0; k < 6; k++) _mm512_store_ps(vt + (size_t)(6 * r + k) * plane + c, o[k]);
+                for (int k = 0; k < 6; k++)
+                    _mm512_store_ps(vt + (size_t)(6 * r + k) * plane + c, o[k]);
             }
         }
     }
 }
 
 /* Bias (already in), residual, activation, scale and shift of one output vector. */
-__attribute__((target("avx512f"), always_inline)) static inline __m512 epilogue(const wino_job *j, __m512 y,
-                                                                                __mmask16 mk, size_t c,
-                                                                                const float *r)
+__attribute__((target("avx512f"), always_inline)) static inline __m512
+epilogue(const wino_job *j, __m512 y, __mmask16 mk, size_t c, const float *r)
 {
     if (r) y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(mk, r));
     const nn_act *act = conv_act(j->n);
@@ -431,15 +450,16 @@ __attribute__((target("avx512f"), always_inline)) static inline __m512 epilogue(
 /* A tile's m x m outputs y (bias added) for channels [c, c+16) of image b from output row
  * oy0, column ox0: the epilogue, then stored, or pooled 2x2 (the max skips NaNs as the
  * reference does; the average sums in window order). Outputs past the map are dropped. */
-__attribute__((target("avx512f"), always_inline)) static inline void store_tile(const wino_job *j, __m512 *y,
-                                                                                __mmask16 mk, size_t c, int64_t b,
-                                                                                int64_t oy0, int64_t ox0)
+__attribute__((target("avx512f"), always_inline)) static inline void
+store_tile(const wino_job *j, __m512 *y, __mmask16 mk, size_t c, int64_t b, int64_t oy0,
+           int64_t ox0)
 {
     const int m = j->m;
     const size_t nc = (size_t)j->cout;
     if (j->n->p.conv.pool) {
         const int avg = j->n->p.conv.pool_kind == NN_POOL_AVG;
-        for (int q = 0; q < m * m; q++) y[q] = epilogue(j, y[q], mk, c, NULL);
+        for (int q = 0; q < m * m; q++)
+            y[q] = epilogue(j, y[q], mk, c, NULL);
         for (int a = 0; a < m / 2; a++)
             for (int e = 0; e < m / 2; e++) {
                 int64_t py = oy0 / 2 + a, px = ox0 / 2 + e;
@@ -447,16 +467,19 @@ __attribute__((target("avx512f"), always_inline)) static inline void store_tile(
                 const __m512 *w = y + 2 * a * m + 2 * e;
                 __m512 v;
                 if (avg) {
-                    v = _mm512_mul_ps(_mm512_add_ps(_mm512_add_ps(_mm512_add_ps(w[0], w[1]), w[m]), w[m + 1]),
-                                      _mm512_set1_ps(0.25f));
+                    v = _mm512_mul_ps(
+                        _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(w[0], w[1]), w[m]), w[m + 1]),
+                        _mm512_set1_ps(0.25f));
                 } else {
                     v = _mm512_set1_ps(-HUGE_VALF);
                     v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(w[0], v, _CMP_GT_OQ), w[0]);
                     v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(w[1], v, _CMP_GT_OQ), w[1]);
                     v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(w[m], v, _CMP_GT_OQ), w[m]);
-                    v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(w[m + 1], v, _CMP_GT_OQ), w[m + 1]);
+                    v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(w[m + 1], v, _CMP_GT_OQ),
+                                           w[m + 1]);
                 }
-                _mm512_mask_storeu_ps(j->y + (size_t)((b * j->yh + py) * j->yw + px) * nc + c, mk, v);
+                _mm512_mask_storeu_ps(j->y + (size_t)((b * j->yh + py) * j->yw + px) * nc + c, mk,
+                                      v);
             }
         return;
     }
@@ -471,8 +494,8 @@ __attribute__((target("avx512f"), always_inline)) static inline void store_tile(
 /* Y = A^T m A for tiles [t0, t0 + nt) and panel p, from m (M[tile][e][nr]), with the
  * epilogue. F(2x2): A^T = [1 1 1 0; 0 1 -1 -1]; F(4x4): A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0;
  * 0 1 1 4 4 0; 0 1 -1 8 -8 1]. */
-__attribute__((target("avx512f"))) static void output_transform(const wino_job *j, size_t t0, size_t nt, size_t p,
-                                                                 const float *m)
+__attribute__((target("avx512f"))) static void output_transform(const wino_job *j, size_t t0,
+                                                                size_t nt, size_t p, const float *m)
 {
     const size_t plane = j->m_pos, nc = (size_t)j->cout;
     const size_t c_end = (p + 1) * j->nr < nc ? (p + 1) * j->nr : nc;
@@ -483,7 +506,8 @@ __attribute__((target("avx512f"))) static void output_transform(const wino_job *
         tile_pos(j, t0 + i, &b, &ty, &tx);
         const float *mt = m + i * j->m_tile;
         for (size_t c = p * j->nr; c < c_end; c += 16) {
-            __mmask16 mk = c_end - c >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (c_end - c)) - 1);
+            __mmask16 mk =
+                c_end - c >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (c_end - c)) - 1);
             const size_t lc = c - p * j->nr;
             __m512 bias = j->bias ? _mm512_maskz_loadu_ps(mk, j->bias + c) : _mm512_setzero_ps();
             __m512 y[16];
@@ -499,14 +523,17 @@ __attribute__((target("avx512f"))) static void output_transform(const wino_job *
                 }
                 for (int r = 0; r < 2; r++) {
                     const __m512 *sr = s + 4 * r;
-                    y[2 * r] = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(sr[0], sr[1]), sr[2]), bias);
-                    y[2 * r + 1] = _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(sr[1], sr[2]), sr[3]), bias);
+                    y[2 * r] =
+                        _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(sr[0], sr[1]), sr[2]), bias);
+                    y[2 * r + 1] =
+                        _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(sr[1], sr[2]), sr[3]), bias);
                 }
             } else {
                 __m512 s[4][6]; /* A^T m: s[row][col] */
                 for (int col = 0; col < np; col++) {
                     __m512 mm[6];
-                    for (int r = 0; r < 6; r++) mm[r] = _mm512_load_ps(mt + (size_t)(r * 6 + col) * plane + lc);
+                    for (int r = 0; r < 6; r++)
+                        mm[r] = _mm512_load_ps(mt + (size_t)(r * 6 + col) * plane + lc);
                     __m512 a = _mm512_add_ps(mm[1], mm[2]), d = _mm512_sub_ps(mm[1], mm[2]);
                     __m512 e = _mm512_add_ps(mm[3], mm[4]), f = _mm512_sub_ps(mm[3], mm[4]);
                     s[0][col] = _mm512_add_ps(_mm512_add_ps(mm[0], a), e);
@@ -521,7 +548,8 @@ __attribute__((target("avx512f"))) static void output_transform(const wino_job *
                     y[4 * r + 0] = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(mm[0], a), e), bias);
                     y[4 * r + 1] = _mm512_add_ps(_mm512_fmadd_ps(two, f, d), bias);
                     y[4 * r + 2] = _mm512_add_ps(_mm512_fmadd_ps(four, e, a), bias);
-                    y[4 * r + 3] = _mm512_add_ps(_mm512_add_ps(_mm512_fmadd_ps(eight, f, d), mm[5]), bias);
+                    y[4 * r + 3] =
+                        _mm512_add_ps(_mm512_add_ps(_mm512_fmadd_ps(eight, f, d), mm[5]), bias);
                 }
             }
             store_tile(j, y, mk, c, b, j->m * ty, j->m * tx);
@@ -529,12 +557,15 @@ __attribute__((target("avx512f"))) static void output_transform(const wino_job *
     }
 }
 
-__attribute__((target("avx512f"))) static void block_avx512(const wino_job *j, size_t blk, float *v, float *m)
+__attribute__((target("avx512f"))) static void block_avx512(const wino_job *j, size_t blk, float *v,
+                                                            float *m)
 {
     const size_t t0 = blk * j->tb, nt = j->tiles - t0 < j->tb ? j->tiles - t0 : j->tb;
     const size_t cin = (size_t)j->cin;
-    if (j->m == 2) input_transform2(j, t0, nt, v);
-    else input_transform4(j, t0, nt, v);
+    if (j->m == 2)
+        input_transform2(j, t0, nt, v);
+    else
+        input_transform4(j, t0, nt, v);
     for (size_t p = 0; p < j->panels; p++) {
         const float *up = j->u + p * (size_t)j->npos * cin * j->nr;
         for (int e = 0; e < j->npos; e++) {
@@ -543,7 +574,8 @@ __attribute__((target("avx512f"))) static void block_avx512(const wino_job *j, s
             float *me = m + (size_t)e * j->m_pos;
             for (size_t i0 = 0; i0 < nt; i0 += MR) {
                 int mr = nt - i0 < MR ? (int)(nt - i0) : MR;
-                gemm_rows(mr, ve + i0 * j->v_tile, j->v_tile, ue, cin, me + i0 * j->m_tile, j->nr, j->m_tile);
+                gemm_rows(mr, ve + i0 * j->v_tile, j->v_tile, ue, cin, me + i0 * j->m_tile, j->nr,
+                          j->m_tile);
             }
         }
         output_transform(j, t0, nt, p, m);
@@ -560,7 +592,9 @@ static float epilogue_scalar(const wino_job *j, float y, size_t c, const float *
         y = y > act->lo ? y : act->lo;
         if (act->hi < HUGE_VALF) y = y < act->hi ? y : act->hi;
     } else if (act->kind == NN_ACT_LEAKY || act->kind == NN_ACT_PRELU) {
-        float s = act->kind == NN_ACT_LEAKY ? act->alpha : j->slope_scalar ? j->slope[0] : j->slope[c];
+        float s = act->kind == NN_ACT_LEAKY ? act->alpha
+                  : j->slope_scalar         ? j->slope[0]
+                                            : j->slope[c];
         if (y < 0) y *= s;
     }
     if (j->post_s) {
@@ -577,23 +611,27 @@ static void block_scalar(const wino_job *j, size_t blk, float *v, float *m)
     const size_t cin = (size_t)j->cin, nc = (size_t)j->cout;
     const size_t vplane = j->v_pos, mplane = j->m_pos;
     const int n = j->np, mo = j->m;
-    const float *bt = j->m == 2 ? &BT2[0][0] : &BT4[0][0], *at = j->m == 2 ? &AT2[0][0] : &AT4[0][0];
+    const float *bt = j->m == 2 ? &BT2[0][0] : &BT4[0][0],
+                *at = j->m == 2 ? &AT2[0][0] : &AT4[0][0];
     for (size_t i = 0; i < nt; i++) {
         const float *px[MAX_POS];
         tile_inputs(j, t0 + i, px);
         for (size_t c = 0; c < cin; c++) {
             float d[MAX_POS], t[MAX_POS];
-            for (int q = 0; q < n * n; q++) d[q] = px[q] ? px[q][c] : 0.0f;
+            for (int q = 0; q < n * n; q++)
+                d[q] = px[q] ? px[q][c] : 0.0f;
             for (int r = 0; r < n; r++) /* t = B^T d */
                 for (int col = 0; col < n; col++) {
                     float acc = 0;
-                    for (int k = 0; k < n; k++) acc += bt[r * n + k] * d[k * n + col];
+                    for (int k = 0; k < n; k++)
+                        acc += bt[r * n + k] * d[k * n + col];
                     t[r * n + col] = acc;
                 }
             for (int r = 0; r < n; r++) /* V = t B */
                 for (int col = 0; col < n; col++) {
                     float acc = 0;
-                    for (int k = 0; k < n; k++) acc += t[r * n + k] * bt[col * n + k];
+                    for (int k = 0; k < n; k++)
+                        acc += t[r * n + k] * bt[col * n + k];
                     v[(size_t)(r * n + col) * vplane + i * j->v_tile + c] = acc;
                 }
         }
@@ -606,9 +644,11 @@ static void block_scalar(const wino_job *j, size_t blk, float *v, float *m)
             for (size_t i = 0; i < nt; i++) {
                 const float *a = v + (size_t)e * vplane + i * j->v_tile;
                 float *mrow = m + (size_t)e * mplane + i * j->m_tile;
-                for (size_t c = 0; c < j->nr; c++) mrow[c] = 0.0f;
+                for (size_t c = 0; c < j->nr; c++)
+                    mrow[c] = 0.0f;
                 for (size_t q = 0; q < cin; q++)
-                    for (size_t c = 0; c < j->nr; c++) mrow[c] += a[q] * ue[q * j->nr + c];
+                    for (size_t c = 0; c < j->nr; c++)
+                        mrow[c] += a[q] * ue[q * j->nr + c];
             }
         }
         for (size_t i = 0; i < nt; i++) {
@@ -620,18 +660,21 @@ static void block_scalar(const wino_job *j, size_t blk, float *v, float *m)
                 for (int r = 0; r < mo; r++) /* s = A^T m */
                     for (int col = 0; col < n; col++) {
                         float acc = 0;
-                        for (int k = 0; k < n; k++) acc += at[r * n + k] * mt[(size_t)(k * n + col) * mplane];
+                        for (int k = 0; k < n; k++)
+                            acc += at[r * n + k] * mt[(size_t)(k * n + col) * mplane];
                         s[r * n + col] = acc;
                     }
                 float bias = j->bias ? j->bias[c] : 0.0f;
                 for (int r = 0; r < mo; r++) /* y = s A */
                     for (int col = 0; col < mo; col++) {
                         float acc = 0;
-                        for (int k = 0; k < n; k++) acc += s[r * n + k] * at[col * n + k];
+                        for (int k = 0; k < n; k++)
+                            acc += s[r * n + k] * at[col * n + k];
                         y[r * mo + col] = acc + bias;
                     }
                 if (pool) {
-                    for (int q = 0; q < mo * mo; q++) y[q] = epilogue_scalar(j, y[q], c, NULL);
+                    for (int q = 0; q < mo * mo; q++)
+                        y[q] = epilogue_scalar(j, y[q], c, NULL);
                     for (int a = 0; a < mo / 2; a++)
                         for (int e = 0; e < mo / 2; e++) {
                             int64_t py = mo * ty / 2 + a, pxx = mo * tx / 2 + e;
@@ -679,19 +722,24 @@ static void worker(void *arg, size_t wk)
     wino_job *j = arg;
     float *v = j->scratch + wk * j->per_worker;
     float *m = v + (size_t)j->npos * j->tb * j->ldv;
-    const int avx512 = __builtin_cpu_supports("avx512f") && !atomic_load_explicit(&force_portable, memory_order_relaxed);
+    const int avx512 = __builtin_cpu_supports("avx512f") &&
+                       !atomic_load_explicit(&force_portable, memory_order_relaxed);
     for (;;) {
         size_t blk = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
         if (blk >= j->blocks) break;
-        if (avx512) block_avx512(j, blk, v, m);
-        else block_scalar(j, blk, v, m);
+        if (avx512)
+            block_avx512(j, blk, v, m);
+        else
+            block_scalar(j, blk, v, m);
     }
 }
 
-int nn_wino_run(const nn_graph *g, const nn_node *n, const nn_view *in, nn_view *out, struct pthreadpool *pool,
-                float *scratch, size_t scratch_floats)
+int nn_wino_run(const nn_graph *g, const nn_node *n, const nn_view *in, nn_view *out,
+                struct pthreadpool *pool, float *scratch, size_t scratch_floats)
 {
-    if (!n->wino) return base_error_set(BASE_ERR_INVALID, "node %s: Winograd weights not transformed", n->name);
+    if (!n->wino)
+        return base_error_set(BASE_ERR_INVALID, "node %s: Winograd weights not transformed",
+                              n->name);
     const nn_conv_params *p = &n->p.conv;
     const nn_shape *xs = &in[0].shape, *ys = &out->shape, *ws = &g->tensors[n->inputs[1]].shape;
     wino_job j = {.n = n, .x = in[0].data, .y = out->data, .u = n->wino + HEADER};
@@ -703,8 +751,8 @@ int nn_wino_run(const nn_graph *g, const nn_node *n, const nn_view *in, nn_view 
     int64_t oh = nn_window_out(xs->dim[1], 3, 1, 1, p->pad_top, p->pad_bottom);
     int64_t ow = nn_window_out(xs->dim[2], 3, 1, 1, p->pad_left, p->pad_right);
     int sc = p->pool ? 2 : 1;
-    if (xs->rank != 4 || ys->rank != 4 || xs->dim[3] != j.cin || ys->dim[0] != xs->dim[0] || ys->dim[3] != j.cout ||
-        oh < 1 || ow < 1 || ys->dim[1] != oh / sc || ys->dim[2] != ow / sc)
+    if (xs->rank != 4 || ys->rank != 4 || xs->dim[3] != j.cin || ys->dim[0] != xs->dim[0] ||
+        ys->dim[3] != j.cout || oh < 1 || ow < 1 || ys->dim[1] != oh / sc || ys->dim[2] != ow / sc)
         return base_error_set(BASE_ERR_INVALID, "node %s: bad views", n->name);
     j.h = xs->dim[1];
     j.w = xs->dim[2];
@@ -723,8 +771,8 @@ int nn_wino_run(const nn_graph *g, const nn_node *n, const nn_view *in, nn_view 
         j.res = in[4].data;
     }
     if (p->post_affine) {
-        if (n->n_inputs != 7 || !in[5].data || !in[6].data || nn_shape_numel(&in[5].shape, 1) != j.cout ||
-            nn_shape_numel(&in[6].shape, 1) != j.cout)
+        if (n->n_inputs != 7 || !in[5].data || !in[6].data ||
+            nn_shape_numel(&in[5].shape, 1) != j.cout || nn_shape_numel(&in[6].shape, 1) != j.cout)
             return base_error_set(BASE_ERR_INVALID, "node %s: bad scale and shift views", n->name);
         j.post_s = in[5].data;
         j.post_t = in[6].data;
@@ -743,7 +791,8 @@ int nn_wino_run(const nn_graph *g, const nn_node *n, const nn_view *in, nn_view 
     size_t workers = pool ? pthreadpool_get_threads_count(pool) : 1;
     if (workers > scratch_floats / j.per_worker) workers = scratch_floats / j.per_worker;
     if (workers < 1 || !scratch || ((uintptr_t)scratch & 63))
-        return base_error_set(BASE_ERR_INVALID, "node %s: Winograd scratch of %zu floats, %zu needed", n->name,
+        return base_error_set(BASE_ERR_INVALID,
+                              "node %s: Winograd scratch of %zu floats, %zu needed", n->name,
                               scratch_floats, j.per_worker);
     /* With several workers, blocks small enough that each gets two at least. */
     if (workers > 1) {
@@ -763,7 +812,9 @@ int nn_wino_run(const nn_graph *g, const nn_node *n, const nn_view *in, nn_view 
     if (workers > j.blocks) workers = j.blocks;
     j.scratch = scratch;
     atomic_init(&j.next, 0);
-    if (workers > 1) pthreadpool_parallelize_1d(pool, worker, &j, workers, 0);
-    else worker(&j, 0);
+    if (workers > 1)
+        pthreadpool_parallelize_1d(pool, worker, &j, workers, 0);
+    else
+        worker(&j, 0);
     return 0;
 }

@@ -182,7 +182,8 @@ int nn_xnn_supports(const nn_graph *g, const nn_node *n)
     switch (n->op) {
     case NN_OP_CONV2D: {
         const nn_conv_params *p = &n->p.conv;
-        if (x->rank != 4 || !is_const(g, n, 1) || p->residual || p->pool || p->post_affine) return 0;
+        if (x->rank != 4 || !is_const(g, n, 1) || p->residual || p->pool || p->post_affine)
+            return 0;
         if (has_input(n, 2) && !is_const(g, n, 2)) return 0;
         if (p->kernel_h < 1 || p->kernel_w < 1 || p->stride_h < 1 || p->stride_w < 1 ||
             p->dilation_h < 1 || p->dilation_w < 1)
@@ -340,7 +341,8 @@ static size_t slice_width(size_t k, size_t channels)
     if (k * channels * sizeof(float) <= budget) return channels;
     size_t w = budget / (k * sizeof(float)) / 16 * 16; /* whole 16-channel strips of the kernel */
     if (w < 16) w = 16;
-    while ((channels + w - 1) / w > NN_XNN_MAX_SLICES) w += 16;
+    while ((channels + w - 1) / w > NN_XNN_MAX_SLICES)
+        w += 16;
     return w < channels ? w : channels;
 }
 
@@ -384,7 +386,8 @@ static int create_conv(nn_xnn_op *op, const nn_graph *g, const nn_node *n)
                 (uint32_t)p->pad_top, (uint32_t)p->pad_right, (uint32_t)p->pad_bottom,
                 (uint32_t)p->pad_left, (uint32_t)kh, (uint32_t)kw, (uint32_t)p->stride_h,
                 (uint32_t)p->stride_w, (uint32_t)p->dilation_h, (uint32_t)p->dilation_w, 1, cin, nc,
-                cin, cout, ohwi + o * taps * cin, bias ? bias + o : NULL, lo, hi, 0, &op->ops[op->n_ops]);
+                cin, cout, ohwi + o * taps * cin, bias ? bias + o : NULL, lo, hi, 0,
+                &op->ops[op->n_ops]);
             if (st == xnn_status_success) op->n_ops++;
         }
         free(ohwi);
@@ -412,16 +415,19 @@ static int create_fc(nn_xnn_op *op, const nn_graph *g, const nn_node *n)
      * [K, M] kernel is copied out ([K, slice]; XNNPACK packs its own copy). */
     op->slice = slice_width(k, m);
     float *part = op->slice < m ? malloc(k * op->slice * sizeof *part) : NULL;
-    if (op->slice < m && !part) return base_error_set(BASE_ERR_NOMEM, "node %s: out of memory", n->name);
+    if (op->slice < m && !part)
+        return base_error_set(BASE_ERR_NOMEM, "node %s: out of memory", n->name);
     enum xnn_status st = xnn_status_success;
     for (size_t o = 0; o < m && st == xnn_status_success; o += op->slice) {
         size_t nc = m - o < op->slice ? m - o : op->slice;
         const float *kern = kernel;
         if (part) {
-            for (size_t i = 0; i < k; i++) memcpy(part + i * nc, kernel + i * m + o, nc * sizeof *part);
+            for (size_t i = 0; i < k; i++)
+                memcpy(part + i * nc, kernel + i * m + o, nc * sizeof *part);
             kern = part;
         }
-        /* XNN_FLAG_TRANSPOSE_WEIGHTS: the kernel is [input channels, output channels], TF's layout. */
+        /* XNN_FLAG_TRANSPOSE_WEIGHTS: the kernel is [input channels, output channels], TF's layout.
+         */
         st = xnn_create_fully_connected_nc_f32(k, nc, k, m, kern, bias ? bias + o : NULL, lo, hi,
                                                XNN_FLAG_TRANSPOSE_WEIGHTS, &op->ops[op->n_ops]);
         if (st == xnn_status_success) op->n_ops++;
@@ -755,7 +761,6 @@ static int check_out(const nn_node *n, const nn_view *out, const nn_shape *want)
                           nn_shape_str(want, b2, sizeof b2));
 }
 
-
 static enum xnn_status setup_post(nn_xnn_op *op, float *y, size_t numel, pthreadpool_t pool,
                                   const char **what)
 {
@@ -868,17 +873,18 @@ int nn_xnn_setup(nn_xnn_op *op, const nn_graph *g, const nn_node *n, const nn_vi
         nn_shape want = {4,
                          {xs->dim[0],
                           nn_window_out(xs->dim[1], p->kernel_h, p->stride_h, p->dilation_h,
-                                     p->pad_top, p->pad_bottom),
+                                        p->pad_top, p->pad_bottom),
                           nn_window_out(xs->dim[2], p->kernel_w, p->stride_w, p->dilation_w,
-                                     p->pad_left, p->pad_right),
+                                        p->pad_left, p->pad_right),
                           cout}};
         if (xs->rank != 4 || xs->dim[3] != w->dim[2])
             return base_error_set(BASE_ERR_INVALID, "node %s: bad input view", n->name);
         if ((rc = check_out(n, out, &want))) return rc;
         what = "setup_convolution2d_nhwc_f32";
         for (int j = 0; j < op->n_slices && st == xnn_status_success; j++)
-            st = xnn_setup_convolution2d_nhwc_f32(op->ops[j], batch, (size_t)xs->dim[1], (size_t)xs->dim[2],
-                                                  xin[0], y + (size_t)j * op->slice, pool);
+            st = xnn_setup_convolution2d_nhwc_f32(op->ops[j], batch, (size_t)xs->dim[1],
+                                                  (size_t)xs->dim[2], xin[0],
+                                                  y + (size_t)j * op->slice, pool);
         if (st == xnn_status_success) st = setup_post(op, y, numel, pool, &what);
         break;
     }
@@ -888,7 +894,8 @@ int nn_xnn_setup(nn_xnn_op *op, const nn_graph *g, const nn_node *n, const nn_vi
         if ((rc = check_out(n, out, &want))) return rc;
         what = "setup_fully_connected_nc_f32";
         for (int j = 0; j < op->n_slices && st == xnn_status_success; j++)
-            st = xnn_setup_fully_connected_nc_f32(op->ops[j], batch, xin[0], y + (size_t)j * op->slice, pool);
+            st = xnn_setup_fully_connected_nc_f32(op->ops[j], batch, xin[0],
+                                                  y + (size_t)j * op->slice, pool);
         if (st == xnn_status_success) st = setup_post(op, y, numel, pool, &what);
         break;
     }

@@ -87,7 +87,8 @@ static int load_photos(photo *p)
 
 static void free_photos(photo *p, int n)
 {
-    for (int i = 0; i < n; i++) free(p[i].data);
+    for (int i = 0; i < n; i++)
+        free(p[i].data);
 }
 
 /* Everything a face carries, compared: the same face must give the same numbers. */
@@ -97,7 +98,8 @@ static void expect_same_face(const face_info *a, const face_info *b, const char 
     assert_float_equal(a->y, b->y, 1e-4);
     assert_float_equal(a->w, b->w, 1e-4);
     assert_float_equal(a->score, b->score, 1e-6);
-    for (int k = 0; k < 5; k++) assert_float_equal(a->landmarks5[k].x, b->landmarks5[k].x, 1e-4);
+    for (int k = 0; k < 5; k++)
+        assert_float_equal(a->landmarks5[k].x, b->landmarks5[k].x, 1e-4);
     assert_int_equal(a->embedding_dim, b->embedding_dim);
     double worst = 0;
     for (int k = 0; k < a->embedding_dim; k++)
@@ -138,16 +140,15 @@ static void test_batched_equals_alone(void **state)
     int total = 0;
     for (int i = 0; i < n; i++) {
         face_options o = {.stages = stages_of(i)};
-        assert_int_equal(face_analyze_bytes(ctx8, (const uint8_t *)p[i].data, p[i].len, &o,
-                                            &alone[i]),
-                         0);
+        assert_int_equal(
+            face_analyze_bytes(ctx8, (const uint8_t *)p[i].data, p[i].len, &o, &alone[i]), 0);
         assert_null(alone[i].pending);
-        assert_int_equal(face_analyze_prepare_bytes(ctx8, (const uint8_t *)p[i].data, p[i].len,
-                                                    &o, &prep[i]),
-                         0);
-        assert_int_equal(face_analyze_prepare_bytes(ctx3, (const uint8_t *)p[i].data, p[i].len,
-                                                    &o, &prep3[i]),
-                         0);
+        assert_int_equal(
+            face_analyze_prepare_bytes(ctx8, (const uint8_t *)p[i].data, p[i].len, &o, &prep[i]),
+            0);
+        assert_int_equal(
+            face_analyze_prepare_bytes(ctx3, (const uint8_t *)p[i].data, p[i].len, &o, &prep3[i]),
+            0);
         assert_int_equal(prep[i].n_faces, alone[i].n_faces);
         assert_int_equal(face_result_pending(&prep[i]), prep[i].n_faces);
         /* prepare alone gives boxes and landmarks but no model outputs yet */
@@ -164,7 +165,8 @@ static void test_batched_equals_alone(void **state)
 
     /* All faces of all images in one call: runs of 8 crops mix images. */
     face_batch_slice all[MAX_IMAGES];
-    for (int i = 0; i < n; i++) all[i] = (face_batch_slice){.result = &prep[i], .count = prep[i].n_faces};
+    for (int i = 0; i < n; i++)
+        all[i] = (face_batch_slice){.result = &prep[i], .count = prep[i].n_faces};
     assert_int_equal(face_analyze_finish(ctx8, all, n), 0);
     double charged = 0;
     for (int i = 0; i < n; i++) {
@@ -214,15 +216,15 @@ static void test_free_unfinished(void **state)
     int n = load_photos(p);
     face_options o = {.stages = FACE_STAGE_ALL};
     face_result r;
-    assert_int_equal(
-        face_analyze_prepare_bytes(ctx8, (const uint8_t *)p[0].data, p[0].len, &o, &r), 0);
+    assert_int_equal(face_analyze_prepare_bytes(ctx8, (const uint8_t *)p[0].data, p[0].len, &o, &r),
+                     0);
     assert_true(face_result_pending(&r) > 0);
     face_result_free(&r);
     assert_int_equal(face_result_pending(&r), 0);
     /* detection only leaves nothing pending */
     o.stages = FACE_STAGE_DETECT;
-    assert_int_equal(
-        face_analyze_prepare_bytes(ctx8, (const uint8_t *)p[0].data, p[0].len, &o, &r), 0);
+    assert_int_equal(face_analyze_prepare_bytes(ctx8, (const uint8_t *)p[0].data, p[0].len, &o, &r),
+                     0);
     assert_true(r.n_faces > 0);
     assert_null(r.pending);
     assert_int_equal(face_result_pending(&r), 0);

@@ -21,8 +21,7 @@
 #include <string.h>
 
 /* The loop face_crop_fill had before the split: one pass, the cases decided per pixel. */
-static void reference_fill(const img_image *crop, const face_crop_spec *spec, int flip,
-                           float *dst)
+static void reference_fill(const img_image *crop, const face_crop_spec *spec, int flip, float *dst)
 {
     const int size = spec->size;
     const float s = spec->scale, *o = spec->offset;
@@ -56,7 +55,8 @@ static int compare(const face_crop_spec *spec, int flip)
     img_image crop;
     assert_int_equal(img_alloc(&crop, spec->size, spec->size, 3), 0);
     size_t bytes = (size_t)spec->size * spec->size * 3;
-    for (size_t i = 0; i < bytes; i++) crop.data[i] = next_byte();
+    for (size_t i = 0; i < bytes; i++)
+        crop.data[i] = next_byte();
     /* the extremes too */
     crop.data[0] = 0;
     crop.data[bytes - 1] = 255;
@@ -90,10 +90,12 @@ static void test_models_specs(void **state)
         const face_crop_spec *spec = face_crop_spec_for((face_model_id)id);
         if (!spec) continue;
         specs++;
-        for (int flip = 0; flip < 2; flip++) assert_int_equal(compare(spec, flip), 0);
+        for (int flip = 0; flip < 2; flip++)
+            assert_int_equal(compare(spec, flip), 0);
     }
     assert_true(specs >= 4); /* embedders, age/gender, emotion, antispoof, liveness */
-    for (int flip = 0; flip < 2; flip++) assert_int_equal(compare(&face_arcface_crop, flip), 0);
+    for (int flip = 0; flip < 2; flip++)
+        assert_int_equal(compare(&face_arcface_crop, flip), 0);
 }
 
 /* Every size from 1 to 40 and a few larger, grey and RGB, with scales and offsets that round
@@ -110,7 +112,8 @@ static void test_sizes_and_tails(void **state)
                                    .scale = grey ? 0.00392157f : 1.0f / 127.5f,
                                    .offset = {-0.485f / 0.229f, -1.0f, 0.3333333f},
                                    .grey = grey};
-            for (int flip = 0; flip < 2; flip++) assert_int_equal(compare(&spec, flip), 0);
+            for (int flip = 0; flip < 2; flip++)
+                assert_int_equal(compare(&spec, flip), 0);
         }
     }
 }
@@ -125,7 +128,8 @@ static void test_timing(void **state)
         face_crop_spec spec = {.size = 128, .zoom = 1, .scale = 1.0f / 255, .grey = grey};
         img_image crop;
         assert_int_equal(img_alloc(&crop, 128, 128, 3), 0);
-        for (size_t i = 0; i < (size_t)128 * 128 * 3; i++) crop.data[i] = next_byte();
+        for (size_t i = 0; i < (size_t)128 * 128 * 3; i++)
+            crop.data[i] = next_byte();
         float *out = malloc((size_t)128 * 128 * 3 * sizeof *out);
         assert_non_null(out);
         for (int flip = 0; flip < 2; flip++) {

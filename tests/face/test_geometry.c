@@ -19,7 +19,8 @@
 /* dst = s R src + t with s = 1.7, rotation 30 degrees, t = (12, -5). */
 static face_point apply(const double m[6], face_point p)
 {
-    return (face_point){(float)(m[0] * p.x + m[1] * p.y + m[2]), (float)(m[3] * p.x + m[4] * p.y + m[5])};
+    return (face_point){(float)(m[0] * p.x + m[1] * p.y + m[2]),
+                        (float)(m[3] * p.x + m[4] * p.y + m[5])};
 }
 
 /* Two points determine a similarity: z = (q1 - q0) / (p1 - p0) as complex numbers. */
@@ -41,7 +42,8 @@ static void normal_equations_reference(const face_point *p, const face_point *q,
         double rows[2][5] = {{p[i].x, -p[i].y, 1, 0, q[i].x}, {p[i].y, p[i].x, 0, 1, q[i].y}};
         for (int r = 0; r < 2; r++)
             for (int j = 0; j < 4; j++)
-                for (int k = 0; k < 5; k++) A[j][k] += rows[r][j] * rows[r][k];
+                for (int k = 0; k < 5; k++)
+                    A[j][k] += rows[r][j] * rows[r][k];
     }
     for (int c = 0; c < 4; c++) {
         int piv = c;
@@ -55,10 +57,12 @@ static void normal_equations_reference(const face_point *p, const face_point *q,
         for (int r = 0; r < 4; r++) {
             if (r == c) continue;
             double f = A[r][c] / A[c][c];
-            for (int k = c; k < 5; k++) A[r][k] -= f * A[c][k];
+            for (int k = c; k < 5; k++)
+                A[r][k] -= f * A[c][k];
         }
     }
-    double a = A[0][4] / A[0][0], b = A[1][4] / A[1][1], tx = A[2][4] / A[2][2], ty = A[3][4] / A[3][3];
+    double a = A[0][4] / A[0][0], b = A[1][4] / A[1][1], tx = A[2][4] / A[2][2],
+           ty = A[3][4] / A[3][3];
     m[0] = a, m[1] = -b, m[2] = tx, m[3] = b, m[4] = a, m[5] = ty;
 }
 
@@ -87,16 +91,20 @@ static void test_similarity_exact_and_noisy(void **state)
     (void)state;
     const double c = cos(30 * M_PI / 180) * 1.7, s = sin(30 * M_PI / 180) * 1.7;
     const double truth[6] = {c, -s, 12, s, c, -5};
-    face_point p[5] = {{38.29f, 51.70f}, {73.53f, 51.50f}, {56.03f, 71.74f}, {41.55f, 92.37f}, {70.73f, 92.20f}};
+    face_point p[5] = {
+        {38.29f, 51.70f}, {73.53f, 51.50f}, {56.03f, 71.74f}, {41.55f, 92.37f}, {70.73f, 92.20f}};
     face_point q[5];
-    for (int i = 0; i < 5; i++) q[i] = apply(truth, p[i]);
+    for (int i = 0; i < 5; i++)
+        q[i] = apply(truth, p[i]);
     float m[6];
     assert_int_equal(face_similarity_transform(p, q, 5, m), 0);
     assert_matrix_near(m, truth, 1e-5);
 
     /* with noise the answer is the least-squares one */
-    const float noise[5][2] = {{1.5f, -0.7f}, {-2.1f, 0.4f}, {0.3f, 1.9f}, {-0.8f, -1.2f}, {1.1f, 0.6f}};
-    for (int i = 0; i < 5; i++) q[i].x += noise[i][0], q[i].y += noise[i][1];
+    const float noise[5][2] = {
+        {1.5f, -0.7f}, {-2.1f, 0.4f}, {0.3f, 1.9f}, {-0.8f, -1.2f}, {1.1f, 0.6f}};
+    for (int i = 0; i < 5; i++)
+        q[i].x += noise[i][0], q[i].y += noise[i][1];
     double want[6];
     normal_equations_reference(p, q, 5, want);
     assert_int_equal(face_similarity_transform(p, q, 5, m), 0);
@@ -133,7 +141,8 @@ static face_box box(float x, float y, float w, float h, float score)
     face_box b;
     memset(&b, 0, sizeof b);
     b.x = x, b.y = y, b.w = w, b.h = h, b.score = score;
-    for (int k = 0; k < 6; k++) b.keypoints[k] = (face_point){x + (float)k, y + 2.0f * (float)k};
+    for (int k = 0; k < 6; k++)
+        b.keypoints[k] = (face_point){x + (float)k, y + 2.0f * (float)k};
     return b;
 }
 
@@ -155,7 +164,8 @@ static int nms_reference(const face_box *in, int n, float thr, face_box *out)
 {
     int order[MAX_BOXES];
     char taken[MAX_BOXES] = {0};
-    for (int i = 0; i < n; i++) order[i] = i;
+    for (int i = 0; i < n; i++)
+        order[i] = i;
     for (int i = 0; i < n; i++)
         for (int j = i + 1; j < n; j++)
             if (in[order[j]].score > in[order[i]].score) {
@@ -176,12 +186,14 @@ static int nms_reference(const face_box *in, int n, float thr, face_box *out)
             w += b->score;
             x0 += b->score * b->x, y0 += b->score * b->y;
             x1 += b->score * (b->x + b->w), y1 += b->score * (b->y + b->h);
-            for (int q = 0; q < 6; q++) kp[q][0] += b->score * b->keypoints[q].x, kp[q][1] += b->score * b->keypoints[q].y;
+            for (int q = 0; q < 6; q++)
+                kp[q][0] += b->score * b->keypoints[q].x, kp[q][1] += b->score * b->keypoints[q].y;
         }
         face_box r = *top;
         r.x = (float)(x0 / w), r.y = (float)(y0 / w);
         r.w = (float)(x1 / w) - r.x, r.h = (float)(y1 / w) - r.y;
-        for (int q = 0; q < 6; q++) r.keypoints[q] = (face_point){(float)(kp[q][0] / w), (float)(kp[q][1] / w)};
+        for (int q = 0; q < 6; q++)
+            r.keypoints[q] = (face_point){(float)(kp[q][0] / w), (float)(kp[q][1] / w)};
         out[k++] = r;
     }
     return k;
@@ -211,7 +223,8 @@ static void test_weighted_nms_random(void **state)
         int n = 1 + rand() % MAX_BOXES;
         face_box in[MAX_BOXES], got[MAX_BOXES], want[MAX_BOXES];
         for (int i = 0; i < n; i++) {
-            float x = (float)(rand() % 200), y = (float)(rand() % 200), s = 10.0f + (float)(rand() % 40);
+            float x = (float)(rand() % 200), y = (float)(rand() % 200),
+                  s = 10.0f + (float)(rand() % 40);
             in[i] = box(x, y, s, s * (0.8f + 0.4f * (float)rand() / (float)RAND_MAX),
                         0.01f + 0.98f * (float)rand() / (float)RAND_MAX);
         }
@@ -225,7 +238,8 @@ static void test_weighted_nms_random(void **state)
             assert_float_equal(got[i].y, want[i].y, 1e-3);
             assert_float_equal(got[i].w, want[i].w, 1e-3);
             assert_float_equal(got[i].h, want[i].h, 1e-3);
-            for (int q = 0; q < 6; q++) assert_float_equal(got[i].keypoints[q].x, want[i].keypoints[q].x, 1e-3);
+            for (int q = 0; q < 6; q++)
+                assert_float_equal(got[i].keypoints[q].x, want[i].keypoints[q].x, 1e-3);
             if (i > 0) assert_true(got[i - 1].score >= got[i].score);
         }
     }
@@ -241,7 +255,8 @@ static void test_similarity_of_unit_vectors(void **state)
     assert_string_equal(face_embedder_id(FACE_EMBEDDER_MOBILEFACENET), "mobilefacenet-v1");
     assert_int_equal(face_embedding_dim(FACE_EMBEDDER_FACERES), 1024);
     assert_int_equal(face_embedding_dim(FACE_EMBEDDER_FACEAPI_RESNET), 128);
-    assert_string_equal(face_embedder_id(FACE_EMBEDDER_DEFAULT), face_embedder_id(FACE_EMBEDDER_FACEAPI_RESNET));
+    assert_string_equal(face_embedder_id(FACE_EMBEDDER_DEFAULT),
+                        face_embedder_id(FACE_EMBEDDER_FACEAPI_RESNET));
 }
 
 int main(void)

@@ -144,11 +144,13 @@ static void test_fixture_counts(void **state)
             fail_msg("%s: %d faces, expected %d..%d", cases[i].file, n, cases[i].min, cases[i].max);
     }
     /* every aligned 150x150 crop of the gallery is one face */
-    static const char *people[8] = {"amy", "bernadette", "howard", "leonard", "penny", "raj", "sheldon", "stuart"};
+    static const char *people[8] = {"amy",   "bernadette", "howard",  "leonard",
+                                    "penny", "raj",        "sheldon", "stuart"};
     for (int p = 0; p < 8; p++) {
         for (int k = 1; k <= 5; k++) {
             char path[256];
-            snprintf(path, sizeof path, "%s/identities/%s/%s%d.png", FIXTURES, people[p], people[p], k);
+            snprintf(path, sizeof path, "%s/identities/%s/%s%d.png", FIXTURES, people[p], people[p],
+                     k);
             int n = count_faces(path, FACE_DETECTOR_DEFAULT);
             if (n != 1) fail_msg("%s: %d faces", path, n);
         }
@@ -166,7 +168,8 @@ static void embed_one(const char *path, float *out, int *dim)
     memcpy(out, r.faces[0].embedding, sizeof(float) * (size_t)r.faces[0].embedding_dim);
     *dim = r.faces[0].embedding_dim;
     double norm = 0;
-    for (int i = 0; i < *dim; i++) norm += (double)out[i] * out[i];
+    for (int i = 0; i < *dim; i++)
+        norm += (double)out[i] * out[i];
     assert_float_equal(norm, 1.0, 1e-4);
     face_result_free(&r);
 }
@@ -181,7 +184,8 @@ static void test_verification(void **state)
     embed_one(FIXTURES "/id-obama-2.jpg", b, &dim);
     embed_one(FIXTURES "/id-biden-1.jpg", c, &dim);
     float thr = face_default_threshold(FACE_EMBEDDER_DEFAULT);
-    float same = face_similarity(a, b, dim), diff1 = face_similarity(a, c, dim), diff2 = face_similarity(b, c, dim);
+    float same = face_similarity(a, b, dim), diff1 = face_similarity(a, c, dim),
+          diff2 = face_similarity(b, c, dim);
     printf("  obama/obama %.3f, obama/biden %.3f %.3f, threshold %.3f\n", same, diff1, diff2, thr);
     assert_true(same > thr);
     assert_true(diff1 < thr);
@@ -193,7 +197,8 @@ static void test_gallery_search(void **state)
 {
     (void)state;
     NEED_FIXTURES();
-    static const char *people[8] = {"amy", "bernadette", "howard", "leonard", "penny", "raj", "sheldon", "stuart"};
+    static const char *people[8] = {"amy",   "bernadette", "howard",  "leonard",
+                                    "penny", "raj",        "sheldon", "stuart"};
     static float gallery[8][FACE_MAX_EMBEDDING], probe[8][FACE_MAX_EMBEDDING];
     int dim = 0;
     for (int p = 0; p < 8; p++) {
@@ -201,14 +206,18 @@ static void test_gallery_search(void **state)
         for (int k = 1; k <= 5; k++) {
             char path[256];
             float e[FACE_MAX_EMBEDDING];
-            snprintf(path, sizeof path, "%s/identities/%s/%s%d.png", FIXTURES, people[p], people[p], k);
+            snprintf(path, sizeof path, "%s/identities/%s/%s%d.png", FIXTURES, people[p], people[p],
+                     k);
             embed_one(path, k == 5 ? probe[p] : e, &dim);
             if (k < 5)
-                for (int i = 0; i < dim; i++) gallery[p][i] += e[i] / 4;
+                for (int i = 0; i < dim; i++)
+                    gallery[p][i] += e[i] / 4;
         }
         double n = 0;
-        for (int i = 0; i < dim; i++) n += (double)gallery[p][i] * gallery[p][i];
-        for (int i = 0; i < dim; i++) gallery[p][i] /= (float)sqrt(n);
+        for (int i = 0; i < dim; i++)
+            n += (double)gallery[p][i] * gallery[p][i];
+        for (int i = 0; i < dim; i++)
+            gallery[p][i] /= (float)sqrt(n);
     }
     int correct = 0;
     for (int p = 0; p < 8; p++) {
@@ -230,23 +239,27 @@ static void test_gallery_search(void **state)
  * inverted, and bilinear sampling at pixel centres with black outside.
  */
 static const double arcface[5][2] = {
-    {38.2946, 51.6963}, {73.5318, 51.5014}, {56.0252, 71.7366}, {41.5493, 92.3655}, {70.7299, 92.2041},
+    {38.2946, 51.6963}, {73.5318, 51.5014}, {56.0252, 71.7366},
+    {41.5493, 92.3655}, {70.7299, 92.2041},
 };
 
 static void reference_similarity(const face_point *p, double m[6])
 {
     double A[4][5] = {{0}};
     for (int i = 0; i < 5; i++) {
-        double rows[2][5] = {{p[i].x, -p[i].y, 1, 0, arcface[i][0]}, {p[i].y, p[i].x, 0, 1, arcface[i][1]}};
+        double rows[2][5] = {{p[i].x, -p[i].y, 1, 0, arcface[i][0]},
+                             {p[i].y, p[i].x, 0, 1, arcface[i][1]}};
         for (int r = 0; r < 2; r++)
             for (int j = 0; j < 4; j++)
-                for (int k = 0; k < 5; k++) A[j][k] += rows[r][j] * rows[r][k];
+                for (int k = 0; k < 5; k++)
+                    A[j][k] += rows[r][j] * rows[r][k];
     }
     for (int c = 0; c < 4; c++) {
         for (int r = 0; r < 4; r++) {
             if (r == c) continue;
             double f = A[r][c] / A[c][c];
-            for (int k = c; k < 5; k++) A[r][k] -= f * A[c][k];
+            for (int k = c; k < 5; k++)
+                A[r][k] -= f * A[c][k];
         }
     }
     m[0] = A[0][4] / A[0][0], m[1] = -A[1][4] / A[1][1], m[2] = A[2][4] / A[2][2];
@@ -296,13 +309,15 @@ static void test_alignment_reference(void **state)
                 double cx = u + 0.5 - m[2], cy = v + 0.5 - m[5];
                 double sx = ia * cx + ib * cy - 0.5, sy = ic * cx + id * cy - 0.5;
                 for (int c = 0; c < 3; c++) {
-                    double d = fabs(sample(&im, sx, sy, c) - fi->aligned.data[((size_t)v * 112 + u) * 3 + c]);
+                    double d = fabs(sample(&im, sx, sy, c) -
+                                    fi->aligned.data[((size_t)v * 112 + u) * 3 + c]);
                     sum += d;
                     if (d > worst) worst = d;
                 }
             }
         double mean = sum / (112.0 * 112 * 3);
-        printf("  face %d: aligned crop vs reference: mean |diff| %.3f, max %.1f\n", f, mean, worst);
+        printf("  face %d: aligned crop vs reference: mean |diff| %.3f, max %.1f\n", f, mean,
+               worst);
         assert_true(mean < 0.5);
         assert_true(worst <= 4);
         /* landmarks: eyes above the nose above the mouth, left eye left of the right one */
@@ -330,7 +345,8 @@ static void test_batch_and_scale_invariance(void **state)
     assert_int_equal(analyze_file(one, FIXTURES "/group-bbt1.jpg", &o, &b), 0);
     assert_int_equal(a.n_faces, b.n_faces);
     for (int i = 0; i < a.n_faces; i++) {
-        float s = face_similarity(a.faces[i].embedding, b.faces[i].embedding, a.faces[i].embedding_dim);
+        float s =
+            face_similarity(a.faces[i].embedding, b.faces[i].embedding, a.faces[i].embedding_dim);
         assert_true(s > 0.9999f);
         assert_float_equal(a.faces[i].attributes.age, b.faces[i].attributes.age, 0.01);
     }
@@ -446,7 +462,8 @@ static void test_attributes(void **state)
     assert_true(f->attributes.age > 30 && f->attributes.age < 70);
     assert_true(fabsf(f->attributes.yaw) < 20 && fabsf(f->attributes.pitch) < 20);
     float sum = 0;
-    for (int i = 0; i < FACE_EMOTIONS; i++) sum += f->attributes.emotion[i];
+    for (int i = 0; i < FACE_EMOTIONS; i++)
+        sum += f->attributes.emotion[i];
     assert_float_equal(sum, 1.0f, 0.01f);
     assert_true(f->liveness.score >= 0 && f->liveness.score <= 1);
     face_result_free(&r);

@@ -32,7 +32,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 4) return 0;
-    uint32_t jlen = (uint32_t)data[0] | (uint32_t)data[1] << 8 | (uint32_t)data[2] << 16 | (uint32_t)data[3] << 24;
+    uint32_t jlen = (uint32_t)data[0] | (uint32_t)data[1] << 8 | (uint32_t)data[2] << 16 |
+                    (uint32_t)data[3] << 24;
     if (jlen > size - 4) jlen = (uint32_t)(size - 4);
     blob shard = {data + 4 + jlen, size - 4 - jlen};
     nn_load_options opts = {.max_file_bytes = 1 << 20};
@@ -44,7 +45,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         nn_io_info in;
         nn_model_input_info(m, 0, &in);
         int64_t per = 1;
-        for (int i = 1; i < in.rank; i++) per *= in.dim[i];
+        for (int i = 1; i < in.rank; i++)
+            per *= in.dim[i];
         if (per <= (1 << 16) && nn_context_create(m, NULL, &ctx) == 0) {
             memset(nn_context_input(ctx, 0), 0, (size_t)per * sizeof(float));
             nn_context_run(ctx, 1);

@@ -6,8 +6,8 @@
  *
  * Input: the request target (path and query), a newline, the Content-Type, a newline, then the
  * body. Every refusal must leave an error response with a 4xx status; every image found must
- * lie inside the body or be a buffer the input owns; values read must be in their ranges. Build and run: make fuzz; seeds in
- * tests/fuzz/corpus/request/.
+ * lie inside the body or be a buffer the input owns; values read must be in their ranges. Build and
+ * run: make fuzz; seeds in tests/fuzz/corpus/request/.
  */
 #include "base/base.h"
 #include "http/internal.h"
@@ -17,8 +17,8 @@
 #include <string.h>
 
 /* The parameter names the handlers look up, and image part names. */
-static const char *const params[] = {"limit", "after", "k", "threshold", "embedding", "name",
-                                     "dtype", "id", "subject", "metadata", "collection"};
+static const char *const params[] = {"limit", "after", "k",       "threshold", "embedding", "name",
+                                     "dtype", "id",    "subject", "metadata",  "collection"};
 static const char *const images[] = {"image", "image_a", "image_b"};
 
 /* The next line of [*p, end) (without its newline) as a NUL-terminated copy of at most cap-1
@@ -111,14 +111,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             long l;
             double d;
             int b, rc;
-            if (http_input_param(r, &in, params[i], text, sizeof text) < 0) check_refusal(r);
-            else if (memchr(text, '\0', sizeof text) == NULL) abort();
-            if (http_input_int(r, &in, params[i], 5, 1, 100, &l) != 0) check_refusal(r);
-            else if (l < 1 || l > 100) abort();
-            if (http_input_float(r, &in, params[i], 0.5, 0, 1, &d) != 0) check_refusal(r);
-            else if (!(d >= 0 && d <= 1)) abort();
-            if (http_input_bool(r, &in, params[i], 0, &b) != 0) check_refusal(r);
-            else if (b != 0 && b != 1) abort();
+            if (http_input_param(r, &in, params[i], text, sizeof text) < 0)
+                check_refusal(r);
+            else if (memchr(text, '\0', sizeof text) == NULL)
+                abort();
+            if (http_input_int(r, &in, params[i], 5, 1, 100, &l) != 0)
+                check_refusal(r);
+            else if (l < 1 || l > 100)
+                abort();
+            if (http_input_float(r, &in, params[i], 0.5, 0, 1, &d) != 0)
+                check_refusal(r);
+            else if (!(d >= 0 && d <= 1))
+                abort();
+            if (http_input_bool(r, &in, params[i], 0, &b) != 0)
+                check_refusal(r);
+            else if (b != 0 && b != 1)
+                abort();
             json_t *v = http_input_json_value(r, &in, params[i], &rc);
             if (rc) check_refusal(r);
             json_decref(v);

@@ -137,9 +137,11 @@ static void png_seed(const char *name, uint32_t w, uint32_t h, uint8_t type, uin
     uint8_t raw[4096];
     int spp = type == 0 || type == 3 ? 1 : type == 4 ? 2 : type == 2 ? 3 : 4;
     size_t row = (w * spp * depth + 7) / 8;
-    for (size_t i = 0; i < row * h; i++) raw[i] = (uint8_t)(i * 37 + i / row * 11);
+    for (size_t i = 0; i < row * h; i++)
+        raw[i] = (uint8_t)(i * 37 + i / row * 11);
     if (type == 3 && depth == 8)
-        for (size_t i = 0; i < row * h; i++) raw[i] %= 16;
+        for (size_t i = 0; i < row * h; i++)
+            raw[i] %= 16;
     spng_ctx *ctx = spng_ctx_new(SPNG_CTX_ENCODER);
     struct spng_ihdr ihdr = {w, h, depth, type, 0, 0, (uint8_t)interlace};
     spng_set_option(ctx, SPNG_ENCODE_TO_BUFFER, 1);

@@ -48,7 +48,8 @@ static int run(json_t **lines, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(args, sizeof args, fmt, ap);
     va_end(ap);
-    int n = snprintf(cmd, sizeof cmd, "VULTUS_LOG_LEVEL=warn '%s' %s --data '%s'", e2e.vultus, args, e2e.tmp);
+    int n = snprintf(cmd, sizeof cmd, "VULTUS_LOG_LEVEL=warn '%s' %s --data '%s'", e2e.vultus, args,
+                     e2e.tmp);
     assert_true(n > 0 && (size_t)n < sizeof cmd);
     FILE *p = popen(cmd, "r");
     assert_non_null(p);
@@ -63,8 +64,10 @@ static int run(json_t **lines, const char *fmt, ...)
     }
     free(line);
     int status = pclose(p);
-    if (lines) *lines = arr;
-    else json_decref(arr);
+    if (lines)
+        *lines = arr;
+    else
+        json_decref(arr);
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
@@ -141,9 +144,10 @@ static void test_enrol(void **state)
         assert_true(snprintf(sub, sizeof sub, "%s/%s", dir, people[p]) < (int)sizeof sub);
         assert_int_equal(mkdir(sub, 0755), 0);
         for (int i = 1; i <= 4; i++) {
-            assert_true(snprintf(src, sizeof src, "%s/identities/%s/%s%d.png", e2e.fixtures, people[p],
-                                 people[p], i) < (int)sizeof src);
-            assert_true(snprintf(dst, sizeof dst, "%s/%s%d.png", sub, people[p], i) < (int)sizeof dst);
+            assert_true(snprintf(src, sizeof src, "%s/identities/%s/%s%d.png", e2e.fixtures,
+                                 people[p], people[p], i) < (int)sizeof src);
+            assert_true(snprintf(dst, sizeof dst, "%s/%s%d.png", sub, people[p], i) <
+                        (int)sizeof dst);
             assert_int_equal(symlink(src, dst), 0);
         }
     }
@@ -162,11 +166,12 @@ static void test_enrol(void **state)
 
     const char *a = people[0];
     const char *f = e2e.fixtures;
-    assert_int_equal(run(&out,
-                         "enroll --collection " COLLECTION " --subject %s '%s/identities/%s/%s1.png' "
-                         "'%s/identities/%s/%s2.png' '%s/identities/%s/%s3.png' '%s/identities/%s/%s4.png'",
-                         a, f, a, a, f, a, a, f, a, a, f, a, a),
-                     0);
+    assert_int_equal(
+        run(&out,
+            "enroll --collection " COLLECTION " --subject %s '%s/identities/%s/%s1.png' "
+            "'%s/identities/%s/%s2.png' '%s/identities/%s/%s3.png' '%s/identities/%s/%s4.png'",
+            a, f, a, a, f, a, a, f, a, a, f, a, a),
+        0);
     summary = json_object_get(json_array_get(out, json_array_size(out) - 1), "summary");
     assert_true(json_integer_value(json_object_get(summary, "enrolled")) >= 3);
     json_decref(out);
@@ -193,7 +198,8 @@ static void test_identities(void **state)
         int ok = top && strcmp(str(top, "subject"), people[p]) == 0;
         correct += ok;
         print_message("%-10s -> %-10s %.4f %-8s (next %s %.4f; %zu faces) %s\n", people[p],
-                      top ? str(top, "subject") : "-", top ? json_real_value(json_object_get(top, "similarity")) : 0,
+                      top ? str(top, "subject") : "-",
+                      top ? json_real_value(json_object_get(top, "similarity")) : 0,
                       top ? str(top, "decision") : "-", second ? str(second, "subject") : "-",
                       second ? json_real_value(json_object_get(second, "similarity")) : 0,
                       json_array_size(faces), ok ? "ok" : "WRONG");
@@ -214,7 +220,8 @@ static void test_no_face(void **state)
         skip();
     }
     json_t *out = NULL;
-    assert_int_equal(run(&out, "search --collection " COLLECTION " '%s/noface-white.png'", e2e.fixtures), 0);
+    assert_int_equal(
+        run(&out, "search --collection " COLLECTION " '%s/noface-white.png'", e2e.fixtures), 0);
     assert_int_equal(json_array_size(out), 1);
     json_t *o = json_array_get(out, 0);
     print_message("noface-white.png -> result \"%s\", %zu faces\n", str(o, "result"),
@@ -258,11 +265,14 @@ static void test_collection_commands(void **state)
     /* Delete a subject: its own photo no longer finds it. */
     assert_int_equal(run(NULL, "gallery delete-subject copy sheldon"), 0);
     assert_int_equal(show_count("copy", "subjects"), 7);
-    assert_int_equal(run(&out, "search --collection copy --top 1 '%s/identities/sheldon/sheldon5.png'",
+    assert_int_equal(run(&out,
+                         "search --collection copy --top 1 '%s/identities/sheldon/sheldon5.png'",
                          e2e.fixtures),
                      0);
     json_t *top = json_array_get(
-        json_object_get(json_array_get(json_object_get(json_array_get(out, 0), "faces"), 0), "subjects"), 0);
+        json_object_get(json_array_get(json_object_get(json_array_get(out, 0), "faces"), 0),
+                        "subjects"),
+        0);
     assert_non_null(top);
     assert_string_not_equal(str(top, "subject"), "sheldon");
     json_int_t face_id = json_integer_value(json_object_get(top, "face_id"));
@@ -276,7 +286,8 @@ static void test_collection_commands(void **state)
 
     assert_int_equal(run(NULL, "gallery delete copy"), 0);
     assert_int_equal(run(NULL, "gallery show copy 2>/dev/null"), 1);
-    assert_int_equal(run(NULL, "search --collection nosuch '%s/noface-white.png' 2>/dev/null", e2e.fixtures), 1);
+    assert_int_equal(
+        run(NULL, "search --collection nosuch '%s/noface-white.png' 2>/dev/null", e2e.fixtures), 1);
 }
 
 int main(void)

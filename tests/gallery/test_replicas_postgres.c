@@ -45,8 +45,7 @@ static int wired;
 
 static int have_models(void)
 {
-    return tc_exists("models/human/blazeface-back.json") &&
-           tc_exists("models/samples/sample1.jpg");
+    return tc_exists("models/human/blazeface-back.json") && tc_exists("models/samples/sample1.jpg");
 }
 
 static char *sample(int i, size_t *len)
@@ -168,8 +167,8 @@ static long long subject_faces(int port, const char *subject)
 }
 
 static const char *const serve_args[] = {
-    "--store", url, "--workers", "1", "--grace-ms", "0", "--deadline-ms", "60000",
-    "--max-deadline-ms", "60000", NULL};
+    "--store",       url,     "--workers",         "1",     "--grace-ms", "0",
+    "--deadline-ms", "60000", "--max-deadline-ms", "60000", NULL};
 
 static int start(void **state)
 {
@@ -210,7 +209,7 @@ static int stop(void **state)
             skip();                                                                                \
         }                                                                                          \
         if (!url[0]) {                                                                             \
-            print_message("no PostgreSQL server binaries (package postgresql): skipped\n");       \
+            print_message("no PostgreSQL server binaries (package postgresql): skipped\n");        \
             skip();                                                                                \
         }                                                                                          \
         assert_true(replica[0].pid > 0 && replica[1].pid > 0);                                     \
@@ -427,8 +426,8 @@ static void test_abandoned_claim(void **state)
     tc_response_free(&r);
     print_message("abandoned claim taken over after %.1f s (%d answers 409 before)\n",
                   waited / 1000, busy);
-    assert_true(busy > 0);        /* fresh: not taken over at once */
-    assert_true(waited > 4000);   /* ... nor before it was 5 s old */
+    assert_true(busy > 0);      /* fresh: not taken over at once */
+    assert_true(waited > 4000); /* ... nor before it was 5 s old */
     assert_int_equal(subject_faces(a, "died"), 1);
     /* Recorded now: a further retry is a replay. */
     enrol_keyed(a, "died", 4, "died-1", &r);
@@ -441,14 +440,14 @@ static void test_abandoned_claim(void **state)
 }
 
 struct killed_writer {
-    int victim, other;       /* ports */
-    atomic_int acked;        /* enrolments the victim answered 201 */
-    long long ids[200];      /* their face ids */
-    int interrupted;         /* the index of the enrolment the kill interrupted, or -1 */
-    int retry_status;        /* the other replica's final answer to its retry */
+    int victim, other;  /* ports */
+    atomic_int acked;   /* enrolments the victim answered 201 */
+    long long ids[200]; /* their face ids */
+    int interrupted;    /* the index of the enrolment the kill interrupted, or -1 */
+    int retry_status;   /* the other replica's final answer to its retry */
     long long retry_id;
-    double retry_ms;         /* from the failure to that answer */
-    int retry_busy;          /* 409 answers on the way */
+    double retry_ms; /* from the failure to that answer */
+    int retry_busy;  /* 409 answers on the way */
 };
 
 static void *killed_writer_main(void *arg)
@@ -597,9 +596,9 @@ static void test_database_gone(void **state)
         assert_int_equal(r.status, 503);
         tc_response_free(&r);
         /* No database needed: still served. */
-        assert_int_equal(tc_request(port, "POST", "/v1/detect", "Content-Type: image/jpeg\r\n",
-                                    img, len, &r),
-                         0);
+        assert_int_equal(
+            tc_request(port, "POST", "/v1/detect", "Content-Type: image/jpeg\r\n", img, len, &r),
+            0);
         assert_int_equal(r.status, 200);
         tc_response_free(&r);
         free(img);
@@ -622,7 +621,7 @@ int main(void)
         cmocka_unit_test(test_idempotency_across),
         cmocka_unit_test(test_abandoned_claim),
         cmocka_unit_test(test_replica_killed),
-        cmocka_unit_test(test_keys_shared), /* replicas may need a second to drop the key */
+        cmocka_unit_test(test_keys_shared),   /* replicas may need a second to drop the key */
         cmocka_unit_test(test_database_gone), /* last: stops the database */
     };
     return cmocka_run_group_tests(tests, start, stop);

@@ -184,8 +184,8 @@ static void test_subjects(void **state)
     EXPECT_RC(gal_subject_add(g, "c", "tab\there", NULL), BASE_ERR_INVALID);
     /* Ids come back in JSON, so they must be UTF-8: a stray continuation byte, a truncated
      * sequence, an overlong '/', a surrogate and a value past U+10FFFF are refused. */
-    static const char *const not_utf8[] = {"a\x80\x62", "caf\xc3", "\xc0\xaf", "\xed\xa0\x80",
-                                           "\xf4\x90\x80\x80", "\xff"};
+    static const char *const not_utf8[] = {"a\x80\x62",    "caf\xc3",          "\xc0\xaf",
+                                           "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xff"};
     for (size_t i = 0; i < sizeof not_utf8 / sizeof not_utf8[0]; i++)
         EXPECT_RC(gal_subject_add(g, "c", not_utf8[i], NULL), BASE_ERR_INVALID);
     const char *utf8 = "J\xc3\xbcrgen \xe2\x82\xac \xf0\x9f\x99\x82";

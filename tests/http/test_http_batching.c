@@ -81,8 +81,8 @@ static const char *route_of(int k)
 
 static int post_photo(int port, int k, tc_response *r)
 {
-    return tc_request(port, "POST", route_of(k), "Content-Type: image/jpeg\r\n", photo[k % N_PHOTOS],
-                      photo_len[k % N_PHOTOS], r);
+    return tc_request(port, "POST", route_of(k), "Content-Type: image/jpeg\r\n",
+                      photo[k % N_PHOTOS], photo_len[k % N_PHOTOS], r);
 }
 
 typedef struct client {
@@ -109,7 +109,8 @@ static void expect_same(const faces *a, const faces *b, int k)
     if (a->n != b->n) fail_msg("request %d: %d faces alone, %d batched", k, a->n, b->n);
     assert_int_equal(a->dim, b->dim);
     for (int i = 0; i < a->n; i++) {
-        for (int c = 0; c < 4; c++) assert_float_equal(a->box[i][c], b->box[i][c], 1e-4);
+        for (int c = 0; c < 4; c++)
+            assert_float_equal(a->box[i][c], b->box[i][c], 1e-4);
         for (int d = 0; d < a->dim; d++)
             if (fabsf(a->value[i][d] - b->value[i][d]) > 1e-5f)
                 fail_msg("request %d (%s) face %d value %d: %.7f alone, %.7f batched", k,
@@ -274,7 +275,8 @@ static void test_batching(void **state)
     assert_int_equal(run.rc, 0);
     http_server_destroy(s);
     tc_rm_rf(dir);
-    for (int i = 0; i < N_PHOTOS; i++) free(photo[i]);
+    for (int i = 0; i < N_PHOTOS; i++)
+        free(photo[i]);
 }
 
 int main(void)

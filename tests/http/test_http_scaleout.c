@@ -45,13 +45,12 @@ static pid_t nginx_pid;
 static tc_server replica[REPLICAS];
 
 static const char *const serve_args[] = {
-    "--store", url, "--workers", "1", "--grace-ms", "300", "--deadline-ms", "30000",
-    "--max-deadline-ms", "30000", NULL};
+    "--store",       url,     "--workers",         "1",     "--grace-ms", "300",
+    "--deadline-ms", "30000", "--max-deadline-ms", "30000", NULL};
 
 static int have_models(void)
 {
-    return tc_exists("models/human/blazeface-back.json") &&
-           tc_exists("models/samples/sample1.jpg");
+    return tc_exists("models/human/blazeface-back.json") && tc_exists("models/samples/sample1.jpg");
 }
 
 static int free_port(void)

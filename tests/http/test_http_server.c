@@ -771,10 +771,11 @@ static void test_faces_and_search(void **state)
     assert_int_equal(tc_post_json(port, "/v1/collections", NULL, "{\"name\":\"empty\"}", &r), 0);
     assert_int_equal(r.status, 201);
     tc_response_free(&r);
-    assert_int_equal(tc_request(port, "POST", "/v1/collections/empty/search",
-                                fixtures ? "Content-Type: image/png\r\n" : "Content-Type: image/jpeg\r\n",
-                                q, len, &r),
-                     0);
+    assert_int_equal(
+        tc_request(port, "POST", "/v1/collections/empty/search",
+                   fixtures ? "Content-Type: image/png\r\n" : "Content-Type: image/jpeg\r\n", q,
+                   len, &r),
+        0);
     j = expect_json(&r, 200);
     faces = json_object_get(j, "faces");
     assert_true(json_array_size(faces) >= 1);
@@ -1031,9 +1032,8 @@ static void test_bad_request_corpus(void **state)
     /* Bytes that are not UTF-8 where the error message quotes the client (a Content-Type, a
      * path, a query parameter): still the 4xx the request deserves, as valid JSON, never a
      * 500 because the message could not become a JSON string. */
-    assert_int_equal(tc_request(port, "POST", "/v1/detect", "Content-Type: te\xe9xt/plain\r\n",
-                                "hi", 2, &r),
-                     0);
+    assert_int_equal(
+        tc_request(port, "POST", "/v1/detect", "Content-Type: te\xe9xt/plain\r\n", "hi", 2, &r), 0);
     expect_error(&r, 415, "unsupported_media_type");
     tc_response_free(&r);
     assert_int_equal(tc_get(port, "/v1/nowhere/%FF\xfe", NULL, &r), 0);
@@ -1362,9 +1362,9 @@ static void test_sigterm_drain(void **state)
     /* A deadline longer than the test: admission must not refuse (503) a request it cannot
      * start within the default 5 s, which sanitizer builds (a second per photo) can hit;
      * this test is about the drain. */
-    static const char *const args[] = {"--workers",          "2",     "--grace-ms",    "400",
-                                       "--drain-timeout-ms", "30000", "--deadline-ms", "60000",
-                                       NULL};
+    static const char *const args[] = {
+        "--workers",     "2",     "--grace-ms", "400", "--drain-timeout-ms", "30000",
+        "--deadline-ms", "60000", NULL};
     assert_int_equal(tc_server_start(&s, NULL, args, 1), 0);
     size_t len;
     char *jpeg = load(SAMPLE, &len);
@@ -1385,7 +1385,8 @@ static void test_sigterm_drain(void **state)
     /* Answers before the signal; each client has one more request in flight (or sends it
      * within the grace period), and every one of those must be answered 200 too. */
     int before = 0;
-    for (int i = 0; i < N; i++) before += __atomic_load_n(&c[i].n, __ATOMIC_ACQUIRE);
+    for (int i = 0; i < N; i++)
+        before += __atomic_load_n(&c[i].n, __ATOMIC_ACQUIRE);
     double t0 = tc_now_ms();
     kill(s.pid, SIGTERM);
     /* Readiness turns false at once while requests are still served. */
@@ -1414,7 +1415,7 @@ static void test_sigterm_drain(void **state)
                   "grace period, exit %d after %.0f ms\n",
                   ok, before, after_refused, exit_code, drain_ms);
     assert_int_equal(exit_code, 0);
-    assert_true(ok >= before + N); /* the N in flight at SIGTERM all finished */
+    assert_true(ok >= before + N);      /* the N in flight at SIGTERM all finished */
     assert_int_equal(after_refused, N); /* each client ends refused, none hangs */
     assert_true(drain_ms < 30000);
     /* The server's own log: every request it began was answered 200, none cut off. */
@@ -1703,9 +1704,8 @@ static void test_precheck_skips_pipeline(void **state)
     tc_form_field(&v2, "subject", "amy");
     tc_form_file(&v2, "image", img, len);
     post_expect_error(port, "/v1/verify", NULL, &v2, 404, "collection_not_found");
-    assert_int_equal(tc_post_json(port, "/v1/collections/pre/subjects", NULL, "{\"id\":\"empty\"}",
-                                  &r),
-                     0);
+    assert_int_equal(
+        tc_post_json(port, "/v1/collections/pre/subjects", NULL, "{\"id\":\"empty\"}", &r), 0);
     assert_int_equal(r.status, 201);
     tc_response_free(&r);
     tc_form v3 = {0};
@@ -1719,9 +1719,8 @@ static void test_precheck_skips_pipeline(void **state)
     post_expect_error(port, "/v1/verify", NULL, &v4, 422, "invalid_parameter");
 
     /* none of them ran the pipeline; a detect does, once */
-    assert_int_equal(tc_request(port, "POST", "/v1/detect", "Content-Type: image/jpeg\r\n", img,
-                                len, &r),
-                     0);
+    assert_int_equal(
+        tc_request(port, "POST", "/v1/detect", "Content-Type: image/jpeg\r\n", img, len, &r), 0);
     assert_int_equal(r.status, 200);
     tc_response_free(&r);
     double c1 = detect_runs(port);

@@ -69,7 +69,8 @@ typedef struct {
     size_t len, pos;
 } golden__cursor;
 
-static inline int golden__u32(golden__cursor *c, uint32_t *v) {
+static inline int golden__u32(golden__cursor *c, uint32_t *v)
+{
     if (c->len - c->pos < 4) return -1;
     const unsigned char *b = c->p + c->pos;
     *v = (uint32_t)b[0] | ((uint32_t)b[1] << 8) | ((uint32_t)b[2] << 16) | ((uint32_t)b[3] << 24);
@@ -77,7 +78,8 @@ static inline int golden__u32(golden__cursor *c, uint32_t *v) {
     return 0;
 }
 
-static inline int golden__i64(golden__cursor *c, int64_t *v) {
+static inline int golden__i64(golden__cursor *c, int64_t *v)
+{
     uint32_t lo, hi;
     if (golden__u32(c, &lo) || golden__u32(c, &hi)) return -1;
     uint64_t u = ((uint64_t)hi << 32) | lo;
@@ -87,7 +89,8 @@ static inline int golden__i64(golden__cursor *c, int64_t *v) {
 }
 
 /* Reads a whole file; returns malloc'd buffer (caller frees) or NULL. */
-static inline unsigned char *golden__slurp(const char *path, size_t *len) {
+static inline unsigned char *golden__slurp(const char *path, size_t *len)
+{
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;
     unsigned char *buf = NULL;
@@ -110,9 +113,11 @@ fail:
 /* ---- public API ---------------------------------------------------------- */
 
 /* Frees the data of every output and zeroes *g. Safe on a zeroed struct. */
-static inline void golden_free(golden_file *g) {
+static inline void golden_free(golden_file *g)
+{
     if (!g) return;
-    for (int i = 0; i < GOLDEN_MAX_OUTPUTS; i++) free(g->out[i].data);
+    for (int i = 0; i < GOLDEN_MAX_OUTPUTS; i++)
+        free(g->out[i].data);
     memset(g, 0, sizeof *g);
 }
 
@@ -120,7 +125,8 @@ static inline void golden_free(golden_file *g) {
  * or malformation (bad magic, counts out of range, empty or NUL-containing
  * name, negative or overflowing dims, truncated data, trailing bytes), in
  * which case *g is left zeroed. Free with golden_free(). */
-static inline int golden_read(const char *path, golden_file *g) {
+static inline int golden_read(const char *path, golden_file *g)
+{
     if (!g) return -1;
     memset(g, 0, sizeof *g);
     if (!path) return -1;
@@ -171,7 +177,8 @@ fail:
 }
 
 /* Returns the output called `name`, or NULL. */
-static inline const golden_output *golden_find(const golden_file *g, const char *name) {
+static inline const golden_output *golden_find(const golden_file *g, const char *name)
+{
     if (!g || !name) return NULL;
     for (int i = 0; i < g->n && i < GOLDEN_MAX_OUTPUTS; i++)
         if (strcmp(g->out[i].name, name) == 0) return &g->out[i];
@@ -183,9 +190,13 @@ static inline const golden_output *golden_find(const golden_file *g, const char 
  * face_rgb_path (path of golden/face256.rgb) is only used for "face" and may
  * be NULL for "random". "face" requires c == 1 or c == 3. Returns 0, or -1 on
  * bad arguments or when face256.rgb cannot be read or is not 196608 bytes. */
-static inline int golden_input(const char *kind, const char *face_rgb_path, int h, int w, int c, float *dst) {
+static inline int golden_input(const char *kind, const char *face_rgb_path, int h, int w, int c,
+                               float *dst)
+{
     if (!kind || !dst || h <= 0 || w <= 0 || c <= 0) return -1;
-    if ((size_t)h > SIZE_MAX / (size_t)w || (size_t)h * (size_t)w > SIZE_MAX / sizeof(float) / (size_t)c) return -1;
+    if ((size_t)h > SIZE_MAX / (size_t)w ||
+        (size_t)h * (size_t)w > SIZE_MAX / sizeof(float) / (size_t)c)
+        return -1;
     size_t count = (size_t)h * (size_t)w * (size_t)c;
     if (strcmp(kind, "random") == 0) {
         uint32_t s = GOLDEN_RANDOM_SEED;
@@ -229,8 +240,9 @@ static inline int golden_input(const char *kind, const char *face_rgb_path, int 
  * all-zero, 0 when exactly one is). Returns 0, or -1 when n == 0, a pointer is
  * NULL, or any value in got or ref is NaN/Inf (the outputs are still written;
  * max_abs_err is then +Inf). */
-static inline int golden_compare(const float *got, const float *ref, size_t n, double *max_abs_err, double *max_abs_ref,
-                                 double *cosine) {
+static inline int golden_compare(const float *got, const float *ref, size_t n, double *max_abs_err,
+                                 double *max_abs_ref, double *cosine)
+{
     double err = 0.0, mref = 0.0, dot = 0.0, ng = 0.0, nr = 0.0;
     int bad = (!got || !ref || n == 0);
     for (size_t i = 0; !bad && i < n; i++) {
@@ -247,9 +259,12 @@ static inline int golden_compare(const float *got, const float *ref, size_t n, d
         nr += b * b;
     }
     double cs;
-    if (ng == 0.0 && nr == 0.0) cs = 1.0;
-    else if (ng == 0.0 || nr == 0.0) cs = 0.0;
-    else cs = dot / (sqrt(ng) * sqrt(nr));
+    if (ng == 0.0 && nr == 0.0)
+        cs = 1.0;
+    else if (ng == 0.0 || nr == 0.0)
+        cs = 0.0;
+    else
+        cs = dot / (sqrt(ng) * sqrt(nr));
     if (bad) {
         err = INFINITY;
         cs = 0.0;

@@ -32,26 +32,32 @@ static void write_file(const char *name, const void *data, size_t len)
 /* A valid tiny model: input [N,4,4,2] -> conv 1x1 (2->3, bias, relu) -> output. Weights are 6
  * floats of filter and 3 of bias: 36 bytes. */
 static const char *node_list =
-    "{\"name\":\"x\",\"op\":\"Placeholder\",\"attr\":{\"shape\":{\"shape\":{\"dim\":[{\"size\":\"-1\"},"
+    "{\"name\":\"x\",\"op\":\"Placeholder\",\"attr\":{\"shape\":{\"shape\":{\"dim\":[{\"size\":\"-"
+    "1\"},"
     "{\"size\":\"4\"},{\"size\":\"4\"},{\"size\":\"2\"}]}}}},"
     "{\"name\":\"w\",\"op\":\"Const\"},{\"name\":\"b\",\"op\":\"Const\"},"
-    "{\"name\":\"y\",\"op\":\"%s\",\"input\":[\"%s\",\"w\",\"b\"],\"attr\":{\"padding\":{\"s\":\"VkFMSUQ=\"},"
-    "\"strides\":{\"list\":{\"i\":[\"1\",\"1\",\"1\",\"1\"]}},\"fused_ops\":{\"list\":{\"s\":[\"Qmlhc0FkZA==\",\"UmVsdQ==\"]}},"
+    "{\"name\":\"y\",\"op\":\"%s\",\"input\":[\"%s\",\"w\",\"b\"],\"attr\":{\"padding\":{\"s\":"
+    "\"VkFMSUQ=\"},"
+    "\"strides\":{\"list\":{\"i\":[\"1\",\"1\",\"1\",\"1\"]}},\"fused_ops\":{\"list\":{\"s\":["
+    "\"Qmlhc0FkZA==\",\"UmVsdQ==\"]}},"
     "\"num_args\":{\"i\":\"1\"}}}%s";
 
-static void write_model(const char *op, const char *conv_input, const char *extra_nodes, const char *wshape,
-                        size_t shard_bytes)
+static void write_model(const char *op, const char *conv_input, const char *extra_nodes,
+                        const char *wshape, size_t shard_bytes)
 {
     char nodes[4096], json[8192];
     snprintf(nodes, sizeof nodes, node_list, op, conv_input, extra_nodes);
     snprintf(json, sizeof json,
-             "{\"format\":\"graph-model\",\"modelTopology\":{\"node\":[%s]},\"weightsManifest\":[{\"paths\":"
-             "[\"w.shard\"],\"weights\":[{\"name\":\"w\",\"shape\":%s,\"dtype\":\"float32\"},{\"name\":\"b\","
+             "{\"format\":\"graph-model\",\"modelTopology\":{\"node\":[%s]},\"weightsManifest\":[{"
+             "\"paths\":"
+             "[\"w.shard\"],\"weights\":[{\"name\":\"w\",\"shape\":%s,\"dtype\":\"float32\"},{"
+             "\"name\":\"b\","
              "\"shape\":[3],\"dtype\":\"float32\"}]}]}",
              nodes, wshape);
     write_file("model.json", json, strlen(json));
     float shard[64];
-    for (int i = 0; i < 64; i++) shard[i] = (float)i / 8;
+    for (int i = 0; i < 64; i++)
+        shard[i] = (float)i / 8;
     write_file("w.shard", shard, shard_bytes);
 }
 
@@ -65,8 +71,10 @@ static void expect_error(int want_code, const char *needle)
     const char *msg = base_error_message();
     printf("  -> %d %s: %s\n", rc, base_strerror(rc), msg);
     assert_null(m);
-    if (want_code) assert_int_equal(rc, want_code);
-    else assert_true(rc < 0);
+    if (want_code)
+        assert_int_equal(rc, want_code);
+    else
+        assert_true(rc < 0);
     if (!strstr(msg, needle)) fail_msg("error message '%s' does not mention '%s'", msg, needle);
 }
 
@@ -82,7 +90,8 @@ static void test_valid_tiny_model_runs(void **state)
     nn_context *ctx = NULL;
     assert_int_equal(nn_context_create(m, NULL, &ctx), 0);
     float *x = nn_context_input(ctx, 0);
-    for (int i = 0; i < 32; i++) x[i] = (i % 2) ? 1.0f : -1.0f;
+    for (int i = 0; i < 32; i++)
+        x[i] = (i % 2) ? 1.0f : -1.0f;
     assert_int_equal(nn_context_run(ctx, 1), 0);
     nn_io_info info;
     const float *y = nn_context_output(ctx, 0, &info);
@@ -140,7 +149,8 @@ static void test_cycle(void **state)
 {
     (void)state;
     /* y reads z, z reads y. */
-    write_model("_FusedConv2D", "z", ",{\"name\":\"z\",\"op\":\"Relu\",\"input\":[\"y\"]}", "[1,1,2,3]", 36);
+    write_model("_FusedConv2D", "z", ",{\"name\":\"z\",\"op\":\"Relu\",\"input\":[\"y\"]}",
+                "[1,1,2,3]", 36);
     expect_error(BASE_ERR_FORMAT, "cycle");
 }
 
@@ -186,8 +196,9 @@ static void test_invalid_json(void **state)
 static void test_shard_path_escape(void **state)
 {
     (void)state;
-    const char *json = "{\"modelTopology\":{\"node\":[]},\"weightsManifest\":[{\"paths\":[\"../../etc/passwd\"],"
-                       "\"weights\":[]}]}";
+    const char *json =
+        "{\"modelTopology\":{\"node\":[]},\"weightsManifest\":[{\"paths\":[\"../../etc/passwd\"],"
+        "\"weights\":[]}]}";
     write_file("model.json", json, strlen(json));
     expect_error(BASE_ERR_FORMAT, "not a plain file name");
 }
@@ -235,12 +246,18 @@ static int teardown(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_valid_tiny_model_runs), cmocka_unit_test(test_truncated_shard),
-        cmocka_unit_test(test_shard_longer_than_manifest), cmocka_unit_test(test_missing_shard),
-        cmocka_unit_test(test_missing_model_file), cmocka_unit_test(test_unknown_op),
-        cmocka_unit_test(test_cycle), cmocka_unit_test(test_absurd_dimensions),
-        cmocka_unit_test(test_filter_does_not_fit), cmocka_unit_test(test_dangling_input),
-        cmocka_unit_test(test_invalid_json), cmocka_unit_test(test_shard_path_escape),
+        cmocka_unit_test(test_valid_tiny_model_runs),
+        cmocka_unit_test(test_truncated_shard),
+        cmocka_unit_test(test_shard_longer_than_manifest),
+        cmocka_unit_test(test_missing_shard),
+        cmocka_unit_test(test_missing_model_file),
+        cmocka_unit_test(test_unknown_op),
+        cmocka_unit_test(test_cycle),
+        cmocka_unit_test(test_absurd_dimensions),
+        cmocka_unit_test(test_filter_does_not_fit),
+        cmocka_unit_test(test_dangling_input),
+        cmocka_unit_test(test_invalid_json),
+        cmocka_unit_test(test_shard_path_escape),
         cmocka_unit_test(test_truncated_real_model),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -22,31 +22,39 @@
 static void test_builder_network(void **state)
 {
     (void)state;
-    float w1[9 * 2], b1[2] = {0.1f, -0.2f}, dw[9 * 2], fc[2 * 3] = {1, -1, 0.5f, 0.25f, 2, -3}, fb[3] = {0, 0.1f, 0};
-    for (int i = 0; i < 18; i++) w1[i] = (float)((i * 7) % 11 - 5) / 10.0f;
-    for (int i = 0; i < 18; i++) dw[i] = (float)((i * 5) % 7 - 3) / 6.0f;
+    float w1[9 * 2], b1[2] = {0.1f, -0.2f}, dw[9 * 2], fc[2 * 3] = {1, -1, 0.5f, 0.25f, 2, -3},
+                     fb[3] = {0, 0.1f, 0};
+    for (int i = 0; i < 18; i++)
+        w1[i] = (float)((i * 7) % 11 - 5) / 10.0f;
+    for (int i = 0; i < 18; i++)
+        dw[i] = (float)((i * 5) % 7 - 3) / 6.0f;
     for (int mode = 0; mode < 2; mode++) {
         nn_builder *b = nn_builder_create();
         assert_non_null(b);
-        int64_t d1[4] = {3, 3, 1, 2}, db[1] = {2}, d2[4] = {3, 3, 2, 1}, df[2] = {2, 3}, dfb[1] = {3};
+        int64_t d1[4] = {3, 3, 1, 2}, db[1] = {2}, d2[4] = {3, 3, 2, 1}, df[2] = {2, 3},
+                dfb[1] = {3};
         int x = nn_builder_input(b, "x", 5, 5, 1);
-        int y = nn_builder_conv2d(b, x, nn_builder_constant(b, "w1", 4, d1, w1), nn_builder_constant(b, "b1", 1, db, b1),
-                                  2, NN_PADDING_SAME, NN_ACTIVATION_RELU);
-        y = nn_builder_depthwise_conv2d(b, y, nn_builder_constant(b, "dw", 4, d2, dw), -1, 1, NN_PADDING_SAME,
-                                        NN_ACTIVATION_NONE);
+        int y = nn_builder_conv2d(b, x, nn_builder_constant(b, "w1", 4, d1, w1),
+                                  nn_builder_constant(b, "b1", 1, db, b1), 2, NN_PADDING_SAME,
+                                  NN_ACTIVATION_RELU);
+        y = nn_builder_depthwise_conv2d(b, y, nn_builder_constant(b, "dw", 4, d2, dw), -1, 1,
+                                        NN_PADDING_SAME, NN_ACTIVATION_NONE);
         y = nn_builder_mean(b, y, (1 << 1) | (1 << 2), 0);
         y = nn_builder_fully_connected(b, y, nn_builder_constant(b, "fc", 2, df, fc),
-                                       nn_builder_constant(b, "fb", 1, dfb, fb), NN_ACTIVATION_NONE);
+                                       nn_builder_constant(b, "fb", 1, dfb, fb),
+                                       NN_ACTIVATION_NONE);
         y = nn_builder_softmax(b, y);
         assert_true(nn_builder_output(b, y, "probs") >= 0);
         nn_model *m = NULL;
         int rc = nn_model_from_builder(b, NULL, &m);
         if (rc) fail_msg("%s", base_error_message());
         nn_context *ctx = NULL;
-        nn_context_options co = {.max_batch = 2, .backend = mode ? NN_BACKEND_REFERENCE : NN_BACKEND_AUTO};
+        nn_context_options co = {.max_batch = 2,
+                                 .backend = mode ? NN_BACKEND_REFERENCE : NN_BACKEND_AUTO};
         assert_int_equal(nn_context_create(m, &co, &ctx), 0);
         float *in = nn_context_input(ctx, 0);
-        for (int i = 0; i < 50; i++) in[i] = (float)((i * 13) % 17) / 17.0f - 0.3f;
+        for (int i = 0; i < 50; i++)
+            in[i] = (float)((i * 13) % 17) / 17.0f - 0.3f;
         assert_int_equal(nn_context_run(ctx, 2), 0);
         nn_io_info info;
         const float *out = nn_context_output(ctx, 0, &info);
@@ -85,8 +93,10 @@ static void test_builder_network(void **state)
                 logits[j] = mean[0] * fc[j] + mean[1] * fc[3 + j] + fb[j];
                 if (logits[j] > mx) mx = logits[j];
             }
-            for (int j = 0; j < 3; j++) sum += exp(logits[j] - mx);
-            for (int j = 0; j < 3; j++) assert_float_equal(out[n * 3 + j], exp(logits[j] - mx) / sum, 1e-5);
+            for (int j = 0; j < 3; j++)
+                sum += exp(logits[j] - mx);
+            for (int j = 0; j < 3; j++)
+                assert_float_equal(out[n * 3 + j], exp(logits[j] - mx) / sum, 1e-5);
         }
         nn_context_destroy(ctx);
         nn_model_destroy(m);
@@ -100,7 +110,8 @@ static void test_builder_errors_propagate(void **state)
     int x = nn_builder_input(b, "x", 4, 4, 3);
     int64_t d[4] = {3, 3, 2, 8}; /* 2 input channels for a 3-channel input */
     float w[3 * 3 * 2 * 8] = {0};
-    int y = nn_builder_conv2d(b, x, nn_builder_constant(b, "w", 4, d, w), -1, 1, NN_PADDING_SAME, NN_ACTIVATION_NONE);
+    int y = nn_builder_conv2d(b, x, nn_builder_constant(b, "w", 4, d, w), -1, 1, NN_PADDING_SAME,
+                              NN_ACTIVATION_NONE);
     assert_true(y < 0);
     assert_non_null(strstr(base_error_message(), "does not fit"));
     /* Later calls fail with the same code; finishing reports it and frees everything. */

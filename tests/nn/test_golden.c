@@ -19,9 +19,19 @@
 #include <unistd.h>
 
 static const char *const models[] = {
-    "blazeface-back", "blazeface-front", "facemesh-detection-full", "facemesh", "faceres",
-    "mobilefacenet",  "mobileface",      "gear",                    "age",      "gender",
-    "emotion",        "antispoof",       "liveness",
+    "blazeface-back",
+    "blazeface-front",
+    "facemesh-detection-full",
+    "facemesh",
+    "faceres",
+    "mobilefacenet",
+    "mobileface",
+    "gear",
+    "age",
+    "gender",
+    "emotion",
+    "antispoof",
+    "liveness",
 };
 #define N_MODELS (sizeof models / sizeof models[0])
 
@@ -31,8 +41,8 @@ static int models_present(void)
 }
 
 /* Compares all outputs of the last run (batch element `elem`) with a golden file. */
-static void compare_outputs(const char *model, const char *input, nn_context *ctx, const nn_model *m,
-                            int elem, const char *backend)
+static void compare_outputs(const char *model, const char *input, nn_context *ctx,
+                            const nn_model *m, int elem, const char *backend)
 {
     char path[512];
     snprintf(path, sizeof path, "tests/nn/golden/%s.%s.gold", model, input);
@@ -42,22 +52,28 @@ static void compare_outputs(const char *model, const char *input, nn_context *ct
     for (int i = 0; i < gf.n; i++) {
         const golden_output *ref = &gf.out[i];
         int idx = nn_model_output_index(m, ref->name);
-        if (idx < 0) fail_msg("%s: output %s of the golden is not a model output", model, ref->name);
+        if (idx < 0)
+            fail_msg("%s: output %s of the golden is not a model output", model, ref->name);
         nn_io_info info;
         const float *got = nn_context_output(ctx, idx, &info);
         size_t per = 1;
-        for (int d = 1; d < info.rank; d++) per *= (size_t)info.dim[d];
+        for (int d = 1; d < info.rank; d++)
+            per *= (size_t)info.dim[d];
         assert_int_equal(per * 1, ref->count);
         double err, mref, cos;
-        assert_int_equal(golden_compare(got + per * (size_t)elem, ref->data, ref->count, &err, &mref, &cos), 0);
+        assert_int_equal(
+            golden_compare(got + per * (size_t)elem, ref->data, ref->count, &err, &mref, &cos), 0);
         double tol = 1e-4 * (1 + mref);
         int is_embedding = !strcmp(model, "mobilefacenet") || !strcmp(model, "mobileface") ||
                            (!strcmp(model, "faceres") && strstr(ref->name, "Mean"));
-        printf("  %-24s %-7s %-6s %-22s max_err %.3g (tol %.3g) cos %.8f\n", model, backend, input, ref->name,
-               err, tol, cos);
-        if (err > tol) fail_msg("%s/%s/%s: output %s max abs error %g > %g", model, backend, input, ref->name, err, tol);
+        printf("  %-24s %-7s %-6s %-22s max_err %.3g (tol %.3g) cos %.8f\n", model, backend, input,
+               ref->name, err, tol, cos);
+        if (err > tol)
+            fail_msg("%s/%s/%s: output %s max abs error %g > %g", model, backend, input, ref->name,
+                     err, tol);
         if (is_embedding && cos < 0.99999)
-            fail_msg("%s/%s/%s: embedding %s cosine %.8f < 0.99999", model, backend, input, ref->name, cos);
+            fail_msg("%s/%s/%s: embedding %s cosine %.8f < 0.99999", model, backend, input,
+                     ref->name, cos);
     }
     golden_free(&gf);
 }
@@ -77,7 +93,8 @@ static void run_model(const char *model, nn_backend backend)
     /* Batch 3: random, face, random; each element must match its golden. */
     nn_context *ctx = NULL;
     /* Two intra-op threads on the XNNPACK path: the pooled kernels must give the same results. */
-    nn_context_options co = {.max_batch = 3, .threads = backend == NN_BACKEND_AUTO ? 2 : 1, .backend = backend};
+    nn_context_options co = {
+        .max_batch = 3, .threads = backend == NN_BACKEND_AUTO ? 2 : 1, .backend = backend};
     rc = nn_context_create(m, &co, &ctx);
     if (rc) fail_msg("context for %s: %s", model, base_error_message());
     float *x = nn_context_input(ctx, 0);
@@ -91,7 +108,8 @@ static void run_model(const char *model, nn_backend backend)
     }
     /* Batch 3 with each schedule: the automatic one (the default), image by image, and as one
      * whole batch. */
-    static const nn_schedule schedules[] = {NN_SCHEDULE_AUTO, NN_SCHEDULE_PER_IMAGE, NN_SCHEDULE_WHOLE_BATCH};
+    static const nn_schedule schedules[] = {NN_SCHEDULE_AUTO, NN_SCHEDULE_PER_IMAGE,
+                                            NN_SCHEDULE_WHOLE_BATCH};
     for (int si = 0; si < 3; si++) {
         if (si) {
             nn_context_destroy(ctx);
@@ -117,14 +135,16 @@ static void test_reference_backend(void **state)
 {
     (void)state;
     if (!models_present()) skip();
-    for (size_t i = 0; i < N_MODELS; i++) run_model(models[i], NN_BACKEND_REFERENCE);
+    for (size_t i = 0; i < N_MODELS; i++)
+        run_model(models[i], NN_BACKEND_REFERENCE);
 }
 
 static void test_xnnpack_backend(void **state)
 {
     (void)state;
     if (!models_present()) skip();
-    for (size_t i = 0; i < N_MODELS; i++) run_model(models[i], NN_BACKEND_AUTO);
+    for (size_t i = 0; i < N_MODELS; i++)
+        run_model(models[i], NN_BACKEND_AUTO);
 }
 
 int main(void)

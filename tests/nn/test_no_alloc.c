@@ -77,9 +77,11 @@ static void check_model(const char *name, int threads)
         assert_int_equal(nn_context_run(ctx, batch), 0); /* sets the operators up for this batch */
         allocations = 0;
         counting = 1;
-        for (int i = 0; i < 3; i++) nn_context_run(ctx, batch);
+        for (int i = 0; i < 3; i++)
+            nn_context_run(ctx, batch);
         counting = 0;
-        printf("  %s batch %d threads %d: %ld allocations in 3 runs\n", name, batch, threads, allocations);
+        printf("  %s batch %d threads %d: %ld allocations in 3 runs\n", name, batch, threads,
+               allocations);
         assert_int_equal(allocations, 0);
     }
     nn_context_destroy(ctx);
@@ -91,8 +93,10 @@ static void test_runs_do_not_allocate(void **state)
     (void)state;
     if (access("models/human/mobilefacenet.json", R_OK) != 0) skip();
     /* Every kind of op the pack uses appears in one of these. */
-    const char *models[] = {"mobilefacenet", "blazeface-back", "facemesh-detection-full", "age", "gear", "faceres"};
-    for (size_t i = 0; i < sizeof models / sizeof models[0]; i++) check_model(models[i], 1);
+    const char *models[] = {"mobilefacenet", "blazeface-back", "facemesh-detection-full",
+                            "age",           "gear",           "faceres"};
+    for (size_t i = 0; i < sizeof models / sizeof models[0]; i++)
+        check_model(models[i], 1);
     check_model("mobilefacenet", 2);
 }
 

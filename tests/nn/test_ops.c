@@ -402,10 +402,10 @@ static void test_conv2d_asymmetric(void **state)
 static void test_conv2d_sliced(void **state)
 {
     (void)state;
-    conv_case(5, 5, 200, 300, 3, 1, 1, 1, 0, 1);  /* 2.2 MB: 5 slices, the last of 44 */
-    conv_case(9, 7, 200, 300, 3, 2, 1, 0, 0, 4);  /* VALID, stride 2, PReLU */
-    conv_case(4, 4, 256, 256, 3, 1, 1, 1, 0, 2);  /* faceapi-resnet's 4x4 layers, Relu6 */
-    conv_case(3, 5, 700, 333, 1, 1, 1, 0, 0, 3);  /* 1x1, 0.9 MB: 2 slices, leaky */
+    conv_case(5, 5, 200, 300, 3, 1, 1, 1, 0, 1); /* 2.2 MB: 5 slices, the last of 44 */
+    conv_case(9, 7, 200, 300, 3, 2, 1, 0, 0, 4); /* VALID, stride 2, PReLU */
+    conv_case(4, 4, 256, 256, 3, 1, 1, 1, 0, 2); /* faceapi-resnet's 4x4 layers, Relu6 */
+    conv_case(3, 5, 700, 333, 1, 1, 1, 0, 0, 3); /* 1x1, 0.9 MB: 2 slices, leaky */
     static const int ks[] = {3000, 1024};
     static const int ms[] = {257, 1000};
     for (int v = 0; v < 2; v++) {
@@ -414,7 +414,8 @@ static void test_conv2d_sliced(void **state)
         int x = add_input(g, SHAPE(N, ks[v]));
         int prelu;
         nn_act act = act_cycle(v ? 4 : 1, &prelu);
-        int inputs[4] = {x, add_const(g, SHAPE(ks[v], ms[v]), -1, 1), add_const(g, SHAPE(ms[v]), -1, 1), -1};
+        int inputs[4] = {x, add_const(g, SHAPE(ks[v], ms[v]), -1, 1),
+                         add_const(g, SHAPE(ms[v]), -1, 1), -1};
         if (prelu) inputs[3] = add_const(g, SHAPE(ms[v]), -0.5f, 0.5f);
         nn_node n = node_proto(NN_OP_FULLY_CONNECTED, prelu ? 4 : 3, inputs);
         n.p.fc.act = act;
@@ -430,8 +431,8 @@ static void test_conv2d_sliced(void **state)
  * kernel against the reference's fused path (compare_node, batches 1, 5 with threads, 2), and
  * the reference's fused path against its own unfused convolution then pooling, which must
  * agree exactly (the same sums in the same order). */
-static void pooled_case(int h, int w, int cin, int cout, int k, int stride, int dil, int same, nn_pool_kind kind,
-                        int variant)
+static void pooled_case(int h, int w, int cin, int cout, int k, int stride, int dil, int same,
+                        nn_pool_kind kind, int variant)
 {
     char label[160];
     nn_graph *g = nn_graph_new();
@@ -441,28 +442,37 @@ static void pooled_case(int h, int w, int cin, int cout, int k, int stride, int 
     int with_bias = variant % 3 != 2;
     int prelu;
     nn_act act = act_cycle(variant, &prelu);
-    int inputs[4] = {x, add_const(g, SHAPE(k, k, cin, cout), -1, 1), with_bias ? add_const(g, SHAPE(cout), -1, 1) : -1,
-                     -1};
-    if (prelu) inputs[3] = add_const(g, variant % 2 ? SHAPE(cout) : SHAPE(1, 1, 1, cout), -0.5f, 0.5f);
+    int inputs[4] = {x, add_const(g, SHAPE(k, k, cin, cout), -1, 1),
+                     with_bias ? add_const(g, SHAPE(cout), -1, 1) : -1, -1};
+    if (prelu)
+        inputs[3] = add_const(g, variant % 2 ? SHAPE(cout) : SHAPE(1, 1, 1, cout), -0.5f, 0.5f);
     nn_node n = node_proto(NN_OP_CONV2D, prelu ? 4 : (with_bias ? 3 : 2), inputs);
-    n.p.conv = (nn_conv_params){.kernel_h = k, .kernel_w = k, .stride_h = stride, .stride_w = stride,
-                                .dilation_h = dil, .dilation_w = dil, .act = act};
+    n.p.conv = (nn_conv_params){.kernel_h = k,
+                                .kernel_w = k,
+                                .stride_h = stride,
+                                .stride_w = stride,
+                                .dilation_h = dil,
+                                .dilation_w = dil,
+                                .act = act};
     if (same) {
         same_pads(h, k, stride, dil, &n.p.conv.pad_top, &n.p.conv.pad_bottom);
         same_pads(w, k, stride, dil, &n.p.conv.pad_left, &n.p.conv.pad_right);
     }
     /* The unfused pair first: convolution, then a 2x2 stride-2 VALID pool. */
     int conv_t = nn_graph_add_node(g, &n);
-    if (conv_t < 0) fail_msg("pooled case: graph rejects the convolution: %s", base_error_message());
+    if (conv_t < 0)
+        fail_msg("pooled case: graph rejects the convolution: %s", base_error_message());
     nn_node pn = node_proto(NN_OP_POOL, 1, (int[]){conv_t});
-    pn.p.pool = (nn_pool_params){.kind = kind, .kernel_h = 2, .kernel_w = 2, .stride_h = 2, .stride_w = 2};
+    pn.p.pool =
+        (nn_pool_params){.kind = kind, .kernel_h = 2, .kernel_w = 2, .stride_h = 2, .stride_w = 2};
     int pool_t = nn_graph_add_node(g, &pn);
     assert_true(pool_t >= 0);
     nn_node fused = n;
     fused.p.conv.pool = 2;
     fused.p.conv.pool_kind = kind;
-    snprintf(label, sizeof label, "gemm conv %dx%dx%d->%d k%d s%d d%d %s + %s pool, bias %d act %d", h, w, cin, cout,
-             k, stride, dil, same ? "SAME" : "VALID", kind == NN_POOL_MAX ? "max" : "avg", with_bias, (int)act.kind);
+    snprintf(label, sizeof label, "gemm conv %dx%dx%d->%d k%d s%d d%d %s + %s pool, bias %d act %d",
+             h, w, cin, cout, k, stride, dil, same ? "SAME" : "VALID",
+             kind == NN_POOL_MAX ? "max" : "avg", with_bias, (int)act.kind);
     int fused_t = nn_graph_add_node(g, &fused);
     if (fused_t < 0) fail_msg("%s: graph rejects the node: %s", label, base_error_message());
     if (!nn_shape_equal(&g->tensors[fused_t].shape, &g->tensors[pool_t].shape))
@@ -485,19 +495,23 @@ static void pooled_case(int h, int w, int cin, int cout, int k, int stride, int 
         }
         size_t cnt = (size_t)nn_shape_numel(&in[i].shape, 1);
         xd = buffer_new(cnt);
-        for (size_t q = 0; q < cnt; q++) xd[q] = rng_value(DOMAIN_ANY);
+        for (size_t q = 0; q < cnt; q++)
+            xd[q] = rng_value(DOMAIN_ANY);
         in[i].data = xd;
     }
-    nn_shape cs = with_batch(&g->tensors[conv_t].shape, batch), ps = with_batch(&g->tensors[pool_t].shape, batch);
+    nn_shape cs = with_batch(&g->tensors[conv_t].shape, batch),
+             ps = with_batch(&g->tensors[pool_t].shape, batch);
     size_t cn = (size_t)nn_shape_numel(&cs, 1), pnum = (size_t)nn_shape_numel(&ps, 1);
-    nn_view full = {cs, buffer_new(cn)}, pooled = {ps, buffer_new(pnum)}, direct = {ps, buffer_new(pnum)};
+    nn_view full = {cs, buffer_new(cn)}, pooled = {ps, buffer_new(pnum)},
+            direct = {ps, buffer_new(pnum)};
     assert_int_equal(nn_ref_run(g, &g->nodes[g->tensors[conv_t].producer], in, &full), 0);
-    assert_int_equal(nn_ref_run(g, &g->nodes[g->tensors[pool_t].producer], (nn_view[]){full}, &pooled), 0);
+    assert_int_equal(
+        nn_ref_run(g, &g->nodes[g->tensors[pool_t].producer], (nn_view[]){full}, &pooled), 0);
     assert_int_equal(nn_ref_run(g, fn, in, &direct), 0);
     for (size_t q = 0; q < pnum; q++)
         if (memcmp(&pooled.data[q], &direct.data[q], sizeof(float)) != 0)
-            fail_msg("%s: reference fused %.9g, conv + pool %.9g at %zu", label, (double)direct.data[q],
-                     (double)pooled.data[q], q);
+            fail_msg("%s: reference fused %.9g, conv + pool %.9g at %zu", label,
+                     (double)direct.data[q], (double)pooled.data[q], q);
     base_aligned_free(full.data);
     base_aligned_free(pooled.data);
     base_aligned_free(direct.data);
@@ -512,7 +526,8 @@ static void pooled_case(int h, int w, int cin, int cout, int k, int stride, int 
  * reference's fused node must equal its conv, Mul, Add (and pool) bit for bit; the GEMM kernel
  * is compared with it (compare_node); and the optimiser, given the unfused chain as a graph,
  * must leave one convolution carrying both. */
-static void affine_case(int h, int w, int cin, int cout, int k, int stride, int same, int pool, int variant)
+static void affine_case(int h, int w, int cin, int cout, int k, int stride, int same, int pool,
+                        int variant)
 {
     char label[160];
     nn_graph *g = nn_graph_new();
@@ -521,20 +536,28 @@ static void affine_case(int h, int w, int cin, int cout, int k, int stride, int 
     int x = add_input(g, SHAPE(N, h, w, cin));
     int prelu;
     nn_act act = act_cycle(variant, &prelu);
-    int inputs[4] = {x, add_const(g, SHAPE(k, k, cin, cout), -1, 1), add_const(g, SHAPE(cout), -1, 1), -1};
+    int inputs[4] = {x, add_const(g, SHAPE(k, k, cin, cout), -1, 1),
+                     add_const(g, SHAPE(cout), -1, 1), -1};
     if (prelu) inputs[3] = add_const(g, SHAPE(cout), -0.5f, 0.5f);
     nn_node n = node_proto(NN_OP_CONV2D, prelu ? 4 : 3, inputs);
-    n.p.conv = (nn_conv_params){.kernel_h = k, .kernel_w = k, .stride_h = stride, .stride_w = stride,
-                                .dilation_h = 1, .dilation_w = 1, .act = act};
+    n.p.conv = (nn_conv_params){.kernel_h = k,
+                                .kernel_w = k,
+                                .stride_h = stride,
+                                .stride_w = stride,
+                                .dilation_h = 1,
+                                .dilation_w = 1,
+                                .act = act};
     if (same) {
         same_pads(h, k, stride, 1, &n.p.conv.pad_top, &n.p.conv.pad_bottom);
         same_pads(w, k, stride, 1, &n.p.conv.pad_left, &n.p.conv.pad_right);
     }
     int conv_t = nn_graph_add_node(g, &n);
-    if (conv_t < 0) fail_msg("affine case: graph rejects the convolution: %s", base_error_message());
+    if (conv_t < 0)
+        fail_msg("affine case: graph rejects the convolution: %s", base_error_message());
     int scale = add_const(g, variant % 2 ? SHAPE(cout) : SHAPE(1, 1, 1, cout), -2, 2);
     int shift = add_const(g, SHAPE(cout), -1, 1);
-    nn_node mn = node_proto(NN_OP_BINARY, 2, variant % 3 ? (int[]){conv_t, scale} : (int[]){scale, conv_t});
+    nn_node mn =
+        node_proto(NN_OP_BINARY, 2, variant % 3 ? (int[]){conv_t, scale} : (int[]){scale, conv_t});
     mn.p.binary.kind = NN_BINARY_MUL;
     int mul_t = nn_graph_add_node(g, &mn);
     nn_node an = node_proto(NN_OP_BINARY, 2, (int[]){mul_t, shift});
@@ -545,7 +568,8 @@ static void affine_case(int h, int w, int cin, int cout, int k, int stride, int 
     nn_pool_kind kind = pool == 1 ? NN_POOL_AVG : NN_POOL_MAX;
     if (pool >= 0) {
         nn_node pn = node_proto(NN_OP_POOL, 1, (int[]){add_t});
-        pn.p.pool = (nn_pool_params){.kind = kind, .kernel_h = 2, .kernel_w = 2, .stride_h = 2, .stride_w = 2};
+        pn.p.pool = (nn_pool_params){
+            .kind = kind, .kernel_h = 2, .kernel_w = 2, .stride_h = 2, .stride_w = 2};
         last = nn_graph_add_node(g, &pn);
         assert_true(last >= 0);
     }
@@ -558,8 +582,12 @@ static void affine_case(int h, int w, int cin, int cout, int k, int stride, int 
     fused.p.conv.post_affine = 1;
     fused.p.conv.pool = pool >= 0 ? 2 : 0;
     fused.p.conv.pool_kind = kind;
-    snprintf(label, sizeof label, "gemm conv %dx%dx%d->%d k%d s%d %s + scale, shift%s, act %d", h, w, cin, cout, k,
-             stride, same ? "SAME" : "VALID", pool < 0 ? "" : pool ? " + avg pool" : " + max pool", (int)act.kind);
+    snprintf(label, sizeof label, "gemm conv %dx%dx%d->%d k%d s%d %s + scale, shift%s, act %d", h,
+             w, cin, cout, k, stride, same ? "SAME" : "VALID",
+             pool < 0 ? ""
+             : pool   ? " + avg pool"
+                      : " + max pool",
+             (int)act.kind);
     int fused_t = nn_graph_add_node(g, &fused);
     if (fused_t < 0) fail_msg("%s: graph rejects the node: %s", label, base_error_message());
     const nn_node *fn = &g->nodes[g->tensors[fused_t].producer];
@@ -580,7 +608,8 @@ static void affine_case(int h, int w, int cin, int cout, int k, int stride, int 
         }
         size_t cnt = (size_t)nn_shape_numel(&in[i].shape, 1);
         xd = buffer_new(cnt);
-        for (size_t q = 0; q < cnt; q++) xd[q] = rng_value(DOMAIN_ANY);
+        for (size_t q = 0; q < cnt; q++)
+            xd[q] = rng_value(DOMAIN_ANY);
         in[i].data = xd;
     }
     int chain[4] = {conv_t, mul_t, add_t, last};
@@ -590,13 +619,17 @@ static void affine_case(int h, int w, int cin, int cout, int k, int stride, int 
         v[c] = (nn_view){sh, buffer_new((size_t)nn_shape_numel(&sh, 1))};
     }
     assert_int_equal(nn_ref_run(g, &g->nodes[g->tensors[conv_t].producer], in, &v[0]), 0);
-    nn_view sc = {g->tensors[scale].shape, g->tensors[scale].data}, sf = {g->tensors[shift].shape, g->tensors[shift].data};
+    nn_view sc = {g->tensors[scale].shape, g->tensors[scale].data},
+            sf = {g->tensors[shift].shape, g->tensors[shift].data};
     assert_int_equal(nn_ref_run(g, &g->nodes[g->tensors[mul_t].producer],
-                                variant % 3 ? (nn_view[]){v[0], sc} : (nn_view[]){sc, v[0]}, &v[1]), 0);
-    assert_int_equal(nn_ref_run(g, &g->nodes[g->tensors[add_t].producer], (nn_view[]){v[1], sf}, &v[2]), 0);
+                                variant % 3 ? (nn_view[]){v[0], sc} : (nn_view[]){sc, v[0]}, &v[1]),
+                     0);
+    assert_int_equal(
+        nn_ref_run(g, &g->nodes[g->tensors[add_t].producer], (nn_view[]){v[1], sf}, &v[2]), 0);
     nn_view *want = &v[2];
     if (pool >= 0) {
-        assert_int_equal(nn_ref_run(g, &g->nodes[g->tensors[last].producer], (nn_view[]){v[2]}, &v[3]), 0);
+        assert_int_equal(
+            nn_ref_run(g, &g->nodes[g->tensors[last].producer], (nn_view[]){v[2]}, &v[3]), 0);
         want = &v[3];
     }
     nn_view got = {want->shape, buffer_new((size_t)nn_shape_numel(&want->shape, 1))};
@@ -605,7 +638,8 @@ static void affine_case(int h, int w, int cin, int cout, int k, int stride, int 
         if (memcmp(&got.data[q], &want->data[q], sizeof(float)) != 0)
             fail_msg("%s: reference fused %.9g, chain %.9g at %lld", label, (double)got.data[q],
                      (double)want->data[q], (long long)q);
-    for (int c = 0; c < 4; c++) base_aligned_free(v[c].data);
+    for (int c = 0; c < 4; c++)
+        base_aligned_free(v[c].data);
     base_aligned_free(got.data);
     base_aligned_free(xd);
     compare_node(g, g->tensors[fused_t].producer, DOMAIN_ANY, label);
@@ -615,7 +649,8 @@ static void affine_case(int h, int w, int cin, int cout, int k, int stride, int 
     g = nn_graph_new();
     rng_seed((uint64_t)variant * 613 + (uint64_t)(h * 41 + w) * 7 + (uint64_t)cout);
     x = add_input(g, SHAPE(N, h, w, cin));
-    int in2[4] = {x, add_const(g, SHAPE(k, k, cin, cout), -1, 1), add_const(g, SHAPE(cout), -1, 1), -1};
+    int in2[4] = {x, add_const(g, SHAPE(k, k, cin, cout), -1, 1), add_const(g, SHAPE(cout), -1, 1),
+                  -1};
     if (prelu) in2[3] = add_const(g, SHAPE(cout), -0.5f, 0.5f);
     memcpy(n.inputs, in2, sizeof in2);
     conv_t = nn_graph_add_node(g, &n);
@@ -629,7 +664,8 @@ static void affine_case(int h, int w, int cin, int cout, int k, int stride, int 
     last = nn_graph_add_node(g, &an);
     if (pool >= 0) {
         nn_node pn = node_proto(NN_OP_POOL, 1, (int[]){last});
-        pn.p.pool = (nn_pool_params){.kind = kind, .kernel_h = 2, .kernel_w = 2, .stride_h = 2, .stride_w = 2};
+        pn.p.pool = (nn_pool_params){
+            .kind = kind, .kernel_h = 2, .kernel_w = 2, .stride_h = 2, .stride_w = 2};
         last = nn_graph_add_node(g, &pn);
     }
     assert_true(conv_t >= 0 && mul_t >= 0 && last >= 0);
@@ -637,7 +673,8 @@ static void affine_case(int h, int w, int cin, int cout, int k, int stride, int 
     assert_int_equal(nn_graph_optimize(g), 0);
     /* Without an activation the scale and shift fold into the weights and bias instead. */
     if (g->n_nodes != 1 || g->nodes[0].op != NN_OP_CONV2D ||
-        g->nodes[0].p.conv.post_affine != (act.kind != NN_ACT_NONE) || g->nodes[0].p.conv.pool != (pool >= 0 ? 2 : 0))
+        g->nodes[0].p.conv.post_affine != (act.kind != NN_ACT_NONE) ||
+        g->nodes[0].p.conv.pool != (pool >= 0 ? 2 : 0))
         fail_msg("%s: the optimiser left %d nodes (post_affine %d, pool %d)", label, g->n_nodes,
                  g->nodes[0].p.conv.post_affine, g->nodes[0].p.conv.pool);
     nn_graph_free(g);
@@ -655,7 +692,7 @@ static void test_gemm(void **state)
     /* Output channels up to 8 and up to 16 take the 8- and 16-wide panels (odd kernel rows:
      * the 8-wide panels' half-empty last pair). */
     static const int chans[][2] = {{3, 1}, {17, 33}, {64, 32}, {32, 100}, {40, 17}, {8, 64},
-                                   {1, 8}, {8, 8}, {5, 6}, {16, 16}, {3, 12}};
+                                   {1, 8}, {8, 8},   {5, 6},   {16, 16},  {3, 12}};
     static const int ks[] = {1, 3, 5};
     int variant = 0;
     for (size_t s = 0; s < 4; s++)
@@ -665,13 +702,14 @@ static void test_gemm(void **state)
                     for (int same = 0; same <= 1; same++)
                         for (int dil = 1; dil <= 2; dil++) {
                             if (ks[ki] == 1 && dil == 2) continue;
-                            conv_case(sizes[s][0], sizes[s][1], chans[c][0], chans[c][1], ks[ki], stride, dil,
-                                      same, 0, variant++);
+                            conv_case(sizes[s][0], sizes[s][1], chans[c][0], chans[c][1], ks[ki],
+                                      stride, dil, same, 0, variant++);
                         }
     /* A residual input added before the activation (the optimiser's conv + Add). */
     for (int v = 0; v < 12; v++) {
-        static const int shapes[][5] = {{9, 7, 24, 24, 1}, {13, 13, 32, 48, 3}, {5, 6, 64, 100, 1},
-                                        {1, 1, 40, 64, 3},  {15, 17, 8, 8, 3},   {16, 20, 16, 16, 3}};
+        static const int shapes[][5] = {{9, 7, 24, 24, 1},  {13, 13, 32, 48, 3},
+                                        {5, 6, 64, 100, 1}, {1, 1, 40, 64, 3},
+                                        {15, 17, 8, 8, 3},  {16, 20, 16, 16, 3}};
         const int *sh = shapes[v % 6];
         nn_graph *g = nn_graph_new();
         rng_seed((uint64_t)v + 9000);
@@ -683,13 +721,21 @@ static void test_gemm(void **state)
                          v % 3 ? add_const(g, SHAPE(sh[3]), -1, 1) : -1, -1, res};
         if (prelu) inputs[3] = add_const(g, SHAPE(sh[3]), -0.5f, 0.5f);
         nn_node n = node_proto(NN_OP_CONV2D, 5, inputs);
-        n.p.conv = (nn_conv_params){.kernel_h = sh[4], .kernel_w = sh[4], .stride_h = 1, .stride_w = 1,
-                                    .dilation_h = 1, .dilation_w = 1, .act = act, .residual = 1};
-        if (sh[4] == 3) n.p.conv.pad_top = n.p.conv.pad_bottom = n.p.conv.pad_left = n.p.conv.pad_right = 1;
+        n.p.conv = (nn_conv_params){.kernel_h = sh[4],
+                                    .kernel_w = sh[4],
+                                    .stride_h = 1,
+                                    .stride_w = 1,
+                                    .dilation_h = 1,
+                                    .dilation_w = 1,
+                                    .act = act,
+                                    .residual = 1};
+        if (sh[4] == 3)
+            n.p.conv.pad_top = n.p.conv.pad_bottom = n.p.conv.pad_left = n.p.conv.pad_right = 1;
         char label[96];
-        snprintf(label, sizeof label, "gemm conv %dx%dx%d->%d k%d + residual, act %d", sh[0], sh[1], sh[2], sh[3],
-                 sh[4], (int)act.kind);
-        if (check(g, &n, NULL, DOMAIN_ANY, label)) fail_msg("%s: graph rejects the node: %s", label, base_error_message());
+        snprintf(label, sizeof label, "gemm conv %dx%dx%d->%d k%d + residual, act %d", sh[0], sh[1],
+                 sh[2], sh[3], sh[4], (int)act.kind);
+        if (check(g, &n, NULL, DOMAIN_ANY, label))
+            fail_msg("%s: graph rejects the node: %s", label, base_error_message());
         nn_graph_free(g);
     }
     conv_case(14, 15, 256, 96, 1, 1, 1, 0, 0, 1); /* 210 rows: 15 full tiles */
@@ -702,7 +748,7 @@ static void test_gemm(void **state)
     conv_case(7, 33, 16, 40, 3, 2, 1, 0, 0, 5);
     conv_case(4, 60, 3, 32, 3, 2, 1, 1, 0, 6); /* stems from RGB */
     conv_case(5, 50, 3, 64, 5, 1, 1, 1, 0, 7);
-    conv_case(5, 5, 200, 300, 3, 1, 1, 1, 0, 4);  /* K 1800: weights in several panel groups */
+    conv_case(5, 5, 200, 300, 3, 1, 1, 1, 0, 4); /* K 1800: weights in several panel groups */
     /* Few output channels on wide maps (8- and 16-wide panels, in-place and edge rows). */
     conv_case(5, 62, 8, 8, 3, 1, 1, 0, 0, 0);
     conv_case(4, 64, 1, 8, 3, 1, 1, 1, 0, 1);
@@ -722,26 +768,36 @@ static void test_gemm(void **state)
      * spans, both kinds. */
     static const struct {
         int h, w, cin, cout, k, stride, dil, same;
-    } pc[] = {{9, 45, 3, 32, 3, 1, 1, 1},  {12, 90, 3, 64, 3, 2, 1, 1},  {7, 9, 32, 48, 3, 1, 1, 1},
-              {13, 13, 64, 64, 1, 1, 1, 0}, {9, 31, 16, 16, 3, 1, 1, 1},  {10, 30, 8, 8, 3, 1, 1, 0},
-              {6, 27, 200, 300, 3, 1, 1, 1}, {5, 50, 32, 64, 5, 1, 2, 1}, {11, 17, 40, 100, 3, 2, 1, 0},
-              {2, 2, 32, 32, 1, 1, 1, 0},   {4, 5, 256, 7, 3, 1, 1, 1},   {15, 47, 16, 24, 3, 1, 1, 1},
+    } pc[] = {{9, 45, 3, 32, 3, 1, 1, 1},
+              {12, 90, 3, 64, 3, 2, 1, 1},
+              {7, 9, 32, 48, 3, 1, 1, 1},
+              {13, 13, 64, 64, 1, 1, 1, 0},
+              {9, 31, 16, 16, 3, 1, 1, 1},
+              {10, 30, 8, 8, 3, 1, 1, 0},
+              {6, 27, 200, 300, 3, 1, 1, 1},
+              {5, 50, 32, 64, 5, 1, 2, 1},
+              {11, 17, 40, 100, 3, 2, 1, 0},
+              {2, 2, 32, 32, 1, 1, 1, 0},
+              {4, 5, 256, 7, 3, 1, 1, 1},
+              {15, 47, 16, 24, 3, 1, 1, 1},
               /* rows longer than the stack's span: 56 + 14 columns; 38 + 22 (odd 13-wide blocks) */
-              {4, 70, 16, 128, 3, 1, 1, 1}, {3, 61, 8, 160, 3, 1, 1, 1}};
+              {4, 70, 16, 128, 3, 1, 1, 1},
+              {3, 61, 8, 160, 3, 1, 1, 1}};
     for (size_t c = 0; c < sizeof pc / sizeof pc[0]; c++)
         for (int kind = 0; kind < 2; kind++, variant++)
-            pooled_case(pc[c].h, pc[c].w, pc[c].cin, pc[c].cout, pc[c].k, pc[c].stride, pc[c].dil, pc[c].same,
-                        kind ? NN_POOL_AVG : NN_POOL_MAX, variant);
+            pooled_case(pc[c].h, pc[c].w, pc[c].cin, pc[c].cout, pc[c].k, pc[c].stride, pc[c].dil,
+                        pc[c].same, kind ? NN_POOL_AVG : NN_POOL_MAX, variant);
     /* A per-channel scale and shift after the activation, alone and before a pooling. */
     static const struct {
         int h, w, cin, cout, k, stride, same, pool;
-    } ac[] = {{9, 33, 16, 16, 3, 1, 1, -1}, {8, 34, 16, 16, 3, 1, 1, 0}, {5, 17, 32, 64, 3, 1, 1, 1},
-              {6, 16, 32, 48, 1, 1, 0, -1}, {7, 9, 64, 8, 3, 1, 1, 0},   {4, 90, 3, 32, 3, 2, 1, -1},
+    } ac[] = {{9, 33, 16, 16, 3, 1, 1, -1}, {8, 34, 16, 16, 3, 1, 1, 0},
+              {5, 17, 32, 64, 3, 1, 1, 1},  {6, 16, 32, 48, 1, 1, 0, -1},
+              {7, 9, 64, 8, 3, 1, 1, 0},    {4, 90, 3, 32, 3, 2, 1, -1},
               {10, 46, 8, 24, 3, 1, 0, 1},  {3, 13, 40, 100, 3, 1, 1, -1}};
     for (size_t c = 0; c < sizeof ac / sizeof ac[0]; c++)
         for (int v = 0; v < 5; v++, variant++)
-            affine_case(ac[c].h, ac[c].w, ac[c].cin, ac[c].cout, ac[c].k, ac[c].stride, ac[c].same, ac[c].pool,
-                        variant);
+            affine_case(ac[c].h, ac[c].w, ac[c].cin, ac[c].cout, ac[c].k, ac[c].stride, ac[c].same,
+                        ac[c].pool, variant);
     static const int fks[] = {1, 17, 200, 1024};
     static const int fms[] = {1, 31, 64, 257, 8, 13};
     for (size_t a = 0; a < 4; a++)
@@ -753,11 +809,13 @@ static void test_gemm(void **state)
             nn_act act = act_cycle(variant, &prelu);
             int inputs[4] = {x, add_const(g, SHAPE(fks[a], fms[b]), -1, 1),
                              with_bias ? add_const(g, SHAPE(fms[b]), -1, 1) : -1, -1};
-            if (prelu) inputs[3] = add_const(g, variant % 2 ? SHAPE(fms[b]) : SHAPE(1), -0.5f, 0.5f);
+            if (prelu)
+                inputs[3] = add_const(g, variant % 2 ? SHAPE(fms[b]) : SHAPE(1), -0.5f, 0.5f);
             nn_node n = node_proto(NN_OP_FULLY_CONNECTED, prelu ? 4 : (with_bias ? 3 : 2), inputs);
             n.p.fc.act = act;
             char label[96];
-            snprintf(label, sizeof label, "gemm fc %dx%d bias %d act %d", fks[a], fms[b], with_bias, (int)act.kind);
+            snprintf(label, sizeof label, "gemm fc %dx%d bias %d act %d", fks[a], fms[b], with_bias,
+                     (int)act.kind);
             check(g, &n, NULL, DOMAIN_ANY, label);
             nn_graph_free(g);
         }

@@ -25,8 +25,19 @@
 #include <unistd.h>
 
 static const char *const models[] = {
-    "mobilefacenet", "faceres", "blazeface-back", "blazeface-front", "facemesh-detection-full",
-    "facemesh", "mobileface", "gear", "age", "gender", "emotion", "antispoof", "liveness",
+    "mobilefacenet",
+    "faceres",
+    "blazeface-back",
+    "blazeface-front",
+    "facemesh-detection-full",
+    "facemesh",
+    "mobileface",
+    "gear",
+    "age",
+    "gender",
+    "emotion",
+    "antispoof",
+    "liveness",
 };
 #define N_MODELS (sizeof models / sizeof models[0])
 #define BATCH 3
@@ -40,7 +51,8 @@ typedef struct outputs {
 
 static void outputs_free(outputs *o)
 {
-    for (int i = 0; i < o->n; i++) free(o->data[i]);
+    for (int i = 0; i < o->n; i++)
+        free(o->data[i]);
     memset(o, 0, sizeof *o);
 }
 
@@ -53,15 +65,18 @@ static void fill(const nn_model *m, float *x)
     size_t per = (size_t)h * w * c;
     assert_int_equal(golden_input("random", NULL, h, w, c, x), 0);
     assert_int_equal(golden_input("face", "tests/nn/golden/face256.rgb", h, w, c, x + per), 0);
-    for (size_t i = 0; i < per; i++) x[2 * per + i] = 1.0f - x[i] * 0.5f;
+    for (size_t i = 0; i < per; i++)
+        x[2 * per + i] = 1.0f - x[i] * 0.5f;
 }
 
 /* Runs the batch with the given schedule (per_image NULL: the options' own) and keeps every
  * output; `also_one` first runs batch 1 so the batch-space operators are set up again. */
-static void run(const nn_model *m, const nn_context_options *co, const char *per_image, int also_one, outputs *o)
+static void run(const nn_model *m, const nn_context_options *co, const char *per_image,
+                int also_one, outputs *o)
 {
     nn_context *ctx = NULL;
-    int rc = per_image ? nn_context_create_scheduled(m, co, per_image, &ctx) : nn_context_create(m, co, &ctx);
+    int rc = per_image ? nn_context_create_scheduled(m, co, per_image, &ctx)
+                       : nn_context_create(m, co, &ctx);
     if (rc) fail_msg("context: %s", base_error_message());
     fill(m, nn_context_input(ctx, 0));
     if (also_one) assert_int_equal(nn_context_run(ctx, 1), 0);
@@ -74,7 +89,8 @@ static void run(const nn_model *m, const nn_context_options *co, const char *per
         assert_non_null(y);
         assert_int_equal(info.dim[0], BATCH);
         size_t len = 1;
-        for (int d = 0; d < info.rank; d++) len *= (size_t)info.dim[d];
+        for (int d = 0; d < info.rank; d++)
+            len *= (size_t)info.dim[d];
         o->len[k] = len;
         o->data[k] = malloc(len * sizeof(float));
         assert_non_null(o->data[k]);
@@ -96,8 +112,8 @@ static void compare(const char *model, const char *what, const outputs *ref, con
         }
         /* Kernels may pick other tiles for other row counts: allow rounding, nothing more. */
         if (!(max_err <= 1e-5 * (1 + max_ref)))
-            fail_msg("%s, %s schedule: output %d differs from the whole batch by %g (max |ref| %g)", model, what, k,
-                     max_err, max_ref);
+            fail_msg("%s, %s schedule: output %d differs from the whole batch by %g (max |ref| %g)",
+                     model, what, k, max_err, max_ref);
     }
 }
 
@@ -137,11 +153,14 @@ static void test_schedules_agree(void **state)
         struct {
             const char *name;
             int period, phase;
-        } patterns[] = {{"alternating", 2, 0}, {"alternating from batch", 2, 1}, {"blocks of 3", 6, 0},
+        } patterns[] = {{"alternating", 2, 0},
+                        {"alternating from batch", 2, 1},
+                        {"blocks of 3", 6, 0},
                         {"blocks of 5", 10, 5}};
         for (size_t p = 0; p < sizeof patterns / sizeof patterns[0]; p++) {
             for (int i = 0; i < n; i++)
-                mode[i] = (char)(((i + patterns[p].phase) % patterns[p].period) < patterns[p].period / 2);
+                mode[i] =
+                    (char)(((i + patterns[p].phase) % patterns[p].period) < patterns[p].period / 2);
             co.schedule = NN_SCHEDULE_AUTO;
             run(m, &co, mode, p & 1, &got);
             compare(models[mi], patterns[p].name, &ref, &got);
@@ -171,7 +190,8 @@ static void test_automatic_schedule_splits(void **state)
     (void)state;
     if (!models_present()) skip();
     nn_model *m = NULL;
-    if (nn_model_load_tfjs("models/human/mobilefacenet.json", NULL, &m)) fail_msg("%s", base_error_message());
+    if (nn_model_load_tfjs("models/human/mobilefacenet.json", NULL, &m))
+        fail_msg("%s", base_error_message());
     const nn_graph *g = nn_model_graph(m);
     int last_conv = -1;
     for (int i = 0; i < g->n_nodes; i++)
@@ -185,7 +205,8 @@ static void test_automatic_schedule_splits(void **state)
     nn_context_destroy(ctx);
     co.max_batch = 1;
     assert_int_equal(nn_context_create(m, &co, &ctx), 0);
-    for (int i = 0; i < g->n_nodes; i++) assert_int_equal(nn_context_node_per_image(ctx, i), 0);
+    for (int i = 0; i < g->n_nodes; i++)
+        assert_int_equal(nn_context_node_per_image(ctx, i), 0);
     nn_context_destroy(ctx);
     nn_model_destroy(m);
 }

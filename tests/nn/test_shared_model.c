@@ -44,7 +44,8 @@ static void *worker(void *arg)
             j->errors++;
             break;
         }
-        if (memcmp(nn_context_output(ctx, 0, NULL), j->expect, j->out_count * sizeof(float)) != 0) j->mismatches++;
+        if (memcmp(nn_context_output(ctx, 0, NULL), j->expect, j->out_count * sizeof(float)) != 0)
+            j->mismatches++;
     }
     nn_context_destroy(ctx);
     return NULL;
@@ -55,9 +56,11 @@ static void test_threads_share_a_model(void **state)
     (void)state;
     if (access("models/human/mobilefacenet.json", R_OK) != 0) skip();
     nn_model *m = NULL;
-    if (nn_model_load_tfjs("models/human/mobilefacenet.json", NULL, &m)) fail_msg("%s", base_error_message());
+    if (nn_model_load_tfjs("models/human/mobilefacenet.json", NULL, &m))
+        fail_msg("%s", base_error_message());
     static float input[112 * 112 * 3], expect[192];
-    for (size_t i = 0; i < sizeof input / sizeof input[0]; i++) input[i] = (float)((i * 7919) % 255) / 255.0f;
+    for (size_t i = 0; i < sizeof input / sizeof input[0]; i++)
+        input[i] = (float)((i * 7919) % 255) / 255.0f;
     nn_context *ctx = NULL;
     assert_int_equal(nn_context_create(m, NULL, &ctx), 0);
     memcpy(nn_context_input(ctx, 0), input, sizeof input);

@@ -72,7 +72,8 @@ static int add_const(nn_graph *g, nn_shape s, float lo, float hi)
     size_t n = (size_t)nn_shape_numel(&s, 1);
     float *v = malloc((n ? n : 1) * sizeof *v);
     assert_non_null(v);
-    for (size_t i = 0; i < n; i++) v[i] = rng_range(lo, hi);
+    for (size_t i = 0; i < n; i++)
+        v[i] = rng_range(lo, hi);
     int t = nn_graph_add_const(g, name, NN_DTYPE_F32, &s, v);
     free(v);
     assert_true(t >= 0);
@@ -96,7 +97,15 @@ static double worst_by_tile[5]; /* per output tile size (2, 4) */
 static int current_tile;
 
 /* The case's epilogue. */
-enum epilogue { EPI_PLAIN, EPI_RESIDUAL, EPI_AFFINE, EPI_POOL_MAX, EPI_POOL_AVG, EPI_AFFINE_POOL, EPI_COUNT };
+enum epilogue {
+    EPI_PLAIN,
+    EPI_RESIDUAL,
+    EPI_AFFINE,
+    EPI_POOL_MAX,
+    EPI_POOL_AVG,
+    EPI_AFFINE_POOL,
+    EPI_COUNT
+};
 
 static nn_act act_of(int i, int *prelu)
 {
@@ -113,7 +122,8 @@ static nn_act act_of(int i, int *prelu)
 
 /* Runs node ni of g with the reference and with Winograd (batch, threads, portable) and
  * compares; returns 0, or fails the test. */
-static void compare(nn_graph *g, int ni, int64_t batch, pthreadpool_t pool, int portable, const char *label)
+static void compare(nn_graph *g, int ni, int64_t batch, pthreadpool_t pool, int portable,
+                    const char *label)
 {
     const nn_node *node = &g->nodes[ni];
     nn_view in[NN_MAX_NODE_INPUTS];
@@ -130,14 +140,16 @@ static void compare(nn_graph *g, int ni, int64_t batch, pthreadpool_t pool, int 
         in[i].shape.dim[0] = batch;
         size_t n = (size_t)nn_shape_numel(&in[i].shape, 1);
         owned[i] = buffer_new(n);
-        for (size_t k = 0; k < n; k++) owned[i][k] = rng_range(-2, 2);
+        for (size_t k = 0; k < n; k++)
+            owned[i][k] = rng_range(-2, 2);
         in[i].data = owned[i];
     }
     nn_shape os = g->tensors[node->output].shape;
     os.dim[0] = batch;
     size_t on = (size_t)nn_shape_numel(&os, 1);
     nn_view ref = {os, buffer_new(on)}, got = {os, buffer_new(on)};
-    for (size_t k = 0; k < on; k++) got.data[k] = NAN; /* every element must be written */
+    for (size_t k = 0; k < on; k++)
+        got.data[k] = NAN; /* every element must be written */
     if (nn_ref_run(g, node, in, &ref)) fail_msg("%s: reference: %s", label, base_error_message());
     size_t threads = pool ? pthreadpool_get_threads_count(pool) : 1;
     size_t sf = nn_wino_scratch_floats(g, node) * threads;
@@ -162,13 +174,15 @@ static void compare(nn_graph *g, int ni, int64_t batch, pthreadpool_t pool, int 
     if (max_err / tol > worst_ratio) worst_ratio = max_err / tol;
     if (max_err / tol > worst_by_tile[current_tile]) worst_by_tile[current_tile] = max_err / tol;
     if (!(max_err <= tol))
-        fail_msg("%s batch %d%s: element %zu: winograd %.9g, reference %.9g (max error %.3g, tolerance %.3g)", label,
-                 (int)batch, portable ? " portable" : "", worst, (double)got.data[worst], (double)ref.data[worst],
-                 max_err, tol);
+        fail_msg("%s batch %d%s: element %zu: winograd %.9g, reference %.9g (max error %.3g, "
+                 "tolerance %.3g)",
+                 label, (int)batch, portable ? " portable" : "", worst, (double)got.data[worst],
+                 (double)ref.data[worst], max_err, tol);
     base_aligned_free(scratch);
     base_aligned_free(ref.data);
     base_aligned_free(got.data);
-    for (int i = 0; i < NN_MAX_NODE_INPUTS; i++) base_aligned_free(owned[i]);
+    for (int i = 0; i < NN_MAX_NODE_INPUTS; i++)
+        base_aligned_free(owned[i]);
 }
 
 /* One convolution: h x w x cin -> cout, pads (t, b, l, r), the epilogue and activation of
@@ -178,18 +192,25 @@ static int wino_case(int h, int w, int cin, int cout, const int pad[4], int vari
     enum epilogue epi = (enum epilogue)(variant % EPI_COUNT);
     int prelu;
     nn_act act = act_of(variant / EPI_COUNT + variant, &prelu);
-    int64_t oh = nn_window_out(h, 3, 1, 1, pad[0], pad[1]), ow = nn_window_out(w, 3, 1, 1, pad[2], pad[3]);
+    int64_t oh = nn_window_out(h, 3, 1, 1, pad[0], pad[1]),
+            ow = nn_window_out(w, 3, 1, 1, pad[2], pad[3]);
     if (oh < 1 || ow < 1) return -1;
     int pooled = epi == EPI_POOL_MAX || epi == EPI_POOL_AVG || epi == EPI_AFFINE_POOL;
     if (pooled && (oh < 2 || ow < 2)) epi = EPI_PLAIN, pooled = 0;
     nn_graph *g = nn_graph_new();
     assert_non_null(g);
-    rng_seed((uint64_t)variant * 7919 + (uint64_t)(h * 31 + w) * 131 + (uint64_t)cin * 17 + (uint64_t)cout);
+    rng_seed((uint64_t)variant * 7919 + (uint64_t)(h * 31 + w) * 131 + (uint64_t)cin * 17 +
+             (uint64_t)cout);
     nn_shape xs = shape4(N, h, w, cin);
     int x = nn_graph_add_input(g, "x", &xs);
     assert_true(x >= 0);
-    int inputs[7] = {x, add_const(g, shape4(3, 3, cin, cout), -1, 1), variant % 4 ? add_const(g, shape1(cout), -1, 1) : -1,
-                     -1, -1, -1, -1};
+    int inputs[7] = {x,
+                     add_const(g, shape4(3, 3, cin, cout), -1, 1),
+                     variant % 4 ? add_const(g, shape1(cout), -1, 1) : -1,
+                     -1,
+                     -1,
+                     -1,
+                     -1};
     int n_inputs = inputs[2] >= 0 ? 3 : 2;
     if (prelu) {
         inputs[3] = add_const(g, prelu == 1 ? shape1(cout) : shape4(1, 1, 1, cout), -0.5f, 0.5f);
@@ -211,17 +232,28 @@ static int wino_case(int h, int w, int cin, int cout, const int pad[4], int vari
     n.op = NN_OP_CONV2D;
     n.name = "wino_under_test";
     n.n_inputs = n_inputs;
-    for (int i = 0; i < NN_MAX_NODE_INPUTS; i++) n.inputs[i] = i < n_inputs ? inputs[i] : -1;
-    n.p.conv = (nn_conv_params){.kernel_h = 3, .kernel_w = 3, .stride_h = 1, .stride_w = 1, .dilation_h = 1,
-                                .dilation_w = 1, .pad_top = pad[0], .pad_bottom = pad[1], .pad_left = pad[2],
-                                .pad_right = pad[3], .act = act, .residual = epi == EPI_RESIDUAL,
+    for (int i = 0; i < NN_MAX_NODE_INPUTS; i++)
+        n.inputs[i] = i < n_inputs ? inputs[i] : -1;
+    n.p.conv = (nn_conv_params){.kernel_h = 3,
+                                .kernel_w = 3,
+                                .stride_h = 1,
+                                .stride_w = 1,
+                                .dilation_h = 1,
+                                .dilation_w = 1,
+                                .pad_top = pad[0],
+                                .pad_bottom = pad[1],
+                                .pad_left = pad[2],
+                                .pad_right = pad[3],
+                                .act = act,
+                                .residual = epi == EPI_RESIDUAL,
                                 .post_affine = epi == EPI_AFFINE || epi == EPI_AFFINE_POOL,
                                 .pool = pooled ? 2 : 0,
                                 .pool_kind = epi == EPI_POOL_AVG ? NN_POOL_AVG : NN_POOL_MAX};
     char label[200];
-    snprintf(label, sizeof label, "F(%dx%d) %dx%dx%d -> %d pad t%d b%d l%d r%d epilogue %d act %d%s bias %d", tile,
-             tile, h, w, cin, cout, pad[0], pad[1], pad[2], pad[3], (int)epi, (int)act.kind, prelu == 2 ? " (slope [1,1,1,C])" : "",
-             inputs[2] >= 0);
+    snprintf(label, sizeof label,
+             "F(%dx%d) %dx%dx%d -> %d pad t%d b%d l%d r%d epilogue %d act %d%s bias %d", tile, tile,
+             h, w, cin, cout, pad[0], pad[1], pad[2], pad[3], (int)epi, (int)act.kind,
+             prelu == 2 ? " (slope [1,1,1,C])" : "", inputs[2] >= 0);
     int t = nn_graph_add_node(g, &n);
     if (t < 0) fail_msg("%s: graph rejects the node: %s", label, base_error_message());
     int ni = g->tensors[t].producer;
@@ -239,7 +271,8 @@ static int wino_case(int h, int w, int cin, int cout, const int pad[4], int vari
 static void test_edge_shapes(void **state)
 {
     (void)state;
-    static const int sizes[][2] = {{1, 1}, {2, 3}, {5, 7}, {31, 31}, {4, 4}, {3, 3}, {6, 9}, {8, 2}};
+    static const int sizes[][2] = {{1, 1}, {2, 3}, {5, 7}, {31, 31},
+                                   {4, 4}, {3, 3}, {6, 9}, {8, 2}};
     /* VALID, SAME, asymmetric, and padding wider than the kernel's reach on one side (whole
      * tiles of zeros at the top and right). */
     static const int pads[][4] = {{0, 0, 0, 0}, {1, 1, 1, 1}, {0, 2, 2, 1}, {3, 0, 0, 3}};
@@ -249,13 +282,16 @@ static void test_edge_shapes(void **state)
     for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++)
         for (size_t p = 0; p < sizeof pads / sizeof pads[0]; p++)
             for (size_t c = 0; c < sizeof chans / sizeof chans[0]; c++) {
-                /* The 31x31 map with the widest channels only once per padding: the reference is slow. */
+                /* The 31x31 map with the widest channels only once per padding: the reference is
+                 * slow. */
                 if (sizes[s][0] == 31 && chans[c][0] == 40 && p > 1) continue;
                 for (int tile = 2; tile <= 4; tile += 2)
-                    if (wino_case(sizes[s][0], sizes[s][1], chans[c][0], chans[c][1], pads[p], variant++, tile))
+                    if (wino_case(sizes[s][0], sizes[s][1], chans[c][0], chans[c][1], pads[p],
+                                  variant++, tile))
                         skipped++;
             }
-    print_message("winograd: %d cases (%d without output skipped), 3 runs each, worst error %.3f of tolerance "
+    print_message("winograd: %d cases (%d without output skipped), 3 runs each, worst error %.3f "
+                  "of tolerance "
                   "(F(2x2) %.3f, F(4x4) %.3f), %.1f s\n",
                   cases_run, skipped, worst_ratio, worst_by_tile[2], worst_by_tile[4],
                   (double)(base_now_ns() - t0) * 1e-9);
@@ -289,8 +325,13 @@ static void test_bad_calls(void **state)
     n.op = NN_OP_CONV2D;
     n.name = "bad";
     n.n_inputs = 2;
-    for (int i = 0; i < NN_MAX_NODE_INPUTS; i++) n.inputs[i] = i == 0 ? x : i == 1 ? w : -1;
-    n.p.conv = (nn_conv_params){.kernel_h = 3, .kernel_w = 3, .stride_h = 1, .stride_w = 1, .dilation_h = 1,
+    for (int i = 0; i < NN_MAX_NODE_INPUTS; i++)
+        n.inputs[i] = i == 0 ? x : i == 1 ? w : -1;
+    n.p.conv = (nn_conv_params){.kernel_h = 3,
+                                .kernel_w = 3,
+                                .stride_h = 1,
+                                .stride_w = 1,
+                                .dilation_h = 1,
                                 .dilation_w = 1};
     int t = nn_graph_add_node(g, &n);
     assert_true(t >= 0);
@@ -330,7 +371,8 @@ static void test_model_rule(void **state)
     (void)state;
     if (access("models/human/emotion.json", R_OK) != 0) skip();
     nn_model *m = NULL;
-    if (nn_model_load_tfjs("models/human/emotion.json", NULL, &m)) fail_msg("%s", base_error_message());
+    if (nn_model_load_tfjs("models/human/emotion.json", NULL, &m))
+        fail_msg("%s", base_error_message());
     const nn_graph *g = nn_model_graph(m);
     int wino = 0;
     for (int i = 0; i < g->n_nodes; i++) {
@@ -344,28 +386,32 @@ static void test_model_rule(void **state)
     if (__builtin_cpu_supports("avx512f")) assert_true(wino >= 1);
     nn_context *ctx[2] = {0};
     for (int k = 0; k < 2; k++) {
-        nn_context_options o = {.max_batch = 3, .threads = 2,
-                                .backend = k ? NN_BACKEND_REFERENCE : NN_BACKEND_AUTO};
+        nn_context_options o = {
+            .max_batch = 3, .threads = 2, .backend = k ? NN_BACKEND_REFERENCE : NN_BACKEND_AUTO};
         if (nn_context_create(m, &o, &ctx[k])) fail_msg("%s", base_error_message());
         nn_io_info info;
         nn_model_input_info(m, 0, &info);
         size_t n = 3;
-        for (int d = 1; d < info.rank; d++) n *= (size_t)info.dim[d];
+        for (int d = 1; d < info.rank; d++)
+            n *= (size_t)info.dim[d];
         float *xin = nn_context_input(ctx[k], 0);
         rng_seed(42);
-        for (size_t q = 0; q < n; q++) xin[q] = rng_range(0, 1);
+        for (size_t q = 0; q < n; q++)
+            xin[q] = rng_range(0, 1);
         if (nn_context_run(ctx[k], 3)) fail_msg("%s", base_error_message());
     }
     nn_io_info oi;
     const float *a = nn_context_output(ctx[0], 0, &oi), *b = nn_context_output(ctx[1], 0, NULL);
     size_t n = 1;
-    for (int d = 0; d < oi.rank; d++) n *= (size_t)oi.dim[d];
+    for (int d = 0; d < oi.rank; d++)
+        n *= (size_t)oi.dim[d];
     double max_ref = 0, max_err = 0;
     for (size_t q = 0; q < n; q++) {
         if (fabs(b[q]) > max_ref) max_ref = fabs(b[q]);
         if (fabs(a[q] - b[q]) > max_err) max_err = fabs(a[q] - b[q]);
     }
-    print_message("emotion, %d Winograd layers: max error %.3g against the reference backend\n", wino, max_err);
+    print_message("emotion, %d Winograd layers: max error %.3g against the reference backend\n",
+                  wino, max_err);
     assert_true(max_err <= 1e-4 * (1 + max_ref));
     nn_context_destroy(ctx[0]);
     nn_context_destroy(ctx[1]);

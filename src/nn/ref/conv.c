@@ -30,9 +30,10 @@ static int conv_fail(const nn_node *node, const char *why, const nn_view *in, co
  * each exactly as the unfused loop below computes it (sums over (ky, kx, ci) in order, then
  * the bias, then the activation), and pooled as nn_ref_pool does: the maximum (NaNs skipped)
  * or the sum in window order divided by 4. */
-static void conv_pooled(const nn_conv_params *p, const nn_ref_act *act, const float *xd, const float *wd,
-                        const float *bd, const float *ps, const float *pt, int64_t N, int64_t H, int64_t W, int64_t C,
-                        int64_t CO, int64_t PH, int64_t PW, float *out)
+static void conv_pooled(const nn_conv_params *p, const nn_ref_act *act, const float *xd,
+                        const float *wd, const float *bd, const float *ps, const float *pt,
+                        int64_t N, int64_t H, int64_t W, int64_t C, int64_t CO, int64_t PH,
+                        int64_t PW, float *out)
 {
     enum { CHUNK = 256 };
     float v[CHUNK];
@@ -50,7 +51,8 @@ static void conv_pooled(const nn_conv_params *p, const nn_ref_act *act, const fl
                             const int64_t iy = oy * p->stride_h - p->pad_top + ky * p->dilation_h;
                             if (iy < 0 || iy >= H) continue;
                             for (int64_t kx = 0; kx < KW; kx++) {
-                                const int64_t ix = ox * p->stride_w - p->pad_left + kx * p->dilation_w;
+                                const int64_t ix =
+                                    ox * p->stride_w - p->pad_left + kx * p->dilation_w;
                                 if (ix < 0 || ix >= W) continue;
                                 const float *xr = xd + ((n * H + iy) * W + ix) * C;
                                 const float *wk = wd + (ky * KW + kx) * C * CO + m0;
@@ -146,7 +148,8 @@ int nn_ref_conv2d(const nn_node *node, const nn_view *in, nn_view *out)
     if (p->post_affine) {
         if (node->n_inputs != 7 || !in[5].data || !in[6].data || nn_ref_numel(&in[5].shape) != CO ||
             nn_ref_numel(&in[6].shape) != CO)
-            return conv_fail(node, "scale and shift must have one value per output channel", in, out);
+            return conv_fail(node, "scale and shift must have one value per output channel", in,
+                             out);
         ps = in[5].data;
         pt = in[6].data;
     }
