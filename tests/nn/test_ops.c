@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "base/base.h"
+#include "helpers.h"
 #include "nn/graph.h"
 
 #include <math.h>
@@ -24,27 +25,6 @@
 #include <string.h>
 
 /* --- random numbers and buffers ------------------------------------------------------------ */
-
-static uint64_t rng_state;
-
-static void rng_seed(uint64_t seed)
-{
-    rng_state = seed * 0x9E3779B97F4A7C15ull + 1;
-}
-
-/* Uniform in [0, 1). */
-static float rng_unit(void)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (float)(rng_state >> 40) / (float)(1ull << 24);
-}
-
-static float rng_range(float lo, float hi)
-{
-    return lo + (hi - lo) * rng_unit();
-}
 
 /* Value domains for the computed inputs of a case. */
 enum domain {
@@ -63,13 +43,6 @@ static float rng_value(enum domain d)
 }
 
 /* A buffer with NN_XNN_EXTRA_BYTES of slack, as the engine's arena provides. */
-static float *buffer_new(size_t n)
-{
-    float *p = base_aligned_alloc(64, n * sizeof(float) + NN_XNN_EXTRA_BYTES);
-    assert_non_null(p);
-    return p;
-}
-
 /* --- graph building ------------------------------------------------------------------------ */
 
 static nn_shape shape_of(int rank, const int64_t *dims)
@@ -89,22 +62,6 @@ static int add_input(nn_graph *g, nn_shape s)
     char name[32];
     snprintf(name, sizeof name, "in%d", g->n_tensors);
     int t = nn_graph_add_input(g, name, &s);
-    assert_true(t >= 0);
-    return t;
-}
-
-/* A constant of random values in [lo, hi]. */
-static int add_const(nn_graph *g, nn_shape s, float lo, float hi)
-{
-    char name[32];
-    snprintf(name, sizeof name, "const%d", g->n_tensors);
-    size_t n = (size_t)nn_shape_numel(&s, 1);
-    float *v = malloc((n ? n : 1) * sizeof *v);
-    assert_non_null(v);
-    for (size_t i = 0; i < n; i++)
-        v[i] = rng_range(lo, hi);
-    int t = nn_graph_add_const(g, name, NN_DTYPE_F32, &s, v);
-    free(v);
     assert_true(t >= 0);
     return t;
 }

@@ -30,6 +30,7 @@
 #include <cmocka.h>
 
 #include "base/base.h"
+#include "helpers.h"
 #include "nn/graph.h"
 #include "nn/model.h"
 #include "nn/nn.h"
@@ -41,44 +42,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static uint64_t rng_state;
-
-static void rng_seed(uint64_t seed)
-{
-    rng_state = seed * 0x9E3779B97F4A7C15ull + 1;
-}
-
-static float rng_range(float lo, float hi)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return lo + (hi - lo) * ((float)(rng_state >> 40) / (float)(1ull << 24));
-}
-
-static float *buffer_new(size_t n)
-{
-    float *p = base_aligned_alloc(64, (n ? n : 1) * sizeof(float) + 64);
-    assert_non_null(p);
-    return p;
-}
-
 #define N NN_BATCH
-
-static int add_const(nn_graph *g, nn_shape s, float lo, float hi)
-{
-    char name[32];
-    snprintf(name, sizeof name, "const%d", g->n_tensors);
-    size_t n = (size_t)nn_shape_numel(&s, 1);
-    float *v = malloc((n ? n : 1) * sizeof *v);
-    assert_non_null(v);
-    for (size_t i = 0; i < n; i++)
-        v[i] = rng_range(lo, hi);
-    int t = nn_graph_add_const(g, name, NN_DTYPE_F32, &s, v);
-    free(v);
-    assert_true(t >= 0);
-    return t;
-}
 
 static nn_shape shape4(int64_t a, int64_t b, int64_t c, int64_t d)
 {
