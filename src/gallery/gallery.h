@@ -85,6 +85,8 @@ struct gal_options {
     uint64_t max_store_bytes;       /* refuse writes that grow the store beyond this; 0 = none
                                        (SQLite only: refused with a PostgreSQL URL) */
     const char *kernels;            /* "scalar", "avx2", "avx512" or NULL for the best here */
+    int busy_timeout_ms;            /* how long a statement waits for another process's lock
+                                       before failing with BASE_ERR_IO; 0 = 10 s (SQLite) */
 };
 
 struct gal;

@@ -237,6 +237,13 @@ static int sql_error(sqlite3 *db, int rc, const char *what)
             return base_error_set(BASE_ERR_EXISTS, "%s: %s", what, msg);
         return base_error_set(BASE_ERR_INVALID, "%s: %s", what, msg);
     case SQLITE_NOMEM: return base_error_set(BASE_ERR_NOMEM, "%s: %s", what, msg);
+    /* Another process (a `vultus gallery import`, a second server on the file) held the lock
+     * past the busy timeout: the store is unavailable for now, not broken. */
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        return base_error_set(BASE_ERR_IO,
+                              "%s: the gallery store is busy: another process holds its lock (%s)",
+                              what, msg);
     case SQLITE_IOERR:
     case SQLITE_CANTOPEN:
     case SQLITE_PERM: return base_error_set(BASE_ERR_IO, "%s: %s", what, msg);
@@ -315,7 +322,7 @@ static void conn_close(struct conn *c)
     c->db = NULL;
 }
 
-static int conn_open(struct conn *c, const char *path, int flags)
+static int conn_open(struct conn *c, const char *path, int flags, int busy_timeout_ms)
 {
     memset(c, 0, sizeof *c);
     int rc = sqlite3_open_v2(path, &c->db, flags | SQLITE_OPEN_NOMUTEX, NULL);
@@ -325,7 +332,7 @@ static int conn_open(struct conn *c, const char *path, int flags)
         return err;
     }
     sqlite3_extended_result_codes(c->db, 1);
-    sqlite3_busy_timeout(c->db, BUSY_TIMEOUT_MS);
+    sqlite3_busy_timeout(c->db, busy_timeout_ms > 0 ? busy_timeout_ms : BUSY_TIMEOUT_MS);
     return 0;
 }
 
@@ -338,7 +345,7 @@ static int reader_get(struct sqlite_store *s, struct conn **out)
     if (!c) {
         c = calloc(1, sizeof *c);
         if (!c) return base_error_set(BASE_ERR_NOMEM, "cannot allocate a store connection");
-        int rc = conn_open(c, s->path, SQLITE_OPEN_READONLY);
+        int rc = conn_open(c, s->path, SQLITE_OPEN_READONLY, s->options.busy_timeout_ms);
         if (rc) {
             free(c);
             return rc;
@@ -526,7 +533,7 @@ int gal_store_sqlite_open(const char *path, const struct gal_options *options,
 
     int flags =
         s->options.read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
-    int rc = conn_open(&s->writer, path, flags);
+    int rc = conn_open(&s->writer, path, flags, s->options.busy_timeout_ms);
     if (rc) goto fail;
     struct conn *w = &s->writer;
     if (!s->options.read_only) {

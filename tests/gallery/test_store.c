@@ -916,6 +916,29 @@ static void test_full_store(void **state)
     assert_int_equal(face_count(f->g, "c"), (uint64_t)(batches - 1) * BATCH);
 }
 
+/* Another process holding the write lock past the busy timeout: the write fails with
+ * BASE_ERR_IO (the service answers 503 store_unavailable), takes nothing, and works once the
+ * lock is gone. */
+static void test_busy_store(void **state)
+{
+    struct fixture *f = *state;
+    struct gal_options opts = {.busy_timeout_ms = 200};
+    reopen(f, &opts);
+    create(f->g, "c", GAL_DTYPE_F32, 0.5f);
+    sqlite3 *other;
+    assert_int_equal(sqlite3_open(f->db, &other), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(other, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    EXPECT_RC(gal_subject_add(f->g, "c", "a", NULL), BASE_ERR_IO);
+    assert_non_null(strstr(base_error_message(), "busy"));
+    assert_int_equal(sqlite3_exec(other, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(other);
+    EXPECT_OK(gal_subject_add(f->g, "c", "a", NULL));
+    reopen(f, NULL);
+    struct gal_subject_info info;
+    EXPECT_OK(gal_subject_get(f->g, "c", "a", &info));
+    gal_subject_info_deinit(&info);
+}
+
 static void test_schema_versions(void **state)
 {
     struct fixture *f = *state;
@@ -977,6 +1000,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_change_log_follow, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_store, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_busy_store, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schema_versions, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -447,9 +447,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pg_concurrent_writers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pg_reconnect, setup, teardown),
     };
-    /* test_full_store and test_schema_versions are SQLite's own (a page-count limit, PRAGMA
-     * user_version, foreign files); test_pg_schema is their counterpart here. */
+    /* test_full_store, test_busy_store and test_schema_versions are SQLite's own (a
+     * page-count limit, a file lock, PRAGMA user_version, foreign files); test_pg_schema and
+     * test_pg_concurrent_writers are their counterparts here. */
     (void)test_full_store;
+    (void)test_busy_store;
     (void)test_schema_versions;
     if (start_postgres(NULL) != 0) return 1;
     if (!pg_url[0]) {
