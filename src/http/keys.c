@@ -84,20 +84,18 @@ static int db_error(sqlite3 *db, const char *what)
     return base_error_set(BASE_ERR_BACKEND, "api keys store: %s: %s", what, sqlite3_errmsg(db));
 }
 
-/* Sets a running claim's time to now (SQLite). */
-static int exec_touch(sqlite3 *db, const char *scope, int64_t now)
+/* Runs `sql` (no rows) with `text` as ?1 when not NULL and `number` as the parameter after it
+ * when the statement has one. */
+static int exec_bound(sqlite3 *db, const char *sql, const char *text, int64_t number)
 {
     sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(db,
-                           "UPDATE idempotency_keys SET created_ms = ?2 WHERE scope = ?1"
-                           " AND status = 0",
-                           -1, &st, NULL) != SQLITE_OK)
-        return db_error(db, "touch idempotency claim");
-    sqlite3_bind_text(st, 1, scope, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(st, 2, now);
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) return db_error(db, sql);
+    int next = 1;
+    if (text) sqlite3_bind_text(st, next++, text, -1, SQLITE_TRANSIENT);
+    if (sqlite3_bind_parameter_count(st) >= next) sqlite3_bind_int64(st, next, number);
     int rc = sqlite3_step(st);
     sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : db_error(db, "touch idempotency claim");
+    return rc == SQLITE_DONE ? 0 : db_error(db, sql);
 }
 
 /* ---- PostgreSQL helpers ----------------------------------------------------------------- */
@@ -420,7 +418,10 @@ static int touch_claims(http_keystore *ks)
                                  "UPDATE idempotency_keys SET created_ms = " PG_NOW_MS
                                  " WHERE scope = $1 AND status = 0",
                                  1, v, "touch idempotency claim")
-                         : exec_touch(ks->db, ks->claims[i], now);
+                         : exec_bound(ks->db,
+                                      "UPDATE idempotency_keys SET created_ms = ?2"
+                                      " WHERE scope = ?1 AND status = 0",
+                                      ks->claims[i], now);
         if (err) return err;
     }
     return 0;
@@ -495,19 +496,6 @@ int http_keystore_check(http_keystore *ks, const char *token, double rate, doubl
 }
 
 /* ---- idempotency ------------------------------------------------------------------------ */
-
-static int exec_bound(sqlite3 *db, const char *sql, const char *text, int64_t number)
-{
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) return db_error(db, sql);
-    if (text)
-        sqlite3_bind_text(st, 1, text, -1, SQLITE_TRANSIENT);
-    else
-        sqlite3_bind_int64(st, 1, number);
-    int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : db_error(db, sql);
-}
 
 /* The scopes this process claimed: touched by http_keystore_refresh while they run. db_lock
  * held. Failing to remember one (no memory) only makes its claim look abandoned sooner. */

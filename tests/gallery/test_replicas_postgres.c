@@ -65,6 +65,15 @@ static json_t *expect_json(const tc_response *r, int status)
     return j;
 }
 
+/* The face_id of an enrolment answer, which must be 201. */
+static long long created_face_id(const tc_response *r)
+{
+    json_t *j = expect_json(r, 201);
+    long long id = json_integer_value(json_object_get(j, "face_id"));
+    json_decref(j);
+    return id;
+}
+
 /* Enrols sample `i` as `subject` through replica `port`; the face id, or -1 (no assertion, so
  * that threads may call it). */
 static long long enrol(int port, const char *subject, int i)
@@ -334,14 +343,10 @@ static void test_idempotency_across(void **state)
     long long before = collection_faces(a);
     tc_response r;
     enrol_keyed(a, "idem", 2, "retry-across-1", &r);
-    json_t *j = expect_json(&r, 201);
-    long long id = json_integer_value(json_object_get(j, "face_id"));
-    json_decref(j);
+    long long id = created_face_id(&r);
     tc_response_free(&r);
     enrol_keyed(b, "idem", 2, "retry-across-1", &r);
-    j = expect_json(&r, 201);
-    assert_int_equal(json_integer_value(json_object_get(j, "face_id")), id);
-    json_decref(j);
+    assert_int_equal(created_face_id(&r), id);
     char v[16];
     assert_non_null(tc_header(&r, "Idempotency-Replayed", v, sizeof v));
     assert_string_equal(v, "true");
@@ -400,9 +405,7 @@ static void test_abandoned_claim(void **state)
     int a = replica[0].port, b = replica[1].port;
     tc_response r;
     enrol_keyed(a, "died", 4, "died-1", &r);
-    json_t *j = expect_json(&r, 201);
-    long long id = json_integer_value(json_object_get(j, "face_id"));
-    json_decref(j);
+    long long id = created_face_id(&r);
     tc_response_free(&r);
     assert_int_equal(sql_exec("UPDATE idempotency_keys SET status = 0, body = NULL,"
                               " created_ms = (extract(epoch from clock_timestamp()) * 1000)::bigint"
@@ -420,9 +423,7 @@ static void test_abandoned_claim(void **state)
         tc_sleep_ms(250);
     }
     double waited = tc_now_ms() - t0;
-    j = expect_json(&r, 201);
-    assert_int_equal(json_integer_value(json_object_get(j, "face_id")), id);
-    json_decref(j);
+    assert_int_equal(created_face_id(&r), id);
     tc_response_free(&r);
     print_message("abandoned claim taken over after %.1f s (%d answers 409 before)\n",
                   waited / 1000, busy);
@@ -431,9 +432,7 @@ static void test_abandoned_claim(void **state)
     assert_int_equal(subject_faces(a, "died"), 1);
     /* Recorded now: a further retry is a replay. */
     enrol_keyed(a, "died", 4, "died-1", &r);
-    j = expect_json(&r, 201);
-    assert_int_equal(json_integer_value(json_object_get(j, "face_id")), id);
-    json_decref(j);
+    assert_int_equal(created_face_id(&r), id);
     char v[16];
     assert_non_null(tc_header(&r, "Idempotency-Replayed", v, sizeof v));
     tc_response_free(&r);

@@ -24,7 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* --- random numbers and buffers ------------------------------------------------------------ */
+/* --- random inputs (the generator and buffers are in helpers.h) ---------------------------- */
 
 /* Value domains for the computed inputs of a case. */
 enum domain {
@@ -42,7 +42,6 @@ static float rng_value(enum domain d)
     }
 }
 
-/* A buffer with NN_XNN_EXTRA_BYTES of slack, as the engine's arena provides. */
 /* --- graph building ------------------------------------------------------------------------ */
 
 static nn_shape shape_of(int rank, const int64_t *dims)
