@@ -20,10 +20,18 @@ ifeq ($(WERROR),1)
 CFLAGS_BASE += -Werror
 endif
 CFLAGS += $(CFLAGS_BASE) $(EXTRA_CFLAGS)
-LDLIBS += $(PKG_LIBS) -lXNNPACK -lpthreadpool -lm -pthread
+# C++ only for the bridge to hnswlib, a header-only C++ library (src/gallery/ann.cpp).
+CXXFLAGS_BASE := -std=c++17 -D_GNU_SOURCE $(OPT) -g -Wall -Wextra -Wshadow -Wno-unused-parameter \
+	-fno-strict-aliasing -pthread -Isrc
+ifeq ($(WERROR),1)
+CXXFLAGS_BASE += -Werror
+endif
+CXXFLAGS += $(CXXFLAGS_BASE) $(EXTRA_CFLAGS)
+LDLIBS += $(PKG_LIBS) -lXNNPACK -lpthreadpool -lm -lstdc++ -pthread
 
 LIB_SRC := $(shell find src -name '*.c' ! -path src/main.c | sort)
-LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+LIB_CXX_SRC := $(shell find src -name '*.cpp' | sort)
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(LIB_CXX_SRC:%.cpp=$(BUILD)/obj/%.o)
 TEST_SRC := $(shell find tests -name 'test_*.c' 2>/dev/null | sort)
 TEST_BIN := $(TEST_SRC:%.c=$(BUILD)/%)
 FUZZ_SRC := $(shell find tests/fuzz -name 'fuzz_*.c' 2>/dev/null | sort)
@@ -34,6 +42,10 @@ all: $(BUILD)/vultus
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/obj/%.o: %.cpp
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS) -MMD -MP -c $< -o $@
 
 $(BUILD)/libvultus.a: $(LIB_OBJ)
 	@rm -f $@
@@ -81,10 +93,11 @@ check: setup
 
 # ThreadSanitizer build of the tests of concurrent code: the library and those tests are rebuilt
 # with clang -fsanitize=thread into $(BUILD)/tsan (part of make check).
-TSAN_TESTS := tests/nn/test_shared_model.c tests/gallery/test_concurrency.c tests/http/test_http_inproc.c \
+TSAN_TESTS := tests/nn/test_shared_model.c tests/gallery/test_concurrency.c tests/gallery/test_ann.c \
+	tests/http/test_http_inproc.c \
 	tests/http/test_http_batching.c tests/gallery/test_store_postgres.c
 tsan: setup
-	@$(MAKE) --no-print-directory BUILD=$(BUILD)/tsan CC=clang OPT=-O1 EXTRA_CFLAGS=-fsanitize=thread \
+	@$(MAKE) --no-print-directory BUILD=$(BUILD)/tsan CC=clang CXX=clang++ OPT=-O1 EXTRA_CFLAGS=-fsanitize=thread \
 		LDFLAGS=-fsanitize=thread $(TSAN_TESTS:%.c=$(BUILD)/tsan/%)
 	@TSAN_OPTIONS=halt_on_error=1 tools/run-tests $(BUILD)/tsan $(TSAN_TESTS:%.c=$(BUILD)/tsan/%)
 
@@ -103,7 +116,7 @@ $(BUILD)/fuzz/bin/%: tests/fuzz/%.c $(BUILD)/fuzz/libvultus.a
 		-o $@ $< $(BUILD)/fuzz/libvultus.a $(LDLIBS)
 
 $(BUILD)/fuzz/libvultus.a: FORCE
-	@$(MAKE) --no-print-directory BUILD=$(BUILD)/fuzz CC=clang OPT=-O1 FUZZ_LIB=1 \
+	@$(MAKE) --no-print-directory BUILD=$(BUILD)/fuzz CC=clang CXX=clang++ OPT=-O1 FUZZ_LIB=1 \
 		EXTRA_CFLAGS="$(FUZZ_SANITIZE)" $(BUILD)/fuzz/libvultus.a
 
 # clang's AddressSanitizer spends many minutes on the GEMM kernel's unrolled AVX-512 intrinsics
@@ -149,7 +162,7 @@ bench-nn: bench-setup all
 bench: bench-nn
 
 format:
-	clang-format -i $(shell find src tests bench -name '*.[ch]')
+	clang-format -i $(shell find src tests bench -name '*.[ch]' -o -name '*.cpp')
 
 clean:
 	rm -rf $(BUILD)
@@ -175,7 +188,7 @@ bench-gallery: bench-setup
 
 $(BUILD)/bench/gallery/bench_gallery: bench/gallery/bench_gallery.c $(GALLERY_BENCH_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) -lsqlite3 -ljansson -lm -pthread
+	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) -lsqlite3 -ljansson -lm -lstdc++ -pthread
 
 $(BUILD)/bench/gallery/faiss_peer: bench/gallery/faiss_peer.cpp
 	@mkdir -p $(dir $@)

@@ -57,12 +57,19 @@ void base_log_write(int level, const char *file, int line, const char *fmt, ...)
 #define LOG_WARN(...) BASE_LOG(BASE_LOG_WARN, __VA_ARGS__)
 #define LOG_ERROR(...) BASE_LOG(BASE_LOG_ERROR, __VA_ARGS__)
 
+/* C's _Noreturn, spelled so the header also reads as C++ (src/gallery/ann.cpp includes it). */
+#ifdef __cplusplus
+#define BASE_NORETURN [[noreturn]]
+#else
+#define BASE_NORETURN _Noreturn
+#endif
+
 /* For bugs only: a broken invariant aborts with the file and line. Never for input. */
 #define BASE_ASSERT(cond)                                                                          \
     do {                                                                                           \
         if (!(cond)) base_assert_fail(#cond, __FILE__, __LINE__);                                  \
     } while (0)
-_Noreturn void base_assert_fail(const char *cond, const char *file, int line);
+BASE_NORETURN void base_assert_fail(const char *cond, const char *file, int line);
 
 /* Monotonic clock in nanoseconds. */
 uint64_t base_now_ns(void);

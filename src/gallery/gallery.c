@@ -323,6 +323,14 @@ static void free_list(struct collection *c)
     }
 }
 
+/* Gives loaded collections their HNSW settings: a large one starts its graph build now,
+ * after its rows are all in (not while the loader is still adding them). */
+static void arm_ann(struct gal *g, struct collection *list)
+{
+    for (struct collection *c = list; c; c = c->next)
+        gal_index_set_ann(c->index, &g->ann);
+}
+
 /* Loads one collection (not installed). BASE_ERR_NOT_FOUND when it no longer exists. */
 static int load_one(struct gal *g, int64_t id, struct collection **out)
 {
@@ -335,6 +343,7 @@ static int load_one(struct gal *g, int64_t id, struct collection **out)
         free_list(l.loaded);
         return rc;
     }
+    arm_ann(g, l.loaded);
     *out = l.loaded;
     return 0;
 }
@@ -444,6 +453,14 @@ int gal_open(const char *path, const struct gal_options *options, struct gal **o
     pthread_rwlock_init(&g->collections_lock, &attr);
     pthread_rwlockattr_destroy(&attr);
 
+    const uint64_t min_faces = options && options->ann_min_faces ? options->ann_min_faces
+                                                                 : GAL_ANN_MIN_FACES_DEFAULT;
+    g->ann = (struct gal_ann_config){
+        .min_faces = min_faces >= (uint64_t)SIZE_MAX ? 0 : (size_t)min_faces,
+        .m = options ? options->ann_m : 0,
+        .ef_construction = options ? options->ann_ef_construction : 0,
+        .ef_search = options ? options->ann_ef_search : 0,
+    };
     int rc = gal_location_is_url(path) ? gal_store_postgres_open(path, options, &g->store)
                                        : gal_store_sqlite_open(path, options, &g->store);
     if (rc) goto fail;
@@ -452,6 +469,7 @@ int gal_open(const char *path, const struct gal_options *options, struct gal **o
     rc = g->store->ops->load(g->store, 0, &loader, &g->applied_seq);
     g->collections = l.loaded;
     if (rc) goto fail;
+    arm_ann(g, g->collections);
     size_t n = 0;
     for (struct collection *c = g->collections; c; c = c->next)
         n++;
@@ -550,8 +568,10 @@ int gal_collection_create(struct gal *g, const struct gal_collection_info *info)
     rc = direct_or_replay(g, seq, 1);
     if (rc == 1) {
         rc = collection_new(g, &stored, &c);
-        if (!rc)
+        if (!rc) {
+            gal_index_set_ann(c->index, &g->ann);
             install(g, c);
+        }
         else
             g->applied_seq = seq - 1; /* durable: the next write or refresh retries */
     }

@@ -87,7 +87,21 @@ struct gal_options {
     const char *kernels;            /* "scalar", "avx2", "avx512" or NULL for the best here */
     int busy_timeout_ms;            /* how long a statement waits for another process's lock
                                        before failing with BASE_ERR_IO; 0 = 10 s (SQLite) */
+    /*
+     * Approximate search for large collections: a collection holding at least
+     * ann_min_faces faces also gets an HNSW graph, built in the background (the exact scan
+     * serves until it is ready), which then answers its searches; candidates are re-scored
+     * exactly as always. See docs/gallery.md for recall and speed.
+     */
+    uint64_t ann_min_faces;       /* 0 = GAL_ANN_MIN_FACES_DEFAULT; UINT64_MAX = never */
+    unsigned ann_ef_search;       /* candidates explored per query; 0 = the default */
+    unsigned ann_m;               /* links per face (HNSW's M); 0 = the default */
+    unsigned ann_ef_construction; /* candidates explored per insertion; 0 = the default */
 };
+#define GAL_ANN_MIN_FACES_DEFAULT 2000000u
+#define GAL_ANN_EF_SEARCH_DEFAULT 128u
+#define GAL_ANN_M_DEFAULT 16u
+#define GAL_ANN_EF_CONSTRUCTION_DEFAULT 100u
 
 struct gal;
 
@@ -269,6 +283,10 @@ struct gal_index_stats {
     uint64_t rows;       /* rows in use, including deleted ones awaiting compaction */
     uint64_t bytes;      /* memory held by the index (vectors, scales, ids) */
     const char *kernels; /* "scalar", "avx2" or "avx512" */
+    const char *search;  /* "exact", "exact, hnsw building" or "hnsw" */
+    uint64_t ann_faces;  /* faces in the HNSW graph (dead ones included until a rebuild) */
+    uint64_t ann_bytes;  /* memory held by the graph (approximate; not in `bytes`) */
+    double ann_build_s;  /* how long the last graph build took (0 before the first) */
 };
 int gal_index_stats(struct gal *g, const char *collection, struct gal_index_stats *stats);
 

@@ -25,11 +25,15 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "base/base.h"
+#include "gallery/ann.h"
 
 #define ROW_ALIGN 64
 /* Rows per block: the block is scanned for every query while it sits in L1. */
@@ -72,6 +76,24 @@ struct gal_index {
     size_t count; /* rows in use, tombstones included */
     size_t live;  /* rows that are not tombstones */
     struct arrays a;
+
+    /*
+     * The HNSW graph (gal_index_set_ann). `ann` and `ann_dead` are read by searches under
+     * `lock` shared and changed under it exclusive (so no search runs while the graph
+     * changes: hnswlib's insertions are not safe against concurrent searches); the build's
+     * state is under write_mutex, except `ann_stop`, which the build thread polls.
+     */
+    struct gal_ann_config ann_config;
+    size_t ann_entry_bytes;
+    struct gal_ann *ann;
+    size_t ann_dead;         /* faces removed since `ann` was built, still in it */
+    int ann_building;        /* a build thread runs */
+    int ann_thread_started;  /* ann_thread is to be joined */
+    atomic_int ann_stop;     /* destroy: the build gives up */
+    uint64_t in_place_adds;  /* adds that were not appends (a build's catch-up looks for them) */
+    double ann_build_s;      /* the last build's duration */
+    pthread_t ann_thread;
+    pthread_cond_t ann_idle; /* broadcast (write_mutex) when a build ends */
 };
 
 /* ---- memory ----------------------------------------------------------------------------- */
@@ -217,6 +239,258 @@ static void maybe_compact(struct gal_index *index)
     }
 }
 
+/* ---- the HNSW graph ------------------------------------------------------------------------ */
+
+/* Rows a build copies per visit under the shared lock (short, so writers wait little). */
+#define ANN_CHUNK 4096
+
+static enum gal_ann_encoding ann_encoding(const struct gal_index *index)
+{
+    return index->dtype == GAL_DTYPE_INT8 ? GAL_ANN_I8 : GAL_ANN_F32;
+}
+
+/*
+ * The graph entry of row `pos`, from the row as stored: int8 codes and scale as they are (so
+ * the graph's scores are the scan's), f16 widened to f32. Caller holds lock or write_mutex.
+ */
+static void row_entry(const struct gal_index *index, size_t pos, uint8_t *entry)
+{
+    const uint8_t *row = index->a.rows + pos * index->row_bytes;
+    switch (index->dtype) {
+    case GAL_DTYPE_INT8:
+        memset(entry, 0, index->ann_entry_bytes);
+        memcpy(entry, &index->a.scales[pos], sizeof(float));
+        memcpy(entry + sizeof(float), row, index->dim);
+        break;
+    case GAL_DTYPE_F32: memcpy(entry, row, index->dim * sizeof(float)); break;
+    case GAL_DTYPE_F16: {
+        const uint16_t *h = (const uint16_t *)row;
+        float f;
+        for (uint32_t i = 0; i < index->dim; i++) {
+            f = base_f16_to_f32(h[i]);
+            memcpy(entry + i * sizeof f, &f, sizeof f);
+        }
+        break;
+    }
+    }
+}
+
+/* Adds to `ann` with room made first (growing by half). */
+static int ann_add_grow(struct gal_ann *ann, int64_t face_id, const uint8_t *entry)
+{
+    size_t cap = gal_ann_capacity(ann);
+    if (gal_ann_count(ann) >= cap) {
+        int rc = gal_ann_reserve(ann, cap + cap / 2 + 1024);
+        if (rc) return rc;
+    }
+    return gal_ann_add(ann, face_id, entry);
+}
+
+/* Drops the published graph after a failure: the exact scan serves. write_mutex held. */
+static void ann_drop(struct gal_index *index, const char *why)
+{
+    LOG_WARN("index: the hnsw graph is dropped (%s: %s); searches scan every face", why,
+             base_error_message());
+    pthread_rwlock_wrlock(&index->lock);
+    struct gal_ann *old = index->ann;
+    index->ann = NULL;
+    index->ann_dead = 0;
+    pthread_rwlock_unlock(&index->lock);
+    gal_ann_destroy(old);
+}
+
+/* After an add at row `pos`: the same face into the published graph. write_mutex held. */
+static void ann_follow_add(struct gal_index *index, size_t pos)
+{
+    if (!index->ann) return;
+    uint8_t *entry = malloc(index->ann_entry_bytes);
+    if (!entry) {
+        base_error_set(BASE_ERR_NOMEM, "an entry of %zu bytes", index->ann_entry_bytes);
+        ann_drop(index, "adding a face");
+        return;
+    }
+    row_entry(index, pos, entry);
+    pthread_rwlock_wrlock(&index->lock);
+    /* a revived face is still in the graph, with the same vector (and stays counted dead
+     * until the next build: harmless) */
+    int rc = gal_ann_contains(index->ann, index->a.face_ids[pos])
+                 ? 0
+                 : ann_add_grow(index->ann, index->a.face_ids[pos], entry);
+    pthread_rwlock_unlock(&index->lock);
+    free(entry);
+    if (rc) ann_drop(index, "adding a face");
+}
+
+struct ann_build {
+    struct gal_index *index;
+    struct gal_ann *graph;
+    uint8_t *entries; /* ANN_CHUNK entries */
+    int64_t ids[ANN_CHUNK];
+    size_t n;
+};
+
+/*
+ * Copies up to ANN_CHUNK live rows with face ids above `after` into b, starting the search
+ * at *pos_io (where the previous copy ended, unless rows moved since). Caller holds lock
+ * shared or write_mutex.
+ */
+static size_t copy_rows(struct ann_build *b, int64_t after, size_t *pos_io)
+{
+    struct gal_index *index = b->index;
+    size_t pos = *pos_io, n = 0;
+    if (pos > index->count || (pos > 0 && index->a.face_ids[pos - 1] != after))
+        pos = lower_bound(index, after + 1); /* rows moved (growth, compaction, an insert) */
+    for (; pos < index->count && n < ANN_CHUNK; pos++) {
+        if (index->a.subjects[pos] == 0) continue;
+        b->ids[n] = index->a.face_ids[pos];
+        row_entry(index, pos, b->entries + n * index->ann_entry_bytes);
+        n++;
+    }
+    *pos_io = pos;
+    return n;
+}
+
+static int insert_copied(struct ann_build *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        int rc = ann_add_grow(b->graph, b->ids[i], b->entries + i * b->index->ann_entry_bytes);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+/*
+ * The build thread: a fresh graph over the live rows, made without blocking searches or
+ * writes (it copies rows in chunks under the shared lock and inserts them with no lock),
+ * then caught up and published under write_mutex (writers wait for the last few rows).
+ */
+static void *ann_build_main(void *arg)
+{
+    struct gal_index *index = arg;
+    /* below the service's inference workers: a build may take minutes of one core */
+    setpriority(PRIO_PROCESS, (id_t)gettid(), 10);
+    const uint64_t t0 = base_now_ns();
+    struct ann_build b = {.index = index};
+    const struct gal_ann_params params = {index->ann_config.m, index->ann_config.ef_construction,
+                                          index->ann_config.ef_search};
+    pthread_mutex_lock(&index->write_mutex);
+    const size_t capacity = index->live + index->live / 8 + 1024;
+    const uint64_t in_place_before = index->in_place_adds;
+    pthread_mutex_unlock(&index->write_mutex);
+
+    int rc = gal_ann_create(index->dim, ann_encoding(index), index->kernels, &params, capacity,
+                            &b.graph);
+    b.entries = malloc((size_t)ANN_CHUNK * index->ann_entry_bytes);
+    if (!rc && !b.entries) rc = base_error_set(BASE_ERR_NOMEM, "hnsw build buffers");
+    int64_t after = 0;
+    size_t pos = 0;
+    /* Chunks until one comes back short: the build has (nearly) caught up with the writers. */
+    while (!rc && !atomic_load(&index->ann_stop)) {
+        pthread_rwlock_rdlock(&index->lock);
+        size_t n = copy_rows(&b, after, &pos);
+        pthread_rwlock_unlock(&index->lock);
+        if (n) after = b.ids[n - 1];
+        rc = insert_copied(&b, n);
+        if (n < ANN_CHUNK) break;
+    }
+
+    pthread_mutex_lock(&index->write_mutex);
+    /* Writers wait from here: the rows appended since the last chunk, then (only if some
+     * add landed before the end) any live row the graph lacks. */
+    while (!rc && !atomic_load(&index->ann_stop)) {
+        size_t n = copy_rows(&b, after, &pos);
+        if (n) after = b.ids[n - 1];
+        rc = insert_copied(&b, n);
+        if (n < ANN_CHUNK) break;
+    }
+    if (!rc && !atomic_load(&index->ann_stop) && index->in_place_adds != in_place_before) {
+        for (size_t i = 0; i < index->count && !rc; i++) {
+            if (index->a.subjects[i] == 0 || gal_ann_contains(b.graph, index->a.face_ids[i]))
+                continue;
+            row_entry(index, i, b.entries);
+            rc = ann_add_grow(b.graph, index->a.face_ids[i], b.entries);
+        }
+    }
+    struct gal_ann *old = NULL;
+    if (!rc && !atomic_load(&index->ann_stop)) {
+        pthread_rwlock_wrlock(&index->lock);
+        old = index->ann;
+        index->ann = b.graph;
+        /* faces deleted while the build copied them are in it (searches skip them) */
+        size_t in_graph = gal_ann_count(b.graph);
+        index->ann_dead = in_graph > index->live ? in_graph - index->live : 0;
+        pthread_rwlock_unlock(&index->lock);
+        b.graph = NULL;
+        index->ann_build_s = (double)(base_now_ns() - t0) / 1e9;
+        LOG_INFO("index: hnsw graph over %zu faces built in %.1f s", index->live,
+                 index->ann_build_s);
+    } else if (rc) {
+        LOG_WARN("index: hnsw graph build failed (%s); searches scan every face",
+                 base_error_message());
+    }
+    index->ann_building = 0;
+    pthread_cond_broadcast(&index->ann_idle);
+    pthread_mutex_unlock(&index->write_mutex);
+    gal_ann_destroy(old);
+    gal_ann_destroy(b.graph);
+    free(b.entries);
+    return NULL;
+}
+
+/* Starts a build when one is due: no graph and enough faces, or a quarter of it dead.
+ * write_mutex held. */
+static void ann_maybe_build(struct gal_index *index)
+{
+    const struct gal_ann_config *c = &index->ann_config;
+    if (c->min_faces == 0 || index->ann_building || atomic_load(&index->ann_stop)) return;
+    int due = index->ann ? index->ann_dead > 1024 && index->ann_dead * 4 > gal_ann_count(index->ann)
+                         : index->live >= c->min_faces;
+    if (!due) return;
+    if (index->ann_thread_started) {
+        pthread_join(index->ann_thread, NULL); /* finished: ann_building is 0 */
+        index->ann_thread_started = 0;
+    }
+    if (pthread_create(&index->ann_thread, NULL, ann_build_main, index) != 0) {
+        LOG_WARN("index: cannot start an hnsw build thread; searches scan every face");
+        return;
+    }
+    index->ann_thread_started = 1;
+    index->ann_building = 1;
+}
+
+void gal_index_set_ann(struct gal_index *index, const struct gal_ann_config *config)
+{
+    pthread_mutex_lock(&index->write_mutex);
+    index->ann_config = *config;
+    if (index->ann_config.m < 2) index->ann_config.m = GAL_ANN_M_DEFAULT;
+    if (index->ann_config.ef_construction == 0)
+        index->ann_config.ef_construction = GAL_ANN_EF_CONSTRUCTION_DEFAULT;
+    if (index->ann_config.ef_search == 0) index->ann_config.ef_search = GAL_ANN_EF_SEARCH_DEFAULT;
+    ann_maybe_build(index);
+    pthread_mutex_unlock(&index->write_mutex);
+}
+
+int gal_index_wait_ann(struct gal_index *index, int timeout_ms)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += timeout_ms / 1000;
+    until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    int rc = 0;
+    pthread_mutex_lock(&index->write_mutex);
+    while (index->ann_building && !rc)
+        if (pthread_cond_timedwait(&index->ann_idle, &index->write_mutex, &until) != 0 &&
+            index->ann_building)
+            rc = base_error_set(BASE_ERR_LIMIT, "hnsw build still running after %d ms",
+                                timeout_ms);
+    pthread_mutex_unlock(&index->write_mutex);
+    return rc;
+}
+
 /* ---- create / destroy -------------------------------------------------------------------- */
 
 int gal_index_create(uint32_t dim, enum gal_dtype dtype, const struct gal_kernels *kernels,
@@ -244,6 +518,10 @@ int gal_index_create(uint32_t dim, enum gal_dtype dtype, const struct gal_kernel
     pthread_rwlock_init(&index->lock, &attr);
     pthread_rwlockattr_destroy(&attr);
     pthread_mutex_init(&index->write_mutex, NULL);
+    pthread_cond_init(&index->ann_idle, NULL);
+    atomic_init(&index->ann_stop, 0);
+    index->ann_entry_bytes =
+        gal_ann_entry_bytes(dim, dtype == GAL_DTYPE_INT8 ? GAL_ANN_I8 : GAL_ANN_F32);
     *out = index;
     return 0;
 }
@@ -251,6 +529,10 @@ int gal_index_create(uint32_t dim, enum gal_dtype dtype, const struct gal_kernel
 void gal_index_destroy(struct gal_index *index)
 {
     if (!index) return;
+    atomic_store(&index->ann_stop, 1);
+    if (index->ann_thread_started) pthread_join(index->ann_thread, NULL);
+    gal_ann_destroy(index->ann);
+    pthread_cond_destroy(&index->ann_idle);
     arrays_free(&index->a);
     pthread_rwlock_destroy(&index->lock);
     pthread_mutex_destroy(&index->write_mutex);
@@ -301,6 +583,8 @@ int gal_index_add(struct gal_index *index, int64_t face_id, int64_t subject_rowi
         index->count = n + 1;
         index->live++;
         pthread_rwlock_unlock(&index->lock);
+        ann_follow_add(index, n);
+        ann_maybe_build(index);
         goto done;
     }
 
@@ -333,6 +617,9 @@ int gal_index_add(struct gal_index *index, int64_t face_id, int64_t subject_rowi
     a->subjects[pos] = subject_rowid;
     index->live++;
     pthread_rwlock_unlock(&index->lock);
+    index->in_place_adds++;
+    ann_follow_add(index, pos);
+    ann_maybe_build(index);
 done:
     pthread_mutex_unlock(&index->write_mutex);
     base_aligned_free(tmp);
@@ -361,8 +648,10 @@ int gal_index_remove(struct gal_index *index, int64_t face_id)
         pthread_rwlock_wrlock(&index->lock);
         index->a.subjects[pos] = 0;
         index->live--;
+        if (index->ann) index->ann_dead++;
         pthread_rwlock_unlock(&index->lock);
         maybe_compact(index);
+        ann_maybe_build(index);
     }
     pthread_mutex_unlock(&index->write_mutex);
     return rc;
@@ -381,8 +670,10 @@ size_t gal_index_remove_subject(struct gal_index *index, int64_t subject_rowid)
         }
     }
     index->live -= removed;
+    if (index->ann) index->ann_dead += removed;
     pthread_rwlock_unlock(&index->lock);
     if (removed) maybe_compact(index);
+    if (removed) ann_maybe_build(index);
     pthread_mutex_unlock(&index->write_mutex);
     return removed;
 }
@@ -396,7 +687,13 @@ void gal_index_get_stats(struct gal_index *index, struct gal_index_stats *stats)
     stats->rows = index->count;
     stats->bytes = (uint64_t)index->a.capacity * per_row + sizeof *index;
     stats->kernels = index->kernels->name;
+    stats->ann_faces = index->ann ? gal_ann_count(index->ann) : 0;
+    stats->ann_bytes = index->ann ? gal_ann_bytes(index->ann) : 0;
     pthread_rwlock_unlock(&index->lock);
+    pthread_mutex_lock(&index->write_mutex);
+    stats->search = index->ann ? "hnsw" : index->ann_building ? "exact, hnsw building" : "exact";
+    stats->ann_build_s = index->ann_build_s;
+    pthread_mutex_unlock(&index->write_mutex);
 }
 
 /* ---- search ----------------------------------------------------------------------------- */
@@ -471,6 +768,45 @@ static int compare_better_first(const void *pa, const void *pb)
     return better(a, b) ? -1 : better(b, a) ? 1 : 0;
 }
 
+/*
+ * The search through the graph, query by query (lock held shared). The graph is asked for
+ * more faces than wanted: enough to fill k_subjects distinct subjects in most galleries, plus
+ * a margin for faces deleted since it was built (at most about a quarter: then it is rebuilt).
+ */
+static int search_ann(struct gal_index *index, const float *queries, size_t query_count,
+                      size_t k_faces, size_t k_subjects, struct gal_candidate *faces,
+                      size_t *face_counts, struct gal_candidate *subjects, size_t *subject_counts)
+{
+    size_t want = k_faces > 2 * k_subjects ? k_faces : 2 * k_subjects;
+    const size_t ask = want + want / 2 + 8;
+    uint8_t *entry = malloc(index->ann_entry_bytes);
+    int64_t *ids = malloc(ask * sizeof *ids);
+    float *scores = malloc(ask * sizeof *scores);
+    int rc = 0;
+    if (!entry || !ids || !scores) rc = base_error_set(BASE_ERR_NOMEM, "search buffers");
+    for (size_t q = 0; q < query_count && !rc; q++) {
+        face_counts[q] = subject_counts[q] = 0;
+        gal_ann_encode(index->dim, ann_encoding(index), index->kernels, queries + q * index->dim,
+                       entry);
+        size_t n = 0;
+        if ((rc = gal_ann_search(index->ann, entry, ask, ids, scores, &n))) break;
+        struct gal_candidate *fh = faces + q * k_faces, *sh = subjects + q * k_subjects;
+        for (size_t i = 0; i < n; i++) {
+            size_t pos = lower_bound(index, ids[i]);
+            if (pos >= index->count || index->a.face_ids[pos] != ids[i] ||
+                index->a.subjects[pos] == 0)
+                continue; /* deleted since the graph was built */
+            struct gal_candidate c = {scores[i], ids[i], index->a.subjects[pos]};
+            heap_offer(fh, &face_counts[q], k_faces, &c);
+            subject_offer(sh, &subject_counts[q], k_subjects, &c);
+        }
+    }
+    free(entry);
+    free(ids);
+    free(scores);
+    return rc;
+}
+
 int gal_index_search(struct gal_index *index, const float *queries, size_t query_count,
                      size_t k_faces, size_t k_subjects, struct gal_candidate *faces,
                      size_t *face_counts, struct gal_candidate *subjects, size_t *subject_counts)
@@ -478,6 +814,19 @@ int gal_index_search(struct gal_index *index, const float *queries, size_t query
     if (query_count == 0 || k_faces == 0 || k_subjects == 0)
         return base_error_set(BASE_ERR_INVALID, "index search with %zu queries, k %zu/%zu",
                               query_count, k_faces, k_subjects);
+    pthread_rwlock_rdlock(&index->lock);
+    if (index->ann) {
+        int rc = search_ann(index, queries, query_count, k_faces, k_subjects, faces, face_counts,
+                            subjects, subject_counts);
+        pthread_rwlock_unlock(&index->lock);
+        for (size_t q = 0; q < query_count && !rc; q++) {
+            qsort(faces + q * k_faces, face_counts[q], sizeof *faces, compare_better_first);
+            qsort(subjects + q * k_subjects, subject_counts[q], sizeof *subjects,
+                  compare_better_first);
+        }
+        return rc;
+    }
+    pthread_rwlock_unlock(&index->lock);
     const size_t pd = index->padded_dim, dim = index->dim;
     size_t block_rows = BLOCK_BYTES / index->row_bytes;
     block_rows = block_rows < 8 ? 8 : block_rows > BLOCK_ROWS_MAX ? BLOCK_ROWS_MAX : block_rows;

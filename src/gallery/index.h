@@ -5,6 +5,8 @@
  * aligned (each row padded with zeros to a multiple of 64 bytes), ordered by face id. A
  * search scans every row: exact, with top-k heaps for faces and for subjects.
  *
+ * A large collection may also have an HNSW graph (gal_index_set_ann): approximate, much faster.
+ *
  * Thread-safety: every function may be called from any thread at any time; searches run in
  * parallel with each other, and a writer blocks them only while it changes the arrays (see
  * the comment at the lock in index.c).
@@ -29,7 +31,25 @@ struct gal_candidate {
 
 int gal_index_create(uint32_t dim, enum gal_dtype dtype, const struct gal_kernels *kernels,
                      struct gal_index **out);
+/* Stops a graph build in progress (waits for it) and frees everything. */
 void gal_index_destroy(struct gal_index *index);
+
+/*
+ * The HNSW graph (ann.h) of a large collection. Once the index holds min_faces live faces a
+ * background thread (at a lower CPU priority than the service's workers) builds a graph over
+ * them while the exact scan keeps serving; when it has caught up with the writes made
+ * meanwhile it is published and serves the searches from then on. Later adds go into both;
+ * deletes only mark the rows (a search skips faces whose row is gone or dead), and once a
+ * quarter of the graph is dead faces it is rebuilt the same way. A graph that fails (out of
+ * memory) is dropped and the exact scan serves again. min_faces == 0: never (the default).
+ */
+struct gal_ann_config {
+    size_t min_faces;
+    unsigned m, ef_construction, ef_search;
+};
+void gal_index_set_ann(struct gal_index *index, const struct gal_ann_config *config);
+/* Waits until no graph build runs (tests, benchmarks); 0, or BASE_ERR_LIMIT after timeout_ms. */
+int gal_index_wait_ann(struct gal_index *index, int timeout_ms);
 
 /* Makes room for `rows` rows in total (an optimisation before a bulk load). */
 int gal_index_reserve(struct gal_index *index, size_t rows);

@@ -40,6 +40,7 @@ struct gal {
     pthread_rwlock_t collections_lock;
     struct collection *collections;
     uint64_t applied_seq; /* under write_mutex */
+    struct gal_ann_config ann; /* every collection's HNSW settings (gal_options) */
 };
 
 /* The collection named `name`; caller holds collections_lock or write_mutex. */

@@ -1,0 +1,232 @@
+/*
+ * The C bridge to hnswlib (see ann.h): the one C++ file of vultus, because hnswlib is a
+ * header-only C++ library (DESIGN §5). No hnswlib SIMD code runs: the graph's distance is a
+ * function of ours calling the gallery's dot-product kernels (chosen at run time from the
+ * CPU), so this file is compiled with the library's flags, no -march, like the rest.
+ *
+ * Every exception hnswlib throws (out of memory, a full graph) is caught here and becomes a
+ * base error; none crosses into C.
+ */
+#include <hnswlib/hnswlib.h>
+
+#include <algorithm>
+#include <cstring>
+#include <new>
+#include <vector>
+
+extern "C" {
+#include "base/base.h"
+}
+#include "gallery/ann.h"
+
+namespace {
+
+/* Seeds hnswlib's level generator: a fixed seed makes a graph, and so its answers, the same
+ * for the same insertion order (tests and benchmarks repeat). */
+constexpr size_t LEVEL_SEED = 100;
+
+struct space_param {
+    uint32_t dim;
+    const gal_kernels *kernels;
+};
+
+/* int8 entry: [f32 scale][dim codes], padded to 4 bytes. Score = dot * (scale_a * scale_b),
+ * the same float operations as the exact scan's select kernel. */
+float score_i8(const void *a, const void *b, const space_param *p)
+{
+    float sa, sb;
+    std::memcpy(&sa, a, sizeof sa);
+    std::memcpy(&sb, b, sizeof sb);
+    int32_t dot;
+    p->kernels->dot_i8(static_cast<const int8_t *>(a) + sizeof(float),
+                       static_cast<const int8_t *>(b) + sizeof(float), p->dim, 0, 1, &dot, 0);
+    return static_cast<float>(dot) * (sa * sb);
+}
+
+/* f32 entry: dim floats. */
+float score_f32(const void *a, const void *b, const space_param *p)
+{
+    float dot;
+    p->kernels->dot_f32(static_cast<const float *>(a), static_cast<const float *>(b), p->dim, 0,
+                        1, &dot, 0);
+    return dot;
+}
+
+/* hnswlib's distances: smaller is nearer. The scores returned are recomputed with score_*
+ * (1 - (1 - s) is not always s in floating point). */
+float distance_i8(const void *a, const void *b, const void *param)
+{
+    return 1.0f - score_i8(a, b, static_cast<const space_param *>(param));
+}
+
+float distance_f32(const void *a, const void *b, const void *param)
+{
+    return 1.0f - score_f32(a, b, static_cast<const space_param *>(param));
+}
+
+class dot_space : public hnswlib::SpaceInterface<float> {
+public:
+    dot_space(uint32_t dim, gal_ann_encoding encoding, const gal_kernels *kernels)
+        : bytes_(gal_ann_entry_bytes(dim, encoding)),
+          func_(encoding == GAL_ANN_I8 ? distance_i8 : distance_f32), param_{dim, kernels}
+    {
+    }
+    float score(const void *a, const void *b) const
+    {
+        return func_ == distance_i8 ? score_i8(a, b, &param_) : score_f32(a, b, &param_);
+    }
+    size_t get_data_size() override { return bytes_; }
+    hnswlib::DISTFUNC<float> get_dist_func() override { return func_; }
+    void *get_dist_func_param() override { return &param_; }
+
+private:
+    size_t bytes_;
+    hnswlib::DISTFUNC<float> func_;
+    space_param param_;
+};
+
+} // namespace
+
+struct gal_ann {
+    dot_space space;
+    hnswlib::HierarchicalNSW<float> graph;
+
+    gal_ann(uint32_t dim, gal_ann_encoding encoding, const gal_kernels *kernels, const gal_ann_params *p,
+            size_t capacity)
+        : space(dim, encoding, kernels), graph(&space, capacity, p->m, p->ef_construction, LEVEL_SEED)
+    {
+        graph.setEf(p->ef_search);
+    }
+};
+
+size_t gal_ann_entry_bytes(uint32_t dim, enum gal_ann_encoding encoding)
+{
+    /* 4-byte multiples keep every entry's floats aligned inside hnswlib's element records */
+    if (encoding == GAL_ANN_I8) return sizeof(float) + ((dim + 3u) & ~3u);
+    return sizeof(float) * dim;
+}
+
+void gal_ann_encode(uint32_t dim, enum gal_ann_encoding encoding, const struct gal_kernels *kernels,
+                    const float *vector, void *entry)
+{
+    if (encoding == GAL_ANN_I8) {
+        unsigned char *e = static_cast<unsigned char *>(entry);
+        std::memset(e, 0, gal_ann_entry_bytes(dim, encoding));
+        float scale = kernels->quantize_i8(vector, dim, reinterpret_cast<int8_t *>(e + sizeof scale));
+        std::memcpy(e, &scale, sizeof scale);
+    } else {
+        std::memcpy(entry, vector, sizeof(float) * dim);
+    }
+}
+
+int gal_ann_create(uint32_t dim, enum gal_ann_encoding encoding, const struct gal_kernels *kernels,
+                   const struct gal_ann_params *params, size_t capacity, struct gal_ann **out)
+{
+    *out = nullptr;
+    if (!kernels || !params || dim == 0 || params->m < 2)
+        return base_error_set(BASE_ERR_INVALID, "hnsw: bad parameters");
+    try {
+        *out = new gal_ann(dim, encoding, kernels, params, capacity ? capacity : 1);
+        return 0;
+    } catch (const std::bad_alloc &) {
+        return base_error_set(BASE_ERR_NOMEM, "hnsw: cannot allocate a graph of %zu faces",
+                              capacity);
+    } catch (const std::exception &e) {
+        return base_error_set(BASE_ERR_NOMEM, "hnsw: %s (%zu faces)", e.what(), capacity);
+    }
+}
+
+void gal_ann_destroy(struct gal_ann *ann)
+{
+    delete ann;
+}
+
+int gal_ann_reserve(struct gal_ann *ann, size_t capacity)
+{
+    if (capacity <= ann->graph.max_elements_) return 0;
+    try {
+        ann->graph.resizeIndex(capacity);
+        return 0;
+    } catch (const std::exception &e) {
+        return base_error_set(BASE_ERR_NOMEM, "hnsw: cannot grow to %zu faces: %s", capacity,
+                              e.what());
+    }
+}
+
+int gal_ann_add(struct gal_ann *ann, int64_t face_id, const void *entry)
+{
+    if (ann->graph.cur_element_count >= ann->graph.max_elements_)
+        return base_error_set(BASE_ERR_LIMIT, "hnsw: graph full (%zu faces)",
+                              ann->graph.max_elements_);
+    try {
+        ann->graph.addPoint(entry, static_cast<hnswlib::labeltype>(face_id));
+        return 0;
+    } catch (const std::bad_alloc &) {
+        return base_error_set(BASE_ERR_NOMEM, "hnsw: out of memory adding face %lld",
+                              static_cast<long long>(face_id));
+    } catch (const std::exception &e) {
+        return base_error_set(BASE_ERR_BACKEND, "hnsw: adding face %lld: %s",
+                              static_cast<long long>(face_id), e.what());
+    }
+}
+
+int gal_ann_contains(const struct gal_ann *ann, int64_t face_id)
+{
+    const auto &lookup = ann->graph.label_lookup_;
+    return lookup.find(static_cast<hnswlib::labeltype>(face_id)) != lookup.end();
+}
+
+size_t gal_ann_count(const struct gal_ann *ann)
+{
+    return ann->graph.cur_element_count;
+}
+
+size_t gal_ann_capacity(const struct gal_ann *ann)
+{
+    return ann->graph.max_elements_;
+}
+
+size_t gal_ann_bytes(const struct gal_ann *ann)
+{
+    const auto &g = ann->graph;
+    /* level 0 records, a lock and a level per slot; upper levels for about 1 / M of the
+     * faces; the label table's nodes (key, value, next pointer, hash: about 32 bytes) */
+    size_t per_slot = g.size_data_per_element_ + sizeof(std::mutex) + sizeof(int) + sizeof(char *);
+    size_t upper = g.M_ ? g.cur_element_count / g.M_ * g.size_links_per_element_ : 0;
+    return g.max_elements_ * per_slot + upper + g.cur_element_count * 32 +
+           hnswlib::HierarchicalNSW<float>::max_update_element_locks * sizeof(std::mutex);
+}
+
+int gal_ann_search(const struct gal_ann *ann, const void *query, size_t k, int64_t *face_ids,
+                   float *scores, size_t *found_count)
+{
+    *found_count = 0;
+    if (k == 0 || ann->graph.cur_element_count == 0) return 0;
+    try {
+        auto found = ann->graph.searchKnn(query, k);
+        /* a max-heap on distance, worst first; each found face's score recomputed exactly */
+        const auto &g = ann->graph;
+        std::vector<std::pair<float, int64_t>> best;
+        best.reserve(found.size());
+        while (!found.empty()) {
+            const hnswlib::labeltype label = found.top().second;
+            found.pop();
+            auto at = g.label_lookup_.find(label);
+            if (at == g.label_lookup_.end()) continue;
+            best.emplace_back(ann->space.score(query, g.getDataByInternalId(at->second)),
+                              static_cast<int64_t>(label));
+        }
+        std::sort(best.begin(), best.end(), [](const auto &a, const auto &b) {
+            return a.first != b.first ? a.first > b.first : a.second < b.second;
+        });
+        size_t n = std::min(k, best.size());
+        for (size_t i = 0; i < n; i++) {
+            scores[i] = best[i].first;
+            face_ids[i] = best[i].second;
+        }
+        *found_count = n;
+        return 0;
+    } catch (const std::exception &e) {
+        return base_error_set(BASE_ERR_NOMEM, "hnsw search: %s", e.what());
+    }
+}

@@ -1,0 +1,70 @@
+/*
+ * An approximate nearest-neighbour graph over one collection's vectors (private to
+ * src/gallery): hnswlib's HNSW (Debian libhnswlib-dev, header-only C++) behind this C
+ * interface (ann.cpp). The distance is 1 - the dot product the index's own kernels compute,
+ * on the same encoding: int8 codes with a scale for int8 collections, f32 otherwise (an f16
+ * row would need converting at every distance, and the graph is an accelerator for large
+ * collections, not their storage). So a graph's scores are the exact scan's scores, and the
+ * gallery re-scores the candidates exactly as it does for the scan.
+ *
+ * Thread-safety: none of its own. The index (index.c) calls gal_ann_add and gal_ann_reserve
+ * only while no search runs on the same graph (holding its lock exclusive, or before the
+ * graph is published), and gal_ann_search from any number of threads at once.
+ */
+#ifndef VULTUS_GALLERY_ANN_H
+#define VULTUS_GALLERY_ANN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gallery/kernels.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct gal_ann;
+
+/* How the graph stores vectors: int8 codes with a scale (int8 collections), or f32. */
+enum gal_ann_encoding { GAL_ANN_I8, GAL_ANN_F32 };
+
+struct gal_ann_params {
+    unsigned m;               /* links per node (hnswlib M); level 0 has 2 M */
+    unsigned ef_construction; /* candidates explored per insertion */
+    unsigned ef_search;       /* candidates explored per query (at least k) */
+};
+
+/* Bytes of one encoded vector (gal_ann_encode's output). */
+size_t gal_ann_entry_bytes(uint32_t dim, enum gal_ann_encoding encoding);
+/* Encodes a unit vector the way the graph stores it (and queries it). */
+void gal_ann_encode(uint32_t dim, enum gal_ann_encoding encoding, const struct gal_kernels *kernels,
+                    const float *vector, void *entry);
+
+/* A graph with room for `capacity` vectors (grown by gal_ann_reserve). */
+int gal_ann_create(uint32_t dim, enum gal_ann_encoding encoding, const struct gal_kernels *kernels,
+                   const struct gal_ann_params *params, size_t capacity, struct gal_ann **out);
+void gal_ann_destroy(struct gal_ann *ann);
+
+/* Makes room for `capacity` vectors in total (no-op when there is room). */
+int gal_ann_reserve(struct gal_ann *ann, size_t capacity);
+/* Adds an encoded vector under `face_id`; full: BASE_ERR_LIMIT (reserve first). */
+int gal_ann_add(struct gal_ann *ann, int64_t face_id, const void *entry);
+/* Whether face_id was added. */
+int gal_ann_contains(const struct gal_ann *ann, int64_t face_id);
+size_t gal_ann_count(const struct gal_ann *ann);
+size_t gal_ann_capacity(const struct gal_ann *ann);
+/* Approximate bytes held (vectors, links, locks, the label table). */
+size_t gal_ann_bytes(const struct gal_ann *ann);
+
+/*
+ * The (approximately) k nearest faces to an encoded query, best first (ties: lower face id):
+ * *found <= k face ids with their scores (the dot products the scan computes).
+ */
+int gal_ann_search(const struct gal_ann *ann, const void *query, size_t k, int64_t *face_ids,
+                   float *scores, size_t *found);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
