@@ -99,7 +99,8 @@ TSAN_TESTS := tests/nn/test_shared_model.c tests/gallery/test_concurrency.c test
 tsan: setup
 	@$(MAKE) --no-print-directory BUILD=$(BUILD)/tsan CC=clang CXX=clang++ OPT=-O1 EXTRA_CFLAGS=-fsanitize=thread \
 		LDFLAGS=-fsanitize=thread $(TSAN_TESTS:%.c=$(BUILD)/tsan/%)
-	@TSAN_OPTIONS=halt_on_error=1 tools/run-tests $(BUILD)/tsan $(TSAN_TESTS:%.c=$(BUILD)/tsan/%)
+	@TSAN_OPTIONS="halt_on_error=1 suppressions=$(CURDIR)/tests/tsan.supp" tools/run-tests $(BUILD)/tsan \
+		$(TSAN_TESTS:%.c=$(BUILD)/tsan/%)
 
 run: setup-run all
 	$(BUILD)/vultus serve --models models --data data

@@ -19,7 +19,8 @@ extern "C" {
 }
 #include "gallery/ann.h"
 
-namespace {
+namespace
+{
 
 /* Seeds hnswlib's level generator: a fixed seed makes a graph, and so its answers, the same
  * for the same insertion order (tests and benchmarks repeat). */
@@ -47,8 +48,8 @@ float score_i8(const void *a, const void *b, const space_param *p)
 float score_f32(const void *a, const void *b, const space_param *p)
 {
     float dot;
-    p->kernels->dot_f32(static_cast<const float *>(a), static_cast<const float *>(b), p->dim, 0,
-                        1, &dot, 0);
+    p->kernels->dot_f32(static_cast<const float *>(a), static_cast<const float *>(b), p->dim, 0, 1,
+                        &dot, 0);
     return dot;
 }
 
@@ -64,8 +65,9 @@ float distance_f32(const void *a, const void *b, const void *param)
     return 1.0f - score_f32(a, b, static_cast<const space_param *>(param));
 }
 
-class dot_space : public hnswlib::SpaceInterface<float> {
-public:
+class dot_space : public hnswlib::SpaceInterface<float>
+{
+  public:
     dot_space(uint32_t dim, gal_ann_encoding encoding, const gal_kernels *kernels)
         : bytes_(gal_ann_entry_bytes(dim, encoding)),
           func_(encoding == GAL_ANN_I8 ? distance_i8 : distance_f32), param_{dim, kernels}
@@ -75,11 +77,20 @@ public:
     {
         return func_ == distance_i8 ? score_i8(a, b, &param_) : score_f32(a, b, &param_);
     }
-    size_t get_data_size() override { return bytes_; }
-    hnswlib::DISTFUNC<float> get_dist_func() override { return func_; }
-    void *get_dist_func_param() override { return &param_; }
+    size_t get_data_size() override
+    {
+        return bytes_;
+    }
+    hnswlib::DISTFUNC<float> get_dist_func() override
+    {
+        return func_;
+    }
+    void *get_dist_func_param() override
+    {
+        return &param_;
+    }
 
-private:
+  private:
     size_t bytes_;
     hnswlib::DISTFUNC<float> func_;
     space_param param_;
@@ -91,9 +102,10 @@ struct gal_ann {
     dot_space space;
     hnswlib::HierarchicalNSW<float> graph;
 
-    gal_ann(uint32_t dim, gal_ann_encoding encoding, const gal_kernels *kernels, const gal_ann_params *p,
-            size_t capacity)
-        : space(dim, encoding, kernels), graph(&space, capacity, p->m, p->ef_construction, LEVEL_SEED)
+    gal_ann(uint32_t dim, gal_ann_encoding encoding, const gal_kernels *kernels,
+            const gal_ann_params *p, size_t capacity)
+        : space(dim, encoding, kernels),
+          graph(&space, capacity, p->m, p->ef_construction, LEVEL_SEED)
     {
         graph.setEf(p->ef_search);
     }
@@ -112,7 +124,8 @@ void gal_ann_encode(uint32_t dim, enum gal_ann_encoding encoding, const struct g
     if (encoding == GAL_ANN_I8) {
         unsigned char *e = static_cast<unsigned char *>(entry);
         std::memset(e, 0, gal_ann_entry_bytes(dim, encoding));
-        float scale = kernels->quantize_i8(vector, dim, reinterpret_cast<int8_t *>(e + sizeof scale));
+        float scale =
+            kernels->quantize_i8(vector, dim, reinterpret_cast<int8_t *>(e + sizeof scale));
         std::memcpy(e, &scale, sizeof scale);
     } else {
         std::memcpy(entry, vector, sizeof(float) * dim);

@@ -453,8 +453,8 @@ int gal_open(const char *path, const struct gal_options *options, struct gal **o
     pthread_rwlock_init(&g->collections_lock, &attr);
     pthread_rwlockattr_destroy(&attr);
 
-    const uint64_t min_faces = options && options->ann_min_faces ? options->ann_min_faces
-                                                                 : GAL_ANN_MIN_FACES_DEFAULT;
+    const uint64_t min_faces =
+        options && options->ann_min_faces ? options->ann_min_faces : GAL_ANN_MIN_FACES_DEFAULT;
     g->ann = (struct gal_ann_config){
         .min_faces = min_faces >= (uint64_t)SIZE_MAX ? 0 : (size_t)min_faces,
         .m = options ? options->ann_m : 0,
@@ -571,8 +571,7 @@ int gal_collection_create(struct gal *g, const struct gal_collection_info *info)
         if (!rc) {
             gal_index_set_ann(c->index, &g->ann);
             install(g, c);
-        }
-        else
+        } else
             g->applied_seq = seq - 1; /* durable: the next write or refresh retries */
     }
 done:

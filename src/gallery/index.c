@@ -86,12 +86,12 @@ struct gal_index {
     struct gal_ann_config ann_config;
     size_t ann_entry_bytes;
     struct gal_ann *ann;
-    size_t ann_dead;         /* faces removed since `ann` was built, still in it */
-    int ann_building;        /* a build thread runs */
-    int ann_thread_started;  /* ann_thread is to be joined */
-    atomic_int ann_stop;     /* destroy: the build gives up */
-    uint64_t in_place_adds;  /* adds that were not appends (a build's catch-up looks for them) */
-    double ann_build_s;      /* the last build's duration */
+    size_t ann_dead;        /* faces removed since `ann` was built, still in it */
+    int ann_building;       /* a build thread runs */
+    int ann_thread_started; /* ann_thread is to be joined */
+    atomic_int ann_stop;    /* destroy: the build gives up */
+    uint64_t in_place_adds; /* adds that were not appends (a build's catch-up looks for them) */
+    double ann_build_s;     /* the last build's duration */
     pthread_t ann_thread;
     pthread_cond_t ann_idle; /* broadcast (write_mutex) when a build ends */
 };
@@ -485,8 +485,7 @@ int gal_index_wait_ann(struct gal_index *index, int timeout_ms)
     while (index->ann_building && !rc)
         if (pthread_cond_timedwait(&index->ann_idle, &index->write_mutex, &until) != 0 &&
             index->ann_building)
-            rc = base_error_set(BASE_ERR_LIMIT, "hnsw build still running after %d ms",
-                                timeout_ms);
+            rc = base_error_set(BASE_ERR_LIMIT, "hnsw build still running after %d ms", timeout_ms);
     pthread_mutex_unlock(&index->write_mutex);
     return rc;
 }

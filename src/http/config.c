@@ -46,6 +46,11 @@ const http_option http_options[] = {
     {"max-connections", "VULTUS_MAX_CONNECTIONS", "1000", "open connections, at most"},
     {"rate-limit", "VULTUS_RATE_LIMIT", "0", "requests per second per API key; 0: unlimited"},
     {"rate-burst", "VULTUS_RATE_BURST", "0", "rate-limit bucket size; 0: twice the rate"},
+    {"ann-min-faces", "VULTUS_ANN_MIN_FACES", "2000000",
+     "a collection with this many faces also gets an HNSW graph (built in the background; "
+     "approximate, much faster searches); 0: always the exact scan"},
+    {"ann-ef-search", "VULTUS_ANN_EF_SEARCH", "128",
+     "HNSW candidates explored per query: higher finds more of the true top-k, slower"},
 };
 const int http_option_count = (int)(sizeof http_options / sizeof http_options[0]);
 
@@ -131,6 +136,8 @@ int http_config_set(http_config *c, const char *name, const char *value)
     INT_OPTION("read-timeout-ms", read_timeout_ms, 100, 3600000)
     INT_OPTION("max-connections", max_connections, 1, 1000000)
     INT_OPTION("rate-burst", rate_burst, 0, 1000000)
+    INT_OPTION("ann-min-faces", ann_min_faces, 0, GAL_FACES_MAX)
+    INT_OPTION("ann-ef-search", ann_ef_search, 1, 10000)
 #undef INT_OPTION
     if (strcmp(name, "rate-limit") == 0) {
         char *end = NULL;

@@ -45,6 +45,8 @@ typedef struct http_config {
     int max_connections;          /* open connections, at most */
     double rate_limit;            /* requests per second per API key (token bucket); 0: none */
     int rate_burst;               /* bucket size; 0: max(1, 2 x rate_limit) */
+    int64_t ann_min_faces;        /* collections this large search an HNSW graph; 0: never */
+    int ann_ef_search;            /* HNSW candidates explored per query */
 } http_config;
 
 /* One row of the configuration table: the flag (--name), the environment variable, the

@@ -230,6 +230,15 @@ void http_metrics_render(http_server *s, http_text *t)
         for (size_t i = 0; i < count; i++)
             http_text_printf(t, "vultus_gallery_faces{collection=\"%s\"} %llu\n", list[i].name,
                              (unsigned long long)list[i].face_count);
+        http_text_printf(t, "# HELP vultus_gallery_hnsw_faces Faces in a collection's HNSW graph "
+                            "(0: its searches scan every face; see --ann-min-faces).\n"
+                            "# TYPE vultus_gallery_hnsw_faces gauge\n");
+        for (size_t i = 0; i < count; i++) {
+            struct gal_index_stats st;
+            if (gal_index_stats(s->gal, list[i].name, &st) != 0) continue; /* deleted since */
+            http_text_printf(t, "vultus_gallery_hnsw_faces{collection=\"%s\"} %llu\n", list[i].name,
+                             (unsigned long long)st.ann_faces);
+        }
         free(list);
     }
 

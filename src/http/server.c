@@ -1025,7 +1025,11 @@ int http_server_create(const http_config *config, http_server **out)
     }
     if ((rc = http_store_path(store ? store : s->cfg.data_dir, s->db_path, sizeof s->db_path)))
         goto fail;
-    if ((rc = gal_open(s->db_path, NULL, &s->gal))) goto fail;
+    const struct gal_options gallery_options = {
+        .ann_min_faces = s->cfg.ann_min_faces > 0 ? (uint64_t)s->cfg.ann_min_faces : UINT64_MAX,
+        .ann_ef_search = (unsigned)s->cfg.ann_ef_search,
+    };
+    if ((rc = gal_open(s->db_path, &gallery_options, &s->gal))) goto fail;
     if ((rc = http_keystore_open(s->db_path, &s->keys))) goto fail;
     atomic_store(&s->auth_required, http_keystore_count(s->keys) > 0);
     atomic_store(&s->store_ok, 1);

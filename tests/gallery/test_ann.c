@@ -14,9 +14,9 @@
  *     the same exact similarities; ann_min_faces = UINT64_MAX keeps the exact scan.
  */
 #include <pthread.h>
-#include <stdatomic.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 
 #include <cmocka.h>
@@ -276,8 +276,8 @@ static void test_index_build_follow_delete(void **state)
     for (enum gal_dtype dt = GAL_DTYPE_F32; dt <= GAL_DTYPE_INT8; dt++) {
         struct gal_index *index;
         assert_int_equal(gal_index_create(DIM, dt, NULL, &index), 0);
-        const struct gal_ann_config cfg = {.min_faces = 2000, .m = 16, .ef_construction = 100,
-                                           .ef_search = 128};
+        const struct gal_ann_config cfg = {
+            .min_faces = 2000, .m = 16, .ef_construction = 100, .ef_search = 128};
         gal_index_set_ann(index, &cfg);
         add_all(index, &d, 0, 1999);
         expect_search(index, "exact"); /* below min_faces */
@@ -295,8 +295,8 @@ static void test_index_build_follow_delete(void **state)
         /* the graph against the f64 reference */
         float *q = make_queries(&d, 22, 200);
         struct recall rc = index_recall(index, &d, q, 200);
-        print_message("index %s: recall@1 %.3f, @10 %.3f, clear matches %.4f\n",
-                      gal_dtype_name(dt), rc.at1, rc.at10, rc.strong);
+        print_message("index %s: recall@1 %.3f, @10 %.3f, clear matches %.4f\n", gal_dtype_name(dt),
+                      rc.at1, rc.at10, rc.strong);
         assert_true(rc.at1 >= 0.97);
         assert_true(rc.strong >= 0.99);
         assert_true(rc.at10 >= 0.85);
@@ -305,8 +305,7 @@ static void test_index_build_follow_delete(void **state)
         for (size_t i = 0; i < late.n; i += 37) {
             struct gal_candidate f[K], s[K];
             size_t fn, sn;
-            assert_int_equal(gal_index_search(index, late.x + i * DIM, 1, K, K, f, &fn, s, &sn),
-                             0);
+            assert_int_equal(gal_index_search(index, late.x + i * DIM, 1, K, K, f, &fn, s, &sn), 0);
             assert_int_equal(f[0].face_id, late.ids[i]);
         }
 
@@ -333,9 +332,9 @@ static void test_index_build_follow_delete(void **state)
         assert_true(removed >= FACES_PER_SUBJECT);
         for (size_t i = 0; i < d.n; i++)
             if (d.subject_of[i] == gone) d.live[i] = 0;
-        assert_int_equal(gal_index_search(index, d.centres + (size_t)(gone - 1) * DIM, 1, K, K, f,
-                                          &fn, s, &sn),
-                         0);
+        assert_int_equal(
+            gal_index_search(index, d.centres + (size_t)(gone - 1) * DIM, 1, K, K, f, &fn, s, &sn),
+            0);
         for (size_t i = 0; i < sn; i++)
             assert_true(s[i].subject_rowid != gone);
 
@@ -453,7 +452,8 @@ static void test_concurrent(void **state)
     free_data(&more);
 }
 
-/* ---- the gallery ------------------------------------------------------------------------------ */
+/* ---- the gallery ------------------------------------------------------------------------------
+ */
 
 static int wait_gallery_ann(struct gal *g, const char *collection)
 {
@@ -475,8 +475,11 @@ static void test_gallery(void **state)
     struct data d = make_data(51, 1200, 1);
     struct gal *g;
     assert_int_equal(gal_open(path, NULL, &g), 0);
-    struct gal_collection_info info = {.name = "big", .model_id = "test-128", .dim = DIM,
-                                       .dtype = GAL_DTYPE_INT8, .threshold = 0.5f};
+    struct gal_collection_info info = {.name = "big",
+                                       .model_id = "test-128",
+                                       .dim = DIM,
+                                       .dtype = GAL_DTYPE_INT8,
+                                       .threshold = 0.5f};
     assert_int_equal(gal_collection_create(g, &info), 0);
     char subject[32];
     for (size_t s = 0; s < d.subjects; s++) {
@@ -485,8 +488,8 @@ static void test_gallery(void **state)
     }
     for (size_t i = 0; i < d.n; i++) {
         snprintf(subject, sizeof subject, "person-%lld", (long long)d.subject_of[i]);
-        struct gal_face_input in = {.subject_id = subject, .model_id = "test-128", .dim = DIM,
-                                    .embedding = d.x + i * DIM};
+        struct gal_face_input in = {
+            .subject_id = subject, .model_id = "test-128", .dim = DIM, .embedding = d.x + i * DIM};
         int64_t id;
         assert_int_equal(gal_face_add(g, "big", &in, &id), 0);
     }

@@ -96,8 +96,9 @@ static int start_shared(void **state)
     (void)state;
     if (!have_models()) return 0;
     static const char *const args[] = {
-        "--workers", "2", "--max-body-bytes", "4194304", "--read-timeout-ms", "2000", "--grace-ms",
-        "100",       NULL};
+        "--workers",  "2",   "--max-body-bytes", "4194304", "--read-timeout-ms", "2000",
+        "--grace-ms", "100", "--ann-min-faces",  "4", /* test_search_through_hnsw */
+        NULL};
     return tc_server_start(&shared, NULL, args, 1);
 }
 
@@ -611,6 +612,88 @@ static void test_collections_and_subjects(void **state)
     assert_int_equal(tc_request(port, "DELETE", "/v1/collections/crud2", NULL, NULL, 0, &r), 0);
     expect_error(&r, 404, "collection_not_found");
     tc_response_free(&r);
+}
+
+/* The value of `name` (a sample line "name value") in the /metrics text, or -1. */
+static double metric_value(int port, const char *name)
+{
+    tc_response r;
+    if (tc_get(port, "/metrics", NULL, &r) != 0) return -1;
+    double v = -1;
+    size_t n = strlen(name);
+    for (const char *line = r.body; line && *line;
+         line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL)
+        if (strncmp(line, name, n) == 0 && line[n] == ' ') {
+            v = strtod(line + n + 1, NULL);
+            break;
+        }
+    tc_response_free(&r);
+    return v;
+}
+
+/*
+ * A collection past --ann-min-faces (4 on the shared server) gets its HNSW graph in the
+ * background (/metrics shows its size), and searches through it find the enrolled person;
+ * a deleted subject is never found again.
+ */
+static void test_search_through_hnsw(void **state)
+{
+    (void)state;
+    NEED_SERVER(&shared);
+    int port = shared.port;
+    tc_response r;
+    assert_int_equal(tc_post_json(port, "/v1/collections", NULL, "{\"name\":\"crowd\"}", &r), 0);
+    assert_int_equal(r.status, 201);
+    tc_response_free(&r);
+    int fixtures = tc_exists(FIXTURES "/identities/amy/amy1.png");
+    const char *names[] = {"amy", "howard", "penny", "sheldon"};
+    char path[256];
+    for (int i = 0; i < 4; i++) {
+        if (fixtures)
+            snprintf(path, sizeof path, FIXTURES "/identities/%s/%s1.png", names[i], names[i]);
+        else
+            snprintf(path, sizeof path, "models/samples/sample%d.jpg", i + 1);
+        enrol(port, "crowd", names[i], path, NULL);
+    }
+    const char *gauge = "vultus_gallery_hnsw_faces{collection=\"crowd\"}";
+    double in_graph = -1;
+    for (int i = 0; i < 500 && in_graph < 4; i++) {
+        in_graph = metric_value(port, gauge);
+        if (in_graph < 4) usleep(20000);
+    }
+    assert_true(in_graph >= 4); /* every enrolled face (a sample may hold several) */
+
+    const char *query = fixtures ? FIXTURES "/identities/amy/amy5.png" : SAMPLE;
+    size_t len;
+    char *q = load(query, &len);
+    const char *type = fixtures ? "Content-Type: image/png\r\n" : "Content-Type: image/jpeg\r\n";
+    assert_int_equal(tc_request(port, "POST", "/v1/collections/crowd/search?k=3", type, q, len, &r),
+                     0);
+    json_t *j = expect_json(&r, 200);
+    json_t *matches = json_object_get(json_array_get(json_object_get(j, "faces"), 0), "matches");
+    assert_true(json_array_size(matches) >= 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(matches, 0), "subject")),
+                        "amy");
+    json_decref(j);
+    tc_response_free(&r);
+
+    assert_int_equal(
+        tc_request(port, "DELETE", "/v1/collections/crowd/subjects/amy", NULL, NULL, 0, &r), 0);
+    assert_true(r.status == 200 || r.status == 204);
+    tc_response_free(&r);
+    assert_int_equal(tc_request(port, "POST", "/v1/collections/crowd/search?k=3", type, q, len, &r),
+                     0);
+    j = expect_json(&r, 200);
+    json_t *faces = json_object_get(j, "faces");
+    for (size_t f = 0; f < json_array_size(faces); f++) {
+        matches = json_object_get(json_array_get(faces, f), "matches");
+        for (size_t m = 0; m < json_array_size(matches); m++)
+            assert_string_not_equal(
+                json_string_value(json_object_get(json_array_get(matches, m), "subject")), "amy");
+    }
+    json_decref(j);
+    tc_response_free(&r);
+    free(q);
 }
 
 /* Enrol, idempotent retry, list/get/thumbnail/delete faces, search, verify by subject. */
@@ -1841,6 +1924,7 @@ int main(void)
         cmocka_unit_test(test_no_face),
         cmocka_unit_test(test_collections_and_subjects),
         cmocka_unit_test(test_faces_and_search),
+        cmocka_unit_test(test_search_through_hnsw),
         cmocka_unit_test(test_precheck_skips_pipeline),
         cmocka_unit_test(test_request_errors),
         cmocka_unit_test(test_bad_request_corpus),
