@@ -99,7 +99,7 @@ TSAN_TESTS := tests/nn/test_shared_model.c tests/gallery/test_concurrency.c test
 tsan: setup
 	@$(MAKE) --no-print-directory BUILD=$(BUILD)/tsan CC=clang CXX=clang++ OPT=-O1 EXTRA_CFLAGS=-fsanitize=thread \
 		LDFLAGS=-fsanitize=thread $(TSAN_TESTS:%.c=$(BUILD)/tsan/%)
-	@TSAN_OPTIONS="halt_on_error=1 suppressions=$(CURDIR)/tests/tsan.supp" tools/run-tests $(BUILD)/tsan \
+	@VULTUS_SANITIZED=1 TSAN_OPTIONS="halt_on_error=1 suppressions=$(CURDIR)/tests/tsan.supp" tools/run-tests $(BUILD)/tsan \
 		$(TSAN_TESTS:%.c=$(BUILD)/tsan/%)
 
 run: setup-run all
@@ -113,7 +113,8 @@ FUZZ_SECONDS ?= 30
 FUZZ_SANITIZE := -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
 $(BUILD)/fuzz/bin/%: tests/fuzz/%.c $(BUILD)/fuzz/libvultus.a
 	@mkdir -p $(dir $@)
-	clang -std=c17 -D_GNU_SOURCE -O1 -g -fsanitize=fuzzer,address,undefined -Isrc $(PKG_CFLAGS) \
+	clang -std=c17 -D_GNU_SOURCE -O1 -g -fsanitize=fuzzer,address,undefined -fsanitize-link-c++-runtime \
+		-Isrc $(PKG_CFLAGS) \
 		-o $@ $< $(BUILD)/fuzz/libvultus.a $(LDLIBS)
 
 $(BUILD)/fuzz/libvultus.a: FORCE
@@ -175,11 +176,13 @@ $(BUILD)/obj/src/http/openapi.o: src/http/openapi.json
 # The web page's files are embedded into static.o the same way.
 $(BUILD)/obj/src/http/static.o: $(wildcard web/*)
 
-# The gallery against FAISS (Debian libfaiss-dev) on the same random vectors in the same
-# run: JSON lines, then a table (also appended to $(BUILD)/bench-gallery/results.jsonl).
-# Galleries and ground truth are built once into $(BUILD)/bench-gallery and reused.
-# BENCH_GALLERY_ARGS="--sizes 20000,100000 --dims 192" for a shorter run. Links only the
-# gallery and base objects, so the rest of the library may be mid-edit.
+# The gallery (exact scan and HNSW graph) against FAISS (Debian libfaiss-dev) on the same
+# random and clustered vectors in the same run: JSON lines, then tables (also appended to
+# $(BUILD)/bench-gallery/results.jsonl). Galleries and ground truth are built once into
+# $(BUILD)/bench-gallery and reused. BENCH_GALLERY_ARGS="--sizes 20000,100000 --dims 192" for
+# a shorter run, "--ann-only" for the HNSW comparison alone (100k and 1M, dim 192; "--ef 128"
+# builds one graph per gallery instead of three). Links only the gallery and base objects, so
+# the rest of the library may be mid-edit.
 GALLERY_BENCH_OBJ := $(filter $(BUILD)/obj/src/gallery/% $(BUILD)/obj/src/base/%,$(LIB_OBJ))
 .PHONY: bench-gallery
 bench-gallery: bench-setup
@@ -189,7 +192,7 @@ bench-gallery: bench-setup
 
 $(BUILD)/bench/gallery/bench_gallery: bench/gallery/bench_gallery.c $(GALLERY_BENCH_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) -lsqlite3 -ljansson -lm -lstdc++ -pthread
+	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) -lsqlite3 -lpq -ljansson -lm -lstdc++ -pthread
 
 $(BUILD)/bench/gallery/faiss_peer: bench/gallery/faiss_peer.cpp
 	@mkdir -p $(dir $@)

@@ -1,25 +1,41 @@
 /*
- * bench_gallery — the gallery's 1:N search against FAISS on the same data, in the same run.
+ * bench_gallery — the gallery's 1:N search against FAISS on the same data, in the same run:
+ * the exact scan, the HNSW graph that serves large collections, and FAISS's flat and HNSW
+ * indexes.
  *
- * Data: random unit vectors (Gaussian, normalised), dim 192 and 512, N = 20k, 100k and 1M,
- * each face in one of N/4 subjects; queries are independent random unit vectors (the hard
- * case for ranking: their best matches are separated by small gaps). Each (N, dim) gallery
- * is built once into build/bench-gallery/ and reused; so is its ground truth (the exact
- * top-10 by f64 brute force over the f32 vectors).
+ * Data, dim 192 and 512, N = 20k, 100k and 1M, each face in one of N/4 subjects:
+ *   random     random unit vectors (Gaussian, normalised); queries are independent random
+ *              unit vectors (the hard case for ranking, whose best matches are separated by
+ *              small gaps, and the worst case for a graph index: no neighbourhoods).
+ *   clustered  like face embeddings: each subject has a random unit centre and each of its
+ *              faces is normalise(centre + 0.73 x a random unit vector), so two faces of one
+ *              subject have cosine ~0.65 (0.6-0.7, as two photos of one person); queries are
+ *              fresh samples of random enrolled subjects drawn the same way.
+ * Each (data, N, dim) gallery is built once into build/bench-gallery/ and reused; so is its
+ * ground truth (the exact top-10 by f64 brute force over the f32 vectors). Everything is
+ * seeded: the same files every time.
  *
- * For each gallery and storage type f32, f16, int8 (the collection's type is switched, then
- * the gallery is reopened): start-up load time from SQLite (page cache warm), index bytes
- * per face, search latency p50/p99 with 1 query and with 16 queries per call on one thread
- * (k = 10, results re-scored exactly as the product does), recall@1 and recall@10 against
- * the ground truth. Insert throughput is measured on a fresh gallery per dimension. Then the
- * FAISS peer (faiss_peer.cpp: IndexFlatIP at every N, HNSW32 at N = 20k) runs on the same
- * vectors, read from the same SQLite file, and the same queries.
+ * Per gallery: for the random data each storage type f32, f16, int8 (the collection's type is
+ * switched, then the gallery is reopened), for the clustered data int8 (the default): start-up
+ * load time from SQLite (page cache warm), index bytes per face, search latency p50/p99 with 1
+ * query and with 16 queries per call on one thread (k = 10, results re-scored exactly as the
+ * product does), recall@1 and recall@10 against the ground truth. Then, at N >= 100k (or every
+ * size given with --sizes), the same with the HNSW graph ("vultus-hnsw": int8, opened with
+ * ann_min_faces = 1 and each efSearch of --ef, once the graph is built): its build time and
+ * bytes per face. Insert throughput is measured on a fresh gallery per dimension. Then the
+ * FAISS peer (faiss_peer.cpp: IndexFlatIP at every N, HNSW32 at N <= --faiss-hnsw-max) runs on
+ * the same vectors, read from the same SQLite file, and the same queries.
  *
- * Output: one JSON line per measurement (also appended to results.jsonl), then a table
- * with the ratio FAISS p50 / vultus p50.
+ * --ann-only runs just the HNSW comparison (int8 exact scan, vultus-hnsw, FAISS) without the
+ * f32/f16 runs and the inserts, by default at N = 100k and 1M, dim 192.
+ *
+ * Output: one JSON line per measurement (also appended to results.jsonl), then a table with
+ * the ratio FAISS flat p50 / this engine's p50, then a table of the graph indexes against
+ * the exact scan.
  *
  * usage: bench_gallery [--data DIR] [--peer PATH] [--sizes 20000,100000,1000000]
- *                      [--dims 192,512] [--seconds S]
+ *                      [--dims 192,512] [--seconds S] [--datasets random,clustered]
+ *                      [--ef 64,128,256] [--faiss-hnsw-max N] [--build-timeout S] [--ann-only]
  */
 #include <errno.h>
 #include <math.h>
@@ -33,28 +49,48 @@
 #include "base/base.h"
 #include "gallery/gallery.h"
 
-#define MODEL "bench-random"
 #define K 10
-#define MAX_LINES 256
+#define MAX_LINES 512
+#define MAX_LIST 8
+#define EF_MAX 100000 /* beyond this a graph search is a slow exact scan */
+/* Clustered data: the length of a face's noise against its subject's unit centre. Two faces
+ * of one subject then have cosine about 1 / (1 + 0.73^2) = 0.65. */
+#define NOISE_RADIUS 0.73
 
 static const char *data_dir = "build/bench-gallery";
 static const char *peer_path = NULL;
 static double seconds = 2.0;
+static double build_timeout = 3600;
 static FILE *results;
 
-/* Lines kept for the table. */
+/* The data sets; the prefixes name their files (the random set's are those of earlier runs). */
+enum data_kind { DATA_RANDOM, DATA_CLUSTERED };
+struct dataset {
+    enum data_kind kind;
+    const char *name;
+    const char *model;
+    const char *db_prefix, *query_prefix;
+};
+static const struct dataset datasets_known[] = {
+    {DATA_RANDOM, "random", "bench-random", "g", "q"},
+    {DATA_CLUSTERED, "clustered", "bench-clustered", "c", "qc"},
+};
+
+/* Lines kept for the tables. ef: 0 for the exact engines; build_s, load_s, ann_bytes: NAN
+ * where they do not apply. */
 struct line {
+    char data[12];
     char engine[16];
     char dtype[8];
     size_t n;
-    unsigned dim;
+    unsigned dim, ef;
     int queries;
-    double p50, p99, recall1, recall10, bytes, load_s;
+    double p50, p99, recall1, recall10, bytes, load_s, build_s, ann_bytes;
 };
 static struct line lines[MAX_LINES];
 static size_t line_count;
 
-/* ---- random data ---------------------------------------------------------------------- */
+/* ---- data ------------------------------------------------------------------------------ */
 
 struct rng {
     uint64_t state;
@@ -73,14 +109,9 @@ static double rng_uniform(struct rng *r)
     return ((rng_u64(r) >> 11) + 0.5) * (1.0 / 9007199254740992.0);
 }
 
-static void random_unit(struct rng *r, float *x, size_t dim)
+static void normalise(float *x, size_t dim)
 {
     double s = 0;
-    for (size_t i = 0; i < dim; i += 2) {
-        double u = rng_uniform(r), v = rng_uniform(r), m = sqrt(-2.0 * log(u));
-        x[i] = (float)(m * cos(2.0 * M_PI * v));
-        if (i + 1 < dim) x[i + 1] = (float)(m * sin(2.0 * M_PI * v));
-    }
     for (size_t i = 0; i < dim; i++)
         s += (double)x[i] * x[i];
     s = 1.0 / sqrt(s);
@@ -88,13 +119,29 @@ static void random_unit(struct rng *r, float *x, size_t dim)
         x[i] = (float)(x[i] * s);
 }
 
-static float *make_vectors(uint64_t seed, size_t n, size_t dim)
+static void random_unit(struct rng *r, float *x, size_t dim)
+{
+    for (size_t i = 0; i < dim; i += 2) {
+        double u = rng_uniform(r), v = rng_uniform(r), m = sqrt(-2.0 * log(u));
+        x[i] = (float)(m * cos(2.0 * M_PI * v));
+        if (i + 1 < dim) x[i + 1] = (float)(m * sin(2.0 * M_PI * v));
+    }
+    normalise(x, dim);
+}
+
+static float *alloc_floats(size_t n, size_t dim)
 {
     float *x = malloc(n * dim * sizeof *x);
     if (!x) {
         fprintf(stderr, "bench: cannot allocate %zu x %zu floats\n", n, dim);
         exit(1);
     }
+    return x;
+}
+
+static float *make_vectors(uint64_t seed, size_t n, size_t dim)
+{
+    float *x = alloc_floats(n, dim);
     struct rng r = {seed};
     for (size_t i = 0; i < n; i++)
         random_unit(&r, x + i * dim, dim);
@@ -109,6 +156,58 @@ static uint64_t data_seed(size_t n, size_t dim)
 static uint64_t query_seed(size_t n, size_t dim)
 {
     return 7777777ull * n + dim + 1;
+}
+
+static size_t subject_count(size_t n)
+{
+    return n / 4 ? n / 4 : 1;
+}
+
+/* A subject's centre from its own generator, so that queries can draw any subject again
+ * without the others (the mixing step starts each subject's stream at an unrelated state). */
+static void subject_centre(size_t n, size_t dim, size_t subject, float *centre)
+{
+    struct rng mix = {data_seed(n, dim) ^ (0x632be59bd9b4e019ull * (subject + 1))};
+    struct rng r = {rng_u64(&mix)};
+    random_unit(&r, centre, dim);
+}
+
+/* x = normalise(centre + NOISE_RADIUS * a random unit vector) */
+static void noisy_sample(struct rng *r, const float *centre, float *x, size_t dim)
+{
+    random_unit(r, x, dim);
+    for (size_t i = 0; i < dim; i++)
+        x[i] = (float)(centre[i] + NOISE_RADIUS * x[i]);
+    normalise(x, dim);
+}
+
+/* The gallery's n vectors in insertion order; face i belongs to subject i % (n / 4). */
+static float *make_data(const struct dataset *ds, size_t n, size_t dim)
+{
+    if (ds->kind == DATA_RANDOM) return make_vectors(data_seed(n, dim), n, dim);
+    float *x = alloc_floats(n, dim), *centre = alloc_floats(1, dim);
+    struct rng r = {~data_seed(n, dim)};
+    size_t subjects = subject_count(n);
+    for (size_t s = 0; s < subjects; s++) {
+        subject_centre(n, dim, s, centre);
+        for (size_t i = s; i < n; i += subjects)
+            noisy_sample(&r, centre, x + i * dim, dim);
+    }
+    free(centre);
+    return x;
+}
+
+static float *make_queries(const struct dataset *ds, size_t n, size_t dim, size_t nq)
+{
+    if (ds->kind == DATA_RANDOM) return make_vectors(query_seed(n, dim), nq, dim);
+    float *q = alloc_floats(nq, dim), *centre = alloc_floats(1, dim);
+    struct rng r = {query_seed(n, dim)};
+    for (size_t i = 0; i < nq; i++) {
+        subject_centre(n, dim, (size_t)(rng_u64(&r) % subject_count(n)), centre);
+        noisy_sample(&r, centre, q + i * dim, dim);
+    }
+    free(centre);
+    return q;
 }
 
 /* ---- helpers --------------------------------------------------------------------------- */
@@ -147,22 +246,9 @@ static void emit(const char *json)
     }
 }
 
-static void keep(const char *engine, const char *dtype, size_t n, unsigned dim, int queries,
-                 double p50, double p99, double r1, double r10, double bytes, double load_s)
+static void keep(const struct line *l)
 {
-    if (line_count == MAX_LINES) return;
-    struct line *l = &lines[line_count++];
-    snprintf(l->engine, sizeof l->engine, "%s", engine);
-    snprintf(l->dtype, sizeof l->dtype, "%s", dtype);
-    l->n = n;
-    l->dim = dim;
-    l->queries = queries;
-    l->p50 = p50;
-    l->p99 = p99;
-    l->recall1 = r1;
-    l->recall10 = r10;
-    l->bytes = bytes;
-    l->load_s = load_s;
+    if (line_count < MAX_LINES) lines[line_count++] = *l;
 }
 
 static int file_exists(const char *path)
@@ -183,11 +269,12 @@ static void remove_db(const char *db)
     unlink(p);
 }
 
-/* Fills a gallery with n faces in n/4 subjects; returns faces per second of the build. */
-static double fill(struct gal *g, const char *collection, const float *x, size_t n, size_t dim,
-                   size_t batch, int64_t *first_id)
+/* Fills a gallery with n faces in n/4 subjects (face i in subject i % (n/4)); returns faces
+ * per second of the build. */
+static double fill(struct gal *g, const char *collection, const char *model, const float *x,
+                   size_t n, size_t dim, size_t batch, int64_t *first_id)
 {
-    size_t subjects = n / 4 ? n / 4 : 1;
+    size_t subjects = subject_count(n);
     char(*ids)[24] = malloc(subjects * sizeof *ids);
     const char **id_ptrs = malloc(subjects * sizeof *id_ptrs);
     for (size_t s = 0; s < subjects; s++) {
@@ -205,7 +292,7 @@ static double fill(struct gal *g, const char *collection, const float *x, size_t
         size_t m = n - i < batch ? n - i : batch;
         for (size_t j = 0; j < m; j++) {
             in[j].subject_id = ids[(i + j) % subjects];
-            in[j].model_id = MODEL;
+            in[j].model_id = model;
             in[j].dim = (uint32_t)dim;
             in[j].embedding = x + (i + j) * dim;
             in[j].box[2] = in[j].box[3] = 112;
@@ -231,10 +318,10 @@ struct built {
     double build_rate;
 };
 
-static void build_gallery(size_t n, size_t dim, struct built *b)
+static void build_gallery(const struct dataset *ds, size_t n, size_t dim, struct built *b)
 {
     char marker[640];
-    snprintf(b->db, sizeof b->db, "%s/g%zu_%zu.db", data_dir, dim, n);
+    snprintf(b->db, sizeof b->db, "%s/%s%zu_%zu.db", data_dir, ds->db_prefix, dim, n);
     snprintf(marker, sizeof marker, "%s.ok", b->db);
     FILE *f = fopen(marker, "r");
     if (f) {
@@ -243,7 +330,7 @@ static void build_gallery(size_t n, size_t dim, struct built *b)
         if (ok && file_exists(b->db)) return;
     }
     remove_db(b->db);
-    float *x = make_vectors(data_seed(n, dim), n, dim);
+    float *x = make_data(ds, n, dim);
     struct gal *g;
     /* Built once, as set-up: commits need not reach the disk one by one. */
     struct gal_options opts = {.durability = GAL_DURABLE_PROCESS};
@@ -251,15 +338,19 @@ static void build_gallery(size_t n, size_t dim, struct built *b)
     struct gal_collection_info info;
     memset(&info, 0, sizeof info);
     snprintf(info.name, sizeof info.name, "bench");
-    snprintf(info.model_id, sizeof info.model_id, MODEL);
+    snprintf(info.model_id, sizeof info.model_id, "%s", ds->model);
     info.dim = (uint32_t)dim;
     info.dtype = GAL_DTYPE_INT8;
     info.threshold = 0.5f;
     if (gal_collection_create(g, &info) != 0) die("create");
-    b->build_rate = fill(g, "bench", x, n, dim, 10000, &b->first_id);
+    b->build_rate = fill(g, "bench", ds->model, x, n, dim, 10000, &b->first_id);
     gal_close(g);
     free(x);
     f = fopen(marker, "w");
+    if (!f) {
+        fprintf(stderr, "bench: cannot write %s: %s\n", marker, strerror(errno));
+        exit(1);
+    }
     fprintf(f, "%lld %.1f\n", (long long)b->first_id, b->build_rate);
     fclose(f);
 }
@@ -321,10 +412,10 @@ static void *gt_worker(void *arg)
 
 /* Queries and their exact top-10 (positions in insertion order), cached in a file:
  * "VGQ1", u32 nq, u32 dim, u32 k, f32 queries[nq][dim], i32 gt[nq][k]. */
-static void queries_for(size_t n, size_t dim, char *path, size_t path_size, float **queries,
-                        int32_t **gt, size_t *nq)
+static void queries_for(const struct dataset *ds, size_t n, size_t dim, char *path,
+                        size_t path_size, float **queries, int32_t **gt, size_t *nq)
 {
-    snprintf(path, path_size, "%s/q%zu_%zu.bin", data_dir, dim, n);
+    snprintf(path, path_size, "%s/%s%zu_%zu.bin", data_dir, ds->query_prefix, dim, n);
     FILE *f = fopen(path, "rb");
     if (f) {
         char magic[4];
@@ -345,11 +436,11 @@ static void queries_for(size_t n, size_t dim, char *path, size_t path_size, floa
         fclose(f);
     }
     *nq = n >= 1000000 ? 320 : 1008; /* multiples of 16 */
-    fprintf(stderr, "bench: exact top-%d of %zu queries over %zu x %zu (once)...\n", K, *nq, n,
-            dim);
-    *queries = make_vectors(query_seed(n, dim), *nq, dim);
+    fprintf(stderr, "bench: exact top-%d of %zu %s queries over %zu x %zu (once)...\n", K, *nq,
+            ds->name, n, dim);
+    *queries = make_queries(ds, n, dim, *nq);
     *gt = malloc(*nq * K * sizeof **gt);
-    float *x = make_vectors(data_seed(n, dim), n, dim);
+    float *x = make_data(ds, n, dim);
     struct gt_job jobs[2];
     pthread_t threads[2];
     for (int t = 0; t < 2; t++) {
@@ -361,6 +452,10 @@ static void queries_for(size_t n, size_t dim, char *path, size_t path_size, floa
         pthread_join(threads[t], NULL);
     free(x);
     f = fopen(path, "wb");
+    if (!f) {
+        fprintf(stderr, "bench: cannot write %s: %s\n", path, strerror(errno));
+        exit(1);
+    }
     uint32_t h[3] = {(uint32_t)*nq, (uint32_t)dim, K};
     fwrite("VGQ1", 1, 4, f);
     fwrite(h, 4, 3, f);
@@ -371,25 +466,22 @@ static void queries_for(size_t n, size_t dim, char *path, size_t path_size, floa
 
 /* ---- measurements ---------------------------------------------------------------------- */
 
-static void measure(const struct built *b, size_t n, size_t dim, enum gal_dtype dtype,
-                    const float *queries, const int32_t *gt, size_t nq)
-{
-    struct gal *g;
-    if (gal_open(b->db, NULL, &g) != 0) die(b->db);
-    if (gal_collection_set_dtype(g, "bench", dtype) != 0) die("set dtype");
-    gal_close(g);
-    double t0 = now_s();
-    if (gal_open(b->db, NULL, &g) != 0) die(b->db);
-    double load_s = now_s() - t0;
-    struct gal_index_stats st;
-    if (gal_index_stats(g, "bench", &st) != 0) die("stats");
-    double bytes = (double)st.bytes / (double)st.faces;
+struct timing {
+    double p50[2], p99[2]; /* [0]: 1 query per call, [1]: 16 */
+    size_t samples[2];
+    double recall1, recall10;
+    size_t judged;
+};
 
+/* Latency with 1 and 16 queries per call on this thread, and recall over every query. */
+static void time_searches(struct gal *g, const struct built *b, const char *model, size_t dim,
+                          const float *queries, const int32_t *gt, size_t nq, struct timing *out)
+{
     /* 16 queries per call: every query once (for recall), then more rounds for timing. */
     size_t cap = 4096, ns16 = 0, ns1 = 0;
     double *t16 = malloc(cap * sizeof *t16), *t1 = malloc(cap * sizeof *t1);
     double recall1 = 0, recall10 = 0;
-    struct gal_search_request req = {MODEL, (uint32_t)dim, queries, 16, K};
+    struct gal_search_request req = {model, (uint32_t)dim, queries, 16, K};
     struct gal_results *res;
     if (gal_search(g, "bench", &req, &res) != 0) die("search"); /* warm-up */
     gal_results_destroy(res);
@@ -413,8 +505,9 @@ static void measure(const struct built *b, size_t n, size_t dim, enum gal_dtype 
         gal_results_destroy(res);
         if (r + 1 >= batches && ns16 >= 20 && now_s() - start > seconds) break;
     }
-    recall1 /= (double)(nq / 16 * 16);
-    recall10 /= (double)(nq / 16 * 16 * K);
+    out->judged = nq / 16 * 16;
+    out->recall1 = recall1 / (double)out->judged;
+    out->recall10 = recall10 / (double)(out->judged * K);
     /* 1 query per call. */
     start = now_s();
     for (size_t i = 0; ns1 < cap; i++) {
@@ -426,27 +519,148 @@ static void measure(const struct built *b, size_t n, size_t dim, enum gal_dtype 
         gal_results_destroy(res);
         if (ns1 >= 30 && now_s() - start > seconds) break;
     }
+    out->p50[0] = percentile(t1, ns1, 0.5);
+    out->p99[0] = percentile(t1, ns1, 0.99);
+    out->p50[1] = percentile(t16, ns16, 0.5);
+    out->p99[1] = percentile(t16, ns16, 0.99);
+    out->samples[0] = ns1;
+    out->samples[1] = ns16;
+    free(t1);
+    free(t16);
+}
+
+/* The exact scan with the collection's storage switched to `dtype`. */
+static void measure(const struct dataset *ds, const struct built *b, size_t n, size_t dim,
+                    enum gal_dtype dtype, const float *queries, const int32_t *gt, size_t nq)
+{
+    struct gal *g;
+    /* never a graph, whatever the default threshold: this is the exact scan */
+    struct gal_options opts = {.ann_min_faces = UINT64_MAX};
+    if (gal_open(b->db, &opts, &g) != 0) die(b->db);
+    if (gal_collection_set_dtype(g, "bench", dtype) != 0) die("set dtype");
+    gal_close(g);
+    double t0 = now_s();
+    if (gal_open(b->db, &opts, &g) != 0) die(b->db);
+    double load_s = now_s() - t0;
+    struct gal_index_stats st = {0};
+    if (gal_index_stats(g, "bench", &st) != 0) die("stats");
+    double bytes = (double)st.bytes / (double)st.faces;
+    struct timing tm;
+    time_searches(g, b, ds->model, dim, queries, gt, nq, &tm);
     gal_close(g);
 
     const char *dt = gal_dtype_name(dtype);
-    double p50_1 = percentile(t1, ns1, 0.5), p99_1 = percentile(t1, ns1, 0.99);
-    double p50_16 = percentile(t16, ns16, 0.5), p99_16 = percentile(t16, ns16, 0.99);
     char json[1024];
-    for (int qn = 1; qn <= 16; qn += 15) {
-        snprintf(
-            json, sizeof json,
-            "{\"bench\":\"gallery\",\"engine\":\"vultus\",\"n\":%zu,\"dim\":%zu,\"dtype\":\"%s\","
-            "\"queries\":%d,\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"recall1\":%.4f,\"recall10\":%.4f,"
-            "\"bytes_per_face\":%.1f,\"load_s\":%.3f,\"samples\":%zu,\"recall_queries\":%zu,"
-            "\"kernels\":\"%s\",\"k\":%d}",
-            n, dim, dt, qn, qn == 1 ? p50_1 : p50_16, qn == 1 ? p99_1 : p99_16, recall1, recall10,
-            bytes, load_s, qn == 1 ? ns1 : ns16, nq / 16 * 16, st.kernels, K);
+    for (int i = 0; i < 2; i++) {
+        int qn = i ? 16 : 1;
+        snprintf(json, sizeof json,
+                 "{\"bench\":\"gallery\",\"data\":\"%s\",\"engine\":\"vultus\",\"n\":%zu,"
+                 "\"dim\":%zu,\"dtype\":\"%s\",\"queries\":%d,\"p50_ms\":%.3f,\"p99_ms\":%.3f,"
+                 "\"recall1\":%.4f,\"recall10\":%.4f,\"bytes_per_face\":%.1f,\"load_s\":%.3f,"
+                 "\"samples\":%zu,\"recall_queries\":%zu,\"kernels\":\"%s\",\"search\":\"%s\","
+                 "\"k\":%d}",
+                 ds->name, n, dim, dt, qn, tm.p50[i], tm.p99[i], tm.recall1, tm.recall10, bytes,
+                 load_s, tm.samples[i], tm.judged, st.kernels, st.search ? st.search : "", K);
         emit(json);
-        keep("vultus", dt, n, (unsigned)dim, qn, qn == 1 ? p50_1 : p50_16, qn == 1 ? p99_1 : p99_16,
-             recall1, recall10, bytes, load_s);
+        struct line l = {.n = n,
+                         .dim = (unsigned)dim,
+                         .queries = qn,
+                         .p50 = tm.p50[i],
+                         .p99 = tm.p99[i],
+                         .recall1 = tm.recall1,
+                         .recall10 = tm.recall10,
+                         .bytes = bytes,
+                         .load_s = load_s,
+                         .build_s = NAN,
+                         .ann_bytes = NAN};
+        snprintf(l.data, sizeof l.data, "%s", ds->name);
+        snprintf(l.engine, sizeof l.engine, "vultus");
+        snprintf(l.dtype, sizeof l.dtype, "%s", dt);
+        keep(&l);
     }
-    free(t1);
-    free(t16);
+}
+
+/*
+ * The HNSW graph: the gallery opened with ann_min_faces = 1, so that it builds the graph at
+ * once (in the background; the exact scan serves meanwhile), and searched once the graph
+ * serves. The graph's efSearch is an open option, so each ef is a fresh open and build. The
+ * collection must already be int8 (measure() with int8 runs first).
+ */
+static void measure_hnsw(const struct dataset *ds, const struct built *b, size_t n, size_t dim,
+                         unsigned ef, const float *queries, const int32_t *gt, size_t nq)
+{
+    struct gal *g;
+    struct gal_options opts = {.ann_min_faces = 1, .ann_ef_search = ef};
+    double t0 = now_s();
+    if (gal_open(b->db, &opts, &g) != 0) die(b->db);
+    double load_s = now_s() - t0;
+    struct gal_collection_info info;
+    if (gal_collection_get(g, "bench", &info) != 0) die("collection");
+    if (info.dtype != GAL_DTYPE_INT8) {
+        fprintf(stderr, "bench: %s is %s, not int8: the graph is measured on int8\n", b->db,
+                gal_dtype_name(info.dtype));
+        exit(1);
+    }
+    struct gal_index_stats st = {0};
+    double last_note = t0;
+    for (;;) {
+        if (gal_index_stats(g, "bench", &st) != 0) die("stats");
+        if (st.search && strcmp(st.search, "hnsw") == 0) break;
+        double t = now_s();
+        if (t - t0 > build_timeout) {
+            fprintf(stderr,
+                    "bench: the HNSW graph of %s %zu x %zu (ef %u) did not serve within %g s "
+                    "(search: %s, %llu faces in the graph); skipped\n",
+                    ds->name, n, dim, ef, build_timeout, st.search ? st.search : "?",
+                    (unsigned long long)st.ann_faces);
+            gal_close(g);
+            return;
+        }
+        if (t - last_note >= 30) {
+            fprintf(stderr, "bench: HNSW graph of %s %zu x %zu: building for %.0f s (%s)\n",
+                    ds->name, n, dim, t - t0, st.search ? st.search : "?");
+            last_note = t;
+        }
+        usleep(20000);
+    }
+    double ready_s = now_s() - t0;
+    double bytes = (double)st.bytes / (double)st.faces;
+    double ann_bytes = st.ann_faces ? (double)st.ann_bytes / (double)st.ann_faces : NAN;
+    struct timing tm;
+    time_searches(g, b, ds->model, dim, queries, gt, nq, &tm);
+    gal_close(g);
+
+    char json[1024];
+    for (int i = 0; i < 2; i++) {
+        int qn = i ? 16 : 1;
+        snprintf(json, sizeof json,
+                 "{\"bench\":\"gallery\",\"data\":\"%s\",\"engine\":\"vultus-hnsw\",\"n\":%zu,"
+                 "\"dim\":%zu,\"dtype\":\"int8\",\"queries\":%d,\"p50_ms\":%.3f,\"p99_ms\":%.3f,"
+                 "\"recall1\":%.4f,\"recall10\":%.4f,\"bytes_per_face\":%.1f,"
+                 "\"ann_bytes_per_face\":%.1f,\"ef\":%u,\"build_s\":%.3f,\"ready_s\":%.3f,"
+                 "\"load_s\":%.3f,\"ann_faces\":%llu,\"samples\":%zu,\"recall_queries\":%zu,"
+                 "\"kernels\":\"%s\",\"search\":\"%s\",\"k\":%d}",
+                 ds->name, n, dim, qn, tm.p50[i], tm.p99[i], tm.recall1, tm.recall10, bytes,
+                 ann_bytes, ef, st.ann_build_s, ready_s, load_s, (unsigned long long)st.ann_faces,
+                 tm.samples[i], tm.judged, st.kernels, st.search, K);
+        emit(json);
+        struct line l = {.n = n,
+                         .dim = (unsigned)dim,
+                         .ef = ef,
+                         .queries = qn,
+                         .p50 = tm.p50[i],
+                         .p99 = tm.p99[i],
+                         .recall1 = tm.recall1,
+                         .recall10 = tm.recall10,
+                         .bytes = bytes,
+                         .load_s = NAN,
+                         .build_s = st.ann_build_s,
+                         .ann_bytes = ann_bytes};
+        snprintf(l.data, sizeof l.data, "%s", ds->name);
+        snprintf(l.engine, sizeof l.engine, "vultus-hnsw");
+        snprintf(l.dtype, sizeof l.dtype, "int8");
+        keep(&l);
+    }
 }
 
 /* Enrolment rate on a fresh gallery: batched, and one face per call (each one durable). */
@@ -470,13 +684,13 @@ static void measure_inserts(size_t dim)
         struct gal_collection_info info;
         memset(&info, 0, sizeof info);
         snprintf(info.name, sizeof info.name, "ins");
-        snprintf(info.model_id, sizeof info.model_id, MODEL);
+        snprintf(info.model_id, sizeof info.model_id, "bench-random");
         info.dim = (uint32_t)dim;
         info.dtype = GAL_DTYPE_INT8;
         info.threshold = 0.5f;
         if (gal_collection_create(g, &info) != 0) die("create");
         int64_t first;
-        double rate = fill(g, "ins", x, runs[r].faces, dim, runs[r].batch, &first);
+        double rate = fill(g, "ins", "bench-random", x, runs[r].faces, dim, runs[r].batch, &first);
         gal_close(g);
         free(x);
         char json[512];
@@ -516,137 +730,303 @@ static void json_string(const char *line, const char *key, char *out, size_t siz
     out[i] = '\0';
 }
 
-static void run_peer(const struct built *b, size_t n, size_t dim, const char *queries_path)
+static void run_peer(const struct dataset *ds, const struct built *b, size_t n, size_t dim,
+                     const char *queries_path, int hnsw)
 {
     if (!peer_path) return;
     char cmd[2048];
     snprintf(cmd, sizeof cmd,
              "OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 %s --db %s --queries %s --n %zu --dim %zu "
              "--seconds %.1f%s",
-             peer_path, b->db, queries_path, n, dim, seconds, n <= 20000 ? " --hnsw" : "");
+             peer_path, b->db, queries_path, n, dim, seconds, hnsw ? " --hnsw" : "");
     FILE *p = popen(cmd, "r");
     if (!p) {
         fprintf(stderr, "bench: cannot run %s: %s\n", peer_path, strerror(errno));
         return;
     }
-    char line[2048];
+    char line[2048], json[2200];
     while (fgets(line, sizeof line, p)) {
         line[strcspn(line, "\n")] = '\0';
         if (line[0] != '{') {
             fprintf(stderr, "%s\n", line);
             continue;
         }
-        emit(line);
-        char engine[16], dtype[8];
-        json_string(line, "engine", engine, sizeof engine);
+        /* the peer does not know the data set's name: it goes in after "bench" as in ours */
+        const char *prefix = "{\"bench\":\"gallery\",";
+        size_t skip = strncmp(line, prefix, strlen(prefix)) == 0 ? strlen(prefix) : 1;
+        snprintf(json, sizeof json, "{\"bench\":\"gallery\",\"data\":\"%s\",%s", ds->name,
+                 line + skip);
+        emit(json);
+        struct line l = {.n = (size_t)json_number(line, "n"),
+                         .dim = (unsigned)json_number(line, "dim"),
+                         .queries = (int)json_number(line, "queries"),
+                         .p50 = json_number(line, "p50_ms"),
+                         .p99 = json_number(line, "p99_ms"),
+                         .recall1 = json_number(line, "recall1"),
+                         .recall10 = json_number(line, "recall10"),
+                         .bytes = json_number(line, "bytes_per_face"),
+                         .load_s = NAN,
+                         .build_s = json_number(line, "build_s"),
+                         .ann_bytes = NAN};
         double ef = json_number(line, "ef_search");
-        if (!isnan(ef)) snprintf(engine, sizeof engine, "hnsw ef=%d", (int)ef);
-        json_string(line, "dtype", dtype, sizeof dtype);
-        keep(engine, dtype, (size_t)json_number(line, "n"), (unsigned)json_number(line, "dim"),
-             (int)json_number(line, "queries"), json_number(line, "p50_ms"),
-             json_number(line, "p99_ms"), json_number(line, "recall1"),
-             json_number(line, "recall10"), json_number(line, "bytes_per_face"), NAN);
+        l.ef = isnan(ef) ? 0 : (unsigned)ef;
+        snprintf(l.data, sizeof l.data, "%s", ds->name);
+        json_string(line, "engine", l.engine, sizeof l.engine);
+        json_string(line, "dtype", l.dtype, sizeof l.dtype);
+        keep(&l);
     }
     int status = pclose(p);
     if (status != 0) fprintf(stderr, "bench: the FAISS peer exited with status %d\n", status);
 }
 
-/* ---- table ----------------------------------------------------------------------------- */
+/* ---- tables ---------------------------------------------------------------------------- */
 
-static const struct line *find_line(const char *engine, size_t n, unsigned dim, int queries)
+static const struct line *find_line(const char *data, const char *engine, const char *dtype,
+                                    unsigned ef, size_t n, unsigned dim, int queries)
 {
-    for (size_t i = 0; i < line_count; i++)
-        if (strcmp(lines[i].engine, engine) == 0 && lines[i].n == n && lines[i].dim == dim &&
-            lines[i].queries == queries)
-            return &lines[i];
+    for (size_t i = 0; i < line_count; i++) {
+        const struct line *l = &lines[i];
+        if (strcmp(l->data, data) == 0 && strcmp(l->engine, engine) == 0 &&
+            (!dtype || strcmp(l->dtype, dtype) == 0) && l->ef == ef && l->n == n && l->dim == dim &&
+            l->queries == queries)
+            return l;
+    }
     return NULL;
+}
+
+static void format_or_blank(char *out, size_t size, const char *format, double value)
+{
+    if (isnan(value))
+        out[0] = '\0';
+    else
+        snprintf(out, size, format, value);
 }
 
 static void print_table(void)
 {
-    printf("\n%-12s %8s %4s %5s %3s %9s %9s %7s %7s %8s %7s %12s %8s\n", "engine", "n", "dim",
-           "dtype", "q", "p50 ms", "p99 ms", "rec@1", "rec@10", "B/face", "load s", "faiss-flat",
-           "speedup");
+    printf("\n%-9s %-11s %3s %8s %4s %5s %3s %9s %9s %7s %7s %8s %7s %8s %10s %8s\n", "data",
+           "engine", "ef", "n", "dim", "dtype", "q", "p50 ms", "p99 ms", "rec@1", "rec@10",
+           "B/face", "load s", "build s", "faiss-flat", "speedup");
     for (size_t i = 0; i < line_count; i++) {
         const struct line *l = &lines[i];
-        const struct line *flat = find_line("faiss-flat", l->n, l->dim, l->queries);
-        char ratio[32] = "", peer[32] = "";
+        const struct line *flat =
+            find_line(l->data, "faiss-flat", NULL, 0, l->n, l->dim, l->queries);
+        char ratio[32] = "", peer[32] = "", ef[16] = "", load[16], build[16];
         if (flat && strcmp(l->engine, "faiss-flat") != 0) {
             snprintf(peer, sizeof peer, "%.3f", flat->p50);
             snprintf(ratio, sizeof ratio, "%.1fx", flat->p50 / l->p50);
         }
-        char load[16] = "";
-        if (!isnan(l->load_s)) snprintf(load, sizeof load, "%.3f", l->load_s);
-        printf("%-12s %8zu %4u %5s %3d %9.3f %9.3f %7.4f %7.4f %8.1f %7s %12s %8s\n", l->engine,
-               l->n, l->dim, l->dtype, l->queries, l->p50, l->p99, l->recall1, l->recall10,
-               l->bytes, load, peer, ratio);
+        if (l->ef) snprintf(ef, sizeof ef, "%u", l->ef);
+        format_or_blank(load, sizeof load, "%.3f", l->load_s);
+        format_or_blank(build, sizeof build, "%.1f", l->build_s);
+        printf("%-9s %-11s %3s %8zu %4u %5s %3d %9.3f %9.3f %7.4f %7.4f %8.1f %7s %8s %10s %8s\n",
+               l->data, l->engine, ef, l->n, l->dim, l->dtype, l->queries, l->p50, l->p99,
+               l->recall1, l->recall10, l->bytes, load, build, peer, ratio);
     }
     printf("speedup = FAISS IndexFlatIP p50 / this engine's p50, same data, same queries, same "
            "run, 1 thread.\n");
 }
 
+static int is_graph(const struct line *l)
+{
+    return strcmp(l->engine, "vultus-hnsw") == 0 || strcmp(l->engine, "faiss-hnsw") == 0;
+}
+
+/* One row of the graph table: an engine at one ef, 1 and 16 queries per call. */
+static void print_graph_row(const struct line *one, const struct line *exact1,
+                            const struct line *exact16)
+{
+    const struct line *sixteen =
+        find_line(one->data, one->engine, one->dtype, one->ef, one->n, one->dim, 16);
+    char ef[16] = "", build[16], ann[16], p16[16] = "", x1[16] = "", x16[16] = "";
+    if (one->ef) snprintf(ef, sizeof ef, "%u", one->ef);
+    format_or_blank(build, sizeof build, "%.1f", one->build_s);
+    /* FAISS's HNSW holds its own f32 vectors: its whole index is the graph's cost */
+    format_or_blank(ann, sizeof ann, "%.1f",
+                    strcmp(one->engine, "faiss-hnsw") == 0 ? one->bytes : one->ann_bytes);
+    if (sixteen) snprintf(p16, sizeof p16, "%.3f", sixteen->p50);
+    if (exact1) snprintf(x1, sizeof x1, "%.2fx", exact1->p50 / one->p50);
+    if (exact16 && sixteen) snprintf(x16, sizeof x16, "%.2fx", exact16->p50 / sixteen->p50);
+    printf("%-9s %8zu %4u %-11s %4s %8s %10s %9.3f %9s %7.4f %7.4f %8s %8s\n", one->data, one->n,
+           one->dim, one->engine, ef, build, ann, one->p50, p16, one->recall1, one->recall10, x1,
+           x16);
+}
+
+/* Per (data, n, dim) with a graph measured: the int8 exact scan, then each graph per ef. */
+static void print_graph_table(void)
+{
+    int header = 0;
+    for (size_t i = 0; i < line_count; i++) {
+        const struct line *g = &lines[i];
+        if (!is_graph(g) || g->queries != 1) continue;
+        int seen = 0;
+        for (size_t j = 0; j < i && !seen; j++)
+            seen = is_graph(&lines[j]) && strcmp(lines[j].data, g->data) == 0 &&
+                   lines[j].n == g->n && lines[j].dim == g->dim;
+        if (seen) continue;
+        if (!header) {
+            printf("\n%-9s %8s %4s %-11s %4s %8s %10s %9s %9s %7s %7s %8s %8s\n", "data", "n",
+                   "dim", "engine", "ef", "build s", "ann B/face", "p50 q1", "p50 q16", "rec@1",
+                   "rec@10", "x q1", "x q16");
+            header = 1;
+        }
+        const struct line *exact1 = find_line(g->data, "vultus", "int8", 0, g->n, g->dim, 1);
+        const struct line *exact16 = find_line(g->data, "vultus", "int8", 0, g->n, g->dim, 16);
+        if (exact1) print_graph_row(exact1, exact1, exact16);
+        for (int pass = 0; pass < 2; pass++)
+            for (size_t j = i; j < line_count; j++) {
+                const struct line *l = &lines[j];
+                if (l->queries == 1 && strcmp(l->data, g->data) == 0 && l->n == g->n &&
+                    l->dim == g->dim && strcmp(l->engine, pass ? "faiss-hnsw" : "vultus-hnsw") == 0)
+                    print_graph_row(l, exact1, exact16);
+            }
+    }
+    if (header)
+        printf("p50 in ms; x q1 / x q16 = the int8 exact scan's p50 / this engine's p50 with 1 / "
+               "16 queries per call (same data, queries and run, 1 thread); ann B/face = the "
+               "graph's own bytes, on top of the index's (FAISS: its whole index).\n");
+}
+
 /* ---- main ------------------------------------------------------------------------------- */
 
-static size_t parse_list(const char *text, size_t *out, size_t max)
+/* Parses a number list of at most MAX_LIST positive values; exits with a message otherwise. */
+static size_t parse_positive_list(const char *flag, const char *text, size_t *out)
 {
     size_t n = 0;
-    while (text && *text && n < max) {
+    const char *p = text;
+    while (*p) {
         char *end;
-        out[n++] = strtoull(text, &end, 10);
-        text = *end == ',' ? end + 1 : end;
-        if (end == text && *end != '\0') break;
+        errno = 0;
+        unsigned long long v = strtoull(p, &end, 10);
+        if (end == p || errno || v == 0 || n == MAX_LIST || (*end != ',' && *end != '\0')) {
+            fprintf(stderr,
+                    "bench: %s wants up to %d positive numbers separated by commas, not "
+                    "'%s'\n",
+                    flag, MAX_LIST, text);
+            exit(2);
+        }
+        out[n++] = (size_t)v;
+        p = *end == ',' ? end + 1 : end;
+    }
+    if (n == 0) {
+        fprintf(stderr, "bench: %s wants a list of numbers\n", flag);
+        exit(2);
     }
     return n;
 }
 
+static void usage(const char *argv0)
+{
+    fprintf(stderr,
+            "usage: %s [--data DIR] [--peer PATH] [--sizes N,...] [--dims D,...] [--seconds S]\n"
+            "          [--datasets random,clustered] [--ef EF,...] [--faiss-hnsw-max N]\n"
+            "          [--build-timeout S] [--ann-only]\n",
+            argv0);
+    exit(2);
+}
+
 int main(int argc, char **argv)
 {
-    size_t sizes[8] = {20000, 100000, 1000000}, dims[8] = {192, 512};
-    size_t nsizes = 3, ndims = 2;
+    size_t sizes[MAX_LIST] = {20000, 100000, 1000000}, dims[MAX_LIST] = {192, 512};
+    size_t efs[MAX_LIST] = {64, 128, 256};
+    size_t nsizes = 3, ndims = 2, nefs = 3, faiss_hnsw_max = 100000;
+    int sizes_given = 0, dims_given = 0, ann_only = 0;
+    const struct dataset *sets[2] = {&datasets_known[0], &datasets_known[1]};
+    size_t nsets = 2;
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--data") == 0 && i + 1 < argc)
+        const char *a = argv[i];
+        int more = i + 1 < argc;
+        if (strcmp(a, "--data") == 0 && more)
             data_dir = argv[++i];
-        else if (strcmp(argv[i], "--peer") == 0 && i + 1 < argc)
+        else if (strcmp(a, "--peer") == 0 && more)
             peer_path = argv[++i];
-        else if (strcmp(argv[i], "--sizes") == 0 && i + 1 < argc)
-            nsizes = parse_list(argv[++i], sizes, 8);
-        else if (strcmp(argv[i], "--dims") == 0 && i + 1 < argc)
-            ndims = parse_list(argv[++i], dims, 8);
-        else if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc)
+        else if (strcmp(a, "--sizes") == 0 && more) {
+            nsizes = parse_positive_list(a, argv[++i], sizes);
+            sizes_given = 1;
+        } else if (strcmp(a, "--dims") == 0 && more) {
+            ndims = parse_positive_list(a, argv[++i], dims);
+            dims_given = 1;
+        } else if (strcmp(a, "--ef") == 0 && more)
+            nefs = parse_positive_list(a, argv[++i], efs);
+        else if (strcmp(a, "--faiss-hnsw-max") == 0 && more) {
+            char *end;
+            errno = 0;
+            faiss_hnsw_max = strtoull(argv[++i], &end, 10);
+            if (end == argv[i] || *end || errno || argv[i][0] == '-') usage(argv[0]);
+        } else if (strcmp(a, "--seconds") == 0 && more)
             seconds = atof(argv[++i]);
-        else {
-            fprintf(stderr,
-                    "usage: %s [--data DIR] [--peer PATH] [--sizes N,...] [--dims D,...] "
-                    "[--seconds S]\n",
-                    argv[0]);
+        else if (strcmp(a, "--build-timeout") == 0 && more)
+            build_timeout = atof(argv[++i]);
+        else if (strcmp(a, "--ann-only") == 0)
+            ann_only = 1;
+        else if (strcmp(a, "--datasets") == 0 && more) {
+            nsets = 0;
+            char names[128];
+            snprintf(names, sizeof names, "%s", argv[++i]);
+            for (char *save, *name = strtok_r(names, ",", &save); name;
+                 name = strtok_r(NULL, ",", &save)) {
+                size_t k = 0;
+                while (k < 2 && strcmp(name, datasets_known[k].name) != 0)
+                    k++;
+                if (k == 2 || nsets == 2) {
+                    fprintf(stderr, "bench: --datasets takes random and/or clustered, not '%s'\n",
+                            name);
+                    return 2;
+                }
+                sets[nsets++] = &datasets_known[k];
+            }
+            if (nsets == 0) usage(argv[0]);
+        } else
+            usage(argv[0]);
+    }
+    for (size_t e = 0; e < nefs; e++)
+        if (efs[e] > EF_MAX) {
+            fprintf(stderr, "bench: --ef %zu: at most %d\n", efs[e], EF_MAX);
             return 2;
         }
+    if (!(seconds > 0) || !(build_timeout > 0)) usage(argv[0]);
+    /* the graph part alone: the sizes and the dimension it was asked for */
+    if (ann_only && !sizes_given) {
+        sizes[0] = 100000;
+        sizes[1] = 1000000;
+        nsizes = 2;
     }
+    if (ann_only && !dims_given) ndims = 1;
     base_log_level = BASE_LOG_WARN;
     mkdir(data_dir, 0755);
     char path[600];
     snprintf(path, sizeof path, "%s/results.jsonl", data_dir);
     results = fopen(path, "a");
     for (size_t d = 0; d < ndims; d++) {
-        measure_inserts(dims[d]);
+        if (!ann_only) measure_inserts(dims[d]);
         for (size_t s = 0; s < nsizes; s++) {
-            size_t n = sizes[s], dim = dims[d];
-            struct built b;
-            build_gallery(n, dim, &b);
-            float *queries;
-            int32_t *gt;
-            size_t nq;
-            char qpath[600];
-            queries_for(n, dim, qpath, sizeof qpath, &queries, &gt, &nq);
-            const enum gal_dtype dtypes[] = {GAL_DTYPE_F32, GAL_DTYPE_F16, GAL_DTYPE_INT8};
-            for (int t = 0; t < 3; t++)
-                measure(&b, n, dim, dtypes[t], queries, gt, nq);
-            run_peer(&b, n, dim, qpath);
-            free(queries);
-            free(gt);
+            for (size_t t = 0; t < nsets; t++) {
+                const struct dataset *ds = sets[t];
+                size_t n = sizes[s], dim = dims[d];
+                struct built b;
+                build_gallery(ds, n, dim, &b);
+                float *queries;
+                int32_t *gt;
+                size_t nq;
+                char qpath[600];
+                queries_for(ds, n, dim, qpath, sizeof qpath, &queries, &gt, &nq);
+                /* storage types on the random data; int8 last: the graph is built on it */
+                if (!ann_only && ds->kind == DATA_RANDOM) {
+                    measure(ds, &b, n, dim, GAL_DTYPE_F32, queries, gt, nq);
+                    measure(ds, &b, n, dim, GAL_DTYPE_F16, queries, gt, nq);
+                }
+                measure(ds, &b, n, dim, GAL_DTYPE_INT8, queries, gt, nq);
+                if (sizes_given || n >= 100000)
+                    for (size_t e = 0; e < nefs; e++)
+                        measure_hnsw(ds, &b, n, dim, (unsigned)efs[e], queries, gt, nq);
+                run_peer(ds, &b, n, dim, qpath, n <= faiss_hnsw_max);
+                free(queries);
+                free(gt);
+            }
         }
     }
     print_table();
+    print_graph_table();
     if (results) fclose(results);
     return 0;
 }
