@@ -93,14 +93,22 @@ check: setup
 
 # ThreadSanitizer build of the tests of concurrent code: the library and those tests are rebuilt
 # with clang -fsanitize=thread into $(BUILD)/tsan (part of make check).
-TSAN_TESTS := tests/nn/test_shared_model.c tests/gallery/test_concurrency.c tests/gallery/test_ann.c \
-	tests/http/test_http_inproc.c \
-	tests/http/test_http_batching.c tests/gallery/test_store_postgres.c
+TSAN_TESTS := tests/nn/test_shared_model.c tests/gallery/test_concurrency.c \
+	tests/http/test_http_inproc.c tests/http/test_http_batching.c tests/gallery/test_store_postgres.c
+# test_ann runs with ThreadSanitizer's deadlock detector off (data races are still reported):
+# hnswlib keeps a std::mutex per face in vectors it reallocates, and libstdc++'s std::mutex has
+# no destructor TSan sees, so a new graph's mutexes at a dead graph's addresses make lock
+# cycles out of unrelated locks (reported without stacks). The index's own two locks are
+# taken in one order everywhere, and test_concurrency checks them with the detector on.
+TSAN_NO_DEADLOCK_TESTS := tests/gallery/test_ann.c
 tsan: setup
 	@$(MAKE) --no-print-directory BUILD=$(BUILD)/tsan CC=clang CXX=clang++ OPT=-O1 EXTRA_CFLAGS=-fsanitize=thread \
-		LDFLAGS=-fsanitize=thread $(TSAN_TESTS:%.c=$(BUILD)/tsan/%)
-	@VULTUS_SANITIZED=1 TSAN_OPTIONS="halt_on_error=1 suppressions=$(CURDIR)/tests/tsan.supp" tools/run-tests $(BUILD)/tsan \
+		LDFLAGS=-fsanitize=thread $(TSAN_TESTS:%.c=$(BUILD)/tsan/%) \
+		$(TSAN_NO_DEADLOCK_TESTS:%.c=$(BUILD)/tsan/%)
+	@TSAN_OPTIONS=halt_on_error=1 tools/run-tests $(BUILD)/tsan \
 		$(TSAN_TESTS:%.c=$(BUILD)/tsan/%)
+	@VULTUS_SANITIZED=1 TSAN_OPTIONS="halt_on_error=1 detect_deadlocks=0" tools/run-tests \
+		$(BUILD)/tsan $(TSAN_NO_DEADLOCK_TESTS:%.c=$(BUILD)/tsan/%)
 
 run: setup-run all
 	$(BUILD)/vultus serve --models models --data data
