@@ -614,6 +614,30 @@ static void test_collections_and_subjects(void **state)
     tc_response_free(&r);
 }
 
+/*
+ * Enrols amy, howard, penny and sheldon: `photos` each of the real people when the fixtures
+ * are there, else one sample photo each. Returns the first face id.
+ */
+static long long enrol_people(int port, const char *collection, int photos)
+{
+    int fixtures = tc_exists(FIXTURES "/identities/amy/amy1.png");
+    const char *names[] = {"amy", "howard", "penny", "sheldon"};
+    char path[256];
+    long long first_id = 0;
+    for (int i = 0; i < 4; i++) {
+        for (int k = 1; k <= (fixtures ? photos : 1); k++) {
+            if (fixtures)
+                snprintf(path, sizeof path, FIXTURES "/identities/%s/%s%d.png", names[i], names[i],
+                         k);
+            else
+                snprintf(path, sizeof path, "models/samples/sample%d.jpg", i + 1);
+            long long id = enrol(port, collection, names[i], path, NULL);
+            if (!first_id) first_id = id;
+        }
+    }
+    return first_id;
+}
+
 /* The value of `name` (a sample line "name value") in the /metrics text, or -1. */
 static double metric_value(int port, const char *name)
 {
@@ -646,15 +670,7 @@ static void test_search_through_hnsw(void **state)
     assert_int_equal(r.status, 201);
     tc_response_free(&r);
     int fixtures = tc_exists(FIXTURES "/identities/amy/amy1.png");
-    const char *names[] = {"amy", "howard", "penny", "sheldon"};
-    char path[256];
-    for (int i = 0; i < 4; i++) {
-        if (fixtures)
-            snprintf(path, sizeof path, FIXTURES "/identities/%s/%s1.png", names[i], names[i]);
-        else
-            snprintf(path, sizeof path, "models/samples/sample%d.jpg", i + 1);
-        enrol(port, "crowd", names[i], path, NULL);
-    }
+    enrol_people(port, "crowd", 1);
     const char *gauge = "vultus_gallery_hnsw_faces{collection=\"crowd\"}";
     double in_graph = -1;
     for (int i = 0; i < 500 && in_graph < 4; i++) {
@@ -707,22 +723,8 @@ static void test_faces_and_search(void **state)
     assert_int_equal(r.status, 201);
     tc_response_free(&r);
 
-    /* A gallery of real people when the fixtures are there, else the samples. */
     int fixtures = tc_exists(FIXTURES "/identities/amy/amy1.png");
-    const char *names[] = {"amy", "howard", "penny", "sheldon"};
-    char path[256];
-    long long first_id = 0;
-    for (int i = 0; i < 4; i++) {
-        for (int k = 1; k <= (fixtures ? 2 : 1); k++) {
-            if (fixtures)
-                snprintf(path, sizeof path, FIXTURES "/identities/%s/%s%d.png", names[i], names[i],
-                         k);
-            else
-                snprintf(path, sizeof path, "models/samples/sample%d.jpg", i + 1);
-            long long id = enrol(port, "people", names[i], path, NULL);
-            if (!first_id) first_id = id;
-        }
-    }
+    long long first_id = enrol_people(port, "people", 2);
 
     /* Idempotency: the same key and request twice enrol once; another request with the
      * same key is refused. */
