@@ -650,6 +650,13 @@ const struct gal_kernels gal_kernels_avx512 = {"avx512",      dot_f32_avx512, do
 AVX512VNNI static void dot_i8_avx512vnni(const int8_t *q, const int8_t *x, size_t dim,
                                          size_t stride, size_t n, int32_t *out, int prefetch)
 {
+    /* Fewer than 8 rows (the HNSW graph's one distance at a time, a scan's last rows): the
+     * AVX-512BW kernel, without the query sum VNNI's unsigned operand needs (a scalar pass
+     * over the query that costs more than one row's dot product). */
+    if (n < 8) {
+        dot_i8_avx512(q, x, dim, stride, n, out, prefetch);
+        return;
+    }
     size_t main = dim & ~(size_t)63, rest = dim - main;
     __mmask64 tail = rest ? (__mmask64)((1ull << rest) - 1) : 0;
     __m512i flip = _mm512_set1_epi8((char)0x80);
