@@ -86,12 +86,12 @@ struct gal_index {
     struct gal_ann_config ann_config;
     size_t ann_entry_bytes;
     struct gal_ann *ann;
-    size_t ann_dead;        /* faces removed since `ann` was built, still in it */
-    int ann_building;       /* a build thread runs */
-    int ann_thread_started; /* ann_thread is to be joined */
-    atomic_int ann_stop;    /* destroy: the build gives up */
-    uint64_t in_place_adds; /* adds that were not appends (a build's catch-up looks for them) */
-    double ann_build_s;     /* the last build's duration */
+    size_t ann_dead;         /* faces removed since `ann` was built, still in it */
+    atomic_int ann_building; /* a build thread runs (atomic: stats read it without the mutex) */
+    int ann_thread_started;  /* ann_thread is to be joined */
+    atomic_int ann_stop;     /* destroy: the build gives up */
+    uint64_t in_place_adds;  /* adds that were not appends (a build's catch-up looks for them) */
+    atomic_uint_least64_t ann_build_ns; /* the last build's duration */
     pthread_t ann_thread;
     pthread_cond_t ann_idle; /* broadcast (write_mutex) when a build ends */
 };
@@ -421,14 +421,14 @@ static void *ann_build_main(void *arg)
         index->ann_dead = in_graph > index->live ? in_graph - index->live : 0;
         pthread_rwlock_unlock(&index->lock);
         b.graph = NULL;
-        index->ann_build_s = (double)(base_now_ns() - t0) / 1e9;
+        atomic_store(&index->ann_build_ns, base_now_ns() - t0);
         LOG_INFO("index: hnsw graph over %zu faces built in %.1f s", index->live,
-                 index->ann_build_s);
+                 (double)atomic_load(&index->ann_build_ns) / 1e9);
     } else if (rc) {
         LOG_WARN("index: hnsw graph build failed (%s); searches scan every face",
                  base_error_message());
     }
-    index->ann_building = 0;
+    atomic_store(&index->ann_building, 0);
     pthread_cond_broadcast(&index->ann_idle);
     pthread_mutex_unlock(&index->write_mutex);
     gal_ann_destroy(old);
@@ -442,7 +442,8 @@ static void *ann_build_main(void *arg)
 static void ann_maybe_build(struct gal_index *index)
 {
     const struct gal_ann_config *c = &index->ann_config;
-    if (c->min_faces == 0 || index->ann_building || atomic_load(&index->ann_stop)) return;
+    if (c->min_faces == 0 || atomic_load(&index->ann_building) || atomic_load(&index->ann_stop))
+        return;
     int due = index->ann ? index->ann_dead > 1024 && index->ann_dead * 4 > gal_ann_count(index->ann)
                          : index->live >= c->min_faces;
     if (!due) return;
@@ -455,7 +456,7 @@ static void ann_maybe_build(struct gal_index *index)
         return;
     }
     index->ann_thread_started = 1;
-    index->ann_building = 1;
+    atomic_store(&index->ann_building, 1);
 }
 
 void gal_index_set_ann(struct gal_index *index, const struct gal_ann_config *config)
@@ -482,9 +483,9 @@ int gal_index_wait_ann(struct gal_index *index, int timeout_ms)
     }
     int rc = 0;
     pthread_mutex_lock(&index->write_mutex);
-    while (index->ann_building && !rc)
+    while (atomic_load(&index->ann_building) && !rc)
         if (pthread_cond_timedwait(&index->ann_idle, &index->write_mutex, &until) != 0 &&
-            index->ann_building)
+            atomic_load(&index->ann_building))
             rc = base_error_set(BASE_ERR_LIMIT, "hnsw build still running after %d ms", timeout_ms);
     pthread_mutex_unlock(&index->write_mutex);
     return rc;
@@ -519,6 +520,8 @@ int gal_index_create(uint32_t dim, enum gal_dtype dtype, const struct gal_kernel
     pthread_mutex_init(&index->write_mutex, NULL);
     pthread_cond_init(&index->ann_idle, NULL);
     atomic_init(&index->ann_stop, 0);
+    atomic_init(&index->ann_building, 0);
+    atomic_init(&index->ann_build_ns, 0);
     index->ann_entry_bytes =
         gal_ann_entry_bytes(dim, dtype == GAL_DTYPE_INT8 ? GAL_ANN_I8 : GAL_ANN_F32);
     *out = index;
@@ -688,11 +691,12 @@ void gal_index_get_stats(struct gal_index *index, struct gal_index_stats *stats)
     stats->kernels = index->kernels->name;
     stats->ann_faces = index->ann ? gal_ann_count(index->ann) : 0;
     stats->ann_bytes = index->ann ? gal_ann_bytes(index->ann) : 0;
+    /* not write_mutex: a build holds it while it catches up, and /metrics reads these */
+    stats->search = index->ann                          ? "hnsw"
+                    : atomic_load(&index->ann_building) ? "exact, hnsw building"
+                                                        : "exact";
     pthread_rwlock_unlock(&index->lock);
-    pthread_mutex_lock(&index->write_mutex);
-    stats->search = index->ann ? "hnsw" : index->ann_building ? "exact, hnsw building" : "exact";
-    stats->ann_build_s = index->ann_build_s;
-    pthread_mutex_unlock(&index->write_mutex);
+    stats->ann_build_s = (double)atomic_load(&index->ann_build_ns) / 1e9;
 }
 
 /* ---- search ----------------------------------------------------------------------------- */
