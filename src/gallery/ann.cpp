@@ -154,6 +154,11 @@ void gal_ann_destroy(struct gal_ann *ann)
     delete ann;
 }
 
+void gal_ann_set_ef_search(struct gal_ann *ann, unsigned ef_search)
+{
+    ann->graph.setEf(ef_search);
+}
+
 int gal_ann_reserve(struct gal_ann *ann, size_t capacity)
 {
     if (capacity <= ann->graph.max_elements_) return 0;

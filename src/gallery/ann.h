@@ -45,6 +45,8 @@ int gal_ann_create(uint32_t dim, enum gal_ann_encoding encoding, const struct ga
                    const struct gal_ann_params *params, size_t capacity, struct gal_ann **out);
 void gal_ann_destroy(struct gal_ann *ann);
 
+/* Changes the candidates explored per query (not concurrently with a search). */
+void gal_ann_set_ef_search(struct gal_ann *ann, unsigned ef_search);
 /* Makes room for `capacity` vectors in total (no-op when there is room). */
 int gal_ann_reserve(struct gal_ann *ann, size_t capacity);
 /* Adds an encoded vector under `face_id`; full: BASE_ERR_LIMIT (reserve first). */

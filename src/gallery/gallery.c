@@ -925,6 +925,17 @@ int gal_face_list(struct gal *g, const char *collection, const char *subject_id,
     return g->store->ops->face_list(g->store, id, subject_id, face_ids, count);
 }
 
+void gal_set_ann_ef_search(struct gal *g, unsigned ef_search)
+{
+    pthread_mutex_lock(&g->write_mutex);
+    g->ann.ef_search = ef_search;
+    pthread_rwlock_rdlock(&g->collections_lock);
+    for (struct collection *c = g->collections; c; c = c->next)
+        gal_index_set_ann_ef_search(c->index, ef_search);
+    pthread_rwlock_unlock(&g->collections_lock);
+    pthread_mutex_unlock(&g->write_mutex);
+}
+
 int gal_index_stats(struct gal *g, const char *collection, struct gal_index_stats *stats)
 {
     int rc = gal_check_collection_name(collection);

@@ -134,6 +134,10 @@ uint64_t gal_sequence(struct gal *g);
 /* Runs the store's consistency check (PRAGMA integrity_check); 0 when the store is sound. */
 int gal_check(struct gal *g);
 
+/* Changes ann_ef_search (0: the default) for every collection, now and later: a graph's
+ * recall and speed can be tuned without rebuilding it. */
+void gal_set_ann_ef_search(struct gal *g, unsigned ef_search);
+
 /* ---- collections ---------------------------------------------------------------------- */
 
 struct gal_collection_info {

@@ -471,6 +471,17 @@ void gal_index_set_ann(struct gal_index *index, const struct gal_ann_config *con
     pthread_mutex_unlock(&index->write_mutex);
 }
 
+void gal_index_set_ann_ef_search(struct gal_index *index, unsigned ef_search)
+{
+    if (ef_search == 0) ef_search = GAL_ANN_EF_SEARCH_DEFAULT;
+    pthread_mutex_lock(&index->write_mutex);
+    index->ann_config.ef_search = ef_search;
+    pthread_rwlock_wrlock(&index->lock);
+    if (index->ann) gal_ann_set_ef_search(index->ann, ef_search);
+    pthread_rwlock_unlock(&index->lock);
+    pthread_mutex_unlock(&index->write_mutex);
+}
+
 int gal_index_wait_ann(struct gal_index *index, int timeout_ms)
 {
     struct timespec until;

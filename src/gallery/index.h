@@ -48,6 +48,8 @@ struct gal_ann_config {
     unsigned m, ef_construction, ef_search;
 };
 void gal_index_set_ann(struct gal_index *index, const struct gal_ann_config *config);
+/* Changes ef_search of the graph (now and of later builds); searches wait for the change. */
+void gal_index_set_ann_ef_search(struct gal_index *index, unsigned ef_search);
 /* Waits until no graph build runs (tests, benchmarks); 0, or BASE_ERR_LIMIT after timeout_ms. */
 int gal_index_wait_ann(struct gal_index *index, int timeout_ms);
 

@@ -39,7 +39,7 @@ struct gal {
     pthread_mutex_t write_mutex;
     pthread_rwlock_t collections_lock;
     struct collection *collections;
-    uint64_t applied_seq; /* under write_mutex */
+    uint64_t applied_seq;      /* under write_mutex */
     struct gal_ann_config ann; /* every collection's HNSW settings (gal_options) */
 };
 

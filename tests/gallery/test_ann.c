@@ -529,6 +529,16 @@ static void test_gallery(void **state)
     }
     print_message("gallery: top subject the same for %zu of 50 queries\n", same);
     assert_true(same >= 49);
+    /* ef tuned on the live graph (no rebuild): the widest search finds every top subject */
+    gal_set_ann_ef_search(g, 1000);
+    struct gal_results *wide;
+    assert_int_equal(gal_search(g, "big", &req, &wide), 0);
+    for (size_t i = 0; i < 50; i++)
+        assert_string_equal(wide->queries[i].subjects[0].subject_id,
+                            exact_res->queries[i].subjects[0].subject_id);
+    gal_results_destroy(wide);
+    assert_int_equal(gal_index_stats(g, "big", &st), 0);
+    assert_string_equal(st.search, "hnsw");
     gal_results_destroy(exact_res);
     gal_results_destroy(ann_res);
     gal_close(g);
