@@ -68,16 +68,13 @@ static int fail(const char *cmd, int rc)
     return CLI_EXIT_FAILURE;
 }
 
-/* One command, then exit: no HNSW graph build (the exact scan answers at once). */
-static const struct gal_options cli_gallery_options = {.ann_min_faces = UINT64_MAX};
-
 /* Opens DATA/vultus.db; `create` makes the data folder when missing, else it must exist. A
  * PostgreSQL URL in place of DATA opens that database. */
 static int open_gallery(const char *cmd, const char *data_dir, int create, struct gal **g)
 {
     if (gal_location_is_url(data_dir)) {
         base_error_clear();
-        int rc = gal_open(data_dir, &cli_gallery_options, g);
+        int rc = gal_open(data_dir, NULL, g);
         if (rc) fail(cmd, rc);
         return rc ? -1 : 0;
     }
@@ -98,7 +95,7 @@ static int open_gallery(const char *cmd, const char *data_dir, int create, struc
         return -1;
     }
     base_error_clear();
-    int rc = gal_open(path, &cli_gallery_options, g);
+    int rc = gal_open(path, NULL, g);
     if (rc) {
         fail(cmd, rc);
         return -1;

@@ -453,10 +453,9 @@ int gal_open(const char *path, const struct gal_options *options, struct gal **o
     pthread_rwlock_init(&g->collections_lock, &attr);
     pthread_rwlockattr_destroy(&attr);
 
-    const uint64_t min_faces =
-        options && options->ann_min_faces ? options->ann_min_faces : GAL_ANN_MIN_FACES_DEFAULT;
+    const uint64_t min_faces = options ? options->ann_min_faces : 0; /* 0: never */
     g->ann = (struct gal_ann_config){
-        .min_faces = min_faces >= (uint64_t)SIZE_MAX ? 0 : (size_t)min_faces,
+        .min_faces = min_faces >= (uint64_t)SIZE_MAX ? SIZE_MAX : (size_t)min_faces,
         .m = options ? options->ann_m : 0,
         .ef_construction = options ? options->ann_ef_construction : 0,
         .ef_search = options ? options->ann_ef_search : 0,

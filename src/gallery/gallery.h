@@ -93,12 +93,11 @@ struct gal_options {
      * serves until it is ready), which then answers its searches; candidates are re-scored
      * exactly as always. See docs/gallery.md for recall and speed.
      */
-    uint64_t ann_min_faces;       /* 0 = GAL_ANN_MIN_FACES_DEFAULT; UINT64_MAX = never */
+    uint64_t ann_min_faces;       /* 0 = never (the default: the exact scan) */
     unsigned ann_ef_search;       /* candidates explored per query; 0 = the default */
     unsigned ann_m;               /* links per face (HNSW's M); 0 = the default */
     unsigned ann_ef_construction; /* candidates explored per insertion; 0 = the default */
 };
-#define GAL_ANN_MIN_FACES_DEFAULT 2000000u
 #define GAL_ANN_EF_SEARCH_DEFAULT 128u
 #define GAL_ANN_M_DEFAULT 16u
 #define GAL_ANN_EF_CONSTRUCTION_DEFAULT 100u

@@ -46,9 +46,10 @@ const http_option http_options[] = {
     {"max-connections", "VULTUS_MAX_CONNECTIONS", "1000", "open connections, at most"},
     {"rate-limit", "VULTUS_RATE_LIMIT", "0", "requests per second per API key; 0: unlimited"},
     {"rate-burst", "VULTUS_RATE_BURST", "0", "rate-limit bucket size; 0: twice the rate"},
-    {"ann-min-faces", "VULTUS_ANN_MIN_FACES", "2000000",
-     "a collection with this many faces also gets an HNSW graph (built in the background; "
-     "approximate, much faster searches); 0: always the exact scan"},
+    {"ann-min-faces", "VULTUS_ANN_MIN_FACES", "0",
+     "a collection with this many faces also gets an HNSW graph, built in the background, "
+     "that answers its searches (faster for millions of faces, but approximate: see "
+     "docs/gallery.md for recall); 0: never, every search is exact"},
     {"ann-ef-search", "VULTUS_ANN_EF_SEARCH", "128",
      "HNSW candidates explored per query: higher finds more of the true top-k, slower"},
 };

@@ -739,8 +739,7 @@ static int open_for_cli(const char *data_dir, http_keystore **ks)
     if (!gal_location_is_url(data_dir) && mkdir(data_dir, 0755) != 0 && errno != EEXIST)
         return base_error_set(BASE_ERR_IO, "%s: %s", data_dir, strerror(errno));
     struct gal *g = NULL;
-    const struct gal_options opts = {.ann_min_faces = UINT64_MAX}; /* only the schema */
-    if ((rc = gal_open(path, &opts, &g))) return rc;
+    if ((rc = gal_open(path, NULL, &g))) return rc;
     gal_close(g);
     return http_keystore_open(path, ks);
 }

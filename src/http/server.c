@@ -1026,7 +1026,7 @@ int http_server_create(const http_config *config, http_server **out)
     if ((rc = http_store_path(store ? store : s->cfg.data_dir, s->db_path, sizeof s->db_path)))
         goto fail;
     const struct gal_options gallery_options = {
-        .ann_min_faces = s->cfg.ann_min_faces > 0 ? (uint64_t)s->cfg.ann_min_faces : UINT64_MAX,
+        .ann_min_faces = (uint64_t)s->cfg.ann_min_faces, /* 0: never */
         .ann_ef_search = (unsigned)s->cfg.ann_ef_search,
     };
     if ((rc = gal_open(s->db_path, &gallery_options, &s->gal))) goto fail;

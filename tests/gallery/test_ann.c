@@ -11,7 +11,7 @@
  *   - an index destroyed while its build runs (no hang, nothing leaked);
  *   - searches concurrent with adds and deletes on a published graph (ThreadSanitizer);
  *   - the gallery: a reopened SQLite gallery builds its graph and answers through it with
- *     the same exact similarities; ann_min_faces = UINT64_MAX keeps the exact scan.
+ *     the same exact similarities; by default (ann_min_faces 0) the exact scan.
  */
 #include <pthread.h>
 #include <setjmp.h>
@@ -504,7 +504,7 @@ static void test_gallery(void **state)
     }
     struct gal_index_stats st;
     assert_int_equal(gal_index_stats(g, "big", &st), 0);
-    assert_string_equal(st.search, "exact"); /* the default threshold is millions */
+    assert_string_equal(st.search, "exact"); /* the default: no graph */
     float *q = make_queries(&d, 52, 50);
     struct gal_search_request req = {"test-128", DIM, q, 50, 5};
     struct gal_results *exact_res, *ann_res;
@@ -543,8 +543,7 @@ static void test_gallery(void **state)
     gal_results_destroy(ann_res);
     gal_close(g);
 
-    opt.ann_min_faces = UINT64_MAX; /* never */
-    assert_int_equal(gal_open(path, &opt, &g), 0);
+    assert_int_equal(gal_open(path, NULL, &g), 0); /* the default: never */
     assert_int_equal(gal_index_stats(g, "big", &st), 0);
     assert_string_equal(st.search, "exact");
     gal_close(g);
