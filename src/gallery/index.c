@@ -92,6 +92,7 @@ struct gal_index {
     atomic_int ann_stop;     /* destroy: the build gives up */
     uint64_t in_place_adds;  /* adds that were not appends (a build's catch-up looks for them) */
     atomic_uint_least64_t ann_build_ns; /* the last build's duration */
+    uint64_t ann_retry_ns;              /* after a failure: no new build before this time */
     pthread_t ann_thread;
     pthread_cond_t ann_idle; /* broadcast (write_mutex) when a build ends */
 };
@@ -286,9 +287,13 @@ static int ann_add_grow(struct gal_ann *ann, int64_t face_id, const uint8_t *ent
     return gal_ann_add(ann, face_id, entry);
 }
 
+/* A failed graph (out of memory, most likely) is not built again for a minute. */
+#define ANN_RETRY_NS (60ull * 1000000000ull)
+
 /* Drops the published graph after a failure: the exact scan serves. write_mutex held. */
 static void ann_drop(struct gal_index *index, const char *why)
 {
+    index->ann_retry_ns = base_now_ns() + ANN_RETRY_NS;
     LOG_WARN("index: the hnsw graph is dropped (%s: %s); searches scan every face", why,
              base_error_message());
     pthread_rwlock_wrlock(&index->lock);
@@ -425,6 +430,7 @@ static void *ann_build_main(void *arg)
         LOG_INFO("index: hnsw graph over %zu faces built in %.1f s", index->live,
                  (double)atomic_load(&index->ann_build_ns) / 1e9);
     } else if (rc) {
+        index->ann_retry_ns = base_now_ns() + ANN_RETRY_NS;
         LOG_WARN("index: hnsw graph build failed (%s); searches scan every face",
                  base_error_message());
     }
@@ -446,7 +452,7 @@ static void ann_maybe_build(struct gal_index *index)
         return;
     int due = index->ann ? index->ann_dead > 1024 && index->ann_dead * 4 > gal_ann_count(index->ann)
                          : index->live >= c->min_faces;
-    if (!due) return;
+    if (!due || base_now_ns() < index->ann_retry_ns) return;
     if (index->ann_thread_started) {
         pthread_join(index->ann_thread, NULL); /* finished: ann_building is 0 */
         index->ann_thread_started = 0;
