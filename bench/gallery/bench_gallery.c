@@ -21,10 +21,11 @@
  * query and with 16 queries per call on one thread (k = 10, results re-scored exactly as the
  * product does), recall@1 and recall@10 against the ground truth. Then, at N >= 100k (or every
  * size given with --sizes), the same with the HNSW graph ("vultus-hnsw": int8, opened with
- * ann_min_faces = 1 and each efSearch of --ef, once the graph is built): its build time and
- * bytes per face. Insert throughput is measured on a fresh gallery per dimension. Then the
- * FAISS peer (faiss_peer.cpp: IndexFlatIP at every N, HNSW32 at N <= --faiss-hnsw-max) runs on
- * the same vectors, read from the same SQLite file, and the same queries.
+ * ann_min_faces = 1, timed once the graph is built, at each efSearch of --ef set on the live
+ * graph): its build time and bytes per face. Insert throughput is measured on a fresh gallery
+ * per dimension. Then the FAISS peer (faiss_peer.cpp: IndexFlatIP at every N, HNSW32 at N <=
+ * --faiss-hnsw-max) runs on the same vectors, read from the same SQLite file, and the same
+ * queries.
  *
  * --ann-only runs just the HNSW comparison (int8 exact scan, vultus-hnsw, FAISS) without the
  * f32/f16 runs and the inserts, by default at N = 100k and 1M, dim 192.
@@ -534,8 +535,8 @@ static void measure(const struct dataset *ds, const struct built *b, size_t n, s
                     enum gal_dtype dtype, const float *queries, const int32_t *gt, size_t nq)
 {
     struct gal *g;
-    /* never a graph, whatever the default threshold: this is the exact scan */
-    struct gal_options opts = {.ann_min_faces = UINT64_MAX};
+    /* never a graph (the default, said explicitly): this is the exact scan */
+    struct gal_options opts = {.ann_min_faces = 0};
     if (gal_open(b->db, &opts, &g) != 0) die(b->db);
     if (gal_collection_set_dtype(g, "bench", dtype) != 0) die("set dtype");
     gal_close(g);
@@ -583,14 +584,15 @@ static void measure(const struct dataset *ds, const struct built *b, size_t n, s
 /*
  * The HNSW graph: the gallery opened with ann_min_faces = 1, so that it builds the graph at
  * once (in the background; the exact scan serves meanwhile), and searched once the graph
- * serves. The graph's efSearch is an open option, so each ef is a fresh open and build. The
+ * serves, at each efSearch in turn (gal_set_ann_ef_search: one build for all of them). The
  * collection must already be int8 (measure() with int8 runs first).
  */
 static void measure_hnsw(const struct dataset *ds, const struct built *b, size_t n, size_t dim,
-                         unsigned ef, const float *queries, const int32_t *gt, size_t nq)
+                         const size_t *efs, size_t nefs, const float *queries, const int32_t *gt,
+                         size_t nq)
 {
     struct gal *g;
-    struct gal_options opts = {.ann_min_faces = 1, .ann_ef_search = ef};
+    struct gal_options opts = {.ann_min_faces = 1, .ann_ef_search = (unsigned)efs[0]};
     double t0 = now_s();
     if (gal_open(b->db, &opts, &g) != 0) die(b->db);
     double load_s = now_s() - t0;
@@ -609,9 +611,9 @@ static void measure_hnsw(const struct dataset *ds, const struct built *b, size_t
         double t = now_s();
         if (t - t0 > build_timeout) {
             fprintf(stderr,
-                    "bench: the HNSW graph of %s %zu x %zu (ef %u) did not serve within %g s "
-                    "(search: %s, %llu faces in the graph); skipped\n",
-                    ds->name, n, dim, ef, build_timeout, st.search ? st.search : "?",
+                    "bench: the HNSW graph of %s %zu x %zu did not serve within %g s (search: "
+                    "%s, %llu faces in the graph); skipped\n",
+                    ds->name, n, dim, build_timeout, st.search ? st.search : "?",
                     (unsigned long long)st.ann_faces);
             gal_close(g);
             return;
@@ -626,41 +628,45 @@ static void measure_hnsw(const struct dataset *ds, const struct built *b, size_t
     double ready_s = now_s() - t0;
     double bytes = (double)st.bytes / (double)st.faces;
     double ann_bytes = st.ann_faces ? (double)st.ann_bytes / (double)st.ann_faces : NAN;
-    struct timing tm;
-    time_searches(g, b, ds->model, dim, queries, gt, nq, &tm);
-    gal_close(g);
-
-    char json[1024];
-    for (int i = 0; i < 2; i++) {
-        int qn = i ? 16 : 1;
-        snprintf(json, sizeof json,
-                 "{\"bench\":\"gallery\",\"data\":\"%s\",\"engine\":\"vultus-hnsw\",\"n\":%zu,"
-                 "\"dim\":%zu,\"dtype\":\"int8\",\"queries\":%d,\"p50_ms\":%.3f,\"p99_ms\":%.3f,"
-                 "\"recall1\":%.4f,\"recall10\":%.4f,\"bytes_per_face\":%.1f,"
-                 "\"ann_bytes_per_face\":%.1f,\"ef\":%u,\"build_s\":%.3f,\"ready_s\":%.3f,"
-                 "\"load_s\":%.3f,\"ann_faces\":%llu,\"samples\":%zu,\"recall_queries\":%zu,"
-                 "\"kernels\":\"%s\",\"search\":\"%s\",\"k\":%d}",
-                 ds->name, n, dim, qn, tm.p50[i], tm.p99[i], tm.recall1, tm.recall10, bytes,
-                 ann_bytes, ef, st.ann_build_s, ready_s, load_s, (unsigned long long)st.ann_faces,
-                 tm.samples[i], tm.judged, st.kernels, st.search, K);
-        emit(json);
-        struct line l = {.n = n,
-                         .dim = (unsigned)dim,
-                         .ef = ef,
-                         .queries = qn,
-                         .p50 = tm.p50[i],
-                         .p99 = tm.p99[i],
-                         .recall1 = tm.recall1,
-                         .recall10 = tm.recall10,
-                         .bytes = bytes,
-                         .load_s = NAN,
-                         .build_s = st.ann_build_s,
-                         .ann_bytes = ann_bytes};
-        snprintf(l.data, sizeof l.data, "%s", ds->name);
-        snprintf(l.engine, sizeof l.engine, "vultus-hnsw");
-        snprintf(l.dtype, sizeof l.dtype, "int8");
-        keep(&l);
+    for (size_t e = 0; e < nefs; e++) {
+        unsigned ef = (unsigned)efs[e];
+        gal_set_ann_ef_search(g, ef);
+        struct timing tm;
+        time_searches(g, b, ds->model, dim, queries, gt, nq, &tm);
+        char json[1024];
+        for (int i = 0; i < 2; i++) {
+            int qn = i ? 16 : 1;
+            snprintf(json, sizeof json,
+                     "{\"bench\":\"gallery\",\"data\":\"%s\",\"engine\":\"vultus-hnsw\","
+                     "\"n\":%zu,\"dim\":%zu,\"dtype\":\"int8\",\"queries\":%d,\"p50_ms\":%.3f,"
+                     "\"p99_ms\":%.3f,\"recall1\":%.4f,\"recall10\":%.4f,\"bytes_per_face\":%.1f,"
+                     "\"ann_bytes_per_face\":%.1f,\"ef\":%u,\"build_s\":%.3f,\"ready_s\":%.3f,"
+                     "\"load_s\":%.3f,\"ann_faces\":%llu,\"samples\":%zu,\"recall_queries\":%zu,"
+                     "\"kernels\":\"%s\",\"search\":\"%s\",\"k\":%d}",
+                     ds->name, n, dim, qn, tm.p50[i], tm.p99[i], tm.recall1, tm.recall10, bytes,
+                     ann_bytes, ef, st.ann_build_s, ready_s, load_s,
+                     (unsigned long long)st.ann_faces, tm.samples[i], tm.judged, st.kernels,
+                     st.search, K);
+            emit(json);
+            struct line l = {.n = n,
+                             .dim = (unsigned)dim,
+                             .ef = ef,
+                             .queries = qn,
+                             .p50 = tm.p50[i],
+                             .p99 = tm.p99[i],
+                             .recall1 = tm.recall1,
+                             .recall10 = tm.recall10,
+                             .bytes = bytes,
+                             .load_s = NAN,
+                             .build_s = st.ann_build_s,
+                             .ann_bytes = ann_bytes};
+            snprintf(l.data, sizeof l.data, "%s", ds->name);
+            snprintf(l.engine, sizeof l.engine, "vultus-hnsw");
+            snprintf(l.dtype, sizeof l.dtype, "int8");
+            keep(&l);
+        }
     }
+    gal_close(g);
 }
 
 /* Enrolment rate on a fresh gallery: batched, and one face per call (each one durable). */
@@ -1017,8 +1023,7 @@ int main(int argc, char **argv)
                 }
                 measure(ds, &b, n, dim, GAL_DTYPE_INT8, queries, gt, nq);
                 if (sizes_given || n >= 100000)
-                    for (size_t e = 0; e < nefs; e++)
-                        measure_hnsw(ds, &b, n, dim, (unsigned)efs[e], queries, gt, nq);
+                    measure_hnsw(ds, &b, n, dim, efs, nefs, queries, gt, nq);
                 run_peer(ds, &b, n, dim, qpath, n <= faiss_hnsw_max);
                 free(queries);
                 free(gt);
