@@ -98,9 +98,9 @@ struct gal_options {
     unsigned ann_m;               /* links per face (HNSW's M); 0 = the default */
     unsigned ann_ef_construction; /* candidates explored per insertion; 0 = the default */
 };
-#define GAL_ANN_EF_SEARCH_DEFAULT 128u
-#define GAL_ANN_M_DEFAULT 16u
-#define GAL_ANN_EF_CONSTRUCTION_DEFAULT 100u
+#define GAL_ANN_EF_SEARCH_DEFAULT 256u
+#define GAL_ANN_M_DEFAULT 32u
+#define GAL_ANN_EF_CONSTRUCTION_DEFAULT 200u
 
 struct gal;
 

@@ -50,7 +50,7 @@ const http_option http_options[] = {
      "a collection with this many faces also gets an HNSW graph, built in the background, "
      "that answers its searches (faster for millions of faces, but approximate: see "
      "docs/gallery.md for recall); 0: never, every search is exact"},
-    {"ann-ef-search", "VULTUS_ANN_EF_SEARCH", "128",
+    {"ann-ef-search", "VULTUS_ANN_EF_SEARCH", "256",
      "HNSW candidates explored per query: higher finds more of the true top-k, slower"},
 };
 const int http_option_count = (int)(sizeof http_options / sizeof http_options[0]);
