@@ -197,7 +197,7 @@ $(BUILD)/obj/src/http/static.o: $(wildcard web/*)
 # $(BUILD)/bench-gallery/results.jsonl). Galleries and ground truth are built once into
 # $(BUILD)/bench-gallery and reused. BENCH_GALLERY_ARGS="--sizes 20000,100000 --dims 192" for
 # a shorter run, "--ann-only" for the HNSW comparison alone (100k and 1M, dim 192; a 1M graph
-# takes 15-17 minutes to build here). Links only the gallery and base objects, so the rest of
+# takes 5-20 minutes to build here). Links only the gallery and base objects, so the rest of
 # the library may be mid-edit.
 GALLERY_BENCH_OBJ := $(filter $(BUILD)/obj/src/gallery/% $(BUILD)/obj/src/base/%,$(LIB_OBJ))
 .PHONY: bench-gallery
