@@ -474,6 +474,29 @@ struct timing {
     size_t judged;
 };
 
+/* Keeps one row of the table: timing `tm`, with 1 (i = 0) or 16 (i = 1) queries per call. */
+static void keep_timing(const char *data, const char *engine, const char *dtype, size_t n,
+                        size_t dim, unsigned ef, const struct timing *tm, int i, double bytes,
+                        double load_s, double build_s, double ann_bytes)
+{
+    struct line l = {.n = n,
+                     .dim = (unsigned)dim,
+                     .ef = ef,
+                     .queries = i ? 16 : 1,
+                     .p50 = tm->p50[i],
+                     .p99 = tm->p99[i],
+                     .recall1 = tm->recall1,
+                     .recall10 = tm->recall10,
+                     .bytes = bytes,
+                     .load_s = load_s,
+                     .build_s = build_s,
+                     .ann_bytes = ann_bytes};
+    snprintf(l.data, sizeof l.data, "%s", data);
+    snprintf(l.engine, sizeof l.engine, "%s", engine);
+    snprintf(l.dtype, sizeof l.dtype, "%s", dtype);
+    keep(&l);
+}
+
 /* Latency with 1 and 16 queries per call on this thread, and recall over every query. */
 static void time_searches(struct gal *g, const struct built *b, const char *model, size_t dim,
                           const float *queries, const int32_t *gt, size_t nq, struct timing *out)
@@ -563,21 +586,7 @@ static void measure(const struct dataset *ds, const struct built *b, size_t n, s
                  ds->name, n, dim, dt, qn, tm.p50[i], tm.p99[i], tm.recall1, tm.recall10, bytes,
                  load_s, tm.samples[i], tm.judged, st.kernels, st.search ? st.search : "", K);
         emit(json);
-        struct line l = {.n = n,
-                         .dim = (unsigned)dim,
-                         .queries = qn,
-                         .p50 = tm.p50[i],
-                         .p99 = tm.p99[i],
-                         .recall1 = tm.recall1,
-                         .recall10 = tm.recall10,
-                         .bytes = bytes,
-                         .load_s = load_s,
-                         .build_s = NAN,
-                         .ann_bytes = NAN};
-        snprintf(l.data, sizeof l.data, "%s", ds->name);
-        snprintf(l.engine, sizeof l.engine, "vultus");
-        snprintf(l.dtype, sizeof l.dtype, "%s", dt);
-        keep(&l);
+        keep_timing(ds->name, "vultus", dt, n, dim, 0, &tm, i, bytes, load_s, NAN, NAN);
     }
 }
 
@@ -648,22 +657,8 @@ static void measure_hnsw(const struct dataset *ds, const struct built *b, size_t
                      (unsigned long long)st.ann_faces, tm.samples[i], tm.judged, st.kernels,
                      st.search, K);
             emit(json);
-            struct line l = {.n = n,
-                             .dim = (unsigned)dim,
-                             .ef = ef,
-                             .queries = qn,
-                             .p50 = tm.p50[i],
-                             .p99 = tm.p99[i],
-                             .recall1 = tm.recall1,
-                             .recall10 = tm.recall10,
-                             .bytes = bytes,
-                             .load_s = NAN,
-                             .build_s = st.ann_build_s,
-                             .ann_bytes = ann_bytes};
-            snprintf(l.data, sizeof l.data, "%s", ds->name);
-            snprintf(l.engine, sizeof l.engine, "vultus-hnsw");
-            snprintf(l.dtype, sizeof l.dtype, "int8");
-            keep(&l);
+            keep_timing(ds->name, "vultus-hnsw", "int8", n, dim, ef, &tm, i, bytes, NAN,
+                        st.ann_build_s, ann_bytes);
         }
     }
     gal_close(g);
