@@ -9,10 +9,8 @@
  */
 #include <hnswlib/hnswlib.h>
 
-#include <algorithm>
 #include <cstring>
 #include <new>
-#include <vector>
 
 extern "C" {
 #include "base/base.h"
@@ -53,8 +51,7 @@ float score_f32(const void *a, const void *b, const space_param *p)
     return dot;
 }
 
-/* hnswlib's distances: smaller is nearer. The scores returned are recomputed with score_*
- * (1 - (1 - s) is not always s in floating point). */
+/* hnswlib's distances: smaller is nearer. */
 float distance_i8(const void *a, const void *b, const void *param)
 {
     return 1.0f - score_i8(a, b, static_cast<const space_param *>(param));
@@ -72,10 +69,6 @@ class dot_space : public hnswlib::SpaceInterface<float>
         : bytes_(gal_ann_entry_bytes(dim, encoding)),
           func_(encoding == GAL_ANN_I8 ? distance_i8 : distance_f32), param_{dim, kernels}
     {
-    }
-    float score(const void *a, const void *b) const
-    {
-        return func_ == distance_i8 ? score_i8(a, b, &param_) : score_f32(a, b, &param_);
     }
     size_t get_data_size() override
     {
@@ -118,15 +111,25 @@ size_t gal_ann_entry_bytes(uint32_t dim, enum gal_ann_encoding encoding)
     return sizeof(float) * dim;
 }
 
+/* The int8 layout, here only: [f32 scale][dim codes][zeros to a multiple of 4 bytes]. */
+void gal_ann_entry_i8(uint32_t dim, float scale, const int8_t *codes, void *entry)
+{
+    unsigned char *e = static_cast<unsigned char *>(entry);
+    std::memcpy(e, &scale, sizeof scale);
+    std::memmove(e + sizeof scale, codes, dim); /* codes may already be in place */
+    std::memset(e + sizeof scale + dim, 0,
+                gal_ann_entry_bytes(dim, GAL_ANN_I8) - sizeof scale - dim);
+}
+
 void gal_ann_encode(uint32_t dim, enum gal_ann_encoding encoding, const struct gal_kernels *kernels,
                     const float *vector, void *entry)
 {
     if (encoding == GAL_ANN_I8) {
-        unsigned char *e = static_cast<unsigned char *>(entry);
-        std::memset(e, 0, gal_ann_entry_bytes(dim, encoding));
-        float scale =
-            kernels->quantize_i8(vector, dim, reinterpret_cast<int8_t *>(e + sizeof scale));
-        std::memcpy(e, &scale, sizeof scale);
+        /* quantised in place, where gal_ann_entry_i8 puts the codes */
+        int8_t *codes =
+            reinterpret_cast<int8_t *>(static_cast<unsigned char *>(entry) + sizeof(float));
+        float scale = kernels->quantize_i8(vector, dim, codes);
+        gal_ann_entry_i8(dim, scale, codes, entry);
     } else {
         std::memcpy(entry, vector, sizeof(float) * dim);
     }
@@ -221,26 +224,12 @@ int gal_ann_search(const struct gal_ann *ann, const void *query, size_t k, int64
     *found_count = 0;
     if (k == 0 || ann->graph.cur_element_count == 0) return 0;
     try {
+        /* a max-heap on distance: worst first, so it fills the arrays from the back */
         auto found = ann->graph.searchKnn(query, k);
-        /* a max-heap on distance, worst first; each found face's score recomputed exactly */
-        const auto &g = ann->graph;
-        std::vector<std::pair<float, int64_t>> best;
-        best.reserve(found.size());
-        while (!found.empty()) {
-            const hnswlib::labeltype label = found.top().second;
-            found.pop();
-            auto at = g.label_lookup_.find(label);
-            if (at == g.label_lookup_.end()) continue;
-            best.emplace_back(ann->space.score(query, g.getDataByInternalId(at->second)),
-                              static_cast<int64_t>(label));
-        }
-        std::sort(best.begin(), best.end(), [](const auto &a, const auto &b) {
-            return a.first != b.first ? a.first > b.first : a.second < b.second;
-        });
-        size_t n = std::min(k, best.size());
-        for (size_t i = 0; i < n; i++) {
-            scores[i] = best[i].first;
-            face_ids[i] = best[i].second;
+        size_t n = found.size() < k ? found.size() : k;
+        for (size_t i = n; i-- > 0; found.pop()) {
+            scores[i] = 1.0f - found.top().first;
+            face_ids[i] = static_cast<int64_t>(found.top().second);
         }
         *found_count = n;
         return 0;

@@ -4,8 +4,8 @@
  * interface (ann.cpp). The distance is 1 - the dot product the index's own kernels compute,
  * on the same encoding: int8 codes with a scale for int8 collections, f32 otherwise (an f16
  * row would need converting at every distance, and the graph is an accelerator for large
- * collections, not their storage). So a graph's scores are the exact scan's scores, and the
- * gallery re-scores the candidates exactly as it does for the scan.
+ * collections, not their storage). So a graph's scores are the scan's up to one rounding, and
+ * the gallery re-scores the candidates exactly as it does for the scan.
  *
  * Thread-safety: none of its own. The index (index.c) calls gal_ann_add and gal_ann_reserve
  * only while no search runs on the same graph (holding its lock exclusive, or before the
@@ -39,6 +39,8 @@ size_t gal_ann_entry_bytes(uint32_t dim, enum gal_ann_encoding encoding);
 /* Encodes a unit vector the way the graph stores it (and queries it). */
 void gal_ann_encode(uint32_t dim, enum gal_ann_encoding encoding, const struct gal_kernels *kernels,
                     const float *vector, void *entry);
+/* The GAL_ANN_I8 entry of codes already quantised with their scale (an index's stored row). */
+void gal_ann_entry_i8(uint32_t dim, float scale, const int8_t *codes, void *entry);
 
 /* A graph with room for `capacity` vectors (grown by gal_ann_reserve). */
 int gal_ann_create(uint32_t dim, enum gal_ann_encoding encoding, const struct gal_kernels *kernels,
@@ -59,8 +61,9 @@ size_t gal_ann_capacity(const struct gal_ann *ann);
 size_t gal_ann_bytes(const struct gal_ann *ann);
 
 /*
- * The (approximately) k nearest faces to an encoded query, best first (ties: lower face id):
- * *found <= k face ids with their scores (the dot products the scan computes).
+ * The (approximately) k nearest faces to an encoded query, best first: *found <= k face ids
+ * with their scores, 1 - the graph's distance (the scan's dot product up to one rounding;
+ * equal scores in no particular order: the index ranks and breaks ties itself).
  */
 int gal_ann_search(const struct gal_ann *ann, const void *query, size_t k, int64_t *face_ids,
                    float *scores, size_t *found);

@@ -568,7 +568,7 @@ int gal_collection_create(struct gal *g, const struct gal_collection_info *info)
     if (rc == 1) {
         rc = collection_new(g, &stored, &c);
         if (!rc) {
-            gal_index_set_ann(c->index, &g->ann);
+            arm_ann(g, c);
             install(g, c);
         } else
             g->applied_seq = seq - 1; /* durable: the next write or refresh retries */

@@ -259,9 +259,7 @@ static void row_entry(const struct gal_index *index, size_t pos, uint8_t *entry)
     const uint8_t *row = index->a.rows + pos * index->row_bytes;
     switch (index->dtype) {
     case GAL_DTYPE_INT8:
-        memset(entry, 0, index->ann_entry_bytes);
-        memcpy(entry, &index->a.scales[pos], sizeof(float));
-        memcpy(entry + sizeof(float), row, index->dim);
+        gal_ann_entry_i8(index->dim, index->a.scales[pos], (const int8_t *)row, entry);
         break;
     case GAL_DTYPE_F32: memcpy(entry, row, index->dim * sizeof(float)); break;
     case GAL_DTYPE_F16: {
@@ -331,7 +329,6 @@ struct ann_build {
     struct gal_ann *graph;
     uint8_t *entries; /* ANN_CHUNK entries */
     int64_t ids[ANN_CHUNK];
-    size_t n;
 };
 
 /*
@@ -355,11 +352,24 @@ static size_t copy_rows(struct ann_build *b, int64_t after, size_t *pos_io)
     return n;
 }
 
-static int insert_copied(struct ann_build *b, size_t n)
+/*
+ * Copies live rows past `after` in chunks and inserts them until a chunk comes back short:
+ * the graph has (nearly) caught up with the writers. `shared_lock`: each copy under the
+ * index's shared lock (the caller holds neither lock), else the caller holds write_mutex.
+ */
+static int catch_up(struct ann_build *b, int64_t *after, size_t *pos, int shared_lock)
 {
-    for (size_t i = 0; i < n; i++) {
-        int rc = ann_add_grow(b->graph, b->ids[i], b->entries + i * b->index->ann_entry_bytes);
-        if (rc) return rc;
+    struct gal_index *index = b->index;
+    while (!atomic_load(&index->ann_stop)) {
+        if (shared_lock) pthread_rwlock_rdlock(&index->lock);
+        size_t n = copy_rows(b, *after, pos);
+        if (shared_lock) pthread_rwlock_unlock(&index->lock);
+        if (n) *after = b->ids[n - 1];
+        for (size_t i = 0; i < n; i++) {
+            int rc = ann_add_grow(b->graph, b->ids[i], b->entries + i * index->ann_entry_bytes);
+            if (rc) return rc;
+        }
+        if (n < ANN_CHUNK) break;
     }
     return 0;
 }
@@ -389,25 +399,12 @@ static void *ann_build_main(void *arg)
     if (!rc && !b.entries) rc = base_error_set(BASE_ERR_NOMEM, "hnsw build buffers");
     int64_t after = 0;
     size_t pos = 0;
-    /* Chunks until one comes back short: the build has (nearly) caught up with the writers. */
-    while (!rc && !atomic_load(&index->ann_stop)) {
-        pthread_rwlock_rdlock(&index->lock);
-        size_t n = copy_rows(&b, after, &pos);
-        pthread_rwlock_unlock(&index->lock);
-        if (n) after = b.ids[n - 1];
-        rc = insert_copied(&b, n);
-        if (n < ANN_CHUNK) break;
-    }
+    if (!rc) rc = catch_up(&b, &after, &pos, 1);
 
     pthread_mutex_lock(&index->write_mutex);
     /* Writers wait from here: the rows appended since the last chunk, then (only if some
      * add landed before the end) any live row the graph lacks. */
-    while (!rc && !atomic_load(&index->ann_stop)) {
-        size_t n = copy_rows(&b, after, &pos);
-        if (n) after = b.ids[n - 1];
-        rc = insert_copied(&b, n);
-        if (n < ANN_CHUNK) break;
-    }
+    if (!rc) rc = catch_up(&b, &after, &pos, 0);
     if (!rc && !atomic_load(&index->ann_stop) && index->in_place_adds != in_place_before) {
         for (size_t i = 0; i < index->count && !rc; i++) {
             if (index->a.subjects[i] == 0 || gal_ann_contains(b.graph, index->a.face_ids[i]))
@@ -539,8 +536,7 @@ int gal_index_create(uint32_t dim, enum gal_dtype dtype, const struct gal_kernel
     atomic_init(&index->ann_stop, 0);
     atomic_init(&index->ann_building, 0);
     atomic_init(&index->ann_build_ns, 0);
-    index->ann_entry_bytes =
-        gal_ann_entry_bytes(dim, dtype == GAL_DTYPE_INT8 ? GAL_ANN_I8 : GAL_ANN_F32);
+    index->ann_entry_bytes = gal_ann_entry_bytes(dim, ann_encoding(index));
     *out = index;
     return 0;
 }
