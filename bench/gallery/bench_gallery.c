@@ -22,7 +22,8 @@
  * product does), recall@1 and recall@10 against the ground truth. Then, at N >= 100k (or every
  * size given with --sizes), the same with the HNSW graph ("vultus-hnsw": int8, opened with
  * ann_min_faces = 1, timed once the graph is built, at each efSearch of --ef set on the live
- * graph): its build time and bytes per face. Insert throughput is measured on a fresh gallery
+ * graph): its build time and bytes per face (built once per thread count of --build-threads,
+ * default 1: the build's insertion threads). Insert throughput is measured on a fresh gallery
  * per dimension. Then the FAISS peer (faiss_peer.cpp: IndexFlatIP at every N, HNSW32 at N <=
  * --faiss-hnsw-max) runs on the same vectors, read from the same SQLite file, and the same
  * queries.
@@ -37,6 +38,7 @@
  * usage: bench_gallery [--data DIR] [--peer PATH] [--sizes 20000,100000,1000000]
  *                      [--dims 192,512] [--seconds S] [--datasets random,clustered]
  *                      [--ef 64,128,256] [--faiss-hnsw-max N] [--build-timeout S] [--ann-only]
+ *                      [--build-threads 1,2]
  */
 #include <errno.h>
 #include <math.h>
@@ -597,11 +599,12 @@ static void measure(const struct dataset *ds, const struct built *b, size_t n, s
  * collection must already be int8 (measure() with int8 runs first).
  */
 static void measure_hnsw(const struct dataset *ds, const struct built *b, size_t n, size_t dim,
-                         const size_t *efs, size_t nefs, const float *queries, const int32_t *gt,
-                         size_t nq)
+                         const size_t *efs, size_t nefs, unsigned threads, const float *queries,
+                         const int32_t *gt, size_t nq)
 {
     struct gal *g;
-    struct gal_options opts = {.ann_min_faces = 1, .ann_ef_search = (unsigned)efs[0]};
+    struct gal_options opts = {
+        .ann_min_faces = 1, .ann_ef_search = (unsigned)efs[0], .ann_build_threads = threads};
     double t0 = now_s();
     if (gal_open(b->db, &opts, &g) != 0) die(b->db);
     double load_s = now_s() - t0;
@@ -650,10 +653,10 @@ static void measure_hnsw(const struct dataset *ds, const struct built *b, size_t
                      "\"n\":%zu,\"dim\":%zu,\"dtype\":\"int8\",\"queries\":%d,\"p50_ms\":%.3f,"
                      "\"p99_ms\":%.3f,\"recall1\":%.4f,\"recall10\":%.4f,\"bytes_per_face\":%.1f,"
                      "\"ann_bytes_per_face\":%.1f,\"ef\":%u,\"build_s\":%.3f,\"ready_s\":%.3f,"
-                     "\"load_s\":%.3f,\"ann_faces\":%llu,\"samples\":%zu,\"recall_queries\":%zu,"
-                     "\"kernels\":\"%s\",\"search\":\"%s\",\"k\":%d}",
+                     "\"load_s\":%.3f,\"build_threads\":%u,\"ann_faces\":%llu,\"samples\":%zu,"
+                     "\"recall_queries\":%zu,\"kernels\":\"%s\",\"search\":\"%s\",\"k\":%d}",
                      ds->name, n, dim, qn, tm.p50[i], tm.p99[i], tm.recall1, tm.recall10, bytes,
-                     ann_bytes, ef, st.ann_build_s, ready_s, load_s,
+                     ann_bytes, ef, st.ann_build_s, ready_s, load_s, threads,
                      (unsigned long long)st.ann_faces, tm.samples[i], tm.judged, st.kernels,
                      st.search, K);
             emit(json);
@@ -921,7 +924,7 @@ static void usage(const char *argv0)
     fprintf(stderr,
             "usage: %s [--data DIR] [--peer PATH] [--sizes N,...] [--dims D,...] [--seconds S]\n"
             "          [--datasets random,clustered] [--ef EF,...] [--faiss-hnsw-max N]\n"
-            "          [--build-timeout S] [--ann-only]\n",
+            "          [--build-timeout S] [--ann-only] [--build-threads T,...]\n",
             argv0);
     exit(2);
 }
@@ -929,8 +932,8 @@ static void usage(const char *argv0)
 int main(int argc, char **argv)
 {
     size_t sizes[MAX_LIST] = {20000, 100000, 1000000}, dims[MAX_LIST] = {192, 512};
-    size_t efs[MAX_LIST] = {64, 128, 256};
-    size_t nsizes = 3, ndims = 2, nefs = 3, faiss_hnsw_max = 100000;
+    size_t efs[MAX_LIST] = {64, 128, 256}, build_threads[MAX_LIST] = {1};
+    size_t nsizes = 3, ndims = 2, nefs = 3, nthreads = 1, faiss_hnsw_max = 100000;
     int sizes_given = 0, dims_given = 0, ann_only = 0;
     const struct dataset *sets[2] = {&datasets_known[0], &datasets_known[1]};
     size_t nsets = 2;
@@ -949,6 +952,8 @@ int main(int argc, char **argv)
             dims_given = 1;
         } else if (strcmp(a, "--ef") == 0 && more)
             nefs = parse_positive_list(a, argv[++i], efs);
+        else if (strcmp(a, "--build-threads") == 0 && more)
+            nthreads = parse_positive_list(a, argv[++i], build_threads);
         else if (strcmp(a, "--faiss-hnsw-max") == 0 && more) {
             char *end;
             errno = 0;
@@ -1018,7 +1023,9 @@ int main(int argc, char **argv)
                 }
                 measure(ds, &b, n, dim, GAL_DTYPE_INT8, queries, gt, nq);
                 if (sizes_given || n >= 100000)
-                    measure_hnsw(ds, &b, n, dim, efs, nefs, queries, gt, nq);
+                    for (size_t th = 0; th < nthreads; th++)
+                        measure_hnsw(ds, &b, n, dim, efs, nefs, (unsigned)build_threads[th],
+                                     queries, gt, nq);
                 run_peer(ds, &b, n, dim, qpath, n <= faiss_hnsw_max);
                 free(queries);
                 free(gt);

@@ -9,8 +9,14 @@
  */
 #include <hnswlib/hnswlib.h>
 
+#include <atomic>
+#include <cmath>
 #include <cstring>
+#include <mutex>
 #include <new>
+#include <string>
+#include <thread>
+#include <vector>
 
 extern "C" {
 #include "base/base.h"
@@ -94,11 +100,20 @@ class dot_space : public hnswlib::SpaceInterface<float>
 struct gal_ann {
     dot_space space;
     hnswlib::HierarchicalNSW<float> graph;
+    /*
+     * The level of the first face: above any hnswlib will draw (-ln u * mult_, u at least
+     * ~2^-62 from its generator: 44 * mult_), so it is the entry point for good. hnswlib's
+     * concurrent insertion reads the entry point without its lock; that is safe only if no
+     * insertion ever moves it. Costs a few empty upper levels on the first face's links
+     * (1.7 KB at M 32) and as many trivial steps per search.
+     */
+    int top_level;
 
     gal_ann(uint32_t dim, gal_ann_encoding encoding, const gal_kernels *kernels,
             const gal_ann_params *p, size_t capacity)
         : space(dim, encoding, kernels),
-          graph(&space, capacity, p->m, p->ef_construction, LEVEL_SEED)
+          graph(&space, capacity, p->m, p->ef_construction, LEVEL_SEED),
+          top_level(static_cast<int>(std::ceil(44.0 * graph.mult_)))
     {
         graph.setEf(p->ef_search);
     }
@@ -180,7 +195,9 @@ int gal_ann_add(struct gal_ann *ann, int64_t face_id, const void *entry)
         return base_error_set(BASE_ERR_LIMIT, "hnsw: graph full (%zu faces)",
                               ann->graph.max_elements_);
     try {
-        ann->graph.addPoint(entry, static_cast<hnswlib::labeltype>(face_id));
+        /* -1: a random level, except for the first face (see top_level) */
+        const int level = ann->graph.cur_element_count == 0 ? ann->top_level : -1;
+        ann->graph.addPoint(entry, static_cast<hnswlib::labeltype>(face_id), level);
         return 0;
     } catch (const std::bad_alloc &) {
         return base_error_set(BASE_ERR_NOMEM, "hnsw: out of memory adding face %lld",
@@ -189,6 +206,100 @@ int gal_ann_add(struct gal_ann *ann, int64_t face_id, const void *entry)
         return base_error_set(BASE_ERR_BACKEND, "hnsw: adding face %lld: %s",
                               static_cast<long long>(face_id), e.what());
     }
+}
+
+namespace
+{
+
+/*
+ * What gal_ann_add_many's threads share: the next face to insert, and the first failure
+ * (base errors are per thread, so its message is carried back to the caller's). The threads
+ * call hnswlib's addPoint at once, which its authors support for distinct new labels; its
+ * one unlocked shared write is the level generator's state (two threads may draw the same
+ * level: harmless, and suppressed by name for ThreadSanitizer in tests/gallery).
+ */
+struct add_many_job {
+    gal_ann *ann;
+    const int64_t *face_ids;
+    const unsigned char *entries;
+    size_t n, entry_bytes;
+    std::atomic<size_t> next{0};
+    std::atomic<bool> failed{false};
+    std::mutex error_mutex;
+    int error_code = 0;
+    std::string error;
+
+    void fail(int code, const char *what, int64_t face_id)
+    {
+        std::lock_guard<std::mutex> lock(error_mutex);
+        if (!error_code) {
+            error_code = code;
+            error = std::string(what) + " (face " + std::to_string(face_id) + ")";
+        }
+        failed.store(true);
+    }
+
+    void run()
+    {
+        while (!failed.load(std::memory_order_relaxed)) {
+            const size_t i = next.fetch_add(1);
+            if (i >= n) break;
+            try {
+                ann->graph.addPoint(entries + i * entry_bytes,
+                                    static_cast<hnswlib::labeltype>(face_ids[i]));
+            } catch (const std::bad_alloc &) {
+                fail(BASE_ERR_NOMEM, "out of memory", face_ids[i]);
+            } catch (const std::exception &e) {
+                fail(BASE_ERR_BACKEND, e.what(), face_ids[i]);
+            }
+        }
+    }
+};
+
+/* Below this many faces a call inserts on the caller's thread only: starting threads would
+ * cost more than it saves, and a small graph stays the same from one run to the next. */
+constexpr size_t PARALLEL_MIN_FACES = 256;
+
+} // namespace
+
+int gal_ann_add_many(struct gal_ann *ann, size_t n, const int64_t *face_ids, const void *entries,
+                     unsigned threads)
+{
+    auto &g = ann->graph;
+    if (n == 0) return 0;
+    if (g.cur_element_count + n > g.max_elements_)
+        return base_error_set(BASE_ERR_LIMIT, "hnsw: no room for %zu more faces (%zu of %zu)", n,
+                              static_cast<size_t>(g.cur_element_count), g.max_elements_);
+    const size_t bytes = ann->space.get_data_size();
+    const unsigned char *e = static_cast<const unsigned char *>(entries);
+    size_t first = 0;
+    /* hnswlib's concurrent insertion needs an entry point that stays: the first face goes
+     * in alone, at the top level */
+    if (g.cur_element_count == 0) {
+        int rc = gal_ann_add(ann, face_ids[0], e);
+        if (rc) return rc;
+        first = 1;
+    }
+    add_many_job job;
+    job.ann = ann;
+    job.face_ids = face_ids + first;
+    job.entries = e + first * bytes;
+    job.n = n - first;
+    job.entry_bytes = bytes;
+    if (threads < 1 || job.n < PARALLEL_MIN_FACES) threads = 1;
+    std::vector<std::thread> helpers;
+    try {
+        /* new threads inherit the caller's scheduling priority (the build's nice value) */
+        for (unsigned t = 1; t < threads; t++)
+            helpers.emplace_back([&job] { job.run(); });
+    } catch (const std::exception &) {
+        /* fewer threads than asked (none could start): the caller's does the rest */
+    }
+    job.run();
+    for (auto &t : helpers)
+        t.join();
+    if (job.error_code) return base_error_set(job.error_code, "hnsw: %s", job.error.c_str());
+    return 0;
 }
 
 int gal_ann_contains(const struct gal_ann *ann, int64_t face_id)

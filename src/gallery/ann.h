@@ -7,9 +7,10 @@
  * collections, not their storage). So a graph's scores are the scan's up to one rounding, and
  * the gallery re-scores the candidates exactly as it does for the scan.
  *
- * Thread-safety: none of its own. The index (index.c) calls gal_ann_add and gal_ann_reserve
- * only while no search runs on the same graph (holding its lock exclusive, or before the
- * graph is published), and gal_ann_search from any number of threads at once.
+ * Thread-safety: none of its own beyond gal_ann_add_many's threads. The index (index.c) calls
+ * gal_ann_add, gal_ann_add_many and gal_ann_reserve only while no search runs on the same graph
+ * (holding its lock exclusive, or before the graph is published), and gal_ann_search from any
+ * number of threads at once.
  */
 #ifndef VULTUS_GALLERY_ANN_H
 #define VULTUS_GALLERY_ANN_H
@@ -53,6 +54,16 @@ void gal_ann_set_ef_search(struct gal_ann *ann, unsigned ef_search);
 int gal_ann_reserve(struct gal_ann *ann, size_t capacity);
 /* Adds an encoded vector under `face_id`; full: BASE_ERR_LIMIT (reserve first). */
 int gal_ann_add(struct gal_ann *ann, int64_t face_id, const void *entry);
+/*
+ * Adds n encoded vectors (`entries`: n entries of gal_ann_entry_bytes each) under face_ids,
+ * which must be distinct and not yet in the graph, on up to `threads` threads (hnswlib's
+ * concurrent insertion; small calls use one). The graph must have room for all of them
+ * (BASE_ERR_LIMIT otherwise, nothing added). On an error some of them may have been added.
+ * With more than one thread the graph depends on the threads' timing, so it is not the same
+ * from one build to the next (its quality is).
+ */
+int gal_ann_add_many(struct gal_ann *ann, size_t n, const int64_t *face_ids, const void *entries,
+                     unsigned threads);
 /* Whether face_id was added. */
 int gal_ann_contains(const struct gal_ann *ann, int64_t face_id);
 size_t gal_ann_count(const struct gal_ann *ann);

@@ -459,6 +459,7 @@ int gal_open(const char *path, const struct gal_options *options, struct gal **o
         .m = options ? options->ann_m : 0,
         .ef_construction = options ? options->ann_ef_construction : 0,
         .ef_search = options ? options->ann_ef_search : 0,
+        .threads = options ? options->ann_build_threads : 0,
     };
     int rc = gal_location_is_url(path) ? gal_store_postgres_open(path, options, &g->store)
                                        : gal_store_sqlite_open(path, options, &g->store);

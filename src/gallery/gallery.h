@@ -97,6 +97,9 @@ struct gal_options {
     unsigned ann_ef_search;       /* candidates explored per query; 0 = the default */
     unsigned ann_m;               /* links per face (HNSW's M); 0 = the default */
     unsigned ann_ef_construction; /* candidates explored per insertion; 0 = the default */
+    unsigned ann_build_threads;   /* threads inserting into a graph being built, all at a low
+                                     CPU priority (they take only what the service leaves
+                                     idle); 0 = 1 */
 };
 #define GAL_ANN_EF_SEARCH_DEFAULT 256u
 #define GAL_ANN_M_DEFAULT 32u

@@ -274,15 +274,20 @@ static void row_entry(const struct gal_index *index, size_t pos, uint8_t *entry)
     }
 }
 
-/* Adds to `ann` with room made first (growing by half). */
+/* Makes room in `ann` for `more` faces (growing by half at least). */
+static int ann_make_room(struct gal_ann *ann, size_t more)
+{
+    size_t cap = gal_ann_capacity(ann), need = gal_ann_count(ann) + more;
+    if (need <= cap) return 0;
+    size_t grown = cap + cap / 2 + 1024;
+    return gal_ann_reserve(ann, grown > need ? grown : need);
+}
+
+/* Adds to `ann` with room made first. */
 static int ann_add_grow(struct gal_ann *ann, int64_t face_id, const uint8_t *entry)
 {
-    size_t cap = gal_ann_capacity(ann);
-    if (gal_ann_count(ann) >= cap) {
-        int rc = gal_ann_reserve(ann, cap + cap / 2 + 1024);
-        if (rc) return rc;
-    }
-    return gal_ann_add(ann, face_id, entry);
+    int rc = ann_make_room(ann, 1);
+    return rc ? rc : gal_ann_add(ann, face_id, entry);
 }
 
 /* A failed graph (out of memory, most likely) is not built again for a minute. */
@@ -365,10 +370,9 @@ static int catch_up(struct ann_build *b, int64_t *after, size_t *pos, int shared
         size_t n = copy_rows(b, *after, pos);
         if (shared_lock) pthread_rwlock_unlock(&index->lock);
         if (n) *after = b->ids[n - 1];
-        for (size_t i = 0; i < n; i++) {
-            int rc = ann_add_grow(b->graph, b->ids[i], b->entries + i * index->ann_entry_bytes);
-            if (rc) return rc;
-        }
+        int rc = ann_make_room(b->graph, n);
+        if (!rc) rc = gal_ann_add_many(b->graph, n, b->ids, b->entries, index->ann_config.threads);
+        if (rc) return rc;
         if (n < ANN_CHUNK) break;
     }
     return 0;
@@ -470,6 +474,7 @@ void gal_index_set_ann(struct gal_index *index, const struct gal_ann_config *con
     if (index->ann_config.ef_construction == 0)
         index->ann_config.ef_construction = GAL_ANN_EF_CONSTRUCTION_DEFAULT;
     if (index->ann_config.ef_search == 0) index->ann_config.ef_search = GAL_ANN_EF_SEARCH_DEFAULT;
+    if (index->ann_config.threads == 0) index->ann_config.threads = 1;
     ann_maybe_build(index);
     pthread_mutex_unlock(&index->write_mutex);
 }

@@ -36,8 +36,8 @@ void gal_index_destroy(struct gal_index *index);
 
 /*
  * The HNSW graph (ann.h) of a large collection. Once the index holds min_faces live faces a
- * background thread (at a lower CPU priority than the service's workers) builds a graph over
- * them while the exact scan keeps serving; when it has caught up with the writes made
+ * background thread (at a lower CPU priority than the service's workers, with threads - 1
+ * helpers at the same priority) builds a graph over them while the exact scan keeps serving; when it has caught up with the writes made
  * meanwhile it is published and serves the searches from then on. Later adds go into both;
  * deletes only mark the rows (a search skips faces whose row is gone or dead), and once a
  * quarter of the graph is dead faces it is rebuilt the same way. A graph that fails (out of
@@ -46,6 +46,7 @@ void gal_index_destroy(struct gal_index *index);
 struct gal_ann_config {
     size_t min_faces;
     unsigned m, ef_construction, ef_search;
+    unsigned threads; /* a build's insertion threads, all at the build's low priority; 0: 1 */
 };
 void gal_index_set_ann(struct gal_index *index, const struct gal_ann_config *config);
 /* Changes ef_search of the graph (now and of later builds); searches wait for the change. */

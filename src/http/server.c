@@ -1025,20 +1025,22 @@ int http_server_create(const http_config *config, http_server **out)
     }
     if ((rc = http_store_path(store ? store : s->cfg.data_dir, s->db_path, sizeof s->db_path)))
         goto fail;
+    s->n_workers = s->cfg.workers;
+    if (s->n_workers <= 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        s->n_workers = n > 0 ? (int)n : 1;
+    }
     const struct gal_options gallery_options = {
         .ann_min_faces = (uint64_t)s->cfg.ann_min_faces, /* 0: never */
         .ann_ef_search = (unsigned)s->cfg.ann_ef_search,
+        .ann_build_threads =
+            (unsigned)(s->cfg.ann_build_threads > 0 ? s->cfg.ann_build_threads : s->n_workers),
     };
     if ((rc = gal_open(s->db_path, &gallery_options, &s->gal))) goto fail;
     if ((rc = http_keystore_open(s->db_path, &s->keys))) goto fail;
     atomic_store(&s->auth_required, http_keystore_count(s->keys) > 0);
     atomic_store(&s->store_ok, 1);
 
-    s->n_workers = s->cfg.workers;
-    if (s->n_workers <= 0) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        s->n_workers = n > 0 ? (int)n : 1;
-    }
     s->workers = calloc((size_t)s->n_workers, sizeof *s->workers);
     if (!s->workers) {
         rc = base_error_set(BASE_ERR_NOMEM, "workers");

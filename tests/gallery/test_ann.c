@@ -3,7 +3,8 @@
  * unit vectors shaped like face embeddings: each subject a random direction, each of its faces
  * that direction plus noise (cosine ~0.65 between two faces of one subject), queries fresh
  * faces of enrolled subjects. Against a brute-force f64 reference:
- *   - the bridge alone: recall@1 and @10, scores close to the f64 dot product;
+ *   - the bridge alone: recall@1 and @10, scores close to the f64 dot product, with faces
+ *     added one at a time and on several threads at once;
  *   - an index: the graph is built in the background once min_faces are in, while adds keep
  *     coming (appends and older ids inserted in place), and then holds every live face;
  *     searches through it find what the exact scan finds; faces added after it are found,
@@ -217,6 +218,42 @@ static void expect_search(struct gal_index *index, const char *mode)
 
 /* ---- the bridge ---------------------------------------------------------------------------- */
 
+/* Searches `ann` (holding d) with the queries: results best first, scores the stored
+ * encodings' dot product, and recall against the f64 reference. */
+static void check_bridge_search(const struct gal_ann *ann, enum gal_ann_encoding enc,
+                                const struct data *d, const float *q, size_t nq, const char *how)
+{
+    const struct gal_kernels *kern = gal_kernels_best();
+    uint8_t *entry = malloc(gal_ann_entry_bytes(DIM, enc));
+    assert_non_null(entry);
+    struct tally t = {0};
+    int64_t ids[K];
+    float scores[K];
+    for (size_t i = 0; i < nq; i++) {
+        size_t n;
+        gal_ann_encode(DIM, enc, kern, q + i * DIM, entry);
+        assert_int_equal(gal_ann_search(ann, entry, K, ids, scores, &n), 0);
+        assert_int_equal(n, K);
+        tally_query(&t, d, q + i * DIM, ids, n);
+        for (size_t b = 1; b < n; b++)
+            assert_true(scores[b - 1] >= scores[b]);
+        /* the score is the dot product of the stored encodings (int8: the scan's
+         * formula), close to the f64 one */
+        size_t at = (size_t)(ids[0] - 1);
+        double s = 0;
+        for (size_t j = 0; j < DIM; j++)
+            s += (double)q[i * DIM + j] * d->x[at * DIM + j];
+        assert_true(fabs(s - scores[0]) < (enc == GAL_ANN_I8 ? 0.02 : 1e-5));
+    }
+    print_message("bridge %s, %s (ef 64): recall@1 %.3f, @10 %.3f, clear matches %.4f of %zu\n",
+                  enc == GAL_ANN_I8 ? "int8" : "f32", how, tally_recall(&t).at1,
+                  tally_recall(&t).at10, tally_recall(&t).strong, t.strong);
+    assert_true(t.hit1 * 100 >= nq * 98); /* int8 ties may swap a top-1 */
+    assert_true(t.strong >= nq * 2 && t.strong_found * 100 >= t.strong * 99);
+    assert_true(t.hit10 * 100 >= t.total10 * 80);
+    free(entry);
+}
+
 static void test_bridge(void **state)
 {
     (void)state;
@@ -247,32 +284,49 @@ static void test_bridge(void **state)
         assert_false(gal_ann_contains(ann, 999999));
         assert_true(gal_ann_bytes(ann) > d.n * gal_ann_entry_bytes(DIM, enc));
 
-        struct tally t = {0};
-        int64_t ids[K];
-        float scores[K];
-        for (size_t i = 0; i < nq; i++) {
-            size_t n;
-            gal_ann_encode(DIM, enc, kern, q + i * DIM, entry);
-            assert_int_equal(gal_ann_search(ann, entry, K, ids, scores, &n), 0);
-            assert_int_equal(n, K);
-            tally_query(&t, &d, q + i * DIM, ids, n);
-            for (size_t b = 1; b < n; b++)
-                assert_true(scores[b - 1] >= scores[b]);
-            /* the score is the dot product of the stored encodings (int8: the scan's
-             * formula), close to the f64 one */
-            size_t at = (size_t)(ids[0] - 1);
-            double s = 0;
-            for (size_t j = 0; j < DIM; j++)
-                s += (double)q[i * DIM + j] * d.x[at * DIM + j];
-            assert_true(fabs(s - scores[0]) < (enc == GAL_ANN_I8 ? 0.02 : 1e-5));
-        }
-        print_message("bridge %s (ef 64): recall@1 %.3f, @10 %.3f, clear matches %.4f of %zu\n",
-                      e == 0 ? "int8" : "f32", tally_recall(&t).at1, tally_recall(&t).at10,
-                      tally_recall(&t).strong, t.strong);
-        assert_true(t.hit1 * 100 >= nq * 98); /* int8 ties may swap a top-1 */
-        assert_true(t.strong >= nq * 2 && t.strong_found * 100 >= t.strong * 99);
-        assert_true(t.hit10 * 100 >= t.total10 * 80);
+        check_bridge_search(ann, enc, &d, q, nq, "one thread");
         free(entry);
+        gal_ann_destroy(ann);
+    }
+    free(q);
+    free_data(&d);
+}
+
+/*
+ * gal_ann_add_many on several threads: refused whole when there is no room, the first
+ * faces of an empty graph (a small call: one thread), then the rest on three threads; every
+ * face in the graph and the same recall as one thread's graph.
+ */
+static void test_bridge_threads(void **state)
+{
+    (void)state;
+    const struct gal_kernels *kern = gal_kernels_best();
+    struct data d = make_data(11, sized(4000), 1);
+    const size_t nq = sized(300);
+    float *q = make_queries(&d, 12, nq);
+    const struct gal_ann_params params = {16, 100, 64};
+    for (int e = 0; e < 2; e++) {
+        enum gal_ann_encoding enc = e == 0 ? GAL_ANN_I8 : GAL_ANN_F32;
+        const size_t bytes = gal_ann_entry_bytes(DIM, enc);
+        uint8_t *entries = malloc(d.n * bytes);
+        assert_non_null(entries);
+        for (size_t i = 0; i < d.n; i++)
+            gal_ann_encode(DIM, enc, kern, d.x + i * DIM, entries + i * bytes);
+        struct gal_ann *ann;
+        assert_int_equal(gal_ann_create(DIM, enc, kern, &params, d.n - 1, &ann), 0);
+        assert_int_equal(gal_ann_add_many(ann, d.n, d.ids, entries, 3), BASE_ERR_LIMIT);
+        assert_int_equal(gal_ann_count(ann), 0);
+        assert_int_equal(gal_ann_reserve(ann, d.n), 0);
+        const size_t head = 100;
+        assert_int_equal(gal_ann_add_many(ann, head, d.ids, entries, 3), 0);
+        assert_int_equal(gal_ann_count(ann), head);
+        assert_int_equal(gal_ann_add_many(ann, d.n - head, d.ids + head, entries + head * bytes, 3),
+                         0);
+        assert_int_equal(gal_ann_count(ann), d.n);
+        for (size_t i = 0; i < d.n; i++)
+            assert_true(gal_ann_contains(ann, d.ids[i]));
+        check_bridge_search(ann, enc, &d, q, nq, "three threads");
+        free(entries);
         gal_ann_destroy(ann);
     }
     free(q);
@@ -294,8 +348,12 @@ static void test_index_build_follow_delete(void **state)
     for (enum gal_dtype dt = GAL_DTYPE_F32; dt <= GAL_DTYPE_INT8; dt++) {
         struct gal_index *index;
         assert_int_equal(gal_index_create(DIM, dt, NULL, &index), 0);
-        const struct gal_ann_config cfg = {
-            .min_faces = min_faces, .m = 16, .ef_construction = 100, .ef_search = 128};
+        /* int8's graph built on three threads (f32's on one) */
+        const struct gal_ann_config cfg = {.min_faces = min_faces,
+                                           .m = 16,
+                                           .ef_construction = 100,
+                                           .ef_search = 128,
+                                           .threads = dt == GAL_DTYPE_INT8 ? 3 : 1};
         gal_index_set_ann(index, &cfg);
         add_all(index, &d, 0, min_faces - 1);
         expect_search(index, "exact");          /* below min_faces */
@@ -438,7 +496,8 @@ static void test_concurrent(void **state)
     struct gal_index *index;
     assert_int_equal(gal_index_create(DIM, GAL_DTYPE_INT8, NULL, &index), 0);
     add_all(index, &d, 0, d.n);
-    const struct gal_ann_config cfg = {.min_faces = sized(1000), .ef_construction = 40};
+    const struct gal_ann_config cfg = {
+        .min_faces = sized(1000), .ef_construction = 40, .threads = 2};
     gal_index_set_ann(index, &cfg);
     /* searches during the build (exact) and after (graph) while faces come and go */
     struct shared sh = {index, &d, 0, 0};
@@ -566,6 +625,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bridge),
+        cmocka_unit_test(test_bridge_threads),
         cmocka_unit_test(test_index_build_follow_delete),
         cmocka_unit_test(test_destroy_while_building),
         cmocka_unit_test(test_concurrent),
