@@ -52,9 +52,9 @@ const http_option http_options[] = {
      "docs/gallery.md for recall); 0: never, every search is exact"},
     {"ann-ef-search", "VULTUS_ANN_EF_SEARCH", "256",
      "HNSW candidates explored per query: higher finds more of the true top-k, slower"},
-    {"ann-build-threads", "VULTUS_ANN_BUILD_THREADS", "0",
+    {"ann-build-threads", "VULTUS_ANN_BUILD_THREADS", "1",
      "threads building an HNSW graph, at a low CPU priority so they use only what requests "
-     "leave idle; 0: one per worker"},
+     "leave idle (but a CPU autoscaler counts them as load)"},
 };
 const int http_option_count = (int)(sizeof http_options / sizeof http_options[0]);
 
@@ -142,7 +142,7 @@ int http_config_set(http_config *c, const char *name, const char *value)
     INT_OPTION("rate-burst", rate_burst, 0, 1000000)
     INT_OPTION("ann-min-faces", ann_min_faces, 0, GAL_FACES_MAX)
     INT_OPTION("ann-ef-search", ann_ef_search, 1, 10000)
-    INT_OPTION("ann-build-threads", ann_build_threads, 0, 256)
+    INT_OPTION("ann-build-threads", ann_build_threads, 1, 256)
 #undef INT_OPTION
     if (strcmp(name, "rate-limit") == 0) {
         char *end = NULL;

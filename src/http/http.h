@@ -47,7 +47,7 @@ typedef struct http_config {
     int rate_burst;               /* bucket size; 0: max(1, 2 x rate_limit) */
     int64_t ann_min_faces;        /* collections this large search an HNSW graph; 0: never */
     int ann_ef_search;            /* HNSW candidates explored per query */
-    int ann_build_threads;        /* threads building an HNSW graph; 0: one per worker */
+    int ann_build_threads;        /* threads building an HNSW graph */
 } http_config;
 
 /* One row of the configuration table: the flag (--name), the environment variable, the

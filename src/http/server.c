@@ -1033,8 +1033,7 @@ int http_server_create(const http_config *config, http_server **out)
     const struct gal_options gallery_options = {
         .ann_min_faces = (uint64_t)s->cfg.ann_min_faces, /* 0: never */
         .ann_ef_search = (unsigned)s->cfg.ann_ef_search,
-        .ann_build_threads =
-            (unsigned)(s->cfg.ann_build_threads > 0 ? s->cfg.ann_build_threads : s->n_workers),
+        .ann_build_threads = (unsigned)s->cfg.ann_build_threads,
     };
     if ((rc = gal_open(s->db_path, &gallery_options, &s->gal))) goto fail;
     if ((rc = http_keystore_open(s->db_path, &s->keys))) goto fail;
