@@ -58,12 +58,18 @@ static void make_gallery(void)
     remove_store(db);
     struct gal_options options = {.durability = GAL_DURABLE_PROCESS};
     if (gal_open(db, &options, &srv->gal) != 0) abort();
-    struct gal_collection_info people = {.name = "people", .model_id = EMBEDDER, .dim = DIM,
-                                         .dtype = GAL_DTYPE_F32, .threshold = 0.5f};
-    struct gal_collection_info other = {.name = "other", .model_id = "another-embedder",
-                                        .dim = 8, .dtype = GAL_DTYPE_INT8, .threshold = 0.3f};
-    static const uint8_t thumbnail[] = {0xFF, 0xD8, 0xFF, 0xE0, 0, 0x10, 'J', 'F', 'I', 'F', 0,
-                                        0xFF, 0xD9};
+    struct gal_collection_info people = {.name = "people",
+                                         .model_id = EMBEDDER,
+                                         .dim = DIM,
+                                         .dtype = GAL_DTYPE_F32,
+                                         .threshold = 0.5f};
+    struct gal_collection_info other = {.name = "other",
+                                        .model_id = "another-embedder",
+                                        .dim = 8,
+                                        .dtype = GAL_DTYPE_INT8,
+                                        .threshold = 0.3f};
+    static const uint8_t thumbnail[] = {0xFF, 0xD8, 0xFF, 0xE0, 0,    0x10, 'J',
+                                        'F',  'I',  'F',  0,    0xFF, 0xD9};
     const float embedding[DIM] = {0.5f, -0.25f, 0.75f, 0.1f};
     struct gal_face_input face = {.subject_id = "alice",
                                   .model_id = EMBEDDER,
@@ -132,8 +138,8 @@ static void check_response(const http_request *r, int may_be_unset)
     if (r->resp && r->resp_type && strcmp(r->resp_type, "application/json") == 0) {
         json_t *j = json_loadb(r->resp, r->resp_len, 0, NULL);
         if (!json_is_object(j)) abort();
-        if (r->status >= 400 && !json_is_string(json_object_get(json_object_get(j, "error"),
-                                                                 "code")))
+        if (r->status >= 400 &&
+            !json_is_string(json_object_get(json_object_get(j, "error"), "code")))
             abort();
         json_decref(j);
     }
