@@ -682,20 +682,43 @@ out:
 
 #define IDEM_SCOPE_MAX (HTTP_KEY_ID_LEN + HTTP_CAPTURE_MAX + 256 + 8)
 
-/* The idempotency record of r: per (API key, collection, Idempotency-Key); its fingerprint
- * covers the method, the path and the body, so the same key with another request is
- * refused. */
-static void idem_scope(const http_request *r, char scope[IDEM_SCOPE_MAX], uint8_t fp[32])
+/*
+ * The idempotency record of an enrolment: per (API key, collection, Idempotency-Key). Its
+ * fingerprint is what the enrolment asks for, not how the body spells it: the method and
+ * path, the subject (from the query string or the body), create_subject, the metadata as
+ * parsed, and the image's bytes as sent. So a retry whose multipart boundary or field order
+ * differs (every curl -F run picks a new boundary) is the same request and is replayed, and
+ * the same key with another subject is refused, wherever the subject was given.
+ * Nonzero (response set) when the parameters fail their checks.
+ */
+static int idem_scope(http_request *r, http_input *in, char scope[IDEM_SCOPE_MAX], uint8_t fp[32])
 {
+    char subject[GAL_ID_MAX + 2];
+    char *meta = NULL;
+    int create_subject;
+    if (enrol_params(r, in, subject, sizeof subject, &create_subject, &meta)) {
+        free(meta);
+        return -1;
+    }
     snprintf(scope, IDEM_SCOPE_MAX, "%s\n%s\n%s", r->authenticated ? r->key.id : "-", r->caps[0],
              r->idempotency_key);
+    const uint8_t *image;
+    size_t image_len;
+    http_input_image_text(r, in, "image", &image, &image_len);
+    const char flag = create_subject ? '1' : '0';
     http_sha256 h;
     http_sha256_init(&h);
+    /* each text with its terminating NUL, so no two fields can run into each other */
     http_sha256_update(&h, r->method, strlen(r->method) + 1);
     http_sha256_update(&h, r->uri, r->path_len);
-    http_sha256_update(&h, "\n", 1);
-    http_sha256_update(&h, r->body ? (const void *)r->body : "", r->body_len);
+    http_sha256_update(&h, "", 1);
+    http_sha256_update(&h, subject, strlen(subject) + 1);
+    http_sha256_update(&h, &flag, 1);
+    http_sha256_update(&h, meta ? meta : "", meta ? strlen(meta) + 1 : 1);
+    http_sha256_update(&h, image, image_len);
     http_sha256_final(&h, fp);
+    free(meta);
+    return 0;
 }
 
 /*
@@ -706,26 +729,26 @@ static void idem_scope(const http_request *r, char scope[IDEM_SCOPE_MAX], uint8_
  */
 int http_enrol_precheck(http_request *r, http_input *in)
 {
-    if (r->idempotency_key[0]) {
-        if (strlen(r->idempotency_key) > 200) return 1;
-        char scope[IDEM_SCOPE_MAX];
-        uint8_t fp[32];
-        idem_scope(r, scope, fp);
-        enum http_idem_state state;
-        int status = 0;
-        char *body = NULL;
-        int rc =
-            http_idem_begin(r->srv->keys, scope, fp, &state, &status, &body, &r->idem_taken_over);
-        free(body);
-        if (rc || state != HTTP_IDEM_NEW) return 1;
-        r->idem_claimed = 1;
+    if (!r->idempotency_key[0]) {
+        char subject[GAL_ID_MAX + 2];
+        char *meta = NULL;
+        int create_subject;
+        int rc = enrol_params(r, in, subject, sizeof subject, &create_subject, &meta);
+        free(meta);
+        return rc != 0;
     }
-    char subject[GAL_ID_MAX + 2];
-    char *meta = NULL;
-    int create_subject;
-    int rc = enrol_params(r, in, subject, sizeof subject, &create_subject, &meta);
-    free(meta);
-    return rc != 0;
+    if (strlen(r->idempotency_key) > 200) return 1;
+    char scope[IDEM_SCOPE_MAX];
+    uint8_t fp[32];
+    if (idem_scope(r, in, scope, fp)) return 1; /* the parameters failed their checks */
+    enum http_idem_state state;
+    int status = 0;
+    char *body = NULL;
+    int rc = http_idem_begin(r->srv->keys, scope, fp, &state, &status, &body, &r->idem_taken_over);
+    free(body);
+    if (rc || state != HTTP_IDEM_NEW) return 1;
+    r->idem_claimed = 1;
+    return 0;
 }
 
 void http_api_face_enrol(http_request *r, http_worker *w)
@@ -746,7 +769,10 @@ void http_api_face_enrol(http_request *r, http_worker *w)
     }
     char scope[IDEM_SCOPE_MAX];
     uint8_t fp[32];
-    idem_scope(r, scope, fp);
+    if (idem_scope(r, &in, scope, fp)) { /* a bad parameter: answered, and nothing to record */
+        http_input_free(&in);
+        return;
+    }
     enum http_idem_state state = HTTP_IDEM_NEW;
     int status = 0;
     char *body = NULL;

@@ -108,6 +108,30 @@ int http_input_has_image(const http_input *in, const char *name)
     }
 }
 
+void http_input_image_text(const http_request *r, const http_input *in, const char *name,
+                           const uint8_t **data, size_t *len)
+{
+    *data = (const uint8_t *)"";
+    *len = 0;
+    if (!http_input_has_image(in, name)) return;
+    if (in->kind == HTTP_INPUT_RAW) {
+        if (r->body) {
+            *data = r->body;
+            *len = r->body_len;
+        }
+    } else if (in->kind == HTTP_INPUT_MULTIPART) {
+        const http_part *p = find_part(in, name);
+        *data = p->data;
+        *len = p->len;
+    } else if (in->kind == HTTP_INPUT_JSON) {
+        json_t *v = json_object_get(in->json, name);
+        if (json_is_string(v)) {
+            *data = (const uint8_t *)json_string_value(v);
+            *len = json_string_length(v);
+        }
+    }
+}
+
 int http_input_image(http_request *r, http_input *in, const char *name, const uint8_t **data,
                      size_t *len)
 {

@@ -454,6 +454,11 @@ int http_input_image(http_request *r, http_input *in, const char *name, const ui
                      size_t *len);
 /* Whether the body holds an image named `name` (without decoding it). */
 int http_input_has_image(const http_input *in, const char *name);
+/* The bytes that carry image `name`, not decoded and never failing: the raw body, the part,
+ * or a JSON body's base64 text; empty when absent (what an Idempotency-Key's fingerprint
+ * hashes: the same image sent the same way gives the same bytes). */
+void http_input_image_text(const http_request *r, const http_input *in, const char *name,
+                           const uint8_t **data, size_t *len);
 /* A scalar parameter from the query string, then the JSON body, then a multipart field, as
  * text: 1 found, 0 absent, < 0 error (response set). */
 int http_input_param(http_request *r, http_input *in, const char *name, char *out, size_t cap);

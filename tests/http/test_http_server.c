@@ -755,6 +755,61 @@ static void test_faces_and_search(void **state)
                      0);
     expect_error(&r, 422, "idempotency_key_reused");
     tc_response_free(&r);
+    /* The fingerprint is what the request asks for, not its encoding: the same enrolment with
+     * another multipart boundary (every curl -F run picks one) and its fields the other way
+     * round is replayed... */
+    tc_form o = {0};
+    tc_form_file(&o, "image", img, len);
+    tc_form_field(&o, "subject", "amy");
+    tc_form_end(&o);
+    static const char other[] = "curl-like-boundary-0123456789abcdefg";
+    _Static_assert(sizeof other == sizeof TC_BOUNDARY, "same length, replaced in place");
+    for (char *at = o.data; (at = memmem(at, o.len - (size_t)(at - o.data), TC_BOUNDARY,
+                                         sizeof TC_BOUNDARY - 1)) != NULL;)
+        memcpy(at, other, sizeof other - 1);
+    assert_int_equal(tc_request(port, "POST", "/v1/collections/people/faces",
+                                "Idempotency-Key: enrol-amy-3\r\nContent-Type: multipart/form-data; "
+                                "boundary=curl-like-boundary-0123456789abcdefg\r\n",
+                                o.data, o.len, &r),
+                     0);
+    j = expect_json(&r, 201);
+    assert_int_equal(json_integer_value(json_object_get(j, "face_id")), a);
+    assert_string_equal(tc_header(&r, "Idempotency-Replayed", v, sizeof v), "true");
+    json_decref(j);
+    tc_response_free(&r);
+    free(o.data);
+    /* ... and a raw image body under another key, retried with the same subject in the query
+     * string, replays; with another subject it is refused, not replayed as amy's face. */
+    const char *type = strstr(probe, ".png") ? "Content-Type: image/png\r\n"
+                                             : "Content-Type: image/jpeg\r\n";
+    char raw_headers[256];
+    snprintf(raw_headers, sizeof raw_headers, "Idempotency-Key: enrol-amy-raw\r\n%s", type);
+    assert_int_equal(tc_request(port, "POST", "/v1/collections/people/faces?subject=amy",
+                                raw_headers, img, len, &r),
+                     0);
+    j = expect_json(&r, 201);
+    const long long raw_id = json_integer_value(json_object_get(j, "face_id"));
+    assert_true(raw_id > a);
+    json_decref(j);
+    tc_response_free(&r);
+    assert_int_equal(tc_request(port, "POST", "/v1/collections/people/faces?subject=amy",
+                                raw_headers, img, len, &r),
+                     0);
+    j = expect_json(&r, 201);
+    assert_int_equal(json_integer_value(json_object_get(j, "face_id")), raw_id);
+    assert_string_equal(tc_header(&r, "Idempotency-Replayed", v, sizeof v), "true");
+    json_decref(j);
+    tc_response_free(&r);
+    assert_int_equal(tc_request(port, "POST", "/v1/collections/people/faces?subject=penny",
+                                raw_headers, img, len, &r),
+                     0);
+    expect_error(&r, 422, "idempotency_key_reused");
+    tc_response_free(&r);
+    char raw_url[96];
+    snprintf(raw_url, sizeof raw_url, "/v1/collections/people/faces/%lld", raw_id);
+    assert_int_equal(tc_request(port, "DELETE", raw_url, NULL, NULL, 0, &r), 0);
+    assert_int_equal(r.status, 204); /* amy's face count below is the form enrolments' */
+    tc_response_free(&r);
     /* A subject id that is not UTF-8 (ids come back in JSON) is refused, and stores nothing. */
     tc_form u = {0};
     tc_form_field(&u, "subject", "\xff\xfe-amy");
