@@ -18,7 +18,7 @@ typedef struct command {
 
 static const command commands[] = {
     {"nn", cli_nn_main, "inspect a model: vultus nn info MODEL.json"},
-    {"bench", cli_bench_main, "benchmarks: vultus bench nn [MODEL...], vultus bench peak"},
+    {"bench", cli_bench_main, "benchmarks: vultus bench nn|peak|load|pipeline (see vultus bench --help)"},
     {"analyze", cli_analyze_main, "faces in images as JSON: vultus analyze [--draw OUT] IMAGE..."},
     {"eval", cli_eval_main, "accuracy on data sets: vultus eval pairs|lfw|wider|age ..."},
     {"gallery", cli_gallery_main,

@@ -221,7 +221,7 @@ int cli_gallery_main(int argc, char **argv)
     face_embedder embedder = FACE_EMBEDDER_DEFAULT;
     enum gal_dtype dtype = GAL_DTYPE_INT8;
     float threshold = NAN;
-    int far4 = 0;
+    int far4 = 0, far_given = 0;
     int argc2 = argc - 1;
     char **argv2 = argv + 1;
     optind = 1;
@@ -260,10 +260,16 @@ int cli_gallery_main(int argc, char **argv)
                 fprintf(stderr, "vultus gallery: --far %s: expected 1e-3 or 1e-4\n", optarg);
                 return CLI_EXIT_USAGE;
             }
+            far_given = 1;
             break;
         case 'h': gallery_usage(stdout); return CLI_EXIT_OK;
         default: gallery_usage(stderr); return CLI_EXIT_USAGE;
         }
+    }
+    if (far_given && !isnan(threshold)) {
+        /* two ways to set one number: which one was meant is not ours to guess */
+        fprintf(stderr, "vultus gallery: give --threshold or --far, not both\n");
+        return CLI_EXIT_USAGE;
     }
     int npos = argc2 - optind;
     char **pos = argv2 + optind;

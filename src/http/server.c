@@ -1150,10 +1150,12 @@ int http_server_run(http_server *s)
             atomic_store(&s->store_ok, ok);
             if (ok) {
                 int required = http_keystore_count(s->keys) > 0;
+                /* the API turning open is as worth a warning as starting open */
                 if (required != atomic_exchange(&s->auth_required, required))
-                    log_event(BASE_LOG_INFO,
+                    log_event(required ? BASE_LOG_INFO : BASE_LOG_WARN,
                               required ? "API keys exist: auth is on"
-                                       : "no API keys left: the API is open",
+                                       : "no API keys left: the API is open to anyone who can "
+                                         "reach it",
                               NULL);
             } else {
                 LOG_WARN("api keys: %s", base_error_message());
