@@ -35,8 +35,10 @@ static void usage(FILE *out)
             "  --stages LIST    detect,landmarks,embed,attributes,liveness or all (default all)\n"
             "  --embedding      include each face's embedding vector\n"
             "  --embedder NAME  faceapi (default), faceres, mobileface, mobilefacenet\n"
-            "  --detector NAME  adaptive (default: one pass, then the tiled pyramid unless a\n"
-            "                   face fills the photo), blazeface (one pass) or tiled\n"
+            "  --detector NAME  blazeface-adaptive (the default: one pass, then the tiled\n"
+            "                   pyramid unless a face fills the photo), blazeface (one pass),\n"
+            "                   blazeface-tiled, or ssd-mobilenet (face-api's SSD); short\n"
+            "                   forms adaptive, tiled, ssd\n"
             "  --min-score X    detection score threshold (default: the detector's)\n"
             "  --min-face N     smallest face side in pixels (default 20)\n"
             "  --max-faces N    keep the N largest faces (default 100)\n"
@@ -273,15 +275,8 @@ int cli_analyze_main(int argc, char **argv)
             }
             break;
         case 'd':
-            if (strcmp(optarg, "blazeface") == 0) {
-                opts.detector = FACE_DETECTOR_BLAZEFACE;
-            } else if (strcmp(optarg, "tiled") == 0 || strcmp(optarg, "blazeface-tiled") == 0) {
-                opts.detector = FACE_DETECTOR_BLAZEFACE_TILED;
-            } else if (strcmp(optarg, "adaptive") == 0 || strcmp(optarg, "default") == 0) {
-                opts.detector = FACE_DETECTOR_BLAZEFACE_ADAPTIVE;
-            } else {
-                fprintf(stderr,
-                        "vultus analyze: --detector %s: expected adaptive, blazeface or tiled\n",
+            if (face_detector_parse(optarg, &opts.detector) != 0) {
+                fprintf(stderr, "vultus analyze: --detector %s: expected " FACE_DETECTOR_NAMES "\n",
                         optarg);
                 return CLI_EXIT_USAGE;
             }
@@ -321,6 +316,7 @@ int cli_analyze_main(int argc, char **argv)
     if (with_embedding) opts.stages |= FACE_STAGE_EMBED;
     mopts.load = opts.stages ? opts.stages : FACE_STAGE_DETECT;
     mopts.embedder = opts.embedder;
+    mopts.detector = opts.detector; /* SSD's weights are loaded only when asked for */
 
     face_models *models = NULL;
     face_context *ctx = NULL;

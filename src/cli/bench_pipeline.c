@@ -98,7 +98,7 @@ static void usage(FILE *out)
             "  --threads LIST    worker counts (default 1,2)\n"
             "  --stages LIST     detect, embed, attributes, liveness, all (default all)\n"
             "  --models DIR      model folder (default models)\n"
-            "  --detector NAME   default, blazeface, blazeface-tiled, ssd-mobilenet\n"
+            "  --detector NAME   " FACE_DETECTOR_NAMES "\n"
             "  --embedder NAME   default, mobilefacenet, faceres, faceapi, mobileface\n"
             "  --age-model NAME  default, faceres, gear, ssrnet, faceapi\n"
             "  --label NAME      the \"config\" field of every line (default \"default\")\n"
@@ -395,16 +395,6 @@ int cli_bench_pipeline_main(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    static const char *const detector_names[] = {"default", "blazeface", "blazeface-tiled",
-                                                 "ssd-mobilenet"};
-    static const int detector_values[] = {FACE_DETECTOR_DEFAULT, FACE_DETECTOR_BLAZEFACE,
-                                          FACE_DETECTOR_BLAZEFACE_TILED,
-                                          FACE_DETECTOR_SSD_MOBILENET};
-    static const char *const embedder_names[] = {"default", "mobilefacenet", "faceres", "faceapi",
-                                                 "mobileface"};
-    static const int embedder_values[] = {FACE_EMBEDDER_DEFAULT, FACE_EMBEDDER_MOBILEFACENET,
-                                          FACE_EMBEDDER_FACERES, FACE_EMBEDDER_FACEAPI_RESNET,
-                                          FACE_EMBEDDER_MOBILEFACE};
     static const char *const age_names[] = {"default", "faceres", "gear", "ssrnet", "faceapi"};
     static const int age_values[] = {FACE_AGE_MODEL_DEFAULT, FACE_AGE_MODEL_FACERES,
                                      FACE_AGE_MODEL_GEAR, FACE_AGE_MODEL_SSRNET,
@@ -435,12 +425,10 @@ int cli_bench_pipeline_main(int argc, char **argv)
             break;
         case 'm': o.models_dir = optarg; break;
         case 'd':
-            if (parse_choice(optarg, detector_names, detector_values, 4, &v) != 0) goto bad_value;
-            o.face.detector = (face_detector)v;
+            if (face_detector_parse(optarg, &o.face.detector) != 0) goto bad_value;
             break;
         case 'e':
-            if (parse_choice(optarg, embedder_names, embedder_values, 5, &v) != 0) goto bad_value;
-            o.face.embedder = (face_embedder)v;
+            if (face_embedder_parse(optarg, &o.face.embedder) != 0) goto bad_value;
             break;
         case 'z':
             if (sscanf(optarg, "%dx%d", &o.width, &o.height) != 2 || o.width < 16 ||
@@ -465,6 +453,7 @@ int cli_bench_pipeline_main(int argc, char **argv)
     face_models_options mo = {.models_dir = o.models_dir,
                               .load = o.face.stages ? o.face.stages : FACE_STAGE_DETECT,
                               .embedder = o.face.embedder,
+                              .detector = o.face.detector,
                               .age_model = o.age_model};
     face_models *models = NULL;
     base_error_clear();

@@ -65,31 +65,6 @@ static const face_embedder all_embedders[N_EMBEDDERS] = {
     FACE_EMBEDDER_MOBILEFACE,
 };
 
-/* Short names accepted by --embedder, besides face_embedder_id()'s. */
-static const struct {
-    const char *name;
-    face_embedder e;
-} embedder_names[] = {
-    {"default", FACE_EMBEDDER_DEFAULT},
-    {"mobilefacenet", FACE_EMBEDDER_MOBILEFACENET},
-    {"faceres", FACE_EMBEDDER_FACERES},
-    {"faceapi", FACE_EMBEDDER_FACEAPI_RESNET},
-    {"faceapi-resnet", FACE_EMBEDDER_FACEAPI_RESNET},
-    {"mobileface", FACE_EMBEDDER_MOBILEFACE},
-};
-
-static const struct {
-    const char *name;
-    face_detector d;
-} detector_names[] = {
-    {"default", FACE_DETECTOR_DEFAULT},
-    {"blazeface", FACE_DETECTOR_BLAZEFACE},
-    {"blazeface-tiled", FACE_DETECTOR_BLAZEFACE_TILED},
-    {"blazeface-adaptive", FACE_DETECTOR_BLAZEFACE_ADAPTIVE},
-    {"adaptive", FACE_DETECTOR_BLAZEFACE_ADAPTIVE},
-    {"ssd-mobilenet", FACE_DETECTOR_SSD_MOBILENET},
-    {"ssd", FACE_DETECTOR_SSD_MOBILENET},
-};
 
 /* Age and gender models for --age-model; `all` runs each in turn. */
 static const struct {
@@ -1460,22 +1435,9 @@ static int parse_embedder(const char *name, eval_config *c)
         c->all_embedders = 1;
         return 0;
     }
-    for (size_t i = 0; i < sizeof embedder_names / sizeof *embedder_names; i++) {
-        if (strcmp(name, embedder_names[i].name) == 0) {
-            c->embedders[0] = embedder_names[i].e;
-            c->n_embedders = 1;
-            return 0;
-        }
-    }
-    for (int i = 0; i < N_EMBEDDERS; i++) {
-        const char *id = face_embedder_id(all_embedders[i]);
-        if (id && strcmp(name, id) == 0) {
-            c->embedders[0] = all_embedders[i];
-            c->n_embedders = 1;
-            return 0;
-        }
-    }
-    return -1;
+    if (face_embedder_parse(name, &c->embedders[0]) != 0) return -1;
+    c->n_embedders = 1;
+    return 0;
 }
 
 static int parse_age_model(const char *name, eval_config *c)
@@ -1505,14 +1467,9 @@ static int parse_detector(const char *name, eval_config *c)
         c->all_detectors = 1;
         return 0;
     }
-    for (size_t i = 0; i < sizeof detector_names / sizeof *detector_names; i++) {
-        if (strcmp(name, detector_names[i].name) == 0) {
-            c->face.detector = detector_names[i].d;
-            c->detector_name = detector_names[i].name;
-            return 0;
-        }
-    }
-    return -1;
+    if (face_detector_parse(name, &c->face.detector) != 0) return -1;
+    c->detector_name = face_detector_name(c->face.detector);
+    return 0;
 }
 
 static int parse_long_arg(const char *text, long min, long max, long *out)

@@ -202,9 +202,17 @@ typedef struct face_batch_slice {
  * before is skipped). Returns 0 or the first error; on error the faces are left incomplete. */
 int face_analyze_finish(face_context *ctx, face_batch_slice *slices, int n);
 
+/* Parses a detector's command-line name (FACE_DETECTOR_NAMES; the short forms adaptive, tiled
+ * and ssd too). Returns 0, or -1 when unknown. */
+int face_detector_parse(const char *text, face_detector *out);
+#define FACE_DETECTOR_NAMES "default, blazeface-adaptive, blazeface, blazeface-tiled, ssd-mobilenet"
+/* The canonical name of a detector ("default" for FACE_DETECTOR_DEFAULT). */
+const char *face_detector_name(face_detector d);
+
 const char *face_embedder_id(face_embedder e);
-/* Parses a command-line or API name: "default", "faceapi", "faceres", "mobileface",
- * "mobilefacenet", or an id from face_embedder_id(). Returns 0, or -1 when unknown. */
+/* Parses a command-line or API name: "default", "faceapi" (or "faceapi-resnet"), "faceres",
+ * "mobileface", "mobilefacenet", or an id from face_embedder_id() (which never parses to
+ * FACE_EMBEDDER_DEFAULT). Returns 0, or -1 when unknown. */
 int face_embedder_parse(const char *text, face_embedder *out);
 int face_embedding_dim(face_embedder e);
 /* Cosine similarity of two L2-normalised embeddings. */

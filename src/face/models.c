@@ -94,6 +94,39 @@ face_model_id face_embedder_model(face_embedder e)
     }
 }
 
+/* Detector names, the canonical one (face_detector_name) first for each detector. */
+static const struct {
+    const char *name;
+    face_detector d;
+} detector_names[] = {
+    {"default", FACE_DETECTOR_DEFAULT},
+    {"blazeface-adaptive", FACE_DETECTOR_BLAZEFACE_ADAPTIVE},
+    {"adaptive", FACE_DETECTOR_BLAZEFACE_ADAPTIVE},
+    {"blazeface", FACE_DETECTOR_BLAZEFACE},
+    {"blazeface-tiled", FACE_DETECTOR_BLAZEFACE_TILED},
+    {"tiled", FACE_DETECTOR_BLAZEFACE_TILED},
+    {"ssd-mobilenet", FACE_DETECTOR_SSD_MOBILENET},
+    {"ssd", FACE_DETECTOR_SSD_MOBILENET},
+};
+
+int face_detector_parse(const char *text, face_detector *out)
+{
+    for (size_t i = 0; i < sizeof detector_names / sizeof detector_names[0]; i++) {
+        if (strcmp(text, detector_names[i].name) == 0) {
+            *out = detector_names[i].d;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+const char *face_detector_name(face_detector d)
+{
+    for (size_t i = 0; i < sizeof detector_names / sizeof detector_names[0]; i++)
+        if (detector_names[i].d == d) return detector_names[i].name;
+    return "unknown";
+}
+
 int face_embedder_parse(const char *text, face_embedder *out)
 {
     static const struct {
@@ -102,12 +135,17 @@ int face_embedder_parse(const char *text, face_embedder *out)
     } names[] = {
         {"default", FACE_EMBEDDER_DEFAULT},
         {"faceapi", FACE_EMBEDDER_FACEAPI_RESNET},
+        {"faceapi-resnet", FACE_EMBEDDER_FACEAPI_RESNET},
         {"faceres", FACE_EMBEDDER_FACERES},
         {"mobileface", FACE_EMBEDDER_MOBILEFACE},
         {"mobilefacenet", FACE_EMBEDDER_MOBILEFACENET},
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        if (strcmp(text, names[i].name) == 0 || strcmp(text, face_embedder_id(names[i].e)) == 0) {
+        /* an id names one embedder, never "the default" (which a later release may change:
+         * a gallery pinned to an id must keep its model) */
+        if (strcmp(text, names[i].name) == 0 ||
+            (names[i].e != FACE_EMBEDDER_DEFAULT &&
+             strcmp(text, face_embedder_id(names[i].e)) == 0)) {
             *out = names[i].e;
             return 0;
         }
