@@ -32,7 +32,8 @@ static void usage(FILE *out)
             "Finds the faces in each image and prints one JSON line per image.\n"
             "\n"
             "options:\n"
-            "  --stages LIST    detect,landmarks,embed,attributes,liveness or all (default all)\n"
+            "  --stages LIST    detect,landmarks,embed,attributes,liveness,quality or all\n"
+            "                   (default all; quality: pose, sharpness and quality alone)\n"
             "  --embedding      include each face's embedding vector\n"
             "  --embedder NAME  faceapi (default), faceres, mobileface, mobilefacenet\n"
             "  --detector NAME  blazeface-adaptive (the default: one pass, then the tiled\n"
@@ -59,6 +60,7 @@ static int parse_stages(const char *text, unsigned *out)
         {"embedding", FACE_STAGE_EMBED},
         {"attributes", FACE_STAGE_ATTRIBUTES},
         {"liveness", FACE_STAGE_LIVENESS},
+        {"quality", FACE_STAGE_QUALITY},
         {"all", FACE_STAGE_ALL},
     };
     unsigned bits = 0;
@@ -115,8 +117,8 @@ static json_t *face_json(const face_info *f, int with_embedding)
             json_array_append_new(lm, point(f->landmarks5[i]));
         json_object_set_new(o, "landmarks", lm);
     }
+    const face_attributes *a = &f->attributes;
     if (f->has_attributes) {
-        const face_attributes *a = &f->attributes;
         json_object_set_new(o, "age", num(a->age));
         int male = a->gender_male >= 0.5f;
         json_object_set_new(o, "gender", json_string(male ? "male" : "female"));
@@ -130,6 +132,8 @@ static json_t *face_json(const face_info *f, int with_embedding)
         }
         json_object_set_new(o, "emotion", em);
         json_object_set_new(o, "dominant_emotion", json_string(emotion_names[best]));
+    }
+    if (f->has_quality) { /* with the attributes, or alone (--stages quality) */
         json_t *pose = json_object();
         json_object_set_new(pose, "yaw", num(a->yaw));
         json_object_set_new(pose, "pitch", num(a->pitch));

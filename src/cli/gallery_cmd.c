@@ -649,7 +649,7 @@ int cli_enroll_main(int argc, char **argv)
     face_models *models = NULL;
     face_context *ctx = NULL;
     face_options opts;
-    if (load_pipeline("enroll", models_dir, &info, FACE_STAGE_EMBED | FACE_STAGE_ATTRIBUTES, &opts,
+    if (load_pipeline("enroll", models_dir, &info, FACE_STAGE_EMBED | FACE_STAGE_QUALITY, &opts,
                       &models, &ctx) != 0) {
         gal_close(g);
         list_free(&items);
@@ -694,7 +694,7 @@ int cli_enroll_main(int argc, char **argv)
             goto done;
         }
         const face_info *f = &res.faces[0];
-        quality = f->has_attributes ? f->attributes.quality : f->score;
+        quality = f->has_quality ? f->attributes.quality : f->score;
         if (quality < min_quality) {
             status = "low_quality";
             snprintf(reason, sizeof reason, "quality %.3f below %.3f", quality, min_quality);

@@ -99,7 +99,7 @@ static int make_crops(face_context *ctx, const img_image *image, unsigned stages
                 memcpy(f->aligned.data, pf->crop[id].data, (size_t)112 * 112 * 3);
             }
         }
-        if ((stages & FACE_STAGE_ATTRIBUTES) && !f->aligned.data) {
+        if ((stages & FACE_STAGE_QUALITY) && !f->aligned.data) {
             int rc = face_crop_make(image, pts, &face_arcface_crop, &f->aligned);
             if (rc) return rc;
         }
@@ -154,7 +154,7 @@ static int prepare_boxes(face_context *ctx, const img_image *image, face_box *bo
         }
         out->timing.landmarks_ms = face_ms_since(t);
     }
-    if (stages & FACE_STAGE_ATTRIBUTES) {
+    if (stages & FACE_STAGE_QUALITY) {
         for (int i = 0; i < n; i++) {
             face_attributes *a = &out->faces[i].attributes;
             if (meshes && meshes[i].confidence >= MESH_MIN_CONFIDENCE)
@@ -163,7 +163,7 @@ static int prepare_boxes(face_context *ctx, const img_image *image, face_box *bo
                 face_points5_pose(out->faces[i].landmarks5, &a->yaw, &a->pitch, &a->roll);
         }
     }
-    if (stages & (FACE_STAGE_EMBED | FACE_STAGE_ATTRIBUTES | FACE_STAGE_LIVENESS)) {
+    if (stages & (FACE_STAGE_EMBED | FACE_STAGE_QUALITY | FACE_STAGE_LIVENESS)) {
         t = base_now_ns();
         rc = make_crops(ctx, image, stages, opts->embedder, out);
         out->timing.align_ms = face_ms_since(t);
@@ -176,7 +176,8 @@ done:
 static unsigned effective_stages(const face_options *opts)
 {
     unsigned stages = opts->stages;
-    if (stages & (FACE_STAGE_EMBED | FACE_STAGE_ATTRIBUTES | FACE_STAGE_LIVENESS))
+    if (stages & FACE_STAGE_ATTRIBUTES) stages |= FACE_STAGE_QUALITY;
+    if (stages & (FACE_STAGE_EMBED | FACE_STAGE_QUALITY | FACE_STAGE_LIVENESS))
         stages |= FACE_STAGE_LANDMARKS;
     return stages;
 }

@@ -143,11 +143,12 @@ const face_crop_spec face_arcface_crop = {112, 1.0f, 0.0f, 1.0f, {0, 0, 0}, 0};
 
 void face_attributes_finish(face_info *f, const face_pending_face *p, unsigned stages)
 {
-    if (stages & FACE_STAGE_ATTRIBUTES) {
+    if (stages & (FACE_STAGE_QUALITY | FACE_STAGE_ATTRIBUTES)) {
         f->attributes.sharpness = f->aligned.data ? face_sharpness(&f->aligned) : 0;
         f->attributes.quality = quality(f, p->eye_distance);
-        f->has_attributes = 1;
+        f->has_quality = 1;
     }
+    if (stages & FACE_STAGE_ATTRIBUTES) f->has_attributes = 1;
     if (stages & FACE_STAGE_LIVENESS) {
         face_liveness *l = &f->liveness;
         l->score = sqrtf(fmaxf(0.0f, l->antispoof) * fmaxf(0.0f, l->liveness));

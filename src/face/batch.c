@@ -191,7 +191,8 @@ int face_analyze_finish(face_context *ctx, face_batch_slice *slices, int n)
             img_free(&pf->crop[k]);
         pf->done = 1;
         todo[i].slice->timing.attributes_ms +=
-            res->pending->stages & FACE_STAGE_ATTRIBUTES ? face_ms_since(t0) : 0;
+            res->pending->stages & (FACE_STAGE_ATTRIBUTES | FACE_STAGE_QUALITY) ? face_ms_since(t0)
+                                                                                : 0;
     }
     free(items);
     free(acc);

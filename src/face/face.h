@@ -50,11 +50,13 @@ typedef enum face_detector {
 /* Stages of face_analyze(); OR them. Detection always runs. */
 enum face_stage {
     FACE_STAGE_DETECT = 0,
-    FACE_STAGE_LANDMARKS = 1 << 0, /* implied by EMBED and ATTRIBUTES */
+    FACE_STAGE_LANDMARKS = 1 << 0, /* implied by EMBED, ATTRIBUTES, LIVENESS and QUALITY */
     FACE_STAGE_EMBED = 1 << 1,
-    FACE_STAGE_ATTRIBUTES = 1 << 2, /* age, gender, emotion, pose, quality */
+    FACE_STAGE_ATTRIBUTES = 1 << 2, /* age, gender, emotion, and QUALITY's */
     FACE_STAGE_LIVENESS = 1 << 3,
-    FACE_STAGE_ALL = 0xf,
+    FACE_STAGE_QUALITY = 1 << 4, /* pose, sharpness and quality alone: no model runs for them
+                                    (what enrolment records and filters on) */
+    FACE_STAGE_ALL = 0x1f,
 };
 
 typedef struct face_options {
@@ -109,7 +111,8 @@ typedef struct face_info {
     int embedding_dim;                   /* 0 when not computed */
     const char *embedding_model; /* static string: face_embedder_id() of the model that made it */
     face_attributes attributes;
-    int has_attributes;
+    int has_attributes; /* age, gender, emotion (and the quality fields) */
+    int has_quality;    /* yaw, pitch, roll, sharpness and quality */
     face_liveness liveness;
     int has_liveness;
     img_image aligned; /* the 112x112 ArcFace-aligned crop (embedding or attributes stage),

@@ -210,7 +210,7 @@ int face_models_load(const face_models_options *opts, face_models **out)
     if (opts) o = *opts;
     const char *dir = o.models_dir ? o.models_dir : "models";
     unsigned load = o.load ? o.load : FACE_STAGE_ALL;
-    if (load & (FACE_STAGE_EMBED | FACE_STAGE_ATTRIBUTES | FACE_STAGE_LIVENESS))
+    if (load & (FACE_STAGE_EMBED | FACE_STAGE_ATTRIBUTES | FACE_STAGE_LIVENESS | FACE_STAGE_QUALITY))
         load |= FACE_STAGE_LANDMARKS;
 
     face_models *m = calloc(1, sizeof *m);

@@ -209,6 +209,7 @@ int http_face_prefetch(http_request *r, http_worker *w)
         names[0] = http_input_has_image(in, "image_a") ? "image_a" : "image";
         names[1] = "image_b";
     } else if (route->handler == http_api_face_enrol) {
+        stages = HTTP_ENROL_STAGES;
         keep = 1;
     } else if (route->handler != http_api_embed && route->handler != http_api_search) {
         return 0;

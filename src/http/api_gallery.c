@@ -608,7 +608,7 @@ static void enrol(http_request *r, http_worker *w, http_input *in)
         http_respond_error(r, 400, "missing_image", "send the face image (image)");
         goto out;
     }
-    if (http_run_face_keep(r, w, data, len, FACE_STAGE_EMBED, &res, &image)) goto out;
+    if (http_run_face_keep(r, w, data, len, HTTP_ENROL_STAGES, &res, &image)) goto out;
     r->faces = res.n_faces;
     if (res.n_faces == 0) {
         http_respond_error(r, 422, "no_face", "no face found in the image");
@@ -649,7 +649,7 @@ static void enrol(http_request *r, http_worker *w, http_input *in)
         .embedding = f->embedding,
         .image_hash = hash,
         .box = {f->x, f->y, f->w, f->h},
-        .quality = f->has_attributes ? f->attributes.quality : f->score,
+        .quality = f->has_quality ? f->attributes.quality : f->score,
         .thumbnail = thumb,
         .thumbnail_len = thumb_len,
     };

@@ -790,6 +790,23 @@ static void test_faces_and_search(void **state)
     j = expect_json(&r, 201);
     const long long raw_id = json_integer_value(json_object_get(j, "face_id"));
     assert_true(raw_id > a);
+    /* The quality recorded is the face's quality (size, sharpness, pose, score), the figure
+     * `vultus analyze` and `vultus gallery enroll --min-quality` use, not the detector's
+     * score alone. */
+    const double enrol_quality = json_real_value(json_object_get(j, "quality"));
+    const double enrol_score = json_real_value(json_object_get(j, "score"));
+    json_decref(j);
+    const char *analyze_args[] = {"analyze", "--stages", "quality", probe, NULL};
+    static char analyzed[1 << 16];
+    assert_int_equal(tc_run_vultus(analyzed, sizeof analyzed, analyze_args), 0);
+    j = json_loads(analyzed, 0, NULL);
+    assert_non_null(j);
+    json_t *face0 = json_array_get(json_object_get(j, "faces"), 0);
+    const double cli_quality = json_real_value(json_object_get(face0, "quality"));
+    print_message("enrolment quality %.4f, analyze's %.4f, detection score %.4f\n",
+                  enrol_quality, cli_quality, enrol_score);
+    assert_true(cli_quality > 0 && cli_quality < enrol_score); /* a product of factors <= 1 */
+    assert_true(fabs(enrol_quality - cli_quality) <= 0.0051); /* analyze prints 2 decimals */
     json_decref(j);
     tc_response_free(&r);
     assert_int_equal(tc_request(port, "POST", "/v1/collections/people/faces?subject=amy",
