@@ -23,6 +23,7 @@
 
 #define NN_DEFAULT_MAX_FILE_BYTES ((size_t)256 << 20)
 #define ARENA_ALIGN 64
+#define ARENA_MAX_PER_IMAGE ((size_t)256 << 20) /* activation bytes per image of a batch */
 
 static const char *const op_names[] = {
     "conv2d",
@@ -687,6 +688,17 @@ static int plan_context(nn_context *c)
                     tensor_bytes(g, iv[k].root, iv[k].space == SPACE_IMAGE ? 1 : c->max_batch));
     }
     if (rc) goto done;
+    /* Every tensor of a model file may hold up to NN_MAX_ELEMENTS (graph.c), so a few hundred
+     * bytes of model.json can ask for gigabytes here: a 2x2 input resized to 30000x30000 plans
+     * a 3.6 GB arena (found by fuzz_model). Refuse a plan over ARENA_MAX_PER_IMAGE per image
+     * of the batch: over 30 times what the largest model of the pack needs (gear: 7.3 MB). */
+    if (p.end / (size_t)c->max_batch > ARENA_MAX_PER_IMAGE) {
+        rc = base_error_set(BASE_ERR_LIMIT,
+                            "context: the model's activations need %zu bytes for a batch of %d, "
+                            "more than the limit of %zu per image",
+                            p.end, c->max_batch, (size_t)ARENA_MAX_PER_IMAGE);
+        goto done;
+    }
     c->arena_size = p.end;
     c->arena = base_aligned_alloc(ARENA_ALIGN, p.end ? p.end : ARENA_ALIGN);
     if (!c->arena) {
@@ -758,6 +770,15 @@ static int context_create(const nn_model *m, const nn_context_options *opts, con
     }
     for (int i = 0; i < g->n_inputs; i++) {
         int t = g->inputs[i];
+        /* The same bound as the arena's (plan_context): a model file sets the input's size. */
+        if (tensor_bytes(g, t, 1) > ARENA_MAX_PER_IMAGE) {
+            rc = base_error_set(BASE_ERR_LIMIT,
+                                "context: input %s of %zu bytes per image, more "
+                                "than the limit of %zu",
+                                g->tensors[t].name, tensor_bytes(g, t, 1),
+                                (size_t)ARENA_MAX_PER_IMAGE);
+            goto fail;
+        }
         c->inputs[i] = base_aligned_alloc(ARENA_ALIGN, tensor_bytes(g, t, c->max_batch));
         if (!c->inputs[i]) {
             rc = base_error_set(BASE_ERR_NOMEM, "context: input %s", g->tensors[t].name);
