@@ -690,8 +690,9 @@ static int plan_context(nn_context *c)
     if (rc) goto done;
     /* Every tensor of a model file may hold up to NN_MAX_ELEMENTS (graph.c), so a few hundred
      * bytes of model.json can ask for gigabytes here: a 2x2 input resized to 30000x30000 plans
-     * a 3.6 GB arena (found by fuzz_model). Refuse a plan over ARENA_MAX_PER_IMAGE per image
-     * of the batch: over 30 times what the largest model of the pack needs (gear: 7.3 MB). */
+     * a 3.6 GB arena (tests/fuzz/corpus/model/resize-3.6gb-arena). Refuse a plan over
+     * ARENA_MAX_PER_IMAGE per image of the batch: over 30 times what the largest model of the
+     * pack needs (gear: 7.3 MB). */
     if (p.end / (size_t)c->max_batch > ARENA_MAX_PER_IMAGE) {
         rc = base_error_set(BASE_ERR_LIMIT,
                             "context: the model's activations need %zu bytes for a batch of %d, "
