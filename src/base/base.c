@@ -8,6 +8,7 @@
 #include <time.h>
 
 int base_log_level = BASE_LOG_INFO;
+int base_log_json = 0;
 
 static _Thread_local char error_message[512];
 
@@ -48,6 +49,52 @@ void base_error_clear(void)
     error_message[0] = '\0';
 }
 
+/*
+ * `text` as the inside of a JSON string into out[cap] (always terminated; cut short, at a
+ * character boundary, when it does not fit): quotes, backslashes and control characters
+ * escaped, valid UTF-8 kept, any other byte replaced by U+FFFD so the line stays JSON.
+ */
+static void json_escape(const char *text, char *out, size_t cap)
+{
+    const unsigned char *s = (const unsigned char *)text;
+    size_t o = 0;
+    while (*s) {
+        char tmp[8];
+        const char *add = tmp;
+        size_t n = 1, used = 1;
+        if (*s == '"' || *s == '\\') {
+            tmp[0] = '\\', tmp[1] = (char)*s, n = 2;
+        } else if (*s < 0x20) {
+            n = (size_t)snprintf(tmp, sizeof tmp, "\\u%04x", *s);
+        } else if (*s < 0x80) {
+            tmp[0] = (char)*s;
+        } else {
+            /* the length a lead byte announces, then its continuation bytes checked */
+            size_t len = (*s & 0xE0) == 0xC0   ? 2
+                         : (*s & 0xF0) == 0xE0 ? 3
+                         : (*s & 0xF8) == 0xF0 ? 4
+                                               : 0;
+            size_t k = 1;
+            while (len && k < len && (s[k] & 0xC0) == 0x80)
+                k++;
+            /* no overlong forms, no surrogates, nothing past U+10FFFF (RFC 3629) */
+            int ok = len && k == len && *s >= 0xC2 && *s <= 0xF4 && !(*s == 0xE0 && s[1] < 0xA0) &&
+                     !(*s == 0xED && s[1] >= 0xA0) && !(*s == 0xF0 && s[1] < 0x90) &&
+                     !(*s == 0xF4 && s[1] >= 0x90);
+            if (ok) {
+                add = (const char *)s, n = used = len;
+            } else {
+                add = "\xEF\xBF\xBD", n = 3; /* U+FFFD */
+            }
+        }
+        if (o + n >= cap) break;
+        memcpy(out + o, add, n);
+        o += n;
+        s += used;
+    }
+    out[o] = '\0';
+}
+
 void base_log_write(int level, const char *file, int line, const char *fmt, ...)
 {
     static const char *names[] = {"debug", "info", "warn", "error"};
@@ -57,12 +104,26 @@ void base_log_write(int level, const char *file, int line, const char *fmt, ...)
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     const char *base = strrchr(file, '/');
+    const char *name = names[level < 0 ? 0 : level > 3 ? 3 : level];
+    if (base_log_json) {
+        char escaped[3 * sizeof msg], src[256];
+        json_escape(msg, escaped, sizeof escaped);
+        snprintf(msg, sizeof msg, "%s:%d", base ? base + 1 : file, line);
+        json_escape(msg, src, sizeof src);
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        struct tm tm;
+        gmtime_r(&ts.tv_sec, &tm);
+        /* the service's line shape (src/http/server.c): level and msg first, ts last */
+        fprintf(stderr,
+                "{\"level\":\"%s\",\"msg\":\"%s\",\"src\":\"%s\","
+                "\"ts\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ\"}\n",
+                name, escaped, src, tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+                tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
+        return;
+    }
     /* One fprintf per line keeps lines from different threads whole. */
-    fprintf(stderr, "vultus %s %s:%d: %s\n",
-            names[level < 0   ? 0
-                  : level > 3 ? 3
-                              : level],
-            base ? base + 1 : file, line, msg);
+    fprintf(stderr, "vultus %s %s:%d: %s\n", name, base ? base + 1 : file, line, msg);
 }
 
 _Noreturn void base_assert_fail(const char *cond, const char *file, int line)

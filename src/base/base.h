@@ -46,6 +46,10 @@ enum base_log_level { BASE_LOG_DEBUG, BASE_LOG_INFO, BASE_LOG_WARN, BASE_LOG_ERR
 
 /* Set once at start-up, before threads start; read by every thread afterwards. */
 extern int base_log_level;
+/* 0: "vultus LEVEL file:line: message" lines (the CLI); 1: one JSON object per line,
+ * {"level","msg","src","ts"}, like the service's own log lines (vultus serve sets it, so
+ * that everything it writes to stderr is JSON for a log collector). */
+extern int base_log_json;
 void base_log_write(int level, const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 #define BASE_LOG(level, ...)                                                                       \

@@ -63,13 +63,16 @@ int cli_serve_main(int argc, char **argv)
         }
     }
 
+    /* From here on every line the service writes is JSON (its own and the modules'), for
+     * log collectors; a usage error above is for the person typing. */
+    base_log_json = 1;
     http_server *server = NULL;
     if (http_server_create(&config, &server) != 0) {
-        fprintf(stderr, "vultus serve: %s\n", base_error_message());
+        LOG_ERROR("vultus serve: %s", base_error_message());
         return CLI_EXIT_FAILURE;
     }
     int rc = http_server_run(server);
-    if (rc && rc != BASE_ERR_LIMIT) fprintf(stderr, "vultus serve: %s\n", base_error_message());
+    if (rc && rc != BASE_ERR_LIMIT) LOG_ERROR("vultus serve: %s", base_error_message());
     http_server_destroy(server);
     if (rc == BASE_ERR_LIMIT) return CLI_EXIT_OK; /* a cut-off drain still ends the process */
     return rc ? CLI_EXIT_FAILURE : CLI_EXIT_OK;

@@ -767,11 +767,12 @@ static void test_faces_and_search(void **state)
     for (char *at = o.data; (at = memmem(at, o.len - (size_t)(at - o.data), TC_BOUNDARY,
                                          sizeof TC_BOUNDARY - 1)) != NULL;)
         memcpy(at, other, sizeof other - 1);
-    assert_int_equal(tc_request(port, "POST", "/v1/collections/people/faces",
-                                "Idempotency-Key: enrol-amy-3\r\nContent-Type: multipart/form-data; "
-                                "boundary=curl-like-boundary-0123456789abcdefg\r\n",
-                                o.data, o.len, &r),
-                     0);
+    assert_int_equal(
+        tc_request(port, "POST", "/v1/collections/people/faces",
+                   "Idempotency-Key: enrol-amy-3\r\nContent-Type: multipart/form-data; "
+                   "boundary=curl-like-boundary-0123456789abcdefg\r\n",
+                   o.data, o.len, &r),
+        0);
     j = expect_json(&r, 201);
     assert_int_equal(json_integer_value(json_object_get(j, "face_id")), a);
     assert_string_equal(tc_header(&r, "Idempotency-Replayed", v, sizeof v), "true");
@@ -780,8 +781,8 @@ static void test_faces_and_search(void **state)
     free(o.data);
     /* ... and a raw image body under another key, retried with the same subject in the query
      * string, replays; with another subject it is refused, not replayed as amy's face. */
-    const char *type = strstr(probe, ".png") ? "Content-Type: image/png\r\n"
-                                             : "Content-Type: image/jpeg\r\n";
+    const char *type =
+        strstr(probe, ".png") ? "Content-Type: image/png\r\n" : "Content-Type: image/jpeg\r\n";
     char raw_headers[256];
     snprintf(raw_headers, sizeof raw_headers, "Idempotency-Key: enrol-amy-raw\r\n%s", type);
     assert_int_equal(tc_request(port, "POST", "/v1/collections/people/faces?subject=amy",
@@ -803,10 +804,10 @@ static void test_faces_and_search(void **state)
     assert_non_null(j);
     json_t *face0 = json_array_get(json_object_get(j, "faces"), 0);
     const double cli_quality = json_real_value(json_object_get(face0, "quality"));
-    print_message("enrolment quality %.4f, analyze's %.4f, detection score %.4f\n",
-                  enrol_quality, cli_quality, enrol_score);
+    print_message("enrolment quality %.4f, analyze's %.4f, detection score %.4f\n", enrol_quality,
+                  cli_quality, enrol_score);
     assert_true(cli_quality > 0 && cli_quality < enrol_score); /* a product of factors <= 1 */
-    assert_true(fabs(enrol_quality - cli_quality) <= 0.0051); /* analyze prints 2 decimals */
+    assert_true(fabs(enrol_quality - cli_quality) <= 0.0051);  /* analyze prints 2 decimals */
     json_decref(j);
     tc_response_free(&r);
     assert_int_equal(tc_request(port, "POST", "/v1/collections/people/faces?subject=amy",
@@ -1749,6 +1750,25 @@ static void test_open_without_keys(void **state)
     /* One JSON log line per request, with its id and status. */
     assert_non_null(strstr(log, "\"msg\":\"request\""));
     assert_non_null(strstr(log, "\"route\":\"/v1/detect\""));
+    /* Every line is a JSON object with a level, a message and a time: the requests', and the
+     * gallery's and the HNSW graph's (tests above built one) as well, for a log collector. */
+    int lines = 0, module_lines = 0;
+    for (char *line = log, *next; line && *line; line = next) {
+        next = strchr(line, '\n');
+        if (next) *next++ = '\0';
+        json_error_t err;
+        json_t *o = json_loads(line, 0, &err);
+        if (!json_is_object(o))
+            fail_msg("log line %d is not JSON (%s): %.200s", lines + 1, err.text, line);
+        assert_non_null(json_string_value(json_object_get(o, "level")));
+        assert_non_null(json_string_value(json_object_get(o, "msg")));
+        assert_non_null(json_string_value(json_object_get(o, "ts")));
+        module_lines += json_object_get(o, "src") != NULL;
+        json_decref(o);
+        lines++;
+    }
+    print_message("server log: %d lines, all JSON, %d from the modules\n", lines, module_lines);
+    assert_true(module_lines >= 2); /* at least the gallery's load and the graph's build */
     free(log);
 }
 
