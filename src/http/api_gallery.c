@@ -132,7 +132,9 @@ void http_api_collection_create(http_request *r, http_worker *w)
     if (http_input_float(r, &in, "threshold", s->default_threshold, -1, 1, &threshold)) goto out;
     rc = http_input_param(r, &in, "dtype", dtype, sizeof dtype);
     if (rc < 0) goto out;
-    if (rc == 0) snprintf(dtype, sizeof dtype, "f32");
+    /* int8 by default, as `vultus gallery create`: a quarter of f32's memory and scan time,
+     * and the same answers (candidates are re-scored from the stored f32 embeddings) */
+    if (rc == 0) snprintf(dtype, sizeof dtype, "int8");
     if (gal_dtype_parse(dtype, &info.dtype)) {
         http_respond_error(r, 422, "invalid_parameter", "dtype must be f32, f16 or int8");
         goto out;

@@ -471,7 +471,7 @@ static void test_collections_and_subjects(void **state)
     json_t *j = expect_json(&r, 201);
     assert_string_equal(json_string_value(json_object_get(j, "name")), "crud");
     assert_true(json_integer_value(json_object_get(j, "dim")) > 0);
-    assert_string_equal(json_string_value(json_object_get(j, "dtype")), "f32");
+    assert_string_equal(json_string_value(json_object_get(j, "dtype")), "int8"); /* as the CLI */
     json_decref(j);
     char v[256];
     assert_string_equal(tc_header(&r, "Location", v, sizeof v), "/v1/collections/crud");
