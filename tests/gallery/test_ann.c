@@ -254,50 +254,13 @@ static void check_bridge_search(const struct gal_ann *ann, enum gal_ann_encoding
     free(entry);
 }
 
-static void test_bridge(void **state)
-{
-    (void)state;
-    const struct gal_kernels *kern = gal_kernels_best();
-    struct data d = make_data(11, sized(4000), 1);
-    const size_t nq = sized(300);
-    float *q = make_queries(&d, 12, nq);
-    const struct gal_ann_params params = {16, 100, 64};
-    for (int e = 0; e < 2; e++) {
-        enum gal_ann_encoding enc = e == 0 ? GAL_ANN_I8 : GAL_ANN_F32;
-        struct gal_ann *ann;
-        /* starts small: the adds grow it */
-        assert_int_equal(gal_ann_create(DIM, enc, kern, &params, 100, &ann), 0);
-        uint8_t *entry = malloc(gal_ann_entry_bytes(DIM, enc));
-        assert_non_null(entry);
-        for (size_t i = 0; i < d.n; i++) {
-            if (gal_ann_count(ann) == gal_ann_capacity(ann)) {
-                /* full: refused with a clear error, then grown */
-                gal_ann_encode(DIM, enc, kern, d.x + i * DIM, entry);
-                assert_int_equal(gal_ann_add(ann, d.ids[i], entry), BASE_ERR_LIMIT);
-                assert_int_equal(gal_ann_reserve(ann, gal_ann_capacity(ann) * 2), 0);
-            }
-            gal_ann_encode(DIM, enc, kern, d.x + i * DIM, entry);
-            assert_int_equal(gal_ann_add(ann, d.ids[i], entry), 0);
-        }
-        assert_int_equal(gal_ann_count(ann), d.n);
-        assert_true(gal_ann_contains(ann, d.ids[0]));
-        assert_false(gal_ann_contains(ann, 999999));
-        assert_true(gal_ann_bytes(ann) > d.n * gal_ann_entry_bytes(DIM, enc));
-
-        check_bridge_search(ann, enc, &d, q, nq, "one thread");
-        free(entry);
-        gal_ann_destroy(ann);
-    }
-    free(q);
-    free_data(&d);
-}
-
 /*
- * gal_ann_add_many on several threads: refused whole when there is no room, the first
- * faces of an empty graph (a small call: one thread), then the rest on three threads; every
- * face in the graph and the same recall as one thread's graph.
+ * Per encoding, two graphs of the same faces: one added a face at a time (starting small:
+ * full is refused with a clear error, then grown), one with gal_ann_add_many on three threads
+ * (refused whole without room; an empty graph's first faces, a small call, on one thread, the
+ * rest on three). Each holds every face and passes the same recall checks.
  */
-static void test_bridge_threads(void **state)
+static void test_bridge(void **state)
 {
     (void)state;
     const struct gal_kernels *kern = gal_kernels_best();
@@ -312,7 +275,23 @@ static void test_bridge_threads(void **state)
         assert_non_null(entries);
         for (size_t i = 0; i < d.n; i++)
             gal_ann_encode(DIM, enc, kern, d.x + i * DIM, entries + i * bytes);
+
         struct gal_ann *ann;
+        assert_int_equal(gal_ann_create(DIM, enc, kern, &params, 100, &ann), 0);
+        for (size_t i = 0; i < d.n; i++) {
+            if (gal_ann_count(ann) == gal_ann_capacity(ann)) {
+                assert_int_equal(gal_ann_add(ann, d.ids[i], entries + i * bytes), BASE_ERR_LIMIT);
+                assert_int_equal(gal_ann_reserve(ann, gal_ann_capacity(ann) * 2), 0);
+            }
+            assert_int_equal(gal_ann_add(ann, d.ids[i], entries + i * bytes), 0);
+        }
+        assert_int_equal(gal_ann_count(ann), d.n);
+        assert_true(gal_ann_contains(ann, d.ids[0]));
+        assert_false(gal_ann_contains(ann, 999999));
+        assert_true(gal_ann_bytes(ann) > d.n * bytes);
+        check_bridge_search(ann, enc, &d, q, nq, "one at a time");
+        gal_ann_destroy(ann);
+
         assert_int_equal(gal_ann_create(DIM, enc, kern, &params, d.n - 1, &ann), 0);
         assert_int_equal(gal_ann_add_many(ann, d.n, d.ids, entries, 3), BASE_ERR_LIMIT);
         assert_int_equal(gal_ann_count(ann), 0);
@@ -326,8 +305,8 @@ static void test_bridge_threads(void **state)
         for (size_t i = 0; i < d.n; i++)
             assert_true(gal_ann_contains(ann, d.ids[i]));
         check_bridge_search(ann, enc, &d, q, nq, "three threads");
-        free(entries);
         gal_ann_destroy(ann);
+        free(entries);
     }
     free(q);
     free_data(&d);
@@ -625,7 +604,6 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bridge),
-        cmocka_unit_test(test_bridge_threads),
         cmocka_unit_test(test_index_build_follow_delete),
         cmocka_unit_test(test_destroy_while_building),
         cmocka_unit_test(test_concurrent),
