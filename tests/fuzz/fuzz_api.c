@@ -5,7 +5,8 @@
  * and comes back in responses and Location headers. fuzz_request covers the parsers below
  * them; this one covers what the handlers make of the values.
  *
- * Input: "METHOD TARGET", a newline, the Content-Type, a newline, the Idempotency-Key, a
+ * Input: "METHOD TARGET [COLLECTION]" (with a third word, the request carries an API key
+ * limited to that collection), a newline, the Content-Type, a newline, the Idempotency-Key, a
  * newline, then the body. Routes without images run their handler (no worker: none of them
  * uses one); image routes are parsed and run their precheck, as the prepare step does, up to
  * the face pipeline. Every answer must be a 2xx or a 4xx (a 5xx from a client's bytes is a
@@ -156,6 +157,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char *space = strchr(line, ' ');
     if (!space || space - line >= 16) return 0;
     *space = '\0';
+    /* A third word: the request comes with an API key limited to that collection. */
+    char *limit = strchr(space + 1, ' ');
+    if (limit) *limit++ = '\0';
     snprintf(target, sizeof target, "%s", space + 1);
 
     http_request *r = calloc(1, sizeof *r);
@@ -165,6 +169,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     take_line(&p, end, r->content_type, sizeof r->content_type);
     take_line(&p, end, r->idempotency_key, sizeof r->idempotency_key);
     snprintf(r->id, sizeof r->id, "fuzz-1");
+    if (limit) {
+        r->authenticated = 1;
+        snprintf(r->key.id, sizeof r->key.id, "0123456789ab");
+        r->key.scope = HTTP_SCOPE_ADMIN;
+        snprintf(r->key.collection, sizeof r->key.collection, "%s", limit);
+    }
     r->uri = target;
     char *q = strchr(target, '?');
     r->path_len = q ? (size_t)(q - target) : strlen(target);
@@ -212,9 +222,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             }
             if (r->idem_claimed) {
                 /* The handler would finish or release the claim: release it, under the scope
-                 * api_gallery.c's idem_scope gives an unauthenticated request. */
+                 * api_gallery.c's idem_scope gives it. */
                 char scope[HTTP_CAPTURE_MAX + 512];
-                snprintf(scope, sizeof scope, "-\n%s\n%s", r->caps[0], r->idempotency_key);
+                snprintf(scope, sizeof scope, "%s\n%s\n%s", r->authenticated ? r->key.id : "-",
+                         r->caps[0], r->idempotency_key);
                 http_idem_release(srv->keys, scope);
             }
             http_input_free(&in);
