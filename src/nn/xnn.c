@@ -634,7 +634,9 @@ static int create_slice(nn_xnn_op *op, const nn_graph *g, const nn_node *n)
 static int create_ops(nn_xnn_op *op, const nn_graph *g, const nn_node *n)
 {
     const nn_shape *x = tshape(g, n->inputs[0]);
-    size_t c = (size_t)x->dim[x->rank - 1];
+    /* the first input's channels; a scalar first input (rank 0: Maximum(const, x) in
+     * age.json and mobileface.json) has no last dimension to read */
+    size_t c = x->rank > 0 ? (size_t)x->dim[x->rank - 1] : 1;
     enum xnn_status st;
     switch (n->op) {
     case NN_OP_CONV2D: return create_conv(op, g, n);
