@@ -42,10 +42,14 @@
             name##_base(x, y, n);                                                                  \
     }
 
-/* e^y for y in [-87, 88]: y = n ln2 + r, e^y = 2^n e^r. */
+/* e^y for y in [-87, 88]: y = n ln2 + r, e^y = 2^n e^r. NaN in, NaN out. */
 __attribute__((always_inline)) static inline float exp_approx(float y)
 {
-    y = y < -87.0f ? -87.0f : y > 88.0f ? 88.0f : y;
+    const float in = y;
+    /* written so that NaN becomes -87: n's conversion to int below needs a number (NaN there
+     * is undefined behaviour; a model file's weights can make one, found by fuzz_model) */
+    y = y > -87.0f ? y : -87.0f;
+    y = y < 88.0f ? y : 88.0f;
     /* Round to nearest by adding and subtracting 1.5 * 2^23 (vectorises, unlike roundf). */
     float n = (y * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
     float r = y - n * 0.693145751953125f;  /* ln2, high bits (exact product) */
@@ -60,7 +64,7 @@ __attribute__((always_inline)) static inline float exp_approx(float y)
     int32_t bits = ((int32_t)n + 127) << 23;
     float scale;
     memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
+    return in == in ? p * scale : in;
 }
 
 VARIANTS(tanh_f32, {
