@@ -229,12 +229,16 @@ struct add_many_job {
     int error_code = 0;
     std::string error;
 
-    void fail(int code, const char *what, int64_t face_id)
+    void fail(int code, const char *what, int64_t face_id) noexcept
     {
         std::lock_guard<std::mutex> lock(error_mutex);
         if (!error_code) {
             error_code = code;
-            error = std::string(what) + " (face " + std::to_string(face_id) + ")";
+            try {
+                error = std::string(what) + " (face " + std::to_string(face_id) + ")";
+            } catch (...) {
+                /* no memory for the message either: the code alone says enough */
+            }
         }
         failed.store(true);
     }
