@@ -840,8 +840,14 @@ static int is_graph(const struct line *l)
 static void print_graph_row(const struct line *one, const struct line *exact1,
                             const struct line *exact16)
 {
+    /* its 16-query line is kept right after it (measure_hnsw, measure): the same build's,
+     * when one graph is built several times (--build-threads 1,2,1,2) */
+    const struct line *next = one + 1 < lines + line_count ? one + 1 : NULL;
     const struct line *sixteen =
-        find_line(one->data, one->engine, one->dtype, one->ef, one->n, one->dim, 16);
+        next && next->queries == 16 && strcmp(next->engine, one->engine) == 0 &&
+                next->ef == one->ef && next->n == one->n && next->dim == one->dim
+            ? next
+            : find_line(one->data, one->engine, one->dtype, one->ef, one->n, one->dim, 16);
     char ef[16] = "", build[16], ann[16], p16[16] = "", x1[16] = "", x16[16] = "";
     if (one->ef) snprintf(ef, sizeof ef, "%u", one->ef);
     format_or_blank(build, sizeof build, "%.1f", one->build_s);
