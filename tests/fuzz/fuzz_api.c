@@ -19,6 +19,8 @@
 #include "base/base.h"
 #include "http/internal.h"
 
+#include "fuzz_lines.h"
+
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -111,19 +113,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     make_gallery();
     atexit(cleanup);
     return 0;
-}
-
-/* The next line of [*p, end) (without its newline) as a NUL-terminated copy of at most cap-1
- * bytes; *p moves past it. */
-static void take_line(const uint8_t **p, const uint8_t *end, char *out, size_t cap)
-{
-    const uint8_t *nl = memchr(*p, '\n', (size_t)(end - *p));
-    const uint8_t *stop = nl ? nl : end;
-    size_t n = (size_t)(stop - *p);
-    if (n > cap - 1) n = cap - 1;
-    memcpy(out, *p, n);
-    out[n] = '\0';
-    *p = nl ? nl + 1 : end;
 }
 
 /* What every answer promises; status 0 (none set) only where allowed. */

@@ -12,6 +12,8 @@
 #include "base/base.h"
 #include "http/internal.h"
 
+#include "fuzz_lines.h"
+
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,19 +22,6 @@
 static const char *const params[] = {"limit", "after", "k",       "threshold", "embedding", "name",
                                      "dtype", "id",    "subject", "metadata",  "collection"};
 static const char *const images[] = {"image", "image_a", "image_b"};
-
-/* The next line of [*p, end) (without its newline) as a NUL-terminated copy of at most cap-1
- * bytes; *p moves past it. */
-static void take_line(const uint8_t **p, const uint8_t *end, char *out, size_t cap)
-{
-    const uint8_t *nl = memchr(*p, '\n', (size_t)(end - *p));
-    const uint8_t *stop = nl ? nl : end;
-    size_t n = (size_t)(stop - *p);
-    if (n > cap - 1) n = cap - 1;
-    memcpy(out, *p, n);
-    out[n] = '\0';
-    *p = nl ? nl + 1 : end;
-}
 
 static void check_refusal(const http_request *r)
 {
