@@ -551,16 +551,23 @@ static int make_thumbnail(const img_image *image, const face_info *f, uint8_t **
     return rc;
 }
 
+/* An enrolment's parameters besides the image, parsed once per request. */
+struct enrol_args {
+    char subject[GAL_ID_MAX + 2];
+    int create_subject;
+    char *meta; /* compact JSON, or NULL; the caller's to free either way */
+};
+
 /* Enrolment's checks before the image, shared with its precheck: nonzero with the response
- * set when one fails. *meta is the caller's to free either way. */
-static int enrol_params(http_request *r, http_input *in, char *subject, size_t subject_cap,
-                        int *create_subject, char **meta)
+ * set when one fails. */
+static int enrol_params(http_request *r, http_input *in, struct enrol_args *a)
 {
-    int rc = http_input_param(r, in, "subject", subject, subject_cap);
+    a->meta = NULL;
+    int rc = http_input_param(r, in, "subject", a->subject, sizeof a->subject);
     if (rc == 0) http_respond_error(r, 422, "invalid_parameter", "subject is required");
     if (rc <= 0) return -1;
-    if (http_input_bool(r, in, "create_subject", 1, create_subject)) return -1;
-    if (metadata_text(r, in, meta)) return -1;
+    if (http_input_bool(r, in, "create_subject", 1, &a->create_subject)) return -1;
+    if (metadata_text(r, in, &a->meta)) return -1;
     struct gal_collection_info info;
     return collection_for_embedding(r, r->caps[0], &info);
 }
@@ -589,19 +596,16 @@ static int face_from_same_image(http_server *s, const char *collection, const ch
     return rc;
 }
 
-static void enrol(http_request *r, http_worker *w, http_input *in)
+static void enrol(http_request *r, http_worker *w, http_input *in, const struct enrol_args *a)
 {
     http_server *s = r->srv;
     const char *collection = r->caps[0];
-    char subject[GAL_ID_MAX + 2];
-    char *meta = NULL;
+    const char *subject = a->subject;
     face_result res = {0};
     uint8_t *thumb = NULL;
     size_t thumb_len = 0;
     img_image image = {0};
-    int create_subject, rc;
-    if (enrol_params(r, in, subject, sizeof subject, &create_subject, &meta)) goto out;
-
+    int rc;
     const uint8_t *data;
     size_t len;
     rc = http_input_image(r, in, "image", &data, &len);
@@ -634,8 +638,8 @@ static void enrol(http_request *r, http_worker *w, http_input *in)
 
     uint64_t t0 = base_now_ns();
     int created = 0;
-    if (create_subject) {
-        rc = gal_subject_add(s->gal, collection, subject, meta);
+    if (a->create_subject) {
+        rc = gal_subject_add(s->gal, collection, subject, a->meta);
         if (rc == 0)
             created = 1;
         else if (rc != BASE_ERR_EXISTS) {
@@ -678,7 +682,6 @@ static void enrol(http_request *r, http_worker *w, http_input *in)
 out:
     img_free(&image);
     free(thumb);
-    free(meta);
     face_result_free(&res);
 }
 
@@ -691,36 +694,27 @@ out:
  * parsed, and the image's bytes as sent. So a retry whose multipart boundary or field order
  * differs (every curl -F run picks a new boundary) is the same request and is replayed, and
  * the same key with another subject is refused, wherever the subject was given.
- * Nonzero (response set) when the parameters fail their checks.
  */
-static int idem_scope(http_request *r, http_input *in, char scope[IDEM_SCOPE_MAX], uint8_t fp[32])
+static void idem_scope(const http_request *r, const http_input *in, const struct enrol_args *a,
+                       char scope[IDEM_SCOPE_MAX], uint8_t fp[32])
 {
-    char subject[GAL_ID_MAX + 2];
-    char *meta = NULL;
-    int create_subject;
-    if (enrol_params(r, in, subject, sizeof subject, &create_subject, &meta)) {
-        free(meta);
-        return -1;
-    }
     snprintf(scope, IDEM_SCOPE_MAX, "%s\n%s\n%s", r->authenticated ? r->key.id : "-", r->caps[0],
              r->idempotency_key);
     const uint8_t *image;
     size_t image_len;
     http_input_image_text(r, in, "image", &image, &image_len);
-    const char flag = create_subject ? '1' : '0';
+    const char flag = a->create_subject ? '1' : '0';
     http_sha256 h;
     http_sha256_init(&h);
     /* each text with its terminating NUL, so no two fields can run into each other */
     http_sha256_update(&h, r->method, strlen(r->method) + 1);
     http_sha256_update(&h, r->uri, r->path_len);
     http_sha256_update(&h, "", 1);
-    http_sha256_update(&h, subject, strlen(subject) + 1);
+    http_sha256_update(&h, a->subject, strlen(a->subject) + 1);
     http_sha256_update(&h, &flag, 1);
-    http_sha256_update(&h, meta ? meta : "", meta ? strlen(meta) + 1 : 1);
+    http_sha256_update(&h, a->meta ? a->meta : "", a->meta ? strlen(a->meta) + 1 : 1);
     http_sha256_update(&h, image, image_len);
     http_sha256_final(&h, fp);
-    free(meta);
-    return 0;
 }
 
 /*
@@ -731,26 +725,23 @@ static int idem_scope(http_request *r, http_input *in, char scope[IDEM_SCOPE_MAX
  */
 int http_enrol_precheck(http_request *r, http_input *in)
 {
-    if (!r->idempotency_key[0]) {
-        char subject[GAL_ID_MAX + 2];
-        char *meta = NULL;
-        int create_subject;
-        int rc = enrol_params(r, in, subject, sizeof subject, &create_subject, &meta);
-        free(meta);
-        return rc != 0;
+    if (r->idempotency_key[0] && strlen(r->idempotency_key) > 200) return 1;
+    struct enrol_args a;
+    int rc = enrol_params(r, in, &a);
+    if (rc == 0 && r->idempotency_key[0]) {
+        char scope[IDEM_SCOPE_MAX];
+        uint8_t fp[32];
+        idem_scope(r, in, &a, scope, fp);
+        enum http_idem_state state;
+        int status = 0;
+        char *body = NULL;
+        rc = http_idem_begin(r->srv->keys, scope, fp, &state, &status, &body, &r->idem_taken_over);
+        free(body);
+        if (rc == 0 && state != HTTP_IDEM_NEW) rc = 1;
+        if (rc == 0) r->idem_claimed = 1;
     }
-    if (strlen(r->idempotency_key) > 200) return 1;
-    char scope[IDEM_SCOPE_MAX];
-    uint8_t fp[32];
-    if (idem_scope(r, in, scope, fp)) return 1; /* the parameters failed their checks */
-    enum http_idem_state state;
-    int status = 0;
-    char *body = NULL;
-    int rc = http_idem_begin(r->srv->keys, scope, fp, &state, &status, &body, &r->idem_taken_over);
-    free(body);
-    if (rc || state != HTTP_IDEM_NEW) return 1;
-    r->idem_claimed = 1;
-    return 0;
+    free(a.meta);
+    return rc != 0;
 }
 
 void http_api_face_enrol(http_request *r, http_worker *w)
@@ -758,56 +749,49 @@ void http_api_face_enrol(http_request *r, http_worker *w)
     http_server *s = r->srv;
     http_input in;
     if (http_input_parse(r, 1, &in)) return;
-    if (!r->idempotency_key[0]) {
-        enrol(r, w, &in);
-        http_input_free(&in);
-        return;
-    }
-    size_t klen = strlen(r->idempotency_key);
-    if (klen > 200) {
+    struct enrol_args a = {.meta = NULL};
+    if (r->idempotency_key[0] && strlen(r->idempotency_key) > 200) {
         http_respond_error(r, 400, "bad_request", "Idempotency-Key must be 1..200 characters");
-        http_input_free(&in);
-        return;
-    }
-    char scope[IDEM_SCOPE_MAX];
-    uint8_t fp[32];
-    if (idem_scope(r, &in, scope, fp)) { /* a bad parameter: answered, and nothing to record */
-        http_input_free(&in);
-        return;
-    }
-    enum http_idem_state state = HTTP_IDEM_NEW;
-    int status = 0;
-    char *body = NULL;
-    int rc = 0;
-    if (r->idem_claimed)
-        r->idem_claimed = 0; /* the prepare step claimed it for this request */
-    else
-        rc = http_idem_begin(s->keys, scope, fp, &state, &status, &body, &r->idem_taken_over);
-    if (rc) {
-        http_respond_base_error(r, rc, "idempotency");
-    } else if (state == HTTP_IDEM_REPLAY) {
-        r->replayed = 1;
-        http_respond_text(r, status, "application/json", body, strlen(body));
-        body = NULL;
-    } else if (state == HTTP_IDEM_BUSY) {
-        http_respond_error(r, 409, "idempotency_in_progress",
-                           "a request with this Idempotency-Key is still running");
-        r->retry_after_s = 1;
-    } else if (state == HTTP_IDEM_MISMATCH) {
-        http_respond_error(r, 422, "idempotency_key_reused",
-                           "this Idempotency-Key was used for a different request");
+    } else if (enrol_params(r, &in, &a)) {
+        /* a bad parameter: answered, and nothing to record */
+    } else if (!r->idempotency_key[0]) {
+        enrol(r, w, &in, &a);
     } else {
-        enrol(r, w, &in);
-        /* Successes and client errors are final and replayed; a 5xx is not: the claim is
-         * released so a retry runs again. */
-        if (r->status < 500 && r->resp &&
-            http_idem_finish(s->keys, scope, r->status, r->resp) == 0) {
-            /* recorded */
+        char scope[IDEM_SCOPE_MAX];
+        uint8_t fp[32];
+        idem_scope(r, &in, &a, scope, fp);
+        enum http_idem_state state = HTTP_IDEM_NEW;
+        int status = 0;
+        char *body = NULL;
+        int rc = 0;
+        if (r->idem_claimed)
+            r->idem_claimed = 0; /* the prepare step claimed it for this request */
+        else
+            rc = http_idem_begin(s->keys, scope, fp, &state, &status, &body, &r->idem_taken_over);
+        if (rc) {
+            http_respond_base_error(r, rc, "idempotency");
+        } else if (state == HTTP_IDEM_REPLAY) {
+            r->replayed = 1;
+            http_respond_text(r, status, "application/json", body, strlen(body));
+            body = NULL;
+        } else if (state == HTTP_IDEM_BUSY) {
+            http_respond_error(r, 409, "idempotency_in_progress",
+                               "a request with this Idempotency-Key is still running");
+            r->retry_after_s = 1;
+        } else if (state == HTTP_IDEM_MISMATCH) {
+            http_respond_error(r, 422, "idempotency_key_reused",
+                               "this Idempotency-Key was used for a different request");
         } else {
-            http_idem_release(s->keys, scope);
+            enrol(r, w, &in, &a);
+            /* Successes and client errors are final and replayed; a 5xx is not: the claim is
+             * released so a retry runs again. */
+            if (!(r->status < 500 && r->resp &&
+                  http_idem_finish(s->keys, scope, r->status, r->resp) == 0))
+                http_idem_release(s->keys, scope);
         }
+        free(body);
     }
-    free(body);
+    free(a.meta);
     http_input_free(&in);
 }
 

@@ -178,15 +178,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
 
-    /* The body in its own allocation plus the NUL the server appends. */
-    r->body_len = (size_t)(end - p);
-    r->body = malloc(r->body_len + 1);
+    r->body = take_body(p, end, &r->body_len);
     if (!r->body) {
         free(r);
         return 0;
     }
-    memcpy(r->body, p, r->body_len);
-    r->body[r->body_len] = '\0';
 
     int changed = 0;
     if (!route->image) {

@@ -62,16 +62,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (memchr(r->caps[c], '\0', HTTP_CAPTURE_MAX) == NULL) abort();
     }
 
-    /* The body in its own allocation (plus the NUL the server appends), so a read past its
-     * end is caught. */
-    r->body_len = (size_t)(end - p);
-    r->body = malloc(r->body_len + 1);
+    r->body = take_body(p, end, &r->body_len);
     if (!r->body) {
         free(r);
         return 0;
     }
-    memcpy(r->body, p, r->body_len);
-    r->body[r->body_len] = '\0';
 
     http_input in;
     if (http_input_parse(r, 1, &in) != 0) {
