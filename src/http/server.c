@@ -1129,7 +1129,13 @@ int http_server_run(http_server *s)
         uint64_t now = base_now_ns();
         if (sig == SIGTERM || sig == SIGINT) {
             if (drain_start) {
-                log_event(BASE_LOG_WARN, "second signal: stopping without draining", NULL);
+                log_event(BASE_LOG_WARN, "second signal: stopping without draining",
+                          json_pack("{s:I}", "in_flight", (json_int_t)atomic_load(&s->in_flight)));
+                /* As a cut-off drain: destroy must leave everything to the exit. Stopping the
+                 * daemon with suspended connections (requests queued or on a worker) makes
+                 * libmicrohttpd abort, and joining the workers would wait for the whole queue:
+                 * "exits at once" was a SIGABRT or a full drain. */
+                s->abandoned = 1;
                 return BASE_ERR_LIMIT;
             }
             drain_start = now;
