@@ -613,6 +613,8 @@ static int admit(http_server *s, http_request *r)
 
 /* ---- the access handler ----------------------------------------------------------------- */
 
+#define RETRY_AFTER_MAX_S 86400
+
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 {
     http_server *s = cls;
@@ -762,7 +764,10 @@ static int on_headers(http_server *s, http_request *r, struct MHD_Connection *co
             if (retry > 0) {
                 atomic_fetch_add(&s->metrics.rejected[HTTP_REJECT_RATE_LIMITED], 1);
                 http_respond_error(r, 429, "rate_limited", "this key is over its rate limit");
-                r->retry_after_s = (int)ceil(retry);
+                /* The wait is 1 / rate: with a very low --rate-limit (1e-12 is accepted) it
+                 * does not fit an int, and the conversion (undefined) gave INT_MIN, so the 429
+                 * went without Retry-After. A day at most: the client asks again then. */
+                r->retry_after_s = retry >= RETRY_AFTER_MAX_S ? RETRY_AFTER_MAX_S : (int)ceil(retry);
                 return 1;
             }
         }
