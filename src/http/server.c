@@ -222,6 +222,13 @@ static enum MHD_Result send_response(http_request *r)
     MHD_add_response_header(resp, "Cache-Control",
                             r->cache_control ? r->cache_control : "no-store");
     if (r->etag[0]) MHD_add_response_header(resp, "ETag", r->etag);
+    /* Error bodies quote the client's path and parameters: never let a browser sniff one into
+     * a page. And no other site may frame the web page, which keeps an API key and has delete
+     * buttons (clickjacking): its <meta> policy cannot say so, browsers ignore frame-ancestors
+     * there. Harmless on the JSON answers, so every response carries them. */
+    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+    MHD_add_response_header(resp, "X-Frame-Options", "DENY");
+    MHD_add_response_header(resp, "Content-Security-Policy", "frame-ancestors 'none'");
     if (r->retry_after_s > 0) {
         char v[24];
         snprintf(v, sizeof v, "%d", r->retry_after_s);
@@ -767,7 +774,8 @@ static int on_headers(http_server *s, http_request *r, struct MHD_Connection *co
                 /* The wait is 1 / rate: with a very low --rate-limit (1e-12 is accepted) it
                  * does not fit an int, and the conversion (undefined) gave INT_MIN, so the 429
                  * went without Retry-After. A day at most: the client asks again then. */
-                r->retry_after_s = retry >= RETRY_AFTER_MAX_S ? RETRY_AFTER_MAX_S : (int)ceil(retry);
+                r->retry_after_s =
+                    retry >= RETRY_AFTER_MAX_S ? RETRY_AFTER_MAX_S : (int)ceil(retry);
                 return 1;
             }
         }
