@@ -261,6 +261,33 @@ static void check_error_code(json_t *body, int status, const char *at)
                 (long long)json_integer_value(documented));
 }
 
+/* The service's own response headers (not HTTP's: Content-Length, Cache-Control, ...) are
+ * documented for the response that carries them, and Retry-After is an integer. */
+static void check_headers(json_t *documented, const tc_response *r, const char *at)
+{
+    static const char *const names[] = {"X-Request-Id",     "Location", "Retry-After",
+                                        "WWW-Authenticate", "ETag",     "Idempotency-Replayed"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        char value[256];
+        if (!tc_header(r, names[i], value, sizeof value)) continue;
+        json_t *h = NULL;
+        const char *name;
+        json_t *entry;
+        json_object_foreach(documented, name, entry)
+        {
+            if (strcasecmp(name, names[i]) == 0) h = resolve(entry);
+        }
+        if (!h) {
+            problem(&found, "%s: header %s is sent but not documented", at, names[i]);
+            continue;
+        }
+        const char *type = json_string_value(json_object_get(json_object_get(h, "schema"), "type"));
+        char *end = NULL;
+        if (type && !strcmp(type, "integer") && (strtol(value, &end, 10), !value[0] || *end))
+            problem(&found, "%s: header %s: '%s' is not an integer", at, names[i], value);
+    }
+}
+
 /*
  * Checks one response of METHOD PATTERN (the route as the document names it). A response
  * to a request that matches no documented operation (an unknown path, a method the path does
@@ -295,6 +322,7 @@ static void check(const char *method, const char *pattern, const tc_response *r)
                     r->body ? r->body : "");
             return;
         }
+        check_headers(json_object_get(resolve(resp), "headers"), r, at);
         json_t *content = json_object_get(resolve(resp), "content");
         if (json_object_size(content) == 0) {
             if (r->body_len) problem(&found, "%s: a body, documented without one", at);
