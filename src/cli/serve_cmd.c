@@ -20,7 +20,8 @@ static void usage(FILE *out)
     http_config_print_table(out);
     fprintf(out, "\n"
                  "Signals: SIGTERM or SIGINT drains (readiness 503, stop accepting after\n"
-                 "--grace-ms, finish requests in flight, exit 0); a second one exits at once.\n");
+                 "--grace-ms, finish requests in flight, exit 0); a second one, or the end of\n"
+                 "--drain-timeout-ms, cuts off what is left (exit 0 too, and a warning).\n");
 }
 
 int cli_serve_main(int argc, char **argv)
