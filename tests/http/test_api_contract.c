@@ -352,12 +352,96 @@ static void check(const char *method, const char *pattern, const tc_response *r)
     json_decref(body);
 }
 
+/* A parameter of the operation (or of its path) with this name and place. */
+static int has_parameter(json_t *op, json_t *path_item, const char *name, const char *in)
+{
+    json_t *lists[2] = {json_object_get(op, "parameters"), json_object_get(path_item, "parameters")};
+    for (int l = 0; l < 2; l++) {
+        size_t i;
+        json_t *prm;
+        json_array_foreach(lists[l], i, prm)
+        {
+            prm = resolve(prm);
+            if (!strcmp(json_string_value(json_object_get(prm, "name")) ?: "", name) &&
+                !strcmp(json_string_value(json_object_get(prm, "in")) ?: "", in))
+                return 1;
+        }
+    }
+    return 0;
+}
+
+/*
+ * The request side, for requests the server accepted: what a client had to send is what the
+ * document describes, so a generated client can send it too. Every query parameter is a
+ * documented one; the body's media type is documented; a JSON body validates against the
+ * documented schema; a multipart body's parts are properties of the documented schema.
+ */
+static void check_request(const char *method, const char *pattern, const char *path,
+                          const char *headers, const char *body, size_t len)
+{
+    char lower[16], at[400];
+    media_type(method, lower, sizeof lower);
+    snprintf(at, sizeof at, "request %s %s", method, path);
+    at[sizeof at - 1] = '\0';
+    json_t *item = json_object_get(json_object_get(doc, "paths"), pattern);
+    json_t *op = json_object_get(item, lower);
+    if (!op) return;
+    for (const char *q = strchr(path, '?'); q && q[1]; q = strchr(q + 1, '&')) {
+        char name[64];
+        snprintf(name, sizeof name, "%.*s", (int)strcspn(q + 1, "=&"), q + 1);
+        if (!has_parameter(op, item, name, "query"))
+            problem(&found, "%s: query parameter '%s' is not documented", at, name);
+    }
+    const char *ct_line = headers ? strcasestr(headers, "Content-Type:") : NULL;
+    if (!ct_line || !len) return;
+    char ct[128];
+    const char *v = ct_line + 13;
+    while (*v == ' ')
+        v++;
+    snprintf(ct, sizeof ct, "%.*s", (int)strcspn(v, "\r"), v);
+    media_type(ct, ct, sizeof ct);
+    json_t *media =
+        json_object_get(json_object_get(json_object_get(op, "requestBody"), "content"), ct);
+    if (!media) {
+        problem(&found, "%s: body type '%s' is not documented", at, ct);
+        return;
+    }
+    json_t *schema = json_object_get(media, "schema");
+    if (!strcmp(ct, "application/json")) {
+        json_t *j = json_loadb(body, len, 0, NULL);
+        if (j) validate(schema, j, at, &found);
+        json_decref(j);
+    } else if (!strcmp(ct, "multipart/form-data")) {
+        json_t *obj = json_object();
+        static const char mark[] = "Content-Disposition: form-data; name=\"";
+        for (const char *p = memmem(body, len, mark, sizeof mark - 1); p;
+             p = memmem(p + 1, len - (size_t)(p + 1 - body), mark, sizeof mark - 1)) {
+            char name[64];
+            snprintf(name, sizeof name, "%.*s", (int)strcspn(p + sizeof mark - 1, "\""),
+                     p + sizeof mark - 1);
+            json_object_set_new(obj, name, json_string("part"));
+        }
+        /* Only the names are checked: a part's bytes are text or an image. */
+        json_t *props = json_object_get(resolve(schema), "properties");
+        json_t *extra = json_object_get(resolve(schema), "additionalProperties");
+        const char *name;
+        json_t *unused;
+        json_object_foreach(obj, name, unused)
+        {
+            if (!json_object_get(props, name) && !json_is_true(extra))
+                problem(&found, "%s: multipart part '%s' is not documented", at, name);
+        }
+        json_decref(obj);
+    }
+}
+
 /* Sends, checks, and returns the response (the caller frees it). */
 static tc_response *call(tc_response *r, int port, const char *method, const char *pattern,
                          const char *path, const char *headers, const void *body, size_t len)
 {
     tc_request(port, method, path, headers, body, len, r);
     check(method, pattern, r);
+    if (r->status > 0 && r->status < 400) check_request(method, pattern, path, headers, body, len);
     return r;
 }
 
@@ -651,6 +735,16 @@ static void drive_face_routes(int port)
                           len1, 200);
     assert_non_null(json_object_get(json_array_get(json_object_get(j, "faces"), 0), "embedding"));
     json_decref(j);
+    tc_form fe = {0};
+    tc_form_field(&fe, "embedding", "true");
+    tc_form_file(&fe, "image", s5, len5);
+    tc_form_end(&fe);
+    json_decref(
+        call_json(port, "POST", "/v1/analyze", "/v1/analyze", FORM_CT, fe.data, fe.len, 200));
+    free(fe.data);
+    char *je = json_image(s5, len5, "\"embedding\":true");
+    json_decref(call_json(port, "POST", "/v1/analyze", "/v1/analyze", JSON_CT, je, strlen(je), 200));
+    free(je);
     expect(port, "POST", "/v1/analyze", "/v1/analyze?embedding=maybe", JPEG_CT, s1, len1, 422,
            "invalid_parameter");
 
@@ -789,7 +883,11 @@ static void drive_gallery_routes(int port)
     free(f.data);
     json_decref(call_json(port, "POST", F, "/v1/collections/staff/faces?subject=bob", JPEG_CT, s2,
                           len2, 201));
-    char *js = json_image(s3, len3, "\"subject\":\"alice\"");
+    json_decref(call_json(port, "POST", F,
+                          "/v1/collections/staff/faces?subject=carl&create_subject=true"
+                          "&metadata=%7B%22team%22%3A%22b%22%7D",
+                          JPEG_CT, s5, len5, 201));
+    char *js = json_image(s3, len3, "\"subject\":\"alice\",\"create_subject\":false");
     json_decref(call_json(port, "POST", F, "/v1/collections/staff/faces", JSON_CT, js, strlen(js),
                           201));
     free(js);
@@ -848,6 +946,17 @@ static void drive_gallery_routes(int port)
            "face_not_found");
 
     /* search and verify against a subject */
+    f = (tc_form){0};
+    tc_form_field(&f, "k", "3");
+    tc_form_file(&f, "image", s5, len5);
+    tc_form_end(&f);
+    json_decref(call_json(port, "POST", Q, "/v1/collections/staff/search", FORM_CT, f.data, f.len,
+                          200));
+    free(f.data);
+    js = json_image(s5, len5, "\"k\":2");
+    json_decref(call_json(port, "POST", Q, "/v1/collections/staff/search", JSON_CT, js, strlen(js),
+                          200));
+    free(js);
     json_t *found_faces = call_json(port, "POST", Q, "/v1/collections/staff/search?k=2", JPEG_CT,
                                     s1, len1, 200);
     assert_string_equal(
@@ -868,6 +977,15 @@ static void drive_gallery_routes(int port)
     js = json_image(s1, len1, "\"collection\":\"staff\",\"subject\":\"alice\"");
     json_decref(call_json(port, "POST", "/v1/verify", "/v1/verify", JSON_CT, js, strlen(js), 200));
     free(js);
+    json_decref(call_json(port, "POST", "/v1/verify", "/v1/verify?collection=staff&subject=alice",
+                          JPEG_CT, s1, len1, 200));
+    f = (tc_form){0};
+    tc_form_field(&f, "collection", "staff");
+    tc_form_field(&f, "subject", "alice");
+    tc_form_file(&f, "image", s5, len5);
+    tc_form_end(&f);
+    json_decref(call_json(port, "POST", "/v1/verify", "/v1/verify", FORM_CT, f.data, f.len, 200));
+    free(f.data);
     js = json_image(s1, len1, "\"collection\":\"staff\",\"subject\":\"empty one\"");
     expect(port, "POST", "/v1/verify", "/v1/verify", JSON_CT, js, strlen(js), 422,
            "no_enrolled_face");
