@@ -49,7 +49,7 @@ static char *load(const char *path, size_t *len)
 
 /* ---- the schema validator ---------------------------------------------------------------- */
 
-static json_t *doc;        /* src/http/openapi.json */
+static json_t *doc;         /* src/http/openapi.json */
 static json_t *code_status; /* error code -> its status, from the enum's description */
 
 /* Mismatches found so far, one per line; a test fails at its end when there are any, so one
@@ -162,7 +162,8 @@ static void validate(json_t *schema, json_t *v, const char *at, problems *p)
         return;
     }
     json_t *list;
-    if ((list = json_object_get(schema, "allOf")) && count_valid(list, v, at) != json_array_size(list))
+    if ((list = json_object_get(schema, "allOf")) &&
+        count_valid(list, v, at) != json_array_size(list))
         problem(p, "%s: does not match every schema of allOf", at);
     if ((list = json_object_get(schema, "anyOf")) && count_valid(list, v, at) == 0)
         problem(p, "%s: matches no schema of anyOf", at);
@@ -355,7 +356,8 @@ static void check(const char *method, const char *pattern, const tc_response *r)
 /* A parameter of the operation (or of its path) with this name and place. */
 static int has_parameter(json_t *op, json_t *path_item, const char *name, const char *in)
 {
-    json_t *lists[2] = {json_object_get(op, "parameters"), json_object_get(path_item, "parameters")};
+    json_t *lists[2] = {json_object_get(op, "parameters"),
+                        json_object_get(path_item, "parameters")};
     for (int l = 0; l < 2; l++) {
         size_t i;
         json_t *prm;
@@ -461,8 +463,7 @@ static json_t *call_json(int port, const char *method, const char *pattern, cons
 
 /* Asserts a status (and error code, when code is not NULL) and checks the response. */
 static void expect(int port, const char *method, const char *pattern, const char *path,
-                   const char *headers, const void *body, size_t len, int status,
-                   const char *code)
+                   const char *headers, const void *body, size_t len, int status, const char *code)
 {
     tc_response r;
     call(&r, port, method, pattern, path, headers, body, len);
@@ -523,7 +524,8 @@ static int load_doc(void **state)
     code_status = json_object();
     covered = json_object();
     const char *text = json_string_value(json_object_get(code, "description"));
-    for (const char *line = text; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : "") {
+    for (const char *line = text; line && *line;
+         line = strchr(line, '\n') ? strchr(line, '\n') + 1 : "") {
         char name[64];
         int status;
         if (sscanf(line, "- %63[a-z0-9_]: %d", name, &status) == 2)
@@ -581,18 +583,19 @@ static void test_validator_rejects_wrong_bodies(void **state)
     assert_int_equal(errors_of(err, "{\"error\":{\"code\":\"nope\",\"message\":\"m\"}}"), 1);
     assert_int_equal(errors_of(box, "{\"x\":1,\"y\":2,\"width\":3,\"height\":4,\"z\":0}"), 1);
     assert_int_equal(errors_of(err, "{\"error\":{\"code\":\"no_face\",\"message\":null}}"), 1);
-    assert_int_equal(errors_of(verify, "{\"similarity\":0.5,\"threshold\":0.9,\"match\":false,\"model\":\"m\","
-                               "\"face_a\":{\"box\":{\"x\":1,\"y\":2,\"width\":3,\"height\":4},"
-                               "\"score\":0.9,\"faces_in_image\":1}}"),
-                     1);
+    assert_int_equal(
+        errors_of(verify, "{\"similarity\":0.5,\"threshold\":0.9,\"match\":false,\"model\":\"m\","
+                          "\"face_a\":{\"box\":{\"x\":1,\"y\":2,\"width\":3,\"height\":4},"
+                          "\"score\":0.9,\"faces_in_image\":1}}"),
+        1);
     assert_int_equal(errors_of("#/components/schemas/Face/properties/keypoints",
                                "{\"right_eye\":[1,2],\"left_eye\":[1,2],\"nose\":[1,2,3],"
                                "\"mouth\":[1,2],\"right_ear\":[1,2],\"left_ear\":[1,2]}"),
                      1);
     assert_int_equal(errors_of("#/components/schemas/CollectionCreate", "{\"name\":\"a b\"}"), 1);
-    assert_int_equal(errors_of("#/components/schemas/CollectionCreate",
-                               "{\"name\":\"a\",\"threshold\":1.5}"),
-                     1);
+    assert_int_equal(
+        errors_of("#/components/schemas/CollectionCreate", "{\"name\":\"a\",\"threshold\":1.5}"),
+        1);
     /* additionalProperties: false, a schema, and allOf/anyOf/oneOf, on inline schemas. */
     json_t *saved = doc;
     doc = json_pack("{s:{s:s,s:{s:{s:s}},s:b},s:{s:s,s:{s:s}},s:{s:[{s:s},{s:s}]},s:{s:[{s:s},{"
@@ -629,7 +632,8 @@ static void test_document_is_consistent(void **state)
         if (!json_object_get(code_status, json_string_value(c)))
             fail_msg("error code %s has no '- code: status' line", json_string_value(c));
     }
-    assert_int_equal(json_object_size(code_status), json_array_size(json_object_get(codes, "enum")));
+    assert_int_equal(json_object_size(code_status),
+                     json_array_size(json_object_get(codes, "enum")));
     /* ...and some operation documents that status: a code no response can carry is a code a
      * client generator gives no type to. */
     const char *code, *path, *method;
@@ -659,9 +663,9 @@ static int start_open(void **state)
     if (load_doc(state) != 0) return -1;
     if (!have_models()) return 0;
     /* 2.9 Mpx: sample6 (1920x1537) is over it (image_too_large), samples 1 and 5 under. */
-    static const char *const args[] = {"--workers",   "2",       "--max-body-bytes", "2097152",
-                                       "--max-pixels", "2900000", "--grace-ms",       "1000",
-                                       NULL};
+    static const char *const args[] = {
+        "--workers", "2", "--max-body-bytes", "2097152", "--max-pixels", "2900000", "--grace-ms",
+        "1000",      NULL};
     return tc_server_start(&open_srv, NULL, args, 1);
 }
 
@@ -721,8 +725,9 @@ static void drive_face_routes(int port)
      * the head is sent (sending the body would race the server closing the connection). */
     tc_response r = {0};
     int fd = tc_connect(port);
-    const char *head = "POST /v1/detect HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
-                       JPEG_CT "Content-Length: 2200000\r\n\r\n";
+    const char *head =
+        "POST /v1/detect HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n" JPEG_CT
+        "Content-Length: 2200000\r\n\r\n";
     assert_int_equal(tc_send_all(fd, head, strlen(head)), 0);
     tc_read_response(fd, &r, 10000);
     close(fd);
@@ -743,7 +748,8 @@ static void drive_face_routes(int port)
         call_json(port, "POST", "/v1/analyze", "/v1/analyze", FORM_CT, fe.data, fe.len, 200));
     free(fe.data);
     char *je = json_image(s5, len5, "\"embedding\":true");
-    json_decref(call_json(port, "POST", "/v1/analyze", "/v1/analyze", JSON_CT, je, strlen(je), 200));
+    json_decref(
+        call_json(port, "POST", "/v1/analyze", "/v1/analyze", JSON_CT, je, strlen(je), 200));
     free(je);
     expect(port, "POST", "/v1/analyze", "/v1/analyze?embedding=maybe", JPEG_CT, s1, len1, 422,
            "invalid_parameter");
@@ -758,8 +764,7 @@ static void drive_face_routes(int port)
     f = (tc_form){0};
     tc_form_file(&f, "image_a", s1, len1);
     tc_form_end(&f);
-    expect(port, "POST", "/v1/verify", "/v1/verify", FORM_CT, f.data, f.len, 400,
-           "missing_image");
+    expect(port, "POST", "/v1/verify", "/v1/verify", FORM_CT, f.data, f.len, 400, "missing_image");
     free(f.data);
     f = (tc_form){0};
     tc_form_file(&f, "image_a", s1, len1);
@@ -842,8 +847,8 @@ static void drive_gallery_routes(int port)
         call_json(port, "GET", SN, "/v1/collections/staff/subjects/alice", NULL, NULL, 0, 200));
     expect(port, "GET", SN, "/v1/collections/staff/subjects/bob", NULL, NULL, 0, 404,
            "subject_not_found");
-    json_decref(call_json(port, "GET", SN, "/v1/collections/staff/subjects/empty%20one", NULL,
-                          NULL, 0, 200));
+    json_decref(call_json(port, "GET", SN, "/v1/collections/staff/subjects/empty%20one", NULL, NULL,
+                          0, 200));
     size_t big_len = 70000;
     char *big_meta = malloc(big_len + 32);
     int n = snprintf(big_meta, 32, "{\"metadata\":\"");
@@ -888,8 +893,8 @@ static void drive_gallery_routes(int port)
                           "&metadata=%7B%22team%22%3A%22b%22%7D",
                           JPEG_CT, s5, len5, 201));
     char *js = json_image(s3, len3, "\"subject\":\"alice\",\"create_subject\":false");
-    json_decref(call_json(port, "POST", F, "/v1/collections/staff/faces", JSON_CT, js, strlen(js),
-                          201));
+    json_decref(
+        call_json(port, "POST", F, "/v1/collections/staff/faces", JSON_CT, js, strlen(js), 201));
     free(js);
     /* ...and its errors */
     expect(port, "POST", F, "/v1/collections/staff/faces?subject=bob",
@@ -908,20 +913,18 @@ static void drive_gallery_routes(int port)
            "bad_request");
 
     /* faces */
-    json_decref(call_json(port, "GET", F, "/v1/collections/staff/faces?subject=alice", NULL, NULL,
-                          0, 200));
+    json_decref(
+        call_json(port, "GET", F, "/v1/collections/staff/faces?subject=alice", NULL, NULL, 0, 200));
     json_t *faces = call_json(port, "GET", F, "/v1/collections/staff/faces?subject=alice&limit=1",
                               NULL, NULL, 0, 200);
     next = json_string_value(json_object_get(faces, "next_after"));
     assert_non_null(next);
-    snprintf(path, sizeof path, "/v1/collections/staff/faces?subject=alice&limit=1&after=%s",
-             next);
+    snprintf(path, sizeof path, "/v1/collections/staff/faces?subject=alice&limit=1&after=%s", next);
     json_decref(faces);
     json_decref(call_json(port, "GET", F, path, NULL, NULL, 0, 200));
-    expect(port, "GET", F, "/v1/collections/staff/faces", NULL, NULL, 0, 422,
+    expect(port, "GET", F, "/v1/collections/staff/faces", NULL, NULL, 0, 422, "invalid_parameter");
+    expect(port, "GET", F, "/v1/collections/staff/faces?subject=alice&after=x", NULL, NULL, 0, 422,
            "invalid_parameter");
-    expect(port, "GET", F, "/v1/collections/staff/faces?subject=alice&after=x", NULL, NULL, 0,
-           422, "invalid_parameter");
     expect(port, "GET", F, "/v1/collections/staff/faces?subject=zed", NULL, NULL, 0, 404,
            "subject_not_found");
     expect(port, "GET", F, "/v1/collections/staff/faces?subject=alice",
@@ -950,19 +953,18 @@ static void drive_gallery_routes(int port)
     tc_form_field(&f, "k", "3");
     tc_form_file(&f, "image", s5, len5);
     tc_form_end(&f);
-    json_decref(call_json(port, "POST", Q, "/v1/collections/staff/search", FORM_CT, f.data, f.len,
-                          200));
+    json_decref(
+        call_json(port, "POST", Q, "/v1/collections/staff/search", FORM_CT, f.data, f.len, 200));
     free(f.data);
     js = json_image(s5, len5, "\"k\":2");
-    json_decref(call_json(port, "POST", Q, "/v1/collections/staff/search", JSON_CT, js, strlen(js),
-                          200));
+    json_decref(
+        call_json(port, "POST", Q, "/v1/collections/staff/search", JSON_CT, js, strlen(js), 200));
     free(js);
-    json_t *found_faces = call_json(port, "POST", Q, "/v1/collections/staff/search?k=2", JPEG_CT,
-                                    s1, len1, 200);
-    assert_string_equal(
-        json_string_value(json_object_get(json_array_get(json_object_get(found_faces, "faces"), 0),
-                                          "identity")),
-        "alice");
+    json_t *found_faces =
+        call_json(port, "POST", Q, "/v1/collections/staff/search?k=2", JPEG_CT, s1, len1, 200);
+    assert_string_equal(json_string_value(json_object_get(
+                            json_array_get(json_object_get(found_faces, "faces"), 0), "identity")),
+                        "alice");
     json_decref(found_faces);
     json_decref(call_json(port, "POST", Q, "/v1/collections/staff/search", JPEG_CT, s5, len5, 200));
     json_decref(call_json(port, "POST", Q, "/v1/collections/f32s/search", JPEG_CT, s5, len5, 200));
@@ -1080,20 +1082,21 @@ static void drive_fixtures(int port)
     for (int i = 0; i < 3; i++) {
         for (int k = 1; k <= 2; k++) {
             char file[300], path[200];
-            snprintf(file, sizeof file, FIXTURES "/identities/%s/%s%d.png", people[i], people[i], k);
+            snprintf(file, sizeof file, FIXTURES "/identities/%s/%s%d.png", people[i], people[i],
+                     k);
             snprintf(path, sizeof path, "/v1/collections/cast/faces?subject=%s", people[i]);
             size_t len;
             char *data = load(file, &len);
-            json_decref(call_json(port, "POST", F, path, "Content-Type: image/png\r\n", data, len,
-                                  201));
+            json_decref(
+                call_json(port, "POST", F, path, "Content-Type: image/png\r\n", data, len, 201));
             free(data);
         }
     }
     size_t len;
     char *probe = load(FIXTURES "/identities/penny/penny5.png", &len);
     json_t *res = call_json(port, "POST", "/v1/collections/{collection}/search",
-                            "/v1/collections/cast/search?k=3", "Content-Type: image/png\r\n",
-                            probe, len, 200);
+                            "/v1/collections/cast/search?k=3", "Content-Type: image/png\r\n", probe,
+                            len, 200);
     json_t *face = json_array_get(json_object_get(res, "faces"), 0);
     assert_string_equal(json_string_value(json_object_get(face, "identity")), "penny");
     json_decref(res);
@@ -1166,6 +1169,11 @@ static void test_keys(void **state)
     make_key(dir, "admin", NULL, admin, sizeof admin);
     make_key(dir, "read", NULL, reader, sizeof reader);
     make_key(dir, "write", "a", limited, sizeof limited);
+    /* A collection pinned to another embedder than the server's: 409 model_mismatch. */
+    const char *create[] = {"gallery",    "create", "other", "--embedder",
+                            "mobileface", "--data", dir,     NULL};
+    char out[512];
+    assert_int_equal(tc_run_vultus(out, sizeof out, create), 0);
     tc_server s;
     static const char *const args[] = {"--rate-limit", "2", "--rate-burst", "12", NULL};
     assert_int_equal(tc_server_start(&s, dir, args, 1), 0);
@@ -1183,6 +1191,19 @@ static void test_keys(void **state)
     expect(port, "GET", CN, "/v1/collections/b", limited, NULL, 0, 403, "forbidden");
     json_decref(call_json(port, "GET", CN, "/v1/collections/a", limited, NULL, 0, 200));
     json_decref(call_json(port, "GET", C, C, limited, NULL, 0, 200));
+    size_t len;
+    char *s1 = load(SAMPLE(1), &len);
+    char h_admin_jpeg[300], path[] = "/v1/collections/other/faces?subject=x";
+    snprintf(h_admin_jpeg, sizeof h_admin_jpeg, "%s" JPEG_CT, admin);
+    expect(port, "POST", "/v1/collections/{collection}/faces", path, h_admin_jpeg, s1, len, 409,
+           "model_mismatch");
+    expect(port, "POST", "/v1/collections/{collection}/search", "/v1/collections/other/search",
+           h_admin_jpeg, s1, len, 409, "model_mismatch");
+    json_decref(call_json(port, "POST", "/v1/collections/{collection}/subjects",
+                          "/v1/collections/other/subjects", h_admin, LIT("{\"id\":\"x\"}"), 201));
+    expect(port, "POST", "/v1/verify", "/v1/verify?collection=other&subject=x", h_admin_jpeg, s1,
+           len, 422, "no_enrolled_face");
+    free(s1);
     /* The reader's bucket runs dry. */
     int limited_seen = 0;
     for (int i = 0; i < 40 && !limited_seen; i++) {
@@ -1225,8 +1246,8 @@ static void test_every_operation_checked(void **state)
                 problem(&found, "%s: documented, never exercised by this test", key);
         }
     }
-    printf("contract: %d responses checked against %d of %d documented operations\n",
-           n_responses, n_covered, n_ops);
+    printf("contract: %d responses checked against %d of %d documented operations\n", n_responses,
+           n_covered, n_ops);
     report();
 }
 
