@@ -19,7 +19,7 @@ static void usage(FILE *out)
         "usage: vultus keys create --scope read|write|admin [--collection C] [--name LABEL]\n"
         "                          [--data DIR | --store URL]\n"
         "       vultus keys list [--data DIR | --store URL]\n"
-        "       vultus keys revoke ID [--data DIR | --store URL]\n"
+        "       vultus keys revoke ID|KEY [--data DIR | --store URL]\n"
         "\n"
         "API keys for `vultus serve`, kept hashed in DATA/vultus.db (default DATA: the\n"
         "VULTUS_DATA environment variable, else \"data\"). `create` prints the new key once on\n"
@@ -127,6 +127,22 @@ int cli_keys_main(int argc, char **argv)
     if (strcmp(verb, "revoke") == 0) {
         if (!id) {
             fprintf(stderr, "vultus keys revoke: which key? (an id from `vultus keys list`)\n");
+            return CLI_EXIT_USAGE;
+        }
+        /* The key text names its key too ("vk_" ID "_" SECRET): an operator revoking a leaked
+         * key has the text, not the id. Anything else is refused without being echoed: the
+         * argument may be a secret, and this line ends up in scrollback and CI logs. */
+        char key_id[HTTP_KEY_ID_LEN + 1];
+        size_t id_len = strlen(id);
+        if (strncmp(id, "vk_", 3) == 0 && id_len > 3 + HTTP_KEY_ID_LEN &&
+            id[3 + HTTP_KEY_ID_LEN] == '_') {
+            memcpy(key_id, id + 3, HTTP_KEY_ID_LEN);
+            key_id[HTTP_KEY_ID_LEN] = '\0';
+            id = key_id;
+        } else if (id_len != HTTP_KEY_ID_LEN || strspn(id, "0123456789abcdef") != id_len) {
+            fprintf(stderr, "vultus keys revoke: expected a key id (%d hex digits, from `vultus "
+                            "keys list`) or the key itself\n",
+                    HTTP_KEY_ID_LEN);
             return CLI_EXIT_USAGE;
         }
         if (http_keys_revoke(data, id) != 0) {

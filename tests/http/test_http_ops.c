@@ -11,6 +11,7 @@
  *     route of another collection (percent-encoded too), malformed Authorization headers (401
  *     JSON, WWW-Authenticate, the token never echoed); the key text never in the log or /metrics;
  *   - the rate limit: per key, 429 with an integer Retry-After even at an absurdly low rate;
+ *   - `vultus keys revoke` given the key text (what a leak gives an operator), not echoing it;
  *   - a body exactly at --max-body-bytes and one byte over, by Content-Length and chunked;
  *   - a client that sends its headers then stalls is closed after --read-timeout-ms;
  *   - /metrics adds up after a known sequence (requests by route and status, histogram counts,
@@ -631,7 +632,8 @@ static void test_keys_never_logged(void **state)
     assert_int_equal(tc_read_file(keyed.log, &log, &len), 0);
     char *text = scrape();
     for (int i = 0; i < K_COUNT; i++) {
-        const char *secret = strrchr(keys[i], '_') + 1;
+        /* after "vk_ID_": the secret itself may hold '_' */
+        const char *secret = keys[i] + 4 + HTTP_KEY_ID_LEN;
         if (strstr(log, secret)) fail_msg("key %d's secret is in the server log", i);
         if (strstr(text, secret)) fail_msg("key %d's secret is in /metrics", i);
     }
@@ -642,6 +644,81 @@ static void test_keys_never_logged(void **state)
     assert_non_null(strstr(log, id));
     free(text);
     free(log);
+}
+
+/* Runs `vultus ARGS...` with its stderr into err; returns the exit status or -1. */
+static int run_vultus_stderr(char *err, size_t cap, const char *const *args)
+{
+    char bin[PATH_MAX];
+    if (tc_vultus_path(bin, sizeof bin) != 0) return -1;
+    int fds[2];
+    if (pipe(fds) != 0) return -1;
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fds[1], 2);
+        int null = open("/dev/null", O_WRONLY);
+        if (null >= 0) dup2(null, 1);
+        close(fds[0]);
+        close(fds[1]);
+        const char *argv[16] = {bin};
+        for (int n = 1; n < 15 && args[n - 1]; n++)
+            argv[n] = args[n - 1];
+        execv(bin, (char *const *)argv);
+        _exit(127);
+    }
+    close(fds[1]);
+    size_t got = 0;
+    ssize_t k;
+    while (got + 1 < cap && (k = read(fds[0], err + got, cap - 1 - got)) > 0)
+        got += (size_t)k;
+    err[got] = '\0';
+    close(fds[0]);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* An operator holding a leaked key has its text, not its id: `vultus keys revoke KEY` revokes it
+ * (and never prints the secret, which would put it in a terminal's scrollback or a CI log); the
+ * running server refuses the key within about a second. */
+static void test_revoke_by_key_text(void **state)
+{
+    (void)state;
+    NEED_MODELS();
+    char key[128], header[200];
+    make_key(keyed.dir, "read", NULL, key);
+    snprintf(header, sizeof header, "Authorization: Bearer %s\r\n", key);
+    double t0 = tc_now_ms();
+    int status = 0;
+    while (status != 200 && tc_now_ms() - t0 < 5000) { /* the server loads it within a second */
+        tc_response r;
+        assert_int_equal(tc_get(keyed.port, "/v1/collections", header, &r), 0);
+        status = r.status;
+        tc_response_free(&r);
+        if (status != 200) tc_sleep_ms(100);
+    }
+    assert_int_equal(status, 200);
+    char err[1024];
+    const char *args[] = {"keys", "revoke", key, "--data", keyed.dir, NULL};
+    int rc = run_vultus_stderr(err, sizeof err, args);
+    const char *secret = key + 4 + HTTP_KEY_ID_LEN; /* after "vk_ID_" */
+    if (strstr(err, secret)) fail_msg("keys revoke printed the secret: %s", err);
+    if (rc != 0) fail_msg("keys revoke KEY: exit %d: %s", rc, err);
+    t0 = tc_now_ms();
+    while (status != 401 && tc_now_ms() - t0 < 5000) {
+        tc_sleep_ms(100);
+        tc_response r;
+        assert_int_equal(tc_get(keyed.port, "/v1/collections", header, &r), 0);
+        status = r.status;
+        tc_response_free(&r);
+    }
+    assert_int_equal(status, 401);
+    print_message("revoked key refused %.0f ms after vultus keys revoke\n", tc_now_ms() - t0);
+    /* An id that does not exist: an error that does not echo more than an id's worth of it. */
+    const char *bogus[] = {"keys", "revoke", "vk_000000000000_SECRETSECRETSECRET", "--data",
+                           keyed.dir, NULL};
+    assert_int_not_equal(run_vultus_stderr(err, sizeof err, bogus), 0);
+    assert_null(strstr(err, "SECRETSECRETSECRET"));
 }
 
 /* ---- connections and the drain ---------------------------------------------------------- */
@@ -873,6 +950,7 @@ int main(void)
         cmocka_unit_test(test_stalled_body_closed),
         cmocka_unit_test(test_metrics_add_up),
         cmocka_unit_test(test_keys_never_logged),
+        cmocka_unit_test(test_revoke_by_key_text),
     };
     const struct CMUnitTest own_server_tests[] = {
         cmocka_unit_test(test_max_connections),
