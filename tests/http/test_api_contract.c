@@ -11,7 +11,13 @@
  *     generated client silently drops it), unless the schema says additionalProperties (an
  *     object schema without properties is not a licence to send anything: it must say so);
  *   - an error's code is in the documented enum, with the status the enum's description
- *     gives it.
+ *     gives it;
+ *   - the service's own headers (X-Request-Id, Location, Retry-After, ...) are documented for
+ *     the response that carries them.
+ *
+ * And the request side of every request the server accepted: its query parameters, body type
+ * and body fields are documented for the operation, so a generated client can send them. The
+ * document itself is checked too: every error code has a status, and some operation lists it.
  *
  * The validator is a small JSON-Schema subset, the one the document uses (type and nullable,
  * properties, required, additionalProperties, items, enum, $ref, allOf/anyOf/oneOf, minimum,
@@ -64,11 +70,12 @@ static void problem(problems *p, const char *fmt, ...)
 {
     p->n++;
     if (p->len + 2 >= sizeof p->text) return;
+    size_t room = sizeof p->text - p->len - 1;
     va_list ap;
     va_start(ap, fmt);
-    int k = vsnprintf(p->text + p->len, sizeof p->text - p->len - 1, fmt, ap);
+    int k = vsnprintf(p->text + p->len, room, fmt, ap);
     va_end(ap);
-    if (k > 0) p->len += (size_t)k < sizeof p->text - p->len - 1 ? (size_t)k : 0;
+    if (k > 0) p->len += (size_t)k < room ? (size_t)k : room - 1;
     p->text[p->len++] = '\n';
     p->text[p->len] = '\0';
 }
@@ -364,9 +371,9 @@ static int has_parameter(json_t *op, json_t *path_item, const char *name, const 
         json_array_foreach(lists[l], i, prm)
         {
             prm = resolve(prm);
-            if (!strcmp(json_string_value(json_object_get(prm, "name")) ?: "", name) &&
-                !strcmp(json_string_value(json_object_get(prm, "in")) ?: "", in))
-                return 1;
+            const char *n = json_string_value(json_object_get(prm, "name"));
+            const char *where = json_string_value(json_object_get(prm, "in"));
+            if (n && where && !strcmp(n, name) && !strcmp(where, in)) return 1;
         }
     }
     return 0;
