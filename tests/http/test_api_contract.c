@@ -311,13 +311,13 @@ static void check(const char *method, const char *pattern, const tc_response *r)
         return;
     }
     char lower[16];
-    media_type(method, lower, sizeof lower);
+    media_type(method, lower, sizeof lower); /* lower-cased: the document's method keys */
     json_t *op = json_object_get(json_object_get(json_object_get(doc, "paths"), pattern), lower);
     json_t *schema = NULL;
     char ct[128] = "";
     if (tc_header(r, "Content-Type", ct, sizeof ct)) media_type(ct, ct, sizeof ct);
     if (op) {
-        char key[64];
+        char key[160];
         snprintf(key, sizeof key, "%s %s", method, pattern);
         json_object_set_new(covered, key,
                             json_integer(json_integer_value(json_object_get(covered, key)) + 1));
