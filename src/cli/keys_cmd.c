@@ -140,8 +140,9 @@ int cli_keys_main(int argc, char **argv)
             key_id[HTTP_KEY_ID_LEN] = '\0';
             id = key_id;
         } else if (id_len != HTTP_KEY_ID_LEN || strspn(id, "0123456789abcdef") != id_len) {
-            fprintf(stderr, "vultus keys revoke: expected a key id (%d hex digits, from `vultus "
-                            "keys list`) or the key itself\n",
+            fprintf(stderr,
+                    "vultus keys revoke: expected a key id (%d hex digits, from `vultus "
+                    "keys list`) or the key itself\n",
                     HTTP_KEY_ID_LEN);
             return CLI_EXIT_USAGE;
         }

@@ -92,9 +92,19 @@ static int start_keyed(void **state)
     }
     /* A rate so low that no token comes back during the test: each key has its burst of 60
      * requests, then 429 (what Retry-After says then is one of the probes). */
-    static const char *const args[] = {"--workers",        "1",   "--rate-limit",      "1e-12",
-                                       "--rate-burst",     "60",  "--max-body-bytes",  "4096",
-                                       "--read-timeout-ms", "800", NULL};
+    static const char *const args[] = {"--workers",
+                                       "1",
+                                       "--rate-limit",
+                                       "1e-12",
+                                       "--rate-burst",
+                                       "60",
+                                       "--max-body-bytes",
+                                       "4096", /* test_body_limit_exact */
+                                       "--read-timeout-ms",
+                                       "800",
+                                       "--grace-ms",
+                                       "0",
+                                       NULL};
     if (tc_server_start(&keyed, dir, args, 1) != 0) return -1;
     keyed.own_dir = 1;
     return 0;
@@ -108,8 +118,8 @@ static int stop_keyed(void **state)
 }
 
 /* One request with a key's header plus `extra` header lines; the response into r. */
-static void call(int key, const char *method, const char *path, const char *extra,
-                 const char *body, tc_response *r)
+static void call(int key, const char *method, const char *path, const char *extra, const char *body,
+                 tc_response *r)
 {
     char h[600];
     snprintf(h, sizeof h, "%s%s%s", key >= 0 ? auth[key] : "",
@@ -165,10 +175,9 @@ static void test_static_paths(void **state)
     (void)state;
     NEED_MODELS();
     static const char *const bad[] = {
-        "/../app.js",      "/%2e%2e/app.js", "/..%2fapp.js", "//app.js",      "/./app.js",
-        "/app.js/",        "/app.js/..",     "/APP.JS",      "/app.js%00",    "/index.html",
-        "/web/app.js",     "/app.js;x",      "/%61pp.js",    "/../../etc/passwd",
-        "/static/../app.js"};
+        "/../app.js",  "/%2e%2e/app.js", "/..%2fapp.js", "//app.js",          "/./app.js",
+        "/app.js/",    "/app.js/..",     "/APP.JS",      "/app.js%00",        "/index.html",
+        "/web/app.js", "/app.js;x",      "/%61pp.js",    "/../../etc/passwd", "/static/../app.js"};
     size_t page_len;
     const char *type;
     const char *page = http_web_file("/app.js", &page_len, &type);
@@ -223,8 +232,8 @@ static void test_security_headers(void **state)
 {
     (void)state;
     NEED_MODELS();
-    static const char *const paths[] = {"/", "/app.js", "/healthz", "/metrics",
-                                        "/v1/collections", "/%3Cscript%3E"};
+    static const char *const paths[] = {"/",        "/app.js",         "/healthz",
+                                        "/metrics", "/v1/collections", "/%3Cscript%3E"};
     for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
         tc_response r;
         call(-1, "GET", paths[i], NULL, NULL, &r);
@@ -288,10 +297,11 @@ static void test_scopes_enforced(void **state)
     expect_status(K_READ, "GET", "/v1/collections", NULL, 200);
     expect_status(K_READ, "GET", "/v1/collections/a/subjects", NULL, 200);
     expect_status(K_READ, "HEAD", "/v1/collections/a", NULL, 200);
-    static const char *const writes[][2] = {
-        {"POST", "/v1/collections/a/subjects"},   {"PATCH", "/v1/collections/a/subjects/s"},
-        {"DELETE", "/v1/collections/a/subjects/s"}, {"POST", "/v1/collections/a/faces"},
-        {"DELETE", "/v1/collections/a/faces/1"}};
+    static const char *const writes[][2] = {{"POST", "/v1/collections/a/subjects"},
+                                            {"PATCH", "/v1/collections/a/subjects/s"},
+                                            {"DELETE", "/v1/collections/a/subjects/s"},
+                                            {"POST", "/v1/collections/a/faces"},
+                                            {"DELETE", "/v1/collections/a/faces/1"}};
     static const char *const admins[][2] = {{"POST", "/v1/collections"},
                                             {"PATCH", "/v1/collections/a"},
                                             {"DELETE", "/v1/collections/a"}};
@@ -715,8 +725,8 @@ static void test_revoke_by_key_text(void **state)
     assert_int_equal(status, 401);
     print_message("revoked key refused %.0f ms after vultus keys revoke\n", tc_now_ms() - t0);
     /* An id that does not exist: an error that does not echo more than an id's worth of it. */
-    const char *bogus[] = {"keys", "revoke", "vk_000000000000_SECRETSECRETSECRET", "--data",
-                           keyed.dir, NULL};
+    const char *bogus[] = {"keys",   "revoke",  "vk_000000000000_SECRETSECRETSECRET",
+                           "--data", keyed.dir, NULL};
     assert_int_not_equal(run_vultus_stderr(err, sizeof err, bogus), 0);
     assert_null(strstr(err, "SECRETSECRETSECRET"));
 }
@@ -745,7 +755,8 @@ static void test_max_connections(void **state)
     (void)state;
     NEED_MODELS();
     tc_server s;
-    static const char *const args[] = {"--max-connections", "2", "--workers", "1", NULL};
+    static const char *const args[] = {"--max-connections", "2", "--workers", "1",
+                                       "--grace-ms",        "0", NULL};
     assert_int_equal(tc_server_start(&s, NULL, args, 1), 0);
     int a = tc_connect(s.port), b = tc_connect(s.port);
     assert_true(a >= 0 && b >= 0);
@@ -778,8 +789,8 @@ static void test_drain_keepalive_and_upload(void **state)
     (void)state;
     NEED_MODELS();
     tc_server s;
-    static const char *const args[] = {"--grace-ms", "200", "--drain-timeout-ms", "20000",
-                                       "--workers",  "1",   NULL};
+    static const char *const args[] = {
+        "--grace-ms", "200", "--drain-timeout-ms", "20000", "--workers", "1", NULL};
     assert_int_equal(tc_server_start(&s, NULL, args, 1), 0);
     int idle = tc_connect(s.port);
     static const char ka[] = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
@@ -878,8 +889,8 @@ static void test_second_signal(void **state)
     (void)state;
     NEED_MODELS();
     tc_server s;
-    static const char *const args[] = {"--workers", "1", "--grace-ms", "5000", "--deadline-ms",
-                                       "60000",     NULL};
+    static const char *const args[] = {"--workers",     "1",     "--grace-ms", "5000",
+                                       "--deadline-ms", "60000", NULL};
     assert_int_equal(tc_server_start(&s, NULL, args, 1), 0);
     char *jpeg;
     size_t len;
@@ -913,8 +924,9 @@ static void test_second_signal(void **state)
     char *log;
     size_t log_len;
     assert_int_equal(tc_read_file(s.log, &log, &log_len), 0);
-    if (rc != 0) fail_msg("exit %d after a second signal; log tail: %s", rc,
-                          log_len > 600 ? log + log_len - 600 : log);
+    if (rc != 0)
+        fail_msg("exit %d after a second signal; log tail: %s", rc,
+                 log_len > 600 ? log + log_len - 600 : log);
     if (ms > 2000) fail_msg("a second signal took %.0f ms to exit", ms);
     assert_non_null(strstr(log, "second signal"));
     for (char *line = strtok(log, "\n"); line; line = strtok(NULL, "\n")) {
@@ -939,18 +951,12 @@ int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest keyed_tests[] = {
-        cmocka_unit_test(test_bucket_edges),
-        cmocka_unit_test(test_static_paths),
-        cmocka_unit_test(test_security_headers),
-        cmocka_unit_test(test_request_id_limits),
-        cmocka_unit_test(test_scopes_enforced),
-        cmocka_unit_test(test_malformed_authorization),
-        cmocka_unit_test(test_rate_limit_per_key),
-        cmocka_unit_test(test_body_limit_exact),
-        cmocka_unit_test(test_stalled_body_closed),
-        cmocka_unit_test(test_metrics_add_up),
-        cmocka_unit_test(test_keys_never_logged),
-        cmocka_unit_test(test_revoke_by_key_text),
+        cmocka_unit_test(test_bucket_edges),        cmocka_unit_test(test_static_paths),
+        cmocka_unit_test(test_security_headers),    cmocka_unit_test(test_request_id_limits),
+        cmocka_unit_test(test_scopes_enforced),     cmocka_unit_test(test_malformed_authorization),
+        cmocka_unit_test(test_rate_limit_per_key),  cmocka_unit_test(test_body_limit_exact),
+        cmocka_unit_test(test_stalled_body_closed), cmocka_unit_test(test_metrics_add_up),
+        cmocka_unit_test(test_keys_never_logged),   cmocka_unit_test(test_revoke_by_key_text),
     };
     const struct CMUnitTest own_server_tests[] = {
         cmocka_unit_test(test_max_connections),
