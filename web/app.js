@@ -1336,7 +1336,10 @@ async function refreshStatus() {
       : [h('p', { class: 'muted', text: 'No image has been processed yet.' })]));
     $('#status-updated').textContent = `updated ${new Date().toLocaleTimeString()} · every 3 s`;
   } catch (e) {
-    $('#status-updated').textContent = `not updated: ${plainWords(e).title}`;
+    // Behind deploy/'s Ingress /metrics is not routed: it names every collection, keyless.
+    $('#status-updated').textContent = e.status === 404
+      ? 'not available here: this address does not serve /metrics (a deployment keeps it inside the cluster, for Prometheus)'
+      : `not updated: ${plainWords(e).title}`;
   } finally {
     status.busy = false;
   }

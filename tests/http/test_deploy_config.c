@@ -5,7 +5,9 @@
  *     variable (deploy/README.md promises the whole table there), except VULTUS_STORE, which
  *     holds a password and lives in a Secret; and sets nothing the program does not read;
  *   - deploy/Dockerfile's build stage installs every library package (-dev) of
- *     tools/bootstrap's REQUIRED list, the one list of what the build needs.
+ *     tools/bootstrap's REQUIRED list, the one list of what the build needs;
+ *   - deploy/kubernetes/base/ingress.yaml routes every path of /openapi.json but /metrics,
+ *     which needs no key and names every collection (Prometheus scrapes the pods directly).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,6 +17,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <jansson.h>
 
 #include "base/base.h"
 #include "http/http.h"
@@ -119,11 +122,74 @@ static void test_dockerfile_installs_the_build_list(void **state)
     free(docker);
 }
 
+/* Paths served inside the cluster only, never through the ingress. */
+static const char *const private_paths[] = {"/metrics"};
+
+typedef struct ingress_path {
+    char path[128];
+    int exact; /* pathType Exact; else Prefix */
+} ingress_path;
+
+/* Whether an Ingress path routes `path` (Kubernetes' rules: Prefix matches whole elements). */
+static int routes(const ingress_path *r, const char *path)
+{
+    if (r->exact) return strcmp(r->path, path) == 0;
+    size_t n = strlen(r->path);
+    while (n > 1 && r->path[n - 1] == '/')
+        n--;
+    if (n == 1 && r->path[0] == '/') return 1;
+    return strncmp(r->path, path, n) == 0 && (path[n] == '\0' || path[n] == '/');
+}
+
+static void test_ingress_routes_public_paths_only(void **state)
+{
+    (void)state;
+    char *yaml = slurp("deploy/kubernetes/base/ingress.yaml");
+    ingress_path r[32];
+    int n = 0;
+    for (const char *p = yaml; (p = strstr(p, "- path: ")) != NULL; p++) {
+        assert_true(n < 32);
+        p += strlen("- path: ");
+        snprintf(r[n].path, sizeof r[n].path, "%.*s", (int)strcspn(p, " \n"), p);
+        const char *type = strstr(p, "pathType: ");
+        assert_non_null(type);
+        type += strlen("pathType: ");
+        assert_true(strncmp(type, "Exact", 5) == 0 || strncmp(type, "Prefix", 6) == 0);
+        r[n++].exact = strncmp(type, "Exact", 5) == 0;
+    }
+    assert_true(n > 0);
+    json_error_t err;
+    json_t *doc = json_load_file("src/http/openapi.json", 0, &err);
+    assert_non_null(doc);
+    json_t *paths = json_object_get(doc, "paths");
+    assert_true(json_is_object(paths));
+    const char *path;
+    json_t *op;
+    int public = 0, private = 0;
+    json_object_foreach(paths, path, op)
+    {
+        int hidden = 0;
+        for (size_t i = 0; i < sizeof private_paths / sizeof *private_paths; i++)
+            hidden |= strcmp(path, private_paths[i]) == 0;
+        int routed = 0;
+        for (int i = 0; i < n; i++)
+            routed |= routes(&r[i], path);
+        if (hidden && routed) fail_msg("ingress.yaml routes %s to the internet", path);
+        if (!hidden && !routed) fail_msg("ingress.yaml does not route %s", path);
+        hidden ? private++ : public++;
+    }
+    print_message("ingress: %d paths routed, %d kept inside\n", public, private);
+    assert_int_equal(private, (int)(sizeof private_paths / sizeof *private_paths));
+    json_decref(doc);
+    free(yaml);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_configmap_sets_every_option),
         cmocka_unit_test(test_dockerfile_installs_the_build_list),
+        cmocka_unit_test(test_ingress_routes_public_paths_only),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -420,6 +420,19 @@ async function main() {
     await shot('13-status');
   });
 
+  await step('status behind an ingress that keeps /metrics inside: said so, the top bar still ready', async () => {
+    // deploy/kubernetes/base/ingress.yaml routes every path but /metrics; the ingress answers 404.
+    await page.route('**/metrics', (route) => route.fulfill({ status: 404, contentType: 'text/html', body: '<html>404 Not Found</html>' }));
+    try {
+      await tab('analyse');
+      await tab('status');
+      await page.waitForFunction(() => (document.querySelector('#status-updated')?.textContent || '').includes('does not serve /metrics'), null, { timeout: 10000 });
+      assert((await page.locator('#ready').textContent()) === 'ready', 'the readiness pill still says ready');
+    } finally {
+      await page.unroute('**/metrics');
+    }
+  });
+
   await step('API key: asked for when the service needs one, kept in the browser', async () => {
     const key = execFileSync(BINARY, ['keys', 'create', '--scope', 'admin', '--data', dataDir, '--name', 'ui-test'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim().split('\n').pop().trim();
     assert(/^\S{16,}$/.test(key), `a key was made (${key.length} characters)`);
