@@ -1182,7 +1182,9 @@ static void test_keys(void **state)
     char out[512];
     assert_int_equal(tc_run_vultus(out, sizeof out, create), 0);
     tc_server s;
-    static const char *const args[] = {"--rate-limit", "2", "--rate-burst", "12", NULL};
+    /* One worker and no queue: a request that arrives while another runs is refused (503). */
+    static const char *const args[] = {
+        "--rate-limit", "2", "--rate-burst", "12", "--workers", "1", "--queue", "0", NULL};
     assert_int_equal(tc_server_start(&s, dir, args, 1), 0);
     int port = s.port;
     const char *C = "/v1/collections", *CN = "/v1/collections/{collection}";
@@ -1210,6 +1212,31 @@ static void test_keys(void **state)
                           "/v1/collections/other/subjects", h_admin, LIT("{\"id\":\"x\"}"), 201));
     expect(port, "POST", "/v1/verify", "/v1/verify?collection=other&subject=x", h_admin_jpeg, s1,
            len, 422, "no_enrolled_face");
+    /* Overload: analyze sent on one connection, detect on another while it runs. */
+    int refused = 0;
+    for (int attempt = 0; attempt < 5 && !refused; attempt++) {
+        char head[600];
+        int n = snprintf(head, sizeof head,
+                         "POST /v1/analyze HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                         "%sContent-Length: %zu\r\n\r\n",
+                         h_admin_jpeg, len);
+        int fd = tc_connect(port);
+        assert_int_equal(tc_send_all(fd, head, (size_t)n), 0);
+        assert_int_equal(tc_send_all(fd, s1, len), 0);
+        tc_sleep_ms(20);
+        tc_response second, first = {0};
+        call(&second, port, "POST", "/v1/detect", "/v1/detect", h_admin_jpeg, s1, len);
+        refused = second.status == 503;
+        char code[64];
+        if (refused) assert_string_equal(tc_error_code(&second, code, sizeof code), "overloaded");
+        tc_response_free(&second);
+        tc_read_response(fd, &first, 60000);
+        close(fd);
+        check("POST", "/v1/analyze", &first);
+        assert_int_equal(first.status, 200);
+        tc_response_free(&first);
+    }
+    assert_true(refused);
     free(s1);
     /* The reader's bucket runs dry. */
     int limited_seen = 0;
