@@ -1184,7 +1184,7 @@ static void test_keys(void **state)
     tc_server s;
     /* One worker and no queue: a request that arrives while another runs is refused (503). */
     static const char *const args[] = {
-        "--rate-limit", "2", "--rate-burst", "12", "--workers", "1", "--queue", "0", NULL};
+        "--rate-limit", "2", "--rate-burst", "30", "--workers", "1", "--queue", "0", NULL};
     assert_int_equal(tc_server_start(&s, dir, args, 1), 0);
     int port = s.port;
     const char *C = "/v1/collections", *CN = "/v1/collections/{collection}";
@@ -1245,7 +1245,7 @@ static void test_keys(void **state)
     free(s1);
     /* The reader's bucket runs dry. */
     int limited_seen = 0;
-    for (int i = 0; i < 40 && !limited_seen; i++) {
+    for (int i = 0; i < 100 && !limited_seen; i++) {
         tc_response r;
         call(&r, port, "GET", C, C, reader, NULL, 0);
         limited_seen = r.status == 429;
