@@ -1,7 +1,8 @@
 /*
  * face-api's age and gender network, built with the nn builder from its weights manifest:
  * a TinyXception feature extractor (2 middle blocks) and two fully connected heads, as in
- * face-api.js's AgeGenderNet. 112x112 RGB in, (p - mean) / 256 with the VGG-Face means.
+ * face-api.js's AgeGenderNet. 112x112 RGB in, (p - mean) / 255 with the VGG-Face means (the
+ * crop spec in models.c; face-api's TinyXception.forwardInput normalises so).
  *
  *   112x112x3 -> conv 3x3/2 + relu (32) 56x56 -> reduction block (64) 28x28
  *   -> reduction block (128) 14x14 -> 2 main blocks (128) -> reduction block (256) 7x7
