@@ -470,7 +470,8 @@ function drawFaces(picker, W, H, faces, { tag, color, label, onEnter, onLeave, o
     const t = h('span', { class: 'tag' }, t0.num ?? `#${i + 1}`, t0.text ? h('span', { class: 'rest', text: ` ${t0.text}` }) : null,
       t0.sub ? h('small', { text: t0.sub }) : null);
     const el = h('button', {
-      type: 'button', class: f.box.y / H < 0.09 ? 'face low' : 'face',
+      // labels go below a face at the top edge, and end at the box's right side near the right edge
+      type: 'button', class: ['face', f.box.y / H < 0.09 ? 'low' : '', (f.box.x + f.box.width) / W > 0.8 ? 'right' : ''].filter(Boolean).join(' '),
       'aria-label': label ? label(f, i) : `face ${i + 1}`,
       style: { ...boxStyle(f.box, W, H), '--c': c },
     }, t);

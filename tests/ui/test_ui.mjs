@@ -202,6 +202,13 @@ async function main() {
     for (const stage of Object.keys(analysed.body.timing_ms)) assert(timing.includes(stage), `timing bar shows ${stage}`);
     for (const stage of ['decode', 'detect', 'embed', 'attributes']) assert(timing.includes(stage), `the issue's stages are timed: ${stage}`);
     assert(await page.locator('#analyse-details .face-item').count() === n, 'the side list has every face');
+    // Every label is inside the picture, also for the faces at its edges.
+    const outside = await page.evaluate(() => {
+      const stage = document.querySelector('[data-picker="analyse"] .overlay').getBoundingClientRect();
+      return [...document.querySelectorAll('[data-picker="analyse"] .overlay .face .tag')].map((t) => t.getBoundingClientRect())
+        .filter((r) => r.left < stage.left - 1 || r.right > stage.right + 1 || r.top < stage.top - 1 || r.bottom > stage.bottom + 1).length;
+    });
+    assert(outside === 0, `${outside} face labels reach outside the picture`);
     await shot('01-analyse-group');
   });
 
