@@ -22,6 +22,12 @@
 /* Faces per gal_faces_add call: one transaction should stay a bounded amount of work. */
 #define BATCH_MAX 100000
 #define CHANGES_PER_READ 256
+/* Searches of f16 / int8 collections score a candidate subject over all its faces, up to this
+ * many (the lowest ids: a subject with more is scored over those and its faces among the
+ * candidates), when it is within this margin of the k-th subject (several times the largest
+ * quantisation error seen on a similarity, ~2e-3 for int8). */
+#define SUBJECT_FACES_MAX 4096
+#define SUBJECT_RESCORE_MARGIN 0.01f
 
 int64_t gal_now_ms(void)
 {
@@ -1016,6 +1022,133 @@ static void fill_hit(struct gal_hit *hit, const struct scored *s,
 }
 
 /*
+ * Every face of some subjects, read from the store once per search call and shared by its
+ * queries: subject i's faces are embeddings[starts[i] .. starts[i + 1]) (dim floats each).
+ */
+struct subject_faces {
+    size_t count, cap;
+    int64_t *rowids;
+    size_t *starts; /* cap + 1 */
+    float *embeddings; /* faces_cap x dim */
+    int64_t *face_ids; /* faces_cap */
+    size_t faces, faces_cap;
+};
+
+static void subject_faces_free(struct subject_faces *sf)
+{
+    free(sf->rowids);
+    free(sf->starts);
+    free(sf->embeddings);
+    free(sf->face_ids);
+    memset(sf, 0, sizeof *sf);
+}
+
+/* Reads every face of one subject (up to SUBJECT_FACES_MAX) into `sf`; *slot gets its index. */
+static int subject_faces_fetch(struct gal *g, int64_t collection_id, uint32_t dim,
+                               int64_t subject_rowid, const char *subject_id,
+                               struct subject_faces *sf, size_t *slot)
+{
+    int64_t *ids = NULL;
+    size_t n = 0;
+    struct gal_store_face_ref *refs = NULL;
+    int rc = g->store->ops->face_list(g->store, collection_id, subject_id, &ids, &n);
+    if (rc == BASE_ERR_NOT_FOUND) {
+        rc = 0; /* deleted since the scan: no faces */
+        n = 0;
+    }
+    if (rc) return rc;
+    if (n > SUBJECT_FACES_MAX) n = SUBJECT_FACES_MAX; /* the lowest ids; see gal_search */
+    if (sf->count == sf->cap) {
+        size_t cap = sf->cap ? 2 * sf->cap : 16;
+        int64_t *rowids = realloc(sf->rowids, cap * sizeof *rowids);
+        if (rowids) sf->rowids = rowids;
+        size_t *starts = realloc(sf->starts, (cap + 1) * sizeof *starts);
+        if (starts) sf->starts = starts;
+        if (!rowids || !starts) {
+            rc = base_error_set(BASE_ERR_NOMEM, "cannot allocate search results");
+            goto done;
+        }
+        sf->cap = cap;
+        if (sf->count == 0) sf->starts[0] = 0;
+    }
+    if (sf->faces + n > sf->faces_cap) {
+        size_t cap = sf->faces_cap ? 2 * sf->faces_cap : 64;
+        while (cap < sf->faces + n)
+            cap *= 2;
+        float *embeddings = realloc(sf->embeddings, cap * dim * sizeof *embeddings);
+        if (embeddings) sf->embeddings = embeddings;
+        int64_t *face_ids = realloc(sf->face_ids, cap * sizeof *face_ids);
+        if (face_ids) sf->face_ids = face_ids;
+        if (!embeddings || !face_ids) {
+            rc = base_error_set(BASE_ERR_NOMEM, "cannot allocate search results");
+            goto done;
+        }
+        sf->faces_cap = cap;
+    }
+    refs = malloc((n ? n : 1) * sizeof *refs);
+    if (!refs) {
+        rc = base_error_set(BASE_ERR_NOMEM, "cannot allocate search results");
+        goto done;
+    }
+    float *out = sf->embeddings + sf->faces * dim;
+    if (n && (rc = g->store->ops->faces_lookup(g->store, collection_id, ids, n, dim, out, refs)))
+        goto done;
+    size_t kept = 0;
+    for (size_t i = 0; i < n; i++) {
+        /* A face moved away or deleted since the scan is not the subject's. */
+        if (!refs[i].found || refs[i].subject_rowid != subject_rowid) continue;
+        if (kept != i) memmove(out + kept * dim, out + i * dim, dim * sizeof *out);
+        sf->face_ids[sf->faces + kept++] = ids[i];
+    }
+    sf->faces += kept;
+    sf->rowids[sf->count] = subject_rowid;
+    sf->starts[++sf->count] = sf->faces;
+    *slot = sf->count - 1;
+done:
+    free(ids);
+    free(refs);
+    return rc;
+}
+
+static float exact_similarity(const float *q, const float *x, uint32_t dim);
+
+/*
+ * With f16 or int8 storage the index knows each subject by its best face *by the quantised
+ * score*; another face of the subject may be better exactly (the quantisation moves a score
+ * by ~5e-4), and when a subject with many faces fills the face candidates, the better face
+ * was never re-scored: the subject came back with its second-best similarity and could miss
+ * the threshold its best face meets (found by test_gallery_review). So the subjects that can
+ * be returned - the first k after re-scoring, and any within SUBJECT_RESCORE_MARGIN of the
+ * k-th, which their other faces could lift into the first k - are scored over all their faces
+ * (read from the store once per call). `scored` holds the u subjects, best first; their
+ * scores and best faces are updated in place (the caller sorts again).
+ */
+static int subjects_best_faces(struct gal *g, int64_t collection_id,
+                               const struct gal_collection_info *info, const float *query,
+                               size_t k, struct scored *scored, size_t u,
+                               const struct gal_store_face_ref *refs, struct subject_faces *sf)
+{
+    const float last = scored[(k < u ? k : u) - 1].score - SUBJECT_RESCORE_MARGIN;
+    for (size_t i = 0; i < u && (i < k || scored[i].score >= last); i++) {
+        size_t slot = SIZE_MAX;
+        for (size_t j = 0; j < sf->count && slot == SIZE_MAX; j++)
+            if (sf->rowids[j] == scored[i].subject_rowid) slot = j;
+        if (slot == SIZE_MAX) {
+            int rc = subject_faces_fetch(g, collection_id, info->dim, scored[i].subject_rowid,
+                                         refs[scored[i].ref].subject_id, sf, &slot);
+            if (rc) return rc;
+        }
+        for (size_t f = sf->starts[slot]; f < sf->starts[slot + 1]; f++) {
+            const struct scored s = {
+                exact_similarity(query, sf->embeddings + f * info->dim, info->dim),
+                sf->face_ids[f], scored[i].subject_rowid, scored[i].ref};
+            if (scored_better(&s, &scored[i])) scored[i] = s; /* ref: the same subject id */
+        }
+    }
+    return 0;
+}
+
+/*
  * Search: the index scan gives each query's best faces and best subjects by the index's
  * score. With f16 or int8 storage it returns 2k + 16 of each instead of k, and those are
  * re-scored with the exact f32 vectors from the store, so the results - and the decisions
@@ -1052,6 +1185,7 @@ int gal_search(struct gal *g, const char *collection, const struct gal_search_re
     struct scored *scored = NULL;
     float *unique_scores = NULL;
     struct gal_results *out = NULL;
+    struct subject_faces fetched = {0};
     if (!queries) return base_error_set(BASE_ERR_NOMEM, "cannot allocate %zu queries", nq);
 
     pthread_rwlock_rdlock(&g->collections_lock);
@@ -1158,6 +1292,12 @@ int gal_search(struct gal *g, const char *collection, const struct gal_search_re
             if (u == 0 || scored[i].subject_rowid != scored[u - 1].subject_rowid)
                 scored[u++] = scored[i];
         qsort(scored, u, sizeof *scored, compare_scored);
+        if (rescore && u) {
+            rc = subjects_best_faces(g, collection_id, &info, queries + q * dim, k, scored, u,
+                                     refs, &fetched);
+            if (rc) goto done;
+            qsort(scored, u, sizeof *scored, compare_scored);
+        }
         for (size_t i = 0; i < u && r->subject_count < k; i++)
             fill_hit(&r->subjects[r->subject_count++], &scored[i], refs, info.threshold);
     }
@@ -1176,6 +1316,7 @@ done:
     free(scored);
     free(unique_scores);
     free(out);
+    subject_faces_free(&fetched);
     return rc;
 }
 
