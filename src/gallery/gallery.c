@@ -991,19 +991,6 @@ static int compare_i64(const void *pa, const void *pb)
     return a < b ? -1 : a > b;
 }
 
-static size_t find_id(const int64_t *ids, size_t n, int64_t id)
-{
-    size_t lo = 0, hi = n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (ids[mid] < id)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo;
-}
-
 static float exact_similarity(const float *q, const float *x, uint32_t dim)
 {
     double s = 0.0;
@@ -1150,12 +1137,13 @@ static int subjects_best_faces(struct gal *g, int64_t collection_id,
 
 /*
  * Search: the index scan gives each query's best faces and best subjects by the index's
- * score. With f16 or int8 storage it returns 2k + 16 of each instead of k, and those are
- * re-scored with the exact f32 vectors from the store, so the results - and the decisions
- * at the threshold - are exact similarities whatever the storage type; the margin absorbs
- * the quantisation noise (~5e-4 on a similarity with int8, a few ranks at most). A subject's
- * similarity is the best exact similarity among its re-scored faces, which include its best
- * face by the index score.
+ * score. With f16 or int8 storage it returns 2k + 16 of each instead of k; the margin absorbs
+ * the quantisation noise (~5e-4 on a similarity with int8, a few ranks at most). Every
+ * candidate, f32 storage included, is re-scored with the exact f32 vector from the store in
+ * double precision: the f32 kernels' float sums differ from it in the last bit or two, so
+ * without this one face gave one similarity with f32 storage and another with f16 / int8, and
+ * the decision at a threshold equal to it depended on the storage type (found by
+ * test_gallery_review). A subject's similarity is its best face's: see subjects_best_faces.
  */
 int gal_search(struct gal *g, const char *collection, const struct gal_search_request *req,
                struct gal_results **results)
@@ -1183,7 +1171,6 @@ int gal_search(struct gal *g, const char *collection, const struct gal_search_re
     struct gal_store_face_ref *refs = NULL;
     float *embeddings = NULL;
     struct scored *scored = NULL;
-    float *unique_scores = NULL;
     struct gal_results *out = NULL;
     struct subject_faces fetched = {0};
     if (!queries) return base_error_set(BASE_ERR_NOMEM, "cannot allocate %zu queries", nq);
@@ -1200,8 +1187,8 @@ int gal_search(struct gal *g, const char *collection, const struct gal_search_re
     for (size_t q = 0; q < nq && !rc; q++)
         rc = check_embedding(&info, "query", q, req->model_id, req->dim, req->embeddings + q * dim,
                              queries + q * dim);
-    const int rescore = info.dtype != GAL_DTYPE_F32;
-    const size_t kc = rescore ? 2 * k + 16 : k;
+    const int quantised = info.dtype != GAL_DTYPE_F32;
+    const size_t kc = quantised ? 2 * k + 16 : k;
     if (!rc) {
         fc = malloc(nq * kc * sizeof *fc);
         sc = malloc(nq * kc * sizeof *sc);
@@ -1238,10 +1225,9 @@ int gal_search(struct gal *g, const char *collection, const struct gal_search_re
     }
     starts[nq] = total;
     refs = malloc((total ? total : 1) * sizeof *refs);
-    if (rescore) embeddings = malloc((total ? total : 1) * dim * sizeof *embeddings);
+    embeddings = malloc((total ? total : 1) * dim * sizeof *embeddings);
     scored = malloc((2 * kc + 1) * sizeof *scored);
-    unique_scores = malloc((2 * kc + 1) * sizeof *unique_scores);
-    if (!refs || (rescore && !embeddings) || !scored || !unique_scores) {
+    if (!refs || !embeddings || !scored) {
         rc = base_error_set(BASE_ERR_NOMEM, "cannot allocate search results");
         goto done;
     }
@@ -1265,20 +1251,10 @@ int gal_search(struct gal *g, const char *collection, const struct gal_search_re
         r->subjects = r->faces + k;
         const int64_t *mine = ids + starts[q];
         size_t m = starts[q + 1] - starts[q], n = 0;
-        if (!rescore) {
-            /* f32: the index scores are the exact similarities; key them by candidate. */
-            const struct gal_candidate *lists[2] = {fc + q * kc, sc + q * kc};
-            size_t lens[2] = {fn[q], sn[q]};
-            for (int l = 0; l < 2; l++)
-                for (size_t i = 0; i < lens[l]; i++)
-                    unique_scores[find_id(mine, m, lists[l][i].face_id)] = lists[l][i].score;
-        }
         for (size_t j = 0; j < m; j++) {
             size_t ref = starts[q] + j;
             if (!refs[ref].found) continue; /* deleted since the scan */
-            float score =
-                rescore ? exact_similarity(queries + q * dim, embeddings + ref * dim, info.dim)
-                        : unique_scores[j];
+            float score = exact_similarity(queries + q * dim, embeddings + ref * dim, info.dim);
             struct scored s = {score, mine[j], refs[ref].subject_rowid, ref};
             scored[n++] = s;
         }
@@ -1292,7 +1268,7 @@ int gal_search(struct gal *g, const char *collection, const struct gal_search_re
             if (u == 0 || scored[i].subject_rowid != scored[u - 1].subject_rowid)
                 scored[u++] = scored[i];
         qsort(scored, u, sizeof *scored, compare_scored);
-        if (rescore && u) {
+        if (quantised && u) {
             rc = subjects_best_faces(g, collection_id, &info, queries + q * dim, k, scored, u,
                                      refs, &fetched);
             if (rc) goto done;
@@ -1314,7 +1290,6 @@ done:
     free(refs);
     free(embeddings);
     free(scored);
-    free(unique_scores);
     free(out);
     subject_faces_free(&fetched);
     return rc;

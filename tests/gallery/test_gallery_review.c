@@ -197,11 +197,68 @@ static void test_subject_scored_by_its_best_face_whatever_the_storage(void **sta
     }
 }
 
+/*
+ * The decision at the boundary: similarity = threshold is a match (gallery.h: "similarity >=
+ * threshold is a match"), and one face gives one similarity whatever the storage type, so the
+ * decision does not depend on it (docs: "the decision at the threshold is the same one f32
+ * storage would give"). For each of 40 faces: search it with f32 storage, set the threshold
+ * to the similarity returned, then search it again with each storage type: the same
+ * similarity, bit for bit, and a match.
+ */
+static void test_threshold_boundary_same_with_every_storage(void **state)
+{
+    struct fixture *f = *state;
+    struct gal *g = f->g;
+    struct rng r = {12};
+    enum { N = 40 };
+    static float faces[N][DIM], queries[N][DIM];
+    create(g, "edge", GAL_DTYPE_F32, 0.5f);
+    EXPECT_OK(gal_subject_add(g, "edge", "p", NULL));
+    for (int i = 0; i < N; i++) {
+        random_unit(&r, queries[i], DIM);
+        at_similarity(&r, queries[i], 0.93f, faces[i]); /* near the default threshold */
+        struct gal_face_input in = face_input("p", MODEL, DIM, faces[i]);
+        int64_t id;
+        EXPECT_OK(gal_face_add(g, "edge", &in, &id));
+    }
+    float sim_f32[N];
+    int64_t id_f32[N];
+    for (int i = 0; i < N; i++) {
+        struct gal_results *res = search(g, "edge", queries[i], 1);
+        sim_f32[i] = res->queries[0].faces[0].similarity;
+        id_f32[i] = res->queries[0].faces[0].face_id;
+        gal_results_destroy(res);
+    }
+    int differ = 0;
+    const enum gal_dtype dtypes[] = {GAL_DTYPE_F32, GAL_DTYPE_F16, GAL_DTYPE_INT8};
+    for (int d = 0; d < 3; d++) {
+        EXPECT_OK(gal_collection_set_dtype(g, "edge", dtypes[d]));
+        for (int i = 0; i < N; i++) {
+            EXPECT_OK(gal_collection_set_threshold(g, "edge", sim_f32[i]));
+            struct gal_results *res = search(g, "edge", queries[i], 1);
+            const struct gal_hit *hit = &res->queries[0].faces[0];
+            const struct gal_hit *subject = &res->queries[0].subjects[0];
+            assert_int_equal(hit->face_id, id_f32[i]);
+            if (hit->similarity != sim_f32[i] || hit->decision != GAL_MATCH ||
+                subject->decision != GAL_MATCH) {
+                fprintf(stderr, "%s storage, face %d: similarity %.9g (f32 storage: %.9g), %s\n",
+                        gal_dtype_name(dtypes[d]), i, (double)hit->similarity,
+                        (double)sim_f32[i], hit->decision == GAL_MATCH ? "a match" : "no match");
+                differ++;
+            }
+            gal_results_destroy(res);
+        }
+    }
+    assert_int_equal(differ, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_subject_scored_by_its_best_face_whatever_the_storage,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_threshold_boundary_same_with_every_storage, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
