@@ -252,6 +252,343 @@ static void test_threshold_boundary_same_with_every_storage(void **state)
     assert_int_equal(differ, 0);
 }
 
+static int64_t add_face(struct gal *g, const char *collection, const char *subject,
+                        const float *embedding)
+{
+    struct gal_face_input in = face_input(subject, MODEL, DIM, embedding);
+    int64_t id = 0;
+    EXPECT_OK(gal_face_add(g, collection, &in, &id));
+    return id;
+}
+
+/* Whether a search for `q` (k = 1000) returns face `id` or subject `subject` at all. */
+static int returns(struct gal *g, const char *collection, const float *q, int64_t id,
+                   const char *subject)
+{
+    struct gal_results *res = search(g, collection, q, GAL_K_MAX);
+    const struct gal_query_result *r = &res->queries[0];
+    int found = 0;
+    for (size_t i = 0; i < r->face_count; i++)
+        if (r->faces[i].face_id == id || (subject && !strcmp(r->faces[i].subject_id, subject)))
+            found = 1;
+    for (size_t i = 0; i < r->subject_count; i++)
+        if (r->subjects[i].face_id == id || (subject && !strcmp(r->subjects[i].subject_id, subject)))
+            found = 1;
+    gal_results_destroy(res);
+    return found;
+}
+
+/*
+ * k larger than the gallery returns everything once (faces: every face; subjects: every
+ * subject, once each, scored by its best face); exact ties (the same photo enrolled for five
+ * subjects) come back in face-id order whatever the storage type, so the same search gives
+ * the same answer every time.
+ */
+static void test_k_beyond_the_gallery_and_ties(void **state)
+{
+    struct fixture *f = *state;
+    struct gal *g = f->g;
+    struct rng r = {13};
+    float q[DIM], same[DIM], x[DIM];
+    random_unit(&r, q, DIM);
+    at_similarity(&r, q, 0.8f, same);
+    const enum gal_dtype dtypes[] = {GAL_DTYPE_F32, GAL_DTYPE_F16, GAL_DTYPE_INT8};
+    for (int d = 0; d < 3; d++) {
+        char name[16];
+        snprintf(name, sizeof name, "ties%d", d);
+        create(g, name, dtypes[d], 0.5f);
+        int64_t tie_ids[5];
+        for (int s = 0; s < 5; s++) {
+            char id[8];
+            snprintf(id, sizeof id, "t%d", s);
+            EXPECT_OK(gal_subject_add(g, name, id, NULL));
+            tie_ids[s] = add_face(g, name, id, same);
+            for (int i = 0; i < 3; i++) { /* lower faces of the same subject */
+                at_similarity(&r, q, 0.3f, x);
+                add_face(g, name, id, x);
+            }
+        }
+        EXPECT_OK(gal_subject_add(g, name, "empty", NULL)); /* no faces: never a hit */
+        struct gal_results *res = search(g, name, q, 3);
+        const struct gal_query_result *qr = &res->queries[0];
+        assert_int_equal(qr->face_count, 3);
+        assert_int_equal(qr->subject_count, 3);
+        for (int i = 0; i < 3; i++) {
+            assert_int_equal(qr->faces[i].face_id, tie_ids[i]);
+            assert_int_equal(qr->subjects[i].face_id, tie_ids[i]);
+            assert_true(qr->faces[i].similarity == qr->faces[0].similarity);
+        }
+        gal_results_destroy(res);
+        res = search(g, name, q, 100);
+        qr = &res->queries[0];
+        assert_int_equal(qr->face_count, 20);
+        assert_int_equal(qr->subject_count, 5);
+        for (int i = 0; i < 5; i++) {
+            assert_int_equal(qr->subjects[i].face_id, tie_ids[i]);
+            assert_int_equal(qr->faces[i].face_id, tie_ids[i]);
+        }
+        for (size_t i = 1; i < qr->face_count; i++)
+            assert_true(qr->faces[i].similarity <= qr->faces[i - 1].similarity);
+        gal_results_destroy(res);
+    }
+}
+
+/* Bad queries: zero, NaN, Inf, another model, another dimension, k 0 or too large. */
+static void test_bad_queries_refused(void **state)
+{
+    struct fixture *f = *state;
+    struct gal *g = f->g;
+    struct rng r = {14};
+    float q[DIM];
+    random_unit(&r, q, DIM);
+    create(g, "c", GAL_DTYPE_INT8, 0.5f);
+    EXPECT_OK(gal_subject_add(g, "c", "a", NULL));
+    add_face(g, "c", "a", q);
+    struct gal_results *res = NULL;
+    float bad[DIM];
+    memset(bad, 0, sizeof bad);
+    struct gal_search_request req = {MODEL, DIM, bad, 1, 5};
+    EXPECT_RC(gal_search(g, "c", &req, &res), BASE_ERR_INVALID);
+    memcpy(bad, q, sizeof q);
+    bad[7] = NAN;
+    EXPECT_RC(gal_search(g, "c", &req, &res), BASE_ERR_INVALID);
+    bad[7] = INFINITY;
+    EXPECT_RC(gal_search(g, "c", &req, &res), BASE_ERR_INVALID);
+    req.embeddings = q;
+    req.model_id = "other-embedder@1";
+    EXPECT_RC(gal_search(g, "c", &req, &res), BASE_ERR_INVALID);
+    assert_non_null(strstr(base_error_message(), "pinned to model"));
+    req.model_id = NULL;
+    EXPECT_RC(gal_search(g, "c", &req, &res), BASE_ERR_INVALID);
+    req.model_id = MODEL;
+    req.dim = DIM - 1;
+    EXPECT_RC(gal_search(g, "c", &req, &res), BASE_ERR_INVALID);
+    req.dim = DIM;
+    req.k = 0;
+    EXPECT_RC(gal_search(g, "c", &req, &res), BASE_ERR_INVALID);
+    req.k = GAL_K_MAX + 1;
+    EXPECT_RC(gal_search(g, "c", &req, &res), BASE_ERR_INVALID);
+    assert_null(res);
+    /* A face id of another collection is not this collection's. */
+    create(g, "d", GAL_DTYPE_INT8, 0.5f);
+    EXPECT_OK(gal_subject_add(g, "d", "a", NULL));
+    int64_t other = add_face(g, "d", "a", q);
+    EXPECT_RC(gal_face_delete(g, "c", other), BASE_ERR_NOT_FOUND);
+    struct gal_face_record rec;
+    EXPECT_RC(gal_face_get(g, "c", other, &rec), BASE_ERR_NOT_FOUND);
+    assert_true(returns(g, "d", q, other, NULL));
+}
+
+/*
+ * Deleted faces and subjects are never returned: from the handle that deleted them, at once,
+ * and from a second handle once it has followed the change log; a subject deleted and
+ * re-created under its id does not bring its old faces back; a collection deleted and
+ * re-created under its name holds only the new collection's faces on the follower, with the
+ * new collection's model and threshold; metadata updates reach the follower.
+ */
+static void test_deletes_on_the_writer_and_a_follower(void **state)
+{
+    struct fixture *f = *state;
+    struct gal *g = f->g, *follower = NULL;
+    struct rng r = {15};
+    EXPECT_OK(gal_open(f->db, NULL, &follower));
+    float q[DIM], x[DIM];
+    random_unit(&r, q, DIM);
+    const enum gal_dtype dtypes[] = {GAL_DTYPE_F32, GAL_DTYPE_F16, GAL_DTYPE_INT8};
+    for (int d = 0; d < 3; d++) {
+        char name[16];
+        snprintf(name, sizeof name, "del%d", d);
+        create(g, name, dtypes[d], 0.5f);
+        EXPECT_OK(gal_subject_add(g, name, "keep", "{\"v\": 1}"));
+        EXPECT_OK(gal_subject_add(g, name, "gone", NULL));
+        at_similarity(&r, q, 0.7f, x);
+        int64_t keep = add_face(g, name, "keep", x);
+        at_similarity(&r, q, 0.95f, x);
+        int64_t face = add_face(g, name, "keep", x);
+        int64_t gone[3];
+        for (int i = 0; i < 3; i++) {
+            at_similarity(&r, q, 0.9f, x);
+            gone[i] = add_face(g, name, "gone", x);
+        }
+        EXPECT_OK(gal_refresh(follower));
+        assert_true(returns(follower, name, q, face, NULL));
+        assert_true(returns(follower, name, q, 0, "gone"));
+
+        EXPECT_OK(gal_face_delete(g, name, face));
+        assert_false(returns(g, name, q, face, NULL));
+        EXPECT_OK(gal_subject_delete(g, name, "gone"));
+        assert_false(returns(g, name, q, 0, "gone"));
+        EXPECT_RC(gal_face_delete(g, name, gone[1]), BASE_ERR_NOT_FOUND);
+        EXPECT_OK(gal_subject_set_metadata(g, name, "keep", "{\"v\": 2}"));
+        EXPECT_OK(gal_refresh(follower));
+        assert_false(returns(follower, name, q, face, NULL));
+        assert_false(returns(follower, name, q, 0, "gone"));
+        assert_true(returns(follower, name, q, keep, NULL));
+        struct gal_subject_info si;
+        EXPECT_OK(gal_subject_get(follower, name, "keep", &si));
+        assert_string_equal(si.metadata, "{\"v\": 2}");
+        gal_subject_info_deinit(&si);
+
+        /* "gone" comes back as a new subject: none of its old faces with it. */
+        EXPECT_OK(gal_subject_add(g, name, "gone", NULL));
+        at_similarity(&r, q, 0.2f, x);
+        int64_t fresh = add_face(g, name, "gone", x);
+        EXPECT_OK(gal_refresh(follower));
+        for (int h = 0; h < 2; h++) {
+            struct gal *handle = h ? follower : g;
+            struct gal_results *res = search(handle, name, q, 10);
+            const struct gal_query_result *qr = &res->queries[0];
+            assert_int_equal(qr->face_count, 2);
+            const struct gal_hit *hit = find_subject(qr, "gone");
+            assert_non_null(hit);
+            assert_int_equal(hit->face_id, fresh);
+            gal_results_destroy(res);
+        }
+    }
+
+    /* Deleted and re-created under the same name, with another model and threshold, while
+     * the follower is not looking; then the follower catches up in one refresh. */
+    EXPECT_OK(gal_collection_delete(g, "del0"));
+    struct gal_collection_info info = collection_info("del0", "other-embedder@2", DIM,
+                                                      GAL_DTYPE_INT8, 0.25f);
+    EXPECT_OK(gal_collection_create(g, &info));
+    EXPECT_OK(gal_subject_add(g, "del0", "new", NULL));
+    struct gal_face_input in = face_input("new", "other-embedder@2", DIM, q);
+    int64_t id;
+    EXPECT_OK(gal_face_add(g, "del0", &in, &id));
+    EXPECT_OK(gal_refresh(follower));
+    struct gal_search_request req = {"other-embedder@2", DIM, q, 1, GAL_K_MAX};
+    struct gal_results *res = NULL;
+    EXPECT_OK(gal_search(follower, "del0", &req, &res));
+    assert_int_equal(res->queries[0].face_count, 1);
+    assert_int_equal(res->queries[0].faces[0].face_id, id);
+    assert_true(res->threshold == 0.25f);
+    gal_results_destroy(res);
+    struct gal_index_stats st;
+    EXPECT_OK(gal_index_stats(follower, "del0", &st));
+    assert_int_equal(st.faces, 1);
+    req.model_id = MODEL;
+    EXPECT_RC(gal_search(follower, "del0", &req, &res), BASE_ERR_INVALID);
+    assert_int_equal(gal_sequence(follower), gal_sequence(g));
+    gal_close(follower);
+}
+
+/*
+ * Names, ids and sizes at and one past their limits. Subject ids are UTF-8 without control
+ * characters (they are printed in logs, terminals and JSON): that includes the C1 controls
+ * U+0080..U+009F, of which U+009B is a terminal's CSI (like ESC [) and U+0085 a line break.
+ */
+static void test_limits_and_names(void **state)
+{
+    struct fixture *f = *state;
+    struct gal *g = f->g;
+    struct rng r = {16};
+    float x[DIM];
+    random_unit(&r, x, DIM);
+    create(g, "lim", GAL_DTYPE_INT8, 0.5f);
+
+    /* Collection names: 64 characters of [A-Za-z0-9_.-]. */
+    char name[GAL_NAME_MAX + 2];
+    memset(name, 'n', GAL_NAME_MAX);
+    name[GAL_NAME_MAX] = 0;
+    create(g, name, GAL_DTYPE_F32, 0.5f);
+    name[GAL_NAME_MAX] = 'n';
+    name[GAL_NAME_MAX + 1] = 0;
+    struct gal_collection_info info = collection_info("x", MODEL, DIM, GAL_DTYPE_F32, 0.5f);
+    memcpy(info.name, name, GAL_NAME_MAX);
+    info.name[GAL_NAME_MAX] = 0;
+    EXPECT_RC(gal_collection_create(g, &info), BASE_ERR_EXISTS);
+    EXPECT_RC(gal_collection_get(g, name, &info), BASE_ERR_INVALID);
+    const char *bad_names[] = {"", " ", "a b", "caf\xc3\xa9", "a/b", "a\n"};
+    for (size_t i = 0; i < sizeof bad_names / sizeof *bad_names; i++) {
+        info = collection_info(bad_names[i], MODEL, DIM, GAL_DTYPE_F32, 0.5f);
+        EXPECT_RC(gal_collection_create(g, &info), BASE_ERR_INVALID);
+    }
+
+    /* Subject ids: 128 bytes (here 64 two-byte characters) and not 129; UTF-8 only. */
+    char id[GAL_ID_MAX + 8];
+    for (int i = 0; i < GAL_ID_MAX / 2; i++)
+        memcpy(id + 2 * i, "\xc3\xa9", 2);
+    id[GAL_ID_MAX] = 0;
+    EXPECT_OK(gal_subject_add(g, "lim", id, NULL));
+    add_face(g, "lim", id, x);
+    struct gal_results *res = search(g, "lim", x, 1);
+    assert_string_equal(res->queries[0].subjects[0].subject_id, id);
+    gal_results_destroy(res);
+    id[GAL_ID_MAX] = 'x';
+    id[GAL_ID_MAX + 1] = 0;
+    EXPECT_RC(gal_subject_add(g, "lim", id, NULL), BASE_ERR_INVALID);
+    /* a two-byte character cut at byte 128 */
+    id[GAL_ID_MAX - 1] = 0;
+    EXPECT_RC(gal_subject_add(g, "lim", id, NULL), BASE_ERR_INVALID);
+    const char *bad_ids[] = {"",       "tab\there", "nl\n",        "del\x7f",  "\xff",
+                             "\xc3",   "\xc0\xaf",  "csi\xc2\x9b", "nel\xc2\x85", "c1\xc2\x80"};
+    for (size_t i = 0; i < sizeof bad_ids / sizeof *bad_ids; i++) {
+        int rc = gal_subject_add(g, "lim", bad_ids[i], NULL);
+        if (rc != BASE_ERR_INVALID)
+            fail_msg("bad subject id %zu (not printed: it may hold a control character) "
+                     "returned %d, expected %d (invalid)",
+                     i, rc, BASE_ERR_INVALID);
+    }
+    EXPECT_OK(gal_subject_add(g, "lim", "Zo\xc3\xab \xe6\x9d\x8e \xf0\x9f\x99\x82", NULL));
+
+    /* Metadata: 64 KiB of JSON and not a byte more. */
+    char *meta = malloc(GAL_METADATA_MAX + 2);
+    memset(meta, ' ', GAL_METADATA_MAX);
+    memcpy(meta, "{\"a\": \"", 7);
+    memset(meta + 7, 'm', GAL_METADATA_MAX - 9);
+    memcpy(meta + GAL_METADATA_MAX - 2, "\"}", 2);
+    meta[GAL_METADATA_MAX] = 0;
+    EXPECT_OK(gal_subject_add(g, "lim", "big", meta));
+    struct gal_subject_info si;
+    EXPECT_OK(gal_subject_get(g, "lim", "big", &si));
+    assert_string_equal(si.metadata, meta);
+    gal_subject_info_deinit(&si);
+    meta[GAL_METADATA_MAX - 1] = ' ';
+    meta[GAL_METADATA_MAX] = '}';
+    meta[GAL_METADATA_MAX + 1] = 0;
+    meta[GAL_METADATA_MAX - 2] = '"';
+    EXPECT_RC(gal_subject_add(g, "lim", "bigger", meta), BASE_ERR_LIMIT);
+    EXPECT_RC(gal_subject_set_metadata(g, "lim", "big", meta), BASE_ERR_LIMIT);
+    free(meta);
+
+    /* Thumbnails: 256 KiB and not a byte more. */
+    uint8_t *jpeg = calloc(1, GAL_THUMBNAIL_MAX + 1);
+    jpeg[0] = 0xff;
+    jpeg[1] = 0xd8;
+    jpeg[2] = 0xff;
+    struct gal_face_input in = face_input("big", MODEL, DIM, x);
+    in.thumbnail = jpeg;
+    in.thumbnail_len = GAL_THUMBNAIL_MAX;
+    int64_t face;
+    EXPECT_OK(gal_face_add(g, "lim", &in, &face));
+    struct gal_face_record rec;
+    EXPECT_OK(gal_face_get(g, "lim", face, &rec));
+    assert_int_equal(rec.thumbnail_len, GAL_THUMBNAIL_MAX);
+    gal_face_record_deinit(&rec);
+    in.thumbnail_len = GAL_THUMBNAIL_MAX + 1;
+    EXPECT_RC(gal_face_add(g, "lim", &in, &face), BASE_ERR_LIMIT);
+    free(jpeg);
+
+    /* Many collections: each its own, found by name after a reopen. */
+    for (int i = 0; i < 300; i++) {
+        char n[16];
+        snprintf(n, sizeof n, "many-%03d", i);
+        create(g, n, GAL_DTYPE_INT8, 0.5f);
+    }
+    gal_close(f->g);
+    f->g = NULL;
+    EXPECT_OK(gal_open(f->db, NULL, &f->g));
+    struct gal_collection_info *list;
+    size_t n;
+    EXPECT_OK(gal_collection_list(f->g, &list, &n));
+    assert_int_equal(n, 302);
+    free(list);
+    res = search(f->g, "lim", x, 2);
+    assert_int_equal(res->queries[0].face_count, 2);
+    gal_results_destroy(res);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -259,6 +596,11 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_threshold_boundary_same_with_every_storage, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_k_beyond_the_gallery_and_ties, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_queries_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deletes_on_the_writer_and_a_follower, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_limits_and_names, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
