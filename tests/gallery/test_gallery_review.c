@@ -17,6 +17,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <sys/wait.h>
 
 #include <cmocka.h>
 
@@ -589,6 +590,287 @@ static void test_limits_and_names(void **state)
     gal_results_destroy(res);
 }
 
+/* Everything about one collection that export / import promises to keep, as text. */
+static char *describe(struct gal *g, const char *collection)
+{
+    size_t cap = 1 << 20, len = 0;
+    char *out = malloc(cap);
+    struct gal_collection_info info;
+    EXPECT_OK(gal_collection_get(g, collection, &info));
+    len += (size_t)snprintf(out + len, cap - len, "%s %u %s %.9g %lld %llu %llu\n",
+                            info.model_id, info.dim, gal_dtype_name(info.dtype),
+                            (double)info.threshold, (long long)info.created_ms,
+                            (unsigned long long)info.subject_count,
+                            (unsigned long long)info.face_count);
+    struct gal_subject_info *subjects;
+    size_t ns;
+    EXPECT_OK(gal_subject_list(g, collection, NULL, 10000, &subjects, &ns));
+    for (size_t i = 0; i < ns; i++) {
+        len += (size_t)snprintf(out + len, cap - len, "S [%s] %s %lld %llu\n", subjects[i].id,
+                                subjects[i].metadata, (long long)subjects[i].created_ms,
+                                (unsigned long long)subjects[i].face_count);
+        int64_t *ids;
+        size_t nf;
+        EXPECT_OK(gal_face_list(g, collection, subjects[i].id, &ids, &nf));
+        for (size_t j = 0; j < nf; j++) {
+            struct gal_face_record rec;
+            EXPECT_OK(gal_face_get(g, collection, ids[j], &rec));
+            uint64_t h = 1469598103934665603ull;
+            for (size_t b = 0; b < rec.thumbnail_len; b++)
+                h = (h ^ rec.thumbnail[b]) * 1099511628211ull;
+            for (uint32_t d = 0; d < rec.dim; d++) {
+                uint32_t bits;
+                memcpy(&bits, &rec.embedding[d], 4);
+                h = (h ^ bits) * 1099511628211ull;
+            }
+            len += (size_t)snprintf(out + len, cap - len,
+                                    "  F %s %s %.9g %.9g %.9g %.9g %.9g %lld %zu %016llx\n",
+                                    rec.subject_id, rec.image_hash, (double)rec.box[0],
+                                    (double)rec.box[1], (double)rec.box[2], (double)rec.box[3],
+                                    (double)rec.quality, (long long)rec.created_ms,
+                                    rec.thumbnail_len, (unsigned long long)h);
+            gal_face_record_deinit(&rec);
+        }
+        free(ids);
+    }
+    gal_subject_list_free(subjects, ns);
+    return out;
+}
+
+/*
+ * Export then import keeps what docs/gallery.md lists: the model and dimension, storage type,
+ * threshold, created times (collection, subjects, faces), metadata byte for byte, subjects
+ * without faces, every face's hash, box, quality, thumbnail and exact embedding (face ids
+ * are new). An import never merges: into an existing name it is refused and changes nothing,
+ * whatever the file's model. The imported collection answers searches exactly as the source.
+ */
+static void test_export_import_round_trip(void **state)
+{
+    struct fixture *f = *state;
+    struct gal *g = f->g;
+    struct rng r = {17};
+    struct gal_collection_info info =
+        collection_info("src", "model-a@3", DIM, GAL_DTYPE_F16, 0.8765432f);
+    EXPECT_OK(gal_collection_create(g, &info));
+    EXPECT_OK(gal_subject_add(g, "src", "nobody", "null"));
+    EXPECT_OK(gal_subject_add(g, "src", " spaced  id ", "{\"b\":1,  \"a\": [true, 2.50]}"));
+    EXPECT_OK(gal_subject_add(g, "src", "\xe5\xbc\xa0\xe4\xbc\x9f", "\"just a string\""));
+    float x[DIM], q[DIM];
+    random_unit(&r, q, DIM);
+    uint8_t jpeg[100] = {0xff, 0xd8, 0xff, 0xe1};
+    for (int i = 0; i < 7; i++) {
+        at_similarity(&r, q, 0.5f + 0.05f * (float)i, x);
+        struct gal_face_input in =
+            face_input(i % 2 ? " spaced  id " : "\xe5\xbc\xa0\xe4\xbc\x9f", "model-a@3", DIM, x);
+        in.quality = 0.123456789f * (float)i;
+        in.box[0] = -3.25f;
+        in.box[1] = 1e-7f * (float)i;
+        in.image_hash = i == 3 ? NULL : "sha256:abcdef";
+        jpeg[5] = (uint8_t)i;
+        in.thumbnail = i == 4 ? NULL : jpeg;
+        in.thumbnail_len = i == 4 ? 0 : sizeof jpeg;
+        int64_t id;
+        EXPECT_OK(gal_face_add(g, "src", &in, &id));
+    }
+    char path[600];
+    path_in(path, sizeof path, f->dir, "src.vgal");
+    EXPECT_OK(gal_export(g, "src", path));
+    EXPECT_OK(gal_import(g, path, "copy"));
+    char *a = describe(g, "src"), *b = describe(g, "copy");
+    assert_string_equal(a, b);
+    struct gal_search_request req = {"model-a@3", DIM, q, 1, 10};
+    struct gal_results *ra, *rb;
+    EXPECT_OK(gal_search(g, "src", &req, &ra));
+    EXPECT_OK(gal_search(g, "copy", &req, &rb));
+    assert_int_equal(ra->queries[0].face_count, 7);
+    assert_int_equal(rb->queries[0].face_count, 7);
+    assert_true(ra->threshold == rb->threshold);
+    for (size_t i = 0; i < 7; i++) {
+        assert_true(ra->queries[0].faces[i].similarity == rb->queries[0].faces[i].similarity);
+        assert_int_equal(ra->queries[0].faces[i].decision, rb->queries[0].faces[i].decision);
+        assert_string_equal(ra->queries[0].faces[i].subject_id,
+                            rb->queries[0].faces[i].subject_id);
+    }
+    gal_results_destroy(ra);
+    gal_results_destroy(rb);
+
+    /* Into an existing collection: refused, nothing changes, whatever its model. */
+    create(g, "mine", GAL_DTYPE_INT8, 0.5f);
+    uint64_t seq = gal_sequence(g);
+    EXPECT_RC(gal_import(g, path, "mine"), BASE_ERR_EXISTS);
+    EXPECT_RC(gal_import(g, path, NULL), BASE_ERR_EXISTS);
+    assert_int_equal(gal_sequence(g), seq);
+    EXPECT_OK(gal_collection_get(g, "mine", &info));
+    assert_string_equal(info.model_id, MODEL);
+    assert_int_equal(info.subject_count, 0);
+    /* Under its own name once the source is gone. */
+    EXPECT_OK(gal_collection_delete(g, "src"));
+    EXPECT_OK(gal_import(g, path, NULL));
+    char *c = describe(g, "src");
+    assert_string_equal(a, c);
+    free(a);
+    free(b);
+    free(c);
+
+    /* An empty collection round-trips too. */
+    create(g, "empty", GAL_DTYPE_F32, -1.0f);
+    EXPECT_OK(gal_export(g, "empty", path));
+    EXPECT_OK(gal_import(g, path, "empty2"));
+    EXPECT_OK(gal_collection_get(g, "empty2", &info));
+    assert_true(info.threshold == -1.0f);
+    assert_int_equal(info.face_count, 0);
+}
+
+/*
+ * Read-only mode: a missing file is not created; an existing one (its WAL checkpointed away
+ * by the writer's close) opens and answers; a read-only handle beside a live writer follows
+ * it through the WAL; every write is refused and leaves nothing behind.
+ */
+static void test_read_only_mode(void **state)
+{
+    struct fixture *f = *state;
+    struct rng r = {18};
+    struct gal_options ro = {.read_only = 1};
+    struct gal *reader = NULL;
+    char missing[600];
+    path_in(missing, sizeof missing, f->dir, "missing.db");
+    assert_int_not_equal(gal_open(missing, &ro, &reader), 0);
+    assert_null(reader);
+    assert_int_not_equal(access(missing, F_OK), 0);
+
+    float x[DIM];
+    random_unit(&r, x, DIM);
+    create(f->g, "c", GAL_DTYPE_INT8, 0.5f);
+    EXPECT_OK(gal_subject_add(f->g, "c", "a", NULL));
+    int64_t id = add_face(f->g, "c", "a", x);
+    gal_close(f->g);
+    f->g = NULL;
+    EXPECT_OK(gal_open(f->db, &ro, &reader));
+    assert_true(returns(reader, "c", x, id, NULL));
+    EXPECT_OK(gal_open(f->db, NULL, &f->g));
+    float y[DIM];
+    random_unit(&r, y, DIM);
+    int64_t id2 = add_face(f->g, "c", "a", y);
+    EXPECT_OK(gal_refresh(reader));
+    assert_true(returns(reader, "c", y, id2, NULL));
+    uint64_t seq = gal_sequence(f->g);
+    struct gal_face_input in = face_input("a", MODEL, DIM, y);
+    int64_t id3;
+    assert_int_not_equal(gal_face_add(reader, "c", &in, &id3), 0);
+    assert_int_not_equal(gal_subject_add(reader, "c", "b", NULL), 0);
+    assert_int_not_equal(gal_face_delete(reader, "c", id), 0);
+    struct gal_collection_info info = collection_info("d", MODEL, DIM, GAL_DTYPE_F32, 0.5f);
+    assert_int_not_equal(gal_collection_create(reader, &info), 0);
+    EXPECT_OK(gal_refresh(f->g));
+    assert_int_equal(gal_sequence(f->g), seq);
+    assert_true(returns(f->g, "c", x, id, NULL));
+    assert_true(returns(reader, "c", x, id, NULL));
+    gal_close(reader);
+}
+
+/* ---- PostgreSQL (skipped when its server binaries are absent) ------------------------- */
+
+static char pg_dir[256], pg_url[400];
+
+/* Starts a throw-away server (tools/pg-temp); leaves pg_url empty when PostgreSQL is not
+ * installed, and the test skips. */
+static int start_postgres(void **state)
+{
+    (void)state;
+    snprintf(pg_dir, sizeof pg_dir, "/tmp/vultus-pg-XXXXXX");
+    if (!mkdtemp(pg_dir)) return -1;
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "tools/pg-temp start %s %d", pg_dir, (int)getpid());
+    FILE *p = popen(cmd, "r");
+    if (!p) return -1;
+    char line[300] = "";
+    if (!fgets(line, sizeof line, p)) line[0] = '\0';
+    int status = pclose(p);
+    int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    if (code == 77) {
+        rmdir(pg_dir);
+        pg_dir[0] = '\0';
+        return 0;
+    }
+    if (code != 0) {
+        fprintf(stderr, "tools/pg-temp start failed (exit %d)\n", code);
+        return -1;
+    }
+    line[strcspn(line, "\n")] = '\0';
+    snprintf(pg_url, sizeof pg_url, "%s", line);
+    return 0;
+}
+
+static int stop_postgres(void **state)
+{
+    (void)state;
+    if (!pg_dir[0]) return 0;
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "tools/pg-temp stop %s", pg_dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+/*
+ * Two replicas on one PostgreSQL store. Failed writes leave gaps in the change numbers (an
+ * identity value taken inside a rolled-back transaction is not given back): a batch of
+ * subjects with a duplicate last, and faces for a subject that does not exist. Neither
+ * replica stalls on the gap or skips what follows it: each read of the follower replays the
+ * writer's changes (read-your-writes), including a subject deleted with its faces and a
+ * collection deleted and re-created under its name with another model.
+ */
+static void test_postgres_replicas_across_sequence_gaps(void **state)
+{
+    (void)state;
+    if (!pg_url[0]) skip();
+    base_log_level = BASE_LOG_WARN;
+    struct gal *writer = NULL, *follower = NULL;
+    EXPECT_OK(gal_open(pg_url, NULL, &writer));
+    EXPECT_OK(gal_open(pg_url, NULL, &follower));
+    struct rng r = {19};
+    float q[DIM], x[DIM];
+    random_unit(&r, q, DIM);
+    create(writer, "pg", GAL_DTYPE_INT8, 0.5f);
+    EXPECT_OK(gal_subject_add(writer, "pg", "a", NULL));
+    at_similarity(&r, q, 0.9f, x);
+    int64_t first = add_face(writer, "pg", "a", x);
+    assert_true(returns(follower, "pg", q, first, NULL));
+    uint64_t before = gal_sequence(writer);
+
+    const char *ids[] = {"b", "c", "a"};
+    EXPECT_RC(gal_subjects_add(writer, "pg", ids, NULL, 3), BASE_ERR_EXISTS);
+    struct gal_face_input in[2] = {face_input("a", MODEL, DIM, x), face_input("zz", MODEL, DIM, x)};
+    int64_t out[2];
+    assert_int_not_equal(gal_faces_add(writer, "pg", in, 2, out), 0);
+    EXPECT_OK(gal_subject_add(writer, "pg", "b", NULL));
+    at_similarity(&r, q, 0.95f, x);
+    int64_t after_gap = add_face(writer, "pg", "b", x);
+    assert_true(gal_sequence(writer) > before + 2); /* there is a gap */
+    assert_true(returns(writer, "pg", q, after_gap, NULL));
+    assert_true(returns(follower, "pg", q, after_gap, NULL));
+    struct gal_subject_info si;
+    EXPECT_RC(gal_subject_get(follower, "pg", "c", &si), BASE_ERR_NOT_FOUND);
+
+    EXPECT_OK(gal_subject_delete(writer, "pg", "a"));
+    assert_false(returns(follower, "pg", q, 0, "a"));
+    EXPECT_OK(gal_collection_delete(writer, "pg"));
+    struct gal_collection_info info = collection_info("pg", "other@1", DIM, GAL_DTYPE_F32, 0.3f);
+    EXPECT_OK(gal_collection_create(writer, &info));
+    EXPECT_OK(gal_subject_add(writer, "pg", "n", NULL));
+    struct gal_face_input one = face_input("n", "other@1", DIM, q);
+    int64_t id;
+    EXPECT_OK(gal_face_add(writer, "pg", &one, &id));
+    struct gal_search_request req = {"other@1", DIM, q, 1, 10};
+    struct gal_results *res = NULL;
+    EXPECT_OK(gal_search(follower, "pg", &req, &res));
+    assert_int_equal(res->queries[0].face_count, 1);
+    assert_int_equal(res->queries[0].faces[0].face_id, id);
+    assert_true(res->threshold == 0.3f);
+    gal_results_destroy(res);
+    assert_int_equal(gal_sequence(follower), gal_sequence(writer));
+    gal_close(follower);
+    gal_close(writer);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -601,6 +883,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_deletes_on_the_writer_and_a_follower, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_limits_and_names, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_export_import_round_trip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_only_mode, setup, teardown),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    const struct CMUnitTest postgres[] = {
+        cmocka_unit_test(test_postgres_replicas_across_sequence_gaps),
+    };
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    return failed + cmocka_run_group_tests(postgres, start_postgres, stop_postgres);
 }
