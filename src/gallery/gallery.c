@@ -89,6 +89,12 @@ int gal_check_collection_name(const char *name)
                                   "A-Z a-z 0-9 _ - .",
                                   name, i + 1);
     }
+    /* A name is a path segment of the API (/v1/collections/NAME/...), where HTTP clients
+     * resolve "." and ".." away (RFC 3986): such a collection could not be reached. */
+    if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+        return base_error_set(BASE_ERR_INVALID,
+                              "collection name \"%s\" is not allowed (a URL path would drop it)",
+                              name);
     return 0;
 }
 

@@ -500,11 +500,17 @@ static void test_limits_and_names(void **state)
     info.name[GAL_NAME_MAX] = 0;
     EXPECT_RC(gal_collection_create(g, &info), BASE_ERR_EXISTS);
     EXPECT_RC(gal_collection_get(g, name, &info), BASE_ERR_INVALID);
-    const char *bad_names[] = {"", " ", "a b", "caf\xc3\xa9", "a/b", "a\n"};
+    /* "." and ".." too: as a path segment (/v1/collections/NAME/...) every HTTP client
+     * resolves them away (RFC 3986 dot segments), so such a collection could not be reached. */
+    const char *bad_names[] = {"", " ", "a b", "caf\xc3\xa9", "a/b", "a\n", ".", ".."};
     for (size_t i = 0; i < sizeof bad_names / sizeof *bad_names; i++) {
         info = collection_info(bad_names[i], MODEL, DIM, GAL_DTYPE_F32, 0.5f);
-        EXPECT_RC(gal_collection_create(g, &info), BASE_ERR_INVALID);
+        int rc = gal_collection_create(g, &info);
+        if (rc != BASE_ERR_INVALID)
+            fail_msg("collection name %zu: %d, expected %d (invalid)", i, rc, BASE_ERR_INVALID);
     }
+    create(g, "...", GAL_DTYPE_F32, 0.5f); /* not a dot segment */
+    create(g, ".hidden-ok_1", GAL_DTYPE_F32, 0.5f);
 
     /* Subject ids: 128 bytes (here 64 two-byte characters) and not 129; UTF-8 only. */
     char id[GAL_ID_MAX + 8];
@@ -583,7 +589,7 @@ static void test_limits_and_names(void **state)
     struct gal_collection_info *list;
     size_t n;
     EXPECT_OK(gal_collection_list(f->g, &list, &n));
-    assert_int_equal(n, 302);
+    assert_int_equal(n, 304);
     free(list);
     res = search(f->g, "lim", x, 2);
     assert_int_equal(res->queries[0].face_count, 2);
