@@ -575,13 +575,18 @@ int gal_collection_create(struct gal *g, const struct gal_collection_info *info)
     if (rc) return rc;
     if ((rc = begin_write(g, NULL, NULL))) return rc;
     struct gal_store_collection stored = {0, *info};
+    /* The store's clock, not the caller's field: a caller copying another collection's
+     * settings would otherwise give the new one the old one's creation time (only an import
+     * keeps the time from its file, through the store directly). */
+    stored.info.created_ms = 0;
     uint64_t seq = 0;
     struct collection *c = NULL;
     if (gal_find_collection(g, info->name)) {
         rc = base_error_set(BASE_ERR_EXISTS, "collection \"%s\" already exists", info->name);
         goto done;
     }
-    if ((rc = g->store->ops->collection_create(g->store, info, &stored.id, &seq))) goto done;
+    if ((rc = g->store->ops->collection_create(g->store, &stored.info, &stored.id, &seq)))
+        goto done;
     rc = direct_or_replay(g, seq, 1);
     if (rc == 1) {
         rc = collection_new(g, &stored, &c);

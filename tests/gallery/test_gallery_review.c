@@ -18,6 +18,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <sys/wait.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -774,6 +775,29 @@ static void test_read_only_mode(void **state)
     gal_close(reader);
 }
 
+/*
+ * gal_collection_create reads name, model, dimension, storage type and threshold from its
+ * argument (gallery.h); the creation time is the store's clock. A caller that copies another
+ * collection's settings (gal_collection_get, a new name) must not get that collection's
+ * creation time, nor a negative one.
+ */
+static void test_created_time_is_now(void **state)
+{
+    struct fixture *f = *state;
+    struct gal *g = f->g;
+    struct gal_collection_info info = collection_info("old", MODEL, DIM, GAL_DTYPE_INT8, 0.5f);
+    info.created_ms = 86400000; /* 1970-01-02 */
+    const int64_t start = (int64_t)time(NULL) * 1000 - 1000;
+    EXPECT_OK(gal_collection_create(g, &info));
+    EXPECT_OK(gal_collection_get(g, "old", &info));
+    assert_true(info.created_ms >= start);
+    snprintf(info.name, sizeof info.name, "copy");
+    info.created_ms = -5;
+    EXPECT_OK(gal_collection_create(g, &info));
+    EXPECT_OK(gal_collection_get(g, "copy", &info));
+    assert_true(info.created_ms >= start);
+}
+
 /* ---- PostgreSQL (skipped when its server binaries are absent) ------------------------- */
 
 static char pg_dir[256], pg_url[400];
@@ -891,6 +915,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_limits_and_names, setup, teardown),
         cmocka_unit_test_setup_teardown(test_export_import_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_only_mode, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_created_time_is_now, setup, teardown),
     };
     const struct CMUnitTest postgres[] = {
         cmocka_unit_test(test_postgres_replicas_across_sequence_gaps),
