@@ -24,10 +24,11 @@
 #define CHANGES_PER_READ 256
 /* Searches of f16 / int8 collections score a candidate subject over all its faces, up to this
  * many (the lowest ids: a subject with more is scored over those and its faces among the
- * candidates), when it is within this margin of the k-th subject (several times the largest
- * quantisation error seen on a similarity, ~2e-3 for int8). */
+ * candidates), when it is among the first k or within a margin of the k-th subject: about
+ * six standard deviations of the quantisation error on the difference of two similarities
+ * (int8 ~5e-4 on one similarity, f16 ~4x less). */
 #define SUBJECT_FACES_MAX 4096
-#define SUBJECT_RESCORE_MARGIN 0.01f
+#define SUBJECT_RESCORE_MARGIN(dtype) ((dtype) == GAL_DTYPE_INT8 ? 0.004f : 0.001f)
 
 int64_t gal_now_ms(void)
 {
@@ -1025,91 +1026,109 @@ static void fill_hit(struct gal_hit *hit, const struct scored *s,
 }
 
 /*
- * Every face of some subjects, read from the store once per search call and shared by its
- * queries: subject i's faces are embeddings[starts[i] .. starts[i + 1]) (dim floats each).
+ * Every face of some subjects, read from the store in one go per search call and shared by
+ * its queries: subject rowids[i] (sorted) has faces starts[i] .. starts[i + 1] of face_ids
+ * and embeddings (dim floats each).
  */
 struct subject_faces {
-    size_t count, cap;
+    size_t count;
     int64_t *rowids;
-    size_t *starts; /* cap + 1 */
-    float *embeddings; /* faces_cap x dim */
-    int64_t *face_ids; /* faces_cap */
-    size_t faces, faces_cap;
+    size_t *starts; /* count + 1 */
+    int64_t *face_ids;
+    float *embeddings;
 };
 
 static void subject_faces_free(struct subject_faces *sf)
 {
     free(sf->rowids);
     free(sf->starts);
-    free(sf->embeddings);
     free(sf->face_ids);
+    free(sf->embeddings);
     memset(sf, 0, sizeof *sf);
 }
 
-/* Reads every face of one subject (up to SUBJECT_FACES_MAX) into `sf`; *slot gets its index. */
-static int subject_faces_fetch(struct gal *g, int64_t collection_id, uint32_t dim,
-                               int64_t subject_rowid, const char *subject_id,
-                               struct subject_faces *sf, size_t *slot)
+/* A store without subjects_faces (PostgreSQL): each subject's face ids by its id text, then
+ * their embeddings; faces that changed subject or vanished since are dropped. */
+static int subject_faces_one_by_one(struct gal *g, int64_t collection_id, uint32_t dim,
+                                    const char *const *subject_ids, struct subject_faces *sf)
 {
-    int64_t *ids = NULL;
-    size_t n = 0;
-    struct gal_store_face_ref *refs = NULL;
-    int rc = g->store->ops->face_list(g->store, collection_id, subject_id, &ids, &n);
-    if (rc == BASE_ERR_NOT_FOUND) {
-        rc = 0; /* deleted since the scan: no faces */
-        n = 0;
-    }
-    if (rc) return rc;
-    if (n > SUBJECT_FACES_MAX) n = SUBJECT_FACES_MAX; /* the lowest ids; see gal_search */
-    if (sf->count == sf->cap) {
-        size_t cap = sf->cap ? 2 * sf->cap : 16;
-        int64_t *rowids = realloc(sf->rowids, cap * sizeof *rowids);
-        if (rowids) sf->rowids = rowids;
-        size_t *starts = realloc(sf->starts, (cap + 1) * sizeof *starts);
-        if (starts) sf->starts = starts;
-        if (!rowids || !starts) {
-            rc = base_error_set(BASE_ERR_NOMEM, "cannot allocate search results");
-            goto done;
+    size_t n = 0, cap = 0;
+    int rc = 0;
+    sf->starts[0] = 0;
+    for (size_t i = 0; i < sf->count && !rc; i++) {
+        int64_t *ids = NULL;
+        size_t m = 0;
+        struct gal_store_face_ref *refs = NULL;
+        rc = g->store->ops->face_list(g->store, collection_id, subject_ids[i], &ids, &m);
+        if (rc == BASE_ERR_NOT_FOUND) rc = 0, m = 0; /* deleted since the scan */
+        if (m > SUBJECT_FACES_MAX) m = SUBJECT_FACES_MAX;
+        if (!rc && n + m > cap) {
+            size_t more = cap ? 2 * cap : 64;
+            while (more < n + m)
+                more *= 2;
+            int64_t *grown_ids = realloc(sf->face_ids, more * sizeof *grown_ids);
+            if (grown_ids) sf->face_ids = grown_ids;
+            float *grown = realloc(sf->embeddings, more * dim * sizeof *grown);
+            if (grown) sf->embeddings = grown;
+            if (!grown_ids || !grown)
+                rc = base_error_set(BASE_ERR_NOMEM, "cannot allocate search results");
+            else
+                cap = more;
         }
-        sf->cap = cap;
-        if (sf->count == 0) sf->starts[0] = 0;
-    }
-    if (sf->faces + n > sf->faces_cap) {
-        size_t cap = sf->faces_cap ? 2 * sf->faces_cap : 64;
-        while (cap < sf->faces + n)
-            cap *= 2;
-        float *embeddings = realloc(sf->embeddings, cap * dim * sizeof *embeddings);
-        if (embeddings) sf->embeddings = embeddings;
-        int64_t *face_ids = realloc(sf->face_ids, cap * sizeof *face_ids);
-        if (face_ids) sf->face_ids = face_ids;
-        if (!embeddings || !face_ids) {
+        if (!rc && m && !(refs = malloc(m * sizeof *refs)))
             rc = base_error_set(BASE_ERR_NOMEM, "cannot allocate search results");
-            goto done;
+        float *out = rc ? NULL : sf->embeddings + n * dim;
+        if (!rc && m)
+            rc = g->store->ops->faces_lookup(g->store, collection_id, ids, m, dim, out, refs);
+        for (size_t j = 0; !rc && j < m; j++) {
+            if (!refs[j].found || refs[j].subject_rowid != sf->rowids[i]) continue;
+            if (out + j * dim != sf->embeddings + n * dim)
+                memmove(sf->embeddings + n * dim, out + j * dim, dim * sizeof *out);
+            sf->face_ids[n++] = ids[j];
         }
-        sf->faces_cap = cap;
+        sf->starts[i + 1] = n;
+        free(ids);
+        free(refs);
     }
-    refs = malloc((n ? n : 1) * sizeof *refs);
-    if (!refs) {
+    return rc;
+}
+
+static int compare_rowid_ref(const void *pa, const void *pb)
+{
+    const int64_t *a = pa, *b = pb;
+    return a[0] < b[0] ? -1 : a[0] > b[0];
+}
+
+/*
+ * Reads every face (up to SUBJECT_FACES_MAX) of the subjects in `wanted` (pairs: subject
+ * rowid, index into refs for its id text), duplicates allowed, into `sf`.
+ */
+static int subject_faces_read(struct gal *g, int64_t collection_id, uint32_t dim, int64_t *wanted,
+                              size_t n_wanted, const struct gal_store_face_ref *refs,
+                              struct subject_faces *sf)
+{
+    qsort(wanted, n_wanted, 2 * sizeof *wanted, compare_rowid_ref);
+    sf->rowids = malloc((n_wanted ? n_wanted : 1) * sizeof *sf->rowids);
+    sf->starts = malloc((n_wanted + 1) * sizeof *sf->starts);
+    const char **subject_ids = malloc((n_wanted ? n_wanted : 1) * sizeof *subject_ids);
+    int rc = 0;
+    if (!sf->rowids || !sf->starts || !subject_ids) {
         rc = base_error_set(BASE_ERR_NOMEM, "cannot allocate search results");
         goto done;
     }
-    float *out = sf->embeddings + sf->faces * dim;
-    if (n && (rc = g->store->ops->faces_lookup(g->store, collection_id, ids, n, dim, out, refs)))
-        goto done;
-    size_t kept = 0;
-    for (size_t i = 0; i < n; i++) {
-        /* A face moved away or deleted since the scan is not the subject's. */
-        if (!refs[i].found || refs[i].subject_rowid != subject_rowid) continue;
-        if (kept != i) memmove(out + kept * dim, out + i * dim, dim * sizeof *out);
-        sf->face_ids[sf->faces + kept++] = ids[i];
+    for (size_t i = 0; i < n_wanted; i++) {
+        if (sf->count && sf->rowids[sf->count - 1] == wanted[2 * i]) continue;
+        subject_ids[sf->count] = refs[wanted[2 * i + 1]].subject_id;
+        sf->rowids[sf->count++] = wanted[2 * i];
     }
-    sf->faces += kept;
-    sf->rowids[sf->count] = subject_rowid;
-    sf->starts[++sf->count] = sf->faces;
-    *slot = sf->count - 1;
+    if (g->store->ops->subjects_faces)
+        rc = g->store->ops->subjects_faces(g->store, collection_id, sf->rowids, sf->count,
+                                           SUBJECT_FACES_MAX, dim, &sf->face_ids, &sf->embeddings,
+                                           sf->starts);
+    else
+        rc = subject_faces_one_by_one(g, collection_id, dim, subject_ids, sf);
 done:
-    free(ids);
-    free(refs);
+    free(subject_ids);
     return rc;
 }
 
@@ -1117,38 +1136,36 @@ static float exact_similarity(const float *q, const float *x, uint32_t dim);
 
 /*
  * With f16 or int8 storage the index knows each subject by its best face *by the quantised
- * score*; another face of the subject may be better exactly (the quantisation moves a score
- * by ~5e-4), and when a subject with many faces fills the face candidates, the better face
- * was never re-scored: the subject came back with its second-best similarity and could miss
- * the threshold its best face meets (found by test_gallery_review). So the subjects that can
- * be returned - the first k after re-scoring, and any within SUBJECT_RESCORE_MARGIN of the
- * k-th, which their other faces could lift into the first k - are scored over all their faces
- * (read from the store once per call). `scored` holds the u subjects, best first; their
- * scores and best faces are updated in place (the caller sorts again).
+ * score*; another face of the subject may be better exactly (quantisation moves a score by
+ * ~5e-4), and when a subject with many faces fills the face candidates, the better face was
+ * never re-scored: the subject came back with its second-best similarity and could miss the
+ * threshold its best face meets (found by test_gallery_review). So the subjects that can be
+ * returned - the first k after re-scoring, and any within `margin` of the k-th,
+ * which their other faces could lift into the first k - are scored over all their faces
+ * (read from the store once per call: `sf`). `scored` holds a query's u subjects, best
+ * first; their scores and best faces are updated in place (the caller sorts again).
  */
-static int subjects_best_faces(struct gal *g, int64_t collection_id,
-                               const struct gal_collection_info *info, const float *query,
-                               size_t k, struct scored *scored, size_t u,
-                               const struct gal_store_face_ref *refs, struct subject_faces *sf)
+static void subjects_best_faces(const struct subject_faces *sf, const float *query, uint32_t dim,
+                                size_t k, float margin, struct scored *scored, size_t u)
 {
-    const float last = scored[(k < u ? k : u) - 1].score - SUBJECT_RESCORE_MARGIN;
+    if (u == 0) return;
+    const float last = scored[(k < u ? k : u) - 1].score - margin;
     for (size_t i = 0; i < u && (i < k || scored[i].score >= last); i++) {
-        size_t slot = SIZE_MAX;
-        for (size_t j = 0; j < sf->count && slot == SIZE_MAX; j++)
-            if (sf->rowids[j] == scored[i].subject_rowid) slot = j;
-        if (slot == SIZE_MAX) {
-            int rc = subject_faces_fetch(g, collection_id, info->dim, scored[i].subject_rowid,
-                                         refs[scored[i].ref].subject_id, sf, &slot);
-            if (rc) return rc;
+        size_t lo = 0, hi = sf->count; /* binary search of the sorted rowids */
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            if (sf->rowids[mid] < scored[i].subject_rowid)
+                lo = mid + 1;
+            else
+                hi = mid;
         }
-        for (size_t f = sf->starts[slot]; f < sf->starts[slot + 1]; f++) {
-            const struct scored s = {
-                exact_similarity(query, sf->embeddings + f * info->dim, info->dim),
-                sf->face_ids[f], scored[i].subject_rowid, scored[i].ref};
+        if (lo == sf->count || sf->rowids[lo] != scored[i].subject_rowid) continue;
+        for (size_t f = sf->starts[lo]; f < sf->starts[lo + 1]; f++) {
+            const struct scored s = {exact_similarity(query, sf->embeddings + f * dim, dim),
+                                     sf->face_ids[f], scored[i].subject_rowid, scored[i].ref};
             if (scored_better(&s, &scored[i])) scored[i] = s; /* ref: the same subject id */
         }
     }
-    return 0;
 }
 
 /*
@@ -1189,6 +1206,9 @@ int gal_search(struct gal *g, const char *collection, const struct gal_search_re
     struct scored *scored = NULL;
     struct gal_results *out = NULL;
     struct subject_faces fetched = {0};
+    struct scored *subjects = NULL;
+    size_t *subject_counts = NULL, n_wanted = 0;
+    int64_t *wanted = NULL;
     if (!queries) return base_error_set(BASE_ERR_NOMEM, "cannot allocate %zu queries", nq);
 
     pthread_rwlock_rdlock(&g->collections_lock);
@@ -1205,6 +1225,7 @@ int gal_search(struct gal *g, const char *collection, const struct gal_search_re
                              queries + q * dim);
     const int quantised = info.dtype != GAL_DTYPE_F32;
     const size_t kc = quantised ? 2 * k + 16 : k;
+    const float margin = SUBJECT_RESCORE_MARGIN(info.dtype);
     if (!rc) {
         fc = malloc(nq * kc * sizeof *fc);
         sc = malloc(nq * kc * sizeof *sc);
@@ -1243,7 +1264,10 @@ int gal_search(struct gal *g, const char *collection, const struct gal_search_re
     refs = malloc((total ? total : 1) * sizeof *refs);
     embeddings = malloc((total ? total : 1) * dim * sizeof *embeddings);
     scored = malloc((2 * kc + 1) * sizeof *scored);
-    if (!refs || !embeddings || !scored) {
+    subjects = malloc(nq * 2 * kc * sizeof *subjects);
+    subject_counts = malloc(nq * sizeof *subject_counts);
+    wanted = malloc(nq * 2 * 2 * kc * sizeof *wanted); /* pairs: rowid, ref */
+    if (!refs || !embeddings || !scored || !subjects || !subject_counts || !wanted) {
         rc = base_error_set(BASE_ERR_NOMEM, "cannot allocate search results");
         goto done;
     }
@@ -1284,14 +1308,28 @@ int gal_search(struct gal *g, const char *collection, const struct gal_search_re
             if (u == 0 || scored[i].subject_rowid != scored[u - 1].subject_rowid)
                 scored[u++] = scored[i];
         qsort(scored, u, sizeof *scored, compare_scored);
-        if (quantised && u) {
-            rc = subjects_best_faces(g, collection_id, &info, queries + q * dim, k, scored, u,
-                                     refs, &fetched);
-            if (rc) goto done;
-            qsort(scored, u, sizeof *scored, compare_scored);
+        memcpy(subjects + q * 2 * kc, scored, u * sizeof *scored);
+        subject_counts[q] = u;
+        /* See subjects_best_faces: the subjects that can be returned. */
+        for (size_t i = 0; quantised && i < u; i++) {
+            if (i >= k && scored[i].score < scored[k - 1].score - margin) break;
+            wanted[2 * n_wanted] = scored[i].subject_rowid;
+            wanted[2 * n_wanted++ + 1] = (int64_t)scored[i].ref;
+        }
+    }
+    if (n_wanted &&
+        (rc = subject_faces_read(g, collection_id, info.dim, wanted, n_wanted, refs, &fetched)))
+        goto done;
+    for (size_t q = 0; q < nq; q++) {
+        struct gal_query_result *r = &out->queries[q];
+        struct scored *mine = subjects + q * 2 * kc;
+        size_t u = subject_counts[q];
+        if (quantised) {
+            subjects_best_faces(&fetched, queries + q * dim, info.dim, k, margin, mine, u);
+            qsort(mine, u, sizeof *mine, compare_scored);
         }
         for (size_t i = 0; i < u && r->subject_count < k; i++)
-            fill_hit(&r->subjects[r->subject_count++], &scored[i], refs, info.threshold);
+            fill_hit(&r->subjects[r->subject_count++], &mine[i], refs, info.threshold);
     }
     *results = out;
     out = NULL;
@@ -1308,6 +1346,9 @@ done:
     free(scored);
     free(out);
     subject_faces_free(&fetched);
+    free(subjects);
+    free(subject_counts);
+    free(wanted);
     return rc;
 }
 

@@ -141,6 +141,15 @@ struct gal_store_ops {
      * the store with others can tell before a read whether it must replay changes first
      * (read-your-writes across replicas). NULL in a backend where that is not needed. */
     int (*last_seq)(struct gal_store *store, uint64_t *seq);
+
+    /* For search: the faces of `count` subjects (by rowid) of a collection, in one read, up
+     * to max_per_subject each (the lowest ids). Subject i's faces are rows starts[i] ..
+     * starts[i + 1] of *face_ids and *embeddings (dim floats each), new arrays the caller
+     * frees; `starts` has count + 1 entries. NULL in a backend without it: the gallery then
+     * uses face_list and faces_lookup per subject. */
+    int (*subjects_faces)(struct gal_store *store, int64_t collection_id,
+                          const int64_t *subject_rowids, size_t count, size_t max_per_subject,
+                          uint32_t dim, int64_t **face_ids, float **embeddings, size_t *starts);
 };
 
 struct gal_store {

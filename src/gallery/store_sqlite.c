@@ -126,6 +126,7 @@ enum stmt_id {
     S_FACE_REF_EMBEDDING,
     S_FACE_GET,
     S_FACE_LIST,
+    S_SUBJECT_FACES,
     S_FACES_LOAD,
     S_EXPORT_SUBJECTS,
     S_EXPORT_FACES,
@@ -192,6 +193,8 @@ static const char *const stmt_sql[S_COUNT] = {
                              "WHERE f.id = ?1 AND f.collection_id = ?2",
     [S_FACE_GET] = "SELECT " FACE_COLUMNS "WHERE f.id = ?1 AND f.collection_id = ?2",
     [S_FACE_LIST] = "SELECT id FROM faces WHERE subject_rowid = ?1 ORDER BY id",
+    [S_SUBJECT_FACES] = "SELECT id, embedding FROM faces WHERE subject_rowid = ?1 "
+                        "AND collection_id = ?2 ORDER BY id LIMIT ?3",
     [S_FACES_LOAD] = "SELECT id, subject_rowid, embedding FROM faces "
                      "WHERE collection_id = ?1 ORDER BY id",
     [S_EXPORT_SUBJECTS] = "SELECT " SUBJ_COLUMNS " FROM subjects s WHERE s.collection_id = ?1 "
@@ -1253,6 +1256,68 @@ done:
     return rc;
 }
 
+static int sq_subjects_faces(struct gal_store *store, int64_t collection_id,
+                             const int64_t *subject_rowids, size_t count, size_t max_per_subject,
+                             uint32_t dim, int64_t **face_ids, float **embeddings, size_t *starts)
+{
+    struct sqlite_store *s = (struct sqlite_store *)store;
+    *face_ids = NULL;
+    *embeddings = NULL;
+    size_t n = 0, cap = 0;
+    int64_t *ids = NULL;
+    float *vectors = NULL;
+    struct conn *c;
+    int rc = reader_get(s, &c);
+    if (rc) return rc;
+    /* One read transaction for all subjects: one snapshot, one lock acquisition. */
+    if ((rc = run(c, stmt(c, S_BEGIN), "begin"))) goto done;
+    sqlite3_stmt *st = stmt(c, S_SUBJECT_FACES);
+    if (!st) {
+        rc = BASE_ERR_BACKEND;
+        goto end;
+    }
+    starts[0] = 0;
+    for (size_t i = 0; i < count && !rc; i++) {
+        sqlite3_bind_int64(st, 1, subject_rowids[i]);
+        sqlite3_bind_int64(st, 2, collection_id);
+        sqlite3_bind_int64(st, 3, (sqlite3_int64)max_per_subject);
+        int src = SQLITE_DONE;
+        while (!rc && (src = sqlite3_step(st)) == SQLITE_ROW) {
+            if (n == cap) {
+                size_t more = cap ? 2 * cap : 64;
+                int64_t *grown_ids = realloc(ids, more * sizeof *ids);
+                if (grown_ids) ids = grown_ids;
+                float *grown = realloc(vectors, more * dim * sizeof *vectors);
+                if (grown) vectors = grown;
+                if (!grown_ids || !grown) {
+                    rc = base_error_set(BASE_ERR_NOMEM, "cannot read %zu faces", more);
+                    break;
+                }
+                cap = more;
+            }
+            ids[n] = sqlite3_column_int64(st, 0);
+            rc = read_embedding(st, 1, ids[n], dim, vectors + n * dim);
+            n++;
+        }
+        if (!rc && src != SQLITE_DONE) rc = sql_error(c->db, src, "read a subject's faces");
+        sqlite3_reset(st);
+        starts[i + 1] = n;
+    }
+    finish(st);
+end:
+    run(c, stmt(c, S_COMMIT), "end read");
+done:
+    reader_put(s, c);
+    if (rc) {
+        free(ids);
+        free(vectors);
+        return rc;
+    }
+    *face_ids = ids;
+    *embeddings = vectors;
+    return 0;
+}
+
 /* ---- loading and the change log -------------------------------------------------------- */
 
 static int sq_load(struct gal_store *store, int64_t only_collection,
@@ -1432,6 +1497,7 @@ static const struct gal_store_ops sqlite_ops = {
     .face_get = sq_face_get,
     .face_list = sq_face_list,
     .faces_lookup = sq_faces_lookup,
+    .subjects_faces = sq_subjects_faces,
     .changes = sq_changes,
     .export_scan = sq_export_scan,
 };

@@ -143,10 +143,8 @@ static const struct gal_hit *find_subject(const struct gal_query_result *r, cons
  * results only through the subject candidates. The threshold lies between s2 and s1: alice
  * must come back at s1 with f1, a match - as she does with f32 storage.
  */
-static void test_subject_scored_by_its_best_face_whatever_the_storage(void **state)
+static void check_subject_scored_by_its_best_face(struct gal *g)
 {
-    struct fixture *f = *state;
-    struct gal *g = f->g;
     struct rng r = {11};
     float q[DIM], f1[DIM], f2[DIM], x[DIM];
     random_unit(&r, q, DIM);
@@ -197,6 +195,12 @@ static void test_subject_scored_by_its_best_face_whatever_the_storage(void **sta
             gal_results_destroy(res);
         }
     }
+}
+
+static void test_subject_scored_by_its_best_face_whatever_the_storage(void **state)
+{
+    struct fixture *f = *state;
+    check_subject_scored_by_its_best_face(f->g);
 }
 
 /*
@@ -897,6 +901,10 @@ static void test_postgres_replicas_across_sequence_gaps(void **state)
     assert_true(res->threshold == 0.3f);
     gal_results_destroy(res);
     assert_int_equal(gal_sequence(follower), gal_sequence(writer));
+
+    /* A subject is scored by its best face on this store too (it reads the subjects' faces
+     * its own way). */
+    check_subject_scored_by_its_best_face(writer);
     gal_close(follower);
     gal_close(writer);
 }
