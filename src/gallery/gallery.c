@@ -118,8 +118,8 @@ static int check_text(const char *what, const char *text, size_t max, int allow_
         /* U+0080..U+009F (C2 80..C2 9F) are control characters too: U+009B is a terminal's
          * CSI, as ESC [ is, and U+0085 a line break in some log viewers. */
         if (len == 2 && c == 0xc2 && (unsigned char)text[i + 1] <= 0x9f)
-            return base_error_set(BASE_ERR_INVALID, "%s has a control character at byte %zu",
-                                  what, i + 1);
+            return base_error_set(BASE_ERR_INVALID, "%s has a control character at byte %zu", what,
+                                  i + 1);
         i += len;
     }
     return 0;

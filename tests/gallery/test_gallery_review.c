@@ -248,8 +248,8 @@ static void test_threshold_boundary_same_with_every_storage(void **state)
             if (hit->similarity != sim_f32[i] || hit->decision != GAL_MATCH ||
                 subject->decision != GAL_MATCH) {
                 fprintf(stderr, "%s storage, face %d: similarity %.9g (f32 storage: %.9g), %s\n",
-                        gal_dtype_name(dtypes[d]), i, (double)hit->similarity,
-                        (double)sim_f32[i], hit->decision == GAL_MATCH ? "a match" : "no match");
+                        gal_dtype_name(dtypes[d]), i, (double)hit->similarity, (double)sim_f32[i],
+                        hit->decision == GAL_MATCH ? "a match" : "no match");
                 differ++;
             }
             gal_results_destroy(res);
@@ -278,7 +278,8 @@ static int returns(struct gal *g, const char *collection, const float *q, int64_
         if (r->faces[i].face_id == id || (subject && !strcmp(r->faces[i].subject_id, subject)))
             found = 1;
     for (size_t i = 0; i < r->subject_count; i++)
-        if (r->subjects[i].face_id == id || (subject && !strcmp(r->subjects[i].subject_id, subject)))
+        if (r->subjects[i].face_id == id ||
+            (subject && !strcmp(r->subjects[i].subject_id, subject)))
             found = 1;
     gal_results_destroy(res);
     return found;
@@ -455,8 +456,8 @@ static void test_deletes_on_the_writer_and_a_follower(void **state)
     /* Deleted and re-created under the same name, with another model and threshold, while
      * the follower is not looking; then the follower catches up in one refresh. */
     EXPECT_OK(gal_collection_delete(g, "del0"));
-    struct gal_collection_info info = collection_info("del0", "other-embedder@2", DIM,
-                                                      GAL_DTYPE_INT8, 0.25f);
+    struct gal_collection_info info =
+        collection_info("del0", "other-embedder@2", DIM, GAL_DTYPE_INT8, 0.25f);
     EXPECT_OK(gal_collection_create(g, &info));
     EXPECT_OK(gal_subject_add(g, "del0", "new", NULL));
     struct gal_face_input in = face_input("new", "other-embedder@2", DIM, q);
@@ -533,8 +534,8 @@ static void test_limits_and_names(void **state)
     /* a two-byte character cut at byte 128 */
     id[GAL_ID_MAX - 1] = 0;
     EXPECT_RC(gal_subject_add(g, "lim", id, NULL), BASE_ERR_INVALID);
-    const char *bad_ids[] = {"",       "tab\there", "nl\n",        "del\x7f",  "\xff",
-                             "\xc3",   "\xc0\xaf",  "csi\xc2\x9b", "nel\xc2\x85", "c1\xc2\x80"};
+    const char *bad_ids[] = {"",     "tab\there", "nl\n",        "del\x7f",     "\xff",
+                             "\xc3", "\xc0\xaf",  "csi\xc2\x9b", "nel\xc2\x85", "c1\xc2\x80"};
     for (size_t i = 0; i < sizeof bad_ids / sizeof *bad_ids; i++) {
         int rc = gal_subject_add(g, "lim", bad_ids[i], NULL);
         if (rc != BASE_ERR_INVALID)
@@ -608,10 +609,9 @@ static char *describe(struct gal *g, const char *collection)
     char *out = malloc(cap);
     struct gal_collection_info info;
     EXPECT_OK(gal_collection_get(g, collection, &info));
-    len += (size_t)snprintf(out + len, cap - len, "%s %u %s %.9g %lld %llu %llu\n",
-                            info.model_id, info.dim, gal_dtype_name(info.dtype),
-                            (double)info.threshold, (long long)info.created_ms,
-                            (unsigned long long)info.subject_count,
+    len += (size_t)snprintf(out + len, cap - len, "%s %u %s %.9g %lld %llu %llu\n", info.model_id,
+                            info.dim, gal_dtype_name(info.dtype), (double)info.threshold,
+                            (long long)info.created_ms, (unsigned long long)info.subject_count,
                             (unsigned long long)info.face_count);
     struct gal_subject_info *subjects;
     size_t ns;
@@ -634,12 +634,11 @@ static char *describe(struct gal *g, const char *collection)
                 memcpy(&bits, &rec.embedding[d], 4);
                 h = (h ^ bits) * 1099511628211ull;
             }
-            len += (size_t)snprintf(out + len, cap - len,
-                                    "  F %s %s %.9g %.9g %.9g %.9g %.9g %lld %zu %016llx\n",
-                                    rec.subject_id, rec.image_hash, (double)rec.box[0],
-                                    (double)rec.box[1], (double)rec.box[2], (double)rec.box[3],
-                                    (double)rec.quality, (long long)rec.created_ms,
-                                    rec.thumbnail_len, (unsigned long long)h);
+            len += (size_t)snprintf(
+                out + len, cap - len, "  F %s %s %.9g %.9g %.9g %.9g %.9g %lld %zu %016llx\n",
+                rec.subject_id, rec.image_hash, (double)rec.box[0], (double)rec.box[1],
+                (double)rec.box[2], (double)rec.box[3], (double)rec.quality,
+                (long long)rec.created_ms, rec.thumbnail_len, (unsigned long long)h);
             gal_face_record_deinit(&rec);
         }
         free(ids);
@@ -699,8 +698,7 @@ static void test_export_import_round_trip(void **state)
     for (size_t i = 0; i < 7; i++) {
         assert_true(ra->queries[0].faces[i].similarity == rb->queries[0].faces[i].similarity);
         assert_int_equal(ra->queries[0].faces[i].decision, rb->queries[0].faces[i].decision);
-        assert_string_equal(ra->queries[0].faces[i].subject_id,
-                            rb->queries[0].faces[i].subject_id);
+        assert_string_equal(ra->queries[0].faces[i].subject_id, rb->queries[0].faces[i].subject_id);
     }
     gal_results_destroy(ra);
     gal_results_destroy(rb);
@@ -918,8 +916,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_k_beyond_the_gallery_and_ties, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_queries_refused, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_deletes_on_the_writer_and_a_follower, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_deletes_on_the_writer_and_a_follower, setup, teardown),
         cmocka_unit_test_setup_teardown(test_limits_and_names, setup, teardown),
         cmocka_unit_test_setup_teardown(test_export_import_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_only_mode, setup, teardown),
