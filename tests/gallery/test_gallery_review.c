@@ -22,6 +22,9 @@
 
 #include <cmocka.h>
 
+#include <jansson.h>
+#include <limits.h>
+
 #include "base/base.h"
 #include "gallery/kernels.h"
 #include "helpers.h"
@@ -800,6 +803,175 @@ static void test_created_time_is_now(void **state)
     assert_true(info.created_ms >= start);
 }
 
+/* ---- real embeddings (skipped without BUILD/vultus, models/ or ../shared/data) ---------- */
+
+#define FIXTURES "../shared/data/fixtures"
+#define REAL_MAX 128
+
+struct real_face {
+    char subject[64];
+    int query; /* <name>5.png: searched, not enrolled */
+    float e[GAL_DIM_MAX];
+};
+
+/* Embeds every face of the fixtures' identities and group photos with `vultus analyze`
+ * (BUILD/vultus beside BUILD/tests/gallery/this program). Returns the number of faces and the
+ * dimension and model through the pointers; 0 when something is missing (the test skips). */
+static size_t real_embeddings(struct real_face *faces, uint32_t *dim, char *model, size_t cap)
+{
+    char self[PATH_MAX], cmd[8192];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0) return 0;
+    self[n] = 0;
+    for (int i = 0; i < 3; i++) { /* BUILD/tests/gallery/x -> BUILD */
+        char *slash = strrchr(self, '/');
+        if (!slash) return 0;
+        *slash = 0;
+    }
+    if (strlen(self) > PATH_MAX - 16) return 0;
+    char vultus[PATH_MAX + 16];
+    snprintf(vultus, sizeof vultus, "%s/vultus", self);
+    if (access(vultus, X_OK) != 0 || access("models/human", R_OK) != 0 ||
+        access(FIXTURES "/identities", R_OK) != 0)
+        return 0;
+    int len = snprintf(cmd, sizeof cmd,
+                       "VULTUS_LOG_LEVEL=warn '%s' analyze --stages embed --embedding " FIXTURES
+                       "/identities/*/*.png " FIXTURES "/group-*.jpg 2>/dev/null",
+                       vultus);
+    assert_true(len > 0 && (size_t)len < sizeof cmd);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    char *line = NULL;
+    size_t line_cap = 0, count = 0;
+    while (getline(&line, &line_cap, p) > 0) {
+        json_error_t err;
+        json_t *o = json_loads(line, 0, &err);
+        if (!o) fail_msg("vultus analyze: not JSON: %s", line);
+        const char *image = json_string_value(json_object_get(o, "image"));
+        json_t *list = json_object_get(o, "faces");
+        assert_non_null(image);
+        const char *base = strrchr(image, '/') ? strrchr(image, '/') + 1 : image;
+        int identity = strstr(image, "/identities/") != NULL;
+        for (size_t i = 0; i < json_array_size(list) && count < cap; i++) {
+            json_t *face = json_array_get(list, i);
+            json_t *e = json_object_get(face, "embedding");
+            if (identity && i > 0) break; /* one person per portrait */
+            if (!json_is_array(e) || json_array_size(e) == 0 || json_array_size(e) > GAL_DIM_MAX)
+                continue;
+            struct real_face *f = &faces[count++];
+            *dim = (uint32_t)json_array_size(e);
+            snprintf(model, GAL_MODEL_MAX + 1, "%s",
+                     json_string_value(json_object_get(face, "embedding_model")));
+            for (size_t d = 0; d < *dim; d++)
+                f->e[d] = (float)json_number_value(json_array_get(e, d));
+            if (identity) {
+                /* amy5.png -> subject amy, a query */
+                snprintf(f->subject, sizeof f->subject, "%.*s", (int)strcspn(base, "0123456789"),
+                         base);
+                f->query = strstr(base, "5.") != NULL;
+            } else {
+                snprintf(f->subject, sizeof f->subject, "%.40s-%zu", base, i);
+            }
+        }
+        json_decref(o);
+    }
+    free(line);
+    pclose(p);
+    return count;
+}
+
+/*
+ * Real embeddings (faceapi-resnet-v1 on the fixtures: eight people with four enrolled photos
+ * and a fifth searched, plus every face of the group photos): the three storage types give
+ * the same answers - the same faces and subjects in the same order, the same similarities bit
+ * for bit, the same decisions at the default threshold - and a threshold set to any returned
+ * similarity matches that face with every storage type.
+ */
+static void test_real_embeddings_same_answers_with_every_storage(void **state)
+{
+    struct fixture *f = *state;
+    struct real_face *faces = calloc(REAL_MAX, sizeof *faces);
+    uint32_t dim = 0;
+    char model[GAL_MODEL_MAX + 1] = "";
+    size_t n = real_embeddings(faces, &dim, model, REAL_MAX);
+    if (n < 40) {
+        free(faces);
+        print_message("skipping: needs BUILD/vultus, models/ and " FIXTURES "\n");
+        skip();
+    }
+    const enum gal_dtype dtypes[] = {GAL_DTYPE_F32, GAL_DTYPE_F16, GAL_DTYPE_INT8};
+    static int64_t ids[3][REAL_MAX];
+    for (int d = 0; d < 3; d++) {
+        struct gal_collection_info info =
+            collection_info(gal_dtype_name(dtypes[d]), model, dim, dtypes[d], 0.93f);
+        EXPECT_OK(gal_collection_create(f->g, &info));
+        for (size_t i = 0; i < n; i++) {
+            if (faces[i].query) continue;
+            struct gal_subject_info si;
+            if (gal_subject_get(f->g, info.name, faces[i].subject, &si) == 0)
+                gal_subject_info_deinit(&si);
+            else
+                EXPECT_OK(gal_subject_add(f->g, info.name, faces[i].subject, NULL));
+            struct gal_face_input in = face_input(faces[i].subject, model, dim, faces[i].e);
+            EXPECT_OK(gal_face_add(f->g, info.name, &in, &ids[d][i]));
+        }
+    }
+    int correct = 0, queries = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct gal_results *res[3];
+        struct gal_search_request req = {model, dim, faces[i].e, 1, 10};
+        for (int d = 0; d < 3; d++)
+            EXPECT_OK(gal_search(f->g, gal_dtype_name(dtypes[d]), &req, &res[d]));
+        const struct gal_query_result *a = &res[0]->queries[0];
+        for (int d = 1; d < 3; d++) {
+            const struct gal_query_result *b = &res[d]->queries[0];
+            assert_int_equal(a->face_count, b->face_count);
+            assert_int_equal(a->subject_count, b->subject_count);
+            for (size_t j = 0; j < a->face_count; j++) {
+                size_t ia = 0, ib = 0; /* enrolment positions of the two faces */
+                while (ids[0][ia] != a->faces[j].face_id)
+                    ia++;
+                while (ids[d][ib] != b->faces[j].face_id)
+                    ib++;
+                if (ia != ib || a->faces[j].similarity != b->faces[j].similarity ||
+                    a->faces[j].decision != b->faces[j].decision)
+                    fail_msg("face %zu, hit %zu: f32 storage gives face #%zu at %.9g (%d), %s "
+                             "face #%zu at %.9g (%d)",
+                             i, j, ia, (double)a->faces[j].similarity, (int)a->faces[j].decision,
+                             gal_dtype_name(dtypes[d]), ib, (double)b->faces[j].similarity,
+                             (int)b->faces[j].decision);
+            }
+            for (size_t j = 0; j < a->subject_count; j++) {
+                assert_string_equal(a->subjects[j].subject_id, b->subjects[j].subject_id);
+                assert_true(a->subjects[j].similarity == b->subjects[j].similarity);
+                assert_int_equal(a->subjects[j].decision, b->subjects[j].decision);
+            }
+        }
+        if (faces[i].query) {
+            queries++;
+            correct += strcmp(a->subjects[0].subject_id, faces[i].subject) == 0;
+        }
+        /* The boundary: threshold = the best similarity is a match everywhere. */
+        float best = a->faces[0].similarity;
+        for (int d = 0; d < 3; d++) {
+            gal_results_destroy(res[d]);
+            EXPECT_OK(gal_collection_set_threshold(f->g, gal_dtype_name(dtypes[d]), best));
+            struct gal_results *again;
+            EXPECT_OK(gal_search(f->g, gal_dtype_name(dtypes[d]), &req, &again));
+            assert_int_equal(again->queries[0].faces[0].decision, GAL_MATCH);
+            assert_int_equal(again->queries[0].subjects[0].decision, GAL_MATCH);
+            gal_results_destroy(again);
+            EXPECT_OK(gal_collection_set_threshold(f->g, gal_dtype_name(dtypes[d]), 0.93f));
+        }
+    }
+    print_message("real embeddings: %zu faces (%s, %u-d), %d of %d fifth photos find their "
+                  "person first\n",
+                  n, model, dim, correct, queries);
+    assert_int_equal(queries, 8);
+    assert_true(correct >= 7);
+    free(faces);
+}
+
 /* ---- PostgreSQL (skipped when its server binaries are absent) ------------------------- */
 
 static char pg_dir[256], pg_url[400];
@@ -921,6 +1093,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_export_import_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_only_mode, setup, teardown),
         cmocka_unit_test_setup_teardown(test_created_time_is_now, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_real_embeddings_same_answers_with_every_storage, setup,
+                                        teardown),
     };
     const struct CMUnitTest postgres[] = {
         cmocka_unit_test(test_postgres_replicas_across_sequence_gaps),
