@@ -66,7 +66,9 @@ typedef struct face_options {
     float min_score;   /* detection score threshold; 0: the detector's default (0.5) */
     int min_face_size; /* pixels of the full-size upright image (shorter side of the
                           detector's box); 0: 20 pixels of the image the detector sees
-                          (face_analyze_bytes may decode a JPEG reduced for it) */
+                          (face_analyze_bytes may decode a JPEG reduced for it). A larger
+                          value filters the default search's faces (the same boxes), it does
+                          not make the search cheaper */
     int max_faces;     /* 0: 100; the largest faces are kept */
     img_limits limits; /* face_analyze_bytes: checked against the stored image size (and
                           the byte count) before anything is decoded; a zero field: the
@@ -100,7 +102,9 @@ typedef struct face_timing {
 } face_timing;
 
 typedef struct face_info {
-    float x, y, w, h;         /* box, forehead to chin (WIDER FACE's convention) */
+    float x, y, w, h;         /* box, forehead to chin (WIDER FACE's convention); not clipped:
+                                 a face cut by the image's border has a box, keypoints and
+                                 landmarks reaching past it */
     float score;              /* detector confidence 0..1 */
     face_point keypoints[6];  /* detector keypoints: right eye, left eye, nose, mouth, right ear,
                                  left ear (subject's) */
