@@ -1310,9 +1310,17 @@ int gal_search(struct gal *g, const char *collection, const struct gal_search_re
         qsort(scored, u, sizeof *scored, compare_scored);
         memcpy(subjects + q * 2 * kc, scored, u * sizeof *scored);
         subject_counts[q] = u;
-        /* See subjects_best_faces: the subjects that can be returned. */
-        for (size_t i = 0; quantised && i < u; i++) {
+        /* See subjects_best_faces: the subjects that can be returned, when a face of theirs
+         * outside the face candidates could beat what they have. Such a face has an index
+         * score at most the lowest face candidate's, `floor`, so an exact similarity at most
+         * floor + margin. When the index returned fewer face candidates than asked, every
+         * face was one. */
+        float floor = INFINITY;
+        for (size_t i = 0; fn[q] == kc && i < fn[q]; i++)
+            if (fc[q * kc + i].score < floor) floor = fc[q * kc + i].score;
+        for (size_t i = 0; quantised && fn[q] == kc && i < u; i++) {
             if (i >= k && scored[i].score < scored[k - 1].score - margin) break;
+            if (scored[i].score >= floor + margin) continue;
             wanted[2 * n_wanted] = scored[i].subject_rowid;
             wanted[2 * n_wanted++ + 1] = (int64_t)scored[i].ref;
         }
