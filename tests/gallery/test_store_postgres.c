@@ -19,6 +19,7 @@
 #define TEST_STORE_NO_MAIN 1
 #define TEST_STORE_POSTGRES 1
 #include "test_store.c"
+#include "http/client.h"
 
 #include <libpq-fe.h>
 #include <pthread.h>
@@ -56,37 +57,14 @@ static void new_postgres_database(char *url, size_t size)
 static int start_postgres(void **state)
 {
     (void)state;
-    snprintf(pg_dir, sizeof pg_dir, "/tmp/vultus-pg-XXXXXX");
-    if (!mkdtemp(pg_dir)) return -1;
-    char cmd[400];
-    snprintf(cmd, sizeof cmd, "tools/pg-temp start %s %d", pg_dir, (int)getpid());
-    FILE *p = popen(cmd, "r");
-    if (!p) return -1;
-    char line[300] = "";
-    if (!fgets(line, sizeof line, p)) line[0] = '\0';
-    int status = pclose(p);
-    int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    if (code == 77) {
-        rmdir(pg_dir);
-        pg_dir[0] = '\0';
-        return 0; /* every test skips */
-    }
-    if (code != 0) {
-        fprintf(stderr, "tools/pg-temp start failed (exit %d)\n", code);
-        return -1;
-    }
-    line[strcspn(line, "\n")] = '\0';
-    snprintf(pg_url, sizeof pg_url, "%s", line);
-    return 0;
+    int rc = tc_pg_start(pg_dir, sizeof pg_dir, pg_url, sizeof pg_url);
+    return rc == 77 ? 0 : rc; /* 77: not installed, pg_url stays empty */
 }
 
 static int stop_postgres(void **state)
 {
     (void)state;
-    if (!pg_dir[0]) return 0;
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "tools/pg-temp stop %s", pg_dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return tc_pg_stop(pg_dir);
 }
 
 /* ---- tests of PostgreSQL's own --------------------------------------------------------- */
