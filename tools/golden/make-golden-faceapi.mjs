@@ -37,6 +37,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
+import { goldBuffer, nearest } from './gold.mjs';
 
 const require = createRequire(import.meta.url);
 const tf = require('@tensorflow/tfjs');
@@ -52,7 +53,6 @@ for (let i = 2; i < process.argv.length; i++) {
   else throw new Error(`unknown argument: ${a}`);
 }
 
-const nearest = (d, srcSize, dstSize) => Math.floor(((2 * d + 1) * srcSize) / (2 * dstSize));
 
 function facePixels(rgb, size) {
   const v = new Float32Array(size * size * 3);
@@ -84,20 +84,6 @@ function fnv1a(f32) {
   return h.toString(16).padStart(8, '0');
 }
 
-function goldBuffer(outputs) {
-  const u32 = (v) => { const b = Buffer.alloc(4); b.writeUInt32LE(v >>> 0); return b; };
-  const parts = [Buffer.from('VTGOLD1\0', 'latin1'), u32(outputs.length)];
-  for (const o of outputs) {
-    const name = Buffer.from(o.name, 'utf8');
-    parts.push(u32(name.length), name, u32(o.shape.length));
-    const dims = Buffer.alloc(8 * o.shape.length);
-    o.shape.forEach((d, i) => dims.writeBigInt64LE(BigInt(d), 8 * i));
-    const data = Buffer.alloc(4 * o.data.length);
-    o.data.forEach((f, i) => data.writeFloatLE(f, 4 * i));
-    parts.push(dims, data);
-  }
-  return Buffer.concat(parts);
-}
 
 const sha256 = (file) => crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex');
 

@@ -22,6 +22,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
+import { goldBuffer, nearest } from './gold.mjs';
 
 const require = createRequire(import.meta.url);
 const tf = require('@tensorflow/tfjs');
@@ -52,7 +53,6 @@ function loadWeights(manifestPath) {
 }
 
 // nearest neighbour as tests/nn/golden.h: dst index -> src index
-const nearest = (d, srcSize, dstSize) => Math.floor(((2 * d + 1) * srcSize) / (2 * dstSize));
 
 function faceInput(rgb) {
   const v = new Float32Array(SIZE * SIZE * 3);
@@ -108,20 +108,6 @@ function forward(w, x) {
   return { boxes, classes, decoded, scores };
 }
 
-function goldBuffer(outputs) {
-  const u32 = (v) => { const b = Buffer.alloc(4); b.writeUInt32LE(v >>> 0); return b; };
-  const parts = [Buffer.from('VTGOLD1\0', 'latin1'), u32(outputs.length)];
-  for (const o of outputs) {
-    const name = Buffer.from(o.name, 'utf8');
-    parts.push(u32(name.length), name, u32(o.shape.length));
-    const dims = Buffer.alloc(8 * o.shape.length);
-    o.shape.forEach((d, i) => dims.writeBigInt64LE(BigInt(d), 8 * i));
-    const data = Buffer.alloc(4 * o.data.length);
-    o.data.forEach((f, i) => data.writeFloatLE(f, 4 * i));
-    parts.push(dims, data);
-  }
-  return Buffer.concat(parts);
-}
 
 async function main() {
   await tf.setBackend('cpu');

@@ -34,6 +34,7 @@ import path from 'node:path';
 import crypto from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
+import { goldBuffer, nearest } from './gold.mjs';
 
 const require = createRequire(import.meta.url);
 const tf = require('@tensorflow/tfjs');
@@ -84,7 +85,6 @@ function randomInput(count) {
 }
 
 // integer nearest neighbour: dst index -> src index
-const nn = (d, srcSize, dstSize) => Math.floor(((2 * d + 1) * srcSize) / (2 * dstSize));
 
 function makeFace256(jpgPath) {
   const img = jpeg.decode(fs.readFileSync(jpgPath), { useTArray: true, formatAsRGBA: false, maxMemoryUsageInMB: 1024 });
@@ -93,9 +93,9 @@ function makeFace256(jpgPath) {
   if (x0 + size > img.width || y0 + size > img.height) throw new Error('face crop outside image');
   const rgb = new Uint8Array(out * out * 3);
   for (let y = 0; y < out; y++) {
-    const sy = y0 + nn(y, size, out);
+    const sy = y0 + nearest(y, size, out);
     for (let x = 0; x < out; x++) {
-      const sx = x0 + nn(x, size, out);
+      const sx = x0 + nearest(x, size, out);
       const si = (sy * img.width + sx) * 3;
       const di = (y * out + x) * 3;
       rgb[di] = img.data[si]; rgb[di + 1] = img.data[si + 1]; rgb[di + 2] = img.data[si + 2];
@@ -108,9 +108,9 @@ function faceInput(rgb, h, w, c) {
   const v = new Float32Array(h * w * c);
   let k = 0;
   for (let y = 0; y < h; y++) {
-    const sy = nn(y, 256, h);
+    const sy = nearest(y, 256, h);
     for (let x = 0; x < w; x++) {
-      const sx = nn(x, 256, w);
+      const sx = nearest(x, 256, w);
       const si = (sy * 256 + sx) * 3;
       const r = rgb[si], g = rgb[si + 1], b = rgb[si + 2];
       if (c === 3) {
@@ -174,28 +174,6 @@ function placeholderShape(model) {
 }
 
 // ---------------------------------------------------------------- .gold writer
-function goldBuffer(outputs) {
-  const parts = [];
-  const u32 = (x) => { const b = Buffer.alloc(4); b.writeUInt32LE(x >>> 0); return b; };
-  parts.push(Buffer.from('VTGOLD1\0', 'latin1'));
-  parts.push(u32(outputs.length));
-  for (const o of outputs) {
-    const nameBytes = Buffer.from(o.name, 'utf8');
-    if (nameBytes.length >= 128) throw new Error(`output name too long: ${o.name}`);
-    if (o.shape.length > 6) throw new Error(`rank > 6: ${o.name}`);
-    parts.push(u32(nameBytes.length), nameBytes, u32(o.shape.length));
-    const dims = Buffer.alloc(8 * o.shape.length);
-    o.shape.forEach((d, i) => dims.writeBigInt64LE(BigInt(d), 8 * i));
-    parts.push(dims);
-    const f = Float32Array.from(o.data); // converts int32/bool outputs to float
-    const count = o.shape.reduce((a, b) => a * b, 1);
-    if (f.length !== count) throw new Error(`size mismatch for ${o.name}`);
-    const db = Buffer.alloc(4 * f.length);
-    for (let i = 0; i < f.length; i++) db.writeFloatLE(f[i], 4 * i);
-    parts.push(db);
-  }
-  return Buffer.concat(parts);
-}
 
 // ---------------------------------------------------------------- main
 async function run(model, names, input, shape) {
