@@ -12,6 +12,8 @@
 
 #include <cmocka.h>
 
+#include "face/face_tests.h"
+
 #include "base/base.h"
 #include "face/face.h"
 #include "img/img.h"
@@ -58,13 +60,7 @@ static int teardown(void **state)
     return 0;
 }
 
-#define NEED_MODELS()                                                                              \
-    do {                                                                                           \
-        if (!models) {                                                                             \
-            printf("skip: models/ not present (make models)\n");                                   \
-            skip();                                                                                \
-        }                                                                                          \
-    } while (0)
+#define NEED_MODELS() SKIP_UNLESS(models, "models/ not present (make models)")
 
 typedef struct photo {
     char *data;

@@ -14,6 +14,8 @@
 
 #include <cmocka.h>
 
+#include "face/face_tests.h"
+
 #include "base/base.h"
 #include "face/face.h"
 #include "img/img.h"
@@ -51,13 +53,7 @@ static int teardown(void **state)
     return 0;
 }
 
-#define NEED_MODELS()                                                                              \
-    do {                                                                                           \
-        if (!models) {                                                                             \
-            printf("skip: models/ not present (make models)\n");                                   \
-            skip();                                                                                \
-        }                                                                                          \
-    } while (0)
+#define NEED_MODELS() SKIP_UNLESS(models, "models/ not present (make models)")
 
 /* A JPEG of img with an APP1 Exif segment holding `orientation` right after SOI. */
 static void jpeg_with_orientation(const img_image *img, int orientation, uint8_t **out, size_t *len)

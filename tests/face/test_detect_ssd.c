@@ -10,6 +10,8 @@
 
 #include <cmocka.h>
 
+#include "face/face_tests.h"
+
 #include "base/base.h"
 #include "face/face_internal.h"
 #include "nn/golden.h"
@@ -28,13 +30,7 @@ static int have_models(void)
     return access(MANIFEST, R_OK) == 0 && access("models/human/blazeface-back.json", R_OK) == 0;
 }
 
-#define NEED_MODELS()                                                                              \
-    do {                                                                                           \
-        if (!have_models()) {                                                                      \
-            printf("skip: models/ not present (make models)\n");                                   \
-            skip();                                                                                \
-        }                                                                                          \
-    } while (0)
+#define NEED_MODELS() SKIP_UNLESS(have_models(), "models/ not present (make models)")
 
 static const golden_output *find(const golden_file *gf, const char *name)
 {

@@ -18,6 +18,8 @@
 
 #include <cmocka.h>
 
+#include "face/face_tests.h"
+
 #include "base/base.h"
 #include "face/face_internal.h"
 #include "nn/golden.h"
@@ -38,13 +40,7 @@ static int have_models(void)
     return access(RESNET_MANIFEST, R_OK) == 0 && access(AGEGENDER_MANIFEST, R_OK) == 0;
 }
 
-#define NEED_MODELS()                                                                              \
-    do {                                                                                           \
-        if (!have_models()) {                                                                      \
-            printf("skip: models/faceapi not present (make models)\n");                            \
-            skip();                                                                                \
-        }                                                                                          \
-    } while (0)
+#define NEED_MODELS() SKIP_UNLESS(have_models(), "models/faceapi not present (make models)")
 
 /* The script's "face" pixels: face256.rgb resized to size x size by golden.h's nearest rule. */
 static void face_pixels(const uint8_t *rgb256, int size, uint8_t *dst)

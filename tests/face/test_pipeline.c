@@ -12,6 +12,8 @@
 
 #include <cmocka.h>
 
+#include "face/face_tests.h"
+
 #include "base/base.h"
 #include "face/face.h"
 #include "img/img.h"
@@ -58,20 +60,11 @@ static int teardown(void **state)
     return 0;
 }
 
-#define NEED_MODELS()                                                                              \
-    do {                                                                                           \
-        if (!models) {                                                                             \
-            printf("skip: models/ not present (make models)\n");                                   \
-            skip();                                                                                \
-        }                                                                                          \
-    } while (0)
+#define NEED_MODELS() SKIP_UNLESS(models, "models/ not present (make models)")
 #define NEED_FIXTURES()                                                                            \
     do {                                                                                           \
         NEED_MODELS();                                                                             \
-        if (!have_fixtures()) {                                                                    \
-            printf("skip: %s not present\n", FIXTURES);                                            \
-            skip();                                                                                \
-        }                                                                                          \
+        SKIP_UNLESS(have_fixtures(), FIXTURES " not present");                                     \
     } while (0)
 
 static int analyze_file(face_context *c, const char *path, const face_options *o, face_result *r)

@@ -14,6 +14,8 @@
 
 #include <cmocka.h>
 
+#include "face/face_tests.h"
+
 #include "base/base.h"
 #include "face/face.h"
 #include "img/img.h"
@@ -75,13 +77,7 @@ static int teardown(void **state)
     return 0;
 }
 
-#define NEED_MODELS()                                                                              \
-    do {                                                                                           \
-        if (!models) {                                                                             \
-            printf("skip: models/ not present (make models)\n");                                   \
-            skip();                                                                                \
-        }                                                                                          \
-    } while (0)
+#define NEED_MODELS() SKIP_UNLESS(models, "models/ not present (make models)")
 
 static const face_detector detectors[] = {FACE_DETECTOR_BLAZEFACE_ADAPTIVE, FACE_DETECTOR_BLAZEFACE,
                                           FACE_DETECTOR_BLAZEFACE_TILED,
