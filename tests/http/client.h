@@ -323,6 +323,26 @@ static inline int tc_pg_stop(char *dir)
     return system(cmd) == 0 ? 0 : -1;
 }
 
+/* Stops the server of tc_pg_start but keeps its folder (data, socket path, URL) for
+ * tc_pg_resume: a database restart under running clients. `immediate`: as a crash (the server
+ * recovers from its WAL on resume); otherwise a fast, orderly shutdown. */
+static inline int tc_pg_pause(const char *dir, int immediate)
+{
+    if (!dir[0]) return -1;
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "tools/pg-temp pause %s %s", dir, immediate ? "immediate" : "fast");
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+/* Starts the server of a paused folder again, on the same data, socket and URL. */
+static inline int tc_pg_resume(const char *dir)
+{
+    if (!dir[0]) return -1;
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "tools/pg-temp resume %s >/dev/null", dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
 /* ---- the client ------------------------------------------------------------------------- */
 
 typedef struct tc_response {
