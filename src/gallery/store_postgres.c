@@ -467,6 +467,20 @@ static void conn_close(struct conn *c)
 }
 
 /*
+ * Whether a statement that failed with result `r` (NULL: none) lost its connection. PQstatus
+ * alone does not tell at once: when the server went away abruptly (a crash, an immediate
+ * shutdown, a failover) while the connection sat idle, the next statement fails with "server
+ * closed the connection unexpectedly" and PQstatus still CONNECTION_OK (libpq's send failed;
+ * it reads the end of the stream only on the call after). An error the server itself sent
+ * has a SQLSTATE; one without came from the client side, the connection.
+ */
+static int connection_lost(PGconn *pg, const PGresult *r)
+{
+    return !pg || PQstatus(pg) == CONNECTION_BAD || !r ||
+           !PQresultErrorField(r, PG_DIAG_SQLSTATE);
+}
+
+/*
  * Runs statement `id` with `p` (NULL: none); on success *out (when not NULL) gets the result,
  * which the caller PQclear()s. A connection found broken when the statement started outside
  * a transaction is reset and the statement retried once.
@@ -499,7 +513,7 @@ static int exec_stmt(struct pg_store *s, struct conn *c, enum stmt_id id, const 
                 PQclear(r);
             return 0;
         }
-        if (attempt == 0 && idle && PQstatus(c->pg) == CONNECTION_BAD) {
+        if (attempt == 0 && idle && connection_lost(c->pg, r)) {
             PQclear(r);
             LOG_WARN("gallery store %s: connection lost (%s), reconnecting", s->shown, what);
             if (conn_open(s, c) == 0) continue;
@@ -522,7 +536,7 @@ static int exec_const(struct pg_store *s, struct conn *c, const char *sql)
             PQclear(r);
             return 0;
         }
-        if (attempt == 0 && idle && PQstatus(c->pg) == CONNECTION_BAD) {
+        if (attempt == 0 && idle && connection_lost(c->pg, r)) {
             PQclear(r);
             LOG_WARN("gallery store %s: connection lost, reconnecting", s->shown);
             if (conn_open(s, c) == 0) continue;
