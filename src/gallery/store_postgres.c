@@ -43,6 +43,7 @@
 #include <arpa/inet.h>
 #include <libpq-fe.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,6 +60,8 @@
 #define FETCH_EXPORT 256 /* faces per FETCH when exporting (with thumbnails) */
 #define FETCH_SUBJECTS 4096
 #define MAX_PARAMS 16
+#define RETRY_MIN_MS 100 /* while the server is down: the first wait between connection tries */
+#define RETRY_MAX_MS 500 /* ... and the longest, which bounds the delay to notice it is back */
 /* Advisory lock keys: "VGAL" then what is locked. */
 #define LOCK_WRITE 0x5647414c00000001ll
 #define LOCK_SCHEMA 0x5647414c00000002ll
@@ -244,6 +247,17 @@ struct pg_store {
     pthread_cond_t pool_cond;
     struct conn *idle;
     int readers;
+
+    /* Reconnecting while the server is down (conn_open): `down` says the last attempt failed;
+     * then one thread at a time (`probing`) tries again, not before `retry_ns`, and the others
+     * fail at once instead of each waiting out a connection attempt (up to connect_timeout
+     * against an address that drops packets) or hammering a server that is starting. The wait
+     * between attempts (`backoff_ms`) doubles from RETRY_MIN_MS to RETRY_MAX_MS and returns to
+     * the minimum on success. Atomics: set by whichever thread connects. */
+    atomic_int down;
+    atomic_int probing;
+    _Atomic uint64_t retry_ns;
+    atomic_int backoff_ms;
 };
 
 /* ---- URLs ------------------------------------------------------------------------------- */
@@ -433,7 +447,34 @@ static void notice(void *arg, const char *message)
     LOG_DEBUG("gallery store: %s", message);
 }
 
+static int conn_connect(struct pg_store *s, struct conn *c);
+
+/* (Re)connects `c`. While the server is known to be down, see `down` in struct pg_store. */
 static int conn_open(struct pg_store *s, struct conn *c)
+{
+    int gated = atomic_load(&s->down);
+    if (gated && (base_now_ns() < atomic_load(&s->retry_ns) || atomic_exchange(&s->probing, 1)))
+        return base_error_set(BASE_ERR_IO,
+                              "gallery store %s: cannot connect (the last attempt failed; "
+                              "retrying every %d ms at most)",
+                              s->shown, atomic_load(&s->backoff_ms));
+    int rc = conn_connect(s, c);
+    if (rc == 0) {
+        if (gated) LOG_INFO("gallery store %s: connected again", s->shown);
+        atomic_store(&s->backoff_ms, RETRY_MIN_MS);
+        atomic_store(&s->down, 0);
+    } else {
+        int wait = atomic_load(&s->backoff_ms);
+        if (wait < RETRY_MIN_MS) wait = RETRY_MIN_MS;
+        atomic_store(&s->retry_ns, base_now_ns() + (uint64_t)wait * 1000000u);
+        atomic_store(&s->backoff_ms, wait * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : wait * 2);
+        atomic_store(&s->down, 1);
+    }
+    if (gated) atomic_store(&s->probing, 0);
+    return rc;
+}
+
+static int conn_connect(struct pg_store *s, struct conn *c)
 {
     memset(c->prepared, 0, sizeof c->prepared);
     /* Our defaults first: the URL, expanded in place of dbname, overrides them. */
@@ -476,8 +517,7 @@ static void conn_close(struct conn *c)
  */
 static int connection_lost(PGconn *pg, const PGresult *r)
 {
-    return !pg || PQstatus(pg) == CONNECTION_BAD || !r ||
-           !PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    return !pg || PQstatus(pg) == CONNECTION_BAD || !r || !PQresultErrorField(r, PG_DIAG_SQLSTATE);
 }
 
 /*

@@ -758,7 +758,7 @@ int main(void)
         cmocka_unit_test(test_idempotency_across),
         cmocka_unit_test(test_abandoned_claim),
         cmocka_unit_test(test_replica_killed),
-        cmocka_unit_test(test_keys_shared), /* replicas may need a second to drop the key */
+        cmocka_unit_test(test_keys_shared),      /* replicas may need a second to drop the key */
         cmocka_unit_test(test_database_restart), /* stops and starts the database, twice */
         cmocka_unit_test(test_database_gone),    /* last: stops the database for good */
     };
