@@ -695,10 +695,10 @@ static void test_database_restart(void **state)
         }
 
         assert_int_equal(tc_pg_resume(pg_dir), 0);
-        /* Ready again on both, by themselves, within 10 s (3 s, three checks, while the known
+        /* Ready again on both, by themselves, within 10 s (2 s, two checks, while the known
          * bug below keeps them 503). */
         double t0 = tc_now_ms(), ready_ms[2] = {-1, -1};
-        const double ready_limit_ms = KEYSTORE_RECONNECTS ? 10000 : 3000;
+        const double ready_limit_ms = KEYSTORE_RECONNECTS ? 10000 : 2000;
         while (tc_now_ms() - t0 < ready_limit_ms && (ready_ms[0] < 0 || ready_ms[1] < 0)) {
             for (int k = 0; k < 2; k++)
                 if (ready_ms[k] < 0 && readyz(replica[k].port) == 200)
@@ -711,7 +711,7 @@ static void test_database_restart(void **state)
                           ready_ms[1] / 1000);
             assert_true(ready_ms[0] >= 0 && ready_ms[1] >= 0);
         } else {
-            print_message("KNOWN BUG: /readyz still 503 3 s after the database restarted (the "
+            print_message("KNOWN BUG: /readyz still 503 2 s after the database restarted (the "
                           "API keys store does not reconnect; see KEYSTORE_RECONNECTS)\n");
             if (ready_ms[0] >= 0 || ready_ms[1] >= 0)
                 fail_msg("/readyz is 200 again: keys.c reconnects now, set KEYSTORE_RECONNECTS 1");
