@@ -129,14 +129,19 @@ static int pg_error(http_keystore *ks, const PGresult *r, const char *what)
 }
 
 /* Runs `sql` with text parameters (NULL entries are SQL NULL), text results, into *out (the
- * caller PQclear()s it; NULL: dropped). A connection found broken outside a transaction is
- * reset and the statement retried once. */
+ * caller PQclear()s it; NULL: dropped). A connection found lost outside a transaction is reset
+ * and the statement retried once. Lost: libpq says so (CONNECTION_BAD, also left by a reset
+ * that failed while the server was down: such a connection's transaction status is UNKNOWN,
+ * never IDLE, so it must count as idle or it would never be reset again), or the statement
+ * failed without a SQLSTATE, i.e. not by the server: after a crash or an immediate shutdown
+ * libpq fails the first statement on an idle connection with CONNECTION_OK still set. */
 static int pg_run(http_keystore *ks, const char *sql, int n, const char *const *values,
                   const char *what, PGresult **out)
 {
     if (out) *out = NULL;
     for (int attempt = 0;; attempt++) {
-        int idle = PQtransactionStatus(ks->pg) == PQTRANS_IDLE;
+        int idle =
+            PQstatus(ks->pg) == CONNECTION_BAD || PQtransactionStatus(ks->pg) == PQTRANS_IDLE;
         PGresult *r = PQexecParams(ks->pg, sql, n, NULL, values, NULL, NULL, 0);
         ExecStatusType st = PQresultStatus(r);
         if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
@@ -146,7 +151,9 @@ static int pg_run(http_keystore *ks, const char *sql, int n, const char *const *
                 PQclear(r);
             return 0;
         }
-        if (attempt == 0 && idle && PQstatus(ks->pg) == CONNECTION_BAD) {
+        int lost =
+            PQstatus(ks->pg) == CONNECTION_BAD || !r || !PQresultErrorField(r, PG_DIAG_SQLSTATE);
+        if (attempt == 0 && idle && lost) {
             PQclear(r);
             PQreset(ks->pg);
             if (PQstatus(ks->pg) == CONNECTION_OK) continue;
