@@ -114,9 +114,9 @@ typedef struct tc_server {
     int own_dir;
 } tc_server;
 
-/* Runs `vultus ARGS...` to completion (for `keys create`); stdout into out. Returns the exit
- * status or -1. */
-static inline int tc_run_vultus(char *out, size_t cap, const char *const *args)
+/* Runs `vultus ARGS...` to completion; what it writes to `fd` (1: stdout, 2: stderr; with 2 its
+ * stdout goes to /dev/null) into out[cap]. Returns the exit status or -1. */
+static inline int tc_run_vultus_fd(int fd, char *out, size_t cap, const char *const *args)
 {
     char bin[PATH_MAX];
     if (tc_vultus_path(bin, sizeof bin) != 0) return -1;
@@ -124,7 +124,11 @@ static inline int tc_run_vultus(char *out, size_t cap, const char *const *args)
     if (pipe(fds) != 0) return -1;
     pid_t pid = fork();
     if (pid == 0) {
-        dup2(fds[1], 1);
+        dup2(fds[1], fd);
+        if (fd != 1) {
+            int null = open("/dev/null", O_WRONLY);
+            if (null >= 0) dup2(null, 1);
+        }
         close(fds[0]);
         close(fds[1]);
         const char *argv[32] = {bin};
@@ -145,6 +149,13 @@ static inline int tc_run_vultus(char *out, size_t cap, const char *const *args)
     int status = 0;
     waitpid(pid, &status, 0);
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* Runs `vultus ARGS...` to completion (for `keys create`); stdout into out. Returns the exit
+ * status or -1. */
+static inline int tc_run_vultus(char *out, size_t cap, const char *const *args)
+{
+    return tc_run_vultus_fd(1, out, cap, args);
 }
 
 /* A new temporary data folder in dir[256]. */

@@ -656,38 +656,6 @@ static void test_keys_never_logged(void **state)
     free(log);
 }
 
-/* Runs `vultus ARGS...` with its stderr into err; returns the exit status or -1. */
-static int run_vultus_stderr(char *err, size_t cap, const char *const *args)
-{
-    char bin[PATH_MAX];
-    if (tc_vultus_path(bin, sizeof bin) != 0) return -1;
-    int fds[2];
-    if (pipe(fds) != 0) return -1;
-    pid_t pid = fork();
-    if (pid == 0) {
-        dup2(fds[1], 2);
-        int null = open("/dev/null", O_WRONLY);
-        if (null >= 0) dup2(null, 1);
-        close(fds[0]);
-        close(fds[1]);
-        const char *argv[16] = {bin};
-        for (int n = 1; n < 15 && args[n - 1]; n++)
-            argv[n] = args[n - 1];
-        execv(bin, (char *const *)argv);
-        _exit(127);
-    }
-    close(fds[1]);
-    size_t got = 0;
-    ssize_t k;
-    while (got + 1 < cap && (k = read(fds[0], err + got, cap - 1 - got)) > 0)
-        got += (size_t)k;
-    err[got] = '\0';
-    close(fds[0]);
-    int status = 0;
-    waitpid(pid, &status, 0);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
 /* An operator holding a leaked key has its text, not its id: `vultus keys revoke KEY` revokes it
  * (and never prints the secret, which would put it in a terminal's scrollback or a CI log); the
  * running server refuses the key within about a second. */
@@ -710,7 +678,7 @@ static void test_revoke_by_key_text(void **state)
     assert_int_equal(status, 200);
     char err[1024];
     const char *args[] = {"keys", "revoke", key, "--data", keyed.dir, NULL};
-    int rc = run_vultus_stderr(err, sizeof err, args);
+    int rc = tc_run_vultus_fd(2, err, sizeof err, args);
     const char *secret = key + 4 + HTTP_KEY_ID_LEN; /* after "vk_ID_" */
     if (strstr(err, secret)) fail_msg("keys revoke printed the secret: %s", err);
     if (rc != 0) fail_msg("keys revoke KEY: exit %d: %s", rc, err);
@@ -727,7 +695,7 @@ static void test_revoke_by_key_text(void **state)
     /* An id that does not exist: an error that does not echo more than an id's worth of it. */
     const char *bogus[] = {"keys",   "revoke",  "vk_000000000000_SECRETSECRETSECRET",
                            "--data", keyed.dir, NULL};
-    assert_int_not_equal(run_vultus_stderr(err, sizeof err, bogus), 0);
+    assert_int_not_equal(tc_run_vultus_fd(2, err, sizeof err, bogus), 0);
     assert_null(strstr(err, "SECRETSECRETSECRET"));
 }
 
