@@ -309,7 +309,7 @@ static void test_k_beyond_the_gallery_and_ties(void **state)
         create(g, name, dtypes[d], 0.5f);
         int64_t tie_ids[5];
         for (int s = 0; s < 5; s++) {
-            char id[8];
+            char id[16];
             snprintf(id, sizeof id, "t%d", s);
             EXPECT_OK(gal_subject_add(g, name, id, NULL));
             tie_ids[s] = add_face(g, name, id, same);
@@ -588,7 +588,7 @@ static void test_limits_and_names(void **state)
 
     /* Many collections: each its own, found by name after a reopen. */
     for (int i = 0; i < 300; i++) {
-        char n[16];
+        char n[24];
         snprintf(n, sizeof n, "many-%03d", i);
         create(g, n, GAL_DTYPE_INT8, 0.5f);
     }

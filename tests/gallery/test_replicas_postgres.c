@@ -654,7 +654,7 @@ static void test_database_restart(void **state)
         const int crash = round == 1;
         /* Samples 2 and 3 (present under sanitizers too); "rs" subjects are this test's. */
         const int before_sample = 2 + round, after_sample = 3 - round;
-        char before[16], during[16], after[16];
+        char before[32], during[32], after[32];
         snprintf(before, sizeof before, "rs%d-before", round);
         snprintf(during, sizeof during, "rs%d-during", round);
         snprintf(after, sizeof after, "rs%d-after", round);

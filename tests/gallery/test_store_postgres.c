@@ -25,7 +25,7 @@
 #include <pthread.h>
 
 static char pg_dir[128]; /* the cluster's folder (its socket is there) */
-static char pg_url[300]; /* the maintenance database */
+static char pg_url[400]; /* the maintenance database */
 static int pg_databases; /* databases created so far */
 
 static void postgres_url(char *url, size_t size, const char *dbname)
