@@ -129,23 +129,13 @@ int cli_keys_main(int argc, char **argv)
             fprintf(stderr, "vultus keys revoke: which key? (an id from `vultus keys list`)\n");
             return CLI_EXIT_USAGE;
         }
-        /* The key text names its key too ("vk_" ID "_" SECRET): an operator revoking a leaked
-         * key has the text, not the id. Anything else is refused without being echoed: the
-         * argument may be a secret, and this line ends up in scrollback and CI logs. */
+        /* the id, or the key text (never echoed: it is a secret) */
         char key_id[HTTP_KEY_ID_LEN + 1];
-        size_t id_len = strlen(id);
-        if (strncmp(id, "vk_", 3) == 0 && id_len > 3 + HTTP_KEY_ID_LEN &&
-            id[3 + HTTP_KEY_ID_LEN] == '_') {
-            memcpy(key_id, id + 3, HTTP_KEY_ID_LEN);
-            key_id[HTTP_KEY_ID_LEN] = '\0';
-            id = key_id;
-        } else if (id_len != HTTP_KEY_ID_LEN || strspn(id, "0123456789abcdef") != id_len) {
-            fprintf(stderr,
-                    "vultus keys revoke: expected a key id (%d hex digits, from `vultus "
-                    "keys list`) or the key itself\n",
-                    HTTP_KEY_ID_LEN);
+        if (http_key_id_parse(id, key_id) != 0) {
+            fprintf(stderr, "vultus keys revoke: %s\n", base_error_message());
             return CLI_EXIT_USAGE;
         }
+        id = key_id;
         if (http_keys_revoke(data, id) != 0) {
             fprintf(stderr, "vultus keys revoke: %s\n", base_error_message());
             return CLI_EXIT_FAILURE;

@@ -1132,8 +1132,6 @@ done:
     return rc;
 }
 
-static float exact_similarity(const float *q, const float *x, uint32_t dim);
-
 /*
  * With f16 or int8 storage the index knows each subject by its best face *by the quantised
  * score*; another face of the subject may be better exactly (quantisation moves a score by

@@ -125,6 +125,10 @@ int http_keys_create(const char *data_dir, enum http_scope scope, const char *co
                      const char *name, char key[HTTP_KEY_MAX], http_key_info *info);
 /* Every key (never the secrets), oldest first, in a new array the caller frees. */
 int http_keys_list(const char *data_dir, http_key_info **keys, size_t *count);
+/* The id in `text`: a key's text ("vk_" + id + "_" + secret: an operator revoking a leaked
+ * key has that, not the id) or an id itself (HTTP_KEY_ID_LEN hex digits). BASE_ERR_INVALID
+ * otherwise, with a message that does not quote the text (it may be a secret). */
+int http_key_id_parse(const char *text, char id[HTTP_KEY_ID_LEN + 1]);
 /* Deletes the key with this id; BASE_ERR_NOT_FOUND when there is none. */
 int http_keys_revoke(const char *data_dir, const char *id);
 

@@ -841,6 +841,24 @@ int http_keys_list(const char *data_dir, http_key_info **keys, size_t *count)
     return 0;
 }
 
+int http_key_id_parse(const char *text, char id[HTTP_KEY_ID_LEN + 1])
+{
+    size_t len = strlen(text);
+    if (strncmp(text, "vk_", 3) == 0 && len > 3 + HTTP_KEY_ID_LEN &&
+        text[3 + HTTP_KEY_ID_LEN] == '_')
+        text += 3; /* the id between "vk_" and "_" */
+    else if (len != HTTP_KEY_ID_LEN)
+        text = NULL;
+    if (!text || strspn(text, "0123456789abcdef") < HTTP_KEY_ID_LEN)
+        return base_error_set(BASE_ERR_INVALID,
+                              "expected a key id (%d hex digits, from `vultus "
+                              "keys list`) or the key itself",
+                              HTTP_KEY_ID_LEN);
+    memcpy(id, text, HTTP_KEY_ID_LEN);
+    id[HTTP_KEY_ID_LEN] = '\0';
+    return 0;
+}
+
 int http_keys_revoke(const char *data_dir, const char *id)
 {
     http_keystore *ks = NULL;
