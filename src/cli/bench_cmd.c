@@ -329,6 +329,7 @@ static int bench_peak(int argc, char **argv)
             bench_usage(stdout);
             return CLI_EXIT_OK;
         }
+        fprintf(stderr, "vultus bench peak: unexpected argument '%s'\n\n", argv[1]);
         bench_usage(stderr);
         return CLI_EXIT_USAGE;
     }
@@ -355,7 +356,26 @@ static double rss_mib(void)
  * default model and the RSS afterwards (and once one context per model exists). */
 static int bench_load(int argc, char **argv)
 {
-    const char *dir = argc > 2 && strcmp(argv[1], "--models") == 0 ? argv[2] : "models/human";
+    static const struct option options[] = {
+        {"models", required_argument, NULL, 'm'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *dir = "models/human";
+    int c;
+    optind = 0; /* GNU: restart getopt for this argv */
+    while ((c = getopt_long(argc, argv, "h", options, NULL)) != -1) {
+        switch (c) {
+        case 'm': dir = optarg; break;
+        case 'h': bench_usage(stdout); return CLI_EXIT_OK;
+        default: bench_usage(stderr); return CLI_EXIT_USAGE;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "vultus bench load: unexpected argument '%s'\n\n", argv[optind]);
+        bench_usage(stderr);
+        return CLI_EXIT_USAGE;
+    }
     nn_model *models[N_DEFAULT_MODELS] = {0};
     double rss0 = rss_mib();
     uint64_t t0 = base_now_ns();
