@@ -691,9 +691,10 @@ out:
  * The idempotency record of an enrolment: per (API key, collection, Idempotency-Key). Its
  * fingerprint is what the enrolment asks for, not how the body spells it: the method and
  * path, the subject (from the query string or the body), create_subject, the metadata as
- * parsed, and the image's bytes as sent. So a retry whose multipart boundary or field order
- * differs (every curl -F run picks a new boundary) is the same request and is replayed, and
- * the same key with another subject is refused, wherever the subject was given.
+ * parsed, and the image's bytes (base64 in JSON decoded). So a retry whose multipart boundary
+ * or field order differs (every curl -F run picks a new boundary), or that sends the image
+ * another way, is the same request and is replayed, and the same key with another subject is
+ * refused, wherever the subject was given.
  */
 static void idem_scope(const http_request *r, const http_input *in, const struct enrol_args *a,
                        char scope[IDEM_SCOPE_MAX], uint8_t fp[32])
@@ -703,6 +704,17 @@ static void idem_scope(const http_request *r, const http_input *in, const struct
     const uint8_t *image;
     size_t image_len;
     http_input_image_text(r, in, "image", &image, &image_len);
+    /* JSON carries the image as base64 text: hash the bytes it decodes to, so that a retry
+     * in the other base64 alphabet, as a data: URL, or as multipart or a raw body is the same
+     * request. Text that does not decode is hashed as it is (the enrolment fails with 400). */
+    uint8_t *decoded = NULL;
+    size_t decoded_len = 0;
+    if (in->kind == HTTP_INPUT_JSON && image_len > 0 &&
+        http_base64_decode((const char *)image, image_len, (size_t)r->srv->cfg.max_body_bytes,
+                           &decoded, &decoded_len) == 0) {
+        image = decoded;
+        image_len = decoded_len;
+    }
     const char flag = a->create_subject ? '1' : '0';
     http_sha256 h;
     http_sha256_init(&h);
@@ -715,6 +727,7 @@ static void idem_scope(const http_request *r, const http_input *in, const struct
     http_sha256_update(&h, a->meta ? a->meta : "", a->meta ? strlen(a->meta) + 1 : 1);
     http_sha256_update(&h, image, image_len);
     http_sha256_final(&h, fp);
+    free(decoded);
 }
 
 /*
