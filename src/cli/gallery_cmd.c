@@ -103,6 +103,15 @@ static int open_gallery(const char *cmd, const char *data_dir, int create, struc
     return 0;
 }
 
+/* A number option's value: the whole text, not empty (strtof reads "" as 0 and stops at
+ * "0.5x"). Returns 0, or -1 when it is not a number. */
+static int parse_float(const char *text, float *out)
+{
+    char *end = NULL;
+    *out = strtof(text, &end);
+    return end == text || *end ? -1 : 0;
+}
+
 static json_t *num(double v)
 {
     if (!isfinite(v)) return json_null();
@@ -227,7 +236,6 @@ int cli_gallery_main(int argc, char **argv)
     optind = 1;
     int c;
     while ((c = getopt_long(argc2, argv2, "h", long_opts, NULL)) != -1) {
-        char *end = NULL;
         switch (c) {
         case 'D': data_dir = optarg; break;
         case 'E':
@@ -243,8 +251,8 @@ int cli_gallery_main(int argc, char **argv)
             }
             break;
         case 'T':
-            threshold = strtof(optarg, &end);
-            if (*end || !(threshold >= -1.0f && threshold <= 1.0f)) {
+            if (parse_float(optarg, &threshold) != 0 ||
+                !(threshold >= -1.0f && threshold <= 1.0f)) {
                 fprintf(stderr, "vultus gallery: --threshold %s: expected a number in [-1, 1]\n",
                         optarg);
                 return CLI_EXIT_USAGE;
@@ -295,8 +303,9 @@ int cli_gallery_main(int argc, char **argv)
     int64_t face_id = 0;
     if (strcmp(sub, "delete-face") == 0) {
         char *end = NULL;
+        errno = 0;
         long long v = strtoll(pos[1], &end, 10);
-        if (*end || v <= 0) {
+        if (end == pos[1] || *end || v <= 0 || errno == ERANGE) {
             fprintf(stderr, "vultus gallery delete-face: %s: expected a face id\n", pos[1]);
             return CLI_EXIT_USAGE;
         }
@@ -576,7 +585,6 @@ int cli_enroll_main(int argc, char **argv)
     optind = 1;
     int c;
     while ((c = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
-        char *end = NULL;
         switch (c) {
         case 'c': collection = optarg; break;
         case 's': subject = optarg; break;
@@ -584,8 +592,7 @@ int cli_enroll_main(int argc, char **argv)
         case 'D': data_dir = optarg; break;
         case 'm': models_dir = optarg; break;
         case 'q':
-            min_quality = strtof(optarg, &end);
-            if (*end || !(min_quality >= 0 && min_quality <= 1)) {
+            if (parse_float(optarg, &min_quality) != 0 || !(min_quality >= 0 && min_quality <= 1)) {
                 fprintf(stderr, "vultus enroll: --min-quality %s: expected a number in [0, 1]\n",
                         optarg);
                 return CLI_EXIT_USAGE;
