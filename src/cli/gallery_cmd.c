@@ -390,26 +390,30 @@ int cli_gallery_main(int argc, char **argv)
         rc = gal_export(g, pos[0], pos[1]);
         if (!rc) cli_print_json_line(json_pack("{s:s,s:s}", "exported", pos[0], "file", pos[1]), 8);
     } else if (strcmp(sub, "import") == 0) {
-        rc = gal_import(g, pos[0], as_name);
-        if (!rc) {
-            struct gal_collection_info *list = NULL;
-            size_t n = 0;
-            /* Report the imported collection: by --as, else the newest one. */
-            if (gal_collection_list(g, &list, &n) == 0) {
-                const struct gal_collection_info *best = NULL;
-                for (size_t i = 0; i < n; i++) {
-                    if (as_name ? strcmp(list[i].name, as_name) == 0
-                                : (!best || list[i].created_ms > best->created_ms))
-                        best = &list[i];
-                }
-                if (best) {
-                    json_t *o = collection_json(best);
-                    json_object_set_new(o, "imported", json_string(pos[0]));
-                    cli_print_json_line(o, 8);
-                }
-                free(list);
+        /* Without --as the collection is named in the file; report the one that was not there
+         * before. Not "the newest": an import keeps the exported collection's created_ms. */
+        struct gal_collection_info *before = NULL;
+        size_t n_before = 0;
+        rc = as_name ? 0 : gal_collection_list(g, &before, &n_before);
+        if (!rc) rc = gal_import(g, pos[0], as_name);
+        struct gal_collection_info *list = NULL;
+        size_t n = 0;
+        if (!rc && gal_collection_list(g, &list, &n) == 0) {
+            const struct gal_collection_info *found = NULL;
+            for (size_t i = 0; i < n && !found; i++) {
+                int known = 0;
+                for (size_t k = 0; !as_name && k < n_before && !known; k++)
+                    known = strcmp(list[i].name, before[k].name) == 0;
+                if (as_name ? strcmp(list[i].name, as_name) == 0 : !known) found = &list[i];
+            }
+            if (found) {
+                json_t *o = collection_json(found);
+                json_object_set_new(o, "imported", json_string(pos[0]));
+                cli_print_json_line(o, 8);
             }
         }
+        free(list);
+        free(before);
     } else if (strcmp(sub, "delete-face") == 0) {
         rc = gal_face_delete(g, pos[0], face_id);
         if (!rc)
