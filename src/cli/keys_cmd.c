@@ -10,7 +10,23 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+
+/* Only `create` makes the store: for list and revoke, opening a folder without one would
+ * create an empty DATA/vultus.db, and a mistyped --data would list no keys instead of saying
+ * so. Returns 0 when the store is there (or is a PostgreSQL URL). */
+static int store_exists(const char *verb, const char *data)
+{
+    if (gal_location_is_url(data)) return 0;
+    char path[4096];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/vultus.db", data);
+    if (stat(path, &st) == 0) return 0;
+    fprintf(stderr, "vultus keys %s: no store at %s (create a key first, or pass --data)\n", verb,
+            path);
+    return -1;
+}
 
 static void usage(FILE *out)
 {
@@ -34,36 +50,54 @@ static void usage(FILE *out)
 
 int cli_keys_main(int argc, char **argv)
 {
-    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
+    if (argc < 2) {
+        usage(stderr);
+        return CLI_EXIT_USAGE;
     }
-    const char *verb = argv[1];
     const char *data = getenv("VULTUS_DATA");
     if (!data || !*data) data = "data";
     const char *store = getenv("VULTUS_STORE");
-    const char *scope_text = NULL, *collection = NULL, *name = NULL, *id = NULL;
-    for (int i = 2; i < argc; i++) {
+    const char *verb = NULL, *scope_text = NULL, *collection = NULL, *name = NULL, *id = NULL;
+    /* The verb is the first argument that is not an option ("keys --data D list" too), so
+     * `keys create --help` finds --help wherever it is. */
+    static const char *const flags[] = {"--scope", "--collection", "--name", "--data", "--store"};
+    const char **slots[] = {&scope_text, &collection, &name, &data, &store};
+    int given[5] = {0};
+    for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        const char **slot = strcmp(a, "--scope") == 0        ? &scope_text
-                            : strcmp(a, "--collection") == 0 ? &collection
-                            : strcmp(a, "--name") == 0       ? &name
-                            : strcmp(a, "--data") == 0       ? &data
-                            : strcmp(a, "--store") == 0      ? &store
-                                                             : NULL;
-        if (slot) {
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            usage(stdout);
+            return CLI_EXIT_OK;
+        }
+        int f = 0;
+        while (f < 5 && strcmp(a, flags[f]) != 0)
+            f++;
+        if (f < 5) {
             if (i + 1 >= argc) {
                 fprintf(stderr, "vultus keys: %s needs a value\n", a);
                 return CLI_EXIT_USAGE;
             }
-            *slot = argv[++i];
-        } else if (strcmp(verb, "revoke") == 0 && !id && a[0] != '-') {
+            /* Not the last one wins: "--scope read --scope admin" would make an admin key
+             * out of a command that also says read. */
+            if (given[f]++) {
+                fprintf(stderr, "vultus keys: %s given twice\n", a);
+                return CLI_EXIT_USAGE;
+            }
+            *slots[f] = argv[++i];
+        } else if (!verb && a[0] != '-') {
+            verb = a;
+        } else if (verb && strcmp(verb, "revoke") == 0 && !id && a[0] != '-') {
             id = a;
         } else {
             fprintf(stderr, "vultus keys: unexpected argument '%s'\n\n", a);
             usage(stderr);
             return CLI_EXIT_USAGE;
         }
+    }
+    if (!verb) {
+        fprintf(stderr, "vultus keys: which command? create, list or revoke\n\n");
+        usage(stderr);
+        return CLI_EXIT_USAGE;
     }
 
     /* A PostgreSQL URL takes the place of the data folder (http_store_path). */
@@ -107,6 +141,7 @@ int cli_keys_main(int argc, char **argv)
     if (strcmp(verb, "list") == 0) {
         http_key_info *keys = NULL;
         size_t n = 0;
+        if (store_exists(verb, data) != 0) return CLI_EXIT_FAILURE;
         if (http_keys_list(data, &keys, &n) != 0) {
             fprintf(stderr, "vultus keys list: %s\n", base_error_message());
             return CLI_EXIT_FAILURE;
@@ -136,6 +171,7 @@ int cli_keys_main(int argc, char **argv)
             return CLI_EXIT_USAGE;
         }
         id = key_id;
+        if (store_exists(verb, data) != 0) return CLI_EXIT_FAILURE;
         if (http_keys_revoke(data, id) != 0) {
             fprintf(stderr, "vultus keys revoke: %s\n", base_error_message());
             return CLI_EXIT_FAILURE;
