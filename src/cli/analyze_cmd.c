@@ -65,6 +65,9 @@ static int parse_stages(const char *text, unsigned *out)
         {"quality", FACE_STAGE_QUALITY},
         {"all", FACE_STAGE_ALL},
     };
+    /* strtok_r skips empty items: "" or "detect," would silently run fewer stages. */
+    size_t len = strlen(text);
+    if (len == 0 || text[0] == ',' || text[len - 1] == ',' || strstr(text, ",,")) return -1;
     unsigned bits = 0;
     char *copy = strdup(text), *save = NULL;
     if (!copy) return -1;
@@ -269,7 +272,10 @@ int cli_analyze_main(int argc, char **argv)
         switch (c) {
         case 's':
             if (parse_stages(optarg, &opts.stages) != 0) {
-                fprintf(stderr, "vultus analyze: --stages %s: unknown stage\n", optarg);
+                fprintf(stderr,
+                        "vultus analyze: --stages '%s': expected a comma-separated list of "
+                        "detect, landmarks, embed, attributes, liveness, quality or all\n",
+                        optarg);
                 return CLI_EXIT_USAGE;
             }
             break;

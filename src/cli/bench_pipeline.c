@@ -343,6 +343,10 @@ static void prepared_name(const char *path, int width, int height, char *out, si
 
 static int parse_stages(const char *text, unsigned *stages)
 {
+    /* strtok_r skips empty items: "" or "detect," would silently time fewer stages. */
+    size_t len = strlen(text);
+    if (len == 0 || len >= 256 || text[0] == ',' || text[len - 1] == ',' || strstr(text, ",,"))
+        return -1;
     char buf[256];
     snprintf(buf, sizeof buf, "%s", text);
     unsigned s = 0;
