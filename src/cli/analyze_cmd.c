@@ -3,8 +3,8 @@
  * per image: its size, the faces (box, score, keypoints, alignment landmarks, attributes,
  * quality, liveness, and the embedding on request) and the time of each stage. --draw writes
  * the image annotated with boxes, keypoints and a label per face. An image that cannot be
- * read or decoded gives a line with "error"; the others are still processed, and the exit
- * status is 1 at the end.
+ * read or decoded gives a line with "error" (and a line on stderr); the others are still
+ * processed, and the exit status is 1 at the end.
  */
 #include "base/base.h"
 #include "cli/cli.h"
@@ -175,6 +175,8 @@ static void print_error(const char *path, const char *what, int rc)
     snprintf(msg, sizeof msg, "%s: %s%s%s", what, base_strerror(rc), *detail ? ": " : "", detail);
     json_object_set_new(o, "error", json_string(msg));
     cli_print_json_line(o, 8);
+    /* Also for the person at the terminal, whose stdout may go to a file. */
+    fprintf(stderr, "vultus analyze: %s: %s\n", path, msg);
 }
 
 /* OUT for one image; OUT-N.ext with several. */

@@ -903,6 +903,7 @@ int cli_search_main(int argc, char **argv)
             snprintf(msg, sizeof msg, "%s: %s", base_strerror(rc), base_error_message());
             json_object_set_new(o, "error", json_string(msg));
             cli_print_json_line(o, 8);
+            fprintf(stderr, "vultus search: %s: %s\n", path, msg);
             failures++;
             continue;
         }
@@ -918,6 +919,7 @@ int cli_search_main(int argc, char **argv)
         }
         float *nqv = realloc(q, (size_t)nq * info.dim * sizeof *q);
         if (!nqv) {
+            fprintf(stderr, "vultus search: %s: out of memory\n", path);
             json_decref(o);
             face_result_free(&res);
             failures++;
@@ -948,6 +950,7 @@ int cli_search_main(int argc, char **argv)
             snprintf(msg, sizeof msg, "search: %s: %s", base_strerror(rc), base_error_message());
             json_object_set_new(o, "error", json_string(msg));
             cli_print_json_line(o, 8);
+            fprintf(stderr, "vultus search: %s: %s\n", path, msg);
             face_result_free(&res);
             failures++;
             continue;
