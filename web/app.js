@@ -50,11 +50,12 @@ const fmt = {
 /* ---- the API ------------------------------------------------------------------------------ */
 
 class ApiError extends Error {
-  constructor(status, code, message, retryAfter) {
+  constructor(status, code, message, retryAfter, keySent = false) {
     super(message);
     this.status = status;
     this.code = code;
     this.retryAfter = retryAfter;
+    this.keySent = keySent; // a 401 with a key means that key was refused
   }
 }
 
@@ -67,8 +68,9 @@ function apiKey() {
 }
 
 // Calls the API; resolves to the parsed JSON (or the Response when raw), rejects with an
-// ApiError whose code is the API's stable error code ('network' when nothing answered).
-async function api(method, path, { json, form, raw } = {}) {
+// ApiError whose code is the API's stable error code ('network' when nothing answered or the
+// answer broke off, 'aborted' when signal cancelled it).
+async function api(method, path, { json, form, raw, signal } = {}) {
   const headers = {};
   const key = apiKey();
   if (key) headers.Authorization = `Bearer ${key}`;
@@ -79,14 +81,17 @@ async function api(method, path, { json, form, raw } = {}) {
   } else if (form) {
     body = form;
   }
-  let res;
+  const lost = (e) => (e.name === 'AbortError' ? new ApiError(0, 'aborted', 'cancelled')
+    : new ApiError(0, 'network', String(e.message || e)));
+  let res, text;
   try {
-    res = await fetch(path, { method, headers, body, cache: 'no-store' });
+    res = await fetch(path, { method, headers, body, cache: 'no-store', signal });
+    if (raw && res.ok) return res;
+    // The service may go away in the middle of its answer, too.
+    text = await res.text();
   } catch (e) {
-    throw new ApiError(0, 'network', String(e.message || e));
+    throw lost(e);
   }
-  if (raw && res.ok) return res;
-  const text = await res.text();
   let data = null;
   try {
     data = text ? JSON.parse(text) : null;
@@ -99,7 +104,7 @@ async function api(method, path, { json, form, raw } = {}) {
     const message = (err && err.message) || text.slice(0, 300) || res.statusText;
     const ra = res.headers.get('Retry-After');
     if (res.status === 401) askForKeyOnce();
-    throw new ApiError(res.status, code, message, ra ? Number(ra) : 0);
+    throw new ApiError(res.status, code, message, ra ? Number(ra) : 0, Boolean(key));
   }
   return data;
 }
@@ -132,6 +137,7 @@ function thumbImg(collection, faceId, alt) {
 const PLAIN = {
   network: 'The service could not be reached. Check that it is still running.',
   unauthorized: 'This service needs an API key. Enter one with “API key” at the top right.',
+  key_rejected: 'The API key was not accepted (unknown, revoked or mistyped). Enter another with “API key” at the top right.',
   forbidden: 'Your API key is not allowed to do this.',
   unsupported_image: 'That file is not a picture the service can read. Use a JPEG, PNG or WebP photo.',
   invalid_image: 'That picture is damaged or incomplete, so the service cannot read it.',
@@ -141,11 +147,15 @@ const PLAIN = {
   body_too_large: 'That file is larger than the service accepts.',
   too_large: 'That is more than the service allows.',
   overloaded: 'The service is busy right now.',
+  store_unavailable: 'The service cannot reach its database right now; nothing was changed.',
+  store_full: 'The service’s database is full: nothing was stored. Tell the service’s operator.',
   rate_limited: 'Too many requests with this API key.',
   not_ready: 'The service is still starting (loading its models).',
   collection_not_found: 'There is no collection with that name.',
   subject_not_found: 'There is no such subject in this collection.',
   face_not_found: 'That face is no longer in the collection.',
+  thumbnail_not_found: 'That face has no stored picture.',
+  no_enrolled_face: 'That subject has no enrolled face to compare with.',
   not_found: 'The service has nothing at that address.',
   collection_exists: 'A collection with that name already exists.',
   subject_exists: 'A subject with that name already exists.',
@@ -154,15 +164,20 @@ const PLAIN = {
   invalid_parameter: 'One of the values is not valid.',
   bad_request: 'The service could not understand the request.',
   invalid_json: 'The service could not understand the request.',
+  invalid_base64: 'The picture was not sent in a form the service can read.',
+  method_not_allowed: 'The service does not allow that here.',
+  unsupported: 'The service cannot do that.',
   invalid_multipart: 'The upload arrived incomplete; please try again.',
   unsupported_media_type: 'The service does not accept this kind of upload.',
   idempotency_in_progress: 'The same upload is still being processed.',
+  idempotency_key_reused: 'The same upload key was used for another upload.',
   internal: 'The service hit an internal error.',
 };
 
 function plainWords(err) {
   if (!(err instanceof ApiError)) return { title: 'Something went wrong in the page.', detail: String(err) };
-  let title = PLAIN[err.code] || `The service answered with an error (${err.status}).`;
+  let title = err.plain || (err.code === 'unauthorized' && err.keySent ? PLAIN.key_rejected : PLAIN[err.code])
+    || `The service answered with an error (${err.status}).`;
   if (err.retryAfter > 0) title += ` Try again in ${err.retryAfter} s.`;
   return { title, detail: err.code === 'network' ? '' : `${err.message} (${err.code})` };
 }
@@ -353,9 +368,11 @@ function makePicker(root, { title = 'Drop a photo here', onImage }) {
   new ResizeObserver(() => { if (picker.faceCount !== undefined) compactLabels(picker, picker.faceCount); }).observe(stage);
 
   let url = '';
+  let shownSeq = 0;
   const picker = {
     id, root, img, overlay, frame, stage, blob: null, name: '',
     async set(blob, fileName) {
+      const seq = ++shownSeq;
       if (url) URL.revokeObjectURL(url);
       url = URL.createObjectURL(blob);
       picker.blob = blob;
@@ -370,6 +387,7 @@ function makePicker(root, { title = 'Drop a photo here', onImage }) {
       } catch {
         shown = false; // not a picture the browser can show: the service will say why
       }
+      if (seq !== shownSeq) return undefined; // another picture came while this one decoded
       drop.hidden = shown;
       stage.hidden = !shown;
       bar.hidden = !shown;
@@ -445,6 +463,20 @@ async function openCamera(picker) {
     for (const t of stream.getTracks()) t.stop();
     video.srcObject = null;
   }, { once: true });
+}
+
+/* ---- one request per picture ------------------------------------------------------------ */
+
+// A picture's request cancels the one before it on the same picker (or verify pair), and an
+// answer that still comes for an older picture is dropped: otherwise a photo chosen while the
+// previous one was being analysed got that one's boxes, and Enrol cut its upload with them.
+function newJob(holder) {
+  if (holder.job) holder.job.controller.abort();
+  const job = { controller: new AbortController() };
+  job.signal = job.controller.signal;
+  job.stale = () => holder.job !== job;
+  holder.job = job;
+  return job;
 }
 
 /* ---- faces on a picture ----------------------------------------------------------------- */
@@ -629,13 +661,15 @@ function pinFace(i) {
 async function runAnalyse(blob, name) {
   const p = pickers.analyse;
   const timing = $('#analyse-timing');
+  const job = newJob(p);
   p.busy(true);
   const form = new FormData();
   form.append('image', blob, name);
   const t0 = performance.now();
   try {
     const withEmbedding = $('#analyse-embedding').checked;
-    const data = await api('POST', `/v1/analyze${withEmbedding ? '?embedding=true' : ''}`, { form });
+    const data = await api('POST', `/v1/analyze${withEmbedding ? '?embedding=true' : ''}`, { form, signal: job.signal });
+    if (job.stale()) return;
     const rtt = performance.now() - t0;
     Object.assign(analyse, { data, faces: sortFaces(data.faces), pinned: -1, shown: null, blob, name, imgEl: p.img });
     analyse.els = drawFaces(p, data.width, data.height, analyse.faces, {
@@ -648,6 +682,7 @@ async function runAnalyse(blob, name) {
     renderTiming(timing, data.timing_ms, rtt);
     analyseDetails(-1);
   } catch (e) {
+    if (job.stale()) return;
     p.overlay.replaceChildren();
     timing.hidden = true;
     analyse.faces = [];
@@ -655,7 +690,7 @@ async function runAnalyse(blob, name) {
     p.error(e);
     notify(e, { context: 'Analyse' });
   } finally {
-    p.busy(false);
+    if (!job.stale()) p.busy(false);
   }
 }
 
@@ -738,6 +773,7 @@ function selectEnrolFace(i) {
 
 async function runEnrolDetect(blob, name) {
   const p = pickers.enrol;
+  const job = newJob(p);
   p.busy(true);
   $('#enrol-result').replaceChildren();
   selectEnrolFace(-1);
@@ -745,7 +781,8 @@ async function runEnrolDetect(blob, name) {
   const form = new FormData();
   form.append('image', blob, name);
   try {
-    const data = await api('POST', '/v1/detect', { form });
+    const data = await api('POST', '/v1/detect', { form, signal: job.signal });
+    if (job.stale()) return;
     enrol.data = data;
     enrol.faces = sortFaces(data.faces);
     enrol.els = drawFaces(p, data.width, data.height, enrol.faces, {
@@ -762,12 +799,13 @@ async function runEnrolDetect(blob, name) {
     }
     selectEnrolFace(pick);
   } catch (e) {
+    if (job.stale()) return;
     p.overlay.replaceChildren();
     p.error(e);
     $('#enrol-hint').textContent = '';
     notify(e, { context: 'Enrol' });
   } finally {
-    p.busy(false);
+    if (!job.stale()) p.busy(false);
   }
 }
 
@@ -946,12 +984,14 @@ async function runSearch(blob, name) {
     return;
   }
   rememberCollection(collection);
+  const job = newJob(p);
   p.busy(true);
   const form = new FormData();
   form.append('image', blob, name);
   try {
     const k = $('#search-k').value;
-    const data = await api('POST', `/v1/collections/${enc(collection)}/search?k=${k}`, { form });
+    const data = await api('POST', `/v1/collections/${enc(collection)}/search?k=${k}`, { form, signal: job.signal });
+    if (job.stale()) return;
     const faces = sortFaces(data.faces);
     const best = (f) => f.matches && f.matches[0];
     const known = (f) => best(f) && best(f).decision === 'match';
@@ -983,12 +1023,13 @@ async function runSearch(blob, name) {
     out.replaceChildren(h('h2', { text: `${faces.length} face${faces.length === 1 ? '' : 's'} in “${collection}”` }),
       h('p', { class: 'muted', text: `Threshold ${fmt.num(data.threshold)}: a similarity at or above it is a match.` }), ...cards);
   } catch (e) {
+    if (job.stale()) return;
     p.overlay.replaceChildren();
     p.error(e);
     out.replaceChildren(h('h2', { text: 'Matches' }), h('p', { class: 'muted', text: 'Nothing to show: see the message under the picture.' }));
     notify(e, { context: 'Search' });
   } finally {
-    p.busy(false);
+    if (!job.stale()) p.busy(false);
   }
 }
 
@@ -1008,10 +1049,15 @@ function setupSearch() {
 
 /* ---- Verify ----------------------------------------------------------------------------- */
 
+const verify = { job: null };
+
 async function runVerify() {
   const a = pickers['verify-a'], b = pickers['verify-b'];
   const out = $('#verify-result');
+  const job = newJob(verify);
   if (!a.blob || !b.blob) {
+    a.busy(false);
+    b.busy(false);
     out.replaceChildren(h('p', { class: 'muted', text: a.blob || b.blob ? 'Now the other photo.' : 'Two photos, one face each (the largest is used).' }));
     return;
   }
@@ -1022,7 +1068,8 @@ async function runVerify() {
   form.append('image_a', a.blob, a.name);
   form.append('image_b', b.blob, b.name);
   try {
-    const r = await api('POST', '/v1/verify', { form });
+    const r = await api('POST', '/v1/verify', { form, signal: job.signal });
+    if (job.stale()) return;
     const same = r.decision === 'match';
     for (const [p, f] of [[a, r.face_a], [b, r.face_b]]) {
       drawFaces(p, p.img.naturalWidth || 1, p.img.naturalHeight || 1, [f], {
@@ -1035,14 +1082,17 @@ async function runVerify() {
       h('div', { class: same ? 'decision ok' : 'decision bad', text: same ? 'Same person' : 'Different people' }),
       h('div', { class: 'muted', text: `threshold ${fmt.num(r.threshold)} · ${r.model}` }));
   } catch (e) {
+    if (job.stale()) return;
     for (const p of [a, b]) p.overlay.replaceChildren();
     const d = h('div', { class: 'inline-error', role: 'alert' });
     inlineError(d, e);
     out.replaceChildren(d);
     notify(e, { context: 'Verify' });
   } finally {
-    a.busy(false);
-    b.busy(false);
+    if (!job.stale()) {
+      a.busy(false);
+      b.busy(false);
+    }
   }
 }
 

@@ -1,0 +1,464 @@
+// Browser tests from an adversarial review of the web page (run by tests/ui/run after
+// test_ui.mjs): what goes wrong at a service desk or an event check-in, and what an attacker
+// would try. Each step was written against a defect of the page (it failed on the page before
+// its fix) or guards a property the review checked (said so in the step). Its own vultus, on a
+// free loopback port with a temporary data folder and a small body limit; the model pack's
+// sample photos only, so it runs wherever the models are. Every step has a fresh browser
+// context (its own localStorage) and a step's failure does not stop the others.
+//
+//   node tests/ui/test_ui_review.mjs --binary build/vultus --shots build/ui-screenshots
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { deflateSync } from 'node:zlib';
+import { chromium } from 'playwright-core';
+
+const args = Object.fromEntries(process.argv.slice(2).reduce((a, v, i, all) => (i % 2 ? a : [...a, [v.replace(/^--/, ''), all[i + 1]]]), []));
+const BINARY = args.binary || 'build/vultus';
+const SHOTS = args.shots || 'build/ui-screenshots';
+const CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage'];
+// Small enough that a made-up upload passes it quickly, large enough for every sample photo.
+const MAX_BODY = 1500000;
+const GROUP = 'models/samples/sample5.jpg'; // five faces
+// One face each: the service's thumbnails of the largest face of samples 1-4 (every sample
+// photo has several faces), made at start.
+const SOLO = [];
+
+mkdirSync(SHOTS, { recursive: true });
+for (const f of readdirSync(SHOTS)) if (f.startsWith('review-')) rmSync(join(SHOTS, f));
+
+/* ---- the server ---- */
+
+const dataDir = mkdtempSync(join(tmpdir(), 'vultus-ui-review-'));
+const serverLog = [];
+let server;
+
+function startServer() {
+  return new Promise((resolve, reject) => {
+    server = spawn(BINARY, ['serve', '--listen', '127.0.0.1:0', '--data', dataDir, '--models', 'models', '--workers', '2',
+      '--max-body-bytes', String(MAX_BODY)], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, VULTUS_LOG_LEVEL: 'info' } });
+    server.on('error', reject);
+    server.on('exit', (code) => reject(new Error(`vultus serve exited (${code}) before listening`)));
+    createInterface({ input: server.stderr }).on('line', (line) => {
+      serverLog.push(line);
+      if (serverLog.length > 400) serverLog.shift();
+      if (line.includes('"msg":"listening"')) resolve(JSON.parse(line).port);
+    });
+  });
+}
+
+async function waitReady(base) {
+  const until = Date.now() + 60000;
+  while (Date.now() < until) {
+    if (server.exitCode !== null) throw new Error(`vultus serve exited (${server.exitCode})`);
+    try {
+      if ((await fetch(`${base}/readyz`)).ok) return;
+    } catch { /* not yet */ }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error('the service did not become ready within 60 s');
+}
+
+/* ---- the step runner: every step on a fresh page; failures are counted, not fatal ---- */
+
+let passed = 0, failed = 0;
+let browser, base, page;
+const pageErrors = [];
+
+function assert(cond, what) {
+  if (!cond) throw new Error(`assertion failed: ${what}`);
+}
+
+async function step(name, fn) {
+  const t0 = Date.now();
+  const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+  page = await context.newPage();
+  page.setDefaultTimeout(15000);
+  page.on('pageerror', (e) => pageErrors.push(`${name}: ${e}`));
+  try {
+    await fn();
+    passed++;
+    console.log(`PASS  ${name}  (${((Date.now() - t0) / 1000).toFixed(2)} s)`);
+  } catch (e) {
+    failed++;
+    console.log(`FAIL  ${name}: ${e.message.split('\n').slice(0, 6).join('\n      ')}`);
+    await page.screenshot({ path: join(SHOTS, `review-FAILED-${name.replace(/\W+/g, '-').slice(0, 60)}.png`) }).catch(() => {});
+  } finally {
+    await context.close();
+  }
+}
+
+async function open(hash = 'analyse') {
+  await page.goto(`${base}/#${hash}`);
+  await page.waitForSelector('html[data-ready="true"]');
+}
+
+function fileInput(pickerId) {
+  return page.locator(`[data-picker="${pickerId}"] .drop input[type=file]`);
+}
+
+// The plain-words messages the page showed in its corner, joined.
+async function notices() {
+  return (await page.locator('#notices .notice').allInnerTexts()).join(' | ');
+}
+
+async function api(method, path, body, key) {
+  const headers = key ? { Authorization: `Bearer ${key}` } : {};
+  if (body && !(body instanceof FormData)) headers['Content-Type'] = 'application/json';
+  const r = await fetch(base + path, { method, headers, body: body instanceof FormData ? body : body && JSON.stringify(body) });
+  return { status: r.status, body: await r.json().catch(() => null) };
+}
+
+async function enrolDirect(collection, subject, file, key) {
+  const form = new FormData();
+  form.append('subject', subject);
+  form.append('image', new Blob([readFileSync(file)], { type: 'image/jpeg' }), 'face.jpg');
+  return api('POST', `/v1/collections/${collection}/faces`, form, key);
+}
+
+// A PNG whose header says 50000 x 50000 pixels: the service refuses it from the header alone.
+function hugePng() {
+  const crcTable = Array.from({ length: 256 }, (_, n) => {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    return c >>> 0;
+  });
+  const crc = (buf) => { let c = 0xffffffff; for (const b of buf) c = crcTable[(c ^ b) & 0xff] ^ (c >>> 8); return (c ^ 0xffffffff) >>> 0; };
+  const chunk = (type, data) => {
+    const td = Buffer.concat([Buffer.from(type, 'latin1'), data]);
+    const out = Buffer.alloc(td.length + 8);
+    out.writeUInt32BE(data.length, 0);
+    td.copy(out, 4);
+    out.writeUInt32BE(crc(td), td.length + 4);
+    return out;
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(50000, 0);
+  ihdr.writeUInt32BE(50000, 4);
+  ihdr[8] = 8; // 8-bit grey
+  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', ihdr),
+    chunk('IDAT', deflateSync(Buffer.alloc(64))), chunk('IEND', Buffer.alloc(0))]);
+}
+
+/* ---- the steps ---- */
+
+async function main() {
+  const port = await startServer();
+  base = `http://127.0.0.1:${port}`;
+  await waitReady(base);
+  await api('POST', '/v1/collections', { name: 'seed' });
+  for (let k = 1; k <= 4; k++) {
+    const r = await enrolDirect('seed', `s${k}`, `models/samples/sample${k}.jpg`);
+    assert(r.status === 201, `seed enrolment of sample${k} (${r.status})`);
+    const file = join(dataDir, `face${k}.jpg`);
+    writeFileSync(file, Buffer.from(await (await fetch(`${base}/v1/collections/seed/faces/${r.body.face_id}/thumbnail`)).arrayBuffer()));
+    SOLO.push(file);
+  }
+  await api('DELETE', '/v1/collections/seed');
+  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_FLAGS });
+  console.log(`ui review: vultus on ${base}, data ${dataDir}`);
+
+  // Defect: a photo chosen while the previous one was still being analysed got the previous
+  // photo's boxes when that answer came last; in Enrol, the wrong photo's faces, and the crop
+  // sent for enrolment was cut with them (another person, or none, enrolled).
+  await step('a newer photo is not overwritten by the answer for the one chosen before it', async () => {
+    await open('analyse');
+    for (const [tab, pickerId, route] of [['analyse', 'analyse', '/v1/analyze'], ['enrol', 'enrol', '/v1/detect']]) {
+      await page.click(`#tab-${tab}`);
+      let release;
+      const held = new Promise((r) => { release = r; });
+      let first = null;
+      await page.route(`**${route}*`, async (r) => {
+        if (!first) {
+          first = r.request();
+          await held;
+        }
+        await r.continue().catch(() => {}); // the page may have given up on it meanwhile
+      });
+      const firstDone = new Promise((resolve) => {
+        page.on('requestfailed', (q) => { if (q === first) resolve('aborted'); });
+        page.on('requestfinished', (q) => { if (q === first) resolve('answered'); });
+      });
+      await fileInput(pickerId).setInputFiles(GROUP);
+      await page.waitForFunction(() => true);
+      while (!first) await new Promise((r) => setTimeout(r, 20));
+      const second = page.waitForResponse((r) => r.url().includes(route) && r.request() !== first);
+      await page.locator(`[data-picker="${pickerId}"] .picker-bar input[type=file]`).setInputFiles(SOLO[0]);
+      const want = (await (await second).json()).faces.length;
+      assert(want === 1, `${SOLO[0]} has one face (got ${want})`);
+      const boxes = `[data-picker="${pickerId}"] .overlay .face`;
+      await page.waitForFunction((sel) => document.querySelectorAll(sel).length === 1, boxes);
+      release();
+      if (await firstDone === 'answered') {
+        // The page read the stale answer: give it the chance to draw it, then look.
+        await page.waitForFunction((sel) => document.querySelectorAll(sel).length > 1, boxes, { timeout: 3000 }).catch(() => {});
+      }
+      const n = await page.locator(boxes).count();
+      assert(n === 1, `${tab}: the second photo shows its own single face (${n} boxes drawn)`);
+      assert((await page.locator(`[data-picker="${pickerId}"] .picker-bar .name`).innerText()).includes('face1'), `${tab}: the name shown is the second photo's`);
+      await page.unroute(`**${route}*`);
+    }
+  });
+
+  // Defect: Escape (or a click outside) closed the key dialog with the last button's value,
+  // so after one Save, Escape saved whatever had been typed since.
+  await step('API key dialog: Escape keeps the key that was saved', async () => {
+    await open();
+    await page.click('#key-button');
+    await page.fill('#key-input', 'vk_first_key');
+    await page.click('#key-dialog button[value=save]');
+    assert(await page.evaluate(() => localStorage.getItem('vultus.apiKey')) === 'vk_first_key', 'Save keeps the key');
+    await page.click('#key-button');
+    await page.fill('#key-input', 'vk_half_typed');
+    await page.keyboard.press('Escape');
+    await page.waitForFunction(() => !document.querySelector('#key-dialog').open);
+    const kept = await page.evaluate(() => localStorage.getItem('vultus.apiKey'));
+    assert(kept === 'vk_first_key', `Escape cancels: the key kept is "${kept}"`);
+  });
+
+  // Defect: the Create button stayed enabled while its request ran: a double click sent two
+  // requests and the second one's 409 showed "already exists" for a collection just made.
+  await step('new collection: a double click creates it once, without an error', async () => {
+    await open('browse');
+    const posts = [];
+    page.on('request', (q) => { if (q.method() === 'POST' && q.url().endsWith('/v1/collections')) posts.push(q); });
+    await page.fill('#collection-form input[name=name]', 'twice');
+    await page.dblclick('#collection-form button[type=submit]');
+    await page.locator('#collections button', { hasText: 'twice' }).waitFor();
+    await Promise.all(posts.map((q) => q.response()));
+    const said = await notices();
+    assert(posts.length === 1, `one request was sent (${posts.length})`);
+    assert(!/already exists/.test(said), `no error for the collection just made (${said})`);
+  });
+
+  // Defect: after an enrolment the button was enabled again with the same face selected: a
+  // second click (a double click on a fast service) enrolled the same face again; likewise
+  // "Enrol all" again enrolled the whole batch a second time.
+  await step('enrol: Enrol again after it worked does not enrol the same face or batch twice', async () => {
+    await open('enrol');
+    await fileInput('enrol').setInputFiles(SOLO[0]);
+    await page.waitForFunction(() => document.querySelectorAll('[data-picker="enrol"] .overlay .face.selected').length === 1);
+    const form = page.locator('#enrol-form');
+    await form.locator('input[name=collection]').fill('desk');
+    await form.locator('input[name=subject]').fill('alice');
+    await page.click('#enrol-submit');
+    await page.locator('#enrol-result', { hasText: 'Enrolled as alice' }).waitFor();
+    assert(await page.locator('#enrol-submit').isDisabled(), 'the button is disabled once the face is enrolled');
+    const faces = (await api('GET', '/v1/collections/desk/faces?subject=alice')).body.faces;
+    assert(faces.length === 1, `alice has one face (${faces.length})`);
+    await form.locator('input[name=subject]').fill('alice2');
+    assert(await page.locator('#enrol-submit').isEnabled(), 'another name enables it again');
+    const batch = page.locator('#batch-form');
+    await batch.locator('input[name=collection]').fill('desk');
+    await batch.locator('input[name=subject]').fill('bob');
+    await page.locator('#batch-files').setInputFiles([SOLO[1], SOLO[2]]);
+    await page.click('#batch-submit');
+    await page.locator('#batch-summary', { hasText: 'Enrolled 2 of 2' }).waitFor();
+    assert(await page.locator('#batch-submit').isDisabled(), '"Enrol all" is disabled once every photo is enrolled');
+  });
+
+  // Defect: deleting the last subject of a collection left an empty card, without the
+  // "nobody is enrolled" line a collection that starts empty shows.
+  await step('browse: deleting the last subject says the collection is empty', async () => {
+    await api('POST', '/v1/collections', { name: 'lonely' });
+    assert((await enrolDirect('lonely', 'only-one', SOLO[3])).status === 201, 'enrolled');
+    await open('browse');
+    await page.locator('#collections button', { hasText: 'lonely' }).click();
+    await page.locator('#subject-grid .subject').waitFor();
+    await page.locator('#subject-grid .subject button', { hasText: 'Delete' }).click();
+    await page.locator('#confirm-ok').click();
+    await page.locator('#subjects', { hasText: 'Nobody is enrolled' }).waitFor({ timeout: 5000 });
+  });
+
+  // A body over the service's limit: the service answers 413 before reading it.
+  await step('a file over the upload limit is said to be too large', async () => {
+    await open('analyse');
+    await fileInput('analyse').setInputFiles({ name: 'scan.jpg', mimeType: 'image/jpeg', buffer: Buffer.alloc(MAX_BODY + 200000, 0xff) });
+    await page.locator('#notices .notice').first().waitFor();
+    const said = await notices();
+    assert(/larger than the service accepts/.test(said), `the message says why: ${said}`);
+    assert(/larger than the service accepts/.test(await page.locator('[data-picker="analyse"] .inline-error').innerText()), 'and under the picture');
+  });
+
+  // Guard (passed before the review): a picture over the pixel limit, refused from its header.
+  await step('a photo over the pixel limit is said to have too many pixels', async () => {
+    await open('analyse');
+    await fileInput('analyse').setInputFiles({ name: 'panorama.png', mimeType: 'image/png', buffer: hugePng() });
+    await page.locator('#notices .notice', { hasText: 'more pixels than the service accepts' }).waitFor();
+  });
+
+  // Defect: a batch met by 429 (the key's rate limit) or 503 (busy) marked those photos failed
+  // instead of waiting the Retry-After the service sent and trying again.
+  await step('enrol several photos: a 429 is waited out (Retry-After) and the photo retried', async () => {
+    await open('enrol');
+    let refused = 0;
+    await page.route('**/v1/collections/desk/faces', (r) => {
+      if (r.request().method() === 'POST' && refused < 2) {
+        refused++;
+        return r.fulfill({ status: 429, headers: { 'Retry-After': '1' }, contentType: 'application/json',
+          body: JSON.stringify({ error: { code: 'rate_limited', message: 'this key is over its rate limit' } }) });
+      }
+      return r.continue();
+    });
+    const batch = page.locator('#batch-form');
+    await batch.locator('input[name=collection]').fill('desk');
+    await batch.locator('input[name=subject]').fill('carol');
+    await page.locator('#batch-files').setInputFiles([SOLO[1], SOLO[2], SOLO[3]]);
+    await page.click('#batch-submit');
+    await page.locator('#batch-summary', { hasText: /^Enrolled \d+ of 3/ }).waitFor();
+    const summary = await page.locator('#batch-summary').innerText();
+    assert(refused === 2, `the service refused twice (${refused})`);
+    assert(summary.startsWith('Enrolled 3 of 3'), `every photo enrolled in the end: ${summary}`);
+  });
+
+  // Defect: codes the service sends (store_unavailable, store_full, no_enrolled_face, ...)
+  // had no plain words: "The service answered with an error (503)".
+  await step('every error code the service sends has plain words', async () => {
+    const codes = new Set();
+    for (const f of readdirSync('src/http').filter((n) => n.endsWith('.c'))) {
+      for (const m of readFileSync(join('src/http', f), 'utf8').matchAll(/http_respond_error\(\s*\w+,\s*\d+,\s*"(\w+)"/g)) codes.add(m[1]);
+    }
+    codes.add('subject_not_found').add('collection_not_found').add('face_not_found'); // http_respond_base_error's WHAT_not_found
+    assert(codes.size > 20, `codes found in src/http (${codes.size})`);
+    const js = readFileSync('web/app.js', 'utf8');
+    const plain = js.slice(js.indexOf('const PLAIN = {'), js.indexOf('};', js.indexOf('const PLAIN = {')));
+    const missing = [...codes].filter((c) => !new RegExp(`\\b${c}:`).test(plain));
+    assert(!missing.length, `codes without plain words: ${missing.join(', ')}`);
+    await open('analyse');
+    await page.route('**/v1/analyze*', (r) => r.fulfill({ status: 503, headers: { 'Retry-After': '2' }, contentType: 'application/json',
+      body: JSON.stringify({ error: { code: 'store_unavailable', message: 'the gallery store cannot be reached; retry shortly' } }) }));
+    await fileInput('analyse').setInputFiles(SOLO[0]);
+    await page.locator('#notices .notice').first().waitFor();
+    const said = await notices();
+    assert(!/answered with an error/.test(said) && /Try again in 2 s/.test(said), `plain words and the wait: ${said}`);
+  });
+
+  // Guard (passed before the review): the service gone while a request was on its way.
+  await step('the service gone mid-request: said so, the spinner stops', async () => {
+    await open('analyse');
+    await page.route('**/v1/analyze*', (r) => r.abort('connectionreset'));
+    await fileInput('analyse').setInputFiles(SOLO[0]);
+    await page.locator('#notices .notice', { hasText: 'could not be reached' }).waitFor();
+    assert(await page.locator('[data-picker="analyse"]').getAttribute('aria-busy') === 'false', 'not busy any more');
+  });
+
+  // Guard (passed before the review): names with markup are text everywhere the page shows
+  // them: the batch log (file names), Browse, the delete confirmation, Search's labels.
+  await step('names with HTML in them are shown as text, never run', async () => {
+    const evil = '<img src=x onerror="window.__pwned=1">';
+    await open('enrol');
+    const batch = page.locator('#batch-form');
+    await batch.locator('input[name=collection]').fill('evil');
+    await batch.locator('input[name=subject]').fill(evil);
+    await page.locator('#batch-files').setInputFiles([{ name: `${evil}.jpg`, mimeType: 'image/jpeg', buffer: readFileSync(SOLO[0]) }]);
+    await page.click('#batch-submit');
+    await page.locator('#batch-summary', { hasText: 'Enrolled 1 of 1' }).waitFor();
+    assert((await page.locator('#batch-log').innerText()).includes(`${evil}.jpg`), 'the file name is shown as typed');
+    await page.click('#tab-search');
+    await page.locator('#search-collection').selectOption('evil');
+    await fileInput('search').setInputFiles(SOLO[0]);
+    await page.locator('[data-picker="search"] .overlay .face .tag', { hasText: evil }).waitFor();
+    await page.click('#tab-browse');
+    await page.locator('#collections button', { hasText: 'evil' }).click();
+    await page.locator('#subject-grid .subject .name', { hasText: evil }).waitFor();
+    await page.locator('#subject-grid .subject button', { hasText: 'Delete' }).click();
+    await page.locator('#confirm-title', { hasText: evil }).waitFor();
+    await page.locator('#confirm-dialog button[value=cancel]').click();
+    assert(await page.evaluate(() => window.__pwned === undefined && !document.querySelector('img[src="x"]')), 'no markup from a name ran');
+  });
+
+  // Guard (passed before the review): a 320 px wide phone, every tab.
+  await step('a 320 px wide screen: no tab is wider than the screen', async () => {
+    await page.setViewportSize({ width: 320, height: 640 });
+    await open('analyse');
+    for (const t of ['analyse', 'enrol', 'search', 'verify', 'browse', 'status']) {
+      await page.click(`#tab-${t}`);
+      const w = await page.evaluate(() => document.documentElement.scrollWidth);
+      assert(w <= 320, `${t} is ${w} px wide`);
+    }
+  });
+
+  /* With API keys: every later request needs one. */
+  const key = (scope) => execFileSync(BINARY, ['keys', 'create', '--scope', scope, '--data', dataDir, '--name', `review-${scope}`],
+    { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim().split('\n').pop().trim();
+  const keys = { admin: key('admin'), write: key('write'), read: key('read') };
+  const until = Date.now() + 5000;
+  while ((await fetch(`${base}/v1/collections`)).status !== 401) {
+    assert(Date.now() < until, 'the server requires a key within 5 s');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const withKey = async (k, hash) => {
+    await open(hash);
+    await page.evaluate((v) => localStorage.setItem('vultus.apiKey', v), k);
+    await page.reload();
+    await page.waitForSelector('html[data-ready="true"]');
+  };
+
+  // Defect: a key the service does not know got "This service needs an API key. Enter one",
+  // the words for no key at all, with one entered.
+  await step('a wrong API key is said to be not accepted', async () => {
+    await withKey('vk_0000000000000000_thisisnotakey', 'browse');
+    await page.locator('#key-dialog[open]').waitFor();
+    await page.locator('#key-dialog button[value=cancel]').click();
+    const said = await notices();
+    assert(/not accepted/.test(said), `the message says the key was refused: ${said}`);
+  });
+
+  // Defect: a key that may enrol but not create collections, with a new collection's name
+  // typed, got "Your API key is not allowed to do this" and nothing about the collection.
+  await step('enrol with a write key into a collection that does not exist: said so', async () => {
+    await withKey(keys.write, 'enrol');
+    await fileInput('enrol').setInputFiles(SOLO[0]);
+    await page.waitForFunction(() => document.querySelectorAll('[data-picker="enrol"] .overlay .face.selected').length === 1);
+    await page.locator('#enrol-form input[name=collection]').fill('newplace');
+    await page.locator('#enrol-form input[name=subject]').fill('dave');
+    await page.click('#enrol-submit');
+    const out = page.locator('#enrol-result .inline-error');
+    await out.waitFor();
+    const said = await out.innerText();
+    assert(/no collection “newplace”/i.test(said), `the message names the missing collection: ${said}`);
+    assert(await page.locator('#enrol-submit').isEnabled(), 'the button is enabled again');
+  });
+
+  // Guard (passed before the review): a read-only key trying to enrol.
+  await step('enrol with a read-only key: not allowed, in plain words, button enabled again', async () => {
+    await withKey(keys.read, 'enrol');
+    await fileInput('enrol').setInputFiles(SOLO[0]);
+    await page.waitForFunction(() => document.querySelectorAll('[data-picker="enrol"] .overlay .face.selected').length === 1);
+    await page.locator('#enrol-form input[name=collection]').fill('desk');
+    await page.locator('#enrol-form input[name=subject]').fill('eve');
+    await page.click('#enrol-submit');
+    await page.locator('#enrol-result .inline-error', { hasText: 'not allowed' }).waitFor();
+    assert(await page.locator('#enrol-submit').isEnabled(), 'the button is enabled again');
+    const faces = (await api('GET', '/v1/collections/desk/faces?subject=eve', null, keys.admin)).body.faces;
+    assert(faces.length === 0, 'nothing was enrolled');
+  });
+
+  await step('no script errors in any step', async () => {
+    assert(pageErrors.length === 0, `page errors: ${pageErrors.join(' | ')}`);
+  });
+}
+
+let code = 0;
+try {
+  await main();
+} catch (e) {
+  code = 1;
+  failed++;
+  console.log(`FAIL  setup: ${e.message}`);
+  console.log('--- last lines of the server log ---');
+  console.log(serverLog.slice(-30).join('\n'));
+} finally {
+  await browser?.close().catch(() => {});
+  if (server && server.exitCode === null) {
+    server.removeAllListeners('exit');
+    server.kill('SIGTERM');
+    await new Promise((r) => { const t = setTimeout(() => { server.kill('SIGKILL'); r(); }, 5000); server.on('exit', () => { clearTimeout(t); r(); }); });
+  }
+  rmSync(dataDir, { recursive: true, force: true });
+}
+console.log(`ui review: ${passed} passed, ${failed} failed`);
+process.exit(code || (failed ? 1 : 0));
