@@ -1,0 +1,849 @@
+/*
+ * The command line as a user or a script meets it: the real build/vultus of this test's build
+ * run on real files in a temporary folder, its exit status, stdout and stderr checked apart.
+ * What every command promises (src/cli/cli.h, README "Commands"): results on stdout (JSON
+ * lines where documented), diagnostics on stderr; exit status 0 (done), 1 (something failed),
+ * 2 (usage error: a bad option or value, named on stderr, nothing on stdout); `--help` prints
+ * the usage on stdout and exits 0. Each case below that once failed names the defect it found.
+ *
+ * The gallery and keys cases need no models. The ones that analyse photos use models/ and
+ * models/samples (skipped without them) and ../shared/data/fixtures when present.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+
+#include "http/client.h"
+#include "img/img.h"
+
+#define MODELS "models"
+#define SAMPLE1 "models/samples/sample1.jpg" /* several faces */
+#define FIXTURES "../shared/data/fixtures"
+#define RUN_LIMIT_MS 120000 /* a command still running then counts as a hang */
+
+/* ---- running vultus ------------------------------------------------------------------- */
+
+typedef struct run_result {
+    int status; /* exit status; -1 killed by a signal; -2 still running after RUN_LIMIT_MS */
+    char *out;  /* stdout, NUL-terminated */
+    char *err;  /* stderr */
+} run_result;
+
+static char temp_root[256];
+
+static void run_free(run_result *r)
+{
+    free(r->out);
+    free(r->err);
+    memset(r, 0, sizeof *r);
+}
+
+static char *slurp(const char *path)
+{
+    char *data = NULL;
+    size_t len = 0;
+    if (tc_read_file(path, &data, &len) != 0) return strdup("");
+    return data;
+}
+
+/*
+ * Runs `vultus ARGS...` (NULL-terminated) from the repository root with stdin from
+ * stdin_path (NULL: /dev/null) and the environment variables of env ("NAME=VALUE", NULL-ended;
+ * "NAME=" unsets NAME); stdout and stderr go to files so neither can fill a pipe.
+ */
+static run_result run_env(const char *const *env, const char *stdin_path, const char *const *args)
+{
+    run_result r = {.status = -1};
+    char bin[PATH_MAX], out_path[300], err_path[300];
+    if (tc_vultus_path(bin, sizeof bin) != 0) fail_msg("no vultus binary beside the test");
+    snprintf(out_path, sizeof out_path, "%s/stdout", temp_root);
+    snprintf(err_path, sizeof err_path, "%s/stderr", temp_root);
+    pid_t pid = fork();
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        int in = open(stdin_path ? stdin_path : "/dev/null", O_RDONLY);
+        int o = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int e = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (in < 0 || o < 0 || e < 0) _exit(126);
+        dup2(in, 0);
+        dup2(o, 1);
+        dup2(e, 2);
+        /* The store and log level come from each case, never from the caller's shell; a
+         * case that forgets --data gets a sandbox, never the checkout's data/. */
+        char sandbox[300];
+        snprintf(sandbox, sizeof sandbox, "%s/default-data", temp_root);
+        setenv("VULTUS_DATA", sandbox, 1);
+        unsetenv("VULTUS_STORE");
+        unsetenv("VULTUS_LOG_LEVEL");
+        for (int i = 0; env && env[i]; i++) {
+            const char *eq = strchr(env[i], '=');
+            char name[64];
+            snprintf(name, sizeof name, "%.*s", (int)(eq - env[i]), env[i]);
+            if (eq[1])
+                setenv(name, eq + 1, 1);
+            else
+                unsetenv(name);
+        }
+        const char *argv[64] = {bin};
+        int n = 1;
+        for (; args[n - 1] && n < 63; n++)
+            argv[n] = args[n - 1];
+        argv[n] = NULL;
+        execv(bin, (char *const *)argv);
+        _exit(127);
+    }
+    double t0 = tc_now_ms();
+    int status = 0;
+    for (;;) {
+        pid_t w = waitpid(pid, &status, WNOHANG);
+        if (w == pid) break;
+        if (tc_now_ms() - t0 > RUN_LIMIT_MS) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            r.status = -2;
+            break;
+        }
+        tc_sleep_ms(5);
+    }
+    if (r.status != -2) r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    r.out = slurp(out_path);
+    r.err = slurp(err_path);
+    return r;
+}
+
+static run_result run(const char *const *args)
+{
+    return run_env(NULL, NULL, args);
+}
+
+#define RUN(...) run((const char *const[]){__VA_ARGS__, NULL})
+#define RUN_ENV(env, ...) run_env(env, NULL, (const char *const[]){__VA_ARGS__, NULL})
+
+/* The arguments as one line, for failure messages. */
+static const char *args_text(const char *const *args)
+{
+    static char buf[1024];
+    size_t n = 0;
+    buf[0] = '\0';
+    for (int i = 0; args[i] && n < sizeof buf - 1; i++)
+        n += (size_t)snprintf(buf + n, sizeof buf - n, "%s%s", i ? " " : "", args[i]);
+    return buf;
+}
+
+/* A usage error: status 2, nothing on stdout, stderr names `needle` (when given). */
+static void expect_usage_error(const char *const *args, const char *needle)
+{
+    run_result r = run(args);
+    if (r.status != 2 || r.out[0] || !r.err[0] || (needle && !strstr(r.err, needle)))
+        fail_msg("vultus %s: status %d (want 2), stdout '%.200s', stderr '%.300s' (want '%s')",
+                 args_text(args), r.status, r.out, r.err, needle ? needle : "");
+    run_free(&r);
+}
+
+#define EXPECT_USAGE(needle, ...)                                                                  \
+    expect_usage_error((const char *const[]){__VA_ARGS__, NULL}, needle)
+
+/* Every line of text is a JSON object; returns how many, or -1 with the bad line shown. */
+static int json_lines(const char *text, json_t **objs, int cap)
+{
+    int n = 0;
+    const char *p = text;
+    while (*p) {
+        const char *nl = strchr(p, '\n');
+        if (!nl) {
+            print_error("output does not end with a newline: '%.200s'\n", p);
+            return -1;
+        }
+        json_error_t jerr;
+        json_t *o = json_loadb(p, (size_t)(nl - p), 0, &jerr);
+        if (!json_is_object(o)) {
+            print_error("not a JSON object line: '%.*s'\n", (int)(nl - p > 300 ? 300 : nl - p), p);
+            json_decref(o);
+            return -1;
+        }
+        if (n < cap)
+            objs[n] = o;
+        else
+            json_decref(o);
+        n++;
+        p = nl + 1;
+    }
+    return n;
+}
+
+static void json_free_all(json_t **objs, int n)
+{
+    for (int i = 0; i < n; i++)
+        json_decref(objs[i]);
+}
+
+static int have_models(void)
+{
+    return access(MODELS "/human/blazeface-back.json", R_OK) == 0 && access(SAMPLE1, R_OK) == 0 &&
+           access(MODELS "/faceapi", R_OK) == 0;
+}
+
+#define SKIP_WITHOUT_MODELS()                                                                      \
+    do {                                                                                           \
+        if (!have_models()) {                                                                      \
+            print_message("skipped: no models/ (run tools/fetch-models)\n");                       \
+            skip();                                                                                \
+        }                                                                                          \
+    } while (0)
+
+/* temp_root/NAME into buf[300]. */
+static const char *tmp_path(char *buf, const char *name)
+{
+    snprintf(buf, 300, "%s/%s", temp_root, name);
+    return buf;
+}
+
+static void write_file(const char *path, const void *data, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(data, 1, len, f), len);
+    assert_int_equal(fclose(f), 0);
+}
+
+/* A white PNG without a face. */
+static void write_blank_png(const char *path)
+{
+    img_image im = {.width = 320, .height = 240, .channels = 3};
+    im.data = malloc((size_t)320 * 240 * 3);
+    assert_non_null(im.data);
+    memset(im.data, 255, (size_t)320 * 240 * 3);
+    uint8_t *png = NULL;
+    size_t len = 0;
+    assert_int_equal(img_encode_png(&im, &png, &len), 0);
+    write_file(path, png, len);
+    free(png);
+    free(im.data);
+}
+
+/* A fresh data folder (removed first) at temp_root/NAME, into buf[300]. */
+static const char *fresh_data(char *buf, const char *name)
+{
+    tmp_path(buf, name);
+    tc_rm_rf(buf);
+    return buf;
+}
+
+/* `vultus gallery list --data DIR` as JSON objects; returns the count. */
+static int gallery_list(const char *data, json_t **objs, int cap)
+{
+    run_result r = RUN("gallery", "list", "--data", data);
+    assert_int_equal(r.status, 0);
+    int n = json_lines(r.out, objs, cap);
+    assert_true(n >= 0);
+    run_free(&r);
+    return n;
+}
+
+/* ---- every command: --help, bad options, missing values -------------------------------- */
+
+static void test_help_on_stdout_exit_0(void **state)
+{
+    (void)state;
+    /* `--help` after the subcommand too: `vultus keys create --help` exited 2 with "unexpected
+     * argument '--help'", and `vultus bench load --help` ran the benchmark (its arguments
+     * were never parsed). */
+    static const char *const cases[][4] = {
+        {"--help"},
+        {"analyze", "--help"},
+        {"eval", "--help"},
+        {"eval", "lfw", "--help"},
+        {"gallery", "--help"},
+        {"gallery", "create", "--help"},
+        {"gallery", "list", "--help"},
+        {"enroll", "--help"},
+        {"search", "--help"},
+        {"serve", "--help"},
+        {"keys", "--help"},
+        {"keys", "create", "--help"},
+        {"keys", "list", "--help"},
+        {"keys", "revoke", "--help"},
+        {"nn", "--help"},
+        {"nn", "info", "--help"},
+        {"bench", "--help"},
+        {"bench", "nn", "--help"},
+        {"bench", "peak", "--help"},
+        {"bench", "load", "--help"},
+        {"bench", "pipeline", "--help"},
+    };
+    int bad = 0;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        run_result r = run(cases[i]);
+        if (r.status != 0 || strncmp(r.out, "usage: vultus", 13) != 0 || r.err[0]) {
+            print_error("vultus %s: status %d, stdout '%.80s', stderr '%.200s'\n",
+                        args_text(cases[i]), r.status, r.out, r.err);
+            bad++;
+        }
+        run_free(&r);
+    }
+    assert_int_equal(bad, 0);
+}
+
+static void test_unknown_option_is_usage_error(void **state)
+{
+    (void)state;
+    /* `vultus bench load --bogus` ran the benchmark: bench load ignored every argument but a
+     * leading --models DIR. */
+    static const char *const cases[][5] = {
+        {"bogus"},
+        {"analyze", "--bogus", "x.jpg"},
+        {"eval", "lfw", "--bogus"},
+        {"gallery", "list", "--bogus"},
+        {"enroll", "--bogus"},
+        {"search", "--bogus"},
+        {"serve", "--bogus", "1"},
+        {"keys", "list", "--bogus"},
+        {"nn", "info", "--bogus", "m.json"},
+        {"bench", "nn", "--bogus"},
+        {"bench", "peak", "--bogus"},
+        {"bench", "load", "--bogus"},
+        {"bench", "pipeline", "--bogus", "x.jpg"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        expect_usage_error(cases[i], "bogus");
+}
+
+static void test_no_arguments_is_usage_error(void **state)
+{
+    (void)state;
+    static const char *const cases[][3] = {
+        {NULL},
+        {"analyze"},
+        {"eval"},
+        {"gallery"},
+        {"enroll"},
+        {"search"},
+        {"keys"},
+        {"nn"},
+        {"bench"},
+        {"nn", "info"},
+        {"bench", "pipeline"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        expect_usage_error(cases[i], "usage");
+}
+
+static void test_missing_value_is_usage_error(void **state)
+{
+    (void)state;
+    EXPECT_USAGE("max-faces", "analyze", "x.jpg", "--max-faces");
+    EXPECT_USAGE("top", "search", "--collection", "c", "x.jpg", "--top");
+    EXPECT_USAGE("threshold", "gallery", "create", "c", "--threshold");
+    EXPECT_USAGE("data", "gallery", "list", "--data");
+    EXPECT_USAGE("scope", "keys", "create", "--scope");
+    EXPECT_USAGE("workers", "serve", "--workers");
+    EXPECT_USAGE("runs", "bench", "nn", "--runs");
+    /* `vultus bench load --models` (no folder) loaded the default folder. */
+    EXPECT_USAGE("models", "bench", "load", "--models");
+}
+
+static void test_bad_numbers_are_usage_errors(void **state)
+{
+    (void)state;
+    EXPECT_USAGE("--top", "search", "--collection", "c", "--top", "99999999999", "x.jpg");
+    EXPECT_USAGE("--top", "search", "--collection", "c", "--top", "0", "x.jpg");
+    EXPECT_USAGE("--top", "search", "--collection", "c", "--top", "5x", "x.jpg");
+    EXPECT_USAGE("--max-faces", "analyze", "--max-faces", "-1", "x.jpg");
+    EXPECT_USAGE("--min-face", "analyze", "--min-face", "99999999999", "x.jpg");
+    EXPECT_USAGE("--min-score", "analyze", "--min-score", "nan", "x.jpg");
+    EXPECT_USAGE("--threshold", "gallery", "create", "c", "--threshold", "2");
+    EXPECT_USAGE("--threads", "eval", "lfw", "--threads", "0");
+    EXPECT_USAGE("--workers", "serve", "--workers", "99999999999");
+    EXPECT_USAGE("--batch", "bench", "nn", "--batch", "1,,2");
+    /* An empty value is not a number: `--threshold ""` created a collection with threshold
+     * 0, where nearly every face matches, and `--min-quality ""` enrolled with 0. */
+    EXPECT_USAGE("--threshold", "gallery", "create", "c", "--threshold", "");
+    EXPECT_USAGE("--min-quality", "enroll", "--collection", "c", "--subject", "s", "--min-quality",
+                 "", "x.jpg");
+    EXPECT_USAGE("--min-score", "analyze", "--min-score", "", "x.jpg");
+    /* A face id past the range of int64 was read as 9223372036854775807. */
+    EXPECT_USAGE("99999999999999999999999", "gallery", "delete-face", "c",
+                 "99999999999999999999999");
+    EXPECT_USAGE("face id", "gallery", "delete-face", "c", "0");
+    /* An empty stage list ran detection alone, silently. */
+    EXPECT_USAGE("--stages", "analyze", "--stages", "", "x.jpg");
+    EXPECT_USAGE("--stages", "analyze", "--stages", "detect,", "x.jpg");
+    EXPECT_USAGE("--stages", "analyze", "--stages", "detect,bogus", "x.jpg");
+}
+
+static void test_log_level_env(void **state)
+{
+    (void)state;
+    /* A bad VULTUS_LOG_LEVEL is a usage error of every command; "off" silences the gallery's
+     * info lines (stderr empty), "debug" adds to stderr only: stdout stays the JSON. */
+    char data[300];
+    fresh_data(data, "log-level");
+    run_result r = RUN_ENV(((const char *[]){"VULTUS_LOG_LEVEL=bogus", NULL}), "gallery", "create",
+                           "c", "--data", data);
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "VULTUS_LOG_LEVEL=bogus"));
+    assert_false(tc_exists(data));
+    run_free(&r);
+    r = RUN_ENV(((const char *[]){"VULTUS_LOG_LEVEL=off", NULL}), "gallery", "create", "c",
+                "--data", data);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.err, "");
+    run_free(&r);
+    r = RUN_ENV(((const char *[]){"VULTUS_LOG_LEVEL=debug", NULL}), "gallery", "list", "--data",
+                data);
+    assert_int_equal(r.status, 0);
+    assert_true(r.err[0] != '\0');
+    json_t *objs[4];
+    assert_int_equal(json_lines(r.out, objs, 4), 1);
+    assert_string_equal(json_string_value(json_object_get(objs[0], "name")), "c");
+    json_free_all(objs, 1);
+    run_free(&r);
+    tc_rm_rf(data);
+}
+
+/* ---- gallery -------------------------------------------------------------------------- */
+
+static void test_gallery_names_and_missing(void **state)
+{
+    (void)state;
+    char data[300];
+    fresh_data(data, "gallery-names");
+    /* No store yet: list says where it looked, status 1, and creates nothing. */
+    run_result r = RUN("gallery", "list", "--data", data);
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, "no gallery at"));
+    assert_string_equal(r.out, "");
+    assert_false(tc_exists(data));
+    run_free(&r);
+
+    char name64[65], name65[66];
+    memset(name64, 'a', 64);
+    name64[64] = '\0';
+    memset(name65, 'a', 65);
+    name65[65] = '\0';
+    r = RUN("gallery", "create", name64, "--data", data);
+    assert_int_equal(r.status, 0);
+    run_free(&r);
+    static const char *const bad[] = {"", "a/b", "..", "\xc3\xa9t\xc3\xa9", NULL};
+    for (int i = 0; bad[i]; i++) {
+        r = RUN("gallery", "create", bad[i], "--data", data);
+        if (r.status != 1 || r.out[0] || !strstr(r.err, "collection name"))
+            fail_msg("create '%s': status %d, stderr '%.200s'", bad[i], r.status, r.err);
+        run_free(&r);
+    }
+    r = RUN("gallery", "create", name65, "--data", data);
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, "longer than 64"));
+    run_free(&r);
+    r = RUN("gallery", "create", name64, "--data", data);
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, "already exists"));
+    run_free(&r);
+    /* Twice deleted: the second time "not found", status 1. */
+    r = RUN("gallery", "delete", name64, "--data", data);
+    assert_int_equal(r.status, 0);
+    run_free(&r);
+    r = RUN("gallery", "delete", name64, "--data", data);
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, "does not exist"));
+    assert_string_equal(r.out, "");
+    run_free(&r);
+    json_t *objs[4];
+    assert_int_equal(gallery_list(data, objs, 4), 0);
+    tc_rm_rf(data);
+}
+
+static void test_gallery_import_reports_the_imported_collection(void **state)
+{
+    (void)state;
+    /* `gallery import FILE` without --as reported the collection with the newest created_ms;
+     * an import keeps the exported collection's created_ms, so it named another collection
+     * (here zz, created after c1 was exported) as the one imported. */
+    char data[300], file[300];
+    fresh_data(data, "gallery-import");
+    tmp_path(file, "c1.vgal");
+    run_result r = RUN("gallery", "create", "c1", "--data", data, "--dtype", "f16");
+    assert_int_equal(r.status, 0);
+    run_free(&r);
+    r = RUN("gallery", "export", "c1", file, "--data", data);
+    assert_int_equal(r.status, 0);
+    run_free(&r);
+    r = RUN("gallery", "delete", "c1", "--data", data);
+    assert_int_equal(r.status, 0);
+    run_free(&r);
+    tc_sleep_ms(5);
+    r = RUN("gallery", "create", "zz", "--data", data);
+    assert_int_equal(r.status, 0);
+    run_free(&r);
+    r = RUN("gallery", "import", file, "--data", data);
+    assert_int_equal(r.status, 0);
+    json_t *objs[4];
+    assert_int_equal(json_lines(r.out, objs, 4), 1);
+    assert_string_equal(json_string_value(json_object_get(objs[0], "name")), "c1");
+    assert_string_equal(json_string_value(json_object_get(objs[0], "dtype")), "f16");
+    assert_string_equal(json_string_value(json_object_get(objs[0], "imported")), file);
+    json_free_all(objs, 1);
+    run_free(&r);
+    /* With --as: that name. */
+    r = RUN("gallery", "import", file, "--as", "c2", "--data", data);
+    assert_int_equal(r.status, 0);
+    assert_int_equal(json_lines(r.out, objs, 4), 1);
+    assert_string_equal(json_string_value(json_object_get(objs[0], "name")), "c2");
+    json_free_all(objs, 1);
+    run_free(&r);
+    tc_rm_rf(data);
+}
+
+static void test_gallery_import_bad_files_leave_nothing(void **state)
+{
+    (void)state;
+    char data[300], file[300], trunc[300], garbage[300], out[300];
+    fresh_data(data, "gallery-import-bad");
+    tmp_path(file, "good.vgal");
+    tmp_path(trunc, "trunc.vgal");
+    tmp_path(garbage, "garbage.vgal");
+    run_result r = RUN("gallery", "create", "c1", "--data", data);
+    assert_int_equal(r.status, 0);
+    run_free(&r);
+    r = RUN("gallery", "export", "c1", file, "--data", data);
+    assert_int_equal(r.status, 0);
+    run_free(&r);
+    char *bytes = NULL;
+    size_t len = 0;
+    assert_int_equal(tc_read_file(file, &bytes, &len), 0);
+    assert_true(len > 20);
+    write_file(trunc, bytes, len - 7);
+    free(bytes);
+    write_file(garbage, "not a gallery export\n", 21);
+    const char *const bad[] = {trunc, garbage, temp_root, "/nonexistent/x.vgal", NULL};
+    for (int i = 0; bad[i]; i++) {
+        r = RUN("gallery", "import", bad[i], "--as", "c9", "--data", data);
+        if (r.status != 1 || r.out[0] || !r.err[0])
+            fail_msg("import %s: status %d, stdout '%.100s', stderr '%.200s'", bad[i], r.status,
+                     r.out, r.err);
+        run_free(&r);
+    }
+    /* Over an existing name: refused, the original kept. */
+    r = RUN("gallery", "import", file, "--data", data);
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, "already exists"));
+    run_free(&r);
+    json_t *objs[4];
+    int n = gallery_list(data, objs, 4);
+    assert_int_equal(n, 1);
+    assert_string_equal(json_string_value(json_object_get(objs[0], "name")), "c1");
+    json_free_all(objs, n);
+    /* Export to a folder that does not exist, or onto a folder: status 1, nothing left. */
+    r = RUN("gallery", "export", "c1", "/nonexistent/x.vgal", "--data", data);
+    assert_int_equal(r.status, 1);
+    assert_string_equal(r.out, "");
+    run_free(&r);
+    r = RUN("gallery", "export", "c1", temp_root, "--data", data);
+    assert_int_equal(r.status, 1);
+    run_free(&r);
+    (void)out;
+    tc_rm_rf(data);
+}
+
+/* ---- keys ----------------------------------------------------------------------------- */
+
+static int count_key_rows(const char *data)
+{
+    run_result r = RUN("keys", "list", "--data", data);
+    assert_int_equal(r.status, 0);
+    int lines = 0;
+    for (const char *p = r.out; *p; p++)
+        lines += *p == '\n';
+    run_free(&r);
+    return lines - 1; /* the header */
+}
+
+static void test_keys(void **state)
+{
+    (void)state;
+    char data[300], db[320];
+    fresh_data(data, "keys");
+    assert_int_equal(mkdir(data, 0755), 0);
+    snprintf(db, sizeof db, "%s/vultus.db", data);
+    /* list and revoke on a folder without a store: status 1, and no store created (list
+     * created an empty DATA/vultus.db, so a mistyped --data went unnoticed). */
+    run_result r = RUN("keys", "list", "--data", data);
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, "vultus.db"));
+    assert_string_equal(r.out, "");
+    assert_false(tc_exists(db));
+    run_free(&r);
+    r = RUN("keys", "revoke", "0123456789ab", "--data", data);
+    assert_int_equal(r.status, 1);
+    assert_false(tc_exists(db));
+    run_free(&r);
+
+    EXPECT_USAGE("--scope", "keys", "create", "--data", data);
+    EXPECT_USAGE("root", "keys", "create", "--scope", "root", "--data", data);
+    /* Given twice, --scope took the last: `--scope read --scope admin` made an admin key. */
+    EXPECT_USAGE("--scope", "keys", "create", "--scope", "read", "--scope", "admin", "--data",
+                 data);
+    EXPECT_USAGE("which key", "keys", "revoke", "--data", data);
+    EXPECT_USAGE("12 hex", "keys", "revoke", "zz", "--data", data);
+    EXPECT_USAGE("unknown command", "keys", "rotate", "--data", data);
+    assert_false(tc_exists(db));
+
+    r = RUN("keys", "create", "--scope", "read", "--name", "ci", "--data", data);
+    assert_int_equal(r.status, 0);
+    assert_int_equal(strncmp(r.out, "vk_", 3), 0);
+    assert_int_equal(strlen(r.out), strcspn(r.out, "\n") + 1); /* the key alone, one line */
+    char id[13];
+    snprintf(id, sizeof id, "%.12s", r.out + 3);
+    run_free(&r);
+    assert_int_equal(count_key_rows(data), 1);
+    r = RUN("keys", "revoke", "0123456789ab", "--data", data);
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, "0123456789ab"));
+    run_free(&r);
+    r = RUN("keys", "revoke", id, "--data", data);
+    assert_int_equal(r.status, 0);
+    run_free(&r);
+    r = RUN("keys", "revoke", id, "--data", data);
+    assert_int_equal(r.status, 1);
+    run_free(&r);
+    assert_int_equal(count_key_rows(data), 0);
+    tc_rm_rf(data);
+}
+
+/* ---- analyze, enroll, search on photos ------------------------------------------------ */
+
+static void test_analyze_bad_files_among_good(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_MODELS();
+    /* One JSON line per image in order, an "error" line for each bad one (also named on
+     * stderr), the good ones analysed, status 1. */
+    char empty[300], text[300], spaced[300], dir[300];
+    tmp_path(empty, "empty.jpg");
+    tmp_path(text, "text.jpg");
+    tmp_path(spaced, "a photo \xc3\xa9t\xc3\xa9.jpg");
+    tmp_path(dir, "a-folder.jpg");
+    write_file(empty, "", 0);
+    write_file(text, "hello\n", 6);
+    char *bytes = NULL;
+    size_t len = 0;
+    assert_int_equal(tc_read_file(SAMPLE1, &bytes, &len), 0);
+    write_file(spaced, bytes, len);
+    free(bytes);
+    mkdir(dir, 0755);
+    const char *const images[] = {SAMPLE1, empty, "/nonexistent.jpg", dir, text, spaced};
+    run_result r = RUN("analyze", "--stages", "detect", "--models", MODELS, images[0], images[1],
+                       images[2], images[3], images[4], images[5]);
+    assert_int_equal(r.status, 1);
+    json_t *objs[8];
+    int n = json_lines(r.out, objs, 8);
+    assert_int_equal(n, 6);
+    for (int i = 0; i < 6; i++) {
+        int good = i == 0 || i == 5;
+        assert_string_equal(json_string_value(json_object_get(objs[i], "image")), images[i]);
+        if (good) {
+            assert_true(json_array_size(json_object_get(objs[i], "faces")) >= 2);
+            assert_null(json_object_get(objs[i], "error"));
+        } else {
+            assert_non_null(json_string_value(json_object_get(objs[i], "error")));
+            if (!strstr(r.err, images[i]))
+                fail_msg("stderr does not name %s: '%.400s'", images[i], r.err);
+        }
+    }
+    json_free_all(objs, n);
+    run_free(&r);
+}
+
+static void test_gallery_enroll_search(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_MODELS();
+    char data[300], blank[300];
+    fresh_data(data, "enroll");
+    tmp_path(blank, "blank.png");
+    write_blank_png(blank);
+    run_result r = RUN("gallery", "create", "c", "--data", data);
+    assert_int_equal(r.status, 0);
+    run_free(&r);
+
+    /* Search an empty collection: each face, no subjects, "no match", status 0. */
+    r = RUN("search", "--collection", "c", "--data", data, "--models", MODELS, SAMPLE1);
+    assert_int_equal(r.status, 0);
+    json_t *objs[8];
+    int n = json_lines(r.out, objs, 8);
+    assert_int_equal(n, 1);
+    assert_string_equal(json_string_value(json_object_get(objs[0], "result")), "no match");
+    json_t *faces = json_object_get(objs[0], "faces");
+    assert_true(json_array_size(faces) >= 2);
+    assert_int_equal(json_array_size(json_object_get(json_array_get(faces, 0), "subjects")), 0);
+    json_free_all(objs, n);
+    run_free(&r);
+
+    /* Into a missing collection: status 1, the collection named. */
+    r = RUN("enroll", "--collection", "nope", "--subject", "s", "--data", data, "--models", MODELS,
+            SAMPLE1);
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, "nope"));
+    assert_string_equal(r.out, "");
+    run_free(&r);
+
+    /* A photo with several faces enrols its largest; one without a face is skipped (status
+     * 0: a skip is not a failure); a missing file fails (status 1). Lines in order, then
+     * the summary. */
+    r = RUN("enroll", "--collection", "c", "--subject", "s", "--data", data, "--models", MODELS,
+            SAMPLE1, blank);
+    assert_int_equal(r.status, 0);
+    n = json_lines(r.out, objs, 8);
+    assert_int_equal(n, 3);
+    assert_string_equal(json_string_value(json_object_get(objs[0], "status")), "enrolled");
+    assert_true(json_integer_value(json_object_get(objs[0], "faces_in_image")) >= 2);
+    assert_string_equal(json_string_value(json_object_get(objs[1], "status")), "no_face");
+    json_t *summary = json_object_get(objs[2], "summary");
+    assert_int_equal(json_integer_value(json_object_get(summary, "enrolled")), 1);
+    assert_int_equal(json_integer_value(json_object_get(summary, "skipped_no_face")), 1);
+    json_free_all(objs, n);
+    run_free(&r);
+    r = RUN("enroll", "--collection", "c", "--subject", "s", "--data", data, "--models", MODELS,
+            "/nonexistent.jpg");
+    assert_int_equal(r.status, 1);
+    n = json_lines(r.out, objs, 8);
+    assert_int_equal(n, 2);
+    assert_string_equal(json_string_value(json_object_get(objs[0], "status")), "failed");
+    json_free_all(objs, n);
+    run_free(&r);
+
+    /* The enrolled face is found again: the largest face of the same photo matches s. */
+    r = RUN("search", "--collection", "c", "--top", "1", "--data", data, "--models", MODELS,
+            SAMPLE1, blank);
+    assert_int_equal(r.status, 0);
+    n = json_lines(r.out, objs, 8);
+    assert_int_equal(n, 2);
+    assert_string_equal(json_string_value(json_object_get(objs[0], "result")), "match");
+    json_t *hit = json_array_get(
+        json_object_get(json_array_get(json_object_get(objs[0], "faces"), 0), "subjects"), 0);
+    assert_string_equal(json_string_value(json_object_get(hit, "subject")), "s");
+    assert_string_equal(json_string_value(json_object_get(objs[1], "result")), "no face");
+    json_free_all(objs, n);
+    run_free(&r);
+
+    /* A bad image among good ones: an "error" line (named on stderr too), status 1. */
+    r = RUN("search", "--collection", "c", "--data", data, "--models", MODELS, "/nonexistent.jpg",
+            SAMPLE1);
+    assert_int_equal(r.status, 1);
+    n = json_lines(r.out, objs, 8);
+    assert_int_equal(n, 2);
+    assert_non_null(json_object_get(objs[0], "error"));
+    assert_string_equal(json_string_value(json_object_get(objs[1], "result")), "match");
+    assert_non_null(strstr(r.err, "/nonexistent.jpg"));
+    json_free_all(objs, n);
+    run_free(&r);
+
+    /* Subject ids at the limit: 128 bytes is taken, 129 fails that image. */
+    char id128[129], id129[130];
+    memset(id128, 's', 128);
+    id128[128] = '\0';
+    memset(id129, 's', 129);
+    id129[129] = '\0';
+    r = RUN("enroll", "--collection", "c", "--subject", id128, "--data", data, "--models", MODELS,
+            SAMPLE1);
+    assert_int_equal(r.status, 0);
+    run_free(&r);
+    r = RUN("enroll", "--collection", "c", "--subject", id129, "--data", data, "--models", MODELS,
+            SAMPLE1);
+    assert_int_equal(r.status, 1);
+    n = json_lines(r.out, objs, 8);
+    assert_int_equal(n, 2);
+    assert_string_equal(json_string_value(json_object_get(objs[0], "status")), "failed");
+    json_free_all(objs, n);
+    run_free(&r);
+    tc_rm_rf(data);
+}
+
+static void test_fixtures_two_people(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_MODELS();
+    if (access(FIXTURES "/group-two-people.jpg", R_OK) != 0 ||
+        access(FIXTURES "/id-obama-1.jpg", R_OK) != 0) {
+        print_message("skipped: no ../shared/data/fixtures\n");
+        skip();
+    }
+    /* group-two-people.jpg: Obama is the smaller of its two faces. Enrolled from it, subject
+     * "larger" is the other person: a photo of Obama alone does not match it; enrolled from
+     * his portrait, "obama" is the second face of the group photo, "larger" the first. */
+    char data[300];
+    fresh_data(data, "fixtures");
+    run_result r = RUN("gallery", "create", "c", "--data", data);
+    assert_int_equal(r.status, 0);
+    run_free(&r);
+    r = RUN("enroll", "--collection", "c", "--subject", "larger", "--data", data, "--models",
+            MODELS, FIXTURES "/group-two-people.jpg");
+    assert_int_equal(r.status, 0);
+    run_free(&r);
+    r = RUN("search", "--collection", "c", "--data", data, "--models", MODELS,
+            FIXTURES "/id-obama-2.jpg");
+    assert_int_equal(r.status, 0);
+    json_t *objs[4];
+    int n = json_lines(r.out, objs, 4);
+    assert_int_equal(n, 1);
+    assert_string_equal(json_string_value(json_object_get(objs[0], "result")), "no match");
+    json_free_all(objs, n);
+    run_free(&r);
+    r = RUN("enroll", "--collection", "c", "--subject", "obama", "--data", data, "--models", MODELS,
+            FIXTURES "/id-obama-1.jpg");
+    assert_int_equal(r.status, 0);
+    run_free(&r);
+    r = RUN("search", "--collection", "c", "--top", "1", "--data", data, "--models", MODELS,
+            FIXTURES "/group-two-people.jpg");
+    assert_int_equal(r.status, 0);
+    n = json_lines(r.out, objs, 4);
+    assert_int_equal(n, 1);
+    json_t *faces = json_object_get(objs[0], "faces");
+    assert_int_equal(json_array_size(faces), 2);
+    static const char *const want[] = {"larger", "obama"};
+    for (int i = 0; i < 2; i++) {
+        json_t *hit =
+            json_array_get(json_object_get(json_array_get(faces, (size_t)i), "subjects"), 0);
+        assert_string_equal(json_string_value(json_object_get(hit, "subject")), want[i]);
+        assert_string_equal(json_string_value(json_object_get(hit, "decision")), "match");
+    }
+    json_free_all(objs, n);
+    run_free(&r);
+    tc_rm_rf(data);
+}
+
+static int setup_all(void **state)
+{
+    (void)state;
+    snprintf(temp_root, sizeof temp_root, "/tmp/vultus-cli-review-XXXXXX");
+    return mkdtemp(temp_root) ? 0 : -1;
+}
+
+static int teardown_all(void **state)
+{
+    (void)state;
+    tc_rm_rf(temp_root);
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_help_on_stdout_exit_0),
+        cmocka_unit_test(test_unknown_option_is_usage_error),
+        cmocka_unit_test(test_no_arguments_is_usage_error),
+        cmocka_unit_test(test_missing_value_is_usage_error),
+        cmocka_unit_test(test_bad_numbers_are_usage_errors),
+        cmocka_unit_test(test_log_level_env),
+        cmocka_unit_test(test_gallery_names_and_missing),
+        cmocka_unit_test(test_gallery_import_reports_the_imported_collection),
+        cmocka_unit_test(test_gallery_import_bad_files_leave_nothing),
+        cmocka_unit_test(test_keys),
+        cmocka_unit_test(test_analyze_bad_files_among_good),
+        cmocka_unit_test(test_gallery_enroll_search),
+        cmocka_unit_test(test_fixtures_two_people),
+    };
+    return cmocka_run_group_tests(tests, setup_all, teardown_all);
+}
