@@ -121,7 +121,10 @@ tsan: setup
 		suppressions=$(CURDIR)/tests/gallery/hnswlib-tsan.supp" tools/run-tests \
 		$(BUILD)/tsan $(TSAN_NO_DEADLOCK_TESTS:%.c=$(BUILD)/tsan/%)
 
-run: setup-run all
+# The build is a second make: on a fresh machine, pkg-config and the libraries' .pc files arrive
+# with setup-run, after this make computed PKG_CFLAGS and PKG_LIBS (empty then).
+run: setup-run
+	@$(MAKE) --no-print-directory all
 	$(BUILD)/vultus serve --models models --data data
 
 # libFuzzer targets (clang): one per parser of untrusted bytes, tests/fuzz/fuzz_NAME.c with its
