@@ -278,19 +278,26 @@ void gal_location_redact(const char *location, char *out, size_t cap)
         return;
     }
     /* scheme://[user[:password]@]host...[?params]: hide the password and drop the query
-     * string (it may carry password=..., sslpassword=...). */
+     * string (it may carry password=..., sslpassword=...). The user name and password run to
+     * the first '@' before any '/', as libpq reads them (conninfo_uri_parse_options): a '?'
+     * before that '@' is part of the password, not the start of the query. */
     const char *authority = strstr(location, "://") + 3;
-    const char *end = authority + strcspn(authority, "/?");
-    const char *at = memchr(authority, '@', (size_t)(end - authority));
-    const char *query = strchr(location, '?');
+    const char *at = authority + strcspn(authority, "@/");
     size_t head = (size_t)(authority - location);
-    if (at) {
+    if (*at == '@') {
         const char *colon = memchr(authority, ':', (size_t)(at - authority));
+        const char *query = strchr(at, '?');
         size_t user = (size_t)((colon ? colon : at) - authority);
         snprintf(out, cap, "%.*s%.*s%s%.*s%s", (int)head, location, (int)user, authority,
                  colon ? ":***" : "", (int)((query ? query : at + strlen(at)) - at), at,
                  query ? "?..." : "");
+    } else if (strchr(authority, '@')) {
+        /* An '@' after a '/' (in the path or the query) ends no user name for libpq, which
+         * refuses "u:pa/ss@host" for its port "pa"; but it most likely ends a password
+         * holding a '/': show none of it. */
+        snprintf(out, cap, "%.*s...", (int)head, location);
     } else {
+        const char *query = strchr(location, '?');
         snprintf(out, cap, "%.*s%s",
                  (int)((query ? query : location + strlen(location)) - location), location,
                  query ? "?..." : "");

@@ -398,6 +398,31 @@ static void test_pg_reconnect(void **state)
     EXPECT_OK(gal_check(f->g));
 }
 
+/* A password libpq reads is never shown, whatever it holds. Found by tests/fuzz/fuzz_config:
+ * the query string was cut at the first '?', so "u:pass?word@host" (user u, password
+ * "pass?word" to libpq) was shown as "u:pass?...". Needs no server. */
+static void test_url_redaction(void **state)
+{
+    (void)state;
+    char shown[200];
+    gal_location_redact("postgres://vultus:pass?word1@db:5432/vultus?sslmode=require", shown,
+                        sizeof shown);
+    assert_string_equal(shown, "postgres://vultus:***@db:5432/vultus?...");
+    gal_location_redact("postgres://vultus:pass#word1@db/v", shown, sizeof shown);
+    assert_string_equal(shown, "postgres://vultus:***@db/v");
+    /* libpq refuses this one (host "vultus", port "pass"), but the text after ':' is most
+     * likely a password: nothing of it is shown. */
+    gal_location_redact("postgres://vultus:pass/word1@db:5432/vultus", shown, sizeof shown);
+    assert_string_equal(shown, "postgres://...");
+    gal_location_redact("postgres://us?er@db/v", shown, sizeof shown);
+    assert_string_equal(shown, "postgres://us?er@db/v");
+    gal_location_redact("postgres://db:5432/v?sslmode=require", shown, sizeof shown);
+    assert_string_equal(shown, "postgres://db:5432/v?...");
+    /* Cut short at any size, always terminated. */
+    gal_location_redact("postgres://vultus:s3cret@db/v", shown, 12);
+    assert_string_equal(shown, "postgres://");
+}
+
 static void test_pg_unavailable(void **state)
 {
     (void)state;
@@ -424,6 +449,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pg_read_your_writes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pg_concurrent_writers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pg_reconnect, setup, teardown),
+        cmocka_unit_test(test_url_redaction),
     };
     /* test_full_store, test_busy_store and test_schema_versions are SQLite's own (a
      * page-count limit, a file lock, PRAGMA user_version, foreign files); test_pg_schema and
@@ -433,7 +459,8 @@ int main(void)
     (void)test_schema_versions;
     if (start_postgres(NULL) != 0) return 1;
     if (!pg_url[0]) {
-        const struct CMUnitTest skipped[] = {cmocka_unit_test(test_pg_unavailable)};
+        const struct CMUnitTest skipped[] = {cmocka_unit_test(test_url_redaction),
+                                             cmocka_unit_test(test_pg_unavailable)};
         return cmocka_run_group_tests(skipped, NULL, NULL);
     }
     return cmocka_run_group_tests(tests, NULL, stop_postgres);
