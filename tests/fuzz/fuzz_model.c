@@ -1,7 +1,8 @@
 /*
  * libFuzzer target for the TF.js model importer: model.json text, weights manifest, shards,
  * graph translation, optimisation and planning. Input layout: a 4-byte little-endian length L,
- * then L bytes of model.json, then the bytes every shard path reads.
+ * then L bytes of model.json, then the bytes every shard path reads. A refusal is a negative
+ * code with a message and no model; a model that loads has an input and plans and runs.
  * Build and run: make fuzz (see the Makefile).
  */
 #include "base/base.h"
@@ -39,7 +40,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     nn_load_options opts = {.max_file_bytes = 1 << 20};
     nn_model *m = NULL;
     base_log_level = BASE_LOG_OFF;
-    if (nn_model_load_tfjs_mem((const char *)data + 4, jlen, read_shard, &shard, &opts, &m) == 0) {
+    base_error_clear();
+    int rc = nn_model_load_tfjs_mem((const char *)data + 4, jlen, read_shard, &shard, &opts, &m);
+    if (rc != 0 && (rc > 0 || m || !base_error_message()[0])) abort();
+    if (rc == 0) {
+        if (!m) abort();
         /* A model that loads must also plan and run without faults. */
         nn_context *ctx = NULL;
         nn_io_info in;

@@ -57,10 +57,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     img_decode_options opts = {.limits = {.max_pixels = 1 << 20, .max_dimension = 4096}};
     img_image img;
     img_decode_info info;
+    base_error_clear();
     int rc = img_decode(copy, size, &opts, &img, &info);
     free(copy);
     if (rc) {
-        if (img.data || (rc != BASE_ERR_FORMAT && rc != BASE_ERR_LIMIT)) abort();
+        if (img.data || !base_error_message()[0] || (rc != BASE_ERR_FORMAT && rc != BASE_ERR_LIMIT))
+            abort();
         return 0;
     }
     if (img.channels != 3 || img.width <= 0 || img.height <= 0) abort();

@@ -21,9 +21,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     img_decode_options opts = {.limits = {.max_pixels = 1 << 20, .max_dimension = 4096}};
     img_image img;
     img_decode_info info;
+    base_error_clear();
     int rc = img_decode(data, size, &opts, &img, &info);
     if (rc) {
-        if (img.data ||
+        if (img.data || !base_error_message()[0] ||
             (rc != BASE_ERR_FORMAT && rc != BASE_ERR_LIMIT && rc != BASE_ERR_UNSUPPORTED))
             abort();
         return 0;
