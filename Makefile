@@ -127,6 +127,12 @@ run: setup-run
 	@$(MAKE) --no-print-directory all
 	$(BUILD)/vultus serve --models models --data data
 
+# The set-up's failure modes alone (tests/setup/cases.sh; make test runs them too): fetch-models,
+# bootstrap and tests/ui/run on copies in temporary folders, vultus serve on a busy port.
+.PHONY: test-setup
+test-setup: $(BUILD)/vultus $(BUILD)/tests/setup/test_setup
+	@tools/run-tests $(BUILD) $(BUILD)/tests/setup/test_setup
+
 # libFuzzer targets (clang): one per parser of untrusted bytes, tests/fuzz/fuzz_NAME.c with its
 # seeds in tests/fuzz/corpus/NAME/. `make fuzz` runs each for FUZZ_SECONDS (CI runs it briefly)
 # and fails if any run crashes. The library is built once with the fuzzer's instrumentation
