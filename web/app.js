@@ -729,6 +729,13 @@ async function ensureCollection(name) {
     await api('POST', '/v1/collections', { json: { name } });
     notify(`Created the collection “${name}”.`, { info: true });
   } catch (e) {
+    if (e.code === 'forbidden') {
+      // The key may enrol but not create collections: perhaps it exists by now (the list is
+      // from earlier); if not, say that, rather than only "not allowed".
+      if ((await refreshCollections()).some((c) => c.name === name)) return;
+      e.plain = `There is no collection “${name}”, and this API key may not create one: choose an existing collection, or ask an administrator.`;
+      throw e;
+    }
     if (e.code !== 'collection_exists' && e.code !== 'conflict') throw e;
   }
   await refreshCollections();
@@ -756,7 +763,18 @@ function lastCollection() {
 
 /* ---- Enrol ------------------------------------------------------------------------------ */
 
-const enrol = { data: null, faces: [], selected: -1, els: [], pending: null };
+// photo counts the pictures; done is what was last enrolled (photo, face, collection,
+// subject): the button stays off for it, so a second click does not enrol the face again.
+const enrol = { data: null, faces: [], selected: -1, els: [], pending: null, photo: 0, done: '', sending: false };
+
+function enrolWhat() {
+  const f = $('#enrol-form');
+  return JSON.stringify([enrol.photo, enrol.selected, f.collection.value.trim(), f.subject.value.trim()]);
+}
+
+function updateEnrolButton() {
+  $('#enrol-submit').disabled = enrol.sending || enrol.selected < 0 || enrolWhat() === enrol.done;
+}
 
 function selectEnrolFace(i) {
   enrol.selected = i;
@@ -765,15 +783,17 @@ function selectEnrolFace(i) {
     el.classList.toggle('dim', i >= 0 && k !== i);
     el.setAttribute('aria-pressed', String(k === i));
   });
-  $('#enrol-submit').disabled = i < 0;
+  updateEnrolButton();
   $('#enrol-hint').textContent = i < 0
     ? (enrol.faces.length ? 'Click (or tab to and press Enter on) the face to enrol.' : 'No face to enrol in this picture.')
-    : `Face #${i + 1} is selected. Name the person and enrol.`;
+    : enrolWhat() === enrol.done ? `Face #${i + 1} is enrolled. Choose another face, name or photo.`
+      : `Face #${i + 1} is selected. Name the person and enrol.`;
 }
 
 async function runEnrolDetect(blob, name) {
   const p = pickers.enrol;
   const job = newJob(p);
+  enrol.photo++;
   p.busy(true);
   $('#enrol-result').replaceChildren();
   selectEnrolFace(-1);
@@ -843,8 +863,9 @@ async function submitEnrol(e) {
   if (enrol.selected < 0 || !p.blob) return;
   const collection = form.collection.value.trim();
   const subject = form.subject.value.trim();
-  const btn = $('#enrol-submit');
-  btn.disabled = true;
+  const what = enrolWhat();
+  enrol.sending = true;
+  updateEnrolButton();
   const out = $('#enrol-result');
   out.replaceChildren();
   try {
@@ -852,6 +873,7 @@ async function submitEnrol(e) {
     rememberCollection(collection);
     const blob = await faceUpload(p, enrol.data.width, enrol.data.height, enrol.faces[enrol.selected].box);
     const r = await enrolOne(collection, subject, blob, p.name);
+    enrol.done = what;
     out.replaceChildren(thumbImg(collection, r.face_id, `${r.subject}'s enrolled face`),
       h('div', {}, h('b', { text: `Enrolled as ${r.subject}` }),
         h('div', { class: 'muted', text: `in ${r.collection}, face #${r.face_id}${r.subject_created ? ' (a new subject)' : ''}` })));
@@ -862,7 +884,8 @@ async function submitEnrol(e) {
     notify(err, { context: 'Enrol' });
     inlineErrorIn(out, err);
   } finally {
-    btn.disabled = enrol.selected < 0;
+    enrol.sending = false;
+    selectEnrolFace(enrol.selected);
   }
 }
 
@@ -880,6 +903,27 @@ function enrolFromAnalyse(i) {
 }
 
 let batchFiles = [];
+
+// Refusals that came before any work was done: the same upload may simply be sent again.
+const RETRYABLE = new Set(['rate_limited', 'overloaded', 'not_ready', 'store_unavailable']);
+
+// Enrols one photo of a batch, waiting out a refusal's Retry-After (or 1, 2, 3 s) up to three
+// times, and saying so on its line: a batch met by the key's rate limit or a busy service
+// no longer marks those photos failed.
+async function enrolPatiently(collection, subject, f, li) {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await enrolOne(collection, subject, f, f.name);
+    } catch (err) {
+      if (!RETRYABLE.has(err.code) || attempt > 3) throw err;
+      const s = Math.min(30, err.retryAfter > 0 ? err.retryAfter : attempt);
+      const note = h('span', { class: 'muted', text: `${PLAIN[err.code]} Trying again in ${s} s…` });
+      li.append(note);
+      await new Promise((r) => setTimeout(r, s * 1000));
+      note.remove();
+    }
+  }
+}
 
 function chooseBatch(files) {
   const all = [...files];
@@ -912,6 +956,7 @@ async function submitBatch(e) {
   bar.hidden = false;
   summary.textContent = `Enrolling ${files.length} photos…`;
   let ok = 0, done = 0;
+  const left = new Set(files);
   try {
     await ensureCollection(collection);
     rememberCollection(collection);
@@ -923,9 +968,10 @@ async function submitBatch(e) {
         const li = h('li', {}, h('span', { class: 'file', text: f.webkitRelativePath || f.name }));
         log.append(li);
         try {
-          const r = await enrolOne(collection, subject, f, f.name);
+          const r = await enrolPatiently(collection, subject, f, li);
           li.className = 'ok';
           li.append(h('span', { class: 'muted', text: `face #${r.face_id}` }));
+          left.delete(f);
           ok++;
         } catch (err) {
           li.className = 'err';
@@ -945,6 +991,12 @@ async function submitBatch(e) {
     notify(err, { context: 'Enrol' });
     inlineErrorIn(summary, err);
   } finally {
+    // What was enrolled is no longer chosen: "Enrol all" again sent the whole batch again.
+    // The photos that failed stay, to be tried again.
+    batchFiles = files.filter((f) => left.has(f));
+    $('#batch-chosen').textContent = batchFiles.length
+      ? `${batchFiles.length} photo${batchFiles.length === 1 ? '' : 's'} not enrolled still chosen: “Enrol all” tries ${batchFiles.length === 1 ? 'it' : 'them'} again.`
+      : 'No photos chosen.';
     btn.disabled = !batchFiles.length;
   }
 }
@@ -955,6 +1007,7 @@ function setupEnrol() {
   $('#batch-form').addEventListener('submit', submitBatch);
   $('#batch-files').addEventListener('change', (e) => chooseBatch(e.target.files));
   $('#batch-folder').addEventListener('change', (e) => chooseBatch(e.target.files));
+  for (const name of ['collection', 'subject']) $('#enrol-form')[name].addEventListener('input', updateEnrolButton);
   for (const f of ['#enrol-form', '#batch-form']) {
     const input = $(f).collection;
     input.value = lastCollection();
@@ -1194,6 +1247,11 @@ async function deleteSubject(collection, id, card) {
     card.remove();
     subjectsFor = '';
     refreshCollections();
+    // The page's last subject gone: the next page, or the empty collection's line.
+    if (browse.collection === collection && !$('#subject-grid')?.children.length) {
+      if (browse.after) await loadSubjects();
+      else $('#subjects').replaceChildren(h('p', { class: 'muted', text: 'Nobody is enrolled in this collection yet.' }));
+    }
   } catch (e) {
     notify(e, { context: 'Delete' });
   }
@@ -1219,8 +1277,13 @@ async function deleteCollection() {
 async function createCollection(e) {
   e.preventDefault();
   const form = e.target;
+  const btn = form.querySelector('button[type=submit]');
+  // One request at a time: a double click sent two, and the second one's 409 said "already
+  // exists" about the collection just made.
+  if (btn.disabled) return;
   const body = { name: form.name.value.trim() };
   if (form.threshold.value !== '') body.threshold = Number(form.threshold.value);
+  btn.disabled = true;
   try {
     await api('POST', '/v1/collections', { json: body });
     form.reset();
@@ -1228,6 +1291,8 @@ async function createCollection(e) {
     openCollection(body.name);
   } catch (err) {
     notify(err, { context: 'New collection' });
+  } finally {
+    btn.disabled = false;
   }
 }
 
