@@ -1,0 +1,1153 @@
+/*
+ * Whether the API's answers are right and consistent for what clients do, beyond their shape
+ * (test_api_contract) and the operations' rules (test_http_ops): the real `vultus serve` of
+ * this build on loopback, real models and photos (models/samples).
+ *
+ *   - pagination of collections, subjects and faces while another client creates and deletes:
+ *     every item that existed throughout is listed exactly once, in the documented order; the
+ *     edge values of limit and after;
+ *   - idempotent enrolment: a retry is replayed whatever transport carries the image, another
+ *     request with the key is refused, concurrent retries store one face, a first answer that
+ *     was an error is replayed (and documented so);
+ *   - verify and search: the face they use (the largest; every face in analyze's order), the
+ *     threshold they decide with, their similarities agreeing with each other, edge values;
+ *   - the same image through multipart, a raw body and base64 JSON gives identical numbers;
+ *     GIF, BMP and TIFF are 415; a parameter a route does not list is ignored (documented);
+ *   - deletes take effect at once, counts agree with the lists, a re-created collection is
+ *     empty, a collection deleted under running searches answers 200 or 404, never 5xx.
+ *
+ * Skips when the model pack (models/) is absent. About 13 s.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+
+#include "client.h"
+#include "http/internal.h"
+#include "img/img.h"
+
+#include <math.h>
+#include <pthread.h>
+
+#define SAMPLE(n) "models/samples/sample" #n ".jpg"
+#define JPEG_CT "Content-Type: image/jpeg\r\n"
+
+static int have_models(void)
+{
+    return tc_exists("models/human/blazeface-back.json") && tc_exists(SAMPLE(1));
+}
+
+static tc_server srv;
+static char srv_dir[256]; /* its data folder: made here, so a collection of another embedder
+                           * can be created in it before the server starts */
+static int port;
+
+#define NEED_SERVER()                                                                              \
+    do {                                                                                           \
+        if (!have_models()) {                                                                      \
+            print_message("models/ is absent (run tools/fetch-models): skipped\n");                \
+            skip();                                                                                \
+        }                                                                                          \
+        assert_true(srv.pid > 0);                                                                  \
+    } while (0)
+
+static char *load(const char *path, size_t *len)
+{
+    char *data = NULL;
+    if (tc_read_file(path, &data, len) != 0) fail_msg("cannot read %s", path);
+    return data;
+}
+
+static void expect_error(const tc_response *r, int status, const char *code)
+{
+    char got[64];
+    tc_error_code(r, got, sizeof got);
+    if (r->status != status || strcmp(got, code) != 0)
+        fail_msg("expected %d %s, got %d '%s': %.300s", status, code, r->status, got,
+                 r->body ? r->body : "(no body)");
+}
+
+static json_t *expect_json(const tc_response *r, int status)
+{
+    if (r->status != status)
+        fail_msg("expected %d, got %d: %.400s", status, r->status, r->body ? r->body : "");
+    json_t *j = tc_json(r);
+    if (!j) fail_msg("not JSON: %.200s", r->body ? r->body : "");
+    return j;
+}
+
+/* A request whose JSON answer must have this status; the answer (the caller's). */
+static json_t *call(const char *method, const char *path, const char *json, int status)
+{
+    tc_response r;
+    if (json)
+        tc_request(port, method, path, "Content-Type: application/json\r\n", json, strlen(json),
+                   &r);
+    else
+        tc_request(port, method, path, "", NULL, 0, &r);
+    json_t *j = status == 204 ? NULL : expect_json(&r, status);
+    if (status == 204 && r.status != 204)
+        fail_msg("expected 204, got %d: %.300s", r.status, r.body);
+    tc_response_free(&r);
+    return j;
+}
+
+static void call_error(const char *method, const char *path, int status, const char *code)
+{
+    tc_response r;
+    tc_request(port, method, path, "", NULL, 0, &r);
+    expect_error(&r, status, code);
+    tc_response_free(&r);
+}
+
+static void create_collection(const char *name)
+{
+    char body[128];
+    snprintf(body, sizeof body, "{\"name\":\"%s\"}", name);
+    json_decref(call("POST", "/v1/collections", body, 201));
+}
+
+/* POST of a raw JPEG body to path; the response (the caller's to free). */
+static void post_jpeg(const char *path, const char *headers, const char *jpeg, size_t len,
+                      tc_response *r)
+{
+    char h[512];
+    snprintf(h, sizeof h, "%s" JPEG_CT, headers ? headers : "");
+    tc_request(port, "POST", path, h, jpeg, len, r);
+}
+
+/* Enrols a photo's largest face for subject; its face id. */
+static long long enrol(const char *collection, const char *subject, const char *photo)
+{
+    size_t len;
+    char *jpeg = load(photo, &len);
+    char path[256];
+    snprintf(path, sizeof path, "/v1/collections/%s/faces?subject=%s", collection, subject);
+    tc_response r;
+    post_jpeg(path, NULL, jpeg, len, &r);
+    json_t *j = expect_json(&r, 201);
+    long long id = json_integer_value(json_object_get(j, "face_id"));
+    assert_true(id > 0);
+    json_decref(j);
+    tc_response_free(&r);
+    free(jpeg);
+    return id;
+}
+
+/* {"image": base64, EXTRA} */
+static char *json_image(const char *data, size_t len, const char *prefix, int url_safe,
+                        const char *extra)
+{
+    char *b64 = malloc(len / 3 * 4 + 8);
+    if (url_safe) {
+        http_base64url_encode((const uint8_t *)data, len, b64);
+    } else {
+        /* standard alphabet with padding, as most clients send it */
+        static const char A[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        size_t o = 0;
+        for (size_t i = 0; i < len; i += 3) {
+            uint32_t v = (uint32_t)(uint8_t)data[i] << 16;
+            if (i + 1 < len) v |= (uint32_t)(uint8_t)data[i + 1] << 8;
+            if (i + 2 < len) v |= (uint8_t)data[i + 2];
+            b64[o++] = A[v >> 18 & 63];
+            b64[o++] = A[v >> 12 & 63];
+            b64[o++] = i + 1 < len ? A[v >> 6 & 63] : '=';
+            b64[o++] = i + 2 < len ? A[v & 63] : '=';
+        }
+        b64[o] = '\0';
+    }
+    size_t n = strlen(b64) + 256 + (extra ? strlen(extra) : 0);
+    char *body = malloc(n);
+    snprintf(body, n, "{\"image\":\"%s%s\"%s%s}", prefix ? prefix : "", b64, extra ? "," : "",
+             extra ? extra : "");
+    free(b64);
+    return body;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    if (!have_models()) return 0;
+    if (tc_temp_dir(srv_dir) != 0) return -1;
+    /* A collection pinned to another embedder than the server's (search: 409 model_mismatch). */
+    const char *create[] = {"gallery",    "create", "other", "--embedder",
+                            "mobileface", "--data", srv_dir, NULL};
+    char out[512];
+    if (tc_run_vultus(out, sizeof out, create) != 0) return -1;
+    /* A deadline of a minute: on a loaded machine the default 5 s estimate could refuse a
+     * request with 503, which is not what these tests are about. */
+    static const char *const args[] = {"--workers", "2", "--deadline-ms", "60000", NULL};
+    if (tc_server_start(&srv, srv_dir, args, 1) != 0) return -1;
+    port = srv.port;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    int rc = srv.pid > 0 ? tc_server_stop(&srv) : 0;
+    if (srv_dir[0]) tc_rm_rf(srv_dir);
+    return rc != 0;
+}
+
+/* ---- pagination ------------------------------------------------------------------------- */
+
+/* What the churning client does while a list is paged: create and delete items that sort
+ * between, before and after the stable ones. */
+struct churn {
+    volatile int stop;
+    int kind; /* 0: collections, 1: subjects, 2: faces */
+    int rounds;
+    const char *jpeg;
+    size_t jpeg_len;
+};
+
+static void *churn_main(void *arg)
+{
+    struct churn *c = arg;
+    char path[256], body[128];
+    for (int i = 0; !c->stop; i++) {
+        tc_response r;
+        if (c->kind == 0) {
+            /* pc03_ sorts between pc03 and pc04; a0 before all, zz after all */
+            const char *names[3] = {"pc%02d_churn", "a0churn%d", "zzchurn%d"};
+            char name[64];
+            snprintf(name, sizeof name, names[i % 3], i % 10);
+            snprintf(body, sizeof body, "{\"name\":\"%s\"}", name);
+            tc_post_json(port, "/v1/collections", NULL, body, &r);
+            tc_response_free(&r);
+            snprintf(path, sizeof path, "/v1/collections/%s", name);
+            tc_request(port, "DELETE", path, "", NULL, 0, &r);
+            tc_response_free(&r);
+        } else if (c->kind == 1) {
+            char id[64];
+            snprintf(id, sizeof id, "m%02d_churn", i % 40);
+            snprintf(body, sizeof body, "{\"id\":\"%s\"}", id);
+            tc_post_json(port, "/v1/collections/pages/subjects", NULL, body, &r);
+            tc_response_free(&r);
+            snprintf(path, sizeof path, "/v1/collections/pages/subjects/m%02d_churn",
+                     (i + 37) % 40);
+            tc_request(port, "DELETE", path, "", NULL, 0, &r);
+            tc_response_free(&r);
+        } else {
+            post_jpeg("/v1/collections/pages/faces?subject=f", NULL, c->jpeg, c->jpeg_len, &r);
+            json_t *j = tc_json(&r);
+            long long id = json_integer_value(json_object_get(j, "face_id"));
+            json_decref(j);
+            tc_response_free(&r);
+            if (id > 0) {
+                snprintf(path, sizeof path, "/v1/collections/pages/faces/%lld", id);
+                tc_request(port, "DELETE", path, "", NULL, 0, &r);
+                tc_response_free(&r);
+            }
+        }
+        c->rounds++;
+    }
+    return NULL;
+}
+
+/*
+ * Pages through `path` (limit `limit`) once: every item's key (name, id or face id as text)
+ * appended to keys[], which must strictly increase (the documented order), and must include
+ * each of stable[] exactly once.
+ */
+static void walk(const char *path, const char *list, const char *key, int numeric, int limit,
+                 char **stable, int n_stable)
+{
+    char after[256] = "";
+    char seen[512][64];
+    int n = 0;
+    for (int page = 0; page < 400; page++) {
+        char url[600];
+        snprintf(url, sizeof url, "%s%slimit=%d%s%s", path, strchr(path, '?') ? "&" : "?", limit,
+                 after[0] ? "&after=" : "", after);
+        json_t *j = call("GET", url, NULL, 200);
+        json_t *items = json_object_get(j, list);
+        assert_true((int)json_array_size(items) <= limit);
+        for (size_t i = 0; i < json_array_size(items); i++) {
+            json_t *v = json_object_get(json_array_get(items, i), key);
+            char k[64];
+            if (numeric)
+                snprintf(k, sizeof k, "%lld", (long long)json_integer_value(v));
+            else
+                snprintf(k, sizeof k, "%s", json_string_value(v));
+            if (n > 0) {
+                int increasing =
+                    numeric ? atoll(k) > atoll(seen[n - 1]) : strcmp(k, seen[n - 1]) > 0;
+                if (!increasing) fail_msg("%s: %s listed after %s", path, k, seen[n - 1]);
+            }
+            assert_true(n < 512);
+            snprintf(seen[n++], sizeof seen[0], "%s", k);
+        }
+        json_t *next = json_object_get(j, "next_after");
+        if (json_is_null(next)) {
+            json_decref(j);
+            for (int s = 0; s < n_stable; s++) {
+                int count = 0;
+                for (int i = 0; i < n; i++)
+                    count += strcmp(seen[i], stable[s]) == 0;
+                if (count != 1) fail_msg("%s: %s listed %d times", path, stable[s], count);
+            }
+            return;
+        }
+        /* the cursor is the last item shown */
+        assert_true(json_array_size(items) > 0);
+        assert_string_equal(json_string_value(next), seen[n - 1]);
+        snprintf(after, sizeof after, "%s", json_string_value(next));
+        json_decref(j);
+    }
+    fail_msg("%s: no last page after 400 pages", path);
+}
+
+static void test_pagination_under_churn(void **state)
+{
+    (void)state;
+    NEED_SERVER();
+    char *stable[64];
+    char names[64][64];
+    for (int i = 0; i < 10; i++) {
+        snprintf(names[i], sizeof names[i], "pc%02d", i);
+        create_collection(names[i]);
+        stable[i] = names[i];
+    }
+    struct churn c = {.kind = 0};
+    pthread_t t;
+    pthread_create(&t, NULL, churn_main, &c);
+    for (int round = 0; round < 4 || c.rounds < 6; round++) {
+        /* the collections of the other tests exist throughout too; the stable ones must show */
+        walk("/v1/collections", "collections", "name", 0, 3, stable, 10);
+        walk("/v1/collections", "collections", "name", 0, 1, stable, 10);
+    }
+    c.stop = 1;
+    pthread_join(t, NULL);
+
+    create_collection("pages");
+    for (int i = 0; i < 40; i++) {
+        snprintf(names[i], sizeof names[i], "m%02d", i);
+        char body[96];
+        snprintf(body, sizeof body, "{\"id\":\"m%02d\"}", i);
+        json_decref(call("POST", "/v1/collections/pages/subjects", body, 201));
+        stable[i] = names[i];
+    }
+    c = (struct churn){.kind = 1};
+    pthread_create(&t, NULL, churn_main, &c);
+    for (int round = 0; round < 3 || c.rounds < 12; round++) {
+        walk("/v1/collections/pages/subjects", "subjects", "id", 0, 3, stable, 40);
+        walk("/v1/collections/pages/subjects", "subjects", "id", 0, 7, stable, 40);
+    }
+    c.stop = 1;
+    pthread_join(t, NULL);
+
+    /* a subject's faces, paged one at a time while another client enrols and deletes */
+    const char *photos[3] = {SAMPLE(2), SAMPLE(3), SAMPLE(4)};
+    for (int i = 0; i < 3; i++) {
+        snprintf(names[i], sizeof names[i], "%lld", enrol("pages", "f", photos[i]));
+        stable[i] = names[i];
+    }
+    size_t len;
+    char *jpeg = load(SAMPLE(5), &len);
+    c = (struct churn){.kind = 2, .jpeg = jpeg, .jpeg_len = len};
+    pthread_create(&t, NULL, churn_main, &c);
+    for (int round = 0; round < 4 || c.rounds < 4; round++)
+        walk("/v1/collections/pages/faces?subject=f", "faces", "face_id", 1, 1, stable, 3);
+    c.stop = 1;
+    pthread_join(t, NULL);
+    free(jpeg);
+    print_message("pagination: collections, subjects and faces paged under churn\n");
+}
+
+static void test_pagination_edges(void **state)
+{
+    (void)state;
+    NEED_SERVER();
+    create_collection("edges");
+    create_collection("edges2");
+    for (int i = 0; i < 4; i++) {
+        char body[64];
+        snprintf(body, sizeof body, "{\"id\":\"e%d\"}", i);
+        json_decref(call("POST", "/v1/collections/edges/subjects", body, 201));
+    }
+    /* limit: 1..1000, anything else is 422 naming it */
+    static const char *const bad[] = {"0", "1001", "-1", "abc", "1.5", "1e2", ""};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        static const char *const lists[] = {"/v1/collections", "/v1/collections/edges/subjects",
+                                            "/v1/collections/edges/faces?subject=e0"};
+        for (int l = 0; l < 3; l++) {
+            char url[200];
+            snprintf(url, sizeof url, "%s%slimit=%s", lists[l], l == 2 ? "&" : "?", bad[i]);
+            tc_response r;
+            tc_get(port, url, "", &r);
+            expect_error(&r, 422, "invalid_parameter");
+            assert_non_null(strstr(r.body, "limit"));
+            tc_response_free(&r);
+        }
+    }
+    /* a page exactly filled is the last one: next_after null, no empty page to fetch */
+    json_t *j = call("GET", "/v1/collections/edges/subjects?limit=4", NULL, 200);
+    assert_int_equal(json_array_size(json_object_get(j, "subjects")), 4);
+    assert_true(json_is_null(json_object_get(j, "next_after")));
+    json_decref(j);
+    j = call("GET", "/v1/collections/edges/subjects?limit=1000", NULL, 200);
+    assert_int_equal(json_array_size(json_object_get(j, "subjects")), 4);
+    json_decref(j);
+    j = call("GET", "/v1/collections/edges/subjects?limit=1", NULL, 200);
+    assert_int_equal(json_array_size(json_object_get(j, "subjects")), 1);
+    assert_string_equal(json_string_value(json_object_get(j, "next_after")), "e0");
+    json_decref(j);
+    /* a cursor of an id that does not exist (deleted, or garbage) continues after it */
+    j = call("GET", "/v1/collections/edges/subjects?after=e1x", NULL, 200);
+    json_t *s = json_object_get(j, "subjects");
+    assert_int_equal(json_array_size(s), 2);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(s, 0), "id")), "e2");
+    json_decref(j);
+    j = call("GET", "/v1/collections/edges/subjects?after=zzzz", NULL, 200);
+    assert_int_equal(json_array_size(json_object_get(j, "subjects")), 0);
+    assert_true(json_is_null(json_object_get(j, "next_after")));
+    json_decref(j);
+    /* faces are paged by face id: a cursor that is not one is 422; one from another collection
+     * is an id like any other */
+    long long a = enrol("edges", "e0", SAMPLE(1));
+    long long b = enrol("edges2", "x", SAMPLE(2));
+    long long c = enrol("edges", "e0", SAMPLE(3));
+    assert_true(a < b && b < c);
+    static const char *const bad_after[] = {"abc", "-1", "1.5", "%00"};
+    for (size_t i = 0; i < sizeof bad_after / sizeof bad_after[0]; i++) {
+        char url[200];
+        snprintf(url, sizeof url, "/v1/collections/edges/faces?subject=e0&after=%s", bad_after[i]);
+        tc_response r;
+        tc_get(port, url, "", &r);
+        expect_error(&r, 422, "invalid_parameter");
+        assert_non_null(strstr(r.body, "after"));
+        tc_response_free(&r);
+    }
+    char url[200];
+    snprintf(url, sizeof url, "/v1/collections/edges/faces?subject=e0&after=%lld", b);
+    j = call("GET", url, NULL, 200);
+    s = json_object_get(j, "faces");
+    assert_int_equal(json_array_size(s), 1);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(s, 0), "face_id")), c);
+    json_decref(j);
+    /* a face of another collection is not found through this one, for any verb */
+    snprintf(url, sizeof url, "/v1/collections/edges/faces/%lld", b);
+    call_error("GET", url, 404, "face_not_found");
+    call_error("DELETE", url, 404, "face_not_found");
+    snprintf(url, sizeof url, "/v1/collections/edges/faces/%lld/thumbnail", b);
+    call_error("GET", url, 404, "face_not_found");
+    snprintf(url, sizeof url, "/v1/collections/edges2/faces/%lld", b);
+    json_decref(call("GET", url, NULL, 200)); /* still there */
+}
+
+/* ---- idempotent enrolment --------------------------------------------------------------- */
+
+struct idem_call {
+    const char *jpeg;
+    size_t len;
+    tc_response r;
+};
+
+static void *idem_thread(void *arg)
+{
+    struct idem_call *c = arg;
+    post_jpeg("/v1/collections/idem/faces?subject=conc", "Idempotency-Key: same-time\r\n", c->jpeg,
+              c->len, &c->r);
+    return NULL;
+}
+
+static int face_count(const char *collection, const char *subject)
+{
+    char url[256];
+    snprintf(url, sizeof url, "/v1/collections/%s/faces?subject=%s", collection, subject);
+    json_t *j = call("GET", url, NULL, 200);
+    int n = (int)json_array_size(json_object_get(j, "faces"));
+    json_decref(j);
+    return n;
+}
+
+static void test_idempotency(void **state)
+{
+    (void)state;
+    NEED_SERVER();
+    create_collection("idem");
+    size_t len;
+    char *jpeg = load(SAMPLE(2), &len);
+    const char *path = "/v1/collections/idem/faces?subject=al";
+    tc_response r1, r2;
+    post_jpeg(path, "Idempotency-Key: k1\r\n", jpeg, len, &r1);
+    json_decref(expect_json(&r1, 201));
+    char v[64];
+    assert_null(tc_header(&r1, "Idempotency-Replayed", v, sizeof v));
+    /* the same request again: the first answer, marked, and no second face */
+    post_jpeg(path, "Idempotency-Key: k1\r\n", jpeg, len, &r2);
+    assert_int_equal(r2.status, 201);
+    assert_non_null(tc_header(&r2, "Idempotency-Replayed", v, sizeof v));
+    assert_string_equal(v, "true");
+    assert_int_equal(r2.body_len, r1.body_len);
+    assert_memory_equal(r2.body, r1.body, r1.body_len);
+    tc_response_free(&r2);
+    /* The same image and subject through another transport is the same request (the README:
+     * "the image's bytes, not how the body encodes them"): multipart, base64 JSON in both
+     * alphabets, a data: URL. */
+    tc_form f = {0};
+    tc_form_field(&f, "subject", "al");
+    tc_form_file(&f, "image", jpeg, len);
+    tc_form_end(&f);
+    tc_post_form(port, "/v1/collections/idem/faces", "Idempotency-Key: k1\r\n", &f, &r2);
+    free(f.data);
+    if (r2.status != 201) fail_msg("multipart retry: %d %.200s", r2.status, r2.body);
+    assert_memory_equal(r2.body, r1.body, r1.body_len);
+    tc_response_free(&r2);
+    for (int way = 0; way < 3; way++) {
+        char *body = json_image(jpeg, len, way == 2 ? "data:image/jpeg;base64," : NULL, way == 1,
+                                "\"subject\":\"al\"");
+        tc_post_json(port, "/v1/collections/idem/faces", "Idempotency-Key: k1\r\n", body, &r2);
+        free(body);
+        if (r2.status != 201)
+            fail_msg("JSON retry (%s): %d %.200s",
+                     way == 0   ? "standard base64"
+                     : way == 1 ? "URL-safe base64"
+                                : "data: URL",
+                     r2.status, r2.body);
+        assert_non_null(tc_header(&r2, "Idempotency-Replayed", v, sizeof v));
+        assert_memory_equal(r2.body, r1.body, r1.body_len);
+        tc_response_free(&r2);
+    }
+    assert_int_equal(face_count("idem", "al"), 1);
+    /* the same key for another request: refused, nothing stored */
+    post_jpeg("/v1/collections/idem/faces?subject=bo", "Idempotency-Key: k1\r\n", jpeg, len, &r2);
+    expect_error(&r2, 422, "idempotency_key_reused");
+    tc_response_free(&r2);
+    size_t len3;
+    char *jpeg3 = load(SAMPLE(3), &len3);
+    post_jpeg(path, "Idempotency-Key: k1\r\n", jpeg3, len3, &r2);
+    expect_error(&r2, 422, "idempotency_key_reused");
+    tc_response_free(&r2);
+    assert_int_equal(face_count("idem", "al"), 1);
+    call_error("GET", "/v1/collections/idem/subjects/bo", 404, "subject_not_found");
+    /* the key is per collection: the same key in another collection is a new request */
+    create_collection("idem_other");
+    post_jpeg("/v1/collections/idem_other/faces?subject=al", "Idempotency-Key: k1\r\n", jpeg, len,
+              &r2);
+    json_decref(expect_json(&r2, 201));
+    assert_null(tc_header(&r2, "Idempotency-Replayed", v, sizeof v));
+    tc_response_free(&r2);
+    tc_response_free(&r1);
+
+    /* Four at once with one key: one enrols; the others are told it is in progress (409) or,
+     * arriving after it finished, get its answer. One face either way. */
+    struct idem_call calls[4];
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++) {
+        calls[i] = (struct idem_call){.jpeg = jpeg, .len = len};
+        pthread_create(&t[i], NULL, idem_thread, &calls[i]);
+    }
+    int fresh = 0;
+    long long face_id = 0;
+    for (int i = 0; i < 4; i++) {
+        pthread_join(t[i], NULL);
+        tc_response *r = &calls[i].r;
+        if (r->status == 409) {
+            expect_error(r, 409, "idempotency_in_progress");
+            assert_non_null(tc_header(r, "Retry-After", v, sizeof v));
+        } else {
+            json_t *j = expect_json(r, 201);
+            long long id = json_integer_value(json_object_get(j, "face_id"));
+            assert_true(face_id == 0 || face_id == id);
+            face_id = id;
+            fresh += tc_header(r, "Idempotency-Replayed", v, sizeof v) == NULL;
+            json_decref(j);
+        }
+        tc_response_free(r);
+    }
+    assert_int_equal(fresh, 1);
+    assert_int_equal(face_count("idem", "conc"), 1);
+
+    /* Key length: 1..200 characters. */
+    char key[260], header[300];
+    memset(key, 'k', 201);
+    key[201] = '\0';
+    snprintf(header, sizeof header, "Idempotency-Key: %s\r\n", key);
+    post_jpeg("/v1/collections/idem/faces?subject=long", header, jpeg, len, &r2);
+    expect_error(&r2, 400, "bad_request");
+    tc_response_free(&r2);
+    key[200] = '\0';
+    snprintf(header, sizeof header, "Idempotency-Key: %s\r\n", key);
+    post_jpeg("/v1/collections/idem/faces?subject=long", header, jpeg, len, &r2);
+    json_decref(expect_json(&r2, 201));
+    tc_response_free(&r2);
+    free(jpeg3);
+    free(jpeg);
+}
+
+/* A blank JPEG: a valid image with no face. */
+static void blank_jpeg(uint8_t **jpeg, size_t *len)
+{
+    img_image im = {0};
+    assert_int_equal(img_alloc(&im, 320, 240, 3), 0);
+    memset(im.data, 200, (size_t)320 * 240 * 3);
+    assert_int_equal(img_encode_jpeg(&im, 90, jpeg, len), 0);
+    img_free(&im);
+}
+
+/* The IdempotencyKey parameter's description in the served /openapi.json. */
+static char *idempotency_doc(void)
+{
+    json_t *doc = call("GET", "/openapi.json", NULL, 200);
+    const char *d = json_string_value(json_object_get(
+        json_object_get(json_object_get(json_object_get(doc, "components"), "parameters"),
+                        "IdempotencyKey"),
+        "description"));
+    assert_non_null(d);
+    char *copy = strdup(d);
+    json_decref(doc);
+    return copy;
+}
+
+/* A first enrolment that failed with a client error (no face, no such subject) is recorded:
+ * its retry gets the same error replayed, even once the cause is gone; a server error is not
+ * recorded. What the API documents about it. */
+static void test_idempotency_after_error(void **state)
+{
+    (void)state;
+    NEED_SERVER();
+    create_collection("idem_err");
+    uint8_t *blank;
+    size_t blank_len;
+    blank_jpeg(&blank, &blank_len);
+    tc_response r;
+    const char *path = "/v1/collections/idem_err/faces?subject=nf";
+    post_jpeg(path, "Idempotency-Key: e1\r\n", (const char *)blank, blank_len, &r);
+    expect_error(&r, 422, "no_face");
+    tc_response_free(&r);
+    post_jpeg(path, "Idempotency-Key: e1\r\n", (const char *)blank, blank_len, &r);
+    expect_error(&r, 422, "no_face");
+    char v[32];
+    assert_non_null(tc_header(&r, "Idempotency-Replayed", v, sizeof v));
+    tc_response_free(&r);
+    /* no subject was created for the failed enrolment */
+    call_error("GET", "/v1/collections/idem_err/subjects/nf", 404, "subject_not_found");
+    /* the key stays spent: a photo with a face under it is another request */
+    size_t len;
+    char *jpeg = load(SAMPLE(1), &len);
+    post_jpeg(path, "Idempotency-Key: e1\r\n", jpeg, len, &r);
+    expect_error(&r, 422, "idempotency_key_reused");
+    tc_response_free(&r);
+    /* create_subject=false before the subject exists: 404, and the same 404 replayed after it
+     * was created (the client needs a new key) */
+    const char *p2 = "/v1/collections/idem_err/faces?subject=later&create_subject=false";
+    post_jpeg(p2, "Idempotency-Key: e2\r\n", jpeg, len, &r);
+    expect_error(&r, 404, "subject_not_found");
+    tc_response_free(&r);
+    json_decref(call("POST", "/v1/collections/idem_err/subjects", "{\"id\":\"later\"}", 201));
+    post_jpeg(p2, "Idempotency-Key: e2\r\n", jpeg, len, &r);
+    expect_error(&r, 404, "subject_not_found");
+    assert_non_null(tc_header(&r, "Idempotency-Replayed", v, sizeof v));
+    tc_response_free(&r);
+    post_jpeg(p2, "Idempotency-Key: e3\r\n", jpeg, len, &r);
+    json_decref(expect_json(&r, 201));
+    tc_response_free(&r);
+    /* The document says so: a client reading it must learn that an error answer is replayed
+     * too, so that it uses a new key after fixing its request. */
+    char *doc = idempotency_doc();
+    if (!strstr(doc, "error") || !strstr(doc, "new key"))
+        fail_msg("openapi.json's Idempotency-Key does not say that an error is replayed too "
+                 "(and a new key is needed): %s",
+                 doc);
+    free(doc);
+    free(jpeg);
+    free(blank);
+}
+
+/* ---- verify and search ------------------------------------------------------------------ */
+
+static double box_field(json_t *face, const char *k)
+{
+    return json_real_value(json_object_get(json_object_get(face, "box"), k));
+}
+
+static void expect_same_box(json_t *a, json_t *b)
+{
+    static const char *const k[4] = {"x", "y", "width", "height"};
+    for (int i = 0; i < 4; i++)
+        if (box_field(a, k[i]) != box_field(b, k[i]))
+            fail_msg("box %s: %.6f != %.6f", k[i], box_field(a, k[i]), box_field(b, k[i]));
+}
+
+/* analyze's faces for a photo (the caller's) */
+static json_t *analyze(const char *jpeg, size_t len)
+{
+    tc_response r;
+    post_jpeg("/v1/analyze", NULL, jpeg, len, &r);
+    json_t *j = expect_json(&r, 200);
+    tc_response_free(&r);
+    return j;
+}
+
+static void test_verify(void **state)
+{
+    (void)state;
+    NEED_SERVER();
+    size_t len1, len2;
+    char *s1 = load(SAMPLE(1), &len1), *s2 = load(SAMPLE(2), &len2);
+    json_t *an1 = analyze(s1, len1);
+    json_t *faces1 = json_object_get(an1, "faces");
+    assert_true(json_array_size(faces1) >= 2);
+    /* analyze lists the largest face first: the one verify documents it compares */
+    for (size_t i = 1; i < json_array_size(faces1); i++)
+        assert_true(box_field(json_array_get(faces1, i - 1), "width") *
+                        box_field(json_array_get(faces1, i - 1), "height") >=
+                    box_field(json_array_get(faces1, i), "width") *
+                        box_field(json_array_get(faces1, i), "height"));
+    tc_form f = {0};
+    tc_form_file(&f, "image_a", s1, len1);
+    tc_form_file(&f, "image_b", s1, len1);
+    tc_form_end(&f);
+    tc_response r;
+    tc_post_form(port, "/v1/verify", NULL, &f, &r);
+    free(f.data);
+    json_t *v = expect_json(&r, 200);
+    tc_response_free(&r);
+    assert_true(json_real_value(json_object_get(v, "similarity")) > 0.9999);
+    assert_true(json_is_true(json_object_get(v, "match")));
+    json_t *fa = json_object_get(v, "face_a");
+    expect_same_box(fa, json_array_get(faces1, 0));
+    assert_int_equal(json_integer_value(json_object_get(fa, "faces_in_image")),
+                     json_array_size(faces1));
+    /* two images: the default threshold, the one a new collection gets */
+    double default_threshold = json_real_value(json_object_get(v, "threshold"));
+    json_decref(v);
+    create_collection("ver");
+    json_t *col = call("GET", "/v1/collections/ver", NULL, 200);
+    assert_true(json_real_value(json_object_get(col, "threshold")) == default_threshold);
+    json_decref(col);
+
+    /* against a subject: the collection's threshold, and the similarity search reports */
+    enrol("ver", "one", SAMPLE(2));
+    json_decref(call("PATCH", "/v1/collections/ver", "{\"threshold\":0.2}", 200));
+    post_jpeg("/v1/verify?collection=ver&subject=one", NULL, s1, len1, &r);
+    v = expect_json(&r, 200);
+    tc_response_free(&r);
+    double sim = json_real_value(json_object_get(v, "similarity"));
+    assert_true(json_real_value(json_object_get(v, "threshold")) == 0.2);
+    assert_int_equal(json_is_true(json_object_get(v, "match")), sim >= 0.2);
+    assert_string_equal(json_string_value(json_object_get(v, "decision")),
+                        sim >= 0.2 ? "match" : "no_match");
+    expect_same_box(json_object_get(v, "face_a"), json_array_get(faces1, 0));
+    json_decref(v);
+    post_jpeg("/v1/collections/ver/search", NULL, s1, len1, &r);
+    json_t *sr = expect_json(&r, 200);
+    tc_response_free(&r);
+    json_t *m0 = json_array_get(
+        json_object_get(json_array_get(json_object_get(sr, "faces"), 0), "matches"), 0);
+    assert_string_equal(json_string_value(json_object_get(m0, "subject")), "one");
+    assert_true(json_real_value(json_object_get(m0, "similarity")) == sim);
+    assert_true(json_real_value(json_object_get(sr, "threshold")) == 0.2);
+    json_decref(sr);
+
+    /* the errors: a missing collection, subject, a subject without faces, half a pair */
+    post_jpeg("/v1/verify?collection=nowhere&subject=one", NULL, s1, len1, &r);
+    expect_error(&r, 404, "collection_not_found");
+    tc_response_free(&r);
+    post_jpeg("/v1/verify?collection=ver&subject=nobody", NULL, s1, len1, &r);
+    expect_error(&r, 404, "subject_not_found");
+    tc_response_free(&r);
+    json_decref(call("POST", "/v1/collections/ver/subjects", "{\"id\":\"empty\"}", 201));
+    post_jpeg("/v1/verify?collection=ver&subject=empty", NULL, s1, len1, &r);
+    expect_error(&r, 422, "no_enrolled_face");
+    tc_response_free(&r);
+    post_jpeg("/v1/verify?collection=ver", NULL, s1, len1, &r);
+    expect_error(&r, 422, "invalid_parameter");
+    tc_response_free(&r);
+    post_jpeg("/v1/verify", NULL, s1, len1, &r); /* one image, no subject */
+    expect_error(&r, 400, "missing_image");
+    tc_response_free(&r);
+    uint8_t *blank;
+    size_t blank_len;
+    blank_jpeg(&blank, &blank_len);
+    post_jpeg("/v1/verify?collection=ver&subject=one", NULL, (const char *)blank, blank_len, &r);
+    expect_error(&r, 422, "no_face");
+    tc_response_free(&r);
+    free(blank);
+    json_decref(an1);
+    free(s1);
+    free(s2);
+}
+
+static void test_search(void **state)
+{
+    (void)state;
+    NEED_SERVER();
+    size_t len;
+    char *s5 = load(SAMPLE(5), &len);
+    create_collection("srch");
+    /* an empty collection: every face, unknown, no matches */
+    tc_response r;
+    post_jpeg("/v1/collections/srch/search", NULL, s5, len, &r);
+    json_t *sr = expect_json(&r, 200);
+    tc_response_free(&r);
+    json_t *an = analyze(s5, len);
+    json_t *af = json_object_get(an, "faces"), *sf = json_object_get(sr, "faces");
+    assert_true(json_array_size(af) >= 3);
+    /* one result per face, in analyze's order */
+    assert_int_equal(json_array_size(sf), json_array_size(af));
+    for (size_t i = 0; i < json_array_size(af); i++) {
+        json_t *q = json_array_get(sf, i);
+        expect_same_box(q, json_array_get(af, i));
+        assert_string_equal(json_string_value(json_object_get(q, "decision")), "unknown");
+        assert_true(json_is_null(json_object_get(q, "identity")));
+        assert_int_equal(json_array_size(json_object_get(q, "matches")), 0);
+    }
+    json_decref(sr);
+    /* enrol 4 subjects; k limits the subjects per face, best first, decisions by threshold */
+    enrol("srch", "a", SAMPLE(1));
+    enrol("srch", "b", SAMPLE(2));
+    enrol("srch", "c", SAMPLE(3));
+    enrol("srch", "d", SAMPLE(5));
+    enrol("srch", "d", SAMPLE(6)); /* a subject with two faces is still one match */
+    for (int k = 1; k <= 100; k += 99) {
+        char url[128];
+        snprintf(url, sizeof url, "/v1/collections/srch/search?k=%d", k);
+        post_jpeg(url, NULL, s5, len, &r);
+        sr = expect_json(&r, 200);
+        tc_response_free(&r);
+        double threshold = json_real_value(json_object_get(sr, "threshold"));
+        sf = json_object_get(sr, "faces");
+        assert_int_equal(json_array_size(sf), json_array_size(af));
+        for (size_t i = 0; i < json_array_size(sf); i++) {
+            json_t *q = json_array_get(sf, i), *m = json_object_get(q, "matches");
+            assert_int_equal(json_array_size(m), k == 1 ? 1 : 4);
+            double prev = 2;
+            for (size_t j = 0; j < json_array_size(m); j++) {
+                json_t *h = json_array_get(m, j);
+                double s = json_real_value(json_object_get(h, "similarity"));
+                assert_true(s <= prev);
+                prev = s;
+                assert_int_equal(json_is_true(json_object_get(h, "match")), s >= threshold);
+            }
+            json_t *best = json_array_get(m, 0);
+            int known = json_is_true(json_object_get(best, "match"));
+            assert_string_equal(json_string_value(json_object_get(q, "decision")),
+                                known ? "match" : "unknown");
+            if (known)
+                assert_string_equal(json_string_value(json_object_get(q, "identity")),
+                                    json_string_value(json_object_get(best, "subject")));
+        }
+        /* the largest face of sample 5 is d's enrolled face */
+        assert_string_equal(json_string_value(json_object_get(json_array_get(sf, 0), "identity")),
+                            "d");
+        json_decref(sr);
+    }
+    static const char *const bad_k[] = {"0", "101", "-1", "x", "2.5"};
+    for (size_t i = 0; i < sizeof bad_k / sizeof bad_k[0]; i++) {
+        char url[128];
+        snprintf(url, sizeof url, "/v1/collections/srch/search?k=%s", bad_k[i]);
+        post_jpeg(url, NULL, s5, len, &r);
+        expect_error(&r, 422, "invalid_parameter");
+        assert_non_null(strstr(r.body, "k must"));
+        tc_response_free(&r);
+    }
+    post_jpeg("/v1/collections/other/search", NULL, s5, len, &r);
+    expect_error(&r, 409, "model_mismatch");
+    tc_response_free(&r);
+    post_jpeg("/v1/collections/nowhere/search", NULL, s5, len, &r);
+    expect_error(&r, 404, "collection_not_found");
+    tc_response_free(&r);
+    json_decref(an);
+    free(s5);
+}
+
+/* ---- one image, three transports -------------------------------------------------------- */
+
+/* The response without its timing (which differs run to run), as compact text. */
+static char *without_timing(const tc_response *r)
+{
+    json_t *j = expect_json(r, 200);
+    json_object_del(j, "timing_ms");
+    char *text = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(j);
+    return text;
+}
+
+static void test_same_numbers_every_transport(void **state)
+{
+    (void)state;
+    NEED_SERVER();
+    size_t len;
+    char *jpeg = load(SAMPLE(4), &len);
+    static const char *const routes[] = {"/v1/detect", "/v1/analyze?embedding=true", "/v1/embed"};
+    for (int i = 0; i < 3; i++) {
+        tc_response r;
+        post_jpeg(routes[i], NULL, jpeg, len, &r);
+        char *raw = without_timing(&r);
+        tc_response_free(&r);
+        tc_form f = {0};
+        tc_form_file(&f, "image", jpeg, len);
+        tc_form_end(&f);
+        tc_post_form(port, routes[i], NULL, &f, &r);
+        free(f.data);
+        char *form = without_timing(&r);
+        tc_response_free(&r);
+        char *body = json_image(jpeg, len, NULL, 0, NULL);
+        tc_post_json(port, routes[i], NULL, body, &r);
+        free(body);
+        char *b64 = without_timing(&r);
+        tc_response_free(&r);
+        assert_string_equal(form, raw);
+        assert_string_equal(b64, raw);
+        if (i == 1) assert_non_null(strstr(raw, "\"embedding\""));
+        free(raw);
+        free(form);
+        free(b64);
+    }
+    /* a parameter that does not parse is 422 naming it, wherever it comes from */
+    tc_response r;
+    post_jpeg("/v1/analyze?embedding=maybe", NULL, jpeg, len, &r);
+    expect_error(&r, 422, "invalid_parameter");
+    assert_non_null(strstr(r.body, "embedding"));
+    tc_response_free(&r);
+    char *body = json_image(jpeg, len, NULL, 0, "\"embedding\":[1]");
+    tc_post_json(port, "/v1/analyze", NULL, body, &r);
+    free(body);
+    expect_error(&r, 422, "invalid_parameter");
+    assert_non_null(strstr(r.body, "embedding"));
+    tc_response_free(&r);
+    free(jpeg);
+
+    /* GIF, BMP and TIFF: 415 unsupported_image, by every transport */
+    static const uint8_t gif[] = "GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff"
+                                 "!\xf9\x04\x01\x00\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01"
+                                 "\x00\x00\x02\x02"
+                                 "D\x01\x00;";
+    static const uint8_t bmp[] = "BM:\x00\x00\x00\x00\x00\x00\x00\x36\x00\x00\x00\x28\x00\x00"
+                                 "\x00\x01\x00\x00\x00\x01\x00\x00\x00\x01\x00\x18\x00\x00\x00"
+                                 "\x00\x00\x04\x00\x00\x00\x13\x0b\x00\x00\x13\x0b\x00\x00\x00"
+                                 "\x00\x00\x00\x00\x00\x00\x00\x00\x00\xff\x00";
+    static const uint8_t tiff[] = "II*\x00\x08\x00\x00\x00\x01\x00\x00\x01\x03\x00\x01\x00\x00"
+                                  "\x00\x01\x00\x00\x00\x00\x00\x00\x00";
+    const uint8_t *images[3] = {gif, bmp, tiff};
+    size_t lens[3] = {sizeof gif - 1, sizeof bmp - 1, sizeof tiff - 1};
+    for (int i = 0; i < 3; i++) {
+        post_jpeg("/v1/detect", NULL, (const char *)images[i], lens[i], &r);
+        expect_error(&r, 415, "unsupported_image");
+        tc_response_free(&r);
+        tc_form f = {0};
+        tc_form_file(&f, "image", images[i], lens[i]);
+        tc_form_end(&f);
+        tc_post_form(port, "/v1/analyze", NULL, &f, &r);
+        free(f.data);
+        expect_error(&r, 415, "unsupported_image");
+        tc_response_free(&r);
+        body = json_image((const char *)images[i], lens[i], NULL, 0, NULL);
+        tc_post_json(port, "/v1/embed", NULL, body, &r);
+        free(body);
+        expect_error(&r, 415, "unsupported_image");
+        tc_response_free(&r);
+    }
+}
+
+/* A parameter a route does not list (max_faces, min_face: server options, not parameters)
+ * changes nothing, and the document says so, since a client cannot tell otherwise. */
+static void test_unlisted_parameters(void **state)
+{
+    (void)state;
+    NEED_SERVER();
+    size_t len;
+    char *jpeg = load(SAMPLE(1), &len);
+    tc_response r;
+    post_jpeg("/v1/detect", NULL, jpeg, len, &r);
+    char *plain = without_timing(&r);
+    tc_response_free(&r);
+    post_jpeg("/v1/detect?max_faces=1&min_face=500&foo=bar", NULL, jpeg, len, &r);
+    char *with = without_timing(&r);
+    tc_response_free(&r);
+    assert_string_equal(with, plain);
+    free(with);
+    free(plain);
+    free(jpeg);
+    json_t *doc = call("GET", "/openapi.json", NULL, 200);
+    const char *d = json_string_value(json_object_get(json_object_get(doc, "info"), "description"));
+    if (!d || !strstr(d, "ignored") || !strstr(d, "max_faces"))
+        fail_msg("openapi.json does not say that parameters a route does not list are ignored "
+                 "(max_faces): %s",
+                 d ? d : "(no description)");
+    json_decref(doc);
+}
+
+/* ---- deletes and counts ----------------------------------------------------------------- */
+
+struct searcher {
+    volatile int stop;
+    const char *jpeg;
+    size_t len;
+    int ok, gone, other;
+};
+
+static void *search_loop(void *arg)
+{
+    struct searcher *s = arg;
+    while (!s->stop) {
+        tc_response r;
+        post_jpeg("/v1/collections/doomed/search", NULL, s->jpeg, s->len, &r);
+        char code[64];
+        tc_error_code(&r, code, sizeof code);
+        if (r.status == 200)
+            s->ok++;
+        else if (r.status == 404 && strcmp(code, "collection_not_found") == 0)
+            s->gone++;
+        else
+            s->other++;
+        tc_response_free(&r);
+    }
+    return NULL;
+}
+
+/* The collection's counts against what its lists show. */
+static void expect_counts(const char *collection, long long subjects, long long faces)
+{
+    char url[256];
+    snprintf(url, sizeof url, "/v1/collections/%s", collection);
+    json_t *c = call("GET", url, NULL, 200);
+    snprintf(url, sizeof url, "/v1/collections/%s/subjects?limit=1000", collection);
+    json_t *l = call("GET", url, NULL, 200);
+    json_t *items = json_object_get(l, "subjects");
+    long long listed_faces = 0;
+    for (size_t i = 0; i < json_array_size(items); i++) {
+        json_t *s = json_array_get(items, i);
+        long long n = json_integer_value(json_object_get(s, "faces"));
+        assert_int_equal(n, face_count(collection, json_string_value(json_object_get(s, "id"))));
+        listed_faces += n;
+    }
+    assert_int_equal(json_integer_value(json_object_get(c, "subjects")), subjects);
+    assert_int_equal(json_array_size(items), subjects);
+    assert_int_equal(json_integer_value(json_object_get(c, "faces")), faces);
+    assert_int_equal(listed_faces, faces);
+    json_decref(l);
+    json_decref(c);
+}
+
+static void test_deletes(void **state)
+{
+    (void)state;
+    NEED_SERVER();
+    size_t len;
+    char *s2 = load(SAMPLE(2), &len);
+    create_collection("dels");
+    long long a1 = enrol("dels", "a", SAMPLE(2));
+    long long a2 = enrol("dels", "a", SAMPLE(3));
+    enrol("dels", "b", SAMPLE(4));
+    json_decref(call("POST", "/v1/collections/dels/subjects", "{\"id\":\"c\"}", 201));
+    expect_counts("dels", 3, 3);
+    /* a deleted face: gone from its subject's list, the counts and search at once */
+    char url[128];
+    snprintf(url, sizeof url, "/v1/collections/dels/faces/%lld", a1);
+    call("DELETE", url, NULL, 204);
+    call_error("GET", url, 404, "face_not_found");
+    call_error("DELETE", url, 404, "face_not_found");
+    expect_counts("dels", 3, 2);
+    tc_response r;
+    post_jpeg("/v1/collections/dels/search?k=10", NULL, s2, len, &r);
+    json_t *sr = expect_json(&r, 200);
+    tc_response_free(&r);
+    json_t *m = json_object_get(json_array_get(json_object_get(sr, "faces"), 0), "matches");
+    for (size_t i = 0; i < json_array_size(m); i++)
+        assert_true(json_integer_value(json_object_get(json_array_get(m, i), "face_id")) != a1);
+    json_decref(sr);
+    /* a deleted subject: its faces leave search and verify at once */
+    call("DELETE", "/v1/collections/dels/subjects/a", NULL, 204);
+    expect_counts("dels", 2, 1);
+    snprintf(url, sizeof url, "/v1/collections/dels/faces/%lld", a2);
+    call_error("GET", url, 404, "face_not_found");
+    post_jpeg("/v1/collections/dels/search?k=10", NULL, s2, len, &r);
+    assert_null(strstr(r.body ? r.body : "", "\"subject\":\"a\""));
+    assert_int_equal(r.status, 200);
+    tc_response_free(&r);
+    post_jpeg("/v1/verify?collection=dels&subject=a", NULL, s2, len, &r);
+    expect_error(&r, 404, "subject_not_found");
+    tc_response_free(&r);
+
+    /* a collection deleted while searches on it run: each answers 200 or 404, never 5xx */
+    create_collection("doomed");
+    long long old = enrol("doomed", "x", SAMPLE(2));
+    struct searcher s = {.jpeg = s2, .len = len};
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++)
+        pthread_create(&t[i], NULL, search_loop, &s);
+    while (s.ok < 2)
+        tc_sleep_ms(10);
+    call("DELETE", "/v1/collections/doomed", NULL, 204);
+    while (s.gone < 2)
+        tc_sleep_ms(10);
+    s.stop = 1;
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    assert_int_equal(s.other, 0);
+    /* re-created with the same name: empty, the old faces not found through it */
+    create_collection("doomed");
+    expect_counts("doomed", 0, 0);
+    snprintf(url, sizeof url, "/v1/collections/doomed/faces/%lld", old);
+    call_error("GET", url, 404, "face_not_found");
+    call_error("GET", "/v1/collections/doomed/subjects/x", 404, "subject_not_found");
+    post_jpeg("/v1/collections/doomed/search", NULL, s2, len, &r);
+    sr = expect_json(&r, 200);
+    tc_response_free(&r);
+    json_t *faces = json_object_get(sr, "faces");
+    for (size_t i = 0; i < json_array_size(faces); i++)
+        assert_int_equal(json_array_size(json_object_get(json_array_get(faces, i), "matches")), 0);
+    json_decref(sr);
+    free(s2);
+}
+
+/* ---- headers ---------------------------------------------------------------------------- */
+
+static void test_deadline_and_etag(void **state)
+{
+    (void)state;
+    NEED_SERVER();
+    /* X-Request-Deadline-Ms: an integer in 1..--max-deadline-ms (60000), else 400 */
+    static const char *const bad[] = {"0", "-5", "abc", "1.5", "60001", "99999999999999999999"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char h[128];
+        snprintf(h, sizeof h, "X-Request-Deadline-Ms: %s\r\n", bad[i]);
+        tc_response r;
+        tc_get(port, "/v1/collections", h, &r);
+        expect_error(&r, 400, "bad_request");
+        tc_response_free(&r);
+    }
+    tc_response r;
+    tc_get(port, "/v1/collections", "X-Request-Deadline-Ms: 60000\r\n", &r);
+    assert_int_equal(r.status, 200);
+    /* the API's answers are not cached (no ETag: openapi.json offers If-None-Match only for
+     * the web page's files) */
+    char v[128];
+    assert_null(tc_header(&r, "ETag", v, sizeof v));
+    assert_non_null(tc_header(&r, "Cache-Control", v, sizeof v));
+    assert_string_equal(v, "no-store");
+    tc_response_free(&r);
+    tc_get(port, "/app.js", "", &r);
+    assert_int_equal(r.status, 200);
+    assert_non_null(tc_header(&r, "ETag", v, sizeof v));
+    tc_response_free(&r);
+    char h[200];
+    snprintf(h, sizeof h, "If-None-Match: %s\r\n", v);
+    tc_get(port, "/app.js", h, &r);
+    assert_int_equal(r.status, 304);
+    tc_response_free(&r);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_pagination_edges),
+        cmocka_unit_test(test_pagination_under_churn),
+        cmocka_unit_test(test_idempotency),
+        cmocka_unit_test(test_idempotency_after_error),
+        cmocka_unit_test(test_verify),
+        cmocka_unit_test(test_search),
+        cmocka_unit_test(test_same_numbers_every_transport),
+        cmocka_unit_test(test_unlisted_parameters),
+        cmocka_unit_test(test_deletes),
+        cmocka_unit_test(test_deadline_and_etag),
+    };
+    return cmocka_run_group_tests_name("api semantics", tests, setup, teardown);
+}
