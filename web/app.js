@@ -228,6 +228,12 @@ function updateKeyButton() {
 function setupKeyDialog() {
   const d = $('#key-dialog');
   $('#key-button').addEventListener('click', openKeyDialog);
+  // Enter in the field would press the form's first button, Forget: it means Save.
+  $('#key-input').addEventListener('keydown', (e) => {
+    if (e.key !== 'Enter' || e.isComposing) return;
+    e.preventDefault();
+    d.close('save');
+  });
   d.addEventListener('close', () => {
     const v = $('#key-input').value.trim();
     try {

@@ -222,6 +222,65 @@ async function main() {
     assert(kept === 'vk_first_key', `Escape cancels: the key kept is "${kept}"`);
   });
 
+  // Defect: Enter in the key field pressed the form's first button, "Forget": a key typed
+  // and confirmed with Enter was thrown away (and a saved one with it).
+  await step('API key dialog: Enter in the field saves the key', async () => {
+    await open();
+    await page.click('#key-button');
+    await page.fill('#key-input', 'vk_typed_then_enter');
+    await page.locator('#key-input').press('Enter');
+    await page.waitForFunction(() => !document.querySelector('#key-dialog').open && document.querySelector('#key-input').value === '');
+    const kept = await page.evaluate(() => localStorage.getItem('vultus.apiKey'));
+    assert(kept === 'vk_typed_then_enter', `Enter saves the key (kept: ${kept})`);
+  });
+
+  // Guard (passed before the review): a JPEG stored on its side with an EXIF orientation. The
+  // browser shows it upright and the service analyses it upright: the boxes must be where
+  // they are on the upright photo.
+  await step('an EXIF-rotated JPEG: the boxes line up with the picture as shown', async () => {
+    await open('analyse');
+    const upright = await (await fetch(`${base}/v1/analyze`, { method: 'POST', body: (() => { const f = new FormData(); f.append('image', new Blob([readFileSync(GROUP)]), 'g.jpg'); return f; })() })).json();
+    // The photo turned a quarter to the left, 800 px wide upright, with orientation 6 (turn
+    // it a quarter to the right to show it).
+    const b64 = await page.evaluate(async (src) => {
+      const img = new Image();
+      img.src = `data:image/jpeg;base64,${src}`;
+      await img.decode();
+      const W = 800, H = Math.round((img.naturalHeight * W) / img.naturalWidth);
+      const c = document.createElement('canvas');
+      c.width = H;
+      c.height = W;
+      const g = c.getContext('2d');
+      g.translate(0, W);
+      g.rotate(-Math.PI / 2);
+      g.drawImage(img, 0, 0, W, H);
+      const jpeg = new Uint8Array(await (await new Promise((r) => c.toBlob(r, 'image/jpeg', 0.92))).arrayBuffer());
+      const exif = [0xff, 0xe1, 0, 34, 0x45, 0x78, 0x69, 0x66, 0, 0, 0x4d, 0x4d, 0, 0x2a, 0, 0, 0, 8, 0, 1,
+        0x01, 0x12, 0, 3, 0, 0, 0, 1, 0, 6, 0, 0, 0, 0, 0, 0];
+      const at = jpeg[3] === 0xe0 ? 4 + (jpeg[4] << 8 | jpeg[5]) : 2; // after JFIF's APP0
+      const out = new Uint8Array(jpeg.length + exif.length);
+      out.set(jpeg.subarray(0, at));
+      out.set(exif, at);
+      out.set(jpeg.subarray(at), at + exif.length);
+      let bin = '';
+      for (const x of out) bin += String.fromCharCode(x);
+      return btoa(bin);
+    }, readFileSync(GROUP).toString('base64'));
+    const waiting = page.waitForResponse((r) => r.url().includes('/v1/analyze'));
+    await fileInput('analyse').setInputFiles({ name: 'sideways.jpg', mimeType: 'image/jpeg', buffer: Buffer.from(b64, 'base64') });
+    const body = await (await waiting).json();
+    await page.waitForFunction((k) => document.querySelectorAll('[data-picker="analyse"] .overlay .face').length === k, body.faces.length);
+    const img = await page.locator('[data-picker="analyse"] .frame img').evaluate((i) => ({ w: i.naturalWidth, h: i.naturalHeight, r: i.getBoundingClientRect().toJSON() }));
+    assert(body.width === img.w && body.height === img.h && img.w > img.h, `service ${body.width}x${body.height}, browser ${img.w}x${img.h}, upright`);
+    assert(body.faces.length === upright.faces.length, `as many faces as upright (${body.faces.length} vs ${upright.faces.length})`);
+    // Each face's box on screen is where the upright photo's box is, within 3% of the width.
+    const drawn = await page.locator('[data-picker="analyse"] .overlay .face').evaluateAll((els) => els.map((e) => e.getBoundingClientRect().toJSON()));
+    const want = [...upright.faces].sort((a, b) => a.box.x - b.box.x).map((f) => ({
+      x: img.r.left + (f.box.x / upright.width) * img.r.width, y: img.r.top + (f.box.y / upright.height) * img.r.height }));
+    const off = drawn.map((d, k) => Math.max(Math.abs(d.left - want[k].x), Math.abs(d.top - want[k].y)) / img.r.width);
+    assert(off.every((o) => o < 0.03), `boxes off by ${off.map((o) => `${(o * 100).toFixed(1)}%`).join(', ')} of the width`);
+  });
+
   // Defect: the Create button stayed enabled while its request ran: a double click sent two
   // requests and the second one's 409 showed "already exists" for a collection just made.
   await step('new collection: a double click creates it once, without an error', async () => {
