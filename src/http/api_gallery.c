@@ -785,6 +785,14 @@ void http_api_face_enrol(http_request *r, http_worker *w)
             http_respond_base_error(r, rc, "idempotency");
         } else if (state == HTTP_IDEM_REPLAY) {
             r->replayed = 1;
+            /* The record keeps the body only: a created face's Location is made again from
+             * it, so the retry of a request whose answer was lost can follow it too. */
+            json_t *first = status == 201 ? json_loads(body, 0, NULL) : NULL;
+            json_int_t face_id = json_integer_value(json_object_get(first, "face_id"));
+            if (face_id > 0)
+                snprintf(r->location, sizeof r->location, "/v1/collections/%s/faces/%lld",
+                         r->caps[0], (long long)face_id);
+            json_decref(first);
             http_respond_text(r, status, "application/json", body, strlen(body));
             body = NULL;
         } else if (state == HTTP_IDEM_BUSY) {
