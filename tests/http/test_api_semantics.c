@@ -485,6 +485,12 @@ static void test_idempotency(void **state)
     assert_string_equal(v, "true");
     assert_int_equal(r2.body_len, r1.body_len);
     assert_memory_equal(r2.body, r1.body, r1.body_len);
+    /* with the first answer's Location: a client whose first answer was lost follows it */
+    char loc1[256], loc2[256];
+    assert_non_null(tc_header(&r1, "Location", loc1, sizeof loc1));
+    if (!tc_header(&r2, "Location", loc2, sizeof loc2))
+        fail_msg("the replayed 201 has no Location (the first had %s)", loc1);
+    assert_string_equal(loc2, loc1);
     tc_response_free(&r2);
     /* The same image and subject through another transport is the same request (the README:
      * "the image's bytes, not how the body encodes them"): multipart, base64 JSON in both
