@@ -1189,6 +1189,8 @@ async function loadSubjects() {
   const name = browse.collection;
   const grid = $('#subject-grid');
   const more = $('#subjects-more');
+  // Hiding the button drops its focus to the page's start: the first new subject gets it.
+  const keyboard = document.activeElement === more;
   more.hidden = true;
   try {
     const q = browse.after ? `&after=${enc(browse.after)}` : '';
@@ -1202,6 +1204,10 @@ async function loadSubjects() {
     grid.append(...cards.map((c) => c.el));
     browse.after = data.next_after;
     more.hidden = !data.next_after;
+    if (keyboard && cards.length) {
+      cards[0].el.tabIndex = -1;
+      cards[0].el.focus();
+    }
     // Their faces, four subjects at a time.
     let i = 0;
     const worker = async () => { while (i < cards.length) await cards[i++].load(); };

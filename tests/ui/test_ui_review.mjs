@@ -281,6 +281,37 @@ async function main() {
     assert(off.every((o) => o < 0.03), `boxes off by ${off.map((o) => `${(o * 100).toFixed(1)}%`).join(', ')} of the width`);
   });
 
+  // Defect: a checkbox with the keyboard focus had no visible ring (inputs trade the outline
+  // for a faint 25% glow, which a native checkbox barely shows).
+  await step('keyboard: a focused checkbox shows a focus ring', async () => {
+    await open('analyse');
+    await page.focus('#key-button');
+    await page.keyboard.press('Tab');
+    const cb = await page.evaluate(() => {
+      const e = document.activeElement;
+      return { id: e.id, outline: getComputedStyle(e).outlineStyle, width: parseFloat(getComputedStyle(e).outlineWidth) };
+    });
+    assert(cb.id === 'analyse-labels', `Tab from the key button reaches the labels checkbox (${cb.id})`);
+    assert(cb.outline !== 'none' && cb.width >= 2, `the focused checkbox has an outline (${cb.outline} ${cb.width}px)`);
+  });
+
+  // Defect: "Load more" hid itself while loading, so the keyboard focus fell back to the top of
+  // the page; a keyboard user had to tab through everything again to reach the new subjects.
+  await step('browse: "Load more" with the keyboard leaves the focus on the first new subject', async () => {
+    await api('POST', '/v1/collections', { name: 'many' });
+    const ids = Array.from({ length: 101 }, (_, k) => `m${String(k).padStart(3, '0')}`);
+    for (const id of ids) assert((await api('POST', '/v1/collections/many/subjects', { id })).status === 201, `subject ${id} made`);
+    await open('browse');
+    await page.locator('#collections button', { hasText: 'many' }).click();
+    await page.waitForFunction(() => document.querySelectorAll('#subject-grid .subject').length === 100);
+    await page.locator('#subjects-more').focus();
+    await page.keyboard.press('Enter');
+    await page.waitForFunction(() => document.querySelectorAll('#subject-grid .subject').length === 101);
+    const where = await page.evaluate(() => document.activeElement.closest('.subject')?.querySelector('.name')?.textContent || document.activeElement.tagName);
+    assert(where === 'm100', `the focus is on the 101st subject (${where})`);
+    assert(!await page.locator('#subjects-more').isVisible(), 'no more to load');
+  });
+
   // Defect: the Create button stayed enabled while its request ran: a double click sent two
   // requests and the second one's 409 showed "already exists" for a collection just made.
   await step('new collection: a double click creates it once, without an error', async () => {
