@@ -347,7 +347,7 @@ int cli_analyze_main(int argc, char **argv)
         char *data = NULL;
         size_t len = 0;
         base_error_clear();
-        rc = base_file_read(path, MAX_IMAGE_BYTES, &data, &len);
+        rc = cli_read_file(path, MAX_IMAGE_BYTES, &data, &len);
         if (rc) {
             print_error(path, "cannot read the file", rc);
             failures++;

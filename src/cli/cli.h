@@ -46,6 +46,14 @@ int cli_search_main(int argc, char **argv);
  */
 int cli_print_json_line(json_t *root, int precision);
 
+/*
+ * Reads the file at path (at most max_bytes) into *data (NUL-terminated, owned by the caller)
+ * and *len: a regular file as base_file_read does, a pipe, FIFO or character device
+ * (/dev/stdin, <(command)) to its end. A directory or an input over the limit is an error
+ * (base error code, with base_error_message set). Never waits for a FIFO's writer.
+ */
+int cli_read_file(const char *path, size_t max_bytes, char **data, size_t *len);
+
 /* A model's name from its path: the file name without directory and ".json". */
 void cli_model_name(const char *path, char *buf, size_t cap);
 

@@ -684,7 +684,7 @@ int cli_enroll_main(int argc, char **argv)
         int64_t face_id = 0;
         float quality = 0;
         base_error_clear();
-        rc = base_file_read(it->path, MAX_IMAGE_BYTES, &data, &len);
+        rc = cli_read_file(it->path, MAX_IMAGE_BYTES, &data, &len);
         if (rc) {
             snprintf(reason, sizeof reason, "cannot read: %s: %s", base_strerror(rc),
                      base_error_message());
@@ -895,7 +895,7 @@ int cli_search_main(int argc, char **argv)
         face_result res = {0};
         json_t *o = json_pack("{s:s}", "image", path);
         base_error_clear();
-        rc = base_file_read(path, MAX_IMAGE_BYTES, &data, &len);
+        rc = cli_read_file(path, MAX_IMAGE_BYTES, &data, &len);
         if (!rc) rc = face_analyze_bytes(ctx, (const uint8_t *)data, len, &opts, &res);
         free(data);
         if (rc) {

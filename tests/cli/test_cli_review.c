@@ -21,12 +21,13 @@
 #define MODELS "models"
 #define SAMPLE1 "models/samples/sample1.jpg" /* several faces */
 #define FIXTURES "../shared/data/fixtures"
-#define RUN_LIMIT_MS 120000 /* a command still running then counts as a hang */
+/* A command still running after this long counts as a hang (and is killed). */
+static double run_limit_ms = 120000;
 
 /* ---- running vultus ------------------------------------------------------------------- */
 
 typedef struct run_result {
-    int status; /* exit status; -1 killed by a signal; -2 still running after RUN_LIMIT_MS */
+    int status; /* exit status; -1 killed by a signal; -2 still running after run_limit_ms */
     char *out;  /* stdout, NUL-terminated */
     char *err;  /* stderr */
 } run_result;
@@ -99,7 +100,7 @@ static run_result run_env(const char *const *env, const char *stdin_path, const 
     for (;;) {
         pid_t w = waitpid(pid, &status, WNOHANG);
         if (w == pid) break;
-        if (tc_now_ms() - t0 > RUN_LIMIT_MS) {
+        if (tc_now_ms() - t0 > run_limit_ms) {
             kill(pid, SIGKILL);
             waitpid(pid, &status, 0);
             r.status = -2;
@@ -656,6 +657,70 @@ static void test_analyze_bad_files_among_good(void **state)
     run_free(&r);
 }
 
+/* A child that writes the file at src into the FIFO at fifo (its open waits for the reader). */
+static pid_t fifo_writer(const char *fifo, const char *src)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        char *bytes = NULL;
+        size_t len = 0;
+        if (tc_read_file(src, &bytes, &len) != 0) _exit(1);
+        int fd = open(fifo, O_WRONLY);
+        if (fd < 0) _exit(1);
+        for (size_t done = 0; done < len;) {
+            ssize_t k = write(fd, bytes + done, len - done);
+            if (k <= 0) _exit(1);
+            done += (size_t)k;
+        }
+        _exit(0);
+    }
+    return pid;
+}
+
+static void test_analyze_pipes_and_fifos(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_MODELS();
+    /* `vultus analyze /dev/stdin` fed by a pipe (or `<(curl ...)`) was refused, "not a
+     * regular file", and a FIFO without a writer hung in fopen for ever. */
+    char fifo[300];
+    tmp_path(fifo, "image.fifo");
+    unlink(fifo);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    pid_t writer = fifo_writer(fifo, SAMPLE1);
+    run_result r = run_env(NULL, fifo,
+                           (const char *const[]){"analyze", "--stages", "detect", "--models",
+                                                 MODELS, "/dev/stdin", NULL});
+    int ws = 0;
+    waitpid(writer, &ws, 0);
+    if (r.status != 0) fail_msg("analyze /dev/stdin (a FIFO): status %d: %.300s", r.status, r.out);
+    json_t *objs[2];
+    assert_int_equal(json_lines(r.out, objs, 2), 1);
+    assert_true(json_array_size(json_object_get(objs[0], "faces")) >= 2);
+    json_free_all(objs, 1);
+    run_free(&r);
+
+    /* Nobody writes: an error line, status 1, at once. */
+    run_limit_ms = 20000;
+    r = RUN("analyze", "--stages", "detect", "--models", MODELS, fifo, SAMPLE1);
+    run_limit_ms = 120000;
+    if (r.status != 1) fail_msg("analyze FIFO without a writer: status %d (-2: hung)", r.status);
+    int n = json_lines(r.out, objs, 2);
+    assert_int_equal(n, 2);
+    assert_non_null(json_object_get(objs[0], "error"));
+    assert_true(json_array_size(json_object_get(objs[1], "faces")) >= 2);
+    json_free_all(objs, n);
+    run_free(&r);
+
+    /* A folder: named as one. */
+    r = RUN("analyze", "--stages", "detect", "--models", MODELS, temp_root);
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.out, "is a directory"));
+    run_free(&r);
+    unlink(fifo);
+}
+
 static void test_gallery_enroll_search(void **state)
 {
     (void)state;
@@ -842,6 +907,7 @@ int main(void)
         cmocka_unit_test(test_gallery_import_bad_files_leave_nothing),
         cmocka_unit_test(test_keys),
         cmocka_unit_test(test_analyze_bad_files_among_good),
+        cmocka_unit_test(test_analyze_pipes_and_fifos),
         cmocka_unit_test(test_gallery_enroll_search),
         cmocka_unit_test(test_fixtures_two_people),
     };

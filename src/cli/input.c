@@ -1,0 +1,79 @@
+/*
+ * Reading an input file named on the command line. base_file_read takes regular files only
+ * (it sizes the buffer from fstat), so `vultus analyze /dev/stdin` fed by a pipe, or
+ * `vultus analyze <(curl -s URL)`, was refused with "not a regular file", and a FIFO without
+ * a writer made fopen wait forever. Here a pipe, FIFO or character device is read to its end,
+ * up to the same limit.
+ */
+#include "base/base.h"
+#include "cli/cli.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int cli_read_file(const char *path, size_t max_bytes, char **data, size_t *len)
+{
+    *data = NULL;
+    *len = 0;
+    /* O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return base_error_set(BASE_ERR_IO, "%s: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        return base_error_set(BASE_ERR_IO, "%s: %s", path, strerror(e));
+    }
+    if (S_ISREG(st.st_mode)) {
+        close(fd);
+        return base_file_read(path, max_bytes, data, len);
+    }
+    if (S_ISDIR(st.st_mode)) {
+        close(fd);
+        return base_error_set(BASE_ERR_IO, "%s: is a directory", path);
+    }
+    /* A pipe, FIFO or device: blocking reads from here on (a FIFO without a writer reads as
+     * empty), to the end or one byte past the limit. */
+    int flags = fcntl(fd, F_GETFL);
+    if (flags >= 0) fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap + 1);
+    int rc = buf ? 0 : base_error_set(BASE_ERR_NOMEM, "%s: cannot allocate a buffer", path);
+    while (!rc) {
+        if (n == cap) {
+            size_t grown = cap * 2;
+            char *p = realloc(buf, grown + 1);
+            if (!p) {
+                rc = base_error_set(BASE_ERR_NOMEM, "%s: cannot allocate %zu bytes", path, grown);
+                break;
+            }
+            buf = p;
+            cap = grown;
+        }
+        ssize_t k = read(fd, buf + n, cap - n);
+        if (k == 0) break;
+        if (k < 0) {
+            if (errno == EINTR) continue;
+            rc = base_error_set(BASE_ERR_IO, "%s: read error after %zu bytes: %s", path, n,
+                                strerror(errno));
+            break;
+        }
+        n += (size_t)k;
+        if (n > max_bytes)
+            rc = base_error_set(BASE_ERR_LIMIT, "%s: more than the limit of %zu bytes", path,
+                                max_bytes);
+    }
+    close(fd);
+    if (rc) {
+        free(buf);
+        return rc;
+    }
+    buf[n] = '\0';
+    *data = buf;
+    *len = n;
+    return 0;
+}
