@@ -210,11 +210,10 @@ static void gallery_usage(FILE *out)
 
 int cli_gallery_main(int argc, char **argv)
 {
-    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        gallery_usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
+    if (argc < 2) {
+        gallery_usage(stderr);
+        return CLI_EXIT_USAGE;
     }
-    const char *sub = argv[1];
     static const struct option long_opts[] = {
         {"data", required_argument, NULL, 'D'},
         {"store", required_argument, NULL, 'D'},
@@ -231,11 +230,11 @@ int cli_gallery_main(int argc, char **argv)
     enum gal_dtype dtype = GAL_DTYPE_INT8;
     float threshold = NAN;
     int far4 = 0, far_given = 0;
-    int argc2 = argc - 1;
-    char **argv2 = argv + 1;
+    /* Options may come before the command too ("gallery --data D list"): the command is the
+     * first argument that is not an option. */
     optind = 1;
     int c;
-    while ((c = getopt_long(argc2, argv2, "h", long_opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
         switch (c) {
         case 'D': data_dir = optarg; break;
         case 'E':
@@ -279,8 +278,14 @@ int cli_gallery_main(int argc, char **argv)
         fprintf(stderr, "vultus gallery: give --threshold or --far, not both\n");
         return CLI_EXIT_USAGE;
     }
-    int npos = argc2 - optind;
-    char **pos = argv2 + optind;
+    if (optind >= argc) {
+        fprintf(stderr, "vultus gallery: which command?\n\n");
+        gallery_usage(stderr);
+        return CLI_EXIT_USAGE;
+    }
+    const char *sub = argv[optind];
+    int npos = argc - optind - 1;
+    char **pos = argv + optind + 1;
     struct {
         const char *name;
         int args;

@@ -453,6 +453,16 @@ static void test_gallery_names_and_missing(void **state)
     run_free(&r);
     json_t *objs[4];
     assert_int_equal(gallery_list(data, objs, 4), 0);
+    /* Options before the command as after it: "gallery --data D create x" was "unknown
+     * command '--data'". */
+    r = RUN("gallery", "--data", data, "create", "x");
+    assert_int_equal(r.status, 0);
+    run_free(&r);
+    int n = gallery_list(data, objs, 4);
+    assert_int_equal(n, 1);
+    assert_string_equal(json_string_value(json_object_get(objs[0], "name")), "x");
+    json_free_all(objs, n);
+    EXPECT_USAGE("which command", "gallery", "--data", data);
     tc_rm_rf(data);
 }
 
@@ -599,6 +609,10 @@ static void test_keys(void **state)
     snprintf(id, sizeof id, "%.12s", r.out + 3);
     run_free(&r);
     assert_int_equal(count_key_rows(data), 1);
+    r = RUN("keys", "--data", data, "list"); /* options before the command too */
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, id));
+    run_free(&r);
     r = RUN("keys", "revoke", "0123456789ab", "--data", data);
     assert_int_equal(r.status, 1);
     assert_non_null(strstr(r.err, "0123456789ab"));
