@@ -152,6 +152,7 @@ const PLAIN = {
   rate_limited: 'Too many requests with this API key.',
   not_ready: 'The service is still starting (loading its models).',
   collection_not_found: 'There is no collection with that name.',
+  no_collection: 'Choose a collection first.', // the page's own, not the service's
   subject_not_found: 'There is no such subject in this collection.',
   face_not_found: 'That face is no longer in the collection.',
   thumbnail_not_found: 'That face has no stored picture.',
@@ -1038,8 +1039,12 @@ async function runSearch(blob, name) {
   const out = $('#search-results');
   const collection = $('#search-collection').value;
   if (!collection) {
-    p.error(new ApiError(0, 'no_collection', 'choose a collection first'));
-    out.replaceChildren(h('h2', { text: 'Matches' }), h('p', { class: 'unknown', text: 'There is no collection to search yet: enrol someone first (Enrol tab).' }));
+    // No collection because they could not be listed (no key, a refused key, the service
+    // gone) is not the same as none enrolled yet.
+    const why = collectionsError ? `The collections could not be listed: ${plainWords(collectionsError).title}`
+      : 'There is no collection to search yet: enrol someone first (Enrol tab).';
+    p.error(collectionsError || new ApiError(0, 'no_collection', 'choose a collection first'));
+    out.replaceChildren(h('h2', { text: 'Matches' }), h('p', { class: 'unknown', text: why }));
     return;
   }
   rememberCollection(collection);
@@ -1098,7 +1103,7 @@ function setupSearch() {
   collectionListeners.push((list) => {
     const keep = sel.value || lastCollection();
     sel.replaceChildren(...(list.length ? list.map((c) => h('option', { value: c.name, text: `${c.name} (${c.subjects} subjects)` }))
-      : [h('option', { value: '', text: 'no collections yet' })]));
+      : [h('option', { value: '', text: collectionsError ? 'collections not available' : 'no collections yet' })]));
     if (list.some((c) => c.name === keep)) sel.value = keep;
   });
   const rerun = () => { const p = pickers.search; if (p.blob) runSearch(p.blob, p.name); };

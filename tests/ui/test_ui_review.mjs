@@ -463,6 +463,24 @@ async function main() {
     assert(await page.evaluate(() => window.__pwned === undefined && !document.querySelector('img[src="x"]')), 'no markup from a name ran');
   });
 
+  // Guard (passed before the review): ids with URL characters and non-ASCII are sent
+  // percent-encoded: the page deletes such a subject, not another.
+  await step('browse: a subject id with / ? # % & and accents is shown and deleted as itself', async () => {
+    const odd = 'o\'brien/ünï?x=1#top%20&y';
+    await api('POST', '/v1/collections', { name: 'odd' });
+    for (const id of [odd, 'o\'brien']) assert((await api('POST', '/v1/collections/odd/subjects', { id })).status === 201, `subject ${id} made`);
+    await open('browse');
+    await page.locator('#collections button', { hasText: 'odd' }).click();
+    const card = page.locator('#subject-grid .subject').filter({ has: page.locator('.name', { hasText: odd }) });
+    await card.waitFor();
+    await card.locator('button', { hasText: 'Delete' }).click();
+    const del = page.waitForResponse((r) => r.request().method() === 'DELETE');
+    await page.locator('#confirm-ok').click();
+    assert((await del).status() === 204, 'deleted');
+    const left = (await api('GET', '/v1/collections/odd/subjects')).body.subjects.map((x) => x.id);
+    assert(left.length === 1 && left[0] === 'o\'brien', `the other subject is left (${left.join(', ')})`);
+  });
+
   // Guard (passed before the review): a 320 px wide phone, every tab.
   await step('a 320 px wide screen: no tab is wider than the screen', async () => {
     await page.setViewportSize({ width: 320, height: 640 });
@@ -498,6 +516,21 @@ async function main() {
     await page.locator('#key-dialog button[value=cancel]').click();
     const said = await notices();
     assert(/not accepted/.test(said), `the message says the key was refused: ${said}`);
+  });
+
+  // Defect: when the collections could not be listed (here: a refused key), Search said
+  // "There is no collection to search yet: enrol someone first", sending the person to enrol
+  // instead of to the key.
+  await step('search when the collections cannot be listed: says why, not "enrol someone first"', async () => {
+    await withKey('vk_0000000000000000_thisisnotakey', 'search');
+    await page.locator('#key-dialog[open]').waitFor();
+    await page.locator('#key-dialog button[value=cancel]').click();
+    await fileInput('search').setInputFiles(SOLO[0]);
+    const out = page.locator('#search-results');
+    await out.locator('p.unknown').waitFor();
+    const said = await out.innerText();
+    assert(!/enrol someone first/.test(said) && /not accepted/.test(said), `Search says why: ${said}`);
+    assert(/not available/.test(await page.locator('#search-collection').innerText()), 'the collection list says it is not available');
   });
 
   // Defect: a key that may enrol but not create collections, with a new collection's name
