@@ -1,6 +1,6 @@
 /*
  * `vultus eval ...` — the accuracy harness: runs the face pipeline over an evaluation set and
- * prints the configuration, progress on stderr, and one JSON summary line per result.
+ * prints its configuration and progress on stderr and one JSON summary line per result on stdout.
  *
  *   eval pairs --list FILE      verification over lines `path1 path2 same(1|0) [fold]`
  *   eval lfw --images DIR --pairs FILE [--train-pairs FILE]
@@ -120,8 +120,8 @@ static void eval_usage(FILE *out)
         "       vultus eval wider --images DIR --gt FILE [options]\n"
         "       vultus eval age --images DIR [options]\n"
         "\n"
-        "Runs the face pipeline over an evaluation set; prints the configuration, progress on\n"
-        "stderr, and ends with a JSON summary line (one per embedder with --embedder all).\n"
+        "Runs the face pipeline over an evaluation set; prints its configuration and progress\n"
+        "on stderr and a JSON summary line on stdout (one per embedder with --embedder all).\n"
         "Fractions, not percents.\n"
         "\n"
         "pairs: lines `path1 path2 same(1|0) [fold]`, paths relative to --images (or as\n"
@@ -352,15 +352,15 @@ static int read_text(const char *path, const char *what, char **text)
 
 static void print_face_options(const eval_config *c)
 {
-    printf("  detector:      %s\n", detector_label(c));
-    printf("  min score:     %g%s\n", c->face.min_score,
-           c->face.min_score > 0 ? "" : " (the detector's default)");
-    printf("  min face size: %d%s\n", c->face.min_face_size,
-           c->face.min_face_size > 0 ? "" : " (the library's default)");
-    printf("  max faces:     %d%s\n", c->face.max_faces,
-           c->face.max_faces > 0 ? "" : " (the library's default)");
-    printf("  models:        %s\n", c->models_dir);
-    printf("  threads:       %d\n", c->threads);
+    fprintf(stderr, "  detector:      %s\n", detector_label(c));
+    fprintf(stderr, "  min score:     %g%s\n", c->face.min_score,
+            c->face.min_score > 0 ? "" : " (the detector's default)");
+    fprintf(stderr, "  min face size: %d%s\n", c->face.min_face_size,
+            c->face.min_face_size > 0 ? "" : " (the library's default)");
+    fprintf(stderr, "  max faces:     %d%s\n", c->face.max_faces,
+            c->face.max_faces > 0 ? "" : " (the library's default)");
+    fprintf(stderr, "  models:        %s\n", c->models_dir);
+    fprintf(stderr, "  threads:       %d\n", c->threads);
 }
 
 /* --- verification: pairs and lfw --------------------------------------------------------- */
@@ -603,8 +603,8 @@ static int run_verification(const eval_config *c, const eval_pair_list *test,
     } else {
         test_images = job.n_images;
     }
-    printf("  distinct images: %zu (%zu in the test list)\n", job.n_images, test_images);
-    fflush(stdout);
+    fprintf(stderr, "  distinct images: %zu (%zu in the test list)\n", job.n_images, test_images);
+    fflush(stderr);
 
     if (load_models(c, FACE_STAGE_EMBED, &models) != 0) goto done;
     for (int e = 0; e < c->n_embedders; e++) {
@@ -814,17 +814,17 @@ static void describe_list(const char *label, const char *path, const eval_pair_l
 {
     size_t s, d;
     count_same(l, &s, &d);
-    printf("  %-14s %s (%zu same, %zu different", label, path, s, d);
-    if (l->n_folds) printf(", %d folds", l->n_folds);
-    printf(")\n");
+    fprintf(stderr, "  %-14s %s (%zu same, %zu different", label, path, s, d);
+    if (l->n_folds) fprintf(stderr, ", %d folds", l->n_folds);
+    fprintf(stderr, ")\n");
 }
 
 static void print_embedders(const eval_config *c)
 {
-    printf("  embedders:     ");
+    fprintf(stderr, "  embedders:     ");
     for (int e = 0; e < c->n_embedders; e++)
-        printf("%s%s", e ? ", " : "", face_embedder_id(c->embedders[e]));
-    printf("\n");
+        fprintf(stderr, "%s%s", e ? ", " : "", face_embedder_id(c->embedders[e]));
+    fprintf(stderr, "\n");
 }
 
 static int eval_lfw(const eval_config *c, const char *pairs_path, const char *train_path,
@@ -858,14 +858,14 @@ static int eval_lfw(const eval_config *c, const char *pairs_path, const char *tr
         fprintf(stderr, "vultus eval: %s holds no pairs\n", path);
         goto done;
     }
-    printf("eval %s\n", c->what);
-    printf("  images:        %s\n", c->images_dir ? c->images_dir : "(paths as listed)");
+    fprintf(stderr, "eval %s\n", c->what);
+    fprintf(stderr, "  images:        %s\n", c->images_dir ? c->images_dir : "(paths as listed)");
     describe_list("pairs:", path, &test);
     if (train_path) describe_list("train pairs:", train_path, &train);
     print_embedders(c);
     print_face_options(c);
-    printf("  face choice:   the face closest to the image centre\n");
-    fflush(stdout);
+    fprintf(stderr, "  face choice:   the face closest to the image centre\n");
+    fflush(stderr);
     status = run_verification(c, &test, train_path ? &train : NULL, c->images_dir);
 done:
     eval_pair_list_free(&test);
@@ -1056,17 +1056,19 @@ static int eval_wider_cmd(const eval_config *c, const char *gt_path)
             by_difficulty[gt.images[i].faces[f].difficulty]++;
     }
     long max_fp = c->max_fp >= 0 ? c->max_fp : (long)n;
-    printf("eval wider\n");
-    printf("  images:        %s\n", c->images_dir);
-    printf("  ground truth:  %s (%zu images, %zu faces: %zu easy, %zu medium, %zu hard, %zu in "
-           "no setting)\n",
-           gt_path, n, faces, by_difficulty[0], by_difficulty[1], by_difficulty[2],
-           by_difficulty[3]);
-    printf("  protocol:      IoU 0.5; faces above the setting's difficulty ignored; AP over "
-           "1000 normalised score thresholds (official evaluation)\n");
-    printf("  recall at fp:  at most %ld false positives over the set\n", max_fp);
+    fprintf(stderr, "eval wider\n");
+    fprintf(stderr, "  images:        %s\n", c->images_dir);
+    fprintf(stderr,
+            "  ground truth:  %s (%zu images, %zu faces: %zu easy, %zu medium, %zu hard, %zu in "
+            "no setting)\n",
+            gt_path, n, faces, by_difficulty[0], by_difficulty[1], by_difficulty[2],
+            by_difficulty[3]);
+    fprintf(stderr,
+            "  protocol:      IoU 0.5; faces above the setting's difficulty ignored; AP over "
+            "1000 normalised score thresholds (official evaluation)\n");
+    fprintf(stderr, "  recall at fp:  at most %ld false positives over the set\n", max_fp);
     print_face_options(c);
-    fflush(stdout);
+    fflush(stderr);
     if (n == 0) {
         fprintf(stderr, "vultus eval: %s holds no images\n", gt_path);
         goto done;
@@ -1332,17 +1334,19 @@ static int eval_age_cmd(const eval_config *c)
             free(names[i]);
         n = c->limit;
     }
-    printf("eval age\n");
-    printf("  images:        %s (%zu with UTKFace labels, %zu names without)\n", c->images_dir, n,
-           skipped);
-    printf("  labels:        age_gender_race_*.jpg, gender 0 male 1 female; predicted female "
-           "when P(male) < 0.5\n");
-    printf("  age model:     %s\n", c->all_age_models   ? "all"
-                                    : c->age_model_name ? c->age_model_name
-                                                        : "default");
+    fprintf(stderr, "eval age\n");
+    fprintf(stderr, "  images:        %s (%zu with UTKFace labels, %zu names without)\n",
+            c->images_dir, n, skipped);
+    fprintf(stderr,
+            "  labels:        age_gender_race_*.jpg, gender 0 male 1 female; predicted female "
+            "when P(male) < 0.5\n");
+    fprintf(stderr, "  age model:     %s\n",
+            c->all_age_models   ? "all"
+            : c->age_model_name ? c->age_model_name
+                                : "default");
     print_face_options(c);
-    printf("  face choice:   the face closest to the image centre\n");
-    fflush(stdout);
+    fprintf(stderr, "  face choice:   the face closest to the image centre\n");
+    fflush(stderr);
     if (n == 0) {
         fprintf(stderr, "vultus eval: no UTKFace-named images in %s\n", c->images_dir);
         goto done;

@@ -735,6 +735,28 @@ static void test_analyze_pipes_and_fifos(void **state)
     unlink(fifo);
 }
 
+static void test_eval_stdout_is_json(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_MODELS();
+    /* stdout is the JSON summary alone: eval printed its configuration block ("eval pairs",
+     * "  images: ...") on stdout before it, so `vultus eval ... | jq` failed. */
+    char list[300];
+    tmp_path(list, "pairs.txt");
+    const char *text = "models/samples/sample1.jpg models/samples/sample2.jpg 0\n"
+                       "models/samples/sample3.jpg models/samples/sample3.jpg 1\n";
+    write_file(list, text, strlen(text));
+    run_result r = RUN("eval", "pairs", "--list", list, "--models", MODELS, "--threads", "1");
+    assert_int_equal(r.status, 0);
+    json_t *objs[4];
+    int n = json_lines(r.out, objs, 4);
+    if (n != 1) fail_msg("eval pairs: %d JSON lines on stdout (want 1): '%.300s'", n, r.out);
+    assert_string_equal(json_string_value(json_object_get(objs[0], "eval")), "pairs");
+    json_free_all(objs, n);
+    assert_non_null(strstr(r.err, "eval pairs"));
+    run_free(&r);
+}
+
 static void test_gallery_enroll_search(void **state)
 {
     (void)state;
@@ -922,6 +944,7 @@ int main(void)
         cmocka_unit_test(test_keys),
         cmocka_unit_test(test_analyze_bad_files_among_good),
         cmocka_unit_test(test_analyze_pipes_and_fifos),
+        cmocka_unit_test(test_eval_stdout_is_json),
         cmocka_unit_test(test_gallery_enroll_search),
         cmocka_unit_test(test_fixtures_two_people),
     };
