@@ -43,7 +43,8 @@ static void usage(FILE *out)
             "  --min-score X    detection score threshold (default: the detector's)\n"
             "  --min-face N     smallest face side in pixels of the photo (default: 20\n"
             "                   pixels of the image the detector sees: a large JPEG is\n"
-            "                   decoded reduced for it, so then more of the photo's)\n"
+            "                   decoded reduced for it, so then more of the photo's);\n"
+            "                   also --min-face-size N, as for vultus eval\n"
             "  --max-faces N    keep the N largest faces (default 100)\n"
             "  --draw OUT       write the annotated image to OUT (.png or .jpg); with several\n"
             "                   images, OUT-1.png, OUT-2.png, ...\n"
@@ -257,6 +258,7 @@ int cli_analyze_main(int argc, char **argv)
         {"detector", required_argument, NULL, 'd'},
         {"min-score", required_argument, NULL, 'S'},
         {"min-face", required_argument, NULL, 'f'},
+        {"min-face-size", required_argument, NULL, 'f'}, /* eval's name for it */
         {"max-faces", required_argument, NULL, 'n'},
         {"draw", required_argument, NULL, 'o'},
         {"models", required_argument, NULL, 'm'},

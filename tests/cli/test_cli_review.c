@@ -368,6 +368,8 @@ static void test_bad_numbers_are_usage_errors(void **state)
     EXPECT_USAGE("99999999999999999999999", "gallery", "delete-face", "c",
                  "99999999999999999999999");
     EXPECT_USAGE("face id", "gallery", "delete-face", "c", "0");
+    /* eval's --min-face-size is analyze's --min-face: both names, both checked. */
+    EXPECT_USAGE("positive integer", "analyze", "--min-face-size", "0", "x.jpg");
     /* An empty stage list ran detection alone, silently. */
     EXPECT_USAGE("--stages", "analyze", "--stages", "", "x.jpg");
     EXPECT_USAGE("--stages", "analyze", "--stages", "detect,", "x.jpg");
