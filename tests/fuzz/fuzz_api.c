@@ -11,10 +11,11 @@
  * uses one); image routes are parsed and run their precheck, as the prepare step does, up to
  * the face pipeline. Every answer must be a 2xx or a 4xx (a 5xx from a client's bytes is a
  * bug), a JSON answer must parse, an error must carry its code, and a Location header must be
- * printable ASCII. The gallery holds collection "people" (subjects alice, with face 1, and
- * bob, without faces) and "other" (another embedder); it is made again from scratch after
- * every request that may have changed it, so every input meets the same store.
- * Build and run: make fuzz; seeds in tests/fuzz/corpus/api/.
+ * printable ASCII; an enrolment that claims its Idempotency-Key keeps the same request, run
+ * again meanwhile, from claiming it too. The gallery holds collection "people" (subjects alice,
+ * with face 1, and bob, without faces) and "other" (another embedder); it is made again from
+ * scratch after every request that may have changed it, so every input meets the same store. Build
+ * and run: make fuzz; seeds in tests/fuzz/corpus/api/.
  */
 #include "base/base.h"
 #include "http/internal.h"
@@ -204,6 +205,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (precheck) {
                 precheck(r, &in);
                 check_response(r, 1);
+            }
+            if (r->idem_claimed) {
+                /* The same request again while the first holds its Idempotency-Key (a retry
+                 * that races it): stopped for the handler's 409, never claimed twice. */
+                http_request *again = malloc(sizeof *again);
+                if (!again) abort();
+                memcpy(again, r, sizeof *again);
+                again->status = 0;
+                again->resp = NULL;
+                again->resp_len = 0;
+                again->idem_claimed = again->idem_taken_over = 0;
+                if (precheck(again, &in) == 0 || again->idem_claimed) abort();
+                check_response(again, 1);
+                free(again->resp);
+                free(again);
             }
             if (r->idem_claimed) {
                 /* The handler would finish or release the claim: release it, under the scope
