@@ -6,10 +6,12 @@ every input once, nothing mutated), and prints docs/fuzzing.md's table: for each
 function, the targets that reach it and the best one's share of its lines. Not part of the
 build; from the repository root:
 
-    python3 tests/fuzz/coverage.py [--build build] [--corpus DIR ...] [--show FUNCTION]
+    python3 tests/fuzz/coverage.py [--build build] [--corpus DIR ...] [--only NAME ...]
+                                   [--show FUNCTION]
 
 Each --corpus DIR holds one folder per target (DIR/NAME or DIR/corpus-NAME), read besides
-tests/fuzz/corpus/NAME: pass a long run's output folders to see what it reached. --show
+tests/fuzz/corpus/NAME: pass a long run's output folders to see what it reached. --only
+runs those targets alone (fuzz_server replays slowly: it waits 250 ms for each answer). --show
 prints a function's source with its execution counts (llvm-cov show), the lines no input
 reached marked 0.
 """
@@ -105,6 +107,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default="build")
     ap.add_argument("--corpus", action="append", default=[])
+    ap.add_argument("--only", action="append", default=[])
     ap.add_argument("--show")
     ap.add_argument("--jobs", default="2")
     a = ap.parse_args()
@@ -113,6 +116,7 @@ def main():
     run(["make", "--no-print-directory", "-j" + a.jobs, f"BUILD={out}", "CC=clang", "CXX=clang++",
          "OPT=-O0", f"EXTRA_CFLAGS={flags}", f"{out}/libvultus.a"], stdout=subprocess.DEVNULL)
     names = sorted(os.path.basename(p)[5:-2] for p in glob.glob("tests/fuzz/fuzz_*.c"))
+    names = [n for n in names if not a.only or n in a.only]
     os.makedirs(f"{out}/bin", exist_ok=True)
     for name in names:
         binary, src = f"{out}/bin/fuzz_{name}", f"tests/fuzz/fuzz_{name}.c"
