@@ -801,6 +801,10 @@ async function runEnrolDetect(blob, name) {
   const p = pickers.enrol;
   const job = newJob(p);
   enrol.photo++;
+  // The face chosen in Analyse counts for the photo sent with it only: kept after a failed
+  // detection, it selected a face of whatever photo came next.
+  const want = enrol.pending && enrol.pending.blob === blob ? enrol.pending.box : null;
+  enrol.pending = null;
   p.busy(true);
   $('#enrol-result').replaceChildren();
   selectEnrolFace(-1);
@@ -817,12 +821,10 @@ async function runEnrolDetect(blob, name) {
       onPick: (i) => selectEnrolFace(i),
     });
     let pick = enrol.faces.length === 1 ? 0 : -1;
-    if (enrol.pending) {
+    if (want) {
       // Coming from Analyse: the face with the largest overlap with the one chosen there.
-      const want = enrol.pending;
       let best = 0;
       enrol.faces.forEach((f, k) => { const o = iou(f.box, want); if (o > best) { best = o; pick = k; } });
-      enrol.pending = null;
     }
     selectEnrolFace(pick);
   } catch (e) {
@@ -903,7 +905,7 @@ function inlineErrorIn(out, err) {
 }
 
 function enrolFromAnalyse(i) {
-  enrol.pending = analyse.faces[i].box;
+  enrol.pending = { box: analyse.faces[i].box, blob: analyse.blob };
   showTab('enrol');
   pickers.enrol.set(analyse.blob, analyse.name);
   $('#enrol-form').subject.focus();

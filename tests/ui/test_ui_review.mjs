@@ -204,6 +204,28 @@ async function main() {
     }
   });
 
+  // Defect: when Enrol's detection failed for a face sent from Analyse ("Enrol this face…"),
+  // that face's box stayed pending: the next photo chosen in Enrol, whatever it was, had the
+  // face overlapping that box selected for enrolment without anyone clicking it.
+  await step('enrol: a face sent from Analyse is forgotten when its detection fails', async () => {
+    await open('analyse');
+    const waiting = page.waitForResponse((r) => r.url().includes('/v1/analyze'));
+    await fileInput('analyse').setInputFiles(GROUP);
+    await waiting;
+    await page.locator('[data-picker="analyse"] .overlay .face').nth(2).click();
+    let refused = 0;
+    await page.route('**/v1/detect', (r) => (refused++ ? r.continue() : r.fulfill({ status: 503, headers: { 'Retry-After': '1' },
+      contentType: 'application/json', body: JSON.stringify({ error: { code: 'overloaded', message: 'the queue is full' } }) })));
+    await page.locator('#analyse-details button', { hasText: 'Enrol this face' }).click();
+    await page.locator('[data-picker="enrol"] .inline-error', { hasText: 'busy' }).waitFor();
+    const det = page.waitForResponse((r) => r.url().includes('/v1/detect'));
+    await fileInput('enrol').setInputFiles(GROUP);
+    const n = (await (await det).json()).faces.length;
+    await page.waitForFunction((k) => document.querySelectorAll('[data-picker="enrol"] .overlay .face').length === k, n);
+    const selected = await page.locator('[data-picker="enrol"] .overlay .face.selected').count();
+    assert(selected === 0 && await page.locator('#enrol-submit').isDisabled(), `nothing is selected in a photo of ${n} faces (${selected} selected)`);
+  });
+
   // Guard (passed before the review): the dialog's returnValue is not reset when it opens, so
   // Escape could have closed it with the last Save's value and saved what was typed since.
   await step('API key dialog: Escape keeps the key that was saved', async () => {
