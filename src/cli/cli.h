@@ -54,6 +54,13 @@ int cli_print_json_line(json_t *root, int precision);
  */
 int cli_read_file(const char *path, size_t max_bytes, char **data, size_t *len);
 
+/*
+ * The exit status of a command that returned `status`, once its output is written: stdout is
+ * flushed, and when that or an earlier write failed (a full disk, a closed stdout) stderr says
+ * so and a status of 0 becomes 1. Every entry point above returns through it.
+ */
+int cli_finish(int status);
+
 /* A model's name from its path: the file name without directory and ".json". */
 void cli_model_name(const char *path, char *buf, size_t cap);
 

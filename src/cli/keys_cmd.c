@@ -48,7 +48,7 @@ static void usage(FILE *out)
         "`vultus serve --store`.\n");
 }
 
-int cli_keys_main(int argc, char **argv)
+static int keys_main(int argc, char **argv)
 {
     if (argc < 2) {
         usage(stderr);
@@ -182,4 +182,10 @@ int cli_keys_main(int argc, char **argv)
     fprintf(stderr, "vultus keys: unknown command '%s'\n\n", verb);
     usage(stderr);
     return CLI_EXIT_USAGE;
+}
+
+/* The status, or 1 when the output could not be written (cli_finish). */
+int cli_keys_main(int argc, char **argv)
+{
+    return cli_finish(keys_main(argc, argv));
 }

@@ -33,6 +33,8 @@ typedef struct run_result {
 } run_result;
 
 static char temp_root[256];
+/* Where the next run's stdout goes instead of a file of ours (then run_result.out is empty). */
+static const char *stdout_override;
 
 static void run_free(run_result *r)
 {
@@ -65,7 +67,8 @@ static run_result run_env(const char *const *env, const char *stdin_path, const 
     if (pid == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         int in = open(stdin_path ? stdin_path : "/dev/null", O_RDONLY);
-        int o = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int o = stdout_override ? open(stdout_override, O_WRONLY)
+                                : open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         int e = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         if (in < 0 || o < 0 || e < 0) _exit(126);
         dup2(in, 0);
@@ -109,7 +112,7 @@ static run_result run_env(const char *const *env, const char *stdin_path, const 
         tc_sleep_ms(5);
     }
     if (r.status != -2) r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    r.out = slurp(out_path);
+    r.out = stdout_override ? strdup("") : slurp(out_path);
     r.err = slurp(err_path);
     return r;
 }
@@ -403,6 +406,41 @@ static void test_log_level_env(void **state)
     assert_string_equal(json_string_value(json_object_get(objs[0], "name")), "c");
     json_free_all(objs, 1);
     run_free(&r);
+    tc_rm_rf(data);
+}
+
+static void test_unwritable_stdout_fails(void **state)
+{
+    (void)state;
+    /* Results that cannot be written (stdout on a full disk: /dev/full) are a failure, named
+     * on stderr; every command exited 0 with its output lost. A usage error stays 2. */
+    char data[300];
+    fresh_data(data, "full");
+    run_result r = RUN("gallery", "create", "c", "--data", data);
+    assert_int_equal(r.status, 0);
+    run_free(&r);
+    r = RUN("keys", "create", "--scope", "read", "--data", data);
+    assert_int_equal(r.status, 0);
+    run_free(&r);
+    const char *const cases[][5] = {
+        {"gallery", "list", "--data", data},
+        {"gallery", "--help"},
+        {"keys", "list", "--data", data},
+        {"nn", "info", "--json", MODELS "/human/blazeface-back.json"},
+    };
+    stdout_override = "/dev/full";
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        if (strcmp(cases[i][0], "nn") == 0 && access(cases[i][3], R_OK) != 0) continue;
+        r = run(cases[i]);
+        if (r.status != 1 || !strstr(r.err, "cannot write"))
+            fail_msg("vultus %s > /dev/full: status %d, stderr '%.200s'", args_text(cases[i]),
+                     r.status, r.err);
+        run_free(&r);
+    }
+    r = RUN("gallery", "bogus");
+    assert_int_equal(r.status, 2);
+    run_free(&r);
+    stdout_override = NULL;
     tc_rm_rf(data);
 }
 
@@ -940,6 +978,7 @@ int main(void)
         cmocka_unit_test(test_missing_value_is_usage_error),
         cmocka_unit_test(test_bad_numbers_are_usage_errors),
         cmocka_unit_test(test_log_level_env),
+        cmocka_unit_test(test_unwritable_stdout_fails),
         cmocka_unit_test(test_gallery_names_and_missing),
         cmocka_unit_test(test_gallery_import_reports_the_imported_collection),
         cmocka_unit_test(test_gallery_import_bad_files_leave_nothing),

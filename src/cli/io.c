@@ -1,15 +1,17 @@
 /*
- * Reading an input file named on the command line. base_file_read takes regular files only
- * (it sizes the buffer from fstat), so `vultus analyze /dev/stdin` fed by a pipe, or
- * `vultus analyze <(curl -s URL)`, was refused with "not a regular file", and a FIFO without
- * a writer made fopen wait forever. Here a pipe, FIFO or character device is read to its end,
- * up to the same limit.
+ * The commands' input and output. Reading an input file named on the command line:
+ * base_file_read takes regular files only (it sizes the buffer from fstat), so `vultus analyze
+ * /dev/stdin` fed by a pipe, or `vultus analyze <(curl -s URL)`, was refused with "not a
+ * regular file", and a FIFO without a writer made fopen wait forever. Here a pipe, FIFO or
+ * character device is read to its end, up to the same limit. Writing: a command's exit status
+ * says whether its results reached stdout.
  */
 #include "base/base.h"
 #include "cli/cli.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -76,4 +78,15 @@ int cli_read_file(const char *path, size_t max_bytes, char **data, size_t *len)
     *data = buf;
     *len = n;
     return 0;
+}
+
+/* printf to a full disk or a closed stdout fails quietly, and nothing checked it: `vultus
+ * analyze ... > out.jsonl` on a full disk exited 0 with the results lost. */
+int cli_finish(int status)
+{
+    int err = fflush(stdout) != 0 ? errno : 0;
+    if (!err && !ferror(stdout)) return status;
+    fprintf(stderr, "vultus: cannot write the results to stdout: %s\n",
+            err ? strerror(err) : "write error");
+    return status == CLI_EXIT_OK ? CLI_EXIT_FAILURE : status;
 }
