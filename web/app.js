@@ -101,7 +101,9 @@ async function api(method, path, { json, form, raw, signal } = {}) {
   if (!res.ok) {
     const err = data && data.error;
     const code = (err && err.code) || `http_${res.status}`;
-    const message = (err && err.message) || text.slice(0, 300) || res.statusText;
+    // Not the service's JSON: a proxy's error page, whose HTML is no message.
+    const message = (err && err.message) || (/<[a-z!]/i.test(text) ? '' : text.slice(0, 300))
+      || `HTTP ${res.status}${res.statusText ? ` ${res.statusText}` : ''}`;
     const ra = res.headers.get('Retry-After');
     if (res.status === 401) askForKeyOnce();
     throw new ApiError(res.status, code, message, ra ? Number(ra) : 0, Boolean(key));
@@ -173,6 +175,12 @@ const PLAIN = {
   idempotency_in_progress: 'The same upload is still being processed.',
   idempotency_key_reused: 'The same upload key was used for another upload.',
   internal: 'The service hit an internal error.',
+  // Answers without the service's JSON come from a proxy or gateway in front of it.
+  http_413: 'That file is larger than the service accepts.',
+  http_429: 'Too many requests: wait a moment and try again.',
+  http_502: 'The service could not be reached (its gateway answered instead).',
+  http_503: 'The service could not be reached (its gateway answered instead).',
+  http_504: 'The service could not be reached in time (its gateway gave up).',
 };
 
 function plainWords(err) {

@@ -451,6 +451,27 @@ async function main() {
     assert(!/answered with an error/.test(said) && /Try again in 2 s/.test(said), `plain words and the wait: ${said}`);
   });
 
+  // Defect: an error page from a proxy in front of the service (nginx's 413 when its body
+  // limit is below the service's, a 502 while the pods restart) came out as "The service
+  // answered with an error (413)" with the proxy's HTML beneath.
+  await step('an HTML error page from a proxy: plain words by status, no markup shown', async () => {
+    await open('analyse');
+    const pages = { 413: 'Request Entity Too Large', 502: 'Bad Gateway' };
+    for (const [status, title] of Object.entries(pages)) {
+      await page.route('**/v1/analyze*', (r) => r.fulfill({ status: Number(status), contentType: 'text/html',
+        body: `<html>\r\n<head><title>${status} ${title}</title></head>\r\n<body>\r\n<center><h1>${status} ${title}</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n` }));
+      const shown = page.waitForFunction(() => document.querySelector('[data-picker="analyse"] .inline-error:not([hidden])'));
+      await fileInput('analyse').setInputFiles(SOLO[0]);
+      await shown;
+      const said = await page.locator('[data-picker="analyse"] .inline-error').innerText();
+      assert(!/<|answered with an error/.test(said), `${status}: plain words, no markup: ${said}`);
+      assert(status !== '413' || /larger than the service accepts/.test(said), `413 says the file is too large: ${said}`);
+      assert(status !== '502' || /could not be reached/.test(said), `502 says the service could not be reached: ${said}`);
+      await page.unroute('**/v1/analyze*');
+      await page.locator('[data-picker="analyse"] .inline-error').evaluate((e) => { e.hidden = true; }); // to see the next one come
+    }
+  });
+
   // Guard (passed before the review): the service gone while a request was on its way.
   await step('the service gone mid-request: said so, the spinner stops', async () => {
     await open('analyse');
