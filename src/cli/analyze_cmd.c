@@ -319,7 +319,16 @@ static int analyze_main(int argc, char **argv)
                 opts.max_faces = (int)v;
             break;
         }
-        case 'o': draw_out = optarg; break;
+        case 'o':
+            /* The format follows the name: anything else got PNG bytes under its name. */
+            if (!has_suffix(optarg, ".png") && !has_suffix(optarg, ".jpg") &&
+                !has_suffix(optarg, ".jpeg")) {
+                fprintf(stderr, "vultus analyze: --draw %s: expected a .png or .jpg file name\n",
+                        optarg);
+                return CLI_EXIT_USAGE;
+            }
+            draw_out = optarg;
+            break;
         case 'm': mopts.models_dir = optarg; break;
         case 'h': usage(stdout); return CLI_EXIT_OK;
         default: usage(stderr); return CLI_EXIT_USAGE;

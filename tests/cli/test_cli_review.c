@@ -371,6 +371,9 @@ static void test_bad_numbers_are_usage_errors(void **state)
     EXPECT_USAGE("99999999999999999999999", "gallery", "delete-face", "c",
                  "99999999999999999999999");
     EXPECT_USAGE("face id", "gallery", "delete-face", "c", "0");
+    /* --draw writes PNG or JPEG by the name; out.gif got PNG bytes. */
+    EXPECT_USAGE("--draw", "analyze", "--draw", "out.gif", "x.jpg");
+    EXPECT_USAGE("--draw", "analyze", "--draw", "out", "x.jpg");
     /* eval's --min-face-size is analyze's --min-face: both names, both checked. */
     EXPECT_USAGE("positive integer", "analyze", "--min-face-size", "0", "x.jpg");
     /* An empty stage list ran detection alone, silently. */
