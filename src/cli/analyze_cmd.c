@@ -329,7 +329,13 @@ static int analyze_main(int argc, char **argv)
             }
             draw_out = optarg;
             break;
-        case 'm': mopts.models_dir = optarg; break;
+        case 'm':
+            if (!*optarg) {
+                fprintf(stderr, "vultus analyze: --models: empty value\n");
+                return CLI_EXIT_USAGE;
+            }
+            mopts.models_dir = optarg;
+            break;
         case 'h': usage(stdout); return CLI_EXIT_OK;
         default: usage(stderr); return CLI_EXIT_USAGE;
         }

@@ -61,6 +61,14 @@ static const char *data_dir_default(void)
     return env && *env ? env : "data";
 }
 
+/* `--data "$DIR"` with DIR unset: "" would name /vultus.db ("no gallery at /vultus.db"). */
+static int empty_location(const char *cmd, const char *data_dir, const char *models_dir)
+{
+    if (*data_dir && (!models_dir || *models_dir)) return 0;
+    fprintf(stderr, "vultus %s: %s: empty value\n", cmd, *data_dir ? "--models" : "--data/--store");
+    return -1;
+}
+
 static int fail(const char *cmd, int rc)
 {
     const char *msg = base_error_message();
@@ -273,6 +281,7 @@ static int gallery_main(int argc, char **argv)
         default: gallery_usage(stderr); return CLI_EXIT_USAGE;
         }
     }
+    if (empty_location("gallery", data_dir, NULL) != 0) return CLI_EXIT_USAGE;
     if (far_given && !isnan(threshold)) {
         /* two ways to set one number: which one was meant is not ours to guess */
         fprintf(stderr, "vultus gallery: give --threshold or --far, not both\n");
@@ -611,6 +620,7 @@ static int enroll_main(int argc, char **argv)
         default: enroll_usage(stderr); return CLI_EXIT_USAGE;
         }
     }
+    if (empty_location("enroll", data_dir, models_dir) != 0) return CLI_EXIT_USAGE;
     if (!collection || (!subject == !dir) || (subject && optind >= argc) ||
         (dir && optind < argc)) {
         fprintf(stderr,
@@ -871,6 +881,7 @@ static int search_main(int argc, char **argv)
         default: search_usage(stderr); return CLI_EXIT_USAGE;
         }
     }
+    if (empty_location("search", data_dir, models_dir) != 0) return CLI_EXIT_USAGE;
     if (!collection || optind >= argc) {
         search_usage(stderr);
         return CLI_EXIT_USAGE;

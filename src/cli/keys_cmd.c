@@ -84,6 +84,10 @@ static int keys_main(int argc, char **argv)
                 return CLI_EXIT_USAGE;
             }
             *slots[f] = argv[++i];
+            if (f >= 3 && !**slots[f]) { /* --data "$DIR" with DIR unset */
+                fprintf(stderr, "vultus keys: %s: empty value\n", a);
+                return CLI_EXIT_USAGE;
+            }
         } else if (!verb && a[0] != '-') {
             verb = a;
         } else if (verb && strcmp(verb, "revoke") == 0 && !id && a[0] != '-') {

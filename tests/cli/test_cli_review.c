@@ -371,6 +371,13 @@ static void test_bad_numbers_are_usage_errors(void **state)
     EXPECT_USAGE("99999999999999999999999", "gallery", "delete-face", "c",
                  "99999999999999999999999");
     EXPECT_USAGE("face id", "gallery", "delete-face", "c", "0");
+    /* An empty folder (`--data "$DIR"`, DIR unset) named /vultus.db or /human/...json. */
+    EXPECT_USAGE("--data", "gallery", "list", "--data", "");
+    EXPECT_USAGE("--data", "search", "--collection", "c", "--data", "", "x.jpg");
+    EXPECT_USAGE("--models", "enroll", "--collection", "c", "--subject", "s", "--models", "",
+                 "x.jpg");
+    EXPECT_USAGE("--models", "analyze", "--models", "", "x.jpg");
+    EXPECT_USAGE("--data", "keys", "list", "--data", "");
     /* --draw writes PNG or JPEG by the name; out.gif got PNG bytes. */
     EXPECT_USAGE("--draw", "analyze", "--draw", "out.gif", "x.jpg");
     EXPECT_USAGE("--draw", "analyze", "--draw", "out", "x.jpg");
