@@ -227,6 +227,42 @@ static void write_blank_png(const char *path)
     free(im.data);
 }
 
+static uint32_t crc32_of(const uint8_t *p, size_t n)
+{
+    uint32_t c = 0xffffffffu;
+    for (size_t i = 0; i < n; i++) {
+        c ^= p[i];
+        for (int k = 0; k < 8; k++)
+            c = c & 1 ? 0xedb88320u ^ (c >> 1) : c >> 1;
+    }
+    return c ^ 0xffffffffu;
+}
+
+static void put_be32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+/* A PNG whose header says 30000 x 30000 gray pixels (900 megapixels), with no pixel data. */
+static void write_huge_png(const char *path)
+{
+    uint8_t png[8 + 25 + 12];
+    memcpy(png, "\x89PNG\r\n\x1a\n", 8);
+    put_be32(png + 8, 13);
+    memcpy(png + 12, "IHDR", 4);
+    put_be32(png + 16, 30000);
+    put_be32(png + 20, 30000);
+    memcpy(png + 24, "\x08\x00\x00\x00\x00", 5);
+    put_be32(png + 29, crc32_of(png + 12, 17));
+    put_be32(png + 33, 0);
+    memcpy(png + 37, "IEND", 4);
+    put_be32(png + 41, crc32_of((const uint8_t *)"IEND", 4));
+    write_file(path, png, sizeof png);
+}
+
 /* A fresh data folder (removed first) at temp_root/NAME, into buf[300]. */
 static const char *fresh_data(char *buf, const char *name)
 {
@@ -685,7 +721,9 @@ static void test_analyze_bad_files_among_good(void **state)
     SKIP_WITHOUT_MODELS();
     /* One JSON line per image in order, an "error" line for each bad one (also named on
      * stderr), the good ones analysed, status 1. */
-    char empty[300], text[300], spaced[300], dir[300];
+    char empty[300], text[300], spaced[300], dir[300], huge[300];
+    tmp_path(huge, "huge.png");
+    write_huge_png(huge);
     tmp_path(empty, "empty.jpg");
     tmp_path(text, "text.jpg");
     tmp_path(spaced, "a photo \xc3\xa9t\xc3\xa9.jpg");
@@ -698,14 +736,16 @@ static void test_analyze_bad_files_among_good(void **state)
     write_file(spaced, bytes, len);
     free(bytes);
     mkdir(dir, 0755);
-    const char *const images[] = {SAMPLE1, empty, "/nonexistent.jpg", dir, text, spaced};
+    const char *const images[] = {SAMPLE1, empty, "/nonexistent.jpg", dir, text, spaced, huge};
     run_result r = RUN("analyze", "--stages", "detect", "--models", MODELS, images[0], images[1],
-                       images[2], images[3], images[4], images[5]);
+                       images[2], images[3], images[4], images[5], images[6]);
     assert_int_equal(r.status, 1);
     json_t *objs[8];
     int n = json_lines(r.out, objs, 8);
-    assert_int_equal(n, 6);
-    for (int i = 0; i < 6; i++) {
+    assert_int_equal(n, 7);
+    /* Over the pixel limit: refused from the header, before any pixel is allocated. */
+    assert_non_null(strstr(json_string_value(json_object_get(objs[6], "error")), "limit"));
+    for (int i = 0; i < 7; i++) {
         int good = i == 0 || i == 5;
         assert_string_equal(json_string_value(json_object_get(objs[i], "image")), images[i]);
         if (good) {
