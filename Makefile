@@ -186,7 +186,10 @@ bench-setup:
 	@tools/bootstrap --bench
 	@tools/fetch-models
 
-bench-nn: bench-setup all
+# The benchmarks build in a second make, as run does: on a fresh machine the set-up installs
+# pkg-config and the libraries' .pc files after this make read PKG_CFLAGS and PKG_LIBS.
+bench-nn: bench-setup
+	@$(MAKE) --no-print-directory all
 	@BUILD=$(BUILD) bench/nn/run $(BENCH_NN_ARGS)
 
 bench: bench-nn
@@ -231,7 +234,8 @@ $(BUILD)/bench/gallery/faiss_peer: bench/gallery/faiss_peer.cpp
 # in $(BUILD)/bench-pipeline.jsonl, a table in $(BUILD)/bench-pipeline.txt).
 # BENCH_PIPELINE_ARGS="--runs 5" for a shorter run, or image paths to time those instead.
 .PHONY: bench-pipeline
-bench-pipeline: setup all
+bench-pipeline: setup
+	@$(MAKE) --no-print-directory all
 	@BUILD=$(BUILD) bench/pipeline/run $(BENCH_PIPELINE_ARGS)
 
 # The service under load (issue 5): `vultus serve` on loopback and a load generator of our own
@@ -239,7 +243,8 @@ bench-pipeline: setup all
 # in-process pipeline rate in the same run for the ratio. JSON lines, then a table
 # ($(BUILD)/bench-load.{jsonl,txt}). BENCH_LOAD_ARGS="--quick" for a short run.
 .PHONY: bench-load
-bench-load: setup all $(BUILD)/bench/load/loadgen $(BUILD)/bench/load/collage
+bench-load: setup
+	@$(MAKE) --no-print-directory all $(BUILD)/bench/load/loadgen $(BUILD)/bench/load/collage
 	@BUILD=$(BUILD) bench/load/run $(BENCH_LOAD_ARGS)
 
 $(BUILD)/bench/load/loadgen: bench/load/loadgen.c
