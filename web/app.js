@@ -70,8 +70,9 @@ function apiKey() {
 // Calls the API; resolves to the parsed JSON (or the Response when raw), rejects with an
 // ApiError whose code is the API's stable error code ('network' when nothing answered or the
 // answer broke off, 'aborted' when signal cancelled it).
-async function api(method, path, { json, form, raw, signal } = {}) {
+async function api(method, path, { json, form, raw, signal, idempotencyKey } = {}) {
   const headers = {};
+  if (idempotencyKey) headers['Idempotency-Key'] = idempotencyKey;
   const key = apiKey();
   if (key) headers.Authorization = `Bearer ${key}`;
   let body;
@@ -779,8 +780,9 @@ function lastCollection() {
 /* ---- Enrol ------------------------------------------------------------------------------ */
 
 // photo counts the pictures; done is what was last enrolled (photo, face, collection,
-// subject): the button stays off for it, so a second click does not enrol the face again.
-const enrol = { data: null, faces: [], selected: -1, els: [], pending: null, photo: 0, done: '', sending: false };
+// subject): the button stays off for it, so a second click does not enrol the face again;
+// attempt is the upload and Idempotency-Key of what is being enrolled, for a second try.
+const enrol = { data: null, faces: [], selected: -1, els: [], pending: null, photo: 0, done: '', sending: false, attempt: null };
 
 function enrolWhat() {
   const f = $('#enrol-form');
@@ -866,11 +868,18 @@ function faceUpload(p, W, H, box) {
   return new Promise((resolve) => c.toBlob(resolve, 'image/jpeg', 0.95));
 }
 
-async function enrolOne(collection, subject, blob, name) {
+// An enrolment sent again after its answer was lost (Wi-Fi dropping, the service restarting
+// after it stored the face) must not enrol the face twice: the same Idempotency-Key makes the
+// service answer with the first enrolment. A random key (crypto.randomUUID needs https).
+function newIdempotencyKey() {
+  return [...crypto.getRandomValues(new Uint8Array(16))].map((b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+async function enrolOne(collection, subject, blob, name, idempotencyKey) {
   const form = new FormData();
   form.append('subject', subject);
   form.append('image', blob, name);
-  return api('POST', `/v1/collections/${enc(collection)}/faces`, { form });
+  return api('POST', `/v1/collections/${enc(collection)}/faces`, { form, idempotencyKey });
 }
 
 async function submitEnrol(e) {
@@ -888,8 +897,13 @@ async function submitEnrol(e) {
   try {
     await ensureCollection(collection);
     rememberCollection(collection);
-    const blob = await faceUpload(p, enrol.data.width, enrol.data.height, enrol.faces[enrol.selected].box);
-    const r = await enrolOne(collection, subject, blob, p.name);
+    // One key, and one upload, per photo, face, collection and subject: a second try sends
+    // the same bytes with the same key.
+    if (!enrol.attempt || enrol.attempt.what !== what) {
+      const blob = await faceUpload(p, enrol.data.width, enrol.data.height, enrol.faces[enrol.selected].box);
+      enrol.attempt = { what, blob, key: newIdempotencyKey() };
+    }
+    const r = await enrolOne(collection, subject, enrol.attempt.blob, p.name, enrol.attempt.key);
     enrol.done = what;
     out.replaceChildren(thumbImg(collection, r.face_id, `${r.subject}'s enrolled face`),
       h('div', {}, h('b', { text: `Enrolled as ${r.subject}` }),
@@ -927,10 +941,14 @@ const RETRYABLE = new Set(['rate_limited', 'overloaded', 'not_ready', 'store_una
 // Enrols one photo of a batch, waiting out a refusal's Retry-After (or 1, 2, 3 s) up to three
 // times, and saying so on its line: a batch met by the key's rate limit or a busy service
 // no longer marks those photos failed.
+const batchKeys = new WeakMap(); // File -> { what, key }: a photo sent again reuses its key
+
 async function enrolPatiently(collection, subject, f, li) {
+  const what = JSON.stringify([collection, subject]);
+  if (batchKeys.get(f)?.what !== what) batchKeys.set(f, { what, key: newIdempotencyKey() });
   for (let attempt = 1; ; attempt++) {
     try {
-      return await enrolOne(collection, subject, f, f.name);
+      return await enrolOne(collection, subject, f, f.name, batchKeys.get(f).key);
     } catch (err) {
       if (!RETRYABLE.has(err.code) || attempt > 3) throw err;
       const s = Math.min(30, err.retryAfter > 0 ? err.retryAfter : attempt);

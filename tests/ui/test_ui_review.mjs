@@ -375,6 +375,49 @@ async function main() {
     assert(await page.locator('#batch-submit').isDisabled(), '"Enrol all" is disabled once every photo is enrolled');
   });
 
+  // Defect: when an enrolment's answer was lost (Wi-Fi dropping, the service restarting
+  // after it stored the face), the page said the service could not be reached and a second
+  // click enrolled the face again: the page sent no Idempotency-Key, which the service
+  // offers for exactly this retry. Same for a batch's photos sent again.
+  await step('enrol: sending again after a lost answer does not enrol the face twice', async () => {
+    await open('enrol');
+    let posts = 0;
+    await page.route('**/v1/collections/desk/faces', async (r) => {
+      // The first try of each (the single enrolment, then the batch's photo) loses its answer.
+      if (r.request().method() !== 'POST' || ![1, 3].includes(++posts)) return r.continue();
+      // The service enrols the face (the same request, sent from here: playwright does not
+      // forward a page's file upload), and its answer never reaches the page.
+      const form = new FormData();
+      form.append('subject', posts === 1 ? 'frank' : 'grace');
+      form.append('image', new Blob([readFileSync(posts === 1 ? SOLO[1] : SOLO[2])], { type: 'image/jpeg' }), 'face.jpg');
+      const idem = r.request().headers()['idempotency-key'];
+      const sent = await fetch(`${base}/v1/collections/desk/faces`, { method: 'POST', body: form, headers: idem ? { 'Idempotency-Key': idem } : {} });
+      assert(sent.status === 201, `the lost enrolment was stored (${sent.status})`);
+      return r.abort('connectionreset');
+    });
+    await fileInput('enrol').setInputFiles(SOLO[1]);
+    await page.waitForFunction(() => document.querySelectorAll('[data-picker="enrol"] .overlay .face.selected').length === 1);
+    const form = page.locator('#enrol-form');
+    await form.locator('input[name=collection]').fill('desk');
+    await form.locator('input[name=subject]').fill('frank');
+    await page.click('#enrol-submit');
+    await page.locator('#enrol-result .inline-error', { hasText: 'could not be reached' }).waitFor();
+    await page.click('#enrol-submit');
+    await page.locator('#enrol-result', { hasText: 'Enrolled as frank' }).waitFor();
+    const faces = (await api('GET', '/v1/collections/desk/faces?subject=frank')).body.faces;
+    assert(faces.length === 1, `frank has one face after the retry (${faces.length})`);
+    const batch = page.locator('#batch-form');
+    await batch.locator('input[name=collection]').fill('desk');
+    await batch.locator('input[name=subject]').fill('grace');
+    await page.locator('#batch-files').setInputFiles([SOLO[2]]);
+    await page.click('#batch-submit');
+    await page.locator('#batch-summary', { hasText: 'Enrolled 0 of 1' }).waitFor();
+    await page.click('#batch-submit');
+    await page.locator('#batch-summary', { hasText: 'Enrolled 1 of 1' }).waitFor();
+    const graces = (await api('GET', '/v1/collections/desk/faces?subject=grace')).body.faces;
+    assert(graces.length === 1, `grace has one face after the batch was sent again (${graces.length})`);
+  });
+
   // Defect: deleting the last subject of a collection left an empty card, without the
   // "nobody is enrolled" line a collection that starts empty shows.
   await step('browse: deleting the last subject says the collection is empty', async () => {
