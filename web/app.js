@@ -430,7 +430,23 @@ function makePicker(root, { title = 'Drop a photo here', onImage }) {
   return picker;
 }
 
-// Pasting an image sends it to the picker of the tab in view.
+// The picker a pasted or loosely dropped picture goes to: the tab's (Verify: the one with the
+// focus, else the empty second one); tabs without one send it to Analyse.
+function tabPicker() {
+  let target = { analyse: 'analyse', enrol: 'enrol', search: 'search' }[activeTab];
+  if (activeTab === 'verify') {
+    const inB = pickers['verify-b'].root.contains(document.activeElement);
+    target = inB || (pickers['verify-a'].blob && !pickers['verify-b'].blob) ? 'verify-b' : 'verify-a';
+  }
+  if (!target) {
+    showTab('analyse');
+    target = 'analyse';
+  }
+  return pickers[target];
+}
+
+// Pasting an image sends it to the picker of the tab in view; so does a file dropped outside
+// a drop zone, which the browser would otherwise open in place of the page (losing it).
 function setupPaste() {
   document.addEventListener('paste', (e) => {
     const item = [...(e.clipboardData?.items || [])].find((i) => i.kind === 'file' && i.type.startsWith('image/'));
@@ -438,16 +454,15 @@ function setupPaste() {
     const file = item.getAsFile();
     if (!file) return;
     e.preventDefault();
-    let target = { analyse: 'analyse', enrol: 'enrol', search: 'search' }[activeTab];
-    if (activeTab === 'verify') {
-      const inB = pickers['verify-b'].root.contains(document.activeElement);
-      target = inB || (pickers['verify-a'].blob && !pickers['verify-b'].blob) ? 'verify-b' : 'verify-a';
-    }
-    if (!target) {
-      showTab('analyse');
-      target = 'analyse';
-    }
-    pickers[target].set(file, file.name && file.name !== 'image.png' ? file.name : 'pasted image');
+    tabPicker().set(file, file.name && file.name !== 'image.png' ? file.name : 'pasted image');
+  });
+  const hasFiles = (e) => [...(e.dataTransfer?.types || [])].includes('Files');
+  document.addEventListener('dragover', (e) => { if (hasFiles(e)) e.preventDefault(); });
+  document.addEventListener('drop', (e) => {
+    if (e.defaultPrevented || !hasFiles(e)) return; // a drop zone took it, or text for a field
+    e.preventDefault();
+    const f = e.dataTransfer.files[0];
+    if (f) tabPicker().set(f, f.name);
   });
 }
 
