@@ -730,6 +730,14 @@ static void idem_scope(const http_request *r, const http_input *in, const struct
     free(decoded);
 }
 
+/* An Idempotency-Key header holds 1..200 characters: an empty one (a client's unset
+ * variable) is refused rather than taken as no key, which would store every retry again. */
+static int idem_key_ok(const http_request *r)
+{
+    const size_t n = strlen(r->idempotency_key);
+    return n >= 1 && n <= 200;
+}
+
 /*
  * Before the pipeline: a replayed, busy or reused Idempotency-Key, or a failing parameter or
  * collection check, is answered by the handler without the image. A new key is claimed here
@@ -738,7 +746,7 @@ static void idem_scope(const http_request *r, const http_input *in, const struct
  */
 int http_enrol_precheck(http_request *r, http_input *in)
 {
-    if (r->idempotency_key[0] && strlen(r->idempotency_key) > 200) return 1;
+    if (r->idempotency_key_sent && !idem_key_ok(r)) return 1;
     struct enrol_args a;
     int rc = enrol_params(r, in, &a);
     if (rc == 0 && r->idempotency_key[0]) {
@@ -763,7 +771,7 @@ void http_api_face_enrol(http_request *r, http_worker *w)
     http_input in;
     if (http_input_parse(r, 1, &in)) return;
     struct enrol_args a = {.meta = NULL};
-    if (r->idempotency_key[0] && strlen(r->idempotency_key) > 200) {
+    if (r->idempotency_key_sent && !idem_key_ok(r)) {
         http_respond_error(r, 400, "bad_request", "Idempotency-Key must be 1..200 characters");
     } else if (enrol_params(r, &in, &a)) {
         /* a bad parameter: answered, and nothing to record */

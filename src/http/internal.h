@@ -286,6 +286,7 @@ struct http_request {
     int n_caps;
     char content_type[256];
     char idempotency_key[256];
+    int idempotency_key_sent; /* the header was there, even empty */
     char id[72]; /* X-Request-Id */
     char remote[64];
 
@@ -455,8 +456,8 @@ int http_input_image(http_request *r, http_input *in, const char *name, const ui
 /* Whether the body holds an image named `name` (without decoding it). */
 int http_input_has_image(const http_input *in, const char *name);
 /* The bytes that carry image `name`, not decoded and never failing: the raw body, the part,
- * or a JSON body's base64 text; empty when absent (what an Idempotency-Key's fingerprint
- * hashes: the same image sent the same way gives the same bytes). */
+ * or a JSON body's base64 text; empty when absent (an Idempotency-Key's fingerprint hashes
+ * them, a JSON body's text decoded first, so the image sent any way gives the same bytes). */
 void http_input_image_text(const http_request *r, const http_input *in, const char *name,
                            const uint8_t **data, size_t *len);
 /* A scalar parameter from the query string, then the JSON body, then a multipart field, as

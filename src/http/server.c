@@ -654,10 +654,22 @@ static int valid_request_id(const char *v)
     return 1;
 }
 
-static void copy_header(struct MHD_Connection *conn, const char *name, char *out, size_t cap)
+/* The length of header value v without trailing spaces and tabs, which are not part of a
+ * field value (RFC 9110 5.5); libmicrohttpd strips the leading ones only. */
+static size_t header_value_len(const char *v)
+{
+    size_t n = strlen(v);
+    while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+        n--;
+    return n;
+}
+
+/* Copies header `name` into out ("" when absent); returns whether it was there. */
+static int copy_header(struct MHD_Connection *conn, const char *name, char *out, size_t cap)
 {
     const char *v = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, name);
-    snprintf(out, cap, "%s", v ? v : "");
+    snprintf(out, cap, "%.*s", v ? (int)header_value_len(v) : 0, v ? v : "");
+    return v != NULL;
 }
 
 /* The checks done when the headers are complete. Returns 0 to go on reading the body, or 1
@@ -689,7 +701,8 @@ static int on_headers(http_server *s, http_request *r, struct MHD_Connection *co
                       sizeof r->remote);
     }
     copy_header(conn, "Content-Type", r->content_type, sizeof r->content_type);
-    copy_header(conn, "Idempotency-Key", r->idempotency_key, sizeof r->idempotency_key);
+    r->idempotency_key_sent =
+        copy_header(conn, "Idempotency-Key", r->idempotency_key, sizeof r->idempotency_key);
 
     /* Route. The path is matched raw (percent-encoded) so an encoded '/' stays inside its
      * segment; captures are decoded by the matcher. */
@@ -794,7 +807,8 @@ static int on_headers(http_server *s, http_request *r, struct MHD_Connection *co
         char *end = NULL;
         errno = 0;
         long v = strtol(dl, &end, 10);
-        if (errno || end == dl || *end || v < 1 || v > s->cfg.max_deadline_ms) {
+        if (errno || end == dl || end != dl + header_value_len(dl) || v < 1 ||
+            v > s->cfg.max_deadline_ms) {
             http_respond_error(r, 400, "bad_request",
                                "X-Request-Deadline-Ms must be an integer in [1, %d]",
                                s->cfg.max_deadline_ms);
