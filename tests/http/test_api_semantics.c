@@ -589,8 +589,7 @@ static void test_idempotency(void **state)
     post_jpeg("/v1/collections/idem/faces?subject=empty", "Idempotency-Key:\r\n", jpeg, len, &r2);
     expect_error(&r2, 400, "bad_request");
     tc_response_free(&r2);
-    post_jpeg("/v1/collections/idem/faces?subject=empty", "Idempotency-Key:  \r\n", jpeg, len,
-              &r2);
+    post_jpeg("/v1/collections/idem/faces?subject=empty", "Idempotency-Key:  \r\n", jpeg, len, &r2);
     expect_error(&r2, 400, "bad_request");
     tc_response_free(&r2);
     json_decref(call("GET", "/v1/collections/idem/subjects/empty", NULL, 404)); /* nothing stored */
@@ -598,8 +597,8 @@ static void test_idempotency(void **state)
               &r2);
     json_decref(expect_json(&r2, 201));
     tc_response_free(&r2);
-    post_jpeg("/v1/collections/idem/faces?subject=blank", "Idempotency-Key: tb \t\r\n", jpeg,
-              len, &r2);
+    post_jpeg("/v1/collections/idem/faces?subject=blank", "Idempotency-Key: tb \t\r\n", jpeg, len,
+              &r2);
     json_decref(expect_json(&r2, 201));
     assert_non_null(tc_header(&r2, "Idempotency-Replayed", header, sizeof header));
     tc_response_free(&r2);
