@@ -1291,7 +1291,12 @@ async function deleteFace(collection, id, subject, tile, count) {
   if (!await confirmAction('Delete this face?', `Face #${id} of ${subject} will be removed from “${collection}”. This cannot be undone.`)) return;
   try {
     await api('DELETE', `/v1/collections/${enc(collection)}/faces/${id}`);
+    // The dialog gives the focus back to the removed button, which drops it to the page's
+    // start: it goes to the next face, else the previous one, else the subject's Delete.
+    const near = tile.nextElementSibling || tile.previousElementSibling;
+    const then = near ? near.querySelector('.x') : tile.closest('.subject')?.querySelector('header button');
     tile.remove();
+    then?.focus();
     const n = Number(count.textContent.split(' ')[0]) - 1;
     count.textContent = `${n} face${n === 1 ? '' : 's'}`;
     refreshCollections();
@@ -1300,11 +1305,21 @@ async function deleteFace(collection, id, subject, tile, count) {
   }
 }
 
+function focusTitle() {
+  const t = $('#subjects-title');
+  t.tabIndex = -1;
+  t.focus();
+}
+
 async function deleteSubject(collection, id, card) {
   if (!await confirmAction(`Delete ${id}?`, `${id} and all of their faces will be removed from “${collection}”. This cannot be undone.`)) return;
   try {
     await api('DELETE', `/v1/collections/${enc(collection)}/subjects/${enc(id)}`);
+    const near = card.nextElementSibling || card.previousElementSibling;
     card.remove();
+    // As for a face: the next subject's Delete, else the previous one's, else the title.
+    if (near) near.querySelector('header button').focus();
+    else focusTitle();
     subjectsFor = '';
     refreshCollections();
     // The page's last subject gone: the next page, or the empty collection's line.

@@ -476,6 +476,38 @@ async function main() {
     assert(summary.startsWith('Enrolled 3 of 3'), `every photo enrolled in the end: ${summary}`);
   });
 
+  // Defect: deleting a subject or a face with the keyboard left the focus on nothing (the
+  // dialog gave it back to the removed button, so it fell to the top of the page).
+  await step('keyboard: after deleting a face or a subject the focus stays in the list', async () => {
+    await api('POST', '/v1/collections', { name: 'keys' });
+    for (const [id, file] of [['kate', SOLO[0]], ['kate', SOLO[1]], ['liam', SOLO[2]]]) assert((await enrolDirect('keys', id, file)).status === 201, 'enrolled');
+    await open('browse');
+    await page.locator('#collections button', { hasText: 'keys' }).click();
+    await page.waitForFunction(() => document.querySelectorAll('#subject-grid .tile').length === 3);
+    const focused = () => page.evaluate(() => {
+      const e = document.activeElement;
+      return e.closest('.subject') ? `${e.closest('.subject').querySelector('.name').textContent}: ${e.getAttribute('aria-label') || e.textContent}` : e.tagName;
+    });
+    const confirmByKeyboard = async () => {
+      await page.keyboard.press('Enter');
+      await page.locator('#confirm-dialog[open]').waitFor();
+      await page.keyboard.press('Tab'); // from Cancel (the safe default) to Delete
+      const del = page.waitForResponse((r) => r.request().method() === 'DELETE');
+      await page.keyboard.press('Enter');
+      assert((await del).status() === 204, 'deleted');
+    };
+    await page.locator('#subject-grid .subject', { hasText: 'kate' }).locator('.tile .x').first().focus();
+    await confirmByKeyboard();
+    await page.waitForFunction(() => document.querySelectorAll('#subject-grid .tile').length === 2);
+    const afterFace = await focused();
+    assert(afterFace.startsWith('kate: delete face'), `after a face, the focus is on kate's next face (${afterFace})`);
+    await page.locator('#subject-grid .subject', { hasText: 'kate' }).locator('button', { hasText: 'Delete' }).focus();
+    await confirmByKeyboard();
+    await page.waitForFunction(() => document.querySelectorAll('#subject-grid .subject').length === 1);
+    const afterSubject = await focused();
+    assert(afterSubject.startsWith('liam'), `after a subject, the focus is on the next one (${afterSubject})`);
+  });
+
   // Defect: codes the service sends (store_unavailable, store_full, no_enrolled_face, ...)
   // had no plain words: "The service answered with an error (503)".
   await step('every error code the service sends has plain words', async () => {
