@@ -38,7 +38,9 @@ int cli_serve_main(int argc, char **argv)
             usage(stdout);
             return CLI_EXIT_OK;
         }
-        if (strncmp(arg, "--", 2) != 0) {
+        /* "--" and "--=X" are not options either (they read as '-- needs a value' and
+         * 'unknown option --'). */
+        if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0' || arg[2] == '=') {
             fprintf(stderr, "vultus serve: unexpected argument '%s'\n\n", arg);
             usage(stderr);
             return CLI_EXIT_USAGE;

@@ -379,6 +379,9 @@ static void test_missing_value_is_usage_error(void **state)
     EXPECT_USAGE("data", "gallery", "list", "--data");
     EXPECT_USAGE("scope", "keys", "create", "--scope");
     EXPECT_USAGE("workers", "serve", "--workers");
+    /* serve takes no arguments: "--" said "-- needs a value". */
+    EXPECT_USAGE("unexpected argument '--'", "serve", "--");
+    EXPECT_USAGE("unexpected argument '--=5'", "serve", "--=5");
     EXPECT_USAGE("runs", "bench", "nn", "--runs");
     /* `vultus bench load --models` (no folder) loaded the default folder. */
     EXPECT_USAGE("models", "bench", "load", "--models");
