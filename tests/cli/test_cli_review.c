@@ -599,7 +599,7 @@ static void test_gallery_import_reports_the_imported_collection(void **state)
 static void test_gallery_import_bad_files_leave_nothing(void **state)
 {
     (void)state;
-    char data[300], file[300], trunc[300], garbage[300], out[300];
+    char data[300], file[300], trunc[300], garbage[300];
     fresh_data(data, "gallery-import-bad");
     tmp_path(file, "good.vgal");
     tmp_path(trunc, "trunc.vgal");
@@ -643,7 +643,6 @@ static void test_gallery_import_bad_files_leave_nothing(void **state)
     r = RUN("gallery", "export", "c1", temp_root, "--data", data);
     assert_int_equal(r.status, 1);
     run_free(&r);
-    (void)out;
     tc_rm_rf(data);
 }
 
