@@ -70,7 +70,7 @@ int main(int argc, char **argv)
     const char *name = argv[1];
     if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0 || strcmp(name, "help") == 0) {
         usage(stdout);
-        return CLI_EXIT_OK;
+        return cli_finish(CLI_EXIT_OK); /* 1 when stdout could not take it */
     }
     for (int i = 0; i < N_COMMANDS; i++) {
         if (strcmp(name, commands[i].name) == 0) return commands[i].main(argc - 1, argv + 1);

@@ -296,6 +296,7 @@ static void test_help_on_stdout_exit_0(void **state)
         {"eval", "--help"},
         {"eval", "lfw", "--help"},
         {"gallery", "--help"},
+        {"--help"},
         {"gallery", "create", "--help"},
         {"gallery", "list", "--help"},
         {"enroll", "--help"},
