@@ -1050,6 +1050,13 @@ int http_server_create(const http_config *config, http_server **out)
         rc = base_error_set(BASE_ERR_IO, "data folder %s: %s", s->cfg.data_dir, strerror(errno));
         goto fail;
     }
+    struct stat st;
+    if (!store && stat(s->cfg.data_dir, &st) == 0 && !S_ISDIR(st.st_mode)) {
+        /* else SQLite's "unable to open database file" about DATA/vultus.db */
+        rc = base_error_set(BASE_ERR_IO, "data folder %s: %s", s->cfg.data_dir,
+                            strerror(ENOTDIR));
+        goto fail;
+    }
     if ((rc = http_store_path(store ? store : s->cfg.data_dir, s->db_path, sizeof s->db_path)))
         goto fail;
     s->n_workers = s->cfg.workers;

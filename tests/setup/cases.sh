@@ -522,8 +522,8 @@ case_serve_port_in_use() {
     expect_out busy "address in use"
 }
 
-# The data folder cannot be written (a file in its path; a folder without write permission
-# for a user other than root): a clear error naming the folder, exit 1.
+# The data folder cannot be written (a file in its path or in its place; a folder without
+# write permission for a user other than root): a clear error naming the folder, exit 1.
 case_serve_data_unwritable() {
     need_vultus
     touch "$T/file"
@@ -531,6 +531,10 @@ case_serve_data_unwritable() {
     expect_rc 1
     expect_out notdir "data folder $T/file/data"
     expect_out notdir "Not a directory"
+    # the data folder is itself a file: named as the folder, not as SQLite's vultus.db
+    run isfile timeout 60 "$build/vultus" serve --models "$repo/models" --data "$T/file" --listen 127.0.0.1:0
+    expect_rc 1
+    expect_out isfile "data folder $T/file: Not a directory"
     mkdir -p "$T/ro"
     chmod 555 "$T/ro"
     if [[ $(id -u) -eq 0 ]]; then
