@@ -659,6 +659,42 @@ async function main() {
     }
   });
 
+  // A long name without spaces (ids may have up to 128 bytes), on a phone: the search label,
+  // the result card, the subject card and the delete dialog stay within the screen. And the
+  // subject fields took 256 characters, which the service refuses after the upload.
+  await step('the longest subject id on a phone: nothing wider than the screen; the fields stop at it', async () => {
+    const long = 'x'.repeat(128);
+    await api('POST', '/v1/collections', { name: 'longnames' });
+    assert((await enrolDirect('longnames', long, SOLO[0])).status === 201, 'enrolled');
+    await page.setViewportSize({ width: 390, height: 844 });
+    await open('enrol');
+    for (const f of ['#enrol-form', '#batch-form']) {
+      await page.locator(`${f} input[name=subject]`).fill('y'.repeat(200));
+      const n = (await page.locator(`${f} input[name=subject]`).inputValue()).length;
+      assert(n === 128, `${f}'s subject field takes 128 characters, the service's limit (took ${n})`);
+    }
+    await page.click('#tab-search');
+    await page.locator('#search-collection').selectOption('longnames');
+    await fileInput('search').setInputFiles(SOLO[0]);
+    await page.locator('[data-picker="search"] .overlay .face .tag', { hasText: long }).waitFor();
+    const wide = async (where) => {
+      const w = await page.evaluate(() => document.documentElement.scrollWidth);
+      const culprits = await page.evaluate(() => [...document.querySelectorAll('main *')].filter((e) => e.getBoundingClientRect().right > 392 && e.offsetParent)
+        .slice(0, 6).map((e) => `${e.tagName.toLowerCase()}.${[...e.classList].join('.')}`).join(' '));
+      assert(w <= 390, `${where}: the page is ${w} px wide (${culprits})`);
+    };
+    await wide('search');
+    await page.click('#tab-browse');
+    await page.locator('#collections button', { hasText: 'longnames' }).click();
+    await page.locator('#subject-grid .subject').waitFor();
+    await wide('browse');
+    await page.locator('#subject-grid .subject button', { hasText: 'Delete' }).click();
+    await page.locator('#confirm-dialog[open]').waitFor();
+    const box = await page.locator('#confirm-dialog').boundingBox();
+    const text = await page.locator('#confirm-text').evaluate((e) => e.scrollWidth <= e.clientWidth);
+    assert(box.x >= 0 && box.x + box.width <= 390 && text, `the dialog and its text fit (${Math.round(box.x)}..${Math.round(box.x + box.width)})`);
+  });
+
   /* With API keys: every later request needs one. */
   const key = (scope) => execFileSync(BINARY, ['keys', 'create', '--scope', scope, '--data', dataDir, '--name', `review-${scope}`],
     { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim().split('\n').pop().trim();
