@@ -6,12 +6,12 @@
 // what the page shows, and leaves a screenshot in --shots.
 //
 //   node tests/ui/test_ui.mjs --binary build/vultus --shots build/ui-screenshots
-import { spawn, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { chromium } from 'playwright-core';
+import { startVultus, stopVultus, waitReady } from './server.mjs';
 
 const args = Object.fromEntries(process.argv.slice(2).reduce((a, v, i, all) => (i % 2 ? a : [...a, [v.replace(/^--/, ''), all[i + 1]]]), []));
 const BINARY = args.binary || 'build/vultus';
@@ -32,33 +32,7 @@ for (const f of readdirSync(SHOTS)) if (f.endsWith('.png')) rmSync(join(SHOTS, f
 /* ---- the server ---- */
 
 const dataDir = mkdtempSync(join(tmpdir(), 'vultus-ui-'));
-const serverLog = [];
-let server;
-
-function startServer() {
-  return new Promise((resolve, reject) => {
-    server = spawn(BINARY, ['serve', '--listen', '127.0.0.1:0', '--data', dataDir, '--models', 'models', '--workers', '2'],
-      { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, VULTUS_LOG_LEVEL: 'info' } });
-    server.on('error', reject);
-    server.on('exit', (code) => reject(new Error(`vultus serve exited (${code}) before listening`)));
-    createInterface({ input: server.stderr }).on('line', (line) => {
-      serverLog.push(line);
-      if (serverLog.length > 400) serverLog.shift();
-      if (line.includes('"msg":"listening"')) resolve(JSON.parse(line).port);
-    });
-  });
-}
-
-async function waitReady(base) {
-  const until = Date.now() + 60000;
-  while (Date.now() < until) {
-    try {
-      if ((await fetch(`${base}/readyz`)).ok) return;
-    } catch { /* not yet */ }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error('the service did not become ready within 60 s');
-}
+let server, serverLog = [];
 
 /* ---- a tiny step runner ---- */
 
@@ -144,9 +118,10 @@ const verifyPair = HAVE_FIXTURES ? [fixture('id-obama-1.jpg'), fixture('id-obama
   : ['models/samples/sample1.jpg', 'models/samples/sample1.jpg'];
 
 async function main() {
-  const port = await startServer();
+  let port;
+  ({ server, port, log: serverLog } = await startVultus(BINARY, dataDir, []));
   base = `http://127.0.0.1:${port}`;
-  await waitReady(base);
+  await waitReady(base, server);
   console.log(`ui: vultus on ${base}, data ${dataDir}, ${HAVE_FIXTURES ? 'fixtures from ../shared/data' : 'no ../shared/data: model pack samples'}`);
 
   await step('static files are served from the binary', async () => {
@@ -516,11 +491,7 @@ try {
   console.log(serverLog.slice(-30).join('\n'));
 } finally {
   await browser?.close().catch(() => {});
-  if (server && server.exitCode === null) {
-    server.removeAllListeners('exit');
-    server.kill('SIGTERM');
-    await new Promise((r) => { const t = setTimeout(() => { server.kill('SIGKILL'); r(); }, 5000); server.on('exit', () => { clearTimeout(t); r(); }); });
-  }
+  await stopVultus(server);
   rmSync(dataDir, { recursive: true, force: true });
 }
 console.log(`ui: screenshots in ${SHOTS}/`);

@@ -7,13 +7,13 @@
 // context (its own localStorage) and a step's failure does not stop the others.
 //
 //   node tests/ui/test_ui_review.mjs --binary build/vultus --shots build/ui-screenshots
-import { spawn, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { deflateSync } from 'node:zlib';
 import { chromium } from 'playwright-core';
+import { startVultus, stopVultus, waitReady } from './server.mjs';
 
 const args = Object.fromEntries(process.argv.slice(2).reduce((a, v, i, all) => (i % 2 ? a : [...a, [v.replace(/^--/, ''), all[i + 1]]]), []));
 const BINARY = args.binary || 'build/vultus';
@@ -33,34 +33,7 @@ for (const f of readdirSync(SHOTS)) if (f.startsWith('review-')) rmSync(join(SHO
 /* ---- the server ---- */
 
 const dataDir = mkdtempSync(join(tmpdir(), 'vultus-ui-review-'));
-const serverLog = [];
-let server;
-
-function startServer() {
-  return new Promise((resolve, reject) => {
-    server = spawn(BINARY, ['serve', '--listen', '127.0.0.1:0', '--data', dataDir, '--models', 'models', '--workers', '2',
-      '--max-body-bytes', String(MAX_BODY)], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, VULTUS_LOG_LEVEL: 'info' } });
-    server.on('error', reject);
-    server.on('exit', (code) => reject(new Error(`vultus serve exited (${code}) before listening`)));
-    createInterface({ input: server.stderr }).on('line', (line) => {
-      serverLog.push(line);
-      if (serverLog.length > 400) serverLog.shift();
-      if (line.includes('"msg":"listening"')) resolve(JSON.parse(line).port);
-    });
-  });
-}
-
-async function waitReady(base) {
-  const until = Date.now() + 60000;
-  while (Date.now() < until) {
-    if (server.exitCode !== null) throw new Error(`vultus serve exited (${server.exitCode})`);
-    try {
-      if ((await fetch(`${base}/readyz`)).ok) return;
-    } catch { /* not yet */ }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error('the service did not become ready within 60 s');
-}
+let server, serverLog = [];
 
 /* ---- the step runner: every step on a fresh page; failures are counted, not fatal ---- */
 
@@ -150,9 +123,10 @@ function hugePng() {
 /* ---- the steps ---- */
 
 async function main() {
-  const port = await startServer();
+  let port;
+  ({ server, port, log: serverLog } = await startVultus(BINARY, dataDir, ['--max-body-bytes', String(MAX_BODY)]));
   base = `http://127.0.0.1:${port}`;
-  await waitReady(base);
+  await waitReady(base, server);
   await api('POST', '/v1/collections', { name: 'seed' });
   for (let k = 1; k <= 4; k++) {
     const r = await enrolDirect('seed', `s${k}`, `models/samples/sample${k}.jpg`);
@@ -782,11 +756,7 @@ try {
   console.log(serverLog.slice(-30).join('\n'));
 } finally {
   await browser?.close().catch(() => {});
-  if (server && server.exitCode === null) {
-    server.removeAllListeners('exit');
-    server.kill('SIGTERM');
-    await new Promise((r) => { const t = setTimeout(() => { server.kill('SIGKILL'); r(); }, 5000); server.on('exit', () => { clearTimeout(t); r(); }); });
-  }
+  await stopVultus(server);
   rmSync(dataDir, { recursive: true, force: true });
 }
 console.log(`ui review: ${passed} passed, ${failed} failed`);
