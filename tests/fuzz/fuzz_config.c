@@ -66,14 +66,15 @@ static void check_redact(const char *value)
                 shown);
         abort();
     }
-    /* What looks like a password to a person (from the first ':' after "://" to the last '@'
-     * before the end) is not shown either, even where libpq would refuse the URL. A text of a
-     * few characters may also be part of the host or the user name: only a longer one is
-     * looked for, and only when the rest of the URL does not hold it too. */
+    /* Where libpq finds no user name (no '@' before the first '/'), what looks like a
+     * password to a person (from the first ':' after "://" to the last '@') is not shown
+     * either: libpq refuses such a URL, but it was most likely meant so. A text of a few
+     * characters may also be part of the host or the path: only a longer one is looked for,
+     * and only when the rest of the URL does not hold it too. */
     const char *start = strstr(value, "://") + 3;
     const char *colon = strchr(start, ':');
     const char *at = strrchr(start, '@');
-    if (colon && at > colon + 4) {
+    if (start[strcspn(start, "@/")] != '@' && colon && at > colon + 4) {
         char secret[512], rest[1024];
         snprintf(secret, sizeof secret, "%.*s", (int)(at - colon - 1), colon + 1);
         snprintf(rest, sizeof rest, "%.*s%s", (int)(colon + 1 - value), value, at);
