@@ -60,19 +60,10 @@ static char *sample(int i, size_t *len)
     return data;
 }
 
-static json_t *expect_json(const tc_response *r, int status)
-{
-    if (r->status != status)
-        fail_msg("expected %d, got %d: %.400s", status, r->status, r->body ? r->body : "");
-    json_t *j = tc_json(r);
-    if (!j) fail_msg("not JSON: %.200s", r->body ? r->body : "");
-    return j;
-}
-
 /* The face_id of an enrolment answer, which must be 201. */
 static long long created_face_id(const tc_response *r)
 {
-    json_t *j = expect_json(r, 201);
+    json_t *j = tc_expect_json(r, 201);
     long long id = json_integer_value(json_object_get(j, "face_id"));
     json_decref(j);
     return id;
@@ -119,7 +110,7 @@ static int search(int port, int i, const char *prefix, char *best, size_t best_c
                                 "Content-Type: image/jpeg\r\n", img, len, &r),
                      0);
     free(img);
-    json_t *j = expect_json(&r, 200);
+    json_t *j = tc_expect_json(&r, 200);
     json_t *faces = json_object_get(j, "faces");
     int n = 0;
     double top = -2;
@@ -144,7 +135,7 @@ static long long collection_faces(int port)
 {
     tc_response r;
     assert_int_equal(tc_get(port, "/v1/collections/people", NULL, &r), 0);
-    json_t *j = expect_json(&r, 200);
+    json_t *j = tc_expect_json(&r, 200);
     long long n = json_integer_value(json_object_get(j, "faces"));
     json_decref(j);
     tc_response_free(&r);
@@ -172,7 +163,7 @@ static long long subject_faces(int port, const char *subject)
     snprintf(path, sizeof path, "/v1/collections/people/subjects/%s", subject);
     tc_response r;
     assert_int_equal(tc_get(port, path, NULL, &r), 0);
-    json_t *j = expect_json(&r, 200);
+    json_t *j = tc_expect_json(&r, 200);
     long long n = json_integer_value(json_object_get(j, "faces"));
     json_decref(j);
     tc_response_free(&r);
@@ -598,7 +589,7 @@ static void expect_store_gone(int port)
     assert_int_equal(tc_request(port, "POST", "/v1/collections/people/search",
                                 "Content-Type: image/jpeg\r\n", img, len, &r),
                      0);
-    json_t *j = expect_json(&r, 503);
+    json_t *j = tc_expect_json(&r, 503);
     json_t *err = json_object_get(j, "error");
     assert_string_equal(json_string_value(json_object_get(err, "code")), "store_unavailable");
     assert_null(strstr(json_string_value(json_object_get(err, "message")), "vultus-pg-"));
@@ -676,7 +667,7 @@ static void test_database_restart(void **state)
             tc_form_end(&f);
             tc_response r;
             assert_int_equal(tc_post_form(a, "/v1/collections/people/faces", NULL, &f, &r), 0);
-            json_t *j = expect_json(&r, 503);
+            json_t *j = tc_expect_json(&r, 503);
             assert_string_equal(
                 json_string_value(json_object_get(json_object_get(j, "error"), "code")),
                 "store_unavailable");

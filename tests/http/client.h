@@ -591,4 +591,37 @@ static inline const char *tc_error_code(const tc_response *r, char *out, size_t 
     return out;
 }
 
+/* Assertions for cmocka tests (those that include cmocka.h before this header). */
+#ifdef cmocka_unit_test
+
+/* The file at path, NUL-terminated (the test fails when it cannot be read). */
+static inline char *tc_load(const char *path, size_t *len)
+{
+    char *data = NULL;
+    if (tc_read_file(path, &data, len) != 0) fail_msg("cannot read %s", path);
+    return data;
+}
+
+/* Fails unless r is a JSON error response with this status and code. */
+static inline void tc_expect_error(const tc_response *r, int status, const char *code)
+{
+    char got[64];
+    tc_error_code(r, got, sizeof got);
+    if (r->status != status || strcmp(got, code) != 0)
+        fail_msg("expected %d %s, got %d '%s': %.300s", status, code, r->status, got,
+                 r->body ? r->body : "(no body)");
+}
+
+/* r's JSON body (the caller's reference); fails unless r has this status and a JSON body. */
+static inline json_t *tc_expect_json(const tc_response *r, int status)
+{
+    if (r->status != status)
+        fail_msg("expected %d, got %d: %.400s", status, r->status, r->body ? r->body : "");
+    json_t *j = tc_json(r);
+    if (!j) fail_msg("not JSON: %.200s", r->body ? r->body : "");
+    return j;
+}
+
+#endif
+
 #endif

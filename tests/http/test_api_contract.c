@@ -46,13 +46,6 @@ static int have_models(void)
     return tc_exists("models/human/blazeface-back.json") && tc_exists(SAMPLE(1));
 }
 
-static char *load(const char *path, size_t *len)
-{
-    char *data = NULL;
-    if (tc_read_file(path, &data, len) != 0) fail_msg("cannot read %s", path);
-    return data;
-}
-
 /* ---- the schema validator ---------------------------------------------------------------- */
 
 static json_t *doc;         /* src/http/openapi.json */
@@ -697,7 +690,8 @@ static int stop_open(void **state)
 static void drive_face_routes(int port)
 {
     size_t len1, len5, len6, blank_len;
-    char *s1 = load(SAMPLE(1), &len1), *s5 = load(SAMPLE(5), &len5), *s6 = load(SAMPLE(6), &len6);
+    char *s1 = tc_load(SAMPLE(1), &len1), *s5 = tc_load(SAMPLE(5), &len5),
+         *s6 = tc_load(SAMPLE(6), &len6);
     char *blank = blank_jpeg(&blank_len);
     const char *routes[] = {"/v1/detect", "/v1/analyze", "/v1/embed"};
     for (int i = 0; i < 3; i++) {
@@ -873,8 +867,8 @@ static void drive_gallery_routes(int port)
 
     /* enrolment: multipart, raw body (parameters in the query) and base64 JSON */
     size_t len1, len2, len3, len5, blank_len;
-    char *s1 = load(SAMPLE(1), &len1), *s2 = load(SAMPLE(2), &len2);
-    char *s3 = load(SAMPLE(3), &len3), *s5 = load(SAMPLE(5), &len5);
+    char *s1 = tc_load(SAMPLE(1), &len1), *s2 = tc_load(SAMPLE(2), &len2);
+    char *s3 = tc_load(SAMPLE(3), &len3), *s5 = tc_load(SAMPLE(5), &len5);
     char *blank = blank_jpeg(&blank_len);
     tc_form f = {0};
     tc_form_field(&f, "subject", "alice");
@@ -1064,7 +1058,7 @@ static void drive_fixtures(int port)
                                   FIXTURES "/noface-white.png"};
     for (int i = 0; i < 3; i++) {
         size_t len;
-        char *data = load(photos[i], &len);
+        char *data = tc_load(photos[i], &len);
         const char *type = strstr(photos[i], ".png") ? "Content-Type: image/png\r\n" : JPEG_CT;
         json_decref(call_json(port, "POST", "/v1/analyze", "/v1/analyze?embedding=true", type, data,
                               len, 200));
@@ -1072,7 +1066,8 @@ static void drive_fixtures(int port)
         free(data);
     }
     size_t la, lb;
-    char *a = load(FIXTURES "/id-obama-1.jpg", &la), *b = load(FIXTURES "/id-obama-2.jpg", &lb);
+    char *a = tc_load(FIXTURES "/id-obama-1.jpg", &la),
+         *b = tc_load(FIXTURES "/id-obama-2.jpg", &lb);
     tc_form f = {0};
     tc_form_file(&f, "image_a", a, la);
     tc_form_file(&f, "image_b", b, lb);
@@ -1093,14 +1088,14 @@ static void drive_fixtures(int port)
                      k);
             snprintf(path, sizeof path, "/v1/collections/cast/faces?subject=%s", people[i]);
             size_t len;
-            char *data = load(file, &len);
+            char *data = tc_load(file, &len);
             json_decref(
                 call_json(port, "POST", F, path, "Content-Type: image/png\r\n", data, len, 201));
             free(data);
         }
     }
     size_t len;
-    char *probe = load(FIXTURES "/identities/penny/penny5.png", &len);
+    char *probe = tc_load(FIXTURES "/identities/penny/penny5.png", &len);
     json_t *res = call_json(port, "POST", "/v1/collections/{collection}/search",
                             "/v1/collections/cast/search?k=3", "Content-Type: image/png\r\n", probe,
                             len, 200);
@@ -1201,7 +1196,7 @@ static void test_keys(void **state)
     json_decref(call_json(port, "GET", CN, "/v1/collections/a", limited, NULL, 0, 200));
     json_decref(call_json(port, "GET", C, C, limited, NULL, 0, 200));
     size_t len;
-    char *s1 = load(SAMPLE(1), &len);
+    char *s1 = tc_load(SAMPLE(1), &len);
     char h_admin_jpeg[300], path[] = "/v1/collections/other/faces?subject=x";
     snprintf(h_admin_jpeg, sizeof h_admin_jpeg, "%s" JPEG_CT, admin);
     expect(port, "POST", "/v1/collections/{collection}/faces", path, h_admin_jpeg, s1, len, 409,

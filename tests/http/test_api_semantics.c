@@ -53,31 +53,6 @@ static int port;
         assert_true(srv.pid > 0);                                                                  \
     } while (0)
 
-static char *load(const char *path, size_t *len)
-{
-    char *data = NULL;
-    if (tc_read_file(path, &data, len) != 0) fail_msg("cannot read %s", path);
-    return data;
-}
-
-static void expect_error(const tc_response *r, int status, const char *code)
-{
-    char got[64];
-    tc_error_code(r, got, sizeof got);
-    if (r->status != status || strcmp(got, code) != 0)
-        fail_msg("expected %d %s, got %d '%s': %.300s", status, code, r->status, got,
-                 r->body ? r->body : "(no body)");
-}
-
-static json_t *expect_json(const tc_response *r, int status)
-{
-    if (r->status != status)
-        fail_msg("expected %d, got %d: %.400s", status, r->status, r->body ? r->body : "");
-    json_t *j = tc_json(r);
-    if (!j) fail_msg("not JSON: %.200s", r->body ? r->body : "");
-    return j;
-}
-
 /* A request whose JSON answer must have this status; the answer (the caller's). */
 static json_t *call(const char *method, const char *path, const char *json, int status)
 {
@@ -87,7 +62,7 @@ static json_t *call(const char *method, const char *path, const char *json, int 
                    &r);
     else
         tc_request(port, method, path, "", NULL, 0, &r);
-    json_t *j = status == 204 ? NULL : expect_json(&r, status);
+    json_t *j = status == 204 ? NULL : tc_expect_json(&r, status);
     if (status == 204 && r.status != 204)
         fail_msg("expected 204, got %d: %.300s", r.status, r.body);
     tc_response_free(&r);
@@ -98,7 +73,7 @@ static void call_error(const char *method, const char *path, int status, const c
 {
     tc_response r;
     tc_request(port, method, path, "", NULL, 0, &r);
-    expect_error(&r, status, code);
+    tc_expect_error(&r, status, code);
     tc_response_free(&r);
 }
 
@@ -122,12 +97,12 @@ static void post_jpeg(const char *path, const char *headers, const char *jpeg, s
 static long long enrol(const char *collection, const char *subject, const char *photo)
 {
     size_t len;
-    char *jpeg = load(photo, &len);
+    char *jpeg = tc_load(photo, &len);
     char path[256];
     snprintf(path, sizeof path, "/v1/collections/%s/faces?subject=%s", collection, subject);
     tc_response r;
     post_jpeg(path, NULL, jpeg, len, &r);
-    json_t *j = expect_json(&r, 201);
+    json_t *j = tc_expect_json(&r, 201);
     long long id = json_integer_value(json_object_get(j, "face_id"));
     assert_true(id > 0);
     json_decref(j);
@@ -347,7 +322,7 @@ static void test_pagination_under_churn(void **state)
         stable[i] = names[i];
     }
     size_t len;
-    char *jpeg = load(SAMPLE(5), &len);
+    char *jpeg = tc_load(SAMPLE(5), &len);
     c = (struct churn){.kind = 2, .jpeg = jpeg, .jpeg_len = len};
     pthread_create(&t, NULL, churn_main, &c);
     /* under sanitizers an enrolment takes a second or two: fewer of them */
@@ -381,7 +356,7 @@ static void test_pagination_edges(void **state)
             snprintf(url, sizeof url, "%s%slimit=%s", lists[l], l == 2 ? "&" : "?", bad[i]);
             tc_response r;
             tc_get(port, url, "", &r);
-            expect_error(&r, 422, "invalid_parameter");
+            tc_expect_error(&r, 422, "invalid_parameter");
             assert_non_null(strstr(r.body, "limit"));
             tc_response_free(&r);
         }
@@ -420,7 +395,7 @@ static void test_pagination_edges(void **state)
         snprintf(url, sizeof url, "/v1/collections/edges/faces?subject=e0&after=%s", bad_after[i]);
         tc_response r;
         tc_get(port, url, "", &r);
-        expect_error(&r, 422, "invalid_parameter");
+        tc_expect_error(&r, 422, "invalid_parameter");
         assert_non_null(strstr(r.body, "after"));
         tc_response_free(&r);
     }
@@ -473,11 +448,11 @@ static void test_idempotency(void **state)
     NEED_SERVER();
     create_collection("idem");
     size_t len;
-    char *jpeg = load(SAMPLE(2), &len);
+    char *jpeg = tc_load(SAMPLE(2), &len);
     const char *path = "/v1/collections/idem/faces?subject=al";
     tc_response r1, r2;
     post_jpeg(path, "Idempotency-Key: k1\r\n", jpeg, len, &r1);
-    json_decref(expect_json(&r1, 201));
+    json_decref(tc_expect_json(&r1, 201));
     char v[64];
     assert_null(tc_header(&r1, "Idempotency-Replayed", v, sizeof v));
     /* the same request again: the first answer, marked, and no second face */
@@ -524,12 +499,12 @@ static void test_idempotency(void **state)
     assert_int_equal(face_count("idem", "al"), 1);
     /* the same key for another request: refused, nothing stored */
     post_jpeg("/v1/collections/idem/faces?subject=bo", "Idempotency-Key: k1\r\n", jpeg, len, &r2);
-    expect_error(&r2, 422, "idempotency_key_reused");
+    tc_expect_error(&r2, 422, "idempotency_key_reused");
     tc_response_free(&r2);
     size_t len3;
-    char *jpeg3 = load(SAMPLE(3), &len3);
+    char *jpeg3 = tc_load(SAMPLE(3), &len3);
     post_jpeg(path, "Idempotency-Key: k1\r\n", jpeg3, len3, &r2);
-    expect_error(&r2, 422, "idempotency_key_reused");
+    tc_expect_error(&r2, 422, "idempotency_key_reused");
     tc_response_free(&r2);
     assert_int_equal(face_count("idem", "al"), 1);
     call_error("GET", "/v1/collections/idem/subjects/bo", 404, "subject_not_found");
@@ -537,7 +512,7 @@ static void test_idempotency(void **state)
     create_collection("idem_other");
     post_jpeg("/v1/collections/idem_other/faces?subject=al", "Idempotency-Key: k1\r\n", jpeg, len,
               &r2);
-    json_decref(expect_json(&r2, 201));
+    json_decref(tc_expect_json(&r2, 201));
     assert_null(tc_header(&r2, "Idempotency-Replayed", v, sizeof v));
     tc_response_free(&r2);
     tc_response_free(&r1);
@@ -556,10 +531,10 @@ static void test_idempotency(void **state)
         pthread_join(t[i], NULL);
         tc_response *r = &calls[i].r;
         if (r->status == 409) {
-            expect_error(r, 409, "idempotency_in_progress");
+            tc_expect_error(r, 409, "idempotency_in_progress");
             assert_non_null(tc_header(r, "Retry-After", v, sizeof v));
         } else {
-            json_t *j = expect_json(r, 201);
+            json_t *j = tc_expect_json(r, 201);
             long long id = json_integer_value(json_object_get(j, "face_id"));
             assert_true(face_id == 0 || face_id == id);
             face_id = id;
@@ -577,29 +552,29 @@ static void test_idempotency(void **state)
     key[201] = '\0';
     snprintf(header, sizeof header, "Idempotency-Key: %s\r\n", key);
     post_jpeg("/v1/collections/idem/faces?subject=long", header, jpeg, len, &r2);
-    expect_error(&r2, 400, "bad_request");
+    tc_expect_error(&r2, 400, "bad_request");
     tc_response_free(&r2);
     key[200] = '\0';
     snprintf(header, sizeof header, "Idempotency-Key: %s\r\n", key);
     post_jpeg("/v1/collections/idem/faces?subject=long", header, jpeg, len, &r2);
-    json_decref(expect_json(&r2, 201));
+    json_decref(tc_expect_json(&r2, 201));
     tc_response_free(&r2);
     /* An empty key (a client's unset variable) is refused, not taken as no key: twice sent,
      * it would store the face twice. Trailing blanks are not part of the key. */
     post_jpeg("/v1/collections/idem/faces?subject=empty", "Idempotency-Key:\r\n", jpeg, len, &r2);
-    expect_error(&r2, 400, "bad_request");
+    tc_expect_error(&r2, 400, "bad_request");
     tc_response_free(&r2);
     post_jpeg("/v1/collections/idem/faces?subject=empty", "Idempotency-Key:  \r\n", jpeg, len, &r2);
-    expect_error(&r2, 400, "bad_request");
+    tc_expect_error(&r2, 400, "bad_request");
     tc_response_free(&r2);
     json_decref(call("GET", "/v1/collections/idem/subjects/empty", NULL, 404)); /* nothing stored */
     post_jpeg("/v1/collections/idem/faces?subject=blank", "Idempotency-Key: tb\r\n", jpeg, len,
               &r2);
-    json_decref(expect_json(&r2, 201));
+    json_decref(tc_expect_json(&r2, 201));
     tc_response_free(&r2);
     post_jpeg("/v1/collections/idem/faces?subject=blank", "Idempotency-Key: tb \t\r\n", jpeg, len,
               &r2);
-    json_decref(expect_json(&r2, 201));
+    json_decref(tc_expect_json(&r2, 201));
     assert_non_null(tc_header(&r2, "Idempotency-Replayed", header, sizeof header));
     tc_response_free(&r2);
     assert_int_equal(face_count("idem", "blank"), 1);
@@ -645,10 +620,10 @@ static void test_idempotency_after_error(void **state)
     tc_response r;
     const char *path = "/v1/collections/idem_err/faces?subject=nf";
     post_jpeg(path, "Idempotency-Key: e1\r\n", (const char *)blank, blank_len, &r);
-    expect_error(&r, 422, "no_face");
+    tc_expect_error(&r, 422, "no_face");
     tc_response_free(&r);
     post_jpeg(path, "Idempotency-Key: e1\r\n", (const char *)blank, blank_len, &r);
-    expect_error(&r, 422, "no_face");
+    tc_expect_error(&r, 422, "no_face");
     char v[32];
     assert_non_null(tc_header(&r, "Idempotency-Replayed", v, sizeof v));
     tc_response_free(&r);
@@ -656,23 +631,23 @@ static void test_idempotency_after_error(void **state)
     call_error("GET", "/v1/collections/idem_err/subjects/nf", 404, "subject_not_found");
     /* the key stays spent: a photo with a face under it is another request */
     size_t len;
-    char *jpeg = load(SAMPLE(1), &len);
+    char *jpeg = tc_load(SAMPLE(1), &len);
     post_jpeg(path, "Idempotency-Key: e1\r\n", jpeg, len, &r);
-    expect_error(&r, 422, "idempotency_key_reused");
+    tc_expect_error(&r, 422, "idempotency_key_reused");
     tc_response_free(&r);
     /* create_subject=false before the subject exists: 404, and the same 404 replayed after it
      * was created (the client needs a new key) */
     const char *p2 = "/v1/collections/idem_err/faces?subject=later&create_subject=false";
     post_jpeg(p2, "Idempotency-Key: e2\r\n", jpeg, len, &r);
-    expect_error(&r, 404, "subject_not_found");
+    tc_expect_error(&r, 404, "subject_not_found");
     tc_response_free(&r);
     json_decref(call("POST", "/v1/collections/idem_err/subjects", "{\"id\":\"later\"}", 201));
     post_jpeg(p2, "Idempotency-Key: e2\r\n", jpeg, len, &r);
-    expect_error(&r, 404, "subject_not_found");
+    tc_expect_error(&r, 404, "subject_not_found");
     assert_non_null(tc_header(&r, "Idempotency-Replayed", v, sizeof v));
     tc_response_free(&r);
     post_jpeg(p2, "Idempotency-Key: e3\r\n", jpeg, len, &r);
-    json_decref(expect_json(&r, 201));
+    json_decref(tc_expect_json(&r, 201));
     tc_response_free(&r);
     /* The document says so: a client reading it must learn that an error answer is replayed
      * too, so that it uses a new key after fixing its request. */
@@ -706,7 +681,7 @@ static json_t *analyze(const char *jpeg, size_t len)
 {
     tc_response r;
     post_jpeg("/v1/analyze", NULL, jpeg, len, &r);
-    json_t *j = expect_json(&r, 200);
+    json_t *j = tc_expect_json(&r, 200);
     tc_response_free(&r);
     return j;
 }
@@ -716,7 +691,7 @@ static void test_verify(void **state)
     (void)state;
     NEED_SERVER();
     size_t len1, len2;
-    char *s1 = load(SAMPLE(1), &len1), *s2 = load(SAMPLE(2), &len2);
+    char *s1 = tc_load(SAMPLE(1), &len1), *s2 = tc_load(SAMPLE(2), &len2);
     json_t *an1 = analyze(s1, len1);
     json_t *faces1 = json_object_get(an1, "faces");
     assert_true(json_array_size(faces1) >= 2);
@@ -733,7 +708,7 @@ static void test_verify(void **state)
     tc_response r;
     tc_post_form(port, "/v1/verify", NULL, &f, &r);
     free(f.data);
-    json_t *v = expect_json(&r, 200);
+    json_t *v = tc_expect_json(&r, 200);
     tc_response_free(&r);
     assert_true(json_real_value(json_object_get(v, "similarity")) > 0.9999);
     assert_true(json_is_true(json_object_get(v, "match")));
@@ -753,7 +728,7 @@ static void test_verify(void **state)
     enrol("ver", "one", SAMPLE(2));
     json_decref(call("PATCH", "/v1/collections/ver", "{\"threshold\":0.2}", 200));
     post_jpeg("/v1/verify?collection=ver&subject=one", NULL, s1, len1, &r);
-    v = expect_json(&r, 200);
+    v = tc_expect_json(&r, 200);
     tc_response_free(&r);
     double sim = json_real_value(json_object_get(v, "similarity"));
     assert_true(json_real_value(json_object_get(v, "threshold")) == 0.2);
@@ -763,7 +738,7 @@ static void test_verify(void **state)
     expect_same_box(json_object_get(v, "face_a"), json_array_get(faces1, 0));
     json_decref(v);
     post_jpeg("/v1/collections/ver/search", NULL, s1, len1, &r);
-    json_t *sr = expect_json(&r, 200);
+    json_t *sr = tc_expect_json(&r, 200);
     tc_response_free(&r);
     json_t *m0 = json_array_get(
         json_object_get(json_array_get(json_object_get(sr, "faces"), 0), "matches"), 0);
@@ -774,26 +749,26 @@ static void test_verify(void **state)
 
     /* the errors: a missing collection, subject, a subject without faces, half a pair */
     post_jpeg("/v1/verify?collection=nowhere&subject=one", NULL, s1, len1, &r);
-    expect_error(&r, 404, "collection_not_found");
+    tc_expect_error(&r, 404, "collection_not_found");
     tc_response_free(&r);
     post_jpeg("/v1/verify?collection=ver&subject=nobody", NULL, s1, len1, &r);
-    expect_error(&r, 404, "subject_not_found");
+    tc_expect_error(&r, 404, "subject_not_found");
     tc_response_free(&r);
     json_decref(call("POST", "/v1/collections/ver/subjects", "{\"id\":\"empty\"}", 201));
     post_jpeg("/v1/verify?collection=ver&subject=empty", NULL, s1, len1, &r);
-    expect_error(&r, 422, "no_enrolled_face");
+    tc_expect_error(&r, 422, "no_enrolled_face");
     tc_response_free(&r);
     post_jpeg("/v1/verify?collection=ver", NULL, s1, len1, &r);
-    expect_error(&r, 422, "invalid_parameter");
+    tc_expect_error(&r, 422, "invalid_parameter");
     tc_response_free(&r);
     post_jpeg("/v1/verify", NULL, s1, len1, &r); /* one image, no subject */
-    expect_error(&r, 400, "missing_image");
+    tc_expect_error(&r, 400, "missing_image");
     tc_response_free(&r);
     uint8_t *blank;
     size_t blank_len;
     blank_jpeg(&blank, &blank_len);
     post_jpeg("/v1/verify?collection=ver&subject=one", NULL, (const char *)blank, blank_len, &r);
-    expect_error(&r, 422, "no_face");
+    tc_expect_error(&r, 422, "no_face");
     tc_response_free(&r);
     free(blank);
     json_decref(an1);
@@ -806,12 +781,12 @@ static void test_search(void **state)
     (void)state;
     NEED_SERVER();
     size_t len;
-    char *s5 = load(SAMPLE(5), &len);
+    char *s5 = tc_load(SAMPLE(5), &len);
     create_collection("srch");
     /* an empty collection: every face, unknown, no matches */
     tc_response r;
     post_jpeg("/v1/collections/srch/search", NULL, s5, len, &r);
-    json_t *sr = expect_json(&r, 200);
+    json_t *sr = tc_expect_json(&r, 200);
     tc_response_free(&r);
     json_t *an = analyze(s5, len);
     json_t *af = json_object_get(an, "faces"), *sf = json_object_get(sr, "faces");
@@ -836,7 +811,7 @@ static void test_search(void **state)
         char url[128];
         snprintf(url, sizeof url, "/v1/collections/srch/search?k=%d", k);
         post_jpeg(url, NULL, s5, len, &r);
-        sr = expect_json(&r, 200);
+        sr = tc_expect_json(&r, 200);
         tc_response_free(&r);
         double threshold = json_real_value(json_object_get(sr, "threshold"));
         sf = json_object_get(sr, "faces");
@@ -870,15 +845,15 @@ static void test_search(void **state)
         char url[128];
         snprintf(url, sizeof url, "/v1/collections/srch/search?k=%s", bad_k[i]);
         post_jpeg(url, NULL, s5, len, &r);
-        expect_error(&r, 422, "invalid_parameter");
+        tc_expect_error(&r, 422, "invalid_parameter");
         assert_non_null(strstr(r.body, "k must"));
         tc_response_free(&r);
     }
     post_jpeg("/v1/collections/other/search", NULL, s5, len, &r);
-    expect_error(&r, 409, "model_mismatch");
+    tc_expect_error(&r, 409, "model_mismatch");
     tc_response_free(&r);
     post_jpeg("/v1/collections/nowhere/search", NULL, s5, len, &r);
-    expect_error(&r, 404, "collection_not_found");
+    tc_expect_error(&r, 404, "collection_not_found");
     tc_response_free(&r);
     json_decref(an);
     free(s5);
@@ -889,7 +864,7 @@ static void test_search(void **state)
 /* The response without its timing (which differs run to run), as compact text. */
 static char *without_timing(const tc_response *r)
 {
-    json_t *j = expect_json(r, 200);
+    json_t *j = tc_expect_json(r, 200);
     json_object_del(j, "timing_ms");
     char *text = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(j);
@@ -901,7 +876,7 @@ static void test_same_numbers_every_transport(void **state)
     (void)state;
     NEED_SERVER();
     size_t len;
-    char *jpeg = load(SAMPLE(4), &len);
+    char *jpeg = tc_load(SAMPLE(4), &len);
     static const char *const routes[] = {"/v1/detect", "/v1/analyze?embedding=true", "/v1/embed"};
     for (int i = 0; i < 3; i++) {
         tc_response r;
@@ -930,13 +905,13 @@ static void test_same_numbers_every_transport(void **state)
     /* a parameter that does not parse is 422 naming it, wherever it comes from */
     tc_response r;
     post_jpeg("/v1/analyze?embedding=maybe", NULL, jpeg, len, &r);
-    expect_error(&r, 422, "invalid_parameter");
+    tc_expect_error(&r, 422, "invalid_parameter");
     assert_non_null(strstr(r.body, "embedding"));
     tc_response_free(&r);
     char *body = json_image(jpeg, len, NULL, 0, "\"embedding\":[1]");
     tc_post_json(port, "/v1/analyze", NULL, body, &r);
     free(body);
-    expect_error(&r, 422, "invalid_parameter");
+    tc_expect_error(&r, 422, "invalid_parameter");
     assert_non_null(strstr(r.body, "embedding"));
     tc_response_free(&r);
     free(jpeg);
@@ -956,19 +931,19 @@ static void test_same_numbers_every_transport(void **state)
     size_t lens[3] = {sizeof gif - 1, sizeof bmp - 1, sizeof tiff - 1};
     for (int i = 0; i < 3; i++) {
         post_jpeg("/v1/detect", NULL, (const char *)images[i], lens[i], &r);
-        expect_error(&r, 415, "unsupported_image");
+        tc_expect_error(&r, 415, "unsupported_image");
         tc_response_free(&r);
         tc_form f = {0};
         tc_form_file(&f, "image", images[i], lens[i]);
         tc_form_end(&f);
         tc_post_form(port, "/v1/analyze", NULL, &f, &r);
         free(f.data);
-        expect_error(&r, 415, "unsupported_image");
+        tc_expect_error(&r, 415, "unsupported_image");
         tc_response_free(&r);
         body = json_image((const char *)images[i], lens[i], NULL, 0, NULL);
         tc_post_json(port, "/v1/embed", NULL, body, &r);
         free(body);
-        expect_error(&r, 415, "unsupported_image");
+        tc_expect_error(&r, 415, "unsupported_image");
         tc_response_free(&r);
     }
 }
@@ -980,7 +955,7 @@ static void test_unlisted_parameters(void **state)
     (void)state;
     NEED_SERVER();
     size_t len;
-    char *jpeg = load(SAMPLE(1), &len);
+    char *jpeg = tc_load(SAMPLE(1), &len);
     tc_response r;
     post_jpeg("/v1/detect", NULL, jpeg, len, &r);
     char *plain = without_timing(&r);
@@ -1058,7 +1033,7 @@ static void test_deletes(void **state)
     (void)state;
     NEED_SERVER();
     size_t len;
-    char *s2 = load(SAMPLE(2), &len);
+    char *s2 = tc_load(SAMPLE(2), &len);
     create_collection("dels");
     long long a1 = enrol("dels", "a", SAMPLE(2));
     long long a2 = enrol("dels", "a", SAMPLE(3));
@@ -1074,7 +1049,7 @@ static void test_deletes(void **state)
     expect_counts("dels", 3, 2);
     tc_response r;
     post_jpeg("/v1/collections/dels/search?k=10", NULL, s2, len, &r);
-    json_t *sr = expect_json(&r, 200);
+    json_t *sr = tc_expect_json(&r, 200);
     tc_response_free(&r);
     json_t *m = json_object_get(json_array_get(json_object_get(sr, "faces"), 0), "matches");
     for (size_t i = 0; i < json_array_size(m); i++)
@@ -1090,7 +1065,7 @@ static void test_deletes(void **state)
     assert_int_equal(r.status, 200);
     tc_response_free(&r);
     post_jpeg("/v1/verify?collection=dels&subject=a", NULL, s2, len, &r);
-    expect_error(&r, 404, "subject_not_found");
+    tc_expect_error(&r, 404, "subject_not_found");
     tc_response_free(&r);
 
     /* a collection deleted while searches on it run: each answers 200 or 404, never 5xx */
@@ -1116,7 +1091,7 @@ static void test_deletes(void **state)
     call_error("GET", url, 404, "face_not_found");
     call_error("GET", "/v1/collections/doomed/subjects/x", 404, "subject_not_found");
     post_jpeg("/v1/collections/doomed/search", NULL, s2, len, &r);
-    sr = expect_json(&r, 200);
+    sr = tc_expect_json(&r, 200);
     tc_response_free(&r);
     json_t *faces = json_object_get(sr, "faces");
     for (size_t i = 0; i < json_array_size(faces); i++)
@@ -1138,7 +1113,7 @@ static void test_deadline_and_etag(void **state)
         snprintf(h, sizeof h, "X-Request-Deadline-Ms: %s\r\n", bad[i]);
         tc_response r;
         tc_get(port, "/v1/collections", h, &r);
-        expect_error(&r, 400, "bad_request");
+        tc_expect_error(&r, 400, "bad_request");
         tc_response_free(&r);
     }
     tc_response r;

@@ -58,15 +58,6 @@ static int rate_limited_seen;   /* 429s the rate-limit test received */
 
 #define BODY_LIMIT 4096
 
-static void expect_error(const tc_response *r, int status, const char *code)
-{
-    char got[64];
-    tc_error_code(r, got, sizeof got);
-    if (r->status != status || strcmp(got, code) != 0)
-        fail_msg("expected %d %s, got %d %s: %.300s", status, code, r->status, got,
-                 r->body ? r->body : "");
-}
-
 static void make_key(const char *dir, const char *scope, const char *collection, char *key)
 {
     const char *args[] = {
@@ -185,7 +176,7 @@ static void test_static_paths(void **state)
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         tc_response r;
         call(-1, "GET", bad[i], NULL, NULL, &r);
-        expect_error(&r, 404, "not_found");
+        tc_expect_error(&r, 404, "not_found");
         char v[128];
         assert_string_equal(tc_header(&r, "Content-Type", v, sizeof v), "application/json");
         /* nothing of the file, whatever the path */
@@ -220,7 +211,7 @@ static void test_static_paths(void **state)
     tc_response_free(&r);
     /* POST to a file: 405 JSON, not the file. */
     call(-1, "POST", "/app.js", NULL, "{}", &r);
-    expect_error(&r, 405, "method_not_allowed");
+    tc_expect_error(&r, 405, "method_not_allowed");
     tc_response_free(&r);
 }
 
@@ -308,14 +299,14 @@ static void test_scopes_enforced(void **state)
     for (size_t i = 0; i < 5; i++) {
         tc_response r;
         call(K_READ, writes[i][0], writes[i][1], NULL, "{\"id\":\"x\",\"name\":\"x\"}", &r);
-        expect_error(&r, 403, "forbidden");
+        tc_expect_error(&r, 403, "forbidden");
         tc_response_free(&r);
     }
     for (size_t i = 0; i < 3; i++) {
         for (int k = K_WRITE; k <= K_READ; k++) {
             tc_response r;
             call(k, admins[i][0], admins[i][1], NULL, "{\"name\":\"x\"}", &r);
-            expect_error(&r, 403, "forbidden");
+            tc_expect_error(&r, 403, "forbidden");
             tc_response_free(&r);
         }
     }
@@ -346,14 +337,14 @@ static void test_scopes_enforced(void **state)
         if (r.status != 403)
             fail_msg("limited key: %s %s: %d %.200s", other[i][0], other[i][1], r.status,
                      r.body ? r.body : "");
-        expect_error(&r, 403, "forbidden");
+        tc_expect_error(&r, 403, "forbidden");
         tc_response_free(&r);
     }
     /* ... verify against a subject of b too (the collection is in the body, not the path). */
     tc_response r;
     call(K_LIMITED, "POST", "/v1/verify", NULL,
          "{\"collection\":\"b\",\"subject\":\"s\",\"image\":\"aGVsbG8=\"}", &r);
-    expect_error(&r, 403, "forbidden");
+    tc_expect_error(&r, 403, "forbidden");
     tc_response_free(&r);
     /* Its own collection works, and the listing shows only it. */
     expect_status(K_LIMITED, "GET", "/v1/collections/a/subjects/s", NULL, 200);
@@ -397,7 +388,7 @@ static void test_malformed_authorization(void **state)
         tc_response r;
         assert_int_equal(tc_request(keyed.port, "GET", "/v1/collections", bad[i], NULL, 0, &r), 0);
         if (r.status != 401) fail_msg("'%.*s': %d", (int)strlen(bad[i]) - 2, bad[i], r.status);
-        expect_error(&r, 401, "unauthorized");
+        tc_expect_error(&r, 401, "unauthorized");
         char v[64];
         assert_string_equal(tc_header(&r, "WWW-Authenticate", v, sizeof v), "Bearer");
         /* never the key text back */
@@ -432,7 +423,7 @@ static void test_rate_limit_per_key(void **state)
         if (r.status == 200) {
             ok++;
         } else {
-            expect_error(&r, 429, "rate_limited");
+            tc_expect_error(&r, 429, "rate_limited");
             rate_limited_seen++; /* counted before the checks below, for test_metrics_add_up */
             char v[64];
             if (!tc_header(&r, "Retry-After", v, sizeof v))
@@ -507,7 +498,7 @@ static void test_body_limit_exact(void **state)
             chunked_post("/v1/collections", over, BODY_LIMIT + 1, &r);
         else
             call(K_ADMIN, "POST", "/v1/collections", NULL, over, &r);
-        expect_error(&r, 413, "body_too_large");
+        tc_expect_error(&r, 413, "body_too_large");
         tc_response_free(&r);
         free(at);
         free(over);

@@ -47,34 +47,14 @@ static int have_models(void)
         assert_true((srv)->pid > 0);                                                               \
     } while (0)
 
-static char *load(const char *path, size_t *len)
-{
-    char *data = NULL;
-    if (tc_read_file(path, &data, len) != 0) fail_msg("cannot read %s", path);
-    return data;
-}
-
-/* Asserts a JSON error response with this status and code. */
+/* Asserts a JSON error response with this status and code, with the service's headers. */
 static void expect_error(const tc_response *r, int status, const char *code)
 {
-    char got[64];
-    tc_error_code(r, got, sizeof got);
-    if (r->status != status || strcmp(got, code) != 0)
-        fail_msg("expected %d %s, got %d '%s': %.300s", status, code, r->status, got,
-                 r->body ? r->body : "(no body)");
+    tc_expect_error(r, status, code);
     char v[128];
     assert_non_null(tc_header(r, "X-Request-Id", v, sizeof v));
     assert_non_null(tc_header(r, "Content-Type", v, sizeof v));
     assert_string_equal(v, "application/json");
-}
-
-static json_t *expect_json(const tc_response *r, int status)
-{
-    if (r->status != status)
-        fail_msg("expected %d, got %d: %.400s", status, r->status, r->body ? r->body : "");
-    json_t *j = tc_json(r);
-    if (!j) fail_msg("not JSON: %.200s", r->body ? r->body : "");
-    return j;
 }
 
 /* A JPEG, PNG, ... as {"image": base64} */
@@ -120,7 +100,7 @@ static void test_ops_routes(void **state)
     NEED_SERVER(&shared);
     tc_response r;
     assert_int_equal(tc_get(shared.port, "/healthz", NULL, &r), 0);
-    json_t *j = expect_json(&r, 200);
+    json_t *j = tc_expect_json(&r, 200);
     assert_string_equal(json_string_value(json_object_get(j, "status")), "ok");
     json_decref(j);
     char v[128];
@@ -136,7 +116,7 @@ static void test_ops_routes(void **state)
     tc_response_free(&r);
 
     assert_int_equal(tc_get(shared.port, "/readyz", NULL, &r), 0);
-    j = expect_json(&r, 200);
+    j = tc_expect_json(&r, 200);
     assert_true(json_is_true(json_object_get(json_object_get(j, "checks"), "models")));
     json_decref(j);
     tc_response_free(&r);
@@ -256,7 +236,7 @@ static void test_face_routes(void **state)
     (void)state;
     NEED_SERVER(&shared);
     size_t len;
-    char *jpeg = load(SAMPLE, &len);
+    char *jpeg = tc_load(SAMPLE, &len);
     tc_response r;
 
     /* detect: multipart, raw and base64 JSON agree. */
@@ -264,7 +244,7 @@ static void test_face_routes(void **state)
     tc_form_file(&f, "image", jpeg, len);
     tc_form_end(&f);
     assert_int_equal(tc_post_form(shared.port, "/v1/detect", NULL, &f, &r), 0);
-    json_t *j = expect_json(&r, 200);
+    json_t *j = tc_expect_json(&r, 200);
     assert_int_equal(json_integer_value(json_object_get(j, "width")), 1920);
     size_t n_faces = json_array_size(json_object_get(j, "faces"));
     assert_true(n_faces >= 1);
@@ -279,14 +259,14 @@ static void test_face_routes(void **state)
     assert_int_equal(tc_request(shared.port, "POST", "/v1/detect", "Content-Type: image/jpeg\r\n",
                                 jpeg, len, &r),
                      0);
-    j = expect_json(&r, 200);
+    j = tc_expect_json(&r, 200);
     assert_int_equal(json_array_size(json_object_get(j, "faces")), n_faces);
     json_decref(j);
     tc_response_free(&r);
 
     char *body = json_image(jpeg, len, NULL);
     assert_int_equal(tc_post_json(shared.port, "/v1/detect", NULL, body, &r), 0);
-    j = expect_json(&r, 200);
+    j = tc_expect_json(&r, 200);
     assert_int_equal(json_array_size(json_object_get(j, "faces")), n_faces);
     json_decref(j);
     tc_response_free(&r);
@@ -294,7 +274,7 @@ static void test_face_routes(void **state)
 
     /* analyze: attributes and liveness; ?embedding=true adds the vector. */
     assert_int_equal(tc_post_form(shared.port, "/v1/analyze?embedding=true", NULL, &f, &r), 0);
-    j = expect_json(&r, 200);
+    j = tc_expect_json(&r, 200);
     face = json_array_get(json_object_get(j, "faces"), 0);
     json_t *attr = json_object_get(face, "attributes");
     assert_non_null(attr);
@@ -310,14 +290,14 @@ static void test_face_routes(void **state)
     json_decref(j);
     tc_response_free(&r);
     assert_int_equal(tc_post_form(shared.port, "/v1/analyze", NULL, &f, &r), 0);
-    j = expect_json(&r, 200);
+    j = tc_expect_json(&r, 200);
     assert_null(json_object_get(json_array_get(json_object_get(j, "faces"), 0), "embedding"));
     json_decref(j);
     tc_response_free(&r);
 
     /* embed: a unit vector per face, with its model. */
     assert_int_equal(tc_post_form(shared.port, "/v1/embed", NULL, &f, &r), 0);
-    j = expect_json(&r, 200);
+    j = tc_expect_json(&r, 200);
     face = json_array_get(json_object_get(j, "faces"), 0);
     json_t *e = json_object_get(face, "embedding");
     assert_int_equal(json_array_size(e), dim);
@@ -336,7 +316,7 @@ static void test_face_routes(void **state)
     tc_form_file(&v, "image_b", jpeg, len);
     tc_form_end(&v);
     assert_int_equal(tc_post_form(shared.port, "/v1/verify", NULL, &v, &r), 0);
-    j = expect_json(&r, 200);
+    j = tc_expect_json(&r, 200);
     assert_true(json_number_value(json_object_get(j, "similarity")) > 0.99);
     assert_true(json_is_true(json_object_get(j, "match")));
     assert_string_equal(json_string_value(json_object_get(j, "decision")), "match");
@@ -346,13 +326,13 @@ static void test_face_routes(void **state)
 
     /* Two different photos: a similarity in [-1, 1] and a decision either way. */
     size_t len2;
-    char *jpeg2 = load("models/samples/sample2.jpg", &len2);
+    char *jpeg2 = tc_load("models/samples/sample2.jpg", &len2);
     tc_form v2 = {0};
     tc_form_file(&v2, "image_a", jpeg, len);
     tc_form_file(&v2, "image_b", jpeg2, len2);
     tc_form_end(&v2);
     assert_int_equal(tc_post_form(shared.port, "/v1/verify", NULL, &v2, &r), 0);
-    j = expect_json(&r, 200);
+    j = tc_expect_json(&r, 200);
     double sim = json_number_value(json_object_get(j, "similarity"));
     assert_true(sim >= -1 && sim <= 1);
     json_decref(j);
@@ -368,13 +348,13 @@ static void test_face_routes(void **state)
             snprintf(pa, sizeof pa, FIXTURES "/%s", pairs[p][0]);
             snprintf(pb, sizeof pb, FIXTURES "/%s", pairs[p][1]);
             size_t la, lb;
-            char *ia = load(pa, &la), *ib = load(pb, &lb);
+            char *ia = tc_load(pa, &la), *ib = tc_load(pb, &lb);
             tc_form vp = {0};
             tc_form_file(&vp, "image_a", ia, la);
             tc_form_file(&vp, "image_b", ib, lb);
             tc_form_end(&vp);
             assert_int_equal(tc_post_form(shared.port, "/v1/verify", NULL, &vp, &r), 0);
-            j = expect_json(&r, 200);
+            j = tc_expect_json(&r, 200);
             assert_int_equal(json_is_true(json_object_get(j, "match")), p == 0);
             json_decref(j);
             tc_response_free(&r);
@@ -419,7 +399,7 @@ static void test_no_face(void **state)
     assert_int_equal(
         tc_request(shared.port, "POST", "/v1/detect", "Content-Type: image/png\r\n", png, len, &r),
         0);
-    json_t *j = expect_json(&r, 200);
+    json_t *j = tc_expect_json(&r, 200);
     assert_int_equal(json_array_size(json_object_get(j, "faces")), 0);
     json_decref(j);
     tc_response_free(&r);
@@ -441,7 +421,7 @@ static long long enrol(int port, const char *c, const char *subject, const char 
                        const char *headers)
 {
     size_t len;
-    char *img = load(path, &len);
+    char *img = tc_load(path, &len);
     tc_form f = {0};
     tc_form_field(&f, "subject", subject);
     tc_form_file(&f, "image", img, len);
@@ -450,7 +430,7 @@ static long long enrol(int port, const char *c, const char *subject, const char 
     snprintf(url, sizeof url, "/v1/collections/%s/faces", c);
     tc_response r;
     assert_int_equal(tc_post_form(port, url, headers, &f, &r), 0);
-    json_t *j = expect_json(&r, 201);
+    json_t *j = tc_expect_json(&r, 201);
     long long id = json_integer_value(json_object_get(j, "face_id"));
     assert_true(id > 0);
     assert_string_equal(json_string_value(json_object_get(j, "subject")), subject);
@@ -468,7 +448,7 @@ static void test_collections_and_subjects(void **state)
     int port = shared.port;
     tc_response r;
     assert_int_equal(tc_post_json(port, "/v1/collections", NULL, "{\"name\":\"crud\"}", &r), 0);
-    json_t *j = expect_json(&r, 201);
+    json_t *j = tc_expect_json(&r, 201);
     assert_string_equal(json_string_value(json_object_get(j, "name")), "crud");
     assert_true(json_integer_value(json_object_get(j, "dim")) > 0);
     assert_string_equal(json_string_value(json_object_get(j, "dtype")), "int8"); /* as the CLI */
@@ -500,14 +480,14 @@ static void test_collections_and_subjects(void **state)
     assert_int_equal(tc_post_json(port, "/v1/collections", NULL,
                                   "{\"name\":\"crud2\",\"dtype\":\"int8\",\"threshold\":0.5}", &r),
                      0);
-    j = expect_json(&r, 201);
+    j = tc_expect_json(&r, 201);
     assert_string_equal(json_string_value(json_object_get(j, "dtype")), "int8");
     json_decref(j);
     tc_response_free(&r);
 
     /* List, paginated by name. */
     assert_int_equal(tc_get(port, "/v1/collections?limit=1", NULL, &r), 0);
-    j = expect_json(&r, 200);
+    j = tc_expect_json(&r, 200);
     assert_int_equal(json_array_size(json_object_get(j, "collections")), 1);
     const char *next = json_string_value(json_object_get(j, "next_after"));
     assert_non_null(next);
@@ -516,7 +496,7 @@ static void test_collections_and_subjects(void **state)
     json_decref(j);
     tc_response_free(&r);
     assert_int_equal(tc_get(port, url, NULL, &r), 0);
-    j = expect_json(&r, 200);
+    j = tc_expect_json(&r, 200);
     assert_int_equal(json_array_size(json_object_get(j, "collections")), 1);
     json_decref(j);
     tc_response_free(&r);
@@ -529,12 +509,12 @@ static void test_collections_and_subjects(void **state)
                                 "Content-Type: application/json\r\n", "{\"threshold\":0.25}", 18,
                                 &r),
                      0);
-    j = expect_json(&r, 200);
+    j = tc_expect_json(&r, 200);
     assert_true(fabs(json_number_value(json_object_get(j, "threshold")) - 0.25) < 1e-6);
     json_decref(j);
     tc_response_free(&r);
     assert_int_equal(tc_get(port, "/v1/collections/crud", NULL, &r), 0);
-    j = expect_json(&r, 200);
+    j = tc_expect_json(&r, 200);
     assert_true(fabs(json_number_value(json_object_get(j, "threshold")) - 0.25) < 1e-6);
     json_decref(j);
     tc_response_free(&r);
@@ -548,7 +528,7 @@ static void test_collections_and_subjects(void **state)
         char body[256];
         snprintf(body, sizeof body, "{\"id\":\"%s\",\"metadata\":{\"n\":%d}}", ids[i], i);
         assert_int_equal(tc_post_json(port, "/v1/collections/crud/subjects", NULL, body, &r), 0);
-        j = expect_json(&r, 201);
+        j = tc_expect_json(&r, 201);
         assert_string_equal(json_string_value(json_object_get(j, "id")), ids[i]);
         assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "metadata"), "n")),
                          i);
@@ -569,7 +549,7 @@ static void test_collections_and_subjects(void **state)
         snprintf(url, sizeof url, "/v1/collections/crud/subjects?limit=2%s%s",
                  after[0] ? "&after=" : "", after);
         assert_int_equal(tc_get(port, url, NULL, &r), 0);
-        j = expect_json(&r, 200);
+        j = tc_expect_json(&r, 200);
         seen += (int)json_array_size(json_object_get(j, "subjects"));
         pages++;
         const char *nx = json_string_value(json_object_get(j, "next_after"));
@@ -585,7 +565,7 @@ static void test_collections_and_subjects(void **state)
     assert_int_equal(pages, 3);
 
     assert_int_equal(tc_get(port, "/v1/collections/crud/subjects/dave%2Fx%20y", NULL, &r), 0);
-    j = expect_json(&r, 200);
+    j = tc_expect_json(&r, 200);
     assert_string_equal(json_string_value(json_object_get(j, "id")), "dave/x y");
     json_decref(j);
     tc_response_free(&r);
@@ -593,7 +573,7 @@ static void test_collections_and_subjects(void **state)
                                 "Content-Type: application/json\r\n",
                                 "{\"metadata\":{\"role\":\"x\"}}", 25, &r),
                      0);
-    j = expect_json(&r, 200);
+    j = tc_expect_json(&r, 200);
     assert_string_equal(json_string_value(json_object_get(json_object_get(j, "metadata"), "role")),
                         "x");
     json_decref(j);
@@ -681,11 +661,11 @@ static void test_search_through_hnsw(void **state)
 
     const char *query = fixtures ? FIXTURES "/identities/amy/amy5.png" : SAMPLE;
     size_t len;
-    char *q = load(query, &len);
+    char *q = tc_load(query, &len);
     const char *type = fixtures ? "Content-Type: image/png\r\n" : "Content-Type: image/jpeg\r\n";
     assert_int_equal(tc_request(port, "POST", "/v1/collections/crowd/search?k=3", type, q, len, &r),
                      0);
-    json_t *j = expect_json(&r, 200);
+    json_t *j = tc_expect_json(&r, 200);
     json_t *matches = json_object_get(json_array_get(json_object_get(j, "faces"), 0), "matches");
     assert_true(json_array_size(matches) >= 1);
     assert_string_equal(json_string_value(json_object_get(json_array_get(matches, 0), "subject")),
@@ -699,7 +679,7 @@ static void test_search_through_hnsw(void **state)
     tc_response_free(&r);
     assert_int_equal(tc_request(port, "POST", "/v1/collections/crowd/search?k=3", type, q, len, &r),
                      0);
-    j = expect_json(&r, 200);
+    j = tc_expect_json(&r, 200);
     json_t *faces = json_object_get(j, "faces");
     for (size_t f = 0; f < json_array_size(faces); f++) {
         matches = json_object_get(json_array_get(faces, f), "matches");
@@ -731,7 +711,7 @@ static void test_faces_and_search(void **state)
     const char *probe = fixtures ? FIXTURES "/identities/amy/amy3.png" : SAMPLE;
     long long a = enrol(port, "people", "amy", probe, "Idempotency-Key: enrol-amy-3\r\n");
     size_t len;
-    char *img = load(probe, &len);
+    char *img = tc_load(probe, &len);
     tc_form f = {0};
     tc_form_field(&f, "subject", "amy");
     tc_form_file(&f, "image", img, len);
@@ -739,7 +719,7 @@ static void test_faces_and_search(void **state)
     assert_int_equal(tc_post_form(port, "/v1/collections/people/faces",
                                   "Idempotency-Key: enrol-amy-3\r\n", &f, &r),
                      0);
-    json_t *j = expect_json(&r, 201);
+    json_t *j = tc_expect_json(&r, 201);
     assert_int_equal(json_integer_value(json_object_get(j, "face_id")), a);
     char v[64];
     assert_string_equal(tc_header(&r, "Idempotency-Replayed", v, sizeof v), "true");
@@ -773,7 +753,7 @@ static void test_faces_and_search(void **state)
                    "boundary=curl-like-boundary-0123456789abcdefg\r\n",
                    o.data, o.len, &r),
         0);
-    j = expect_json(&r, 201);
+    j = tc_expect_json(&r, 201);
     assert_int_equal(json_integer_value(json_object_get(j, "face_id")), a);
     assert_string_equal(tc_header(&r, "Idempotency-Replayed", v, sizeof v), "true");
     json_decref(j);
@@ -788,7 +768,7 @@ static void test_faces_and_search(void **state)
     assert_int_equal(tc_request(port, "POST", "/v1/collections/people/faces?subject=amy",
                                 raw_headers, img, len, &r),
                      0);
-    j = expect_json(&r, 201);
+    j = tc_expect_json(&r, 201);
     const long long raw_id = json_integer_value(json_object_get(j, "face_id"));
     assert_true(raw_id > a);
     /* The quality recorded is the face's quality (size, sharpness, pose, score), the figure
@@ -813,7 +793,7 @@ static void test_faces_and_search(void **state)
     assert_int_equal(tc_request(port, "POST", "/v1/collections/people/faces?subject=amy",
                                 raw_headers, img, len, &r),
                      0);
-    j = expect_json(&r, 201);
+    j = tc_expect_json(&r, 201);
     assert_int_equal(json_integer_value(json_object_get(j, "face_id")), raw_id);
     assert_string_equal(tc_header(&r, "Idempotency-Replayed", v, sizeof v), "true");
     json_decref(j);
@@ -849,7 +829,7 @@ static void test_faces_and_search(void **state)
         snprintf(list, sizeof list, "/v1/collections/people/faces?subject=amy&limit=1%s%s",
                  cursor[0] ? "&after=" : "", cursor);
         assert_int_equal(tc_get(port, list, NULL, &r), 0);
-        j = expect_json(&r, 200);
+        j = tc_expect_json(&r, 200);
         amy_faces += (int)json_array_size(json_object_get(j, "faces"));
         amy_pages++;
         const char *nx = json_string_value(json_object_get(j, "next_after"));
@@ -868,7 +848,7 @@ static void test_faces_and_search(void **state)
     char url[256];
     snprintf(url, sizeof url, "/v1/collections/people/faces/%lld?embedding=true", first_id);
     assert_int_equal(tc_get(port, url, NULL, &r), 0);
-    j = expect_json(&r, 200);
+    j = tc_expect_json(&r, 200);
     assert_string_equal(json_string_value(json_object_get(j, "subject")), "amy");
     assert_true(json_array_size(json_object_get(j, "embedding")) > 0);
     assert_true(strncmp(json_string_value(json_object_get(j, "image_hash")), "sha256:", 7) == 0);
@@ -888,13 +868,13 @@ static void test_faces_and_search(void **state)
 
     /* Search: each face of the image gets up to k subjects, best first. */
     const char *query = fixtures ? FIXTURES "/identities/amy/amy5.png" : SAMPLE;
-    char *q = load(query, &len);
+    char *q = tc_load(query, &len);
     assert_int_equal(
         tc_request(port, "POST", "/v1/collections/people/search?k=3",
                    fixtures ? "Content-Type: image/png\r\n" : "Content-Type: image/jpeg\r\n", q,
                    len, &r),
         0);
-    j = expect_json(&r, 200);
+    j = tc_expect_json(&r, 200);
     json_t *faces = json_object_get(j, "faces");
     assert_true(json_array_size(faces) >= 1);
     json_t *matches = json_object_get(json_array_get(faces, 0), "matches");
@@ -934,7 +914,7 @@ static void test_faces_and_search(void **state)
                    fixtures ? "Content-Type: image/png\r\n" : "Content-Type: image/jpeg\r\n", q,
                    len, &r),
         0);
-    j = expect_json(&r, 200);
+    j = tc_expect_json(&r, 200);
     faces = json_object_get(j, "faces");
     assert_true(json_array_size(faces) >= 1);
     for (size_t i = 0; i < json_array_size(faces); i++) {
@@ -963,7 +943,7 @@ static void test_faces_and_search(void **state)
     tc_form_file(&vf, "image", q, len);
     tc_form_end(&vf);
     assert_int_equal(tc_post_form(port, "/v1/verify", NULL, &vf, &r), 0);
-    j = expect_json(&r, 200);
+    j = tc_expect_json(&r, 200);
     double sim = json_number_value(json_object_get(j, "similarity"));
     assert_true(sim >= -1 && sim <= 1.0001);
     assert_string_equal(
@@ -1203,7 +1183,7 @@ static void test_bad_request_corpus(void **state)
 
     /* Truncated multipart, multipart without a boundary. */
     size_t len;
-    char *jpeg = load(SAMPLE, &len);
+    char *jpeg = tc_load(SAMPLE, &len);
     tc_form f = {0};
     tc_form_file(&f, "image", jpeg, len);
     tc_form_end(&f);
@@ -1380,7 +1360,7 @@ static void test_slow_client(void **state)
     pthread_create(&t, NULL, slow_main, &c);
     tc_sleep_ms(500);
     size_t len;
-    char *jpeg = load(SAMPLE, &len);
+    char *jpeg = tc_load(SAMPLE, &len);
     for (int i = 0; i < 3; i++) {
         tc_response r;
         assert_int_equal(tc_request(shared.port, "POST", "/v1/detect",
@@ -1450,7 +1430,7 @@ static void test_overload(void **state)
     static const char *const args[] = {"--workers", "1", "--queue", "1", NULL};
     assert_int_equal(tc_server_start(&s, NULL, args, 1), 0);
     size_t len;
-    char *jpeg = load(SAMPLE, &len);
+    char *jpeg = tc_load(SAMPLE, &len);
     enum { N = 24 };
     load_client c[N];
     pthread_t t[N];
@@ -1525,7 +1505,7 @@ static void test_sigterm_drain(void **state)
         "--deadline-ms", "60000", NULL};
     assert_int_equal(tc_server_start(&s, NULL, args, 1), 0);
     size_t len;
-    char *jpeg = load(SAMPLE, &len);
+    char *jpeg = tc_load(SAMPLE, &len);
     enum { N = 6 };
     _Atomic int stop = 0;
     load_client c[N];
@@ -1683,14 +1663,14 @@ static void test_api_keys(void **state)
     expect_error(&r, 403, "forbidden");
     tc_response_free(&r);
     assert_int_equal(tc_get(port, "/v1/collections", h_limited, &r), 0);
-    json_t *j = expect_json(&r, 200);
+    json_t *j = tc_expect_json(&r, 200);
     assert_int_equal(json_array_size(json_object_get(j, "collections")), 1);
     json_decref(j);
     tc_response_free(&r);
 
     /* --max-pixels 1000000: a 1920 x 1280 photo is refused. */
     size_t len;
-    char *jpeg = load(SAMPLE, &len);
+    char *jpeg = tc_load(SAMPLE, &len);
     char hdr[300];
     snprintf(hdr, sizeof hdr, "%sContent-Type: image/jpeg\r\n", h_admin);
     assert_int_equal(tc_request(port, "POST", "/v1/detect", hdr, jpeg, len, &r), 0);
@@ -1824,7 +1804,7 @@ static void test_precheck_skips_pipeline(void **state)
     assert_true(c0 == before + 1); /* an enrolment runs the pipeline once */
 
     size_t len;
-    char *img = load(SAMPLE, &len);
+    char *img = tc_load(SAMPLE, &len);
     /* the replay: the first answer, pipeline not run */
     tc_form f = {0};
     tc_form_field(&f, "subject", "amy");
@@ -1832,7 +1812,7 @@ static void test_precheck_skips_pipeline(void **state)
     tc_form_end(&f);
     assert_int_equal(
         tc_post_form(port, "/v1/collections/pre/faces", "Idempotency-Key: pre-1\r\n", &f, &r), 0);
-    json_t *j = expect_json(&r, 201);
+    json_t *j = tc_expect_json(&r, 201);
     assert_int_equal(json_integer_value(json_object_get(j, "face_id")), id);
     char v[64];
     assert_string_equal(tc_header(&r, "Idempotency-Replayed", v, sizeof v), "true");
@@ -1951,7 +1931,7 @@ static void test_killed_mid_enrolment(void **state)
     long long first = enrol(s.port, "c", "first", SAMPLE, "Idempotency-Key: crash-0\r\n");
 
     size_t len;
-    char *img = load("models/samples/sample2.jpg", &len);
+    char *img = tc_load("models/samples/sample2.jpg", &len);
     tc_form f = {0};
     tc_form_field(&f, "subject", "second");
     tc_form_file(&f, "image", img, len);
@@ -1990,11 +1970,11 @@ static void test_killed_mid_enrolment(void **state)
     }
     print_message("retry after the crash answered after %.1f s (%d answers 409 before)\n",
                   (tc_now_ms() - t0) / 1000, busy);
-    json_t *j = expect_json(&r, 201);
+    json_t *j = tc_expect_json(&r, 201);
     json_decref(j);
     tc_response_free(&r);
     assert_int_equal(tc_get(s.port, "/v1/collections/c/subjects/second", NULL, &r), 0);
-    j = expect_json(&r, 200);
+    j = tc_expect_json(&r, 200);
     assert_int_equal(json_integer_value(json_object_get(j, "faces")), 1);
     json_decref(j);
     tc_response_free(&r);
