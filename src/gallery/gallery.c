@@ -127,7 +127,15 @@ static int check_text(const char *what, const char *text, size_t max, int allow_
 
 int gal_check_subject_id(const char *subject_id)
 {
-    return check_text("subject id", subject_id, GAL_ID_MAX, 1);
+    int rc = check_text("subject id", subject_id, GAL_ID_MAX, 1);
+    if (rc) return rc;
+    /* An id is a path segment of the API (/v1/collections/C/subjects/ID), which URL clients
+     * (browsers, WHATWG parsers, percent-encoded or not) resolve away, as collection names. */
+    if (strcmp(subject_id, ".") == 0 || strcmp(subject_id, "..") == 0)
+        return base_error_set(BASE_ERR_INVALID,
+                              "subject id \"%s\" is not allowed (a URL path would drop it)",
+                              subject_id);
+    return 0;
 }
 
 int gal_check_metadata(const char *metadata)

@@ -44,7 +44,7 @@
 
 /* Limits on everything that comes from input. */
 #define GAL_NAME_MAX 64          /* collection names: 1..64 of [A-Za-z0-9_.-], not . or .. */
-#define GAL_ID_MAX 128           /* subject ids: 1..128 bytes, no control characters */
+#define GAL_ID_MAX 128           /* subject ids: 1..128 bytes, no control characters, not . or .. */
 #define GAL_MODEL_MAX 128        /* embedding model ids: 1..128 bytes, printable */
 #define GAL_HASH_MAX 128         /* source image hash text, e.g. "sha256:<hex>" */
 #define GAL_DIM_MAX 4096         /* embedding dimension */

@@ -537,8 +537,10 @@ static void test_limits_and_names(void **state)
     /* a two-byte character cut at byte 128 */
     id[GAL_ID_MAX - 1] = 0;
     EXPECT_RC(gal_subject_add(g, "lim", id, NULL), BASE_ERR_INVALID);
-    const char *bad_ids[] = {"",     "tab\there", "nl\n",        "del\x7f",     "\xff",
-                             "\xc3", "\xc0\xaf",  "csi\xc2\x9b", "nel\xc2\x85", "c1\xc2\x80"};
+    const char *bad_ids[] = {"", "tab\there", "nl\n", "del\x7f", "\xff", "\xc3", "\xc0\xaf",
+                             "csi\xc2\x9b", "nel\xc2\x85", "c1\xc2\x80",
+                             /* dot segments, dropped from a URL path like collection names */
+                             ".", ".."};
     for (size_t i = 0; i < sizeof bad_ids / sizeof *bad_ids; i++) {
         int rc = gal_subject_add(g, "lim", bad_ids[i], NULL);
         if (rc != BASE_ERR_INVALID)
@@ -547,6 +549,7 @@ static void test_limits_and_names(void **state)
                      i, rc, BASE_ERR_INVALID);
     }
     EXPECT_OK(gal_subject_add(g, "lim", "Zo\xc3\xab \xe6\x9d\x8e \xf0\x9f\x99\x82", NULL));
+    EXPECT_OK(gal_subject_add(g, "lim", "...", NULL)); /* not a dot segment */
 
     /* Metadata: 64 KiB of JSON and not a byte more. */
     char *meta = malloc(GAL_METADATA_MAX + 2);
