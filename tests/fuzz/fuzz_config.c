@@ -70,14 +70,15 @@ static void check_redact(const char *value)
      * password to a person (from the first ':' after "://" to the last '@') is not shown
      * either: libpq refuses such a URL, but it was most likely meant so. A text of a few
      * characters may also be part of the host or the path: only a longer one is looked for,
-     * and only when the rest of the URL does not hold it too. */
+     * and only when neither the rest of the URL nor what the redaction writes holds it. */
     const char *start = strstr(value, "://") + 3;
     const char *colon = strchr(start, ':');
     const char *at = strrchr(start, '@');
     if (start[strcspn(start, "@/")] != '@' && colon && at > colon + 4) {
         char secret[512], rest[1024];
         snprintf(secret, sizeof secret, "%.*s", (int)(at - colon - 1), colon + 1);
-        snprintf(rest, sizeof rest, "%.*s%s", (int)(colon + 1 - value), value, at);
+        snprintf(rest, sizeof rest, "%.*s%s postgres://... postgresql://...:***@?...",
+                 (int)(colon + 1 - value), value, at);
         if (strstr(shown, secret) && !strstr(rest, secret)) {
             fprintf(stderr, "fuzz_config: '%s' shows '%s' as '%s'\n", value, secret, shown);
             abort();
