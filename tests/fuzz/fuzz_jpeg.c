@@ -1,7 +1,8 @@
 /*
  * libFuzzer target for the JPEG decoder (TurboJPEG), our APP1/EXIF reader and the orientation
- * transforms, with DCT scaling chosen from the input's length. Limits are lower than the
- * service's (1 MP) to keep each run fast; they are checked the same way.
+ * transforms, with DCT scaling chosen from the input's length; what is no image at all is
+ * refused as unknown or truncated. Limits are lower than the service's (1 MP) to keep each run
+ * fast; they are checked the same way.
  * Build and run: make fuzz (see the Makefile); seeds in tests/fuzz/corpus/jpeg/.
  */
 #include "base/base.h"
@@ -18,7 +19,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* The EXIF reader sees every input, whether or not the rest is a decodable JPEG. */
     int o = img_exif_orientation_jpeg(data, size);
     if (o < 1 || o > 8) abort();
-    if (img_detect_format(data, size) != IMG_FORMAT_JPEG) return 0;
+    img_format format = img_detect_format(data, size);
+    if (format == IMG_FORMAT_UNKNOWN) {
+        /* Not an image: refused as unknown, or as truncated where it starts like a signature,
+         * with a message and no pixels. */
+        img_image none;
+        base_error_clear();
+        int rc = img_decode(data, size, NULL, &none, NULL);
+        if ((rc != BASE_ERR_UNSUPPORTED && rc != BASE_ERR_FORMAT) || none.data ||
+            !base_error_message()[0])
+            abort();
+        return 0;
+    }
+    if (format != IMG_FORMAT_JPEG) return 0;
 
     static const int min_sides[4] = {0, 1, 17, 100};
     img_decode_options opts = {
