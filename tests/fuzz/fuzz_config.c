@@ -97,8 +97,21 @@ static void check_key_id(const char *value)
     if (strlen(id) != HTTP_KEY_ID_LEN || strspn(id, "0123456789abcdef") != HTTP_KEY_ID_LEN) abort();
     const char *from = strncmp(value, "vk_", 3) == 0 ? value + 3 : value;
     if (memcmp(from, id, HTTP_KEY_ID_LEN) != 0) abort();
-    enum http_scope scope;
-    if (http_scope_parse(value, &scope) == 0) abort(); /* a key id is no scope name */
+}
+
+/* A scope is one of three names, exactly. */
+static void check_scope(const char *value)
+{
+    static const char *const names[] = {"read", "write", "admin"};
+    enum http_scope scope = (enum http_scope) - 1;
+    base_error_clear();
+    int rc = http_scope_parse(value, &scope);
+    for (int i = 0; i < 3; i++)
+        if (strcmp(value, names[i]) == 0) {
+            if (rc != 0 || strcmp(http_scope_name(scope), names[i]) != 0) abort();
+            return;
+        }
+    if (rc == 0 || !base_error_message()[0]) abort();
 }
 
 /* What --store says when it refuses a value, with no part of the value in it: a value found
@@ -237,5 +250,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check_option(&http_options[i], value);
     check_redact(value);
     check_key_id(value);
+    check_scope(value);
     return 0;
 }
