@@ -132,7 +132,8 @@ def main():
         raw = f"{out}/{name}.profraw"
         if os.path.exists(raw):
             os.remove(raw)
-        subprocess.run([binary, "-runs=0", "-rss_limit_mb=4096"] + dirs,
+        # A replay that fails still counts what it ran; its input goes to BUILD/fuzzcov.
+        subprocess.run([binary, "-runs=0", "-rss_limit_mb=4096", f"-artifact_prefix={out}/"] + dirs,
                        env=dict(os.environ, LLVM_PROFILE_FILE=raw),
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         run(["llvm-profdata", "merge", "-sparse", raw, "-o", f"{out}/{name}.profdata"])
