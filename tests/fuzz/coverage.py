@@ -132,7 +132,8 @@ def main():
         raw = f"{out}/{name}.profraw"
         if os.path.exists(raw):
             os.remove(raw)
-        # A replay that fails still counts what it ran; its input goes to BUILD/fuzzcov.
+        # A replay that fails leaves no profile (the table shows its target reaching nothing);
+        # the failing input goes to BUILD/fuzzcov, not into the working directory.
         subprocess.run([binary, "-runs=0", "-rss_limit_mb=4096", f"-artifact_prefix={out}/"] + dirs,
                        env=dict(os.environ, LLVM_PROFILE_FILE=raw),
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
