@@ -1272,19 +1272,33 @@ function subjectCard(collection, s) {
     h('header', {}, h('div', {}, h('div', { class: 'name', text: s.id }), count),
       h('button', { type: 'button', class: 'btn danger small', 'aria-label': `delete subject ${s.id}`, onclick: () => deleteSubject(collection, s.id, el) }, 'Delete')),
     thumbs);
-  const load = async () => {
+  // A page of faces at a time: a subject with more than a page gets a button for the rest.
+  const more = h('button', { type: 'button', class: 'btn ghost small', hidden: true, onclick: () => load(more.dataset.after) });
+  const load = async (after) => {
     try {
-      const data = await api('GET', `/v1/collections/${enc(collection)}/faces?subject=${enc(s.id)}&limit=100`);
-      thumbs.replaceChildren(...data.faces.map((f) => {
+      const q = after ? `&after=${enc(after)}` : '';
+      const data = await api('GET', `/v1/collections/${enc(collection)}/faces?subject=${enc(s.id)}&limit=100${q}`);
+      const tiles = data.faces.map((f) => {
         const tile = h('div', { class: 'tile' }, thumbImg(collection, f.face_id, `${s.id}, face #${f.face_id}`),
           h('button', { type: 'button', class: 'x', 'aria-label': `delete face #${f.face_id} of ${s.id}`, title: 'Delete this face', text: '×', onclick: () => deleteFace(collection, f.face_id, s.id, tile, count) }));
         return tile;
-      }));
+      });
+      if (after) more.before(...tiles);
+      else thumbs.replaceChildren(...tiles, more);
+      more.hidden = !data.next_after;
+      if (data.next_after) {
+        more.dataset.after = String(data.next_after);
+        const left = Number(count.textContent.split(' ')[0]) - thumbs.querySelectorAll('.tile').length;
+        more.textContent = left > 0 ? `${left} more` : 'More';
+        more.setAttribute('aria-label', `show more faces of ${s.id}`);
+      }
+      if (after && tiles.length && document.activeElement === document.body) tiles[0].querySelector('.x').focus();
     } catch (e) {
-      thumbs.replaceChildren(h('span', { class: 'muted', text: plainWords(e).title }));
+      if (after) notify(e, { context: 'Browse' });
+      else thumbs.replaceChildren(h('span', { class: 'muted', text: plainWords(e).title }));
     }
   };
-  return { el, load };
+  return { el, load: () => load() };
 }
 
 async function deleteFace(collection, id, subject, tile, count) {
@@ -1293,7 +1307,8 @@ async function deleteFace(collection, id, subject, tile, count) {
     await api('DELETE', `/v1/collections/${enc(collection)}/faces/${id}`);
     // The dialog gives the focus back to the removed button, which drops it to the page's
     // start: it goes to the next face, else the previous one, else the subject's Delete.
-    const near = tile.nextElementSibling || tile.previousElementSibling;
+    const tileNear = (dir) => { let e = tile[dir]; while (e && !e.classList.contains('tile')) e = e[dir]; return e; };
+    const near = tileNear('nextElementSibling') || tileNear('previousElementSibling');
     const then = near ? near.querySelector('.x') : tile.closest('.subject')?.querySelector('header button');
     tile.remove();
     then?.focus();

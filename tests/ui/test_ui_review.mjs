@@ -482,6 +482,32 @@ async function main() {
     assert(afterSubject.startsWith('liam'), `after a subject, the focus is on the next one (${afterSubject})`);
   });
 
+  // Defect: a subject's faces were one page of 100 with nothing to say there were more. The
+  // test makes the page size 1 (the requests rewritten on the way) instead of enrolling 101.
+  await step('browse: a subject with more faces than a page shows a button for the rest', async () => {
+    await api('POST', '/v1/collections', { name: 'albums' });
+    for (const file of [SOLO[0], SOLO[1], SOLO[2]]) assert((await enrolDirect('albums', 'pat', file)).status === 201, 'enrolled');
+    await page.route('**/v1/collections/albums/faces?*', (r) => r.continue({ url: r.request().url().replace('limit=100', 'limit=1') }));
+    try {
+      await open('browse');
+      await page.locator('#collections button', { hasText: 'albums' }).click();
+      const card = page.locator('#subject-grid .subject', { hasText: 'pat' });
+      await card.locator('.tile').first().waitFor();
+      const more = card.locator('button', { hasText: 'more' });
+      await more.waitFor();
+      assert((await more.textContent()) === '2 more', `the button says how many are left (${await more.textContent()})`);
+      await more.click();
+      await page.waitForFunction(() => document.querySelectorAll('#subject-grid .tile').length === 2);
+      await more.click();
+      await page.waitForFunction(() => document.querySelectorAll('#subject-grid .tile').length === 3);
+      await more.waitFor({ state: 'hidden' });
+      const ids = await card.locator('.tile .x').evaluateAll((xs) => xs.map((x) => x.getAttribute('aria-label')));
+      assert(new Set(ids).size === 3, `three different faces shown (${ids.join(', ')})`);
+    } finally {
+      await page.unroute('**/v1/collections/albums/faces?*');
+    }
+  });
+
   // Defect: codes the service sends (store_unavailable, store_full, no_enrolled_face, ...)
   // had no plain words: "The service answered with an error (503)".
   await step('every error code the service sends has plain words', async () => {
