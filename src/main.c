@@ -73,7 +73,9 @@ int main(int argc, char **argv)
         return cli_finish(CLI_EXIT_OK); /* 1 when stdout could not take it */
     }
     for (int i = 0; i < N_COMMANDS; i++) {
-        if (strcmp(name, commands[i].name) == 0) return commands[i].main(argc - 1, argv + 1);
+        /* every command's status says whether its results reached stdout (cli_finish) */
+        if (strcmp(name, commands[i].name) == 0)
+            return cli_finish(commands[i].main(argc - 1, argv + 1));
     }
     fprintf(stderr, "vultus: unknown command '%s'\n\n", name);
     usage(stderr);

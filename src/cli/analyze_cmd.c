@@ -249,7 +249,7 @@ static int draw(const uint8_t *data, size_t len, const face_result *r, const cha
     return 0;
 }
 
-static int analyze_main(int argc, char **argv)
+int cli_analyze_main(int argc, char **argv)
 {
     static const struct option long_opts[] = {
         {"stages", required_argument, NULL, 's'},
@@ -416,10 +416,4 @@ static int analyze_main(int argc, char **argv)
     face_context_destroy(ctx);
     face_models_destroy(models);
     return failures ? CLI_EXIT_FAILURE : CLI_EXIT_OK;
-}
-
-/* The status, or 1 when the output could not be written (cli_finish). */
-int cli_analyze_main(int argc, char **argv)
-{
-    return cli_finish(analyze_main(argc, argv));
 }

@@ -404,7 +404,7 @@ static int bench_load(int argc, char **argv)
     return rc ? CLI_EXIT_FAILURE : CLI_EXIT_OK;
 }
 
-static int bench_main(int argc, char **argv)
+int cli_bench_main(int argc, char **argv)
 {
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         bench_usage(argc < 2 ? stderr : stdout);
@@ -417,10 +417,4 @@ static int bench_main(int argc, char **argv)
     fprintf(stderr, "vultus bench: unknown benchmark '%s'\n", argv[1]);
     bench_usage(stderr);
     return CLI_EXIT_USAGE;
-}
-
-/* The status, or 1 when the output could not be written (cli_finish). */
-int cli_bench_main(int argc, char **argv)
-{
-    return cli_finish(bench_main(argc, argv));
 }

@@ -57,7 +57,7 @@ int cli_read_file(const char *path, size_t max_bytes, char **data, size_t *len);
 /*
  * The exit status of a command that returned `status`, once its output is written: stdout is
  * flushed, and when that or an earlier write failed (a full disk, a closed stdout) stderr says
- * so and a status of 0 becomes 1. Every entry point above returns through it.
+ * so and a status of 0 becomes 1. main() passes every command's status through it.
  */
 int cli_finish(int status);
 

@@ -1486,7 +1486,7 @@ static int parse_long_arg(const char *text, long min, long max, long *out)
     return 0;
 }
 
-static int eval_main(int argc, char **argv)
+int cli_eval_main(int argc, char **argv)
 {
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         eval_usage(argc < 2 ? stderr : stdout);
@@ -1626,10 +1626,4 @@ bad_value:
     fprintf(stderr, "vultus eval %s: bad value '%s' for --%s\n", sub, optarg,
             options[longindex].name);
     return CLI_EXIT_USAGE;
-}
-
-/* The status, or 1 when the output could not be written (cli_finish). */
-int cli_eval_main(int argc, char **argv)
-{
-    return cli_finish(eval_main(argc, argv));
 }

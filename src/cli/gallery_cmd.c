@@ -216,7 +216,7 @@ static void gallery_usage(FILE *out)
         "--store`.\n");
 }
 
-static int gallery_main(int argc, char **argv)
+int cli_gallery_main(int argc, char **argv)
 {
     if (argc < 2) {
         gallery_usage(stderr);
@@ -584,7 +584,7 @@ static void progress(size_t done, size_t total, uint64_t t0, const char *label)
     fflush(stderr);
 }
 
-static int enroll_main(int argc, char **argv)
+int cli_enroll_main(int argc, char **argv)
 {
     static const struct option long_opts[] = {
         {"collection", required_argument, NULL, 'c'},
@@ -849,7 +849,7 @@ static void search_usage(FILE *out)
             "  --models DIR     model folder (default models)\n");
 }
 
-static int search_main(int argc, char **argv)
+int cli_search_main(int argc, char **argv)
 {
     static const struct option long_opts[] = {
         {"collection", required_argument, NULL, 'c'},
@@ -1004,20 +1004,4 @@ static int search_main(int argc, char **argv)
     face_models_destroy(models);
     gal_close(g);
     return failures ? CLI_EXIT_FAILURE : CLI_EXIT_OK;
-}
-
-/* The entry points: what a command returns, or 1 when its output could not be written. */
-int cli_gallery_main(int argc, char **argv)
-{
-    return cli_finish(gallery_main(argc, argv));
-}
-
-int cli_enroll_main(int argc, char **argv)
-{
-    return cli_finish(enroll_main(argc, argv));
-}
-
-int cli_search_main(int argc, char **argv)
-{
-    return cli_finish(search_main(argc, argv));
 }

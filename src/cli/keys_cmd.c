@@ -48,7 +48,7 @@ static void usage(FILE *out)
         "`vultus serve --store`.\n");
 }
 
-static int keys_main(int argc, char **argv)
+int cli_keys_main(int argc, char **argv)
 {
     if (argc < 2) {
         usage(stderr);
@@ -186,10 +186,4 @@ static int keys_main(int argc, char **argv)
     fprintf(stderr, "vultus keys: unknown command '%s'\n\n", verb);
     usage(stderr);
     return CLI_EXIT_USAGE;
-}
-
-/* The status, or 1 when the output could not be written (cli_finish). */
-int cli_keys_main(int argc, char **argv)
-{
-    return cli_finish(keys_main(argc, argv));
 }

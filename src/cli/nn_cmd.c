@@ -169,7 +169,7 @@ static int nn_info(int argc, char **argv)
     return status;
 }
 
-static int nn_main(int argc, char **argv)
+int cli_nn_main(int argc, char **argv)
 {
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         nn_usage(argc < 2 ? stderr : stdout);
@@ -179,10 +179,4 @@ static int nn_main(int argc, char **argv)
     fprintf(stderr, "vultus nn: unknown subcommand '%s'\n", argv[1]);
     nn_usage(stderr);
     return CLI_EXIT_USAGE;
-}
-
-/* The status, or 1 when the output could not be written (cli_finish). */
-int cli_nn_main(int argc, char **argv)
-{
-    return cli_finish(nn_main(argc, argv));
 }

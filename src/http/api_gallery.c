@@ -703,18 +703,8 @@ static void idem_scope(const http_request *r, const http_input *in, const struct
              r->idempotency_key);
     const uint8_t *image;
     size_t image_len;
-    http_input_image_text(r, in, "image", &image, &image_len);
-    /* JSON carries the image as base64 text: hash the bytes it decodes to, so that a retry
-     * in the other base64 alphabet, as a data: URL, or as multipart or a raw body is the same
-     * request. Text that does not decode is hashed as it is (the enrolment fails with 400). */
     uint8_t *decoded = NULL;
-    size_t decoded_len = 0;
-    if (in->kind == HTTP_INPUT_JSON && image_len > 0 &&
-        http_base64_decode((const char *)image, image_len, (size_t)r->srv->cfg.max_body_bytes,
-                           &decoded, &decoded_len) == 0) {
-        image = decoded;
-        image_len = decoded_len;
-    }
+    http_input_image_bytes(r, in, "image", &image, &image_len, &decoded);
     const char flag = a->create_subject ? '1' : '0';
     http_sha256 h;
     http_sha256_init(&h);

@@ -108,11 +108,12 @@ int http_input_has_image(const http_input *in, const char *name)
     }
 }
 
-void http_input_image_text(const http_request *r, const http_input *in, const char *name,
-                           const uint8_t **data, size_t *len)
+void http_input_image_bytes(const http_request *r, const http_input *in, const char *name,
+                            const uint8_t **data, size_t *len, uint8_t **owned)
 {
     *data = (const uint8_t *)"";
     *len = 0;
+    *owned = NULL;
     if (!http_input_has_image(in, name)) return;
     if (in->kind == HTTP_INPUT_RAW) {
         if (r->body) {
@@ -125,9 +126,16 @@ void http_input_image_text(const http_request *r, const http_input *in, const ch
         *len = p->len;
     } else if (in->kind == HTTP_INPUT_JSON) {
         json_t *v = json_object_get(in->json, name);
-        if (json_is_string(v)) {
-            *data = (const uint8_t *)json_string_value(v);
-            *len = json_string_length(v);
+        if (!json_is_string(v)) return;
+        *data = (const uint8_t *)json_string_value(v);
+        *len = json_string_length(v);
+        /* the bytes base64 (either alphabet, or a data: URL) decodes to; text that does not
+         * decode stays as it is (the request fails on it anyway) */
+        size_t n = 0;
+        if (*len > 0 && http_base64_decode(json_string_value(v), *len,
+                                           (size_t)r->srv->cfg.max_body_bytes, owned, &n) == 0) {
+            *data = *owned;
+            *len = n;
         }
     }
 }

@@ -287,7 +287,7 @@ struct http_request {
     char content_type[256];
     char idempotency_key[256];
     int idempotency_key_sent; /* the header was there, even empty */
-    char id[72]; /* X-Request-Id */
+    char id[72];              /* X-Request-Id */
     char remote[64];
 
     uint8_t *body;
@@ -455,11 +455,12 @@ int http_input_image(http_request *r, http_input *in, const char *name, const ui
                      size_t *len);
 /* Whether the body holds an image named `name` (without decoding it). */
 int http_input_has_image(const http_input *in, const char *name);
-/* The bytes that carry image `name`, not decoded and never failing: the raw body, the part,
- * or a JSON body's base64 text; empty when absent (an Idempotency-Key's fingerprint hashes
- * them, a JSON body's text decoded first, so the image sent any way gives the same bytes). */
-void http_input_image_text(const http_request *r, const http_input *in, const char *name,
-                           const uint8_t **data, size_t *len);
+/* The bytes of image `name`, never failing and not checked as an image: the raw body, the
+ * part, or what a JSON body's base64 decodes to (into *owned, for the caller to free; the
+ * text itself when it does not decode); empty when absent. What an Idempotency-Key's
+ * fingerprint hashes: the image sent any way gives the same bytes. */
+void http_input_image_bytes(const http_request *r, const http_input *in, const char *name,
+                            const uint8_t **data, size_t *len, uint8_t **owned);
 /* A scalar parameter from the query string, then the JSON body, then a multipart field, as
  * text: 1 found, 0 absent, < 0 error (response set). */
 int http_input_param(http_request *r, http_input *in, const char *name, char *out, size_t cap);
