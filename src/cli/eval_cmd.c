@@ -36,6 +36,7 @@
  */
 #include "base/base.h"
 #include "cli/cli.h"
+#include "cli/eval_input.h"
 #include "cli/eval_metrics.h"
 #include "cli/plot.h"
 #include "face/face.h"
@@ -64,7 +65,6 @@ static const face_embedder all_embedders[N_EMBEDDERS] = {
     FACE_EMBEDDER_FACEAPI_RESNET,
     FACE_EMBEDDER_MOBILEFACE,
 };
-
 
 /* Age and gender models for --age-model; `all` runs each in turn. */
 static const struct {
@@ -170,15 +170,6 @@ static void eval_usage(FILE *out)
 static double elapsed_s(uint64_t t0)
 {
     return (double)(base_now_ns() - t0) / 1e9;
-}
-
-static char *join_path(const char *dir, const char *name)
-{
-    if (!dir || !*dir || name[0] == '/') return strdup(name);
-    size_t len = strlen(dir) + strlen(name) + 2;
-    char *p = malloc(len);
-    if (p) snprintf(p, len, "%s%s%s", dir, dir[strlen(dir) - 1] == '/' ? "" : "/", name);
-    return p;
 }
 
 /* A real number for JSON, or null when it is not finite (jansson refuses NaN). */
@@ -446,8 +437,8 @@ static int distinct_images(const eval_pair_list *const *lists, int n_lists, cons
     for (int l = 0; l < n_lists && rc == 0; l++) {
         if (!lists[l]) continue;
         for (size_t i = 0; i < lists[l]->n; i++) {
-            all[n] = join_path(dir, lists[l]->pairs[i].path1);
-            all[n + 1] = join_path(dir, lists[l]->pairs[i].path2);
+            all[n] = eval_join_path(dir, lists[l]->pairs[i].path1);
+            all[n + 1] = eval_join_path(dir, lists[l]->pairs[i].path2);
             if (!all[n] || !all[n + 1]) rc = BASE_ERR_NOMEM;
             n += 2;
         }
@@ -473,7 +464,7 @@ static int distinct_images(const eval_pair_list *const *lists, int n_lists, cons
 
 static size_t image_index(const verify_job *job, const char *dir, const char *rel)
 {
-    char *full = join_path(dir, rel);
+    char *full = eval_join_path(dir, rel);
     if (!full) return (size_t)-1;
     char **hit = bsearch(&full, job->paths, job->n_images, sizeof *job->paths, compare_strings);
     free(full);
@@ -785,31 +776,6 @@ done:
     return status;
 }
 
-/*
- * --limit N on a pair list keeps the first N/2 same pairs and the first N/2 different pairs
- * (LFW lists put all same pairs first, so a plain head would hold no different pair).
- */
-static void limit_pairs(eval_pair_list *l, size_t limit)
-{
-    if (limit == 0 || l->n <= limit) return;
-    size_t want_same = (limit + 1) / 2, want_diff = limit / 2, n_same = 0, n_diff = 0, m = 0;
-    for (size_t i = 0; i < l->n; i++) {
-        eval_pair *p = &l->pairs[i];
-        int keep = p->same ? n_same < want_same : n_diff < want_diff;
-        if (keep) {
-            if (p->same)
-                n_same++;
-            else
-                n_diff++;
-            l->pairs[m++] = *p;
-        } else {
-            free(p->path1);
-            free(p->path2);
-        }
-    }
-    l->n = m;
-}
-
 static void describe_list(const char *label, const char *path, const eval_pair_list *l)
 {
     size_t s, d;
@@ -852,8 +818,8 @@ static int eval_lfw(const eval_config *c, const char *pairs_path, const char *tr
             goto done;
         }
     }
-    limit_pairs(&test, c->limit);
-    limit_pairs(&train, c->limit);
+    eval_limit_pairs(&test, c->limit);
+    eval_limit_pairs(&train, c->limit);
     if (test.n == 0) {
         fprintf(stderr, "vultus eval: %s holds no pairs\n", path);
         goto done;
@@ -903,7 +869,7 @@ static int wider_image(face_context *ctx, size_t index, void *user)
 {
     wider_job *job = user;
     const eval_config *c = job->cfg;
-    char *path = join_path(c->images_dir, job->gt->images[index].path);
+    char *path = eval_join_path(c->images_dir, job->gt->images[index].path);
     if (!path) return BASE_ERR_NOMEM;
     char *data = NULL;
     size_t len = 0;
@@ -1042,13 +1008,7 @@ static int eval_wider_cmd(const eval_config *c, const char *gt_path)
         fprintf(stderr, "vultus eval: %s: %s\n", gt_path, base_error_message());
         goto done;
     }
-    if (c->limit && gt.n > c->limit) {
-        for (size_t i = c->limit; i < gt.n; i++) {
-            free(gt.images[i].path);
-            free(gt.images[i].faces);
-        }
-        gt.n = c->limit;
-    }
+    eval_limit_gt(&gt, c->limit);
     size_t n = gt.n, faces = 0, by_difficulty[4] = {0};
     for (size_t i = 0; i < n; i++) {
         faces += (size_t)gt.images[i].n_faces;
@@ -1284,17 +1244,6 @@ static int age_image(face_context *ctx, size_t index, void *user)
     return 0;
 }
 
-static int has_image_suffix(const char *name)
-{
-    size_t n = strlen(name);
-    static const char *suffixes[] = {".jpg", ".jpeg", ".png", ".webp", ".JPG", ".JPEG", ".PNG"};
-    for (size_t i = 0; i < sizeof suffixes / sizeof *suffixes; i++) {
-        size_t l = strlen(suffixes[i]);
-        if (n > l && strcmp(name + n - l, suffixes[i]) == 0) return 1;
-    }
-    return 0;
-}
-
 static int eval_age_cmd(const eval_config *c)
 {
     int status = CLI_EXIT_FAILURE;
@@ -1311,7 +1260,7 @@ static int eval_age_cmd(const eval_config *c)
     }
     struct dirent *ent;
     while ((ent = readdir(dir)) != NULL) {
-        if (ent->d_name[0] == '.' || !has_image_suffix(ent->d_name)) continue;
+        if (ent->d_name[0] == '.' || !eval_is_image_name(ent->d_name)) continue;
         int age, female;
         if (eval_parse_utk_name(ent->d_name, &age, &female) != 0) {
             skipped++;
@@ -1363,7 +1312,7 @@ static int eval_age_cmd(const eval_config *c)
         eval_parse_utk_name(names[i], &age, &female);
         job.samples[i].age = age;
         job.samples[i].female = female;
-        job.paths[i] = join_path(c->images_dir, names[i]);
+        job.paths[i] = eval_join_path(c->images_dir, names[i]);
         if (!job.paths[i]) {
             fprintf(stderr, "vultus eval: out of memory\n");
             goto done;
@@ -1477,15 +1426,6 @@ static int parse_detector(const char *name, eval_config *c)
     return 0;
 }
 
-static int parse_long_arg(const char *text, long min, long max, long *out)
-{
-    char *end;
-    long v = strtol(text, &end, 10);
-    if (end == text || *end || v < min || v > max) return -1;
-    *out = v;
-    return 0;
-}
-
 int cli_eval_main(int argc, char **argv)
 {
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
@@ -1529,7 +1469,6 @@ int cli_eval_main(int argc, char **argv)
     const char *list = NULL, *pairs = NULL, *train = NULL, *gt = NULL;
     long v;
     int opt, longindex = 0;
-    char *end;
     optind = 0;
     argc--;
     argv++;
@@ -1553,28 +1492,26 @@ int cli_eval_main(int argc, char **argv)
             if (parse_age_model(optarg, &c) != 0) goto bad_value;
             break;
         case 's':
-            c.face.min_score = strtof(optarg, &end);
-            if (end == optarg || *end || !(c.face.min_score >= 0 && c.face.min_score <= 1))
-                goto bad_value;
+            if (eval_parse_score_option(optarg, &c.face.min_score) != 0) goto bad_value;
             break;
         case 'z':
-            if (parse_long_arg(optarg, 1, 100000, &v) != 0) goto bad_value;
+            if (eval_parse_long_option(optarg, 1, 100000, &v) != 0) goto bad_value;
             c.face.min_face_size = (int)v;
             break;
         case 'x':
-            if (parse_long_arg(optarg, 1, 100000, &v) != 0) goto bad_value;
+            if (eval_parse_long_option(optarg, 1, 100000, &v) != 0) goto bad_value;
             c.face.max_faces = (int)v;
             break;
         case 'f':
-            if (parse_long_arg(optarg, 0, 1L << 40, &v) != 0) goto bad_value;
+            if (eval_parse_long_option(optarg, 0, 1L << 40, &v) != 0) goto bad_value;
             c.max_fp = v;
             break;
         case 't':
-            if (parse_long_arg(optarg, 1, MAX_THREADS, &v) != 0) goto bad_value;
+            if (eval_parse_long_option(optarg, 1, MAX_THREADS, &v) != 0) goto bad_value;
             c.threads = (int)v;
             break;
         case 'n':
-            if (parse_long_arg(optarg, 1, 1L << 40, &v) != 0) goto bad_value;
+            if (eval_parse_long_option(optarg, 1, 1L << 40, &v) != 0) goto bad_value;
             c.limit = (size_t)v;
             break;
         case 'h': eval_usage(stdout); return CLI_EXIT_OK;

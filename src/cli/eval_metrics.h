@@ -6,9 +6,8 @@
  *   - face detection, WIDER FACE style: average precision per setting (easy, medium, hard)
  *     computed as the official evaluation code does, recall at a fixed number of false
  *     positives;
- *   - age and gender: mean absolute error and accuracy;
- *   - parsers for the text formats of the evaluation sets (LFW pair lists, the WIDER FACE
- *     ground truth with a difficulty column, UTKFace file names); they read text in memory.
+ *   - age and gender: mean absolute error and accuracy.
+ * The parsers of the evaluation sets' text formats are in eval_input.h.
  *
  * Conventions. A verification score is a similarity (higher = more alike); a pair is
  * predicted "same" when score >= threshold. A score that is NaN marks a pair where no face
@@ -187,66 +186,5 @@ typedef struct eval_age_result {
 } eval_age_result;
 
 void eval_age_gender(const eval_age_sample *samples, size_t n, eval_age_result *out);
-
-/* --- parsers of the evaluation sets' text formats ---------------------------------------- */
-
-typedef struct eval_pair {
-    char *path1, *path2; /* LFW: "Name/Name_0001.jpg", relative to the images folder */
-    int same;
-    int fold; /* -1 when the list has none */
-} eval_pair;
-
-typedef struct eval_pair_list {
-    eval_pair *pairs;
-    size_t n;
-    int n_folds; /* 0 when the list has no folds */
-} eval_pair_list;
-
-/*
- * Parses LFW pair files: the development format (first line N, then N same lines
- * `Name i j` and N different lines `Name1 i Name2 j`) and the official View 2 pairs.txt
- * (first line `F P`, then F folds of P same lines followed by P different lines; fold f is
- * recorded). Image k of Name is Name/Name_%04d.jpg. Lines are separated by LF or CRLF;
- * fields by spaces or tabs. Fails with BASE_ERR_FORMAT naming the line on anything else.
- */
-int eval_parse_lfw_pairs(const char *text, eval_pair_list *out);
-
-/*
- * Parses a generic pair list: lines `path1 path2 same [fold]` (same is 1 or 0; fold an
- * integer >= 0, on every line or on none); blank lines and lines starting with # are skipped.
- * Paths hold no spaces. n_folds is the largest fold + 1.
- */
-int eval_parse_pair_list(const char *text, eval_pair_list *out);
-void eval_pair_list_free(eval_pair_list *l);
-
-typedef struct eval_gt_image {
-    char *path; /* relative to the images folder */
-    eval_gt_face *faces;
-    int n_faces;
-} eval_gt_image;
-
-typedef struct eval_gt_set {
-    eval_gt_image *images;
-    size_t n;
-} eval_gt_set;
-
-/*
- * Parses a WIDER FACE ground truth in the official wider_face_val_bbx_gt.txt layout with one
- * extra last column per face, the difficulty (0..3): a path line, a face count, then one line
- * per face `x y w h blur expression illumination invalid occlusion pose difficulty`. Lines
- * starting with # are comments. As in the official file, an image with 0 faces is followed
- * by one placeholder line of zeros, which is skipped. Face lines without the 11th column are
- * rejected (difficulty is needed). Sizes are checked: at most 100 000 faces per image.
- */
-int eval_parse_wider_gt(const char *text, eval_gt_set *out);
-void eval_gt_set_free(eval_gt_set *s);
-
-/*
- * Reads UTKFace labels from a file name `age_gender_race_date.jpg[.chip.jpg]` (a path is
- * allowed: the last component is used): age 0..150, gender 0 (male) or 1 (female). Returns 0,
- * or BASE_ERR_FORMAT when the name does not follow the pattern (some UTKFace files lack a
- * field: they are skipped by the caller).
- */
-int eval_parse_utk_name(const char *name, int *age, int *female);
 
 #endif

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "base/base.h"
+#include "cli/eval_input.h"
 #include "cli/eval_metrics.h"
 
 #define EPS 1e-9
