@@ -1053,8 +1053,7 @@ int http_server_create(const http_config *config, http_server **out)
     struct stat st;
     if (!store && stat(s->cfg.data_dir, &st) == 0 && !S_ISDIR(st.st_mode)) {
         /* else SQLite's "unable to open database file" about DATA/vultus.db */
-        rc = base_error_set(BASE_ERR_IO, "data folder %s: %s", s->cfg.data_dir,
-                            strerror(ENOTDIR));
+        rc = base_error_set(BASE_ERR_IO, "data folder %s: %s", s->cfg.data_dir, strerror(ENOTDIR));
         goto fail;
     }
     if ((rc = http_store_path(store ? store : s->cfg.data_dir, s->db_path, sizeof s->db_path)))
@@ -1148,6 +1147,16 @@ static uint64_t ms_to_ns(int ms)
     return (uint64_t)ms * 1000000u;
 }
 
+/* Whether `path` is still the file `opened` describes. SQLite keeps reading and writing a
+ * database file deleted (or replaced) under it through its open descriptor, and nothing fails:
+ * every enrolment is acknowledged, and lost at the next start, which opens (or creates) what
+ * the path names now. */
+static int same_file(const char *path, const struct stat *opened)
+{
+    struct stat now;
+    return stat(path, &now) == 0 && now.st_dev == opened->st_dev && now.st_ino == opened->st_ino;
+}
+
 int http_server_run(http_server *s)
 {
     sigset_t set;
@@ -1157,6 +1166,9 @@ int http_server_run(http_server *s)
     sigaddset(&set, SIGHUP);
     uint64_t drain_start = 0, last_refresh = 0;
     int quiesced = 0;
+    /* The SQLite file the server opened (created at start-up), watched by the store check. */
+    struct stat db_file;
+    int db_watched = !s->cfg.store[0] && stat(s->db_path, &db_file) == 0, db_lost = 0;
     for (;;) {
         struct timespec tick = {0, 50 * 1000000};
         int sig = sigtimedwait(&set, NULL, &tick);
@@ -1187,7 +1199,17 @@ int http_server_run(http_server *s)
         if (now - last_refresh > 1000000000u) {
             last_refresh = now;
             int ok = http_keystore_refresh(s->keys) == 0;
-            atomic_store(&s->store_ok, ok);
+            if (ok && db_watched && !db_lost && !same_file(s->db_path, &db_file)) {
+                /* Not ready for good: a restart opens whatever the path names then, without
+                 * what was written here. Logged once; the operator puts the file back (from
+                 * a backup) and restarts. */
+                db_lost = 1;
+                log_event(BASE_LOG_ERROR,
+                          "the store file was deleted or replaced while open: what is written "
+                          "now would be lost at the next start; not ready until restarted",
+                          json_pack("{s:s}", "file", s->db_path));
+            }
+            atomic_store(&s->store_ok, ok && !db_lost);
             if (ok) {
                 int required = http_keystore_count(s->keys) > 0;
                 /* the API turning open is as worth a warning as starting open */
