@@ -206,12 +206,14 @@ void http_metrics_render(http_server *s, http_text *t)
         "answered, this scrape included (1 when idle).\n"
         "# TYPE vultus_http_in_flight_requests gauge\n"
         "vultus_http_in_flight_requests %lld\n"
-        "# HELP vultus_ready 1 when the service is ready for traffic.\n"
+        "# HELP vultus_ready 1 when the service is ready for traffic (as /readyz: models "
+        "loaded, the store answers, not draining).\n"
         "# TYPE vultus_ready gauge\nvultus_ready %d\n"
         "# HELP vultus_draining 1 after SIGTERM.\n"
         "# TYPE vultus_draining gauge\nvultus_draining %d\n",
         qlen, s->cfg.queue, busy, s->n_workers, (long long)atomic_load(&s->in_flight),
-        atomic_load(&s->ready) && !atomic_load(&s->draining), atomic_load(&s->draining));
+        atomic_load(&s->ready) && atomic_load(&s->store_ok) && !atomic_load(&s->draining),
+        atomic_load(&s->draining));
 
     struct gal_collection_info *list = NULL;
     size_t count = 0;
