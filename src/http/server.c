@@ -672,6 +672,29 @@ static int copy_header(struct MHD_Connection *conn, const char *name, char *out,
     return v != NULL;
 }
 
+/* The client's address, for the log. */
+static void set_remote(http_request *r, struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (ci && ci->client_addr) {
+        const struct sockaddr *sa = ci->client_addr;
+        if (sa->sa_family == AF_INET)
+            inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, r->remote,
+                      sizeof r->remote);
+        else if (sa->sa_family == AF_INET6)
+            inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, r->remote,
+                      sizeof r->remote);
+    }
+}
+
+/* A new request id: this process's random prefix and a counter. */
+static void new_request_id(http_server *s, http_request *r)
+{
+    snprintf(r->id, sizeof r->id, "%s-%llx", s->id_prefix,
+             (unsigned long long)atomic_fetch_add(&s->id_counter, 1));
+}
+
 /* The checks done when the headers are complete. Returns 0 to go on reading the body, or 1
  * when r already has its (error) response. */
 static int on_headers(http_server *s, http_request *r, struct MHD_Connection *conn,
@@ -687,19 +710,9 @@ static int on_headers(http_server *s, http_request *r, struct MHD_Connection *co
     if (rid && valid_request_id(rid)) {
         snprintf(r->id, sizeof r->id, "%s", rid);
     } else {
-        snprintf(r->id, sizeof r->id, "%s-%llx", s->id_prefix,
-                 (unsigned long long)atomic_fetch_add(&s->id_counter, 1));
+        new_request_id(s, r);
     }
-    ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    if (ci && ci->client_addr) {
-        const struct sockaddr *sa = ci->client_addr;
-        if (sa->sa_family == AF_INET)
-            inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, r->remote,
-                      sizeof r->remote);
-        else if (sa->sa_family == AF_INET6)
-            inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, r->remote,
-                      sizeof r->remote);
-    }
+    set_remote(r, conn);
     copy_header(conn, "Content-Type", r->content_type, sizeof r->content_type);
     r->idempotency_key_sent =
         copy_header(conn, "Idempotency-Key", r->idempotency_key, sizeof r->idempotency_key);
@@ -905,7 +918,10 @@ static void log_request(http_server *s, http_request *r, enum MHD_RequestTermina
     json_object_set_new(o, "level", json_string("info"));
     json_object_set_new(o, "msg", json_string("request"));
     json_object_set_new(o, "id", json_string(r->id[0] ? r->id : "-"));
-    json_object_set_new(o, "method", json_string(r->method[0] ? r->method : "-"));
+    char method[sizeof r->method];
+    snprintf(method, sizeof method, "%s", r->method[0] ? r->method : "-");
+    utf8_sanitize(method); /* any bytes but space; jansson refused the field if not UTF-8 */
+    json_object_set_new(o, "method", json_string(method));
     json_object_set_new(o, "path", json_stringn(path, strlen(path)));
     if (r->route >= 0) json_object_set_new(o, "route", json_string(http_routes[r->route].pattern));
     json_object_set_new(o, "status", json_integer(r->status));
@@ -938,6 +954,20 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         atomic_store(&hc->busy, 0);
     }
     if (!r) return;
+    if (!r->conn && !r->status) {
+        /* libmicrohttpd refused the request itself before our handler saw its headers (a
+         * header block over the connection's memory limit: 431; a malformed header line or
+         * Content-Length: 400; ...) and sent its own short answer, which cannot carry our
+         * headers. It is still a request: logged with its status and counted. */
+        const union MHD_ConnectionInfo *st =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_HTTP_STATUS);
+        if (st && st->http_status >= 400) {
+            r->status = (int)st->http_status;
+            snprintf(r->error, sizeof r->error, "malformed_request");
+        }
+        new_request_id(s, r);
+        set_remote(r, conn);
+    }
     double seconds = (double)(base_now_ns() - r->t_start_ns) * 1e-9;
     int route = r->route >= 0 ? r->route : http_route_count;
     if (r->status >= HTTP_STATUS_MIN && r->status <= HTTP_STATUS_MAX) {
