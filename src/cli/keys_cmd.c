@@ -84,7 +84,8 @@ int cli_keys_main(int argc, char **argv)
                 return CLI_EXIT_USAGE;
             }
             *slots[f] = argv[++i];
-            if (f >= 3 && !**slots[f]) { /* --data "$DIR" with DIR unset */
+            /* --data "$DIR" with DIR unset; --collection "" would make an unlimited key */
+            if (f != 2 && !**slots[f]) {
                 fprintf(stderr, "vultus keys: %s: empty value\n", a);
                 return CLI_EXIT_USAGE;
             }
@@ -125,9 +126,10 @@ int cli_keys_main(int argc, char **argv)
         }
         char key[HTTP_KEY_MAX];
         http_key_info info;
-        if (http_keys_create(data, scope, collection, name, key, &info) != 0) {
+        int rc = http_keys_create(data, scope, collection, name, key, &info);
+        if (rc != 0) {
             fprintf(stderr, "vultus keys create: %s\n", base_error_message());
-            return CLI_EXIT_FAILURE;
+            return rc == BASE_ERR_INVALID ? CLI_EXIT_USAGE : CLI_EXIT_FAILURE;
         }
         printf("%s\n", key);
         char where[512];

@@ -751,6 +751,15 @@ static int open_for_cli(const char *data_dir, http_keystore **ks)
     return http_keystore_open(path, ks);
 }
 
+/* The gallery's rule for collection names (gallery.h: GAL_NAME_MAX), which a key's collection
+ * must follow to ever match one. */
+static int valid_collection_name(const char *name)
+{
+    size_t n = strlen(name);
+    if (n == 0 || n > GAL_NAME_MAX || strcmp(name, ".") == 0 || strcmp(name, "..") == 0) return 0;
+    return strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-.") == n;
+}
+
 int http_keys_create(const char *data_dir, enum http_scope scope, const char *collection,
                      const char *name, char key[HTTP_KEY_MAX], http_key_info *info)
 {
@@ -758,12 +767,23 @@ int http_keys_create(const char *data_dir, enum http_scope scope, const char *co
     key[0] = '\0';
     if (scope < HTTP_SCOPE_READ || scope > HTTP_SCOPE_ADMIN)
         return base_error_set(BASE_ERR_INVALID, "scope %d", (int)scope);
-    if (collection && strlen(collection) >= sizeof info->collection)
-        return base_error_set(BASE_ERR_INVALID, "collection name longer than %zu bytes",
-                              sizeof info->collection - 1);
+    /* An empty collection would make a key for every collection (the opposite of what was
+     * asked: `--collection "$C"` with C unset), and a name no collection can have a key that
+     * can never be used: both refused. */
+    if (collection && !valid_collection_name(collection))
+        return base_error_set(BASE_ERR_INVALID,
+                              "collection name \"%.80s\": expected 1 to %d of A-Z a-z 0-9 _ - ."
+                              " (not . or ..), as collections are named",
+                              collection, GAL_NAME_MAX);
     if (name && strlen(name) >= sizeof info->name)
         return base_error_set(BASE_ERR_INVALID, "key name longer than %zu bytes",
                               sizeof info->name - 1);
+    /* The name is a label `vultus keys list` prints to a terminal: no escape sequences. */
+    for (const char *c = name; c && *c; c++)
+        if ((unsigned char)*c < 0x20 || *c == 0x7f)
+            return base_error_set(BASE_ERR_INVALID,
+                                  "key name: character %zu is a control character",
+                                  (size_t)(c - name) + 1);
     uint8_t random[6 + 32];
     if (getrandom(random, sizeof random, 0) != (ssize_t)sizeof random)
         return base_error_set(BASE_ERR_IO, "getrandom: %s", strerror(errno));
