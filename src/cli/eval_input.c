@@ -362,7 +362,8 @@ int eval_parse_wider_gt(const char *text, eval_gt_set *out)
             goto done;
         }
         split_fields(s, len, lf);
-        if (lf->n != 1 || parse_long(lf->field[0], 0, WIDER_MAX_FACES, &count) != 0) {
+        if (lf->n != 1 || lf->too_long ||
+            parse_long(lf->field[0], 0, WIDER_MAX_FACES, &count) != 0) {
             rc = base_error_set(BASE_ERR_FORMAT,
                                 "WIDER gt: line %zu: expected a face count 0..%d for %s", line_no,
                                 WIDER_MAX_FACES, im->path);
@@ -396,7 +397,7 @@ int eval_parse_wider_gt(const char *text, eval_gt_set *out)
             split_fields(s, len, lf);
             eval_gt_face *g = &im->faces[f];
             long difficulty;
-            if (lf->n != 11 || parse_float(lf->field[0], &g->x) != 0 ||
+            if (lf->n != 11 || lf->too_long || parse_float(lf->field[0], &g->x) != 0 ||
                 parse_float(lf->field[1], &g->y) != 0 || parse_float(lf->field[2], &g->w) != 0 ||
                 parse_float(lf->field[3], &g->h) != 0 ||
                 parse_long(lf->field[10], 0, 3, &difficulty) != 0) {
@@ -404,6 +405,15 @@ int eval_parse_wider_gt(const char *text, eval_gt_set *out)
                                     "WIDER gt: line %zu: expected \"x y w h blur expression "
                                     "illumination invalid occlusion pose difficulty(0..3)\"",
                                     line_no);
+                goto done;
+            }
+            /* A negative width or height is no box; 0 is (the official file marks such faces
+             * invalid, and no detection matches them). */
+            if (g->w < 0 || g->h < 0) {
+                rc = base_error_set(BASE_ERR_FORMAT,
+                                    "WIDER gt: line %zu: a face's width and height cannot be "
+                                    "negative (w %g, h %g)",
+                                    line_no, (double)g->w, (double)g->h);
                 goto done;
             }
             g->difficulty = (int)difficulty;

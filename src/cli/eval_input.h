@@ -7,7 +7,8 @@
  * Limits: a field (path, name, number) is shorter than EVAL_MAX_FIELD bytes; a pair list
  * holds at most one pair per line of its text; folds are 0..EVAL_MAX_FOLDS-1; an image of the
  * ground truth has at most EVAL_MAX_GT_FACES faces, whose coordinates are finite and at
- * most 1e9 in magnitude. Paths hold no space or tab.
+ * most 1e9 in magnitude, with w and h >= 0. Paths hold no space or tab. A longer field, or a
+ * negative width or height, is refused (never cut or taken as it is).
  *
  * Errors: 0 or a negative BASE_ERR_* code: BASE_ERR_FORMAT for malformed text (the message
  * names the line), BASE_ERR_NOMEM, BASE_ERR_INVALID for a bad option value; every failure sets
@@ -71,7 +72,9 @@ typedef struct eval_gt_set {
  * per face `x y w h blur expression illumination invalid occlusion pose difficulty`. Lines
  * starting with # are comments. As in the official file, an image with 0 faces is followed
  * by one placeholder line of zeros, which is skipped. Face lines without the 11th column are
- * rejected (difficulty is needed). Sizes are checked: at most 100 000 faces per image.
+ * rejected (difficulty is needed), and so are faces of negative width or height (0 is
+ * accepted: the official file has such faces). Sizes are checked: at most 100 000 faces per
+ * image.
  */
 int eval_parse_wider_gt(const char *text, eval_gt_set *out);
 void eval_gt_set_free(eval_gt_set *s);
