@@ -21,7 +21,11 @@ static void usage(FILE *out)
     fprintf(out, "\n"
                  "Signals: SIGTERM or SIGINT drains (readiness 503, stop accepting after\n"
                  "--grace-ms, finish requests in flight, exit 0); a second one, or the end of\n"
-                 "--drain-timeout-ms, cuts off what is left (exit 0 too, and a warning).\n");
+                 "--drain-timeout-ms, cuts off what is left (exit 0 too, and a warning).\n"
+                 "\n"
+                 "Logs: JSON lines on stderr, one per request and per event. VULTUS_LOG_LEVEL=\n"
+                 "debug|info|warn|error|off (default info; warn and above leave out the request\n"
+                 "lines) sets the level.\n");
 }
 
 int cli_serve_main(int argc, char **argv)

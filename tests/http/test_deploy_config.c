@@ -7,7 +7,18 @@
  *   - deploy/Dockerfile's build stage installs every library package (-dev) of
  *     tools/bootstrap's REQUIRED list, the one list of what the build needs;
  *   - deploy/kubernetes/base/ingress.yaml routes every path of /openapi.json but /metrics,
- *     which needs no key and names every collection (Prometheus scrapes the pods directly).
+ *     which needs no key and names every collection (Prometheus scrapes the pods directly);
+ *   - every VULTUS_* variable named anywhere in deploy/ is in `vultus serve --help`, spelled
+ *     the same (what an operator reads to configure the pods);
+ *   - the Deployment's probes ask /readyz (startup, readiness) and /healthz (liveness), paths
+ *     of /openapi.json, on the port VULTUS_LISTEN opens, as do the Prometheus annotations;
+ *     terminationGracePeriodSeconds is above the preStop sleep plus VULTUS_DRAIN_TIMEOUT_MS
+ *     (counted from SIGTERM), and VULTUS_GRACE_MS is within the drain;
+ *   - the container asks for at least the RSS measured under load (README, "Load benchmark")
+ *     and as many CPUs as VULTUS_WORKERS;
+ *   - the scale-out overlay: two replicas at least, a rollout that never takes one away before
+ *     its replacement is ready (maxUnavailable 0), a PodDisruptionBudget below the replica
+ *     count, and an autoscaler whose metrics exist (CPU, or a series /metrics serves).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -20,7 +31,10 @@
 #include <jansson.h>
 
 #include "base/base.h"
+#include "client.h"
 #include "http/http.h"
+
+#include <ctype.h>
 
 /* Variables the program reads that are not `serve` options. */
 static const char *const not_options[] = {"VULTUS_LOG_LEVEL"};
@@ -40,8 +54,8 @@ static int has_key(const char *text, const char *name)
 {
     size_t n = strlen(name);
     for (const char *p = text; (p = strstr(p, name)) != NULL; p += n) {
-        int at_line_start = p - text >= 2 && p[-1] == ' ' && p[-2] == ' ' &&
-                            (p - text == 2 || p[-3] == '\n');
+        int at_line_start =
+            p - text >= 2 && p[-1] == ' ' && p[-2] == ' ' && (p - text == 2 || p[-3] == '\n');
         if (at_line_start && p[n] == ':') return 1;
     }
     return 0;
@@ -176,12 +190,298 @@ static void test_ingress_routes_public_paths_only(void **state)
             routed |= routes(&r[i], path);
         if (hidden && routed) fail_msg("ingress.yaml routes %s to the internet", path);
         if (!hidden && !routed) fail_msg("ingress.yaml does not route %s", path);
-        hidden ? private++ : public++;
+        hidden ? private ++ : public ++;
     }
     print_message("ingress: %d paths routed, %d kept inside\n", public, private);
     assert_int_equal(private, (int)(sizeof private_paths / sizeof *private_paths));
     json_decref(doc);
     free(yaml);
+}
+
+/* Every file of deploy/ an operator reads or applies. */
+static const char *const deploy_files[] = {
+    "deploy/Dockerfile",
+    "deploy/README.md",
+    "deploy/kubernetes/base/configmap.yaml",
+    "deploy/kubernetes/base/deployment.yaml",
+    "deploy/kubernetes/base/ingress.yaml",
+    "deploy/kubernetes/base/kustomization.yaml",
+    "deploy/kubernetes/base/namespace.yaml",
+    "deploy/kubernetes/base/pdb.yaml",
+    "deploy/kubernetes/base/pvc.yaml",
+    "deploy/kubernetes/base/service.yaml",
+    "deploy/kubernetes/scale-out/deployment-patch.yaml",
+    "deploy/kubernetes/scale-out/hpa.yaml",
+    "deploy/kubernetes/scale-out/ingress-patch.yaml",
+    "deploy/kubernetes/scale-out/kustomization.yaml",
+    "deploy/kubernetes/scale-out/pdb-patch.yaml",
+};
+
+/* Whether `word` occurs in `text` with no name character on either side. */
+static int has_word(const char *text, const char *word)
+{
+    size_t n = strlen(word);
+    for (const char *p = text; (p = strstr(p, word)) != NULL; p += n) {
+        int before = p > text && (isalnum((unsigned char)p[-1]) || p[-1] == '_');
+        int after = isalnum((unsigned char)p[n]) || p[n] == '_';
+        if (!before && !after) return 1;
+    }
+    return 0;
+}
+
+static void test_deploy_variables_in_serve_help(void **state)
+{
+    (void)state;
+    static char help[32768];
+    const char *args[] = {"serve", "--help", NULL};
+    int rc = tc_run_vultus(help, sizeof help, args);
+    if (rc != 0) fail_msg("vultus serve --help: exit %d (is vultus built beside the test?)", rc);
+    int names = 0;
+    for (size_t f = 0; f < sizeof deploy_files / sizeof *deploy_files; f++) {
+        char *text = slurp(deploy_files[f]);
+        for (const char *p = text; (p = strstr(p, "VULTUS_")) != NULL;) {
+            size_t n = strspn(p, "ABCDEFGHIJKLMNOPQRSTUVWXYZ_0123456789");
+            char name[64];
+            snprintf(name, sizeof name, "%.*s", (int)n, p);
+            p += n;
+            if (*p == '*') continue; /* "VULTUS_*": the family, not a name */
+            if (!has_word(help, name))
+                fail_msg("%s names %s, which `vultus serve --help` does not", deploy_files[f],
+                         name);
+            names++;
+        }
+        free(text);
+    }
+    print_message("deploy/: %d VULTUS_* names, all in vultus serve --help\n", names);
+    assert_true(names > 20);
+}
+
+/* The text of ConfigMap key `name` (quotes removed) into out; fails when absent. */
+static void configmap_value(const char *map, const char *name, char *out, size_t cap)
+{
+    assert_true(has_key(map, name));
+    const char *p = strstr(map, name);
+    while (!(p[-1] == ' ' && p[strlen(name)] == ':'))
+        p = strstr(p + 1, name);
+    p += strlen(name) + 1;
+    p += strspn(p, " \"");
+    size_t n = strcspn(p, "\"\n");
+    snprintf(out, cap, "%.*s", (int)n, p);
+}
+
+static long configmap_long(const char *map, const char *name)
+{
+    char v[128];
+    configmap_value(map, name, v, sizeof v);
+    return atol(v);
+}
+
+/* The first "key: value" at or after `from` (and before `end`, when not NULL), value into
+ * out without quotes; NULL when absent. */
+static const char *yaml_value(const char *from, const char *end, const char *key, char *out,
+                              size_t cap)
+{
+    const char *p = strstr(from, key);
+    if (!p || (end && p >= end)) return NULL;
+    const char *v = p + strlen(key);
+    v += strspn(v, " \"");
+    size_t n = strcspn(v, "\"\n");
+    snprintf(out, cap, "%.*s", (int)n, v);
+    return p;
+}
+
+/* A Kubernetes memory quantity (512Mi, 1Gi, 600M) in bytes. */
+static double memory_bytes(const char *q)
+{
+    char *end;
+    double v = strtod(q, &end);
+    static const struct {
+        const char *suffix;
+        double factor;
+    } units[] = {{"Ki", 1024.0}, {"Mi", 1048576.0}, {"Gi", 1073741824.0},
+                 {"k", 1e3},     {"M", 1e6},        {"G", 1e9}};
+    for (size_t i = 0; i < sizeof units / sizeof *units; i++)
+        if (strcmp(end, units[i].suffix) == 0) return v * units[i].factor;
+    if (*end) fail_msg("memory quantity %s: unknown unit", q);
+    return v;
+}
+
+static int openapi_has_path(const char *path)
+{
+    json_error_t err;
+    json_t *doc = json_load_file("src/http/openapi.json", 0, &err);
+    assert_non_null(doc);
+    int found = json_object_get(json_object_get(doc, "paths"), path) != NULL;
+    json_decref(doc);
+    return found;
+}
+
+static void test_probes_ports_and_shutdown(void **state)
+{
+    (void)state;
+    char *map = slurp("deploy/kubernetes/base/configmap.yaml");
+    char *dep = slurp("deploy/kubernetes/base/deployment.yaml");
+    char v[128];
+
+    /* the port: VULTUS_LISTEN's, the container's "http" port, the probes' and Prometheus' */
+    configmap_value(map, "VULTUS_LISTEN", v, sizeof v);
+    const char *colon = strrchr(v, ':');
+    assert_non_null(colon);
+    long port = atol(colon + 1);
+    const char *ports = strstr(dep, "\n          ports:");
+    assert_non_null(ports);
+    assert_non_null(yaml_value(ports, NULL, "- name:", v, sizeof v));
+    assert_string_equal(v, "http");
+    assert_non_null(yaml_value(ports, NULL, "containerPort:", v, sizeof v));
+    if (atol(v) != port) fail_msg("containerPort %s, but VULTUS_LISTEN opens %ld", v, port);
+    assert_non_null(yaml_value(dep, NULL, "prometheus.io/port:", v, sizeof v));
+    if (atol(v) != port) fail_msg("prometheus.io/port %s, but VULTUS_LISTEN opens %ld", v, port);
+    assert_non_null(yaml_value(dep, NULL, "prometheus.io/path:", v, sizeof v));
+    assert_string_equal(v, "/metrics");
+
+    static const struct {
+        const char *probe, *path;
+    } probes[] = {{"startupProbe:", "/readyz"},
+                  {"readinessProbe:", "/readyz"},
+                  {"livenessProbe:", "/healthz"}};
+    for (size_t i = 0; i < sizeof probes / sizeof *probes; i++) {
+        const char *p = strstr(dep, probes[i].probe);
+        if (!p) fail_msg("deployment.yaml has no %s", probes[i].probe);
+        assert_non_null(yaml_value(p, NULL, "path:", v, sizeof v));
+        if (strcmp(v, probes[i].path) != 0 || !openapi_has_path(v))
+            fail_msg("%s asks %s (expected %s, a path of /openapi.json)", probes[i].probe, v,
+                     probes[i].path);
+        assert_non_null(yaml_value(p, NULL, "port:", v, sizeof v));
+        if (strcmp(v, "http") != 0) fail_msg("%s on port %s, not http", probes[i].probe, v);
+    }
+
+    /* the shutdown: the kubelet's SIGKILL comes terminationGracePeriodSeconds after the pod
+     * is marked terminating, which starts the preStop sleep; SIGTERM follows it, and the
+     * drain ends at most VULTUS_DRAIN_TIMEOUT_MS after SIGTERM (its grace included) */
+    assert_non_null(yaml_value(dep, NULL, "terminationGracePeriodSeconds:", v, sizeof v));
+    long termination_ms = atol(v) * 1000;
+    const char *pre = strstr(dep, "preStop:");
+    assert_non_null(pre);
+    const char *sleep = strstr(pre, "\"sleep\", \"");
+    assert_non_null(sleep);
+    long prestop_ms = (long)(atof(sleep + strlen("\"sleep\", \"")) * 1000);
+    long grace_ms = configmap_long(map, "VULTUS_GRACE_MS");
+    long drain_ms = configmap_long(map, "VULTUS_DRAIN_TIMEOUT_MS");
+    print_message("shutdown: preStop %ld ms + drain %ld ms (grace %ld ms) < %ld ms\n", prestop_ms,
+                  drain_ms, grace_ms, termination_ms);
+    if (prestop_ms + drain_ms >= termination_ms)
+        fail_msg("terminationGracePeriodSeconds (%ld ms) <= preStop %ld ms + drain %ld ms",
+                 termination_ms, prestop_ms, drain_ms);
+    if (grace_ms >= drain_ms)
+        fail_msg("VULTUS_GRACE_MS %ld >= VULTUS_DRAIN_TIMEOUT_MS %ld: the drain times out "
+                 "before the listener closes",
+                 grace_ms, drain_ms);
+    assert_true(grace_ms >= prestop_ms / 2); /* a load balancer has time to notice */
+    free(map);
+    free(dep);
+}
+
+static void test_resources_cover_measured_use(void **state)
+{
+    (void)state;
+    char *map = slurp("deploy/kubernetes/base/configmap.yaml");
+    char *dep = slurp("deploy/kubernetes/base/deployment.yaml");
+    char *readme = slurp("README.md");
+    char v[128];
+    const char *containers = strstr(dep, "\n      containers:");
+    assert_non_null(containers);
+    const char *requests = yaml_value(containers, NULL, "requests:", v, sizeof v);
+    assert_non_null(requests);
+    const char *limits = strstr(requests, "limits:");
+    assert_non_null(limits);
+    assert_non_null(yaml_value(requests, limits, "cpu:", v, sizeof v));
+    double cpu = v[strlen(v) - 1] == 'm' ? atof(v) / 1000 : atof(v);
+    long workers = configmap_long(map, "VULTUS_WORKERS");
+    if (workers < 1 || (double)workers != cpu)
+        fail_msg("VULTUS_WORKERS %ld, but the container asks for %g CPUs", workers, cpu);
+    assert_non_null(yaml_value(requests, limits, "memory:", v, sizeof v));
+    double request = memory_bytes(v);
+    assert_non_null(yaml_value(limits, NULL, "memory:", v, sizeof v));
+    double limit = memory_bytes(v);
+
+    const char *row = strstr(readme, "| RSS under load (max) | ");
+    if (!row) fail_msg("README's load table has no 'RSS under load (max)' row");
+    double rss_mb = atof(row + strlen("| RSS under load (max) | "));
+    assert_true(rss_mb > 0);
+    print_message("memory: request %.0f MB, limit %.0f MB, measured under load %.1f MB\n",
+                  request / 1e6, limit / 1e6, rss_mb);
+    if (request < rss_mb * 1e6)
+        fail_msg("the memory request (%.0f MB) is below the RSS measured under load (%.1f MB)",
+                 request / 1e6, rss_mb);
+    assert_true(limit >= request);
+    free(map);
+    free(dep);
+    free(readme);
+}
+
+static void test_scale_out_rollout_and_autoscaler(void **state)
+{
+    (void)state;
+    char *dep = slurp("deploy/kubernetes/scale-out/deployment-patch.yaml");
+    char *pdb = slurp("deploy/kubernetes/scale-out/pdb-patch.yaml");
+    char *hpa = slurp("deploy/kubernetes/scale-out/hpa.yaml");
+    char *metrics = slurp("src/http/metrics.c");
+    char v[128];
+
+    assert_non_null(yaml_value(dep, NULL, "replicas:", v, sizeof v));
+    long replicas = atol(v);
+    assert_non_null(yaml_value(dep, NULL, "type:", v, sizeof v));
+    assert_string_equal(v, "RollingUpdate");
+    assert_non_null(yaml_value(dep, NULL, "maxUnavailable:", v, sizeof v));
+    if (strcmp(v, "0") != 0)
+        fail_msg("maxUnavailable %s: a rollout would stop a pod before its replacement is ready",
+                 v);
+    assert_non_null(yaml_value(dep, NULL, "maxSurge:", v, sizeof v));
+    assert_true(atol(v) >= 1);
+
+    assert_non_null(yaml_value(hpa, NULL, "minReplicas:", v, sizeof v));
+    long min_replicas = atol(v);
+    assert_non_null(yaml_value(pdb, NULL, "minAvailable:", v, sizeof v));
+    long min_available = atol(v);
+    if (replicas < 2 || min_replicas < 2 || min_available >= replicas ||
+        min_available >= min_replicas || min_available < 1)
+        fail_msg("replicas %ld, HPA minReplicas %ld, PDB minAvailable %ld: a node drain must be "
+                 "able to take one pod while one serves",
+                 replicas, min_replicas, min_available);
+
+    /* the autoscaler's metrics: a resource, or a series /metrics serves (commented examples
+     * included: they are what an operator copies) */
+    int resources = 0, series = 0;
+    for (const char *p = hpa; (p = strstr(p, "name: ")) != NULL; p++) {
+        char name[96];
+        snprintf(name, sizeof name, "%.*s", (int)strcspn(p + 6, " \n"), p + 6);
+        if (strcmp(name, "cpu") == 0 || strcmp(name, "memory") == 0) resources++;
+    }
+    for (const char *p = hpa; (p = strstr(p, "vultus_")) != NULL;) {
+        size_t n = strspn(p, "abcdefghijklmnopqrstuvwxyz_");
+        char name[96];
+        snprintf(name, sizeof name, "%.*s", (int)n, p);
+        p += n;
+        size_t len = strlen(name);
+        static const char *const suffixes[] = {"_bucket", "_sum", "_count"};
+        for (size_t i = 0; i < 3; i++) {
+            size_t sl = strlen(suffixes[i]);
+            if (len > sl && strcmp(name + len - sl, suffixes[i]) == 0) name[len - sl] = '\0';
+        }
+        char help[128];
+        snprintf(help, sizeof help, "# HELP %s ", name);
+        if (!strstr(metrics, help))
+            fail_msg("hpa.yaml names %s, which /metrics does not serve", name);
+        series++;
+    }
+    print_message("scale-out: %ld replicas, maxUnavailable 0, PDB minAvailable %ld, HPA on %d "
+                  "resource(s), %d /metrics series named\n",
+                  replicas, min_available, resources, series);
+    assert_true(resources >= 1);
+    free(dep);
+    free(pdb);
+    free(hpa);
+    free(metrics);
 }
 
 int main(void)
@@ -190,6 +490,10 @@ int main(void)
         cmocka_unit_test(test_configmap_sets_every_option),
         cmocka_unit_test(test_dockerfile_installs_the_build_list),
         cmocka_unit_test(test_ingress_routes_public_paths_only),
+        cmocka_unit_test(test_deploy_variables_in_serve_help),
+        cmocka_unit_test(test_probes_ports_and_shutdown),
+        cmocka_unit_test(test_resources_cover_measured_use),
+        cmocka_unit_test(test_scale_out_rollout_and_autoscaler),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
