@@ -1,0 +1,266 @@
+/*
+ * What an SRE running `vultus serve` relies on and the other HTTP tests do not probe (the
+ * operations review). The real server of this build on loopback, driven over raw sockets.
+ *
+ *   - the SQLite store's file deleted (or replaced) under a running server: /readyz turns 503
+ *     (what is written now would be lost at the next start), /healthz stays 200, the log
+ *     says why; vultus_ready in /metrics agrees with /readyz in every state (ready, the store
+ *     gone, draining);
+ *   - the request log: every line is JSON and every request line names its method, path and
+ *     status, whatever bytes the method, path, query and headers hold (quotes, backslashes,
+ *     control bytes, invalid UTF-8); requests that libmicrohttpd refuses itself before any
+ *     route (a header block over its memory limit, a malformed header) are logged with their
+ *     status and counted in /metrics too; every response our code makes has X-Request-Id.
+ *
+ * Skips when the model pack (models/) is absent (the server loads it to start). A few seconds.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+
+#include "client.h"
+
+#define SAMPLE "models/samples/sample1.jpg"
+
+static int have_models(void)
+{
+    return tc_exists("models/human/blazeface-back.json") && tc_exists(SAMPLE);
+}
+
+#define NEED_MODELS()                                                                              \
+    do {                                                                                           \
+        if (!have_models()) {                                                                      \
+            print_message("models/ is absent (run tools/fetch-models): skipped\n");                \
+            skip();                                                                                \
+        }                                                                                          \
+    } while (0)
+
+/* The value of a series ("name{labels}" exactly) in a scrape; -1 when absent. */
+static double metric(const char *text, const char *series)
+{
+    size_t n = strlen(series);
+    for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+        if (strncmp(p, series, n) == 0 && p[n] == ' ') return atof(p + n + 1);
+    return -1;
+}
+
+static char *scrape(int port)
+{
+    tc_response r;
+    assert_int_equal(tc_get(port, "/metrics", NULL, &r), 0);
+    assert_int_equal(r.status, 200);
+    return r.body; /* the caller frees */
+}
+
+static int get_status(int port, const char *path)
+{
+    tc_response r;
+    if (tc_get(port, path, NULL, &r) != 0) return 0;
+    tc_response_free(&r);
+    return r.status;
+}
+
+/* /readyz's status and vultus_ready must agree: a dashboard or an alert on the metric sees
+ * what the load balancer sees. Returns /readyz's status. */
+static int ready_agrees(int port)
+{
+    int status = get_status(port, "/readyz");
+    char *m = scrape(port);
+    double ready = metric(m, "vultus_ready");
+    free(m);
+    if ((status == 200) != (ready == 1))
+        fail_msg("/readyz says %d but vultus_ready is %g", status, ready);
+    return status;
+}
+
+/* The SQLite file deleted under a running server: SQLite goes on reading and writing the
+ * unlinked file through its open descriptor, so every enrolment still answered 201 and
+ * /readyz still said 200, and all of it vanished at the next start (which creates an empty
+ * DATA/vultus.db). Now the once-a-second store check sees that DATA/vultus.db is no longer
+ * the file the server has open: /readyz 503, /healthz 200, an error in the log. */
+static void test_store_file_deleted(void **state)
+{
+    (void)state;
+    NEED_MODELS();
+    tc_server s;
+    static const char *const args[] = {"--workers", "1", "--grace-ms", "0", NULL};
+    assert_int_equal(tc_server_start(&s, NULL, args, 1), 0);
+    assert_int_equal(ready_agrees(s.port), 200);
+
+    char path[300];
+    snprintf(path, sizeof path, "%s/vultus.db", s.dir);
+    assert_int_equal(unlink(path), 0);
+    double t0 = tc_now_ms();
+    int status = 200;
+    while (status == 200 && tc_now_ms() - t0 < 5000) {
+        tc_sleep_ms(100);
+        status = get_status(s.port, "/readyz");
+    }
+    double ms = tc_now_ms() - t0;
+    if (status != 503) fail_msg("/readyz still %d 5 s after DATA/vultus.db was deleted", status);
+    print_message("DATA/vultus.db deleted: /readyz 503 after %.0f ms\n", ms);
+    tc_response r;
+    assert_int_equal(tc_get(s.port, "/readyz", NULL, &r), 0);
+    json_t *body = tc_json(&r);
+    assert_non_null(body);
+    assert_true(json_is_false(json_object_get(json_object_get(body, "checks"), "store")));
+    json_decref(body);
+    tc_response_free(&r);
+    assert_int_equal(get_status(s.port, "/healthz"), 200);
+    assert_int_equal(ready_agrees(s.port), 503);
+
+    /* A new file at the same path (a restore copied in place) is not the one the server has
+     * open either: still 503. */
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fclose(f);
+    tc_sleep_ms(1500);
+    assert_int_equal(get_status(s.port, "/readyz"), 503);
+
+    char *log;
+    size_t len;
+    assert_int_equal(tc_read_file(s.log, &log, &len), 0);
+    assert_non_null(strstr(log, "deleted or replaced"));
+    free(log);
+    assert_int_equal(tc_server_stop(&s), 0);
+}
+
+/* vultus_ready while draining: 0, as /readyz. */
+static void test_ready_metric_while_draining(void **state)
+{
+    (void)state;
+    NEED_MODELS();
+    tc_server s;
+    static const char *const args[] = {"--workers", "1", "--grace-ms", "3000", NULL};
+    assert_int_equal(tc_server_start(&s, NULL, args, 1), 0);
+    assert_int_equal(ready_agrees(s.port), 200);
+    kill(s.pid, SIGTERM);
+    tc_sleep_ms(300);
+    assert_int_equal(ready_agrees(s.port), 503);
+    char *m = scrape(s.port);
+    assert_true(metric(m, "vultus_draining") == 1);
+    free(m);
+    assert_int_equal(tc_server_wait(&s, 30000), 0);
+    tc_rm_rf(s.dir);
+}
+
+/* Sends raw bytes on a new connection; the response into r (status 0 when none came). */
+static void raw_request(int port, const char *bytes, size_t len, tc_response *r)
+{
+    memset(r, 0, sizeof *r);
+    int fd = tc_connect(port);
+    assert_true(fd >= 0);
+    assert_int_equal(tc_send_all(fd, bytes, len), 0);
+    tc_read_response(fd, r, 10000);
+    close(fd);
+}
+
+typedef struct probe {
+    const char *what;
+    const char *bytes; /* NULL: built by the test */
+    int status;        /* expected */
+    int request_id;    /* whether the response must carry X-Request-Id */
+} probe;
+
+/* Every line the server writes is JSON; every request line has id, method, path and a real
+ * status, whatever the client sent; a response of ours has an X-Request-Id. */
+static void test_request_log_lines(void **state)
+{
+    (void)state;
+    NEED_MODELS();
+    tc_server s;
+    static const char *const args[] = {"--workers", "1", "--grace-ms", "0", NULL};
+    assert_int_equal(tc_server_start(&s, NULL, args, 1), 0);
+
+    /* a header block over libmicrohttpd's 64 KiB per connection: 431, answered by it */
+    size_t big_len = 70000;
+    char *big = malloc(big_len + 200);
+    assert_non_null(big);
+    int n = snprintf(big, 200, "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ");
+    memset(big + n, 'a', big_len);
+    snprintf(big + n + big_len, 100, "\r\nConnection: close\r\n\r\n");
+
+    const probe probes[] = {
+        {"quotes, backslashes, control bytes and invalid UTF-8 in path, query, User-Agent",
+         "GET /a\"b\\c\x01\x7f\xff\xfe?q=\"x\\\x02\xff HTTP/1.1\r\nHost: x\r\nUser-Agent: "
+         "\"\\\x01\xff\r\nConnection: close\r\n\r\n",
+         404, 1},
+        {"percent-encoded NUL and 0xFF in a collection name",
+         "GET /v1/collections/a%22b%5C%00%FF HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 400,
+         1},
+        {"a method that is not UTF-8",
+         "G\xff\xfeT /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 405, 1},
+        {"a method with a quote and a backslash",
+         "FOO\"\\ /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 405, 1},
+        {"a Content-Length over the limit",
+         "POST /v1/detect HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999\r\nConnection: "
+         "close\r\n\r\n",
+         413, 1},
+        {"a header line without a colon (libmicrohttpd's 400)",
+         "GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header\r\nConnection: close\r\n\r\n", 400, 0},
+        {"a header block over 64 KiB (libmicrohttpd's 431)", NULL, 431, 0},
+    };
+    int np = (int)(sizeof probes / sizeof *probes);
+    for (int i = 0; i < np; i++) {
+        tc_response r;
+        const char *bytes = probes[i].bytes ? probes[i].bytes : big;
+        raw_request(s.port, bytes, strlen(bytes), &r);
+        if (r.status != probes[i].status)
+            fail_msg("%s: expected %d, got %d", probes[i].what, probes[i].status, r.status);
+        char id[128];
+        if (probes[i].request_id && !tc_header(&r, "X-Request-Id", id, sizeof id))
+            fail_msg("%s: no X-Request-Id", probes[i].what);
+        tc_response_free(&r);
+    }
+    free(big);
+    tc_sleep_ms(200); /* the last log line is written after the response */
+
+    char *m = scrape(s.port);
+    /* the two that libmicrohttpd answered count too, under the unmatched route */
+    double malformed = metric(m, "vultus_http_requests_total{method=\"\",route=\"unmatched\","
+                                 "status=\"431\"}");
+    if (malformed != 1) fail_msg("the 431 is not counted in /metrics (%g)", malformed);
+    free(m);
+
+    char *log;
+    size_t len;
+    assert_int_equal(tc_read_file(s.log, &log, &len), 0);
+    int requests = 0, seen[600] = {0};
+    for (char *line = strtok(log, "\n"); line; line = strtok(NULL, "\n")) {
+        json_error_t err;
+        json_t *o = json_loads(line, 0, &err);
+        if (!json_is_object(o)) fail_msg("a log line is not JSON (%s): %.300s", err.text, line);
+        const char *msg = json_string_value(json_object_get(o, "msg"));
+        if (msg && strcmp(msg, "request") == 0) {
+            static const char *const fields[] = {"id", "method", "path", "status", "remote"};
+            for (size_t f = 0; f < sizeof fields / sizeof *fields; f++)
+                if (!json_object_get(o, fields[f]))
+                    fail_msg("a request line without \"%s\": %.300s", fields[f], line);
+            int status = (int)json_integer_value(json_object_get(o, "status"));
+            if (status < 100 || status > 599)
+                fail_msg("a request line with status %d: %.300s", status, line);
+            seen[status]++;
+            requests++;
+        }
+        json_decref(o);
+    }
+    free(log);
+    for (int i = 0; i < np; i++)
+        if (!seen[probes[i].status])
+            fail_msg("%s: no request line with status %d", probes[i].what, probes[i].status);
+    print_message("%d request lines, all JSON with id, method, path, status\n", requests);
+    assert_int_equal(tc_server_stop(&s), 0);
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_store_file_deleted),
+        cmocka_unit_test(test_ready_metric_while_draining),
+        cmocka_unit_test(test_request_log_lines),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
