@@ -695,6 +695,52 @@ static void new_request_id(http_server *s, http_request *r)
              (unsigned long long)atomic_fetch_add(&s->id_counter, 1));
 }
 
+/* What libmicrohttpd does not check in a request's headers: how many Content-Length and
+ * Transfer-Encoding lines came. */
+typedef struct header_scan {
+    int content_length, transfer_encoding;
+} header_scan;
+
+static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   size_t key_size, const char *value, size_t value_size)
+{
+    header_scan *h = cls;
+    (void)kind;
+    (void)key_size;
+    (void)value;
+    (void)value_size;
+    if (strcasecmp(key, "Content-Length") == 0) h->content_length++;
+    if (strcasecmp(key, "Transfer-Encoding") == 0) h->transfer_encoding++;
+    return MHD_YES;
+}
+
+/* A request whose body a front proxy could delimit otherwise than libmicrohttpd does (RFC
+ * 9112 6.1, 6.3): Content-Length with Transfer-Encoding (we read chunks, a proxy may read
+ * the length: what follows is a request smuggled past it), Content-Length twice, a coding
+ * other than chunked (libmicrohttpd then reads a body of unknown length until the client
+ * closes: no answer, and any request after it becomes its body), Transfer-Encoding twice.
+ * Answered 400 before the body is read; libmicrohttpd then closes the connection, so nothing
+ * after it on that connection is read as a request. Returns 1 when refused. */
+static int refuse_framing(http_request *r, struct MHD_Connection *conn)
+{
+    header_scan h = {0};
+    MHD_get_connection_values_n(conn, MHD_HEADER_KIND, scan_header, &h);
+    const char *te = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Transfer-Encoding");
+    if (h.content_length > 1) {
+        http_respond_error(r, 400, "bad_request", "Content-Length is given more than once");
+    } else if (h.transfer_encoding && h.content_length) {
+        http_respond_error(r, 400, "bad_request",
+                           "Content-Length and Transfer-Encoding together: send one of them");
+    } else if (h.transfer_encoding > 1 ||
+               (te && !(header_value_len(te) == 7 && strncasecmp(te, "chunked", 7) == 0))) {
+        http_respond_error(r, 400, "bad_request",
+                           "the only Transfer-Encoding accepted is chunked, alone");
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
 /* The checks done when the headers are complete. Returns 0 to go on reading the body, or 1
  * when r already has its (error) response. */
 static int on_headers(http_server *s, http_request *r, struct MHD_Connection *conn,
@@ -713,6 +759,7 @@ static int on_headers(http_server *s, http_request *r, struct MHD_Connection *co
         new_request_id(s, r);
     }
     set_remote(r, conn);
+    if (refuse_framing(r, conn)) return 1;
     copy_header(conn, "Content-Type", r->content_type, sizeof r->content_type);
     r->idempotency_key_sent =
         copy_header(conn, "Idempotency-Key", r->idempotency_key, sizeof r->idempotency_key);
