@@ -809,14 +809,22 @@ static int on_headers(http_server *s, http_request *r, struct MHD_Connection *co
                                    "this server needs an API key: Authorization: Bearer KEY");
                 return 1;
             }
-            const char *token = auth + 7;
-            while (*token == ' ')
-                token++;
+            const char *start = auth + 7;
+            while (*start == ' ')
+                start++;
+            /* Trailing spaces and tabs are not part of the value (RFC 9110 5.5): "Bearer KEY "
+             * is KEY. Nothing longer than a key can be one. */
+            char token[HTTP_KEY_MAX];
+            size_t token_len = header_value_len(start);
+            if (token_len < sizeof token) {
+                memcpy(token, start, token_len);
+                token[token_len] = '\0';
+            }
             double retry = 0;
             double burst = s->cfg.rate_burst ? s->cfg.rate_burst : 2 * s->cfg.rate_limit;
             if (burst < 1) burst = 1;
-            if (http_keystore_check(s->keys, token, s->cfg.rate_limit, burst, &r->key, &retry) !=
-                0) {
+            if (token_len >= sizeof token || http_keystore_check(s->keys, token, s->cfg.rate_limit,
+                                                                 burst, &r->key, &retry) != 0) {
                 http_respond_error(r, 401, "unauthorized", "unknown API key");
                 return 1;
             }
