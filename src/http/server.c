@@ -229,6 +229,15 @@ static enum MHD_Result send_response(http_request *r)
     MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
     MHD_add_response_header(resp, "X-Frame-Options", "DENY");
     MHD_add_response_header(resp, "Content-Security-Policy", "frame-ancestors 'none'");
+    /* Face thumbnails are photos of people: no other site may embed one (nor the page's
+     * scripts) with <img> or <script>, which need no CORS (in particular while the API is
+     * open); the page's address goes to no other site; the page shares no window group with
+     * another site's, and only it may ask for the camera (its snapshot), nothing else. */
+    MHD_add_response_header(resp, "Cross-Origin-Resource-Policy", "same-origin");
+    MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
+    MHD_add_response_header(resp, "Cross-Origin-Opener-Policy", "same-origin");
+    MHD_add_response_header(resp, "Permissions-Policy",
+                            "camera=(self), microphone=(), geolocation=(), payment=(), usb=()");
     if (r->retry_after_s > 0) {
         char v[24];
         snprintf(v, sizeof v, "%d", r->retry_after_s);
@@ -1009,19 +1018,20 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         atomic_store(&hc->busy, 0);
     }
     if (!r) return;
-    if (!r->conn && !r->status) {
-        /* libmicrohttpd refused the request itself before our handler saw its headers (a
-         * header block over the connection's memory limit: 431; a malformed header line or
-         * Content-Length: 400; ...) and sent its own short answer, which cannot carry our
-         * headers. It is still a request: logged with its status and counted. */
+    if (!r->status) {
+        /* libmicrohttpd refused the request itself (a header block over the connection's
+         * memory limit: 431; a malformed header line or Content-Length: 400, before our
+         * handler saw the headers; a malformed chunk of the body: 400, after) and sent its
+         * own short answer, which cannot carry our headers. It is still a request: logged
+         * with its status and counted. (No status: the client went away first.) */
         const union MHD_ConnectionInfo *st =
             MHD_get_connection_info(conn, MHD_CONNECTION_INFO_HTTP_STATUS);
         if (st && st->http_status >= 400) {
             r->status = (int)st->http_status;
             snprintf(r->error, sizeof r->error, "malformed_request");
         }
-        new_request_id(s, r);
-        set_remote(r, conn);
+        if (!r->id[0]) new_request_id(s, r);
+        if (!r->remote[0]) set_remote(r, conn);
     }
     double seconds = (double)(base_now_ns() - r->t_start_ns) * 1e-9;
     int route = r->route >= 0 ? r->route : http_route_count;

@@ -201,6 +201,10 @@ static void test_request_log_lines(void **state)
         {"a header line without a colon (libmicrohttpd's 400)",
          "GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header\r\nConnection: close\r\n\r\n", 400, 0},
         {"a header block over 64 KiB (libmicrohttpd's 431)", NULL, 431, 0},
+        {"a malformed chunk size in the body (libmicrohttpd's 400, after our headers check)",
+         "POST /v1/detect HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: "
+         "close\r\n\r\nzz\r\n",
+         400, 0},
     };
     int np = (int)(sizeof probes / sizeof *probes);
     for (int i = 0; i < np; i++) {
@@ -222,6 +226,10 @@ static void test_request_log_lines(void **state)
     double malformed = metric(m, "vultus_http_requests_total{method=\"\",route=\"unmatched\","
                                  "status=\"431\"}");
     if (malformed != 1) fail_msg("the 431 is not counted in /metrics (%g)", malformed);
+    double chunk = metric(m, "vultus_http_requests_total{method=\"POST\",route=\"/v1/detect\","
+                             "status=\"400\"}");
+    if (chunk != 1)
+        fail_msg("the 400 for a malformed chunk is not counted in /metrics (%g)", chunk);
     free(m);
 
     char *log;
