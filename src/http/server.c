@@ -1220,6 +1220,13 @@ int http_server_create(const http_config *config, http_server **out)
               json_pack("{s:s,s:i,s:i,s:i,s:s,s:s}", "listen", s->cfg.listen, "port", s->port,
                         "workers", s->n_workers, "queue", s->cfg.queue, "data", s->cfg.data_dir,
                         "models", s->cfg.models_dir));
+    if (s->cfg.grace_ms > 0 && s->cfg.grace_ms >= s->cfg.drain_timeout_ms)
+        log_event(BASE_LOG_WARN,
+                  "--grace-ms is not below --drain-timeout-ms: after SIGTERM new connections "
+                  "are accepted until the drain timeout, and requests still running then are "
+                  "cut off",
+                  json_pack("{s:i,s:i}", "grace_ms", s->cfg.grace_ms, "drain_timeout_ms",
+                            s->cfg.drain_timeout_ms));
     if (!atomic_load(&s->auth_required))
         log_event(BASE_LOG_WARN,
                   "no API keys exist: the API is open to anyone who can reach it "
@@ -1324,7 +1331,11 @@ int http_server_run(http_server *s)
             if (gal_refresh(s->gal) != 0) LOG_WARN("gallery refresh: %s", base_error_message());
         }
         if (!drain_start) continue;
-        if (!quiesced && now - drain_start >= ms_to_ns(s->cfg.grace_ms)) {
+        /* The grace ends at the drain timeout at the latest: the drain below then ends as
+         * any other (drained when idle, else cut off), never with the listener still open. */
+        int grace_ms =
+            s->cfg.grace_ms < s->cfg.drain_timeout_ms ? s->cfg.grace_ms : s->cfg.drain_timeout_ms;
+        if (!quiesced && now - drain_start >= ms_to_ns(grace_ms)) {
             /* Stop accepting: take the listening socket out of the loop, then shut it down
              * so connection attempts are refused at once rather than left in the backlog. */
             MHD_socket fd = MHD_quiesce_daemon(s->daemon);
