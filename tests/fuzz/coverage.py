@@ -91,6 +91,16 @@ PARSERS = [
     ("graph nodes", "src/nn/import_tfjs.c", "parse_nodes"),
     ("node ops and attributes", "src/nn/import_tfjs.c", "import_node"),
     ("base64 in attributes", "src/nn/import_tfjs.c", "b64_decode"),
+    ("eval lfw: LFW pair files", "src/cli/eval_input.c", "eval_parse_lfw_pairs"),
+    ("eval pairs: pair lists", "src/cli/eval_input.c", "eval_parse_pair_list"),
+    ("eval wider: WIDER FACE ground truth", "src/cli/eval_input.c", "eval_parse_wider_gt"),
+    ("eval's lines split into fields", "src/cli/eval_input.c", "split_fields"),
+    ("eval's integer fields", "src/cli/eval_input.c", "parse_long"),
+    ("eval's number fields", "src/cli/eval_input.c", "parse_float"),
+    ("eval age: UTKFace file names", "src/cli/eval_input.c", "eval_parse_utk_name"),
+    ("eval --limit on pairs", "src/cli/eval_input.c", "eval_limit_pairs"),
+    ("eval's integer options", "src/cli/eval_input.c", "eval_parse_long_option"),
+    ("eval --min-score", "src/cli/eval_input.c", "eval_parse_score_option"),
 ]
 
 
