@@ -10,7 +10,8 @@
  *     status, whatever bytes the method, path, query and headers hold (quotes, backslashes,
  *     control bytes, invalid UTF-8); requests that libmicrohttpd refuses itself before any
  *     route (a header block over its memory limit, a malformed header) are logged with their
- *     status and counted in /metrics too; every response our code makes has X-Request-Id.
+ *     status and counted in /metrics too; every response our code makes has X-Request-Id;
+ *   - --grace-ms above --drain-timeout-ms: warned at start, an idle drain ends as drained.
  *
  * Skips when the model pack (models/) is absent (the server loads it to start). A few seconds.
  */
@@ -146,6 +147,36 @@ static void test_ready_metric_while_draining(void **state)
     tc_rm_rf(s.dir);
 }
 
+/* --grace-ms above --drain-timeout-ms (an operator raising one and not the other): a warning
+ * at start, and an idle server's drain ends at the timeout as drained, exit 0 (it logged
+ * "requests still in flight are cut off" with none in flight, and skipped the clean
+ * shutdown). */
+static void test_grace_longer_than_drain(void **state)
+{
+    (void)state;
+    NEED_MODELS();
+    tc_server s;
+    static const char *const args[] = {"--workers",          "1",    "--grace-ms", "3000",
+                                       "--drain-timeout-ms", "1000", NULL};
+    assert_int_equal(tc_server_start(&s, NULL, args, 1), 0);
+    double t0 = tc_now_ms();
+    kill(s.pid, SIGTERM);
+    int rc = tc_server_wait(&s, 30000);
+    double ms = tc_now_ms() - t0;
+    char *log;
+    size_t len;
+    assert_int_equal(tc_read_file(s.log, &log, &len), 0);
+    print_message("grace 3000 ms, drain timeout 1000 ms, idle: exit %d after %.0f ms\n", rc, ms);
+    assert_int_equal(rc, 0);
+    assert_true(ms < 2500);
+    if (!strstr(log, "--grace-ms is not below --drain-timeout-ms"))
+        fail_msg("no warning at start about --grace-ms >= --drain-timeout-ms");
+    if (strstr(log, "drain timeout:") || !strstr(log, "\"msg\":\"drained\""))
+        fail_msg("an idle drain did not end as drained: %s", len > 600 ? log + len - 600 : log);
+    free(log);
+    tc_rm_rf(s.dir);
+}
+
 /* Sends raw bytes on a new connection; the response into r (status 0 when none came). */
 static void raw_request(int port, const char *bytes, size_t len, tc_response *r)
 {
@@ -268,6 +299,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_store_file_deleted),
         cmocka_unit_test(test_ready_metric_while_draining),
+        cmocka_unit_test(test_grace_longer_than_drain),
         cmocka_unit_test(test_request_log_lines),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
