@@ -45,6 +45,63 @@ static int jpeg_is_truncation(const char *msg)
     return msg && strcasestr(msg, "premature end") != NULL;
 }
 
+/*
+ * Whether the data ends before the first frame header (SOFn) is complete: walking the marker
+ * segments from SOI, the bytes run out inside one of them or before any SOF. A segment chain
+ * that breaks some other way is not truncation (libjpeg's own message says what is wrong).
+ */
+static int jpeg_ends_before_frame(const uint8_t *data, size_t len)
+{
+    size_t i = 2;
+    for (;;) {
+        if (i + 2 > len) return 1;
+        if (data[i] != 0xFF) return 0;
+        const uint8_t marker = data[i + 1];
+        if (marker == 0xFF) { /* fill byte */
+            i++;
+            continue;
+        }
+        i += 2;
+        if (marker == 0x01 || (marker >= 0xD0 && marker <= 0xD7)) continue; /* no length */
+        if (marker == 0xD8 || marker == 0xD9 || marker == 0xDA || marker == 0x00) return 0;
+        if (i + 2 > len) return 1;
+        const size_t seg = (size_t)data[i] << 8 | data[i + 1];
+        if (seg < 2) return 0;
+        if (seg > len - i) return 1;
+        if (marker >= 0xC0 && marker <= 0xCF && marker != 0xC4 && marker != 0xC8 && marker != 0xCC)
+            return 0; /* a whole frame header */
+        i += seg;
+    }
+}
+
+/*
+ * A header libjpeg refuses. Valid JPEG processes that libjpeg-turbo 2.x does not decode (samples
+ * of more than 8 bits; lossless and hierarchical frames, SOF3, SOF5-7, SOF11, SOF13-15) say
+ * which, so that the sender knows to re-save the file as 8-bit baseline or progressive JPEG;
+ * they stay BASE_ERR_FORMAT, as every header libjpeg refuses (test_decode's 12-bit case).
+ * libjpeg's messages ("Unsupported JPEG data precision %d", "Unsupported JPEG process: SOF type
+ * 0x%02x") are the only place TurboJPEG says so.
+ */
+static int jpeg_header_error(const char *msg)
+{
+    const char *p;
+    if (msg && (p = strstr(msg, "Unsupported JPEG data precision ")) != NULL)
+        return base_error_set(BASE_ERR_FORMAT,
+                              "jpeg: %d-bit samples are not supported (only 8-bit JPEG): %s",
+                              atoi(p + strlen("Unsupported JPEG data precision ")), msg);
+    if (msg && (p = strstr(msg, "SOF type 0x")) != NULL) {
+        long sof = strtol(p + strlen("SOF type 0x"), NULL, 16);
+        const char *what = sof == 0xC3 || sof == 0xCB   ? "lossless JPEG"
+                           : sof == 0xC7 || sof == 0xCF ? "lossless hierarchical JPEG"
+                                                        : "hierarchical JPEG";
+        return base_error_set(BASE_ERR_FORMAT,
+                              "jpeg: %s (SOF%ld) is not supported (baseline, extended and "
+                              "progressive JPEG are): %s",
+                              what, sof - 0xC0, msg);
+    }
+    return base_error_set(BASE_ERR_FORMAT, "jpeg: bad header: %s", msg ? msg : "unknown error");
+}
+
 /* The largest reduction 1/8, 1/4, 1/2 that keeps the shorter side >= min_side and that this
  * libjpeg-turbo offers; 1 when none does. */
 static int jpeg_scale_denom(int w, int h, int min_side)
@@ -82,8 +139,20 @@ static int decode_jpeg(const uint8_t *data, size_t len, const img_limits *lim, i
     uint8_t *cmyk = NULL;
     tjhandle tj = tjInitDecompress();
     if (!tj) return base_error_set(BASE_ERR_NOMEM, "jpeg: %s", tjGetErrorStr2(NULL));
-    if (tjDecompressHeader3(tj, data, (unsigned long)len, &w, &h, &subsamp, &colorspace) != 0) {
-        rc = base_error_set(BASE_ERR_FORMAT, "jpeg: bad header: %s", tjGetErrorStr2(tj));
+    /* A file cut before its frame header is complete: TurboJPEG answers 0x0 (its source reads
+     * a fake EOI where the data ends) or whatever the cut segment looks like ("Bogus DQT
+     * index"); say what is wrong. */
+    const int header_failed =
+        tjDecompressHeader3(tj, data, (unsigned long)len, &w, &h, &subsamp, &colorspace) != 0;
+    if ((header_failed || w == 0 || h == 0) && jpeg_ends_before_frame(data, len)) {
+        rc = base_error_set(BASE_ERR_FORMAT,
+                            "jpeg: truncated data (%zu bytes): it ends before the frame header "
+                            "(SOF) that gives the image's size",
+                            len);
+        goto fail;
+    }
+    if (header_failed) {
+        rc = jpeg_header_error(tjGetErrorStr2(tj));
         goto fail;
     }
     rc = check_size(IMG_FORMAT_JPEG, w, h, lim);

@@ -76,6 +76,9 @@ const char *img_format_name(img_format f);
  *   corruption that libjpeg only warns about (e.g. stray bytes before a marker, a bad
  *   Huffman code) decodes as well as libjpeg can, as browsers do. Progressive files with more
  *   than 500 scans are refused. CMYK/YCCK files are converted assuming Adobe (inverted) CMYK.
+ *   Arithmetic coding decodes; 12-bit samples and lossless or hierarchical frames are refused
+ *   (BASE_ERR_FORMAT) with a message that names them. A file that ends before its frame header
+ *   (SOF) is "truncated", like one cut in its image data.
  * - PNG: 16-bit samples are reduced to their high byte; tRNS and alpha are ignored.
  * - WebP: animated files are BASE_ERR_UNSUPPORTED.
  * - EXIF orientation is read from a JPEG's APP1 Exif segment, a PNG's eXIf chunk and a
