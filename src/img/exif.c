@@ -21,26 +21,28 @@ static uint32_t read_u32(const uint8_t *p, int little_endian)
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
 }
 
-int img_exif_orientation_tiff(const uint8_t *data, size_t len)
+/* The orientation tag's value 1..8 in IFD0, or 0 when there is none (or the block is
+ * malformed, or the value is out of range). */
+static int tiff_orientation(const uint8_t *data, size_t len)
 {
     enum { TAG_ORIENTATION = 0x0112, TYPE_SHORT = 3, TYPE_LONG = 4, ENTRY_BYTES = 12 };
-    if (!data) return 1;
+    if (!data) return 0;
     /* Some writers (WebP, PNG eXIf from some tools) keep the JPEG APP1 prefix. */
     if (len >= 6 && memcmp(data, "Exif\0\0", 6) == 0) {
         data += 6;
         len -= 6;
     }
-    if (len < 8) return 1;
+    if (len < 8) return 0;
     int le;
     if (data[0] == 'I' && data[1] == 'I')
         le = 1;
     else if (data[0] == 'M' && data[1] == 'M')
         le = 0;
     else
-        return 1;
-    if (read_u16(data + 2, le) != 42) return 1;
+        return 0;
+    if (read_u16(data + 2, le) != 42) return 0;
     uint32_t ifd = read_u32(data + 4, le);
-    if (ifd < 8 || ifd > len || len - ifd < 2) return 1;
+    if (ifd < 8 || ifd > len || len - ifd < 2) return 0;
     size_t count = read_u16(data + ifd, le);
     size_t fit = (len - ifd - 2) / ENTRY_BYTES;
     if (count > fit) count = fit; /* a truncated IFD: read the entries that are there */
@@ -48,7 +50,7 @@ int img_exif_orientation_tiff(const uint8_t *data, size_t len)
         const uint8_t *e = data + ifd + 2 + i * ENTRY_BYTES;
         if (read_u16(e, le) != TAG_ORIENTATION) continue;
         uint32_t type = read_u16(e + 2, le), n = read_u32(e + 4, le);
-        if (n < 1) return 1;
+        if (n < 1) return 0;
         /* The value (one SHORT, by the standard; a LONG from a few writers) fits in the
          * entry's 4-byte value field, left-justified. */
         uint32_t v;
@@ -57,10 +59,16 @@ int img_exif_orientation_tiff(const uint8_t *data, size_t len)
         else if (type == TYPE_LONG)
             v = read_u32(e + 8, le);
         else
-            return 1;
-        return v >= 1 && v <= 8 ? (int)v : 1;
+            return 0;
+        return v >= 1 && v <= 8 ? (int)v : 0;
     }
-    return 1;
+    return 0;
+}
+
+int img_exif_orientation_tiff(const uint8_t *data, size_t len)
+{
+    int o = tiff_orientation(data, len);
+    return o ? o : 1;
 }
 
 int img_exif_orientation_jpeg(const uint8_t *data, size_t len)
@@ -82,8 +90,13 @@ int img_exif_orientation_jpeg(const uint8_t *data, size_t len)
         if (len - i < 2) return 1;
         size_t seg = (size_t)data[i] << 8 | data[i + 1];
         if (seg < 2 || seg > len - i) return 1;
-        if (marker == 0xE1 && seg >= 2 + 6 && memcmp(data + i + 2, "Exif\0\0", 6) == 0)
-            return img_exif_orientation_tiff(data + i + 8, seg - 8);
+        /* Editors leave several APP1 segments (XMP, an Exif block they could not parse, their
+         * own): the first Exif block that holds a valid orientation is the one, so a broken
+         * block before the real one is skipped instead of hiding it. */
+        if (marker == 0xE1 && seg >= 2 + 6 && memcmp(data + i + 2, "Exif\0\0", 6) == 0) {
+            int o = tiff_orientation(data + i + 8, seg - 8);
+            if (o) return o;
+        }
         i += seg;
     }
     return 1;

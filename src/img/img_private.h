@@ -16,7 +16,8 @@
  */
 /* A TIFF structure ("II*\0" or "MM\0*", optionally preceded by "Exif\0\0"): IFD0 tag 0x0112. */
 int img_exif_orientation_tiff(const uint8_t *data, size_t len);
-/* A JPEG file: the first APP1 "Exif" segment before the first scan. */
+/* A JPEG file: the first APP1 "Exif" segment before the first scan that holds a valid
+ * orientation (a malformed one before it is skipped). */
 int img_exif_orientation_jpeg(const uint8_t *data, size_t len);
 /* A WebP file: the "EXIF" chunk of an extended (VP8X) RIFF container. */
 int img_exif_orientation_webp(const uint8_t *data, size_t len);

@@ -66,6 +66,54 @@ static void expect_error_at(const uint8_t *data, size_t len, int want, const cha
     assert_null(img.data);
 }
 
+/* A copy of the JPEG `j` with `seg` (a whole marker segment: FF En, length, payload) inserted
+ * right after SOI. */
+static uint8_t *jpeg_insert(const uint8_t *j, size_t len, const uint8_t *seg, size_t seg_len,
+                            size_t *out_len)
+{
+    uint8_t *o = malloc(len + seg_len);
+    assert_non_null(o);
+    memcpy(o, j, 2);
+    memcpy(o + 2, seg, seg_len);
+    memcpy(o + 2 + seg_len, j + 2, len - 2);
+    *out_len = len + seg_len;
+    return o;
+}
+
+/* An APP1 segment of `prefix` (with its NUL bytes: prefix_len) then `body`; returns its size. */
+static size_t app1(const void *prefix, size_t prefix_len, const uint8_t *body, size_t body_len,
+                   uint8_t *out)
+{
+    size_t n = 2 + prefix_len + body_len;
+    out[0] = 0xFF, out[1] = 0xE1, out[2] = (uint8_t)(n >> 8), out[3] = (uint8_t)n;
+    memcpy(out + 4, prefix, prefix_len);
+    memcpy(out + 4 + prefix_len, body, body_len);
+    return 2 + n;
+}
+
+/* A TIFF header and IFD0 with one entry: the orientation (tag 0x0112, SHORT) `o`, in either
+ * byte order; ifd_offset 8 is the right one. 26 bytes. */
+static size_t tiff_orientation(int o, int big_endian, uint32_t ifd_offset, uint8_t *t)
+{
+    memset(t, 0, 26);
+    if (big_endian) {
+        memcpy(t, "MM\0\x2a", 4);
+        t[4] = (uint8_t)(ifd_offset >> 24), t[5] = (uint8_t)(ifd_offset >> 16);
+        t[6] = (uint8_t)(ifd_offset >> 8), t[7] = (uint8_t)ifd_offset;
+        t[9] = 1;                              /* one entry */
+        t[10] = 0x01, t[11] = 0x12, t[13] = 3; /* tag, type SHORT */
+        t[17] = 1, t[19] = (uint8_t)o;         /* count 1, value */
+    } else {
+        memcpy(t, "II\x2a\0", 4);
+        t[4] = (uint8_t)ifd_offset, t[5] = (uint8_t)(ifd_offset >> 8);
+        t[6] = (uint8_t)(ifd_offset >> 16), t[7] = (uint8_t)(ifd_offset >> 24);
+        t[8] = 1;
+        t[10] = 0x12, t[11] = 0x01, t[12] = 3;
+        t[14] = 1, t[18] = (uint8_t)o;
+    }
+    return 26;
+}
+
 /* The offset of the first SOF marker (FF C0..CF but C4, C8, CC) in a JPEG. */
 static size_t find_sof(const uint8_t *j, size_t len)
 {
@@ -148,6 +196,50 @@ static void test_jpeg_processes(void **state)
     img_free(&img);
 }
 
+/* Several APP1 segments, as editors leave them: XMP first, then an Exif block whose IFD offset
+ * points outside it, then the real Exif block. The orientation is the first one that parses;
+ * when the first Exif block has one, a later one does not override it. */
+static void test_jpeg_several_app1(void **state)
+{
+    (void)state;
+    img_image img;
+    make_blocks(&img, 64, 48);
+    uint8_t *j = NULL;
+    size_t len = 0;
+    assert_int_equal(img_encode_jpeg(&img, 90, &j, &len), 0);
+    static const char xmp[] = "http://ns.adobe.com/xap/1.0/\0<x:xmpmeta xmlns:x='adobe:ns:meta/'/>";
+    for (int be = 0; be < 2; be++) {
+        uint8_t segs[512], tiff[26];
+        size_t n = app1(xmp, sizeof xmp, NULL, 0, segs);
+        tiff_orientation(3, be, 4000, tiff); /* IFD0 past the end */
+        n += app1("Exif\0\0", 6, tiff, 26, segs + n);
+        tiff_orientation(6, be, 8, tiff);
+        n += app1("Exif\0\0", 6, tiff, 26, segs + n);
+        size_t flen = 0;
+        uint8_t *f = jpeg_insert(j, len, segs, n, &flen);
+        assert_int_equal(img_exif_orientation_jpeg(f, flen), 6);
+        img_image out;
+        img_decode_info info;
+        assert_int_equal(img_decode(f, flen, NULL, &out, &info), 0);
+        assert_int_equal(info.orientation, 6);
+        assert_int_equal(out.width, 48);
+        assert_int_equal(out.height, 64);
+        img_free(&out);
+        free(f);
+
+        /* a good first Exif block (orientation 8) wins over a later one (6) */
+        tiff_orientation(8, be, 8, tiff);
+        n = app1("Exif\0\0", 6, tiff, 26, segs);
+        tiff_orientation(6, be, 8, tiff);
+        n += app1("Exif\0\0", 6, tiff, 26, segs + n);
+        f = jpeg_insert(j, len, segs, n, &flen);
+        assert_int_equal(img_exif_orientation_jpeg(f, flen), 8);
+        free(f);
+    }
+    free(j);
+    img_free(&img);
+}
+
 /* ---- PNG ---- */
 
 /* ---- other formats ---- */
@@ -188,6 +280,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_jpeg_cut_before_frame_header),
         cmocka_unit_test(test_jpeg_processes),
+        cmocka_unit_test(test_jpeg_several_app1),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
