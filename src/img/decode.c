@@ -291,6 +291,8 @@ static int decode_png(const uint8_t *data, size_t len, const img_limits *lim, in
         struct spng_exif exif;
         if (spng_get_exif(ctx, &exif) == 0)
             info->orientation = img_exif_orientation_tiff((const uint8_t *)exif.data, exif.length);
+        else /* spng refuses an eXIf chunk that keeps the JPEG "Exif\0\0" prefix */
+            info->orientation = img_exif_orientation_png(data, len);
     }
     spng_ctx_free(ctx);
     return 0;

@@ -1,6 +1,7 @@
 /*
  * EXIF orientation: a small reader for tag 0x0112 in IFD0 of the TIFF structure that EXIF
- * carries, and the walks that find that structure in JPEG (APP1) and WebP (EXIF chunk) files.
+ * carries, and the walks that find that structure in JPEG (APP1), PNG (eXIf chunk) and WebP
+ * (EXIF chunk) files.
  * Everything here reads untrusted bytes: every offset is checked against the length before
  * it is used, and anything unexpected means "no orientation" (1), never an error, because a
  * broken EXIF block must not make an otherwise good image undecodable.
@@ -98,6 +99,35 @@ int img_exif_orientation_jpeg(const uint8_t *data, size_t len)
             if (o) return o;
         }
         i += seg;
+    }
+    return 1;
+}
+
+static uint32_t crc32_png(const uint8_t *p, size_t n)
+{
+    uint32_t c = 0xFFFFFFFFu;
+    for (size_t i = 0; i < n; i++) {
+        c ^= p[i];
+        for (int k = 0; k < 8; k++)
+            c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+    }
+    return ~c;
+}
+
+int img_exif_orientation_png(const uint8_t *data, size_t len)
+{
+    /* signature, then chunks: <u32 length> <fourcc> <data> <u32 CRC of fourcc and data> */
+    if (!data || len < 8 || memcmp(data, "\x89PNG\r\n\x1a\n", 8) != 0) return 1;
+    size_t i = 8;
+    while (len - i >= 12) {
+        size_t size = read_u32(data + i, 0);
+        if (size > len - i - 12) return 1;
+        const uint8_t *type = data + i + 4;
+        if (memcmp(type, "IEND", 4) == 0) return 1;
+        if (memcmp(type, "eXIf", 4) == 0 &&
+            read_u32(type + 4 + size, 0) == crc32_png(type, 4 + size))
+            return img_exif_orientation_tiff(type + 4, size);
+        i += 12 + size;
     }
     return 1;
 }

@@ -19,6 +19,9 @@ int img_exif_orientation_tiff(const uint8_t *data, size_t len);
 /* A JPEG file: the first APP1 "Exif" segment before the first scan that holds a valid
  * orientation (a malformed one before it is skipped). */
 int img_exif_orientation_jpeg(const uint8_t *data, size_t len);
+/* A PNG file: the first eXIf chunk whose CRC is right, with or without the "Exif\0\0" prefix
+ * (which libspng refuses). */
+int img_exif_orientation_png(const uint8_t *data, size_t len);
 /* A WebP file: the "EXIF" chunk of an extended (VP8X) RIFF container. */
 int img_exif_orientation_webp(const uint8_t *data, size_t len);
 

@@ -114,6 +114,69 @@ static size_t tiff_orientation(int o, int big_endian, uint32_t ifd_offset, uint8
     return 26;
 }
 
+static uint32_t crc32_png(const uint8_t *p, size_t n)
+{
+    uint32_t c = 0xFFFFFFFFu;
+    for (size_t i = 0; i < n; i++) {
+        c ^= p[i];
+        for (int k = 0; k < 8; k++)
+            c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+    }
+    return ~c;
+}
+
+static void put_be32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24), p[1] = (uint8_t)(v >> 16), p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+/* An 8-bit PNG of img (RGB, or RGBA with `alpha` for every pixel when alpha >= 0). */
+static void make_png(const img_image *img, int alpha, uint8_t **out, size_t *len)
+{
+    const int c = alpha >= 0 ? 4 : 3;
+    const size_t n = (size_t)img->width * img->height;
+    uint8_t *raw = malloc(n * c);
+    assert_non_null(raw);
+    for (size_t i = 0; i < n; i++) {
+        memcpy(raw + i * c, img->data + 3 * i, 3);
+        if (c == 4) raw[4 * i + 3] = (uint8_t)alpha;
+    }
+    spng_ctx *s = spng_ctx_new(SPNG_CTX_ENCODER);
+    assert_non_null(s);
+    struct spng_ihdr ihdr = {.width = (uint32_t)img->width,
+                             .height = (uint32_t)img->height,
+                             .bit_depth = 8,
+                             .color_type = c == 4 ? SPNG_COLOR_TYPE_TRUECOLOR_ALPHA
+                                                  : SPNG_COLOR_TYPE_TRUECOLOR};
+    assert_int_equal(spng_set_option(s, SPNG_ENCODE_TO_BUFFER, 1), 0);
+    assert_int_equal(spng_set_ihdr(s, &ihdr), 0);
+    assert_int_equal(spng_encode_image(s, raw, n * c, SPNG_FMT_PNG, SPNG_ENCODE_FINALIZE), 0);
+    int err = 0;
+    *out = spng_get_png_buffer(s, len, &err);
+    assert_non_null(*out);
+    spng_ctx_free(s);
+    free(raw);
+}
+
+/* A copy of the PNG with the chunk `type` holding `data` inserted after IHDR. */
+static uint8_t *png_insert(const uint8_t *png, size_t len, const char *type, const uint8_t *data,
+                           size_t n, size_t *out_len)
+{
+    const size_t at = 8 + 25; /* signature, IHDR */
+    uint8_t *o = malloc(len + 12 + n);
+    assert_non_null(o);
+    memcpy(o, png, at);
+    uint8_t *c = o + at;
+    put_be32(c, (uint32_t)n);
+    memcpy(c + 4, type, 4);
+    memcpy(c + 8, data, n);
+    put_be32(c + 8 + n, crc32_png(c + 4, 4 + n));
+    memcpy(c + 12 + n, png + at, len - at);
+    *out_len = len + 12 + n;
+    return o;
+}
+
 /* The offset of the first SOF marker (FF C0..CF but C4, C8, CC) in a JPEG. */
 static size_t find_sof(const uint8_t *j, size_t len)
 {
@@ -242,6 +305,57 @@ static void test_jpeg_several_app1(void **state)
 
 /* ---- PNG ---- */
 
+/* An eXIf chunk that keeps the JPEG APP1 prefix "Exif\0\0" (some converters write it so; spng
+ * refuses the chunk): the orientation still applies, as with a plain eXIf chunk. */
+static void test_png_exif_with_app1_prefix(void **state)
+{
+    (void)state;
+    img_image img;
+    make_blocks(&img, 40, 24);
+    uint8_t *png = NULL;
+    size_t len = 0;
+    make_png(&img, -1, &png, &len);
+    for (int prefixed = 0; prefixed < 2; prefixed++)
+        for (int be = 0; be < 2; be++) {
+            uint8_t chunk[6 + 26];
+            memcpy(chunk, "Exif\0\0", 6);
+            tiff_orientation(6, be, 8, chunk + 6);
+            size_t n = 0;
+            uint8_t *p = png_insert(png, len, "eXIf", prefixed ? chunk : chunk + 6,
+                                    prefixed ? sizeof chunk : 26, &n);
+            img_image out;
+            img_decode_info info;
+            assert_int_equal(img_decode(p, n, NULL, &out, &info), 0);
+            if (info.orientation != 6)
+                fail_msg("eXIf %s, %s-endian: orientation %d, want 6",
+                         prefixed ? "with Exif prefix" : "plain", be ? "big" : "little",
+                         info.orientation);
+            assert_int_equal(out.width, 24);
+            assert_int_equal(out.height, 40);
+            img_free(&out);
+            free(p);
+        }
+    free(png);
+    img_free(&img);
+}
+
+/* Alpha is dropped, not composited (README, "Image input"): a fully transparent pixel decodes
+ * to the colour stored under it. Pinned so that a change is deliberate. */
+static void test_png_alpha_dropped(void **state)
+{
+    (void)state;
+    img_image img, out;
+    make_blocks(&img, 16, 16);
+    uint8_t *png = NULL;
+    size_t len = 0;
+    make_png(&img, 0, &png, &len);
+    assert_int_equal(img_decode(png, len, NULL, &out, NULL), 0);
+    assert_memory_equal(out.data, img.data, (size_t)16 * 16 * 3);
+    img_free(&out);
+    free(png);
+    img_free(&img);
+}
+
 /* ---- other formats ---- */
 
 /* ---- on a real photo ---- */
@@ -274,6 +388,95 @@ static int teardown(void **state)
     return 0;
 }
 
+/* The one face of `r` where the upright photo's face `ref` is (IoU >= 0.9). */
+static void expect_face_at(const face_result *r, const face_result *ref, const char *what)
+{
+    if (r->n_faces != 1) fail_msg("%s: %d faces, want 1", what, r->n_faces);
+    assert_int_equal(r->width, ref->width);
+    assert_int_equal(r->height, ref->height);
+    face_box a = {.x = r->faces[0].x, .y = r->faces[0].y, .w = r->faces[0].w, .h = r->faces[0].h};
+    face_box b = {
+        .x = ref->faces[0].x, .y = ref->faces[0].y, .w = ref->faces[0].w, .h = ref->faces[0].h};
+    float iou = face_iou(&a, &b);
+    printf("  %s: box %.0f,%.0f %.0fx%.0f, IoU %.3f with the upright photo's\n", what, a.x, a.y,
+           a.w, a.h, iou);
+    if (iou < 0.9f) fail_msg("%s: IoU %.3f", what, iou);
+}
+
+/* Orientation o displays stored pixels turned; a camera held that way stores the upright
+ * scene turned by the inverse. */
+static int inverse_orientation(int o)
+{
+    return o == 6 ? 8 : o == 8 ? 6 : o;
+}
+
+/* The portrait stored turned, with the orientation that turns it back written as a JPEG behind
+ * XMP and a broken Exif block, and as a PNG eXIf chunk with the "Exif\0\0" prefix: the face
+ * is where the upright photo has it. Then the portrait truncated in its header. */
+static void test_photo_variants(void **state)
+{
+    (void)state;
+    if (!models) {
+        printf("skip: models/ or %s not present\n", PORTRAIT);
+        skip();
+    }
+    img_image upright = {0};
+    assert_int_equal(img_load_file(PORTRAIT, NULL, &upright, NULL), 0);
+    face_options opts = {.stages = FACE_STAGE_DETECT};
+    face_result ref;
+    assert_int_equal(face_analyze(ctx, &upright, &opts, &ref), 0);
+    assert_int_equal(ref.n_faces, 1);
+    ref.width = upright.width, ref.height = upright.height;
+
+    static const char xmp[] = "http://ns.adobe.com/xap/1.0/\0<x:xmpmeta/>";
+    for (int o = 2; o <= 8; o++) {
+        img_image stored = {0};
+        assert_int_equal(img_apply_orientation(&upright, inverse_orientation(o), &stored), 0);
+        uint8_t *j = NULL, *png = NULL;
+        size_t jlen = 0, plen = 0;
+        assert_int_equal(img_encode_jpeg(&stored, 95, &j, &jlen), 0);
+        uint8_t segs[256], tiff[26];
+        size_t n = app1(xmp, sizeof xmp, NULL, 0, segs);
+        tiff_orientation(o, 1, 65535, tiff);
+        n += app1("Exif\0\0", 6, tiff, 26, segs + n);
+        tiff_orientation(o, o % 2, 8, tiff);
+        n += app1("Exif\0\0", 6, tiff, 26, segs + n);
+        size_t flen = 0;
+        uint8_t *f = jpeg_insert(j, jlen, segs, n, &flen);
+        char what[64];
+        face_result r;
+        snprintf(what, sizeof what, "JPEG, orientation %d in the 2nd Exif", o);
+        if (face_analyze_bytes(ctx, f, flen, &opts, &r) != 0) fail_msg("%s", base_error_message());
+        expect_face_at(&r, &ref, what);
+        face_result_free(&r);
+        free(f);
+
+        make_png(&stored, -1, &png, &plen);
+        uint8_t chunk[6 + 26];
+        memcpy(chunk, "Exif\0\0", 6);
+        tiff_orientation(o, o % 2, 8, chunk + 6);
+        f = png_insert(png, plen, "eXIf", chunk, sizeof chunk, &flen);
+        snprintf(what, sizeof what, "PNG, orientation %d, eXIf with prefix", o);
+        if (face_analyze_bytes(ctx, f, flen, &opts, &r) != 0) fail_msg("%s", base_error_message());
+        expect_face_at(&r, &ref, what);
+        face_result_free(&r);
+        free(f);
+        free(png);
+        free(j);
+        img_free(&stored);
+    }
+
+    size_t len = 0;
+    uint8_t *photo = read_file(PORTRAIT, &len);
+    assert_non_null(photo);
+    face_result r;
+    assert_int_equal(face_analyze_bytes(ctx, photo, 200, &opts, &r), BASE_ERR_FORMAT);
+    assert_non_null(strstr(base_error_message(), "truncated"));
+    free(photo);
+    face_result_free(&ref);
+    img_free(&upright);
+}
+
 int main(void)
 {
     base_log_level = BASE_LOG_WARN;
@@ -281,6 +484,9 @@ int main(void)
         cmocka_unit_test(test_jpeg_cut_before_frame_header),
         cmocka_unit_test(test_jpeg_processes),
         cmocka_unit_test(test_jpeg_several_app1),
+        cmocka_unit_test(test_png_exif_with_app1_prefix),
+        cmocka_unit_test(test_png_alpha_dropped),
+        cmocka_unit_test(test_photo_variants),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
