@@ -366,6 +366,39 @@ static int is_signature_prefix(const uint8_t *data, size_t len)
     return 0;
 }
 
+/*
+ * The name of an image format we do not decode but that users send, from its signature, or
+ * NULL: HEIC is what iPhones save by default, AVIF what some Android phones and browsers save.
+ * ISO media files ("ftyp" box) are told apart by their major and compatible brands.
+ */
+static const char *other_format_name(const uint8_t *data, size_t len)
+{
+    if (len >= 12 && memcmp(data + 4, "ftyp", 4) == 0) {
+        size_t box = (size_t)data[0] << 24 | (size_t)data[1] << 16 | (size_t)data[2] << 8 | data[3];
+        if (box < 16 || box > len) box = len < 64 ? len : 64;
+        int heif = 0;
+        /* the major brand at 8, then compatible brands from 16 (12..15: minor version) */
+        for (size_t i = 8; i + 4 <= box; i += i == 8 ? 8 : 4) {
+            const uint8_t *b = data + i;
+            if (!memcmp(b, "avif", 4) || !memcmp(b, "avis", 4)) return "AVIF";
+            if (!memcmp(b, "heic", 4) || !memcmp(b, "heix", 4) || !memcmp(b, "heim", 4) ||
+                !memcmp(b, "heis", 4) || !memcmp(b, "hevc", 4) || !memcmp(b, "hevx", 4) ||
+                !memcmp(b, "mif1", 4) || !memcmp(b, "msf1", 4))
+                heif = 1;
+        }
+        return heif ? "HEIC/HEIF" : NULL;
+    }
+    if (len >= 6 && (!memcmp(data, "GIF87a", 6) || !memcmp(data, "GIF89a", 6))) return "GIF";
+    if (len >= 4 && (!memcmp(data, "II*\0", 4) || !memcmp(data, "MM\0*", 4)))
+        return "TIFF (or a camera raw file such as DNG)";
+    if (len >= 12 && !memcmp(data, "\0\0\0\x0cjP  \r\n\x87\n", 12)) return "JPEG 2000";
+    if ((len >= 2 && data[0] == 0xFF && data[1] == 0x0A) ||
+        (len >= 12 && !memcmp(data, "\0\0\0\x0cJXL \r\n\x87\n", 12)))
+        return "JPEG XL";
+    if (len >= 14 && data[0] == 'B' && data[1] == 'M') return "BMP";
+    return NULL;
+}
+
 int img_decode(const uint8_t *data, size_t len, const img_decode_options *opts, img_image *out,
                img_decode_info *info)
 {
@@ -401,6 +434,11 @@ int img_decode(const uint8_t *data, size_t len, const img_decode_options *opts, 
         char hex[3 * 8 + 1] = "";
         for (size_t i = 0, n = 0; i < len && i < 8; i++)
             n += (size_t)snprintf(hex + n, sizeof hex - n, "%s%02x", i ? " " : "", data[i]);
+        const char *other = other_format_name(data, len);
+        if (other)
+            return base_error_set(BASE_ERR_UNSUPPORTED,
+                                  "image: %s is not supported (JPEG, PNG and WebP are; starts %s)",
+                                  other, hex);
         return base_error_set(BASE_ERR_UNSUPPORTED,
                               "image: unknown format (not JPEG, PNG or WebP; starts %s)", hex);
     }

@@ -358,6 +358,41 @@ static void test_png_alpha_dropped(void **state)
 
 /* ---- other formats ---- */
 
+/* What phones and editors send that we do not decode is named in the error (415), with what
+ * is decoded, instead of "unknown format (starts 00 00 00 18 66 74 79 70)". */
+static void test_other_formats_named(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *bytes;
+        size_t len;
+        const char *name;
+    } cases[] = {
+        {"\0\0\0\x18"
+         "ftypheic\0\0\0\0mif1heic",
+         24, "HEIC"},
+        {"\0\0\0\x18"
+         "ftypmif1\0\0\0\0mif1heic",
+         24, "HEIC"},
+        {"\0\0\0\x1c"
+         "ftypavif\0\0\0\0avifmif1miaf",
+         28, "AVIF"},
+        {"GIF89a\x01\0\x01\0\0\0\0;", 14, "GIF"},
+        {"GIF87a\x01\0\x01\0\0\0\0;", 14, "GIF"},
+        {"BM\x3a\0\0\0\0\0\0\0\x36\0\0\0", 14, "BMP"},
+        {"II*\0\x08\0\0\0\0\0", 10, "TIFF"},
+        {"MM\0*\0\0\0\x08\0\0", 10, "TIFF"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        expect_error((const uint8_t *)cases[i].bytes, cases[i].len, BASE_ERR_UNSUPPORTED,
+                     cases[i].name);
+        expect_error((const uint8_t *)cases[i].bytes, cases[i].len, BASE_ERR_UNSUPPORTED,
+                     "JPEG, PNG and WebP are");
+    }
+    /* and anything else keeps the bytes it starts with */
+    expect_error((const uint8_t *)"%PDF-1.7\n", 9, BASE_ERR_UNSUPPORTED, "starts 25 50 44 46");
+}
+
 /* ---- on a real photo ---- */
 
 static face_models *models;
@@ -486,6 +521,7 @@ int main(void)
         cmocka_unit_test(test_jpeg_several_app1),
         cmocka_unit_test(test_png_exif_with_app1_prefix),
         cmocka_unit_test(test_png_alpha_dropped),
+        cmocka_unit_test(test_other_formats_named),
         cmocka_unit_test(test_photo_variants),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
