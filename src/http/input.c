@@ -28,8 +28,12 @@ int http_input_parse(http_request *r, int images, http_input *in)
     memset(in, 0, sizeof *in);
     char type[128];
     media_type(r->content_type, type, sizeof type);
+    const int raw_image = images && (strncmp(type, "image/", 6) == 0 ||
+                                     strcmp(type, "application/octet-stream") == 0);
+    /* An empty body that says it is an image is an empty image (400 invalid_image, as an empty
+     * multipart part), not a request that sent no image at all. */
     if (r->body_len == 0) {
-        in->kind = HTTP_INPUT_NONE;
+        in->kind = raw_image ? HTTP_INPUT_RAW : HTTP_INPUT_NONE;
         return 0;
     }
     size_t tl = strlen(type);
@@ -65,8 +69,7 @@ int http_input_parse(http_request *r, int images, http_input *in)
         in->kind = HTTP_INPUT_MULTIPART;
         return 0;
     }
-    if (images &&
-        (strncmp(type, "image/", 6) == 0 || strcmp(type, "application/octet-stream") == 0)) {
+    if (raw_image) {
         in->kind = HTTP_INPUT_RAW;
         return 0;
     }
@@ -148,6 +151,11 @@ int http_input_image(http_request *r, http_input *in, const char *name, const ui
     switch (in->kind) {
     case HTTP_INPUT_RAW:
         if (strcmp(name, "image") != 0 && strcmp(name, "image_a") != 0) return 0;
+        if (r->body_len == 0) {
+            http_respond_error(r, 400, "invalid_image",
+                               "the request body is empty (Content-Type %s)", r->content_type);
+            return BASE_ERR_FORMAT;
+        }
         *data = r->body;
         *len = r->body_len;
         return 1;

@@ -1,0 +1,393 @@
+/*
+ * Real-world image input through the real server (`vultus serve` on loopback): what phones and
+ * editors send and what the answer must be. An empty image body (Content-Type image/jpeg...) is an
+ * empty image (400 invalid_image, as an empty multipart part), not "send an image"; HEIC, AVIF and
+ * GIF are named in the 415; a JPEG cut in its header is "truncated"; an animated WebP is a 415 that
+ * says so. A portrait stored turned, with the orientation in a WebP's EXIF chunk or in the
+ * second Exif block of a JPEG (behind XMP and a broken Exif block), sent as a raw body,
+ * multipart and base64 JSON, gives the face where the upright portrait has it.
+ * Skips when models/ (or the folder VULTUS_MODELS names) or ../shared/data/fixtures is absent.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+
+#include "client.h"
+
+#include "img/img.h"
+
+#include <math.h>
+#include <webp/encode.h>
+
+#define PORTRAIT "../shared/data/fixtures/id-obama-1.jpg"
+
+static struct {
+    tc_server server;
+    int port;
+    img_image upright;
+    double box[4]; /* the upright portrait's face: x, y, width, height */
+} shared;
+
+#define NEED_SERVER()                                                                              \
+    do {                                                                                           \
+        if (!shared.port) {                                                                        \
+            printf("skip: models/ or " PORTRAIT " not present\n");                                 \
+            skip();                                                                                \
+        }                                                                                          \
+    } while (0)
+
+static int post_raw(const char *type, const void *data, size_t len, tc_response *r)
+{
+    char h[256];
+    snprintf(h, sizeof h, "Content-Type: %s\r\n", type);
+    return tc_request(shared.port, "POST", "/v1/analyze", h, data, len, r);
+}
+
+/* The error's message must hold `text`. */
+static void expect_message(const tc_response *r, const char *text)
+{
+    json_t *j = tc_json(r);
+    const char *msg = json_string_value(json_object_get(json_object_get(j, "error"), "message"));
+    if (!msg || !strstr(msg, text)) fail_msg("expected '%s' in: %.300s", text, r->body);
+    json_decref(j);
+}
+
+/* The one face of a /v1/analyze answer, as x, y, width, height. */
+static void one_face(const tc_response *r, double box[4], const char *what)
+{
+    json_t *j = tc_expect_json(r, 200);
+    json_t *faces = json_object_get(j, "faces");
+    if (json_array_size(faces) != 1)
+        fail_msg("%s: %zu faces: %.300s", what, json_array_size(faces), r->body);
+    json_t *b = json_object_get(json_array_get(faces, 0), "box");
+    box[0] = json_number_value(json_object_get(b, "x"));
+    box[1] = json_number_value(json_object_get(b, "y"));
+    box[2] = json_number_value(json_object_get(b, "width"));
+    box[3] = json_number_value(json_object_get(b, "height"));
+    json_decref(j);
+}
+
+static double iou(const double a[4], const double b[4])
+{
+    double x0 = fmax(a[0], b[0]), y0 = fmax(a[1], b[1]);
+    double x1 = fmin(a[0] + a[2], b[0] + b[2]), y1 = fmin(a[1] + a[3], b[1] + b[3]);
+    double inter = x1 > x0 && y1 > y0 ? (x1 - x0) * (y1 - y0) : 0;
+    return inter / (a[2] * a[3] + b[2] * b[3] - inter);
+}
+
+static char *base64(const uint8_t *p, size_t n)
+{
+    static const char t[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    char *o = malloc(4 * (n / 3 + 1) + 1), *q = o;
+    assert_non_null(o);
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0) |
+                     (i + 2 < n ? p[i + 2] : 0);
+        *q++ = t[v >> 18], *q++ = t[(v >> 12) & 63];
+        *q++ = i + 1 < n ? t[(v >> 6) & 63] : '=';
+        *q++ = i + 2 < n ? t[v & 63] : '=';
+    }
+    *q = '\0';
+    return o;
+}
+
+/* The same image as a raw body, a multipart part and base64 JSON: the face where the upright
+ * portrait has it each time. */
+static void expect_face_every_way(const char *type, const uint8_t *data, size_t len,
+                                  const char *what)
+{
+    for (int way = 0; way < 3; way++) {
+        tc_response r;
+        if (way == 0) {
+            assert_int_equal(post_raw(type, data, len, &r), 0);
+        } else if (way == 1) {
+            tc_form f = {0};
+            tc_form_file(&f, "image", data, len);
+            tc_form_end(&f);
+            assert_int_equal(tc_post_form(shared.port, "/v1/analyze", NULL, &f, &r), 0);
+            free(f.data);
+        } else {
+            char *b = base64(data, len);
+            char *json = malloc(strlen(b) + 32);
+            sprintf(json, "{\"image\":\"%s\"}", b);
+            assert_int_equal(tc_post_json(shared.port, "/v1/analyze", NULL, json, &r), 0);
+            free(json);
+            free(b);
+        }
+        double box[4];
+        char label[96];
+        snprintf(label, sizeof label, "%s (%s)", what,
+                 way == 0   ? "raw"
+                 : way == 1 ? "multipart"
+                            : "base64 JSON");
+        one_face(&r, box, label);
+        double v = iou(box, shared.box);
+        printf("  %s: box %.0f,%.0f %.0fx%.0f, IoU %.3f\n", label, box[0], box[1], box[2], box[3],
+               v);
+        if (v < 0.9) fail_msg("%s: IoU %.3f with the upright portrait's face", label, v);
+        tc_response_free(&r);
+    }
+}
+
+static void put_le32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)v, p[1] = (uint8_t)(v >> 8), p[2] = (uint8_t)(v >> 16);
+    p[3] = (uint8_t)(v >> 24);
+}
+
+/* A big-endian TIFF block with IFD0 holding the orientation o (26 bytes). */
+static void tiff_orientation(int o, uint32_t ifd_offset, uint8_t t[26])
+{
+    memset(t, 0, 26);
+    memcpy(t, "MM\0\x2a", 4);
+    t[4] = (uint8_t)(ifd_offset >> 24), t[5] = (uint8_t)(ifd_offset >> 16);
+    t[6] = (uint8_t)(ifd_offset >> 8), t[7] = (uint8_t)ifd_offset;
+    t[9] = 1, t[10] = 0x01, t[11] = 0x12, t[13] = 3, t[17] = 1, t[19] = (uint8_t)o;
+}
+
+/* An extended WebP (VP8X with the EXIF flag) of img, lossy, with an EXIF chunk holding o. */
+static uint8_t *webp_with_orientation(const img_image *img, int o, size_t *out_len)
+{
+    uint8_t *simple = NULL;
+    size_t n = WebPEncodeRGB(img->data, img->width, img->height, img->width * 3, 90, &simple);
+    assert_true(n > 20);
+    const size_t bitstream = n - 12; /* the VP8 chunk, as it is */
+    const size_t total = 12 + 18 + bitstream + 8 + 26;
+    uint8_t *w = calloc(1, total);
+    assert_non_null(w);
+    memcpy(w, "RIFF", 4);
+    put_le32(w + 4, (uint32_t)(total - 8));
+    memcpy(w + 8, "WEBP", 4);
+    memcpy(w + 12, "VP8X", 4);
+    put_le32(w + 16, 10);
+    w[20] = 0x08;                                 /* EXIF present */
+    put_le32(w + 24, (uint32_t)(img->width - 1)); /* 24 bits, then the height's 24 bits */
+    put_le32(w + 27, (uint32_t)(img->height - 1));
+    memcpy(w + 30, simple + 12, bitstream);
+    uint8_t *e = w + 30 + bitstream;
+    memcpy(e, "EXIF", 4);
+    put_le32(e + 4, 26);
+    tiff_orientation(o, 8, e + 8);
+    WebPFree(simple);
+    *out_len = total;
+    return w;
+}
+
+/* An animated WebP of two frames (img, then img in negative), each a lossy VP8 bitstream in
+ * an ANMF chunk, written by hand (the animation encoder is in libwebpmux, which vultus does
+ * not link). */
+static uint8_t *animated_webp(const img_image *img, size_t *out_len)
+{
+    const size_t pixels = (size_t)img->width * img->height * 3;
+    uint8_t *neg = malloc(pixels), *vp8[2] = {NULL, NULL};
+    assert_non_null(neg);
+    for (size_t i = 0; i < pixels; i++)
+        neg[i] = (uint8_t)(255 - img->data[i]);
+    size_t n[2], total = 12 + 18 + 14;
+    for (int f = 0; f < 2; f++) {
+        n[f] = WebPEncodeRGB(f ? neg : img->data, img->width, img->height, img->width * 3, 80,
+                             &vp8[f]);
+        assert_true(n[f] > 20);
+        total += 8 + 16 + (n[f] - 12);
+    }
+    free(neg);
+    uint8_t *w = calloc(1, total), *p = w;
+    assert_non_null(w);
+    memcpy(p, "RIFF", 4), put_le32(p + 4, (uint32_t)(total - 8)), memcpy(p + 8, "WEBP", 4);
+    p += 12;
+    memcpy(p, "VP8X", 4), put_le32(p + 4, 10);
+    p[8] = 0x02; /* animation */
+    put_le32(p + 12, (uint32_t)(img->width - 1));
+    put_le32(p + 15, (uint32_t)(img->height - 1));
+    p += 18;
+    memcpy(p, "ANIM", 4), put_le32(p + 4, 6); /* background 0, loop forever */
+    p += 14;
+    for (int f = 0; f < 2; f++) {
+        const size_t bitstream = n[f] - 12; /* the VP8 chunk of the simple file */
+        memcpy(p, "ANMF", 4), put_le32(p + 4, (uint32_t)(16 + bitstream));
+        /* x/2, y/2 = 0; width-1, height-1; duration 100 ms; flags 0 (all 24-bit fields) */
+        put_le32(p + 14, (uint32_t)(img->width - 1));
+        put_le32(p + 17, (uint32_t)(img->height - 1));
+        put_le32(p + 20, 100);
+        p[23] = 0;
+        memcpy(p + 24, vp8[f] + 12, bitstream);
+        p += 24 + bitstream;
+        WebPFree(vp8[f]);
+    }
+    assert_true((size_t)(p - w) == total);
+    *out_len = total;
+    return w;
+}
+
+/* The JPEG of img with XMP, an Exif block whose IFD0 lies past its end, then one holding o. */
+static uint8_t *jpeg_with_orientation(const img_image *img, int o, size_t *out_len)
+{
+    uint8_t *j = NULL;
+    size_t n = 0;
+    assert_int_equal(img_encode_jpeg(img, 95, &j, &n), 0);
+    static const char xmp[] = "http://ns.adobe.com/xap/1.0/\0<x:xmpmeta/>";
+    uint8_t segs[256];
+    size_t k = 0;
+    segs[k++] = 0xFF, segs[k++] = 0xE1, segs[k++] = 0, segs[k++] = (uint8_t)(2 + sizeof xmp);
+    memcpy(segs + k, xmp, sizeof xmp), k += sizeof xmp;
+    for (int b = 0; b < 2; b++) {
+        segs[k++] = 0xFF, segs[k++] = 0xE1, segs[k++] = 0, segs[k++] = 2 + 6 + 26;
+        memcpy(segs + k, "Exif\0\0", 6), k += 6;
+        tiff_orientation(o, b == 0 ? 5000 : 8, segs + k), k += 26;
+    }
+    uint8_t *out = malloc(n + k);
+    assert_non_null(out);
+    memcpy(out, j, 2);
+    memcpy(out + 2, segs, k);
+    memcpy(out + 2 + k, j + 2, n - 2);
+    free(j);
+    *out_len = n + k;
+    return out;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    const char *models = getenv("VULTUS_MODELS");
+    if (!models || !*models) models = "models";
+    char probe[PATH_MAX];
+    snprintf(probe, sizeof probe, "%s/human/blazeface-back.json", models);
+    if (access(probe, R_OK) != 0 || access(PORTRAIT, R_OK) != 0) return 0;
+    if (img_load_file(PORTRAIT, NULL, &shared.upright, NULL) != 0) return -1;
+    const char *extra[] = {"--models", models, "--workers", "1", NULL};
+    if (tc_server_start(&shared.server, NULL, extra, 1) != 0) return -1;
+    shared.port = shared.server.port;
+    size_t len = 0;
+    char *jpeg = tc_load(PORTRAIT, &len);
+    tc_response r;
+    if (post_raw("image/jpeg", jpeg, len, &r) != 0) return -1;
+    free(jpeg);
+    one_face(&r, shared.box, "the upright portrait");
+    tc_response_free(&r);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    if (shared.port) tc_server_stop(&shared.server);
+    img_free(&shared.upright);
+    return 0;
+}
+
+/* An empty body that says it is an image: 400 invalid_image saying the body is empty, as an
+ * empty multipart part or an empty base64 string (not 400 missing_image, "send ... a raw
+ * image/... body", which it did). A request with no body and no type stays missing_image. */
+static void test_empty_image_body(void **state)
+{
+    (void)state;
+    NEED_SERVER();
+    static const char *types[] = {"image/jpeg", "image/png", "application/octet-stream"};
+    for (int i = 0; i < 3; i++) {
+        tc_response r;
+        assert_int_equal(post_raw(types[i], "", 0, &r), 0);
+        tc_expect_error(&r, 400, "invalid_image");
+        expect_message(&r, "empty");
+        tc_response_free(&r);
+    }
+    tc_response r;
+    assert_int_equal(tc_request(shared.port, "POST", "/v1/analyze", NULL, NULL, 0, &r), 0);
+    tc_expect_error(&r, 400, "missing_image");
+    tc_response_free(&r);
+}
+
+/* Formats we do not decode: 415 unsupported_image naming the format; an animated WebP too. */
+static void test_unsupported_named(void **state)
+{
+    (void)state;
+    NEED_SERVER();
+    static const struct {
+        const char *type, *bytes;
+        size_t len;
+        const char *name;
+    } cases[] = {
+        {"image/heic",
+         "\0\0\0\x18"
+         "ftypheic\0\0\0\0mif1heic",
+         24, "HEIC"},
+        {"image/avif",
+         "\0\0\0\x1c"
+         "ftypavif\0\0\0\0avifmif1miaf",
+         28, "AVIF"},
+        {"image/gif", "GIF89a\x01\0\x01\0\0\0\0;", 14, "GIF"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        tc_response r;
+        assert_int_equal(post_raw(cases[i].type, cases[i].bytes, cases[i].len, &r), 0);
+        tc_expect_error(&r, 415, "unsupported_image");
+        expect_message(&r, cases[i].name);
+        tc_response_free(&r);
+    }
+    size_t anim_len = 0;
+    uint8_t *anim = animated_webp(&shared.upright, &anim_len);
+    tc_response r;
+    assert_int_equal(post_raw("image/webp", anim, anim_len, &r), 0);
+    tc_expect_error(&r, 415, "unsupported_image");
+    expect_message(&r, "animated");
+    tc_response_free(&r);
+    free(anim);
+}
+
+/* The portrait cut in its header (200 bytes: inside the Exif/JFIF segments) and in its data
+ * (half): 400 invalid_image saying "truncated" both times. */
+static void test_truncated(void **state)
+{
+    (void)state;
+    NEED_SERVER();
+    size_t len = 0;
+    char *jpeg = tc_load(PORTRAIT, &len);
+    const size_t cuts[2] = {200, len / 2};
+    for (int i = 0; i < 2; i++) {
+        tc_response r;
+        assert_int_equal(post_raw("image/jpeg", jpeg, cuts[i], &r), 0);
+        tc_expect_error(&r, 400, "invalid_image");
+        expect_message(&r, "truncated");
+        tc_response_free(&r);
+    }
+    free(jpeg);
+}
+
+/* Orientation 6 and 8 (a phone held on its side) and 3 (upside down): stored turned, the face
+ * comes back where the upright portrait has it, from a WebP's EXIF chunk and from the second
+ * Exif block of a JPEG. */
+static void test_orientation(void **state)
+{
+    (void)state;
+    NEED_SERVER();
+    static const int orientations[3] = {6, 8, 3};
+    for (int i = 0; i < 3; i++) {
+        const int o = orientations[i];
+        const int inverse = o == 6 ? 8 : o == 8 ? 6 : o;
+        img_image stored = {0};
+        assert_int_equal(img_apply_orientation(&shared.upright, inverse, &stored), 0);
+        size_t len = 0;
+        char what[64];
+        uint8_t *webp = webp_with_orientation(&stored, o, &len);
+        snprintf(what, sizeof what, "WebP, EXIF orientation %d", o);
+        expect_face_every_way("image/webp", webp, len, what);
+        free(webp);
+        uint8_t *jpeg = jpeg_with_orientation(&stored, o, &len);
+        snprintf(what, sizeof what, "JPEG, orientation %d in the 2nd Exif", o);
+        expect_face_every_way("image/jpeg", jpeg, len, what);
+        free(jpeg);
+        img_free(&stored);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_empty_image_body),
+        cmocka_unit_test(test_unsupported_named),
+        cmocka_unit_test(test_truncated),
+        cmocka_unit_test(test_orientation),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
