@@ -58,9 +58,10 @@ struct http_keystore {
     int64_t last_purge_ms;
     char **claims; /* scopes this process has claimed and not finished or released yet */
     size_t n_claims, cap_claims;
-    pthread_mutex_t keys_lock; /* guards keys, n_keys and their buckets */
+    pthread_mutex_t keys_lock; /* guards keys, n_keys, n_rows and the buckets */
     key_entry *keys;
     size_t n_keys;
+    size_t n_rows; /* rows of api_keys, with those skipped as unreadable */
 };
 
 static const char schema[] =
@@ -249,10 +250,12 @@ static int key_from_row(key_entry *e, const char *id, const uint8_t *hash, const
     return 0;
 }
 
-/* Installs a freshly read table, keeping the buckets of keys still there; takes `keys`. */
-static void install_keys(http_keystore *ks, key_entry *keys, size_t n)
+/* Installs a freshly read table of `rows` rows (n of them readable), keeping the buckets of keys
+ * still there; takes `keys`. */
+static void install_keys(http_keystore *ks, key_entry *keys, size_t n, size_t rows)
 {
     pthread_mutex_lock(&ks->keys_lock);
+    ks->n_rows = rows;
     for (size_t k = 0; k < n; k++)
         for (size_t i = 0; i < ks->n_keys; i++)
             if (strcmp(ks->keys[i].info.id, keys[k].info.id) == 0)
@@ -287,7 +290,7 @@ static int pg_load_keys(http_keystore *ks)
             n++;
     }
     PQclear(r);
-    install_keys(ks, keys, n);
+    install_keys(ks, keys, n, (size_t)rows);
     return 0;
 }
 
@@ -302,9 +305,10 @@ static int load_keys(http_keystore *ks)
                            -1, &st, NULL) != SQLITE_OK)
         return db_error(ks->db, "select keys");
     key_entry *keys = NULL;
-    size_t n = 0, cap = 0;
+    size_t n = 0, cap = 0, rows = 0;
     int rc, err = 0;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        rows++;
         if (n == cap) {
             cap = cap ? cap * 2 : 16;
             key_entry *grown = realloc(keys, cap * sizeof *keys);
@@ -328,7 +332,7 @@ static int load_keys(http_keystore *ks)
         free(keys);
         return err;
     }
-    install_keys(ks, keys, n);
+    install_keys(ks, keys, n, rows);
     return 0;
 }
 
@@ -457,10 +461,12 @@ int http_keystore_refresh(http_keystore *ks)
     return rc;
 }
 
+/* Rows, not readable keys: a row this version cannot read (a scope a newer one wrote, a damaged
+ * hash) is still a key someone created, and must not open the API as "no key exists" would. */
 size_t http_keystore_count(http_keystore *ks)
 {
     pthread_mutex_lock(&ks->keys_lock);
-    size_t n = ks->n_keys;
+    size_t n = ks->n_rows;
     pthread_mutex_unlock(&ks->keys_lock);
     return n;
 }
