@@ -46,11 +46,13 @@ static int jpeg_is_truncation(const char *msg)
 }
 
 /*
- * Whether the data ends before the first frame header (SOFn) is complete: walking the marker
- * segments from SOI, the bytes run out inside one of them or before any SOF. A segment chain
+ * Whether the data ends in the headers: walking the marker segments from SOI, the bytes run out
+ * inside one of them or before the first scan's header (SOS) is complete. libjpeg reads every
+ * header up to SOS before it knows the image, so such a cut shows as 0x0 (no frame header yet)
+ * or as whatever the cut segment looks like ("Bogus Huffman table definition"). A segment chain
  * that breaks some other way is not truncation (libjpeg's own message says what is wrong).
  */
-static int jpeg_ends_before_frame(const uint8_t *data, size_t len)
+static int jpeg_ends_in_headers(const uint8_t *data, size_t len)
 {
     size_t i = 2;
     for (;;) {
@@ -63,13 +65,12 @@ static int jpeg_ends_before_frame(const uint8_t *data, size_t len)
         }
         i += 2;
         if (marker == 0x01 || (marker >= 0xD0 && marker <= 0xD7)) continue; /* no length */
-        if (marker == 0xD8 || marker == 0xD9 || marker == 0xDA || marker == 0x00) return 0;
+        if (marker == 0xD8 || marker == 0xD9 || marker == 0x00) return 0;
         if (i + 2 > len) return 1;
         const size_t seg = (size_t)data[i] << 8 | data[i + 1];
         if (seg < 2) return 0;
         if (seg > len - i) return 1;
-        if (marker >= 0xC0 && marker <= 0xCF && marker != 0xC4 && marker != 0xC8 && marker != 0xCC)
-            return 0; /* a whole frame header */
+        if (marker == 0xDA) return 0; /* a whole scan header: the image data follows */
         i += seg;
     }
 }
@@ -139,15 +140,15 @@ static int decode_jpeg(const uint8_t *data, size_t len, const img_limits *lim, i
     uint8_t *cmyk = NULL;
     tjhandle tj = tjInitDecompress();
     if (!tj) return base_error_set(BASE_ERR_NOMEM, "jpeg: %s", tjGetErrorStr2(NULL));
-    /* A file cut before its frame header is complete: TurboJPEG answers 0x0 (its source reads
-     * a fake EOI where the data ends) or whatever the cut segment looks like ("Bogus DQT
+    /* A file cut in its headers: TurboJPEG answers 0x0 (its source reads a fake EOI where the
+     * data ends, before any frame header) or whatever the cut segment looks like ("Bogus DQT
      * index"); say what is wrong. */
     const int header_failed =
         tjDecompressHeader3(tj, data, (unsigned long)len, &w, &h, &subsamp, &colorspace) != 0;
-    if ((header_failed || w == 0 || h == 0) && jpeg_ends_before_frame(data, len)) {
+    if ((header_failed || w == 0 || h == 0) && jpeg_ends_in_headers(data, len)) {
         rc = base_error_set(BASE_ERR_FORMAT,
-                            "jpeg: truncated data (%zu bytes): it ends before the frame header "
-                            "(SOF) that gives the image's size",
+                            "jpeg: truncated data (%zu bytes): it ends in the headers, before "
+                            "the image data",
                             len);
         goto fail;
     }

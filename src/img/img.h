@@ -77,8 +77,8 @@ const char *img_format_name(img_format f);
  *   Huffman code) decodes as well as libjpeg can, as browsers do. Progressive files with more
  *   than 500 scans are refused. CMYK/YCCK files are converted assuming Adobe (inverted) CMYK.
  *   Arithmetic coding decodes; 12-bit samples and lossless or hierarchical frames are refused
- *   (BASE_ERR_FORMAT) with a message that names them. A file that ends before its frame header
- *   (SOF) is "truncated", like one cut in its image data.
+ *   (BASE_ERR_FORMAT) with a message that names them. A file that ends in its headers (before
+ *   the first scan's data) is "truncated", like one cut in its image data.
  * - PNG: 16-bit samples are reduced to their high byte; tRNS and alpha are ignored.
  * - WebP: animated files are BASE_ERR_UNSUPPORTED.
  * - EXIF orientation is read from a JPEG's APP1 Exif segment, a PNG's eXIf chunk and a
