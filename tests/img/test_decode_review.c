@@ -87,7 +87,7 @@ static size_t app1(const void *prefix, size_t prefix_len, const uint8_t *body, s
     size_t n = 2 + prefix_len + body_len;
     out[0] = 0xFF, out[1] = 0xE1, out[2] = (uint8_t)(n >> 8), out[3] = (uint8_t)n;
     memcpy(out + 4, prefix, prefix_len);
-    memcpy(out + 4 + prefix_len, body, body_len);
+    if (body_len) memcpy(out + 4 + prefix_len, body, body_len);
     return 2 + n;
 }
 
