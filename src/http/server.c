@@ -923,6 +923,39 @@ static int append_body(http_server *s, http_request *r, const char *data, size_t
     return 0;
 }
 
+static void *metrics_main(void *arg)
+{
+    http_request *r = arg;
+    http_api_metrics(r, NULL);
+    finish_on_worker(r); /* the event loop owns r again */
+    return NULL;
+}
+
+/*
+ * /metrics reads every collection's sizes from the store, and a store can block: a PostgreSQL
+ * server that stops answering (a network partition) holds a query until TCP gives up, minutes.
+ * On the event loop that froze every connection, /healthz and /v1/detect included, for as long
+ * as the scrape waited. So a scrape runs on a thread of its own while its connection is
+ * suspended, as a queued request does on a worker (not on a worker: a scrape must not wait
+ * behind the queue, which is when its figures matter most). Scrapes come every few seconds;
+ * while the store is stuck, each holds its thread and connection until it answers.
+ */
+static enum MHD_Result metrics_off_loop(http_request *r)
+{
+    MHD_suspend_connection(r->conn);
+    atomic_store(&r->state, HTTP_REQ_QUEUED);
+    pthread_attr_t attr;
+    pthread_t thread;
+    int started = pthread_attr_init(&attr) == 0;
+    if (started) {
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        started = pthread_create(&thread, &attr, metrics_main, r) == 0;
+        pthread_attr_destroy(&attr);
+    }
+    if (!started) metrics_main(r); /* no thread to be had: render here, as before */
+    return MHD_YES;
+}
+
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
                                  const char *method, const char *version, const char *upload_data,
                                  size_t *upload_data_size, void **con_cls)
@@ -959,6 +992,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         return send_response(r);
     }
     const http_route *route = &http_routes[r->route];
+    if (route->handler == http_api_metrics) return metrics_off_loop(r);
     if (!route->queued) {
         route->handler(r, NULL);
         atomic_store(&r->state, HTTP_REQ_DONE);

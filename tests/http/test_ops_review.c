@@ -11,7 +11,9 @@
  *     control bytes, invalid UTF-8); requests that libmicrohttpd refuses itself before any
  *     route (a header block over its memory limit, a malformed header) are logged with their
  *     status and counted in /metrics too; every response our code makes has X-Request-Id;
- *   - --grace-ms above --drain-timeout-ms: warned at start, an idle drain ends as drained.
+ *   - --grace-ms above --drain-timeout-ms: warned at start, an idle drain ends as drained;
+ *   - a scrape of /metrics while PostgreSQL does not answer (a proxy that holds every byte, as
+ *     a network partition) leaves /healthz and /v1/detect answered (skips without PostgreSQL).
  *
  * Skips when the model pack (models/) is absent (the server loads it to start). A few seconds.
  */
@@ -22,6 +24,10 @@
 #include <cmocka.h>
 
 #include "client.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/un.h>
 
 #define SAMPLE "models/samples/sample1.jpg"
 
@@ -177,6 +183,179 @@ static void test_grace_longer_than_drain(void **state)
     tc_rm_rf(s.dir);
 }
 
+/* ---- a PostgreSQL server that stops answering ------------------------------------------ */
+
+/* A TCP proxy in front of a throw-away PostgreSQL server's Unix socket that can freeze: every
+ * byte held, no connection refused or closed, as in a network partition (a query then waits
+ * for TCP to give up: minutes). */
+typedef struct pg_proxy {
+    int listen_fd, port;
+    char socket_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+    atomic_int frozen;
+} pg_proxy;
+
+typedef struct pump_args {
+    pg_proxy *proxy;
+    int from, to;
+} pump_args;
+
+static void *pump_main(void *arg)
+{
+    pump_args a = *(pump_args *)arg;
+    free(arg);
+    char buf[65536];
+    for (;;) {
+        ssize_t n = recv(a.from, buf, sizeof buf, 0);
+        if (n <= 0) break;
+        while (atomic_load(&a.proxy->frozen))
+            tc_sleep_ms(20);
+        if (tc_send_all(a.to, buf, (size_t)n) != 0) break;
+    }
+    shutdown(a.to, SHUT_WR);
+    return NULL;
+}
+
+static void start_pump(pg_proxy *p, int from, int to)
+{
+    pump_args *a = malloc(sizeof *a);
+    assert_non_null(a);
+    *a = (pump_args){p, from, to};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, pump_main, a), 0);
+    pthread_detach(t);
+}
+
+static void *proxy_main(void *arg)
+{
+    pg_proxy *p = arg;
+    for (;;) {
+        int c = accept(p->listen_fd, NULL, NULL);
+        if (c < 0) return NULL;
+        while (atomic_load(&p->frozen)) /* a new connection hangs too */
+            tc_sleep_ms(20);
+        int u = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_un a = {.sun_family = AF_UNIX};
+        snprintf(a.sun_path, sizeof a.sun_path, "%s", p->socket_path);
+        if (u < 0 || connect(u, (struct sockaddr *)&a, sizeof a) != 0) {
+            close(c);
+            if (u >= 0) close(u);
+            continue;
+        }
+        start_pump(p, c, u);
+        start_pump(p, u, c);
+    }
+}
+
+static void proxy_start(pg_proxy *p, const char *pg_dir)
+{
+    memset(p, 0, sizeof *p);
+    snprintf(p->socket_path, sizeof p->socket_path, "%s/.s.PGSQL.5432", pg_dir);
+    p->listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(p->listen_fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(p->listen_fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(p->listen_fd, 64), 0);
+    socklen_t len = sizeof a;
+    assert_int_equal(getsockname(p->listen_fd, (struct sockaddr *)&a, &len), 0);
+    p->port = ntohs(a.sin_port);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, proxy_main, p), 0);
+    pthread_detach(t);
+}
+
+typedef struct scrape_args {
+    int port;
+    tc_response r;
+} scrape_args;
+
+static void *scrape_main(void *arg)
+{
+    scrape_args *a = arg;
+    tc_get(a->port, "/metrics", NULL, &a->r);
+    return NULL;
+}
+
+/* /metrics names every collection with its sizes, read from the store. It was rendered on the
+ * event loop, so a scrape while PostgreSQL did not answer froze the whole server: /healthz
+ * (the liveness probe) and /v1/detect, which needs no store, got no answer until the database
+ * did. Now the scrape waits alone. */
+static void test_metrics_with_store_frozen(void **state)
+{
+    (void)state;
+    NEED_MODELS();
+    char pg_dir[256], url[400];
+    int rc = tc_pg_start(pg_dir, sizeof pg_dir, url, sizeof url);
+    if (rc == 77) {
+        print_message("no PostgreSQL server binaries: skipped\n");
+        skip();
+    }
+    assert_int_equal(rc, 0);
+    static pg_proxy proxy; /* its threads outlive this function */
+    proxy_start(&proxy, pg_dir);
+    char store[200];
+    snprintf(store, sizeof store, "postgresql://postgres@127.0.0.1:%d/postgres", proxy.port);
+    const char *args[] = {"--workers", "1", "--grace-ms", "0", "--store", store, NULL};
+    tc_server s;
+    assert_int_equal(tc_server_start(&s, NULL, args, 1), 0);
+    tc_response r;
+    assert_int_equal(tc_post_json(s.port, "/v1/collections", NULL, "{\"name\":\"frozen\"}", &r), 0);
+    assert_int_equal(r.status, 201);
+    tc_response_free(&r);
+    char *m = scrape(s.port);
+    assert_non_null(strstr(m, "vultus_gallery_faces{collection=\"frozen\"}"));
+    free(m);
+
+    atomic_store(&proxy.frozen, 1);
+    scrape_args sa = {.port = s.port};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, scrape_main, &sa), 0);
+    tc_sleep_ms(300); /* the scrape is waiting on the store */
+    memset(&r, 0, sizeof r);
+    double t0 = tc_now_ms();
+    int hfd = tc_connect(s.port);
+    assert_true(hfd >= 0);
+    static const char get[] = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    assert_int_equal(tc_send_all(hfd, get, strlen(get)), 0);
+    tc_read_response(hfd, &r, 3000);
+    close(hfd);
+    double healthz_ms = tc_now_ms() - t0;
+    int healthz = r.status;
+    tc_response_free(&r);
+    size_t jpeg_len;
+    char *jpeg = tc_load(SAMPLE, &jpeg_len);
+    assert_non_null(jpeg);
+    memset(&r, 0, sizeof r);
+    int fd = tc_connect(s.port);
+    assert_true(fd >= 0);
+    char head[300];
+    int n = snprintf(head, sizeof head,
+                     "POST /v1/detect HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+                     "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+                     jpeg_len);
+    assert_int_equal(tc_send_all(fd, head, (size_t)n), 0);
+    assert_int_equal(tc_send_all(fd, jpeg, jpeg_len), 0);
+    tc_read_response(fd, &r, 5000);
+    close(fd);
+    int detect = r.status;
+    tc_response_free(&r);
+    free(jpeg);
+    print_message("store frozen, a scrape waiting: /healthz %d in %.0f ms, /v1/detect %d\n",
+                  healthz, healthz_ms, detect);
+
+    atomic_store(&proxy.frozen, 0);
+    pthread_join(t, NULL);
+    int scraped = sa.r.status;
+    tc_response_free(&sa.r);
+    if (healthz != 200 || healthz_ms > 1000)
+        fail_msg("/healthz: %d after %.0f ms while a scrape waited on the store", healthz,
+                 healthz_ms);
+    if (detect != 200) fail_msg("/v1/detect: %d while a scrape waited on the store", detect);
+    assert_int_equal(scraped, 200); /* answered once the store answers again */
+    assert_int_equal(tc_server_stop(&s), 0);
+    tc_pg_stop(pg_dir);
+}
+
 /* Sends raw bytes on a new connection; the response into r (status 0 when none came). */
 static void raw_request(int port, const char *bytes, size_t len, tc_response *r)
 {
@@ -300,6 +479,7 @@ int main(void)
         cmocka_unit_test(test_store_file_deleted),
         cmocka_unit_test(test_ready_metric_while_draining),
         cmocka_unit_test(test_grace_longer_than_drain),
+        cmocka_unit_test(test_metrics_with_store_frozen),
         cmocka_unit_test(test_request_log_lines),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
