@@ -376,7 +376,9 @@ static const char *other_format_name(const uint8_t *data, size_t len)
 {
     if (len >= 12 && memcmp(data + 4, "ftyp", 4) == 0) {
         size_t box = (size_t)data[0] << 24 | (size_t)data[1] << 16 | (size_t)data[2] << 8 | data[3];
-        if (box < 16 || box > len) box = len < 64 ? len : 64;
+        /* the brands are in the first bytes; a box size from the file bounds the walk */
+        if (box < 16 || box > len) box = len;
+        if (box > 256) box = 256;
         int heif = 0;
         /* the major brand at 8, then compatible brands from 16 (12..15: minor version) */
         for (size_t i = 8; i + 4 <= box; i += i == 8 ? 8 : 4) {
