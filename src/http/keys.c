@@ -749,7 +749,8 @@ static int open_for_cli(const char *data_dir, http_keystore **ks)
     char path[HTTP_PATH_MAX + 16];
     int rc = http_store_path(data_dir, path, sizeof path);
     if (rc) return rc;
-    if (!gal_location_is_url(data_dir) && mkdir(data_dir, 0755) != 0 && errno != EEXIST)
+    /* The folder holds faces (thumbnails, embeddings) and the key hashes: its owner's only. */
+    if (!gal_location_is_url(data_dir) && mkdir(data_dir, 0700) != 0 && errno != EEXIST)
         return base_error_set(BASE_ERR_IO, "%s: %s", data_dir, strerror(errno));
     struct gal *g = NULL;
     if ((rc = gal_open(path, NULL, &g))) return rc;

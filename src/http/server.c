@@ -1175,7 +1175,8 @@ int http_server_create(const http_config *config, http_server **out)
     int rc;
     /* The store: the PostgreSQL database replicas share (--store URL), else DATA/vultus.db. */
     const char *store = s->cfg.store[0] ? s->cfg.store : NULL;
-    if (!store && mkdir(s->cfg.data_dir, 0755) != 0 && errno != EEXIST) {
+    /* The folder holds faces (thumbnails, embeddings) and the key hashes: its owner's only. */
+    if (!store && mkdir(s->cfg.data_dir, 0700) != 0 && errno != EEXIST) {
         rc = base_error_set(BASE_ERR_IO, "data folder %s: %s", s->cfg.data_dir, strerror(errno));
         goto fail;
     }

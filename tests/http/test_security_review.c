@@ -15,7 +15,8 @@
  *   - the web page and the face thumbnails: headers that keep other sites from embedding them
  *     and keep the page's address out of Referer;
  *   - a key revoked while two replicas share one SQLite file is refused by both within a
- *     second or two; a key row this version cannot read does not open the API.
+ *     second or two; a key row this version cannot read does not open the API;
+ *   - a data folder the service creates (faces, key hashes) is for its owner only.
  *
  * Skips when the model pack (models/) is absent (the server loads it to start). A few seconds.
  */
@@ -456,6 +457,50 @@ static void test_unreadable_key_keeps_api_closed(void **state)
     tc_rm_rf(dir);
 }
 
+/* DATA/vultus.db holds face thumbnails and embeddings (biometric data) and the key hashes; a
+ * data folder that `vultus keys create` or `vultus serve` creates is for its owner only (the
+ * file itself gets the usual 0644: the folder keeps other local users out). A folder that
+ * exists already keeps its mode. */
+static void test_new_data_folder_private(void **state)
+{
+    (void)state;
+    NEED_MODELS();
+    char base[256], dir[300], key[128];
+    assert_int_equal(tc_temp_dir(base), 0);
+    snprintf(dir, sizeof dir, "%s/by-keys", base);
+    const char *args[] = {"--scope", "read", NULL};
+    assert_int_equal(keys_create(dir, args, key, sizeof key), 0);
+    struct stat st;
+    assert_int_equal(stat(dir, &st), 0);
+    if (st.st_mode & 077) fail_msg("keys create made %s with mode %03o", dir, st.st_mode & 0777);
+    /* serve: started by hand (tc_server_start keeps its log in the data folder), stopped once
+     * its store is there */
+    snprintf(dir, sizeof dir, "%s/by-serve", base);
+    char bin[PATH_MAX], db_path[400];
+    assert_int_equal(tc_vultus_path(bin, sizeof bin), 0);
+    snprintf(db_path, sizeof db_path, "%s/vultus.db", dir);
+    pid_t pid = fork();
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        int null = open("/dev/null", O_RDWR);
+        dup2(null, 1);
+        dup2(null, 2);
+        execl(bin, bin, "serve", "--listen", "127.0.0.1:0", "--data", dir, "--models", "models",
+              "--workers", "1", "--grace-ms", "0", (char *)NULL);
+        _exit(127);
+    }
+    assert_true(pid > 0);
+    for (int i = 0; i < 600 && !tc_exists(db_path); i++)
+        tc_sleep_ms(50);
+    int have_db = tc_exists(db_path);
+    int mode = stat(dir, &st) == 0 ? (int)(st.st_mode & 0777) : -1;
+    kill(pid, SIGTERM);
+    waitpid(pid, NULL, 0);
+    assert_true(have_db);
+    if (mode & 077) fail_msg("serve made %s with mode %03o", dir, mode);
+    tc_rm_rf(base);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -466,6 +511,7 @@ int main(void)
         cmocka_unit_test(test_page_and_thumbnail_headers),
         cmocka_unit_test(test_revoke_two_replicas),
         cmocka_unit_test(test_unreadable_key_keeps_api_closed),
+        cmocka_unit_test(test_new_data_folder_private),
     };
     return cmocka_run_group_tests_name("security review", tests, start_server, stop_server);
 }
