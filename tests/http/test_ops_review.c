@@ -249,7 +249,8 @@ static void *proxy_main(void *arg)
 static void proxy_start(pg_proxy *p, const char *pg_dir)
 {
     memset(p, 0, sizeof *p);
-    snprintf(p->socket_path, sizeof p->socket_path, "%s/.s.PGSQL.5432", pg_dir);
+    assert_true(strlen(pg_dir) <= 90); /* a Unix socket path holds 107 bytes */
+    snprintf(p->socket_path, sizeof p->socket_path, "%.90s/.s.PGSQL.5432", pg_dir);
     p->listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     assert_true(p->listen_fd >= 0);
     struct sockaddr_in a = {.sin_family = AF_INET};
