@@ -1,7 +1,9 @@
 /*
- * The operations routes, open to everyone and answered on the event loop without touching a
- * worker: /healthz, /readyz, /metrics, /openapi.json. None of them may block: /readyz reads
- * the store's health from the main loop's last check instead of querying it here.
+ * The operations routes, open to everyone and answered without touching a worker: /healthz,
+ * /readyz, /openapi.json on the event loop, where nothing may block (/readyz reads the store's
+ * health from the main loop's last check instead of querying it here), and /metrics, which
+ * reads the gallery's sizes from the store, on a thread of its own (server.c,
+ * metrics_off_loop).
  */
 #include "http/internal.h"
 
