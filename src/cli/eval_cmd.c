@@ -1472,6 +1472,7 @@ int cli_eval_main(int argc, char **argv)
     optind = 0;
     argc--;
     argv++;
+    base_error_clear();
     while ((opt = getopt_long(argc, argv, "h", options, &longindex)) != -1) {
         switch (opt) {
         case 'm': c.models_dir = optarg; break;
@@ -1560,7 +1561,7 @@ int cli_eval_main(int argc, char **argv)
     return eval_age_cmd(&c);
 
 bad_value:
-    fprintf(stderr, "vultus eval %s: bad value '%s' for --%s\n", sub, optarg,
-            options[longindex].name);
+    fprintf(stderr, "vultus eval %s: bad value '%s' for --%s%s%s\n", sub, optarg,
+            options[longindex].name, base_error_message()[0] ? ": " : "", base_error_message());
     return CLI_EXIT_USAGE;
 }

@@ -278,6 +278,18 @@ int eval_parse_pair_list(const char *text, eval_pair_list *out)
         }
         if (fold + 1 > out->n_folds) out->n_folds = (int)fold + 1;
     }
+    /* k-fold cross-validation needs a pair in every fold: a number the list skips is refused
+     * now rather than after every image has been analysed. */
+    for (int f = 0; f < out->n_folds && rc == 0; f++) {
+        size_t i = 0;
+        while (i < out->n && out->pairs[i].fold != f)
+            i++;
+        if (i == out->n)
+            rc = base_error_set(BASE_ERR_FORMAT,
+                                "pair list: fold %d holds no pair (the folds are numbered from 0 "
+                                "to %d without gaps)",
+                                f, out->n_folds - 1);
+    }
 done:
     free(lf);
     if (rc != 0) eval_pair_list_free(out);
@@ -516,7 +528,12 @@ int eval_parse_score_option(const char *text, float *out)
     char *end;
     float v = strtof(text, &end);
     if (end == text || *end || !(v >= 0 && v <= 1))
-        return base_error_set(BASE_ERR_INVALID, "expected a number in 0..1");
+        return base_error_set(BASE_ERR_INVALID, "expected a number above 0, at most 1");
+    /* 0 is how face_options says "the detector's default": it cannot ask for every detection. */
+    if (v == 0)
+        return base_error_set(BASE_ERR_INVALID,
+                              "0 would mean the detector's default; for every detection give a "
+                              "small score such as 0.001");
     *out = v;
     return 0;
 }

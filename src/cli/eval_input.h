@@ -50,7 +50,8 @@ int eval_parse_lfw_pairs(const char *text, eval_pair_list *out);
 /*
  * Parses a generic pair list: lines `path1 path2 same [fold]` (same is 1 or 0; fold an
  * integer >= 0, on every line or on none); blank lines and lines starting with # are skipped.
- * Paths hold no spaces. n_folds is the largest fold + 1.
+ * Paths hold no spaces. n_folds is the largest fold + 1, and every fold below it must hold a
+ * pair (k-fold cross-validation needs them all).
  */
 int eval_parse_pair_list(const char *text, eval_pair_list *out);
 void eval_pair_list_free(eval_pair_list *l);
@@ -113,7 +114,8 @@ int eval_is_image_name(const char *name);
  */
 int eval_parse_long_option(const char *text, long min, long max, long *out);
 
-/* --min-score: the whole text a number in [0, 1]. BASE_ERR_INVALID otherwise. */
+/* --min-score: the whole text a number in (0, 1] (0 is face_options' "the detector's default",
+ * so it is refused rather than taken). BASE_ERR_INVALID otherwise. */
 int eval_parse_score_option(const char *text, float *out);
 
 #endif

@@ -139,6 +139,46 @@ static void test_option_values(void **state)
     assert_false(eval_is_image_name("notes.txt"));
 }
 
+/* A fold number the list skips left that fold empty, and the k-fold figure failed only after
+ * every image had been analysed ("no k-fold figure: k-fold: fold 1 is empty"), the accuracy
+ * then taken at the default threshold instead. The list is refused when it is read, naming
+ * the fold. Found reading the parser for the fuzz target. */
+static void test_pair_list_refuses_fold_gap(void **state)
+{
+    (void)state;
+    eval_pair_list l;
+    base_error_clear();
+    int rc = eval_parse_pair_list("a b 1 0\nc d 0 0\ne f 1 2\ng h 0 2\n", &l);
+    if (rc == 0) {
+        int n_folds = l.n_folds;
+        eval_pair_list_free(&l);
+        fail_msg("accepted with n_folds %d and fold 1 empty", n_folds);
+    }
+    assert_int_equal(rc, BASE_ERR_FORMAT);
+    assert_non_null(strstr(base_error_message(), "fold 1"));
+    assert_null(l.pairs);
+    /* Folds in any order, none missing, are fine. */
+    assert_int_equal(eval_parse_pair_list("a b 1 1\nc d 0 0\ne f 1 0\ng h 0 1\n", &l), 0);
+    assert_int_equal(l.n_folds, 2);
+    eval_pair_list_free(&l);
+}
+
+/* --min-score 0 was accepted, and 0 is how face_options says "the detector's default", so
+ * `eval wider --min-score 0` ran at 0.05 and the others at 0.5 when every detection was asked
+ * for. 0 is refused with a message saying so. Found reading the option parser. */
+static void test_min_score_zero_refused(void **state)
+{
+    (void)state;
+    float score = -1;
+    base_error_clear();
+    int rc = eval_parse_score_option("0", &score);
+    if (rc == 0) fail_msg("--min-score 0 accepted as %g", (double)score);
+    assert_int_equal(rc, BASE_ERR_INVALID);
+    assert_non_null(strstr(base_error_message(), "default"));
+    assert_int_equal(eval_parse_score_option("0.001", &score), 0);
+    assert_int_equal(eval_parse_score_option("1", &score), 0);
+}
+
 int main(void)
 {
     base_log_level = BASE_LOG_OFF;
@@ -147,6 +187,8 @@ int main(void)
         cmocka_unit_test(test_wider_gt_refuses_overlong_field),
         cmocka_unit_test(test_limit_pairs),
         cmocka_unit_test(test_option_values),
+        cmocka_unit_test(test_pair_list_refuses_fold_gap),
+        cmocka_unit_test(test_min_score_zero_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

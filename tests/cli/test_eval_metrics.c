@@ -420,9 +420,12 @@ static void test_parse_pair_list(void **state)
 {
     (void)state;
     eval_pair_list l;
-    assert_int_equal(eval_parse_pair_list("# comment\n\na.jpg b.jpg 1 0\nc/d.png e.jpg 0 3\n", &l),
+    /* Folds 0..3 each hold a pair (a skipped number is refused: test_eval_input.c). */
+    assert_int_equal(eval_parse_pair_list("# comment\n\na.jpg b.jpg 1 0\nc/d.png e.jpg 0 3\n"
+                                          "f g 1 1\nh i 0 2\n",
+                                          &l),
                      0);
-    assert_int_equal(l.n, 2);
+    assert_int_equal(l.n, 4);
     assert_int_equal(l.n_folds, 4);
     assert_string_equal(l.pairs[1].path1, "c/d.png");
     assert_int_equal(l.pairs[1].same, 0);

@@ -9,12 +9,12 @@
  * also the file name and the option value. What must hold besides "no crash": a refusal is a
  * negative code with a message and leaves nothing allocated; an accepted pair list has at most
  * one pair per line, paths of 1..EVAL_MAX_FIELD-1 bytes without a blank, same 0 or 1, folds on
- * every pair or on none and below n_folds <= EVAL_MAX_FOLDS; an LFW list's paths are
- * Name/Name_NNNN.jpg (the same name twice for a same pair), its pairs per fold same first; an
- * accepted ground truth has 0..EVAL_MAX_GT_FACES faces per image with finite coordinates of at
- * most 1e9, w and h >= 0, difficulty 0..3; --limit keeps at most its share of same and
+ * every pair or on none, each fold below n_folds <= EVAL_MAX_FOLDS holding a pair; an LFW list's
+ * paths are Name/Name_NNNN.jpg (the same name twice for a same pair), its pairs per fold same
+ * first; an accepted ground truth has 0..EVAL_MAX_GT_FACES faces per image with finite coordinates
+ * of at most 1e9, w and h >= 0, difficulty 0..3; --limit keeps at most its share of same and
  * different pairs, in order; an accepted UTKFace name has age 0..150 and gender 0 or 1; an
- * accepted option integer is the text's number within its range, a score within [0, 1].
+ * accepted option integer is the text's number within its range, a score within (0, 1].
  * Build and run: make fuzz; seeds in tests/fuzz/corpus/eval_input/.
  */
 #include "base/base.h"
@@ -126,6 +126,13 @@ static void check_pair_list(const char *text, size_t limit)
             CHECK(p->fold == -1);
         else
             CHECK(p->fold >= 0 && p->fold < l.n_folds);
+    }
+    /* Every fold below n_folds holds a pair (k-fold needs them all). */
+    for (int f = 0; f < l.n_folds; f++) {
+        size_t i = 0;
+        while (i < l.n && l.pairs[i].fold != f)
+            i++;
+        CHECK(i < l.n);
     }
     check_limit(&l, limit);
     eval_pair_list_free(&l);
@@ -251,7 +258,7 @@ static void check_options(const char *value)
     if (rc != 0)
         CHECK(rc < 0 && base_error_message()[0] && score == -7.0f);
     else
-        CHECK(isfinite(score) && score >= 0 && score <= 1);
+        CHECK(isfinite(score) && score > 0 && score <= 1);
 
     char *joined = eval_join_path("images", value);
     if (!joined) abort();
