@@ -687,6 +687,28 @@ int gal_collection_get(struct gal *g, const char *name, struct gal_collection_in
     return 0;
 }
 
+int gal_collection_settings(struct gal *g, const char *name, struct gal_collection_info *info)
+{
+    int rc = gal_check_collection_name(name);
+    if (!rc) rc = sync_for_read(g);
+    if (rc) return rc;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        pthread_rwlock_rdlock(&g->collections_lock);
+        const struct collection *c = gal_find_collection(g, name);
+        if (c) *info = c->info;
+        pthread_rwlock_unlock(&g->collections_lock);
+        if (c) {
+            info->created_ms = 0; /* not kept in memory (struct collection) */
+            info->subject_count = 0;
+            info->face_count = 0;
+            return 0;
+        }
+        /* Not in memory: perhaps created by another process since the last refresh. */
+        if (attempt == 0 && (rc = gal_refresh(g))) return rc;
+    }
+    return base_error_set(BASE_ERR_NOT_FOUND, "collection \"%s\" does not exist", name);
+}
+
 int gal_collection_list(struct gal *g, struct gal_collection_info **list, size_t *count)
 {
     *list = NULL;

@@ -159,6 +159,15 @@ int gal_collection_create(struct gal *g, const struct gal_collection_info *info)
 int gal_collection_delete(struct gal *g, const char *name);
 /* Fills `info`, counts included. */
 int gal_collection_get(struct gal *g, const char *name, struct gal_collection_info *info);
+/*
+ * The settings of a collection (name, model, dimension, storage type, threshold) as this
+ * process holds them in memory, with created_ms, subject_count and face_count 0: for a
+ * check before each search or enrolment, where gal_collection_get's counts (each a scan of
+ * the collection's rows in the store: tens of ms at 100k faces) would cost more than the
+ * search. A collection not held in memory is looked for again after gal_refresh(), so one
+ * another process has just created is found.
+ */
+int gal_collection_settings(struct gal *g, const char *name, struct gal_collection_info *info);
 /* All collections by name, in a new array the caller frees with free(). */
 int gal_collection_list(struct gal *g, struct gal_collection_info **list, size_t *count);
 /* Changes the decision threshold (in [-1, 1]). */

@@ -1,0 +1,240 @@
+/*
+ * The gallery at an event's scale (review of 2026-11-25): 20,000 subjects of one face each
+ * through the library on a real SQLite file (the 100k figures measured through the service
+ * are in docs/gallery.md, "At 100k faces"). Each case is what a team enrolling an attendee
+ * list relies on: the per-request collection check costs no scan of the store, paging
+ * through every subject while others are deleted neither repeats nor skips one, a deleted
+ * face is gone from the next search, and an export imported into a fresh store answers every
+ * search identically. About 5 s.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+
+#include "base/base.h"
+#include "gallery/gallery.h"
+#include "helpers.h"
+
+#define DIM 128
+#define N 20000
+#define MODEL "faceapi-resnet-v1"
+
+struct fixture {
+    char *dir;
+    char db[600];
+    struct gal *g;
+    float *emb; /* N x DIM: subject i's face */
+    int64_t ids[N];
+};
+
+static void subject_name(char *out, size_t cap, int i)
+{
+    snprintf(out, cap, "p%06d", i);
+}
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof *f);
+    f->dir = make_tmpdir();
+    path_in(f->db, sizeof f->db, f->dir, "vultus.db");
+    EXPECT_OK(gal_open(f->db, &(struct gal_options){.durability = GAL_DURABLE_PROCESS}, &f->g));
+    struct gal_collection_info info = collection_info("event", MODEL, DIM, GAL_DTYPE_INT8, 0.93f);
+    EXPECT_OK(gal_collection_create(f->g, &info));
+    f->emb = malloc((size_t)N * DIM * sizeof *f->emb);
+    struct rng r = {42};
+    static char names[N][16];
+    static const char *ids[N];
+    static struct gal_face_input in[N];
+    for (int i = 0; i < N; i++) {
+        subject_name(names[i], sizeof names[i], i);
+        ids[i] = names[i];
+        random_unit(&r, f->emb + (size_t)i * DIM, DIM);
+        in[i] = face_input(names[i], MODEL, DIM, f->emb + (size_t)i * DIM);
+    }
+    EXPECT_OK(gal_subjects_add(f->g, "event", ids, NULL, N));
+    EXPECT_OK(gal_faces_add(f->g, "event", in, N, f->ids));
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    gal_close(f->g);
+    free(f->emb);
+    remove_tree(f->dir);
+    free(f);
+    return 0;
+}
+
+/* The check before every search and enrolment: the settings gal_collection_get gives, from
+ * memory, kept current by writes of this handle and, when the collection is not held yet,
+ * by a refresh (one another process has just created is found at once). */
+static void test_settings_without_counts(void **state)
+{
+    struct fixture *f = *state;
+    struct gal_collection_info got, want;
+    EXPECT_OK(gal_collection_get(f->g, "event", &want));
+    assert_int_equal(want.face_count, N);
+    assert_int_equal(want.subject_count, N);
+    EXPECT_OK(gal_collection_settings(f->g, "event", &got));
+    assert_string_equal(got.name, want.name);
+    assert_string_equal(got.model_id, want.model_id);
+    assert_int_equal(got.dim, want.dim);
+    assert_int_equal(got.dtype, want.dtype);
+    assert_true(got.threshold == want.threshold);
+    assert_int_equal(got.created_ms, 0);
+    assert_int_equal(got.face_count, 0);
+    assert_int_equal(got.subject_count, 0);
+
+    EXPECT_OK(gal_collection_set_threshold(f->g, "event", 0.5f));
+    EXPECT_OK(gal_collection_settings(f->g, "event", &got));
+    assert_true(got.threshold == 0.5f);
+    EXPECT_RC(gal_collection_settings(f->g, "nothing", &got), BASE_ERR_NOT_FOUND);
+    EXPECT_RC(gal_collection_settings(f->g, "a/b", &got), BASE_ERR_INVALID);
+
+    /* Another handle on the file (the CLI beside the service) creates, changes, deletes. */
+    struct gal *other = NULL;
+    EXPECT_OK(gal_open(f->db, NULL, &other));
+    struct gal_collection_info info = collection_info("late", MODEL, DIM, GAL_DTYPE_F16, 0.7f);
+    EXPECT_OK(gal_collection_create(other, &info));
+    EXPECT_OK(gal_collection_settings(f->g, "late", &got));
+    assert_int_equal(got.dtype, GAL_DTYPE_F16);
+    assert_true(got.threshold == 0.7f);
+    EXPECT_OK(gal_collection_delete(other, "late"));
+    EXPECT_OK(gal_refresh(f->g));
+    EXPECT_RC(gal_collection_settings(f->g, "late", &got), BASE_ERR_NOT_FOUND);
+    gal_close(other);
+}
+
+/* Paging through every subject 1000 at a time while, between pages, the cursor's own subject,
+ * subjects of the next page and one already seen are deleted: every subject alive at the
+ * end is listed exactly once, in order, and no deleted one after its deletion. */
+static void test_paging_with_deletes(void **state)
+{
+    struct fixture *f = *state;
+    unsigned char *seen = calloc(N, 1), *deleted = calloc(N, 1);
+    char after[GAL_ID_MAX + 1] = "", last[GAL_ID_MAX + 1] = "";
+    size_t pages = 0, listed = 0;
+    for (;;) {
+        struct gal_subject_info *list = NULL;
+        size_t count = 0;
+        EXPECT_OK(gal_subject_list(f->g, "event", after, 1000, &list, &count));
+        for (size_t i = 0; i < count; i++) {
+            int n = atoi(list[i].id + 1);
+            assert_true(strcmp(list[i].id, last) > 0); /* ordered, so no repeat */
+            snprintf(last, sizeof last, "%s", list[i].id);
+            assert_false(deleted[n]);
+            assert_false(seen[n]);
+            seen[n] = 1;
+            listed++;
+        }
+        pages++;
+        if (count < 1000) {
+            gal_subject_list_free(list, count);
+            break;
+        }
+        snprintf(after, sizeof after, "%s", list[count - 1].id);
+        gal_subject_list_free(list, count);
+        int cursor = atoi(after + 1);
+        const int victims[] = {cursor, cursor + 1, cursor + 500, cursor - 10};
+        for (size_t v = 0; v < sizeof victims / sizeof victims[0]; v++) {
+            char id[16];
+            if (victims[v] < 0 || victims[v] >= N || deleted[victims[v]]) continue;
+            subject_name(id, sizeof id, victims[v]);
+            EXPECT_OK(gal_subject_delete(f->g, "event", id));
+            deleted[victims[v]] = 1;
+        }
+    }
+    for (int i = 0; i < N; i++)
+        if (!deleted[i] && !seen[i]) fail_msg("subject %d alive but never listed", i);
+    assert_int_equal(pages, N / 1000);
+    print_message("paged %zu subjects in %zu pages\n", listed, pages);
+    free(seen);
+    free(deleted);
+}
+
+static int64_t top1(struct gal *g, const char *collection, const float *q, char *subject)
+{
+    struct gal_search_request req = {MODEL, DIM, q, 1, 1};
+    struct gal_results *res = NULL;
+    EXPECT_OK(gal_search(g, collection, &req, &res));
+    int64_t id = res->queries[0].face_count ? res->queries[0].faces[0].face_id : 0;
+    if (subject && res->queries[0].subject_count)
+        snprintf(subject, GAL_ID_MAX + 1, "%s", res->queries[0].subjects[0].subject_id);
+    gal_results_destroy(res);
+    return id;
+}
+
+/* A deleted face is gone from the very next search, and its subject too when it was the
+ * subject's only face (the subject itself stays, with no face). */
+static void test_delete_face_at_once(void **state)
+{
+    struct fixture *f = *state;
+    for (int i = 0; i < N; i += N / 20) {
+        const float *q = f->emb + (size_t)i * DIM;
+        assert_int_equal(top1(f->g, "event", q, NULL), f->ids[i]);
+        EXPECT_OK(gal_face_delete(f->g, "event", f->ids[i]));
+        char subject[GAL_ID_MAX + 1] = "", want[16];
+        assert_int_not_equal(top1(f->g, "event", q, subject), f->ids[i]);
+        subject_name(want, sizeof want, i);
+        assert_string_not_equal(subject, want);
+    }
+}
+
+/* Export, import into a fresh store: the same subjects answer every search, with the same
+ * similarities to the bit, k = 50 (face ids are new, so subjects are compared). */
+static void test_export_import_same_answers(void **state)
+{
+    struct fixture *f = *state;
+    char file[700], db2[700];
+    path_in(file, sizeof file, f->dir, "event.vg");
+    path_in(db2, sizeof db2, f->dir, "fresh.db");
+    EXPECT_OK(gal_export(f->g, "event", file));
+    struct gal *g2 = NULL;
+    EXPECT_OK(gal_open(db2, &(struct gal_options){.durability = GAL_DURABLE_PROCESS}, &g2));
+    EXPECT_OK(gal_import(g2, file, NULL));
+    struct gal_collection_info a, b;
+    EXPECT_OK(gal_collection_get(f->g, "event", &a));
+    EXPECT_OK(gal_collection_get(g2, "event", &b));
+    assert_int_equal(a.face_count, b.face_count);
+    assert_int_equal(a.subject_count, b.subject_count);
+    struct rng r = {7};
+    float q[16 * DIM];
+    for (int i = 0; i < 16; i++) {
+        if (i < 8)
+            memcpy(q + i * DIM, f->emb + (size_t)(i * 997 + 3) * DIM, DIM * sizeof *q);
+        else
+            random_unit(&r, q + i * DIM, DIM);
+    }
+    struct gal_search_request req = {MODEL, DIM, q, 16, 50};
+    struct gal_results *ra = NULL, *rb = NULL;
+    EXPECT_OK(gal_search(f->g, "event", &req, &ra));
+    EXPECT_OK(gal_search(g2, "event", &req, &rb));
+    for (int i = 0; i < 16; i++) {
+        const struct gal_query_result *x = &ra->queries[i], *y = &rb->queries[i];
+        assert_int_equal(x->subject_count, y->subject_count);
+        assert_int_equal(x->face_count, y->face_count);
+        for (size_t j = 0; j < x->subject_count; j++) {
+            assert_string_equal(x->subjects[j].subject_id, y->subjects[j].subject_id);
+            assert_true(x->subjects[j].similarity == y->subjects[j].similarity);
+            assert_int_equal(x->subjects[j].decision, y->subjects[j].decision);
+        }
+    }
+    gal_results_destroy(ra);
+    gal_results_destroy(rb);
+    gal_close(g2);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_settings_without_counts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_paging_with_deletes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delete_face_at_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_export_import_same_answers, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
