@@ -1284,6 +1284,32 @@ static uint64_t ms_to_ns(int ms)
     return (uint64_t)ms * 1000000u;
 }
 
+/*
+ * The store check, once a second on a thread of its own: the API keys reloaded (one query:
+ * the store answers), the SQLite file still the one opened, other processes' gallery changes
+ * replayed. It ran on the main loop, and a store that hangs (a PostgreSQL server behind a
+ * network partition: a query waits until TCP gives up, minutes) held the main loop with it:
+ * /readyz went on saying 200 from the last check, and SIGTERM was not acted on, so the drain
+ * never started and the kubelet's SIGKILL cut off whatever was in flight. Now the main loop
+ * only watches the checks: none finished for STORE_CHECK_TIMEOUT_NS counts as a store that
+ * does not answer.
+ */
+#define STORE_CHECK_TIMEOUT_NS 5000000000u
+
+typedef struct store_checker {
+    http_server *srv;
+    pthread_t thread;
+    pthread_mutex_t lock; /* guards stop; cond wakes the thread to stop */
+    pthread_cond_t cond;
+    int stop;
+    _Atomic uint64_t done_ns; /* when the last check finished */
+    atomic_int result;        /* whether the store answered it */
+    atomic_int busy;          /* a check is running */
+    /* The SQLite file the server opened (created at start-up); checker thread only. */
+    struct stat db_file;
+    int db_watched, db_lost;
+} store_checker;
+
 /* Whether `path` is still the file `opened` describes. SQLite keeps reading and writing a
  * database file deleted (or replaced) under it through its open descriptor, and nothing fails:
  * every enrolment is acknowledged, and lost at the next start, which opens (or creates) what
@@ -1294,18 +1320,108 @@ static int same_file(const char *path, const struct stat *opened)
     return stat(path, &now) == 0 && now.st_dev == opened->st_dev && now.st_ino == opened->st_ino;
 }
 
-int http_server_run(http_server *s)
+static void store_check(store_checker *c)
+{
+    http_server *s = c->srv;
+    int ok = http_keystore_refresh(s->keys) == 0;
+    if (ok && c->db_watched && !c->db_lost && !same_file(s->db_path, &c->db_file)) {
+        /* Not ready for good: a restart opens whatever the path names then, without what was
+         * written here. Logged once; the operator puts the file back (from a backup) and
+         * restarts. */
+        c->db_lost = 1;
+        log_event(BASE_LOG_ERROR,
+                  "the store file was deleted or replaced while open: what is written now would "
+                  "be lost at the next start; not ready until restarted",
+                  json_pack("{s:s}", "file", s->db_path));
+    }
+    if (ok) {
+        int required = http_keystore_count(s->keys) > 0;
+        /* the API turning open is as worth a warning as starting open */
+        if (required != atomic_exchange(&s->auth_required, required))
+            log_event(required ? BASE_LOG_INFO : BASE_LOG_WARN,
+                      required ? "API keys exist: auth is on"
+                               : "no API keys left: the API is open to anyone who can reach it",
+                      NULL);
+    } else {
+        LOG_WARN("api keys: %s", base_error_message());
+    }
+    atomic_store(&c->result, ok && !c->db_lost);
+    /* Changes other processes made (replicas on a shared PostgreSQL store, or the CLI on the
+     * same SQLite file): replayed now, so an idle replica's first request after a busy hour
+     * elsewhere does not pay for the whole backlog. Reads catch up before they run anyway;
+     * this only keeps the backlog short. */
+    if (gal_refresh(s->gal) != 0) LOG_WARN("gallery refresh: %s", base_error_message());
+}
+
+static void *store_checker_main(void *arg)
+{
+    store_checker *c = arg;
+    pthread_mutex_lock(&c->lock);
+    while (!c->stop) {
+        pthread_mutex_unlock(&c->lock);
+        atomic_store(&c->busy, 1);
+        store_check(c);
+        atomic_store(&c->done_ns, base_now_ns());
+        atomic_store(&c->busy, 0);
+        pthread_mutex_lock(&c->lock);
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 1;
+        while (!c->stop && pthread_cond_timedwait(&c->cond, &c->lock, &until) == 0) {
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+    return NULL;
+}
+
+/* /readyz's view of the store: the last check's result while checks keep finishing; not
+ * answering once none has for STORE_CHECK_TIMEOUT_NS. */
+static void store_watch(http_server *s, store_checker *c, uint64_t now, int *stuck_logged)
+{
+    uint64_t done = atomic_load(&c->done_ns);
+    int stuck = now > done && now - done > STORE_CHECK_TIMEOUT_NS;
+    atomic_store(&s->store_ok, !stuck && atomic_load(&c->result));
+    if (stuck != *stuck_logged) {
+        *stuck_logged = stuck;
+        log_event(stuck ? BASE_LOG_ERROR : BASE_LOG_INFO,
+                  stuck ? "the store does not answer: its check has waited over 5 s"
+                        : "the store answers again",
+                  NULL);
+    }
+}
+
+/* Stops the checker and frees it. Returns 0, or -1 when a check still waits on the store
+ * after a second: then the thread is left to the exit, with the store it uses. */
+static int store_checker_stop(store_checker *c)
+{
+    pthread_mutex_lock(&c->lock);
+    c->stop = 1;
+    pthread_cond_broadcast(&c->cond);
+    pthread_mutex_unlock(&c->lock);
+    uint64_t deadline = base_now_ns() + 1000000000u;
+    while (atomic_load(&c->busy) && base_now_ns() < deadline) {
+        struct timespec pause = {0, 10 * 1000000};
+        nanosleep(&pause, NULL);
+    }
+    if (atomic_load(&c->busy)) return -1;
+    pthread_join(c->thread, NULL);
+    pthread_mutex_destroy(&c->lock);
+    pthread_cond_destroy(&c->cond);
+    free(c);
+    return 0;
+}
+
+/* Signals, the store's health, slow connections and the drain, every 50 ms; never blocks on
+ * the store. */
+static int run_loop(http_server *s, store_checker *c)
 {
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGHUP);
-    uint64_t drain_start = 0, last_refresh = 0;
-    int quiesced = 0;
-    /* The SQLite file the server opened (created at start-up), watched by the store check. */
-    struct stat db_file;
-    int db_watched = !s->cfg.store[0] && stat(s->db_path, &db_file) == 0, db_lost = 0;
+    uint64_t drain_start = 0;
+    int quiesced = 0, stuck_logged = 0;
     for (;;) {
         struct timespec tick = {0, 50 * 1000000};
         int sig = sigtimedwait(&set, NULL, &tick);
@@ -1333,38 +1449,7 @@ int http_server_run(http_server *s)
             return base_error_set(BASE_ERR_IO, "cannot load the models from %s (see the log)",
                                   s->cfg.models_dir);
         reap_slow_connections(s);
-        if (now - last_refresh > 1000000000u) {
-            last_refresh = now;
-            int ok = http_keystore_refresh(s->keys) == 0;
-            if (ok && db_watched && !db_lost && !same_file(s->db_path, &db_file)) {
-                /* Not ready for good: a restart opens whatever the path names then, without
-                 * what was written here. Logged once; the operator puts the file back (from
-                 * a backup) and restarts. */
-                db_lost = 1;
-                log_event(BASE_LOG_ERROR,
-                          "the store file was deleted or replaced while open: what is written "
-                          "now would be lost at the next start; not ready until restarted",
-                          json_pack("{s:s}", "file", s->db_path));
-            }
-            atomic_store(&s->store_ok, ok && !db_lost);
-            if (ok) {
-                int required = http_keystore_count(s->keys) > 0;
-                /* the API turning open is as worth a warning as starting open */
-                if (required != atomic_exchange(&s->auth_required, required))
-                    log_event(required ? BASE_LOG_INFO : BASE_LOG_WARN,
-                              required ? "API keys exist: auth is on"
-                                       : "no API keys left: the API is open to anyone who can "
-                                         "reach it",
-                              NULL);
-            } else {
-                LOG_WARN("api keys: %s", base_error_message());
-            }
-            /* Changes other processes made (replicas on a shared PostgreSQL store, or the CLI
-             * on the same SQLite file): replayed now, so an idle replica's first request after
-             * a busy hour elsewhere does not pay for the whole backlog. Reads catch up before
-             * they run anyway; this only keeps the backlog short. */
-            if (gal_refresh(s->gal) != 0) LOG_WARN("gallery refresh: %s", base_error_message());
-        }
+        store_watch(s, c, now, &stuck_logged);
         if (!drain_start) continue;
         /* The grace ends at the drain timeout at the latest: the drain below then ends as
          * any other (drained when idle, else cut off), never with the listener still open. */
@@ -1397,6 +1482,29 @@ int http_server_run(http_server *s)
             return BASE_ERR_LIMIT;
         }
     }
+}
+
+int http_server_run(http_server *s)
+{
+    store_checker *c = calloc(1, sizeof *c);
+    if (!c) return base_error_set(BASE_ERR_NOMEM, "store check");
+    c->srv = s;
+    c->db_watched = !s->cfg.store[0] && stat(s->db_path, &c->db_file) == 0;
+    pthread_mutex_init(&c->lock, NULL);
+    pthread_cond_init(&c->cond, NULL);
+    atomic_store(&c->result, 1);
+    atomic_store(&c->done_ns, base_now_ns());
+    if (pthread_create(&c->thread, NULL, store_checker_main, c) != 0) {
+        free(c);
+        return base_error_set(BASE_ERR_BACKEND, "cannot start the store check");
+    }
+    int rc = run_loop(s, c);
+    if (store_checker_stop(c) != 0) {
+        log_event(BASE_LOG_WARN, "the store check still waits on the store: left to the exit",
+                  NULL);
+        s->abandoned = 1; /* destroy must not close the store under it */
+    }
+    return rc;
 }
 
 void http_server_destroy(http_server *s)

@@ -12,8 +12,10 @@
  *     route (a header block over its memory limit, a malformed header) are logged with their
  *     status and counted in /metrics too; every response our code makes has X-Request-Id;
  *   - --grace-ms above --drain-timeout-ms: warned at start, an idle drain ends as drained;
- *   - a scrape of /metrics while PostgreSQL does not answer (a proxy that holds every byte, as
- *     a network partition) leaves /healthz and /v1/detect answered (skips without PostgreSQL).
+ *   - PostgreSQL that does not answer (a proxy that holds every byte, as a network partition;
+ *     skips without PostgreSQL): a scrape of /metrics leaves /healthz and /v1/detect answered,
+ *     /readyz turns 503 within seconds and back to 200 when the store answers, and SIGTERM
+ *     still drains and exits 0 within the drain timeout.
  *
  * Skips when the model pack (models/) is absent (the server loads it to start). A few seconds.
  */
@@ -296,7 +298,8 @@ static void test_metrics_with_store_frozen(void **state)
     proxy_start(&proxy, pg_dir);
     char store[200];
     snprintf(store, sizeof store, "postgresql://postgres@127.0.0.1:%d/postgres", proxy.port);
-    const char *args[] = {"--workers", "1", "--grace-ms", "0", "--store", store, NULL};
+    const char *args[] = {"--workers", "1",       "--grace-ms", "0", "--drain-timeout-ms",
+                          "2000",      "--store", store,        NULL};
     tc_server s;
     assert_int_equal(tc_server_start(&s, NULL, args, 1), 0);
     tc_response r;
@@ -343,17 +346,47 @@ static void test_metrics_with_store_frozen(void **state)
     free(jpeg);
     print_message("store frozen, a scrape waiting: /healthz %d in %.0f ms, /v1/detect %d\n",
                   healthz, healthz_ms, detect);
-
-    atomic_store(&proxy.frozen, 0);
-    pthread_join(t, NULL);
-    int scraped = sa.r.status;
-    tc_response_free(&sa.r);
     if (healthz != 200 || healthz_ms > 1000)
         fail_msg("/healthz: %d after %.0f ms while a scrape waited on the store", healthz,
                  healthz_ms);
     if (detect != 200) fail_msg("/v1/detect: %d while a scrape waited on the store", detect);
+
+    /* /readyz: 503 once the store check has waited 5 s, 200 again when the store answers */
+    double frozen_at = tc_now_ms() - 300;
+    int ready = 200;
+    while (ready == 200 && tc_now_ms() - frozen_at < 10000) {
+        tc_sleep_ms(200);
+        ready = get_status(s.port, "/readyz");
+    }
+    double not_ready_ms = tc_now_ms() - frozen_at;
+    print_message("store frozen: /readyz %d after %.0f ms\n", ready, not_ready_ms);
+    if (ready != 503) fail_msg("/readyz still %d 10 s after the store stopped answering", ready);
+    atomic_store(&proxy.frozen, 0);
+    pthread_join(t, NULL);
+    int scraped = sa.r.status;
+    tc_response_free(&sa.r);
     assert_int_equal(scraped, 200); /* answered once the store answers again */
-    assert_int_equal(tc_server_stop(&s), 0);
+    double thawed_at = tc_now_ms();
+    while (ready != 200 && tc_now_ms() - thawed_at < 5000) {
+        tc_sleep_ms(100);
+        ready = get_status(s.port, "/readyz");
+    }
+    assert_int_equal(ready, 200);
+
+    /* SIGTERM while the store hangs: the drain runs (the server stopped reacting to signals
+     * while its store check waited) and ends within --drain-timeout-ms, exit 0 */
+    atomic_store(&proxy.frozen, 1);
+    tc_sleep_ms(1500); /* a store check is waiting now */
+    double term_at = tc_now_ms();
+    kill(s.pid, SIGTERM);
+    rc = tc_server_wait(&s, 20000);
+    double exit_ms = tc_now_ms() - term_at;
+    print_message("store frozen, SIGTERM: exit %d after %.0f ms (drain timeout 2000 ms)\n", rc,
+                  exit_ms);
+    atomic_store(&proxy.frozen, 0);
+    if (rc != 0 || exit_ms > 5000)
+        fail_msg("SIGTERM with the store frozen: exit %d after %.0f ms", rc, exit_ms);
+    tc_rm_rf(s.dir);
     tc_pg_stop(pg_dir);
 }
 
