@@ -5,7 +5,10 @@
  * GIF are named in the 415; a JPEG cut in its header is "truncated"; an animated WebP is a 415 that
  * says so. A portrait stored turned, with the orientation in a WebP's EXIF chunk or in the
  * second Exif block of a JPEG (behind XMP and a broken Exif block), sent as a raw body,
- * multipart and base64 JSON, gives the face where the upright portrait has it.
+ * multipart and base64 JSON, gives the face where the upright portrait has it. With
+ * --max-pixels at the portrait's size, one column more is 413; a 20000x8 strip and a 1x1 image
+ * have no face; grey and progressive JPEGs find the face. vultus analyze on a HEIC file and on
+ * a turned WebP answers as the API does.
  * Skips when models/ (or the folder VULTUS_MODELS names) or ../shared/data/fixtures is absent.
  */
 #include <setjmp.h>
@@ -19,6 +22,7 @@
 #include "img/img.h"
 
 #include <math.h>
+#include <turbojpeg.h>
 #include <webp/encode.h>
 
 #define PORTRAIT "../shared/data/fixtures/id-obama-1.jpg"
@@ -28,6 +32,7 @@ static struct {
     int port;
     img_image upright;
     double box[4]; /* the upright portrait's face: x, y, width, height */
+    char models[PATH_MAX];
 } shared;
 
 #define NEED_SERVER()                                                                              \
@@ -256,7 +261,12 @@ static int setup(void **state)
     snprintf(probe, sizeof probe, "%s/human/blazeface-back.json", models);
     if (access(probe, R_OK) != 0 || access(PORTRAIT, R_OK) != 0) return 0;
     if (img_load_file(PORTRAIT, NULL, &shared.upright, NULL) != 0) return -1;
-    const char *extra[] = {"--models", models, "--workers", "1", NULL};
+    /* --max-pixels exactly the portrait's 910x1137 (test_pixel_limit_and_shapes) */
+    char max_pixels[32];
+    snprintf(max_pixels, sizeof max_pixels, "%lld",
+             (long long)shared.upright.width * shared.upright.height);
+    snprintf(shared.models, sizeof shared.models, "%s", models);
+    const char *extra[] = {"--models", models, "--workers", "1", "--max-pixels", max_pixels, NULL};
     if (tc_server_start(&shared.server, NULL, extra, 1) != 0) return -1;
     shared.port = shared.server.port;
     size_t len = 0;
@@ -381,6 +391,127 @@ static void test_orientation(void **state)
     }
 }
 
+/* Where to write a temporary image for vultus analyze. */
+static void write_temp(const char *path, const void *data, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(data, 1, len, f), len);
+    assert_int_equal(fclose(f), 0);
+}
+
+/* The pixel limit (the server runs with --max-pixels = the portrait's 910x1137): the portrait is
+ * analysed (setup), the portrait one column wider is 413 image_too_large from its header; a
+ * 20000x8 strip and a 1x1 image are analysed with no face; the portrait as grey JPEG and as
+ * progressive JPEG gives the face where the colour baseline one has it. */
+static void test_pixel_limit_and_shapes(void **state)
+{
+    (void)state;
+    NEED_SERVER();
+    const img_image *u = &shared.upright;
+    img_image wide = {0};
+    assert_int_equal(img_alloc(&wide, u->width + 1, u->height, 3), 0);
+    for (int y = 0; y < u->height; y++) {
+        uint8_t *row = wide.data + (size_t)y * wide.width * 3;
+        memcpy(row, u->data + (size_t)y * u->width * 3, (size_t)u->width * 3);
+        memset(row + (size_t)u->width * 3, 128, 3);
+    }
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    assert_int_equal(img_encode_png(&wide, &buf, &len), 0);
+    tc_response r;
+    assert_int_equal(post_raw("image/png", buf, len, &r), 0);
+    tc_expect_error(&r, 413, "image_too_large");
+    expect_message(&r, "911x1137");
+    tc_response_free(&r);
+    free(buf);
+    img_free(&wide);
+
+    static const int shapes[2][2] = {{20000, 8}, {1, 1}};
+    for (int i = 0; i < 2; i++) {
+        img_image img = {0};
+        assert_int_equal(img_alloc(&img, shapes[i][0], shapes[i][1], 3), 0);
+        for (size_t k = 0; k < (size_t)img.width * img.height * 3; k++)
+            img.data[k] = (uint8_t)(k * 31);
+        assert_int_equal(img_encode_jpeg(&img, 90, &buf, &len), 0);
+        assert_int_equal(post_raw("image/jpeg", buf, len, &r), 0);
+        json_t *j = tc_expect_json(&r, 200);
+        assert_int_equal(json_integer_value(json_object_get(j, "width")), shapes[i][0]);
+        assert_int_equal(json_array_size(json_object_get(j, "faces")), 0);
+        json_decref(j);
+        tc_response_free(&r);
+        free(buf);
+        img_free(&img);
+    }
+
+    img_image grey = {0};
+    assert_int_equal(img_alloc(&grey, u->width, u->height, 1), 0);
+    for (size_t k = 0; k < (size_t)u->width * u->height; k++) {
+        const uint8_t *p = u->data + 3 * k;
+        grey.data[k] = (uint8_t)((77 * p[0] + 150 * p[1] + 29 * p[2] + 128) >> 8);
+    }
+    assert_int_equal(img_encode_jpeg(&grey, 95, &buf, &len), 0);
+    expect_face_every_way("image/jpeg", buf, len, "grey JPEG");
+    free(buf);
+    img_free(&grey);
+    tjhandle tj = tjInitCompress();
+    assert_non_null(tj);
+    unsigned char *prog = NULL;
+    unsigned long prog_len = 0;
+    assert_int_equal(tjCompress2(tj, u->data, u->width, 0, u->height, TJPF_RGB, &prog, &prog_len,
+                                 TJSAMP_420, 90, TJFLAG_PROGRESSIVE),
+                     0);
+    tjDestroy(tj);
+    expect_face_every_way("image/jpeg", prog, prog_len, "progressive JPEG");
+    tjFree(prog);
+}
+
+/* vultus analyze on the same kinds of file: the HEIC header exits 1 naming HEIC; the portrait
+ * stored turned in a WebP with orientation 6 gives the face where the upright portrait has it. */
+static void test_cli_analyze(void **state)
+{
+    (void)state;
+    NEED_SERVER();
+    char dir[256], path[300], out[16384];
+    assert_int_equal(tc_temp_dir(dir), 0);
+    snprintf(path, sizeof path, "%s/photo.heic", dir);
+    write_temp(path,
+               "\0\0\0\x18"
+               "ftypheic\0\0\0\0mif1heic",
+               24);
+    const char *heic[] = {"analyze", "--stages", "detect", "--models", shared.models, path, NULL};
+    int rc = tc_run_vultus_fd(2, out, sizeof out, heic);
+    if (rc != 1 || !strstr(out, "HEIC")) fail_msg("vultus analyze: exit %d: %s", rc, out);
+    unlink(path);
+
+    img_image stored = {0};
+    assert_int_equal(img_apply_orientation(&shared.upright, 8, &stored), 0);
+    size_t len = 0;
+    uint8_t *webp = webp_with_orientation(&stored, 6, &len);
+    snprintf(path, sizeof path, "%s/turned.webp", dir);
+    write_temp(path, webp, len);
+    free(webp);
+    img_free(&stored);
+    const char *turned[] = {"analyze", "--stages", "detect", "--models", shared.models, path, NULL};
+    rc = tc_run_vultus(out, sizeof out, turned);
+    if (rc != 0) fail_msg("vultus analyze: exit %d: %s", rc, out);
+    json_t *j = json_loads(out, JSON_DISABLE_EOF_CHECK, NULL);
+    assert_non_null(j);
+    json_t *faces = json_object_get(j, "faces");
+    assert_int_equal(json_array_size(faces), 1);
+    json_t *b = json_object_get(json_array_get(faces, 0), "box");
+    double box[4];
+    for (int i = 0; i < 4; i++)
+        box[i] = json_number_value(json_array_get(b, (size_t)i));
+    double v = iou(box, shared.box);
+    printf("  vultus analyze, WebP orientation 6: box %.0f,%.0f %.0fx%.0f, IoU %.3f\n", box[0],
+           box[1], box[2], box[3], v);
+    assert_true(v >= 0.9);
+    json_decref(j);
+    unlink(path);
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -388,6 +519,8 @@ int main(void)
         cmocka_unit_test(test_unsupported_named),
         cmocka_unit_test(test_truncated),
         cmocka_unit_test(test_orientation),
+        cmocka_unit_test(test_pixel_limit_and_shapes),
+        cmocka_unit_test(test_cli_analyze),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
