@@ -345,8 +345,8 @@ static void test_unsupported_named(void **state)
     free(anim);
 }
 
-/* The portrait cut in its header (200 bytes: inside the Exif/JFIF segments) and in its data
- * (half): 400 invalid_image saying "truncated" both times. */
+/* The portrait cut in its header (200 bytes: inside the Exif/JFIF segments), in its data (half)
+ * and by only its end marker (EOI, 2 bytes): 400 invalid_image saying "truncated" each time. */
 static void test_truncated(void **state)
 {
     (void)state;
@@ -361,6 +361,12 @@ static void test_truncated(void **state)
         expect_message(&r, "truncated");
         tc_response_free(&r);
     }
+    /* even without only its end marker (EOI): refused, as test_decode's every-prefix case pins */
+    tc_response r;
+    assert_int_equal(post_raw("image/jpeg", jpeg, len - 2, &r), 0);
+    tc_expect_error(&r, 400, "invalid_image");
+    expect_message(&r, "truncated");
+    tc_response_free(&r);
     free(jpeg);
 }
 
