@@ -625,6 +625,11 @@ int gal_collection_delete(struct gal *g, const char *name)
     }
 done:
     pthread_mutex_unlock(&g->write_mutex);
+    /* The collection is gone for every reader; its rows go now, in chunks, while other
+     * writes of this process go on (write_mutex released). A failure leaves them hidden, and
+     * the next open purges them. */
+    if (rc == 0 && g->store->ops->purge && g->store->ops->purge(g->store) != 0)
+        LOG_WARN("collection %s deleted, its rows not yet: %s", name, base_error_message());
     return rc;
 }
 

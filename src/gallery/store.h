@@ -96,6 +96,10 @@ struct gal_store_ops {
     int (*collection_update)(struct gal_store *store, int64_t id, float threshold,
                              enum gal_dtype dtype, uint64_t *seq);
     int (*collection_delete)(struct gal_store *store, int64_t id, uint64_t *seq);
+    /* Removes what collection_delete left to remove later (the rows of a deleted collection,
+     * in small transactions so other writers get between them); called without the
+     * gallery's write mutex. NULL in a backend whose collection_delete removes everything. */
+    int (*purge)(struct gal_store *store);
     /* By name or by id (name NULL); counts included. BASE_ERR_NOT_FOUND when absent. */
     int (*collection_get)(struct gal_store *store, const char *name, int64_t id,
                           struct gal_store_collection *out);
