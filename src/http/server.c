@@ -1391,14 +1391,14 @@ static void store_watch(http_server *s, store_checker *c, uint64_t now, int *stu
 }
 
 /* Stops the checker and frees it. Returns 0, or -1 when a check still waits on the store
- * after a second: then the thread is left to the exit, with the store it uses. */
-static int store_checker_stop(store_checker *c)
+ * after wait_ms: then the thread is left to the exit, with the store it uses. */
+static int store_checker_stop(store_checker *c, int wait_ms)
 {
     pthread_mutex_lock(&c->lock);
     c->stop = 1;
     pthread_cond_broadcast(&c->cond);
     pthread_mutex_unlock(&c->lock);
-    uint64_t deadline = base_now_ns() + 1000000000u;
+    uint64_t deadline = base_now_ns() + ms_to_ns(wait_ms);
     while (atomic_load(&c->busy) && base_now_ns() < deadline) {
         struct timespec pause = {0, 10 * 1000000};
         nanosleep(&pause, NULL);
@@ -1499,7 +1499,8 @@ int http_server_run(http_server *s)
         return base_error_set(BASE_ERR_BACKEND, "cannot start the store check");
     }
     int rc = run_loop(s, c);
-    if (store_checker_stop(c) != 0) {
+    /* A cut-off drain or a second signal leaves everything to the exit at once: no wait. */
+    if (store_checker_stop(c, s->abandoned ? 0 : 1000) != 0) {
         log_event(BASE_LOG_WARN, "the store check still waits on the store: left to the exit",
                   NULL);
         s->abandoned = 1; /* destroy must not close the store under it */
