@@ -110,6 +110,7 @@ enum stmt_id {
     S_PURGE_FACES,
     S_PURGE_SUBJECTS,
     S_PURGE_COLLECTIONS,
+    S_HIDDEN_ANY,
     S_COLL_BY_NAME,
     S_COLL_BY_ID,
     S_COLL_LIST,
@@ -184,6 +185,7 @@ static const char *const stmt_sql[S_COUNT] = {
                             "EXISTS (SELECT 1 FROM subjects s WHERE s.collection_id = "
                             "collections.id) AND NOT EXISTS (SELECT 1 FROM faces f "
                             "WHERE f.collection_id = collections.id)",
+    [S_HIDDEN_ANY] = "SELECT EXISTS (SELECT 1 FROM collections WHERE substr(name, 1, 1) = '/')",
     [S_COLL_BY_NAME] = "SELECT " COLL_COLUMNS " FROM collections WHERE name = ?1",
     [S_COLL_BY_ID] = "SELECT " COLL_COLUMNS " FROM collections WHERE id = ?1 AND " NOT_HIDDEN,
     [S_COLL_LIST] = "SELECT " COLL_COLUMNS " FROM collections WHERE " NOT_HIDDEN " ORDER BY name",
@@ -620,11 +622,16 @@ static int sq_purge(struct gal_store *store)
 {
     struct sqlite_store *s = (struct sqlite_store *)store;
     if (s->options.read_only) return 0;
+    /* Mostly nothing to do (every open asks): a read, without taking the write lock. */
+    int64_t any = 0;
+    pthread_mutex_lock(&s->writer_mutex);
+    int rc = run_int(&s->writer, stmt(&s->writer, S_HIDDEN_ANY), "find deleted collections", &any);
+    pthread_mutex_unlock(&s->writer_mutex);
+    if (rc || !any) return rc;
     const enum stmt_id steps[] = {S_PURGE_FACES, S_PURGE_SUBJECTS, S_PURGE_COLLECTIONS};
     for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
         for (;;) {
-            int rc = writer_begin(s, 1);
-            if (rc) return rc;
+            if ((rc = writer_begin(s, 1))) return rc;
             struct conn *w = &s->writer;
             sqlite3_stmt *st = stmt(w, steps[i]);
             if (st && steps[i] != S_PURGE_COLLECTIONS) sqlite3_bind_int64(st, 1, PURGE_CHUNK);
