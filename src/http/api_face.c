@@ -376,8 +376,8 @@ static int subject_similarity(http_request *r, const char *collection, const cha
                               const face_info *f, float *best, int64_t *best_face, float *threshold)
 {
     http_server *s = r->srv;
-    struct gal_collection_info ci;
-    int rc = gal_collection_get(s->gal, collection, &ci);
+    struct gal_collection_info ci; /* settings only: the counts would scan the collection */
+    int rc = gal_collection_settings(s->gal, collection, &ci);
     if (rc) {
         http_respond_base_error(r, rc, "collection");
         return rc;
@@ -452,7 +452,7 @@ static int verify_params(http_request *r, http_input *in, char *collection, size
     }
     http_server *s = r->srv;
     struct gal_collection_info ci;
-    if ((rc = gal_collection_get(s->gal, collection, &ci))) {
+    if ((rc = gal_collection_settings(s->gal, collection, &ci))) {
         http_respond_base_error(r, rc, "collection");
         return rc;
     }
