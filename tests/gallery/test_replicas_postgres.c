@@ -47,11 +47,6 @@ static tc_server replica[2];
  * it, so a replica that ignored --store and ran on a SQLite file of its own fails. */
 static int wired;
 
-static int have_models(void)
-{
-    return tc_exists("models/human/blazeface-back.json") && tc_exists("models/samples/sample1.jpg");
-}
-
 static char *sample(int i, size_t *len)
 {
     char path[64], *data = NULL;
@@ -177,7 +172,7 @@ static const char *const serve_args[] = {
 static int start(void **state)
 {
     (void)state;
-    if (!have_models()) return 0;
+    if (!tc_have_models()) return 0;
     if (getenv("VULTUS_SANITIZED")) samples = 3;
     int rc = tc_pg_start(pg_dir, sizeof pg_dir, url, sizeof url);
     if (rc == 77) return 0; /* url empty: every test skips */
@@ -208,10 +203,7 @@ static int stop(void **state)
 
 #define NEED_REPLICAS()                                                                            \
     do {                                                                                           \
-        if (!have_models()) {                                                                      \
-            print_message("models/ is absent (run tools/fetch-models): skipped\n");                \
-            skip();                                                                                \
-        }                                                                                          \
+        TC_NEED_MODELS();                                                                          \
         if (!url[0]) {                                                                             \
             print_message("no PostgreSQL server binaries (package postgresql): skipped\n");        \
             skip();                                                                                \

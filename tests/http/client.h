@@ -591,8 +591,24 @@ static inline const char *tc_error_code(const tc_response *r, char *out, size_t 
     return out;
 }
 
+/* Whether models/ holds the model pack and its sample photos (tools/fetch-models puts them
+ * there): the tests that start a server with the models skip without them. */
+static inline int tc_have_models(void)
+{
+    return tc_exists("models/human/blazeface-back.json") && tc_exists("models/samples/sample1.jpg");
+}
+
 /* Assertions for cmocka tests (those that include cmocka.h before this header). */
 #ifdef cmocka_unit_test
+
+/* Skips the calling test when models/ is absent. */
+#define TC_NEED_MODELS()                                                                           \
+    do {                                                                                           \
+        if (!tc_have_models()) {                                                                   \
+            print_message("models/ is absent (run tools/fetch-models): skipped\n");                \
+            skip();                                                                                \
+        }                                                                                          \
+    } while (0)
 
 /* The file at path, NUL-terminated (the test fails when it cannot be read). */
 static inline char *tc_load(const char *path, size_t *len)

@@ -41,11 +41,6 @@
 #define FIXTURES "../shared/data/fixtures"
 #define SAMPLE(n) "models/samples/sample" #n ".jpg"
 
-static int have_models(void)
-{
-    return tc_exists("models/human/blazeface-back.json") && tc_exists(SAMPLE(1));
-}
-
 /* ---- the schema validator ---------------------------------------------------------------- */
 
 static json_t *doc;         /* src/http/openapi.json */
@@ -661,7 +656,7 @@ static tc_server open_srv; /* no API keys */
 static int start_open(void **state)
 {
     if (load_doc(state) != 0) return -1;
-    if (!have_models()) return 0;
+    if (!tc_have_models()) return 0;
     /* 2.9 Mpx: sample6 (1920x1537) is over it (image_too_large), samples 1 and 5 under. */
     static const char *const args[] = {
         "--workers", "2", "--max-body-bytes", "2097152", "--max-pixels", "2900000", "--grace-ms",
@@ -678,10 +673,7 @@ static int stop_open(void **state)
 
 #define NEED_SERVER(srv)                                                                           \
     do {                                                                                           \
-        if (!have_models()) {                                                                      \
-            print_message("models/ is absent (run tools/fetch-models): skipped\n");                \
-            skip();                                                                                \
-        }                                                                                          \
+        TC_NEED_MODELS();                                                                          \
         assert_true((srv)->pid > 0);                                                               \
     } while (0)
 
@@ -1165,7 +1157,7 @@ static void make_key(const char *dir, const char *scope, const char *collection,
 static void test_keys(void **state)
 {
     (void)state;
-    if (!have_models()) skip();
+    TC_NEED_MODELS();
     char dir[256], admin[200], reader[200], limited[200];
     assert_int_equal(tc_temp_dir(dir), 0);
     make_key(dir, "admin", NULL, admin, sizeof admin);
@@ -1256,7 +1248,7 @@ static void test_keys(void **state)
 static void test_every_operation_checked(void **state)
 {
     (void)state;
-    if (!have_models()) skip();
+    TC_NEED_MODELS();
     const char *path;
     json_t *ops;
     int n_ops = 0, n_covered = 0;

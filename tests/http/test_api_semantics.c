@@ -34,11 +34,6 @@
 #define SAMPLE(n) "models/samples/sample" #n ".jpg"
 #define JPEG_CT "Content-Type: image/jpeg\r\n"
 
-static int have_models(void)
-{
-    return tc_exists("models/human/blazeface-back.json") && tc_exists(SAMPLE(1));
-}
-
 static tc_server srv;
 static char srv_dir[256]; /* its data folder: made here, so a collection of another embedder
                            * can be created in it before the server starts */
@@ -46,10 +41,7 @@ static int port;
 
 #define NEED_SERVER()                                                                              \
     do {                                                                                           \
-        if (!have_models()) {                                                                      \
-            print_message("models/ is absent (run tools/fetch-models): skipped\n");                \
-            skip();                                                                                \
-        }                                                                                          \
+        TC_NEED_MODELS();                                                                          \
         assert_true(srv.pid > 0);                                                                  \
     } while (0)
 
@@ -144,7 +136,7 @@ static char *json_image(const char *data, size_t len, const char *prefix, int ur
 static int setup(void **state)
 {
     (void)state;
-    if (!have_models()) return 0;
+    if (!tc_have_models()) return 0;
     if (tc_temp_dir(srv_dir) != 0) return -1;
     /* A collection pinned to another embedder than the server's (search: 409 model_mismatch). */
     const char *create[] = {"gallery",    "create", "other", "--embedder",

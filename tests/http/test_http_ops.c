@@ -36,19 +36,6 @@
 
 #define SAMPLE "models/samples/sample1.jpg"
 
-static int have_models(void)
-{
-    return tc_exists("models/human/blazeface-back.json") && tc_exists(SAMPLE);
-}
-
-#define NEED_MODELS()                                                                              \
-    do {                                                                                           \
-        if (!have_models()) {                                                                      \
-            print_message("models/ is absent (run tools/fetch-models): skipped\n");                \
-            skip();                                                                                \
-        }                                                                                          \
-    } while (0)
-
 /* The server with API keys most tests share, and its keys. */
 static tc_server keyed;
 enum { K_ADMIN, K_WRITE, K_READ, K_LIMITED, K_RATE, K_COUNT };
@@ -73,7 +60,7 @@ static void make_key(const char *dir, const char *scope, const char *collection,
 static int start_keyed(void **state)
 {
     (void)state;
-    if (!have_models()) return 0;
+    if (!tc_have_models()) return 0;
     char dir[256];
     if (tc_temp_dir(dir) != 0) return -1;
     static const char *const scope[K_COUNT] = {"admin", "write", "read", "write", "read"};
@@ -164,7 +151,7 @@ static void test_bucket_edges(void **state)
 static void test_static_paths(void **state)
 {
     (void)state;
-    NEED_MODELS();
+    TC_NEED_MODELS();
     static const char *const bad[] = {
         "/../app.js",  "/%2e%2e/app.js", "/..%2fapp.js", "//app.js",          "/./app.js",
         "/app.js/",    "/app.js/..",     "/APP.JS",      "/app.js%00",        "/index.html",
@@ -222,7 +209,7 @@ static void test_static_paths(void **state)
 static void test_security_headers(void **state)
 {
     (void)state;
-    NEED_MODELS();
+    TC_NEED_MODELS();
     static const char *const paths[] = {"/",        "/app.js",         "/healthz",
                                         "/metrics", "/v1/collections", "/%3Cscript%3E"};
     for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
@@ -248,7 +235,7 @@ static void test_security_headers(void **state)
 static void test_request_id_limits(void **state)
 {
     (void)state;
-    NEED_MODELS();
+    TC_NEED_MODELS();
     char id[80], h[120], v[128];
     memset(id, 'a', 64);
     id[64] = '\0';
@@ -277,7 +264,7 @@ static void test_request_id_limits(void **state)
 static void test_scopes_enforced(void **state)
 {
     (void)state;
-    NEED_MODELS();
+    TC_NEED_MODELS();
     /* set-up: collections a and b, a subject in each */
     expect_status(K_ADMIN, "POST", "/v1/collections", "{\"name\":\"a\"}", 201);
     expect_status(K_ADMIN, "POST", "/v1/collections", "{\"name\":\"b\"}", 201);
@@ -363,7 +350,7 @@ static void test_scopes_enforced(void **state)
 static void test_malformed_authorization(void **state)
 {
     (void)state;
-    NEED_MODELS();
+    TC_NEED_MODELS();
     const char *key = keys[K_READ];
     char wrong_secret[160], longer[160], two[200], tab[200], lower[200];
     /* the right id with another secret */
@@ -415,7 +402,7 @@ static int is_integer_text(const char *v)
 static void test_rate_limit_per_key(void **state)
 {
     (void)state;
-    NEED_MODELS();
+    TC_NEED_MODELS();
     int ok = 0;
     tc_response r;
     for (int i = 0; i < 80; i++) {
@@ -480,7 +467,7 @@ static void chunked_post(const char *path, const char *body, size_t len, tc_resp
 static void test_body_limit_exact(void **state)
 {
     (void)state;
-    NEED_MODELS();
+    TC_NEED_MODELS();
     const char *names[] = {"exact", "exact-chunked"};
     for (int chunked = 0; chunked < 2; chunked++) {
         char *at = padded_body(names[chunked], BODY_LIMIT);
@@ -527,7 +514,7 @@ static char *scrape(void)
 static void test_stalled_body_closed(void **state)
 {
     (void)state;
-    NEED_MODELS();
+    TC_NEED_MODELS();
     char *before = scrape();
     double closed0 = metric(before, "vultus_slow_connections_closed_total");
     free(before);
@@ -559,7 +546,7 @@ static void test_stalled_body_closed(void **state)
 static void test_metrics_add_up(void **state)
 {
     (void)state;
-    NEED_MODELS();
+    TC_NEED_MODELS();
     static const char healthz[] = "vultus_http_requests_total{method=\"GET\",route=\"/healthz\","
                                   "status=\"200\"}",
                       notfound[] = "vultus_http_requests_total{method=\"\",route=\"unmatched\","
@@ -627,7 +614,7 @@ static void test_metrics_add_up(void **state)
 static void test_keys_never_logged(void **state)
 {
     (void)state;
-    NEED_MODELS();
+    TC_NEED_MODELS();
     char *log;
     size_t len;
     assert_int_equal(tc_read_file(keyed.log, &log, &len), 0);
@@ -653,7 +640,7 @@ static void test_keys_never_logged(void **state)
 static void test_revoke_by_key_text(void **state)
 {
     (void)state;
-    NEED_MODELS();
+    TC_NEED_MODELS();
     char key[128], header[200];
     make_key(keyed.dir, "read", NULL, key);
     snprintf(header, sizeof header, "Authorization: Bearer %s\r\n", key);
@@ -712,7 +699,7 @@ static int closed_within(int fd, int timeout_ms)
 static void test_max_connections(void **state)
 {
     (void)state;
-    NEED_MODELS();
+    TC_NEED_MODELS();
     tc_server s;
     static const char *const args[] = {"--max-connections", "2", "--workers", "1",
                                        "--grace-ms",        "0", NULL};
@@ -746,7 +733,7 @@ static void test_max_connections(void **state)
 static void test_drain_keepalive_and_upload(void **state)
 {
     (void)state;
-    NEED_MODELS();
+    TC_NEED_MODELS();
     tc_server s;
     static const char *const args[] = {
         "--grace-ms", "200", "--drain-timeout-ms", "20000", "--workers", "1", NULL};
@@ -797,7 +784,7 @@ static void test_drain_keepalive_and_upload(void **state)
 static void test_drain_timeout(void **state)
 {
     (void)state;
-    NEED_MODELS();
+    TC_NEED_MODELS();
     tc_server s;
     static const char *const args[] = {"--grace-ms", "0", "--drain-timeout-ms", "500", NULL};
     assert_int_equal(tc_server_start(&s, NULL, args, 1), 0);
@@ -846,7 +833,7 @@ static void *analyze_main(void *arg)
 static void test_second_signal(void **state)
 {
     (void)state;
-    NEED_MODELS();
+    TC_NEED_MODELS();
     tc_server s;
     static const char *const args[] = {"--workers",     "1",     "--grace-ms", "5000",
                                        "--deadline-ms", "60000", NULL};

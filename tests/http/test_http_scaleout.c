@@ -48,11 +48,6 @@ static const char *const serve_args[] = {
     "--store",       url,     "--workers",         "1",     "--grace-ms", "300",
     "--deadline-ms", "30000", "--max-deadline-ms", "30000", NULL};
 
-static int have_models(void)
-{
-    return tc_exists("models/human/blazeface-back.json") && tc_exists("models/samples/sample1.jpg");
-}
-
 static int free_port(void)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -144,7 +139,7 @@ static int nginx_start(void)
 static int start(void **state)
 {
     (void)state;
-    if (!have_models() || access(NGINX, X_OK) != 0) return 0;
+    if (!tc_have_models() || access(NGINX, X_OK) != 0) return 0;
     int rc = tc_pg_start(pg_dir, sizeof pg_dir, url, sizeof url);
     if (rc == 77) return 0; /* url empty: the test skips */
     if (rc) return -1;
@@ -293,10 +288,7 @@ static int log_lines(const char *what)
 static void test_crash_and_rolling_update(void **state)
 {
     (void)state;
-    if (!have_models()) {
-        print_message("models/ is absent (run tools/fetch-models): skipped\n");
-        skip();
-    }
+    TC_NEED_MODELS();
     if (access(NGINX, X_OK) != 0) {
         print_message("no " NGINX " (package nginx): skipped\n");
         skip();

@@ -33,17 +33,9 @@
 #define FIXTURES "../shared/data/fixtures"
 #define SAMPLE "models/samples/sample1.jpg"
 
-static int have_models(void)
-{
-    return tc_exists("models/human/blazeface-back.json") && tc_exists(SAMPLE);
-}
-
 #define NEED_SERVER(srv)                                                                           \
     do {                                                                                           \
-        if (!have_models()) {                                                                      \
-            print_message("models/ is absent (run tools/fetch-models): skipped\n");                \
-            skip();                                                                                \
-        }                                                                                          \
+        TC_NEED_MODELS();                                                                          \
         assert_true((srv)->pid > 0);                                                               \
     } while (0)
 
@@ -74,7 +66,7 @@ static tc_server shared; /* the server of the main group */
 static int start_shared(void **state)
 {
     (void)state;
-    if (!have_models()) return 0;
+    if (!tc_have_models()) return 0;
     static const char *const args[] = {
         "--workers",  "2",   "--max-body-bytes", "4194304", "--read-timeout-ms", "2000",
         "--grace-ms", "100", "--ann-min-faces",  "4", /* test_search_through_hnsw */
@@ -1425,7 +1417,7 @@ static void *load_main(void *arg)
 static void test_overload(void **state)
 {
     (void)state;
-    if (!have_models()) skip();
+    TC_NEED_MODELS();
     tc_server s;
     static const char *const args[] = {"--workers", "1", "--queue", "1", NULL};
     assert_int_equal(tc_server_start(&s, NULL, args, 1), 0);
@@ -1495,7 +1487,7 @@ static void test_overload(void **state)
 static void test_sigterm_drain(void **state)
 {
     (void)state;
-    if (!have_models()) skip();
+    TC_NEED_MODELS();
     tc_server s;
     /* A deadline longer than the test: admission must not refuse (503) a request it cannot
      * start within the default 5 s, which sanitizer builds (a second per photo) can hit;
@@ -1592,7 +1584,7 @@ static void make_key(const char *dir, const char *scope, const char *collection,
 static void test_api_keys(void **state)
 {
     (void)state;
-    if (!have_models()) skip();
+    TC_NEED_MODELS();
     char dir[256];
     assert_int_equal(tc_temp_dir(dir), 0);
     char admin[128], reader[128], limited[128];
@@ -1918,7 +1910,7 @@ static int store_rows(const char *dir, const char *sql)
 static void test_killed_mid_enrolment(void **state)
 {
     (void)state;
-    if (!have_models()) skip();
+    TC_NEED_MODELS();
     char dir[256];
     assert_int_equal(tc_temp_dir(dir), 0);
     tc_server s;

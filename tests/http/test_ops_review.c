@@ -33,19 +33,6 @@
 
 #define SAMPLE "models/samples/sample1.jpg"
 
-static int have_models(void)
-{
-    return tc_exists("models/human/blazeface-back.json") && tc_exists(SAMPLE);
-}
-
-#define NEED_MODELS()                                                                              \
-    do {                                                                                           \
-        if (!have_models()) {                                                                      \
-            print_message("models/ is absent (run tools/fetch-models): skipped\n");                \
-            skip();                                                                                \
-        }                                                                                          \
-    } while (0)
-
 /* The value of a series ("name{labels}" exactly) in a scrape; -1 when absent. */
 static double metric(const char *text, const char *series)
 {
@@ -92,7 +79,7 @@ static int ready_agrees(int port)
 static void test_store_file_deleted(void **state)
 {
     (void)state;
-    NEED_MODELS();
+    TC_NEED_MODELS();
     tc_server s;
     static const char *const args[] = {"--workers", "1", "--grace-ms", "0", NULL};
     assert_int_equal(tc_server_start(&s, NULL, args, 1), 0);
@@ -140,7 +127,7 @@ static void test_store_file_deleted(void **state)
 static void test_ready_metric_while_draining(void **state)
 {
     (void)state;
-    NEED_MODELS();
+    TC_NEED_MODELS();
     tc_server s;
     static const char *const args[] = {"--workers", "1", "--grace-ms", "3000", NULL};
     assert_int_equal(tc_server_start(&s, NULL, args, 1), 0);
@@ -162,7 +149,7 @@ static void test_ready_metric_while_draining(void **state)
 static void test_grace_longer_than_drain(void **state)
 {
     (void)state;
-    NEED_MODELS();
+    TC_NEED_MODELS();
     tc_server s;
     static const char *const args[] = {"--workers",          "1",    "--grace-ms", "3000",
                                        "--drain-timeout-ms", "1000", NULL};
@@ -286,7 +273,7 @@ static void *scrape_main(void *arg)
 static void test_metrics_with_store_frozen(void **state)
 {
     (void)state;
-    NEED_MODELS();
+    TC_NEED_MODELS();
     char pg_dir[256], url[400];
     int rc = tc_pg_start(pg_dir, sizeof pg_dir, url, sizeof url);
     if (rc == 77) {
@@ -413,7 +400,7 @@ typedef struct probe {
 static void test_request_log_lines(void **state)
 {
     (void)state;
-    NEED_MODELS();
+    TC_NEED_MODELS();
     tc_server s;
     static const char *const args[] = {"--workers", "1", "--grace-ms", "0", NULL};
     assert_int_equal(tc_server_start(&s, NULL, args, 1), 0);

@@ -32,19 +32,6 @@
 #define SAMPLE "models/samples/sample1.jpg"
 #define BURST 40
 
-static int have_models(void)
-{
-    return tc_exists("models/human/blazeface-back.json") && tc_exists(SAMPLE);
-}
-
-#define NEED_MODELS()                                                                              \
-    do {                                                                                           \
-        if (!have_models()) {                                                                      \
-            print_message("models/ is absent (run tools/fetch-models): skipped\n");                \
-            skip();                                                                                \
-        }                                                                                          \
-    } while (0)
-
 static tc_server srv;
 enum { K_ADMIN, K_READ, K_RATE, K_COUNT };
 static char keys[K_COUNT][128];
@@ -74,7 +61,7 @@ static void make_key(const char *dir, const char *scope, char *key)
 static int start_server(void **state)
 {
     (void)state;
-    if (!have_models()) return 0;
+    if (!tc_have_models()) return 0;
     char dir[256];
     if (tc_temp_dir(dir) != 0) return -1;
     static const char *const scope[K_COUNT] = {"admin", "read", "read"};
@@ -208,7 +195,7 @@ static void expect_framing_refused(const char *what, const char *request, const 
 static void test_request_framing(void **state)
 {
     (void)state;
-    NEED_MODELS();
+    TC_NEED_MODELS();
     char head[400], req[2048];
     snprintf(head, sizeof head,
              "POST /v1/collections HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
@@ -273,7 +260,7 @@ static void test_request_framing(void **state)
 static void test_bearer_token_spaces(void **state)
 {
     (void)state;
-    NEED_MODELS();
+    TC_NEED_MODELS();
     /* Trailing spaces and tabs are not part of a header's value (RFC 9110 5.5): a key sent by
      * a script that pads its header is still that key. */
     static const char *const forms[] = {
@@ -312,7 +299,7 @@ static void test_bearer_token_spaces(void **state)
 static void test_page_and_thumbnail_headers(void **state)
 {
     (void)state;
-    NEED_MODELS();
+    TC_NEED_MODELS();
     /* a face, for its thumbnail */
     tc_response r;
     call(K_ADMIN, "POST", "/v1/collections", NULL, "{\"name\":\"hdr\"}", &r);
@@ -369,7 +356,7 @@ static void test_page_and_thumbnail_headers(void **state)
 static void test_revoke_two_replicas(void **state)
 {
     (void)state;
-    NEED_MODELS();
+    TC_NEED_MODELS();
     char dir[256], admin[128], victim[128];
     assert_int_equal(tc_temp_dir(dir), 0);
     make_key(dir, "admin", admin);
@@ -429,7 +416,7 @@ static void test_revoke_two_replicas(void **state)
 static void test_unreadable_key_keeps_api_closed(void **state)
 {
     (void)state;
-    NEED_MODELS();
+    TC_NEED_MODELS();
     char dir[256], key[128], db_path[300];
     assert_int_equal(tc_temp_dir(dir), 0);
     make_key(dir, "admin", key);
@@ -464,7 +451,7 @@ static void test_unreadable_key_keeps_api_closed(void **state)
 static void test_new_data_folder_private(void **state)
 {
     (void)state;
-    NEED_MODELS();
+    TC_NEED_MODELS();
     char base[256], dir[300], key[128];
     assert_int_equal(tc_temp_dir(base), 0);
     snprintf(dir, sizeof dir, "%s/by-keys", base);
