@@ -27,6 +27,9 @@ const http_option http_options[] = {
     {"max-deadline-ms", "VULTUS_MAX_DEADLINE_MS", "60000",
      "the longest deadline a client may ask for"},
     {"max-body-bytes", "VULTUS_MAX_BODY_BYTES", "16777216", "largest request body (413 above)"},
+    {"max-body-memory", "VULTUS_MAX_BODY_MEMORY", "536870912",
+     "request-body bytes held at once, all requests together (at least --max-body-bytes); an "
+     "upload past it gets 503 before its body is read"},
     {"max-pixels", "VULTUS_MAX_PIXELS", "40000000",
      "largest image, width x height (at most 40000000, the decoder's own limit)"},
     {"max-faces", "VULTUS_MAX_FACES", "50", "faces analysed per image (the largest are kept)"},
@@ -130,6 +133,7 @@ int http_config_set(http_config *c, const char *name, const char *value)
     INT_OPTION("deadline-ms", deadline_ms, 1, 3600000)
     INT_OPTION("max-deadline-ms", max_deadline_ms, 1, 3600000)
     INT_OPTION("max-body-bytes", max_body_bytes, 1024, (long long)1 << 32)
+    INT_OPTION("max-body-memory", max_body_memory, 1024, (long long)1 << 40)
     INT_OPTION("max-pixels", max_pixels, 1, IMG_DEFAULT_MAX_PIXELS)
     INT_OPTION("max-faces", max_faces, 1, GAL_QUERIES_MAX)
     INT_OPTION("batch-max", batch_max, 1, 256)

@@ -34,6 +34,7 @@ typedef struct http_config {
     int deadline_ms;              /* default time a request may wait to start */
     int max_deadline_ms;          /* the most a client may ask for with X-Request-Deadline-Ms */
     int64_t max_body_bytes;       /* request bodies */
+    int64_t max_body_memory;      /* request-body bytes held at once, all requests together */
     int64_t max_pixels;           /* decoded image width x height */
     int max_faces;                /* faces analysed per image (the largest are kept) */
     int batch_max;                /* faces per embedding run */

@@ -136,6 +136,7 @@ enum http_reject {
     HTTP_REJECT_DEADLINE,
     HTTP_REJECT_RATE_LIMITED,
     HTTP_REJECT_NOT_READY,
+    HTTP_REJECT_BODY_MEMORY, /* the body would pass --max-body-memory */
     HTTP_REJECT_COUNT
 };
 
@@ -292,7 +293,10 @@ struct http_request {
 
     uint8_t *body;
     size_t body_len, body_cap;
-    int body_overflow; /* a chunked body went past the limit */
+    int body_overflow;      /* a chunked body went past the limit */
+    int body_over_budget;   /* a chunked body went past --max-body-memory: 503 at its end */
+    int64_t content_length; /* declared; -1 when none (chunked or no body) */
+    int64_t body_reserved;  /* bytes of the server's body_bytes this request holds */
 
     uint64_t t_start_ns, deadline_ns, t_enqueued_ns, t_started_ns;
     double cost_ms; /* estimated service time, counted into the queue's backlog */
@@ -354,6 +358,11 @@ struct http_server {
     _Atomic int draining; /* SIGTERM received */
     _Atomic int load_failed;
     _Atomic int64_t in_flight; /* requests begun and not completed */
+    /* Request-body bytes reserved, all requests together, at most cfg.max_body_memory: a
+     * declared Content-Length when the headers arrive, a chunked body's buffer as it grows;
+     * given back when the request ends however it ends. The event loop reserves and releases;
+     * /metrics reads. */
+    _Atomic int64_t body_bytes;
     pthread_t loader;
     int loader_started;
 

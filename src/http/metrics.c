@@ -165,7 +165,7 @@ void http_metrics_render(http_server *s, http_text *t)
     http_histogram_format(t, "vultus_batch_faces", "", &m->batch, 0);
 
     static const char *reject_names[HTTP_REJECT_COUNT] = {"queue_full", "deadline", "rate_limited",
-                                                          "not_ready"};
+                                                          "not_ready", "body_memory"};
     http_text_printf(t, "# HELP vultus_rejected_requests_total Requests refused before any "
                         "work, by reason.\n# TYPE vultus_rejected_requests_total counter\n");
     for (int i = 0; i < HTTP_REJECT_COUNT; i++)
@@ -210,10 +210,16 @@ void http_metrics_render(http_server *s, http_text *t)
         "loaded, the store answers, not draining).\n"
         "# TYPE vultus_ready gauge\nvultus_ready %d\n"
         "# HELP vultus_draining 1 after SIGTERM.\n"
-        "# TYPE vultus_draining gauge\nvultus_draining %d\n",
+        "# TYPE vultus_draining gauge\nvultus_draining %d\n"
+        "# HELP vultus_body_memory_bytes Request-body bytes held now, all requests together "
+        "(declared Content-Lengths, chunked bodies' buffers).\n"
+        "# TYPE vultus_body_memory_bytes gauge\nvultus_body_memory_bytes %lld\n"
+        "# HELP vultus_body_memory_limit_bytes --max-body-memory: an upload past it gets 503.\n"
+        "# TYPE vultus_body_memory_limit_bytes gauge\nvultus_body_memory_limit_bytes %lld\n",
         qlen, s->cfg.queue, busy, s->n_workers, (long long)atomic_load(&s->in_flight),
         atomic_load(&s->ready) && atomic_load(&s->store_ok) && !atomic_load(&s->draining),
-        atomic_load(&s->draining));
+        atomic_load(&s->draining), (long long)atomic_load(&s->body_bytes),
+        (long long)s->cfg.max_body_memory);
 
     struct gal_collection_info *list = NULL;
     size_t count = 0;
