@@ -41,12 +41,15 @@
  * bytes, as with SQLite, whatever the database's locale.
  */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <libpq-fe.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "base/base.h"
 #include "gallery/store.h"
@@ -62,6 +65,7 @@
 #define MAX_PARAMS 16
 #define RETRY_MIN_MS 100 /* while the server is down: the first wait between connection tries */
 #define RETRY_MAX_MS 500 /* ... and the longest, which bounds the delay to notice it is back */
+#define TIMEOUT_MS 10000 /* the longest wait for a statement's answer (VULTUS_STORE_TIMEOUT_MS) */
 /* Advisory lock keys: "VGAL" then what is locked. */
 #define LOCK_WRITE 0x5647414c00000001ll
 #define LOCK_SCHEMA 0x5647414c00000002ll
@@ -258,6 +262,9 @@ struct pg_store {
     atomic_int probing;
     _Atomic uint64_t retry_ns;
     atomic_int backoff_ms;
+
+    /* The longest wait for the answer to one statement, in ms (0: none); see wait_result. */
+    int timeout_ms;
 };
 
 /* ---- URLs ------------------------------------------------------------------------------- */
@@ -307,8 +314,15 @@ void gal_location_redact(const char *location, char *out, size_t cap)
 /* ---- errors ---------------------------------------------------------------------------- */
 
 /* Describes a failed result (or, with res NULL, the connection's error) as a BASE_ERR_*. */
+static _Thread_local int timed_out; /* the last statement of this thread got no answer */
+
 static int pg_error(struct pg_store *s, PGconn *pg, const PGresult *res, const char *what)
 {
+    if (timed_out)
+        return base_error_set(BASE_ERR_IO,
+                              "gallery store %s: %s: no answer within %d ms (the database is "
+                              "unreachable or overloaded; VULTUS_STORE_TIMEOUT_MS)",
+                              s->shown, what, s->timeout_ms);
     const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
     const char *msg = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
     char text[400];
@@ -454,6 +468,63 @@ static void notice(void *arg, const char *message)
     LOG_DEBUG("gallery store: %s", message);
 }
 
+/*
+ * Bounded waits. A statement on a connection whose peer stopped answering (a network
+ * partition, a frozen host or proxy) waits in libpq for as long as TCP keeps the connection:
+ * keepalives and tcp_user_timeout (conn_connect) end it when nothing is acknowledged, but a
+ * middlebox that acknowledges and forwards nothing, or a server that accepts and never
+ * answers, keeps it open for good. So every statement is sent without blocking and its answer
+ * waited for at most timeout_ms; then the connection's socket is shut down, which libpq takes
+ * for the end of the connection (CONNECTION_BAD): the statement fails with an I/O error (503
+ * store_unavailable for a request), the server ends the session once the FIN reaches it (its
+ * transaction rolled back, its locks released), and the next use reconnects. Not PQcancel:
+ * it opens a new connection, which would wait just the same. Returns what PQexec would: the
+ * last result, or the first error; NULL when nothing could be sent.
+ */
+static PGresult *wait_result(struct pg_store *s, PGconn *pg, int sent)
+{
+    timed_out = 0;
+    if (!sent) return NULL;
+    uint64_t deadline = s->timeout_ms ? base_now_ns() + (uint64_t)s->timeout_ms * 1000000u : 0;
+    for (;;) {
+        int unsent = PQflush(pg); /* 1: more to send, -1: failed */
+        if (unsent < 0 || (!unsent && !PQisBusy(pg))) break;
+        int wait_ms = -1;
+        if (deadline) {
+            uint64_t now = base_now_ns();
+            if (now >= deadline) {
+                timed_out = 1;
+                LOG_WARN("gallery store %s: no answer within %d ms, closing the connection",
+                         s->shown, s->timeout_ms);
+                shutdown(PQsocket(pg), SHUT_RDWR);
+                PQconsumeInput(pg); /* reads the end: CONNECTION_BAD */
+                break;
+            }
+            wait_ms = (int)((deadline - now + 999999) / 1000000);
+        }
+        struct pollfd p = {.fd = PQsocket(pg), .events = POLLIN | (unsent ? POLLOUT : 0)};
+        int n = poll(&p, 1, wait_ms);
+        if (n < 0 && errno != EINTR) break;
+        if (n > 0 && (p.revents & (POLLIN | POLLERR | POLLHUP)) && !PQconsumeInput(pg)) break;
+    }
+    PGresult *last = NULL;
+    for (PGresult *r; (r = PQgetResult(pg));) {
+        if (last && PQresultStatus(last) == PGRES_FATAL_ERROR) {
+            PQclear(r);
+        } else {
+            PQclear(last);
+            last = r;
+        }
+    }
+    return last;
+}
+
+/* PQexec with the wait bounded. */
+static PGresult *q_exec(struct pg_store *s, PGconn *pg, const char *sql)
+{
+    return wait_result(s, pg, pg && PQsendQuery(pg, sql));
+}
+
 static int conn_connect(struct pg_store *s, struct conn *c);
 
 /* (Re)connects `c`. While the server is known to be down, see `down` in struct pg_store. */
@@ -484,9 +555,21 @@ static int conn_open(struct pg_store *s, struct conn *c)
 static int conn_connect(struct pg_store *s, struct conn *c)
 {
     memset(c->prepared, 0, sizeof c->prepared);
-    /* Our defaults first: the URL, expanded in place of dbname, overrides them. */
-    const char *keys[] = {"application_name", "connect_timeout", "dbname", NULL};
-    const char *values[] = {"vultus", "10", s->url, NULL};
+    timed_out = 0;
+    /* Our defaults first: the URL, expanded in place of dbname, overrides them. Over TCP, a
+     * peer that stops acknowledging (a partition) ends the connection after 10 s, whether
+     * bytes are waiting (tcp_user_timeout) or the connection is idle (keepalive probes after
+     * 10 s idle, every 5 s, 3 unanswered). Ignored on a Unix socket. */
+    const char *keys[] = {"application_name",
+                          "connect_timeout",
+                          "keepalives",
+                          "keepalives_idle",
+                          "keepalives_interval",
+                          "keepalives_count",
+                          "tcp_user_timeout",
+                          "dbname",
+                          NULL};
+    const char *values[] = {"vultus", "5", "1", "10", "5", "3", "10000", s->url, NULL};
     if (c->pg)
         PQreset(c->pg);
     else
@@ -494,12 +577,13 @@ static int conn_connect(struct pg_store *s, struct conn *c)
     if (!c->pg) return base_error_set(BASE_ERR_NOMEM, "cannot allocate a store connection");
     if (PQstatus(c->pg) != CONNECTION_OK) return pg_error(s, c->pg, NULL, "cannot connect");
     PQsetNoticeProcessor(c->pg, notice, NULL);
+    if (PQsetnonblocking(c->pg, 1) != 0) return pg_error(s, c->pg, NULL, "cannot connect");
     const char *setup = s->options.read_only ? "SET default_transaction_read_only = on"
                         : s->options.durability == GAL_DURABLE_PROCESS
                             ? "SET synchronous_commit = off"
                             : NULL;
     if (setup) {
-        PGresult *r = PQexec(c->pg, setup);
+        PGresult *r = q_exec(s, c->pg, setup);
         int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
         int rc = ok ? 0 : pg_error(s, c->pg, r, setup);
         PQclear(r);
@@ -542,7 +626,7 @@ static int exec_stmt(struct pg_store *s, struct conn *c, enum stmt_id id, const 
         char name[16];
         snprintf(name, sizeof name, "s%d", (int)id);
         if (c->pg && !c->prepared[id]) {
-            r = PQprepare(c->pg, name, stmt_sql[id], 0, NULL);
+            r = wait_result(s, c->pg, PQsendPrepare(c->pg, name, stmt_sql[id], 0, NULL));
             if (PQresultStatus(r) == PGRES_COMMAND_OK) {
                 c->prepared[id] = 1;
                 PQclear(r);
@@ -550,8 +634,9 @@ static int exec_stmt(struct pg_store *s, struct conn *c, enum stmt_id id, const 
             }
         }
         if (c->pg && c->prepared[id])
-            r = PQexecPrepared(c->pg, name, p ? p->n : 0, p ? p->values : NULL,
-                               p ? p->lengths : NULL, p ? p->formats : NULL, 1);
+            r = wait_result(s, c->pg,
+                            PQsendQueryPrepared(c->pg, name, p ? p->n : 0, p ? p->values : NULL,
+                                                p ? p->lengths : NULL, p ? p->formats : NULL, 1));
         ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
         if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
             if (out)
@@ -560,7 +645,7 @@ static int exec_stmt(struct pg_store *s, struct conn *c, enum stmt_id id, const 
                 PQclear(r);
             return 0;
         }
-        if (attempt == 0 && idle && connection_lost(c->pg, r)) {
+        if (attempt == 0 && idle && !timed_out && connection_lost(c->pg, r)) {
             PQclear(r);
             LOG_WARN("gallery store %s: connection lost (%s), reconnecting", s->shown, what);
             if (conn_open(s, c) == 0) continue;
@@ -577,13 +662,13 @@ static int exec_const(struct pg_store *s, struct conn *c, const char *sql)
 {
     for (int attempt = 0;; attempt++) {
         int idle = PQtransactionStatus(c->pg) == PQTRANS_IDLE;
-        PGresult *r = PQexec(c->pg, sql);
+        PGresult *r = q_exec(s, c->pg, sql);
         ExecStatusType st = PQresultStatus(r);
         if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
             PQclear(r);
             return 0;
         }
-        if (attempt == 0 && idle && connection_lost(c->pg, r)) {
+        if (attempt == 0 && idle && !timed_out && connection_lost(c->pg, r)) {
             PQclear(r);
             LOG_WARN("gallery store %s: connection lost, reconnecting", s->shown);
             if (conn_open(s, c) == 0) continue;
@@ -644,7 +729,7 @@ static void reader_put(struct pg_store *s, struct conn *c)
 {
     /* A connection left inside a transaction (an error path) is rolled back first. */
     if (PQstatus(c->pg) == CONNECTION_OK && PQtransactionStatus(c->pg) != PQTRANS_IDLE) {
-        PGresult *r = PQexec(c->pg, "ROLLBACK");
+        PGresult *r = q_exec(s, c->pg, "ROLLBACK");
         PQclear(r);
     }
     pthread_mutex_lock(&s->pool_mutex);
@@ -740,7 +825,7 @@ static int change_add(struct pg_store *s, enum gal_change_kind kind, int64_t col
 static int const_int(struct pg_store *s, struct conn *c, const char *sql, int64_t *value)
 {
     *value = 0;
-    PGresult *r = PQexec(c->pg, sql);
+    PGresult *r = q_exec(s, c->pg, sql);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         int rc = pg_error(s, c->pg, r, sql);
         PQclear(r);
@@ -814,7 +899,7 @@ static int migrate(struct pg_store *s)
     return exec_const(s, w, "COMMIT");
 fail:
     if (PQstatus(w->pg) == CONNECTION_OK) {
-        PGresult *r = PQexec(w->pg, "ROLLBACK");
+        PGresult *r = q_exec(s, w->pg, "ROLLBACK");
         PQclear(r);
     }
     return rc;
@@ -871,6 +956,22 @@ int gal_store_postgres_open(const char *url, const struct gal_options *options,
     if (!s->url || !s->shown) {
         pg_close(&s->base);
         return base_error_set(BASE_ERR_NOMEM, "cannot allocate a store");
+    }
+    s->timeout_ms = TIMEOUT_MS;
+    const char *timeout = getenv("VULTUS_STORE_TIMEOUT_MS");
+    if (timeout && *timeout) {
+        char *end;
+        errno = 0;
+        long v = strtol(timeout, &end, 10);
+        if (*end || errno || v < 0 || v > 3600000) {
+            int rc = base_error_set(BASE_ERR_INVALID,
+                                    "VULTUS_STORE_TIMEOUT_MS=%.40s: not a number of milliseconds "
+                                    "from 0 (no limit) to 3600000",
+                                    timeout);
+            pg_close(&s->base);
+            return rc;
+        }
+        s->timeout_ms = (int)v;
     }
     /* A URL libpq cannot parse is named here, not as a failed connection. */
     char *why = NULL;
@@ -1530,13 +1631,15 @@ static int scan_cursor(struct pg_store *s, struct conn *c, enum stmt_id id, cons
 {
     char declare[1024];
     snprintf(declare, sizeof declare, "DECLARE vultus_scan NO SCROLL CURSOR FOR %s", stmt_sql[id]);
-    PGresult *r = PQexecParams(c->pg, declare, p->n, NULL, p->values, p->lengths, p->formats, 1);
+    PGresult *r = wait_result(
+        s, c->pg,
+        PQsendQueryParams(c->pg, declare, p->n, NULL, p->values, p->lengths, p->formats, 1));
     int rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : pg_error(s, c->pg, r, what);
     PQclear(r);
     char sql[64];
     snprintf(sql, sizeof sql, "FETCH %d FROM vultus_scan", fetch);
     while (!rc) {
-        r = PQexecParams(c->pg, sql, 0, NULL, NULL, NULL, NULL, 1);
+        r = wait_result(s, c->pg, PQsendQueryParams(c->pg, sql, 0, NULL, NULL, NULL, NULL, 1));
         if (PQresultStatus(r) != PGRES_TUPLES_OK) {
             rc = pg_error(s, c->pg, r, what);
             PQclear(r);

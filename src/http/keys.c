@@ -23,14 +23,17 @@
 
 #include <errno.h>
 #include <libpq-fe.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 
 #define BUSY_TIMEOUT_MS 5000
+#define PG_TIMEOUT_MS 10000 /* the longest wait for a statement's answer (PostgreSQL) */
 #define IDEM_KEEP_MS (24 * 3600 * 1000LL)
 /* A claim's owner touches it once a second (http_keystore_refresh) while its request runs, so
  * a claim untouched for this long belongs to a process that died (a replica killed mid-request):
@@ -53,6 +56,7 @@ struct http_keystore {
     pthread_mutex_t db_lock; /* guards db, pg, data_version, last_purge_ms */
     sqlite3 *db;             /* NULL with a PostgreSQL store */
     PGconn *pg;              /* NULL with a SQLite store */
+    int pg_timeout_ms;       /* the longest wait for one statement's answer; 0: none */
     char shown[256];         /* the store for messages (a URL without its password) */
     int64_t data_version;
     int64_t last_purge_ms;
@@ -119,8 +123,79 @@ static void pg_notice(void *arg, const char *message)
     LOG_DEBUG("api keys store: %s", message);
 }
 
+static _Thread_local int pg_timed_out; /* the last statement of this thread got no answer */
+
+/* The connection's defaults: the URL, expanded in place of dbname, overrides them (as the
+ * gallery's store does: store_postgres.c). A short connect timeout: a check of the keys that
+ * waits on an unreachable database delays the next one. Over TCP, a peer that stops
+ * acknowledging ends the connection after 10 s (tcp_user_timeout, keepalives). */
+static const char *const pg_keys[] = {"application_name",
+                                      "connect_timeout",
+                                      "keepalives",
+                                      "keepalives_idle",
+                                      "keepalives_interval",
+                                      "keepalives_count",
+                                      "tcp_user_timeout",
+                                      "dbname",
+                                      NULL};
+static const char *const pg_values[] = {"vultus", "2", "1", "10", "5", "3", "10000", NULL, NULL};
+
+/*
+ * Waits for the answer to what was just sent on ks->pg, at most ks->pg_timeout_ms: a database
+ * behind a network partition (or a frozen proxy) would keep the statement waiting as long as
+ * TCP keeps the connection, and with it db_lock and whatever waits for it (idempotent
+ * requests, the next refresh). Past the limit the socket is shut down, libpq sees the
+ * connection end (CONNECTION_BAD) and the next statement reconnects. Returns what PQexec
+ * would: the last result or the first error; NULL when nothing could be sent. See wait_result
+ * in store_postgres.c.
+ */
+static PGresult *pg_wait(http_keystore *ks, int sent)
+{
+    PGconn *pg = ks->pg;
+    pg_timed_out = 0;
+    if (!sent) return NULL;
+    uint64_t deadline =
+        ks->pg_timeout_ms ? base_now_ns() + (uint64_t)ks->pg_timeout_ms * 1000000u : 0;
+    for (;;) {
+        int unsent = PQflush(pg); /* 1: more to send, -1: failed */
+        if (unsent < 0 || (!unsent && !PQisBusy(pg))) break;
+        int wait_ms = -1;
+        if (deadline) {
+            uint64_t now = base_now_ns();
+            if (now >= deadline) {
+                pg_timed_out = 1;
+                LOG_WARN("api keys store %s: no answer within %d ms, closing the connection",
+                         ks->shown, ks->pg_timeout_ms);
+                shutdown(PQsocket(pg), SHUT_RDWR);
+                PQconsumeInput(pg); /* reads the end: CONNECTION_BAD */
+                break;
+            }
+            wait_ms = (int)((deadline - now + 999999) / 1000000);
+        }
+        struct pollfd p = {.fd = PQsocket(pg), .events = POLLIN | (unsent ? POLLOUT : 0)};
+        int n = poll(&p, 1, wait_ms);
+        if (n < 0 && errno != EINTR) break;
+        if (n > 0 && (p.revents & (POLLIN | POLLERR | POLLHUP)) && !PQconsumeInput(pg)) break;
+    }
+    PGresult *last = NULL;
+    for (PGresult *r; (r = PQgetResult(pg));) {
+        if (last && PQresultStatus(last) == PGRES_FATAL_ERROR) {
+            PQclear(r);
+        } else {
+            PQclear(last);
+            last = r;
+        }
+    }
+    return last;
+}
+
 static int pg_error(http_keystore *ks, const PGresult *r, const char *what)
 {
+    if (pg_timed_out)
+        return base_error_set(BASE_ERR_IO,
+                              "api keys store %s: %s: no answer within %d ms (the database is "
+                              "unreachable or overloaded; VULTUS_STORE_TIMEOUT_MS)",
+                              ks->shown, what, ks->pg_timeout_ms);
     char msg[300];
     snprintf(msg, sizeof msg, "%s", r ? PQresultErrorMessage(r) : PQerrorMessage(ks->pg));
     msg[strcspn(msg, "\n")] = '\0';
@@ -143,7 +218,7 @@ static int pg_run(http_keystore *ks, const char *sql, int n, const char *const *
     for (int attempt = 0;; attempt++) {
         int idle =
             PQstatus(ks->pg) == CONNECTION_BAD || PQtransactionStatus(ks->pg) == PQTRANS_IDLE;
-        PGresult *r = PQexecParams(ks->pg, sql, n, NULL, values, NULL, NULL, 0);
+        PGresult *r = pg_wait(ks, PQsendQueryParams(ks->pg, sql, n, NULL, values, NULL, NULL, 0));
         ExecStatusType st = PQresultStatus(r);
         if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
             if (out)
@@ -154,10 +229,10 @@ static int pg_run(http_keystore *ks, const char *sql, int n, const char *const *
         }
         int lost =
             PQstatus(ks->pg) == CONNECTION_BAD || !r || !PQresultErrorField(r, PG_DIAG_SQLSTATE);
-        if (attempt == 0 && idle && lost) {
+        if (attempt == 0 && idle && lost && !pg_timed_out) {
             PQclear(r);
             PQreset(ks->pg);
-            if (PQstatus(ks->pg) == CONNECTION_OK) continue;
+            if (PQstatus(ks->pg) == CONNECTION_OK && PQsetnonblocking(ks->pg, 1) == 0) continue;
             return pg_error(ks, NULL, what);
         }
         int rc = pg_error(ks, r, what);
@@ -175,7 +250,7 @@ static int pg_ok(http_keystore *ks, const char *sql, int n, const char *const *v
 static void pg_rollback(http_keystore *ks)
 {
     if (PQstatus(ks->pg) == CONNECTION_OK && PQtransactionStatus(ks->pg) != PQTRANS_IDLE)
-        PQclear(PQexec(ks->pg, "ROLLBACK"));
+        PQclear(pg_wait(ks, PQsendQuery(ks->pg, "ROLLBACK")));
 }
 
 /* 32 bytes from 64 hex digits; -1 when malformed. */
@@ -357,19 +432,34 @@ int http_keystore_open(const char *db_path, http_keystore **out)
     gal_location_redact(db_path, ks->shown, sizeof ks->shown);
     int rc;
     if (gal_location_is_url(db_path)) {
-        /* A short connect timeout: the server refreshes keys from its main loop, which must
-         * not stall long (signals, slow clients) while the database is unreachable. */
-        const char *keys[] = {"application_name", "connect_timeout", "dbname", NULL};
-        const char *values[] = {"vultus", "2", db_path, NULL};
-        ks->pg = PQconnectdbParams(keys, values, 1);
-        if (!ks->pg || PQstatus(ks->pg) != CONNECTION_OK) {
+        ks->pg_timeout_ms = PG_TIMEOUT_MS;
+        const char *timeout = getenv("VULTUS_STORE_TIMEOUT_MS");
+        if (timeout && *timeout) {
+            char *end;
+            errno = 0;
+            long v = strtol(timeout, &end, 10);
+            if (*end || errno || v < 0 || v > 3600000) {
+                rc = base_error_set(BASE_ERR_INVALID,
+                                    "VULTUS_STORE_TIMEOUT_MS=%.40s: not a number of milliseconds "
+                                    "from 0 (no limit) to 3600000",
+                                    timeout);
+                http_keystore_close(ks);
+                return rc;
+            }
+            ks->pg_timeout_ms = (int)v;
+        }
+        const char *values[sizeof pg_values / sizeof pg_values[0]];
+        memcpy(values, pg_values, sizeof values);
+        values[7] = db_path; /* dbname */
+        ks->pg = PQconnectdbParams(pg_keys, values, 1);
+        if (!ks->pg || PQstatus(ks->pg) != CONNECTION_OK || PQsetnonblocking(ks->pg, 1) != 0) {
             rc = ks->pg ? pg_error(ks, NULL, "connect")
                         : base_error_set(BASE_ERR_NOMEM, "api keys store: no connection");
             http_keystore_close(ks);
             return rc;
         }
         PQsetNoticeProcessor(ks->pg, pg_notice, NULL);
-        PGresult *r = PQexec(ks->pg, pg_schema);
+        PGresult *r = pg_wait(ks, PQsendQuery(ks->pg, pg_schema));
         rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : pg_error(ks, r, "creating the key tables");
         PQclear(r);
         if (!rc) rc = load_keys(ks);

@@ -14,12 +14,13 @@
  *   - read-your-writes: a second handle (another replica) finds a face at once, no refresh;
  *   - writers on several handles at once: the change log numbers commits in commit order, so a
  *     follower that replays it incrementally ends with exactly the faces a fresh load sees;
- *   - a connection killed by the server is reconnected once, and the write goes through.
+ *   - a connection killed by the server is reconnected once, and the write goes through;
+ *   - VULTUS_STORE_TIMEOUT_MS: a malformed value is refused at open, naming the variable.
  */
 #define TEST_STORE_NO_MAIN 1
 #define TEST_STORE_POSTGRES 1
-#include "test_store.c"
 #include "http/client.h"
+#include "test_store.c"
 
 #include <libpq-fe.h>
 #include <pthread.h>
@@ -398,6 +399,31 @@ static void test_pg_reconnect(void **state)
     EXPECT_OK(gal_check(f->g));
 }
 
+/* VULTUS_STORE_TIMEOUT_MS bounds the wait for each statement's answer (test_pg_partition
+ * checks the bound against a frozen server): a value that is not a number of milliseconds in
+ * range is refused at open with a message naming the variable; 0 (no limit) is accepted. */
+static void test_pg_timeout_setting(void **state)
+{
+    struct fixture *f = *state;
+    const char *bad[] = {"abc", "-1", "10s", "3600001", "99999999999999999999"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct gal *g = NULL;
+        setenv("VULTUS_STORE_TIMEOUT_MS", bad[i], 1);
+        EXPECT_RC(gal_open(f->db, NULL, &g), BASE_ERR_INVALID);
+        assert_null(g);
+        assert_non_null(strstr(base_error_message(), "VULTUS_STORE_TIMEOUT_MS"));
+    }
+    const char *good[] = {"0", "1500", ""};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        struct gal *g = NULL;
+        setenv("VULTUS_STORE_TIMEOUT_MS", good[i], 1);
+        EXPECT_OK(gal_open(f->db, NULL, &g));
+        create(g, good[i][0] ? good[i] : "empty", GAL_DTYPE_F32, 0.5f);
+        gal_close(g);
+    }
+    unsetenv("VULTUS_STORE_TIMEOUT_MS");
+}
+
 /* A password libpq reads is never shown, whatever it holds. Found by tests/fuzz/fuzz_config:
  * the query string was cut at the first '?', so "u:pass?word@host" (user u, password
  * "pass?word" to libpq) was shown as "u:pass?...". Needs no server. */
@@ -449,6 +475,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pg_read_your_writes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pg_concurrent_writers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pg_reconnect, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pg_timeout_setting, setup, teardown),
         cmocka_unit_test(test_url_redaction),
     };
     /* test_full_store, test_busy_store and test_schema_versions are SQLite's own (a

@@ -1,0 +1,275 @@
+/*
+ * A network partition between `vultus serve` and its PostgreSQL store: a TCP proxy in front
+ * of a throw-away server (tools/pg-temp) that, frozen, holds every byte in both directions and
+ * neither refuses nor closes a connection. Nothing on the client's side of such a partition
+ * fails by itself: the bytes are acknowledged (here by the proxy's kernel; in a real partition
+ * the kernel retransmits for 15 minutes), so a statement waits for its answer as long as the
+ * partition lasts.
+ *
+ *   - with the store frozen, an enrolment and a search each answer 503 store_unavailable with
+ *     Retry-After within a bound (VULTUS_STORE_TIMEOUT_MS is 2000 here; the bound asserted is
+ *     generous), while /healthz and /v1/detect keep answering;
+ *   - once the proxy passes bytes again, an enrolment and a search succeed (the connections
+ *     that timed out are replaced by new ones).
+ *
+ * Skips without the model pack (models/) or without PostgreSQL server binaries. About 15 s.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+
+#include "client.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/un.h>
+
+#define SAMPLE "models/samples/sample1.jpg"
+#define BOUND_MS 15000 /* an answer while frozen must come before this; the timeout is 2 s */
+
+/* ---- a proxy that can freeze (as in test_ops_review.c) ---------------------------------- */
+
+typedef struct pg_proxy {
+    int listen_fd, port;
+    char socket_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+    atomic_int frozen;
+} pg_proxy;
+
+typedef struct pump_args {
+    pg_proxy *proxy;
+    int from, to;
+} pump_args;
+
+static void *pump_main(void *arg)
+{
+    pump_args a = *(pump_args *)arg;
+    free(arg);
+    char buf[65536];
+    for (;;) {
+        ssize_t n = recv(a.from, buf, sizeof buf, 0);
+        if (n <= 0) break;
+        while (atomic_load(&a.proxy->frozen))
+            tc_sleep_ms(20);
+        if (tc_send_all(a.to, buf, (size_t)n) != 0) break;
+    }
+    shutdown(a.to, SHUT_WR);
+    return NULL;
+}
+
+static void start_pump(pg_proxy *p, int from, int to)
+{
+    pump_args *a = malloc(sizeof *a);
+    assert_non_null(a);
+    *a = (pump_args){p, from, to};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, pump_main, a), 0);
+    pthread_detach(t);
+}
+
+static void *proxy_main(void *arg)
+{
+    pg_proxy *p = arg;
+    for (;;) {
+        int c = accept(p->listen_fd, NULL, NULL);
+        if (c < 0) return NULL;
+        while (atomic_load(&p->frozen)) /* a new connection hangs too */
+            tc_sleep_ms(20);
+        int u = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_un a = {.sun_family = AF_UNIX};
+        snprintf(a.sun_path, sizeof a.sun_path, "%s", p->socket_path);
+        if (u < 0 || connect(u, (struct sockaddr *)&a, sizeof a) != 0) {
+            close(c);
+            if (u >= 0) close(u);
+            continue;
+        }
+        start_pump(p, c, u);
+        start_pump(p, u, c);
+    }
+}
+
+static void proxy_start(pg_proxy *p, const char *pg_dir)
+{
+    memset(p, 0, sizeof *p);
+    assert_true(strlen(pg_dir) <= 90); /* a Unix socket path holds 107 bytes */
+    snprintf(p->socket_path, sizeof p->socket_path, "%.90s/.s.PGSQL.5432", pg_dir);
+    p->listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(p->listen_fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(p->listen_fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(p->listen_fd, 64), 0);
+    socklen_t len = sizeof a;
+    assert_int_equal(getsockname(p->listen_fd, (struct sockaddr *)&a, &len), 0);
+    p->port = ntohs(a.sin_port);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, proxy_main, p), 0);
+    pthread_detach(t);
+}
+
+/* ---- requests with a bounded wait -------------------------------------------------------- */
+
+typedef struct call {
+    int port;
+    const char *method, *path, *type;
+    const char *body;
+    size_t len;
+    tc_response r; /* status 0: no answer within BOUND_MS */
+    double ms;
+} call;
+
+static void *call_main(void *arg)
+{
+    call *c = arg;
+    memset(&c->r, 0, sizeof c->r);
+    double t0 = tc_now_ms();
+    int fd = tc_connect(c->port);
+    if (fd < 0) return NULL;
+    char head[512];
+    int n = snprintf(head, sizeof head,
+                     "%s %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n%s%s%sContent-Length: "
+                     "%zu\r\n\r\n",
+                     c->method, c->path, c->type ? "Content-Type: " : "", c->type ? c->type : "",
+                     c->type ? "\r\n" : "", c->len);
+    if (tc_send_all(fd, head, (size_t)n) == 0 && (!c->len || tc_send_all(fd, c->body, c->len) == 0))
+        tc_read_response(fd, &c->r, BOUND_MS);
+    close(fd);
+    c->ms = tc_now_ms() - t0;
+    return NULL;
+}
+
+static void call_run(call *c)
+{
+    call_main(c);
+}
+
+static void expect_unavailable(call *c, const char *what)
+{
+    char retry[32] = "";
+    tc_header(&c->r, "Retry-After", retry, sizeof retry);
+    char code[64];
+    tc_error_code(&c->r, code, sizeof code);
+    print_message("store frozen: %s %d %s after %.0f ms (Retry-After %s)\n", what, c->r.status,
+                  code, c->ms, retry[0] ? retry : "none");
+    if (c->r.status == 0) fail_msg("store frozen: %s got no answer in %d ms", what, BOUND_MS);
+    if (c->r.status != 503 || strcmp(code, "store_unavailable") != 0 || !retry[0])
+        fail_msg("store frozen: %s answered %d '%s' (Retry-After '%s'): %.300s", what, c->r.status,
+                 code, retry, c->r.body ? c->r.body : "");
+}
+
+static void test_partition(void **state)
+{
+    (void)state;
+    if (!tc_exists("models/human/blazeface-back.json") || !tc_exists(SAMPLE)) {
+        print_message("models/ is absent (run tools/fetch-models): skipped\n");
+        skip();
+    }
+    char pg_dir[256], url[400];
+    int rc = tc_pg_start(pg_dir, sizeof pg_dir, url, sizeof url);
+    if (rc == 77) {
+        print_message("no PostgreSQL server binaries: skipped\n");
+        skip();
+    }
+    assert_int_equal(rc, 0);
+    static pg_proxy proxy; /* its threads outlive this function */
+    proxy_start(&proxy, pg_dir);
+    char store[200];
+    /* connect_timeout=2: a reconnection attempt through the frozen proxy waits 2 s (libpq's
+     * least), not the default 5 s */
+    snprintf(store, sizeof store, "postgresql://postgres@127.0.0.1:%d/postgres?connect_timeout=2",
+             proxy.port);
+    setenv("VULTUS_STORE_TIMEOUT_MS", "2000", 1);
+    /* three workers: an enrolment and a search waiting on the store leave one for /v1/detect */
+    const char *args[] = {"--workers", "3", "--grace-ms", "0", "--store", store, NULL};
+    tc_server s;
+    assert_int_equal(tc_server_start(&s, NULL, args, 1), 0);
+    size_t jpeg_len;
+    char *jpeg = tc_load(SAMPLE, &jpeg_len);
+    tc_response r;
+    assert_int_equal(tc_post_json(s.port, "/v1/collections", NULL, "{\"name\":\"p\"}", &r), 0);
+    assert_int_equal(r.status, 201);
+    tc_response_free(&r);
+    call enrol = {.port = s.port,
+                  .method = "POST",
+                  .path = "/v1/collections/p/faces?subject=alice",
+                  .type = "image/jpeg",
+                  .body = jpeg,
+                  .len = jpeg_len};
+    call search = {.port = s.port,
+                   .method = "POST",
+                   .path = "/v1/collections/p/search",
+                   .type = "image/jpeg",
+                   .body = jpeg,
+                   .len = jpeg_len};
+    call detect = {.port = s.port,
+                   .method = "POST",
+                   .path = "/v1/detect",
+                   .type = "image/jpeg",
+                   .body = jpeg,
+                   .len = jpeg_len};
+    call healthz = {.port = s.port, .method = "GET", .path = "/healthz"};
+    call_run(&enrol);
+    assert_int_equal(enrol.r.status, 201);
+    tc_response_free(&enrol.r);
+
+    atomic_store(&proxy.frozen, 1);
+    pthread_t te, ts;
+    assert_int_equal(pthread_create(&te, NULL, call_main, &enrol), 0);
+    assert_int_equal(pthread_create(&ts, NULL, call_main, &search), 0);
+    tc_sleep_ms(300); /* both wait on the store now */
+    call_run(&healthz);
+    call_run(&detect);
+    print_message("store frozen: /healthz %d in %.0f ms, /v1/detect %d in %.0f ms\n",
+                  healthz.r.status, healthz.ms, detect.r.status, detect.ms);
+    pthread_join(te, NULL);
+    pthread_join(ts, NULL);
+    expect_unavailable(&enrol, "enrolment");
+    expect_unavailable(&search, "search");
+    if (healthz.r.status != 200)
+        fail_msg("/healthz %d while the store was frozen", healthz.r.status);
+    if (detect.r.status != 200)
+        fail_msg("/v1/detect %d while the store was frozen", detect.r.status);
+    tc_response_free(&enrol.r);
+    tc_response_free(&search.r);
+    tc_response_free(&healthz.r);
+    tc_response_free(&detect.r);
+
+    /* a later call while still frozen answers within the bound too (a reconnection attempt) */
+    call_run(&search);
+    expect_unavailable(&search, "a second search");
+    tc_response_free(&search.r);
+
+    atomic_store(&proxy.frozen, 0);
+    double thawed = tc_now_ms();
+    int enrolled = 0, found = 0;
+    while ((!enrolled || !found) && tc_now_ms() - thawed < 20000) {
+        if (!enrolled) {
+            call_run(&enrol);
+            enrolled = enrol.r.status == 201;
+            tc_response_free(&enrol.r);
+        }
+        if (!found) {
+            call_run(&search);
+            found = search.r.status == 200 && search.r.body && strstr(search.r.body, "alice");
+            tc_response_free(&search.r);
+        }
+        if (!enrolled || !found) tc_sleep_ms(100);
+    }
+    print_message("store answering again: enrolment %s, search %s after %.0f ms\n",
+                  enrolled ? "201" : "failed", found ? "finds alice" : "failed",
+                  tc_now_ms() - thawed);
+    if (!enrolled || !found) fail_msg("no successful enrolment and search 20 s after the thaw");
+    free(jpeg);
+    tc_server_stop(&s);
+    tc_rm_rf(s.dir);
+    tc_pg_stop(pg_dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_partition),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
