@@ -213,7 +213,8 @@ static void gallery_usage(FILE *out)
         "--data DIR: the data folder, store DIR/vultus.db, shared with `vultus serve`\n"
         "(default $VULTUS_DATA or data). --store URL: a PostgreSQL store instead\n"
         "(postgres://USER:PASSWORD@HOST:5432/DB; default $VULTUS_STORE), as `vultus serve\n"
-        "--store`.\n");
+        "--store`. $VULTUS_STORE_TIMEOUT_MS: the longest wait for a PostgreSQL statement's\n"
+        "answer, here and in `vultus serve` (default 10000; 0: no limit).\n");
 }
 
 int cli_gallery_main(int argc, char **argv)
