@@ -310,18 +310,15 @@ static void test_abandoned_uploads_release(void **state)
     close(a.fd);
     free(a.body);
     double t0 = tc_now_ms();
-    /* Usually at once (libmicrohttpd reads the end of the stream). In 4 of about 200 runs
-     * here libmicrohttpd 0.9.75 did not notice the close (cause not found), and the read
-     * timeout (6 s from the connection's start) closed it instead: the bytes still come back,
-     * later. */
-    double held = wait_held(4 * MIB, READ_TIMEOUT_MS + 3000);
-    if (held != 4 * MIB && held != 0) {
+    /* Well before the read timeout (6 s from the connection's start) could have closed it:
+     * libmicrohttpd 0.9.75 sometimes misses the end of the stream, and the server's 50 ms
+     * check of closed connections catches it (4 of about 200 runs failed here without it). */
+    double held = wait_held(4 * MIB, READ_TIMEOUT_MS - 2000);
+    if (held != 4 * MIB) {
         dump_log();
         fail_msg("a client that disconnected mid-body: %.0f held", held);
     }
-    double gone_ms = tc_now_ms() - t0;
-    print_message("disconnect mid-body: released after %.0f ms%s\n", gone_ms,
-                  gone_ms > READ_TIMEOUT_MS - 2000 ? " (at the read timeout)" : "");
+    print_message("disconnect mid-body: released after %.0f ms\n", tc_now_ms() - t0);
     /* The other is closed by --read-timeout-ms (6 s from its start). */
     held = wait_held(0, READ_TIMEOUT_MS + 3000);
     if (held != 0) fail_msg("a stalled upload closed by the read timeout: %.0f held", held);
