@@ -18,14 +18,19 @@ static void usage(FILE *out)
                  "at /openapi.json). Every option is also an environment variable; flags win.\n"
                  "\n");
     http_config_print_table(out);
-    fprintf(out, "\n"
-                 "Signals: SIGTERM or SIGINT drains (readiness 503, stop accepting after\n"
-                 "--grace-ms, finish requests in flight, exit 0); a second one, or the end of\n"
-                 "--drain-timeout-ms, cuts off what is left (exit 0 too, and a warning).\n"
-                 "\n"
-                 "Logs: JSON lines on stderr, one per request and per event. VULTUS_LOG_LEVEL=\n"
-                 "debug|info|warn|error|off (default info; warn and above leave out the request\n"
-                 "lines) sets the level.\n");
+    fprintf(out,
+            "\n"
+            "Signals: SIGTERM or SIGINT drains (readiness 503, stop accepting after\n"
+            "--grace-ms, finish requests in flight, exit 0); a second one, or the end of\n"
+            "--drain-timeout-ms, cuts off what is left (exit 0 too, and a warning).\n"
+            "\n"
+            "Logs: JSON lines on stderr, one per request and per event. VULTUS_LOG_LEVEL=\n"
+            "debug|info|warn|error|off (default info; warn and above leave out the request\n"
+            "lines) sets the level.\n"
+            "\n"
+            "Store: VULTUS_STORE_TIMEOUT_MS is the longest wait for a PostgreSQL\n"
+            "statement's answer (default 10000; 0: no limit): past it the request gets 503\n"
+            "store_unavailable and the connection is opened again (README, \"PostgreSQL\").\n");
 }
 
 int cli_serve_main(int argc, char **argv)
