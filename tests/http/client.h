@@ -16,8 +16,10 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +29,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -609,6 +612,86 @@ static inline int tc_have_models(void)
             skip();                                                                                \
         }                                                                                          \
     } while (0)
+
+/* A TCP proxy in front of a throw-away PostgreSQL server's Unix socket that can freeze: every
+ * byte held, no connection refused or closed, as in a network partition (a query then waits
+ * for TCP to give up: minutes). Used by test_ops_review and test_pg_partition. */
+typedef struct tc_pg_proxy {
+    int listen_fd, port;
+    char socket_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+    atomic_int frozen;
+} tc_pg_proxy;
+
+typedef struct tc_pg_pump_args {
+    tc_pg_proxy *proxy;
+    int from, to;
+} tc_pg_pump_args;
+
+static inline void *tc_pg_pump_main(void *arg)
+{
+    tc_pg_pump_args a = *(tc_pg_pump_args *)arg;
+    free(arg);
+    char buf[65536];
+    for (;;) {
+        ssize_t n = recv(a.from, buf, sizeof buf, 0);
+        if (n <= 0) break;
+        while (atomic_load(&a.proxy->frozen))
+            tc_sleep_ms(20);
+        if (tc_send_all(a.to, buf, (size_t)n) != 0) break;
+    }
+    shutdown(a.to, SHUT_WR);
+    return NULL;
+}
+
+static inline void tc_pg_pump_start(tc_pg_proxy *p, int from, int to)
+{
+    tc_pg_pump_args *a = malloc(sizeof *a);
+    assert_non_null(a);
+    *a = (tc_pg_pump_args){p, from, to};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, tc_pg_pump_main, a), 0);
+    pthread_detach(t);
+}
+
+static inline void *tc_pg_proxy_main(void *arg)
+{
+    tc_pg_proxy *p = arg;
+    for (;;) {
+        int c = accept(p->listen_fd, NULL, NULL);
+        if (c < 0) return NULL;
+        while (atomic_load(&p->frozen)) /* a new connection hangs too */
+            tc_sleep_ms(20);
+        int u = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_un a = {.sun_family = AF_UNIX};
+        snprintf(a.sun_path, sizeof a.sun_path, "%s", p->socket_path);
+        if (u < 0 || connect(u, (struct sockaddr *)&a, sizeof a) != 0) {
+            close(c);
+            if (u >= 0) close(u);
+            continue;
+        }
+        tc_pg_pump_start(p, c, u);
+        tc_pg_pump_start(p, u, c);
+    }
+}
+
+static inline void tc_pg_proxy_start(tc_pg_proxy *p, const char *pg_dir)
+{
+    memset(p, 0, sizeof *p);
+    assert_true(strlen(pg_dir) <= 90); /* a Unix socket path holds 107 bytes */
+    snprintf(p->socket_path, sizeof p->socket_path, "%.90s/.s.PGSQL.5432", pg_dir);
+    p->listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(p->listen_fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(p->listen_fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(p->listen_fd, 64), 0);
+    socklen_t len = sizeof a;
+    assert_int_equal(getsockname(p->listen_fd, (struct sockaddr *)&a, &len), 0);
+    p->port = ntohs(a.sin_port);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, tc_pg_proxy_main, p), 0);
+    pthread_detach(t);
+}
 
 /* The file at path, NUL-terminated (the test fails when it cannot be read). */
 static inline char *tc_load(const char *path, size_t *len)

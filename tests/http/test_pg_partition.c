@@ -29,85 +29,6 @@
 #define SAMPLE "models/samples/sample1.jpg"
 #define BOUND_MS 15000 /* an answer while frozen must come before this; the timeout is 2 s */
 
-/* ---- a proxy that can freeze (as in test_ops_review.c) ---------------------------------- */
-
-typedef struct pg_proxy {
-    int listen_fd, port;
-    char socket_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-    atomic_int frozen;
-} pg_proxy;
-
-typedef struct pump_args {
-    pg_proxy *proxy;
-    int from, to;
-} pump_args;
-
-static void *pump_main(void *arg)
-{
-    pump_args a = *(pump_args *)arg;
-    free(arg);
-    char buf[65536];
-    for (;;) {
-        ssize_t n = recv(a.from, buf, sizeof buf, 0);
-        if (n <= 0) break;
-        while (atomic_load(&a.proxy->frozen))
-            tc_sleep_ms(20);
-        if (tc_send_all(a.to, buf, (size_t)n) != 0) break;
-    }
-    shutdown(a.to, SHUT_WR);
-    return NULL;
-}
-
-static void start_pump(pg_proxy *p, int from, int to)
-{
-    pump_args *a = malloc(sizeof *a);
-    assert_non_null(a);
-    *a = (pump_args){p, from, to};
-    pthread_t t;
-    assert_int_equal(pthread_create(&t, NULL, pump_main, a), 0);
-    pthread_detach(t);
-}
-
-static void *proxy_main(void *arg)
-{
-    pg_proxy *p = arg;
-    for (;;) {
-        int c = accept(p->listen_fd, NULL, NULL);
-        if (c < 0) return NULL;
-        while (atomic_load(&p->frozen)) /* a new connection hangs too */
-            tc_sleep_ms(20);
-        int u = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        struct sockaddr_un a = {.sun_family = AF_UNIX};
-        snprintf(a.sun_path, sizeof a.sun_path, "%s", p->socket_path);
-        if (u < 0 || connect(u, (struct sockaddr *)&a, sizeof a) != 0) {
-            close(c);
-            if (u >= 0) close(u);
-            continue;
-        }
-        start_pump(p, c, u);
-        start_pump(p, u, c);
-    }
-}
-
-static void proxy_start(pg_proxy *p, const char *pg_dir)
-{
-    memset(p, 0, sizeof *p);
-    assert_true(strlen(pg_dir) <= 90); /* a Unix socket path holds 107 bytes */
-    snprintf(p->socket_path, sizeof p->socket_path, "%.90s/.s.PGSQL.5432", pg_dir);
-    p->listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_true(p->listen_fd >= 0);
-    struct sockaddr_in a = {.sin_family = AF_INET};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(bind(p->listen_fd, (struct sockaddr *)&a, sizeof a), 0);
-    assert_int_equal(listen(p->listen_fd, 64), 0);
-    socklen_t len = sizeof a;
-    assert_int_equal(getsockname(p->listen_fd, (struct sockaddr *)&a, &len), 0);
-    p->port = ntohs(a.sin_port);
-    pthread_t t;
-    assert_int_equal(pthread_create(&t, NULL, proxy_main, p), 0);
-    pthread_detach(t);
-}
-
 /* ---- requests with a bounded wait -------------------------------------------------------- */
 
 typedef struct call {
@@ -172,8 +93,8 @@ static void test_partition(void **state)
         skip();
     }
     assert_int_equal(rc, 0);
-    static pg_proxy proxy; /* its threads outlive this function */
-    proxy_start(&proxy, pg_dir);
+    static tc_pg_proxy proxy; /* its threads outlive this function */
+    tc_pg_proxy_start(&proxy, pg_dir);
     char store[200];
     /* connect_timeout=2: a reconnection attempt through the frozen proxy waits 2 s (libpq's
      * least), not the default 5 s */
