@@ -714,6 +714,12 @@ static inline void tc_expect_error(const tc_response *r, int status, const char 
 /* r's JSON body (the caller's reference); fails unless r has this status and a JSON body. */
 static inline json_t *tc_expect_json(const tc_response *r, int status)
 {
+    if (r->status == 0 && status != 0)
+        fail_msg("expected %d, got no response: %s after %.0f ms (head: %.200s)", status,
+                 r->closed   ? "the server closed the connection"
+                 : r->ms > 0 ? "no answer"
+                             : "no connection (connect or send failed)",
+                 r->ms, r->head[0] ? r->head : "none");
     if (r->status != status)
         fail_msg("expected %d, got %d: %.400s", status, r->status, r->body ? r->body : "");
     json_t *j = tc_json(r);
