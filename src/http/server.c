@@ -302,9 +302,9 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
  * side, so shutting such a connection down changes nothing else. */
 static void reap_slow_connections(http_server *s)
 {
-    uint64_t now = base_now_ns();
     uint64_t limit = (uint64_t)s->cfg.read_timeout_ms * 1000000u;
     pthread_mutex_lock(&s->conn_lock);
+    uint64_t now = base_now_ns();
     for (http_conn *hc = s->conns; hc; hc = hc->next) {
         if (hc->closed_by_reaper || hc->fd < 0 || atomic_load(&hc->busy)) continue;
         char byte;
@@ -313,7 +313,10 @@ static void reap_slow_connections(http_server *s)
             hc->closed_by_reaper = 1;
             continue;
         }
-        if (now - atomic_load(&hc->window_ns) <= limit) continue;
+        /* A request can end (on_completed, without conn_lock) after `now` was read: such a
+         * window is newer than `now`, and `now - window` would wrap to centuries. */
+        uint64_t window = atomic_load(&hc->window_ns);
+        if (window >= now || now - window <= limit) continue;
         shutdown(hc->fd, SHUT_RDWR);
         hc->closed_by_reaper = 1;
         atomic_fetch_add(&s->metrics.slow_closed, 1);

@@ -230,18 +230,7 @@ static void walk(const char *path, const char *list, const char *key, int numeri
         char url[600];
         snprintf(url, sizeof url, "%s%slimit=%d%s%s", path, strchr(path, '?') ? "&" : "?", limit,
                  after[0] ? "&after=" : "", after);
-        /* A page that got no response at all is asked again once, with the failure printed:
-         * under ASan about one run in three had one GET here closed without an answer (not
-         * seen in the optimised build; under investigation, see the session notes). Paging is
-         * what this test checks; a wrong answer or a second failure still fails it. */
-        tc_response first;
-        tc_request(port, "GET", url, "", NULL, 0, &first);
-        if (first.status == 0)
-            print_message("%s: no response (%s after %.0f ms): asked again\n", url,
-                          first.closed ? "closed by the server" : "no answer or no connection",
-                          first.ms);
-        json_t *j = first.status == 0 ? call("GET", url, NULL, 200) : tc_expect_json(&first, 200);
-        tc_response_free(&first);
+        json_t *j = call("GET", url, NULL, 200);
         json_t *items = json_object_get(j, list);
         assert_true((int)json_array_size(items) <= limit);
         for (size_t i = 0; i < json_array_size(items); i++) {
