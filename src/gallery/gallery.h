@@ -320,4 +320,31 @@ int gal_export(struct gal *g, const char *collection, const char *path);
  */
 int gal_import(struct gal *g, const char *path, const char *as_name);
 
+/* ---- PostgreSQL connections ------------------------------------------------------------- */
+
+/* Shared by the gallery's PostgreSQL store and http/keys.c's API keys store, so that both
+ * connect, wait and give up the same way. libpq's types, without its header: */
+struct pg_conn;   /* PGconn */
+struct pg_result; /* PGresult */
+
+#define GAL_PG_TIMEOUT_MS 10000 /* the default longest wait for one statement's answer */
+
+/* The longest wait for one statement's answer, in ms (0: none), from VULTUS_STORE_TIMEOUT_MS
+ * (GAL_PG_TIMEOUT_MS when unset or empty); BASE_ERR_INVALID, naming the variable, when it is
+ * not a number from 0 to 3600000. Reads the environment: call it at open, not per statement. */
+int gal_pg_timeout_ms(int *timeout_ms);
+/* Connects (blocking, at most connect_timeout_s seconds, a decimal string, unless the URL
+ * says otherwise) to the database at `url` with vultus's defaults (application_name, TCP
+ * keepalives, tcp_user_timeout), which parameters in the URL override. The caller checks
+ * PQstatus and PQfinish()es the result; NULL only when out of memory. PQreset keeps the
+ * parameters. Thread-safe (libpq's own rules: one connection, one thread at a time). */
+struct pg_conn *gal_pg_connect(const char *url, const char *connect_timeout_s);
+/* Waits for the answer to what was just sent on `pg` (sent: the PQsend* call's return), at
+ * most timeout_ms (0: no limit); past it the connection is closed (CONNECTION_BAD) and
+ * *timed_out set, with a warning naming `kind` and `shown` (the store's kind and its redacted
+ * location). Returns what PQexec would: the last result or the first error (the caller
+ * PQclear()s it); NULL when nothing could be sent or no answer came. */
+struct pg_result *gal_pg_wait(struct pg_conn *pg, int sent, int timeout_ms, const char *kind,
+                              const char *shown, int *timed_out);
+
 #endif

@@ -41,15 +41,12 @@
  * bytes, as with SQLite, whatever the database's locale.
  */
 #include <arpa/inet.h>
-#include <errno.h>
 #include <libpq-fe.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 
 #include "base/base.h"
 #include "gallery/store.h"
@@ -65,7 +62,6 @@
 #define MAX_PARAMS 16
 #define RETRY_MIN_MS 100 /* while the server is down: the first wait between connection tries */
 #define RETRY_MAX_MS 500 /* ... and the longest, which bounds the delay to notice it is back */
-#define TIMEOUT_MS 10000 /* the longest wait for a statement's answer (VULTUS_STORE_TIMEOUT_MS) */
 /* Advisory lock keys: "VGAL" then what is locked. */
 #define LOCK_WRITE 0x5647414c00000001ll
 #define LOCK_SCHEMA 0x5647414c00000002ll
@@ -468,55 +464,11 @@ static void notice(void *arg, const char *message)
     LOG_DEBUG("gallery store: %s", message);
 }
 
-/*
- * Bounded waits. A statement on a connection whose peer stopped answering (a network
- * partition, a frozen host or proxy) waits in libpq for as long as TCP keeps the connection:
- * keepalives and tcp_user_timeout (conn_connect) end it when nothing is acknowledged, but a
- * middlebox that acknowledges and forwards nothing, or a server that accepts and never
- * answers, keeps it open for good. So every statement is sent without blocking and its answer
- * waited for at most timeout_ms; then the connection's socket is shut down, which libpq takes
- * for the end of the connection (CONNECTION_BAD): the statement fails with an I/O error (503
- * store_unavailable for a request), the server ends the session once the FIN reaches it (its
- * transaction rolled back, its locks released), and the next use reconnects. Not PQcancel:
- * it opens a new connection, which would wait just the same. Returns what PQexec would: the
- * last result, or the first error; NULL when nothing could be sent.
- */
+/* The answer to what was just sent on pg, waited for at most timeout_ms (gal_pg_wait: past
+ * it the connection is closed and `timed_out` set). */
 static PGresult *wait_result(struct pg_store *s, PGconn *pg, int sent)
 {
-    timed_out = 0;
-    if (!sent) return NULL;
-    uint64_t deadline = s->timeout_ms ? base_now_ns() + (uint64_t)s->timeout_ms * 1000000u : 0;
-    for (;;) {
-        int unsent = PQflush(pg); /* 1: more to send, -1: failed */
-        if (unsent < 0 || (!unsent && !PQisBusy(pg))) break;
-        int wait_ms = -1;
-        if (deadline) {
-            uint64_t now = base_now_ns();
-            if (now >= deadline) {
-                timed_out = 1;
-                LOG_WARN("gallery store %s: no answer within %d ms, closing the connection",
-                         s->shown, s->timeout_ms);
-                shutdown(PQsocket(pg), SHUT_RDWR);
-                PQconsumeInput(pg); /* reads the end: CONNECTION_BAD */
-                break;
-            }
-            wait_ms = (int)((deadline - now + 999999) / 1000000);
-        }
-        struct pollfd p = {.fd = PQsocket(pg), .events = POLLIN | (unsent ? POLLOUT : 0)};
-        int n = poll(&p, 1, wait_ms);
-        if (n < 0 && errno != EINTR) break;
-        if (n > 0 && (p.revents & (POLLIN | POLLERR | POLLHUP)) && !PQconsumeInput(pg)) break;
-    }
-    PGresult *last = NULL;
-    for (PGresult *r; (r = PQgetResult(pg));) {
-        if (last && PQresultStatus(last) == PGRES_FATAL_ERROR) {
-            PQclear(r);
-        } else {
-            PQclear(last);
-            last = r;
-        }
-    }
-    return last;
+    return gal_pg_wait(pg, sent, s->timeout_ms, "gallery store", s->shown, &timed_out);
 }
 
 /* PQexec with the wait bounded. */
@@ -556,36 +508,23 @@ static int conn_connect(struct pg_store *s, struct conn *c)
 {
     memset(c->prepared, 0, sizeof c->prepared);
     timed_out = 0;
-    /* Our defaults first: the URL, expanded in place of dbname, overrides them. Over TCP, a
-     * peer that stops acknowledging (a partition) ends the connection after 10 s, whether
-     * bytes are waiting (tcp_user_timeout) or the connection is idle (keepalive probes after
-     * 10 s idle, every 5 s, 3 unanswered). Ignored on a Unix socket. */
-    const char *keys[] = {"application_name",
-                          "connect_timeout",
-                          "keepalives",
-                          "keepalives_idle",
-                          "keepalives_interval",
-                          "keepalives_count",
-                          "tcp_user_timeout",
-                          "dbname",
-                          NULL};
-    const char *values[] = {"vultus", "5", "1", "10", "5", "3", "10000", s->url, NULL};
+    /* At most 5 s per attempt unless the URL says otherwise (its connect_timeout). */
     if (c->pg)
         PQreset(c->pg);
     else
-        c->pg = PQconnectdbParams(keys, values, 1);
+        c->pg = gal_pg_connect(s->url, "5");
     if (!c->pg) return base_error_set(BASE_ERR_NOMEM, "cannot allocate a store connection");
     if (PQstatus(c->pg) != CONNECTION_OK) return pg_error(s, c->pg, NULL, "cannot connect");
     PQsetNoticeProcessor(c->pg, notice, NULL);
     if (PQsetnonblocking(c->pg, 1) != 0) return pg_error(s, c->pg, NULL, "cannot connect");
+    int rc = 0;
     const char *setup = s->options.read_only ? "SET default_transaction_read_only = on"
                         : s->options.durability == GAL_DURABLE_PROCESS
                             ? "SET synchronous_commit = off"
                             : NULL;
     if (setup) {
         PGresult *r = q_exec(s, c->pg, setup);
-        int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-        int rc = ok ? 0 : pg_error(s, c->pg, r, setup);
+        rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : pg_error(s, c->pg, r, setup);
         PQclear(r);
         if (rc) return rc;
     }
@@ -957,34 +896,23 @@ int gal_store_postgres_open(const char *url, const struct gal_options *options,
         pg_close(&s->base);
         return base_error_set(BASE_ERR_NOMEM, "cannot allocate a store");
     }
-    s->timeout_ms = TIMEOUT_MS;
-    const char *timeout = getenv("VULTUS_STORE_TIMEOUT_MS");
-    if (timeout && *timeout) {
-        char *end;
-        errno = 0;
-        long v = strtol(timeout, &end, 10);
-        if (*end || errno || v < 0 || v > 3600000) {
-            int rc = base_error_set(BASE_ERR_INVALID,
-                                    "VULTUS_STORE_TIMEOUT_MS=%.40s: not a number of milliseconds "
-                                    "from 0 (no limit) to 3600000",
-                                    timeout);
-            pg_close(&s->base);
-            return rc;
-        }
-        s->timeout_ms = (int)v;
+    int rc = gal_pg_timeout_ms(&s->timeout_ms);
+    if (rc) {
+        pg_close(&s->base);
+        return rc;
     }
     /* A URL libpq cannot parse is named here, not as a failed connection. */
     char *why = NULL;
     PQconninfoOption *parsed = PQconninfoParse(url, &why);
     if (!parsed) {
-        int rc = base_error_set(BASE_ERR_INVALID, "gallery store %s: %s", shown,
-                                why ? why : "not a valid PostgreSQL URL");
+        rc = base_error_set(BASE_ERR_INVALID, "gallery store %s: %s", shown,
+                            why ? why : "not a valid PostgreSQL URL");
         PQfreemem(why);
         pg_close(&s->base);
         return rc;
     }
     PQconninfoFree(parsed);
-    int rc = conn_open(s, &s->writer);
+    rc = conn_open(s, &s->writer);
     if (!rc) rc = migrate(s);
     if (rc) {
         pg_close(&s->base);

@@ -23,17 +23,14 @@
 
 #include <errno.h>
 #include <libpq-fe.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 
 #define BUSY_TIMEOUT_MS 5000
-#define PG_TIMEOUT_MS 10000 /* the longest wait for a statement's answer (PostgreSQL) */
 #define IDEM_KEEP_MS (24 * 3600 * 1000LL)
 /* A claim's owner touches it once a second (http_keystore_refresh) while its request runs, so
  * a claim untouched for this long belongs to a process that died (a replica killed mid-request):
@@ -125,68 +122,16 @@ static void pg_notice(void *arg, const char *message)
 
 static _Thread_local int pg_timed_out; /* the last statement of this thread got no answer */
 
-/* The connection's defaults: the URL, expanded in place of dbname, overrides them (as the
- * gallery's store does: store_postgres.c). A short connect timeout: a check of the keys that
- * waits on an unreachable database delays the next one. Over TCP, a peer that stops
- * acknowledging ends the connection after 10 s (tcp_user_timeout, keepalives). */
-static const char *const pg_keys[] = {"application_name",
-                                      "connect_timeout",
-                                      "keepalives",
-                                      "keepalives_idle",
-                                      "keepalives_interval",
-                                      "keepalives_count",
-                                      "tcp_user_timeout",
-                                      "dbname",
-                                      NULL};
-static const char *const pg_values[] = {"vultus", "2", "1", "10", "5", "3", "10000", NULL, NULL};
-
 /*
- * Waits for the answer to what was just sent on ks->pg, at most ks->pg_timeout_ms: a database
- * behind a network partition (or a frozen proxy) would keep the statement waiting as long as
- * TCP keeps the connection, and with it db_lock and whatever waits for it (idempotent
- * requests, the next refresh). Past the limit the socket is shut down, libpq sees the
- * connection end (CONNECTION_BAD) and the next statement reconnects. Returns what PQexec
- * would: the last result or the first error; NULL when nothing could be sent. See wait_result
- * in store_postgres.c.
+ * Waits for the answer to what was just sent on ks->pg, at most ks->pg_timeout_ms
+ * (gal_pg_wait, shared with the gallery's store): a database behind a network partition (or a
+ * frozen proxy) would keep the statement waiting as long as TCP keeps the connection, and with
+ * it db_lock and whatever waits for it (idempotent requests, the next refresh). Past the limit
+ * the connection is closed (CONNECTION_BAD) and the next statement reconnects.
  */
 static PGresult *pg_wait(http_keystore *ks, int sent)
 {
-    PGconn *pg = ks->pg;
-    pg_timed_out = 0;
-    if (!sent) return NULL;
-    uint64_t deadline =
-        ks->pg_timeout_ms ? base_now_ns() + (uint64_t)ks->pg_timeout_ms * 1000000u : 0;
-    for (;;) {
-        int unsent = PQflush(pg); /* 1: more to send, -1: failed */
-        if (unsent < 0 || (!unsent && !PQisBusy(pg))) break;
-        int wait_ms = -1;
-        if (deadline) {
-            uint64_t now = base_now_ns();
-            if (now >= deadline) {
-                pg_timed_out = 1;
-                LOG_WARN("api keys store %s: no answer within %d ms, closing the connection",
-                         ks->shown, ks->pg_timeout_ms);
-                shutdown(PQsocket(pg), SHUT_RDWR);
-                PQconsumeInput(pg); /* reads the end: CONNECTION_BAD */
-                break;
-            }
-            wait_ms = (int)((deadline - now + 999999) / 1000000);
-        }
-        struct pollfd p = {.fd = PQsocket(pg), .events = POLLIN | (unsent ? POLLOUT : 0)};
-        int n = poll(&p, 1, wait_ms);
-        if (n < 0 && errno != EINTR) break;
-        if (n > 0 && (p.revents & (POLLIN | POLLERR | POLLHUP)) && !PQconsumeInput(pg)) break;
-    }
-    PGresult *last = NULL;
-    for (PGresult *r; (r = PQgetResult(pg));) {
-        if (last && PQresultStatus(last) == PGRES_FATAL_ERROR) {
-            PQclear(r);
-        } else {
-            PQclear(last);
-            last = r;
-        }
-    }
-    return last;
+    return gal_pg_wait(ks->pg, sent, ks->pg_timeout_ms, "api keys store", ks->shown, &pg_timed_out);
 }
 
 static int pg_error(http_keystore *ks, const PGresult *r, const char *what)
@@ -202,6 +147,16 @@ static int pg_error(http_keystore *ks, const PGresult *r, const char *what)
     int io = !r || PQstatus(ks->pg) == CONNECTION_BAD;
     return base_error_set(io ? BASE_ERR_IO : BASE_ERR_BACKEND, "api keys store %s: %s: %s",
                           ks->shown, what, msg);
+}
+
+/* Readies a connection just made or reset: non-blocking, server notices to the debug log.
+ * 0 or a BASE_ERR_*. */
+static int pg_session(http_keystore *ks)
+{
+    if (PQstatus(ks->pg) != CONNECTION_OK || PQsetnonblocking(ks->pg, 1) != 0)
+        return pg_error(ks, NULL, "connect");
+    PQsetNoticeProcessor(ks->pg, pg_notice, NULL);
+    return 0;
 }
 
 /* Runs `sql` with text parameters (NULL entries are SQL NULL), text results, into *out (the
@@ -232,7 +187,7 @@ static int pg_run(http_keystore *ks, const char *sql, int n, const char *const *
         if (attempt == 0 && idle && lost && !pg_timed_out) {
             PQclear(r);
             PQreset(ks->pg);
-            if (PQstatus(ks->pg) == CONNECTION_OK && PQsetnonblocking(ks->pg, 1) == 0) continue;
+            if (pg_session(ks) == 0) continue;
             return pg_error(ks, NULL, what);
         }
         int rc = pg_error(ks, r, what);
@@ -432,33 +387,14 @@ int http_keystore_open(const char *db_path, http_keystore **out)
     gal_location_redact(db_path, ks->shown, sizeof ks->shown);
     int rc;
     if (gal_location_is_url(db_path)) {
-        ks->pg_timeout_ms = PG_TIMEOUT_MS;
-        const char *timeout = getenv("VULTUS_STORE_TIMEOUT_MS");
-        if (timeout && *timeout) {
-            char *end;
-            errno = 0;
-            long v = strtol(timeout, &end, 10);
-            if (*end || errno || v < 0 || v > 3600000) {
-                rc = base_error_set(BASE_ERR_INVALID,
-                                    "VULTUS_STORE_TIMEOUT_MS=%.40s: not a number of milliseconds "
-                                    "from 0 (no limit) to 3600000",
-                                    timeout);
-                http_keystore_close(ks);
-                return rc;
-            }
-            ks->pg_timeout_ms = (int)v;
-        }
-        const char *values[sizeof pg_values / sizeof pg_values[0]];
-        memcpy(values, pg_values, sizeof values);
-        values[7] = db_path; /* dbname */
-        ks->pg = PQconnectdbParams(pg_keys, values, 1);
-        if (!ks->pg || PQstatus(ks->pg) != CONNECTION_OK || PQsetnonblocking(ks->pg, 1) != 0) {
-            rc = ks->pg ? pg_error(ks, NULL, "connect")
-                        : base_error_set(BASE_ERR_NOMEM, "api keys store: no connection");
+        /* A short connect timeout (2 s unless the URL says otherwise): a check of the keys
+         * that waits on an unreachable database delays the next one. */
+        if ((rc = gal_pg_timeout_ms(&ks->pg_timeout_ms)) ||
+            !(ks->pg = gal_pg_connect(db_path, "2")) || (rc = pg_session(ks))) {
+            if (!rc) rc = base_error_set(BASE_ERR_NOMEM, "api keys store: no connection");
             http_keystore_close(ks);
             return rc;
         }
-        PQsetNoticeProcessor(ks->pg, pg_notice, NULL);
         PGresult *r = pg_wait(ks, PQsendQuery(ks->pg, pg_schema));
         rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : pg_error(ks, r, "creating the key tables");
         PQclear(r);

@@ -1,0 +1,104 @@
+/*
+ * PostgreSQL connections as vultus makes them, shared by the gallery's store
+ * (store_postgres.c) and the API keys' store (http/keys.c): the connection defaults, the
+ * limit on the wait for one statement's answer (VULTUS_STORE_TIMEOUT_MS) and the bounded wait
+ * itself.
+ */
+#include <errno.h>
+#include <libpq-fe.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "base/base.h"
+#include "gallery/gallery.h"
+
+int gal_pg_timeout_ms(int *timeout_ms)
+{
+    *timeout_ms = GAL_PG_TIMEOUT_MS;
+    const char *text = getenv("VULTUS_STORE_TIMEOUT_MS");
+    if (!text || !*text) return 0;
+    char *end;
+    errno = 0;
+    long v = strtol(text, &end, 10);
+    if (*end || errno || v < 0 || v > 3600000)
+        return base_error_set(BASE_ERR_INVALID,
+                              "VULTUS_STORE_TIMEOUT_MS=%.40s: not a number of milliseconds "
+                              "from 0 (no limit) to 3600000",
+                              text);
+    *timeout_ms = (int)v;
+    return 0;
+}
+
+struct pg_conn *gal_pg_connect(const char *url, const char *connect_timeout_s)
+{
+    /* Our defaults first: the URL, expanded in place of dbname, overrides them. Over TCP, a
+     * peer that stops acknowledging (a partition) ends the connection after 10 s, whether
+     * bytes are waiting (tcp_user_timeout) or the connection is idle (keepalive probes after
+     * 10 s idle, every 5 s, 3 unanswered). Ignored on a Unix socket. */
+    const char *const keys[] = {"application_name",
+                                "connect_timeout",
+                                "keepalives",
+                                "keepalives_idle",
+                                "keepalives_interval",
+                                "keepalives_count",
+                                "tcp_user_timeout",
+                                "dbname",
+                                NULL};
+    const char *const values[] = {"vultus", connect_timeout_s, "1", "10", "5",
+                                  "3",      "10000",           url, NULL};
+    return PQconnectdbParams(keys, values, 1);
+}
+
+/*
+ * Bounded waits. A statement on a connection whose peer stopped answering (a network
+ * partition, a frozen host or proxy) waits in libpq for as long as TCP keeps the connection:
+ * keepalives and tcp_user_timeout (gal_pg_connect) end it when nothing is acknowledged, but a
+ * middlebox that acknowledges and forwards nothing, or a server that accepts and never
+ * answers, keeps it open for good. So every statement is sent without blocking and its answer
+ * waited for at most timeout_ms; then the connection's socket is shut down, which libpq takes
+ * for the end of the connection (CONNECTION_BAD): the statement fails with an I/O error (503
+ * store_unavailable for a request), the server ends the session once the FIN reaches it (its
+ * transaction rolled back, its locks released), and the next use reconnects. Not PQcancel: it
+ * opens a new connection, which would wait just the same.
+ */
+struct pg_result *gal_pg_wait(struct pg_conn *pg, int sent, int timeout_ms, const char *kind,
+                              const char *shown, int *timed_out)
+{
+    *timed_out = 0;
+    if (!sent) return NULL;
+    uint64_t deadline = timeout_ms ? base_now_ns() + (uint64_t)timeout_ms * 1000000u : 0;
+    for (;;) {
+        int unsent = PQflush(pg); /* 1: more to send, -1: failed */
+        if (unsent < 0 || (!unsent && !PQisBusy(pg))) break;
+        int wait_ms = -1;
+        if (deadline) {
+            uint64_t now = base_now_ns();
+            if (now >= deadline) {
+                *timed_out = 1;
+                LOG_WARN("%s %s: no answer within %d ms, closing the connection", kind, shown,
+                         timeout_ms);
+                shutdown(PQsocket(pg), SHUT_RDWR);
+                PQconsumeInput(pg); /* reads the end: CONNECTION_BAD */
+                break;
+            }
+            wait_ms = (int)((deadline - now + 999999) / 1000000);
+        }
+        struct pollfd p = {.fd = PQsocket(pg), .events = POLLIN | (unsent ? POLLOUT : 0)};
+        int n = poll(&p, 1, wait_ms);
+        if (n < 0 && errno != EINTR) break;
+        if (n > 0 && (p.revents & (POLLIN | POLLERR | POLLHUP)) && !PQconsumeInput(pg)) break;
+    }
+    PGresult *last = NULL;
+    for (PGresult *r; (r = PQgetResult(pg));) {
+        if (last && PQresultStatus(last) == PGRES_FATAL_ERROR) {
+            PQclear(r);
+        } else {
+            PQclear(last);
+            last = r;
+        }
+    }
+    return last;
+}
