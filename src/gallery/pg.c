@@ -1,8 +1,8 @@
 /*
  * PostgreSQL connections as vultus makes them, shared by the gallery's store
  * (store_postgres.c) and the API keys' store (http/keys.c): the connection defaults, the
- * limit on the wait for one statement's answer (VULTUS_STORE_TIMEOUT_MS) and the bounded wait
- * itself.
+ * limit on the wait for one statement's answer (VULTUS_STORE_TIMEOUT_MS), the bounded wait
+ * itself, and the limits the server applies to each session on its own side.
  */
 #include <errno.h>
 #include <libpq-fe.h>
@@ -60,9 +60,10 @@ struct pg_conn *gal_pg_connect(const char *url, const char *connect_timeout_s)
  * answers, keeps it open for good. So every statement is sent without blocking and its answer
  * waited for at most timeout_ms; then the connection's socket is shut down, which libpq takes
  * for the end of the connection (CONNECTION_BAD): the statement fails with an I/O error (503
- * store_unavailable for a request), the server ends the session once the FIN reaches it (its
- * transaction rolled back, its locks released), and the next use reconnects. Not PQcancel: it
- * opens a new connection, which would wait just the same.
+ * store_unavailable for a request) and the next use reconnects. The server ends the session
+ * once the FIN reaches it, or, behind a partition that the FIN cannot cross, by the session's
+ * own limits (gal_pg_session_init). Not PQcancel: it opens a new connection, which would wait
+ * just the same.
  */
 struct pg_result *gal_pg_wait(struct pg_conn *pg, int sent, int timeout_ms, const char *kind,
                               const char *shown, int *timed_out)
@@ -101,4 +102,37 @@ struct pg_result *gal_pg_wait(struct pg_conn *pg, int sent, int timeout_ms, cons
         }
     }
     return last;
+}
+
+/*
+ * A statement cut off by the client's limit leaves its session on the server, and with it any
+ * open transaction and its locks (the change log's advisory lock, rows locked FOR UPDATE),
+ * until the server notices the connection gone: at once when the FIN reaches it, but behind a
+ * partition only after its own TCP keepalive (2 h by the OS default), meanwhile every other
+ * replica's write waits for that lock. So each session asks the server to give up on its own
+ * side as soon as the client has: a statement after timeout_ms (statement_timeout; the client
+ * stopped waiting for it then) and a transaction left idle for timeout_ms
+ * (idle_in_transaction_session_timeout: vultus never pauses inside a transaction for longer
+ * than it waits for an answer, so such a transaction's client is gone; the server ends the
+ * session and releases its locks). A setting already made elsewhere wins: in the URL
+ * (options=-c...), for the role or the database (ALTER ROLE ... SET), in the server's
+ * configuration; pg_settings says where each comes from, and a setting the server does not
+ * know (an old version) is simply absent from it. One round trip; the values are parameters.
+ */
+struct pg_result *gal_pg_session_init(struct pg_conn *pg, int timeout_ms, const char *kind,
+                                      const char *shown, int *timed_out)
+{
+    *timed_out = 0;
+    if (!timeout_ms) return PQmakeEmptyPGresult(pg, PGRES_TUPLES_OK);
+    char ms[16];
+    snprintf(ms, sizeof ms, "%d", timeout_ms);
+    const char *values[] = {ms};
+    return gal_pg_wait(
+        pg,
+        PQsendQueryParams(pg,
+                          "SELECT set_config(name, $1, false) FROM pg_settings WHERE name IN "
+                          "('statement_timeout', 'idle_in_transaction_session_timeout') AND "
+                          "source = 'default'",
+                          1, NULL, values, NULL, NULL, 0),
+        timeout_ms, kind, shown, timed_out);
 }

@@ -144,19 +144,26 @@ static int pg_error(http_keystore *ks, const PGresult *r, const char *what)
     char msg[300];
     snprintf(msg, sizeof msg, "%s", r ? PQresultErrorMessage(r) : PQerrorMessage(ks->pg));
     msg[strcspn(msg, "\n")] = '\0';
-    int io = !r || PQstatus(ks->pg) == CONNECTION_BAD;
+    /* Class 57 (operator intervention) includes the server's own statement_timeout
+     * (gal_pg_session_init): unavailable, as when the client's limit ends the wait. */
+    const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    int io = !r || PQstatus(ks->pg) == CONNECTION_BAD || (state && strncmp(state, "57", 2) == 0);
     return base_error_set(io ? BASE_ERR_IO : BASE_ERR_BACKEND, "api keys store %s: %s: %s",
                           ks->shown, what, msg);
 }
 
-/* Readies a connection just made or reset: non-blocking, server notices to the debug log.
- * 0 or a BASE_ERR_*. */
+/* Readies a connection just made or reset: non-blocking, server notices to the debug log, and
+ * the session's limits on the server's side (gal_pg_session_init). 0 or a BASE_ERR_*. */
 static int pg_session(http_keystore *ks)
 {
     if (PQstatus(ks->pg) != CONNECTION_OK || PQsetnonblocking(ks->pg, 1) != 0)
         return pg_error(ks, NULL, "connect");
     PQsetNoticeProcessor(ks->pg, pg_notice, NULL);
-    return 0;
+    PGresult *r =
+        gal_pg_session_init(ks->pg, ks->pg_timeout_ms, "api keys store", ks->shown, &pg_timed_out);
+    int rc = PQresultStatus(r) == PGRES_TUPLES_OK ? 0 : pg_error(ks, r, "connect");
+    PQclear(r);
+    return rc;
 }
 
 /* Runs `sql` with text parameters (NULL entries are SQL NULL), text results, into *out (the

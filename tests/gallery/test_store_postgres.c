@@ -15,15 +15,25 @@
  *   - writers on several handles at once: the change log numbers commits in commit order, so a
  *     follower that replays it incrementally ends with exactly the faces a fresh load sees;
  *   - a connection killed by the server is reconnected once, and the write goes through;
- *   - VULTUS_STORE_TIMEOUT_MS: a malformed value is refused at open, naming the variable.
+ *   - VULTUS_STORE_TIMEOUT_MS: a malformed value is refused at open, naming the variable;
+ *     each session gets the server-side limits derived from it unless set elsewhere, and a
+ *     write cut off behind a partition (a frozen proxy) releases its lock on the server.
  */
 #define TEST_STORE_NO_MAIN 1
 #define TEST_STORE_POSTGRES 1
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h> /* before client.h: its cmocka helpers (tc_pg_proxy) */
+
 #include "http/client.h"
 #include "test_store.c"
 
 #include <libpq-fe.h>
 #include <pthread.h>
+
+#include "gallery/store.h"
 
 static char pg_dir[128]; /* the cluster's folder (its socket is there) */
 static char pg_url[400]; /* the maintenance database */
@@ -32,6 +42,15 @@ static int pg_databases; /* databases created so far */
 static void postgres_url(char *url, size_t size, const char *dbname)
 {
     snprintf(url, size, "postgresql://postgres@/%s?host=%s", dbname, pg_dir);
+}
+
+/* The database name in a URL of postgres_url: "postgresql://postgres@/NAME?host=DIR". */
+static void db_name(const char *url, char *out, size_t cap)
+{
+    const char *name = strstr(url, "@/");
+    assert_non_null(name);
+    name += 2;
+    snprintf(out, cap, "%.*s", (int)strcspn(name, "?"), name);
 }
 
 static void admin_exec(const char *url, const char *sql)
@@ -424,6 +443,133 @@ static void test_pg_timeout_setting(void **state)
     unsetenv("VULTUS_STORE_TIMEOUT_MS");
 }
 
+/* One value of the server's session settings on `pg` (blocking; fails the test otherwise). */
+static void show_setting(PGconn *pg, const char *name, char *out, size_t cap)
+{
+    const char *values[] = {name};
+    PQsetnonblocking(pg, 0);
+    PGresult *r = PQexecParams(pg, "SELECT current_setting($1)", 1, NULL, values, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) fail_msg("%s: %s", name, PQerrorMessage(pg));
+    snprintf(out, cap, "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    PQsetnonblocking(pg, 1);
+}
+
+/* Connects as the stores do and sets the session's limits for a timeout of `ms`; puts the
+ * server's statement_timeout and idle_in_transaction_session_timeout in `statement`, `idle`. */
+static void session_limits(const char *url, int ms, char statement[32], char idle[32])
+{
+    PGconn *pg = gal_pg_connect(url, "2");
+    assert_non_null(pg);
+    if (PQstatus(pg) != CONNECTION_OK) fail_msg("connect %s: %s", url, PQerrorMessage(pg));
+    assert_int_equal(PQsetnonblocking(pg, 1), 0);
+    int timed_out = 1;
+    PGresult *r = gal_pg_session_init(pg, ms, "test store", url, &timed_out);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) fail_msg("limits: %s", PQerrorMessage(pg));
+    assert_int_equal(timed_out, 0);
+    PQclear(r);
+    show_setting(pg, "statement_timeout", statement, 32);
+    show_setting(pg, "idle_in_transaction_session_timeout", idle, 32);
+    PQfinish(pg);
+}
+
+/* Every session vultus opens asks the server to end a statement and an idle transaction after
+ * VULTUS_STORE_TIMEOUT_MS, as its client gives up then; a value set in the URL's options or for
+ * the database wins, and with no limit (0) nothing is set. */
+static void test_pg_session_limits(void **state)
+{
+    struct fixture *f = *state;
+    char statement[32], idle[32], url[700];
+    session_limits(f->db, 1500, statement, idle);
+    print_message("limit 1500 ms: statement_timeout %s, idle_in_transaction_session_timeout %s\n",
+                  statement, idle);
+    assert_string_equal(statement, "1500ms");
+    assert_string_equal(idle, "1500ms");
+    session_limits(f->db, 0, statement, idle);
+    assert_string_equal(statement, "0");
+    assert_string_equal(idle, "0");
+    snprintf(url, sizeof url, "%s&options=-c%%20statement_timeout%%3D7000", f->db);
+    session_limits(url, 1500, statement, idle);
+    assert_string_equal(statement, "7s");
+    assert_string_equal(idle, "1500ms");
+    char dbname[64], sql[200];
+    db_name(f->db, dbname, sizeof dbname);
+    snprintf(sql, sizeof sql, "ALTER DATABASE %s SET idle_in_transaction_session_timeout = '1min'",
+             dbname);
+    admin_exec(pg_url, sql);
+    session_limits(f->db, 1500, statement, idle);
+    assert_string_equal(statement, "1500ms");
+    assert_string_equal(idle, "1min");
+}
+
+/* How many advisory locks are granted in the cluster (the change log's write lock). */
+static long advisory_locks(void)
+{
+    PGconn *c = PQconnectdb(pg_url);
+    if (PQstatus(c) != CONNECTION_OK) fail_msg("connect %s: %s", pg_url, PQerrorMessage(c));
+    PGresult *r = PQexec(c, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted");
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) fail_msg("pg_locks: %s", PQerrorMessage(c));
+    long n = strtol(PQgetvalue(r, 0, 0), NULL, 10);
+    PQclear(r);
+    PQfinish(c);
+    return n;
+}
+
+/*
+ * A write cut off by VULTUS_STORE_TIMEOUT_MS behind a partition: a proxy that holds every byte,
+ * so the server never sees the client's end of the connection. The cut-off session sat idle
+ * in its transaction holding the change log's advisory lock, and another replica's write
+ * waited for it until its own limit ("no answer within 1000 ms") for as long as the partition
+ * lasted (after a real one, until the server's TCP keepalive: 2 h by default). Now the server
+ * ends that session itself (idle_in_transaction_session_timeout = the limit): the other write
+ * goes through, and nothing of the cut-off transaction is stored.
+ */
+static void test_pg_cut_write_releases_lock(void **state)
+{
+    struct fixture *f = *state;
+    create(f->g, "c", GAL_DTYPE_F32, 0.5f);
+    static tc_pg_proxy proxy; /* its threads outlive this test */
+    tc_pg_proxy_start(&proxy, pg_dir);
+    char dbname[64], via_proxy[300];
+    db_name(f->db, dbname, sizeof dbname);
+    snprintf(via_proxy, sizeof via_proxy, "postgresql://postgres@127.0.0.1:%d/%s?connect_timeout=2",
+             proxy.port, dbname);
+    setenv("VULTUS_STORE_TIMEOUT_MS", "1000", 1);
+    struct gal_store *cut = NULL, *other = NULL;
+    EXPECT_OK(gal_store_postgres_open(via_proxy, NULL, &cut));
+    EXPECT_OK(gal_store_postgres_open(f->db, NULL, &other));
+    unsetenv("VULTUS_STORE_TIMEOUT_MS");
+    struct gal_store_collection coll;
+    EXPECT_OK(other->ops->collection_get(other, "c", 0, &coll));
+    uint64_t seq;
+
+    EXPECT_OK(cut->ops->begin(cut));
+    EXPECT_OK(cut->ops->subject_add(cut, coll.id, "cut", "{}", 0, &seq));
+    atomic_store(&proxy.frozen, 1);
+    long held = advisory_locks();
+    double t0 = tc_now_ms();
+    int rc = cut->ops->subject_add(cut, coll.id, "cut2", "{}", 0, &seq);
+    print_message("partition: the write in a transaction got %d after %.0f ms (%s); advisory "
+                  "locks held meanwhile: %ld\n",
+                  rc, tc_now_ms() - t0, base_error_message(), held);
+    assert_int_equal(rc, BASE_ERR_IO);
+    assert_int_equal(held, 1);
+    cut->ops->rollback(cut);
+
+    t0 = tc_now_ms();
+    rc = other->ops->subject_add(other, coll.id, "other", "{}", 0, &seq);
+    print_message("another store's write: %d after %.0f ms%s%s; advisory locks now: %ld\n", rc,
+                  tc_now_ms() - t0, rc ? ": " : "", rc ? base_error_message() : "",
+                  advisory_locks());
+    EXPECT_OK(rc);
+    struct gal_subject_info info;
+    EXPECT_RC(other->ops->subject_get(other, coll.id, "cut", &info), BASE_ERR_NOT_FOUND);
+
+    atomic_store(&proxy.frozen, 0);
+    cut->ops->close(cut);
+    other->ops->close(other);
+}
+
 /* A password libpq reads is never shown, whatever it holds. Found by tests/fuzz/fuzz_config:
  * the query string was cut at the first '?', so "u:pass?word@host" (user u, password
  * "pass?word" to libpq) was shown as "u:pass?...". Needs no server. */
@@ -476,6 +622,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pg_concurrent_writers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pg_reconnect, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pg_timeout_setting, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pg_session_limits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pg_cut_write_releases_lock, setup, teardown),
         cmocka_unit_test(test_url_redaction),
     };
     /* test_full_store, test_busy_store and test_schema_versions are SQLite's own (a
