@@ -64,6 +64,20 @@ static void admin_exec(const char *url, const char *sql)
     PQfinish(c);
 }
 
+/* The first column of the first row of `sql` as a number. */
+static long admin_long(const char *url, const char *sql)
+{
+    PGconn *c = PQconnectdb(url);
+    if (PQstatus(c) != CONNECTION_OK) fail_msg("connect %s: %s", url, PQerrorMessage(c));
+    PGresult *r = PQexec(c, sql);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) < 1)
+        fail_msg("%s: %s", sql, PQerrorMessage(c));
+    long n = strtol(PQgetvalue(r, 0, 0), NULL, 10);
+    PQclear(r);
+    PQfinish(c);
+    return n;
+}
+
 static void new_postgres_database(char *url, size_t size)
 {
     char name[32], sql[64];
@@ -404,12 +418,15 @@ static void test_pg_reconnect(void **state)
     int64_t id;
     EXPECT_OK(gal_face_add(f->g, "c", &in, &id));
     assert_int_equal(top1(f->g, "c", e, NULL), id);
-    const char *dbname = strrchr(f->db, '/') + 1;
-    char sql[200];
+    char dbname[64], sql[300];
+    db_name(f->db, dbname, sizeof dbname);
     snprintf(sql, sizeof sql,
-             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '%.*s'",
-             (int)strcspn(dbname, "?"), dbname);
-    admin_exec(pg_url, sql);
+             "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
+             "WHERE datname = '%s'",
+             dbname);
+    long killed = admin_long(pg_url, sql);
+    print_message("connections of %s ended by the server: %ld\n", dbname, killed);
+    assert_true(killed >= 1);
     usleep(100000);
     random_unit(&r, e, DIM);
     in = face_input("a", MODEL, DIM, e);
@@ -505,14 +522,8 @@ static void test_pg_session_limits(void **state)
 /* How many advisory locks are granted in the cluster (the change log's write lock). */
 static long advisory_locks(void)
 {
-    PGconn *c = PQconnectdb(pg_url);
-    if (PQstatus(c) != CONNECTION_OK) fail_msg("connect %s: %s", pg_url, PQerrorMessage(c));
-    PGresult *r = PQexec(c, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted");
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) fail_msg("pg_locks: %s", PQerrorMessage(c));
-    long n = strtol(PQgetvalue(r, 0, 0), NULL, 10);
-    PQclear(r);
-    PQfinish(c);
-    return n;
+    return admin_long(pg_url,
+                      "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted");
 }
 
 /*
