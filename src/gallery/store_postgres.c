@@ -711,7 +711,14 @@ static int writer_begin(struct pg_store *s)
         if (!rc) {
             char sql[64];
             snprintf(sql, sizeof sql, "SELECT pg_advisory_xact_lock(%lld)", LOCK_WRITE);
-            if ((rc = exec_const(s, w, sql))) exec_const(s, w, "ROLLBACK");
+            if ((rc = exec_const(s, w, sql)) && PQstatus(w->pg) == CONNECTION_OK) {
+                /* Keep the lock's error (e.g. the limit waited out): the rollback's own
+                 * outcome matters less, and on a closed connection there is none to run. */
+                char saved[512];
+                snprintf(saved, sizeof saved, "%s", base_error_message());
+                exec_const(s, w, "ROLLBACK");
+                base_error_set(rc, "%s", saved);
+            }
         }
     }
     if (rc) {

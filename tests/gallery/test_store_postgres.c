@@ -460,6 +460,50 @@ static void test_pg_timeout_setting(void **state)
     unsetenv("VULTUS_STORE_TIMEOUT_MS");
 }
 
+/*
+ * A write waiting behind another replica's long transaction (here a session holding the change
+ * log's advisory lock) fails after VULTUS_STORE_TIMEOUT_MS with an error that names the limit,
+ * and the gallery is usable again once the lock is free: whether the server's statement_timeout
+ * ends the wait (set from the limit) or the client's own limit does (statement_timeout=0 in the
+ * URL's options). In the second case the error used to be the rollback's ("ROLLBACK: no
+ * connection to the server"), which overwrote the write's own.
+ */
+static void test_pg_write_behind_lock(void **state)
+{
+    struct fixture *f = *state;
+    create(f->g, "c", GAL_DTYPE_F32, 0.5f);
+    char client_limit[700];
+    snprintf(client_limit, sizeof client_limit, "%s&options=-c%%20statement_timeout%%3D0", f->db);
+    const char *urls[] = {f->db, client_limit};
+    /* the server's timeout and the client's limit are the same: either may end the first wait */
+    const char *expected[] = {"statement timeout", "no answer within 1000 ms"};
+    for (int i = 0; i < 2; i++) {
+        setenv("VULTUS_STORE_TIMEOUT_MS", "1000", 1);
+        struct gal *g = NULL;
+        EXPECT_OK(gal_open(urls[i], NULL, &g));
+        unsetenv("VULTUS_STORE_TIMEOUT_MS");
+        PGconn *holder = PQconnectdb(f->db);
+        assert_int_equal(PQstatus(holder), CONNECTION_OK);
+        /* 0x5647414c00000001: the change log's write lock (LOCK_WRITE in store_postgres.c) */
+        PGresult *r = PQexec(holder, "BEGIN; SELECT pg_advisory_xact_lock(6217009605281579009)");
+        assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+        PQclear(r);
+        double t0 = tc_now_ms();
+        int rc = gal_subject_add(g, "c", "late", NULL);
+        const char *msg = base_error_message();
+        print_message("a write behind a held lock (%s): %d after %.0f ms: %s\n",
+                      i ? "client's limit" : "server's statement_timeout", rc, tc_now_ms() - t0,
+                      msg);
+        assert_int_equal(rc, BASE_ERR_IO);
+        if (!strstr(msg, expected[i]) && !strstr(msg, expected[1]))
+            fail_msg("expected '%s' in: %s", expected[i], msg);
+        PQclear(PQexec(holder, "ROLLBACK"));
+        PQfinish(holder);
+        EXPECT_OK(gal_subject_add(g, "c", i ? "late2" : "late", NULL));
+        gal_close(g);
+    }
+}
+
 /* One value of the server's session settings on `pg` (blocking; fails the test otherwise). */
 static void show_setting(PGconn *pg, const char *name, char *out, size_t cap)
 {
@@ -635,6 +679,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pg_timeout_setting, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pg_session_limits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pg_cut_write_releases_lock, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pg_write_behind_lock, setup, teardown),
         cmocka_unit_test(test_url_redaction),
     };
     /* test_full_store, test_busy_store and test_schema_versions are SQLite's own (a
