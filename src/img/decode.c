@@ -45,6 +45,107 @@ static int jpeg_is_truncation(const char *msg)
     return msg && strcasestr(msg, "premature end") != NULL;
 }
 
+/* JWRN_JPEG_EOF alone: the bytes ran out, which a file that lacks only its EOI marker does too
+ * (libjpeg's Huffman decoder reads ahead of the bits it needs, and its memory source inserts
+ * an EOI where the data ends). */
+static int jpeg_ran_out(const char *msg)
+{
+    return msg && strstr(msg, "Premature end of JPEG file") != NULL;
+}
+
+/*
+ * What a walk of a JPEG's marker segments and scans found. libjpeg reports neither where the
+ * data ended nor which scans it saw, and both decide whether a file without EOI is whole.
+ */
+typedef struct jpeg_layout {
+    int adobe;          /* an APP14 "Adobe" segment that libjpeg recognises (saw_Adobe_marker) */
+    int huffman;        /* the frame is Huffman-coded (SOF0, SOF1, SOF2) */
+    int ends_in_scan;   /* the data ends inside a scan's entropy-coded data, before any EOI */
+    int scans_complete; /* the scans hold every coefficient of every component at full
+                         * precision (sequential: each component in a scan; progressive: each
+                         * coefficient 0..63 in a scan with Al = 0) */
+} jpeg_layout;
+
+/* libjpeg's MAX_COMPONENTS: a frame with more is refused by it anyway. */
+enum { JPEG_MAX_COMPONENTS = 10 };
+
+/*
+ * Walks SOI, the marker segments and, unless headers_only, each scan's entropy-coded data
+ * (skipping stuffed FF 00 and RSTn) to the first EOI or the end of the data. Any malformed
+ * structure ends the walk with what was found so far: the result only ever makes the decoder
+ * refuse more (ends_in_scan and scans_complete stay 0 unless everything up to the end parsed).
+ */
+static void jpeg_walk(const uint8_t *data, size_t len, int headers_only, jpeg_layout *out)
+{
+    *out = (jpeg_layout){0};
+    int n_comp = 0, progressive = 0, ids[JPEG_MAX_COMPONENTS];
+    uint64_t final[JPEG_MAX_COMPONENTS] = {0}; /* bit k: coefficient k complete */
+    size_t i = 2;
+    while (i + 2 <= len) {
+        if (data[i] != 0xFF) return;
+        const uint8_t marker = data[i + 1];
+        if (marker == 0xFF) { /* fill byte */
+            i++;
+            continue;
+        }
+        i += 2;
+        if (marker == 0xD9) return;                                         /* EOI */
+        if (marker == 0x01 || (marker >= 0xD0 && marker <= 0xD7)) continue; /* no length */
+        if (marker == 0xD8 || marker == 0x00 || i + 2 > len) return;
+        const size_t seg = (size_t)data[i] << 8 | data[i + 1];
+        if (seg < 2 || seg > len - i) return;
+        const uint8_t *p = data + i + 2;
+        const size_t plen = seg - 2;
+        i += seg;
+        if (marker == 0xEE && plen >= 12 && memcmp(p, "Adobe", 5) == 0) out->adobe = 1;
+        if (marker >= 0xC0 && marker <= 0xCF && marker != 0xC4 && marker != 0xC8 &&
+            marker != 0xCC) { /* SOFn: P, Y, X, Nf, then Nf * (id, sampling, table) */
+            if (plen < 6 || n_comp) return;
+            n_comp = p[5];
+            if (n_comp < 1 || n_comp > JPEG_MAX_COMPONENTS || plen < 6 + 3 * (size_t)n_comp) return;
+            for (int c = 0; c < n_comp; c++)
+                ids[c] = p[6 + 3 * c];
+            progressive = marker == 0xC2 || marker == 0xC6 || marker == 0xCA || marker == 0xCE;
+            out->huffman = marker == 0xC0 || marker == 0xC1 || marker == 0xC2;
+            continue;
+        }
+        if (marker != 0xDA) continue;
+        /* SOS: Ns, Ns * (id, tables), Ss, Se, Ah << 4 | Al */
+        if (headers_only || !n_comp || plen < 1 || plen < 4 + 2 * (size_t)p[0]) return;
+        const int ns = p[0], ss = p[1 + 2 * ns], se = p[2 + 2 * ns], al = p[3 + 2 * ns] & 15;
+        if (ss > se || se > 63) return;
+        const uint64_t coefs = progressive ? (~0ull >> (63 - se)) & (~0ull << ss) : ~0ull;
+        for (int s = 0; s < ns; s++)
+            for (int c = 0; c < n_comp; c++)
+                if (ids[c] == p[1 + 2 * s] && al == 0) final[c] |= coefs;
+        int complete = 1;
+        for (int c = 0; c < n_comp; c++)
+            complete &= final[c] == ~0ull;
+        out->scans_complete = complete;
+        /* The entropy-coded data: up to a byte FF that is neither stuffing (FF 00), a restart
+         * marker nor a fill byte before a marker. */
+        for (;;) {
+            const uint8_t *ff = memchr(data + i, 0xFF, len - i);
+            if (!ff) {
+                out->ends_in_scan = 1;
+                return;
+            }
+            i = (size_t)(ff - data);
+            if (i + 1 >= len) { /* a marker's first byte, or stuffing cut in two */
+                out->ends_in_scan = 1;
+                return;
+            }
+            const uint8_t next = data[i + 1];
+            if (next == 0x00 || (next >= 0xD0 && next <= 0xD7))
+                i += 2;
+            else if (next == 0xFF)
+                i++;
+            else
+                break; /* the next marker */
+        }
+    }
+}
+
 /*
  * Whether the data ends in the headers: walking the marker segments from SOI, the bytes run out
  * inside one of them or before the first scan's header (SOS) is complete. libjpeg reads every
@@ -122,15 +223,60 @@ static int jpeg_scale_denom(int w, int h, int min_side)
     return 1;
 }
 
-/* Adobe CMYK (as Photoshop writes it, inverted: 255 = no ink) to RGB: R = C' * K' / 255. */
-static void cmyk_to_rgb(const uint8_t *cmyk, uint8_t *rgb, size_t pixels)
+/*
+ * CMYK to RGB as TensorFlow's decode_jpeg does it (the reference that tfjs-node's decodeImage
+ * runs), to the bit: Adobe's CMYK (a file with Adobe's APP14 marker, as Photoshop writes it) is
+ * stored inverted (255 = no ink), so R = C * K / 255; plain CMYK without that marker is not, so
+ * R = (255 - C) * (255 - K) / 255. Both truncate, as the reference does.
+ */
+static void cmyk_to_rgb(const uint8_t *cmyk, uint8_t *rgb, size_t pixels, int adobe)
 {
     for (size_t i = 0; i < pixels; i++) {
         unsigned c = cmyk[4 * i], m = cmyk[4 * i + 1], y = cmyk[4 * i + 2], k = cmyk[4 * i + 3];
-        rgb[3 * i] = (uint8_t)((c * k + 127) / 255);
-        rgb[3 * i + 1] = (uint8_t)((m * k + 127) / 255);
-        rgb[3 * i + 2] = (uint8_t)((y * k + 127) / 255);
+        if (!adobe) c = 255 - c, m = 255 - m, y = 255 - y, k = 255 - k;
+        rgb[3 * i] = (uint8_t)(c * k / 255);
+        rgb[3 * i + 1] = (uint8_t)(m * k / 255);
+        rgb[3 * i + 2] = (uint8_t)(y * k / 255);
     }
+}
+
+/*
+ * The bytes ran out before an EOI marker. A file that lacks only its EOI (cameras and
+ * interrupted writes leave such files; browsers and TensorFlow show them) holds every bit of
+ * its last scan: decoded with an EOI appended, libjpeg needs no bit that is not there and warns
+ * of nothing, so the image is the complete file's. Cut inside the scan data, the same decode
+ * warns (JWRN_HIT_MARKER; JWRN_MUST_RESYNC where a restart marker is missing) and would paint
+ * the rest grey: that is truncated, and so are a file whose scans so far do not complete the
+ * image (a progressive file cut between scans decodes without a warning, blurred) and an
+ * arithmetic-coded one (libjpeg's arithmetic decoder pads missing data without a warning).
+ */
+static int jpeg_decode_without_eoi(tjhandle tj, const uint8_t *data, size_t len, uint8_t *dst,
+                                   int width, int height, int pixel_format)
+{
+    jpeg_layout layout;
+    jpeg_walk(data, len, 0, &layout);
+    if (!layout.scans_complete)
+        return base_error_set(BASE_ERR_FORMAT,
+                              "jpeg: truncated data (%zu bytes): it ends before the scans that "
+                              "complete the image",
+                              len);
+    if (!layout.ends_in_scan || !layout.huffman)
+        return base_error_set(BASE_ERR_FORMAT,
+                              "jpeg: truncated data (%zu bytes): Premature end of JPEG file", len);
+    uint8_t *whole = malloc(len + 2);
+    if (!whole) return base_error_set(BASE_ERR_NOMEM, "jpeg: %zu bytes", len + 2);
+    memcpy(whole, data, len);
+    whole[len] = 0xFF, whole[len + 1] = 0xD9;
+    int rc = 0;
+    if (tjDecompress2(tj, whole, (unsigned long)len + 2, dst, width, 0, height, pixel_format,
+                      TJFLAG_LIMITSCANS | TJFLAG_STOPONWARNING) != 0)
+        rc = base_error_set(BASE_ERR_FORMAT,
+                            "jpeg: truncated data (%zu bytes): the image data is cut short: %s",
+                            len, tjGetErrorStr2(tj));
+    else
+        LOG_DEBUG("jpeg: %zu bytes without an EOI marker: the image data is whole", len);
+    free(whole);
+    return rc;
 }
 
 static int decode_jpeg(const uint8_t *data, size_t len, const img_limits *lim, int min_side,
@@ -166,8 +312,10 @@ static int decode_jpeg(const uint8_t *data, size_t len, const img_limits *lim, i
     info->scale_denom = denom;
 
     /* libjpeg converts every colour space to RGB except CMYK and YCCK, which come out as
-     * (inverted) CMYK for us to convert. */
+     * CMYK for us to convert (inverted or not: Adobe's marker says). */
     const int is_cmyk = colorspace == TJCS_CMYK || colorspace == TJCS_YCCK;
+    jpeg_layout headers = {0};
+    if (is_cmyk) jpeg_walk(data, len, 1, &headers);
     rc = img_alloc(out, sw, sh, 3);
     if (rc) goto fail;
     uint8_t *dst = out->data;
@@ -181,8 +329,9 @@ static int decode_jpeg(const uint8_t *data, size_t len, const img_limits *lim, i
     }
     const int pf = is_cmyk ? TJPF_CMYK : TJPF_RGB;
     /* First pass stops at the first warning, so truncated data fails as soon as it runs out
-     * (instead of decoding megapixels of grey). A warning that is not truncation is decoded
-     * again without stopping, to tolerate the recoverable damage real files carry. */
+     * (instead of decoding megapixels of grey), unless all that is missing is the EOI marker.
+     * A warning that is not truncation is decoded again without stopping, to tolerate the
+     * recoverable damage real files carry. */
     int flags = TJFLAG_LIMITSCANS | TJFLAG_STOPONWARNING;
     if (tjDecompress2(tj, data, (unsigned long)len, dst, sw, 0, sh, pf, flags) != 0) {
         const char *msg = tjGetErrorStr2(tj);
@@ -190,21 +339,25 @@ static int decode_jpeg(const uint8_t *data, size_t len, const img_limits *lim, i
             rc = base_error_set(BASE_ERR_FORMAT, "jpeg: corrupt data: %s", msg);
             goto fail;
         }
-        if (jpeg_is_truncation(msg)) {
+        if (jpeg_ran_out(msg)) {
+            rc = jpeg_decode_without_eoi(tj, data, len, dst, sw, sh, pf);
+            if (rc) goto fail;
+        } else if (jpeg_is_truncation(msg)) {
             rc = base_error_set(BASE_ERR_FORMAT, "jpeg: truncated data (%zu bytes): %s", len, msg);
             goto fail;
-        }
-        flags &= ~TJFLAG_STOPONWARNING;
-        if (tjDecompress2(tj, data, (unsigned long)len, dst, sw, 0, sh, pf, flags) != 0) {
-            msg = tjGetErrorStr2(tj);
-            if (tjGetErrorCode(tj) == TJERR_FATAL || jpeg_is_truncation(msg)) {
-                rc = base_error_set(BASE_ERR_FORMAT, "jpeg: corrupt data: %s", msg);
-                goto fail;
+        } else {
+            flags &= ~TJFLAG_STOPONWARNING;
+            if (tjDecompress2(tj, data, (unsigned long)len, dst, sw, 0, sh, pf, flags) != 0) {
+                msg = tjGetErrorStr2(tj);
+                if (tjGetErrorCode(tj) == TJERR_FATAL || jpeg_is_truncation(msg)) {
+                    rc = base_error_set(BASE_ERR_FORMAT, "jpeg: corrupt data: %s", msg);
+                    goto fail;
+                }
+                LOG_DEBUG("jpeg: %dx%d decoded with a warning: %s", w, h, msg);
             }
-            LOG_DEBUG("jpeg: %dx%d decoded with a warning: %s", w, h, msg);
         }
     }
-    if (is_cmyk) cmyk_to_rgb(cmyk, out->data, (size_t)sw * sh);
+    if (is_cmyk) cmyk_to_rgb(cmyk, out->data, (size_t)sw * sh, headers.adobe);
     free(cmyk);
     tjDestroy(tj);
     return 0;

@@ -72,10 +72,13 @@ const char *img_format_name(img_format f);
  * - Wrong magic: BASE_ERR_UNSUPPORTED; empty, truncated or corrupt input: BASE_ERR_FORMAT;
  *   over a limit (bytes, either dimension, pixel count): BASE_ERR_LIMIT, before allocating.
  * - JPEG: data that ends before the image is complete is an error (BASE_ERR_FORMAT,
- *   "truncated"), although libjpeg could fill the rest with grey. Other recoverable
+ *   "truncated"), although libjpeg could fill the rest with grey; a Huffman-coded file that
+ *   lacks only its EOI marker (every bit of its scans there, and the scans complete the image)
+ *   decodes to the complete file's image. Other recoverable
  *   corruption that libjpeg only warns about (e.g. stray bytes before a marker, a bad
  *   Huffman code) decodes as well as libjpeg can, as browsers do. Progressive files with more
- *   than 500 scans are refused. CMYK/YCCK files are converted assuming Adobe (inverted) CMYK.
+ *   than 500 scans are refused. CMYK/YCCK files are converted as TensorFlow's decode_jpeg
+ *   does: inverted CMYK with Adobe's APP14 marker, plain CMYK without.
  *   Arithmetic coding decodes; 12-bit samples and lossless or hierarchical frames are refused
  *   (BASE_ERR_FORMAT) with a message that names them. A file that ends in its headers (before
  *   the first scan's data) is "truncated", like one cut in its image data.

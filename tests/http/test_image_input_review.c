@@ -346,27 +346,33 @@ static void test_unsupported_named(void **state)
 }
 
 /* The portrait cut in its header (200 bytes: inside the Exif/JFIF segments), in its data (half)
- * and by only its end marker (EOI, 2 bytes): 400 invalid_image saying "truncated" each time. */
+ * and by its last 3 bytes (the EOI marker and a byte of the scan): 400 invalid_image saying
+ * "truncated" each time. Without only its EOI marker (2 bytes) its image is whole: the same face
+ * as the complete file's, as test_decode's every-prefix case pins. */
 static void test_truncated(void **state)
 {
     (void)state;
     NEED_SERVER();
     size_t len = 0;
     char *jpeg = tc_load(PORTRAIT, &len);
-    const size_t cuts[2] = {200, len / 2};
-    for (int i = 0; i < 2; i++) {
+    const size_t cuts[3] = {200, len / 2, len - 3};
+    for (int i = 0; i < 3; i++) {
         tc_response r;
         assert_int_equal(post_raw("image/jpeg", jpeg, cuts[i], &r), 0);
         tc_expect_error(&r, 400, "invalid_image");
         expect_message(&r, "truncated");
         tc_response_free(&r);
     }
-    /* even without only its end marker (EOI): refused, as test_decode's every-prefix case pins */
     tc_response r;
-    assert_int_equal(post_raw("image/jpeg", jpeg, len - 2, &r), 0);
-    tc_expect_error(&r, 400, "invalid_image");
-    expect_message(&r, "truncated");
+    double whole[4], no_eoi[4];
+    assert_int_equal(post_raw("image/jpeg", jpeg, len, &r), 0);
+    one_face(&r, whole, "the portrait");
     tc_response_free(&r);
+    assert_int_equal(post_raw("image/jpeg", jpeg, len - 2, &r), 0);
+    one_face(&r, no_eoi, "the portrait without its EOI marker");
+    tc_response_free(&r);
+    for (int k = 0; k < 4; k++)
+        assert_true(whole[k] == no_eoi[k]);
     free(jpeg);
 }
 

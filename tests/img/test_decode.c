@@ -341,18 +341,44 @@ static void test_jpeg_dct_scaling(void **state)
 static void test_jpeg_truncated(void **state)
 {
     (void)state;
-    img_image src, out;
+    img_image src, out, whole;
     make_gradient(&src, 64, 48);
     uint8_t *jpg;
     size_t len;
     encode_jpeg(&src, 90, &jpg, &len);
-    /* Every prefix, including one that lacks only the final EOI marker. */
+    assert_int_equal(decode(jpg, len, &whole, NULL), 0);
+    /* Every prefix. One that lacks only the final EOI marker (FF D9) or its last byte holds the
+     * whole scan: it decodes, to exactly the complete file's image (browsers and TensorFlow
+     * show such files). Every shorter one is truncated and says so. */
+    assert_int_equal(jpg[len - 2], 0xFF);
+    assert_int_equal(jpg[len - 1], 0xD9);
     for (size_t cut = 0; cut < len; cut++) {
         int rc = decode(jpg, cut, &out, NULL);
+        if (cut >= len - 2) {
+            if (rc != 0) fail_msg("cut at %zu of %zu: %d (%s)", cut, len, rc, base_error_message());
+            assert_same_image(&whole, &out);
+            img_free(&out);
+            continue;
+        }
         if (rc != BASE_ERR_FORMAT)
             fail_msg("cut at %zu of %zu: %d (%s)", cut, len, rc, base_error_message());
         assert_null(out.data);
+        if (cut > 0 && !strstr(base_error_message(), "truncated"))
+            fail_msg("cut at %zu of %zu: %s", cut, len, base_error_message());
     }
+    /* The same at 1/2 scale (DCT scaling decodes every coefficient all the same). */
+    img_decode_options half = {.min_side = 24};
+    img_image small, small_whole;
+    assert_int_equal(img_decode(jpg, len, &half, &small_whole, NULL), 0);
+    assert_int_equal(img_decode(jpg, len - 2, &half, &small, NULL), 0);
+    assert_int_equal(small.width, 32);
+    assert_same_image(&small_whole, &small);
+    img_free(&small);
+    img_free(&small_whole);
+    /* The bytes of the last MCUs are missing: padding them would paint grey. */
+    assert_int_equal(decode(jpg, len - 3, &out, NULL), BASE_ERR_FORMAT);
+    assert_non_null(strstr(base_error_message(), "cut short"));
+    img_free(&whole);
     /* The message says what happened for a cut inside the scan. */
     assert_int_equal(decode(jpg, len / 2 + 100, &out, NULL), BASE_ERR_FORMAT);
     assert_non_null(strstr(base_error_message(), "truncated"));
@@ -374,6 +400,130 @@ static void test_jpeg_truncated(void **state)
     free(more);
     free(jpg);
     img_free(&src);
+}
+
+/* The offset of the first marker `m` (FF m) at or after `from`, or `len`. */
+static size_t find_marker(const uint8_t *j, size_t len, size_t from, uint8_t m)
+{
+    for (size_t i = from; i + 1 < len; i++)
+        if (j[i] == 0xFF && j[i + 1] == m) return i;
+    return len;
+}
+
+/*
+ * A file of several scans that lacks its EOI decodes only when its scans complete the image.
+ * Cut between two scans of a progressive file, libjpeg decodes what it has without a warning,
+ * blurred (the later scans refine it): that is truncated. Arithmetic-coded files cut anywhere
+ * are refused: libjpeg's arithmetic decoder pads missing data without a warning, so a whole
+ * last scan cannot be told from a cut one.
+ */
+static void test_jpeg_truncated_multiscan(void **state)
+{
+    (void)state;
+    img_image src, out, whole;
+    make_blocks(&src, 64, 48);
+    tjhandle tj = tjInitCompress();
+    unsigned char *buf = NULL;
+    unsigned long blen = 0;
+    assert_int_equal(tjCompress2(tj, src.data, 64, 0, 48, TJPF_RGB, &buf, &blen, TJSAMP_420, 90,
+                                 TJFLAG_PROGRESSIVE),
+                     0);
+    tjDestroy(tj);
+    const size_t len = blen, first_sos = find_marker(buf, len, 2, 0xDA);
+    assert_true(first_sos < len);
+    assert_int_equal(decode(buf, len, &whole, NULL), 0);
+    int between = 0;
+    for (size_t cut = 0; cut < len; cut++) {
+        int rc = decode(buf, cut, &out, NULL);
+        if (cut >= len - 2) {
+            if (rc != 0) fail_msg("cut at %zu of %zu: %d (%s)", cut, len, rc, base_error_message());
+            assert_same_image(&whole, &out);
+            img_free(&out);
+            continue;
+        }
+        if (rc != BASE_ERR_FORMAT || (cut > 0 && !strstr(base_error_message(), "truncated")))
+            fail_msg("cut at %zu of %zu: %d (%s)", cut, len, rc, base_error_message());
+        assert_null(out.data);
+        /* Right after a scan's data, before the next scan's tables or header. */
+        if (cut > first_sos && buf[cut] == 0xFF && (buf[cut + 1] == 0xC4 || buf[cut + 1] == 0xDA)) {
+            between++;
+            if (!strstr(base_error_message(), "before the scans that complete the image"))
+                fail_msg("cut at %zu of %zu: %s", cut, len, base_error_message());
+        }
+    }
+    assert_true(between >= 5); /* libjpeg's progression has 10 scans for YCbCr */
+    img_free(&whole);
+    tjFree(buf);
+    img_free(&src);
+
+    static const char *arith[] = {"tests/fuzz/corpus/jpeg/arithmetic-64x48.jpg",
+                                  "tests/fuzz/corpus/jpeg/arithmetic-progressive-64x48.jpg"};
+    for (size_t f = 0; f < sizeof arith / sizeof arith[0]; f++) {
+        char *a = NULL;
+        size_t n = 0;
+        if (base_file_read(arith[f], 1 << 20, &a, &n) != 0) {
+            printf("  %s: %s (skipped outside the repository root)\n", arith[f],
+                   base_error_message());
+            continue;
+        }
+        assert_int_equal(decode((const uint8_t *)a, n, &out, NULL), 0);
+        img_free(&out);
+        assert_int_equal(decode((const uint8_t *)a, n - 2, &out, NULL), BASE_ERR_FORMAT);
+        assert_non_null(strstr(base_error_message(), "truncated"));
+        free(a);
+    }
+}
+
+/*
+ * CMYK JPEGs to RGB as the reference, TensorFlow's decode_jpeg, converts them, to the bit: the
+ * CMYK samples libjpeg decodes, inverted (Adobe's APP14 marker present, as Photoshop and
+ * libjpeg write CMYK and YCCK) R = C * K / 255, or not (no Adobe marker) R = (255 - C) *
+ * (255 - K) / 255, both truncated. Print workflows send both.
+ */
+static void test_jpeg_cmyk_as_reference(void **state)
+{
+    (void)state;
+    enum { W = 32, H = 16 };
+    uint8_t cmyk[W * H * 4], raw[W * H * 4];
+    for (int y = 0; y < H; y++)
+        for (int x = 0; x < W; x++) {
+            uint8_t *p = cmyk + 4 * (y * W + x);
+            p[0] = (uint8_t)(x * 8), p[1] = (uint8_t)(y * 16), p[2] = (uint8_t)((x + y) * 5);
+            p[3] = (uint8_t)(255 - x * 3 - y);
+        }
+    tjhandle tj = tjInitCompress(), td = tjInitDecompress();
+    unsigned char *buf = NULL;
+    unsigned long blen = 0;
+    assert_int_equal(tjCompress2(tj, cmyk, W, 0, H, TJPF_CMYK, &buf, &blen, TJSAMP_444, 95, 0), 0);
+    for (int adobe = 1; adobe >= 0; adobe--) {
+        size_t len = blen;
+        size_t app14 = find_marker(buf, len, 2, 0xEE);
+        assert_true(app14 < len);
+        if (!adobe) { /* drop the APP14 segment: libjpeg then reads the components as CMYK */
+            size_t seg = 2 + ((size_t)buf[app14 + 2] << 8 | buf[app14 + 3]);
+            memmove(buf + app14, buf + app14 + seg, len - app14 - seg);
+            len -= seg;
+            assert_int_equal(find_marker(buf, len, 2, 0xEE), len);
+        }
+        assert_int_equal(tjDecompress2(td, buf, len, raw, W, 0, H, TJPF_CMYK, 0), 0);
+        img_image out;
+        assert_int_equal(decode(buf, len, &out, NULL), 0);
+        for (int i = 0; i < W * H; i++) {
+            const int c = raw[4 * i], m = raw[4 * i + 1], y = raw[4 * i + 2], k = raw[4 * i + 3];
+            const int want[3] = {adobe ? c * k / 255 : (255 - c) * (255 - k) / 255,
+                                 adobe ? m * k / 255 : (255 - m) * (255 - k) / 255,
+                                 adobe ? y * k / 255 : (255 - y) * (255 - k) / 255};
+            for (int ch = 0; ch < 3; ch++)
+                if (out.data[3 * i + ch] != want[ch])
+                    fail_msg("%s: pixel %d channel %d is %d, want %d (CMYK %d %d %d %d)",
+                             adobe ? "Adobe" : "no Adobe marker", i, ch, out.data[3 * i + ch],
+                             want[ch], c, m, y, k);
+        }
+        img_free(&out);
+    }
+    tjFree(buf);
+    tjDestroy(tj);
+    tjDestroy(td);
 }
 
 static void test_jpeg_corrupt(void **state)
@@ -1078,6 +1228,8 @@ int main(void)
         cmocka_unit_test(test_jpeg_grey_progressive_cmyk),
         cmocka_unit_test(test_jpeg_dct_scaling),
         cmocka_unit_test(test_jpeg_truncated),
+        cmocka_unit_test(test_jpeg_truncated_multiscan),
+        cmocka_unit_test(test_jpeg_cmyk_as_reference),
         cmocka_unit_test(test_jpeg_corrupt),
         cmocka_unit_test(test_jpeg_huge_header),
         cmocka_unit_test(test_limits),
