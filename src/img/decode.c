@@ -391,12 +391,16 @@ static int decode_png(const uint8_t *data, size_t len, const img_limits *lim, in
     int rc, err;
     spng_ctx *ctx = spng_ctx_new(0);
     if (!ctx) return base_error_set(BASE_ERR_NOMEM, "png: spng_ctx_new");
-    /* No chunk can be larger than the file; ancillary chunks (text, ICC, EXIF...) that spng
-     * keeps in memory are capped well below it. */
-    size_t cache = len < ((size_t)4 << 20) ? len : (size_t)4 << 20;
+    /* What spng keeps of the ancillary chunks (text, ICC, EXIF...) has a fixed bound, not one
+     * of the file's size: a compressed iTXt XMP packet or iCCP profile inflates to many times
+     * its bytes (a 557-byte PNG with 30 KB of XMP was refused), spng holds the inflated chunk
+     * to the chunk size limit too, and counts each chunk's struct. 8 MB is libpng's default
+     * bound for an inflated ancillary chunk, so what TensorFlow's and browsers' libpng read,
+     * we read. No chunk in the file can be larger than the file. */
+    const size_t cache = (size_t)8 << 20, chunk = len > cache ? len : cache;
     if ((err = spng_set_image_limits(ctx, (uint32_t)lim->max_dimension,
                                      (uint32_t)lim->max_dimension)) ||
-        (err = spng_set_chunk_limits(ctx, len, cache)) ||
+        (err = spng_set_chunk_limits(ctx, chunk, cache)) ||
         (err = spng_set_png_buffer(ctx, data, len))) {
         rc = png_error(err, "setup");
         goto fail;

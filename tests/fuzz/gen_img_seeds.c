@@ -1,9 +1,11 @@
 /*
  * Writes the seed files of the image fuzz targets (tests/fuzz/corpus/{jpeg,png,webp}/): small
  * synthetic images (each well under 10 KB) covering the decoders' branches: JPEG baseline,
- * 4:4:4, grey, progressive, CMYK, EXIF orientations in both byte orders; PNG in every colour
- * type and bit depth, interlaced, palette with tRNS, with an eXIf chunk; WebP lossy, lossless,
- * with alpha, extended with EXIF. Not part of the build; regenerate with
+ * 4:4:4, grey, progressive, CMYK with and without Adobe's marker, without EOI (baseline and
+ * progressive), with an ICC profile, EXIF orientations in both byte orders; PNG in every colour
+ * type and bit depth, interlaced, palette with tRNS, with an eXIf chunk, with a compressed XMP
+ * packet; WebP lossy, lossless, with alpha, extended with EXIF. Not part of the build;
+ * regenerate with
  *
  *   make build/libvultus.a && cc -std=c17 -Isrc tests/fuzz/gen_img_seeds.c build/libvultus.a \
  *       $(pkg-config --libs libturbojpeg spng libwebp) -lm -o /tmp/gen_img_seeds \
@@ -89,6 +91,20 @@ static void jpeg_seeds(void)
             exit(1);
         }
         write_seed("jpeg", cases[i].name, buf, len);
+        /* What cameras and interrupted writes leave: no EOI marker, the scans whole. */
+        if (i == 0) write_seed("jpeg", "no-eoi-baseline.jpg", buf, len - 2);
+        if (cases[i].flags & TJFLAG_PROGRESSIVE)
+            write_seed("jpeg", "no-eoi-progressive.jpg", buf, len - 2);
+        /* CMYK without Adobe's APP14 marker (libjpeg writes one): read as plain CMYK. */
+        for (size_t k = 2; cases[i].pf == TJPF_CMYK && k + 4 < len; k++)
+            if (buf[k] == 0xFF && buf[k + 1] == 0xEE) {
+                uint8_t out[8192];
+                size_t seg = 2 + ((size_t)buf[k + 2] << 8 | buf[k + 3]);
+                memcpy(out, buf, k);
+                memcpy(out + k, buf + k + seg, len - k - seg);
+                write_seed("jpeg", "cmyk-no-adobe.jpg", out, len - seg);
+                break;
+            }
         if (i == 0) {
             first = buf;
             first_len = len;
@@ -119,6 +135,24 @@ static void jpeg_seeds(void)
         n += first_len - at;
         write_seed("jpeg", ex[i].name, out, n);
     }
+    /* An ICC profile in two APP2 segments (as photo editors write them), ignored as
+     * TensorFlow's decoder ignores it. */
+    {
+        uint8_t out[8192];
+        size_t n = 2;
+        memcpy(out, first, 2);
+        for (int k = 1; k <= 2; k++) {
+            const size_t seg = 2 + 14 + 400;
+            out[n++] = 0xFF, out[n++] = 0xE2, out[n++] = (uint8_t)(seg >> 8),
+            out[n++] = (uint8_t)seg;
+            memcpy(out + n, "ICC_PROFILE\0", 12);
+            out[n + 12] = (uint8_t)k, out[n + 13] = 2;
+            memset(out + n + 14, 0x40 + k, 400);
+            n += seg - 2;
+        }
+        memcpy(out + n, first + 2, first_len - 2);
+        write_seed("jpeg", "icc-profile.jpg", out, n + first_len - 2);
+    }
     /* A 64x64 image, so the 1/2, 1/4 and 1/8 scales all apply. */
     uint8_t big[64 * 64 * 3];
     pattern(big, 64, 64, 3);
@@ -132,7 +166,7 @@ static void jpeg_seeds(void)
 }
 
 static void png_seed(const char *name, uint32_t w, uint32_t h, uint8_t type, uint8_t depth,
-                     int interlace, int with_trns, int with_exif)
+                     int interlace, int with_trns, int with_exif, int with_xmp)
 {
     uint8_t raw[4096];
     int spp = type == 0 || type == 3 ? 1 : type == 4 ? 2 : type == 2 ? 3 : 4;
@@ -162,7 +196,24 @@ static void png_seed(const char *name, uint32_t w, uint32_t h, uint8_t type, uin
         struct spng_exif exif = {.length = tiff(6, 0, t), .data = (char *)t};
         spng_set_exif(ctx, &exif);
     }
-    int err = spng_encode_image(ctx, raw, row * h, SPNG_FMT_RAW, SPNG_ENCODE_FINALIZE);
+    /* Photoshop's XMP packet in a compressed iTXt chunk: it inflates to far more than the
+     * file's size. */
+    char xmp[4000];
+    for (size_t i = 0; i < sizeof xmp; i++)
+        xmp[i] = "<rdf:Description xmp:CreatorTool=\"Adobe Photoshop\"/>\n"[i % 53];
+    struct spng_text text = {.keyword = "XML:com.adobe.xmp",
+                             .type = SPNG_ITXT,
+                             .compression_flag = 1,
+                             .length = sizeof xmp,
+                             .text = xmp,
+                             .language_tag = "",
+                             .translated_keyword = ""};
+    int err = with_xmp ? spng_set_text(ctx, &text, 1) : 0;
+    if (err) {
+        fprintf(stderr, "%s: %s\n", name, spng_strerror(err));
+        exit(1);
+    }
+    err = spng_encode_image(ctx, raw, row * h, SPNG_FMT_RAW, SPNG_ENCODE_FINALIZE);
     if (err) {
         fprintf(stderr, "%s: %s\n", name, spng_strerror(err));
         exit(1);
@@ -176,23 +227,24 @@ static void png_seed(const char *name, uint32_t w, uint32_t h, uint8_t type, uin
 
 static void png_seeds(void)
 {
-    png_seed("grey-1.png", 13, 7, 0, 1, 0, 0, 0);
-    png_seed("grey-2.png", 9, 5, 0, 2, 0, 0, 0);
-    png_seed("grey-4.png", 9, 5, 0, 4, 0, 0, 0);
-    png_seed("grey-8.png", 9, 5, 0, 8, 0, 0, 0);
-    png_seed("grey-16.png", 9, 5, 0, 16, 0, 0, 0);
-    png_seed("grey-alpha-8.png", 9, 5, 4, 8, 0, 0, 0);
-    png_seed("grey-alpha-16.png", 9, 5, 4, 16, 0, 0, 0);
-    png_seed("rgb-8.png", 9, 5, 2, 8, 0, 0, 0);
-    png_seed("rgb-16.png", 9, 5, 2, 16, 0, 0, 0);
-    png_seed("rgba-8.png", 9, 5, 6, 8, 0, 0, 0);
-    png_seed("rgba-16.png", 9, 5, 6, 16, 0, 0, 0);
-    png_seed("palette-1.png", 17, 3, 3, 1, 0, 0, 0);
-    png_seed("palette-2.png", 9, 5, 3, 2, 0, 0, 0);
-    png_seed("palette-4-trns.png", 9, 5, 3, 4, 0, 1, 0);
-    png_seed("palette-8.png", 9, 5, 3, 8, 0, 0, 0);
-    png_seed("rgb-8-interlaced.png", 19, 11, 2, 8, 1, 0, 0);
-    png_seed("rgb-8-exif.png", 8, 6, 2, 8, 0, 0, 1);
+    png_seed("grey-1.png", 13, 7, 0, 1, 0, 0, 0, 0);
+    png_seed("grey-2.png", 9, 5, 0, 2, 0, 0, 0, 0);
+    png_seed("grey-4.png", 9, 5, 0, 4, 0, 0, 0, 0);
+    png_seed("grey-8.png", 9, 5, 0, 8, 0, 0, 0, 0);
+    png_seed("grey-16.png", 9, 5, 0, 16, 0, 0, 0, 0);
+    png_seed("grey-alpha-8.png", 9, 5, 4, 8, 0, 0, 0, 0);
+    png_seed("grey-alpha-16.png", 9, 5, 4, 16, 0, 0, 0, 0);
+    png_seed("rgb-8.png", 9, 5, 2, 8, 0, 0, 0, 0);
+    png_seed("rgb-16.png", 9, 5, 2, 16, 0, 0, 0, 0);
+    png_seed("rgba-8.png", 9, 5, 6, 8, 0, 0, 0, 0);
+    png_seed("rgba-16.png", 9, 5, 6, 16, 0, 0, 0, 0);
+    png_seed("palette-1.png", 17, 3, 3, 1, 0, 0, 0, 0);
+    png_seed("palette-2.png", 9, 5, 3, 2, 0, 0, 0, 0);
+    png_seed("palette-4-trns.png", 9, 5, 3, 4, 0, 1, 0, 0);
+    png_seed("rgb-8-xmp.png", 9, 5, 2, 8, 0, 0, 0, 1);
+    png_seed("palette-8.png", 9, 5, 3, 8, 0, 0, 0, 0);
+    png_seed("rgb-8-interlaced.png", 19, 11, 2, 8, 1, 0, 0, 0);
+    png_seed("rgb-8-exif.png", 8, 6, 2, 8, 0, 0, 1, 0);
     uint8_t px[16 * 12 * 3];
     pattern(px, 16, 12, 3);
     img_image img = {16, 12, 3, px};

@@ -526,6 +526,181 @@ static void test_jpeg_cmyk_as_reference(void **state)
     tjDestroy(td);
 }
 
+/* The seed file `name` of tests/fuzz/corpus/jpeg decoded, or 0 with a note when it cannot be
+ * read (outside the repository root). */
+static int decode_seed(const char *name, img_image *out)
+{
+    char path[256], *data = NULL;
+    size_t n = 0;
+    snprintf(path, sizeof path, "tests/fuzz/corpus/jpeg/%s", name);
+    if (base_file_read(path, 1 << 20, &data, &n) != 0) {
+        printf("  %s: %s (skipped outside the repository root)\n", path, base_error_message());
+        return 0;
+    }
+    int rc = decode((const uint8_t *)data, n, out, NULL);
+    if (rc) fail_msg("%s: %s", path, base_error_message());
+    free(data);
+    return 1;
+}
+
+/*
+ * Inputs that real users send, checked against what the reference (TensorFlow's decoders)
+ * gives: a JPEG with an ICC profile (ignored: the same pixels as without it); the fuzz seeds
+ * without EOI (the same pixels as the complete files); PNG transparency (palette tRNS, RGB tRNS)
+ * dropped, the stored colour kept; WebP lossless with alpha written exactly, the colour under
+ * transparent pixels kept; broken ancillary PNG chunks (a bad CRC, a bad keyword, gAMA 0) that
+ * libpng only warns about decode.
+ */
+static void test_inputs_users_send(void **state)
+{
+    (void)state;
+    img_image a = {0}, b = {0};
+    static const char *same[][2] = {{"baseline-420.jpg", "icc-profile.jpg"},
+                                    {"baseline-420.jpg", "no-eoi-baseline.jpg"},
+                                    {"progressive.jpg", "no-eoi-progressive.jpg"}};
+    for (size_t i = 0; i < sizeof same / sizeof same[0]; i++) {
+        if (!decode_seed(same[i][0], &a) || !decode_seed(same[i][1], &b)) break;
+        assert_same_image(&a, &b);
+        img_free(&a);
+        img_free(&b);
+    }
+    if (decode_seed("cmyk-no-adobe.jpg", &a)) img_free(&a);
+
+    /* PNG: palette with tRNS (entry 0 fully transparent) and RGB with a tRNS colour. */
+    struct spng_plte plte = {.n_entries = 4};
+    for (int i = 0; i < 4; i++)
+        plte.entries[i] = (struct spng_plte_entry){(uint8_t)(i * 60), 10, 200, 255};
+    const uint8_t idx[8] = {0, 1, 2, 3, 3, 2, 1, 0};
+    for (int rgb = 0; rgb <= 1; rgb++) {
+        uint8_t raw[8 * 3];
+        for (int p = 0; p < 8; p++)
+            memcpy(raw + 3 * p, &plte.entries[idx[p]], 3);
+        spng_ctx *ctx = spng_ctx_new(SPNG_CTX_ENCODER);
+        struct spng_ihdr ihdr = {.width = 4,
+                                 .height = 2,
+                                 .bit_depth = 8,
+                                 .color_type =
+                                     rgb ? SPNG_COLOR_TYPE_TRUECOLOR : SPNG_COLOR_TYPE_INDEXED};
+        struct spng_trns trns = {.n_type3_entries = 2, .type3_alpha = {0, 128}};
+        if (rgb) trns = (struct spng_trns){.red = 0, .green = 10, .blue = 200};
+        assert_int_equal(spng_set_option(ctx, SPNG_ENCODE_TO_BUFFER, 1), 0);
+        assert_int_equal(spng_set_ihdr(ctx, &ihdr), 0);
+        if (!rgb) assert_int_equal(spng_set_plte(ctx, &plte), 0);
+        assert_int_equal(spng_set_trns(ctx, &trns), 0);
+        assert_int_equal(spng_encode_image(ctx, rgb ? (const void *)raw : (const void *)idx,
+                                           rgb ? sizeof raw : sizeof idx, SPNG_FMT_RAW,
+                                           SPNG_ENCODE_FINALIZE),
+                         0);
+        size_t len = 0;
+        int err = 0;
+        uint8_t *png = spng_get_png_buffer(ctx, &len, &err);
+        spng_ctx_free(ctx);
+        assert_non_null(png);
+        assert_int_equal(decode(png, len, &a, NULL), 0);
+        assert_memory_equal(a.data, raw, sizeof raw);
+        img_free(&a);
+
+        /* Ancillary chunks that libpng warns about and skips, inserted after IHDR. */
+        static const struct {
+            const char type[5];
+            const char *data;
+            uint32_t len;
+            int bad_crc;
+        } chunks[] = {{"tEXt", "Comment\0hello", 13, 1},
+                      {"tEXt", " bad key\0x", 10, 0},
+                      {"gAMA", "\0\0\0\0", 4, 0},
+                      {"iCCP", "ICC\0\0garbage", 12, 0}};
+        for (size_t c = 0; c < sizeof chunks / sizeof chunks[0]; c++) {
+            uint8_t *bad = malloc(len + 12 + chunks[c].len);
+            memcpy(bad, png, 33);
+            put_be32(bad + 33, chunks[c].len);
+            memcpy(bad + 37, chunks[c].type, 4);
+            memcpy(bad + 41, chunks[c].data, chunks[c].len);
+            put_be32(bad + 41 + chunks[c].len,
+                     crc32_png(bad + 37, 4 + chunks[c].len) ^ (uint32_t)chunks[c].bad_crc);
+            memcpy(bad + 45 + chunks[c].len, png + 33, len - 33);
+            int rc = decode(bad, len + 12 + chunks[c].len, &a, NULL);
+            if (rc) fail_msg("%s chunk %zu: %s", chunks[c].type, c, base_error_message());
+            assert_memory_equal(a.data, raw, sizeof raw);
+            img_free(&a);
+            free(bad);
+        }
+        free(png);
+    }
+
+    /* A small PNG with Photoshop's XMP packet in a compressed iTXt chunk: 30 KB of text in a
+     * file of a few hundred bytes decodes. Metadata that inflates past 8 MB (libpng's bound)
+     * is refused as over a limit, not held in memory. */
+    for (int bomb = 0; bomb <= 1; bomb++) {
+        const size_t text_len = bomb ? (size_t)9 << 20 : 30000;
+        char *xmp = malloc(text_len + 1);
+        static const char line[] = "<rdf:Description xmp:CreatorTool=\"Adobe Photoshop\"/>\n";
+        for (size_t i = 0; i < text_len; i++)
+            xmp[i] = line[i % (sizeof line - 1)];
+        xmp[text_len] = 0;
+        img_image src;
+        make_gradient(&src, 40, 30);
+        spng_ctx *ctx = spng_ctx_new(SPNG_CTX_ENCODER);
+        struct spng_ihdr ihdr = {.width = 40, .height = 30, .bit_depth = 8, .color_type = 2};
+        struct spng_text text = {.keyword = "XML:com.adobe.xmp",
+                                 .type = SPNG_ITXT,
+                                 .compression_flag = 1,
+                                 .length = text_len,
+                                 .text = xmp,
+                                 .language_tag = "",
+                                 .translated_keyword = ""};
+        assert_int_equal(spng_set_option(ctx, SPNG_ENCODE_TO_BUFFER, 1), 0);
+        assert_int_equal(spng_set_ihdr(ctx, &ihdr), 0);
+        assert_int_equal(spng_set_text(ctx, &text, 1), 0);
+        assert_int_equal(
+            spng_encode_image(ctx, src.data, 40 * 30 * 3, SPNG_FMT_PNG, SPNG_ENCODE_FINALIZE), 0);
+        size_t len = 0;
+        int err = 0;
+        uint8_t *png = spng_get_png_buffer(ctx, &len, &err);
+        spng_ctx_free(ctx);
+        assert_non_null(png);
+        int rc = decode(png, len, &a, NULL);
+        if (!bomb) {
+            if (rc)
+                fail_msg("%zu-byte PNG with %zu bytes of XMP: %s", len, text_len,
+                         base_error_message());
+            assert_same_image(&src, &a);
+            img_free(&a);
+        } else {
+            if (rc != BASE_ERR_LIMIT)
+                fail_msg("%zu-byte PNG with %zu bytes of XMP: %d (%s)", len, text_len, rc,
+                         base_error_message());
+        }
+        free(png);
+        free(xmp);
+        img_free(&src);
+    }
+
+    /* WebP lossless with alpha, written exactly (cwebp -exact): half the pixels transparent. */
+    uint8_t rgba[16 * 16 * 4];
+    for (int i = 0; i < 256; i++) {
+        rgba[4 * i] = (uint8_t)i, rgba[4 * i + 1] = 50, rgba[4 * i + 2] = (uint8_t)(255 - i);
+        rgba[4 * i + 3] = i < 128 ? 0 : 255;
+    }
+    WebPConfig config;
+    WebPPicture pic;
+    WebPMemoryWriter writer;
+    assert_true(WebPConfigInit(&config) && WebPPictureInit(&pic));
+    config.lossless = 1;
+    config.exact = 1;
+    pic.use_argb = 1, pic.width = 16, pic.height = 16;
+    assert_true(WebPPictureImportRGBA(&pic, rgba, 16 * 4));
+    WebPMemoryWriterInit(&writer);
+    pic.writer = WebPMemoryWrite, pic.custom_ptr = &writer;
+    assert_true(WebPEncode(&config, &pic));
+    assert_int_equal(decode(writer.mem, writer.size, &a, NULL), 0);
+    for (int i = 0; i < 256; i++)
+        assert_memory_equal(a.data + 3 * i, rgba + 4 * i, 3);
+    img_free(&a);
+    WebPPictureFree(&pic);
+    WebPMemoryWriterClear(&writer);
+}
+
 static void test_jpeg_corrupt(void **state)
 {
     (void)state;
@@ -1230,6 +1405,7 @@ int main(void)
         cmocka_unit_test(test_jpeg_truncated),
         cmocka_unit_test(test_jpeg_truncated_multiscan),
         cmocka_unit_test(test_jpeg_cmyk_as_reference),
+        cmocka_unit_test(test_inputs_users_send),
         cmocka_unit_test(test_jpeg_corrupt),
         cmocka_unit_test(test_jpeg_huge_header),
         cmocka_unit_test(test_limits),
