@@ -98,7 +98,8 @@ static int open_gallery(const char *cmd, const char *data_dir, int create, struc
                 cmd, path);
         return -1;
     }
-    if (create && mkdir(data_dir, 0755) != 0 && errno != EEXIST) {
+    /* The folder holds faces (thumbnails, embeddings): its owner's only, as serve makes it. */
+    if (create && mkdir(data_dir, 0700) != 0 && errno != EEXIST) {
         fprintf(stderr, "vultus %s: data folder %s: %s\n", cmd, data_dir, strerror(errno));
         return -1;
     }

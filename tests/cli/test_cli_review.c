@@ -556,6 +556,33 @@ static void test_gallery_names_and_missing(void **state)
     tc_rm_rf(data);
 }
 
+/* DATA/vultus.db holds face thumbnails and embeddings: a data folder `vultus gallery` creates
+ * is its owner's only, as one `vultus serve` or `vultus keys create` creates (7631593; the
+ * CLI's said 0755, so with SQLite's 0644 file every local user could read every face). A
+ * folder that exists keeps its mode. */
+static void test_gallery_data_folder_private(void **state)
+{
+    (void)state;
+    char data[300];
+    fresh_data(data, "gallery-private");
+    run_result r = RUN("gallery", "create", "c", "--data", data);
+    assert_int_equal(r.status, 0);
+    run_free(&r);
+    struct stat st;
+    assert_int_equal(stat(data, &st), 0);
+    if (st.st_mode & 077)
+        fail_msg("gallery create made %s with mode %03o", data, (unsigned)(st.st_mode & 0777));
+    tc_rm_rf(data);
+    assert_int_equal(mkdir(data, 0755), 0);
+    assert_int_equal(chmod(data, 0755), 0); /* whatever the umask */
+    r = RUN("gallery", "create", "c", "--data", data);
+    assert_int_equal(r.status, 0);
+    run_free(&r);
+    assert_int_equal(stat(data, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0755);
+    tc_rm_rf(data);
+}
+
 static void test_gallery_import_reports_the_imported_collection(void **state)
 {
     (void)state;
@@ -1033,6 +1060,7 @@ int main(void)
         cmocka_unit_test(test_log_level_env),
         cmocka_unit_test(test_unwritable_stdout_fails),
         cmocka_unit_test(test_gallery_names_and_missing),
+        cmocka_unit_test(test_gallery_data_folder_private),
         cmocka_unit_test(test_gallery_import_reports_the_imported_collection),
         cmocka_unit_test(test_gallery_import_bad_files_leave_nothing),
         cmocka_unit_test(test_keys),
