@@ -253,6 +253,17 @@ static struct collection *find_by_id(struct gal *g, int64_t id)
     return NULL;
 }
 
+/* Subjects deleted from a collection (write_mutex held). Never below 0: that would be a change
+ * counted twice, a defect, said once in the log rather than shown as 2^64 - 1 subjects. */
+static void subjects_removed(struct collection *c, uint64_t n)
+{
+    uint64_t have = atomic_load(&c->subjects);
+    if (have < n)
+        LOG_WARN("collection \"%s\": %llu subjects deleted of %llu counted", c->info.name,
+                 (unsigned long long)n, (unsigned long long)have);
+    atomic_store(&c->subjects, have >= n ? have - n : 0);
+}
+
 static void collection_free(struct collection *c)
 {
     if (!c) return;
@@ -268,6 +279,7 @@ static int collection_new(struct gal *g, const struct gal_store_collection *stor
     if (!c) return base_error_set(BASE_ERR_NOMEM, "cannot allocate a collection");
     c->id = stored->id;
     c->info = stored->info;
+    atomic_init(&c->subjects, stored->info.subject_count); /* the store's, at its snapshot */
     c->info.subject_count = c->info.face_count = 0;
     int rc = gal_index_create(c->info.dim, c->info.dtype, g->kernels, &c->index);
     if (rc) {
@@ -369,6 +381,8 @@ static int load_one(struct gal *g, int64_t id, struct collection **out)
         free_list(l.loaded);
         return rc;
     }
+    for (struct collection *c = l.loaded; c; c = c->next)
+        c->loaded_seq = seq;
     arm_ann(g, l.loaded);
     *out = l.loaded;
     return 0;
@@ -381,6 +395,8 @@ static int apply_change(struct gal *g, const struct gal_change *ch)
     struct collection *c = find_by_id(g, ch->collection_id);
     struct collection *fresh = NULL;
     int rc = 0;
+    /* Loaded from a snapshot that holds this change already (see struct collection). */
+    if (c && ch->seq <= c->loaded_seq) return 0;
     switch (ch->kind) {
     case GAL_CHANGE_COLLECTION_CREATE:
     case GAL_CHANGE_COLLECTION_UPDATE: {
@@ -403,9 +419,14 @@ static int apply_change(struct gal *g, const struct gal_change *ch)
     }
     case GAL_CHANGE_COLLECTION_DELETE: uninstall(g, ch->collection_id); return 0;
     case GAL_CHANGE_SUBJECT_ADD:
+        if (c) atomic_fetch_add(&c->subjects, 1);
+        return 0;
     case GAL_CHANGE_SUBJECT_UPDATE: return 0;
     case GAL_CHANGE_SUBJECT_DELETE:
-        if (c) gal_index_remove_subject(c->index, ch->subject_rowid);
+        if (c) {
+            gal_index_remove_subject(c->index, ch->subject_rowid);
+            subjects_removed(c, 1);
+        }
         return 0;
     case GAL_CHANGE_FACE_ADD: {
         if (!c || gal_index_contains(c->index, ch->face_id)) return 0;
@@ -495,6 +516,8 @@ int gal_open(const char *path, const struct gal_options *options, struct gal **o
     rc = g->store->ops->load(g->store, 0, &loader, &g->applied_seq);
     g->collections = l.loaded;
     if (rc) goto fail;
+    for (struct collection *c = g->collections; c; c = c->next)
+        c->loaded_seq = g->applied_seq;
     arm_ann(g, g->collections);
     size_t n = 0;
     for (struct collection *c = g->collections; c; c = c->next)
@@ -588,6 +611,7 @@ int gal_collection_create(struct gal *g, const struct gal_collection_info *info)
      * settings would otherwise give the new one the old one's creation time (only an import
      * keeps the time from its file, through the store directly). */
     stored.info.created_ms = 0;
+    stored.info.subject_count = stored.info.face_count = 0;
     uint64_t seq = 0;
     struct collection *c = NULL;
     if (gal_find_collection(g, info->name)) {
@@ -598,8 +622,15 @@ int gal_collection_create(struct gal *g, const struct gal_collection_info *info)
         goto done;
     rc = direct_or_replay(g, seq, 1);
     if (rc == 1) {
-        rc = collection_new(g, &stored, &c);
+        /* Read back for the creation time, which the store set (its clock, not ours). */
+        struct gal_store_collection now;
+        rc = g->store->ops->collection_get(g->store, NULL, stored.id, &now);
         if (!rc) {
+            stored.info.created_ms = now.info.created_ms;
+            rc = collection_new(g, &stored, &c);
+        }
+        if (!rc) {
+            c->loaded_seq = seq;
             arm_ann(g, c);
             install(g, c);
         } else
@@ -682,54 +713,74 @@ done:
     return rc;
 }
 
-int gal_collection_get(struct gal *g, const char *name, struct gal_collection_info *info)
+/* A collection's settings and, with `full`, its creation time and counts, as this process
+ * holds them (no I/O); collections_lock held. */
+static void collection_info_now(struct collection *c, int full, struct gal_collection_info *info)
 {
-    int rc = gal_check_collection_name(name);
-    if (rc) return rc;
-    struct gal_store_collection stored;
-    if ((rc = g->store->ops->collection_get(g->store, name, 0, &stored))) return rc;
-    *info = stored.info;
-    return 0;
+    *info = c->info;
+    info->created_ms = full ? c->info.created_ms : 0;
+    info->subject_count = full ? atomic_load(&c->subjects) : 0;
+    info->face_count = full ? gal_index_faces(c->index) : 0; /* the index's lock, briefly */
 }
 
-int gal_collection_settings(struct gal *g, const char *name, struct gal_collection_info *info)
+/*
+ * A collection as held in memory: the settings, and with `full` its creation time and counts.
+ * A collection not held is looked for again after gal_refresh(), so one another process has
+ * just created is found.
+ */
+static int collection_from_memory(struct gal *g, const char *name, int full,
+                                  struct gal_collection_info *info)
 {
     int rc = gal_check_collection_name(name);
     if (!rc) rc = sync_for_read(g);
     if (rc) return rc;
     for (int attempt = 0; attempt < 2; attempt++) {
         pthread_rwlock_rdlock(&g->collections_lock);
-        const struct collection *c = gal_find_collection(g, name);
-        if (c) *info = c->info;
+        struct collection *c = gal_find_collection(g, name);
+        if (c) collection_info_now(c, full, info);
         pthread_rwlock_unlock(&g->collections_lock);
-        if (c) {
-            info->created_ms = 0; /* not kept in memory (struct collection) */
-            info->subject_count = 0;
-            info->face_count = 0;
-            return 0;
-        }
+        if (c) return 0;
         /* Not in memory: perhaps created by another process since the last refresh. */
         if (attempt == 0 && (rc = gal_refresh(g))) return rc;
     }
     return base_error_set(BASE_ERR_NOT_FOUND, "collection \"%s\" does not exist", name);
 }
 
+int gal_collection_get(struct gal *g, const char *name, struct gal_collection_info *info)
+{
+    return collection_from_memory(g, name, 1, info);
+}
+
+int gal_collection_settings(struct gal *g, const char *name, struct gal_collection_info *info)
+{
+    return collection_from_memory(g, name, 0, info);
+}
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(((const struct gal_collection_info *)a)->name,
+                  ((const struct gal_collection_info *)b)->name);
+}
+
 int gal_collection_list(struct gal *g, struct gal_collection_info **list, size_t *count)
 {
     *list = NULL;
     *count = 0;
-    struct gal_store_collection *stored = NULL;
-    size_t n = 0;
-    int rc = g->store->ops->collection_list(g->store, &stored, &n);
+    int rc = sync_for_read(g);
     if (rc) return rc;
+    pthread_rwlock_rdlock(&g->collections_lock);
+    size_t n = 0;
+    for (struct collection *c = g->collections; c; c = c->next)
+        n++;
     struct gal_collection_info *infos = malloc((n ? n : 1) * sizeof *infos);
-    if (!infos) {
-        free(stored);
-        return base_error_set(BASE_ERR_NOMEM, "cannot list collections");
+    if (infos) {
+        size_t i = 0;
+        for (struct collection *c = g->collections; c; c = c->next)
+            collection_info_now(c, 1, &infos[i++]);
     }
-    for (size_t i = 0; i < n; i++)
-        infos[i] = stored[i].info;
-    free(stored);
+    pthread_rwlock_unlock(&g->collections_lock);
+    if (!infos) return base_error_set(BASE_ERR_NOMEM, "cannot list %zu collections", n);
+    qsort(infos, n, sizeof *infos, by_name);
     *list = infos;
     *count = n;
     return 0;
@@ -764,7 +815,10 @@ int gal_subject_add(struct gal *g, const char *collection, const char *subject_i
     if (rc == BASE_ERR_EXISTS)
         rc = base_error_set(rc, "subject \"%s\" already exists in collection \"%s\"", subject_id,
                             collection);
-    if (!rc && (rc = direct_or_replay(g, seq, 1)) == 1) rc = 0; /* nothing in memory */
+    if (!rc && (rc = direct_or_replay(g, seq, 1)) == 1) {
+        atomic_fetch_add(&c->subjects, 1);
+        rc = 0;
+    }
     pthread_mutex_unlock(&g->write_mutex);
     return rc;
 }
@@ -799,7 +853,10 @@ int gal_subjects_add(struct gal *g, const char *collection, const char *const *s
         goto done;
     }
     if ((rc = s->ops->commit(s))) goto done;
-    if ((rc = direct_or_replay(g, first_seq, count)) == 1) rc = 0; /* nothing in memory */
+    if ((rc = direct_or_replay(g, first_seq, count)) == 1) {
+        atomic_fetch_add(&c->subjects, count);
+        rc = 0;
+    }
 done:
     pthread_mutex_unlock(&g->write_mutex);
     return rc;
@@ -816,7 +873,7 @@ int gal_subject_set_metadata(struct gal *g, const char *collection, const char *
     uint64_t seq = 0;
     rc = g->store->ops->subject_set_metadata(g->store, c->id, subject_id,
                                              metadata_json ? metadata_json : "{}", &seq);
-    if (!rc && (rc = direct_or_replay(g, seq, 1)) == 1) rc = 0; /* nothing in memory */
+    if (!rc && (rc = direct_or_replay(g, seq, 1)) == 1) rc = 0; /* metadata: not in memory */
     pthread_mutex_unlock(&g->write_mutex);
     return rc;
 }
@@ -833,6 +890,7 @@ int gal_subject_delete(struct gal *g, const char *collection, const char *subjec
     if (!rc) rc = direct_or_replay(g, seq, 1);
     if (rc == 1) {
         gal_index_remove_subject(c->index, rowid);
+        subjects_removed(c, 1);
         rc = 0;
     }
     pthread_mutex_unlock(&g->write_mutex);

@@ -157,18 +157,20 @@ struct gal_collection_info {
 int gal_collection_create(struct gal *g, const struct gal_collection_info *info);
 /* Deletes a collection with its subjects and faces. */
 int gal_collection_delete(struct gal *g, const char *name);
-/* Fills `info`, counts included. */
-int gal_collection_get(struct gal *g, const char *name, struct gal_collection_info *info);
 /*
- * The settings of a collection (name, model, dimension, storage type, threshold) as this
- * process holds them in memory, with created_ms, subject_count and face_count 0: for a
- * check before each search or enrolment, where gal_collection_get's counts (each a scan of
- * the collection's rows in the store: tens of ms at 100k faces) would cost more than the
- * search. A collection not held in memory is looked for again after gal_refresh(), so one
- * another process has just created is found.
+ * Fills `info`, counts included (subjects, those without faces too, and faces). From memory,
+ * no scan of the store: the counts move with every change this process applies, so they are
+ * exactly as current as the index searches use: this process's writes at once, another
+ * process's once replayed (gal_refresh(); with a PostgreSQL store every read replays first).
+ * A collection not held in memory is looked for again after gal_refresh(), so one another
+ * process has just created is found.
  */
+int gal_collection_get(struct gal *g, const char *name, struct gal_collection_info *info);
+/* As gal_collection_get, with created_ms, subject_count and face_count 0 (the check before
+ * each search or enrolment needs only the settings). */
 int gal_collection_settings(struct gal *g, const char *name, struct gal_collection_info *info);
-/* All collections by name, in a new array the caller frees with free(). */
+/* All collections by name, counts included (as gal_collection_get), in a new array the caller
+ * frees with free(). */
 int gal_collection_list(struct gal *g, struct gal_collection_info **list, size_t *count);
 /* Changes the decision threshold (in [-1, 1]). */
 int gal_collection_set_threshold(struct gal *g, const char *name, float threshold);

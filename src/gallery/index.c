@@ -717,6 +717,14 @@ void gal_index_get_stats(struct gal_index *index, struct gal_index_stats *stats)
     stats->ann_build_s = (double)atomic_load(&index->ann_build_ns) / 1e9;
 }
 
+uint64_t gal_index_faces(struct gal_index *index)
+{
+    pthread_rwlock_rdlock(&index->lock);
+    uint64_t faces = index->live;
+    pthread_rwlock_unlock(&index->lock);
+    return faces;
+}
+
 /* ---- search ----------------------------------------------------------------------------- */
 
 /* Candidate order: higher score first, then lower face id (deterministic ties). */

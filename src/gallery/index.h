@@ -82,6 +82,8 @@ int gal_index_search(struct gal_index *index, const float *queries, size_t query
                      size_t *face_counts, struct gal_candidate *subjects, size_t *subject_counts);
 
 void gal_index_get_stats(struct gal_index *index, struct gal_index_stats *stats);
+/* The live faces (rows that are not tombstones): a collection's face count. */
+uint64_t gal_index_faces(struct gal_index *index);
 enum gal_dtype gal_index_dtype(const struct gal_index *index);
 uint32_t gal_index_dim(const struct gal_index *index);
 

@@ -5,6 +5,7 @@
 #define VULTUS_GALLERY_INTERNAL_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "gallery/gallery.h"
@@ -14,8 +15,22 @@
 
 struct collection {
     int64_t id;                      /* the store's id */
-    struct gal_collection_info info; /* counts not maintained here */
-    struct gal_index *index;
+    struct gal_collection_info info; /* settings and created_ms; the counts are below */
+    struct gal_index *index;         /* its live rows are the collection's faces */
+    /*
+     * The collection's subjects (those without faces too) as of applied_seq, so that counts
+     * cost no scan of the store: the store's count at load, then moved by every subject
+     * added or deleted, by this process or replayed from the log. Written under write_mutex,
+     * read by anyone holding collections_lock shared, hence atomic.
+     */
+    atomic_uint_least64_t subjects;
+    /*
+     * The change number of the snapshot the collection was loaded from (write_mutex). A
+     * collection loaded while the log is replayed (created or re-typed by another process)
+     * already holds the changes up to it, which the replay then skips: faces are idempotent
+     * in the index, a subject count is not.
+     */
+    uint64_t loaded_seq;
     struct collection *next;
 };
 

@@ -512,8 +512,8 @@ void http_api_face_delete(http_request *r, http_worker *w)
 }
 
 /* The collection's settings, checked against the embedder this server runs. Before every
- * search and enrolment (twice: the precheck and the handler), so from memory: the counts of
- * gal_collection_get scan the collection's rows (33 ms at 100k faces, 8x the search). */
+ * search and enrolment (twice: the precheck and the handler), so from memory and without the
+ * counts, which it does not need. */
 static int collection_for_embedding(http_request *r, const char *name,
                                     struct gal_collection_info *info)
 {
