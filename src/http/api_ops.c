@@ -3,7 +3,8 @@
  * /readyz, /openapi.json on the event loop, where nothing may block (/readyz reads the store's
  * health from the main loop's last check instead of querying it here), and /metrics, which
  * reads the gallery's sizes from the store, on a thread of its own (server.c,
- * metrics_off_loop).
+ * metrics_off_loop). All of them answer from the moment the port opens, while the models and
+ * the gallery are still loading.
  */
 #include "http/internal.h"
 
@@ -20,17 +21,20 @@ void http_api_readyz(http_request *r, http_worker *w)
 {
     (void)w;
     http_server *s = r->srv;
-    int models = atomic_load(&s->ready), store = atomic_load(&s->store_ok),
-        draining = atomic_load(&s->draining);
-    json_t *checks =
-        json_pack("{s:b,s:b,s:b}", "models", models, "store", store, "draining", draining);
-    if (models && store && !draining) {
+    int models = atomic_load(&s->models_loaded), gallery = atomic_load(&s->gallery_loaded),
+        store = atomic_load(&s->store_ok), draining = atomic_load(&s->draining);
+    json_t *checks = json_pack("{s:b,s:b,s:b,s:b}", "models", models, "gallery", gallery, "store",
+                               store, "draining", draining);
+    if (models && gallery && store && !draining) {
         http_respond_json(r, 200, json_pack("{s:s,s:o}", "status", "ready", "checks", checks));
         return;
     }
-    const char *why = draining  ? "draining (SIGTERM)"
-                      : !models ? "loading models"
-                                : "the store does not answer";
+    /* Start-up loads both in parallel (server.c, load_models and load_store). */
+    const char *why = draining              ? "draining (SIGTERM)"
+                      : !models && !gallery ? "loading the models and the gallery"
+                      : !models             ? "loading the models"
+                      : !gallery            ? "loading the gallery"
+                                            : "the store does not answer";
     snprintf(r->error, sizeof r->error, "not_ready");
     http_respond_json(r, 503,
                       json_pack("{s:{s:s,s:s},s:s,s:o}", "error", "code", "not_ready", "message",

@@ -9,7 +9,8 @@
  *   - the workers (server.c: worker_main): take requests from the bounded queue, run the
  *     route's handler (decode, face pipeline, gallery), write the response into the request
  *     and resume the connection;
- *   - the model loader (once, at start-up);
+ *   - the two loaders (once, at start-up, in parallel, after the port opens): the models and
+ *     the workers' contexts; the store (gallery read into memory, API keys);
  *   - the main thread: waits for signals, closes slow connections, reloads API keys, drains.
  */
 #ifndef VULTUS_HTTP_INTERNAL_H
@@ -26,6 +27,7 @@
 #include <sqlite3.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <sys/stat.h>
 
 /* ---- SHA-256 (sha256.c) ---------------------------------------------------------------- */
 
@@ -354,17 +356,31 @@ struct http_server {
     int port;
     int listen_fd;
 
-    _Atomic int ready;    /* models loaded, workers have contexts */
+    /* Start-up. Each loader sets what it loads, then its flag (so a thread that sees the flag
+     * sees what it guards), then counts itself done; the last one sets ready. Until
+     * gallery_loaded, gal and keys are NULL and only the operations routes are answered. */
+    _Atomic int models_loaded;  /* models, workers' face contexts */
+    _Atomic int gallery_loaded; /* gal (the whole store read), keys, auth_required, db_file */
+    _Atomic int ready;          /* both: the /v1 routes may run */
+    _Atomic int loads_done;     /* loaders that succeeded */
+    _Atomic int loaders_running;
+    _Atomic int load_failed;      /* a loader failed: load_error says why, serve exits 1 */
+    _Atomic int load_error_taken; /* the first failure writes load_error */
+    char load_error[512];
+    uint64_t start_ns; /* http_server_create called */
     _Atomic int draining; /* SIGTERM received */
-    _Atomic int load_failed;
     _Atomic int64_t in_flight; /* requests begun and not completed */
     /* Request-body bytes reserved, all requests together, at most cfg.max_body_memory: a
      * declared Content-Length when the headers arrive, a chunked body's buffer as it grows;
      * given back when the request ends however it ends. The event loop reserves and releases;
      * /metrics reads. */
     _Atomic int64_t body_bytes;
-    pthread_t loader;
-    int loader_started;
+    pthread_t model_loader, store_loader;
+    int model_loader_started, store_loader_started;
+    /* The SQLite file the gallery opened (the store loader; read once gallery_loaded): the store
+     * check notices it deleted or replaced. db_watched 0 for PostgreSQL. */
+    struct stat db_file;
+    int db_watched;
 
     face_models *models;
     struct gal *gal;

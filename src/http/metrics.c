@@ -207,7 +207,7 @@ void http_metrics_render(http_server *s, http_text *t)
         "# TYPE vultus_http_in_flight_requests gauge\n"
         "vultus_http_in_flight_requests %lld\n"
         "# HELP vultus_ready 1 when the service is ready for traffic (as /readyz: models "
-        "loaded, the store answers, not draining).\n"
+        "and gallery loaded, the store answers, not draining).\n"
         "# TYPE vultus_ready gauge\nvultus_ready %d\n"
         "# HELP vultus_draining 1 after SIGTERM.\n"
         "# TYPE vultus_draining gauge\nvultus_draining %d\n"
@@ -223,7 +223,8 @@ void http_metrics_render(http_server *s, http_text *t)
 
     struct gal_collection_info *list = NULL;
     size_t count = 0;
-    if (s->gal && gal_collection_list(s->gal, &list, &count) == 0) {
+    /* No gallery figures while it loads (server.c, load_store). */
+    if (atomic_load(&s->gallery_loaded) && gal_collection_list(s->gal, &list, &count) == 0) {
         http_text_printf(t,
                          "# HELP vultus_gallery_collections Collections in the gallery.\n"
                          "# TYPE vultus_gallery_collections gauge\n"
