@@ -20,6 +20,11 @@ static void usage(FILE *out)
     http_config_print_table(out);
     fprintf(out,
             "\n"
+            "Start-up: the port opens first (/healthz 200); the models and the gallery (every\n"
+            "face read from the store) load in parallel. Until both are in, /readyz says 503\n"
+            "and what is still loading, and /v1 requests get 503 not_ready (Retry-After 1).\n"
+            "A store that cannot be opened ends the process (exit 1).\n"
+            "\n"
             "Signals: SIGTERM or SIGINT drains (readiness 503, stop accepting after\n"
             "--grace-ms, finish requests in flight, exit 0); a second one, or the end of\n"
             "--drain-timeout-ms, cuts off what is left (exit 0 too, and a warning).\n"

@@ -78,6 +78,13 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         abort();
     if (http_server_create(&cfg, &server) != 0) abort();
     port = http_server_port(server);
+    /* The store (with the API keys) loads in the background: until it is in, every /v1 request
+     * stops at 503 before authentication, so the first inputs would reach less than later
+     * ones. The models never load (none given). */
+    for (int waited_ms = 0; !atomic_load(&server->gallery_loaded); waited_ms += 5) {
+        if (waited_ms > 30000) abort();
+        usleep(5000);
+    }
     atexit(cleanup);
     return 0;
 }
