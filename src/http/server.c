@@ -1219,8 +1219,11 @@ static void load_fail(http_server *s, int rc, const char *what, const char *wher
               json_pack("{s:s,s:s,s:s}", "from", where, "error", base_strerror(rc), "detail",
                         base_error_message()));
     if (atomic_exchange(&s->load_error_taken, 1)) return;
-    snprintf(s->load_error, sizeof s->load_error, "%s (%s): %s", what, where,
-             base_error_message());
+    const char *detail = base_error_message();
+    if (strstr(detail, where)) /* the detail names the store or the folder already */
+        snprintf(s->load_error, sizeof s->load_error, "%s: %s", what, detail);
+    else
+        snprintf(s->load_error, sizeof s->load_error, "%s (%s): %s", what, where, detail);
     atomic_store(&s->load_failed, 1);
 }
 

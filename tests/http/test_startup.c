@@ -13,7 +13,8 @@
  *   - once let go: /readyz 200 and the same search finds the subject;
  *   - SIGTERM while the store is held: the server drains and exits 0 once the load ends (no
  *     "drain timeout"); SIGTERM with a load that outlasts --drain-timeout-ms: exit 0 at the
- *     timeout, the warning naming the loader still running.
+ *     timeout, the warning naming the loader still running;
+ *   - a store file that is not a database: exit 1, "cannot open the store" in the log.
  *
  * Skips without the model pack (models/). About 10 s.
  */
@@ -236,11 +237,37 @@ static void test_sigterm_while_loading(void **state)
     tc_rm_rf(dir);
 }
 
+/* The store opens after the port now: one that cannot be opened still ends `serve` with exit 1
+ * and says why, as when it was opened first. */
+static void test_store_that_cannot_open(void **state)
+{
+    (void)state;
+    char dir[256], path[300];
+    assert_int_equal(tc_temp_dir(dir), 0);
+    snprintf(path, sizeof path, "%s/vultus.db", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("not a database, but long enough to be read as one and refused as one: "
+          "0123456789012345678901234567890123456789012345678901234567890123456789\n",
+          f);
+    fclose(f);
+    const char *args[] = {"serve", "--listen", "127.0.0.1:0", "--data", dir, "--models", "models",
+                          NULL};
+    char out[16384];
+    int rc = tc_run_vultus_fd(2, out, sizeof out, args);
+    print_message("a foreign store file: exit %d\n", rc);
+    if (rc != 1 || !strstr(out, "cannot open the store"))
+        fail_msg("exit %d (not 1) or no 'cannot open the store' in the log:\n%s", rc, out);
+    assert_null(strstr(out, "\"msg\":\"ready\""));
+    tc_rm_rf(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ready_after_store_loads),
         cmocka_unit_test(test_sigterm_while_loading),
+        cmocka_unit_test(test_store_that_cannot_open),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
