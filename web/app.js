@@ -153,7 +153,7 @@ const PLAIN = {
   store_unavailable: 'The service cannot reach its database right now; nothing was changed.',
   store_full: 'The service’s database is full: nothing was stored. Tell the service’s operator.',
   rate_limited: 'Too many requests with this API key.',
-  not_ready: 'The service is still starting (loading its models).',
+  not_ready: 'The service is still starting (loading its models and its gallery): try again in a moment.',
   collection_not_found: 'There is no collection with that name.',
   no_collection: 'Choose a collection first.', // the page's own, not the service's
   subject_not_found: 'There is no such subject in this collection.',
