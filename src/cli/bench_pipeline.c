@@ -77,6 +77,7 @@ typedef struct bench_options {
     const char *save_dir;
     face_age_model age_model;
     const char *label; /* "config" of every line: names a model configuration */
+    int batch;         /* --batch: the face context's max_batch (serve's --batch-max) */
 } bench_options;
 
 static void usage(FILE *out)
@@ -104,7 +105,9 @@ static void usage(FILE *out)
             "  --label NAME      the \"config\" field of every line (default \"default\")\n"
             "  --size WxH        first scale each image to cover WxH, crop it (centre; top of\n"
             "                    a portrait) and re-encode it as JPEG (quality %d): 1920x1080\n"
-            "  --save DIR        with --size: write the prepared JPEGs there (for the peer)\n",
+            "  --save DIR        with --size: write the prepared JPEGs there (for the peer)\n"
+            "  --batch N         faces per engine run of each per-face model (default 8, as\n"
+            "                    serve's --batch-max; 1: every face in its own run)\n",
             PREPARED_QUALITY);
 }
 
@@ -244,7 +247,7 @@ static int bench_image(const face_models *models, const bench_options *o, const 
                         .gate = &gate,
                         .samples = samples + (size_t)i * (size_t)o->runs * N_STAGES};
         base_error_clear();
-        rc = face_context_create(models, 8, &w[i].ctx);
+        rc = face_context_create(models, o->batch, &w[i].ctx);
         if (rc != 0) {
             fprintf(stderr, "vultus bench pipeline: face context: %s: %s\n", base_strerror(rc),
                     base_error_message());
@@ -396,6 +399,7 @@ int cli_bench_pipeline_main(int argc, char **argv)
         {"save", required_argument, NULL, 'S'},
         {"age-model", required_argument, NULL, 'a'},
         {"label", required_argument, NULL, 'L'},
+        {"batch", required_argument, NULL, 'b'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -409,7 +413,8 @@ int cli_bench_pipeline_main(int argc, char **argv)
                        .threads = {1, 2},
                        .n_threads = 2,
                        .face = {.stages = FACE_STAGE_ALL},
-                       .models_dir = "models"};
+                       .models_dir = "models",
+                       .batch = 8};
     int c, longindex = 0, v;
     optind = 0;
     while ((c = getopt_long(argc, argv, "h", options, &longindex)) != -1) {
@@ -441,6 +446,9 @@ int cli_bench_pipeline_main(int argc, char **argv)
             break;
         case 'S': o.save_dir = optarg; break;
         case 'L': o.label = optarg; break;
+        case 'b':
+            if (cli_parse_int_list(optarg, 1, 256, &o.batch, 1) != 1) goto bad_value;
+            break;
         case 'a':
             if (parse_choice(optarg, age_names, age_values, 5, &v) != 0) goto bad_value;
             o.age_model = (face_age_model)v;
