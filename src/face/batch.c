@@ -18,12 +18,15 @@
 /* Outputs longer than this are not attributes (faceres' 1024-d embedding). */
 #define ATTRIBUTE_MAX_LEN 128
 /*
- * Test-time augmentation: each face runs as itself and mirrored and the outputs are averaged
- * (embeddings: the two unit vectors; +0.1-0.3% on LFW; age: lower error on UTKFace). The
- * mirrored crops go in a second run rather than the same batch: measured, a batch of 2 cost
- * more than 2 batches of 1 on the ResNet (activations no longer fit in cache).
+ * Test-time augmentation (FACE_TTA_COPIES, face_internal.h): a run of `batch` faces is one
+ * engine run of COPIES * batch images, the copy c of face b at image c * batch + b. One run
+ * rather than one per copy: the engine's late layers (small maps, large weights: the ResNet's
+ * 3x3x256x256 on 4x4 and 2x2, the fully connected heads) then see twice the rows per pass
+ * over their weights, and a face alone is a batch of 2 (measured with callgrind in the commit
+ * that made this change; an earlier measurement that favoured two runs predates the engine's
+ * per-layer schedule, which keeps the early layers image by image).
  */
-#define COPIES 2
+#define COPIES FACE_TTA_COPIES
 
 /* A face to finish: slice->result->faces[index]. */
 typedef struct finish_item {
@@ -78,25 +81,28 @@ static int run_model(face_context *ctx, face_model_id id, const finish_item *sel
             for (int b = 0; b < batch; b++) {
                 const finish_item *it = &sel[first + b];
                 const face_pending_face *pf = &it->slice->result->pending->faces[it->index];
-                face_crop_fill(&pf->crop[id], spec, c, in + per * (size_t)b);
+                face_crop_fill(&pf->crop[id], spec, c, in + per * ((size_t)c * batch + b));
             }
-            int rc = nn_context_run(nc, batch);
-            if (rc) return rc;
-            for (int o = 0; o < n_out; o++) {
-                nn_io_info info;
-                const float *out = nn_context_output(nc, o, &info);
-                int len = 1;
-                for (int d = 1; d < info.rank; d++)
-                    len *= (int)info.dim[d];
-                lens[o] = len;
-                if (o == embed_out) {
-                    if (len > FACE_MAX_EMBEDDING)
-                        return base_error_set(BASE_ERR_FORMAT, "embedding of %d values", len);
-                } else if (len > ATTRIBUTE_MAX_LEN) {
-                    continue;
-                }
+        }
+        int rc = nn_context_run(nc, COPIES * batch);
+        if (rc) return rc;
+        for (int o = 0; o < n_out; o++) {
+            nn_io_info info;
+            const float *out = nn_context_output(nc, o, &info);
+            int len = 1;
+            for (int d = 1; d < info.rank; d++)
+                len *= (int)info.dim[d];
+            lens[o] = len;
+            if (o == embed_out) {
+                if (len > FACE_MAX_EMBEDDING)
+                    return base_error_set(BASE_ERR_FORMAT, "embedding of %d values", len);
+            } else if (len > ATTRIBUTE_MAX_LEN) {
+                continue;
+            }
+            /* copy 0 of every face first, then copy 1: each face's sum in the same order */
+            for (int c = 0; c < COPIES; c++) {
                 for (int b = 0; b < batch; b++) {
-                    const float *row = out + (size_t)b * len;
+                    const float *row = out + ((size_t)c * batch + b) * len;
                     float *a = acc + slot * (size_t)b + (size_t)o * FACE_MAX_EMBEDDING;
                     /* embedding rows are averaged as unit vectors */
                     float scale = (o == embed_out ? unit_scale(row, len) : 1.0f) / (float)COPIES;

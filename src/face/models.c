@@ -282,7 +282,12 @@ int face_context_create(const face_models *m, int max_batch, face_context **out)
     for (int i = 0; i < FM_COUNT; i++) {
         if (!m->model[i]) continue;
         int detector = i == FM_BLAZEFACE || i == FM_SSD_MOBILENET;
-        nn_context_options co = {.max_batch = detector ? DETECT_BATCH : max_batch, .threads = 1};
+        /* the models with a crop run per face, each face as FACE_TTA_COPIES images (batch.c) */
+        int per_face = face_crop_spec_for((face_model_id)i) != NULL;
+        nn_context_options co = {.max_batch = detector   ? DETECT_BATCH
+                                              : per_face ? FACE_TTA_COPIES * max_batch
+                                                         : max_batch,
+                                 .threads = 1};
         int rc = nn_context_create(m->model[i], &co, &c->ctx[i]);
         if (rc) {
             face_context_destroy(c);

@@ -4,7 +4,8 @@
  * or its faces are finished in engine runs shared with other images' faces, cut into slices
  * across images, with mixed stages in one call; face_analyze_bytes is prepare + finish;
  * alignment is timed on its own; image limits are checked before decoding; the decision
- * threshold at FAR 1e-3 is the calibrated one. Skips when models/ is absent.
+ * threshold at FAR 1e-3 is the calibrated one; one face per run (batching off) equals runs of 8.
+ * Skips when models/ is absent.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -28,7 +29,7 @@
 #define MAX_IMAGES 8
 
 static face_models *models;
-static face_context *ctx8, *ctx3;
+static face_context *ctx8, *ctx3, *ctx1;
 
 /* Group photos: the model pack's samples, then the shared fixtures when present. */
 static const char *const photos[] = {
@@ -48,6 +49,7 @@ static int setup(void **state)
         return -1;
     }
     if (face_context_create(models, 8, &ctx8) != 0) return -1;
+    if (face_context_create(models, 1, &ctx1) != 0) return -1;
     return face_context_create(models, 3, &ctx3);
 }
 
@@ -56,6 +58,7 @@ static int teardown(void **state)
     (void)state;
     face_context_destroy(ctx8);
     face_context_destroy(ctx3);
+    face_context_destroy(ctx1);
     face_models_destroy(models);
     return 0;
 }
@@ -203,6 +206,35 @@ static void test_batched_equals_alone(void **state)
     free_photos(p, n);
 }
 
+/* Batching off (one face per engine run, serve's --batch-max 1): every face is one run of its
+ * copies (itself and mirrored, FACE_TTA_COPIES), and gets the same numbers as in runs of 8
+ * faces (16 images) that mix it with other faces. */
+static void test_one_face_per_run(void **state)
+{
+    (void)state;
+    NEED_MODELS();
+    photo p[MAX_IMAGES];
+    int n = load_photos(p);
+    int faces = 0;
+    for (int i = 0; i < n && i < 3; i++) {
+        face_options o = {.stages = FACE_STAGE_ALL};
+        face_result a, b;
+        assert_int_equal(face_analyze_bytes(ctx1, (const uint8_t *)p[i].data, p[i].len, &o, &a), 0);
+        assert_int_equal(face_analyze_bytes(ctx8, (const uint8_t *)p[i].data, p[i].len, &o, &b), 0);
+        assert_int_equal(a.n_faces, b.n_faces);
+        for (int k = 0; k < a.n_faces; k++) {
+            assert_true(a.faces[k].embedding_dim > 0 && a.faces[k].has_attributes);
+            expect_same_face(&a.faces[k], &b.faces[k], "one face per run");
+        }
+        faces += a.n_faces;
+        face_result_free(&a);
+        face_result_free(&b);
+    }
+    printf("  %d faces: one per run as in runs of 8\n", faces);
+    assert_true(faces >= 4);
+    free_photos(p, n);
+}
+
 /* A prepared result freed before it is finished releases its crops (ASan checks the leak). */
 static void test_free_unfinished(void **state)
 {
@@ -271,6 +303,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_batched_equals_alone),
+        cmocka_unit_test(test_one_face_per_run),
         cmocka_unit_test(test_free_unfinished),
         cmocka_unit_test(test_limits_before_decode),
         cmocka_unit_test(test_threshold_at_far),
