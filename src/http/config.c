@@ -58,6 +58,11 @@ const http_option http_options[] = {
     {"ann-build-threads", "VULTUS_ANN_BUILD_THREADS", "1",
      "threads building an HNSW graph, at a low CPU priority so they use only what requests "
      "leave idle (but a CPU autoscaler counts them as load)"},
+    {"allowed-hosts", "VULTUS_ALLOWED_HOSTS", "",
+     "host names (comma-separated) by which a browser may reach the API and the web page "
+     "while no API key exists, against DNS rebinding: other names get 403 host_not_allowed. "
+     "IP addresses, localhost and *.localhost always may; .example.com allows a domain and its "
+     "subdomains, * any name. Set, it applies with keys too"},
 };
 const int http_option_count = (int)(sizeof http_options / sizeof http_options[0]);
 
@@ -116,6 +121,8 @@ int http_config_set(http_config *c, const char *name, const char *value)
     if (strcmp(name, "models") == 0)
         return parse_text(name, value, c->models_dir, sizeof c->models_dir);
     if (strcmp(name, "data") == 0) return parse_text(name, value, c->data_dir, sizeof c->data_dir);
+    if (strcmp(name, "allowed-hosts") == 0)
+        return http_allowed_hosts_parse(value, c->allowed_hosts, sizeof c->allowed_hosts);
     if (strcmp(name, "store") == 0) {
         /* Never echo the value: it may hold a password. */
         if (*value && !gal_location_is_url(value))

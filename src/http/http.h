@@ -49,6 +49,7 @@ typedef struct http_config {
     int64_t ann_min_faces;        /* collections this large search an HNSW graph; 0: never */
     int ann_ef_search;            /* HNSW candidates explored per query */
     int ann_build_threads;        /* threads building an HNSW graph */
+    char allowed_hosts[1024];     /* "" or normalised names a browser may use (hosts.c) */
 } http_config;
 
 /* One row of the configuration table: the flag (--name), the environment variable, the

@@ -552,4 +552,18 @@ const char *http_openapi_json(size_t *len);
 const char *http_web_file(const char *path, size_t *len, const char **type);
 void http_api_static(http_request *r, http_worker *w);
 
+/* ---- the Host check against DNS rebinding (hosts.c) ------------------------------------- */
+
+/* Normalises the text of --allowed-hosts (comma-separated names, ".example.com" for a domain
+ * and its subdomains, "*" for any) into out[cap]: lower case, blanks, empty entries and a
+ * trailing dot removed. BASE_ERR_INVALID, naming the entry, for one that is not a host name. */
+int http_allowed_hosts_parse(const char *text, char *out, size_t cap);
+/* Whether a request with this Host header (NULL: none) may be answered, given the normalised
+ * list: IP literals, localhost and *.localhost always, other names when listed. Pure: any
+ * thread. */
+int http_host_allowed(const char *allowed, const char *host);
+/* Whether requests for this route have their Host checked: the API and the web page, while no
+ * API key exists (auth_required 0) or whenever the list is set. */
+int http_route_host_checked(const http_route *route, const char *allowed, int auth_required);
+
 #endif

@@ -818,6 +818,31 @@ static void respond_loading(http_server *s, http_request *r)
     r->retry_after_s = 1;
 }
 
+/* DNS rebinding (hosts.c): while the API is open, a browser may reach it only by IP address,
+ * localhost or a name in --allowed-hosts. Returns 1 when refused. */
+static int refuse_host(http_server *s, http_request *r, struct MHD_Connection *conn,
+                       const http_route *route)
+{
+    /* Until the store is loaded (load_store) whether keys exist is not known: counted as keys,
+     * so that a keyed server's clients get the 503 of loading, not a 403, and only a list set
+     * is checked meanwhile (nothing under /v1 is answered before then anyway). */
+    int keys = !atomic_load(&s->gallery_loaded) || atomic_load(&s->auth_required);
+    if (!http_route_host_checked(route, s->cfg.allowed_hosts, keys)) return 0;
+    const char *host = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Host");
+    if (http_host_allowed(s->cfg.allowed_hosts, host)) return 0;
+    int n = (int)header_value_len(host);
+    if (n > 100) n = 100;
+    int name = (int)strcspn(host, ":"); /* the suggestion without the port */
+    if (name > n) name = n;
+    http_respond_error(r, 403, "host_not_allowed",
+                       "Host %.*s is not allowed%s: a web page on another site could be using "
+                       "DNS rebinding. If this is your name for the server, start it with "
+                       "--allowed-hosts %.*s (or VULTUS_ALLOWED_HOSTS; '*' allows any name)%s",
+                       n, host, keys ? " (--allowed-hosts)" : " while the server has no API key",
+                       name, host, keys ? "" : ", use its IP address, or create an API key");
+    return 1;
+}
+
 /* The checks done when the headers are complete. Returns 0 to go on reading the body, or 1
  * when r already has its (error) response. */
 static int on_headers(http_server *s, http_request *r, struct MHD_Connection *conn,
@@ -862,6 +887,7 @@ static int on_headers(http_server *s, http_request *r, struct MHD_Connection *co
         return 1;
     }
     const http_route *route = &http_routes[r->route];
+    if (refuse_host(s, r, conn, route)) return 1;
 
     /* Declared body size: refuse before reading a byte of it. */
     const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
@@ -1288,8 +1314,9 @@ static void *load_store(void *arg)
     if (!keys)
         log_event(BASE_LOG_WARN,
                   "no API keys exist: the API is open to anyone who can reach it "
-                  "(create one with: vultus keys create --scope admin)",
-                  NULL);
+                  "(create one with: vultus keys create --scope admin); browsers only by IP "
+                  "address, localhost or a name in --allowed-hosts",
+                  json_pack("{s:s}", "allowed_hosts", s->cfg.allowed_hosts));
     load_done(s);
     atomic_fetch_sub(&s->loaders_running, 1);
     return NULL;

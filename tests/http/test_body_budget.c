@@ -128,7 +128,7 @@ static void upload_begin(upload *u, const char *name, size_t len, size_t sent, i
     u->len = len;
     char head[300];
     int n = snprintf(head, sizeof head,
-                     "POST /v1/collections HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                     "POST /v1/collections HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
                      "Content-Type: application/json\r\nContent-Length: %zu\r\n%s\r\n",
                      len, expect ? "Expect: 100-continue\r\n" : "");
     assert_int_equal(tc_send_all(u->fd, head, (size_t)n), 0);
@@ -243,7 +243,7 @@ static void test_chunked_counted_as_it_arrives(void **state)
 
     int fd = tc_connect(srv.port);
     assert_true(fd >= 0);
-    const char head[] = "POST /v1/collections HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+    const char head[] = "POST /v1/collections HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
                         "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
     assert_int_equal(tc_send_all(fd, head, sizeof head - 1), 0);
     /* 4 MiB - 1 in 64 KiB chunks: its buffer doubles; at 2 MiB it fits next to the 5 MiB held,

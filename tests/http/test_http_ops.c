@@ -446,7 +446,7 @@ static void chunked_post(const char *path, const char *body, size_t len, tc_resp
     assert_true(fd >= 0);
     char head[400];
     int n = snprintf(head, sizeof head,
-                     "POST %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n%s"
+                     "POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n%s"
                      "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
                      path, auth[K_ADMIN]);
     tc_send_all(fd, head, (size_t)n);
@@ -522,7 +522,7 @@ static void test_stalled_body_closed(void **state)
     assert_true(fd >= 0);
     char head[300];
     int n = snprintf(head, sizeof head,
-                     "POST /v1/collections HTTP/1.1\r\nHost: x\r\n%sContent-Type: "
+                     "POST /v1/collections HTTP/1.1\r\nHost: 127.0.0.1\r\n%sContent-Type: "
                      "application/json\r\nContent-Length: 100\r\n\r\n{\"na",
                      auth[K_ADMIN]);
     tc_send_all(fd, head, (size_t)n);
@@ -751,7 +751,7 @@ static void test_drain_keepalive_and_upload(void **state)
     int up = tc_connect(s.port);
     char head[256];
     int n = snprintf(head, sizeof head,
-                     "POST /v1/collections HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                     "POST /v1/collections HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
                      "application/json\r\nContent-Length: %zu\r\n\r\n",
                      sizeof body - 1);
     tc_send_all(up, head, (size_t)n);
@@ -789,7 +789,7 @@ static void test_drain_timeout(void **state)
     static const char *const args[] = {"--grace-ms", "0", "--drain-timeout-ms", "500", NULL};
     assert_int_equal(tc_server_start(&s, NULL, args, 1), 0);
     int fd = tc_connect(s.port);
-    static const char head[] = "POST /v1/collections HTTP/1.1\r\nHost: x\r\nContent-Type: "
+    static const char head[] = "POST /v1/collections HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
                                "application/json\r\nContent-Length: 50\r\n\r\n{";
     tc_send_all(fd, head, sizeof head - 1);
     tc_sleep_ms(100);

@@ -97,6 +97,9 @@ static int write_conf(unsigned members)
             "    listen 127.0.0.1:%d;\n"
             "    location / {\n"
             "      proxy_pass http://vultus;\n"
+            /* The client's Host (127.0.0.1), not the upstream's name "vultus", which the
+             * replicas (no API key) refuse as DNS rebinding would use it. */
+            "      proxy_set_header Host $host;\n"
             "      proxy_http_version 1.1;\n"
             "      proxy_set_header Connection \"\";\n"
             "      proxy_next_upstream error timeout http_503 non_idempotent;\n"

@@ -1100,11 +1100,12 @@ static void test_bad_request_corpus(void **state)
         "GET /healthz HTTP/9.9\r\nHost: x\r\n\r\n",
         "GET  HTTP/1.1\r\n\r\n",
         "\r\n\r\n\r\n\r\n",
-        "POST /v1/detect HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
-        ("POST /v1/detect HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n"
+        "POST /v1/detect HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: -5\r\n\r\n",
+        ("POST /v1/detect HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 10\r\n"
          "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
-        "POST /v1/detect HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nZZZ\r\nabc\r\n",
-        "GET /v1/collections/a%00b HTTP/1.1\r\nHost: x\r\n\r\n",
+        "POST /v1/detect HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: "
+        "chunked\r\n\r\nZZZ\r\nabc\r\n",
+        "GET /v1/collections/a%00b HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
     };
     for (size_t i = 0; i < sizeof malformed / sizeof malformed[0]; i++) {
         raw_exchange(port, malformed[i], strlen(malformed[i]), &r, 5000);
@@ -1272,7 +1273,7 @@ static void test_bad_request_corpus(void **state)
     /* Bodies over --max-body-bytes (4 MiB here): refused from Content-Length before the body
      * is read; a chunked one when it passes the limit. */
     char head[256];
-    n = sprintf(head, "POST /v1/detect HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+    n = sprintf(head, "POST /v1/detect HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
                       "Content-Length: 104857600\r\n\r\n");
     raw_exchange(port, head, (size_t)n, &r, 5000);
     expect_error(&r, 413, "body_too_large");
@@ -1280,8 +1281,9 @@ static void test_bad_request_corpus(void **state)
     {
         int fd = tc_connect(port);
         assert_true(fd >= 0);
-        n = sprintf(head, "POST /v1/detect HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
-                          "Transfer-Encoding: chunked\r\n\r\n");
+        n = sprintf(head,
+                    "POST /v1/detect HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
+                    "Transfer-Encoding: chunked\r\n\r\n");
         tc_send_all(fd, head, (size_t)n);
         char *chunk = malloc(1 << 20);
         memset(chunk, 'x', 1 << 20);
@@ -1303,8 +1305,9 @@ static void test_bad_request_corpus(void **state)
     /* A body shorter than its Content-Length, then the client goes away. */
     {
         int fd = tc_connect(port);
-        n = sprintf(head, "POST /v1/detect HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
-                          "Content-Length: 100000\r\n\r\nabc");
+        n = sprintf(head,
+                    "POST /v1/detect HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
+                    "Content-Length: 100000\r\n\r\nabc");
         tc_send_all(fd, head, (size_t)n);
         close(fd);
     }
@@ -2016,7 +2019,7 @@ static void test_killed_mid_enrolment(void **state)
     assert_true(fd >= 0);
     char head[512];
     int n = snprintf(head, sizeof head,
-                     "POST /v1/collections/c/faces HTTP/1.1\r\nHost: x\r\n%s"
+                     "POST /v1/collections/c/faces HTTP/1.1\r\nHost: 127.0.0.1\r\n%s"
                      "Content-Type: multipart/form-data; boundary=" TC_BOUNDARY "\r\n"
                      "Content-Length: %zu\r\n\r\n",
                      key, f.len);

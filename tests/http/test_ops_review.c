@@ -241,7 +241,7 @@ static void test_metrics_with_store_frozen(void **state)
     assert_true(fd >= 0);
     char head[300];
     int n = snprintf(head, sizeof head,
-                     "POST /v1/detect HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+                     "POST /v1/detect HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
                      "Content-Length: %zu\r\nConnection: close\r\n\r\n",
                      jpeg_len);
     assert_int_equal(tc_send_all(fd, head, (size_t)n), 0);
@@ -339,21 +339,23 @@ static void test_request_log_lines(void **state)
          "\"\\\x01\xff\r\nConnection: close\r\n\r\n",
          404, 1},
         {"percent-encoded NUL and 0xFF in a collection name",
-         "GET /v1/collections/a%22b%5C%00%FF HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 400,
-         1},
+         "GET /v1/collections/a%22b%5C%00%FF HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: "
+         "close\r\n\r\n",
+         400, 1},
         {"a method that is not UTF-8",
          "G\xff\xfeT /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 405, 1},
         {"a method with a quote and a backslash",
          "FOO\"\\ /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 405, 1},
         {"a Content-Length over the limit",
-         "POST /v1/detect HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999\r\nConnection: "
+         "POST /v1/detect HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: "
+         "99999999999\r\nConnection: "
          "close\r\n\r\n",
          413, 1},
         {"a header line without a colon (libmicrohttpd's 400)",
          "GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header\r\nConnection: close\r\n\r\n", 400, 0},
         {"a header block over 64 KiB (libmicrohttpd's 431)", NULL, 431, 0},
         {"a malformed chunk size in the body (libmicrohttpd's 400, after our headers check)",
-         "POST /v1/detect HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: "
+         "POST /v1/detect HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\nConnection: "
          "close\r\n\r\nzz\r\n",
          400, 0},
     };

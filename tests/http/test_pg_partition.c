@@ -48,11 +48,12 @@ static void *call_main(void *arg)
     int fd = tc_connect(c->port);
     if (fd < 0) return NULL;
     char head[512];
-    int n = snprintf(head, sizeof head,
-                     "%s %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n%s%s%sContent-Length: "
-                     "%zu\r\n\r\n",
-                     c->method, c->path, c->type ? "Content-Type: " : "", c->type ? c->type : "",
-                     c->type ? "\r\n" : "", c->len);
+    int n =
+        snprintf(head, sizeof head,
+                 "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n%s%s%sContent-Length: "
+                 "%zu\r\n\r\n",
+                 c->method, c->path, c->type ? "Content-Type: " : "", c->type ? c->type : "",
+                 c->type ? "\r\n" : "", c->len);
     if (tc_send_all(fd, head, (size_t)n) == 0 && (!c->len || tc_send_all(fd, c->body, c->len) == 0))
         tc_read_response(fd, &c->r, BOUND_MS);
     close(fd);

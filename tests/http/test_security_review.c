@@ -198,21 +198,22 @@ static void test_request_framing(void **state)
     TC_NEED_MODELS();
     char head[400], req[2048];
     snprintf(head, sizeof head,
-             "POST /v1/collections HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+             "POST /v1/collections HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\n"
              "Content-Type: application/json\r\n",
              keys[K_ADMIN]);
     /* Content-Length and Transfer-Encoding: a proxy reading the length sees one request with a
      * body of 5 bytes, we (chunked) saw two: the second one smuggled past the proxy. */
-    snprintf(req, sizeof req,
-             "%sContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
-             "0\r\n\r\nPOST /v1/collections HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
-             "Content-Type: application/json\r\nContent-Length: 15\r\n\r\n{\"name\":\"smA\"}",
-             head, keys[K_ADMIN]);
+    snprintf(
+        req, sizeof req,
+        "%sContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "0\r\n\r\nPOST /v1/collections HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\n"
+        "Content-Type: application/json\r\nContent-Length: 15\r\n\r\n{\"name\":\"smA\"}",
+        head, keys[K_ADMIN]);
     expect_framing_refused("Content-Length and Transfer-Encoding", req, "smA");
     /* Content-Length twice: one proxy takes the first, another the last. */
     snprintf(req, sizeof req,
              "%sContent-Length: 15\r\nContent-Length: 80\r\n\r\n{\"name\":\"smB\"}"
-             "POST /v1/collections HTTP/1.1\r\nHost: x\r\nContent-Length: 15\r\n\r\n"
+             "POST /v1/collections HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 15\r\n\r\n"
              "{\"name\":\"smC\"}",
              head);
     expect_framing_refused("Content-Length twice", req, "smB");
