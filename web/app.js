@@ -142,6 +142,7 @@ const PLAIN = {
   unauthorized: 'This service needs an API key. Enter one with “API key” at the top right.',
   key_rejected: 'The API key was not accepted (unknown, revoked or mistyped). Enter another with “API key” at the top right.',
   forbidden: 'Your API key is not allowed to do this.',
+  host_not_allowed: 'The service does not answer pages opened by this address (a guard against other sites). Open it by its IP address or localhost, or ask whoever runs it to add this name to --allowed-hosts.',
   unsupported_image: 'That file is not a picture the service can read. Use a JPEG, PNG or WebP photo.',
   invalid_image: 'That picture is damaged or incomplete, so the service cannot read it.',
   missing_image: 'No picture was sent.',

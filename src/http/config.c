@@ -121,8 +121,14 @@ int http_config_set(http_config *c, const char *name, const char *value)
     if (strcmp(name, "models") == 0)
         return parse_text(name, value, c->models_dir, sizeof c->models_dir);
     if (strcmp(name, "data") == 0) return parse_text(name, value, c->data_dir, sizeof c->data_dir);
-    if (strcmp(name, "allowed-hosts") == 0)
-        return http_allowed_hosts_parse(value, c->allowed_hosts, sizeof c->allowed_hosts);
+    if (strcmp(name, "allowed-hosts") == 0) {
+        /* Into a copy: a list refused halfway must leave the one set before. Zeroed, so that
+         * equal lists are equal configurations (compared whole by the tests). */
+        char list[sizeof c->allowed_hosts] = "";
+        if ((rc = http_allowed_hosts_parse(value, list, sizeof list))) return rc;
+        memcpy(c->allowed_hosts, list, sizeof list);
+        return 0;
+    }
     if (strcmp(name, "store") == 0) {
         /* Never echo the value: it may hold a password. */
         if (*value && !gal_location_is_url(value))

@@ -32,8 +32,8 @@ static int valid_entry(const char *e, size_t n)
         unsigned char c = (unsigned char)e[i];
         if (!(isalnum(c) || c == '-' || c == '_' || c == '.')) return 0;
     }
-    /* "." alone would allow every name ending in a dot-less suffix, which is every name. */
-    return !(n == 1 && e[0] == '.');
+    /* No empty label: "." alone, "a..b", "a.." (one trailing dot is already gone). */
+    return e[n - 1] != '.' && !memmem(e, n, "..", 2);
 }
 
 int http_allowed_hosts_parse(const char *text, char *out, size_t cap)

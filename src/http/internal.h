@@ -556,7 +556,8 @@ void http_api_static(http_request *r, http_worker *w);
 
 /* Normalises the text of --allowed-hosts (comma-separated names, ".example.com" for a domain
  * and its subdomains, "*" for any) into out[cap]: lower case, blanks, empty entries and a
- * trailing dot removed. BASE_ERR_INVALID, naming the entry, for one that is not a host name. */
+ * trailing dot removed. BASE_ERR_INVALID, naming the entry, for one that is not a host name
+ * (out then holds part of the list). */
 int http_allowed_hosts_parse(const char *text, char *out, size_t cap);
 /* Whether a request with this Host header (NULL: none) may be answered, given the normalised
  * list: IP literals, localhost and *.localhost always, other names when listed. Pure: any

@@ -2,7 +2,8 @@
  * libFuzzer target for the text an operator or a client hands the service outside a request
  * body: every `vultus serve` option as a flag and as its VULTUS_* environment variable
  * (src/http/config.c: integers, the rate limit, [HOST]:PORT, folders, the PostgreSQL URL),
- * the URL's redaction for logs (src/gallery/store_postgres.c, gal_location_redact), and an
+ * the --allowed-hosts list and the Host header checked against it (src/http/hosts.c), the
+ * URL's redaction for logs (src/gallery/store_postgres.c, gal_location_redact), and an
  * API key's text or id and a scope name (src/http/keys.c: `vultus keys revoke`).
  *
  * Input: the value (up to the first NUL). What must hold: a refused value leaves the
@@ -114,6 +115,23 @@ static void check_scope(const char *value)
     if (rc == 0 || !base_error_message()[0]) abort();
 }
 
+/* The value as a Host header (src/http/hosts.c), against no list, an accepted --allowed-hosts
+ * list (or a fixed one) and "*": a list only adds names, and "*" allows what any list does. */
+static void check_host(const char *list, const char *value)
+{
+    int open = http_host_allowed("", value), listed = http_host_allowed(list, value);
+    if ((open && !listed) || (listed && !http_host_allowed("*", value))) abort();
+}
+
+/* An accepted --allowed-hosts list is normalised for good: parsed again it is itself. */
+static void check_allowed_hosts(const char *list, const char *value)
+{
+    char again[sizeof(((http_config *)0)->allowed_hosts)];
+    if (http_allowed_hosts_parse(list, again, sizeof again) != 0 || strcmp(again, list) != 0)
+        abort();
+    check_host(list, value);
+}
+
 /* What --store says when it refuses a value, with no part of the value in it: a value found
  * in a message but not in these was echoed. */
 static char store_messages[1024];
@@ -195,6 +213,7 @@ static void check_option(const http_option *o, const char *value)
         if (strcmp(o->name, "store") == 0 && strcmp(c.store, value) != 0) abort();
         if (strcmp(o->name, "rate-limit") == 0 && !(c.rate_limit >= 0 && c.rate_limit <= 1e6))
             abort();
+        if (strcmp(o->name, "allowed-hosts") == 0) check_allowed_hosts(c.allowed_hosts, value);
     }
 
     /* The same value through the environment: the same verdict, and a refused store URL is
@@ -248,6 +267,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     for (int i = 0; i < http_option_count; i++)
         check_option(&http_options[i], value);
+    check_host("vultus.example.com,.corp.example", value);
     check_redact(value);
     check_key_id(value);
     check_scope(value);

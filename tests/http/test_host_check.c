@@ -81,11 +81,19 @@ static void test_parse_and_match(void **state)
     assert_string_equal(list, "vultus.example.com,.corp.example");
     assert_int_equal(http_allowed_hosts_parse("", list, sizeof list), 0);
     assert_string_equal(list, "");
-    static const char *bad[] = {"a:80", "*.example.com", "http://a", "a b",
-                                ".",    "a,[::1]",       "é.example"};
+    static const char *bad[] = {"a:80",    "*.example.com", "http://a",    "a b",      ".",
+                                "a,[::1]", "a..b",          "a.example..", "é.example"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         if (http_allowed_hosts_parse(bad[i], list, sizeof list) != BASE_ERR_INVALID)
             fail_msg("--allowed-hosts '%s' was accepted", bad[i]);
+    /* Through the configuration: a refused list leaves the one set before (the parser
+     * writes as it goes), as every option's refusal does. */
+    http_config c;
+    http_config_defaults(&c);
+    assert_int_equal(http_config_set(&c, "allowed-hosts", "faces.lan"), 0);
+    assert_int_equal(http_config_set(&c, "allowed-hosts", "a.example,b.example:80"),
+                     BASE_ERR_INVALID);
+    assert_string_equal(c.allowed_hosts, "faces.lan");
     char tiny[8];
     assert_int_equal(http_allowed_hosts_parse("abc,def,ghi", tiny, sizeof tiny), BASE_ERR_INVALID);
 
