@@ -834,12 +834,20 @@ static int refuse_host(http_server *s, http_request *r, struct MHD_Connection *c
     if (n > 100) n = 100;
     int name = (int)strcspn(host, ":"); /* the suggestion without the port */
     if (name > n) name = n;
-    http_respond_error(r, 403, "host_not_allowed",
-                       "Host %.*s is not allowed%s: a web page on another site could be using "
-                       "DNS rebinding. If this is your name for the server, start it with "
-                       "--allowed-hosts %.*s (or VULTUS_ALLOWED_HOSTS; '*' allows any name)%s",
-                       n, host, keys ? " (--allowed-hosts)" : " while the server has no API key",
-                       name, host, keys ? "" : ", use its IP address, or create an API key");
+    if (s->cfg.allowed_hosts[0])
+        http_respond_error(r, 403, "host_not_allowed",
+                           "Host %.*s is not in --allowed-hosts: a web page on another site "
+                           "could be using DNS rebinding. If this is your name for the server, "
+                           "add %.*s to --allowed-hosts (or VULTUS_ALLOWED_HOSTS)",
+                           n, host, name, host);
+    else
+        http_respond_error(r, 403, "host_not_allowed",
+                           "Host %.*s is not allowed while the server has no API key: a web page "
+                           "on another site could be using DNS rebinding. If this is your name "
+                           "for the server, start it with --allowed-hosts %.*s (or "
+                           "VULTUS_ALLOWED_HOSTS; '*' allows any name), use its IP address, or "
+                           "create an API key",
+                           n, host, name, host);
     return 1;
 }
 
