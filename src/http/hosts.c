@@ -11,8 +11,8 @@
  *   - localhost and *.localhost, which browsers resolve to loopback themselves (RFC 6761);
  *   - the names of --allowed-hosts: "name" exactly, ".example.com" that name and every
  *     subdomain, "*" anything (the check off);
- *   - no Host at all, which only HTTP/1.0 allows (libmicrohttpd refuses an HTTP/1.1 request
- *     without one): every browser sends Host, so such a request is not a browser's.
+ *   - no Host at all (HTTP/1.0 may omit it; libmicrohttpd 0.9.75 answers an HTTP/1.1 request
+ *     without one too): every browser sends Host, so such a request is not a browser's.
  * Names compare without case, port and one trailing dot.
  */
 #include "http/internal.h"
