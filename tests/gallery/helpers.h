@@ -7,6 +7,7 @@
 
 #include <ftw.h>
 #include <math.h>
+#include <sqlite3.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -123,5 +124,31 @@ static inline struct gal_collection_info collection_info(const char *name, const
     } while (0)
 
 #define EXPECT_OK(call) EXPECT_RC(call, 0)
+
+/* What COUNT(*) says in the SQLite store `db_path` about collection `name`: its subjects (with
+ * or without faces) and its faces. Returns 0, or -1 when the file cannot be read. */
+static inline int store_counts(const char *db_path, const char *name, uint64_t *subjects,
+                               uint64_t *faces)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    int rc = -1;
+    if (sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+        sqlite3_prepare_v2(db,
+                           "SELECT (SELECT COUNT(*) FROM subjects s JOIN collections c "
+                           "ON s.collection_id = c.id WHERE c.name = ?1), (SELECT "
+                           "COUNT(*) FROM faces f JOIN collections c ON "
+                           "f.collection_id = c.id WHERE c.name = ?1)",
+                           -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW) {
+        *subjects = (uint64_t)sqlite3_column_int64(st, 0);
+        *faces = (uint64_t)sqlite3_column_int64(st, 1);
+        rc = 0;
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return rc;
+}
 
 #endif

@@ -17,33 +17,10 @@
 #include <cmocka.h>
 
 #include "gallery/gallery.h"
+#include "gallery/helpers.h"
 #include "http/client.h"
 
 #define WAIT_MS 5000
-
-/* What COUNT(*) says in DIR/vultus.db about collection `name`. */
-static void store_counts(const char *dir, const char *name, long long *subjects, long long *faces)
-{
-    char path[400];
-    snprintf(path, sizeof path, "%s/vultus.db", dir);
-    sqlite3 *db;
-    sqlite3_stmt *st;
-    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-    assert_int_equal(
-        sqlite3_prepare_v2(db,
-                           "SELECT (SELECT COUNT(*) FROM subjects s JOIN collections c "
-                           "ON s.collection_id = c.id WHERE c.name = ?1), (SELECT "
-                           "COUNT(*) FROM faces f JOIN collections c ON "
-                           "f.collection_id = c.id WHERE c.name = ?1)",
-                           -1, &st, NULL),
-        SQLITE_OK);
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    *subjects = sqlite3_column_int64(st, 0);
-    *faces = sqlite3_column_int64(st, 1);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-}
 
 /* A gauge's value for collection c in a /metrics text; -1 when absent. */
 static long long gauge(const char *text, const char *metric, const char *c)
@@ -120,11 +97,13 @@ static void expect_counts(int port, const char *dir, const char *c, long long su
     }
     double ms = tc_now_ms() - t0;
     if (subjects >= 0) {
-        long long ss, sf;
-        store_counts(dir, c, &ss, &sf);
-        if (ss != subjects || sf != faces)
-            fail_msg("%s: the store has %lld subjects / %lld faces in %s, the server %lld / %lld",
-                     after, ss, sf, c, subjects, faces);
+        char db_path[400];
+        snprintf(db_path, sizeof db_path, "%s/vultus.db", dir);
+        uint64_t ss = 0, sf = 0;
+        assert_int_equal(store_counts(db_path, c, &ss, &sf), 0);
+        if ((long long)ss != subjects || (long long)sf != faces)
+            fail_msg("%s: the store has %llu subjects / %llu faces in %s, the server %lld / %lld",
+                     after, (unsigned long long)ss, (unsigned long long)sf, c, subjects, faces);
     }
     print_message("%s: port %d counts %lld / %lld after %.0f ms\n", after, port, subjects, faces,
                   ms);
