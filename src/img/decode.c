@@ -60,6 +60,9 @@ static int jpeg_ran_out(const char *msg)
 typedef struct jpeg_layout {
     int adobe;          /* an APP14 "Adobe" segment that libjpeg recognises (saw_Adobe_marker) */
     int huffman;        /* the frame is Huffman-coded (SOF0, SOF1, SOF2) */
+    int ends_in_headers; /* the data ends inside a marker segment or before the first scan's
+                          * header (SOS) is whole: libjpeg then knows no image (0x0) or
+                          * reports the cut segment as bogus ("Bogus DQT index") */
     int ends_in_scan;   /* the data ends inside a scan's entropy-coded data, before any EOI */
     int scans_complete; /* the scans hold every coefficient of every component at full
                          * precision (sequential: each component in a scan; progressive: each
@@ -73,7 +76,9 @@ enum { JPEG_MAX_COMPONENTS = 10 };
  * Walks SOI, the marker segments and, unless headers_only, each scan's entropy-coded data
  * (skipping stuffed FF 00 and RSTn) to the first EOI or the end of the data. Any malformed
  * structure ends the walk with what was found so far: the result only ever makes the decoder
- * refuse more (ends_in_scan and scans_complete stay 0 unless everything up to the end parsed).
+ * refuse more (ends_in_scan and scans_complete stay 0 unless everything up to the end parsed;
+ * ends_in_headers stays 0 when the segment chain breaks some other way, which is not truncation:
+ * libjpeg's own message then says what is wrong).
  */
 static void jpeg_walk(const uint8_t *data, size_t len, int headers_only, jpeg_layout *out)
 {
@@ -81,7 +86,12 @@ static void jpeg_walk(const uint8_t *data, size_t len, int headers_only, jpeg_la
     int n_comp = 0, progressive = 0, ids[JPEG_MAX_COMPONENTS];
     uint64_t final[JPEG_MAX_COMPONENTS] = {0}; /* bit k: coefficient k complete */
     size_t i = 2;
-    while (i + 2 <= len) {
+    int scans = 0; /* scan headers (SOS) read whole */
+    for (;;) {
+        if (i + 2 > len) { /* no room for the next marker */
+            out->ends_in_headers = !scans;
+            return;
+        }
         if (data[i] != 0xFF) return;
         const uint8_t marker = data[i + 1];
         if (marker == 0xFF) { /* fill byte */
@@ -91,9 +101,17 @@ static void jpeg_walk(const uint8_t *data, size_t len, int headers_only, jpeg_la
         i += 2;
         if (marker == 0xD9) return;                                         /* EOI */
         if (marker == 0x01 || (marker >= 0xD0 && marker <= 0xD7)) continue; /* no length */
-        if (marker == 0xD8 || marker == 0x00 || i + 2 > len) return;
+        if (marker == 0xD8 || marker == 0x00) return;
+        if (i + 2 > len) { /* inside a segment's length */
+            out->ends_in_headers = !scans;
+            return;
+        }
         const size_t seg = (size_t)data[i] << 8 | data[i + 1];
-        if (seg < 2 || seg > len - i) return;
+        if (seg < 2) return;
+        if (seg > len - i) { /* inside a segment */
+            out->ends_in_headers = !scans;
+            return;
+        }
         const uint8_t *p = data + i + 2;
         const size_t plen = seg - 2;
         i += seg;
@@ -111,6 +129,7 @@ static void jpeg_walk(const uint8_t *data, size_t len, int headers_only, jpeg_la
         }
         if (marker != 0xDA) continue;
         /* SOS: Ns, Ns * (id, tables), Ss, Se, Ah << 4 | Al */
+        scans++;
         if (headers_only || !n_comp || plen < 1 || plen < 4 + 2 * (size_t)p[0]) return;
         const int ns = p[0], ss = p[1 + 2 * ns], se = p[2 + 2 * ns], al = p[3 + 2 * ns] & 15;
         if (ss > se || se > 63) return;
@@ -143,36 +162,6 @@ static void jpeg_walk(const uint8_t *data, size_t len, int headers_only, jpeg_la
             else
                 break; /* the next marker */
         }
-    }
-}
-
-/*
- * Whether the data ends in the headers: walking the marker segments from SOI, the bytes run out
- * inside one of them or before the first scan's header (SOS) is complete. libjpeg reads every
- * header up to SOS before it knows the image, so such a cut shows as 0x0 (no frame header yet)
- * or as whatever the cut segment looks like ("Bogus Huffman table definition"). A segment chain
- * that breaks some other way is not truncation (libjpeg's own message says what is wrong).
- */
-static int jpeg_ends_in_headers(const uint8_t *data, size_t len)
-{
-    size_t i = 2;
-    for (;;) {
-        if (i + 2 > len) return 1;
-        if (data[i] != 0xFF) return 0;
-        const uint8_t marker = data[i + 1];
-        if (marker == 0xFF) { /* fill byte */
-            i++;
-            continue;
-        }
-        i += 2;
-        if (marker == 0x01 || (marker >= 0xD0 && marker <= 0xD7)) continue; /* no length */
-        if (marker == 0xD8 || marker == 0xD9 || marker == 0x00) return 0;
-        if (i + 2 > len) return 1;
-        const size_t seg = (size_t)data[i] << 8 | data[i + 1];
-        if (seg < 2) return 0;
-        if (seg > len - i) return 1;
-        if (marker == 0xDA) return 0; /* a whole scan header: the image data follows */
-        i += seg;
     }
 }
 
@@ -291,7 +280,10 @@ static int decode_jpeg(const uint8_t *data, size_t len, const img_limits *lim, i
      * index"); say what is wrong. */
     const int header_failed =
         tjDecompressHeader3(tj, data, (unsigned long)len, &w, &h, &subsamp, &colorspace) != 0;
-    if ((header_failed || w == 0 || h == 0) && jpeg_ends_in_headers(data, len)) {
+    /* The marker segments up to the first scan: a few of them, read in microseconds. */
+    jpeg_layout headers;
+    jpeg_walk(data, len, 1, &headers);
+    if ((header_failed || w == 0 || h == 0) && headers.ends_in_headers) {
         rc = base_error_set(BASE_ERR_FORMAT,
                             "jpeg: truncated data (%zu bytes): it ends in the headers, before "
                             "the image data",
@@ -314,8 +306,6 @@ static int decode_jpeg(const uint8_t *data, size_t len, const img_limits *lim, i
     /* libjpeg converts every colour space to RGB except CMYK and YCCK, which come out as
      * CMYK for us to convert (inverted or not: Adobe's marker says). */
     const int is_cmyk = colorspace == TJCS_CMYK || colorspace == TJCS_YCCK;
-    jpeg_layout headers = {0};
-    if (is_cmyk) jpeg_walk(data, len, 1, &headers);
     rc = img_alloc(out, sw, sh, 3);
     if (rc) goto fail;
     uint8_t *dst = out->data;
