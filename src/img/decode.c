@@ -58,15 +58,17 @@ static int jpeg_ran_out(const char *msg)
  * data ended nor which scans it saw, and both decide whether a file without EOI is whole.
  */
 typedef struct jpeg_layout {
-    int adobe;          /* an APP14 "Adobe" segment that libjpeg recognises (saw_Adobe_marker) */
-    int huffman;        /* the frame is Huffman-coded (SOF0, SOF1, SOF2) */
-    int ends_in_headers; /* the data ends inside a marker segment or before the first scan's
-                          * header (SOS) is whole: libjpeg then knows no image (0x0) or
-                          * reports the cut segment as bogus ("Bogus DQT index") */
-    int ends_in_scan;   /* the data ends inside a scan's entropy-coded data, before any EOI */
-    int scans_complete; /* the scans hold every coefficient of every component at full
-                         * precision (sequential: each component in a scan; progressive: each
-                         * coefficient 0..63 in a scan with Al = 0) */
+    int adobe;           /* an APP14 "Adobe" segment that libjpeg recognises (saw_Adobe_marker) */
+    int huffman;         /* the frame is Huffman-coded (SOF0, SOF1, SOF2) */
+    int ran_out;         /* the data ends before an EOI marker: in a marker segment, between
+                          * segments or in a scan's entropy-coded data */
+    int ends_in_headers; /* ran out inside a marker segment or before the first scan's header
+                          * (SOS) is whole: libjpeg then knows no image (0x0) or reports the
+                          * cut segment as bogus ("Bogus DQT index") */
+    int ends_in_scan;    /* the data ends inside a scan's entropy-coded data, before any EOI */
+    int scans_complete;  /* the scans hold every coefficient of every component at full
+                          * precision (sequential: each component in a scan; progressive: each
+                          * coefficient 0..63 in a scan with Al = 0) */
 } jpeg_layout;
 
 /* libjpeg's MAX_COMPONENTS: a frame with more is refused by it anyway. */
@@ -74,9 +76,11 @@ enum { JPEG_MAX_COMPONENTS = 10 };
 
 /*
  * Walks SOI, the marker segments and, unless headers_only, each scan's entropy-coded data
- * (skipping stuffed FF 00 and RSTn) to the first EOI or the end of the data. Any malformed
- * structure ends the walk with what was found so far: the result only ever makes the decoder
- * refuse more (ends_in_scan and scans_complete stay 0 unless everything up to the end parsed;
+ * (skipping stuffed FF 00 and RSTn) to the first EOI or the end of the data. Bytes before a
+ * marker are skipped as libjpeg skips them (with its warning "N extraneous bytes before
+ * marker"), so that the walk goes on wherever libjpeg's decode does. Any malformed structure
+ * ends the walk with what was found so far: the result only ever makes the decoder refuse more
+ * (ran_out, ends_in_scan and scans_complete stay 0 unless everything up to the end parsed;
  * ends_in_headers stays 0 when the segment chain breaks some other way, which is not truncation:
  * libjpeg's own message then says what is wrong).
  */
@@ -89,10 +93,14 @@ static void jpeg_walk(const uint8_t *data, size_t len, int headers_only, jpeg_la
     int scans = 0; /* scan headers (SOS) read whole */
     for (;;) {
         if (i + 2 > len) { /* no room for the next marker */
+            out->ran_out = 1;
             out->ends_in_headers = !scans;
             return;
         }
-        if (data[i] != 0xFF) return;
+        if (data[i] != 0xFF || data[i + 1] == 0x00) { /* extraneous: a byte, or FF 00 */
+            i += data[i] == 0xFF ? 2 : 1;
+            continue;
+        }
         const uint8_t marker = data[i + 1];
         if (marker == 0xFF) { /* fill byte */
             i++;
@@ -101,14 +109,16 @@ static void jpeg_walk(const uint8_t *data, size_t len, int headers_only, jpeg_la
         i += 2;
         if (marker == 0xD9) return;                                         /* EOI */
         if (marker == 0x01 || (marker >= 0xD0 && marker <= 0xD7)) continue; /* no length */
-        if (marker == 0xD8 || marker == 0x00) return;
+        if (marker == 0xD8) return;
         if (i + 2 > len) { /* inside a segment's length */
+            out->ran_out = 1;
             out->ends_in_headers = !scans;
             return;
         }
         const size_t seg = (size_t)data[i] << 8 | data[i + 1];
         if (seg < 2) return;
         if (seg > len - i) { /* inside a segment */
+            out->ran_out = 1;
             out->ends_in_headers = !scans;
             return;
         }
@@ -132,11 +142,14 @@ static void jpeg_walk(const uint8_t *data, size_t len, int headers_only, jpeg_la
         scans++;
         if (headers_only || !n_comp || plen < 1 || plen < 4 + 2 * (size_t)p[0]) return;
         const int ns = p[0], ss = p[1 + 2 * ns], se = p[2 + 2 * ns], al = p[3 + 2 * ns] & 15;
-        if (ss > se || se > 63) return;
-        const uint64_t coefs = progressive ? (~0ull >> (63 - se)) & (~0ull << ss) : ~0ull;
+        /* A sequential scan holds every coefficient whatever its Ss, Se, Ah and Al say: libjpeg
+         * warns ("Invalid SOS parameters for sequential JPEG"; some baseline files have zeroes
+         * there) and decodes it as sequential. */
+        if (progressive && (ss > se || se > 63)) return;
+        const uint64_t coefs = !progressive ? ~0ull : al ? 0 : (~0ull >> (63 - se)) & (~0ull << ss);
         for (int s = 0; s < ns; s++)
             for (int c = 0; c < n_comp; c++)
-                if (ids[c] == p[1 + 2 * s] && al == 0) final[c] |= coefs;
+                if (ids[c] == p[1 + 2 * s]) final[c] |= coefs;
         int complete = 1;
         for (int c = 0; c < n_comp; c++)
             complete &= final[c] == ~0ull;
@@ -146,12 +159,12 @@ static void jpeg_walk(const uint8_t *data, size_t len, int headers_only, jpeg_la
         for (;;) {
             const uint8_t *ff = memchr(data + i, 0xFF, len - i);
             if (!ff) {
-                out->ends_in_scan = 1;
+                out->ran_out = out->ends_in_scan = 1;
                 return;
             }
             i = (size_t)(ff - data);
             if (i + 1 >= len) { /* a marker's first byte, or stuffing cut in two */
-                out->ends_in_scan = 1;
+                out->ran_out = out->ends_in_scan = 1;
                 return;
             }
             const uint8_t next = data[i + 1];
@@ -278,8 +291,15 @@ static int decode_jpeg(const uint8_t *data, size_t len, const img_limits *lim, i
     /* A file cut in its headers: TurboJPEG answers 0x0 (its source reads a fake EOI where the
      * data ends, before any frame header) or whatever the cut segment looks like ("Bogus DQT
      * index"); say what is wrong. */
-    const int header_failed =
+    int header_failed =
         tjDecompressHeader3(tj, data, (unsigned long)len, &w, &h, &subsamp, &colorspace) != 0;
+    /* A warning in the headers (bytes before a marker, which libjpeg skips) fails the call all
+     * the same, though the headers were read whole; the decode below tolerates such a warning
+     * as it does one in the image data. The sizes and types are set only once the headers are
+     * read, and a fatal error after a warning reads as TJERR_WARNING too. */
+    if (header_failed && tjGetErrorCode(tj) == TJERR_WARNING && w > 0 && h > 0 && subsamp >= 0 &&
+        colorspace >= 0 && !jpeg_is_truncation(tjGetErrorStr2(tj)))
+        header_failed = 0;
     /* The marker segments up to the first scan: a few of them, read in microseconds. */
     jpeg_layout headers;
     jpeg_walk(data, len, 1, &headers);
@@ -336,10 +356,30 @@ static int decode_jpeg(const uint8_t *data, size_t len, const img_limits *lim, i
             rc = base_error_set(BASE_ERR_FORMAT, "jpeg: truncated data (%zu bytes): %s", len, msg);
             goto fail;
         } else {
+            /* libjpeg reports only the first warning of a decode, so what follows this one is
+             * hidden from the decode that does not stop: a truncation (the rest painted grey)
+             * and, since TurboJPEG then reports any failure as TJERR_WARNING, a fatal error.
+             * The walk tells whether the data runs out before an EOI marker; that is refused
+             * even where all that is missing is the EOI, since the decode that tells a whole
+             * last scan from a cut one (jpeg_decode_without_eoi) stops at this warning. A
+             * fatal error overwrites the warning's message. (A scan cut short before an EOI,
+             * a cut file with an EOI appended, stays hidden.) */
+            char first[256];
+            snprintf(first, sizeof first, "%s", msg);
+            jpeg_layout layout;
+            jpeg_walk(data, len, 0, &layout);
+            if (layout.ran_out) {
+                rc = base_error_set(BASE_ERR_FORMAT,
+                                    "jpeg: truncated data (%zu bytes): it ends before its EOI "
+                                    "marker, after a warning (%s) that hides whether the image "
+                                    "data is whole",
+                                    len, first);
+                goto fail;
+            }
             flags &= ~TJFLAG_STOPONWARNING;
             if (tjDecompress2(tj, data, (unsigned long)len, dst, sw, 0, sh, pf, flags) != 0) {
                 msg = tjGetErrorStr2(tj);
-                if (tjGetErrorCode(tj) == TJERR_FATAL || jpeg_is_truncation(msg)) {
+                if (strcmp(msg, first) != 0) {
                     rc = base_error_set(BASE_ERR_FORMAT, "jpeg: corrupt data: %s", msg);
                     goto fail;
                 }

@@ -474,6 +474,110 @@ static void test_jpeg_truncated_multiscan(void **state)
     }
 }
 
+/* The offset of the last marker `m` (FF m) in `j`, or `len`. */
+static size_t find_last_marker(const uint8_t *j, size_t len, uint8_t m)
+{
+    for (size_t i = len - 1; i-- > 0;)
+        if (j[i] == 0xFF && j[i + 1] == m) return i;
+    return len;
+}
+
+/* `len` bytes of `j` with the `n` bytes of `extra` inserted at `at`, in a new buffer. */
+static uint8_t *insert_bytes(const uint8_t *j, size_t len, size_t at, const void *extra, size_t n)
+{
+    uint8_t *out = malloc(len + n);
+    assert_non_null(out);
+    memcpy(out, j, at);
+    memcpy(out + at, extra, n);
+    memcpy(out + at + n, j + at, len - at);
+    return out;
+}
+
+/*
+ * A recoverable warning, then truncation. Bytes before a marker are skipped by libjpeg with a
+ * warning ("Corrupt JPEG data: 32 extraneous bytes before marker 0xda") and the image decodes
+ * all the same; but libjpeg reports only its first warning, so the same file cut later inside
+ * its scan data must still be refused as truncated, not decoded with a grey lower part.
+ * Baseline with the bytes before its scan header; progressive with them after its first scan's
+ * data, so that the warning comes in the middle of the decode. A file with such a warning that
+ * lacks only its EOI is refused too: the decode that tells a whole last scan from a cut one
+ * stops at the earlier warning.
+ */
+static void test_jpeg_truncated_after_warning(void **state)
+{
+    (void)state;
+    /* More bytes than libjpeg's Huffman decoder reads ahead of a scan's end (it swallows a
+     * few without a warning). */
+    uint8_t extraneous[32];
+    for (size_t i = 0; i < sizeof extraneous; i++)
+        extraneous[i] = (uint8_t)(0x11 * (i % 15)); /* no FF */
+    for (int progressive = 0; progressive < 2; progressive++) {
+        img_image src, whole, damaged, out;
+        make_blocks(&src, 128, 96);
+        tjhandle tj = tjInitCompress();
+        unsigned char *buf = NULL;
+        unsigned long blen = 0;
+        assert_int_equal(tjCompress2(tj, src.data, 128, 0, 96, TJPF_RGB, &buf, &blen, TJSAMP_420,
+                                     90, progressive ? TJFLAG_PROGRESSIVE : 0),
+                         0);
+        tjDestroy(tj);
+        const size_t len = blen, first_sos = find_marker(buf, len, 2, 0xDA);
+        assert_true(first_sos < len);
+        /* Baseline: before the scan header. Progressive: before the marker (DHT or SOS) that
+         * follows the first scan's data. */
+        size_t at = first_sos;
+        if (progressive) {
+            const size_t dht = find_marker(buf, len, first_sos + 2, 0xC4),
+                         sos = find_marker(buf, len, first_sos + 2, 0xDA);
+            at = dht < sos ? dht : sos;
+            assert_true(at < len);
+        }
+        uint8_t *bad = insert_bytes(buf, len, at, extraneous, sizeof extraneous);
+        const size_t bad_len = len + sizeof extraneous;
+        /* The damaged file decodes, to the same pixels as the undamaged one. */
+        assert_int_equal(decode(buf, len, &whole, NULL), 0);
+        if (decode(bad, bad_len, &damaged, NULL) != 0)
+            fail_msg("damaged: %s", base_error_message());
+        assert_same_image(&whole, &damaged);
+        /* Every cut after the warning's marker: inside scan data (the scan that follows the
+         * inserted bytes, and for progressive the later ones), inside later segments, right
+         * before the EOI. */
+        const size_t from = at + sizeof extraneous + 2;
+        const size_t scan = find_marker(bad, bad_len, from - 2, 0xDA);
+        int in_scan = 0;
+        for (size_t cut = from; cut < bad_len; cut++) {
+            int rc = decode(bad, cut, &out, NULL);
+            if (rc != BASE_ERR_FORMAT || !strstr(base_error_message(), "truncated"))
+                fail_msg("%s, cut at %zu of %zu: %d (%s)", progressive ? "progressive" : "baseline",
+                         cut, bad_len, rc, rc ? base_error_message() : "decoded");
+            assert_null(out.data);
+            in_scan += cut > scan + 14 && cut < bad_len - 2;
+        }
+        printf("  %s: %zu bytes, %d cuts inside scan data refused\n",
+               progressive ? "progressive" : "baseline", bad_len, in_scan);
+        assert_true(in_scan > 200);
+        /* Lacking only its EOI, after the warning: the message says why it is refused. */
+        assert_int_equal(decode(bad, bad_len - 2, &out, NULL), BASE_ERR_FORMAT);
+        assert_non_null(strstr(base_error_message(), "EOI"));
+        /* A fatal error after the warning (a later scan naming a component the frame does not
+         * have) is refused too, though TurboJPEG reports it as a warning. */
+        if (progressive) {
+            const size_t last = find_last_marker(bad, bad_len, 0xDA);
+            assert_true(last > at);
+            bad[last + 5] = 0x77; /* the scan's first component selector */
+            if (decode(bad, bad_len, &out, NULL) != BASE_ERR_FORMAT ||
+                !strstr(base_error_message(), "Invalid component ID 119"))
+                fail_msg("a bad component after the warning: %s",
+                         out.data ? "decoded" : base_error_message());
+        }
+        free(bad);
+        img_free(&damaged);
+        img_free(&whole);
+        tjFree(buf);
+        img_free(&src);
+    }
+}
+
 /*
  * CMYK JPEGs to RGB as the reference, TensorFlow's decode_jpeg, converts them, to the bit: the
  * CMYK samples libjpeg decodes, inverted (Adobe's APP14 marker present, as Photoshop and
@@ -1404,6 +1508,7 @@ int main(void)
         cmocka_unit_test(test_jpeg_dct_scaling),
         cmocka_unit_test(test_jpeg_truncated),
         cmocka_unit_test(test_jpeg_truncated_multiscan),
+        cmocka_unit_test(test_jpeg_truncated_after_warning),
         cmocka_unit_test(test_jpeg_cmyk_as_reference),
         cmocka_unit_test(test_inputs_users_send),
         cmocka_unit_test(test_jpeg_corrupt),
