@@ -2,7 +2,8 @@
  * Writes the seed files of the image fuzz targets (tests/fuzz/corpus/{jpeg,png,webp}/): small
  * synthetic images (each well under 10 KB) covering the decoders' branches: JPEG baseline,
  * 4:4:4, grey, progressive, CMYK with and without Adobe's marker, without EOI (baseline and
- * progressive), with an ICC profile, EXIF orientations in both byte orders; PNG in every colour
+ * progressive), with bytes before a marker that libjpeg skips with a warning (whole and cut),
+ * with an ICC profile, EXIF orientations in both byte orders; PNG in every colour
  * type and bit depth, interlaced, palette with tRNS, with an eXIf chunk, with a compressed XMP
  * packet; WebP lossy, lossless, with alpha, extended with EXIF. Not part of the build;
  * regenerate with
@@ -60,6 +61,32 @@ static size_t tiff(int orientation, int be, uint8_t *t)
     return 26;
 }
 
+/*
+ * A JPEG with 32 bytes that libjpeg skips with a warning ("Corrupt JPEG data: 32 extraneous
+ * bytes before marker") inserted before the first marker of `m1` or `m2` at or after `from`,
+ * whole and cut halfway through what follows: a truncation after a recoverable warning, which
+ * libjpeg does not report (it prints only the first warning).
+ */
+static void jpeg_extraneous_seeds(const char *name, const unsigned char *buf, size_t len,
+                                  size_t from, uint8_t m1, uint8_t m2)
+{
+    size_t at = from;
+    while (at + 1 < len && !(buf[at] == 0xFF && (buf[at + 1] == m1 || buf[at + 1] == m2)))
+        at++;
+    if (at + 1 >= len) exit(1);
+    uint8_t out[10000];
+    if (len + 32 > sizeof out) exit(1);
+    memcpy(out, buf, at);
+    for (size_t k = 0; k < 32; k++)
+        out[at + k] = (uint8_t)(0x11 * (k % 15)); /* no FF */
+    memcpy(out + at + 32, buf + at, len - at);
+    char cut_name[128];
+    snprintf(cut_name, sizeof cut_name, "%s-cut.jpg", name);
+    write_seed("jpeg", cut_name, out, at + 32 + (len - at) / 2);
+    snprintf(cut_name, sizeof cut_name, "%s.jpg", name);
+    write_seed("jpeg", cut_name, out, len + 32);
+}
+
 static void jpeg_seeds(void)
 {
     enum { W = 32, H = 24 };
@@ -95,6 +122,14 @@ static void jpeg_seeds(void)
         if (i == 0) write_seed("jpeg", "no-eoi-baseline.jpg", buf, len - 2);
         if (cases[i].flags & TJFLAG_PROGRESSIVE)
             write_seed("jpeg", "no-eoi-progressive.jpg", buf, len - 2);
+        /* Recoverable damage before the scan, and (progressive) after the first scan's data. */
+        if (i == 0) jpeg_extraneous_seeds("extraneous-before-sos", buf, len, 2, 0xDA, 0xDA);
+        if (cases[i].flags & TJFLAG_PROGRESSIVE) {
+            size_t sos = 2;
+            while (sos + 1 < len && !(buf[sos] == 0xFF && buf[sos + 1] == 0xDA))
+                sos++;
+            jpeg_extraneous_seeds("extraneous-after-scan", buf, len, sos + 2, 0xC4, 0xDA);
+        }
         /* CMYK without Adobe's APP14 marker (libjpeg writes one): read as plain CMYK. */
         for (size_t k = 2; cases[i].pf == TJPF_CMYK && k + 4 < len; k++)
             if (buf[k] == 0xFF && buf[k + 1] == 0xEE) {
