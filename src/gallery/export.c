@@ -184,6 +184,7 @@ int gal_export(struct gal *g, const char *collection, const char *path)
     int rc = gal_check_collection_name(collection);
     if (rc) return rc;
     if (!path || !*path) return base_error_set(BASE_ERR_INVALID, "export path is empty");
+    STORE_CALL(g);
     pthread_rwlock_rdlock(&g->collections_lock);
     struct collection *c = gal_find_collection(g, collection);
     int64_t id = c ? c->id : 0;
@@ -504,18 +505,13 @@ done:
     return rc;
 }
 
-int gal_import(struct gal *g, const char *path, const char *as_name)
+/* The import's second pass, into the store, under the write lock; its wait on the store is
+ * bounded from here (STORE_CALL), the file having been read once already. */
+static int import_into_store(struct gal *g, const char *path, struct import *im)
 {
-    if (!path || !*path) return base_error_set(BASE_ERR_INVALID, "import path is empty");
-    int rc = as_name ? gal_check_collection_name(as_name) : 0;
+    STORE_CALL(g);
+    int rc = gal_lock_writes(g);
     if (rc) return rc;
-    struct import *im = calloc(1, sizeof *im);
-    if (!im) return base_error_set(BASE_ERR_NOMEM, "cannot allocate an import");
-    im->as_name = as_name;
-    /* First pass: check everything, write nothing. */
-    if ((rc = parse(path, im))) goto done;
-
-    pthread_mutex_lock(&g->write_mutex);
     if ((rc = gal_catch_up(g))) goto unlock;
     if (gal_find_collection(g, im->info.name)) {
         rc = base_error_set(BASE_ERR_EXISTS, "collection \"%s\" already exists", im->info.name);
@@ -533,7 +529,19 @@ int gal_import(struct gal *g, const char *path, const char *as_name)
     rc = gal_catch_up(g);
 unlock:
     pthread_mutex_unlock(&g->write_mutex);
-done:
+    return rc;
+}
+
+int gal_import(struct gal *g, const char *path, const char *as_name)
+{
+    if (!path || !*path) return base_error_set(BASE_ERR_INVALID, "import path is empty");
+    int rc = as_name ? gal_check_collection_name(as_name) : 0;
+    if (rc) return rc;
+    struct import *im = calloc(1, sizeof *im);
+    if (!im) return base_error_set(BASE_ERR_NOMEM, "cannot allocate an import");
+    im->as_name = as_name;
+    /* First pass: check everything, write nothing. */
+    if (!(rc = parse(path, im))) rc = import_into_store(g, path, im);
     free(im);
     return rc;
 }

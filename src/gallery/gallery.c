@@ -30,6 +30,21 @@
 #define SUBJECT_FACES_MAX 4096
 #define SUBJECT_RESCORE_MARGIN(dtype) ((dtype) == GAL_DTYPE_INT8 ? 0.004f : 0.001f)
 
+_Thread_local uint64_t gal_store_deadline_ns;
+
+int gal_store_lock(pthread_mutex_t *m, int timeout_ms, const char *what)
+{
+    uint64_t deadline = gal_store_deadline_ns;
+    if (!deadline) return pthread_mutex_lock(m) == 0 ? 0 : base_error_set(BASE_ERR_IO, "%s", what);
+    struct timespec until = {(time_t)(deadline / 1000000000u), (long)(deadline % 1000000000u)};
+    int rc = pthread_mutex_clocklock(m, CLOCK_MONOTONIC, &until); /* base_now_ns's clock */
+    if (rc == 0) return 0;
+    return base_error_set(BASE_ERR_IO,
+                          "gallery store: no answer within %d ms: waited for %s behind another "
+                          "call waiting on the store (VULTUS_STORE_TIMEOUT_MS)",
+                          timeout_ms, what);
+}
+
 int64_t gal_now_ms(void)
 {
     struct timespec ts;
@@ -513,8 +528,10 @@ int gal_open(const char *path, const struct gal_options *options, struct gal **o
     if (rc) goto fail;
     struct load_ctx l = {g, NULL, 0};
     struct gal_store_loader loader = {&l, load_collection_cb, load_face_cb};
-    rc = g->store->ops->load(g->store, 0, &loader, &g->applied_seq);
+    uint64_t loaded_seq = 0;
+    rc = g->store->ops->load(g->store, 0, &loader, &loaded_seq);
     g->collections = l.loaded;
+    g->applied_seq = loaded_seq;
     if (rc) goto fail;
     for (struct collection *c = g->collections; c; c = c->next)
         c->loaded_seq = g->applied_seq;
@@ -526,7 +543,7 @@ int gal_open(const char *path, const struct gal_options *options, struct gal **o
     gal_location_redact(path, shown, sizeof shown); /* a URL may hold a password */
     LOG_INFO("gallery %s: %zu collections, %llu faces loaded in %.0f ms (kernels %s, change %llu)",
              shown, n, (unsigned long long)l.faces, (double)(base_now_ns() - start) / 1e6,
-             g->kernels->name, (unsigned long long)g->applied_seq);
+             g->kernels->name, (unsigned long long)loaded_seq);
     *out = g;
     return 0;
 fail:
@@ -546,18 +563,17 @@ void gal_close(struct gal *g)
 
 int gal_refresh(struct gal *g)
 {
-    pthread_mutex_lock(&g->write_mutex);
-    int rc = gal_catch_up(g);
+    STORE_CALL(g);
+    int rc = gal_lock_writes(g);
+    if (rc) return rc;
+    rc = gal_catch_up(g);
     pthread_mutex_unlock(&g->write_mutex);
     return rc;
 }
 
 uint64_t gal_sequence(struct gal *g)
 {
-    pthread_mutex_lock(&g->write_mutex);
-    uint64_t seq = g->applied_seq;
-    pthread_mutex_unlock(&g->write_mutex);
-    return seq;
+    return atomic_load(&g->applied_seq);
 }
 
 /*
@@ -579,6 +595,7 @@ static int sync_for_read(struct gal *g)
 
 int gal_check(struct gal *g)
 {
+    STORE_CALL(g);
     return g->store->ops->check(g->store);
 }
 
@@ -589,7 +606,7 @@ static int begin_write(struct gal *g, const char *name, struct collection **c)
 {
     int rc = name ? gal_check_collection_name(name) : 0;
     if (rc) return rc;
-    pthread_mutex_lock(&g->write_mutex);
+    if ((rc = gal_lock_writes(g))) return rc;
     if ((rc = gal_catch_up(g))) goto fail;
     if (name && !(*c = gal_find_collection(g, name))) {
         rc = base_error_set(BASE_ERR_NOT_FOUND, "collection \"%s\" does not exist", name);
@@ -603,6 +620,7 @@ fail:
 
 int gal_collection_create(struct gal *g, const struct gal_collection_info *info)
 {
+    STORE_CALL(g);
     int rc = gal_check_collection_info(info);
     if (rc) return rc;
     if ((rc = begin_write(g, NULL, NULL))) return rc;
@@ -643,6 +661,7 @@ done:
 
 int gal_collection_delete(struct gal *g, const char *name)
 {
+    STORE_CALL(g);
     struct collection *c;
     int rc = begin_write(g, name, &c);
     if (rc) return rc;
@@ -666,6 +685,7 @@ done:
 
 int gal_collection_set_threshold(struct gal *g, const char *name, float threshold)
 {
+    STORE_CALL(g);
     if (!(threshold >= -1.0f && threshold <= 1.0f))
         return base_error_set(BASE_ERR_INVALID, "threshold %g is not a similarity in [-1, 1]",
                               (double)threshold);
@@ -689,6 +709,7 @@ done:
 
 int gal_collection_set_dtype(struct gal *g, const char *name, enum gal_dtype dtype)
 {
+    STORE_CALL(g);
     if (!gal_dtype_name(dtype))
         return base_error_set(BASE_ERR_INVALID, "storage type %d is unknown", (int)dtype);
     struct collection *c;
@@ -748,11 +769,13 @@ static int collection_from_memory(struct gal *g, const char *name, int full,
 
 int gal_collection_get(struct gal *g, const char *name, struct gal_collection_info *info)
 {
+    STORE_CALL(g);
     return collection_from_memory(g, name, 1, info);
 }
 
 int gal_collection_settings(struct gal *g, const char *name, struct gal_collection_info *info)
 {
+    STORE_CALL(g);
     return collection_from_memory(g, name, 0, info);
 }
 
@@ -764,6 +787,7 @@ static int by_name(const void *a, const void *b)
 
 int gal_collection_list(struct gal *g, struct gal_collection_info **list, size_t *count)
 {
+    STORE_CALL(g);
     *list = NULL;
     *count = 0;
     int rc = sync_for_read(g);
@@ -804,6 +828,7 @@ static int collection_id_for_read(struct gal *g, const char *name, int64_t *id)
 int gal_subject_add(struct gal *g, const char *collection, const char *subject_id,
                     const char *metadata_json)
 {
+    STORE_CALL(g);
     int rc = gal_check_subject_id(subject_id);
     if (!rc) rc = gal_check_metadata(metadata_json);
     if (rc) return rc;
@@ -826,6 +851,7 @@ int gal_subject_add(struct gal *g, const char *collection, const char *subject_i
 int gal_subjects_add(struct gal *g, const char *collection, const char *const *subject_ids,
                      const char *const *metadata_json, size_t count)
 {
+    STORE_CALL(g);
     if (count == 0 || count > BATCH_MAX || !subject_ids)
         return base_error_set(BASE_ERR_INVALID, "%zu subjects in one call: must be 1..%d", count,
                               BATCH_MAX);
@@ -865,6 +891,7 @@ done:
 int gal_subject_set_metadata(struct gal *g, const char *collection, const char *subject_id,
                              const char *metadata_json)
 {
+    STORE_CALL(g);
     int rc = gal_check_subject_id(subject_id);
     if (!rc) rc = gal_check_metadata(metadata_json);
     if (rc) return rc;
@@ -880,6 +907,7 @@ int gal_subject_set_metadata(struct gal *g, const char *collection, const char *
 
 int gal_subject_delete(struct gal *g, const char *collection, const char *subject_id)
 {
+    STORE_CALL(g);
     int rc = gal_check_subject_id(subject_id);
     if (rc) return rc;
     struct collection *c;
@@ -900,6 +928,7 @@ int gal_subject_delete(struct gal *g, const char *collection, const char *subjec
 int gal_subject_get(struct gal *g, const char *collection, const char *subject_id,
                     struct gal_subject_info *info)
 {
+    STORE_CALL(g);
     memset(info, 0, sizeof *info);
     int64_t id;
     int rc = gal_check_subject_id(subject_id);
@@ -918,6 +947,7 @@ void gal_subject_info_deinit(struct gal_subject_info *info)
 int gal_subject_list(struct gal *g, const char *collection, const char *after, size_t limit,
                      struct gal_subject_info **list, size_t *count)
 {
+    STORE_CALL(g);
     *list = NULL;
     *count = 0;
     if (limit == 0 || limit > 10000)
@@ -941,6 +971,7 @@ void gal_subject_list_free(struct gal_subject_info *list, size_t count)
 int gal_faces_add(struct gal *g, const char *collection, const struct gal_face_input *faces,
                   size_t count, int64_t *face_ids)
 {
+    STORE_CALL(g);
     if (count == 0 || count > BATCH_MAX)
         return base_error_set(BASE_ERR_INVALID, "%zu faces in one call: must be 1..%d", count,
                               BATCH_MAX);
@@ -993,6 +1024,7 @@ int gal_face_add(struct gal *g, const char *collection, const struct gal_face_in
 
 int gal_face_delete(struct gal *g, const char *collection, int64_t face_id)
 {
+    STORE_CALL(g);
     struct collection *c;
     int rc = begin_write(g, collection, &c);
     if (rc) return rc;
@@ -1013,6 +1045,7 @@ int gal_face_delete(struct gal *g, const char *collection, int64_t face_id)
 int gal_face_get(struct gal *g, const char *collection, int64_t face_id,
                  struct gal_face_record *record)
 {
+    STORE_CALL(g);
     memset(record, 0, sizeof *record);
     int64_t id;
     int rc = collection_id_for_read(g, collection, &id);
@@ -1032,6 +1065,7 @@ void gal_face_record_deinit(struct gal_face_record *record)
 int gal_face_list(struct gal *g, const char *collection, const char *subject_id, int64_t **face_ids,
                   size_t *count)
 {
+    STORE_CALL(g);
     *face_ids = NULL;
     *count = 0;
     int64_t id;
@@ -1054,6 +1088,7 @@ void gal_set_ann_ef_search(struct gal *g, unsigned ef_search)
 
 int gal_index_stats(struct gal *g, const char *collection, struct gal_index_stats *stats)
 {
+    STORE_CALL(g);
     int rc = gal_check_collection_name(collection);
     if (!rc) rc = sync_for_read(g);
     if (rc) return rc;
@@ -1272,6 +1307,7 @@ static void subjects_best_faces(const struct subject_faces *sf, const float *que
 int gal_search(struct gal *g, const char *collection, const struct gal_search_request *req,
                struct gal_results **results)
 {
+    STORE_CALL(g);
     *results = NULL;
     if (!req || !req->embeddings)
         return base_error_set(BASE_ERR_INVALID, "search request has no embeddings");

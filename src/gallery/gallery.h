@@ -341,6 +341,10 @@ int gal_pg_timeout_ms(int *timeout_ms);
  * PQstatus and PQfinish()es the result; NULL only when out of memory. PQreset keeps the
  * parameters. Thread-safe (libpq's own rules: one connection, one thread at a time). */
 struct pg_conn *gal_pg_connect(const char *url, const char *connect_timeout_s);
+/* As gal_pg_connect, waiting at most until deadline_ns too (base_now_ns() time; 0: none),
+ * past which the attempt is abandoned (CONNECTION_BAD) and *timed_out set. */
+struct pg_conn *gal_pg_connect_until(const char *url, const char *connect_timeout_s,
+                                     uint64_t deadline_ns, int *timed_out);
 /* Waits for the answer to what was just sent on `pg` (sent: the PQsend* call's return), at
  * most timeout_ms (0: no limit); past it the connection is closed (CONNECTION_BAD) and
  * *timed_out set, with a warning naming `kind` and `shown` (the store's kind and its redacted

@@ -8,6 +8,8 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "base/base.h"
+
 #include "gallery/gallery.h"
 #include "gallery/index.h"
 #include "gallery/kernels.h"
@@ -54,9 +56,41 @@ struct gal {
     pthread_mutex_t write_mutex;
     pthread_rwlock_t collections_lock;
     struct collection *collections;
-    uint64_t applied_seq;      /* under write_mutex */
+    /* Written under write_mutex; atomic so that a read can compare it with the store's last
+     * change without waiting for the lock (sync_for_read), which a writer may hold while it
+     * waits on a frozen store. */
+    _Atomic uint64_t applied_seq;
     struct gal_ann_config ann; /* every collection's HNSW settings (gal_options) */
 };
+
+/*
+ * Bounds a gallery call's whole wait on the store (see gal_store_deadline_ns in store.h):
+ * STORE_CALL(g) at the top of a public function that may wait on the store sets this
+ * thread's deadline unless an outer call has set it, and clears it on every return (the
+ * cleanup attribute: no return path can leave it behind for the thread's next call).
+ */
+static inline void gal_store_call_end(const int *began)
+{
+    if (*began) gal_store_deadline_ns = 0;
+}
+
+static inline int gal_store_call_begin(const struct gal *g)
+{
+    if (gal_store_deadline_ns || !g->store || !g->store->timeout_ms) return 0;
+    gal_store_deadline_ns = base_now_ns() + (uint64_t)g->store->timeout_ms * 1000000u;
+    return 1;
+}
+
+#define STORE_CALL(g)                                                                              \
+    __attribute__((cleanup(gal_store_call_end))) const int store_call_began =                      \
+        gal_store_call_begin(g);                                                                   \
+    (void)store_call_began
+
+/* The gallery's write lock, waited for at most until the call's deadline. */
+static inline int gal_lock_writes(struct gal *g)
+{
+    return gal_store_lock(&g->write_mutex, g->store->timeout_ms, "the gallery's write lock");
+}
 
 /* The collection named `name`; caller holds collections_lock or write_mutex. */
 struct collection *gal_find_collection(struct gal *g, const char *name);

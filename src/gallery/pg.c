@@ -32,7 +32,8 @@ int gal_pg_timeout_ms(int *timeout_ms)
     return 0;
 }
 
-struct pg_conn *gal_pg_connect(const char *url, const char *connect_timeout_s)
+/* Starts (start: without blocking) or makes a connection with our defaults. */
+static PGconn *connect_with_defaults(const char *url, const char *connect_timeout_s, int start)
 {
     /* Our defaults first: the URL, expanded in place of dbname, overrides them. Over TCP, a
      * peer that stops acknowledging (a partition) ends the connection after 10 s, whether
@@ -49,7 +50,53 @@ struct pg_conn *gal_pg_connect(const char *url, const char *connect_timeout_s)
                                 NULL};
     const char *const values[] = {"vultus", connect_timeout_s, "1", "10", "5",
                                   "3",      "10000",           url, NULL};
-    return PQconnectdbParams(keys, values, 1);
+    return start ? PQconnectStartParams(keys, values, 1) : PQconnectdbParams(keys, values, 1);
+}
+
+struct pg_conn *gal_pg_connect(const char *url, const char *connect_timeout_s)
+{
+    return connect_with_defaults(url, connect_timeout_s, 0);
+}
+
+/*
+ * A connection attempt whose wait ends at deadline_ns too: libpq's blocking connect waits
+ * connect_timeout (whole seconds, at least 2), longer than a call's limit may allow, and
+ * through a partition it waits all of it. So the attempt is driven without blocking
+ * (PQconnectPoll) and abandoned at the deadline or at connect_timeout, whichever is first.
+ */
+struct pg_conn *gal_pg_connect_until(const char *url, const char *connect_timeout_s,
+                                     uint64_t deadline_ns, int *timed_out)
+{
+    *timed_out = 0;
+    if (!deadline_ns) return connect_with_defaults(url, connect_timeout_s, 0);
+    PGconn *pg = connect_with_defaults(url, connect_timeout_s, 1);
+    if (!pg || PQstatus(pg) == CONNECTION_BAD) return pg;
+    uint64_t until = deadline_ns;
+    PQconninfoOption *options = PQconninfo(pg); /* connect_timeout as libpq reads it */
+    for (PQconninfoOption *o = options; o && o->keyword; o++) {
+        if (strcmp(o->keyword, "connect_timeout") != 0 || !o->val) continue;
+        long seconds = strtol(o->val, NULL, 10);
+        if (seconds > 0 && seconds < 2) seconds = 2; /* libpq's least */
+        uint64_t t = base_now_ns() + (uint64_t)seconds * 1000000000u;
+        if (seconds > 0 && t < until) until = t;
+    }
+    PQconninfoFree(options);
+    PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+    while (st != PGRES_POLLING_OK && st != PGRES_POLLING_FAILED) {
+        uint64_t now = base_now_ns();
+        if (now >= until) {
+            *timed_out = 1;
+            shutdown(PQsocket(pg), SHUT_RDWR);
+            PQconnectPoll(pg); /* reads the end: CONNECTION_BAD */
+            break;
+        }
+        struct pollfd p = {.fd = PQsocket(pg),
+                           .events = st == PGRES_POLLING_READING ? POLLIN : POLLOUT};
+        int n = poll(&p, 1, (int)((until - now + 999999) / 1000000));
+        if (n < 0 && errno != EINTR) break;
+        if (n > 0) st = PQconnectPoll(pg);
+    }
+    return pg;
 }
 
 /*

@@ -16,6 +16,7 @@
 #ifndef VULTUS_GALLERY_STORE_H
 #define VULTUS_GALLERY_STORE_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -158,7 +159,28 @@ struct gal_store_ops {
 
 struct gal_store {
     const struct gal_store_ops *ops;
+    /* The longest wait on the store without an answer, in ms (0: no limit; SQLite): the
+     * PostgreSQL store's VULTUS_STORE_TIMEOUT_MS. Set at open. */
+    int timeout_ms;
 };
+
+/*
+ * A gallery call's wait on the store is bounded as a whole, not only statement by statement:
+ * a call queued on a lock (the gallery's write lock, the store's writer connection, a busy
+ * reader pool) behind a holder that waits out its own limit used to wait its turn, then its
+ * own limit, so with the store frozen the k-th call in line got its 503 after k limits. So
+ * each call sets this thread's deadline, base_now_ns() + timeout_ms, when it starts (gallery.c,
+ * STORE_CALL), every wait on the store - a lock, a pooled connection, a connection attempt,
+ * an answer - ends at it, and each answer received moves it on by timeout_ms (the store is
+ * alive: a long export or import of many statements goes on). 0: no deadline (no limit, or
+ * the store used outside a gallery call). Thread-local: each call runs on one thread.
+ */
+extern _Thread_local uint64_t gal_store_deadline_ns;
+
+/* Locks `m` (a normal or recursive mutex), waiting at most until gal_store_deadline_ns;
+ * past it, BASE_ERR_IO (503 store_unavailable for a request) with a message naming `what`
+ * and the limit. Without a deadline, pthread_mutex_lock. */
+int gal_store_lock(pthread_mutex_t *m, int timeout_ms, const char *what);
 
 /* Opens (creating and migrating) a SQLite store. `options` may be NULL. */
 int gal_store_sqlite_open(const char *path, const struct gal_options *options,

@@ -47,6 +47,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "base/base.h"
 #include "gallery/store.h"
@@ -464,11 +465,57 @@ static void notice(void *arg, const char *message)
     LOG_DEBUG("gallery store: %s", message);
 }
 
-/* The answer to what was just sent on pg, waited for at most timeout_ms (gal_pg_wait: past
- * it the connection is closed and `timed_out` set). */
+/* What is left of the calling thread's deadline (gal_store_deadline_ns), in ms, at least 1:
+ * a statement sent past it still gets its answer waited for briefly, and on none its connection
+ * is closed, which ends any transaction it was in (never one left open). timeout_ms with no
+ * deadline. */
+static int wait_ms(const struct pg_store *s)
+{
+    uint64_t deadline = gal_store_deadline_ns, now = base_now_ns();
+    if (!deadline || !s->timeout_ms) return s->timeout_ms;
+    if (deadline <= now) return 1;
+    uint64_t left = (deadline - now + 999999) / 1000000;
+    return left < (uint64_t)s->timeout_ms ? (int)left : s->timeout_ms;
+}
+
+/*
+ * Marks the server unreachable after a statement got no answer within the whole limit (a
+ * partition, a frozen host): for the next RETRY_MIN_MS-RETRY_MAX_MS (the current backoff)
+ * every call that needs the store fails at once (store_gate) instead of waiting out its own
+ * limit on another connection through the same partition - the calls queued behind this one,
+ * and the second gallery call of a request whose first just failed - then connections are
+ * tried again one at a time (conn_open).
+ */
+static void mark_down(struct pg_store *s)
+{
+    int wait = atomic_load(&s->backoff_ms);
+    if (wait < RETRY_MIN_MS) wait = RETRY_MIN_MS;
+    atomic_store(&s->retry_ns, base_now_ns() + (uint64_t)wait * 1000000u);
+    atomic_store(&s->down, 1);
+}
+
+/* BASE_ERR_IO at once while the server is marked unreachable and not yet due for a retry. */
+static int store_gate(struct pg_store *s)
+{
+    if (!atomic_load(&s->down) || base_now_ns() >= atomic_load(&s->retry_ns)) return 0;
+    return base_error_set(BASE_ERR_IO,
+                          "gallery store %s: unreachable (the last statement or connection "
+                          "attempt failed; retrying every %d ms at most)",
+                          s->shown, atomic_load(&s->backoff_ms));
+}
+
+/* The answer to what was just sent on pg, waited for at most timeout_ms and at most until the
+ * call's deadline (gal_pg_wait: past it the connection is closed and `timed_out` set). An
+ * answer moves the deadline on: the store is alive. */
 static PGresult *wait_result(struct pg_store *s, PGconn *pg, int sent)
 {
-    return gal_pg_wait(pg, sent, s->timeout_ms, "gallery store", s->shown, &timed_out);
+    const int limit = wait_ms(s);
+    PGresult *r = gal_pg_wait(pg, sent, limit, "gallery store", s->shown, &timed_out);
+    if (timed_out && limit == s->timeout_ms)
+        mark_down(s); /* a wait cut short by the call's deadline says less about the server */
+    else if (r && gal_store_deadline_ns && s->timeout_ms)
+        gal_store_deadline_ns = base_now_ns() + (uint64_t)s->timeout_ms * 1000000u;
+    return r;
 }
 
 /* PQexec with the wait bounded. */
@@ -508,12 +555,20 @@ static int conn_connect(struct pg_store *s, struct conn *c)
 {
     memset(c->prepared, 0, sizeof c->prepared);
     timed_out = 0;
-    /* At most 5 s per attempt unless the URL says otherwise (its connect_timeout). */
-    if (c->pg)
-        PQreset(c->pg);
-    else
-        c->pg = gal_pg_connect(s->url, "5");
+    /* At most 5 s per attempt unless the URL says otherwise (its connect_timeout), and at most
+     * until the call's deadline. */
+    if (c->pg) PQfinish(c->pg);
+    int late = 0;
+    c->pg = gal_pg_connect_until(s->url, "5", gal_store_deadline_ns, &late);
     if (!c->pg) return base_error_set(BASE_ERR_NOMEM, "cannot allocate a store connection");
+    if (late) {
+        PQfinish(c->pg); /* abandoned half-way: no state of it is worth keeping */
+        c->pg = NULL;
+        return base_error_set(BASE_ERR_IO,
+                              "gallery store %s: cannot connect: no answer within %d ms "
+                              "(VULTUS_STORE_TIMEOUT_MS)",
+                              s->shown, s->timeout_ms);
+    }
     if (PQstatus(c->pg) != CONNECTION_OK) return pg_error(s, c->pg, NULL, "cannot connect");
     PQsetNoticeProcessor(c->pg, notice, NULL);
     if (PQsetnonblocking(c->pg, 1) != 0) return pg_error(s, c->pg, NULL, "cannot connect");
@@ -641,16 +696,33 @@ static int exec_int(struct pg_store *s, struct conn *c, enum stmt_id id, const s
 static int reader_get(struct pg_store *s, struct conn **out)
 {
     *out = NULL;
+    int rc = store_gate(s);
+    if (rc) return rc;
     pthread_mutex_lock(&s->pool_mutex);
-    while (!s->idle && s->readers >= POOL_MAX)
-        pthread_cond_wait(&s->pool_cond, &s->pool_mutex);
+    /* All busy: waited for at most until the call's deadline (their holders may be waiting
+     * out their own limits on a frozen server). */
+    const uint64_t deadline = gal_store_deadline_ns;
+    const struct timespec until = {(time_t)(deadline / 1000000000u),
+                                   (long)(deadline % 1000000000u)};
+    while (!s->idle && s->readers >= POOL_MAX) {
+        if (!deadline) {
+            pthread_cond_wait(&s->pool_cond, &s->pool_mutex);
+        } else if (pthread_cond_clockwait(&s->pool_cond, &s->pool_mutex, CLOCK_MONOTONIC, &until) !=
+                       0 &&
+                   !s->idle && s->readers >= POOL_MAX) {
+            pthread_mutex_unlock(&s->pool_mutex);
+            return base_error_set(BASE_ERR_IO,
+                                  "gallery store %s: no answer within %d ms: all %d connections "
+                                  "busy, waiting on the store (VULTUS_STORE_TIMEOUT_MS)",
+                                  s->shown, s->timeout_ms, POOL_MAX);
+        }
+    }
     struct conn *c = s->idle;
     if (c)
         s->idle = c->next;
     else
         s->readers++;
     pthread_mutex_unlock(&s->pool_mutex);
-    int rc = 0;
     if (!c) {
         c = calloc(1, sizeof *c);
         rc = c ? conn_open(s, c) : base_error_set(BASE_ERR_NOMEM, "cannot allocate a connection");
@@ -696,17 +768,18 @@ static int read_begin(struct pg_store *s, struct conn *c)
  * advisory lock that orders the change log (see the top of this file). */
 static int writer_begin(struct pg_store *s)
 {
-    pthread_mutex_lock(&s->writer_mutex);
+    int rc = gal_store_lock(&s->writer_mutex, s->timeout_ms, "the store's writer connection");
+    if (rc) return rc;
     if (s->options.read_only) {
         pthread_mutex_unlock(&s->writer_mutex);
         return base_error_set(BASE_ERR_IO, "the gallery store %s is open read-only", s->shown);
     }
     struct conn *w = &s->writer;
-    int rc = 0;
     if (s->depth > 0) {
         rc = exec_const(s, w, "SAVEPOINT nested");
     } else {
-        if (PQstatus(w->pg) == CONNECTION_BAD) rc = conn_open(s, w);
+        rc = store_gate(s);
+        if (!rc && PQstatus(w->pg) == CONNECTION_BAD) rc = conn_open(s, w);
         if (!rc) rc = exec_const(s, w, "BEGIN");
         if (!rc) {
             char sql[64];
@@ -914,6 +987,7 @@ int gal_store_postgres_open(const char *url, const struct gal_options *options,
         pg_close(&s->base);
         return rc;
     }
+    s->base.timeout_ms = s->timeout_ms;
     /* A URL libpq cannot parse is named here, not as a failed connection. */
     char *why = NULL;
     PQconninfoOption *parsed = PQconninfoParse(url, &why);
