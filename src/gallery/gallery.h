@@ -305,6 +305,9 @@ struct gal_index_stats {
     uint64_t ann_bytes;  /* memory held by the graph (approximate; not in `bytes`) */
     double ann_build_s;  /* how long the last graph build took (0 before the first) */
 };
+/* A collection's index as this process holds it: no I/O, and no replay of other processes'
+ * changes first (call gal_collection_list, gal_collection_get or gal_refresh before, as
+ * /metrics and `vultus gallery info` do). BASE_ERR_NOT_FOUND when not held. */
 int gal_index_stats(struct gal *g, const char *collection, struct gal_index_stats *stats);
 
 /* ---- export / import ------------------------------------------------------------------ */
