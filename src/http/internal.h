@@ -241,6 +241,11 @@ extern const int http_route_count;
 int http_route_match(const char *method, const char *path, size_t path_len,
                      char caps[HTTP_CAPTURES][HTTP_CAPTURE_MAX], int *n_caps);
 
+/* Writes the methods the routes of this raw path take ("GET, HEAD, PATCH, DELETE": a 405's
+ * Allow header and message) into out. Returns how many routes matched, or -1 when out is too
+ * small. */
+int http_route_methods(const char *path, size_t path_len, char *out, size_t cap);
+
 enum http_request_state { HTTP_REQ_RECEIVING, HTTP_REQ_QUEUED, HTTP_REQ_DONE };
 
 /* Images per request prepared before its handler runs (verify has two). */
@@ -316,6 +321,7 @@ struct http_request {
     char etag[24];             /* "" or a quoted entity tag (the web page's files) */
     char error[48];            /* the error code, for the log */
     char location[HTTP_PATH_MAX];
+    char allow[48]; /* "" or the methods of a 405's path: header Allow */
     face_timing timing;
     int has_timing;
     int faces;           /* faces in the response, for the log; -1 when not applicable */

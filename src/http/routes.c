@@ -97,3 +97,22 @@ int http_route_match(const char *method, const char *path, size_t path_len,
     *n_caps = 0;
     return path_found ? -2 : -1;
 }
+
+int http_route_methods(const char *path, size_t path_len, char *out, size_t cap)
+{
+    char caps[HTTP_CAPTURES][HTTP_CAPTURE_MAX];
+    int n_caps, n = 0;
+    size_t used = 0;
+    if (cap) out[0] = '\0';
+    for (int i = 0; i < http_route_count; i++) {
+        if (match_pattern(http_routes[i].pattern, path, path_len, caps, &n_caps) != 1) continue;
+        /* HEAD is answered wherever GET is (server.c routes it as GET). */
+        const char *extra = strcmp(http_routes[i].method, "GET") == 0 ? ", HEAD" : "";
+        int w = snprintf(out + used, cap - used, "%s%s%s", n ? ", " : "", http_routes[i].method,
+                         extra);
+        if (w < 0 || (size_t)w >= cap - used) return -1;
+        used += (size_t)w;
+        n++;
+    }
+    return n;
+}

@@ -245,6 +245,7 @@ static enum MHD_Result send_response(http_request *r)
     }
     if (r->status == 401) MHD_add_response_header(resp, "WWW-Authenticate", "Bearer");
     if (r->location[0]) MHD_add_response_header(resp, "Location", r->location);
+    if (r->allow[0]) MHD_add_response_header(resp, "Allow", r->allow);
     if (r->replayed) MHD_add_response_header(resp, "Idempotency-Replayed", "true");
     /* While draining, every response closes its connection, so clients reconnect to another
      * replica instead of reusing one that is going away. */
@@ -887,7 +888,12 @@ static int on_headers(http_server *s, http_request *r, struct MHD_Connection *co
         return 1;
     }
     if (r->route == -2) {
-        http_respond_error(r, 405, "method_not_allowed", "%s is not allowed on this path", method);
+        /* Say what the path does take, in the message for a person and in Allow (which HTTP
+         * requires on a 405) for a program. */
+        if (http_route_methods(r->uri, r->path_len, r->allow, sizeof r->allow) <= 0)
+            r->allow[0] = '\0';
+        http_respond_error(r, 405, "method_not_allowed", "%s is not allowed on this path; use %s",
+                           method, r->allow[0] ? r->allow : "another method");
         return 1;
     }
     if (r->route < 0) {

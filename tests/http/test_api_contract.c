@@ -262,7 +262,8 @@ static void check_error_code(json_t *body, int status, const char *at)
 static void check_headers(json_t *documented, const tc_response *r, const char *at)
 {
     static const char *const names[] = {"X-Request-Id",     "Location", "Retry-After",
-                                        "WWW-Authenticate", "ETag",     "Idempotency-Replayed"};
+                                        "WWW-Authenticate", "ETag",     "Idempotency-Replayed",
+                                        "Allow"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         char value[256];
         if (!tc_header(r, names[i], value, sizeof value)) continue;

@@ -202,6 +202,38 @@ static void test_static_paths(void **state)
     tc_response_free(&r);
 }
 
+/* A 405 says which methods the path takes: in Allow, which HTTP requires on a 405 (RFC 9110,
+ * 15.5.6) and clients and proxies read, and in the message, for a person who typed the URL
+ * into a browser or a curl without -F (a GET) and got only "not allowed". */
+static void test_method_not_allowed_says_allowed(void **state)
+{
+    (void)state;
+    TC_NEED_MODELS();
+    static const struct {
+        const char *method, *path, *allow;
+    } cases[] = {
+        {"GET", "/v1/detect", "POST"},
+        {"PUT", "/v1/collections/staff", "GET, HEAD, PATCH, DELETE"},
+        {"DELETE", "/v1/collections", "GET, HEAD, POST"},
+        {"POST", "/app.js", "GET, HEAD"},
+        {"DELETE", "/healthz", "GET, HEAD"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        tc_response r;
+        call(-1, cases[i].method, cases[i].path, NULL, NULL, &r);
+        tc_expect_error(&r, 405, "method_not_allowed");
+        char allow[128];
+        const char *got = tc_header(&r, "Allow", allow, sizeof allow);
+        if (!got || strcmp(got, cases[i].allow) != 0)
+            fail_msg("%s %s: Allow '%s', want '%s'", cases[i].method, cases[i].path,
+                     got ? got : "(none)", cases[i].allow);
+        char want[160];
+        snprintf(want, sizeof want, "use %s", cases[i].allow);
+        assert_non_null(strstr((const char *)r.body, want));
+        tc_response_free(&r);
+    }
+}
+
 /* Error bodies quote what the client sent (a path): a browser must never sniff them into a
  * page; and the web page, which keeps an API key and has delete buttons, must not be framed by
  * another site (clickjacking). Its <meta> Content-Security-Policy cannot say frame-ancestors:
@@ -909,6 +941,7 @@ int main(void)
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest keyed_tests[] = {
         cmocka_unit_test(test_bucket_edges),        cmocka_unit_test(test_static_paths),
+        cmocka_unit_test(test_method_not_allowed_says_allowed),
         cmocka_unit_test(test_security_headers),    cmocka_unit_test(test_request_id_limits),
         cmocka_unit_test(test_scopes_enforced),     cmocka_unit_test(test_malformed_authorization),
         cmocka_unit_test(test_rate_limit_per_key),  cmocka_unit_test(test_body_limit_exact),
