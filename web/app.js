@@ -201,6 +201,7 @@ function notify(err, { info = false, context = '' } = {}) {
   const n = h('div', { class: info ? 'notice info' : 'notice', role: info ? 'status' : 'alert' },
     h('strong', { text: context ? `${context}: ${title}` : title }),
     detail ? h('div', { class: 'detail', text: detail }) : null, close);
+  if (!info && err instanceof ApiError) n.dataset.code = err.code;
   close.addEventListener('click', () => n.remove());
   // The same message again replaces the old one instead of stacking up.
   for (const old of box.children) if (old.firstChild.textContent === n.firstChild.textContent) old.remove();
@@ -256,6 +257,10 @@ function setupKeyDialog() {
     $('#key-input').value = '';
     updateKeyButton();
     if (d.returnValue === 'save' || d.returnValue === 'forget') {
+      // What the service said about the previous key (none, refused, not allowed) is stale
+      // now: left in the corner it would tell a user who has just entered a good key to
+      // enter one. A refused new key gets a notice of its own on its first call.
+      for (const n of $('#notices').querySelectorAll('.notice[data-code="unauthorized"], .notice[data-code="forbidden"]')) n.remove();
       askedForKey = false;
       refreshCollections();
     }

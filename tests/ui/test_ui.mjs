@@ -431,6 +431,10 @@ async function main() {
     await shot('14-api-key');
     await page.locator('#key-dialog button[value=save]').click();
     await page.locator('#collections button', { hasText: 'people' }).waitFor();
+    // The notice that asked for a key goes once one is given (it used to stay, telling a
+    // user with a working key to enter one).
+    assert(await page.locator('.notice', { hasText: 'needs an API key' }).count() === 0,
+      'the "needs an API key" notice is gone once a key is saved');
     assert(await page.evaluate(() => localStorage.getItem('vultus.apiKey')) === key, 'the key is kept in localStorage');
     assert((await page.locator('#key-button').innerText()).includes('✓'), 'the key button shows a key is set');
     // Thumbnails need the key too.
