@@ -414,6 +414,18 @@ static void test_resources_cover_measured_use(void **state)
         fail_msg("the memory request (%.0f MB) is below the RSS measured under load (%.1f MB)",
                  request / 1e6, rss_mb);
     assert_true(limit >= request);
+    /* deploy/README's Memory section sizes the body budget against the same figure: it must
+     * quote the table's, not the one of an older run (it said 254.5 MB when the table said
+     * 284.5). */
+    char *deploy_readme = slurp("deploy/README.md");
+    static const char quote[] = "(README, \"Load benchmark\": ";
+    const char *q = strstr(deploy_readme, quote);
+    if (!q) fail_msg("deploy/README.md does not quote README's \"Load benchmark\" RSS");
+    double quoted_mb = atof(q + strlen(quote));
+    if (quoted_mb != rss_mb)
+        fail_msg("deploy/README.md quotes %.1f MB under load, README's load table says %.1f MB",
+                 quoted_mb, rss_mb);
+    free(deploy_readme);
     free(map);
     free(dep);
     free(readme);
