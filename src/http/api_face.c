@@ -101,6 +101,16 @@ int http_run_face(http_request *r, http_worker *w, const uint8_t *data, size_t l
     return http_run_face_keep(r, w, data, len, stages, out, NULL);
 }
 
+/* Verify against a subject that has no face yet: names both (quoted: ids may hold spaces) and
+ * says what to do, since an empty subject is usually one created before its photo. */
+static void respond_no_enrolled_face(http_request *r, const char *collection, const char *subject)
+{
+    http_respond_error(r, 422, "no_enrolled_face",
+                       "subject \"%s\" of collection \"%s\" has no enrolled face: enrol a photo "
+                       "of them first (POST /v1/collections/{collection}/faces)",
+                       subject, collection);
+}
+
 static void respond_decode_error(http_request *r, int rc)
 {
     switch (rc) {
@@ -398,7 +408,7 @@ static int subject_similarity(http_request *r, const char *collection, const cha
     }
     if (n == 0) {
         free(ids);
-        http_respond_error(r, 422, "no_enrolled_face", "subject %s has no enrolled face", subject);
+        respond_no_enrolled_face(r, collection, subject);
         return BASE_ERR_INVALID;
     }
     *best = -2;
@@ -419,7 +429,7 @@ static int subject_similarity(http_request *r, const char *collection, const cha
     }
     free(ids);
     if (*best < -1) {
-        http_respond_error(r, 422, "no_enrolled_face", "subject %s has no enrolled face", subject);
+        respond_no_enrolled_face(r, collection, subject);
         return BASE_ERR_INVALID;
     }
     *threshold = ci.threshold;
@@ -464,7 +474,7 @@ static int verify_params(http_request *r, http_input *in, char *collection, size
     }
     free(ids);
     if (n == 0) {
-        http_respond_error(r, 422, "no_enrolled_face", "subject %s has no enrolled face", subject);
+        respond_no_enrolled_face(r, collection, subject);
         return BASE_ERR_INVALID;
     }
     return 0;

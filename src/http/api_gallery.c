@@ -147,7 +147,9 @@ void http_api_collection_create(http_request *r, http_worker *w)
     if (!rc) rc = gal_collection_get(s->gal, info.name, &info);
     gallery_time(r, t0);
     if (rc == BASE_ERR_EXISTS) {
-        http_respond_error(r, 409, "collection_exists", "collection %s already exists", info.name);
+        http_respond_error(r, 409, "collection_exists",
+                           "collection \"%s\" already exists: enrol into it, or choose another name",
+                           info.name);
         goto out;
     }
     if (rc) {
@@ -305,8 +307,8 @@ void http_api_subject_create(http_request *r, http_worker *w)
     rc = gal_subject_add(r->srv->gal, r->caps[0], id, meta);
     gallery_time(r, t0);
     if (rc == BASE_ERR_EXISTS) {
-        http_respond_error(r, 409, "subject_exists", "subject %s already exists in %s", id,
-                           r->caps[0]);
+        http_respond_error(r, 409, "subject_exists",
+                           "subject \"%s\" already exists in collection \"%s\"", id, r->caps[0]);
         goto out;
     }
     if (rc) {

@@ -1094,6 +1094,54 @@ static void test_deletes(void **state)
 
 /* ---- headers ---------------------------------------------------------------------------- */
 
+/* The message of an error answer, as a person reads it (the caller's). */
+static char *error_message(const char *method, const char *path, const char *json, int status,
+                           const char *code)
+{
+    tc_response r;
+    tc_request(port, method, path, json ? "Content-Type: application/json\r\n" : "", json,
+               json ? strlen(json) : 0, &r);
+    tc_expect_error(&r, status, code);
+    json_t *j = tc_json(&r);
+    char *m = strdup(json_string_value(json_object_get(json_object_get(j, "error"), "message")));
+    json_decref(j);
+    tc_response_free(&r);
+    return m;
+}
+
+/* Found walking through the API as a new user: conflicts and an empty subject named the
+ * subject unquoted ('subject Zo\u00eb Ann already exists in names'), where a subject id may hold
+ * spaces and the store's own messages quote it, and verify against a subject created before
+ * its photo said only 'has no enrolled face', not what to do. */
+static void test_error_messages_name_and_advise(void **state)
+{
+    (void)state;
+    NEED_SERVER();
+    create_collection("names");
+    json_decref(call("POST", "/v1/collections/names/subjects", "{\"id\":\"Zo\u00eb Ann\"}", 201));
+    char *m = error_message("POST", "/v1/collections/names/subjects", "{\"id\":\"Zo\u00eb Ann\"}",
+                            409, "subject_exists");
+    if (!strstr(m, "subject \"Zo\xc3\xab Ann\" already exists in collection \"names\""))
+        fail_msg("subject_exists: '%s'", m);
+    free(m);
+    m = error_message("POST", "/v1/collections", "{\"name\":\"names\"}", 409, "collection_exists");
+    if (!strstr(m, "collection \"names\" already exists"))
+        fail_msg("collection_exists: '%s'", m);
+    free(m);
+    size_t len;
+    char *jpeg = tc_load(SAMPLE(2), &len);
+    tc_response r;
+    post_jpeg("/v1/verify?collection=names&subject=Zo%C3%AB%20Ann", NULL, jpeg, len, &r);
+    tc_expect_error(&r, 422, "no_enrolled_face");
+    json_t *j = tc_json(&r);
+    const char *said = json_string_value(json_object_get(json_object_get(j, "error"), "message"));
+    if (!strstr(said, "subject \"Zo\xc3\xab Ann\" of collection \"names\"") || !strstr(said, "enrol"))
+        fail_msg("no_enrolled_face: '%s'", said);
+    json_decref(j);
+    tc_response_free(&r);
+    free(jpeg);
+}
+
 static void test_deadline_and_etag(void **state)
 {
     (void)state;
@@ -1146,6 +1194,7 @@ int main(void)
         cmocka_unit_test(test_unlisted_parameters),
         cmocka_unit_test(test_deletes),
         cmocka_unit_test(test_deadline_and_etag),
+        cmocka_unit_test(test_error_messages_name_and_advise),
     };
     return cmocka_run_group_tests_name("api semantics", tests, setup, teardown);
 }
