@@ -115,8 +115,10 @@ static void respond_decode_error(http_request *r, int rc)
 {
     switch (rc) {
     case BASE_ERR_UNSUPPORTED:
-        http_respond_error(r, 415, "unsupported_image",
-                           "not a JPEG, PNG or WebP image we can decode: %s", base_error_message());
+        /* The decoder's message names the format (and says JPEG, PNG and WebP are supported);
+         * what the user can do about it is ours to say: a phone's HEIC photo re-saves as JPEG. */
+        http_respond_error(r, 415, "unsupported_image", "%s: re-save it as JPEG (or PNG, WebP)",
+                           base_error_message());
         break;
     case BASE_ERR_LIMIT:
         http_respond_error(r, 413, "image_too_large", "%s", base_error_message());

@@ -333,6 +333,8 @@ static void test_unsupported_named(void **state)
         assert_int_equal(post_raw(cases[i].type, cases[i].bytes, cases[i].len, &r), 0);
         tc_expect_error(&r, 415, "unsupported_image");
         expect_message(&r, cases[i].name);
+        /* and what to do about it, as README promises ("re-save as JPEG") */
+        expect_message(&r, "re-save it as JPEG");
         tc_response_free(&r);
     }
     size_t anim_len = 0;
