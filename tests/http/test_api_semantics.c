@@ -790,6 +790,7 @@ static void test_search(void **state)
         expect_same_box(q, json_array_get(af, i));
         assert_string_equal(json_string_value(json_object_get(q, "decision")), "unknown");
         assert_true(json_is_null(json_object_get(q, "identity")));
+        assert_true(json_is_null(json_object_get(q, "identity_metadata")));
         assert_int_equal(json_array_size(json_object_get(q, "matches")), 0);
     }
     json_decref(sr);
@@ -799,6 +800,9 @@ static void test_search(void **state)
     enrol("srch", "c", SAMPLE(3));
     enrol("srch", "d", SAMPLE(5));
     enrol("srch", "d", SAMPLE(6)); /* a subject with two faces is still one match */
+    /* what a check-in desk shows once it knows who it is */
+    json_decref(call("PATCH", "/v1/collections/srch/subjects/d",
+                     "{\"metadata\":{\"badge\":\"B-17\",\"name\":\"Dana\"}}", 200));
     for (int k = 1; k <= 100; k += 99) {
         char url[128];
         snprintf(url, sizeof url, "/v1/collections/srch/search?k=%d", k);
@@ -826,10 +830,28 @@ static void test_search(void **state)
             if (known)
                 assert_string_equal(json_string_value(json_object_get(q, "identity")),
                                     json_string_value(json_object_get(best, "subject")));
+            /* the identity's metadata, as GET .../subjects/{id} shows it; null when unknown */
+            json_t *meta = json_object_get(q, "identity_metadata");
+            if (!known) {
+                assert_true(json_is_null(meta));
+            } else {
+                char path[128];
+                snprintf(path, sizeof path, "/v1/collections/srch/subjects/%s",
+                         json_string_value(json_object_get(q, "identity")));
+                json_t *subject = call("GET", path, NULL, 200);
+                if (!json_equal(meta, json_object_get(subject, "metadata")))
+                    fail_msg("face %zu: identity_metadata %s", i,
+                             meta ? json_dumps(meta, JSON_COMPACT) : "(absent)");
+                json_decref(subject);
+            }
         }
         /* the largest face of sample 5 is d's enrolled face */
         assert_string_equal(json_string_value(json_object_get(json_array_get(sf, 0), "identity")),
                             "d");
+        assert_string_equal(json_string_value(json_object_get(
+                                json_object_get(json_array_get(sf, 0), "identity_metadata"),
+                                "badge")),
+                            "B-17");
         json_decref(sr);
     }
     static const char *const bad_k[] = {"0", "101", "-1", "x", "2.5"};
