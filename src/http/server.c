@@ -951,7 +951,11 @@ static int on_headers(http_server *s, http_request *r, struct MHD_Connection *co
             if (burst < 1) burst = 1;
             if (token_len >= sizeof token || http_keystore_check(s->keys, token, s->cfg.rate_limit,
                                                                  burst, &r->key, &retry) != 0) {
-                http_respond_error(r, 401, "unauthorized", "unknown API key");
+                /* Revoked keys are deleted, so this cannot tell them from mistyped ones; a
+                 * person whose key was revoked should still recognise the case. */
+                http_respond_error(r, 401, "unauthorized",
+                                   "unknown API key (mistyped, or revoked): check it, or ask "
+                                   "for a new one (vultus keys create)");
                 return 1;
             }
             r->authenticated = 1;
