@@ -199,6 +199,14 @@ void http_api_collection_update(http_request *r, http_worker *w)
         http_respond_error(r, 422, "invalid_parameter", "dtype must be f32, f16 or int8");
         goto out;
     }
+    /* A body with neither (a rename, {"name": ...}, is the usual one) would change nothing and
+     * answer 200 as if it had: say so, as a subject's PATCH without metadata does. */
+    if (isnan(threshold) && rc == 0) {
+        http_respond_error(r, 422, "invalid_parameter",
+                           "nothing to change: send threshold and/or dtype (a collection "
+                           "cannot be renamed)");
+        goto out;
+    }
     uint64_t t0 = base_now_ns();
     rc = 0;
     if (!isnan(threshold)) rc = gal_collection_set_threshold(s->gal, name, (float)threshold);

@@ -1164,6 +1164,28 @@ static void test_error_messages_name_and_advise(void **state)
     free(jpeg);
 }
 
+/* Found walking through the API as a new user: PATCH /v1/collections/C {"name":"new"} (a
+ * rename, which the API does not do) answered 200 with the collection unchanged, as if it had
+ * worked. A PATCH with nothing it can change is 422, as a subject's without metadata is. */
+static void test_patch_collection_nothing_to_change(void **state)
+{
+    (void)state;
+    NEED_SERVER();
+    create_collection("keepname");
+    static const char *const bodies[] = {"{\"name\":\"renamed\"}", "{}", "{\"treshold\":0.5}"};
+    for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++) {
+        char *m = error_message("PATCH", "/v1/collections/keepname", bodies[i], 422,
+                                "invalid_parameter");
+        if (!strstr(m, "threshold")) fail_msg("PATCH %s: '%s' names no field to send", bodies[i], m);
+        free(m);
+    }
+    call_error("GET", "/v1/collections/renamed", 404, "collection_not_found");
+    json_t *c = call("PATCH", "/v1/collections/keepname", "{\"threshold\":0.5,\"name\":\"x\"}", 200);
+    assert_true(json_real_value(json_object_get(c, "threshold")) == 0.5);
+    assert_string_equal(json_string_value(json_object_get(c, "name")), "keepname");
+    json_decref(c);
+}
+
 static void test_deadline_and_etag(void **state)
 {
     (void)state;
@@ -1217,6 +1239,7 @@ int main(void)
         cmocka_unit_test(test_deletes),
         cmocka_unit_test(test_deadline_and_etag),
         cmocka_unit_test(test_error_messages_name_and_advise),
+        cmocka_unit_test(test_patch_collection_nothing_to_change),
     };
     return cmocka_run_group_tests_name("api semantics", tests, setup, teardown);
 }
