@@ -32,13 +32,20 @@
 
 _Thread_local uint64_t gal_store_deadline_ns;
 
+int gal_lock_until(pthread_mutex_t *m, uint64_t deadline_ns)
+{
+    if (!deadline_ns) return pthread_mutex_lock(m);
+    struct timespec until = {(time_t)(deadline_ns / 1000000000u),
+                             (long)(deadline_ns % 1000000000u)};
+    return pthread_mutex_clocklock(m, CLOCK_MONOTONIC, &until); /* base_now_ns's clock */
+}
+
 int gal_store_lock(pthread_mutex_t *m, int timeout_ms, const char *what)
 {
     uint64_t deadline = gal_store_deadline_ns;
-    if (!deadline) return pthread_mutex_lock(m) == 0 ? 0 : base_error_set(BASE_ERR_IO, "%s", what);
-    struct timespec until = {(time_t)(deadline / 1000000000u), (long)(deadline % 1000000000u)};
-    int rc = pthread_mutex_clocklock(m, CLOCK_MONOTONIC, &until); /* base_now_ns's clock */
+    int rc = gal_lock_until(m, deadline);
     if (rc == 0) return 0;
+    if (!deadline) return base_error_set(BASE_ERR_IO, "%s", what);
     return base_error_set(BASE_ERR_IO,
                           "gallery store: no answer within %d ms: waited for %s behind another "
                           "call waiting on the store (VULTUS_STORE_TIMEOUT_MS)",

@@ -39,6 +39,7 @@
 #ifndef VULTUS_GALLERY_H
 #define VULTUS_GALLERY_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -348,6 +349,21 @@ struct pg_conn *gal_pg_connect(const char *url, const char *connect_timeout_s);
  * past which the attempt is abandoned (CONNECTION_BAD) and *timed_out set. */
 struct pg_conn *gal_pg_connect_until(const char *url, const char *connect_timeout_s,
                                      uint64_t deadline_ns, int *timed_out);
+/*
+ * A store call's whole wait - for a lock behind other calls, a connection, each answer - ends
+ * at one deadline, base_now_ns() time (CLOCK_MONOTONIC), about one limit after the call
+ * started, so that calls queued behind one that waits out its limit on an unreachable server
+ * do not each wait their turn and then their own limit. The gallery's calls keep theirs in a
+ * thread-local (store.h); http/keys.c's in its store, under the lock of its one connection.
+ */
+/* Locks `m`, waiting at most until deadline_ns (0: no limit): 0, or ETIMEDOUT past it (or
+ * pthread_mutex_lock's error). */
+int gal_lock_until(pthread_mutex_t *m, uint64_t deadline_ns);
+/* How long the next answer may be waited for, in ms: timeout_ms, or what is left until
+ * deadline_ns when that is less, at least 1 (a statement sent past it still gets its answer
+ * waited for briefly; on none, gal_pg_wait closes the connection, which ends any transaction
+ * it was in). timeout_ms when either is 0 (no deadline, no limit). */
+int gal_pg_wait_ms(int timeout_ms, uint64_t deadline_ns);
 /* Waits for the answer to what was just sent on `pg` (sent: the PQsend* call's return), at
  * most timeout_ms (0: no limit); past it the connection is closed (CONNECTION_BAD) and
  * *timed_out set, with a warning naming `kind` and `shown` (the store's kind and its redacted

@@ -99,6 +99,15 @@ struct pg_conn *gal_pg_connect_until(const char *url, const char *connect_timeou
     return pg;
 }
 
+int gal_pg_wait_ms(int timeout_ms, uint64_t deadline_ns)
+{
+    uint64_t now = base_now_ns();
+    if (!deadline_ns || !timeout_ms) return timeout_ms;
+    if (deadline_ns <= now) return 1;
+    uint64_t left = (deadline_ns - now + 999999) / 1000000;
+    return left < (uint64_t)timeout_ms ? (int)left : timeout_ms;
+}
+
 /*
  * Bounded waits. A statement on a connection whose peer stopped answering (a network
  * partition, a frozen host or proxy) waits in libpq for as long as TCP keeps the connection:

@@ -465,17 +465,11 @@ static void notice(void *arg, const char *message)
     LOG_DEBUG("gallery store: %s", message);
 }
 
-/* What is left of the calling thread's deadline (gal_store_deadline_ns), in ms, at least 1:
- * a statement sent past it still gets its answer waited for briefly, and on none its connection
- * is closed, which ends any transaction it was in (never one left open). timeout_ms with no
- * deadline. */
+/* What is left of the calling thread's deadline (gal_store_deadline_ns), in ms, at least 1
+ * (gal_pg_wait_ms: never a transaction left open). timeout_ms with no deadline. */
 static int wait_ms(const struct pg_store *s)
 {
-    uint64_t deadline = gal_store_deadline_ns, now = base_now_ns();
-    if (!deadline || !s->timeout_ms) return s->timeout_ms;
-    if (deadline <= now) return 1;
-    uint64_t left = (deadline - now + 999999) / 1000000;
-    return left < (uint64_t)s->timeout_ms ? (int)left : s->timeout_ms;
+    return gal_pg_wait_ms(s->timeout_ms, gal_store_deadline_ns);
 }
 
 /*

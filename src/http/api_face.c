@@ -203,8 +203,11 @@ int http_face_prefetch(http_request *r, http_worker *w)
         : route->handler == http_api_verify   ? http_verify_precheck
                                               : NULL;
     if (precheck && precheck(r, in)) {
-        /* the handler answers without the image: nothing to prepare */
-        clear_response(r);
+        /* The handler answers without the image: nothing to prepare. A store found unavailable
+         * is answered now: the handler would ask it again, and wait again - another limit on a
+         * database that does not answer, and another place in line behind the calls waiting
+         * on it. */
+        if (r->status != 503 || strcmp(r->error, "store_unavailable") != 0) clear_response(r);
         return 0;
     }
     const char *names[HTTP_FACE_JOBS] = {"image", NULL};

@@ -760,6 +760,8 @@ int http_enrol_precheck(http_request *r, http_input *in)
         char *body = NULL;
         rc = http_idem_begin(r->srv->keys, scope, fp, &state, &status, &body, &r->idem_taken_over);
         free(body);
+        /* the handler's answer, which a store found unavailable keeps (http_face_prefetch) */
+        if (rc) http_respond_base_error(r, rc, "idempotency");
         if (rc == 0 && state != HTTP_IDEM_NEW) rc = 1;
         if (rc == 0) r->idem_claimed = 1;
     }

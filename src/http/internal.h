@@ -508,8 +508,9 @@ json_t *http_input_json_value(http_request *r, http_input *in, const char *name,
 /*
  * The prepare step of a request before its handler (api_face.c): parses the body and prepares
  * the images the route's handler will ask for (with the stages it will ask for) on w's
- * context into r->jobs. Sets no response: whatever fails is left to the handler. Returns the
- * faces that wait for the per-face models (r->crops_total).
+ * context into r->jobs. Sets no response: whatever fails is left to the handler, except a
+ * check that found the store unavailable (503 store_unavailable), answered at once instead of
+ * asking the store again. Returns the faces that wait for the per-face models (r->crops_total).
  */
 int http_face_prefetch(http_request *r, http_worker *w);
 /*
@@ -517,7 +518,8 @@ int http_face_prefetch(http_request *r, http_worker *w);
  * handler will answer without the pipeline (a missing collection or subject, a bad
  * parameter, an Idempotency-Key replay, ...), so the image is not prepared and the handler
  * answers at once; 0 otherwise. They are the handler's own checks in the handler's order, so
- * the answer is the handler's either way. A response they set is cleared by the caller.
+ * the answer is the handler's either way. A response they set is cleared by the caller, but
+ * for a 503 store_unavailable, which is the request's answer (the handler is not run).
  * The enrolment check claims the request's Idempotency-Key (r->idem_claimed) for the handler.
  */
 int http_enrol_precheck(http_request *r, http_input *in);

@@ -18,6 +18,15 @@
  * reloaded at every refresh, once a second. An idempotency key is claimed with INSERT ... ON
  * CONFLICT DO NOTHING, then the existing row read FOR UPDATE, so two replicas receiving the
  * same key at once cannot both run the request.
+ *
+ * Each call on that connection waits at most about one VULTUS_STORE_TIMEOUT_MS from its
+ * start, as a gallery call does (gallery.h, gal_lock_until): for db_lock behind other calls,
+ * for a reconnection and for each answer. Calls used to queue on db_lock behind a holder
+ * waiting out its limit, so with the database unreachable the k-th idempotent request waited
+ * about k limits. A call that gives up answers 503 store_unavailable and has written nothing
+ * since (one whose lock wait ran out sent nothing; a statement without an answer closes the
+ * connection, which ends its transaction), and after a statement without an answer within
+ * the whole limit, or a failed connection attempt, calls fail at once for the retry interval.
  */
 #include "http/internal.h"
 
@@ -39,6 +48,10 @@
 /* Claim times on PostgreSQL come from the database's clock, the one clock every replica
  * shares: a replica whose clock runs ahead must not see a live claim as abandoned. */
 #define PG_NOW_MS "(extract(epoch from clock_timestamp()) * 1000)::bigint"
+/* While the database is unreachable, calls fail at once for this long, doubled after each
+ * failed connection attempt up to the most (the gallery's store waits the same). */
+#define PG_RETRY_MIN_MS 100
+#define PG_RETRY_MAX_MS 500
 
 typedef struct key_entry {
     http_key_info info;
@@ -46,17 +59,24 @@ typedef struct key_entry {
     http_bucket bucket;
 } key_entry;
 
-/* Two locks, so that checking a key on the event loop never waits for SQLite: db_lock guards
+/* Three locks, so that checking a key on the event loop never waits for SQLite: db_lock guards
  * the connection (held by workers through whole idempotency transactions, which may wait for
- * the gallery's writer), keys_lock only the in-memory table. Order: db_lock, then keys_lock. */
+ * the gallery's writer), keys_lock only the in-memory table, claims_lock only the claims (a
+ * request forgets its claim even when its call gives up waiting for db_lock). Order: db_lock,
+ * then keys_lock or claims_lock. */
 struct http_keystore {
-    pthread_mutex_t db_lock; /* guards db, pg, data_version, last_purge_ms */
-    sqlite3 *db;             /* NULL with a PostgreSQL store */
-    PGconn *pg;              /* NULL with a SQLite store */
-    int pg_timeout_ms;       /* the longest wait for one statement's answer; 0: none */
-    char shown[256];         /* the store for messages (a URL without its password) */
+    pthread_mutex_t db_lock;   /* guards the use of db and pg, and the fields to claims_lock */
+    sqlite3 *db;               /* NULL with a PostgreSQL store; set at open, then never changed */
+    PGconn *pg;                /* NULL with a SQLite store */
+    char *url;                 /* PostgreSQL: where to connect again */
+    int pg_timeout_ms;         /* the longest wait for one statement's answer; 0: none */
+    uint64_t deadline_ns;      /* when db_lock's holder gives up (base_now_ns() time); 0: never */
+    _Atomic uint64_t retry_ns; /* PostgreSQL: unreachable until then; calls fail at once */
+    int backoff_ms;            /* the next such interval after a failed connection attempt */
+    char shown[256];           /* the store for messages (a URL without its password) */
     int64_t data_version;
     int64_t last_purge_ms;
+    pthread_mutex_t claims_lock;
     char **claims; /* scopes this process has claimed and not finished or released yet */
     size_t n_claims, cap_claims;
     pthread_mutex_t keys_lock; /* guards keys, n_keys, n_rows and the buckets */
@@ -122,16 +142,40 @@ static void pg_notice(void *arg, const char *message)
 
 static _Thread_local int pg_timed_out; /* the last statement of this thread got no answer */
 
+/* Marks the database unreachable for the retry interval (see the top of this file); `grow`
+ * (a failed connection attempt) doubles the next interval. */
+static void pg_unreachable(http_keystore *ks, int grow)
+{
+    int wait = ks->backoff_ms < PG_RETRY_MIN_MS ? PG_RETRY_MIN_MS : ks->backoff_ms;
+    atomic_store(&ks->retry_ns, base_now_ns() + (uint64_t)wait * 1000000u);
+    if (grow) ks->backoff_ms = wait * 2 > PG_RETRY_MAX_MS ? PG_RETRY_MAX_MS : wait * 2;
+}
+
+/* BASE_ERR_IO at once while the database is marked unreachable and not yet due for a retry. */
+static int pg_gate(http_keystore *ks)
+{
+    if (base_now_ns() >= atomic_load(&ks->retry_ns)) return 0;
+    return base_error_set(BASE_ERR_IO,
+                          "api keys store %s: unreachable (the last statement or connection "
+                          "attempt failed; retrying in %d ms at most)",
+                          ks->shown, PG_RETRY_MAX_MS);
+}
+
 /*
- * Waits for the answer to what was just sent on ks->pg, at most ks->pg_timeout_ms
- * (gal_pg_wait, shared with the gallery's store): a database behind a network partition (or a
- * frozen proxy) would keep the statement waiting as long as TCP keeps the connection, and with
- * it db_lock and whatever waits for it (idempotent requests, the next refresh). Past the limit
- * the connection is closed (CONNECTION_BAD) and the next statement reconnects.
+ * Waits for the answer to what was just sent on ks->pg, at most ks->pg_timeout_ms and at most
+ * until the call's deadline (gal_pg_wait, shared with the gallery's store): a database behind
+ * a network partition (or a frozen proxy) would keep the statement waiting as long as TCP
+ * keeps the connection, and with it db_lock and whatever waits for it (idempotent requests,
+ * the next refresh). Past the limit the connection is closed (CONNECTION_BAD) and the next
+ * statement reconnects; past the whole limit, the database is also marked unreachable (a wait
+ * cut short by the call's deadline says less about the server).
  */
 static PGresult *pg_wait(http_keystore *ks, int sent)
 {
-    return gal_pg_wait(ks->pg, sent, ks->pg_timeout_ms, "api keys store", ks->shown, &pg_timed_out);
+    const int limit = gal_pg_wait_ms(ks->pg_timeout_ms, ks->deadline_ns);
+    PGresult *r = gal_pg_wait(ks->pg, sent, limit, "api keys store", ks->shown, &pg_timed_out);
+    if (pg_timed_out && limit == ks->pg_timeout_ms) pg_unreachable(ks, 0);
+    return r;
 }
 
 static int pg_error(http_keystore *ks, const PGresult *r, const char *what)
@@ -166,20 +210,44 @@ static int pg_session(http_keystore *ks)
     return rc;
 }
 
+/* Replaces a lost connection: a new attempt that waits at most until the call's deadline
+ * (PQreset would wait the whole connect_timeout, 2 s unless the URL says otherwise, through a
+ * partition). A failed attempt marks the database unreachable for the retry interval. */
+static int pg_reconnect(http_keystore *ks)
+{
+    int late = 0;
+    PGconn *pg = gal_pg_connect_until(ks->url, "2", ks->deadline_ns, &late);
+    if (!pg) return base_error_set(BASE_ERR_NOMEM, "api keys store: no connection");
+    PQfinish(ks->pg); /* the lost one; the new one, even failed, stands in for it */
+    ks->pg = pg;
+    int rc = late ? base_error_set(BASE_ERR_IO,
+                                   "api keys store %s: cannot connect: no answer within %d ms "
+                                   "(VULTUS_STORE_TIMEOUT_MS)",
+                                   ks->shown, ks->pg_timeout_ms)
+                  : pg_session(ks);
+    if (rc) {
+        pg_unreachable(ks, 1);
+    } else {
+        ks->backoff_ms = PG_RETRY_MIN_MS;
+        atomic_store(&ks->retry_ns, 0);
+    }
+    return rc;
+}
+
 /* Runs `sql` with text parameters (NULL entries are SQL NULL), text results, into *out (the
- * caller PQclear()s it; NULL: dropped). A connection found lost outside a transaction is reset
- * and the statement retried once. Lost: libpq says so (CONNECTION_BAD, also left by a reset
- * that failed while the server was down: such a connection's transaction status is UNKNOWN,
- * never IDLE, so it must count as idle or it would never be reset again), or the statement
- * failed without a SQLSTATE, i.e. not by the server: after a crash or an immediate shutdown
- * libpq fails the first statement on an idle connection with CONNECTION_OK still set. */
+ * caller PQclear()s it; NULL: dropped). A connection found lost outside a transaction is made
+ * again (pg_reconnect) and the statement retried once. Lost: libpq says so (not CONNECTION_OK:
+ * CONNECTION_BAD, or the state where an attempt abandoned at the call's deadline stopped; left
+ * by an attempt that failed while the server was down, such a connection's transaction status
+ * is UNKNOWN, never IDLE, so it must count as idle or it would never be made again), or the
+ * statement failed without a SQLSTATE, i.e. not by the server: after a crash or an immediate
+ * shutdown libpq fails the first statement on an idle connection with CONNECTION_OK still set. */
 static int pg_run(http_keystore *ks, const char *sql, int n, const char *const *values,
                   const char *what, PGresult **out)
 {
     if (out) *out = NULL;
     for (int attempt = 0;; attempt++) {
-        int idle =
-            PQstatus(ks->pg) == CONNECTION_BAD || PQtransactionStatus(ks->pg) == PQTRANS_IDLE;
+        int idle = PQstatus(ks->pg) != CONNECTION_OK || PQtransactionStatus(ks->pg) == PQTRANS_IDLE;
         PGresult *r = pg_wait(ks, PQsendQueryParams(ks->pg, sql, n, NULL, values, NULL, NULL, 0));
         ExecStatusType st = PQresultStatus(r);
         if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
@@ -190,12 +258,12 @@ static int pg_run(http_keystore *ks, const char *sql, int n, const char *const *
             return 0;
         }
         int lost =
-            PQstatus(ks->pg) == CONNECTION_BAD || !r || !PQresultErrorField(r, PG_DIAG_SQLSTATE);
+            PQstatus(ks->pg) != CONNECTION_OK || !r || !PQresultErrorField(r, PG_DIAG_SQLSTATE);
         if (attempt == 0 && idle && lost && !pg_timed_out) {
             PQclear(r);
-            PQreset(ks->pg);
-            if (pg_session(ks) == 0) continue;
-            return pg_error(ks, NULL, what);
+            int rc = pg_reconnect(ks);
+            if (rc == 0) continue;
+            return rc;
         }
         int rc = pg_error(ks, r, what);
         PQclear(r);
@@ -213,6 +281,44 @@ static void pg_rollback(http_keystore *ks)
 {
     if (PQstatus(ks->pg) == CONNECTION_OK && PQtransactionStatus(ks->pg) != PQTRANS_IDLE)
         PQclear(pg_wait(ks, PQsendQuery(ks->pg, "ROLLBACK")));
+}
+
+/*
+ * Takes db_lock for one call on the store. On PostgreSQL the call's deadline is set here, one
+ * limit from now: the wait for db_lock ends at it (the holder may be waiting out its own limit
+ * on an unreachable database), and so do the call's reconnection and answers (pg_wait,
+ * pg_reconnect); while the database is marked unreachable the call fails at once, before and
+ * after the lock (the holder ahead may just have found it so). SQLite: the lock, as ever (its
+ * own busy timeout bounds its waits). 0, or BASE_ERR_IO without the lock.
+ */
+static int db_begin(http_keystore *ks)
+{
+    if (ks->db) {
+        pthread_mutex_lock(&ks->db_lock);
+        return 0;
+    }
+    const uint64_t deadline =
+        ks->pg_timeout_ms ? base_now_ns() + (uint64_t)ks->pg_timeout_ms * 1000000u : 0;
+    int rc = pg_gate(ks);
+    if (rc) return rc;
+    if (gal_lock_until(&ks->db_lock, deadline) != 0)
+        return base_error_set(BASE_ERR_IO,
+                              "api keys store %s: no answer within %d ms: waited for its "
+                              "connection behind another call waiting on the database "
+                              "(VULTUS_STORE_TIMEOUT_MS)",
+                              ks->shown, ks->pg_timeout_ms);
+    if ((rc = pg_gate(ks))) {
+        pthread_mutex_unlock(&ks->db_lock);
+        return rc;
+    }
+    ks->deadline_ns = deadline;
+    return 0;
+}
+
+static void db_end(http_keystore *ks)
+{
+    ks->deadline_ns = 0;
+    pthread_mutex_unlock(&ks->db_lock);
 }
 
 /* 32 bytes from 64 hex digits; -1 when malformed. */
@@ -390,13 +496,14 @@ int http_keystore_open(const char *db_path, http_keystore **out)
     http_keystore *ks = calloc(1, sizeof *ks);
     if (!ks) return base_error_set(BASE_ERR_NOMEM, "keystore");
     pthread_mutex_init(&ks->db_lock, NULL);
+    pthread_mutex_init(&ks->claims_lock, NULL);
     pthread_mutex_init(&ks->keys_lock, NULL);
     gal_location_redact(db_path, ks->shown, sizeof ks->shown);
     int rc;
     if (gal_location_is_url(db_path)) {
         /* A short connect timeout (2 s unless the URL says otherwise): a check of the keys
          * that waits on an unreachable database delays the next one. */
-        if ((rc = gal_pg_timeout_ms(&ks->pg_timeout_ms)) ||
+        if ((rc = gal_pg_timeout_ms(&ks->pg_timeout_ms)) || !(ks->url = strdup(db_path)) ||
             !(ks->pg = gal_pg_connect(db_path, "2")) || (rc = pg_session(ks))) {
             if (!rc) rc = base_error_set(BASE_ERR_NOMEM, "api keys store: no connection");
             http_keystore_close(ks);
@@ -443,45 +550,61 @@ void http_keystore_close(http_keystore *ks)
     if (!ks) return;
     sqlite3_close(ks->db);
     if (ks->pg) PQfinish(ks->pg);
+    free(ks->url);
     free(ks->keys);
     for (size_t i = 0; i < ks->n_claims; i++)
         free(ks->claims[i]);
     free(ks->claims);
     pthread_mutex_destroy(&ks->db_lock);
+    pthread_mutex_destroy(&ks->claims_lock);
     pthread_mutex_destroy(&ks->keys_lock);
     free(ks);
 }
 
-/* Marks this process's running claims as alive (see IDEM_ABANDONED_MS). db_lock held. */
+/* Marks this process's running claims as alive (see IDEM_ABANDONED_MS). db_lock held. The
+ * scopes are copied under claims_lock first, so that a request forgets its claim without
+ * waiting for these statements; a claim forgotten meanwhile is touched once more, harmlessly
+ * (the row is finished, gone, or abandoned a little later). */
 static int touch_claims(http_keystore *ks)
 {
+    pthread_mutex_lock(&ks->claims_lock);
+    const size_t n = ks->n_claims;
+    char **scopes = calloc(n ? n : 1, sizeof *scopes);
+    for (size_t i = 0; scopes && i < n; i++)
+        scopes[i] = strdup(ks->claims[i]); /* NULL (no memory): touched at the next refresh */
+    pthread_mutex_unlock(&ks->claims_lock);
+    if (!scopes) return base_error_set(BASE_ERR_NOMEM, "idempotency claims: %zu", n);
     int64_t now = unix_ms();
-    for (size_t i = 0; i < ks->n_claims; i++) {
-        const char *v[] = {ks->claims[i]};
-        int err = ks->pg ? pg_ok(ks,
-                                 "UPDATE idempotency_keys SET created_ms = " PG_NOW_MS
-                                 " WHERE scope = $1 AND status = 0",
-                                 1, v, "touch idempotency claim")
-                         : exec_bound(ks->db,
-                                      "UPDATE idempotency_keys SET created_ms = ?2"
-                                      " WHERE scope = ?1 AND status = 0",
-                                      ks->claims[i], now);
-        if (err) return err;
+    int err = 0;
+    for (size_t i = 0; i < n && !err; i++) {
+        const char *v[] = {scopes[i]};
+        if (!scopes[i]) continue;
+        err = ks->pg ? pg_ok(ks,
+                             "UPDATE idempotency_keys SET created_ms = " PG_NOW_MS
+                             " WHERE scope = $1 AND status = 0",
+                             1, v, "touch idempotency claim")
+                     : exec_bound(ks->db,
+                                  "UPDATE idempotency_keys SET created_ms = ?2"
+                                  " WHERE scope = ?1 AND status = 0",
+                                  scopes[i], now);
     }
-    return 0;
+    for (size_t i = 0; i < n; i++)
+        free(scopes[i]);
+    free(scopes);
+    return err;
 }
 
 int http_keystore_refresh(http_keystore *ks)
 {
-    pthread_mutex_lock(&ks->db_lock);
-    int rc = touch_claims(ks);
-    if (rc) {
-        pthread_mutex_unlock(&ks->db_lock);
+    int rc = db_begin(ks);
+    if (rc) return rc;
+    if ((rc = touch_claims(ks))) {
+        db_end(ks);
         return rc;
     }
     if (ks->pg) { /* no data_version: a few rows, read again */
         rc = load_keys(ks);
-        pthread_mutex_unlock(&ks->db_lock);
+        db_end(ks);
         return rc;
     }
     int64_t v = 0;
@@ -490,7 +613,7 @@ int http_keystore_refresh(http_keystore *ks)
         rc = load_keys(ks);
         if (!rc) ks->data_version = v;
     }
-    pthread_mutex_unlock(&ks->db_lock);
+    db_end(ks);
     return rc;
 }
 
@@ -506,18 +629,19 @@ size_t http_keystore_count(http_keystore *ks)
 
 int http_keystore_ping(http_keystore *ks)
 {
-    pthread_mutex_lock(&ks->db_lock);
+    int err = db_begin(ks);
+    if (err) return err;
     if (ks->pg) {
-        int err = pg_ok(ks, "SELECT count(*) FROM api_keys", 0, NULL, "ping");
-        pthread_mutex_unlock(&ks->db_lock);
+        err = pg_ok(ks, "SELECT count(*) FROM api_keys", 0, NULL, "ping");
+        db_end(ks);
         return err;
     }
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(ks->db, "SELECT count(*) FROM api_keys", -1, &st, NULL);
     if (rc == SQLITE_OK) rc = sqlite3_step(st);
-    int err = rc == SQLITE_ROW ? 0 : db_error(ks->db, "ping");
+    err = rc == SQLITE_ROW ? 0 : db_error(ks->db, "ping");
     sqlite3_finalize(st);
-    pthread_mutex_unlock(&ks->db_lock);
+    db_end(ks);
     return err;
 }
 
@@ -543,29 +667,41 @@ int http_keystore_check(http_keystore *ks, const char *token, double rate, doubl
 
 /* ---- idempotency ------------------------------------------------------------------------ */
 
-/* The scopes this process claimed: touched by http_keystore_refresh while they run. db_lock
- * held. Failing to remember one (no memory) only makes its claim look abandoned sooner. */
+/* The scopes this process claimed: touched by http_keystore_refresh while they run. Failing
+ * to remember one (no memory) only makes its claim look abandoned sooner. */
 static void claims_add(http_keystore *ks, const char *scope)
 {
+    char *copy = strdup(scope);
+    if (!copy) return;
+    pthread_mutex_lock(&ks->claims_lock);
     if (ks->n_claims == ks->cap_claims) {
         size_t cap = ks->cap_claims ? 2 * ks->cap_claims : 16;
         char **grown = realloc(ks->claims, cap * sizeof *grown);
-        if (!grown) return;
-        ks->claims = grown;
-        ks->cap_claims = cap;
+        if (grown) {
+            ks->claims = grown;
+            ks->cap_claims = cap;
+        }
     }
-    char *copy = strdup(scope);
-    if (copy) ks->claims[ks->n_claims++] = copy;
+    if (ks->n_claims < ks->cap_claims) {
+        ks->claims[ks->n_claims++] = copy;
+        copy = NULL;
+    }
+    pthread_mutex_unlock(&ks->claims_lock);
+    free(copy);
 }
 
+/* Forgets a claim whether or not the call that finishes or releases it reaches the store: one
+ * left in the list would be touched for good, and its key answer 409 until a restart. */
 static void claims_remove(http_keystore *ks, const char *scope)
 {
+    pthread_mutex_lock(&ks->claims_lock);
     for (size_t i = 0; i < ks->n_claims; i++) {
         if (strcmp(ks->claims[i], scope) != 0) continue;
         free(ks->claims[i]);
         ks->claims[i] = ks->claims[--ks->n_claims];
-        return;
+        break;
     }
+    pthread_mutex_unlock(&ks->claims_lock);
 }
 
 static int pg_idem_begin(http_keystore *ks, const char *scope, const uint8_t fingerprint[32],
@@ -640,16 +776,16 @@ int http_idem_begin(http_keystore *ks, const char *scope, const uint8_t fingerpr
     *body = NULL;
     *taken_over = 0;
     int64_t now = unix_ms();
-    pthread_mutex_lock(&ks->db_lock);
+    int err = db_begin(ks);
+    if (err) return err;
     if (ks->pg) {
         int rc = pg_idem_begin(ks, scope, fingerprint, now, state, status, body, taken_over);
         if (!rc && *state == HTTP_IDEM_NEW) claims_add(ks, scope);
-        pthread_mutex_unlock(&ks->db_lock);
+        db_end(ks);
         return rc;
     }
     sqlite3 *db = ks->db;
     sqlite3_stmt *st = NULL;
-    int err = 0;
     if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
         err = db_error(db, "begin");
         goto out;
@@ -722,27 +858,27 @@ rollback:
     *body = NULL;
     *taken_over = 0;
 out:
-    pthread_mutex_unlock(&ks->db_lock);
+    db_end(ks);
     return err;
 }
 
 int http_idem_finish(http_keystore *ks, const char *scope, int status, const char *body)
 {
-    pthread_mutex_lock(&ks->db_lock);
     claims_remove(ks, scope);
+    int err = db_begin(ks);
+    if (err) return err;
     if (ks->pg) {
         char status_text[16];
         snprintf(status_text, sizeof status_text, "%d", status);
         const char *v[] = {scope, status_text, body};
-        int err = pg_ok(ks,
-                        "UPDATE idempotency_keys SET status = $2::integer, body = $3"
-                        " WHERE scope = $1",
-                        3, v, "finish idempotency");
-        pthread_mutex_unlock(&ks->db_lock);
+        err = pg_ok(ks,
+                    "UPDATE idempotency_keys SET status = $2::integer, body = $3"
+                    " WHERE scope = $1",
+                    3, v, "finish idempotency");
+        db_end(ks);
         return err;
     }
     sqlite3_stmt *st = NULL;
-    int err = 0;
     if (sqlite3_prepare_v2(ks->db,
                            "UPDATE idempotency_keys SET status = ?2, body = ?3 WHERE scope = ?1",
                            -1, &st, NULL) != SQLITE_OK) {
@@ -754,14 +890,18 @@ int http_idem_finish(http_keystore *ks, const char *scope, int status, const cha
         if (sqlite3_step(st) != SQLITE_DONE) err = db_error(ks->db, "finish idempotency");
     }
     sqlite3_finalize(st);
-    pthread_mutex_unlock(&ks->db_lock);
+    db_end(ks);
     return err;
 }
 
 void http_idem_release(http_keystore *ks, const char *scope)
 {
-    pthread_mutex_lock(&ks->db_lock);
     claims_remove(ks, scope);
+    if (db_begin(ks) != 0) {
+        /* left to be taken over once it looks abandoned (IDEM_ABANDONED_MS) */
+        LOG_WARN("idempotency: %s", base_error_message());
+        return;
+    }
     if (ks->pg) {
         const char *v[] = {scope};
         if (pg_ok(ks, "DELETE FROM idempotency_keys WHERE scope = $1 AND status = 0", 1, v,
@@ -770,7 +910,7 @@ void http_idem_release(http_keystore *ks, const char *scope)
     } else if (exec_bound(ks->db, "DELETE FROM idempotency_keys WHERE scope = ? AND status = 0",
                           scope, 0) != 0)
         LOG_WARN("idempotency: %s", base_error_message());
-    pthread_mutex_unlock(&ks->db_lock);
+    db_end(ks);
 }
 
 /* ---- the `vultus keys` side ------------------------------------------------------------- */

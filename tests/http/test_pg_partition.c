@@ -13,9 +13,12 @@
  *     that timed out are replaced by new ones);
  *   - writes queued behind each other on the gallery's write lock while the store is frozen
  *     each get their 503 within about one limit of their start, not one limit per call ahead
- *     of them in the line, and none of them is stored once the store answers again.
+ *     of them in the line, and none of them is stored once the store answers again;
+ *   - idempotent enrolments queued on the API-key store's connection behind a statement that
+ *     waits on a lock (another session holds the idempotency table) do the same, and the retry
+ *     of one of them with the same Idempotency-Key, once the lock is free, stores its face once.
  *
- * Skips without the model pack (models/) or without PostgreSQL server binaries. About 25 s.
+ * Skips without the model pack (models/) or without PostgreSQL server binaries. About 30 s.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -25,6 +28,7 @@
 
 #include "client.h"
 
+#include <libpq-fe.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/un.h>
@@ -37,6 +41,7 @@
 typedef struct call {
     int port;
     const char *method, *path, *type;
+    const char *headers; /* more header lines, each ending in CRLF; NULL: none */
     const char *body;
     size_t len;
     tc_response r; /* status 0: no answer within BOUND_MS */
@@ -51,12 +56,12 @@ static void *call_main(void *arg)
     int fd = tc_connect(c->port);
     if (fd < 0) return NULL;
     char head[512];
-    int n =
-        snprintf(head, sizeof head,
-                 "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n%s%s%sContent-Length: "
-                 "%zu\r\n\r\n",
-                 c->method, c->path, c->type ? "Content-Type: " : "", c->type ? c->type : "",
-                 c->type ? "\r\n" : "", c->len);
+    int n = snprintf(
+        head, sizeof head,
+        "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n%s%s%s%sContent-Length: "
+        "%zu\r\n\r\n",
+        c->method, c->path, c->type ? "Content-Type: " : "", c->type ? c->type : "",
+        c->type ? "\r\n" : "", c->headers ? c->headers : "", c->len);
     if (tc_send_all(fd, head, (size_t)n) == 0 && (!c->len || tc_send_all(fd, c->body, c->len) == 0))
         tc_read_response(fd, &c->r, BOUND_MS);
     close(fd);
@@ -83,20 +88,27 @@ static void expect_unavailable(call *c, const char *what)
                  code, retry, c->r.body ? c->r.body : "");
 }
 
-static void test_partition(void **state)
+/* A throw-away PostgreSQL server in pg_dir, reached at url; skips the calling test without the
+ * model pack or the server binaries. */
+static void start_database(char pg_dir[256], char url[400])
 {
-    (void)state;
     if (!tc_exists("models/human/blazeface-back.json") || !tc_exists(SAMPLE)) {
         print_message("models/ is absent (run tools/fetch-models): skipped\n");
         skip();
     }
-    char pg_dir[256], url[400];
-    int rc = tc_pg_start(pg_dir, sizeof pg_dir, url, sizeof url);
+    int rc = tc_pg_start(pg_dir, 256, url, 400);
     if (rc == 77) {
         print_message("no PostgreSQL server binaries: skipped\n");
         skip();
     }
     assert_int_equal(rc, 0);
+}
+
+static void test_partition(void **state)
+{
+    (void)state;
+    char pg_dir[256], url[400];
+    start_database(pg_dir, url);
     static tc_pg_proxy proxy; /* its threads outlive this function */
     tc_pg_proxy_start(&proxy, pg_dir);
     char store[200];
@@ -191,6 +203,49 @@ static void test_partition(void **state)
     tc_pg_stop(pg_dir);
 }
 
+/* `vultus serve` on `store` with the limit at 1 s and a worker for each call of a queue (they
+ * queue on the store, not in admission), with an empty collection `name`. */
+static void start_server_1s(tc_server *s, const char *store, const char *name)
+{
+    setenv("VULTUS_STORE_TIMEOUT_MS", "1000", 1);
+    const char *args[] = {"--workers", "8", "--grace-ms", "0", "--store", store, NULL};
+    assert_int_equal(tc_server_start(s, NULL, args, 1), 0);
+    unsetenv("VULTUS_STORE_TIMEOUT_MS");
+    char body[64];
+    snprintf(body, sizeof body, "{\"name\":\"%s\"}", name);
+    tc_response r;
+    assert_int_equal(tc_post_json(s->port, "/v1/collections", NULL, body, &r), 0);
+    assert_int_equal(r.status, 201);
+    tc_response_free(&r);
+}
+
+/* Runs the n calls at once (`what` each, while `situation`): each must get 503
+ * store_unavailable with Retry-After within bound_ms, the limit being 1 s. */
+#define QUEUE_MAX 8
+static void run_queue(call *calls, int n, const char *situation, const char *what, int bound_ms)
+{
+    pthread_t threads[QUEUE_MAX];
+    assert_true(n <= QUEUE_MAX);
+    for (int i = 0; i < n; i++)
+        assert_int_equal(pthread_create(&threads[i], NULL, call_main, &calls[i]), 0);
+    for (int i = 0; i < n; i++)
+        pthread_join(threads[i], NULL);
+    double slowest = 0;
+    for (int i = 0; i < n; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "%s %d", what, i);
+        expect_unavailable(&calls[i], name);
+        if (calls[i].ms > slowest) slowest = calls[i].ms;
+    }
+    print_message("%s: %d %ss, the slowest answered after %.0f ms\n", situation, n, what, slowest);
+    for (int i = 0; i < n; i++) {
+        if (calls[i].ms >= bound_ms)
+            fail_msg("%s %d answered after %.0f ms, limit 1000 ms (bound %d ms)", what, i,
+                     calls[i].ms, bound_ms);
+        tc_response_free(&calls[i].r);
+    }
+}
+
 /*
  * QUEUED writes at once against a frozen store, the limit at 1 s: each waits for the gallery's
  * write lock behind the others, and the holder waits out its statement's limit. They used to
@@ -205,36 +260,19 @@ static void test_partition(void **state)
 static void test_queued_writes(void **state)
 {
     (void)state;
-    if (!tc_exists("models/human/blazeface-back.json")) {
-        print_message("models/ is absent (run tools/fetch-models): skipped\n");
-        skip();
-    }
     char pg_dir[256], url[400];
-    int rc = tc_pg_start(pg_dir, sizeof pg_dir, url, sizeof url);
-    if (rc == 77) {
-        print_message("no PostgreSQL server binaries: skipped\n");
-        skip();
-    }
-    assert_int_equal(rc, 0);
+    start_database(pg_dir, url);
     static tc_pg_proxy proxy; /* its threads outlive this function */
     tc_pg_proxy_start(&proxy, pg_dir);
     char store[200];
     snprintf(store, sizeof store, "postgresql://postgres@127.0.0.1:%d/postgres?connect_timeout=2",
              proxy.port);
-    setenv("VULTUS_STORE_TIMEOUT_MS", "1000", 1);
-    /* a worker for each write: they queue on the gallery's lock, not in admission */
-    const char *args[] = {"--workers", "8", "--grace-ms", "0", "--store", store, NULL};
     tc_server s;
-    assert_int_equal(tc_server_start(&s, NULL, args, 1), 0);
-    unsetenv("VULTUS_STORE_TIMEOUT_MS");
+    start_server_1s(&s, store, "q");
     tc_response r;
-    assert_int_equal(tc_post_json(s.port, "/v1/collections", NULL, "{\"name\":\"q\"}", &r), 0);
-    assert_int_equal(r.status, 201);
-    tc_response_free(&r);
 
     call writes[QUEUED];
     char bodies[QUEUED][32];
-    pthread_t threads[QUEUED];
     atomic_store(&proxy.frozen, 1);
     for (int i = 0; i < QUEUED; i++) {
         snprintf(bodies[i], sizeof bodies[i], "{\"id\":\"queued%d\"}", i);
@@ -244,25 +282,8 @@ static void test_queued_writes(void **state)
                            .type = "application/json",
                            .body = bodies[i],
                            .len = strlen(bodies[i])};
-        assert_int_equal(pthread_create(&threads[i], NULL, call_main, &writes[i]), 0);
     }
-    for (int i = 0; i < QUEUED; i++)
-        pthread_join(threads[i], NULL);
-    double slowest = 0;
-    for (int i = 0; i < QUEUED; i++) {
-        char what[32];
-        snprintf(what, sizeof what, "queued write %d", i);
-        expect_unavailable(&writes[i], what);
-        if (writes[i].ms > slowest) slowest = writes[i].ms;
-    }
-    print_message("store frozen: %d queued writes, the slowest answered after %.0f ms\n", QUEUED,
-                  slowest);
-    for (int i = 0; i < QUEUED; i++) {
-        if (writes[i].ms >= QUEUED_BOUND_MS)
-            fail_msg("queued write %d answered after %.0f ms, limit 1000 ms (bound %d ms)", i,
-                     writes[i].ms, QUEUED_BOUND_MS);
-        tc_response_free(&writes[i].r);
-    }
+    run_queue(writes, QUEUED, "store frozen", "queued write", QUEUED_BOUND_MS);
 
     atomic_store(&proxy.frozen, 0);
     double thawed = tc_now_ms();
@@ -291,11 +312,108 @@ static void test_queued_writes(void **state)
     tc_pg_stop(pg_dir);
 }
 
+/*
+ * IDEM enrolments with an Idempotency-Key each, at once, while another session holds the
+ * idempotency table locked (a replica's long transaction, an overloaded server: the statements
+ * of the API-key store wait, the gallery's do not), the limit at 1 s. The key store's calls
+ * share one connection (its db_lock): each used to wait its turn, then its own statement's
+ * limit, so the k-th got its 503 after about k limits, and the handler then asked the store
+ * again after its precheck had failed (a second limit, and a second place in line). Each must
+ * now answer 503 store_unavailable within about one limit of its start (IDEM_BOUND_MS: the
+ * limit, the answer's way back and room for a loaded machine, less than two limits). None of
+ * the claims may be written; once the lock is free, the retry of one with its key stores the
+ * face once, and a second retry replays that answer.
+ */
+#define IDEM 5
+#define IDEM_BOUND_MS 1800
+
+static void test_queued_idempotent_enrolments(void **state)
+{
+    (void)state;
+    char pg_dir[256], url[400];
+    start_database(pg_dir, url);
+    tc_server s;
+    start_server_1s(&s, url, "i");
+    tc_response r;
+    size_t jpeg_len;
+    char *jpeg = tc_load(SAMPLE, &jpeg_len);
+
+    PGconn *holder = PQconnectdb(url);
+    assert_int_equal(PQstatus(holder), CONNECTION_OK);
+    PGresult *locked =
+        PQexec(holder, "BEGIN; LOCK TABLE idempotency_keys IN ACCESS EXCLUSIVE MODE");
+    assert_int_equal(PQresultStatus(locked), PGRES_COMMAND_OK);
+    PQclear(locked);
+
+    call enrols[IDEM];
+    char paths[IDEM][64], keys[IDEM][48];
+    for (int i = 0; i < IDEM; i++) {
+        snprintf(paths[i], sizeof paths[i], "/v1/collections/i/faces?subject=idem%d", i);
+        snprintf(keys[i], sizeof keys[i], "Idempotency-Key: queued-%d\r\n", i);
+        enrols[i] = (call){.port = s.port,
+                           .method = "POST",
+                           .path = paths[i],
+                           .type = "image/jpeg",
+                           .headers = keys[i],
+                           .body = jpeg,
+                           .len = jpeg_len};
+    }
+    run_queue(enrols, IDEM, "key store waiting on a lock", "idempotent enrolment", IDEM_BOUND_MS);
+
+    PQclear(PQexec(holder, "ROLLBACK"));
+    double freed = tc_now_ms();
+    int created = 0;
+    while (!created && tc_now_ms() - freed < 20000) {
+        call_run(&enrols[0]);
+        created = enrols[0].r.status == 201;
+        if (!created && tc_now_ms() - freed < 20000) {
+            tc_response_free(&enrols[0].r);
+            tc_sleep_ms(100);
+        }
+    }
+    print_message("lock free: the retry with the same key %s after %.0f ms\n",
+                  created ? "enrolled" : "failed", tc_now_ms() - freed);
+    if (!created)
+        fail_msg("no successful idempotent enrolment 20 s after the lock was freed: %d %.300s",
+                 enrols[0].r.status, enrols[0].r.body ? enrols[0].r.body : "");
+    json_t *first = tc_json(&enrols[0].r);
+    json_int_t face_id = json_integer_value(json_object_get(first, "face_id"));
+    json_decref(first);
+    tc_response_free(&enrols[0].r);
+    call_run(&enrols[0]);
+    char replayed[16] = "";
+    tc_header(&enrols[0].r, "Idempotency-Replayed", replayed, sizeof replayed);
+    json_t *again = tc_json(&enrols[0].r);
+    assert_int_equal(enrols[0].r.status, 201);
+    assert_string_equal(replayed, "true");
+    assert_int_equal(json_integer_value(json_object_get(again, "face_id")), face_id);
+    json_decref(again);
+    tc_response_free(&enrols[0].r);
+    /* one face stored, and no claim left by the enrolments that got their 503 */
+    tc_sleep_ms(1500);
+    assert_int_equal(tc_get(s.port, "/v1/collections/i", NULL, &r), 0);
+    assert_int_equal(r.status, 200);
+    json_t *j = tc_json(&r);
+    assert_int_equal(json_integer_value(json_object_get(j, "faces")), 1);
+    json_decref(j);
+    tc_response_free(&r);
+    PGresult *claims = PQexec(holder, "SELECT count(*) FROM idempotency_keys");
+    assert_int_equal(PQresultStatus(claims), PGRES_TUPLES_OK);
+    assert_string_equal(PQgetvalue(claims, 0, 0), "1");
+    PQclear(claims);
+    PQfinish(holder);
+    free(jpeg);
+    tc_server_stop(&s);
+    tc_rm_rf(s.dir);
+    tc_pg_stop(pg_dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_partition),
         cmocka_unit_test(test_queued_writes),
+        cmocka_unit_test(test_queued_idempotent_enrolments),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
