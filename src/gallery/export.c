@@ -184,6 +184,7 @@ int gal_export(struct gal *g, const char *collection, const char *path)
     int rc = gal_check_collection_name(collection);
     if (rc) return rc;
     if (!path || !*path) return base_error_set(BASE_ERR_INVALID, "export path is empty");
+    if ((rc = gal_refuse_store_only(g))) return rc;
     STORE_CALL(g);
     pthread_rwlock_rdlock(&g->collections_lock);
     struct collection *c = gal_find_collection(g, collection);

@@ -474,6 +474,8 @@ static int apply_change(struct gal *g, const struct gal_change *ch)
 int gal_catch_up(struct gal *g)
 {
     struct gal_change changes[CHANGES_PER_READ];
+    int refused = gal_refuse_store_only(g);
+    if (refused) return refused;
     for (;;) {
         size_t n = 0;
         int rc = g->store->ops->changes(g->store, g->applied_seq, CHANGES_PER_READ, changes, &n);
@@ -501,6 +503,13 @@ static int direct_or_replay(struct gal *g, uint64_t first_seq, size_t count)
 }
 
 /* ---- open / close --------------------------------------------------------------------- */
+
+int gal_refuse_store_only(const struct gal *g)
+{
+    if (!g->store_only) return 0;
+    return base_error_set(BASE_ERR_UNSUPPORTED,
+                          "the gallery was opened store-only (no collection in memory)");
+}
 
 int gal_open(const char *path, const struct gal_options *options, struct gal **out)
 {
@@ -533,6 +542,15 @@ int gal_open(const char *path, const struct gal_options *options, struct gal **o
     int rc = gal_location_is_url(path) ? gal_store_postgres_open(path, options, &g->store)
                                        : gal_store_sqlite_open(path, options, &g->store);
     if (rc) goto fail;
+    char shown[512];
+    gal_location_redact(path, shown, sizeof shown); /* a URL may hold a password */
+    if (options && options->store_only) {
+        g->store_only = 1;
+        LOG_DEBUG("gallery %s: store opened in %.0f ms (store only: no collection loaded)", shown,
+                  (double)(base_now_ns() - start) / 1e6);
+        *out = g;
+        return 0;
+    }
     struct load_ctx l = {g, NULL, 0};
     struct gal_store_loader loader = {&l, load_collection_cb, load_face_cb};
     uint64_t loaded_seq = 0;
@@ -546,8 +564,6 @@ int gal_open(const char *path, const struct gal_options *options, struct gal **o
     size_t n = 0;
     for (struct collection *c = g->collections; c; c = c->next)
         n++;
-    char shown[512];
-    gal_location_redact(path, shown, sizeof shown); /* a URL may hold a password */
     LOG_INFO("gallery %s: %zu collections, %llu faces loaded in %.0f ms (kernels %s, change %llu)",
              shown, n, (unsigned long long)l.faces, (double)(base_now_ns() - start) / 1e6,
              g->kernels->name, (unsigned long long)loaded_seq);
@@ -592,9 +608,11 @@ uint64_t gal_sequence(struct gal *g)
  */
 static int sync_for_read(struct gal *g)
 {
+    int rc = gal_refuse_store_only(g);
+    if (rc) return rc;
     if (!g->store->ops->last_seq) return 0;
     uint64_t last = 0;
-    int rc = g->store->ops->last_seq(g->store, &last);
+    rc = g->store->ops->last_seq(g->store, &last);
     if (rc) return rc;
     if (last <= gal_sequence(g)) return 0;
     return gal_refresh(g);
@@ -774,15 +792,29 @@ static int collection_from_memory(struct gal *g, const char *name, int full,
     return base_error_set(BASE_ERR_NOT_FOUND, "collection \"%s\" does not exist", name);
 }
 
+/* A store-only gallery's collection (gal_options.store_only): read from the store, counts
+ * included (cheap: counted by index, never the faces read). */
+static int collection_from_store(struct gal *g, const char *name, struct gal_collection_info *info)
+{
+    int rc = gal_check_collection_name(name);
+    if (rc) return rc;
+    struct gal_store_collection stored;
+    if ((rc = g->store->ops->collection_get(g->store, name, 0, &stored))) return rc;
+    *info = stored.info;
+    return 0;
+}
+
 int gal_collection_get(struct gal *g, const char *name, struct gal_collection_info *info)
 {
     STORE_CALL(g);
+    if (g->store_only) return collection_from_store(g, name, info);
     return collection_from_memory(g, name, 1, info);
 }
 
 int gal_collection_settings(struct gal *g, const char *name, struct gal_collection_info *info)
 {
     STORE_CALL(g);
+    if (g->store_only) return collection_from_store(g, name, info);
     return collection_from_memory(g, name, 0, info);
 }
 
@@ -792,11 +824,34 @@ static int by_name(const void *a, const void *b)
                   ((const struct gal_collection_info *)b)->name);
 }
 
+/* gal_collection_list of a store-only gallery: the store's list, by name. */
+static int collection_list_from_store(struct gal *g, struct gal_collection_info **list,
+                                      size_t *count)
+{
+    struct gal_store_collection *stored = NULL;
+    size_t n = 0;
+    int rc = g->store->ops->collection_list(g->store, &stored, &n);
+    if (rc) return rc;
+    struct gal_collection_info *infos = malloc((n ? n : 1) * sizeof *infos);
+    if (!infos) {
+        free(stored);
+        return base_error_set(BASE_ERR_NOMEM, "cannot list %zu collections", n);
+    }
+    for (size_t i = 0; i < n; i++)
+        infos[i] = stored[i].info;
+    free(stored);
+    qsort(infos, n, sizeof *infos, by_name);
+    *list = infos;
+    *count = n;
+    return 0;
+}
+
 int gal_collection_list(struct gal *g, struct gal_collection_info **list, size_t *count)
 {
     STORE_CALL(g);
     *list = NULL;
     *count = 0;
+    if (g->store_only) return collection_list_from_store(g, list, count);
     int rc = sync_for_read(g);
     if (rc) return rc;
     pthread_rwlock_rdlock(&g->collections_lock);
@@ -1101,6 +1156,7 @@ void gal_set_ann_ef_search(struct gal *g, unsigned ef_search)
 int gal_index_stats(struct gal *g, const char *collection, struct gal_index_stats *stats)
 {
     int rc = gal_check_collection_name(collection);
+    if (!rc) rc = gal_refuse_store_only(g);
     if (rc) return rc;
     pthread_rwlock_rdlock(&g->collections_lock);
     struct collection *c = gal_find_collection(g, collection);

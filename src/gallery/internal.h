@@ -61,7 +61,12 @@ struct gal {
      * waits on a frozen store. */
     _Atomic uint64_t applied_seq;
     struct gal_ann_config ann; /* every collection's HNSW settings (gal_options) */
+    int store_only;            /* gal_options.store_only: no collection in memory, ever */
 };
+
+/* BASE_ERR_UNSUPPORTED for a call that needs the in-memory collections on a gallery opened
+ * store-only (gal_options.store_only), which has none: not a misleading "does not exist". */
+int gal_refuse_store_only(const struct gal *g);
 
 /*
  * Bounds a gallery call's whole wait on the store (see gal_store_deadline_ns in store.h):
@@ -98,8 +103,7 @@ struct collection *gal_find_collection(struct gal *g, const char *name);
 /* Replays the store's change log after applied_seq; write_mutex held. */
 int gal_catch_up(struct gal *g);
 
-/* Checks of input, each with a clear error message. */
-int gal_check_collection_name(const char *name);
+/* Checks of input, each with a clear error message (collection names: gallery.h). */
 int gal_check_subject_id(const char *subject_id);
 int gal_check_metadata(const char *metadata);
 /* Checks one face input against a collection and writes its normalised embedding. */

@@ -925,8 +925,8 @@ static int open_for_cli(const char *data_dir, http_keystore **ks)
     /* The folder holds faces (thumbnails, embeddings) and the key hashes: its owner's only. */
     if (!gal_location_is_url(data_dir) && mkdir(data_dir, 0700) != 0 && errno != EEXIST)
         return base_error_set(BASE_ERR_IO, "%s: %s", data_dir, strerror(errno));
-    struct gal *g = NULL;
-    if ((rc = gal_open(path, NULL, &g))) return rc;
+    struct gal *g = NULL; /* store only: the faces are not ours to load (gallery.h) */
+    if ((rc = gal_open(path, &(struct gal_options){.store_only = 1}, &g))) return rc;
     gal_close(g);
     return http_keystore_open(path, ks);
 }
