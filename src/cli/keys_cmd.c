@@ -28,11 +28,74 @@ static int store_exists(const char *verb, const char *data)
     return -1;
 }
 
+/*
+ * `create --collection C`: a key for a collection that does not exist is most often a typo,
+ * and gives a key that answers 404 (or 403) to every call, found out only by its user. So C
+ * must exist in the store unless --allow-missing-collection says it will be created later.
+ * (A collection deleted after its key was made is the server's business: the key stays.)
+ * A malformed name is left to http_keys_create, which says why as a usage error. The store
+ * is opened store-only: checking one name never loads the gallery's faces. Returns
+ * CLI_EXIT_OK when C exists, else the exit status after saying why on stderr.
+ */
+static int check_collection_exists(const char *data, const char *collection)
+{
+    if (gal_check_collection_name(collection) != 0) return CLI_EXIT_OK;
+    int url = gal_location_is_url(data);
+    char path[4096], where[4096], how[4200];
+    snprintf(path, sizeof path, url ? "%s" : "%s/vultus.db", data);
+    if (url) {
+        gal_location_redact(data, where, sizeof where); /* never the password */
+        snprintf(how, sizeof how, "`vultus gallery list --store URL`");
+    } else {
+        snprintf(where, sizeof where, "%s", path);
+        snprintf(how, sizeof how, "`vultus gallery list --data %s`", data);
+    }
+    struct stat st;
+    if (!url && stat(path, &st) != 0) {
+        /* No store, no collection; and no store created for a refused key. */
+        fprintf(stderr,
+                "vultus keys create: collection \"%s\" does not exist: no store at %s. Create "
+                "the collection first, or pass --allow-missing-collection if it will be "
+                "created later\n",
+                collection, where);
+        return CLI_EXIT_FAILURE;
+    }
+    struct gal *g = NULL;
+    struct gal_collection_info info;
+    int rc = gal_open(path, &(struct gal_options){.store_only = 1}, &g);
+    if (!rc) rc = gal_collection_settings(g, collection, &info);
+    if (rc != BASE_ERR_NOT_FOUND) {
+        if (rc) fprintf(stderr, "vultus keys create: %s\n", base_error_message());
+        gal_close(g);
+        return rc == 0 ? CLI_EXIT_OK : rc == BASE_ERR_INVALID ? CLI_EXIT_USAGE : CLI_EXIT_FAILURE;
+    }
+    /* Name the ones there are (ten at most), so that the typo shows at once. */
+    struct gal_collection_info *list = NULL;
+    size_t n = 0;
+    char names[10 * (GAL_NAME_MAX + 2) + 64] = "";
+    if (gal_collection_list(g, &list, &n) == 0) {
+        size_t used =
+            (size_t)snprintf(names, sizeof names, "%s", n ? "there are " : "there are none yet");
+        for (size_t i = 0; i < n && i <= 10; i++) /* all fit */
+            used += (size_t)snprintf(names + used, sizeof names - used, "%s%s", i ? ", " : "",
+                                     i < 10 ? list[i].name : "...");
+        used += (size_t)snprintf(names + used, sizeof names - used, "; ");
+    }
+    free(list);
+    gal_close(g);
+    fprintf(stderr,
+            "vultus keys create: collection \"%s\" does not exist in %s (%s%s lists them). "
+            "Create it first, or pass --allow-missing-collection if it will be created later\n",
+            collection, where, names, how);
+    return CLI_EXIT_FAILURE;
+}
+
 static void usage(FILE *out)
 {
     fprintf(
         out,
-        "usage: vultus keys create --scope read|write|admin [--collection C] [--name LABEL]\n"
+        "usage: vultus keys create --scope read|write|admin [--collection C]\n"
+        "                          [--allow-missing-collection] [--name LABEL]\n"
         "                          [--data DIR | --store URL]\n"
         "       vultus keys list [--data DIR | --store URL]\n"
         "       vultus keys revoke ID|KEY [--data DIR | --store URL]\n"
@@ -41,8 +104,10 @@ static void usage(FILE *out)
         "VULTUS_DATA environment variable, else \"data\"). `create` prints the new key once on\n"
         "stdout. Scopes: read (GET, detect, analyze, embed, verify, search), write (also\n"
         "subjects, faces, enrolment), admin (also collections). --collection limits a key to\n"
-        "one collection. While any key exists, every /v1 request needs\n"
-        "`Authorization: Bearer KEY`; a running server notices new keys within a second.\n"
+        "one collection, which must exist (`vultus gallery list`) unless\n"
+        "--allow-missing-collection says it will be created later. While any key exists,\n"
+        "every /v1 request needs `Authorization: Bearer KEY`; a running server notices new\n"
+        "keys within a second.\n"
         "--store URL (default: the VULTUS_STORE environment variable): the keys of replicas\n"
         "sharing a PostgreSQL store (postgres://USER:PASSWORD@HOST:5432/DB), as for\n"
         "`vultus serve --store`.\n");
@@ -58,6 +123,7 @@ int cli_keys_main(int argc, char **argv)
     if (!data || !*data) data = "data";
     const char *store = getenv("VULTUS_STORE");
     const char *verb = NULL, *scope_text = NULL, *collection = NULL, *name = NULL, *id = NULL;
+    int allow_missing = 0;
     /* The verb is the first argument that is not an option ("keys --data D list" too), so
      * `keys create --help` finds --help wherever it is. */
     static const char *const flags[] = {"--scope", "--collection", "--name", "--data", "--store"};
@@ -68,6 +134,10 @@ int cli_keys_main(int argc, char **argv)
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             usage(stdout);
             return CLI_EXIT_OK;
+        }
+        if (strcmp(a, "--allow-missing-collection") == 0) {
+            allow_missing = 1;
+            continue;
         }
         int f = 0;
         while (f < 5 && strcmp(a, flags[f]) != 0)
@@ -105,6 +175,11 @@ int cli_keys_main(int argc, char **argv)
         return CLI_EXIT_USAGE;
     }
 
+    if (allow_missing && strcmp(verb, "create") != 0) {
+        fprintf(stderr, "vultus keys %s: --allow-missing-collection is for create only\n", verb);
+        return CLI_EXIT_USAGE;
+    }
+
     /* A PostgreSQL URL takes the place of the data folder (http_store_path). */
     if (store && *store) {
         if (!gal_location_is_url(store)) {
@@ -124,6 +199,13 @@ int cli_keys_main(int argc, char **argv)
             fprintf(stderr, "vultus keys create: %s\n", base_error_message());
             return CLI_EXIT_USAGE;
         }
+        if (allow_missing && !collection) {
+            fprintf(stderr, "vultus keys create: --allow-missing-collection needs --collection\n");
+            return CLI_EXIT_USAGE;
+        }
+        int exists =
+            collection && !allow_missing ? check_collection_exists(data, collection) : CLI_EXIT_OK;
+        if (exists != CLI_EXIT_OK) return exists;
         char key[HTTP_KEY_MAX];
         http_key_info info;
         int rc = http_keys_create(data, scope, collection, name, key, &info);

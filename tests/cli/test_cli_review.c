@@ -814,6 +814,71 @@ static void test_keys_do_not_load_the_faces(void **state)
     tc_rm_rf(data);
 }
 
+static void test_keys_collection_must_exist(void **state)
+{
+    (void)state;
+    /* `keys create --collection nope` made a key for a collection the store does not have,
+     * status 0: a typo gave a key every call of which is refused, found out by its user. */
+    char data[300], db[320];
+    fresh_data(data, "keys-collection");
+    snprintf(db, sizeof db, "%s/vultus.db", data);
+    /* No store yet: no collection either, and no store made for a refused key. */
+    run_result r = RUN("keys", "create", "--scope", "read", "--collection", "nope", "--data", data);
+    if (r.status != 1 || r.out[0] || !strstr(r.err, "\"nope\"") ||
+        !strstr(r.err, "--allow-missing-collection"))
+        fail_msg("keys create --collection nope without a store: status %d, stdout '%.100s', "
+                 "stderr '%.300s'",
+                 r.status, r.out, r.err);
+    assert_false(tc_exists(db));
+    run_free(&r);
+
+    r = RUN("gallery", "create", "people", "--data", data);
+    assert_int_equal(r.status, 0);
+    run_free(&r);
+    r = RUN("gallery", "create", "staff", "--data", data);
+    assert_int_equal(r.status, 0);
+    run_free(&r);
+    r = RUN("keys", "create", "--scope", "read", "--collection", "peopel", "--data", data);
+    if (r.status != 1 || r.out[0] || !strstr(r.err, "\"peopel\" does not exist") ||
+        !strstr(r.err, "people, staff") || !strstr(r.err, "vultus gallery list") ||
+        !strstr(r.err, "--allow-missing-collection"))
+        fail_msg("keys create --collection peopel: status %d, stdout '%.100s', stderr '%.400s'",
+                 r.status, r.out, r.err);
+    run_free(&r);
+    assert_int_equal(count_key_rows(data), 0);
+
+    /* An existing one; a malformed name is still a usage error, said as before. */
+    r = RUN("keys", "create", "--scope", "read", "--collection", "people", "--data", data);
+    assert_int_equal(r.status, 0);
+    run_free(&r);
+    EXPECT_USAGE("collection name", "keys", "create", "--scope", "read", "--collection", "a b",
+                 "--data", data);
+
+    /* Said to be created later: made, and listed with its collection. */
+    r = RUN("keys", "create", "--scope", "write", "--collection", "later",
+            "--allow-missing-collection", "--data", data);
+    assert_int_equal(r.status, 0);
+    run_free(&r);
+    r = RUN("keys", "list", "--data", data);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "later"));
+    run_free(&r);
+    assert_int_equal(count_key_rows(data), 2);
+    EXPECT_USAGE("--collection", "keys", "create", "--scope", "read", "--allow-missing-collection",
+                 "--data", data);
+    EXPECT_USAGE("create only", "keys", "list", "--allow-missing-collection", "--data", data);
+
+    /* A collection deleted after its key was made: the key stays (the server's business). */
+    r = RUN("gallery", "delete", "staff", "--data", data);
+    assert_int_equal(r.status, 0);
+    run_free(&r);
+    assert_int_equal(count_key_rows(data), 2);
+    r = RUN("keys", "create", "--scope", "read", "--collection", "staff", "--data", data);
+    assert_int_equal(r.status, 1);
+    run_free(&r);
+    tc_rm_rf(data);
+}
+
 /* ---- analyze, enroll, search on photos ------------------------------------------------ */
 
 static void test_analyze_bad_files_among_good(void **state)
@@ -1136,6 +1201,7 @@ int main(void)
         cmocka_unit_test(test_gallery_import_bad_files_leave_nothing),
         cmocka_unit_test(test_keys),
         cmocka_unit_test(test_keys_do_not_load_the_faces),
+        cmocka_unit_test(test_keys_collection_must_exist),
         cmocka_unit_test(test_analyze_bad_files_among_good),
         cmocka_unit_test(test_analyze_pipes_and_fifos),
         cmocka_unit_test(test_eval_stdout_is_json),

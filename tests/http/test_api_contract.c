@@ -1146,9 +1146,10 @@ static void test_draining(void **state)
 static void make_key(const char *dir, const char *scope, const char *collection, char *header,
                      size_t cap)
 {
-    const char *args[] = {
-        "keys",     "create", "--scope", scope, "--data", dir, collection ? "--collection" : NULL,
-        collection, NULL};
+    /* made before its collection, which the test creates through the API */
+    const char *args[] = {"keys", "create", "--scope", scope, "--data", dir,
+                          collection ? "--collection" : NULL, collection,
+                          "--allow-missing-collection", NULL};
     char out[120];
     assert_int_equal(tc_run_vultus(out, sizeof out, args), 0);
     out[strcspn(out, "\n")] = '\0';

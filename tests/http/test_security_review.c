@@ -160,9 +160,11 @@ static void test_keys_create_refuses_unlimited_by_mistake(void **state)
     assert_true(rc == 0 || rc == 1);
     assert_null(strstr(out, "read "));
     assert_null(strstr(out, "admin "));
-    /* A valid name, a collection that does not exist yet, and a plain label still work. */
-    const char *good[] = {"--scope", "read", "--collection", "staff-2.x_y", "--name",
-                          "ci bot",  NULL};
+    /* A valid name, a collection that does not exist yet (said so: without
+     * --allow-missing-collection that is refused as a typo, tests/cli/test_cli_review.c), and
+     * a plain label still work. */
+    const char *good[] = {"--scope",     "read", "--collection", "staff-2.x_y",
+                          "--allow-missing-collection", "--name", "ci bot", NULL};
     assert_int_equal(keys_create(dir, good, key, sizeof key), 0);
     assert_true(strncmp(key, "vk_", 3) == 0);
     tc_rm_rf(dir);
