@@ -77,12 +77,17 @@ static int fail(const char *cmd, int rc)
 }
 
 /* Opens DATA/vultus.db; `create` makes the data folder when missing, else it must exist. A
- * PostgreSQL URL in place of DATA opens that database. */
-static int open_gallery(const char *cmd, const char *data_dir, int create, struct gal **g)
+ * PostgreSQL URL in place of DATA opens that database. `store_only` opens the store without
+ * loading any collection's faces (gal_options.store_only): for commands that only read what
+ * the store says of collections, which would otherwise pay for the whole gallery in time and
+ * memory. */
+static int open_gallery(const char *cmd, const char *data_dir, int create, int store_only,
+                        struct gal **g)
 {
+    const struct gal_options options = {.store_only = store_only};
     if (gal_location_is_url(data_dir)) {
         base_error_clear();
-        int rc = gal_open(data_dir, NULL, g);
+        int rc = gal_open(data_dir, &options, g);
         if (rc) fail(cmd, rc);
         return rc ? -1 : 0;
     }
@@ -104,7 +109,7 @@ static int open_gallery(const char *cmd, const char *data_dir, int create, struc
         return -1;
     }
     base_error_clear();
-    int rc = gal_open(path, NULL, g);
+    int rc = gal_open(path, &options, g);
     if (rc) {
         fail(cmd, rc);
         return -1;
@@ -329,7 +334,9 @@ int cli_gallery_main(int argc, char **argv)
     }
     int create = strcmp(sub, "create") == 0 || strcmp(sub, "import") == 0;
     struct gal *g = NULL;
-    if (open_gallery("gallery", data_dir, create, &g) != 0) return CLI_EXIT_FAILURE;
+    /* `list` reads the collections' rows and counts, which the store has */
+    int store_only = strcmp(sub, "list") == 0;
+    if (open_gallery("gallery", data_dir, create, store_only, &g) != 0) return CLI_EXIT_FAILURE;
 
     int rc = 0, status = CLI_EXIT_OK;
     base_error_clear();
@@ -663,7 +670,7 @@ int cli_enroll_main(int argc, char **argv)
     }
 
     struct gal *g = NULL;
-    if (open_gallery("enroll", data_dir, 0, &g) != 0) {
+    if (open_gallery("enroll", data_dir, 0, 0, &g) != 0) {
         list_free(&items);
         return CLI_EXIT_FAILURE;
     }
@@ -889,7 +896,7 @@ int cli_search_main(int argc, char **argv)
         return CLI_EXIT_USAGE;
     }
     struct gal *g = NULL;
-    if (open_gallery("search", data_dir, 0, &g) != 0) return CLI_EXIT_FAILURE;
+    if (open_gallery("search", data_dir, 0, 0, &g) != 0) return CLI_EXIT_FAILURE;
     struct gal_collection_info info;
     base_error_clear();
     int rc = gal_collection_get(g, collection, &info);

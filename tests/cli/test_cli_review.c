@@ -814,6 +814,35 @@ static void test_keys_do_not_load_the_faces(void **state)
     tc_rm_rf(data);
 }
 
+static void test_gallery_list_does_not_load_the_faces(void **state)
+{
+    (void)state;
+    /* `vultus gallery list` loaded every face of the gallery to print each collection's row
+     * and counts, which the store has: the time and memory of the whole gallery per call. */
+    char data[300];
+    fresh_data(data, "list-store-only");
+    gallery_with_faces(data, "people", 15);
+    run_result r = RUN("gallery", "create", "staff", "--data", data);
+    assert_int_equal(r.status, 0);
+    run_free(&r);
+    const char *env[] = {"VULTUS_LOG_LEVEL=debug", NULL};
+    r = RUN_ENV(env, "gallery", "list", "--data", data);
+    assert_int_equal(r.status, 0);
+    if (strstr(r.err, "faces loaded")) fail_msg("gallery list loaded the gallery: %s", r.err);
+    run_free(&r);
+    /* The same rows and counts as before: 15 faces in people, none in staff. */
+    json_t *objs[4];
+    assert_int_equal(gallery_list(data, objs, 4), 2);
+    for (int i = 0; i < 2; i++) {
+        const char *name = json_string_value(json_object_get(objs[i], "name"));
+        assert_non_null(name);
+        assert_int_equal(json_integer_value(json_object_get(objs[i], "faces")),
+                         strcmp(name, "people") == 0 ? 15 : 0);
+    }
+    json_free_all(objs, 2);
+    tc_rm_rf(data);
+}
+
 static void test_keys_collection_must_exist(void **state)
 {
     (void)state;
@@ -1202,6 +1231,7 @@ int main(void)
         cmocka_unit_test(test_keys),
         cmocka_unit_test(test_keys_do_not_load_the_faces),
         cmocka_unit_test(test_keys_collection_must_exist),
+        cmocka_unit_test(test_gallery_list_does_not_load_the_faces),
         cmocka_unit_test(test_analyze_bad_files_among_good),
         cmocka_unit_test(test_analyze_pipes_and_fifos),
         cmocka_unit_test(test_eval_stdout_is_json),
