@@ -389,14 +389,23 @@ void http_api_subject_delete(http_request *r, http_worker *w)
 
 /* ---- faces ------------------------------------------------------------------------------ */
 
+/*
+ * A face id from the path. Face ids are positive integers (enrolment's face_id): anything
+ * else is a malformed parameter, 422 invalid_parameter as a malformed collection name in the
+ * path is, not a 404 "no face abc" that reads as if such a face could exist. A well-formed
+ * id that no face has is 404 face_not_found.
+ */
 static int parse_face_id(http_request *r, const char *text, int64_t *id)
 {
     char *end = NULL;
     errno = 0;
     long long v = strtoll(text, &end, 10);
-    if (errno || end == text || *end || v <= 0) {
-        http_respond_error(r, 404, "face_not_found", "no face %s", text);
-        return BASE_ERR_NOT_FOUND;
+    if (errno || end == text || *end || v <= 0 || !(*text >= '0' && *text <= '9')) {
+        http_respond_error(r, 422, "invalid_parameter",
+                           "face id \"%.40s%s\" is not a face id: face ids are positive integers "
+                           "(the face_id enrolment answered)",
+                           text, strlen(text) > 40 ? "..." : "");
+        return BASE_ERR_INVALID;
     }
     *id = v;
     return 0;

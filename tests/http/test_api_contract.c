@@ -933,8 +933,8 @@ static void drive_gallery_routes(int port)
     expect(port, "GET", FN, path, NULL, NULL, 0, 422, "invalid_parameter");
     expect(port, "GET", FN, "/v1/collections/staff/faces/999999", NULL, NULL, 0, 404,
            "face_not_found");
-    expect(port, "GET", FN, "/v1/collections/staff/faces/abc", NULL, NULL, 0, 404,
-           "face_not_found");
+    expect(port, "GET", FN, "/v1/collections/staff/faces/abc", NULL, NULL, 0, 422,
+           "invalid_parameter");
     snprintf(path, sizeof path, "/v1/collections/staff/faces/%lld/thumbnail", (long long)face_id);
     call(&r, port, "GET", FT, path, NULL, NULL, 0);
     assert_int_equal(r.status, 200);

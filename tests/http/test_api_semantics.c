@@ -1186,6 +1186,34 @@ static void test_patch_collection_nothing_to_change(void **state)
     json_decref(c);
 }
 
+/* Found walking through the API as a new user: DELETE .../faces/abc answered 404 "no face
+ * abc", as if a face could have that id. Face ids are positive integers: a path segment that
+ * is not one is a malformed parameter, 422 invalid_parameter (as a malformed collection name
+ * in the path is), on every face route; a well-formed id no face has stays 404. */
+static void test_face_id_not_a_number(void **state)
+{
+    (void)state;
+    NEED_SERVER();
+    create_collection("ids");
+    char *m = error_message("GET", "/v1/collections/bad%20name", NULL, 422, "invalid_parameter");
+    free(m);
+    static const char *const bad[] = {"abc", "0", "-3", "1.5", "%2B7", "12abc",
+                                      "99999999999999999999"};
+    static const char *const methods[] = {"GET", "DELETE", "GET"};
+    static const char *const suffixes[] = {"", "", "/thumbnail"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        for (size_t k = 0; k < 3; k++) {
+            char path[160];
+            snprintf(path, sizeof path, "/v1/collections/ids/faces/%s%s", bad[i], suffixes[k]);
+            m = error_message(methods[k], path, NULL, 422, "invalid_parameter");
+            if (!strstr(m, "face ids are positive integers"))
+                fail_msg("%s %s: '%s' does not say what a face id is", methods[k], path, m);
+            free(m);
+        }
+    call_error("DELETE", "/v1/collections/ids/faces/999999", 404, "face_not_found");
+    call_error("GET", "/v1/collections/ids/faces/999999", 404, "face_not_found");
+}
+
 static void test_deadline_and_etag(void **state)
 {
     (void)state;
@@ -1240,6 +1268,7 @@ int main(void)
         cmocka_unit_test(test_deadline_and_etag),
         cmocka_unit_test(test_error_messages_name_and_advise),
         cmocka_unit_test(test_patch_collection_nothing_to_change),
+        cmocka_unit_test(test_face_id_not_a_number),
     };
     return cmocka_run_group_tests_name("api semantics", tests, setup, teardown);
 }

@@ -855,7 +855,7 @@ static void test_faces_and_search(void **state)
     expect_error(&r, 404, "face_not_found");
     tc_response_free(&r);
     assert_int_equal(tc_get(port, "/v1/collections/people/faces/abc", NULL, &r), 0);
-    expect_error(&r, 404, "face_not_found");
+    expect_error(&r, 422, "invalid_parameter");
     tc_response_free(&r);
 
     /* Search: each face of the image gets up to k subjects, best first. */
