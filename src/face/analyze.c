@@ -192,6 +192,7 @@ int face_analyze_prepare(face_context *ctx, const img_image *image, const face_o
         return base_error_set(BASE_ERR_INVALID, "analyze: need a context and an RGB image");
     out->width = image->width;
     out->height = image->height;
+    out->min_face_size = face_detect_min_size(&opts, image->width, image->height);
     uint64_t t = base_now_ns();
     face_box *boxes = NULL;
     int n = 0;
@@ -303,6 +304,11 @@ int face_analyze_prepare_bytes(face_context *ctx, const uint8_t *data, size_t le
         int reduced = (int)floorf((float)min_full / shrink);
         detect_opts.min_face_size = reduced > 1 ? reduced : 1;
     }
+    /* the smallest face looked for, in full-size pixels: the detector's, scaled up (less a
+     * hair, so that 20 x 2.0000002 stays 40), or the caller's full-size filter when larger */
+    const int min_small = face_detect_min_size(&detect_opts, small.width, small.height);
+    int min_seen = (int)ceilf((float)min_small * (shrink > 1 ? shrink : 1) - 0.01f);
+    out->min_face_size = min_full > min_seen ? min_full : min_seen;
     rc = face_detect(ctx, &small, &detect_opts, &boxes, &n);
     out->timing.detect_ms = face_ms_since(t);
     if (rc) goto done;

@@ -52,7 +52,7 @@ int face_detect_decode_side(face_detector d, int side)
  * group fixtures every face scoring 0.4-0.6 is a real (turned or half-hidden) face. */
 #define DEFAULT_MIN_SCORE 0.5f
 /* Default minimum face size (face_options.min_face_size 0), pixels of the detector's image. */
-#define DEFAULT_MIN_FACE 20
+#define DEFAULT_MIN_FACE FACE_MIN_FACE_DEFAULT
 /* Input padding outside the image (in the model's [-1, 1] range). */
 #define PAD_VALUE 0.0f
 
@@ -444,14 +444,21 @@ static int is_portrait(const img_image *image, const box_list *found, int min_fa
  */
 #define ADAPTIVE_MAX_SIDE 1080
 
+/* The adaptive pyramid's smallest face on a w x h image for a search down to min_face_size. */
+static int adaptive_min_size(int w, int h, int min_face_size)
+{
+    int short_side = w < h ? w : h;
+    if (short_side > ADAPTIVE_MAX_SIDE)
+        min_face_size = (int)ceilf((float)min_face_size * (float)short_side / ADAPTIVE_MAX_SIDE);
+    return min_face_size;
+}
+
 static int detect_adaptive(face_context *ctx, const img_image *image, float min_score,
                            int min_face_size, box_list *out)
 {
     int rc = detect_single(ctx, image, min_score, out);
     if (rc || is_portrait(image, out, min_face_size)) return rc;
-    int short_side = image->width < image->height ? image->width : image->height;
-    if (short_side > ADAPTIVE_MAX_SIDE)
-        min_face_size = (int)ceilf((float)min_face_size * (float)short_side / ADAPTIVE_MAX_SIDE);
+    min_face_size = adaptive_min_size(image->width, image->height, min_face_size);
     return detect_levels(ctx, image, min_score, min_face_size, out);
 }
 
@@ -555,6 +562,20 @@ static int by_area_desc(const void *pa, const void *pb)
     const face_box *a = pa, *b = pb;
     float aa = a->w * a->h, ab = b->w * b->h;
     return (aa < ab) - (aa > ab);
+}
+
+/*
+ * What face_detect() below searches down to, then filters at: the larger of the two. The
+ * single-pass detectors (one BlazeFace pass, the SSD) have no finer level; for them it is the
+ * filter, and faces some way above it may already be too small for their one look.
+ */
+int face_detect_min_size(const face_options *opts, int w, int h)
+{
+    int min_size = opts->min_face_size > 0 ? opts->min_face_size : DEFAULT_MIN_FACE;
+    int search_size = min_size < DEFAULT_MIN_FACE ? min_size : DEFAULT_MIN_FACE;
+    if (face_detector_resolve(opts->detector) == FACE_DETECTOR_BLAZEFACE_ADAPTIVE)
+        search_size = adaptive_min_size(w, h, search_size);
+    return search_size > min_size ? search_size : min_size;
 }
 
 int face_detect(face_context *ctx, const img_image *image, const face_options *opts,

@@ -21,6 +21,9 @@
 
 #define FACE_MAX_EMBEDDING 1024
 #define FACE_EMOTIONS 7
+/* The smallest face looked for by default, in pixels of the image the detector sees: the
+ * smallest face_result.min_face_size, which a large image raises. */
+#define FACE_MIN_FACE_DEFAULT 20
 
 typedef struct face_models face_models;
 typedef struct face_context face_context;
@@ -127,6 +130,12 @@ struct face_pending;
 
 typedef struct face_result {
     int width, height; /* of the analysed image */
+    int min_face_size; /* the smallest face the detector looked for, in pixels of the analysed
+                          image (shorter side of the box): none smaller is reported. The
+                          default 20 counts pixels of the image the detector sees, so it grows
+                          with a JPEG decoded reduced and, for the adaptive detector, with an
+                          image over 1080 lines (detect.c): 160 on a 6000x6000 JPEG. Set so
+                          that callers can say why a large photo of small faces gave none */
     int n_faces;
     face_info *faces; /* sorted by box area, largest first; owned */
     face_timing timing;

@@ -82,6 +82,9 @@ face_detector face_detector_resolve(face_detector d);
 /* The shorter side a JPEG may be decoded down to for detector d when the later stages want
  * `side` (0: full size); see detect.c. */
 int face_detect_decode_side(face_detector d, int side);
+/* The smallest face face_detect() looks for in a w x h image with these options, in pixels
+ * of that image (face_result.min_face_size before any rescaling). */
+int face_detect_min_size(const face_options *opts, int w, int h);
 
 /* face-api's SSD-MobileNetV1 (ssd.c): 512x512 RGB in [-1, 1]; outputs "boxes" [B,5118,4]
  * (box encodings) and "classes" [B,5118,3] (logits; 1 is the face). The anchors (ymin, xmin,

@@ -101,6 +101,21 @@ int http_run_face(http_request *r, http_worker *w, const uint8_t *data, size_t l
     return http_run_face_keep(r, w, data, len, stages, out, NULL);
 }
 
+void http_respond_no_face(http_request *r, const char *what, const face_result *res)
+{
+    if (res->min_face_size > FACE_MIN_FACE_DEFAULT)
+        http_respond_error(r, 422, "no_face",
+                           "no face found in %s: in a %dx%d image faces smaller than %d px are "
+                           "not looked for; crop it around the faces (a smaller image is searched "
+                           "for smaller faces, down to %d px)",
+                           what, res->width, res->height, res->min_face_size,
+                           FACE_MIN_FACE_DEFAULT);
+    else
+        http_respond_error(r, 422, "no_face",
+                           "no face found in %s (faces smaller than %d px are not looked for)",
+                           what, res->min_face_size);
+}
+
 /* Verify against a subject that has no face yet: names both (quoted: ids may hold spaces) and
  * says what to do, since an empty subject is usually one created before its photo. */
 static void respond_no_enrolled_face(http_request *r, const char *collection, const char *subject)
@@ -364,8 +379,9 @@ static void faces_route(http_request *r, http_worker *w, unsigned stages, int wi
     if (t->attributes_ms > 0) json_object_set_new(timing, "attributes", num(t->attributes_ms));
     if (t->liveness_ms > 0) json_object_set_new(timing, "liveness", num(t->liveness_ms));
     http_respond_json(r, 200,
-                      json_pack("{s:i,s:i,s:o,s:o}", "width", res.width, "height", res.height,
-                                "faces", faces, "timing_ms", timing));
+                      json_pack("{s:i,s:i,s:i,s:o,s:o}", "width", res.width, "height",
+                                res.height, "min_face_size", res.min_face_size, "faces", faces,
+                                "timing_ms", timing));
     face_result_free(&res);
 out:
     http_input_free(&in);
@@ -512,7 +528,7 @@ void http_api_verify(http_request *r, http_worker *w)
         goto out;
     }
     if (a.n_faces == 0) {
-        http_respond_error(r, 422, "no_face", "no face found in %s", first);
+        http_respond_no_face(r, first, &a);
         goto out;
     }
     r->faces = a.n_faces;
@@ -537,7 +553,7 @@ void http_api_verify(http_request *r, http_worker *w)
             goto out;
         }
         if (b.n_faces == 0) {
-            http_respond_error(r, 422, "no_face", "no face found in image_b");
+            http_respond_no_face(r, "image_b", &b);
             goto out;
         }
         sim = face_similarity(fa->embedding, b.faces[0].embedding, fa->embedding_dim);

@@ -638,7 +638,7 @@ static void enrol(http_request *r, http_worker *w, http_input *in, const struct 
     if (http_run_face_keep(r, w, data, len, HTTP_ENROL_STAGES, &res, &image)) goto out;
     r->faces = res.n_faces;
     if (res.n_faces == 0) {
-        http_respond_error(r, 422, "no_face", "no face found in the image");
+        http_respond_no_face(r, "the image", &res);
         goto out;
     }
     const face_info *f = &res.faces[0];
@@ -872,7 +872,7 @@ void http_api_search(http_request *r, http_worker *w)
     }
     r->faces = res.n_faces;
     if (res.n_faces == 0) {
-        http_respond_error(r, 422, "no_face", "no face found in the image");
+        http_respond_no_face(r, "the image", &res);
         goto out;
     }
     int n = res.n_faces > GAL_QUERIES_MAX ? GAL_QUERIES_MAX : res.n_faces;

@@ -546,6 +546,11 @@ int http_run_face_keep(http_request *r, http_worker *w, const uint8_t *data, siz
  * attributes, liveness; the embedding when with_embedding. */
 json_t *http_face_json(const face_info *f, int with_embedding);
 json_t *http_box_json(const face_info *f);
+/* 422 no_face for the image named `what` ("the image", "image_b"): says the smallest face
+ * that was looked for in it, and, when that is more than the detector's default because the
+ * image is large, that a crop around the faces finds smaller ones (the API has no parameter
+ * for it: a 6000x6000 photo of 150-px faces gave 0 faces and no reason). */
+void http_respond_no_face(http_request *r, const char *what, const face_result *res);
 /* Loads the image named `name` and analyses it; returns 1 when done, 0 when the request has
  * no such image (nothing set), < 0 on failure (response set). */
 int http_face_from_input(http_request *r, http_worker *w, http_input *in, const char *name,

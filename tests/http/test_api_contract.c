@@ -573,7 +573,7 @@ static void test_validator_rejects_wrong_bodies(void **state)
     assert_int_equal(errors_of(box, "{\"x\":1,\"y\":2,\"width\":3}"), 1);
     assert_int_equal(errors_of(box, "{\"x\":\"1\",\"y\":2,\"width\":3,\"height\":4}"), 1);
     assert_int_equal(errors_of("#/components/schemas/FacesResult",
-                               "{\"width\":1.5,\"height\":2,\"faces\":[],"
+                               "{\"width\":1.5,\"height\":2,\"min_face_size\":20,\"faces\":[],"
                                "\"timing_ms\":{\"decode\":1,\"detect\":2}}"),
                      1);
     assert_int_equal(errors_of(err, "{\"error\":{\"code\":\"nope\",\"message\":\"m\"}}"), 1);

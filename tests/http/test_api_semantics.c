@@ -25,6 +25,7 @@
 #include <cmocka.h>
 
 #include "client.h"
+#include "face/face.h"
 #include "http/internal.h"
 #include "img/img.h"
 
@@ -1186,6 +1187,138 @@ static void test_patch_collection_nothing_to_change(void **state)
     json_decref(c);
 }
 
+/* POST of a JPEG built here to path; the JSON answer, which must have this status. */
+static json_t *post_image(const char *path, const img_image *im, int status)
+{
+    uint8_t *jpeg;
+    size_t len;
+    assert_int_equal(img_encode_jpeg(im, 90, &jpeg, &len), 0);
+    tc_response r;
+    post_jpeg(path, NULL, (const char *)jpeg, len, &r);
+    json_t *j = tc_expect_json(&r, status);
+    tc_response_free(&r);
+    free(jpeg);
+    return j;
+}
+
+static long long int_field(json_t *o, const char *k)
+{
+    json_t *v = json_object_get(o, k);
+    if (!json_is_integer(v)) fail_msg("no integer %s in the answer", k);
+    return json_integer_value(v);
+}
+
+/* Every face of a detect answer is at least the min_face_size it reports (a pixel of rounding). */
+static void expect_faces_at_least_min(json_t *d)
+{
+    long long min = int_field(d, "min_face_size");
+    json_t *faces = json_object_get(d, "faces");
+    for (size_t i = 0; i < json_array_size(faces); i++) {
+        json_t *b = json_object_get(json_array_get(faces, i), "box");
+        double w = json_number_value(json_object_get(b, "width"));
+        double h = json_number_value(json_object_get(b, "height"));
+        if ((w < h ? w : h) < (double)min - 1) fail_msg("a face of %.0f px under %lld", w, min);
+    }
+}
+
+/* Found walking through the API as a new user: a 6000x6000 photo of a grid of 150-px faces
+ * gave 0 faces from /v1/detect and 422 no_face from search, with nothing saying that faces
+ * under some size are not looked for in an image that large (the detector sees a large JPEG
+ * decoded reduced, and counts its 20-px minimum in those pixels). detect and analyze report
+ * min_face_size (pixels of the image), no_face names it and says to crop; a crop of the same
+ * grid finds its faces. */
+static void test_large_image_says_smallest_face(void **state)
+{
+    (void)state;
+    NEED_SERVER();
+    img_image photo = {0}, cell = {0}, grid = {0}, crop = {0}, blank = {0};
+    assert_int_equal(img_load_file(SAMPLE(2), NULL, &photo, NULL), 0);
+    /* a 300-px cell around the photo's face, scaled so that the face is 150 px */
+    uint8_t *jpeg;
+    size_t len;
+    assert_int_equal(img_encode_jpeg(&photo, 90, &jpeg, &len), 0);
+    tc_response r;
+    post_jpeg("/v1/detect", NULL, (const char *)jpeg, len, &r);
+    free(jpeg);
+    json_t *d = tc_expect_json(&r, 200);
+    tc_response_free(&r);
+    assert_true(int_field(d, "min_face_size") >= FACE_MIN_FACE_DEFAULT);
+    json_t *box = json_object_get(json_array_get(json_object_get(d, "faces"), 0), "box");
+    assert_non_null(box);
+    double bx = json_number_value(json_object_get(box, "x")),
+           by = json_number_value(json_object_get(box, "y")),
+           bw = json_number_value(json_object_get(box, "width")),
+           bh = json_number_value(json_object_get(box, "height"));
+    json_decref(d);
+    double side = 2 * (bw > bh ? bw : bh), cx = bx + bw / 2, cy = by + bh / 2;
+    int x0 = (int)(cx - side / 2), y0 = (int)(cy - side / 2), s = (int)side;
+    if (x0 < 0) x0 = 0;
+    if (y0 < 0) y0 = 0;
+    if (x0 + s > photo.width) s = photo.width - x0;
+    if (y0 + s > photo.height) s = photo.height - y0;
+    img_image square = {0};
+    assert_int_equal(img_crop(&photo, x0, y0, s, s, &square), 0);
+    const int C = (int)(300.0 * s / side); /* the face 150 px */
+    assert_int_equal(img_resize(&square, C, C, &cell), 0);
+    img_free(&square);
+    const int G = 6000;
+    assert_int_equal(img_alloc(&grid, G, G, 3), 0);
+    memset(grid.data, 128, (size_t)G * G * 3);
+    for (int gy = 0; gy + C <= G; gy += C)
+        for (int gx = 0; gx + C <= G; gx += C)
+            for (int y = 0; y < C; y++)
+                memcpy(grid.data + ((size_t)(gy + y) * G + (size_t)gx) * 3,
+                       cell.data + (size_t)y * C * 3, (size_t)C * 3);
+
+    /* the whole grid: decoded at 1/8 for the detector, so 20 px there are 160 here */
+    d = post_image("/v1/detect", &grid, 200);
+    long long min = int_field(d, "min_face_size");
+    assert_int_equal(min, 8 * FACE_MIN_FACE_DEFAULT);
+    expect_faces_at_least_min(d);
+    json_decref(d);
+    d = post_image("/v1/analyze", &grid, 200);
+    assert_int_equal(int_field(d, "min_face_size"), min);
+    json_decref(d);
+    create_collection("bigimg");
+    uint8_t *gj;
+    size_t gl;
+    assert_int_equal(img_encode_jpeg(&grid, 90, &gj, &gl), 0);
+    post_jpeg("/v1/collections/bigimg/search", NULL, (const char *)gj, gl, &r);
+    if (r.status == 422) {
+        tc_expect_error(&r, 422, "no_face");
+        json_t *j = tc_json(&r);
+        const char *m = json_string_value(json_object_get(json_object_get(j, "error"), "message"));
+        if (!strstr(m, "6000x6000") || !strstr(m, "smaller than 160 px") || !strstr(m, "crop"))
+            fail_msg("no_face: '%s' does not say which faces were looked for", m);
+        json_decref(j);
+    } else {
+        tc_expect_json(&r, 200); /* some faces found: then none is under 160 px (above) */
+    }
+    tc_response_free(&r);
+    free(gj);
+
+    /* a crop of the grid under 1080 lines: its faces, down to the default size */
+    assert_int_equal(img_crop(&grid, 0, 0, 3 * C + C / 2, 3 * C + C / 2, &crop), 0);
+    d = post_image("/v1/detect", &crop, 200);
+    assert_int_equal(int_field(d, "min_face_size"), FACE_MIN_FACE_DEFAULT);
+    if (json_array_size(json_object_get(d, "faces")) < 9)
+        fail_msg("the crop's 9 faces: %zu found", json_array_size(json_object_get(d, "faces")));
+    json_decref(d);
+
+    /* a small image without a face: the default, and no advice to crop */
+    assert_int_equal(img_alloc(&blank, 320, 240, 3), 0);
+    memset(blank.data, 200, (size_t)320 * 240 * 3);
+    d = post_image("/v1/collections/bigimg/search", &blank, 422);
+    const char *m = json_string_value(json_object_get(json_object_get(d, "error"), "message"));
+    if (!strstr(m, "smaller than 20 px") || strstr(m, "crop")) fail_msg("no_face: '%s'", m);
+    json_decref(d);
+    img_free(&photo);
+    img_free(&cell);
+    img_free(&grid);
+    img_free(&crop);
+    img_free(&blank);
+}
+
 /* Found walking through the API as a new user: DELETE .../faces/abc answered 404 "no face
  * abc", as if a face could have that id. Face ids are positive integers: a path segment that
  * is not one is a malformed parameter, 422 invalid_parameter (as a malformed collection name
@@ -1269,6 +1402,7 @@ int main(void)
         cmocka_unit_test(test_error_messages_name_and_advise),
         cmocka_unit_test(test_patch_collection_nothing_to_change),
         cmocka_unit_test(test_face_id_not_a_number),
+        cmocka_unit_test(test_large_image_says_smallest_face),
     };
     return cmocka_run_group_tests_name("api semantics", tests, setup, teardown);
 }
