@@ -958,6 +958,10 @@ let batchFiles = [];
 
 // Refusals that came before any work was done: the same upload may simply be sent again.
 const RETRYABLE = new Set(['rate_limited', 'overloaded', 'not_ready', 'store_unavailable']);
+// Answers about the photo itself: sending the same file again cannot succeed (an enrolment
+// with its Idempotency-Key even gets the same answer replayed), so a batch does not keep it
+// chosen for "Enrol all" to try again.
+const PHOTO_FAULTS = new Set(['no_face', 'unsupported_image', 'invalid_image', 'image_too_large', 'body_too_large', 'http_413']);
 
 // Enrols one photo of a batch, waiting out a refusal's Retry-After (or 1, 2, 3 s) up to three
 // times, and saying so on its line: a batch met by the key's rate limit or a busy service
@@ -1011,8 +1015,8 @@ async function submitBatch(e) {
   bar.value = 0;
   bar.hidden = false;
   summary.textContent = `Enrolling ${files.length} photos…`;
-  let ok = 0, done = 0;
-  const left = new Set(files);
+  let ok = 0, done = 0, unfit = 0;
+  const left = new Set(files); // not enrolled, and worth sending again
   try {
     await ensureCollection(collection);
     rememberCollection(collection);
@@ -1031,7 +1035,13 @@ async function submitBatch(e) {
           ok++;
         } catch (err) {
           li.className = 'err';
-          li.append(h('span', { class: 'why', text: plainWords(err).title }));
+          // The service's own message says more (for no_face: the smallest face looked for).
+          li.append(h('span', { class: 'why', text: plainWords(err).title, title: err.message || '' }));
+          if (PHOTO_FAULTS.has(err.code)) {
+            li.append(h('span', { class: 'muted final', text: 'not tried again' }));
+            left.delete(f);
+            unfit++;
+          }
           if (err.code === 'unauthorized' || err.code === 'network') { next = files.length; notify(err, { context: 'Enrol' }); }
         }
         bar.value = ++done;
@@ -1039,7 +1049,8 @@ async function submitBatch(e) {
       }
     };
     await Promise.all([worker(), worker()]);
-    summary.textContent = `Enrolled ${ok} of ${files.length} photo${files.length === 1 ? '' : 's'} for ${subject} in ${collection}.`;
+    summary.textContent = `Enrolled ${ok} of ${files.length} photo${files.length === 1 ? '' : 's'} for ${subject} in ${collection}.`
+      + (unfit ? ` ${unfit} cannot be enrolled as ${unfit === 1 ? 'it is' : 'they are'} (see why in the list).` : '');
     subjectsFor = '';
     refreshCollections();
   } catch (err) {
@@ -1048,7 +1059,8 @@ async function submitBatch(e) {
     inlineErrorIn(summary, err);
   } finally {
     // What was enrolled is no longer chosen: "Enrol all" again sent the whole batch again.
-    // The photos that failed stay, to be tried again.
+    // The photos that failed for a passing reason stay, to be tried again; one the service
+    // cannot use (no face in it, not an image) is not offered again: it would fail again.
     batchFiles = files.filter((f) => left.has(f));
     $('#batch-chosen').textContent = batchFiles.length
       ? `${batchFiles.length} photo${batchFiles.length === 1 ? '' : 's'} not enrolled still chosen: “Enrol all” tries ${batchFiles.length === 1 ? 'it' : 'them'} again.`
@@ -1081,6 +1093,21 @@ function simbar(similarity, threshold, match) {
   return h('div', { class: 'simbar', title: `similarity ${fmt.num(similarity)} (threshold ${fmt.num(threshold)})` },
     h('div', { class: match ? 'fill ok' : 'fill', style: { width: scale(similarity) } }),
     h('div', { class: 'th', style: { left: scale(threshold) } }));
+}
+
+// What the recognised subject's metadata holds (search's identity_metadata: a badge number,
+// a department), shown with the match so that nobody has to look the subject up. An object's
+// fields as name: value (nested values as JSON); any other JSON value as it is; nothing for
+// null or an empty object.
+function metadataList(meta) {
+  if (meta === null || meta === undefined) return null;
+  const text = (v) => (typeof v === 'string' ? v : JSON.stringify(v));
+  if (typeof meta !== 'object' || Array.isArray(meta)) {
+    return h('dl', { class: 'identity-meta' }, h('dt', { text: 'metadata' }), h('dd', { text: text(meta) }));
+  }
+  const keys = Object.keys(meta);
+  if (!keys.length) return null;
+  return h('dl', { class: 'identity-meta' }, ...keys.flatMap((k) => [h('dt', { text: k }), h('dd', { text: text(meta[k]) })]));
 }
 
 async function runSearch(blob, name) {
@@ -1125,6 +1152,8 @@ async function runSearch(blob, name) {
             known(f) ? h('span', { class: 'badge ok', text: `match · ${fmt.num(b.similarity)}` })
               : h('span', { class: 'muted', text: b ? `Nobody in “${collection}” is similar enough: the closest is ${b.subject} at ${fmt.num(b.similarity)}, below the threshold ${fmt.num(data.threshold)}.`
                 : `“${collection}” has nobody enrolled yet.` }))));
+      const meta = known(f) ? metadataList(f.identity_metadata) : null;
+      if (meta) card.append(meta);
       for (const m of f.matches || []) {
         card.append(h('div', { class: 'match' },
           m.face_id ? thumbImg(collection, m.face_id, m.subject) : h('span'),

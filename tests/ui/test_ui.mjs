@@ -271,6 +271,41 @@ async function main() {
     assert(subjects.subjects.length === people.length, `the collection has ${people.length} subjects`);
   });
 
+  // Found walking through the page as a new user: "Enrol all" kept a photo without a face
+  // chosen and offered to try it again, which cannot succeed (the same photo has no face).
+  await step('enrol: a photo without a face fails with the reason and is not offered again', async () => {
+    const blank = Buffer.from(await page.evaluate(() => {
+      const c = document.createElement('canvas');
+      c.width = 320;
+      c.height = 240;
+      const g = c.getContext('2d');
+      g.fillStyle = '#c8c8c8';
+      g.fillRect(0, 0, c.width, c.height);
+      return c.toDataURL('image/jpeg', 0.9).split(',')[1];
+    }), 'base64');
+    const form = page.locator('#batch-form');
+    await form.locator('input[name=collection]').fill('nofaces');
+    await form.locator('input[name=subject]').fill('someone');
+    // (playwright takes paths or buffers, not both)
+    const face = { name: basename(people[0].enrol[0]), mimeType: people[0].enrol[0].endsWith('.png') ? 'image/png' : 'image/jpeg', buffer: readFileSync(people[0].enrol[0]) };
+    await page.locator('#batch-files').setInputFiles([face, { name: 'wall.jpg', mimeType: 'image/jpeg', buffer: blank }]);
+    await form.locator('#batch-submit').click();
+    await page.locator('#batch-summary').filter({ hasText: 'Enrolled 1 of 2' }).waitFor();
+    const failed = page.locator('#batch-log li.err');
+    assert(await failed.count() === 1, 'one photo failed');
+    const line = await failed.innerText();
+    assert(line.includes('wall.jpg') && line.includes('No face was found'), `the failed line names the photo and why (${line})`);
+    assert(line.includes('not tried again'), `the failed line says it is not tried again (${line})`);
+    const why = await failed.locator('.why').getAttribute('title');
+    assert(why && why.includes('smaller than'), `the service's reason (the smallest face looked for) is at hand (${why})`);
+    const chosen = await page.locator('#batch-chosen').innerText();
+    assert(!chosen.includes('tries'), `"Enrol all" does not offer the photo again (${chosen})`);
+    assert(await page.locator('#batch-submit').isDisabled(), '"Enrol all" has nothing left to send');
+    await shot('06b-enrol-batch-no-face');
+    const r = await fetch(`${base}/v1/collections/nofaces`, { method: 'DELETE' });
+    assert(r.status === 204, `the step's collection is deleted (${r.status})`);
+  });
+
   await step('enrol: click a face of a group photo and name it', async () => {
     const det = await pick('enrol', group, '/v1/detect');
     const n = det.body.faces.length;
@@ -308,6 +343,26 @@ async function main() {
     await results.locator('.who', { hasText: probe.name }).first().waitFor();
     await page.waitForFunction(() => [...document.querySelectorAll('#search-results .thumb')].some((i) => i.naturalWidth > 0));
     await shot('08-search');
+  });
+
+  // Found walking through the page as a new user: search answers the recognised subject's
+  // identity_metadata (a badge number, so a desk needs no second call), and the page did not
+  // show it.
+  await step('search: a match shows what the subject\'s metadata holds', async () => {
+    const meta = { badge: 'B-4711', desk: 'north gate' };
+    const patched = await fetch(`${base}/v1/collections/people/subjects/${encodeURIComponent(probe.name)}`, {
+      method: 'PATCH', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ metadata: meta }),
+    });
+    assert(patched.status === 200, `the subject's metadata was set (${patched.status})`);
+    const r = await pick('search', probe.file, '/v1/collections/people/search');
+    const hit = r.body.faces.find((f) => f.identity === probe.name);
+    assert(hit && hit.identity_metadata?.badge === meta.badge, `the API answered the metadata (${JSON.stringify(hit && hit.identity_metadata)})`);
+    const card = page.locator('#search-results .match-card', { has: page.locator('.who', { hasText: probe.name }) }).first();
+    const shown = card.locator('.identity-meta');
+    await shown.waitFor();
+    const text = await shown.innerText();
+    for (const [k, v] of Object.entries(meta)) assert(text.includes(k) && text.includes(v), `the card shows ${k}: ${v} (${text})`);
+    await shot('08b-search-metadata');
   });
 
   await step('search: a face nobody enrolled says unknown', async () => {
