@@ -411,6 +411,105 @@ static int parse_face_id(http_request *r, const char *text, int64_t *id)
     return 0;
 }
 
+/* A page of faces being filled: the items, and the last face put in (the next cursor). */
+struct face_page {
+    json_t *items;
+    long limit;
+    int full; /* a face was left out for want of room: there is a next page */
+    int64_t last_id;
+    char last_subject[GAL_ID_MAX + 1];
+};
+
+/* Adds subject's faces with ids above after_id to the page until it is full. A subject or
+ * face deleted meanwhile is skipped. */
+static int page_subject_faces(http_request *r, struct face_page *page, const char *subject,
+                              int64_t after_id)
+{
+    int64_t *ids = NULL;
+    size_t count = 0;
+    int rc = gal_face_list(r->srv->gal, r->caps[0], subject, &ids, &count);
+    /* the subject deleted meanwhile ("subject ... does not exist"; a subject's id may hold
+     * the word collection, so the message's start tells) */
+    if (rc == BASE_ERR_NOT_FOUND && strncmp(base_error_message(), "collection", 10) != 0) return 0;
+    for (size_t i = 0; rc == 0 && i < count; i++) {
+        if (ids[i] <= after_id) continue;
+        if ((long)json_array_size(page->items) == page->limit) {
+            page->full = 1;
+            break;
+        }
+        struct gal_face_record rec;
+        rc = gal_face_get(r->srv->gal, r->caps[0], ids[i], &rec);
+        if (rc == BASE_ERR_NOT_FOUND) {
+            rc = 0; /* deleted meanwhile */
+            continue;
+        }
+        if (rc) break;
+        json_array_append_new(page->items, face_record_json(r->caps[0], &rec, 0));
+        gal_face_record_deinit(&rec);
+        page->last_id = ids[i];
+        snprintf(page->last_subject, sizeof page->last_subject, "%s", subject);
+    }
+    free(ids);
+    return rc;
+}
+
+/*
+ * GET .../faces without subject: every face of the collection, subject by subject in the
+ * subjects' id order (as their list pages), each subject's faces by id. The gallery lists
+ * faces per subject only, so a page walks the subjects from the cursor's; it reads what a
+ * page of the subject list and the faces it shows cost, plus the subjects without a face it
+ * passes. The cursor is the last face shown and its subject, "FACE_ID:SUBJECT": a face or
+ * subject deleted meanwhile does not lose the place, and items created or deleted while a
+ * client pages neither repeat nor hide the others (the subject-list guarantee).
+ */
+static void faces_of_collection(http_request *r, long limit, const char *after)
+{
+    struct face_page page = {.items = json_array(), .limit = limit};
+    char from[GAL_ID_MAX + 1] = "";
+    int64_t from_id = 0;
+    int rc = 0;
+    if (after[0]) {
+        char *end = NULL;
+        errno = 0;
+        from_id = strtoll(after, &end, 10);
+        if (errno || end == after || *end != ':' || from_id < 0 || !end[1] ||
+            strlen(end + 1) > GAL_ID_MAX) {
+            json_decref(page.items);
+            http_respond_error(r, 422, "invalid_parameter",
+                               "after must be the next_after of the previous page (FACE_ID:SUBJECT "
+                               "when the list is not for one subject)");
+            return;
+        }
+        snprintf(from, sizeof from, "%s", end + 1);
+    }
+    uint64_t t0 = base_now_ns();
+    if (from[0]) rc = page_subject_faces(r, &page, from, from_id);
+    /* Subjects in batches of the page's size: a page shows at most that many subjects' faces
+     * (fewer when a subject has several), so one batch is usually enough. */
+    size_t batch = limit < 16 ? 16 : (size_t)limit;
+    while (rc == 0 && !page.full) {
+        struct gal_subject_info *list = NULL;
+        size_t n = 0;
+        rc = gal_subject_list(r->srv->gal, r->caps[0], from, batch, &list, &n);
+        if (rc) break;
+        for (size_t i = 0; rc == 0 && i < n && !page.full; i++)
+            if (list[i].face_count > 0) rc = page_subject_faces(r, &page, list[i].id, 0);
+        if (n > 0) snprintf(from, sizeof from, "%s", list[n - 1].id);
+        gal_subject_list_free(list, n);
+        if (n < batch) break;
+    }
+    gallery_time(r, t0);
+    if (rc) {
+        json_decref(page.items);
+        http_respond_base_error(
+            r, rc, strncmp(base_error_message(), "collection", 10) == 0 ? "collection" : "face");
+        return;
+    }
+    json_t *next = page.full ? json_sprintf("%" PRId64 ":%s", page.last_id, page.last_subject)
+                             : json_null();
+    http_respond_json(r, 200, json_pack("{s:o,s:o}", "faces", page.items, "next_after", next));
+}
+
 void http_api_faces_list(http_request *r, http_worker *w)
 {
     (void)w;
@@ -418,12 +517,10 @@ void http_api_faces_list(http_request *r, http_worker *w)
     http_input in;
     if (json_input(r, &in)) return;
     long limit;
-    char after[32], subject[GAL_ID_MAX + 2];
+    char after[GAL_ID_MAX + 40], subject[GAL_ID_MAX + 2];
     if (page_params(r, &in, &limit, after, sizeof after)) goto out;
     int rc = http_input_param(r, &in, "subject", subject, sizeof subject);
-    if (rc == 0)
-        http_respond_error(r, 422, "invalid_parameter",
-                           "subject is required: GET .../faces?subject=ID");
+    if (rc == 0) faces_of_collection(r, limit, after);
     if (rc <= 0) goto out;
     int64_t after_id = 0;
     if (after[0]) {
