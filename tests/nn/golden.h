@@ -2,7 +2,7 @@
  *
  * The goldens are produced by tools/golden/make-golden.mjs with the TF.js
  * pure-JS CPU backend (see tools/golden/README.md and golden/index.json).
- * C17, libc only. Every function is `static inline` so that a test that uses
+ * C17, libc (and access(2)) only. Every function is `static inline` so that a test that uses
  * only some of them compiles warning-free under -Wall -Wextra.
  *
  * File format of NAME.INPUT.gold (all integers little-endian):
@@ -41,6 +41,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define GOLDEN_MAX_OUTPUTS 16
 #define GOLDEN_MAX_RANK 6
@@ -273,6 +274,31 @@ static inline int golden_compare(const float *got, const float *ref, size_t n, d
     if (max_abs_ref) *max_abs_ref = mref;
     if (cosine) *cosine = cs;
     return bad ? -1 : 0;
+}
+
+/* The graph models of the pack that have goldens here, the list the tests going over every
+ * model share (face-api's, built in C, are checked through the pipeline; iris has no golden). */
+static const char *const golden_models[] = {
+    "blazeface-back",
+    "blazeface-front",
+    "facemesh-detection-full",
+    "facemesh",
+    "faceres",
+    "mobilefacenet",
+    "mobileface",
+    "gear",
+    "age",
+    "gender",
+    "emotion",
+    "antispoof",
+    "liveness",
+};
+#define GOLDEN_N_MODELS (sizeof golden_models / sizeof golden_models[0])
+
+/* Whether the model pack is there (tools/fetch-models; make test fetches it). */
+static inline int golden_models_present(void)
+{
+    return access("models/human/mobilefacenet.json", R_OK) == 0;
 }
 
 #endif /* VULTUS_TESTS_NN_GOLDEN_H */

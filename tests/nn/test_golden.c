@@ -18,28 +18,6 @@
 #include <string.h>
 #include <unistd.h>
 
-static const char *const models[] = {
-    "blazeface-back",
-    "blazeface-front",
-    "facemesh-detection-full",
-    "facemesh",
-    "faceres",
-    "mobilefacenet",
-    "mobileface",
-    "gear",
-    "age",
-    "gender",
-    "emotion",
-    "antispoof",
-    "liveness",
-};
-#define N_MODELS (sizeof models / sizeof models[0])
-
-static int models_present(void)
-{
-    return access("models/human/mobilefacenet.json", R_OK) == 0;
-}
-
 /* Compares all outputs of the last run (batch element `elem`) with a golden file. */
 static void compare_outputs(const char *model, const char *input, nn_context *ctx,
                             const nn_model *m, int elem, const char *backend)
@@ -134,17 +112,17 @@ static void run_model(const char *model, nn_backend backend)
 static void test_reference_backend(void **state)
 {
     (void)state;
-    if (!models_present()) skip();
-    for (size_t i = 0; i < N_MODELS; i++)
-        run_model(models[i], NN_BACKEND_REFERENCE);
+    if (!golden_models_present()) skip();
+    for (size_t i = 0; i < GOLDEN_N_MODELS; i++)
+        run_model(golden_models[i], NN_BACKEND_REFERENCE);
 }
 
 static void test_xnnpack_backend(void **state)
 {
     (void)state;
-    if (!models_present()) skip();
-    for (size_t i = 0; i < N_MODELS; i++)
-        run_model(models[i], NN_BACKEND_AUTO);
+    if (!golden_models_present()) skip();
+    for (size_t i = 0; i < GOLDEN_N_MODELS; i++)
+        run_model(golden_models[i], NN_BACKEND_AUTO);
 }
 
 int main(void)
@@ -153,6 +131,7 @@ int main(void)
         cmocka_unit_test(test_xnnpack_backend),
         cmocka_unit_test(test_reference_backend),
     };
-    if (!models_present()) printf("models/ is missing: run tools/fetch-models (make test does)\n");
+    if (!golden_models_present())
+        printf("models/ is missing: run tools/fetch-models (make test does)\n");
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -24,22 +24,6 @@
 #include <string.h>
 #include <unistd.h>
 
-static const char *const models[] = {
-    "mobilefacenet",
-    "faceres",
-    "blazeface-back",
-    "blazeface-front",
-    "facemesh-detection-full",
-    "facemesh",
-    "mobileface",
-    "gear",
-    "age",
-    "gender",
-    "emotion",
-    "antispoof",
-    "liveness",
-};
-#define N_MODELS (sizeof models / sizeof models[0])
 #define BATCH 3
 #define MAX_OUTPUTS 8
 
@@ -117,18 +101,13 @@ static void compare(const char *model, const char *what, const outputs *ref, con
     }
 }
 
-static int models_present(void)
-{
-    return access("models/human/mobilefacenet.json", R_OK) == 0;
-}
-
 static void test_schedules_agree(void **state)
 {
     (void)state;
-    if (!models_present()) skip();
-    for (size_t mi = 0; mi < N_MODELS; mi++) {
+    if (!golden_models_present()) skip();
+    for (size_t mi = 0; mi < GOLDEN_N_MODELS; mi++) {
         char path[256];
-        snprintf(path, sizeof path, "models/human/%s.json", models[mi]);
+        snprintf(path, sizeof path, "models/human/%s.json", golden_models[mi]);
         nn_model *m = NULL;
         if (nn_model_load_tfjs(path, NULL, &m)) fail_msg("%s", base_error_message());
         int n = nn_model_graph(m)->n_nodes;
@@ -141,12 +120,12 @@ static void test_schedules_agree(void **state)
 
         co.schedule = NN_SCHEDULE_PER_IMAGE;
         run(m, &co, NULL, 0, &got);
-        compare(models[mi], "per-image", &ref, &got);
+        compare(golden_models[mi], "per-image", &ref, &got);
         outputs_free(&got);
 
         co.schedule = NN_SCHEDULE_AUTO;
         run(m, &co, NULL, 1, &got);
-        compare(models[mi], "automatic", &ref, &got);
+        compare(golden_models[mi], "automatic", &ref, &got);
         outputs_free(&got);
 
         /* Forced mixtures. */
@@ -163,7 +142,7 @@ static void test_schedules_agree(void **state)
                     (char)(((i + patterns[p].phase) % patterns[p].period) < patterns[p].period / 2);
             co.schedule = NN_SCHEDULE_AUTO;
             run(m, &co, mode, p & 1, &got);
-            compare(models[mi], patterns[p].name, &ref, &got);
+            compare(golden_models[mi], patterns[p].name, &ref, &got);
             outputs_free(&got);
         }
         uint32_t s = 12345u + (uint32_t)mi;
@@ -173,7 +152,7 @@ static void test_schedules_agree(void **state)
                 mode[i] = (char)((s >> 16) & 1);
             }
             run(m, &co, mode, r, &got);
-            compare(models[mi], "random", &ref, &got);
+            compare(golden_models[mi], "random", &ref, &got);
             outputs_free(&got);
         }
         outputs_free(&ref);
@@ -188,7 +167,7 @@ static void test_schedules_agree(void **state)
 static void test_automatic_schedule_splits(void **state)
 {
     (void)state;
-    if (!models_present()) skip();
+    if (!golden_models_present()) skip();
     nn_model *m = NULL;
     if (nn_model_load_tfjs("models/human/mobilefacenet.json", NULL, &m))
         fail_msg("%s", base_error_message());
@@ -217,6 +196,7 @@ int main(void)
         cmocka_unit_test(test_automatic_schedule_splits),
         cmocka_unit_test(test_schedules_agree),
     };
-    if (!models_present()) printf("models/ is missing: run tools/fetch-models (make test does)\n");
+    if (!golden_models_present())
+        printf("models/ is missing: run tools/fetch-models (make test does)\n");
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
