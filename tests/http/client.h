@@ -615,26 +615,69 @@ static inline int tc_have_models(void)
 
 /* A TCP proxy in front of a throw-away PostgreSQL server's Unix socket that can freeze: every
  * byte held, no connection refused or closed, as in a network partition (a query then waits
- * for TCP to give up: minutes). Used by test_ops_review and test_pg_partition. */
+ * for TCP to give up: minutes). It also counts the clients' round trips. Used by
+ * test_ops_review, test_pg_partition and test_pg_metrics. */
 typedef struct tc_pg_proxy {
     int listen_fd, port;
     char socket_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
     atomic_int frozen;
+    atomic_long round_trips; /* Sync and Query messages from the clients, all connections */
 } tc_pg_proxy;
 
 typedef struct tc_pg_pump_args {
     tc_pg_proxy *proxy;
-    int from, to;
+    int from, to, count; /* count: the client's direction, whose messages are counted */
 } tc_pg_pump_args;
+
+/*
+ * Follows the client's side of the protocol: untyped messages (length, code) until the
+ * StartupMessage (code 196608: an SSLRequest or GSSENCRequest comes before it), then typed
+ * ones (type byte, length including itself).
+ */
+typedef struct tc_pg_parser {
+    int typed;
+    unsigned char head[8];
+    int have;
+    uint32_t left; /* bytes of the current message's body still to skip */
+} tc_pg_parser;
+
+static inline uint32_t tc_be32(const unsigned char *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static inline void tc_pg_parse(tc_pg_parser *p, const unsigned char *b, size_t n,
+                               atomic_long *count)
+{
+    while (n) {
+        if (p->left) {
+            size_t k = n < p->left ? n : p->left;
+            b += k, n -= k, p->left -= (uint32_t)k;
+            continue;
+        }
+        p->head[p->have++] = *b++, n--;
+        if (p->have < (p->typed ? 5 : 8)) continue;
+        p->have = 0;
+        if (p->typed) {
+            p->left = tc_be32(p->head + 1) - 4;
+            if (p->head[0] == 'S' || p->head[0] == 'Q') atomic_fetch_add(count, 1);
+        } else {
+            p->left = tc_be32(p->head) - 8;
+            if (tc_be32(p->head + 4) == 196608) p->typed = 1;
+        }
+    }
+}
 
 static inline void *tc_pg_pump_main(void *arg)
 {
     tc_pg_pump_args a = *(tc_pg_pump_args *)arg;
     free(arg);
-    char buf[65536];
+    tc_pg_parser state = {0};
+    unsigned char buf[65536];
     for (;;) {
         ssize_t n = recv(a.from, buf, sizeof buf, 0);
         if (n <= 0) break;
+        if (a.count) tc_pg_parse(&state, buf, (size_t)n, &a.proxy->round_trips);
         while (atomic_load(&a.proxy->frozen))
             tc_sleep_ms(20);
         if (tc_send_all(a.to, buf, (size_t)n) != 0) break;
@@ -643,11 +686,11 @@ static inline void *tc_pg_pump_main(void *arg)
     return NULL;
 }
 
-static inline void tc_pg_pump_start(tc_pg_proxy *p, int from, int to)
+static inline void tc_pg_pump_start(tc_pg_proxy *p, int from, int to, int count)
 {
     tc_pg_pump_args *a = malloc(sizeof *a);
     assert_non_null(a);
-    *a = (tc_pg_pump_args){p, from, to};
+    *a = (tc_pg_pump_args){p, from, to, count};
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, tc_pg_pump_main, a), 0);
     pthread_detach(t);
@@ -669,8 +712,8 @@ static inline void *tc_pg_proxy_main(void *arg)
             if (u >= 0) close(u);
             continue;
         }
-        tc_pg_pump_start(p, c, u);
-        tc_pg_pump_start(p, u, c);
+        tc_pg_pump_start(p, c, u, 1);
+        tc_pg_pump_start(p, u, c, 0);
     }
 }
 

@@ -20,128 +20,7 @@
 
 #include "client.h"
 
-#include <pthread.h>
-#include <stdatomic.h>
-#include <sys/un.h>
-
 #define COLLECTIONS 24
-
-/* ---- a proxy that counts round trips ----------------------------------------------------- */
-
-typedef struct counting_proxy {
-    int listen_fd, port;
-    char socket_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-    atomic_long round_trips; /* Sync and Query messages from the clients, all connections */
-} counting_proxy;
-
-typedef struct pump {
-    counting_proxy *proxy;
-    int from, to, parse; /* parse: the client's direction, whose messages are counted */
-} pump;
-
-static uint32_t be32(const unsigned char *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-/*
- * Follows the client's side of the protocol: untyped messages (length, code) until the
- * StartupMessage (code 196608: an SSLRequest or GSSENCRequest comes before it), then typed
- * ones (type byte, length including itself).
- */
-typedef struct parser {
-    int typed;
-    unsigned char head[8];
-    int have;
-    uint32_t left; /* bytes of the current message's body still to skip */
-} parser;
-
-static void parse_bytes(parser *p, const unsigned char *b, size_t n, atomic_long *count)
-{
-    while (n) {
-        if (p->left) {
-            size_t k = n < p->left ? n : p->left;
-            b += k, n -= k, p->left -= (uint32_t)k;
-            continue;
-        }
-        p->head[p->have++] = *b++, n--;
-        if (p->have < (p->typed ? 5 : 8)) continue;
-        p->have = 0;
-        if (p->typed) {
-            p->left = be32(p->head + 1) - 4;
-            if (p->head[0] == 'S' || p->head[0] == 'Q') atomic_fetch_add(count, 1);
-        } else {
-            p->left = be32(p->head) - 8;
-            if (be32(p->head + 4) == 196608) p->typed = 1;
-        }
-    }
-}
-
-static void *pump_main(void *arg)
-{
-    pump a = *(pump *)arg;
-    free(arg);
-    parser state = {0};
-    unsigned char buf[65536];
-    for (;;) {
-        ssize_t n = recv(a.from, buf, sizeof buf, 0);
-        if (n <= 0) break;
-        if (a.parse) parse_bytes(&state, buf, (size_t)n, &a.proxy->round_trips);
-        if (tc_send_all(a.to, buf, (size_t)n) != 0) break;
-    }
-    shutdown(a.to, SHUT_WR);
-    return NULL;
-}
-
-static void pump_start(counting_proxy *p, int from, int to, int parse)
-{
-    pump *a = malloc(sizeof *a);
-    assert_non_null(a);
-    *a = (pump){p, from, to, parse};
-    pthread_t t;
-    assert_int_equal(pthread_create(&t, NULL, pump_main, a), 0);
-    pthread_detach(t);
-}
-
-static void *proxy_main(void *arg)
-{
-    counting_proxy *p = arg;
-    for (;;) {
-        int c = accept(p->listen_fd, NULL, NULL);
-        if (c < 0) return NULL;
-        int u = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        struct sockaddr_un a = {.sun_family = AF_UNIX};
-        snprintf(a.sun_path, sizeof a.sun_path, "%s", p->socket_path);
-        if (u < 0 || connect(u, (struct sockaddr *)&a, sizeof a) != 0) {
-            close(c);
-            if (u >= 0) close(u);
-            continue;
-        }
-        pump_start(p, c, u, 1);
-        pump_start(p, u, c, 0);
-    }
-}
-
-static void proxy_start(counting_proxy *p, const char *pg_dir)
-{
-    memset(p, 0, sizeof *p);
-    assert_true(strlen(pg_dir) <= 90); /* a Unix socket path holds 107 bytes */
-    snprintf(p->socket_path, sizeof p->socket_path, "%.90s/.s.PGSQL.5432", pg_dir);
-    p->listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_true(p->listen_fd >= 0);
-    struct sockaddr_in a = {.sin_family = AF_INET};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(bind(p->listen_fd, (struct sockaddr *)&a, sizeof a), 0);
-    assert_int_equal(listen(p->listen_fd, 64), 0);
-    socklen_t len = sizeof a;
-    assert_int_equal(getsockname(p->listen_fd, (struct sockaddr *)&a, &len), 0);
-    p->port = ntohs(a.sin_port);
-    pthread_t t;
-    assert_int_equal(pthread_create(&t, NULL, proxy_main, p), 0);
-    pthread_detach(t);
-}
-
-/* ---- the test ---------------------------------------------------------------------------- */
 
 /* The value of the sample `name` in a /metrics body; -1 when absent. */
 static long long sample(const char *body, const char *name)
@@ -153,7 +32,7 @@ static long long sample(const char *body, const char *name)
 }
 
 /* Scrapes `port`; returns the body (the caller frees it) and the proxy's round trips meanwhile. */
-static char *scrape(int port, counting_proxy *proxy, long *trips)
+static char *scrape(int port, tc_pg_proxy *proxy, long *trips)
 {
     tc_response r;
     long before = atomic_load(&proxy->round_trips);
@@ -180,8 +59,8 @@ static void test_metrics_round_trips(void **state)
         skip();
     }
     assert_int_equal(rc, 0);
-    static counting_proxy proxy; /* its threads outlive this function */
-    proxy_start(&proxy, pg_dir);
+    static tc_pg_proxy proxy; /* its threads outlive this function */
+    tc_pg_proxy_start(&proxy, pg_dir);
     char counted[200];
     snprintf(counted, sizeof counted, "postgresql://postgres@127.0.0.1:%d/postgres", proxy.port);
     const char *args_a[] = {"--workers", "2", "--grace-ms", "0", "--store", counted, NULL};
