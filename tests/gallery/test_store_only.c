@@ -31,7 +31,7 @@ static void test_store_only_reads_the_store(void **state)
     struct rng r = {7};
     float e[DIM];
     for (int i = 0; i < 5; i++) {
-        char subject[8];
+        char subject[16];
         snprintf(subject, sizeof subject, "s%d", i);
         assert_int_equal(gal_subject_add(g, "people", subject, NULL), 0);
         random_unit(&r, e, DIM);
