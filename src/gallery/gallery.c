@@ -32,12 +32,25 @@
 
 _Thread_local uint64_t gal_store_deadline_ns;
 
+/*
+ * pthread_mutex_timedlock, whose clock is CLOCK_REALTIME: the monotonic deadline becomes the
+ * same distance from the wall clock's now. Not pthread_mutex_clocklock (glibc 2.30), which
+ * takes the monotonic clock itself: ThreadSanitizer (clang 14, `make tsan`) does not intercept
+ * it, so it reports every unlock of a mutex taken that way as "unlock of an unlocked mutex".
+ * A wall-clock step during the wait lengthens or shortens it by the step, which at most moves
+ * one 503 earlier or later.
+ */
 int gal_lock_until(pthread_mutex_t *m, uint64_t deadline_ns)
 {
     if (!deadline_ns) return pthread_mutex_lock(m);
-    struct timespec until = {(time_t)(deadline_ns / 1000000000u),
-                             (long)(deadline_ns % 1000000000u)};
-    return pthread_mutex_clocklock(m, CLOCK_MONOTONIC, &until); /* base_now_ns's clock */
+    uint64_t now = base_now_ns();
+    uint64_t left = deadline_ns > now ? deadline_ns - now : 0;
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    uint64_t ns = (uint64_t)until.tv_nsec + left % 1000000000u;
+    until.tv_sec += (time_t)(left / 1000000000u + ns / 1000000000u);
+    until.tv_nsec = (long)(ns % 1000000000u);
+    return pthread_mutex_timedlock(m, &until);
 }
 
 int gal_store_lock(pthread_mutex_t *m, int timeout_ms, const char *what)
