@@ -478,13 +478,15 @@ static int wait_ms(const struct pg_store *s)
  * every call that needs the store fails at once (store_gate) instead of waiting out its own
  * limit on another connection through the same partition - the calls queued behind this one,
  * and the second gallery call of a request whose first just failed - then connections are
- * tried again one at a time (conn_open).
+ * tried again one at a time (conn_open). `grow` (a failed connection attempt) doubles the
+ * next interval, up to RETRY_MAX_MS.
  */
-static void mark_down(struct pg_store *s)
+static void mark_down(struct pg_store *s, int grow)
 {
     int wait = atomic_load(&s->backoff_ms);
     if (wait < RETRY_MIN_MS) wait = RETRY_MIN_MS;
     atomic_store(&s->retry_ns, base_now_ns() + (uint64_t)wait * 1000000u);
+    if (grow) atomic_store(&s->backoff_ms, wait * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : wait * 2);
     atomic_store(&s->down, 1);
 }
 
@@ -506,7 +508,7 @@ static PGresult *wait_result(struct pg_store *s, PGconn *pg, int sent)
     const int limit = wait_ms(s);
     PGresult *r = gal_pg_wait(pg, sent, limit, "gallery store", s->shown, &timed_out);
     if (timed_out && limit == s->timeout_ms)
-        mark_down(s); /* a wait cut short by the call's deadline says less about the server */
+        mark_down(s, 0); /* a wait cut short by the call's deadline says less about the server */
     else if (r && gal_store_deadline_ns && s->timeout_ms)
         gal_store_deadline_ns = base_now_ns() + (uint64_t)s->timeout_ms * 1000000u;
     return r;
@@ -535,11 +537,7 @@ static int conn_open(struct pg_store *s, struct conn *c)
         atomic_store(&s->backoff_ms, RETRY_MIN_MS);
         atomic_store(&s->down, 0);
     } else {
-        int wait = atomic_load(&s->backoff_ms);
-        if (wait < RETRY_MIN_MS) wait = RETRY_MIN_MS;
-        atomic_store(&s->retry_ns, base_now_ns() + (uint64_t)wait * 1000000u);
-        atomic_store(&s->backoff_ms, wait * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : wait * 2);
-        atomic_store(&s->down, 1);
+        mark_down(s, 1);
     }
     if (gated) atomic_store(&s->probing, 0);
     return rc;
