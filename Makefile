@@ -6,7 +6,7 @@ SHELL := /bin/bash
 CC ?= cc
 CXX ?= c++
 BUILD ?= build
-PKGS := jansson sqlite3 libpq libturbojpeg spng libwebp libmicrohttpd
+PKGS := jansson sqlite3 libpq libturbojpeg libjpeg spng libwebp libmicrohttpd
 # Warnings are errors in CI (CI=true) and with WERROR=1.
 WERROR ?= $(if $(CI),1,0)
 

@@ -1,6 +1,6 @@
 /*
- * Decoders: JPEG (TurboJPEG API of libjpeg-turbo, with DCT scaling), PNG (libspng), WebP
- * (libwebp), then EXIF orientation. Each decoder reads the header, checks the stored size
+ * Decoders: JPEG (TurboJPEG API of libjpeg-turbo, with DCT scaling; libjpeg's own API for a
+ * file that warns), PNG (libspng), WebP (libwebp), then EXIF orientation. Each decoder reads the header, checks the stored size
  * against the limits, and only then allocates the pixels.
  */
 #include "base/base.h"
@@ -11,7 +11,11 @@
 #include <turbojpeg.h>
 #include <webp/decode.h>
 
+#include <setjmp.h>
 #include <stdio.h>
+/* jpeglib.h needs FILE and size_t declared first. */
+#include <jerror.h>
+#include <jpeglib.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -281,6 +285,112 @@ static int jpeg_decode_without_eoi(tjhandle tj, const uint8_t *data, size_t len,
     return rc;
 }
 
+/*
+ * libjpeg's error manager for the decode of a file that warns: libjpeg reports only the first
+ * warning of a decode (TurboJPEG keeps only that one's text), so a later one that says the image
+ * data stopped early (JWRN_HIT_MARKER: a marker, e.g. an EOI, came before the scan was
+ * complete; JWRN_JPEG_EOF: the bytes ran out) would be hidden behind an earlier, recoverable
+ * one, and the rest of the image painted grey. This one sees every warning's code.
+ */
+typedef struct jpeg_checked_errors {
+    struct jpeg_error_mgr pub;
+    jmp_buf fatal;
+    int truncated;                 /* a warning said the image data stopped early */
+    char message[JMSG_LENGTH_MAX]; /* that warning's text, or the fatal error's */
+} jpeg_checked_errors;
+
+static void checked_error_exit(j_common_ptr c)
+{
+    jpeg_checked_errors *e = (jpeg_checked_errors *)c->err;
+    c->err->format_message(c, e->message);
+    longjmp(e->fatal, 1);
+}
+
+static void checked_emit_message(j_common_ptr c, int level)
+{
+    jpeg_checked_errors *e = (jpeg_checked_errors *)c->err;
+    if (level >= 0) return; /* trace messages */
+    c->err->num_warnings++;
+    const int code = c->err->msg_code;
+    if ((code == JWRN_HIT_MARKER || code == JWRN_JPEG_EOF) && !e->truncated) {
+        e->truncated = 1;
+        c->err->format_message(c, e->message);
+    }
+}
+
+/* TJFLAG_LIMITSCANS's bound, which TurboJPEG sets through a progress monitor too: a
+ * progressive file of thousands of tiny scans costs a full pass over the image each. */
+enum { JPEG_MAX_SCANS = 500 };
+
+static void checked_progress(j_common_ptr c)
+{
+    j_decompress_ptr d = (j_decompress_ptr)c;
+    if (d->is_decompressor && d->progressive_mode && d->input_scan_number > JPEG_MAX_SCANS) {
+        jpeg_checked_errors *e = (jpeg_checked_errors *)c->err;
+        snprintf(e->message, sizeof e->message, "Progressive JPEG image has more than %d scans",
+                 JPEG_MAX_SCANS);
+        longjmp(e->fatal, 1);
+    }
+}
+
+/*
+ * Decodes a file that warns, as TurboJPEG's tjDecompress2 does (the same settings: integer DCT,
+ * fancy upsampling, DCT scaling 1/denom, RGB or CMYK out), to the same pixels, but refusing it
+ * when any warning says the image data stopped early, or when its scans do not complete the
+ * image (a progressive file cut between scans and closed with an EOI decodes blurred, without a
+ * warning). `first` is the warning TurboJPEG stopped at.
+ */
+static int jpeg_decode_checked(const uint8_t *data, size_t len, int denom, int cmyk, uint8_t *dst,
+                               int width, int height, const char *first)
+{
+    struct jpeg_decompress_struct d;
+    jpeg_checked_errors e = {0};
+    struct jpeg_progress_mgr progress = {.progress_monitor = checked_progress};
+    d.err = jpeg_std_error(&e.pub);
+    e.pub.error_exit = checked_error_exit;
+    e.pub.emit_message = checked_emit_message;
+    jpeg_create_decompress(&d);
+    if (setjmp(e.fatal)) {
+        jpeg_destroy_decompress(&d);
+        return base_error_set(BASE_ERR_FORMAT, "jpeg: corrupt data: %s", e.message);
+    }
+    d.progress = &progress;
+    jpeg_mem_src(&d, data, (unsigned long)len);
+    jpeg_read_header(&d, TRUE);
+    d.scale_num = 1;
+    d.scale_denom = (unsigned)denom;
+    d.out_color_space = cmyk ? JCS_CMYK : JCS_RGB;
+    d.dct_method = JDCT_ISLOW;
+    d.do_fancy_upsampling = TRUE;
+    jpeg_start_decompress(&d);
+    if ((int)d.output_width != width || (int)d.output_height != height) {
+        snprintf(e.message, sizeof e.message, "decodes to %ux%u, its header says %dx%d",
+                 d.output_width, d.output_height, width, height);
+        longjmp(e.fatal, 1);
+    }
+    const size_t stride = (size_t)width * (cmyk ? 4 : 3);
+    while (d.output_scanline < d.output_height) {
+        JSAMPROW row = dst + stride * d.output_scanline;
+        jpeg_read_scanlines(&d, &row, 1);
+    }
+    if (!e.truncated) jpeg_finish_decompress(&d);
+    jpeg_destroy_decompress(&d);
+    if (e.truncated)
+        return base_error_set(BASE_ERR_FORMAT,
+                              "jpeg: truncated data (%zu bytes): %s, after a warning (%s)", len,
+                              e.message, first);
+    jpeg_layout layout;
+    jpeg_walk(data, len, 0, &layout);
+    if (!layout.scans_complete)
+        return base_error_set(BASE_ERR_FORMAT,
+                              "jpeg: truncated data (%zu bytes): its scans do not complete the "
+                              "image, after a warning (%s)",
+                              len, first);
+    LOG_DEBUG("jpeg: %dx%d decoded with %ld warnings, the first: %s", width, height,
+              e.pub.num_warnings, first);
+    return 0;
+}
+
 static int decode_jpeg(const uint8_t *data, size_t len, const img_limits *lim, int min_side,
                        img_image *out, img_decode_info *info)
 {
@@ -342,7 +452,7 @@ static int decode_jpeg(const uint8_t *data, size_t len, const img_limits *lim, i
      * (instead of decoding megapixels of grey), unless all that is missing is the EOI marker.
      * A warning that is not truncation is decoded again without stopping, to tolerate the
      * recoverable damage real files carry. */
-    int flags = TJFLAG_LIMITSCANS | TJFLAG_STOPONWARNING;
+    const int flags = TJFLAG_LIMITSCANS | TJFLAG_STOPONWARNING;
     if (tjDecompress2(tj, data, (unsigned long)len, dst, sw, 0, sh, pf, flags) != 0) {
         const char *msg = tjGetErrorStr2(tj);
         if (tjGetErrorCode(tj) == TJERR_FATAL) {
@@ -357,34 +467,33 @@ static int decode_jpeg(const uint8_t *data, size_t len, const img_limits *lim, i
             goto fail;
         } else {
             /* libjpeg reports only the first warning of a decode, so what follows this one is
-             * hidden from the decode that does not stop: a truncation (the rest painted grey)
-             * and, since TurboJPEG then reports any failure as TJERR_WARNING, a fatal error.
-             * The walk tells whether the data runs out before an EOI marker; that is refused
-             * even where all that is missing is the EOI, since the decode that tells a whole
-             * last scan from a cut one (jpeg_decode_without_eoi) stops at this warning. A
-             * fatal error overwrites the warning's message. (A scan cut short before an EOI,
-             * a cut file with an EOI appended, stays hidden.) */
+             * hidden from TurboJPEG: decoded again with libjpeg's own API, which sees each.
+             * Data that runs out inside its last scan is decoded with an EOI appended, as
+             * jpeg_decode_without_eoi does: whole when no bit it needs is missing. */
             char first[256];
             snprintf(first, sizeof first, "%s", msg);
             jpeg_layout layout;
             jpeg_walk(data, len, 0, &layout);
-            if (layout.ran_out) {
+            if (layout.ran_out && !(layout.ends_in_scan && layout.huffman)) {
                 rc = base_error_set(BASE_ERR_FORMAT,
-                                    "jpeg: truncated data (%zu bytes): it ends before its EOI "
-                                    "marker, after a warning (%s) that hides whether the image "
-                                    "data is whole",
+                                    "jpeg: truncated data (%zu bytes): Premature end of JPEG file, "
+                                    "after a warning (%s)",
                                     len, first);
                 goto fail;
             }
-            flags &= ~TJFLAG_STOPONWARNING;
-            if (tjDecompress2(tj, data, (unsigned long)len, dst, sw, 0, sh, pf, flags) != 0) {
-                msg = tjGetErrorStr2(tj);
-                if (strcmp(msg, first) != 0) {
-                    rc = base_error_set(BASE_ERR_FORMAT, "jpeg: corrupt data: %s", msg);
-                    goto fail;
-                }
-                LOG_DEBUG("jpeg: %dx%d decoded with a warning: %s", w, h, msg);
+            uint8_t *whole = layout.ran_out ? malloc(len + 2) : NULL;
+            if (layout.ran_out && !whole) {
+                rc = base_error_set(BASE_ERR_NOMEM, "jpeg: %zu bytes", len + 2);
+                goto fail;
             }
+            if (whole) {
+                memcpy(whole, data, len);
+                whole[len] = 0xFF, whole[len + 1] = 0xD9;
+            }
+            rc = jpeg_decode_checked(whole ? whole : data, whole ? len + 2 : len, denom, is_cmyk,
+                                     dst, sw, sh, first);
+            free(whole);
+            if (rc) goto fail;
         }
     }
     if (is_cmyk) cmyk_to_rgb(cmyk, out->data, (size_t)sw * sh, headers.adobe);

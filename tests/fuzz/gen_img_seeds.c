@@ -2,14 +2,15 @@
  * Writes the seed files of the image fuzz targets (tests/fuzz/corpus/{jpeg,png,webp}/): small
  * synthetic images (each well under 10 KB) covering the decoders' branches: JPEG baseline,
  * 4:4:4, grey, progressive, CMYK with and without Adobe's marker, without EOI (baseline and
- * progressive), with bytes before a marker that libjpeg skips with a warning (whole and cut),
+ * progressive), with bytes before a marker that libjpeg skips with a warning (whole, cut, cut
+ * and closed with an EOI, lacking only its EOI),
  * with an ICC profile, EXIF orientations in both byte orders; PNG in every colour
  * type and bit depth, interlaced, palette with tRNS, with an eXIf chunk, with a compressed XMP
  * packet; WebP lossy, lossless, with alpha, extended with EXIF. Not part of the build;
  * regenerate with
  *
  *   make build/libvultus.a && cc -std=c17 -Isrc tests/fuzz/gen_img_seeds.c build/libvultus.a \
- *       $(pkg-config --libs libturbojpeg spng libwebp) -lm -o /tmp/gen_img_seeds \
+ *       $(pkg-config --libs libturbojpeg libjpeg spng libwebp) -lm -o /tmp/gen_img_seeds \
  *       && /tmp/gen_img_seeds tests/fuzz/corpus
  */
 #include "img/img.h"
@@ -82,7 +83,18 @@ static void jpeg_extraneous_seeds(const char *name, const unsigned char *buf, si
     memcpy(out + at + 32, buf + at, len - at);
     char cut_name[128];
     snprintf(cut_name, sizeof cut_name, "%s-cut.jpg", name);
-    write_seed("jpeg", cut_name, out, at + 32 + (len - at) / 2);
+    const size_t cut = at + 32 + (len - at) / 2;
+    write_seed("jpeg", cut_name, out, cut);
+    /* The same cut closed with an EOI: libjpeg's second warning (premature end of data
+     * segment) is what the decoder must see. */
+    uint8_t closed[10000];
+    memcpy(closed, out, cut);
+    closed[cut] = 0xFF, closed[cut + 1] = 0xD9;
+    snprintf(cut_name, sizeof cut_name, "%s-cut-closed.jpg", name);
+    write_seed("jpeg", cut_name, closed, cut + 2);
+    /* Whole but for its EOI: decoded, with an EOI appended, by libjpeg's own API. */
+    snprintf(cut_name, sizeof cut_name, "%s-no-eoi.jpg", name);
+    write_seed("jpeg", cut_name, out, len + 32 - 2);
     snprintf(cut_name, sizeof cut_name, "%s.jpg", name);
     write_seed("jpeg", cut_name, out, len + 32);
 }
