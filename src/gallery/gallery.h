@@ -40,6 +40,7 @@
 #define VULTUS_GALLERY_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -390,5 +391,44 @@ struct pg_result *gal_pg_wait(struct pg_conn *pg, int sent, int timeout_ms, cons
  * gal_pg_wait: PGRES_TUPLES_OK on success (also with timeout_ms 0: nothing to set). */
 struct pg_result *gal_pg_session_init(struct pg_conn *pg, int timeout_ms, const char *kind,
                                       const char *shown, int *timed_out);
+
+/*
+ * An unreachable window. After a statement got no answer within the whole limit (a partition,
+ * a frozen host) or a connection attempt failed, the server counts as unreachable for a while,
+ * and every call that needs it fails at once (BASE_ERR_IO: 503 store_unavailable) instead of
+ * waiting out its own limit through the same partition: the calls queued behind the one that
+ * found it so, and the next call of a request whose last one just failed. Then connections
+ * are tried again one thread at a time (the probe), and the others keep failing at once
+ * instead of each waiting out a connection attempt (up to connect_timeout against an address
+ * that drops packets) or hammering a server that is starting. The window is the current
+ * backoff: GAL_PG_RETRY_MIN_MS, doubled after each failed connection attempt up to
+ * GAL_PG_RETRY_MAX_MS (which bounds the delay to notice the server is back), and back to the
+ * minimum once a connection is made. Shared by the gallery's store and the API keys' store.
+ * Thread-safe (atomics): any thread may mark it, pass its gate or probe.
+ */
+#define GAL_PG_RETRY_MIN_MS 100
+#define GAL_PG_RETRY_MAX_MS 500
+struct gal_pg_outage {
+    const char *kind, *shown;  /* for messages: the store's kind and its redacted location */
+    atomic_int down;           /* the last statement or connection attempt failed */
+    atomic_int probing;        /* a thread is trying to connect while `down` */
+    _Atomic uint64_t retry_ns; /* while `down`, calls fail at once until then (base_now_ns()) */
+    atomic_int backoff_ms;     /* the next window */
+};
+/* Ready to use, nothing marked; `kind` and `shown` must outlive it. */
+void gal_pg_outage_init(struct gal_pg_outage *o, const char *kind, const char *shown);
+/* Marks the server unreachable for the current backoff from now; `grow` (a failed connection
+ * attempt) doubles the next window. */
+void gal_pg_outage_mark(struct gal_pg_outage *o, int grow);
+/* 0, or BASE_ERR_IO at once while the server is marked unreachable and not yet due for a
+ * retry. */
+int gal_pg_outage_gate(struct gal_pg_outage *o);
+/* Before a connection attempt: 0 when the caller may make it (*probe set when it is the one
+ * probe of a server marked unreachable, to be ended by gal_pg_outage_probed), or BASE_ERR_IO
+ * at once while the window lasts or another thread probes. */
+int gal_pg_outage_probe(struct gal_pg_outage *o, int *probe);
+/* After that attempt (ok: connected): a success clears the mark and the backoff, a failure
+ * marks the server unreachable and grows the backoff; ends the probe. */
+void gal_pg_outage_probed(struct gal_pg_outage *o, int probe, int ok);
 
 #endif

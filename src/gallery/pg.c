@@ -2,7 +2,8 @@
  * PostgreSQL connections as vultus makes them, shared by the gallery's store
  * (store_postgres.c) and the API keys' store (http/keys.c): the connection defaults, the
  * limit on the wait for one statement's answer (VULTUS_STORE_TIMEOUT_MS), the bounded wait
- * itself, and the limits the server applies to each session on its own side.
+ * itself, the limits the server applies to each session on its own side, and the window during
+ * which a server that stopped answering counts as unreachable.
  */
 #include <errno.h>
 #include <libpq-fe.h>
@@ -191,4 +192,61 @@ struct pg_result *gal_pg_session_init(struct pg_conn *pg, int timeout_ms, const 
                           "source = 'default'",
                           1, NULL, values, NULL, NULL, 0),
         timeout_ms, kind, shown, timed_out);
+}
+
+/* ---- the unreachable window (gallery.h, struct gal_pg_outage) ---------------------------- */
+
+void gal_pg_outage_init(struct gal_pg_outage *o, const char *kind, const char *shown)
+{
+    o->kind = kind;
+    o->shown = shown;
+    atomic_init(&o->down, 0);
+    atomic_init(&o->probing, 0);
+    atomic_init(&o->retry_ns, 0);
+    atomic_init(&o->backoff_ms, GAL_PG_RETRY_MIN_MS);
+}
+
+void gal_pg_outage_mark(struct gal_pg_outage *o, int grow)
+{
+    int wait = atomic_load(&o->backoff_ms);
+    if (wait < GAL_PG_RETRY_MIN_MS) wait = GAL_PG_RETRY_MIN_MS;
+    atomic_store(&o->retry_ns, base_now_ns() + (uint64_t)wait * 1000000u);
+    if (grow)
+        atomic_store(&o->backoff_ms,
+                     wait * 2 > GAL_PG_RETRY_MAX_MS ? GAL_PG_RETRY_MAX_MS : wait * 2);
+    atomic_store(&o->down, 1);
+}
+
+int gal_pg_outage_gate(struct gal_pg_outage *o)
+{
+    if (!atomic_load(&o->down) || base_now_ns() >= atomic_load(&o->retry_ns)) return 0;
+    return base_error_set(BASE_ERR_IO,
+                          "%s %s: unreachable (the last statement or connection attempt "
+                          "failed; retrying every %d ms at most)",
+                          o->kind, o->shown, atomic_load(&o->backoff_ms));
+}
+
+int gal_pg_outage_probe(struct gal_pg_outage *o, int *probe)
+{
+    *probe = atomic_load(&o->down);
+    if (*probe && (base_now_ns() < atomic_load(&o->retry_ns) || atomic_exchange(&o->probing, 1))) {
+        *probe = 0;
+        return base_error_set(BASE_ERR_IO,
+                              "%s %s: cannot connect (the last attempt failed; retrying every "
+                              "%d ms at most)",
+                              o->kind, o->shown, atomic_load(&o->backoff_ms));
+    }
+    return 0;
+}
+
+void gal_pg_outage_probed(struct gal_pg_outage *o, int probe, int ok)
+{
+    if (ok) {
+        if (probe) LOG_INFO("%s %s: connected again", o->kind, o->shown);
+        atomic_store(&o->backoff_ms, GAL_PG_RETRY_MIN_MS);
+        atomic_store(&o->down, 0);
+    } else {
+        gal_pg_outage_mark(o, 1);
+    }
+    if (probe) atomic_store(&o->probing, 0);
 }

@@ -61,8 +61,6 @@
 #define FETCH_EXPORT 256 /* faces per FETCH when exporting (with thumbnails) */
 #define FETCH_SUBJECTS 4096
 #define MAX_PARAMS 16
-#define RETRY_MIN_MS 100 /* while the server is down: the first wait between connection tries */
-#define RETRY_MAX_MS 500 /* ... and the longest, which bounds the delay to notice it is back */
 /* Advisory lock keys: "VGAL" then what is locked. */
 #define LOCK_WRITE 0x5647414c00000001ll
 #define LOCK_SCHEMA 0x5647414c00000002ll
@@ -249,16 +247,10 @@ struct pg_store {
     struct conn *idle;
     int readers;
 
-    /* Reconnecting while the server is down (conn_open): `down` says the last attempt failed;
-     * then one thread at a time (`probing`) tries again, not before `retry_ns`, and the others
-     * fail at once instead of each waiting out a connection attempt (up to connect_timeout
-     * against an address that drops packets) or hammering a server that is starting. The wait
-     * between attempts (`backoff_ms`) doubles from RETRY_MIN_MS to RETRY_MAX_MS and returns to
-     * the minimum on success. Atomics: set by whichever thread connects. */
-    atomic_int down;
-    atomic_int probing;
-    _Atomic uint64_t retry_ns;
-    atomic_int backoff_ms;
+    /* Unreachable for a while after a statement without an answer or a failed connection
+     * attempt (gallery.h, struct gal_pg_outage): calls fail at once (store_gate), and one
+     * thread at a time tries to connect again (conn_open). Atomics, as any thread sets it. */
+    struct gal_pg_outage outage;
 
     /* The longest wait for the answer to one statement, in ms (0: none); see wait_result. */
     int timeout_ms;
@@ -472,32 +464,10 @@ static int wait_ms(const struct pg_store *s)
     return gal_pg_wait_ms(s->timeout_ms, gal_store_deadline_ns);
 }
 
-/*
- * Marks the server unreachable after a statement got no answer within the whole limit (a
- * partition, a frozen host): for the next RETRY_MIN_MS-RETRY_MAX_MS (the current backoff)
- * every call that needs the store fails at once (store_gate) instead of waiting out its own
- * limit on another connection through the same partition - the calls queued behind this one,
- * and the second gallery call of a request whose first just failed - then connections are
- * tried again one at a time (conn_open). `grow` (a failed connection attempt) doubles the
- * next interval, up to RETRY_MAX_MS.
- */
-static void mark_down(struct pg_store *s, int grow)
-{
-    int wait = atomic_load(&s->backoff_ms);
-    if (wait < RETRY_MIN_MS) wait = RETRY_MIN_MS;
-    atomic_store(&s->retry_ns, base_now_ns() + (uint64_t)wait * 1000000u);
-    if (grow) atomic_store(&s->backoff_ms, wait * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : wait * 2);
-    atomic_store(&s->down, 1);
-}
-
 /* BASE_ERR_IO at once while the server is marked unreachable and not yet due for a retry. */
 static int store_gate(struct pg_store *s)
 {
-    if (!atomic_load(&s->down) || base_now_ns() >= atomic_load(&s->retry_ns)) return 0;
-    return base_error_set(BASE_ERR_IO,
-                          "gallery store %s: unreachable (the last statement or connection "
-                          "attempt failed; retrying every %d ms at most)",
-                          s->shown, atomic_load(&s->backoff_ms));
+    return gal_pg_outage_gate(&s->outage);
 }
 
 /* The answer to what was just sent on pg, waited for at most timeout_ms and at most until the
@@ -507,8 +477,10 @@ static PGresult *wait_result(struct pg_store *s, PGconn *pg, int sent)
 {
     const int limit = wait_ms(s);
     PGresult *r = gal_pg_wait(pg, sent, limit, "gallery store", s->shown, &timed_out);
+    /* Unreachable after the whole limit: a wait cut short by the call's deadline says less
+     * about the server. */
     if (timed_out && limit == s->timeout_ms)
-        mark_down(s, 0); /* a wait cut short by the call's deadline says less about the server */
+        gal_pg_outage_mark(&s->outage, 0);
     else if (r && gal_store_deadline_ns && s->timeout_ms)
         gal_store_deadline_ns = base_now_ns() + (uint64_t)s->timeout_ms * 1000000u;
     return r;
@@ -522,24 +494,15 @@ static PGresult *q_exec(struct pg_store *s, PGconn *pg, const char *sql)
 
 static int conn_connect(struct pg_store *s, struct conn *c);
 
-/* (Re)connects `c`. While the server is known to be down, see `down` in struct pg_store. */
+/* (Re)connects `c`; while the server is marked unreachable, only as its one probe
+ * (gal_pg_outage_probe). */
 static int conn_open(struct pg_store *s, struct conn *c)
 {
-    int gated = atomic_load(&s->down);
-    if (gated && (base_now_ns() < atomic_load(&s->retry_ns) || atomic_exchange(&s->probing, 1)))
-        return base_error_set(BASE_ERR_IO,
-                              "gallery store %s: cannot connect (the last attempt failed; "
-                              "retrying every %d ms at most)",
-                              s->shown, atomic_load(&s->backoff_ms));
-    int rc = conn_connect(s, c);
-    if (rc == 0) {
-        if (gated) LOG_INFO("gallery store %s: connected again", s->shown);
-        atomic_store(&s->backoff_ms, RETRY_MIN_MS);
-        atomic_store(&s->down, 0);
-    } else {
-        mark_down(s, 1);
-    }
-    if (gated) atomic_store(&s->probing, 0);
+    int probe;
+    int rc = gal_pg_outage_probe(&s->outage, &probe);
+    if (rc) return rc;
+    rc = conn_connect(s, c);
+    gal_pg_outage_probed(&s->outage, probe, rc == 0);
     return rc;
 }
 
@@ -974,6 +937,7 @@ int gal_store_postgres_open(const char *url, const struct gal_options *options,
         pg_close(&s->base);
         return base_error_set(BASE_ERR_NOMEM, "cannot allocate a store");
     }
+    gal_pg_outage_init(&s->outage, "gallery store", s->shown);
     int rc = gal_pg_timeout_ms(&s->timeout_ms);
     if (rc) {
         pg_close(&s->base);

@@ -48,10 +48,6 @@
 /* Claim times on PostgreSQL come from the database's clock, the one clock every replica
  * shares: a replica whose clock runs ahead must not see a live claim as abandoned. */
 #define PG_NOW_MS "(extract(epoch from clock_timestamp()) * 1000)::bigint"
-/* While the database is unreachable, calls fail at once for this long, doubled after each
- * failed connection attempt up to the most (the gallery's store waits the same). */
-#define PG_RETRY_MIN_MS 100
-#define PG_RETRY_MAX_MS 500
 
 typedef struct key_entry {
     http_key_info info;
@@ -71,9 +67,8 @@ struct http_keystore {
     char *url;                 /* PostgreSQL: where to connect again */
     int pg_timeout_ms;         /* the longest wait for one statement's answer; 0: none */
     uint64_t deadline_ns;      /* when db_lock's holder gives up (base_now_ns() time); 0: never */
-    _Atomic uint64_t retry_ns; /* PostgreSQL: unreachable until then; calls fail at once */
-    int backoff_ms;            /* the next such interval after a failed connection attempt */
-    char shown[256];           /* the store for messages (a URL without its password) */
+    struct gal_pg_outage outage; /* PostgreSQL: calls fail at once while it is unreachable */
+    char shown[256];             /* the store for messages (a URL without its password) */
     int64_t data_version;
     int64_t last_purge_ms;
     pthread_mutex_t claims_lock;
@@ -142,25 +137,6 @@ static void pg_notice(void *arg, const char *message)
 
 static _Thread_local int pg_timed_out; /* the last statement of this thread got no answer */
 
-/* Marks the database unreachable for the retry interval (see the top of this file); `grow`
- * (a failed connection attempt) doubles the next interval. */
-static void pg_unreachable(http_keystore *ks, int grow)
-{
-    int wait = ks->backoff_ms < PG_RETRY_MIN_MS ? PG_RETRY_MIN_MS : ks->backoff_ms;
-    atomic_store(&ks->retry_ns, base_now_ns() + (uint64_t)wait * 1000000u);
-    if (grow) ks->backoff_ms = wait * 2 > PG_RETRY_MAX_MS ? PG_RETRY_MAX_MS : wait * 2;
-}
-
-/* BASE_ERR_IO at once while the database is marked unreachable and not yet due for a retry. */
-static int pg_gate(http_keystore *ks)
-{
-    if (base_now_ns() >= atomic_load(&ks->retry_ns)) return 0;
-    return base_error_set(BASE_ERR_IO,
-                          "api keys store %s: unreachable (the last statement or connection "
-                          "attempt failed; retrying in %d ms at most)",
-                          ks->shown, PG_RETRY_MAX_MS);
-}
-
 /*
  * Waits for the answer to what was just sent on ks->pg, at most ks->pg_timeout_ms and at most
  * until the call's deadline (gal_pg_wait, shared with the gallery's store): a database behind
@@ -174,7 +150,7 @@ static PGresult *pg_wait(http_keystore *ks, int sent)
 {
     const int limit = gal_pg_wait_ms(ks->pg_timeout_ms, ks->deadline_ns);
     PGresult *r = gal_pg_wait(ks->pg, sent, limit, "api keys store", ks->shown, &pg_timed_out);
-    if (pg_timed_out && limit == ks->pg_timeout_ms) pg_unreachable(ks, 0);
+    if (pg_timed_out && limit == ks->pg_timeout_ms) gal_pg_outage_mark(&ks->outage, 0);
     return r;
 }
 
@@ -212,25 +188,27 @@ static int pg_session(http_keystore *ks)
 
 /* Replaces a lost connection: a new attempt that waits at most until the call's deadline
  * (PQreset would wait the whole connect_timeout, 2 s unless the URL says otherwise, through a
- * partition). A failed attempt marks the database unreachable for the retry interval. */
+ * partition). While the database is marked unreachable, only as its one probe; a failed
+ * attempt marks it unreachable for the retry interval (gal_pg_outage_probe). */
 static int pg_reconnect(http_keystore *ks)
 {
+    int probe;
+    int rc = gal_pg_outage_probe(&ks->outage, &probe);
+    if (rc) return rc;
     int late = 0;
     PGconn *pg = gal_pg_connect_until(ks->url, "2", ks->deadline_ns, &late);
-    if (!pg) return base_error_set(BASE_ERR_NOMEM, "api keys store: no connection");
+    if (!pg) {
+        gal_pg_outage_probed(&ks->outage, probe, 0);
+        return base_error_set(BASE_ERR_NOMEM, "api keys store: no connection");
+    }
     PQfinish(ks->pg); /* the lost one; the new one, even failed, stands in for it */
     ks->pg = pg;
-    int rc = late ? base_error_set(BASE_ERR_IO,
+    rc = late ? base_error_set(BASE_ERR_IO,
                                    "api keys store %s: cannot connect: no answer within %d ms "
                                    "(VULTUS_STORE_TIMEOUT_MS)",
                                    ks->shown, ks->pg_timeout_ms)
                   : pg_session(ks);
-    if (rc) {
-        pg_unreachable(ks, 1);
-    } else {
-        ks->backoff_ms = PG_RETRY_MIN_MS;
-        atomic_store(&ks->retry_ns, 0);
-    }
+    gal_pg_outage_probed(&ks->outage, probe, rc == 0);
     return rc;
 }
 
@@ -299,7 +277,7 @@ static int db_begin(http_keystore *ks)
     }
     const uint64_t deadline =
         ks->pg_timeout_ms ? base_now_ns() + (uint64_t)ks->pg_timeout_ms * 1000000u : 0;
-    int rc = pg_gate(ks);
+    int rc = gal_pg_outage_gate(&ks->outage);
     if (rc) return rc;
     if (gal_lock_until(&ks->db_lock, deadline) != 0)
         return base_error_set(BASE_ERR_IO,
@@ -307,7 +285,7 @@ static int db_begin(http_keystore *ks)
                               "connection behind another call waiting on the database "
                               "(VULTUS_STORE_TIMEOUT_MS)",
                               ks->shown, ks->pg_timeout_ms);
-    if ((rc = pg_gate(ks))) {
+    if ((rc = gal_pg_outage_gate(&ks->outage))) {
         pthread_mutex_unlock(&ks->db_lock);
         return rc;
     }
@@ -499,6 +477,7 @@ int http_keystore_open(const char *db_path, http_keystore **out)
     pthread_mutex_init(&ks->claims_lock, NULL);
     pthread_mutex_init(&ks->keys_lock, NULL);
     gal_location_redact(db_path, ks->shown, sizeof ks->shown);
+    gal_pg_outage_init(&ks->outage, "api keys store", ks->shown);
     int rc;
     if (gal_location_is_url(db_path)) {
         /* A short connect timeout (2 s unless the URL says otherwise): a check of the keys
