@@ -387,10 +387,12 @@ struct pg_result *gal_pg_wait(struct pg_conn *pg, int sent, int timeout_ms, cons
 /* On a connection just made or reset (non-blocking): the server's own limits for the session,
  * derived from timeout_ms (statement_timeout and idle_in_transaction_session_timeout, unless
  * the URL, the role, the database or the server's configuration set them), so that a session
- * whose client was cut off ends on the server and releases its locks. The result as for
- * gal_pg_wait: PGRES_TUPLES_OK on success (also with timeout_ms 0: nothing to set). */
-struct pg_result *gal_pg_session_init(struct pg_conn *pg, int timeout_ms, const char *kind,
-                                      const char *shown, int *timed_out);
+ * whose client was cut off ends on the server and releases its locks. The answer is waited
+ * for at most timeout_ms and at most until deadline_ns (the calling operation's, base_now_ns()
+ * time; 0: none), as gal_pg_wait_ms says. The result as for gal_pg_wait: PGRES_TUPLES_OK on
+ * success (also with timeout_ms 0: nothing to set). */
+struct pg_result *gal_pg_session_init(struct pg_conn *pg, int timeout_ms, uint64_t deadline_ns,
+                                      const char *kind, const char *shown, int *timed_out);
 
 /*
  * An unreachable window. After a statement got no answer within the whole limit (a partition,

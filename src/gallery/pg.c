@@ -175,9 +175,12 @@ struct pg_result *gal_pg_wait(struct pg_conn *pg, int sent, int timeout_ms, cons
  * (options=-c...), for the role or the database (ALTER ROLE ... SET), in the server's
  * configuration; pg_settings says where each comes from, and a setting the server does not
  * know (an old version) is simply absent from it. One round trip; the values are parameters.
+ * Its answer is waited for as any other: at most timeout_ms and at most until the calling
+ * operation's deadline, since a connection made again mid-call (a database that accepts it and
+ * then freezes) must not add a whole limit to what the call has already waited.
  */
-struct pg_result *gal_pg_session_init(struct pg_conn *pg, int timeout_ms, const char *kind,
-                                      const char *shown, int *timed_out)
+struct pg_result *gal_pg_session_init(struct pg_conn *pg, int timeout_ms, uint64_t deadline_ns,
+                                      const char *kind, const char *shown, int *timed_out)
 {
     *timed_out = 0;
     if (!timeout_ms) return PQmakeEmptyPGresult(pg, PGRES_TUPLES_OK);
@@ -191,7 +194,7 @@ struct pg_result *gal_pg_session_init(struct pg_conn *pg, int timeout_ms, const 
                           "('statement_timeout', 'idle_in_transaction_session_timeout') AND "
                           "source = 'default'",
                           1, NULL, values, NULL, NULL, 0),
-        timeout_ms, kind, shown, timed_out);
+        gal_pg_wait_ms(timeout_ms, deadline_ns), kind, shown, timed_out);
 }
 
 /* ---- the unreachable window (gallery.h, struct gal_pg_outage) ---------------------------- */

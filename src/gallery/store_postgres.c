@@ -527,8 +527,8 @@ static int conn_connect(struct pg_store *s, struct conn *c)
     if (PQstatus(c->pg) != CONNECTION_OK) return pg_error(s, c->pg, NULL, "cannot connect");
     PQsetNoticeProcessor(c->pg, notice, NULL);
     if (PQsetnonblocking(c->pg, 1) != 0) return pg_error(s, c->pg, NULL, "cannot connect");
-    PGresult *limits =
-        gal_pg_session_init(c->pg, s->timeout_ms, "gallery store", s->shown, &timed_out);
+    PGresult *limits = gal_pg_session_init(c->pg, s->timeout_ms, gal_store_deadline_ns,
+                                           "gallery store", s->shown, &timed_out);
     int rc = PQresultStatus(limits) == PGRES_TUPLES_OK
                  ? 0
                  : pg_error(s, c->pg, limits, "setting the session's time limits");

@@ -61,12 +61,12 @@ typedef struct key_entry {
  * request forgets its claim even when its call gives up waiting for db_lock). Order: db_lock,
  * then keys_lock or claims_lock. */
 struct http_keystore {
-    pthread_mutex_t db_lock;   /* guards the use of db and pg, and the fields to claims_lock */
-    sqlite3 *db;               /* NULL with a PostgreSQL store; set at open, then never changed */
-    PGconn *pg;                /* NULL with a SQLite store */
-    char *url;                 /* PostgreSQL: where to connect again */
-    int pg_timeout_ms;         /* the longest wait for one statement's answer; 0: none */
-    uint64_t deadline_ns;      /* when db_lock's holder gives up (base_now_ns() time); 0: never */
+    pthread_mutex_t db_lock;     /* guards the use of db and pg, and the fields to claims_lock */
+    sqlite3 *db;                 /* NULL with a PostgreSQL store; set at open, then never changed */
+    PGconn *pg;                  /* NULL with a SQLite store */
+    char *url;                   /* PostgreSQL: where to connect again */
+    int pg_timeout_ms;           /* the longest wait for one statement's answer; 0: none */
+    uint64_t deadline_ns;        /* when db_lock's holder gives up (base_now_ns() time); 0: never */
     struct gal_pg_outage outage; /* PostgreSQL: calls fail at once while it is unreachable */
     char shown[256];             /* the store for messages (a URL without its password) */
     int64_t data_version;
@@ -179,8 +179,8 @@ static int pg_session(http_keystore *ks)
     if (PQstatus(ks->pg) != CONNECTION_OK || PQsetnonblocking(ks->pg, 1) != 0)
         return pg_error(ks, NULL, "connect");
     PQsetNoticeProcessor(ks->pg, pg_notice, NULL);
-    PGresult *r =
-        gal_pg_session_init(ks->pg, ks->pg_timeout_ms, "api keys store", ks->shown, &pg_timed_out);
+    PGresult *r = gal_pg_session_init(ks->pg, ks->pg_timeout_ms, ks->deadline_ns, "api keys store",
+                                      ks->shown, &pg_timed_out);
     int rc = PQresultStatus(r) == PGRES_TUPLES_OK ? 0 : pg_error(ks, r, "connect");
     PQclear(r);
     return rc;
@@ -204,10 +204,10 @@ static int pg_reconnect(http_keystore *ks)
     PQfinish(ks->pg); /* the lost one; the new one, even failed, stands in for it */
     ks->pg = pg;
     rc = late ? base_error_set(BASE_ERR_IO,
-                                   "api keys store %s: cannot connect: no answer within %d ms "
-                                   "(VULTUS_STORE_TIMEOUT_MS)",
-                                   ks->shown, ks->pg_timeout_ms)
-                  : pg_session(ks);
+                               "api keys store %s: cannot connect: no answer within %d ms "
+                               "(VULTUS_STORE_TIMEOUT_MS)",
+                               ks->shown, ks->pg_timeout_ms)
+              : pg_session(ks);
     gal_pg_outage_probed(&ks->outage, probe, rc == 0);
     return rc;
 }

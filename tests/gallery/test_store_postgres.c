@@ -17,7 +17,9 @@
  *   - a connection killed by the server is reconnected once, and the write goes through;
  *   - VULTUS_STORE_TIMEOUT_MS: a malformed value is refused at open, naming the variable;
  *     each session gets the server-side limits derived from it unless set elsewhere, and a
- *     write cut off behind a partition (a frozen proxy) releases its lock on the server.
+ *     write cut off behind a partition (a frozen proxy) releases its lock on the server, and a
+ *     connection made again mid-call waits for its session's set-up at most to the call's
+ *     deadline.
  */
 #define TEST_STORE_NO_MAIN 1
 #define TEST_STORE_POSTGRES 1
@@ -533,7 +535,7 @@ static void session_limits(const char *url, int ms, char statement[32], char idl
     if (PQstatus(pg) != CONNECTION_OK) fail_msg("connect %s: %s", url, PQerrorMessage(pg));
     assert_int_equal(PQsetnonblocking(pg, 1), 0);
     int timed_out = 1;
-    PGresult *r = gal_pg_session_init(pg, ms, "test store", url, &timed_out);
+    PGresult *r = gal_pg_session_init(pg, ms, 0, "test store", url, &timed_out);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) fail_msg("limits: %s", PQerrorMessage(pg));
     assert_int_equal(timed_out, 0);
     PQclear(r);
@@ -633,6 +635,71 @@ static void test_pg_cut_write_releases_lock(void **state)
     other->ops->close(other);
 }
 
+/*
+ * A connection made again in the middle of a call waits for the session's set-up (the server's
+ * own limits, gal_pg_session_init) at most until the call's deadline, as it waits for the
+ * connection itself and for every answer. It waited a whole VULTUS_STORE_TIMEOUT_MS whatever
+ * was left of the call's: a call that had waited most of its limit (for the writer behind
+ * another call, for a busy reader pool) and then found its connection lost, against a database
+ * that accepts the connection and then never answers, got its 503 after up to two limits. Here
+ * the writer's connection is lost to a statement without an answer, then the proxy lets new
+ * connections authenticate and holds their queries; a call with RECONNECT_LEFT_MS of its limit
+ * left must fail well before the limit (the bound: half of it), and the store works again once
+ * the database answers.
+ */
+#define RECONNECT_LIMIT_MS 2000
+#define RECONNECT_LEFT_MS 300
+
+static void test_pg_reconnect_within_deadline(void **state)
+{
+    struct fixture *f = *state;
+    create(f->g, "c", GAL_DTYPE_F32, 0.5f);
+    static tc_pg_proxy proxy; /* its threads outlive this test */
+    tc_pg_proxy_start(&proxy, pg_dir);
+    char dbname[64], via_proxy[300], limit[16];
+    db_name(f->db, dbname, sizeof dbname);
+    snprintf(via_proxy, sizeof via_proxy, "postgresql://postgres@127.0.0.1:%d/%s?connect_timeout=2",
+             proxy.port, dbname);
+    snprintf(limit, sizeof limit, "%d", RECONNECT_LIMIT_MS);
+    setenv("VULTUS_STORE_TIMEOUT_MS", limit, 1);
+    struct gal_store *st = NULL;
+    EXPECT_OK(gal_store_postgres_open(via_proxy, NULL, &st));
+    unsetenv("VULTUS_STORE_TIMEOUT_MS");
+    struct gal_store_collection coll;
+    EXPECT_OK(st->ops->collection_get(st, "c", 0, &coll));
+    uint64_t seq;
+
+    /* the writer's connection closed by its limit: the next write connects again */
+    atomic_store(&proxy.frozen, 1);
+    EXPECT_RC(st->ops->subject_add(st, coll.id, "lost", "{}", 0, &seq), BASE_ERR_IO);
+    atomic_store(&proxy.frozen, 0);
+    atomic_store(&proxy.hold_queries, 1);
+    usleep(600000); /* past the unreachable window that the statement started (at most 500 ms) */
+
+    gal_store_deadline_ns = base_now_ns() + (uint64_t)RECONNECT_LEFT_MS * 1000000u;
+    double t0 = tc_now_ms();
+    int rc = st->ops->subject_add(st, coll.id, "late", "{}", 0, &seq);
+    double ms = tc_now_ms() - t0;
+    gal_store_deadline_ns = 0;
+    print_message("a reconnection whose session set-up gets no answer, %d ms of the call's "
+                  "limit (%d ms) left: %d after %.0f ms (%s)\n",
+                  RECONNECT_LEFT_MS, RECONNECT_LIMIT_MS, rc, ms, base_error_message());
+    atomic_store(&proxy.hold_queries, 0);
+    assert_int_equal(rc, BASE_ERR_IO);
+    if (ms >= RECONNECT_LIMIT_MS / 2)
+        fail_msg("the call waited %.0f ms for the session's set-up with %d ms of its limit left",
+                 ms, RECONNECT_LEFT_MS);
+
+    t0 = tc_now_ms();
+    while ((rc = st->ops->subject_add(st, coll.id, "after", "{}", 0, &seq)) == BASE_ERR_IO &&
+           tc_now_ms() - t0 < 3000)
+        usleep(20000);
+    print_message("the database answering: the next write %d after %.0f ms\n", rc,
+                  tc_now_ms() - t0);
+    EXPECT_OK(rc);
+    st->ops->close(st);
+}
+
 /* A password libpq reads is never shown, whatever it holds. Found by tests/fuzz/fuzz_config:
  * the query string was cut at the first '?', so "u:pass?word@host" (user u, password
  * "pass?word" to libpq) was shown as "u:pass?...". Needs no server. */
@@ -688,6 +755,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pg_session_limits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pg_cut_write_releases_lock, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pg_write_behind_lock, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pg_reconnect_within_deadline, setup, teardown),
         cmocka_unit_test(test_url_redaction),
     };
     /* test_full_store, test_busy_store and test_schema_versions are SQLite's own (a

@@ -616,17 +616,21 @@ static inline int tc_have_models(void)
 /* A TCP proxy in front of a throw-away PostgreSQL server's Unix socket that can freeze: every
  * byte held, no connection refused or closed, as in a network partition (a query then waits
  * for TCP to give up: minutes). It also counts the clients' round trips. Used by
- * test_ops_review, test_pg_partition and test_pg_metrics. */
+ * test_ops_review, test_pg_partition, test_pg_metrics and test_store_postgres. */
 typedef struct tc_pg_proxy {
     int listen_fd, port;
     char socket_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
     atomic_int frozen;
     atomic_long round_trips; /* Sync and Query messages from the clients, all connections */
+    /* While set, a connection accepted meanwhile passes its start-up (authentication) and then
+     * holds its first query and all after: a server that accepts and never answers. */
+    atomic_int hold_queries;
 } tc_pg_proxy;
 
 typedef struct tc_pg_pump_args {
     tc_pg_proxy *proxy;
     int from, to, count; /* count: the client's direction, whose messages are counted */
+    int hold;            /* the client's direction of a connection accepted with hold_queries */
 } tc_pg_pump_args;
 
 /*
@@ -673,12 +677,18 @@ static inline void *tc_pg_pump_main(void *arg)
     tc_pg_pump_args a = *(tc_pg_pump_args *)arg;
     free(arg);
     tc_pg_parser state = {0};
+    atomic_long queries = 0; /* this connection's round trips */
     unsigned char buf[65536];
     for (;;) {
         ssize_t n = recv(a.from, buf, sizeof buf, 0);
         if (n <= 0) break;
-        if (a.count) tc_pg_parse(&state, buf, (size_t)n, &a.proxy->round_trips);
-        while (atomic_load(&a.proxy->frozen))
+        if (a.count) {
+            long before = atomic_load(&queries);
+            tc_pg_parse(&state, buf, (size_t)n, &queries);
+            atomic_fetch_add(&a.proxy->round_trips, atomic_load(&queries) - before);
+        }
+        while (atomic_load(&a.proxy->frozen) ||
+               (a.hold && atomic_load(&queries) && atomic_load(&a.proxy->hold_queries)))
             tc_sleep_ms(20);
         if (tc_send_all(a.to, buf, (size_t)n) != 0) break;
     }
@@ -686,11 +696,11 @@ static inline void *tc_pg_pump_main(void *arg)
     return NULL;
 }
 
-static inline void tc_pg_pump_start(tc_pg_proxy *p, int from, int to, int count)
+static inline void tc_pg_pump_start(tc_pg_proxy *p, int from, int to, int count, int hold)
 {
     tc_pg_pump_args *a = malloc(sizeof *a);
     assert_non_null(a);
-    *a = (tc_pg_pump_args){p, from, to, count};
+    *a = (tc_pg_pump_args){p, from, to, count, hold};
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, tc_pg_pump_main, a), 0);
     pthread_detach(t);
@@ -712,8 +722,8 @@ static inline void *tc_pg_proxy_main(void *arg)
             if (u >= 0) close(u);
             continue;
         }
-        tc_pg_pump_start(p, c, u, 1);
-        tc_pg_pump_start(p, u, c, 0);
+        tc_pg_pump_start(p, c, u, 1, atomic_load(&p->hold_queries));
+        tc_pg_pump_start(p, u, c, 0, 0);
     }
 }
 
