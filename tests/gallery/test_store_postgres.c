@@ -597,8 +597,7 @@ static void test_pg_cut_write_releases_lock(void **state)
     tc_pg_proxy_start(&proxy, pg_dir);
     char dbname[64], via_proxy[300];
     db_name(f->db, dbname, sizeof dbname);
-    snprintf(via_proxy, sizeof via_proxy, "postgresql://postgres@127.0.0.1:%d/%s?connect_timeout=2",
-             proxy.port, dbname);
+    tc_pg_proxy_url(&proxy, dbname, "?connect_timeout=2", via_proxy, sizeof via_proxy);
     setenv("VULTUS_STORE_TIMEOUT_MS", "1000", 1);
     struct gal_store *cut = NULL, *other = NULL;
     EXPECT_OK(gal_store_postgres_open(via_proxy, NULL, &cut));
@@ -658,8 +657,7 @@ static void test_pg_reconnect_within_deadline(void **state)
     tc_pg_proxy_start(&proxy, pg_dir);
     char dbname[64], via_proxy[300], limit[16];
     db_name(f->db, dbname, sizeof dbname);
-    snprintf(via_proxy, sizeof via_proxy, "postgresql://postgres@127.0.0.1:%d/%s?connect_timeout=2",
-             proxy.port, dbname);
+    tc_pg_proxy_url(&proxy, dbname, "?connect_timeout=2", via_proxy, sizeof via_proxy);
     snprintf(limit, sizeof limit, "%d", RECONNECT_LIMIT_MS);
     setenv("VULTUS_STORE_TIMEOUT_MS", limit, 1);
     struct gal_store *st = NULL;

@@ -746,6 +746,46 @@ static inline void tc_pg_proxy_start(tc_pg_proxy *p, const char *pg_dir)
     pthread_detach(t);
 }
 
+/* The URL of database `dbname` through the proxy, as user postgres, with `query` ("?..."; NULL:
+ * none) after it. */
+static inline void tc_pg_proxy_url(const tc_pg_proxy *p, const char *dbname, const char *query,
+                                   char *out, size_t cap)
+{
+    int n = snprintf(out, cap, "postgresql://postgres@127.0.0.1:%d/%s%s", p->port, dbname,
+                     query ? query : "");
+    assert_true(n > 0 && (size_t)n < cap);
+}
+
+/* Starts a throw-away PostgreSQL server (tc_pg_start) in a new folder `dir`, its URL into
+ * `url`; skips the calling test, saying why, when the server binaries are absent, and fails it
+ * when the server does not start. Stopped at exit, or by tc_pg_stop. */
+static inline void tc_pg_start_or_skip(char *dir, size_t dir_cap, char *url, size_t url_cap)
+{
+    int rc = tc_pg_start(dir, dir_cap, url, url_cap);
+    if (rc == 77) {
+        print_message("no PostgreSQL server binaries (Debian package postgresql): skipped\n");
+        skip();
+    }
+    assert_int_equal(rc, 0);
+}
+
+/* tc_pg_start_or_skip into two arrays of the caller (not pointers: their sizes are taken). */
+#define TC_NEED_POSTGRES(dir, url)                                                                 \
+    do {                                                                                           \
+        _Static_assert(sizeof(dir) >= 64 && sizeof(url) >= 64, "arrays, not pointers");            \
+        tc_pg_start_or_skip(dir, sizeof(dir), url, sizeof(url));                                   \
+    } while (0)
+
+/* The opening of a test of a store behind a tc_pg_proxy: a throw-away server (or a clean
+ * skip, TC_NEED_POSTGRES) in `dir`, its own URL in `url`, the proxy in front of it, and the
+ * proxy's URL of database postgres, with `query` (NULL: none), in `store`. */
+#define TC_NEED_POSTGRES_PROXY(dir, url, proxy, query, store)                                      \
+    do {                                                                                           \
+        TC_NEED_POSTGRES(dir, url);                                                                \
+        tc_pg_proxy_start(proxy, dir);                                                             \
+        tc_pg_proxy_url(proxy, "postgres", query, store, sizeof(store));                           \
+    } while (0)
+
 /* The file at path, NUL-terminated (the test fails when it cannot be read). */
 static inline char *tc_load(const char *path, size_t *len)
 {

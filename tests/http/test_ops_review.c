@@ -194,17 +194,9 @@ static void test_metrics_with_store_frozen(void **state)
 {
     (void)state;
     TC_NEED_MODELS();
-    char pg_dir[256], url[400];
-    int rc = tc_pg_start(pg_dir, sizeof pg_dir, url, sizeof url);
-    if (rc == 77) {
-        print_message("no PostgreSQL server binaries: skipped\n");
-        skip();
-    }
-    assert_int_equal(rc, 0);
+    char pg_dir[256], url[400], store[200];
     static tc_pg_proxy proxy; /* its threads outlive this function */
-    tc_pg_proxy_start(&proxy, pg_dir);
-    char store[200];
-    snprintf(store, sizeof store, "postgresql://postgres@127.0.0.1:%d/postgres", proxy.port);
+    TC_NEED_POSTGRES_PROXY(pg_dir, url, &proxy, NULL, store);
     const char *args[] = {"--workers", "1",       "--grace-ms", "0", "--drain-timeout-ms",
                           "2000",      "--store", store,        NULL};
     tc_server s;
@@ -286,7 +278,7 @@ static void test_metrics_with_store_frozen(void **state)
     tc_sleep_ms(1500); /* a store check is waiting now */
     double term_at = tc_now_ms();
     kill(s.pid, SIGTERM);
-    rc = tc_server_wait(&s, 20000);
+    int rc = tc_server_wait(&s, 20000);
     double exit_ms = tc_now_ms() - term_at;
     print_message("store frozen, SIGTERM: exit %d after %.0f ms (drain timeout 2000 ms)\n", rc,
                   exit_ms);

@@ -48,21 +48,10 @@ static char *scrape(int port, tc_pg_proxy *proxy, long *trips)
 static void test_metrics_round_trips(void **state)
 {
     (void)state;
-    if (!tc_exists("models/human/blazeface-back.json")) {
-        print_message("models/ is absent (run tools/fetch-models): skipped\n");
-        skip();
-    }
-    char pg_dir[256], url[400];
-    int rc = tc_pg_start(pg_dir, sizeof pg_dir, url, sizeof url);
-    if (rc == 77) {
-        print_message("no PostgreSQL server binaries: skipped\n");
-        skip();
-    }
-    assert_int_equal(rc, 0);
+    TC_NEED_MODELS();
+    char pg_dir[256], url[400], counted[200];
     static tc_pg_proxy proxy; /* its threads outlive this function */
-    tc_pg_proxy_start(&proxy, pg_dir);
-    char counted[200];
-    snprintf(counted, sizeof counted, "postgresql://postgres@127.0.0.1:%d/postgres", proxy.port);
+    TC_NEED_POSTGRES_PROXY(pg_dir, url, &proxy, NULL, counted);
     const char *args_a[] = {"--workers", "2", "--grace-ms", "0", "--store", counted, NULL};
     const char *args_b[] = {"--workers", "2", "--grace-ms", "0", "--store", url, NULL};
     tc_server a, b;

@@ -88,34 +88,15 @@ static void expect_unavailable(call *c, const char *what)
                  code, retry, c->r.body ? c->r.body : "");
 }
 
-/* A throw-away PostgreSQL server in pg_dir, reached at url; skips the calling test without the
- * model pack or the server binaries. */
-static void start_database(char pg_dir[256], char url[400])
-{
-    if (!tc_exists("models/human/blazeface-back.json") || !tc_exists(SAMPLE)) {
-        print_message("models/ is absent (run tools/fetch-models): skipped\n");
-        skip();
-    }
-    int rc = tc_pg_start(pg_dir, 256, url, 400);
-    if (rc == 77) {
-        print_message("no PostgreSQL server binaries: skipped\n");
-        skip();
-    }
-    assert_int_equal(rc, 0);
-}
-
 static void test_partition(void **state)
 {
     (void)state;
-    char pg_dir[256], url[400];
-    start_database(pg_dir, url);
+    TC_NEED_MODELS();
+    char pg_dir[256], url[400], store[200];
     static tc_pg_proxy proxy; /* its threads outlive this function */
-    tc_pg_proxy_start(&proxy, pg_dir);
-    char store[200];
     /* connect_timeout=2: a reconnection attempt through the frozen proxy waits 2 s (libpq's
      * least), not the default 5 s */
-    snprintf(store, sizeof store, "postgresql://postgres@127.0.0.1:%d/postgres?connect_timeout=2",
-             proxy.port);
+    TC_NEED_POSTGRES_PROXY(pg_dir, url, &proxy, "?connect_timeout=2", store);
     setenv("VULTUS_STORE_TIMEOUT_MS", "2000", 1);
     /* three workers: an enrolment and a search waiting on the store leave one for /v1/detect */
     const char *args[] = {"--workers", "3", "--grace-ms", "0", "--store", store, NULL};
@@ -260,13 +241,10 @@ static void run_queue(call *calls, int n, const char *situation, const char *wha
 static void test_queued_writes(void **state)
 {
     (void)state;
-    char pg_dir[256], url[400];
-    start_database(pg_dir, url);
+    TC_NEED_MODELS();
+    char pg_dir[256], url[400], store[200];
     static tc_pg_proxy proxy; /* its threads outlive this function */
-    tc_pg_proxy_start(&proxy, pg_dir);
-    char store[200];
-    snprintf(store, sizeof store, "postgresql://postgres@127.0.0.1:%d/postgres?connect_timeout=2",
-             proxy.port);
+    TC_NEED_POSTGRES_PROXY(pg_dir, url, &proxy, "?connect_timeout=2", store);
     tc_server s;
     start_server_1s(&s, store, "q");
     tc_response r;
@@ -330,8 +308,9 @@ static void test_queued_writes(void **state)
 static void test_queued_idempotent_enrolments(void **state)
 {
     (void)state;
+    TC_NEED_MODELS();
     char pg_dir[256], url[400];
-    start_database(pg_dir, url);
+    TC_NEED_POSTGRES(pg_dir, url);
     tc_server s;
     start_server_1s(&s, url, "i");
     tc_response r;
