@@ -471,10 +471,11 @@ static void enroll_usage(FILE *out)
             "and a summary line; progress on stderr.\n"
             "\n"
             "options:\n"
-            "  --min-quality Q  skip faces whose quality (0..1) is below Q (default 0.1)\n"
+            "  --min-quality Q  skip faces whose quality (0..1) is below Q (default %g)\n"
             "  --data DIR       data folder (default $VULTUS_DATA or data)\n"
             "  --store URL      a PostgreSQL store instead (default $VULTUS_STORE)\n"
-            "  --models DIR     model folder (default models)\n");
+            "  --models DIR     model folder (default models)\n",
+            FACE_MIN_QUALITY_DEFAULT);
 }
 
 typedef struct enrol_item {
@@ -608,7 +609,7 @@ int cli_enroll_main(int argc, char **argv)
     };
     const char *collection = NULL, *subject = NULL, *dir = NULL, *models_dir = NULL;
     const char *data_dir = data_dir_default();
-    float min_quality = 0.1f;
+    float min_quality = (float)FACE_MIN_QUALITY_DEFAULT;
     optind = 1;
     int c;
     while ((c = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {

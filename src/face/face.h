@@ -24,6 +24,11 @@
 /* The smallest face looked for by default, in pixels of the image the detector sees: the
  * smallest face_result.min_face_size, which a large image raises. */
 #define FACE_MIN_FACE_DEFAULT 20
+/* The least quality (face_attributes.quality, 0..1) a face needs to be enrolled by default, by
+ * `vultus enroll --min-quality` and POST /v1/collections/{c}/faces' min_quality alike: below it
+ * the face is small, blurred or turned away enough that its embedding misleads 1:N search (a
+ * face 29 px wide scores ~0.06; the fixtures' ID photos and portraits 0.5-0.9). */
+#define FACE_MIN_QUALITY_DEFAULT 0.1
 
 typedef struct face_models face_models;
 typedef struct face_context face_context;

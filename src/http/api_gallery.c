@@ -673,7 +673,8 @@ static int make_thumbnail(const img_image *image, const face_info *f, uint8_t **
 struct enrol_args {
     char subject[GAL_ID_MAX + 2];
     int create_subject;
-    char *meta; /* compact JSON, or NULL; the caller's to free either way */
+    char *meta;         /* compact JSON, or NULL; the caller's to free either way */
+    double min_quality; /* a face below it is refused (422 low_quality), nothing stored */
 };
 
 /* Enrolment's checks before the image, shared with its precheck: nonzero with the response
@@ -686,8 +687,52 @@ static int enrol_params(http_request *r, http_input *in, struct enrol_args *a)
     if (rc <= 0) return -1;
     if (http_input_bool(r, in, "create_subject", 1, &a->create_subject)) return -1;
     if (metadata_text(r, in, &a->meta)) return -1;
+    if (http_input_float(r, in, "min_quality", FACE_MIN_QUALITY_DEFAULT, 0, 1, &a->min_quality))
+        return -1;
     struct gal_collection_info info;
     return collection_for_embedding(r, r->caps[0], &info);
+}
+
+/*
+ * 422 low_quality for a face whose quality is below the enrolment's min_quality: its figure,
+ * the limit, what pulled it down and what to do. The quality is the product of four factors
+ * (face/attributes.c: size, sharpness, pose, detection score); the size factor is not kept,
+ * so it is what the product leaves over the other three. A factor under 0.6 is named.
+ */
+static void respond_low_quality(http_request *r, const face_info *f, float quality,
+                                double min_quality)
+{
+    char why[256] = "";
+    size_t n = 0;
+    if (f->has_quality) {
+        const face_attributes *at = &f->attributes;
+        const double rad = 3.14159265358979 / 180;
+        double sharp = at->sharpness / (at->sharpness + 100.0);
+        double pose = cos(fmin(90, fabs(at->yaw)) * rad) * cos(fmin(90, fabs(at->pitch)) * rad);
+        double rest = sharp * pose * f->score;
+        double size = rest > 0 ? quality / rest : 1;
+        if (size < 0.6)
+            n += (size_t)snprintf(why + n, sizeof why - n, "%s small (%.0f px wide)",
+                                  n ? "," : "", f->w);
+        if (sharp < 0.6 && n < sizeof why)
+            n += (size_t)snprintf(why + n, sizeof why - n, "%s blurred", n ? "," : "");
+        if (pose < 0.6 && n < sizeof why)
+            n += (size_t)snprintf(why + n, sizeof why - n,
+                                  "%s turned away (yaw %.0f, pitch %.0f degrees)", n ? "," : "",
+                                  at->yaw, at->pitch);
+        if (f->score < 0.6 && n < sizeof why)
+            n += (size_t)snprintf(why + n, sizeof why - n, "%s barely recognisable as a face",
+                                  n ? "," : "");
+    }
+    /* the figure cut, not rounded, to 3 decimals, so it never reads as the limit itself */
+    http_respond_error(r, 422, "low_quality",
+                       "the face's quality is %.3f, below the %g this enrolment needs "
+                       "(min_quality)%s%s: its embedding would make searches of this collection "
+                       "unreliable, so nothing was stored. Send a sharper, frontal, well-lit "
+                       "photo in which the face is larger, or send min_quality=0 to store it "
+                       "anyway",
+                       floor((double)quality * 1000) / 1000, min_quality,
+                       n ? "; the face is" : "", why);
 }
 
 /* Enrols the largest face of the image; the response is set either way. */
@@ -739,6 +784,13 @@ static void enrol(http_request *r, http_worker *w, http_input *in, const struct 
         goto out;
     }
     const face_info *f = &res.faces[0];
+    const float quality = f->has_quality ? f->attributes.quality : f->score;
+    /* Before anything is stored, the subject included: a refused enrolment leaves no trace. In
+     * float, as `vultus enroll --min-quality` compares, so both refuse the same faces. */
+    if (quality < (float)a->min_quality) {
+        respond_low_quality(r, f, quality, a->min_quality);
+        goto out;
+    }
     if (make_thumbnail(&image, f, &thumb, &thumb_len) != 0) {
         thumb = NULL; /* a face without a thumbnail is still a face */
         thumb_len = 0;
@@ -773,7 +825,7 @@ static void enrol(http_request *r, http_worker *w, http_input *in, const struct 
         .embedding = f->embedding,
         .image_hash = hash,
         .box = {f->x, f->y, f->w, f->h},
-        .quality = f->has_quality ? f->attributes.quality : f->score,
+        .quality = quality,
         .thumbnail = thumb,
         .thumbnail_len = thumb_len,
     };
@@ -833,6 +885,15 @@ static void idem_scope(const http_request *r, const http_input *in, const struct
     http_sha256_update(&h, a->subject, strlen(a->subject) + 1);
     http_sha256_update(&h, &flag, 1);
     http_sha256_update(&h, a->meta ? a->meta : "", a->meta ? strlen(a->meta) + 1 : 1);
+    /* min_quality only when it is not the default: a retry that lowers it to store a refused
+     * face is another request (a new key), and the fingerprints of requests without it stay
+     * those of servers from before it existed, so a rolling update does not turn their
+     * retries into idempotency_key_reused. */
+    if (a->min_quality != FACE_MIN_QUALITY_DEFAULT) {
+        char text[32];
+        const int n = snprintf(text, sizeof text, "min_quality=%.17g", a->min_quality);
+        http_sha256_update(&h, text, (size_t)n + 1);
+    }
     http_sha256_update(&h, image, image_len);
     http_sha256_final(&h, fp);
     free(decoded);
