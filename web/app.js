@@ -147,6 +147,7 @@ const PLAIN = {
   invalid_image: 'That picture is damaged or incomplete, so the service cannot read it.',
   missing_image: 'No picture was sent.',
   no_face: 'No face was found in that picture.',
+  low_quality: 'The face in that picture is too small, blurred or turned away to be recognised reliably, so it was not enrolled. Use a sharper, frontal, well-lit photo.',
   image_too_large: 'That picture has more pixels than the service accepts.',
   body_too_large: 'That file is larger than the service accepts.',
   too_large: 'That is more than the service allows.',
@@ -802,8 +803,10 @@ function lastCollection() {
 
 // photo counts the pictures; done is what was last enrolled (photo, face, collection,
 // subject): the button stays off for it, so a second click does not enrol the face again;
-// attempt is the upload and Idempotency-Key of what is being enrolled, for a second try.
-const enrol = { data: null, faces: [], selected: -1, els: [], pending: null, photo: 0, done: '', sending: false, attempt: null };
+// attempt is the upload and Idempotency-Key of what is being enrolled, for a second try;
+// anyway is what the user chose to store although the service found its face too poor
+// (low_quality: sent again with min_quality=0).
+const enrol = { data: null, faces: [], selected: -1, els: [], pending: null, photo: 0, done: '', sending: false, attempt: null, anyway: '' };
 
 function enrolWhat() {
   const f = $('#enrol-form');
@@ -896,9 +899,12 @@ function newIdempotencyKey() {
   return [...crypto.getRandomValues(new Uint8Array(16))].map((b) => b.toString(16).padStart(2, '0')).join('');
 }
 
-async function enrolOne(collection, subject, blob, name, idempotencyKey) {
+// minQuality: the service's min_quality (undefined: its default, which refuses a face too
+// poor to recognise well with low_quality); 0 stores any face.
+async function enrolOne(collection, subject, blob, name, idempotencyKey, minQuality) {
   const form = new FormData();
   form.append('subject', subject);
+  if (minQuality !== undefined) form.append('min_quality', String(minQuality));
   form.append('image', blob, name);
   return api('POST', `/v1/collections/${enc(collection)}/faces`, { form, idempotencyKey });
 }
@@ -911,6 +917,7 @@ async function submitEnrol(e) {
   const collection = form.collection.value.trim();
   const subject = form.subject.value.trim();
   const what = enrolWhat();
+  const anyway = enrol.anyway === what; // "Enrol anyway" after low_quality
   enrol.sending = true;
   updateEnrolButton();
   const out = $('#enrol-result');
@@ -922,9 +929,12 @@ async function submitEnrol(e) {
     // the same bytes with the same key.
     if (!enrol.attempt || enrol.attempt.what !== what) {
       const blob = await faceUpload(p, enrol.data.width, enrol.data.height, enrol.faces[enrol.selected].box);
-      enrol.attempt = { what, blob, key: newIdempotencyKey() };
+      enrol.attempt = { what, blob, key: newIdempotencyKey(), anyway: false };
     }
-    const r = await enrolOne(collection, subject, enrol.attempt.blob, p.name, enrol.attempt.key);
+    // Storing a refused face anyway is another request for the service: a key of its own (the
+    // first key would only get the refusal replayed, or idempotency_key_reused).
+    if (anyway && !enrol.attempt.anyway) enrol.attempt = { ...enrol.attempt, key: newIdempotencyKey(), anyway: true };
+    const r = await enrolOne(collection, subject, enrol.attempt.blob, p.name, enrol.attempt.key, anyway ? 0 : undefined);
     enrol.done = what;
     out.replaceChildren(thumbImg(collection, r.face_id, `${r.subject}'s enrolled face`),
       h('div', {}, h('b', { text: `Enrolled as ${r.subject}` }),
@@ -935,6 +945,14 @@ async function submitEnrol(e) {
   } catch (err) {
     notify(err, { context: 'Enrol' });
     inlineErrorIn(out, err);
+    // The service's message says what pulled the face's quality down; when no better photo
+    // can be had, the person at the desk may still store this one.
+    if (err.code === 'low_quality' && !anyway) {
+      out.firstChild.append(h('div', { class: 'actions' }, h('button', {
+        type: 'button', class: 'btn', id: 'enrol-anyway',
+        onclick: () => { enrol.anyway = what; form.requestSubmit(); },
+      }, 'Enrol anyway')));
+    }
   } finally {
     enrol.sending = false;
     selectEnrolFace(enrol.selected);
@@ -961,7 +979,7 @@ const RETRYABLE = new Set(['rate_limited', 'overloaded', 'not_ready', 'store_una
 // Answers about the photo itself: sending the same file again cannot succeed (an enrolment
 // with its Idempotency-Key even gets the same answer replayed), so a batch does not keep it
 // chosen for "Enrol all" to try again.
-const PHOTO_FAULTS = new Set(['no_face', 'unsupported_image', 'invalid_image', 'image_too_large', 'body_too_large', 'http_413']);
+const PHOTO_FAULTS = new Set(['no_face', 'low_quality', 'unsupported_image', 'invalid_image', 'image_too_large', 'body_too_large', 'http_413']);
 
 // Enrols one photo of a batch, waiting out a refusal's Retry-After (or 1, 2, 3 s) up to three
 // times, and saying so on its line: a batch met by the key's rate limit or a busy service

@@ -306,6 +306,64 @@ async function main() {
     assert(r.status === 204, `the step's collection is deleted (${r.status})`);
   });
 
+  // A face too poor to recognise well (the sample reduced to a sixth: faces 29 px wide, quality
+  // about 0.06) is refused by the service with low_quality: the enrol form shows its reason and
+  // offers "Enrol anyway" (min_quality=0); "Enrol all" marks the photo and does not retry it.
+  await step('enrol: a face too poor to recognise is refused with the reason; Enrol anyway stores it', async () => {
+    const sample = readFileSync('models/samples/sample1.jpg').toString('base64');
+    const small = Buffer.from(await page.evaluate(async (b64) => {
+      const img = new Image();
+      img.src = `data:image/jpeg;base64,${b64}`;
+      await img.decode();
+      const c = document.createElement('canvas');
+      c.width = Math.round(img.naturalWidth / 6);
+      c.height = Math.round(img.naturalHeight / 6);
+      c.getContext('2d').drawImage(img, 0, 0, c.width, c.height);
+      return c.toDataURL('image/jpeg', 0.9).split(',')[1];
+    }, sample), 'base64');
+    const lowq = { name: 'tiny.jpg', mimeType: 'image/jpeg', buffer: small };
+    const batch = page.locator('#batch-form');
+    await batch.locator('input[name=collection]').fill('lowq');
+    await batch.locator('input[name=subject]').fill('someone');
+    const face = { name: basename(people[0].enrol[0]), mimeType: people[0].enrol[0].endsWith('.png') ? 'image/png' : 'image/jpeg', buffer: readFileSync(people[0].enrol[0]) };
+    await page.locator('#batch-files').setInputFiles([face, lowq]);
+    await batch.locator('#batch-submit').click();
+    await page.locator('#batch-summary').filter({ hasText: 'Enrolled 1 of 2' }).waitFor();
+    const failed = page.locator('#batch-log li.err');
+    assert(await failed.count() === 1, 'one photo failed');
+    const line = await failed.innerText();
+    assert(line.includes('tiny.jpg') && line.includes('too small, blurred or turned away'), `the failed line names the photo and why (${line})`);
+    assert(line.includes('not tried again'), `the low-quality photo is not tried again (${line})`);
+    const why = await failed.locator('.why').getAttribute('title');
+    assert(why && why.includes('quality is 0.0') && why.includes('min_quality=0'), `the service's figures are at hand (${why})`);
+    assert(await page.locator('#batch-submit').isDisabled(), '"Enrol all" has nothing left to send');
+    await shot('06c-enrol-batch-low-quality');
+
+    const det = await pick('enrol', lowq, '/v1/detect');
+    const n = det.body.faces.length;
+    assert(n >= 1, `the reduced photo still has faces (${n})`);
+    await page.waitForFunction((k) => document.querySelectorAll('[data-picker="enrol"] .overlay .face').length === k, n);
+    if (n > 1) await page.locator('[data-picker="enrol"] .overlay .face').first().click();
+    const form = page.locator('#enrol-form');
+    await form.locator('input[name=collection]').fill('lowq');
+    await form.locator('input[name=subject]').fill('blurry');
+    const refused = page.waitForResponse((r) => r.url().endsWith('/v1/collections/lowq/faces') && r.request().method() === 'POST');
+    await page.locator('#enrol-submit').click();
+    assert((await refused).status() === 422, 'the service refused the face');
+    const result = page.locator('#enrol-result');
+    await result.filter({ hasText: 'too small, blurred or turned away' }).waitFor();
+    assert((await result.innerText()).includes('min_quality=0'), 'the service\'s message (what to do) is shown');
+    const gone = await fetch(`${base}/v1/collections/lowq/subjects/blurry`);
+    assert(gone.status === 404, `a refused enrolment created no subject (${gone.status})`);
+    await shot('07a-enrol-low-quality');
+    const stored = page.waitForResponse((r) => r.url().endsWith('/v1/collections/lowq/faces') && r.request().method() === 'POST');
+    await page.locator('#enrol-anyway').click();
+    assert((await stored).status() === 201, 'Enrol anyway stored it');
+    await result.filter({ hasText: 'Enrolled as blurry' }).waitFor();
+    const r = await fetch(`${base}/v1/collections/lowq`, { method: 'DELETE' });
+    assert(r.status === 204, `the step's collection is deleted (${r.status})`);
+  });
+
   await step('enrol: click a face of a group photo and name it', async () => {
     const det = await pick('enrol', group, '/v1/detect');
     const n = det.body.faces.length;
