@@ -943,7 +943,9 @@ async function submitEnrol(e) {
     refreshCollections();
     loadSubjectsList(collection);
   } catch (err) {
-    notify(err, { context: 'Enrol' });
+    // low_quality is answered in the form, with its "Enrol anyway": a notice in the corner
+    // would say it twice and could cover that button.
+    if (err.code !== 'low_quality') notify(err, { context: 'Enrol' });
     inlineErrorIn(out, err);
     // The service's message says what pulled the face's quality down; when no better photo
     // can be had, the person at the desk may still store this one.

@@ -348,10 +348,13 @@ async function main() {
     await form.locator('input[name=collection]').fill('lowq');
     await form.locator('input[name=subject]').fill('blurry');
     const refused = page.waitForResponse((r) => r.url().endsWith('/v1/collections/lowq/faces') && r.request().method() === 'POST');
+    const lowNotices = page.locator('#notices .notice[data-code="low_quality"]');
+    const noticesBefore = await lowNotices.count();
     await page.locator('#enrol-submit').click();
     assert((await refused).status() === 422, 'the service refused the face');
     const result = page.locator('#enrol-result');
     await result.filter({ hasText: 'too small, blurred or turned away' }).waitFor();
+    assert(await lowNotices.count() === noticesBefore, 'the form shows the refusal, no corner notice over its "Enrol anyway"');
     assert((await result.innerText()).includes('min_quality=0'), 'the service\'s message (what to do) is shown');
     const gone = await fetch(`${base}/v1/collections/lowq/subjects/blurry`);
     assert(gone.status === 404, `a refused enrolment created no subject (${gone.status})`);
