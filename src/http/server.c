@@ -1368,6 +1368,43 @@ static int parse_listen(const char *listen, struct sockaddr_storage *addr, sockl
     return 0;
 }
 
+/*
+ * The listening socket, opened here rather than by libmicrohttpd so that a failure names its
+ * cause: libmicrohttpd only returns NULL, and "address in use?" was the guess for every
+ * failure, a port below 1024 without the privilege included (a container's non-root user with
+ * VULTUS_LISTEN=:80). The options are libmicrohttpd's own for a socket it opens: address reuse
+ * (a restart is not refused while the old connections sit in TIME_WAIT; a port another process
+ * listens on is still refused), IPv6 only on an IPv6 address, non-blocking, the backlog.
+ */
+static int open_listener(const char *listen_text, const struct sockaddr_storage *addr,
+                         socklen_t len, int *out)
+{
+    int fd = socket(addr->ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return base_error_set(BASE_ERR_IO, "cannot listen on %s: %s", listen_text,
+                              strerror(errno));
+    int on = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+    if (addr->ss_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof on);
+    if (bind(fd, (const struct sockaddr *)addr, len) != 0 || listen(fd, 1024) != 0) {
+        int e = errno;
+        close(fd);
+        if (e == EADDRINUSE)
+            return base_error_set(BASE_ERR_IO,
+                                  "cannot listen on %s: address in use (another process listens "
+                                  "there)",
+                                  listen_text);
+        const char *hint = e == EACCES ? " (a port below 1024 needs root or "
+                                         "CAP_NET_BIND_SERVICE: use a higher one)"
+                           : e == EADDRNOTAVAIL ? " (no interface of this host has that address)"
+                                                : "";
+        return base_error_set(BASE_ERR_IO, "cannot listen on %s: %s%s", listen_text, strerror(e),
+                              hint);
+    }
+    *out = fd;
+    return 0;
+}
+
 int http_server_create(const http_config *config, http_server **out)
 {
     *out = NULL;
@@ -1455,19 +1492,23 @@ int http_server_create(const http_config *config, http_server **out)
     struct sockaddr_storage addr;
     socklen_t addr_len = 0;
     if ((rc = parse_listen(s->cfg.listen, &addr, &addr_len))) goto fail;
+    int listener = -1;
+    if ((rc = open_listener(s->cfg.listen, &addr, addr_len, &listener))) goto fail;
     unsigned flags =
         MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC | MHD_USE_ERROR_LOG;
     if (addr.ss_family == AF_INET6) flags |= MHD_USE_IPv6;
     unsigned timeout_s = (unsigned)((s->cfg.read_timeout_ms + 999) / 1000) + 30;
     s->daemon = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_access, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+        flags, 0, NULL, NULL, on_access, s, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)listener,
         MHD_OPTION_URI_LOG_CALLBACK, on_uri, s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_CONNECTION_LIMIT,
         (unsigned)s->cfg.max_connections, MHD_OPTION_CONNECTION_TIMEOUT, timeout_s,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024, MHD_OPTION_LISTEN_BACKLOG_SIZE,
-        (unsigned)1024, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL, MHD_OPTION_END);
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024, MHD_OPTION_EXTERNAL_LOGGER,
+        mhd_logger, NULL, MHD_OPTION_END);
     if (!s->daemon) {
-        rc = base_error_set(BASE_ERR_IO, "cannot listen on %s (address in use?)", s->cfg.listen);
+        /* The socket is not closed here: libmicrohttpd may have closed it on its way out, and
+         * a second close could hit a descriptor opened since; the process exits anyway. */
+        rc = base_error_set(BASE_ERR_IO, "cannot start the HTTP server on %s", s->cfg.listen);
         goto fail;
     }
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
