@@ -393,6 +393,11 @@ struct http_server {
     http_keystore *keys;
     _Atomic int auth_required; /* any key exists (refreshed by the main loop) */
     _Atomic int store_ok;      /* the store answered the main loop's last read */
+    /* The "store unavailable" log line (http_respond_base_error): when it was last written
+     * (base_now_ns; 0: not in this outage) and the refusals since that were not logged. Any
+     * thread; the store check resets both when the store answers again. */
+    _Atomic uint64_t store_error_logged_ns;
+    _Atomic uint64_t store_errors_unlogged;
     const char *embedder_id;
     int embedding_dim;
     float default_threshold;

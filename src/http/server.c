@@ -158,6 +158,9 @@ void http_respond_error(http_request *r, int status, const char *code, const cha
                       json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", message));
 }
 
+/* How often a store outage's refusals are logged with their detail (one line, then a count). */
+#define STORE_ERROR_LOG_INTERVAL_NS 10000000000u
+
 void http_respond_base_error(http_request *r, int rc, const char *what)
 {
     char message[600];
@@ -186,16 +189,30 @@ void http_respond_base_error(http_request *r, int rc, const char *what)
         http_respond_error(r, 507, "store_full",
                            "the gallery store is full: nothing was stored; ask the operator");
         break;
-    case BASE_ERR_IO:
+    case BASE_ERR_IO: {
         /* The store (the SQLite file, the PostgreSQL server) cannot be read or written: an
          * outage, not this request's fault; this replica shortly, or another, may answer. The
-         * detail names paths and hosts: it goes to the log, not to the client. */
-        log_event(BASE_LOG_ERROR, "store unavailable",
-                  json_pack("{s:s,s:s}", "request_id", r->id, "detail", message));
+         * detail names paths and hosts: it goes to the log, not to the client. Logged once per
+         * STORE_ERROR_LOG_INTERVAL_NS, not per request: during a database restart every
+         * gallery call fails alike, and a line each (122 in a 10 s restart at 12 enrolments/s)
+         * buried the cause among copies of it. The others are counted into the next line
+         * (not_logged) or into "the store answers again"; each request's own line still says
+         * store_unavailable. */
+        http_server *s = r->srv;
+        uint64_t now = base_now_ns(), last = atomic_load(&s->store_error_logged_ns);
+        if ((last == 0 || now - last >= STORE_ERROR_LOG_INTERVAL_NS) &&
+            atomic_compare_exchange_strong(&s->store_error_logged_ns, &last, now))
+            log_event(BASE_LOG_ERROR, "store unavailable",
+                      json_pack("{s:s,s:s,s:I}", "request_id", r->id, "detail", message,
+                                "not_logged",
+                                (json_int_t)atomic_exchange(&s->store_errors_unlogged, 0)));
+        else
+            atomic_fetch_add(&s->store_errors_unlogged, 1);
         http_respond_error(r, 503, "store_unavailable",
                            "the gallery store cannot be reached; retry shortly");
         r->retry_after_s = 1;
         break;
+    }
     default:
         log_event(BASE_LOG_ERROR, "internal error",
                   json_pack("{s:s,s:s,s:s}", "request_id", r->id, "error", base_strerror(rc),
@@ -1579,6 +1596,10 @@ typedef struct store_checker {
     atomic_int result;        /* whether the store answered it */
     atomic_int busy;          /* a check is running */
     int db_lost; /* the SQLite file (s->db_file) was deleted or replaced; checker thread only */
+    /* The last check's failures and when the store began failing (0: it answers); checker
+     * thread only: the warnings are logged when an outage begins and ends, not every second. */
+    int keys_failing, refresh_failing;
+    uint64_t failing_since_ns;
 } store_checker;
 
 /* Whether `path` is still the file `opened` describes. SQLite keeps reading and writing a
@@ -1614,15 +1635,33 @@ static void store_check(store_checker *c)
                       required ? "API keys exist: auth is on"
                                : "no API keys left: the API is open to anyone who can reach it",
                       NULL);
-    } else {
-        LOG_WARN("api keys: %s", base_error_message());
+    } else if (!c->keys_failing) {
+        LOG_WARN("api keys: %s (not logged again until the store answers)",
+                 base_error_message());
     }
     atomic_store(&c->result, ok && !c->db_lost);
     /* Changes other processes made (replicas on a shared PostgreSQL store, or the CLI on the
      * same SQLite file): replayed now, so an idle replica's first request after a busy hour
      * elsewhere does not pay for the whole backlog. Reads catch up before they run anyway;
      * this only keeps the backlog short. */
-    if (gal_refresh(s->gal) != 0) LOG_WARN("gallery refresh: %s", base_error_message());
+    int refreshed = gal_refresh(s->gal) == 0;
+    if (!refreshed && !c->refresh_failing)
+        LOG_WARN("gallery refresh: %s (not logged again until the store answers)",
+                 base_error_message());
+    /* An outage is logged when it begins and when it ends, not once a second in between (a
+     * 10 s database restart wrote 20 such lines per replica). */
+    uint64_t now = base_now_ns();
+    if ((!ok || !refreshed) && !c->failing_since_ns) c->failing_since_ns = now;
+    if (ok && refreshed && c->failing_since_ns) {
+        log_event(BASE_LOG_INFO, "store reachable again",
+                  json_pack("{s:f,s:I}", "outage_ms", (double)(now - c->failing_since_ns) / 1e6,
+                            "store_errors_not_logged",
+                            (json_int_t)atomic_exchange(&s->store_errors_unlogged, 0)));
+        atomic_store(&s->store_error_logged_ns, 0); /* the next outage's first refusal logs */
+        c->failing_since_ns = 0;
+    }
+    c->keys_failing = !ok;
+    c->refresh_failing = !refreshed;
 }
 
 static void *store_checker_main(void *arg)

@@ -87,10 +87,112 @@ static void test_listen_failures_name_their_cause(void **state)
     else print_message("running as root: the privileged-port case is not checked\n");
 }
 
+/* POSTs collection `name`; its status, and the Retry-After header's presence into *retry. */
+static int create_collection(int port, const char *name, int *retry)
+{
+    char body[96], h[32];
+    snprintf(body, sizeof body, "{\"name\":\"%s\"}", name);
+    tc_response r;
+    assert_int_equal(tc_post_json(port, "/v1/collections", NULL, body, &r), 0);
+    int status = r.status;
+    *retry = tc_header(&r, "Retry-After", h, sizeof h) != NULL;
+    if (status == 503) {
+        char code[64];
+        assert_string_equal(tc_error_code(&r, code, sizeof code), "store_unavailable");
+    }
+    tc_response_free(&r);
+    return status;
+}
+
+#define REFUSED 12
+
+static void test_database_outage_logged_once(void **state)
+{
+    (void)state;
+    if (!tc_exists("models/human/blazeface-back.json")) {
+        print_message("models/ is absent (run tools/fetch-models): skipped\n");
+        skip();
+    }
+    char pg_dir[256], url[400];
+    int rc = tc_pg_start(pg_dir, sizeof pg_dir, url, sizeof url);
+    if (rc == 77) {
+        print_message("no PostgreSQL server binaries: skipped\n");
+        skip();
+    }
+    assert_int_equal(rc, 0);
+    const char *args[] = {"--workers", "1", "--grace-ms", "0", "--store", url, NULL};
+    char dir[256]; /* ours, so that the log outlives the server */
+    assert_int_equal(tc_temp_dir(dir), 0);
+    tc_server s;
+    assert_int_equal(tc_server_start(&s, dir, args, 1), 0);
+    int retry;
+    assert_int_equal(create_collection(s.port, "before", &retry), 201);
+
+    /* the database restarts: every write is refused, and the store check fails a few times */
+    assert_int_equal(tc_pg_pause(pg_dir, 0), 0);
+    for (int i = 0; i < REFUSED; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "during%d", i);
+        assert_int_equal(create_collection(s.port, name, &retry), 503);
+        assert_true(retry);
+        tc_sleep_ms(250); /* 3 s in all: three store checks */
+    }
+    assert_int_equal(tc_pg_resume(pg_dir), 0);
+    tc_response r;
+    int ready = 0;
+    for (double end = tc_now_ms() + 30000; !ready && tc_now_ms() < end; tc_sleep_ms(100)) {
+        assert_int_equal(tc_get(s.port, "/readyz", NULL, &r), 0);
+        ready = r.status == 200;
+        tc_response_free(&r);
+    }
+    assert_true(ready);
+    assert_int_equal(create_collection(s.port, "after", &retry), 201);
+    /* the end of the outage is logged by the store check, once a second: wait for its line */
+    char *log = NULL;
+    size_t len;
+    for (double end = tc_now_ms() + 10000; tc_now_ms() < end; tc_sleep_ms(100)) {
+        assert_int_equal(tc_read_file(s.log, &log, &len), 0);
+        if (strstr(log, "\"msg\":\"store reachable again\"")) break;
+        free(log);
+        log = NULL;
+    }
+    assert_int_equal(tc_server_stop(&s), 0);
+    free(log);
+    assert_int_equal(tc_read_file(s.log, &log, &len), 0);
+    int refused_lines = count_lines(log, "\"error\":\"store_unavailable\"");
+    int error_lines = count_lines(log, "\"msg\":\"store unavailable\"");
+    int keys_lines = count_lines(log, "\"msg\":\"api keys: ");
+    int refresh_lines = count_lines(log, "\"msg\":\"gallery refresh: ");
+    int back_lines = count_lines(log, "\"msg\":\"store reachable again\"");
+    print_message("a 3 s outage, %d writes refused: %d request lines store_unavailable, "
+                  "%d 'store unavailable' lines, %d 'api keys' and %d 'gallery refresh' "
+                  "warnings, %d 'store reachable again'\n",
+                  REFUSED, refused_lines, error_lines, keys_lines, refresh_lines, back_lines);
+    /* each refusal keeps its request line; the cause is logged, once */
+    assert_int_equal(refused_lines, REFUSED);
+    if (error_lines != 1)
+        fail_msg("%d 'store unavailable' lines for one outage (expected 1)", error_lines);
+    if (keys_lines > 1 || refresh_lines > 1)
+        fail_msg("the store check logged its failure %d and %d times in one outage (expected "
+                 "once each)",
+                 keys_lines, refresh_lines);
+    assert_true(keys_lines + refresh_lines >= 1);
+    assert_int_equal(back_lines, 1);
+    /* the refusals not logged one by one are counted where the outage ends */
+    const char *back = strstr(log, "\"msg\":\"store reachable again\"");
+    const char *count = strstr(back, "\"store_errors_not_logged\":");
+    assert_non_null(count);
+    assert_int_equal(atoi(count + strlen("\"store_errors_not_logged\":")), REFUSED - 1);
+    free(log);
+    tc_rm_rf(dir);
+    tc_pg_stop(pg_dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_listen_failures_name_their_cause),
+        cmocka_unit_test(test_database_outage_logged_once),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
