@@ -191,6 +191,36 @@ int http_config_from_env(http_config *c)
     return 0;
 }
 
+/* Variables read elsewhere than the options table: main.c (the log level), gallery/pg.c (the
+ * PostgreSQL wait). tests/http/test_deploy_config.c lists every getenv of src/. */
+static const char *const other_variables[] = {"VULTUS_LOG_LEVEL", "VULTUS_STORE_TIMEOUT_MS"};
+
+int http_config_unknown_env(char *out, size_t cap)
+{
+    extern char **environ;
+    int n = 0;
+    size_t used = 0;
+    if (cap) out[0] = '\0';
+    for (char **e = environ; e && *e; e++) {
+        if (strncmp(*e, "VULTUS_", 7) != 0) continue;
+        size_t len = strcspn(*e, "=");
+        int known = 0;
+        for (int i = 0; i < http_option_count && !known; i++)
+            known =
+                strlen(http_options[i].env) == len && strncmp(http_options[i].env, *e, len) == 0;
+        for (size_t i = 0; i < sizeof other_variables / sizeof *other_variables && !known; i++)
+            known = strlen(other_variables[i]) == len && strncmp(other_variables[i], *e, len) == 0;
+        if (known) continue;
+        n++;
+        int w = snprintf(out + used, cap - used, "%s%.*s", used ? "," : "", (int)len, *e);
+        if (w > 0 && used + (size_t)w < cap)
+            used += (size_t)w;
+        else if (used < cap)
+            out[used] = '\0'; /* the name does not fit: left out, counted */
+    }
+    return n;
+}
+
 void http_config_print_table(FILE *out)
 {
     fprintf(out, "  %-20s %-24s %-10s %s\n", "flag", "environment", "default", "meaning");

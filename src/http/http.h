@@ -72,6 +72,10 @@ void http_config_defaults(http_config *c);
 int http_config_set(http_config *c, const char *name, const char *value);
 /* Applies every VULTUS_* variable that is set (and not empty). First error wins. */
 int http_config_from_env(http_config *c);
+/* The VULTUS_* variables of the environment that vultus does not read (a typo in a ConfigMap,
+ * VULTUS_WORKER for VULTUS_WORKERS, is otherwise silently a default), comma-separated into
+ * out[cap] (truncated to fit); returns how many. Reads the environment only. */
+int http_config_unknown_env(char *out, size_t cap);
 /* Prints the options table (name, environment variable, default, meaning). */
 void http_config_print_table(FILE *out);
 

@@ -1398,8 +1398,7 @@ static int open_listener(const char *listen_text, const struct sockaddr_storage 
 {
     int fd = socket(addr->ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0)
-        return base_error_set(BASE_ERR_IO, "cannot listen on %s: %s", listen_text,
-                              strerror(errno));
+        return base_error_set(BASE_ERR_IO, "cannot listen on %s: %s", listen_text, strerror(errno));
     int on = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
     if (addr->ss_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof on);
@@ -1411,8 +1410,8 @@ static int open_listener(const char *listen_text, const struct sockaddr_storage 
                                   "cannot listen on %s: address in use (another process listens "
                                   "there)",
                                   listen_text);
-        const char *hint = e == EACCES ? " (a port below 1024 needs root or "
-                                         "CAP_NET_BIND_SERVICE: use a higher one)"
+        const char *hint = e == EACCES          ? " (a port below 1024 needs root or "
+                                                  "CAP_NET_BIND_SERVICE: use a higher one)"
                            : e == EADDRNOTAVAIL ? " (no interface of this host has that address)"
                                                 : "";
         return base_error_set(BASE_ERR_IO, "cannot listen on %s: %s%s", listen_text, strerror(e),
@@ -1550,6 +1549,13 @@ int http_server_create(const http_config *config, http_server **out)
               json_pack("{s:s,s:i,s:i,s:i,s:s,s:s}", "listen", s->cfg.listen, "port", s->port,
                         "workers", s->n_workers, "queue", s->cfg.queue, "data", s->cfg.data_dir,
                         "models", s->cfg.models_dir));
+    char unknown[512];
+    int n_unknown = http_config_unknown_env(unknown, sizeof unknown);
+    if (n_unknown)
+        log_event(BASE_LOG_WARN,
+                  "VULTUS_* variables that vultus does not read were ignored (a misspelt "
+                  "option keeps its default: see vultus serve --help)",
+                  json_pack("{s:s,s:i}", "variables", unknown, "count", n_unknown));
     if (s->cfg.grace_ms > 0 && s->cfg.grace_ms >= s->cfg.drain_timeout_ms)
         log_event(BASE_LOG_WARN,
                   "--grace-ms is not below --drain-timeout-ms: after SIGTERM new connections "
@@ -1636,8 +1642,7 @@ static void store_check(store_checker *c)
                                : "no API keys left: the API is open to anyone who can reach it",
                       NULL);
     } else if (!c->keys_failing) {
-        LOG_WARN("api keys: %s (not logged again until the store answers)",
-                 base_error_message());
+        LOG_WARN("api keys: %s (not logged again until the store answers)", base_error_message());
     }
     atomic_store(&c->result, ok && !c->db_lost);
     /* Changes other processes made (replicas on a shared PostgreSQL store, or the CLI on the

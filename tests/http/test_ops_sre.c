@@ -8,10 +8,12 @@
  *     VULTUS_LISTEN=:80). Every failure used to read "(address in use?)";
  *   - a PostgreSQL store that goes away under load (a database restart) is logged once, not
  *     once per refused request and once per second by the store check: the log stays readable
- *     and the cause is in it, while every refused request still has its own request line.
+ *     and the cause is in it, while every refused request still has its own request line;
+ *   - a VULTUS_* variable vultus does not read (a misspelt ConfigMap key) is named in a warning
+ *     at start, instead of silently leaving its option at the default.
  *
- * The first part needs no model pack; the second skips without it (models/) or without
- * PostgreSQL server binaries. About 10 s.
+ * The first test needs no model pack; the others skip without it (models/), the outage also
+ * without PostgreSQL server binaries. About 10 s.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -83,8 +85,10 @@ static void test_listen_failures_name_their_cause(void **state)
     expect_listen_failure("192.0.2.1:8080", "Cannot assign requested address");
 
     /* a privileged port: only testable as a user without the privilege */
-    if (geteuid() != 0) expect_listen_failure("127.0.0.1:80", "Permission denied");
-    else print_message("running as root: the privileged-port case is not checked\n");
+    if (geteuid() != 0)
+        expect_listen_failure("127.0.0.1:80", "Permission denied");
+    else
+        print_message("running as root: the privileged-port case is not checked\n");
 }
 
 /* POSTs collection `name`; its status, and the Retry-After header's presence into *retry. */
@@ -188,11 +192,51 @@ static void test_database_outage_logged_once(void **state)
     tc_pg_stop(pg_dir);
 }
 
+/* A misspelt variable in a ConfigMap (VULTUS_WORKER for VULTUS_WORKERS) used to be silently a
+ * default: one warning at start names it; variables vultus reads are not named. */
+static void test_unknown_variable_warned(void **state)
+{
+    (void)state;
+    if (!tc_exists("models/human/blazeface-back.json")) {
+        print_message("models/ is absent (run tools/fetch-models): skipped\n");
+        skip();
+    }
+    setenv("VULTUS_WORKER", "2", 1);
+    setenv("VULTUS_STORE_TIMEOUT_MS", "5000", 1); /* read by the PostgreSQL store */
+    setenv("VULTUS_LOG_LEVEL", "info", 1);        /* read by main */
+    char dir[256];
+    assert_int_equal(tc_temp_dir(dir), 0);
+    tc_server s;
+    int rc = tc_server_start(&s, dir, NULL, 0);
+    unsetenv("VULTUS_WORKER");
+    unsetenv("VULTUS_STORE_TIMEOUT_MS");
+    unsetenv("VULTUS_LOG_LEVEL");
+    assert_int_equal(rc, 0);
+    assert_int_equal(tc_server_stop(&s), 0);
+    char *log;
+    size_t len;
+    assert_int_equal(tc_read_file(s.log, &log, &len), 0);
+    const char *line = strstr(log, "\"msg\":\"VULTUS_* variables that vultus does not read");
+    if (!line) fail_msg("no warning about VULTUS_WORKER in the log:\n%s", log);
+    const char *end = strchr(line, '\n');
+    assert_non_null(end);
+    char text[1024];
+    snprintf(text, sizeof text, "%.*s", (int)(end - line), line);
+    print_message("%s\n", text);
+    assert_non_null(strstr(text, "VULTUS_WORKER"));
+    assert_null(strstr(text, "VULTUS_STORE_TIMEOUT_MS"));
+    assert_null(strstr(text, "VULTUS_LOG_LEVEL"));
+    assert_int_equal(count_lines(log, "\"level\":\"warn\",\"msg\":\"VULTUS_*"), 1);
+    free(log);
+    tc_rm_rf(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_listen_failures_name_their_cause),
         cmocka_unit_test(test_database_outage_logged_once),
+        cmocka_unit_test(test_unknown_variable_warned),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
