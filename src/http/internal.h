@@ -152,6 +152,7 @@ typedef struct http_metrics {
     http_histogram batch; /* faces per batch of the per-face models (across requests) */
     _Atomic uint64_t rejected[HTTP_REJECT_COUNT];
     _Atomic uint64_t slow_closed; /* connections closed for not sending a request in time */
+    _Atomic uint64_t store_errors; /* requests answered 503 store_unavailable */
 } http_metrics;
 
 /* A growable text buffer for the metrics page. */

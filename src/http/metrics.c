@@ -179,6 +179,18 @@ void http_metrics_render(http_server *s, http_text *t)
         "# TYPE vultus_slow_connections_closed_total counter\n"
         "vultus_slow_connections_closed_total %llu\n",
         (unsigned long long)atomic_load_explicit(&m->slow_closed, memory_order_relaxed));
+    /* The store's health apart from readiness (which draining also turns 0), and what its
+     * outages cost, for alerts: the log names an outage's cause once, not per request. */
+    http_text_printf(
+        t,
+        "# HELP vultus_store_up 1 when the store (SQLite file or PostgreSQL) answered the "
+        "last check, once a second (0 while it loads).\n"
+        "# TYPE vultus_store_up gauge\nvultus_store_up %d\n"
+        "# HELP vultus_store_errors_total Requests answered 503 store_unavailable: the store "
+        "could not be read or written.\n"
+        "# TYPE vultus_store_errors_total counter\nvultus_store_errors_total %llu\n",
+        atomic_load(&s->gallery_loaded) && atomic_load(&s->store_ok),
+        (unsigned long long)atomic_load_explicit(&m->store_errors, memory_order_relaxed));
 
     pthread_mutex_lock(&s->qlock);
     int qlen = s->qlen, pool_crops = s->pool_crops, pool_requests = s->pool_requests;

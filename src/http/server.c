@@ -199,6 +199,7 @@ void http_respond_base_error(http_request *r, int rc, const char *what)
          * (not_logged) or into "the store answers again"; each request's own line still says
          * store_unavailable. */
         http_server *s = r->srv;
+        atomic_fetch_add(&s->metrics.store_errors, 1);
         uint64_t now = base_now_ns(), last = atomic_load(&s->store_error_logged_ns);
         if ((last == 0 || now - last >= STORE_ERROR_LOG_INTERVAL_NS) &&
             atomic_compare_exchange_strong(&s->store_error_logged_ns, &last, now))

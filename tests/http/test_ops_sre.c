@@ -9,6 +9,7 @@
  *   - a PostgreSQL store that goes away under load (a database restart) is logged once, not
  *     once per refused request and once per second by the store check: the log stays readable
  *     and the cause is in it, while every refused request still has its own request line;
+ *     /metrics says it meanwhile (vultus_store_up 0, vultus_store_errors_total);
  *   - a VULTUS_* variable vultus does not read (a misspelt ConfigMap key) is named in a warning
  *     at start, instead of silently leaving its option at the default.
  *
@@ -91,6 +92,15 @@ static void test_listen_failures_name_their_cause(void **state)
         print_message("running as root: the privileged-port case is not checked\n");
 }
 
+/* The value of the unlabelled sample `name` in a /metrics body; -1 when absent. */
+static long long sample(const char *body, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = body; (p = strstr(p, name)); p += n)
+        if ((p == body || p[-1] == '\n') && p[n] == ' ') return atoll(p + n + 1);
+    return -1;
+}
+
 /* POSTs collection `name`; its status, and the Retry-After header's presence into *retry. */
 static int create_collection(int port, const char *name, int *retry)
 {
@@ -141,8 +151,16 @@ static void test_database_outage_logged_once(void **state)
         assert_true(retry);
         tc_sleep_ms(250); /* 3 s in all: three store checks */
     }
-    assert_int_equal(tc_pg_resume(pg_dir), 0);
+    /* what Prometheus sees meanwhile: the store down, the refusals counted (the store check
+     * has run at least twice during the 3 s) */
     tc_response r;
+    assert_int_equal(tc_get(s.port, "/metrics", NULL, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(sample(r.body, "vultus_store_up"), 0);
+    assert_int_equal(sample(r.body, "vultus_store_errors_total"), REFUSED);
+    assert_int_equal(sample(r.body, "vultus_ready"), 0);
+    tc_response_free(&r);
+    assert_int_equal(tc_pg_resume(pg_dir), 0);
     int ready = 0;
     for (double end = tc_now_ms() + 30000; !ready && tc_now_ms() < end; tc_sleep_ms(100)) {
         assert_int_equal(tc_get(s.port, "/readyz", NULL, &r), 0);
@@ -160,6 +178,10 @@ static void test_database_outage_logged_once(void **state)
         free(log);
         log = NULL;
     }
+    assert_int_equal(tc_get(s.port, "/metrics", NULL, &r), 0);
+    assert_int_equal(sample(r.body, "vultus_store_up"), 1);
+    assert_int_equal(sample(r.body, "vultus_store_errors_total"), REFUSED);
+    tc_response_free(&r);
     assert_int_equal(tc_server_stop(&s), 0);
     free(log);
     assert_int_equal(tc_read_file(s.log, &log, &len), 0);
