@@ -20,7 +20,9 @@ const http_option http_options[] = {
     {"store", "VULTUS_STORE", "",
      "PostgreSQL URL (postgres://USER:PASSWORD@HOST:5432/DB) of a store that replicas share, "
      "instead of DATA/vultus.db; pass it in the environment (a flag shows in ps)"},
-    {"workers", "VULTUS_WORKERS", "0", "inference worker threads; 0: one per core"},
+    {"workers", "VULTUS_WORKERS", "0",
+     "inference worker threads; 0: one per CPU this process may run on (its CPU set: in a "
+     "container without one, every CPU of the node)"},
     {"queue", "VULTUS_QUEUE", "64", "requests that may wait for a worker; more get 503"},
     {"deadline-ms", "VULTUS_DEADLINE_MS", "5000",
      "how long a request may wait to start (header X-Request-Deadline-Ms overrides)"},

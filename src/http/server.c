@@ -26,6 +26,7 @@
 #include <errno.h>
 #include <math.h>
 #include <netdb.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -1478,7 +1479,13 @@ int http_server_create(const http_config *config, http_server **out)
         goto fail;
     s->n_workers = s->cfg.workers;
     if (s->n_workers <= 0) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        /* The CPUs this process may run on, not the machine's: a container given a CPU set
+         * (docker --cpuset-cpus, Kubernetes' static CPU manager) or `taskset` would otherwise
+         * get a worker per CPU of the node, all competing for the few it has. A CPU quota
+         * without a set is not seen: deploy/ says VULTUS_WORKERS. */
+        cpu_set_t cpus;
+        long n = sched_getaffinity(0, sizeof cpus, &cpus) == 0 ? CPU_COUNT(&cpus)
+                                                                : sysconf(_SC_NPROCESSORS_ONLN);
         s->n_workers = n > 0 ? (int)n : 1;
     }
     /* The store's checks (store_check) begin once it is loaded; until then /readyz says the

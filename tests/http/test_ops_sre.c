@@ -11,7 +11,9 @@
  *     and the cause is in it, while every refused request still has its own request line;
  *     /metrics says it meanwhile (vultus_store_up 0, vultus_store_errors_total);
  *   - a VULTUS_* variable vultus does not read (a misspelt ConfigMap key) is named in a warning
- *     at start, instead of silently leaving its option at the default.
+ *     at start, instead of silently leaving its option at the default;
+ *   - --workers 0 (the default) counts the CPUs the process may run on (its CPU set), not the
+ *     machine's.
  *
  * The first test needs no model pack; the others skip without it (models/), the outage also
  * without PostgreSQL server binaries. About 10 s.
@@ -26,6 +28,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sched.h>
 
 /* Lines of `text` that contain `needle`. */
 static int count_lines(const char *text, const char *needle)
@@ -168,7 +171,15 @@ static void test_database_outage_logged_once(void **state)
         tc_response_free(&r);
     }
     assert_true(ready);
-    assert_int_equal(create_collection(s.port, "after", &retry), 201);
+    /* /readyz checks the API keys' connection; a gallery connection may still be the dead one
+     * and fail once more (503 + Retry-After: 1): a client retries */
+    int late = 0, status;
+    while ((status = create_collection(s.port, "after", &retry)) == 503 && late < 5) {
+        assert_true(retry);
+        late++;
+        tc_sleep_ms(1000);
+    }
+    assert_int_equal(status, 201);
     /* the end of the outage is logged by the store check, once a second: wait for its line */
     char *log = NULL;
     size_t len;
@@ -180,7 +191,7 @@ static void test_database_outage_logged_once(void **state)
     }
     assert_int_equal(tc_get(s.port, "/metrics", NULL, &r), 0);
     assert_int_equal(sample(r.body, "vultus_store_up"), 1);
-    assert_int_equal(sample(r.body, "vultus_store_errors_total"), REFUSED);
+    assert_int_equal(sample(r.body, "vultus_store_errors_total"), REFUSED + late);
     tc_response_free(&r);
     assert_int_equal(tc_server_stop(&s), 0);
     free(log);
@@ -190,13 +201,14 @@ static void test_database_outage_logged_once(void **state)
     int keys_lines = count_lines(log, "\"msg\":\"api keys: ");
     int refresh_lines = count_lines(log, "\"msg\":\"gallery refresh: ");
     int back_lines = count_lines(log, "\"msg\":\"store reachable again\"");
-    print_message("a 3 s outage, %d writes refused: %d request lines store_unavailable, "
-                  "%d 'store unavailable' lines, %d 'api keys' and %d 'gallery refresh' "
-                  "warnings, %d 'store reachable again'\n",
-                  REFUSED, refused_lines, error_lines, keys_lines, refresh_lines, back_lines);
-    /* each refusal keeps its request line; the cause is logged, once */
-    assert_int_equal(refused_lines, REFUSED);
-    if (error_lines != 1)
+    print_message("a 3 s outage, %d writes refused (%d more once ready again): %d request "
+                  "lines store_unavailable, %d 'store unavailable' lines, %d 'api keys' and %d "
+                  "'gallery refresh' warnings, %d 'store reachable again'\n",
+                  REFUSED, late, refused_lines, error_lines, keys_lines, refresh_lines, back_lines);
+    /* each refusal keeps its request line; the cause is logged, once (a late refusal after
+     * the end was logged may open a new outage's line) */
+    assert_int_equal(refused_lines, REFUSED + late);
+    if (error_lines < 1 || error_lines > 1 + late)
         fail_msg("%d 'store unavailable' lines for one outage (expected 1)", error_lines);
     if (keys_lines > 1 || refresh_lines > 1)
         fail_msg("the store check logged its failure %d and %d times in one outage (expected "
@@ -208,7 +220,7 @@ static void test_database_outage_logged_once(void **state)
     const char *back = strstr(log, "\"msg\":\"store reachable again\"");
     const char *count = strstr(back, "\"store_errors_not_logged\":");
     assert_non_null(count);
-    assert_int_equal(atoi(count + strlen("\"store_errors_not_logged\":")), REFUSED - 1);
+    assert_true(atoi(count + strlen("\"store_errors_not_logged\":")) >= REFUSED - 1);
     free(log);
     tc_rm_rf(dir);
     tc_pg_stop(pg_dir);
@@ -253,12 +265,58 @@ static void test_unknown_variable_warned(void **state)
     tc_rm_rf(dir);
 }
 
+/* --workers 0 (the default): one worker per CPU the process may run on, not per CPU of the
+ * machine. The test pins itself to one CPU before starting the server (which inherits it), as
+ * `taskset -c 0` or a container's CPU set would; it used to start a worker per online CPU. */
+static void test_default_workers_follow_cpu_set(void **state)
+{
+    (void)state;
+    if (!tc_exists("models/human/blazeface-back.json")) {
+        print_message("models/ is absent (run tools/fetch-models): skipped\n");
+        skip();
+    }
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    cpu_set_t mine, one;
+    assert_int_equal(sched_getaffinity(0, sizeof mine, &mine), 0);
+    if (online < 2 || CPU_COUNT(&mine) < 2) {
+        print_message("fewer than 2 CPUs: skipped\n");
+        skip();
+    }
+    CPU_ZERO(&one);
+    for (int c = 0; c < CPU_SETSIZE; c++)
+        if (CPU_ISSET(c, &mine)) {
+            CPU_SET(c, &one);
+            break;
+        }
+    assert_int_equal(sched_setaffinity(0, sizeof one, &one), 0);
+    char dir[256];
+    assert_int_equal(tc_temp_dir(dir), 0);
+    tc_server s;
+    int rc = tc_server_start(&s, dir, NULL, 0);
+    assert_int_equal(sched_setaffinity(0, sizeof mine, &mine), 0);
+    assert_int_equal(rc, 0);
+    assert_int_equal(tc_server_stop(&s), 0);
+    char *log;
+    size_t len;
+    assert_int_equal(tc_read_file(s.log, &log, &len), 0);
+    const char *listening = strstr(log, "\"msg\":\"listening\"");
+    assert_non_null(listening);
+    const char *workers = strstr(listening, "\"workers\":");
+    assert_non_null(workers);
+    int n = atoi(workers + strlen("\"workers\":"));
+    print_message("pinned to 1 of %ld online CPUs: %d worker(s)\n", online, n);
+    if (n != 1) fail_msg("%d workers on a CPU set of one CPU (expected 1)", n);
+    free(log);
+    tc_rm_rf(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_listen_failures_name_their_cause),
         cmocka_unit_test(test_database_outage_logged_once),
         cmocka_unit_test(test_unknown_variable_warned),
+        cmocka_unit_test(test_default_workers_follow_cpu_set),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
