@@ -467,8 +467,12 @@ static void enroll_usage(FILE *out)
             "       vultus enroll --collection C --dir DIR [options]\n"
             "\n"
             "Enrols the largest face of each image (with --dir: one subject per sub-folder,\n"
-            "named after it). Subjects are created when missing. Prints a JSON line per image\n"
-            "and a summary line; progress on stderr.\n"
+            "named after it). Subjects are created when missing. An image the subject already\n"
+            "has (the same file bytes, SHA-256) is skipped as already_enrolled, so running the\n"
+            "same command again, or again after Ctrl-C, enrols only what is missing. Prints a\n"
+            "JSON line per image and a summary line; progress on stderr. Exit status 0 when\n"
+            "no image failed (skipped ones included), 1 when one could not be read, analysed\n"
+            "or stored, 2 for a usage error.\n"
             "\n"
             "options:\n"
             "  --min-quality Q  skip faces whose quality (0..1) is below Q (default %g)\n"
@@ -576,6 +580,72 @@ static void free_names(char **names, size_t n)
     for (size_t i = 0; i < n; i++)
         free(names[i]);
     free(names);
+}
+
+/*
+ * The image hashes of one subject's faces, so that enrolling the same file for the same
+ * subject again (a re-run, or a run resumed after Ctrl-C) skips it instead of storing a
+ * second copy of the face. Items come grouped by subject (one --subject, or --dir's
+ * sub-folders in order), so one subject's hashes are held at a time and read from the store
+ * when the subject changes: one face_list and one face_get per face already enrolled.
+ */
+typedef struct known_hashes {
+    char subject[GAL_ID_MAX + 1];
+    int loaded;
+    char (*hash)[GAL_HASH_MAX + 1];
+    int64_t *face_id;
+    size_t n, cap;
+} known_hashes;
+
+static int known_push(known_hashes *k, const char *hash, int64_t face_id)
+{
+    if (k->n == k->cap) {
+        size_t cap = k->cap ? k->cap * 2 : 16;
+        char(*h)[GAL_HASH_MAX + 1] = realloc(k->hash, cap * sizeof *h);
+        if (!h) return BASE_ERR_NOMEM;
+        k->hash = h;
+        int64_t *ids = realloc(k->face_id, cap * sizeof *ids);
+        if (!ids) return BASE_ERR_NOMEM;
+        k->face_id = ids;
+        k->cap = cap;
+    }
+    snprintf(k->hash[k->n], sizeof k->hash[k->n], "%s", hash);
+    k->face_id[k->n++] = face_id;
+    return 0;
+}
+
+/* Makes `k` hold `subject`'s hashes; a subject not yet in the collection has none. */
+static int known_load(known_hashes *k, struct gal *g, const char *collection, const char *subject)
+{
+    if (k->loaded && strcmp(k->subject, subject) == 0) return 0;
+    k->n = 0;
+    k->loaded = 0;
+    snprintf(k->subject, sizeof k->subject, "%s", subject);
+    int64_t *ids = NULL;
+    size_t n = 0;
+    base_error_clear();
+    int rc = gal_face_list(g, collection, subject, &ids, &n);
+    if (rc == BASE_ERR_NOT_FOUND) rc = 0, n = 0;
+    for (size_t i = 0; !rc && i < n; i++) {
+        struct gal_face_record rec;
+        rc = gal_face_get(g, collection, ids[i], &rec);
+        if (rc == BASE_ERR_NOT_FOUND) { /* deleted meanwhile */
+            rc = 0;
+            continue;
+        }
+        if (!rc) rc = known_push(k, rec.image_hash, rec.face_id);
+        gal_face_record_deinit(&rec);
+    }
+    free(ids);
+    if (!rc) k->loaded = 1;
+    return rc;
+}
+
+static int64_t known_find(const known_hashes *k, const char *hash)
+{
+    for (size_t i = 0; i < k->n; i++)
+        if (strcmp(k->hash[i], hash) == 0) return k->face_id[i];
+    return 0;
 }
 
 static void progress(size_t done, size_t total, uint64_t t0, const char *label)
@@ -693,7 +763,8 @@ int cli_enroll_main(int argc, char **argv)
     }
 
     int tty = isatty(STDERR_FILENO);
-    size_t enrolled = 0, no_face = 0, low_quality = 0, failed = 0;
+    size_t enrolled = 0, already = 0, no_face = 0, low_quality = 0, failed = 0;
+    known_hashes known = {0};
     json_t *failures = json_array();
     uint64_t t0 = base_now_ns();
     for (size_t i = 0; i < items.n; i++) {
@@ -714,6 +785,26 @@ int cli_enroll_main(int argc, char **argv)
             snprintf(reason, sizeof reason, "cannot read: %s: %s", base_strerror(rc),
                      base_error_message());
             status = "failed";
+            goto done;
+        }
+        /* The hash first: an image this subject already has is skipped before any model
+         * runs, so a re-run or a resumed run costs one read per image already done. */
+        uint8_t digest[32];
+        char hash[8 + 65];
+        http_sha256_digest(data, len, digest);
+        memcpy(hash, "sha256:", 7);
+        http_hex(digest, 32, hash + 7);
+        rc = known_load(&known, g, collection, it->subject);
+        if (rc) {
+            snprintf(reason, sizeof reason, "subject %s: %s: %s", it->subject, base_strerror(rc),
+                     base_error_message());
+            status = "failed";
+            goto done;
+        }
+        if ((face_id = known_find(&known, hash))) {
+            status = "already_enrolled";
+            snprintf(reason, sizeof reason, "this image is already face %lld of %s",
+                     (long long)face_id, it->subject);
             goto done;
         }
         rc = face_analyze_bytes(ctx, (const uint8_t *)data, len, &opts, &res);
@@ -750,11 +841,6 @@ int cli_enroll_main(int argc, char **argv)
             thumb = NULL;
             thumb_len = 0;
         }
-        uint8_t digest[32];
-        char hash[8 + 65];
-        http_sha256_digest(data, len, digest);
-        memcpy(hash, "sha256:", 7);
-        http_hex(digest, 32, hash + 7);
         base_error_clear();
         rc = gal_subject_add(g, collection, it->subject, NULL);
         if (rc && rc != BASE_ERR_EXISTS) {
@@ -782,6 +868,7 @@ int cli_enroll_main(int argc, char **argv)
             goto done;
         }
         status = "enrolled";
+        if (known_push(&known, hash, face_id) != 0) known.loaded = 0; /* re-read next time */
     done:;
         json_t *o =
             json_pack("{s:s,s:s,s:s}", "image", it->path, "subject", it->subject, "status", status);
@@ -796,6 +883,8 @@ int cli_enroll_main(int argc, char **argv)
         cli_print_json_line(o, 8);
         if (strcmp(status, "enrolled") == 0) {
             enrolled++;
+        } else if (strcmp(status, "already_enrolled") == 0) {
+            already++; /* done by an earlier run: neither a skip to look at nor a failure */
         } else {
             if (strcmp(status, "no_face") == 0)
                 no_face++;
@@ -818,9 +907,9 @@ int cli_enroll_main(int argc, char **argv)
     }
     double secs = (double)(base_now_ns() - t0) / 1e9;
     fprintf(stderr,
-            "vultus enroll: %zu enrolled, %zu skipped (no face %zu, low quality %zu), %zu failed, "
-            "in %.1f s\n",
-            enrolled, no_face + low_quality, no_face, low_quality, failed, secs);
+            "vultus enroll: %zu enrolled, %zu already enrolled, %zu skipped (no face %zu, low "
+            "quality %zu), %zu failed, in %.1f s\n",
+            enrolled, already, no_face + low_quality, no_face, low_quality, failed, secs);
     for (size_t i = 0; i < json_array_size(failures); i++) {
         json_t *f = json_array_get(failures, i);
         fprintf(stderr, "  %s: %s: %s\n", json_string_value(json_object_get(f, "image")),
@@ -828,8 +917,8 @@ int cli_enroll_main(int argc, char **argv)
                 json_string_value(json_object_get(f, "reason")));
     }
     json_t *summary = json_pack(
-        "{s:s,s:I,s:I,s:I,s:I,s:o,s:o}", "collection", collection, "enrolled", (json_int_t)enrolled,
-        "skipped_no_face", (json_int_t)no_face, "skipped_low_quality", (json_int_t)low_quality,
+        "{s:s,s:I,s:I,s:I,s:I,s:I,s:o,s:o}", "collection", collection, "enrolled",
+        (json_int_t)enrolled, "already_enrolled", (json_int_t)already, "skipped_no_face", (json_int_t)no_face, "skipped_low_quality", (json_int_t)low_quality,
         "failed", (json_int_t)failed, "seconds", num(secs), "not_enrolled", failures);
     json_t *wrap = json_pack("{s:o}", "summary", summary);
     cli_print_json_line(wrap, 8);
@@ -837,6 +926,8 @@ int cli_enroll_main(int argc, char **argv)
     face_models_destroy(models);
     gal_close(g);
     list_free(&items);
+    free(known.hash);
+    free(known.face_id);
     return failed ? CLI_EXIT_FAILURE : CLI_EXIT_OK;
 }
 
