@@ -209,7 +209,7 @@ static void gallery_usage(FILE *out)
         "                  default: the embedder's at FAR 1e-3 on LFW (faceapi: 0.930;\n"
         "                  --far 1e-4: 0.944), see docs/gallery.md\n"
         "  list            the collections, one JSON line each\n"
-        "  show NAME       a collection, its index and its subjects\n"
+        "  show NAME       a collection and its subjects with their face ids\n"
         "  delete NAME     a collection with its subjects and faces\n"
         "  export NAME FILE    write a collection to FILE (docs/gallery.md format)\n"
         "  import FILE [--as NAME]  create a collection from an export file\n"
@@ -334,9 +334,9 @@ int cli_gallery_main(int argc, char **argv)
     }
     int create = strcmp(sub, "create") == 0 || strcmp(sub, "import") == 0;
     struct gal *g = NULL;
-    /* `list` reads the collections' rows and counts, which the store has */
-    int store_only = strcmp(sub, "list") == 0;
-    if (open_gallery("gallery", data_dir, create, store_only, &g) != 0) return CLI_EXIT_FAILURE;
+    /* Every gallery subcommand reads or writes what the store has (rows, counts, subjects,
+     * face ids, an export's records) and none searches: none loads the faces (store_only). */
+    if (open_gallery("gallery", data_dir, create, 1, &g) != 0) return CLI_EXIT_FAILURE;
 
     int rc = 0, status = CLI_EXIT_OK;
     base_error_clear();
@@ -363,15 +363,9 @@ int cli_gallery_main(int argc, char **argv)
         free(list);
     } else if (strcmp(sub, "show") == 0) {
         struct gal_collection_info info;
-        struct gal_index_stats st;
         rc = gal_collection_get(g, pos[0], &info);
-        if (!rc) rc = gal_index_stats(g, pos[0], &st);
         if (!rc) {
             json_t *o = collection_json(&info);
-            json_object_set_new(o, "index",
-                                json_pack("{s:I,s:I,s:I,s:s}", "faces", (json_int_t)st.faces,
-                                          "rows", (json_int_t)st.rows, "bytes",
-                                          (json_int_t)st.bytes, "kernels", st.kernels));
             json_t *subjects = json_array();
             char after[GAL_ID_MAX + 1] = "";
             for (;;) {
@@ -740,8 +734,10 @@ int cli_enroll_main(int argc, char **argv)
         return fail("enroll", rc < 0 ? rc : BASE_ERR_NOMEM);
     }
 
+    /* Enrolling writes to the store and reads a subject's faces from it; no search, so no
+     * face is loaded into memory (store_only): a large gallery costs no start-up. */
     struct gal *g = NULL;
-    if (open_gallery("enroll", data_dir, 0, 0, &g) != 0) {
+    if (open_gallery("enroll", data_dir, 0, 1, &g) != 0) {
         list_free(&items);
         return CLI_EXIT_FAILURE;
     }

@@ -184,14 +184,9 @@ int gal_export(struct gal *g, const char *collection, const char *path)
     int rc = gal_check_collection_name(collection);
     if (rc) return rc;
     if (!path || !*path) return base_error_set(BASE_ERR_INVALID, "export path is empty");
-    if ((rc = gal_refuse_store_only(g))) return rc;
     STORE_CALL(g);
-    pthread_rwlock_rdlock(&g->collections_lock);
-    struct collection *c = gal_find_collection(g, collection);
-    int64_t id = c ? c->id : 0;
-    pthread_rwlock_unlock(&g->collections_lock);
-    if (!c)
-        return base_error_set(BASE_ERR_NOT_FOUND, "collection \"%s\" does not exist", collection);
+    int64_t id = 0;
+    if ((rc = gal_collection_id_for_read(g, collection, &id))) return rc;
 
     size_t n = strlen(path) + 16;
     char *tmp = malloc(n);

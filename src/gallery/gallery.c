@@ -487,8 +487,7 @@ static int apply_change(struct gal *g, const struct gal_change *ch)
 int gal_catch_up(struct gal *g)
 {
     struct gal_change changes[CHANGES_PER_READ];
-    int refused = gal_refuse_store_only(g);
-    if (refused) return refused;
+    if (g->store_only) return 0; /* nothing in memory to bring up to date */
     for (;;) {
         size_t n = 0;
         int rc = g->store->ops->changes(g->store, g->applied_seq, CHANGES_PER_READ, changes, &n);
@@ -508,6 +507,7 @@ int gal_catch_up(struct gal *g)
  */
 static int direct_or_replay(struct gal *g, uint64_t first_seq, size_t count)
 {
+    if (g->store_only) return 0; /* written to the store, which is all there is */
     if (first_seq == g->applied_seq + 1) {
         g->applied_seq = first_seq + count - 1;
         return 1;
@@ -600,7 +600,8 @@ void gal_close(struct gal *g)
 int gal_refresh(struct gal *g)
 {
     STORE_CALL(g);
-    int rc = gal_lock_writes(g);
+    int rc = gal_refuse_store_only(g);
+    if (!rc) rc = gal_lock_writes(g);
     if (rc) return rc;
     rc = gal_catch_up(g);
     pthread_mutex_unlock(&g->write_mutex);
@@ -639,12 +640,54 @@ int gal_check(struct gal *g)
 
 /* ---- collections ---------------------------------------------------------------------- */
 
+/* A store-only gallery's collection by name: its id and settings, from store_only_cache or
+ * the store (internal.h says why). */
+static int store_only_lookup(struct gal *g, const char *name, int64_t *id,
+                             struct gal_collection_info *info)
+{
+    pthread_rwlock_rdlock(&g->collections_lock);
+    int hit = g->store_only_cache.id && strcmp(g->store_only_cache.info.name, name) == 0;
+    if (hit) {
+        *id = g->store_only_cache.id;
+        *info = g->store_only_cache.info;
+    }
+    pthread_rwlock_unlock(&g->collections_lock);
+    if (hit) return 0;
+    struct gal_store_collection stored;
+    int rc = g->store->ops->collection_get(g->store, name, 0, &stored);
+    if (rc) return rc;
+    *id = stored.id;
+    *info = stored.info;
+    pthread_rwlock_wrlock(&g->collections_lock);
+    g->store_only_cache.id = stored.id;
+    g->store_only_cache.info = stored.info;
+    pthread_rwlock_unlock(&g->collections_lock);
+    return 0;
+}
+
+/* After this process deleted or changed a collection: look it up again next time. */
+static void store_only_forget(struct gal *g)
+{
+    if (!g->store_only) return;
+    pthread_rwlock_wrlock(&g->collections_lock);
+    g->store_only_cache.id = 0;
+    pthread_rwlock_unlock(&g->collections_lock);
+}
+
 /* Takes write_mutex, catches up and finds the collection; on error write_mutex is released. */
 static int begin_write(struct gal *g, const char *name, struct collection **c)
 {
     int rc = name ? gal_check_collection_name(name) : 0;
     if (rc) return rc;
     if ((rc = gal_lock_writes(g))) return rc;
+    if (g->store_only) {
+        /* No collection in memory: the write needs the collection's id and settings only,
+         * which the store has (it applies nothing to an index afterwards: direct_or_replay). */
+        struct collection *t = &g->store_only_target;
+        if (name && (rc = store_only_lookup(g, name, &t->id, &t->info))) goto fail;
+        if (name) *c = t;
+        return 0;
+    }
     if ((rc = gal_catch_up(g))) goto fail;
     if (name && !(*c = gal_find_collection(g, name))) {
         rc = base_error_set(BASE_ERR_NOT_FOUND, "collection \"%s\" does not exist", name);
@@ -706,6 +749,7 @@ int gal_collection_delete(struct gal *g, const char *name)
     uint64_t seq = 0;
     int64_t id = c->id;
     if ((rc = g->store->ops->collection_delete(g->store, id, &seq))) goto done;
+    store_only_forget(g);
     rc = direct_or_replay(g, seq, 1);
     if (rc == 1) {
         uninstall(g, id);
@@ -733,6 +777,7 @@ int gal_collection_set_threshold(struct gal *g, const char *name, float threshol
     uint64_t seq = 0;
     if ((rc = g->store->ops->collection_update(g->store, c->id, threshold, c->info.dtype, &seq)))
         goto done;
+    store_only_forget(g);
     rc = direct_or_replay(g, seq, 1);
     if (rc == 1) {
         pthread_rwlock_wrlock(&g->collections_lock);
@@ -757,6 +802,7 @@ int gal_collection_set_dtype(struct gal *g, const char *name, enum gal_dtype dty
     if (c->info.dtype == dtype) goto done;
     if ((rc = g->store->ops->collection_update(g->store, c->id, c->info.threshold, dtype, &seq)))
         goto done;
+    store_only_forget(g);
     rc = direct_or_replay(g, seq, 1);
     if (rc == 1) {
         /* The new index is built from the store while searches keep using the old one. */
@@ -885,10 +931,13 @@ int gal_collection_list(struct gal *g, struct gal_collection_info **list, size_t
     return 0;
 }
 
-/* The store id of a collection for a read, or BASE_ERR_NOT_FOUND. */
-static int collection_id_for_read(struct gal *g, const char *name, int64_t *id)
+int gal_collection_id_for_read(struct gal *g, const char *name, int64_t *id)
 {
     int rc = gal_check_collection_name(name);
+    if (!rc && g->store_only) {
+        struct gal_collection_info info;
+        return store_only_lookup(g, name, id, &info);
+    }
     if (!rc) rc = sync_for_read(g);
     if (rc) return rc;
     pthread_rwlock_rdlock(&g->collections_lock);
@@ -1007,7 +1056,7 @@ int gal_subject_get(struct gal *g, const char *collection, const char *subject_i
     memset(info, 0, sizeof *info);
     int64_t id;
     int rc = gal_check_subject_id(subject_id);
-    if (!rc) rc = collection_id_for_read(g, collection, &id);
+    if (!rc) rc = gal_collection_id_for_read(g, collection, &id);
     if (rc) return rc;
     return g->store->ops->subject_get(g->store, id, subject_id, info);
 }
@@ -1028,7 +1077,7 @@ int gal_subject_list(struct gal *g, const char *collection, const char *after, s
     if (limit == 0 || limit > 10000)
         return base_error_set(BASE_ERR_INVALID, "subject list limit %zu is not in 1..10000", limit);
     int64_t id;
-    int rc = collection_id_for_read(g, collection, &id);
+    int rc = gal_collection_id_for_read(g, collection, &id);
     if (rc) return rc;
     return g->store->ops->subject_list(g->store, id, after, limit, list, count);
 }
@@ -1123,7 +1172,7 @@ int gal_face_get(struct gal *g, const char *collection, int64_t face_id,
     STORE_CALL(g);
     memset(record, 0, sizeof *record);
     int64_t id;
-    int rc = collection_id_for_read(g, collection, &id);
+    int rc = gal_collection_id_for_read(g, collection, &id);
     if (rc) return rc;
     return g->store->ops->face_get(g->store, id, face_id, record);
 }
@@ -1145,7 +1194,7 @@ int gal_face_list(struct gal *g, const char *collection, const char *subject_id,
     *count = 0;
     int64_t id;
     int rc = gal_check_subject_id(subject_id);
-    if (!rc) rc = collection_id_for_read(g, collection, &id);
+    if (!rc) rc = gal_collection_id_for_read(g, collection, &id);
     if (rc) return rc;
     return g->store->ops->face_list(g->store, id, subject_id, face_ids, count);
 }

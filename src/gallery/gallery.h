@@ -105,10 +105,14 @@ struct gal_options {
     /*
      * Opens (creates, migrates) the store and loads no collection into memory: for a tool
      * that needs the store but no search (`vultus keys`: its own tables in the same database,
-     * and whether a collection exists), which would otherwise read every face of the gallery
-     * at open (0.2-0.9 s and their memory at 100k faces). Such a gallery answers
-     * gal_collection_get, gal_collection_settings and gal_collection_list from the store,
-     * gal_check and gal_close; every other call fails with BASE_ERR_UNSUPPORTED.
+     * and whether a collection exists; `vultus gallery`, `vultus enroll`), which would
+     * otherwise read every face of the gallery at open (0.2-0.9 s and their memory at 100k
+     * faces). Such a gallery answers the reads of collections (counts included), subjects
+     * and faces from the store, and writes to the store (collections, subjects, faces,
+     * export and import; other processes see them by their change log as always); it fails
+     * with BASE_ERR_UNSUPPORTED what needs the index: gal_search, gal_refresh,
+     * gal_index_stats. It remembers the last collection it looked up by name (see
+     * internal.h), so it is meant for a short-lived tool, not a service.
      */
     int store_only;
 };

@@ -62,11 +62,28 @@ struct gal {
     _Atomic uint64_t applied_seq;
     struct gal_ann_config ann; /* every collection's HNSW settings (gal_options) */
     int store_only;            /* gal_options.store_only: no collection in memory, ever */
+    /*
+     * store_only: the last collection looked up by name, its id and settings (not its
+     * counts), so that a command's many calls on one collection (show lists each subject's
+     * faces, enroll writes each face) do not have the store count its rows each time (5 ms
+     * a call at 100k faces). A collection deleted and created again by another process
+     * meanwhile is not seen: calls with the old id fail as "does not exist". Its own deletes
+     * and updates forget it. collections_lock.
+     */
+    struct {
+        int64_t id; /* 0: none */
+        struct gal_collection_info info;
+    } store_only_cache;
+    /* store_only: the collection a write works on, as begin_write returns it (write_mutex). */
+    struct collection store_only_target;
 };
 
 /* BASE_ERR_UNSUPPORTED for a call that needs the in-memory collections on a gallery opened
  * store-only (gal_options.store_only), which has none: not a misleading "does not exist". */
 int gal_refuse_store_only(const struct gal *g);
+/* The store id of a collection for a read (from memory, or from the store when store-only),
+ * or BASE_ERR_NOT_FOUND. */
+int gal_collection_id_for_read(struct gal *g, const char *name, int64_t *id);
 
 /*
  * Bounds a gallery call's whole wait on the store (see gal_store_deadline_ns in store.h):
