@@ -759,7 +759,7 @@ int cli_enroll_main(int argc, char **argv)
     }
 
     int tty = isatty(STDERR_FILENO);
-    size_t enrolled = 0, already = 0, no_face = 0, low_quality = 0, failed = 0;
+    size_t enrolled = 0, several = 0, already = 0, no_face = 0, low_quality = 0, failed = 0;
     known_hashes known = {0};
     json_t *failures = json_array();
     uint64_t t0 = base_now_ns();
@@ -864,6 +864,11 @@ int cli_enroll_main(int argc, char **argv)
             goto done;
         }
         status = "enrolled";
+        /* Which face of a group photo became the subject is worth a look: say so. */
+        if (res.n_faces > 1) {
+            several++;
+            snprintf(reason, sizeof reason, "the largest of %d faces", res.n_faces);
+        }
         if (known_push(&known, hash, face_id) != 0) known.loaded = 0; /* re-read next time */
     done:;
         json_t *o =
@@ -875,7 +880,8 @@ int cli_enroll_main(int argc, char **argv)
             json_object_set_new(o, "quality", num(quality));
             json_object_set_new(o, "faces_in_image", json_integer(res.n_faces));
         }
-        if (*reason) json_object_set_new(o, "reason", json_string(reason));
+        if (*reason && strcmp(status, "enrolled") != 0)
+            json_object_set_new(o, "reason", json_string(reason));
         cli_print_json_line(o, 8);
         if (strcmp(status, "enrolled") == 0) {
             enrolled++;
@@ -903,9 +909,11 @@ int cli_enroll_main(int argc, char **argv)
     }
     double secs = (double)(base_now_ns() - t0) / 1e9;
     fprintf(stderr,
-            "vultus enroll: %zu enrolled, %zu already enrolled, %zu skipped (no face %zu, low "
-            "quality %zu), %zu failed, in %.1f s\n",
-            enrolled, already, no_face + low_quality, no_face, low_quality, failed, secs);
+            "vultus enroll: %zu enrolled (%zu the largest face of a photo with several), %zu "
+            "already enrolled, %zu skipped (no face %zu, low quality %zu), %zu failed, in %.1f "
+            "s\n",
+            enrolled, several, already, no_face + low_quality, no_face, low_quality, failed,
+            secs);
     for (size_t i = 0; i < json_array_size(failures); i++) {
         json_t *f = json_array_get(failures, i);
         fprintf(stderr, "  %s: %s: %s\n", json_string_value(json_object_get(f, "image")),
@@ -913,8 +921,9 @@ int cli_enroll_main(int argc, char **argv)
                 json_string_value(json_object_get(f, "reason")));
     }
     json_t *summary = json_pack(
-        "{s:s,s:I,s:I,s:I,s:I,s:I,s:o,s:o}", "collection", collection, "enrolled",
-        (json_int_t)enrolled, "already_enrolled", (json_int_t)already, "skipped_no_face", (json_int_t)no_face, "skipped_low_quality", (json_int_t)low_quality,
+        "{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:o,s:o}", "collection", collection, "enrolled",
+        (json_int_t)enrolled, "enrolled_largest_of_several", (json_int_t)several,
+        "already_enrolled", (json_int_t)already, "skipped_no_face", (json_int_t)no_face, "skipped_low_quality", (json_int_t)low_quality,
         "failed", (json_int_t)failed, "seconds", num(secs), "not_enrolled", failures);
     json_t *wrap = json_pack("{s:o}", "summary", summary);
     cli_print_json_line(wrap, 8);

@@ -1173,6 +1173,12 @@ static void test_gallery_enroll_search(void **state)
     json_t *summary = json_object_get(objs[2], "summary");
     assert_int_equal(json_integer_value(json_object_get(summary, "enrolled")), 1);
     assert_int_equal(json_integer_value(json_object_get(summary, "skipped_no_face")), 1);
+    /* Which face of a group photo became s is said, not left to faces_in_image alone: its
+     * stderr line was "enrolled" as for a portrait. */
+    assert_int_equal(json_integer_value(json_object_get(summary, "enrolled_largest_of_several")),
+                     1);
+    if (!strstr(r.err, ": enrolled (the largest of "))
+        fail_msg("a photo with several faces enrolled without saying so: %s", r.err);
     json_free_all(objs, n);
     run_free(&r);
     r = RUN("enroll", "--collection", "c", "--subject", "s", "--data", data, "--models", MODELS,
