@@ -23,6 +23,7 @@
 #include <getopt.h>
 #include <jansson.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -464,9 +465,11 @@ static void enroll_usage(FILE *out)
             "named after it). Subjects are created when missing. An image the subject already\n"
             "has (the same file bytes, SHA-256) is skipped as already_enrolled, so running the\n"
             "same command again, or again after Ctrl-C, enrols only what is missing. Prints a\n"
-            "JSON line per image and a summary line; progress on stderr. Exit status 0 when\n"
-            "no image failed (skipped ones included), 1 when one could not be read, analysed\n"
-            "or stored, 2 for a usage error.\n"
+            "JSON line per image and a summary line; progress on stderr. Ctrl-C (or SIGTERM)\n"
+            "finishes the image in hand, prints the summary (\"interrupted\":true) and exits\n"
+            "130 (143); a second one stops at once. Exit status 0 when no image failed\n"
+            "(skipped ones included), 1 when one could not be read, analysed or stored, 2 for\n"
+            "a usage error.\n"
             "\n"
             "options:\n"
             "  --min-quality Q  skip faces whose quality (0..1) is below Q (default %g)\n"
@@ -658,6 +661,19 @@ static void progress(size_t done, size_t total, uint64_t t0, const char *label)
     fflush(stderr);
 }
 
+/*
+ * Ctrl-C (SIGINT) or SIGTERM during `enroll`: the image in hand is finished (its face stored or
+ * not, never half), then the run stops with its summary and status 130, and the same command
+ * run again goes on (already_enrolled). A second signal ends the process at once (the handler
+ * is reset), which leaves the store as consistent: each face is its own transaction.
+ */
+static volatile sig_atomic_t enroll_stop;
+
+static void enroll_on_signal(int sig)
+{
+    enroll_stop = sig;
+}
+
 int cli_enroll_main(int argc, char **argv)
 {
     static const struct option long_opts[] = {
@@ -758,12 +774,24 @@ int cli_enroll_main(int argc, char **argv)
         return CLI_EXIT_FAILURE;
     }
 
+    /* SA_RESTART: a read of a pipe or a model call is not cut short; SA_RESETHAND: the second
+     * Ctrl-C ends the process. */
+    enroll_stop = 0;
+    struct sigaction sa = {.sa_handler = enroll_on_signal, .sa_flags = SA_RESTART | SA_RESETHAND};
+    sigemptyset(&sa.sa_mask);
+    for (int k = 0; k < 2; k++) {
+        /* A signal the caller ignores (nohup, a background job) stays ignored. */
+        int sig = k ? SIGTERM : SIGINT;
+        struct sigaction old;
+        if (sigaction(sig, NULL, &old) == 0 && old.sa_handler != SIG_IGN) sigaction(sig, &sa, NULL);
+    }
+    size_t done_items = 0;
     int tty = isatty(STDERR_FILENO);
     size_t enrolled = 0, several = 0, already = 0, no_face = 0, low_quality = 0, failed = 0;
     known_hashes known = {0};
     json_t *failures = json_array();
     uint64_t t0 = base_now_ns();
-    for (size_t i = 0; i < items.n; i++) {
+    for (size_t i = 0; i < items.n && !enroll_stop; i++, done_items++) {
         const enrol_item *it = &items.items[i];
         char *data = NULL;
         size_t len = 0;
@@ -908,6 +936,21 @@ int cli_enroll_main(int argc, char **argv)
         free(data);
     }
     double secs = (double)(base_now_ns() - t0) / 1e9;
+    int stopped = enroll_stop;
+    struct sigaction dfl = {.sa_handler = SIG_DFL};
+    for (int k = 0; k < 2; k++) {
+        int sig = k ? SIGTERM : SIGINT;
+        struct sigaction now;
+        if (sigaction(sig, NULL, &now) == 0 && now.sa_handler == enroll_on_signal)
+            sigaction(sig, &dfl, NULL);
+    }
+    if (stopped) {
+        if (tty && done_items < items.n) fputc('\n', stderr); /* after the progress bar */
+        fprintf(stderr,
+                "vultus enroll: interrupted (%s) after %zu of %zu images; the same command run "
+                "again enrols the rest\n",
+                stopped == SIGINT ? "SIGINT" : "SIGTERM", done_items, items.n);
+    }
     fprintf(stderr,
             "vultus enroll: %zu enrolled (%zu the largest face of a photo with several), %zu "
             "already enrolled, %zu skipped (no face %zu, low quality %zu), %zu failed, in %.1f "
@@ -925,6 +968,10 @@ int cli_enroll_main(int argc, char **argv)
         (json_int_t)enrolled, "enrolled_largest_of_several", (json_int_t)several,
         "already_enrolled", (json_int_t)already, "skipped_no_face", (json_int_t)no_face, "skipped_low_quality", (json_int_t)low_quality,
         "failed", (json_int_t)failed, "seconds", num(secs), "not_enrolled", failures);
+    if (stopped) {
+        json_object_set_new(summary, "interrupted", json_true());
+        json_object_set_new(summary, "not_started", json_integer((json_int_t)(items.n - done_items)));
+    }
     json_t *wrap = json_pack("{s:o}", "summary", summary);
     cli_print_json_line(wrap, 8);
     face_context_destroy(ctx);
@@ -933,6 +980,7 @@ int cli_enroll_main(int argc, char **argv)
     list_free(&items);
     free(known.hash);
     free(known.face_id);
+    if (stopped) return 128 + stopped; /* as the shell reports a process the signal ended */
     return failed ? CLI_EXIT_FAILURE : CLI_EXIT_OK;
 }
 

@@ -14,6 +14,7 @@
 #include <stddef.h>
 
 #include <cmocka.h>
+#include <dirent.h>
 
 #include "base/base.h"
 #include "gallery/gallery.h"
@@ -54,13 +55,13 @@ static char *slurp(const char *path)
 }
 
 /*
- * Runs `vultus ARGS...` (NULL-terminated) from the repository root with stdin from
+ * Starts `vultus ARGS...` (NULL-terminated) from the repository root with stdin from
  * stdin_path (NULL: /dev/null) and the environment variables of env ("NAME=VALUE", NULL-ended;
- * "NAME=" unsets NAME); stdout and stderr go to files so neither can fill a pipe.
+ * "NAME=" unsets NAME); stdout and stderr go to files so neither can fill a pipe. Returns its
+ * pid, for run_wait (run_env does both).
  */
-static run_result run_env(const char *const *env, const char *stdin_path, const char *const *args)
+static pid_t spawn_env(const char *const *env, const char *stdin_path, const char *const *args)
 {
-    run_result r = {.status = -1};
     char bin[PATH_MAX], out_path[300], err_path[300];
     if (tc_vultus_path(bin, sizeof bin) != 0) fail_msg("no vultus binary beside the test");
     snprintf(out_path, sizeof out_path, "%s/stdout", temp_root);
@@ -68,6 +69,9 @@ static run_result run_env(const char *const *env, const char *stdin_path, const 
     pid_t pid = fork();
     if (pid == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL);
+        /* As from a terminal, whatever ran the tests (a background job ignores SIGINT). */
+        signal(SIGINT, SIG_DFL);
+        signal(SIGTERM, SIG_DFL);
         int in = open(stdin_path ? stdin_path : "/dev/null", O_RDONLY);
         int o = stdout_override ? open(stdout_override, O_WRONLY)
                                 : open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -100,6 +104,16 @@ static run_result run_env(const char *const *env, const char *stdin_path, const 
         execv(bin, (char *const *)argv);
         _exit(127);
     }
+    return pid;
+}
+
+/* Waits for the run spawn_env started (killed after run_limit_ms) and reads its output. */
+static run_result run_wait(pid_t pid)
+{
+    run_result r = {.status = -1};
+    char out_path[300], err_path[300];
+    snprintf(out_path, sizeof out_path, "%s/stdout", temp_root);
+    snprintf(err_path, sizeof err_path, "%s/stderr", temp_root);
     double t0 = tc_now_ms();
     int status = 0;
     for (;;) {
@@ -117,6 +131,11 @@ static run_result run_env(const char *const *env, const char *stdin_path, const 
     r.out = stdout_override ? strdup("") : slurp(out_path);
     r.err = slurp(err_path);
     return r;
+}
+
+static run_result run_env(const char *const *env, const char *stdin_path, const char *const *args)
+{
+    return run_wait(spawn_env(env, stdin_path, args));
 }
 
 static run_result run(const char *const *args)
@@ -1323,6 +1342,100 @@ static void test_enroll_again_skips_enrolled_images(void **state)
     tc_rm_rf(data);
 }
 
+/* Whether process pid holds `path` open. */
+static int has_open(pid_t pid, const char *path)
+{
+    char dir[64];
+    snprintf(dir, sizeof dir, "/proc/%d/fd", (int)pid);
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    int found = 0;
+    struct dirent *e;
+    while (!found && (e = readdir(d))) {
+        char link[400], target[PATH_MAX];
+        snprintf(link, sizeof link, "%s/%s", dir, e->d_name);
+        ssize_t n = readlink(link, target, sizeof target - 1);
+        if (n <= 0) continue;
+        target[n] = '\0';
+        found = strcmp(target, path) == 0;
+    }
+    closedir(d);
+    return found;
+}
+
+static void test_enroll_interrupted_ends_with_its_summary(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_MODELS();
+    /* Ctrl-C during `vultus enroll` killed it where it stood: no summary of what was done,
+     * the images not started unknown. Now the image in hand is finished, the run stops with
+     * its summary ("interrupted") and status 130. The first image is a FIFO, so the signal
+     * comes while enroll waits for that image's bytes, never between two images by chance. */
+    char data[300], fifo[300];
+    fresh_data(data, "enroll-sigint");
+    tmp_path(fifo, "enroll.fifo");
+    unlink(fifo);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    run_result r = RUN("gallery", "create", "c", "--data", data);
+    assert_int_equal(r.status, 0);
+    run_free(&r);
+    pid_t pid = spawn_env(NULL, NULL,
+                          (const char *const[]){"enroll", "--collection", "c", "--subject", "s",
+                                                "--data", data, "--models", MODELS, fifo,
+                                                SAMPLE1, NULL});
+    /* Held open read-write (which does not wait for a reader) so that enroll's read of the
+     * FIFO waits for bytes rather than reading an end; the signal goes once enroll holds the
+     * FIFO open, i.e. is reading its first image. */
+    int fd = open(fifo, O_RDWR);
+    assert_true(fd >= 0);
+    int reading = 0;
+    for (double t0 = tc_now_ms(); !reading && tc_now_ms() - t0 < run_limit_ms;) {
+        if (!(reading = has_open(pid, fifo))) tc_sleep_ms(10);
+        siginfo_t info = {0}; /* ended early (left for run_wait to reap and report)? */
+        if (waitid(P_PID, (id_t)pid, &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid)
+            break;
+    }
+    if (!reading) {
+        close(fd);
+        r = run_wait(pid);
+        fail_msg("enroll never read its first image: status %d, %s", r.status, r.err);
+    }
+    /* Writes through a write-only end, the read-write one closed: a reader gone (an enroll
+     * that died of the signal) makes the write fail rather than fill the pipe for ever. */
+    int wfd = open(fifo, O_WRONLY);
+    assert_true(wfd >= 0);
+    close(fd);
+    fd = wfd;
+    assert_int_equal(kill(pid, SIGINT), 0);
+    char *bytes = NULL;
+    size_t len = 0;
+    assert_int_equal(tc_read_file("models/samples/sample2.jpg", &bytes, &len), 0);
+    signal(SIGPIPE, SIG_IGN);
+    for (size_t off = 0; off < len;) {
+        ssize_t w = write(fd, bytes + off, len - off);
+        if (w <= 0) break;
+        off += (size_t)w;
+    }
+    close(fd);
+    free(bytes);
+    r = run_wait(pid);
+    if (r.status != 130) fail_msg("enroll after SIGINT: status %d, stderr %s", r.status, r.err);
+    json_t *objs[4];
+    int n = json_lines(r.out, objs, 4);
+    assert_int_equal(n, 2);
+    assert_string_equal(json_string_value(json_object_get(objs[0], "status")), "enrolled");
+    json_t *summary = json_object_get(objs[1], "summary");
+    assert_true(json_is_true(json_object_get(summary, "interrupted")));
+    assert_int_equal(json_integer_value(json_object_get(summary, "not_started")), 1);
+    assert_int_equal(json_integer_value(json_object_get(summary, "enrolled")), 1);
+    json_free_all(objs, n);
+    assert_non_null(strstr(r.err, "interrupted (SIGINT) after 1 of 2 images"));
+    run_free(&r);
+    assert_int_equal(gallery_faces(data), 1);
+    unlink(fifo);
+    tc_rm_rf(data);
+}
+
 static void test_fixtures_two_people(void **state)
 {
     (void)state;
@@ -1414,6 +1527,7 @@ int main(void)
         cmocka_unit_test(test_eval_stdout_is_json),
         cmocka_unit_test(test_gallery_enroll_search),
         cmocka_unit_test(test_enroll_again_skips_enrolled_images),
+        cmocka_unit_test(test_enroll_interrupted_ends_with_its_summary),
         cmocka_unit_test(test_fixtures_two_people),
     };
     return cmocka_run_group_tests(tests, setup_all, teardown_all);
