@@ -470,9 +470,22 @@ static int store_gate(struct pg_store *s)
     return gal_pg_outage_gate(&s->outage);
 }
 
+/* Whether `r` came from the server over a connection still open: a result, or an error with
+ * the server's SQLSTATE. When the connection ends (a crash, a failover, a peer that reset it)
+ * libpq makes an error result of its own, without a SQLSTATE, and PQstatus may still say
+ * CONNECTION_OK until the next call reads the end (see connection_lost). */
+static int server_answered(PGconn *pg, const PGresult *r)
+{
+    return r && PQstatus(pg) == CONNECTION_OK &&
+           (PQresultStatus(r) != PGRES_FATAL_ERROR || PQresultErrorField(r, PG_DIAG_SQLSTATE));
+}
+
 /* The answer to what was just sent on pg, waited for at most timeout_ms and at most until the
  * call's deadline (gal_pg_wait: past it the connection is closed and `timed_out` set). An
- * answer moves the deadline on: the store is alive. */
+ * answer from the server moves the deadline on: the store is alive. A lost connection does
+ * not: the reconnection and the statement's retry that follow must fit in what is left, or a
+ * call that lost its connection late in its limit to a database that then accepts and never
+ * answers would wait nearly two limits (test_pg_lost_connection_keeps_deadline). */
 static PGresult *wait_result(struct pg_store *s, PGconn *pg, int sent)
 {
     const int limit = wait_ms(s);
@@ -481,7 +494,7 @@ static PGresult *wait_result(struct pg_store *s, PGconn *pg, int sent)
      * about the server. */
     if (timed_out && limit == s->timeout_ms)
         gal_pg_outage_mark(&s->outage, 0);
-    else if (r && gal_store_deadline_ns && s->timeout_ms)
+    else if (server_answered(pg, r) && gal_store_deadline_ns && s->timeout_ms)
         gal_store_deadline_ns = base_now_ns() + (uint64_t)s->timeout_ms * 1000000u;
     return r;
 }

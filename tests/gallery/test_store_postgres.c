@@ -698,6 +698,81 @@ static void test_pg_reconnect_within_deadline(void **state)
     st->ops->close(st);
 }
 
+/*
+ * A connection lost mid-call is not an answer: it leaves the call's deadline where it was. The
+ * end of the stream makes libpq build an error result of its own (no SQLSTATE), and that result
+ * used to move the deadline on by a whole limit as the server's answers do, so a call whose
+ * statement waited most of its limit, then lost its connection (a crash, a failover) and
+ * reconnected to a database that accepts connections and never answers, got its 503 after
+ * nearly two limits. Here the proxy holds the writer's BEGIN for DROP_AFTER_MS of a
+ * DROP_LIMIT_MS limit, then closes that connection and holds the queries of new ones: the call
+ * must fail about one limit after it began (the bound: a limit and a half).
+ */
+#define DROP_LIMIT_MS 2000
+#define DROP_AFTER_MS 1700
+
+static void *drop_later(void *arg)
+{
+    tc_pg_proxy *proxy = arg;
+    usleep(DROP_AFTER_MS * 1000);
+    atomic_store(&proxy->hold_queries, 1); /* the reconnection: accepted, never answered */
+    atomic_store(&proxy->drop, 1);
+    usleep(100000); /* the held connection sees it within 20 ms */
+    atomic_store(&proxy->drop, 0);
+    atomic_store(&proxy->frozen, 0);
+    return NULL;
+}
+
+static void test_pg_lost_connection_keeps_deadline(void **state)
+{
+    struct fixture *f = *state;
+    create(f->g, "c", GAL_DTYPE_F32, 0.5f);
+    static tc_pg_proxy proxy; /* its threads outlive this test */
+    tc_pg_proxy_start(&proxy, pg_dir);
+    char dbname[64], via_proxy[300], limit[16];
+    db_name(f->db, dbname, sizeof dbname);
+    tc_pg_proxy_url(&proxy, dbname, "?connect_timeout=2", via_proxy, sizeof via_proxy);
+    snprintf(limit, sizeof limit, "%d", DROP_LIMIT_MS);
+    setenv("VULTUS_STORE_TIMEOUT_MS", limit, 1);
+    struct gal_store *st = NULL;
+    EXPECT_OK(gal_store_postgres_open(via_proxy, NULL, &st));
+    unsetenv("VULTUS_STORE_TIMEOUT_MS");
+    struct gal_store_collection coll;
+    EXPECT_OK(st->ops->collection_get(st, "c", 0, &coll));
+    uint64_t seq;
+    EXPECT_OK(st->ops->subject_add(st, coll.id, "before", "{}", 0, &seq)); /* writer connected */
+
+    atomic_store(&proxy.frozen, 1);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, drop_later, &proxy), 0);
+    gal_store_deadline_ns = base_now_ns() + (uint64_t)DROP_LIMIT_MS * 1000000u;
+    double t0 = tc_now_ms();
+    int rc = st->ops->subject_add(st, coll.id, "dropped", "{}", 0, &seq);
+    double ms = tc_now_ms() - t0;
+    gal_store_deadline_ns = 0;
+    pthread_join(t, NULL);
+    print_message("the connection lost after %d ms of a %d ms limit, the reconnection never "
+                  "answered: %d after %.0f ms (%s)\n",
+                  DROP_AFTER_MS, DROP_LIMIT_MS, rc, ms, base_error_message());
+    atomic_store(&proxy.hold_queries, 0);
+    assert_int_equal(rc, BASE_ERR_IO);
+    if (ms >= DROP_LIMIT_MS * 3 / 2)
+        fail_msg("the call waited %.0f ms with a limit of %d ms: the lost connection moved its "
+                 "deadline on",
+                 ms, DROP_LIMIT_MS);
+
+    t0 = tc_now_ms();
+    while ((rc = st->ops->subject_add(st, coll.id, "after", "{}", 0, &seq)) == BASE_ERR_IO &&
+           tc_now_ms() - t0 < 3000)
+        usleep(20000);
+    print_message("the database answering: the next write %d after %.0f ms\n", rc,
+                  tc_now_ms() - t0);
+    EXPECT_OK(rc);
+    struct gal_subject_info info;
+    EXPECT_RC(st->ops->subject_get(st, coll.id, "dropped", &info), BASE_ERR_NOT_FOUND);
+    st->ops->close(st);
+}
+
 /* A password libpq reads is never shown, whatever it holds. Found by tests/fuzz/fuzz_config:
  * the query string was cut at the first '?', so "u:pass?word@host" (user u, password
  * "pass?word" to libpq) was shown as "u:pass?...". Needs no server. */
@@ -754,6 +829,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pg_cut_write_releases_lock, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pg_write_behind_lock, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pg_reconnect_within_deadline, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pg_lost_connection_keeps_deadline, setup, teardown),
         cmocka_unit_test(test_url_redaction),
     };
     /* test_full_store, test_busy_store and test_schema_versions are SQLite's own (a

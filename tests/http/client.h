@@ -625,6 +625,11 @@ typedef struct tc_pg_proxy {
     /* While set, a connection accepted meanwhile passes its start-up (authentication) and then
      * holds its first query and all after: a server that accepts and never answers. */
     atomic_int hold_queries;
+    /* While set, a connection whose client's bytes are held (frozen, hold_queries) is closed
+     * both ways: a server that crashes or a failover that ends its sessions mid-statement,
+     * which the client reads as the end of the stream, not as a wait. Cleared before the proxy
+     * thaws, connections accepted after it are left alone. */
+    atomic_int drop;
 } tc_pg_proxy;
 
 typedef struct tc_pg_pump_args {
@@ -687,9 +692,18 @@ static inline void *tc_pg_pump_main(void *arg)
             tc_pg_parse(&state, buf, (size_t)n, &queries);
             atomic_fetch_add(&a.proxy->round_trips, atomic_load(&queries) - before);
         }
-        while (atomic_load(&a.proxy->frozen) ||
-               (a.hold && atomic_load(&queries) && atomic_load(&a.proxy->hold_queries)))
-            tc_sleep_ms(20);
+        int dropped = 0;
+        while (!dropped &&
+               (atomic_load(&a.proxy->frozen) ||
+                (a.hold && atomic_load(&queries) && atomic_load(&a.proxy->hold_queries)))) {
+            dropped = atomic_load(&a.proxy->drop);
+            if (!dropped) tc_sleep_ms(20);
+        }
+        if (dropped) { /* the other direction's recv then reads the end too */
+            shutdown(a.from, SHUT_RDWR);
+            shutdown(a.to, SHUT_RDWR);
+            return NULL;
+        }
         if (tc_send_all(a.to, buf, (size_t)n) != 0) break;
     }
     shutdown(a.to, SHUT_WR);
