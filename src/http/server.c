@@ -1175,17 +1175,30 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
     return send_response(r);
 }
 
+/* Whether a request is a probe or a scrape that answered as expected: Kubernetes' probes and
+ * Prometheus call /healthz, /readyz and /metrics every few seconds on every replica (about 114
+ * lines per 10 s), which buried the requests that matter. Those are logged at debug; a
+ * /readyz 503 (the pod leaves the Service) or a failed scrape is news and stays at info. */
+static int routine_request(const http_request *r, enum MHD_RequestTerminationCode toe)
+{
+    if (r->route < 0 || r->status < 200 || r->status > 299) return 0;
+    if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK) return 0;
+    http_handler h = http_routes[r->route].handler;
+    return h == http_api_healthz || h == http_api_readyz || h == http_api_metrics;
+}
+
 static void log_request(http_server *s, http_request *r, enum MHD_RequestTerminationCode toe,
                         double ms)
 {
-    if (BASE_LOG_INFO < base_log_level) return;
+    int level = routine_request(r, toe) ? BASE_LOG_DEBUG : BASE_LOG_INFO;
+    if (level < base_log_level) return;
     json_t *o = json_object();
     if (!o) return;
     char path[256];
     size_t n = r->path_len ? r->path_len : strlen(r->uri);
     snprintf(path, sizeof path, "%.*s", (int)(n < 255 ? n : 255), r->uri);
     utf8_sanitize(path); /* raw bytes of the request line: JSON needs UTF-8 */
-    json_object_set_new(o, "level", json_string("info"));
+    json_object_set_new(o, "level", json_string(level == BASE_LOG_DEBUG ? "debug" : "info"));
     json_object_set_new(o, "msg", json_string("request"));
     json_object_set_new(o, "id", json_string(r->id[0] ? r->id : "-"));
     char method[sizeof r->method];

@@ -13,7 +13,10 @@
  *   - a VULTUS_* variable vultus does not read (a misspelt ConfigMap key) is named in a warning
  *     at start, instead of silently leaving its option at the default;
  *   - --workers 0 (the default) counts the CPUs the process may run on (its CPU set), not the
- *     machine's.
+ *     machine's;
+ *   - Kubernetes' probes and Prometheus' scrapes (/healthz, /readyz, /metrics answered 2xx) are
+ *     logged at debug, so that they do not bury the requests that matter; a /readyz 503 stays
+ *     at info.
  *
  * The first test needs no model pack; the others skip without it (models/), the outage also
  * without PostgreSQL server binaries. About 10 s.
@@ -310,6 +313,94 @@ static void test_default_workers_follow_cpu_set(void **state)
     tc_rm_rf(dir);
 }
 
+
+/* Lines of the log with "msg":"request" for `route` at `level`. */
+static int request_lines(const char *log, const char *level, const char *route)
+{
+    int n = 0;
+    for (const char *line = log; *line;) {
+        const char *end = strchr(line, '\n');
+        size_t len = end ? (size_t)(end - line) : strlen(line);
+        char text[2048], lv[32], rt[96];
+        snprintf(text, sizeof text, "%.*s", (int)(len < sizeof text ? len : sizeof text - 1),
+                 line);
+        snprintf(lv, sizeof lv, "\"level\":\"%s\"", level);
+        snprintf(rt, sizeof rt, "\"route\":\"%s\"", route);
+        if (strstr(text, lv) && strstr(text, "\"msg\":\"request\"") && strstr(text, rt)) n++;
+        line += len + (end != NULL);
+    }
+    return n;
+}
+
+static int get_status(int port, const char *path)
+{
+    tc_response r;
+    assert_int_equal(tc_get(port, path, NULL, &r), 0);
+    int status = r.status;
+    tc_response_free(&r);
+    return status;
+}
+
+/* Probes and scrapes at the default level (info) write no request line; other routes do, and
+ * so does a /readyz that says 503 (here: draining after SIGTERM, within --grace-ms). With
+ * VULTUS_LOG_LEVEL=debug the probes' lines are there, at debug. */
+static void test_probe_lines_at_debug(void **state)
+{
+    (void)state;
+    if (!tc_exists("models/human/blazeface-back.json")) {
+        print_message("models/ is absent (run tools/fetch-models): skipped\n");
+        skip();
+    }
+    for (int debug = 0; debug <= 1; debug++) {
+        if (debug) setenv("VULTUS_LOG_LEVEL", "debug", 1);
+        const char *args[] = {"--grace-ms", "20000", NULL};
+        tc_server s;
+        int rc = tc_server_start(&s, NULL, args, 1);
+        unsetenv("VULTUS_LOG_LEVEL");
+        assert_int_equal(rc, 0);
+        for (int i = 0; i < 3; i++) {
+            assert_int_equal(get_status(s.port, "/healthz"), 200);
+            assert_int_equal(get_status(s.port, "/readyz"), 200);
+            assert_int_equal(get_status(s.port, "/metrics"), 200);
+        }
+        assert_int_equal(get_status(s.port, "/openapi.json"), 200);
+        /* draining: /readyz 503 until --grace-ms ends (20 s; the test needs milliseconds) */
+        kill(s.pid, SIGTERM);
+        int status = 0;
+        for (double end = tc_now_ms() + 10000; tc_now_ms() < end; tc_sleep_ms(20))
+            if ((status = get_status(s.port, "/readyz")) == 503) break;
+        assert_int_equal(status, 503);
+        char *log;
+        size_t len;
+        assert_int_equal(tc_read_file(s.log, &log, &len), 0);
+        /* the request line is written when the request completes: wait for the 503's */
+        for (double end = tc_now_ms() + 10000;
+             request_lines(log, "info", "/readyz") < 1 && tc_now_ms() < end; tc_sleep_ms(20)) {
+            free(log);
+            assert_int_equal(tc_read_file(s.log, &log, &len), 0);
+        }
+        int healthz = request_lines(log, "info", "/healthz"),
+            readyz = request_lines(log, "info", "/readyz"),
+            metrics = request_lines(log, "info", "/metrics"),
+            openapi = request_lines(log, "info", "/openapi.json"),
+            debug_lines = request_lines(log, "debug", "/healthz") +
+                          request_lines(log, "debug", "/readyz") +
+                          request_lines(log, "debug", "/metrics");
+        print_message("VULTUS_LOG_LEVEL=%s, 3 x /healthz /readyz /metrics 200, 1 /openapi.json, "
+                      "1 /readyz 503: request lines at info: /healthz %d, /readyz %d, /metrics "
+                      "%d, /openapi.json %d; at debug: %d probes\n",
+                      debug ? "debug" : "(info)", healthz, readyz, metrics, openapi, debug_lines);
+        if (healthz || metrics || readyz != 1)
+            fail_msg("probes that answered 200 were logged at info:\n%s", log);
+        assert_int_equal(openapi, 1);
+        assert_int_equal(debug_lines, debug ? 9 : 0);
+        free(log);
+        kill(s.pid, SIGINT); /* a second signal: exit now, not after the grace */
+        assert_int_equal(tc_server_wait(&s, 60000), 0);
+        tc_rm_rf(s.dir);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -317,6 +408,7 @@ int main(void)
         cmocka_unit_test(test_database_outage_logged_once),
         cmocka_unit_test(test_unknown_variable_warned),
         cmocka_unit_test(test_default_workers_follow_cpu_set),
+        cmocka_unit_test(test_probe_lines_at_debug),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
