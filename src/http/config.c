@@ -8,9 +8,11 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 const http_option http_options[] = {
     {"listen", "VULTUS_LISTEN", ":7860",
@@ -22,7 +24,8 @@ const http_option http_options[] = {
      "instead of DATA/vultus.db; pass it in the environment (a flag shows in ps)"},
     {"workers", "VULTUS_WORKERS", "0",
      "inference worker threads; 0: one per CPU this process may run on (its CPU set: in a "
-     "container without one, every CPU of the node)"},
+     "container without one, every CPU of the node), fewer under a cgroup CPU quota "
+     "(a CPU limit of 1.5: 2)"},
     {"queue", "VULTUS_QUEUE", "64", "requests that may wait for a worker; more get 503"},
     {"deadline-ms", "VULTUS_DEADLINE_MS", "5000",
      "how long a request may wait to start (header X-Request-Deadline-Ms overrides)"},
@@ -232,4 +235,108 @@ void http_config_print_table(FILE *out)
         fprintf(out, "  %-20s %-24s %-10s %s\n", flag, http_options[i].env,
                 http_options[i].default_text, http_options[i].meaning);
     }
+}
+
+/* DIR/NAME for reading; NULL when absent (or the path is too long to be a cgroup's). */
+static FILE *open_in(const char *dir, const char *name)
+{
+    char path[PATH_MAX];
+    int n = snprintf(path, sizeof path, "%s/%s", dir, name);
+    return n > 0 && (size_t)n < sizeof path ? fopen(path, "r") : NULL;
+}
+
+/* The CPUs a cgroup CPU quota allows at `dir`: ceil(quota / period) from cgroup v2's cpu.max
+ * ("max 100000": none; "150000 100000": 2) or v1's cpu.cfs_quota_us (-1: none) and
+ * cpu.cfs_period_us. 0 when the folder sets no quota (or has no such file). */
+static long quota_cpus_at(const char *dir)
+{
+    long long quota = -1, period = 0;
+    char text[128];
+    FILE *f = open_in(dir, "cpu.max");
+    if (f) {
+        if (fgets(text, sizeof text, f) && strncmp(text, "max", 3) != 0 &&
+            sscanf(text, "%lld %lld", &quota, &period) != 2)
+            quota = -1;
+        fclose(f);
+    } else {
+        if ((f = open_in(dir, "cpu.cfs_quota_us"))) {
+            if (fscanf(f, "%lld", &quota) != 1) quota = -1;
+            fclose(f);
+        }
+        if (quota > 0 && (f = open_in(dir, "cpu.cfs_period_us"))) {
+            if (fscanf(f, "%lld", &period) != 1) period = 0;
+            fclose(f);
+        }
+    }
+    if (quota <= 0 || period <= 0) return 0;
+    long long cpus = (quota + period - 1) / period;
+    return cpus > INT_MAX ? INT_MAX : (long)cpus;
+}
+
+/* The lowest quota of the cgroup `rel` ("/kubepods/pod1/abc") under the hierarchy mounted at
+ * `mount`, of its ancestors and of the mount itself: a pod's limit may be set on the pod's
+ * cgroup and not on its container's, and in a container with its own cgroup namespace the
+ * process's cgroup is "/" and the mount is that cgroup. Folders that do not exist (a path of
+ * another namespace) are skipped. 0: no quota. */
+static long quota_cpus_under(const char *mount, const char *rel)
+{
+    char dir[PATH_MAX];
+    int n = snprintf(dir, sizeof dir, "%s%s", mount, strcmp(rel, "/") == 0 ? "" : rel);
+    if (n < 0 || (size_t)n >= sizeof dir) return 0;
+    size_t root_len = strlen(mount);
+    long best = 0;
+    for (;;) {
+        long q = quota_cpus_at(dir);
+        if (q > 0 && (best == 0 || q < best)) best = q;
+        char *slash = strrchr(dir, '/');
+        if (strlen(dir) <= root_len || !slash || (size_t)(slash - dir) < root_len) break;
+        *slash = '\0';
+    }
+    return best;
+}
+
+int http_available_cpus(const char *root)
+{
+    cpu_set_t set;
+    long cpus = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set)
+                                                            : sysconf(_SC_NPROCESSORS_ONLN);
+    if (cpus < 1) cpus = 1;
+    char path[PATH_MAX], line[PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/proc/self/cgroup", root);
+    FILE *f = fopen(path, "r");
+    if (!f) return (int)cpus;
+    /* "0::/path" (v2, unified) or "4:cpu,cpuacct:/path" (v1): the hierarchy with the cpu
+     * controller holds the quota. */
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = '\0';
+        char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+        if (!c2 || c2[1] != '/') continue;
+        *c2 = '\0';
+        const char *controllers = c1 + 1, *rel = c2 + 1;
+        char mount[PATH_MAX];
+        long q = 0;
+        if (!*controllers) {
+            snprintf(mount, sizeof mount, "%s/sys/fs/cgroup", root);
+            q = quota_cpus_under(mount, rel);
+            if (!q) { /* a hybrid host: v2 mounted beside v1 */
+                snprintf(mount, sizeof mount, "%s/sys/fs/cgroup/unified", root);
+                q = quota_cpus_under(mount, rel);
+            }
+        } else {
+            int has_cpu = 0;
+            for (const char *p = controllers; *p; p += strcspn(p, ","), p += *p == ',')
+                has_cpu |= strcspn(p, ",") == 3 && strncmp(p, "cpu", 3) == 0;
+            if (!has_cpu) continue;
+            /* mounted as "cpu", "cpu,cpuacct" (a symlink "cpu" beside it on most systems) */
+            snprintf(mount, sizeof mount, "%s/sys/fs/cgroup/%s", root, controllers);
+            q = quota_cpus_under(mount, rel);
+            if (!q) {
+                snprintf(mount, sizeof mount, "%s/sys/fs/cgroup/cpu", root);
+                q = quota_cpus_under(mount, rel);
+            }
+        }
+        if (q > 0 && q < cpus) cpus = q;
+    }
+    fclose(f);
+    return (int)cpus;
 }

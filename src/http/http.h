@@ -76,6 +76,15 @@ int http_config_from_env(http_config *c);
  * VULTUS_WORKER for VULTUS_WORKERS, is otherwise silently a default), comma-separated into
  * out[cap] (truncated to fit); returns how many. Reads the environment only. */
 int http_config_unknown_env(char *out, size_t cap);
+/*
+ * The CPUs this process may use, what --workers 0 starts a worker for: its CPU set
+ * (sched_getaffinity: taskset, a container's cpuset), lowered to ceil(quota / period) when a
+ * cgroup CPU quota of its cgroup or of an ancestor allows fewer (v2 cpu.max, v1
+ * cpu.cfs_quota_us and cpu.cfs_period_us; a pod with a CPU limit of 1.5 on a 64-core node: 2).
+ * root: "" for this machine's /proc/self/cgroup and /sys/fs/cgroup, or a folder that holds
+ * ROOT/proc/self/cgroup and ROOT/sys/fs/cgroup/... (tests). Reads files only; at least 1.
+ */
+int http_available_cpus(const char *root);
 /* Prints the options table (name, environment variable, default, meaning). */
 void http_config_print_table(FILE *out);
 

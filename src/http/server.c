@@ -26,7 +26,6 @@
 #include <errno.h>
 #include <math.h>
 #include <netdb.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -1493,13 +1492,10 @@ int http_server_create(const http_config *config, http_server **out)
     s->n_workers = s->cfg.workers;
     if (s->n_workers <= 0) {
         /* The CPUs this process may run on, not the machine's: a container given a CPU set
-         * (docker --cpuset-cpus, Kubernetes' static CPU manager) or `taskset` would otherwise
-         * get a worker per CPU of the node, all competing for the few it has. A CPU quota
-         * without a set is not seen: deploy/ says VULTUS_WORKERS. */
-        cpu_set_t cpus;
-        long n = sched_getaffinity(0, sizeof cpus, &cpus) == 0 ? CPU_COUNT(&cpus)
-                                                                : sysconf(_SC_NPROCESSORS_ONLN);
-        s->n_workers = n > 0 ? (int)n : 1;
+         * (docker --cpuset-cpus, Kubernetes' static CPU manager) or `taskset`, or a CPU
+         * limit (a cgroup quota), would otherwise get a worker per CPU of the node, all
+         * competing for the few it has (and each with its own model contexts in memory). */
+        s->n_workers = http_available_cpus("");
     }
     /* The store's checks (store_check) begin once it is loaded; until then /readyz says the
      * gallery is loading. */

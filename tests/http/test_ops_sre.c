@@ -12,8 +12,8 @@
  *     /metrics says it meanwhile (vultus_store_up 0, vultus_store_errors_total);
  *   - a VULTUS_* variable vultus does not read (a misspelt ConfigMap key) is named in a warning
  *     at start, instead of silently leaving its option at the default;
- *   - --workers 0 (the default) counts the CPUs the process may run on (its CPU set), not the
- *     machine's;
+ *   - --workers 0 (the default) counts the CPUs the process may run on (its CPU set, lowered
+ *     to what a cgroup CPU quota allows), not the machine's;
  *   - Kubernetes' probes and Prometheus' scrapes (/healthz, /readyz, /metrics answered 2xx) are
  *     logged at debug, so that they do not bury the requests that matter; a /readyz 503 stays
  *     at info.
@@ -28,6 +28,7 @@
 #include <cmocka.h>
 
 #include "client.h"
+#include "http/http.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -401,6 +402,86 @@ static void test_probe_lines_at_debug(void **state)
     }
 }
 
+
+/* Writes `text` to ROOT/REL, creating the folders on the way. */
+static void put_file(const char *root, const char *rel, const char *text)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", root, rel);
+    for (char *p = path + strlen(root) + 1; (p = strchr(p, '/')); p++) {
+        *p = '\0';
+        mkdir(path, 0755);
+        *p = '/';
+    }
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* http_available_cpus(ROOT) on a fake /proc/self/cgroup and /sys/fs/cgroup under a fresh ROOT. */
+static int cpus_with(const char *self_cgroup, const char *const *files)
+{
+    char root[256];
+    assert_int_equal(tc_temp_dir(root), 0);
+    if (self_cgroup) put_file(root, "proc/self/cgroup", self_cgroup);
+    for (int i = 0; files && files[i]; i += 2)
+        put_file(root, files[i], files[i + 1]);
+    int n = http_available_cpus(root);
+    tc_rm_rf(root);
+    return n;
+}
+
+/* --workers 0 under a CPU limit: a pod limited to 1.5 CPUs on a 64-core node got 64 workers
+ * (its CPU set is the node's), now ceil(1.5) = 2. cgroup v2's cpu.max ("max 100000": no limit)
+ * and v1's cpu.cfs_quota_us (-1: none), on the process's cgroup or an ancestor. */
+static void test_default_workers_follow_cpu_quota(void **state)
+{
+    (void)state;
+    cpu_set_t mine;
+    assert_int_equal(sched_getaffinity(0, sizeof mine, &mine), 0);
+    int set = CPU_COUNT(&mine), expect_15 = set < 2 ? set : 2;
+    struct {
+        const char *what, *self, *files[7];
+        int expected;
+    } cases[] = {
+        {"no cgroup files", NULL, {NULL}, set},
+        {"v2, cpu.max max 100000", "0::/\n", {"sys/fs/cgroup/cpu.max", "max 100000\n", NULL}, set},
+        {"v2, cpu.max 150000 100000 (1.5 CPUs)",
+         "0::/\n",
+         {"sys/fs/cgroup/cpu.max", "150000 100000\n", NULL},
+         expect_15},
+        {"v2, cpu.max 50000 100000", "0::/\n", {"sys/fs/cgroup/cpu.max", "50000 100000\n", NULL},
+         1},
+        {"v2, a pod's limit above its container's cgroup",
+         "0::/kubepods/pod1/c1\n",
+         {"sys/fs/cgroup/kubepods/pod1/c1/cpu.max", "max 100000\n",
+          "sys/fs/cgroup/kubepods/pod1/cpu.max", "50000 100000\n", NULL},
+         1},
+        {"v1, cpu,cpuacct cfs_quota_us 50000 / 100000",
+         "3:memory:/docker/x\n4:cpu,cpuacct:/docker/x\n0::/\n",
+         {"sys/fs/cgroup/cpu,cpuacct/docker/x/cpu.cfs_quota_us", "50000\n",
+          "sys/fs/cgroup/cpu,cpuacct/docker/x/cpu.cfs_period_us", "100000\n", NULL},
+         1},
+        {"v1, cfs_quota_us -1",
+         "4:cpu,cpuacct:/\n",
+         {"sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us", "-1\n",
+          "sys/fs/cgroup/cpu,cpuacct/cpu.cfs_period_us", "100000\n", NULL},
+         set},
+    };
+    int failed = 0;
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        int n = cpus_with(cases[i].self, cases[i].files);
+        print_message("CPU set of %d, %s: %d CPU(s) (expected %d)\n", set, cases[i].what, n,
+                      cases[i].expected);
+        failed += n != cases[i].expected;
+    }
+    if (failed) fail_msg("%d case(s) counted the wrong CPUs", failed);
+    /* this machine's own: never above the CPU set, at least 1 */
+    int here = http_available_cpus("");
+    assert_true(here >= 1 && here <= set);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -409,6 +490,7 @@ int main(void)
         cmocka_unit_test(test_unknown_variable_warned),
         cmocka_unit_test(test_default_workers_follow_cpu_set),
         cmocka_unit_test(test_probe_lines_at_debug),
+        cmocka_unit_test(test_default_workers_follow_cpu_quota),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
