@@ -428,6 +428,12 @@ struct http_server {
     http_conn *conns;
 
     http_metrics metrics;
+    /* /metrics' vultus_gallery_* series as last rendered, served again while the store cannot
+     * list the collections (an outage), so that dashboards keep the last known figures instead
+     * of a gap; vultus_store_up 0 says they may be stale. gallery_metrics_lock guards it and
+     * is held for a copy only, never across a store call. */
+    pthread_mutex_t gallery_metrics_lock;
+    char *gallery_metrics;
     char id_prefix[12];
     _Atomic uint64_t id_counter;
 };

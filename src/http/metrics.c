@@ -120,6 +120,60 @@ static uint64_t resident_bytes(void)
     return n == 2 ? resident * (uint64_t)sysconf(_SC_PAGESIZE) : 0;
 }
 
+/* The vultus_gallery_* series into t. Rendered apart and kept (s->gallery_metrics): when the
+ * store cannot list the collections (PostgreSQL restarting), the last rendering is served
+ * again rather than nothing, as Prometheus would otherwise record a gap in every dashboard and
+ * an alert on these series would fire or clear for the wrong reason. */
+static void gallery_metrics(http_server *s, http_text *t)
+{
+    struct gal_collection_info *list = NULL;
+    size_t count = 0;
+    if (gal_collection_list(s->gal, &list, &count) != 0) {
+        pthread_mutex_lock(&s->gallery_metrics_lock);
+        if (s->gallery_metrics) http_text_printf(t, "%s", s->gallery_metrics);
+        pthread_mutex_unlock(&s->gallery_metrics_lock);
+        return;
+    }
+    http_text g = {0};
+    http_text_printf(&g,
+                     "# HELP vultus_gallery_collections Collections in the gallery (while the "
+                     "store is down, vultus_store_up 0, the last figures read).\n"
+                     "# TYPE vultus_gallery_collections gauge\n"
+                     "vultus_gallery_collections %zu\n",
+                     count);
+    http_text_printf(&g, "# HELP vultus_gallery_subjects Subjects per collection.\n"
+                         "# TYPE vultus_gallery_subjects gauge\n");
+    for (size_t i = 0; i < count; i++)
+        http_text_printf(&g, "vultus_gallery_subjects{collection=\"%s\"} %llu\n", list[i].name,
+                         (unsigned long long)list[i].subject_count);
+    http_text_printf(&g, "# HELP vultus_gallery_faces Faces per collection.\n"
+                         "# TYPE vultus_gallery_faces gauge\n");
+    for (size_t i = 0; i < count; i++)
+        http_text_printf(&g, "vultus_gallery_faces{collection=\"%s\"} %llu\n", list[i].name,
+                         (unsigned long long)list[i].face_count);
+    http_text_printf(&g, "# HELP vultus_gallery_hnsw_faces Faces in a collection's HNSW graph "
+                         "(0: its searches scan every face; see --ann-min-faces).\n"
+                         "# TYPE vultus_gallery_hnsw_faces gauge\n");
+    for (size_t i = 0; i < count; i++) {
+        struct gal_index_stats st;
+        if (gal_index_stats(s->gal, list[i].name, &st) != 0) continue; /* deleted since */
+        http_text_printf(&g, "vultus_gallery_hnsw_faces{collection=\"%s\"} %llu\n", list[i].name,
+                         (unsigned long long)st.ann_faces);
+    }
+    free(list);
+    if (g.failed) {
+        http_text_free(&g);
+        t->failed = 1;
+        return;
+    }
+    http_text_printf(t, "%s", g.p);
+    /* keep it for the next scrape the store cannot answer (two scrapes at once: either's) */
+    pthread_mutex_lock(&s->gallery_metrics_lock);
+    free(s->gallery_metrics);
+    s->gallery_metrics = g.p;
+    pthread_mutex_unlock(&s->gallery_metrics_lock);
+}
+
 void http_metrics_render(http_server *s, http_text *t)
 {
     http_metrics *m = &s->metrics;
@@ -233,36 +287,8 @@ void http_metrics_render(http_server *s, http_text *t)
         atomic_load(&s->draining), (long long)atomic_load(&s->body_bytes),
         (long long)s->cfg.max_body_memory);
 
-    struct gal_collection_info *list = NULL;
-    size_t count = 0;
     /* No gallery figures while it loads (server.c, load_store). */
-    if (atomic_load(&s->gallery_loaded) && gal_collection_list(s->gal, &list, &count) == 0) {
-        http_text_printf(t,
-                         "# HELP vultus_gallery_collections Collections in the gallery.\n"
-                         "# TYPE vultus_gallery_collections gauge\n"
-                         "vultus_gallery_collections %zu\n",
-                         count);
-        http_text_printf(t, "# HELP vultus_gallery_subjects Subjects per collection.\n"
-                            "# TYPE vultus_gallery_subjects gauge\n");
-        for (size_t i = 0; i < count; i++)
-            http_text_printf(t, "vultus_gallery_subjects{collection=\"%s\"} %llu\n", list[i].name,
-                             (unsigned long long)list[i].subject_count);
-        http_text_printf(t, "# HELP vultus_gallery_faces Faces per collection.\n"
-                            "# TYPE vultus_gallery_faces gauge\n");
-        for (size_t i = 0; i < count; i++)
-            http_text_printf(t, "vultus_gallery_faces{collection=\"%s\"} %llu\n", list[i].name,
-                             (unsigned long long)list[i].face_count);
-        http_text_printf(t, "# HELP vultus_gallery_hnsw_faces Faces in a collection's HNSW graph "
-                            "(0: its searches scan every face; see --ann-min-faces).\n"
-                            "# TYPE vultus_gallery_hnsw_faces gauge\n");
-        for (size_t i = 0; i < count; i++) {
-            struct gal_index_stats st;
-            if (gal_index_stats(s->gal, list[i].name, &st) != 0) continue; /* deleted since */
-            http_text_printf(t, "vultus_gallery_hnsw_faces{collection=\"%s\"} %llu\n", list[i].name,
-                             (unsigned long long)st.ann_faces);
-        }
-        free(list);
-    }
+    if (atomic_load(&s->gallery_loaded)) gallery_metrics(s, t);
 
     http_text_printf(t,
                      "# HELP vultus_process_resident_memory_bytes Resident set size.\n"

@@ -1462,6 +1462,7 @@ int http_server_create(const http_config *config, http_server **out)
     pthread_mutex_init(&s->qlock, NULL);
     pthread_cond_init(&s->qcond, NULL);
     pthread_mutex_init(&s->conn_lock, NULL);
+    pthread_mutex_init(&s->gallery_metrics_lock, NULL);
     s->cost_ewma_ms[0] = 2;
     s->cost_ewma_ms[1] = 100;
     s->prepare_ewma_ms = 20;
@@ -1868,5 +1869,7 @@ void http_server_destroy(http_server *s)
     pthread_mutex_destroy(&s->qlock);
     pthread_cond_destroy(&s->qcond);
     pthread_mutex_destroy(&s->conn_lock);
+    pthread_mutex_destroy(&s->gallery_metrics_lock);
+    free(s->gallery_metrics);
     free(s);
 }

@@ -9,7 +9,8 @@
  *   - a PostgreSQL store that goes away under load (a database restart) is logged once, not
  *     once per refused request and once per second by the store check: the log stays readable
  *     and the cause is in it, while every refused request still has its own request line;
- *     /metrics says it meanwhile (vultus_store_up 0, vultus_store_errors_total);
+ *     /metrics says it meanwhile (vultus_store_up 0, vultus_store_errors_total) and keeps
+ *     the last known vultus_gallery_* series rather than dropping them;
  *   - a VULTUS_* variable vultus does not read (a misspelt ConfigMap key) is named in a warning
  *     at start, instead of silently leaving its option at the default;
  *   - --workers 0 (the default) counts the CPUs the process may run on (its CPU set, lowered
@@ -227,6 +228,82 @@ static void test_database_outage_logged_once(void **state)
     assert_true(atoi(count + strlen("\"store_errors_not_logged\":")) >= REFUSED - 1);
     free(log);
     tc_rm_rf(dir);
+    tc_pg_stop(pg_dir);
+}
+
+
+/* Whether `promtool check metrics` accepts body; skipped (1) without promtool. */
+static int promtool_accepts(const char *dir, const tc_response *r)
+{
+    if (system("command -v promtool >/dev/null 2>&1") != 0) {
+        print_message("promtool is not installed: the format check is skipped\n");
+        return 1;
+    }
+    char path[300], cmd[400];
+    snprintf(path, sizeof path, "%s/metrics.txt", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fwrite(r->body, 1, r->body_len, f);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "promtool check metrics < %s", path);
+    return system(cmd) == 0;
+}
+
+/* While the database is down the collections cannot be listed: /metrics used to drop every
+ * vultus_gallery_* series, a gap in every dashboard. It keeps the last ones read. */
+static void test_gallery_metrics_kept_in_outage(void **state)
+{
+    (void)state;
+    if (!tc_exists("models/human/blazeface-back.json")) {
+        print_message("models/ is absent (run tools/fetch-models): skipped\n");
+        skip();
+    }
+    char pg_dir[256], url[400];
+    int rc = tc_pg_start(pg_dir, sizeof pg_dir, url, sizeof url);
+    if (rc == 77) {
+        print_message("no PostgreSQL server binaries: skipped\n");
+        skip();
+    }
+    assert_int_equal(rc, 0);
+    const char *args[] = {"--workers", "1", "--grace-ms", "0", "--store", url, NULL};
+    tc_server s;
+    assert_int_equal(tc_server_start(&s, NULL, args, 1), 0);
+    int retry;
+    assert_int_equal(create_collection(s.port, "kept", &retry), 201);
+    static const char *const series[] = {"vultus_gallery_collections ",
+                                         "vultus_gallery_subjects{collection=\"kept\"} ",
+                                         "vultus_gallery_faces{collection=\"kept\"} ",
+                                         "vultus_gallery_hnsw_faces{collection=\"kept\"} "};
+    tc_response r;
+    assert_int_equal(tc_get(s.port, "/metrics", NULL, &r), 0);
+    assert_int_equal(r.status, 200);
+    for (size_t i = 0; i < sizeof series / sizeof *series; i++)
+        if (!strstr(r.body, series[i])) fail_msg("no %s before the outage", series[i]);
+    long long collections = sample(r.body, "vultus_gallery_collections");
+    tc_response_free(&r);
+
+    assert_int_equal(tc_pg_pause(pg_dir, 0), 0);
+    /* the store check notices within about a second: scrape once it has */
+    int down = 0;
+    for (double end = tc_now_ms() + 10000; !down && tc_now_ms() < end; tc_sleep_ms(100)) {
+        assert_int_equal(tc_get(s.port, "/metrics", NULL, &r), 0);
+        down = r.status == 200 && sample(r.body, "vultus_store_up") == 0;
+        if (!down) tc_response_free(&r);
+    }
+    assert_true(down);
+    int missing = 0;
+    for (size_t i = 0; i < sizeof series / sizeof *series; i++)
+        missing += strstr(r.body, series[i]) == NULL;
+    print_message("store down (vultus_store_up 0): %d of %zu gallery series missing, "
+                  "vultus_gallery_collections %lld (before: %lld)\n",
+                  missing, sizeof series / sizeof *series,
+                  sample(r.body, "vultus_gallery_collections"), collections);
+    if (missing) fail_msg("%d gallery series dropped while the store is down", missing);
+    assert_int_equal(sample(r.body, "vultus_gallery_collections"), collections);
+    assert_true(promtool_accepts(s.dir, &r));
+    tc_response_free(&r);
+    assert_int_equal(tc_pg_resume(pg_dir), 0);
+    assert_int_equal(tc_server_stop(&s), 0);
     tc_pg_stop(pg_dir);
 }
 
@@ -487,6 +564,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_listen_failures_name_their_cause),
         cmocka_unit_test(test_database_outage_logged_once),
+        cmocka_unit_test(test_gallery_metrics_kept_in_outage),
         cmocka_unit_test(test_unknown_variable_warned),
         cmocka_unit_test(test_default_workers_follow_cpu_set),
         cmocka_unit_test(test_probe_lines_at_debug),
