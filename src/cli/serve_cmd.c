@@ -88,8 +88,7 @@ int cli_serve_main(int argc, char **argv)
         LOG_ERROR("vultus serve: %s", base_error_message());
         return CLI_EXIT_FAILURE;
     }
-    int rc = http_server_run(server);
-    if (rc && rc != BASE_ERR_LIMIT) LOG_ERROR("vultus serve: %s", base_error_message());
+    int rc = http_server_run(server); /* logs its errors itself, each once */
     http_server_destroy(server);
     if (rc == BASE_ERR_LIMIT) return CLI_EXIT_OK; /* a cut-off drain still ends the process */
     return rc ? CLI_EXIT_FAILURE : CLI_EXIT_OK;

@@ -4,9 +4,11 @@
  */
 #include "face/face_internal.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static const char *const model_files[FM_COUNT] = {
     [FM_BLAZEFACE] = "human/blazeface-back.json",
@@ -201,7 +203,8 @@ static int load_one(const char *dir, face_model_id id, nn_model **out, face_mode
              : id == FM_FACEAPI_AGEGENDER ? face_faceapi_agegender_load(path, out)
              : id == FM_SSD_MOBILENET     ? face_ssd_load(path, out, &m->ssd_anchors)
                                           : nn_model_load_tfjs(path, NULL, out);
-    if (rc) LOG_ERROR("face: cannot load %s: %s", path, base_error_message());
+    /* Not logged here: the message names the file, and every caller reports it once (vultus
+     * serve's log line, a command's stderr); logging it here too made two lines of one. */
     return rc;
 }
 
@@ -214,6 +217,15 @@ int face_models_load(const face_models_options *opts, face_models **out)
     unsigned load = o.load ? o.load : FACE_STAGE_ALL;
     if (load & (FACE_STAGE_EMBED | FACE_STAGE_ATTRIBUTES | FACE_STAGE_LIVENESS | FACE_STAGE_QUALITY))
         load |= FACE_STAGE_LANDMARKS;
+    /* No folder at all is a set-up step not done, not a broken model: say what to do rather
+     * than which of its 13 files was looked for first. */
+    struct stat st;
+    int missing = stat(dir, &st) != 0 ? errno : !S_ISDIR(st.st_mode) ? ENOTDIR : 0;
+    if (missing)
+        return base_error_set(BASE_ERR_IO,
+                              "models folder %s: %s: fetch the model pack (make models, or "
+                              "tools/fetch-models) or point --models at it",
+                              dir, strerror(missing));
 
     face_models *m = calloc(1, sizeof *m);
     if (!m) return base_error_set(BASE_ERR_NOMEM, "face models");

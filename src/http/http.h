@@ -105,7 +105,8 @@ int http_server_port(const http_server *s);
  * Serves until SIGTERM or SIGINT, then drains: /readyz turns 503 at once; new connections
  * are still accepted for grace_ms, then refused; every request already received finishes;
  * returns 0 when all did within drain_timeout_ms, BASE_ERR_LIMIT when the timeout cut the
- * drain short. Also returns an error if the models fail to load.
+ * drain short. Also returns an error if the models or the store fail to load. Every error it
+ * returns is already in the log, once (where it was detected): the caller does not log it.
  */
 int http_server_run(http_server *s);
 /* Stops everything and frees the server. Accepts NULL. */

@@ -1820,10 +1820,15 @@ static int run_loop(http_server *s, store_checker *c)
     }
 }
 
+/* Every error returned here has been logged, once: a loader's where it failed (load_fail), so
+ * the caller does not log it again (a missing models folder made three lines of one cause). */
 int http_server_run(http_server *s)
 {
     store_checker *c = calloc(1, sizeof *c);
-    if (!c) return base_error_set(BASE_ERR_NOMEM, "store check");
+    if (!c) {
+        log_event(BASE_LOG_ERROR, "out of memory for the store check", NULL);
+        return base_error_set(BASE_ERR_NOMEM, "store check");
+    }
     c->srv = s;
     pthread_mutex_init(&c->lock, NULL);
     pthread_cond_init(&c->cond, NULL);
@@ -1831,6 +1836,7 @@ int http_server_run(http_server *s)
     atomic_store(&c->done_ns, base_now_ns());
     if (pthread_create(&c->thread, NULL, store_checker_main, c) != 0) {
         free(c);
+        log_event(BASE_LOG_ERROR, "cannot start the store check", NULL);
         return base_error_set(BASE_ERR_BACKEND, "cannot start the store check");
     }
     int rc = run_loop(s, c);

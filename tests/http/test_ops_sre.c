@@ -15,6 +15,8 @@
  *     at start, instead of silently leaving its option at the default;
  *   - --workers 0 (the default) counts the CPUs the process may run on (its CPU set, lowered
  *     to what a cgroup CPU quota allows), not the machine's;
+ *   - a models folder that does not exist is one error line that names it and says what to
+ *     do, not three;
  *   - Kubernetes' probes and Prometheus' scrapes (/healthz, /readyz, /metrics answered 2xx) are
  *     logged at debug, so that they do not bury the requests that matter; a /readyz 503 stays
  *     at info.
@@ -98,6 +100,36 @@ static void test_listen_failures_name_their_cause(void **state)
         expect_listen_failure("127.0.0.1:80", "Permission denied");
     else
         print_message("running as root: the privileged-port case is not checked\n");
+}
+
+
+/* A models folder that is not there (a pod without its model volume, a checkout before `make
+ * models`): exit 1 with one error line naming the folder and what to do. It used to be three
+ * lines of one cause (the face model loader's, the server's, serve's), none saying what to do.
+ * Needs no model pack. */
+static void test_missing_models_one_line(void **state)
+{
+    (void)state;
+    char dir[256];
+    assert_int_equal(tc_temp_dir(dir), 0);
+    static char log[16384];
+    const char *args[] = {"serve", "--listen", "127.0.0.1:0", "--data", dir, "--models",
+                          "/nonexistent/vultus-models", NULL};
+    int rc = tc_run_vultus_fd(2, log, sizeof log, args);
+    tc_rm_rf(dir);
+    int errors = count_lines(log, "\"level\":\"error\"");
+    print_message("--models /nonexistent/vultus-models: exit %d, %d error line(s):\n%s", rc,
+                  errors, log);
+    assert_int_equal(rc, 1);
+    if (errors != 1) fail_msg("%d error lines for one missing folder (expected 1)", errors);
+    const char *line = strstr(log, "\"level\":\"error\"");
+    const char *end = strchr(line, '\n');
+    char text[2048];
+    snprintf(text, sizeof text, "%.*s", end ? (int)(end - line) : (int)strlen(line), line);
+    static const char *const says[] = {"/nonexistent/vultus-models", "No such file or directory",
+                                       "make models", "tools/fetch-models", "--models"};
+    for (size_t i = 0; i < sizeof says / sizeof *says; i++)
+        if (!strstr(text, says[i])) fail_msg("the error line does not say '%s': %s", says[i], text);
 }
 
 /* The value of the unlabelled sample `name` in a /metrics body; -1 when absent. */
@@ -563,6 +595,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_listen_failures_name_their_cause),
+        cmocka_unit_test(test_missing_models_one_line),
         cmocka_unit_test(test_database_outage_logged_once),
         cmocka_unit_test(test_gallery_metrics_kept_in_outage),
         cmocka_unit_test(test_unknown_variable_warned),
