@@ -197,7 +197,7 @@ static void test_readme_options_exist(void **state)
                 p[m.rm_so - 1] != '(')
                 continue; /* part of a word ("a--b") */
             /* Another program's flags where deploy/README shows its command lines. */
-            static const char *const others[] = {"--target",     "--from-literal", "--help",
+            static const char *const others[] = {"--target",     "--from-file",    "--help",
                                                  "--namespace",  "--for",          "--timeout",
                                                  "--data-binary"};
             int other = 0;

@@ -542,6 +542,45 @@ static void test_scale_out_rollout_and_autoscaler(void **state)
     free(metrics);
 }
 
+
+/* The Secret with the database URL is created without the password on a command line: a
+ * `--from-literal=VULTUS_STORE=postgresql://...:PASSWORD@...` stays in the shell's history
+ * file and shows in `ps` while kubectl runs. deploy/ reads it with `read -s` into a file only
+ * its owner can read (umask 077) and passes that with --from-file. */
+static void test_secret_not_on_a_command_line(void **state)
+{
+    (void)state;
+    int literals = 0;
+    for (size_t f = 0; f < sizeof deploy_files / sizeof *deploy_files; f++) {
+        char *text = slurp(deploy_files[f]);
+        for (const char *p = text; (p = strstr(p, "--from-literal")) != NULL; p++) {
+            const char *eol = strchr(p, '\n');
+            print_message("%s: %.*s\n", deploy_files[f], eol ? (int)(eol - p) : (int)strlen(p),
+                          p);
+            literals++;
+        }
+        free(text);
+    }
+    if (literals) fail_msg("%d kubectl --from-literal in deploy/: the password goes into the "
+                           "shell's history", literals);
+    char *readme = slurp("deploy/README.md");
+    const char *create = strstr(readme, "create secret generic vultus-secret");
+    assert_non_null(create);
+    const char *eol = strchr(create, '\n');
+    assert_non_null(eol);
+    char line[256];
+    snprintf(line, sizeof line, "%.*s", (int)(eol - create), create);
+    assert_non_null(strstr(line, "--from-file=VULTUS_STORE="));
+    /* the file is written by the shell from a silent read, by its owner only, then removed */
+    const char *block = create - (create - readme > 400 ? 400 : create - readme);
+    char before[512];
+    snprintf(before, sizeof before, "%.*s", (int)(create - block), block);
+    assert_non_null(strstr(before, "read -rsp"));
+    assert_non_null(strstr(before, "umask 077"));
+    assert_non_null(strstr(eol, "shred -u"));
+    free(readme);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -553,6 +592,7 @@ int main(void)
         cmocka_unit_test(test_probes_ports_and_shutdown),
         cmocka_unit_test(test_resources_cover_measured_use),
         cmocka_unit_test(test_scale_out_rollout_and_autoscaler),
+        cmocka_unit_test(test_secret_not_on_a_command_line),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
