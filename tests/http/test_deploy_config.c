@@ -120,8 +120,8 @@ static int scan_getenv(const char *path, const struct stat *st, int flag, struct
         scanned_reads++;
         if (strcmp(var, "VULTUS_STORE") == 0) continue; /* the Secret's */
         if (!has_key(configmap_for_scan, var))
-            fail_msg("%s reads %s, which deploy/kubernetes/base/configmap.yaml does not set",
-                     path, var);
+            fail_msg("%s reads %s, which deploy/kubernetes/base/configmap.yaml does not set", path,
+                     var);
     }
     free(text);
     return 0;
@@ -542,7 +542,6 @@ static void test_scale_out_rollout_and_autoscaler(void **state)
     free(metrics);
 }
 
-
 /* The Secret with the database URL is created without the password on a command line: a
  * `--from-literal=VULTUS_STORE=postgresql://...:PASSWORD@...` stays in the shell's history
  * file and shows in `ps` while kubectl runs. deploy/ reads it with `read -s` into a file only
@@ -555,14 +554,15 @@ static void test_secret_not_on_a_command_line(void **state)
         char *text = slurp(deploy_files[f]);
         for (const char *p = text; (p = strstr(p, "--from-literal")) != NULL; p++) {
             const char *eol = strchr(p, '\n');
-            print_message("%s: %.*s\n", deploy_files[f], eol ? (int)(eol - p) : (int)strlen(p),
-                          p);
+            print_message("%s: %.*s\n", deploy_files[f], eol ? (int)(eol - p) : (int)strlen(p), p);
             literals++;
         }
         free(text);
     }
-    if (literals) fail_msg("%d kubectl --from-literal in deploy/: the password goes into the "
-                           "shell's history", literals);
+    if (literals)
+        fail_msg("%d kubectl --from-literal in deploy/: the password goes into the "
+                 "shell's history",
+                 literals);
     char *readme = slurp("deploy/README.md");
     const char *create = strstr(readme, "create secret generic vultus-secret");
     assert_non_null(create);

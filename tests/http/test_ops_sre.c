@@ -102,7 +102,6 @@ static void test_listen_failures_name_their_cause(void **state)
         print_message("running as root: the privileged-port case is not checked\n");
 }
 
-
 /* A models folder that is not there (a pod without its model volume, a checkout before `make
  * models`): exit 1 with one error line naming the folder and what to do. It used to be three
  * lines of one cause (the face model loader's, the server's, serve's), none saying what to do.
@@ -113,13 +112,14 @@ static void test_missing_models_one_line(void **state)
     char dir[256];
     assert_int_equal(tc_temp_dir(dir), 0);
     static char log[16384];
-    const char *args[] = {"serve", "--listen", "127.0.0.1:0", "--data", dir, "--models",
-                          "/nonexistent/vultus-models", NULL};
+    const char *args[] = {
+        "serve", "--listen", "127.0.0.1:0", "--data", dir, "--models", "/nonexistent/vultus-models",
+        NULL};
     int rc = tc_run_vultus_fd(2, log, sizeof log, args);
     tc_rm_rf(dir);
     int errors = count_lines(log, "\"level\":\"error\"");
-    print_message("--models /nonexistent/vultus-models: exit %d, %d error line(s):\n%s", rc,
-                  errors, log);
+    print_message("--models /nonexistent/vultus-models: exit %d, %d error line(s):\n%s", rc, errors,
+                  log);
     assert_int_equal(rc, 1);
     if (errors != 1) fail_msg("%d error lines for one missing folder (expected 1)", errors);
     const char *line = strstr(log, "\"level\":\"error\"");
@@ -262,7 +262,6 @@ static void test_database_outage_logged_once(void **state)
     tc_rm_rf(dir);
     tc_pg_stop(pg_dir);
 }
-
 
 /* Whether `promtool check metrics` accepts body; skipped (1) without promtool. */
 static int promtool_accepts(const char *dir, const tc_response *r)
@@ -423,7 +422,6 @@ static void test_default_workers_follow_cpu_set(void **state)
     tc_rm_rf(dir);
 }
 
-
 /* Lines of the log with "msg":"request" for `route` at `level`. */
 static int request_lines(const char *log, const char *level, const char *route)
 {
@@ -432,8 +430,7 @@ static int request_lines(const char *log, const char *level, const char *route)
         const char *end = strchr(line, '\n');
         size_t len = end ? (size_t)(end - line) : strlen(line);
         char text[2048], lv[32], rt[96];
-        snprintf(text, sizeof text, "%.*s", (int)(len < sizeof text ? len : sizeof text - 1),
-                 line);
+        snprintf(text, sizeof text, "%.*s", (int)(len < sizeof text ? len : sizeof text - 1), line);
         snprintf(lv, sizeof lv, "\"level\":\"%s\"", level);
         snprintf(rt, sizeof rt, "\"route\":\"%s\"", route);
         if (strstr(text, lv) && strstr(text, "\"msg\":\"request\"") && strstr(text, rt)) n++;
@@ -511,7 +508,6 @@ static void test_probe_lines_at_debug(void **state)
     }
 }
 
-
 /* Writes `text` to ROOT/REL, creating the folders on the way. */
 static void put_file(const char *root, const char *rel, const char *text)
 {
@@ -560,7 +556,9 @@ static void test_default_workers_follow_cpu_quota(void **state)
          "0::/\n",
          {"sys/fs/cgroup/cpu.max", "150000 100000\n", NULL},
          expect_15},
-        {"v2, cpu.max 50000 100000", "0::/\n", {"sys/fs/cgroup/cpu.max", "50000 100000\n", NULL},
+        {"v2, cpu.max 50000 100000",
+         "0::/\n",
+         {"sys/fs/cgroup/cpu.max", "50000 100000\n", NULL},
          1},
         {"v2, a pod's limit above its container's cgroup",
          "0::/kubepods/pod1/c1\n",
