@@ -1662,12 +1662,15 @@ static void store_check(store_checker *c)
     } else if (!c->keys_failing) {
         LOG_WARN("api keys: %s (not logged again until the store answers)", base_error_message());
     }
-    atomic_store(&c->result, ok && !c->db_lost);
     /* Changes other processes made (replicas on a shared PostgreSQL store, or the CLI on the
      * same SQLite file): replayed now, so an idle replica's first request after a busy hour
      * elsewhere does not pay for the whole backlog. Reads catch up before they run anyway;
      * this only keeps the backlog short. */
     int refreshed = gal_refresh(s->gal) == 0;
+    /* Ready when both stores answer: the API keys' and the gallery's (its connections, and its
+     * unreachable window after an outage, are its own; with the keys' alone, /readyz said 200
+     * after a database outage while the next gallery write still got 503). */
+    atomic_store(&c->result, ok && refreshed && !c->db_lost);
     if (!refreshed && !c->refresh_failing)
         LOG_WARN("gallery refresh: %s (not logged again until the store answers)",
                  base_error_message());
