@@ -14,19 +14,24 @@ typedef struct command {
     const char *name;
     int (*main)(int argc, char **argv);
     const char *summary;
+    /* the subcommands, printed after summary, from the command's own dispatch table */
+    const char *(*subcommands)(void);
 } command;
 
 static const command commands[] = {
-    {"nn", cli_nn_main, "inspect a model: vultus nn info MODEL.json"},
-    {"bench", cli_bench_main, "benchmarks: vultus bench nn|peak|load|pipeline (see vultus bench --help)"},
-    {"analyze", cli_analyze_main, "faces in images as JSON: vultus analyze [--draw OUT] IMAGE..."},
-    {"eval", cli_eval_main, "accuracy on data sets: vultus eval pairs|lfw|wider|age ..."},
-    {"gallery", cli_gallery_main,
-     "collections: vultus gallery create|list|show|delete|export|import"},
-    {"enroll", cli_enroll_main, "enrol faces: vultus enroll --collection C --subject S IMAGE..."},
-    {"search", cli_search_main, "1:N search: vultus search --collection C [--top K] IMAGE..."},
-    {"serve", cli_serve_main, "the HTTP API: vultus serve [--listen :7860] [--data DIR] ..."},
-    {"keys", cli_keys_main, "API keys: vultus keys create --scope read|write|admin"},
+    {"nn", cli_nn_main, "inspect a model: vultus nn info MODEL.json", NULL},
+    {"bench", cli_bench_main,
+     "benchmarks: vultus bench nn|peak|load|pipeline (see vultus bench --help)", NULL},
+    {"analyze", cli_analyze_main,
+     "faces in images as JSON: vultus analyze [--draw OUT] IMAGE...", NULL},
+    {"eval", cli_eval_main, "accuracy on data sets: vultus eval pairs|lfw|wider|age ...", NULL},
+    {"gallery", cli_gallery_main, "collections: vultus gallery ", cli_gallery_commands},
+    {"enroll", cli_enroll_main,
+     "enrol faces: vultus enroll --collection C --subject S IMAGE...", NULL},
+    {"search", cli_search_main,
+     "1:N search: vultus search --collection C [--top K] IMAGE...", NULL},
+    {"serve", cli_serve_main, "the HTTP API: vultus serve [--listen :7860] [--data DIR] ...", NULL},
+    {"keys", cli_keys_main, "API keys: vultus keys create --scope read|write|admin", NULL},
 };
 #define N_COMMANDS (int)(sizeof commands / sizeof commands[0])
 
@@ -36,7 +41,8 @@ static void usage(FILE *out)
                  "\n"
                  "commands:\n");
     for (int i = 0; i < N_COMMANDS; i++)
-        fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].summary);
+        fprintf(out, "  %-8s %s%s\n", commands[i].name, commands[i].summary,
+                commands[i].subcommands ? commands[i].subcommands() : "");
     fprintf(out, "\n"
                  "`vultus COMMAND --help` describes a command.\n"
                  "Environment: VULTUS_LOG_LEVEL=debug|info|warn|error|off (default info).\n");

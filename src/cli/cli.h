@@ -35,6 +35,9 @@ int cli_keys_main(int argc, char **argv);
 /* vultus gallery create|list|show|delete|export|import|delete-face|delete-subject
  * (src/cli/gallery_cmd.c) */
 int cli_gallery_main(int argc, char **argv);
+/* "create|list|...": every gallery subcommand cli_gallery_main dispatches, for `vultus --help`.
+ * A static string; call from the main thread. */
+const char *cli_gallery_commands(void);
 /* vultus enroll --collection C (--subject S IMAGE... | --dir DIR) */
 int cli_enroll_main(int argc, char **argv);
 /* vultus search --collection C [--top K] IMAGE... */

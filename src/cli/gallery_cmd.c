@@ -198,6 +198,33 @@ static int load_pipeline(const char *cmd, const char *models_dir,
 
 /* ---- gallery subcommands -------------------------------------------------------------- */
 
+/*
+ * The gallery subcommands and how many arguments each takes: the dispatch below and the
+ * `vultus --help` line (cli_gallery_commands) both read this table, so the top-level help
+ * cannot leave one out again (it once omitted delete-face and delete-subject).
+ */
+static const struct gallery_command {
+    const char *name;
+    int args;
+} gallery_commands[] = {
+    {"create", 1}, {"list", 0},   {"show", 1},        {"delete", 1},
+    {"export", 2}, {"import", 1}, {"delete-face", 2}, {"delete-subject", 2},
+};
+#define N_GALLERY_COMMANDS (sizeof gallery_commands / sizeof gallery_commands[0])
+
+const char *cli_gallery_commands(void)
+{
+    /* built once, from the main thread (cli.h) */
+    static char text[256];
+    if (!text[0]) {
+        size_t used = 0;
+        for (size_t i = 0; i < N_GALLERY_COMMANDS && used < sizeof text; i++)
+            used += (size_t)snprintf(text + used, sizeof text - used, "%s%s", i ? "|" : "",
+                                     gallery_commands[i].name);
+    }
+    return text;
+}
+
 static void gallery_usage(FILE *out)
 {
     fprintf(
@@ -303,22 +330,17 @@ int cli_gallery_main(int argc, char **argv)
     const char *sub = argv[optind];
     int npos = argc - optind - 1;
     char **pos = argv + optind + 1;
-    struct {
-        const char *name;
-        int args;
-    } subs[] = {{"create", 1}, {"list", 0},   {"show", 1},        {"delete", 1},
-                {"export", 2}, {"import", 1}, {"delete-face", 2}, {"delete-subject", 2}};
     size_t si;
-    for (si = 0; si < sizeof subs / sizeof subs[0]; si++)
-        if (strcmp(sub, subs[si].name) == 0) break;
-    if (si == sizeof subs / sizeof subs[0]) {
+    for (si = 0; si < N_GALLERY_COMMANDS; si++)
+        if (strcmp(sub, gallery_commands[si].name) == 0) break;
+    if (si == N_GALLERY_COMMANDS) {
         fprintf(stderr, "vultus gallery: unknown command '%s'\n\n", sub);
         gallery_usage(stderr);
         return CLI_EXIT_USAGE;
     }
-    if (npos != subs[si].args) {
+    if (npos != gallery_commands[si].args) {
         fprintf(stderr, "vultus gallery %s: expected %d argument(s), got %d\n\n", sub,
-                subs[si].args, npos);
+                gallery_commands[si].args, npos);
         gallery_usage(stderr);
         return CLI_EXIT_USAGE;
     }

@@ -348,6 +348,54 @@ static void test_help_on_stdout_exit_0(void **state)
     assert_int_equal(bad, 0);
 }
 
+/*
+ * `vultus --help` names every gallery subcommand that `vultus gallery` dispatches, and the
+ * same ones `vultus gallery --help` describes. Defect: the top-level line was a hand-written
+ * "create|list|show|delete|export|import" and left out delete-face and delete-subject.
+ */
+static void test_help_lists_every_gallery_command(void **state)
+{
+    (void)state;
+    run_result top = run((const char *const[]){"--help", NULL});
+    assert_int_equal(top.status, 0);
+    const char *line = strstr(top.out, "vultus gallery ");
+    assert_non_null(line);
+    line += strlen("vultus gallery ");
+    char listed[512];
+    size_t n = strcspn(line, " \n");
+    assert_true(n < sizeof listed);
+    memcpy(listed, line, n);
+    listed[n] = 0;
+    run_free(&top);
+
+    /* The subcommands `vultus gallery --help` describes: lines "  NAME ..." (two spaces). */
+    run_result sub = run((const char *const[]){"gallery", "--help", NULL});
+    assert_int_equal(sub.status, 0);
+    char described[512] = "";
+    for (const char *p = sub.out; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
+        if (p[0] == ' ' && p[1] == ' ' && p[2] >= 'a' && p[2] <= 'z') {
+            size_t w = strcspn(p + 2, " \n");
+            snprintf(described + strlen(described), sizeof described - strlen(described), "%s%.*s",
+                     described[0] ? "|" : "", (int)w, p + 2);
+        }
+    }
+    run_free(&sub);
+    if (strcmp(listed, described) != 0)
+        fail_msg("vultus --help lists gallery '%s', vultus gallery --help describes '%s'", listed,
+                 described);
+    assert_non_null(strstr(listed, "delete-face"));
+    assert_non_null(strstr(listed, "delete-subject"));
+
+    /* Each one is a command the dispatcher knows (a wrong argument count, not "unknown"). */
+    char *save = NULL;
+    for (char *w = strtok_r(listed, "|", &save); w; w = strtok_r(NULL, "|", &save)) {
+        run_result r = run((const char *const[]){"gallery", w, "a", "b", "c", NULL});
+        if (r.status != 2 || strstr(r.err, "unknown command") || !strstr(r.err, "expected"))
+            fail_msg("vultus gallery %s a b c: status %d, stderr '%.200s'", w, r.status, r.err);
+        run_free(&r);
+    }
+}
+
 static void test_unknown_option_is_usage_error(void **state)
 {
     (void)state;
@@ -1507,6 +1555,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_help_on_stdout_exit_0),
+        cmocka_unit_test(test_help_lists_every_gallery_command),
         cmocka_unit_test(test_unknown_option_is_usage_error),
         cmocka_unit_test(test_no_arguments_is_usage_error),
         cmocka_unit_test(test_missing_value_is_usage_error),
