@@ -239,7 +239,8 @@ static void gallery_usage(FILE *out)
         "  list            the collections, one JSON line each\n"
         "  show NAME       a collection and its subjects with their face ids\n"
         "  delete NAME     a collection with its subjects and faces\n"
-        "  export NAME FILE    write a collection to FILE (docs/gallery.md format)\n"
+        "  export NAME FILE [--force]  write a collection to FILE (docs/gallery.md format);\n"
+        "                  a FILE that exists is replaced only with --force\n"
         "  import FILE [--as NAME]  create a collection from an export file\n"
         "  delete-face COLLECTION FACE_ID\n"
         "  delete-subject COLLECTION SUBJECT\n"
@@ -265,10 +266,12 @@ int cli_gallery_main(int argc, char **argv)
         {"threshold", required_argument, NULL, 'T'},
         {"as", required_argument, NULL, 'a'},
         {"far", required_argument, NULL, 'F'},
+        {"force", no_argument, NULL, 'f'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *data_dir = data_dir_default(), *as_name = NULL;
+    int force = 0;
     face_embedder embedder = FACE_EMBEDDER_DEFAULT;
     enum gal_dtype dtype = GAL_DTYPE_INT8;
     float threshold = NAN;
@@ -301,6 +304,7 @@ int cli_gallery_main(int argc, char **argv)
             }
             break;
         case 'a': as_name = optarg; break;
+        case 'f': force = 1; break;
         case 'F':
             if (strcmp(optarg, "1e-3") == 0 || strcmp(optarg, "0.001") == 0) {
                 far4 = 0;
@@ -343,6 +347,20 @@ int cli_gallery_main(int argc, char **argv)
                 gallery_commands[si].args, npos);
         gallery_usage(stderr);
         return CLI_EXIT_USAGE;
+    }
+    if (force && strcmp(sub, "export") != 0) {
+        fprintf(stderr, "vultus gallery %s: --force applies to export only\n", sub);
+        return CLI_EXIT_USAGE;
+    }
+    /* An export onto a file that exists (an earlier export, or anything else by that name)
+     * replaces it only when asked: a slip of the name must not cost a file. Checked before
+     * the store opens; the export itself is written beside FILE and renamed (gal_export), so
+     * an interrupted one never leaves FILE half-written. */
+    struct stat st;
+    if (strcmp(sub, "export") == 0 && !force && lstat(pos[1], &st) == 0) {
+        fprintf(stderr, "vultus gallery export: %s exists%s; give --force to replace it\n",
+                pos[1], S_ISDIR(st.st_mode) ? " (a folder)" : "");
+        return CLI_EXIT_FAILURE;
     }
     int64_t face_id = 0;
     if (strcmp(sub, "delete-face") == 0) {

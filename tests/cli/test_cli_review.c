@@ -625,6 +625,56 @@ static void test_gallery_names_and_missing(void **state)
     tc_rm_rf(data);
 }
 
+/* `gallery export C FILE` onto a FILE that exists refuses (status 1, nothing on stdout, FILE
+ * as it was) unless --force. Defect: it replaced the file without a word. */
+static void test_gallery_export_keeps_an_existing_file(void **state)
+{
+    (void)state;
+    char data[300], out_dir[300], file[400];
+    fresh_data(data, "gallery-export");
+    tmp_path(out_dir, "export-out");
+    tc_rm_rf(out_dir);
+    assert_int_equal(mkdir(out_dir, 0700), 0);
+    snprintf(file, sizeof file, "%s/c.vgal", out_dir);
+    run_result r = RUN("gallery", "create", "c", "--data", data);
+    assert_int_equal(r.status, 0);
+    run_free(&r);
+    write_file(file, "precious\n", 9);
+    r = RUN("gallery", "export", "c", file, "--data", data);
+    if (r.status != 1 || r.out[0] || !strstr(r.err, "exists") || !strstr(r.err, "--force"))
+        fail_msg("export onto an existing file: status %d, stdout '%.100s', stderr '%.200s'",
+                 r.status, r.out, r.err);
+    run_free(&r);
+    char *kept = slurp(file);
+    assert_string_equal(kept, "precious\n");
+    free(kept);
+    /* --force belongs to export: elsewhere it is a usage error, not silently ignored */
+    EXPECT_USAGE("--force", "gallery", "list", "--force", "--data", data);
+    /* With --force the file is replaced by a complete export (it imports), and nothing else
+     * is left in the folder (the export is written beside it and renamed). */
+    r = RUN("gallery", "export", "c", file, "--force", "--data", data);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "\"exported\""));
+    run_free(&r);
+    r = RUN("gallery", "import", file, "--as", "copy", "--data", data);
+    assert_int_equal(r.status, 0);
+    run_free(&r);
+    DIR *d = opendir(out_dir);
+    assert_non_null(d);
+    int entries = 0;
+    for (struct dirent *e; (e = readdir(d));)
+        if (e->d_name[0] != '.') entries++;
+    closedir(d);
+    assert_int_equal(entries, 1);
+    /* A new file needs no --force. */
+    snprintf(file, sizeof file, "%s/new.vgal", out_dir);
+    r = RUN("gallery", "export", "c", file, "--data", data);
+    assert_int_equal(r.status, 0);
+    run_free(&r);
+    tc_rm_rf(out_dir);
+    tc_rm_rf(data);
+}
+
 /* DATA/vultus.db holds face thumbnails and embeddings: a data folder `vultus gallery` creates
  * is its owner's only, as one `vultus serve` or `vultus keys create` creates (7631593; the
  * CLI's said 0755, so with SQLite's 0644 file every local user could read every face). A
@@ -1563,6 +1613,7 @@ int main(void)
         cmocka_unit_test(test_log_level_env),
         cmocka_unit_test(test_unwritable_stdout_fails),
         cmocka_unit_test(test_gallery_names_and_missing),
+        cmocka_unit_test(test_gallery_export_keeps_an_existing_file),
         cmocka_unit_test(test_gallery_data_folder_private),
         cmocka_unit_test(test_gallery_import_reports_the_imported_collection),
         cmocka_unit_test(test_gallery_import_bad_files_leave_nothing),
