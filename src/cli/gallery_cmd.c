@@ -501,13 +501,14 @@ static void enroll_usage(FILE *out)
             "usage: vultus enroll --collection C --subject S [options] IMAGE...\n"
             "       vultus enroll --collection C --dir DIR [options]\n"
             "\n"
-            "Enrols the largest face of each image (with --dir: one subject per sub-folder,\n"
-            "named after it). Subjects are created when missing. An image the subject already\n"
-            "has (the same file bytes, SHA-256) is skipped as already_enrolled, so running the\n"
-            "same command again, or again after Ctrl-C, enrols only what is missing. Prints a\n"
-            "JSON line per image and a summary line; progress on stderr. Ctrl-C (or SIGTERM)\n"
-            "finishes the image in hand, prints the summary (\"interrupted\":true) and exits\n"
-            "130 (143); a second one stops at once. Exit status 0 when no image failed\n"
+            "Enrols the largest face of each image (with --dir: DIR/SUBJECT/IMAGE, one subject\n"
+            "per sub-folder, named after it; images directly in DIR have no subject and are\n"
+            "not enrolled, which stderr says). Subjects are created when missing. An image\n"
+            "the subject already has (the same file bytes, SHA-256) is skipped as\n"
+            "already_enrolled, so running the same command again, or again after Ctrl-C,\n"
+            "enrols only what is missing. Prints a JSON line per image and a summary line;\n"
+            "progress on stderr. Ctrl-C (or SIGTERM) finishes the image in hand, prints the\n"
+            "summary (\"interrupted\":true) and exits 130 (143); a second one stops at once. Exit status 0 when no image failed\n"
             "(skipped ones included), 1 when one could not be read, analysed or stored, 2 for\n"
             "a usage error.\n"
             "\n"
@@ -782,6 +783,21 @@ int cli_enroll_main(int argc, char **argv)
             free_names(files, nf);
         }
         free_names(subs, ns);
+        /* Images directly in DIR have no sub-folder to name their subject after, and a file
+         * name (IMG_0042.jpg) is not a person's name: they are not enrolled, with or without
+         * sub-folders beside them, and stderr says which and why rather than nothing. */
+        char **loose = NULL;
+        size_t nl = 0;
+        if (!rc) rc = scan_dir(dir, 0, &loose, &nl);
+        if (!rc && nl) {
+            fprintf(stderr,
+                    "vultus enroll: %zu image%s directly in %s not enrolled (%s%s%s): --dir "
+                    "enrols DIR/SUBJECT/IMAGE, one subject per sub-folder; move them into a "
+                    "sub-folder or enrol them with --subject S IMAGE...\n",
+                    nl, nl == 1 ? "" : "s", dir, loose[0], nl > 1 ? ", " : "",
+                    nl > 2 ? "..." : nl > 1 ? loose[1] : "");
+        }
+        free_names(loose, nl);
         if (!rc && items.n == 0)
             rc = base_error_set(BASE_ERR_NOT_FOUND, "no images in sub-folders of %s", dir);
     }

@@ -1441,6 +1441,47 @@ static void test_enroll_again_skips_enrolled_images(void **state)
 }
 
 /* Whether process pid holds `path` open. */
+/* `enroll --dir D` enrols D/SUBJECT/IMAGE; an image directly in D has no subject. Defect: such
+ * images were dropped without a word when D had sub-folders too, and with none the error said
+ * only "no images in sub-folders". Now stderr names them and why, in both cases. */
+static void test_enroll_dir_names_images_outside_subfolders(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_MODELS();
+    char data[300], dir[300], sub[400];
+    fresh_data(data, "enroll-loose");
+    tmp_path(dir, "enroll-loose-photos");
+    tc_rm_rf(dir);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    copy_sample(dir, "sample2.jpg"); /* directly in D: no subject */
+    /* Only loose images: nothing to enrol, status 1, and stderr says why. */
+    run_result r = RUN("gallery", "create", "c", "--data", data);
+    assert_int_equal(r.status, 0);
+    run_free(&r);
+    r = RUN("enroll", "--collection", "c", "--dir", dir, "--data", data, "--models", MODELS);
+    if (r.status != 1 || !strstr(r.err, "1 image directly in") || !strstr(r.err, "sample2.jpg") ||
+        !strstr(r.err, "sub-folder"))
+        fail_msg("enroll --dir with loose images only: status %d, stderr '%.300s'", r.status,
+                 r.err);
+    run_free(&r);
+    /* With a sub-folder beside them: the sub-folder's image is enrolled, the loose one named. */
+    snprintf(sub, sizeof sub, "%s/ann", dir);
+    assert_int_equal(mkdir(sub, 0700), 0);
+    copy_sample(sub, "sample1.jpg");
+    r = RUN("enroll", "--collection", "c", "--dir", dir, "--data", data, "--models", MODELS);
+    if (r.status != 0 || !strstr(r.err, "1 image directly in") || !strstr(r.err, "sample2.jpg"))
+        fail_msg("enroll --dir with a sub-folder and a loose image: status %d, stderr '%.300s'",
+                 r.status, r.err);
+    json_t *objs[4];
+    int n = json_lines(r.out, objs, 4);
+    assert_int_equal(n, 2);
+    assert_string_equal(json_string_value(json_object_get(objs[0], "subject")), "ann");
+    json_free_all(objs, n);
+    run_free(&r);
+    tc_rm_rf(dir);
+    tc_rm_rf(data);
+}
+
 static int has_open(pid_t pid, const char *path)
 {
     char dir[64];
@@ -1627,6 +1668,7 @@ int main(void)
         cmocka_unit_test(test_eval_stdout_is_json),
         cmocka_unit_test(test_gallery_enroll_search),
         cmocka_unit_test(test_enroll_again_skips_enrolled_images),
+        cmocka_unit_test(test_enroll_dir_names_images_outside_subfolders),
         cmocka_unit_test(test_enroll_interrupted_ends_with_its_summary),
         cmocka_unit_test(test_fixtures_two_people),
     };
