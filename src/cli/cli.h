@@ -32,7 +32,7 @@ int cli_serve_main(int argc, char **argv);
 /* vultus keys create|list|revoke (src/cli/keys_cmd.c) */
 int cli_keys_main(int argc, char **argv);
 
-/* vultus gallery create|list|show|delete|export|import|delete-face|delete-subject
+/* vultus gallery create|list|show|delete|export|import|delete-face|delete-subject|set-threshold
  * (src/cli/gallery_cmd.c) */
 int cli_gallery_main(int argc, char **argv);
 /* "create|list|...": every gallery subcommand cli_gallery_main dispatches, for `vultus --help`.
@@ -40,7 +40,7 @@ int cli_gallery_main(int argc, char **argv);
 const char *cli_gallery_commands(void);
 /* vultus enroll --collection C (--subject S IMAGE... | --dir DIR) */
 int cli_enroll_main(int argc, char **argv);
-/* vultus search --collection C [--top K] IMAGE... */
+/* vultus search --collection C [--top K] [--threshold T] IMAGE... */
 int cli_search_main(int argc, char **argv);
 
 /*

@@ -209,6 +209,7 @@ static const struct gallery_command {
 } gallery_commands[] = {
     {"create", 1}, {"list", 0},   {"show", 1},        {"delete", 1},
     {"export", 2}, {"import", 1}, {"delete-face", 2}, {"delete-subject", 2},
+    {"set-threshold", 2},
 };
 #define N_GALLERY_COMMANDS (sizeof gallery_commands / sizeof gallery_commands[0])
 
@@ -244,6 +245,8 @@ static void gallery_usage(FILE *out)
         "  import FILE [--as NAME]  create a collection from an export file\n"
         "  delete-face COLLECTION FACE_ID\n"
         "  delete-subject COLLECTION SUBJECT\n"
+        "  set-threshold COLLECTION T  the collection's decision threshold (cosine, in\n"
+        "                  [-1, 1]) from now on, for the CLI and `vultus serve` alike\n"
         "\n"
         "--data DIR: the data folder, store DIR/vultus.db, shared with `vultus serve`\n"
         "(default $VULTUS_DATA or data). --store URL: a PostgreSQL store instead\n"
@@ -373,6 +376,14 @@ int cli_gallery_main(int argc, char **argv)
         }
         face_id = v;
     }
+    float new_threshold = NAN;
+    if (strcmp(sub, "set-threshold") == 0 &&
+        (parse_float(pos[1], &new_threshold) != 0 ||
+         !(new_threshold >= -1.0f && new_threshold <= 1.0f))) {
+        fprintf(stderr, "vultus gallery set-threshold: %s: expected a number in [-1, 1]\n",
+                pos[1]);
+        return CLI_EXIT_USAGE;
+    }
     int create = strcmp(sub, "create") == 0 || strcmp(sub, "import") == 0;
     struct gal *g = NULL;
     /* Every gallery subcommand reads or writes what the store has (rows, counts, subjects,
@@ -478,6 +489,11 @@ int cli_gallery_main(int argc, char **argv)
             cli_print_json_line(
                 json_pack("{s:s,s:I}", "collection", pos[0], "deleted_face", (json_int_t)face_id),
                 8);
+    } else if (strcmp(sub, "set-threshold") == 0) {
+        struct gal_collection_info info;
+        rc = gal_collection_set_threshold(g, pos[0], new_threshold);
+        if (!rc) rc = gal_collection_get(g, pos[0], &info);
+        if (!rc) cli_print_json_line(collection_json(&info), 8);
     } else if (strcmp(sub, "delete-subject") == 0) {
         rc = gal_subject_delete(g, pos[0], pos[1]);
         if (!rc)
@@ -1054,6 +1070,8 @@ static void search_usage(FILE *out)
             "\n"
             "options:\n"
             "  --top K          subjects per face (default 5)\n"
+            "  --threshold T    decide at T (cosine, in [-1, 1]) for this run instead of the\n"
+            "                   collection's (`vultus gallery set-threshold` changes that)\n"
             "  --data DIR       data folder (default $VULTUS_DATA or data)\n"
             "  --store URL      a PostgreSQL store instead (default $VULTUS_STORE)\n"
             "  --models DIR     model folder (default models)\n");
@@ -1064,6 +1082,7 @@ int cli_search_main(int argc, char **argv)
     static const struct option long_opts[] = {
         {"collection", required_argument, NULL, 'c'},
         {"top", required_argument, NULL, 'k'},
+        {"threshold", required_argument, NULL, 'T'},
         {"data", required_argument, NULL, 'D'},
         {"store", required_argument, NULL, 'D'},
         {"models", required_argument, NULL, 'm'},
@@ -1072,6 +1091,7 @@ int cli_search_main(int argc, char **argv)
     };
     const char *collection = NULL, *models_dir = NULL, *data_dir = data_dir_default();
     long k = 5;
+    float threshold = NAN; /* NAN: the collection's */
     optind = 1;
     int c;
     while ((c = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
@@ -1082,6 +1102,14 @@ int cli_search_main(int argc, char **argv)
             k = strtol(optarg, &end, 10);
             if (*end || k < 1 || k > GAL_K_MAX) {
                 fprintf(stderr, "vultus search: --top %s: expected 1..%d\n", optarg, GAL_K_MAX);
+                return CLI_EXIT_USAGE;
+            }
+            break;
+        case 'T':
+            if (parse_float(optarg, &threshold) != 0 ||
+                !(threshold >= -1.0f && threshold <= 1.0f)) {
+                fprintf(stderr, "vultus search: --threshold %s: expected a number in [-1, 1]\n",
+                        optarg);
                 return CLI_EXIT_USAGE;
             }
             break;
@@ -1192,18 +1220,22 @@ int cli_search_main(int argc, char **argv)
             json_t *subs = json_array();
             for (size_t s = 0; s < qr->subject_count; s++) {
                 const struct gal_hit *h = &qr->subjects[s];
-                if (h->decision == GAL_MATCH) any_match = 1;
+                /* --threshold decides as the gallery does with its own (score >= threshold) */
+                int match = isnan(threshold) ? h->decision == GAL_MATCH
+                                             : h->similarity >= threshold;
+                if (match) any_match = 1;
                 json_array_append_new(subs,
                                       json_pack("{s:s,s:o,s:s,s:I}", "subject", h->subject_id,
                                                 "similarity", num(h->similarity), "decision",
-                                                h->decision == GAL_MATCH ? "match" : "no_match",
-                                                "face_id", (json_int_t)h->face_id));
+                                                match ? "match" : "no_match", "face_id",
+                                                (json_int_t)h->face_id));
             }
             json_object_set_new(fo, "subjects", subs);
             json_array_append_new(faces, fo);
         }
         json_object_set_new(o, "result", json_string(any_match ? "match" : "no match"));
-        json_object_set_new(o, "threshold", num(results->threshold));
+        json_object_set_new(o, "threshold",
+                            num(isnan(threshold) ? results->threshold : threshold));
         json_object_set_new(o, "faces", faces);
         cli_print_json_line(o, 8);
         gal_results_destroy(results);

@@ -675,6 +675,38 @@ static void test_gallery_export_keeps_an_existing_file(void **state)
     tc_rm_rf(data);
 }
 
+/* `gallery set-threshold C T` changes a collection's threshold from the command line. Defect:
+ * only the HTTP API (PATCH) could; the CLI had no way after `create`. */
+static void test_gallery_set_threshold(void **state)
+{
+    (void)state;
+    char data[300];
+    fresh_data(data, "gallery-threshold");
+    run_result r = RUN("gallery", "create", "c", "--data", data);
+    assert_int_equal(r.status, 0);
+    run_free(&r);
+    r = RUN("gallery", "set-threshold", "c", "0.5", "--data", data);
+    if (r.status != 0) fail_msg("set-threshold: status %d, stderr '%.200s'", r.status, r.err);
+    json_t *objs[4];
+    int n = json_lines(r.out, objs, 4);
+    assert_int_equal(n, 1);
+    assert_float_equal(json_number_value(json_object_get(objs[0], "threshold")), 0.5, 1e-6);
+    json_free_all(objs, n);
+    run_free(&r);
+    n = gallery_list(data, objs, 4);
+    assert_int_equal(n, 1);
+    assert_float_equal(json_number_value(json_object_get(objs[0], "threshold")), 0.5, 1e-6);
+    json_free_all(objs, n);
+    EXPECT_USAGE("[-1, 1]", "gallery", "set-threshold", "c", "1.5", "--data", data);
+    EXPECT_USAGE("[-1, 1]", "gallery", "set-threshold", "c", "high", "--data", data);
+    r = RUN("gallery", "set-threshold", "nope", "0.5", "--data", data);
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, "does not exist"));
+    assert_string_equal(r.out, "");
+    run_free(&r);
+    tc_rm_rf(data);
+}
+
 /* DATA/vultus.db holds face thumbnails and embeddings: a data folder `vultus gallery` creates
  * is its owner's only, as one `vultus serve` or `vultus keys create` creates (7631593; the
  * CLI's said 0755, so with SQLite's 0644 file every local user could read every face). A
@@ -1482,6 +1514,54 @@ static void test_enroll_dir_names_images_outside_subfolders(void **state)
     tc_rm_rf(data);
 }
 
+/* `search --threshold T` decides at T for one run (the collection keeps its own). Defect: no
+ * such option ("unrecognized option", status 2). */
+static void test_search_threshold_for_one_run(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_MODELS();
+    char data[300];
+    fresh_data(data, "search-threshold");
+    run_result r = RUN("gallery", "create", "c", "--data", data);
+    assert_int_equal(r.status, 0);
+    run_free(&r);
+    r = RUN("enroll", "--collection", "c", "--subject", "s", "--data", data, "--models", MODELS,
+            SAMPLE1);
+    assert_int_equal(r.status, 0);
+    run_free(&r);
+    /* At -1 every subject is a match, at 1 (a photo's own face scores slightly below 1, a
+     * different person far below) none is; the line says which threshold decided. */
+    static const char *const at[] = {"-1", "1"};
+    for (int i = 0; i < 2; i++) {
+        r = RUN("search", "--collection", "c", "--threshold", at[i], "--data", data, "--models",
+                MODELS, "models/samples/sample2.jpg");
+        if (r.status != 0)
+            fail_msg("search --threshold %s: status %d, stderr '%.200s'", at[i], r.status, r.err);
+        json_t *objs[2];
+        int n = json_lines(r.out, objs, 2);
+        assert_int_equal(n, 1);
+        assert_float_equal(json_number_value(json_object_get(objs[0], "threshold")), atof(at[i]),
+                           1e-6);
+        assert_string_equal(json_string_value(json_object_get(objs[0], "result")),
+                            i == 0 ? "match" : "no match");
+        json_t *hit = json_array_get(
+            json_object_get(json_array_get(json_object_get(objs[0], "faces"), 0), "subjects"), 0);
+        assert_string_equal(json_string_value(json_object_get(hit, "decision")),
+                            i == 0 ? "match" : "no_match");
+        json_free_all(objs, n);
+        run_free(&r);
+    }
+    /* The collection's own threshold is unchanged. */
+    json_t *objs[2];
+    int n = gallery_list(data, objs, 2);
+    assert_int_equal(n, 1);
+    assert_true(json_number_value(json_object_get(objs[0], "threshold")) > 0.9);
+    json_free_all(objs, n);
+    EXPECT_USAGE("[-1, 1]", "search", "--collection", "c", "--threshold", "2", "--data", data,
+                 SAMPLE1);
+    tc_rm_rf(data);
+}
+
 static int has_open(pid_t pid, const char *path)
 {
     char dir[64];
@@ -1655,6 +1735,7 @@ int main(void)
         cmocka_unit_test(test_unwritable_stdout_fails),
         cmocka_unit_test(test_gallery_names_and_missing),
         cmocka_unit_test(test_gallery_export_keeps_an_existing_file),
+        cmocka_unit_test(test_gallery_set_threshold),
         cmocka_unit_test(test_gallery_data_folder_private),
         cmocka_unit_test(test_gallery_import_reports_the_imported_collection),
         cmocka_unit_test(test_gallery_import_bad_files_leave_nothing),
@@ -1669,6 +1750,7 @@ int main(void)
         cmocka_unit_test(test_gallery_enroll_search),
         cmocka_unit_test(test_enroll_again_skips_enrolled_images),
         cmocka_unit_test(test_enroll_dir_names_images_outside_subfolders),
+        cmocka_unit_test(test_search_threshold_for_one_run),
         cmocka_unit_test(test_enroll_interrupted_ends_with_its_summary),
         cmocka_unit_test(test_fixtures_two_people),
     };
