@@ -29,7 +29,8 @@ static const command commands[] = {
     {"enroll", cli_enroll_main,
      "enrol faces: vultus enroll --collection C --subject S IMAGE...", NULL},
     {"search", cli_search_main,
-     "1:N search: vultus search --collection C [--top K] [--threshold T] IMAGE...", NULL},
+     "1:N search: vultus search --collection C [--top K] [--threshold T] IMAGE...|--dir DIR",
+     NULL},
     {"serve", cli_serve_main, "the HTTP API: vultus serve [--listen :7860] [--data DIR] ...", NULL},
     {"keys", cli_keys_main, "API keys: vultus keys create --scope read|write|admin", NULL},
 };

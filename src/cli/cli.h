@@ -40,7 +40,7 @@ int cli_gallery_main(int argc, char **argv);
 const char *cli_gallery_commands(void);
 /* vultus enroll --collection C (--subject S IMAGE... | --dir DIR) */
 int cli_enroll_main(int argc, char **argv);
-/* vultus search --collection C [--top K] [--threshold T] IMAGE... */
+/* vultus search --collection C [--top K] [--threshold T] (IMAGE... | --dir DIR) */
 int cli_search_main(int argc, char **argv);
 
 /*

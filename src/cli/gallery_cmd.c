@@ -637,6 +637,38 @@ static void free_names(char **names, size_t n)
 }
 
 /*
+ * Every image under `dir` into `l` (subject ""): the folder's own images in name order, then
+ * each sub-folder's the same way, so a run's lines come in a stable order. Depth is bounded:
+ * a symbolic link back up the tree must not recurse for ever.
+ */
+#define IMAGE_TREE_DEPTH_MAX 16
+
+static int collect_images(const char *dir, int depth, enrol_list *l)
+{
+    if (depth > IMAGE_TREE_DEPTH_MAX)
+        return base_error_set(BASE_ERR_INVALID, "%s: more than %d folders deep (a link loop?)",
+                              dir, IMAGE_TREE_DEPTH_MAX);
+    char **names = NULL;
+    size_t n = 0;
+    int rc = scan_dir(dir, 0, &names, &n);
+    for (size_t i = 0; i < n && !rc; i++) {
+        char path[8192];
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        rc = list_push(l, "", path) ? BASE_ERR_NOMEM : 0;
+    }
+    free_names(names, n);
+    if (rc) return rc;
+    rc = scan_dir(dir, 1, &names, &n);
+    for (size_t i = 0; i < n && !rc; i++) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        rc = collect_images(path, depth + 1, l);
+    }
+    free_names(names, n);
+    return rc;
+}
+
+/*
  * The image hashes of one subject's faces, so that enrolling the same file for the same
  * subject again (a re-run, or a run resumed after Ctrl-C) skips it instead of storing a
  * second copy of the face. Items come grouped by subject (one --subject, or --dir's
@@ -1062,11 +1094,13 @@ static void search_usage(FILE *out)
 {
     fprintf(out,
             "usage: vultus search --collection C [options] IMAGE...\n"
+            "       vultus search --collection C --dir DIR [options]\n"
             "\n"
             "Searches the collection with every face of each image; prints one JSON line per\n"
             "image: per face the top-K subjects with similarity and decision (match when the\n"
             "similarity is at least the collection's threshold). An image without a face gives\n"
-            "\"result\":\"no face\".\n"
+            "\"result\":\"no face\". --dir DIR: every image (.jpg, .jpeg, .png, .webp) under\n"
+            "DIR, its sub-folders included, in name order.\n"
             "\n"
             "options:\n"
             "  --top K          subjects per face (default 5)\n"
@@ -1083,6 +1117,7 @@ int cli_search_main(int argc, char **argv)
         {"collection", required_argument, NULL, 'c'},
         {"top", required_argument, NULL, 'k'},
         {"threshold", required_argument, NULL, 'T'},
+        {"dir", required_argument, NULL, 'd'},
         {"data", required_argument, NULL, 'D'},
         {"store", required_argument, NULL, 'D'},
         {"models", required_argument, NULL, 'm'},
@@ -1090,6 +1125,7 @@ int cli_search_main(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     const char *collection = NULL, *models_dir = NULL, *data_dir = data_dir_default();
+    const char *dir = NULL;
     long k = 5;
     float threshold = NAN; /* NAN: the collection's */
     optind = 1;
@@ -1113,6 +1149,7 @@ int cli_search_main(int argc, char **argv)
                 return CLI_EXIT_USAGE;
             }
             break;
+        case 'd': dir = optarg; break;
         case 'D': data_dir = optarg; break;
         case 'm': models_dir = optarg; break;
         case 'h': search_usage(stdout); return CLI_EXIT_OK;
@@ -1120,17 +1157,42 @@ int cli_search_main(int argc, char **argv)
         }
     }
     if (empty_location("search", data_dir, models_dir) != 0) return CLI_EXIT_USAGE;
-    if (!collection || optind >= argc) {
+    if (dir && !*dir) {
+        fprintf(stderr, "vultus search: --dir is empty\n");
+        return CLI_EXIT_USAGE;
+    }
+    if (!collection || (!dir == (optind >= argc))) {
+        fprintf(stderr, "vultus search: give --collection and either images or --dir\n\n");
         search_usage(stderr);
         return CLI_EXIT_USAGE;
     }
+    /* The images: the arguments, or every image under --dir (found before any model loads,
+     * so a wrong folder costs nothing). */
+    enrol_list images = {0};
+    int rc = 0;
+    for (int i = optind; i < argc && !rc; i++)
+        rc = list_push(&images, "", argv[i]) ? BASE_ERR_NOMEM : 0;
+    if (dir) {
+        base_error_clear();
+        rc = collect_images(dir, 0, &images);
+        if (!rc && images.n == 0)
+            rc = base_error_set(BASE_ERR_NOT_FOUND, "no images under %s", dir);
+    }
+    if (rc) {
+        list_free(&images);
+        return fail("search", rc);
+    }
     struct gal *g = NULL;
-    if (open_gallery("search", data_dir, 0, 0, &g) != 0) return CLI_EXIT_FAILURE;
+    if (open_gallery("search", data_dir, 0, 0, &g) != 0) {
+        list_free(&images);
+        return CLI_EXIT_FAILURE;
+    }
     struct gal_collection_info info;
     base_error_clear();
-    int rc = gal_collection_get(g, collection, &info);
+    rc = gal_collection_get(g, collection, &info);
     if (rc) {
         gal_close(g);
+        list_free(&images);
         return fail("search", rc);
     }
     face_models *models = NULL;
@@ -1138,12 +1200,13 @@ int cli_search_main(int argc, char **argv)
     face_options opts;
     if (load_pipeline("search", models_dir, &info, FACE_STAGE_EMBED, &opts, &models, &ctx) != 0) {
         gal_close(g);
+        list_free(&images);
         return CLI_EXIT_FAILURE;
     }
     int failures = 0;
     float *q = NULL;
-    for (int i = optind; i < argc; i++) {
-        const char *path = argv[i];
+    for (size_t i = 0; i < images.n; i++) {
+        const char *path = images.items[i].path;
         char *data = NULL;
         size_t len = 0;
         face_result res = {0};
@@ -1245,5 +1308,6 @@ int cli_search_main(int argc, char **argv)
     face_context_destroy(ctx);
     face_models_destroy(models);
     gal_close(g);
+    list_free(&images);
     return failures ? CLI_EXIT_FAILURE : CLI_EXIT_OK;
 }

@@ -1562,6 +1562,60 @@ static void test_search_threshold_for_one_run(void **state)
     tc_rm_rf(data);
 }
 
+/* `search --dir D`: every image under D, sub-folders included, in name order, one line each.
+ * Defect: no such option, so a folder needed a glob or xargs. */
+static void test_search_dir(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_MODELS();
+    char data[300], dir[300], sub[400], path[500];
+    fresh_data(data, "search-dir");
+    tmp_path(dir, "search-dir-photos");
+    tc_rm_rf(dir);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    /* An empty folder: status 1 before any model loads. */
+    run_result r = RUN("gallery", "create", "c", "--data", data);
+    assert_int_equal(r.status, 0);
+    run_free(&r);
+    r = RUN("search", "--collection", "c", "--dir", dir, "--data", data, "--models", MODELS);
+    if (r.status != 1 || r.out[0] || !strstr(r.err, "no images under"))
+        fail_msg("search --dir of an empty folder: status %d, stderr '%.200s'", r.status, r.err);
+    run_free(&r);
+    copy_sample(dir, "sample2.jpg");
+    snprintf(sub, sizeof sub, "%s/inner", dir);
+    assert_int_equal(mkdir(sub, 0700), 0);
+    copy_sample(sub, "sample1.jpg");
+    snprintf(path, sizeof path, "%s/notes.txt", sub);
+    write_file(path, "not an image\n", 13);
+    r = RUN("enroll", "--collection", "c", "--subject", "s", "--data", data, "--models", MODELS,
+            SAMPLE1);
+    assert_int_equal(r.status, 0);
+    run_free(&r);
+    r = RUN("search", "--collection", "c", "--top", "1", "--dir", dir, "--data", data, "--models",
+            MODELS);
+    if (r.status != 0)
+        fail_msg("search --dir: status %d, stderr '%.300s'", r.status, r.err);
+    json_t *objs[4];
+    int n = json_lines(r.out, objs, 4);
+    assert_int_equal(n, 2);
+    snprintf(path, sizeof path, "%s/sample2.jpg", dir);
+    assert_string_equal(json_string_value(json_object_get(objs[0], "image")), path);
+    snprintf(path, sizeof path, "%s/sample1.jpg", sub);
+    assert_string_equal(json_string_value(json_object_get(objs[1], "image")), path);
+    assert_string_equal(json_string_value(json_object_get(objs[1], "result")), "match");
+    json_free_all(objs, n);
+    run_free(&r);
+    /* Images or --dir, not both; a folder that is not there fails (status 1). */
+    EXPECT_USAGE("either images or --dir", "search", "--collection", "c", "--dir", dir, "--data",
+                 data, SAMPLE1);
+    r = RUN("search", "--collection", "c", "--dir", "/nonexistent-folder", "--data", data);
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, "/nonexistent-folder"));
+    run_free(&r);
+    tc_rm_rf(dir);
+    tc_rm_rf(data);
+}
+
 static int has_open(pid_t pid, const char *path)
 {
     char dir[64];
@@ -1751,6 +1805,7 @@ int main(void)
         cmocka_unit_test(test_enroll_again_skips_enrolled_images),
         cmocka_unit_test(test_enroll_dir_names_images_outside_subfolders),
         cmocka_unit_test(test_search_threshold_for_one_run),
+        cmocka_unit_test(test_search_dir),
         cmocka_unit_test(test_enroll_interrupted_ends_with_its_summary),
         cmocka_unit_test(test_fixtures_two_people),
     };
