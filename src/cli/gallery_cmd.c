@@ -501,9 +501,21 @@ int cli_gallery_main(int argc, char **argv)
                 json_pack("{s:s,s:s}", "collection", pos[0], "deleted_subject", pos[1]), 8);
     }
     if (rc) {
-        char cmd[64];
+        char cmd[64], quoted[GAL_NAME_MAX + 3];
         snprintf(cmd, sizeof cmd, "gallery %s", sub);
-        status = fail(cmd, rc);
+        snprintf(quoted, sizeof quoted, "\"%s\"", pos[0]);
+        /* The store says what is missing by its own name only ('subject "x" does not exist':
+         * it holds the collection's row id, not its name); for a command given a collection,
+         * say which one, unless the message names it already (the collection is missing). */
+        const char *msg = base_error_message();
+        if (rc == BASE_ERR_NOT_FOUND && npos > 0 && strcmp(sub, "import") != 0 && *msg &&
+            !strstr(msg, quoted)) {
+            fprintf(stderr, "vultus %s: %s: %s in collection %s\n", cmd, base_strerror(rc), msg,
+                    quoted);
+            status = CLI_EXIT_FAILURE;
+        } else {
+            status = fail(cmd, rc);
+        }
     }
     gal_close(g);
     return status;

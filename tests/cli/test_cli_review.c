@@ -707,6 +707,34 @@ static void test_gallery_set_threshold(void **state)
     tc_rm_rf(data);
 }
 
+/* A subject or face the collection does not have: the message names the collection too.
+ * Defect: `gallery delete-subject c nobody` said only 'subject "nobody" does not exist'. */
+static void test_gallery_not_found_names_the_collection(void **state)
+{
+    (void)state;
+    char data[300];
+    fresh_data(data, "gallery-not-found");
+    run_result r = RUN("gallery", "create", "c", "--data", data);
+    assert_int_equal(r.status, 0);
+    run_free(&r);
+    r = RUN("gallery", "delete-subject", "c", "nobody", "--data", data);
+    if (r.status != 1 || r.out[0] || !strstr(r.err, "subject \"nobody\" does not exist") ||
+        !strstr(r.err, "collection \"c\""))
+        fail_msg("delete-subject c nobody: status %d, stderr '%.200s'", r.status, r.err);
+    run_free(&r);
+    r = RUN("gallery", "delete-face", "c", "12345", "--data", data);
+    if (r.status != 1 || r.out[0] || !strstr(r.err, "12345") || !strstr(r.err, "collection \"c\""))
+        fail_msg("delete-face c 12345: status %d, stderr '%.200s'", r.status, r.err);
+    run_free(&r);
+    /* A missing collection is named once, as before. */
+    r = RUN("gallery", "delete-subject", "nope", "nobody", "--data", data);
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, "collection \"nope\" does not exist"));
+    assert_null(strstr(r.err, "in collection"));
+    run_free(&r);
+    tc_rm_rf(data);
+}
+
 /* DATA/vultus.db holds face thumbnails and embeddings: a data folder `vultus gallery` creates
  * is its owner's only, as one `vultus serve` or `vultus keys create` creates (7631593; the
  * CLI's said 0755, so with SQLite's 0644 file every local user could read every face). A
@@ -1790,6 +1818,7 @@ int main(void)
         cmocka_unit_test(test_gallery_names_and_missing),
         cmocka_unit_test(test_gallery_export_keeps_an_existing_file),
         cmocka_unit_test(test_gallery_set_threshold),
+        cmocka_unit_test(test_gallery_not_found_names_the_collection),
         cmocka_unit_test(test_gallery_data_folder_private),
         cmocka_unit_test(test_gallery_import_reports_the_imported_collection),
         cmocka_unit_test(test_gallery_import_bad_files_leave_nothing),
