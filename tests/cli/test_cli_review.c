@@ -735,6 +735,41 @@ static void test_gallery_not_found_names_the_collection(void **state)
     tc_rm_rf(data);
 }
 
+/* docs/gallery.md's paragraph on `--min-quality` states the default `vultus enroll --help`
+ * prints, and that the HTTP enrol route refuses the same faces (422 low_quality, min_quality).
+ * Defect: it described the CLI only, so an API user could not tell the two agree. */
+static void test_docs_min_quality_cli_and_http(void **state)
+{
+    (void)state;
+    run_result r = RUN("enroll", "--help");
+    assert_int_equal(r.status, 0);
+    const char *d = strstr(r.out, "--min-quality Q");
+    assert_non_null(d);
+    d = strstr(d, "(default ");
+    assert_non_null(d);
+    char def[32];
+    size_t n = strcspn(d + 9, ")");
+    assert_true(n > 0 && n < sizeof def);
+    memcpy(def, d + 9, n);
+    def[n] = 0;
+    run_free(&r);
+    char *doc = slurp("docs/gallery.md");
+    const char *p = strstr(doc, "below `--min-quality`");
+    if (!p) fail_msg("docs/gallery.md: no \"below `--min-quality`\"");
+    /* the rest of that list item: up to the next item */
+    const char *end = strstr(p, "\n- ");
+    char item[2048];
+    snprintf(item, sizeof item, "%.*s", (int)(end ? end - p : (long)strlen(p)), p);
+    char want_default[64];
+    snprintf(want_default, sizeof want_default, "default %s", def);
+    if (!strstr(item, want_default) || !strstr(item, "422") || !strstr(item, "low_quality") ||
+        !strstr(item, "`min_quality`"))
+        fail_msg("docs/gallery.md on --min-quality (CLI default %s) lacks the HTTP route's "
+                 "422 low_quality / min_quality: '%.300s'",
+                 def, item);
+    free(doc);
+}
+
 /* DATA/vultus.db holds face thumbnails and embeddings: a data folder `vultus gallery` creates
  * is its owner's only, as one `vultus serve` or `vultus keys create` creates (7631593; the
  * CLI's said 0755, so with SQLite's 0644 file every local user could read every face). A
@@ -1819,6 +1854,7 @@ int main(void)
         cmocka_unit_test(test_gallery_export_keeps_an_existing_file),
         cmocka_unit_test(test_gallery_set_threshold),
         cmocka_unit_test(test_gallery_not_found_names_the_collection),
+        cmocka_unit_test(test_docs_min_quality_cli_and_http),
         cmocka_unit_test(test_gallery_data_folder_private),
         cmocka_unit_test(test_gallery_import_reports_the_imported_collection),
         cmocka_unit_test(test_gallery_import_bad_files_leave_nothing),
