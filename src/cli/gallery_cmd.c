@@ -361,8 +361,8 @@ int cli_gallery_main(int argc, char **argv)
      * an interrupted one never leaves FILE half-written. */
     struct stat st;
     if (strcmp(sub, "export") == 0 && !force && lstat(pos[1], &st) == 0) {
-        fprintf(stderr, "vultus gallery export: %s exists%s; give --force to replace it\n",
-                pos[1], S_ISDIR(st.st_mode) ? " (a folder)" : "");
+        fprintf(stderr, "vultus gallery export: %s exists%s; give --force to replace it\n", pos[1],
+                S_ISDIR(st.st_mode) ? " (a folder)" : "");
         return CLI_EXIT_FAILURE;
     }
     int64_t face_id = 0;
@@ -536,9 +536,9 @@ static void enroll_usage(FILE *out)
             "already_enrolled, so running the same command again, or again after Ctrl-C,\n"
             "enrols only what is missing. Prints a JSON line per image and a summary line;\n"
             "progress on stderr. Ctrl-C (or SIGTERM) finishes the image in hand, prints the\n"
-            "summary (\"interrupted\":true) and exits 130 (143); a second one stops at once. Exit status 0 when no image failed\n"
-            "(skipped ones included), 1 when one could not be read, analysed or stored, 2 for\n"
-            "a usage error.\n"
+            "summary (\"interrupted\":true) and exits 130 (143); a second one stops at once.\n"
+            "Exit status 0 when no image failed (skipped ones included), 1 when one could not\n"
+            "be read, analysed or stored, 2 for a usage error.\n"
             "\n"
             "options:\n"
             "  --min-quality Q  skip faces whose quality (0..1) is below Q (default %g)\n"

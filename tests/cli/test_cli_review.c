@@ -1656,8 +1656,7 @@ static void test_search_dir(void **state)
     run_free(&r);
     r = RUN("search", "--collection", "c", "--top", "1", "--dir", dir, "--data", data, "--models",
             MODELS);
-    if (r.status != 0)
-        fail_msg("search --dir: status %d, stderr '%.300s'", r.status, r.err);
+    if (r.status != 0) fail_msg("search --dir: status %d, stderr '%.300s'", r.status, r.err);
     json_t *objs[4];
     int n = json_lines(r.out, objs, 4);
     assert_int_equal(n, 2);
