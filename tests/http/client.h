@@ -834,6 +834,43 @@ static inline json_t *tc_expect_json(const tc_response *r, int status)
     return j;
 }
 
+/* A request (with a JSON body when json is not NULL) whose answer must have this status: its
+ * JSON (the caller's), or NULL for a 204. */
+static inline json_t *tc_call(int port, const char *method, const char *path, const char *json,
+                              int status)
+{
+    tc_response r;
+    if (json)
+        tc_request(port, method, path, "Content-Type: application/json\r\n", json, strlen(json),
+                   &r);
+    else
+        tc_request(port, method, path, "", NULL, 0, &r);
+    json_t *j = status == 204 ? NULL : tc_expect_json(&r, status);
+    if (status == 204 && r.status != 204)
+        fail_msg("expected 204, got %d: %.300s", r.status, r.body ? r.body : "");
+    tc_response_free(&r);
+    return j;
+}
+
+static inline void tc_create_collection(int port, const char *name)
+{
+    char body[256];
+    if (snprintf(body, sizeof body, "{\"name\":\"%s\"}", name) >= (int)sizeof body)
+        fail_msg("collection name too long: %.40s...", name);
+    json_decref(tc_call(port, "POST", "/v1/collections", body, 201));
+}
+
+/* A POST of a raw JPEG body, with these headers (NULL: none) before its Content-Type. */
+static inline void tc_post_jpeg(int port, const char *path, const char *headers, const void *jpeg,
+                                size_t len, tc_response *r)
+{
+    const char *before = headers ? headers : "";
+    char h[512];
+    if (snprintf(h, sizeof h, "%sContent-Type: image/jpeg\r\n", before) >= (int)sizeof h)
+        fail_msg("headers too long (%zu bytes)", strlen(before));
+    tc_request(port, "POST", path, h, jpeg, len, r);
+}
+
 #endif
 
 #endif

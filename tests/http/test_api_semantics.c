@@ -46,44 +46,12 @@ static int port;
         assert_true(srv.pid > 0);                                                                  \
     } while (0)
 
-/* A request whose JSON answer must have this status; the answer (the caller's). */
-static json_t *call(const char *method, const char *path, const char *json, int status)
-{
-    tc_response r;
-    if (json)
-        tc_request(port, method, path, "Content-Type: application/json\r\n", json, strlen(json),
-                   &r);
-    else
-        tc_request(port, method, path, "", NULL, 0, &r);
-    json_t *j = status == 204 ? NULL : tc_expect_json(&r, status);
-    if (status == 204 && r.status != 204)
-        fail_msg("expected 204, got %d: %.300s", r.status, r.body);
-    tc_response_free(&r);
-    return j;
-}
-
 static void call_error(const char *method, const char *path, int status, const char *code)
 {
     tc_response r;
     tc_request(port, method, path, "", NULL, 0, &r);
     tc_expect_error(&r, status, code);
     tc_response_free(&r);
-}
-
-static void create_collection(const char *name)
-{
-    char body[128];
-    snprintf(body, sizeof body, "{\"name\":\"%s\"}", name);
-    json_decref(call("POST", "/v1/collections", body, 201));
-}
-
-/* POST of a raw JPEG body to path; the response (the caller's to free). */
-static void post_jpeg(const char *path, const char *headers, const char *jpeg, size_t len,
-                      tc_response *r)
-{
-    char h[512];
-    snprintf(h, sizeof h, "%s" JPEG_CT, headers ? headers : "");
-    tc_request(port, "POST", path, h, jpeg, len, r);
 }
 
 /* Enrols a photo's largest face for subject; its face id. */
@@ -94,7 +62,7 @@ static long long enrol(const char *collection, const char *subject, const char *
     char path[256];
     snprintf(path, sizeof path, "/v1/collections/%s/faces?subject=%s", collection, subject);
     tc_response r;
-    post_jpeg(path, NULL, jpeg, len, &r);
+    tc_post_jpeg(port, path, NULL, jpeg, len, &r);
     json_t *j = tc_expect_json(&r, 201);
     long long id = json_integer_value(json_object_get(j, "face_id"));
     assert_true(id > 0);
@@ -200,7 +168,7 @@ static void *churn_main(void *arg)
             tc_request(port, "DELETE", path, "", NULL, 0, &r);
             tc_response_free(&r);
         } else {
-            post_jpeg("/v1/collections/pages/faces?subject=f", NULL, c->jpeg, c->jpeg_len, &r);
+            tc_post_jpeg(port, "/v1/collections/pages/faces?subject=f", NULL, c->jpeg, c->jpeg_len, &r);
             json_t *j = tc_json(&r);
             long long id = json_integer_value(json_object_get(j, "face_id"));
             json_decref(j);
@@ -231,7 +199,7 @@ static void walk(const char *path, const char *list, const char *key, int numeri
         char url[600];
         snprintf(url, sizeof url, "%s%slimit=%d%s%s", path, strchr(path, '?') ? "&" : "?", limit,
                  after[0] ? "&after=" : "", after);
-        json_t *j = call("GET", url, NULL, 200);
+        json_t *j = tc_call(port, "GET", url, NULL, 200);
         json_t *items = json_object_get(j, list);
         assert_true((int)json_array_size(items) <= limit);
         for (size_t i = 0; i < json_array_size(items); i++) {
@@ -277,7 +245,7 @@ static void test_pagination_under_churn(void **state)
     char names[64][64];
     for (int i = 0; i < 10; i++) {
         snprintf(names[i], sizeof names[i], "pc%02d", i);
-        create_collection(names[i]);
+        tc_create_collection(port, names[i]);
         stable[i] = names[i];
     }
     struct churn c = {.kind = 0};
@@ -291,12 +259,12 @@ static void test_pagination_under_churn(void **state)
     c.stop = 1;
     pthread_join(t, NULL);
 
-    create_collection("pages");
+    tc_create_collection(port, "pages");
     for (int i = 0; i < 40; i++) {
         snprintf(names[i], sizeof names[i], "m%02d", i);
         char body[96];
         snprintf(body, sizeof body, "{\"id\":\"m%02d\"}", i);
-        json_decref(call("POST", "/v1/collections/pages/subjects", body, 201));
+        json_decref(tc_call(port, "POST", "/v1/collections/pages/subjects", body, 201));
         stable[i] = names[i];
     }
     c = (struct churn){.kind = 1};
@@ -332,12 +300,12 @@ static void test_pagination_edges(void **state)
 {
     (void)state;
     NEED_SERVER();
-    create_collection("edges");
-    create_collection("edges2");
+    tc_create_collection(port, "edges");
+    tc_create_collection(port, "edges2");
     for (int i = 0; i < 4; i++) {
         char body[64];
         snprintf(body, sizeof body, "{\"id\":\"e%d\"}", i);
-        json_decref(call("POST", "/v1/collections/edges/subjects", body, 201));
+        json_decref(tc_call(port, "POST", "/v1/collections/edges/subjects", body, 201));
     }
     /* limit: 1..1000, anything else is 422 naming it */
     static const char *const bad[] = {"0", "1001", "-1", "abc", "1.5", "1e2", ""};
@@ -355,24 +323,24 @@ static void test_pagination_edges(void **state)
         }
     }
     /* a page exactly filled is the last one: next_after null, no empty page to fetch */
-    json_t *j = call("GET", "/v1/collections/edges/subjects?limit=4", NULL, 200);
+    json_t *j = tc_call(port, "GET", "/v1/collections/edges/subjects?limit=4", NULL, 200);
     assert_int_equal(json_array_size(json_object_get(j, "subjects")), 4);
     assert_true(json_is_null(json_object_get(j, "next_after")));
     json_decref(j);
-    j = call("GET", "/v1/collections/edges/subjects?limit=1000", NULL, 200);
+    j = tc_call(port, "GET", "/v1/collections/edges/subjects?limit=1000", NULL, 200);
     assert_int_equal(json_array_size(json_object_get(j, "subjects")), 4);
     json_decref(j);
-    j = call("GET", "/v1/collections/edges/subjects?limit=1", NULL, 200);
+    j = tc_call(port, "GET", "/v1/collections/edges/subjects?limit=1", NULL, 200);
     assert_int_equal(json_array_size(json_object_get(j, "subjects")), 1);
     assert_string_equal(json_string_value(json_object_get(j, "next_after")), "e0");
     json_decref(j);
     /* a cursor of an id that does not exist (deleted, or garbage) continues after it */
-    j = call("GET", "/v1/collections/edges/subjects?after=e1x", NULL, 200);
+    j = tc_call(port, "GET", "/v1/collections/edges/subjects?after=e1x", NULL, 200);
     json_t *s = json_object_get(j, "subjects");
     assert_int_equal(json_array_size(s), 2);
     assert_string_equal(json_string_value(json_object_get(json_array_get(s, 0), "id")), "e2");
     json_decref(j);
-    j = call("GET", "/v1/collections/edges/subjects?after=zzzz", NULL, 200);
+    j = tc_call(port, "GET", "/v1/collections/edges/subjects?after=zzzz", NULL, 200);
     assert_int_equal(json_array_size(json_object_get(j, "subjects")), 0);
     assert_true(json_is_null(json_object_get(j, "next_after")));
     json_decref(j);
@@ -394,7 +362,7 @@ static void test_pagination_edges(void **state)
     }
     char url[200];
     snprintf(url, sizeof url, "/v1/collections/edges/faces?subject=e0&after=%lld", b);
-    j = call("GET", url, NULL, 200);
+    j = tc_call(port, "GET", url, NULL, 200);
     s = json_object_get(j, "faces");
     assert_int_equal(json_array_size(s), 1);
     assert_int_equal(json_integer_value(json_object_get(json_array_get(s, 0), "face_id")), c);
@@ -406,7 +374,7 @@ static void test_pagination_edges(void **state)
     snprintf(url, sizeof url, "/v1/collections/edges/faces/%lld/thumbnail", b);
     call_error("GET", url, 404, "face_not_found");
     snprintf(url, sizeof url, "/v1/collections/edges2/faces/%lld", b);
-    json_decref(call("GET", url, NULL, 200)); /* still there */
+    json_decref(tc_call(port, "GET", url, NULL, 200)); /* still there */
 }
 
 /* ---- idempotent enrolment --------------------------------------------------------------- */
@@ -420,7 +388,7 @@ struct idem_call {
 static void *idem_thread(void *arg)
 {
     struct idem_call *c = arg;
-    post_jpeg("/v1/collections/idem/faces?subject=conc", "Idempotency-Key: same-time\r\n", c->jpeg,
+    tc_post_jpeg(port, "/v1/collections/idem/faces?subject=conc", "Idempotency-Key: same-time\r\n", c->jpeg,
               c->len, &c->r);
     return NULL;
 }
@@ -429,7 +397,7 @@ static int face_count(const char *collection, const char *subject)
 {
     char url[256];
     snprintf(url, sizeof url, "/v1/collections/%s/faces?subject=%s", collection, subject);
-    json_t *j = call("GET", url, NULL, 200);
+    json_t *j = tc_call(port, "GET", url, NULL, 200);
     int n = (int)json_array_size(json_object_get(j, "faces"));
     json_decref(j);
     return n;
@@ -439,17 +407,17 @@ static void test_idempotency(void **state)
 {
     (void)state;
     NEED_SERVER();
-    create_collection("idem");
+    tc_create_collection(port, "idem");
     size_t len;
     char *jpeg = tc_load(SAMPLE(2), &len);
     const char *path = "/v1/collections/idem/faces?subject=al";
     tc_response r1, r2;
-    post_jpeg(path, "Idempotency-Key: k1\r\n", jpeg, len, &r1);
+    tc_post_jpeg(port, path, "Idempotency-Key: k1\r\n", jpeg, len, &r1);
     json_decref(tc_expect_json(&r1, 201));
     char v[64];
     assert_null(tc_header(&r1, "Idempotency-Replayed", v, sizeof v));
     /* the same request again: the first answer, marked, and no second face */
-    post_jpeg(path, "Idempotency-Key: k1\r\n", jpeg, len, &r2);
+    tc_post_jpeg(port, path, "Idempotency-Key: k1\r\n", jpeg, len, &r2);
     assert_int_equal(r2.status, 201);
     assert_non_null(tc_header(&r2, "Idempotency-Replayed", v, sizeof v));
     assert_string_equal(v, "true");
@@ -491,19 +459,19 @@ static void test_idempotency(void **state)
     }
     assert_int_equal(face_count("idem", "al"), 1);
     /* the same key for another request: refused, nothing stored */
-    post_jpeg("/v1/collections/idem/faces?subject=bo", "Idempotency-Key: k1\r\n", jpeg, len, &r2);
+    tc_post_jpeg(port, "/v1/collections/idem/faces?subject=bo", "Idempotency-Key: k1\r\n", jpeg, len, &r2);
     tc_expect_error(&r2, 422, "idempotency_key_reused");
     tc_response_free(&r2);
     size_t len3;
     char *jpeg3 = tc_load(SAMPLE(3), &len3);
-    post_jpeg(path, "Idempotency-Key: k1\r\n", jpeg3, len3, &r2);
+    tc_post_jpeg(port, path, "Idempotency-Key: k1\r\n", jpeg3, len3, &r2);
     tc_expect_error(&r2, 422, "idempotency_key_reused");
     tc_response_free(&r2);
     assert_int_equal(face_count("idem", "al"), 1);
     call_error("GET", "/v1/collections/idem/subjects/bo", 404, "subject_not_found");
     /* the key is per collection: the same key in another collection is a new request */
-    create_collection("idem_other");
-    post_jpeg("/v1/collections/idem_other/faces?subject=al", "Idempotency-Key: k1\r\n", jpeg, len,
+    tc_create_collection(port, "idem_other");
+    tc_post_jpeg(port, "/v1/collections/idem_other/faces?subject=al", "Idempotency-Key: k1\r\n", jpeg, len,
               &r2);
     json_decref(tc_expect_json(&r2, 201));
     assert_null(tc_header(&r2, "Idempotency-Replayed", v, sizeof v));
@@ -544,28 +512,28 @@ static void test_idempotency(void **state)
     memset(key, 'k', 201);
     key[201] = '\0';
     snprintf(header, sizeof header, "Idempotency-Key: %s\r\n", key);
-    post_jpeg("/v1/collections/idem/faces?subject=long", header, jpeg, len, &r2);
+    tc_post_jpeg(port, "/v1/collections/idem/faces?subject=long", header, jpeg, len, &r2);
     tc_expect_error(&r2, 400, "bad_request");
     tc_response_free(&r2);
     key[200] = '\0';
     snprintf(header, sizeof header, "Idempotency-Key: %s\r\n", key);
-    post_jpeg("/v1/collections/idem/faces?subject=long", header, jpeg, len, &r2);
+    tc_post_jpeg(port, "/v1/collections/idem/faces?subject=long", header, jpeg, len, &r2);
     json_decref(tc_expect_json(&r2, 201));
     tc_response_free(&r2);
     /* An empty key (a client's unset variable) is refused, not taken as no key: twice sent,
      * it would store the face twice. Trailing blanks are not part of the key. */
-    post_jpeg("/v1/collections/idem/faces?subject=empty", "Idempotency-Key:\r\n", jpeg, len, &r2);
+    tc_post_jpeg(port, "/v1/collections/idem/faces?subject=empty", "Idempotency-Key:\r\n", jpeg, len, &r2);
     tc_expect_error(&r2, 400, "bad_request");
     tc_response_free(&r2);
-    post_jpeg("/v1/collections/idem/faces?subject=empty", "Idempotency-Key:  \r\n", jpeg, len, &r2);
+    tc_post_jpeg(port, "/v1/collections/idem/faces?subject=empty", "Idempotency-Key:  \r\n", jpeg, len, &r2);
     tc_expect_error(&r2, 400, "bad_request");
     tc_response_free(&r2);
-    json_decref(call("GET", "/v1/collections/idem/subjects/empty", NULL, 404)); /* nothing stored */
-    post_jpeg("/v1/collections/idem/faces?subject=blank", "Idempotency-Key: tb\r\n", jpeg, len,
+    json_decref(tc_call(port, "GET", "/v1/collections/idem/subjects/empty", NULL, 404)); /* nothing stored */
+    tc_post_jpeg(port, "/v1/collections/idem/faces?subject=blank", "Idempotency-Key: tb\r\n", jpeg, len,
               &r2);
     json_decref(tc_expect_json(&r2, 201));
     tc_response_free(&r2);
-    post_jpeg("/v1/collections/idem/faces?subject=blank", "Idempotency-Key: tb \t\r\n", jpeg, len,
+    tc_post_jpeg(port, "/v1/collections/idem/faces?subject=blank", "Idempotency-Key: tb \t\r\n", jpeg, len,
               &r2);
     json_decref(tc_expect_json(&r2, 201));
     assert_non_null(tc_header(&r2, "Idempotency-Replayed", header, sizeof header));
@@ -588,7 +556,7 @@ static void blank_jpeg(uint8_t **jpeg, size_t *len)
 /* The IdempotencyKey parameter's description in the served /openapi.json. */
 static char *idempotency_doc(void)
 {
-    json_t *doc = call("GET", "/openapi.json", NULL, 200);
+    json_t *doc = tc_call(port, "GET", "/openapi.json", NULL, 200);
     const char *d = json_string_value(json_object_get(
         json_object_get(json_object_get(json_object_get(doc, "components"), "parameters"),
                         "IdempotencyKey"),
@@ -606,16 +574,16 @@ static void test_idempotency_after_error(void **state)
 {
     (void)state;
     NEED_SERVER();
-    create_collection("idem_err");
+    tc_create_collection(port, "idem_err");
     uint8_t *blank;
     size_t blank_len;
     blank_jpeg(&blank, &blank_len);
     tc_response r;
     const char *path = "/v1/collections/idem_err/faces?subject=nf";
-    post_jpeg(path, "Idempotency-Key: e1\r\n", (const char *)blank, blank_len, &r);
+    tc_post_jpeg(port, path, "Idempotency-Key: e1\r\n", (const char *)blank, blank_len, &r);
     tc_expect_error(&r, 422, "no_face");
     tc_response_free(&r);
-    post_jpeg(path, "Idempotency-Key: e1\r\n", (const char *)blank, blank_len, &r);
+    tc_post_jpeg(port, path, "Idempotency-Key: e1\r\n", (const char *)blank, blank_len, &r);
     tc_expect_error(&r, 422, "no_face");
     char v[32];
     assert_non_null(tc_header(&r, "Idempotency-Replayed", v, sizeof v));
@@ -625,21 +593,21 @@ static void test_idempotency_after_error(void **state)
     /* the key stays spent: a photo with a face under it is another request */
     size_t len;
     char *jpeg = tc_load(SAMPLE(1), &len);
-    post_jpeg(path, "Idempotency-Key: e1\r\n", jpeg, len, &r);
+    tc_post_jpeg(port, path, "Idempotency-Key: e1\r\n", jpeg, len, &r);
     tc_expect_error(&r, 422, "idempotency_key_reused");
     tc_response_free(&r);
     /* create_subject=false before the subject exists: 404, and the same 404 replayed after it
      * was created (the client needs a new key) */
     const char *p2 = "/v1/collections/idem_err/faces?subject=later&create_subject=false";
-    post_jpeg(p2, "Idempotency-Key: e2\r\n", jpeg, len, &r);
+    tc_post_jpeg(port, p2, "Idempotency-Key: e2\r\n", jpeg, len, &r);
     tc_expect_error(&r, 404, "subject_not_found");
     tc_response_free(&r);
-    json_decref(call("POST", "/v1/collections/idem_err/subjects", "{\"id\":\"later\"}", 201));
-    post_jpeg(p2, "Idempotency-Key: e2\r\n", jpeg, len, &r);
+    json_decref(tc_call(port, "POST", "/v1/collections/idem_err/subjects", "{\"id\":\"later\"}", 201));
+    tc_post_jpeg(port, p2, "Idempotency-Key: e2\r\n", jpeg, len, &r);
     tc_expect_error(&r, 404, "subject_not_found");
     assert_non_null(tc_header(&r, "Idempotency-Replayed", v, sizeof v));
     tc_response_free(&r);
-    post_jpeg(p2, "Idempotency-Key: e3\r\n", jpeg, len, &r);
+    tc_post_jpeg(port, p2, "Idempotency-Key: e3\r\n", jpeg, len, &r);
     json_decref(tc_expect_json(&r, 201));
     tc_response_free(&r);
     /* The document says so: a client reading it must learn that an error answer is replayed
@@ -673,7 +641,7 @@ static void expect_same_box(json_t *a, json_t *b)
 static json_t *analyze(const char *jpeg, size_t len)
 {
     tc_response r;
-    post_jpeg("/v1/analyze", NULL, jpeg, len, &r);
+    tc_post_jpeg(port, "/v1/analyze", NULL, jpeg, len, &r);
     json_t *j = tc_expect_json(&r, 200);
     tc_response_free(&r);
     return j;
@@ -712,15 +680,15 @@ static void test_verify(void **state)
     /* two images: the default threshold, the one a new collection gets */
     double default_threshold = json_real_value(json_object_get(v, "threshold"));
     json_decref(v);
-    create_collection("ver");
-    json_t *col = call("GET", "/v1/collections/ver", NULL, 200);
+    tc_create_collection(port, "ver");
+    json_t *col = tc_call(port, "GET", "/v1/collections/ver", NULL, 200);
     assert_true(json_real_value(json_object_get(col, "threshold")) == default_threshold);
     json_decref(col);
 
     /* against a subject: the collection's threshold, and the similarity search reports */
     enrol("ver", "one", SAMPLE(2));
-    json_decref(call("PATCH", "/v1/collections/ver", "{\"threshold\":0.2}", 200));
-    post_jpeg("/v1/verify?collection=ver&subject=one", NULL, s1, len1, &r);
+    json_decref(tc_call(port, "PATCH", "/v1/collections/ver", "{\"threshold\":0.2}", 200));
+    tc_post_jpeg(port, "/v1/verify?collection=ver&subject=one", NULL, s1, len1, &r);
     v = tc_expect_json(&r, 200);
     tc_response_free(&r);
     double sim = json_real_value(json_object_get(v, "similarity"));
@@ -730,7 +698,7 @@ static void test_verify(void **state)
                         sim >= 0.2 ? "match" : "no_match");
     expect_same_box(json_object_get(v, "face_a"), json_array_get(faces1, 0));
     json_decref(v);
-    post_jpeg("/v1/collections/ver/search", NULL, s1, len1, &r);
+    tc_post_jpeg(port, "/v1/collections/ver/search", NULL, s1, len1, &r);
     json_t *sr = tc_expect_json(&r, 200);
     tc_response_free(&r);
     json_t *m0 = json_array_get(
@@ -741,26 +709,26 @@ static void test_verify(void **state)
     json_decref(sr);
 
     /* the errors: a missing collection, subject, a subject without faces, half a pair */
-    post_jpeg("/v1/verify?collection=nowhere&subject=one", NULL, s1, len1, &r);
+    tc_post_jpeg(port, "/v1/verify?collection=nowhere&subject=one", NULL, s1, len1, &r);
     tc_expect_error(&r, 404, "collection_not_found");
     tc_response_free(&r);
-    post_jpeg("/v1/verify?collection=ver&subject=nobody", NULL, s1, len1, &r);
+    tc_post_jpeg(port, "/v1/verify?collection=ver&subject=nobody", NULL, s1, len1, &r);
     tc_expect_error(&r, 404, "subject_not_found");
     tc_response_free(&r);
-    json_decref(call("POST", "/v1/collections/ver/subjects", "{\"id\":\"empty\"}", 201));
-    post_jpeg("/v1/verify?collection=ver&subject=empty", NULL, s1, len1, &r);
+    json_decref(tc_call(port, "POST", "/v1/collections/ver/subjects", "{\"id\":\"empty\"}", 201));
+    tc_post_jpeg(port, "/v1/verify?collection=ver&subject=empty", NULL, s1, len1, &r);
     tc_expect_error(&r, 422, "no_enrolled_face");
     tc_response_free(&r);
-    post_jpeg("/v1/verify?collection=ver", NULL, s1, len1, &r);
+    tc_post_jpeg(port, "/v1/verify?collection=ver", NULL, s1, len1, &r);
     tc_expect_error(&r, 422, "invalid_parameter");
     tc_response_free(&r);
-    post_jpeg("/v1/verify", NULL, s1, len1, &r); /* one image, no subject */
+    tc_post_jpeg(port, "/v1/verify", NULL, s1, len1, &r); /* one image, no subject */
     tc_expect_error(&r, 400, "missing_image");
     tc_response_free(&r);
     uint8_t *blank;
     size_t blank_len;
     blank_jpeg(&blank, &blank_len);
-    post_jpeg("/v1/verify?collection=ver&subject=one", NULL, (const char *)blank, blank_len, &r);
+    tc_post_jpeg(port, "/v1/verify?collection=ver&subject=one", NULL, (const char *)blank, blank_len, &r);
     tc_expect_error(&r, 422, "no_face");
     tc_response_free(&r);
     free(blank);
@@ -775,10 +743,10 @@ static void test_search(void **state)
     NEED_SERVER();
     size_t len;
     char *s5 = tc_load(SAMPLE(5), &len);
-    create_collection("srch");
+    tc_create_collection(port, "srch");
     /* an empty collection: every face, unknown, no matches */
     tc_response r;
-    post_jpeg("/v1/collections/srch/search", NULL, s5, len, &r);
+    tc_post_jpeg(port, "/v1/collections/srch/search", NULL, s5, len, &r);
     json_t *sr = tc_expect_json(&r, 200);
     tc_response_free(&r);
     json_t *an = analyze(s5, len);
@@ -802,12 +770,12 @@ static void test_search(void **state)
     enrol("srch", "d", SAMPLE(5));
     enrol("srch", "d", SAMPLE(6)); /* a subject with two faces is still one match */
     /* what a check-in desk shows once it knows who it is */
-    json_decref(call("PATCH", "/v1/collections/srch/subjects/d",
+    json_decref(tc_call(port, "PATCH", "/v1/collections/srch/subjects/d",
                      "{\"metadata\":{\"badge\":\"B-17\",\"name\":\"Dana\"}}", 200));
     for (int k = 1; k <= 100; k += 99) {
         char url[128];
         snprintf(url, sizeof url, "/v1/collections/srch/search?k=%d", k);
-        post_jpeg(url, NULL, s5, len, &r);
+        tc_post_jpeg(port, url, NULL, s5, len, &r);
         sr = tc_expect_json(&r, 200);
         tc_response_free(&r);
         double threshold = json_real_value(json_object_get(sr, "threshold"));
@@ -839,7 +807,7 @@ static void test_search(void **state)
                 char path[128];
                 snprintf(path, sizeof path, "/v1/collections/srch/subjects/%s",
                          json_string_value(json_object_get(q, "identity")));
-                json_t *subject = call("GET", path, NULL, 200);
+                json_t *subject = tc_call(port, "GET", path, NULL, 200);
                 if (!json_equal(meta, json_object_get(subject, "metadata")))
                     fail_msg("face %zu: identity_metadata %s", i,
                              meta ? json_dumps(meta, JSON_COMPACT) : "(absent)");
@@ -859,15 +827,15 @@ static void test_search(void **state)
     for (size_t i = 0; i < sizeof bad_k / sizeof bad_k[0]; i++) {
         char url[128];
         snprintf(url, sizeof url, "/v1/collections/srch/search?k=%s", bad_k[i]);
-        post_jpeg(url, NULL, s5, len, &r);
+        tc_post_jpeg(port, url, NULL, s5, len, &r);
         tc_expect_error(&r, 422, "invalid_parameter");
         assert_non_null(strstr(r.body, "k must"));
         tc_response_free(&r);
     }
-    post_jpeg("/v1/collections/other/search", NULL, s5, len, &r);
+    tc_post_jpeg(port, "/v1/collections/other/search", NULL, s5, len, &r);
     tc_expect_error(&r, 409, "model_mismatch");
     tc_response_free(&r);
-    post_jpeg("/v1/collections/nowhere/search", NULL, s5, len, &r);
+    tc_post_jpeg(port, "/v1/collections/nowhere/search", NULL, s5, len, &r);
     tc_expect_error(&r, 404, "collection_not_found");
     tc_response_free(&r);
     json_decref(an);
@@ -895,7 +863,7 @@ static void test_same_numbers_every_transport(void **state)
     static const char *const routes[] = {"/v1/detect", "/v1/analyze?embedding=true", "/v1/embed"};
     for (int i = 0; i < 3; i++) {
         tc_response r;
-        post_jpeg(routes[i], NULL, jpeg, len, &r);
+        tc_post_jpeg(port, routes[i], NULL, jpeg, len, &r);
         char *raw = without_timing(&r);
         tc_response_free(&r);
         tc_form f = {0};
@@ -919,7 +887,7 @@ static void test_same_numbers_every_transport(void **state)
     }
     /* a parameter that does not parse is 422 naming it, wherever it comes from */
     tc_response r;
-    post_jpeg("/v1/analyze?embedding=maybe", NULL, jpeg, len, &r);
+    tc_post_jpeg(port, "/v1/analyze?embedding=maybe", NULL, jpeg, len, &r);
     tc_expect_error(&r, 422, "invalid_parameter");
     assert_non_null(strstr(r.body, "embedding"));
     tc_response_free(&r);
@@ -945,7 +913,7 @@ static void test_same_numbers_every_transport(void **state)
     const uint8_t *images[3] = {gif, bmp, tiff};
     size_t lens[3] = {sizeof gif - 1, sizeof bmp - 1, sizeof tiff - 1};
     for (int i = 0; i < 3; i++) {
-        post_jpeg("/v1/detect", NULL, (const char *)images[i], lens[i], &r);
+        tc_post_jpeg(port, "/v1/detect", NULL, (const char *)images[i], lens[i], &r);
         tc_expect_error(&r, 415, "unsupported_image");
         tc_response_free(&r);
         tc_form f = {0};
@@ -972,17 +940,17 @@ static void test_unlisted_parameters(void **state)
     size_t len;
     char *jpeg = tc_load(SAMPLE(1), &len);
     tc_response r;
-    post_jpeg("/v1/detect", NULL, jpeg, len, &r);
+    tc_post_jpeg(port, "/v1/detect", NULL, jpeg, len, &r);
     char *plain = without_timing(&r);
     tc_response_free(&r);
-    post_jpeg("/v1/detect?max_faces=1&min_face=500&foo=bar", NULL, jpeg, len, &r);
+    tc_post_jpeg(port, "/v1/detect?max_faces=1&min_face=500&foo=bar", NULL, jpeg, len, &r);
     char *with = without_timing(&r);
     tc_response_free(&r);
     assert_string_equal(with, plain);
     free(with);
     free(plain);
     free(jpeg);
-    json_t *doc = call("GET", "/openapi.json", NULL, 200);
+    json_t *doc = tc_call(port, "GET", "/openapi.json", NULL, 200);
     const char *d = json_string_value(json_object_get(json_object_get(doc, "info"), "description"));
     if (!d || !strstr(d, "ignored") || !strstr(d, "max_faces"))
         fail_msg("openapi.json does not say that parameters a route does not list are ignored "
@@ -1005,7 +973,7 @@ static void *search_loop(void *arg)
     struct searcher *s = arg;
     while (!s->stop) {
         tc_response r;
-        post_jpeg("/v1/collections/doomed/search", NULL, s->jpeg, s->len, &r);
+        tc_post_jpeg(port, "/v1/collections/doomed/search", NULL, s->jpeg, s->len, &r);
         char code[64];
         tc_error_code(&r, code, sizeof code);
         if (r.status == 200)
@@ -1024,9 +992,9 @@ static void expect_counts(const char *collection, long long subjects, long long 
 {
     char url[256];
     snprintf(url, sizeof url, "/v1/collections/%s", collection);
-    json_t *c = call("GET", url, NULL, 200);
+    json_t *c = tc_call(port, "GET", url, NULL, 200);
     snprintf(url, sizeof url, "/v1/collections/%s/subjects?limit=1000", collection);
-    json_t *l = call("GET", url, NULL, 200);
+    json_t *l = tc_call(port, "GET", url, NULL, 200);
     json_t *items = json_object_get(l, "subjects");
     long long listed_faces = 0;
     for (size_t i = 0; i < json_array_size(items); i++) {
@@ -1049,21 +1017,21 @@ static void test_deletes(void **state)
     NEED_SERVER();
     size_t len;
     char *s2 = tc_load(SAMPLE(2), &len);
-    create_collection("dels");
+    tc_create_collection(port, "dels");
     long long a1 = enrol("dels", "a", SAMPLE(2));
     long long a2 = enrol("dels", "a", SAMPLE(3));
     enrol("dels", "b", SAMPLE(4));
-    json_decref(call("POST", "/v1/collections/dels/subjects", "{\"id\":\"c\"}", 201));
+    json_decref(tc_call(port, "POST", "/v1/collections/dels/subjects", "{\"id\":\"c\"}", 201));
     expect_counts("dels", 3, 3);
     /* a deleted face: gone from its subject's list, the counts and search at once */
     char url[128];
     snprintf(url, sizeof url, "/v1/collections/dels/faces/%lld", a1);
-    call("DELETE", url, NULL, 204);
+    tc_call(port, "DELETE", url, NULL, 204);
     call_error("GET", url, 404, "face_not_found");
     call_error("DELETE", url, 404, "face_not_found");
     expect_counts("dels", 3, 2);
     tc_response r;
-    post_jpeg("/v1/collections/dels/search?k=10", NULL, s2, len, &r);
+    tc_post_jpeg(port, "/v1/collections/dels/search?k=10", NULL, s2, len, &r);
     json_t *sr = tc_expect_json(&r, 200);
     tc_response_free(&r);
     json_t *m = json_object_get(json_array_get(json_object_get(sr, "faces"), 0), "matches");
@@ -1071,20 +1039,20 @@ static void test_deletes(void **state)
         assert_true(json_integer_value(json_object_get(json_array_get(m, i), "face_id")) != a1);
     json_decref(sr);
     /* a deleted subject: its faces leave search and verify at once */
-    call("DELETE", "/v1/collections/dels/subjects/a", NULL, 204);
+    tc_call(port, "DELETE", "/v1/collections/dels/subjects/a", NULL, 204);
     expect_counts("dels", 2, 1);
     snprintf(url, sizeof url, "/v1/collections/dels/faces/%lld", a2);
     call_error("GET", url, 404, "face_not_found");
-    post_jpeg("/v1/collections/dels/search?k=10", NULL, s2, len, &r);
+    tc_post_jpeg(port, "/v1/collections/dels/search?k=10", NULL, s2, len, &r);
     assert_null(strstr(r.body ? r.body : "", "\"subject\":\"a\""));
     assert_int_equal(r.status, 200);
     tc_response_free(&r);
-    post_jpeg("/v1/verify?collection=dels&subject=a", NULL, s2, len, &r);
+    tc_post_jpeg(port, "/v1/verify?collection=dels&subject=a", NULL, s2, len, &r);
     tc_expect_error(&r, 404, "subject_not_found");
     tc_response_free(&r);
 
     /* a collection deleted while searches on it run: each answers 200 or 404, never 5xx */
-    create_collection("doomed");
+    tc_create_collection(port, "doomed");
     long long old = enrol("doomed", "x", SAMPLE(2));
     struct searcher s = {.jpeg = s2, .len = len};
     pthread_t t[2];
@@ -1092,7 +1060,7 @@ static void test_deletes(void **state)
         pthread_create(&t[i], NULL, search_loop, &s);
     while (s.ok < 2)
         tc_sleep_ms(10);
-    call("DELETE", "/v1/collections/doomed", NULL, 204);
+    tc_call(port, "DELETE", "/v1/collections/doomed", NULL, 204);
     while (s.gone < 2)
         tc_sleep_ms(10);
     s.stop = 1;
@@ -1100,12 +1068,12 @@ static void test_deletes(void **state)
         pthread_join(t[i], NULL);
     assert_int_equal(s.other, 0);
     /* re-created with the same name: empty, the old faces not found through it */
-    create_collection("doomed");
+    tc_create_collection(port, "doomed");
     expect_counts("doomed", 0, 0);
     snprintf(url, sizeof url, "/v1/collections/doomed/faces/%lld", old);
     call_error("GET", url, 404, "face_not_found");
     call_error("GET", "/v1/collections/doomed/subjects/x", 404, "subject_not_found");
-    post_jpeg("/v1/collections/doomed/search", NULL, s2, len, &r);
+    tc_post_jpeg(port, "/v1/collections/doomed/search", NULL, s2, len, &r);
     sr = tc_expect_json(&r, 200);
     tc_response_free(&r);
     json_t *faces = json_object_get(sr, "faces");
@@ -1140,8 +1108,8 @@ static void test_error_messages_name_and_advise(void **state)
 {
     (void)state;
     NEED_SERVER();
-    create_collection("names");
-    json_decref(call("POST", "/v1/collections/names/subjects", "{\"id\":\"Zo\u00eb Ann\"}", 201));
+    tc_create_collection(port, "names");
+    json_decref(tc_call(port, "POST", "/v1/collections/names/subjects", "{\"id\":\"Zo\u00eb Ann\"}", 201));
     char *m = error_message("POST", "/v1/collections/names/subjects", "{\"id\":\"Zo\u00eb Ann\"}",
                             409, "subject_exists");
     if (!strstr(m, "subject \"Zo\xc3\xab Ann\" already exists in collection \"names\""))
@@ -1154,7 +1122,7 @@ static void test_error_messages_name_and_advise(void **state)
     size_t len;
     char *jpeg = tc_load(SAMPLE(2), &len);
     tc_response r;
-    post_jpeg("/v1/verify?collection=names&subject=Zo%C3%AB%20Ann", NULL, jpeg, len, &r);
+    tc_post_jpeg(port, "/v1/verify?collection=names&subject=Zo%C3%AB%20Ann", NULL, jpeg, len, &r);
     tc_expect_error(&r, 422, "no_enrolled_face");
     json_t *j = tc_json(&r);
     const char *said = json_string_value(json_object_get(json_object_get(j, "error"), "message"));
@@ -1172,7 +1140,7 @@ static void test_patch_collection_nothing_to_change(void **state)
 {
     (void)state;
     NEED_SERVER();
-    create_collection("keepname");
+    tc_create_collection(port, "keepname");
     static const char *const bodies[] = {"{\"name\":\"renamed\"}", "{}", "{\"treshold\":0.5}"};
     for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++) {
         char *m = error_message("PATCH", "/v1/collections/keepname", bodies[i], 422,
@@ -1181,7 +1149,7 @@ static void test_patch_collection_nothing_to_change(void **state)
         free(m);
     }
     call_error("GET", "/v1/collections/renamed", 404, "collection_not_found");
-    json_t *c = call("PATCH", "/v1/collections/keepname", "{\"threshold\":0.5,\"name\":\"x\"}", 200);
+    json_t *c = tc_call(port, "PATCH", "/v1/collections/keepname", "{\"threshold\":0.5,\"name\":\"x\"}", 200);
     assert_true(json_real_value(json_object_get(c, "threshold")) == 0.5);
     assert_string_equal(json_string_value(json_object_get(c, "name")), "keepname");
     json_decref(c);
@@ -1194,7 +1162,7 @@ static json_t *post_image(const char *path, const img_image *im, int status)
     size_t len;
     assert_int_equal(img_encode_jpeg(im, 90, &jpeg, &len), 0);
     tc_response r;
-    post_jpeg(path, NULL, (const char *)jpeg, len, &r);
+    tc_post_jpeg(port, path, NULL, (const char *)jpeg, len, &r);
     json_t *j = tc_expect_json(&r, status);
     tc_response_free(&r);
     free(jpeg);
@@ -1238,7 +1206,7 @@ static void test_large_image_says_smallest_face(void **state)
     size_t len;
     assert_int_equal(img_encode_jpeg(&photo, 90, &jpeg, &len), 0);
     tc_response r;
-    post_jpeg("/v1/detect", NULL, (const char *)jpeg, len, &r);
+    tc_post_jpeg(port, "/v1/detect", NULL, (const char *)jpeg, len, &r);
     free(jpeg);
     json_t *d = tc_expect_json(&r, 200);
     tc_response_free(&r);
@@ -1279,11 +1247,11 @@ static void test_large_image_says_smallest_face(void **state)
     d = post_image("/v1/analyze", &grid, 200);
     assert_int_equal(int_field(d, "min_face_size"), min);
     json_decref(d);
-    create_collection("bigimg");
+    tc_create_collection(port, "bigimg");
     uint8_t *gj;
     size_t gl;
     assert_int_equal(img_encode_jpeg(&grid, 90, &gj, &gl), 0);
-    post_jpeg("/v1/collections/bigimg/search", NULL, (const char *)gj, gl, &r);
+    tc_post_jpeg(port, "/v1/collections/bigimg/search", NULL, (const char *)gj, gl, &r);
     if (r.status == 422) {
         tc_expect_error(&r, 422, "no_face");
         json_t *j = tc_json(&r);
@@ -1335,7 +1303,7 @@ static void query_encode(const char *in, char *out, size_t cap)
 /* The faces of a list page, as "SUBJECT/FACE_ID" strings into seen[*n]; its next_after. */
 static json_t *faces_page(const char *url, char seen[][160], int *n)
 {
-    json_t *j = call("GET", url, NULL, 200);
+    json_t *j = tc_call(port, "GET", url, NULL, 200);
     json_t *items = json_object_get(j, "faces");
     for (size_t i = 0; i < json_array_size(items); i++) {
         json_t *f = json_array_get(items, i);
@@ -1354,7 +1322,7 @@ static void test_faces_of_collection(void **state)
 {
     (void)state;
     NEED_SERVER();
-    create_collection("allfaces");
+    tc_create_collection(port, "allfaces");
     /* subjects in an order unlike their enrolment's; one without faces */
     long long ids[5];
     ids[0] = enrol("allfaces", "carol", SAMPLE(3));
@@ -1362,7 +1330,7 @@ static void test_faces_of_collection(void **state)
     ids[2] = enrol("allfaces", "carol", SAMPLE(4));
     ids[3] = enrol("allfaces", "bob", SAMPLE(2));
     ids[4] = enrol("allfaces", "alice", SAMPLE(6));
-    json_decref(call("POST", "/v1/collections/allfaces/subjects", "{\"id\":\"alfred\"}", 201));
+    json_decref(tc_call(port, "POST", "/v1/collections/allfaces/subjects", "{\"id\":\"alfred\"}", 201));
     char want[5][160];
     snprintf(want[0], 160, "alice/%lld", ids[1]);
     snprintf(want[1], 160, "alice/%lld", ids[4]);
@@ -1403,7 +1371,7 @@ static void test_faces_of_collection(void **state)
     query_encode(json_string_value(json_object_get(j, "next_after")), esc, sizeof esc);
     json_decref(j);
     snprintf(url, sizeof url, "/v1/collections/allfaces/faces/%lld", ids[1]);
-    json_decref(call("DELETE", url, NULL, 204));
+    json_decref(tc_call(port, "DELETE", url, NULL, 204));
     snprintf(url, sizeof url, "/v1/collections/allfaces/faces?limit=2&after=%s", esc);
     j = faces_page(url, seen, &n);
     json_decref(j);
@@ -1416,7 +1384,7 @@ static void test_faces_of_collection(void **state)
     assert_int_equal(n, 5);
     call_error("GET", "/v1/collections/allfaces/faces?after=5", 422, "invalid_parameter");
     call_error("GET", "/v1/collections/nosuch/faces", 404, "collection_not_found");
-    json_t *empty = call("GET", "/v1/collections/allfaces/faces?after=1%3Azzz", NULL, 200);
+    json_t *empty = tc_call(port, "GET", "/v1/collections/allfaces/faces?after=1%3Azzz", NULL, 200);
     assert_int_equal(json_array_size(json_object_get(empty, "faces")), 0);
     assert_true(json_is_null(json_object_get(empty, "next_after")));
     json_decref(empty);
@@ -1430,7 +1398,7 @@ static void test_face_id_not_a_number(void **state)
 {
     (void)state;
     NEED_SERVER();
-    create_collection("ids");
+    tc_create_collection(port, "ids");
     char *m = error_message("GET", "/v1/collections/bad%20name", NULL, 422, "invalid_parameter");
     free(m);
     static const char *const bad[] = {"abc", "0", "-3", "1.5", "%2B7", "12abc",

@@ -76,39 +76,11 @@ static int teardown(void **state)
     return rc != 0;
 }
 
-static json_t *call(const char *method, const char *path, const char *json, int status)
-{
-    tc_response r;
-    if (json)
-        tc_post_json(port, path, "", json, &r);
-    else
-        tc_request(port, method, path, "", NULL, 0, &r);
-    json_t *j = tc_expect_json(&r, status);
-    tc_response_free(&r);
-    return j;
-}
-
-static void create_collection(const char *name)
-{
-    char body[128];
-    snprintf(body, sizeof body, "{\"name\":\"%s\"}", name);
-    json_decref(call("POST", "/v1/collections", body, 201));
-}
-
-/* POST of a raw JPEG to the enrol route with this query (after subject=...) and headers. */
-static void post_raw(const char *query, const char *headers, const void *jpeg, size_t len,
-                     tc_response *r)
-{
-    char h[512];
-    snprintf(h, sizeof h, "%s" JPEG_CT, headers ? headers : "");
-    tc_request(port, "POST", query, h, jpeg, len, r);
-}
-
 static void expect_counts(const char *collection, long long subjects, long long faces)
 {
     char path[128];
     snprintf(path, sizeof path, "/v1/collections/%s", collection);
-    json_t *c = call("GET", path, NULL, 200);
+    json_t *c = tc_call(port, "GET", path, NULL, 200);
     assert_int_equal(json_integer_value(json_object_get(c, "subjects")), subjects);
     assert_int_equal(json_integer_value(json_object_get(c, "faces")), faces);
     json_decref(c);
@@ -151,9 +123,9 @@ static void test_refused_below_default(void **state)
 {
     (void)state;
     NEED_SERVER();
-    create_collection("desk");
+    tc_create_collection(port, "desk");
     tc_response r;
-    post_raw("/v1/collections/desk/faces?subject=newcomer", NULL, small_jpeg, small_len, &r);
+    tc_post_jpeg(port, "/v1/collections/desk/faces?subject=newcomer", NULL, small_jpeg, small_len, &r);
     tc_expect_error(&r, 422, "low_quality");
     char m[1024];
     error_message(&r, m, sizeof m);
@@ -168,10 +140,10 @@ static void test_refused_below_default(void **state)
     /* with create_subject=false for a subject that has a face: it keeps that one alone */
     size_t len;
     char *good = tc_load(SAMPLE, &len);
-    post_raw("/v1/collections/desk/faces?subject=regular", NULL, good, len, &r);
+    tc_post_jpeg(port, "/v1/collections/desk/faces?subject=regular", NULL, good, len, &r);
     assert_true(enrolled_quality(&r) >= FACE_MIN_QUALITY_DEFAULT);
     tc_response_free(&r);
-    post_raw("/v1/collections/desk/faces?subject=regular&create_subject=false", NULL, small_jpeg,
+    tc_post_jpeg(port, "/v1/collections/desk/faces?subject=regular&create_subject=false", NULL, small_jpeg,
              small_len, &r);
     tc_expect_error(&r, 422, "low_quality");
     tc_response_free(&r);
@@ -185,9 +157,9 @@ static void test_stored_with_zero(void **state)
 {
     (void)state;
     NEED_SERVER();
-    create_collection("anyway");
+    tc_create_collection(port, "anyway");
     tc_response r;
-    post_raw("/v1/collections/anyway/faces?subject=a&min_quality=0", NULL, small_jpeg, small_len,
+    tc_post_jpeg(port, "/v1/collections/anyway/faces?subject=a&min_quality=0", NULL, small_jpeg, small_len,
              &r);
     double q = enrolled_quality(&r);
     tc_response_free(&r);
@@ -229,20 +201,20 @@ static void test_invalid_min_quality(void **state)
 {
     (void)state;
     NEED_SERVER();
-    create_collection("strict");
+    tc_create_collection(port, "strict");
     static const char *const bad[] = {"-0.1", "1.01", "abc", "nan", "inf", "", "0.5x"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char path[160];
         snprintf(path, sizeof path, "/v1/collections/strict/faces?subject=x&min_quality=%s",
                  bad[i]);
         tc_response r;
-        post_raw(path, NULL, small_jpeg, small_len, &r);
+        tc_post_jpeg(port, path, NULL, small_jpeg, small_len, &r);
         tc_expect_error(&r, 422, "invalid_parameter");
         char m[512];
         if (!strstr(error_message(&r, m, sizeof m), "min_quality"))
             fail_msg("'%s' does not name min_quality", m);
         tc_response_free(&r);
-        post_raw(path, NULL, "not an image", 12, &r);
+        tc_post_jpeg(port, path, NULL, "not an image", 12, &r);
         tc_expect_error(&r, 422, "invalid_parameter");
         tc_response_free(&r);
     }
@@ -262,7 +234,7 @@ static void test_invalid_min_quality(void **state)
     tc_response_free(&r);
     expect_no_subject("strict", "x");
     /* the bounds themselves are valid: 1 refuses even a good face, 0 takes any */
-    post_raw("/v1/collections/strict/faces?subject=x&min_quality=1", NULL, small_jpeg, small_len,
+    tc_post_jpeg(port, "/v1/collections/strict/faces?subject=x&min_quality=1", NULL, small_jpeg, small_len,
              &r);
     tc_expect_error(&r, 422, "low_quality");
     tc_response_free(&r);
@@ -276,15 +248,15 @@ static void test_good_photo_enrols(void **state)
 {
     (void)state;
     NEED_SERVER();
-    create_collection("good");
+    tc_create_collection(port, "good");
     size_t len;
     char *jpeg = tc_load(SAMPLE, &len);
     tc_response r;
-    post_raw("/v1/collections/good/faces?subject=s", NULL, jpeg, len, &r);
+    tc_post_jpeg(port, "/v1/collections/good/faces?subject=s", NULL, jpeg, len, &r);
     double q = enrolled_quality(&r);
     tc_response_free(&r);
     if (!(q >= 0.3)) fail_msg("the full-size sample's face has quality %g", q);
-    post_raw("/v1/collections/good/faces?subject=s&min_quality=0.95", NULL, jpeg, len, &r);
+    tc_post_jpeg(port, "/v1/collections/good/faces?subject=s&min_quality=0.95", NULL, jpeg, len, &r);
     tc_expect_error(&r, 422, "low_quality");
     char m[1024];
     if (!strstr(error_message(&r, m, sizeof m), "below the 0.95 "))
@@ -293,7 +265,7 @@ static void test_good_photo_enrols(void **state)
     free(jpeg);
     if (tc_exists(ID_PHOTO)) {
         jpeg = tc_load(ID_PHOTO, &len);
-        post_raw("/v1/collections/good/faces?subject=id", NULL, jpeg, len, &r);
+        tc_post_jpeg(port, "/v1/collections/good/faces?subject=id", NULL, jpeg, len, &r);
         assert_true(enrolled_quality(&r) >= 0.5);
         tc_response_free(&r);
         free(jpeg);
@@ -309,34 +281,34 @@ static void test_idempotency(void **state)
 {
     (void)state;
     NEED_SERVER();
-    create_collection("idem");
+    tc_create_collection(port, "idem");
     const char *path = "/v1/collections/idem/faces?subject=p";
     tc_response r;
-    post_raw(path, "Idempotency-Key: lq-1\r\n", small_jpeg, small_len, &r);
+    tc_post_jpeg(port, path, "Idempotency-Key: lq-1\r\n", small_jpeg, small_len, &r);
     tc_expect_error(&r, 422, "low_quality");
     tc_response_free(&r);
-    post_raw(path, "Idempotency-Key: lq-1\r\n", small_jpeg, small_len, &r);
+    tc_post_jpeg(port, path, "Idempotency-Key: lq-1\r\n", small_jpeg, small_len, &r);
     tc_expect_error(&r, 422, "low_quality");
     char v[16];
     if (!tc_header(&r, "Idempotency-Replayed", v, sizeof v) || strcmp(v, "true") != 0)
         fail_msg("the retry of a refused enrolment was not the replayed answer");
     tc_response_free(&r);
-    post_raw("/v1/collections/idem/faces?subject=p&min_quality=0.1", "Idempotency-Key: lq-1\r\n",
+    tc_post_jpeg(port, "/v1/collections/idem/faces?subject=p&min_quality=0.1", "Idempotency-Key: lq-1\r\n",
              small_jpeg, small_len, &r);
     tc_expect_error(&r, 422, "low_quality");
     assert_non_null(tc_header(&r, "Idempotency-Replayed", v, sizeof v));
     tc_response_free(&r);
-    post_raw("/v1/collections/idem/faces?subject=p&min_quality=0", "Idempotency-Key: lq-1\r\n",
+    tc_post_jpeg(port, "/v1/collections/idem/faces?subject=p&min_quality=0", "Idempotency-Key: lq-1\r\n",
              small_jpeg, small_len, &r);
     tc_expect_error(&r, 422, "idempotency_key_reused");
     tc_response_free(&r);
     expect_counts("idem", 0, 0);
     /* with a new key it is stored, once, however often it is retried */
-    post_raw("/v1/collections/idem/faces?subject=p&min_quality=0", "Idempotency-Key: lq-2\r\n",
+    tc_post_jpeg(port, "/v1/collections/idem/faces?subject=p&min_quality=0", "Idempotency-Key: lq-2\r\n",
              small_jpeg, small_len, &r);
     json_t *first = tc_expect_json(&r, 201);
     tc_response_free(&r);
-    post_raw("/v1/collections/idem/faces?subject=p&min_quality=0", "Idempotency-Key: lq-2\r\n",
+    tc_post_jpeg(port, "/v1/collections/idem/faces?subject=p&min_quality=0", "Idempotency-Key: lq-2\r\n",
              small_jpeg, small_len, &r);
     json_t *again = tc_expect_json(&r, 201);
     tc_response_free(&r);
