@@ -634,6 +634,23 @@ static void test_pg_cut_write_releases_lock(void **state)
     other->ops->close(other);
 }
 
+/* Collection "c" in f's database, and a store opened on it through `proxy` (started here)
+ * with a limit of limit_ms: what the tests of lost and frozen connections start from. */
+static void open_via_proxy(struct fixture *f, tc_pg_proxy *proxy, int limit_ms,
+                           struct gal_store **st, struct gal_store_collection *coll)
+{
+    create(f->g, "c", GAL_DTYPE_F32, 0.5f);
+    tc_pg_proxy_start(proxy, pg_dir);
+    char dbname[64], via_proxy[300], limit[16];
+    db_name(f->db, dbname, sizeof dbname);
+    tc_pg_proxy_url(proxy, dbname, "?connect_timeout=2", via_proxy, sizeof via_proxy);
+    snprintf(limit, sizeof limit, "%d", limit_ms);
+    setenv("VULTUS_STORE_TIMEOUT_MS", limit, 1);
+    EXPECT_OK(gal_store_postgres_open(via_proxy, NULL, st));
+    unsetenv("VULTUS_STORE_TIMEOUT_MS");
+    EXPECT_OK((*st)->ops->collection_get(*st, "c", 0, coll));
+}
+
 /*
  * A connection made again in the middle of a call waits for the session's set-up (the server's
  * own limits, gal_pg_session_init) at most until the call's deadline, as it waits for the
@@ -652,19 +669,10 @@ static void test_pg_cut_write_releases_lock(void **state)
 static void test_pg_reconnect_within_deadline(void **state)
 {
     struct fixture *f = *state;
-    create(f->g, "c", GAL_DTYPE_F32, 0.5f);
     static tc_pg_proxy proxy; /* its threads outlive this test */
-    tc_pg_proxy_start(&proxy, pg_dir);
-    char dbname[64], via_proxy[300], limit[16];
-    db_name(f->db, dbname, sizeof dbname);
-    tc_pg_proxy_url(&proxy, dbname, "?connect_timeout=2", via_proxy, sizeof via_proxy);
-    snprintf(limit, sizeof limit, "%d", RECONNECT_LIMIT_MS);
-    setenv("VULTUS_STORE_TIMEOUT_MS", limit, 1);
     struct gal_store *st = NULL;
-    EXPECT_OK(gal_store_postgres_open(via_proxy, NULL, &st));
-    unsetenv("VULTUS_STORE_TIMEOUT_MS");
     struct gal_store_collection coll;
-    EXPECT_OK(st->ops->collection_get(st, "c", 0, &coll));
+    open_via_proxy(f, &proxy, RECONNECT_LIMIT_MS, &st, &coll);
     uint64_t seq;
 
     /* the writer's connection closed by its limit: the next write connects again */
@@ -726,19 +734,10 @@ static void *drop_later(void *arg)
 static void test_pg_lost_connection_keeps_deadline(void **state)
 {
     struct fixture *f = *state;
-    create(f->g, "c", GAL_DTYPE_F32, 0.5f);
     static tc_pg_proxy proxy; /* its threads outlive this test */
-    tc_pg_proxy_start(&proxy, pg_dir);
-    char dbname[64], via_proxy[300], limit[16];
-    db_name(f->db, dbname, sizeof dbname);
-    tc_pg_proxy_url(&proxy, dbname, "?connect_timeout=2", via_proxy, sizeof via_proxy);
-    snprintf(limit, sizeof limit, "%d", DROP_LIMIT_MS);
-    setenv("VULTUS_STORE_TIMEOUT_MS", limit, 1);
     struct gal_store *st = NULL;
-    EXPECT_OK(gal_store_postgres_open(via_proxy, NULL, &st));
-    unsetenv("VULTUS_STORE_TIMEOUT_MS");
     struct gal_store_collection coll;
-    EXPECT_OK(st->ops->collection_get(st, "c", 0, &coll));
+    open_via_proxy(f, &proxy, DROP_LIMIT_MS, &st, &coll);
     uint64_t seq;
     EXPECT_OK(st->ops->subject_add(st, coll.id, "before", "{}", 0, &seq)); /* writer connected */
 

@@ -163,17 +163,9 @@ static int create_collection(int port, const char *name, int *retry)
 static void test_database_outage_logged_once(void **state)
 {
     (void)state;
-    if (!tc_exists("models/human/blazeface-back.json")) {
-        print_message("models/ is absent (run tools/fetch-models): skipped\n");
-        skip();
-    }
+    TC_NEED_MODELS();
     char pg_dir[256], url[400];
-    int rc = tc_pg_start(pg_dir, sizeof pg_dir, url, sizeof url);
-    if (rc == 77) {
-        print_message("no PostgreSQL server binaries: skipped\n");
-        skip();
-    }
-    assert_int_equal(rc, 0);
+    TC_NEED_POSTGRES(pg_dir, url);
     const char *args[] = {"--workers", "1", "--grace-ms", "0", "--store", url, NULL};
     char dir[256]; /* ours, so that the log outlives the server */
     assert_int_equal(tc_temp_dir(dir), 0);
@@ -287,17 +279,9 @@ static int promtool_accepts(const char *dir, const tc_response *r)
 static void test_gallery_metrics_kept_in_outage(void **state)
 {
     (void)state;
-    if (!tc_exists("models/human/blazeface-back.json")) {
-        print_message("models/ is absent (run tools/fetch-models): skipped\n");
-        skip();
-    }
+    TC_NEED_MODELS();
     char pg_dir[256], url[400];
-    int rc = tc_pg_start(pg_dir, sizeof pg_dir, url, sizeof url);
-    if (rc == 77) {
-        print_message("no PostgreSQL server binaries: skipped\n");
-        skip();
-    }
-    assert_int_equal(rc, 0);
+    TC_NEED_POSTGRES(pg_dir, url);
     const char *args[] = {"--workers", "1", "--grace-ms", "0", "--store", url, NULL};
     tc_server s;
     assert_int_equal(tc_server_start(&s, NULL, args, 1), 0);
@@ -345,10 +329,7 @@ static void test_gallery_metrics_kept_in_outage(void **state)
 static void test_unknown_variable_warned(void **state)
 {
     (void)state;
-    if (!tc_exists("models/human/blazeface-back.json")) {
-        print_message("models/ is absent (run tools/fetch-models): skipped\n");
-        skip();
-    }
+    TC_NEED_MODELS();
     setenv("VULTUS_WORKER", "2", 1);
     setenv("VULTUS_STORE_TIMEOUT_MS", "5000", 1); /* read by the PostgreSQL store */
     setenv("VULTUS_LOG_LEVEL", "info", 1);        /* read by main */
@@ -385,10 +366,7 @@ static void test_unknown_variable_warned(void **state)
 static void test_default_workers_follow_cpu_set(void **state)
 {
     (void)state;
-    if (!tc_exists("models/human/blazeface-back.json")) {
-        print_message("models/ is absent (run tools/fetch-models): skipped\n");
-        skip();
-    }
+    TC_NEED_MODELS();
     long online = sysconf(_SC_NPROCESSORS_ONLN);
     cpu_set_t mine, one;
     assert_int_equal(sched_getaffinity(0, sizeof mine, &mine), 0);
@@ -456,10 +434,7 @@ static int get_status(int port, const char *path)
 static void test_probe_lines_at_debug(void **state)
 {
     (void)state;
-    if (!tc_exists("models/human/blazeface-back.json")) {
-        print_message("models/ is absent (run tools/fetch-models): skipped\n");
-        skip();
-    }
+    TC_NEED_MODELS();
     for (int debug = 0; debug <= 1; debug++) {
         if (debug) setenv("VULTUS_LOG_LEVEL", "debug", 1);
         const char *args[] = {"--grace-ms", "20000", NULL};
