@@ -246,6 +246,20 @@ static void cmyk_to_rgb(const uint8_t *cmyk, uint8_t *rgb, size_t pixels, int ad
     }
 }
 
+/* A copy of the data with an EOI marker appended (what libjpeg's memory source reads where the
+ * data ends), or NULL with the error set. */
+static uint8_t *jpeg_append_eoi(const uint8_t *data, size_t len)
+{
+    uint8_t *whole = malloc(len + 2);
+    if (!whole) {
+        base_error_set(BASE_ERR_NOMEM, "jpeg: %zu bytes", len + 2);
+        return NULL;
+    }
+    memcpy(whole, data, len);
+    whole[len] = 0xFF, whole[len + 1] = 0xD9;
+    return whole;
+}
+
 /*
  * The bytes ran out before an EOI marker. A file that lacks only its EOI (cameras and
  * interrupted writes leave such files; browsers and TensorFlow show them) holds every bit of
@@ -269,10 +283,8 @@ static int jpeg_decode_without_eoi(tjhandle tj, const uint8_t *data, size_t len,
     if (!layout.ends_in_scan || !layout.huffman)
         return base_error_set(BASE_ERR_FORMAT,
                               "jpeg: truncated data (%zu bytes): Premature end of JPEG file", len);
-    uint8_t *whole = malloc(len + 2);
-    if (!whole) return base_error_set(BASE_ERR_NOMEM, "jpeg: %zu bytes", len + 2);
-    memcpy(whole, data, len);
-    whole[len] = 0xFF, whole[len + 1] = 0xD9;
+    uint8_t *whole = jpeg_append_eoi(data, len);
+    if (!whole) return BASE_ERR_NOMEM;
     int rc = 0;
     if (tjDecompress2(tj, whole, (unsigned long)len + 2, dst, width, 0, height, pixel_format,
                       TJFLAG_LIMITSCANS | TJFLAG_STOPONWARNING) != 0)
@@ -337,11 +349,12 @@ static void checked_progress(j_common_ptr c)
  * Decodes a file that warns, as TurboJPEG's tjDecompress2 does (the same settings: integer DCT,
  * fancy upsampling, DCT scaling 1/denom, RGB or CMYK out), to the same pixels, but refusing it
  * when any warning says the image data stopped early, or when its scans do not complete the
- * image (a progressive file cut between scans and closed with an EOI decodes blurred, without a
- * warning). `first` is the warning TurboJPEG stopped at.
+ * image (`scans_complete`, from the caller's jpeg_walk: a progressive file cut between scans and
+ * closed with an EOI decodes blurred, without a warning). `first` is the warning TurboJPEG
+ * stopped at.
  */
-static int jpeg_decode_checked(const uint8_t *data, size_t len, int denom, int cmyk, uint8_t *dst,
-                               int width, int height, const char *first)
+static int jpeg_decode_checked(const uint8_t *data, size_t len, int scans_complete, int denom,
+                               int cmyk, uint8_t *dst, int width, int height, const char *first)
 {
     struct jpeg_decompress_struct d;
     jpeg_checked_errors e = {0};
@@ -379,9 +392,7 @@ static int jpeg_decode_checked(const uint8_t *data, size_t len, int denom, int c
         return base_error_set(BASE_ERR_FORMAT,
                               "jpeg: truncated data (%zu bytes): %s, after a warning (%s)", len,
                               e.message, first);
-    jpeg_layout layout;
-    jpeg_walk(data, len, 0, &layout);
-    if (!layout.scans_complete)
+    if (!scans_complete)
         return base_error_set(BASE_ERR_FORMAT,
                               "jpeg: truncated data (%zu bytes): its scans do not complete the "
                               "image, after a warning (%s)",
@@ -481,17 +492,13 @@ static int decode_jpeg(const uint8_t *data, size_t len, const img_limits *lim, i
                                     len, first);
                 goto fail;
             }
-            uint8_t *whole = layout.ran_out ? malloc(len + 2) : NULL;
-            if (layout.ran_out && !whole) {
-                rc = base_error_set(BASE_ERR_NOMEM, "jpeg: %zu bytes", len + 2);
+            uint8_t *whole = NULL;
+            if (layout.ran_out && !(whole = jpeg_append_eoi(data, len))) {
+                rc = BASE_ERR_NOMEM;
                 goto fail;
             }
-            if (whole) {
-                memcpy(whole, data, len);
-                whole[len] = 0xFF, whole[len + 1] = 0xD9;
-            }
-            rc = jpeg_decode_checked(whole ? whole : data, whole ? len + 2 : len, denom, is_cmyk,
-                                     dst, sw, sh, first);
+            rc = jpeg_decode_checked(whole ? whole : data, whole ? len + 2 : len,
+                                     layout.scans_complete, denom, is_cmyk, dst, sw, sh, first);
             free(whole);
             if (rc) goto fail;
         }
