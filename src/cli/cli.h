@@ -10,6 +10,7 @@
 #ifndef VULTUS_CLI_H
 #define VULTUS_CLI_H
 
+#include <getopt.h>
 #include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -63,6 +64,27 @@ int cli_read_file(const char *path, size_t max_bytes, char **data, size_t *len);
  * so and a status of 0 becomes 1. main() passes every command's status through it.
  */
 int cli_finish(int status);
+
+/*
+ * Negative numbers as operands. getopt_long reads every argument that starts with '-' as
+ * options, so `vultus gallery set-threshold C -0.5` failed with "invalid option -- '0'" and
+ * needed "--" before the number, though cosine thresholds can be negative. Called before the
+ * getopt_long loop (with the same shortopts and longopts), cli_operands_protect hides the '-'
+ * of each argument that is a whole negative number ("-0.5", "-1", "-1e-3") and is not an
+ * option's value (`--threshold -0.5` already works: getopt_long hands the next argument over
+ * whole), by pointing argv[i] one character on; cli_operands_restore, called after the loop
+ * (getopt_long has permuted argv by then), points them back. "--" works as before; text like
+ * "-0.5x" is still an unknown option; numbers beyond the first CLI_OPERANDS_MAX are left as
+ * getopt_long reads them.
+ */
+#define CLI_OPERANDS_MAX 16
+struct cli_operands {
+    int n;
+    char *arg[CLI_OPERANDS_MAX]; /* the arguments as given, '-' included */
+};
+void cli_operands_protect(int argc, char **argv, const char *shortopts,
+                          const struct option *longopts, struct cli_operands *saved);
+void cli_operands_restore(int argc, char **argv, const struct cli_operands *saved);
 
 /* A model's name from its path: the file name without directory and ".json". */
 void cli_model_name(const char *path, char *buf, size_t cap);

@@ -280,7 +280,10 @@ int cli_gallery_main(int argc, char **argv)
     float threshold = NAN;
     int far4 = 0, far_given = 0;
     /* Options may come before the command too ("gallery --data D list"): the command is the
-     * first argument that is not an option. */
+     * first argument that is not an option. A negative number is an operand (set-threshold's
+     * "-0.5"), not an option. */
+    struct cli_operands numbers;
+    cli_operands_protect(argc, argv, "h", long_opts, &numbers);
     optind = 1;
     int c;
     while ((c = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
@@ -323,6 +326,7 @@ int cli_gallery_main(int argc, char **argv)
         default: gallery_usage(stderr); return CLI_EXIT_USAGE;
         }
     }
+    cli_operands_restore(argc, argv, &numbers);
     if (empty_location("gallery", data_dir, NULL) != 0) return CLI_EXIT_USAGE;
     if (far_given && !isnan(threshold)) {
         /* two ways to set one number: which one was meant is not ours to guess */

@@ -707,6 +707,56 @@ static void test_gallery_set_threshold(void **state)
     tc_rm_rf(data);
 }
 
+/* A negative number where a number is expected is that number, not an option: cosine
+ * thresholds can be negative. Defect: `gallery set-threshold c -0.5` failed with "gallery:
+ * invalid option -- '0'" (status 2) and needed "--" before the number. */
+static void test_negative_numbers_are_numbers(void **state)
+{
+    (void)state;
+    char data[300];
+    fresh_data(data, "negative-numbers");
+    run_result r = RUN("gallery", "create", "c", "--data", data);
+    assert_int_equal(r.status, 0);
+    run_free(&r);
+    /* the number before the options, after them, after "--", and an option's value; "D" is
+     * the data folder */
+    static const char *const cases[][8] = {
+        {"gallery", "set-threshold", "c", "-0.5", "--data", "D"},
+        {"gallery", "--data", "D", "set-threshold", "c", "-0.25"},
+        {"gallery", "set-threshold", "c", "--data", "D", "--", "-1"},
+        {"gallery", "set-threshold", "c", "-1e-1", "--data", "D"},
+        {"gallery", "create", "d", "--threshold", "-0.75", "--data", "D"},
+        {"gallery", "create", "e", "--threshold=-0.125", "--data", "D"},
+    };
+    static const double want[] = {-0.5, -0.25, -1, -0.1, -0.75, -0.125};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *args[9] = {0};
+        for (int k = 0; k < 8 && cases[i][k]; k++)
+            args[k] = strcmp(cases[i][k], "D") ? cases[i][k] : data;
+        r = run(args);
+        if (r.status != 0)
+            fail_msg("vultus %s: status %d, stderr '%.300s'", args_text(args), r.status, r.err);
+        json_t *objs[2];
+        assert_int_equal(json_lines(r.out, objs, 2), 1);
+        assert_float_equal(json_number_value(json_object_get(objs[0], "threshold")), want[i],
+                           1e-6);
+        json_free_all(objs, 1);
+        run_free(&r);
+    }
+    /* Text that is not a whole number is still an option, unknown; "--" still ends options. */
+    EXPECT_USAGE("invalid option", "gallery", "set-threshold", "c", "-0.5x", "--data", data);
+    EXPECT_USAGE("unrecognized option", "gallery", "set-threshold", "c", "--bogus", "--data",
+                 data);
+    EXPECT_USAGE("[-1, 1]", "gallery", "set-threshold", "c", "-1.5", "--data", data);
+    EXPECT_USAGE("[-1, 1]", "gallery", "--data", data, "set-threshold", "c", "--", "-2");
+    EXPECT_USAGE("expected 2 argument(s), got 3", "gallery", "set-threshold", "c", "-0.5", "-1",
+                 "--data", data);
+    /* search's --threshold takes a negative value as before */
+    EXPECT_USAGE("[-1, 1]", "search", "--collection", "c", "--threshold", "-2", "--data", data,
+                 "x.jpg");
+    tc_rm_rf(data);
+}
+
 /* A subject or face the collection does not have: the message names the collection too.
  * Defect: `gallery delete-subject c nobody` said only 'subject "nobody" does not exist'. */
 static void test_gallery_not_found_names_the_collection(void **state)
@@ -1852,6 +1902,7 @@ int main(void)
         cmocka_unit_test(test_gallery_names_and_missing),
         cmocka_unit_test(test_gallery_export_keeps_an_existing_file),
         cmocka_unit_test(test_gallery_set_threshold),
+        cmocka_unit_test(test_negative_numbers_are_numbers),
         cmocka_unit_test(test_gallery_not_found_names_the_collection),
         cmocka_unit_test(test_docs_min_quality_cli_and_http),
         cmocka_unit_test(test_gallery_data_folder_private),
