@@ -226,6 +226,39 @@ const char *cli_gallery_commands(void)
     return text;
 }
 
+/*
+ * Ctrl-C (SIGINT) or SIGTERM during `gallery export`: the export stops at the next record and
+ * its temporary file FILE.tmp.* is removed (gal_export_stoppable), where the default action
+ * ended the process with the half-written file left beside FILE. Every such signal only asks
+ * (there is nothing to finish: the export is abandoned); SIGQUIT or SIGKILL still end it at
+ * once. *sig: the signal that stopped it, or 0.
+ */
+static volatile sig_atomic_t export_stop;
+
+static void export_on_signal(int sig)
+{
+    export_stop = sig;
+}
+
+static int export_interruptible(struct gal *g, const char *collection, const char *path,
+                                int *sig)
+{
+    struct sigaction sa = {.sa_handler = export_on_signal, .sa_flags = SA_RESTART}, old[2];
+    sigemptyset(&sa.sa_mask);
+    int installed[2] = {0, 0};
+    for (int k = 0; k < 2; k++) {
+        /* A signal the caller ignores (nohup, a background job) stays ignored. */
+        int s = k ? SIGTERM : SIGINT;
+        if (sigaction(s, NULL, &old[k]) == 0 && old[k].sa_handler != SIG_IGN)
+            installed[k] = sigaction(s, &sa, NULL) == 0;
+    }
+    int rc = gal_export_stoppable(g, collection, path, &export_stop);
+    for (int k = 0; k < 2; k++)
+        if (installed[k]) sigaction(k ? SIGTERM : SIGINT, &old[k], NULL);
+    *sig = export_stop;
+    return rc;
+}
+
 static void gallery_usage(FILE *out)
 {
     fprintf(
@@ -241,7 +274,8 @@ static void gallery_usage(FILE *out)
         "  show NAME       a collection and its subjects with their face ids\n"
         "  delete NAME     a collection with its subjects and faces\n"
         "  export NAME FILE [--force]  write a collection to FILE (docs/gallery.md format);\n"
-        "                  a FILE that exists is replaced only with --force\n"
+        "                  a FILE that exists is replaced only with --force; Ctrl-C or\n"
+        "                  SIGTERM stops it, leaving no partial file (status 130, 143)\n"
         "  import FILE [--as NAME]  create a collection from an export file\n"
         "  delete-face COLLECTION FACE_ID\n"
         "  delete-subject COLLECTION SUBJECT\n"
@@ -460,8 +494,15 @@ int cli_gallery_main(int argc, char **argv)
         rc = gal_collection_delete(g, pos[0]);
         if (!rc) cli_print_json_line(json_pack("{s:s}", "deleted", pos[0]), 8);
     } else if (strcmp(sub, "export") == 0) {
-        rc = gal_export(g, pos[0], pos[1]);
+        int sig = 0;
+        rc = export_interruptible(g, pos[0], pos[1], &sig);
         if (!rc) cli_print_json_line(json_pack("{s:s,s:s}", "exported", pos[0], "file", pos[1]), 8);
+        if (rc && sig) {
+            fprintf(stderr, "vultus gallery export: interrupted (%s); %s not written\n",
+                    sig == SIGINT ? "SIGINT" : "SIGTERM", pos[1]);
+            gal_close(g);
+            return 128 + sig; /* as the shell reports a process the signal ended */
+        }
     } else if (strcmp(sub, "import") == 0) {
         /* Without --as the collection is named in the file; report the one that was not there
          * before. Not "the newest": an import keeps the exported collection's created_ms. */

@@ -26,6 +26,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,7 +74,15 @@ struct writer {
     uint64_t subjects, faces;           /* written */
     uint64_t subjects_want, faces_want; /* announced in the header */
     uint32_t dim;
+    const volatile sig_atomic_t *stop; /* NULL, or nonzero once the caller wants no more */
 };
+
+/* A stop asked for (gal_export_stoppable): the scan ends at this record, the file is removed. */
+static int stopped(const struct writer *w)
+{
+    if (!w->stop || !*w->stop) return 0;
+    return base_error_set(BASE_ERR_IO, "%s: export interrupted; nothing written", w->path);
+}
 
 static void put(struct writer *w, const void *p, size_t n)
 {
@@ -136,6 +145,8 @@ static int export_begin(void *ctx, const struct gal_collection_info *info, uint6
 static int export_subject(void *ctx, const struct gal_subject_info *s)
 {
     struct writer *w = ctx;
+    int rc = stopped(w);
+    if (rc) return rc;
     put_u8(w, 'S');
     put_str(w, s->id);
     put_str(w, s->metadata);
@@ -147,6 +158,8 @@ static int export_subject(void *ctx, const struct gal_subject_info *s)
 static int export_face(void *ctx, const struct gal_face_record *f)
 {
     struct writer *w = ctx;
+    int rc = stopped(w);
+    if (rc) return rc;
     put_u8(w, 'F');
     put_str(w, f->subject_id);
     put_u64(w, (uint64_t)f->created_ms);
@@ -181,6 +194,17 @@ static void sync_directory(const char *path)
 
 int gal_export(struct gal *g, const char *collection, const char *path)
 {
+    return gal_export_stoppable(g, collection, path, NULL);
+}
+
+/*
+ * The temporary file is removed on every way out but success: an error, and a stop (the CLI's
+ * Ctrl-C or SIGTERM) checked at every record and again after the last write, before the
+ * rename: the fsync of a large file can take long, and a stop during it must not publish it.
+ */
+int gal_export_stoppable(struct gal *g, const char *collection, const char *path,
+                         const volatile sig_atomic_t *stop)
+{
     int rc = gal_check_collection_name(collection);
     if (rc) return rc;
     if (!path || !*path) return base_error_set(BASE_ERR_INVALID, "export path is empty");
@@ -198,7 +222,7 @@ int gal_export(struct gal *g, const char *collection, const char *path)
         free(tmp);
         return rc;
     }
-    struct writer w = {.f = fdopen(fd, "wb"), .path = path};
+    struct writer w = {.f = fdopen(fd, "wb"), .path = path, .stop = stop};
     if (!w.f) {
         rc = base_error_set(BASE_ERR_IO, "%s: %s", tmp, strerror(errno));
         close(fd);
@@ -229,6 +253,7 @@ int gal_export(struct gal *g, const char *collection, const char *path)
         rc = base_error_set(BASE_ERR_IO, "%s: cannot write: %s", tmp, strerror(errno));
         goto fail;
     }
+    if ((rc = stopped(&w))) goto fail;
     if (rename(tmp, path) != 0) {
         rc = base_error_set(BASE_ERR_IO, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
         goto fail;

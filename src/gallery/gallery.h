@@ -40,6 +40,7 @@
 #define VULTUS_GALLERY_H
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -336,6 +337,13 @@ int gal_index_stats(struct gal *g, const char *collection, struct gal_index_stat
  * not at all (written beside, fsync'ed, then renamed).
  */
 int gal_export(struct gal *g, const char *collection, const char *path);
+/*
+ * gal_export that gives up, removing its temporary file, once *stop is nonzero (set by a
+ * signal handler: `vultus gallery export` on Ctrl-C or SIGTERM); checked at every record and
+ * before the rename. Returns BASE_ERR_IO ("export interrupted") then; path is untouched.
+ */
+int gal_export_stoppable(struct gal *g, const char *collection, const char *path,
+                         const volatile sig_atomic_t *stop);
 /*
  * Creates a collection from an export file, named `as_name` or, when NULL, as in the file.
  * The whole file is verified (magic, version, limits, checksum) before anything is written,

@@ -675,6 +675,140 @@ static void test_gallery_export_keeps_an_existing_file(void **state)
     tc_rm_rf(data);
 }
 
+/*
+ * A collection "big" of `faces` faces (one subject, a 4 KB stand-in thumbnail each: an
+ * export of ~80 MB at 20000) in the store under data, through the library: enrolling that
+ * many photos through the CLI would take minutes.
+ */
+static void make_big_collection(const char *data, size_t faces)
+{
+    run_result r = RUN("gallery", "create", "big", "--data", data);
+    assert_int_equal(r.status, 0);
+    run_free(&r);
+    char db[400];
+    snprintf(db, sizeof db, "%s/vultus.db", data);
+    struct gal_options opts = {.durability = GAL_DURABLE_PROCESS, .store_only = 1};
+    struct gal *g = NULL;
+    assert_int_equal(gal_open(db, &opts, &g), 0);
+    struct gal_collection_info info;
+    assert_int_equal(gal_collection_get(g, "big", &info), 0);
+    assert_int_equal(gal_subject_add(g, "big", "s", NULL), 0);
+    enum { BATCH = 1000, THUMB = 4096 };
+    static uint8_t thumb[THUMB] = {0xff, 0xd8, 0xff};
+    float *emb = malloc((size_t)BATCH * info.dim * sizeof(float));
+    struct gal_face_input *in = calloc(BATCH, sizeof *in);
+    int64_t *ids = calloc(BATCH, sizeof *ids);
+    assert_true(emb && in && ids);
+    uint32_t seed = 1;
+    for (size_t done = 0; done < faces; done += BATCH) {
+        size_t n = faces - done < BATCH ? faces - done : BATCH;
+        for (size_t i = 0; i < n; i++) {
+            for (uint32_t d = 0; d < info.dim; d++) {
+                seed = seed * 1664525u + 1013904223u;
+                emb[i * info.dim + d] = (float)(seed >> 8) / 16777216.0f - 0.5f;
+            }
+            in[i] = (struct gal_face_input){.subject_id = "s",
+                                            .model_id = info.model_id,
+                                            .dim = info.dim,
+                                            .embedding = emb + i * info.dim,
+                                            .box = {0, 0, 100, 100},
+                                            .quality = 0.9f,
+                                            .thumbnail = thumb,
+                                            .thumbnail_len = THUMB};
+        }
+        assert_int_equal(gal_faces_add(g, "big", in, n, ids), 0);
+    }
+    free(ids);
+    free(in);
+    free(emb);
+    gal_close(g);
+}
+
+/* The names in folder dir that start with prefix, into names (cap): returns the count. */
+static int names_starting(const char *dir, const char *prefix, char names[][256], int cap)
+{
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));)
+        if (!strncmp(e->d_name, prefix, strlen(prefix))) {
+            if (n < cap) snprintf(names[n], 256, "%s", e->d_name);
+            n++;
+        }
+    closedir(d);
+    return n;
+}
+
+/*
+ * Ctrl-C or SIGTERM during `gallery export FILE`: the export stops, its temporary file is
+ * removed and FILE is not written; status 130 (143). Defect: the signal's default action
+ * ended the process with FILE.tmp.XXXXXX, half-written, left beside FILE. The signal is sent
+ * while the temporary file exists: the export is stopped (SIGSTOP) as soon as it appears, so
+ * the signal cannot come after the rename by chance; an export that finished before it was
+ * caught (a slow poller) is tried again.
+ */
+static void test_gallery_export_interrupted_leaves_nothing(void **state)
+{
+    (void)state;
+    char data[300], out_dir[300], file[400];
+    fresh_data(data, "export-interrupted");
+    tmp_path(out_dir, "export-interrupted-out");
+    tc_rm_rf(out_dir);
+    assert_int_equal(mkdir(out_dir, 0700), 0);
+    snprintf(file, sizeof file, "%s/big.vgal", out_dir);
+    make_big_collection(data, 20000);
+    static const int sigs[] = {SIGINT, SIGTERM};
+    for (int k = 0; k < 2; k++) {
+        int caught = 0;
+        for (int attempt = 0; attempt < 5 && !caught; attempt++) {
+            unlink(file);
+            pid_t pid = spawn_env(
+                NULL, NULL,
+                (const char *const[]){"gallery", "export", "big", file, "--data", data, NULL});
+            char names[4][256];
+            for (double t0 = tc_now_ms(); tc_now_ms() - t0 < run_limit_ms;) {
+                if (names_starting(out_dir, "big.vgal.tmp.", names, 4) > 0) {
+                    kill(pid, SIGSTOP);
+                    /* still there once stopped: the signal comes before the rename */
+                    caught = names_starting(out_dir, "big.vgal.tmp.", names, 4) > 0;
+                    break;
+                }
+                siginfo_t info = {0}; /* ended (left for run_wait to reap) */
+                if (waitid(P_PID, (id_t)pid, &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+                    info.si_pid)
+                    break;
+            }
+            if (caught) kill(pid, sigs[k]);
+            kill(pid, SIGCONT);
+            run_result r = run_wait(pid);
+            if (caught) {
+                int left = names_starting(out_dir, "big.vgal", names, 4);
+                if (r.status != 128 + sigs[k] || left != 0 || !strstr(r.err, "interrupted"))
+                    fail_msg("export after %s: status %d (want %d), %d file(s) left (first "
+                             "'%s'), stderr '%.300s'",
+                             strsignal(sigs[k]), r.status, 128 + sigs[k], left,
+                             left ? names[0] : "", r.err);
+                assert_string_equal(r.out, "");
+            } else {
+                assert_int_equal(r.status, 0); /* finished before it was caught */
+            }
+            run_free(&r);
+        }
+        if (!caught) fail_msg("the export's temporary file was never seen in 5 exports");
+    }
+    /* Uninterrupted, the same export completes (the signal handlers cost nothing). */
+    unlink(file);
+    run_result r = RUN("gallery", "export", "big", file, "--data", data);
+    assert_int_equal(r.status, 0);
+    run_free(&r);
+    r = RUN("gallery", "import", file, "--as", "copy", "--data", data);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "\"faces\":20000"));
+    run_free(&r);
+    tc_rm_rf(out_dir);
+    tc_rm_rf(data);
+}
+
 /* `gallery set-threshold C T` changes a collection's threshold from the command line. Defect:
  * only the HTTP API (PATCH) could; the CLI had no way after `create`. */
 static void test_gallery_set_threshold(void **state)
@@ -1901,6 +2035,7 @@ int main(void)
         cmocka_unit_test(test_unwritable_stdout_fails),
         cmocka_unit_test(test_gallery_names_and_missing),
         cmocka_unit_test(test_gallery_export_keeps_an_existing_file),
+        cmocka_unit_test(test_gallery_export_interrupted_leaves_nothing),
         cmocka_unit_test(test_gallery_set_threshold),
         cmocka_unit_test(test_negative_numbers_are_numbers),
         cmocka_unit_test(test_gallery_not_found_names_the_collection),
