@@ -391,11 +391,15 @@ int gal_lock_until(pthread_mutex_t *m, uint64_t deadline_ns);
 int gal_pg_wait_ms(int timeout_ms, uint64_t deadline_ns);
 /* Waits for the answer to what was just sent on `pg` (sent: the PQsend* call's return), at
  * most timeout_ms (0: no limit); past it the connection is closed (CONNECTION_BAD) and
- * *timed_out set, with a warning naming `kind` and `shown` (the store's kind and its redacted
- * location). Returns what PQexec would: the last result or the first error (the caller
+ * *timed_out set to timeout_ms (else 0), with a warning naming `kind` and `shown` (the store's
+ * kind and its redacted location). Returns what PQexec would: the last result or the first error (the caller
  * PQclear()s it); NULL when nothing could be sent or no answer came. */
 struct pg_result *gal_pg_wait(struct pg_conn *pg, int sent, int timeout_ms, const char *kind,
                               const char *shown, int *timed_out);
+/* "no answer within W ms" into buf (cap bytes), returned: W = waited_ms, the wait that ended
+ * without an answer, and when that was less than the store's limit_ms (VULTUS_STORE_TIMEOUT_MS:
+ * cut short by the call's deadline) ", what was left of the call's L ms limit". */
+const char *gal_pg_no_answer(char *buf, size_t cap, int waited_ms, int limit_ms);
 /* On a connection just made or reset (non-blocking): the server's own limits for the session,
  * derived from timeout_ms (statement_timeout and idle_in_transaction_session_timeout, unless
  * the URL, the role, the database or the server's configuration set them), so that a session

@@ -125,6 +125,7 @@ int gal_pg_wait_ms(int timeout_ms, uint64_t deadline_ns)
 struct pg_result *gal_pg_wait(struct pg_conn *pg, int sent, int timeout_ms, const char *kind,
                               const char *shown, int *timed_out)
 {
+    /* *timed_out: the limit that ended the wait, for the caller's message (gal_pg_no_answer) */
     *timed_out = 0;
     if (!sent) return NULL;
     uint64_t deadline = timeout_ms ? base_now_ns() + (uint64_t)timeout_ms * 1000000u : 0;
@@ -135,7 +136,7 @@ struct pg_result *gal_pg_wait(struct pg_conn *pg, int sent, int timeout_ms, cons
         if (deadline) {
             uint64_t now = base_now_ns();
             if (now >= deadline) {
-                *timed_out = 1;
+                *timed_out = timeout_ms;
                 LOG_WARN("%s %s: no answer within %d ms, closing the connection", kind, shown,
                          timeout_ms);
                 shutdown(PQsocket(pg), SHUT_RDWR);
@@ -159,6 +160,22 @@ struct pg_result *gal_pg_wait(struct pg_conn *pg, int sent, int timeout_ms, cons
         }
     }
     return last;
+}
+
+/*
+ * A wait cut short by the call's deadline is not the limit: a reconnection's session set-up
+ * that got 300 ms, all that was left of a call's 2000 ms, was reported as "no answer within
+ * 2000 ms", which sent whoever read it looking for a 2-second stall that never happened. So
+ * the message says what was waited and, when that was less, of which limit.
+ */
+const char *gal_pg_no_answer(char *buf, size_t cap, int waited_ms, int limit_ms)
+{
+    if (limit_ms <= 0 || waited_ms >= limit_ms)
+        snprintf(buf, cap, "no answer within %d ms", limit_ms > 0 ? limit_ms : waited_ms);
+    else
+        snprintf(buf, cap, "no answer within %d ms, what was left of the call's %d ms limit",
+                 waited_ms > 0 ? waited_ms : 1, limit_ms);
+    return buf;
 }
 
 /*

@@ -303,15 +303,18 @@ void gal_location_redact(const char *location, char *out, size_t cap)
 /* ---- errors ---------------------------------------------------------------------------- */
 
 /* Describes a failed result (or, with res NULL, the connection's error) as a BASE_ERR_*. */
-static _Thread_local int timed_out; /* the last statement of this thread got no answer */
+/* The last statement of this thread got no answer: the ms it waited (gal_pg_wait), else 0. */
+static _Thread_local int timed_out;
 
 static int pg_error(struct pg_store *s, PGconn *pg, const PGresult *res, const char *what)
 {
+    char waited[96];
     if (timed_out)
         return base_error_set(BASE_ERR_IO,
-                              "gallery store %s: %s: no answer within %d ms (the database is "
-                              "unreachable or overloaded; VULTUS_STORE_TIMEOUT_MS)",
-                              s->shown, what, s->timeout_ms);
+                              "gallery store %s: %s: %s (the database is unreachable or "
+                              "overloaded; VULTUS_STORE_TIMEOUT_MS)",
+                              s->shown, what,
+                              gal_pg_no_answer(waited, sizeof waited, timed_out, s->timeout_ms));
     const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
     const char *msg = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
     char text[400];
@@ -527,15 +530,19 @@ static int conn_connect(struct pg_store *s, struct conn *c)
      * until the call's deadline. */
     if (c->pg) PQfinish(c->pg);
     int late = 0;
+    uint64_t t0 = base_now_ns();
     c->pg = gal_pg_connect_until(s->url, "5", gal_store_deadline_ns, &late);
     if (!c->pg) return base_error_set(BASE_ERR_NOMEM, "cannot allocate a store connection");
     if (late) {
         PQfinish(c->pg); /* abandoned half-way: no state of it is worth keeping */
         c->pg = NULL;
-        return base_error_set(BASE_ERR_IO,
-                              "gallery store %s: cannot connect: no answer within %d ms "
-                              "(VULTUS_STORE_TIMEOUT_MS)",
-                              s->shown, s->timeout_ms);
+        char waited[96];
+        return base_error_set(BASE_ERR_IO, "gallery store %s: cannot connect: %s "
+                                           "(VULTUS_STORE_TIMEOUT_MS)",
+                              s->shown,
+                              gal_pg_no_answer(waited, sizeof waited,
+                                               (int)((base_now_ns() - t0) / 1000000u),
+                                               s->timeout_ms));
     }
     if (PQstatus(c->pg) != CONNECTION_OK) return pg_error(s, c->pg, NULL, "cannot connect");
     PQsetNoticeProcessor(c->pg, notice, NULL);

@@ -135,7 +135,8 @@ static void pg_notice(void *arg, const char *message)
     LOG_DEBUG("api keys store: %s", message);
 }
 
-static _Thread_local int pg_timed_out; /* the last statement of this thread got no answer */
+/* The last statement of this thread got no answer: the ms it waited (gal_pg_wait), else 0. */
+static _Thread_local int pg_timed_out;
 
 /*
  * Waits for the answer to what was just sent on ks->pg, at most ks->pg_timeout_ms and at most
@@ -156,11 +157,14 @@ static PGresult *pg_wait(http_keystore *ks, int sent)
 
 static int pg_error(http_keystore *ks, const PGresult *r, const char *what)
 {
-    if (pg_timed_out)
-        return base_error_set(BASE_ERR_IO,
-                              "api keys store %s: %s: no answer within %d ms (the database is "
-                              "unreachable or overloaded; VULTUS_STORE_TIMEOUT_MS)",
-                              ks->shown, what, ks->pg_timeout_ms);
+    char waited[96];
+    if (pg_timed_out) /* the ms waited (gal_pg_wait) */
+        return base_error_set(
+            BASE_ERR_IO,
+            "api keys store %s: %s: %s (the database is unreachable or overloaded; "
+            "VULTUS_STORE_TIMEOUT_MS)",
+            ks->shown, what,
+            gal_pg_no_answer(waited, sizeof waited, pg_timed_out, ks->pg_timeout_ms));
     char msg[300];
     snprintf(msg, sizeof msg, "%s", r ? PQresultErrorMessage(r) : PQerrorMessage(ks->pg));
     msg[strcspn(msg, "\n")] = '\0';
@@ -196,6 +200,7 @@ static int pg_reconnect(http_keystore *ks)
     int rc = gal_pg_outage_probe(&ks->outage, &probe);
     if (rc) return rc;
     int late = 0;
+    uint64_t t0 = base_now_ns();
     PGconn *pg = gal_pg_connect_until(ks->url, "2", ks->deadline_ns, &late);
     if (!pg) {
         gal_pg_outage_probed(&ks->outage, probe, 0);
@@ -203,10 +208,13 @@ static int pg_reconnect(http_keystore *ks)
     }
     PQfinish(ks->pg); /* the lost one; the new one, even failed, stands in for it */
     ks->pg = pg;
+    char waited[96];
     rc = late ? base_error_set(BASE_ERR_IO,
-                               "api keys store %s: cannot connect: no answer within %d ms "
-                               "(VULTUS_STORE_TIMEOUT_MS)",
-                               ks->shown, ks->pg_timeout_ms)
+                               "api keys store %s: cannot connect: %s (VULTUS_STORE_TIMEOUT_MS)",
+                               ks->shown,
+                               gal_pg_no_answer(waited, sizeof waited,
+                                                (int)((base_now_ns() - t0) / 1000000u),
+                                                ks->pg_timeout_ms))
               : pg_session(ks);
     gal_pg_outage_probed(&ks->outage, probe, rc == 0);
     return rc;

@@ -661,7 +661,8 @@ static void open_via_proxy(struct fixture *f, tc_pg_proxy *proxy, int limit_ms,
  * the writer's connection is lost to a statement without an answer, then the proxy lets new
  * connections authenticate and holds their queries; a call with RECONNECT_LEFT_MS of its limit
  * left must fail well before the limit (the bound: half of it), and the store works again once
- * the database answers.
+ * the database answers. Its message says what was waited, of which limit: it said "no answer
+ * within 2000 ms" after a wait of 300.
  */
 #define RECONNECT_LIMIT_MS 2000
 #define RECONNECT_LEFT_MS 300
@@ -695,6 +696,16 @@ static void test_pg_reconnect_within_deadline(void **state)
     if (ms >= RECONNECT_LIMIT_MS / 2)
         fail_msg("the call waited %.0f ms for the session's set-up with %d ms of its limit left",
                  ms, RECONNECT_LEFT_MS);
+    /* "no answer within W ms, what was left of the call's 2000 ms limit", W at most what the
+     * call had left */
+    const char *msg = base_error_message();
+    char limit_text[64];
+    snprintf(limit_text, sizeof limit_text, "of the call's %d ms limit", RECONNECT_LIMIT_MS);
+    const char *within = strstr(msg, "no answer within ");
+    int waited = within ? atoi(within + strlen("no answer within ")) : -1;
+    if (!strstr(msg, limit_text) || waited < 1 || waited > RECONNECT_LEFT_MS)
+        fail_msg("the message does not say the %d ms waited of the call's %d ms: %s",
+                 RECONNECT_LEFT_MS, RECONNECT_LIMIT_MS, msg);
 
     t0 = tc_now_ms();
     while ((rc = st->ops->subject_add(st, coll.id, "after", "{}", 0, &seq)) == BASE_ERR_IO &&
