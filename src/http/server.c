@@ -23,6 +23,7 @@
 #include "http/internal.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <netdb.h>
@@ -1288,11 +1289,12 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 
 /* A loader failed: logged, and the first failure's message is what `serve` exits with (the
  * main loop watches load_failed). */
-static void load_fail(http_server *s, int rc, const char *what, const char *where)
+static void load_fail(http_server *s, int rc, const char *what, const char *where,
+                      const char *reason)
 {
     log_event(BASE_LOG_ERROR, what,
-              json_pack("{s:s,s:s,s:s}", "from", where, "error", base_strerror(rc), "detail",
-                        base_error_message()));
+              json_pack("{s:s,s:s,s:s}", "from", where, "error", reason ? reason : base_strerror(rc),
+                        "detail", base_error_message()));
     if (atomic_exchange(&s->load_error_taken, 1)) return;
     const char *detail = base_error_message();
     if (strstr(detail, where)) /* the detail names the store or the folder already */
@@ -1312,6 +1314,27 @@ static void load_done(http_server *s)
                         "workers", s->n_workers, "embedder", s->embedder_id));
 }
 
+/*
+ * The "error" of a models folder that cannot be used: what the system says of it (no such
+ * file or directory, not a directory, permission denied) into buf, or NULL when the folder is
+ * fine and a model in it is at fault. face_models_load reports the folder as BASE_ERR_IO, so
+ * the field read "input/output error", which sent people looking at disks rather than at the
+ * missing volume or its mode; the detail field had the reason, the field that alerts match on
+ * did not.
+ */
+static const char *models_folder_reason(const char *dir, char *buf, size_t cap)
+{
+    struct stat st;
+    int e = stat(dir, &st) != 0              ? errno
+            : !S_ISDIR(st.st_mode)           ? ENOTDIR
+            : access(dir, R_OK | X_OK) != 0 ? errno
+                                             : 0;
+    if (!e) return NULL;
+    snprintf(buf, cap, "%s", strerror(e));
+    buf[0] = (char)tolower((unsigned char)buf[0]); /* as base_strerror's texts */
+    return buf;
+}
+
 static void *load_models(void *arg)
 {
     http_server *s = arg;
@@ -1321,7 +1344,9 @@ static void *load_models(void *arg)
     for (int i = 0; !rc && i < s->n_workers; i++)
         rc = face_context_create(s->models, s->cfg.batch_max, &s->workers[i].face);
     if (rc) {
-        load_fail(s, rc, "cannot load the models", s->cfg.models_dir);
+        char reason[128];
+        load_fail(s, rc, "cannot load the models", s->cfg.models_dir,
+                  models_folder_reason(s->cfg.models_dir, reason, sizeof reason));
     } else {
         atomic_store(&s->models_loaded, 1);
         log_event(BASE_LOG_INFO, "models loaded",
@@ -1349,7 +1374,7 @@ static void *load_store(void *arg)
     int rc = gal_open(s->db_path, &gallery_options, &s->gal);
     if (!rc) rc = http_keystore_open(s->db_path, &s->keys);
     if (rc) {
-        load_fail(s, rc, "cannot open the store", shown);
+        load_fail(s, rc, "cannot open the store", shown, NULL);
         atomic_fetch_sub(&s->loaders_running, 1);
         return NULL;
     }

@@ -16,7 +16,8 @@
  *   - --workers 0 (the default) counts the CPUs the process may run on (its CPU set, lowered
  *     to what a cgroup CPU quota allows), not the machine's;
  *   - a models folder that does not exist is one error line that names it and says what to
- *     do, not three;
+ *     do, not three, and its "error" field is the reason (not found, not a directory,
+ *     permission denied), not "input/output error";
  *   - Kubernetes' probes and Prometheus' scrapes (/healthz, /readyz, /metrics answered 2xx) are
  *     logged at debug, so that they do not bury the requests that matter; a /readyz 503 stays
  *     at info.
@@ -102,34 +103,67 @@ static void test_listen_failures_name_their_cause(void **state)
         print_message("running as root: the privileged-port case is not checked\n");
 }
 
-/* A models folder that is not there (a pod without its model volume, a checkout before `make
- * models`): exit 1 with one error line naming the folder and what to do. It used to be three
- * lines of one cause (the face model loader's, the server's, serve's), none saying what to do.
- * Needs no model pack. */
-static void test_missing_models_one_line(void **state)
+/*
+ * `vultus serve --models MODELS`: exit 1 and its one error line (into text), whose "error"
+ * field must read `reason`. Needs no model pack.
+ */
+static void expect_models_failure(const char *models, const char *reason, char *text, size_t cap)
 {
-    (void)state;
     char dir[256];
     assert_int_equal(tc_temp_dir(dir), 0);
     static char log[16384];
-    const char *args[] = {
-        "serve", "--listen", "127.0.0.1:0", "--data", dir, "--models", "/nonexistent/vultus-models",
-        NULL};
+    const char *args[] = {"serve", "--listen", "127.0.0.1:0", "--data", dir, "--models", models,
+                          NULL};
     int rc = tc_run_vultus_fd(2, log, sizeof log, args);
     tc_rm_rf(dir);
     int errors = count_lines(log, "\"level\":\"error\"");
-    print_message("--models /nonexistent/vultus-models: exit %d, %d error line(s):\n%s", rc, errors,
-                  log);
+    print_message("--models %s: exit %d, %d error line(s):\n%s", models, rc, errors, log);
     assert_int_equal(rc, 1);
     if (errors != 1) fail_msg("%d error lines for one missing folder (expected 1)", errors);
     const char *line = strstr(log, "\"level\":\"error\"");
+    while (line > log && line[-1] != '\n') /* from the line's start: a JSON object */
+        line--;
     const char *end = strchr(line, '\n');
+    snprintf(text, cap, "%.*s", end ? (int)(end - line) : (int)strlen(line), line);
+    json_t *o = json_loads(text, 0, NULL);
+    const char *error = json_string_value(json_object_get(o, "error"));
+    if (!error || strcmp(error, reason) != 0)
+        fail_msg("--models %s: \"error\" is '%s', not '%s': %s", models, error ? error : "(none)",
+                 reason, text);
+    json_decref(o);
+}
+
+/* A models folder that is not there (a pod without its model volume, a checkout before `make
+ * models`): exit 1 with one error line naming the folder and what to do. It used to be three
+ * lines of one cause (the face model loader's, the server's, serve's), none saying what to do;
+ * then one whose "error" field read "input/output error" for each of these causes. Needs no
+ * model pack. */
+static void test_missing_models_one_line(void **state)
+{
+    (void)state;
     char text[2048];
-    snprintf(text, sizeof text, "%.*s", end ? (int)(end - line) : (int)strlen(line), line);
+    expect_models_failure("/nonexistent/vultus-models", "no such file or directory", text,
+                          sizeof text);
     static const char *const says[] = {"/nonexistent/vultus-models", "No such file or directory",
                                        "make models", "tools/fetch-models", "--models"};
     for (size_t i = 0; i < sizeof says / sizeof *says; i++)
         if (!strstr(text, says[i])) fail_msg("the error line does not say '%s': %s", says[i], text);
+    /* a file where the folder should be (a volume mounted as a file, a typo naming a model) */
+    char dir[256], path[300];
+    assert_int_equal(tc_temp_dir(dir), 0);
+    snprintf(path, sizeof path, "%s/models.json", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fclose(f);
+    expect_models_failure(path, "not a directory", text, sizeof text);
+    /* a folder this user may not read (a volume owned by another uid): root reads it anyway */
+    snprintf(path, sizeof path, "%s/models", dir);
+    assert_int_equal(mkdir(path, 0), 0);
+    if (geteuid() != 0)
+        expect_models_failure(path, "permission denied", text, sizeof text);
+    else
+        print_message("running as root: the unreadable-folder case is not checked\n");
+    tc_rm_rf(dir);
 }
 
 /* The value of the unlabelled sample `name` in a /metrics body; -1 when absent. */
