@@ -25,7 +25,8 @@ const http_option http_options[] = {
     {"workers", "VULTUS_WORKERS", "0",
      "inference worker threads; 0: one per CPU this process may run on (its CPU set: in a "
      "container without one, every CPU of the node), fewer under a cgroup CPU quota "
-     "(a CPU limit of 1.5: 2)"},
+     "(a CPU limit of 1.5: 2); counted once, at start: a changed CPU set or quota (as "
+     "Kubernetes' in-place resize makes) takes a restart"},
     {"queue", "VULTUS_QUEUE", "64", "requests that may wait for a worker; more get 503"},
     {"deadline-ms", "VULTUS_DEADLINE_MS", "5000",
      "how long a request may wait to start (header X-Request-Deadline-Ms overrides)"},

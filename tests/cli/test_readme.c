@@ -447,6 +447,26 @@ static void test_error_codes_match_openapi(void **state)
 
 /* "has a libFuzzer target (11, `make fuzz`)": the count is the number of tests/fuzz/fuzz_*.c,
  * and docs/fuzzing.md's table of targets has a row for each. */
+/* --workers 0 counts the CPUs once, at start (the workers and their contexts are made then):
+ * `serve --help` and README say so, and that a changed quota (Kubernetes' in-place resize)
+ * takes a restart. Neither did; an operator who resized a pod in place saw no change. */
+static void test_workers_counted_at_start(void **state)
+{
+    (void)state;
+    char *help = squeeze(help_text);
+    assert_non_null(help);
+    const char *workers = strstr(help, "--workers");
+    if (!workers || !strstr(workers, "counted once, at start") ||
+        strstr(workers, "counted once, at start") > strstr(workers, "--queue") ||
+        !strstr(workers, "takes a restart"))
+        fail_msg("serve --help's --workers does not say the CPUs are counted once, at start: "
+                 "%.400s",
+                 workers ? workers : help);
+    if (!strstr(readme, "count is made once, at start") || !strstr(readme, "in-place pod resize"))
+        fail_msg("README does not say --workers 0 counts the CPUs once, at start");
+    free(help);
+}
+
 static void test_fuzz_target_count(void **state)
 {
     (void)state;
@@ -484,6 +504,7 @@ int main(void)
         cmocka_unit_test(test_readme_variables_exist),
         cmocka_unit_test(test_routes_match_openapi),
         cmocka_unit_test(test_error_codes_match_openapi),
+        cmocka_unit_test(test_workers_counted_at_start),
         cmocka_unit_test(test_fuzz_target_count),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
