@@ -11,7 +11,9 @@
  *     and resume the connection;
  *   - the two loaders (once, at start-up, in parallel, after the port opens): the models and
  *     the workers' contexts; the store (gallery read into memory, API keys);
- *   - the main thread: waits for signals, closes slow connections, reloads API keys, drains.
+ *   - the main thread: waits for signals, closes slow connections, reloads API keys, drains;
+ *   - the lingering-close thread (linger.c): reads and discards what clients still send on
+ *     connections answered before their bodies were read, then closes them.
  */
 #ifndef VULTUS_HTTP_INTERNAL_H
 #define VULTUS_HTTP_INTERNAL_H
@@ -280,6 +282,7 @@ typedef struct http_conn {
     _Atomic uint64_t window_ns; /* when the connection started waiting for a request */
     _Atomic int busy;           /* a whole request was received: not the reaper's business */
     int closed_by_reaper;
+    int linger; /* answered before its request's body was read: close it lingering (linger.c) */
 } http_conn;
 
 struct http_request {
@@ -356,10 +359,22 @@ struct http_worker {
     face_batch_slice *slices;      /* batch_max entries: the same, for face_analyze_finish */
 };
 
+/* ---- lingering close (linger.c) -------------------------------------------------------- */
+
+/* A connection answered before its request's body was read is closed only after the client
+ * has stopped sending (bounded in time and bytes), so the answer is not lost to a reset. */
+typedef struct http_linger http_linger;
+int http_linger_start(http_linger **out);
+/* Takes over fd (a duplicate of the connection's socket): half-closes it, discards what comes,
+ * closes it. */
+void http_linger_add(http_linger *l, int fd);
+void http_linger_stop(http_linger *l);
+
 struct http_server {
     http_config cfg;
     char db_path[HTTP_PATH_MAX + 16];
     struct MHD_Daemon *daemon;
+    http_linger *linger;
     int port;
     int listen_fd;
 

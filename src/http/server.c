@@ -25,6 +25,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <netdb.h>
 #include <signal.h>
@@ -298,6 +299,11 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
          * down under conn_lock) never touches a descriptor that was closed and reused. */
         http_conn *hc = *socket_context;
         if (!hc) return;
+        if (hc->linger && !hc->closed_by_reaper && hc->fd >= 0) {
+            /* libmicrohttpd closes its descriptor next; the socket lives on in the copy. */
+            int copy = fcntl(hc->fd, F_DUPFD_CLOEXEC, 0);
+            if (copy >= 0) http_linger_add(s->linger, copy);
+        }
         pthread_mutex_lock(&s->conn_lock);
         if (hc->prev)
             hc->prev->next = hc->next;
@@ -826,6 +832,18 @@ static int refuse_framing(http_request *r, struct MHD_Connection *conn)
     return 1;
 }
 
+/* Whether the request has a body to come: a Content-Length other than 0, or chunked. */
+static int announces_body(struct MHD_Connection *conn)
+{
+    const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+    const char *te = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Transfer-Encoding");
+    if (te) return 1;
+    if (!cl) return 0;
+    while (*cl == ' ' || *cl == '\t' || *cl == '0')
+        cl++;
+    return *cl >= '1' && *cl <= '9';
+}
+
 /* The 503 of a /v1 request before the server is ready: what is still loading. */
 static void respond_loading(http_server *s, http_request *r)
 {
@@ -1139,6 +1157,9 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
     if (!r->conn) {
         if (on_headers(s, r, conn, method)) {
             if (r->hc) atomic_store(&r->hc->busy, 1);
+            /* Answered from the headers: libmicrohttpd closes the connection with the body
+             * unread, so it closes lingering (linger.c). */
+            if (r->hc && announces_body(conn)) r->hc->linger = 1;
             atomic_store(&r->state, HTTP_REQ_DONE);
             return send_response(r);
         }
@@ -1548,6 +1569,8 @@ int http_server_create(const http_config *config, http_server **out)
         s->workers[i].thread_started = 1;
     }
 
+    if ((rc = http_linger_start(&s->linger))) goto fail;
+
     struct sockaddr_storage addr;
     socklen_t addr_len = 0;
     if ((rc = parse_listen(s->cfg.listen, &addr, &addr_len))) goto fail;
@@ -1885,6 +1908,7 @@ void http_server_destroy(http_server *s)
     if (s->store_loader_started) pthread_join(s->store_loader, NULL);
     if (s->model_loader_started) pthread_join(s->model_loader, NULL);
     if (s->daemon) MHD_stop_daemon(s->daemon);
+    http_linger_stop(s->linger); /* after the daemon: nothing hands it a socket any more */
     if (s->listen_fd >= 0) close(s->listen_fd);
     pthread_mutex_lock(&s->qlock);
     s->stop = 1;

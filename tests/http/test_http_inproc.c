@@ -1,8 +1,8 @@
 /*
  * The server in this process, for ThreadSanitizer (`make tsan`): concurrent clients on
  * loopback through the event loop, the queue, the workers (suspend/resume hand-offs), the
- * gallery, the key reload and /metrics, then SIGTERM and a drain, all in one process so TSan
- * sees every thread. Skips when models/ is absent.
+ * gallery, the key reload, /metrics and the lingering close, then SIGTERM and a drain, all in
+ * one process so TSan sees every thread. Skips when models/ is absent.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -37,10 +37,10 @@ typedef struct client {
 static void *client_main(void *arg)
 {
     client *c = arg;
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < 5; i++) {
         tc_response r;
         int ok;
-        switch ((c->index + i) % 4) {
+        switch ((c->index + i) % 5) {
         case 0:
             ok = tc_request(c->port, "POST", "/v1/detect", "Content-Type: image/jpeg\r\n", c->jpeg,
                             c->len, &r) == 0 &&
@@ -56,6 +56,12 @@ static void *client_main(void *arg)
         case 2:
             ok = tc_get(c->port, "/v1/collections", NULL, &r) == 0 &&
                  (r.status == 200 || r.status == 503);
+            break;
+        case 3:
+            /* Answered from its head, body unread: closed lingering (linger.c's thread). */
+            ok = tc_request(c->port, "POST", "/v1/no-such-route", "Content-Type: image/jpeg\r\n",
+                            c->jpeg, c->len, &r) == 0 &&
+                 r.status == 404;
             break;
         default: ok = tc_get(c->port, "/metrics", NULL, &r) == 0 && r.status == 200; break;
         }

@@ -1355,6 +1355,74 @@ static void *slow_main(void *arg)
     return NULL;
 }
 
+/* Sends a request's head and then its whole body, as a client (or a proxy forwarding an
+ * upload) that does not read before it has sent; returns the bytes of the body sent before a
+ * send failed (all of them when none did), then reads the answer. */
+static size_t upload_then_read(int port, const char *path, size_t body_len, tc_response *r)
+{
+    memset(r, 0, sizeof *r);
+    int fd = tc_connect(port);
+    assert_true(fd >= 0);
+    char head[256];
+    int n = snprintf(head, sizeof head,
+                     "POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
+                     "Content-Length: %zu\r\n\r\n",
+                     path, body_len);
+    assert_true(n > 0 && (size_t)n < sizeof head);
+    assert_int_equal(tc_send_all(fd, head, (size_t)n), 0);
+    static char chunk[1 << 16];
+    memset(chunk, 0xff, sizeof chunk);
+    size_t sent = 0;
+    while (sent < body_len) {
+        size_t k = body_len - sent < sizeof chunk ? body_len - sent : sizeof chunk;
+        if (tc_send_all(fd, chunk, k) != 0) break;
+        sent += k;
+    }
+    tc_read_response(fd, r, 10000);
+    close(fd);
+    return sent;
+}
+
+/*
+ * A request answered from its head (413 from Content-Length, 404, 401, ...) while its body is
+ * still coming: the client gets to send the rest and read the answer. Closing at once, with
+ * the body unread, reset the connection: the client's next send failed (EPIPE), and nginx in
+ * front answered 502 with its own page for 11-12 of 20 such uploads instead of the 413.
+ */
+static void test_answer_before_body_not_reset(void **state)
+{
+    (void)state;
+    int port = shared.port;
+    tc_response r;
+    const size_t mib = 1u << 20;
+
+    size_t sent = upload_then_read(port, "/v1/detect", 12 * mib, &r);
+    if (sent != 12 * mib)
+        fail_msg("413 from Content-Length: the connection was reset after %zu of %zu body bytes",
+                 sent, 12 * mib);
+    expect_error(&r, 413, "body_too_large");
+    tc_response_free(&r);
+
+    sent = upload_then_read(port, "/v1/no-such-route", 8 * mib, &r);
+    if (sent != 8 * mib)
+        fail_msg("404: the connection was reset after %zu of %zu body bytes", sent, 8 * mib);
+    expect_error(&r, 404, "not_found");
+    tc_response_free(&r);
+
+    /* Bounded: past 64 MiB the server stops reading and closes. */
+    sent = upload_then_read(port, "/v1/detect", 200 * mib, &r);
+    if (sent == 200 * mib) fail_msg("200 MiB over the limit were all read and discarded");
+    print_message("413 and 404 after the whole body was sent (12 and 8 MiB); a 200 MiB body "
+                  "cut after %.1f MiB\n",
+                  (double)sent / (double)mib);
+    tc_response_free(&r);
+
+    /* The server goes on serving. */
+    assert_int_equal(tc_get(port, "/healthz", NULL, &r), 0);
+    assert_int_equal(r.status, 200);
+    tc_response_free(&r);
+}
+
 static void test_slow_client(void **state)
 {
     (void)state;
@@ -2090,6 +2158,7 @@ int main(void)
         cmocka_unit_test(test_precheck_skips_pipeline),
         cmocka_unit_test(test_request_errors),
         cmocka_unit_test(test_bad_request_corpus),
+        cmocka_unit_test(test_answer_before_body_not_reset),
         cmocka_unit_test(test_slow_client),
         cmocka_unit_test(test_busy_clients_not_reaped),
         cmocka_unit_test(test_open_without_keys),
