@@ -1005,6 +1005,25 @@ async function enrolPatiently(collection, subject, f, li) {
   }
 }
 
+// One person per photo (a registration desk's folder of badge photos): each file's name
+// without its extension is the subject, so B-0042.jpg enrols B-0042.
+function perFileBatch() {
+  return $('#batch-per-file').checked;
+}
+
+function batchSubject(form, f) {
+  return perFileBatch() ? f.name.replace(/\.[^.]*$/, '').trim() : form.subject.value.trim();
+}
+
+function updateBatchMode() {
+  const input = $('#batch-form').subject;
+  const perFile = perFileBatch();
+  // The field is not asked for when the files name the people: required, it blocked the form.
+  input.disabled = perFile;
+  input.required = !perFile;
+  $('#batch-subject').hidden = perFile;
+}
+
 function chooseBatch(files) {
   const all = [...files];
   batchFiles = all.filter(isImageFile).sort((a, b) => (a.webkitRelativePath || a.name).localeCompare(b.webkitRelativePath || b.name));
@@ -1022,7 +1041,8 @@ async function submitBatch(e) {
   e.preventDefault();
   const form = e.target;
   const collection = form.collection.value.trim();
-  const subject = form.subject.value.trim();
+  const perFile = perFileBatch();
+  const subject = perFile ? '' : form.subject.value.trim();
   const files = batchFiles;
   if (!files.length) return;
   const btn = $('#batch-submit');
@@ -1045,12 +1065,13 @@ async function submitBatch(e) {
     const worker = async () => {
       while (next < files.length) {
         const f = files[next++];
+        const who = batchSubject(form, f);
         const li = h('li', {}, h('span', { class: 'file', text: f.webkitRelativePath || f.name }));
         log.append(li);
         try {
-          const r = await enrolPatiently(collection, subject, f, li);
+          const r = await enrolPatiently(collection, who, f, li);
           li.className = 'ok';
-          li.append(h('span', { class: 'muted', text: `face #${r.face_id}` }));
+          li.append(h('span', { class: 'muted', text: perFile ? `${r.subject}, face #${r.face_id}` : `face #${r.face_id}` }));
           left.delete(f);
           ok++;
         } catch (err) {
@@ -1069,7 +1090,7 @@ async function submitBatch(e) {
       }
     };
     await Promise.all([worker(), worker()]);
-    summary.textContent = `Enrolled ${ok} of ${files.length} photo${files.length === 1 ? '' : 's'} for ${subject} in ${collection}.`
+    summary.textContent = `Enrolled ${ok} of ${files.length} photo${files.length === 1 ? '' : 's'}${perFile ? ', one person each,' : ` for ${subject}`} in ${collection}.`
       + (unfit ? ` ${unfit} cannot be enrolled as ${unfit === 1 ? 'it is' : 'they are'} (see why in the list).` : '');
     subjectsFor = '';
     refreshCollections();
@@ -1095,6 +1116,8 @@ function setupEnrol() {
   $('#batch-form').addEventListener('submit', submitBatch);
   $('#batch-files').addEventListener('change', (e) => chooseBatch(e.target.files));
   $('#batch-folder').addEventListener('change', (e) => chooseBatch(e.target.files));
+  for (const r of $('#batch-form').querySelectorAll('input[name="batch-mode"]')) r.addEventListener('change', updateBatchMode);
+  updateBatchMode();
   for (const name of ['collection', 'subject']) $('#enrol-form')[name].addEventListener('input', updateEnrolButton);
   for (const f of ['#enrol-form', '#batch-form']) {
     const input = $(f).collection;

