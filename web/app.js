@@ -1164,6 +1164,7 @@ async function runSearch(blob, name) {
       : 'There is no collection to search yet: enrol someone first (Enrol tab).';
     p.error(collectionsError || new ApiError(0, 'no_collection', 'choose a collection first'));
     out.replaceChildren(h('h2', { text: 'Matches' }), h('p', { class: 'unknown', text: why }));
+    showCheckin('bad', 'Not checked', [], why);
     return;
   }
   rememberCollection(collection);
@@ -1207,8 +1208,12 @@ async function runSearch(blob, name) {
     });
     out.replaceChildren(h('h2', { text: `${faces.length} face${faces.length === 1 ? '' : 's'} in “${collection}”` }),
       h('p', { class: 'muted', text: `Threshold ${fmt.num(data.threshold)}: a similarity at or above it is a match.` }), ...cards);
+    checkinVerdict(faces, collection, W);
   } catch (e) {
     if (job.stale()) return;
+    // No face in the snapshot is the person at the door to ask, not a fault of the service.
+    if (e.code === 'no_face') checkinVerdict([], collection, 1);
+    else showCheckin('bad', 'Not checked', [], `${plainWords(e).title} ${door.stream ? 'Press Space to try again.' : 'Try again.'}`);
     p.overlay.replaceChildren();
     p.error(e);
     out.replaceChildren(h('h2', { text: 'Matches' }), h('p', { class: 'muted', text: 'Nothing to show: see the message under the picture.' }));
@@ -1218,7 +1223,108 @@ async function runSearch(blob, name) {
   }
 }
 
+// The answer at a check-in door, in words a volunteer reads at arm's length: who was
+// recognised (with their metadata: a badge number), who was not, and what to do next.
+// kind: ok (everyone recognised), warn (someone not, or no face), bad (no answer).
+function showCheckin(kind, headline, lines, next) {
+  const el = $('#checkin');
+  el.className = `checkin ${kind}`.trim();
+  el.replaceChildren(h('div', { class: 'headline', text: headline }), ...lines);
+  if (next) el.append(h('div', { class: 'next', text: next }));
+  el.hidden = false;
+}
+
+function metadataText(meta) {
+  if (meta === null || meta === undefined) return '';
+  if (typeof meta !== 'object' || Array.isArray(meta)) return JSON.stringify(meta);
+  return Object.entries(meta).map(([k, v]) => `${k}: ${typeof v === 'string' ? v : JSON.stringify(v)}`).join(' · ');
+}
+
+function checkinVerdict(faces, collection, W) {
+  const again = door.stream ? 'press Space for another snapshot' : 'take another photo';
+  if (!faces.length) {
+    showCheckin('warn', 'No face seen', [], `Ask them to face the camera in good light, then ${again}.`);
+    return;
+  }
+  const known = faces.filter((f) => f.decision === 'match' && f.identity != null);
+  const unknown = faces.length - known.length;
+  // A face a tenth of the picture wide or less is too far away to be recognised well.
+  const small = faces.some((f) => f.decision !== 'match' && f.box.width < W / 10);
+  const lines = known.map((f) => {
+    const meta = metadataText(f.identity_metadata);
+    return h('div', { class: 'line' }, `✓ ${f.identity}`, meta ? h('small', { text: ` · ${meta}` }) : null);
+  });
+  if (unknown) lines.push(h('div', { class: 'line', text: `✕ ${unknown === 1 ? '1 face' : `${unknown} faces`} not recognised` }));
+  let headline;
+  if (faces.length === 1) headline = known.length ? `Checked in: ${known[0].identity}` : 'Not recognised';
+  else if (!unknown) headline = `Checked in: all ${faces.length}`;
+  else headline = known.length ? `${known.length} checked in, ${unknown} not recognised` : `None of the ${faces.length} recognised`;
+  // One person recognised needs no second line with the same name.
+  if (faces.length === 1 && known.length) lines.shift();
+  const meta = faces.length === 1 && known.length ? metadataText(known[0].identity_metadata) : '';
+  if (meta) lines.unshift(h('div', { class: 'line', text: meta }));
+  const next = !unknown ? '' : small
+    ? `A face is small in the picture: ask them to step closer, then ${again}.`
+    : `Not enrolled in “${collection}”, or a poor photo: ${again}, else send them to the registration desk.`;
+  showCheckin(unknown ? 'warn' : 'ok', headline, lines, next);
+}
+
+// The check-in camera: a live preview on the Search tab, and one key (Space or Enter) or one
+// tap per arrival takes the snapshot and searches it. The camera dialog of the other tabs
+// took two clicks and started the camera afresh for every person.
+const door = { stream: null };
+
+async function startDoor() {
+  if (!navigator.mediaDevices?.getUserMedia) {
+    notify('The camera needs this page on https or localhost, in a browser that allows camera access.', { info: true });
+    return;
+  }
+  try {
+    door.stream = await navigator.mediaDevices.getUserMedia({ video: { width: { ideal: 1280 } }, audio: false });
+  } catch (e) {
+    notify(`The camera could not be opened (${e.name}). Check that the browser may use it.`, { info: true });
+    return;
+  }
+  $('#door-video').srcObject = door.stream;
+  $('#door').hidden = false;
+  $('#door-start').hidden = true;
+  $('#door-snap').focus();
+}
+
+function stopDoor() {
+  if (!door.stream) return;
+  for (const t of door.stream.getTracks()) t.stop();
+  door.stream = null;
+  $('#door-video').srcObject = null;
+  $('#door').hidden = true;
+  $('#door-start').hidden = false;
+}
+
+function doorSnap() {
+  const video = $('#door-video');
+  if (!door.stream || !video.videoWidth) return;
+  const c = h('canvas', { width: video.videoWidth, height: video.videoHeight });
+  c.getContext('2d').drawImage(video, 0, 0);
+  c.toBlob((b) => b && pickers.search.set(b, 'check-in camera.jpg'), 'image/jpeg', 0.92);
+}
+
+function setupDoor() {
+  $('#door-start').addEventListener('click', startDoor);
+  $('#door-stop').addEventListener('click', () => { stopDoor(); $('#door-start').focus(); });
+  $('#door-snap').addEventListener('click', doorSnap);
+  // Space or Enter anywhere on the tab takes the next snapshot; a focused control keeps its
+  // own keys (a button its click, a select its list), and a held key takes one snapshot.
+  document.addEventListener('keydown', (e) => {
+    if (activeTab !== 'search' || !door.stream || e.repeat || (e.key !== ' ' && e.key !== 'Enter')) return;
+    if (e.target.closest?.('input, select, textarea, button, a, dialog, [contenteditable]')) return;
+    e.preventDefault();
+    doorSnap();
+  });
+  tabListeners.push((t) => { if (t !== 'search') stopDoor(); });
+}
+
 function setupSearch() {
+  setupDoor();
   makePicker($('[data-picker="search"]'), { onImage: runSearch });
   const sel = $('#search-collection');
   collectionListeners.push((list) => {

@@ -130,6 +130,96 @@ async function main() {
     assert(patched.status === 200, `metadata set (${patched.status})`);
   });
 
+  // Found at the door: a camera arrival took "Camera", then "Take snapshot" in a dialog that
+  // started the camera afresh each time, and the answer was a small list beside the photo.
+  await step('check-in: the live camera checks an arrival in with one key, the answer large', async () => {
+    await page.click('#tab-search');
+    await page.locator('#search-collection').selectOption('door');
+    await page.click('#door-start');
+    await page.waitForFunction(() => document.querySelector('#door-video').videoWidth > 0);
+    // Nothing focused: Space on the page takes the snapshot, one search per key.
+    await page.evaluate(() => document.activeElement?.blur());
+    let searches = 0;
+    const count = (r) => { if (r.url().includes('/v1/collections/door/search')) searches++; };
+    page.on('request', count);
+    const answered = page.waitForResponse((r) => r.url().includes('/v1/collections/door/search'));
+    await page.keyboard.press('Space');
+    const body = await (await answered).json();
+    assert(body.faces.length === 1 && body.faces[0].identity === arriving.badge, `the service recognised ${arriving.badge} (${JSON.stringify(body.faces.map((f) => f.identity))})`);
+    const verdict = page.locator('#checkin.ok');
+    await verdict.filter({ hasText: `Checked in: ${arriving.badge}` }).waitFor();
+    const text = await verdict.innerText();
+    assert(text.includes(arriving.name.replace(/_/g, ' ')), `the badge's metadata is shown (${text})`);
+    assert(!/null|undefined/.test(text), `no stray null in the answer (${text})`);
+    const size = await page.locator('#checkin .headline').evaluate((e) => parseFloat(getComputedStyle(e).fontSize));
+    assert(size >= 28, `the answer is large enough to read at arm's length (${size} px)`);
+    // The next arrival: Enter does the same, and on the focused button, Enter is its click.
+    await page.keyboard.press('Enter');
+    await page.focus('#door-snap');
+    await page.keyboard.press('Enter');
+    await page.waitForTimeout(1500);
+    page.off('request', count);
+    assert(searches === 3, `one search per key (${searches} for 3 keys)`);
+    await verdict.filter({ hasText: `Checked in: ${arriving.badge}` }).waitFor();
+    await shot('c2-checkin-camera');
+  });
+
+  await step('check-in: a group, a stranger and a photo without a face each get an answer', async () => {
+    await page.click('#door-stop');
+    const input = page.locator('[data-picker="search"] input[type=file]').first();
+    const ask = async (file) => {
+      const answered = page.waitForResponse((r) => r.url().includes('/v1/collections/door/search'));
+      await input.setInputFiles(file);
+      return (await answered).json();
+    };
+    const group = existsSync(join(FIXTURES, 'group-t1.jpg')) ? join(FIXTURES, 'group-t1.jpg') : 'models/samples/sample5.jpg';
+    let r = await ask(group);
+    assert(r.faces.length >= 2, `the group photo has several faces (${r.faces.length})`);
+    const unknown = r.faces.filter((f) => f.decision !== 'match').length;
+    let v = await page.locator('#checkin').innerText();
+    assert(v.includes(unknown === r.faces.length ? `None of the ${r.faces.length} recognised` : `${unknown} not recognised`), `the group's answer counts the faces (${v})`);
+    await shot('c4-checkin-group');
+    const stranger = existsSync(LFW) ? people.length : -1;
+    if (stranger >= 0) {
+      const name = readdirSync(LFW).sort().filter((n) => !people.some((p) => p.name === n)).at(-1);
+      const file = join(LFW, name, readdirSync(join(LFW, name)).sort()[0]);
+      r = await ask(file);
+      assert(r.faces.length === 1 && r.faces[0].decision !== 'match', `${name} is not recognised (${r.faces[0]?.identity})`);
+      await page.locator('#checkin.warn').filter({ hasText: 'Not recognised' }).waitFor();
+      v = await page.locator('#checkin').innerText();
+      assert(v.includes('registration desk'), `the answer says what to do next (${v})`);
+    }
+    const blank = existsSync(join(FIXTURES, 'noface-white.png')) ? join(FIXTURES, 'noface-white.png') : null;
+    if (blank) {
+      // The service answers 422 no_face: a person to ask to face the camera, not an error.
+      r = await ask(blank);
+      assert(r.error?.code === 'no_face', `no face in the blank picture (${JSON.stringify(r)})`);
+      await page.locator('#checkin.warn').filter({ hasText: 'No face seen' }).waitFor();
+    }
+  });
+
+  await step('check-in: on a phone (390x844) the answer is on screen after one tap, nothing wider', async () => {
+    const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true, permissions: ['camera'] });
+    const p = await phone.newPage();
+    p.on('pageerror', (e) => pageErrors.push(String(e)));
+    await p.goto(`${base}/#search`);
+    await p.waitForSelector('html[data-ready="true"]');
+    await p.locator('#search-collection').selectOption('door');
+    await p.locator('#door-start').tap();
+    await p.waitForFunction(() => document.querySelector('#door-video').videoWidth > 0);
+    await p.locator('#door-snap').tap();
+    const verdict = p.locator('#checkin.ok').filter({ hasText: `Checked in: ${arriving.badge}` });
+    await verdict.waitFor();
+    const box = await verdict.boundingBox();
+    assert(box.y >= 0 && box.y + box.height <= 844, `the answer is on the screen without scrolling (${Math.round(box.y)}..${Math.round(box.y + box.height)} px)`);
+    const snap = await p.locator('#door-snap').boundingBox();
+    assert(snap.y + snap.height <= 844, 'the check-in button too');
+    const width = await p.evaluate(() => document.documentElement.scrollWidth);
+    assert(width <= 390, `the page fits the screen (${width} px wide)`);
+    await shot('c5-checkin-phone', p);
+    await phone.close();
+  });
+
   await step('check-in: no script errors', async () => {
     assert(pageErrors.length === 0, `page errors: ${pageErrors.join(' | ')}`);
   });
