@@ -87,6 +87,7 @@ async function api(method, path, { json, form, raw, signal, idempotencyKey } = {
   let res, text;
   try {
     res = await fetch(path, { method, headers, body, cache: 'no-store', signal });
+    serviceAnswered();
     if (raw && res.ok) return res;
     // The service may go away in the middle of its answer, too.
     text = await res.text();
@@ -110,6 +111,12 @@ async function api(method, path, { json, form, raw, signal, idempotencyKey } = {
     throw new ApiError(res.status, code, message, ra ? Number(ra) : 0, Boolean(key));
   }
   return data;
+}
+
+// The service answered: "could not be reached" notices are stale now (it restarted, the
+// Wi-Fi came back), and left in the corner they told a volunteer it was still away.
+function serviceAnswered() {
+  for (const n of document.querySelectorAll('#notices .notice[data-code="network"]')) n.remove();
 }
 
 const enc = encodeURIComponent;
@@ -1170,6 +1177,8 @@ async function runSearch(blob, name) {
   rememberCollection(collection);
   const job = newJob(p);
   p.busy(true);
+  // Said at once: on a slow network the last person's answer must not stand for this one's.
+  showCheckin('', 'Checking…', [], '');
   const form = new FormData();
   form.append('image', blob, name);
   try {

@@ -164,6 +164,37 @@ async function main() {
     await shot('c2-checkin-camera');
   });
 
+  // Found on a slow network and restarting the service mid-event: while the next search was
+  // on its way the answer still named the last person, and the corner's "could not be
+  // reached" stayed up after the service was back.
+  await step('check-in: a slow network and the service restarting mid-event; Space tries again', async () => {
+    let release;
+    const gate = new Promise((r) => { release = r; });
+    await page.route('**/v1/collections/door/search**', async (r) => { await gate; await r.continue(); });
+    await page.evaluate(() => document.activeElement?.blur());
+    await page.keyboard.press('Space');
+    const pending = page.locator('#checkin', { hasText: 'Checking' });
+    await pending.waitFor();
+    assert(!(await pending.innerText()).includes(arriving.badge), 'the last answer is not shown for the next person');
+    release();
+    await page.locator('#checkin.ok').filter({ hasText: `Checked in: ${arriving.badge}` }).waitFor();
+    await page.unroute('**/v1/collections/door/search**');
+    await stopVultus(server);
+    await page.keyboard.press('Space');
+    const bad = page.locator('#checkin.bad');
+    await bad.waitFor();
+    const text = await bad.innerText();
+    assert(text.includes('could not be reached') && text.includes('Press Space'), `the answer says what happened and what to do (${text})`);
+    assert(!text.includes(arriving.badge), `the last person's name is gone (${text})`);
+    await shot('c3-checkin-unreachable');
+    ({ server, log: serverLog } = await startVultus(BINARY, dataDir, ['--listen', `127.0.0.1:${port}`]));
+    await waitReady(base, server);
+    await page.keyboard.press('Space');
+    await page.locator('#checkin.ok').filter({ hasText: `Checked in: ${arriving.badge}` }).waitFor();
+    const stale = await page.locator('#notices .notice[data-code="network"]').count();
+    assert(stale === 0, `no "could not be reached" notice once the service answers again (${stale})`);
+  });
+
   await step('check-in: a group, a stranger and a photo without a face each get an answer', async () => {
     await page.click('#door-stop');
     const input = page.locator('[data-picker="search"] input[type=file]').first();
