@@ -1264,10 +1264,12 @@ function checkinVerdict(faces, collection, W) {
     return h('div', { class: 'line' }, `✓ ${f.identity}`, meta ? h('small', { text: ` · ${meta}` }) : null);
   });
   if (unknown) lines.push(h('div', { class: 'line', text: `✕ ${unknown === 1 ? '1 face' : `${unknown} faces`} not recognised` }));
+  // "Checked in" at the door only: a photo searched from a file is not somebody arriving.
+  const done = door.stream ? 'checked in' : 'recognised';
   let headline;
-  if (faces.length === 1) headline = known.length ? `Checked in: ${known[0].identity}` : 'Not recognised';
-  else if (!unknown) headline = `Checked in: all ${faces.length}`;
-  else headline = known.length ? `${known.length} checked in, ${unknown} not recognised` : `None of the ${faces.length} recognised`;
+  if (faces.length === 1) headline = known.length ? `${door.stream ? 'Checked in' : 'Recognised'}: ${known[0].identity}` : 'Not recognised';
+  else if (!unknown) headline = `All ${faces.length} ${done}`;
+  else headline = known.length ? `${known.length} ${done}, ${unknown} not recognised` : `None of the ${faces.length} recognised`;
   // One person recognised needs no second line with the same name.
   if (faces.length === 1 && known.length) lines.shift();
   const meta = faces.length === 1 && known.length ? metadataText(known[0].identity_metadata) : '';

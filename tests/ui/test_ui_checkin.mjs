@@ -210,6 +210,11 @@ async function main() {
     let v = await page.locator('#checkin').innerText();
     assert(v.includes(unknown === r.faces.length ? `None of the ${r.faces.length} recognised` : `${unknown} not recognised`), `the group's answer counts the faces (${v})`);
     await shot('c4-checkin-group');
+    // An enrolled person's photo from a file (no camera): recognised, not "checked in".
+    r = await ask(arriving.arrival);
+    assert(r.faces[0]?.identity === arriving.badge, `${arriving.badge} recognised from a file (${r.faces[0]?.identity})`);
+    v = await page.locator('#checkin.ok').innerText();
+    assert(v.includes(`Recognised: ${arriving.badge}`) && !v.includes('Checked in'), `a file search says recognised, not checked in (${v})`);
     const stranger = existsSync(LFW) ? people.length : -1;
     if (stranger >= 0) {
       const name = readdirSync(LFW).sort().filter((n) => !people.some((p) => p.name === n)).at(-1);
