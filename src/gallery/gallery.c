@@ -440,6 +440,8 @@ static int apply_change(struct gal *g, const struct gal_change *ch)
         rc = g->store->ops->collection_get(g->store, NULL, ch->collection_id, &now);
         if (rc == BASE_ERR_NOT_FOUND) return 0; /* deleted since: its deletion follows */
         if (rc) return rc;
+        /* gal_options.only_collection: another collection stays out of memory */
+        if (g->only_collection[0] && strcmp(now.info.name, g->only_collection) != 0) return 0;
         if (c && c->info.dtype == now.info.dtype) {
             pthread_rwlock_wrlock(&g->collections_lock);
             c->info.threshold = now.info.threshold;
@@ -564,10 +566,25 @@ int gal_open(const char *path, const struct gal_options *options, struct gal **o
         *out = g;
         return 0;
     }
+    /* only_collection: its id, for a load of it alone (0: every collection). */
+    int64_t only_id = 0;
+    if (options && options->only_collection) {
+        const char *name = options->only_collection;
+        if ((rc = gal_check_collection_name(name))) goto fail;
+        snprintf(g->only_collection, sizeof g->only_collection, "%s", name);
+        struct gal_store_collection stored;
+        rc = g->store->ops->collection_get(g->store, name, 0, &stored);
+        if (rc == BASE_ERR_NOT_FOUND)
+            rc = base_error_set(rc, "collection \"%s\" does not exist", name);
+        if (rc) goto fail;
+        only_id = stored.id;
+    }
     struct load_ctx l = {g, NULL, 0};
     struct gal_store_loader loader = {&l, load_collection_cb, load_face_cb};
     uint64_t loaded_seq = 0;
-    rc = g->store->ops->load(g->store, 0, &loader, &loaded_seq);
+    rc = g->store->ops->load(g->store, only_id, &loader, &loaded_seq);
+    if (rc == BASE_ERR_NOT_FOUND && only_id) /* deleted since the look-up */
+        rc = base_error_set(rc, "collection \"%s\" does not exist", g->only_collection);
     g->collections = l.loaded;
     g->applied_seq = loaded_seq;
     if (rc) goto fail;
@@ -577,9 +594,17 @@ int gal_open(const char *path, const struct gal_options *options, struct gal **o
     size_t n = 0;
     for (struct collection *c = g->collections; c; c = c->next)
         n++;
-    LOG_INFO("gallery %s: %zu collections, %llu faces loaded in %.0f ms (kernels %s, change %llu)",
-             shown, n, (unsigned long long)l.faces, (double)(base_now_ns() - start) / 1e6,
-             g->kernels->name, (unsigned long long)loaded_seq);
+    if (only_id)
+        LOG_DEBUG("gallery %s: collection %s alone, %llu faces in memory in %.0f ms (kernels %s, "
+                  "change %llu)",
+                  shown, g->only_collection, (unsigned long long)l.faces,
+                  (double)(base_now_ns() - start) / 1e6, g->kernels->name,
+                  (unsigned long long)loaded_seq);
+    else
+        LOG_INFO("gallery %s: %zu collections, %llu faces loaded in %.0f ms (kernels %s, change "
+                 "%llu)",
+                 shown, n, (unsigned long long)l.faces, (double)(base_now_ns() - start) / 1e6,
+                 g->kernels->name, (unsigned long long)loaded_seq);
     *out = g;
     return 0;
 fail:

@@ -116,6 +116,14 @@ struct gal_options {
      * internal.h), so it is meant for a short-lived tool, not a service.
      */
     int store_only;
+    /*
+     * Loads this one collection's faces alone (not with store_only): a full gallery whose
+     * other collections are as absent, and whose changes it does not follow. For a tool that
+     * searches one collection of a store that may hold many (`vultus enroll`'s check for
+     * other subjects the face matches), which would otherwise read every collection's faces.
+     * NULL: every collection.
+     */
+    const char *only_collection;
 };
 #define GAL_ANN_EF_SEARCH_DEFAULT 256u
 #define GAL_ANN_M_DEFAULT 32u

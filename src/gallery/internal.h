@@ -62,6 +62,7 @@ struct gal {
     _Atomic uint64_t applied_seq;
     struct gal_ann_config ann; /* every collection's HNSW settings (gal_options) */
     int store_only;            /* gal_options.store_only: no collection in memory, ever */
+    char only_collection[GAL_ID_MAX + 1]; /* gal_options.only_collection; "": every one */
     /*
      * store_only: the last collection looked up by name, its id and settings (not its
      * counts), so that a command's many calls on one collection (show lists each subject's
