@@ -675,7 +675,12 @@ struct enrol_args {
     int create_subject;
     char *meta;         /* compact JSON, or NULL; the caller's to free either way */
     double min_quality; /* a face below it is refused (422 low_quality), nothing stored */
+    int refuse_match;   /* on_match=refuse: a face matching another subject is refused (409) */
 };
+
+/* At most this many other subjects are named in an enrolment's also_matches: a client warns
+ * about the best one or few; the full ranking is what search is for. */
+#define ENROL_ALSO_MATCHES_MAX 3
 
 /* Enrolment's checks before the image, shared with its precheck: nonzero with the response
  * set when one fails. */
@@ -689,8 +694,80 @@ static int enrol_params(http_request *r, http_input *in, struct enrol_args *a)
     if (metadata_text(r, in, &a->meta)) return -1;
     if (http_input_float(r, in, "min_quality", FACE_MIN_QUALITY_DEFAULT, 0, 1, &a->min_quality))
         return -1;
+    char on_match[16];
+    rc = http_input_param(r, in, "on_match", on_match, sizeof on_match);
+    if (rc < 0) return -1;
+    a->refuse_match = rc > 0 && strcmp(on_match, "refuse") == 0;
+    if (rc > 0 && !a->refuse_match && strcmp(on_match, "store") != 0) {
+        http_respond_error(r, 422, "invalid_parameter",
+                           "on_match must be store (the default: store the face and name the "
+                           "other subjects it matches in also_matches) or refuse");
+        return -1;
+    }
     struct gal_collection_info info;
     return collection_for_embedding(r, r->caps[0], &info);
+}
+
+/*
+ * The subjects other than `subject` whose faces the new face matches (similarity at or above
+ * the collection's threshold), best first, at most ENROL_ALSO_MATCHES_MAX, into a new JSON
+ * array in *out. One search of the collection as it is now, k one more than shown so that the
+ * enrolled subject's own place in the ranking never hides another subject.
+ */
+static int other_subjects_matching(http_request *r, const char *collection, const char *subject,
+                                   const face_info *f, json_t **out, float *threshold)
+{
+    http_server *s = r->srv;
+    *out = NULL;
+    struct gal_search_request req = {
+        .model_id = f->embedding_model ? f->embedding_model : s->embedder_id,
+        .dim = (uint32_t)f->embedding_dim,
+        .embeddings = f->embedding,
+        .query_count = 1,
+        .k = ENROL_ALSO_MATCHES_MAX + 1,
+    };
+    struct gal_results *results = NULL;
+    uint64_t t0 = base_now_ns();
+    int rc = gal_search(s->gal, collection, &req, &results);
+    gallery_time(r, t0);
+    if (rc) return rc;
+    json_t *list = json_array();
+    *threshold = results->threshold;
+    const struct gal_query_result *q = &results->queries[0];
+    for (size_t i = 0; i < q->subject_count && json_array_size(list) < ENROL_ALSO_MATCHES_MAX;
+         i++) {
+        const struct gal_hit *h = &q->subjects[i];
+        if (h->decision != GAL_MATCH) break; /* best first: the rest are below it too */
+        if (strcmp(h->subject_id, subject) == 0) continue;
+        json_array_append_new(list,
+                              json_pack("{s:s,s:o,s:I}", "subject", h->subject_id, "similarity",
+                                        num(h->similarity), "face_id", (json_int_t)h->face_id));
+    }
+    gal_results_destroy(results);
+    *out = list;
+    return 0;
+}
+
+/* 409 matches_other_subject for on_match=refuse: the best other subject, its similarity and
+ * the threshold, and the two ways on. */
+static void respond_matches_other(http_request *r, const char *subject, json_t *also,
+                                  float threshold)
+{
+    json_t *best = json_array_get(also, 0);
+    const char *other = json_string_value(json_object_get(best, "subject"));
+    double similarity = json_number_value(json_object_get(best, "similarity"));
+    size_t more = json_array_size(also) - 1;
+    char others[64] = "";
+    if (more)
+        snprintf(others, sizeof others, " (and %zu other subject%s)", more, more > 1 ? "s" : "");
+    http_respond_error(r, 409, "matches_other_subject",
+                       "the face matches subject %s%s of collection %s with similarity %.3f (the "
+                       "collection's threshold is %.3g), so nothing was stored for %s "
+                       "(on_match=refuse): it may be one person enrolled twice. Check who the "
+                       "photo shows: if it is %s, enrol it for %s; if %s and %s are two people, "
+                       "send the request again without on_match=refuse to store it anyway",
+                       other, others, r->caps[0], similarity, (double)threshold, subject, other,
+                       other, subject, other);
 }
 
 /*
@@ -768,6 +845,7 @@ static void enrol(http_request *r, http_worker *w, http_input *in, const struct 
     uint8_t *thumb = NULL;
     size_t thumb_len = 0;
     img_image image = {0};
+    json_t *also = NULL;
     int rc;
     const uint8_t *data;
     size_t len;
@@ -789,6 +867,19 @@ static void enrol(http_request *r, http_worker *w, http_input *in, const struct 
      * float, as `vultus enroll --min-quality` compares, so both refuse the same faces. */
     if (quality < (float)a->min_quality) {
         respond_low_quality(r, f, quality, a->min_quality);
+        goto out;
+    }
+    /* Who else this face looks like, before anything is stored (so a refusal leaves no trace,
+     * and the face never matches itself). Against the collection as it is now: two concurrent
+     * enrolments of one face for two subjects can both pass (docs/gallery.md). */
+    float threshold = 0;
+    rc = other_subjects_matching(r, collection, subject, f, &also, &threshold);
+    if (rc) {
+        http_respond_base_error(r, rc, "collection");
+        goto out;
+    }
+    if (a->refuse_match && json_array_size(also) > 0) {
+        respond_matches_other(r, subject, also, threshold);
         goto out;
     }
     if (make_thumbnail(&image, f, &thumb, &thumb_len) != 0) {
@@ -844,12 +935,13 @@ static void enrol(http_request *r, http_worker *w, http_input *in, const struct 
     snprintf(r->location, sizeof r->location, "/v1/collections/%s/faces/%lld", collection,
              (long long)face_id);
     http_respond_json(r, 201,
-                      json_pack("{s:I,s:s,s:s,s:b,s:o,s:o,s:o,s:i,s:s}", "face_id",
+                      json_pack("{s:I,s:s,s:s,s:b,s:o,s:o,s:o,s:i,s:s,s:O}", "face_id",
                                 (json_int_t)face_id, "collection", collection, "subject", subject,
                                 "subject_created", created, "box", http_box_json(f), "score",
                                 num(f->score), "quality", num(fi.quality), "faces_in_image",
-                                res.n_faces, "image_hash", hash));
+                                res.n_faces, "image_hash", hash, "also_matches", also));
 out:
+    json_decref(also);
     img_free(&image);
     free(thumb);
     face_result_free(&res);
@@ -894,6 +986,9 @@ static void idem_scope(const http_request *r, const http_input *in, const struct
         const int n = snprintf(text, sizeof text, "min_quality=%.17g", a->min_quality);
         http_sha256_update(&h, text, (size_t)n + 1);
     }
+    /* on_match likewise only when it refuses: the same key with and without it are two
+     * requests, and the fingerprints of the default stay what they were. */
+    if (a->refuse_match) http_sha256_update(&h, "on_match=refuse", sizeof "on_match=refuse");
     http_sha256_update(&h, image, image_len);
     http_sha256_final(&h, fp);
     free(decoded);
