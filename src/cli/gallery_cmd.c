@@ -77,18 +77,14 @@ static int fail(const char *cmd, int rc)
     return CLI_EXIT_FAILURE;
 }
 
-/* Opens DATA/vultus.db; `create` makes the data folder when missing, else it must exist. A
- * PostgreSQL URL in place of DATA opens that database. `store_only` opens the store without
- * loading any collection's faces (gal_options.store_only): for commands that only read what
- * the store says of collections, which would otherwise pay for the whole gallery in time and
- * memory. */
-static int open_gallery(const char *cmd, const char *data_dir, int create, int store_only,
-                        struct gal **g)
+/* Opens DATA/vultus.db with `options`; `create` makes the data folder when missing, else it
+ * must exist. A PostgreSQL URL in place of DATA opens that database. */
+static int open_gallery_with(const char *cmd, const char *data_dir, int create,
+                             const struct gal_options *options, struct gal **g)
 {
-    const struct gal_options options = {.store_only = store_only};
     if (gal_location_is_url(data_dir)) {
         base_error_clear();
-        int rc = gal_open(data_dir, &options, g);
+        int rc = gal_open(data_dir, options, g);
         if (rc) fail(cmd, rc);
         return rc ? -1 : 0;
     }
@@ -110,12 +106,22 @@ static int open_gallery(const char *cmd, const char *data_dir, int create, int s
         return -1;
     }
     base_error_clear();
-    int rc = gal_open(path, &options, g);
+    int rc = gal_open(path, options, g);
     if (rc) {
         fail(cmd, rc);
         return -1;
     }
     return 0;
+}
+
+/* open_gallery_with; `store_only` opens the store without loading any collection's faces
+ * (gal_options.store_only): for commands that only read what the store says of collections,
+ * which would otherwise pay for the whole gallery in time and memory. */
+static int open_gallery(const char *cmd, const char *data_dir, int create, int store_only,
+                        struct gal **g)
+{
+    const struct gal_options options = {.store_only = store_only};
+    return open_gallery_with(cmd, data_dir, create, &options, g);
 }
 
 /* A number option's value: the whole text, not empty (strtof reads "" as 0 and stops at
@@ -579,14 +585,20 @@ static void enroll_usage(FILE *out)
             "not enrolled, which stderr says). Subjects are created when missing. An image\n"
             "the subject already has (the same file bytes, SHA-256) is skipped as\n"
             "already_enrolled, so running the same command again, or again after Ctrl-C,\n"
-            "enrols only what is missing. Prints a JSON line per image and a summary line;\n"
-            "progress on stderr. Ctrl-C (or SIGTERM) finishes the image in hand, prints the\n"
-            "summary (\"interrupted\":true) and exits 130 (143); a second one stops at once.\n"
+            "enrols only what is missing. A face that matches another subject of the\n"
+            "collection (at or above its threshold) is stored and its line names them in\n"
+            "also_matches; with --on-match refuse it is skipped as matches_other_subject.\n"
+            "This checks what the collection holds when the image is enrolled, not a\n"
+            "uniqueness rule: a concurrent enrolment elsewhere is not seen. Prints a JSON\n"
+            "line per image and a summary line; progress on stderr. Ctrl-C (or SIGTERM)\n"
+            "finishes the image in hand, prints the summary (\"interrupted\":true) and\n"
+            "exits 130 (143); a second one stops at once.\n"
             "Exit status 0 when no image failed (skipped ones included), 1 when one could not\n"
             "be read, analysed or stored, 2 for a usage error.\n"
             "\n"
             "options:\n"
             "  --min-quality Q  skip faces whose quality (0..1) is below Q (default %g)\n"
+            "  --on-match M     store (default) or refuse a face that matches another subject\n"
             "  --data DIR       data folder (default $VULTUS_DATA or data)\n"
             "  --store URL      a PostgreSQL store instead (default $VULTUS_STORE)\n"
             "  --models DIR     model folder (default models)\n",
@@ -807,6 +819,46 @@ static void progress(size_t done, size_t total, uint64_t t0, const char *label)
     fflush(stderr);
 }
 
+/* At most this many other subjects in a line's also_matches, as the HTTP route names. */
+#define ENROLL_ALSO_MATCHES_MAX 3
+
+/*
+ * The subjects other than `subject` that face `f` matches in the collection as it is now
+ * (similarity at or above its threshold), best first, into a new JSON array in *out: what
+ * POST /v1/collections/{c}/faces answers in also_matches. k is one more than shown, so the
+ * subject's own place in the ranking never hides another.
+ */
+static int enroll_other_matches(struct gal *g, const struct gal_collection_info *info,
+                                const char *subject, const face_info *f, json_t **out)
+{
+    *out = NULL;
+    const struct gal_search_request req = {
+        .model_id = f->embedding_model ? f->embedding_model : info->model_id,
+        .dim = (uint32_t)f->embedding_dim,
+        .embeddings = f->embedding,
+        .query_count = 1,
+        .k = ENROLL_ALSO_MATCHES_MAX + 1,
+    };
+    struct gal_results *results = NULL;
+    base_error_clear();
+    int rc = gal_search(g, info->name, &req, &results);
+    if (rc) return rc;
+    json_t *list = json_array();
+    const struct gal_query_result *q = &results->queries[0];
+    for (size_t i = 0; i < q->subject_count && json_array_size(list) < ENROLL_ALSO_MATCHES_MAX;
+         i++) {
+        const struct gal_hit *h = &q->subjects[i];
+        if (h->decision != GAL_MATCH) break; /* best first: the rest are below it too */
+        if (strcmp(h->subject_id, subject) == 0) continue;
+        json_array_append_new(list,
+                              json_pack("{s:s,s:o,s:I}", "subject", h->subject_id, "similarity",
+                                        num(h->similarity), "face_id", (json_int_t)h->face_id));
+    }
+    gal_results_destroy(results);
+    *out = list;
+    return 0;
+}
+
 /*
  * Ctrl-C (SIGINT) or SIGTERM during `enroll`: the image in hand is finished (its face stored or
  * not, never half), then the run stops with its summary and status 130, and the same command
@@ -830,12 +882,14 @@ int cli_enroll_main(int argc, char **argv)
         {"store", required_argument, NULL, 'D'},
         {"models", required_argument, NULL, 'm'},
         {"min-quality", required_argument, NULL, 'q'},
+        {"on-match", required_argument, NULL, 'o'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *collection = NULL, *subject = NULL, *dir = NULL, *models_dir = NULL;
     const char *data_dir = data_dir_default();
     float min_quality = (float)FACE_MIN_QUALITY_DEFAULT;
+    int refuse_match = 0; /* --on-match refuse */
     optind = 1;
     int c;
     while ((c = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
@@ -849,6 +903,13 @@ int cli_enroll_main(int argc, char **argv)
             if (parse_float(optarg, &min_quality) != 0 || !(min_quality >= 0 && min_quality <= 1)) {
                 fprintf(stderr, "vultus enroll: --min-quality %s: expected a number in [0, 1]\n",
                         optarg);
+                return CLI_EXIT_USAGE;
+            }
+            break;
+        case 'o':
+            refuse_match = strcmp(optarg, "refuse") == 0;
+            if (!refuse_match && strcmp(optarg, "store") != 0) {
+                fprintf(stderr, "vultus enroll: --on-match %s: expected store or refuse\n", optarg);
                 return CLI_EXIT_USAGE;
             }
             break;
@@ -911,10 +972,12 @@ int cli_enroll_main(int argc, char **argv)
         return fail("enroll", rc < 0 ? rc : BASE_ERR_NOMEM);
     }
 
-    /* Enrolling writes to the store and reads a subject's faces from it; no search, so no
-     * face is loaded into memory (store_only): a large gallery costs no start-up. */
+    /* Enrolling writes to the store, reads a subject's faces from it, and searches this one
+     * collection for other subjects each face matches: its faces alone are loaded into
+     * memory (only_collection), so the other collections of a large gallery cost nothing. */
     struct gal *g = NULL;
-    if (open_gallery("enroll", data_dir, 0, 1, &g) != 0) {
+    const struct gal_options gal_opts = {.only_collection = collection};
+    if (open_gallery_with("enroll", data_dir, 0, &gal_opts, &g) != 0) {
         list_free(&items);
         return CLI_EXIT_FAILURE;
     }
@@ -949,6 +1012,7 @@ int cli_enroll_main(int argc, char **argv)
     size_t done_items = 0;
     int tty = isatty(STDERR_FILENO);
     size_t enrolled = 0, several = 0, already = 0, no_face = 0, low_quality = 0, failed = 0;
+    size_t matched = 0, also_matching = 0; /* refused by --on-match refuse; stored anyway */
     known_hashes known = {0};
     json_t *failures = json_array();
     uint64_t t0 = base_now_ns();
@@ -964,6 +1028,7 @@ int cli_enroll_main(int argc, char **argv)
         char reason[512] = "";
         int64_t face_id = 0;
         float quality = 0;
+        json_t *also = NULL; /* the other subjects the face matches, once searched */
         base_error_clear();
         rc = cli_read_file(it->path, MAX_IMAGE_BYTES, &data, &len);
         if (rc) {
@@ -1015,6 +1080,23 @@ int cli_enroll_main(int argc, char **argv)
         if (f->embedding_dim <= 0) {
             status = "failed";
             snprintf(reason, sizeof reason, "no embedding computed");
+            goto done;
+        }
+        /* Before anything is stored, as the HTTP route does (api_gallery.c), so the face
+         * never matches itself and a refusal leaves no subject behind. */
+        rc = enroll_other_matches(g, &info, it->subject, f, &also);
+        if (rc) {
+            status = "failed";
+            snprintf(reason, sizeof reason, "search: %s: %s", base_strerror(rc),
+                     base_error_message());
+            goto done;
+        }
+        if (refuse_match && json_array_size(also) > 0) {
+            json_t *best = json_array_get(also, 0);
+            status = "matches_other_subject";
+            snprintf(reason, sizeof reason, "matches subject %s, similarity %.3f",
+                     json_string_value(json_object_get(best, "subject")),
+                     json_number_value(json_object_get(best, "similarity")));
             goto done;
         }
         if (f->aligned.data && img_encode_jpeg(&f->aligned, 85, &thumb, &thumb_len) != 0) {
@@ -1069,11 +1151,21 @@ int cli_enroll_main(int argc, char **argv)
             json_object_set_new(o, "quality", num(quality));
             json_object_set_new(o, "faces_in_image", json_integer(res.n_faces));
         }
+        if (also) json_object_set(o, "also_matches", also);
         if (*reason && strcmp(status, "enrolled") != 0)
             json_object_set_new(o, "reason", json_string(reason));
         cli_print_json_line(o, 8);
         if (strcmp(status, "enrolled") == 0) {
             enrolled++;
+            if (json_array_size(also) > 0) {
+                also_matching++;
+                /* stderr says it where the line would not: one is a fraud signal to some */
+                json_t *best = json_array_get(also, 0);
+                snprintf(reason + strlen(reason), sizeof reason - strlen(reason),
+                         "%salso matches subject %s, similarity %.3f", *reason ? "; " : "",
+                         json_string_value(json_object_get(best, "subject")),
+                         json_number_value(json_object_get(best, "similarity")));
+            }
         } else if (strcmp(status, "already_enrolled") == 0) {
             already++; /* done by an earlier run: neither a skip to look at nor a failure */
         } else {
@@ -1081,6 +1173,8 @@ int cli_enroll_main(int argc, char **argv)
                 no_face++;
             else if (strcmp(status, "low_quality") == 0)
                 low_quality++;
+            else if (strcmp(status, "matches_other_subject") == 0)
+                matched++;
             else
                 failed++;
             json_array_append_new(failures, json_pack("{s:s,s:s,s:s}", "image", it->path, "status",
@@ -1093,6 +1187,7 @@ int cli_enroll_main(int argc, char **argv)
                     it->path, status, *reason ? " (" : "", reason, *reason ? ")" : "");
         }
         if (have_res) face_result_free(&res);
+        json_decref(also);
         free(thumb);
         free(data);
     }
@@ -1113,11 +1208,11 @@ int cli_enroll_main(int argc, char **argv)
                 stopped == SIGINT ? "SIGINT" : "SIGTERM", done_items, items.n);
     }
     fprintf(stderr,
-            "vultus enroll: %zu enrolled (%zu the largest face of a photo with several), %zu "
-            "already enrolled, %zu skipped (no face %zu, low quality %zu), %zu failed, in %.1f "
-            "s\n",
-            enrolled, several, already, no_face + low_quality, no_face, low_quality, failed,
-            secs);
+            "vultus enroll: %zu enrolled (%zu the largest face of a photo with several, %zu "
+            "also matching another subject), %zu already enrolled, %zu skipped (no face %zu, "
+            "low quality %zu, matches another subject %zu), %zu failed, in %.1f s\n",
+            enrolled, several, also_matching, already, no_face + low_quality + matched, no_face,
+            low_quality, matched, failed, secs);
     for (size_t i = 0; i < json_array_size(failures); i++) {
         json_t *f = json_array_get(failures, i);
         fprintf(stderr, "  %s: %s: %s\n", json_string_value(json_object_get(f, "image")),
@@ -1125,10 +1220,12 @@ int cli_enroll_main(int argc, char **argv)
                 json_string_value(json_object_get(f, "reason")));
     }
     json_t *summary = json_pack(
-        "{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:o,s:o}", "collection", collection, "enrolled",
+        "{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:o,s:o}", "collection", collection, "enrolled",
         (json_int_t)enrolled, "enrolled_largest_of_several", (json_int_t)several,
-        "already_enrolled", (json_int_t)already, "skipped_no_face", (json_int_t)no_face, "skipped_low_quality", (json_int_t)low_quality,
-        "failed", (json_int_t)failed, "seconds", num(secs), "not_enrolled", failures);
+        "enrolled_also_matching", (json_int_t)also_matching, "already_enrolled",
+        (json_int_t)already, "skipped_no_face", (json_int_t)no_face, "skipped_low_quality",
+        (json_int_t)low_quality, "skipped_matches_other_subject", (json_int_t)matched, "failed",
+        (json_int_t)failed, "seconds", num(secs), "not_enrolled", failures);
     if (stopped) {
         json_object_set_new(summary, "interrupted", json_true());
         json_object_set_new(summary, "not_started", json_integer((json_int_t)(items.n - done_items)));
