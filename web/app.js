@@ -943,9 +943,14 @@ async function submitEnrol(e) {
     if (anyway && !enrol.attempt.anyway) enrol.attempt = { ...enrol.attempt, key: newIdempotencyKey(), anyway: true };
     const r = await enrolOne(collection, subject, enrol.attempt.blob, p.name, enrol.attempt.key, anyway ? 0 : undefined);
     enrol.done = what;
+    // The face matches other subjects too: one person under two names (registered twice, or
+    // a fraud signal). Stored all the same; said beside the result so the desk can check.
+    const others = (r.also_matches || []).map((m) => `subject ${m.subject}, similarity ${Number(m.similarity).toFixed(2)}`);
     out.replaceChildren(thumbImg(collection, r.face_id, `${r.subject}'s enrolled face`),
       h('div', {}, h('b', { text: `Enrolled as ${r.subject}` }),
-        h('div', { class: 'muted', text: `in ${r.collection}, face #${r.face_id}${r.subject_created ? ' (a new subject)' : ''}` })));
+        h('div', { class: 'muted', text: `in ${r.collection}, face #${r.face_id}${r.subject_created ? ' (a new subject)' : ''}` }),
+        others.length ? h('div', { class: 'inline-error', id: 'enrol-also-matches', role: 'status',
+          text: `Also looks like ${others.join('; ')}. If it is the same person, they are now enrolled twice.` }) : null));
     subjectsFor = '';
     refreshCollections();
     loadSubjectsList(collection);

@@ -389,6 +389,33 @@ async function main() {
     await shot('07-enrol-click-a-face');
   });
 
+  // An enrolment whose face matches another subject says so beside its result: the same
+  // face of the group photo enrolled as "one", then as "two" (the API's also_matches).
+  await step('enrol: a face that matches another subject is said to', async () => {
+    const det = await pick('enrol', group, '/v1/detect');
+    const n = det.body.faces.length;
+    await page.waitForFunction((k) => document.querySelectorAll('[data-picker="enrol"] .overlay .face').length === k, n);
+    await page.locator('[data-picker="enrol"] .overlay .face').nth(1).click();
+    const form = page.locator('#enrol-form');
+    await form.locator('input[name=collection]').fill('twins');
+    const result = page.locator('#enrol-result');
+    for (const subject of ['one', 'two']) {
+      await form.locator('input[name=subject]').fill(subject);
+      const waiting = page.waitForResponse((r) => r.url().endsWith('/v1/collections/twins/faces') && r.request().method() === 'POST');
+      await page.locator('#enrol-submit').click();
+      const body = await (await waiting).json();
+      await result.filter({ hasText: `Enrolled as ${subject}` }).waitFor();
+      const said = await page.locator('#enrol-also-matches').count();
+      if (subject === 'one') assert(said === 0 && body.also_matches.length === 0, 'the first enrolment matches nobody');
+      else assert(said === 1 && body.also_matches[0]?.subject === 'one', `the second names one (${JSON.stringify(body.also_matches)})`);
+    }
+    const text = await page.locator('#enrol-also-matches').innerText();
+    assert(/Also looks like subject one, similarity (0\.9\d|1\.00)/.test(text), `said in plain words (${text})`);
+    await shot('07b-enrol-also-matches');
+    const r = await fetch(`${base}/v1/collections/twins`, { method: 'DELETE' });
+    assert(r.status === 204, `the step's collection is deleted (${r.status})`);
+  });
+
   await step('search: a fifth photo finds the enrolled name', async () => {
     await tab('search');
     await page.locator('#search-collection').selectOption('people');
