@@ -174,6 +174,7 @@ const PLAIN = {
   subject_exists: 'A subject with that name already exists.',
   conflict: 'That already exists.',
   model_mismatch: 'This collection was made with another face model than the one the service uses now.',
+  matches_other_subject: 'That face already looks like another person in this collection, so it was not enrolled.',
   invalid_parameter: 'One of the values is not valid.',
   bad_request: 'The service could not understand the request.',
   invalid_json: 'The service could not understand the request.',

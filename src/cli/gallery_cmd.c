@@ -844,6 +844,10 @@ static int enroll_other_matches(struct gal *g, const struct gal_collection_info 
     int rc = gal_search(g, info->name, &req, &results);
     if (rc) return rc;
     json_t *list = json_array();
+    if (!list) {
+        gal_results_destroy(results);
+        return base_error_set(BASE_ERR_NOMEM, "cannot allocate also_matches");
+    }
     const struct gal_query_result *q = &results->queries[0];
     for (size_t i = 0; i < q->subject_count && json_array_size(list) < ENROLL_ALSO_MATCHES_MAX;
          i++) {

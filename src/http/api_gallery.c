@@ -732,6 +732,10 @@ static int other_subjects_matching(http_request *r, const char *collection, cons
     gallery_time(r, t0);
     if (rc) return rc;
     json_t *list = json_array();
+    if (!list) {
+        gal_results_destroy(results);
+        return base_error_set(BASE_ERR_NOMEM, "cannot allocate also_matches");
+    }
     *threshold = results->threshold;
     const struct gal_query_result *q = &results->queries[0];
     for (size_t i = 0; i < q->subject_count && json_array_size(list) < ENROL_ALSO_MATCHES_MAX;
