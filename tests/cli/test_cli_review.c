@@ -1257,7 +1257,9 @@ static void test_gallery_commands_do_not_load_the_faces(void **state)
     (void)state;
     /* Every `vultus gallery` subcommand but list, and `vultus enroll`, loaded every face of
      * every collection into memory first (at 100k faces 0.1-0.2 s and about 90 MB more per
-     * call), though none searches: they read and write what the store has. */
+     * call). The gallery subcommands do not search: they read and write what the store has.
+     * enroll searches its own collection (also_matches), so it loads that one alone, which
+     * "faces loaded" (the line of a whole store's load) does not count. */
     char data[300], file[300];
     fresh_data(data, "gallery-store-only");
     tmp_path(file, "store-only.vgal");
