@@ -457,45 +457,56 @@ static int subject_similarity(http_request *r, const char *collection, const cha
     return 0;
 }
 
+/* What a verify request asks, read by verify_params. */
+typedef struct verify_args {
+    char collection[GAL_NAME_MAX + 2];
+    char subject[GAL_ID_MAX + 2];
+    int by_subject;
+    double threshold; /* NAN: not sent (the collection's or the server's default decides) */
+} verify_args;
+
 /*
  * Verify's checks before the image, shared with its precheck: the parameters, and for a
  * verification against a subject, that the collection and the subject exist and the subject
  * has a face (checked again with the embedding by subject_similarity). Nonzero with the
  * response set when one fails.
  */
-static int verify_params(http_request *r, http_input *in, char *collection, size_t collection_cap,
-                         char *subject, size_t subject_cap, int *by_subject)
+static int verify_params(http_request *r, http_input *in, verify_args *v)
 {
-    int rc = http_input_param(r, in, "collection", collection, collection_cap);
-    if (rc >= 0) rc = http_input_param(r, in, "subject", subject, subject_cap);
+    memset(v, 0, sizeof *v);
+    int rc = http_input_param(r, in, "collection", v->collection, sizeof v->collection);
+    if (rc >= 0) rc = http_input_param(r, in, "subject", v->subject, sizeof v->subject);
     if (rc < 0) return rc;
-    *by_subject = collection[0] || subject[0];
-    if (!*by_subject) return 0;
-    if (!collection[0] || !subject[0]) {
+    /* A desk's own threshold for this request (stricter for a high-value transaction): the
+     * same range as a collection's, refused before any image is decoded. */
+    if (http_input_float(r, in, "threshold", NAN, -1, 1, &v->threshold)) return -1;
+    v->by_subject = v->collection[0] || v->subject[0];
+    if (!v->by_subject) return 0;
+    if (!v->collection[0] || !v->subject[0]) {
         http_respond_error(r, 422, "invalid_parameter",
                            "verify against a subject needs both collection and subject");
         return BASE_ERR_INVALID;
     }
-    if (r->key.collection[0] && strcmp(r->key.collection, collection) != 0) {
+    if (r->key.collection[0] && strcmp(r->key.collection, v->collection) != 0) {
         http_respond_error(r, 403, "forbidden", "this key is limited to collection %s",
                            r->key.collection);
         return BASE_ERR_INVALID;
     }
     http_server *s = r->srv;
     struct gal_collection_info ci;
-    if ((rc = gal_collection_settings(s->gal, collection, &ci))) {
+    if ((rc = gal_collection_settings(s->gal, v->collection, &ci))) {
         http_respond_base_error(r, rc, "collection");
         return rc;
     }
     int64_t *ids = NULL;
     size_t n = 0;
-    if ((rc = gal_face_list(s->gal, collection, subject, &ids, &n))) {
+    if ((rc = gal_face_list(s->gal, v->collection, v->subject, &ids, &n))) {
         http_respond_base_error(r, rc, "subject");
         return rc;
     }
     free(ids);
     if (n == 0) {
-        respond_no_enrolled_face(r, collection, subject);
+        respond_no_enrolled_face(r, v->collection, v->subject);
         return BASE_ERR_INVALID;
     }
     return 0;
@@ -503,10 +514,8 @@ static int verify_params(http_request *r, http_input *in, char *collection, size
 
 int http_verify_precheck(http_request *r, http_input *in)
 {
-    char collection[GAL_NAME_MAX + 2] = "", subject[GAL_ID_MAX + 2] = "";
-    int by_subject;
-    return verify_params(r, in, collection, sizeof collection, subject, sizeof subject,
-                         &by_subject) != 0;
+    verify_args v;
+    return verify_params(r, in, &v) != 0;
 }
 
 void http_api_verify(http_request *r, http_worker *w)
@@ -514,10 +523,10 @@ void http_api_verify(http_request *r, http_worker *w)
     http_input in;
     if (http_input_parse(r, 1, &in)) return;
     face_result a = {0}, b = {0};
-    char collection[GAL_NAME_MAX + 2] = "", subject[GAL_ID_MAX + 2] = "";
-    int by_subject = 0, rc;
-    if (verify_params(r, &in, collection, sizeof collection, subject, sizeof subject, &by_subject))
-        goto out;
+    verify_args v;
+    int rc;
+    if (verify_params(r, &in, &v)) goto out;
+    const int by_subject = v.by_subject;
     const char *first = http_input_has_image(&in, "image_a") ? "image_a" : "image";
     rc = http_face_from_input(r, w, &in, first, FACE_STAGE_EMBED, &a);
     if (rc < 0) goto out;
@@ -534,15 +543,18 @@ void http_api_verify(http_request *r, http_worker *w)
     r->faces = a.n_faces;
     const face_info *fa = &a.faces[0];
     float sim = 0, threshold = r->srv->default_threshold;
+    const char *threshold_source = "default";
     json_t *other = NULL;
     if (by_subject) {
         int64_t face_id = 0;
         uint64_t t0 = base_now_ns();
-        if (subject_similarity(r, collection, subject, fa, &sim, &face_id, &threshold)) goto out;
+        if (subject_similarity(r, v.collection, v.subject, fa, &sim, &face_id, &threshold))
+            goto out;
+        threshold_source = "collection";
         http_histogram_observe_seconds(&r->srv->metrics.stage[HTTP_STAGE_GALLERY],
                                        (double)(base_now_ns() - t0) * 1e-9);
-        other = json_pack("{s:s,s:s,s:I}", "collection", collection, "subject", subject, "face_id",
-                          (json_int_t)face_id);
+        other = json_pack("{s:s,s:s,s:I}", "collection", v.collection, "subject", v.subject,
+                          "face_id", (json_int_t)face_id);
     } else {
         rc = http_face_from_input(r, w, &in, "image_b", FACE_STAGE_EMBED, &b);
         if (rc < 0) goto out;
@@ -560,10 +572,15 @@ void http_api_verify(http_request *r, http_worker *w)
         other = json_pack("{s:o,s:o,s:i}", "box", http_box_json(&b.faces[0]), "score",
                           num(b.faces[0].score), "faces_in_image", b.n_faces);
     }
+    if (!isnan(v.threshold)) {
+        threshold = (float)v.threshold;
+        threshold_source = "request";
+    }
     int match = sim >= threshold;
     http_respond_json(r, 200,
-                      json_pack("{s:o,s:o,s:b,s:s,s:s,s:{s:o,s:o,s:i},s:o}", "similarity", num(sim),
-                                "threshold", num(threshold), "match", match, "decision",
+                      json_pack("{s:o,s:o,s:s,s:b,s:s,s:s,s:{s:o,s:o,s:i},s:o}", "similarity",
+                                num(sim), "threshold", num(threshold), "threshold_source",
+                                threshold_source, "match", match, "decision",
                                 match ? "match" : "no_match", "model",
                                 fa->embedding_model ? fa->embedding_model : "", "face_a", "box",
                                 http_box_json(fa), "score", num(fa->score), "faces_in_image",
