@@ -5,9 +5,15 @@
 #include "http/internal.h"
 
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* Verify's stages: the embedding, and what a desk needs to judge the faces compared: their
+ * quality (no model: pose and sharpness from the aligned crop) and liveness (two small models
+ * on 32 px and 80 px crops, a few percent of the embedder's time). */
+#define VERIFY_STAGES (FACE_STAGE_EMBED | FACE_STAGE_QUALITY | FACE_STAGE_LIVENESS)
 
 static const char *const emotion_names[FACE_EMOTIONS] = {"angry", "disgust",  "fear",   "happy",
                                                          "sad",   "surprise", "neutral"};
@@ -236,6 +242,7 @@ int http_face_prefetch(http_request *r, http_worker *w)
         if (http_input_bool(r, in, "embedding", 0, &embedding) == 0 && embedding)
             stages |= FACE_STAGE_EMBED;
     } else if (route->handler == http_api_verify) {
+        stages = VERIFY_STAGES;
         names[0] = http_input_has_image(in, "image_a") ? "image_a" : "image";
         names[1] = "image_b";
     } else if (route->handler == http_api_face_enrol) {
@@ -457,12 +464,88 @@ static int subject_similarity(http_request *r, const char *collection, const cha
     return 0;
 }
 
+/*
+ * What pulled a face's quality down, in words ("small (24 px wide), blurred"), into why[cap];
+ * "" when nothing stands out. The quality is the product of four factors (face/attributes.c:
+ * size, sharpness, pose, detection score); the size factor is not kept, so it is what the
+ * product leaves over the other three. A factor under 0.6 is named.
+ */
+static void quality_why(const face_info *f, char *why, size_t cap)
+{
+    size_t n = 0;
+    why[0] = '\0';
+    if (!f->has_quality) return;
+    const face_attributes *at = &f->attributes;
+    const double rad = 3.14159265358979 / 180;
+    double sharp = at->sharpness / (at->sharpness + 100.0);
+    double pose = cos(fmin(90, fabs(at->yaw)) * rad) * cos(fmin(90, fabs(at->pitch)) * rad);
+    double rest = sharp * pose * f->score;
+    double size = rest > 0 ? at->quality / rest : 1;
+    if (size < 0.6 && n < cap)
+        n += (size_t)snprintf(why + n, cap - n, "%ssmall (%.0f px wide)", n ? ", " : "", f->w);
+    if (sharp < 0.6 && n < cap) n += (size_t)snprintf(why + n, cap - n, "%sblurred", n ? ", " : "");
+    if (pose < 0.6 && n < cap)
+        n += (size_t)snprintf(why + n, cap - n, "%sturned away (yaw %.0f, pitch %.0f degrees)",
+                              n ? ", " : "", at->yaw, at->pitch);
+    if (f->score < 0.6 && n < cap)
+        snprintf(why + n, cap - n, "%sbarely recognisable as a face", n ? ", " : "");
+}
+
+/* Appends {"code","message"} to warnings. */
+static void warn(json_t *warnings, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void warn(json_t *warnings, const char *code, const char *fmt, ...)
+{
+    char message[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(message, sizeof message, fmt, ap);
+    va_end(ap);
+    json_array_append_new(warnings, json_pack("{s:s,s:s}", "code", code, "message", message));
+}
+
+/*
+ * One compared face as verify reports it (box, score, faces_in_image, quality, liveness), and
+ * the warnings a clerk should see about it: several faces in its image (the largest was
+ * compared: is it the person at the desk?) and a quality too low for the similarity to be
+ * trusted (a small or poor scan of an ID photo scores low for the right person too).
+ */
+static json_t *verify_face_json(const face_result *res, const char *image, json_t *warnings)
+{
+    const face_info *f = &res->faces[0];
+    json_t *o = json_pack("{s:o,s:o,s:i}", "box", http_box_json(f), "score", num(f->score),
+                          "faces_in_image", res->n_faces);
+    if (f->has_quality) json_object_set_new(o, "quality", num(f->attributes.quality));
+    if (f->has_liveness)
+        json_object_set_new(o, "liveness",
+                            json_pack("{s:o,s:o,s:o}", "score", num(f->liveness.score), "antispoof",
+                                      num(f->liveness.antispoof), "liveness",
+                                      num(f->liveness.liveness)));
+    if (res->n_faces > 1)
+        warn(warnings, "multiple_faces",
+             "%s shows %d faces; the largest (%.0f px wide, at x %.0f, y %.0f) was compared: "
+             "check that it is the right person, or crop the photo around them",
+             image, res->n_faces, f->w, f->x, f->y);
+    if (f->has_quality && f->attributes.quality < FACE_MIN_QUALITY_DEFAULT) {
+        char why[256];
+        quality_why(f, why, sizeof why);
+        warn(warnings, "low_quality",
+             "the face in %s has quality %.3f, below %g%s%s: its similarity is unreliable (the "
+             "same person may score below the threshold); use a sharper, frontal photo in which "
+             "the face is larger",
+             image, floor((double)f->attributes.quality * 1000) / 1000, FACE_MIN_QUALITY_DEFAULT,
+             why[0] ? "; the face is " : "", why);
+    }
+    return o;
+}
+
 /* What a verify request asks, read by verify_params. */
 typedef struct verify_args {
     char collection[GAL_NAME_MAX + 2];
     char subject[GAL_ID_MAX + 2];
     int by_subject;
-    double threshold; /* NAN: not sent (the collection's or the server's default decides) */
+    double threshold;    /* NAN: not sent (the collection's or the server's default decides) */
+    double min_liveness; /* NAN: not sent (liveness is reported, never decides) */
 } verify_args;
 
 /*
@@ -480,6 +563,7 @@ static int verify_params(http_request *r, http_input *in, verify_args *v)
     /* A desk's own threshold for this request (stricter for a high-value transaction): the
      * same range as a collection's, refused before any image is decoded. */
     if (http_input_float(r, in, "threshold", NAN, -1, 1, &v->threshold)) return -1;
+    if (http_input_float(r, in, "min_liveness", NAN, 0, 1, &v->min_liveness)) return -1;
     v->by_subject = v->collection[0] || v->subject[0];
     if (!v->by_subject) return 0;
     if (!v->collection[0] || !v->subject[0]) {
@@ -528,7 +612,7 @@ void http_api_verify(http_request *r, http_worker *w)
     if (verify_params(r, &in, &v)) goto out;
     const int by_subject = v.by_subject;
     const char *first = http_input_has_image(&in, "image_a") ? "image_a" : "image";
-    rc = http_face_from_input(r, w, &in, first, FACE_STAGE_EMBED, &a);
+    rc = http_face_from_input(r, w, &in, first, VERIFY_STAGES, &a);
     if (rc < 0) goto out;
     if (rc == 0) {
         http_respond_error(r, 400, "missing_image",
@@ -544,47 +628,62 @@ void http_api_verify(http_request *r, http_worker *w)
     const face_info *fa = &a.faces[0];
     float sim = 0, threshold = r->srv->default_threshold;
     const char *threshold_source = "default";
-    json_t *other = NULL;
+    json_t *other = NULL, *warnings = json_array();
     if (by_subject) {
         int64_t face_id = 0;
         uint64_t t0 = base_now_ns();
-        if (subject_similarity(r, v.collection, v.subject, fa, &sim, &face_id, &threshold))
+        if (subject_similarity(r, v.collection, v.subject, fa, &sim, &face_id, &threshold)) {
+            json_decref(warnings);
             goto out;
+        }
         threshold_source = "collection";
         http_histogram_observe_seconds(&r->srv->metrics.stage[HTTP_STAGE_GALLERY],
                                        (double)(base_now_ns() - t0) * 1e-9);
         other = json_pack("{s:s,s:s,s:I}", "collection", v.collection, "subject", v.subject,
                           "face_id", (json_int_t)face_id);
     } else {
-        rc = http_face_from_input(r, w, &in, "image_b", FACE_STAGE_EMBED, &b);
-        if (rc < 0) goto out;
-        if (rc == 0) {
-            http_respond_error(r, 400, "missing_image",
-                               "send two images: image_a and image_b "
-                               "(or image with collection and subject)");
-            goto out;
-        }
-        if (b.n_faces == 0) {
-            http_respond_no_face(r, "image_b", &b);
+        rc = http_face_from_input(r, w, &in, "image_b", VERIFY_STAGES, &b);
+        if (rc <= 0 || b.n_faces == 0) {
+            json_decref(warnings);
+            if (rc == 0)
+                http_respond_error(r, 400, "missing_image",
+                                   "send two images: image_a and image_b "
+                                   "(or image with collection and subject)");
+            else if (rc > 0)
+                http_respond_no_face(r, "image_b", &b);
             goto out;
         }
         sim = face_similarity(fa->embedding, b.faces[0].embedding, fa->embedding_dim);
-        other = json_pack("{s:o,s:o,s:i}", "box", http_box_json(&b.faces[0]), "score",
-                          num(b.faces[0].score), "faces_in_image", b.n_faces);
     }
+    json_t *face_a = verify_face_json(&a, first, warnings);
+    if (!by_subject) other = verify_face_json(&b, "image_b", warnings);
     if (!isnan(v.threshold)) {
         threshold = (float)v.threshold;
         threshold_source = "request";
     }
     int match = sim >= threshold;
-    http_respond_json(r, 200,
-                      json_pack("{s:o,s:o,s:s,s:b,s:s,s:s,s:{s:o,s:o,s:i},s:o}", "similarity",
-                                num(sim), "threshold", num(threshold), "threshold_source",
-                                threshold_source, "match", match, "decision",
-                                match ? "match" : "no_match", "model",
-                                fa->embedding_model ? fa->embedding_model : "", "face_a", "box",
-                                http_box_json(fa), "score", num(fa->score), "faces_in_image",
-                                a.n_faces, by_subject ? "subject" : "face_b", other));
+    const char *decision = match ? "match" : "no_match";
+    /* Asked for, liveness decides too: the face at the desk (face_a) must look live, or the
+     * answer is no match whatever the similarity (a printed photo or a phone's screen of the
+     * right person is the attack this guards against). Without min_liveness it is reported
+     * only: the models are weak (README, "Verify at a desk"). */
+    if (!isnan(v.min_liveness) && !(fa->has_liveness && fa->liveness.score >= v.min_liveness)) {
+        match = 0;
+        decision = "not_live";
+        warn(warnings, "not_live",
+             "the face in %s has liveness %.3f, below the %g this request asked for "
+             "(min_liveness): it may be a photo of a photo or of a screen; take a new photo of "
+             "the person at the desk",
+             first, floor((double)fa->liveness.score * 1000) / 1000, v.min_liveness);
+    }
+    json_t *answer =
+        json_pack("{s:o,s:o,s:s,s:b,s:s,s:s,s:o,s:o}", "similarity", num(sim), "threshold",
+                  num(threshold), "threshold_source", threshold_source, "match", match, "decision",
+                  decision, "model", fa->embedding_model ? fa->embedding_model : "", "face_a",
+                  face_a, by_subject ? "subject" : "face_b", other);
+    if (!isnan(v.min_liveness)) json_object_set_new(answer, "min_liveness", num(v.min_liveness));
+    json_object_set_new(answer, "warnings", warnings);
+    http_respond_json(r, 200, answer);
 out:
     face_result_free(&a);
     face_result_free(&b);

@@ -6,7 +6,13 @@
  *   - threshold: a request's own threshold (a stricter one for a large withdrawal) decides,
  *     and the answer says where its threshold came from (request, collection, default); a
  *     value outside [-1, 1] or not a number is 422 invalid_parameter naming it (it used to be
- *     ignored: threshold=2 answered 200 with the default's decision).
+ *     ignored: threshold=2 answered 200 with the default's decision);
+ *   - the faces compared come with their quality and liveness, and the answer carries
+ *     warnings in words a clerk's software can show: several faces in a photo (which one was
+ *     compared), a face too small or poor for its similarity to be trusted (a small scan of an
+ *     ID photo: the same man, no_match);
+ *   - min_liveness: a desk that requires a live face gets decision not_live (match false)
+ *     when the face at the desk scores below it; out of [0, 1], 422.
  *
  * Real photos: ../shared/data/fixtures (id-obama-1/2, id-biden-1, identities/); the tests skip
  * without them, and without the model pack. The real `vultus serve` of this build on loopback.
@@ -19,6 +25,7 @@
 #include <cmocka.h>
 
 #include "client.h"
+#include "img/img.h"
 
 #define FIXTURES "../shared/data/fixtures"
 
@@ -41,16 +48,32 @@ static int have_data(void)
         assert_true(srv.pid > 0);                                                                  \
     } while (0)
 
+/* id-obama-1 reduced to a tenth (91x113) and saved at JPEG quality 40, as a poor scan of an
+ * ID photo: its face is 24 px wide, quality 0.06, and the same man scores 0.91 (no_match). */
+static uint8_t *small_id;
+static size_t small_id_len;
+static char small_id_path[300];
+
 static int setup(void **state)
 {
     (void)state;
     if (!tc_have_models() || !have_data()) return 0;
+    img_image photo = {0}, small = {0};
+    if (img_load_file(FIXTURES "/id-obama-1.jpg", NULL, &photo, NULL) != 0) return -1;
+    int rc = img_resize(&photo, photo.width / 10, photo.height / 10, &small);
+    if (!rc) rc = img_encode_jpeg(&small, 40, &small_id, &small_id_len);
+    img_free(&photo);
+    img_free(&small);
+    if (rc) return -1;
     if (tc_temp_dir(srv_dir) != 0) return -1;
     /* a deadline of a minute: a loaded machine's 503 is not what these tests are about */
     static const char *const args[] = {"--workers", "2", "--deadline-ms", "60000", NULL};
     if (tc_server_start(&srv, srv_dir, args, 1) != 0) return -1;
     port = srv.port;
-    return 0;
+    snprintf(small_id_path, sizeof small_id_path, "%s/small-id.jpg", srv_dir);
+    FILE *f = fopen(small_id_path, "wb");
+    if (!f || fwrite(small_id, 1, small_id_len, f) != small_id_len) return -1;
+    return fclose(f) != 0;
 }
 
 static int teardown(void **state)
@@ -58,6 +81,7 @@ static int teardown(void **state)
     (void)state;
     int rc = srv.pid > 0 ? tc_server_stop(&srv) : 0;
     if (srv_dir[0]) tc_rm_rf(srv_dir);
+    free(small_id);
     return rc != 0;
 }
 
@@ -173,7 +197,7 @@ static void test_threshold_source(void **state)
     assert_true(fabs(real(j, "threshold") - 0.5) < 1e-6);
     assert_string_equal(str(j, "decision"), "match");
     json_decref(j);
-    static const char *const subject_strict[] = {"collection", "desk",      "subject", "penny",
+    static const char *const subject_strict[] = {"collection", "desk",  "subject", "penny",
                                                  "threshold",  "0.999", NULL};
     j = verify_ok(penny5, subject_strict);
     assert_string_equal(str(j, "threshold_source"), "request");
@@ -210,11 +234,125 @@ static void test_threshold_invalid(void **state)
     json_decref(j);
 }
 
+/* The warning of this code in the answer's warnings (the test fails without one) */
+static json_t *warning(json_t *answer, const char *code)
+{
+    json_t *warnings = json_object_get(answer, "warnings");
+    if (!json_is_array(warnings)) fail_msg("no warnings array in the answer");
+    size_t i;
+    json_t *w;
+    json_array_foreach(warnings, i, w)
+    {
+        if (strcmp(str(w, "code"), code) == 0) {
+            str(w, "message");
+            return w;
+        }
+    }
+    char *text = json_dumps(warnings, 0);
+    fail_msg("no %s warning: %s", code, text);
+    return NULL;
+}
+
+static void expect_face_figures(json_t *face)
+{
+    double quality = real(face, "quality");
+    assert_true(quality > 0 && quality <= 1);
+    json_t *live = json_object_get(face, "liveness");
+    double score = real(live, "score");
+    assert_true(score >= 0 && score <= 1);
+    real(live, "antispoof");
+    real(live, "liveness");
+}
+
+static void test_faces_quality_liveness(void **state)
+{
+    (void)state;
+    NEED_SERVER();
+    json_t *j = verify_ok(obama_pair, NULL);
+    expect_face_figures(json_object_get(j, "face_a"));
+    expect_face_figures(json_object_get(j, "face_b"));
+    /* the fixtures' ID photos are good: 0.8-0.9 */
+    assert_true(real(json_object_get(j, "face_b"), "quality") > 0.5);
+    assert_int_equal(json_array_size(json_object_get(j, "warnings")), 0);
+    json_decref(j);
+    /* against a subject: the face at the desk has them too */
+    enrol_penny();
+    static const char *const penny5[] = {"image", FIXTURES "/identities/penny/penny5.png", NULL};
+    static const char *const subject[] = {"collection", "desk", "subject", "penny", NULL};
+    j = verify_ok(penny5, subject);
+    expect_face_figures(json_object_get(j, "face_a"));
+    json_decref(j);
+}
+
+static void test_multiple_faces_said(void **state)
+{
+    (void)state;
+    NEED_SERVER();
+    static const char *const two[] = {"image_a", FIXTURES "/group-two-people.jpg", "image_b",
+                                      FIXTURES "/id-obama-2.jpg", NULL};
+    json_t *j = verify_ok(two, NULL);
+    assert_int_equal(
+        json_integer_value(json_object_get(json_object_get(j, "face_a"), "faces_in_image")), 2);
+    const char *message = str(warning(j, "multiple_faces"), "message");
+    if (!strstr(message, "image_a") || !strstr(message, "largest"))
+        fail_msg("the message does not say which image and which face: %s", message);
+    json_decref(j);
+}
+
+static void test_small_id_photo_said(void **state)
+{
+    (void)state;
+    NEED_SERVER();
+    const char *const pair[] = {"image_a", FIXTURES "/id-obama-2.jpg", "image_b", small_id_path,
+                                NULL};
+    json_t *j = verify_ok(pair, NULL);
+    assert_true(real(json_object_get(j, "face_b"), "quality") < 0.1);
+    const char *message = str(warning(j, "low_quality"), "message");
+    if (!strstr(message, "image_b") || !strstr(message, "small"))
+        fail_msg("the message does not say which image and why: %s", message);
+    json_decref(j);
+}
+
+static void test_min_liveness(void **state)
+{
+    (void)state;
+    NEED_SERVER();
+    /* no live face scores 1: asked for it, the answer is not_live whatever the similarity */
+    static const char *const all[] = {"min_liveness", "1", NULL};
+    json_t *j = verify_ok(obama_pair, all);
+    assert_string_equal(str(j, "decision"), "not_live");
+    assert_false(json_is_true(json_object_get(j, "match")));
+    assert_true(real(j, "similarity") > 0.95); /* still reported */
+    assert_true(fabs(real(j, "min_liveness") - 1) < 1e-9);
+    const char *message = str(warning(j, "not_live"), "message");
+    if (!strstr(message, "image_a")) fail_msg("the message does not say which image: %s", message);
+    json_decref(j);
+    /* 0 lets any face through */
+    static const char *const none[] = {"min_liveness", "0", NULL};
+    j = verify_ok(obama_pair, none);
+    assert_string_equal(str(j, "decision"), "match");
+    json_decref(j);
+    /* against a subject too */
+    enrol_penny();
+    static const char *const penny5[] = {"image", FIXTURES "/identities/penny/penny5.png", NULL};
+    static const char *const subject[] = {"collection",   "desk", "subject", "penny",
+                                          "min_liveness", "1",    NULL};
+    j = verify_ok(penny5, subject);
+    assert_string_equal(str(j, "decision"), "not_live");
+    json_decref(j);
+    static const char *const bad[] = {"-0.1", "1.5", "live", NULL};
+    for (int i = 0; bad[i]; i++) {
+        const char *fields[] = {"min_liveness", bad[i], NULL};
+        verify_error(obama_pair, fields, 422, "invalid_parameter", "min_liveness");
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_threshold_source),
-        cmocka_unit_test(test_threshold_invalid),
+        cmocka_unit_test(test_threshold_source),       cmocka_unit_test(test_threshold_invalid),
+        cmocka_unit_test(test_faces_quality_liveness), cmocka_unit_test(test_multiple_faces_said),
+        cmocka_unit_test(test_small_id_photo_said),    cmocka_unit_test(test_min_liveness),
     };
     return cmocka_run_group_tests_name("verify at a desk", tests, setup, teardown);
 }
