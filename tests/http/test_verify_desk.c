@@ -12,7 +12,10 @@
  *     compared), a face too small or poor for its similarity to be trusted (a small scan of an
  *     ID photo: the same man, no_match);
  *   - min_liveness: a desk that requires a live face gets decision not_live (match false)
- *     when the face at the desk scores below it; out of [0, 1], 422.
+ *     when the face at the desk scores below it; out of [0, 1], 422;
+ *   - which face: the most prominent (area in view, nearness to the centre), not the largest
+ *     box: a bystander cut by the border of an LFW photo had the larger box and was compared
+ *     (Ian_Thorpe_0010 against _0003: 0.906, no_match; eval, nearest the centre, has it right).
  *
  * Real photos: ../shared/data/fixtures (id-obama-1/2, id-biden-1, identities/); the tests skip
  * without them, and without the model pack. The real `vultus serve` of this build on loopback.
@@ -294,7 +297,7 @@ static void test_multiple_faces_said(void **state)
     assert_int_equal(
         json_integer_value(json_object_get(json_object_get(j, "face_a"), "faces_in_image")), 2);
     const char *message = str(warning(j, "multiple_faces"), "message");
-    if (!strstr(message, "image_a") || !strstr(message, "largest"))
+    if (!strstr(message, "image_a") || !strstr(message, "most prominent"))
         fail_msg("the message does not say which image and which face: %s", message);
     json_decref(j);
 }
@@ -347,12 +350,37 @@ static void test_min_liveness(void **state)
     }
 }
 
+#define LFW "../shared/data/lfw-dev/images"
+
+static void test_bystander_at_the_edge(void **state)
+{
+    (void)state;
+    NEED_SERVER();
+    if (!tc_exists(LFW "/Ian_Thorpe/Ian_Thorpe_0010.jpg")) {
+        print_message(LFW " is absent: skipped\n");
+        skip();
+    }
+    /* Ian_Thorpe_0010 (250x250): a bystander at the left edge, box 109 px wide from x -6,
+     * and Ian Thorpe in the centre, 99 px */
+    static const char *const pair[] = {"image_a", LFW "/Ian_Thorpe/Ian_Thorpe_0010.jpg", "image_b",
+                                       LFW "/Ian_Thorpe/Ian_Thorpe_0003.jpg", NULL};
+    json_t *j = verify_ok(pair, NULL);
+    json_t *box = json_object_get(json_object_get(j, "face_a"), "box");
+    double centre = real(box, "x") + real(box, "width") / 2;
+    if (centre < 100 || centre > 150)
+        fail_msg("the bystander was compared: box centre x %.0f", centre);
+    assert_string_equal(str(j, "decision"), "match");
+    warning(j, "multiple_faces");
+    json_decref(j);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_threshold_source),       cmocka_unit_test(test_threshold_invalid),
         cmocka_unit_test(test_faces_quality_liveness), cmocka_unit_test(test_multiple_faces_said),
         cmocka_unit_test(test_small_id_photo_said),    cmocka_unit_test(test_min_liveness),
+        cmocka_unit_test(test_bystander_at_the_edge),
     };
     return cmocka_run_group_tests_name("verify at a desk", tests, setup, teardown);
 }
