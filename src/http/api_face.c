@@ -645,6 +645,15 @@ void http_api_verify(http_request *r, http_worker *w)
     int rc;
     if (verify_params(r, &in, &v)) goto out;
     const int by_subject = v.by_subject;
+    /* The audit trail (one log line per request, README "Verify at a desk"): who was verified
+     * against what, and the result; the key id, time and request id are the line's own. Set
+     * here so that a refusal (no face, no enrolled face) names the subject too. */
+    json_decref(r->log_fields);
+    r->log_fields = json_object();
+    if (by_subject) {
+        json_object_set_new(r->log_fields, "collection", json_string(v.collection));
+        json_object_set_new(r->log_fields, "subject", json_string(v.subject));
+    }
     const char *first = http_input_has_image(&in, "image_a") ? "image_a" : "image";
     rc = http_face_from_input(r, w, &in, first, VERIFY_STAGES, &a);
     if (rc < 0) goto out;
@@ -717,6 +726,17 @@ void http_api_verify(http_request *r, http_worker *w)
                   face_a, by_subject ? "subject" : "face_b", other);
     if (!isnan(v.min_liveness)) json_object_set_new(answer, "min_liveness", num(v.min_liveness));
     json_object_set_new(answer, "warnings", warnings);
+    json_object_set_new(r->log_fields, "decision", json_string(decision));
+    json_object_set_new(r->log_fields, "similarity", num(sim));
+    json_object_set_new(r->log_fields, "threshold", num(threshold));
+    if (json_array_size(warnings)) {
+        json_t *codes = json_array();
+        size_t i;
+        json_t *item;
+        json_array_foreach(warnings, i, item)
+            json_array_append(codes, json_object_get(item, "code"));
+        json_object_set_new(r->log_fields, "warnings", codes);
+    }
     http_respond_json(r, 200, answer);
 out:
     face_result_free(&a);

@@ -329,6 +329,9 @@ struct http_request {
     face_timing timing;
     int has_timing;
     int faces;           /* faces in the response, for the log; -1 when not applicable */
+    json_t *log_fields;  /* fields the handler adds to the log line (verify's audit: collection,
+                            subject, decision, similarity; never pixels nor embeddings); owned,
+                            NULL when none */
     int replayed;        /* an idempotent replay: header Idempotency-Replayed: true */
     int idem_claimed;    /* the prepare step claimed r's Idempotency-Key (enrolment) */
     int idem_taken_over; /* ... from a process that died while running it */

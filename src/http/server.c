@@ -1238,6 +1238,7 @@ static void log_request(http_server *s, http_request *r, enum MHD_RequestTermina
     if (r->authenticated) json_object_set_new(o, "key", json_string(r->key.id));
     if (r->faces >= 0) json_object_set_new(o, "faces", json_integer(r->faces));
     if (r->error[0]) json_object_set_new(o, "error", json_string(r->error));
+    if (r->log_fields) json_object_update_missing(o, r->log_fields); /* never over ours */
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
         json_object_set_new(o, "aborted", json_integer((json_int_t)toe));
     (void)s;
@@ -1294,6 +1295,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     free(r->uri);
     free(r->body);
     free(r->resp);
+    json_decref(r->log_fields);
     free(r);
     atomic_fetch_sub(&s->in_flight, 1);
 }

@@ -15,7 +15,10 @@
  *     when the face at the desk scores below it; out of [0, 1], 422;
  *   - which face: the most prominent (area in view, nearness to the centre), not the largest
  *     box: a bystander cut by the border of an LFW photo had the larger box and was compared
- *     (Ian_Thorpe_0010 against _0003: 0.906, no_match; eval, nearest the centre, has it right).
+ *     (Ian_Thorpe_0010 against _0003: 0.906, no_match; eval, nearest the centre, has it right);
+ *   - the audit trail: the request's log line says who was verified against what and with
+ *     what result (collection, subject, decision, similarity, threshold, warnings' codes,
+ *     beside the line's own time, request id and key id), and holds no pixels nor embedding.
  *
  * Real photos: ../shared/data/fixtures (id-obama-1/2, id-biden-1, identities/); the tests skip
  * without them, and without the model pack. The real `vultus serve` of this build on loopback.
@@ -350,6 +353,103 @@ static void test_min_liveness(void **state)
     }
 }
 
+/* The server's log line of request `id` (parsed; the caller's), waiting up to 5 s for it. */
+static json_t *log_line(const char *id)
+{
+    for (int tries = 0; tries < 50; tries++) {
+        size_t len;
+        char *text = NULL;
+        if (tc_read_file(srv.log, &text, &len) == 0) {
+            for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+                json_t *j = json_loads(line, 0, NULL);
+                const char *msg = json_string_value(json_object_get(j, "msg"));
+                const char *rid = json_string_value(json_object_get(j, "id"));
+                if (msg && rid && strcmp(msg, "request") == 0 && strcmp(rid, id) == 0) {
+                    free(text);
+                    return j;
+                }
+                json_decref(j);
+            }
+        }
+        free(text);
+        tc_sleep_ms(100);
+    }
+    fail_msg("no log line for request %s in %s", id, srv.log);
+    return NULL;
+}
+
+static void post_verify_id(const char *id, const char *const *images, const char *const *fields,
+                           tc_response *r)
+{
+    tc_form f = {0};
+    for (int i = 0; images[i]; i += 2) {
+        size_t len;
+        char *data = tc_load(images[i + 1], &len);
+        tc_form_file(&f, images[i], data, len);
+        free(data);
+    }
+    for (int i = 0; fields && fields[i]; i += 2)
+        tc_form_field(&f, fields[i], fields[i + 1]);
+    tc_form_end(&f);
+    char headers[128];
+    snprintf(headers, sizeof headers, "X-Request-Id: %s\r\n", id);
+    tc_post_form(port, "/v1/verify", headers, &f, r);
+    free(f.data);
+}
+
+static void test_audit_log_line(void **state)
+{
+    (void)state;
+    NEED_SERVER();
+    enrol_penny();
+    static const char *const penny5[] = {"image", FIXTURES "/identities/penny/penny5.png", NULL};
+    static const char *const subject[] = {"collection", "desk", "subject", "penny", NULL};
+    tc_response r;
+    post_verify_id("desk-audit-1", penny5, subject, &r);
+    json_t *answer = tc_expect_json(&r, 200);
+    tc_response_free(&r);
+    json_t *line = log_line("desk-audit-1");
+    assert_string_equal(str(line, "collection"), "desk");
+    assert_string_equal(str(line, "subject"), "penny");
+    assert_string_equal(str(line, "decision"), str(answer, "decision"));
+    assert_true(fabs(real(line, "similarity") - real(answer, "similarity")) < 1e-6);
+    assert_true(fabs(real(line, "threshold") - real(answer, "threshold")) < 1e-6);
+    assert_int_equal(json_integer_value(json_object_get(line, "status")), 200);
+    str(line, "ts");
+    /* no pixels, no embedding: the line stays short and has no array of numbers */
+    char *text = json_dumps(line, 0);
+    assert_true(strlen(text) < 600);
+    assert_null(json_object_get(line, "embedding"));
+    free(text);
+    json_decref(line);
+    json_decref(answer);
+
+    /* two images: the decision and the warnings' codes; no subject */
+    static const char *const two[] = {"image_a", FIXTURES "/group-two-people.jpg", "image_b",
+                                      FIXTURES "/id-obama-2.jpg", NULL};
+    post_verify_id("desk-audit-2", two, NULL, &r);
+    answer = tc_expect_json(&r, 200);
+    tc_response_free(&r);
+    line = log_line("desk-audit-2");
+    assert_string_equal(str(line, "decision"), str(answer, "decision"));
+    json_decref(answer);
+    assert_null(json_object_get(line, "subject"));
+    assert_string_equal(json_string_value(json_array_get(json_object_get(line, "warnings"), 0)),
+                        "multiple_faces");
+    json_decref(line);
+
+    /* a refusal names whom it was for */
+    static const char *const blank[] = {"image", FIXTURES "/noface-white.png", NULL};
+    post_verify_id("desk-audit-3", blank, subject, &r);
+    tc_expect_error(&r, 422, "no_face");
+    tc_response_free(&r);
+    line = log_line("desk-audit-3");
+    assert_string_equal(str(line, "subject"), "penny");
+    assert_string_equal(str(line, "error"), "no_face");
+    assert_null(json_object_get(line, "decision"));
+    json_decref(line);
+}
+
 #define LFW "../shared/data/lfw-dev/images"
 
 static void test_bystander_at_the_edge(void **state)
@@ -380,7 +480,7 @@ int main(void)
         cmocka_unit_test(test_threshold_source),       cmocka_unit_test(test_threshold_invalid),
         cmocka_unit_test(test_faces_quality_liveness), cmocka_unit_test(test_multiple_faces_said),
         cmocka_unit_test(test_small_id_photo_said),    cmocka_unit_test(test_min_liveness),
-        cmocka_unit_test(test_bystander_at_the_edge),
+        cmocka_unit_test(test_audit_log_line),         cmocka_unit_test(test_bystander_at_the_edge),
     };
     return cmocka_run_group_tests_name("verify at a desk", tests, setup, teardown);
 }
