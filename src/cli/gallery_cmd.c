@@ -580,10 +580,11 @@ static void enroll_usage(FILE *out)
             "usage: vultus enroll --collection C --subject S [options] IMAGE...\n"
             "       vultus enroll --collection C --dir DIR [options]\n"
             "\n"
-            "Enrols the largest face of each image (with --dir: DIR/SUBJECT/IMAGE, one subject\n"
-            "per sub-folder, named after it; images directly in DIR have no subject and are\n"
-            "not enrolled, which stderr says). Subjects are created when missing. An image\n"
-            "the subject already has (the same file bytes, SHA-256) is skipped as\n"
+            "Enrols the most prominent face of each image (the largest area in view, nearest\n"
+            "the centre: the face /v1/verify compares). With --dir: DIR/SUBJECT/IMAGE, one\n"
+            "subject per sub-folder, named after it; images directly in DIR have no subject\n"
+            "and are not enrolled, which stderr says. Subjects are created when missing. An\n"
+            "image the subject already has (the same file bytes, SHA-256) is skipped as\n"
             "already_enrolled, so running the same command again, or again after Ctrl-C,\n"
             "enrols only what is missing. A face that matches another subject of the\n"
             "collection (at or above its threshold) is stored and its line names them in\n"
@@ -1032,6 +1033,7 @@ int cli_enroll_main(int argc, char **argv)
         char reason[512] = "";
         int64_t face_id = 0;
         float quality = 0;
+        int chosen = 0;      /* the face enrolled: face_most_prominent, as the HTTP route */
         json_t *also = NULL; /* the other subjects the face matches, once searched */
         base_error_clear();
         rc = cli_read_file(it->path, MAX_IMAGE_BYTES, &data, &len);
@@ -1074,7 +1076,8 @@ int cli_enroll_main(int argc, char **argv)
             snprintf(reason, sizeof reason, "no face found");
             goto done;
         }
-        const face_info *f = &res.faces[0];
+        chosen = face_most_prominent(&res);
+        const face_info *f = &res.faces[chosen];
         quality = f->has_quality ? f->attributes.quality : f->score;
         if (quality < min_quality) {
             status = "low_quality";
@@ -1142,7 +1145,7 @@ int cli_enroll_main(int argc, char **argv)
         /* Which face of a group photo became the subject is worth a look: say so. */
         if (res.n_faces > 1) {
             several++;
-            snprintf(reason, sizeof reason, "the largest of %d faces", res.n_faces);
+            snprintf(reason, sizeof reason, "the most prominent of %d faces", res.n_faces);
         }
         if (known_push(&known, hash, face_id) != 0) known.loaded = 0; /* re-read next time */
     done:;
@@ -1151,7 +1154,9 @@ int cli_enroll_main(int argc, char **argv)
         if (face_id) json_object_set_new(o, "face_id", json_integer(face_id));
         if (have_res && res.n_faces > 0) {
             json_object_set_new(
-                o, "box", box_json(res.faces[0].x, res.faces[0].y, res.faces[0].w, res.faces[0].h));
+                o, "box",
+                box_json(res.faces[chosen].x, res.faces[chosen].y, res.faces[chosen].w,
+                         res.faces[chosen].h));
             json_object_set_new(o, "quality", num(quality));
             json_object_set_new(o, "faces_in_image", json_integer(res.n_faces));
         }
@@ -1212,7 +1217,7 @@ int cli_enroll_main(int argc, char **argv)
                 stopped == SIGINT ? "SIGINT" : "SIGTERM", done_items, items.n);
     }
     fprintf(stderr,
-            "vultus enroll: %zu enrolled (%zu the largest face of a photo with several, %zu "
+            "vultus enroll: %zu enrolled (%zu the most prominent face of a photo with several, %zu "
             "also matching another subject), %zu already enrolled, %zu skipped (no face %zu, "
             "low quality %zu, matches another subject %zu), %zu failed, in %.1f s\n",
             enrolled, several, also_matching, already, no_face + low_quality + matched, no_face,
@@ -1225,7 +1230,7 @@ int cli_enroll_main(int argc, char **argv)
     }
     json_t *summary = json_pack(
         "{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:o,s:o}", "collection", collection, "enrolled",
-        (json_int_t)enrolled, "enrolled_largest_of_several", (json_int_t)several,
+        (json_int_t)enrolled, "enrolled_one_of_several", (json_int_t)several,
         "enrolled_also_matching", (json_int_t)also_matching, "already_enrolled",
         (json_int_t)already, "skipped_no_face", (json_int_t)no_face, "skipped_low_quality",
         (json_int_t)low_quality, "skipped_matches_other_subject", (json_int_t)matched, "failed",

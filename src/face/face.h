@@ -238,6 +238,12 @@ int face_embedder_parse(const char *text, face_embedder *out);
 int face_embedding_dim(face_embedder e);
 /* Cosine similarity of two L2-normalised embeddings. */
 float face_similarity(const float *a, const float *b, int dim);
+/*
+ * The face an image is "of", where one face is wanted (enrol, verify): the most prominent, the
+ * largest area in view (its box clipped to the image) weighed by nearness to the centre (1 at
+ * the centre, 0 at a corner). Its index in res->faces (0 when there is none). See geometry.c.
+ */
+int face_most_prominent(const face_result *res);
 /* The accuracy-maximising threshold on similarity for an embedder (LFW pairsDevTrain, see
  * README): for evaluation. Decisions use face_threshold_at_far(). */
 float face_default_threshold(face_embedder e);

@@ -492,39 +492,6 @@ static void quality_why(const face_info *f, char *why, size_t cap)
         snprintf(why + n, cap - n, "%sbarely recognisable as a face", n ? ", " : "");
 }
 
-/*
- * The face verify compares: the most prominent, the one with the largest area in view (its box
- * clipped to the image) weighed by nearness to the centre (1 at the centre, 0 at a corner). The
- * largest box alone is not always the person photographed: a face cut by the border has a box
- * reaching past it (face.h), and in LFW's pairs (250x250 crops centred on the subject) a
- * bystander at the edge had the larger box: with the largest box, DevTest's 1,000 pairs through
- * verify scored 0.984 at eval's threshold (0.912), where `vultus eval`, which takes the face
- * nearest the centre, has 0.990; with this rule 19 pairs compare another face and verify has
- * 0.990 too. No parameter of it was fitted. A desk's photo is framed on the person at the
- * desk, as LFW's are; a photo of several faces gets a multiple_faces warning either way.
- */
-static int desk_face(const face_result *res)
-{
-    int best = 0;
-    double best_weight = -1;
-    double cx = res->width / 2.0, cy = res->height / 2.0, half_diagonal = hypot(cx, cy);
-    for (int i = 0; i < res->n_faces; i++) {
-        const face_info *f = &res->faces[i];
-        double w = fmin(f->x + f->w, res->width) - fmax(f->x, 0);
-        double h = fmin(f->y + f->h, res->height) - fmax(f->y, 0);
-        double area = w > 0 && h > 0 ? w * h : 0;
-        double off = half_diagonal > 0 ? hypot(f->x + f->w / 2 - cx, f->y + f->h / 2 - cy) /
-                                             half_diagonal
-                                       : 0;
-        double weight = area * fmax(0, 1 - off);
-        if (weight > best_weight) {
-            best = i;
-            best_weight = weight;
-        }
-    }
-    return best;
-}
-
 /* Appends {"code","message"} to warnings. */
 static void warn(json_t *warnings, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -540,13 +507,13 @@ static void warn(json_t *warnings, const char *code, const char *fmt, ...)
 
 /*
  * One compared face as verify reports it (box, score, faces_in_image, quality, liveness), and
- * the warnings a clerk should see about it: several faces in its image (the largest was
+ * the warnings a clerk should see about it: several faces in its image (the most prominent was
  * compared: is it the person at the desk?) and a quality too low for the similarity to be
  * trusted (a small or poor scan of an ID photo scores low for the right person too).
  */
 static json_t *verify_face_json(const face_result *res, const char *image, json_t *warnings)
 {
-    const face_info *f = &res->faces[desk_face(res)];
+    const face_info *f = &res->faces[face_most_prominent(res)];
     json_t *o = json_pack("{s:o,s:o,s:i}", "box", http_box_json(f), "score", num(f->score),
                           "faces_in_image", res->n_faces);
     if (f->has_quality) json_object_set_new(o, "quality", num(f->attributes.quality));
@@ -669,7 +636,7 @@ void http_api_verify(http_request *r, http_worker *w)
         goto out;
     }
     r->faces = a.n_faces;
-    const face_info *fa = &a.faces[desk_face(&a)];
+    const face_info *fa = &a.faces[face_most_prominent(&a)];
     float sim = 0, threshold = r->srv->default_threshold;
     const char *threshold_source = "default";
     json_t *other = NULL, *warnings = json_array();
@@ -697,7 +664,7 @@ void http_api_verify(http_request *r, http_worker *w)
                 http_respond_no_face(r, "image_b", &b);
             goto out;
         }
-        sim = face_similarity(fa->embedding, b.faces[desk_face(&b)].embedding, fa->embedding_dim);
+        sim = face_similarity(fa->embedding, b.faces[face_most_prominent(&b)].embedding, fa->embedding_dim);
     }
     json_t *face_a = verify_face_json(&a, first, warnings);
     if (!by_subject) other = verify_face_json(&b, "image_b", warnings);

@@ -1,7 +1,7 @@
 /*
- * The gallery routes: collections, subjects and faces (CRUD, paginated lists), enrolment
- * (an image in, its largest face's embedding stored, safe to retry with Idempotency-Key) and
- * 1:N search. Collections are pinned to the embedder this server runs.
+ * The gallery routes: collections, subjects and faces (CRUD, paginated lists), enrolment (an
+ * image in, its most prominent face's embedding stored, safe to retry with Idempotency-Key)
+ * and 1:N search. Collections are pinned to the embedder this server runs.
  */
 #include "http/internal.h"
 
@@ -816,7 +816,6 @@ static void respond_low_quality(http_request *r, const face_info *f, float quali
                        n ? "; the face is" : "", why);
 }
 
-/* Enrols the largest face of the image; the response is set either way. */
 /* The first face of `subject` stored from an image with this hash, in *face_id (0: none). */
 static int face_from_same_image(http_server *s, const char *collection, const char *subject,
                                 const char *hash, int64_t *face_id)
@@ -840,6 +839,8 @@ static int face_from_same_image(http_server *s, const char *collection, const ch
     return rc;
 }
 
+/* Enrols the image's most prominent face (face_most_prominent: the face verify compares); the
+ * response is set either way. */
 static void enrol(http_request *r, http_worker *w, http_input *in, const struct enrol_args *a)
 {
     http_server *s = r->srv;
@@ -865,7 +866,7 @@ static void enrol(http_request *r, http_worker *w, http_input *in, const struct 
         http_respond_no_face(r, "the image", &res);
         goto out;
     }
-    const face_info *f = &res.faces[0];
+    const face_info *f = &res.faces[face_most_prominent(&res)];
     const float quality = f->has_quality ? f->attributes.quality : f->score;
     /* Before anything is stored, the subject included: a refused enrolment leaves no trace. In
      * float, as `vultus enroll --min-quality` compares, so both refuse the same faces. */

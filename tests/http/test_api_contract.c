@@ -959,9 +959,14 @@ static void drive_gallery_routes(int port)
     free(js);
     json_t *found_faces =
         call_json(port, "POST", Q, "/v1/collections/staff/search?k=2", JPEG_CT, s1, len1, 200);
-    assert_string_equal(json_string_value(json_object_get(
-                            json_array_get(json_object_get(found_faces, "faces"), 0), "identity")),
-                        "alice");
+    /* the face alice was enrolled with (sample 1's most prominent) is found as alice */
+    int alice_found = 0;
+    json_t *hits = json_object_get(found_faces, "faces");
+    for (size_t i = 0; i < json_array_size(hits); i++) {
+        const char *id = json_string_value(json_object_get(json_array_get(hits, i), "identity"));
+        if (id && strcmp(id, "alice") == 0) alice_found++;
+    }
+    assert_true(alice_found >= 1);
     json_decref(found_faces);
     json_decref(call_json(port, "POST", Q, "/v1/collections/staff/search", JPEG_CT, s5, len5, 200));
     json_decref(call_json(port, "POST", Q, "/v1/collections/f32s/search", JPEG_CT, s5, len5, 200));

@@ -16,6 +16,8 @@
  *   - which face: the most prominent (area in view, nearness to the centre), not the largest
  *     box: a bystander cut by the border of an LFW photo had the larger box and was compared
  *     (Ian_Thorpe_0010 against _0003: 0.906, no_match; eval, nearest the centre, has it right);
+ *   - enrolment takes the same face, so a photo enrolled and then verified against its subject
+ *     compares the face it stored;
  *   - the audit trail: the request's log line says who was verified against what and with
  *     what result (collection, subject, decision, similarity, threshold, warnings' codes,
  *     beside the line's own time, request id and key id), and holds no pixels nor embedding.
@@ -474,6 +476,49 @@ static void test_bystander_at_the_edge(void **state)
     json_decref(j);
 }
 
+/* Enrolment takes the face verify compares: a photo enrolled and then verified against its
+ * subject compares the very face it stored. With the largest box, enrolment stored
+ * Ian_Thorpe_0010's bystander and verify compared Ian Thorpe against him. */
+static void test_enrolled_photo_verifies_itself(void **state)
+{
+    (void)state;
+    NEED_SERVER();
+    if (!tc_exists(LFW "/Ian_Thorpe/Ian_Thorpe_0010.jpg")) {
+        print_message(LFW " is absent: skipped\n");
+        skip();
+    }
+    const char *photo = LFW "/Ian_Thorpe/Ian_Thorpe_0010.jpg";
+    tc_create_collection(port, "edge");
+    size_t len;
+    char *data = tc_load(photo, &len);
+    tc_form f = {0};
+    tc_form_file(&f, "image", data, len);
+    tc_form_field(&f, "subject", "thorpe");
+    tc_form_end(&f);
+    tc_response r;
+    tc_post_form(port, "/v1/collections/edge/faces", NULL, &f, &r);
+    json_t *enrolled = tc_expect_json(&r, 201);
+    tc_response_free(&r);
+    free(f.data);
+    free(data);
+    json_t *box = json_object_get(enrolled, "box");
+    double centre = real(box, "x") + real(box, "width") / 2;
+    if (centre < 100 || centre > 150)
+        fail_msg("enrolment stored the bystander: box centre x %.0f", centre);
+    json_decref(enrolled);
+
+    static const char *const fields[] = {"collection", "edge", "subject", "thorpe", NULL};
+    const char *const image[] = {"image", photo, NULL};
+    json_t *j = verify_ok(image, fields);
+    double similarity = real(j, "similarity");
+    if (similarity < 0.999)
+        fail_msg("the enrolled photo against its own subject: similarity %.3f, decision %s",
+                 similarity, str(j, "decision"));
+    print_message("Ian_Thorpe_0010 enrolled, then verified against its subject: %.4f\n",
+                  similarity);
+    json_decref(j);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -481,6 +526,7 @@ int main(void)
         cmocka_unit_test(test_faces_quality_liveness), cmocka_unit_test(test_multiple_faces_said),
         cmocka_unit_test(test_small_id_photo_said),    cmocka_unit_test(test_min_liveness),
         cmocka_unit_test(test_audit_log_line),         cmocka_unit_test(test_bystander_at_the_edge),
+        cmocka_unit_test(test_enrolled_photo_verifies_itself),
     };
     return cmocka_run_group_tests_name("verify at a desk", tests, setup, teardown);
 }
