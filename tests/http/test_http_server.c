@@ -1546,6 +1546,7 @@ typedef struct load_client {
     int n, status[256];
     double ms[256];
     int retry_after[256];
+    int waited[256]; /* a 503 given after waiting in the queue past the deadline */
     int no_response;
 } load_client;
 
@@ -1569,6 +1570,8 @@ static void *load_main(void *arg)
             c->status[c->n] = r.status;
             c->ms[c->n] = r.ms;
             c->retry_after[c->n] = tc_header(&r, "Retry-After", v, sizeof v) ? atoi(v) : 0;
+            c->waited[c->n] = r.status == 503 && r.body &&
+                              strstr(r.body, "could not start within its deadline\"");
             /* atomic: test_sigterm_drain reads the count while this thread runs */
             __atomic_store_n(&c->n, c->n + 1, __ATOMIC_RELEASE);
         }
@@ -1594,29 +1597,41 @@ static void test_overload(void **state)
             .port = s.port, .path = "/v1/analyze", .data = jpeg, .len = len, .repeat = 2};
         pthread_create(&t[i], NULL, load_main, &c[i]);
     }
-    int ok = 0, rejected = 0;
-    double worst_reject = 0;
+    int ok = 0, rejected = 0, waited = 0;
+    double worst_reject = 0, fastest_ok = 1e9;
     for (int i = 0; i < N; i++) {
         pthread_join(t[i], NULL);
         assert_int_equal(c[i].no_response, 0);
         for (int k = 0; k < c[i].n; k++) {
             if (c[i].status[k] == 200) {
                 ok++;
+                if (c[i].ms[k] < fastest_ok) fastest_ok = c[i].ms[k];
             } else if (c[i].status[k] == 503) {
-                rejected++;
                 assert_true(c[i].retry_after[k] >= 1);
+                if (c[i].waited[k]) {
+                    waited++;
+                    continue;
+                }
+                rejected++;
                 if (c[i].ms[k] > worst_reject) worst_reject = c[i].ms[k];
             } else {
                 fail_msg("status %d under overload", c[i].status[k]);
             }
         }
     }
-    print_message("overload: %d ok, %d rejected (slowest rejection %.1f ms)\n", ok, rejected,
-                  worst_reject);
+    print_message("overload: %d ok (fastest %.1f ms), %d refused on arrival (slowest %.1f ms), "
+                  "%d after waiting past the deadline\n",
+                  ok, fastest_ok, rejected, worst_reject, waited);
     assert_true(ok >= 2);
     assert_true(rejected >= 1);
-    /* Refusals come at once, not after waiting (generous for sanitizer builds). */
-    assert_true(worst_reject < 1000);
+    /* Refusals on arrival come at once, without waiting for any work: faster than the fastest
+     * answer that ran the pipeline. Not a wall-clock bound: on a machine loaded by other work
+     * (or under a sanitizer) everything is slower. A request whose wait the server
+     * underestimated (its deadline passed in the queue, as when the machine slowed after it
+     * was admitted) is refused then, with the same 503; counted apart. */
+    if (worst_reject >= fastest_ok)
+        fail_msg("a refusal on arrival took %.1f ms, the fastest 200 %.1f ms", worst_reject,
+                 fastest_ok);
 
     /* A request that cannot start within its own deadline is refused at once. */
     load_client busy = {
