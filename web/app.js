@@ -13,6 +13,9 @@ const STAGE_COLORS = {
 };
 const STAGE_ORDER = ['queue', 'decode', 'detect', 'landmarks', 'align', 'embed', 'attributes', 'liveness',
   'gallery'];
+// Enrolment's default min_quality (FACE_MIN_QUALITY_DEFAULT): a face below it is refused as too
+// small, blurred or turned away to be recognised reliably.
+const MIN_QUALITY = 0.1;
 const EMOTIONS = ['neutral', 'happy', 'sad', 'surprise', 'angry', 'fear', 'disgust'];
 
 const $ = (sel, root = document) => root.querySelector(sel);
@@ -1263,8 +1266,11 @@ function checkinVerdict(faces, collection, W) {
   }
   const known = faces.filter((f) => f.decision === 'match' && f.identity != null);
   const unknown = faces.length - known.length;
-  // A face a tenth of the picture wide or less is too far away to be recognised well.
-  const small = faces.some((f) => f.decision !== 'match' && f.box.width < W / 10);
+  // An unknown face below enrolment's own quality limit (search gives each face's quality) is
+  // more likely a poor photo of someone enrolled than a stranger. A service without the
+  // figure: a face a tenth of the picture wide or less is too far away to be recognised well.
+  const poor = faces.some((f) => f.decision !== 'match'
+    && (typeof f.quality === 'number' ? f.quality < MIN_QUALITY : f.box.width < W / 10));
   const lines = known.map((f) => {
     const meta = metadataText(f.identity_metadata);
     return h('div', { class: 'line' }, `✓ ${f.identity}`, meta ? h('small', { text: ` · ${meta}` }) : null);
@@ -1280,8 +1286,8 @@ function checkinVerdict(faces, collection, W) {
   if (faces.length === 1 && known.length) lines.shift();
   const meta = faces.length === 1 && known.length ? metadataText(known[0].identity_metadata) : '';
   if (meta) lines.unshift(h('div', { class: 'line', text: meta }));
-  const next = !unknown ? '' : small
-    ? `A face is small in the picture: ask them to step closer, then ${again}.`
+  const next = !unknown ? '' : poor
+    ? `A poor photo (the face small, blurred or turned away): ask them to step closer and face the camera, then ${again}.`
     : `Not enrolled in “${collection}”, or a poor photo: ${again}, else send them to the registration desk.`;
   showCheckin(unknown ? 'warn' : 'ok', headline, lines, next);
 }

@@ -249,7 +249,9 @@ int http_face_prefetch(http_request *r, http_worker *w)
     } else if (route->handler == http_api_face_enrol) {
         stages = HTTP_ENROL_STAGES;
         keep = 1;
-    } else if (route->handler != http_api_embed && route->handler != http_api_search) {
+    } else if (route->handler == http_api_search) {
+        stages = HTTP_SEARCH_STAGES;
+    } else if (route->handler != http_api_embed) {
         return 0;
     }
     int crops = 0;

@@ -1122,7 +1122,7 @@ void http_api_search(http_request *r, http_worker *w)
     float *queries = NULL;
     long k;
     if (search_params(r, &in, &k)) goto out;
-    int rc = http_face_from_input(r, w, &in, "image", FACE_STAGE_EMBED, &res);
+    int rc = http_face_from_input(r, w, &in, "image", HTTP_SEARCH_STAGES, &res);
     if (rc < 0) goto out;
     if (rc == 0) {
         http_respond_error(r, 400, "missing_image", "send the image to search with (image)");
@@ -1194,9 +1194,12 @@ void http_api_search(http_request *r, http_worker *w)
                                    "decision", h->decision == GAL_MATCH ? "match" : "no_match",
                                    "face_id", (json_int_t)h->face_id));
         }
+        const face_info *f = &res.faces[i];
+        /* The figure enrolment stores and compares with min_quality, named as it names it. */
+        const float quality = f->has_quality ? f->attributes.quality : f->score;
         json_array_append_new(
-            faces, json_pack("{s:o,s:o,s:s,s:o,s:o,s:o}", "box", http_box_json(&res.faces[i]),
-                             "score", num(res.faces[i].score), "decision",
+            faces, json_pack("{s:o,s:o,s:o,s:s,s:o,s:o,s:o}", "box", http_box_json(f), "score",
+                             num(f->score), "quality", num(quality), "decision",
                              known ? "match" : "unknown", "identity",
                              known ? json_string(best->subject_id) : json_null(),
                              "identity_metadata",

@@ -556,6 +556,9 @@ int http_enrol_precheck(http_request *r, http_input *in);
 /* What an enrolment runs: the embedding, and the quality it records (the same figure as
  * `vultus gallery enroll`'s, which --min-quality filters on). */
 #define HTTP_ENROL_STAGES (FACE_STAGE_EMBED | FACE_STAGE_QUALITY)
+/* What a search runs: the embedding, and each face's quality as enrolment computes it (no
+ * model runs for it), so a client can tell a poor photo from a stranger. */
+#define HTTP_SEARCH_STAGES (FACE_STAGE_EMBED | FACE_STAGE_QUALITY)
 int http_search_precheck(http_request *r, http_input *in);
 int http_verify_precheck(http_request *r, http_input *in);
 /* Releases what the prepare step kept (jobs the handler did not take, the parsed body). The

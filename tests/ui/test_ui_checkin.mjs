@@ -8,7 +8,7 @@
 // photo). chromium's fake camera shows the arrival's photo (--use-file-for-fake-video-capture).
 //
 //   node tests/ui/test_ui_checkin.mjs --binary build/vultus --shots build/ui-screenshots
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
@@ -232,6 +232,37 @@ async function main() {
       assert(r.error?.code === 'no_face', `no face in the blank picture (${JSON.stringify(r)})`);
       await page.locator('#checkin.warn').filter({ hasText: 'No face seen' }).waitFor();
     }
+  });
+
+  // Found by the check-in's engineers: search gave no quality, so "a poor photo" was guessed
+  // from the face's size in the picture, and a whole photo taken small (its largest face of
+  // quality ~0.06: the sample reduced to a sixth, each face as wide in it as before) got "Not
+  // enrolled".
+  await step('check-in: a poor photo is called one, from the face\'s quality', async () => {
+    const jpeg = readFileSync('models/samples/sample1.jpg').toString('base64');
+    const small = await page.evaluate(async (b64) => {
+      const img = new Image();
+      img.src = `data:image/jpeg;base64,${b64}`;
+      await img.decode();
+      const c = document.createElement('canvas');
+      c.width = Math.floor(img.naturalWidth / 6);
+      c.height = Math.floor(img.naturalHeight / 6);
+      c.getContext('2d').drawImage(img, 0, 0, c.width, c.height);
+      return c.toDataURL('image/jpeg', 0.9).split(',')[1];
+    }, jpeg);
+    const file = join(work, 'poor.jpg');
+    writeFileSync(file, Buffer.from(small, 'base64'));
+    const answered = page.waitForResponse((r) => r.url().includes('/v1/collections/door/search'));
+    await page.locator('[data-picker="search"] input[type=file]').first().setInputFiles(file);
+    const r = await (await answered).json();
+    const f = r.faces?.[0];
+    assert(f && r.faces.every((x) => typeof x.quality === 'number' && x.quality < 0.1), `the service gives the small faces their low quality (${JSON.stringify(r.faces?.map((x) => x.quality))})`);
+    if (r.faces.some((x) => x.decision === 'match')) return 'skip'; // the samples' roster enrols this very photo
+    // The answer drawn from this search (the last one's was "No face seen").
+    await page.waitForFunction(() => !/Checking|No face seen/.test(document.querySelector('#checkin').textContent));
+    const text = await page.locator('#checkin.warn').innerText();
+    assert(text.includes('poor photo') && text.includes('face the camera') && !text.includes('Not enrolled'), `the answer says it is a poor photo (${text})`);
+    await shot('c4b-checkin-poor-photo');
   });
 
   await step('check-in: on a phone (390x844) the answer is on screen after one tap, nothing wider', async () => {
