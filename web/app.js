@@ -1053,6 +1053,33 @@ function chooseBatch(files) {
   $('#batch-progress').hidden = true;
 }
 
+// A batch's photo refused for low quality may still be stored, as the one-face form's "Enrol
+// anyway" allows when no better photo can be had. Another request for the service
+// (min_quality=0), so a key of its own: the refused one's would only replay the refusal. One
+// key per photo, so a click again after a lost answer does not store the face twice.
+function batchAnyway(collection, who, f, li, perFile, tally, say) {
+  const key = newIdempotencyKey();
+  const btn = h('button', { type: 'button', class: 'btn small', text: 'Enrol anyway' });
+  btn.addEventListener('click', async () => {
+    btn.disabled = true;
+    try {
+      const r = await enrolOne(collection, who, f, f.name, key, 0);
+      li.replaceChildren(li.firstChild); // the file's name; its refusal is gone
+      li.className = 'ok';
+      li.append(h('span', { class: 'muted', text: `${perFile ? `${r.subject}, ` : ''}face #${r.face_id}, enrolled anyway (quality ${fmt.num(r.quality, 2)})` }));
+      tally.ok++;
+      tally.unfit--;
+      say();
+      subjectsFor = '';
+      refreshCollections();
+    } catch (err) {
+      btn.disabled = false;
+      notify(err, { context: 'Enrol' });
+    }
+  });
+  return btn;
+}
+
 async function submitBatch(e) {
   e.preventDefault();
   const form = e.target;
@@ -1071,7 +1098,13 @@ async function submitBatch(e) {
   bar.value = 0;
   bar.hidden = false;
   summary.textContent = `Enrolling ${files.length} photos…`;
-  let ok = 0, done = 0, unfit = 0;
+  let done = 0;
+  // ok and unfit change after the batch too: a refused photo enrolled anyway.
+  const tally = { ok: 0, unfit: 0 };
+  const say = () => {
+    summary.textContent = `Enrolled ${tally.ok} of ${files.length} photo${files.length === 1 ? '' : 's'}${perFile ? ', one person each,' : ` for ${subject}`} in ${collection}.`
+      + (tally.unfit ? ` ${tally.unfit} cannot be enrolled as ${tally.unfit === 1 ? 'it is' : 'they are'} (see why in the list).` : '');
+  };
   const left = new Set(files); // not enrolled, and worth sending again
   try {
     await ensureCollection(collection);
@@ -1089,7 +1122,7 @@ async function submitBatch(e) {
           li.className = 'ok';
           li.append(h('span', { class: 'muted', text: perFile ? `${r.subject}, face #${r.face_id}` : `face #${r.face_id}` }));
           left.delete(f);
-          ok++;
+          tally.ok++;
         } catch (err) {
           li.className = 'err';
           // The service's own message says more (for no_face: the smallest face looked for).
@@ -1097,8 +1130,9 @@ async function submitBatch(e) {
           if (PHOTO_FAULTS.has(err.code)) {
             li.append(h('span', { class: 'muted final', text: 'not tried again' }));
             left.delete(f);
-            unfit++;
+            tally.unfit++;
           }
+          if (err.code === 'low_quality') li.append(batchAnyway(collection, who, f, li, perFile, tally, say));
           if (err.code === 'unauthorized' || err.code === 'network') { next = files.length; notify(err, { context: 'Enrol' }); }
         }
         bar.value = ++done;
@@ -1106,8 +1140,7 @@ async function submitBatch(e) {
       }
     };
     await Promise.all([worker(), worker()]);
-    summary.textContent = `Enrolled ${ok} of ${files.length} photo${files.length === 1 ? '' : 's'}${perFile ? ', one person each,' : ` for ${subject}`} in ${collection}.`
-      + (unfit ? ` ${unfit} cannot be enrolled as ${unfit === 1 ? 'it is' : 'they are'} (see why in the list).` : '');
+    say();
     subjectsFor = '';
     refreshCollections();
   } catch (err) {

@@ -265,6 +265,37 @@ async function main() {
     await shot('c4b-checkin-poor-photo');
   });
 
+  // Found by the check-in's engineers: a badge photo the batch found too poor had no way to be
+  // stored, where the one-face form offers "Enrol anyway". The poor photo is the step above's.
+  await step('check-in: a badge photo refused as poor can be enrolled anyway from the batch', async () => {
+    await page.click('#tab-enrol');
+    const folder = join(work, 'late');
+    mkdirSync(folder);
+    copyFileSync(join(work, 'poor.jpg'), join(folder, 'B-0901.jpg'));
+    const keys = [];
+    const watch = (r) => { if (r.url().includes('/v1/collections/late/faces') && r.method() === 'POST') keys.push([r.headers()['idempotency-key']]); };
+    page.on('request', watch);
+    const form = page.locator('#batch-form');
+    await form.locator('input[name=collection]').fill('late');
+    await page.locator('#batch-per-file').check();
+    await page.locator('#batch-files').setInputFiles([join(folder, 'B-0901.jpg')]);
+    await form.locator('#batch-submit').click();
+    await page.locator('#batch-summary').filter({ hasText: 'Enrolled 0 of 1' }).waitFor({ timeout: 60000 });
+    const line = page.locator('#batch-log li.err', { hasText: 'B-0901.jpg' });
+    await line.getByRole('button', { name: 'Enrol anyway' }).click();
+    await page.locator('#batch-log li.ok', { hasText: 'enrolled anyway' }).waitFor();
+    page.off('request', watch);
+    const text = await page.locator('#batch-log li.ok').innerText();
+    assert(text.includes('B-0901') && /face #\d+/.test(text), `the line says whom it enrolled (${text})`);
+    assert(keys.length === 2 && keys[0][0] !== keys[1][0], `the second try has a key of its own (${keys.map((k) => k[0]).join(' ')})`);
+    const summary = await page.locator('#batch-summary').innerText();
+    assert(summary.includes('Enrolled 1 of 1'), `the summary counts it (${summary})`);
+    // Stored below the default limit: the second try sent min_quality=0.
+    const r = await (await fetch(`${base}/v1/collections/late/faces?subject=B-0901`)).json();
+    assert(r.faces?.length === 1 && r.faces[0].quality < 0.1, `B-0901 is stored with its one poor face (${JSON.stringify(r.faces?.map((x) => x.quality))})`);
+    await shot('c4c-batch-enrol-anyway');
+  });
+
   await step('check-in: on a phone (390x844) the answer is on screen after one tap, nothing wider', async () => {
     const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true, permissions: ['camera'] });
     const p = await phone.newPage();
