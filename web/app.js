@@ -949,7 +949,7 @@ async function submitEnrol(e) {
     enrol.done = what;
     // The face matches other subjects too: one person under two names (registered twice, or
     // a fraud signal). Stored all the same; said beside the result so the desk can check.
-    const others = (r.also_matches || []).map((m) => `subject ${m.subject}, similarity ${Number(m.similarity).toFixed(2)}`);
+    const others = alsoMatches(r);
     out.replaceChildren(thumbImg(collection, r.face_id, `${r.subject}'s enrolled face`),
       h('div', {}, h('b', { text: `Enrolled as ${r.subject}` }),
         h('div', { class: 'muted', text: `in ${r.collection}, face #${r.face_id}${r.subject_created ? ' (a new subject)' : ''}` }),
@@ -975,6 +975,20 @@ async function submitEnrol(e) {
     enrol.sending = false;
     selectEnrolFace(enrol.selected);
   }
+}
+
+// The other subjects an enrolment's face matches (its also_matches), in words: one person
+// under two names (registered twice, or a fraud signal). Stored all the same.
+function alsoMatches(r) {
+  return (r.also_matches || []).map((m) => `subject ${m.subject}, similarity ${Number(m.similarity).toFixed(2)}`);
+}
+
+// A batch's line for an enrolled photo: whom and which face, and whom else it looks like.
+function batchEnrolled(li, r, perFile, note = '') {
+  li.className = 'ok';
+  li.append(h('span', { class: 'muted', text: `${perFile ? `${r.subject}, ` : ''}face #${r.face_id}${note}` }));
+  const others = alsoMatches(r);
+  if (others.length) li.append(h('span', { class: 'why also', text: `also looks like ${others.join('; ')}` }));
 }
 
 function inlineErrorIn(out, err) {
@@ -1065,8 +1079,7 @@ function batchAnyway(collection, who, f, li, perFile, tally, say) {
     try {
       const r = await enrolOne(collection, who, f, f.name, key, 0);
       li.replaceChildren(li.firstChild); // the file's name; its refusal is gone
-      li.className = 'ok';
-      li.append(h('span', { class: 'muted', text: `${perFile ? `${r.subject}, ` : ''}face #${r.face_id}, enrolled anyway (quality ${fmt.num(r.quality, 2)})` }));
+      batchEnrolled(li, r, perFile, `, enrolled anyway (quality ${fmt.num(r.quality, 2)})`);
       tally.ok++;
       tally.unfit--;
       say();
@@ -1119,8 +1132,7 @@ async function submitBatch(e) {
         log.append(li);
         try {
           const r = await enrolPatiently(collection, who, f, li);
-          li.className = 'ok';
-          li.append(h('span', { class: 'muted', text: perFile ? `${r.subject}, face #${r.face_id}` : `face #${r.face_id}` }));
+          batchEnrolled(li, r, perFile);
           left.delete(f);
           tally.ok++;
         } catch (err) {

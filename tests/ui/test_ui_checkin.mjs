@@ -296,6 +296,41 @@ async function main() {
     await shot('c4c-batch-enrol-anyway');
   });
 
+  // Found by the check-in's engineers: the one-face form says when a face also looks like
+  // another subject (also_matches), the batches said nothing: a person registered twice under
+  // two badges went unseen. The arrival's photo of B-0002 enrolled again under another badge,
+  // in either batch mode.
+  await step('check-in: a batch says when a photo also looks like another subject', async () => {
+    const folder = join(work, 'twice');
+    mkdirSync(folder);
+    copyFileSync(arriving.arrival, join(folder, 'B-0902.jpg'));
+    const form = page.locator('#batch-form');
+    await form.locator('input[name=collection]').fill('door');
+    await page.locator('#batch-per-file').check();
+    const answered = page.waitForResponse((r) => r.url().includes('/v1/collections/door/faces') && r.request().method() === 'POST');
+    await page.locator('#batch-files').setInputFiles([join(folder, 'B-0902.jpg')]);
+    await form.locator('#batch-submit').click();
+    const r = await (await answered).json();
+    const also = (r.also_matches || []).find((m) => m.subject === arriving.badge);
+    assert(also, `the service found ${arriving.badge} in the new face (${JSON.stringify(r.also_matches)})`);
+    const line = page.locator('#batch-log li.ok', { hasText: 'B-0902' });
+    await line.waitFor({ timeout: 60000 });
+    let text = await line.innerText();
+    assert(text.includes(`also looks like subject ${arriving.badge}, similarity ${also.similarity.toFixed(2)}`), `the line names the other subject (${text})`);
+    await shot('c4d-batch-also-matches');
+    // The same photo for one person named in the form ("all of one person"): B-0002 and B-0902.
+    await page.locator('#batch-form input[name="batch-mode"][value="one"]').check();
+    await form.locator('input[name=subject]').fill('visitor');
+    copyFileSync(arriving.arrival, join(folder, 'visitor.jpg')); // another name: a change event
+    await page.locator('#batch-files').setInputFiles([join(folder, 'visitor.jpg')]);
+    await form.locator('#batch-submit').click();
+    await page.locator('#batch-summary').filter({ hasText: 'Enrolled 1 of 1' }).waitFor({ timeout: 60000 });
+    text = await page.locator('#batch-log li.ok').innerText();
+    assert(text.includes(`subject ${arriving.badge}`) && text.includes('subject B-0902'), `one person's batch names both (${text})`);
+    // Both subjects hold the arrival's own photo: leave the door as the phone step expects it.
+    for (const s of ['B-0902', 'visitor']) await fetch(`${base}/v1/collections/door/subjects/${s}`, { method: 'DELETE' });
+  });
+
   await step('check-in: on a phone (390x844) the answer is on screen after one tap, nothing wider', async () => {
     const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true, permissions: ['camera'] });
     const p = await phone.newPage();
