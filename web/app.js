@@ -1520,8 +1520,10 @@ async function loadSubjects() {
 function subjectCard(collection, s) {
   const thumbs = h('div', { class: 'thumbs' });
   const count = h('span', { class: 'muted', text: `${s.faces} face${s.faces === 1 ? '' : 's'}` });
+  const meta = h('div', { class: 'muted subject-meta', text: metadataText(s.metadata) });
   const el = h('article', { class: 'subject' },
-    h('header', {}, h('div', {}, h('div', { class: 'name', text: s.id }), count),
+    h('header', {}, h('div', {}, h('div', { class: 'name', text: s.id }), count, meta),
+      h('button', { type: 'button', class: 'btn ghost small', 'aria-label': `edit the metadata of ${s.id}`, onclick: () => editMetadata(collection, s, el, meta) }, 'Edit'),
       h('button', { type: 'button', class: 'btn danger small', 'aria-label': `delete subject ${s.id}`, onclick: () => deleteSubject(collection, s.id, el) }, 'Delete')),
     thumbs);
   // A page of faces at a time: a subject with more than a page gets a button for the rest.
@@ -1553,6 +1555,40 @@ function subjectCard(collection, s) {
   return { el, load: () => load() };
 }
 
+// A subject's metadata (a badge's name, a desk: what search's identity_metadata and the
+// check-in answer show), edited as JSON and stored with PATCH …/subjects/{s}, which replaces it.
+function editMetadata(collection, s, card, line) {
+  if (card.querySelector('form.meta-edit')) return;
+  const area = h('textarea', { name: 'metadata', rows: 3, 'aria-label': `metadata of ${s.id} (JSON)`, spellcheck: 'false' });
+  area.value = JSON.stringify(s.metadata ?? {}, null, 1);
+  const why = h('div', { class: 'inline-error', role: 'alert', hidden: true });
+  const form = h('form', { class: 'meta-edit' }, area, why,
+    h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'btn primary small' }, 'Save'),
+      h('button', { type: 'button', class: 'btn ghost small', onclick: () => form.remove() }, 'Cancel')));
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    let metadata;
+    try {
+      metadata = JSON.parse(area.value);
+    } catch (err) {
+      why.textContent = `Not JSON: ${err.message}. For example {"name": "Ada", "desk": 3}.`;
+      why.hidden = false;
+      return;
+    }
+    try {
+      const r = await api('PATCH', `/v1/collections/${enc(collection)}/subjects/${enc(s.id)}`, { json: { metadata } });
+      s.metadata = r.metadata ?? metadata;
+      line.textContent = metadataText(s.metadata);
+      form.remove();
+    } catch (err) {
+      inlineError(why, err);
+      why.hidden = false;
+    }
+  });
+  card.querySelector('header').after(form);
+  area.focus();
+}
+
 async function deleteFace(collection, id, subject, tile, count) {
   if (!await confirmAction('Delete this face?', `Face #${id} of ${subject} will be removed from “${collection}”. This cannot be undone.`)) return;
   try {
@@ -1561,7 +1597,7 @@ async function deleteFace(collection, id, subject, tile, count) {
     // start: it goes to the next face, else the previous one, else the subject's Delete.
     const tileNear = (dir) => { let e = tile[dir]; while (e && !e.classList.contains('tile')) e = e[dir]; return e; };
     const near = tileNear('nextElementSibling') || tileNear('previousElementSibling');
-    const then = near ? near.querySelector('.x') : tile.closest('.subject')?.querySelector('header button');
+    const then = near ? near.querySelector('.x') : tile.closest('.subject')?.querySelector('header button.danger');
     tile.remove();
     then?.focus();
     const n = Number(count.textContent.split(' ')[0]) - 1;
@@ -1585,7 +1621,7 @@ async function deleteSubject(collection, id, card) {
     const near = card.nextElementSibling || card.previousElementSibling;
     card.remove();
     // As for a face: the next subject's Delete, else the previous one's, else the title.
-    if (near) near.querySelector('header button').focus();
+    if (near) near.querySelector('header button.danger').focus();
     else focusTitle();
     subjectsFor = '';
     refreshCollections();

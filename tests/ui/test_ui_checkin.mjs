@@ -331,6 +331,26 @@ async function main() {
     for (const s of ['B-0902', 'visitor']) await fetch(`${base}/v1/collections/door/subjects/${s}`, { method: 'DELETE' });
   });
 
+  // Found by the check-in's engineers: a badge's name misspelt at registration could only be
+  // fixed with curl (PATCH …/subjects/{s}); the Browse tab showed no metadata and had no edit.
+  await step('check-in: the Browse tab edits a badge\'s metadata, which the check-in then shows', async () => {
+    await page.click('#tab-browse');
+    await page.locator('#collections button', { hasText: 'door' }).first().click();
+    const card = page.locator('article.subject', { has: page.locator('.name', { hasText: new RegExp(`^${arriving.badge}$`) }) });
+    await card.getByRole('button', { name: `edit the metadata of ${arriving.badge}` }).click();
+    const area = card.locator('textarea[name=metadata]');
+    assert((await area.inputValue()).includes(arriving.name.replace(/_/g, ' ')), 'the form starts from the metadata as stored');
+    await area.fill('{"name": oops}');
+    await card.getByRole('button', { name: 'Save' }).click();
+    await card.locator('.inline-error', { hasText: 'Not JSON' }).waitFor();
+    await area.fill('{"name": "Desk Checked", "desk": 3}');
+    await card.getByRole('button', { name: 'Save' }).click();
+    await card.locator('.subject-meta', { hasText: 'desk: 3' }).waitFor();
+    const r = await (await fetch(`${base}/v1/collections/door/subjects/${arriving.badge}`)).json();
+    assert(JSON.stringify(r.metadata) === '{"name":"Desk Checked","desk":3}', `stored (${JSON.stringify(r.metadata)})`);
+    await shot('c4e-browse-metadata');
+  });
+
   await step('check-in: on a phone (390x844) the answer is on screen after one tap, nothing wider', async () => {
     const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true, permissions: ['camera'] });
     const p = await phone.newPage();
@@ -343,6 +363,8 @@ async function main() {
     await p.locator('#door-snap').tap();
     const verdict = p.locator('#checkin.ok').filter({ hasText: `Checked in: ${arriving.badge}` });
     await verdict.waitFor();
+    const said = await verdict.innerText();
+    assert(said.includes('Desk Checked') && said.includes('desk: 3'), `the metadata edited in Browse is shown (${said})`);
     const box = await verdict.boundingBox();
     assert(box.y >= 0 && box.y + box.height <= 844, `the answer is on the screen without scrolling (${Math.round(box.y)}..${Math.round(box.y + box.height)} px)`);
     const snap = await p.locator('#door-snap').boundingBox();
