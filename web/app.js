@@ -890,8 +890,8 @@ function iou(a, b) {
   return inter / (a.width * a.height + b.width * b.height - inter || 1);
 }
 
-// The service enrols the largest face of an image, so a picture with several faces is cut
-// around the chosen one (with a margin the detector needs) before it is sent.
+// The service enrols an image's most prominent face (the largest area in view, nearest the
+// centre), so a picture with several faces is cut around the chosen one (with a margin the detector needs) before it is sent.
 function faceUpload(p, W, H, box) {
   if (enrol.faces.length <= 1) return Promise.resolve(p.blob);
   const s = p.img.naturalWidth / W || 1;
@@ -1417,7 +1417,7 @@ async function runVerify() {
   if (!a.blob || !b.blob) {
     a.busy(false);
     b.busy(false);
-    out.replaceChildren(h('p', { class: 'muted', text: a.blob || b.blob ? 'Now the other photo.' : 'Two photos, one face each (the largest is used).' }));
+    out.replaceChildren(h('p', { class: 'muted', text: a.blob || b.blob ? 'Now the other photo.' : 'Two photos, one face each (the most prominent is used).' }));
     return;
   }
   a.busy(true);
@@ -1432,7 +1432,7 @@ async function runVerify() {
     const same = r.decision === 'match';
     for (const [p, f] of [[a, r.face_a], [b, r.face_b]]) {
       drawFaces(p, p.img.naturalWidth || 1, p.img.naturalHeight || 1, [f], {
-        color: () => (same ? '#3fb950' : '#f2615a'), tag: () => ({ num: f.faces_in_image > 1 ? `largest of ${f.faces_in_image}` : 'compared' }),
+        color: () => (same ? '#3fb950' : '#f2615a'), tag: () => ({ num: f.faces_in_image > 1 ? `1 of ${f.faces_in_image}` : 'compared' }),
         label: () => 'the compared face',
       });
     }

@@ -23,8 +23,8 @@ const CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--no-fir
 // Small enough that a made-up upload passes it quickly, large enough for every sample photo.
 const MAX_BODY = 1500000;
 const GROUP = 'models/samples/sample5.jpg'; // five faces
-// One face each: the service's thumbnails of the largest face of samples 1-4 (every sample
-// photo has several faces), made at start.
+// One face each: the service's thumbnails of the face it enrols from samples 1-4 (the most
+// prominent; every sample photo has several faces), made at start.
 const SOLO = [];
 
 mkdirSync(SHOTS, { recursive: true });
