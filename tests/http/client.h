@@ -7,6 +7,8 @@
 #ifndef VULTUS_TESTS_HTTP_CLIENT_H
 #define VULTUS_TESTS_HTTP_CLIENT_H
 
+#include "img/img.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -290,6 +292,24 @@ static inline int tc_server_stop(tc_server *s)
     }
     if (s->own_dir && s->dir[0]) tc_rm_rf(s->dir);
     s->dir[0] = '\0';
+    return rc;
+}
+
+/* A server shared by a test program's tests: a fresh data folder (dir, 256 bytes), 2 workers
+ * and a deadline of a minute (a loaded machine's 503 is not what such tests are about).
+ * Returns 0 or -1. */
+static inline int tc_server_start_patient(tc_server *s, char *dir)
+{
+    if (tc_temp_dir(dir) != 0) return -1;
+    static const char *const args[] = {"--workers", "2", "--deadline-ms", "60000", NULL};
+    return tc_server_start(s, dir, args, 1);
+}
+
+/* Stops it (when it was started) and removes its folder; 0 when it exited cleanly. */
+static inline int tc_server_stop_patient(tc_server *s, const char *dir)
+{
+    int rc = s->pid > 0 ? tc_server_stop(s) : 0;
+    if (dir[0]) tc_rm_rf(dir);
     return rc;
 }
 
@@ -871,6 +891,44 @@ static inline void tc_post_jpeg(int port, const char *path, const char *headers,
     tc_request(port, "POST", path, h, jpeg, len, r);
 }
 
-#endif
+
+/* An image file reduced to 1/divisor of its sides and saved as a JPEG of `quality`: a small or
+ * poor photo of the same face (*out: free()). Returns 0 or -1. */
+static inline int tc_shrunk_jpeg(const char *path, int divisor, int quality, uint8_t **out,
+                                 size_t *len)
+{
+    img_image photo = {0}, small = {0};
+    if (img_load_file(path, NULL, &photo, NULL) != 0) return -1;
+    int rc = img_resize(&photo, photo.width / divisor, photo.height / divisor, &small);
+    if (!rc) rc = img_encode_jpeg(&small, quality, out, len);
+    img_free(&photo);
+    img_free(&small);
+    return rc ? -1 : 0;
+}
+
+/* A collection's subject and face counts, as GET /v1/collections/{c} reports them. */
+static inline void tc_expect_counts(int port, const char *collection, long long subjects,
+                                    long long faces)
+{
+    char path[128];
+    snprintf(path, sizeof path, "/v1/collections/%s", collection);
+    json_t *c = tc_call(port, "GET", path, NULL, 200);
+    assert_int_equal(json_integer_value(json_object_get(c, "subjects")), subjects);
+    assert_int_equal(json_integer_value(json_object_get(c, "faces")), faces);
+    json_decref(c);
+}
+
+/* The subject does not exist (404 subject_not_found). */
+static inline void tc_expect_no_subject(int port, const char *collection, const char *subject)
+{
+    char path[256];
+    snprintf(path, sizeof path, "/v1/collections/%s/subjects/%s", collection, subject);
+    tc_response r;
+    tc_get(port, path, "", &r);
+    tc_expect_error(&r, 404, "subject_not_found");
+    tc_response_free(&r);
+}
+
+#endif /* cmocka_unit_test */
 
 #endif

@@ -58,10 +58,7 @@ static int setup(void **state)
     obama1 = tc_load(OBAMA_1, &obama1_len);
     obama2 = tc_load(OBAMA_2, &obama2_len);
     biden1 = tc_load(BIDEN_1, &biden1_len);
-    if (tc_temp_dir(srv_dir) != 0) return -1;
-    /* a deadline of a minute: a loaded machine's 503 is not what these tests are about */
-    static const char *const args[] = {"--workers", "2", "--deadline-ms", "60000", NULL};
-    if (tc_server_start(&srv, srv_dir, args, 1) != 0) return -1;
+    if (tc_server_start_patient(&srv, srv_dir) != 0) return -1;
     port = srv.port;
     return 0;
 }
@@ -69,32 +66,11 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    int rc = srv.pid > 0 ? tc_server_stop(&srv) : 0;
-    if (srv_dir[0]) tc_rm_rf(srv_dir);
+    int rc = tc_server_stop_patient(&srv, srv_dir);
     free(obama1);
     free(obama2);
     free(biden1);
     return rc != 0;
-}
-
-static void expect_counts(const char *collection, long long subjects, long long faces)
-{
-    char path[128];
-    snprintf(path, sizeof path, "/v1/collections/%s", collection);
-    json_t *c = tc_call(port, "GET", path, NULL, 200);
-    assert_int_equal(json_integer_value(json_object_get(c, "subjects")), subjects);
-    assert_int_equal(json_integer_value(json_object_get(c, "faces")), faces);
-    json_decref(c);
-}
-
-static void expect_no_subject(const char *collection, const char *subject)
-{
-    char path[256];
-    snprintf(path, sizeof path, "/v1/collections/%s/subjects/%s", collection, subject);
-    tc_response r;
-    tc_get(port, path, "", &r);
-    tc_expect_error(&r, 404, "subject_not_found");
-    tc_response_free(&r);
 }
 
 /* Enrols a photo (raw body; `query` after subject=...) and returns its 201's also_matches (a
@@ -162,7 +138,7 @@ static void test_also_matches(void **state)
     also = enrol("desk", "c", "", biden1, biden1_len);
     if (json_array_size(also) != 0) fail_msg("biden matched someone: %s", json_dumps(also, 0));
     json_decref(also);
-    expect_counts("desk", 3, 3);
+    tc_expect_counts(port, "desk", 3, 3);
 
     /* one subject, two photos of him: not a match of another subject */
     tc_create_collection(port, "same");
@@ -177,7 +153,7 @@ static void test_also_matches(void **state)
                         "a");
     assert_true(json_number_value(json_object_get(json_array_get(also, 0), "similarity")) >= 0.999);
     json_decref(also);
-    expect_counts("same", 2, 3);
+    tc_expect_counts(port, "same", 2, 3);
 }
 
 /* on_match=refuse: 409 matches_other_subject naming the subject, the similarity and the way
@@ -201,8 +177,8 @@ static void test_refuse(void **state)
         fail_msg("matches_other_subject does not name the subject, the figure and the way out: "
                  "'%s'",
                  m);
-    expect_no_subject("fraud", "b");
-    expect_counts("fraud", 1, 1);
+    tc_expect_no_subject(port, "fraud", "b");
+    tc_expect_counts(port, "fraud", 1, 1);
 
     /* as a multipart field and as a JSON field */
     tc_form f = {0};
@@ -224,8 +200,8 @@ static void test_refuse(void **state)
     tc_response_free(&r);
     free(body);
     free(b64);
-    expect_no_subject("fraud", "b");
-    expect_counts("fraud", 1, 1);
+    tc_expect_no_subject(port, "fraud", "b");
+    tc_expect_counts(port, "fraud", 1, 1);
 
     /* an existing subject keeps what it had */
     json_decref(enrol("fraud", "c", "", biden1, biden1_len));
@@ -233,7 +209,7 @@ static void test_refuse(void **state)
                  obama2_len, &r);
     tc_expect_error(&r, 409, "matches_other_subject");
     tc_response_free(&r);
-    expect_counts("fraud", 2, 2);
+    tc_expect_counts(port, "fraud", 2, 2);
 
     /* his own second photo is no conflict; on_match=store stores a match with its report */
     json_t *also = enrol("fraud", "a", "&on_match=refuse", obama2, obama2_len);
@@ -242,7 +218,7 @@ static void test_refuse(void **state)
     also = enrol("fraud", "b", "&on_match=store", obama2, obama2_len);
     assert_int_equal(json_array_size(also), 1);
     json_decref(also);
-    expect_counts("fraud", 3, 4);
+    tc_expect_counts(port, "fraud", 3, 4);
 
     /* anything else is refused before the image is looked at */
     static const char *const bad[] = {"maybe", "", "REFUSE", "refuse%20",
@@ -256,7 +232,7 @@ static void test_refuse(void **state)
             fail_msg("'%s' does not name on_match", m);
         tc_response_free(&r);
     }
-    expect_no_subject("fraud", "d");
+    tc_expect_no_subject(port, "fraud", "d");
 }
 
 /* The collection's threshold decides what is a match: above the pair's similarity, the same
@@ -271,7 +247,7 @@ static void test_threshold_decides(void **state)
     json_t *also = enrol("strict", "b", "&on_match=refuse", obama2, obama2_len);
     assert_int_equal(json_array_size(also), 0);
     json_decref(also);
-    expect_counts("strict", 2, 2);
+    tc_expect_counts(port, "strict", 2, 2);
 }
 
 /* Idempotency-Key: the refusal is final and replayed; the same key without on_match=refuse is
@@ -297,8 +273,8 @@ static void test_idempotency(void **state)
                  obama2_len, &r);
     tc_expect_error(&r, 422, "idempotency_key_reused");
     tc_response_free(&r);
-    expect_no_subject("idem", "b");
-    expect_counts("idem", 1, 1);
+    tc_expect_no_subject(port, "idem", "b");
+    tc_expect_counts(port, "idem", 1, 1);
     /* a new key stores it, once, and the replay carries the same also_matches */
     json_t *first = NULL;
     for (int i = 0; i < 2; i++) {
@@ -315,7 +291,7 @@ static void test_idempotency(void **state)
         }
     }
     json_decref(first);
-    expect_counts("idem", 2, 2);
+    tc_expect_counts(port, "idem", 2, 2);
 }
 
 int main(void)

@@ -52,17 +52,8 @@ static int setup(void **state)
 {
     (void)state;
     if (!tc_have_models()) return 0;
-    img_image photo = {0}, small = {0};
-    if (img_load_file(SAMPLE, NULL, &photo, NULL) != 0) return -1;
-    int rc = img_resize(&photo, photo.width / 6, photo.height / 6, &small);
-    if (!rc) rc = img_encode_jpeg(&small, 90, &small_jpeg, &small_len);
-    img_free(&photo);
-    img_free(&small);
-    if (rc) return -1;
-    if (tc_temp_dir(srv_dir) != 0) return -1;
-    /* a deadline of a minute: a loaded machine's 503 is not what these tests are about */
-    static const char *const args[] = {"--workers", "2", "--deadline-ms", "60000", NULL};
-    if (tc_server_start(&srv, srv_dir, args, 1) != 0) return -1;
+    if (tc_shrunk_jpeg(SAMPLE, 6, 90, &small_jpeg, &small_len) != 0) return -1;
+    if (tc_server_start_patient(&srv, srv_dir) != 0) return -1;
     port = srv.port;
     return 0;
 }
@@ -70,30 +61,9 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    int rc = srv.pid > 0 ? tc_server_stop(&srv) : 0;
-    if (srv_dir[0]) tc_rm_rf(srv_dir);
+    int rc = tc_server_stop_patient(&srv, srv_dir);
     free(small_jpeg);
     return rc != 0;
-}
-
-static void expect_counts(const char *collection, long long subjects, long long faces)
-{
-    char path[128];
-    snprintf(path, sizeof path, "/v1/collections/%s", collection);
-    json_t *c = tc_call(port, "GET", path, NULL, 200);
-    assert_int_equal(json_integer_value(json_object_get(c, "subjects")), subjects);
-    assert_int_equal(json_integer_value(json_object_get(c, "faces")), faces);
-    json_decref(c);
-}
-
-static void expect_no_subject(const char *collection, const char *subject)
-{
-    char path[256];
-    snprintf(path, sizeof path, "/v1/collections/%s/subjects/%s", collection, subject);
-    tc_response r;
-    tc_get(port, path, "", &r);
-    tc_expect_error(&r, 404, "subject_not_found");
-    tc_response_free(&r);
 }
 
 /* The quality the 201 of an enrolment reports. */
@@ -134,8 +104,8 @@ static void test_refused_below_default(void **state)
     if (!strstr(m, "quality is 0.0") || !strstr(m, "below the 0.1 ") || !strstr(m, "small") ||
         !strstr(m, "sharper, frontal, well-lit") || !strstr(m, "min_quality=0"))
         fail_msg("low_quality's message does not give the figures and the way out: '%s'", m);
-    expect_no_subject("desk", "newcomer");
-    expect_counts("desk", 0, 0);
+    tc_expect_no_subject(port, "desk", "newcomer");
+    tc_expect_counts(port, "desk", 0, 0);
 
     /* with create_subject=false for a subject that has a face: it keeps that one alone */
     size_t len;
@@ -147,7 +117,7 @@ static void test_refused_below_default(void **state)
              small_len, &r);
     tc_expect_error(&r, 422, "low_quality");
     tc_response_free(&r);
-    expect_counts("desk", 1, 1);
+    tc_expect_counts(port, "desk", 1, 1);
     free(good);
 }
 
@@ -191,7 +161,7 @@ static void test_stored_with_zero(void **state)
     tc_response_free(&r);
     free(body);
     free(b64);
-    expect_counts("anyway", 3, 3);
+    tc_expect_counts(port, "anyway", 3, 3);
 }
 
 /* A min_quality that is not a number in [0, 1]: 422 invalid_parameter, before the image is
@@ -232,13 +202,13 @@ static void test_invalid_min_quality(void **state)
                  "{\"subject\":\"x\",\"min_quality\":true,\"image\":\"AAAA\"}", &r);
     tc_expect_error(&r, 422, "invalid_parameter");
     tc_response_free(&r);
-    expect_no_subject("strict", "x");
+    tc_expect_no_subject(port, "strict", "x");
     /* the bounds themselves are valid: 1 refuses even a good face, 0 takes any */
     tc_post_jpeg(port, "/v1/collections/strict/faces?subject=x&min_quality=1", NULL, small_jpeg, small_len,
              &r);
     tc_expect_error(&r, 422, "low_quality");
     tc_response_free(&r);
-    expect_counts("strict", 0, 0);
+    tc_expect_counts(port, "strict", 0, 0);
 }
 
 /* Good photos still enrol at the default: the sample (quality 0.61) and, when the fixtures
@@ -269,9 +239,9 @@ static void test_good_photo_enrols(void **state)
         assert_true(enrolled_quality(&r) >= 0.5);
         tc_response_free(&r);
         free(jpeg);
-        expect_counts("good", 2, 2);
+        tc_expect_counts(port, "good", 2, 2);
     } else {
-        expect_counts("good", 1, 1);
+        tc_expect_counts(port, "good", 1, 1);
     }
 }
 
@@ -302,7 +272,7 @@ static void test_idempotency(void **state)
              small_jpeg, small_len, &r);
     tc_expect_error(&r, 422, "idempotency_key_reused");
     tc_response_free(&r);
-    expect_counts("idem", 0, 0);
+    tc_expect_counts(port, "idem", 0, 0);
     /* with a new key it is stored, once, however often it is retried */
     tc_post_jpeg(port, "/v1/collections/idem/faces?subject=p&min_quality=0", "Idempotency-Key: lq-2\r\n",
              small_jpeg, small_len, &r);
@@ -316,7 +286,7 @@ static void test_idempotency(void **state)
                      json_integer_value(json_object_get(again, "face_id")));
     json_decref(first);
     json_decref(again);
-    expect_counts("idem", 1, 1);
+    tc_expect_counts(port, "idem", 1, 1);
 }
 
 int main(void)

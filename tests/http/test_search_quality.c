@@ -47,17 +47,8 @@ static int setup(void **state)
 {
     (void)state;
     if (!tc_have_models()) return 0;
-    img_image photo = {0}, small = {0};
-    if (img_load_file(SAMPLE, NULL, &photo, NULL) != 0) return -1;
-    int rc = img_resize(&photo, photo.width / 6, photo.height / 6, &small);
-    if (!rc) rc = img_encode_jpeg(&small, 90, &small_jpeg, &small_len);
-    img_free(&photo);
-    img_free(&small);
-    if (rc) return -1;
-    if (tc_temp_dir(srv_dir) != 0) return -1;
-    /* a deadline of a minute: a loaded machine's 503 is not what these tests are about */
-    static const char *const args[] = {"--workers", "2", "--deadline-ms", "60000", NULL};
-    if (tc_server_start(&srv, srv_dir, args, 1) != 0) return -1;
+    if (tc_shrunk_jpeg(SAMPLE, 6, 90, &small_jpeg, &small_len) != 0) return -1;
+    if (tc_server_start_patient(&srv, srv_dir) != 0) return -1;
     port = srv.port;
     return 0;
 }
@@ -65,8 +56,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    int rc = srv.pid > 0 ? tc_server_stop(&srv) : 0;
-    if (srv_dir[0]) tc_rm_rf(srv_dir);
+    int rc = tc_server_stop_patient(&srv, srv_dir);
     free(small_jpeg);
     return rc != 0;
 }

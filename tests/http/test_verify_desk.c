@@ -66,17 +66,9 @@ static int setup(void **state)
 {
     (void)state;
     if (!tc_have_models() || !have_data()) return 0;
-    img_image photo = {0}, small = {0};
-    if (img_load_file(FIXTURES "/id-obama-1.jpg", NULL, &photo, NULL) != 0) return -1;
-    int rc = img_resize(&photo, photo.width / 10, photo.height / 10, &small);
-    if (!rc) rc = img_encode_jpeg(&small, 40, &small_id, &small_id_len);
-    img_free(&photo);
-    img_free(&small);
-    if (rc) return -1;
-    if (tc_temp_dir(srv_dir) != 0) return -1;
-    /* a deadline of a minute: a loaded machine's 503 is not what these tests are about */
-    static const char *const args[] = {"--workers", "2", "--deadline-ms", "60000", NULL};
-    if (tc_server_start(&srv, srv_dir, args, 1) != 0) return -1;
+    if (tc_shrunk_jpeg(FIXTURES "/id-obama-1.jpg", 10, 40, &small_id, &small_id_len) != 0)
+        return -1;
+    if (tc_server_start_patient(&srv, srv_dir) != 0) return -1;
     port = srv.port;
     snprintf(small_id_path, sizeof small_id_path, "%s/small-id.jpg", srv_dir);
     FILE *f = fopen(small_id_path, "wb");
@@ -87,8 +79,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    int rc = srv.pid > 0 ? tc_server_stop(&srv) : 0;
-    if (srv_dir[0]) tc_rm_rf(srv_dir);
+    int rc = tc_server_stop_patient(&srv, srv_dir);
     free(small_id);
     return rc != 0;
 }
