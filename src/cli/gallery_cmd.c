@@ -820,15 +820,8 @@ static void progress(size_t done, size_t total, uint64_t t0, const char *label)
     fflush(stderr);
 }
 
-/* At most this many other subjects in a line's also_matches, as the HTTP route names. */
-#define ENROLL_ALSO_MATCHES_MAX 3
-
-/*
- * The subjects other than `subject` that face `f` matches in the collection as it is now
- * (similarity at or above its threshold), best first, into a new JSON array in *out: what
- * POST /v1/collections/{c}/faces answers in also_matches. k is one more than shown, so the
- * subject's own place in the ranking never hides another.
- */
+/* also_matches: the other subjects face `f` matches (gal_search_others, as the HTTP route),
+ * into a new JSON array in *out. */
 static int enroll_other_matches(struct gal *g, const struct gal_collection_info *info,
                                 const char *subject, const face_info *f, json_t **out)
 {
@@ -837,29 +830,20 @@ static int enroll_other_matches(struct gal *g, const struct gal_collection_info 
         .model_id = f->embedding_model ? f->embedding_model : info->model_id,
         .dim = (uint32_t)f->embedding_dim,
         .embeddings = f->embedding,
-        .query_count = 1,
-        .k = ENROLL_ALSO_MATCHES_MAX + 1,
     };
-    struct gal_results *results = NULL;
+    struct gal_hit hits[GAL_OTHER_MATCHES_MAX];
+    size_t n = 0;
+    float threshold;
     base_error_clear();
-    int rc = gal_search(g, info->name, &req, &results);
+    int rc = gal_search_others(g, info->name, &req, subject, hits, GAL_OTHER_MATCHES_MAX, &n,
+                               &threshold);
     if (rc) return rc;
     json_t *list = json_array();
-    if (!list) {
-        gal_results_destroy(results);
-        return base_error_set(BASE_ERR_NOMEM, "cannot allocate also_matches");
-    }
-    const struct gal_query_result *q = &results->queries[0];
-    for (size_t i = 0; i < q->subject_count && json_array_size(list) < ENROLL_ALSO_MATCHES_MAX;
-         i++) {
-        const struct gal_hit *h = &q->subjects[i];
-        if (h->decision != GAL_MATCH) break; /* best first: the rest are below it too */
-        if (strcmp(h->subject_id, subject) == 0) continue;
-        json_array_append_new(list,
-                              json_pack("{s:s,s:o,s:I}", "subject", h->subject_id, "similarity",
-                                        num(h->similarity), "face_id", (json_int_t)h->face_id));
-    }
-    gal_results_destroy(results);
+    if (!list) return base_error_set(BASE_ERR_NOMEM, "cannot allocate also_matches");
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(list, json_pack("{s:s,s:o,s:I}", "subject", hits[i].subject_id,
+                                              "similarity", num(hits[i].similarity), "face_id",
+                                              (json_int_t)hits[i].face_id));
     *out = list;
     return 0;
 }

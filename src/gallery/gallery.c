@@ -1640,6 +1640,28 @@ done:
     return rc;
 }
 
+int gal_search_others(struct gal *g, const char *collection,
+                      const struct gal_search_request *request, const char *subject,
+                      struct gal_hit *out, size_t max, size_t *n, float *threshold)
+{
+    *n = 0;
+    struct gal_search_request one = *request;
+    one.query_count = 1;
+    one.k = max + 1;
+    struct gal_results *results = NULL;
+    int rc = gal_search(g, collection, &one, &results);
+    if (rc) return rc;
+    *threshold = results->threshold;
+    const struct gal_query_result *q = &results->queries[0];
+    for (size_t i = 0; i < q->subject_count && *n < max; i++) {
+        const struct gal_hit *h = &q->subjects[i];
+        if (h->decision != GAL_MATCH) break; /* best first: the rest are below it too */
+        if (strcmp(h->subject_id, subject) != 0) out[(*n)++] = *h;
+    }
+    gal_results_destroy(results);
+    return 0;
+}
+
 void gal_results_destroy(struct gal_results *results)
 {
     free(results);

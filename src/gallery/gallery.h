@@ -320,6 +320,21 @@ int gal_search(struct gal *g, const char *collection, const struct gal_search_re
                struct gal_results **results);
 void gal_results_destroy(struct gal_results *results);
 
+/* How many other subjects an enrolment names in also_matches (the HTTP route and the CLI): a
+ * client warns about the best one or few; the full ranking is what search is for. */
+#define GAL_OTHER_MATCHES_MAX 3
+
+/*
+ * The subjects other than `subject` that one embedding (request: model_id, dim, embeddings;
+ * query_count and k are set here) matches in the collection as it is now, similarity at or
+ * above its threshold, best first: at most `max` into out[] (*n), and the collection's
+ * threshold in *threshold. For enrolment's also_matches: one search of max + 1 subjects, so
+ * the enrolled subject's own place in the ranking never hides another.
+ */
+int gal_search_others(struct gal *g, const char *collection,
+                      const struct gal_search_request *request, const char *subject,
+                      struct gal_hit *out, size_t max, size_t *n, float *threshold);
+
 /* ---- index statistics ----------------------------------------------------------------- */
 
 struct gal_index_stats {

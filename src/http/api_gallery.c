@@ -678,10 +678,6 @@ struct enrol_args {
     int refuse_match;   /* on_match=refuse: a face matching another subject is refused (409) */
 };
 
-/* At most this many other subjects are named in an enrolment's also_matches: a client warns
- * about the best one or few; the full ranking is what search is for. */
-#define ENROL_ALSO_MATCHES_MAX 3
-
 /* Enrolment's checks before the image, shared with its precheck: nonzero with the response
  * set when one fails. */
 static int enrol_params(http_request *r, http_input *in, struct enrol_args *a)
@@ -708,46 +704,31 @@ static int enrol_params(http_request *r, http_input *in, struct enrol_args *a)
     return collection_for_embedding(r, r->caps[0], &info);
 }
 
-/*
- * The subjects other than `subject` whose faces the new face matches (similarity at or above
- * the collection's threshold), best first, at most ENROL_ALSO_MATCHES_MAX, into a new JSON
- * array in *out. One search of the collection as it is now, k one more than shown so that the
- * enrolled subject's own place in the ranking never hides another subject.
- */
+/* also_matches: the other subjects the new face matches (gal_search_others), into a new JSON
+ * array in *out, with the collection's threshold. */
 static int other_subjects_matching(http_request *r, const char *collection, const char *subject,
                                    const face_info *f, json_t **out, float *threshold)
 {
     http_server *s = r->srv;
     *out = NULL;
-    struct gal_search_request req = {
+    const struct gal_search_request req = {
         .model_id = f->embedding_model ? f->embedding_model : s->embedder_id,
         .dim = (uint32_t)f->embedding_dim,
         .embeddings = f->embedding,
-        .query_count = 1,
-        .k = ENROL_ALSO_MATCHES_MAX + 1,
     };
-    struct gal_results *results = NULL;
+    struct gal_hit hits[GAL_OTHER_MATCHES_MAX];
+    size_t n = 0;
     uint64_t t0 = base_now_ns();
-    int rc = gal_search(s->gal, collection, &req, &results);
+    int rc = gal_search_others(s->gal, collection, &req, subject, hits, GAL_OTHER_MATCHES_MAX,
+                               &n, threshold);
     gallery_time(r, t0);
     if (rc) return rc;
     json_t *list = json_array();
-    if (!list) {
-        gal_results_destroy(results);
-        return base_error_set(BASE_ERR_NOMEM, "cannot allocate also_matches");
-    }
-    *threshold = results->threshold;
-    const struct gal_query_result *q = &results->queries[0];
-    for (size_t i = 0; i < q->subject_count && json_array_size(list) < ENROL_ALSO_MATCHES_MAX;
-         i++) {
-        const struct gal_hit *h = &q->subjects[i];
-        if (h->decision != GAL_MATCH) break; /* best first: the rest are below it too */
-        if (strcmp(h->subject_id, subject) == 0) continue;
-        json_array_append_new(list,
-                              json_pack("{s:s,s:o,s:I}", "subject", h->subject_id, "similarity",
-                                        num(h->similarity), "face_id", (json_int_t)h->face_id));
-    }
-    gal_results_destroy(results);
+    if (!list) return base_error_set(BASE_ERR_NOMEM, "cannot allocate also_matches");
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(list, json_pack("{s:s,s:o,s:I}", "subject", hits[i].subject_id,
+                                              "similarity", num(hits[i].similarity), "face_id",
+                                              (json_int_t)hits[i].face_id));
     *out = list;
     return 0;
 }
