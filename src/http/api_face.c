@@ -473,7 +473,7 @@ static int subject_similarity(http_request *r, const char *collection, const cha
  * size, sharpness, pose, detection score); the size factor is not kept, so it is what the
  * product leaves over the other three. A factor under 0.6 is named.
  */
-static void quality_why(const face_info *f, char *why, size_t cap)
+void http_quality_why(const face_info *f, char *why, size_t cap)
 {
     size_t n = 0;
     why[0] = '\0';
@@ -532,7 +532,7 @@ static json_t *verify_face_json(const face_result *res, const char *image, json_
              image, res->n_faces, f->w, f->x, f->y);
     if (f->has_quality && f->attributes.quality < FACE_MIN_QUALITY_DEFAULT) {
         char why[256];
-        quality_why(f, why, sizeof why);
+        http_quality_why(f, why, sizeof why);
         warn(warnings, "low_quality",
              "the face in %s has quality %.3f, below %g%s%s: its similarity is unreliable (the "
              "same person may score below the threshold); use a sharper, frontal photo in which "

@@ -757,35 +757,14 @@ static void respond_matches_other(http_request *r, const char *subject, json_t *
 
 /*
  * 422 low_quality for a face whose quality is below the enrolment's min_quality: its figure,
- * the limit, what pulled it down and what to do. The quality is the product of four factors
- * (face/attributes.c: size, sharpness, pose, detection score); the size factor is not kept,
- * so it is what the product leaves over the other three. A factor under 0.6 is named.
+ * the limit, what pulled it down (http_quality_why, as verify's low_quality warning says it)
+ * and what to do.
  */
 static void respond_low_quality(http_request *r, const face_info *f, float quality,
                                 double min_quality)
 {
-    char why[256] = "";
-    size_t n = 0;
-    if (f->has_quality) {
-        const face_attributes *at = &f->attributes;
-        const double rad = 3.14159265358979 / 180;
-        double sharp = at->sharpness / (at->sharpness + 100.0);
-        double pose = cos(fmin(90, fabs(at->yaw)) * rad) * cos(fmin(90, fabs(at->pitch)) * rad);
-        double rest = sharp * pose * f->score;
-        double size = rest > 0 ? quality / rest : 1;
-        if (size < 0.6)
-            n += (size_t)snprintf(why + n, sizeof why - n, "%s small (%.0f px wide)",
-                                  n ? "," : "", f->w);
-        if (sharp < 0.6 && n < sizeof why)
-            n += (size_t)snprintf(why + n, sizeof why - n, "%s blurred", n ? "," : "");
-        if (pose < 0.6 && n < sizeof why)
-            n += (size_t)snprintf(why + n, sizeof why - n,
-                                  "%s turned away (yaw %.0f, pitch %.0f degrees)", n ? "," : "",
-                                  at->yaw, at->pitch);
-        if (f->score < 0.6 && n < sizeof why)
-            n += (size_t)snprintf(why + n, sizeof why - n, "%s barely recognisable as a face",
-                                  n ? "," : "");
-    }
+    char why[256];
+    http_quality_why(f, why, sizeof why);
     /* the figure cut, not rounded, to 3 decimals, so it never reads as the limit itself */
     http_respond_error(r, 422, "low_quality",
                        "the face's quality is %.3f, below the %g this enrolment needs "
@@ -794,7 +773,7 @@ static void respond_low_quality(http_request *r, const face_info *f, float quali
                        "photo in which the face is larger, or send min_quality=0 to store it "
                        "anyway",
                        floor((double)quality * 1000) / 1000, min_quality,
-                       n ? "; the face is" : "", why);
+                       why[0] ? "; the face is " : "", why);
 }
 
 /* The first face of `subject` stored from an image with this hash, in *face_id (0: none). */

@@ -584,6 +584,9 @@ json_t *http_box_json(const face_info *f);
  * image is large, that a crop around the faces finds smaller ones (the API has no parameter
  * for it: a 6000x6000 photo of 150-px faces gave 0 faces and no reason). */
 void http_respond_no_face(http_request *r, const char *what, const face_result *res);
+/* What pulled a face's quality down, in words ("small (24 px wide), blurred"), into why[cap];
+ * "" when nothing stands out (api_face.c). Enrolment's refusal and verify's warning say it. */
+void http_quality_why(const face_info *f, char *why, size_t cap);
 /* Loads the image named `name` and analyses it; returns 1 when done, 0 when the request has
  * no such image (nothing set), < 0 on failure (response set). */
 int http_face_from_input(http_request *r, http_worker *w, http_input *in, const char *name,

@@ -614,6 +614,16 @@ static inline const char *tc_error_code(const tc_response *r, char *out, size_t 
     return out;
 }
 
+/* The JSON error's message, copied into out ("(none)" when there is none). */
+static inline const char *tc_error_message(const tc_response *r, char *out, size_t cap)
+{
+    json_t *j = tc_json(r);
+    const char *m = json_string_value(json_object_get(json_object_get(j, "error"), "message"));
+    snprintf(out, cap, "%s", m ? m : "(none)");
+    json_decref(j);
+    return out;
+}
+
 /* Whether models/ holds the model pack and its sample photos (tools/fetch-models puts them
  * there): the tests that start a server with the models skip without them. */
 static inline int tc_have_models(void)

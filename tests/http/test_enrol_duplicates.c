@@ -92,15 +92,6 @@ static json_t *enrol(const char *collection, const char *subject, const char *qu
     return also;
 }
 
-static const char *error_message(const tc_response *r, char *out, size_t cap)
-{
-    json_t *j = tc_json(r);
-    const char *m = json_string_value(json_object_get(json_object_get(j, "error"), "message"));
-    snprintf(out, cap, "%s", m ? m : "(none)");
-    json_decref(j);
-    return out;
-}
-
 static double collection_threshold(const char *collection)
 {
     char path[128];
@@ -170,7 +161,7 @@ static void test_refuse(void **state)
                  obama2_len, &r);
     tc_expect_error(&r, 409, "matches_other_subject");
     char m[1024];
-    error_message(&r, m, sizeof m);
+    tc_error_message(&r, m, sizeof m);
     tc_response_free(&r);
     if (!strstr(m, "subject a ") || !strstr(m, "similarity 0.") || !strstr(m, "on_match=refuse") ||
         !strstr(m, "nothing was stored"))
@@ -228,7 +219,7 @@ static void test_refuse(void **state)
         snprintf(path, sizeof path, "/v1/collections/fraud/faces?subject=d&on_match=%s", bad[i]);
         tc_post_jpeg(port, path, NULL, "not an image", 12, &r);
         tc_expect_error(&r, 422, "invalid_parameter");
-        if (!strstr(error_message(&r, m, sizeof m), "on_match"))
+        if (!strstr(tc_error_message(&r, m, sizeof m), "on_match"))
             fail_msg("'%s' does not name on_match", m);
         tc_response_free(&r);
     }

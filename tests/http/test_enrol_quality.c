@@ -78,15 +78,6 @@ static double enrolled_quality(const tc_response *r)
     return v;
 }
 
-static const char *error_message(const tc_response *r, char *out, size_t cap)
-{
-    json_t *j = tc_json(r);
-    const char *m = json_string_value(json_object_get(json_object_get(j, "error"), "message"));
-    snprintf(out, cap, "%s", m ? m : "(none)");
-    json_decref(j);
-    return out;
-}
-
 /* Refused at the default: 422 low_quality naming the face's quality and the limit and saying
  * what to do; no subject created, nothing stored; an existing subject keeps what it had. */
 static void test_refused_below_default(void **state)
@@ -98,7 +89,7 @@ static void test_refused_below_default(void **state)
     tc_post_jpeg(port, "/v1/collections/desk/faces?subject=newcomer", NULL, small_jpeg, small_len, &r);
     tc_expect_error(&r, 422, "low_quality");
     char m[1024];
-    error_message(&r, m, sizeof m);
+    tc_error_message(&r, m, sizeof m);
     tc_response_free(&r);
     /* its quality (0.06 measured: "0.0" then digits), the limit, the reason and the remedy */
     if (!strstr(m, "quality is 0.0") || !strstr(m, "below the 0.1 ") || !strstr(m, "small") ||
@@ -181,7 +172,7 @@ static void test_invalid_min_quality(void **state)
         tc_post_jpeg(port, path, NULL, small_jpeg, small_len, &r);
         tc_expect_error(&r, 422, "invalid_parameter");
         char m[512];
-        if (!strstr(error_message(&r, m, sizeof m), "min_quality"))
+        if (!strstr(tc_error_message(&r, m, sizeof m), "min_quality"))
             fail_msg("'%s' does not name min_quality", m);
         tc_response_free(&r);
         tc_post_jpeg(port, path, NULL, "not an image", 12, &r);
@@ -229,7 +220,7 @@ static void test_good_photo_enrols(void **state)
     tc_post_jpeg(port, "/v1/collections/good/faces?subject=s&min_quality=0.95", NULL, jpeg, len, &r);
     tc_expect_error(&r, 422, "low_quality");
     char m[1024];
-    if (!strstr(error_message(&r, m, sizeof m), "below the 0.95 "))
+    if (!strstr(tc_error_message(&r, m, sizeof m), "below the 0.95 "))
         fail_msg("low_quality does not name the limit 0.95: '%s'", m);
     tc_response_free(&r);
     free(jpeg);
