@@ -87,15 +87,16 @@ static void decode_emotion(face_info *f, const float *const *out, const int *len
  *   detector  = the detection score
  * A frontal, sharp, large face scores ~0.7-0.9; below ~0.3 embeddings become unreliable.
  */
-static float quality(const face_info *f, float eye_distance)
+static face_quality_factors quality_factors(const face_info *f, float eye_distance)
 {
     const face_attributes *a = &f->attributes;
-    float size = fminf(1.0f, eye_distance / 40.0f);
-    float sharp = a->sharpness / (a->sharpness + 100.0f);
     const float rad = 3.14159265f / 180.0f;
-    float pose =
-        cosf(fminf(90.0f, fabsf(a->yaw)) * rad) * cosf(fminf(90.0f, fabsf(a->pitch)) * rad);
-    return size * sharp * pose * f->score;
+    return (face_quality_factors){
+        .size = fminf(1.0f, eye_distance / 40.0f),
+        .sharpness = a->sharpness / (a->sharpness + 100.0f),
+        .pose = cosf(fminf(90.0f, fabsf(a->yaw)) * rad) * cosf(fminf(90.0f, fabsf(a->pitch)) * rad),
+        .detector = f->score,
+    };
 }
 
 static void decode_antispoof(face_info *f, const float *const *out, const int *len)
@@ -145,7 +146,9 @@ void face_attributes_finish(face_info *f, const face_pending_face *p, unsigned s
 {
     if (stages & (FACE_STAGE_QUALITY | FACE_STAGE_ATTRIBUTES)) {
         f->attributes.sharpness = f->aligned.data ? face_sharpness(&f->aligned) : 0;
-        f->attributes.quality = quality(f, p->eye_distance);
+        face_quality_factors q = quality_factors(f, p->eye_distance);
+        f->attributes.quality_factors = q;
+        f->attributes.quality = q.size * q.sharpness * q.pose * q.detector;
         f->has_quality = 1;
     }
     if (stages & FACE_STAGE_ATTRIBUTES) f->has_attributes = 1;

@@ -87,6 +87,15 @@ typedef struct face_point {
     float x, y;
 } face_point;
 
+/* The four factors whose product is face_attributes.quality, each 0..1 (attributes.c says how
+ * each is computed): kept so that a refusal can say which of them pulled the quality down. */
+typedef struct face_quality_factors {
+    float size;      /* min(1, eye distance / 40 px) */
+    float sharpness; /* s / (s + 100), s the variance of the Laplacian of the aligned crop */
+    float pose;      /* cos(yaw) * cos(pitch) */
+    float detector;  /* the detection score */
+} face_quality_factors;
+
 typedef struct face_attributes {
     float age;                    /* years */
     float gender_male;            /* probability 0..1 that the face is male */
@@ -96,6 +105,7 @@ typedef struct face_attributes {
     float quality;                /* 0..1: size * sharpness * pose * detector score, each 0..1
                                      (formula in attributes.c and the README) */
     float sharpness;              /* variance of the Laplacian of the 112x112 aligned face (raw) */
+    face_quality_factors quality_factors; /* quality's factors, each 0..1 */
 } face_attributes;
 
 typedef struct face_liveness {

@@ -469,9 +469,8 @@ static int subject_similarity(http_request *r, const char *collection, const cha
 
 /*
  * What pulled a face's quality down, in words ("small (24 px wide), blurred"), into why[cap];
- * "" when nothing stands out. The quality is the product of four factors (face/attributes.c:
- * size, sharpness, pose, detection score); the size factor is not kept, so it is what the
- * product leaves over the other three. A factor under 0.6 is named.
+ * "" when nothing stands out: each of the quality's four factors (face_quality_factors) under
+ * 0.6 is named.
  */
 void http_quality_why(const face_info *f, char *why, size_t cap)
 {
@@ -479,18 +478,15 @@ void http_quality_why(const face_info *f, char *why, size_t cap)
     why[0] = '\0';
     if (!f->has_quality) return;
     const face_attributes *at = &f->attributes;
-    const double rad = 3.14159265358979 / 180;
-    double sharp = at->sharpness / (at->sharpness + 100.0);
-    double pose = cos(fmin(90, fabs(at->yaw)) * rad) * cos(fmin(90, fabs(at->pitch)) * rad);
-    double rest = sharp * pose * f->score;
-    double size = rest > 0 ? at->quality / rest : 1;
-    if (size < 0.6 && n < cap)
+    const face_quality_factors *q = &at->quality_factors;
+    if (q->size < 0.6f && n < cap)
         n += (size_t)snprintf(why + n, cap - n, "%ssmall (%.0f px wide)", n ? ", " : "", f->w);
-    if (sharp < 0.6 && n < cap) n += (size_t)snprintf(why + n, cap - n, "%sblurred", n ? ", " : "");
-    if (pose < 0.6 && n < cap)
+    if (q->sharpness < 0.6f && n < cap)
+        n += (size_t)snprintf(why + n, cap - n, "%sblurred", n ? ", " : "");
+    if (q->pose < 0.6f && n < cap)
         n += (size_t)snprintf(why + n, cap - n, "%sturned away (yaw %.0f, pitch %.0f degrees)",
                               n ? ", " : "", at->yaw, at->pitch);
-    if (f->score < 0.6 && n < cap)
+    if (q->detector < 0.6f && n < cap)
         snprintf(why + n, cap - n, "%sbarely recognisable as a face", n ? ", " : "");
 }
 

@@ -318,6 +318,12 @@ static void test_alignment_reference(void **state)
         assert_true(p[0].x < p[1].x && p[3].x < p[4].x);
         assert_true(p[0].y < p[2].y && p[1].y < p[2].y && p[2].y < p[3].y && p[2].y < p[4].y);
         assert_true(fi->attributes.quality > 0 && fi->attributes.quality <= 1);
+        /* the factors a refusal names (http_quality_why) are the ones the quality is made of */
+        const face_quality_factors *q = &fi->attributes.quality_factors;
+        assert_float_equal(q->size * q->sharpness * q->pose * q->detector,
+                           fi->attributes.quality, 1e-6);
+        assert_float_equal(q->detector, fi->score, 0);
+        assert_true(q->size > 0 && q->size <= 1 && q->sharpness > 0 && q->sharpness < 1);
         assert_true(fabsf(fi->attributes.roll) < 20);
     }
     face_result_free(&r);
