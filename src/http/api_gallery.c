@@ -1057,10 +1057,15 @@ void http_api_face_enrol(http_request *r, http_worker *w)
 
 /* ---- search ----------------------------------------------------------------------------- */
 
-/* Search's checks before the image, shared with its precheck. */
-static int search_params(http_request *r, http_input *in, long *k)
+/* Search's checks before the image, shared with its precheck. *threshold: the request's own
+ * (NAN when not sent: the collection's decides), in verify's range and with verify's words
+ * (the same http_input_float), so a door that is stricter for one entrance or looser for a
+ * poor camera asks for it as a desk does, and a bad one is refused before any image is
+ * decoded. */
+static int search_params(http_request *r, http_input *in, long *k, double *threshold)
 {
     if (http_input_int(r, in, "k", 5, 1, 100, k)) return -1;
+    if (http_input_float(r, in, "threshold", NAN, -1, 1, threshold)) return -1;
     struct gal_collection_info info;
     return collection_for_embedding(r, r->caps[0], &info);
 }
@@ -1068,7 +1073,8 @@ static int search_params(http_request *r, http_input *in, long *k)
 int http_search_precheck(http_request *r, http_input *in)
 {
     long k;
-    return search_params(r, in, &k) != 0;
+    double threshold;
+    return search_params(r, in, &k, &threshold) != 0;
 }
 
 void http_api_search(http_request *r, http_worker *w)
@@ -1081,7 +1087,8 @@ void http_api_search(http_request *r, http_worker *w)
     struct gal_results *results = NULL;
     float *queries = NULL;
     long k;
-    if (search_params(r, &in, &k)) goto out;
+    double asked;
+    if (search_params(r, &in, &k, &asked)) goto out;
     int rc = http_face_from_input(r, w, &in, "image", HTTP_SEARCH_STAGES, &res);
     if (rc < 0) goto out;
     if (rc == 0) {
@@ -1116,6 +1123,17 @@ void http_api_search(http_request *r, http_worker *w)
     if (rc) {
         http_respond_base_error(r, rc, "collection");
         goto out;
+    }
+    /* The request's threshold decides every hit as the gallery decides with the collection's
+     * (similarity >= threshold, both floats) and as verify decides with a request's: the same
+     * photo against the same subject at the same threshold gets the same decision. */
+    const int by_request = !isnan(asked);
+    const float threshold = by_request ? (float)asked : results->threshold;
+    for (size_t i = 0; i < results->query_count && by_request; i++) {
+        const struct gal_query_result *q = &results->queries[i];
+        for (size_t j = 0; j < q->subject_count; j++)
+            q->subjects[j].decision =
+                q->subjects[j].similarity >= threshold ? GAL_MATCH : GAL_NO_MATCH;
     }
     json_t *faces = json_array();
     for (size_t i = 0; i < results->query_count; i++) {
@@ -1167,8 +1185,9 @@ void http_api_search(http_request *r, http_worker *w)
                              matches));
     }
     http_respond_json(r, 200,
-                      json_pack("{s:s,s:o,s:o}", "collection", collection, "threshold",
-                                num(results->threshold), "faces", faces));
+                      json_pack("{s:s,s:o,s:s,s:o}", "collection", collection, "threshold",
+                                num(threshold), "threshold_source",
+                                by_request ? "request" : "collection", "faces", faces));
 out:
     gal_results_destroy(results);
     free(queries);
