@@ -10,11 +10,27 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Verify's stages: the embedding, and what a desk needs to judge the faces compared: their
- * quality (no model: pose and sharpness from the aligned crop) and liveness (two small models,
- * on 128 px and 32 px crops: 8 ms per two-image verify beside the embedder's 39 ms, in
- * /metrics' stage sums over 13 verifies of the ID photos on a shared 2-core machine). */
+/* Verify's stages for the photo of the person present (image, image_a): the embedding, and
+ * what a desk needs to judge the face: its quality (no model: pose and sharpness from the
+ * aligned crop) and liveness (two small models, on 128 px and 32 px crops). */
 #define VERIFY_STAGES (FACE_STAGE_EMBED | FACE_STAGE_QUALITY | FACE_STAGE_LIVENESS)
+/* ...and for the reference (image_b, the scan of an ID photo): no liveness unless the request
+ * asks for it (liveness_b). A document's photo is a photo of a photo by nature: its liveness
+ * says nothing and decides nothing (min_liveness checks image_a), and its two models cost
+ * half of verify's liveness stage: 4.0-4.3 ms per two-image verify of 43-45 ms before, 2.5-3.2
+ * after (/metrics' stage sums over 30-40 verifies of the fixtures' ID photos, --workers 1, the
+ * quieter runs on a shared 2-core machine). Chosen per image, so the models never run for it,
+ * rather than run and their result dropped. */
+#define VERIFY_REFERENCE_STAGES (FACE_STAGE_EMBED | FACE_STAGE_QUALITY)
+
+/* The stages image_b runs with: the prepare step asks for what the handler will (a value
+ * liveness_b refuses was answered by the precheck already). */
+static unsigned verify_stages_b(http_request *r, http_input *in)
+{
+    int liveness_b = 0;
+    if (http_input_bool(r, in, "liveness_b", 0, &liveness_b)) return VERIFY_REFERENCE_STAGES;
+    return liveness_b ? VERIFY_STAGES : VERIFY_REFERENCE_STAGES;
+}
 
 static const char *const emotion_names[FACE_EMOTIONS] = {"angry", "disgust",  "fear",   "happy",
                                                          "sad",   "surprise", "neutral"};
@@ -233,7 +249,7 @@ int http_face_prefetch(http_request *r, http_worker *w)
         return 0;
     }
     const char *names[HTTP_FACE_JOBS] = {"image", NULL};
-    unsigned stages = FACE_STAGE_EMBED;
+    unsigned stages = FACE_STAGE_EMBED, stages_b = 0; /* stages_b: image_b's, when not stages */
     int keep = 0;
     if (route->handler == http_api_detect) {
         stages = FACE_STAGE_DETECT;
@@ -246,6 +262,7 @@ int http_face_prefetch(http_request *r, http_worker *w)
         stages = VERIFY_STAGES;
         names[0] = http_input_has_image(in, "image_a") ? "image_a" : "image";
         names[1] = "image_b";
+        stages_b = verify_stages_b(r, in);
     } else if (route->handler == http_api_face_enrol) {
         stages = HTTP_ENROL_STAGES;
         keep = 1;
@@ -260,7 +277,8 @@ int http_face_prefetch(http_request *r, http_worker *w)
         size_t len;
         if (http_input_image(r, in, names[i], &data, &len) <= 0) continue;
         http_face_job *job = &r->jobs[r->n_jobs++];
-        *job = (http_face_job){.data = data, .len = len, .stages = stages, .keep = keep};
+        *job = (http_face_job){
+            .data = data, .len = len, .stages = i && stages_b ? stages_b : stages, .keep = keep};
         prepare_job(r, w, job);
         crops += face_result_pending(&job->result);
     }
@@ -546,6 +564,7 @@ typedef struct verify_args {
     int by_subject;
     double threshold;    /* NAN: not sent (the collection's or the server's default decides) */
     double min_liveness; /* NAN: not sent (liveness is reported, never decides) */
+    int liveness_b;      /* image_b's liveness too (VERIFY_REFERENCE_STAGES) */
 } verify_args;
 
 /*
@@ -564,6 +583,7 @@ static int verify_params(http_request *r, http_input *in, verify_args *v)
      * same range as a collection's, refused before any image is decoded. */
     if (http_input_float(r, in, "threshold", NAN, -1, 1, &v->threshold)) return -1;
     if (http_input_float(r, in, "min_liveness", NAN, 0, 1, &v->min_liveness)) return -1;
+    if (http_input_bool(r, in, "liveness_b", 0, &v->liveness_b)) return -1;
     v->by_subject = v->collection[0] || v->subject[0];
     if (!v->by_subject) return 0;
     if (!v->collection[0] || !v->subject[0]) {
@@ -651,7 +671,8 @@ void http_api_verify(http_request *r, http_worker *w)
         other = json_pack("{s:s,s:s,s:I}", "collection", v.collection, "subject", v.subject,
                           "face_id", (json_int_t)face_id);
     } else {
-        rc = http_face_from_input(r, w, &in, "image_b", VERIFY_STAGES, &b);
+        rc = http_face_from_input(r, w, &in, "image_b",
+                                  v.liveness_b ? VERIFY_STAGES : VERIFY_REFERENCE_STAGES, &b);
         if (rc <= 0 || b.n_faces == 0) {
             json_decref(warnings);
             if (rc == 0)

@@ -7,7 +7,9 @@
  *     and the answer says where its threshold came from (request, collection, default); a
  *     value outside [-1, 1] or not a number is 422 invalid_parameter naming it (it used to be
  *     ignored: threshold=2 answered 200 with the default's decision);
- *   - the faces compared come with their quality and liveness, and the answer carries
+ *   - the faces compared come with their quality and liveness (image_b's, the ID scan's, only
+ *     with liveness_b=true: a document's photo is a photo of a photo, and its liveness models
+ *     ran for nothing, half of verify's liveness time), and the answer carries
  *     warnings in words a clerk's software can show: several faces in a photo (which one was
  *     compared), a face too small or poor for its similarity to be trusted (a small scan of an
  *     ID photo: the same man, no_match);
@@ -269,11 +271,31 @@ static void test_faces_quality_liveness(void **state)
     NEED_SERVER();
     json_t *j = verify_ok(obama_pair, NULL);
     expect_face_figures(json_object_get(j, "face_a"));
-    expect_face_figures(json_object_get(j, "face_b"));
+    /* the ID scan (image_b): its quality, and no liveness unless asked (the models did not run
+     * for it: has_liveness is set only by them) */
+    json_t *face_b = json_object_get(j, "face_b");
+    double quality = real(face_b, "quality");
+    assert_true(quality > 0 && quality <= 1);
+    if (json_object_get(face_b, "liveness"))
+        fail_msg("the ID scan's liveness was computed without liveness_b: %s",
+                 json_dumps(json_object_get(face_b, "liveness"), 0));
     /* the fixtures' ID photos are good: 0.8-0.9 */
-    assert_true(real(json_object_get(j, "face_b"), "quality") > 0.5);
+    assert_true(quality > 0.5);
     assert_int_equal(json_array_size(json_object_get(j, "warnings")), 0);
+    double similarity = real(j, "similarity");
     json_decref(j);
+    /* asked for: both faces have it, and the comparison is the same */
+    static const char *const both[] = {"liveness_b", "true", NULL};
+    j = verify_ok(obama_pair, both);
+    expect_face_figures(json_object_get(j, "face_a"));
+    expect_face_figures(json_object_get(j, "face_b"));
+    assert_true(fabs(real(j, "similarity") - similarity) < 1e-6);
+    json_decref(j);
+    static const char *const bad[] = {"maybe", "2", NULL};
+    for (int i = 0; bad[i]; i++) {
+        const char *fields[] = {"liveness_b", bad[i], NULL};
+        verify_error(obama_pair, fields, 422, "invalid_parameter", "liveness_b");
+    }
     /* against a subject: the face at the desk has them too */
     enrol_penny();
     static const char *const penny5[] = {"image", FIXTURES "/identities/penny/penny5.png", NULL};
