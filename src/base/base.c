@@ -44,6 +44,15 @@ const char *base_error_message(void)
     return error_message;
 }
 
+const char *base_error_text(int code)
+{
+    static _Thread_local char text[sizeof error_message + 64];
+    if (!error_message[0]) return base_strerror(code);
+    if (code == BASE_ERR_IO) return error_message;
+    snprintf(text, sizeof text, "%s: %s", base_strerror(code), error_message);
+    return text;
+}
+
 void base_error_clear(void)
 {
     error_message[0] = '\0';

@@ -39,6 +39,13 @@ const char *base_strerror(int code);
 int base_error_set(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* The last message recorded on this thread, or "" when none. */
 const char *base_error_message(void);
+/*
+ * The error as a person reads it: "malformed input: shard x: 12 bytes", base_strerror(code)
+ * then the thread's message. An input/output error is its message alone ("photo.jpg: No such
+ * file or directory"): the message names the file and the system's reason, and the class
+ * ("input/output error", EIO's own words) would only mislead. Thread-local, like the message.
+ */
+const char *base_error_text(int code);
 /* Clears the thread's message. */
 void base_error_clear(void);
 

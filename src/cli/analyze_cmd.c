@@ -172,8 +172,7 @@ static void print_error(const char *path, const char *what, int rc)
     json_t *o = json_object();
     json_object_set_new(o, "image", json_string(path));
     char msg[512];
-    const char *detail = base_error_message();
-    snprintf(msg, sizeof msg, "%s: %s%s%s", what, base_strerror(rc), *detail ? ": " : "", detail);
+    snprintf(msg, sizeof msg, "%s: %s", what, base_error_text(rc));
     json_object_set_new(o, "error", json_string(msg));
     cli_print_json_line(o, 8);
     /* Also for the person at the terminal, whose stdout may go to a file. */
@@ -354,7 +353,7 @@ int cli_analyze_main(int argc, char **argv)
     int rc = face_models_load(&mopts, &models);
     if (!rc) rc = face_context_create(models, 8, &ctx);
     if (rc) {
-        fprintf(stderr, "vultus analyze: %s: %s\n", base_strerror(rc), base_error_message());
+        fprintf(stderr, "vultus analyze: %s\n", base_error_text(rc));
         face_models_destroy(models);
         return CLI_EXIT_FAILURE;
     }
@@ -405,8 +404,7 @@ int cli_analyze_main(int argc, char **argv)
             draw_path(draw_out, i - optind, n_images, out, sizeof out);
             rc = draw((const uint8_t *)data, len, &r, out);
             if (rc) {
-                fprintf(stderr, "vultus analyze: --draw %s: %s: %s\n", out, base_strerror(rc),
-                        base_error_message());
+                fprintf(stderr, "vultus analyze: --draw %s: %s\n", out, base_error_text(rc));
                 failures++;
             }
         }

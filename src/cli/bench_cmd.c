@@ -151,8 +151,8 @@ static int bench_one(const char *name, const nn_model *model, int64_t macs, int 
     base_error_clear();
     int rc = nn_context_create(model, &copts, &ctx);
     if (rc != 0) {
-        fprintf(stderr, "vultus bench nn: %s batch %d threads %d: context: %s: %s\n", name, batch,
-                threads, base_strerror(rc), base_error_message());
+        fprintf(stderr, "vultus bench nn: %s batch %d threads %d: context: %s\n", name, batch,
+                threads, base_error_text(rc));
         return rc;
     }
     /* The peers seed once and fill the whole batch; inputs after the first continue. */
@@ -173,8 +173,8 @@ static int bench_one(const char *name, const nn_model *model, int64_t macs, int 
         rc = nn_context_run(ctx, batch);
         uint64_t t1 = base_now_ns();
         if (rc != 0) {
-            fprintf(stderr, "vultus bench nn: %s batch %d threads %d: run: %s: %s\n", name, batch,
-                    threads, base_strerror(rc), base_error_message());
+            fprintf(stderr, "vultus bench nn: %s batch %d threads %d: run: %s\n", name, batch,
+                    threads, base_error_text(rc));
             nn_context_destroy(ctx);
             return rc;
         }
@@ -296,8 +296,7 @@ static int bench_nn(int argc, char **argv)
             rc = nn_model_load_tfjs(path, NULL, &model);
         }
         if (rc != 0) {
-            fprintf(stderr, "vultus bench nn: %s: %s: %s\n", path, base_strerror(rc),
-                    base_error_message());
+            fprintf(stderr, "vultus bench nn: %s: %s\n", path, base_error_text(rc));
             status = CLI_EXIT_FAILURE;
             continue;
         }

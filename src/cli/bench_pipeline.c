@@ -175,8 +175,7 @@ static int analyze_once(worker *w, double *row)
         w->faces = r.n_faces;
         if (row) record(row, &r.timing, ms);
     } else {
-        fprintf(stderr, "vultus bench pipeline: analyse: %s: %s\n", base_strerror(rc),
-                base_error_message());
+        fprintf(stderr, "vultus bench pipeline: analyse: %s\n", base_error_text(rc));
     }
     face_result_free(&r);
     return rc;
@@ -249,8 +248,7 @@ static int bench_image(const face_models *models, const bench_options *o, const 
         base_error_clear();
         rc = face_context_create(models, o->batch, &w[i].ctx);
         if (rc != 0) {
-            fprintf(stderr, "vultus bench pipeline: face context: %s: %s\n", base_strerror(rc),
-                    base_error_message());
+            fprintf(stderr, "vultus bench pipeline: face context: %s\n", base_error_text(rc));
             goto done;
         }
         created++;
@@ -471,8 +469,8 @@ int cli_bench_pipeline_main(int argc, char **argv)
     base_error_clear();
     int rc = face_models_load(&mo, &models);
     if (rc != 0) {
-        fprintf(stderr, "vultus bench pipeline: models from %s: %s: %s\n", o.models_dir,
-                base_strerror(rc), base_error_message());
+        fprintf(stderr, "vultus bench pipeline: models from %s: %s\n", o.models_dir,
+                base_error_text(rc));
         return CLI_EXIT_FAILURE;
     }
     fprintf(stderr,
@@ -489,8 +487,7 @@ int cli_bench_pipeline_main(int argc, char **argv)
         base_error_clear();
         rc = base_file_read(path, MAX_IMAGE_BYTES, &data, &len);
         if (rc != 0) {
-            fprintf(stderr, "vultus bench pipeline: %s: %s: %s\n", path, base_strerror(rc),
-                    base_error_message());
+            fprintf(stderr, "vultus bench pipeline: %s: %s\n", path, base_error_text(rc));
             status = CLI_EXIT_FAILURE;
             continue;
         }
@@ -503,8 +500,8 @@ int cli_bench_pipeline_main(int argc, char **argv)
         if (o.width > 0) {
             rc = prepare_image(bytes, len, o.width, o.height, &prepared, &len);
             if (rc != 0) {
-                fprintf(stderr, "vultus bench pipeline: %s: preparing %dx%d: %s: %s\n", path,
-                        o.width, o.height, base_strerror(rc), base_error_message());
+                fprintf(stderr, "vultus bench pipeline: %s: preparing %dx%d: %s\n", path,
+                        o.width, o.height, base_error_text(rc));
                 free(data);
                 status = CLI_EXIT_FAILURE;
                 continue;

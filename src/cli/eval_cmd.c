@@ -259,8 +259,7 @@ static void *pool_worker(void *arg)
     base_error_clear();
     int rc = face_context_create(p->models, CONTEXT_BATCH, &ctx);
     if (rc != 0) {
-        fprintf(stderr, "vultus eval: face context: %s: %s\n", base_strerror(rc),
-                base_error_message());
+        fprintf(stderr, "vultus eval: face context: %s\n", base_error_text(rc));
     }
     size_t step = p->n >= 20 ? p->n / 20 : 1;
     while (rc == 0 && !atomic_load(&p->stop)) {
@@ -322,8 +321,8 @@ static int load_models(const eval_config *c, unsigned stages, face_models **mode
     uint64_t t0 = base_now_ns();
     int rc = face_models_load(&mo, models);
     if (rc != 0) {
-        fprintf(stderr, "vultus eval: loading models from %s: %s: %s\n", c->models_dir,
-                base_strerror(rc), base_error_message());
+        fprintf(stderr, "vultus eval: loading models from %s: %s\n", c->models_dir,
+                base_error_text(rc));
         return rc;
     }
     fprintf(stderr, "eval %s: models loaded in %.2f s\n", c->what, elapsed_s(t0));
@@ -336,8 +335,7 @@ static int read_text(const char *path, const char *what, char **text)
     base_error_clear();
     int rc = base_file_read(path, MAX_LIST_BYTES, text, &len);
     if (rc != 0)
-        fprintf(stderr, "vultus eval: %s %s: %s: %s\n", what, path, base_strerror(rc),
-                base_error_message());
+        fprintf(stderr, "vultus eval: %s %s: %s\n", what, path, base_error_text(rc));
     return rc;
 }
 
@@ -377,8 +375,7 @@ static int verify_image(face_context *ctx, size_t index, void *user)
     base_error_clear();
     int rc = base_file_read(job->paths[index], MAX_IMAGE_BYTES, &data, &len);
     if (rc != 0) {
-        image_error(&job->errors_shown, "%s: %s: %s", job->paths[index], base_strerror(rc),
-                    base_error_message());
+        image_error(&job->errors_shown, "%s: %s", job->paths[index], base_error_text(rc));
         job->unreadable[index] = 1;
         return 0;
     }
@@ -391,8 +388,8 @@ static int verify_image(face_context *ctx, size_t index, void *user)
         base_error_clear();
         rc = face_analyze_bytes(ctx, (const uint8_t *)data, len, &o, &r);
         if (rc != 0) {
-            image_error(&job->errors_shown, "%s: %s: %s: %s", job->paths[index],
-                        face_embedder_id(c->embedders[e]), base_strerror(rc), base_error_message());
+            image_error(&job->errors_shown, "%s: %s: %s", job->paths[index],
+                        face_embedder_id(c->embedders[e]), base_error_text(rc));
             face_result_free(&r);
             if (rc == BASE_ERR_NOMEM) {
                 free(data);
@@ -548,8 +545,7 @@ static int plot_roc(const char *path, const char *title, eval_roc_point **roc, c
     base_error_clear();
     rc = plot_write_png(&o, series, n_series, path);
     if (rc != 0)
-        fprintf(stderr, "vultus eval: plot %s: %s: %s\n", path, base_strerror(rc),
-                base_error_message());
+        fprintf(stderr, "vultus eval: plot %s: %s\n", path, base_error_text(rc));
     else
         fprintf(stderr, "eval: ROC written to %s\n", path);
 done:
@@ -876,8 +872,7 @@ static int wider_image(face_context *ctx, size_t index, void *user)
     base_error_clear();
     int rc = base_file_read(path, MAX_IMAGE_BYTES, &data, &len);
     if (rc != 0) {
-        image_error(&job->errors_shown, "%s: %s: %s", path, base_strerror(rc),
-                    base_error_message());
+        image_error(&job->errors_shown, "%s: %s", path, base_error_text(rc));
         job->failed[index] = 1;
         free(path);
         return 0;
@@ -892,8 +887,7 @@ static int wider_image(face_context *ctx, size_t index, void *user)
     job->ms[index] = (double)(base_now_ns() - t0) / 1e6;
     free(data);
     if (rc != 0) {
-        image_error(&job->errors_shown, "%s: %s: %s", path, base_strerror(rc),
-                    base_error_message());
+        image_error(&job->errors_shown, "%s: %s", path, base_error_text(rc));
         job->failed[index] = 1;
         face_result_free(&r);
         free(path);
@@ -983,8 +977,7 @@ static int plot_pr(const char *path, const char *detector, const eval_wider_resu
     base_error_clear();
     int rc = plot_write_png(&o, series, 3, path);
     if (rc != 0)
-        fprintf(stderr, "vultus eval: plot %s: %s: %s\n", path, base_strerror(rc),
-                base_error_message());
+        fprintf(stderr, "vultus eval: plot %s: %s\n", path, base_error_text(rc));
     else
         fprintf(stderr, "eval: precision-recall curves written to %s\n", path);
     return rc;
@@ -1214,8 +1207,7 @@ static int age_image(face_context *ctx, size_t index, void *user)
     base_error_clear();
     int rc = base_file_read(job->paths[index], MAX_IMAGE_BYTES, &data, &len);
     if (rc != 0) {
-        image_error(&job->errors_shown, "%s: %s: %s", job->paths[index], base_strerror(rc),
-                    base_error_message());
+        image_error(&job->errors_shown, "%s: %s", job->paths[index], base_error_text(rc));
         job->failed[index] = 1;
         return 0;
     }
@@ -1227,8 +1219,7 @@ static int age_image(face_context *ctx, size_t index, void *user)
     rc = face_analyze_bytes(ctx, (const uint8_t *)data, len, &o, &r);
     free(data);
     if (rc != 0) {
-        image_error(&job->errors_shown, "%s: %s: %s", job->paths[index], base_strerror(rc),
-                    base_error_message());
+        image_error(&job->errors_shown, "%s: %s", job->paths[index], base_error_text(rc));
         job->failed[index] = 1;
         face_result_free(&r);
         return rc == BASE_ERR_NOMEM ? rc : 0;

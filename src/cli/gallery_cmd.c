@@ -72,8 +72,7 @@ static int empty_location(const char *cmd, const char *data_dir, const char *mod
 
 static int fail(const char *cmd, int rc)
 {
-    const char *msg = base_error_message();
-    fprintf(stderr, "vultus %s: %s%s%s\n", cmd, base_strerror(rc), *msg ? ": " : "", msg);
+    fprintf(stderr, "vultus %s: %s\n", cmd, base_error_text(rc));
     return CLI_EXIT_FAILURE;
 }
 
@@ -561,8 +560,7 @@ int cli_gallery_main(int argc, char **argv)
         const char *msg = base_error_message();
         if (rc == BASE_ERR_NOT_FOUND && npos > 0 && strcmp(sub, "import") != 0 && *msg &&
             !strstr(msg, quoted)) {
-            fprintf(stderr, "vultus %s: %s: %s in collection %s\n", cmd, base_strerror(rc), msg,
-                    quoted);
+            fprintf(stderr, "vultus %s: %s in collection %s\n", cmd, base_error_text(rc), quoted);
             status = CLI_EXIT_FAILURE;
         } else {
             status = fail(cmd, rc);
@@ -1022,8 +1020,7 @@ int cli_enroll_main(int argc, char **argv)
         base_error_clear();
         rc = cli_read_file(it->path, MAX_IMAGE_BYTES, &data, &len);
         if (rc) {
-            snprintf(reason, sizeof reason, "cannot read: %s: %s", base_strerror(rc),
-                     base_error_message());
+            snprintf(reason, sizeof reason, "cannot read: %s", base_error_text(rc));
             status = "failed";
             goto done;
         }
@@ -1036,8 +1033,7 @@ int cli_enroll_main(int argc, char **argv)
         http_hex(digest, 32, hash + 7);
         rc = known_load(&known, g, collection, it->subject);
         if (rc) {
-            snprintf(reason, sizeof reason, "subject %s: %s: %s", it->subject, base_strerror(rc),
-                     base_error_message());
+            snprintf(reason, sizeof reason, "subject %s: %s", it->subject, base_error_text(rc));
             status = "failed";
             goto done;
         }
@@ -1049,8 +1045,7 @@ int cli_enroll_main(int argc, char **argv)
         }
         rc = face_analyze_bytes(ctx, (const uint8_t *)data, len, &opts, &res);
         if (rc) {
-            snprintf(reason, sizeof reason, "cannot analyse: %s: %s", base_strerror(rc),
-                     base_error_message());
+            snprintf(reason, sizeof reason, "cannot analyse: %s", base_error_text(rc));
             status = "failed";
             goto done;
         }
@@ -1078,8 +1073,7 @@ int cli_enroll_main(int argc, char **argv)
         rc = enroll_other_matches(g, &info, it->subject, f, &also);
         if (rc) {
             status = "failed";
-            snprintf(reason, sizeof reason, "search: %s: %s", base_strerror(rc),
-                     base_error_message());
+            snprintf(reason, sizeof reason, "search: %s", base_error_text(rc));
             goto done;
         }
         if (refuse_match && json_array_size(also) > 0) {
@@ -1103,8 +1097,7 @@ int cli_enroll_main(int argc, char **argv)
         rc = gal_subject_add(g, collection, it->subject, NULL);
         if (rc && rc != BASE_ERR_EXISTS) {
             status = "failed";
-            snprintf(reason, sizeof reason, "subject %s: %s: %s", it->subject, base_strerror(rc),
-                     base_error_message());
+            snprintf(reason, sizeof reason, "subject %s: %s", it->subject, base_error_text(rc));
             goto done;
         }
         struct gal_face_input fi = {
@@ -1122,7 +1115,7 @@ int cli_enroll_main(int argc, char **argv)
         rc = gal_face_add(g, collection, &fi, &face_id);
         if (rc) {
             status = "failed";
-            snprintf(reason, sizeof reason, "%s: %s", base_strerror(rc), base_error_message());
+            snprintf(reason, sizeof reason, "%s", base_error_text(rc));
             goto done;
         }
         status = "enrolled";
@@ -1360,11 +1353,13 @@ int cli_search_main(int argc, char **argv)
         json_t *o = json_pack("{s:s}", "image", path);
         base_error_clear();
         rc = cli_read_file(path, MAX_IMAGE_BYTES, &data, &len);
+        int read = rc == 0; /* the error, if any, is the analysis's: said as enroll says it */
         if (!rc) rc = face_analyze_bytes(ctx, (const uint8_t *)data, len, &opts, &res);
         free(data);
         if (rc) {
             char msg[512];
-            snprintf(msg, sizeof msg, "%s: %s", base_strerror(rc), base_error_message());
+            snprintf(msg, sizeof msg, "%s: %s", read ? "cannot analyse" : "cannot read",
+                     base_error_text(rc));
             json_object_set_new(o, "error", json_string(msg));
             cli_print_json_line(o, 8);
             fprintf(stderr, "vultus search: %s: %s\n", path, msg);
@@ -1411,7 +1406,7 @@ int cli_search_main(int argc, char **argv)
         rc = gal_search(g, collection, &req, &results);
         if (rc) {
             char msg[512];
-            snprintf(msg, sizeof msg, "search: %s: %s", base_strerror(rc), base_error_message());
+            snprintf(msg, sizeof msg, "search: %s", base_error_text(rc));
             json_object_set_new(o, "error", json_string(msg));
             cli_print_json_line(o, 8);
             fprintf(stderr, "vultus search: %s: %s\n", path, msg);

@@ -155,8 +155,7 @@ static int nn_info(int argc, char **argv)
         int rc = nn_model_load_tfjs(path, NULL, &model);
         double load_ms = (double)(base_now_ns() - t0) / 1e6;
         if (rc != 0) {
-            fprintf(stderr, "vultus nn info: %s: %s: %s\n", path, base_strerror(rc),
-                    base_error_message());
+            fprintf(stderr, "vultus nn info: %s: %s\n", path, base_error_text(rc));
             status = CLI_EXIT_FAILURE;
             continue;
         }

@@ -1430,6 +1430,10 @@ static void test_analyze_bad_files_among_good(void **state)
             assert_null(json_object_get(objs[i], "error"));
         } else {
             assert_non_null(json_string_value(json_object_get(objs[i], "error")));
+            if (i == 2 && strcmp(json_string_value(json_object_get(objs[i], "error")),
+                                 "cannot read the file: /nonexistent.jpg: No such file or "
+                                 "directory") != 0) /* not "input/output error", EIO's words */
+                fail_msg("a missing file: %s", json_string_value(json_object_get(objs[i], "error")));
             if (!strstr(r.err, images[i]))
                 fail_msg("stderr does not name %s: '%.400s'", images[i], r.err);
         }
@@ -1585,6 +1589,8 @@ static void test_gallery_enroll_search(void **state)
     n = json_lines(r.out, objs, 8);
     assert_int_equal(n, 2);
     assert_string_equal(json_string_value(json_object_get(objs[0], "status")), "failed");
+    assert_string_equal(json_string_value(json_object_get(objs[0], "reason")),
+                        "cannot read: /nonexistent.jpg: No such file or directory");
     json_free_all(objs, n);
     run_free(&r);
 
@@ -1608,7 +1614,8 @@ static void test_gallery_enroll_search(void **state)
     assert_int_equal(r.status, 1);
     n = json_lines(r.out, objs, 8);
     assert_int_equal(n, 2);
-    assert_non_null(json_object_get(objs[0], "error"));
+    assert_string_equal(json_string_value(json_object_get(objs[0], "error")),
+                        "cannot read: /nonexistent.jpg: No such file or directory");
     assert_string_equal(json_string_value(json_object_get(objs[1], "result")), "match");
     assert_non_null(strstr(r.err, "/nonexistent.jpg"));
     json_free_all(objs, n);
@@ -1630,6 +1637,8 @@ static void test_gallery_enroll_search(void **state)
     n = json_lines(r.out, objs, 8);
     assert_int_equal(n, 2);
     assert_string_equal(json_string_value(json_object_get(objs[0], "status")), "failed");
+    assert_non_null(strstr(json_string_value(json_object_get(objs[0], "reason")),
+                           "subject id must have 1 to 128 bytes"));
     json_free_all(objs, n);
     run_free(&r);
     tc_rm_rf(data);
