@@ -225,7 +225,10 @@ function notify(err, { info = false, context = '' } = {}) {
 
 function inlineError(el, err, what = '') {
   const { title, detail } = plainWords(err);
-  el.replaceChildren(h('span', { text: what ? `${what}: ${title}` : title }), detail ? h('span', { class: 'detail', text: detail }) : null);
+  // replaceChildren would write a null as the text "null": an error without details (nothing
+  // answered) ended in it.
+  el.replaceChildren(h('span', { text: what ? `${what}: ${title}` : title }));
+  if (detail) el.append(h('span', { class: 'detail', text: detail }));
   el.hidden = false;
 }
 

@@ -194,6 +194,9 @@ async function main() {
     const text = await bad.innerText();
     assert(text.includes('could not be reached') && text.includes('Press Space'), `the answer says what happened and what to do (${text})`);
     assert(!text.includes(arriving.badge), `the last person's name is gone (${text})`);
+    // Found with the door's record: an error without details (nothing answered) ended "null".
+    const under = await page.locator('[data-picker="search"] .inline-error').innerText();
+    assert(under.includes('could not be reached') && !/null|undefined/.test(under), `the error under the picture (${under})`);
     await shot('c3-checkin-unreachable');
     ({ server, log: serverLog } = await startVultus(BINARY, dataDir, ['--listen', `127.0.0.1:${port}`]));
     await waitReady(base, server);
