@@ -1274,7 +1274,7 @@ async function runSearch(blob, name) {
     });
     out.replaceChildren(h('h2', { text: `${faces.length} face${faces.length === 1 ? '' : 's'} in “${collection}”` }),
       h('p', { class: 'muted', text: `Threshold ${fmt.num(data.threshold)}: a similarity at or above it is a match.` }), ...cards);
-    checkinVerdict(faces, collection, W);
+    checkinVerdict(faces, collection, W, door.snapshots.has(blob) ? arrivalsOnce(blob, collection, faces) : null);
   } catch (e) {
     if (job.stale()) return;
     // No face in the snapshot is the person at the door to ask, not a fault of the service.
@@ -1306,44 +1306,306 @@ function metadataText(meta) {
   return Object.entries(meta).map(([k, v]) => `${k}: ${typeof v === 'string' ? v : JSON.stringify(v)}`).join(' · ');
 }
 
-function checkinVerdict(faces, collection, W) {
+// counted: for a snapshot of the check-in camera, how the door's record took each face (see
+// recordArrivals); null for a photo from a file, which is not somebody arriving.
+function checkinVerdict(faces, collection, W, counted = null) {
   const again = door.stream ? 'press Space for another snapshot' : 'take another photo';
   if (!faces.length) {
     showCheckin('warn', 'No face seen', [], `Ask them to face the camera in good light, then ${again}.`);
     return;
   }
-  const known = faces.filter((f) => f.decision === 'match' && f.identity != null);
+  const arrival = counted !== null;
+  const knownAt = faces.map((f, i) => i).filter((i) => faces[i].decision === 'match' && faces[i].identity != null);
+  const known = knownAt.map((i) => faces[i]);
   const unknown = faces.length - known.length;
+  // Seen at this door before (longer ago than a repeated key): the volunteer must notice.
+  const back = arrival ? knownAt.filter((i) => counted[i]?.back) : [];
   // An unknown face below enrolment's own quality limit (search gives each face's quality) is
   // more likely a poor photo of someone enrolled than a stranger. A service without the
   // figure: a face a tenth of the picture wide or less is too far away to be recognised well.
   const poor = faces.some((f) => f.decision !== 'match'
     && (typeof f.quality === 'number' ? f.quality < MIN_QUALITY : f.box.width < W / 10));
-  const lines = known.map((f) => {
+  const lines = knownAt.map((i) => {
+    const f = faces[i];
     const meta = metadataText(f.identity_metadata);
-    return h('div', { class: 'line' }, `✓ ${f.identity}`, meta ? h('small', { text: ` · ${meta}` }) : null);
+    const said = counted?.[i]?.back ? `↺ ${f.identity} already checked in ${whenSaid(counted[i].first)}` : `✓ ${f.identity}`;
+    return h('div', { class: counted?.[i]?.back ? 'line again' : 'line' }, said, meta ? h('small', { text: ` · ${meta}` }) : null);
   });
   if (unknown) lines.push(h('div', { class: 'line', text: `✕ ${unknown === 1 ? '1 face' : `${unknown} faces`} not recognised` }));
   // "Checked in" at the door only: a photo searched from a file is not somebody arriving.
-  const done = door.stream ? 'checked in' : 'recognised';
+  const done = arrival ? 'checked in' : 'recognised';
   let headline;
-  if (faces.length === 1) headline = known.length ? `${door.stream ? 'Checked in' : 'Recognised'}: ${known[0].identity}` : 'Not recognised';
-  else if (!unknown) headline = `All ${faces.length} ${done}`;
-  else headline = known.length ? `${known.length} ${done}, ${unknown} not recognised` : `None of the ${faces.length} recognised`;
+  if (faces.length === 1 && known.length && back.length) headline = `Already checked in ${whenSaid(counted[knownAt[0]].first)} (${known[0].identity})`;
+  else if (faces.length === 1) headline = known.length ? `${arrival ? 'Checked in' : 'Recognised'}: ${known[0].identity}` : 'Not recognised';
+  else if (!unknown && !back.length) headline = `All ${faces.length} ${done}`;
+  else if (!known.length) headline = `None of the ${faces.length} recognised`;
+  else {
+    headline = [known.length > back.length ? `${known.length - back.length} ${done}` : '',
+      back.length ? `${back.length} already checked in` : '', unknown ? `${unknown} not recognised` : ''].filter(Boolean).join(', ');
+  }
   // One person recognised needs no second line with the same name.
   if (faces.length === 1 && known.length) lines.shift();
   const meta = faces.length === 1 && known.length ? metadataText(known[0].identity_metadata) : '';
   if (meta) lines.unshift(h('div', { class: 'line', text: meta }));
-  const next = !unknown ? '' : poor
-    ? `A poor photo (the face small, blurred or turned away): ask them to step closer and face the camera, then ${again}.`
-    : `Not enrolled in “${collection}”, or a poor photo: ${again}, else send them to the registration desk.`;
-  showCheckin(unknown ? 'warn' : 'ok', headline, lines, next);
+  let next = '';
+  if (unknown) {
+    next = poor
+      ? `A poor photo (the face small, blurred or turned away): ask them to step closer and face the camera, then ${again}.`
+      : `Not enrolled in “${collection}”, or a poor photo: ${again}, else send them to the registration desk.`;
+  } else if (back.length) {
+    next = back.length === 1 && faces.length === 1
+      ? `Arrival ${counted[knownAt[0]].seen} of this badge: the same person coming back, or somebody else? Check the badge, then ${again}.`
+      : `Seen at this door before: the same people coming back, or somebody else? Check their badges, then ${again}.`;
+  } else if (arrival && knownAt.every((i) => !counted[i].counted)) {
+    next = 'Counted once: the same arrival as a moment ago.';
+  }
+  showCheckin(unknown ? 'warn' : back.length ? 'again' : 'ok', headline, lines, next);
+}
+
+/* ---- the door's record: who came -------------------------------------------------------- */
+
+// Each recognised arrival at the check-in camera is recorded in this browser's localStorage
+// (which belongs to the page's origin, the service), for the collection, so that the record
+// survives a reload and the service's restart. Each device keeps its own record: two doors
+// are two lists (README "The web page"). The key holds the collection's creation time too: a
+// collection deleted and made again under the same name is another event.
+//   { v: 1, started: ms, unrecognised: n, lastUnknown: ms,
+//     arrivals: [{ subject, at: ms, similarity }], oldest first, one per counted arrival,
+//     subjects: { id: { first: ms, arrived: ms, last: ms, seen: n, metadata } } }
+// arrived is the subject's latest counted arrival, last its latest sighting: one within
+// REPEAT_MS of the last is the same person still in front of the camera (or the key pressed
+// twice), not an arrival, and a face not recognised within REPEAT_MS of the last one is the
+// same stranger trying again.
+const DOORLOG_STORAGE = 'vultus.doorlog';
+const REPEAT_MS = 10000;
+const doorlog = { key: '', log: null, warned: false };
+
+function emptyDoorlog() {
+  return { v: 1, started: 0, unrecognised: 0, lastUnknown: 0, arrivals: [], subjects: {} };
+}
+
+function doorlogKey(collection) {
+  const c = collections.find((x) => x.name === collection);
+  return `${DOORLOG_STORAGE}:${collection}:${c?.created_ms ?? 0}`;
+}
+
+// The record for the collection, read from storage when the collection changes (or another
+// tab of this browser changed it: the storage event clears doorlog.key).
+function doorlogFor(collection) {
+  const key = doorlogKey(collection);
+  if (doorlog.key === key) return doorlog.log;
+  let log = null;
+  try {
+    log = JSON.parse(localStorage.getItem(key) || 'null');
+  } catch {
+    log = null;
+  }
+  if (!log || log.v !== 1 || !Array.isArray(log.arrivals) || !log.subjects || typeof log.subjects !== 'object') log = emptyDoorlog();
+  doorlog.key = key;
+  doorlog.log = log;
+  return log;
+}
+
+// Kept in memory for this page when the browser refuses to store it (private mode, full):
+// said once, since then the list is lost with the page unless it is exported.
+function saveDoorlog(collection, log) {
+  try {
+    if (log.arrivals.length || log.unrecognised) localStorage.setItem(doorlogKey(collection), JSON.stringify(log));
+    else localStorage.removeItem(doorlogKey(collection));
+  } catch (e) {
+    if (doorlog.warned) return;
+    doorlog.warned = true;
+    const err = new ApiError(0, 'storage', String(e.message || e));
+    err.plain = 'This browser does not keep the check-in record (its storage is blocked or full): the list lasts only as long as this page. Export it before closing the page.';
+    notify(err, { context: 'Check-in' });
+  }
+}
+
+// Records one check-in camera snapshot's faces; returns, face by face, null (not recognised)
+// or { counted: a new arrival (not a repeat), back: not the subject's first arrival, first:
+// the subject's first arrival (ms), seen: the subject's arrivals so far }.
+function recordArrivals(collection, faces, now = Date.now()) {
+  const log = doorlogFor(collection);
+  if (!log.started) log.started = now;
+  let unknown = 0;
+  const counted = faces.map((f) => {
+    if (f.decision !== 'match' || f.identity == null) {
+      unknown++;
+      return null;
+    }
+    const id = f.identity;
+    let s = log.subjects[id];
+    const repeat = s && Math.abs(now - s.last) < REPEAT_MS;
+    if (!s) s = log.subjects[id] = { first: now, arrived: now, last: now, seen: 0, metadata: null };
+    s.last = now;
+    s.metadata = f.identity_metadata ?? null;
+    if (!repeat) {
+      s.seen++;
+      s.arrived = now;
+      const m = (f.matches || []).find((x) => x.subject === id);
+      log.arrivals.push({ subject: id, at: now, similarity: m ? Number(m.similarity.toFixed(4)) : null });
+    }
+    return { counted: !repeat, back: s.seen > 1, first: s.first, seen: s.seen };
+  });
+  if (unknown) {
+    if (!(Math.abs(now - log.lastUnknown) < REPEAT_MS)) log.unrecognised += unknown;
+    log.lastUnknown = now;
+  }
+  saveDoorlog(collection, log);
+  renderDoorlog();
+  return counted;
+}
+
+// A snapshot is recorded once per collection: searched again (another collection chosen, or
+// another Top k) it gives the answer it gave, rather than counting the person again.
+function arrivalsOnce(blob, collection, faces) {
+  let answers = door.answers.get(blob);
+  if (!answers) door.answers.set(blob, (answers = new Map()));
+  if (!answers.has(collection)) answers.set(collection, recordArrivals(collection, faces));
+  return answers.get(collection);
+}
+
+const two = (n) => String(n).padStart(2, '0');
+const sameDay = (a, b) => a.toDateString() === b.toDateString();
+
+// "at 10:42", or "on 14 Mar at 10:42" when that was not today (an event of several days).
+function whenSaid(ms) {
+  const d = new Date(ms);
+  const time = d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+  return sameDay(d, new Date()) ? `at ${time}` : `on ${d.toLocaleDateString([], { day: 'numeric', month: 'short' })} at ${time}`;
+}
+
+function clockTime(ms) {
+  const d = new Date(ms);
+  const time = d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+  return sameDay(d, new Date()) ? time : `${d.toLocaleDateString([], { day: 'numeric', month: 'short' })} ${time}`;
+}
+
+// Local time as a spreadsheet reads it: 2026-03-14 10:42:05.
+function localStamp(ms) {
+  const d = new Date(ms);
+  return `${d.getFullYear()}-${two(d.getMonth() + 1)}-${two(d.getDate())} ${two(d.getHours())}:${two(d.getMinutes())}:${two(d.getSeconds())}`;
+}
+
+// The record's card on the Search tab: the count against the collection's subjects, the
+// arrivals newest first. Shown while the check-in camera is on, or when there is a record.
+function renderDoorlog() {
+  const card = $('#doorlog');
+  const collection = $('#search-collection').value;
+  const log = collection ? doorlogFor(collection) : emptyDoorlog();
+  card.hidden = !collection || (!door.stream && !log.arrivals.length && !log.unrecognised);
+  $('#door-tally').textContent = '';
+  if (card.hidden) return;
+  const people = Object.keys(log.subjects).length;
+  const total = collections.find((c) => c.name === collection)?.subjects;
+  $('#doorlog-title').textContent = `Arrivals in “${collection}”`;
+  $('#doorlog-count').replaceChildren(h('b', { text: String(people) }), ` of ${total ?? '?'} checked in`);
+  $('#door-tally').textContent = `${people} of ${total ?? '?'} checked in`;
+  if (log.unrecognised) $('#doorlog-count').append(h('span', { class: 'unrecognised', text: ` · ${log.unrecognised} not recognised` }));
+  $('#doorlog-since').textContent = log.arrivals.length
+    ? `${log.arrivals.length} arrival${log.arrivals.length === 1 ? '' : 's'} since ${clockTime(log.started)}; a face seen again within ${REPEAT_MS / 1000} s counts once.`
+    : 'Nobody checked in yet: each recognised arrival at the check-in camera is listed here.';
+  const nth = new Map();
+  const rows = log.arrivals.map((a) => {
+    const n = (nth.get(a.subject) || 0) + 1;
+    nth.set(a.subject, n);
+    const meta = metadataText(log.subjects[a.subject]?.metadata);
+    return h('li', { class: n > 1 ? 'again' : null },
+      h('time', { datetime: new Date(a.at).toISOString(), text: clockTime(a.at) }),
+      h('div', {}, h('b', { class: 'who', text: a.subject }), n > 1 ? h('span', { class: 'nth', text: ` arrival ${n}` }) : null,
+        meta ? h('div', { class: 'meta', text: meta }) : null),
+      h('span', { class: 'sim', title: 'similarity', text: a.similarity == null ? '' : fmt.num(a.similarity, 2) }));
+  });
+  $('#doorlog-list').replaceChildren(...rows.reverse());
+  $('#doorlog-export').disabled = !log.arrivals.length;
+  $('#doorlog-reset').disabled = !log.arrivals.length && !log.unrecognised;
+}
+
+// A field of RFC 4180 CSV. A text that starts like a formula (= + - @) is led by a quote, so
+// a spreadsheet shows metadata as it was entered instead of running it.
+function csvField(v) {
+  if (v === null || v === undefined) return '';
+  let s = typeof v === 'string' ? v : typeof v === 'object' ? JSON.stringify(v) : String(v);
+  if (typeof v === 'string' && /^[=+\-@\t\r]/.test(s)) s = `'${s}`;
+  return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+}
+
+// One line per subject who came, in the order they first came: subject, first_seen,
+// last_arrival, times_seen, similarity (at the first arrival), then a column per metadata
+// field (metadata that is not an object: one "metadata" column).
+function doorlogCsv(log) {
+  const fixed = ['subject', 'first_seen', 'last_arrival', 'times_seen', 'similarity'];
+  const ids = Object.keys(log.subjects).sort((a, b) => log.subjects[a].first - log.subjects[b].first);
+  const fields = [];
+  const isObject = (m) => m !== null && typeof m === 'object' && !Array.isArray(m);
+  for (const id of ids) {
+    const m = log.subjects[id].metadata;
+    const keys = isObject(m) ? Object.keys(m) : m == null ? [] : [''];
+    for (const k of keys) if (!fields.includes(k)) fields.push(k);
+  }
+  const column = (k) => (k === '' ? 'metadata' : fixed.includes(k) || k === 'metadata' ? `metadata.${k}` : k);
+  const firstSimilarity = new Map();
+  for (const a of log.arrivals) if (!firstSimilarity.has(a.subject)) firstSimilarity.set(a.subject, a.similarity);
+  const lines = [[...fixed, ...fields.map(column)]];
+  for (const id of ids) {
+    const s = log.subjects[id];
+    const m = s.metadata;
+    lines.push([id, localStamp(s.first), localStamp(s.arrived), s.seen, firstSimilarity.get(id) ?? null,
+      ...fields.map((k) => (k === '' ? (isObject(m) ? null : m) : isObject(m) ? m[k] : null))]);
+  }
+  return lines.map((l) => l.map(csvField).join(',')).join('\r\n') + '\r\n';
+}
+
+function exportDoorlog() {
+  const collection = $('#search-collection').value;
+  if (!collection) return;
+  const log = doorlogFor(collection);
+  // The byte order mark tells a spreadsheet the file is UTF-8 (names with accents).
+  const blob = new Blob(['\ufeff', doorlogCsv(log)], { type: 'text/csv;charset=utf-8' });
+  const url = URL.createObjectURL(blob);
+  const d = new Date();
+  const a = h('a', { href: url, download: `arrivals-${collection}-${d.getFullYear()}-${two(d.getMonth() + 1)}-${two(d.getDate())}.csv`, hidden: true });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60000);
+}
+
+async function resetDoorlog() {
+  const collection = $('#search-collection').value;
+  if (!collection) return;
+  const log = doorlogFor(collection);
+  const people = Object.keys(log.subjects).length;
+  const what = [`${people} ${people === 1 ? 'person' : 'people'} checked in`, log.unrecognised ? `${log.unrecognised} not recognised` : ''].filter(Boolean).join(' and ');
+  if (!await confirmAction('Start a new event?', `The record of “${collection}” on this device (${what}) will be cleared, and everyone's next arrival counts as their first. Export the list first to keep it.`, 'Start a new event')) return;
+  doorlog.key = doorlogKey(collection);
+  doorlog.log = emptyDoorlog();
+  saveDoorlog(collection, doorlog.log);
+  door.answers = new WeakMap();
+  renderDoorlog();
+  notify(`A new event: the record of “${collection}” on this device is empty.`, { info: true });
+}
+
+function setupDoorlog() {
+  $('#doorlog-export').addEventListener('click', exportDoorlog);
+  $('#doorlog-reset').addEventListener('click', resetDoorlog);
+  // Another tab of this browser at the same door: its arrivals show here too.
+  addEventListener('storage', (e) => {
+    if (e.key === null || e.key === doorlog.key) {
+      doorlog.key = '';
+      renderDoorlog();
+    }
+  });
+  collectionListeners.push(() => renderDoorlog());
+  $('#search-collection').addEventListener('change', renderDoorlog);
 }
 
 // The check-in camera: a live preview on the Search tab, and one key (Space or Enter) or one
 // tap per arrival takes the snapshot and searches it. The camera dialog of the other tabs
 // took two clicks and started the camera afresh for every person.
-const door = { stream: null };
+// snapshots: the camera's pictures (a photo from a file is not an arrival); answers: how the
+// door's record took each snapshot, by collection (arrivalsOnce).
+const door = { stream: null, snapshots: new WeakSet(), answers: new WeakMap() };
 
 async function startDoor() {
   if (!navigator.mediaDevices?.getUserMedia) {
@@ -1360,6 +1622,9 @@ async function startDoor() {
   $('#door').hidden = false;
   $('#door-start').hidden = true;
   $('#door-snap').focus();
+  renderDoorlog();
+  // The count's "of N" is the collection's subjects now: some may have registered late.
+  refreshCollections();
 }
 
 function stopDoor() {
@@ -1369,6 +1634,7 @@ function stopDoor() {
   $('#door-video').srcObject = null;
   $('#door').hidden = true;
   $('#door-start').hidden = false;
+  renderDoorlog();
 }
 
 function doorSnap() {
@@ -1376,7 +1642,11 @@ function doorSnap() {
   if (!door.stream || !video.videoWidth) return;
   const c = h('canvas', { width: video.videoWidth, height: video.videoHeight });
   c.getContext('2d').drawImage(video, 0, 0);
-  c.toBlob((b) => b && pickers.search.set(b, 'check-in camera.jpg'), 'image/jpeg', 0.92);
+  c.toBlob((b) => {
+    if (!b) return;
+    door.snapshots.add(b);
+    pickers.search.set(b, 'check-in camera.jpg');
+  }, 'image/jpeg', 0.92);
 }
 
 function setupDoor() {
@@ -1407,6 +1677,8 @@ function setupSearch() {
   const rerun = () => { const p = pickers.search; if (p.blob) runSearch(p.blob, p.name); };
   sel.addEventListener('change', rerun);
   $('#search-k').addEventListener('change', rerun);
+  // After the select's own listener: the record follows the collection it shows.
+  setupDoorlog();
 }
 
 /* ---- Verify ----------------------------------------------------------------------------- */

@@ -2,10 +2,14 @@
 // its own: the registration desk enrols a folder of badge photos (one person per photo, the
 // file name is the badge id), then a volunteer checks arrivals with the live camera, one key
 // per person, on a laptop and on a phone-width screen; a group, a stranger, a photo without
-// a face and the service dropping away mid-event each get an answer in plain words.
+// a face and the service dropping away mid-event each get an answer in plain words; the door
+// keeps a record of who came (a badge seen again, strangers counted, a CSV export, a new
+// event), which lasts through a reload and the service's restart.
 // Registration photos: the first photo of LFW people (../shared/data/lfw-dev) with a second
 // photo for the arrival; without that folder, the model pack's samples (arrival = the same
 // photo). chromium's fake camera shows the arrival's photo (--use-file-for-fake-video-capture).
+// The page's clock is fixed (page.clock.setFixedTime; timers still run) at 10:42 UTC and moved
+// on by hand, so that "a moment later" and "a minute later" need no waiting.
 //
 //   node tests/ui/test_ui_checkin.mjs --binary build/vultus --shots build/ui-screenshots
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -20,6 +24,7 @@ const SHOTS = args.shots || 'build/ui-screenshots';
 const LFW = process.env.UI_LFW || '../shared/data/lfw-dev/images';
 const FIXTURES = process.env.UI_FIXTURES || '../shared/data/fixtures';
 const PEOPLE = 8; // registrations enrolled from the page: enough for a roster, quick to send
+const T0 = Date.parse('2026-03-14T10:42:00Z'); // the page's clock at the first arrival
 
 let passed = 0, failed = 0, skipped = 0;
 let server, serverLog = [], browser, page, base;
@@ -97,8 +102,9 @@ async function main() {
     args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-dev-shm-usage', '--disable-background-networking',
       '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream', `--use-file-for-fake-video-capture=${camera}`],
   });
-  const context = await browser.newContext({ viewport: { width: 1280, height: 860 }, permissions: ['camera'] });
+  const context = await browser.newContext({ viewport: { width: 1280, height: 860 }, permissions: ['camera'], locale: 'en-GB', timezoneId: 'UTC' });
   page = await context.newPage();
+  await page.clock.setFixedTime(T0);
   page.on('pageerror', (e) => pageErrors.push(String(e)));
   await page.goto(`${base}/#enrol`);
   await page.waitForSelector('html[data-ready="true"]');
@@ -145,7 +151,7 @@ async function main() {
     const answered = page.waitForResponse((r) => r.url().includes('/v1/collections/door/search'));
     await page.keyboard.press('Space');
     const body = await (await answered).json();
-    assert(body.faces.length === 1 && body.faces[0].identity === arriving.badge, `the service recognised ${arriving.badge} (${JSON.stringify(body.faces.map((f) => f.identity))})`);
+    assert(body.faces?.length === 1 && body.faces[0].identity === arriving.badge, `the service recognised ${arriving.badge} (${JSON.stringify(body.faces?.map((f) => f.identity) ?? body)})`);
     const verdict = page.locator('#checkin.ok');
     await verdict.filter({ hasText: `Checked in: ${arriving.badge}` }).waitFor();
     const text = await verdict.innerText();
@@ -170,6 +176,22 @@ async function main() {
     assert(searches === 3, `one search per key (${searches} for 3 keys)`);
     await verdict.filter({ hasText: `Checked in: ${arriving.badge}` }).waitFor();
     await shot('c2-checkin-camera');
+  });
+
+  // Found by an event team: the door recorded nothing. Nobody could say who came or how many
+  // of those registered, and the same key pressed three times would be three arrivals.
+  await step('check-in: the door records the arrival, once for three keys, against the collection\'s count', async () => {
+    const log = page.locator('#doorlog');
+    await log.locator('#doorlog-count', { hasText: `1 of ${people.length} checked in` }).waitFor();
+    const rows = log.locator('#doorlog-list li');
+    assert(await rows.count() === 1, `one arrival for three keys within seconds (${await rows.count()})`);
+    const row = await rows.first().innerText();
+    assert(row.includes(arriving.badge) && row.includes('10:42') && row.includes(arriving.name.replace(/_/g, ' ')), `the arrival names the badge, the time and the metadata (${row})`);
+    const count = await log.locator('#doorlog-count').innerText();
+    assert(!/null|undefined/.test(count), `no stray null in the count (${count})`);
+    const size = await log.locator('#doorlog-count b').evaluate((e) => parseFloat(getComputedStyle(e).fontSize));
+    assert(size >= 28, `the count is large enough to read across a desk (${size} px)`);
+    await shot('c2b-checkin-record');
   });
 
   // Found on a slow network and restarting the service mid-event: while the next search was
@@ -204,6 +226,115 @@ async function main() {
     await page.locator('#checkin.ok').filter({ hasText: `Checked in: ${arriving.badge}` }).waitFor();
     const stale = await page.locator('#notices .notice[data-code="network"]').count();
     assert(stale === 0, `no "could not be reached" notice once the service answers again (${stale})`);
+    // Still the one arrival: the keys of this step came within seconds of the first.
+    await page.locator('#doorlog-count', { hasText: `1 of ${people.length} checked in` }).waitFor();
+  });
+
+  // Found by an event team: a badge used a second time (a friend with the same face, or the
+  // same person coming back) was answered "Checked in" again, in the same green.
+  await step('check-in: a badge seen again later is "Already checked in at 10:42", not in green; the record outlives a reload', async () => {
+    // Metadata with a comma, quotes and what a spreadsheet would run: for the export's step.
+    const metadata = { name: arriving.name.replace(/_/g, ' '), team: 'Blue, "North"', note: '=1+1' };
+    const patched = await fetch(`${base}/v1/collections/door/subjects/${arriving.badge}`, {
+      method: 'PATCH', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ metadata }),
+    });
+    assert(patched.status === 200, `metadata set (${patched.status})`);
+    await page.reload();
+    await page.waitForSelector('html[data-ready="true"]');
+    await page.locator('#search-collection option[value="door"]').waitFor({ state: 'attached' });
+    assert(await page.locator('#search-collection').inputValue() === 'door', 'the door\'s collection is chosen again');
+    await page.click('#door-start');
+    await page.waitForFunction(() => document.querySelector('#door-video').videoWidth > 0);
+    await page.locator('#doorlog-count', { hasText: `1 of ${people.length} checked in` }).waitFor();
+    await page.clock.setFixedTime(T0 + 90000);
+    await page.evaluate(() => document.activeElement?.blur());
+    await page.keyboard.press('Space');
+    const again = page.locator('#checkin.again');
+    await again.filter({ hasText: `Already checked in at 10:42 (${arriving.badge})` }).waitFor();
+    const colour = await again.evaluate((e) => getComputedStyle(e).borderTopColor);
+    const green = await page.evaluate(() => {
+      const e = document.createElement('div');
+      e.className = 'checkin ok';
+      document.body.append(e);
+      const c = getComputedStyle(e).borderTopColor;
+      e.remove();
+      return c;
+    });
+    assert(colour !== green, `not the success colour (${colour}, success ${green})`);
+    const said = await again.innerText();
+    assert(said.includes('Blue, "North"') && said.includes('Arrival 2'), `the badge's metadata and which arrival it is (${said})`);
+    const rows = page.locator('#doorlog-list li');
+    assert(await rows.count() === 2, `a second arrival (${await rows.count()})`);
+    const newest = await rows.first().innerText();
+    assert(newest.includes('10:43') && newest.includes('arrival 2'), `newest first (${newest})`);
+    await page.locator('#doorlog-count', { hasText: `1 of ${people.length} checked in` }).waitFor();
+    // The key pressed again at once: still the warning, still two arrivals.
+    const reply = page.waitForResponse((r) => r.url().includes('/v1/collections/door/search'));
+    await page.keyboard.press('Space');
+    await reply;
+    await page.locator('#checkin.again').filter({ hasText: 'Already checked in' }).waitFor();
+    assert(await rows.count() === 2, `a repeated key is no third arrival (${await rows.count()})`);
+    await shot('c3b-checkin-again');
+  });
+
+  await step('check-in: a face not recognised at the door is counted, no photo kept', async () => {
+    if (!existsSync(LFW)) return 'skip'; // the samples' roster has nobody left over for a stranger
+    // The fake camera reads its file when it starts: a stranger at the door (it needs the new
+    // file's size to be the old one's: LFW's photos are all 250x250).
+    const name = readdirSync(LFW).sort().filter((n) => !people.some((p) => p.name === n)).at(-1);
+    const restart = async (file) => {
+      await page.click('#door-stop');
+      copyFileSync(file, camera);
+      await page.click('#door-start');
+      await page.waitForFunction(() => document.querySelector('#door-video').videoWidth > 0);
+      await page.evaluate(() => document.activeElement?.blur());
+    };
+    await restart(join(LFW, name, readdirSync(join(LFW, name)).sort()[0]));
+    await page.clock.setFixedTime(T0 + 120000);
+    for (let k = 0; k < 2; k++) { // the second at once: the same stranger trying again
+      const reply = page.waitForResponse((r) => r.url().includes('/v1/collections/door/search'));
+      await page.keyboard.press('Space');
+      await reply;
+      await page.locator('#checkin.warn').filter({ hasText: 'Not recognised' }).waitFor();
+    }
+    await page.locator('#doorlog-count', { hasText: '1 not recognised' }).waitFor();
+    const stored = await page.evaluate(() => Object.entries(localStorage).filter(([k]) => k.startsWith('vultus.doorlog')).map(([, v]) => v).join(''));
+    assert(stored.length > 0 && stored.length < 4000 && !/[A-Za-z0-9+/]{200}/.test(stored), `a count and names only, no picture (${stored.length} bytes)`);
+    await restart(arriving.arrival);
+  });
+
+  await step('check-in: the arrivals export as CSV: subject, first time, times seen, metadata', async () => {
+    const download = page.waitForEvent('download');
+    await page.click('#doorlog-export');
+    const file = await download;
+    assert(file.suggestedFilename() === 'arrivals-door-2026-03-14.csv', `named for the collection and the day (${file.suggestedFilename()})`);
+    const text = readFileSync(await file.path(), 'utf8');
+    assert(text.startsWith('\ufeff'), 'a byte order mark, for spreadsheets to read UTF-8');
+    const lines = text.slice(1).split('\r\n');
+    assert(lines[0] === 'subject,first_seen,last_arrival,times_seen,similarity,name,team,note', `the header (${lines[0]})`);
+    const row = lines.find((l) => l.startsWith(`${arriving.badge},`)) || '';
+    assert(row.startsWith(`${arriving.badge},2026-03-14 10:42:00,2026-03-14 10:43:30,2,0.`), `first time, last arrival, times seen, similarity (${row})`);
+    assert(row.endsWith(`,${arriving.name.replace(/_/g, ' ')},"Blue, ""North""",'=1+1`), `metadata quoted, a formula kept as text (${row})`);
+    assert(lines.length === 3 && lines[2] === '', `one line per person who came (${lines.length - 2})`);
+  });
+
+  await step('check-in: "Start a new event" asks first, then clears the record', async () => {
+    await page.click('#doorlog-reset');
+    const dialog = page.locator('#confirm-dialog');
+    await dialog.filter({ hasText: 'Start a new event?' }).waitFor();
+    await dialog.getByRole('button', { name: 'Cancel' }).click();
+    await page.locator('#doorlog-count', { hasText: `1 of ${people.length} checked in` }).waitFor();
+    await page.click('#doorlog-reset');
+    await dialog.getByRole('button', { name: 'Start a new event' }).click();
+    await page.locator('#doorlog-count', { hasText: `0 of ${people.length} checked in` }).waitFor();
+    assert(await page.locator('#doorlog-list li').count() === 0, 'the list is empty');
+    assert(!(await page.locator('#doorlog-count').innerText()).includes('not recognised'), 'and the strangers\' count');
+    // The badge's next arrival is a first one again.
+    await page.evaluate(() => document.activeElement?.blur());
+    await page.keyboard.press('Space');
+    await page.locator('#checkin.ok').filter({ hasText: `Checked in: ${arriving.badge}` }).waitFor();
+    await page.locator('#doorlog-count', { hasText: `1 of ${people.length} checked in` }).waitFor();
+    await shot('c3c-checkin-new-event');
   });
 
   await step('check-in: a group, a stranger and a photo without a face each get an answer', async () => {
@@ -380,9 +511,22 @@ async function main() {
     assert(box.y >= 0 && box.y + box.height <= 844, `the answer is on the screen without scrolling (${Math.round(box.y)}..${Math.round(box.y + box.height)} px)`);
     const snap = await p.locator('#door-snap').boundingBox();
     assert(snap.y + snap.height <= 844, 'the check-in button too');
+    // The count beside Stop: the record's card is far below the camera on a phone.
+    const tally = p.locator('#door-tally');
+    assert((await tally.innerText()) === `1 of ${people.length} checked in`, `the count by the camera (${await tally.innerText()})`);
+    const at = await tally.boundingBox();
+    assert(at.y + at.height <= 844, `the count is on the screen too (${Math.round(at.y + at.height)} px)`);
     const width = await p.evaluate(() => document.documentElement.scrollWidth);
     assert(width <= 390, `the page fits the screen (${width} px wide)`);
     await shot('c5-checkin-phone', p);
+    // Another device keeps a record of its own (README: two doors, two lists), below the camera.
+    const record = p.locator('#doorlog');
+    await record.scrollIntoViewIfNeeded();
+    const count = await record.locator('#doorlog-count').innerText();
+    assert(count.startsWith('1 of') && !count.includes('not recognised'), `the phone's own record (${count})`);
+    const wide = await p.evaluate(() => document.documentElement.scrollWidth);
+    assert(wide <= 390, `the record fits the screen (${wide} px wide)`);
+    await shot('c5b-checkin-phone-record', p);
     await phone.close();
   });
 
