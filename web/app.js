@@ -489,6 +489,44 @@ function setupPaste() {
 
 /* ---- camera ----------------------------------------------------------------------------- */
 
+// The camera's current picture on a canvas, once it has one: null without any. A camera just
+// started gives its size before its pictures, and its first frames can be black (Chromium
+// draws a black frame for a while after 'loadeddata'; a webcam's first frames are often dark
+// while it sets its exposure): a snapshot taken then, a key pressed as the door's camera
+// starts, was answered "No face seen" or dropped. A frame whose 32x24 thumbnail is one flat
+// shade is taken again every 50 ms, for 1.5 s at most; after that it is sent as it is, and
+// the service says what it sees.
+async function grabFrame(video) {
+  const deadline = performance.now() + 1500;
+  for (;;) {
+    if (!video.srcObject) return null;
+    if (video.videoWidth) {
+      const c = h('canvas', { width: video.videoWidth, height: video.videoHeight });
+      const g = c.getContext('2d', { willReadFrequently: true });
+      g.drawImage(video, 0, 0);
+      if (performance.now() >= deadline || !flatFrame(c)) return c;
+    } else if (performance.now() >= deadline) {
+      return null;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+// Whether a picture is one shade: its thumbnail's brightest and darkest pixels within 8 levels.
+function flatFrame(canvas) {
+  const t = h('canvas', { width: 32, height: 24 });
+  const g = t.getContext('2d', { willReadFrequently: true });
+  g.drawImage(canvas, 0, 0, 32, 24);
+  const px = g.getImageData(0, 0, 32, 24).data;
+  let lo = 255, hi = 0;
+  for (let i = 0; i < px.length; i += 4) {
+    const y = (px[i] * 3 + px[i + 1] * 6 + px[i + 2]) / 10;
+    if (y < lo) lo = y;
+    if (y > hi) hi = y;
+  }
+  return hi - lo <= 8;
+}
+
 async function openCamera(picker) {
   if (!navigator.mediaDevices?.getUserMedia) {
     notify('The camera needs this page on https or localhost, in a browser that allows camera access.', { info: true });
@@ -506,12 +544,9 @@ async function openCamera(picker) {
   video.srcObject = stream;
   d.returnValue = '';
   d.showModal();
-  d.addEventListener('close', () => {
-    if (d.returnValue === 'snap' && video.videoWidth) {
-      const c = h('canvas', { width: video.videoWidth, height: video.videoHeight });
-      c.getContext('2d').drawImage(video, 0, 0);
-      c.toBlob((b) => b && picker.set(b, 'camera snapshot.jpg'), 'image/jpeg', 0.92);
-    }
+  d.addEventListener('close', async () => {
+    const c = d.returnValue === 'snap' ? await grabFrame(video) : null;
+    if (c) c.toBlob((b) => b && picker.set(b, 'camera snapshot.jpg'), 'image/jpeg', 0.92);
     for (const t of stream.getTracks()) t.stop();
     video.srcObject = null;
   }, { once: true });
@@ -1637,11 +1672,10 @@ function stopDoor() {
   renderDoorlog();
 }
 
-function doorSnap() {
-  const video = $('#door-video');
-  if (!door.stream || !video.videoWidth) return;
-  const c = h('canvas', { width: video.videoWidth, height: video.videoHeight });
-  c.getContext('2d').drawImage(video, 0, 0);
+async function doorSnap() {
+  if (!door.stream) return;
+  const c = await grabFrame($('#door-video'));
+  if (!c || !door.stream) return;
   c.toBlob((b) => {
     if (!b) return;
     door.snapshots.add(b);
