@@ -1093,13 +1093,6 @@ int cli_enroll_main(int argc, char **argv)
             thumb = NULL;
             thumb_len = 0;
         }
-        base_error_clear();
-        rc = gal_subject_add(g, collection, it->subject, NULL);
-        if (rc && rc != BASE_ERR_EXISTS) {
-            status = "failed";
-            snprintf(reason, sizeof reason, "subject %s: %s", it->subject, base_error_text(rc));
-            goto done;
-        }
         struct gal_face_input fi = {
             .subject_id = it->subject,
             .model_id = f->embedding_model ? f->embedding_model : info.model_id,
@@ -1112,7 +1105,9 @@ int cli_enroll_main(int argc, char **argv)
             .thumbnail_len = thumb_len,
         };
         base_error_clear();
-        rc = gal_face_add(g, collection, &fi, &face_id);
+        /* The subject, when new, and its face in one transaction: a face that cannot be
+         * stored (a full disk) leaves no subject without a face behind. */
+        rc = gal_face_enrol(g, collection, &fi, 1, NULL, &face_id, NULL);
         if (rc) {
             status = "failed";
             snprintf(reason, sizeof reason, "%s", base_error_text(rc));

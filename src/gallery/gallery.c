@@ -517,6 +517,22 @@ static int direct_or_replay(struct gal *g, uint64_t first_seq, size_t count)
     return gal_catch_up(g);
 }
 
+/*
+ * As direct_or_replay, for one transaction whose changes were numbered first_seq ..
+ * last_seq, not necessarily one apart (a PostgreSQL sequence may skip numbers): no other
+ * writer can have numbered a change in between, as every writer numbers its changes under
+ * the store's one write lock and commits before the next one takes it (store.h).
+ */
+static int direct_or_replay_span(struct gal *g, uint64_t first_seq, uint64_t last_seq)
+{
+    if (g->store_only) return 0;
+    if (first_seq == g->applied_seq + 1) {
+        g->applied_seq = last_seq;
+        return 1;
+    }
+    return gal_catch_up(g);
+}
+
 /* ---- open / close --------------------------------------------------------------------- */
 
 int gal_refuse_store_only(const struct gal *g)
@@ -1169,6 +1185,72 @@ int gal_face_add(struct gal *g, const char *collection, const struct gal_face_in
                  int64_t *face_id)
 {
     return gal_faces_add(g, collection, face, 1, face_id);
+}
+
+/*
+ * The subject and the face go into one explicit store transaction (each operation nests in it
+ * as a savepoint), not two commits: between two commits the first stays when the second
+ * fails, which left a subject with no face on every enrolment refused for a full disk. The
+ * subject is looked for and created under the store's write lock, so of two enrolments
+ * racing for one new subject the second finds it (BASE_ERR_EXISTS) and adds its face only.
+ */
+int gal_face_enrol(struct gal *g, const char *collection, const struct gal_face_input *face,
+                   int create_subject, const char *metadata_json, int64_t *face_id,
+                   int *subject_created)
+{
+    STORE_CALL(g);
+    if (subject_created) *subject_created = 0;
+    if (!face || !face_id) return base_error_set(BASE_ERR_INVALID, "face or face_id missing");
+    int rc = gal_check_subject_id(face->subject_id);
+    if (!rc && create_subject) rc = gal_check_metadata(metadata_json);
+    if (rc) return rc;
+    struct collection *c;
+    if ((rc = begin_write(g, collection, &c))) return rc;
+    struct gal_store *s = g->store;
+    float *normalised = malloc(c->info.dim * sizeof *normalised);
+    if (!normalised) {
+        rc = base_error_set(BASE_ERR_NOMEM, "cannot allocate a face");
+        goto done;
+    }
+    if ((rc = gal_check_face(&c->info, face, 0, normalised))) goto done;
+    struct gal_face_input input = *face;
+    input.embedding = normalised;
+    uint64_t subject_seq = 0, face_seq = 0;
+    int64_t subject_rowid = 0;
+    int created = 0;
+    if ((rc = s->ops->begin(s))) goto done;
+    if (create_subject) {
+        rc = s->ops->subject_add(s, c->id, face->subject_id, metadata_json ? metadata_json : "{}",
+                                 0, &subject_seq);
+        if (rc == 0)
+            created = 1;
+        else if (rc == BASE_ERR_EXISTS)
+            rc = 0; /* enrolled before, or just now by a racing call: only the face is new */
+    }
+    if (!rc) rc = s->ops->faces_add(s, c->id, &input, NULL, 1, face_id, &subject_rowid, &face_seq);
+    if (rc) {
+        s->ops->rollback(s);
+        if (rc == BASE_ERR_NOT_FOUND) rc = gal_error_context(rc, "collection \"%s\"", collection);
+        goto done;
+    }
+    if ((rc = s->ops->commit(s))) goto done;
+    rc = direct_or_replay_span(g, created ? subject_seq : face_seq, face_seq);
+    if (rc == 1) {
+        if (created) atomic_fetch_add(&c->subjects, 1);
+        rc = gal_index_add(c->index, *face_id, subject_rowid, normalised);
+        if (rc) {
+            /* Durable but not in memory (out of memory): the next write or refresh replays the
+             * face (the subject, counted already, is not replayed again). */
+            LOG_ERROR("a face enrolled in \"%s\" but not yet searchable: %s", collection,
+                      base_error_message());
+            g->applied_seq = face_seq - 1;
+        }
+    }
+    if (rc == 0 && subject_created) *subject_created = created;
+done:
+    pthread_mutex_unlock(&g->write_mutex);
+    free(normalised);
+    return rc;
 }
 
 int gal_face_delete(struct gal *g, const char *collection, int64_t face_id)

@@ -258,6 +258,21 @@ int gal_face_add(struct gal *g, const char *collection, const struct gal_face_in
 /* Enrols `count` faces in one transaction: all or none. face_ids[i] gets each new id. */
 int gal_faces_add(struct gal *g, const char *collection, const struct gal_face_input *faces,
                   size_t count, int64_t *face_ids);
+/*
+ * Enrols one face for face->subject_id, first creating that subject (with metadata_json,
+ * NULL for "{}") when it does not exist and create_subject is set, in ONE store transaction:
+ * either the face is stored, with its subject when that was missing, or nothing is. So a
+ * write that fails half-way (a full disk, a lost connection, a statement timeout) leaves no
+ * subject without the face it was created for, with nothing to undo afterwards (an undo could
+ * fail the same way). *subject_created (may be NULL) is 1 when this call created the subject:
+ * of two calls racing for one new subject, on one handle or on several sharing the store, both
+ * succeed and exactly one says it created it. Without create_subject a missing subject is
+ * BASE_ERR_NOT_FOUND, as with gal_face_add; an existing subject's metadata is left as it is.
+ * Returns once the face is durable.
+ */
+int gal_face_enrol(struct gal *g, const char *collection, const struct gal_face_input *face,
+                   int create_subject, const char *metadata_json, int64_t *face_id,
+                   int *subject_created);
 int gal_face_delete(struct gal *g, const char *collection, int64_t face_id);
 
 struct gal_face_record {

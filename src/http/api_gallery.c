@@ -864,16 +864,6 @@ static void enrol(http_request *r, http_worker *w, http_input *in, const struct 
 
     uint64_t t0 = base_now_ns();
     int created = 0;
-    if (a->create_subject) {
-        rc = gal_subject_add(s->gal, collection, subject, a->meta);
-        if (rc == 0)
-            created = 1;
-        else if (rc != BASE_ERR_EXISTS) {
-            gallery_time(r, t0);
-            http_respond_base_error(r, rc, "subject");
-            goto out;
-        }
-    }
     struct gal_face_input fi = {
         .subject_id = subject,
         .model_id = f->embedding_model ? f->embedding_model : s->embedder_id,
@@ -890,7 +880,11 @@ static void enrol(http_request *r, http_worker *w, http_input *in, const struct 
      * this very face and died before recording its answer. The subject already having a face
      * from these exact bytes means it did; answer with that face instead of a second copy. */
     rc = r->idem_taken_over ? face_from_same_image(s, collection, subject, hash, &face_id) : 0;
-    if (rc == 0 && face_id == 0) rc = gal_face_add(s->gal, collection, &fi, &face_id);
+    /* The subject (when missing) and the face in one transaction: an enrolment that fails,
+     * for a full disk or a lost connection, leaves no subject behind either. */
+    if (rc == 0 && face_id == 0)
+        rc = gal_face_enrol(s->gal, collection, &fi, a->create_subject, a->meta, &face_id,
+                            &created);
     gallery_time(r, t0);
     if (rc) {
         http_respond_base_error(r, rc,

@@ -10,6 +10,7 @@
 
 #include <cmocka.h>
 
+#include <pthread.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
 
@@ -29,6 +30,8 @@ struct fixture {
 /* test_store_postgres.c runs these tests on PostgreSQL: a new database per test, its URL in
  * f->db; skips when no PostgreSQL server can be started. */
 static void new_postgres_database(char *url, size_t size);
+/* Makes every insert into faces fail as a full disk does (SQLSTATE 53100), or stops it. */
+static void postgres_refuse_faces(const char *url, int refuse);
 #define STORE_IS_FILE 0
 #else
 #define STORE_IS_FILE 1
@@ -939,6 +942,233 @@ static void test_busy_store(void **state)
     gal_subject_info_deinit(&info);
 }
 
+/*
+ * Leaves the store with no room for a face with a thumbnail of a few pages while a subject
+ * still fits (refuse), or gives it room again. SQLite: the gallery reopened with
+ * max_store_bytes at the file's present size, so SQLite itself refuses to grow it
+ * (SQLITE_FULL), with room left in the pages it has for a subject's row; PostgreSQL: a trigger
+ * that fails inserts into faces with disk_full, what a full disk raises. BASE_ERR_FULL either
+ * way, from within the store's transaction, as a full disk makes it.
+ */
+static void store_refuse_faces(struct fixture *f, int refuse)
+{
+#ifdef TEST_STORE_POSTGRES
+    postgres_refuse_faces(f->db, refuse);
+#else
+    if (!refuse) {
+        reopen(f, NULL);
+        return;
+    }
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open_v2(f->db, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "SELECT page_count * page_size FROM pragma_page_count(), "
+                                        "pragma_page_size()",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    struct gal_options full = {.max_store_bytes = (uint64_t)sqlite3_column_int64(st, 0)};
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    reopen(f, &full);
+#endif
+}
+
+/* The ids of a collection's subjects, in order, one per line, in a new string. */
+static char *subject_ids(struct gal *g, const char *collection)
+{
+    struct gal_subject_info *list;
+    size_t n;
+    EXPECT_OK(gal_subject_list(g, collection, NULL, 100, &list, &n));
+    char *text = calloc(1, n * (GAL_ID_MAX + 24) + 1);
+    for (size_t i = 0; i < n; i++)
+        sprintf(text + strlen(text), "%s %llu\n", list[i].id,
+                (unsigned long long)list[i].face_count);
+    gal_subject_list_free(list, n);
+    return text;
+}
+
+static void expect_counts(struct gal *g, const char *collection, uint64_t subjects,
+                          uint64_t faces)
+{
+    struct gal_collection_info info;
+    EXPECT_OK(gal_collection_get(g, collection, &info));
+    if (info.subject_count != subjects || info.face_count != faces)
+        fail_msg("collection %s: %llu subjects, %llu faces; expected %llu, %llu", collection,
+                 (unsigned long long)info.subject_count, (unsigned long long)info.face_count,
+                 (unsigned long long)subjects, (unsigned long long)faces);
+}
+
+/*
+ * An enrolment that creates its subject stores the subject and the face together or neither:
+ * a face the store has no room for leaves no subject behind (it used to: the subject was
+ * committed on its own first), the counts in memory stay those of the store, and a second
+ * handle that follows the change log, or loads the store afresh, finds the same.
+ */
+static void test_enrol_all_or_nothing(void **state)
+{
+    struct fixture *f = *state;
+    struct rng r = {21};
+    create(f->g, "c", GAL_DTYPE_INT8, 0.5f);
+    struct gal *follower;
+    EXPECT_OK(gal_open(f->db, NULL, &follower));
+    float e[3][DIM];
+    for (int i = 0; i < 3; i++)
+        random_unit(&r, e[i], DIM);
+    int64_t id = 0, id2 = 0;
+    int created = -1;
+    struct gal_face_input in = face_input("a", MODEL, DIM, e[0]);
+    EXPECT_OK(gal_face_enrol(f->g, "c", &in, 1, "{\"n\": 1}", &id, &created));
+    assert_int_equal(created, 1);
+    in.embedding = e[1];
+    EXPECT_OK(gal_face_enrol(f->g, "c", &in, 1, "{\"n\": 2}", &id2, &created));
+    assert_int_equal(created, 0); /* the subject was there: a face only, metadata kept */
+    struct gal_subject_info subject;
+    EXPECT_OK(gal_subject_get(f->g, "c", "a", &subject));
+    assert_string_equal(subject.metadata, "{\"n\": 1}");
+    assert_int_equal(subject.face_count, 2);
+    gal_subject_info_deinit(&subject);
+    /* Without create_subject a missing subject is not found, and not created. */
+    in.subject_id = "nobody";
+    EXPECT_RC(gal_face_enrol(f->g, "c", &in, 0, NULL, &id, &created), BASE_ERR_NOT_FOUND);
+    assert_non_null(strstr(base_error_message(), "nobody"));
+    EXPECT_RC(gal_face_enrol(f->g, "nope", &in, 1, NULL, &id, &created), BASE_ERR_NOT_FOUND);
+    in.subject_id = "b";
+    EXPECT_RC(gal_face_enrol(f->g, "c", &in, 1, "{not json", &id, &created), BASE_ERR_INVALID);
+    expect_counts(f->g, "c", 1, 2);
+
+    /* No room for a face with a thumbnail of a few pages. */
+    static uint8_t jpeg[20000];
+    fake_jpeg(jpeg, sizeof jpeg, 5);
+    store_refuse_faces(f, 1);
+    in = face_input("b", MODEL, DIM, e[2]);
+    in.thumbnail = jpeg;
+    in.thumbnail_len = sizeof jpeg;
+    created = -1;
+    EXPECT_RC(gal_face_enrol(f->g, "c", &in, 1, "{\"who\": \"b\"}", &id, &created),
+              BASE_ERR_FULL);
+    assert_int_equal(created, 0);
+    assert_non_null(strstr(base_error_message(), "full"));
+    EXPECT_RC(gal_subject_get(f->g, "c", "b", &subject), BASE_ERR_NOT_FOUND);
+    expect_counts(f->g, "c", 1, 2);
+    /* A face for the existing subject is refused alike and changes nothing. */
+    in.subject_id = "a";
+    EXPECT_RC(gal_face_enrol(f->g, "c", &in, 1, NULL, &id, &created), BASE_ERR_FULL);
+    expect_counts(f->g, "c", 1, 2);
+    /* The subject alone had room: it was the face that failed, after the subject. */
+    EXPECT_OK(gal_subject_add(f->g, "c", "alone", NULL));
+    expect_counts(f->g, "c", 2, 2);
+    EXPECT_OK(gal_check(f->g));
+
+    /* The follower replays the change log to the same state; a fresh load agrees. */
+    EXPECT_OK(gal_refresh(follower));
+    expect_counts(follower, "c", 2, 2);
+    char *want = subject_ids(f->g, "c");
+    assert_string_equal(want, "a 2\nalone 0\n");
+    char *got = subject_ids(follower, "c");
+    assert_string_equal(got, want);
+    free(got);
+    assert_int_equal(gal_sequence(follower), gal_sequence(f->g));
+    struct gal *fresh;
+    EXPECT_OK(gal_open(f->db, NULL, &fresh));
+    expect_counts(fresh, "c", 2, 2);
+    gal_close(fresh);
+
+    /* Room again: the same enrolment stores both, and everyone sees both. */
+    store_refuse_faces(f, 0);
+    in.subject_id = "b";
+    EXPECT_OK(gal_face_enrol(f->g, "c", &in, 1, "{\"who\": \"b\"}", &id, &created));
+    assert_int_equal(created, 1);
+    expect_counts(f->g, "c", 3, 3);
+    assert_int_equal(top1(f->g, "c", e[2], NULL), id);
+    EXPECT_OK(gal_refresh(follower));
+    expect_counts(follower, "c", 3, 3);
+    assert_int_equal(top1(follower, "c", e[2], NULL), id);
+    free(want);
+    want = subject_ids(f->g, "c");
+    got = subject_ids(follower, "c");
+    assert_string_equal(got, want);
+    free(got);
+    free(want);
+    gal_close(follower);
+}
+
+/* Threads enrolling faces for the same new subjects at once, half through a second handle on
+ * the same store (another process, another replica). */
+enum { RACE_THREADS = 4, RACE_SUBJECTS = 12 };
+struct racer {
+    struct gal *g;
+    pthread_barrier_t *start;
+    int index;
+    int rc[RACE_SUBJECTS];
+    int created[RACE_SUBJECTS];
+    int64_t face_id[RACE_SUBJECTS];
+};
+
+static void *race_enrol(void *arg)
+{
+    struct racer *w = arg;
+    struct rng r = {100u + (uint64_t)w->index};
+    for (int s = 0; s < RACE_SUBJECTS; s++) {
+        float e[DIM];
+        random_unit(&r, e, DIM);
+        char subject[32];
+        snprintf(subject, sizeof subject, "new%d", s);
+        struct gal_face_input in = face_input(subject, MODEL, DIM, e);
+        pthread_barrier_wait(w->start);
+        w->rc[s] = gal_face_enrol(w->g, "c", &in, 1, NULL, &w->face_id[s], &w->created[s]);
+    }
+    return NULL;
+}
+
+static void test_enrol_race_one_subject(void **state)
+{
+    struct fixture *f = *state;
+    create(f->g, "c", GAL_DTYPE_F32, 0.5f);
+    struct gal *second;
+    EXPECT_OK(gal_open(f->db, NULL, &second));
+    pthread_barrier_t start;
+    pthread_barrier_init(&start, NULL, RACE_THREADS);
+    static struct racer w[RACE_THREADS];
+    pthread_t threads[RACE_THREADS];
+    for (int t = 0; t < RACE_THREADS; t++) {
+        memset(&w[t], 0, sizeof w[t]);
+        w[t].g = t % 2 ? second : f->g;
+        w[t].start = &start;
+        w[t].index = t;
+        pthread_create(&threads[t], NULL, race_enrol, &w[t]);
+    }
+    for (int t = 0; t < RACE_THREADS; t++) /* all joined before any assertion leaves */
+        pthread_join(threads[t], NULL);
+    pthread_barrier_destroy(&start);
+    for (int s = 0; s < RACE_SUBJECTS; s++) {
+        int creators = 0;
+        for (int t = 0; t < RACE_THREADS; t++) {
+            if (w[t].rc[s]) fail_msg("subject new%d, thread %d: %d", s, t, w[t].rc[s]);
+            creators += w[t].created[s];
+        }
+        if (creators != 1) fail_msg("subject new%d: created by %d enrolments", s, creators);
+    }
+    /* Both handles, and a fresh load, count each subject once and every face. */
+    EXPECT_OK(gal_refresh(f->g));
+    EXPECT_OK(gal_refresh(second));
+    expect_counts(f->g, "c", RACE_SUBJECTS, RACE_SUBJECTS * RACE_THREADS);
+    expect_counts(second, "c", RACE_SUBJECTS, RACE_SUBJECTS * RACE_THREADS);
+    gal_close(second);
+    struct gal *fresh;
+    EXPECT_OK(gal_open(f->db, NULL, &fresh));
+    expect_counts(fresh, "c", RACE_SUBJECTS, RACE_SUBJECTS * RACE_THREADS);
+    char *list = subject_ids(fresh, "c");
+    for (int s = 0; s < RACE_SUBJECTS; s++) {
+        char line[48];
+        snprintf(line, sizeof line, "new%d %d\n", s, RACE_THREADS);
+        assert_non_null(strstr(list, line));
+    }
+    free(list);
+    gal_close(fresh);
+}
+
 static void test_schema_versions(void **state)
 {
     struct fixture *f = *state;
@@ -1001,6 +1231,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_read_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_store, setup, teardown),
         cmocka_unit_test_setup_teardown(test_busy_store, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_enrol_all_or_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_enrol_race_one_subject, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schema_versions, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

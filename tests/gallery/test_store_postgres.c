@@ -80,6 +80,18 @@ static long admin_long(const char *url, const char *sql)
     return n;
 }
 
+static void postgres_refuse_faces(const char *url, int refuse)
+{
+    if (refuse)
+        admin_exec(url, "CREATE FUNCTION vultus_test_full() RETURNS trigger LANGUAGE plpgsql AS "
+                        "$$ BEGIN RAISE EXCEPTION 'could not extend file: No space left on "
+                        "device' USING ERRCODE = 'disk_full'; END $$; "
+                        "CREATE TRIGGER vultus_test_full BEFORE INSERT ON faces FOR EACH ROW "
+                        "EXECUTE FUNCTION vultus_test_full()");
+    else
+        admin_exec(url, "DROP TRIGGER vultus_test_full ON faces; DROP FUNCTION vultus_test_full()");
+}
+
 static void new_postgres_database(char *url, size_t size)
 {
     char name[32], sql[64];
@@ -827,6 +839,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reopen_rebuilds_index, setup, teardown),
         cmocka_unit_test_setup_teardown(test_change_log_follow, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_only, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_enrol_all_or_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_enrol_race_one_subject, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pg_same_as_sqlite, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pg_schema, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pg_concurrent_open, setup, teardown),
