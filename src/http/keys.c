@@ -96,9 +96,13 @@ static int64_t unix_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* A full disk is BASE_ERR_FULL (507 store_full, as for the gallery's own writes in the same
+ * file), not a backend failure (500): an enrolment with an Idempotency-Key claims its key here
+ * first, so on a full disk this is the error its client gets. */
 static int db_error(sqlite3 *db, const char *what)
 {
-    return base_error_set(BASE_ERR_BACKEND, "api keys store: %s: %s", what, sqlite3_errmsg(db));
+    int code = (sqlite3_errcode(db) & 0xff) == SQLITE_FULL ? BASE_ERR_FULL : BASE_ERR_BACKEND;
+    return base_error_set(code, "api keys store: %s: %s", what, sqlite3_errmsg(db));
 }
 
 /* Runs `sql` (no rows) with `text` as ?1 when not NULL and `number` as the parameter after it
@@ -172,8 +176,9 @@ static int pg_error(http_keystore *ks, const PGresult *r, const char *what)
      * (gal_pg_session_init): unavailable, as when the client's limit ends the wait. */
     const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
     int io = !r || PQstatus(ks->pg) == CONNECTION_BAD || (state && strncmp(state, "57", 2) == 0);
-    return base_error_set(io ? BASE_ERR_IO : BASE_ERR_BACKEND, "api keys store %s: %s: %s",
-                          ks->shown, what, msg);
+    int full = !io && state && strcmp(state, "53100") == 0; /* disk_full: as db_error says */
+    return base_error_set(io ? BASE_ERR_IO : full ? BASE_ERR_FULL : BASE_ERR_BACKEND,
+                          "api keys store %s: %s: %s", ks->shown, what, msg);
 }
 
 /* Readies a connection just made or reset: non-blocking, server notices to the debug log, and

@@ -1,0 +1,299 @@
+/*
+ * A full disk under the real `vultus serve`: its store (DATA/vultus.db, a symbolic link into a
+ * small tmpfs, so the server's log beside it still has room) on a disk that a filler file has
+ * filled up, as a disk fills in production (other files, logs, the store itself).
+ *
+ *   - an enrolment answers 507 store_full with its JSON error body, and nothing is stored: no
+ *     subject, no face, the counts unchanged; with an Idempotency-Key too (its claim, in the
+ *     same file, is the first write: it used to answer 500 internal);
+ *   - the disk given room one page at a time: every enrolment that does not fit stores nothing
+ *     (it used to store its new subject, committed on its own, whenever the subject fitted and
+ *     its face did not), and the first that fits stores both;
+ *   - meanwhile the service answers reads: search, GET of the collection and its subjects,
+ *     /readyz;
+ *   - restarted on the full disk it starts and serves reads (a write still 507);
+ *   - once there is room again (the filler removed, a restart) the same enrolment with the
+ *     same Idempotency-Key succeeds, and a retry replays it.
+ *
+ * Mounting the tmpfs needs root, or an unprivileged user namespace of our own (entered at the
+ * start of main, before any thread): the test skips when neither is possible. Real photos:
+ * ../shared/data/fixtures (skips without them) and the model pack (models/).
+ */
+#include <sched.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+
+#include <sys/mount.h>
+
+#include "client.h"
+
+#define OBAMA_1 "../shared/data/fixtures/id-obama-1.jpg"
+#define BIDEN_1 "../shared/data/fixtures/id-biden-1.jpg"
+#define TMPFS_SIZE "4m"
+
+static char disk[256];     /* the small tmpfs ("" when none could be mounted) */
+static char data[256];     /* the server's data folder, vultus.db a link into `disk` */
+static char filler[300];   /* the file that fills the disk */
+static off_t filler_full;  /* its size when the disk was full */
+static const char *no_disk_why = "";
+static tc_server srv;
+static char *obama1, *biden1;
+static size_t obama1_len, biden1_len;
+
+static int write_text(const char *path, const char *text)
+{
+    int fd = open(path, O_WRONLY);
+    if (fd < 0) return -1;
+    ssize_t n = write(fd, text, strlen(text));
+    close(fd);
+    return n == (ssize_t)strlen(text) ? 0 : -1;
+}
+
+/* As an unprivileged user: a user namespace in which we are root, and a mount namespace of its
+ * own, where a tmpfs may be mounted. The server, a child, inherits both. */
+static int enter_user_namespace(void)
+{
+    uid_t uid = geteuid();
+    gid_t gid = getegid();
+    if (unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0) return -1;
+    char map[64];
+    snprintf(map, sizeof map, "0 %u 1\n", (unsigned)uid);
+    if (write_text("/proc/self/uid_map", map) != 0) return -1;
+    if (write_text("/proc/self/setgroups", "deny") != 0) return -1;
+    snprintf(map, sizeof map, "0 %u 1\n", (unsigned)gid);
+    if (write_text("/proc/self/gid_map", map) != 0) return -1;
+    return mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
+}
+
+/* Mounts the small disk and makes the data folder; leaves `disk` empty when it cannot. */
+static void make_disk(void)
+{
+    if (tc_temp_dir(disk) != 0 || tc_temp_dir(data) != 0) {
+        disk[0] = '\0';
+        no_disk_why = "no temporary folder";
+        return;
+    }
+    if (geteuid() != 0 && enter_user_namespace() != 0) {
+        no_disk_why = "not root, and no user namespace to mount a tmpfs in";
+    } else if (mount("tmpfs", disk, "tmpfs", MS_NOSUID | MS_NODEV, "size=" TMPFS_SIZE) != 0) {
+        no_disk_why = "cannot mount a tmpfs";
+    } else {
+        char link_path[300], target[300];
+        snprintf(link_path, sizeof link_path, "%s/vultus.db", data);
+        snprintf(target, sizeof target, "%s/vultus.db", disk);
+        snprintf(filler, sizeof filler, "%s/filler", disk);
+        if (symlink(target, link_path) == 0) return;
+        umount2(disk, MNT_DETACH);
+        no_disk_why = "cannot link the store into the tmpfs";
+    }
+    rmdir(disk);
+    disk[0] = '\0';
+}
+
+static void remove_disk(void)
+{
+    if (!disk[0]) return;
+    umount2(disk, MNT_DETACH);
+    rmdir(disk);
+    tc_rm_rf(data);
+}
+
+/* Fills the disk to its last byte; the filler's size in filler_full. */
+static void fill_disk(void)
+{
+    int fd = open(filler, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (fd < 0) fail_msg("cannot create %s: %s", filler, strerror(errno));
+    static char block[65536];
+    for (size_t chunk = sizeof block; chunk >= 1; chunk /= 16)
+        while (write(fd, block, chunk) == (ssize_t)chunk) {
+        }
+    struct stat st;
+    fstat(fd, &st);
+    close(fd);
+    filler_full = st.st_size;
+}
+
+/* Room for `bytes` more than when fill_disk() left the disk full. */
+static void make_room(off_t bytes)
+{
+    if (truncate(filler, filler_full > bytes ? filler_full - bytes : 0) != 0)
+        fail_msg("cannot truncate %s: %s", filler, strerror(errno));
+}
+
+#define NEED_DISK()                                                                                \
+    do {                                                                                           \
+        TC_NEED_MODELS();                                                                          \
+        if (!obama1) {                                                                             \
+            print_message("../shared/data/fixtures is absent: skipped\n");                         \
+            skip();                                                                                \
+        }                                                                                          \
+        if (!disk[0]) {                                                                            \
+            print_message("%s: skipped\n", no_disk_why);                                          \
+            skip();                                                                                \
+        }                                                                                          \
+    } while (0)
+
+static void start(void)
+{
+    static const char *const args[] = {"--workers", "2", "--deadline-ms", "60000", NULL};
+    if (tc_server_start(&srv, data, args, 1) != 0) fail_msg("the server did not start");
+}
+
+static void stop(void)
+{
+    assert_int_equal(tc_server_stop(&srv), 0);
+}
+
+/* POSTs a photo for `subject` (multipart), with an Idempotency-Key when key is not NULL. */
+static void enrol(const char *subject, const char *key, const char *photo, size_t len,
+                  tc_response *r)
+{
+    char path[128], headers[128] = "";
+    snprintf(path, sizeof path, "/v1/collections/c/faces?subject=%s", subject);
+    if (key) snprintf(headers, sizeof headers, "Idempotency-Key: %s\r\n", key);
+    tc_form f = {0};
+    tc_form_file(&f, "image", photo, len);
+    tc_form_end(&f);
+    tc_post_form(srv.port, path, headers, &f, r);
+    free(f.data);
+}
+
+/* 507 store_full: exactly {"error": {"code", "message"}}, the message saying nothing was
+ * stored. */
+static void expect_store_full(const tc_response *r)
+{
+    tc_expect_error(r, 507, "store_full");
+    json_t *body = tc_json(r);
+    assert_int_equal(json_object_size(body), 1);
+    json_t *error = json_object_get(body, "error");
+    assert_int_equal(json_object_size(error), 2);
+    assert_non_null(strstr(json_string_value(json_object_get(error, "message")),
+                           "nothing was stored"));
+    json_decref(body);
+}
+
+/* The reads a full disk must leave working: search (finds `a`), GETs, /readyz. */
+static void expect_reads(long long subjects, long long faces)
+{
+    tc_expect_counts(srv.port, "c", subjects, faces);
+    json_decref(tc_call(srv.port, "GET", "/v1/collections/c/subjects/a", NULL, 200));
+    json_t *list = tc_call(srv.port, "GET", "/v1/collections/c/subjects?limit=50", NULL, 200);
+    assert_int_equal(json_array_size(json_object_get(list, "subjects")), subjects);
+    json_decref(list);
+    tc_response r;
+    tc_post_jpeg(srv.port, "/v1/collections/c/search", NULL, obama1, obama1_len, &r);
+    json_t *found = tc_expect_json(&r, 200);
+    json_t *face = json_array_get(json_object_get(found, "faces"), 0);
+    assert_string_equal(json_string_value(json_object_get(face, "identity")), "a");
+    json_decref(found);
+    tc_response_free(&r);
+    tc_get(srv.port, "/readyz", "", &r);
+    assert_int_equal(r.status, 200);
+    tc_response_free(&r);
+}
+
+static void test_enrol_on_full_disk(void **state)
+{
+    (void)state;
+    NEED_DISK();
+    start();
+    tc_create_collection(srv.port, "c");
+    tc_response r;
+    enrol("a", NULL, obama1, obama1_len, &r);
+    json_decref(tc_expect_json(&r, 201));
+    tc_response_free(&r);
+
+    fill_disk();
+    enrol("b", NULL, biden1, biden1_len, &r);
+    expect_store_full(&r);
+    tc_response_free(&r);
+    enrol("kept", "full-1", biden1, biden1_len, &r);
+    expect_store_full(&r);
+    tc_response_free(&r);
+    tc_expect_no_subject(srv.port, "c", "b");
+    tc_expect_no_subject(srv.port, "c", "kept");
+    expect_reads(1, 1);
+
+    /* Room one page at a time: an enrolment either stores its subject and its face, or
+     * nothing; the first whose transaction fits stores both. */
+    int stored = 0;
+    for (int pages = 1; pages <= 64 && !stored; pages++) {
+        make_room((off_t)pages * 4096);
+        enrol("b", NULL, biden1, biden1_len, &r);
+        if (r.status == 507) {
+            tc_expect_no_subject(srv.port, "c", "b");
+            tc_expect_counts(srv.port, "c", 1, 1);
+        } else {
+            json_t *j = tc_expect_json(&r, 201);
+            assert_true(json_is_true(json_object_get(j, "subject_created")));
+            json_decref(j);
+            tc_expect_counts(srv.port, "c", 2, 2);
+            print_message("# the enrolment fitted with %d pages of room\n", pages);
+            stored = 1;
+        }
+        tc_response_free(&r);
+    }
+    assert_true(stored);
+
+    /* Restarted on the full disk: it starts and serves reads; writes are refused. */
+    unlink(filler);
+    fill_disk();
+    stop();
+    start();
+    expect_reads(2, 2);
+    enrol("kept", "full-1", biden1, biden1_len, &r);
+    expect_store_full(&r);
+    tc_response_free(&r);
+
+    /* Room again: the enrolment refused with its key succeeds when sent again, and is then
+     * replayed. */
+    stop();
+    unlink(filler);
+    start();
+    enrol("kept", "full-1", biden1, biden1_len, &r);
+    json_t *first = tc_expect_json(&r, 201);
+    assert_true(json_is_true(json_object_get(first, "subject_created")));
+    tc_response_free(&r);
+    enrol("kept", "full-1", biden1, biden1_len, &r);
+    json_t *again = tc_expect_json(&r, 201);
+    assert_int_equal(json_integer_value(json_object_get(again, "face_id")),
+                     json_integer_value(json_object_get(first, "face_id")));
+    json_decref(first);
+    json_decref(again);
+    tc_response_free(&r);
+    expect_reads(3, 3);
+    stop();
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    if (!tc_exists(OBAMA_1) || !tc_exists(BIDEN_1)) return 0;
+    obama1 = tc_load(OBAMA_1, &obama1_len);
+    biden1 = tc_load(BIDEN_1, &biden1_len);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    if (srv.pid > 0) tc_server_stop(&srv);
+    free(obama1);
+    free(biden1);
+    return 0;
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    make_disk(); /* before any thread: unshare refuses a multithreaded process */
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_enrol_on_full_disk),
+    };
+    int failed = cmocka_run_group_tests_name("store full", tests, setup, teardown);
+    remove_disk();
+    return failed;
+}
