@@ -49,6 +49,9 @@
 /* "VGAL": marks the file as a vultus gallery (PRAGMA application_id). */
 #define APPLICATION_ID 0x5647414c
 #define BUSY_TIMEOUT_MS 10000
+/* A WAL file larger than this (a large import) is cut back to it once checkpointed; it is
+ * emptied when the last connection closes (with SQLITE_FCNTL_PERSIST_WAL, see the open). */
+#define JOURNAL_SIZE_LIMIT "67108864"
 
 static const char *const migrations[] = {
     /* 0 -> 1 */
@@ -581,6 +584,20 @@ int gal_store_sqlite_open(const char *path, const struct gal_options *options,
             rc = base_error_set(BASE_ERR_BACKEND, "%s: cannot switch the store to WAL mode", path);
             goto fail;
         }
+    }
+    if (!s->options.read_only) {
+        /*
+         * The -wal and -shm files stay when the last connection closes (the WAL emptied to 0
+         * bytes once checkpointed, so nothing stale is left in it to replay onto a restored
+         * copy of vultus.db). Opening a WAL database needs its 32 KiB -shm file: removed at
+         * every clean stop, it had to be made again at the next start, which a disk that
+         * filled up meanwhile refused ("disk I/O error"), so the service could not even start
+         * to serve reads; kept, it is there.
+         */
+        int persist = 1;
+        sqlite3_file_control(w->db, "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
+        rc = exec_const(w, "PRAGMA journal_size_limit = " JOURNAL_SIZE_LIMIT);
+        if (rc) goto fail;
     }
     rc = exec_const(w, s->options.durability == GAL_DURABLE_PROCESS ? "PRAGMA synchronous = NORMAL"
                                                                     : "PRAGMA synchronous = FULL");

@@ -521,8 +521,15 @@ int http_keystore_open(const char *db_path, http_keystore **out)
         return rc;
     }
     sqlite3_busy_timeout(ks->db, BUSY_TIMEOUT_MS);
+    /* As the gallery's connections to this file do (store_sqlite.c says why): its -wal and
+     * -shm stay when the last connection closes - `vultus keys` is often that one - emptied,
+     * so that a service started on a disk full by then can open the store. */
+    int persist = 1;
+    sqlite3_file_control(ks->db, "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
     char *msg = NULL;
-    if (sqlite3_exec(ks->db, schema, NULL, NULL, &msg) != SQLITE_OK) {
+    if (sqlite3_exec(ks->db, "PRAGMA journal_size_limit = 67108864", NULL, NULL, NULL) !=
+            SQLITE_OK ||
+        sqlite3_exec(ks->db, schema, NULL, NULL, &msg) != SQLITE_OK) {
         rc = base_error_set(BASE_ERR_BACKEND, "%s: creating the key tables: %s", db_path,
                             msg ? msg : "?");
         sqlite3_free(msg);

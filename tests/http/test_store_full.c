@@ -11,7 +11,8 @@
  *     its face did not), and the first that fits stores both;
  *   - meanwhile the service answers reads: search, GET of the collection and its subjects,
  *     /readyz;
- *   - restarted on the full disk it starts and serves reads (a write still 507);
+ *   - restarted on the full disk it starts and serves reads (a write still 507), also after a
+ *     clean stop, then the disk filled up;
  *   - once there is room again (the filler removed, a restart) the same enrolment with the
  *     same Idempotency-Key succeeds, and a retry replays it.
  *
@@ -268,6 +269,41 @@ static void test_enrol_on_full_disk(void **state)
     stop();
 }
 
+/*
+ * A server stopped cleanly, then its disk filled up (by anything), then started: it starts and
+ * serves reads. It used not to: a clean stop removed vultus.db-wal and vultus.db-shm, and
+ * opening the store needs the 32 KiB -shm file back, which a full disk refuses:
+ *   {"msg":"cannot open the store", ..., "detail":"...vultus.db: disk I/O error"}
+ * and the process exited.
+ */
+static void test_start_on_full_disk(void **state)
+{
+    (void)state;
+    NEED_DISK();
+    const char *const files[] = {"vultus.db", "vultus.db-wal", "vultus.db-shm", "filler"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char path[320];
+        snprintf(path, sizeof path, "%s/%s", disk, files[i]);
+        unlink(path);
+    }
+    start();
+    tc_create_collection(srv.port, "c");
+    tc_response r;
+    enrol("a", NULL, obama1, obama1_len, &r);
+    json_decref(tc_expect_json(&r, 201));
+    tc_response_free(&r);
+    stop();
+    fill_disk();
+    start();
+    expect_reads(1, 1);
+    enrol("b", NULL, biden1, biden1_len, &r);
+    expect_store_full(&r);
+    tc_response_free(&r);
+    tc_expect_no_subject(srv.port, "c", "b");
+    stop();
+    unlink(filler);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -292,6 +328,7 @@ int main(void)
     make_disk(); /* before any thread: unshare refuses a multithreaded process */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_enrol_on_full_disk),
+        cmocka_unit_test(test_start_on_full_disk),
     };
     int failed = cmocka_run_group_tests_name("store full", tests, setup, teardown);
     remove_disk();
