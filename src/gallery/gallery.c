@@ -1201,12 +1201,14 @@ int gal_face_enrol(struct gal *g, const char *collection, const struct gal_face_
     STORE_CALL(g);
     if (subject_created) *subject_created = 0;
     if (!face || !face_id) return base_error_set(BASE_ERR_INVALID, "face or face_id missing");
+    *face_id = 0;
     int rc = gal_check_subject_id(face->subject_id);
     if (!rc && create_subject) rc = gal_check_metadata(metadata_json);
     if (rc) return rc;
     struct collection *c;
     if ((rc = begin_write(g, collection, &c))) return rc;
     struct gal_store *s = g->store;
+    int committed = 0;
     float *normalised = malloc(c->info.dim * sizeof *normalised);
     if (!normalised) {
         rc = base_error_set(BASE_ERR_NOMEM, "cannot allocate a face");
@@ -1234,6 +1236,7 @@ int gal_face_enrol(struct gal *g, const char *collection, const struct gal_face_
         goto done;
     }
     if ((rc = s->ops->commit(s))) goto done;
+    committed = 1;
     rc = direct_or_replay_span(g, created ? subject_seq : face_seq, face_seq);
     if (rc == 1) {
         if (created) atomic_fetch_add(&c->subjects, 1);
@@ -1250,6 +1253,8 @@ int gal_face_enrol(struct gal *g, const char *collection, const struct gal_face_
 done:
     pthread_mutex_unlock(&g->write_mutex);
     free(normalised);
+    /* The store numbered the face before its commit failed: no such face exists. */
+    if (!committed) *face_id = 0;
     return rc;
 }
 

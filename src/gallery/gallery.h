@@ -268,7 +268,7 @@ int gal_faces_add(struct gal *g, const char *collection, const struct gal_face_i
  * of two calls racing for one new subject, on one handle or on several sharing the store, both
  * succeed and exactly one says it created it. Without create_subject a missing subject is
  * BASE_ERR_NOT_FOUND, as with gal_face_add; an existing subject's metadata is left as it is.
- * Returns once the face is durable.
+ * Returns once the face is durable; *face_id is 0 when no face was stored.
  */
 int gal_face_enrol(struct gal *g, const char *collection, const struct gal_face_input *face,
                    int create_subject, const char *metadata_json, int64_t *face_id,

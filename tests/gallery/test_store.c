@@ -1046,9 +1046,11 @@ static void test_enrol_all_or_nothing(void **state)
     in.thumbnail = jpeg;
     in.thumbnail_len = sizeof jpeg;
     created = -1;
+    id = -1;
     EXPECT_RC(gal_face_enrol(f->g, "c", &in, 1, "{\"who\": \"b\"}", &id, &created),
               BASE_ERR_FULL);
     assert_int_equal(created, 0);
+    assert_int_equal(id, 0); /* no face id for a face that was not stored */
     assert_non_null(strstr(base_error_message(), "full"));
     EXPECT_RC(gal_subject_get(f->g, "c", "b", &subject), BASE_ERR_NOT_FOUND);
     expect_counts(f->g, "c", 1, 2);

@@ -13,6 +13,7 @@
  *     /readyz;
  *   - restarted on the full disk it starts and serves reads (a write still 507), also after a
  *     clean stop, then the disk filled up;
+ *   - `vultus enroll` likewise: a run that cannot store the face stores no subject;
  *   - once there is room again (the filler removed, a restart) the same enrolment with the
  *     same Idempotency-Key succeeds, and a retry replays it.
  *
@@ -30,6 +31,7 @@
 #include <sys/mount.h>
 
 #include "client.h"
+#include "gallery/helpers.h"
 
 #define OBAMA_1 "../shared/data/fixtures/id-obama-1.jpg"
 #define BIDEN_1 "../shared/data/fixtures/id-biden-1.jpg"
@@ -304,6 +306,50 @@ static void test_start_on_full_disk(void **state)
     unlink(filler);
 }
 
+/*
+ * `vultus enroll` on a full disk, given room a page at a time as above: each run that cannot
+ * store the face stores no subject either (it used to create the subject in a transaction of
+ * its own first), exits 1 with the image "failed"; the first that fits enrols subject and face.
+ */
+static void test_cli_enroll_on_full_disk(void **state)
+{
+    (void)state;
+    NEED_DISK();
+    start();
+    tc_create_collection(srv.port, "cli");
+    stop();
+    char store[320];
+    snprintf(store, sizeof store, "%s/vultus.db", data);
+    unlink(filler);
+    fill_disk();
+    int stored = 0;
+    for (int pages = 0; pages <= 64 && !stored; pages++) {
+        make_room((off_t)pages * 4096);
+        static char out[8192];
+        const char *const args[] = {"enroll", "--collection", "cli",  "--subject", "b",
+                                    "--data", data,           "--models", "models", BIDEN_1,
+                                    NULL};
+        int status = tc_run_vultus(out, sizeof out, args);
+        uint64_t subjects = 99, faces = 99;
+        assert_int_equal(store_counts(store, "cli", &subjects, &faces), 0);
+        if (status == 1) {
+            assert_non_null(strstr(out, "\"status\":\"failed\""));
+            assert_null(strstr(out, "\"face_id\"")); /* no face was stored */
+            if (subjects != 0 || faces != 0)
+                fail_msg("with %d pages of room: %llu subjects, %llu faces; %s", pages,
+                         (unsigned long long)subjects, (unsigned long long)faces, out);
+        } else {
+            assert_int_equal(status, 0);
+            assert_non_null(strstr(out, "\"status\":\"enrolled\""));
+            assert_int_equal(subjects, 1);
+            assert_int_equal(faces, 1);
+            stored = 1;
+        }
+    }
+    assert_true(stored);
+    unlink(filler);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -329,6 +375,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_enrol_on_full_disk),
         cmocka_unit_test(test_start_on_full_disk),
+        cmocka_unit_test(test_cli_enroll_on_full_disk),
     };
     int failed = cmocka_run_group_tests_name("store full", tests, setup, teardown);
     remove_disk();
