@@ -602,6 +602,59 @@ static inline json_t *tc_json(const tc_response *r)
     return json_loadb(r->body, r->body_len, 0, NULL);
 }
 
+/* j's string member `key`; fails the test when it is missing or not a string. */
+static inline const char *tc_json_str(json_t *j, const char *key)
+{
+    const char *s = json_string_value(json_object_get(j, key));
+    if (!s) fail_msg("no string %s in the answer", key);
+    return s;
+}
+
+/* j's number member `key`; fails the test when it is missing or not a number. */
+static inline double tc_json_num(json_t *j, const char *key)
+{
+    json_t *v = json_object_get(j, key);
+    if (!json_is_number(v)) fail_msg("no number %s in the answer", key);
+    return json_number_value(v);
+}
+
+/*
+ * The value of `series` (a metric's name with its labels exactly as served:
+ * "vultus_rejected_requests_total{reason=\"overloaded\"}") in a /metrics page, or `absent`
+ * when no line has it: 0 suits a counter not yet incremented (a difference of two scrapes),
+ * -1 a series that must be there.
+ */
+static inline double tc_metric_in(const char *page, const char *series, double absent)
+{
+    size_t n = strlen(series);
+    for (const char *p = page; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+        if (strncmp(p, series, n) == 0 && p[n] == ' ') return strtod(p + n + 1, NULL);
+    return absent;
+}
+
+/* A fresh GET /metrics of the server on port, which must answer 200: the page (the caller
+ * frees it). */
+static inline char *tc_metrics_page(int port)
+{
+    tc_response r;
+    assert_int_equal(tc_get(port, "/metrics", NULL, &r), 0);
+    assert_int_equal(r.status, 200);
+    return r.body;
+}
+
+/* How often the pipeline's detect stage ran (a count of images decoded and searched for faces):
+ * a request refused before its image is decoded leaves it as it was. */
+#define DETECT_RUNS "vultus_stage_duration_seconds_count{stage=\"detect\"}"
+
+/* tc_metric_in() on a fresh /metrics page of the server on port. */
+static inline double tc_metric(int port, const char *series, double absent)
+{
+    char *page = tc_metrics_page(port);
+    double v = tc_metric_in(page, series, absent);
+    free(page);
+    return v;
+}
+
 /* The error code of a JSON error response, or "" when the body is not the error shape. */
 static inline const char *tc_error_code(const tc_response *r, char *out, size_t cap)
 {

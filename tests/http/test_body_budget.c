@@ -58,24 +58,6 @@ static int stop(void **state)
     return tc_server_stop(&srv) != 0;
 }
 
-static double metric(const char *text, const char *series)
-{
-    size_t n = strlen(series);
-    for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
-        if (strncmp(p, series, n) == 0 && p[n] == ' ') return atof(p + n + 1);
-    return -1;
-}
-
-static double scrape(const char *series)
-{
-    tc_response r;
-    assert_int_equal(tc_get(srv.port, "/metrics", NULL, &r), 0);
-    assert_int_equal(r.status, 200);
-    double v = metric(r.body, series);
-    tc_response_free(&r);
-    return v;
-}
-
 #define HELD "vultus_body_memory_bytes"
 #define REFUSED "vultus_rejected_requests_total{reason=\"body_memory\"}"
 
@@ -83,7 +65,7 @@ static double scrape(const char *series)
 static double wait_held(double want, int timeout_ms)
 {
     double deadline = tc_now_ms() + timeout_ms, v;
-    while ((v = scrape(HELD)) != want && tc_now_ms() < deadline)
+    while ((v = tc_metric(srv.port, HELD, -1)) != want && tc_now_ms() < deadline)
         tc_sleep_ms(20);
     return v;
 }
@@ -177,9 +159,9 @@ static void test_over_budget_refused_at_once(void **state)
 {
     (void)state;
     TC_NEED_MODELS();
-    double refused0 = scrape(REFUSED);
+    double refused0 = tc_metric(srv.port, REFUSED, -1);
     assert_true(refused0 >= 0);
-    assert_true(scrape(HELD) == 0);
+    assert_true(tc_metric(srv.port, HELD, -1) == 0);
 
     upload a, b, c, d, e;
     upload_begin(&a, "held-a", 3 * MIB, MIB, 0);
@@ -207,7 +189,7 @@ static void test_over_budget_refused_at_once(void **state)
     upload_finish(&e, &r);
     if (r.status != 201) fail_msg("a 1 MiB upload within the budget: %d %.200s", r.status, r.body);
     tc_response_free(&r);
-    assert_true(scrape(HELD) == 6 * MIB);
+    assert_true(tc_metric(srv.port, HELD, -1) == 6 * MIB);
 
     /* The held uploads finish normally, and release their bytes. */
     upload_finish(&a, &r);
@@ -226,7 +208,7 @@ static void test_over_budget_refused_at_once(void **state)
         fail_msg("a 3 MiB upload once the budget is free: %d %.200s", r.status, r.body);
     tc_response_free(&r);
     assert_true(wait_held(0, 5000) == 0);
-    double refused = scrape(REFUSED) - refused0;
+    double refused = tc_metric(srv.port, REFUSED, -1) - refused0;
     if (refused != 2) fail_msg("%.0f refusals counted, 2 expected", refused);
 }
 
@@ -235,7 +217,7 @@ static void test_chunked_counted_as_it_arrives(void **state)
 {
     (void)state;
     TC_NEED_MODELS();
-    double refused0 = scrape(REFUSED);
+    double refused0 = tc_metric(srv.port, REFUSED, -1);
     upload a, b;
     upload_begin(&a, "chunk-held-a", 3 * MIB, MIB, 0);
     upload_begin(&b, "chunk-held-b", 2 * MIB, 1000, 0);
@@ -269,7 +251,7 @@ static void test_chunked_counted_as_it_arrives(void **state)
     double held = wait_held(5 * MIB, 5000);
     if (held != 5 * MIB)
         fail_msg("the refused chunked body left %.0f held beside 5 MiB", held - 5 * MIB);
-    assert_true(scrape(REFUSED) - refused0 == 1);
+    assert_true(tc_metric(srv.port, REFUSED, -1) - refused0 == 1);
 
     upload_finish(&a, &r);
     if (r.status != 201) fail_msg("held upload a: %d %.200s", r.status, r.body);

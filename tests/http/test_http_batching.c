@@ -118,27 +118,6 @@ static void expect_same(const faces *a, const faces *b, int k)
     }
 }
 
-/* The value of the line starting with `series ` in a /metrics page, or -1. */
-static double value_of(const char *page, const char *series)
-{
-    size_t n = strlen(series);
-    for (const char *p = page; p && *p;) {
-        if (strncmp(p, series, n) == 0 && p[n] == ' ') return atof(p + n + 1);
-        p = strchr(p, '\n');
-        if (p) p++;
-    }
-    return -1;
-}
-
-static double metric(int port, const char *series)
-{
-    tc_response r;
-    double v = -1;
-    if (tc_get(port, "/metrics", NULL, &r) == 0 && r.body) v = value_of(r.body, series);
-    tc_response_free(&r);
-    return v;
-}
-
 /* Sends request k on a new connection without reading the response; returns the socket. */
 static int send_photo(int port, int k)
 {
@@ -213,8 +192,8 @@ static void test_batching(void **state)
         if (alone[k].n > max_faces) max_faces = alone[k].n;
     }
     assert_true(max_faces <= 6);
-    double batches_before = metric(port, "vultus_batch_faces_count");
-    double small_before = metric(port, "vultus_batch_faces_bucket{le=\"6\"}");
+    double batches_before = tc_metric(port, "vultus_batch_faces_count", -1);
+    double small_before = tc_metric(port, "vultus_batch_faces_bucket{le=\"6\"}", -1);
     assert_true(batches_before >= N);
 
     /* All at once, twice over, from 6 clients: the same numbers. */
@@ -233,14 +212,16 @@ static void test_batching(void **state)
         }
     }
     /* Batches of 7 or 8 faces hold faces of more than one request (no photo has over 6). */
-    double batches = metric(port, "vultus_batch_faces_count") - batches_before;
-    double big = batches - (metric(port, "vultus_batch_faces_bucket{le=\"6\"}") - small_before);
+    double batches = tc_metric(port, "vultus_batch_faces_count", -1) - batches_before;
+    double big =
+        batches - (tc_metric(port, "vultus_batch_faces_bucket{le=\"6\"}", -1) - small_before);
     print_message("batching: %.0f batches for %d concurrent requests, %.0f of 7-8 faces\n", batches,
                   CLIENTS * 2, big);
     assert_true(big >= 1);
     assert_true(batches < CLIENTS * 2 * max_faces);
-    assert_true(metric(port, "vultus_stage_duration_seconds_count{stage=\"batch_wait\"}") > 0);
-    assert_true(metric(port, "vultus_stage_duration_seconds_count{stage=\"align\"}") > 0);
+    assert_true(
+        tc_metric(port, "vultus_stage_duration_seconds_count{stage=\"batch_wait\"}", -1) > 0);
+    assert_true(tc_metric(port, "vultus_stage_duration_seconds_count{stage=\"align\"}", -1) > 0);
 
     /* SIGTERM while faces wait in the pool: every request completes with 200. All requests
      * are received (in flight) and some are parked when the signal comes. */
@@ -254,8 +235,8 @@ static void test_batching(void **state)
     while (!parked && tc_now_ms() < deadline) {
         tc_response r;
         if (tc_get(port, "/metrics", NULL, &r) == 0 && r.body)
-            parked = value_of(r.body, "vultus_http_in_flight_requests") >= CLIENTS + 1 &&
-                     value_of(r.body, "vultus_batch_pending_requests") > 0;
+            parked = tc_metric_in(r.body, "vultus_http_in_flight_requests", -1) >= CLIENTS + 1 &&
+                     tc_metric_in(r.body, "vultus_batch_pending_requests", -1) > 0;
         tc_response_free(&r);
         if (!parked) tc_sleep_ms(1);
     }

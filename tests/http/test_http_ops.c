@@ -526,30 +526,14 @@ static void test_body_limit_exact(void **state)
     expect_status(K_ADMIN, "GET", "/v1/collections/over", NULL, 404);
 }
 
-static double metric(const char *text, const char *series)
-{
-    size_t n = strlen(series);
-    for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
-        if (strncmp(p, series, n) == 0 && p[n] == ' ') return atof(p + n + 1);
-    return 0;
-}
-
-static char *scrape(void)
-{
-    tc_response r;
-    assert_int_equal(tc_get(keyed.port, "/metrics", NULL, &r), 0);
-    assert_int_equal(r.status, 200);
-    return r.body; /* the caller frees */
-}
-
 /* Headers complete, then nothing: the connection is closed after --read-timeout-ms (800 ms),
  * counted in vultus_slow_connections_closed_total, and the server serves others meanwhile. */
 static void test_stalled_body_closed(void **state)
 {
     (void)state;
     TC_NEED_MODELS();
-    char *before = scrape();
-    double closed0 = metric(before, "vultus_slow_connections_closed_total");
+    char *before = tc_metrics_page(keyed.port);
+    double closed0 = tc_metric_in(before, "vultus_slow_connections_closed_total", 0);
     free(before);
     int fd = tc_connect(keyed.port);
     assert_true(fd >= 0);
@@ -569,8 +553,8 @@ static void test_stalled_body_closed(void **state)
     assert_true(r.closed);
     if (ms < 500 || ms > 3000) fail_msg("the stalled client was closed after %.0f ms", ms);
     tc_response_free(&r);
-    char *after = scrape();
-    assert_true(metric(after, "vultus_slow_connections_closed_total") == closed0 + 1);
+    char *after = tc_metrics_page(keyed.port);
+    assert_true(tc_metric_in(after, "vultus_slow_connections_closed_total", 0) == closed0 + 1);
     free(after);
 }
 
@@ -590,7 +574,7 @@ static void test_metrics_add_up(void **state)
                                         "route=\"/healthz\"}",
                       unauthorized[] = "vultus_http_requests_total{method=\"GET\",route=\"/v1/"
                                        "collections\",status=\"401\"}";
-    char *before = scrape();
+    char *before = tc_metrics_page(keyed.port);
     for (int i = 0; i < 5; i++)
         expect_status(-1, "GET", "/healthz", NULL, 200);
     expect_status(-1, "HEAD", "/healthz", NULL, 200);
@@ -601,12 +585,13 @@ static void test_metrics_add_up(void **state)
     }
     expect_status(-1, "DELETE", "/healthz", NULL, 405);
     expect_status(-1, "GET", "/v1/collections", NULL, 401);
-    char *after = scrape();
-    assert_true(metric(after, healthz) - metric(before, healthz) == 6);
-    assert_true(metric(after, healthz_count) - metric(before, healthz_count) == 6);
-    assert_true(metric(after, notfound) - metric(before, notfound) == 7);
-    assert_true(metric(after, notallowed) - metric(before, notallowed) == 1);
-    assert_true(metric(after, unauthorized) - metric(before, unauthorized) == 1);
+    char *after = tc_metrics_page(keyed.port);
+    assert_true(tc_metric_in(after, healthz, 0) - tc_metric_in(before, healthz, 0) == 6);
+    assert_true(tc_metric_in(after, healthz_count, 0) - tc_metric_in(before, healthz_count, 0) ==
+                6);
+    assert_true(tc_metric_in(after, notfound, 0) - tc_metric_in(before, notfound, 0) == 7);
+    assert_true(tc_metric_in(after, notallowed, 0) - tc_metric_in(before, notallowed, 0) == 1);
+    assert_true(tc_metric_in(after, unauthorized, 0) - tc_metric_in(before, unauthorized, 0) == 1);
     /* Unknown paths share one series: no path is ever a label value. */
     assert_null(strstr(after, "nope-"));
     int unmatched = 0;
@@ -614,7 +599,7 @@ static void test_metrics_add_up(void **state)
         unmatched++;
     assert_true(unmatched <= 4 + HTTP_HIST_BUCKETS + 3); /* 404, 405, 401?, 400 + one histogram */
     /* Every rejection the rate-limit test saw is counted. */
-    assert_true(metric(after, "vultus_rejected_requests_total{reason=\"rate_limited\"}") ==
+    assert_true(tc_metric_in(after, "vultus_rejected_requests_total{reason=\"rate_limited\"}", 0) ==
                 rate_limited_seen);
     /* For every route, the histogram's count is the sum of its requests by status. */
     for (int i = 0; i < http_route_count; i++) {
@@ -629,16 +614,16 @@ static void test_metrics_add_up(void **state)
             sum += atof(strchr(p, ' ') + 1);
         /* /metrics itself: this scrape is counted after it was rendered */
         if (strcmp(http_routes[i].pattern, "/metrics") == 0) continue;
-        if (sum != metric(after, count_series))
+        if (sum != tc_metric_in(after, count_series, 0))
             fail_msg("%s %s: %g requests, histogram count %g", http_routes[i].method,
-                     http_routes[i].pattern, sum, metric(after, count_series));
+                     http_routes[i].pattern, sum, tc_metric_in(after, count_series, 0));
     }
     /* Idle: nothing queued, busy or pending; in flight is the scrape itself. */
-    assert_true(metric(after, "vultus_queue_depth") == 0);
-    assert_true(metric(after, "vultus_workers_busy") == 0);
-    assert_true(metric(after, "vultus_batch_pending_faces") == 0);
-    assert_true(metric(after, "vultus_batch_pending_requests") == 0);
-    assert_true(metric(after, "vultus_http_in_flight_requests") == 1);
+    assert_true(tc_metric_in(after, "vultus_queue_depth", -1) == 0);
+    assert_true(tc_metric_in(after, "vultus_workers_busy", -1) == 0);
+    assert_true(tc_metric_in(after, "vultus_batch_pending_faces", -1) == 0);
+    assert_true(tc_metric_in(after, "vultus_batch_pending_requests", -1) == 0);
+    assert_true(tc_metric_in(after, "vultus_http_in_flight_requests", -1) == 1);
     free(before);
     free(after);
 }
@@ -651,7 +636,7 @@ static void test_keys_never_logged(void **state)
     char *log;
     size_t len;
     assert_int_equal(tc_read_file(keyed.log, &log, &len), 0);
-    char *text = scrape();
+    char *text = tc_metrics_page(keyed.port);
     for (int i = 0; i < K_COUNT; i++) {
         /* after "vk_ID_": the secret itself may hold '_' */
         const char *secret = keys[i] + 4 + HTTP_KEY_ID_LEN;
@@ -890,7 +875,7 @@ static void test_second_signal(void **state)
     for (;;) {
         tc_response r;
         assert_int_equal(tc_get(s.port, "/metrics", NULL, &r), 0);
-        double depth = metric(r.body, "vultus_queue_depth");
+        double depth = tc_metric_in(r.body, "vultus_queue_depth", -1);
         tc_response_free(&r);
         if (depth >= 3) break;
         if (tc_now_ms() - t0 > 10000) fail_msg("the requests were not queued");

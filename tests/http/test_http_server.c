@@ -610,23 +610,6 @@ static long long enrol_people(int port, const char *collection, int photos)
     return first_id;
 }
 
-/* The value of `name` (a sample line "name value") in the /metrics text, or -1. */
-static double metric_value(int port, const char *name)
-{
-    tc_response r;
-    if (tc_get(port, "/metrics", NULL, &r) != 0) return -1;
-    double v = -1;
-    size_t n = strlen(name);
-    for (const char *line = r.body; line && *line;
-         line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL)
-        if (strncmp(line, name, n) == 0 && line[n] == ' ') {
-            v = strtod(line + n + 1, NULL);
-            break;
-        }
-    tc_response_free(&r);
-    return v;
-}
-
 /*
  * A collection past --ann-min-faces (4 on the shared server) gets its HNSW graph in the
  * background (/metrics shows its size), and searches through it find the enrolled person;
@@ -646,7 +629,7 @@ static void test_search_through_hnsw(void **state)
     const char *gauge = "vultus_gallery_hnsw_faces{collection=\"crowd\"}";
     double in_graph = -1;
     for (int i = 0; i < 500 && in_graph < 4; i++) {
-        in_graph = metric_value(port, gauge);
+        in_graph = tc_metric(port, gauge, -1);
         if (in_graph < 4) usleep(20000);
     }
     assert_true(in_graph >= 4); /* every enrolled face (a sample may hold several) */
@@ -1505,7 +1488,7 @@ static void test_busy_clients_not_reaped(void **state)
     (void)state;
     NEED_SERVER(&shared);
     const char *counter = "vultus_slow_connections_closed_total";
-    double before = metric_value(shared.port, counter);
+    double before = tc_metric(shared.port, counter, -1);
     assert_true(before >= 0);
     enum { KEEP = 32, FRESH = 4 };
     busy_client c[KEEP + FRESH];
@@ -1524,7 +1507,7 @@ static void test_busy_clients_not_reaped(void **state)
         answered += c[i].answered;
         unanswered += c[i].unanswered;
     }
-    double after = metric_value(shared.port, counter);
+    double after = tc_metric(shared.port, counter, -1);
     print_message("busy clients: %d requests answered, %d not; %s %.0f -> %.0f\n", answered,
                   unanswered, counter, before, after);
     assert_true(answered > 0);
@@ -1923,19 +1906,6 @@ static void test_open_without_keys(void **state)
     free(log);
 }
 
-/* How often the pipeline's detect stage ran, from /metrics. */
-static double detect_runs(int port)
-{
-    static const char series[] = "vultus_stage_duration_seconds_count{stage=\"detect\"} ";
-    tc_response r;
-    assert_int_equal(tc_get(port, "/metrics", NULL, &r), 0);
-    assert_int_equal(r.status, 200);
-    const char *p = strstr(r.body, series);
-    double v = p ? atof(p + strlen(series)) : 0;
-    tc_response_free(&r);
-    return v;
-}
-
 /* Posts form `f` to `path` and asserts the error; the form is freed. */
 static void post_expect_error(int port, const char *path, const char *headers, tc_form *f,
                               int status, const char *code)
@@ -1965,12 +1935,12 @@ static void test_precheck_skips_pipeline(void **state)
     assert_int_equal(tc_post_json(port, "/v1/collections", NULL, "{\"name\":\"pre\"}", &r), 0);
     assert_int_equal(r.status, 201);
     tc_response_free(&r);
-    double before = detect_runs(port);
+    double before = tc_metric(port, DETECT_RUNS, 0);
     long long id = enrol(port, "pre", "amy", SAMPLE, "Idempotency-Key: pre-1\r\n");
-    double c0 = detect_runs(port);
+    double c0 = tc_metric(port, DETECT_RUNS, 0);
     for (int i = 0; i < 100 && c0 == before; i++) {
         usleep(10000); /* the stage metrics are written when the response has gone out */
-        c0 = detect_runs(port);
+        c0 = tc_metric(port, DETECT_RUNS, 0);
     }
     assert_true(c0 == before + 1); /* an enrolment runs the pipeline once */
 
@@ -2051,10 +2021,10 @@ static void test_precheck_skips_pipeline(void **state)
         tc_request(port, "POST", "/v1/detect", "Content-Type: image/jpeg\r\n", img, len, &r), 0);
     assert_int_equal(r.status, 200);
     tc_response_free(&r);
-    double c1 = detect_runs(port);
+    double c1 = tc_metric(port, DETECT_RUNS, 0);
     for (int i = 0; i < 100 && c1 == c0; i++) {
         usleep(10000);
-        c1 = detect_runs(port);
+        c1 = tc_metric(port, DETECT_RUNS, 0);
     }
     if (c1 != c0 + 1) fail_msg("the detect stage ran %.0f times for 1 needed", c1 - c0);
     free(img);

@@ -33,23 +33,6 @@
 
 #define SAMPLE "models/samples/sample1.jpg"
 
-/* The value of a series ("name{labels}" exactly) in a scrape; -1 when absent. */
-static double metric(const char *text, const char *series)
-{
-    size_t n = strlen(series);
-    for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
-        if (strncmp(p, series, n) == 0 && p[n] == ' ') return atof(p + n + 1);
-    return -1;
-}
-
-static char *scrape(int port)
-{
-    tc_response r;
-    assert_int_equal(tc_get(port, "/metrics", NULL, &r), 0);
-    assert_int_equal(r.status, 200);
-    return r.body; /* the caller frees */
-}
-
 static int get_status(int port, const char *path)
 {
     tc_response r;
@@ -63,8 +46,8 @@ static int get_status(int port, const char *path)
 static int ready_agrees(int port)
 {
     int status = get_status(port, "/readyz");
-    char *m = scrape(port);
-    double ready = metric(m, "vultus_ready");
+    char *m = tc_metrics_page(port);
+    double ready = tc_metric_in(m, "vultus_ready", -1);
     free(m);
     if ((status == 200) != (ready == 1))
         fail_msg("/readyz says %d but vultus_ready is %g", status, ready);
@@ -135,8 +118,8 @@ static void test_ready_metric_while_draining(void **state)
     kill(s.pid, SIGTERM);
     tc_sleep_ms(300);
     assert_int_equal(ready_agrees(s.port), 503);
-    char *m = scrape(s.port);
-    assert_true(metric(m, "vultus_draining") == 1);
+    char *m = tc_metrics_page(s.port);
+    assert_true(tc_metric_in(m, "vultus_draining", -1) == 1);
     free(m);
     assert_int_equal(tc_server_wait(&s, 30000), 0);
     tc_rm_rf(s.dir);
@@ -205,7 +188,7 @@ static void test_metrics_with_store_frozen(void **state)
     assert_int_equal(tc_post_json(s.port, "/v1/collections", NULL, "{\"name\":\"frozen\"}", &r), 0);
     assert_int_equal(r.status, 201);
     tc_response_free(&r);
-    char *m = scrape(s.port);
+    char *m = tc_metrics_page(s.port);
     assert_non_null(strstr(m, "vultus_gallery_faces{collection=\"frozen\"}"));
     free(m);
 
@@ -366,13 +349,13 @@ static void test_request_log_lines(void **state)
     free(big);
     tc_sleep_ms(200); /* the last log line is written after the response */
 
-    char *m = scrape(s.port);
+    char *m = tc_metrics_page(s.port);
     /* the two that libmicrohttpd answered count too, under the unmatched route */
-    double malformed = metric(m, "vultus_http_requests_total{method=\"\",route=\"unmatched\","
-                                 "status=\"431\"}");
+    double malformed = tc_metric_in(
+        m, "vultus_http_requests_total{method=\"\",route=\"unmatched\",status=\"431\"}", -1);
     if (malformed != 1) fail_msg("the 431 is not counted in /metrics (%g)", malformed);
-    double chunk = metric(m, "vultus_http_requests_total{method=\"POST\",route=\"/v1/detect\","
-                             "status=\"400\"}");
+    double chunk = tc_metric_in(
+        m, "vultus_http_requests_total{method=\"POST\",route=\"/v1/detect\",status=\"400\"}", -1);
     if (chunk != 1)
         fail_msg("the 400 for a malformed chunk is not counted in /metrics (%g)", chunk);
     free(m);

@@ -142,20 +142,6 @@ static void post_json_image(const char *path, const char *extra, tc_response *r)
     free(data);
 }
 
-static const char *str(json_t *j, const char *key)
-{
-    const char *s = json_string_value(json_object_get(j, key));
-    if (!s) fail_msg("no string %s in the answer", key);
-    return s;
-}
-
-static double real(json_t *j, const char *key)
-{
-    json_t *v = json_object_get(j, key);
-    if (!json_is_number(v)) fail_msg("no number %s in the answer", key);
-    return json_number_value(v);
-}
-
 /* The one face of a search answer (penny5 shows one). */
 static json_t *only_face(json_t *answer)
 {
@@ -171,7 +157,7 @@ static json_t *hit(json_t *face, const char *subject)
     json_t *m;
     json_array_foreach(json_object_get(face, "matches"), i, m)
     {
-        if (strcmp(str(m, "subject"), subject) == 0) return m;
+        if (strcmp(tc_json_str(m, "subject"), subject) == 0) return m;
     }
     fail_msg("no hit for %s", subject);
     return NULL;
@@ -183,14 +169,14 @@ static void test_collection_threshold_by_default(void **state)
     NEED_SERVER();
     enrol_once();
     json_t *c = tc_call(port, "GET", "/v1/collections/door", NULL, 200);
-    double collection_threshold = real(c, "threshold");
+    double collection_threshold = tc_json_num(c, "threshold");
     json_decref(c);
     json_t *j = search_form(NULL);
-    assert_string_equal(str(j, "threshold_source"), "collection");
-    assert_true(fabs(real(j, "threshold") - collection_threshold) < 1e-6);
+    assert_string_equal(tc_json_str(j, "threshold_source"), "collection");
+    assert_true(fabs(tc_json_num(j, "threshold") - collection_threshold) < 1e-6);
     json_t *face = only_face(j);
-    assert_string_equal(str(face, "identity"), "penny");
-    assert_string_equal(str(hit(face, "penny"), "decision"), "match");
+    assert_string_equal(tc_json_str(face, "identity"), "penny");
+    assert_string_equal(tc_json_str(hit(face, "penny"), "decision"), "match");
     json_decref(j);
 }
 
@@ -203,12 +189,12 @@ static void expect_all_decided(json_t *answer, double threshold)
     int any = 0;
     json_array_foreach(json_object_get(face, "matches"), i, m)
     {
-        int match = real(m, "similarity") >= threshold;
-        assert_string_equal(str(m, "decision"), match ? "match" : "no_match");
+        int match = tc_json_num(m, "similarity") >= threshold;
+        assert_string_equal(tc_json_str(m, "decision"), match ? "match" : "no_match");
         assert_int_equal(json_is_true(json_object_get(m, "match")), match);
         any |= match;
     }
-    assert_string_equal(str(face, "decision"), any ? "match" : "unknown");
+    assert_string_equal(tc_json_str(face, "decision"), any ? "match" : "unknown");
     if (!any) {
         assert_true(json_is_null(json_object_get(face, "identity")));
         assert_true(json_is_null(json_object_get(face, "identity_metadata")));
@@ -223,10 +209,10 @@ static void test_request_threshold_decides(void **state)
     /* stricter than penny5 scores against anyone: nobody is recognised (multipart field) */
     static const char *const strict[] = {"threshold", "0.9999", NULL};
     json_t *j = search_form(strict);
-    assert_string_equal(str(j, "threshold_source"), "request");
-    assert_true(fabs(real(j, "threshold") - 0.9999) < 1e-6);
+    assert_string_equal(tc_json_str(j, "threshold_source"), "request");
+    assert_true(fabs(tc_json_num(j, "threshold") - 0.9999) < 1e-6);
     expect_all_decided(j, 0.9999);
-    assert_string_equal(str(only_face(j), "decision"), "unknown");
+    assert_string_equal(tc_json_str(only_face(j), "decision"), "unknown");
     json_decref(j);
 
     /* the lowest there is: every subject listed matches, the best is the identity (query) */
@@ -234,11 +220,11 @@ static void test_request_threshold_decides(void **state)
     post_raw("/v1/collections/door/search?threshold=-1", &r);
     j = tc_expect_json(&r, 200);
     tc_response_free(&r);
-    assert_string_equal(str(j, "threshold_source"), "request");
-    assert_true(fabs(real(j, "threshold") + 1) < 1e-6);
+    assert_string_equal(tc_json_str(j, "threshold_source"), "request");
+    assert_true(fabs(tc_json_num(j, "threshold") + 1) < 1e-6);
     json_t *face = only_face(j);
-    assert_string_equal(str(hit(face, "leonard"), "decision"), "match");
-    assert_string_equal(str(face, "identity"), "penny");
+    assert_string_equal(tc_json_str(hit(face, "leonard"), "decision"), "match");
+    assert_string_equal(tc_json_str(face, "identity"), "penny");
     expect_all_decided(j, -1);
     json_decref(j);
 
@@ -246,8 +232,8 @@ static void test_request_threshold_decides(void **state)
     post_json_image("/v1/collections/door/search", "\"threshold\":0.9999", &r);
     j = tc_expect_json(&r, 200);
     tc_response_free(&r);
-    assert_string_equal(str(j, "threshold_source"), "request");
-    assert_string_equal(str(only_face(j), "decision"), "unknown");
+    assert_string_equal(tc_json_str(j, "threshold_source"), "request");
+    assert_string_equal(tc_json_str(only_face(j), "decision"), "unknown");
     json_decref(j);
 }
 
@@ -272,7 +258,7 @@ static void test_same_decision_as_verify(void **state)
     for (int s = 0; s < 2; s++) {
         /* the subject's similarity, then thresholds on either side of it, and fixed ones */
         json_t *v = verify_subject(subjects[s], "0.5");
-        double similarity = real(v, "similarity");
+        double similarity = tc_json_num(v, "similarity");
         json_decref(v);
         char thresholds[6][32];
         snprintf(thresholds[0], 32, "%.6f", similarity - 1e-4);
@@ -287,14 +273,15 @@ static void test_same_decision_as_verify(void **state)
             const char *fields[] = {"threshold", thresholds[t], NULL};
             json_t *j = search_form(fields);
             json_t *h = hit(only_face(j), subjects[s]);
-            if (fabs(real(h, "similarity") - real(v, "similarity")) > 1e-6 ||
-                strcmp(str(h, "decision"), str(v, "decision")) != 0)
+            if (fabs(tc_json_num(h, "similarity") - tc_json_num(v, "similarity")) > 1e-6 ||
+                strcmp(tc_json_str(h, "decision"), tc_json_str(v, "decision")) != 0)
                 fail_msg("%s at threshold %s: search %.6f %s, verify %.6f %s", subjects[s],
-                         thresholds[t], real(h, "similarity"), str(h, "decision"),
-                         real(v, "similarity"), str(v, "decision"));
-            assert_true(fabs(real(j, "threshold") - real(v, "threshold")) < 1e-9);
-            assert_string_equal(str(j, "threshold_source"), str(v, "threshold_source"));
-            matches += strcmp(str(v, "decision"), "match") == 0;
+                         thresholds[t], tc_json_num(h, "similarity"), tc_json_str(h, "decision"),
+                         tc_json_num(v, "similarity"), tc_json_str(v, "decision"));
+            assert_true(fabs(tc_json_num(j, "threshold") - tc_json_num(v, "threshold")) < 1e-9);
+            assert_string_equal(tc_json_str(j, "threshold_source"),
+                                tc_json_str(v, "threshold_source"));
+            matches += strcmp(tc_json_str(v, "decision"), "match") == 0;
             json_decref(j);
             json_decref(v);
         }
@@ -344,21 +331,8 @@ static void test_threshold_invalid(void **state)
     /* the ends of the range are taken */
     static const char *const one[] = {"threshold", "1", NULL};
     json_t *j = search_form(one);
-    assert_string_equal(str(only_face(j), "decision"), "unknown");
+    assert_string_equal(tc_json_str(only_face(j), "decision"), "unknown");
     json_decref(j);
-}
-
-/* How often the pipeline's detect stage ran, from /metrics. */
-static double detect_runs(void)
-{
-    static const char series[] = "vultus_stage_duration_seconds_count{stage=\"detect\"} ";
-    tc_response r;
-    assert_int_equal(tc_get(port, "/metrics", NULL, &r), 0);
-    assert_int_equal(r.status, 200);
-    const char *p = strstr(r.body, series);
-    double v = p ? atof(p + strlen(series)) : 0;
-    tc_response_free(&r);
-    return v;
 }
 
 /* A bad threshold is refused before the image is decoded: the precheck (run before the
@@ -370,7 +344,7 @@ static void test_refused_before_the_pipeline(void **state)
     (void)state;
     NEED_SERVER();
     enrol_once();
-    double before = detect_runs();
+    double before = tc_metric(port, DETECT_RUNS, 0);
     static const char *const bad[] = {"threshold", "2", NULL};
     tc_response r;
     post_form("/v1/collections/door/search", bad, &r);
@@ -381,13 +355,13 @@ static void test_refused_before_the_pipeline(void **state)
     tc_response_free(&r);
     /* then one that runs it: the count moves by exactly one */
     json_decref(search_form(NULL));
-    double after = detect_runs();
+    double after = tc_metric(port, DETECT_RUNS, 0);
     for (int i = 0; i < 200 && after == before; i++) {
         tc_sleep_ms(10); /* the stage metrics are written when the response has gone out */
-        after = detect_runs();
+        after = tc_metric(port, DETECT_RUNS, 0);
     }
     tc_sleep_ms(200); /* and the refused requests', had they run it, long before */
-    after = detect_runs();
+    after = tc_metric(port, DETECT_RUNS, 0);
     if (after != before + 1)
         fail_msg("detect ran %.0f times for two refused searches and one answered", after - before);
 }

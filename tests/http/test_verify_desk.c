@@ -125,20 +125,6 @@ static void verify_error(const char *const *images, const char *const *fields, i
     tc_response_free(&r);
 }
 
-static const char *str(json_t *j, const char *key)
-{
-    const char *s = json_string_value(json_object_get(j, key));
-    if (!s) fail_msg("no string %s in the answer", key);
-    return s;
-}
-
-static double real(json_t *j, const char *key)
-{
-    json_t *v = json_object_get(j, key);
-    if (!json_is_number(v)) fail_msg("no number %s in the answer", key);
-    return json_number_value(v);
-}
-
 static const char *const obama_pair[] = {"image_a", FIXTURES "/id-obama-2.jpg", "image_b",
                                          FIXTURES "/id-obama-1.jpg", NULL};
 
@@ -173,18 +159,18 @@ static void test_threshold_source(void **state)
     NEED_SERVER();
     /* two images: the server's default, said to be one */
     json_t *j = verify_ok(obama_pair, NULL);
-    assert_string_equal(str(j, "threshold_source"), "default");
-    assert_true(real(j, "similarity") > 0.95); /* the same man: 0.96 */
-    assert_string_equal(str(j, "decision"), "match");
-    double def = real(j, "threshold");
+    assert_string_equal(tc_json_str(j, "threshold_source"), "default");
+    assert_true(tc_json_num(j, "similarity") > 0.95); /* the same man: 0.96 */
+    assert_string_equal(tc_json_str(j, "decision"), "match");
+    double def = tc_json_num(j, "threshold");
     json_decref(j);
 
     /* the request's own, stricter: the same pair is no longer enough */
     static const char *const strict[] = {"threshold", "0.99", NULL};
     j = verify_ok(obama_pair, strict);
-    assert_string_equal(str(j, "threshold_source"), "request");
-    assert_true(fabs(real(j, "threshold") - 0.99) < 1e-6);
-    assert_string_equal(str(j, "decision"), "no_match");
+    assert_string_equal(tc_json_str(j, "threshold_source"), "request");
+    assert_true(fabs(tc_json_num(j, "threshold") - 0.99) < 1e-6);
+    assert_string_equal(tc_json_str(j, "decision"), "no_match");
     assert_false(json_is_true(json_object_get(j, "match")));
     json_decref(j);
 
@@ -194,15 +180,15 @@ static void test_threshold_source(void **state)
     static const char *const penny5[] = {"image", FIXTURES "/identities/penny/penny5.png", NULL};
     static const char *const subject[] = {"collection", "desk", "subject", "penny", NULL};
     j = verify_ok(penny5, subject);
-    assert_string_equal(str(j, "threshold_source"), "collection");
-    assert_true(fabs(real(j, "threshold") - 0.5) < 1e-6);
-    assert_string_equal(str(j, "decision"), "match");
+    assert_string_equal(tc_json_str(j, "threshold_source"), "collection");
+    assert_true(fabs(tc_json_num(j, "threshold") - 0.5) < 1e-6);
+    assert_string_equal(tc_json_str(j, "decision"), "match");
     json_decref(j);
     static const char *const subject_strict[] = {"collection", "desk",  "subject", "penny",
                                                  "threshold",  "0.999", NULL};
     j = verify_ok(penny5, subject_strict);
-    assert_string_equal(str(j, "threshold_source"), "request");
-    assert_string_equal(str(j, "decision"), "no_match");
+    assert_string_equal(tc_json_str(j, "threshold_source"), "request");
+    assert_string_equal(tc_json_str(j, "decision"), "no_match");
     json_decref(j);
     char reset[64]; /* back to the default, for the other tests */
     snprintf(reset, sizeof reset, "{\"threshold\":%.6f}", def);
@@ -227,11 +213,11 @@ static void test_threshold_invalid(void **state)
     /* the ends of the range are taken */
     static const char *const one[] = {"threshold", "1", NULL};
     json_t *j = verify_ok(obama_pair, one);
-    assert_string_equal(str(j, "decision"), "no_match");
+    assert_string_equal(tc_json_str(j, "decision"), "no_match");
     json_decref(j);
     static const char *const minus_one[] = {"threshold", "-1", NULL};
     j = verify_ok(obama_pair, minus_one);
-    assert_string_equal(str(j, "decision"), "match");
+    assert_string_equal(tc_json_str(j, "decision"), "match");
     json_decref(j);
 }
 
@@ -244,8 +230,8 @@ static json_t *warning(json_t *answer, const char *code)
     json_t *w;
     json_array_foreach(warnings, i, w)
     {
-        if (strcmp(str(w, "code"), code) == 0) {
-            str(w, "message");
+        if (strcmp(tc_json_str(w, "code"), code) == 0) {
+            tc_json_str(w, "message");
             return w;
         }
     }
@@ -256,13 +242,13 @@ static json_t *warning(json_t *answer, const char *code)
 
 static void expect_face_figures(json_t *face)
 {
-    double quality = real(face, "quality");
+    double quality = tc_json_num(face, "quality");
     assert_true(quality > 0 && quality <= 1);
     json_t *live = json_object_get(face, "liveness");
-    double score = real(live, "score");
+    double score = tc_json_num(live, "score");
     assert_true(score >= 0 && score <= 1);
-    real(live, "antispoof");
-    real(live, "liveness");
+    tc_json_num(live, "antispoof");
+    tc_json_num(live, "liveness");
 }
 
 static void test_faces_quality_liveness(void **state)
@@ -274,7 +260,7 @@ static void test_faces_quality_liveness(void **state)
     /* the ID scan (image_b): its quality, and no liveness unless asked (the models did not run
      * for it: has_liveness is set only by them) */
     json_t *face_b = json_object_get(j, "face_b");
-    double quality = real(face_b, "quality");
+    double quality = tc_json_num(face_b, "quality");
     assert_true(quality > 0 && quality <= 1);
     if (json_object_get(face_b, "liveness"))
         fail_msg("the ID scan's liveness was computed without liveness_b: %s",
@@ -282,14 +268,14 @@ static void test_faces_quality_liveness(void **state)
     /* the fixtures' ID photos are good: 0.8-0.9 */
     assert_true(quality > 0.5);
     assert_int_equal(json_array_size(json_object_get(j, "warnings")), 0);
-    double similarity = real(j, "similarity");
+    double similarity = tc_json_num(j, "similarity");
     json_decref(j);
     /* asked for: both faces have it, and the comparison is the same */
     static const char *const both[] = {"liveness_b", "true", NULL};
     j = verify_ok(obama_pair, both);
     expect_face_figures(json_object_get(j, "face_a"));
     expect_face_figures(json_object_get(j, "face_b"));
-    assert_true(fabs(real(j, "similarity") - similarity) < 1e-6);
+    assert_true(fabs(tc_json_num(j, "similarity") - similarity) < 1e-6);
     json_decref(j);
     static const char *const bad[] = {"maybe", "2", NULL};
     for (int i = 0; bad[i]; i++) {
@@ -314,7 +300,7 @@ static void test_multiple_faces_said(void **state)
     json_t *j = verify_ok(two, NULL);
     assert_int_equal(
         json_integer_value(json_object_get(json_object_get(j, "face_a"), "faces_in_image")), 2);
-    const char *message = str(warning(j, "multiple_faces"), "message");
+    const char *message = tc_json_str(warning(j, "multiple_faces"), "message");
     if (!strstr(message, "image_a") || !strstr(message, "most prominent"))
         fail_msg("the message does not say which image and which face: %s", message);
     json_decref(j);
@@ -327,8 +313,8 @@ static void test_small_id_photo_said(void **state)
     const char *const pair[] = {"image_a", FIXTURES "/id-obama-2.jpg", "image_b", small_id_path,
                                 NULL};
     json_t *j = verify_ok(pair, NULL);
-    assert_true(real(json_object_get(j, "face_b"), "quality") < 0.1);
-    const char *message = str(warning(j, "low_quality"), "message");
+    assert_true(tc_json_num(json_object_get(j, "face_b"), "quality") < 0.1);
+    const char *message = tc_json_str(warning(j, "low_quality"), "message");
     if (!strstr(message, "image_b") || !strstr(message, "small"))
         fail_msg("the message does not say which image and why: %s", message);
     json_decref(j);
@@ -341,17 +327,17 @@ static void test_min_liveness(void **state)
     /* no live face scores 1: asked for it, the answer is not_live whatever the similarity */
     static const char *const all[] = {"min_liveness", "1", NULL};
     json_t *j = verify_ok(obama_pair, all);
-    assert_string_equal(str(j, "decision"), "not_live");
+    assert_string_equal(tc_json_str(j, "decision"), "not_live");
     assert_false(json_is_true(json_object_get(j, "match")));
-    assert_true(real(j, "similarity") > 0.95); /* still reported */
-    assert_true(fabs(real(j, "min_liveness") - 1) < 1e-9);
-    const char *message = str(warning(j, "not_live"), "message");
+    assert_true(tc_json_num(j, "similarity") > 0.95); /* still reported */
+    assert_true(fabs(tc_json_num(j, "min_liveness") - 1) < 1e-9);
+    const char *message = tc_json_str(warning(j, "not_live"), "message");
     if (!strstr(message, "image_a")) fail_msg("the message does not say which image: %s", message);
     json_decref(j);
     /* 0 lets any face through */
     static const char *const none[] = {"min_liveness", "0", NULL};
     j = verify_ok(obama_pair, none);
-    assert_string_equal(str(j, "decision"), "match");
+    assert_string_equal(tc_json_str(j, "decision"), "match");
     json_decref(j);
     /* against a subject too */
     enrol_penny();
@@ -359,7 +345,7 @@ static void test_min_liveness(void **state)
     static const char *const subject[] = {"collection",   "desk", "subject", "penny",
                                           "min_liveness", "1",    NULL};
     j = verify_ok(penny5, subject);
-    assert_string_equal(str(j, "decision"), "not_live");
+    assert_string_equal(tc_json_str(j, "decision"), "not_live");
     json_decref(j);
     static const char *const bad[] = {"-0.1", "1.5", "live", NULL};
     for (int i = 0; bad[i]; i++) {
@@ -424,13 +410,13 @@ static void test_audit_log_line(void **state)
     json_t *answer = tc_expect_json(&r, 200);
     tc_response_free(&r);
     json_t *line = log_line("desk-audit-1");
-    assert_string_equal(str(line, "collection"), "desk");
-    assert_string_equal(str(line, "subject"), "penny");
-    assert_string_equal(str(line, "decision"), str(answer, "decision"));
-    assert_true(fabs(real(line, "similarity") - real(answer, "similarity")) < 1e-6);
-    assert_true(fabs(real(line, "threshold") - real(answer, "threshold")) < 1e-6);
+    assert_string_equal(tc_json_str(line, "collection"), "desk");
+    assert_string_equal(tc_json_str(line, "subject"), "penny");
+    assert_string_equal(tc_json_str(line, "decision"), tc_json_str(answer, "decision"));
+    assert_true(fabs(tc_json_num(line, "similarity") - tc_json_num(answer, "similarity")) < 1e-6);
+    assert_true(fabs(tc_json_num(line, "threshold") - tc_json_num(answer, "threshold")) < 1e-6);
     assert_int_equal(json_integer_value(json_object_get(line, "status")), 200);
-    str(line, "ts");
+    tc_json_str(line, "ts");
     /* no pixels, no embedding: the line stays short and has no array of numbers */
     char *text = json_dumps(line, 0);
     assert_true(strlen(text) < 600);
@@ -446,7 +432,7 @@ static void test_audit_log_line(void **state)
     answer = tc_expect_json(&r, 200);
     tc_response_free(&r);
     line = log_line("desk-audit-2");
-    assert_string_equal(str(line, "decision"), str(answer, "decision"));
+    assert_string_equal(tc_json_str(line, "decision"), tc_json_str(answer, "decision"));
     json_decref(answer);
     assert_null(json_object_get(line, "subject"));
     assert_string_equal(json_string_value(json_array_get(json_object_get(line, "warnings"), 0)),
@@ -459,8 +445,8 @@ static void test_audit_log_line(void **state)
     tc_expect_error(&r, 422, "no_face");
     tc_response_free(&r);
     line = log_line("desk-audit-3");
-    assert_string_equal(str(line, "subject"), "penny");
-    assert_string_equal(str(line, "error"), "no_face");
+    assert_string_equal(tc_json_str(line, "subject"), "penny");
+    assert_string_equal(tc_json_str(line, "error"), "no_face");
     assert_null(json_object_get(line, "decision"));
     json_decref(line);
 }
@@ -481,10 +467,10 @@ static void test_bystander_at_the_edge(void **state)
                                        LFW "/Ian_Thorpe/Ian_Thorpe_0003.jpg", NULL};
     json_t *j = verify_ok(pair, NULL);
     json_t *box = json_object_get(json_object_get(j, "face_a"), "box");
-    double centre = real(box, "x") + real(box, "width") / 2;
+    double centre = tc_json_num(box, "x") + tc_json_num(box, "width") / 2;
     if (centre < 100 || centre > 150)
         fail_msg("the bystander was compared: box centre x %.0f", centre);
-    assert_string_equal(str(j, "decision"), "match");
+    assert_string_equal(tc_json_str(j, "decision"), "match");
     warning(j, "multiple_faces");
     json_decref(j);
 }
@@ -515,7 +501,7 @@ static void test_enrolled_photo_verifies_itself(void **state)
     free(f.data);
     free(data);
     json_t *box = json_object_get(enrolled, "box");
-    double centre = real(box, "x") + real(box, "width") / 2;
+    double centre = tc_json_num(box, "x") + tc_json_num(box, "width") / 2;
     if (centre < 100 || centre > 150)
         fail_msg("enrolment stored the bystander: box centre x %.0f", centre);
     json_decref(enrolled);
@@ -523,10 +509,10 @@ static void test_enrolled_photo_verifies_itself(void **state)
     static const char *const fields[] = {"collection", "edge", "subject", "thorpe", NULL};
     const char *const image[] = {"image", photo, NULL};
     json_t *j = verify_ok(image, fields);
-    double similarity = real(j, "similarity");
+    double similarity = tc_json_num(j, "similarity");
     if (similarity < 0.999)
         fail_msg("the enrolled photo against its own subject: similarity %.3f, decision %s",
-                 similarity, str(j, "decision"));
+                 similarity, tc_json_str(j, "decision"));
     print_message("Ian_Thorpe_0010 enrolled, then verified against its subject: %.4f\n",
                   similarity);
     json_decref(j);
