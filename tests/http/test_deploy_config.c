@@ -266,6 +266,8 @@ static const char *const deploy_files[] = {
     "deploy/kubernetes/scale-out/ingress-patch.yaml",
     "deploy/kubernetes/scale-out/kustomization.yaml",
     "deploy/kubernetes/scale-out/pdb-patch.yaml",
+    "deploy/prometheus/alerts.yaml",
+    "deploy/prometheus/alerts_test.yaml",
 };
 
 /* Whether `word` occurs in `text` with no name character on either side. */
