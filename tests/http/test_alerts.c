@@ -41,16 +41,6 @@ static const struct {
     {"kube_deployment_status_replicas_unavailable", {"namespace", "deployment", NULL}},
 };
 
-/* not inlined: GCC 12 then takes the results for pointers to its local (-Wdangling-pointer) */
-__attribute__((noinline)) static char *slurp(const char *path)
-{
-    char *text;
-    size_t len;
-    int rc = base_file_read(path, 1 << 20, &text, &len);
-    if (rc != 0) fail_msg("cannot read %s (run from the repository root, as make test does)", path);
-    return text;
-}
-
 /* ---- the rules' expressions ------------------------------------------------------------- */
 
 #define MAX_EXPRS 32
@@ -215,7 +205,7 @@ static void expr_names(const char *e, used_name *names, int *count)
 /* Every name the rules use; the count. */
 static int alert_names(used_name *names)
 {
-    char *yaml = slurp(ALERTS);
+    char *yaml = tc_slurp(ALERTS);
     char *exprs[MAX_EXPRS];
     int n = rule_exprs(yaml, exprs, MAX_EXPRS), count = 0;
     for (int i = 0; i < n; i++) {
@@ -252,7 +242,7 @@ static void test_lexer_reads_promql(void **state)
         assert_int_equal(names[i].is_label, want[i].is_label);
     }
     /* and the file has a rule per alert, each with its expression */
-    char *yaml = slurp(ALERTS);
+    char *yaml = tc_slurp(ALERTS);
     char *exprs[MAX_EXPRS];
     int n = rule_exprs(yaml, exprs, MAX_EXPRS), alerts = 0;
     for (const char *p = yaml; (p = strstr(p, "- alert: ")) != NULL; p++)
@@ -364,9 +354,9 @@ static void test_rules_use_served_series(void **state)
 static void test_thresholds_follow_the_manifests(void **state)
 {
     (void)state;
-    char *rules = slurp(ALERTS);
-    char *dep = slurp("deploy/kubernetes/base/deployment.yaml");
-    char *map = slurp("deploy/kubernetes/base/configmap.yaml");
+    char *rules = tc_slurp(ALERTS);
+    char *dep = tc_slurp("deploy/kubernetes/base/deployment.yaml");
+    char *map = tc_slurp("deploy/kubernetes/base/configmap.yaml");
 
     /* the vultus container's memory limit (initContainers come first: skip them) */
     const char *containers = strstr(dep, "\n      containers:");

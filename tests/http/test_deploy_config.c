@@ -46,16 +46,6 @@
 /* Variables the program reads that are not `serve` options. */
 static const char *const not_options[] = {"VULTUS_LOG_LEVEL", "VULTUS_STORE_TIMEOUT_MS"};
 
-/* not inlined: GCC 12 then takes the results for pointers to its local (-Wdangling-pointer) */
-__attribute__((noinline)) static char *slurp(const char *path)
-{
-    char *text;
-    size_t len;
-    int rc = base_file_read(path, 1 << 20, &text, &len);
-    assert_int_equal(rc, 0); /* run from the repository root, as make test does */
-    return text;
-}
-
 /* Whether `text` has a line "  NAME: ..." (a ConfigMap data key). */
 static int has_key(const char *text, const char *name)
 {
@@ -71,7 +61,7 @@ static int has_key(const char *text, const char *name)
 static void test_configmap_sets_every_option(void **state)
 {
     (void)state;
-    char *map = slurp("deploy/kubernetes/base/configmap.yaml");
+    char *map = tc_slurp("deploy/kubernetes/base/configmap.yaml");
     for (int i = 0; i < http_option_count; i++) {
         if (strcmp(http_options[i].env, "VULTUS_STORE") == 0) {
             assert_false(has_key(map, "VULTUS_STORE")); /* a secret: never in a ConfigMap */
@@ -116,7 +106,7 @@ static int scan_getenv(const char *path, const struct stat *st, int flag, struct
     (void)ftw;
     size_t n = strlen(path);
     if (flag != FTW_F || n < 3 || strcmp(path + n - 2, ".c") != 0) return 0;
-    char *text = slurp(path);
+    char *text = tc_slurp(path);
     static const char call[] = "getenv(\"VULTUS_";
     for (const char *p = text; (p = strstr(p, call)) != NULL; p++) {
         const char *name = p + strlen("getenv(\"");
@@ -135,7 +125,7 @@ static int scan_getenv(const char *path, const struct stat *st, int flag, struct
 static void test_configmap_sets_every_variable_read(void **state)
 {
     (void)state;
-    configmap_for_scan = slurp("deploy/kubernetes/base/configmap.yaml");
+    configmap_for_scan = tc_slurp("deploy/kubernetes/base/configmap.yaml");
     scanned_reads = 0;
     assert_int_equal(nftw("src", scan_getenv, 16, FTW_PHYS), 0);
     print_message("src/: %d getenv(\"VULTUS_...\") calls, all set by the ConfigMap (or the "
@@ -148,8 +138,8 @@ static void test_configmap_sets_every_variable_read(void **state)
 static void test_dockerfile_installs_the_build_list(void **state)
 {
     (void)state;
-    char *bootstrap = slurp("tools/bootstrap");
-    char *docker = slurp("deploy/Dockerfile");
+    char *bootstrap = tc_slurp("tools/bootstrap");
+    char *docker = tc_slurp("deploy/Dockerfile");
     const char *list = strstr(bootstrap, "\nREQUIRED=(");
     assert_non_null(list);
     const char *end = strstr(list, "\n)");
@@ -209,7 +199,7 @@ static int routes(const ingress_path *r, const char *path)
 static void test_ingress_routes_public_paths_only(void **state)
 {
     (void)state;
-    char *yaml = slurp("deploy/kubernetes/base/ingress.yaml");
+    char *yaml = tc_slurp("deploy/kubernetes/base/ingress.yaml");
     ingress_path r[32];
     int n = 0;
     for (const char *p = yaml; (p = strstr(p, "- path: ")) != NULL; p++) {
@@ -291,7 +281,7 @@ static void test_deploy_variables_in_serve_help(void **state)
     if (rc != 0) fail_msg("vultus serve --help: exit %d (is vultus built beside the test?)", rc);
     int names = 0;
     for (size_t f = 0; f < sizeof deploy_files / sizeof *deploy_files; f++) {
-        char *text = slurp(deploy_files[f]);
+        char *text = tc_slurp(deploy_files[f]);
         for (const char *p = text; (p = strstr(p, "VULTUS_")) != NULL;) {
             size_t n = strspn(p, "ABCDEFGHIJKLMNOPQRSTUVWXYZ_0123456789");
             char name[64];
@@ -372,8 +362,8 @@ static int openapi_has_path(const char *path)
 static void test_probes_ports_and_shutdown(void **state)
 {
     (void)state;
-    char *map = slurp("deploy/kubernetes/base/configmap.yaml");
-    char *dep = slurp("deploy/kubernetes/base/deployment.yaml");
+    char *map = tc_slurp("deploy/kubernetes/base/configmap.yaml");
+    char *dep = tc_slurp("deploy/kubernetes/base/deployment.yaml");
     char v[128];
 
     /* the port: VULTUS_LISTEN's, the container's "http" port, the probes' and Prometheus' */
@@ -488,9 +478,9 @@ static int free_port(void)
 static void test_ingress_body_limit_is_the_service_limit(void **state)
 {
     (void)state;
-    char *ingress = slurp("deploy/kubernetes/base/ingress.yaml");
-    char *patch = slurp("deploy/kubernetes/scale-out/ingress-patch.yaml");
-    char *cm = slurp("deploy/kubernetes/base/configmap.yaml");
+    char *ingress = tc_slurp("deploy/kubernetes/base/ingress.yaml");
+    char *patch = tc_slurp("deploy/kubernetes/scale-out/ingress-patch.yaml");
+    char *cm = tc_slurp("deploy/kubernetes/base/configmap.yaml");
     char value[64], patched[64];
     const char *key = "nginx.ingress.kubernetes.io/proxy-body-size";
     assert_non_null(annotation(ingress, key, value, sizeof value));
@@ -592,9 +582,9 @@ static void test_ingress_body_limit_is_the_service_limit(void **state)
 static void test_resources_cover_measured_use(void **state)
 {
     (void)state;
-    char *map = slurp("deploy/kubernetes/base/configmap.yaml");
-    char *dep = slurp("deploy/kubernetes/base/deployment.yaml");
-    char *readme = slurp("README.md");
+    char *map = tc_slurp("deploy/kubernetes/base/configmap.yaml");
+    char *dep = tc_slurp("deploy/kubernetes/base/deployment.yaml");
+    char *readme = tc_slurp("README.md");
     char v[128];
     const char *containers = strstr(dep, "\n      containers:");
     assert_non_null(containers);
@@ -625,7 +615,7 @@ static void test_resources_cover_measured_use(void **state)
     /* deploy/README's Memory section sizes the body budget against the same figure: it must
      * quote the table's, not the one of an older run (it said 254.5 MB when the table said
      * 284.5). */
-    char *deploy_readme = slurp("deploy/README.md");
+    char *deploy_readme = tc_slurp("deploy/README.md");
     static const char quote[] = "(README, \"Load benchmark\": ";
     const char *q = strstr(deploy_readme, quote);
     if (!q) fail_msg("deploy/README.md does not quote README's \"Load benchmark\" RSS");
@@ -642,10 +632,10 @@ static void test_resources_cover_measured_use(void **state)
 static void test_scale_out_rollout_and_autoscaler(void **state)
 {
     (void)state;
-    char *dep = slurp("deploy/kubernetes/scale-out/deployment-patch.yaml");
-    char *pdb = slurp("deploy/kubernetes/scale-out/pdb-patch.yaml");
-    char *hpa = slurp("deploy/kubernetes/scale-out/hpa.yaml");
-    char *metrics = slurp("src/http/metrics.c");
+    char *dep = tc_slurp("deploy/kubernetes/scale-out/deployment-patch.yaml");
+    char *pdb = tc_slurp("deploy/kubernetes/scale-out/pdb-patch.yaml");
+    char *hpa = tc_slurp("deploy/kubernetes/scale-out/hpa.yaml");
+    char *metrics = tc_slurp("src/http/metrics.c");
     char v[128];
 
     assert_non_null(yaml_value(dep, NULL, "replicas:", v, sizeof v));
@@ -713,7 +703,7 @@ static void test_secret_not_on_a_command_line(void **state)
     (void)state;
     int literals = 0;
     for (size_t f = 0; f < sizeof deploy_files / sizeof *deploy_files; f++) {
-        char *text = slurp(deploy_files[f]);
+        char *text = tc_slurp(deploy_files[f]);
         for (const char *p = text; (p = strstr(p, "--from-literal")) != NULL; p++) {
             const char *eol = strchr(p, '\n');
             print_message("%s: %.*s\n", deploy_files[f], eol ? (int)(eol - p) : (int)strlen(p), p);
@@ -725,7 +715,7 @@ static void test_secret_not_on_a_command_line(void **state)
         fail_msg("%d kubectl --from-literal in deploy/: the password goes into the "
                  "shell's history",
                  literals);
-    char *readme = slurp("deploy/README.md");
+    char *readme = tc_slurp("deploy/README.md");
     const char *create = strstr(readme, "create secret generic vultus-secret");
     assert_non_null(create);
     const char *eol = strchr(create, '\n');
