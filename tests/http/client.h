@@ -747,6 +747,18 @@ static inline int tc_have_models(void)
         }                                                                                          \
     } while (0)
 
+/* Skips the calling test when models/ is absent or `have` is false (the test's photos: `what`
+ * names them), then requires the program's shared server (a tc_server) to have started. */
+#define TC_NEED_SERVER(server, have, what)                                                         \
+    do {                                                                                           \
+        TC_NEED_MODELS();                                                                          \
+        if (!(have)) {                                                                             \
+            print_message("%s is absent: skipped\n", what);                                        \
+            skip();                                                                                \
+        }                                                                                          \
+        assert_true((server).pid > 0);                                                             \
+    } while (0)
+
 /* A TCP proxy in front of a throw-away PostgreSQL server's Unix socket that can freeze: every
  * byte held, no connection refused or closed, as in a network partition (a query then waits
  * for TCP to give up: minutes). It also counts the clients' round trips. Used by

@@ -672,11 +672,7 @@ static int stop_open(void **state)
     return rc != 0;
 }
 
-#define NEED_SERVER(srv)                                                                           \
-    do {                                                                                           \
-        TC_NEED_MODELS();                                                                          \
-        assert_true((srv)->pid > 0);                                                               \
-    } while (0)
+#define NEED_SERVER(srv) TC_NEED_SERVER(*(srv), 1, "models/")
 
 /* The face pipeline: detect, analyze, embed, verify, through the three ways to send an
  * image, and their errors. */

@@ -41,11 +41,7 @@ static char srv_dir[256]; /* its data folder: made here, so a collection of anot
                            * can be created in it before the server starts */
 static int port;
 
-#define NEED_SERVER()                                                                              \
-    do {                                                                                           \
-        TC_NEED_MODELS();                                                                          \
-        assert_true(srv.pid > 0);                                                                  \
-    } while (0)
+#define NEED_SERVER() TC_NEED_SERVER(srv, 1, "models/")
 
 static void call_error(const char *method, const char *path, int status, const char *code)
 {

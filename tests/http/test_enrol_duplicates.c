@@ -41,15 +41,7 @@ static int have_fixtures(void)
     return tc_exists(OBAMA_1) && tc_exists(OBAMA_2) && tc_exists(BIDEN_1);
 }
 
-#define NEED_SERVER()                                                                              \
-    do {                                                                                           \
-        TC_NEED_MODELS();                                                                          \
-        if (!have_fixtures()) {                                                                    \
-            print_message("../shared/data/fixtures is absent: skipped\n");                         \
-            skip();                                                                                \
-        }                                                                                          \
-        assert_true(srv.pid > 0);                                                                  \
-    } while (0)
+#define NEED_SERVER() TC_NEED_SERVER(srv, have_fixtures(), "../shared/data/fixtures")
 
 static int setup(void **state)
 {

@@ -42,11 +42,7 @@ static int port;
 static uint8_t *small_jpeg; /* the sample reduced to a sixth: a face of quality ~0.06 */
 static size_t small_len;
 
-#define NEED_SERVER()                                                                              \
-    do {                                                                                           \
-        TC_NEED_MODELS();                                                                          \
-        assert_true(srv.pid > 0);                                                                  \
-    } while (0)
+#define NEED_SERVER() TC_NEED_SERVER(srv, 1, "models/")
 
 static int setup(void **state)
 {

@@ -33,11 +33,7 @@
 #define FIXTURES "../shared/data/fixtures"
 #define SAMPLE "models/samples/sample1.jpg"
 
-#define NEED_SERVER(srv)                                                                           \
-    do {                                                                                           \
-        TC_NEED_MODELS();                                                                          \
-        assert_true((srv)->pid > 0);                                                               \
-    } while (0)
+#define NEED_SERVER(srv) TC_NEED_SERVER(*(srv), 1, "models/")
 
 /* Asserts a JSON error response with this status and code, with the service's headers. */
 static void expect_error(const tc_response *r, int status, const char *code)

@@ -40,15 +40,7 @@ static int have_data(void)
     return tc_exists(PENNY5) && tc_exists(IDENTITIES "/leonard/leonard4.png");
 }
 
-#define NEED_SERVER()                                                                              \
-    do {                                                                                           \
-        TC_NEED_MODELS();                                                                          \
-        if (!have_data()) {                                                                        \
-            print_message(IDENTITIES " is absent: skipped\n");                                     \
-            skip();                                                                                \
-        }                                                                                          \
-        assert_true(srv.pid > 0);                                                                  \
-    } while (0)
+#define NEED_SERVER() TC_NEED_SERVER(srv, have_data(), IDENTITIES)
 
 static int setup(void **state)
 {

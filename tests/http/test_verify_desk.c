@@ -48,15 +48,7 @@ static int have_data(void)
     return tc_exists(FIXTURES "/id-obama-1.jpg") && tc_exists(FIXTURES "/identities/penny");
 }
 
-#define NEED_SERVER()                                                                              \
-    do {                                                                                           \
-        TC_NEED_MODELS();                                                                          \
-        if (!have_data()) {                                                                        \
-            print_message(FIXTURES " is absent: skipped\n");                                       \
-            skip();                                                                                \
-        }                                                                                          \
-        assert_true(srv.pid > 0);                                                                  \
-    } while (0)
+#define NEED_SERVER() TC_NEED_SERVER(srv, have_data(), FIXTURES)
 
 /* id-obama-1 reduced to a tenth (91x113) and saved at JPEG quality 40, as a poor scan of an
  * ID photo: its face is 24 px wide, quality 0.06, and the same man scores 0.91 (no_match). */
