@@ -551,7 +551,8 @@ static void test_stalled_body_closed(void **state)
     double ms = tc_now_ms() - t0;
     close(fd);
     assert_true(r.closed);
-    if (ms < 500 || ms > 3000) fail_msg("the stalled client was closed after %.0f ms", ms);
+    /* not before --read-timeout-ms (800); closed at all within the 5 s read above */
+    if (ms < 500) fail_msg("the stalled client was closed after %.0f ms", ms);
     tc_response_free(&r);
     char *after = tc_metrics_page(keyed.port);
     assert_true(tc_metric_in(after, "vultus_slow_connections_closed_total", 0) == closed0 + 1);
@@ -913,7 +914,10 @@ static void test_second_signal(void **state)
     if (rc != 0)
         fail_msg("exit %d after a second signal; log tail: %s", rc,
                  log_len > 600 ? log + log_len - 600 : log);
-    if (ms > 2000) fail_msg("a second signal took %.0f ms to exit", ms);
+    /* Cut off: exited before the 5 s grace period, which a drain waits out, could end (a
+     * bound the configuration sets, not the machine's speed; it took ~100 ms here). */
+    print_message("a second signal: exit after %.0f ms\n", ms);
+    if (ms >= 5000) fail_msg("a second signal took %.0f ms to exit: not cut off", ms);
     assert_non_null(strstr(log, "second signal"));
     for (char *line = strtok(log, "\n"); line; line = strtok(NULL, "\n")) {
         json_t *o = json_loads(line, 0, NULL);
