@@ -1363,14 +1363,14 @@ function checkinVerdict(faces, collection, W, counted = null) {
   const lines = knownAt.map((i) => {
     const f = faces[i];
     const meta = metadataText(f.identity_metadata);
-    const said = counted?.[i]?.back ? `↺ ${f.identity} already checked in ${whenSaid(counted[i].first)}` : `✓ ${f.identity}`;
+    const said = counted?.[i]?.back ? `↺ ${f.identity} already checked in ${clockTime(counted[i].first, true)}` : `✓ ${f.identity}`;
     return h('div', { class: counted?.[i]?.back ? 'line again' : 'line' }, said, meta ? h('small', { text: ` · ${meta}` }) : null);
   });
   if (unknown) lines.push(h('div', { class: 'line', text: `✕ ${unknown === 1 ? '1 face' : `${unknown} faces`} not recognised` }));
   // "Checked in" at the door only: a photo searched from a file is not somebody arriving.
   const done = arrival ? 'checked in' : 'recognised';
   let headline;
-  if (faces.length === 1 && known.length && back.length) headline = `Already checked in ${whenSaid(counted[knownAt[0]].first)} (${known[0].identity})`;
+  if (faces.length === 1 && known.length && back.length) headline = `Already checked in ${clockTime(counted[knownAt[0]].first, true)} (${known[0].identity})`;
   else if (faces.length === 1) headline = known.length ? `${arrival ? 'Checked in' : 'Recognised'}: ${known[0].identity}` : 'Not recognised';
   else if (!unknown && !back.length) headline = `All ${faces.length} ${done}`;
   else if (!known.length) headline = `None of the ${faces.length} recognised`;
@@ -1503,17 +1503,14 @@ function arrivalsOnce(blob, collection, faces) {
 const two = (n) => String(n).padStart(2, '0');
 const sameDay = (a, b) => a.toDateString() === b.toDateString();
 
-// "at 10:42", or "on 14 Mar at 10:42" when that was not today (an event of several days).
-function whenSaid(ms) {
+// "10:42", or "14 Mar 10:42" when that was not today (an event of several days); in a
+// sentence (said): "at 10:42", "on 14 Mar at 10:42".
+function clockTime(ms, said = false) {
   const d = new Date(ms);
   const time = d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
-  return sameDay(d, new Date()) ? `at ${time}` : `on ${d.toLocaleDateString([], { day: 'numeric', month: 'short' })} at ${time}`;
-}
-
-function clockTime(ms) {
-  const d = new Date(ms);
-  const time = d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
-  return sameDay(d, new Date()) ? time : `${d.toLocaleDateString([], { day: 'numeric', month: 'short' })} ${time}`;
+  if (sameDay(d, new Date())) return said ? `at ${time}` : time;
+  const day = d.toLocaleDateString([], { day: 'numeric', month: 'short' });
+  return said ? `on ${day} at ${time}` : `${day} ${time}`;
 }
 
 // Local time as a spreadsheet reads it: 2026-03-14 10:42:05.

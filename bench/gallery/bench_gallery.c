@@ -507,7 +507,8 @@ static void time_searches(struct gal *g, const struct built *b, const char *mode
     size_t cap = 4096, ns16 = 0, ns1 = 0;
     double *t16 = malloc(cap * sizeof *t16), *t1 = malloc(cap * sizeof *t1);
     double recall1 = 0, recall10 = 0;
-    struct gal_search_request req = {model, (uint32_t)dim, queries, 16, K};
+    struct gal_search_request req = {
+        .model_id = model, .dim = (uint32_t)dim, .embeddings = queries, .query_count = 16, .k = K};
     struct gal_results *res;
     if (gal_search(g, "bench", &req, &res) != 0) die("search"); /* warm-up */
     gal_results_destroy(res);

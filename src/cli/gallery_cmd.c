@@ -1395,6 +1395,8 @@ int cli_search_main(int argc, char **argv)
             .embeddings = q,
             .query_count = (size_t)nq,
             .k = (size_t)k,
+            .has_threshold = !isnan(threshold), /* --threshold decides instead */
+            .threshold = threshold,
         };
         struct gal_results *results = NULL;
         base_error_clear();
@@ -1420,9 +1422,7 @@ int cli_search_main(int argc, char **argv)
             json_t *subs = json_array();
             for (size_t s = 0; s < qr->subject_count; s++) {
                 const struct gal_hit *h = &qr->subjects[s];
-                /* --threshold decides as the gallery does with its own (score >= threshold) */
-                int match = isnan(threshold) ? h->decision == GAL_MATCH
-                                             : h->similarity >= threshold;
+                int match = h->decision == GAL_MATCH;
                 if (match) any_match = 1;
                 json_array_append_new(subs,
                                       json_pack("{s:s,s:o,s:s,s:I}", "subject", h->subject_id,
@@ -1434,8 +1434,7 @@ int cli_search_main(int argc, char **argv)
             json_array_append_new(faces, fo);
         }
         json_object_set_new(o, "result", json_string(any_match ? "match" : "no match"));
-        json_object_set_new(o, "threshold",
-                            num(isnan(threshold) ? results->threshold : threshold));
+        json_object_set_new(o, "threshold", num(results->threshold));
         json_object_set_new(o, "faces", faces);
         cli_print_json_line(o, 8);
         gal_results_destroy(results);

@@ -503,34 +503,28 @@ int gal_catch_up(struct gal *g)
 }
 
 /*
- * After a local write numbered [first_seq, first_seq + count): returns 1 when the caller
- * should apply it directly (nothing else came in between), 0 when it was applied by
- * replaying the log, or a negative error.
- */
-static int direct_or_replay(struct gal *g, uint64_t first_seq, size_t count)
-{
-    if (g->store_only) return 0; /* written to the store, which is all there is */
-    if (first_seq == g->applied_seq + 1) {
-        g->applied_seq = first_seq + count - 1;
-        return 1;
-    }
-    return gal_catch_up(g);
-}
-
-/*
- * As direct_or_replay, for one transaction whose changes were numbered first_seq ..
- * last_seq, not necessarily one apart (a PostgreSQL sequence may skip numbers): no other
- * writer can have numbered a change in between, as every writer numbers its changes under
- * the store's one write lock and commits before the next one takes it (store.h).
+ * After a write numbered first_seq .. last_seq in the change log, committed: 1 when this
+ * handle had applied everything before it, so the caller applies the write in memory itself
+ * (and applied_seq moves past it), else the log is replayed (gal_catch_up), which applies it
+ * with whatever others wrote before (0, or an error). The numbers need not be one apart (a
+ * PostgreSQL sequence may skip some): no other writer numbers a change in between, as every
+ * writer numbers its changes under the store's one write lock and commits before the next
+ * one takes it (store.h).
  */
 static int direct_or_replay_span(struct gal *g, uint64_t first_seq, uint64_t last_seq)
 {
-    if (g->store_only) return 0;
+    if (g->store_only) return 0; /* written to the store, which is all there is */
     if (first_seq == g->applied_seq + 1) {
         g->applied_seq = last_seq;
         return 1;
     }
     return gal_catch_up(g);
+}
+
+/* direct_or_replay_span for `count` changes numbered one apart. */
+static int direct_or_replay(struct gal *g, uint64_t first_seq, size_t count)
+{
+    return direct_or_replay_span(g, first_seq, first_seq + count - 1);
 }
 
 /* ---- open / close --------------------------------------------------------------------- */
@@ -1559,6 +1553,9 @@ int gal_search(struct gal *g, const char *collection, const struct gal_search_re
     if (req->dim == 0 || req->dim > GAL_DIM_MAX)
         return base_error_set(BASE_ERR_INVALID, "query dimension %u is not in 1..%d", req->dim,
                               GAL_DIM_MAX);
+    if (req->has_threshold && !(req->threshold >= -1.0f && req->threshold <= 1.0f))
+        return base_error_set(BASE_ERR_INVALID, "threshold %g is not a similarity in [-1, 1]",
+                              (double)req->threshold);
     int rc = gal_check_collection_name(collection);
     if (!rc) rc = sync_for_read(g);
     if (rc) return rc;
@@ -1587,6 +1584,7 @@ int gal_search(struct gal *g, const char *collection, const struct gal_search_re
     }
     const struct gal_collection_info info = c->info;
     const int64_t collection_id = c->id;
+    const float threshold = req->has_threshold ? req->threshold : info.threshold;
     for (size_t q = 0; q < nq && !rc; q++)
         rc = check_embedding(&info, "query", q, req->model_id, req->dim, req->embeddings + q * dim,
                              queries + q * dim);
@@ -1649,7 +1647,7 @@ int gal_search(struct gal *g, const char *collection, const struct gal_search_re
         goto done;
     }
     out->query_count = nq;
-    out->threshold = info.threshold;
+    out->threshold = threshold;
     out->queries = (struct gal_query_result *)(out + 1);
     struct gal_hit *hits = (struct gal_hit *)(out->queries + nq);
     for (size_t q = 0; q < nq; q++) {
@@ -1667,7 +1665,7 @@ int gal_search(struct gal *g, const char *collection, const struct gal_search_re
         }
         qsort(scored, n, sizeof *scored, compare_scored);
         for (size_t i = 0; i < n && r->face_count < k; i++)
-            fill_hit(&r->faces[r->face_count++], &scored[i], refs, info.threshold);
+            fill_hit(&r->faces[r->face_count++], &scored[i], refs, threshold);
         /* Subjects: the best face of each, then the best subjects. */
         qsort(scored, n, sizeof *scored, compare_by_subject);
         size_t u = 0;
@@ -1704,7 +1702,7 @@ int gal_search(struct gal *g, const char *collection, const struct gal_search_re
             qsort(mine, u, sizeof *mine, compare_scored);
         }
         for (size_t i = 0; i < u && r->subject_count < k; i++)
-            fill_hit(&r->subjects[r->subject_count++], &mine[i], refs, info.threshold);
+            fill_hit(&r->subjects[r->subject_count++], &mine[i], refs, threshold);
     }
     *results = out;
     out = NULL;

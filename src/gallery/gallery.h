@@ -315,7 +315,7 @@ struct gal_query_result {
 
 struct gal_results {
     size_t query_count;
-    float threshold; /* the collection's threshold used for the decisions */
+    float threshold; /* the threshold the decisions used: the request's or the collection's */
     struct gal_query_result *queries;
 };
 
@@ -325,6 +325,11 @@ struct gal_search_request {
     const float *embeddings; /* query_count x dim, row-major */
     size_t query_count;      /* 1..GAL_QUERIES_MAX */
     size_t k;                /* 1..GAL_K_MAX: faces and subjects returned per query */
+    /* A threshold of the caller's own (an HTTP request's, `vultus search --threshold`) in
+     * [-1, 1], used for every decision instead of the collection's when has_threshold is set:
+     * a match is similarity >= threshold either way. */
+    int has_threshold;
+    float threshold;
 };
 
 /*

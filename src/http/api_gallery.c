@@ -1110,6 +1110,11 @@ void http_api_search(http_request *r, http_worker *w)
         .embeddings = queries,
         .query_count = (size_t)n,
         .k = (size_t)k,
+        /* The request's own decides every hit as the collection's would (similarity >=
+         * threshold) and as verify decides with a request's: the same photo against the same
+         * subject at the same threshold gets the same decision. */
+        .has_threshold = !isnan(asked),
+        .threshold = (float)asked,
     };
     uint64_t t0 = base_now_ns();
     rc = gal_search(s->gal, collection, &req, &results);
@@ -1117,17 +1122,6 @@ void http_api_search(http_request *r, http_worker *w)
     if (rc) {
         http_respond_base_error(r, rc, "collection");
         goto out;
-    }
-    /* The request's threshold decides every hit as the gallery decides with the collection's
-     * (similarity >= threshold, both floats) and as verify decides with a request's: the same
-     * photo against the same subject at the same threshold gets the same decision. */
-    const int by_request = !isnan(asked);
-    const float threshold = by_request ? (float)asked : results->threshold;
-    for (size_t i = 0; i < results->query_count && by_request; i++) {
-        const struct gal_query_result *q = &results->queries[i];
-        for (size_t j = 0; j < q->subject_count; j++)
-            q->subjects[j].decision =
-                q->subjects[j].similarity >= threshold ? GAL_MATCH : GAL_NO_MATCH;
     }
     json_t *faces = json_array();
     for (size_t i = 0; i < results->query_count; i++) {
@@ -1180,8 +1174,8 @@ void http_api_search(http_request *r, http_worker *w)
     }
     http_respond_json(r, 200,
                       json_pack("{s:s,s:o,s:s,s:o}", "collection", collection, "threshold",
-                                num(threshold), "threshold_source",
-                                by_request ? "request" : "collection", "faces", faces));
+                                num(results->threshold), "threshold_source",
+                                req.has_threshold ? "request" : "collection", "faces", faces));
 out:
     gal_results_destroy(results);
     free(queries);

@@ -554,7 +554,8 @@ static void test_gallery(void **state)
     assert_int_equal(gal_index_stats(g, "big", &st), 0);
     assert_string_equal(st.search, "exact"); /* the default: no graph */
     float *q = make_queries(&d, 52, 50);
-    struct gal_search_request req = {"test-128", DIM, q, 50, 5};
+    struct gal_search_request req = {
+        .model_id = "test-128", .dim = DIM, .embeddings = q, .query_count = 50, .k = 5};
     struct gal_results *exact_res, *ann_res;
     assert_int_equal(gal_search(g, "big", &req, &exact_res), 0);
     gal_close(g);

@@ -82,7 +82,8 @@ static void *searcher(void *arg)
         size_t nq = 1 + rng_u64(&r) % 16, k = 1 + rng_u64(&r) % 20;
         for (size_t i = 0; i < nq; i++)
             random_unit(&r, q + i * DIM, DIM);
-        struct gal_search_request req = {MODEL, DIM, q, nq, k};
+        struct gal_search_request req = {
+            .model_id = MODEL, .dim = DIM, .embeddings = q, .query_count = nq, .k = k};
         struct gal_results *res;
         int rc = gal_search(g, "c", &req, &res);
         CHECK(rc == 0, "search: %s", base_error_message());
@@ -96,7 +97,8 @@ static void *searcher(void *arg)
 
 static int64_t top1(struct gal *h, const float *q)
 {
-    struct gal_search_request req = {MODEL, DIM, q, 1, 3};
+    struct gal_search_request req = {
+        .model_id = MODEL, .dim = DIM, .embeddings = q, .query_count = 1, .k = 3};
     struct gal_results *res;
     int rc = gal_search(h, "c", &req, &res);
     CHECK(rc == 0, "search: %s", base_error_message());
@@ -203,7 +205,8 @@ static void *follow(void *arg)
         int rc = gal_refresh(follower);
         CHECK(rc == 0, "refresh: %s", base_error_message());
         random_unit(&r, q, DIM);
-        struct gal_search_request req = {MODEL, DIM, q, 1, 5};
+        struct gal_search_request req = {
+            .model_id = MODEL, .dim = DIM, .embeddings = q, .query_count = 1, .k = 5};
         struct gal_results *res;
         rc = gal_search(follower, "c", &req, &res);
         CHECK(rc == 0, "follower search: %s", base_error_message());

@@ -111,7 +111,8 @@ static void verify(struct gal *g, const struct ack *acks, size_t from, size_t n)
         for (int d = 0; d < DIM; d++)
             assert_true(fabsf(rec.embedding[d] - e[d]) < 1e-6f);
         gal_face_record_deinit(&rec);
-        struct gal_search_request req = {MODEL, DIM, e, 1, 1};
+        struct gal_search_request req = {
+            .model_id = MODEL, .dim = DIM, .embeddings = e, .query_count = 1, .k = 1};
         struct gal_results *res;
         EXPECT_OK(gal_search(g, "c", &req, &res));
         assert_int_equal(res->queries[0].face_count, 1);

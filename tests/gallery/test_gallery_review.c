@@ -123,7 +123,8 @@ static double int8_score(const float *q, const float *x)
 
 static struct gal_results *search(struct gal *g, const char *collection, const float *q, size_t k)
 {
-    struct gal_search_request req = {MODEL, DIM, q, 1, k};
+    struct gal_search_request req = {
+        .model_id = MODEL, .dim = DIM, .embeddings = q, .query_count = 1, .k = k};
     struct gal_results *res = NULL;
     EXPECT_OK(gal_search(g, collection, &req, &res));
     return res;
@@ -357,7 +358,8 @@ static void test_bad_queries_refused(void **state)
     struct gal_results *res = NULL;
     float bad[DIM];
     memset(bad, 0, sizeof bad);
-    struct gal_search_request req = {MODEL, DIM, bad, 1, 5};
+    struct gal_search_request req = {
+        .model_id = MODEL, .dim = DIM, .embeddings = bad, .query_count = 1, .k = 5};
     EXPECT_RC(gal_search(g, "c", &req, &res), BASE_ERR_INVALID);
     memcpy(bad, q, sizeof q);
     bad[7] = NAN;
@@ -467,7 +469,11 @@ static void test_deletes_on_the_writer_and_a_follower(void **state)
     int64_t id;
     EXPECT_OK(gal_face_add(g, "del0", &in, &id));
     EXPECT_OK(gal_refresh(follower));
-    struct gal_search_request req = {"other-embedder@2", DIM, q, 1, GAL_K_MAX};
+    struct gal_search_request req = {.model_id = "other-embedder@2",
+                                     .dim = DIM,
+                                     .embeddings = q,
+                                     .query_count = 1,
+                                     .k = GAL_K_MAX};
     struct gal_results *res = NULL;
     EXPECT_OK(gal_search(follower, "del0", &req, &res));
     assert_int_equal(res->queries[0].face_count, 1);
@@ -694,7 +700,8 @@ static void test_export_import_round_trip(void **state)
     EXPECT_OK(gal_import(g, path, "copy"));
     char *a = describe(g, "src"), *b = describe(g, "copy");
     assert_string_equal(a, b);
-    struct gal_search_request req = {"model-a@3", DIM, q, 1, 10};
+    struct gal_search_request req = {
+        .model_id = "model-a@3", .dim = DIM, .embeddings = q, .query_count = 1, .k = 10};
     struct gal_results *ra, *rb;
     EXPECT_OK(gal_search(g, "src", &req, &ra));
     EXPECT_OK(gal_search(g, "copy", &req, &rb));
@@ -922,7 +929,8 @@ static void test_real_embeddings_same_answers_with_every_storage(void **state)
     int correct = 0, queries = 0;
     for (size_t i = 0; i < n; i++) {
         struct gal_results *res[3];
-        struct gal_search_request req = {model, dim, faces[i].e, 1, 10};
+        struct gal_search_request req = {
+            .model_id = model, .dim = dim, .embeddings = faces[i].e, .query_count = 1, .k = 10};
         for (int d = 0; d < 3; d++)
             EXPECT_OK(gal_search(f->g, gal_dtype_name(dtypes[d]), &req, &res[d]));
         const struct gal_query_result *a = &res[0]->queries[0];
@@ -1043,7 +1051,8 @@ static void test_postgres_replicas_across_sequence_gaps(void **state)
     struct gal_face_input one = face_input("n", "other@1", DIM, q);
     int64_t id;
     EXPECT_OK(gal_face_add(writer, "pg", &one, &id));
-    struct gal_search_request req = {"other@1", DIM, q, 1, 10};
+    struct gal_search_request req = {
+        .model_id = "other@1", .dim = DIM, .embeddings = q, .query_count = 1, .k = 10};
     struct gal_results *res = NULL;
     EXPECT_OK(gal_search(follower, "pg", &req, &res));
     assert_int_equal(res->queries[0].face_count, 1);

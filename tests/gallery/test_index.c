@@ -263,7 +263,8 @@ static void test_gallery_recall(void **state)
 
         double at1 = 0, at10 = 0, max_error = 0;
         for (size_t s = 0; s < Q; s += 16) {
-            struct gal_search_request req = {"m", DIM, q + s * DIM, 16, K};
+            struct gal_search_request req = {
+                .model_id = "m", .dim = DIM, .embeddings = q + s * DIM, .query_count = 16, .k = K};
             struct gal_results *res;
             EXPECT_OK(gal_search(g, name, &req, &res));
             for (size_t i = 0; i < 16; i++) {

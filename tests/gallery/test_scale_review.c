@@ -342,7 +342,8 @@ static void test_paging_with_deletes(void **state)
 
 static int64_t top1(struct gal *g, const char *collection, const float *q, char *subject)
 {
-    struct gal_search_request req = {MODEL, DIM, q, 1, 1};
+    struct gal_search_request req = {
+        .model_id = MODEL, .dim = DIM, .embeddings = q, .query_count = 1, .k = 1};
     struct gal_results *res = NULL;
     EXPECT_OK(gal_search(g, collection, &req, &res));
     int64_t id = res->queries[0].face_count ? res->queries[0].faces[0].face_id : 0;
@@ -393,7 +394,8 @@ static void test_export_import_same_answers(void **state)
         else
             random_unit(&r, q + i * DIM, DIM);
     }
-    struct gal_search_request req = {MODEL, DIM, q, 16, 50};
+    struct gal_search_request req = {
+        .model_id = MODEL, .dim = DIM, .embeddings = q, .query_count = 16, .k = 50};
     struct gal_results *ra = NULL, *rb = NULL;
     EXPECT_OK(gal_search(f->g, "event", &req, &ra));
     EXPECT_OK(gal_search(g2, "event", &req, &rb));

@@ -99,7 +99,8 @@ static uint64_t face_count(struct gal *g, const char *collection)
 /* Top-1 face of one query. */
 static int64_t top1(struct gal *g, const char *collection, const float *q, float *similarity)
 {
-    struct gal_search_request req = {MODEL, DIM, q, 1, 5};
+    struct gal_search_request req = {
+        .model_id = MODEL, .dim = DIM, .embeddings = q, .query_count = 1, .k = 5};
     struct gal_results *res = NULL;
     EXPECT_OK(gal_search(g, collection, &req, &res));
     int64_t id = res->queries[0].face_count ? res->queries[0].faces[0].face_id : 0;
@@ -411,7 +412,8 @@ static void test_bad_faces(void **state)
     assert_int_equal(st.faces, 1);
 
     /* Searches check their input the same way. */
-    struct gal_search_request req = {MODEL, DIM, e, 1, 5};
+    struct gal_search_request req = {
+        .model_id = MODEL, .dim = DIM, .embeddings = e, .query_count = 1, .k = 5};
     struct gal_results *res = NULL;
     req.dim = DIM + 1;
     EXPECT_RC(gal_search(g, "c", &req, &res), BASE_ERR_INVALID);
@@ -483,7 +485,8 @@ static void test_search_decisions(void **state)
         float queries[2 * DIM];
         memcpy(queries, q, sizeof q);
         random_unit(&r, queries + DIM, DIM);
-        struct gal_search_request req = {MODEL, DIM, queries, 2, 3};
+        struct gal_search_request req = {
+            .model_id = MODEL, .dim = DIM, .embeddings = queries, .query_count = 2, .k = 3};
         struct gal_results *res = NULL;
         EXPECT_OK(gal_search(g, name, &req, &res));
         assert_int_equal(res->query_count, 2);
@@ -522,6 +525,21 @@ static void test_search_decisions(void **state)
         assert_int_equal(res->queries[0].faces[0].decision, GAL_MATCH);
         assert_int_equal(res->queries[0].faces[1].decision, GAL_NO_MATCH);
         gal_results_destroy(res);
+
+        /* A caller's own threshold decides instead of the collection's, faces and subjects
+         * alike, and is the one reported; outside [-1, 1] it is refused. */
+        req.has_threshold = 1;
+        req.threshold = 0.68f;
+        EXPECT_OK(gal_search(g, name, &req, &res));
+        assert_true(res->threshold == 0.68f);
+        assert_int_equal(res->queries[0].faces[1].decision, GAL_MATCH);    /* 0.7 */
+        assert_int_equal(res->queries[0].faces[2].decision, GAL_NO_MATCH); /* 0.65 */
+        assert_int_equal(res->queries[0].subjects[0].decision, GAL_MATCH);    /* a, 0.9 */
+        assert_int_equal(res->queries[0].subjects[1].decision, GAL_NO_MATCH); /* b, 0.65 */
+        gal_results_destroy(res);
+        req.threshold = 1.5f;
+        EXPECT_RC(gal_search(g, name, &req, &res), BASE_ERR_INVALID);
+        req.has_threshold = 0;
 
         /* Deleting subject a removes its three faces from the results. */
         EXPECT_OK(gal_subject_delete(g, name, "a"));
@@ -745,7 +763,8 @@ static void test_reopen_rebuilds_index(void **state)
     float q[Q * DIM];
     for (int i = 0; i < Q; i++)
         random_unit(&r, q + i * DIM, DIM);
-    struct gal_search_request req = {MODEL, DIM, q, Q, 10};
+    struct gal_search_request req = {
+        .model_id = MODEL, .dim = DIM, .embeddings = q, .query_count = Q, .k = 10};
     struct gal_results *before[3], *after;
     struct gal_index_stats st_before[3], st;
     for (int dt = 0; dt < 3; dt++) {

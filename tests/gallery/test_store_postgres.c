@@ -174,7 +174,8 @@ static void test_pg_same_as_sqlite(void **state)
     gal_subject_info_deinit(&sa);
     gal_subject_info_deinit(&sb);
     /* Same searches, same similarities to the bit. */
-    struct gal_search_request req = {MODEL, DIM, x, 8, 10};
+    struct gal_search_request req = {
+        .model_id = MODEL, .dim = DIM, .embeddings = x, .query_count = 8, .k = 10};
     struct gal_results *ra, *rb;
     EXPECT_OK(gal_search(f->g, "c", &req, &ra));
     EXPECT_OK(gal_search(twin, "c", &req, &rb));
