@@ -8,6 +8,7 @@
  * it is applied directly from what we already hold; otherwise another process wrote in
  * between and the change log is replayed from the store, which includes ours.
  */
+#include <errno.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdarg.h>
@@ -1750,4 +1751,176 @@ int gal_search_others(struct gal *g, const char *collection,
 void gal_results_destroy(struct gal_results *results)
 {
     free(results);
+}
+
+/* ---- check-ins ------------------------------------------------------------------------- */
+
+const char *gal_checkin_status_name(enum gal_checkin_status status)
+{
+    switch (status) {
+    case GAL_CHECKIN_CHECKED_IN: return "checked_in";
+    case GAL_CHECKIN_ALREADY_CHECKED_IN: return "already_checked_in";
+    case GAL_CHECKIN_SAME_ARRIVAL: return "same_arrival";
+    case GAL_CHECKIN_NOT_RECOGNISED: return "not_recognised";
+    }
+    return "not_recognised";
+}
+
+enum gal_checkin_status gal_checkin_rule(struct gal_checkin *record, int found,
+                                         const struct gal_checkin_face *face, int64_t now_ms,
+                                         int64_t unknown_before_ms,
+                                         struct gal_checkin_event *event)
+{
+    if (!face->subject_id) {
+        memset(record, 0, sizeof *record);
+        record->similarity = face->similarity;
+        /* A stranger trying again a moment later is one stranger: the window slides with
+         * each of their attempts. */
+        if (!unknown_before_ms || now_ms - unknown_before_ms > GAL_CHECKIN_SAME_MS) {
+            event->not_recognised++;
+            if (!event->since_ms) event->since_ms = now_ms;
+        }
+        event->last_unknown_ms = now_ms;
+        return GAL_CHECKIN_NOT_RECOGNISED;
+    }
+    snprintf(record->subject_id, sizeof record->subject_id, "%s", face->subject_id);
+    if (!found) {
+        record->first_seen_ms = record->last_arrival_ms = now_ms;
+        record->arrivals = 1;
+        record->similarity = face->similarity;
+        if (!event->since_ms) event->since_ms = now_ms;
+        return GAL_CHECKIN_CHECKED_IN;
+    }
+    /* The stored similarity is the first arrival's; the answer shows this face's. */
+    record->similarity = face->similarity;
+    /* Within the window (or a clock behind the last arrival's: another replica's) the person
+     * is still at the door, or the request was retried: nothing is counted again. */
+    if (now_ms - record->last_arrival_ms <= GAL_CHECKIN_SAME_MS) return GAL_CHECKIN_SAME_ARRIVAL;
+    record->last_arrival_ms = now_ms;
+    record->arrivals++;
+    if (!event->since_ms) event->since_ms = now_ms;
+    return GAL_CHECKIN_ALREADY_CHECKED_IN;
+}
+
+/* The collection's subject count for a check-in summary: from memory, as gal_collection_get
+ * gives it, or from the store for a store-only gallery. */
+static int checkin_subjects(struct gal *g, const char *collection, uint64_t *subjects)
+{
+    struct gal_collection_info info;
+    int rc = gal_collection_get(g, collection, &info);
+    *subjects = rc ? 0 : info.subject_count;
+    return rc;
+}
+
+int gal_checkin(struct gal *g, const char *collection, const struct gal_checkin_face *faces,
+                size_t count, int64_t now_ms, struct gal_checkin *out,
+                struct gal_checkin_summary *summary)
+{
+    STORE_CALL(g);
+    memset(summary, 0, sizeof *summary);
+    if (count == 0 || count > GAL_QUERIES_MAX)
+        return base_error_set(BASE_ERR_INVALID, "check-in of %zu faces is not in 1..%d", count,
+                              GAL_QUERIES_MAX);
+    if (now_ms < 0)
+        return base_error_set(BASE_ERR_INVALID, "check-in time %lld is negative",
+                              (long long)now_ms);
+    if (now_ms == 0) now_ms = gal_now_ms();
+    for (size_t i = 0; i < count; i++) {
+        int rc = faces[i].subject_id ? gal_check_subject_id(faces[i].subject_id) : 0;
+        if (rc) return rc;
+        if (!isfinite(faces[i].similarity))
+            return base_error_set(BASE_ERR_INVALID, "check-in face %zu: similarity is not finite",
+                                  i);
+    }
+    if (!g->store->ops->checkin)
+        return base_error_set(BASE_ERR_UNSUPPORTED, "this store keeps no check-in record");
+    struct collection *c;
+    int rc = begin_write(g, collection, &c);
+    if (rc) return rc;
+    rc = g->store->ops->checkin(g->store, c->id, faces, count, now_ms, out, summary);
+    pthread_mutex_unlock(&g->write_mutex);
+    if (!rc) rc = checkin_subjects(g, collection, &summary->subjects);
+    return rc;
+}
+
+/* "<first_seen_ms>:<subject id>": the list's order is by both, so its cursor holds both. */
+static int parse_checkin_cursor(const char *after, int64_t *ms, const char **subject_id)
+{
+    const char *colon = strchr(after, ':');
+    char *end = NULL;
+    errno = 0;
+    long long v = colon ? strtoll(after, &end, 10) : 0;
+    if (!colon || end != colon || errno || v < 0 || after[0] == '-' || after[0] == '+' ||
+        gal_check_subject_id(colon + 1))
+        return base_error_set(BASE_ERR_INVALID,
+                              "check-in cursor \"%.40s\" is not a next_after from this list",
+                              after);
+    *ms = v;
+    *subject_id = colon + 1;
+    return 0;
+}
+
+int gal_checkin_list(struct gal *g, const char *collection, const char *after, size_t limit,
+                     struct gal_checkin **list, size_t *count, char *next_after,
+                     struct gal_checkin_summary *summary)
+{
+    STORE_CALL(g);
+    *list = NULL;
+    *count = 0;
+    next_after[0] = '\0';
+    memset(summary, 0, sizeof *summary);
+    if (limit == 0 || limit > 10000)
+        return base_error_set(BASE_ERR_INVALID, "check-in list limit %zu is not in 1..10000",
+                              limit);
+    int64_t after_ms = 0, id;
+    const char *after_id = NULL;
+    int rc = after && after[0] ? parse_checkin_cursor(after, &after_ms, &after_id) : 0;
+    if (rc) return rc;
+    if (!g->store->ops->checkin_list)
+        return base_error_set(BASE_ERR_UNSUPPORTED, "this store keeps no check-in record");
+    if ((rc = gal_collection_id_for_read(g, collection, &id))) return rc;
+    /* One more than asked: whether there is a next page. */
+    struct gal_checkin *items = NULL;
+    size_t n = 0;
+    rc = g->store->ops->checkin_list(g->store, id, after_ms, after_id, limit + 1, &items, &n,
+                                     summary);
+    if (!rc) rc = checkin_subjects(g, collection, &summary->subjects);
+    if (rc) {
+        gal_checkin_list_free(items, n);
+        return rc;
+    }
+    if (n > limit) {
+        const struct gal_checkin *last = &items[limit - 1];
+        snprintf(next_after, GAL_CHECKIN_CURSOR_MAX, "%lld:%s", (long long)last->first_seen_ms,
+                 last->subject_id);
+        for (size_t i = limit; i < n; i++)
+            free(items[i].metadata);
+        n = limit;
+    }
+    *list = items;
+    *count = n;
+    return 0;
+}
+
+void gal_checkin_list_free(struct gal_checkin *list, size_t count)
+{
+    if (!list) return;
+    for (size_t i = 0; i < count; i++)
+        free(list[i].metadata);
+    free(list);
+}
+
+int gal_checkin_clear(struct gal *g, const char *collection, uint64_t *cleared)
+{
+    STORE_CALL(g);
+    uint64_t n = 0;
+    if (!g->store->ops->checkin_clear)
+        return base_error_set(BASE_ERR_UNSUPPORTED, "this store keeps no check-in record");
+    struct collection *c;
+    int rc = begin_write(g, collection, &c);
+    if (rc) return rc;
+    rc = g->store->ops->checkin_clear(g->store, c->id, &n);
+    pthread_mutex_unlock(&g->write_mutex);
+    if (cleared) *cleared = rc ? 0 : n;
+    return rc;
 }

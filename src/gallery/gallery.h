@@ -355,6 +355,84 @@ int gal_search_others(struct gal *g, const char *collection,
                       const struct gal_search_request *request, const char *subject,
                       struct gal_hit *out, size_t max, size_t *n, float *threshold);
 
+/* ---- check-ins ------------------------------------------------------------------------- */
+
+/*
+ * An event's check-in record, kept in the store beside the collection so that every door,
+ * device and service replica sharing the store shares it: per subject the first arrival, the
+ * last one and how many (a re-arrival counts once it is more than GAL_CHECKIN_SAME_MS after
+ * the last: within it the same person is still in front of the camera, or a request was
+ * retried), and per collection a count of faces not recognised (one stranger retrying within
+ * GAL_CHECKIN_SAME_MS of the previous unrecognised face counts once) and when the record
+ * began. The record is not part of an export; deleting a subject deletes its record,
+ * deleting a collection deletes all of it, gal_checkin_clear starts a new event.
+ */
+#define GAL_CHECKIN_SAME_MS 10000
+/* The longest list cursor: "<first_seen_ms>:<subject id>" and its terminator. */
+#define GAL_CHECKIN_CURSOR_MAX (21 + 1 + GAL_ID_MAX + 1)
+
+enum gal_checkin_status {
+    GAL_CHECKIN_CHECKED_IN = 0,         /* recognised, no record before: recorded now */
+    GAL_CHECKIN_ALREADY_CHECKED_IN = 1, /* recorded before, last arrival long enough ago */
+    GAL_CHECKIN_SAME_ARRIVAL = 2,       /* last arrival within GAL_CHECKIN_SAME_MS: not counted */
+    GAL_CHECKIN_NOT_RECOGNISED = 3,     /* no subject: counted in the collection's count */
+};
+/* "checked_in", "already_checked_in", "same_arrival", "not_recognised". */
+const char *gal_checkin_status_name(enum gal_checkin_status status);
+
+/* One face arriving: the subject it was recognised as (NULL: not recognised), how closely. */
+struct gal_checkin_face {
+    const char *subject_id;
+    float similarity;
+};
+
+/* A subject's record (and, from gal_checkin, what this arrival did to it). */
+struct gal_checkin {
+    enum gal_checkin_status status; /* gal_checkin only */
+    char subject_id[GAL_ID_MAX + 1]; /* "" for not_recognised */
+    char *metadata;                  /* gal_checkin_list only: the subject's JSON, malloc'd */
+    int64_t first_seen_ms;
+    int64_t last_arrival_ms;
+    uint64_t arrivals;
+    float similarity; /* gal_checkin: this face's; gal_checkin_list: the first arrival's */
+};
+
+/* The collection's record as a whole. */
+struct gal_checkin_summary {
+    uint64_t checked_in;     /* subjects with a record */
+    uint64_t subjects;       /* the collection's subjects */
+    uint64_t not_recognised; /* unrecognised faces counted since since_ms */
+    int64_t since_ms;        /* when the record began (its first entry); 0: nothing recorded */
+};
+
+/*
+ * Records `count` faces arriving at now_ms (Unix ms; 0: now. A test passes its own clock to
+ * step time instead of sleeping): out[i] says what faces[i] did (status, the record after it,
+ * similarity = faces[i].similarity), *summary the record after all of them. The reads and
+ * updates are one store transaction, serialised with every other write to the store, by this
+ * process or another: two doors checking in one subject at once get one checked_in. A subject
+ * deleted since it was recognised counts as not recognised.
+ */
+int gal_checkin(struct gal *g, const char *collection, const struct gal_checkin_face *faces,
+                size_t count, int64_t now_ms, struct gal_checkin *out,
+                struct gal_checkin_summary *summary);
+/*
+ * Up to `limit` (1..10000) records, newest first by first_seen_ms and then by subject id,
+ * after the cursor `after` (NULL or "" for the first page; otherwise a next_after given
+ * before), into a new array released with gal_checkin_list_free(); `next_after` (at least
+ * GAL_CHECKIN_CURSOR_MAX bytes) gets the cursor of the next page, "" when this one is the
+ * last. A re-arrival does not move a record in this order, so paging stays correct while
+ * arrivals go on; records created meanwhile are newer and so land before the first page.
+ * BASE_ERR_INVALID for a malformed cursor.
+ */
+int gal_checkin_list(struct gal *g, const char *collection, const char *after, size_t limit,
+                     struct gal_checkin **list, size_t *count, char *next_after,
+                     struct gal_checkin_summary *summary);
+void gal_checkin_list_free(struct gal_checkin *list, size_t count);
+/* Clears the collection's record (subjects' records and the not-recognised count): a new
+ * event. *cleared (may be NULL): how many subjects' records there were. */
+int gal_checkin_clear(struct gal *g, const char *collection, uint64_t *cleared);
+
 /* ---- index statistics ----------------------------------------------------------------- */
 
 struct gal_index_stats {

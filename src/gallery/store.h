@@ -155,6 +155,18 @@ struct gal_store_ops {
     int (*subjects_faces)(struct gal_store *store, int64_t collection_id,
                           const int64_t *subject_rowids, size_t count, size_t max_per_subject,
                           uint32_t dim, int64_t **face_ids, float **embeddings, size_t *starts);
+
+    /* Check-ins (gallery.h): the record's read-and-update for `count` faces at now_ms in one
+     * write transaction; out[i] and *summary as gal_checkin says, summary->subjects left 0. */
+    int (*checkin)(struct gal_store *store, int64_t collection_id,
+                   const struct gal_checkin_face *faces, size_t count, int64_t now_ms,
+                   struct gal_checkin *out, struct gal_checkin_summary *summary);
+    /* Up to `limit` records after (after_ms, after_id) in the list order (after_id NULL: the
+     * first page), metadata included, and the summary (subjects left 0), from one snapshot. */
+    int (*checkin_list)(struct gal_store *store, int64_t collection_id, int64_t after_ms,
+                        const char *after_id, size_t limit, struct gal_checkin **list,
+                        size_t *count, struct gal_checkin_summary *summary);
+    int (*checkin_clear)(struct gal_store *store, int64_t collection_id, uint64_t *cleared);
 };
 
 struct gal_store {
@@ -190,6 +202,29 @@ int gal_store_sqlite_open(const char *path, const struct gal_options *options,
  * URL (libpq's syntax). `options` may be NULL; max_store_bytes is refused (SQLite only). */
 int gal_store_postgres_open(const char *url, const struct gal_options *options,
                             struct gal_store **out);
+
+/*
+ * The check-in rule (gallery.c), one place for both stores, which do the reads and writes
+ * around it in one transaction. `event` is the collection's row: since_ms (0: nothing
+ * recorded yet), the not-recognised count and the time of the last unrecognised face.
+ */
+struct gal_checkin_event {
+    int64_t since_ms;
+    uint64_t not_recognised;
+    int64_t last_unknown_ms;
+};
+/*
+ * One face arriving at now_ms. For a recognised face, `record` holds the subject's record when
+ * `found` (else it is filled); it is updated and the status says what the store writes:
+ * checked_in inserts it, already_checked_in updates it, same_arrival nothing. An unrecognised
+ * face (face->subject_id NULL) is counted unless the event's previous one, as it was before
+ * this request (unknown_before_ms), is within GAL_CHECKIN_SAME_MS: the same stranger again,
+ * while two strangers in one photo are two. `event` is updated either way.
+ */
+enum gal_checkin_status gal_checkin_rule(struct gal_checkin *record, int found,
+                                         const struct gal_checkin_face *face, int64_t now_ms,
+                                         int64_t unknown_before_ms,
+                                         struct gal_checkin_event *event);
 
 /* Milliseconds since the Unix epoch. */
 int64_t gal_now_ms(void);

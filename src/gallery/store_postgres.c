@@ -106,6 +106,20 @@ static const char *const migrations[] = {
     "  subject_id TEXT,"
     "  face_id BIGINT,"
     "  time_ms BIGINT NOT NULL);",
+    /* 1 -> 2: the check-in record (gallery.h, store_sqlite.c's version 2). */
+    "CREATE TABLE checkins ("
+    "  subject_rowid BIGINT PRIMARY KEY REFERENCES subjects (id) ON DELETE CASCADE,"
+    "  collection_id BIGINT NOT NULL REFERENCES collections (id) ON DELETE CASCADE,"
+    "  first_seen_ms BIGINT NOT NULL,"
+    "  last_arrival_ms BIGINT NOT NULL,"
+    "  arrivals BIGINT NOT NULL,"
+    "  similarity DOUBLE PRECISION NOT NULL);"
+    "CREATE INDEX checkins_by_time ON checkins (collection_id, first_seen_ms);"
+    "CREATE TABLE checkin_events ("
+    "  collection_id BIGINT PRIMARY KEY REFERENCES collections (id) ON DELETE CASCADE,"
+    "  since_ms BIGINT NOT NULL,"
+    "  not_recognised BIGINT NOT NULL,"
+    "  last_unknown_ms BIGINT NOT NULL);",
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -138,6 +152,15 @@ enum stmt_id {
     S_EXPORT_SUBJECTS,
     S_EXPORT_FACES,
     S_CHECK,
+    S_CK_GET,
+    S_CK_INSERT,
+    S_CK_ARRIVE,
+    S_CK_EVENT_GET,
+    S_CK_EVENT_PUT,
+    S_CK_COUNT,
+    S_CK_LIST,
+    S_CK_CLEAR,
+    S_CK_EVENT_CLEAR,
     S_COUNT
 };
 
@@ -221,6 +244,33 @@ static const char *const stmt_sql[S_COUNT] = {
     /* Faces whose subject is in another collection: what foreign keys alone cannot rule out. */
     [S_CHECK] = "SELECT COUNT(*) FROM faces f JOIN subjects s ON s.id = f.subject_rowid "
                 "WHERE f.collection_id <> s.collection_id",
+    /* A subject and its record in one round trip: rowid, then the record (NULLs: none). */
+    [S_CK_GET] = "SELECT s.id, c.first_seen_ms, c.last_arrival_ms, c.arrivals, "
+                 "(c.subject_rowid IS NOT NULL)::int4 FROM subjects s "
+                 "LEFT JOIN checkins c ON c.subject_rowid = s.id "
+                 "WHERE s.collection_id = $1::bigint AND s.subject_id = $2::text",
+    [S_CK_INSERT] = "INSERT INTO checkins (subject_rowid, collection_id, first_seen_ms, "
+                    "last_arrival_ms, arrivals, similarity) VALUES ($1::bigint, $2::bigint, "
+                    "$3::bigint, $4::bigint, $5::bigint, $6::double precision)",
+    [S_CK_ARRIVE] = "UPDATE checkins SET last_arrival_ms = $2::bigint, arrivals = $3::bigint "
+                    "WHERE subject_rowid = $1::bigint",
+    [S_CK_EVENT_GET] = "SELECT since_ms, not_recognised, last_unknown_ms FROM checkin_events "
+                       "WHERE collection_id = $1::bigint",
+    [S_CK_EVENT_PUT] = "INSERT INTO checkin_events (collection_id, since_ms, not_recognised, "
+                       "last_unknown_ms) VALUES ($1::bigint, $2::bigint, $3::bigint, $4::bigint) "
+                       "ON CONFLICT (collection_id) DO UPDATE SET since_ms = EXCLUDED.since_ms, "
+                       "not_recognised = EXCLUDED.not_recognised, "
+                       "last_unknown_ms = EXCLUDED.last_unknown_ms",
+    [S_CK_COUNT] = "SELECT COUNT(*) FROM checkins WHERE collection_id = $1::bigint",
+    /* Newest first; the cursor ($2, $3) is the last row shown, $2 NULL for the first page. */
+    [S_CK_LIST] = "SELECT s.subject_id, s.metadata, c.first_seen_ms, c.last_arrival_ms, "
+                  "c.arrivals, c.similarity FROM checkins c "
+                  "JOIN subjects s ON s.id = c.subject_rowid WHERE c.collection_id = $1::bigint "
+                  "AND ($2::text IS NULL OR c.first_seen_ms < $3::bigint OR "
+                  "(c.first_seen_ms = $3::bigint AND s.subject_id > $2::text)) "
+                  "ORDER BY c.first_seen_ms DESC, s.subject_id LIMIT $4::bigint",
+    [S_CK_CLEAR] = "DELETE FROM checkins WHERE collection_id = $1::bigint",
+    [S_CK_EVENT_CLEAR] = "DELETE FROM checkin_events WHERE collection_id = $1::bigint",
 };
 
 struct conn {
@@ -1821,6 +1871,200 @@ done:
     return rc;
 }
 
+/* ---- check-ins ------------------------------------------------------------------------- */
+
+static int read_event(struct pg_store *s, struct conn *c, int64_t collection_id,
+                      struct gal_checkin_event *ev)
+{
+    memset(ev, 0, sizeof *ev);
+    struct params p = {0};
+    p_i64(&p, collection_id);
+    PGresult *r;
+    int rc = exec_stmt(s, c, S_CK_EVENT_GET, &p, &r, "read the check-in record");
+    if (rc) return rc;
+    if (PQntuples(r) > 0) {
+        ev->since_ms = col_i64(r, 0, 0);
+        ev->not_recognised = (uint64_t)col_i64(r, 0, 1);
+        ev->last_unknown_ms = col_i64(r, 0, 2);
+    }
+    PQclear(r);
+    return 0;
+}
+
+static int count_checkins(struct pg_store *s, struct conn *c, int64_t collection_id, uint64_t *n)
+{
+    struct params p = {0};
+    p_i64(&p, collection_id);
+    int64_t v = 0;
+    int rc = exec_int(s, c, S_CK_COUNT, &p, "count check-ins", &v);
+    *n = (uint64_t)v;
+    return rc;
+}
+
+/* One recognised face: its subject's record read, the rule applied, the record written. */
+static int checkin_subject(struct pg_store *s, int64_t collection_id,
+                           const struct gal_checkin_face *face, int64_t now_ms,
+                           int64_t unknown_before_ms, struct gal_checkin_event *ev,
+                           struct gal_checkin *out)
+{
+    struct conn *w = &s->writer;
+    struct params p = {0};
+    p_i64(&p, collection_id);
+    p_text(&p, face->subject_id);
+    PGresult *r;
+    int rc = exec_stmt(s, w, S_CK_GET, &p, &r, "read a check-in");
+    if (rc) return rc;
+    int64_t rowid = 0;
+    int found = 0;
+    if (PQntuples(r) > 0) {
+        rowid = col_i64(r, 0, 0);
+        found = col_i64(r, 0, 4) != 0;
+        out->first_seen_ms = col_i64(r, 0, 1);
+        out->last_arrival_ms = col_i64(r, 0, 2);
+        out->arrivals = (uint64_t)col_i64(r, 0, 3);
+    }
+    PQclear(r);
+    if (!rowid) {
+        /* Deleted since the search recognised it: as a face nobody is enrolled for. */
+        const struct gal_checkin_face nobody = {NULL, face->similarity};
+        out->status = gal_checkin_rule(out, 0, &nobody, now_ms, unknown_before_ms, ev);
+        return 0;
+    }
+    out->status = gal_checkin_rule(out, found, face, now_ms, unknown_before_ms, ev);
+    struct params q = {0};
+    p_i64(&q, rowid);
+    if (out->status == GAL_CHECKIN_CHECKED_IN) {
+        p_i64(&q, collection_id);
+        p_i64(&q, out->first_seen_ms);
+        p_i64(&q, out->last_arrival_ms);
+        p_i64(&q, (int64_t)out->arrivals);
+        p_f64(&q, face->similarity);
+        return exec_stmt(s, w, S_CK_INSERT, &q, NULL, "record a check-in");
+    }
+    if (out->status == GAL_CHECKIN_ALREADY_CHECKED_IN) {
+        p_i64(&q, out->last_arrival_ms);
+        p_i64(&q, (int64_t)out->arrivals);
+        return exec_stmt(s, w, S_CK_ARRIVE, &q, NULL, "record an arrival");
+    }
+    return 0;
+}
+
+static int pg_checkin(struct gal_store *store, int64_t collection_id,
+                      const struct gal_checkin_face *faces, size_t count, int64_t now_ms,
+                      struct gal_checkin *out, struct gal_checkin_summary *summary)
+{
+    struct pg_store *s = (struct pg_store *)store;
+    memset(summary, 0, sizeof *summary);
+    /* A write transaction under the advisory lock every write takes: the read and the update
+     * are serialised with every other replica's, so two doors get one checked_in. */
+    int rc = writer_begin(s);
+    if (rc) return rc;
+    struct conn *w = &s->writer;
+    struct gal_checkin_event ev, before;
+    if ((rc = read_event(s, w, collection_id, &ev))) goto end;
+    before = ev;
+    for (size_t i = 0; i < count && !rc; i++) {
+        memset(&out[i], 0, sizeof out[i]);
+        if (faces[i].subject_id)
+            rc = checkin_subject(s, collection_id, &faces[i], now_ms, before.last_unknown_ms, &ev,
+                                 &out[i]);
+        else
+            out[i].status = gal_checkin_rule(&out[i], 0, &faces[i], now_ms,
+                                             before.last_unknown_ms, &ev);
+    }
+    if (rc) goto end;
+    if (memcmp(&ev, &before, sizeof ev) != 0) {
+        struct params p = {0};
+        p_i64(&p, collection_id);
+        p_i64(&p, ev.since_ms);
+        p_i64(&p, (int64_t)ev.not_recognised);
+        p_i64(&p, ev.last_unknown_ms);
+        if ((rc = exec_stmt(s, w, S_CK_EVENT_PUT, &p, NULL, "record the check-in event")))
+            goto end;
+    }
+    summary->not_recognised = ev.not_recognised;
+    summary->since_ms = ev.since_ms;
+    rc = count_checkins(s, w, collection_id, &summary->checked_in);
+end:
+    return writer_end(s, rc);
+}
+
+static int pg_checkin_list(struct gal_store *store, int64_t collection_id, int64_t after_ms,
+                           const char *after_id, size_t limit, struct gal_checkin **list,
+                           size_t *count, struct gal_checkin_summary *summary)
+{
+    struct pg_store *s = (struct pg_store *)store;
+    *list = NULL;
+    *count = 0;
+    memset(summary, 0, sizeof *summary);
+    struct conn *c;
+    int rc = reader_get(s, &c);
+    if (rc) return rc;
+    PGresult *r = NULL;
+    struct gal_checkin *items = NULL;
+    size_t n = 0;
+    /* One snapshot: the page and the counts agree with each other. */
+    if ((rc = read_begin(s, c))) goto done;
+    struct gal_checkin_event ev;
+    if ((rc = read_event(s, c, collection_id, &ev))) goto done;
+    if ((rc = count_checkins(s, c, collection_id, &summary->checked_in))) goto done;
+    summary->not_recognised = ev.not_recognised;
+    summary->since_ms = ev.since_ms;
+    struct params p = {0};
+    p_i64(&p, collection_id);
+    p_text(&p, after_id);
+    p_i64(&p, after_ms);
+    p_i64(&p, (int64_t)limit);
+    if ((rc = exec_stmt(s, c, S_CK_LIST, &p, &r, "list check-ins"))) goto done;
+    size_t rows = (size_t)PQntuples(r);
+    if (rows > limit) rows = limit;
+    items = calloc(rows ? rows : 1, sizeof *items);
+    if (!items) {
+        rc = base_error_set(BASE_ERR_NOMEM, "cannot list %zu check-ins", rows);
+        goto done;
+    }
+    for (; n < rows; n++) {
+        struct gal_checkin *it = &items[n];
+        col_text(r, (int)n, 0, it->subject_id, sizeof it->subject_id);
+        it->metadata = col_dup(r, (int)n, 1);
+        it->first_seen_ms = col_i64(r, (int)n, 2);
+        it->last_arrival_ms = col_i64(r, (int)n, 3);
+        it->arrivals = (uint64_t)col_i64(r, (int)n, 4);
+        it->similarity = (float)col_f64(r, (int)n, 5);
+        if (!it->metadata) {
+            rc = base_error_set(BASE_ERR_NOMEM, "cannot list check-ins");
+            n++;
+            goto done;
+        }
+    }
+    rc = exec_const(s, c, "COMMIT");
+done:
+    PQclear(r);
+    reader_put(s, c);
+    if (rc) {
+        gal_checkin_list_free(items, n);
+        return rc;
+    }
+    *list = items;
+    *count = n;
+    return 0;
+}
+
+static int pg_checkin_clear(struct gal_store *store, int64_t collection_id, uint64_t *cleared)
+{
+    struct pg_store *s = (struct pg_store *)store;
+    int rc = writer_begin(s);
+    if (rc) return rc;
+    struct params p = {0};
+    p_i64(&p, collection_id);
+    long rows = 0;
+    if ((rc = exec_rows(s, &s->writer, S_CK_CLEAR, &p, "clear the check-ins", &rows))) goto end;
+    *cleared = (uint64_t)rows;
+    rc = exec_stmt(s, &s->writer, S_CK_EVENT_CLEAR, &p, NULL, "clear the check-in event");
+end:
+    return writer_end(s, rc);
+}
+
 static const struct gal_store_ops postgres_ops = {
     .name = "postgresql",
     .close = pg_close,
@@ -1846,5 +2090,8 @@ static const struct gal_store_ops postgres_ops = {
     .faces_lookup = pg_faces_lookup,
     .changes = pg_changes,
     .export_scan = pg_export_scan,
+    .checkin = pg_checkin,
+    .checkin_list = pg_checkin_list,
+    .checkin_clear = pg_checkin_clear,
     .last_seq = pg_last_seq,
 };

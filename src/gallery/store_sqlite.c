@@ -31,6 +31,9 @@
  *   thumbnails   face_id, jpeg: apart from faces so that loading embeddings reads no JPEG
  *   changes      seq (AUTOINCREMENT: never reused), kind, collection_id, collection,
  *                subject_rowid, subject_id, face_id, time_ms
+ *   checkins     subject_rowid, collection_id, first_seen_ms, last_arrival_ms, arrivals,
+ *                similarity: the check-in record (version 2), not in the change log
+ *   checkin_events  collection_id, since_ms, not_recognised, last_unknown_ms
  */
 #include <pthread.h>
 #include <sqlite3.h>
@@ -93,6 +96,22 @@ static const char *const migrations[] = {
     "  subject_id TEXT,"
     "  face_id INTEGER,"
     "  time_ms INTEGER NOT NULL);",
+    /* 1 -> 2: the check-in record (gallery.h). A subject's record goes with its subject, an
+     * event's with its collection (foreign keys; a deleted collection's subjects are purged
+     * later, their records with them). */
+    "CREATE TABLE checkins ("
+    "  subject_rowid INTEGER PRIMARY KEY REFERENCES subjects (id) ON DELETE CASCADE,"
+    "  collection_id INTEGER NOT NULL REFERENCES collections (id) ON DELETE CASCADE,"
+    "  first_seen_ms INTEGER NOT NULL,"
+    "  last_arrival_ms INTEGER NOT NULL,"
+    "  arrivals INTEGER NOT NULL,"
+    "  similarity REAL NOT NULL);"
+    "CREATE INDEX checkins_by_time ON checkins (collection_id, first_seen_ms);"
+    "CREATE TABLE checkin_events ("
+    "  collection_id INTEGER PRIMARY KEY REFERENCES collections (id) ON DELETE CASCADE,"
+    "  since_ms INTEGER NOT NULL,"
+    "  not_recognised INTEGER NOT NULL,"
+    "  last_unknown_ms INTEGER NOT NULL);",
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -140,6 +159,15 @@ enum stmt_id {
     S_EXPORT_FACES,
     S_INTEGRITY,
     S_FOREIGN_KEYS,
+    S_CK_GET,
+    S_CK_INSERT,
+    S_CK_ARRIVE,
+    S_CK_EVENT_GET,
+    S_CK_EVENT_PUT,
+    S_CK_COUNT,
+    S_CK_LIST,
+    S_CK_CLEAR,
+    S_CK_EVENT_CLEAR,
     S_COUNT
 };
 
@@ -228,6 +256,28 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_EXPORT_FACES] = "SELECT " FACE_COLUMNS "WHERE f.collection_id = ?1 ORDER BY f.id",
     [S_INTEGRITY] = "PRAGMA integrity_check",
     [S_FOREIGN_KEYS] = "PRAGMA foreign_key_check",
+    [S_CK_GET] = "SELECT first_seen_ms, last_arrival_ms, arrivals, similarity FROM checkins "
+                 "WHERE subject_rowid = ?1",
+    [S_CK_INSERT] = "INSERT INTO checkins (subject_rowid, collection_id, first_seen_ms, "
+                    "last_arrival_ms, arrivals, similarity) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [S_CK_ARRIVE] = "UPDATE checkins SET last_arrival_ms = ?2, arrivals = ?3 "
+                    "WHERE subject_rowid = ?1",
+    [S_CK_EVENT_GET] = "SELECT since_ms, not_recognised, last_unknown_ms FROM checkin_events "
+                       "WHERE collection_id = ?1",
+    [S_CK_EVENT_PUT] = "INSERT INTO checkin_events (collection_id, since_ms, not_recognised, "
+                       "last_unknown_ms) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (collection_id) "
+                       "DO UPDATE SET since_ms = excluded.since_ms, not_recognised = "
+                       "excluded.not_recognised, last_unknown_ms = excluded.last_unknown_ms",
+    [S_CK_COUNT] = "SELECT COUNT(*) FROM checkins WHERE collection_id = ?1",
+    /* Newest first; the cursor (?2, ?3) is the last row shown, ?2 NULL for the first page. */
+    [S_CK_LIST] = "SELECT s.subject_id, s.metadata, c.first_seen_ms, c.last_arrival_ms, "
+                  "c.arrivals, c.similarity FROM checkins c "
+                  "JOIN subjects s ON s.id = c.subject_rowid WHERE c.collection_id = ?1 AND "
+                  "(?2 IS NULL OR c.first_seen_ms < ?3 OR "
+                  "(c.first_seen_ms = ?3 AND s.subject_id > ?2)) "
+                  "ORDER BY c.first_seen_ms DESC, s.subject_id LIMIT ?4",
+    [S_CK_CLEAR] = "DELETE FROM checkins WHERE collection_id = ?1",
+    [S_CK_EVENT_CLEAR] = "DELETE FROM checkin_events WHERE collection_id = ?1",
 };
 
 struct conn {
@@ -1558,6 +1608,208 @@ done:
     return rc;
 }
 
+/* ---- check-ins ------------------------------------------------------------------------- */
+
+static int read_event(struct conn *c, int64_t collection_id, struct gal_checkin_event *ev)
+{
+    memset(ev, 0, sizeof *ev);
+    sqlite3_stmt *st = stmt(c, S_CK_EVENT_GET);
+    if (!st) return BASE_ERR_BACKEND;
+    sqlite3_bind_int64(st, 1, collection_id);
+    int src = sqlite3_step(st), rc = 0;
+    if (src == SQLITE_ROW) {
+        ev->since_ms = sqlite3_column_int64(st, 0);
+        ev->not_recognised = (uint64_t)sqlite3_column_int64(st, 1);
+        ev->last_unknown_ms = sqlite3_column_int64(st, 2);
+    } else if (src != SQLITE_DONE) {
+        rc = sql_error(c->db, src, "read the check-in record");
+    }
+    finish(st);
+    return rc;
+}
+
+static int count_checkins(struct conn *c, int64_t collection_id, uint64_t *n)
+{
+    int64_t v = 0;
+    sqlite3_stmt *st = stmt(c, S_CK_COUNT);
+    if (st) sqlite3_bind_int64(st, 1, collection_id);
+    int rc = run_int(c, st, "count check-ins", &v);
+    *n = (uint64_t)v;
+    return rc;
+}
+
+/* One recognised face: its subject's record read, the rule applied, the record written. */
+static int checkin_subject(struct sqlite_store *s, int64_t collection_id,
+                           const struct gal_checkin_face *face, int64_t now_ms,
+                           int64_t unknown_before_ms, struct gal_checkin_event *ev,
+                           struct gal_checkin *out)
+{
+    struct conn *w = &s->writer;
+    int64_t rowid = 0;
+    int rc = find_subject(w, collection_id, face->subject_id, &rowid);
+    if (rc == BASE_ERR_NOT_FOUND) {
+        /* Deleted since the search recognised it: as a face nobody is enrolled for. */
+        const struct gal_checkin_face nobody = {NULL, face->similarity};
+        out->status = gal_checkin_rule(out, 0, &nobody, now_ms, unknown_before_ms, ev);
+        return 0;
+    }
+    if (rc) return rc;
+    sqlite3_stmt *st = stmt(w, S_CK_GET);
+    if (!st) return BASE_ERR_BACKEND;
+    sqlite3_bind_int64(st, 1, rowid);
+    int src = sqlite3_step(st), found = src == SQLITE_ROW;
+    if (found) {
+        out->first_seen_ms = sqlite3_column_int64(st, 0);
+        out->last_arrival_ms = sqlite3_column_int64(st, 1);
+        out->arrivals = (uint64_t)sqlite3_column_int64(st, 2);
+    } else if (src != SQLITE_DONE) {
+        rc = sql_error(w->db, src, "read a check-in");
+    }
+    finish(st);
+    if (rc) return rc;
+    out->status = gal_checkin_rule(out, found, face, now_ms, unknown_before_ms, ev);
+    if (out->status == GAL_CHECKIN_CHECKED_IN) {
+        if (!(st = stmt(w, S_CK_INSERT))) return BASE_ERR_BACKEND;
+        sqlite3_bind_int64(st, 1, rowid);
+        sqlite3_bind_int64(st, 2, collection_id);
+        sqlite3_bind_int64(st, 3, out->first_seen_ms);
+        sqlite3_bind_int64(st, 4, out->last_arrival_ms);
+        sqlite3_bind_int64(st, 5, (int64_t)out->arrivals);
+        sqlite3_bind_double(st, 6, face->similarity);
+        return run(w, st, "record a check-in");
+    }
+    if (out->status == GAL_CHECKIN_ALREADY_CHECKED_IN) {
+        if (!(st = stmt(w, S_CK_ARRIVE))) return BASE_ERR_BACKEND;
+        sqlite3_bind_int64(st, 1, rowid);
+        sqlite3_bind_int64(st, 2, out->last_arrival_ms);
+        sqlite3_bind_int64(st, 3, (int64_t)out->arrivals);
+        return run(w, st, "record an arrival");
+    }
+    return 0;
+}
+
+static int sq_checkin(struct gal_store *store, int64_t collection_id,
+                      const struct gal_checkin_face *faces, size_t count, int64_t now_ms,
+                      struct gal_checkin *out, struct gal_checkin_summary *summary)
+{
+    struct sqlite_store *s = (struct sqlite_store *)store;
+    memset(summary, 0, sizeof *summary);
+    /* BEGIN IMMEDIATE: the read and the update are one write transaction, so two doors (two
+     * processes on the file) checking in one subject are serialised and one gets checked_in. */
+    int rc = writer_begin(s, 1);
+    if (rc) return rc;
+    struct conn *w = &s->writer;
+    struct gal_checkin_event ev, before;
+    if ((rc = read_event(w, collection_id, &ev))) goto end;
+    before = ev;
+    for (size_t i = 0; i < count && !rc; i++) {
+        memset(&out[i], 0, sizeof out[i]);
+        if (faces[i].subject_id)
+            rc = checkin_subject(s, collection_id, &faces[i], now_ms, before.last_unknown_ms, &ev,
+                                 &out[i]);
+        else
+            out[i].status = gal_checkin_rule(&out[i], 0, &faces[i], now_ms,
+                                             before.last_unknown_ms, &ev);
+    }
+    if (rc) goto end;
+    if (memcmp(&ev, &before, sizeof ev) != 0) {
+        sqlite3_stmt *st = stmt(w, S_CK_EVENT_PUT);
+        if (!st) {
+            rc = BASE_ERR_BACKEND;
+            goto end;
+        }
+        sqlite3_bind_int64(st, 1, collection_id);
+        sqlite3_bind_int64(st, 2, ev.since_ms);
+        sqlite3_bind_int64(st, 3, (int64_t)ev.not_recognised);
+        sqlite3_bind_int64(st, 4, ev.last_unknown_ms);
+        if ((rc = run(w, st, "record the check-in event"))) goto end;
+    }
+    summary->not_recognised = ev.not_recognised;
+    summary->since_ms = ev.since_ms;
+    rc = count_checkins(w, collection_id, &summary->checked_in);
+end:
+    return writer_end(s, rc);
+}
+
+static int sq_checkin_list(struct gal_store *store, int64_t collection_id, int64_t after_ms,
+                           const char *after_id, size_t limit, struct gal_checkin **list,
+                           size_t *count, struct gal_checkin_summary *summary)
+{
+    struct sqlite_store *s = (struct sqlite_store *)store;
+    *list = NULL;
+    *count = 0;
+    memset(summary, 0, sizeof *summary);
+    struct gal_checkin *items = calloc(limit ? limit : 1, sizeof *items);
+    if (!items) return base_error_set(BASE_ERR_NOMEM, "cannot list %zu check-ins", limit);
+    struct conn *c;
+    int rc = reader_get(s, &c);
+    if (rc) {
+        free(items);
+        return rc;
+    }
+    size_t n = 0;
+    /* One read transaction: the page and the counts agree with each other. */
+    if ((rc = run(c, stmt(c, S_BEGIN), "begin"))) goto done;
+    struct gal_checkin_event ev;
+    if ((rc = read_event(c, collection_id, &ev))) goto end;
+    if ((rc = count_checkins(c, collection_id, &summary->checked_in))) goto end;
+    summary->not_recognised = ev.not_recognised;
+    summary->since_ms = ev.since_ms;
+    sqlite3_stmt *st = stmt(c, S_CK_LIST);
+    if (!st) {
+        rc = BASE_ERR_BACKEND;
+        goto end;
+    }
+    sqlite3_bind_int64(st, 1, collection_id);
+    if (after_id) sqlite3_bind_text(st, 2, after_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, after_ms);
+    sqlite3_bind_int64(st, 4, (int64_t)limit);
+    int src = SQLITE_DONE;
+    while (n < limit && (src = sqlite3_step(st)) == SQLITE_ROW) {
+        struct gal_checkin *it = &items[n++];
+        copy_text(it->subject_id, sizeof it->subject_id, st, 0);
+        it->metadata = dup_text(st, 1);
+        it->first_seen_ms = sqlite3_column_int64(st, 2);
+        it->last_arrival_ms = sqlite3_column_int64(st, 3);
+        it->arrivals = (uint64_t)sqlite3_column_int64(st, 4);
+        it->similarity = (float)sqlite3_column_double(st, 5);
+        if (!it->metadata) {
+            rc = base_error_set(BASE_ERR_NOMEM, "cannot list check-ins");
+            break;
+        }
+    }
+    if (!rc && n < limit && src != SQLITE_DONE) rc = sql_error(c->db, src, "list check-ins");
+    finish(st);
+end:
+    run(c, stmt(c, S_COMMIT), "end read");
+done:
+    reader_put(s, c);
+    if (rc) {
+        gal_checkin_list_free(items, n);
+        return rc;
+    }
+    *list = items;
+    *count = n;
+    return 0;
+}
+
+static int sq_checkin_clear(struct gal_store *store, int64_t collection_id, uint64_t *cleared)
+{
+    struct sqlite_store *s = (struct sqlite_store *)store;
+    int rc = writer_begin(s, 1);
+    if (rc) return rc;
+    struct conn *w = &s->writer;
+    sqlite3_stmt *st = stmt(w, S_CK_CLEAR);
+    if (st) sqlite3_bind_int64(st, 1, collection_id);
+    if ((rc = run(w, st, "clear the check-ins"))) goto end;
+    *cleared = (uint64_t)sqlite3_changes(w->db);
+    st = stmt(w, S_CK_EVENT_CLEAR);
+    if (st) sqlite3_bind_int64(st, 1, collection_id);
+    rc = run(w, st, "clear the check-in event");
+end:
+    return writer_end(s, rc);
+}
+
 static const struct gal_store_ops sqlite_ops = {
     .name = "sqlite",
     .close = sq_close,
@@ -1585,4 +1837,7 @@ static const struct gal_store_ops sqlite_ops = {
     .subjects_faces = sq_subjects_faces,
     .changes = sq_changes,
     .export_scan = sq_export_scan,
+    .checkin = sq_checkin,
+    .checkin_list = sq_checkin_list,
+    .checkin_clear = sq_checkin_clear,
 };

@@ -238,6 +238,7 @@ int http_face_prefetch(http_request *r, http_worker *w)
     int (*precheck)(http_request *, http_input *) =
         route->handler == http_api_face_enrol ? http_enrol_precheck
         : route->handler == http_api_search   ? http_search_precheck
+        : route->handler == http_api_checkin  ? http_search_precheck
         : route->handler == http_api_verify   ? http_verify_precheck
                                               : NULL;
     if (precheck && precheck(r, in)) {
@@ -266,7 +267,7 @@ int http_face_prefetch(http_request *r, http_worker *w)
     } else if (route->handler == http_api_face_enrol) {
         stages = HTTP_ENROL_STAGES;
         keep = 1;
-    } else if (route->handler == http_api_search) {
+    } else if (route->handler == http_api_search || route->handler == http_api_checkin) {
         stages = HTTP_SEARCH_STAGES;
     } else if (route->handler != http_api_embed) {
         return 0;

@@ -1071,7 +1071,32 @@ int http_search_precheck(http_request *r, http_input *in)
     return search_params(r, in, &k, &threshold) != 0;
 }
 
-void http_api_search(http_request *r, http_worker *w)
+/* The check-in record's summary, as POST and GET …/checkins answer it at the top level. */
+static json_t *checkin_summary_json(const struct gal_checkin_summary *sum)
+{
+    return json_pack("{s:I,s:I,s:I,s:o}", "checked_in", (json_int_t)sum->checked_in, "subjects",
+                     (json_int_t)sum->subjects, "not_recognised", (json_int_t)sum->not_recognised,
+                     "since_ms", sum->since_ms ? json_integer(sum->since_ms) : json_null());
+}
+
+/* What one face's arrival did: the subject fields only for a face recognised. */
+static json_t *checkin_json(const struct gal_checkin *c)
+{
+    if (c->status == GAL_CHECKIN_NOT_RECOGNISED)
+        return json_pack("{s:s}", "status", gal_checkin_status_name(c->status));
+    return json_pack("{s:s,s:s,s:I,s:I,s:I,s:o}", "status", gal_checkin_status_name(c->status),
+                     "subject_id", c->subject_id, "first_seen_ms", (json_int_t)c->first_seen_ms,
+                     "last_arrival_ms", (json_int_t)c->last_arrival_ms, "arrivals",
+                     (json_int_t)c->arrivals, "similarity", num(c->similarity));
+}
+
+/*
+ * Search, and for POST …/checkins the same search recorded as arrivals: each face decided by
+ * the search's own rule (the collection's threshold or the request's) is checked in (a match)
+ * or counted as not recognised, in one store transaction, and the answer is search's with a
+ * "checkin" per face and the record's "checkins" summary.
+ */
+static void search_faces(http_request *r, http_worker *w, int checkin)
 {
     http_server *s = r->srv;
     const char *collection = r->caps[0];
@@ -1079,6 +1104,7 @@ void http_api_search(http_request *r, http_worker *w)
     if (http_input_parse(r, 1, &in)) return;
     face_result res = {0};
     struct gal_results *results = NULL;
+    struct gal_checkin *arrived = NULL;
     float *queries = NULL;
     long k;
     double asked;
@@ -1123,6 +1149,31 @@ void http_api_search(http_request *r, http_worker *w)
         http_respond_base_error(r, rc, "collection");
         goto out;
     }
+    struct gal_checkin_summary summary;
+    if (checkin) {
+        arrived = calloc(results->query_count, sizeof *arrived);
+        struct gal_checkin_face *arriving = calloc(results->query_count, sizeof *arriving);
+        if (!arrived || !arriving) {
+            free(arriving);
+            http_respond_error(r, 503, "overloaded", "out of memory");
+            goto out;
+        }
+        for (size_t i = 0; i < results->query_count; i++) {
+            const struct gal_query_result *q = &results->queries[i];
+            const struct gal_hit *best = q->subject_count ? &q->subjects[0] : NULL;
+            arriving[i].subject_id = best && best->decision == GAL_MATCH ? best->subject_id : NULL;
+            arriving[i].similarity = best ? best->similarity : 0;
+        }
+        t0 = base_now_ns();
+        rc = gal_checkin(s->gal, collection, arriving, results->query_count,
+                         0 /* now */, arrived, &summary);
+        gallery_time(r, t0);
+        free(arriving);
+        if (rc) {
+            http_respond_base_error(r, rc, "collection");
+            goto out;
+        }
+    }
     json_t *faces = json_array();
     for (size_t i = 0; i < results->query_count; i++) {
         const struct gal_query_result *q = &results->queries[i];
@@ -1163,22 +1214,95 @@ void http_api_search(http_request *r, http_worker *w)
         const face_info *f = &res.faces[i];
         /* The figure enrolment stores and compares with min_quality, named as it names it. */
         const float quality = f->has_quality ? f->attributes.quality : f->score;
-        json_array_append_new(
-            faces, json_pack("{s:o,s:o,s:o,s:s,s:o,s:o,s:o}", "box", http_box_json(f), "score",
-                             num(f->score), "quality", num(quality), "decision",
-                             known ? "match" : "unknown", "identity",
-                             known ? json_string(best->subject_id) : json_null(),
-                             "identity_metadata",
-                             identity_metadata ? identity_metadata : json_null(), "matches",
-                             matches));
+        json_t *face =
+            json_pack("{s:o,s:o,s:o,s:s,s:o,s:o,s:o}", "box", http_box_json(f), "score",
+                      num(f->score), "quality", num(quality), "decision",
+                      known ? "match" : "unknown", "identity",
+                      known ? json_string(best->subject_id) : json_null(), "identity_metadata",
+                      identity_metadata ? identity_metadata : json_null(), "matches", matches);
+        if (face && checkin) json_object_set_new(face, "checkin", checkin_json(&arrived[i]));
+        json_array_append_new(faces, face);
     }
-    http_respond_json(r, 200,
-                      json_pack("{s:s,s:o,s:s,s:o}", "collection", collection, "threshold",
-                                num(results->threshold), "threshold_source",
-                                req.has_threshold ? "request" : "collection", "faces", faces));
+    json_t *answer =
+        json_pack("{s:s,s:o,s:s,s:o}", "collection", collection, "threshold",
+                  num(results->threshold), "threshold_source",
+                  req.has_threshold ? "request" : "collection", "faces", faces);
+    if (answer && checkin) json_object_set_new(answer, "checkins", checkin_summary_json(&summary));
+    http_respond_json(r, 200, answer);
 out:
+    free(arrived);
     gal_results_destroy(results);
     free(queries);
     face_result_free(&res);
     http_input_free(&in);
+}
+
+void http_api_search(http_request *r, http_worker *w)
+{
+    search_faces(r, w, 0);
+}
+
+/* ---- the check-in record ---------------------------------------------------------------- */
+
+void http_api_checkin(http_request *r, http_worker *w)
+{
+    search_faces(r, w, 1);
+}
+
+void http_api_checkins_list(http_request *r, http_worker *w)
+{
+    (void)w;
+    http_input in;
+    if (json_input(r, &in)) return;
+    long limit;
+    char after[GAL_CHECKIN_CURSOR_MAX + 1];
+    if (page_params(r, &in, &limit, after, sizeof after)) goto out;
+    struct gal_checkin *list = NULL;
+    size_t count = 0;
+    char next[GAL_CHECKIN_CURSOR_MAX];
+    struct gal_checkin_summary summary;
+    uint64_t t0 = base_now_ns();
+    int rc = gal_checkin_list(r->srv->gal, r->caps[0], after, (size_t)limit, &list, &count, next,
+                              &summary);
+    gallery_time(r, t0);
+    if (rc) {
+        http_respond_base_error(r, rc, "collection");
+        goto out;
+    }
+    json_t *items = json_array();
+    for (size_t i = 0; i < count; i++) {
+        const struct gal_checkin *c = &list[i];
+        json_t *meta = c->metadata ? json_loads(c->metadata, JSON_DECODE_ANY, NULL) : NULL;
+        json_array_append_new(
+            items, json_pack("{s:s,s:o,s:I,s:I,s:I,s:o}", "subject_id", c->subject_id, "metadata",
+                             meta ? meta : json_object(), "first_seen_ms",
+                             (json_int_t)c->first_seen_ms, "last_arrival_ms",
+                             (json_int_t)c->last_arrival_ms, "arrivals", (json_int_t)c->arrivals,
+                             "similarity", num(c->similarity)));
+    }
+    json_t *answer = checkin_summary_json(&summary);
+    if (answer) {
+        json_object_set_new(answer, "checkins", items);
+        json_object_set_new(answer, "next_after", next[0] ? json_string(next) : json_null());
+    } else {
+        json_decref(items);
+    }
+    http_respond_json(r, 200, answer);
+    gal_checkin_list_free(list, count);
+out:
+    http_input_free(&in);
+}
+
+void http_api_checkins_clear(http_request *r, http_worker *w)
+{
+    (void)w;
+    uint64_t cleared = 0;
+    uint64_t t0 = base_now_ns();
+    int rc = gal_checkin_clear(r->srv->gal, r->caps[0], &cleared);
+    gallery_time(r, t0);
+    if (rc) {
+        http_respond_base_error(r, rc, "collection");
+        return;
+    }
+    http_respond_json(r, 200, json_pack("{s:I}", "cleared", (json_int_t)cleared));
 }

@@ -490,6 +490,9 @@ void http_api_face_get(http_request *r, http_worker *w);
 void http_api_face_thumbnail(http_request *r, http_worker *w);
 void http_api_face_delete(http_request *r, http_worker *w);
 void http_api_search(http_request *r, http_worker *w);
+void http_api_checkin(http_request *r, http_worker *w);
+void http_api_checkins_list(http_request *r, http_worker *w);
+void http_api_checkins_clear(http_request *r, http_worker *w);
 
 /* ---- request input (input.c) ------------------------------------------------------------ */
 

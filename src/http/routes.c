@@ -45,6 +45,10 @@ const http_route http_routes[] = {
      http_api_face_thumbnail},
     {"DELETE", "/v1/collections/{collection}/faces/{face_id}", W, 1, 0, http_api_face_delete},
     {"POST", "/v1/collections/{collection}/search", R, 1, 1, http_api_search},
+    /* the check-in record: a search that records who arrived (write), its list, a new event */
+    {"POST", "/v1/collections/{collection}/checkins", W, 1, 1, http_api_checkin},
+    {"GET", "/v1/collections/{collection}/checkins", R, 1, 0, http_api_checkins_list},
+    {"DELETE", "/v1/collections/{collection}/checkins", W, 1, 0, http_api_checkins_clear},
 };
 const int http_route_count = (int)(sizeof http_routes / sizeof http_routes[0]);
 

@@ -1203,7 +1203,7 @@ static void test_schema_versions(void **state)
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
     version = sqlite3_column_int64(st, 0);
     sqlite3_finalize(st);
-    assert_int_equal(version, 1);
+    assert_int_equal(version, 2);
     assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
     struct gal *g = NULL;
@@ -1230,9 +1230,9 @@ static void test_schema_versions(void **state)
     struct gal_options bad_kernels = {.kernels = "sse9"};
     EXPECT_RC(gal_open(f->db, &bad_kernels, &g), BASE_ERR_UNSUPPORTED);
 
-    /* Back to version 1 so the teardown's close works on a sane gallery. */
+    /* Back to version 2 so the teardown's close works on a sane gallery. */
     assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
-    sqlite3_exec(db, "PRAGMA user_version = 1", NULL, NULL, NULL);
+    sqlite3_exec(db, "PRAGMA user_version = 2", NULL, NULL, NULL);
     sqlite3_close(db);
     EXPECT_OK(gal_open(f->db, NULL, &f->g));
 }

@@ -202,7 +202,7 @@ static void test_pg_schema(void **state)
     EXPECT_RC(gal_open(f->db, NULL, &g), BASE_ERR_UNSUPPORTED);
     assert_non_null(strstr(base_error_message(), "99"));
     assert_null(g);
-    admin_exec(f->db, "UPDATE vultus_schema SET version = 1");
+    admin_exec(f->db, "UPDATE vultus_schema SET version = 2");
     EXPECT_OK(gal_open(f->db, NULL, &f->g));
 
     /* Another application's database (tables of our names, no vultus_schema) is refused and
