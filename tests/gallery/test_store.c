@@ -32,6 +32,8 @@ struct fixture {
 static void new_postgres_database(char *url, size_t size);
 /* Makes every insert into faces fail as a full disk does (SQLSTATE 53100), or stops it. */
 static void postgres_refuse_faces(const char *url, int refuse);
+/* Runs SQL on the database as its owner (the tests' own changes behind the gallery's back). */
+static void admin_exec(const char *url, const char *sql);
 #define STORE_IS_FILE 0
 #else
 #define STORE_IS_FILE 1
@@ -1190,6 +1192,386 @@ static void test_enrol_race_one_subject(void **state)
     gal_close(fresh);
 }
 
+/* ---- the check-in record ------------------------------------------------------------------ */
+
+/* Any fixed time will do: the gallery takes the caller's clock, so a test steps it. */
+#define T0 1700000000000ll
+
+/* One face arriving at `now` (subject NULL: not recognised); its record to *out when not NULL;
+ * the status. */
+static enum gal_checkin_status arrive(struct gal *g, const char *collection, const char *subject,
+                                      float similarity, int64_t now, struct gal_checkin *out,
+                                      struct gal_checkin_summary *summary)
+{
+    const struct gal_checkin_face face = {subject, similarity};
+    struct gal_checkin rec, *r = out ? out : &rec;
+    struct gal_checkin_summary sum, *s = summary ? summary : &sum;
+    EXPECT_OK(gal_checkin(g, collection, &face, 1, now, r, s));
+    return r->status;
+}
+
+static void expect_summary(const struct gal_checkin_summary *s, uint64_t checked_in,
+                           uint64_t subjects, uint64_t not_recognised, int64_t since_ms)
+{
+    if (s->checked_in != checked_in || s->subjects != subjects ||
+        s->not_recognised != not_recognised || s->since_ms != since_ms)
+        fail_msg("summary {checked_in %llu, subjects %llu, not_recognised %llu, since %lld}, "
+                 "expected {%llu, %llu, %llu, %lld}",
+                 (unsigned long long)s->checked_in, (unsigned long long)s->subjects,
+                 (unsigned long long)s->not_recognised, (long long)s->since_ms,
+                 (unsigned long long)checked_in, (unsigned long long)subjects,
+                 (unsigned long long)not_recognised, (long long)since_ms);
+}
+
+/* The whole record, one page of up to 100. */
+static size_t list_all(struct gal *g, const char *collection, struct gal_checkin **list,
+                       struct gal_checkin_summary *summary)
+{
+    size_t n = 0;
+    char next[GAL_CHECKIN_CURSOR_MAX];
+    EXPECT_OK(gal_checkin_list(g, collection, NULL, 100, list, &n, next, summary));
+    assert_string_equal(next, "");
+    return n;
+}
+
+static void test_checkin_record(void **state)
+{
+    struct fixture *f = *state;
+    create(f->g, "ev", GAL_DTYPE_F32, 0.5f);
+    EXPECT_OK(gal_subject_add(f->g, "ev", "ann", "{\"badge\":7}"));
+    EXPECT_OK(gal_subject_add(f->g, "ev", "bob", NULL));
+    EXPECT_OK(gal_subject_add(f->g, "ev", "cy", NULL));
+    struct gal_checkin r;
+    struct gal_checkin_summary s;
+
+    /* Nothing yet: an empty record that has not begun. */
+    struct gal_checkin *list = NULL;
+    assert_int_equal(list_all(f->g, "ev", &list, &s), 0);
+    gal_checkin_list_free(list, 0);
+    expect_summary(&s, 0, 3, 0, 0);
+
+    /* The first arrival records; within 10 s (its edge included) nothing is counted again. */
+    assert_int_equal(arrive(f->g, "ev", "ann", 0.9f, T0, &r, &s), GAL_CHECKIN_CHECKED_IN);
+    assert_string_equal(r.subject_id, "ann");
+    assert_int_equal(r.first_seen_ms, T0);
+    assert_int_equal(r.last_arrival_ms, T0);
+    assert_int_equal(r.arrivals, 1);
+    expect_summary(&s, 1, 3, 0, T0);
+    assert_int_equal(arrive(f->g, "ev", "ann", 0.8f, T0 + 4000, &r, &s), GAL_CHECKIN_SAME_ARRIVAL);
+    assert_int_equal(r.last_arrival_ms, T0);
+    assert_int_equal(r.arrivals, 1);
+    assert_int_equal(arrive(f->g, "ev", "ann", 0.8f, T0 + GAL_CHECKIN_SAME_MS, &r, &s),
+                     GAL_CHECKIN_SAME_ARRIVAL);
+    /* Back more than 10 s after the last arrival: counted, first_seen_ms unchanged. */
+    assert_int_equal(arrive(f->g, "ev", "ann", 0.8f, T0 + GAL_CHECKIN_SAME_MS + 1, &r, &s),
+                     GAL_CHECKIN_ALREADY_CHECKED_IN);
+    assert_int_equal(r.first_seen_ms, T0);
+    assert_int_equal(r.last_arrival_ms, T0 + GAL_CHECKIN_SAME_MS + 1);
+    assert_int_equal(r.arrivals, 2);
+    assert_int_equal(arrive(f->g, "ev", "ann", 0.8f, T0 + 15000, &r, &s),
+                     GAL_CHECKIN_SAME_ARRIVAL); /* 10 s from the last arrival, not the first */
+    assert_int_equal(arrive(f->g, "ev", "ann", 0.8f, T0 + 30000, &r, &s),
+                     GAL_CHECKIN_ALREADY_CHECKED_IN);
+    assert_int_equal(r.arrivals, 3);
+    expect_summary(&s, 1, 3, 0, T0);
+
+    /* Strangers: one retrying within 10 s of the previous unrecognised face is one; two in
+     * one photo are two. */
+    assert_int_equal(arrive(f->g, "ev", NULL, 0.3f, T0 + 40000, &r, &s),
+                     GAL_CHECKIN_NOT_RECOGNISED);
+    assert_string_equal(r.subject_id, "");
+    expect_summary(&s, 1, 3, 1, T0);
+    arrive(f->g, "ev", NULL, 0.3f, T0 + 45000, NULL, &s);
+    expect_summary(&s, 1, 3, 1, T0);
+    arrive(f->g, "ev", NULL, 0.3f, T0 + 60000, NULL, &s);
+    expect_summary(&s, 1, 3, 2, T0);
+    const struct gal_checkin_face photo[3] = {{NULL, 0.2f}, {"bob", 0.7f}, {NULL, 0.1f}};
+    struct gal_checkin out[3];
+    EXPECT_OK(gal_checkin(f->g, "ev", photo, 3, T0 + 80000, out, &s));
+    assert_int_equal(out[0].status, GAL_CHECKIN_NOT_RECOGNISED);
+    assert_int_equal(out[1].status, GAL_CHECKIN_CHECKED_IN);
+    assert_string_equal(out[1].subject_id, "bob");
+    assert_int_equal(out[2].status, GAL_CHECKIN_NOT_RECOGNISED);
+    expect_summary(&s, 2, 3, 4, T0);
+
+    /* The list: newest first, with metadata and the first arrival's similarity. */
+    size_t n = list_all(f->g, "ev", &list, &s);
+    assert_int_equal(n, 2);
+    expect_summary(&s, 2, 3, 4, T0);
+    assert_string_equal(list[0].subject_id, "bob");
+    assert_string_equal(list[1].subject_id, "ann");
+    assert_string_equal(list[1].metadata, "{\"badge\":7}");
+    assert_string_equal(list[0].metadata, "{}");
+    assert_int_equal(list[1].first_seen_ms, T0);
+    assert_int_equal(list[1].last_arrival_ms, T0 + 30000);
+    assert_int_equal(list[1].arrivals, 3);
+    assert_true(fabsf(list[1].similarity - 0.9f) < 1e-6f);
+    gal_checkin_list_free(list, n);
+
+    /* A subject deleted since the search recognised it counts as not recognised. */
+    EXPECT_OK(gal_subject_add(f->g, "ev", "gone", NULL));
+    EXPECT_OK(gal_subject_delete(f->g, "ev", "gone"));
+    assert_int_equal(arrive(f->g, "ev", "gone", 0.9f, T0 + 100000, &r, &s),
+                     GAL_CHECKIN_NOT_RECOGNISED);
+    expect_summary(&s, 2, 3, 5, T0);
+
+    /* Deleting a subject deletes its record. */
+    EXPECT_OK(gal_subject_delete(f->g, "ev", "bob"));
+    n = list_all(f->g, "ev", &list, &s);
+    assert_int_equal(n, 1);
+    assert_string_equal(list[0].subject_id, "ann");
+    gal_checkin_list_free(list, n);
+    expect_summary(&s, 1, 2, 5, T0);
+
+    /* Clearing starts a new event: no records, no count, not begun; the subjects stay. */
+    uint64_t cleared = 0;
+    EXPECT_OK(gal_checkin_clear(f->g, "ev", &cleared));
+    assert_int_equal(cleared, 1);
+    assert_int_equal(list_all(f->g, "ev", &list, &s), 0);
+    gal_checkin_list_free(list, 0);
+    expect_summary(&s, 0, 2, 0, 0);
+    assert_int_equal(arrive(f->g, "ev", "ann", 0.9f, T0 + 100500, &r, &s),
+                     GAL_CHECKIN_CHECKED_IN); /* checked in again, a moment after: a new event */
+    assert_int_equal(r.arrivals, 1);
+    expect_summary(&s, 1, 2, 0, T0 + 100500);
+    EXPECT_OK(gal_checkin_clear(f->g, "ev", NULL));
+    arrive(f->g, "ev", NULL, 0.1f, T0 + 200000, NULL, &s); /* a stranger begins one too */
+    expect_summary(&s, 0, 2, 1, T0 + 200000);
+
+    /* The record outlives a reopen: it is in the store. */
+    arrive(f->g, "ev", "cy", 0.9f, T0 + 210000, NULL, &s);
+    reopen(f, NULL);
+    n = list_all(f->g, "ev", &list, &s);
+    assert_int_equal(n, 1);
+    assert_string_equal(list[0].subject_id, "cy");
+    gal_checkin_list_free(list, n);
+    expect_summary(&s, 1, 2, 1, T0 + 200000);
+
+    /* Unknown collections, malformed input. */
+    const struct gal_checkin_face one = {"ann", 0.9f};
+    char next[GAL_CHECKIN_CURSOR_MAX];
+    EXPECT_RC(gal_checkin(f->g, "nope", &one, 1, T0, &r, &s), BASE_ERR_NOT_FOUND);
+    EXPECT_RC(gal_checkin_list(f->g, "nope", NULL, 10, &list, &n, next, &s), BASE_ERR_NOT_FOUND);
+    EXPECT_RC(gal_checkin_clear(f->g, "nope", NULL), BASE_ERR_NOT_FOUND);
+    EXPECT_RC(gal_checkin(f->g, "ev", &one, 0, T0, &r, &s), BASE_ERR_INVALID);
+    const struct gal_checkin_face bad = {"", 0.9f};
+    EXPECT_RC(gal_checkin(f->g, "ev", &bad, 1, T0, &r, &s), BASE_ERR_INVALID);
+    EXPECT_RC(gal_checkin_list(f->g, "ev", "cy", 10, &list, &n, next, &s), BASE_ERR_INVALID);
+    EXPECT_RC(gal_checkin_list(f->g, "ev", "-5:cy", 10, &list, &n, next, &s), BASE_ERR_INVALID);
+    EXPECT_RC(gal_checkin_list(f->g, "ev", "x:cy", 10, &list, &n, next, &s), BASE_ERR_INVALID);
+    EXPECT_RC(gal_checkin_list(f->g, "ev", NULL, 0, &list, &n, next, &s), BASE_ERR_INVALID);
+}
+
+/* Deleting a collection deletes its record: a collection of the same name starts empty, and
+ * (SQLite: the store's own rows) nothing of the old one is left once it is purged. */
+static void test_checkin_collection_delete(void **state)
+{
+    struct fixture *f = *state;
+    create(f->g, "ev", GAL_DTYPE_F32, 0.5f);
+    EXPECT_OK(gal_subject_add(f->g, "ev", "ann", NULL));
+    struct gal_checkin_summary s;
+    arrive(f->g, "ev", "ann", 0.9f, T0, NULL, &s);
+    arrive(f->g, "ev", NULL, 0.1f, T0, NULL, &s);
+    expect_summary(&s, 1, 1, 1, T0);
+    EXPECT_OK(gal_collection_delete(f->g, "ev"));
+    struct gal_checkin *list = NULL;
+    size_t n = 0;
+    char next[GAL_CHECKIN_CURSOR_MAX];
+    EXPECT_RC(gal_checkin_list(f->g, "ev", NULL, 10, &list, &n, next, &s), BASE_ERR_NOT_FOUND);
+    create(f->g, "ev", GAL_DTYPE_F32, 0.5f);
+    EXPECT_OK(gal_subject_add(f->g, "ev", "ann", NULL));
+    assert_int_equal(list_all(f->g, "ev", &list, &s), 0);
+    gal_checkin_list_free(list, 0);
+    expect_summary(&s, 0, 1, 0, 0);
+    struct gal_checkin r;
+    assert_int_equal(arrive(f->g, "ev", "ann", 0.9f, T0 + 1000, &r, &s), GAL_CHECKIN_CHECKED_IN);
+#if STORE_IS_FILE
+    gal_close(f->g);
+    f->g = NULL;
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "SELECT (SELECT COUNT(*) FROM checkins), "
+                                        "(SELECT COUNT(*) FROM checkin_events)",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int64(st, 0), 1); /* the new collection's ann only */
+    assert_int_equal(sqlite3_column_int64(st, 1), 1);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    reopen(f, NULL);
+#endif
+}
+
+enum { CHECKIN_THREADS = 8, CHECKIN_ROUNDS = 6 };
+struct checkin_racer {
+    struct gal *g;
+    pthread_barrier_t *start;
+    int64_t now;
+    enum gal_checkin_status status[CHECKIN_ROUNDS];
+    int rc[CHECKIN_ROUNDS];
+};
+
+/* Every round: all threads check the same subject in at the same moment (two doors). */
+static void *race_checkin(void *arg)
+{
+    struct checkin_racer *w = arg;
+    for (int round = 0; round < CHECKIN_ROUNDS; round++) {
+        char subject[16];
+        snprintf(subject, sizeof subject, "s%d", round);
+        const struct gal_checkin_face face = {subject, 0.9f};
+        struct gal_checkin r;
+        struct gal_checkin_summary s;
+        pthread_barrier_wait(w->start);
+        w->rc[round] = gal_checkin(w->g, "ev", &face, 1, w->now, &r, &s);
+        w->status[round] = r.status;
+    }
+    return NULL;
+}
+
+static void test_checkin_two_doors(void **state)
+{
+    struct fixture *f = *state;
+    create(f->g, "ev", GAL_DTYPE_F32, 0.5f);
+    for (int i = 0; i < CHECKIN_ROUNDS; i++) {
+        char subject[16];
+        snprintf(subject, sizeof subject, "s%d", i);
+        EXPECT_OK(gal_subject_add(f->g, "ev", subject, NULL));
+    }
+    struct gal *second;
+    EXPECT_OK(gal_open(f->db, NULL, &second));
+    pthread_barrier_t start;
+    pthread_barrier_init(&start, NULL, CHECKIN_THREADS);
+    static struct checkin_racer w[CHECKIN_THREADS];
+    pthread_t threads[CHECKIN_THREADS];
+    for (int t = 0; t < CHECKIN_THREADS; t++) {
+        memset(&w[t], 0, sizeof w[t]);
+        w[t].g = t % 2 ? second : f->g;
+        w[t].start = &start;
+        w[t].now = T0 + t; /* the doors' clocks differ by milliseconds */
+        pthread_create(&threads[t], NULL, race_checkin, &w[t]);
+    }
+    for (int t = 0; t < CHECKIN_THREADS; t++) /* all joined before any assertion leaves */
+        pthread_join(threads[t], NULL);
+    pthread_barrier_destroy(&start);
+    for (int round = 0; round < CHECKIN_ROUNDS; round++) {
+        int checked_in = 0;
+        for (int t = 0; t < CHECKIN_THREADS; t++) {
+            if (w[t].rc[round]) fail_msg("round %d, thread %d: %d", round, t, w[t].rc[round]);
+            if (w[t].status[round] == GAL_CHECKIN_CHECKED_IN)
+                checked_in++;
+            else if (w[t].status[round] != GAL_CHECKIN_SAME_ARRIVAL)
+                fail_msg("round %d, thread %d: %s", round, t,
+                         gal_checkin_status_name(w[t].status[round]));
+        }
+        if (checked_in != 1) fail_msg("subject s%d: %d checked_in answers", round, checked_in);
+    }
+    struct gal_checkin *list = NULL;
+    struct gal_checkin_summary s;
+    size_t n = list_all(second, "ev", &list, &s);
+    assert_int_equal(n, CHECKIN_ROUNDS);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(list[i].arrivals, 1);
+    gal_checkin_list_free(list, n);
+    gal_close(second);
+}
+
+/* Pages of the record stay correct while arrivals go on: every subject checked in before the
+ * first page is on exactly one page, in order, whatever re-arrivals and new check-ins happen
+ * between the pages. */
+static void test_checkin_pages(void **state)
+{
+    struct fixture *f = *state;
+    enum { N = 40, PAGE = 7 };
+    create(f->g, "ev", GAL_DTYPE_F32, 0.5f);
+    for (int i = 0; i < N + 10; i++) {
+        char subject[16];
+        snprintf(subject, sizeof subject, "p%02d", i);
+        EXPECT_OK(gal_subject_add(f->g, "ev", subject, NULL));
+    }
+    /* Ties on first_seen_ms (four subjects a millisecond), ordered by subject id. */
+    for (int i = 0; i < N; i++) {
+        char subject[16];
+        snprintf(subject, sizeof subject, "p%02d", i);
+        arrive(f->g, "ev", subject, 0.9f, T0 + i / 4, NULL, NULL);
+    }
+    int seen[N] = {0};
+    char after[GAL_CHECKIN_CURSOR_MAX] = "";
+    int64_t prev_ms = INT64_MAX, now = T0 + 60000;
+    char prev_id[GAL_ID_MAX + 1] = "";
+    int pages = 0, extra = N;
+    for (;;) {
+        struct gal_checkin *list = NULL;
+        struct gal_checkin_summary s;
+        size_t n = 0;
+        char next[GAL_CHECKIN_CURSOR_MAX];
+        EXPECT_OK(gal_checkin_list(f->g, "ev", after, PAGE, &list, &n, next, &s));
+        pages++;
+        for (size_t i = 0; i < n; i++) {
+            int k = atoi(list[i].subject_id + 1);
+            assert_true(k >= 0 && k < N);
+            seen[k]++;
+            /* newest first, ties by subject id */
+            assert_true(list[i].first_seen_ms < prev_ms ||
+                        (list[i].first_seen_ms == prev_ms &&
+                         strcmp(list[i].subject_id, prev_id) > 0));
+            prev_ms = list[i].first_seen_ms;
+            snprintf(prev_id, sizeof prev_id, "%s", list[i].subject_id);
+        }
+        gal_checkin_list_free(list, n);
+        if (!next[0]) break;
+        snprintf(after, sizeof after, "%s", next);
+        /* Between pages: everyone arrives again (one shown, one not yet), and a new subject
+         * checks in (newer than all: before the first page, not on a later one). */
+        now += GAL_CHECKIN_SAME_MS + 1;
+        for (int i = 0; i < N; i += 3) {
+            char subject[16];
+            snprintf(subject, sizeof subject, "p%02d", i);
+            assert_int_equal(arrive(f->g, "ev", subject, 0.8f, now, NULL, NULL),
+                             GAL_CHECKIN_ALREADY_CHECKED_IN);
+        }
+        if (extra < N + 10) {
+            char subject[16];
+            snprintf(subject, sizeof subject, "p%02d", extra++);
+            assert_int_equal(arrive(f->g, "ev", subject, 0.8f, now, NULL, NULL),
+                             GAL_CHECKIN_CHECKED_IN);
+        }
+    }
+    for (int k = 0; k < N; k++)
+        if (seen[k] != 1) fail_msg("p%02d listed %d times", k, seen[k]);
+    assert_int_equal(pages, (N + PAGE - 1) / PAGE);
+}
+
+/* A store made by the version before the check-in record migrates: its data kept, the record
+ * working. */
+static void test_checkin_migration(void **state)
+{
+    struct fixture *f = *state;
+    create(f->g, "ev", GAL_DTYPE_F32, 0.5f);
+    EXPECT_OK(gal_subject_add(f->g, "ev", "ann", NULL));
+    gal_close(f->g);
+    f->g = NULL;
+#if STORE_IS_FILE
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "DROP TABLE checkins; DROP TABLE checkin_events; "
+                                  "PRAGMA user_version = 1",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+#else
+    admin_exec(f->db, "DROP TABLE checkins; DROP TABLE checkin_events; "
+                      "UPDATE vultus_schema SET version = 1");
+#endif
+    EXPECT_OK(gal_open(f->db, NULL, &f->g));
+    struct gal_checkin_summary s;
+    assert_int_equal(arrive(f->g, "ev", "ann", 0.9f, T0, NULL, &s), GAL_CHECKIN_CHECKED_IN);
+    expect_summary(&s, 1, 1, 0, T0);
+}
+
 static void test_schema_versions(void **state)
 {
     struct fixture *f = *state;
@@ -1255,6 +1637,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_enrol_all_or_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_enrol_race_one_subject, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schema_versions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_checkin_record, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_checkin_collection_delete, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_checkin_two_doors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_checkin_pages, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_checkin_migration, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
