@@ -1768,8 +1768,7 @@ const char *gal_checkin_status_name(enum gal_checkin_status status)
 
 enum gal_checkin_status gal_checkin_rule(struct gal_checkin *record, int found,
                                          const struct gal_checkin_face *face, int64_t now_ms,
-                                         int64_t unknown_before_ms,
-                                         struct gal_checkin_event *event)
+                                         int64_t unknown_before_ms, struct gal_checkin_event *event)
 {
     if (!face->subject_id) {
         memset(record, 0, sizeof *record);

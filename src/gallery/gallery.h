@@ -388,7 +388,7 @@ struct gal_checkin_face {
 
 /* A subject's record (and, from gal_checkin, what this arrival did to it). */
 struct gal_checkin {
-    enum gal_checkin_status status; /* gal_checkin only */
+    enum gal_checkin_status status;  /* gal_checkin only */
     char subject_id[GAL_ID_MAX + 1]; /* "" for not_recognised */
     char *metadata;                  /* gal_checkin_list only: the subject's JSON, malloc'd */
     int64_t first_seen_ms;

@@ -1969,8 +1969,8 @@ static int pg_checkin(struct gal_store *store, int64_t collection_id,
             rc = checkin_subject(s, collection_id, &faces[i], now_ms, before.last_unknown_ms, &ev,
                                  &out[i]);
         else
-            out[i].status = gal_checkin_rule(&out[i], 0, &faces[i], now_ms,
-                                             before.last_unknown_ms, &ev);
+            out[i].status =
+                gal_checkin_rule(&out[i], 0, &faces[i], now_ms, before.last_unknown_ms, &ev);
     }
     if (rc) goto end;
     if (memcmp(&ev, &before, sizeof ev) != 0) {
@@ -1979,8 +1979,7 @@ static int pg_checkin(struct gal_store *store, int64_t collection_id,
         p_i64(&p, ev.since_ms);
         p_i64(&p, (int64_t)ev.not_recognised);
         p_i64(&p, ev.last_unknown_ms);
-        if ((rc = exec_stmt(s, w, S_CK_EVENT_PUT, &p, NULL, "record the check-in event")))
-            goto end;
+        if ((rc = exec_stmt(s, w, S_CK_EVENT_PUT, &p, NULL, "record the check-in event"))) goto end;
     }
     summary->not_recognised = ev.not_recognised;
     summary->since_ms = ev.since_ms;

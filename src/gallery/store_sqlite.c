@@ -1708,8 +1708,8 @@ static int sq_checkin(struct gal_store *store, int64_t collection_id,
             rc = checkin_subject(s, collection_id, &faces[i], now_ms, before.last_unknown_ms, &ev,
                                  &out[i]);
         else
-            out[i].status = gal_checkin_rule(&out[i], 0, &faces[i], now_ms,
-                                             before.last_unknown_ms, &ev);
+            out[i].status =
+                gal_checkin_rule(&out[i], 0, &faces[i], now_ms, before.last_unknown_ms, &ev);
     }
     if (rc) goto end;
     if (memcmp(&ev, &before, sizeof ev) != 0) {

@@ -1165,8 +1165,8 @@ static void search_faces(http_request *r, http_worker *w, int checkin)
             arriving[i].similarity = best ? best->similarity : 0;
         }
         t0 = base_now_ns();
-        rc = gal_checkin(s->gal, collection, arriving, results->query_count,
-                         0 /* now */, arrived, &summary);
+        rc = gal_checkin(s->gal, collection, arriving, results->query_count, 0 /* now */, arrived,
+                         &summary);
         gallery_time(r, t0);
         free(arriving);
         if (rc) {
@@ -1214,19 +1214,17 @@ static void search_faces(http_request *r, http_worker *w, int checkin)
         const face_info *f = &res.faces[i];
         /* The figure enrolment stores and compares with min_quality, named as it names it. */
         const float quality = f->has_quality ? f->attributes.quality : f->score;
-        json_t *face =
-            json_pack("{s:o,s:o,s:o,s:s,s:o,s:o,s:o}", "box", http_box_json(f), "score",
-                      num(f->score), "quality", num(quality), "decision",
-                      known ? "match" : "unknown", "identity",
-                      known ? json_string(best->subject_id) : json_null(), "identity_metadata",
-                      identity_metadata ? identity_metadata : json_null(), "matches", matches);
+        json_t *face = json_pack(
+            "{s:o,s:o,s:o,s:s,s:o,s:o,s:o}", "box", http_box_json(f), "score", num(f->score),
+            "quality", num(quality), "decision", known ? "match" : "unknown", "identity",
+            known ? json_string(best->subject_id) : json_null(), "identity_metadata",
+            identity_metadata ? identity_metadata : json_null(), "matches", matches);
         if (face && checkin) json_object_set_new(face, "checkin", checkin_json(&arrived[i]));
         json_array_append_new(faces, face);
     }
-    json_t *answer =
-        json_pack("{s:s,s:o,s:s,s:o}", "collection", collection, "threshold",
-                  num(results->threshold), "threshold_source",
-                  req.has_threshold ? "request" : "collection", "faces", faces);
+    json_t *answer = json_pack("{s:s,s:o,s:s,s:o}", "collection", collection, "threshold",
+                               num(results->threshold), "threshold_source",
+                               req.has_threshold ? "request" : "collection", "faces", faces);
     if (answer && checkin) json_object_set_new(answer, "checkins", checkin_summary_json(&summary));
     http_respond_json(r, 200, answer);
 out:
@@ -1273,12 +1271,12 @@ void http_api_checkins_list(http_request *r, http_worker *w)
     for (size_t i = 0; i < count; i++) {
         const struct gal_checkin *c = &list[i];
         json_t *meta = c->metadata ? json_loads(c->metadata, JSON_DECODE_ANY, NULL) : NULL;
-        json_array_append_new(
-            items, json_pack("{s:s,s:o,s:I,s:I,s:I,s:o}", "subject_id", c->subject_id, "metadata",
-                             meta ? meta : json_object(), "first_seen_ms",
-                             (json_int_t)c->first_seen_ms, "last_arrival_ms",
-                             (json_int_t)c->last_arrival_ms, "arrivals", (json_int_t)c->arrivals,
-                             "similarity", num(c->similarity)));
+        json_array_append_new(items,
+                              json_pack("{s:s,s:o,s:I,s:I,s:I,s:o}", "subject_id", c->subject_id,
+                                        "metadata", meta ? meta : json_object(), "first_seen_ms",
+                                        (json_int_t)c->first_seen_ms, "last_arrival_ms",
+                                        (json_int_t)c->last_arrival_ms, "arrivals",
+                                        (json_int_t)c->arrivals, "similarity", num(c->similarity)));
     }
     json_t *answer = checkin_summary_json(&summary);
     if (answer) {

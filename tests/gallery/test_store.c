@@ -1514,9 +1514,9 @@ static void test_checkin_pages(void **state)
             assert_true(k >= 0 && k < N);
             seen[k]++;
             /* newest first, ties by subject id */
-            assert_true(list[i].first_seen_ms < prev_ms ||
-                        (list[i].first_seen_ms == prev_ms &&
-                         strcmp(list[i].subject_id, prev_id) > 0));
+            assert_true(
+                list[i].first_seen_ms < prev_ms ||
+                (list[i].first_seen_ms == prev_ms && strcmp(list[i].subject_id, prev_id) > 0));
             prev_ms = list[i].first_seen_ms;
             snprintf(prev_id, sizeof prev_id, "%s", list[i].subject_id);
         }

@@ -1099,6 +1099,30 @@ static void drive_fixtures(int port)
     json_t *face = json_array_get(json_object_get(res, "faces"), 0);
     assert_string_equal(json_string_value(json_object_get(face, "identity")), "penny");
     json_decref(res);
+    /* The check-in record: penny checked in, then a group photo (strangers among them), the
+     * record listed in pages, cleared; and 404s. */
+    const char *K = "/v1/collections/{collection}/checkins";
+    res = call_json(port, "POST", K, "/v1/collections/cast/checkins?k=3",
+                    "Content-Type: image/png\r\n", probe, len, 200);
+    face = json_array_get(json_object_get(res, "faces"), 0);
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(face, "checkin"), "status")),
+        "checked_in");
+    json_decref(res);
+    size_t glen;
+    char *group = tc_load(FIXTURES "/group-bbt1.jpg", &glen);
+    json_decref(call_json(port, "POST", K, "/v1/collections/cast/checkins", JPEG_CT, group, glen,
+                          200));
+    free(group);
+    json_decref(call_json(port, "GET", K, "/v1/collections/cast/checkins?limit=1", NULL, NULL, 0,
+                          200));
+    expect(port, "GET", K, "/v1/collections/cast/checkins?after=x", NULL, NULL, 0, 422,
+           "invalid_parameter");
+    json_decref(call_json(port, "DELETE", K, "/v1/collections/cast/checkins", NULL, NULL, 0, 200));
+    expect(port, "GET", K, "/v1/collections/none/checkins", NULL, NULL, 0, 404,
+           "collection_not_found");
+    expect(port, "DELETE", K, "/v1/collections/none/checkins", NULL, NULL, 0, 404,
+           "collection_not_found");
     free(probe);
 }
 
