@@ -1273,9 +1273,28 @@ async function runSearch(blob, name) {
   showCheckin('', 'Checking…', [], '');
   const form = new FormData();
   form.append('image', blob, name);
+  let arriving = false;
   try {
     const k = $('#search-k').value;
-    const data = await api('POST', `/v1/collections/${enc(collection)}/search?k=${k}`, { form, signal: job.signal });
+    // A snapshot of the check-in camera is somebody arriving: the service searches it and
+    // records the arrival (POST …/checkins). A photo from a file is a plain search. A snapshot
+    // already recorded in this collection (searched again for another Top k, or the collection
+    // chosen back) is searched plainly and keeps what the record said of it: sent again, the
+    // same person would count twice.
+    const recorded = door.snapshots.has(blob) ? door.answers.get(blob)?.get(collection) : null;
+    arriving = door.snapshots.has(blob) && !recorded;
+    const data = await api('POST', `/v1/collections/${enc(collection)}/${arriving ? 'checkins' : 'search'}?k=${k}`, { form, signal: job.signal });
+    if (arriving) {
+      if (!door.answers.has(blob)) door.answers.set(blob, new Map());
+      door.answers.get(blob).set(collection, data.faces.map((f) => f.checkin ?? null));
+      // The counts at once; the list (other doors' arrivals too) follows.
+      record.seq++;
+      if (record.collection === collection && data.checkins) record.data = { checkins: [], ...record.data, ...data.checkins };
+      renderDoorlog();
+      refreshRecord();
+    } else if (recorded) {
+      data.faces.forEach((f, i) => { f.checkin = recorded[i] ?? null; });
+    }
     if (job.stale()) return;
     const faces = sortFaces(data.faces);
     const best = (f) => f.matches && f.matches[0];
@@ -1309,11 +1328,16 @@ async function runSearch(blob, name) {
     });
     out.replaceChildren(h('h2', { text: `${faces.length} face${faces.length === 1 ? '' : 's'} in “${collection}”` }),
       h('p', { class: 'muted', text: `Threshold ${fmt.num(data.threshold)}: a similarity at or above it is a match.` }), ...cards);
-    checkinVerdict(faces, collection, W, door.snapshots.has(blob) ? arrivalsOnce(blob, collection, faces) : null);
+    checkinVerdict(faces, collection, W, door.snapshots.has(blob) ? faces.map((f) => arrivalOf(f.checkin)) : null);
   } catch (e) {
     if (job.stale()) return;
+    // A key that may search but not write: the door's volunteer needs another key, not
+    // another snapshot.
+    const readOnly = arriving && e.code === 'forbidden' && /scope/.test(e.message);
+    if (readOnly) e.plain = writeScope('Recording arrivals');
     // No face in the snapshot is the person at the door to ask, not a fault of the service.
     if (e.code === 'no_face') checkinVerdict([], collection, 1);
+    else if (readOnly) showCheckin('bad', 'Not checked in', [], e.plain);
     else showCheckin('bad', 'Not checked', [], `${plainWords(e).title} ${door.stream ? 'Press Space to try again.' : 'Try again.'}`);
     p.overlay.replaceChildren();
     p.error(e);
@@ -1341,8 +1365,17 @@ function metadataText(meta) {
   return Object.entries(meta).map(([k, v]) => `${k}: ${typeof v === 'string' ? v : JSON.stringify(v)}`).join(' · ');
 }
 
-// counted: for a snapshot of the check-in camera, how the door's record took each face (see
-// recordArrivals); null for a photo from a file, which is not somebody arriving.
+// What the service's record said of a face (its checkin: checked_in, already_checked_in,
+// same_arrival or not_recognised), as checkinVerdict reads it: null for a face not recognised,
+// else { counted: a new arrival (not the same one again within 10 s), back: not the subject's
+// first arrival, first: the subject's first arrival (ms), seen: the subject's arrivals }.
+function arrivalOf(c) {
+  if (!c || c.status === 'not_recognised' || !c.subject_id) return null;
+  return { counted: c.status !== 'same_arrival', back: c.arrivals > 1, first: c.first_seen_ms, seen: c.arrivals };
+}
+
+// counted: for a snapshot of the check-in camera, arrivalOf each face; null for a photo from a
+// file, which is not somebody arriving.
 function checkinVerdict(faces, collection, W, counted = null) {
   const again = door.stream ? 'press Space for another snapshot' : 'take another photo';
   if (!faces.length) {
@@ -1391,7 +1424,7 @@ function checkinVerdict(faces, collection, W, counted = null) {
     next = back.length === 1 && faces.length === 1
       ? `Arrival ${counted[knownAt[0]].seen} of this badge: the same person coming back, or somebody else? Check the badge, then ${again}.`
       : `Seen at this door before: the same people coming back, or somebody else? Check their badges, then ${again}.`;
-  } else if (arrival && knownAt.every((i) => !counted[i].counted)) {
+  } else if (arrival && knownAt.every((i) => !counted[i]?.counted)) {
     next = 'Counted once: the same arrival as a moment ago.';
   }
   showCheckin(unknown ? 'warn' : back.length ? 'again' : 'ok', headline, lines, next);
@@ -1399,105 +1432,65 @@ function checkinVerdict(faces, collection, W, counted = null) {
 
 /* ---- the door's record: who came -------------------------------------------------------- */
 
-// Each recognised arrival at the check-in camera is recorded in this browser's localStorage
-// (which belongs to the page's origin, the service), for the collection, so that the record
-// survives a reload and the service's restart. Each device keeps its own record: two doors
-// are two lists (README "The web page"). The key holds the collection's creation time too: a
-// collection deleted and made again under the same name is another event.
-//   { v: 1, started: ms, unrecognised: n, lastUnknown: ms,
-//     arrivals: [{ subject, at: ms, similarity }], oldest first, one per counted arrival,
-//     subjects: { id: { first: ms, arrived: ms, last: ms, seen: n, metadata } } }
-// arrived is the subject's latest counted arrival, last its latest sighting: one within
-// REPEAT_MS of the last is the same person still in front of the camera (or the key pressed
-// twice), not an arrival, and a face not recognised within REPEAT_MS of the last one is the
-// same stranger trying again.
-const DOORLOG_STORAGE = 'vultus.doorlog';
-const REPEAT_MS = 10000;
-const doorlog = { key: '', log: null, warned: false };
+// The record of who came is the service's (POST, GET and DELETE …/checkins, kept in its
+// store): every door, device and replica of an event sees one list, and a person checked in at
+// door A is "already checked in" at door B. The Search tab shows its newest page, fetched when
+// the collection or the tab changes and, while the check-in camera is on, every
+// RECORD_REFRESH_MS and after each arrival, so that a door sees the other doors' arrivals
+// within seconds. One request at a time (one asked for meanwhile runs after it), none while the
+// page is hidden: a door left open all day does not pile requests on the service.
+//   data: the last answer of GET …/checkins for collection; error: why the last one failed;
+//   seq: counts the check-in camera's answers, whose counts are newer than a GET sent before.
+const RECORD_REFRESH_MS = 3000;
+const RECORD_SHOWN = 200; // the newest arrivals listed; Export CSV pages through all of them
+const RECORD_PAGE = 1000; // the service's largest page (PAGE_MAX), for the export
+const REPEAT_MS = 10000; // the service's: a face again within 10 s is the same arrival
+const record = { collection: '', data: null, error: null, busy: false, again: false, timer: 0, seq: 0 };
 
-function emptyDoorlog() {
-  return { v: 1, started: 0, unrecognised: 0, lastUnknown: 0, arrivals: [], subjects: {} };
-}
-
-function doorlogKey(collection) {
-  const c = collections.find((x) => x.name === collection);
-  return `${DOORLOG_STORAGE}:${collection}:${c?.created_ms ?? 0}`;
-}
-
-// The record for the collection, read from storage when the collection changes (or another
-// tab of this browser changed it: the storage event clears doorlog.key).
-function doorlogFor(collection) {
-  const key = doorlogKey(collection);
-  if (doorlog.key === key) return doorlog.log;
-  let log = null;
+// The record was kept in this browser's local storage until the service kept it: what an
+// older page left there is of no use now, and dropped.
+function dropLocalRecord() {
   try {
-    log = JSON.parse(localStorage.getItem(key) || 'null');
-  } catch {
-    log = null;
-  }
-  if (!log || log.v !== 1 || !Array.isArray(log.arrivals) || !log.subjects || typeof log.subjects !== 'object') log = emptyDoorlog();
-  doorlog.key = key;
-  doorlog.log = log;
-  return log;
+    for (const k of Object.keys(localStorage)) if (k.startsWith('vultus.doorlog')) localStorage.removeItem(k);
+  } catch { /* storage blocked: nothing was kept either */ }
 }
 
-// Kept in memory for this page when the browser refuses to store it (private mode, full):
-// said once, since then the list is lost with the page unless it is exported.
-function saveDoorlog(collection, log) {
-  try {
-    if (log.arrivals.length || log.unrecognised) localStorage.setItem(doorlogKey(collection), JSON.stringify(log));
-    else localStorage.removeItem(doorlogKey(collection));
-  } catch (e) {
-    if (doorlog.warned) return;
-    doorlog.warned = true;
-    const err = new ApiError(0, 'storage', String(e.message || e));
-    err.plain = 'This browser does not keep the check-in record (its storage is blocked or full): the list lasts only as long as this page. Export it before closing the page.';
-    notify(err, { context: 'Check-in' });
+async function refreshRecord() {
+  clearTimeout(record.timer);
+  record.timer = 0;
+  if (record.busy) {
+    record.again = true;
+    return;
   }
-}
-
-// Records one check-in camera snapshot's faces; returns, face by face, null (not recognised)
-// or { counted: a new arrival (not a repeat), back: not the subject's first arrival, first:
-// the subject's first arrival (ms), seen: the subject's arrivals so far }.
-function recordArrivals(collection, faces, now = Date.now()) {
-  const log = doorlogFor(collection);
-  if (!log.started) log.started = now;
-  let unknown = 0;
-  const counted = faces.map((f) => {
-    if (f.decision !== 'match' || f.identity == null) {
-      unknown++;
-      return null;
+  const collection = $('#search-collection').value;
+  if (record.collection !== collection) Object.assign(record, { collection, data: null, error: null });
+  if (collection) {
+    record.busy = true;
+    const seq = record.seq;
+    try {
+      const data = await api('GET', `/v1/collections/${enc(collection)}/checkins?limit=${RECORD_SHOWN}`);
+      // An arrival answered meanwhile: this list is older than the counts shown; ask again.
+      if (record.seq !== seq) record.again = true;
+      else if (record.collection === collection) Object.assign(record, { data, error: null });
+    } catch (e) {
+      if (record.collection === collection) record.error = e;
+    } finally {
+      record.busy = false;
     }
-    const id = f.identity;
-    let s = log.subjects[id];
-    const repeat = s && Math.abs(now - s.last) < REPEAT_MS;
-    if (!s) s = log.subjects[id] = { first: now, arrived: now, last: now, seen: 0, metadata: null };
-    s.last = now;
-    s.metadata = f.identity_metadata ?? null;
-    if (!repeat) {
-      s.seen++;
-      s.arrived = now;
-      const m = (f.matches || []).find((x) => x.subject === id);
-      log.arrivals.push({ subject: id, at: now, similarity: m ? Number(m.similarity.toFixed(4)) : null });
-    }
-    return { counted: !repeat, back: s.seen > 1, first: s.first, seen: s.seen };
-  });
-  if (unknown) {
-    if (!(Math.abs(now - log.lastUnknown) < REPEAT_MS)) log.unrecognised += unknown;
-    log.lastUnknown = now;
   }
-  saveDoorlog(collection, log);
   renderDoorlog();
-  return counted;
+  if (record.again) {
+    record.again = false;
+    refreshRecord();
+  } else {
+    scheduleRecord();
+  }
 }
 
-// A snapshot is recorded once per collection: searched again (another collection chosen, or
-// another Top k) it gives the answer it gave, rather than counting the person again.
-function arrivalsOnce(blob, collection, faces) {
-  let answers = door.answers.get(blob);
-  if (!answers) door.answers.set(blob, (answers = new Map()));
-  if (!answers.has(collection)) answers.set(collection, recordArrivals(collection, faces));
-  return answers.get(collection);
+function scheduleRecord() {
+  clearTimeout(record.timer);
+  record.timer = door.stream && !document.hidden && activeTab === 'search' && !record.busy
+    ? setTimeout(refreshRecord, RECORD_REFRESH_MS) : 0;
 }
 
 const two = (n) => String(n).padStart(2, '0');
@@ -1520,37 +1513,41 @@ function localStamp(ms) {
 }
 
 // The record's card on the Search tab: the count against the collection's subjects, the
-// arrivals newest first. Shown while the check-in camera is on, or when there is a record.
+// arrivals newest first (one line per person, with how many times they came). Shown while the
+// check-in camera is on, or when the collection has a record.
 function renderDoorlog() {
   const card = $('#doorlog');
   const collection = $('#search-collection').value;
-  const log = collection ? doorlogFor(collection) : emptyDoorlog();
-  card.hidden = !collection || (!door.stream && !log.arrivals.length && !log.unrecognised);
+  const data = record.collection === collection ? record.data : null;
+  const error = record.collection === collection ? record.error : null;
+  const people = data?.checked_in ?? 0;
+  card.hidden = !collection || (!door.stream && !people && !data?.not_recognised);
   $('#door-tally').textContent = '';
   if (card.hidden) return;
-  const people = Object.keys(log.subjects).length;
-  const total = collections.find((c) => c.name === collection)?.subjects;
+  const total = data?.subjects ?? collections.find((c) => c.name === collection)?.subjects;
   $('#doorlog-title').textContent = `Arrivals in “${collection}”`;
-  $('#doorlog-count').replaceChildren(h('b', { text: String(people) }), ` of ${total ?? '?'} checked in`);
-  $('#door-tally').textContent = `${people} of ${total ?? '?'} checked in`;
-  if (log.unrecognised) $('#doorlog-count').append(h('span', { class: 'unrecognised', text: ` · ${log.unrecognised} not recognised` }));
-  $('#doorlog-since').textContent = log.arrivals.length
-    ? `${log.arrivals.length} arrival${log.arrivals.length === 1 ? '' : 's'} since ${clockTime(log.started)}; a face seen again within ${REPEAT_MS / 1000} s counts once.`
-    : 'Nobody checked in yet: each recognised arrival at the check-in camera is listed here.';
-  const nth = new Map();
-  const rows = log.arrivals.map((a) => {
-    const n = (nth.get(a.subject) || 0) + 1;
-    nth.set(a.subject, n);
-    const meta = metadataText(log.subjects[a.subject]?.metadata);
-    return h('li', { class: n > 1 ? 'again' : null },
-      h('time', { datetime: new Date(a.at).toISOString(), text: clockTime(a.at) }),
-      h('div', {}, h('b', { class: 'who', text: a.subject }), n > 1 ? h('span', { class: 'nth', text: ` arrival ${n}` }) : null,
+  $('#doorlog-count').replaceChildren(h('b', { text: data ? String(people) : '…' }), ` of ${total ?? '?'} checked in`);
+  $('#door-tally').textContent = data ? `${people} of ${total ?? '?'} checked in` : '';
+  if (data?.not_recognised) $('#doorlog-count').append(h('span', { class: 'unrecognised', text: ` · ${data.not_recognised} not recognised` }));
+  const list = data?.checkins || [];
+  const more = people > list.length ? ` The newest ${list.length} are listed; Export CSV has everyone.` : '';
+  $('#doorlog-since').textContent = error
+    ? `The record could not be read: ${plainWords(error).title}`
+    : people ? `Shared by every door since ${clockTime(data.since_ms)}; a face seen again within ${REPEAT_MS / 1000} s counts once.${more}`
+      : 'Nobody checked in yet: each recognised arrival at any door\'s check-in camera is listed here.';
+  const rows = list.map((c) => {
+    const meta = metadataText(c.metadata);
+    const back = c.arrivals > 1;
+    return h('li', { class: back ? 'again' : null },
+      h('time', { datetime: new Date(c.first_seen_ms).toISOString(), text: clockTime(c.first_seen_ms) }),
+      h('div', {}, h('b', { class: 'who', text: c.subject_id }),
+        back ? h('span', { class: 'nth', text: ` ${c.arrivals} arrivals, the last ${clockTime(c.last_arrival_ms, true)}` }) : null,
         meta ? h('div', { class: 'meta', text: meta }) : null),
-      h('span', { class: 'sim', title: 'similarity', text: a.similarity == null ? '' : fmt.num(a.similarity, 2) }));
+      h('span', { class: 'sim', title: 'similarity at the first arrival', text: typeof c.similarity === 'number' ? fmt.num(c.similarity, 2) : '' }));
   });
-  $('#doorlog-list').replaceChildren(...rows.reverse());
-  $('#doorlog-export').disabled = !log.arrivals.length;
-  $('#doorlog-reset').disabled = !log.arrivals.length && !log.unrecognised;
+  $('#doorlog-list').replaceChildren(...rows);
+  $('#doorlog-export').disabled = !people;
+  $('#doorlog-reset').disabled = !people && !data?.not_recognised;
 }
 
 // A field of RFC 4180 CSV. A text that starts like a formula (= + - @) is led by a quote, so
@@ -1562,81 +1559,108 @@ function csvField(v) {
   return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
 }
 
-// One line per subject who came, in the order they first came: subject, first_seen,
-// last_arrival, times_seen, similarity (at the first arrival), then a column per metadata
-// field (metadata that is not an object: one "metadata" column).
-function doorlogCsv(log) {
+// One line per subject who came, in the order they first came (the service lists newest
+// first): subject, first_seen, last_arrival, times_seen, similarity (at the first arrival),
+// then a column per metadata field (metadata that is not an object: one "metadata" column).
+function doorlogCsv(checkins) {
   const fixed = ['subject', 'first_seen', 'last_arrival', 'times_seen', 'similarity'];
-  const ids = Object.keys(log.subjects).sort((a, b) => log.subjects[a].first - log.subjects[b].first);
+  const rows = [...checkins].reverse();
   const fields = [];
   const isObject = (m) => m !== null && typeof m === 'object' && !Array.isArray(m);
-  for (const id of ids) {
-    const m = log.subjects[id].metadata;
+  for (const c of rows) {
+    const m = c.metadata;
     const keys = isObject(m) ? Object.keys(m) : m == null ? [] : [''];
     for (const k of keys) if (!fields.includes(k)) fields.push(k);
   }
   const column = (k) => (k === '' ? 'metadata' : fixed.includes(k) || k === 'metadata' ? `metadata.${k}` : k);
-  const firstSimilarity = new Map();
-  for (const a of log.arrivals) if (!firstSimilarity.has(a.subject)) firstSimilarity.set(a.subject, a.similarity);
   const lines = [[...fixed, ...fields.map(column)]];
-  for (const id of ids) {
-    const s = log.subjects[id];
-    const m = s.metadata;
-    lines.push([id, localStamp(s.first), localStamp(s.arrived), s.seen, firstSimilarity.get(id) ?? null,
+  for (const c of rows) {
+    const m = c.metadata;
+    lines.push([c.subject_id, localStamp(c.first_seen_ms), localStamp(c.last_arrival_ms), c.arrivals,
+      typeof c.similarity === 'number' ? Number(c.similarity.toFixed(4)) : null,
       ...fields.map((k) => (k === '' ? (isObject(m) ? null : m) : isObject(m) ? m[k] : null))]);
   }
   return lines.map((l) => l.map(csvField).join(',')).join('\r\n') + '\r\n';
 }
 
-function exportDoorlog() {
+// The whole record, page by page (the card holds only the newest), then the download.
+async function exportDoorlog() {
   const collection = $('#search-collection').value;
   if (!collection) return;
-  const log = doorlogFor(collection);
-  // The byte order mark tells a spreadsheet the file is UTF-8 (names with accents).
-  const blob = new Blob(['\ufeff', doorlogCsv(log)], { type: 'text/csv;charset=utf-8' });
-  const url = URL.createObjectURL(blob);
-  const d = new Date();
-  const a = h('a', { href: url, download: `arrivals-${collection}-${d.getFullYear()}-${two(d.getMonth() + 1)}-${two(d.getDate())}.csv`, hidden: true });
-  document.body.append(a);
-  a.click();
-  a.remove();
-  setTimeout(() => URL.revokeObjectURL(url), 60000);
+  const btn = $('#doorlog-export');
+  btn.disabled = true;
+  try {
+    const all = [];
+    let after = null;
+    do {
+      const page = await api('GET', `/v1/collections/${enc(collection)}/checkins?limit=${RECORD_PAGE}${after ? `&after=${enc(after)}` : ''}`);
+      all.push(...page.checkins);
+      after = page.next_after ?? null;
+    } while (after);
+    // The byte order mark tells a spreadsheet the file is UTF-8 (names with accents).
+    const blob = new Blob(['\ufeff', doorlogCsv(all)], { type: 'text/csv;charset=utf-8' });
+    const url = URL.createObjectURL(blob);
+    const d = new Date();
+    const a = h('a', { href: url, download: `arrivals-${collection}-${d.getFullYear()}-${two(d.getMonth() + 1)}-${two(d.getDate())}.csv`, hidden: true });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60000);
+  } catch (e) {
+    notify(e, { context: 'Export CSV' });
+  } finally {
+    btn.disabled = false;
+    renderDoorlog();
+  }
 }
 
 async function resetDoorlog() {
   const collection = $('#search-collection').value;
   if (!collection) return;
-  const log = doorlogFor(collection);
-  const people = Object.keys(log.subjects).length;
-  const what = [`${people} ${people === 1 ? 'person' : 'people'} checked in`, log.unrecognised ? `${log.unrecognised} not recognised` : ''].filter(Boolean).join(' and ');
-  if (!await confirmAction('Start a new event?', `The record of “${collection}” on this device (${what}) will be cleared, and everyone's next arrival counts as their first. Export the list first to keep it.`, 'Start a new event')) return;
-  doorlog.key = doorlogKey(collection);
-  doorlog.log = emptyDoorlog();
-  saveDoorlog(collection, doorlog.log);
+  const data = record.collection === collection ? record.data : null;
+  const people = data?.checked_in ?? 0;
+  const what = [`${people} ${people === 1 ? 'person' : 'people'} checked in`, data?.not_recognised ? `${data.not_recognised} not recognised` : ''].filter(Boolean).join(' and ');
+  if (!await confirmAction('Start a new event?', `The record of “${collection}” (${what}) will be cleared at every door, and everyone's next arrival counts as their first. Export the list first to keep it.`, 'Start a new event')) return;
+  try {
+    await api('DELETE', `/v1/collections/${enc(collection)}/checkins`);
+  } catch (e) {
+    if (e.code === 'forbidden' && /scope/.test(e.message)) e.plain = writeScope('Clearing the record');
+    notify(e, { context: 'Start a new event' });
+    return;
+  }
   door.answers = new WeakMap();
-  renderDoorlog();
-  notify(`A new event: the record of “${collection}” on this device is empty.`, { info: true });
+  notify(`A new event: the record of “${collection}” is empty at every door.`, { info: true });
+  await refreshRecord();
 }
 
+// What a key that may only read is told when it tries to change the record (the service's 403
+// says "this route needs a key with scope write").
+const writeScope = (what) => `${what} needs an API key with write scope: this key may only search and read the record. Enter another with “API key” at the top right.`;
+
 function setupDoorlog() {
+  dropLocalRecord();
   $('#doorlog-export').addEventListener('click', exportDoorlog);
   $('#doorlog-reset').addEventListener('click', resetDoorlog);
-  // Another tab of this browser at the same door: its arrivals show here too.
-  addEventListener('storage', (e) => {
-    if (e.key === null || e.key === doorlog.key) {
-      doorlog.key = '';
-      renderDoorlog();
-    }
+  // The list of collections filled the select (or changed its choice): the record follows it.
+  collectionListeners.push(() => {
+    if (activeTab === 'search' && $('#search-collection').value !== record.collection) refreshRecord();
+    else renderDoorlog();
   });
-  collectionListeners.push(() => renderDoorlog());
-  $('#search-collection').addEventListener('change', renderDoorlog);
+  $('#search-collection').addEventListener('change', refreshRecord);
+  tabListeners.push((t) => { if (t === 'search') refreshRecord(); });
+  // Back on the door's screen: what the other doors did meanwhile, at once.
+  document.addEventListener('visibilitychange', () => {
+    if (!document.hidden && door.stream) refreshRecord();
+    else scheduleRecord();
+  });
 }
 
 // The check-in camera: a live preview on the Search tab, and one key (Space or Enter) or one
-// tap per arrival takes the snapshot and searches it. The camera dialog of the other tabs
-// took two clicks and started the camera afresh for every person.
-// snapshots: the camera's pictures (a photo from a file is not an arrival); answers: how the
-// door's record took each snapshot, by collection (arrivalsOnce).
+// tap per arrival takes the snapshot and sends it to the service's record (POST …/checkins).
+// The camera dialog of the other tabs took two clicks and started the camera afresh for every
+// person. snapshots: the camera's pictures (a photo from a file is not an arrival, and is a
+// plain search); answers: what the record said of each snapshot's faces, by collection (see
+// runSearch).
 const door = { stream: null, snapshots: new WeakSet(), answers: new WeakMap() };
 
 async function startDoor() {
@@ -1654,9 +1678,8 @@ async function startDoor() {
   $('#door').hidden = false;
   $('#door-start').hidden = true;
   $('#door-snap').focus();
-  renderDoorlog();
-  // The count's "of N" is the collection's subjects now: some may have registered late.
-  refreshCollections();
+  // What the other doors recorded so far, and from now on every few seconds.
+  refreshRecord();
 }
 
 function stopDoor() {
@@ -1666,6 +1689,7 @@ function stopDoor() {
   $('#door-video').srcObject = null;
   $('#door').hidden = true;
   $('#door-start').hidden = false;
+  scheduleRecord();
   renderDoorlog();
 }
 

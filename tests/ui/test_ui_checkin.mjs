@@ -2,16 +2,18 @@
 // its own: the registration desk enrols a folder of badge photos (one person per photo, the
 // file name is the badge id), then a volunteer checks arrivals with the live camera, one key
 // per person, on a laptop and on a phone-width screen; a group, a stranger, a photo without
-// a face and the service dropping away mid-event each get an answer in plain words; the door
-// keeps a record of who came (a badge seen again, strangers counted, a CSV export, a new
-// event), which lasts through a reload and the service's restart.
+// a face and the service dropping away mid-event each get an answer in plain words; the
+// service keeps the record of who came (a badge seen again, strangers counted, a CSV export, a
+// new event), which lasts through a reload and the service's restart, and which a second door
+// (another browser) shares; a read-only key is told that it cannot record arrivals.
 // Registration photos: the first photo of LFW people (../shared/data/lfw-dev) with a second
 // photo for the arrival; without that folder, the model pack's samples (arrival = the same
 // photo). chromium's fake camera shows the arrival's photo (--use-file-for-fake-video-capture).
-// The page's clock is fixed (page.clock.setFixedTime; timers still run) at 10:42 UTC and moved
-// on by hand, so that "a moment later" and "a minute later" need no waiting.
+// The service counts the same face again within 10 s as the same arrival, by its own clock:
+// a step that needs a later arrival waits until the last one is 10 s old (pastRepeat).
 //
 //   node tests/ui/test_ui_checkin.mjs --binary build/vultus --shots build/ui-screenshots
+import { execFileSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -24,7 +26,7 @@ const SHOTS = args.shots || 'build/ui-screenshots';
 const LFW = process.env.UI_LFW || '../shared/data/lfw-dev/images';
 const FIXTURES = process.env.UI_FIXTURES || '../shared/data/fixtures';
 const PEOPLE = 8; // registrations enrolled from the page: enough for a roster, quick to send
-const T0 = Date.parse('2026-03-14T10:42:00Z'); // the page's clock at the first arrival
+const CHECKINS = '/v1/collections/door/checkins';
 
 let passed = 0, failed = 0, skipped = 0;
 let server, serverLog = [], browser, page, base;
@@ -34,6 +36,25 @@ const dataDir = join(work, 'data');
 
 function assert(cond, what) {
   if (!cond) throw new Error(`assertion failed: ${what}`);
+}
+
+// An arrival recorded by the check-in camera (a plain search is POST …/search).
+const isCheckin = (r) => r.url().includes(CHECKINS) && r.request().method() === 'POST';
+// The service's record of the door, as GET …/checkins gives it (a key once keys exist).
+async function recordOf(key = '') {
+  const res = await fetch(`${base}${CHECKINS}?limit=1000`, key ? { headers: { Authorization: `Bearer ${key}` } } : {});
+  assert(res.status === 200, `GET ${CHECKINS}: ${res.status}`);
+  return res.json();
+}
+// Times as the page shows them: its contexts' time zone is UTC.
+const hhmm = (ms) => new Date(ms).toISOString().slice(11, 16);
+const stamp = (ms) => new Date(ms).toISOString().slice(0, 19).replace('T', ' ');
+// The service takes the same face within 10 s of its last arrival as the same arrival (a key
+// pressed twice): a step that needs a new arrival waits until the last one is older.
+async function pastRepeat(badge) {
+  const c = (await recordOf()).checkins.find((x) => x.subject_id === badge);
+  const wait = c ? c.last_arrival_ms + 10500 - Date.now() : 0;
+  if (wait > 0) await new Promise((r) => setTimeout(r, wait));
 }
 
 async function shot(name, p = page) {
@@ -104,7 +125,6 @@ async function main() {
   });
   const context = await browser.newContext({ viewport: { width: 1280, height: 860 }, permissions: ['camera'], locale: 'en-GB', timezoneId: 'UTC' });
   page = await context.newPage();
-  await page.clock.setFixedTime(T0);
   page.on('pageerror', (e) => pageErrors.push(String(e)));
   await page.goto(`${base}/#enrol`);
   await page.waitForSelector('html[data-ready="true"]');
@@ -146,12 +166,13 @@ async function main() {
     // Nothing focused: Space on the page takes the snapshot, one search per key.
     await page.evaluate(() => document.activeElement?.blur());
     let searches = 0;
-    const count = (r) => { if (r.url().includes('/v1/collections/door/search')) searches++; };
+    const count = (r) => { if (r.url().includes('/v1/collections/door/') && r.method() === 'POST') searches++; };
     page.on('request', count);
-    const answered = page.waitForResponse((r) => r.url().includes('/v1/collections/door/search'));
+    const answered = page.waitForResponse(isCheckin);
     await page.keyboard.press('Space');
     const body = await (await answered).json();
     assert(body.faces?.length === 1 && body.faces[0].identity === arriving.badge, `the service recognised ${arriving.badge} (${JSON.stringify(body.faces?.map((f) => f.identity) ?? body)})`);
+    assert(body.faces[0].checkin?.status === 'checked_in', `the service recorded the arrival (${JSON.stringify(body.faces[0].checkin)})`);
     const verdict = page.locator('#checkin.ok');
     await verdict.filter({ hasText: `Checked in: ${arriving.badge}` }).waitFor();
     const text = await verdict.innerText();
@@ -162,7 +183,7 @@ async function main() {
     // The next arrival: Enter does the same, and on the focused button, Enter is its click.
     // Each key once the answer before it is in, as at a door (two keys within milliseconds
     // rightly give one search: the newer snapshot replaces the one not yet sent).
-    const next = () => page.waitForResponse((r) => r.url().includes('/v1/collections/door/search'));
+    const next = () => page.waitForResponse(isCheckin);
     let reply = next();
     await page.keyboard.press('Enter');
     await reply;
@@ -175,18 +196,27 @@ async function main() {
     page.off('request', count);
     assert(searches === 3, `one search per key (${searches} for 3 keys)`);
     await verdict.filter({ hasText: `Checked in: ${arriving.badge}` }).waitFor();
+    const again = await verdict.innerText();
+    assert(again.includes('Counted once'), `the same arrival again, said so (${again})`);
     await shot('c2-checkin-camera');
   });
 
   // Found by an event team: the door recorded nothing. Nobody could say who came or how many
   // of those registered, and the same key pressed three times would be three arrivals.
-  await step('check-in: the door records the arrival, once for three keys, against the collection\'s count', async () => {
+  await step('check-in: the service records the arrival, once for three keys, against the collection\'s count', async () => {
+    const kept = await recordOf();
+    assert(kept.checked_in === 1 && kept.subjects === people.length && kept.checkins.length === 1 && kept.checkins[0].arrivals === 1,
+      `the service's record: one arrival of ${people.length} (${JSON.stringify(kept)})`);
+    const first = kept.checkins[0];
+    assert(first.subject_id === arriving.badge && kept.since_ms <= first.first_seen_ms, `${arriving.badge} since the record began (${JSON.stringify(first)})`);
     const log = page.locator('#doorlog');
     await log.locator('#doorlog-count', { hasText: `1 of ${people.length} checked in` }).waitFor();
     const rows = log.locator('#doorlog-list li');
     assert(await rows.count() === 1, `one arrival for three keys within seconds (${await rows.count()})`);
     const row = await rows.first().innerText();
-    assert(row.includes(arriving.badge) && row.includes('10:42') && row.includes(arriving.name.replace(/_/g, ' ')), `the arrival names the badge, the time and the metadata (${row})`);
+    assert(row.includes(arriving.badge) && row.includes(hhmm(first.first_seen_ms)) && row.includes(arriving.name.replace(/_/g, ' ')), `the arrival names the badge, the time and the metadata (${row})`);
+    const local = await page.evaluate(() => Object.keys(localStorage).filter((k) => k.startsWith('vultus.doorlog')));
+    assert(local.length === 0, `nothing of the record kept in the browser (${local.join(' ')})`);
     const count = await log.locator('#doorlog-count').innerText();
     assert(!/null|undefined/.test(count), `no stray null in the count (${count})`);
     const size = await log.locator('#doorlog-count b').evaluate((e) => parseFloat(getComputedStyle(e).fontSize));
@@ -200,15 +230,17 @@ async function main() {
   await step('check-in: a slow network and the service restarting mid-event; Space tries again', async () => {
     let release;
     const gate = new Promise((r) => { release = r; });
-    await page.route('**/v1/collections/door/search**', async (r) => { await gate; await r.continue(); });
+    await page.route(`**${CHECKINS}**`, async (r) => { await gate; await r.continue(); });
     await page.evaluate(() => document.activeElement?.blur());
     await page.keyboard.press('Space');
     const pending = page.locator('#checkin', { hasText: 'Checking' });
     await pending.waitFor();
     assert(!(await pending.innerText()).includes(arriving.badge), 'the last answer is not shown for the next person');
     release();
-    await page.locator('#checkin.ok').filter({ hasText: `Checked in: ${arriving.badge}` }).waitFor();
-    await page.unroute('**/v1/collections/door/search**');
+    // Checked in, or already (the first arrival may be 10 s old by now): named, not an error.
+    const named = page.locator('#checkin.ok, #checkin.again').filter({ hasText: arriving.badge });
+    await named.waitFor();
+    await page.unroute(`**${CHECKINS}**`);
     await stopVultus(server);
     await page.keyboard.press('Space');
     const bad = page.locator('#checkin.bad');
@@ -223,10 +255,10 @@ async function main() {
     ({ server, log: serverLog } = await startVultus(BINARY, dataDir, ['--listen', `127.0.0.1:${port}`]));
     await waitReady(base, server);
     await page.keyboard.press('Space');
-    await page.locator('#checkin.ok').filter({ hasText: `Checked in: ${arriving.badge}` }).waitFor();
+    await named.waitFor();
     const stale = await page.locator('#notices .notice[data-code="network"]').count();
     assert(stale === 0, `no "could not be reached" notice once the service answers again (${stale})`);
-    // Still the one arrival: the keys of this step came within seconds of the first.
+    // Still the one person: a badge seen again is not a second person checked in.
     await page.locator('#doorlog-count', { hasText: `1 of ${people.length} checked in` }).waitFor();
   });
 
@@ -239,19 +271,22 @@ async function main() {
       method: 'PATCH', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ metadata }),
     });
     assert(patched.status === 200, `metadata set (${patched.status})`);
+    await pastRepeat(arriving.badge);
     await page.reload();
     await page.waitForSelector('html[data-ready="true"]');
     await page.locator('#search-collection option[value="door"]').waitFor({ state: 'attached' });
     assert(await page.locator('#search-collection').inputValue() === 'door', 'the door\'s collection is chosen again');
-    await page.clock.setFixedTime(T0 + 90000);
     await page.click('#door-start');
     // The key pressed as soon as the camera is on, before its first frame (the focused
     // "Check in the next one" button takes it): the snapshot waits for a picture, the key is not lost.
     await page.locator('#door').waitFor();
+    const answered = page.waitForResponse(isCheckin);
     await page.keyboard.press('Space');
+    const c = (await (await answered).json()).faces?.[0]?.checkin;
+    assert(c?.status === 'already_checked_in' && c.arrivals >= 2, `the service: already checked in (${JSON.stringify(c)})`);
     await page.locator('#doorlog-count', { hasText: `1 of ${people.length} checked in` }).waitFor();
     const again = page.locator('#checkin.again');
-    await again.filter({ hasText: `Already checked in at 10:42 (${arriving.badge})` }).waitFor();
+    await again.filter({ hasText: `Already checked in at ${hhmm(c.first_seen_ms)} (${arriving.badge})` }).waitFor();
     const colour = await again.evaluate((e) => getComputedStyle(e).borderTopColor);
     const green = await page.evaluate(() => {
       const e = document.createElement('div');
@@ -263,18 +298,22 @@ async function main() {
     });
     assert(colour !== green, `not the success colour (${colour}, success ${green})`);
     const said = await again.innerText();
-    assert(said.includes('Blue, "North"') && said.includes('Arrival 2'), `the badge's metadata and which arrival it is (${said})`);
+    assert(said.includes('Blue, "North"') && said.includes(`Arrival ${c.arrivals}`), `the badge's metadata and which arrival it is (${said})`);
+    // One line per person who came, with how many times and when last.
     const rows = page.locator('#doorlog-list li');
-    assert(await rows.count() === 2, `a second arrival (${await rows.count()})`);
-    const newest = await rows.first().innerText();
-    assert(newest.includes('10:43') && newest.includes('arrival 2'), `newest first (${newest})`);
+    const line = rows.filter({ hasText: `${c.arrivals} arrivals, the last at ${hhmm(c.last_arrival_ms)}` });
+    await line.waitFor();
+    assert(await rows.count() === 1, `one line for the person (${await rows.count()})`);
+    assert((await line.innerText()).includes(hhmm(c.first_seen_ms)), `the line gives the first arrival's time (${await line.innerText()})`);
     await page.locator('#doorlog-count', { hasText: `1 of ${people.length} checked in` }).waitFor();
-    // The key pressed again at once: still the warning, still two arrivals.
-    const reply = page.waitForResponse((r) => r.url().includes('/v1/collections/door/search'));
+    // The key pressed again at once: still the warning, no further arrival.
+    const reply = page.waitForResponse(isCheckin);
     await page.keyboard.press('Space');
-    await reply;
+    const same = (await (await reply).json()).faces?.[0]?.checkin;
+    assert(same?.status === 'same_arrival' && same.arrivals === c.arrivals, `the service: the same arrival (${JSON.stringify(same)})`);
     await page.locator('#checkin.again').filter({ hasText: 'Already checked in' }).waitFor();
-    assert(await rows.count() === 2, `a repeated key is no third arrival (${await rows.count()})`);
+    const kept = (await recordOf()).checkins.find((x) => x.subject_id === arriving.badge);
+    assert(kept.arrivals === c.arrivals, `a repeated key is no further arrival (${kept.arrivals})`);
     await shot('c3b-checkin-again');
   });
 
@@ -291,16 +330,16 @@ async function main() {
       await page.evaluate(() => document.activeElement?.blur());
     };
     await restart(join(LFW, name, readdirSync(join(LFW, name)).sort()[0]));
-    await page.clock.setFixedTime(T0 + 120000);
     for (let k = 0; k < 2; k++) { // the second at once: the same stranger trying again
-      const reply = page.waitForResponse((r) => r.url().includes('/v1/collections/door/search'));
+      const reply = page.waitForResponse(isCheckin);
       await page.keyboard.press('Space');
       await reply;
       await page.locator('#checkin.warn').filter({ hasText: 'Not recognised' }).waitFor();
     }
     await page.locator('#doorlog-count', { hasText: '1 not recognised' }).waitFor();
-    const stored = await page.evaluate(() => Object.entries(localStorage).filter(([k]) => k.startsWith('vultus.doorlog')).map(([, v]) => v).join(''));
-    assert(stored.length > 0 && stored.length < 4000 && !/[A-Za-z0-9+/]{200}/.test(stored), `a count and names only, no picture (${stored.length} bytes)`);
+    const kept = await recordOf();
+    const stored = JSON.stringify(kept);
+    assert(kept.not_recognised === 1 && stored.length < 4000 && !/[A-Za-z0-9+/]{200}/.test(stored), `the service keeps a count and names only, no picture (${stored.length} bytes)`);
     await restart(arriving.arrival);
   });
 
@@ -308,13 +347,15 @@ async function main() {
     const download = page.waitForEvent('download');
     await page.click('#doorlog-export');
     const file = await download;
-    assert(file.suggestedFilename() === 'arrivals-door-2026-03-14.csv', `named for the collection and the day (${file.suggestedFilename()})`);
+    const day = new Date().toISOString().slice(0, 10);
+    assert(file.suggestedFilename() === `arrivals-door-${day}.csv`, `named for the collection and the day (${file.suggestedFilename()})`);
+    const c = (await recordOf()).checkins.find((x) => x.subject_id === arriving.badge);
     const text = readFileSync(await file.path(), 'utf8');
     assert(text.startsWith('\ufeff'), 'a byte order mark, for spreadsheets to read UTF-8');
     const lines = text.slice(1).split('\r\n');
     assert(lines[0] === 'subject,first_seen,last_arrival,times_seen,similarity,name,team,note', `the header (${lines[0]})`);
     const row = lines.find((l) => l.startsWith(`${arriving.badge},`)) || '';
-    assert(row.startsWith(`${arriving.badge},2026-03-14 10:42:00,2026-03-14 10:43:30,2,0.`), `first time, last arrival, times seen, similarity (${row})`);
+    assert(row.startsWith(`${arriving.badge},${stamp(c.first_seen_ms)},${stamp(c.last_arrival_ms)},${c.arrivals},0.`), `first time, last arrival, times seen, similarity (${row})`);
     assert(row.endsWith(`,${arriving.name.replace(/_/g, ' ')},"Blue, ""North""",'=1+1`), `metadata quoted, a formula kept as text (${row})`);
     assert(lines.length === 3 && lines[2] === '', `one line per person who came (${lines.length - 2})`);
   });
@@ -325,10 +366,15 @@ async function main() {
     await dialog.filter({ hasText: 'Start a new event?' }).waitFor();
     await dialog.getByRole('button', { name: 'Cancel' }).click();
     await page.locator('#doorlog-count', { hasText: `1 of ${people.length} checked in` }).waitFor();
+    assert((await recordOf()).checked_in === 1, 'Cancel clears nothing');
     await page.click('#doorlog-reset');
+    const cleared = page.waitForResponse((r) => r.url().includes(CHECKINS) && r.request().method() === 'DELETE');
     await dialog.getByRole('button', { name: 'Start a new event' }).click();
+    assert((await cleared).status() === 200, 'the service cleared the record');
     await page.locator('#doorlog-count', { hasText: `0 of ${people.length} checked in` }).waitFor();
     assert(await page.locator('#doorlog-list li').count() === 0, 'the list is empty');
+    const kept = await recordOf();
+    assert(kept.checked_in === 0 && kept.not_recognised === 0 && kept.checkins.length === 0, `the service's record is empty (${JSON.stringify(kept)})`);
     assert(!(await page.locator('#doorlog-count').innerText()).includes('not recognised'), 'and the strangers\' count');
     // The badge's next arrival is a first one again.
     await page.evaluate(() => document.activeElement?.blur());
@@ -336,6 +382,79 @@ async function main() {
     await page.locator('#checkin.ok').filter({ hasText: `Checked in: ${arriving.badge}` }).waitFor();
     await page.locator('#doorlog-count', { hasText: `1 of ${people.length} checked in` }).waitFor();
     await shot('c3c-checkin-new-event');
+  });
+
+  // Found by an event team with two doors: each browser kept its own record, so a person
+  // through door A was "Checked in" again at door B, and neither list knew the other's.
+  await step('check-in: two doors share the service\'s record; a new event at one empties the other\'s list', async () => {
+    const other = await browser.newContext({ viewport: { width: 1280, height: 860 }, permissions: ['camera'], locale: 'en-GB', timezoneId: 'UTC' });
+    const b = await other.newPage();
+    b.on('pageerror', (e) => pageErrors.push(String(e)));
+    // Door A's list refreshes itself: one request at a time, whatever the network does.
+    let inFlight = 0, most = 0, reads = 0;
+    const isRead = (r) => r.url().includes(CHECKINS) && r.method() === 'GET';
+    const sent = (r) => { if (isRead(r)) { reads++; most = Math.max(most, ++inFlight); } };
+    const done = (r) => { if (isRead(r)) inFlight--; };
+    page.on('request', sent);
+    page.on('requestfinished', done);
+    page.on('requestfailed', done);
+    try {
+      // Door B's browser held a record of the page before this one: dropped, without a word.
+      await b.goto(`${base}/#search`);
+      await b.waitForSelector('html[data-ready="true"]');
+      await b.evaluate(() => localStorage.setItem('vultus.doorlog:door:1', JSON.stringify({ v: 1, started: 1, unrecognised: 3, lastUnknown: 0, arrivals: [], subjects: {} })));
+      await b.reload();
+      await b.waitForSelector('html[data-ready="true"]');
+      const left = await b.evaluate(() => Object.keys(localStorage).filter((k) => k.startsWith('vultus.doorlog')));
+      assert(left.length === 0, `the old local record is dropped (${left.join(' ')})`);
+      await b.locator('#search-collection').selectOption('door');
+      await b.click('#door-start');
+      await b.waitForFunction(() => document.querySelector('#door-video').videoWidth > 0);
+      // Door A's arrival, on door B's list.
+      const first = (await recordOf()).checkins[0];
+      await b.locator('#doorlog-count', { hasText: `1 of ${people.length} checked in` }).waitFor();
+      const row = await b.locator('#doorlog-list li').first().innerText();
+      assert(row.includes(arriving.badge) && row.includes(hhmm(first.first_seen_ms)), `door B lists door A's arrival (${row})`);
+      // The same person at door B, later: already checked in (at door A).
+      await pastRepeat(arriving.badge);
+      await b.evaluate(() => document.activeElement?.blur());
+      const answered = b.waitForResponse(isCheckin);
+      await b.keyboard.press('Space');
+      const c = (await (await answered).json()).faces?.[0]?.checkin;
+      assert(c?.status === 'already_checked_in' && c.arrivals === 2, `the service: already checked in (${JSON.stringify(c)})`);
+      await b.locator('#checkin.again').filter({ hasText: `Already checked in at ${hhmm(first.first_seen_ms)} (${arriving.badge})` }).waitFor();
+      await shot('c3d-checkin-door-b', b);
+      // Door A sees door B's arrival on its own, without a key pressed.
+      await page.locator('#doorlog-list li', { hasText: `2 arrivals, the last at ${hhmm(c.last_arrival_ms)}` }).waitFor();
+      // A new event started at door B: door A's list empties at its next refresh.
+      await b.click('#doorlog-reset');
+      await b.locator('#confirm-dialog').getByRole('button', { name: 'Start a new event' }).click();
+      await b.locator('#doorlog-count', { hasText: `0 of ${people.length} checked in` }).waitFor();
+      await page.locator('#doorlog-count', { hasText: `0 of ${people.length} checked in` }).waitFor();
+      assert(await page.locator('#doorlog-list li').count() === 0, 'door A\'s list is empty');
+      await shot('c3e-checkin-door-a-new-event');
+      assert(reads >= 2 && most === 1, `door A refreshed itself, one request at a time (${reads} reads, at most ${most} at once)`);
+      // A door whose page is hidden (another tab in front) asks nothing until it is shown.
+      await page.evaluate(() => {
+        Object.defineProperty(document, 'hidden', { configurable: true, get: () => true });
+        document.dispatchEvent(new Event('visibilitychange'));
+      });
+      await page.waitForTimeout(500); // a refresh already on its way lands
+      const before = reads;
+      await page.waitForTimeout(7000); // two refresh periods
+      assert(reads === before, `no refresh while hidden (${reads - before})`);
+      const shown = page.waitForRequest((r) => isRead(r));
+      await page.evaluate(() => {
+        delete document.hidden;
+        document.dispatchEvent(new Event('visibilitychange'));
+      });
+      await shown;
+    } finally {
+      page.off('request', sent);
+      page.off('requestfinished', done);
+      page.off('requestfailed', done);
+      await other.close();
+    }
   });
 
   await step('check-in: a group, a stranger and a photo without a face each get an answer', async () => {
@@ -353,11 +472,14 @@ async function main() {
     let v = await page.locator('#checkin').innerText();
     assert(v.includes(unknown === r.faces.length ? `None of the ${r.faces.length} recognised` : `${unknown} not recognised`), `the group's answer counts the faces (${v})`);
     await shot('c4-checkin-group');
-    // An enrolled person's photo from a file (no camera): recognised, not "checked in".
+    // An enrolled person's photo from a file (no camera): recognised, not "checked in", and
+    // a plain search: nothing recorded.
     r = await ask(arriving.arrival);
     assert(r.faces[0]?.identity === arriving.badge, `${arriving.badge} recognised from a file (${r.faces[0]?.identity})`);
     v = await page.locator('#checkin.ok').innerText();
     assert(v.includes(`Recognised: ${arriving.badge}`) && !v.includes('Checked in'), `a file search says recognised, not checked in (${v})`);
+    const kept = await recordOf();
+    assert(kept.checked_in === 0 && kept.not_recognised === 0, `a photo from a file is not recorded (${JSON.stringify(kept)})`);
     const stranger = existsSync(LFW) ? people.length : -1;
     if (stranger >= 0) {
       const name = readdirSync(LFW).sort().filter((n) => !people.some((p) => p.name === n)).at(-1);
@@ -520,15 +642,52 @@ async function main() {
     const width = await p.evaluate(() => document.documentElement.scrollWidth);
     assert(width <= 390, `the page fits the screen (${width} px wide)`);
     await shot('c5-checkin-phone', p);
-    // Another device keeps a record of its own (README: two doors, two lists), below the camera.
+    // The service's record (the event began anew at door B), below the camera.
     const record = p.locator('#doorlog');
     await record.scrollIntoViewIfNeeded();
     const count = await record.locator('#doorlog-count').innerText();
-    assert(count.startsWith('1 of') && !count.includes('not recognised'), `the phone's own record (${count})`);
+    assert(count.startsWith('1 of') && !count.includes('not recognised'), `the record on the phone (${count})`);
     const wide = await p.evaluate(() => document.documentElement.scrollWidth);
     assert(wide <= 390, `the record fits the screen (${wide} px wide)`);
     await shot('c5b-checkin-phone-record', p);
     await phone.close();
+  });
+
+  // With API keys: a door given a key that may only read cannot record arrivals, and is told
+  // so (the key, not the person at the door, is what needs changing).
+  await step('check-in: a read-only key is told that recording arrivals needs write scope', async () => {
+    const key = execFileSync(BINARY, ['keys', 'create', '--scope', 'read', '--data', dataDir, '--name', 'door-read'],
+      { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim().split('\n').pop().trim();
+    const until = Date.now() + 5000;
+    while ((await fetch(`${base}/v1/collections`)).status !== 401) {
+      assert(Date.now() < until, 'the server requires a key within 5 s');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const before = await recordOf(key);
+    await page.evaluate((k) => localStorage.setItem('vultus.apiKey', k), key);
+    await page.goto(`${base}/#search`);
+    await page.waitForSelector('html[data-ready="true"]');
+    await page.locator('#search-collection option[value="door"]').waitFor({ state: 'attached' });
+    await page.locator('#search-collection').selectOption('door');
+    await page.click('#door-start');
+    await page.waitForFunction(() => document.querySelector('#door-video').videoWidth > 0);
+    // The record is there to read.
+    await page.locator('#doorlog-count', { hasText: `${before.checked_in} of ${people.length} checked in` }).waitFor();
+    await page.evaluate(() => document.activeElement?.blur());
+    const answered = page.waitForResponse(isCheckin);
+    await page.keyboard.press('Space');
+    assert((await answered).status() === 403, 'the service refuses the arrival');
+    const bad = page.locator('#checkin.bad', { hasText: 'write scope' });
+    await bad.waitFor();
+    const said = await bad.innerText();
+    assert(!said.includes(arriving.badge) && !said.includes('Press Space'), `the door is told about the key, not to try again (${said})`);
+    // Nor may it start a new event.
+    await page.click('#doorlog-reset');
+    await page.locator('#confirm-dialog').getByRole('button', { name: 'Start a new event' }).click();
+    await page.locator('#notices .notice', { hasText: 'Clearing the record needs an API key with write scope' }).waitFor();
+    const after = await recordOf(key);
+    assert(after.checked_in === before.checked_in && JSON.stringify(after.checkins) === JSON.stringify(before.checkins), 'nothing recorded or cleared');
+    await shot('c6-checkin-read-only-key');
   });
 
   await step('check-in: no script errors', async () => {
