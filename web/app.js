@@ -1386,7 +1386,7 @@ function checkinVerdict(faces, collection, W, counted = null) {
   const knownAt = faces.map((f, i) => i).filter((i) => faces[i].decision === 'match' && faces[i].identity != null);
   const known = knownAt.map((i) => faces[i]);
   const unknown = faces.length - known.length;
-  // Seen at this door before (longer ago than a repeated key): the volunteer must notice.
+  // Checked in before, at any door (longer ago than a repeated key): the volunteer must notice.
   const back = arrival ? knownAt.filter((i) => counted[i]?.back) : [];
   // An unknown face below enrolment's own quality limit (search gives each face's quality) is
   // more likely a poor photo of someone enrolled than a stranger. A service without the
@@ -1423,7 +1423,7 @@ function checkinVerdict(faces, collection, W, counted = null) {
   } else if (back.length) {
     next = back.length === 1 && faces.length === 1
       ? `Arrival ${counted[knownAt[0]].seen} of this badge: the same person coming back, or somebody else? Check the badge, then ${again}.`
-      : `Seen at this door before: the same people coming back, or somebody else? Check their badges, then ${again}.`;
+      : `Checked in before: the same people coming back, or somebody else? Check their badges, then ${again}.`;
   } else if (arrival && knownAt.every((i) => !counted[i]?.counted)) {
     next = 'Counted once: the same arrival as a moment ago.';
   }

@@ -264,7 +264,7 @@ async function main() {
 
   // Found by an event team: a badge used a second time (a friend with the same face, or the
   // same person coming back) was answered "Checked in" again, in the same green.
-  await step('check-in: a badge seen again later is "Already checked in at 10:42", not in green; the record outlives a reload', async () => {
+  await step('check-in: a badge seen again later is "Already checked in at HH:MM", not in green; the record outlives a reload', async () => {
     // Metadata with a comma, quotes and what a spreadsheet would run: for the export's step.
     const metadata = { name: arriving.name.replace(/_/g, ' '), team: 'Blue, "North"', note: '=1+1' };
     const patched = await fetch(`${base}/v1/collections/door/subjects/${arriving.badge}`, {
@@ -666,6 +666,7 @@ async function main() {
     const before = await recordOf(key);
     await page.evaluate((k) => localStorage.setItem('vultus.apiKey', k), key);
     await page.goto(`${base}/#search`);
+    await page.reload(); // the goto only moved the page to another tab
     await page.waitForSelector('html[data-ready="true"]');
     await page.locator('#search-collection option[value="door"]').waitFor({ state: 'attached' });
     await page.locator('#search-collection').selectOption('door');
