@@ -13,9 +13,9 @@
  * bug), a JSON answer must parse, an error must carry its code, and a Location header must be
  * printable ASCII; an enrolment that claims its Idempotency-Key keeps the same request, run
  * again meanwhile, from claiming it too. The gallery holds collection "people" (subjects alice,
- * with face 1, and bob, without faces) and "other" (another embedder); it is made again from
- * scratch after every request that may have changed it, so every input meets the same store. Build
- * and run: make fuzz; seeds in tests/fuzz/corpus/api/.
+ * with face 1 and a check-in record, and bob, without faces) and "other" (another embedder);
+ * it is made again from scratch after every request that may have changed it, so every input
+ * meets the same store. Build and run: make fuzz; seeds in tests/fuzz/corpus/api/.
  */
 #include "base/base.h"
 #include "http/internal.h"
@@ -90,6 +90,13 @@ static void make_gallery(void)
         gal_subject_add(srv->gal, "people", "bob", NULL) ||
         gal_subject_add(srv->gal, "other", "carol", NULL) ||
         gal_face_add(srv->gal, "people", &face, &id) || id != 1)
+        abort();
+    /* A check-in record to list (alice arrived; a stranger was counted), at a fixed time. */
+    const struct gal_checkin_face arriving[2] = {{"alice", 0.8f}, {NULL, 0.1f}};
+    struct gal_checkin arrived[2];
+    struct gal_checkin_summary summary;
+    if (gal_checkin(srv->gal, "people", arriving, 2, 1700000000000, arrived, &summary) ||
+        summary.checked_in != 1)
         abort();
 }
 
@@ -198,6 +205,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             int (*precheck)(http_request *, http_input *) =
                 route->handler == http_api_face_enrol ? http_enrol_precheck
                 : route->handler == http_api_search   ? http_search_precheck
+                : route->handler == http_api_checkin  ? http_search_precheck
                 : route->handler == http_api_verify   ? http_verify_precheck
                                                       : NULL;
             /* A precheck that stops the request may leave the answer to the handler (an
