@@ -1173,6 +1173,10 @@ static void search_faces(http_request *r, http_worker *w, int checkin)
             http_respond_base_error(r, rc, "collection");
             goto out;
         }
+        /* Counted once the record has it (committed): a refused check-in counts nothing. */
+        for (size_t i = 0; i < results->query_count; i++)
+            atomic_fetch_add_explicit(&s->metrics.checkins[arrived[i].status], 1,
+                                      memory_order_relaxed);
     }
     json_t *faces = json_array();
     for (size_t i = 0; i < results->query_count; i++) {

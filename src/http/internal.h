@@ -145,6 +145,7 @@ enum http_reject {
 };
 
 #define HTTP_MAX_ROUTES 32
+#define HTTP_CHECKIN_STATUSES (GAL_CHECKIN_NOT_RECOGNISED + 1)
 
 /* Lock-free counters: any thread adds, /metrics reads. */
 typedef struct http_metrics {
@@ -155,6 +156,9 @@ typedef struct http_metrics {
     _Atomic uint64_t rejected[HTTP_REJECT_COUNT];
     _Atomic uint64_t slow_closed; /* connections closed for not sending a request in time */
     _Atomic uint64_t store_errors; /* requests answered 503 store_unavailable */
+    /* Faces of recorded check-ins, by what each arrival did (enum gal_checkin_status): this
+     * process's, so a dashboard of replicas sums them. */
+    _Atomic uint64_t checkins[HTTP_CHECKIN_STATUSES];
 } http_metrics;
 
 /* A growable text buffer for the metrics page. */

@@ -226,6 +226,16 @@ void http_metrics_render(http_server *s, http_text *t)
         http_text_printf(
             t, "vultus_rejected_requests_total{reason=\"%s\"} %llu\n", reject_names[i],
             (unsigned long long)atomic_load_explicit(&m->rejected[i], memory_order_relaxed));
+    /* Every status from the start (0 until it happens), so that a rate over them has a start
+     * and an operator sees the series exist before the first door opens. */
+    http_text_printf(t, "# HELP vultus_checkins_total Faces checked in by POST "
+                        "/v1/collections/{c}/checkins, by what each arrival did (this "
+                        "process's: sum the replicas').\n"
+                        "# TYPE vultus_checkins_total counter\n");
+    for (int i = 0; i < HTTP_CHECKIN_STATUSES; i++)
+        http_text_printf(
+            t, "vultus_checkins_total{status=\"%s\"} %llu\n", gal_checkin_status_name(i),
+            (unsigned long long)atomic_load_explicit(&m->checkins[i], memory_order_relaxed));
     http_text_printf(
         t,
         "# HELP vultus_slow_connections_closed_total Connections closed for not "
