@@ -18,6 +18,8 @@
  *       expected 200, got 409: {"error":{"code":"conflict","message":"record a check-in:
  *       duplicate key value violates unique constraint \"checkins_pkey\""}}
  *     (the rounds left to the moment may or may not overlap);
+ *   - /metrics' vultus_checkins_total, per process, summed over the two: one checked_in and
+ *     one same_arrival per round;
  *   - a check-in at A is in B's GET at once, a DELETE at B empties A's list, a subject deleted
  *     at A has no record at B.
  *
@@ -197,11 +199,26 @@ static void gate_open(PGconn *c, int n)
     if (waiting < n) fail_msg("after 60 s, %lld of the %d check-ins wait at the gate", waiting, n);
 }
 
+/* vultus_checkins_total{status} summed over both replicas, as a dashboard sums them. */
+static double counted(const char *status)
+{
+    char series[96];
+    snprintf(series, sizeof series, "vultus_checkins_total{status=\"%s\"}", status);
+    double sum = 0;
+    for (int i = 0; i < 2; i++) {
+        double v = tc_metric(replica[i].port, series, -1);
+        if (v < 0) fail_msg("replica %c serves no %s", "AB"[i], series);
+        sum += v;
+    }
+    return sum;
+}
+
 static void test_two_doors_at_once(void **state)
 {
     (void)state;
     NEED_REPLICAS();
     enrol();
+    double checked_in_before = counted("checked_in"), same_before = counted("same_arrival");
     for (int round = 0; round < ROUNDS; round++) {
         int gated = round % 2 == 0;
         PGconn *gate = gated ? gate_close() : NULL;
@@ -253,6 +270,9 @@ static void test_two_doors_at_once(void **state)
         assert_int_equal(num(d, "cleared"), 1);
         json_decref(d);
     }
+    /* Each replica counts its own doors' faces: summed, one of each per round. */
+    assert_int_equal(counted("checked_in") - checked_in_before, ROUNDS);
+    assert_int_equal(counted("same_arrival") - same_before, ROUNDS);
 }
 
 /* The record's subjects at replica `at`: their ids, in the list's order, joined by ','. */
