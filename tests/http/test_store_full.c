@@ -150,6 +150,18 @@ static void start(void)
     if (tc_server_start(&srv, data, args, 1) != 0) fail_msg("the server did not start");
 }
 
+/* A server on an empty store: the previous test's store and filler removed first. */
+static void start_empty(void)
+{
+    const char *const files[] = {"vultus.db", "vultus.db-wal", "vultus.db-shm", "filler"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char path[320];
+        snprintf(path, sizeof path, "%s/%s", disk, files[i]);
+        unlink(path);
+    }
+    start();
+}
+
 static void stop(void)
 {
     assert_int_equal(tc_server_stop(&srv), 0);
@@ -287,13 +299,7 @@ static void test_start_on_full_disk(void **state)
 {
     (void)state;
     NEED_DISK();
-    const char *const files[] = {"vultus.db", "vultus.db-wal", "vultus.db-shm", "filler"};
-    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
-        char path[320];
-        snprintf(path, sizeof path, "%s/%s", disk, files[i]);
-        unlink(path);
-    }
-    start();
+    start_empty();
     tc_create_collection(srv.port, "c");
     tc_response r;
     enrol("a", NULL, obama1, obama1_len, &r);
@@ -410,13 +416,7 @@ static void test_checkin_on_full_disk(void **state)
         print_message(STRANGER " is absent: skipped\n");
         skip();
     }
-    const char *const files[] = {"vultus.db", "vultus.db-wal", "vultus.db-shm", "filler"};
-    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
-        char path[320];
-        snprintf(path, sizeof path, "%s/%s", disk, files[i]);
-        unlink(path);
-    }
-    start();
+    start_empty();
     tc_create_collection(srv.port, "c");
     tc_response r;
     enrol("a", NULL, obama1, obama1_len, &r);
