@@ -32,7 +32,7 @@ static const command commands[] = {
      "1:N search: vultus search --collection C [--top K] [--threshold T] IMAGE...|--dir DIR",
      NULL},
     {"serve", cli_serve_main, "the HTTP API: vultus serve [--listen :7860] [--data DIR] ...", NULL},
-    {"keys", cli_keys_main, "API keys: vultus keys create --scope read|write|admin", NULL},
+    {"keys", cli_keys_main, "API keys: vultus keys create --scope read|checkin|write|admin", NULL},
 };
 #define N_COMMANDS (int)(sizeof commands / sizeof commands[0])
 

@@ -94,7 +94,7 @@ static void usage(FILE *out)
 {
     fprintf(
         out,
-        "usage: vultus keys create --scope read|write|admin [--collection C]\n"
+        "usage: vultus keys create --scope read|checkin|write|admin [--collection C]\n"
         "                          [--allow-missing-collection] [--name LABEL]\n"
         "                          [--data DIR | --store URL]\n"
         "       vultus keys list [--data DIR | --store URL]\n"
@@ -102,10 +102,12 @@ static void usage(FILE *out)
         "\n"
         "API keys for `vultus serve`, kept hashed in DATA/vultus.db (default DATA: the\n"
         "VULTUS_DATA environment variable, else \"data\"). `create` prints the new key once on\n"
-        "stdout. Scopes: read (GET, detect, analyze, embed, verify, search), write (also\n"
-        "subjects, faces, enrolment), admin (also collections). --collection limits a key to\n"
-        "one collection, which must exist (`vultus gallery list`) unless\n"
-        "--allow-missing-collection says it will be created later. While any key exists,\n"
+        "stdout. Scopes: read (GET, detect, analyze, embed, verify, search), checkin (also\n"
+        "recording arrivals: POST .../checkins; for a check-in door's device), write (also\n"
+        "subjects, faces, enrolment, starting a new event), admin (also collections).\n"
+        "--collection limits a key to one collection, which must exist (`vultus gallery\n"
+        "list`) unless --allow-missing-collection says it will be created later. A door\n"
+        "device: --scope checkin --collection EVENT. While any key exists,\n"
         "every /v1 request needs `Authorization: Bearer KEY`; a running server notices new\n"
         "keys within a second.\n"
         "--store URL (default: the VULTUS_STORE environment variable): the keys of replicas\n"
@@ -192,7 +194,7 @@ int cli_keys_main(int argc, char **argv)
     if (strcmp(verb, "create") == 0) {
         enum http_scope scope;
         if (!scope_text) {
-            fprintf(stderr, "vultus keys create: --scope read|write|admin is required\n");
+            fprintf(stderr, "vultus keys create: --scope read|checkin|write|admin is required\n");
             return CLI_EXIT_USAGE;
         }
         if (http_scope_parse(scope_text, &scope) != 0) {
@@ -234,14 +236,14 @@ int cli_keys_main(int argc, char **argv)
             fprintf(stderr, "vultus keys list: %s\n", base_error_message());
             return CLI_EXIT_FAILURE;
         }
-        printf("%-14s %-6s %-20s %-20s %s\n", "id", "scope", "collection", "created (UTC)", "name");
+        printf("%-14s %-7s %-20s %-20s %s\n", "id", "scope", "collection", "created (UTC)", "name");
         for (size_t i = 0; i < n; i++) {
             time_t t = (time_t)(keys[i].created_ms / 1000);
             struct tm tm;
             char when[32];
             gmtime_r(&t, &tm);
             strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm);
-            printf("%-14s %-6s %-20s %-20s %s\n", keys[i].id, http_scope_name(keys[i].scope),
+            printf("%-14s %-7s %-20s %-20s %s\n", keys[i].id, http_scope_name(keys[i].scope),
                    keys[i].collection[0] ? keys[i].collection : "*", when, keys[i].name);
         }
         free(keys);

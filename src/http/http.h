@@ -114,12 +114,24 @@ void http_server_destroy(http_server *s);
 
 /* ---- API keys ------------------------------------------------------------------------- */
 
-enum http_scope { HTTP_SCOPE_READ = 1, HTTP_SCOPE_WRITE = 2, HTTP_SCOPE_ADMIN = 3 };
+/*
+ * Ordered: a key may use a route whose scope is its own or below (server.c compares them).
+ * checkin is read plus recording arrivals (POST .../checkins), for a device at an event's door:
+ * such a device can be got at, and a write key there would let anyone enrol their own face
+ * under someone else's subject. The store keeps scopes as text (http_scope_name), never these
+ * numbers, so the order may change.
+ */
+enum http_scope {
+    HTTP_SCOPE_READ = 1,
+    HTTP_SCOPE_CHECKIN = 2,
+    HTTP_SCOPE_WRITE = 3,
+    HTTP_SCOPE_ADMIN = 4,
+};
 
 #define HTTP_KEY_ID_LEN 12 /* hex characters of a key's public id */
 #define HTTP_KEY_MAX 96    /* characters of a key, including the NUL */
 
-/* "read", "write", "admin" -> enum http_scope; BASE_ERR_INVALID otherwise. */
+/* "read", "checkin", "write", "admin" -> enum http_scope; BASE_ERR_INVALID otherwise. */
 int http_scope_parse(const char *text, enum http_scope *scope);
 const char *http_scope_name(enum http_scope scope);
 

@@ -334,12 +334,15 @@ int http_scope_parse(const char *text, enum http_scope *scope)
 {
     if (strcmp(text, "read") == 0)
         *scope = HTTP_SCOPE_READ;
+    else if (strcmp(text, "checkin") == 0)
+        *scope = HTTP_SCOPE_CHECKIN;
     else if (strcmp(text, "write") == 0)
         *scope = HTTP_SCOPE_WRITE;
     else if (strcmp(text, "admin") == 0)
         *scope = HTTP_SCOPE_ADMIN;
     else
-        return base_error_set(BASE_ERR_INVALID, "scope '%s': expected read, write or admin", text);
+        return base_error_set(BASE_ERR_INVALID, "scope '%s': expected read, checkin, write or admin",
+                              text);
     return 0;
 }
 
@@ -347,6 +350,7 @@ const char *http_scope_name(enum http_scope scope)
 {
     switch (scope) {
     case HTTP_SCOPE_READ: return "read";
+    case HTTP_SCOPE_CHECKIN: return "checkin";
     case HTTP_SCOPE_WRITE: return "write";
     case HTTP_SCOPE_ADMIN: return "admin";
     default: return "none";

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #define R HTTP_SCOPE_READ
+#define C HTTP_SCOPE_CHECKIN
 #define W HTTP_SCOPE_WRITE
 #define A HTTP_SCOPE_ADMIN
 
@@ -45,8 +46,9 @@ const http_route http_routes[] = {
      http_api_face_thumbnail},
     {"DELETE", "/v1/collections/{collection}/faces/{face_id}", W, 1, 0, http_api_face_delete},
     {"POST", "/v1/collections/{collection}/search", R, 1, 1, http_api_search},
-    /* the check-in record: a search that records who arrived (write), its list, a new event */
-    {"POST", "/v1/collections/{collection}/checkins", W, 1, 1, http_api_checkin},
+    /* the check-in record: a search that records who arrived (checkin: what a door device's key
+     * may do beyond read), its list, a new event (write: it erases the record of every door) */
+    {"POST", "/v1/collections/{collection}/checkins", C, 1, 1, http_api_checkin},
     {"GET", "/v1/collections/{collection}/checkins", R, 1, 0, http_api_checkins_list},
     {"DELETE", "/v1/collections/{collection}/checkins", W, 1, 0, http_api_checkins_clear},
 };

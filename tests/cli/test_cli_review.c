@@ -1325,6 +1325,56 @@ static void test_gallery_commands_do_not_load_the_faces(void **state)
     tc_rm_rf(data);
 }
 
+/* A check-in door's key (README: `--scope checkin --collection EVENT`): the scope was refused
+ * ("scope 'checkin': expected read, write or admin"), so a door could only be given a write
+ * key, which also enrols faces. Made, listed under its scope in the column's width, named in
+ * --help and in the refusal of an unknown scope. */
+static void test_keys_checkin_scope(void **state)
+{
+    (void)state;
+    char data[300];
+    fresh_data(data, "keys-checkin");
+    run_result r = RUN("gallery", "create", "event", "--data", data);
+    assert_int_equal(r.status, 0);
+    run_free(&r);
+    r = RUN("keys", "create", "--scope", "checkin", "--collection", "event", "--name", "door A",
+            "--data", data);
+    if (r.status != 0 || strncmp(r.out, "vk_", 3) != 0 ||
+        !strstr(r.err, "(scope checkin, collection event)"))
+        fail_msg("keys create --scope checkin: status %d, stdout '%.100s', stderr '%.300s'",
+                 r.status, r.out, r.err);
+    char id[13];
+    snprintf(id, sizeof id, "%.12s", r.out + 3);
+    run_free(&r);
+    r = RUN("keys", "create", "--scope", "read", "--data", data);
+    assert_int_equal(r.status, 0);
+    run_free(&r);
+    /* `list`: the scope column is as wide as "checkin", so the collection column of every row
+     * is the header's ("checkin" pushed it one place right of the others'). */
+    r = RUN("keys", "list", "--data", data);
+    assert_int_equal(r.status, 0);
+    const char *header = strstr(r.out, "collection"), *row = strstr(r.out, id);
+    const char *read_row = strstr(r.out, " read ");
+    if (!header || !row || !read_row || !strstr(row, " checkin ")) fail_msg("keys list: %s", r.out);
+    while (read_row > r.out && read_row[-1] != '\n')
+        read_row--;
+    size_t column = (size_t)(header - r.out);
+    if ((size_t)(strstr(row, "event") - row) != column ||
+        (size_t)(strchr(read_row, '*') - read_row) != column)
+        fail_msg("keys list: the collections are not under \"collection\":\n%s", r.out);
+    run_free(&r);
+    r = RUN("keys", "create", "--help");
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "read|checkin|write|admin"));
+    assert_non_null(strstr(r.out, "--scope checkin --collection EVENT"));
+    run_free(&r);
+    EXPECT_USAGE("expected read, checkin, write or admin", "keys", "create", "--scope", "door",
+                 "--data", data);
+    EXPECT_USAGE("read|checkin|write|admin", "keys", "create", "--data", data);
+    assert_int_equal(count_key_rows(data), 2);
+    tc_rm_rf(data);
+}
+
 static void test_keys_collection_must_exist(void **state)
 {
     (void)state;
@@ -2060,6 +2110,7 @@ int main(void)
         cmocka_unit_test(test_keys),
         cmocka_unit_test(test_keys_do_not_load_the_faces),
         cmocka_unit_test(test_keys_collection_must_exist),
+        cmocka_unit_test(test_keys_checkin_scope),
         cmocka_unit_test(test_gallery_list_does_not_load_the_faces),
         cmocka_unit_test(test_gallery_commands_do_not_load_the_faces),
         cmocka_unit_test(test_analyze_bad_files_among_good),

@@ -100,14 +100,14 @@ static void check_key_id(const char *value)
     if (memcmp(from, id, HTTP_KEY_ID_LEN) != 0) abort();
 }
 
-/* A scope is one of three names, exactly. */
+/* A scope is one of four names, exactly. */
 static void check_scope(const char *value)
 {
-    static const char *const names[] = {"read", "write", "admin"};
+    static const char *const names[] = {"read", "checkin", "write", "admin"};
     enum http_scope scope = (enum http_scope) - 1;
     base_error_clear();
     int rc = http_scope_parse(value, &scope);
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 4; i++)
         if (strcmp(value, names[i]) == 0) {
             if (rc != 0 || strcmp(http_scope_name(scope), names[i]) != 0) abort();
             return;
