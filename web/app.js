@@ -1331,10 +1331,10 @@ async function runSearch(blob, name) {
     checkinVerdict(faces, collection, W, door.snapshots.has(blob) ? faces.map((f) => arrivalOf(f.checkin)) : null);
   } catch (e) {
     if (job.stale()) return;
-    // A key that may search but not write: the door's volunteer needs another key, not
-    // another snapshot.
+    // A key that may search but not record arrivals: the door's volunteer needs another key,
+    // not another snapshot.
     const readOnly = arriving && e.code === 'forbidden' && /scope/.test(e.message);
-    if (readOnly) e.plain = writeScope('Recording arrivals');
+    if (readOnly) e.plain = scopeRefusal('Recording arrivals', e.message);
     // No face in the snapshot is the person at the door to ask, not a fault of the service.
     if (e.code === 'no_face') checkinVerdict([], collection, 1);
     else if (readOnly) showCheckin('bad', 'Not checked in', [], e.plain);
@@ -1624,7 +1624,7 @@ async function resetDoorlog() {
   try {
     await api('DELETE', `/v1/collections/${enc(collection)}/checkins`);
   } catch (e) {
-    if (e.code === 'forbidden' && /scope/.test(e.message)) e.plain = writeScope('Clearing the record');
+    if (e.code === 'forbidden' && /scope/.test(e.message)) e.plain = scopeRefusal('Clearing the record', e.message);
     notify(e, { context: 'Start a new event' });
     return;
   }
@@ -1633,9 +1633,17 @@ async function resetDoorlog() {
   await refreshRecord();
 }
 
-// What a key that may only read is told when it tries to change the record (the service's 403
-// says "this route needs a key with scope write").
-const writeScope = (what) => `${what} needs an API key with write scope: this key may only search and read the record. Enter another with “API key” at the top right.`;
+// What a key is told when it tries to change the record beyond its scope. The service's 403
+// says "this route needs a key with scope checkin; this key has read": recording arrivals
+// needs a checkin key (a door device's, which may do nothing more) or a write one; starting a
+// new event needs write, which a door's checkin key does not have.
+const scopeRefusal = (what, message) => {
+  const needs = /needs a key with scope (\w+)/.exec(message)?.[1];
+  const has = /this key has (\w+)/.exec(message)?.[1];
+  const scopes = needs === 'checkin' ? 'check-in or write scope' : 'write scope';
+  const may = has === 'checkin' ? 'search, record arrivals and read the record' : 'search and read the record';
+  return `${what} needs an API key with ${scopes}: this key may only ${may}. Enter another with “API key” at the top right.`;
+};
 
 function setupDoorlog() {
   dropLocalRecord();

@@ -662,7 +662,7 @@ async function main() {
 
   // With API keys: a door given a key that may only read cannot record arrivals, and is told
   // so (the key, not the person at the door, is what needs changing).
-  await step('check-in: a read-only key is told that recording arrivals needs write scope', async () => {
+  await step('check-in: a read-only key is told that recording arrivals needs check-in or write scope', async () => {
     const key = execFileSync(BINARY, ['keys', 'create', '--scope', 'read', '--data', dataDir, '--name', 'door-read'],
       { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim().split('\n').pop().trim();
     const until = Date.now() + 5000;
@@ -685,7 +685,7 @@ async function main() {
     const answered = page.waitForResponse(isCheckin);
     await page.keyboard.press('Space');
     assert((await answered).status() === 403, 'the service refuses the arrival');
-    const bad = page.locator('#checkin.bad', { hasText: 'write scope' });
+    const bad = page.locator('#checkin.bad', { hasText: 'needs an API key with check-in or write scope: this key may only search and read the record' });
     await bad.waitFor();
     const said = await bad.innerText();
     assert(!said.includes(arriving.badge) && !said.includes('Press Space'), `the door is told about the key, not to try again (${said})`);
@@ -696,6 +696,49 @@ async function main() {
     const after = await recordOf(key);
     assert(after.checked_in === before.checked_in && JSON.stringify(after.checkins) === JSON.stringify(before.checkins), 'nothing recorded or cleared');
     await shot('c6-checkin-read-only-key');
+  });
+
+  // The key a door's device should have (README): scope checkin, limited to the event. It
+  // records arrivals, and may not start a new event (that erases every door's record), and is
+  // told so in words that name what it may do.
+  await step('check-in: a door\'s checkin key records arrivals and is refused "Start a new event"', async () => {
+    const key = execFileSync(BINARY, ['keys', 'create', '--scope', 'checkin', '--collection', 'door', '--data', dataDir, '--name', 'door-checkin'],
+      { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim().split('\n').pop().trim();
+    // The server sees a new key within a second.
+    const until = Date.now() + 5000;
+    while ((await fetch(`${base}${CHECKINS}`, { headers: { Authorization: `Bearer ${key}` } })).status !== 200) {
+      assert(Date.now() < until, 'the server knows the new key within 5 s');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    // A new arrival, not the phone step's again within 10 s (pastRepeat reads without a key).
+    let before = await recordOf(key);
+    const last = before.checkins.find((x) => x.subject_id === arriving.badge);
+    const wait = last ? last.last_arrival_ms + 10500 - Date.now() : 0;
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    before = await recordOf(key);
+    const arrivals = before.checkins.find((x) => x.subject_id === arriving.badge)?.arrivals ?? 0;
+    await page.evaluate((k) => localStorage.setItem('vultus.apiKey', k), key);
+    await page.reload();
+    await page.waitForSelector('html[data-ready="true"]');
+    await page.locator('#search-collection option[value="door"]').waitFor({ state: 'attached' });
+    await page.locator('#search-collection').selectOption('door');
+    await page.click('#door-start');
+    await page.waitForFunction(() => document.querySelector('#door-video').videoWidth > 0);
+    await page.locator('#doorlog-count', { hasText: `${before.checked_in} of ${people.length} checked in` }).waitFor();
+    await page.evaluate(() => document.activeElement?.blur());
+    const answered = page.waitForResponse(isCheckin);
+    await page.keyboard.press('Space');
+    const res = await answered;
+    assert(res.status() === 200, `the service records the arrival (${res.status()})`);
+    const c = (await res.json()).faces?.[0]?.checkin;
+    assert(c?.subject_id === arriving.badge && c.arrivals === arrivals + 1, `one more arrival of ${arriving.badge} (${JSON.stringify(c)})`);
+    await page.locator('#checkin.ok, #checkin.again').filter({ hasText: arriving.badge }).waitFor();
+    await page.click('#doorlog-reset');
+    await page.locator('#confirm-dialog').getByRole('button', { name: 'Start a new event' }).click();
+    await page.locator('#notices .notice', { hasText: 'Clearing the record needs an API key with write scope: this key may only search, record arrivals and read the record' }).waitFor();
+    const after = await recordOf(key);
+    assert(after.checkins.find((x) => x.subject_id === arriving.badge)?.arrivals === arrivals + 1, 'the record is not cleared');
+    await shot('c7-checkin-door-key');
   });
 
   await step('check-in: no script errors', async () => {
