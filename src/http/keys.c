@@ -341,8 +341,8 @@ int http_scope_parse(const char *text, enum http_scope *scope)
     else if (strcmp(text, "admin") == 0)
         *scope = HTTP_SCOPE_ADMIN;
     else
-        return base_error_set(BASE_ERR_INVALID, "scope '%s': expected read, checkin, write or admin",
-                              text);
+        return base_error_set(BASE_ERR_INVALID,
+                              "scope '%s': expected read, checkin, write or admin", text);
     return 0;
 }
 

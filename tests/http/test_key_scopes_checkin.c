@@ -44,8 +44,7 @@ static char door_key_error[512];
 
 static int have_data(void)
 {
-    return tc_exists(PENNY5) && tc_exists(LEONARD4) &&
-           tc_exists(IDENTITIES "/penny/penny1.png") &&
+    return tc_exists(PENNY5) && tc_exists(LEONARD4) && tc_exists(IDENTITIES "/penny/penny1.png") &&
            tc_exists(IDENTITIES "/leonard/leonard1.png");
 }
 
@@ -73,9 +72,15 @@ static int setup(void **state)
     const char *a[] = {"keys", "create", "--scope", "admin", "--data", srv_dir, NULL};
     const char *r[] = {"keys", "create", "--scope", "read", "--data", srv_dir, NULL};
     const char *w[] = {"keys", "create", "--scope", "write", "--data", srv_dir, NULL};
-    const char *d[] = {"keys",    "create",     "--scope",
-                       "checkin", "--collection", "event",
-                       "--allow-missing-collection", "--data", srv_dir,
+    const char *d[] = {"keys",
+                       "create",
+                       "--scope",
+                       "checkin",
+                       "--collection",
+                       "event",
+                       "--allow-missing-collection",
+                       "--data",
+                       srv_dir,
                        NULL};
     if (make_key(a, admin, sizeof admin, NULL, 0) || make_key(r, reader, sizeof reader, NULL, 0) ||
         make_key(w, writer, sizeof writer, NULL, 0))
@@ -97,7 +102,7 @@ static int teardown(void **state)
 
 #define NEED_DOOR_KEY()                                                                            \
     do {                                                                                           \
-        if (!door[0]) fail_msg("vultus keys create --scope checkin failed: %s", door_key_error);  \
+        if (!door[0]) fail_msg("vultus keys create --scope checkin failed: %s", door_key_error);   \
     } while (0)
 
 /* A request with the key `auth` (and headers `more`, or NULL), whose answer must have
@@ -111,8 +116,9 @@ static json_t *call(const char *method, const char *path, const char *auth, cons
     tc_request(port, method, path, headers, body, len, &r);
     json_t *j = NULL;
     if (status == 204) {
-        if (r.status != 204) fail_msg("%s %s: expected 204, got %d: %.300s", method, path,
-                                      r.status, r.body ? r.body : "");
+        if (r.status != 204)
+            fail_msg("%s %s: expected 204, got %d: %.300s", method, path, r.status,
+                     r.body ? r.body : "");
     } else {
         j = tc_expect_json(&r, status);
     }
@@ -231,8 +237,7 @@ static void test_checkin_key_records_arrivals_and_nothing_more(void **state)
     refused("DELETE", P, door, NULL, NULL, 0, needs_write);
     /* Nor collections. */
     const char *collection = "{\"name\":\"mine\"}";
-    refused("POST", "/v1/collections", door, JSON_CT, collection, strlen(collection),
-            needs_admin);
+    refused("POST", "/v1/collections", door, JSON_CT, collection, strlen(collection), needs_admin);
     const char *threshold = "{\"threshold\":0.1}";
     refused("PATCH", "/v1/collections/event", door, JSON_CT, threshold, strlen(threshold),
             needs_admin);
@@ -243,14 +248,14 @@ static void test_checkin_key_records_arrivals_and_nothing_more(void **state)
     assert_null(json_object_get(json_object_get(s, "metadata"), "badge"));
     json_decref(s);
     json_decref(call("GET", path, admin, NULL, NULL, 0, 200));
-    call("GET", "/v1/collections/event/subjects/intruder", admin, NULL, NULL, 0, 404);
+    json_decref(call("GET", "/v1/collections/event/subjects/intruder", admin, NULL, NULL, 0, 404));
     l = call("GET", "/v1/collections/event/subjects", admin, NULL, NULL, 0, 200);
     assert_int_equal(json_array_size(json_object_get(l, "subjects")), 2);
     json_decref(l);
     json_t *col = call("GET", "/v1/collections/event", admin, NULL, NULL, 0, 200);
     assert_true(json_number_value(json_object_get(col, "threshold")) > 0.1);
     json_decref(col);
-    call("GET", "/v1/collections/mine", admin, NULL, NULL, 0, 404);
+    json_decref(call("GET", "/v1/collections/mine", admin, NULL, NULL, 0, 404));
     l = call("GET", P, admin, NULL, NULL, 0, 200);
     assert_int_equal(num(l, "checked_in"), 1);
     json_decref(l);
@@ -325,8 +330,8 @@ static void test_openapi_states_each_routes_scope(void **state)
         const char *at = text ? strstr(text, want) : NULL;
         char next = at ? at[strlen(want)] : '\0';
         if (!at || (next != '.' && next != ' '))
-            fail_msg("openapi.json: %s %s does not say '%s': %.200s", route->method,
-                     route->pattern, want, text ? text : "(no description)");
+            fail_msg("openapi.json: %s %s does not say '%s': %.200s", route->method, route->pattern,
+                     want, text ? text : "(no description)");
     }
     json_decref(doc);
 }
