@@ -32,7 +32,13 @@
  * never corrupt anything. max_store_bytes is refused (SQLite only): PostgreSQL frees space
  * only on VACUUM, so a size cap would not behave like the SQLite one; use disk quotas there.
  *
- * Schema: vultus_schema(version) names the version; migrations[i] takes version i to i + 1.
+ * Schema: vultus_schema(version) names the oldest build's version that can use the database,
+ * as store_sqlite.c's user_version: migrations[i] takes version i to i + 1 for an incompatible
+ * change (earlier builds then refuse the database), additions[] are additive steps (new tables
+ * earlier builds never read, which their deletes cascade into) applied idempotently on every
+ * writable open without changing the version, so rolling back to an earlier build stays
+ * possible: it ignores, and keeps, what it does not know. The next additive change is one more
+ * entry of additions[]; version 2 is taken (see SCHEMA_VERSION_CHECKINS_ONLY).
  * Opening creates or migrates under a transaction-level advisory lock, so replicas starting at
  * once do it one at a time and the others find it done. A database with a newer version is
  * refused, not modified; a database holding tables of these names without vultus_schema
@@ -106,22 +112,45 @@ static const char *const migrations[] = {
     "  subject_id TEXT,"
     "  face_id BIGINT,"
     "  time_ms BIGINT NOT NULL);",
-    /* 1 -> 2: the check-in record (gallery.h, store_sqlite.c's version 2). */
-    "CREATE TABLE checkins ("
-    "  subject_rowid BIGINT PRIMARY KEY REFERENCES subjects (id) ON DELETE CASCADE,"
-    "  collection_id BIGINT NOT NULL REFERENCES collections (id) ON DELETE CASCADE,"
-    "  first_seen_ms BIGINT NOT NULL,"
-    "  last_arrival_ms BIGINT NOT NULL,"
-    "  arrivals BIGINT NOT NULL,"
-    "  similarity DOUBLE PRECISION NOT NULL);"
-    "CREATE INDEX checkins_by_time ON checkins (collection_id, first_seen_ms);"
-    "CREATE TABLE checkin_events ("
-    "  collection_id BIGINT PRIMARY KEY REFERENCES collections (id) ON DELETE CASCADE,"
-    "  since_ms BIGINT NOT NULL,"
-    "  not_recognised BIGINT NOT NULL,"
-    "  last_unknown_ms BIGINT NOT NULL);",
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
+
+/* Version 2 is taken: main's builds of one day (never released) wrote it for version 1 plus
+ * the check-in tables, which additions[] now makes of version 1. It is read as version 1 and a
+ * writable open writes 1 back, so that earlier builds can open the database again. The next
+ * incompatible change is version 3, with an empty 1 -> 2 step. */
+#define SCHEMA_VERSION_CHECKINS_ONLY 2
+_Static_assert(SCHEMA_VERSION < SCHEMA_VERSION_CHECKINS_ONLY,
+               "version 2 means 1 + the check-in tables: see SCHEMA_VERSION_CHECKINS_ONLY");
+
+struct schema_addition {
+    const char *name;    /* for the log */
+    const char *present; /* constant SQL: 1 when the step's tables are all there, else 0 */
+    const char *sql;     /* idempotent */
+};
+
+enum { ADD_CHECKINS };
+static const struct schema_addition additions[] = {
+    /* The check-in record (gallery.h, store_sqlite.c). */
+    [ADD_CHECKINS] =
+        {"the check-in record",
+         "SELECT (COUNT(*) = 2)::int FROM pg_tables WHERE schemaname = current_schema() "
+         "AND tablename IN ('checkins', 'checkin_events')",
+         "CREATE TABLE IF NOT EXISTS checkins ("
+         "  subject_rowid BIGINT PRIMARY KEY REFERENCES subjects (id) ON DELETE CASCADE,"
+         "  collection_id BIGINT NOT NULL REFERENCES collections (id) ON DELETE CASCADE,"
+         "  first_seen_ms BIGINT NOT NULL,"
+         "  last_arrival_ms BIGINT NOT NULL,"
+         "  arrivals BIGINT NOT NULL,"
+         "  similarity DOUBLE PRECISION NOT NULL);"
+         "CREATE INDEX IF NOT EXISTS checkins_by_time ON checkins (collection_id, first_seen_ms);"
+         "CREATE TABLE IF NOT EXISTS checkin_events ("
+         "  collection_id BIGINT PRIMARY KEY REFERENCES collections (id) ON DELETE CASCADE,"
+         "  since_ms BIGINT NOT NULL,"
+         "  not_recognised BIGINT NOT NULL,"
+         "  last_unknown_ms BIGINT NOT NULL);"},
+};
+#define ADDITIONS ((int)(sizeof additions / sizeof additions[0]))
 
 enum stmt_id {
     S_LAST_SEQ,
@@ -919,32 +948,52 @@ static int migrate(struct pg_store *s)
             goto fail;
         }
     }
-    if (version > SCHEMA_VERSION) {
+    /* Version 2 is 1 plus the check-in tables: see SCHEMA_VERSION_CHECKINS_ONLY. */
+    int64_t known = version == SCHEMA_VERSION_CHECKINS_ONLY ? SCHEMA_VERSION : version;
+    if (known > SCHEMA_VERSION) {
         rc = base_error_set(BASE_ERR_UNSUPPORTED,
                             "%s: gallery schema version %lld is newer than this build's (%d)",
                             s->shown, (long long)version, SCHEMA_VERSION);
         goto fail;
     }
-    if (version < SCHEMA_VERSION && s->options.read_only) {
+    if (known < SCHEMA_VERSION && s->options.read_only) {
         rc = base_error_set(BASE_ERR_IO,
                             "%s: schema version %lld needs a migration to %d, but the store is "
                             "open read-only",
                             s->shown, (long long)version, SCHEMA_VERSION);
         goto fail;
     }
-    if (version < SCHEMA_VERSION) {
+    /* Read-only: additive steps missing stay missing (the check-in calls know, see there). */
+    if (s->options.read_only) return exec_const(s, w, "COMMIT");
+    if (known < SCHEMA_VERSION) {
         if (!has_version &&
             (rc = exec_const(s, w, "CREATE TABLE vultus_schema (version INTEGER NOT NULL)")))
             goto fail;
-        for (int64_t v = version; v < SCHEMA_VERSION; v++) {
+        for (int64_t v = known; v < SCHEMA_VERSION; v++) {
             if ((rc = exec_const(s, w, migrations[v]))) goto fail;
             LOG_INFO("gallery store %s: schema migrated to version %lld", s->shown,
                      (long long)(v + 1));
         }
+    }
+    if (version != SCHEMA_VERSION) {
         snprintf(sql, sizeof sql,
                  "DELETE FROM vultus_schema; INSERT INTO vultus_schema VALUES (%d)",
                  SCHEMA_VERSION);
         if ((rc = exec_const(s, w, sql))) goto fail;
+        if (version == SCHEMA_VERSION_CHECKINS_ONLY)
+            LOG_INFO("gallery store %s: schema version %d written back as %d (the same tables), "
+                     "so that earlier builds can open it",
+                     s->shown, SCHEMA_VERSION_CHECKINS_ONLY, SCHEMA_VERSION);
+    }
+    /* Each step only when missing: the usual open runs no DDL (CREATE INDEX IF NOT EXISTS
+     * would still lock the table against other replicas' writes). */
+    for (int a = 0; a < ADDITIONS; a++) {
+        int64_t present = 0;
+        if ((rc = const_int(s, w, additions[a].present, &present))) goto fail;
+        if (present) continue;
+        if ((rc = exec_const(s, w, additions[a].sql))) goto fail;
+        LOG_INFO("gallery store %s: schema extended with %s (version stays %d)", s->shown,
+                 additions[a].name, SCHEMA_VERSION);
     }
     return exec_const(s, w, "COMMIT");
 fail:
@@ -2004,6 +2053,19 @@ static int pg_checkin_list(struct gal_store *store, int64_t collection_id, int64
     size_t n = 0;
     /* One snapshot: the page and the counts agree with each other. */
     if ((rc = read_begin(s, c))) goto done;
+    if (s->options.read_only) {
+        /* A database no writable open of a check-in-aware build has opened yet has no
+         * record: an empty one, as for an event nobody has arrived at (the writes are
+         * refused anyway, read-only). */
+        int64_t present = 0;
+        if ((rc = const_int(s, c, additions[ADD_CHECKINS].present, &present))) goto done;
+        if (!present) {
+            items = calloc(1, sizeof *items);
+            rc = items ? exec_const(s, c, "COMMIT")
+                       : base_error_set(BASE_ERR_NOMEM, "cannot list check-ins");
+            goto done;
+        }
+    }
     struct gal_checkin_event ev;
     if ((rc = read_event(s, c, collection_id, &ev))) goto done;
     if ((rc = count_checkins(s, c, collection_id, &summary->checked_in))) goto done;

@@ -20,8 +20,18 @@
  * Each connection is used by one thread at a time (SQLITE_OPEN_NOMUTEX). Every statement is
  * prepared once per connection and bound; no value is ever formatted into SQL text.
  *
- * Schema, versioned by PRAGMA user_version; migrations[i] takes version i to i + 1 inside one
- * transaction. A file with a newer version is refused, not modified.
+ * Schema: PRAGMA user_version is the oldest build's version that can use the file, and
+ * every build refuses a newer one (not modifying it). Two kinds of change, as expand/contract
+ * migrations go:
+ *   - incompatible (a column an earlier build would misread, a table it must write to):
+ *     migrations[i] takes version i to i + 1, and earlier builds refuse the file from then on;
+ *   - additive (new tables that earlier builds never read, that their deletes cascade into
+ *     through foreign keys, with AUTOINCREMENT ids so a row is never mistaken for another):
+ *     one more entry of additions[], idempotent (IF NOT EXISTS), applied on every writable
+ *     open; the version stays, so rolling back to an earlier build stays possible and it
+ *     simply ignores (and keeps) what the later build recorded.
+ * Both run in one BEGIN IMMEDIATE transaction at open, re-read under the lock; a store that
+ * needs neither is opened without taking the lock.
  *   collections  id, name (unique), model_id, dim, dtype, threshold, created_ms
  *   subjects     id (the subject rowid), collection_id, subject_id (unique per collection),
  *                metadata (JSON text), created_ms
@@ -32,7 +42,7 @@
  *   changes      seq (AUTOINCREMENT: never reused), kind, collection_id, collection,
  *                subject_rowid, subject_id, face_id, time_ms
  *   checkins     subject_rowid, collection_id, first_seen_ms, last_arrival_ms, arrivals,
- *                similarity: the check-in record (version 2), not in the change log
+ *                similarity: the check-in record (an additive step), not in the change log
  *   checkin_events  collection_id, since_ms, not_recognised, last_unknown_ms
  */
 #include <pthread.h>
@@ -96,24 +106,50 @@ static const char *const migrations[] = {
     "  subject_id TEXT,"
     "  face_id INTEGER,"
     "  time_ms INTEGER NOT NULL);",
-    /* 1 -> 2: the check-in record (gallery.h). A subject's record goes with its subject, an
-     * event's with its collection (foreign keys; a deleted collection's subjects are purged
-     * later, their records with them). */
-    "CREATE TABLE checkins ("
-    "  subject_rowid INTEGER PRIMARY KEY REFERENCES subjects (id) ON DELETE CASCADE,"
-    "  collection_id INTEGER NOT NULL REFERENCES collections (id) ON DELETE CASCADE,"
-    "  first_seen_ms INTEGER NOT NULL,"
-    "  last_arrival_ms INTEGER NOT NULL,"
-    "  arrivals INTEGER NOT NULL,"
-    "  similarity REAL NOT NULL);"
-    "CREATE INDEX checkins_by_time ON checkins (collection_id, first_seen_ms);"
-    "CREATE TABLE checkin_events ("
-    "  collection_id INTEGER PRIMARY KEY REFERENCES collections (id) ON DELETE CASCADE,"
-    "  since_ms INTEGER NOT NULL,"
-    "  not_recognised INTEGER NOT NULL,"
-    "  last_unknown_ms INTEGER NOT NULL);",
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
+
+/*
+ * Version 2 is taken: main's builds of one day (never released) wrote it for version 1 plus
+ * the check-in tables, which is what additions[] now makes of version 1. Such a file is read
+ * as version 1 (nothing in it is lost) and a writable open writes 1 back, so that earlier
+ * builds can open it again. The next incompatible change is therefore version 3, with an
+ * empty 1 -> 2 step, and must decide what to do with these files first.
+ */
+#define SCHEMA_VERSION_CHECKINS_ONLY 2
+_Static_assert(SCHEMA_VERSION < SCHEMA_VERSION_CHECKINS_ONLY,
+               "version 2 means 1 + the check-in tables: see SCHEMA_VERSION_CHECKINS_ONLY");
+
+struct schema_addition {
+    const char *name;    /* for the log */
+    const char *present; /* constant SQL: 1 when the step's tables are all there, else 0 */
+    const char *sql;     /* idempotent */
+};
+
+enum { ADD_CHECKINS };
+static const struct schema_addition additions[] = {
+    /* The check-in record (gallery.h). A subject's record goes with its subject, an event's
+     * with its collection (foreign keys, which earlier builds' writers enable too; a deleted
+     * collection's subjects are purged later, their records with them). */
+    [ADD_CHECKINS] =
+        {"the check-in record",
+         "SELECT COUNT(*) = 2 FROM sqlite_master WHERE type = 'table' "
+         "AND name IN ('checkins', 'checkin_events')",
+         "CREATE TABLE IF NOT EXISTS checkins ("
+         "  subject_rowid INTEGER PRIMARY KEY REFERENCES subjects (id) ON DELETE CASCADE,"
+         "  collection_id INTEGER NOT NULL REFERENCES collections (id) ON DELETE CASCADE,"
+         "  first_seen_ms INTEGER NOT NULL,"
+         "  last_arrival_ms INTEGER NOT NULL,"
+         "  arrivals INTEGER NOT NULL,"
+         "  similarity REAL NOT NULL);"
+         "CREATE INDEX IF NOT EXISTS checkins_by_time ON checkins (collection_id, first_seen_ms);"
+         "CREATE TABLE IF NOT EXISTS checkin_events ("
+         "  collection_id INTEGER PRIMARY KEY REFERENCES collections (id) ON DELETE CASCADE,"
+         "  since_ms INTEGER NOT NULL,"
+         "  not_recognised INTEGER NOT NULL,"
+         "  last_unknown_ms INTEGER NOT NULL);"},
+};
+#define ADDITIONS ((int)(sizeof additions / sizeof additions[0]))
 
 enum stmt_id {
     S_BEGIN,
@@ -529,6 +565,21 @@ static int exec_const(struct conn *c, const char *sql)
     return err;
 }
 
+/* Whether additions[step]'s tables are all there; on any connection. */
+static int addition_present(struct conn *c, int step, int *present)
+{
+    int64_t v = 0;
+    int rc = pragma_int(c, additions[step].present, &v);
+    *present = v != 0;
+    return rc;
+}
+
+/* The version read as this build understands it: see SCHEMA_VERSION_CHECKINS_ONLY. */
+static int64_t known_version(int64_t version)
+{
+    return version == SCHEMA_VERSION_CHECKINS_ONLY ? SCHEMA_VERSION : version;
+}
+
 static int migrate(struct sqlite_store *s)
 {
     struct conn *w = &s->writer;
@@ -540,27 +591,55 @@ static int migrate(struct sqlite_store *s)
         return base_error_set(BASE_ERR_FORMAT,
                               "%s is a SQLite file of another application (id %lld)", s->path,
                               (long long)app);
-    if (version > SCHEMA_VERSION)
+    if (known_version(version) > SCHEMA_VERSION)
         return base_error_set(BASE_ERR_UNSUPPORTED,
                               "%s: gallery schema version %lld is newer than this build's (%d)",
                               s->path, (long long)version, SCHEMA_VERSION);
-    if (version == SCHEMA_VERSION) return 0;
-    if (s->options.read_only)
+    if (known_version(version) < SCHEMA_VERSION && s->options.read_only)
         return base_error_set(BASE_ERR_IO,
                               "%s: schema version %lld needs a migration to %d, "
                               "but the store is open read-only",
                               s->path, (long long)version, SCHEMA_VERSION);
+    /* Read-only: additive steps missing stay missing (the check-in calls know, see there). */
+    if (s->options.read_only) return 0;
+    int todo = version != SCHEMA_VERSION;
+    for (int a = 0; a < ADDITIONS && !todo; a++) {
+        int present = 0;
+        if ((rc = addition_present(w, a, &present))) return rc;
+        todo = !present;
+    }
+    if (!todo) return 0; /* the usual open: no write lock taken */
     if ((rc = exec_const(w, "BEGIN IMMEDIATE"))) return rc;
     /* Another process may have migrated between our read and the lock: read again. */
     if ((rc = pragma_int(w, "PRAGMA user_version", &version))) goto fail;
-    for (int64_t v = version; v < SCHEMA_VERSION; v++) {
+    if (known_version(version) > SCHEMA_VERSION) {
+        rc = base_error_set(BASE_ERR_UNSUPPORTED,
+                            "%s: gallery schema version %lld is newer than this build's (%d)",
+                            s->path, (long long)version, SCHEMA_VERSION);
+        goto fail;
+    }
+    char sql[64];
+    for (int64_t v = known_version(version); v < SCHEMA_VERSION; v++) {
         if ((rc = exec_const(w, migrations[v]))) goto fail;
-        char sql[64];
         snprintf(sql, sizeof sql, "PRAGMA user_version = %lld", (long long)(v + 1));
         if ((rc = exec_const(w, sql))) goto fail;
         LOG_INFO("gallery store %s: schema migrated to version %lld", s->path, (long long)(v + 1));
     }
-    char sql[64];
+    if (version == SCHEMA_VERSION_CHECKINS_ONLY) {
+        snprintf(sql, sizeof sql, "PRAGMA user_version = %d", SCHEMA_VERSION);
+        if ((rc = exec_const(w, sql))) goto fail;
+        LOG_INFO("gallery store %s: schema version %d written back as %d (the same tables), "
+                 "so that earlier builds can open it",
+                 s->path, SCHEMA_VERSION_CHECKINS_ONLY, SCHEMA_VERSION);
+    }
+    for (int a = 0; a < ADDITIONS; a++) {
+        int present = 0;
+        if ((rc = addition_present(w, a, &present))) goto fail;
+        if ((rc = exec_const(w, additions[a].sql))) goto fail;
+        if (!present)
+            LOG_INFO("gallery store %s: schema extended with %s (version stays %d)", s->path,
+                     additions[a].name, SCHEMA_VERSION);
+    }
     snprintf(sql, sizeof sql, "PRAGMA application_id = %d", APPLICATION_ID);
     if ((rc = exec_const(w, sql))) goto fail;
     return exec_const(w, "COMMIT");
@@ -1750,6 +1829,13 @@ static int sq_checkin_list(struct gal_store *store, int64_t collection_id, int64
     size_t n = 0;
     /* One read transaction: the page and the counts agree with each other. */
     if ((rc = run(c, stmt(c, S_BEGIN), "begin"))) goto done;
+    if (s->options.read_only) {
+        /* A store no writable open of a check-in-aware build has opened yet has no record:
+         * an empty one, as for an event nobody has arrived at. (A writable open makes the
+         * tables; the writes here are refused anyway, read-only.) */
+        int present = 0;
+        if ((rc = addition_present(c, ADD_CHECKINS, &present)) || !present) goto end;
+    }
     struct gal_checkin_event ev;
     if ((rc = read_event(c, collection_id, &ev))) goto end;
     if ((rc = count_checkins(c, collection_id, &summary->checked_in))) goto end;

@@ -34,6 +34,8 @@ static void new_postgres_database(char *url, size_t size);
 static void postgres_refuse_faces(const char *url, int refuse);
 /* Runs SQL on the database as its owner (the tests' own changes behind the gallery's back). */
 static void admin_exec(const char *url, const char *sql);
+/* The first column of the first row of `sql`, run as the database's owner. */
+static long admin_long(const char *url, const char *sql);
 #define STORE_IS_FILE 0
 #else
 #define STORE_IS_FILE 1
@@ -1544,32 +1546,222 @@ static void test_checkin_pages(void **state)
     assert_int_equal(pages, (N + PAGE - 1) / PAGE);
 }
 
-/* A store made by the version before the check-in record migrates: its data kept, the record
- * working. */
+/* ---- the schema as earlier builds see it ----------------------------------------------- */
+
+#if STORE_IS_FILE
+/* Behind the gallery's back, on the file. */
+static void store_exec(const char *db_path, const char *sql)
+{
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(db_path, &db), SQLITE_OK);
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) fail_msg("%s: %s", sql, msg);
+    sqlite3_close(db);
+}
+
+static long store_long(const char *db_path, const char *sql)
+{
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+        fail_msg("%s: %s", sql, sqlite3_errmsg(db));
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    long v = (long)sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+#define STORE_VERSION "PRAGMA user_version"
+#define SET_VERSION_2 "PRAGMA user_version = 2"
+#define CHECKIN_RELATIONS                                                                          \
+    "SELECT COUNT(*) FROM sqlite_master WHERE name IN ('checkins', 'checkin_events', "             \
+    "'checkins_by_time')"
+/* The schema the release before the check-in record (store_sqlite.c at 6f364a4^) left in a
+ * file, written out here as it was: what a rollback opens, and what an upgrade starts from. */
+#define EARLIER_SCHEMA                                                                             \
+    "PRAGMA journal_mode = WAL;"                                                                   \
+    "CREATE TABLE collections (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL UNIQUE,"   \
+    "  model_id TEXT NOT NULL, dim INTEGER NOT NULL CHECK (dim BETWEEN 1 AND 4096),"               \
+    "  dtype INTEGER NOT NULL CHECK (dtype IN (0, 1, 2)), threshold REAL NOT NULL,"                \
+    "  created_ms INTEGER NOT NULL);"                                                              \
+    "CREATE TABLE subjects (id INTEGER PRIMARY KEY AUTOINCREMENT,"                                 \
+    "  collection_id INTEGER NOT NULL REFERENCES collections (id) ON DELETE CASCADE,"              \
+    "  subject_id TEXT NOT NULL, metadata TEXT NOT NULL, created_ms INTEGER NOT NULL,"             \
+    "  UNIQUE (collection_id, subject_id));"                                                       \
+    "CREATE TABLE faces (id INTEGER PRIMARY KEY AUTOINCREMENT,"                                    \
+    "  collection_id INTEGER NOT NULL REFERENCES collections (id) ON DELETE CASCADE,"              \
+    "  subject_rowid INTEGER NOT NULL REFERENCES subjects (id) ON DELETE CASCADE,"                 \
+    "  embedding BLOB NOT NULL, image_hash TEXT NOT NULL, box_x REAL NOT NULL,"                    \
+    "  box_y REAL NOT NULL, box_w REAL NOT NULL, box_h REAL NOT NULL, quality REAL NOT NULL,"      \
+    "  created_ms INTEGER NOT NULL);"                                                              \
+    "CREATE INDEX faces_by_collection ON faces (collection_id, id);"                               \
+    "CREATE INDEX faces_by_subject ON faces (subject_rowid);"                                      \
+    "CREATE TABLE thumbnails ("                                                                    \
+    "  face_id INTEGER PRIMARY KEY REFERENCES faces (id) ON DELETE CASCADE, jpeg BLOB NOT NULL);"  \
+    "CREATE TABLE changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, kind INTEGER NOT NULL,"          \
+    "  collection_id INTEGER NOT NULL, collection TEXT NOT NULL, subject_rowid INTEGER,"           \
+    "  subject_id TEXT, face_id INTEGER, time_ms INTEGER NOT NULL);"                               \
+    "PRAGMA user_version = 1; PRAGMA application_id = 1447510348;"
+#else
+#define store_exec admin_exec
+#define store_long admin_long
+#define STORE_VERSION "SELECT MAX(version) FROM vultus_schema"
+#define SET_VERSION_2 "UPDATE vultus_schema SET version = 2"
+#define CHECKIN_RELATIONS                                                                          \
+    "SELECT COUNT(*) FROM pg_class WHERE relname IN ('checkins', 'checkin_events', "               \
+    "'checkins_by_time')"
+/* The schema the release before the check-in record (store_postgres.c at 6f364a4^) left in a
+ * database, written out here as it was. */
+#define EARLIER_SCHEMA                                                                             \
+    "CREATE TABLE vultus_schema (version INTEGER NOT NULL);"                                       \
+    "CREATE TABLE collections (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"                \
+    "  name TEXT COLLATE \"C\" NOT NULL UNIQUE, model_id TEXT NOT NULL,"                           \
+    "  dim INTEGER NOT NULL CHECK (dim BETWEEN 1 AND 4096),"                                       \
+    "  dtype INTEGER NOT NULL CHECK (dtype IN (0, 1, 2)), threshold DOUBLE PRECISION NOT NULL,"    \
+    "  created_ms BIGINT NOT NULL);"                                                               \
+    "CREATE TABLE subjects (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"                   \
+    "  collection_id BIGINT NOT NULL REFERENCES collections (id) ON DELETE CASCADE,"               \
+    "  subject_id TEXT COLLATE \"C\" NOT NULL, metadata TEXT NOT NULL,"                            \
+    "  created_ms BIGINT NOT NULL, UNIQUE (collection_id, subject_id));"                           \
+    "CREATE TABLE faces (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"                      \
+    "  collection_id BIGINT NOT NULL REFERENCES collections (id) ON DELETE CASCADE,"               \
+    "  subject_rowid BIGINT NOT NULL REFERENCES subjects (id) ON DELETE CASCADE,"                  \
+    "  embedding BYTEA NOT NULL, image_hash TEXT NOT NULL,"                                        \
+    "  box_x DOUBLE PRECISION NOT NULL, box_y DOUBLE PRECISION NOT NULL,"                          \
+    "  box_w DOUBLE PRECISION NOT NULL, box_h DOUBLE PRECISION NOT NULL,"                          \
+    "  quality DOUBLE PRECISION NOT NULL, created_ms BIGINT NOT NULL);"                            \
+    "CREATE INDEX faces_by_collection ON faces (collection_id, id);"                               \
+    "CREATE INDEX faces_by_subject ON faces (subject_rowid);"                                      \
+    "CREATE TABLE thumbnails ("                                                                    \
+    "  face_id BIGINT PRIMARY KEY REFERENCES faces (id) ON DELETE CASCADE, jpeg BYTEA NOT NULL);"  \
+    "CREATE TABLE changes (seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"                   \
+    "  kind INTEGER NOT NULL, collection_id BIGINT NOT NULL, collection TEXT NOT NULL,"            \
+    "  subject_rowid BIGINT, subject_id TEXT, face_id BIGINT, time_ms BIGINT NOT NULL);"           \
+    "INSERT INTO vultus_schema VALUES (1);"
+#endif
+
+/* A new store: version 1 (what every earlier build accepts: rolling back stays possible),
+ * with the check-in tables; opening it again changes nothing and keeps the record. */
+static void test_checkin_schema_additive(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(store_long(f->db, STORE_VERSION), 1);
+    assert_int_equal(store_long(f->db, CHECKIN_RELATIONS), 3);
+    create(f->g, "ev", GAL_DTYPE_F32, 0.5f);
+    EXPECT_OK(gal_subject_add(f->g, "ev", "ann", NULL));
+    assert_int_equal(arrive(f->g, "ev", "ann", 0.9f, T0, NULL, NULL), GAL_CHECKIN_CHECKED_IN);
+    gal_close(f->g);
+    f->g = NULL;
+#if STORE_IS_FILE
+    /* Bumped by SQLite at every change of the schema: none from here on. */
+    long schema_cookie = store_long(f->db, "PRAGMA schema_version");
+#endif
+    for (int i = 0; i < 2; i++) {
+        EXPECT_OK(gal_open(f->db, NULL, &f->g));
+        assert_int_equal(store_long(f->db, STORE_VERSION), 1);
+        assert_int_equal(store_long(f->db, CHECKIN_RELATIONS), 3);
+#if STORE_IS_FILE
+        assert_int_equal(store_long(f->db, "PRAGMA schema_version"), schema_cookie);
+#endif
+        struct gal_checkin *list = NULL;
+        struct gal_checkin_summary s;
+        assert_int_equal(list_all(f->g, "ev", &list, &s), 1);
+        assert_string_equal(list[0].subject_id, "ann");
+        gal_checkin_list_free(list, 1);
+        expect_summary(&s, 1, 1, 0, T0);
+        gal_close(f->g);
+        f->g = NULL;
+    }
+    EXPECT_OK(gal_open(f->db, NULL, &f->g));
+}
+
+/* A version-1 store as the release before the check-in record made it (its schema only, with
+ * a collection and a subject): read-only, the record is empty and writing it a clear error;
+ * the first writable open adds the tables, its data kept, the version still 1. */
 static void test_checkin_migration(void **state)
+{
+    struct fixture *f = *state;
+    gal_close(f->g);
+    f->g = NULL;
+#if STORE_IS_FILE
+    char earlier[600];
+    path_in(earlier, sizeof earlier, f->dir, "earlier.db");
+#else
+    char earlier[300];
+    new_postgres_database(earlier, sizeof earlier);
+#endif
+    store_exec(earlier, EARLIER_SCHEMA
+               "INSERT INTO collections (name, model_id, dim, dtype, threshold, created_ms) "
+               "VALUES ('ev', '" MODEL "', 64, 0, 0.5, 1);"
+               "INSERT INTO subjects (collection_id, subject_id, metadata, created_ms) "
+               "VALUES (1, 'ann', '{\"seat\": 7}', 1);");
+    assert_int_equal(store_long(earlier, CHECKIN_RELATIONS), 0);
+
+    struct gal_options ro = {.read_only = 1};
+    EXPECT_OK(gal_open(earlier, &ro, &f->g));
+    struct gal_checkin *list = NULL;
+    struct gal_checkin_summary s;
+    assert_int_equal(list_all(f->g, "ev", &list, &s), 0);
+    gal_checkin_list_free(list, 0);
+    expect_summary(&s, 0, 1, 0, 0);
+    const struct gal_checkin_face ann = {"ann", 0.9f};
+    struct gal_checkin r;
+    EXPECT_RC(gal_checkin(f->g, "ev", &ann, 1, T0, &r, &s), BASE_ERR_IO);
+    assert_non_null(strstr(base_error_message(), "read-only"));
+    EXPECT_RC(gal_checkin_clear(f->g, "ev", NULL), BASE_ERR_IO);
+    assert_non_null(strstr(base_error_message(), "read-only"));
+    gal_close(f->g);
+    f->g = NULL;
+    assert_int_equal(store_long(earlier, CHECKIN_RELATIONS), 0); /* read-only: untouched */
+
+    EXPECT_OK(gal_open(earlier, NULL, &f->g));
+    assert_int_equal(store_long(earlier, STORE_VERSION), 1);
+    assert_int_equal(store_long(earlier, CHECKIN_RELATIONS), 3);
+    assert_int_equal(arrive(f->g, "ev", "ann", 0.9f, T0, NULL, &s), GAL_CHECKIN_CHECKED_IN);
+    expect_summary(&s, 1, 1, 0, T0);
+    struct gal_subject_info info;
+    EXPECT_OK(gal_subject_get(f->g, "ev", "ann", &info));
+    assert_string_equal(info.metadata, "{\"seat\": 7}");
+    gal_subject_info_deinit(&info);
+    gal_close(f->g);
+    f->g = NULL;
+    /* Read-only again, now with the record. */
+    EXPECT_OK(gal_open(earlier, &ro, &f->g));
+    assert_int_equal(list_all(f->g, "ev", &list, &s), 1);
+    gal_checkin_list_free(list, 1);
+    expect_summary(&s, 1, 1, 0, T0);
+    gal_close(f->g);
+    f->g = NULL;
+    EXPECT_OK(gal_open(f->db, NULL, &f->g));
+}
+
+/* Version 2 (main's builds of one day: version 1 plus the check-in tables) is accepted, its
+ * record kept, read-only as it is; a writable open writes 1 back so earlier builds open it. */
+static void test_checkin_version_2(void **state)
 {
     struct fixture *f = *state;
     create(f->g, "ev", GAL_DTYPE_F32, 0.5f);
     EXPECT_OK(gal_subject_add(f->g, "ev", "ann", NULL));
+    assert_int_equal(arrive(f->g, "ev", "ann", 0.9f, T0, NULL, NULL), GAL_CHECKIN_CHECKED_IN);
     gal_close(f->g);
     f->g = NULL;
-#if STORE_IS_FILE
-    sqlite3 *db;
-    assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(db,
-                                  "DROP TABLE checkins; DROP TABLE checkin_events; "
-                                  "PRAGMA user_version = 1",
-                                  NULL, NULL, NULL),
-                     SQLITE_OK);
-    sqlite3_close(db);
-#else
-    admin_exec(f->db, "DROP TABLE checkins; DROP TABLE checkin_events; "
-                      "UPDATE vultus_schema SET version = 1");
-#endif
-    EXPECT_OK(gal_open(f->db, NULL, &f->g));
+    store_exec(f->db, SET_VERSION_2);
+    struct gal_options ro = {.read_only = 1};
+    struct gal_checkin *list = NULL;
     struct gal_checkin_summary s;
-    assert_int_equal(arrive(f->g, "ev", "ann", 0.9f, T0, NULL, &s), GAL_CHECKIN_CHECKED_IN);
-    expect_summary(&s, 1, 1, 0, T0);
+    for (int writable = 0; writable < 2; writable++) {
+        EXPECT_OK(gal_open(f->db, writable ? NULL : &ro, &f->g));
+        assert_int_equal(store_long(f->db, STORE_VERSION), writable ? 1 : 2);
+        assert_int_equal(list_all(f->g, "ev", &list, &s), 1);
+        gal_checkin_list_free(list, 1);
+        expect_summary(&s, 1, 1, 0, T0);
+        gal_close(f->g);
+        f->g = NULL;
+    }
+    EXPECT_OK(gal_open(f->db, NULL, &f->g));
+    assert_int_equal(arrive(f->g, "ev", "ann", 0.9f, T0 + 60000, NULL, &s),
+                     GAL_CHECKIN_ALREADY_CHECKED_IN);
 }
 
 static void test_schema_versions(void **state)
@@ -1585,7 +1777,7 @@ static void test_schema_versions(void **state)
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
     version = sqlite3_column_int64(st, 0);
     sqlite3_finalize(st);
-    assert_int_equal(version, 2);
+    assert_int_equal(version, 1);
     assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
     struct gal *g = NULL;
@@ -1612,9 +1804,9 @@ static void test_schema_versions(void **state)
     struct gal_options bad_kernels = {.kernels = "sse9"};
     EXPECT_RC(gal_open(f->db, &bad_kernels, &g), BASE_ERR_UNSUPPORTED);
 
-    /* Back to version 2 so the teardown's close works on a sane gallery. */
+    /* Back to version 1 so the teardown's close works on a sane gallery. */
     assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
-    sqlite3_exec(db, "PRAGMA user_version = 2", NULL, NULL, NULL);
+    sqlite3_exec(db, "PRAGMA user_version = 1", NULL, NULL, NULL);
     sqlite3_close(db);
     EXPECT_OK(gal_open(f->db, NULL, &f->g));
 }
@@ -1641,7 +1833,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_checkin_collection_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkin_two_doors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkin_pages, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_checkin_schema_additive, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkin_migration, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_checkin_version_2, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

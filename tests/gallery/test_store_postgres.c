@@ -202,7 +202,7 @@ static void test_pg_schema(void **state)
     EXPECT_RC(gal_open(f->db, NULL, &g), BASE_ERR_UNSUPPORTED);
     assert_non_null(strstr(base_error_message(), "99"));
     assert_null(g);
-    admin_exec(f->db, "UPDATE vultus_schema SET version = 2");
+    admin_exec(f->db, "UPDATE vultus_schema SET version = 1");
     EXPECT_OK(gal_open(f->db, NULL, &f->g));
 
     /* Another application's database (tables of our names, no vultus_schema) is refused and
@@ -846,7 +846,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_checkin_collection_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkin_two_doors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkin_pages, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_checkin_schema_additive, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkin_migration, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_checkin_version_2, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pg_same_as_sqlite, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pg_schema, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pg_concurrent_open, setup, teardown),
