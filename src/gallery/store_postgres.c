@@ -38,7 +38,7 @@
  * earlier builds never read, which their deletes cascade into) applied idempotently on every
  * writable open without changing the version, so rolling back to an earlier build stays
  * possible: it ignores, and keeps, what it does not know. The next additive change is one more
- * entry of additions[]; version 2 is taken (see SCHEMA_VERSION_CHECKINS_ONLY).
+ * entry of additions[].
  * Opening creates or migrates under a transaction-level advisory lock, so replicas starting at
  * once do it one at a time and the others find it done. A database with a newer version is
  * refused, not modified; a database holding tables of these names without vultus_schema
@@ -114,14 +114,6 @@ static const char *const migrations[] = {
     "  time_ms BIGINT NOT NULL);",
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
-
-/* Version 2 is taken: main's builds of one day (never released) wrote it for version 1 plus
- * the check-in tables, which additions[] now makes of version 1. It is read as version 1 and a
- * writable open writes 1 back, so that earlier builds can open the database again. The next
- * incompatible change is version 3, with an empty 1 -> 2 step. */
-#define SCHEMA_VERSION_CHECKINS_ONLY 2
-_Static_assert(SCHEMA_VERSION < SCHEMA_VERSION_CHECKINS_ONLY,
-               "version 2 means 1 + the check-in tables: see SCHEMA_VERSION_CHECKINS_ONLY");
 
 struct schema_addition {
     const char *name;    /* for the log */
@@ -948,15 +940,13 @@ static int migrate(struct pg_store *s)
             goto fail;
         }
     }
-    /* Version 2 is 1 plus the check-in tables: see SCHEMA_VERSION_CHECKINS_ONLY. */
-    int64_t known = version == SCHEMA_VERSION_CHECKINS_ONLY ? SCHEMA_VERSION : version;
-    if (known > SCHEMA_VERSION) {
+    if (version > SCHEMA_VERSION) {
         rc = base_error_set(BASE_ERR_UNSUPPORTED,
                             "%s: gallery schema version %lld is newer than this build's (%d)",
                             s->shown, (long long)version, SCHEMA_VERSION);
         goto fail;
     }
-    if (known < SCHEMA_VERSION && s->options.read_only) {
+    if (version < SCHEMA_VERSION && s->options.read_only) {
         rc = base_error_set(BASE_ERR_IO,
                             "%s: schema version %lld needs a migration to %d, but the store is "
                             "open read-only",
@@ -965,11 +955,11 @@ static int migrate(struct pg_store *s)
     }
     /* Read-only: additive steps missing stay missing (the check-in calls know, see there). */
     if (s->options.read_only) return exec_const(s, w, "COMMIT");
-    if (known < SCHEMA_VERSION) {
+    if (version < SCHEMA_VERSION) {
         if (!has_version &&
             (rc = exec_const(s, w, "CREATE TABLE vultus_schema (version INTEGER NOT NULL)")))
             goto fail;
-        for (int64_t v = known; v < SCHEMA_VERSION; v++) {
+        for (int64_t v = version; v < SCHEMA_VERSION; v++) {
             if ((rc = exec_const(s, w, migrations[v]))) goto fail;
             LOG_INFO("gallery store %s: schema migrated to version %lld", s->shown,
                      (long long)(v + 1));
@@ -980,10 +970,6 @@ static int migrate(struct pg_store *s)
                  "DELETE FROM vultus_schema; INSERT INTO vultus_schema VALUES (%d)",
                  SCHEMA_VERSION);
         if ((rc = exec_const(s, w, sql))) goto fail;
-        if (version == SCHEMA_VERSION_CHECKINS_ONLY)
-            LOG_INFO("gallery store %s: schema version %d written back as %d (the same tables), "
-                     "so that earlier builds can open it",
-                     s->shown, SCHEMA_VERSION_CHECKINS_ONLY, SCHEMA_VERSION);
     }
     /* Each step only when missing: the usual open runs no DDL (CREATE INDEX IF NOT EXISTS
      * would still lock the table against other replicas' writes). */

@@ -109,17 +109,6 @@ static const char *const migrations[] = {
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
 
-/*
- * Version 2 is taken: main's builds of one day (never released) wrote it for version 1 plus
- * the check-in tables, which is what additions[] now makes of version 1. Such a file is read
- * as version 1 (nothing in it is lost) and a writable open writes 1 back, so that earlier
- * builds can open it again. The next incompatible change is therefore version 3, with an
- * empty 1 -> 2 step, and must decide what to do with these files first.
- */
-#define SCHEMA_VERSION_CHECKINS_ONLY 2
-_Static_assert(SCHEMA_VERSION < SCHEMA_VERSION_CHECKINS_ONLY,
-               "version 2 means 1 + the check-in tables: see SCHEMA_VERSION_CHECKINS_ONLY");
-
 struct schema_addition {
     const char *name;    /* for the log */
     const char *present; /* constant SQL: 1 when the step's tables are all there, else 0 */
@@ -574,12 +563,6 @@ static int addition_present(struct conn *c, int step, int *present)
     return rc;
 }
 
-/* The version read as this build understands it: see SCHEMA_VERSION_CHECKINS_ONLY. */
-static int64_t known_version(int64_t version)
-{
-    return version == SCHEMA_VERSION_CHECKINS_ONLY ? SCHEMA_VERSION : version;
-}
-
 static int migrate(struct sqlite_store *s)
 {
     struct conn *w = &s->writer;
@@ -591,11 +574,11 @@ static int migrate(struct sqlite_store *s)
         return base_error_set(BASE_ERR_FORMAT,
                               "%s is a SQLite file of another application (id %lld)", s->path,
                               (long long)app);
-    if (known_version(version) > SCHEMA_VERSION)
+    if (version > SCHEMA_VERSION)
         return base_error_set(BASE_ERR_UNSUPPORTED,
                               "%s: gallery schema version %lld is newer than this build's (%d)",
                               s->path, (long long)version, SCHEMA_VERSION);
-    if (known_version(version) < SCHEMA_VERSION && s->options.read_only)
+    if (version < SCHEMA_VERSION && s->options.read_only)
         return base_error_set(BASE_ERR_IO,
                               "%s: schema version %lld needs a migration to %d, "
                               "but the store is open read-only",
@@ -612,25 +595,18 @@ static int migrate(struct sqlite_store *s)
     if ((rc = exec_const(w, "BEGIN IMMEDIATE"))) return rc;
     /* Another process may have migrated between our read and the lock: read again. */
     if ((rc = pragma_int(w, "PRAGMA user_version", &version))) goto fail;
-    if (known_version(version) > SCHEMA_VERSION) {
+    if (version > SCHEMA_VERSION) {
         rc = base_error_set(BASE_ERR_UNSUPPORTED,
                             "%s: gallery schema version %lld is newer than this build's (%d)",
                             s->path, (long long)version, SCHEMA_VERSION);
         goto fail;
     }
     char sql[64];
-    for (int64_t v = known_version(version); v < SCHEMA_VERSION; v++) {
+    for (int64_t v = version; v < SCHEMA_VERSION; v++) {
         if ((rc = exec_const(w, migrations[v]))) goto fail;
         snprintf(sql, sizeof sql, "PRAGMA user_version = %lld", (long long)(v + 1));
         if ((rc = exec_const(w, sql))) goto fail;
         LOG_INFO("gallery store %s: schema migrated to version %lld", s->path, (long long)(v + 1));
-    }
-    if (version == SCHEMA_VERSION_CHECKINS_ONLY) {
-        snprintf(sql, sizeof sql, "PRAGMA user_version = %d", SCHEMA_VERSION);
-        if ((rc = exec_const(w, sql))) goto fail;
-        LOG_INFO("gallery store %s: schema version %d written back as %d (the same tables), "
-                 "so that earlier builds can open it",
-                 s->path, SCHEMA_VERSION_CHECKINS_ONLY, SCHEMA_VERSION);
     }
     for (int a = 0; a < ADDITIONS; a++) {
         int present = 0;

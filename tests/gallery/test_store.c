@@ -1573,7 +1573,6 @@ static long store_long(const char *db_path, const char *sql)
     return v;
 }
 #define STORE_VERSION "PRAGMA user_version"
-#define SET_VERSION_2 "PRAGMA user_version = 2"
 #define CHECKIN_RELATIONS                                                                          \
     "SELECT COUNT(*) FROM sqlite_master WHERE name IN ('checkins', 'checkin_events', "             \
     "'checkins_by_time')"
@@ -1607,7 +1606,6 @@ static long store_long(const char *db_path, const char *sql)
 #define store_exec admin_exec
 #define store_long admin_long
 #define STORE_VERSION "SELECT MAX(version) FROM vultus_schema"
-#define SET_VERSION_2 "UPDATE vultus_schema SET version = 2"
 #define CHECKIN_RELATIONS                                                                          \
     "SELECT COUNT(*) FROM pg_class WHERE relname IN ('checkins', 'checkin_events', "               \
     "'checkins_by_time')"
@@ -1736,34 +1734,6 @@ static void test_checkin_migration(void **state)
     EXPECT_OK(gal_open(f->db, NULL, &f->g));
 }
 
-/* Version 2 (main's builds of one day: version 1 plus the check-in tables) is accepted, its
- * record kept, read-only as it is; a writable open writes 1 back so earlier builds open it. */
-static void test_checkin_version_2(void **state)
-{
-    struct fixture *f = *state;
-    create(f->g, "ev", GAL_DTYPE_F32, 0.5f);
-    EXPECT_OK(gal_subject_add(f->g, "ev", "ann", NULL));
-    assert_int_equal(arrive(f->g, "ev", "ann", 0.9f, T0, NULL, NULL), GAL_CHECKIN_CHECKED_IN);
-    gal_close(f->g);
-    f->g = NULL;
-    store_exec(f->db, SET_VERSION_2);
-    struct gal_options ro = {.read_only = 1};
-    struct gal_checkin *list = NULL;
-    struct gal_checkin_summary s;
-    for (int writable = 0; writable < 2; writable++) {
-        EXPECT_OK(gal_open(f->db, writable ? NULL : &ro, &f->g));
-        assert_int_equal(store_long(f->db, STORE_VERSION), writable ? 1 : 2);
-        assert_int_equal(list_all(f->g, "ev", &list, &s), 1);
-        gal_checkin_list_free(list, 1);
-        expect_summary(&s, 1, 1, 0, T0);
-        gal_close(f->g);
-        f->g = NULL;
-    }
-    EXPECT_OK(gal_open(f->db, NULL, &f->g));
-    assert_int_equal(arrive(f->g, "ev", "ann", 0.9f, T0 + 60000, NULL, &s),
-                     GAL_CHECKIN_ALREADY_CHECKED_IN);
-}
-
 static void test_schema_versions(void **state)
 {
     struct fixture *f = *state;
@@ -1835,7 +1805,6 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_checkin_pages, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkin_schema_additive, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkin_migration, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_checkin_version_2, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -848,7 +848,6 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_checkin_pages, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkin_schema_additive, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkin_migration, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_checkin_version_2, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pg_same_as_sqlite, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pg_schema, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pg_concurrent_open, setup, teardown),
