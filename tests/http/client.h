@@ -177,6 +177,22 @@ static inline int tc_run_vultus(char *out, size_t cap, const char *const *args)
     return tc_run_vultus_fd(1, out, cap, args);
 }
 
+/* Runs `vultus keys create ARGS...` (args from "keys" on) and writes the header that sends the
+ * new key, "Authorization: Bearer KEY\r\n", into header[cap]. Returns 0, or -1 when the
+ * command failed (its stderr then in error[ecap] when error is not NULL). */
+static inline int tc_key_header(const char *const *args, char *header, size_t cap, char *error,
+                                size_t ecap)
+{
+    char out[128];
+    if (tc_run_vultus(out, sizeof out, args) != 0) {
+        if (error) tc_run_vultus_fd(2, error, ecap, args);
+        return -1;
+    }
+    out[strcspn(out, "\n")] = '\0';
+    snprintf(header, cap, "Authorization: Bearer %s\r\n", out);
+    return 0;
+}
+
 /* A new temporary data folder in dir[256]. */
 static inline int tc_temp_dir(char *dir)
 {

@@ -1178,10 +1178,7 @@ static void make_key(const char *dir, const char *scope, const char *collection,
     const char *args[] = {"keys", "create", "--scope", scope, "--data", dir,
                           collection ? "--collection" : NULL, collection,
                           "--allow-missing-collection", NULL};
-    char out[120];
-    assert_int_equal(tc_run_vultus(out, sizeof out, args), 0);
-    out[strcspn(out, "\n")] = '\0';
-    snprintf(header, cap, "Authorization: Bearer %s\r\n", out);
+    assert_int_equal(tc_key_header(args, header, cap, NULL, 0), 0);
 }
 
 static void test_keys(void **state)

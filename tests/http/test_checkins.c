@@ -55,11 +55,7 @@ static int have_data(void)
 static int make_key(const char *dir, const char *scope, char *header, size_t cap)
 {
     const char *args[] = {"keys", "create", "--scope", scope, "--data", dir, NULL};
-    char out[128];
-    if (tc_run_vultus(out, sizeof out, args) != 0) return -1;
-    out[strcspn(out, "\n")] = '\0';
-    snprintf(header, cap, "Authorization: Bearer %s\r\n", out);
-    return 0;
+    return tc_key_header(args, header, cap, NULL, 0);
 }
 
 static int setup(void **state)

@@ -52,18 +52,6 @@ static int have_data(void)
 
 /* `vultus keys create ARGS... --data dir`: the Authorization header into header, or -1 with
  * the command's stderr in error (when not NULL). */
-static int make_key(const char *const *args, char *header, size_t cap, char *error, size_t ecap)
-{
-    char out[128];
-    if (tc_run_vultus(out, sizeof out, args) != 0) {
-        if (error) tc_run_vultus_fd(2, error, ecap, args);
-        return -1;
-    }
-    out[strcspn(out, "\n")] = '\0';
-    snprintf(header, cap, "Authorization: Bearer %s\r\n", out);
-    return 0;
-}
-
 static int setup(void **state)
 {
     (void)state;
@@ -82,12 +70,14 @@ static int setup(void **state)
                        "--data",
                        srv_dir,
                        NULL};
-    if (make_key(a, admin, sizeof admin, NULL, 0) || make_key(r, reader, sizeof reader, NULL, 0) ||
-        make_key(w, writer, sizeof writer, NULL, 0))
+    if (tc_key_header(a, admin, sizeof admin, NULL, 0) ||
+        tc_key_header(r, reader, sizeof reader, NULL, 0) ||
+        tc_key_header(w, writer, sizeof writer, NULL, 0))
         return -1;
     /* Before the scope existed this failed ("scope 'checkin': expected read, write or
      * admin"): the tests say so rather than the set-up failing without a word. */
-    if (make_key(d, door, sizeof door, door_key_error, sizeof door_key_error) != 0) door[0] = '\0';
+    if (tc_key_header(d, door, sizeof door, door_key_error, sizeof door_key_error) != 0)
+        door[0] = '\0';
     static const char *const args[] = {"--workers", "2", "--deadline-ms", "60000", NULL};
     if (tc_server_start(&srv, srv_dir, args, 1) != 0) return -1;
     port = srv.port;
