@@ -223,6 +223,14 @@ static void clear_response(http_request *r)
  * stages, kept or not. A guess that misses (a parameter the handler reads differently) costs
  * only speed: the handler then runs the pipeline itself.
  */
+http_precheck http_precheck_of(http_handler handler)
+{
+    if (handler == http_api_face_enrol) return http_enrol_precheck;
+    if (handler == http_api_search || handler == http_api_checkin) return http_search_precheck;
+    if (handler == http_api_verify) return http_verify_precheck;
+    return NULL;
+}
+
 int http_face_prefetch(http_request *r, http_worker *w)
 {
     const http_route *route = &http_routes[r->route];
@@ -235,12 +243,7 @@ int http_face_prefetch(http_request *r, http_worker *w)
         return 0;
     }
     r->prefetch = in;
-    int (*precheck)(http_request *, http_input *) =
-        route->handler == http_api_face_enrol ? http_enrol_precheck
-        : route->handler == http_api_search   ? http_search_precheck
-        : route->handler == http_api_checkin  ? http_search_precheck
-        : route->handler == http_api_verify   ? http_verify_precheck
-                                              : NULL;
+    http_precheck precheck = http_precheck_of(route->handler);
     if (precheck && precheck(r, in)) {
         /* The handler answers without the image: nothing to prepare. A store found unavailable
          * is answered now: the handler would ask it again, and wait again - another limit on a

@@ -568,6 +568,10 @@ int http_enrol_precheck(http_request *r, http_input *in);
 #define HTTP_SEARCH_STAGES (FACE_STAGE_EMBED | FACE_STAGE_QUALITY)
 int http_search_precheck(http_request *r, http_input *in);
 int http_verify_precheck(http_request *r, http_input *in);
+/* The precheck of an image route's handler (above), NULL for a route without one: the one
+ * table the prepare step and fuzz_api both use. */
+typedef int (*http_precheck)(http_request *r, http_input *in);
+http_precheck http_precheck_of(http_handler handler);
 /* Releases what the prepare step kept (jobs the handler did not take, the parsed body). The
  * stage timings of images prepared and not taken still go to the request's metrics: the work
  * was done. */

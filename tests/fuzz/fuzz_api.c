@@ -202,12 +202,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (http_input_parse(r, 1, &in) != 0) {
             check_response(r, 0);
         } else {
-            int (*precheck)(http_request *, http_input *) =
-                route->handler == http_api_face_enrol ? http_enrol_precheck
-                : route->handler == http_api_search   ? http_search_precheck
-                : route->handler == http_api_checkin  ? http_search_precheck
-                : route->handler == http_api_verify   ? http_verify_precheck
-                                                      : NULL;
+            http_precheck precheck = http_precheck_of(route->handler);
             /* A precheck that stops the request may leave the answer to the handler (an
              * Idempotency-Key replay) and set none. */
             if (precheck) {
