@@ -78,7 +78,18 @@ struct http_keystore {
     key_entry *keys;
     size_t n_keys;
     size_t n_rows; /* rows of api_keys, with those skipped as unreadable */
+    uint64_t skipped_said; /* skipped_rows.hash of the rows last logged as unreadable */
 };
+
+/* The rows of one read of api_keys that this build cannot read. The keys are read again after
+ * every write to the SQLite file (an enrolment too) and every second from PostgreSQL: the
+ * warning is logged when the set of such rows changes, not at every read (during a rollout an
+ * older replica meets a newer one's scope at each of them). */
+typedef struct skipped_rows {
+    size_t count;
+    uint64_t hash;  /* FNV-1a over their ids; 0 when there are none */
+    char ids[160];  /* the first ones, comma-separated, for the log */
+} skipped_rows;
 
 static const char schema[] =
     "CREATE TABLE IF NOT EXISTS api_keys("
@@ -369,14 +380,32 @@ int http_store_path(const char *data_dir, char *out, size_t cap)
     return 0;
 }
 
-/* Fills `e` from one row's values; 0, or -1 when the row is malformed (skipped). */
-static int key_from_row(key_entry *e, const char *id, const uint8_t *hash, const char *scope,
-                        const char *collection, const char *name, int64_t created_ms)
+static void skipped_add(skipped_rows *sk, const char *id)
+{
+    if (!id) id = "?";
+    uint64_t h = sk->count ? sk->hash : 14695981039346656037ull;
+    for (const char *c = id; ; c++) { /* the terminating NUL too: ids stay apart */
+        h = (h ^ (unsigned char)*c) * 1099511628211ull;
+        if (!*c) break;
+    }
+    sk->hash = h ? h : 1;
+    size_t used = strlen(sk->ids);
+    if (used + strlen(id) + 3 < sizeof sk->ids)
+        snprintf(sk->ids + used, sizeof sk->ids - used, "%s%s", used ? ", " : "", id);
+    else if (used + 5 < sizeof sk->ids && !strstr(sk->ids, "..."))
+        snprintf(sk->ids + used, sizeof sk->ids - used, ", ...");
+    sk->count++;
+}
+
+/* Fills `e` from one row's values; 0, or -1 when the row is malformed (added to `sk`). */
+static int key_from_row(key_entry *e, skipped_rows *sk, const char *id, const uint8_t *hash,
+                        const char *scope, const char *collection, const char *name,
+                        int64_t created_ms)
 {
     memset(e, 0, sizeof *e);
     enum http_scope sc;
     if (!id || !hash || !scope || http_scope_parse(scope, &sc) != 0) {
-        LOG_WARN("api keys: skipping a malformed row (id %s)", id ? id : "?");
+        skipped_add(sk, id);
         return -1;
     }
     snprintf(e->info.id, sizeof e->info.id, "%s", id);
@@ -388,10 +417,20 @@ static int key_from_row(key_entry *e, const char *id, const uint8_t *hash, const
     return 0;
 }
 
-/* Installs a freshly read table of `rows` rows (n of them readable), keeping the buckets of keys
- * still there; takes `keys`. */
-static void install_keys(http_keystore *ks, key_entry *keys, size_t n, size_t rows)
+/* Installs a freshly read table of `rows` rows (n of them readable, `sk` the others), keeping
+ * the buckets of keys still there; takes `keys`. */
+static void install_keys(http_keystore *ks, key_entry *keys, size_t n, size_t rows,
+                         const skipped_rows *sk)
 {
+    if (sk->hash != ks->skipped_said) { /* only the loading thread writes it (under db_lock) */
+        if (sk->count)
+            LOG_WARN("api keys: %zu key row(s) this build cannot read are not accepted (a scope "
+                     "it does not know, as a newer vultus writes, or a damaged hash): %s",
+                     sk->count, sk->ids);
+        else
+            LOG_INFO("api keys: every key row is readable again");
+        ks->skipped_said = sk->hash;
+    }
     pthread_mutex_lock(&ks->keys_lock);
     ks->n_rows = rows;
     for (size_t k = 0; k < n; k++)
@@ -419,16 +458,17 @@ static int pg_load_keys(http_keystore *ks)
         return base_error_set(BASE_ERR_NOMEM, "api keys: %d entries", rows);
     }
     size_t n = 0;
+    skipped_rows sk = {0};
     for (int i = 0; i < rows; i++) {
         uint8_t hash[32];
         int ok = from_hex32(PQgetvalue(r, i, 1), hash) == 0;
-        if (key_from_row(&keys[n], PQgetvalue(r, i, 0), ok ? hash : NULL, PQgetvalue(r, i, 2),
+        if (key_from_row(&keys[n], &sk, PQgetvalue(r, i, 0), ok ? hash : NULL, PQgetvalue(r, i, 2),
                          PQgetvalue(r, i, 3), PQgetvalue(r, i, 4),
                          strtoll(PQgetvalue(r, i, 5), NULL, 10)) == 0)
             n++;
     }
     PQclear(r);
-    install_keys(ks, keys, n, (size_t)rows);
+    install_keys(ks, keys, n, (size_t)rows, &sk);
     return 0;
 }
 
@@ -444,6 +484,7 @@ static int load_keys(http_keystore *ks)
         return db_error(ks->db, "select keys");
     key_entry *keys = NULL;
     size_t n = 0, cap = 0, rows = 0;
+    skipped_rows sk = {0};
     int rc, err = 0;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         rows++;
@@ -459,7 +500,7 @@ static int load_keys(http_keystore *ks)
         const void *hash = sqlite3_column_blob(st, 1);
         if (sqlite3_column_bytes(st, 1) != 32) hash = NULL;
         if (key_from_row(
-                &keys[n], (const char *)sqlite3_column_text(st, 0), hash,
+                &keys[n], &sk, (const char *)sqlite3_column_text(st, 0), hash,
                 (const char *)sqlite3_column_text(st, 2), (const char *)sqlite3_column_text(st, 3),
                 (const char *)sqlite3_column_text(st, 4), sqlite3_column_int64(st, 5)) == 0)
             n++;
@@ -470,7 +511,7 @@ static int load_keys(http_keystore *ks)
         free(keys);
         return err;
     }
-    install_keys(ks, keys, n, rows);
+    install_keys(ks, keys, n, rows, &sk);
     return 0;
 }
 

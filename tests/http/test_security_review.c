@@ -413,6 +413,19 @@ static void test_revoke_two_replicas(void **state)
     tc_rm_rf(dir);
 }
 
+/* Lines of the server's log that warn about key rows it cannot read. */
+static int unreadable_warnings(const char *log_path)
+{
+    char *log = NULL;
+    size_t len = 0;
+    if (tc_read_file(log_path, &log, &len) != 0) fail_msg("cannot read %s", log_path);
+    int n = 0;
+    for (char *line = strtok(log, "\n"); line; line = strtok(NULL, "\n"))
+        n += strstr(line, "api keys: ") && strstr(line, "this build cannot read");
+    free(log);
+    return n;
+}
+
 /* A key row this version cannot read (a scope it does not know, as a newer version could
  * write; a damaged hash) is skipped; when it was the only one, the server counted no key and
  * opened the API to everyone. It must stay closed: a key exists, just not one we can check. */
@@ -443,6 +456,41 @@ static void test_unreadable_key_keeps_api_closed(void **state)
     assert_int_equal(tc_get(s.port, "/v1/collections", h, &r), 0);
     tc_expect_error(&r, 401, "unauthorized");
     tc_response_free(&r);
+
+    /* The keys are read again after every write to the file (here three new keys; an enrolment
+     * too): the unreadable row is warned about once, not at every read. Before: one "skipping a
+     * malformed row" line per read, 4 here. */
+    char more[3][128];
+    for (int i = 0; i < 3; i++) {
+        make_key(dir, "read", more[i]);
+        snprintf(h, sizeof h, "Authorization: Bearer %s\r\n", more[i]);
+        for (int tries = 0;; tries++) { /* the store check reads the keys about once a second */
+            assert_int_equal(tc_get(s.port, "/v1/collections", h, &r), 0);
+            int status = r.status;
+            tc_response_free(&r);
+            if (status == 200) break;
+            if (tries == 100) fail_msg("key %d still refused after 10 s: %d", i, status);
+            usleep(100 * 1000);
+        }
+    }
+    assert_int_equal(unreadable_warnings(s.log), 1);
+    /* another unreadable row changes the set: said again, with both */
+    assert_int_equal(sqlite3_open(db_path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "UPDATE api_keys SET scope = 'superuser' WHERE created_ms ="
+                                      " (SELECT max(created_ms) FROM api_keys)",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    snprintf(h, sizeof h, "Authorization: Bearer %s\r\n", more[2]);
+    for (int tries = 0;; tries++) {
+        assert_int_equal(tc_get(s.port, "/v1/collections", h, &r), 0);
+        int status = r.status;
+        tc_response_free(&r);
+        if (status == 401) break;
+        if (tries == 100) fail_msg("a key made unreadable still accepted after 10 s: %d", status);
+        usleep(100 * 1000);
+    }
+    assert_int_equal(unreadable_warnings(s.log), 2);
     assert_int_equal(tc_server_stop(&s), 0);
     tc_rm_rf(dir);
 }
