@@ -1773,13 +1773,15 @@ enum gal_checkin_status gal_checkin_rule(struct gal_checkin *record, int found,
     if (!face->subject_id) {
         memset(record, 0, sizeof *record);
         record->similarity = face->similarity;
-        /* A stranger trying again a moment later is one stranger: the window slides with
-         * each of their attempts. */
+        /* A stranger trying again within GAL_CHECKIN_SAME_MS of the try that was counted is
+         * one stranger. The window starts at that try and does not slide, as a subject's
+         * starts at its last counted arrival: a retry writes nothing, so it is answered on a
+         * full store too (writing its time again used to refuse it with 507). */
         if (!unknown_before_ms || now_ms - unknown_before_ms > GAL_CHECKIN_SAME_MS) {
             event->not_recognised++;
+            event->last_unknown_ms = now_ms;
             if (!event->since_ms) event->since_ms = now_ms;
         }
-        event->last_unknown_ms = now_ms;
         return GAL_CHECKIN_NOT_RECOGNISED;
     }
     snprintf(record->subject_id, sizeof record->subject_id, "%s", face->subject_id);

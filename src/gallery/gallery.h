@@ -363,7 +363,7 @@ int gal_search_others(struct gal *g, const char *collection,
  * last one and how many (a re-arrival counts once it is more than GAL_CHECKIN_SAME_MS after
  * the last: within it the same person is still in front of the camera, or a request was
  * retried), and per collection a count of faces not recognised (one stranger retrying within
- * GAL_CHECKIN_SAME_MS of the previous unrecognised face counts once) and when the record
+ * GAL_CHECKIN_SAME_MS of the unrecognised face last counted counts once) and when the record
  * began. The record is not part of an export; deleting a subject deletes its record,
  * deleting a collection deletes all of it, gal_checkin_clear starts a new event.
  */

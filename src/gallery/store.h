@@ -217,9 +217,10 @@ struct gal_checkin_event {
  * One face arriving at now_ms. For a recognised face, `record` holds the subject's record when
  * `found` (else it is filled); it is updated and the status says what the store writes:
  * checked_in inserts it, already_checked_in updates it, same_arrival nothing. An unrecognised
- * face (face->subject_id NULL) is counted unless the event's previous one, as it was before
- * this request (unknown_before_ms), is within GAL_CHECKIN_SAME_MS: the same stranger again,
- * while two strangers in one photo are two. `event` is updated either way.
+ * face (face->subject_id NULL) is counted unless the event's last counted one, as it was
+ * before this request (unknown_before_ms), is within GAL_CHECKIN_SAME_MS: the same stranger
+ * again, while two strangers in one photo are two. `event` changes only when a face is counted
+ * (last_unknown_ms is the last counted one's time), so a retry writes nothing.
  */
 enum gal_checkin_status gal_checkin_rule(struct gal_checkin *record, int found,
                                          const struct gal_checkin_face *face, int64_t now_ms,
