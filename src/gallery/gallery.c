@@ -174,6 +174,11 @@ int gal_check_subject_id(const char *subject_id)
     return 0;
 }
 
+int gal_check_door(const char *door)
+{
+    return check_text("door", door, GAL_DOOR_MAX, 1);
+}
+
 int gal_check_metadata(const char *metadata)
 {
     if (!metadata) return 0;
@@ -1785,10 +1790,13 @@ enum gal_checkin_status gal_checkin_rule(struct gal_checkin *record, int found,
         return GAL_CHECKIN_NOT_RECOGNISED;
     }
     snprintf(record->subject_id, sizeof record->subject_id, "%s", face->subject_id);
+    const char *door = face->door ? face->door : "";
     if (!found) {
         record->first_seen_ms = record->last_arrival_ms = now_ms;
         record->arrivals = 1;
         record->similarity = face->similarity;
+        snprintf(record->first_door, sizeof record->first_door, "%s", door);
+        snprintf(record->last_door, sizeof record->last_door, "%s", door);
         if (!event->since_ms) event->since_ms = now_ms;
         return GAL_CHECKIN_CHECKED_IN;
     }
@@ -1799,6 +1807,8 @@ enum gal_checkin_status gal_checkin_rule(struct gal_checkin *record, int found,
     if (now_ms - record->last_arrival_ms <= GAL_CHECKIN_SAME_MS) return GAL_CHECKIN_SAME_ARRIVAL;
     record->last_arrival_ms = now_ms;
     record->arrivals++;
+    /* The last arrival's door, none when it named none: never an earlier arrival's. */
+    snprintf(record->last_door, sizeof record->last_door, "%s", door);
     if (!event->since_ms) event->since_ms = now_ms;
     return GAL_CHECKIN_ALREADY_CHECKED_IN;
 }
@@ -1832,6 +1842,7 @@ int gal_checkin(struct gal *g, const char *collection, const struct gal_checkin_
         if (!isfinite(faces[i].similarity))
             return base_error_set(BASE_ERR_INVALID, "check-in face %zu: similarity is not finite",
                                   i);
+        if (faces[i].door && (rc = gal_check_door(faces[i].door))) return rc;
     }
     if (!g->store->ops->checkin)
         return base_error_set(BASE_ERR_UNSUPPORTED, "this store keeps no check-in record");

@@ -52,6 +52,7 @@
 #define GAL_HASH_MAX 128         /* source image hash text, e.g. "sha256:<hex>" */
 #define GAL_DIM_MAX 4096         /* embedding dimension */
 #define GAL_METADATA_MAX 65536   /* subject metadata (JSON text), bytes */
+#define GAL_DOOR_MAX 64          /* check-in door names: 1..64 bytes of UTF-8, no control chars */
 #define GAL_THUMBNAIL_MAX 262144 /* JPEG thumbnail, bytes */
 #define GAL_K_MAX 1000           /* results per query */
 #define GAL_QUERIES_MAX 256      /* queries per search call */
@@ -380,13 +381,18 @@ enum gal_checkin_status {
 /* "checked_in", "already_checked_in", "same_arrival", "not_recognised". */
 const char *gal_checkin_status_name(enum gal_checkin_status status);
 
-/* One face arriving: the subject it was recognised as (NULL: not recognised), how closely. */
+/* One face arriving: the subject it was recognised as (NULL: not recognised), how closely,
+ * and at which door (NULL: not said; else as gal_check_door takes it). */
 struct gal_checkin_face {
     const char *subject_id;
     float similarity;
+    const char *door;
 };
 
-/* A subject's record (and, from gal_checkin, what this arrival did to it). */
+/* A subject's record (and, from gal_checkin, what this arrival did to it). The doors are the
+ * first arrival's and the last counted arrival's, "" when that arrival named none (or was
+ * recorded by a build before doors). A same_arrival moves neither: the person seen at a
+ * second door within GAL_CHECKIN_SAME_MS is the arrival already recorded. */
 struct gal_checkin {
     enum gal_checkin_status status;  /* gal_checkin only */
     char subject_id[GAL_ID_MAX + 1]; /* "" for not_recognised */
@@ -395,7 +401,13 @@ struct gal_checkin {
     int64_t last_arrival_ms;
     uint64_t arrivals;
     float similarity; /* gal_checkin: this face's; gal_checkin_list: the first arrival's */
+    char first_door[GAL_DOOR_MAX + 1];
+    char last_door[GAL_DOOR_MAX + 1];
 };
+
+/* 0 when `door` is a door name: 1..GAL_DOOR_MAX bytes of UTF-8 without control characters
+ * (spaces allowed: "North entrance"); else BASE_ERR_INVALID with a message saying why. */
+int gal_check_door(const char *door);
 
 /* The collection's record as a whole. */
 struct gal_checkin_summary {

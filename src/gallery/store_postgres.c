@@ -35,10 +35,11 @@
  * Schema: vultus_schema(version) names the oldest build's version that can use the database,
  * as store_sqlite.c's user_version: migrations[i] takes version i to i + 1 for an incompatible
  * change (earlier builds then refuse the database), additions[] are additive steps (new tables
- * earlier builds never read, which their deletes cascade into) applied idempotently on every
- * writable open without changing the version, so rolling back to an earlier build stays
- * possible: it ignores, and keeps, what it does not know. The next additive change is one more
- * entry of additions[].
+ * earlier builds never read, which their deletes cascade into; new nullable columns of them,
+ * which earlier builds' statements do not name) applied on a writable open that finds them
+ * missing, without changing the version, so rolling back to an earlier build stays possible:
+ * it ignores, and keeps, what it does not know. The next additive change is one more entry of
+ * additions[].
  * Opening creates or migrates under a transaction-level advisory lock, so replicas starting at
  * once do it one at a time and the others find it done. A database with a newer version is
  * refused, not modified; a database holding tables of these names without vultus_schema
@@ -117,11 +118,11 @@ static const char *const migrations[] = {
 
 struct schema_addition {
     const char *name;    /* for the log */
-    const char *present; /* constant SQL: 1 when the step's tables are all there, else 0 */
-    const char *sql;     /* idempotent */
+    const char *present; /* constant SQL: 1 when the step's tables (columns) are there, else 0 */
+    const char *sql;     /* idempotent; run when `present` said 0, under the schema lock */
 };
 
-enum { ADD_CHECKINS };
+enum { ADD_CHECKINS, ADD_CHECKIN_DOORS };
 static const struct schema_addition additions[] = {
     /* The check-in record (gallery.h, store_sqlite.c). */
     [ADD_CHECKINS] =
@@ -141,6 +142,14 @@ static const struct schema_addition additions[] = {
          "  since_ms BIGINT NOT NULL,"
          "  not_recognised BIGINT NOT NULL,"
          "  last_unknown_ms BIGINT NOT NULL);"},
+    /* Where each subject came in (gallery.h, store_sqlite.c). */
+    [ADD_CHECKIN_DOORS] =
+        {"the check-in doors",
+         "SELECT (COUNT(*) = 2)::int FROM information_schema.columns "
+         "WHERE table_schema = current_schema() AND table_name = 'checkins' "
+         "AND column_name IN ('first_door', 'last_door')",
+         "ALTER TABLE checkins ADD COLUMN IF NOT EXISTS first_door TEXT,"
+         "  ADD COLUMN IF NOT EXISTS last_door TEXT;"},
 };
 #define ADDITIONS ((int)(sizeof additions / sizeof additions[0]))
 
@@ -180,6 +189,7 @@ enum stmt_id {
     S_CK_EVENT_PUT,
     S_CK_COUNT,
     S_CK_LIST,
+    S_CK_LIST_NO_DOORS,
     S_CK_CLEAR,
     S_CK_EVENT_CLEAR,
     S_COUNT
@@ -196,6 +206,14 @@ enum stmt_id {
     "LEFT JOIN thumbnails t ON t.face_id = f.id "
 
 /* Every parameter is cast in the SQL so that the server knows its type for binary values. */
+/* The check-in list's rows, newest first; the cursor ($2, $3) is the last row shown, $2 NULL
+ * for the first page. */
+#define CK_LIST_FROM                                                                               \
+    "FROM checkins c JOIN subjects s ON s.id = c.subject_rowid "                                   \
+    "WHERE c.collection_id = $1::bigint AND ($2::text IS NULL OR c.first_seen_ms < $3::bigint "    \
+    "OR (c.first_seen_ms = $3::bigint AND s.subject_id > $2::text)) "                              \
+    "ORDER BY c.first_seen_ms DESC, s.subject_id LIMIT $4::bigint"
+
 static const char *const stmt_sql[S_COUNT] = {
     [S_LAST_SEQ] = "SELECT COALESCE(MAX(seq), 0)::bigint FROM changes",
     [S_CHANGE_ADD] =
@@ -267,14 +285,15 @@ static const char *const stmt_sql[S_COUNT] = {
                 "WHERE f.collection_id <> s.collection_id",
     /* A subject and its record in one round trip: rowid, then the record (NULLs: none). */
     [S_CK_GET] = "SELECT s.id, c.first_seen_ms, c.last_arrival_ms, c.arrivals, "
-                 "(c.subject_rowid IS NOT NULL)::int4 FROM subjects s "
+                 "(c.subject_rowid IS NOT NULL)::int4, c.first_door, c.last_door FROM subjects s "
                  "LEFT JOIN checkins c ON c.subject_rowid = s.id "
                  "WHERE s.collection_id = $1::bigint AND s.subject_id = $2::text",
     [S_CK_INSERT] = "INSERT INTO checkins (subject_rowid, collection_id, first_seen_ms, "
-                    "last_arrival_ms, arrivals, similarity) VALUES ($1::bigint, $2::bigint, "
-                    "$3::bigint, $4::bigint, $5::bigint, $6::double precision)",
-    [S_CK_ARRIVE] = "UPDATE checkins SET last_arrival_ms = $2::bigint, arrivals = $3::bigint "
-                    "WHERE subject_rowid = $1::bigint",
+                    "last_arrival_ms, arrivals, similarity, first_door, last_door) VALUES "
+                    "($1::bigint, $2::bigint, $3::bigint, $4::bigint, $5::bigint, "
+                    "$6::double precision, $7::text, $8::text)",
+    [S_CK_ARRIVE] = "UPDATE checkins SET last_arrival_ms = $2::bigint, arrivals = $3::bigint, "
+                    "last_door = $4::text WHERE subject_rowid = $1::bigint",
     [S_CK_EVENT_GET] = "SELECT since_ms, not_recognised, last_unknown_ms FROM checkin_events "
                        "WHERE collection_id = $1::bigint",
     [S_CK_EVENT_PUT] = "INSERT INTO checkin_events (collection_id, since_ms, not_recognised, "
@@ -283,13 +302,13 @@ static const char *const stmt_sql[S_COUNT] = {
                        "not_recognised = EXCLUDED.not_recognised, "
                        "last_unknown_ms = EXCLUDED.last_unknown_ms",
     [S_CK_COUNT] = "SELECT COUNT(*) FROM checkins WHERE collection_id = $1::bigint",
-    /* Newest first; the cursor ($2, $3) is the last row shown, $2 NULL for the first page. */
     [S_CK_LIST] = "SELECT s.subject_id, s.metadata, c.first_seen_ms, c.last_arrival_ms, "
-                  "c.arrivals, c.similarity FROM checkins c "
-                  "JOIN subjects s ON s.id = c.subject_rowid WHERE c.collection_id = $1::bigint "
-                  "AND ($2::text IS NULL OR c.first_seen_ms < $3::bigint OR "
-                  "(c.first_seen_ms = $3::bigint AND s.subject_id > $2::text)) "
-                  "ORDER BY c.first_seen_ms DESC, s.subject_id LIMIT $4::bigint",
+                  "c.arrivals, c.similarity, c.first_door, c.last_door " CK_LIST_FROM,
+    /* The same on a read-only database that no writable open of a build with doors has
+     * opened yet: no door columns to name. */
+    [S_CK_LIST_NO_DOORS] = "SELECT s.subject_id, s.metadata, c.first_seen_ms, "
+                           "c.last_arrival_ms, c.arrivals, c.similarity, NULL::text, NULL::text "
+                           CK_LIST_FROM,
     [S_CK_CLEAR] = "DELETE FROM checkins WHERE collection_id = $1::bigint",
     [S_CK_EVENT_CLEAR] = "DELETE FROM checkin_events WHERE collection_id = $1::bigint",
 };
@@ -1957,11 +1976,13 @@ static int checkin_subject(struct pg_store *s, int64_t collection_id,
         out->first_seen_ms = col_i64(r, 0, 1);
         out->last_arrival_ms = col_i64(r, 0, 2);
         out->arrivals = (uint64_t)col_i64(r, 0, 3);
+        col_text(r, 0, 5, out->first_door, sizeof out->first_door);
+        col_text(r, 0, 6, out->last_door, sizeof out->last_door);
     }
     PQclear(r);
     if (!rowid) {
         /* Deleted since the search recognised it: as a face nobody is enrolled for. */
-        const struct gal_checkin_face nobody = {NULL, face->similarity};
+        const struct gal_checkin_face nobody = {NULL, face->similarity, NULL};
         out->status = gal_checkin_rule(out, 0, &nobody, now_ms, unknown_before_ms, ev);
         return 0;
     }
@@ -1974,11 +1995,15 @@ static int checkin_subject(struct pg_store *s, int64_t collection_id,
         p_i64(&q, out->last_arrival_ms);
         p_i64(&q, (int64_t)out->arrivals);
         p_f64(&q, face->similarity);
+        /* A door as stored: NULL when none was said. */
+        p_text(&q, out->first_door[0] ? out->first_door : NULL);
+        p_text(&q, out->last_door[0] ? out->last_door : NULL);
         return exec_stmt(s, w, S_CK_INSERT, &q, NULL, "record a check-in");
     }
     if (out->status == GAL_CHECKIN_ALREADY_CHECKED_IN) {
         p_i64(&q, out->last_arrival_ms);
         p_i64(&q, (int64_t)out->arrivals);
+        p_text(&q, out->last_door[0] ? out->last_door : NULL);
         return exec_stmt(s, w, S_CK_ARRIVE, &q, NULL, "record an arrival");
     }
     return 0;
@@ -2039,10 +2064,12 @@ static int pg_checkin_list(struct gal_store *store, int64_t collection_id, int64
     size_t n = 0;
     /* One snapshot: the page and the counts agree with each other. */
     if ((rc = read_begin(s, c))) goto done;
+    enum stmt_id list_stmt = S_CK_LIST;
     if (s->options.read_only) {
         /* A database no writable open of a check-in-aware build has opened yet has no
          * record: an empty one, as for an event nobody has arrived at (the writes are
-         * refused anyway, read-only). */
+         * refused anyway, read-only). Nor, from a build before doors, door columns: the
+         * record without its doors. */
         int64_t present = 0;
         if ((rc = const_int(s, c, additions[ADD_CHECKINS].present, &present))) goto done;
         if (!present) {
@@ -2051,6 +2078,8 @@ static int pg_checkin_list(struct gal_store *store, int64_t collection_id, int64
                        : base_error_set(BASE_ERR_NOMEM, "cannot list check-ins");
             goto done;
         }
+        if ((rc = const_int(s, c, additions[ADD_CHECKIN_DOORS].present, &present))) goto done;
+        if (!present) list_stmt = S_CK_LIST_NO_DOORS;
     }
     struct gal_checkin_event ev;
     if ((rc = read_event(s, c, collection_id, &ev))) goto done;
@@ -2062,7 +2091,7 @@ static int pg_checkin_list(struct gal_store *store, int64_t collection_id, int64
     p_text(&p, after_id);
     p_i64(&p, after_ms);
     p_i64(&p, (int64_t)limit);
-    if ((rc = exec_stmt(s, c, S_CK_LIST, &p, &r, "list check-ins"))) goto done;
+    if ((rc = exec_stmt(s, c, list_stmt, &p, &r, "list check-ins"))) goto done;
     size_t rows = (size_t)PQntuples(r);
     if (rows > limit) rows = limit;
     items = calloc(rows ? rows : 1, sizeof *items);
@@ -2078,6 +2107,8 @@ static int pg_checkin_list(struct gal_store *store, int64_t collection_id, int64
         it->last_arrival_ms = col_i64(r, (int)n, 3);
         it->arrivals = (uint64_t)col_i64(r, (int)n, 4);
         it->similarity = (float)col_f64(r, (int)n, 5);
+        col_text(r, (int)n, 6, it->first_door, sizeof it->first_door);
+        col_text(r, (int)n, 7, it->last_door, sizeof it->last_door);
         if (!it->metadata) {
             rc = base_error_set(BASE_ERR_NOMEM, "cannot list check-ins");
             n++;

@@ -26,10 +26,11 @@
  *   - incompatible (a column an earlier build would misread, a table it must write to):
  *     migrations[i] takes version i to i + 1, and earlier builds refuse the file from then on;
  *   - additive (new tables that earlier builds never read, that their deletes cascade into
- *     through foreign keys, with AUTOINCREMENT ids so a row is never mistaken for another):
- *     one more entry of additions[], idempotent (IF NOT EXISTS), applied on every writable
- *     open; the version stays, so rolling back to an earlier build stays possible and it
- *     simply ignores (and keeps) what the later build recorded.
+ *     through foreign keys, with AUTOINCREMENT ids so a row is never mistaken for another;
+ *     new nullable columns of such a table, which earlier builds' statements do not name, as
+ *     every statement here names its columns): one more entry of additions[], run on a
+ *     writable open that finds it missing; the version stays, so rolling back to an earlier
+ *     build stays possible and it simply ignores (and keeps) what the later build recorded.
  * Both run in one BEGIN IMMEDIATE transaction at open, re-read under the lock; a store that
  * needs neither is opened without taking the lock.
  *   collections  id, name (unique), model_id, dim, dtype, threshold, created_ms
@@ -42,7 +43,8 @@
  *   changes      seq (AUTOINCREMENT: never reused), kind, collection_id, collection,
  *                subject_rowid, subject_id, face_id, time_ms
  *   checkins     subject_rowid, collection_id, first_seen_ms, last_arrival_ms, arrivals,
- *                similarity: the check-in record (an additive step), not in the change log
+ *                similarity: the check-in record (an additive step), not in the change log;
+ *                first_door, last_door (NULL: none said; a second additive step)
  *   checkin_events  collection_id, since_ms, not_recognised, last_unknown_ms
  */
 #include <pthread.h>
@@ -111,11 +113,11 @@ static const char *const migrations[] = {
 
 struct schema_addition {
     const char *name;    /* for the log */
-    const char *present; /* constant SQL: 1 when the step's tables are all there, else 0 */
-    const char *sql;     /* idempotent */
+    const char *present; /* constant SQL: 1 when the step's tables (columns) are there, else 0 */
+    const char *sql;     /* run only when `present` said 0, under the open's write lock */
 };
 
-enum { ADD_CHECKINS };
+enum { ADD_CHECKINS, ADD_CHECKIN_DOORS };
 static const struct schema_addition additions[] = {
     /* The check-in record (gallery.h). A subject's record goes with its subject, an event's
      * with its collection (foreign keys, which earlier builds' writers enable too; a deleted
@@ -137,6 +139,15 @@ static const struct schema_addition additions[] = {
          "  since_ms INTEGER NOT NULL,"
          "  not_recognised INTEGER NOT NULL,"
          "  last_unknown_ms INTEGER NOT NULL);"},
+    /* Where each subject came in: the first arrival's door and the last one's (gallery.h).
+     * SQLite has no ADD COLUMN IF NOT EXISTS, so `present` looks for the columns and the
+     * ALTERs run only when they are missing (both in one transaction: both or neither). */
+    [ADD_CHECKIN_DOORS] =
+        {"the check-in doors",
+         "SELECT COUNT(*) = 2 FROM pragma_table_info('checkins') "
+         "WHERE name IN ('first_door', 'last_door')",
+         "ALTER TABLE checkins ADD COLUMN first_door TEXT;"
+         "ALTER TABLE checkins ADD COLUMN last_door TEXT;"},
 };
 #define ADDITIONS ((int)(sizeof additions / sizeof additions[0]))
 
@@ -191,6 +202,7 @@ enum stmt_id {
     S_CK_EVENT_PUT,
     S_CK_COUNT,
     S_CK_LIST,
+    S_CK_LIST_NO_DOORS,
     S_CK_CLEAR,
     S_CK_EVENT_CLEAR,
     S_COUNT
@@ -208,6 +220,13 @@ enum stmt_id {
     "f.created_ms, f.embedding, t.jpeg "                                                           \
     "FROM faces f JOIN subjects s ON s.id = f.subject_rowid "                                      \
     "LEFT JOIN thumbnails t ON t.face_id = f.id "
+
+/* The check-in list's rows, newest first; the cursor (?2, ?3) is the last row shown, ?2 NULL
+ * for the first page. */
+#define CK_LIST_FROM                                                                               \
+    "FROM checkins c JOIN subjects s ON s.id = c.subject_rowid WHERE c.collection_id = ?1 AND "    \
+    "(?2 IS NULL OR c.first_seen_ms < ?3 OR (c.first_seen_ms = ?3 AND s.subject_id > ?2)) "       \
+    "ORDER BY c.first_seen_ms DESC, s.subject_id LIMIT ?4"
 
 static const char *const stmt_sql[S_COUNT] = {
     [S_BEGIN] = "BEGIN",
@@ -281,11 +300,12 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_EXPORT_FACES] = "SELECT " FACE_COLUMNS "WHERE f.collection_id = ?1 ORDER BY f.id",
     [S_INTEGRITY] = "PRAGMA integrity_check",
     [S_FOREIGN_KEYS] = "PRAGMA foreign_key_check",
-    [S_CK_GET] = "SELECT first_seen_ms, last_arrival_ms, arrivals, similarity FROM checkins "
-                 "WHERE subject_rowid = ?1",
+    [S_CK_GET] = "SELECT first_seen_ms, last_arrival_ms, arrivals, similarity, first_door, "
+                 "last_door FROM checkins WHERE subject_rowid = ?1",
     [S_CK_INSERT] = "INSERT INTO checkins (subject_rowid, collection_id, first_seen_ms, "
-                    "last_arrival_ms, arrivals, similarity) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    [S_CK_ARRIVE] = "UPDATE checkins SET last_arrival_ms = ?2, arrivals = ?3 "
+                    "last_arrival_ms, arrivals, similarity, first_door, last_door) "
+                    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    [S_CK_ARRIVE] = "UPDATE checkins SET last_arrival_ms = ?2, arrivals = ?3, last_door = ?4 "
                     "WHERE subject_rowid = ?1",
     [S_CK_EVENT_GET] = "SELECT since_ms, not_recognised, last_unknown_ms FROM checkin_events "
                        "WHERE collection_id = ?1",
@@ -294,13 +314,12 @@ static const char *const stmt_sql[S_COUNT] = {
                        "DO UPDATE SET since_ms = excluded.since_ms, not_recognised = "
                        "excluded.not_recognised, last_unknown_ms = excluded.last_unknown_ms",
     [S_CK_COUNT] = "SELECT COUNT(*) FROM checkins WHERE collection_id = ?1",
-    /* Newest first; the cursor (?2, ?3) is the last row shown, ?2 NULL for the first page. */
     [S_CK_LIST] = "SELECT s.subject_id, s.metadata, c.first_seen_ms, c.last_arrival_ms, "
-                  "c.arrivals, c.similarity FROM checkins c "
-                  "JOIN subjects s ON s.id = c.subject_rowid WHERE c.collection_id = ?1 AND "
-                  "(?2 IS NULL OR c.first_seen_ms < ?3 OR "
-                  "(c.first_seen_ms = ?3 AND s.subject_id > ?2)) "
-                  "ORDER BY c.first_seen_ms DESC, s.subject_id LIMIT ?4",
+                  "c.arrivals, c.similarity, c.first_door, c.last_door " CK_LIST_FROM,
+    /* The same on a read-only store that no writable open of a build with doors has opened
+     * yet: no door columns to name. */
+    [S_CK_LIST_NO_DOORS] = "SELECT s.subject_id, s.metadata, c.first_seen_ms, "
+                           "c.last_arrival_ms, c.arrivals, c.similarity, NULL, NULL " CK_LIST_FROM,
     [S_CK_CLEAR] = "DELETE FROM checkins WHERE collection_id = ?1",
     [S_CK_EVENT_CLEAR] = "DELETE FROM checkin_events WHERE collection_id = ?1",
 };
@@ -554,7 +573,7 @@ static int exec_const(struct conn *c, const char *sql)
     return err;
 }
 
-/* Whether additions[step]'s tables are all there; on any connection. */
+/* Whether additions[step]'s tables (columns) are all there; on any connection. */
 static int addition_present(struct conn *c, int step, int *present)
 {
     int64_t v = 0;
@@ -608,13 +627,16 @@ static int migrate(struct sqlite_store *s)
         if ((rc = exec_const(w, sql))) goto fail;
         LOG_INFO("gallery store %s: schema migrated to version %lld", s->path, (long long)(v + 1));
     }
+    /* Each step only when missing, as read again under the lock (another process may have
+     * made it meanwhile): a step need not be idempotent (ALTER TABLE ... ADD COLUMN is not),
+     * and the PostgreSQL store does the same. */
     for (int a = 0; a < ADDITIONS; a++) {
         int present = 0;
         if ((rc = addition_present(w, a, &present))) goto fail;
+        if (present) continue;
         if ((rc = exec_const(w, additions[a].sql))) goto fail;
-        if (!present)
-            LOG_INFO("gallery store %s: schema extended with %s (version stays %d)", s->path,
-                     additions[a].name, SCHEMA_VERSION);
+        LOG_INFO("gallery store %s: schema extended with %s (version stays %d)", s->path,
+                 additions[a].name, SCHEMA_VERSION);
     }
     snprintf(sql, sizeof sql, "PRAGMA application_id = %d", APPLICATION_ID);
     if ((rc = exec_const(w, sql))) goto fail;
@@ -1693,6 +1715,15 @@ static int count_checkins(struct conn *c, int64_t collection_id, uint64_t *n)
     return rc;
 }
 
+/* A door as stored: NULL when none was said. */
+static void bind_door(sqlite3_stmt *st, int index, const char *door)
+{
+    if (door[0])
+        sqlite3_bind_text(st, index, door, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, index);
+}
+
 /* One recognised face: its subject's record read, the rule applied, the record written. */
 static int checkin_subject(struct sqlite_store *s, int64_t collection_id,
                            const struct gal_checkin_face *face, int64_t now_ms,
@@ -1704,7 +1735,7 @@ static int checkin_subject(struct sqlite_store *s, int64_t collection_id,
     int rc = find_subject(w, collection_id, face->subject_id, &rowid);
     if (rc == BASE_ERR_NOT_FOUND) {
         /* Deleted since the search recognised it: as a face nobody is enrolled for. */
-        const struct gal_checkin_face nobody = {NULL, face->similarity};
+        const struct gal_checkin_face nobody = {NULL, face->similarity, NULL};
         out->status = gal_checkin_rule(out, 0, &nobody, now_ms, unknown_before_ms, ev);
         return 0;
     }
@@ -1717,6 +1748,8 @@ static int checkin_subject(struct sqlite_store *s, int64_t collection_id,
         out->first_seen_ms = sqlite3_column_int64(st, 0);
         out->last_arrival_ms = sqlite3_column_int64(st, 1);
         out->arrivals = (uint64_t)sqlite3_column_int64(st, 2);
+        copy_text(out->first_door, sizeof out->first_door, st, 4);
+        copy_text(out->last_door, sizeof out->last_door, st, 5);
     } else if (src != SQLITE_DONE) {
         rc = sql_error(w->db, src, "read a check-in");
     }
@@ -1731,6 +1764,8 @@ static int checkin_subject(struct sqlite_store *s, int64_t collection_id,
         sqlite3_bind_int64(st, 4, out->last_arrival_ms);
         sqlite3_bind_int64(st, 5, (int64_t)out->arrivals);
         sqlite3_bind_double(st, 6, face->similarity);
+        bind_door(st, 7, out->first_door);
+        bind_door(st, 8, out->last_door);
         return run(w, st, "record a check-in");
     }
     if (out->status == GAL_CHECKIN_ALREADY_CHECKED_IN) {
@@ -1738,6 +1773,7 @@ static int checkin_subject(struct sqlite_store *s, int64_t collection_id,
         sqlite3_bind_int64(st, 1, rowid);
         sqlite3_bind_int64(st, 2, out->last_arrival_ms);
         sqlite3_bind_int64(st, 3, (int64_t)out->arrivals);
+        bind_door(st, 4, out->last_door);
         return run(w, st, "record an arrival");
     }
     return 0;
@@ -1805,19 +1841,23 @@ static int sq_checkin_list(struct gal_store *store, int64_t collection_id, int64
     size_t n = 0;
     /* One read transaction: the page and the counts agree with each other. */
     if ((rc = run(c, stmt(c, S_BEGIN), "begin"))) goto done;
+    enum stmt_id list_stmt = S_CK_LIST;
     if (s->options.read_only) {
         /* A store no writable open of a check-in-aware build has opened yet has no record:
          * an empty one, as for an event nobody has arrived at. (A writable open makes the
-         * tables; the writes here are refused anyway, read-only.) */
+         * tables; the writes here are refused anyway, read-only.) Nor, from a build before
+         * doors, door columns: the record without its doors. */
         int present = 0;
         if ((rc = addition_present(c, ADD_CHECKINS, &present)) || !present) goto end;
+        if ((rc = addition_present(c, ADD_CHECKIN_DOORS, &present))) goto end;
+        if (!present) list_stmt = S_CK_LIST_NO_DOORS;
     }
     struct gal_checkin_event ev;
     if ((rc = read_event(c, collection_id, &ev))) goto end;
     if ((rc = count_checkins(c, collection_id, &summary->checked_in))) goto end;
     summary->not_recognised = ev.not_recognised;
     summary->since_ms = ev.since_ms;
-    sqlite3_stmt *st = stmt(c, S_CK_LIST);
+    sqlite3_stmt *st = stmt(c, list_stmt);
     if (!st) {
         rc = BASE_ERR_BACKEND;
         goto end;
@@ -1835,6 +1875,8 @@ static int sq_checkin_list(struct gal_store *store, int64_t collection_id, int64
         it->last_arrival_ms = sqlite3_column_int64(st, 3);
         it->arrivals = (uint64_t)sqlite3_column_int64(st, 4);
         it->similarity = (float)sqlite3_column_double(st, 5);
+        copy_text(it->first_door, sizeof it->first_door, st, 6);
+        copy_text(it->last_door, sizeof it->last_door, st, 7);
         if (!it->metadata) {
             rc = base_error_set(BASE_ERR_NOMEM, "cannot list check-ins");
             break;

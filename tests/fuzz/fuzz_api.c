@@ -92,7 +92,7 @@ static void make_gallery(void)
         gal_face_add(srv->gal, "people", &face, &id) || id != 1)
         abort();
     /* A check-in record to list (alice arrived; a stranger was counted), at a fixed time. */
-    const struct gal_checkin_face arriving[2] = {{"alice", 0.8f}, {NULL, 0.1f}};
+    const struct gal_checkin_face arriving[2] = {{"alice", 0.8f, NULL}, {NULL, 0.1f, NULL}};
     struct gal_checkin arrived[2];
     struct gal_checkin_summary summary;
     if (gal_checkin(srv->gal, "people", arriving, 2, 1700000000000, arrived, &summary) ||

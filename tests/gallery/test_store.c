@@ -1205,7 +1205,7 @@ static enum gal_checkin_status arrive(struct gal *g, const char *collection, con
                                       float similarity, int64_t now, struct gal_checkin *out,
                                       struct gal_checkin_summary *summary)
 {
-    const struct gal_checkin_face face = {subject, similarity};
+    const struct gal_checkin_face face = {subject, similarity, NULL};
     struct gal_checkin rec, *r = out ? out : &rec;
     struct gal_checkin_summary sum, *s = summary ? summary : &sum;
     EXPECT_OK(gal_checkin(g, collection, &face, 1, now, r, s));
@@ -1290,7 +1290,7 @@ static void test_checkin_record(void **state)
     expect_summary(&s, 1, 3, 2, T0);
     arrive(f->g, "ev", NULL, 0.3f, T0 + 60000, NULL, &s);
     expect_summary(&s, 1, 3, 2, T0);
-    const struct gal_checkin_face photo[3] = {{NULL, 0.2f}, {"bob", 0.7f}, {NULL, 0.1f}};
+    const struct gal_checkin_face photo[3] = {{NULL, 0.2f, NULL}, {"bob", 0.7f, NULL}, {NULL, 0.1f, NULL}};
     struct gal_checkin out[3];
     EXPECT_OK(gal_checkin(f->g, "ev", photo, 3, T0 + 80000, out, &s));
     assert_int_equal(out[0].status, GAL_CHECKIN_NOT_RECOGNISED);
@@ -1353,18 +1353,109 @@ static void test_checkin_record(void **state)
     expect_summary(&s, 1, 2, 1, T0 + 200000);
 
     /* Unknown collections, malformed input. */
-    const struct gal_checkin_face one = {"ann", 0.9f};
+    const struct gal_checkin_face one = {"ann", 0.9f, NULL};
     char next[GAL_CHECKIN_CURSOR_MAX];
     EXPECT_RC(gal_checkin(f->g, "nope", &one, 1, T0, &r, &s), BASE_ERR_NOT_FOUND);
     EXPECT_RC(gal_checkin_list(f->g, "nope", NULL, 10, &list, &n, next, &s), BASE_ERR_NOT_FOUND);
     EXPECT_RC(gal_checkin_clear(f->g, "nope", NULL), BASE_ERR_NOT_FOUND);
     EXPECT_RC(gal_checkin(f->g, "ev", &one, 0, T0, &r, &s), BASE_ERR_INVALID);
-    const struct gal_checkin_face bad = {"", 0.9f};
+    const struct gal_checkin_face bad = {"", 0.9f, NULL};
     EXPECT_RC(gal_checkin(f->g, "ev", &bad, 1, T0, &r, &s), BASE_ERR_INVALID);
     EXPECT_RC(gal_checkin_list(f->g, "ev", "cy", 10, &list, &n, next, &s), BASE_ERR_INVALID);
     EXPECT_RC(gal_checkin_list(f->g, "ev", "-5:cy", 10, &list, &n, next, &s), BASE_ERR_INVALID);
     EXPECT_RC(gal_checkin_list(f->g, "ev", "x:cy", 10, &list, &n, next, &s), BASE_ERR_INVALID);
     EXPECT_RC(gal_checkin_list(f->g, "ev", NULL, 0, &list, &n, next, &s), BASE_ERR_INVALID);
+}
+
+/* One face arriving at `door` (NULL: none said) at `now`; the status, its record to *out. */
+static enum gal_checkin_status arrive_at(struct gal *g, const char *subject, const char *door,
+                                         int64_t now, struct gal_checkin *out)
+{
+    const struct gal_checkin_face face = {subject, 0.9f, door};
+    struct gal_checkin_summary s;
+    EXPECT_OK(gal_checkin(g, "ev", &face, 1, now, out, &s));
+    return out->status;
+}
+
+static void expect_doors(const struct gal_checkin *r, const char *first, const char *last)
+{
+    if (strcmp(r->first_door, first) != 0 || strcmp(r->last_door, last) != 0)
+        fail_msg("%s: doors \"%s\", \"%s\", expected \"%s\", \"%s\"", r->subject_id,
+                 r->first_door, r->last_door, first, last);
+}
+
+/* The door of the first arrival stays, the last arrival's moves with each counted return (to
+ * none when a return names none), a same_arrival moves neither; none said is "" (NULL in the
+ * store), also in the list. */
+static void test_checkin_doors(void **state)
+{
+    struct fixture *f = *state;
+    create(f->g, "ev", GAL_DTYPE_F32, 0.5f);
+    EXPECT_OK(gal_subject_add(f->g, "ev", "ann", NULL));
+    EXPECT_OK(gal_subject_add(f->g, "ev", "bob", NULL));
+    EXPECT_OK(gal_subject_add(f->g, "ev", "cy", NULL));
+    struct gal_checkin r;
+    assert_int_equal(arrive_at(f->g, "ann", "North entrance", T0, &r), GAL_CHECKIN_CHECKED_IN);
+    expect_doors(&r, "North entrance", "North entrance");
+    /* Seen at a second door within 10 s: the same arrival, still North's. */
+    assert_int_equal(arrive_at(f->g, "ann", "South", T0 + 4000, &r), GAL_CHECKIN_SAME_ARRIVAL);
+    expect_doors(&r, "North entrance", "North entrance");
+    assert_int_equal(arrive_at(f->g, "ann", "South", T0 + 20000, &r),
+                     GAL_CHECKIN_ALREADY_CHECKED_IN);
+    expect_doors(&r, "North entrance", "South");
+    /* A return from a page that names no door: the last door is not South any more. */
+    assert_int_equal(arrive_at(f->g, "ann", NULL, T0 + 40000, &r),
+                     GAL_CHECKIN_ALREADY_CHECKED_IN);
+    expect_doors(&r, "North entrance", "");
+    assert_int_equal(arrive_at(f->g, "ann", "Süd-Tor 2", T0 + 60000, &r),
+                     GAL_CHECKIN_ALREADY_CHECKED_IN);
+    expect_doors(&r, "North entrance", "Süd-Tor 2");
+    assert_int_equal(arrive_at(f->g, "bob", NULL, T0 + 1000, &r), GAL_CHECKIN_CHECKED_IN);
+    expect_doors(&r, "", "");
+    assert_int_equal(arrive_at(f->g, "bob", "West", T0 + 30000, &r),
+                     GAL_CHECKIN_ALREADY_CHECKED_IN);
+    expect_doors(&r, "", "West");
+    char longest[GAL_DOOR_MAX + 1];
+    memset(longest, 'd', GAL_DOOR_MAX);
+    longest[GAL_DOOR_MAX] = '\0';
+    assert_int_equal(arrive_at(f->g, "cy", longest, T0 + 2000, &r), GAL_CHECKIN_CHECKED_IN);
+    expect_doors(&r, longest, longest);
+    /* A stranger at a door: counted, no door kept anywhere. */
+    assert_int_equal(arrive_at(f->g, NULL, "North entrance", T0 + 3000, &r),
+                     GAL_CHECKIN_NOT_RECOGNISED);
+    expect_doors(&r, "", "");
+
+    /* The list says the same, after a reopen too: it is in the store. */
+    reopen(f, NULL);
+    struct gal_checkin *list = NULL;
+    struct gal_checkin_summary s;
+    size_t n = list_all(f->g, "ev", &list, &s);
+    assert_int_equal(n, 3);
+    assert_string_equal(list[0].subject_id, "cy");
+    expect_doors(&list[0], longest, longest);
+    assert_string_equal(list[1].subject_id, "bob");
+    expect_doors(&list[1], "", "West");
+    assert_string_equal(list[2].subject_id, "ann");
+    expect_doors(&list[2], "North entrance", "Süd-Tor 2");
+    gal_checkin_list_free(list, n);
+
+    /* Not door names: refused whole, nothing recorded. */
+    char too_long[GAL_DOOR_MAX + 2];
+    memset(too_long, 'd', GAL_DOOR_MAX + 1);
+    too_long[GAL_DOOR_MAX + 1] = '\0';
+    const char *bad[] = {"", too_long, "North\nentrance", "tab\there", "\x7f", "bad \xff utf-8",
+                         "\xc3", "csi \xc2\x9b", "overlong \xc0\xae"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const struct gal_checkin_face face = {"cy", 0.9f, bad[i]};
+        EXPECT_RC(gal_checkin(f->g, "ev", &face, 1, T0 + 100000, &r, &s), BASE_ERR_INVALID);
+        assert_non_null(strstr(base_error_message(), "door"));
+        EXPECT_RC(gal_check_door(bad[i]), BASE_ERR_INVALID);
+    }
+    EXPECT_RC(gal_check_door(NULL), BASE_ERR_INVALID);
+    EXPECT_OK(gal_check_door("North entrance"));
+    n = list_all(f->g, "ev", &list, &s);
+    assert_int_equal(list[0].arrivals, 1); /* cy: the refused arrivals counted nothing */
+    gal_checkin_list_free(list, n);
 }
 
 /* Deleting a collection deletes its record: a collection of the same name starts empty, and
@@ -1426,7 +1517,7 @@ static void *race_checkin(void *arg)
     for (int round = 0; round < CHECKIN_ROUNDS; round++) {
         char subject[16];
         snprintf(subject, sizeof subject, "s%d", round);
-        const struct gal_checkin_face face = {subject, 0.9f};
+        const struct gal_checkin_face face = {subject, 0.9f, NULL};
         struct gal_checkin r;
         struct gal_checkin_summary s;
         pthread_barrier_wait(w->start);
@@ -1642,6 +1733,40 @@ static long store_long(const char *db_path, const char *sql)
     "INSERT INTO vultus_schema VALUES (1);"
 #endif
 
+#if STORE_IS_FILE
+#define CHECKIN_DOOR_COLUMNS                                                                       \
+    "SELECT COUNT(*) FROM pragma_table_info('checkins') "                                          \
+    "WHERE name IN ('first_door', 'last_door')"
+/* The check-in tables as the release before doors (store_sqlite.c at 406f3b2) made them. */
+#define EARLIER_CHECKINS                                                                           \
+    "CREATE TABLE checkins ("                                                                      \
+    "  subject_rowid INTEGER PRIMARY KEY REFERENCES subjects (id) ON DELETE CASCADE,"              \
+    "  collection_id INTEGER NOT NULL REFERENCES collections (id) ON DELETE CASCADE,"              \
+    "  first_seen_ms INTEGER NOT NULL, last_arrival_ms INTEGER NOT NULL,"                          \
+    "  arrivals INTEGER NOT NULL, similarity REAL NOT NULL);"                                      \
+    "CREATE INDEX checkins_by_time ON checkins (collection_id, first_seen_ms);"                    \
+    "CREATE TABLE checkin_events ("                                                                \
+    "  collection_id INTEGER PRIMARY KEY REFERENCES collections (id) ON DELETE CASCADE,"           \
+    "  since_ms INTEGER NOT NULL, not_recognised INTEGER NOT NULL,"                                \
+    "  last_unknown_ms INTEGER NOT NULL);"
+#else
+#define CHECKIN_DOOR_COLUMNS                                                                       \
+    "SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = current_schema() "       \
+    "AND table_name = 'checkins' AND column_name IN ('first_door', 'last_door')"
+/* The check-in tables as the release before doors (store_postgres.c at 406f3b2) made them. */
+#define EARLIER_CHECKINS                                                                           \
+    "CREATE TABLE checkins ("                                                                      \
+    "  subject_rowid BIGINT PRIMARY KEY REFERENCES subjects (id) ON DELETE CASCADE,"               \
+    "  collection_id BIGINT NOT NULL REFERENCES collections (id) ON DELETE CASCADE,"               \
+    "  first_seen_ms BIGINT NOT NULL, last_arrival_ms BIGINT NOT NULL,"                            \
+    "  arrivals BIGINT NOT NULL, similarity DOUBLE PRECISION NOT NULL);"                           \
+    "CREATE INDEX checkins_by_time ON checkins (collection_id, first_seen_ms);"                    \
+    "CREATE TABLE checkin_events ("                                                                \
+    "  collection_id BIGINT PRIMARY KEY REFERENCES collections (id) ON DELETE CASCADE,"            \
+    "  since_ms BIGINT NOT NULL, not_recognised BIGINT NOT NULL,"                                  \
+    "  last_unknown_ms BIGINT NOT NULL);"
+#endif
+
 /* A new store: version 1 (what every earlier build accepts: rolling back stays possible),
  * with the check-in tables; opening it again changes nothing and keeps the record. */
 static void test_checkin_schema_additive(void **state)
@@ -1706,7 +1831,7 @@ static void test_checkin_migration(void **state)
     assert_int_equal(list_all(f->g, "ev", &list, &s), 0);
     gal_checkin_list_free(list, 0);
     expect_summary(&s, 0, 1, 0, 0);
-    const struct gal_checkin_face ann = {"ann", 0.9f};
+    const struct gal_checkin_face ann = {"ann", 0.9f, NULL};
     struct gal_checkin r;
     EXPECT_RC(gal_checkin(f->g, "ev", &ann, 1, T0, &r, &s), BASE_ERR_IO);
     assert_non_null(strstr(base_error_message(), "read-only"));
@@ -1719,6 +1844,7 @@ static void test_checkin_migration(void **state)
     EXPECT_OK(gal_open(earlier, NULL, &f->g));
     assert_int_equal(store_long(earlier, STORE_VERSION), 1);
     assert_int_equal(store_long(earlier, CHECKIN_RELATIONS), 3);
+    assert_int_equal(store_long(earlier, CHECKIN_DOOR_COLUMNS), 2);
     assert_int_equal(arrive(f->g, "ev", "ann", 0.9f, T0, NULL, &s), GAL_CHECKIN_CHECKED_IN);
     expect_summary(&s, 1, 1, 0, T0);
     struct gal_subject_info info;
@@ -1732,6 +1858,73 @@ static void test_checkin_migration(void **state)
     assert_int_equal(list_all(f->g, "ev", &list, &s), 1);
     gal_checkin_list_free(list, 1);
     expect_summary(&s, 1, 1, 0, T0);
+    gal_close(f->g);
+    f->g = NULL;
+    EXPECT_OK(gal_open(f->db, NULL, &f->g));
+}
+
+/* A store as the release before doors made it (the check-in tables without the door columns,
+ * a record in them): read-only, the record is listed without doors and the store untouched;
+ * the first writable open adds the columns (only they: the check-in tables, present, are not
+ * made again), the record kept, the version still 1; the next arrival has its door, and a
+ * second open changes the schema no more. */
+static void test_checkin_door_migration(void **state)
+{
+    struct fixture *f = *state;
+    gal_close(f->g);
+    f->g = NULL;
+#if STORE_IS_FILE
+    char earlier[600];
+    path_in(earlier, sizeof earlier, f->dir, "earlier.db");
+#else
+    char earlier[300];
+    new_postgres_database(earlier, sizeof earlier);
+#endif
+    store_exec(earlier, EARLIER_SCHEMA EARLIER_CHECKINS
+               "INSERT INTO collections (name, model_id, dim, dtype, threshold, created_ms) "
+               "VALUES ('ev', '" MODEL "', 64, 0, 0.5, 1);"
+               "INSERT INTO subjects (collection_id, subject_id, metadata, created_ms) "
+               "VALUES (1, 'ann', '{}', 1);"
+               "INSERT INTO checkins (subject_rowid, collection_id, first_seen_ms, "
+               "last_arrival_ms, arrivals, similarity) VALUES (1, 1, 1700000000000, "
+               "1700000000000, 1, 0.75);"
+               "INSERT INTO checkin_events VALUES (1, 1700000000000, 0, 0);");
+    assert_int_equal(store_long(earlier, CHECKIN_RELATIONS), 3);
+    assert_int_equal(store_long(earlier, CHECKIN_DOOR_COLUMNS), 0);
+
+    struct gal_options ro = {.read_only = 1};
+    EXPECT_OK(gal_open(earlier, &ro, &f->g));
+    struct gal_checkin *list = NULL;
+    struct gal_checkin_summary s;
+    assert_int_equal(list_all(f->g, "ev", &list, &s), 1);
+    assert_string_equal(list[0].subject_id, "ann");
+    expect_doors(&list[0], "", "");
+    gal_checkin_list_free(list, 1);
+    gal_close(f->g);
+    f->g = NULL;
+    assert_int_equal(store_long(earlier, CHECKIN_DOOR_COLUMNS), 0); /* read-only: untouched */
+
+    EXPECT_OK(gal_open(earlier, NULL, &f->g));
+    assert_int_equal(store_long(earlier, STORE_VERSION), 1);
+    assert_int_equal(store_long(earlier, CHECKIN_DOOR_COLUMNS), 2);
+    struct gal_checkin r;
+    assert_int_equal(arrive_at(f->g, "ann", "B", T0 + 60000, &r), GAL_CHECKIN_ALREADY_CHECKED_IN);
+    assert_int_equal(r.arrivals, 2);
+    expect_doors(&r, "", "B");
+    gal_close(f->g);
+    f->g = NULL;
+#if STORE_IS_FILE
+    long schema_cookie = store_long(earlier, "PRAGMA schema_version");
+#endif
+    EXPECT_OK(gal_open(earlier, NULL, &f->g));
+#if STORE_IS_FILE
+    assert_int_equal(store_long(earlier, "PRAGMA schema_version"), schema_cookie);
+#endif
+    assert_int_equal(list_all(f->g, "ev", &list, &s), 1);
+    expect_doors(&list[0], "", "B");
+    assert_int_equal(list[0].first_seen_ms, 1700000000000ll);
+    gal_checkin_list_free(list, 1);
+    expect_summary(&s, 1, 1, 0, 1700000000000ll);
     gal_close(f->g);
     f->g = NULL;
     EXPECT_OK(gal_open(f->db, NULL, &f->g));
@@ -1803,11 +1996,13 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_enrol_race_one_subject, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schema_versions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkin_record, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_checkin_doors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkin_collection_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkin_two_doors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkin_pages, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkin_schema_additive, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkin_migration, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_checkin_door_migration, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
