@@ -226,7 +226,8 @@ static void clear_response(http_request *r)
 http_precheck http_precheck_of(http_handler handler)
 {
     if (handler == http_api_face_enrol) return http_enrol_precheck;
-    if (handler == http_api_search || handler == http_api_checkin) return http_search_precheck;
+    if (handler == http_api_search) return http_search_precheck;
+    if (handler == http_api_checkin) return http_checkin_precheck;
     if (handler == http_api_verify) return http_verify_precheck;
     return NULL;
 }

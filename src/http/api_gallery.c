@@ -1071,6 +1071,34 @@ int http_search_precheck(http_request *r, http_input *in)
     return search_params(r, in, &k, &threshold) != 0;
 }
 
+/* Room for a door name sent too long, so that it is refused with the gallery's words (a
+ * longer one still is refused by the query or body reader, with 422 too). */
+#define DOOR_TEXT_MAX 256
+
+/* The door a check-in names, taken as k and threshold are (the query, a JSON body's field or
+ * a multipart field), into `door` ("" when none: the record keeps no door). 0, or -1 when a
+ * name that is not a door (gal_check_door) was answered with 422 invalid_parameter. */
+static int checkin_door(http_request *r, http_input *in, char door[DOOR_TEXT_MAX])
+{
+    door[0] = '\0';
+    int rc = http_input_param(r, in, "door", door, DOOR_TEXT_MAX);
+    if (rc < 0) return -1;
+    if (rc == 0) return 0;
+    if (gal_check_door(door)) {
+        http_respond_error(r, 422, "invalid_parameter", "%s", base_error_message());
+        door[0] = '\0';
+        return -1;
+    }
+    return 0;
+}
+
+/* A check-in's checks before the image: search's, then the door's, in the handler's order. */
+int http_checkin_precheck(http_request *r, http_input *in)
+{
+    char door[DOOR_TEXT_MAX];
+    return http_search_precheck(r, in) || checkin_door(r, in, door) != 0;
+}
+
 /* The check-in record's summary, as POST and GET …/checkins answer it at the top level. */
 static json_t *checkin_summary_json(const struct gal_checkin_summary *sum)
 {
@@ -1079,15 +1107,23 @@ static json_t *checkin_summary_json(const struct gal_checkin_summary *sum)
                      "since_ms", sum->since_ms ? json_integer(sum->since_ms) : json_null());
 }
 
+/* A recorded door: null when the arrival named none (or a build before doors recorded it). */
+static json_t *door_json(const char *door)
+{
+    return door[0] ? json_string(door) : json_null();
+}
+
 /* What one face's arrival did: the subject fields only for a face recognised. */
 static json_t *checkin_json(const struct gal_checkin *c)
 {
     if (c->status == GAL_CHECKIN_NOT_RECOGNISED)
         return json_pack("{s:s}", "status", gal_checkin_status_name(c->status));
-    return json_pack("{s:s,s:s,s:I,s:I,s:I,s:o}", "status", gal_checkin_status_name(c->status),
-                     "subject_id", c->subject_id, "first_seen_ms", (json_int_t)c->first_seen_ms,
-                     "last_arrival_ms", (json_int_t)c->last_arrival_ms, "arrivals",
-                     (json_int_t)c->arrivals, "similarity", num(c->similarity));
+    return json_pack("{s:s,s:s,s:I,s:I,s:I,s:o,s:o,s:o}", "status",
+                     gal_checkin_status_name(c->status), "subject_id", c->subject_id,
+                     "first_seen_ms", (json_int_t)c->first_seen_ms, "last_arrival_ms",
+                     (json_int_t)c->last_arrival_ms, "arrivals", (json_int_t)c->arrivals,
+                     "similarity", num(c->similarity), "first_door", door_json(c->first_door),
+                     "last_door", door_json(c->last_door));
 }
 
 /*
@@ -1108,7 +1144,9 @@ static void search_faces(http_request *r, http_worker *w, int checkin)
     float *queries = NULL;
     long k;
     double asked;
+    char door[DOOR_TEXT_MAX] = "";
     if (search_params(r, &in, &k, &asked)) goto out;
+    if (checkin && checkin_door(r, &in, door)) goto out;
     int rc = http_face_from_input(r, w, &in, "image", HTTP_SEARCH_STAGES, &res);
     if (rc < 0) goto out;
     if (rc == 0) {
@@ -1163,6 +1201,7 @@ static void search_faces(http_request *r, http_worker *w, int checkin)
             const struct gal_hit *best = q->subject_count ? &q->subjects[0] : NULL;
             arriving[i].subject_id = best && best->decision == GAL_MATCH ? best->subject_id : NULL;
             arriving[i].similarity = best ? best->similarity : 0;
+            arriving[i].door = door[0] ? door : NULL;
         }
         t0 = base_now_ns();
         rc = gal_checkin(s->gal, collection, arriving, results->query_count, 0 /* now */, arrived,
@@ -1275,12 +1314,13 @@ void http_api_checkins_list(http_request *r, http_worker *w)
     for (size_t i = 0; i < count; i++) {
         const struct gal_checkin *c = &list[i];
         json_t *meta = c->metadata ? json_loads(c->metadata, JSON_DECODE_ANY, NULL) : NULL;
-        json_array_append_new(items,
-                              json_pack("{s:s,s:o,s:I,s:I,s:I,s:o}", "subject_id", c->subject_id,
-                                        "metadata", meta ? meta : json_object(), "first_seen_ms",
-                                        (json_int_t)c->first_seen_ms, "last_arrival_ms",
-                                        (json_int_t)c->last_arrival_ms, "arrivals",
-                                        (json_int_t)c->arrivals, "similarity", num(c->similarity)));
+        json_array_append_new(
+            items, json_pack("{s:s,s:o,s:I,s:I,s:I,s:o,s:o,s:o}", "subject_id", c->subject_id,
+                             "metadata", meta ? meta : json_object(), "first_seen_ms",
+                             (json_int_t)c->first_seen_ms, "last_arrival_ms",
+                             (json_int_t)c->last_arrival_ms, "arrivals", (json_int_t)c->arrivals,
+                             "similarity", num(c->similarity), "first_door",
+                             door_json(c->first_door), "last_door", door_json(c->last_door)));
     }
     json_t *answer = checkin_summary_json(&summary);
     if (answer) {

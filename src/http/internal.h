@@ -567,6 +567,8 @@ int http_enrol_precheck(http_request *r, http_input *in);
  * model runs for it), so a client can tell a poor photo from a stranger. */
 #define HTTP_SEARCH_STAGES (FACE_STAGE_EMBED | FACE_STAGE_QUALITY)
 int http_search_precheck(http_request *r, http_input *in);
+/* Search's, and the door a check-in names (?door=, or a body field as k and threshold). */
+int http_checkin_precheck(http_request *r, http_input *in);
 int http_verify_precheck(http_request *r, http_input *in);
 /* The precheck of an image route's handler (above), NULL for a route without one: the one
  * table the prepare step and fuzz_api both use. */

@@ -11,6 +11,10 @@
  *     is the answer's next_after;
  *   - DELETE starts a new event: {"cleared": n}, then an empty record that has not begun;
  *   - the scopes: a read key may GET, and is refused the POST and the DELETE (403);
+ *   - a door: ?door= on a check-in (or a JSON body's "door", a multipart field), from a
+ *     checkin key too, is kept as the subject's first_door and last_door, which POST's
+ *     per-face checkin and GET's records carry (null when none was sent); a name that is not a
+ *     door (65 bytes, empty, a control character, not UTF-8) is 422 invalid_parameter;
  *   - an unknown collection is 404 collection_not_found on all three;
  *   - /openapi.json documents the three;
  *   - /metrics counts each face's arrival by status (vultus_checkins_total{status}), with HELP
@@ -41,7 +45,7 @@
 static tc_server srv;
 static char srv_dir[256];
 static int port;
-static char admin[200], reader[200]; /* "Authorization: Bearer KEY\r\n" */
+static char admin[200], reader[200], door_key[200]; /* "Authorization: Bearer KEY\r\n" */
 
 static int have_data(void)
 {
@@ -64,7 +68,8 @@ static int setup(void **state)
     if (!tc_have_models() || !have_data()) return 0;
     if (tc_temp_dir(srv_dir) != 0) return -1;
     if (make_key(srv_dir, "admin", admin, sizeof admin) ||
-        make_key(srv_dir, "read", reader, sizeof reader))
+        make_key(srv_dir, "read", reader, sizeof reader) ||
+        make_key(srv_dir, "checkin", door_key, sizeof door_key))
         return -1;
     static const char *const args[] = {"--workers", "2", "--deadline-ms", "60000", NULL};
     if (tc_server_start(&srv, srv_dir, args, 1) != 0) return -1;
@@ -205,6 +210,8 @@ static void test_checkin_round(void **state)
     long long first = num(c, "first_seen_ms");
     assert_int_equal(num(c, "last_arrival_ms"), first);
     assert_true(json_number_value(json_object_get(c, "similarity")) >= 0.5);
+    assert_true(json_is_null(json_object_get(c, "first_door"))); /* no door sent */
+    assert_true(json_is_null(json_object_get(c, "last_door")));
     json_t *sum = json_object_get(a, "checkins");
     expect_counts(sum, 1, 2, 0);
     assert_int_equal(num(sum, "since_ms"), first);
@@ -252,6 +259,8 @@ static void test_checkin_round(void **state)
     assert_int_equal(num(it, "last_arrival_ms"), first);
     assert_int_equal(num(it, "arrivals"), 1);
     assert_true(json_is_number(json_object_get(it, "similarity")));
+    assert_true(json_is_null(json_object_get(it, "first_door")));
+    assert_true(json_is_null(json_object_get(it, "last_door")));
     json_decref(l);
 
     /* Leonard by multipart (search's input forms): then two records, in pages of one, newest
@@ -343,6 +352,135 @@ static void test_checkin_round(void **state)
                      statuses[i], before[i], after[i], expected[i]);
 }
 
+/* The answer's one face's checkin, whose doors must be these (NULL: null); the answer freed. */
+static void expect_checkin(json_t *answer, const char *status, const char *first_door,
+                           const char *last_door)
+{
+    json_t *c = json_object_get(only_face(answer), "checkin");
+    assert_string_equal(tc_json_str(c, "status"), status);
+    json_t *first = json_object_get(c, "first_door"), *last = json_object_get(c, "last_door");
+    if (first_door)
+        assert_string_equal(json_string_value(first), first_door);
+    else
+        assert_true(json_is_null(first));
+    if (last_door)
+        assert_string_equal(json_string_value(last), last_door);
+    else
+        assert_true(json_is_null(last));
+    json_decref(answer);
+}
+
+/* `file` as base64 in a JSON body with `extra` members beside it ("\"door\":\"South\""). */
+static char *json_image(const char *file, const char *extra)
+{
+    size_t len;
+    char *data = tc_load(file, &len);
+    char *b64 = malloc(len / 3 * 4 + 8);
+    http_base64url_encode((const uint8_t *)data, len, b64);
+    size_t n = strlen(b64) + strlen(extra) + 32;
+    char *body = malloc(n);
+    snprintf(body, n, "{\"image\":\"%s\",%s}", b64, extra);
+    free(b64);
+    free(data);
+    return body;
+}
+
+static void test_checkin_doors(void **state)
+{
+    (void)state;
+    NEED_SERVER();
+    enrol("doors");
+    size_t len;
+    char *penny = tc_load(PENNY5, &len);
+
+    /* A door device's checkin key names its door in the query: penny's first arrival. */
+    json_t *a = call("POST", "/v1/collections/doors/checkins?door=North%20entrance", door_key,
+                     PNG_CT, penny, len, 200);
+    expect_checkin(a, "checked_in", "North entrance", "North entrance");
+
+    /* Seen at once at another door, a JSON body's "door": the same arrival, North's. */
+    char *body = json_image(PENNY5, "\"door\":\"South\"");
+    a = call("POST", "/v1/collections/doors/checkins", door_key, "Content-Type: application/json\r\n",
+             body, strlen(body), 200);
+    expect_checkin(a, "same_arrival", "North entrance", "North entrance");
+    free(body);
+
+    /* Leonard through a multipart form's door field, UTF-8 in it. */
+    size_t leonard_len;
+    char *leonard = tc_load(LEONARD4, &leonard_len);
+    tc_form f = {0};
+    tc_form_file(&f, "image", leonard, leonard_len);
+    tc_form_field(&f, "door", "S\xc3\xbc" "d");
+    tc_form_end(&f);
+    tc_response r;
+    tc_post_form(port, "/v1/collections/doors/checkins", door_key, &f, &r);
+    a = tc_expect_json(&r, 200);
+    tc_response_free(&r);
+    free(f.data);
+    expect_checkin(a, "checked_in", "S\xc3\xbc" "d", "S\xc3\xbc" "d");
+
+    /* A stranger at a door: no subject, no doors. */
+    size_t stranger_len;
+    char *stranger = tc_load(STRANGER, &stranger_len);
+    a = call("POST", "/v1/collections/doors/checkins?door=West", door_key, JPEG_CT, stranger,
+             stranger_len, 200);
+    json_t *c = json_object_get(only_face(a), "checkin");
+    assert_string_equal(tc_json_str(c, "status"), "not_recognised");
+    assert_null(json_object_get(c, "first_door"));
+    json_decref(a);
+    free(stranger);
+
+    /* The record, with a read key: each subject's doors. */
+    json_t *l = call("GET", "/v1/collections/doors/checkins", reader, NULL, NULL, 0, 200);
+    json_t *items = json_object_get(l, "checkins");
+    assert_int_equal(json_array_size(items), 2);
+    json_t *it = json_array_get(items, 0);
+    assert_string_equal(tc_json_str(it, "subject_id"), "leonard");
+    assert_string_equal(tc_json_str(it, "first_door"), "S\xc3\xbc" "d");
+    assert_string_equal(tc_json_str(it, "last_door"), "S\xc3\xbc" "d");
+    it = json_array_get(items, 1);
+    assert_string_equal(tc_json_str(it, "subject_id"), "penny");
+    assert_string_equal(tc_json_str(it, "first_door"), "North entrance");
+    assert_string_equal(tc_json_str(it, "last_door"), "North entrance");
+    json_decref(l);
+
+    /* Not door names: 422 invalid_parameter, nothing recorded (penny's arrival stays one). */
+    char path[512], long_door[GAL_DOOR_MAX + 2];
+    memset(long_door, 'd', GAL_DOOR_MAX + 1);
+    long_door[GAL_DOOR_MAX + 1] = '\0';
+    snprintf(path, sizeof path, "/v1/collections/doors/checkins?door=%s", long_door);
+    call_error("POST", path, door_key, PNG_CT, penny, len, 422, "invalid_parameter");
+    long_door[GAL_DOOR_MAX] = '\0'; /* 64 bytes: a door (penny again at once: the same arrival) */
+    snprintf(path, sizeof path, "/v1/collections/doors/checkins?door=%s", long_door);
+    json_decref(call("POST", path, door_key, PNG_CT, penny, len, 200));
+    static const char *const bad[] = {"door=", "door=North%0Aentrance", "door=%FF", "door=%09",
+                                      "door=%C2%9B", "door=%7F"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(path, sizeof path, "/v1/collections/doors/checkins?%s", bad[i]);
+        call_error("POST", path, door_key, PNG_CT, penny, len, 422, "invalid_parameter");
+    }
+    body = json_image(PENNY5, "\"door\":\"a\\u0001b\"");
+    call_error("POST", "/v1/collections/doors/checkins", door_key,
+               "Content-Type: application/json\r\n", body, strlen(body), 422, "invalid_parameter");
+    free(body);
+    long_door[GAL_DOOR_MAX] = 'd'; /* 65 bytes again, in a multipart field */
+    f = (tc_form){0};
+    tc_form_file(&f, "image", leonard, leonard_len);
+    tc_form_field(&f, "door", long_door);
+    tc_form_end(&f);
+    tc_post_form(port, "/v1/collections/doors/checkins", door_key, &f, &r);
+    tc_expect_error(&r, 422, "invalid_parameter");
+    tc_response_free(&r);
+    free(f.data);
+    l = call("GET", "/v1/collections/doors/checkins", reader, NULL, NULL, 0, 200);
+    items = json_object_get(l, "checkins");
+    for (size_t i = 0; i < json_array_size(items); i++)
+        assert_int_equal(num(json_array_get(items, i), "arrivals"), 1);
+    json_decref(l);
+    free(leonard);
+    free(penny);
+}
+
 static void test_checkin_unknown_collection(void **state)
 {
     (void)state;
@@ -368,6 +506,19 @@ static void test_checkin_documented(void **state)
     for (int i = 0; i < 3; i++)
         if (!json_object_get(item, methods[i]))
             fail_msg("openapi.json does not document %s .../checkins", methods[i]);
+    json_t *params = json_object_get(json_object_get(item, "post"), "parameters");
+    int door = 0;
+    for (size_t i = 0; i < json_array_size(params); i++) {
+        const char *name = json_string_value(json_object_get(json_array_get(params, i), "name"));
+        door |= name && strcmp(name, "door") == 0;
+    }
+    if (!door) fail_msg("openapi.json does not document POST .../checkins?door=");
+    json_t *entry = json_object_get(
+        json_object_get(json_object_get(json_object_get(doc, "components"), "schemas"),
+                        "CheckinEntry"),
+        "properties");
+    assert_non_null(json_object_get(entry, "first_door"));
+    assert_non_null(json_object_get(entry, "last_door"));
     json_decref(doc);
 }
 
@@ -375,6 +526,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_checkin_round),
+        cmocka_unit_test(test_checkin_doors),
         cmocka_unit_test(test_checkin_unknown_collection),
         cmocka_unit_test(test_checkin_documented),
     };
