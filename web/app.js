@@ -5,6 +5,7 @@
 
 const KEY_STORAGE = 'vultus.apiKey';
 const COLLECTION_STORAGE = 'vultus.collection';
+const DOOR_STORAGE = 'vultus.door-name'; // this device's door (the check-in camera's)
 const PALETTE = ['#4cc9b0', '#7aa2ff', '#f0a35e', '#e377c2', '#ffd166', '#8bd450', '#ff7b72', '#b197fc',
   '#5fd3f3', '#f7a1c4'];
 const STAGE_COLORS = {
@@ -1283,7 +1284,9 @@ async function runSearch(blob, name) {
     // same person would count twice.
     const recorded = door.snapshots.has(blob) ? door.answers.get(blob)?.get(collection) : null;
     arriving = door.snapshots.has(blob) && !recorded;
-    const data = await api('POST', `/v1/collections/${enc(collection)}/${arriving ? 'checkins' : 'search'}?k=${k}`, { form, signal: job.signal });
+    // An arrival says at which door: the record keeps where each person came in.
+    const at = arriving ? doorName() : '';
+    const data = await api('POST', `/v1/collections/${enc(collection)}/${arriving ? 'checkins' : 'search'}?k=${k}${at ? `&door=${enc(at)}` : ''}`, { form, signal: job.signal });
     if (arriving) {
       if (!door.answers.has(blob)) door.answers.set(blob, new Map());
       door.answers.get(blob).set(collection, data.faces.map((f) => f.checkin ?? null));
@@ -1368,11 +1371,15 @@ function metadataText(meta) {
 // What the service's record said of a face (its checkin: checked_in, already_checked_in,
 // same_arrival or not_recognised), as checkinVerdict reads it: null for a face not recognised,
 // else { counted: a new arrival (not the same one again within 10 s), back: not the subject's
-// first arrival, first: the subject's first arrival (ms), seen: the subject's arrivals }.
+// first arrival, first: the subject's first arrival (ms), door: where that was ('' unknown),
+// seen: the subject's arrivals }.
 function arrivalOf(c) {
   if (!c || c.status === 'not_recognised' || !c.subject_id) return null;
-  return { counted: c.status !== 'same_arrival', back: c.arrivals > 1, first: c.first_seen_ms, seen: c.arrivals };
+  return { counted: c.status !== 'same_arrival', back: c.arrivals > 1, first: c.first_seen_ms, door: c.first_door || '', seen: c.arrivals };
 }
+
+// "at 10:42 at North entrance": when and where a subject first came (the door when known).
+const firstCame = (a) => `${clockTime(a.first, true)}${a.door ? ` at ${a.door}` : ''}`;
 
 // counted: for a snapshot of the check-in camera, arrivalOf each face; null for a photo from a
 // file, which is not somebody arriving.
@@ -1396,14 +1403,14 @@ function checkinVerdict(faces, collection, W, counted = null) {
   const lines = knownAt.map((i) => {
     const f = faces[i];
     const meta = metadataText(f.identity_metadata);
-    const said = counted?.[i]?.back ? `↺ ${f.identity} already checked in ${clockTime(counted[i].first, true)}` : `✓ ${f.identity}`;
+    const said = counted?.[i]?.back ? `↺ ${f.identity} already checked in ${firstCame(counted[i])}` : `✓ ${f.identity}`;
     return h('div', { class: counted?.[i]?.back ? 'line again' : 'line' }, said, meta ? h('small', { text: ` · ${meta}` }) : null);
   });
   if (unknown) lines.push(h('div', { class: 'line', text: `✕ ${unknown === 1 ? '1 face' : `${unknown} faces`} not recognised` }));
   // "Checked in" at the door only: a photo searched from a file is not somebody arriving.
   const done = arrival ? 'checked in' : 'recognised';
   let headline;
-  if (faces.length === 1 && known.length && back.length) headline = `Already checked in ${clockTime(counted[knownAt[0]].first, true)} (${known[0].identity})`;
+  if (faces.length === 1 && known.length && back.length) headline = `Already checked in ${firstCame(counted[knownAt[0]])} (${known[0].identity})`;
   else if (faces.length === 1) headline = known.length ? `${arrival ? 'Checked in' : 'Recognised'}: ${known[0].identity}` : 'Not recognised';
   else if (!unknown && !back.length) headline = `All ${faces.length} ${done}`;
   else if (!known.length) headline = `None of the ${faces.length} recognised`;
@@ -1541,7 +1548,8 @@ function renderDoorlog() {
     return h('li', { class: back ? 'again' : null },
       h('time', { datetime: new Date(c.first_seen_ms).toISOString(), text: clockTime(c.first_seen_ms) }),
       h('div', {}, h('b', { class: 'who', text: c.subject_id }),
-        back ? h('span', { class: 'nth', text: ` ${c.arrivals} arrivals, the last ${clockTime(c.last_arrival_ms, true)}` }) : null,
+        c.first_door ? h('span', { class: 'at', text: ` at ${c.first_door}` }) : null,
+        back ? h('span', { class: 'nth', text: `${c.first_door ? ' ·' : ''} ${c.arrivals} arrivals, the last ${clockTime(c.last_arrival_ms, true)}${c.last_door ? ` at ${c.last_door}` : ''}` }) : null,
         meta ? h('div', { class: 'meta', text: meta }) : null),
       h('span', { class: 'sim', title: 'similarity at the first arrival', text: typeof c.similarity === 'number' ? fmt.num(c.similarity, 2) : '' }));
   });
@@ -1561,9 +1569,11 @@ function csvField(v) {
 
 // One line per subject who came, in the order they first came (the service lists newest
 // first): subject, first_seen, last_arrival, times_seen, similarity (at the first arrival),
-// then a column per metadata field (metadata that is not an object: one "metadata" column).
+// first_door, last_door (empty when the arrival named none; after the columns a sheet built
+// on earlier exports reads), then a column per metadata field (metadata that is not an
+// object: one "metadata" column).
 function doorlogCsv(checkins) {
-  const fixed = ['subject', 'first_seen', 'last_arrival', 'times_seen', 'similarity'];
+  const fixed = ['subject', 'first_seen', 'last_arrival', 'times_seen', 'similarity', 'first_door', 'last_door'];
   const rows = [...checkins].reverse();
   const fields = [];
   const isObject = (m) => m !== null && typeof m === 'object' && !Array.isArray(m);
@@ -1577,7 +1587,7 @@ function doorlogCsv(checkins) {
   for (const c of rows) {
     const m = c.metadata;
     lines.push([c.subject_id, localStamp(c.first_seen_ms), localStamp(c.last_arrival_ms), c.arrivals,
-      typeof c.similarity === 'number' ? Number(c.similarity.toFixed(4)) : null,
+      typeof c.similarity === 'number' ? Number(c.similarity.toFixed(4)) : null, c.first_door ?? null, c.last_door ?? null,
       ...fields.map((k) => (k === '' ? (isObject(m) ? null : m) : isObject(m) ? m[k] : null))]);
   }
   return lines.map((l) => l.map(csvField).join(',')).join('\r\n') + '\r\n';
@@ -1712,7 +1722,26 @@ async function doorSnap() {
   }, 'image/jpeg', 0.92);
 }
 
+// This device's door, as the service takes it: no control characters, at most 64 bytes of
+// UTF-8 (cut at a character), '' when not named.
+function doorName() {
+  let name = $('#door-name').value.replace(/[\u0000-\u001f\u007f-\u009f]/g, ' ').trim();
+  const bytes = new TextEncoder();
+  while (bytes.encode(name).length > 64) name = [...name].slice(0, -1).join('').trimEnd();
+  return name;
+}
+
 function setupDoor() {
+  // The door is the device's, not the event's: kept in this browser, shown on its screen.
+  const field = $('#door-name');
+  try { field.value = localStorage.getItem(DOOR_STORAGE) || ''; } catch { /* private mode */ }
+  field.addEventListener('change', () => {
+    field.value = doorName();
+    try {
+      if (field.value) localStorage.setItem(DOOR_STORAGE, field.value);
+      else localStorage.removeItem(DOOR_STORAGE);
+    } catch { /* private mode: this page's door until it is closed */ }
+  });
   $('#door-start').addEventListener('click', startDoor);
   $('#door-stop').addEventListener('click', () => { stopDoor(); $('#door-start').focus(); });
   $('#door-snap').addEventListener('click', doorSnap);

@@ -5,7 +5,8 @@
 // a face and the service dropping away mid-event each get an answer in plain words; the
 // service keeps the record of who came (a badge seen again, strangers counted, a CSV export, a
 // new event), which lasts through a reload and the service's restart, and which a second door
-// (another browser) shares; a read-only key is told that it cannot record arrivals.
+// (another browser) shares, each door named (door A's arrival is "at A" on door B's list and
+// in its "Already checked in"); a read-only key is told that it cannot record arrivals.
 // Registration photos: the first photo of LFW people (../shared/data/lfw-dev) with a second
 // photo for the arrival; without that folder, the model pack's samples (arrival = the same
 // photo). chromium's fake camera shows the arrival's photo (--use-file-for-fake-video-capture).
@@ -166,6 +167,8 @@ async function main() {
     await page.locator('#search-collection').selectOption('door');
     await page.click('#door-start');
     await page.waitForFunction(() => document.querySelector('#door-video').videoWidth > 0);
+    // This device is door A: named on its screen, sent with each arrival.
+    await page.fill('#door-name', 'A');
     // Nothing focused: Space on the page takes the snapshot, one search per key.
     await page.evaluate(() => document.activeElement?.blur());
     let searches = 0;
@@ -173,9 +176,12 @@ async function main() {
     page.on('request', count);
     const answered = page.waitForResponse(isCheckin);
     await page.keyboard.press('Space');
-    const body = await (await answered).json();
+    const response = await answered;
+    assert(new URL(response.url()).searchParams.get('door') === 'A', `the arrival names its door (${response.url()})`);
+    const body = await response.json();
     assert(body.faces?.length === 1 && body.faces[0].identity === arriving.badge, `the service recognised ${arriving.badge} (${JSON.stringify(body.faces?.map((f) => f.identity) ?? body)})`);
     assert(body.faces[0].checkin?.status === 'checked_in', `the service recorded the arrival (${JSON.stringify(body.faces[0].checkin)})`);
+    assert(body.faces[0].checkin.first_door === 'A', `the service recorded the door (${JSON.stringify(body.faces[0].checkin)})`);
     const verdict = page.locator('#checkin.ok');
     await verdict.filter({ hasText: `Checked in: ${arriving.badge}` }).waitFor();
     const text = await verdict.innerText();
@@ -280,6 +286,7 @@ async function main() {
     await page.locator('#search-collection option[value="door"]').waitFor({ state: 'attached' });
     assert(await page.locator('#search-collection').inputValue() === 'door', 'the door\'s collection is chosen again');
     await page.click('#door-start');
+    assert(await page.locator('#door-name').inputValue() === 'A', 'the device\'s door is kept through a reload');
     // The key pressed as soon as the camera is on, before its first frame (the focused
     // "Check in the next one" button takes it): the snapshot waits for a picture, the key is not lost.
     await page.locator('#door').waitFor();
@@ -289,7 +296,7 @@ async function main() {
     assert(c?.status === 'already_checked_in' && c.arrivals >= 2, `the service: already checked in (${JSON.stringify(c)})`);
     await page.locator('#doorlog-count', { hasText: `1 of ${people.length} checked in` }).waitFor();
     const again = page.locator('#checkin.again');
-    await again.filter({ hasText: new RegExp(`Already checked in ${saidAt(c.first_seen_ms)} \\(${arriving.badge}\\)`) }).waitFor();
+    await again.filter({ hasText: new RegExp(`Already checked in ${saidAt(c.first_seen_ms)} at A \\(${arriving.badge}\\)`) }).waitFor();
     const colour = await again.evaluate((e) => getComputedStyle(e).borderTopColor);
     const green = await page.evaluate(() => {
       const e = document.createElement('div');
@@ -360,9 +367,10 @@ async function main() {
     const text = readFileSync(await file.path(), 'utf8');
     assert(text.startsWith('\ufeff'), 'a byte order mark, for spreadsheets to read UTF-8');
     const lines = text.slice(1).split('\r\n');
-    assert(lines[0] === 'subject,first_seen,last_arrival,times_seen,similarity,name,team,note', `the header (${lines[0]})`);
+    assert(lines[0] === 'subject,first_seen,last_arrival,times_seen,similarity,first_door,last_door,name,team,note', `the header (${lines[0]})`);
     const row = lines.find((l) => l.startsWith(`${arriving.badge},`)) || '';
     assert(row.startsWith(`${arriving.badge},${stamp(c.first_seen_ms)},${stamp(c.last_arrival_ms)},${c.arrivals},0.`), `first time, last arrival, times seen, similarity (${row})`);
+    assert(/^[^,]*,[^,]*,[^,]*,[^,]*,[^,]*,A,A,/.test(row), `the first and the last door (${row})`);
     assert(row.endsWith(`,${arriving.name.replace(/_/g, ' ')},"Blue, ""North""",'=1+1`), `metadata quoted, a formula kept as text (${row})`);
     assert(lines.length === 3 && lines[2] === '', `one line per person who came (${lines.length - 2})`);
   });
@@ -417,22 +425,24 @@ async function main() {
       await b.locator('#search-collection').selectOption('door');
       await b.click('#door-start');
       await b.waitForFunction(() => document.querySelector('#door-video').videoWidth > 0);
-      // Door A's arrival, on door B's list.
+      await b.fill('#door-name', 'B');
+      // Door A's arrival, on door B's list, at A.
       const first = (await recordOf()).checkins[0];
       await b.locator('#doorlog-count', { hasText: `1 of ${people.length} checked in` }).waitFor();
       const row = await b.locator('#doorlog-list li').first().innerText();
-      assert(row.includes(arriving.badge) && row.includes(hhmm(first.first_seen_ms)), `door B lists door A's arrival (${row})`);
+      assert(row.includes(arriving.badge) && row.includes(hhmm(first.first_seen_ms)) && row.includes('at A'), `door B lists door A's arrival, at A (${row})`);
       // The same person at door B, later: already checked in (at door A).
       await pastRepeat(arriving.badge);
       await b.evaluate(() => document.activeElement?.blur());
       const answered = b.waitForResponse(isCheckin);
       await b.keyboard.press('Space');
       const c = (await (await answered).json()).faces?.[0]?.checkin;
-      assert(c?.status === 'already_checked_in' && c.arrivals === 2, `the service: already checked in (${JSON.stringify(c)})`);
-      await b.locator('#checkin.again').filter({ hasText: new RegExp(`Already checked in ${saidAt(first.first_seen_ms)} \\(${arriving.badge}\\)`) }).waitFor();
+      assert(c?.status === 'already_checked_in' && c.arrivals === 2 && c.first_door === 'A' && c.last_door === 'B',
+        `the service: already checked in, first at A, now at B (${JSON.stringify(c)})`);
+      await b.locator('#checkin.again').filter({ hasText: new RegExp(`Already checked in ${saidAt(first.first_seen_ms)} at A \\(${arriving.badge}\\)`) }).waitFor();
       await shot('c3d-checkin-door-b', b);
       // Door A sees door B's arrival on its own, without a key pressed.
-      await page.locator('#doorlog-list li', { hasText: new RegExp(`2 arrivals, the last ${saidAt(c.last_arrival_ms)}`) }).waitFor();
+      await page.locator('#doorlog-list li', { hasText: new RegExp(`2 arrivals, the last ${saidAt(c.last_arrival_ms)} at B`) }).waitFor();
       // A new event started at door B: door A's list empties at its next refresh.
       await b.click('#doorlog-reset');
       await b.locator('#confirm-dialog').getByRole('button', { name: 'Start a new event' }).click();
