@@ -33,6 +33,10 @@ static const command commands[] = {
      NULL},
     {"serve", cli_serve_main, "the HTTP API: vultus serve [--listen :7860] [--data DIR] ...", NULL},
     {"keys", cli_keys_main, "API keys: vultus keys create --scope read|checkin|write|admin", NULL},
+    {"backup", cli_backup_main,
+     "a consistent copy of the store while serving: vultus backup [--data DIR] OUT", NULL},
+    {"restore", cli_restore_main,
+     "put a backup in place (server stopped): vultus restore [--data DIR] BACKUP", NULL},
 };
 #define N_COMMANDS (int)(sizeof commands / sizeof commands[0])
 

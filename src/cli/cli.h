@@ -32,6 +32,10 @@ int cli_bench_pipeline_main(int argc, char **argv);
 int cli_serve_main(int argc, char **argv);
 /* vultus keys create|list|revoke (src/cli/keys_cmd.c) */
 int cli_keys_main(int argc, char **argv);
+/* vultus backup [--data DIR | --store URL] [--force] OUT (src/cli/backup_cmd.c) */
+int cli_backup_main(int argc, char **argv);
+/* vultus restore [--data DIR] BACKUP (src/cli/backup_cmd.c) */
+int cli_restore_main(int argc, char **argv);
 
 /* vultus gallery create|list|show|delete|export|import|delete-face|delete-subject|set-threshold
  * (src/cli/gallery_cmd.c) */

@@ -582,4 +582,39 @@ int gal_pg_outage_probe(struct gal_pg_outage *o, int *probe);
  * marks the server unreachable and grows the backoff; ends the probe. */
 void gal_pg_outage_probed(struct gal_pg_outage *o, int probe, int ok);
 
+/* ---- backup and restore (SQLite store; src/gallery/backup.c) ------------------------------ */
+
+/*
+ * Copies the SQLite store at store_path (a running service may keep writing it) into a new
+ * file out_path (refused when it exists), consistent as of one commit, in rollback-journal
+ * mode: one self-contained file, no -wal or -shm needed beside it. The copy is fsynced; its
+ * size goes to *bytes (may be NULL). A writer of the store is never blocked (WAL): the copy
+ * reads one snapshot. On failure out_path may be left partly written: the caller removes it.
+ * Opens its own connections; any thread.
+ */
+int gal_backup_copy(const char *store_path, const char *out_path, uint64_t *bytes);
+
+struct gal_backup_counts {
+    uint64_t collections, subjects, faces; /* as a server would count them */
+    uint64_t extra_rows;                   /* rows of gal_backup_inspect's extra_table */
+    uint64_t bytes;                        /* size of the file */
+};
+/*
+ * Checks that the SQLite file at `path` is a sound vultus store this build can open: a SQLite
+ * database (BASE_ERR_FORMAT otherwise), with the gallery's schema (BASE_ERR_FORMAT: "not a
+ * vultus store"), PRAGMA integrity_check "ok" (BASE_ERR_FORMAT), not of a newer schema
+ * (BASE_ERR_UNSUPPORTED); and counts what it holds, and the rows of extra_table (NULL: none;
+ * 0 when the file has no such table). An empty file is a SQLite database without the schema.
+ * A file in rollback mode (a backup) is only read; one in WAL mode (a copy of a stopped
+ * store's vultus.db) is first switched to rollback mode, in place.
+ */
+int gal_backup_inspect(const char *path, const char *extra_table, struct gal_backup_counts *counts);
+
+/*
+ * *in_use = 1 when another process has the SQLite store at `path` (in WAL mode, as every
+ * store a service opened is) open, 0 when none has: an exclusive lock attempt that does not
+ * wait and changes nothing. A process that opens it just after may still do so.
+ */
+int gal_store_in_use(const char *path, int *in_use);
+
 #endif

@@ -1,0 +1,513 @@
+/*
+ * `vultus backup` and `vultus restore`: a consistent copy of the SQLite store (every enrolled
+ * face, the API keys and the check-in record: DATA/vultus.db), taken while `vultus serve` runs,
+ * and the way back. See README.md "Backing up and restoring".
+ *
+ * Both write a temporary file beside the target, fsync it, rename it into place and fsync the
+ * folder, so a target is either the old file or the whole new one, never a partial file (a
+ * full disk, a crash, Ctrl-C). The SQLite parts (the copy, the checks, the lock attempt) are
+ * the gallery's (src/gallery/backup.c); the files around them are here.
+ */
+#include "base/base.h"
+#include "cli/cli.h"
+#include "gallery/gallery.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Exit statuses beyond cli.h's 0, 1 and 2, for scripts (documented in both usages). */
+enum {
+    BACKUP_EXIT_POSTGRES = 3, /* the store is PostgreSQL: pg_dump / pg_restore do it */
+    BACKUP_EXIT_IN_USE = 4,   /* restore: another process has the store open */
+};
+
+/* The table of API keys (src/http/keys.c) in the same file, counted as "keys". */
+#define KEYS_TABLE "api_keys"
+
+/*
+ * The temporary file of the command in progress, removed by the handler of SIGINT and SIGTERM
+ * (unlink is async-signal-safe), which then exits as the signal would (130, 143). Set once
+ * before the file is made; cleared when it is renamed into place.
+ */
+static char temp_path[PATH_MAX];
+static volatile sig_atomic_t temp_armed;
+
+static void on_signal(int sig)
+{
+    if (temp_armed) unlink(temp_path);
+    _exit(128 + sig);
+}
+
+static void catch_signals(void)
+{
+    struct sigaction sa = {.sa_handler = on_signal};
+    for (int k = 0; k < 2; k++) {
+        int sig = k ? SIGTERM : SIGINT;
+        struct sigaction old;
+        if (sigaction(sig, NULL, &old) == 0 && old.sa_handler != SIG_IGN) sigaction(sig, &sa, NULL);
+    }
+}
+
+/* While files are moved aside and the new one renamed in, a signal waits: the folder is never
+ * left half-way by Ctrl-C. */
+static void block_signals(int block)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigprocmask(block ? SIG_BLOCK : SIG_UNBLOCK, &set, NULL);
+}
+
+static double now_ms(void)
+{
+    return (double)base_now_ns() / 1e6;
+}
+
+/* The folder of `path` ("." for a bare name) into dir[cap]. */
+static void dir_of(const char *path, char *dir, size_t cap)
+{
+    snprintf(dir, cap, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        snprintf(dir, cap, ".");
+    else if (slash == dir)
+        dir[1] = '\0';
+    else
+        *slash = '\0';
+}
+
+/* A rename is durable once the folder that holds the name is on disk. */
+static int fsync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    int rc = fsync(fd);
+    close(fd);
+    return rc;
+}
+
+/* A temporary name beside `target`, hidden: DIR/.NAME.tmp-PID. */
+static int temp_beside(const char *target, char *out, size_t cap)
+{
+    char dir[PATH_MAX];
+    dir_of(target, dir, sizeof dir);
+    const char *slash = strrchr(target, '/');
+    const char *name = slash ? slash + 1 : target;
+    int n = snprintf(out, cap, "%s/.%s.tmp-%ld", dir, name, (long)getpid());
+    return n > 0 && (size_t)n < cap ? 0 : -1;
+}
+
+/* The message for a PostgreSQL store: its own tools do this, consistently and online. */
+static int refuse_postgres(const char *cmd, const char *url)
+{
+    char shown[512];
+    gal_location_redact(url, shown, sizeof shown);
+    fprintf(stderr,
+            "vultus %s: the store is PostgreSQL (%s): back it up with pg_dump and restore it "
+            "with pg_restore, e.g. pg_dump --format=custom --file=vultus.dump \"$URL\", then "
+            "pg_restore --clean --if-exists --dbname=\"$URL\" vultus.dump (README.md: "
+            "\"Backing up and restoring\"); vultus %s is for the SQLite store (--data DIR)\n",
+            cmd, shown, cmd);
+    return BACKUP_EXIT_POSTGRES;
+}
+
+/*
+ * The options both commands take: --data DIR, --store URL, --force (backup), --help, and one
+ * operand. The store: --store, else --data, else VULTUS_STORE, else VULTUS_DATA, else "data"
+ * (an explicit --data is not overridden by the environment's PostgreSQL URL). Returns -1 to
+ * go on, else the exit status.
+ */
+struct args {
+    const char *data, *url, *operand;
+    int force;
+};
+
+static int parse_args(const char *cmd, int argc, char **argv, int allow_force,
+                      void (*usage)(FILE *), struct args *a)
+{
+    memset(a, 0, sizeof *a);
+    const char *data = NULL, *url = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *s = argv[i];
+        if (strcmp(s, "--help") == 0 || strcmp(s, "-h") == 0) {
+            usage(stdout);
+            return CLI_EXIT_OK;
+        }
+        if (allow_force && strcmp(s, "--force") == 0) {
+            a->force = 1;
+        } else if (strcmp(s, "--data") == 0 || strcmp(s, "--store") == 0) {
+            const char **slot = s[2] == 'd' ? &data : &url;
+            if (i + 1 >= argc || !argv[i + 1][0]) {
+                fprintf(stderr, "vultus %s: %s needs a value\n", cmd, s);
+                return CLI_EXIT_USAGE;
+            }
+            if (*slot) {
+                fprintf(stderr, "vultus %s: %s given twice\n", cmd, s);
+                return CLI_EXIT_USAGE;
+            }
+            *slot = argv[++i];
+        } else if (s[0] == '-' && s[1]) {
+            fprintf(stderr, "vultus %s: unknown option '%s'\n\n", cmd, s);
+            usage(stderr);
+            return CLI_EXIT_USAGE;
+        } else if (a->operand) {
+            fprintf(stderr, "vultus %s: unexpected argument '%s'\n\n", cmd, s);
+            usage(stderr);
+            return CLI_EXIT_USAGE;
+        } else {
+            a->operand = s;
+        }
+    }
+    if (data && url) {
+        fprintf(stderr, "vultus %s: --data and --store: give one\n", cmd);
+        return CLI_EXIT_USAGE;
+    }
+    if (!a->operand) {
+        fprintf(stderr, "vultus %s: which file?\n\n", cmd);
+        usage(stderr);
+        return CLI_EXIT_USAGE;
+    }
+    if (url && !gal_location_is_url(url)) {
+        fprintf(stderr, "vultus %s: --store: expected a postgres:// or postgresql:// URL\n", cmd);
+        return CLI_EXIT_USAGE;
+    }
+    if (!data && !url) {
+        const char *env = getenv("VULTUS_STORE");
+        if (env && *env) url = env;
+    }
+    if (!data && !url) {
+        data = getenv("VULTUS_DATA");
+        if (!data || !*data) data = "data";
+    }
+    a->data = data;
+    a->url = url;
+    return -1;
+}
+
+static void backup_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: vultus backup [--data DIR | --store URL] [--force] OUT\n"
+            "\n"
+            "Writes a consistent copy of the store DIR/vultus.db (every collection, subject,\n"
+            "face, API key and the check-in record) to the file OUT, while `vultus serve` runs\n"
+            "and writes: it reads one snapshot and never stops the server's writers. OUT is\n"
+            "one self-contained SQLite file (no -wal beside it): a folder holding it as\n"
+            "vultus.db serves it (`vultus restore` puts it there). It is written to a\n"
+            "temporary name beside OUT, fsynced and renamed, so OUT is never partial; it is\n"
+            "checked (PRAGMA integrity_check) before. Prints one JSON line: backup, collections,\n"
+            "subjects, faces, keys, bytes, ms.\n"
+            "  --data DIR   the data folder (default: VULTUS_DATA, else \"data\")\n"
+            "  --store URL  a PostgreSQL store (default: VULTUS_STORE): refused, use pg_dump\n"
+            "  --force      replace OUT when it exists (refused otherwise)\n"
+            "Do not copy vultus.db with cp while the server runs: the last writes are in\n"
+            "vultus.db-wal.\n"
+            "Exit status: 0 done, 1 failed (OUT unchanged), 2 usage error, 3 the store is\n"
+            "PostgreSQL (use pg_dump).\n");
+}
+
+int cli_backup_main(int argc, char **argv)
+{
+    struct args a;
+    int rc = parse_args("backup", argc, argv, 1, backup_usage, &a);
+    if (rc >= 0) return rc;
+    if (a.url) return refuse_postgres("backup", a.url);
+    const char *out = a.operand;
+    double t0 = now_ms();
+
+    char store[PATH_MAX];
+    if (snprintf(store, sizeof store, "%s/vultus.db", a.data) >= (int)sizeof store) {
+        fprintf(stderr, "vultus backup: --data: path too long\n");
+        return CLI_EXIT_USAGE;
+    }
+    struct stat st;
+    if (stat(store, &st) != 0) {
+        fprintf(stderr, "vultus backup: no store at %s (%s): pass --data DIR\n", store,
+                strerror(errno));
+        return CLI_EXIT_FAILURE;
+    }
+    if (lstat(out, &st) == 0) {
+        if (S_ISDIR(st.st_mode)) {
+            fprintf(stderr, "vultus backup: %s is a folder: name the backup file\n", out);
+            return CLI_EXIT_FAILURE;
+        }
+        if (!a.force) {
+            fprintf(stderr, "vultus backup: %s exists: pass --force to replace it\n", out);
+            return CLI_EXIT_FAILURE;
+        }
+    }
+    if (temp_beside(out, temp_path, sizeof temp_path) != 0) {
+        fprintf(stderr, "vultus backup: %s: path too long\n", out);
+        return CLI_EXIT_USAGE;
+    }
+    catch_signals();
+    unlink(temp_path); /* ours: a run of this very pid cannot be in progress */
+    temp_armed = 1;
+    uint64_t bytes = 0;
+    struct gal_backup_counts counts;
+    rc = gal_backup_copy(store, temp_path, &bytes);
+    double copied = now_ms();
+    /* Checked before it takes OUT's name: a copy that fails it never replaces anything. */
+    if (!rc) rc = gal_backup_inspect(temp_path, KEYS_TABLE, &counts);
+    if (rc) {
+        fprintf(stderr, "vultus backup: %s (%s not written)\n", base_error_message(), out);
+        goto fail;
+    }
+    block_signals(1);
+    if (rename(temp_path, out) != 0) {
+        fprintf(stderr, "vultus backup: %s: %s (not written)\n", out, strerror(errno));
+        block_signals(0);
+        goto fail;
+    }
+    temp_armed = 0;
+    char dir[PATH_MAX];
+    dir_of(out, dir, sizeof dir);
+    if (fsync_dir(dir) != 0) {
+        fprintf(stderr, "vultus backup: %s: fsync of the folder: %s\n", dir, strerror(errno));
+        block_signals(0);
+        return CLI_EXIT_FAILURE;
+    }
+    block_signals(0);
+    json_t *line = json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:s,s:f,s:f}", "backup", out, "store",
+                             store, "collections", (json_int_t)counts.collections, "subjects",
+                             (json_int_t)counts.subjects, "faces", (json_int_t)counts.faces,
+                             "keys", (json_int_t)counts.extra_rows, "bytes", (json_int_t)bytes,
+                             "integrity", "ok", "copy_ms", copied - t0, "ms", now_ms() - t0);
+    return cli_print_json_line(line, 6) == 0 ? CLI_EXIT_OK : CLI_EXIT_FAILURE;
+fail:
+    unlink(temp_path);
+    temp_armed = 0;
+    return CLI_EXIT_FAILURE;
+}
+
+static void restore_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: vultus restore [--data DIR] BACKUP\n"
+            "\n"
+            "Makes the file BACKUP (from `vultus backup`) the store DIR/vultus.db. Stop\n"
+            "`vultus serve` first: refused while any process has the store open. BACKUP is\n"
+            "checked first (a SQLite file, PRAGMA integrity_check ok, a vultus store of a\n"
+            "schema this build reads); then the current vultus.db and its -wal and -shm files\n"
+            "are moved aside, kept as vultus.db.before-restore-TIME (printed), so that no\n"
+            "old WAL is ever replayed onto the backup; then the copy is put in place (written\n"
+            "beside it, fsynced, renamed). Prints one JSON line: restored, from, moved_aside,\n"
+            "collections, subjects, faces, keys, bytes, ms.\n"
+            "  --data DIR   the data folder (default: VULTUS_DATA, else \"data\")\n"
+            "  --store URL  a PostgreSQL store (default: VULTUS_STORE): refused, use pg_restore\n"
+            "Exit status: 0 done, 1 failed (nothing changed), 2 usage error, 3 the store is\n"
+            "PostgreSQL (use pg_restore), 4 the store is in use (stop the server).\n");
+}
+
+/* Copies src to the new file dst (fsynced, mode `mode`). 0, or -1 with errno's message in err. */
+static int copy_file(const char *src, const char *dst, mode_t mode, char *err, size_t cap)
+{
+    int in = open(src, O_RDONLY | O_CLOEXEC);
+    if (in < 0) {
+        snprintf(err, cap, "%s: %s", src, strerror(errno));
+        return -1;
+    }
+    int outfd = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+    if (outfd < 0) {
+        snprintf(err, cap, "%s: %s", dst, strerror(errno));
+        close(in);
+        return -1;
+    }
+    fchmod(outfd, mode); /* the umask does not narrow what the server needs */
+    static char buf[1 << 20];
+    int rc = 0;
+    for (;;) {
+        ssize_t n = read(in, buf, sizeof buf);
+        if (n == 0) break;
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            snprintf(err, cap, "%s: %s", src, strerror(errno));
+            rc = -1;
+            break;
+        }
+        for (ssize_t done = 0; done < n;) {
+            ssize_t w = write(outfd, buf + done, (size_t)(n - done));
+            if (w < 0 && errno == EINTR) continue;
+            if (w <= 0) {
+                snprintf(err, cap, "%s: %s", dst, w < 0 ? strerror(errno) : "short write");
+                rc = -1;
+                break;
+            }
+            done += w;
+        }
+        if (rc) break;
+    }
+    if (!rc && fsync(outfd) != 0) {
+        snprintf(err, cap, "%s: fsync: %s", dst, strerror(errno));
+        rc = -1;
+    }
+    if (close(outfd) != 0 && !rc) {
+        snprintf(err, cap, "%s: %s", dst, strerror(errno));
+        rc = -1;
+    }
+    close(in);
+    return rc;
+}
+
+int cli_restore_main(int argc, char **argv)
+{
+    struct args a;
+    int rc = parse_args("restore", argc, argv, 0, restore_usage, &a);
+    if (rc >= 0) return rc;
+    if (a.url) return refuse_postgres("restore", a.url);
+    const char *backup = a.operand;
+    double t0 = now_ms();
+
+    struct stat st;
+    if (stat(backup, &st) != 0) {
+        fprintf(stderr, "vultus restore: %s: %s (nothing changed)\n", backup, strerror(errno));
+        return CLI_EXIT_FAILURE;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        fprintf(stderr, "vultus restore: %s: not a file (nothing changed)\n", backup);
+        return CLI_EXIT_FAILURE;
+    }
+    if (mkdir(a.data, 0755) != 0 && errno != EEXIST) {
+        fprintf(stderr, "vultus restore: cannot create the data folder %s: %s\n", a.data,
+                strerror(errno));
+        return CLI_EXIT_FAILURE;
+    }
+    char store[PATH_MAX];
+    if (snprintf(store, sizeof store, "%s/vultus.db", a.data) >= (int)sizeof store - 64 ||
+        temp_beside(store, temp_path, sizeof temp_path) != 0) {
+        fprintf(stderr, "vultus restore: --data: path too long\n");
+        return CLI_EXIT_USAGE;
+    }
+    /* The restored file keeps the mode of the one it replaces (the server's user reads it). */
+    struct stat old;
+    int have_old = stat(store, &old) == 0;
+    mode_t mode = have_old ? (old.st_mode & 0777) : 0600;
+
+    /* 1. The copy, beside the store, checked: a bad BACKUP stops here, nothing moved. */
+    catch_signals();
+    unlink(temp_path);
+    temp_armed = 1;
+    char err[PATH_MAX + 256];
+    struct gal_backup_counts counts;
+    if (copy_file(backup, temp_path, mode, err, sizeof err) != 0) {
+        fprintf(stderr, "vultus restore: %s (nothing changed)\n", err);
+        goto fail;
+    }
+    if (gal_backup_inspect(temp_path, KEYS_TABLE, &counts) != 0) {
+        /* Name the file the user gave, not our temporary copy of it. */
+        const char *m = base_error_message();
+        const char *at = strstr(m, temp_path);
+        if (at)
+            fprintf(stderr, "vultus restore: %.*s%s%s (nothing changed)\n", (int)(at - m), m,
+                    backup, at + strlen(temp_path));
+        else
+            fprintf(stderr, "vultus restore: %s: %s (nothing changed)\n", backup, m);
+        goto fail;
+    }
+
+    /* 2. Nobody else may have the store open: a running server would go on with its own. */
+    if (have_old) {
+        int in_use = 0;
+        if (gal_store_in_use(store, &in_use) != 0) {
+            fprintf(stderr, "vultus restore: %s (nothing changed)\n", base_error_message());
+            goto fail;
+        }
+        if (in_use) {
+            fprintf(stderr,
+                    "vultus restore: %s is open by another process (a running `vultus serve`?): "
+                    "stop it first (nothing changed)\n",
+                    store);
+            unlink(temp_path);
+            temp_armed = 0;
+            return BACKUP_EXIT_IN_USE;
+        }
+    }
+
+    /*
+     * 3. The current files aside, under one new name with the time: vultus.db.before-restore-
+     * TIME and its -wal and -shm, still a pair SQLite opens together, so nothing of the old
+     * store is lost. The -wal goes with them: a vultus.db-wal left beside the restored file
+     * (a server killed with writes in it) would be replayed onto it at the next open.
+     */
+    block_signals(1);
+    json_t *aside = json_array();
+    char stamp[32], base[PATH_MAX + 256];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
+    for (int k = 0;; k++) {
+        char probe[PATH_MAX + 300];
+        if (k == 0)
+            snprintf(base, sizeof base, "%s.before-restore-%s", store, stamp);
+        else
+            snprintf(base, sizeof base, "%s.before-restore-%s-%d", store, stamp, k);
+        int taken = 0;
+        for (int f = 0; f < 3; f++) {
+            snprintf(probe, sizeof probe, "%s%s", base, (const char *[]){"", "-wal", "-shm"}[f]);
+            taken |= lstat(probe, &st) == 0;
+        }
+        if (!taken) break;
+    }
+    static const char *const suffix[3] = {"", "-wal", "-shm"};
+    for (int f = 0; f < 3; f++) {
+        char from[PATH_MAX + 300], to[PATH_MAX + 300];
+        snprintf(from, sizeof from, "%s%s", store, suffix[f]);
+        snprintf(to, sizeof to, "%s%s", base, suffix[f]);
+        if (lstat(from, &st) != 0) continue;
+        if (rename(from, to) != 0) {
+            fprintf(stderr, "vultus restore: cannot move %s aside to %s: %s%s\n", from, to,
+                    strerror(errno),
+                    json_array_size(aside) ? " (the files already moved are listed below)" : "");
+            for (size_t i = 0; i < json_array_size(aside); i++)
+                fprintf(stderr, "  moved: %s\n", json_string_value(json_array_get(aside, i)));
+            json_decref(aside);
+            block_signals(0);
+            goto fail;
+        }
+        json_array_append_new(aside, json_string(to));
+    }
+    char dir[PATH_MAX];
+    dir_of(store, dir, sizeof dir);
+    /* The moves on disk before the new file appears: never the new file beside an old WAL. */
+    fsync_dir(dir);
+
+    /* 4. The backup in place. */
+    if (rename(temp_path, store) != 0) {
+        fprintf(stderr, "vultus restore: %s: %s; the old files are kept aside:\n", store,
+                strerror(errno));
+        for (size_t i = 0; i < json_array_size(aside); i++)
+            fprintf(stderr, "  %s\n", json_string_value(json_array_get(aside, i)));
+        json_decref(aside);
+        block_signals(0);
+        goto fail;
+    }
+    temp_armed = 0;
+    rc = fsync_dir(dir);
+    block_signals(0);
+    if (rc != 0) {
+        fprintf(stderr, "vultus restore: %s: fsync of the folder: %s\n", dir, strerror(errno));
+        json_decref(aside);
+        return CLI_EXIT_FAILURE;
+    }
+    json_t *line = json_pack("{s:s,s:s,s:o,s:I,s:I,s:I,s:I,s:I,s:s,s:f}", "restored", store,
+                             "from", backup, "moved_aside", aside, "collections",
+                             (json_int_t)counts.collections, "subjects",
+                             (json_int_t)counts.subjects, "faces", (json_int_t)counts.faces,
+                             "keys", (json_int_t)counts.extra_rows, "bytes",
+                             (json_int_t)counts.bytes, "integrity", "ok", "ms", now_ms() - t0);
+    return cli_print_json_line(line, 6) == 0 ? CLI_EXIT_OK : CLI_EXIT_FAILURE;
+fail:
+    unlink(temp_path);
+    temp_armed = 0;
+    return CLI_EXIT_FAILURE;
+}

@@ -1,0 +1,599 @@
+/*
+ * `vultus backup` and `vultus restore` against the real `vultus serve` on loopback, with real
+ * photos (models/samples) and the model pack, in temporary data folders:
+ *
+ *   - a backup taken while another thread enrols without pause holds every enrolment
+ *     acknowledged before it started (count and face ids), passes integrity_check, and its JSON
+ *     line's counts are what a server started on a fresh folder holding it reports; that
+ *     server is ready and a search gives the same similarity as the original server did;
+ *   - OUT existing is refused and left as it was; a read-only folder and a full disk give a
+ *     clear error and leave no file; a PostgreSQL URL is refused naming pg_dump (exit 3);
+ *   - restore is refused while `vultus serve` has the store open (exit 4), the files untouched;
+ *   - restore with the server stopped keeps the old files aside and the restored store serves;
+ *     a server killed (SIGKILL) with writes made after the backup still in vultus.db-wal: the
+ *     restored store is the backup, byte for byte and as served, not the backup plus that WAL;
+ *   - a truncated, a corrupted, a non-vultus SQLite file and a text file are refused before
+ *     anything is moved.
+ *
+ * Skips without models/.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+#include <dirent.h>
+#include <sqlite3.h>
+#include <sys/mount.h>
+
+#include "http/client.h"
+
+#define N_PHOTOS 6
+
+static char *photo[N_PHOTOS];
+static size_t photo_len[N_PHOTOS];
+static char auth[256]; /* "Authorization: Bearer KEY\r\n" of the server being tested */
+
+static void load_photos(void)
+{
+    for (int i = 0; i < N_PHOTOS; i++) {
+        if (photo[i]) continue;
+        char path[64];
+        snprintf(path, sizeof path, "models/samples/sample%d.jpg", i + 1);
+        photo[i] = tc_load(path, &photo_len[i]);
+    }
+}
+
+/* `vultus ARGS...` run once: its exit status, stdout into out and stderr into err (NULL: not
+ * kept). */
+static int run_vultus(const char *const *args, char *out, size_t out_cap, char *err, size_t err_cap)
+{
+    char bin[PATH_MAX], errfile[] = "/tmp/vultus-backup-test-err-XXXXXX";
+    if (tc_vultus_path(bin, sizeof bin) != 0) fail_msg("no vultus binary beside the test");
+    int efd = mkstemp(errfile);
+    int fds[2];
+    if (efd < 0 || pipe(fds) != 0) fail_msg("pipe: %s", strerror(errno));
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fds[1], 1);
+        dup2(efd, 2);
+        close(fds[0]);
+        close(fds[1]);
+        const char *argv[32] = {bin};
+        int n = 1;
+        for (; args[n - 1] && n < 31; n++)
+            argv[n] = args[n - 1];
+        argv[n] = NULL;
+        execv(bin, (char *const *)argv);
+        _exit(127);
+    }
+    close(fds[1]);
+    size_t got = 0;
+    ssize_t k;
+    while (got + 1 < out_cap && (k = read(fds[0], out + got, out_cap - 1 - got)) > 0)
+        got += (size_t)k;
+    out[got] = '\0';
+    close(fds[0]);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    if (err) {
+        ssize_t n = pread(efd, err, err_cap - 1, 0);
+        err[n > 0 ? n : 0] = '\0';
+    }
+    close(efd);
+    unlink(errfile);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* Entries of a folder, . and .. aside. */
+static int count_entries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    int n = 0;
+    for (struct dirent *de; d && (de = readdir(d));)
+        n += strcmp(de->d_name, ".") && strcmp(de->d_name, "..");
+    if (d) closedir(d);
+    return n;
+}
+
+/* A key made with `vultus keys create` (so the store has one to count), into auth. */
+static void make_key(const char *dir)
+{
+    const char *args[] = {"keys", "create", "--scope", "admin", "--data", dir, NULL};
+    char error[512] = "";
+    if (tc_key_header(args, auth, sizeof auth, error, sizeof error) != 0)
+        fail_msg("keys create: %s", error);
+}
+
+static int enrol(int port, const char *subject, int i, long long *face_id)
+{
+    char path[128];
+    snprintf(path, sizeof path, "/v1/collections/c/faces?subject=%s", subject);
+    tc_response r;
+    tc_post_jpeg(port, path, auth, photo[i % N_PHOTOS], photo_len[i % N_PHOTOS], &r);
+    int status = r.status;
+    *face_id = 0;
+    if (status == 200 || status == 201) {
+        json_t *j = tc_json(&r);
+        *face_id = (long long)json_integer_value(json_object_get(j, "face_id"));
+        json_decref(j);
+    }
+    tc_response_free(&r);
+    return status;
+}
+
+/* The similarity of `subject` to the first face of photo i, as the server at port says
+ * (-2 when it is not among the matches). */
+static double similarity_of(int port, int i, const char *subject)
+{
+    tc_response r;
+    tc_post_jpeg(port, "/v1/collections/c/search?k=100", auth, photo[i], photo_len[i], &r);
+    json_t *j = tc_expect_json(&r, 200);
+    tc_response_free(&r);
+    json_t *matches = json_object_get(json_array_get(json_object_get(j, "faces"), 0), "matches");
+    double s = -2;
+    for (size_t k = 0; k < json_array_size(matches); k++) {
+        json_t *m = json_array_get(matches, k);
+        if (strcmp(json_string_value(json_object_get(m, "subject")), subject) == 0)
+            s = json_number_value(json_object_get(m, "similarity"));
+    }
+    json_decref(j);
+    return s;
+}
+
+static void expect_face(int port, long long id, int status)
+{
+    char path[128];
+    snprintf(path, sizeof path, "/v1/collections/c/faces/%lld", id);
+    tc_response r;
+    tc_get(port, path, auth, &r);
+    if (r.status != status)
+        fail_msg("GET %s: %d, expected %d: %.200s", path, r.status, status, r.body ? r.body : "");
+    tc_response_free(&r);
+}
+
+static long long collection_faces(int port)
+{
+    tc_response r;
+    tc_get(port, "/v1/collections/c", auth, &r);
+    json_t *j = tc_expect_json(&r, 200);
+    long long n = (long long)json_integer_value(json_object_get(j, "faces"));
+    json_decref(j);
+    tc_response_free(&r);
+    return n;
+}
+
+static json_t *parse_line(const char *out)
+{
+    json_t *j = json_loads(out, JSON_DISABLE_EOF_CHECK, NULL);
+    if (!j) fail_msg("not one JSON line: %.300s", out);
+    return j;
+}
+
+static long long jint(json_t *j, const char *key)
+{
+    json_t *v = json_object_get(j, key);
+    if (!json_is_integer(v)) fail_msg("no integer \"%s\" in the JSON line", key);
+    return (long long)json_integer_value(v);
+}
+
+/* Starts a server on dir and creates collection c with a key. */
+static void start_with_collection(tc_server *s, const char *dir)
+{
+    make_key(dir);
+    static const char *const args[] = {"--workers", "2", "--deadline-ms", "60000", NULL};
+    assert_int_equal(tc_server_start(s, dir, args, 1), 0);
+    char h[400];
+    snprintf(h, sizeof h, "%sContent-Type: application/json\r\n", auth);
+    tc_response r;
+    tc_request(s->port, "POST", "/v1/collections", h, "{\"name\":\"c\"}", 12, &r);
+    assert_int_equal(r.status, 201);
+    tc_response_free(&r);
+}
+
+/* ---- a backup under continuous enrolment ------------------------------------------------- */
+
+#define MAX_ENROLS 4096
+typedef struct enroller {
+    int port;
+    atomic_int stop;
+    atomic_int done; /* enrolments answered so far */
+    long long face_id[MAX_ENROLS];
+    int status[MAX_ENROLS];
+    double acked_ms[MAX_ENROLS]; /* when the answer was read */
+} enroller;
+
+static void *enroll_main(void *arg)
+{
+    enroller *e = arg;
+    for (int i = 0; i < MAX_ENROLS && !atomic_load(&e->stop); i++) {
+        char subject[32];
+        snprintf(subject, sizeof subject, "p%d", i);
+        e->status[i] = enrol(e->port, subject, i, &e->face_id[i]);
+        e->acked_ms[i] = tc_now_ms();
+        atomic_store(&e->done, i + 1);
+    }
+    return NULL;
+}
+
+static void test_backup_while_enrolling(void **state)
+{
+    (void)state;
+    TC_NEED_MODELS();
+    load_photos();
+    char dir[256], fresh[256], out[400], line[4096];
+    assert_int_equal(tc_temp_dir(dir), 0);
+    assert_int_equal(tc_temp_dir(fresh), 0);
+    snprintf(out, sizeof out, "%s/backup.db", fresh);
+    tc_server s;
+    start_with_collection(&s, dir);
+
+    static enroller e;
+    memset(&e, 0, sizeof e);
+    e.port = s.port;
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, enroll_main, &e), 0);
+    while (atomic_load(&e.done) < 8)
+        tc_sleep_ms(10);
+    double started = tc_now_ms();
+    int acked_before = 0; /* enrolments answered before the backup started */
+    while (acked_before < atomic_load(&e.done) && e.acked_ms[acked_before] < started)
+        acked_before++;
+    const char *args[] = {"backup", "--data", dir, out, NULL};
+    int rc = run_vultus(args, line, sizeof line, NULL, 0);
+    int during = atomic_load(&e.done) - acked_before;
+    /* A few more after it, then stop. */
+    int target = atomic_load(&e.done) + 2;
+    while (atomic_load(&e.done) < target)
+        tc_sleep_ms(10);
+    atomic_store(&e.stop, 1);
+    pthread_join(t, NULL);
+    assert_int_equal(rc, 0);
+    int total = atomic_load(&e.done);
+    for (int i = 0; i < total; i++)
+        if (e.status[i] != 201) fail_msg("enrolment %d: status %d", i, e.status[i]);
+    print_message("backup: %s (%d enrolments acknowledged before it, %d during, %d in all)\n",
+                  line, acked_before, during, total);
+
+    json_t *j = parse_line(line);
+    assert_string_equal(json_string_value(json_object_get(j, "integrity")), "ok");
+    assert_int_equal(jint(j, "collections"), 1);
+    assert_int_equal(jint(j, "keys"), 1);
+    long long faces = jint(j, "faces");
+    assert_int_equal(jint(j, "subjects"), faces); /* one face per subject */
+    assert_true(faces >= acked_before);
+    assert_true(faces <= total);
+    struct stat st;
+    assert_int_equal(stat(out, &st), 0);
+    assert_int_equal(jint(j, "bytes"), (long long)st.st_size);
+    json_decref(j);
+    /* One self-contained file: no -wal or -shm beside it, no temporary file left. */
+    char path[600];
+    snprintf(path, sizeof path, "%s-wal", out);
+    assert_false(tc_exists(path));
+    int entries = count_entries(fresh);
+    assert_int_equal(entries, 1);
+
+    double original = similarity_of(s.port, 0, "p0");
+    assert_true(original > 0.9);
+    assert_int_equal(tc_server_stop(&s), 0);
+    tc_rm_rf(dir);
+
+    /* The backup served from a fresh folder, as its vultus.db. */
+    snprintf(path, sizeof path, "%s/vultus.db", fresh);
+    assert_int_equal(rename(out, path), 0);
+    static const char *const args2[] = {"--workers", "2", "--deadline-ms", "60000", NULL};
+    assert_int_equal(tc_server_start(&s, fresh, args2, 1), 0);
+    tc_response r;
+    tc_get(s.port, "/readyz", NULL, &r);
+    assert_int_equal(r.status, 200);
+    tc_response_free(&r);
+    assert_int_equal(collection_faces(s.port), faces);
+    for (int i = 0; i < acked_before; i++)
+        expect_face(s.port, e.face_id[i], 200);
+    assert_true(similarity_of(s.port, 0, "p0") == original);
+    assert_int_equal(tc_server_stop(&s), 0);
+    tc_rm_rf(fresh);
+}
+
+/* ---- refusals --------------------------------------------------------------------------- */
+
+static char *slurp(const char *path, size_t *len)
+{
+    char *data = NULL;
+    if (tc_read_file(path, &data, len) != 0) return NULL;
+    return data;
+}
+
+/* A store with one face, made by a server that is then stopped. */
+static void make_store(char *dir)
+{
+    load_photos();
+    assert_int_equal(tc_temp_dir(dir), 0);
+    tc_server s;
+    start_with_collection(&s, dir);
+    long long id;
+    assert_int_equal(enrol(s.port, "p0", 0, &id), 201);
+    assert_int_equal(tc_server_stop(&s), 0);
+}
+
+static void test_backup_refusals(void **state)
+{
+    (void)state;
+    TC_NEED_MODELS();
+    char dir[256], out[400], err[2048] = "", line[2048];
+    make_store(dir);
+
+    /* OUT exists: refused, untouched. */
+    snprintf(out, sizeof out, "%s/existing.db", dir);
+    FILE *f = fopen(out, "w");
+    fputs("keep me", f);
+    fclose(f);
+    const char *args[] = {"backup", "--data", dir, out, NULL};
+    assert_int_equal(run_vultus(args, line, sizeof line, err, sizeof err), 1);
+    assert_non_null(strstr(err, "exists: pass --force"));
+    size_t len;
+    char *kept = slurp(out, &len);
+    assert_string_equal(kept, "keep me");
+    free(kept);
+    /* --force replaces it. */
+    const char *forced[] = {"backup", "--force", "--data", dir, out, NULL};
+    assert_int_equal(run_vultus(forced, line, sizeof line, NULL, 0), 0);
+    json_t *j = parse_line(line);
+    assert_int_equal(jint(j, "faces"), 1);
+    json_decref(j);
+
+    /* A PostgreSQL store: pg_dump's job (exit 3), the password never shown, nothing written. */
+    snprintf(out, sizeof out, "%s/pg.db", dir);
+    const char *pg[] = {"backup", "--store", "postgres://u:secret@127.0.0.1:1/db", out, NULL};
+    assert_int_equal(run_vultus(pg, line, sizeof line, err, sizeof err), 3);
+    assert_non_null(strstr(err, "pg_dump"));
+    assert_null(strstr(err, "secret"));
+    assert_false(tc_exists(out));
+    const char *pgr[] = {"restore", "--store", "postgres://u:secret@127.0.0.1:1/db", out, NULL};
+    assert_int_equal(run_vultus(pgr, line, sizeof line, err, sizeof err), 3);
+    assert_non_null(strstr(err, "pg_restore"));
+
+    /* A folder that cannot be written: read-only (a read-only mount, as root; else the
+     * folder's mode), and full (a tmpfs smaller than the backup, as root). */
+    char ro[256];
+    assert_int_equal(tc_temp_dir(ro), 0);
+    int mounted = 0;
+    if (geteuid() == 0)
+        mounted = mount("tmpfs", ro, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV, "size=64k") == 0;
+    else
+        chmod(ro, 0555);
+    if (geteuid() != 0 || mounted) {
+        snprintf(out, sizeof out, "%s/backup.db", ro);
+        const char *a2[] = {"backup", "--data", dir, out, NULL};
+        assert_int_equal(run_vultus(a2, line, sizeof line, err, sizeof err), 1);
+        print_message("read-only folder: %s", err);
+        assert_non_null(strstr(err, "not written"));
+        assert_true(strstr(err, "Read-only file system") || strstr(err, "Permission denied"));
+        int entries = count_entries(ro);
+        assert_int_equal(entries, 0);
+    }
+    if (mounted) umount2(ro, MNT_DETACH);
+    chmod(ro, 0755);
+    if (geteuid() == 0 && mount("tmpfs", ro, "tmpfs", MS_NOSUID | MS_NODEV, "size=16k") == 0) {
+        snprintf(out, sizeof out, "%s/backup.db", ro);
+        const char *a3[] = {"backup", "--data", dir, out, NULL};
+        assert_int_equal(run_vultus(a3, line, sizeof line, err, sizeof err), 1);
+        print_message("full disk: %s", err);
+        assert_non_null(strstr(err, "not written"));
+        int entries = count_entries(ro);
+        assert_int_equal(entries, 0);
+        umount2(ro, MNT_DETACH);
+    }
+    rmdir(ro);
+    tc_rm_rf(dir);
+}
+
+/* ---- restore ---------------------------------------------------------------------------- */
+
+static int count_aside(const char *dir)
+{
+    DIR *d = opendir(dir);
+    int n = 0;
+    for (struct dirent *de; d && (de = readdir(d));)
+        n += strstr(de->d_name, "before-restore") != NULL || strstr(de->d_name, ".tmp-") != NULL;
+    if (d) closedir(d);
+    return n;
+}
+
+static int same_file(const char *a, const char *b)
+{
+    size_t la, lb;
+    char *da = slurp(a, &la), *db = slurp(b, &lb);
+    int same = da && db && la == lb && memcmp(da, db, la) == 0;
+    free(da);
+    free(db);
+    return same;
+}
+
+static void test_restore_refused_while_serving(void **state)
+{
+    (void)state;
+    TC_NEED_MODELS();
+    char dir[256], bk[400], line[2048], err[2048];
+    make_store(dir);
+    snprintf(bk, sizeof bk, "%s.backup", dir);
+    const char *b[] = {"backup", "--data", dir, bk, NULL};
+    assert_int_equal(run_vultus(b, line, sizeof line, NULL, 0), 0);
+
+    tc_server s;
+    static const char *const args[] = {"--workers", "2", "--deadline-ms", "60000", NULL};
+    assert_int_equal(tc_server_start(&s, dir, args, 1), 0);
+    char db[300], copy[400];
+    snprintf(db, sizeof db, "%s/vultus.db", dir);
+    snprintf(copy, sizeof copy, "%s.before", dir);
+    size_t len;
+    char *before = slurp(db, &len);
+    const char *r[] = {"restore", "--data", dir, bk, NULL};
+    assert_int_equal(run_vultus(r, line, sizeof line, err, sizeof err), 4);
+    print_message("refused: %s", err);
+    assert_non_null(strstr(err, "open by another process"));
+    assert_int_equal(count_aside(dir), 0);
+    size_t len2;
+    char *after = slurp(db, &len2);
+    assert_true(len == len2 && memcmp(before, after, len) == 0);
+    free(before);
+    free(after);
+    /* The server still serves its store. */
+    assert_int_equal(collection_faces(s.port), 1);
+    assert_int_equal(tc_server_stop(&s), 0);
+    (void)copy;
+    unlink(bk);
+    tc_rm_rf(dir);
+}
+
+static void test_restore_over_stale_wal(void **state)
+{
+    (void)state;
+    TC_NEED_MODELS();
+    load_photos();
+    char dir[256], bk[400], line[4096], db[300], wal[300];
+    assert_int_equal(tc_temp_dir(dir), 0);
+    snprintf(bk, sizeof bk, "%s.backup", dir);
+    snprintf(db, sizeof db, "%s/vultus.db", dir);
+    snprintf(wal, sizeof wal, "%s/vultus.db-wal", dir);
+    tc_server s;
+    start_with_collection(&s, dir);
+    long long kept[2], later[3];
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(enrol(s.port, i ? "p1" : "p0", i, &kept[i]), 201);
+    const char *b[] = {"backup", "--data", dir, bk, NULL};
+    assert_int_equal(run_vultus(b, line, sizeof line, NULL, 0), 0);
+    /* Writes after the backup, then the server killed: they stay in vultus.db-wal. */
+    for (int i = 0; i < 3; i++) {
+        char subject[8];
+        snprintf(subject, sizeof subject, "q%d", i);
+        assert_int_equal(enrol(s.port, subject, i + 2, &later[i]), 201);
+    }
+    assert_int_equal(collection_faces(s.port), 5);
+    kill(s.pid, SIGKILL);
+    waitpid(s.pid, NULL, 0);
+    s.pid = 0;
+    struct stat st;
+    assert_int_equal(stat(wal, &st), 0);
+    assert_true(st.st_size > 0);
+    off_t wal_size = st.st_size;
+
+    const char *r[] = {"restore", "--data", dir, bk, NULL};
+    assert_int_equal(run_vultus(r, line, sizeof line, NULL, 0), 0);
+    print_message("restore: %s", line);
+    json_t *j = parse_line(line);
+    assert_int_equal(jint(j, "faces"), 2);
+    assert_int_equal(jint(j, "keys"), 1);
+    json_t *aside = json_object_get(j, "moved_aside");
+    assert_int_equal(json_array_size(aside), 3);
+    /* The old WAL kept aside, whole. */
+    const char *old_wal = json_string_value(json_array_get(aside, 1));
+    assert_non_null(strstr(old_wal, "-wal"));
+    assert_int_equal(stat(old_wal, &st), 0);
+    assert_int_equal(st.st_size, wal_size);
+    json_decref(j);
+    assert_false(tc_exists(wal));
+    assert_true(same_file(db, bk));
+
+    /* Served: the backup's two faces, none of the three written after it. */
+    static const char *const args[] = {"--workers", "2", "--deadline-ms", "60000", NULL};
+    assert_int_equal(tc_server_start(&s, dir, args, 1), 0);
+    assert_int_equal(collection_faces(s.port), 2);
+    for (int i = 0; i < 2; i++)
+        expect_face(s.port, kept[i], 200);
+    for (int i = 0; i < 3; i++)
+        expect_face(s.port, later[i], 404);
+    /* And it takes writes again. */
+    long long id;
+    assert_int_equal(enrol(s.port, "r0", 5, &id), 201);
+    assert_int_equal(tc_server_stop(&s), 0);
+    unlink(bk);
+    tc_rm_rf(dir);
+}
+
+static void test_restore_refuses_bad_backups(void **state)
+{
+    (void)state;
+    TC_NEED_MODELS();
+    char dir[256], bk[400], bad[400], line[2048], err[2048], db[300];
+    make_store(dir);
+    snprintf(db, sizeof db, "%s/vultus.db", dir);
+    snprintf(bk, sizeof bk, "%s.backup", dir);
+    snprintf(bad, sizeof bad, "%s.bad", dir);
+    const char *b[] = {"backup", "--data", dir, bk, NULL};
+    assert_int_equal(run_vultus(b, line, sizeof line, NULL, 0), 0);
+    size_t len;
+    char *good = slurp(bk, &len);
+    assert_true(len > 8192);
+    char *before = slurp(db, &(size_t){0});
+    size_t before_len;
+    free(before);
+    before = slurp(db, &before_len);
+
+    struct {
+        const char *what, *message;
+    } cases[] = {
+        {"truncated", NULL},
+        {"corrupted", NULL},
+        {"not vultus", "not a vultus store"},
+        {"text", "not a sound SQLite database"},
+        {"empty", "not a vultus store"},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        unlink(bad);
+        if (c == 0 || c == 1 || c == 3 || c == 4) {
+            FILE *f = fopen(bad, "wb");
+            if (c == 0) fwrite(good, 1, len / 2, f);
+            if (c == 1) {
+                /* The second page (a table's b-tree) overwritten. */
+                char *copy = malloc(len);
+                memcpy(copy, good, len);
+                memset(copy + 4096, 0x5a, 4096);
+                fwrite(copy, 1, len, f);
+                free(copy);
+            }
+            if (c == 3) fputs("these are not the faces you are looking for\n", f);
+            fclose(f);
+        } else {
+            sqlite3 *s3 = NULL;
+            assert_int_equal(sqlite3_open(bad, &s3), SQLITE_OK);
+            assert_int_equal(sqlite3_exec(s3, "CREATE TABLE t(x); INSERT INTO t VALUES (1)", NULL,
+                                          NULL, NULL),
+                             SQLITE_OK);
+            sqlite3_close(s3);
+        }
+        const char *r[] = {"restore", "--data", dir, bad, NULL};
+        int rc = run_vultus(r, line, sizeof line, err, sizeof err);
+        print_message("%s: exit %d: %s", cases[c].what, rc, err);
+        assert_int_equal(rc, 1);
+        assert_non_null(strstr(err, "nothing changed"));
+        assert_non_null(strstr(err, bad));
+        if (cases[c].message) assert_non_null(strstr(err, cases[c].message));
+        assert_int_equal(count_aside(dir), 0);
+        size_t now_len;
+        char *now = slurp(db, &now_len);
+        assert_true(now_len == before_len && memcmp(now, before, now_len) == 0);
+        free(now);
+    }
+    /* The good one goes in. */
+    const char *r[] = {"restore", "--data", dir, bk, NULL};
+    assert_int_equal(run_vultus(r, line, sizeof line, NULL, 0), 0);
+    free(good);
+    free(before);
+    unlink(bad);
+    unlink(bk);
+    tc_rm_rf(dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_backup_while_enrolling),
+        cmocka_unit_test(test_backup_refusals),
+        cmocka_unit_test(test_restore_refused_while_serving),
+        cmocka_unit_test(test_restore_over_stale_wal),
+        cmocka_unit_test(test_restore_refuses_bad_backups),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
