@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -28,6 +29,9 @@ enum {
     BACKUP_EXIT_POSTGRES = 3, /* the store is PostgreSQL: pg_dump / pg_restore do it */
     BACKUP_EXIT_IN_USE = 4,   /* restore: another process has the store open */
 };
+
+/* The backup's CPU priority (nice), as the HNSW graph's build threads run at. */
+#define BACKUP_NICE 10
 
 /* The table of API keys (src/http/keys.c) in the same file, counted as "keys". */
 #define KEYS_TABLE "api_keys"
@@ -249,6 +253,12 @@ int cli_backup_main(int argc, char **argv)
         fprintf(stderr, "vultus backup: %s: path too long\n", out);
         return CLI_EXIT_USAGE;
     }
+    /* The service comes first: the copy and its check take the CPU that inference leaves
+     * idle. Enrolments on 2 shared cores during back-to-back backups of 100k faces: p50 538 ms
+     * without it, 344-381 ms with it, 200 ms with no backup (README, "Backing up and
+     * restoring"). */
+    if (setpriority(PRIO_PROCESS, 0, BACKUP_NICE) != 0)
+        LOG_DEBUG("backup: setpriority: %s", strerror(errno));
     catch_signals();
     unlink(temp_path); /* ours: a run of this very pid cannot be in progress */
     temp_armed = 1;
@@ -294,14 +304,15 @@ static void restore_usage(FILE *out)
     fprintf(out,
             "usage: vultus restore [--data DIR] BACKUP\n"
             "\n"
-            "Makes the file BACKUP (from `vultus backup`) the store DIR/vultus.db. Stop\n"
-            "`vultus serve` first: refused while any process has the store open. BACKUP is\n"
-            "checked first (a SQLite file, PRAGMA integrity_check ok, a vultus store of a\n"
-            "schema this build reads); then the current vultus.db and its -wal and -shm files\n"
-            "are moved aside, kept as vultus.db.before-restore-TIME (printed), so that no\n"
-            "old WAL is ever replayed onto the backup; then the copy is put in place (written\n"
-            "beside it, fsynced, renamed). Prints one JSON line: restored, from, moved_aside,\n"
-            "collections, subjects, faces, keys, bytes, ms.\n"
+            "Makes the file BACKUP (from `vultus backup`; /dev/stdin too) the store\n"
+            "DIR/vultus.db. Stop `vultus serve` first: refused while any process has the\n"
+            "store open. BACKUP is checked first (a SQLite file, PRAGMA integrity_check ok,\n"
+            "a vultus store of a schema this build reads); then the current vultus.db and\n"
+            "its -wal and -shm files are moved aside, kept as vultus.db.before-restore-TIME\n"
+            "(printed), so that no old WAL is ever replayed onto the backup; then the copy\n"
+            "is put in place (written beside it, fsynced, renamed). A missing DIR is created\n"
+            "(mode 0700). Prints one JSON line: restored, from, moved_aside, collections,\n"
+            "subjects, faces, keys, bytes, ms.\n"
             "  --data DIR   the data folder (default: VULTUS_DATA, else \"data\")\n"
             "  --store URL  a PostgreSQL store (default: VULTUS_STORE): refused, use pg_restore\n"
             "Exit status: 0 done, 1 failed (nothing changed), 2 usage error, 3 the store is\n"
@@ -372,11 +383,13 @@ int cli_restore_main(int argc, char **argv)
         fprintf(stderr, "vultus restore: %s: %s (nothing changed)\n", backup, strerror(errno));
         return CLI_EXIT_FAILURE;
     }
-    if (!S_ISREG(st.st_mode)) {
+    /* A pipe too (/dev/stdin: `kubectl run -i ... restore /dev/stdin < backup.db`): it is
+     * copied beside the store before anything is checked. */
+    if (!S_ISREG(st.st_mode) && !S_ISFIFO(st.st_mode)) {
         fprintf(stderr, "vultus restore: %s: not a file (nothing changed)\n", backup);
         return CLI_EXIT_FAILURE;
     }
-    if (mkdir(a.data, 0755) != 0 && errno != EEXIST) {
+    if (mkdir(a.data, 0700) != 0 && errno != EEXIST) {
         fprintf(stderr, "vultus restore: cannot create the data folder %s: %s\n", a.data,
                 strerror(errno));
         return CLI_EXIT_FAILURE;
