@@ -289,9 +289,9 @@ int cli_backup_main(int argc, char **argv)
     block_signals(0);
     json_t *line = json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:s,s:f,s:f}", "backup", out, "store",
                              store, "collections", (json_int_t)counts.collections, "subjects",
-                             (json_int_t)counts.subjects, "faces", (json_int_t)counts.faces,
-                             "keys", (json_int_t)counts.extra_rows, "bytes", (json_int_t)bytes,
-                             "integrity", "ok", "copy_ms", copied - t0, "ms", now_ms() - t0);
+                             (json_int_t)counts.subjects, "faces", (json_int_t)counts.faces, "keys",
+                             (json_int_t)counts.extra_rows, "bytes", (json_int_t)bytes, "integrity",
+                             "ok", "copy_ms", copied - t0, "ms", now_ms() - t0);
     return cli_print_json_line(line, 6) == 0 ? CLI_EXIT_OK : CLI_EXIT_FAILURE;
 fail:
     unlink(temp_path);
@@ -451,6 +451,7 @@ int cli_restore_main(int argc, char **argv)
      * store is lost. The -wal goes with them: a vultus.db-wal left beside the restored file
      * (a server killed with writes in it) would be replayed onto it at the next open.
      */
+    static const char *const suffix[3] = {"", "-wal", "-shm"};
     block_signals(1);
     json_t *aside = json_array();
     char stamp[32], base[PATH_MAX + 256];
@@ -466,40 +467,50 @@ int cli_restore_main(int argc, char **argv)
             snprintf(base, sizeof base, "%s.before-restore-%s-%d", store, stamp, k);
         int taken = 0;
         for (int f = 0; f < 3; f++) {
-            snprintf(probe, sizeof probe, "%s%s", base, (const char *[]){"", "-wal", "-shm"}[f]);
+            snprintf(probe, sizeof probe, "%s%s", base, suffix[f]);
             taken |= lstat(probe, &st) == 0;
         }
         if (!taken) break;
     }
-    static const char *const suffix[3] = {"", "-wal", "-shm"};
-    for (int f = 0; f < 3; f++) {
+    int moved[3] = {0};
+    int failed = 0;
+    for (int f = 0; f < 3 && !failed; f++) {
         char from[PATH_MAX + 300], to[PATH_MAX + 300];
         snprintf(from, sizeof from, "%s%s", store, suffix[f]);
         snprintf(to, sizeof to, "%s%s", base, suffix[f]);
         if (lstat(from, &st) != 0) continue;
         if (rename(from, to) != 0) {
-            fprintf(stderr, "vultus restore: cannot move %s aside to %s: %s%s\n", from, to,
-                    strerror(errno),
-                    json_array_size(aside) ? " (the files already moved are listed below)" : "");
-            for (size_t i = 0; i < json_array_size(aside); i++)
-                fprintf(stderr, "  moved: %s\n", json_string_value(json_array_get(aside, i)));
-            json_decref(aside);
-            block_signals(0);
-            goto fail;
+            fprintf(stderr, "vultus restore: cannot move %s aside to %s: %s\n", from, to,
+                    strerror(errno));
+            failed = 1;
+            break;
         }
+        moved[f] = 1;
         json_array_append_new(aside, json_string(to));
     }
     char dir[PATH_MAX];
     dir_of(store, dir, sizeof dir);
     /* The moves on disk before the new file appears: never the new file beside an old WAL. */
-    fsync_dir(dir);
+    if (!failed) fsync_dir(dir);
 
     /* 4. The backup in place. */
-    if (rename(temp_path, store) != 0) {
-        fprintf(stderr, "vultus restore: %s: %s; the old files are kept aside:\n", store,
-                strerror(errno));
-        for (size_t i = 0; i < json_array_size(aside); i++)
-            fprintf(stderr, "  %s\n", json_string_value(json_array_get(aside, i)));
+    if (!failed && rename(temp_path, store) != 0) {
+        fprintf(stderr, "vultus restore: %s: %s\n", store, strerror(errno));
+        failed = 1;
+    }
+    if (failed) {
+        /* What was moved goes back (the store first, its -wal last: never a WAL without its
+         * database), so that a failed restore changes nothing. */
+        for (int f = 0; f < 3; f++) {
+            if (!moved[f]) continue;
+            char from[PATH_MAX + 300], to[PATH_MAX + 300];
+            snprintf(from, sizeof from, "%s%s", store, suffix[f]);
+            snprintf(to, sizeof to, "%s%s", base, suffix[f]);
+            if (rename(to, from) != 0)
+                fprintf(stderr, "vultus restore: cannot move %s back to %s: %s\n", to, from,
+                        strerror(errno));
+        }
+        fsync_dir(dir);
         json_decref(aside);
         block_signals(0);
         goto fail;
@@ -512,12 +523,12 @@ int cli_restore_main(int argc, char **argv)
         json_decref(aside);
         return CLI_EXIT_FAILURE;
     }
-    json_t *line = json_pack("{s:s,s:s,s:o,s:I,s:I,s:I,s:I,s:I,s:s,s:f}", "restored", store,
-                             "from", backup, "moved_aside", aside, "collections",
-                             (json_int_t)counts.collections, "subjects",
-                             (json_int_t)counts.subjects, "faces", (json_int_t)counts.faces,
-                             "keys", (json_int_t)counts.extra_rows, "bytes",
-                             (json_int_t)counts.bytes, "integrity", "ok", "ms", now_ms() - t0);
+    json_t *line =
+        json_pack("{s:s,s:s,s:o,s:I,s:I,s:I,s:I,s:I,s:s,s:f}", "restored", store, "from", backup,
+                  "moved_aside", aside, "collections", (json_int_t)counts.collections, "subjects",
+                  (json_int_t)counts.subjects, "faces", (json_int_t)counts.faces, "keys",
+                  (json_int_t)counts.extra_rows, "bytes", (json_int_t)counts.bytes, "integrity",
+                  "ok", "ms", now_ms() - t0);
     return cli_print_json_line(line, 6) == 0 ? CLI_EXIT_OK : CLI_EXIT_FAILURE;
 fail:
     unlink(temp_path);

@@ -124,8 +124,8 @@ int gal_backup_copy(const char *store_path, const char *out_path, uint64_t *byte
     do {
         rc = sqlite3_backup_step(b, BACKUP_STEP_PAGES);
         if (rc == SQLITE_OK && fdatasync(fd) != 0) {
-            err = base_error_set(errno == ENOSPC ? BASE_ERR_FULL : BASE_ERR_IO,
-                                 "%s: fsync: %s", out_path, strerror(errno));
+            err = base_error_set(errno == ENOSPC ? BASE_ERR_FULL : BASE_ERR_IO, "%s: fsync: %s",
+                                 out_path, strerror(errno));
             break;
         }
     } while (rc == SQLITE_OK || rc == SQLITE_BUSY || rc == SQLITE_LOCKED);
@@ -180,7 +180,8 @@ int gal_backup_inspect(const char *path, const char *extra_table, struct gal_bac
     if (got == (ssize_t)sizeof header && memcmp(header, "SQLite format 3", 16) == 0 &&
         header[18] == 2) {
         rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL);
-        if (rc == SQLITE_OK) rc = sqlite3_exec(db, "PRAGMA journal_mode = DELETE", NULL, NULL, NULL);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_exec(db, "PRAGMA journal_mode = DELETE", NULL, NULL, NULL);
         if (rc != SQLITE_OK) {
             err = base_error_set(BASE_ERR_FORMAT, "%s is not a sound SQLite database: %s", path,
                                  sqlite3_errmsg(db));
@@ -265,8 +266,7 @@ int gal_backup_inspect(const char *path, const char *extra_table, struct gal_bac
             char sql[200];
             int64_t rows = 0;
             snprintf(sql, sizeof sql, "SELECT COUNT(*) FROM \"%s\"", extra_table);
-            if (strchr(extra_table, '"') == NULL &&
-                (err = query_int(db, sql, path, &rows)) == 0)
+            if (strchr(extra_table, '"') == NULL && (err = query_int(db, sql, path, &rows)) == 0)
                 counts->extra_rows = (uint64_t)rows;
             if (err) goto out;
         }
@@ -309,8 +309,8 @@ int gal_store_in_use(const char *path, int *in_use)
     sqlite3_busy_timeout(db, 0);
     int err = exec_sql(db, "PRAGMA locking_mode = EXCLUSIVE", path);
     if (!err) {
-        rc = sqlite3_exec(db, "BEGIN IMMEDIATE; SELECT COUNT(*) FROM sqlite_master; ROLLBACK",
-                          NULL, NULL, NULL);
+        rc = sqlite3_exec(db, "BEGIN IMMEDIATE; SELECT COUNT(*) FROM sqlite_master; ROLLBACK", NULL,
+                          NULL, NULL);
         if ((rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED)
             *in_use = 1;
         else if (rc != SQLITE_OK)

@@ -264,8 +264,8 @@ static void test_backup_while_enrolling(void **state)
     assert_int_equal(total, atomic_load(&e.next));
     for (int i = 0; i < total; i++)
         if (e.status[i] != 201) fail_msg("enrolment %d: status %d", i, e.status[i]);
-    print_message("backup: %s (%d enrolments acknowledged before it, %d during, %d in all)\n",
-                  line, acked_before, during, total);
+    print_message("backup: %s (%d enrolments acknowledged before it, %d during, %d in all)\n", line,
+                  acked_before, during, total);
 
     json_t *j = parse_line(line);
     assert_string_equal(json_string_value(json_object_get(j, "integrity")), "ok");
@@ -478,7 +478,7 @@ static void test_restore_over_stale_wal(void **state)
     assert_int_equal(run_vultus(b, line, sizeof line, NULL, 0), 0);
     /* Writes after the backup, then the server killed: they stay in vultus.db-wal. */
     for (int i = 0; i < 3; i++) {
-        char subject[8];
+        char subject[16];
         snprintf(subject, sizeof subject, "q%d", i);
         assert_int_equal(enrol(s.port, subject, i + 2, &later[i]), 201);
     }
@@ -570,9 +570,9 @@ static void test_restore_refuses_bad_backups(void **state)
         } else {
             sqlite3 *s3 = NULL;
             assert_int_equal(sqlite3_open(bad, &s3), SQLITE_OK);
-            assert_int_equal(sqlite3_exec(s3, "CREATE TABLE t(x); INSERT INTO t VALUES (1)", NULL,
-                                          NULL, NULL),
-                             SQLITE_OK);
+            assert_int_equal(
+                sqlite3_exec(s3, "CREATE TABLE t(x); INSERT INTO t VALUES (1)", NULL, NULL, NULL),
+                SQLITE_OK);
             sqlite3_close(s3);
         }
         const char *r[] = {"restore", "--data", dir, bad, NULL};
