@@ -259,3 +259,80 @@ $(BUILD)/bench/load/loadgen: bench/load/loadgen.c
 $(BUILD)/bench/load/collage: bench/load/collage.c $(BUILD)/libvultus.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libvultus.a $(LDFLAGS) $(LDLIBS)
+
+# ---- install: one machine with systemd (README, "One machine with systemd") ----------------
+# GNU conventions: PREFIX (default /usr/local), DESTDIR for a staging tree (packaging, tests),
+# SYSCONFDIR for the example environment file. Units go to $(PREFIX)/lib/systemd/system, a
+# folder systemd reads for /usr/local and /usr alike: /etc/systemd/system stays the
+# administrator's (`systemctl edit`, overrides), and uninstall removes only what install put.
+# With another PREFIX (/opt/vultus), set UNITDIR=/etc/systemd/system. The binary, the models
+# and the backup script keep the Dockerfile's names: bin/vultus, the model pack as the
+# service's VULTUS_MODELS. Paths in the units and the script are written for PREFIX and
+# SYSCONFDIR as they are installed. Install does not build: run `make` first as yourself
+# (sudo make install must not leave root-owned files in build/), and `make setup` or
+# tools/fetch-models for models/.
+PREFIX ?= /usr/local
+SYSCONFDIR ?= /etc
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+VULTUS_SHARE := $(PREFIX)/share/vultus
+VULTUS_LIBEXEC := $(PREFIX)/lib/vultus
+# The model pack's folders that `vultus serve` reads, and its licences (models/samples and the
+# download cache stay in the checkout).
+INSTALL_MODEL_DIRS := faceapi human licenses
+UNITS := vultus.service vultus-backup.service vultus-backup.timer
+SUBST := sed -e 's|/usr/local/|$(PREFIX)/|g' -e 's|/etc/vultus/|$(SYSCONFDIR)/vultus/|g'
+
+.PHONY: install uninstall test-systemd
+install:
+	@test -x $(BUILD)/vultus || { echo "install: $(BUILD)/vultus is not built: run make first" >&2; exit 1; }
+	@for d in $(INSTALL_MODEL_DIRS); do test -d models/$$d || { \
+		echo "install: models/$$d is missing: run make setup (or tools/fetch-models) first;" \
+			"install copies the model pack, it does not fetch it" >&2; exit 1; }; done
+	install -d -m 0755 $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(VULTUS_SHARE)/models \
+		$(DESTDIR)$(VULTUS_LIBEXEC) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSCONFDIR)/vultus
+	install -m 0755 $(BUILD)/vultus $(DESTDIR)$(PREFIX)/bin/vultus
+	@# A previous version's models are replaced, not merged: a model dropped by the new pack
+	@# must not linger.
+	rm -rf $(addprefix $(DESTDIR)$(VULTUS_SHARE)/models/,$(INSTALL_MODEL_DIRS))
+	cd models && find -L $(INSTALL_MODEL_DIRS) -type d -exec install -d -m 0755 '$(abspath $(DESTDIR)$(VULTUS_SHARE))/models/{}' \; \
+		&& find -L $(INSTALL_MODEL_DIRS) -type f -exec install -m 0644 '{}' '$(abspath $(DESTDIR)$(VULTUS_SHARE))/models/{}' \;
+	for u in $(UNITS); do $(SUBST) deploy/systemd/$$u > $(DESTDIR)$(UNITDIR)/$$u.tmp \
+		&& chmod 0644 $(DESTDIR)$(UNITDIR)/$$u.tmp && mv -f $(DESTDIR)$(UNITDIR)/$$u.tmp $(DESTDIR)$(UNITDIR)/$$u; done
+	$(SUBST) deploy/systemd/vultus-backup > $(DESTDIR)$(VULTUS_LIBEXEC)/vultus-backup.tmp \
+		&& chmod 0755 $(DESTDIR)$(VULTUS_LIBEXEC)/vultus-backup.tmp \
+		&& mv -f $(DESTDIR)$(VULTUS_LIBEXEC)/vultus-backup.tmp $(DESTDIR)$(VULTUS_LIBEXEC)/vultus-backup
+	@# The settings are the administrator's once installed: never overwritten. Mode 0600: it
+	@# may hold VULTUS_STORE's database password.
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/vultus/vultus.env ]; then \
+		echo "install: $(DESTDIR)$(SYSCONFDIR)/vultus/vultus.env exists: kept (the new example is deploy/systemd/vultus.env)"; \
+	else $(SUBST) deploy/systemd/vultus.env > $(DESTDIR)$(SYSCONFDIR)/vultus/vultus.env \
+		&& chmod 0600 $(DESTDIR)$(SYSCONFDIR)/vultus/vultus.env \
+		&& echo "install: wrote $(DESTDIR)$(SYSCONFDIR)/vultus/vultus.env"; fi
+	@# The service's own system user, on the real system only (not into a DESTDIR): a fixed
+	@# account, so the store's owner stays the same across restarts, upgrades and reinstalls.
+	@if [ -z "$(DESTDIR)" ] && ! getent passwd vultus >/dev/null; then \
+		echo "install: creating the system user vultus"; \
+		useradd --system --user-group --home-dir /var/lib/vultus --no-create-home \
+			--shell /usr/sbin/nologin --comment "vultus face-analysis service" vultus; fi
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
+
+# Removes what install put, never the data (/var/lib/vultus: the store and its backups). The
+# environment file goes only while it is still the example as installed (settings someone wrote
+# survive, as a Debian conffile does on remove); the user vultus stays: it owns the data.
+uninstall:
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then \
+		systemctl disable --now vultus.service vultus-backup.timer 2>/dev/null || true; fi
+	rm -f $(DESTDIR)$(PREFIX)/bin/vultus $(DESTDIR)$(VULTUS_LIBEXEC)/vultus-backup \
+		$(addprefix $(DESTDIR)$(UNITDIR)/,$(UNITS))
+	rm -rf $(DESTDIR)$(VULTUS_SHARE)/models
+	@if [ -f $(DESTDIR)$(SYSCONFDIR)/vultus/vultus.env ] && $(SUBST) deploy/systemd/vultus.env \
+		| cmp -s - $(DESTDIR)$(SYSCONFDIR)/vultus/vultus.env; then \
+		rm -f $(DESTDIR)$(SYSCONFDIR)/vultus/vultus.env; \
+	elif [ -f $(DESTDIR)$(SYSCONFDIR)/vultus/vultus.env ]; then \
+		echo "uninstall: $(DESTDIR)$(SYSCONFDIR)/vultus/vultus.env was edited: kept"; fi
+	-rmdir $(DESTDIR)$(SYSCONFDIR)/vultus $(DESTDIR)$(VULTUS_SHARE) $(DESTDIR)$(VULTUS_LIBEXEC) 2>/dev/null
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
+
+# The install, the units and the readiness protocol alone (make test runs it too).
+test-systemd: $(BUILD)/vultus $(BUILD)/tests/deploy/test_systemd
+	@tools/run-tests $(BUILD) $(BUILD)/tests/deploy/test_systemd

@@ -398,6 +398,7 @@ struct http_server {
     char load_error[512];
     uint64_t start_ns; /* http_server_create called */
     _Atomic int draining; /* SIGTERM received */
+    char notify_ready[128]; /* READY=1 and its STATUS= (notify.h), written before gallery_loaded */
     _Atomic int64_t in_flight; /* requests begun and not completed */
     /* Request-body bytes reserved, all requests together, at most cfg.max_body_memory: a
      * declared Content-Length when the headers arrive, a chunked body's buffer as it grows;

@@ -21,6 +21,7 @@
  * one worker does. The queue (qlock) is the hand-off, MHD_resume_connection the hand-back.
  */
 #include "http/internal.h"
+#include "http/notify.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -1381,6 +1382,22 @@ static void *load_models(void *arg)
     return NULL;
 }
 
+/* The service manager's READY=1 with what `systemctl status` shows (notify.h): the gallery's
+ * counts, read here, on the loader's thread, because the main loop must never wait on the store
+ * (a PostgreSQL store replays its change log on every read). */
+static void ready_message(http_server *s)
+{
+    uint64_t faces = 0;
+    struct gal_collection_info *list = NULL;
+    size_t count = 0;
+    if (getenv("NOTIFY_SOCKET") && gal_collection_list(s->gal, &list, &count) == 0) {
+        for (size_t i = 0; i < count; i++)
+            faces += list[i].face_count;
+        free(list);
+    }
+    http_notify_ready_message(s->notify_ready, sizeof s->notify_ready, faces, count);
+}
+
 /* The gallery first: it creates or migrates the file and refuses a foreign one, then the key
  * tables go into it (keys.c, open_for_cli, does the same). */
 static void *load_store(void *arg)
@@ -1404,6 +1421,7 @@ static void *load_store(void *arg)
     s->db_watched = !s->cfg.store[0] && stat(s->db_path, &s->db_file) == 0;
     int keys = http_keystore_count(s->keys) > 0;
     atomic_store(&s->auth_required, keys);
+    ready_message(s); /* before gallery_loaded: the main loop sends it once ready */
     atomic_store(&s->gallery_loaded, 1);
     log_event(BASE_LOG_INFO, "store loaded",
               json_pack("{s:f,s:s}", "load_ms", (double)(base_now_ns() - t0) / 1e6, "store",
@@ -1808,7 +1826,7 @@ static int run_loop(http_server *s, store_checker *c)
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGHUP);
     uint64_t drain_start = 0;
-    int quiesced = 0, stuck_logged = 0;
+    int quiesced = 0, stuck_logged = 0, ready_sent = 0;
     for (;;) {
         struct timespec tick = {0, 50 * 1000000};
         int sig = sigtimedwait(&set, NULL, &tick);
@@ -1826,6 +1844,9 @@ static int run_loop(http_server *s, store_checker *c)
             }
             drain_start = now;
             atomic_store(&s->draining, 1);
+            char stopping[128];
+            http_notify_stopping_message(stopping, sizeof stopping, atomic_load(&s->in_flight));
+            http_notify_send(stopping); /* a manager gone or not listening changes nothing */
             log_event(BASE_LOG_INFO, "draining",
                       json_pack("{s:s,s:i,s:i,s:I}", "signal",
                                 sig == SIGTERM ? "SIGTERM" : "SIGINT", "grace_ms", s->cfg.grace_ms,
@@ -1835,6 +1856,12 @@ static int run_loop(http_server *s, store_checker *c)
         if (atomic_load(&s->load_failed)) return base_error_set(BASE_ERR_IO, "%s", s->load_error);
         reap_slow_connections(s);
         store_watch(s, c, now, &stuck_logged);
+        /* READY=1 once, when /readyz would first answer 200 (the same four checks). */
+        if (!ready_sent && !drain_start && atomic_load(&s->models_loaded) &&
+            atomic_load(&s->gallery_loaded) && atomic_load(&s->store_ok)) {
+            ready_sent = 1;
+            http_notify_send(s->notify_ready);
+        }
         if (!drain_start) continue;
         /* The grace ends at the drain timeout at the latest: the drain below then ends as
          * any other (drained when idle, else cut off), never with the listener still open. */
