@@ -284,7 +284,8 @@ SUBST := sed -e 's|/usr/local/|$(PREFIX)/|g' -e 's|/etc/vultus/|$(SYSCONFDIR)/vu
 
 .PHONY: install uninstall test-systemd
 install:
-	@test -x $(BUILD)/vultus || { echo "install: $(BUILD)/vultus is not built: run make first" >&2; exit 1; }
+	@test -x $(BUILD)/vultus || { \
+		echo "install: $(BUILD)/vultus is not built: run make first" >&2; exit 1; }
 	@for d in $(INSTALL_MODEL_DIRS); do test -d models/$$d || { \
 		echo "install: models/$$d is missing: run make setup (or tools/fetch-models) first;" \
 			"install copies the model pack, it does not fetch it" >&2; exit 1; }; done
@@ -294,8 +295,10 @@ install:
 	@# A previous version's models are replaced, not merged: a model dropped by the new pack
 	@# must not linger.
 	rm -rf $(addprefix $(DESTDIR)$(VULTUS_SHARE)/models/,$(INSTALL_MODEL_DIRS))
-	cd models && find -L $(INSTALL_MODEL_DIRS) -type d -exec install -d -m 0755 '$(abspath $(DESTDIR)$(VULTUS_SHARE))/models/{}' \; \
-		&& find -L $(INSTALL_MODEL_DIRS) -type f -exec install -m 0644 '{}' '$(abspath $(DESTDIR)$(VULTUS_SHARE))/models/{}' \;
+	cd models && find -L $(INSTALL_MODEL_DIRS) -type d \
+			-exec install -d -m 0755 '$(abspath $(DESTDIR)$(VULTUS_SHARE))/models/{}' \; \
+		&& find -L $(INSTALL_MODEL_DIRS) -type f \
+			-exec install -m 0644 '{}' '$(abspath $(DESTDIR)$(VULTUS_SHARE))/models/{}' \;
 	for u in $(UNITS); do $(SUBST) deploy/systemd/$$u > $(DESTDIR)$(UNITDIR)/$$u.tmp \
 		&& chmod 0644 $(DESTDIR)$(UNITDIR)/$$u.tmp && mv -f $(DESTDIR)$(UNITDIR)/$$u.tmp $(DESTDIR)$(UNITDIR)/$$u; done
 	$(SUBST) deploy/systemd/vultus-backup > $(DESTDIR)$(VULTUS_LIBEXEC)/vultus-backup.tmp \

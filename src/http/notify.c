@@ -69,7 +69,8 @@ int http_notify_send(const char *message)
      * read must not stall the drain. */
     int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) return BASE_ERR_IO;
-    ssize_t sent = sendto(fd, message, strlen(message), MSG_NOSIGNAL, (struct sockaddr *)&addr, len);
+    ssize_t sent =
+        sendto(fd, message, strlen(message), MSG_NOSIGNAL, (struct sockaddr *)&addr, len);
     int err = errno;
     close(fd);
     if (sent < 0) return err == EAGAIN ? BASE_ERR_FULL : BASE_ERR_IO;

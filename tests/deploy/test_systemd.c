@@ -150,7 +150,8 @@ static void test_notify_messages(void **state)
     socklen_t len;
     assert_int_equal(http_notify_address("/run/systemd/notify", &a, &len), 0);
     assert_string_equal(a.sun_path, "/run/systemd/notify");
-    assert_int_equal(len, offsetof(struct sockaddr_un, sun_path) + strlen("/run/systemd/notify") + 1);
+    assert_int_equal(len,
+                     offsetof(struct sockaddr_un, sun_path) + strlen("/run/systemd/notify") + 1);
     assert_int_equal(http_notify_address("@vultus/x", &a, &len), 0);
     assert_int_equal(a.sun_path[0], '\0');
     assert_memory_equal(a.sun_path + 1, "vultus/x", 8);
@@ -186,8 +187,10 @@ static int count_files(const char *dir)
         snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
         struct stat st;
         if (lstat(path, &st) != 0) continue;
-        if (S_ISDIR(st.st_mode)) n += count_files(path);
-        else n++;
+        if (S_ISDIR(st.st_mode))
+            n += count_files(path);
+        else
+            n++;
     }
     closedir(d);
     return n;
@@ -224,8 +227,8 @@ static int expect_models(const char *from, const char *to)
             continue;
         }
         if (!S_ISREG(sb.st_mode) || sb.st_size != sa.st_size || (sb.st_mode & 07777) != 0644)
-            fail_msg("%s: %lld bytes mode %04o, expected %lld bytes 0644", b,
-                     (long long)sb.st_size, sb.st_mode & 07777, (long long)sa.st_size);
+            fail_msg("%s: %lld bytes mode %04o, expected %lld bytes 0644", b, (long long)sb.st_size,
+                     sb.st_mode & 07777, (long long)sa.st_size);
         n++;
     }
     closedir(d);
@@ -333,7 +336,8 @@ static void test_units_verify(void **state)
         const char *argv[] = {"systemd-analyze", "verify", unit, NULL};
         int rc = run(argv, NULL, out, sizeof out);
         /* It exits 0 after warnings (an unknown key, a bad value): any output is a failure. */
-        if (rc != 0 || out[0]) fail_msg("systemd-analyze verify %s: exit %d\n%s", names[i], rc, out);
+        if (rc != 0 || out[0])
+            fail_msg("systemd-analyze verify %s: exit %d\n%s", names[i], rc, out);
     }
     print_message("systemd-analyze verify: 3 units, nothing to say\n");
 }
@@ -413,8 +417,10 @@ static void unit_start(unit_run *u, const char *data, const char *notify)
         }
         setenv("VULTUS_DATA", data, 1);
         setenv("VULTUS_LISTEN", "127.0.0.1:0", 1);
-        if (notify) setenv("NOTIFY_SOCKET", notify, 1);
-        else unsetenv("NOTIFY_SOCKET");
+        if (notify)
+            setenv("NOTIFY_SOCKET", notify, 1);
+        else
+            unsetenv("NOTIFY_SOCKET");
         if (chdir(data) != 0) _exit(126);
         int fd = open(u->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         if (fd >= 0) dup2(fd, 2);
