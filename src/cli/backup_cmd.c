@@ -110,6 +110,34 @@ static int temp_beside(const char *target, char *out, size_t cap)
     return n > 0 && (size_t)n < cap ? 0 : -1;
 }
 
+/*
+ * Whether `out` is the store or one of the files SQLite keeps beside it: by its name in the
+ * data folder (`vultus backup --force --data data data/vultus.db`, or a -wal that does not
+ * exist yet), or as the same file by another path (a link). A backup renamed over the store
+ * that a server has open would leave it writing to the old, unlinked file, and its live -wal
+ * beside the new one: replayed onto it at the next open, a mixed store.
+ */
+static int is_store_file(const char *data, const char *store, const char *out)
+{
+    static const char *const suffix[4] = {"", "-wal", "-shm", "-journal"};
+    char out_dir[PATH_MAX], real_out_dir[PATH_MAX], real_data[PATH_MAX];
+    dir_of(out, out_dir, sizeof out_dir);
+    const char *slash = strrchr(out, '/');
+    const char *name = slash ? slash + 1 : out;
+    int same_dir = realpath(out_dir, real_out_dir) && realpath(data, real_data) &&
+                   strcmp(real_out_dir, real_data) == 0;
+    struct stat o, f;
+    int out_exists = stat(out, &o) == 0;
+    for (int k = 0; k < 4; k++) {
+        char file[PATH_MAX + 16];
+        snprintf(file, sizeof file, "%s%s", store, suffix[k]);
+        if (same_dir && strcmp(name, strrchr(file, '/') + 1) == 0) return 1;
+        if (out_exists && stat(file, &f) == 0 && f.st_dev == o.st_dev && f.st_ino == o.st_ino)
+            return 1;
+    }
+    return 0;
+}
+
 /* The message for a PostgreSQL store: its own tools do this, consistently and online. */
 static int refuse_postgres(const char *cmd, const char *url)
 {
@@ -212,7 +240,8 @@ static void backup_usage(FILE *out)
             "subjects, faces, keys, bytes, ms.\n"
             "  --data DIR   the data folder (default: VULTUS_DATA, else \"data\")\n"
             "  --store URL  a PostgreSQL store (default: VULTUS_STORE): refused, use pg_dump\n"
-            "  --force      replace OUT when it exists (refused otherwise)\n"
+            "  --force      replace OUT when it exists (refused otherwise; never the store\n"
+            "               itself, DIR/vultus.db or its -wal, -shm, -journal: exit 2)\n"
             "Do not copy vultus.db with cp while the server runs: the last writes are in\n"
             "vultus.db-wal.\n"
             "Exit status: 0 done, 1 failed (OUT unchanged), 2 usage error, 3 the store is\n"
@@ -238,6 +267,13 @@ int cli_backup_main(int argc, char **argv)
         fprintf(stderr, "vultus backup: no store at %s (%s): pass --data DIR\n", store,
                 strerror(errno));
         return CLI_EXIT_FAILURE;
+    }
+    if (is_store_file(a.data, store, out)) {
+        fprintf(stderr,
+                "vultus backup: %s is the store itself (or its -wal, -shm or -journal): name a "
+                "file outside the store, e.g. backups/vultus-DATE.db (nothing written)\n",
+                out);
+        return CLI_EXIT_USAGE;
     }
     if (lstat(out, &st) == 0) {
         if (S_ISDIR(st.st_mode)) {

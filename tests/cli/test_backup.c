@@ -423,6 +423,47 @@ static int same_file(const char *a, const char *b)
     return same;
 }
 
+/* OUT naming the store itself, with --force (the message for an existing OUT suggests it):
+ * renamed over the store a server has open, the copy would sit beside the server's live -wal
+ * and be mixed with it at the next open. Refused as a usage error, the store untouched: by its
+ * name, by another path to the same file, and its -wal. */
+static void test_backup_refuses_the_store(void **state)
+{
+    (void)state;
+    TC_NEED_MODELS();
+    char dir[256], db[300], link[400], wal[300], line[2048], err[2048];
+    make_store(dir);
+    snprintf(db, sizeof db, "%s/vultus.db", dir);
+    snprintf(wal, sizeof wal, "%s/vultus.db-wal", dir);
+    snprintf(link, sizeof link, "%s.link", dir);
+    assert_int_equal(symlink(db, link), 0);
+    struct stat before_st;
+    assert_int_equal(stat(db, &before_st), 0);
+    size_t before_len;
+    char *before = slurp(db, &before_len);
+    const char *outs[] = {db, link, wal};
+    for (int i = 0; i < 3; i++) {
+        const char *args[] = {"backup", "--force", "--data", dir, outs[i], NULL};
+        int rc = run_vultus(args, line, sizeof line, err, sizeof err);
+        print_message("OUT %s: exit %d: %s", outs[i], rc, err);
+        assert_int_equal(rc, 2);
+        assert_non_null(strstr(err, "is the store itself"));
+        assert_string_equal(line, "");
+        struct stat now_st;
+        assert_int_equal(stat(db, &now_st), 0);
+        assert_int_equal(now_st.st_ino, before_st.st_ino);
+        assert_int_equal(now_st.st_mode, before_st.st_mode);
+        assert_true(same_file(db, link));
+        size_t now_len;
+        char *now = slurp(db, &now_len);
+        assert_true(now_len == before_len && memcmp(now, before, now_len) == 0);
+        free(now);
+    }
+    free(before);
+    unlink(link);
+    tc_rm_rf(dir);
+}
+
 static void test_restore_refused_while_serving(void **state)
 {
     (void)state;
@@ -603,6 +644,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_backup_while_enrolling),
         cmocka_unit_test(test_backup_refusals),
+        cmocka_unit_test(test_backup_refuses_the_store),
         cmocka_unit_test(test_restore_refused_while_serving),
         cmocka_unit_test(test_restore_over_stale_wal),
         cmocka_unit_test(test_restore_refuses_bad_backups),
