@@ -44,9 +44,32 @@ enum {
 static char temp_path[PATH_MAX];
 static volatile sig_atomic_t temp_armed;
 
+/* The files SQLite keeps beside the temporary one while it writes it: its rollback journal
+ * during the copy, and a -wal and -shm while the copy (whose pages say WAL mode) is switched
+ * to rollback mode. Named before the handler may need them (snprintf is not signal-safe). */
+static char temp_side[3][PATH_MAX + 16];
+
+/* The temporary file and its side files: made ready to be removed from here on. */
+static void arm_temp(void)
+{
+    static const char *const suffix[3] = {"-journal", "-wal", "-shm"};
+    for (int k = 0; k < 3; k++)
+        snprintf(temp_side[k], sizeof temp_side[k], "%s%s", temp_path, suffix[k]);
+    temp_armed = 1;
+}
+
+/* Removes what arm_temp named (async-signal-safe: unlink only). */
+static void remove_temp(void)
+{
+    if (!temp_armed) return;
+    unlink(temp_path);
+    for (int k = 0; k < 3; k++)
+        unlink(temp_side[k]);
+}
+
 static void on_signal(int sig)
 {
-    if (temp_armed) unlink(temp_path);
+    remove_temp();
     _exit(128 + sig);
 }
 
@@ -245,7 +268,7 @@ static void backup_usage(FILE *out)
             "Do not copy vultus.db with cp while the server runs: the last writes are in\n"
             "vultus.db-wal.\n"
             "Exit status: 0 done, 1 failed (OUT unchanged), 2 usage error, 3 the store is\n"
-            "PostgreSQL (use pg_dump).\n");
+            "PostgreSQL (use pg_dump), 130/143 Ctrl-C/SIGTERM (OUT unchanged).\n");
 }
 
 int cli_backup_main(int argc, char **argv)
@@ -296,8 +319,8 @@ int cli_backup_main(int argc, char **argv)
     if (setpriority(PRIO_PROCESS, 0, BACKUP_NICE) != 0)
         LOG_DEBUG("backup: setpriority: %s", strerror(errno));
     catch_signals();
-    unlink(temp_path); /* ours: a run of this very pid cannot be in progress */
-    temp_armed = 1;
+    arm_temp();
+    remove_temp(); /* ours: a run of this very pid cannot be in progress */
     uint64_t bytes = 0;
     struct gal_backup_counts counts;
     rc = gal_backup_copy(store, temp_path, &bytes);
@@ -330,7 +353,7 @@ int cli_backup_main(int argc, char **argv)
                              "ok", "copy_ms", copied - t0, "ms", now_ms() - t0);
     return cli_print_json_line(line, 6) == 0 ? CLI_EXIT_OK : CLI_EXIT_FAILURE;
 fail:
-    unlink(temp_path);
+    remove_temp();
     temp_armed = 0;
     return CLI_EXIT_FAILURE;
 }
@@ -352,7 +375,8 @@ static void restore_usage(FILE *out)
             "  --data DIR   the data folder (default: VULTUS_DATA, else \"data\")\n"
             "  --store URL  a PostgreSQL store (default: VULTUS_STORE): refused, use pg_restore\n"
             "Exit status: 0 done, 1 failed (nothing changed), 2 usage error, 3 the store is\n"
-            "PostgreSQL (use pg_restore), 4 the store is in use (stop the server).\n");
+            "PostgreSQL (use pg_restore), 4 the store is in use (stop the server), 130/143\n"
+            "Ctrl-C/SIGTERM (nothing changed).\n");
 }
 
 /* Copies src to the new file dst (fsynced, mode `mode`). 0, or -1 with errno's message in err. */
@@ -443,8 +467,8 @@ int cli_restore_main(int argc, char **argv)
 
     /* 1. The copy, beside the store, checked: a bad BACKUP stops here, nothing moved. */
     catch_signals();
-    unlink(temp_path);
-    temp_armed = 1;
+    arm_temp();
+    remove_temp();
     char err[PATH_MAX + 256];
     struct gal_backup_counts counts;
     if (copy_file(backup, temp_path, mode, err, sizeof err) != 0) {
@@ -475,7 +499,7 @@ int cli_restore_main(int argc, char **argv)
                     "vultus restore: %s is open by another process (a running `vultus serve`?): "
                     "stop it first (nothing changed)\n",
                     store);
-            unlink(temp_path);
+            remove_temp();
             temp_armed = 0;
             return BACKUP_EXIT_IN_USE;
         }
@@ -567,7 +591,7 @@ int cli_restore_main(int argc, char **argv)
                   "ok", "ms", now_ms() - t0);
     return cli_print_json_line(line, 6) == 0 ? CLI_EXIT_OK : CLI_EXIT_FAILURE;
 fail:
-    unlink(temp_path);
+    remove_temp();
     temp_armed = 0;
     return CLI_EXIT_FAILURE;
 }

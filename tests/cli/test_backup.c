@@ -401,6 +401,79 @@ static void test_backup_refusals(void **state)
     tc_rm_rf(dir);
 }
 
+/* A name in `dir` containing `part`, into found (0), or -1. */
+static int find_entry(const char *dir, const char *part, char *found, size_t cap)
+{
+    DIR *d = opendir(dir);
+    int rc = -1;
+    for (struct dirent *de; d && (de = readdir(d));)
+        if (strstr(de->d_name, part)) {
+            snprintf(found, cap, "%s", de->d_name);
+            rc = 0;
+            break;
+        }
+    if (d) closedir(d);
+    return rc;
+}
+
+/* Ctrl-C while a large store is being copied: exit 130 and nothing left in OUT's folder - the
+ * temporary copy and the rollback journal SQLite keeps beside it while it writes (left behind
+ * as .OUT.tmp-PID-journal before). The signal goes once that journal is seen, so it lands
+ * during the copy whatever the machine's speed; a backup that finished first is fine too. */
+static void test_backup_interrupted(void **state)
+{
+    (void)state;
+    TC_NEED_MODELS();
+    char dir[256], outdir[256], out[400], db[300], bin[PATH_MAX];
+    make_store(dir);
+    snprintf(db, sizeof db, "%s/vultus.db", dir);
+    sqlite3 *s3 = NULL;
+    assert_int_equal(sqlite3_open(db, &s3), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(s3,
+                                  "CREATE TABLE pad(x); WITH RECURSIVE n(i) AS (SELECT 1 UNION "
+                                  "ALL SELECT i + 1 FROM n WHERE i < 96) INSERT INTO pad "
+                                  "SELECT randomblob(1000000) FROM n",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(s3);
+    assert_int_equal(tc_temp_dir(outdir), 0);
+    snprintf(out, sizeof out, "%s/backup.db", outdir);
+    assert_int_equal(tc_vultus_path(bin, sizeof bin), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        signal(SIGINT, SIG_DFL);
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, 1);
+        execl(bin, bin, "backup", "--data", dir, out, (char *)NULL);
+        _exit(127);
+    }
+    char name[256] = "";
+    int status = 0, seen = 0;
+    for (int i = 0; i < 60000 && !seen; i++) {
+        seen = find_entry(outdir, "-journal", name, sizeof name) == 0;
+        if (!seen && waitpid(pid, &status, WNOHANG) == pid) break;
+        if (!seen) usleep(500);
+    }
+    if (seen) {
+        print_message("interrupted while %s was there\n", name);
+        kill(pid, SIGINT);
+        waitpid(pid, &status, 0);
+    }
+    assert_true(WIFEXITED(status));
+    int code = WEXITSTATUS(status);
+    print_message("exit %d, left in OUT's folder: %d\n", code, count_entries(outdir));
+    if (code == 0) {
+        assert_int_equal(count_entries(outdir), 1);
+        assert_true(tc_exists(out));
+    } else {
+        assert_int_equal(code, 130);
+        if (find_entry(outdir, "tmp-", name, sizeof name) == 0) print_message("left: %s\n", name);
+        assert_int_equal(count_entries(outdir), 0);
+    }
+    tc_rm_rf(outdir);
+    tc_rm_rf(dir);
+}
+
 /* ---- restore ---------------------------------------------------------------------------- */
 
 static int count_aside(const char *dir)
@@ -645,6 +718,7 @@ int main(void)
         cmocka_unit_test(test_backup_while_enrolling),
         cmocka_unit_test(test_backup_refusals),
         cmocka_unit_test(test_backup_refuses_the_store),
+        cmocka_unit_test(test_backup_interrupted),
         cmocka_unit_test(test_restore_refused_while_serving),
         cmocka_unit_test(test_restore_over_stale_wal),
         cmocka_unit_test(test_restore_refuses_bad_backups),
