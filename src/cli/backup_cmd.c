@@ -369,9 +369,10 @@ static void restore_usage(FILE *out)
             "a vultus store of a schema this build reads); then the current vultus.db and\n"
             "its -wal and -shm files are moved aside, kept as vultus.db.before-restore-TIME\n"
             "(printed), so that no old WAL is ever replayed onto the backup; then the copy\n"
-            "is put in place (written beside it, fsynced, renamed). A missing DIR is created\n"
-            "(mode 0700). Prints one JSON line: restored, from, moved_aside, collections,\n"
-            "subjects, faces, keys, bytes, ms.\n"
+            "is put in place (written beside it, fsynced, renamed). A BACKUP with a -wal\n"
+            "beside it (one of those moved aside: the way back) is read with its -wal.\n"
+            "A missing DIR is created (mode 0700). Prints one JSON line: restored, from,\n"
+            "moved_aside, collections, subjects, faces, keys, bytes, ms.\n"
             "  --data DIR   the data folder (default: VULTUS_DATA, else \"data\")\n"
             "  --store URL  a PostgreSQL store (default: VULTUS_STORE): refused, use pg_restore\n"
             "Exit status: 0 done, 1 failed (nothing changed), 2 usage error, 3 the store is\n"
@@ -471,7 +472,24 @@ int cli_restore_main(int argc, char **argv)
     remove_temp();
     char err[PATH_MAX + 256];
     struct gal_backup_counts counts;
-    if (copy_file(backup, temp_path, mode, err, sizeof err) != 0) {
+    /* A store with its -wal beside it (the files a restore moved aside, vultus.db.before-
+     * restore-TIME and its -wal, after a server was killed) has its latest commits in that
+     * -wal: a copy of the file alone would drop them, without a word. It is read through
+     * SQLite instead, WAL included, as `vultus backup` reads a store. */
+    char wal[PATH_MAX + 16];
+    snprintf(wal, sizeof wal, "%s-wal", backup);
+    struct stat wal_st;
+    if (S_ISREG(st.st_mode) && lstat(wal, &wal_st) == 0) {
+        if (gal_backup_copy(backup, temp_path, NULL) != 0) {
+            fprintf(stderr, "vultus restore: %s (nothing changed)\n", base_error_message());
+            goto fail;
+        }
+        if (chmod(temp_path, mode) != 0) {
+            fprintf(stderr, "vultus restore: %s: %s (nothing changed)\n", temp_path,
+                    strerror(errno));
+            goto fail;
+        }
+    } else if (copy_file(backup, temp_path, mode, err, sizeof err) != 0) {
         fprintf(stderr, "vultus restore: %s (nothing changed)\n", err);
         goto fail;
     }
