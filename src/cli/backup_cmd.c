@@ -579,16 +579,31 @@ int cli_restore_main(int argc, char **argv)
     if (failed) {
         /* What was moved goes back (the store first, its -wal last: never a WAL without its
          * database), so that a failed restore changes nothing. */
+        int stuck = 0, back = 0;
         for (int f = 0; f < 3; f++) {
             if (!moved[f]) continue;
             char from[PATH_MAX + 300], to[PATH_MAX + 300];
             snprintf(from, sizeof from, "%s%s", store, suffix[f]);
             snprintf(to, sizeof to, "%s%s", base, suffix[f]);
-            if (rename(to, from) != 0)
+            if (rename(to, from) != 0) {
                 fprintf(stderr, "vultus restore: cannot move %s back to %s: %s\n", to, from,
                         strerror(errno));
+                stuck++;
+            } else {
+                back++;
+            }
         }
         fsync_dir(dir);
+        /* The last line says where the store stands: as it was, or what to move by hand. */
+        if (stuck)
+            fprintf(stderr,
+                    "vultus restore: the store is NOT as it was: move the files named above back "
+                    "by hand before starting the server\n");
+        else
+            fprintf(stderr,
+                    "vultus restore: %s (the %d file(s) moved aside are back: nothing "
+                    "changed)\n",
+                    store, back);
         json_decref(aside);
         block_signals(0);
         goto fail;

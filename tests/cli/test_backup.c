@@ -23,7 +23,9 @@
 
 #include <cmocka.h>
 #include <dirent.h>
+#include <linux/fs.h>
 #include <sqlite3.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 
 #include "http/client.h"
@@ -654,6 +656,85 @@ static void test_restore_over_stale_wal(void **state)
     tc_rm_rf(dir);
 }
 
+/* The immutable flag on a file (chattr +i), which even root cannot rename past: 0, or -1 where
+ * that cannot be set (not root, a file system without it). */
+static int set_immutable(const char *path, int on)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    int flags = 0, rc = ioctl(fd, FS_IOC_GETFLAGS, &flags);
+    if (rc == 0) {
+        flags = on ? flags | FS_IMMUTABLE_FL : flags & ~FS_IMMUTABLE_FL;
+        rc = ioctl(fd, FS_IOC_SETFLAGS, &flags);
+    }
+    close(fd);
+    return rc;
+}
+
+/* A move aside that fails half-way (the -shm cannot be renamed: immutable, as root) puts back
+ * what was moved: vultus.db and its -wal (a killed server's writes in it) at their own names,
+ * byte for byte, nothing left aside or temporary, exit 1 with the last line saying so; then,
+ * the flag cleared, the same restore goes in. Skips where the flag cannot be set. */
+static void test_restore_puts_back(void **state)
+{
+    (void)state;
+    TC_NEED_MODELS();
+    load_photos();
+    char dir[256], bk[400], line[4096], err[4096], path[3][320];
+    static const char *const suffix[3] = {"", "-wal", "-shm"};
+    assert_int_equal(tc_temp_dir(dir), 0);
+    snprintf(bk, sizeof bk, "%s.backup", dir);
+    for (int f = 0; f < 3; f++)
+        snprintf(path[f], sizeof path[f], "%s/vultus.db%s", dir, suffix[f]);
+    tc_server s;
+    start_with_collection(&s, dir);
+    long long id;
+    assert_int_equal(enrol(s.port, "p0", 0, &id), 201);
+    const char *b[] = {"backup", "--data", dir, bk, NULL};
+    assert_int_equal(run_vultus(b, line, sizeof line, NULL, 0), 0);
+    assert_int_equal(enrol(s.port, "p1", 1, &id), 201);
+    kill(s.pid, SIGKILL);
+    waitpid(s.pid, NULL, 0);
+    s.pid = 0;
+    for (int f = 0; f < 3; f++)
+        assert_true(tc_exists(path[f]));
+    if (set_immutable(path[2], 1) != 0) {
+        print_message("skipped: cannot set the immutable flag here (%s)\n", strerror(errno));
+        unlink(bk);
+        tc_rm_rf(dir);
+        skip();
+    }
+    char *before[3];
+    size_t before_len[3];
+    for (int f = 0; f < 3; f++)
+        before[f] = slurp(path[f], &before_len[f]);
+
+    const char *r[] = {"restore", "--data", dir, bk, NULL};
+    int rc = run_vultus(r, line, sizeof line, err, sizeof err);
+    set_immutable(path[2], 0);
+    print_message("exit %d: %s", rc, err);
+    assert_int_equal(rc, 1);
+    assert_string_equal(line, "");
+    assert_non_null(strstr(err, "cannot move"));
+    assert_non_null(strstr(err, "are back: nothing changed"));
+    assert_int_equal(count_aside(dir), 0);
+    for (int f = 0; f < 3; f++) {
+        size_t len;
+        char *now = slurp(path[f], &len);
+        assert_non_null(now);
+        if (f < 2) assert_true(len == before_len[f] && memcmp(now, before[f], len) == 0);
+        free(now);
+        free(before[f]);
+    }
+    /* The flag cleared: the same restore goes in (the backup's one face). */
+    assert_int_equal(run_vultus(r, line, sizeof line, NULL, 0), 0);
+    json_t *j = parse_line(line);
+    assert_int_equal(jint(j, "faces"), 1);
+    json_decref(j);
+    unlink(bk);
+    tc_rm_rf(dir);
+}
+
 static void test_restore_refuses_bad_backups(void **state)
 {
     (void)state;
@@ -737,6 +818,7 @@ int main(void)
         cmocka_unit_test(test_backup_interrupted),
         cmocka_unit_test(test_restore_refused_while_serving),
         cmocka_unit_test(test_restore_over_stale_wal),
+        cmocka_unit_test(test_restore_puts_back),
         cmocka_unit_test(test_restore_refuses_bad_backups),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
