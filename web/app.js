@@ -1736,7 +1736,11 @@ function setupDoor() {
   const field = $('#door-name');
   try { field.value = localStorage.getItem(DOOR_STORAGE) || ''; } catch { /* private mode */ }
   field.addEventListener('change', () => {
+    // Cut to what the service keeps, and said: a name cut in silence ("… des visiteu", half a
+    // name in Chinese: 64 bytes are 21 of its characters) looks like a typing slip.
+    const typed = [...field.value.trim()].length;
     field.value = doorName();
+    if ([...field.value].length < typed) notify(`A door's name is kept to 64 bytes (of UTF-8): this door is “${field.value}”.`, { info: true });
     try {
       if (field.value) localStorage.setItem(DOOR_STORAGE, field.value);
       else localStorage.removeItem(DOOR_STORAGE);

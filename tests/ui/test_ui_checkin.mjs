@@ -751,6 +751,26 @@ async function main() {
     await shot('c7-checkin-door-key');
   });
 
+  // A door's name past the service's 64 bytes, as a person types it (maxlength counts
+  // characters, not bytes): cut at a character when the field is left, and said so, not in
+  // silence (found: 32 Chinese characters became 21 with no word).
+  await step('check-in: a door name past 64 bytes is cut at a character, and the page says so', async () => {
+    const name = '北门入口'.repeat(8);
+    await page.fill('#door-name', '');
+    await page.locator('#door-name').pressSequentially(name);
+    await page.keyboard.press('Tab');
+    const kept = await page.locator('#door-name').inputValue();
+    assert(new TextEncoder().encode(kept).length <= 64 && kept.length > 0 && name.startsWith(kept), `the name kept is a prefix within 64 bytes (${kept})`);
+    await page.locator('#notices .notice', { hasText: `kept to 64 bytes (of UTF-8): this door is “${kept}”` }).waitFor({ timeout: 5000 });
+    // A name within the limit is kept as typed, without a word.
+    const notices = await page.locator('#notices .notice').count();
+    await page.fill('#door-name', 'Süd 🚪');
+    await page.keyboard.press('Tab');
+    assert(await page.locator('#door-name').inputValue() === 'Süd 🚪', 'a short name is kept as typed');
+    assert(await page.locator('#notices .notice').count() <= notices, 'and nothing said about it');
+    await shot('c8-checkin-door-name-cut');
+  });
+
   await step('check-in: no script errors', async () => {
     assert(pageErrors.length === 0, `page errors: ${pageErrors.join(' | ')}`);
   });
