@@ -165,6 +165,25 @@ static long long collection_faces(int port)
     return n;
 }
 
+/* Every member of a command's JSON line is named in its --help (scripts read both): as a word
+ * of its own, "KEY," "KEY." or "KEY (". */
+static void expect_members_in_help(const char *cmd, json_t *j)
+{
+    char help[8192], err[256];
+    const char *args[] = {cmd, "--help", NULL};
+    assert_int_equal(run_vultus(args, help, sizeof help, err, sizeof err), 0);
+    const char *key;
+    json_t *value;
+    json_object_foreach(j, key, value)
+    {
+        size_t n = strlen(key);
+        int named = 0;
+        for (const char *at = strstr(help, key); at && !named; at = strstr(at + 1, key))
+            named = (at[-1] == ' ' || at[-1] == '\n') && strchr(",. ", at[n]);
+        if (!named) fail_msg("vultus %s --help does not name \"%s\"", cmd, key);
+    }
+}
+
 static json_t *parse_line(const char *out)
 {
     json_t *j = json_loads(out, JSON_DISABLE_EOF_CHECK, NULL);
@@ -355,6 +374,7 @@ static void test_backup_refusals(void **state)
     assert_int_equal(run_vultus(forced, line, sizeof line, NULL, 0), 0);
     json_t *j = parse_line(line);
     assert_int_equal(jint(j, "faces"), 1);
+    expect_members_in_help("backup", j);
     json_decref(j);
 
     /* A PostgreSQL store: pg_dump's job (exit 3), the password never shown, nothing written. */
@@ -613,6 +633,7 @@ static void test_restore_over_stale_wal(void **state)
     json_t *j = parse_line(line);
     assert_int_equal(jint(j, "faces"), 2);
     assert_int_equal(jint(j, "keys"), 1);
+    expect_members_in_help("restore", j);
     json_t *aside = json_object_get(j, "moved_aside");
     assert_int_equal(json_array_size(aside), 3);
     /* The old WAL kept aside, whole. */
