@@ -1558,12 +1558,13 @@ function renderDoorlog() {
   $('#doorlog-reset').disabled = !people && !data?.not_recognised;
 }
 
-// A field of RFC 4180 CSV. A text that starts like a formula (= + - @) is led by a quote, so
-// a spreadsheet shows metadata as it was entered instead of running it.
+// A field of RFC 4180 CSV. A text that starts like a formula (= + - @, also after spaces or
+// line breaks, which some spreadsheets trim before they evaluate; or a tab or carriage return)
+// is led by a quote, so a spreadsheet shows metadata as it was entered instead of running it.
 function csvField(v) {
   if (v === null || v === undefined) return '';
   let s = typeof v === 'string' ? v : typeof v === 'object' ? JSON.stringify(v) : String(v);
-  if (typeof v === 'string' && /^[=+\-@\t\r]/.test(s)) s = `'${s}`;
+  if (typeof v === 'string' && /^\s*[=+\-@]|^[\t\r]/.test(s)) s = `'${s}`;
   return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
 }
 

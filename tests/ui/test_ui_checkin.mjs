@@ -274,8 +274,9 @@ async function main() {
   // Found by an event team: a badge used a second time (a friend with the same face, or the
   // same person coming back) was answered "Checked in" again, in the same green.
   await step('check-in: a badge seen again later is "Already checked in at HH:MM", not in green; the record outlives a reload', async () => {
-    // Metadata with a comma, quotes and what a spreadsheet would run: for the export's step.
-    const metadata = { name: arriving.name.replace(/_/g, ' '), team: 'Blue, "North"', note: '=1+1' };
+    // Metadata with a comma, quotes and what a spreadsheet would run (also after a space, which
+    // some spreadsheets trim before they evaluate): for the export's step.
+    const metadata = { name: arriving.name.replace(/_/g, ' '), team: 'Blue, "North"', note: '=1+1', desk: ' @SUM(A1)' };
     const patched = await fetch(`${base}/v1/collections/door/subjects/${arriving.badge}`, {
       method: 'PATCH', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ metadata }),
     });
@@ -367,11 +368,11 @@ async function main() {
     const text = readFileSync(await file.path(), 'utf8');
     assert(text.startsWith('\ufeff'), 'a byte order mark, for spreadsheets to read UTF-8');
     const lines = text.slice(1).split('\r\n');
-    assert(lines[0] === 'subject,first_seen,last_arrival,times_seen,similarity,first_door,last_door,name,team,note', `the header (${lines[0]})`);
+    assert(lines[0] === 'subject,first_seen,last_arrival,times_seen,similarity,first_door,last_door,name,team,note,desk', `the header (${lines[0]})`);
     const row = lines.find((l) => l.startsWith(`${arriving.badge},`)) || '';
     assert(row.startsWith(`${arriving.badge},${stamp(c.first_seen_ms)},${stamp(c.last_arrival_ms)},${c.arrivals},0.`), `first time, last arrival, times seen, similarity (${row})`);
     assert(/^[^,]*,[^,]*,[^,]*,[^,]*,[^,]*,A,A,/.test(row), `the first and the last door (${row})`);
-    assert(row.endsWith(`,${arriving.name.replace(/_/g, ' ')},"Blue, ""North""",'=1+1`), `metadata quoted, a formula kept as text (${row})`);
+    assert(row.endsWith(`,${arriving.name.replace(/_/g, ' ')},"Blue, ""North""",'=1+1,' @SUM(A1)`), `metadata quoted, a formula kept as text (${row})`);
     assert(lines.length === 3 && lines[2] === '', `one line per person who came (${lines.length - 2})`);
   });
 
