@@ -431,6 +431,22 @@ static int copy_file(const char *src, const char *dst, mode_t mode, char *err, s
     return rc;
 }
 
+/* 0 when no other process has `store` open; else BACKUP_EXIT_IN_USE or CLI_EXIT_FAILURE, said. */
+static int refuse_in_use(const char *store)
+{
+    int in_use = 0;
+    if (gal_store_in_use(store, &in_use) != 0) {
+        fprintf(stderr, "vultus restore: %s (nothing changed)\n", base_error_message());
+        return CLI_EXIT_FAILURE;
+    }
+    if (!in_use) return 0;
+    fprintf(stderr,
+            "vultus restore: %s is open by another process (a running `vultus serve`?): stop it "
+            "first (nothing changed)\n",
+            store);
+    return BACKUP_EXIT_IN_USE;
+}
+
 int cli_restore_main(int argc, char **argv)
 {
     struct args a;
@@ -466,6 +482,10 @@ int cli_restore_main(int argc, char **argv)
     struct stat old;
     int have_old = stat(store, &old) == 0;
     mode_t mode = have_old ? (old.st_mode & 0777) : 0600;
+
+    /* A running server is said before BACKUP is copied and checked, which takes seconds for
+     * a large store, and whatever BACKUP is: stopping the server comes first either way. */
+    if (have_old && (rc = refuse_in_use(store)) != 0) return rc;
 
     /* 1. The copy, beside the store, checked: a bad BACKUP stops here, nothing moved. */
     catch_signals();
@@ -506,22 +526,16 @@ int cli_restore_main(int argc, char **argv)
         goto fail;
     }
 
-    /* 2. Nobody else may have the store open: a running server would go on with its own. */
-    if (have_old) {
-        int in_use = 0;
-        if (gal_store_in_use(store, &in_use) != 0) {
-            fprintf(stderr, "vultus restore: %s (nothing changed)\n", base_error_message());
-            goto fail;
-        }
-        if (in_use) {
-            fprintf(stderr,
-                    "vultus restore: %s is open by another process (a running `vultus serve`?): "
-                    "stop it first (nothing changed)\n",
-                    store);
+    /* 2. Nobody else may have the store open: a running server would go on with its own.
+     * Asked again here (the answer before the copy is a courtesy: a server may have started
+     * while BACKUP was copied and checked). */
+    if (have_old && (rc = refuse_in_use(store)) != 0) {
+        if (rc == BACKUP_EXIT_IN_USE) {
             remove_temp();
             temp_armed = 0;
-            return BACKUP_EXIT_IN_USE;
+            return rc;
         }
+        goto fail;
     }
 
     /*
