@@ -46,45 +46,13 @@ static void load_photos(void)
     }
 }
 
-/* `vultus ARGS...` run once: its exit status, stdout into out and stderr into err (NULL: not
- * kept). */
+/* `vultus ARGS...` run once: its exit status, stdout into out and stderr into err (NULL: the
+ * test's own stderr). */
 static int run_vultus(const char *const *args, char *out, size_t out_cap, char *err, size_t err_cap)
 {
-    char bin[PATH_MAX], errfile[] = "/tmp/vultus-backup-test-err-XXXXXX";
-    if (tc_vultus_path(bin, sizeof bin) != 0) fail_msg("no vultus binary beside the test");
-    int efd = mkstemp(errfile);
-    int fds[2];
-    if (efd < 0 || pipe(fds) != 0) fail_msg("pipe: %s", strerror(errno));
-    pid_t pid = fork();
-    if (pid == 0) {
-        dup2(fds[1], 1);
-        dup2(efd, 2);
-        close(fds[0]);
-        close(fds[1]);
-        const char *argv[32] = {bin};
-        int n = 1;
-        for (; args[n - 1] && n < 31; n++)
-            argv[n] = args[n - 1];
-        argv[n] = NULL;
-        execv(bin, (char *const *)argv);
-        _exit(127);
-    }
-    close(fds[1]);
-    size_t got = 0;
-    ssize_t k;
-    while (got + 1 < out_cap && (k = read(fds[0], out + got, out_cap - 1 - got)) > 0)
-        got += (size_t)k;
-    out[got] = '\0';
-    close(fds[0]);
-    int status = 0;
-    waitpid(pid, &status, 0);
-    if (err) {
-        ssize_t n = pread(efd, err, err_cap - 1, 0);
-        err[n > 0 ? n : 0] = '\0';
-    }
-    close(efd);
-    unlink(errfile);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    int rc = tc_run_vultus_io(args, out, out_cap, err, err_cap);
+    if (rc < 0) fail_msg("cannot run vultus: %s", strerror(errno));
+    return rc;
 }
 
 /* Entries of a folder, . and .. aside. */

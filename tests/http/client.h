@@ -133,21 +133,37 @@ typedef struct tc_server {
     int own_dir;
 } tc_server;
 
-/* Runs `vultus ARGS...` to completion; what it writes to `fd` (1: stdout, 2: stderr; with 2 its
- * stdout goes to /dev/null) into out[cap]. Returns the exit status or -1. */
-static inline int tc_run_vultus_fd(int fd, char *out, size_t cap, const char *const *args)
+/* Runs `vultus ARGS...` to completion: its stdout into out[out_cap] (out NULL: to /dev/null),
+ * its stderr into err[err_cap] (err NULL: this process's stderr). Output past a buffer is read
+ * and dropped, so the child never blocks on a full pipe. Returns the exit status or -1. */
+static inline int tc_run_vultus_io(const char *const *args, char *out, size_t out_cap, char *err,
+                                   size_t err_cap)
 {
-    char bin[PATH_MAX];
+    char bin[PATH_MAX], errfile[] = "/tmp/vultus-test-stderr-XXXXXX";
     if (tc_vultus_path(bin, sizeof bin) != 0) return -1;
+    int efd = err ? mkstemp(errfile) : -1;
+    if (err && efd < 0) return -1;
+    if (err) unlink(errfile); /* the descriptor keeps it */
     int fds[2];
-    if (pipe(fds) != 0) return -1;
+    if (pipe(fds) != 0) {
+        if (efd >= 0) close(efd);
+        return -1;
+    }
     pid_t pid = fork();
+    if (pid < 0) {
+        close(fds[0]);
+        close(fds[1]);
+        if (efd >= 0) close(efd);
+        return -1;
+    }
     if (pid == 0) {
-        dup2(fds[1], fd);
-        if (fd != 1) {
+        if (out) {
+            dup2(fds[1], 1);
+        } else {
             int null = open("/dev/null", O_WRONLY);
             if (null >= 0) dup2(null, 1);
         }
+        if (efd >= 0) dup2(efd, 2);
         close(fds[0]);
         close(fds[1]);
         const char *argv[32] = {bin};
@@ -160,14 +176,33 @@ static inline int tc_run_vultus_fd(int fd, char *out, size_t cap, const char *co
     }
     close(fds[1]);
     size_t got = 0;
-    ssize_t k;
-    while (got + 1 < cap && (k = read(fds[0], out + got, cap - 1 - got)) > 0)
-        got += (size_t)k;
-    out[got] = '\0';
+    char drop[4096];
+    for (ssize_t k;;) {
+        if (out && got + 1 < out_cap)
+            k = read(fds[0], out + got, out_cap - 1 - got);
+        else
+            k = read(fds[0], drop, sizeof drop);
+        if (k <= 0) break;
+        if (out && got + 1 < out_cap) got += (size_t)k;
+    }
+    if (out) out[got] = '\0';
     close(fds[0]);
     int status = 0;
     waitpid(pid, &status, 0);
+    if (err) {
+        ssize_t n = pread(efd, err, err_cap - 1, 0);
+        err[n > 0 ? n : 0] = '\0';
+        close(efd);
+    }
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* Runs `vultus ARGS...` to completion; what it writes to `fd` (1: stdout, 2: stderr; with 2 its
+ * stdout goes to /dev/null) into out[cap]. Returns the exit status or -1. */
+static inline int tc_run_vultus_fd(int fd, char *out, size_t cap, const char *const *args)
+{
+    return fd == 1 ? tc_run_vultus_io(args, out, cap, NULL, 0)
+                   : tc_run_vultus_io(args, NULL, 0, out, cap);
 }
 
 /* Runs `vultus ARGS...` to completion (for `keys create`); stdout into out. Returns the exit
