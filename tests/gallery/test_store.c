@@ -1802,21 +1802,27 @@ static void test_checkin_schema_additive(void **state)
     EXPECT_OK(gal_open(f->db, NULL, &f->g));
 }
 
+/* Closes the fixture's gallery and names a new, empty store for a test to build an earlier
+ * release's schema in: a file beside the fixture's, or a new PostgreSQL database. */
+static void earlier_store(struct fixture *f, char *earlier, size_t cap)
+{
+    gal_close(f->g);
+    f->g = NULL;
+#if STORE_IS_FILE
+    path_in(earlier, cap, f->dir, "earlier.db");
+#else
+    new_postgres_database(earlier, cap);
+#endif
+}
+
 /* A version-1 store as the release before the check-in record made it (its schema only, with
  * a collection and a subject): read-only, the record is empty and writing it a clear error;
  * the first writable open adds the tables, its data kept, the version still 1. */
 static void test_checkin_migration(void **state)
 {
     struct fixture *f = *state;
-    gal_close(f->g);
-    f->g = NULL;
-#if STORE_IS_FILE
     char earlier[600];
-    path_in(earlier, sizeof earlier, f->dir, "earlier.db");
-#else
-    char earlier[300];
-    new_postgres_database(earlier, sizeof earlier);
-#endif
+    earlier_store(f, earlier, sizeof earlier);
     store_exec(earlier, EARLIER_SCHEMA
                "INSERT INTO collections (name, model_id, dim, dtype, threshold, created_ms) "
                "VALUES ('ev', '" MODEL "', 64, 0, 0.5, 1);"
@@ -1871,15 +1877,8 @@ static void test_checkin_migration(void **state)
 static void test_checkin_door_migration(void **state)
 {
     struct fixture *f = *state;
-    gal_close(f->g);
-    f->g = NULL;
-#if STORE_IS_FILE
     char earlier[600];
-    path_in(earlier, sizeof earlier, f->dir, "earlier.db");
-#else
-    char earlier[300];
-    new_postgres_database(earlier, sizeof earlier);
-#endif
+    earlier_store(f, earlier, sizeof earlier);
     store_exec(earlier, EARLIER_SCHEMA EARLIER_CHECKINS
                "INSERT INTO collections (name, model_id, dim, dtype, threshold, created_ms) "
                "VALUES ('ev', '" MODEL "', 64, 0, 0.5, 1);"
