@@ -234,21 +234,6 @@ int gal_backup_inspect(const char *path, const char *extra_table, struct gal_bac
     }
     sqlite3_finalize(ic);
     if (err) goto out;
-    /* What a server would count: collections deleted but not yet purged (hidden under a name
-     * starting with '/', see store_sqlite.c) and their rows are not there for it. */
-    static const char *const count_sql[3] = {
-        "SELECT COUNT(*) FROM collections WHERE substr(name, 1, 1) <> '/'",
-        "SELECT COUNT(*) FROM subjects s JOIN collections c ON c.id = s.collection_id "
-        "WHERE substr(c.name, 1, 1) <> '/'",
-        "SELECT COUNT(*) FROM faces f JOIN collections c ON c.id = f.collection_id "
-        "WHERE substr(c.name, 1, 1) <> '/'",
-    };
-    int64_t n[3];
-    for (int i = 0; i < 3; i++)
-        if ((err = query_int(db, count_sql[i], path, &n[i]))) goto out;
-    counts->collections = (uint64_t)n[0];
-    counts->subjects = (uint64_t)n[1];
-    counts->faces = (uint64_t)n[2];
     if (extra_table) {
         /* The table's rows when it is there (another module's table in the same file). */
         sqlite3_stmt *q = NULL;
@@ -277,9 +262,21 @@ out:
     if (err) return err;
     /* Last, whether this build opens it as a store: it refuses a newer schema or another
      * application's file, with its own words. Read-only and store-only: nothing is written,
-     * no face is loaded. */
+     * no face is loaded. The counts are the store's own, as `vultus gallery list` gives them
+     * (a collection deleted but not yet purged is not counted). */
     struct gal *g = NULL;
     err = gal_open(path, &(struct gal_options){.read_only = 1, .store_only = 1}, &g);
+    struct gal_collection_info *list = NULL;
+    size_t count = 0;
+    if (!err) err = gal_collection_list(g, &list, &count);
+    if (!err) {
+        counts->collections = count;
+        for (size_t i = 0; i < count; i++) {
+            counts->subjects += list[i].subject_count;
+            counts->faces += list[i].face_count;
+        }
+    }
+    free(list);
     gal_close(g);
     return err;
 }
