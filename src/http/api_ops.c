@@ -21,20 +21,20 @@ void http_api_readyz(http_request *r, http_worker *w)
 {
     (void)w;
     http_server *s = r->srv;
-    int models = atomic_load(&s->models_loaded), gallery = atomic_load(&s->gallery_loaded),
-        store = atomic_load(&s->store_ok), draining = atomic_load(&s->draining);
-    json_t *checks = json_pack("{s:b,s:b,s:b,s:b}", "models", models, "gallery", gallery, "store",
-                               store, "draining", draining);
-    if (models && gallery && store && !draining) {
+    struct http_readiness c;
+    int ready = http_server_ready(s, &c);
+    json_t *checks = json_pack("{s:b,s:b,s:b,s:b}", "models", c.models, "gallery", c.gallery,
+                               "store", c.store, "draining", c.draining);
+    if (ready) {
         http_respond_json(r, 200, json_pack("{s:s,s:o}", "status", "ready", "checks", checks));
         return;
     }
     /* Start-up loads both in parallel (server.c, load_models and load_store). */
-    const char *why = draining              ? "draining (SIGTERM)"
-                      : !models && !gallery ? "loading the models and the gallery"
-                      : !models             ? "loading the models"
-                      : !gallery            ? "loading the gallery"
-                                            : "the store does not answer";
+    const char *why = c.draining                ? "draining (SIGTERM)"
+                      : !c.models && !c.gallery ? "loading the models and the gallery"
+                      : !c.models               ? "loading the models"
+                      : !c.gallery              ? "loading the gallery"
+                                                : "the store does not answer";
     snprintf(r->error, sizeof r->error, "not_ready");
     http_respond_json(r, 503,
                       json_pack("{s:{s:s,s:s},s:s,s:o}", "error", "code", "not_ready", "message",

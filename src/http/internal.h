@@ -461,6 +461,20 @@ struct http_server {
     _Atomic uint64_t id_counter;
 };
 
+/* Whether /readyz answers 200: models loaded, gallery loaded, store answering, not draining
+ * (each check, as read once, into *c when c is not NULL). Also when the service manager is
+ * told READY=1 (notify.h). */
+struct http_readiness {
+    int models, gallery, store, draining;
+};
+static inline int http_server_ready(http_server *s, struct http_readiness *c)
+{
+    struct http_readiness r = {atomic_load(&s->models_loaded), atomic_load(&s->gallery_loaded),
+                               atomic_load(&s->store_ok), atomic_load(&s->draining)};
+    if (c) *c = r;
+    return r.models && r.gallery && r.store && !r.draining;
+}
+
 /* Response helpers: set r's response (replacing any). */
 void http_respond_json(http_request *r, int status, json_t *body); /* steals body */
 void http_respond_text(http_request *r, int status, const char *type, char *text, size_t len);

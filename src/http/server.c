@@ -1856,9 +1856,8 @@ static int run_loop(http_server *s, store_checker *c)
         if (atomic_load(&s->load_failed)) return base_error_set(BASE_ERR_IO, "%s", s->load_error);
         reap_slow_connections(s);
         store_watch(s, c, now, &stuck_logged);
-        /* READY=1 once, when /readyz would first answer 200 (the same four checks). */
-        if (!ready_sent && !drain_start && atomic_load(&s->models_loaded) &&
-            atomic_load(&s->gallery_loaded) && atomic_load(&s->store_ok)) {
+        /* READY=1 once, when /readyz would first answer 200. */
+        if (!ready_sent && !drain_start && http_server_ready(s, NULL)) {
             ready_sent = 1;
             http_notify_send(s->notify_ready);
         }
