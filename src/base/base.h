@@ -91,6 +91,12 @@ uint64_t base_now_ns(void);
  */
 int base_file_read(const char *path, size_t max_bytes, char **data, size_t *len);
 
+/* The folder that holds `path` into dir[cap]: "." for a bare name, "/" for a name at the root. */
+void base_path_dir(const char *path, char *dir, size_t cap);
+/* fsync of the folder `dir`, so that a file created or renamed in it stays after a crash: 0, or
+ * -1 with errno set. */
+int base_fsync_dir(const char *dir);
+
 /* Aligned allocation (alignment a power of two >= sizeof(void*)); free with base_aligned_free. */
 void *base_aligned_alloc(size_t alignment, size_t size);
 void base_aligned_free(void *p);

@@ -99,34 +99,11 @@ static double now_ms(void)
     return (double)base_now_ns() / 1e6;
 }
 
-/* The folder of `path` ("." for a bare name) into dir[cap]. */
-static void dir_of(const char *path, char *dir, size_t cap)
-{
-    snprintf(dir, cap, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (!slash)
-        snprintf(dir, cap, ".");
-    else if (slash == dir)
-        dir[1] = '\0';
-    else
-        *slash = '\0';
-}
-
-/* A rename is durable once the folder that holds the name is on disk. */
-static int fsync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return -1;
-    int rc = fsync(fd);
-    close(fd);
-    return rc;
-}
-
 /* A temporary name beside `target`, hidden: DIR/.NAME.tmp-PID. */
 static int temp_beside(const char *target, char *out, size_t cap)
 {
     char dir[PATH_MAX];
-    dir_of(target, dir, sizeof dir);
+    base_path_dir(target, dir, sizeof dir);
     const char *slash = strrchr(target, '/');
     const char *name = slash ? slash + 1 : target;
     int n = snprintf(out, cap, "%s/.%s.tmp-%ld", dir, name, (long)getpid());
@@ -144,7 +121,7 @@ static int is_store_file(const char *data, const char *store, const char *out)
 {
     static const char *const suffix[4] = {"", "-wal", "-shm", "-journal"};
     char out_dir[PATH_MAX], real_out_dir[PATH_MAX], real_data[PATH_MAX];
-    dir_of(out, out_dir, sizeof out_dir);
+    base_path_dir(out, out_dir, sizeof out_dir);
     const char *slash = strrchr(out, '/');
     const char *name = slash ? slash + 1 : out;
     int same_dir = realpath(out_dir, real_out_dir) && realpath(data, real_data) &&
@@ -339,8 +316,8 @@ int cli_backup_main(int argc, char **argv)
     }
     temp_armed = 0;
     char dir[PATH_MAX];
-    dir_of(out, dir, sizeof dir);
-    if (fsync_dir(dir) != 0) {
+    base_path_dir(out, dir, sizeof dir);
+    if (base_fsync_dir(dir) != 0) {
         fprintf(stderr, "vultus backup: %s: fsync of the folder: %s\n", dir, strerror(errno));
         block_signals(0);
         return CLI_EXIT_FAILURE;
@@ -582,9 +559,9 @@ int cli_restore_main(int argc, char **argv)
         json_array_append_new(aside, json_string(to));
     }
     char dir[PATH_MAX];
-    dir_of(store, dir, sizeof dir);
+    base_path_dir(store, dir, sizeof dir);
     /* The moves on disk before the new file appears: never the new file beside an old WAL. */
-    if (!failed) fsync_dir(dir);
+    if (!failed) base_fsync_dir(dir);
 
     /* 4. The backup in place. */
     if (!failed && rename(temp_path, store) != 0) {
@@ -608,7 +585,7 @@ int cli_restore_main(int argc, char **argv)
                 back++;
             }
         }
-        fsync_dir(dir);
+        base_fsync_dir(dir);
         /* The last line says where the store stands: as it was, or what to move by hand. */
         if (stuck)
             fprintf(stderr,
@@ -624,7 +601,7 @@ int cli_restore_main(int argc, char **argv)
         goto fail;
     }
     temp_armed = 0;
-    rc = fsync_dir(dir);
+    rc = base_fsync_dir(dir);
     block_signals(0);
     if (rc != 0) {
         fprintf(stderr, "vultus restore: %s: fsync of the folder: %s\n", dir, strerror(errno));

@@ -173,25 +173,6 @@ static int export_face(void *ctx, const struct gal_face_record *f)
     return 0;
 }
 
-/* fsync of the directory holding `path`, so a rename in it is durable. */
-static void sync_directory(const char *path)
-{
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash == dir)
-        dir[1] = '\0';
-    else if (slash)
-        *slash = '\0';
-    else
-        snprintf(dir, sizeof dir, ".");
-    int fd = open(dir, O_RDONLY | O_DIRECTORY);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
-}
-
 int gal_export(struct gal *g, const char *collection, const char *path)
 {
     return gal_export_stoppable(g, collection, path, NULL);
@@ -258,7 +239,9 @@ int gal_export_stoppable(struct gal *g, const char *collection, const char *path
         rc = base_error_set(BASE_ERR_IO, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
         goto fail;
     }
-    sync_directory(path);
+    char dir[4096]; /* the rename is durable once the folder is on disk */
+    base_path_dir(path, dir, sizeof dir);
+    base_fsync_dir(dir);
     free(tmp);
     return 0;
 fail:
